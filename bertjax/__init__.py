@@ -1,0 +1,3 @@
+"""bertjax: BERT pretraining in JAX/Flax."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,95 @@
+"""Checks a config before anything is read or compiled; each problem is a one-line UserError
+that names the field and says how to fix it."""
+
+import os
+from pathlib import Path
+
+import jax
+import ml_collections
+
+from bertjax import sharding
+from bertjax.errors import UserError
+
+
+def _require(condition: bool, message: str) -> None:
+    if not condition:
+        raise UserError(message)
+
+
+def validate_config(config: ml_collections.ConfigDict, workdir: Path | None = None) -> None:
+    c = config
+    _require(
+        c.hidden_size > 0 and c.num_hidden_layers > 0 and c.num_attention_heads > 0,
+        "hidden_size, num_hidden_layers and num_attention_heads must be positive",
+    )
+    _require(
+        c.hidden_size % c.num_attention_heads == 0,
+        f"hidden_size={c.hidden_size} is not divisible by num_attention_heads="
+        f"{c.num_attention_heads}; pick sizes where it is",
+    )
+    _require(c.intermediate_size > 0, "intermediate_size must be positive (usually 4*hidden_size)")
+    _require(
+        2 <= c.max_seq_length <= c.max_position_embeddings,
+        f"max_seq_length={c.max_seq_length} must be in [2, max_position_embeddings="
+        f"{c.max_position_embeddings}]",
+    )
+    _require(
+        0 < c.max_predictions_per_seq <= c.max_seq_length,
+        f"max_predictions_per_seq={c.max_predictions_per_seq} must be in "
+        f"[1, max_seq_length={c.max_seq_length}]",
+    )
+    _require(0 < c.masked_lm_prob < 1, f"masked_lm_prob={c.masked_lm_prob} must be in (0, 1)")
+    _require(0 <= c.short_seq_prob <= 1, f"short_seq_prob={c.short_seq_prob} must be in [0, 1]")
+    for name in ("hidden_dropout_prob", "attention_probs_dropout_prob"):
+        _require(0 <= c[name] < 1, f"{name}={c[name]} must be in [0, 1)")
+    _require(c.dupe_factor >= 1, f"dupe_factor={c.dupe_factor} must be >= 1")
+    _require(c.vocab_size > 5 or c.vocab_dir, f"vocab_size={c.vocab_size} is too small")
+    _require(
+        c.dtype in ("float32", "bfloat16"),
+        f"dtype={c.dtype!r} is not supported; use 'float32' or 'bfloat16'",
+    )
+    _require(c.batch_size > 0, f"batch_size={c.batch_size} must be positive")
+    _require(c.log_every > 0, f"log_every={c.log_every} must be positive")
+    _require(c.num_train_steps > 0, f"num_train_steps={c.num_train_steps} must be positive")
+    _require(
+        0 <= c.warmup_steps <= c.num_train_steps,
+        f"warmup_steps={c.warmup_steps} must be in [0, num_train_steps={c.num_train_steps}]",
+    )
+    _require(c.learning_rate > 0, f"learning_rate={c.learning_rate} must be positive")
+    _require(c.weight_decay >= 0, f"weight_decay={c.weight_decay} must be >= 0")
+    _require(c.max_grad_norm >= 0, f"max_grad_norm={c.max_grad_norm} must be >= 0 (0 disables)")
+    _require(
+        not c.vocab_dir or (Path(c.vocab_dir) / "vocab.txt").is_file(),
+        f"vocab_dir={c.vocab_dir!r} has no vocab.txt; point it at a directory with one or "
+        "leave it empty to train a vocabulary",
+    )
+    sizes = dict(
+        zip(
+            sharding.MESH_AXES,
+            sharding.mesh_axis_sizes(c.mesh_shape, jax.device_count()),
+            strict=True,
+        )
+    )
+    batch_shards = sizes["data"] * sizes["fsdp"]
+    _require(
+        c.batch_size % batch_shards == 0,
+        f"batch_size={c.batch_size} is not divisible by the {batch_shards} data-parallel "
+        "shards (data x fsdp); change --config.batch_size",
+    )
+    _require(
+        c.batch_size % jax.process_count() == 0,
+        f"batch_size={c.batch_size} is not divisible by {jax.process_count()} processes",
+    )
+    if workdir is not None:
+        _check_writable(Path(workdir))
+
+
+def _check_writable(workdir: Path) -> None:
+    try:
+        workdir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UserError(
+            f"cannot create workdir {workdir}: {e.strerror}; choose another --workdir"
+        ) from None
+    if not os.access(workdir, os.W_OK):
+        raise UserError(f"workdir {workdir} is not writable; choose another --workdir")

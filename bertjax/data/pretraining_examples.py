@@ -1,0 +1,196 @@
+"""Sentence-pair instances for masked-LM + next-sentence-prediction pretraining.
+
+Follows google-research/bert ``create_pretraining_data.py`` (``create_instances_from_document``
+and ``truncate_seq_pair``), with one deviation that keeps the NSP labels balanced; see
+`create_instances`. Masking is not done here: it happens per epoch in the tf.data pipeline.
+"""
+
+import random
+from collections.abc import Sequence
+
+import numpy as np
+
+from bertjax.errors import UserError
+
+Sentence = Sequence[int]
+Document = Sequence[Sentence]
+# (tokens_a, tokens_b, is_random_next)
+_Pair = tuple[list[int], list[int], bool]
+
+_MIN_SEQ_LENGTH = 5  # [CLS] a [SEP] b [SEP]
+
+
+def truncate_seq_pair(
+    tokens_a: list[int], tokens_b: list[int], max_num_tokens: int, rng: random.Random
+) -> None:
+    """Trims the longer list one token at a time, from its front or back (fair coin), in place.
+
+    Trimming both ends, not just the back, avoids teaching the model that segments always end
+    mid-sentence.
+    """
+    while len(tokens_a) + len(tokens_b) > max_num_tokens:
+        longer = tokens_a if len(tokens_a) > len(tokens_b) else tokens_b
+        if rng.random() < 0.5:
+            del longer[0]
+        else:
+            longer.pop()
+
+
+def _flatten(sentences: Sequence[Sentence]) -> list[int]:
+    return [token for sentence in sentences for token in sentence]
+
+
+def _random_continuation(
+    documents: Sequence[Document], doc_index: int, target_length: int, rng: random.Random
+) -> list[int]:
+    """Consecutive sentences from a random *other* document: >= target_length tokens if it can."""
+    # Drawing from n-1 and skipping doc_index guarantees a different document in one draw.
+    other = rng.randrange(len(documents) - 1)
+    other += other >= doc_index
+    document = documents[other]
+    tokens: list[int] = []
+    for sentence in document[rng.randrange(len(document)) :]:
+        tokens.extend(sentence)
+        if len(tokens) >= target_length:
+            break
+    return tokens
+
+
+def _pairs_from_document(
+    documents: Sequence[Document],
+    doc_index: int,
+    max_num_tokens: int,
+    short_seq_prob: float,
+    rng: random.Random,
+) -> list[_Pair]:
+    """One pass of google's `create_instances_from_document` over documents[doc_index]."""
+    document = documents[doc_index]
+    # Mostly full-length pairs to use the compute; sometimes short ones so the model also sees
+    # the short inputs that fine-tuning brings.
+    target_length = max_num_tokens
+    if rng.random() < short_seq_prob:
+        target_length = rng.randint(2, max_num_tokens)
+
+    pairs: list[_Pair] = []
+    chunk: list[Sentence] = []
+    chunk_length = 0
+    i = 0
+    while i < len(document):
+        chunk.append(document[i])
+        chunk_length += len(document[i])
+        if i == len(document) - 1 or chunk_length >= target_length:
+            a_end = rng.randint(1, len(chunk) - 1) if len(chunk) >= 2 else 1
+            tokens_a = _flatten(chunk[:a_end])
+            is_random_next = rng.random() < 0.5
+            if is_random_next:
+                tokens_b = _random_continuation(
+                    documents, doc_index, target_length - len(tokens_a), rng
+                )
+                # The sentences of the chunk after A were not used: give them back.
+                i -= len(chunk) - a_end
+            elif len(chunk) >= 2:
+                tokens_b = _flatten(chunk[a_end:])
+            elif i + 1 < len(document):
+                i += 1
+                tokens_b = list(document[i])
+            elif len(tokens_a) >= 2:
+                split = rng.randint(1, len(tokens_a) - 1)
+                tokens_a, tokens_b = tokens_a[:split], tokens_a[split:]
+            else:
+                tokens_b = []  # a lone one-token sentence at the end: no pair possible
+            if tokens_b:
+                truncate_seq_pair(tokens_a, tokens_b, max_num_tokens, rng)
+                pairs.append((tokens_a, tokens_b, is_random_next))
+            chunk = []
+            chunk_length = 0
+        i += 1
+    return pairs
+
+
+def _to_arrays(
+    pairs: Sequence[_Pair], max_seq_length: int, cls_id: int, sep_id: int, pad_id: int
+) -> dict[str, np.ndarray]:
+    """Packs pairs as ``[CLS] A [SEP] B [SEP]`` rows, right-padded to max_seq_length."""
+    n = len(pairs)
+    input_ids = np.full((n, max_seq_length), pad_id, np.int32)
+    input_mask = np.zeros((n, max_seq_length), np.int32)
+    segment_ids = np.zeros((n, max_seq_length), np.int32)
+    next_sentence_labels = np.zeros((n,), np.int32)
+    for row, (tokens_a, tokens_b, is_random_next) in enumerate(pairs):
+        tokens = [cls_id, *tokens_a, sep_id, *tokens_b, sep_id]
+        length = len(tokens)
+        input_ids[row, :length] = tokens
+        input_mask[row, :length] = 1
+        segment_ids[row, len(tokens_a) + 2 : length] = 1
+        next_sentence_labels[row] = int(is_random_next)
+    return {
+        "input_ids": input_ids,
+        "input_mask": input_mask,
+        "segment_ids": segment_ids,
+        "next_sentence_labels": next_sentence_labels,
+    }
+
+
+def _check_args(max_seq_length: int, short_seq_prob: float, dupe_factor: int) -> None:
+    if max_seq_length < _MIN_SEQ_LENGTH:
+        raise UserError(
+            f"max_seq_length={max_seq_length} cannot hold [CLS] A [SEP] B [SEP]; "
+            f"set --config.max_seq_length to at least {_MIN_SEQ_LENGTH} (BERT uses 128 or 512)"
+        )
+    if not 0.0 <= short_seq_prob <= 1.0:
+        raise UserError(f"short_seq_prob={short_seq_prob} is not a probability; use 0..1")
+    if dupe_factor < 1:
+        raise UserError(f"dupe_factor={dupe_factor} must be >= 1; set --config.dupe_factor=5")
+
+
+def create_instances(
+    documents: Sequence[Document],
+    *,
+    max_seq_length: int,
+    short_seq_prob: float,
+    dupe_factor: int,
+    seed: int,
+    cls_id: int,
+    sep_id: int,
+    pad_id: int,
+) -> dict[str, np.ndarray]:
+    """Builds shuffled NSP sentence-pair instances from tokenized documents.
+
+    Args:
+      documents: documents -> sentences -> token ids (no [CLS]/[SEP]). Empty sentences and
+        documents are skipped; at least two non-empty documents are needed for random pairs.
+      max_seq_length: L, tokens per instance including [CLS] and both [SEP]s.
+      short_seq_prob: probability that a document pass aims at a random length in
+        [2, L-3] instead of L-3.
+      dupe_factor: passes over the corpus, each drawing fresh split points and random pairs.
+      seed: seeds a `random.Random`; same inputs and seed -> identical output.
+
+    Returns:
+      ``input_ids`` [N, L] int32 (padded with pad_id), ``input_mask`` [N, L] int32 (1 = real
+      token), ``segment_ids`` [N, L] int32 (0 for [CLS] A [SEP], 1 for B [SEP]) and
+      ``next_sentence_labels`` [N] int32 (0 = B continues A, 1 = B is random).
+
+    Deviation from google-research/bert: google makes B random whenever the chunk holds a
+    single sentence, which skews its labels towards "random" (about 60% on typical corpora).
+    Here a fair coin decides, independent of the chunk. When it says "continuation" but the
+    chunk is one sentence, B is the document's next sentence (consumed), or, at the end of the
+    document, the sentence's tokens are split at a random point into A and B.
+    """
+    _check_args(max_seq_length, short_seq_prob, dupe_factor)
+    documents = [[list(s) for s in doc if len(s)] for doc in documents]
+    documents = [doc for doc in documents if doc]
+    if len(documents) < 2:
+        raise UserError(
+            f"next-sentence pairs need at least 2 non-empty documents, got {len(documents)}; "
+            "add documents to --config.corpus (documents are separated by blank lines in .txt)"
+        )
+    rng = random.Random(seed)
+    max_num_tokens = max_seq_length - 3
+    pairs: list[_Pair] = []
+    for _ in range(dupe_factor):
+        for doc_index in range(len(documents)):
+            pairs.extend(
+                _pairs_from_document(documents, doc_index, max_num_tokens, short_seq_prob, rng)
+            )
+    rng.shuffle(pairs)
+    return _to_arrays(pairs, max_seq_length, cls_id, sep_id, pad_id)

@@ -1,0 +1,308 @@
+"""WordPiece vocabularies (trained once per corpus and cached) and the tokenizer that reads them.
+
+Training uses the Hugging Face ``tokenizers`` WordPiece trainer; tokenization uses
+``tensorflow_text.BertTokenizer``, so the same op runs eagerly and inside tf.data graphs.
+Any BERT ``vocab.txt`` (one token per line, id = line number) works, e.g. bert-base-uncased.
+"""
+
+import collections
+import hashlib
+import json
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import ml_collections
+import tensorflow as tf
+import tensorflow_text as tf_text
+from absl import logging
+
+from bertjax.data import corpus
+from bertjax.errors import UserError
+
+PAD, UNK, CLS, SEP, MASK = "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"
+# Ids 0..4 in the vocabularies we train; other vocabularies are looked up by token.
+SPECIAL_TOKENS = (PAD, UNK, CLS, SEP, MASK)
+VOCAB_FILE = "vocab.txt"
+META_FILE = "vocab_meta.json"
+# Bump when training settings change, so cached vocabularies from older code are not reused.
+VOCAB_FORMAT_VERSION = 1
+DEFAULT_CACHE_DIR = "~/.cache/bertjax"
+# Most frequent characters kept as single-character tokens (the trainer's default).
+_LIMIT_ALPHABET = 1000
+
+_SPECIAL_TOKEN = re.compile(r"\[[^\[\]\s]+\]")
+
+
+def _continuation_tokens(texts: Iterable[str], lowercase: bool, limit_alphabet: int) -> list[str]:
+    """Sorted ``##c`` for the (at most limit_alphabet most frequent) characters c inside words.
+
+    The Hugging Face trainer creates these tokens in hash-map order, which makes the trained
+    vocabulary differ from run to run (huggingface/tokenizers#1794). Passing them in up front
+    fixes their ids, and with them the whole vocabulary: every host of a multi-host run, and
+    every rerun, gets the same token ids.
+    """
+    from tokenizers.normalizers import BertNormalizer
+    from tokenizers.pre_tokenizers import BertPreTokenizer
+
+    normalizer = BertNormalizer(
+        clean_text=True, handle_chinese_chars=True, strip_accents=lowercase, lowercase=lowercase
+    )
+    counts: collections.Counter[str] = collections.Counter()
+    for text in texts:
+        counts.update(normalizer.normalize_str(text))
+    # A character the pre-tokenizer splits off (whitespace, punctuation, CJK) never continues
+    # a word; asking the pre-tokenizer itself keeps us in step with its rules.
+    pre_tokenizer = BertPreTokenizer()
+    word_chars = [
+        char
+        for char, _ in sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+        if len(pre_tokenizer.pre_tokenize_str(f"a{char}a")) == 1
+    ]
+    return ["##" + char for char in sorted(word_chars[:limit_alphabet])]
+
+
+def train_wordpiece_vocab(
+    texts: Iterable[str],
+    vocab_size: int,
+    lowercase: bool,
+    out_dir: str | os.PathLike,
+    *,
+    fingerprint: str = "",
+) -> Path:
+    """Trains a BERT WordPiece vocabulary on `texts` and writes it to `out_dir`.
+
+    Deterministic: the same texts and settings give the same vocabulary on every machine.
+    `texts` is read twice; an iterator is first materialised as a list.
+    Writes ``vocab.txt`` (one token per line; [PAD] [UNK] [CLS] [SEP] [MASK] at ids 0..4) and
+    ``vocab_meta.json`` (sizes, casing, special ids, the corpus `fingerprint`).
+    Returns the path of ``vocab.txt``.
+    """
+    # Imported here: only vocabulary training needs the Hugging Face library.
+    from tokenizers import BertWordPieceTokenizer
+
+    if vocab_size <= len(SPECIAL_TOKENS):
+        raise UserError(
+            f"vocab_size={vocab_size} leaves no room beyond the {len(SPECIAL_TOKENS)} special "
+            "tokens; set --config.vocab_size to a few thousand or more"
+        )
+    texts = texts if isinstance(texts, Sequence) else list(texts)
+    continuation_tokens = _continuation_tokens(texts, lowercase, _LIMIT_ALPHABET)
+    trainer = BertWordPieceTokenizer(
+        clean_text=True, handle_chinese_chars=True, strip_accents=lowercase, lowercase=lowercase
+    )
+    trainer.train_from_iterator(
+        texts,
+        vocab_size=vocab_size,
+        limit_alphabet=_LIMIT_ALPHABET,
+        special_tokens=[*SPECIAL_TOKENS, *continuation_tokens],
+        show_progress=False,
+    )
+    token_to_id = trainer.get_vocab()
+    vocab = sorted(token_to_id, key=token_to_id.__getitem__)
+    if len(vocab) <= len(SPECIAL_TOKENS) + len(continuation_tokens):
+        raise UserError("the corpus has no text to train a vocabulary on; check --config.corpus")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    vocab_path = out_dir / VOCAB_FILE
+    vocab_path.write_text("".join(token + "\n" for token in vocab), encoding="utf-8")
+    meta = {
+        "vocab_size": len(vocab),
+        "requested_vocab_size": vocab_size,
+        "lowercase": lowercase,
+        "special_token_ids": {token: token_to_id[token] for token in SPECIAL_TOKENS},
+        "corpus_fingerprint": fingerprint,
+        "format_version": VOCAB_FORMAT_VERSION,
+    }
+    (out_dir / META_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+    return vocab_path
+
+
+def vocab_cache_key(fingerprint: str, vocab_size: int, lowercase: bool, text_field: str) -> str:
+    """Hex key naming a cached vocabulary: changes with the corpus or any training setting."""
+    key = json.dumps([fingerprint, vocab_size, lowercase, text_field, VOCAB_FORMAT_VERSION])
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()[:20]
+
+
+def _check_given_vocab(vocab_dir: str, lowercase: bool) -> Path:
+    """Validates a user-supplied vocabulary directory and returns its ``vocab.txt``."""
+    vocab_path = Path(vocab_dir).expanduser() / VOCAB_FILE
+    if not vocab_path.is_file():
+        raise UserError(
+            f"vocabulary {str(vocab_path)!r} does not exist; point --config.vocab_dir at a "
+            "directory holding vocab.txt, or set --config.vocab_dir='' to train one"
+        )
+    meta_path = vocab_path.parent / META_FILE
+    if meta_path.is_file():
+        meta_lowercase = json.loads(meta_path.read_text(encoding="utf-8")).get("lowercase")
+        if meta_lowercase is not None and meta_lowercase != lowercase:
+            raise UserError(
+                f"vocabulary {str(vocab_path)!r} was trained with lowercase={meta_lowercase}; "
+                f"set --config.lowercase={meta_lowercase}"
+            )
+    return vocab_path
+
+
+def build_or_load_vocab(config: ml_collections.ConfigDict) -> Path:
+    """Returns the path of the run's ``vocab.txt``, training and caching one when needed.
+
+    Uses ``config.vocab_dir`` when set. Otherwise looks in
+    ``<config.cache_dir or ~/.cache/bertjax>/vocab-<key>`` (key: corpus fingerprint, vocab_size,
+    lowercase, text_field, format version) and trains there on a miss. Training writes to a
+    temporary directory renamed into place at the end, so a killed run never leaves a partial
+    vocabulary behind.
+    """
+    if config.vocab_dir:
+        vocab_path = _check_given_vocab(config.vocab_dir, config.lowercase)
+        logging.info("Using vocabulary %s", vocab_path)
+        return vocab_path
+    files = corpus.resolve_files(config.corpus)
+    fingerprint = corpus.corpus_fingerprint(files)
+    key = vocab_cache_key(fingerprint, config.vocab_size, config.lowercase, config.text_field)
+    cache_root = Path(config.cache_dir or DEFAULT_CACHE_DIR).expanduser()
+    final_dir = cache_root / f"vocab-{key}"
+    if (final_dir / VOCAB_FILE).is_file():
+        logging.info("Reusing cached vocabulary %s", final_dir / VOCAB_FILE)
+        return final_dir / VOCAB_FILE
+    cache_root.mkdir(parents=True, exist_ok=True)
+    temp_dir = Path(tempfile.mkdtemp(prefix=f".vocab-{key}-", dir=cache_root))
+    try:
+        train_wordpiece_vocab(
+            corpus.read_documents(files, config.text_field),
+            config.vocab_size,
+            config.lowercase,
+            temp_dir,
+            fingerprint=fingerprint,
+        )
+        try:
+            os.rename(temp_dir, final_dir)
+        except OSError:
+            # Another process finished the same vocabulary first; theirs is identical.
+            if not (final_dir / VOCAB_FILE).is_file():
+                raise
+    finally:
+        shutil.rmtree(temp_dir, ignore_errors=True)
+    logging.info(
+        "Trained vocabulary (vocab_size=%d, lowercase=%s) on %d corpus files -> %s",
+        config.vocab_size,
+        config.lowercase,
+        len(files),
+        final_dir / VOCAB_FILE,
+    )
+    return final_dir / VOCAB_FILE
+
+
+def read_vocab(vocab_path: str | os.PathLike) -> list[str]:
+    """Tokens of a ``vocab.txt``, index = id (trailing newline and CR stripped, nothing else)."""
+    with open(vocab_path, encoding="utf-8") as f:
+        return [line.rstrip("\n").rstrip("\r") for line in f]
+
+
+class WordPieceTokenizer:
+    """BERT tokenization (basic split + WordPiece) over a ``vocab.txt``, via tensorflow-text.
+
+    Special token ids are looked up by name, never assumed to sit at fixed positions.
+    """
+
+    def __init__(self, vocab_path: str | os.PathLike, lowercase: bool):
+        self.vocab_path = Path(vocab_path)
+        self.lowercase = lowercase
+        if not self.vocab_path.is_file():
+            raise UserError(
+                f"vocabulary {str(self.vocab_path)!r} does not exist; "
+                "set --config.vocab_dir to a directory holding vocab.txt"
+            )
+        self._vocab = read_vocab(self.vocab_path)
+        self._token_to_id: dict[str, int] = {}
+        for token_id, token in enumerate(self._vocab):
+            self._token_to_id.setdefault(token, token_id)  # first occurrence wins, as in BERT
+        missing = [token for token in SPECIAL_TOKENS if token not in self._token_to_id]
+        if missing:
+            raise UserError(
+                f"vocabulary {str(self.vocab_path)!r} lacks special tokens {missing}; "
+                f"use a BERT vocab.txt that holds all of {list(SPECIAL_TOKENS)}"
+            )
+        self._special_ids = tuple(
+            token_id
+            for token_id, token in enumerate(self._vocab)
+            if _SPECIAL_TOKEN.fullmatch(token) and self._token_to_id[token] == token_id
+        )
+        self._special_id_set = frozenset(self._special_ids)
+        table = tf.lookup.StaticHashTable(
+            tf.lookup.KeyValueTensorInitializer(
+                keys=tf.constant(list(self._token_to_id), tf.string),
+                values=tf.constant(list(self._token_to_id.values()), tf.int64),
+            ),
+            default_value=self._token_to_id[UNK],
+        )
+        self._tf_tokenizer = tf_text.BertTokenizer(
+            table, token_out_type=tf.int32, unknown_token=UNK, lower_case=lowercase
+        )
+
+    @property
+    def vocab(self) -> list[str]:
+        """All tokens, index = id (do not modify)."""
+        return self._vocab
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self._vocab)
+
+    @property
+    def pad_id(self) -> int:
+        return self._token_to_id[PAD]
+
+    @property
+    def unk_id(self) -> int:
+        return self._token_to_id[UNK]
+
+    @property
+    def cls_id(self) -> int:
+        return self._token_to_id[CLS]
+
+    @property
+    def sep_id(self) -> int:
+        return self._token_to_id[SEP]
+
+    @property
+    def mask_id(self) -> int:
+        return self._token_to_id[MASK]
+
+    @property
+    def special_ids(self) -> tuple[int, ...]:
+        """Ascending ids of every ``[...]`` token ([PAD], [CLS], [unused0], ...)."""
+        return self._special_ids
+
+    def token_to_id(self, token: str) -> int:
+        """Id of `token`, or of [UNK] when the vocabulary lacks it."""
+        return self._token_to_id.get(token, self.unk_id)
+
+    def tokenize_tf(self, texts: tf.Tensor) -> tf.RaggedTensor:
+        """[batch] tf.string -> [batch, (tokens)] int32 wordpiece ids; usable in tf.data graphs."""
+        return self._tf_tokenizer.tokenize(texts).merge_dims(-2, -1)
+
+    def encode(self, texts: Sequence[str]) -> list[list[int]]:
+        """Token ids of each text, in one batched call (no [CLS]/[SEP] added)."""
+        if not texts:
+            return []
+        ids = self.tokenize_tf(tf.constant(list(texts), tf.string))
+        flat = ids.flat_values.numpy().tolist()
+        splits = ids.row_splits.numpy().tolist()
+        return [flat[begin:end] for begin, end in zip(splits[:-1], splits[1:], strict=True)]
+
+    def decode(self, ids: Iterable[int]) -> str:
+        """Space-joined wordpieces with ``##`` continuations glued on; special tokens dropped."""
+        words: list[str] = []
+        for token_id in ids:
+            token_id = int(token_id)
+            if token_id in self._special_id_set:
+                continue
+            token = self._vocab[token_id]
+            if token.startswith("##") and words:
+                words[-1] += token[2:]
+            else:
+                words.append(token)
+        return " ".join(words)

@@ -1,0 +1,186 @@
+"""BERT multi-head self-attention: per-head projections, a fused path and an explicit path.
+
+Shapes: B batch, L sequence length, N heads, D head size (hidden / heads), H hidden size.
+The fused path calls `jax.nn.dot_product_attention` (cuDNN flash attention on GPU when asked
+for); it has no dropout on attention probabilities, so training with
+`attention_probs_dropout_prob > 0` takes the explicit einsum-softmax-dropout path instead.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+if TYPE_CHECKING:
+    from bertjax.models.bert import BertConfig
+
+# Parameters are placed by the caller (jit out_shardings from logical names), never at creation.
+nnx.use_eager_sharding(False)
+
+
+def dense_init(
+    config: BertConfig, kernel_axes: tuple[str, ...], bias_axes: tuple[str, ...]
+) -> dict[str, Any]:
+    """Initialisers of a BERT dense layer: normal(initializer_range) kernel, zero bias, named."""
+    return {
+        "kernel_init": nnx.with_partitioning(
+            nnx.initializers.normal(config.initializer_range), kernel_axes
+        ),
+        "bias_init": nnx.with_partitioning(nnx.initializers.zeros_init(), bias_axes),
+    }
+
+
+def layer_norm(config: BertConfig, num_features: int, rngs: nnx.Rngs) -> nnx.LayerNorm:
+    """LayerNorm computed in float32 with scale 1, bias 0, both named ('norm',)."""
+    return nnx.LayerNorm(
+        num_features,
+        epsilon=config.layer_norm_eps,
+        dtype=jnp.float32,
+        use_fast_variance=False,
+        scale_init=nnx.with_partitioning(nnx.initializers.ones_init(), ("norm",)),
+        bias_init=nnx.with_partitioning(nnx.initializers.zeros_init(), ("norm",)),
+        rngs=rngs,
+    )
+
+
+def padding_mask(input_mask: jax.Array) -> jax.Array:
+    """[B, L] 1/0 input mask -> boolean key mask [B, 1, 1, L] (True = may be attended to)."""
+    return input_mask[:, None, None, :].astype(bool)
+
+
+def fused_attention(
+    query: jax.Array,
+    key: jax.Array,
+    value: jax.Array,
+    mask: jax.Array,
+    *,
+    implementation: str | None = None,
+) -> jax.Array:
+    """softmax(q k^T / sqrt(D)) v with `jax.nn.dot_product_attention`; [B, L, N, D] each.
+
+    `mask` is boolean [B, 1, 1, L]. `implementation` is passed through (None/'xla'/'cudnn').
+    """
+    return jax.nn.dot_product_attention(query, key, value, mask=mask, implementation=implementation)
+
+
+def explicit_attention(
+    query: jax.Array,
+    key: jax.Array,
+    value: jax.Array,
+    mask: jax.Array,
+    *,
+    dropout_rate: float = 0.0,
+    dropout_key: jax.Array | None = None,
+) -> jax.Array:
+    """The same attention as `fused_attention`, written out so probabilities can be dropped.
+
+    Logits and softmax are float32; probabilities are cast back to the value dtype for the
+    second matmul. Dropout is applied when `dropout_key` is given and `dropout_rate > 0`.
+    """
+    scale = query.shape[-1] ** -0.5
+    logits = jnp.einsum("btnd,bsnd->bnts", query, key, preferred_element_type=jnp.float32)
+    logits = logits * jnp.float32(scale)
+    # Same fill value as jax.nn.dot_product_attention, so both paths agree to the last bit.
+    logits = jnp.where(mask, logits, -0.7 * jnp.finfo(jnp.float32).max)
+    probs = jax.nn.softmax(logits, axis=-1)
+    if dropout_key is not None and dropout_rate > 0.0:
+        keep = jax.random.bernoulli(dropout_key, 1.0 - dropout_rate, probs.shape)
+        probs = jnp.where(keep, probs / (1.0 - dropout_rate), 0.0)
+    return jnp.einsum("bnts,bsnd->btnd", probs.astype(value.dtype), value)
+
+
+class BertSelfAttention(nnx.Module):
+    """`attention.self`: per-head query/key/value projections and scaled dot-product attention."""
+
+    def __init__(self, config: BertConfig, *, rngs: nnx.Rngs):
+        heads = config.num_attention_heads
+        head_size = config.hidden_size // heads
+        self.dropout_rate = config.attention_probs_dropout_prob
+        self.implementation = config.attention_implementation
+
+        def projection() -> nnx.LinearGeneral:
+            # kernel [H, N, D], bias [N, D]
+            return nnx.LinearGeneral(
+                config.hidden_size,
+                (heads, head_size),
+                dtype=jnp.dtype(config.dtype),
+                rngs=rngs,
+                **dense_init(config, ("embed", "heads", "kv"), ("heads", "kv")),
+            )
+
+        self.query = projection()
+        self.key = projection()
+        self.value = projection()
+
+    def __call__(
+        self,
+        hidden_states: jax.Array,
+        mask: jax.Array,
+        *,
+        deterministic: bool = True,
+        rngs: nnx.Rngs | None = None,
+    ) -> jax.Array:
+        """[B, L, H] hidden states, [B, 1, 1, L] boolean mask -> context [B, L, N, D]."""
+        query = self.query(hidden_states)
+        key = self.key(hidden_states)
+        value = self.value(hidden_states)
+        if deterministic or self.dropout_rate == 0.0:
+            return fused_attention(query, key, value, mask, implementation=self.implementation)
+        if rngs is None:
+            raise ValueError("attention dropout needs rngs=nnx.Rngs(dropout=key) at call time")
+        return explicit_attention(
+            query, key, value, mask, dropout_rate=self.dropout_rate, dropout_key=rngs.dropout()
+        )
+
+
+class BertSelfOutput(nnx.Module):
+    """`attention.output`: merge heads with `dense`, dropout, residual, `LayerNorm` (post-LN)."""
+
+    def __init__(self, config: BertConfig, *, rngs: nnx.Rngs):
+        heads = config.num_attention_heads
+        # kernel [N, D, H], bias [H]
+        self.dense = nnx.LinearGeneral(
+            (heads, config.hidden_size // heads),
+            config.hidden_size,
+            axis=(-2, -1),
+            dtype=jnp.dtype(config.dtype),
+            rngs=rngs,
+            **dense_init(config, ("heads", "kv", "embed"), ("embed",)),
+        )
+        self.LayerNorm = layer_norm(config, config.hidden_size, rngs)
+        self.dropout = nnx.Dropout(config.hidden_dropout_prob)
+
+    def __call__(
+        self,
+        context: jax.Array,
+        input_tensor: jax.Array,
+        *,
+        deterministic: bool = True,
+        rngs: nnx.Rngs | None = None,
+    ) -> jax.Array:
+        """Context [B, L, N, D], residual [B, L, H] float32 -> [B, L, H] float32."""
+        hidden = self.dropout(self.dense(context), deterministic=deterministic, rngs=rngs)
+        return self.LayerNorm(hidden.astype(jnp.float32) + input_tensor)
+
+
+class BertAttention(nnx.Module):
+    """`layer[i].attention`: `self` (multi-head attention) then `output` (projection + LN)."""
+
+    def __init__(self, config: BertConfig, *, rngs: nnx.Rngs):
+        self.self = BertSelfAttention(config, rngs=rngs)
+        self.output = BertSelfOutput(config, rngs=rngs)
+
+    def __call__(
+        self,
+        hidden_states: jax.Array,
+        mask: jax.Array,
+        *,
+        deterministic: bool = True,
+        rngs: nnx.Rngs | None = None,
+    ) -> jax.Array:
+        """[B, L, H] float32, [B, 1, 1, L] mask -> [B, L, H] float32."""
+        context = self.self(hidden_states, mask, deterministic=deterministic, rngs=rngs)
+        return self.output(context, hidden_states, deterministic=deterministic, rngs=rngs)

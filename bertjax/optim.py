@@ -1,0 +1,59 @@
+"""Optax optimizer from config: linear warmup then linear decay to zero, AdamW with decoupled
+weight decay that skips LayerNorm parameters and biases, global-norm clipping."""
+
+from typing import Any
+
+import jax
+import ml_collections
+import optax
+
+from bertjax.errors import UserError
+
+# Only matrices (dense kernels) and embedding tables are decayed, as in BERT's optimization.py,
+# which excludes "LayerNorm" and "bias" variables.
+DECAYED_LEAF_NAMES = ("kernel", "embedding")
+
+
+def learning_rate_schedule(config: ml_collections.ConfigDict) -> optax.Schedule:
+    """0 -> learning_rate over warmup_steps, then linearly to 0 at num_train_steps."""
+    warmup = int(config.warmup_steps)
+    total = int(config.num_train_steps)
+    peak = float(config.learning_rate)
+    if total <= 0:
+        raise UserError(f"num_train_steps={total} must be positive; set --config.num_train_steps")
+    if not 0 <= warmup <= total:
+        raise UserError(
+            f"warmup_steps={warmup} must be in [0, num_train_steps={total}]; "
+            "lower --config.warmup_steps"
+        )
+    if peak <= 0:
+        raise UserError(f"learning_rate={peak} must be positive; set --config.learning_rate")
+    warmup_fn = optax.linear_schedule(0.0, peak, max(warmup, 1))
+    decay_fn = optax.linear_schedule(peak, 0.0, max(total - warmup, 1))
+    return optax.join_schedules([warmup_fn, decay_fn], boundaries=[warmup])
+
+
+def weight_decay_mask(params: Any) -> Any:
+    """True for leaves that get weight decay (kernels, embedding tables); False for LayerNorm
+    parameters and biases."""
+
+    def is_decayed(path, _):
+        return str(getattr(path[-1], "key", path[-1])) in DECAYED_LEAF_NAMES
+
+    return jax.tree_util.tree_map_with_path(is_decayed, params)
+
+
+def create_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransformation:
+    if config.weight_decay < 0 or config.max_grad_norm < 0:
+        raise UserError("weight_decay and max_grad_norm must be >= 0; fix the config")
+    adamw = optax.adamw(
+        learning_rate_schedule(config),
+        b1=config.adam_b1,
+        b2=config.adam_b2,
+        eps=config.adam_eps,
+        weight_decay=config.weight_decay,
+        mask=weight_decay_mask,
+    )
+    if config.max_grad_norm > 0:
+        return optax.chain(optax.clip_by_global_norm(config.max_grad_norm), adamw)
+    return adamw

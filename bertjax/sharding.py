@@ -1,0 +1,89 @@
+"""Device mesh from config, logical-axis rules, and global batch arrays built from per-process data.
+
+Parameters and activations name their axes ('batch', 'embed', 'mlp', 'heads', 'vocab', ...);
+`config.logical_axis_rules` alone decides which mesh axis ('data', 'fsdp', 'tensor') each name is
+split over, so moving between data parallel, FSDP and tensor parallel is a config edit.
+"""
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import flax.linen as nn
+import jax
+import numpy as np
+from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
+
+from bertjax.errors import UserError
+
+MESH_AXES = ("data", "fsdp", "tensor")
+BATCH_SPEC = PartitionSpec(("data", "fsdp"))
+
+
+def mesh_axis_sizes(mesh_shape: Mapping[str, int], num_devices: int) -> tuple[int, ...]:
+    """Resolves the config's {'data': -1, 'fsdp': 1, 'tensor': 1} into sizes whose product is
+    `num_devices`; at most one axis may be -1 (it takes the devices the others leave)."""
+    unknown = set(mesh_shape) - set(MESH_AXES)
+    if unknown:
+        raise UserError(f"mesh_shape has unknown axes {sorted(unknown)}; use only {MESH_AXES}")
+    sizes = [int(mesh_shape.get(axis, 1)) for axis in MESH_AXES]
+    if sizes.count(-1) > 1:
+        raise UserError(f"mesh_shape {dict(mesh_shape)} has more than one -1; set all but one axis")
+    if any(size == 0 or size < -1 for size in sizes):
+        raise UserError(f"mesh_shape {dict(mesh_shape)} has a size < 1; use positive sizes or -1")
+    known = int(np.prod([s for s in sizes if s != -1]))
+    if -1 in sizes:
+        if num_devices % known:
+            raise UserError(
+                f"mesh_shape {dict(mesh_shape)}: {num_devices} devices are not divisible by "
+                f"{known}; change the fixed axis sizes"
+            )
+        sizes[sizes.index(-1)] = num_devices // known
+    elif known != num_devices:
+        raise UserError(
+            f"mesh_shape {dict(mesh_shape)} covers {known} devices but {num_devices} are "
+            f"available; make the product equal {num_devices} or set one axis to -1"
+        )
+    return tuple(sizes)
+
+
+def create_mesh(mesh_shape: Mapping[str, int], devices: Sequence[jax.Device] | None = None) -> Mesh:
+    """A ('data', 'fsdp', 'tensor') mesh over `devices` (default: all devices of all processes)."""
+    devices = list(jax.devices() if devices is None else devices)
+    sizes = mesh_axis_sizes(mesh_shape, len(devices))
+    # Auto axes: XLA's sharding propagation places intermediates; parameters and batches are
+    # placed explicitly through jit in/out shardings.
+    return jax.make_mesh(
+        sizes, MESH_AXES, axis_types=(AxisType.Auto,) * len(MESH_AXES), devices=devices
+    )
+
+
+def logical_to_mesh_shardings(logical_specs: Any, mesh: Mesh, rules: Sequence) -> Any:
+    """Maps a tree of logical PartitionSpecs (e.g. P('embed', 'mlp')) to NamedShardings."""
+    return nn.logical_to_mesh_sharding(logical_specs, mesh, [tuple(rule) for rule in rules])
+
+
+def batch_sharding(mesh: Mesh) -> NamedSharding:
+    """Batch dimension split over data and fsdp axes; everything else replicated."""
+    return NamedSharding(mesh, BATCH_SPEC)
+
+
+def global_batch_from_local(local_batch: Mapping[str, np.ndarray], mesh: Mesh) -> dict:
+    """Assembles this process's rows into global jax.Arrays sharded along the batch axis.
+
+    Each process passes only the rows it read; the global batch size is the sum over processes.
+    """
+    sharding = batch_sharding(mesh)
+    return {
+        name: jax.make_array_from_process_local_data(sharding, np.asarray(value))
+        for name, value in local_batch.items()
+    }
+
+
+def describe_shardings(params: Any) -> list[str]:
+    """One line per parameter: path, shape, and how it is split over the mesh."""
+    lines = []
+    for path, leaf in jax.tree_util.tree_leaves_with_path(params):
+        name = "/".join(str(getattr(k, "key", getattr(k, "idx", k))) for k in path)
+        spec = leaf.sharding.spec if isinstance(leaf.sharding, NamedSharding) else leaf.sharding
+        lines.append(f"{name} {tuple(leaf.shape)} {spec}")
+    return lines

@@ -1,0 +1,266 @@
+"""Pretraining: `train_and_evaluate(config, workdir)` and the pure, sharded `train_step`."""
+
+import dataclasses
+import functools
+import json
+import shutil
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+from absl import logging
+from flax import nnx
+from jax.sharding import NamedSharding, PartitionSpec
+
+from bertjax import checkpointing, losses, metrics, optim, sharding
+from bertjax.config_validation import validate_config
+from bertjax.data import pipeline
+from bertjax.models.bert import BertConfig
+from bertjax.train_state import StateSetup, TrainState, create_train_state, state_setup
+
+
+def train_step(
+    state: TrainState,
+    batch: dict[str, jax.Array],
+    dropout_key: jax.Array,
+    *,
+    setup: StateSetup,
+    tx: optax.GradientTransformation,
+    schedule: optax.Schedule,
+) -> tuple[TrainState, dict[str, jax.Array]]:
+    """One AdamW update on the MLM + NSP loss. Returns the new state and metric sums."""
+    step_key = jax.random.fold_in(dropout_key, state.step)
+
+    def loss_fn(params):
+        outputs = setup.model(params)(
+            batch["input_ids"],
+            batch["segment_ids"],
+            batch["input_mask"],
+            batch["masked_lm_positions"],
+            deterministic=False,
+            rngs=nnx.Rngs(dropout=step_key),
+        )
+        sums = losses.pretraining_sums(outputs, batch)
+        return losses.total_loss(sums), sums
+
+    grads, sums = jax.grad(loss_fn, has_aux=True)(state.params)
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    step_metrics = {
+        **sums,
+        "grad_norm": optax.global_norm(grads),
+        "param_norm": optax.global_norm(params),
+        "learning_rate": schedule(state.step),
+    }
+    new_state = state.replace(step=state.step + 1, params=params, opt_state=opt_state)
+    return new_state, step_metrics
+
+
+def compile_train_step(setup: StateSetup, tx, schedule, mesh):
+    """jit(train_step) with state shardings in and out, the batch split over (data, fsdp), and
+    the state donated so its buffers are reused."""
+    replicated = NamedSharding(mesh, PartitionSpec())
+    return jax.jit(
+        functools.partial(train_step, setup=setup, tx=tx, schedule=schedule),
+        in_shardings=(setup.shardings, sharding.batch_sharding(mesh), replicated),
+        out_shardings=(setup.shardings, replicated),
+        donate_argnums=0,
+    )
+
+
+@dataclasses.dataclass
+class RunSummary:
+    steps: int
+    start_step: int
+    final_metrics: dict[str, float]
+    checkpoint_dir: str
+    tensorboard_dir: str
+    metrics_file: str
+    wall_seconds: float
+
+    def lines(self) -> list[str]:
+        m = self.final_metrics
+        lines = [f"steps: {self.start_step} -> {self.steps} in {self.wall_seconds:.1f} s"]
+        if m:
+            lines.append(
+                f"final loss {m['loss']:.4f}  mlm_loss {m['mlm_loss']:.4f}  "
+                f"mlm_accuracy {m['mlm_accuracy']:.4f}  nsp_accuracy {m['nsp_accuracy']:.4f}"
+            )
+        lines += [
+            f"checkpoints: {self.checkpoint_dir}",
+            f"tensorboard: tensorboard --logdir {self.tensorboard_dir}",
+            f"metrics: {self.metrics_file}",
+        ]
+        return lines
+
+
+def model_fields(config: ml_collections.ConfigDict, vocab_size: int) -> dict:
+    """The architecture this run trains; saved with checkpoints and compared on resume."""
+    fields = {f: config.get(f) for f in checkpointing.ARCHITECTURE_FIELDS}
+    fields["vocab_size"] = vocab_size
+    return fields
+
+
+def prepare_workdir(workdir: Path, config: ml_collections.ConfigDict, vocab_path: Path) -> None:
+    """Writes config.json and vocab.txt beside the checkpoints (process 0 only)."""
+    if jax.process_index() != 0:
+        return
+    (workdir / "config.json").write_text(config.to_json_best_effort(indent=2) + "\n")
+    if not (workdir / "vocab.txt").exists():
+        shutil.copyfile(vocab_path, workdir / "vocab.txt")
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -> RunSummary:
+    """Pretrains BERT per `config`, writing checkpoints, metrics and TensorBoard to `workdir`.
+
+    Re-running with the same workdir resumes from the latest checkpoint.
+    """
+    wall_start = time.perf_counter()
+    workdir = Path(workdir)
+    validate_config(config, workdir)
+    data = pipeline.build_pretraining_data(config)
+    vocab_size = data.tokenizer.vocab_size
+    model_config = BertConfig.from_config(config, vocab_size)
+    mesh = sharding.create_mesh(config.mesh_shape)
+    tx = optim.create_optimizer(config)
+    schedule = optim.learning_rate_schedule(config)
+    rules = config.logical_axis_rules
+    prepare_workdir(workdir, config, data.vocab_path)
+
+    fields = model_fields(config, vocab_size)
+    manager = checkpointing.create_checkpoint_manager(
+        workdir / "checkpoints", save_every=config.checkpoint_every, keep=config.keep_checkpoints
+    )
+    setup = state_setup(model_config, tx, mesh, rules)
+    state, restored_step = checkpointing.restore_or_init(
+        manager,
+        setup.abstract_state,
+        lambda: create_train_state(model_config, tx, mesh, rules, config.seed)[0],
+        fields,
+    )
+    start_step = int(restored_step or 0)
+    writer = metrics.MetricsWriter(workdir, enabled=jax.process_index() == 0)
+    summary = RunSummary(
+        steps=start_step,
+        start_step=start_step,
+        final_metrics={},
+        checkpoint_dir=str(manager.directory),
+        tensorboard_dir=str(writer.tensorboard_dir),
+        metrics_file=str(writer.jsonl_path),
+        wall_seconds=0.0,
+    )
+    if start_step >= config.num_train_steps:
+        logging.info("Checkpoint at step %d: training already finished.", start_step)
+        summary.final_metrics = last_logged_metrics(writer.jsonl_path)
+        summary.wall_seconds = time.perf_counter() - wall_start
+        return summary
+    if restored_step is not None:
+        print(f"Resuming from checkpoint at step {start_step} in {manager.directory}")
+
+    dataset = pipeline.make_dataset(
+        data.instances,
+        global_batch_size=config.batch_size,
+        seed=config.seed,
+        start_step=start_step,
+        process_index=jax.process_index(),
+        process_count=jax.process_count(),
+        **pipeline.masking_kwargs(data.tokenizer, config),
+    )
+    p_train_step = compile_train_step(setup, tx, schedule, mesh)
+    metadata = checkpointing.metadata_for(config, fields)
+    try:
+        summary.final_metrics = train_loop(
+            config, state, dataset, p_train_step, mesh, manager, writer, metadata, start_step
+        )
+    finally:
+        manager.wait_until_finished()
+        manager.close()
+        writer.close()
+    summary.steps = int(config.num_train_steps)
+    summary.wall_seconds = time.perf_counter() - wall_start
+    return summary
+
+
+def train_loop(
+    config, state, dataset, p_train_step, mesh, manager, writer, metadata, start_step
+) -> dict[str, float]:
+    """Runs steps start_step..num_train_steps; logs every log_every steps; checkpoints."""
+    from tqdm import tqdm  # deferred: only the training loop draws a progress bar
+
+    dropout_key = jax.random.key(config.seed + 1)
+    tokens_per_step = config.batch_size * config.max_seq_length
+    flops_per_step = tokens_per_step * metrics.flops_per_token(
+        num_layers=config.num_hidden_layers,
+        hidden_size=config.hidden_size,
+        intermediate_size=config.intermediate_size,
+        seq_len=config.max_seq_length,
+        vocab_size=metadata["model"]["vocab_size"],
+        predictions_fraction=config.max_predictions_per_seq / config.max_seq_length,
+    )
+    peak, peak_source = metrics.peak_flops(list(mesh.devices.flat))
+    logging.info("MFU peak: %.3g FLOP/s (%s)", peak, peak_source)
+    total = int(config.num_train_steps)
+    show_bar = config.progress_bar and jax.process_index() == 0
+    progress = tqdm(total=total, initial=start_step, disable=not show_bar, unit="step")
+    accumulated, last_metrics = None, {}
+    interval_start, interval_steps = time.perf_counter(), 0
+    batches = dataset.as_numpy_iterator()
+    for step in range(start_step, total):
+        batch = sharding.global_batch_from_local(next(batches), mesh)
+        state, step_metrics = p_train_step(state, batch, dropout_key)
+        accumulated = step_metrics if accumulated is None else _add(accumulated, step_metrics)
+        interval_steps += 1
+        progress.update(1)
+        done = step + 1
+        if done % config.log_every == 0 or done == total:
+            host = jax.device_get(accumulated)
+            elapsed = time.perf_counter() - interval_start
+            last_metrics = _interval_metrics(
+                host, interval_steps, elapsed, tokens_per_step, flops_per_step, peak
+            )
+            _check_finite(last_metrics, done - interval_steps + 1, done)
+            writer.write(done, last_metrics)
+            progress.set_postfix(
+                loss=f"{last_metrics['loss']:.3f}",
+                mlm_acc=f"{last_metrics['mlm_accuracy']:.3f}",
+                tok_s=f"{last_metrics['tokens_per_second']:.0f}",
+            )
+            accumulated, interval_steps, interval_start = None, 0, time.perf_counter()
+        checkpointing.save(manager, done, state, metadata, force=done == total)
+    progress.close()
+    return last_metrics
+
+
+def _add(a: dict, b: dict) -> dict:
+    return jax.tree.map(jnp.add, a, b)
+
+
+def _interval_metrics(host_sums, steps, elapsed, tokens_per_step, flops_per_step, peak) -> dict:
+    """Means over the interval: losses from sums, norms and learning rate averaged per step."""
+    result = losses.summarize(host_sums)
+    for name in ("grad_norm", "param_norm", "learning_rate"):
+        result[name] = float(host_sums[name]) / steps
+    result["steps_per_second"] = steps / elapsed
+    result["tokens_per_second"] = steps * tokens_per_step / elapsed
+    result["mfu"] = steps * flops_per_step / elapsed / peak
+    return result
+
+
+def _check_finite(values: dict[str, float], first_step: int, last_step: int) -> None:
+    bad = [k for k in ("loss", "grad_norm") if not np.isfinite(values[k])]
+    if bad:
+        raise FloatingPointError(
+            f"non-finite {', '.join(bad)} in steps {first_step}-{last_step}; the last checkpoint "
+            "is intact: lower --config.learning_rate or check the data, then re-run to resume"
+        )
+
+
+def last_logged_metrics(path: Path) -> dict[str, float]:
+    if not path.exists():
+        return {}
+    lines = [line for line in path.read_text().splitlines() if line.strip()]
+    return json.loads(lines[-1]) if lines else {}

@@ -1,0 +1,103 @@
+"""Training state created directly in its sharded layout.
+
+eval_shape(init) gives the abstract state; the model's logical axis names, mapped through the
+config's rule table, give each leaf a NamedSharding; jit(init, out_shardings=...) then builds every
+array on the devices that own it, so no full copy of the model ever sits on one device. The same
+abstract state with shardings is the restore target for checkpoints, so a checkpoint restores
+onto any mesh.
+"""
+
+import dataclasses
+from typing import Any
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import optax
+from flax import nnx
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from bertjax import sharding
+from bertjax.models.bert import BertConfig, BertForPreTraining
+
+
+@flax.struct.dataclass
+class TrainState:
+    """Everything a checkpoint holds. `params` is a plain nested dict of arrays."""
+
+    step: jax.Array
+    params: Any
+    opt_state: Any
+
+
+@dataclasses.dataclass(frozen=True)
+class StateSetup:
+    """Static pieces that go with a TrainState: how to rebuild the model and where leaves live."""
+
+    graphdef: nnx.GraphDef
+    shardings: TrainState  # a TrainState whose leaves are NamedShardings
+    abstract_state: TrainState  # ShapeDtypeStructs carrying those shardings (restore target)
+
+    def model(self, params: Any) -> BertForPreTraining:
+        """The NNX model bound to `params` (cheap; used inside jitted functions)."""
+        return nnx.merge(self.graphdef, params)
+
+
+def _init_fn(model_config: BertConfig, tx: optax.GradientTransformation, seed: int):
+    def init() -> TrainState:
+        model = BertForPreTraining(model_config, rngs=nnx.Rngs(params=seed, dropout=seed))
+        params = nnx.state(model, nnx.Param).to_pure_dict()
+        return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params))
+
+    return init
+
+
+def state_shardings(
+    model_config: BertConfig, tx: optax.GradientTransformation, mesh: Mesh, rules
+) -> tuple[nnx.GraphDef, TrainState]:
+    """GraphDef of the model and the NamedSharding of every TrainState leaf."""
+    abstract_model = nnx.eval_shape(
+        lambda: BertForPreTraining(model_config, rngs=nnx.Rngs(params=0, dropout=0))
+    )
+    graphdef, abstract_params = nnx.split(abstract_model, nnx.Param)
+    logical_specs = nnx.get_partition_spec(abstract_params).to_pure_dict()
+    param_shardings = sharding.logical_to_mesh_shardings(logical_specs, mesh, rules)
+    replicated = NamedSharding(mesh, PartitionSpec())
+    abstract_opt_state = jax.eval_shape(tx.init, abstract_params.to_pure_dict())
+    opt_shardings = optax.tree_map_params(
+        tx,
+        lambda _, leaf_sharding: leaf_sharding,
+        abstract_opt_state,
+        param_shardings,
+        transform_non_params=lambda _: replicated,
+        is_leaf=lambda x: isinstance(x, NamedSharding),
+    )
+    shardings = TrainState(step=replicated, params=param_shardings, opt_state=opt_shardings)
+    return graphdef, shardings
+
+
+def create_train_state(
+    model_config: BertConfig,
+    tx: optax.GradientTransformation,
+    mesh: Mesh,
+    rules,
+    seed: int,
+) -> tuple[TrainState, StateSetup]:
+    """A freshly initialised, sharded TrainState and its StateSetup."""
+    setup = state_setup(model_config, tx, mesh, rules)
+    init = jax.jit(_init_fn(model_config, tx, seed), out_shardings=setup.shardings)
+    return init(), setup
+
+
+def state_setup(model_config: BertConfig, tx: optax.GradientTransformation, mesh: Mesh, rules):
+    """StateSetup without creating any array (what a restore needs)."""
+    graphdef, shardings = state_shardings(model_config, tx, mesh, rules)
+    abstract = jax.eval_shape(_init_fn(model_config, tx, seed=0))
+    abstract = jax.tree.map(
+        lambda leaf, leaf_sharding: jax.ShapeDtypeStruct(
+            leaf.shape, leaf.dtype, sharding=leaf_sharding
+        ),
+        abstract,
+        shardings,
+    )
+    return StateSetup(graphdef=graphdef, shardings=shardings, abstract_state=abstract)

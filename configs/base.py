@@ -1,0 +1,106 @@
+"""Defaults for every bertjax pretraining run: BERT-base, phase 1 (seq 128) of the BERT recipe.
+
+Every other config derives from this one and overrides a few fields. Any field can be overridden
+from the command line:
+
+  bertjax train --config=configs/base.py --workdir=/tmp/bert --config.learning_rate=2e-4
+"""
+
+from pathlib import Path
+
+import ml_collections
+
+# The public-domain sample corpus that ships inside the package (US inaugural addresses,
+# State of the Union addresses 1945-2006, Genesis KJV + WEB), read by the same JSON Lines reader
+# users point at their own files.
+SAMPLE_CORPUS = str(
+    Path(__file__).resolve().parent.parent / "bertjax" / "assets" / "corpus" / "*.jsonl.gz"
+)
+
+MODEL_SIZES = {
+    # name: (num_hidden_layers, hidden_size, num_attention_heads)
+    "tiny": (2, 128, 2),
+    "mini": (4, 256, 4),
+    "small": (4, 512, 8),
+    "medium": (8, 512, 8),
+    "base": (12, 768, 12),
+    "large": (24, 1024, 16),
+}
+
+
+def set_model_size(config: ml_collections.ConfigDict, name: str) -> ml_collections.ConfigDict:
+    """Sets layers/hidden/heads/intermediate (4H) for one of MODEL_SIZES, in place."""
+    if name not in MODEL_SIZES:
+        raise ValueError(f"unknown model size {name!r}; choose one of {sorted(MODEL_SIZES)}")
+    layers, hidden, heads = MODEL_SIZES[name]
+    config.model_size = name
+    config.num_hidden_layers = layers
+    config.hidden_size = hidden
+    config.num_attention_heads = heads
+    config.intermediate_size = 4 * hidden
+    return config
+
+
+def get_config() -> ml_collections.ConfigDict:
+    config = ml_collections.ConfigDict()
+
+    # --- Data -------------------------------------------------------------------------------
+    config.corpus = SAMPLE_CORPUS  # comma-separated files/globs: .jsonl[.gz] or .txt[.gz]
+    config.text_field = "text"  # JSON Lines field that holds a document's text
+    config.vocab_dir = ""  # directory with vocab.txt; "" = train one from the corpus (cached)
+    config.vocab_size = 30522  # target size when a vocabulary is trained
+    config.lowercase = True  # uncased vocabulary and tokenization
+    config.cache_dir = ""  # where trained vocabularies are cached; "" = ~/.cache/bertjax
+    config.max_seq_length = 128  # tokens per example, [CLS] and [SEP]s included
+    config.max_predictions_per_seq = 20  # cap on masked positions per example
+    config.masked_lm_prob = 0.15  # fraction of non-special tokens selected for prediction
+    config.short_seq_prob = 0.1  # probability of a shorter random target length
+    config.dupe_factor = 5  # passes over the corpus, each with a fresh pairing of sentences
+    config.seed = 0  # seeds data order, masks, pairing, parameter init and dropout
+
+    # --- Model ------------------------------------------------------------------------------
+    set_model_size(config, "base")
+    config.max_position_embeddings = 512
+    config.type_vocab_size = 2
+    config.hidden_dropout_prob = 0.1
+    config.attention_probs_dropout_prob = 0.1
+    config.initializer_range = 0.02
+    config.layer_norm_eps = 1e-12
+    config.dtype = "float32"  # compute dtype of activations and matmuls (parameters stay float32)
+
+    # --- Optimisation -----------------------------------------------------------------------
+    config.batch_size = 256  # global batch, over all processes and devices
+    config.num_train_steps = 900_000
+    config.warmup_steps = 10_000
+    config.learning_rate = 1e-4  # peak, reached at the end of warmup, then linear decay to zero
+    config.weight_decay = 0.01  # AdamW decoupled decay, not applied to LayerNorm or biases
+    config.adam_b1 = 0.9
+    config.adam_b2 = 0.999
+    config.adam_eps = 1e-6
+    config.max_grad_norm = 1.0  # global-norm clipping; 0 disables
+
+    # --- Parallelism ------------------------------------------------------------------------
+    # Mesh axis sizes; -1 takes the devices the other axes leave. Product must equal device count.
+    config.mesh_shape = ml_collections.ConfigDict({"data": -1, "fsdp": 1, "tensor": 1})
+    # Logical axis name -> mesh axes. Parameters and activations name their axes; only this
+    # table decides how they are split.
+    config.logical_axis_rules = [
+        ("batch", ("data", "fsdp")),
+        ("length", None),
+        ("embed", "fsdp"),
+        ("mlp", "tensor"),
+        ("heads", "tensor"),
+        ("kv", None),
+        ("vocab", "tensor"),
+        ("norm", None),
+        ("type_vocab", None),
+        ("position", None),
+        ("classes", None),
+    ]
+
+    # --- Loop -------------------------------------------------------------------------------
+    config.log_every = 100  # steps between metric lines (JSONL + TensorBoard)
+    config.checkpoint_every = 10_000  # steps between checkpoints (one is always saved at the end)
+    config.keep_checkpoints = 3  # newest checkpoints kept on disk
+    config.progress_bar = True
+    return config

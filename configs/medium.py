@@ -1,0 +1,12 @@
+"""BERT-medium (L8/H512/A8, feed-forward 4H) on the defaults of configs/base.py.
+
+bertjax train --config=configs/medium.py --workdir=/tmp/bert-medium --config.corpus='my/*.jsonl'
+"""
+
+import ml_collections
+
+from configs import base
+
+
+def get_config() -> ml_collections.ConfigDict:
+    return base.set_model_size(base.get_config(), "medium")

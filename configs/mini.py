@@ -1,0 +1,12 @@
+"""BERT-mini (L4/H256/A4, feed-forward 4H) on the defaults of configs/base.py.
+
+bertjax train --config=configs/mini.py --workdir=/tmp/bert-mini --config.corpus='my/*.jsonl'
+"""
+
+import ml_collections
+
+from configs import base
+
+
+def get_config() -> ml_collections.ConfigDict:
+    return base.set_model_size(base.get_config(), "mini")

@@ -1,0 +1,189 @@
+"""Tests for bertjax/data/pipeline.py: corpus -> instances -> deterministic, resumable batches."""
+
+import itertools
+import json
+
+import numpy as np
+import pytest
+
+from bertjax.data import pipeline
+from bertjax.errors import UserError
+from configs.base import get_config
+
+MAX_SEQ_LENGTH = 64
+MAX_PREDICTIONS = 10
+BATCH = 8
+
+
+def _config(cache_dir, **overrides):
+    config = get_config()
+    config.vocab_size = 3000
+    config.cache_dir = str(cache_dir)
+    config.max_seq_length = MAX_SEQ_LENGTH
+    config.max_predictions_per_seq = MAX_PREDICTIONS
+    config.dupe_factor = 1
+    config.batch_size = BATCH
+    config.update(overrides)
+    return config
+
+
+@pytest.fixture(scope="module")
+def config(tmp_path_factory):
+    # The session-wide cache shared with the other data tests: the vocabulary is trained once.
+    return _config(tmp_path_factory.getbasetemp() / "bertjax-vocab-cache")
+
+
+@pytest.fixture(scope="module")
+def data(config) -> pipeline.PretrainingData:
+    return pipeline.build_pretraining_data(config)
+
+
+def _dataset(data, config, **overrides):
+    kwargs = dict(
+        global_batch_size=BATCH, seed=3, **pipeline.masking_kwargs(data.tokenizer, config)
+    )
+    kwargs.update(overrides)
+    return pipeline.make_dataset(data.instances, **kwargs)
+
+
+def _take(dataset, num_batches):
+    return list(itertools.islice(dataset.as_numpy_iterator(), num_batches))
+
+
+def _assert_batches_equal(first, second):
+    assert len(first) == len(second)
+    for a, b in zip(first, second, strict=True):
+        assert a.keys() == b.keys()
+        for key in a:
+            np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+
+
+def _unmasked(batch) -> np.ndarray:
+    """The batch's input_ids with the original ids put back at the masked positions."""
+    ids = batch["input_ids"].copy()
+    for row in range(len(ids)):
+        real = batch["masked_lm_weights"][row] == 1.0
+        ids[row, batch["masked_lm_positions"][row][real]] = batch["masked_lm_ids"][row][real]
+    return ids
+
+
+def test_build_pretraining_data_counts(data):
+    assert data.num_documents == 126
+    assert data.num_sentences > 20_000
+    assert data.vocab_path.name == "vocab.txt" and data.tokenizer.vocab_size == 3000
+    instances = data.instances
+    assert set(instances) == {"input_ids", "input_mask", "segment_ids", "next_sentence_labels"}
+    assert instances["input_ids"].shape[1] == MAX_SEQ_LENGTH
+    assert len(instances["input_ids"]) > 10_000
+    assert abs(instances["next_sentence_labels"].mean() - 0.5) < 0.03
+
+
+def test_features_shapes_and_dtypes(data, config):
+    (batch,) = _take(_dataset(data, config), 1)
+    assert tuple(batch) == pipeline.FEATURE_NAMES
+    for name in ("input_ids", "input_mask", "segment_ids"):
+        assert batch[name].shape == (BATCH, MAX_SEQ_LENGTH) and batch[name].dtype == np.int32
+    for name in ("masked_lm_positions", "masked_lm_ids"):
+        assert batch[name].shape == (BATCH, MAX_PREDICTIONS) and batch[name].dtype == np.int32
+    assert batch["masked_lm_weights"].shape == (BATCH, MAX_PREDICTIONS)
+    assert batch["masked_lm_weights"].dtype == np.float32
+    assert batch["next_sentence_labels"].shape == (BATCH,)
+    assert batch["next_sentence_labels"].dtype == np.int32
+
+
+def test_masks_on_real_text(data, config):
+    tokenizer = data.tokenizer
+    batches = _take(_dataset(data, config, global_batch_size=64), 8)
+    selected = total_eligible = 0
+    for batch in batches:
+        original = _unmasked(batch)
+        eligible = (batch["input_mask"] == 1) & ~np.isin(original, tokenizer.special_ids)
+        total_eligible += eligible.sum()
+        selected += batch["masked_lm_weights"].sum()
+        real = batch["masked_lm_weights"] == 1.0
+        rows = np.nonzero(real)[0]
+        positions = batch["masked_lm_positions"][real]
+        assert np.all(eligible[rows, positions]), "a special token or padding was selected"
+        assert np.all(original[:, 0] == tokenizer.cls_id)
+    # max_predictions_per_seq=10 binds for the longest rows (15% of 61 rounds to 9): <= 15%.
+    assert 0.13 < selected / total_eligible <= 0.15
+
+
+def test_resume_gives_the_same_batches(data, config):
+    full = _take(_dataset(data, config), 6)
+    resumed = _take(_dataset(data, config, start_step=3), 3)
+    _assert_batches_equal(full[3:], resumed)
+    again = _take(_dataset(data, config), 6)
+    _assert_batches_equal(full, again)
+    other_seed = _take(_dataset(data, config, seed=4), 1)
+    assert not np.array_equal(full[0]["input_ids"], other_seed[0]["input_ids"])
+
+
+def test_processes_split_each_global_batch(data, config):
+    single = _take(_dataset(data, config, start_step=2), 2)
+    shards = [
+        _take(_dataset(data, config, start_step=2, process_index=p, process_count=2), 2)
+        for p in range(2)
+    ]
+    for step in range(2):
+        assert shards[0][step]["input_ids"].shape[0] == BATCH // 2
+        for key in pipeline.FEATURE_NAMES:
+            joined = np.concatenate([shards[0][step][key], shards[1][step][key]])
+            np.testing.assert_array_equal(joined, single[step][key], err_msg=key)
+    # Disjoint examples: no row of process 0 equals a row of process 1.
+    rows_0 = {r.tobytes() for b in shards[0] for r in _unmasked(b)}
+    rows_1 = {r.tobytes() for b in shards[1] for r in _unmasked(b)}
+    assert len(rows_0) == len(rows_1) == BATCH and not rows_0 & rows_1
+
+
+def test_epochs_are_permutations_with_fresh_order_and_masks(data, config):
+    num = 12
+    instances = {key: value[:num] for key, value in data.instances.items()}
+    dataset = pipeline.make_dataset(
+        instances, global_batch_size=4, seed=3, **pipeline.masking_kwargs(data.tokenizer, config)
+    )
+    batches = _take(dataset, 6)  # two epochs of 12
+    table = {row.tobytes(): i for i, row in enumerate(instances["input_ids"])}
+    order = [table[row.tobytes()] for batch in batches for row in _unmasked(batch)]
+    assert sorted(order[:num]) == sorted(order[num:]) == list(range(num))
+    assert order[:num] != order[num:], "each epoch is shuffled differently"
+    assert order[:num] != list(range(num))
+    positions = {}
+    for step, batch in enumerate(batches):
+        for row in range(4):
+            positions.setdefault(order[step * 4 + row], []).append(
+                batch["masked_lm_positions"][row].tobytes()
+            )
+    fresh = sum(first != second for first, second in positions.values())
+    assert fresh >= num - 1, "dynamic masking: an instance gets a new mask each epoch"
+    labels = np.concatenate([b["next_sentence_labels"] for b in batches])
+    np.testing.assert_array_equal(labels, instances["next_sentence_labels"][order])
+
+
+def test_masking_kwargs(data, config):
+    kwargs = pipeline.masking_kwargs(data.tokenizer, config)
+    assert kwargs["mask_id"] == data.tokenizer.mask_id
+    assert kwargs["masked_lm_prob"] == config.masked_lm_prob
+    assert kwargs["max_predictions_per_seq"] == MAX_PREDICTIONS
+    special, random_ids = kwargs["special_ids"], kwargs["random_token_ids"]
+    assert list(special) == [0, 1, 2, 3, 4]
+    assert len(random_ids) == 3000 - 5 and random_ids.min() == 5 and random_ids.max() == 2999
+
+
+def test_dataset_user_errors(data, config):
+    with pytest.raises(UserError, match="batch_size=9 must be a positive multiple of the 2"):
+        _dataset(data, config, global_batch_size=9, process_count=2)
+    empty = {key: value[:0] for key, value in data.instances.items()}
+    with pytest.raises(UserError, match="no pretraining instances"):
+        pipeline.make_dataset(
+            empty, global_batch_size=2, seed=0, **pipeline.masking_kwargs(data.tokenizer, config)
+        )
+
+
+def test_single_document_corpus_is_a_user_error(tmp_path, data, config):
+    path = tmp_path / "one.jsonl"
+    path.write_text(json.dumps({"text": "Only one document. It has two sentences."}) + "\n")
+    vocab_dir = data.vocab_path.parent
+    small = _config(config.cache_dir, corpus=str(path), vocab_dir=str(vocab_dir))
+    with pytest.raises(UserError, match="at least 2 non-empty documents"):
+        pipeline.build_pretraining_data(small)

@@ -1,0 +1,201 @@
+"""Tests for bertjax/data/tokenizer.py: vocabulary training and cache, tokenization round trip."""
+
+import json
+import unicodedata
+
+import ml_collections
+import pytest
+import tensorflow as tf
+
+from bertjax.data import corpus, sentences, tokenizer
+from bertjax.data.tokenizer import WordPieceTokenizer, build_or_load_vocab
+from bertjax.errors import UserError
+from configs.base import SAMPLE_CORPUS
+
+VOCAB_SIZE = 3000
+
+
+def _config(cache_dir, **overrides) -> ml_collections.ConfigDict:
+    fields = dict(
+        corpus=SAMPLE_CORPUS,
+        text_field="text",
+        vocab_dir="",
+        vocab_size=VOCAB_SIZE,
+        lowercase=True,
+        cache_dir=str(cache_dir),
+    )
+    fields.update(overrides)
+    return ml_collections.ConfigDict(fields)
+
+
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory):
+    # Shared by the whole session's data tests, so the sample vocabulary is trained once.
+    return tmp_path_factory.getbasetemp() / "bertjax-vocab-cache"
+
+
+@pytest.fixture(scope="module")
+def sample_tokenizer(cache_dir) -> WordPieceTokenizer:
+    return WordPieceTokenizer(build_or_load_vocab(_config(cache_dir)), lowercase=True)
+
+
+@pytest.fixture(scope="module")
+def sample_sentences() -> list[str]:
+    return [
+        s for doc in corpus.read_documents(SAMPLE_CORPUS) for s in sentences.split_sentences(doc)
+    ]
+
+
+def _write_vocab(path, tokens):
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "vocab.txt").write_text("".join(t + "\n" for t in tokens), encoding="utf-8")
+    return path / "vocab.txt"
+
+
+def test_trained_vocab_layout(sample_tokenizer):
+    tok = sample_tokenizer
+    assert tok.vocab_size == VOCAB_SIZE
+    assert tok.vocab[:5] == ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    assert (tok.pad_id, tok.unk_id, tok.cls_id, tok.sep_id, tok.mask_id) == (0, 1, 2, 3, 4)
+    assert tok.special_ids == (0, 1, 2, 3, 4)
+    assert len(set(tok.vocab)) == VOCAB_SIZE
+    meta = json.loads((tok.vocab_path.parent / "vocab_meta.json").read_text())
+    assert meta["vocab_size"] == VOCAB_SIZE and meta["lowercase"] is True
+    assert meta["special_token_ids"] == {
+        "[PAD]": 0,
+        "[UNK]": 1,
+        "[CLS]": 2,
+        "[SEP]": 3,
+        "[MASK]": 4,
+    }
+    files = corpus.resolve_files(SAMPLE_CORPUS)
+    assert meta["corpus_fingerprint"] == corpus.corpus_fingerprint(files)
+
+
+def test_vocab_cache_is_reused_without_retraining(cache_dir, sample_tokenizer, monkeypatch):
+    path = sample_tokenizer.vocab_path
+    mtime = path.stat().st_mtime_ns
+
+    def fail(*args, **kwargs):
+        raise AssertionError("vocabulary was retrained")
+
+    monkeypatch.setattr(tokenizer, "train_wordpiece_vocab", fail)
+    assert build_or_load_vocab(_config(cache_dir)) == path
+    assert path.stat().st_mtime_ns == mtime
+    assert path.parent.name.startswith("vocab-")
+    assert not list(cache_dir.glob(".vocab-*")), "temporary training directory left behind"
+
+
+def test_new_settings_retrain_and_a_killed_run_leaves_nothing(
+    cache_dir, sample_tokenizer, monkeypatch
+):
+    calls = []
+
+    def killed(*args, **kwargs):
+        calls.append(args)
+        raise KeyboardInterrupt  # the run dies half way through training
+
+    monkeypatch.setattr(tokenizer, "train_wordpiece_vocab", killed)
+    with pytest.raises(KeyboardInterrupt):
+        build_or_load_vocab(_config(cache_dir, vocab_size=VOCAB_SIZE + 1))
+    assert len(calls) == 1, "a different vocab_size must not reuse the cached vocabulary"
+    fingerprint = corpus.corpus_fingerprint(corpus.resolve_files(SAMPLE_CORPUS))
+    key = tokenizer.vocab_cache_key(fingerprint, VOCAB_SIZE + 1, True, "text")
+    assert not (cache_dir / f"vocab-{key}").exists()
+    assert not list(cache_dir.glob(".vocab-*")), "temporary training directory left behind"
+    assert sample_tokenizer.vocab_path.is_file()
+
+
+def test_training_is_deterministic(tmp_path):
+    texts = list(corpus.read_documents(SAMPLE_CORPUS.replace("*", "inaugural")))
+    first = tokenizer.train_wordpiece_vocab(texts, 1500, True, tmp_path / "a")
+    second = tokenizer.train_wordpiece_vocab(iter(texts), 1500, True, tmp_path / "b")
+    assert first.read_text() == second.read_text()
+
+
+def test_round_trip_and_unknown_rate(sample_tokenizer, sample_sentences):
+    tok = sample_tokenizer
+
+    def normalized(text: str) -> str:
+        text = unicodedata.normalize("NFD", text.lower())
+        # BERT drops accents, control and format characters; whitespace is not compared.
+        return "".join(
+            c for c in text if unicodedata.category(c) not in ("Mn", "Cc", "Cf") and not c.isspace()
+        )
+
+    ids = []
+    for begin in range(0, len(sample_sentences), 1024):
+        ids.extend(tok.encode(sample_sentences[begin : begin + 1024]))
+    assert len(ids) == len(sample_sentences) > 20_000
+    exact = sum(
+        normalized(text) == tok.decode(row).replace(" ", "")
+        for text, row in zip(sample_sentences, ids, strict=True)
+    )
+    assert exact / len(ids) >= 0.99
+    num_tokens = sum(map(len, ids))
+    num_unknown = sum(row.count(tok.unk_id) for row in ids)
+    assert num_unknown / num_tokens < 0.005
+    assert num_tokens > 600_000
+
+
+def test_encode_decode_details(sample_tokenizer):
+    tok = sample_tokenizer
+    assert tok.encode([]) == []
+    empty, text = tok.encode(["", "The Congress, Mr. President."])
+    assert empty == []
+    assert tok.decode(text) == "the congress , mr . president ."
+    assert tok.decode([tok.cls_id, *text, tok.sep_id, tok.pad_id]) == tok.decode(text)
+    # A word made of continuation pieces is glued back together.
+    word = tok.encode(["unconstitutionality"])[0]
+    assert len(word) > 1 and all(tok.vocab[i].startswith("##") for i in word[1:])
+    assert tok.decode(word) == "unconstitutionality"
+
+
+def test_tokenize_tf_inside_dataset_matches_encode(sample_tokenizer):
+    texts = ["In the beginning God created the heaven.", "", "Fellow-Citizens of the Senate"]
+    dataset = tf.data.Dataset.from_tensor_slices(texts).batch(3).map(sample_tokenizer.tokenize_tf)
+    (ragged,) = list(dataset)
+    assert ragged.dtype == tf.int32
+    assert ragged.to_list() == sample_tokenizer.encode(texts)
+
+
+def test_bert_style_vocab_with_non_leading_special_ids(tmp_path):
+    tokens = ["[PAD]"] + [f"[unused{i}]" for i in range(99)] + ["[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    tokens += ["hello", "world", "play", "##ing", "!", "é"]
+    tok = WordPieceTokenizer(_write_vocab(tmp_path, tokens), lowercase=True)
+    assert (tok.pad_id, tok.unk_id, tok.cls_id, tok.sep_id, tok.mask_id) == (0, 100, 101, 102, 103)
+    assert tok.special_ids == tuple(range(104))
+    assert tok.vocab_size == 110
+    assert tok.encode(["Hello PLAYING world! zebra"]) == [[104, 106, 107, 105, 108, 100]]
+    assert tok.decode([101, 104, 106, 107, 102, 0]) == "hello playing"
+
+
+def test_cased_vocab_keeps_case(tmp_path):
+    tokens = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "Hello", "hello", "Café"]
+    tok = WordPieceTokenizer(_write_vocab(tmp_path, tokens), lowercase=False)
+    assert tok.encode(["Hello hello HELLO Café"]) == [[5, 6, 1, 7]]
+
+
+def test_vocab_missing_special_token(tmp_path):
+    path = _write_vocab(tmp_path, ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "hello"])
+    with pytest.raises(UserError, match=r"lacks special tokens \['\[MASK\]'\]"):
+        WordPieceTokenizer(path, lowercase=True)
+
+
+def test_vocab_dir_errors(tmp_path, sample_tokenizer):
+    with pytest.raises(UserError, match="does not exist.*vocab_dir"):
+        build_or_load_vocab(_config(tmp_path, vocab_dir=str(tmp_path / "nowhere")))
+    given = sample_tokenizer.vocab_path.parent
+    assert build_or_load_vocab(_config(tmp_path, vocab_dir=str(given))) == given / "vocab.txt"
+    with pytest.raises(UserError, match="lowercase=True"):
+        build_or_load_vocab(_config(tmp_path, vocab_dir=str(given), lowercase=False))
+
+
+def test_too_small_vocab_size(tmp_path):
+    with pytest.raises(UserError, match="vocab_size=5"):
+        tokenizer.train_wordpiece_vocab(["some text"], 5, True, tmp_path)
+
+
+def test_encode_returns_python_ints(sample_tokenizer):
+    (row,) = sample_tokenizer.encode(["God"])
+    assert row and all(type(i) is int for i in row)

@@ -1,0 +1,32 @@
+"""Every config in configs/ loads, validates, and eval_shapes its model (no memory used)."""
+
+import importlib
+from pathlib import Path
+
+import pytest
+from flax import nnx
+
+from bertjax.config_validation import validate_config
+from bertjax.models.bert import BertConfig, BertForPreTraining, count_parameters
+
+CONFIG_NAMES = sorted(
+    p.stem for p in (Path(__file__).parent.parent / "configs").glob("*.py") if p.stem != "__init__"
+)
+# BertForPreTraining parameters at vocab 30,522 (Hugging Face counts for base and large).
+EXPECTED_PARAMETERS = {"base": 110_106_428, "large": 336_226_108}
+
+
+@pytest.mark.parametrize("name", CONFIG_NAMES)
+def test_config_builds_its_model(name):
+    config = importlib.import_module(f"configs.{name}").get_config()
+    validate_config(config)
+    model_config = BertConfig.from_config(config, vocab_size=30522)
+    model = nnx.eval_shape(lambda: BertForPreTraining(model_config, rngs=nnx.Rngs(0)))
+    parameters = count_parameters(model)
+    assert parameters > 0
+    if name in EXPECTED_PARAMETERS:
+        assert parameters == EXPECTED_PARAMETERS[name]
+
+
+def test_all_model_sizes_have_a_config():
+    assert {"tiny", "mini", "small", "medium", "base", "large", "cpu_smoke"} <= set(CONFIG_NAMES)

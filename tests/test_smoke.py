@@ -1,0 +1,80 @@
+"""The smoke config end to end in a temporary workdir: metrics, TensorBoard, checkpoints, resume."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from bertjax import train
+from configs import base, cpu_smoke
+
+REQUIRED_METRICS = {
+    "step",
+    "loss",
+    "mlm_loss",
+    "mlm_accuracy",
+    "nsp_loss",
+    "nsp_accuracy",
+    "learning_rate",
+    "grad_norm",
+    "tokens_per_second",
+    "mfu",
+}
+
+
+def small_smoke_config(tmp_path: Path, **overrides):
+    config = cpu_smoke.get_config()
+    config.update(
+        dict(
+            corpus=base.SAMPLE_CORPUS.replace("*", "inaugural"),
+            cache_dir=str(tmp_path / "cache"),
+            vocab_size=2000,
+            max_seq_length=64,
+            max_predictions_per_seq=10,
+            dupe_factor=1,
+            batch_size=8,
+            num_train_steps=6,
+            warmup_steps=2,
+            log_every=3,
+            checkpoint_every=3,
+            progress_bar=False,
+        )
+    )
+    config.update(overrides)
+    return config
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    tmp_path = tmp_path_factory.mktemp("smoke")
+    workdir = tmp_path / "workdir"
+    summary = train.train_and_evaluate(small_smoke_config(tmp_path), workdir)
+    return tmp_path, workdir, summary
+
+
+def test_smoke_writes_metrics_tensorboard_and_checkpoints(finished_run):
+    _, workdir, summary = finished_run
+    records = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [3, 6]
+    for record in records:
+        assert REQUIRED_METRICS <= set(record)
+        assert 0 <= record["mlm_accuracy"] <= 1 and 0 <= record["nsp_accuracy"] <= 1
+        assert record["tokens_per_second"] > 0 and 0 < record["mfu"] < 1
+    assert records[0]["loss"] > 6.0  # about ln(2000) + ln(2) before training
+    assert list((workdir / "tensorboard").glob("events.out.tfevents.*"))
+    assert sorted(p.name for p in (workdir / "checkpoints").iterdir() if p.name.isdigit()) == [
+        "3",
+        "6",
+    ]
+    assert (workdir / "vocab.txt").is_file() and (workdir / "config.json").is_file()
+    assert summary.steps == 6 and summary.final_metrics["loss"] == records[-1]["loss"]
+
+
+def test_rerun_with_same_workdir_resumes_instead_of_restarting(finished_run):
+    tmp_path, workdir, _ = finished_run
+    again = train.train_and_evaluate(small_smoke_config(tmp_path), workdir)
+    assert again.start_step == 6 and again.steps == 6  # nothing left to do
+    longer = train.train_and_evaluate(small_smoke_config(tmp_path, num_train_steps=9), workdir)
+    assert longer.start_step == 6 and longer.steps == 9
+    records = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [3, 6, 9]

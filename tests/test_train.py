@@ -1,0 +1,158 @@
+"""One real train step, overfitting, 1 vs 8 devices, checkpoint round trip (tiny config)."""
+
+import jax
+import numpy as np
+import pytest
+
+from bertjax import checkpointing, optim, sharding, train
+from bertjax.models.bert import BertConfig
+from bertjax.train_state import create_train_state
+from configs import cpu_smoke
+
+VOCAB = 1000
+SEQ = 32
+PREDICTIONS = 5
+
+
+def tiny_config(**overrides):
+    config = cpu_smoke.get_config()
+    config.update(
+        dict(
+            max_seq_length=SEQ,
+            max_predictions_per_seq=PREDICTIONS,
+            batch_size=8,
+            num_train_steps=100,
+            warmup_steps=0,
+            learning_rate=1e-3,
+        )
+    )
+    config.update(overrides)
+    return config
+
+
+def random_batch(batch_size: int, seed: int = 0) -> dict[str, np.ndarray]:
+    """A batch with the BERT feature layout: padding at the end of each row, masked positions
+    sorted and unique, a padded prediction slot in every row."""
+    rng = np.random.default_rng(seed)
+    lengths = rng.integers(SEQ // 2, SEQ + 1, size=batch_size)
+    positions = np.arange(SEQ)[None, :]
+    input_mask = (positions < lengths[:, None]).astype(np.int32)
+    input_ids = rng.integers(5, VOCAB, size=(batch_size, SEQ)).astype(np.int32) * input_mask
+    segment_ids = ((positions >= lengths[:, None] // 2) & (input_mask == 1)).astype(np.int32)
+    masked_positions = np.stack(
+        [np.sort(rng.choice(np.arange(1, n), PREDICTIONS, replace=False)) for n in lengths]
+    ).astype(np.int32)
+    weights = np.ones((batch_size, PREDICTIONS), np.float32)
+    weights[:, -1] = 0.0
+    masked_positions[:, -1] = 0
+    return {
+        "input_ids": input_ids,
+        "input_mask": input_mask,
+        "segment_ids": segment_ids,
+        "masked_lm_positions": masked_positions,
+        "masked_lm_ids": np.take_along_axis(input_ids, masked_positions, 1) * (weights > 0),
+        "masked_lm_weights": weights,
+        "next_sentence_labels": rng.integers(0, 2, size=batch_size).astype(np.int32),
+    }
+
+
+def setup_run(config, devices=None, seed=0):
+    mesh = sharding.create_mesh(config.mesh_shape, devices=devices)
+    tx = optim.create_optimizer(config)
+    model_config = BertConfig.from_config(config, VOCAB)
+    state, setup = create_train_state(model_config, tx, mesh, config.logical_axis_rules, seed)
+    step_fn = train.compile_train_step(setup, tx, optim.learning_rate_schedule(config), mesh)
+    return mesh, state, setup, step_fn
+
+
+def run_steps(config, batches, devices=None):
+    mesh, state, _, step_fn = setup_run(config, devices)
+    key = jax.random.key(1)
+    history = []
+    for local_batch in batches:
+        batch = sharding.global_batch_from_local(local_batch, mesh)
+        state, metrics = step_fn(state, batch, key)
+        history.append(jax.device_get(metrics))
+    return state, history
+
+
+def test_one_train_step_is_real():
+    config = tiny_config()
+    mesh, state, _, step_fn = setup_run(config)
+    before = jax.device_get(state.params)
+    batch = sharding.global_batch_from_local(random_batch(8), mesh)
+    state, metrics = step_fn(state, batch, jax.random.key(0))
+    metrics = jax.device_get(metrics)
+    assert int(state.step) == 1
+    mlm_loss = metrics["mlm_loss_sum"] / metrics["mlm_weight"]
+    # Untrained: cross-entropy close to ln(vocab), NSP close to ln 2.
+    assert abs(mlm_loss - np.log(VOCAB)) < 0.5
+    assert abs(metrics["nsp_loss_sum"] / metrics["nsp_weight"] - np.log(2)) < 0.3
+    assert metrics["mlm_weight"] == 8 * (PREDICTIONS - 1)
+    assert np.isfinite(metrics["grad_norm"]) and metrics["grad_norm"] > 0
+    after = jax.device_get(state.params)
+    changed = jax.tree.map(lambda a, b: not np.array_equal(a, b), before, after)
+    assert all(jax.tree.leaves(changed)), "every parameter should receive an update"
+
+
+def test_overfits_one_fixed_batch():
+    config = tiny_config(
+        hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, num_train_steps=300
+    )
+    batch = random_batch(8, seed=3)
+    _, history = run_steps(config, [batch] * 150)
+    first = history[0]["mlm_loss_sum"] / history[0]["mlm_weight"]
+    last = history[-1]["mlm_loss_sum"] / history[-1]["mlm_weight"]
+    assert first > 6.0
+    assert last < 0.05, f"MLM loss after 150 steps on one batch: {last}"
+    assert history[-1]["nsp_correct_sum"] == 8
+
+
+def test_one_device_and_eight_devices_give_the_same_loss():
+    config = tiny_config()
+    batches = [random_batch(8, seed=s) for s in range(3)]
+    _, single = run_steps(config, batches, devices=jax.devices()[:1])
+    eight_config = tiny_config(mesh_shape={"data": 8, "fsdp": 1, "tensor": 1})
+    state8, multi = run_steps(eight_config, batches, devices=jax.devices()[:8])
+    assert (
+        len(state8.params["bert"]["embeddings"]["word_embeddings"]["embedding"].sharding.device_set)
+        == 8
+    )
+    for one, eight in zip(single, multi, strict=True):
+        for name in ("mlm_loss_sum", "nsp_loss_sum", "grad_norm"):
+            np.testing.assert_allclose(eight[name], one[name], rtol=1e-5)
+
+
+def test_checkpoint_restores_into_differently_seeded_state_on_another_mesh(tmp_path):
+    config = tiny_config()
+    mesh, state, _, step_fn = setup_run(config, devices=jax.devices()[:8])
+    batch = sharding.global_batch_from_local(random_batch(8), mesh)
+    state, _ = step_fn(state, batch, jax.random.key(0))
+    manager = checkpointing.create_checkpoint_manager(tmp_path, save_every=1, keep=2)
+    checkpointing.save(manager, 1, state, {"model": {"vocab_size": VOCAB}}, force=True)
+    manager.wait_until_finished()
+    saved = jax.device_get(state)
+
+    # Restore with a fresh manager into a 1-device state initialised from another seed.
+    _, other_state, other_setup, _ = setup_run(config, devices=jax.devices()[:1], seed=7)
+    assert not np.array_equal(
+        jax.device_get(other_state.params["bert"]["pooler"]["dense"]["kernel"]),
+        saved.params["bert"]["pooler"]["dense"]["kernel"],
+    )
+    manager = checkpointing.create_checkpoint_manager(tmp_path, save_every=1, keep=2)
+    restored, step = checkpointing.restore_or_init(
+        manager, other_setup.abstract_state, lambda: other_state, {"vocab_size": VOCAB}
+    )
+    assert step == 1
+    assert len(restored.params["bert"]["pooler"]["dense"]["kernel"].sharding.device_set) == 1
+    jax.tree.map(np.testing.assert_array_equal, jax.device_get(restored), saved)
+
+
+def test_restore_refuses_a_checkpoint_of_another_architecture(tmp_path):
+    config = tiny_config()
+    _, state, setup, _ = setup_run(config, devices=jax.devices()[:1])
+    manager = checkpointing.create_checkpoint_manager(tmp_path, save_every=1, keep=2)
+    checkpointing.save(manager, 1, state, {"model": {"vocab_size": VOCAB}}, force=True)
+    manager.wait_until_finished()
+    with pytest.raises(Exception, match="vocab_size=1000 but the config asks for 2000"):
+        checkpointing.restore_or_init(manager, setup.abstract_state, None, {"vocab_size": 2000})
