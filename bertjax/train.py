@@ -216,7 +216,7 @@ def train_loop(
         interval_steps += 1
         progress.update(1)
         done = step + 1
-        if done % config.log_every == 0 or done == total:
+        if done % config.log_every == 0 or done in (start_step + 1, total):
             host = jax.device_get(accumulated)
             elapsed = time.perf_counter() - interval_start
             last_metrics = _interval_metrics(

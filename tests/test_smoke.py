@@ -55,7 +55,7 @@ def finished_run(tmp_path_factory):
 def test_smoke_writes_metrics_tensorboard_and_checkpoints(finished_run):
     _, workdir, summary = finished_run
     records = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
-    assert [r["step"] for r in records] == [3, 6]
+    assert [r["step"] for r in records] == [1, 3, 6]
     for record in records:
         assert REQUIRED_METRICS <= set(record)
         assert 0 <= record["mlm_accuracy"] <= 1 and 0 <= record["nsp_accuracy"] <= 1
@@ -77,4 +77,4 @@ def test_rerun_with_same_workdir_resumes_instead_of_restarting(finished_run):
     longer = train.train_and_evaluate(small_smoke_config(tmp_path, num_train_steps=9), workdir)
     assert longer.start_step == 6 and longer.steps == 9
     records = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
-    assert [r["step"] for r in records] == [3, 6, 9]
+    assert [r["step"] for r in records] == [1, 3, 6, 7, 9]
