@@ -10,9 +10,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import jax
 import ml_collections
 import orbax.checkpoint as ocp
 from absl import logging
+from jax.experimental import multihost_utils
 
 from bertjax.errors import UserError
 
@@ -31,9 +33,11 @@ ARCHITECTURE_FIELDS = (
 
 
 def create_checkpoint_manager(
-    directory: str | Path, *, save_every: int, keep: int
+    directory: str | Path, *, save_every: int, keep: int, keep_period: int = 0
 ) -> ocp.CheckpointManager:
-    """Manager for `directory`: async saves every `save_every` steps, newest `keep` kept."""
+    """Manager for `directory`: async saves every `save_every` steps; the newest `keep` are kept,
+    and every step divisible by `keep_period` (if > 0) too. Orbax writes each checkpoint into a
+    temporary directory and renames it when complete, and deletes old ones only after that."""
     if save_every <= 0 or keep <= 0:
         raise UserError(
             f"checkpoint_every={save_every} and keep_checkpoints={keep} must be positive"
@@ -41,6 +45,7 @@ def create_checkpoint_manager(
     options = ocp.CheckpointManagerOptions(
         save_interval_steps=save_every,
         max_to_keep=keep,
+        keep_period=keep_period or None,
         enable_async_checkpointing=True,
         create=True,
     )
@@ -84,21 +89,57 @@ def restore_or_init(
     init_fn: Callable[[], Any],
     model_fields: dict,
 ) -> tuple[Any, int | None]:
-    """Restores the latest checkpoint onto `abstract_state`'s shardings, or calls `init_fn`.
+    """Restores the newest readable checkpoint onto `abstract_state`'s shardings, or calls
+    `init_fn` when there is none. Returns (state, restored step or None).
 
-    Returns (state, restored step or None). `model_fields` (architecture of this run) is compared
-    with the checkpoint's before anything is read, so a mismatch never loads or overwrites.
+    `model_fields` (this run's architecture) is compared with the checkpoint's before its arrays
+    are read, so a mismatch never loads or overwrites anything. A checkpoint that cannot be read
+    (truncated or missing files) is renamed to `<step>.unreadable` (kept for inspection, ignored
+    from then on) with a warning, and the previous one is tried.
     """
-    step = manager.latest_step()
-    if step is None:
+    steps = sorted(manager.all_steps(), reverse=True)
+    if not steps:
         return init_fn(), None
-    metadata = read_metadata(manager, step)
-    check_compatible(metadata.get("model", {}), model_fields, str(manager.directory))
-    logging.info("Restoring checkpoint at step %d from %s", step, manager.directory)
-    restored = manager.restore(
-        step, args=ocp.args.Composite(**{STATE: ocp.args.StandardRestore(abstract_state)})
+    for step in steps:
+        try:
+            metadata = read_metadata(manager, step)
+        except Exception as e:  # noqa: BLE001 - any read failure means this step is unusable
+            _set_aside_unreadable(manager, step, e)
+            continue
+        check_compatible(metadata.get("model", {}), model_fields, str(manager.directory))
+        try:
+            restored = manager.restore(
+                step, args=ocp.args.Composite(**{STATE: ocp.args.StandardRestore(abstract_state)})
+            )
+        except Exception as e:  # noqa: BLE001
+            _set_aside_unreadable(manager, step, e)
+            continue
+        logging.info("Restored checkpoint at step %d from %s", step, manager.directory)
+        return restored[STATE], step
+    raise UserError(
+        f"no readable checkpoint in {manager.directory} (all set aside as *.unreadable); "
+        "use a new --workdir or restore a backup"
     )
-    return restored[STATE], step
+
+
+def _set_aside_unreadable(manager: ocp.CheckpointManager, step: int, error: Exception) -> None:
+    directory = Path(manager.directory)
+    target = directory / f"{step}.unreadable"
+    reason = " ".join(str(error).split())[:200]
+    logging.warning(
+        "Checkpoint at step %d in %s is unreadable (%s: %s); moved it to %s and falling back "
+        "to the previous one.",
+        step,
+        directory,
+        type(error).__name__,
+        reason,
+        target,
+    )
+    print(f"WARNING: checkpoint at step {step} is unreadable; moved it to {target}, falling back")
+    if jax.process_index() == 0:
+        (directory / str(step)).rename(target)
+    multihost_utils.sync_global_devices(f"set_aside_checkpoint_{step}")
+    manager.reload()
 
 
 def metadata_for(config: ml_collections.ConfigDict, model_fields: dict) -> dict:

@@ -59,6 +59,18 @@ def validate_config(config: ml_collections.ConfigDict, workdir: Path | None = No
     _require(c.weight_decay >= 0, f"weight_decay={c.weight_decay} must be >= 0")
     _require(c.max_grad_norm >= 0, f"max_grad_norm={c.max_grad_norm} must be >= 0 (0 disables)")
     _require(
+        c.nonfinite_policy in ("skip", "stop"),
+        f"nonfinite_policy={c.nonfinite_policy!r} is unknown; use 'skip' or 'stop'",
+    )
+    _require(
+        c.max_consecutive_nonfinite >= 1,
+        f"max_consecutive_nonfinite={c.max_consecutive_nonfinite} must be >= 1",
+    )
+    _require(
+        c.checkpoint_every > 0 and c.keep_checkpoints > 0 and c.keep_checkpoint_period >= 0,
+        "checkpoint_every and keep_checkpoints must be positive, keep_checkpoint_period >= 0",
+    )
+    _require(
         not c.vocab_dir or (Path(c.vocab_dir) / "vocab.txt").is_file(),
         f"vocab_dir={c.vocab_dir!r} has no vocab.txt; point it at a directory with one or "
         "leave it empty to train a vocabulary",

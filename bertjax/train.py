@@ -10,13 +10,12 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import ml_collections
-import numpy as np
 import optax
 from absl import logging
 from flax import nnx
 from jax.sharding import NamedSharding, PartitionSpec
 
-from bertjax import checkpointing, losses, metrics, optim, sharding
+from bertjax import checkpointing, losses, metrics, optim, preemption, sharding
 from bertjax.config_validation import validate_config
 from bertjax.data import pipeline
 from bertjax.models.bert import BertConfig
@@ -48,15 +47,29 @@ def train_step(
         return losses.total_loss(sums), sums
 
     grads, sums = jax.grad(loss_fn, has_aux=True)(state.params)
+    grad_norm = optax.global_norm(grads)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
+    # A NaN/Inf loss or gradient skips the update (parameters and optimizer state unchanged) and
+    # is counted; the step still advances, so the data stream stays aligned with the step.
+    finite = jnp.isfinite(losses.total_loss(sums)) & jnp.isfinite(grad_norm)
+    keep_if_finite = functools.partial(jax.tree.map, lambda new, old: jnp.where(finite, new, old))
+    nonfinite = 1 - finite.astype(jnp.int32)
+    new_state = state.replace(
+        step=state.step + 1,
+        params=keep_if_finite(params, state.params),
+        opt_state=keep_if_finite(opt_state, state.opt_state),
+        nonfinite_steps=state.nonfinite_steps + nonfinite,
+        consecutive_nonfinite=(state.consecutive_nonfinite + 1) * nonfinite,
+    )
     step_metrics = {
-        **sums,
-        "grad_norm": optax.global_norm(grads),
-        "param_norm": optax.global_norm(params),
+        **jax.tree.map(lambda x: jnp.where(finite, x, 0.0), sums),
+        "grad_norm": jnp.where(finite, grad_norm, 0.0),
+        "param_norm": optax.global_norm(new_state.params),
         "learning_rate": schedule(state.step),
+        "finite_steps": finite.astype(jnp.float32),
+        "consecutive_nonfinite": new_state.consecutive_nonfinite,  # not summed: popped by the loop
     }
-    new_state = state.replace(step=state.step + 1, params=params, opt_state=opt_state)
     return new_state, step_metrics
 
 
@@ -133,7 +146,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
 
     fields = model_fields(config, vocab_size)
     manager = checkpointing.create_checkpoint_manager(
-        workdir / "checkpoints", save_every=config.checkpoint_every, keep=config.keep_checkpoints
+        workdir / "checkpoints",
+        save_every=config.checkpoint_every,
+        keep=config.keep_checkpoints,
+        keep_period=config.keep_checkpoint_period,
     )
     setup = state_setup(model_config, tx, mesh, rules)
     state, restored_step = checkpointing.restore_or_init(
@@ -160,6 +176,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
         return summary
     if restored_step is not None:
         print(f"Resuming from checkpoint at step {start_step} in {manager.directory}")
+    if jax.process_index() == 0:
+        drop_metrics_after(writer.jsonl_path, start_step)
 
     dataset = pipeline.make_dataset(
         data.instances,
@@ -173,90 +191,134 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
     p_train_step = compile_train_step(setup, tx, schedule, mesh)
     metadata = checkpointing.metadata_for(config, fields)
     try:
-        summary.final_metrics = train_loop(
+        summary.final_metrics, summary.steps = train_loop(
             config, state, dataset, p_train_step, mesh, manager, writer, metadata, start_step
         )
     finally:
         manager.wait_until_finished()
         manager.close()
         writer.close()
-    summary.steps = int(config.num_train_steps)
     summary.wall_seconds = time.perf_counter() - wall_start
     return summary
 
 
 def train_loop(
     config, state, dataset, p_train_step, mesh, manager, writer, metadata, start_step
-) -> dict[str, float]:
-    """Runs steps start_step..num_train_steps; logs every log_every steps; checkpoints."""
+) -> tuple[dict[str, float], int]:
+    """Runs steps start_step..num_train_steps; logs every log_every steps; checkpoints.
+
+    Returns (last logged metrics, last step done). SIGTERM ends the loop early after a
+    checkpoint of the step in flight; too many consecutive non-finite steps raise (policy
+    "stop") after a checkpoint of the last good state.
+    """
     from tqdm import tqdm  # deferred: only the training loop draws a progress bar
 
     dropout_key = jax.random.key(config.seed + 1)
-    tokens_per_step = config.batch_size * config.max_seq_length
-    flops_per_step = tokens_per_step * metrics.flops_per_token(
-        num_layers=config.num_hidden_layers,
-        hidden_size=config.hidden_size,
-        intermediate_size=config.intermediate_size,
-        seq_len=config.max_seq_length,
-        vocab_size=metadata["model"]["vocab_size"],
-        predictions_fraction=config.max_predictions_per_seq / config.max_seq_length,
-    )
-    peak, peak_source = metrics.peak_flops(list(mesh.devices.flat))
-    logging.info("MFU peak: %.3g FLOP/s (%s)", peak, peak_source)
+    throughput = _Throughput(config, metadata["model"]["vocab_size"], mesh)
     total = int(config.num_train_steps)
     show_bar = config.progress_bar and jax.process_index() == 0
     progress = tqdm(total=total, initial=start_step, disable=not show_bar, unit="step")
-    accumulated, last_metrics = None, {}
-    interval_start, interval_steps = time.perf_counter(), 0
+    accumulated, last_metrics, interval_steps = None, {}, 0
+    interval_start = time.perf_counter()
     batches = dataset.as_numpy_iterator()
-    for step in range(start_step, total):
-        batch = sharding.global_batch_from_local(next(batches), mesh)
-        state, step_metrics = p_train_step(state, batch, dropout_key)
-        accumulated = step_metrics if accumulated is None else _add(accumulated, step_metrics)
-        interval_steps += 1
-        progress.update(1)
-        done = step + 1
-        if done % config.log_every == 0 or done in (start_step + 1, total):
-            host = jax.device_get(accumulated)
-            elapsed = time.perf_counter() - interval_start
-            last_metrics = _interval_metrics(
-                host, interval_steps, elapsed, tokens_per_step, flops_per_step, peak
-            )
-            _check_finite(last_metrics, done - interval_steps + 1, done)
-            writer.write(done, last_metrics)
-            progress.set_postfix(
-                loss=f"{last_metrics['loss']:.3f}",
-                mlm_acc=f"{last_metrics['mlm_accuracy']:.3f}",
-                tok_s=f"{last_metrics['tokens_per_second']:.0f}",
-            )
-            accumulated, interval_steps, interval_start = None, 0, time.perf_counter()
-        checkpointing.save(manager, done, state, metadata, force=done == total)
+    lagged = None  # (step, consecutive non-finite count) of the previous step
+    done = start_step
+    with preemption.PreemptionWatcher() as watcher:
+        for step in range(start_step, total):
+            batch = sharding.global_batch_from_local(next(batches), mesh)
+            state, step_metrics = p_train_step(state, batch, dropout_key)
+            done = step + 1
+            consecutive = step_metrics.pop("consecutive_nonfinite")
+            accumulated = step_metrics if accumulated is None else _add(accumulated, step_metrics)
+            interval_steps += 1
+            progress.update(1)
+            if done % config.log_every == 0 or done in (start_step + 1, total):
+                host = jax.device_get(accumulated)
+                elapsed = time.perf_counter() - interval_start
+                last_metrics = throughput.interval_metrics(host, interval_steps, elapsed)
+                last_metrics["nonfinite_steps"] = int(state.nonfinite_steps)
+                writer.write(done, last_metrics)
+                progress.set_postfix(
+                    loss=f"{last_metrics['loss']:.3f}",
+                    mlm_acc=f"{last_metrics['mlm_accuracy']:.3f}",
+                    tok_s=f"{last_metrics['tokens_per_second']:.0f}",
+                )
+                accumulated, interval_steps, interval_start = None, 0, time.perf_counter()
+            # The previous step's count is read while this step runs (no host stall); the last
+            # step's own count is read before the final save.
+            check = (done, consecutive) if done == total else lagged
+            if check is not None:
+                _apply_nonfinite_policy(config, check, done, manager, state, metadata)
+            lagged = (done, consecutive)
+            if watcher.should_stop(done):
+                checkpointing.save(manager, done, state, metadata, force=True)
+                print(
+                    f"Preempted (SIGTERM): saved a checkpoint at step {done}; re-run the same "
+                    "command to resume."
+                )
+                break
+            checkpointing.save(manager, done, state, metadata, force=done == total)
     progress.close()
-    return last_metrics
+    return last_metrics, done
+
+
+def _apply_nonfinite_policy(config, check, done, manager, state, metadata) -> None:
+    """Policy "stop": once `max_consecutive_nonfinite` steps in a row were skipped, checkpoint the
+    current state at `done` (skipped steps never changed the parameters, so they are the last
+    good ones) and raise. `check` = (step, consecutive non-finite count at that step)."""
+    step, consecutive = check[0], int(check[1])
+    if config.nonfinite_policy != "stop" or consecutive < config.max_consecutive_nonfinite:
+        return
+    checkpointing.save(manager, done, state, metadata, force=True)
+    raise FloatingPointError(
+        f"loss or gradients were NaN/Inf in steps {step - consecutive + 1}-{step}; the last good "
+        f"parameters are checkpointed at step {done}: lower --config.learning_rate or check the "
+        "data, then re-run to resume"
+    )
+
+
+class _Throughput:
+    """Turns interval sums into logged means, tokens/s and MFU."""
+
+    def __init__(self, config, vocab_size: int, mesh):
+        self.tokens_per_step = config.batch_size * config.max_seq_length
+        self.flops_per_step = self.tokens_per_step * metrics.flops_per_token(
+            num_layers=config.num_hidden_layers,
+            hidden_size=config.hidden_size,
+            intermediate_size=config.intermediate_size,
+            seq_len=config.max_seq_length,
+            vocab_size=vocab_size,
+            predictions_fraction=config.max_predictions_per_seq / config.max_seq_length,
+        )
+        self.peak, source = metrics.peak_flops(list(mesh.devices.flat))
+        logging.info("MFU peak: %.3g FLOP/s (%s)", self.peak, source)
+
+    def interval_metrics(self, host_sums: dict, steps: int, elapsed: float) -> dict:
+        """Losses over the interval's finite steps; norms averaged over them; rates per second."""
+        result = losses.summarize(host_sums)
+        finite_steps = max(float(host_sums["finite_steps"]), 1.0)
+        result["grad_norm"] = float(host_sums["grad_norm"]) / finite_steps
+        for name in ("param_norm", "learning_rate"):
+            result[name] = float(host_sums[name]) / steps
+        result["steps_per_second"] = steps / elapsed
+        result["tokens_per_second"] = steps * self.tokens_per_step / elapsed
+        result["mfu"] = steps * self.flops_per_step / elapsed / self.peak
+        return result
 
 
 def _add(a: dict, b: dict) -> dict:
     return jax.tree.map(jnp.add, a, b)
 
 
-def _interval_metrics(host_sums, steps, elapsed, tokens_per_step, flops_per_step, peak) -> dict:
-    """Means over the interval: losses from sums, norms and learning rate averaged per step."""
-    result = losses.summarize(host_sums)
-    for name in ("grad_norm", "param_norm", "learning_rate"):
-        result[name] = float(host_sums[name]) / steps
-    result["steps_per_second"] = steps / elapsed
-    result["tokens_per_second"] = steps * tokens_per_step / elapsed
-    result["mfu"] = steps * flops_per_step / elapsed / peak
-    return result
-
-
-def _check_finite(values: dict[str, float], first_step: int, last_step: int) -> None:
-    bad = [k for k in ("loss", "grad_norm") if not np.isfinite(values[k])]
-    if bad:
-        raise FloatingPointError(
-            f"non-finite {', '.join(bad)} in steps {first_step}-{last_step}; the last checkpoint "
-            "is intact: lower --config.learning_rate or check the data, then re-run to resume"
-        )
+def drop_metrics_after(path: Path, step: int) -> None:
+    """Removes metric lines logged after `step` (by a run killed before its next checkpoint), so
+    the resumed run's lines replace them instead of appearing twice."""
+    if not path.exists():
+        return
+    lines = path.read_text().splitlines(keepends=True)
+    kept = [line for line in lines if line.strip() and json.loads(line)["step"] <= step]
+    if len(kept) != len(lines):
+        path.write_text("".join(kept))
 
 
 def last_logged_metrics(path: Path) -> dict[str, float]:

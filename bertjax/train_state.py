@@ -23,11 +23,17 @@ from bertjax.models.bert import BertConfig, BertForPreTraining
 
 @flax.struct.dataclass
 class TrainState:
-    """Everything a checkpoint holds. `params` is a plain nested dict of arrays."""
+    """Everything a checkpoint holds. `params` is a plain nested dict of arrays.
+
+    `nonfinite_steps` counts updates skipped because the loss or gradients were NaN/Inf, and
+    `consecutive_nonfinite` how many of the latest steps in a row were skipped.
+    """
 
     step: jax.Array
     params: Any
     opt_state: Any
+    nonfinite_steps: jax.Array
+    consecutive_nonfinite: jax.Array
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,7 +53,14 @@ def _init_fn(model_config: BertConfig, tx: optax.GradientTransformation, seed: i
     def init() -> TrainState:
         model = BertForPreTraining(model_config, rngs=nnx.Rngs(params=seed, dropout=seed))
         params = nnx.state(model, nnx.Param).to_pure_dict()
-        return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params))
+        zero = jnp.zeros((), jnp.int32)
+        return TrainState(
+            step=zero,
+            params=params,
+            opt_state=tx.init(params),
+            nonfinite_steps=zero,
+            consecutive_nonfinite=zero,
+        )
 
     return init
 
@@ -72,7 +85,13 @@ def state_shardings(
         transform_non_params=lambda _: replicated,
         is_leaf=lambda x: isinstance(x, NamedSharding),
     )
-    shardings = TrainState(step=replicated, params=param_shardings, opt_state=opt_shardings)
+    shardings = TrainState(
+        step=replicated,
+        params=param_shardings,
+        opt_state=opt_shardings,
+        nonfinite_steps=replicated,
+        consecutive_nonfinite=replicated,
+    )
     return graphdef, shardings
 
 

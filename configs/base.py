@@ -102,5 +102,10 @@ def get_config() -> ml_collections.ConfigDict:
     config.log_every = 100  # steps between metric lines (JSONL + TensorBoard)
     config.checkpoint_every = 10_000  # steps between checkpoints (one is always saved at the end)
     config.keep_checkpoints = 3  # newest checkpoints kept on disk
+    config.keep_checkpoint_period = 0  # also keep every step divisible by this forever; 0 = off
+    # NaN/Inf loss or gradients: the update is always skipped and counted; "stop" also ends the
+    # run (with a checkpoint of the last good state) after max_consecutive_nonfinite in a row.
+    config.nonfinite_policy = "skip"  # "skip" or "stop"
+    config.max_consecutive_nonfinite = 10
     config.progress_bar = True
     return config

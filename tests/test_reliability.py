@@ -1,0 +1,209 @@
+"""Faults injected into real runs: non-finite batches, corrupt checkpoints, SIGKILL and SIGTERM.
+
+Every run here is BERT-tiny on one small embedded-corpus file; resumed runs must reproduce the
+uninterrupted run's per-step metrics bit for bit.
+"""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+import pytest
+import tensorflow as tf
+
+from bertjax import checkpointing, sharding, train
+from bertjax.data import pipeline
+from tests.test_smoke import small_smoke_config
+from tests.test_train import random_batch, setup_run, tiny_config
+
+# Fields that must match exactly between an interrupted and an uninterrupted run.
+DETERMINISTIC_FIELDS = (
+    "step", "loss", "mlm_loss", "mlm_accuracy", "nsp_loss", "nsp_accuracy",
+    "grad_norm", "param_norm", "learning_rate", "nonfinite_steps",
+)  # fmt: skip
+
+
+def read_metrics(workdir: Path) -> list[dict]:
+    lines = (workdir / "metrics.jsonl").read_text().splitlines()
+    return [{k: json.loads(line)[k] for k in DETERMINISTIC_FIELDS} for line in lines]
+
+
+def test_nonfinite_batch_skips_the_update_and_counts_it():
+    config = tiny_config()
+    mesh, state, _, step_fn = setup_run(config)
+    before = jax.device_get(state)
+    bad = random_batch(8)
+    bad["masked_lm_weights"] = np.full_like(bad["masked_lm_weights"], np.nan)
+    state, metrics = step_fn(state, sharding.global_batch_from_local(bad, mesh), jax.random.key(0))
+    after = jax.device_get(state)
+    assert int(after.step) == 1
+    assert int(after.nonfinite_steps) == 1 and int(after.consecutive_nonfinite) == 1
+    assert float(metrics["finite_steps"]) == 0.0 and float(metrics["mlm_loss_sum"]) == 0.0
+    jax.tree.map(np.testing.assert_array_equal, after.params, before.params)
+    jax.tree.map(np.testing.assert_array_equal, after.opt_state, before.opt_state)
+    good = sharding.global_batch_from_local(random_batch(8, seed=1), mesh)
+    state, _ = step_fn(state, good, jax.random.key(0))
+    assert int(state.nonfinite_steps) == 1 and int(state.consecutive_nonfinite) == 0
+
+
+def _poison_from(first_bad_step: int):
+    """Wraps make_dataset so every batch from `first_bad_step` (1-based) on has NaN weights."""
+    make_dataset = pipeline.make_dataset
+
+    def poisoned(*args, start_step=0, **kwargs):
+        dataset = make_dataset(*args, start_step=start_step, **kwargs)
+
+        def poison(index, batch):
+            bad = index + start_step + 1 >= first_bad_step
+            weights = batch["masked_lm_weights"]
+            batch["masked_lm_weights"] = tf.where(bad, tf.fill(tf.shape(weights), np.nan), weights)
+            return batch
+
+        return dataset.enumerate().map(poison)
+
+    return poisoned
+
+
+def test_stop_policy_checkpoints_last_good_state_and_names_the_steps(tmp_path, monkeypatch):
+    monkeypatch.setattr(pipeline, "make_dataset", _poison_from(5))
+    config = small_smoke_config(
+        tmp_path, nonfinite_policy="stop", max_consecutive_nonfinite=3, num_train_steps=12,
+        checkpoint_every=1, keep_checkpoints=20,
+    )  # fmt: skip
+    with pytest.raises(FloatingPointError, match="NaN/Inf in steps 5-7"):
+        train.train_and_evaluate(config, tmp_path / "run")
+    manager = checkpointing.create_checkpoint_manager(
+        tmp_path / "run" / "checkpoints", save_every=1, keep=20
+    )
+    assert manager.latest_step() == 8  # the policy read step 7's count while step 8 ran
+    stopped, last_good = (_restore_raw(manager, step) for step in (8, 4))
+    assert int(stopped["nonfinite_steps"]) == 4 and int(last_good["nonfinite_steps"]) == 0
+    # Steps 5-8 were skipped, so the saved parameters are those of step 4, the last good one.
+    jax.tree.map(np.testing.assert_array_equal, stopped["params"], last_good["params"])
+
+
+def _restore_raw(manager, step: int) -> dict:
+    """A checkpoint's state as saved (numpy leaves), without a target structure."""
+    restored = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))
+    return restored["state"]
+
+
+def test_skip_policy_keeps_training_and_logs_the_count(tmp_path, monkeypatch):
+    monkeypatch.setattr(pipeline, "make_dataset", _poison_from(5))
+    summary = train.train_and_evaluate(small_smoke_config(tmp_path), tmp_path / "run")
+    assert summary.steps == 6
+    assert read_metrics(tmp_path / "run")[-1]["nonfinite_steps"] == 2  # steps 5 and 6
+
+
+@pytest.fixture(scope="module")
+def reference_run(tmp_path_factory):
+    """An uninterrupted 12-step run with metrics every step and checkpoints every 3 steps."""
+    tmp_path = tmp_path_factory.mktemp("reference")
+    config = small_smoke_config(tmp_path, num_train_steps=12, log_every=1, keep_checkpoints=10)
+    train.train_and_evaluate(config, tmp_path / "run")
+    return tmp_path, config, read_metrics(tmp_path / "run")
+
+
+@pytest.mark.parametrize("damage", ["truncate", "delete_state"])
+def test_unreadable_latest_checkpoint_falls_back_to_previous(reference_run, tmp_path, damage):
+    reference_tmp, config, reference = reference_run
+    workdir = tmp_path / "run"
+    shutil.copytree(reference_tmp / "run", workdir)
+    newest = workdir / "checkpoints" / "12"
+    if damage == "truncate":
+        for path in (newest / "state").rglob("*"):
+            if path.is_file() and path.stat().st_size > 100:
+                path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    else:
+        shutil.rmtree(newest / "state")
+    summary = train.train_and_evaluate(config, workdir)
+    assert summary.start_step == 9 and summary.steps == 12
+    assert (workdir / "checkpoints" / "12.unreadable").is_dir()  # set aside, not deleted
+    assert read_metrics(workdir) == reference  # steps 10-12 recomputed bit for bit
+
+
+def _cli_args(config, workdir: Path) -> list[str]:
+    overrides = [
+        f"--config.{name}={config[name]}"
+        for name in (
+            "corpus", "cache_dir", "vocab_size", "max_seq_length", "max_predictions_per_seq",
+            "dupe_factor", "batch_size", "num_train_steps", "warmup_steps", "log_every",
+            "checkpoint_every", "keep_checkpoints", "progress_bar",
+        )
+    ]  # fmt: skip
+    return [sys.executable, "-m", "bertjax", "train", "--config=configs/cpu_smoke.py",
+            f"--workdir={workdir}", *overrides]  # fmt: skip
+
+
+def _start_and_signal_after(args, workdir: Path, step: int, sig: int, timeout: float = 240):
+    """Starts a training process and sends `sig` once metrics.jsonl has reached `step`."""
+    # Same XLA_FLAGS (8 host devices) as this process, so results match the in-process run.
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
+                               text=True)  # fmt: skip
+    deadline = time.time() + timeout
+    metrics_file = workdir / "metrics.jsonl"
+    while time.time() < deadline and process.poll() is None:
+        if metrics_file.exists():
+            steps = [json.loads(line)["step"] for line in metrics_file.read_text().splitlines()
+                     if line.strip()]  # fmt: skip
+            if steps and steps[-1] >= step:
+                process.send_signal(sig)
+                break
+        time.sleep(0.05)
+    output, _ = process.communicate(timeout=timeout)
+    return process.returncode, output
+
+
+def test_sigkill_at_three_points_then_resume_is_bit_identical(reference_run, tmp_path):
+    reference_tmp, config, reference = reference_run
+    config = small_smoke_config(
+        tmp_path, num_train_steps=12, log_every=1, keep_checkpoints=10,
+        cache_dir=config.cache_dir,
+    )  # fmt: skip
+    workdir = tmp_path / "run"
+    args = _cli_args(config, workdir)
+    for kill_after in (2, 5, 10):
+        returncode, output = _start_and_signal_after(args, workdir, kill_after, signal.SIGKILL)
+        assert returncode in (-signal.SIGKILL, 0), output
+    returncode, output = _start_and_signal_after(args, workdir, 10**9, signal.SIGKILL)
+    assert returncode == 0, output
+    assert read_metrics(workdir) == reference
+
+
+def test_sigterm_saves_the_current_step_and_exits_cleanly(reference_run, tmp_path):
+    reference_tmp, config, reference = reference_run
+    config = small_smoke_config(
+        tmp_path, num_train_steps=12, log_every=1, keep_checkpoints=10,
+        cache_dir=config.cache_dir,
+    )  # fmt: skip
+    workdir = tmp_path / "run"
+    args = _cli_args(config, workdir)
+    returncode, output = _start_and_signal_after(args, workdir, 4, signal.SIGTERM)
+    assert returncode == 0, output
+    line = next(line for line in output.splitlines() if line.startswith("Preempted"))
+    saved_step = int(line.split("at step ")[1].split(";")[0])
+    assert 4 <= saved_step < 12
+    assert (workdir / "checkpoints" / str(saved_step)).is_dir()
+    returncode, output = _start_and_signal_after(args, workdir, 10**9, signal.SIGKILL)
+    assert returncode == 0 and f"Resuming from checkpoint at step {saved_step}" in output
+    assert read_metrics(workdir) == reference
+
+
+def test_retention_keeps_newest_and_every_period(tmp_path):
+    config = small_smoke_config(
+        tmp_path, num_train_steps=12, checkpoint_every=2, keep_checkpoints=2,
+        keep_checkpoint_period=4,
+    )  # fmt: skip
+    train.train_and_evaluate(config, tmp_path / "run")
+    kept = sorted(int(p.name) for p in (tmp_path / "run" / "checkpoints").iterdir()
+                  if p.name.isdigit())  # fmt: skip
+    assert kept == [4, 8, 10, 12]
