@@ -75,6 +75,15 @@ def validate_config(config: ml_collections.ConfigDict, workdir: Path | None = No
         f"vocab_dir={c.vocab_dir!r} has no vocab.txt; point it at a directory with one or "
         "leave it empty to train a vocabulary",
     )
+    if c.vocab_dir:
+        vocab_file = Path(c.vocab_dir) / "vocab.txt"
+        with vocab_file.open(encoding="utf-8") as f:
+            tokens = sum(1 for _ in f)  # one token per line, as the tokenizer reads it
+        _require(
+            tokens == c.vocab_size,
+            f"vocab_size={c.vocab_size} but {vocab_file} has {tokens} tokens; "
+            f"set --config.vocab_size={tokens}",
+        )
     sizes = dict(
         zip(
             sharding.MESH_AXES,

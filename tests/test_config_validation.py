@@ -1,0 +1,88 @@
+"""Each invalid config is refused before anything is read or compiled, with one line naming the
+field; the CLI turns it into exit code 2 without a traceback (see also tests/test_cli.py)."""
+
+import os
+
+import pytest
+
+from bertjax.config_validation import validate_config
+from bertjax.errors import UserError
+from configs import cpu_smoke
+
+INVALID = [
+    ({"num_attention_heads": 3}, "not divisible by num_attention_heads=3"),
+    ({"hidden_size": 0}, "must be positive"),
+    ({"num_hidden_layers": -1}, "must be positive"),
+    ({"intermediate_size": 0}, "intermediate_size must be positive"),
+    ({"max_seq_length": 1024}, "max_seq_length=1024 must be in [2, max_position_embeddings=512]"),
+    ({"max_predictions_per_seq": 200}, "max_predictions_per_seq=200 must be in [1, max_seq_length"),
+    ({"max_predictions_per_seq": 0}, "max_predictions_per_seq=0"),
+    ({"masked_lm_prob": 0.0}, "masked_lm_prob=0.0 must be in (0, 1)"),
+    ({"masked_lm_prob": 1.5}, "masked_lm_prob=1.5"),
+    ({"short_seq_prob": -0.1}, "short_seq_prob=-0.1"),
+    ({"hidden_dropout_prob": -0.5}, "hidden_dropout_prob=-0.5 must be in [0, 1)"),
+    ({"attention_probs_dropout_prob": 1.0}, "attention_probs_dropout_prob=1.0"),
+    ({"dupe_factor": 0}, "dupe_factor=0 must be >= 1"),
+    ({"vocab_size": 3}, "vocab_size=3 is too small"),
+    ({"dtype": "float16"}, "dtype='float16' is not supported"),
+    ({"batch_size": 0}, "batch_size=0 must be positive"),
+    ({"batch_size": 12}, "batch_size=12 is not divisible by the 8 data-parallel shards"),
+    ({"log_every": 0}, "log_every=0 must be positive"),
+    ({"num_train_steps": 0, "warmup_steps": 0}, "num_train_steps=0 must be positive"),
+    ({"warmup_steps": 5000}, "warmup_steps=5000 must be in [0, num_train_steps=1000]"),
+    ({"learning_rate": -1e-4}, "learning_rate=-0.0001 must be positive"),
+    ({"weight_decay": -0.01}, "weight_decay=-0.01 must be >= 0"),
+    ({"max_grad_norm": -1.0}, "max_grad_norm=-1.0 must be >= 0"),
+    ({"nonfinite_policy": "ignore"}, "nonfinite_policy='ignore' is unknown"),
+    ({"max_consecutive_nonfinite": 0}, "max_consecutive_nonfinite=0 must be >= 1"),
+    ({"checkpoint_every": 0}, "checkpoint_every and keep_checkpoints must be positive"),
+    ({"keep_checkpoints": 0}, "checkpoint_every and keep_checkpoints must be positive"),
+    ({"vocab_dir": "/nonexistent/vocab"}, "vocab_dir='/nonexistent/vocab' has no vocab.txt"),
+    ({"mesh_shape": {"data": 3, "fsdp": 1, "tensor": 1}}, "covers 3 devices but 8"),
+    ({"mesh_shape": {"data": -1, "fsdp": -1, "tensor": 1}}, "more than one -1"),
+    ({"mesh_shape": {"data": -1, "pipe": 2}}, "unknown axes ['pipe']"),
+]
+
+
+@pytest.mark.parametrize("overrides, message", INVALID, ids=[str(o) for o, _ in INVALID])
+def test_invalid_config_is_one_line_user_error(overrides, message):
+    config = cpu_smoke.get_config()
+    config.update(overrides)
+    with pytest.raises(UserError) as error:
+        validate_config(config)
+    assert message in str(error.value)
+    assert "\n" not in str(error.value)
+
+
+def test_there_are_at_least_twenty_invalid_cases():
+    assert len(INVALID) >= 20
+
+
+def test_vocab_size_must_match_a_given_vocabulary(tmp_path):
+    (tmp_path / "vocab.txt").write_text(
+        "\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "a", "b"]) + "\n"
+    )
+    config = cpu_smoke.get_config()
+    config.vocab_dir = str(tmp_path)
+    with pytest.raises(UserError, match="vocab_size=8000 but .* has 7 tokens"):
+        validate_config(config)
+    config.vocab_size = 7
+    validate_config(config)
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root can write anywhere")
+def test_unwritable_workdir(tmp_path):
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    with pytest.raises(UserError, match="not writable"):
+        validate_config(cpu_smoke.get_config(), locked)
+
+
+def test_workdir_that_is_a_file(tmp_path):
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(UserError, match="cannot create workdir"):
+        validate_config(cpu_smoke.get_config(), tmp_path / "file" / "run")
+
+
+def test_valid_config_passes(tmp_path):
+    validate_config(cpu_smoke.get_config(), tmp_path / "run")
