@@ -59,6 +59,10 @@ def validate_config(config: ml_collections.ConfigDict, workdir: Path | None = No
     _require(c.weight_decay >= 0, f"weight_decay={c.weight_decay} must be >= 0")
     _require(c.max_grad_norm >= 0, f"max_grad_norm={c.max_grad_norm} must be >= 0 (0 disables)")
     _require(
+        c.optimizer in ("adamw", "lamb"),
+        f"optimizer={c.optimizer!r} is unknown; use 'adamw' or 'lamb'",
+    )
+    _require(
         c.nonfinite_policy in ("skip", "stop"),
         f"nonfinite_policy={c.nonfinite_policy!r} is unknown; use 'skip' or 'stop'",
     )

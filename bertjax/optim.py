@@ -1,5 +1,5 @@
-"""Optax optimizer from config: linear warmup then linear decay to zero, AdamW with decoupled
-weight decay that skips LayerNorm parameters and biases, global-norm clipping."""
+"""Optax optimizer from config: linear warmup then linear decay to zero, AdamW (or LAMB) with
+decoupled weight decay that skips LayerNorm parameters and biases, global-norm clipping."""
 
 from typing import Any
 
@@ -43,10 +43,19 @@ def weight_decay_mask(params: Any) -> Any:
     return jax.tree_util.tree_map_with_path(is_decayed, params)
 
 
+OPTIMIZERS = ("adamw", "lamb")
+
+
 def create_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransformation:
+    """AdamW (BERT's recipe) or LAMB (You et al. 2019, for batches of 32k-64k sequences: Adam
+    moments with a per-layer trust ratio ||w|| / ||update||), with the same schedule, weight-decay
+    mask and global-norm clipping."""
     if config.weight_decay < 0 or config.max_grad_norm < 0:
         raise UserError("weight_decay and max_grad_norm must be >= 0; fix the config")
-    adamw = optax.adamw(
+    if config.optimizer not in OPTIMIZERS:
+        raise UserError(f"optimizer={config.optimizer!r} is unknown; use one of {OPTIMIZERS}")
+    make = optax.adamw if config.optimizer == "adamw" else optax.lamb
+    optimizer = make(
         learning_rate_schedule(config),
         b1=config.adam_b1,
         b2=config.adam_b2,
@@ -55,5 +64,5 @@ def create_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransfo
         mask=weight_decay_mask,
     )
     if config.max_grad_norm > 0:
-        return optax.chain(optax.clip_by_global_norm(config.max_grad_norm), adamw)
-    return adamw
+        return optax.chain(optax.clip_by_global_norm(config.max_grad_norm), optimizer)
+    return optimizer

@@ -72,6 +72,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.batch_size = 256  # global batch, over all processes and devices
     config.num_train_steps = 900_000
     config.warmup_steps = 10_000
+    config.optimizer = "adamw"  # "adamw" (BERT) or "lamb" (large-batch recipe of You et al. 2019)
     config.learning_rate = 1e-4  # peak, reached at the end of warmup, then linear decay to zero
     config.weight_decay = 0.01  # AdamW decoupled decay, not applied to LayerNorm or biases
     config.adam_b1 = 0.9

@@ -33,6 +33,7 @@ INVALID = [
     ({"learning_rate": -1e-4}, "learning_rate=-0.0001 must be positive"),
     ({"weight_decay": -0.01}, "weight_decay=-0.01 must be >= 0"),
     ({"max_grad_norm": -1.0}, "max_grad_norm=-1.0 must be >= 0"),
+    ({"optimizer": "sgd"}, "optimizer='sgd' is unknown"),
     ({"nonfinite_policy": "ignore"}, "nonfinite_policy='ignore' is unknown"),
     ({"max_consecutive_nonfinite": 0}, "max_consecutive_nonfinite=0 must be >= 1"),
     ({"checkpoint_every": 0}, "checkpoint_every and keep_checkpoints must be positive"),

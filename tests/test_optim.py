@@ -65,3 +65,18 @@ def test_optimizer_applies_decay_only_where_masked_and_clips():
 def test_bad_schedule_is_a_user_error(overrides, match):
     with pytest.raises(UserError, match=match):
         optim.learning_rate_schedule(_config(**overrides))
+
+
+def test_lamb_scales_each_layer_update_by_its_trust_ratio():
+    config = _config(
+        optimizer="lamb", learning_rate=0.1, warmup_steps=0, num_train_steps=10, weight_decay=0.0,
+        max_grad_norm=0.0,
+    )  # fmt: skip
+    tx = optim.create_optimizer(config)
+    params = {"a": {"kernel": jnp.full((4,), 3.0)}, "b": {"kernel": jnp.full((4,), 0.5)}}
+    grads = {"a": {"kernel": jnp.full((4,), 1e-3)}, "b": {"kernel": jnp.full((4,), 5.0)}}
+    updates, _ = tx.update(grads, tx.init(params), params)
+    # First Adam step: m/sqrt(v) = sign(g) = 1 everywhere, so each layer's update is
+    # lr * ||w|| / ||1|| per element: 0.1 * 3 and 0.1 * 0.5, whatever the gradient scale.
+    np.testing.assert_allclose(updates["a"]["kernel"], -0.3, rtol=1e-3)
+    np.testing.assert_allclose(updates["b"]["kernel"], -0.05, rtol=1e-3)
