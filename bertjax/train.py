@@ -13,11 +13,13 @@ import ml_collections
 import optax
 from absl import logging
 from flax import nnx
+from jax.experimental import multihost_utils
 from jax.sharding import NamedSharding, PartitionSpec
 
 from bertjax import checkpointing, losses, metrics, optim, preemption, sharding
 from bertjax.config_validation import validate_config
 from bertjax.data import pipeline
+from bertjax.data.tokenizer import build_or_load_vocab
 from bertjax.models.bert import BertConfig
 from bertjax.train_state import StateSetup, TrainState, create_train_state, state_setup
 
@@ -135,6 +137,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
     wall_start = time.perf_counter()
     workdir = Path(workdir)
     validate_config(config, workdir)
+    if jax.process_count() > 1:
+        # One process trains (or finds) the cached vocabulary; the others then read it.
+        if jax.process_index() == 0:
+            build_or_load_vocab(config)
+        multihost_utils.sync_global_devices("vocabulary ready")
     data = pipeline.build_pretraining_data(config)
     vocab_size = data.tokenizer.vocab_size
     model_config = BertConfig.from_config(config, vocab_size)

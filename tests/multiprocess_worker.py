@@ -1,0 +1,29 @@
+"""One process of a multi-process training run on localhost (started by tests/test_multiprocess.py).
+
+usage: python -m tests.multiprocess_worker PORT NUM_PROCESSES PROCESS_ID WORKDIR TMP_DIR
+"""
+
+import os
+import sys
+from pathlib import Path
+
+os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=4"
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import jax  # noqa: E402
+
+from bertjax import distributed, train  # noqa: E402
+from tests.test_smoke import small_smoke_config  # noqa: E402
+
+
+def main(port: str, num_processes: str, process_id: str, workdir: str, tmp_dir: str):
+    jax.config.update("jax_platforms", "cpu")
+    distributed.initialize(f"localhost:{port}", int(num_processes), int(process_id))
+    assert jax.device_count() == 4 * int(num_processes), jax.devices()
+    config = small_smoke_config(Path(tmp_dir), log_every=1)
+    summary = train.train_and_evaluate(config, workdir)
+    print(f"process {jax.process_index()} finished at step {summary.steps}")
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:])

@@ -1,0 +1,107 @@
+"""Two JAX processes on localhost (gloo collectives, 4 CPU devices each) train the same thing as
+one process with 8 devices, and checkpoints move between the two layouts in both directions."""
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bertjax import train
+from tests.test_smoke import small_smoke_config
+
+COMPARED = ("loss", "mlm_loss", "nsp_loss", "grad_norm", "param_norm")
+REPO = Path(__file__).resolve().parent.parent
+
+
+def metrics_by_step(workdir: Path) -> dict[int, dict]:
+    lines = (workdir / "metrics.jsonl").read_text().splitlines()
+    return {record["step"]: record for record in map(json.loads, lines)}
+
+
+def assert_same_metrics(got: dict, want: dict, steps) -> None:
+    for step in steps:
+        for name in COMPARED:
+            np.testing.assert_allclose(got[step][name], want[step][name], rtol=1e-5, err_msg=name)
+
+
+def run_two_processes(workdir: Path, tmp_dir: Path) -> list[str]:
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        port = s.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    processes = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "tests.multiprocess_worker",
+                str(port),
+                "2",
+                str(i),
+                str(workdir),
+                str(tmp_dir),
+            ],
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )  # fmt: skip
+        for i in range(2)
+    ]
+    outputs = [p.communicate(timeout=400)[0] for p in processes]
+    for process, output in zip(processes, outputs, strict=True):
+        assert process.returncode == 0, output[-3000:]
+    return outputs
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("multiprocess")
+    config = small_smoke_config(tmp, log_every=1)
+    train.train_and_evaluate(config, tmp / "single")
+    outputs = run_two_processes(tmp / "multi", tmp)
+    return tmp, config, outputs
+
+
+def test_two_processes_equal_one_process(runs):
+    tmp, _, outputs = runs
+    assert all("finished at step 6" in output for output in outputs)
+    assert_same_metrics(metrics_by_step(tmp / "multi"), metrics_by_step(tmp / "single"),
+                        range(1, 7))  # fmt: skip
+
+
+def test_only_process_zero_writes_shared_files(runs):
+    tmp, _, _ = runs
+    files = sorted(p.name for p in (tmp / "multi").iterdir())
+    assert files == ["checkpoints", "config.json", "metrics.jsonl", "tensorboard", "vocab.txt"]
+    assert len(list((tmp / "multi" / "tensorboard").iterdir())) == 1  # one events file
+    steps = [json.loads(line)["step"] for line in (tmp / "multi" / "metrics.jsonl").open()]
+    assert steps == [1, 2, 3, 4, 5, 6]  # written once, not once per process
+
+
+def test_two_process_checkpoint_resumes_in_one_process_on_another_mesh(runs, tmp_path):
+    tmp, config, _ = runs
+    shutil.copytree(tmp / "multi", tmp_path / "run")
+    shutil.rmtree(tmp_path / "run" / "checkpoints" / "6")
+    config.mesh_shape = {"data": 1, "fsdp": 8, "tensor": 1}
+    summary = train.train_and_evaluate(config, tmp_path / "run")
+    assert summary.start_step == 3
+    assert_same_metrics(metrics_by_step(tmp_path / "run"), metrics_by_step(tmp / "single"),
+                        range(4, 7))  # fmt: skip
+
+
+def test_one_process_checkpoint_resumes_in_two_processes(runs, tmp_path):
+    tmp, _, _ = runs
+    shutil.copytree(tmp / "single", tmp_path / "run")
+    shutil.rmtree(tmp_path / "run" / "checkpoints" / "6")
+    outputs = run_two_processes(tmp_path / "run", tmp)
+    assert "Resuming from checkpoint at step 3" in outputs[0]
+    assert_same_metrics(metrics_by_step(tmp_path / "run"), metrics_by_step(tmp / "single"),
+                        range(4, 7))  # fmt: skip
