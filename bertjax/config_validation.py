@@ -59,6 +59,10 @@ def validate_config(config: ml_collections.ConfigDict, workdir: Path | None = No
     _require(c.weight_decay >= 0, f"weight_decay={c.weight_decay} must be >= 0")
     _require(c.max_grad_norm >= 0, f"max_grad_norm={c.max_grad_norm} must be >= 0 (0 disables)")
     _require(
+        c.remat_policy in ("none", "full", "dots_saveable"),
+        f"remat_policy={c.remat_policy!r} is not one of ('none', 'full', 'dots_saveable')",
+    )
+    _require(
         c.optimizer in ("adamw", "lamb"),
         f"optimizer={c.optimizer!r} is unknown; use 'adamw' or 'lamb'",
     )
@@ -100,6 +104,17 @@ def validate_config(config: ml_collections.ConfigDict, workdir: Path | None = No
         c.batch_size % batch_shards == 0,
         f"batch_size={c.batch_size} is not divisible by the {batch_shards} data-parallel "
         "shards (data x fsdp); change --config.batch_size",
+    )
+    _require(
+        c.grad_accum_steps >= 1 and c.batch_size % c.grad_accum_steps == 0,
+        f"grad_accum_steps={c.grad_accum_steps} must be >= 1 and divide batch_size={c.batch_size}",
+    )
+    microbatch = c.batch_size // c.grad_accum_steps
+    _require(
+        microbatch % batch_shards == 0,
+        f"the microbatch batch_size/grad_accum_steps={microbatch} is not divisible by the "
+        f"{batch_shards} data-parallel shards (data x fsdp); change --config.batch_size or "
+        "--config.grad_accum_steps",
     )
     _require(
         c.batch_size % jax.process_count() == 0,

@@ -32,23 +32,41 @@ def train_step(
     setup: StateSetup,
     tx: optax.GradientTransformation,
     schedule: optax.Schedule,
+    grad_accum_steps: int = 1,
+    microbatch_sharding: NamedSharding | None = None,
 ) -> tuple[TrainState, dict[str, jax.Array]]:
-    """One AdamW update on the MLM + NSP loss. Returns the new state and metric sums."""
+    """One optimizer update on the MLM + NSP loss of `batch`, whose gradient is accumulated over
+    `grad_accum_steps` microbatches. Returns the new state and metric sums."""
     step_key = jax.random.fold_in(dropout_key, state.step)
+    # Normalise by the whole batch's weights, so summing microbatch gradients gives exactly the
+    # gradient of the whole batch's mean losses.
+    denominators = {
+        "mlm": jnp.maximum(jnp.sum(batch["masked_lm_weights"]), 1.0),
+        "nsp": jnp.asarray(batch["next_sentence_labels"].shape[0], jnp.float32),
+    }
 
-    def loss_fn(params):
+    def loss_fn(params, microbatch, key):
         outputs = setup.model(params)(
-            batch["input_ids"],
-            batch["segment_ids"],
-            batch["input_mask"],
-            batch["masked_lm_positions"],
+            microbatch["input_ids"],
+            microbatch["segment_ids"],
+            microbatch["input_mask"],
+            microbatch["masked_lm_positions"],
             deterministic=False,
-            rngs=nnx.Rngs(dropout=step_key),
+            rngs=nnx.Rngs(dropout=key),
         )
-        sums = losses.pretraining_sums(outputs, batch)
-        return losses.total_loss(sums), sums
+        sums = losses.pretraining_sums(outputs, microbatch)
+        loss = (
+            sums["mlm_loss_sum"] / denominators["mlm"] + sums["nsp_loss_sum"] / denominators["nsp"]
+        )
+        return loss, sums
 
-    grads, sums = jax.grad(loss_fn, has_aux=True)(state.params)
+    grad_fn = jax.grad(loss_fn, has_aux=True)
+    if grad_accum_steps == 1:
+        grads, sums = grad_fn(state.params, batch, step_key)
+    else:
+        grads, sums = _accumulate(
+            grad_fn, state.params, batch, step_key, grad_accum_steps, microbatch_sharding
+        )
     grad_norm = optax.global_norm(grads)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
@@ -75,12 +93,48 @@ def train_step(
     return new_state, step_metrics
 
 
-def compile_train_step(setup: StateSetup, tx, schedule, mesh):
+def _accumulate(grad_fn, params, batch, step_key, steps: int, microbatch_sharding):
+    """Sums (gradients, metric sums) over `steps` microbatches with lax.scan (one compiled body).
+
+    Microbatch m takes rows m, m + steps, m + 2*steps, ...: every device's block of the batch
+    holds rows of every microbatch, so each microbatch is still split over all devices.
+    """
+
+    def split(x):
+        rows = x.shape[0] // steps
+        return jnp.swapaxes(x.reshape(rows, steps, *x.shape[1:]), 0, 1)
+
+    microbatches = jax.tree.map(split, batch)
+
+    def body(carry, inputs):
+        index, microbatch = inputs
+        if microbatch_sharding is not None:
+            microbatch = jax.lax.with_sharding_constraint(microbatch, microbatch_sharding)
+        grads, sums = grad_fn(params, microbatch, jax.random.fold_in(step_key, index))
+        return jax.tree.map(jnp.add, carry, (grads, sums)), None
+
+    first = jax.tree.map(lambda x: x[0], microbatches)
+    zeros = jax.tree.map(
+        lambda x: jnp.zeros(x.shape, x.dtype), jax.eval_shape(grad_fn, params, first, step_key)
+    )
+    total, _ = jax.lax.scan(body, zeros, (jnp.arange(steps), microbatches))
+    return total
+
+
+def compile_train_step(setup: StateSetup, tx, schedule, mesh, grad_accum_steps: int = 1):
     """jit(train_step) with state shardings in and out, the batch split over (data, fsdp), and
     the state donated so its buffers are reused."""
     replicated = NamedSharding(mesh, PartitionSpec())
+    step = functools.partial(
+        train_step,
+        setup=setup,
+        tx=tx,
+        schedule=schedule,
+        grad_accum_steps=grad_accum_steps,
+        microbatch_sharding=sharding.batch_sharding(mesh),
+    )
     return jax.jit(
-        functools.partial(train_step, setup=setup, tx=tx, schedule=schedule),
+        step,
         in_shardings=(setup.shardings, sharding.batch_sharding(mesh), replicated),
         out_shardings=(setup.shardings, replicated),
         donate_argnums=0,
@@ -159,11 +213,18 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
         keep_period=config.keep_checkpoint_period,
     )
     setup = state_setup(model_config, tx, mesh, rules)
+
+    def init_state() -> TrainState:
+        # --config.init_from: parameters of an imported model or another run; fresh optimizer.
+        init_from = config.get("init_from")
+        params = init_from and checkpointing.load_init_params(
+            init_from, setup.abstract_state.params, fields
+        )
+        state = create_train_state(model_config, tx, mesh, rules, config.seed)[0]
+        return state.replace(params=params) if params else state
+
     state, restored_step = checkpointing.restore_or_init(
-        manager,
-        setup.abstract_state,
-        lambda: create_train_state(model_config, tx, mesh, rules, config.seed)[0],
-        fields,
+        manager, setup.abstract_state, init_state, fields
     )
     start_step = int(restored_step or 0)
     writer = metrics.MetricsWriter(workdir, enabled=jax.process_index() == 0)
@@ -195,7 +256,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
         process_count=jax.process_count(),
         **pipeline.masking_kwargs(data.tokenizer, config),
     )
-    p_train_step = compile_train_step(setup, tx, schedule, mesh)
+    p_train_step = compile_train_step(setup, tx, schedule, mesh, config.grad_accum_steps)
     metadata = checkpointing.metadata_for(config, fields)
     try:
         summary.final_metrics, summary.steps = train_loop(

@@ -60,6 +60,8 @@ def get_config() -> ml_collections.ConfigDict:
 
     # --- Model ------------------------------------------------------------------------------
     set_model_size(config, "base")
+    # directory from `bertjax import` or a training workdir: start from its parameters
+    config.init_from = ""
     config.max_position_embeddings = 512
     config.type_vocab_size = 2
     config.hidden_dropout_prob = 0.1
@@ -67,9 +69,14 @@ def get_config() -> ml_collections.ConfigDict:
     config.initializer_range = 0.02
     config.layer_norm_eps = 1e-12
     config.dtype = "float32"  # compute dtype of activations and matmuls (parameters stay float32)
+    config.remat_policy = "none"  # per-layer rematerialisation: "none", "full", "dots_saveable"
+    # jax.nn.dot_product_attention backend: unset/"xla" everywhere, "cudnn" = flash attention on
+    # NVIDIA GPUs.
+    config.attention_implementation = ml_collections.config_dict.placeholder(str)
 
     # --- Optimisation -----------------------------------------------------------------------
-    config.batch_size = 256  # global batch, over all processes and devices
+    config.batch_size = 256  # global batch per optimizer step, over all processes and devices
+    config.grad_accum_steps = 1  # microbatches per step (gradients summed): batch_size/this each
     config.num_train_steps = 900_000
     config.warmup_steps = 10_000
     config.optimizer = "adamw"  # "adamw" (BERT) or "lamb" (large-batch recipe of You et al. 2019)

@@ -29,6 +29,11 @@ nnx.use_eager_sharding(False)
 
 COMPUTE_DTYPES = ("float32", "bfloat16", "float16")
 ATTENTION_IMPLEMENTATIONS = (None, "xla", "cudnn")
+REMAT_POLICIES = {
+    "none": None,
+    "full": jax.checkpoint_policies.nothing_saveable,
+    "dots_saveable": jax.checkpoint_policies.dots_saveable,
+}
 SIZE_FIELDS = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads")
 SIZE_FIELDS += ("intermediate_size", "max_position_embeddings", "type_vocab_size")
 
@@ -51,6 +56,9 @@ class BertConfig:
     dtype: str = "float32"  # compute dtype of activations and matmuls; parameters stay float32
     # jax.nn.dot_product_attention backend: None/"xla" everywhere, "cudnn" = flash attention on GPU.
     attention_implementation: str | None = None
+    # Rematerialisation of each encoder layer in the backward pass: "none" keeps activations,
+    # "full" recomputes the whole layer, "dots_saveable" keeps matmul outputs only.
+    remat_policy: str = "none"
 
     @classmethod
     def from_config(cls, config: ml_collections.ConfigDict, vocab_size: int) -> BertConfig:
@@ -81,6 +89,11 @@ class BertConfig:
                 )
         if self.dtype not in COMPUTE_DTYPES:
             raise UserError(f"dtype {self.dtype!r} is not supported; use one of {COMPUTE_DTYPES}")
+        if self.remat_policy not in REMAT_POLICIES:
+            raise UserError(
+                f"remat_policy {self.remat_policy!r} is not supported; use one of "
+                f"{tuple(REMAT_POLICIES)}"
+            )
         if self.attention_implementation not in ATTENTION_IMPLEMENTATIONS:
             raise UserError(
                 f"attention_implementation {self.attention_implementation!r} is not supported; "
@@ -215,6 +228,7 @@ class BertEncoder(nnx.Module):
         self.layer = nnx.List(
             [BertLayer(config, rngs=rngs) for _ in range(config.num_hidden_layers)]
         )
+        self.remat_policy = config.remat_policy
 
     def __call__(
         self,
@@ -227,9 +241,19 @@ class BertEncoder(nnx.Module):
         """[B, L, H] embeddings -> tuple of every layer's output [B, L, H] (not the input)."""
         outputs = []
         for layer in self.layer:
-            hidden_states = layer(hidden_states, mask, deterministic=deterministic, rngs=rngs)
+            hidden_states = self._apply_layer(layer, hidden_states, mask, deterministic, rngs)
             outputs.append(hidden_states)
         return tuple(outputs)
+
+    def _apply_layer(self, layer, hidden_states, mask, deterministic, rngs):
+        if self.remat_policy == "none":
+            return layer(hidden_states, mask, deterministic=deterministic, rngs=rngs)
+
+        def run(layer, hidden_states, mask, rngs):
+            return layer(hidden_states, mask, deterministic=deterministic, rngs=rngs)
+
+        policy = REMAT_POLICIES[self.remat_policy]
+        return nnx.remat(run, policy=policy)(layer, hidden_states, mask, rngs)
 
 
 class BertPooler(nnx.Module):
