@@ -1,6 +1,6 @@
 """One process of a multi-process training run on localhost (started by tests/test_multiprocess.py).
 
-usage: python -m tests.multiprocess_worker PORT NUM_PROCESSES PROCESS_ID WORKDIR TMP_DIR
+usage: python -m tests.multiprocess_worker PORT NUM_PROCESSES PROCESS_ID WORKDIR TMP_DIR [STEPS]
 """
 
 import os
@@ -16,11 +16,11 @@ from bertjax import distributed, train  # noqa: E402
 from tests.test_smoke import small_smoke_config  # noqa: E402
 
 
-def main(port: str, num_processes: str, process_id: str, workdir: str, tmp_dir: str):
+def main(port, num_processes, process_id, workdir, tmp_dir, steps="6"):
     jax.config.update("jax_platforms", "cpu")
     distributed.initialize(f"localhost:{port}", int(num_processes), int(process_id))
     assert jax.device_count() == 4 * int(num_processes), jax.devices()
-    config = small_smoke_config(Path(tmp_dir), log_every=1)
+    config = small_smoke_config(Path(tmp_dir), log_every=1, num_train_steps=int(steps))
     summary = train.train_and_evaluate(config, workdir)
     print(f"process {jax.process_index()} finished at step {summary.steps}")
 

@@ -4,9 +4,11 @@ one process with 8 devices, and checkpoints move between the two layouts in both
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -30,31 +32,27 @@ def assert_same_metrics(got: dict, want: dict, steps) -> None:
             np.testing.assert_allclose(got[step][name], want[step][name], rtol=1e-5, err_msg=name)
 
 
-def run_two_processes(workdir: Path, tmp_dir: Path) -> list[str]:
+def start_two_processes(workdir: Path, tmp_dir: Path, steps: int = 6) -> list[subprocess.Popen]:
     with socket.socket() as s:
         s.bind(("localhost", 0))
         port = s.getsockname()[1]
     env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
-    processes = [
+    worker = [sys.executable, "-m", "tests.multiprocess_worker", str(port), "2"]
+    return [
         subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "tests.multiprocess_worker",
-                str(port),
-                "2",
-                str(i),
-                str(workdir),
-                str(tmp_dir),
-            ],
+            [*worker, str(i), str(workdir), str(tmp_dir), str(steps)],
             cwd=REPO,
             env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
-        )  # fmt: skip
+        )
         for i in range(2)
     ]
+
+
+def run_two_processes(workdir: Path, tmp_dir: Path) -> list[str]:
+    processes = start_two_processes(workdir, tmp_dir)
     outputs = [p.communicate(timeout=400)[0] for p in processes]
     for process, output in zip(processes, outputs, strict=True):
         assert process.returncode == 0, output[-3000:]
@@ -105,3 +103,23 @@ def test_one_process_checkpoint_resumes_in_two_processes(runs, tmp_path):
     assert "Resuming from checkpoint at step 3" in outputs[0]
     assert_same_metrics(metrics_by_step(tmp_path / "run"), metrics_by_step(tmp / "single"),
                         range(4, 7))  # fmt: skip
+
+
+def test_sigterm_to_one_process_stops_both_at_the_same_step(runs, tmp_path):
+    tmp, _, _ = runs
+    workdir = tmp_path / "run"
+    processes = start_two_processes(workdir, tmp, steps=200)
+    metrics_file = workdir / "metrics.jsonl"
+    deadline = time.time() + 300
+    while time.time() < deadline and not (
+        metrics_file.exists() and len(metrics_file.read_text().splitlines()) >= 3
+    ):
+        time.sleep(0.05)
+    processes[1].send_signal(signal.SIGTERM)  # only process 1 is told, as on a real pod
+    outputs = [p.communicate(timeout=300)[0] for p in processes]
+    assert [p.returncode for p in processes] == [0, 0], outputs[1][-2000:]
+    steps = {int(o.split("saved a checkpoint at step ")[1].split(";")[0])
+             for o in outputs if "Preempted" in o}  # fmt: skip
+    assert len(steps) == 1 and all("Preempted" in o for o in outputs)
+    (step,) = steps
+    assert 3 <= step < 200 and (workdir / "checkpoints" / str(step)).is_dir()
