@@ -6,6 +6,7 @@ from pathlib import Path
 
 import jax
 import ml_collections
+from etils import epath
 
 from bertjax import sharding
 from bertjax.errors import UserError
@@ -16,7 +17,8 @@ def _require(condition: bool, message: str) -> None:
         raise UserError(message)
 
 
-def validate_config(config: ml_collections.ConfigDict, workdir: Path | None = None) -> None:
+def validate_config(config: ml_collections.ConfigDict, workdir=None) -> None:
+    """Raises UserError for the first problem found; `workdir` (local or gs://) is created."""
     c = config
     _require(
         c.hidden_size > 0 and c.num_hidden_layers > 0 and c.num_attention_heads > 0,
@@ -121,15 +123,16 @@ def validate_config(config: ml_collections.ConfigDict, workdir: Path | None = No
         f"batch_size={c.batch_size} is not divisible by {jax.process_count()} processes",
     )
     if workdir is not None:
-        _check_writable(Path(workdir))
+        _check_writable(epath.Path(workdir))
 
 
-def _check_writable(workdir: Path) -> None:
+def _check_writable(workdir: epath.Path) -> None:
     try:
         workdir.mkdir(parents=True, exist_ok=True)
     except OSError as e:
+        reason = e.strerror or " ".join(str(e).split())[:200]
         raise UserError(
-            f"cannot create workdir {workdir}: {e.strerror}; choose another --workdir"
+            f"cannot create workdir {workdir}: {reason}; choose another --workdir"
         ) from None
-    if not os.access(workdir, os.W_OK):
+    if not str(workdir).startswith("gs://") and not os.access(workdir, os.W_OK):
         raise UserError(f"workdir {workdir} is not writable; choose another --workdir")

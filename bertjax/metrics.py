@@ -13,11 +13,11 @@ this machine.
 
 import json
 import time
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from etils import epath
 
 # Datasheet dense bf16 peaks, FLOP/s per device, matched against jax.Device.device_kind.
 DATASHEET_PEAK_FLOPS = {
@@ -77,10 +77,10 @@ class MetricsWriter:
     """Writes one JSON line per log step to WORKDIR/metrics.jsonl and TensorBoard events to
     WORKDIR/tensorboard. Only process 0 writes; other processes get a writer that does nothing."""
 
-    def __init__(self, workdir: str | Path, *, enabled: bool = True):
+    def __init__(self, workdir: str | epath.Path, *, enabled: bool = True):
         self.enabled = enabled
-        self.jsonl_path = Path(workdir) / "metrics.jsonl"
-        self.tensorboard_dir = Path(workdir) / "tensorboard"
+        self.jsonl_path = epath.Path(workdir) / "metrics.jsonl"  # local or gs://
+        self.tensorboard_dir = epath.Path(workdir) / "tensorboard"
         self._summary_writer = None
         if enabled:
             import tensorflow as tf  # deferred: only the writing process needs TF summaries

@@ -2,16 +2,17 @@
 
 import dataclasses
 import functools
+import hashlib
 import json
-import shutil
 import time
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 import optax
 from absl import logging
+from etils import epath
 from flax import nnx
 from jax.experimental import multihost_utils
 from jax.sharding import NamedSharding, PartitionSpec
@@ -20,6 +21,7 @@ from bertjax import checkpointing, losses, metrics, optim, preemption, sharding
 from bertjax.config_validation import validate_config
 from bertjax.data import pipeline
 from bertjax.data.tokenizer import build_or_load_vocab
+from bertjax.errors import UserError
 from bertjax.models.bert import BertConfig
 from bertjax.train_state import StateSetup, TrainState, create_train_state, state_setup
 
@@ -174,22 +176,22 @@ def model_fields(config: ml_collections.ConfigDict, vocab_size: int) -> dict:
     return fields
 
 
-def prepare_workdir(workdir: Path, config: ml_collections.ConfigDict, vocab_path: Path) -> None:
+def prepare_workdir(workdir: epath.Path, config: ml_collections.ConfigDict, vocab_path) -> None:
     """Writes config.json and vocab.txt beside the checkpoints (process 0 only)."""
     if jax.process_index() != 0:
         return
     (workdir / "config.json").write_text(config.to_json_best_effort(indent=2) + "\n")
     if not (workdir / "vocab.txt").exists():
-        shutil.copyfile(vocab_path, workdir / "vocab.txt")
+        epath.Path(vocab_path).copy(workdir / "vocab.txt")
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -> RunSummary:
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | epath.Path) -> RunSummary:
     """Pretrains BERT per `config`, writing checkpoints, metrics and TensorBoard to `workdir`.
 
     Re-running with the same workdir resumes from the latest checkpoint.
     """
     wall_start = time.perf_counter()
-    workdir = Path(workdir)
+    workdir = epath.Path(workdir)  # local path or gs://bucket/...
     validate_config(config, workdir)
     if jax.process_count() > 1:
         # One process trains (or finds) the cached vocabulary; the others then read it.
@@ -197,6 +199,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
             build_or_load_vocab(config)
         multihost_utils.sync_global_devices("vocabulary ready")
     data = pipeline.build_pretraining_data(config)
+    if jax.process_count() > 1:
+        check_same_vocabulary(data.vocab_path)
     vocab_size = data.tokenizer.vocab_size
     model_config = BertConfig.from_config(config, vocab_size)
     mesh = sharding.create_mesh(config.mesh_shape)
@@ -378,7 +382,20 @@ def _add(a: dict, b: dict) -> dict:
     return jax.tree.map(jnp.add, a, b)
 
 
-def drop_metrics_after(path: Path, step: int) -> None:
+def check_same_vocabulary(vocab_path) -> None:
+    """Every process must tokenize with the same vocabulary (each host may have trained its own
+    copy from the same corpus, deterministically); raises UserError if they differ."""
+    digest = np.frombuffer(hashlib.sha256(epath.Path(vocab_path).read_bytes()).digest(), np.uint8)
+    try:
+        multihost_utils.assert_equal(digest, "vocabularies differ between processes")
+    except AssertionError:
+        raise UserError(
+            "processes built different vocabularies (different corpus files per host?); "
+            "pass the same --config.vocab_dir to every process"
+        ) from None
+
+
+def drop_metrics_after(path: epath.Path, step: int) -> None:
     """Removes metric lines logged after `step` (by a run killed before its next checkpoint), so
     the resumed run's lines replace them instead of appearing twice."""
     if not path.exists():
@@ -389,7 +406,7 @@ def drop_metrics_after(path: Path, step: int) -> None:
         path.write_text("".join(kept))
 
 
-def last_logged_metrics(path: Path) -> dict[str, float]:
+def last_logged_metrics(path: epath.Path) -> dict[str, float]:
     if not path.exists():
         return {}
     lines = [line for line in path.read_text().splitlines() if line.strip()]
