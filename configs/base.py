@@ -70,6 +70,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.layer_norm_eps = 1e-12
     config.dtype = "float32"  # compute dtype of activations and matmuls (parameters stay float32)
     config.remat_policy = "none"  # per-layer rematerialisation: "none", "full", "dots_saveable"
+    config.scan_layers = False  # nnx.scan over stacked layers: compile time independent of depth
     # jax.nn.dot_product_attention backend: unset/"xla" everywhere, "cudnn" = flash attention on
     # NVIDIA GPUs.
     config.attention_implementation = ml_collections.config_dict.placeholder(str)
@@ -104,6 +105,7 @@ def get_config() -> ml_collections.ConfigDict:
         ("type_vocab", None),
         ("position", None),
         ("classes", None),
+        ("layers", None),  # the stacked-layer axis of scan_layers
     ]
 
     # --- Loop -------------------------------------------------------------------------------

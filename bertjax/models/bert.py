@@ -59,6 +59,9 @@ class BertConfig:
     # Rematerialisation of each encoder layer in the backward pass: "none" keeps activations,
     # "full" recomputes the whole layer, "dots_saveable" keeps matmul outputs only.
     remat_policy: str = "none"
+    # Apply the encoder layers with nnx.scan over stacked parameters (compile time independent of
+    # depth); export and import convert to and from Hugging Face's per-layer layout.
+    scan_layers: bool = False
 
     @classmethod
     def from_config(cls, config: ml_collections.ConfigDict, vocab_size: int) -> BertConfig:
@@ -222,13 +225,26 @@ class BertLayer(nnx.Module):
 
 
 class BertEncoder(nnx.Module):
-    """`encoder`: a stack of `num_hidden_layers` BertLayers in `layer`."""
+    """`encoder`: `num_hidden_layers` BertLayers, as a list `layer[i]` (the Hugging Face layout)
+    or, with `scan_layers`, one stacked `layers` module applied with `nnx.scan` (every parameter
+    gains a leading 'layers' axis; compile time no longer grows with depth)."""
 
     def __init__(self, config: BertConfig, *, rngs: nnx.Rngs):
-        self.layer = nnx.List(
-            [BertLayer(config, rngs=rngs) for _ in range(config.num_hidden_layers)]
-        )
+        self.scan_layers = config.scan_layers
+        self.num_layers = config.num_hidden_layers
         self.remat_policy = config.remat_policy
+        if config.scan_layers:
+
+            @nnx.split_rngs(splits=config.num_hidden_layers)
+            @nnx.vmap(in_axes=(0,), out_axes=0, transform_metadata={nnx.PARTITION_NAME: "layers"})
+            def create_stack(rngs: nnx.Rngs) -> BertLayer:
+                return BertLayer(config, rngs=rngs)
+
+            self.layers = create_stack(rngs)
+        else:
+            self.layer = nnx.List(
+                [BertLayer(config, rngs=rngs) for _ in range(config.num_hidden_layers)]
+            )
 
     def __call__(
         self,
@@ -239,21 +255,58 @@ class BertEncoder(nnx.Module):
         rngs: nnx.Rngs | None = None,
     ) -> tuple[jax.Array, ...]:
         """[B, L, H] embeddings -> tuple of every layer's output [B, L, H] (not the input)."""
+
+        def apply(layer, hidden_states, rngs):
+            return layer(hidden_states, mask, deterministic=deterministic, rngs=rngs)
+
+        if self.remat_policy != "none":
+            apply = nnx.remat(apply, policy=REMAT_POLICIES[self.remat_policy])
+        if self.scan_layers:
+            return self._scan(apply, hidden_states, rngs)
         outputs = []
         for layer in self.layer:
-            hidden_states = self._apply_layer(layer, hidden_states, mask, deterministic, rngs)
+            hidden_states = apply(layer, hidden_states, rngs)
             outputs.append(hidden_states)
         return tuple(outputs)
 
-    def _apply_layer(self, layer, hidden_states, mask, deterministic, rngs):
-        if self.remat_policy == "none":
-            return layer(hidden_states, mask, deterministic=deterministic, rngs=rngs)
+    def _scan(self, apply, hidden_states, rngs):
+        def body(layer, hidden_states, rngs):
+            hidden_states = apply(layer, hidden_states, rngs)
+            return hidden_states, hidden_states
 
-        def run(layer, hidden_states, mask, rngs):
-            return layer(hidden_states, mask, deterministic=deterministic, rngs=rngs)
+        if rngs is None:
+            scan = nnx.scan(
+                lambda layer, hidden_states: body(layer, hidden_states, None),
+                in_axes=(0, nnx.Carry),
+                out_axes=(nnx.Carry, 0),
+            )
+            _, stacked = scan(self.layers, hidden_states)
+        else:  # one dropout stream per layer
+            scan = nnx.split_rngs(splits=self.num_layers)(
+                nnx.scan(body, in_axes=(0, nnx.Carry, 0), out_axes=(nnx.Carry, 0))
+            )
+            _, stacked = scan(self.layers, hidden_states, rngs)
+        return tuple(stacked[i] for i in range(self.num_layers))
 
-        policy = REMAT_POLICIES[self.remat_policy]
-        return nnx.remat(run, policy=policy)(layer, hidden_states, mask, rngs)
+
+def stack_layers(params: dict) -> dict:
+    """Pure-dict params in the list layout (`encoder/layer/<i>/...`) -> the scanned layout
+    (`encoder/layers/...` with a leading layer axis)."""
+    encoder = dict(params["bert"]["encoder"])
+    layers = encoder.pop("layer")
+    stacked = jax.tree.map(lambda *xs: jnp.stack(xs), *[layers[i] for i in sorted(layers)])
+    return {**params, "bert": {**params["bert"], "encoder": {**encoder, "layers": stacked}}}
+
+
+def unstack_layers(params: dict) -> dict:
+    """The inverse of `stack_layers`; params already in the list layout are returned as they are."""
+    encoder = dict(params["bert"]["encoder"])
+    if "layers" not in encoder:
+        return params
+    stacked = encoder.pop("layers")
+    count = jax.tree.leaves(stacked)[0].shape[0]
+    layer = {i: jax.tree.map(lambda x, i=i: x[i], stacked) for i in range(count)}
+    return {**params, "bert": {**params["bert"], "encoder": {**encoder, "layer": layer}}}
 
 
 class BertPooler(nnx.Module):
