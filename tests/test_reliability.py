@@ -130,7 +130,7 @@ def test_unreadable_latest_checkpoint_falls_back_to_previous(reference_run, tmp_
     assert read_metrics(workdir) == reference  # steps 10-12 recomputed bit for bit
 
 
-def _cli_args(config, workdir: Path) -> list[str]:
+def cli_args(config, workdir: Path) -> list[str]:
     overrides = [
         f"--config.{name}={config[name]}"
         for name in (
@@ -143,7 +143,7 @@ def _cli_args(config, workdir: Path) -> list[str]:
             f"--workdir={workdir}", *overrides]  # fmt: skip
 
 
-def _start_and_signal_after(args, workdir: Path, step: int, sig: int, timeout: float = 240):
+def start_and_signal_after(args, workdir: Path, step: int, sig: int, timeout: float = 240):
     """Starts a training process and sends `sig` once metrics.jsonl has reached `step`."""
     # Same XLA_FLAGS (8 host devices) as this process, so results match the in-process run.
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -170,11 +170,11 @@ def test_sigkill_at_three_points_then_resume_is_bit_identical(reference_run, tmp
         cache_dir=config.cache_dir,
     )  # fmt: skip
     workdir = tmp_path / "run"
-    args = _cli_args(config, workdir)
+    args = cli_args(config, workdir)
     for kill_after in (2, 5, 10):
-        returncode, output = _start_and_signal_after(args, workdir, kill_after, signal.SIGKILL)
+        returncode, output = start_and_signal_after(args, workdir, kill_after, signal.SIGKILL)
         assert returncode in (-signal.SIGKILL, 0), output
-    returncode, output = _start_and_signal_after(args, workdir, 10**9, signal.SIGKILL)
+    returncode, output = start_and_signal_after(args, workdir, 10**9, signal.SIGKILL)
     assert returncode == 0, output
     assert read_metrics(workdir) == reference
 
@@ -186,14 +186,14 @@ def test_sigterm_saves_the_current_step_and_exits_cleanly(reference_run, tmp_pat
         cache_dir=config.cache_dir,
     )  # fmt: skip
     workdir = tmp_path / "run"
-    args = _cli_args(config, workdir)
-    returncode, output = _start_and_signal_after(args, workdir, 4, signal.SIGTERM)
+    args = cli_args(config, workdir)
+    returncode, output = start_and_signal_after(args, workdir, 4, signal.SIGTERM)
     assert returncode == 0, output
     line = next(line for line in output.splitlines() if line.startswith("Preempted"))
     saved_step = int(line.split("at step ")[1].split(";")[0])
     assert 4 <= saved_step < 12
     assert (workdir / "checkpoints" / str(saved_step)).is_dir()
-    returncode, output = _start_and_signal_after(args, workdir, 10**9, signal.SIGKILL)
+    returncode, output = start_and_signal_after(args, workdir, 10**9, signal.SIGKILL)
     assert returncode == 0 and f"Resuming from checkpoint at step {saved_step}" in output
     assert read_metrics(workdir) == reference
 
