@@ -42,8 +42,8 @@ def test_remat_policies_compute_the_same_gradients(policy):
 
 
 def test_bfloat16_training_tracks_float32():
-    """20 steps on 4 fixed batches: bf16 matmuls (fp32 params, LayerNorm, softmax, losses)
-    end within 2% of the fp32 loss (measured difference: see the assertion message)."""
+    """20 steps on 4 fixed batches: bf16 matmuls (fp32 params, LayerNorm, softmax, losses) end
+    within 0.5% of the fp32 MLM loss (measured on the 2-core CPU: 0.018%, 4.5867 vs 4.5875)."""
     batches = [random_batch(8, seed=s % 4) for s in range(20)]
     _, fp32 = run_steps(tiny_config(**NO_DROPOUT), batches, devices=jax.devices()[:1])
     _, bf16 = run_steps(
@@ -56,4 +56,4 @@ def test_bfloat16_training_tracks_float32():
     first, last = loss(fp32[0]), loss(fp32[-1])
     assert last < first - 1.0  # it trained
     relative = abs(loss(bf16[-1]) - last) / last
-    assert relative < 0.02, f"bf16 vs fp32 final MLM loss differ by {relative:.4f}"
+    assert relative < 0.005, f"bf16 vs fp32 final MLM loss differ by {relative:.4f}"
