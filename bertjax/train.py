@@ -48,14 +48,15 @@ def train_step(
     }
 
     def loss_fn(params, microbatch, key):
-        outputs = setup.model(params)(
-            microbatch["input_ids"],
-            microbatch["segment_ids"],
-            microbatch["input_mask"],
-            microbatch["masked_lm_positions"],
-            deterministic=False,
-            rngs=nnx.Rngs(dropout=key),
-        )
+        with setup.activation_sharding():
+            outputs = setup.model(params)(
+                microbatch["input_ids"],
+                microbatch["segment_ids"],
+                microbatch["input_mask"],
+                microbatch["masked_lm_positions"],
+                deterministic=False,
+                rngs=nnx.Rngs(dropout=key),
+            )
         sums = losses.pretraining_sums(outputs, microbatch)
         loss = (
             sums["mlm_loss_sum"] / denominators["mlm"] + sums["nsp_loss_sum"] / denominators["nsp"]

@@ -7,9 +7,11 @@ abstract state with shardings is the restore target for checkpoints, so a checkp
 onto any mesh.
 """
 
+import contextlib
 import dataclasses
 from typing import Any
 
+import flax.linen as nn
 import flax.struct
 import jax
 import jax.numpy as jnp
@@ -43,10 +45,22 @@ class StateSetup:
     graphdef: nnx.GraphDef
     shardings: TrainState  # a TrainState whose leaves are NamedShardings
     abstract_state: TrainState  # ShapeDtypeStructs carrying those shardings (restore target)
+    mesh: Mesh
+    rules: tuple  # logical axis name -> mesh axes
 
     def model(self, params: Any) -> BertForPreTraining:
         """The NNX model bound to `params` (cheap; used inside jitted functions)."""
         return nnx.merge(self.graphdef, params)
+
+    @contextlib.contextmanager
+    def activation_sharding(self):
+        """Inside a jitted function: the model's activation constraints (logical names such as
+        ('batch', 'length', 'embed')) take effect on this mesh through the rule table."""
+        with (
+            jax.sharding.use_abstract_mesh(self.mesh.abstract_mesh),
+            nn.logical_axis_rules(self.rules),
+        ):
+            yield
 
 
 def _init_fn(model_config: BertConfig, tx: optax.GradientTransformation, seed: int):
@@ -119,4 +133,10 @@ def state_setup(model_config: BertConfig, tx: optax.GradientTransformation, mesh
         abstract,
         shardings,
     )
-    return StateSetup(graphdef=graphdef, shardings=shardings, abstract_state=abstract)
+    return StateSetup(
+        graphdef=graphdef,
+        shardings=shardings,
+        abstract_state=abstract,
+        mesh=mesh,
+        rules=tuple(tuple(rule) for rule in rules),
+    )

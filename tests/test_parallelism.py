@@ -8,7 +8,7 @@ import pytest
 from jax.sharding import PartitionSpec
 
 from bertjax import sharding
-from tests.test_train import random_batch, run_steps, tiny_config
+from tests.test_train import random_batch, run_steps, setup_run, tiny_config
 
 STEPS = 3
 MESHES = {
@@ -58,3 +58,13 @@ def test_fsdp_and_tensor_parallel_really_split_the_parameters():
     adam = state.opt_state[1][0]
     moment = adam.mu["bert"]["encoder"]["layer"][0]["intermediate"]["dense"]["kernel"]
     assert moment.sharding.spec == PartitionSpec("fsdp", "tensor")
+
+
+def test_activations_are_constrained_by_logical_names():
+    """The lowered train step carries sharding constraints for the embeddings, every layer's
+    query/key/value, feed-forward and output activations (2 layers: 1 + 2 * 5 at least)."""
+    config = tiny_config(mesh_shape=MESHES["dp2_fsdp2_tp2"])
+    mesh, state, setup, step_fn = setup_run(config, devices=jax.devices()[:8])
+    batch = sharding.global_batch_from_local(random_batch(8), mesh)
+    text = step_fn.lower(state, batch, jax.random.key(0)).as_text()
+    assert text.count("sharding_constraint") >= 11

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import jax
 import jax.numpy as jnp
+from flax import linen as nn
 from flax import nnx
 
 if TYPE_CHECKING:
@@ -92,6 +93,13 @@ def explicit_attention(
     return jnp.einsum("bnts,bsnd->btnd", probs.astype(value.dtype), value)
 
 
+def constrain(x: jax.Array, logical_axes: tuple[str, ...]) -> jax.Array:
+    """Sharding constraint on an activation by logical axis names, so XLA keeps large activations
+    split (batch over data/fsdp, heads or mlp over tensor). A no-op unless the caller set logical
+    axis rules and a mesh (the train step does; plain model calls do not)."""
+    return nn.with_logical_constraint(x, logical_axes)
+
+
 class BertSelfAttention(nnx.Module):
     """`attention.self`: per-head query/key/value projections and scaled dot-product attention."""
 
@@ -124,9 +132,10 @@ class BertSelfAttention(nnx.Module):
         rngs: nnx.Rngs | None = None,
     ) -> jax.Array:
         """[B, L, H] hidden states, [B, 1, 1, L] boolean mask -> context [B, L, N, D]."""
-        query = self.query(hidden_states)
-        key = self.key(hidden_states)
-        value = self.value(hidden_states)
+        query, key, value = (
+            constrain(projection(hidden_states), ("batch", "length", "heads", "kv"))
+            for projection in (self.query, self.key, self.value)
+        )
         if deterministic or self.dropout_rate == 0.0:
             return fused_attention(query, key, value, mask, implementation=self.implementation)
         if rngs is None:

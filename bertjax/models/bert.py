@@ -22,7 +22,13 @@ import ml_collections
 from flax import nnx
 
 from bertjax.errors import UserError
-from bertjax.models.attention import BertAttention, dense_init, layer_norm, padding_mask
+from bertjax.models.attention import (
+    BertAttention,
+    constrain,
+    dense_init,
+    layer_norm,
+    padding_mask,
+)
 
 # Parameters are placed by the caller (jit out_shardings from logical names), never at creation.
 nnx.use_eager_sharding(False)
@@ -163,7 +169,8 @@ class BertEmbeddings(nnx.Module):
             + self.token_type_embeddings(segment_ids)
         )
         embeddings = self.LayerNorm(embeddings)
-        return self.dropout(embeddings, deterministic=deterministic, rngs=rngs)
+        embeddings = self.dropout(embeddings, deterministic=deterministic, rngs=rngs)
+        return constrain(embeddings, ("batch", "length", "embed"))
 
 
 class BertIntermediate(nnx.Module):
@@ -176,7 +183,8 @@ class BertIntermediate(nnx.Module):
 
     def __call__(self, hidden_states: jax.Array) -> jax.Array:
         """[B, L, H] -> [B, L, intermediate_size] in the compute dtype."""
-        return jax.nn.gelu(self.dense(hidden_states), approximate=False)  # exact erf form
+        intermediate = jax.nn.gelu(self.dense(hidden_states), approximate=False)  # exact erf
+        return constrain(intermediate, ("batch", "length", "mlp"))
 
 
 class BertOutput(nnx.Module):
@@ -221,7 +229,8 @@ class BertLayer(nnx.Module):
         """[B, L, H] float32, boolean mask [B, 1, 1, L] -> [B, L, H] float32."""
         attention = self.attention(hidden_states, mask, deterministic=deterministic, rngs=rngs)
         intermediate = self.intermediate(attention)
-        return self.output(intermediate, attention, deterministic=deterministic, rngs=rngs)
+        output = self.output(intermediate, attention, deterministic=deterministic, rngs=rngs)
+        return constrain(output, ("batch", "length", "embed"))
 
 
 class BertEncoder(nnx.Module):
