@@ -5,6 +5,7 @@ state) and `metadata` (JSON: the run's config, so export and resume can check wh
 Saves are asynchronous; `wait_until_finished` is called before the process exits.
 """
 
+import contextlib
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -12,11 +13,13 @@ from typing import Any
 
 import jax
 import ml_collections
+import numpy as np
 import orbax.checkpoint as ocp
 from absl import logging
 from jax.experimental import multihost_utils
 
 from bertjax.errors import UserError
+from bertjax.models.bert import stack_layers, unstack_layers
 
 STATE = "state"
 METADATA = "metadata"
@@ -145,3 +148,124 @@ def _set_aside_unreadable(manager: ocp.CheckpointManager, step: int, error: Exce
 def metadata_for(config: ml_collections.ConfigDict, model_fields: dict) -> dict:
     """What is saved beside the state: the full config and the model's architecture."""
     return {"config": json.loads(config.to_json_best_effort()), "model": model_fields}
+
+
+# --- Reading parameters out of a workdir (export, `init_from`) -------------------------------
+
+
+def open_workdir(workdir: str | Path, step: int | None = None) -> tuple[int, dict]:
+    """(step, metadata) of `workdir`'s checkpoint at `step` (default: the latest).
+
+    `workdir` is a training workdir or a directory written by `bertjax import`; both hold their
+    checkpoints in `workdir/checkpoints`. Raises UserError when there is none, or not that step.
+    """
+    directory = Path(workdir).expanduser().absolute() / "checkpoints"
+    steps = _checkpoint_steps(directory)
+    if not steps:
+        raise UserError(
+            f"{workdir} holds no checkpoint (looked in {directory}); pass a training workdir "
+            "or a directory written by `bertjax import`"
+        )
+    if step is None:
+        step = steps[-1]
+    elif step not in steps:
+        raise UserError(f"{workdir} has no checkpoint at step {step}; it has steps {steps}")
+    with _reader(directory) as manager:
+        return step, read_metadata(manager, step)
+
+
+def restore_params(workdir: str | Path, step: int, target: Any = None) -> Any:
+    """Only the parameters of `workdir`'s checkpoint at `step`; optimizer state is not read.
+
+    `target`: a tree of jax.ShapeDtypeStruct with shardings (the arrays land there, on any mesh);
+    None gives host numpy arrays in the saved layout (layer keys as ints), whatever mesh wrote
+    the checkpoint (its shards are gathered).
+    """
+    directory = Path(workdir).expanduser().absolute() / "checkpoints"
+    if target is None:
+        target = jax.tree.map(
+            lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), _saved_params(directory, step)
+        )
+        restore_args = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), target)
+    else:
+        restore_args = ocp.checkpoint_utils.construct_restore_args(target)
+    args = ocp.args.PyTreeRestore(
+        item={"params": target}, restore_args={"params": restore_args}, partial_restore=True
+    )
+    with _reader(directory) as manager:
+        params = manager.restore(step, args=ocp.args.Composite(**{STATE: args}))[STATE]["params"]
+    return _int_keys(params)
+
+
+def load_init_params(init_from: str, abstract_params: Any, model_fields: dict) -> Any:
+    """Parameters of the latest checkpoint in `init_from`, placed as `abstract_params` says.
+
+    Raises UserError (naming the config field to change) when `init_from`'s architecture differs
+    from `model_fields`, before anything is read.
+    """
+    step, metadata = open_workdir(init_from)
+    saved = metadata.get("model", {})
+    for field in ARCHITECTURE_FIELDS:
+        if saved.get(field) is not None and saved[field] != model_fields.get(field):
+            fix = (
+                f"--config.vocab_dir={init_from} (its vocab.txt)"
+                if field == "vocab_size"
+                else f"--config.{field}={saved[field]}"
+            )
+            raise UserError(
+                f"--config.init_from={init_from} has {field}={saved[field]} but the config asks "
+                f"for {model_fields.get(field)}; set {fix}"
+            )
+    logging.info("Initialising parameters from %s (step %d)", init_from, step)
+    directory = Path(init_from).expanduser().absolute() / "checkpoints"
+    scanned = _is_scanned(abstract_params)
+    if _is_scanned(_saved_params(directory, step)) == scanned:
+        return restore_params(init_from, step, abstract_params)
+    # Saved with the other encoder layout (scan_layers): convert on the host, then place.
+    with jax.default_device(jax.local_devices(backend="cpu")[0]):
+        host = restore_params(init_from, step)
+        host = stack_layers(host) if scanned else unstack_layers(host)
+    return jax.tree.map(
+        lambda x, t: jax.make_array_from_callback(t.shape, t.sharding, lambda i: np.asarray(x)[i]),
+        host,
+        abstract_params,
+    )
+
+
+def _is_scanned(params: Any) -> bool:
+    return "layers" in params["bert"]["encoder"]
+
+
+def _saved_params(directory: Path, step: int) -> Any:
+    """The saved parameter tree's metadata (shapes, dtypes), without reading any array."""
+    with _reader(directory) as manager:
+        return manager.item_metadata(step)[STATE].tree["params"]
+
+
+def _int_keys(tree: Any) -> Any:
+    """Orbax gives list indices back as strings ("0"); the model's own trees use ints."""
+    if not isinstance(tree, dict):
+        return tree
+    return {
+        (int(k) if isinstance(k, str) and k.isdigit() else k): _int_keys(v) for k, v in tree.items()
+    }
+
+
+def _checkpoint_steps(directory: Path) -> list[int]:
+    if not directory.is_dir():
+        return []
+    with _reader(directory) as manager:
+        return sorted(manager.all_steps())
+
+
+@contextlib.contextmanager
+def _reader(directory: Path):
+    # Never saves; not `read_only`, which makes Orbax log a warning on every open.
+    options = ocp.CheckpointManagerOptions(create=False)
+    # PyTree handler (the format StandardSave writes): it can restore a part of the state.
+    handlers = {STATE: ocp.PyTreeCheckpointHandler(), METADATA: ocp.JsonCheckpointHandler()}
+    manager = ocp.CheckpointManager(directory, options=options, item_handlers=handlers)
+    try:
+        yield manager
+    finally:
+        manager.close()

@@ -1,6 +1,8 @@
 """`bertjax COMMAND --flags`: thin entry point; every command calls a library function.
 
 bertjax train --config=configs/cpu_smoke.py --workdir=/tmp/smoke [--config.field=value ...]
+bertjax export --workdir=/tmp/smoke [--step=N] --out=/tmp/smoke-hf     (Hugging Face directory)
+bertjax import --from=HF_DIR_OR_TF1_CHECKPOINT --out=/tmp/imported    (then --config.init_from)
 """
 
 import logging as python_logging
@@ -15,13 +17,32 @@ from ml_collections import config_flags  # noqa: E402
 
 from bertjax.errors import UserError  # noqa: E402
 
-USAGE = "usage: bertjax train --config=CONFIG.py --workdir=DIR [--config.FIELD=VALUE ...] [--debug]"
-COMMANDS = ("train",)
+USAGE = (
+    "usage: bertjax train --config=CONFIG.py --workdir=DIR [--config.FIELD=VALUE ...] [--debug]\n"
+    "                     [--print_sharding] [--distributed | --coordinator_address=HOST:PORT\n"
+    "                      --num_processes=N --process_id=I]\n"
+    "       bertjax export --workdir=DIR [--step=N] --out=HF_DIR\n"
+    "       bertjax import --from=HF_DIR_OR_TF1_CHECKPOINT --out=DIR"
+)
+COMMANDS = ("train", "export", "import")
 
 FLAGS = flags.FLAGS
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file (configs/*.py).")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory: checkpoints, metrics, logs.")
 _DEBUG = flags.DEFINE_bool("debug", False, "Show full tracebacks instead of one-line errors.")
+_OUT = flags.DEFINE_string("out", None, "export: Hugging Face directory; import: model directory.")
+_STEP = flags.DEFINE_integer("step", None, "export: checkpoint step (default: the latest).")
+_PRINT_SHARDING = flags.DEFINE_bool(
+    "print_sharding", False, "train: print how every parameter is split over the mesh."
+)
+_DISTRIBUTED = flags.DEFINE_bool(
+    "distributed", False, "train: jax.distributed.initialize() (auto-detects TPU pods, SLURM)."
+)
+_COORDINATOR = flags.DEFINE_string("coordinator_address", None, "train: HOST:PORT of process 0.")
+_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "train: processes in the run.")
+_PROCESS_ID = flags.DEFINE_integer("process_id", None, "train: this process's index.")
+# "from" is a Python keyword: read it as FLAGS["from"].value.
+flags.DEFINE_string("from", None, "import: Hugging Face BERT directory or TF1 checkpoint.")
 
 
 def _parse(argv: list[str]) -> str:
@@ -60,10 +81,34 @@ def _train() -> None:
     config = _load_config()
     if config is None or not _WORKDIR.value:
         raise UserError("train needs --config=CONFIG.py and --workdir=DIR")
+    explicit = (_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
+    if _DISTRIBUTED.value or any(value is not None for value in explicit):
+        from bertjax import distributed
+
+        distributed.initialize(*explicit)
     from bertjax import train  # deferred: importing JAX/TF takes seconds
 
-    summary = train.train_and_evaluate(config, _WORKDIR.value)
+    summary = train.train_and_evaluate(config, _WORKDIR.value, print_sharding=_PRINT_SHARDING.value)
     print("\n".join(["Done."] + summary.lines()))
+
+
+def _export() -> None:
+    if not _WORKDIR.value or not _OUT.value:
+        raise UserError("export needs --workdir=DIR (a training or imported dir) and --out=HF_DIR")
+    from bertjax.convert import export  # deferred: importing JAX/TF takes seconds
+
+    result = export.export_hf(_WORKDIR.value, _OUT.value, step=_STEP.value)
+    print("\n".join(result.lines()))
+
+
+def _import() -> None:
+    source = FLAGS["from"].value
+    if not source or not _OUT.value:
+        raise UserError("import needs --from=HF_DIR_OR_TF1_CHECKPOINT and --out=DIR")
+    from bertjax.convert import importer  # deferred: importing JAX/TF takes seconds
+
+    result = importer.import_checkpoint(source, _OUT.value)
+    print("\n".join(result.lines()))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -75,7 +120,7 @@ def main(argv: list[str] | None = None) -> None:
         lambda record: record.levelno >= python_logging.WARNING or "/orbax/" not in record.pathname
     )
     try:
-        {"train": _train}[command]()
+        {"train": _train, "export": _export, "import": _import}[command]()
     except (UserError, FloatingPointError) as e:
         if _DEBUG.value:
             traceback.print_exc()

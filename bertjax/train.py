@@ -186,7 +186,9 @@ def prepare_workdir(workdir: epath.Path, config: ml_collections.ConfigDict, voca
         epath.Path(vocab_path).copy(workdir / "vocab.txt")
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | epath.Path) -> RunSummary:
+def train_and_evaluate(
+    config: ml_collections.ConfigDict, workdir: str | epath.Path, *, print_sharding: bool = False
+) -> RunSummary:
     """Pretrains BERT per `config`, writing checkpoints, metrics and TensorBoard to `workdir`.
 
     Re-running with the same workdir resumes from the latest checkpoint.
@@ -232,6 +234,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | epath.P
         manager, setup.abstract_state, init_state, fields
     )
     start_step = int(restored_step or 0)
+    if print_sharding and jax.process_index() == 0:
+        print(f"mesh {dict(mesh.shape)}; parameter, shape, partition spec:")
+        print("\n".join(sharding.describe_shardings(state.params)))
     writer = metrics.MetricsWriter(workdir, enabled=jax.process_index() == 0)
     summary = RunSummary(
         steps=start_step,

@@ -57,3 +57,27 @@ def test_no_command_prints_usage():
     result = run_cli()
     assert result.returncode == 2
     assert result.stdout.startswith("usage: bertjax train")
+
+
+def test_partial_distributed_flags_are_refused():
+    result = run_cli("train", "--config=configs/cpu_smoke.py", "--workdir=/tmp/x",
+                     "--num_processes=2")  # fmt: skip
+    assert result.returncode == 2
+    assert "give all of --coordinator_address, --num_processes and --process_id" in result.stderr
+
+
+def test_print_sharding_shows_how_each_parameter_is_split(tmp_path):
+    from configs import base
+
+    result = run_cli(
+        "train", "--config=configs/cpu_smoke.py", f"--workdir={tmp_path / 'run'}",
+        "--print_sharding", f"--config.corpus={base.SAMPLE_CORPUS.replace('*', 'inaugural')}",
+        f"--config.cache_dir={tmp_path / 'cache'}", "--config.vocab_size=2000",
+        "--config.num_train_steps=1", "--config.warmup_steps=0", "--config.batch_size=8",
+        "--config.max_seq_length=64", "--config.dupe_factor=1", "--config.progress_bar=False",
+        "--config.mesh_shape.data=1", "--config.mesh_shape.fsdp=4", "--config.mesh_shape.tensor=2",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "mesh {'data': 1, 'fsdp': 4, 'tensor': 2}" in result.stdout
+    line = next(x for x in result.stdout.splitlines() if "layer/0/intermediate/dense/kernel" in x)
+    assert line.endswith("(128, 512) P('fsdp', 'tensor')")

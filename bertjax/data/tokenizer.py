@@ -1,8 +1,10 @@
 """WordPiece vocabularies (trained once per corpus and cached) and the tokenizer that reads them.
 
-Training uses the Hugging Face ``tokenizers`` WordPiece trainer; tokenization uses
-``tensorflow_text.BertTokenizer``, so the same op runs eagerly and inside tf.data graphs.
-Any BERT ``vocab.txt`` (one token per line, id = line number) works, e.g. bert-base-uncased.
+Training uses the Hugging Face ``tokenizers`` WordPiece trainer. Tokenization is TensorFlow ops
+(regex normalisation, then ``tensorflow_text.WordpieceTokenizer``), so the same op runs eagerly and
+inside tf.data graphs, and gives the ids Hugging Face's ``BertTokenizerFast`` gives for the same
+``vocab.txt``. Any BERT ``vocab.txt`` (one token per line, id = line number) works, e.g.
+bert-base-uncased.
 """
 
 import collections
@@ -34,7 +36,28 @@ DEFAULT_CACHE_DIR = "~/.cache/bertjax"
 # Most frequent characters kept as single-character tokens (the trainer's default).
 _LIMIT_ALPHABET = 1000
 
-_SPECIAL_TOKEN = re.compile(r"\[[^\[\]\s]+\]")
+# A [BRACKETED] vocabulary entry: [PAD], [CLS], [unused0], ...
+SPECIAL_TOKEN_PATTERN = re.compile(r"\[[^\[\]\s]+\]")
+
+# Hugging Face's BertNormalizer and BertPreTokenizer, as RE2 patterns (tf.strings.regex_replace).
+# tensorflow-text's own BertTokenizer differs from them: it applies NFKC case folding ("³" -> "3"),
+# keeps control characters (so "a\x91b" splits in two instead of becoming "ab") and splits on
+# ASCII whitespace only. These patterns make the ids identical to BertTokenizerFast's.
+# Removed: control (Cc but tab, newline, CR), format (Cf) and private-use (Co) characters, U+FFFD.
+_REMOVED_CHARS = r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\p{Cf}\p{Co}\x{fffd}]"
+# Unicode White_Space, less what _REMOVED_CHARS takes first (VT, FF, NEL): mapped to a space.
+_WHITESPACE_CHARS = (
+    r"[\t\n\r\x{a0}\x{1680}\x{2000}-\x{200a}\x{2028}\x{2029}\x{202f}\x{205f}\x{3000}]"
+)
+# CJK ideographs become words of their own; the blocks Hugging Face's normalizer pads.
+_CJK_CHARS = (
+    r"[\x{4e00}-\x{9fff}\x{3400}-\x{4dbf}\x{20000}-\x{2a6df}\x{2a700}-\x{2b81f}"
+    r"\x{2b920}-\x{2ceaf}\x{f900}-\x{faff}\x{2f800}-\x{2fa1f}]"
+)
+# ASCII punctuation (which includes symbols such as $ + < = > ^ ` | ~) and Unicode P*.
+_PUNCTUATION_CHARS = r"[!-/:-@\[-\x60{-~\p{P}]"
+# Hugging Face's WordPiece turns a longer word into [UNK] (counted in characters, not bytes).
+MAX_CHARS_PER_WORD = 100
 
 
 def _continuation_tokens(texts: Iterable[str], lowercase: bool, limit_alphabet: int) -> list[str]:
@@ -228,7 +251,7 @@ class WordPieceTokenizer:
         self._special_ids = tuple(
             token_id
             for token_id, token in enumerate(self._vocab)
-            if _SPECIAL_TOKEN.fullmatch(token) and self._token_to_id[token] == token_id
+            if SPECIAL_TOKEN_PATTERN.fullmatch(token) and self._token_to_id[token] == token_id
         )
         self._special_id_set = frozenset(self._special_ids)
         table = tf.lookup.StaticHashTable(
@@ -238,8 +261,12 @@ class WordPieceTokenizer:
             ),
             default_value=self._token_to_id[UNK],
         )
-        self._tf_tokenizer = tf_text.BertTokenizer(
-            table, token_out_type=tf.int32, unknown_token=UNK, lower_case=lowercase
+        # Bytes bound only; the character bound is applied in `tokenize_tf` (4 bytes a char).
+        self._wordpiece = tf_text.WordpieceTokenizer(
+            table,
+            max_bytes_per_word=4 * MAX_CHARS_PER_WORD,
+            token_out_type=tf.int32,
+            unknown_token=UNK,
         )
 
     @property
@@ -282,7 +309,10 @@ class WordPieceTokenizer:
 
     def tokenize_tf(self, texts: tf.Tensor) -> tf.RaggedTensor:
         """[batch] tf.string -> [batch, (tokens)] int32 wordpiece ids; usable in tf.data graphs."""
-        return self._tf_tokenizer.tokenize(texts).merge_dims(-2, -1)
+        words = split_words_tf(normalize_tf(texts, self.lowercase))
+        too_long = tf.strings.length(words.flat_values, unit="UTF8_CHAR") > MAX_CHARS_PER_WORD
+        words = words.with_flat_values(tf.where(too_long, UNK, words.flat_values))
+        return self._wordpiece.tokenize(words).merge_dims(-2, -1)
 
     def encode(self, texts: Sequence[str]) -> list[list[int]]:
         """Token ids of each text, in one batched call (no [CLS]/[SEP] added)."""
@@ -306,3 +336,28 @@ class WordPieceTokenizer:
             else:
                 words.append(token)
         return " ".join(words)
+
+
+def normalize_tf(texts: tf.Tensor, lowercase: bool) -> tf.Tensor:
+    """BERT text normalisation of a tf.string tensor (any shape), as Hugging Face's BertNormalizer.
+
+    Drops control/format characters, maps whitespace to spaces, puts spaces around CJK
+    ideographs; with `lowercase`, also strips accents (NFD, drop Mn) and then lowercases.
+    """
+    texts = tf.strings.regex_replace(texts, _REMOVED_CHARS, "")
+    texts = tf.strings.regex_replace(texts, _WHITESPACE_CHARS, " ")
+    texts = tf.strings.regex_replace(texts, _CJK_CHARS, r" \0 ")
+    if lowercase:
+        texts = tf_text.normalize_utf8(texts, "NFD")
+        texts = tf.strings.regex_replace(texts, r"\p{Mn}", "")
+        # tf.strings.lower writes a word-final capital sigma as "ς"; Hugging Face maps each
+        # character on its own, always to "σ".
+        texts = tf.strings.regex_replace(texts, "\u03a3", "\u03c3")
+        texts = tf.strings.lower(texts, encoding="utf-8")
+    return texts
+
+
+def split_words_tf(texts: tf.Tensor) -> tf.RaggedTensor:
+    """[batch] normalised tf.string -> [batch, (words)]: split on spaces, punctuation alone."""
+    spaced = tf.strings.regex_replace(texts, _PUNCTUATION_CHARS, r" \0 ")
+    return tf.strings.split(spaced)

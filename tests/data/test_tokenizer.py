@@ -199,3 +199,47 @@ def test_too_small_vocab_size(tmp_path):
 def test_encode_returns_python_ints(sample_tokenizer):
     (row,) = sample_tokenizer.encode(["God"])
     assert row and all(type(i) is int for i in row)
+
+
+# Text that BERT's normaliser treats specially: accents, punctuation and symbols, CJK, control
+# and format characters, unusual whitespace, final sigma, words over 100 characters.
+HARD_TEXTS = [
+    "Café naïve façade — Ångström, Øre; São Paulo’s crème brûlée!",
+    "İstanbul ΟΔΟΣ Straße ǅemal ﬁne ½ ³ ① ｆｕｌｌｗｉｄｔｈ",
+    "東京タワーと北京烤鸭, 한국어 텍스트, 𠀋𡈽 and 豈更",
+    "tab\there, nbsp\u00a0here, ideographic\u3000space, line\u2028sep, zero\u200bwidth",
+    "ctrl\x00a\x07b\x1fc\x7fd\x91e\x9ff soft\u00adhyphen, bom\ufeffmark, repl\ufffdchar",
+    "Iraq\u00e2\u0080\u0099s \u00c2\u0091direct-to-video' \u00c2\u009170s",
+    "«quotes» „low“ ‹single› ¿qué? ¡sí! #hash $5 @at 50% a&b <tag> x^y `tick` a|b ~t",
+    "don't U.S.A. e-mail 3.14 1,000 ... -- (paren) [bracket] {brace}",
+    "a" * 100 + " " + "b" * 101 + " " + "é" * 101,
+    "",
+    " \t\n ",
+]
+
+
+@pytest.mark.parametrize("lowercase", [True, False])
+def test_ids_equal_hugging_face_bert_tokenization(sample_tokenizer, sample_sentences, lowercase):
+    """The same ids as Hugging Face's BertNormalizer + BertPreTokenizer + WordPiece (the Rust
+    pipeline behind BertTokenizerFast), on corpus sentences and on hard cases."""
+    from tokenizers import BertWordPieceTokenizer
+
+    vocab_path = str(sample_tokenizer.vocab_path)
+    reference = BertWordPieceTokenizer(vocab_path, lowercase=lowercase)
+    ours = WordPieceTokenizer(vocab_path, lowercase=lowercase)
+    texts = sample_sentences[:2000] + HARD_TEXTS
+    expected = [e.ids for e in reference.encode_batch(texts, add_special_tokens=False)]
+    mismatches = [
+        text for text, a, b in zip(texts, ours.encode(texts), expected, strict=True) if a != b
+    ]
+    assert not mismatches, f"{len(mismatches)} of {len(texts)} differ, e.g. {mismatches[:3]}"
+
+
+def test_normalization_inside_dataset_matches_eager(sample_tokenizer):
+    dataset = tf.data.Dataset.from_tensor_slices(HARD_TEXTS).batch(4)
+    graph_ids = [
+        row for batch in dataset.map(sample_tokenizer.tokenize_tf) for row in batch.to_list()
+    ]
+    assert graph_ids == sample_tokenizer.encode(HARD_TEXTS)
+    normalized = tokenizer.normalize_tf(tf.constant(["Ὀδυσσεύς ΣΑΣ", "a\x00b\u00a0c 中文"]), True)
+    assert [t.decode() for t in normalized.numpy()] == ["οδυσσευς σασ", "ab c  中  文 "]

@@ -1,0 +1,96 @@
+"""`bertjax export`: a training workdir (or an imported model dir) -> a Hugging Face BERT directory.
+
+Writes what `transformers` needs to load BertForPreTraining, BertModel, BertForMaskedLM and the
+tokenizer with `from_pretrained(OUT)`:
+
+  OUT/config.json                  BertConfig of the trained architecture
+  OUT/model.safetensors            BertForPreTraining weights (pooler, both heads, tied decoder)
+  OUT/vocab.txt                    the run's vocabulary
+  OUT/tokenizer_config.json, OUT/special_tokens_map.json   casing and special tokens
+
+Only parameters are read from the checkpoint, as host arrays; a checkpoint written by a sharded
+multi-device run is gathered whole, whatever mesh wrote it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+from pathlib import Path
+
+from bertjax import checkpointing
+from bertjax.convert import hf, model_dir
+from bertjax.data import tokenizer
+from bertjax.errors import UserError
+from bertjax.models.bert import BertConfig, unstack_layers
+
+SPECIAL_TOKENS_MAP = {
+    "unk_token": tokenizer.UNK,
+    "sep_token": tokenizer.SEP,
+    "pad_token": tokenizer.PAD,
+    "cls_token": tokenizer.CLS,
+    "mask_token": tokenizer.MASK,
+}
+
+
+@dataclasses.dataclass
+class ExportResult:
+    workdir: Path
+    step: int
+    out_dir: Path
+    config: BertConfig
+    lowercase: bool
+
+    def lines(self) -> list[str]:
+        c = self.config
+        return [
+            f"Exported step {self.step} of {self.workdir} -> {self.out_dir} (BertForPreTraining: "
+            f"{c.num_hidden_layers} layers, hidden {c.hidden_size}, vocab {c.vocab_size})",
+            f'load it: transformers.BertForPreTraining.from_pretrained("{self.out_dir}")',
+        ]
+
+
+def export_hf(workdir: str | Path, out_dir: str | Path, *, step: int | None = None) -> ExportResult:
+    """Writes the checkpoint of `workdir` at `step` (default: latest) as a Hugging Face BERT
+    directory `out_dir` (see the module docstring). Raises UserError on a missing checkpoint,
+    step or vocabulary."""
+    workdir, out_dir = Path(workdir).expanduser(), Path(out_dir).expanduser()
+    step, metadata = checkpointing.open_workdir(workdir, step)
+    config = model_dir.model_config(metadata)
+    vocab_path = workdir / tokenizer.VOCAB_FILE
+    if not vocab_path.is_file():
+        raise UserError(f"{workdir} has no {tokenizer.VOCAB_FILE}; copy the run's vocabulary there")
+    vocab = tokenizer.read_vocab(vocab_path)
+    if len(vocab) != config.vocab_size or tokenizer.PAD not in vocab:
+        raise UserError(
+            f"{vocab_path} ({len(vocab)} tokens) is not the vocabulary of this checkpoint "
+            f"(vocab_size {config.vocab_size}); copy the run's vocab.txt there"
+        )
+    lowercase = model_dir.lowercase(metadata)
+    # A scan_layers run saves the encoder stacked; Hugging Face has one module per layer.
+    params = unstack_layers(checkpointing.restore_params(workdir, step))
+    tensors = hf.params_to_hf(params)
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    hf.write_safetensors(tensors, out_dir / hf.SAFETENSORS_FILE)
+    hf_config = hf.hf_config(config, pad_token_id=vocab.index(tokenizer.PAD))
+    _write_json(out_dir / "config.json", hf_config)
+    shutil.copyfile(vocab_path, out_dir / tokenizer.VOCAB_FILE)
+    _write_json(out_dir / "special_tokens_map.json", SPECIAL_TOKENS_MAP)
+    _write_json(
+        out_dir / "tokenizer_config.json",
+        {
+            "tokenizer_class": "BertTokenizer",
+            "do_lower_case": lowercase,
+            "strip_accents": None,
+            "tokenize_chinese_chars": True,
+            "model_max_length": config.max_position_embeddings,
+            **SPECIAL_TOKENS_MAP,
+        },
+    )
+    return ExportResult(workdir, step, out_dir, config, lowercase)
+
+
+def _write_json(path: Path, value: dict) -> None:
+    path.write_text(json.dumps(value, indent=2) + "\n", encoding="utf-8")

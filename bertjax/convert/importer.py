@@ -1,0 +1,177 @@
+"""`bertjax import`: a Hugging Face BERT directory or a TF1 BERT checkpoint -> a bertjax model dir.
+
+The directory written (see model_dir.py) is laid out like a training workdir, so everything that
+reads a workdir reads it too: `bertjax export`, `--config.init_from`, fine-tuning.
+Heads the source lacks (BertModel has no MLM/NSP heads, BertForMaskedLM no pooler or NSP head) are
+initialised as BERT initialises them and reported, one line each.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+from flax import nnx
+
+from bertjax import checkpointing
+from bertjax.convert import hf, model_dir, tf1
+from bertjax.data import tokenizer
+from bertjax.errors import UserError
+from bertjax.models.bert import BertConfig, create_model
+
+HF_FORMAT = "Hugging Face"
+TF1_FORMAT = "TF1 google-research/bert"
+
+
+@dataclasses.dataclass
+class Source:
+    """A checkpoint read into Hugging Face names and layout, with what goes with it."""
+
+    format: str
+    tensors: dict[str, np.ndarray]
+    config_fields: dict[str, Any]
+    vocab_path: Path
+    lowercase: bool | None  # None: the source does not say
+    ignored: list[str]
+
+
+@dataclasses.dataclass
+class ImportResult:
+    source: Path
+    out_dir: Path
+    format: str
+    config: BertConfig
+    lowercase: bool
+    initialised: list[str]
+    ignored: list[str]
+
+    def lines(self) -> list[str]:
+        c = self.config
+        casing = "uncased" if self.lowercase else "cased"
+        lines = [
+            f"Imported {self.format} BERT from {self.source} -> {self.out_dir} "
+            f"({c.num_hidden_layers} layers, hidden {c.hidden_size}, {c.num_attention_heads} "
+            f"heads, vocab {c.vocab_size}, {casing})"
+        ]
+        lines += [f"initialised {part}: not in the source" for part in self.initialised]
+        if self.ignored:
+            shown = ", ".join(self.ignored[:5]) + (", ..." if len(self.ignored) > 5 else "")
+            lines.append(f"ignored {len(self.ignored)} tensors that are not model weights: {shown}")
+        lines.append(
+            "train from it: bertjax train --config=configs/base.py --workdir=RUN "
+            + (" ".join(f"--config.{name}={value}" for name, value in run_overrides(self).items()))
+        )
+        return lines
+
+
+def run_overrides(result: ImportResult) -> dict[str, Any]:
+    """The config overrides a training run needs to start from the imported model."""
+    fields = {"init_from": result.out_dir, "vocab_dir": result.out_dir}
+    fields["lowercase"] = result.lowercase
+    for name in checkpointing.ARCHITECTURE_FIELDS[1:] + ("layer_norm_eps",):
+        fields[name] = getattr(result.config, name)
+    return fields
+
+
+def import_checkpoint(source: str | Path, out_dir: str | Path, *, seed: int = 0) -> ImportResult:
+    """Converts the checkpoint at `source` into a bertjax model directory `out_dir`.
+
+    `source`: a Hugging Face BERT directory (config.json, model.safetensors, vocab.txt) or a TF1
+    checkpoint (a directory with bert_model.ckpt.*, bert_config.json, vocab.txt, or the prefix).
+    Missing heads are initialised from `seed`. Raises UserError on anything it cannot convert.
+    """
+    source, out_dir = Path(source).expanduser(), Path(out_dir).expanduser()
+    if (out_dir / "checkpoints").exists():
+        raise UserError(f"{out_dir} already holds checkpoints; pass a new directory as --out")
+    read = read_source(source)
+    config = hf.bert_config_from_hf(read.config_fields, source=str(source))
+    vocab = tokenizer.read_vocab(read.vocab_path)
+    if len(vocab) != config.vocab_size:
+        raise UserError(
+            f"{read.vocab_path} has {len(vocab)} tokens but the model's vocab_size is "
+            f"{config.vocab_size}; pass the vocab.txt the model was trained with"
+        )
+    abstract = nnx.state(nnx.eval_shape(lambda: create_model(config, seed)), nnx.Param)
+    conversion = hf.params_from_hf(
+        read.tensors,
+        abstract.to_pure_dict(),
+        lambda: initial_params(config, seed),
+        source=str(source),
+    )
+    lowercase = read.lowercase if read.lowercase is not None else infer_lowercase(vocab)
+    model_dir.write(out_dir, conversion.params, config, read.vocab_path, lowercase, str(source))
+    return ImportResult(
+        source=source,
+        out_dir=out_dir,
+        format=read.format,
+        config=config,
+        lowercase=lowercase,
+        initialised=conversion.initialised,
+        ignored=read.ignored + conversion.ignored,
+    )
+
+
+def read_source(source: Path) -> Source:
+    """Reads a Hugging Face directory or a TF1 checkpoint; UserError when it is neither."""
+    if source.is_dir() and (source / "config.json").is_file():
+        return _read_hf(source)
+    prefix = tf1.find_checkpoint(source)
+    if prefix is not None:
+        return _read_tf1(prefix)
+    raise UserError(
+        f"{source} is neither a Hugging Face BERT directory (config.json + model.safetensors) "
+        f"nor a TF1 BERT checkpoint ({tf1.DEFAULT_PREFIX}.* + {tf1.CONFIG_FILE}); "
+        "pass one of those as --from"
+    )
+
+
+def _read_hf(source: Path) -> Source:
+    tokenizer_config = source / "tokenizer_config.json"
+    lowercase = None
+    if tokenizer_config.is_file():
+        lowercase = hf.read_json(tokenizer_config).get("do_lower_case")
+    return Source(
+        format=HF_FORMAT,
+        tensors=hf.read_safetensors(source),
+        config_fields=hf.read_json(source / "config.json"),
+        vocab_path=_vocab_beside(source),
+        lowercase=lowercase,
+        ignored=[],
+    )
+
+
+def _read_tf1(prefix: Path) -> Source:
+    config_path = prefix.parent / tf1.CONFIG_FILE
+    if not config_path.is_file():
+        raise UserError(f"{prefix} has no {tf1.CONFIG_FILE} beside it; put the model's there")
+    tensors, ignored = tf1.read_checkpoint(prefix)
+    return Source(
+        format=TF1_FORMAT,
+        tensors=tensors,
+        config_fields=hf.read_json(config_path),
+        vocab_path=_vocab_beside(prefix.parent),
+        lowercase=None,
+        ignored=ignored,
+    )
+
+
+def _vocab_beside(directory: Path) -> Path:
+    path = directory / tokenizer.VOCAB_FILE
+    if not path.is_file():
+        raise UserError(f"{directory} has no {tokenizer.VOCAB_FILE}; put the model's there")
+    return path
+
+
+def infer_lowercase(vocab: list[str]) -> bool:
+    """An uncased vocabulary has no upper-case letters outside its [SPECIAL] tokens."""
+    special = tokenizer.SPECIAL_TOKEN_PATTERN
+    return not any(token != token.lower() for token in vocab if not special.fullmatch(token))
+
+
+def initial_params(config: BertConfig, seed: int) -> Any:
+    """Freshly initialised BertForPreTraining parameters (numpy), BERT's initialisation."""
+    init = jax.jit(lambda: nnx.state(create_model(config, seed), nnx.Param).to_pure_dict())
+    return jax.device_get(init())

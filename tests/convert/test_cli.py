@@ -1,0 +1,64 @@
+"""`bertjax import` and `bertjax export` on the command line: results, and one-line errors."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tests.convert.helpers import random_params, tiny_config, tiny_vocab, write_hf_dir
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "bertjax", *args], capture_output=True, text=True, timeout=300
+    )
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess, expected: str) -> None:
+    assert result.returncode == 2, result.stderr
+    assert expected in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_import_then_export(tmp_path):
+    config = tiny_config()
+    # BertForMaskedLM's weights: no pooler, no next-sentence head.
+    drop = ("bert.pooler.", "cls.seq_relationship.")
+    source = write_hf_dir(
+        tmp_path / "hf", random_params(config, 0), config, tiny_vocab(300), drop=drop
+    )
+    imported = run_cli("import", f"--from={source}", f"--out={tmp_path / 'model'}")
+    assert imported.returncode == 0, imported.stderr
+    lines = imported.stdout.splitlines()
+    assert lines[0].startswith("Imported Hugging Face BERT from")
+    assert "initialised pooler (bert.pooler): not in the source" in lines
+    assert "initialised next-sentence head (cls.seq_relationship): not in the source" in lines
+
+    out = tmp_path / "exported"
+    exported = run_cli("export", f"--workdir={tmp_path / 'model'}", f"--out={out}")
+    assert exported.returncode == 0, exported.stderr
+    assert exported.stdout.startswith(f"Exported step 0 of {tmp_path / 'model'} -> {out}")
+    assert json.loads((out / "config.json").read_text())["hidden_size"] == 64
+    assert (out / "model.safetensors").is_file() and (out / "vocab.txt").is_file()
+
+    wrong_step = run_cli("export", f"--workdir={tmp_path / 'model'}", "--step=5", f"--out={out}")
+    assert_one_line_error(wrong_step, "has no checkpoint at step 5; it has steps [0]")
+
+
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        (("import", "--out=/tmp/x"), "import needs --from="),
+        (("export", "--workdir=/tmp/x"), "export needs --workdir=DIR"),
+    ],
+)
+def test_bad_usage_is_one_line_and_exit_2(args, expected):
+    assert_one_line_error(run_cli(*args), expected)
+
+
+def test_usage_lists_the_commands():
+    result = run_cli("--help")
+    assert result.returncode == 0
+    assert "bertjax export --workdir=DIR [--step=N] --out=HF_DIR" in result.stdout
+    assert "bertjax import --from=" in result.stdout

@@ -1,0 +1,218 @@
+"""Tests for bertjax/convert/export.py and the readers it shares with `init_from`: a checkpoint
+written by a sharded 8-device run, exported, loaded by transformers, compared output by output."""
+
+import dataclasses
+import json
+
+import jax
+import numpy as np
+import pytest
+from flax import nnx
+
+from bertjax import checkpointing, optim, sharding, train
+from bertjax.convert import export_hf, hf, load_model
+from bertjax.errors import UserError
+from bertjax.models.bert import stack_layers
+from bertjax.train_state import create_train_state
+from configs import cpu_smoke
+from tests.convert.helpers import (
+    ATOL,
+    max_abs_diff,
+    random_params,
+    tiny_config,
+    tiny_vocab,
+    torch_outputs,
+)
+
+CONFIG = tiny_config()
+MESH = {"data": 2, "fsdp": 2, "tensor": 2}
+STEPS = (1, 2)
+
+
+def run_config(**mesh):
+    config = cpu_smoke.get_config()
+    for name in ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads"):
+        config[name] = getattr(CONFIG, name)
+    config.intermediate_size = CONFIG.intermediate_size
+    config.max_position_embeddings = CONFIG.max_position_embeddings
+    config.mesh_shape = mesh or MESH
+    return config
+
+
+def sharded_state(config, seed: int):
+    mesh = sharding.create_mesh(config.mesh_shape)
+    tx = optim.create_optimizer(config)
+    return create_train_state(CONFIG, tx, mesh, config.logical_axis_rules, seed)
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    """A training workdir whose checkpoints (steps 1 and 2, different random parameters) were
+    written from a data x fsdp x tensor = 2 x 2 x 2 mesh."""
+    workdir = tmp_path_factory.mktemp("run")
+    config = run_config()
+    state, setup = sharded_state(config, seed=0)
+    metadata = checkpointing.metadata_for(config, train.model_fields(config, CONFIG.vocab_size))
+    manager = checkpointing.create_checkpoint_manager(workdir / "checkpoints", save_every=1, keep=5)
+    for step in STEPS:
+        params = jax.device_put(random_params(CONFIG, seed=step), setup.shardings.params)
+        checkpointing.save(manager, step, state.replace(params=params), metadata, force=True)
+    manager.wait_until_finished()
+    manager.close()
+    (workdir / "vocab.txt").write_text("".join(t + "\n" for t in tiny_vocab(300)))
+    kernel = params["bert"]["encoder"]["layer"][0]["intermediate"]["dense"]["kernel"]
+    assert len(kernel.addressable_shards) == 8 and kernel.addressable_shards[0].data.size < (
+        kernel.size / 2
+    ), "the checkpoint should hold sharded arrays"
+    return workdir
+
+
+@pytest.fixture(scope="module")
+def exported(workdir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("hf")
+    result = export_hf(workdir, out)
+    assert result.step == 2
+    return out
+
+
+def model_inputs():
+    """Three rows of token ids with padding at the end and two segments."""
+    rng = np.random.default_rng(0)
+    ids = rng.integers(6, CONFIG.vocab_size, (3, 24))
+    mask = (np.arange(24)[None] < np.array([[24], [17], [9]])).astype(np.int64)
+    segments = ((np.arange(24)[None] >= np.array([[12], [8], [5]])) & (mask == 1)).astype(np.int64)
+    ids[:, 0] = 3  # [CLS]
+    return ids * mask, segments, mask
+
+
+def test_exported_files(exported):
+    assert sorted(p.name for p in exported.iterdir()) == [
+        "config.json",
+        "model.safetensors",
+        "special_tokens_map.json",
+        "tokenizer_config.json",
+        "vocab.txt",
+    ]
+    config = json.loads((exported / "config.json").read_text())
+    assert config["architectures"] == ["BertForPreTraining"] and config["pad_token_id"] == 0
+    assert hf.bert_config_from_hf(config, source="export") == CONFIG
+    assert json.loads((exported / "tokenizer_config.json").read_text())["do_lower_case"] is True
+
+
+def test_export_chooses_the_step(workdir, tmp_path):
+    for step in STEPS:
+        export_hf(workdir, tmp_path / str(step), step=step)
+        tensors = hf.read_safetensors(tmp_path / str(step))
+        expected = hf.params_to_hf(random_params(CONFIG, seed=step))
+        assert sorted(tensors) == sorted(expected)
+        for name, array in expected.items():
+            np.testing.assert_array_equal(tensors[name], array, err_msg=name)
+    with pytest.raises(UserError, match=r"no checkpoint at step 7; it has steps \[1, 2\]"):
+        export_hf(workdir, tmp_path / "x", step=7)
+    with pytest.raises(UserError, match="holds no checkpoint"):
+        export_hf(tmp_path / "nowhere", tmp_path / "x")
+
+
+def test_transformers_loads_it_and_agrees(exported, workdir, transformers):
+    model, info = transformers.BertForPreTraining.from_pretrained(
+        exported, output_loading_info=True
+    )
+    assert info["missing_keys"] == [] and info["unexpected_keys"] == []
+    assert info["mismatched_keys"] == [] and info["error_msgs"] == []
+    ids, segments, mask = model_inputs()
+    reference = torch_outputs(model, ids, segments, mask, output_hidden_states=True)
+
+    ours = load_model(workdir)  # the same checkpoint, gathered onto one device
+    encoded = ours.encode(ids, segments, mask)
+    mlm = ours.mlm_logits_all(ids, segments, mask)
+    nsp = ours.cls.seq_relationship(encoded["pooled_output"])
+    assert np.abs(mlm).max() > 1.0, "outputs too small for the comparison to mean anything"
+    assert max_abs_diff(mlm, reference.prediction_logits.numpy()) < ATOL
+    assert max_abs_diff(nsp, reference.seq_relationship_logits.numpy()) < ATOL
+    assert len(encoded["hidden_states"]) == len(reference.hidden_states) == 3
+    pairs = zip(encoded["hidden_states"], reference.hidden_states, strict=True)
+    for layer, (a, b) in enumerate(pairs):
+        assert max_abs_diff(a, b.numpy()) < ATOL, f"hidden states of layer {layer}"
+
+
+def test_other_transformers_classes_load_it(exported, transformers):
+    for cls in (transformers.BertModel, transformers.BertForMaskedLM):
+        _, info = cls.from_pretrained(exported, output_loading_info=True)
+        assert info["missing_keys"] == [], cls.__name__
+    tokenizer = transformers.AutoTokenizer.from_pretrained(exported)
+    assert tokenizer("W7 w8", add_special_tokens=True)["input_ids"] == [3, 13, 14, 4]
+
+
+def test_init_from_restores_onto_another_mesh(workdir):
+    """A training workdir as --config.init_from: parameters land on the new run's shardings."""
+    config = run_config(data=1, fsdp=8, tensor=1)
+    _, setup = sharded_state(config, seed=5)
+    fields = train.model_fields(config, CONFIG.vocab_size)
+    params = checkpointing.load_init_params(str(workdir), setup.abstract_state.params, fields)
+    kernel = params["bert"]["encoder"]["layer"][1]["attention"]["self"]["query"]["kernel"]
+    assert (
+        kernel.sharding
+        == setup.shardings.params["bert"]["encoder"]["layer"][1]["attention"]["self"]["query"][
+            "kernel"
+        ]
+    )
+    expected = random_params(CONFIG, seed=2)
+    for a, b in zip(jax.tree.leaves(params), jax.tree.leaves(expected), strict=True):
+        np.testing.assert_array_equal(np.asarray(a), b)
+    with pytest.raises(UserError, match=r"has hidden_size=64 .* set --config.hidden_size=64"):
+        checkpointing.load_init_params(
+            str(workdir), setup.abstract_state.params, {**fields, "hidden_size": 128}
+        )
+
+
+def test_load_model_gives_the_checkpoint(workdir):
+    model = load_model(workdir, step=1)
+    params = nnx.state(model, nnx.Param).to_pure_dict()
+    for a, b in zip(
+        jax.tree.leaves(params), jax.tree.leaves(random_params(CONFIG, 1)), strict=True
+    ):
+        np.testing.assert_array_equal(np.asarray(a), b)
+
+
+def test_scan_layers_checkpoints_export_and_cross_layouts(workdir, tmp_path):
+    """A scan_layers run saves the encoder stacked: export unstacks it, and `init_from` moves
+    parameters between the stacked and the per-layer layout in both directions."""
+    scan_config = run_config()
+    scan_config.scan_layers = True
+    model_config = dataclasses.replace(CONFIG, scan_layers=True)
+    mesh = sharding.create_mesh(scan_config.mesh_shape)
+    tx = optim.create_optimizer(scan_config)
+    state, setup = create_train_state(model_config, tx, mesh, scan_config.logical_axis_rules, 0)
+    params = jax.device_put(stack_layers(random_params(CONFIG, seed=4)), setup.shardings.params)
+    fields = train.model_fields(scan_config, CONFIG.vocab_size)
+    manager = checkpointing.create_checkpoint_manager(
+        tmp_path / "run" / "checkpoints", save_every=1, keep=1
+    )
+    metadata = checkpointing.metadata_for(scan_config, fields)
+    checkpointing.save(manager, 3, state.replace(params=params), metadata, force=True)
+    manager.wait_until_finished()
+    manager.close()
+    (tmp_path / "run" / "vocab.txt").write_text("".join(t + "\n" for t in tiny_vocab(300)))
+
+    export_hf(tmp_path / "run", tmp_path / "hf")
+    tensors = hf.read_safetensors(tmp_path / "hf")
+    for name, array in hf.params_to_hf(random_params(CONFIG, seed=4)).items():
+        np.testing.assert_array_equal(tensors[name], array, err_msg=name)
+
+    # Stacked checkpoint -> per-layer run, and per-layer checkpoint -> stacked run.
+    _, list_setup = sharded_state(run_config(), seed=5)
+    unstacked = checkpointing.load_init_params(
+        str(tmp_path / "run"), list_setup.abstract_state.params, fields
+    )
+    stacked = checkpointing.load_init_params(str(workdir), setup.abstract_state.params, fields)
+    for got, expected in (
+        (unstacked, random_params(CONFIG, 4)),
+        (stacked, stack_layers(random_params(CONFIG, 2))),
+    ):
+        for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(expected), strict=True):
+            np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    layers_kernel = stacked["bert"]["encoder"]["layers"]["intermediate"]["dense"]["kernel"]
+    assert (
+        layers_kernel.sharding
+        == setup.shardings.params["bert"]["encoder"]["layers"]["intermediate"]["dense"]["kernel"]
+    )
