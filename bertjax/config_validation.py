@@ -97,7 +97,7 @@ def validate_config(config: ml_collections.ConfigDict, workdir=None) -> None:
     sizes = dict(
         zip(
             sharding.MESH_AXES,
-            sharding.mesh_axis_sizes(c.mesh_shape, jax.device_count()),
+            sharding.total_axis_sizes(c.mesh_shape, c.get("dcn_mesh_shape"), jax.device_count()),
             strict=True,
         )
     )

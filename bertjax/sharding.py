@@ -11,6 +11,7 @@ from typing import Any
 import flax.linen as nn
 import jax
 import numpy as np
+from jax.experimental import mesh_utils
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 
 from bertjax.errors import UserError
@@ -46,15 +47,60 @@ def mesh_axis_sizes(mesh_shape: Mapping[str, int], num_devices: int) -> tuple[in
     return tuple(sizes)
 
 
-def create_mesh(mesh_shape: Mapping[str, int], devices: Sequence[jax.Device] | None = None) -> Mesh:
-    """A ('data', 'fsdp', 'tensor') mesh over `devices` (default: all devices of all processes)."""
+def dcn_axis_sizes(dcn_mesh_shape: Mapping[str, int] | None) -> tuple[int, ...]:
+    """Slices (granules joined by the data-center network) along each mesh axis; default 1s."""
+    dcn_mesh_shape = dict(dcn_mesh_shape or {})
+    unknown = set(dcn_mesh_shape) - set(MESH_AXES)
+    if unknown:
+        raise UserError(f"dcn_mesh_shape has unknown axes {sorted(unknown)}; use only {MESH_AXES}")
+    sizes = tuple(int(dcn_mesh_shape.get(axis, 1)) for axis in MESH_AXES)
+    if any(size < 1 for size in sizes):
+        raise UserError(f"dcn_mesh_shape {dcn_mesh_shape} has a size < 1; use positive sizes")
+    return sizes
+
+
+def total_axis_sizes(
+    mesh_shape: Mapping[str, int], dcn_mesh_shape: Mapping[str, int] | None, num_devices: int
+) -> tuple[int, ...]:
+    """Whole-mesh size of each axis: ICI size (within a slice) x DCN size (across slices)."""
+    dcn = dcn_axis_sizes(dcn_mesh_shape)
+    slices = int(np.prod(dcn))
+    if num_devices % slices:
+        raise UserError(
+            f"dcn_mesh_shape {dict(dcn_mesh_shape or {})} asks for {slices} slices but "
+            f"{num_devices} devices do not split evenly into them"
+        )
+    ici = mesh_axis_sizes(mesh_shape, num_devices // slices)
+    return tuple(i * d for i, d in zip(ici, dcn, strict=True))
+
+
+def create_mesh(
+    mesh_shape: Mapping[str, int],
+    devices: Sequence[jax.Device] | None = None,
+    dcn_mesh_shape: Mapping[str, int] | None = None,
+) -> Mesh:
+    """A ('data', 'fsdp', 'tensor') mesh over `devices` (default: all devices of all processes).
+
+    `mesh_shape` is the shape inside one slice (ICI) and `dcn_mesh_shape` how many slices lie
+    along each axis (multi-slice TPU, or multi-process CPU where each process is a granule), so
+    the slow network only carries the axes named there (usually 'data').
+    """
     devices = list(jax.devices() if devices is None else devices)
-    sizes = mesh_axis_sizes(mesh_shape, len(devices))
-    # Auto axes: XLA's sharding propagation places intermediates; parameters and batches are
-    # placed explicitly through jit in/out shardings.
-    return jax.make_mesh(
-        sizes, MESH_AXES, axis_types=(AxisType.Auto,) * len(MESH_AXES), devices=devices
+    dcn = dcn_axis_sizes(dcn_mesh_shape)
+    axis_types = (AxisType.Auto,) * len(MESH_AXES)
+    if int(np.prod(dcn)) == 1:
+        sizes = mesh_axis_sizes(mesh_shape, len(devices))
+        # Auto axes: XLA's sharding propagation places intermediates; parameters and batches
+        # are placed explicitly through jit in/out shardings.
+        return jax.make_mesh(sizes, MESH_AXES, axis_types=axis_types, devices=devices)
+    ici = mesh_axis_sizes(mesh_shape, len(devices) // int(np.prod(dcn)))
+    # TPU slices report their slice_index; elsewhere (one slice, CPU/GPU processes) every
+    # process is a granule.
+    slices = {getattr(device, "slice_index", 0) for device in devices}
+    grid = mesh_utils.create_hybrid_device_mesh(
+        ici, dcn, devices, process_is_granule=len(slices) < int(np.prod(dcn))
     )
+    return Mesh(grid, MESH_AXES, axis_types=axis_types)
 
 
 def logical_to_mesh_shardings(logical_specs: Any, mesh: Mesh, rules: Sequence) -> Any:

@@ -206,7 +206,7 @@ def train_and_evaluate(
         check_same_vocabulary(data.vocab_path)
     vocab_size = data.tokenizer.vocab_size
     model_config = BertConfig.from_config(config, vocab_size)
-    mesh = sharding.create_mesh(config.mesh_shape)
+    mesh = sharding.create_mesh(config.mesh_shape, dcn_mesh_shape=config.get("dcn_mesh_shape"))
     tx = optim.create_optimizer(config)
     schedule = optim.learning_rate_schedule(config)
     rules = config.logical_axis_rules

@@ -32,7 +32,9 @@ def assert_same_metrics(got: dict, want: dict, steps) -> None:
             np.testing.assert_allclose(got[step][name], want[step][name], rtol=1e-5, err_msg=name)
 
 
-def start_two_processes(workdir: Path, tmp_dir: Path, steps: int = 6) -> list[subprocess.Popen]:
+def start_two_processes(
+    workdir: Path, tmp_dir: Path, steps: int = 6, dcn_data: int = 1
+) -> list[subprocess.Popen]:
     with socket.socket() as s:
         s.bind(("localhost", 0))
         port = s.getsockname()[1]
@@ -40,7 +42,7 @@ def start_two_processes(workdir: Path, tmp_dir: Path, steps: int = 6) -> list[su
     worker = [sys.executable, "-m", "tests.multiprocess_worker", str(port), "2"]
     return [
         subprocess.Popen(
-            [*worker, str(i), str(workdir), str(tmp_dir), str(steps)],
+            [*worker, str(i), str(workdir), str(tmp_dir), str(steps), str(dcn_data)],
             cwd=REPO,
             env=env,
             stdout=subprocess.PIPE,
@@ -51,8 +53,8 @@ def start_two_processes(workdir: Path, tmp_dir: Path, steps: int = 6) -> list[su
     ]
 
 
-def run_two_processes(workdir: Path, tmp_dir: Path) -> list[str]:
-    processes = start_two_processes(workdir, tmp_dir)
+def run_two_processes(workdir: Path, tmp_dir: Path, dcn_data: int = 1) -> list[str]:
+    processes = start_two_processes(workdir, tmp_dir, dcn_data=dcn_data)
     outputs = [p.communicate(timeout=400)[0] for p in processes]
     for process, output in zip(processes, outputs, strict=True):
         assert process.returncode == 0, output[-3000:]
@@ -123,3 +125,12 @@ def test_sigterm_to_one_process_stops_both_at_the_same_step(runs, tmp_path):
     assert len(steps) == 1 and all("Preempted" in o for o in outputs)
     (step,) = steps
     assert 3 <= step < 200 and (workdir / "checkpoints" / str(step)).is_dir()
+
+
+def test_hybrid_mesh_with_processes_as_dcn_slices_equals_one_process(runs, tmp_path):
+    """dcn_mesh_shape={'data': 2}: each process is a slice (granule) holding 4 devices (ICI);
+    the data axis spans both over the slow network. Same numbers as 8 devices in one process."""
+    tmp, _, _ = runs
+    run_two_processes(tmp_path / "run", tmp, dcn_data=2)
+    assert_same_metrics(metrics_by_step(tmp_path / "run"), metrics_by_step(tmp / "single"),
+                        range(1, 7))  # fmt: skip

@@ -58,3 +58,11 @@ def test_global_batch_from_local_is_sharded_over_batch_axis():
 def test_create_mesh_on_device_subset():
     mesh = sharding.create_mesh({"data": -1}, devices=jax.devices()[:1])
     assert mesh.devices.shape == (1, 1, 1)
+
+
+def test_total_axis_sizes_multiply_ici_by_dcn():
+    assert sharding.total_axis_sizes({"data": -1, "fsdp": 2}, {"data": 4}, 16) == (8, 2, 1)
+    with pytest.raises(UserError, match="asks for 3 slices"):
+        sharding.total_axis_sizes({"data": -1}, {"data": 3}, 8)
+    with pytest.raises(UserError, match="unknown axes"):
+        sharding.total_axis_sizes({"data": -1}, {"pod": 2}, 8)
