@@ -22,9 +22,13 @@ USAGE = (
     "                     [--print_sharding] [--distributed | --coordinator_address=HOST:PORT\n"
     "                      --num_processes=N --process_id=I]\n"
     "       bertjax export --workdir=DIR [--step=N] --out=HF_DIR\n"
-    "       bertjax import --from=HF_DIR_OR_TF1_CHECKPOINT --out=DIR"
+    "       bertjax import --from=HF_DIR_OR_TF1_CHECKPOINT --out=DIR\n"
+    "       bertjax vocab --input=GLOB|tfds:NAME --kind=wordpiece|sentencepiece --size=N --out=DIR"
+    " [--nouncased]\n"
+    "       bertjax prepare --input=GLOB|tfds:NAME --vocab=DIR --out=DIR [--max_seq_length=128]"
+    " [--packing]"
 )
-COMMANDS = ("train", "export", "import")
+COMMANDS = ("train", "export", "import", "vocab", "prepare")
 
 FLAGS = flags.FLAGS
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file (configs/*.py).")
@@ -41,6 +45,18 @@ _DISTRIBUTED = flags.DEFINE_bool(
 _COORDINATOR = flags.DEFINE_string("coordinator_address", None, "train: HOST:PORT of process 0.")
 _NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "train: processes in the run.")
 _PROCESS_ID = flags.DEFINE_integer("process_id", None, "train: this process's index.")
+_INPUT = flags.DEFINE_string("input", None, "vocab/prepare: corpus files, globs or tfds:NAME.")
+_KIND = flags.DEFINE_enum("kind", "wordpiece", ["wordpiece", "sentencepiece"], "vocab: type.")
+_SIZE = flags.DEFINE_integer("size", 30522, "vocab: vocabulary size.")
+_UNCASED = flags.DEFINE_bool("uncased", True, "vocab: lowercase and strip accents.")
+_MODEL_TYPE = flags.DEFINE_enum("model_type", "unigram", ["unigram", "bpe"], "vocab: SP model.")
+_SAMPLE_BYTES = flags.DEFINE_integer("sample_bytes", 2**30, "vocab: corpus sample size.")
+_TEXT_FIELD = flags.DEFINE_string("text_field", "text", "vocab/prepare: JSON Lines text field.")
+_VOCAB = flags.DEFINE_string("vocab", None, "prepare: vocabulary directory (bertjax vocab).")
+_MAX_SEQ = flags.DEFINE_integer("max_seq_length", 128, "prepare: tokens per instance.")
+_DUPE = flags.DEFINE_integer("dupe_factor", 5, "prepare: passes with fresh sentence pairs.")
+_PACKING = flags.DEFINE_bool("packing", False, "prepare: MLM-only packed rows, no NSP.")
+_SEED = flags.DEFINE_integer("seed", 0, "vocab/prepare: random seed.")
 # "from" is a Python keyword: read it as FLAGS["from"].value.
 flags.DEFINE_string("from", None, "import: Hugging Face BERT directory or TF1 checkpoint.")
 
@@ -111,6 +127,35 @@ def _import() -> None:
     print("\n".join(result.lines()))
 
 
+def _vocab() -> None:
+    if not _INPUT.value or not _OUT.value:
+        raise UserError("vocab needs --input=GLOB|tfds:NAME and --out=DIR")
+    from bertjax.data import vocab  # deferred: importing TF takes seconds
+
+    meta = vocab.run_vocab(
+        _INPUT.value, _KIND.value, _SIZE.value, _OUT.value, _UNCASED.value, _SAMPLE_BYTES.value,
+        text_field=_TEXT_FIELD.value, model_type=_MODEL_TYPE.value, seed=_SEED.value,
+    )  # fmt: skip
+    print(f"Wrote a {meta['vocab_size']}-token {_KIND.value} vocabulary to {_OUT.value}")
+
+
+def _prepare() -> None:
+    if not _INPUT.value or not _VOCAB.value or not _OUT.value:
+        raise UserError("prepare needs --input=GLOB|tfds:NAME, --vocab=DIR and --out=DIR")
+    from bertjax.data import prepare  # deferred: importing TF takes seconds
+
+    manifest = prepare.run_prepare(
+        _INPUT.value, _VOCAB.value, _OUT.value, max_seq_length=_MAX_SEQ.value,
+        dupe_factor=_DUPE.value, seed=_SEED.value, packing=_PACKING.value,
+        text_field=_TEXT_FIELD.value,
+    )  # fmt: skip
+    print(
+        f"Prepared {manifest['num_instances']} instances from {manifest['num_documents']} "
+        f"documents ({manifest['num_tokens']} tokens) in {len(manifest['shards'])} shards: "
+        f"{_OUT.value}"
+    )
+
+
 def main(argv: list[str] | None = None) -> None:
     command = _parse(list(sys.argv if argv is None else argv))
     logging.set_verbosity(logging.INFO)
@@ -120,7 +165,9 @@ def main(argv: list[str] | None = None) -> None:
         lambda record: record.levelno >= python_logging.WARNING or "/orbax/" not in record.pathname
     )
     try:
-        {"train": _train, "export": _export, "import": _import}[command]()
+        commands = {"train": _train, "export": _export, "import": _import}
+        commands.update(vocab=_vocab, prepare=_prepare)
+        commands[command]()
     except (UserError, FloatingPointError) as e:
         if _DEBUG.value:
             traceback.print_exc()

@@ -19,21 +19,32 @@ def masked_lm_sums(
     }
 
 
-def next_sentence_sums(nsp_logits: jax.Array, labels: jax.Array) -> dict[str, jax.Array]:
-    """nsp_logits [B, 2] float32, labels [B] (0 = B follows A, 1 = random)."""
+def next_sentence_weights(batch: dict) -> jax.Array:
+    """[B] weight of each example's NSP loss: `next_sentence_weights` when the batch has it
+    (packed MLM-only rows carry 0), else 1."""
+    labels = batch["next_sentence_labels"]
+    return batch.get("next_sentence_weights", jnp.ones(labels.shape, jnp.float32))
+
+
+def next_sentence_sums(
+    nsp_logits: jax.Array, labels: jax.Array, weights: jax.Array
+) -> dict[str, jax.Array]:
+    """nsp_logits [B, 2] float32, labels [B] (0 = B follows A, 1 = random), weights [B]."""
     per_example = optax.softmax_cross_entropy_with_integer_labels(nsp_logits, labels)
     correct = (jnp.argmax(nsp_logits, axis=-1) == labels).astype(jnp.float32)
     return {
-        "nsp_loss_sum": jnp.sum(per_example),
-        "nsp_correct_sum": jnp.sum(correct),
-        "nsp_weight": jnp.asarray(labels.shape[0], jnp.float32),
+        "nsp_loss_sum": jnp.sum(per_example * weights),
+        "nsp_correct_sum": jnp.sum(correct * weights),
+        "nsp_weight": jnp.sum(weights),
     }
 
 
 def pretraining_sums(outputs: dict, batch: dict) -> dict[str, jax.Array]:
     return {
         **masked_lm_sums(outputs["mlm_logits"], batch["masked_lm_ids"], batch["masked_lm_weights"]),
-        **next_sentence_sums(outputs["nsp_logits"], batch["next_sentence_labels"]),
+        **next_sentence_sums(
+            outputs["nsp_logits"], batch["next_sentence_labels"], next_sentence_weights(batch)
+        ),
     }
 
 

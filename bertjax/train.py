@@ -44,7 +44,7 @@ def train_step(
     # gradient of the whole batch's mean losses.
     denominators = {
         "mlm": jnp.maximum(jnp.sum(batch["masked_lm_weights"]), 1.0),
-        "nsp": jnp.asarray(batch["next_sentence_labels"].shape[0], jnp.float32),
+        "nsp": jnp.maximum(jnp.sum(losses.next_sentence_weights(batch)), 1.0),
     }
 
     def loss_fn(params, microbatch, key):
@@ -54,6 +54,7 @@ def train_step(
                 microbatch["segment_ids"],
                 microbatch["input_mask"],
                 microbatch["masked_lm_positions"],
+                attention_segment_ids=microbatch.get("attention_segment_ids"),
                 deterministic=False,
                 rngs=nnx.Rngs(dropout=key),
             )
@@ -196,7 +197,7 @@ def train_and_evaluate(
     wall_start = time.perf_counter()
     workdir = epath.Path(workdir)  # local path or gs://bucket/...
     validate_config(config, workdir)
-    if jax.process_count() > 1:
+    if jax.process_count() > 1 and not config.get("prepared_dir"):
         # One process trains (or finds) the cached vocabulary; the others then read it.
         if jax.process_index() == 0:
             build_or_load_vocab(config)

@@ -57,6 +57,13 @@ def get_config() -> ml_collections.ConfigDict:
     config.short_seq_prob = 0.1  # probability of a shorter random target length
     config.dupe_factor = 5  # passes over the corpus, each with a fresh pairing of sentences
     config.seed = 0  # seeds data order, masks, pairing, parameter init and dropout
+    config.masking = "token"  # masked-LM unit: "token" (BERT), "whole_word", "span" (n-gram words)
+    config.max_ngram = 10  # masking="span": longest span, in words (SpanBERT: 10)
+    config.span_distribution = "geometric"  # masking="span": "geometric" or "uniform" 1..max_ngram
+    config.span_geometric_p = 0.2  # masking="span": P(n words) ~ p(1-p)^(n-1) (SpanBERT: 0.2)
+    config.packing = False  # MLM only: documents packed into full rows, no NSP (model must mask)
+    config.text_format = "sentences"  # .txt: "sentences" (google format) or "paragraphs"
+    config.prepared_dir = ""  # output of `bertjax prepare`: stream its shards instead of corpus
 
     # --- Model ------------------------------------------------------------------------------
     set_model_size(config, "base")
@@ -91,6 +98,9 @@ def get_config() -> ml_collections.ConfigDict:
     # --- Parallelism ------------------------------------------------------------------------
     # Mesh axis sizes; -1 takes the devices the other axes leave. Product must equal device count.
     config.mesh_shape = ml_collections.ConfigDict({"data": -1, "fsdp": 1, "tensor": 1})
+    # Multi-slice TPU (or multi-process CPU): slices along each axis, joined by the data-center
+    # network; mesh_shape is then the shape inside one slice. Usually only "data" is > 1.
+    config.dcn_mesh_shape = ml_collections.ConfigDict({"data": 1, "fsdp": 1, "tensor": 1})
     # Logical axis name -> mesh axes. Parameters and activations name their axes; only this
     # table decides how they are split.
     config.logical_axis_rules = [

@@ -81,3 +81,19 @@ def test_print_sharding_shows_how_each_parameter_is_split(tmp_path):
     assert "mesh {'data': 1, 'fsdp': 4, 'tensor': 2}" in result.stdout
     line = next(x for x in result.stdout.splitlines() if "layer/0/intermediate/dense/kernel" in x)
     assert line.endswith("(128, 512) P('fsdp', 'tensor')")
+
+
+def test_vocab_then_prepare_from_the_command_line(tmp_path):
+    from configs import base
+
+    corpus = base.SAMPLE_CORPUS.replace("*", "genesis")
+    vocab = run_cli("vocab", f"--input={corpus}", "--size=1000", f"--out={tmp_path / 'vocab'}")
+    assert vocab.returncode == 0, vocab.stderr[-2000:]
+    assert "Wrote a 1000-token wordpiece vocabulary" in vocab.stdout
+    prepared = run_cli("prepare", f"--input={corpus}", f"--vocab={tmp_path / 'vocab'}",
+                       f"--out={tmp_path / 'prepared'}", "--max_seq_length=64",
+                       "--dupe_factor=1")  # fmt: skip
+    assert prepared.returncode == 0, prepared.stderr[-2000:]
+    assert "Prepared " in prepared.stdout and (tmp_path / "prepared").is_dir()
+    missing = run_cli("prepare", f"--input={corpus}", f"--out={tmp_path / 'x'}")
+    assert missing.returncode == 2 and "prepare needs" in missing.stderr

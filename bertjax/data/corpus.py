@@ -1,24 +1,48 @@
-"""Corpus reader: files/globs -> an iterator of document texts.
+"""Corpus reader: files/globs or TFDS datasets -> an iterator of document texts.
 
-Two formats, each optionally gzip-compressed (``.gz``):
+Sources (comma-separated in ``--config.corpus``):
 
-* ``.jsonl`` / ``.json``: one JSON object per line; the document text is in a named field.
-* ``.txt``: the google-research/bert format, one sentence per line and a blank line between
-  documents.
+* ``.jsonl`` / ``.json`` files: one JSON object per line; the document text is in a named field.
+* ``.txt`` files, in one of two layouts (``text_format``):
+  - ``"sentences"``: the google-research/bert format, one sentence per line and a blank line
+    between documents;
+  - ``"paragraphs"``: raw prose, one document per file; blank lines end paragraphs and the
+    hard-wrapped lines of a paragraph are joined (sentences are found by `sentences`).
+* ``tfds:NAME[@SPLIT]``: a prepared TensorFlow Datasets dataset read with ``tfds.load``, e.g.
+  ``tfds:wikipedia/20230601.en`` (split ``train`` by default) or ``tfds:c4/en:3.1.0@train[:1%]``.
+
+Files may be gzip-compressed (``.gz``). Bad input never crashes a run: invalid UTF-8 bytes are
+replaced (U+FFFD) and control characters removed (both counted); empty documents, malformed
+JSON lines, a missing field, an unreadable file or an unloadable dataset are skipped and
+counted per source with the first place each happened; a pattern that matches nothing is
+skipped with a warning when other patterns match. Each source logs one line of counts. Only a
+corpus with no document at all is an error (one line, listing why things were skipped).
 """
 
+import collections
+import dataclasses
 import glob
 import gzip
 import hashlib
 import json
 import os
+import re
 from collections.abc import Iterator, Sequence
+
+from absl import logging
 
 from bertjax.errors import UserError
 
 JSON_SUFFIXES = (".jsonl", ".json")
 TEXT_SUFFIXES = (".txt",)
+TEXT_FORMATS = ("sentences", "paragraphs")
+TFDS_PREFIX = "tfds:"
 _HASH_CHUNK_BYTES = 1 << 20
+# C0/C1 control characters but tab, newline and CR: the tokenizer drops them anyway; dropping them
+# here keeps sentence splitting and emptiness checks in step with what gets tokenized.
+_CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+_UTF8_BOM = b"\xef\xbb\xbf"
+_MAX_LISTED_SOURCES = 3  # in the one-line "no documents" error
 
 
 def _split_patterns(patterns: str | Sequence[str]) -> list[str]:
@@ -36,47 +60,75 @@ def _format_suffix(path: str) -> str:
     return os.path.splitext(name)[1]
 
 
-def resolve_files(patterns: str | Sequence[str]) -> list[str]:
-    """Expands comma-separated (or listed) paths and globs into a sorted, deduplicated file list.
+def is_tfds(source: str) -> bool:
+    return source.startswith(TFDS_PREFIX)
 
-    Raises UserError when there is no pattern, a pattern matches no files, or a file has a suffix
-    the reader does not know, so a bad corpus is reported before any work starts.
+
+def _expand(pattern: str) -> list[str]:
+    """Files of one pattern (an existing path is taken literally, so names with '[' work)."""
+    expanded = os.path.expanduser(pattern)
+    matches = [expanded] if os.path.exists(expanded) else glob.glob(expanded, recursive=True)
+    for path in matches:
+        if os.path.isdir(path):
+            raise UserError(
+                f"corpus path {path!r} is a directory; pass files or a glob such as "
+                f"--config.corpus='{path.rstrip('/')}/*.jsonl'"
+            )
+        if _format_suffix(path) not in JSON_SUFFIXES + TEXT_SUFFIXES:
+            raise UserError(
+                f"corpus file {path!r} has an unsupported suffix; "
+                "use .jsonl, .json or .txt (each optionally .gz), or tfds:NAME"
+            )
+    return [os.path.abspath(path) for path in matches]
+
+
+def resolve_files(patterns: str | Sequence[str]) -> list[str]:
+    """Expands comma-separated (or listed) paths and globs into a sorted, deduplicated list.
+
+    ``tfds:`` sources are kept as given (after the files). A pattern that matches nothing is
+    skipped with a warning when another one matches. Raises UserError when there is no pattern,
+    nothing matches at all, or a file has a suffix the reader does not know.
     """
     pattern_list = _split_patterns(patterns)
     if not pattern_list:
         raise UserError("no corpus given; pass files or globs with --config.corpus=a.jsonl,b/*.txt")
-    files = set()
+    files: set[str] = set()
+    datasets: list[str] = []
+    unmatched = []
     for pattern in pattern_list:
-        expanded = os.path.expanduser(pattern)
-        # An existing path is taken literally so names with glob characters ('[', '*') still work.
-        matches = [expanded] if os.path.exists(expanded) else glob.glob(expanded, recursive=True)
+        if is_tfds(pattern):
+            datasets.extend([pattern] if pattern not in datasets else [])
+            continue
+        matches = _expand(pattern)
         if not matches:
-            raise UserError(
-                f"corpus pattern {pattern!r} matched no files; "
-                "pass existing files or globs with --config.corpus=..."
-            )
-        for path in matches:
-            if os.path.isdir(path):
-                raise UserError(
-                    f"corpus path {path!r} is a directory; pass files or a glob such as "
-                    f"--config.corpus='{path.rstrip('/')}/*.jsonl'"
-                )
-            if _format_suffix(path) not in JSON_SUFFIXES + TEXT_SUFFIXES:
-                raise UserError(
-                    f"corpus file {path!r} has an unsupported suffix; "
-                    "use .jsonl, .json or .txt (each optionally .gz)"
-                )
-            files.add(os.path.abspath(path))
-    return sorted(files)
+            unmatched.append(pattern)
+        files.update(matches)
+    if not files and not datasets:
+        raise UserError(
+            f"corpus pattern {unmatched[0]!r} matched no files; "
+            "pass existing files or globs with --config.corpus=..."
+        )
+    for pattern in unmatched:
+        logging.warning("Corpus pattern %r matched no files; skipped", pattern)
+    return sorted(files) + datasets
+
+
+def source_size(source: str) -> int:
+    """Bytes on disk of a corpus file; 0 for a TFDS source (size unknown here)."""
+    return 0 if is_tfds(source) else os.path.getsize(source)
 
 
 def corpus_fingerprint(files: Sequence[str]) -> str:
-    """Hex sha256 over each file's base name, size and bytes, in the given order.
+    """Hex sha256 over each file's base name, size and bytes (a TFDS source: its name), in order.
 
     Base names rather than full paths, so moving a checkout keeps the vocabulary cache valid.
+    Pin a TFDS version (``tfds:name:1.0.0``) for the fingerprint to follow its data.
     """
     digest = hashlib.sha256()
     for path in files:
+        if is_tfds(path):
+            digest.update(path.encode("utf-8") + b"\0")
+            continue
         digest.update(os.path.basename(path).encode("utf-8") + b"\0")
         digest.update(str(os.path.getsize(path)).encode("ascii") + b"\0")
         with open(path, "rb") as f:
@@ -85,87 +137,200 @@ def corpus_fingerprint(files: Sequence[str]) -> str:
     return digest.hexdigest()
 
 
-def _open_text(path: str):
-    """Opens a (possibly gzipped) file as UTF-8 text; bad bytes become U+FFFD instead of crashing.
+@dataclasses.dataclass
+class SourceReport:
+    """What one source gave: documents, and what was skipped or repaired, with reasons."""
 
-    ``utf-8-sig`` also drops a leading byte-order mark that some editors write.
-    """
-    if path.lower().endswith(".gz"):
-        return gzip.open(path, "rt", encoding="utf-8-sig", errors="replace")
-    return open(path, encoding="utf-8-sig", errors="replace")
+    source: str
+    documents: int = 0
+    skipped: collections.Counter = dataclasses.field(default_factory=collections.Counter)
+    repaired: collections.Counter = dataclasses.field(default_factory=collections.Counter)
+    first_place: dict[str, str] = dataclasses.field(default_factory=dict)
+
+    def skip(self, reason: str, place: str = "") -> None:
+        self.skipped[reason] += 1
+        self.first_place.setdefault(reason, place)
+
+    def summary(self) -> str:
+        """One line: ``a.jsonl: 10 documents; skipped 2 invalid JSON (first: line 3), ...``."""
+        parts = [f"{os.path.basename(self.source)}: {self.documents} documents"]
+        if self.skipped:
+            skipped = ", ".join(
+                f"{count} {reason}"
+                + (f" (first: {place})" if (place := self.first_place[reason]) else "")
+                for reason, count in sorted(self.skipped.items())
+            )
+            parts.append(f"skipped {skipped}")
+        if self.repaired:
+            parts.append(
+                "repaired " + ", ".join(f"{n} {r}" for r, n in sorted(self.repaired.items()))
+            )
+        return "; ".join(parts)
 
 
-def _read_json_lines(path: str, text_field: str) -> Iterator[str]:
-    """Yields the `text_field` string of each JSON object line of `path`."""
-    with _open_text(path) as f:
-        for line_number, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            where = f"{path}:{line_number}"
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise UserError(
-                    f"{where}: invalid JSON ({e.msg}); write one JSON object per line"
-                ) from None
-            if not isinstance(record, dict):
-                raise UserError(
-                    f"{where}: expected a JSON object, got {type(record).__name__}; "
-                    "write one object per line"
-                )
-            if text_field not in record:
-                raise UserError(
-                    f"{where}: JSON object has no field {text_field!r} (fields: "
-                    f"{', '.join(sorted(record)) or 'none'}); set --config.text_field=..."
-                )
-            text = record[text_field]
-            if not isinstance(text, str):
-                raise UserError(
-                    f"{where}: field {text_field!r} is {type(text).__name__}, not a string; "
-                    "point --config.text_field at the document text"
-                )
+def _decode(line: bytes, report: SourceReport) -> str:
+    """UTF-8 text of `line`; invalid bytes become U+FFFD and the line is counted."""
+    try:
+        return line.decode("utf-8")
+    except UnicodeDecodeError:
+        report.repaired["lines with invalid UTF-8"] += 1
+        return line.decode("utf-8", errors="replace")
+
+
+def _lines(path: str, report: SourceReport) -> Iterator[str]:
+    """Decoded lines of a (possibly gzipped) file, line ends kept; a leading BOM dropped."""
+    opener = gzip.open if path.lower().endswith(".gz") else open
+    with opener(path, "rb") as f:
+        for number, line in enumerate(f):
+            if number == 0 and line.startswith(_UTF8_BOM):
+                line = line[len(_UTF8_BOM) :]
+            yield _decode(line, report)
+
+
+def _read_json_lines(path: str, text_field: str, report: SourceReport) -> Iterator[str]:
+    """Yields the `text_field` string of each JSON object line; bad lines are skipped."""
+    for line_number, line in enumerate(_lines(path, report), start=1):
+        if not line.strip():
+            continue
+        place = f"line {line_number}"
+        try:
+            record = json.loads(line, strict=False)  # raw control characters in strings
+        except json.JSONDecodeError as e:
+            report.skip("invalid JSON", f"{place}, {e.msg}")
+            continue
+        if not isinstance(record, dict):
+            report.skip("lines not a JSON object", f"{place}, {type(record).__name__}")
+        elif text_field not in record:
+            fields = ", ".join(sorted(record)) or "none"
+            report.skip(f"without field {text_field!r}", f"{place}, fields: {fields}")
+        elif not isinstance(text := record[text_field], str):
+            report.skip(f"with non-string {text_field!r}", f"{place}, {type(text).__name__}")
+        else:
             yield text
 
 
-def _read_sentence_lines(path: str) -> Iterator[str]:
+def _read_sentence_lines(path: str, report: SourceReport) -> Iterator[str]:
     """Yields documents of a one-sentence-per-line file (blank line = document boundary).
 
     Sentences are joined with blank lines so that `split_sentences` keeps each given line as
     its own sentence (it never joins across blank lines).
     """
     sentences: list[str] = []
-    with _open_text(path) as f:
-        for line in f:
-            line = line.strip()
-            if line:
-                sentences.append(line)
-            elif sentences:
-                yield "\n\n".join(sentences)
-                sentences = []
+    for line in _lines(path, report):
+        line = line.strip()
+        if line:
+            sentences.append(line)
+        elif sentences:
+            yield "\n\n".join(sentences)
+            sentences = []
     if sentences:
         yield "\n\n".join(sentences)
 
 
-def _read_file(path: str, text_field: str) -> Iterator[str]:
-    """Yields the documents of one file, whatever its format; unreadable files -> UserError."""
+def _read_paragraphs(path: str, report: SourceReport) -> Iterator[str]:
+    """Yields the whole file as one document (raw prose; blank lines end paragraphs)."""
+    yield "".join(_lines(path, report))
+
+
+def _parse_tfds(source: str) -> tuple[str, str]:
+    name, _, split = source[len(TFDS_PREFIX) :].partition("@")
+    return name, split or "train"
+
+
+def _read_tfds(source: str, text_field: str, report: SourceReport) -> Iterator[str]:
+    """Yields the `text_field` feature of each example of a prepared TFDS dataset."""
+    import tensorflow_datasets as tfds  # only TFDS sources need it
+
+    name, split = _parse_tfds(source)
     try:
-        if _format_suffix(path) in JSON_SUFFIXES:
-            yield from _read_json_lines(path, text_field)
+        dataset = tfds.load(name, split=split, shuffle_files=False, download=False)
+    except (AssertionError, ValueError) as e:
+        first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        report.skip("unloadable dataset", f"{first_line[:200]}; build it with `tfds build {name}`")
+        return
+    if text_field not in dataset.element_spec:
+        fields = ", ".join(sorted(dataset.element_spec))
+        report.skip(f"dataset without feature {text_field!r}", f"features: {fields}")
+        return
+    for text in tfds.as_numpy(dataset.map(lambda example: example[text_field])):
+        yield _decode(text, report) if isinstance(text, bytes) else str(text)
+
+
+def _read_source(
+    source: str, text_field: str, text_format: str, report: SourceReport
+) -> Iterator[str]:
+    """Yields the raw documents of one source; an unreadable file ends it, counted."""
+    if is_tfds(source):
+        yield from _read_tfds(source, text_field, report)
+        return
+    try:
+        if _format_suffix(source) in JSON_SUFFIXES:
+            yield from _read_json_lines(source, text_field, report)
+        elif text_format == "paragraphs":
+            yield from _read_paragraphs(source, report)
         else:
-            yield from _read_sentence_lines(path)
+            yield from _read_sentence_lines(source, report)
     except (OSError, EOFError) as e:
-        # gzip.BadGzipFile, truncated archives and permission errors land here.
-        raise UserError(f"cannot read corpus file {path!r} ({e}); check the file") from None
+        # Missing or unreadable files, gzip.BadGzipFile and truncated archives land here.
+        report.skip("unreadable file", f"{type(e).__name__}: {e}")
 
 
-def read_documents(patterns: str | Sequence[str], text_field: str = "text") -> Iterator[str]:
-    """Yields every non-empty document text of the corpus, files in sorted order.
+def read_documents(
+    patterns: str | Sequence[str],
+    text_field: str = "text",
+    *,
+    text_format: str = "sentences",
+    reports: list[SourceReport] | None = None,
+) -> Iterator[str]:
+    """Yields every non-empty document text of the corpus, sources in `resolve_files` order.
 
     Args:
-      patterns: comma-separated string or list of paths/globs (see `resolve_files`).
-      text_field: the JSON field holding the text (ignored for ``.txt`` files).
+      patterns: comma-separated string or list of paths/globs/``tfds:`` sources.
+      text_field: the JSON field or TFDS feature holding the text (unused for ``.txt``).
+      text_format: layout of ``.txt`` files, one of TEXT_FORMATS.
+      reports: if given, receives one SourceReport per source as it is finished.
+
+    Raises UserError (one line) when the whole corpus yields no document.
     """
-    for path in resolve_files(patterns):
-        for text in _read_file(path, text_field):
-            if text.strip():
-                yield text
+    if text_format not in TEXT_FORMATS:
+        raise UserError(f"text_format={text_format!r} is unknown; use one of {TEXT_FORMATS}")
+    finished = []
+    total = 0
+    for source in resolve_files(patterns):
+        report = SourceReport(source)
+        for number, text in enumerate(_read_source(source, text_field, text_format, report), 1):
+            text, removed = _CONTROL_CHARS.subn("", text)
+            if removed:
+                report.repaired["documents with control characters"] += 1
+            if not text.strip():
+                report.skip("empty documents", f"document {number}")
+                continue
+            report.documents += 1
+            total += 1
+            yield text
+        log = logging.warning if report.skipped else logging.info
+        log("Corpus source %s", report.summary())
+        finished.append(report)
+        if reports is not None:
+            reports.append(report)
+    if total == 0:
+        problems = [r.summary() for r in finished if r.skipped] or [r.summary() for r in finished]
+        more = len(problems) - _MAX_LISTED_SOURCES
+        listed = " | ".join(problems[:_MAX_LISTED_SOURCES]) + (
+            f" | and {more} more" if more > 0 else ""
+        )
+        raise UserError(f"corpus {patterns!r} has no documents ({listed}); check --config.corpus")
+
+
+def log_totals(reports: Sequence[SourceReport]) -> None:
+    """Logs one line of corpus-wide totals of what was skipped or repaired, if anything."""
+    skipped = sum((r.skipped for r in reports), collections.Counter())
+    repaired = sum((r.repaired for r in reports), collections.Counter())
+    if skipped or repaired:
+        logging.warning(
+            "Corpus: %d sources, %d documents; skipped %s; repaired %s",
+            len(reports),
+            sum(r.documents for r in reports),
+            dict(skipped) or "nothing",
+            dict(repaired) or "nothing",
+        )

@@ -1,5 +1,16 @@
 """Dynamic masked-LM masking as TensorFlow ops (BERT's 80/10/10 rule), one example at a time.
 
+Three kinds of masking unit (`MASKING_KINDS`):
+
+* ``"token"``: each selected position is an independent token (original BERT);
+* ``"whole_word"``: all wordpieces of a word are selected together (google-research/bert
+  ``--do_whole_word_mask``); see `whole_word`;
+* ``"span"``: n-grams of whole words, n drawn from a given distribution (SpanBERT-style).
+
+In every kind the budget is counted in tokens, min(P, max(1, round(eligible * prob))), and the
+80/10/10 choice is made once per unit (token, word or span); a random replacement draws a fresh
+id for every token of the unit.
+
 Works on a single unbatched example so it maps before `batch` in tf.data; every random choice
 comes from stateless ops keyed by a [2] seed, so a mask is a pure function of (example, seed)
 and is identical eagerly and inside a tf.data graph.
@@ -7,8 +18,11 @@ and is identical eagerly and inside a tf.data graph.
 
 import tensorflow as tf
 
+from bertjax.data import whole_word
+
 MASK_PROB = 0.8  # of the selected positions: replaced by [MASK]
 RANDOM_PROB = 0.1  # replaced by a random token; the remaining 10% keep the original token
+MASKING_KINDS = ("token", "whole_word", "span")
 
 
 def _eligible(input_ids: tf.Tensor, input_mask: tf.Tensor, special_ids: tf.Tensor) -> tf.Tensor:
@@ -33,57 +47,17 @@ def _pad_to(values: tf.Tensor, length: int) -> tf.Tensor:
     return tf.ensure_shape(padded, [length])
 
 
-def mask_tokens(
+def _corrupt(
     input_ids: tf.Tensor,
-    input_mask: tf.Tensor,
-    seed: tf.Tensor,
-    *,
-    masked_lm_prob: float,
-    max_predictions_per_seq: int,
-    special_ids: tf.Tensor,
+    positions: tf.Tensor,
+    action: tf.Tensor,
+    replace_seed: tf.Tensor,
     mask_id: int,
     random_token_ids: tf.Tensor,
+    max_predictions_per_seq: int,
 ) -> dict[str, tf.Tensor]:
-    """Selects and corrupts masked-LM positions of one example.
-
-    Args:
-      input_ids: [L] int32 token ids.
-      input_mask: [L] int32, 1 on real tokens, 0 on padding.
-      seed: [2] int32/int64 stateless seed; equal seeds give equal masks.
-      masked_lm_prob: fraction of eligible tokens (real, not special) to select.
-      max_predictions_per_seq: P, cap on selected positions and length of the outputs.
-      special_ids: [S] ids never selected ([CLS], [SEP], [PAD], ...).
-      mask_id: id of [MASK].
-      random_token_ids: [R] ids a selected token may be replaced with (no special ids).
-
-    Returns:
-      ``input_ids`` [L] int32 with selected positions corrupted (80% [MASK], 10% random,
-      10% unchanged); ``masked_lm_positions`` [P] int32 ascending, unique, 0-padded;
-      ``masked_lm_ids`` [P] int32 original ids, 0-padded; ``masked_lm_weights`` [P] float32,
-      1.0 on real predictions and 0.0 on padding.
-    """
-    input_ids = tf.convert_to_tensor(input_ids, tf.int32)
-    input_mask = tf.convert_to_tensor(input_mask, tf.int32)
-    special_ids = tf.convert_to_tensor(special_ids, tf.int32)
-    random_token_ids = tf.convert_to_tensor(random_token_ids, tf.int32)
-    select_seed, action_seed, replace_seed = tf.unstack(
-        tf.random.experimental.stateless_split(seed, num=3)
-    )
-
-    eligible = _eligible(input_ids, input_mask, special_ids)
-    num_eligible = tf.reduce_sum(tf.cast(eligible, tf.int32))
-    num_predictions = _num_to_predict(num_eligible, masked_lm_prob, max_predictions_per_seq)
-
-    # The top-k of i.i.d. uniform scores is a uniformly random k-subset of the eligible tokens
-    # (ineligible ones score -1 and are never among the first num_predictions).
-    scores = tf.random.stateless_uniform(tf.shape(input_ids), seed=select_seed)
-    scores = tf.where(eligible, scores, -1.0)
-    k = tf.minimum(max_predictions_per_seq, tf.shape(input_ids)[0])
-    _, top = tf.math.top_k(scores, k=k)
-    positions = tf.sort(top[:num_predictions])
+    """Applies 80/10/10 at `positions` ([K] ascending) given one uniform `action` [K] each."""
     original_ids = tf.gather(input_ids, positions)
-
-    action = tf.random.stateless_uniform(tf.shape(positions), seed=action_seed)
     random_ids = tf.gather(
         random_token_ids,
         tf.random.stateless_uniform(
@@ -106,3 +80,105 @@ def mask_tokens(
         "masked_lm_ids": _pad_to(original_ids, max_predictions_per_seq),
         "masked_lm_weights": _pad_to(tf.ones_like(positions, tf.float32), max_predictions_per_seq),
     }
+
+
+def mask_tokens(
+    input_ids: tf.Tensor,
+    input_mask: tf.Tensor,
+    seed: tf.Tensor,
+    *,
+    masked_lm_prob: float,
+    max_predictions_per_seq: int,
+    special_ids: tf.Tensor,
+    mask_id: int,
+    random_token_ids: tf.Tensor,
+    masking: str = "token",
+    word_start_table: tf.Tensor | None = None,
+    span_length_probs: tf.Tensor | None = None,
+) -> dict[str, tf.Tensor]:
+    """Selects and corrupts masked-LM positions of one example.
+
+    Args:
+      input_ids: [L] int32 token ids.
+      input_mask: [L] int32, 1 on real tokens, 0 on padding.
+      seed: [2] int32/int64 stateless seed; equal seeds give equal masks.
+      masked_lm_prob: fraction of eligible tokens (real, not special) to select.
+      max_predictions_per_seq: P, cap on selected positions and length of the outputs.
+      special_ids: [S] ids never selected ([CLS], [SEP], [PAD], ...).
+      mask_id: id of [MASK].
+      random_token_ids: [R] ids a selected token may be replaced with (no special ids).
+      masking: one of MASKING_KINDS.
+      word_start_table: [V] bool, True for ids that start a word (needed unless "token").
+      span_length_probs: [N] float32, P(span = n words) for n = 1..N (needed for "span").
+
+    Returns:
+      ``input_ids`` [L] int32 with selected positions corrupted (80% [MASK], 10% random,
+      10% unchanged); ``masked_lm_positions`` [P] int32 ascending, unique, 0-padded;
+      ``masked_lm_ids`` [P] int32 original ids, 0-padded; ``masked_lm_weights`` [P] float32,
+      1.0 on real predictions and 0.0 on padding.
+    """
+    if masking not in MASKING_KINDS:
+        raise ValueError(f"masking={masking!r} is not one of {MASKING_KINDS}")
+    input_ids = tf.convert_to_tensor(input_ids, tf.int32)
+    input_mask = tf.convert_to_tensor(input_mask, tf.int32)
+    special_ids = tf.convert_to_tensor(special_ids, tf.int32)
+    random_token_ids = tf.convert_to_tensor(random_token_ids, tf.int32)
+    eligible = _eligible(input_ids, input_mask, special_ids)
+    num_eligible = tf.reduce_sum(tf.cast(eligible, tf.int32))
+    num_predictions = _num_to_predict(num_eligible, masked_lm_prob, max_predictions_per_seq)
+    corrupt_args = (mask_id, random_token_ids, max_predictions_per_seq)
+    if masking != "token":
+        return _mask_units(
+            input_ids,
+            eligible,
+            num_predictions,
+            seed,
+            word_start_table,
+            span_length_probs if masking == "span" else None,
+            corrupt_args,
+        )
+    select_seed, action_seed, replace_seed = tf.unstack(
+        tf.random.experimental.stateless_split(seed, num=3)
+    )
+    # The top-k of i.i.d. uniform scores is a uniformly random k-subset of the eligible tokens
+    # (ineligible ones score -1 and are never among the first num_predictions).
+    scores = tf.random.stateless_uniform(tf.shape(input_ids), seed=select_seed)
+    scores = tf.where(eligible, scores, -1.0)
+    k = tf.minimum(max_predictions_per_seq, tf.shape(input_ids)[0])
+    _, top = tf.math.top_k(scores, k=k)
+    positions = tf.sort(top[:num_predictions])
+    action = tf.random.stateless_uniform(tf.shape(positions), seed=action_seed)
+    return _corrupt(input_ids, positions, action, replace_seed, *corrupt_args)
+
+
+def _mask_units(
+    input_ids, eligible, num_predictions, seed, word_start_table, span_length_probs, corrupt_args
+) -> dict[str, tf.Tensor]:
+    """Whole-word / span masking: whole units within the token budget, 80/10/10 per unit."""
+    if word_start_table is None:
+        raise ValueError("whole-word and span masking need word_start_table")
+    if input_ids.shape.rank != 1 or input_ids.shape[0] is None:
+        raise ValueError(
+            f"whole-word and span masking need a static [L] shape, got {input_ids.shape}"
+        )
+    unit_seed, select_seed, action_seed, replace_seed = tf.unstack(
+        tf.random.experimental.stateless_split(seed, num=4)
+    )
+    unit_start, word_start = whole_word.unit_starts(
+        input_ids,
+        eligible,
+        tf.convert_to_tensor(word_start_table, tf.bool),
+        None if span_length_probs is None else tf.convert_to_tensor(span_length_probs, tf.float32),
+        unit_seed,
+    )
+    selected, unit_id = whole_word.choose_units(
+        unit_start,
+        eligible,
+        num_predictions,
+        select_seed,
+        word_start=None if span_length_probs is None else word_start,
+    )
+    positions = tf.cast(tf.where(selected)[:, 0], tf.int32)
+    unit_action = tf.random.stateless_uniform(tf.shape(input_ids), seed=action_seed)
+    action = tf.gather(unit_action, tf.gather(unit_id, positions))
+    return _corrupt(input_ids, positions, action, replace_seed, *corrupt_args)

@@ -5,6 +5,9 @@ instance ``index_shuffle(i % N, epoch = i // N)``, masked with a seed folded fro
 see fresh orders and fresh masks (dynamic masking), processes read disjoint slices of each
 global batch without coordination, and resuming at a step replays exactly what an
 uninterrupted run would have seen. No iterator state needs checkpointing.
+
+Instances are NSP sentence pairs (`pretraining_examples`) or, with ``config.packing``, full
+MLM-only rows of packed documents (`packing`), which add the features PACKED_FEATURE_NAMES.
 """
 
 import dataclasses
@@ -17,7 +20,18 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from bertjax.data import corpus, masking, pretraining_examples, sentences
+from bertjax.data import (
+    corpus,
+    masking,
+    packing,
+    prepare,
+    pretraining_examples,
+    sentences,
+    streaming,
+    vocab,
+    whole_word,
+)
+from bertjax.data.sentencepiece_vocab import SentencePieceTokenizer
 from bertjax.data.tokenizer import WordPieceTokenizer, build_or_load_vocab
 from bertjax.errors import UserError
 
@@ -30,25 +44,31 @@ FEATURE_NAMES = (
     "masked_lm_weights",
     "next_sentence_labels",
 )
+# Packed rows only: attention must stay within a document; no NSP term (weights 0).
+PACKED_FEATURE_NAMES = ("attention_segment_ids", "next_sentence_weights")
 INSTANCE_KEYS = ("input_ids", "input_mask", "segment_ids", "next_sentence_labels")
 ENCODE_BATCH_SIZE = 1024  # sentences per tokenizer call: amortises the op dispatch
 # Random-number domains, so the shuffle and the masks never reuse a seed.
 _SHUFFLE_DOMAIN, _MASK_DOMAIN = 0, 1
 
 
+Tokenizer = WordPieceTokenizer | SentencePieceTokenizer
+
+
 @dataclasses.dataclass
 class PretrainingData:
     """Everything `make_dataset` and the trainer need from the corpus."""
 
-    tokenizer: WordPieceTokenizer
+    tokenizer: Tokenizer
     vocab_path: Path
-    instances: dict[str, np.ndarray]  # see pretraining_examples.create_instances
+    # see pretraining_examples.create_instances / packing.pack_documents, or prepared shards
+    instances: dict[str, np.ndarray] | streaming.PreparedCorpus
     num_documents: int
     num_sentences: int
 
 
-def _tokenize_documents(
-    texts: Iterable[str], tokenizer: WordPieceTokenizer
+def tokenize_documents(
+    texts: Iterable[str], tokenizer: Tokenizer
 ) -> tuple[list[list[list[int]]], int]:
     """Splits each text into sentences and tokenizes them in batches across documents.
 
@@ -73,25 +93,43 @@ def _tokenize_documents(
 def build_pretraining_data(config: ml_collections.ConfigDict) -> PretrainingData:
     """Vocabulary (trained or cached), tokenized corpus and NSP instances for `config`.
 
-    Reads config fields corpus, text_field, vocab_dir, vocab_size, lowercase, cache_dir,
-    max_seq_length, short_seq_prob, dupe_factor and seed.
+    Reads config fields corpus, text_field, text_format, vocab_dir, vocab_size, lowercase,
+    cache_dir, max_seq_length, short_seq_prob, dupe_factor, seed and packing. A vocab_dir
+    holding ``sentencepiece.model`` (from `vocab.run_vocab`) gives a SentencePiece tokenizer.
     """
+    _check_data_config(config)
+    if config.get("prepared_dir", ""):
+        return _prepared_data(config)
     start = time.perf_counter()
     vocab_path = build_or_load_vocab(config)
-    tokenizer = WordPieceTokenizer(vocab_path, lowercase=config.lowercase)
-    documents, num_sentences = _tokenize_documents(
-        corpus.read_documents(config.corpus, config.text_field), tokenizer
+    tokenizer = vocab.load_tokenizer(vocab_path, config.lowercase)
+    reports: list[corpus.SourceReport] = []
+    texts = corpus.read_documents(
+        config.corpus,
+        config.text_field,
+        text_format=config.get("text_format", "sentences"),
+        reports=reports,
     )
-    instances = pretraining_examples.create_instances(
-        documents,
-        max_seq_length=config.max_seq_length,
-        short_seq_prob=config.short_seq_prob,
-        dupe_factor=config.dupe_factor,
-        seed=config.seed,
-        cls_id=tokenizer.cls_id,
-        sep_id=tokenizer.sep_id,
-        pad_id=tokenizer.pad_id,
-    )
+    documents, num_sentences = tokenize_documents(texts, tokenizer)
+    corpus.log_totals(reports)
+    special = dict(cls_id=tokenizer.cls_id, sep_id=tokenizer.sep_id, pad_id=tokenizer.pad_id)
+    if config.get("packing", False):
+        instances = packing.pack_documents(
+            documents,
+            max_seq_length=config.max_seq_length,
+            dupe_factor=config.dupe_factor,
+            seed=config.seed,
+            **special,
+        )
+    else:
+        instances = pretraining_examples.create_instances(
+            documents,
+            max_seq_length=config.max_seq_length,
+            short_seq_prob=config.short_seq_prob,
+            dupe_factor=config.dupe_factor,
+            seed=config.seed,
+            **special,
+        )
     num_instances = len(instances["input_ids"])
     if num_instances == 0:
         raise UserError(
@@ -122,23 +160,91 @@ def build_pretraining_data(config: ml_collections.ConfigDict) -> PretrainingData
     )
 
 
-def masking_kwargs(tokenizer: WordPieceTokenizer, config: ml_collections.ConfigDict) -> dict:
+def _check_data_config(config: ml_collections.ConfigDict) -> None:
+    """One-line UserErrors for the masking and text fields, before any corpus is read."""
+    kind = config.get("masking", "token")
+    if kind not in masking.MASKING_KINDS:
+        raise UserError(f"masking={kind!r} is unknown; use one of {masking.MASKING_KINDS}")
+    if kind == "span":
+        _span_probs(config)
+    text_format = config.get("text_format", "sentences")
+    if text_format not in corpus.TEXT_FORMATS:
+        raise UserError(f"text_format={text_format!r} is unknown; use one of {corpus.TEXT_FORMATS}")
+
+
+def _span_probs(config: ml_collections.ConfigDict) -> np.ndarray:
+    return whole_word.span_length_probs(
+        config.get("span_distribution", "geometric"),
+        config.get("max_ngram", 10),
+        config.get("span_geometric_p", 0.2),
+    )
+
+
+def _prepared_data(config: ml_collections.ConfigDict) -> PretrainingData:
+    """PretrainingData streaming from ``config.prepared_dir`` with the vocabulary stored there."""
+    prepared = streaming.load_prepared(config.prepared_dir)
+    settings = prepared.settings
+    for field in ("max_seq_length", "packing"):
+        if config.get(field) != settings[field]:
+            raise UserError(
+                f"{config.prepared_dir!r} was prepared with {field}={settings[field]!r}; set "
+                f"--config.{field}={settings[field]!r} or prepare again"
+            )
+    if config.vocab_dir and prepare.vocab_sha256(
+        Path(config.vocab_dir).expanduser()
+    ) != prepare.vocab_sha256(prepared.vocab_dir):
+        raise UserError(
+            f"--config.vocab_dir={config.vocab_dir!r} is not the vocabulary "
+            f"{config.prepared_dir!r} was prepared with; set it to '' (use the prepared one)"
+        )
+    vocab_path = prepared.vocab_dir / "vocab.txt"
+    logging.info(
+        "Streaming %d prepared instances (%d shards) from %s",
+        len(prepared),
+        len(prepared.files),
+        prepared.directory,
+    )
+    return PretrainingData(
+        tokenizer=vocab.load_tokenizer(vocab_path, settings["lowercase"]),
+        vocab_path=vocab_path,
+        instances=prepared,
+        num_documents=prepared.manifest["num_documents"],
+        num_sentences=prepared.manifest["num_sentences"],
+    )
+
+
+def masking_kwargs(tokenizer: Tokenizer, config: ml_collections.ConfigDict) -> dict:
     """The masking arguments of `make_dataset` for this tokenizer and config.
 
     random_token_ids is every id that is not special, so [unused*] tokens of a released BERT
-    vocabulary never appear as random replacements.
+    vocabulary never appear as random replacements. Whole-word and span masking also get the
+    tokenizer's word-start table (its ``word_start_table()`` when it has one, else "not ##")
+    and the span length distribution from config masking, max_ngram, span_distribution and
+    span_geometric_p.
     """
     special_ids = np.asarray(tokenizer.special_ids, np.int32)
     random_token_ids = np.setdiff1d(
         np.arange(tokenizer.vocab_size, dtype=np.int32), special_ids
     ).astype(np.int32)
-    return {
+    kwargs = {
         "masked_lm_prob": config.masked_lm_prob,
         "max_predictions_per_seq": config.max_predictions_per_seq,
         "special_ids": special_ids,
         "mask_id": tokenizer.mask_id,
         "random_token_ids": random_token_ids,
     }
+    _check_data_config(config)
+    kind = config.get("masking", "token")
+    if kind == "token":
+        return kwargs
+    kwargs["masking_kind"] = kind
+    if hasattr(tokenizer, "word_start_table"):
+        kwargs["word_start_table"] = tokenizer.word_start_table()
+    else:
+        kwargs["word_start_table"] = whole_word.word_start_table(tokenizer.vocab)
+    if kind == "span":
+        kwargs["span_length_probs"] = _span_probs(config)
+    return kwargs
 
 
 def _check_dataset_args(
@@ -171,7 +277,7 @@ def _check_dataset_args(
 
 
 def make_dataset(
-    instances: dict[str, np.ndarray],
+    instances: dict[str, np.ndarray] | streaming.PreparedCorpus,
     *,
     global_batch_size: int,
     seed: int,
@@ -183,6 +289,9 @@ def make_dataset(
     start_step: int = 0,
     process_index: int = 0,
     process_count: int = 1,
+    masking_kind: str = "token",
+    word_start_table: Sequence[bool] | np.ndarray | None = None,
+    span_length_probs: Sequence[float] | np.ndarray | None = None,
 ) -> tf.data.Dataset:
     """Infinite stream of this process's batches, starting at global step `start_step`.
 
@@ -191,10 +300,19 @@ def make_dataset(
 
     Each element is a dict of FEATURE_NAMES: input_ids, input_mask, segment_ids [B, L] int32;
     masked_lm_positions, masked_lm_ids [B, P] int32; masked_lm_weights [B, P] float32;
-    next_sentence_labels [B] int32, where B = local_batch and P = max_predictions_per_seq.
-    Iterate with ``ds.as_numpy_iterator()``.
+    next_sentence_labels [B] int32, where B = local_batch and P = max_predictions_per_seq;
+    plus, for packed instances, attention_segment_ids [B, L] int32 and next_sentence_weights
+    [B] float32. Iterate with ``ds.as_numpy_iterator()``.
+
+    masking_kind, word_start_table and span_length_probs choose the masking unit (see
+    `masking.mask_tokens`); `masking_kwargs` fills them from the config.
+
+    `instances` may also be a `streaming.PreparedCorpus` (``config.prepared_dir``): the same
+    features, read from prepared shards with each process on its own shards (see `streaming`).
     """
-    num_instances = len(instances["input_ids"])
+    prepared = isinstance(instances, streaming.PreparedCorpus)
+    packed = instances.settings["packing"] if prepared else "attention_segment_ids" in instances
+    num_instances = len(instances) if prepared else len(instances["input_ids"])
     _check_dataset_args(
         num_instances,
         global_batch_size,
@@ -204,10 +322,54 @@ def make_dataset(
         max_predictions_per_seq,
         start_step,
     )
+    if masking_kind not in masking.MASKING_KINDS:
+        raise UserError(f"masking={masking_kind!r} is unknown; use one of {masking.MASKING_KINDS}")
+    if masking_kind != "token" and word_start_table is None:
+        raise ValueError(f"masking={masking_kind!r} needs word_start_table; see masking_kwargs")
+    unit_kwargs = {}
+    if masking_kind != "token":
+        unit_kwargs = {
+            "masking": masking_kind,
+            "word_start_table": tf.constant(word_start_table, tf.bool),
+            "span_length_probs": None
+            if span_length_probs is None
+            else tf.constant(span_length_probs, tf.float32),
+        }
     local_batch = global_batch_size // process_count
-    table = {key: tf.constant(instances[key], tf.int32) for key in INSTANCE_KEYS}
+    feature_names = FEATURE_NAMES + (PACKED_FEATURE_NAMES if packed else ())
     special_ids = tf.constant(special_ids, tf.int32)
     random_token_ids = tf.constant(random_token_ids, tf.int32)
+
+    def mask_example(features: dict[str, tf.Tensor], mask_seed: tf.Tensor) -> dict:
+        """One instance's features -> the output features, masked with `mask_seed`."""
+        masked = masking.mask_tokens(
+            features["input_ids"],
+            features["input_mask"],
+            mask_seed,
+            masked_lm_prob=masked_lm_prob,
+            max_predictions_per_seq=max_predictions_per_seq,
+            special_ids=special_ids,
+            mask_id=mask_id,
+            random_token_ids=random_token_ids,
+            **unit_kwargs,
+        )
+        return {name: masked.get(name, features.get(name)) for name in feature_names}
+
+    if prepared:
+        return streaming.make_streaming_dataset(
+            instances,
+            global_batch_size=global_batch_size,
+            seed=seed,
+            start_step=start_step,
+            process_index=process_index,
+            process_count=process_count,
+            mask_example=mask_example,
+        )
+    keys = INSTANCE_KEYS + (PACKED_FEATURE_NAMES if packed else ())
+    table = {
+        key: tf.constant(instances[key], tf.float32 if key.endswith("weights") else tf.int32)
+        for key in keys
+    }
     shuffle_base = tf.constant([seed, _SHUFFLE_DOMAIN], tf.int64)
     mask_base = tf.constant([seed, _MASK_DOMAIN], tf.int64)
     last_index = tf.constant(num_instances - 1, tf.int64)
@@ -220,18 +382,7 @@ def make_dataset(
             index % num_instances, seed=epoch_seed, max_index=last_index
         )
         features = {key: tf.gather(value, instance) for key, value in table.items()}
-        masked = masking.mask_tokens(
-            features["input_ids"],
-            features["input_mask"],
-            tf.random.experimental.stateless_fold_in(mask_base, index),
-            masked_lm_prob=masked_lm_prob,
-            max_predictions_per_seq=max_predictions_per_seq,
-            special_ids=special_ids,
-            mask_id=mask_id,
-            random_token_ids=random_token_ids,
-        )
-        features.update(masked)
-        return {name: features[name] for name in FEATURE_NAMES}
+        return mask_example(features, tf.random.experimental.stateless_fold_in(mask_base, index))
 
     # Dataset.counter is an infinite int64 range: this process's k-th example overall.
     dataset = tf.data.Dataset.counter(start=start_step * local_batch)

@@ -18,6 +18,10 @@ Document = Sequence[Sentence]
 _Pair = tuple[list[int], list[int], bool]
 
 _MIN_SEQ_LENGTH = 5  # [CLS] a [SEP] b [SEP]
+# A "sentence" longer than this many tokens (a line with no sentence ends, a table dump) is cut
+# into pieces of a sequence's length, so it fills many instances instead of being truncated into
+# one. Real prose stays far below it (the sample corpus: at most ~1,100).
+MAX_SENTENCE_TOKENS = 4096
 
 
 def truncate_seq_pair(
@@ -26,14 +30,26 @@ def truncate_seq_pair(
     """Trims the longer list one token at a time, from its front or back (fair coin), in place.
 
     Trimming both ends, not just the back, avoids teaching the model that segments always end
-    mid-sentence.
+    mid-sentence. The trims are counted first and applied with one slice per list, so a
+    megabyte-long sentence costs O(n), not O(n^2); the coin flips are the same as trimming one
+    token at a time.
     """
-    while len(tokens_a) + len(tokens_b) > max_num_tokens:
-        longer = tokens_a if len(tokens_a) > len(tokens_b) else tokens_b
+    length_a, length_b = len(tokens_a), len(tokens_b)
+    front = {"a": 0, "b": 0}
+    back = {"a": 0, "b": 0}
+    while length_a + length_b > max_num_tokens:
+        side = "a" if length_a > length_b else "b"
         if rng.random() < 0.5:
-            del longer[0]
+            front[side] += 1
         else:
-            longer.pop()
+            back[side] += 1
+        if side == "a":
+            length_a -= 1
+        else:
+            length_b -= 1
+    for tokens, side in ((tokens_a, "a"), (tokens_b, "b")):
+        if front[side] or back[side]:
+            tokens[:] = tokens[front[side] : len(tokens) - back[side]]
 
 
 def _flatten(sentences: Sequence[Sentence]) -> list[int]:
@@ -131,6 +147,13 @@ def _to_arrays(
     }
 
 
+def split_long_sentence(sentence: Sentence, piece_length: int) -> list[list[int]]:
+    """[sentence], or pieces of `piece_length` tokens when it exceeds MAX_SENTENCE_TOKENS."""
+    if len(sentence) <= MAX_SENTENCE_TOKENS:
+        return [list(sentence)]
+    return [list(sentence[i : i + piece_length]) for i in range(0, len(sentence), piece_length)]
+
+
 def _check_args(max_seq_length: int, short_seq_prob: float, dupe_factor: int) -> None:
     if max_seq_length < _MIN_SEQ_LENGTH:
         raise UserError(
@@ -177,7 +200,11 @@ def create_instances(
     document, the sentence's tokens are split at a random point into A and B.
     """
     _check_args(max_seq_length, short_seq_prob, dupe_factor)
-    documents = [[list(s) for s in doc if len(s)] for doc in documents]
+    max_num_tokens = max_seq_length - 3
+    documents = [
+        [piece for s in doc if len(s) for piece in split_long_sentence(s, max_num_tokens)]
+        for doc in documents
+    ]
     documents = [doc for doc in documents if doc]
     if len(documents) < 2:
         raise UserError(
@@ -185,7 +212,6 @@ def create_instances(
             "add documents to --config.corpus (documents are separated by blank lines in .txt)"
         )
     rng = random.Random(seed)
-    max_num_tokens = max_seq_length - 3
     pairs: list[_Pair] = []
     for _ in range(dupe_factor):
         for doc_index in range(len(documents)):

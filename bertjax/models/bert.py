@@ -344,17 +344,23 @@ class BertModel(nnx.Module):
         segment_ids: jax.Array,
         input_mask: jax.Array,
         *,
+        attention_segment_ids: jax.Array | None = None,
         deterministic: bool = True,
         rngs: nnx.Rngs | None = None,
     ) -> dict[str, Any]:
         """Ids, segments, 1/0 mask [B, L] -> sequence_output [B, L, H], pooled_output [B, H],
-        hidden_states (embeddings output then each layer's output; L+1 arrays [B, L, H])."""
+        hidden_states (embeddings output then each layer's output; L+1 arrays [B, L, H]).
+
+        `attention_segment_ids` [B, L] (packed rows: one id per document) restricts attention
+        to tokens of the same document."""
         if not deterministic and rngs is None:
             raise ValueError("deterministic=False needs rngs=nnx.Rngs(dropout=key) at call time")
         embeddings = self.embeddings(input_ids, segment_ids, deterministic=deterministic, rngs=rngs)
-        layers = self.encoder(
-            embeddings, padding_mask(input_mask), deterministic=deterministic, rngs=rngs
-        )
+        mask = padding_mask(input_mask)  # [B, 1, 1, L]
+        if attention_segment_ids is not None:
+            documents = attention_segment_ids
+            mask = mask & (documents[:, None, :, None] == documents[:, None, None, :])
+        layers = self.encoder(embeddings, mask, deterministic=deterministic, rngs=rngs)
         sequence_output = layers[-1] if layers else embeddings
         return {
             "sequence_output": sequence_output,
@@ -422,11 +428,19 @@ class BertForPreTraining(nnx.Module):
         segment_ids: jax.Array,
         input_mask: jax.Array,
         *,
+        attention_segment_ids: jax.Array | None = None,
         deterministic: bool = True,
         rngs: nnx.Rngs | None = None,
     ) -> dict[str, Any]:
         """[B, L] inputs -> sequence_output [B, L, H], pooled_output [B, H], hidden_states."""
-        return self.bert(input_ids, segment_ids, input_mask, deterministic=deterministic, rngs=rngs)
+        return self.bert(
+            input_ids,
+            segment_ids,
+            input_mask,
+            attention_segment_ids=attention_segment_ids,
+            deterministic=deterministic,
+            rngs=rngs,
+        )
 
     def __call__(
         self,
@@ -435,6 +449,7 @@ class BertForPreTraining(nnx.Module):
         input_mask: jax.Array,
         masked_lm_positions: jax.Array,
         *,
+        attention_segment_ids: jax.Array | None = None,
         deterministic: bool = True,
         rngs: nnx.Rngs | None = None,
     ) -> dict[str, jax.Array]:
@@ -443,7 +458,12 @@ class BertForPreTraining(nnx.Module):
         The MLM head runs only on the gathered masked positions. Logits are float32.
         """
         encoded = self.encode(
-            input_ids, segment_ids, input_mask, deterministic=deterministic, rngs=rngs
+            input_ids,
+            segment_ids,
+            input_mask,
+            attention_segment_ids=attention_segment_ids,
+            deterministic=deterministic,
+            rngs=rngs,
         )
         masked = jnp.take_along_axis(
             encoded["sequence_output"], masked_lm_positions[:, :, None], axis=1

@@ -2,11 +2,13 @@
 
 import gzip
 import json
+import re
 import shutil
 
 import pytest
 
 from bertjax.data import corpus
+from bertjax.data.sentences import split_sentences
 from bertjax.errors import UserError
 from configs.base import SAMPLE_CORPUS
 
@@ -105,26 +107,130 @@ def test_unsupported_suffix_and_directory(tmp_path):
         corpus.resolve_files(str(tmp_path))
 
 
+def _read(pattern, **kwargs):
+    """(documents, reports) of read_documents."""
+    reports = []
+    docs = list(corpus.read_documents(pattern, reports=reports, **kwargs))
+    return docs, reports
+
+
+def test_bad_json_lines_are_skipped_and_counted_with_their_first_line(tmp_path):
+    lines = [
+        '{"text": "first"}',
+        "{not json",
+        '["a", "list"]',
+        '{"body": "x"}',
+        '{"text": null}',
+        '{"text": "   "}',
+        "",
+        '{"text": "last"}',
+        '{"body": "y"}',
+    ]
+    (tmp_path / "bad.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    docs, (report,) = _read(str(tmp_path / "bad.jsonl"))
+    assert docs == ["first", "last"]
+    assert report.documents == 2
+    assert report.skipped == {
+        "invalid JSON": 1,
+        "lines not a JSON object": 1,
+        "without field 'text'": 2,
+        "with non-string 'text'": 1,
+        "empty documents": 1,
+    }
+    summary = report.summary()
+    assert summary.startswith("bad.jsonl: 2 documents; skipped ")
+    assert "2 without field 'text' (first: line 4, fields: body)" in summary
+    assert "1 invalid JSON (first: line 2, " in summary and "\n" not in summary
+
+
 @pytest.mark.parametrize(
     "lines, message",
     [
-        (['{"text": "ok"}', "{not json"], r"bad\.jsonl:2: invalid JSON"),
-        (
-            ['{"text": "ok"}', "", '["a", "list"]'],
-            r"bad\.jsonl:3: expected a JSON object, got list",
-        ),
-        (['{"body": "x"}'], r"bad\.jsonl:1: JSON object has no field 'text' \(fields: body\)"),
-        (['{"text": null}'], r"bad\.jsonl:1: field 'text' is NoneType, not a string"),
+        (["{not json"], r"bad\.jsonl: 0 documents; skipped 1 invalid JSON \(first: line 1"),
+        (['{"body": "x"}'], r"1 without field 'text' \(first: line 1, fields: body\)"),
+        (['{"text": null}'], r"1 with non-string 'text' \(first: line 1, NoneType\)"),
+        (['{"text": ""}', "[1]"], r"1 empty documents .*1 lines not a JSON object"),
     ],
 )
-def test_bad_json_lines_name_file_and_line(tmp_path, lines, message):
+def test_corpus_without_documents_is_a_one_line_user_error(tmp_path, lines, message):
     (tmp_path / "bad.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    with pytest.raises(UserError, match=message) as info:
+    with pytest.raises(UserError, match="has no documents") as info:
         list(corpus.read_documents(str(tmp_path / "bad.jsonl")))
+    assert re.search(message, str(info.value))
     assert "\n" not in str(info.value)
 
 
-def test_corrupt_gzip_raises_user_error(tmp_path):
-    (tmp_path / "x.jsonl.gz").write_bytes(b"this is not gzip")
-    with pytest.raises(UserError, match="cannot read corpus file"):
-        list(corpus.read_documents(str(tmp_path / "x.jsonl.gz")))
+def test_corrupt_and_truncated_gzip_are_skipped(tmp_path):
+    (tmp_path / "a.jsonl.gz").write_bytes(b"this is not gzip")
+    full = gzip.compress(
+        "".join(json.dumps({"text": f"doc {i}"}) + "\n" for i in range(2000)).encode()
+    )
+    (tmp_path / "b.jsonl.gz").write_bytes(full[: len(full) // 2])
+    docs, (corrupt, truncated) = _read(f"{tmp_path}/*.jsonl.gz")
+    assert corrupt.documents == 0 and corrupt.skipped["unreadable file"] == 1
+    assert "BadGzipFile" in corrupt.first_place["unreadable file"]
+    assert 0 < truncated.documents == len(docs) < 2000, "documents before the break are kept"
+    assert docs[:2] == ["doc 0", "doc 1"]
+    assert truncated.skipped["unreadable file"] == 1
+    with pytest.raises(UserError, match=r"a\.jsonl\.gz: 0 documents; skipped 1 unreadable"):
+        list(corpus.read_documents(str(tmp_path / "a.jsonl.gz")))
+
+
+def test_empty_files_and_documents(tmp_path):
+    (tmp_path / "a.txt").write_bytes(b"")
+    (tmp_path / "b.jsonl").write_bytes(b"")
+    (tmp_path / "c.txt").write_text("\n\n  \n\t\n", encoding="utf-8")
+    (tmp_path / "d.jsonl").write_text('{"text": ""}\n{"text": "kept."}\n', encoding="utf-8")
+    docs, reports = _read(f"{tmp_path}/*")
+    assert docs == ["kept."]
+    assert [r.documents for r in reports] == [0, 0, 0, 1]
+    assert reports[3].skipped == {"empty documents": 1}
+    with pytest.raises(UserError, match=r"has no documents \(a\.txt: 0 documents \| b\.jsonl"):
+        list(corpus.read_documents(f"{tmp_path}/a.txt,{tmp_path}/b.jsonl,{tmp_path}/c.txt"))
+
+
+def test_invalid_utf8_and_control_characters_are_repaired_and_counted(tmp_path):
+    (tmp_path / "a.txt").write_bytes(
+        b"caf\xe9 ok.\nfine line.\n\nbell\x07 and nul\x00 here.\n\n\x01\x02\x1b\n"
+    )
+    docs, (report,) = _read(str(tmp_path / "a.txt"))
+    assert docs == ["caf\ufffd ok.\n\nfine line.", "bell and nul here."]
+    assert report.repaired == {
+        "lines with invalid UTF-8": 1,
+        "documents with control characters": 2,
+    }
+    assert report.skipped == {"empty documents": 1}, "a document of control characters only"
+
+
+def test_a_10_mb_line(tmp_path):
+    text = "word " * 2_000_000  # 10 MB, no sentence end
+    (tmp_path / "big.jsonl").write_text(json.dumps({"text": text}) + "\n", encoding="utf-8")
+    (tmp_path / "big.txt").write_text(text + "\n", encoding="utf-8")
+    docs, reports = _read(f"{tmp_path}/big.*")
+    assert [len(d) for d in docs] == [len(text), len(text.strip())]
+    assert all(not r.skipped for r in reports)
+
+
+def test_missing_file_or_empty_glob_next_to_real_files_is_skipped(tmp_path, caplog):
+    _write_jsonl(tmp_path / "a.jsonl", [{"text": "real."}])
+    patterns = f"{tmp_path}/missing.jsonl,{tmp_path}/a.jsonl,{tmp_path}/none/*.txt"
+    assert list(corpus.read_documents(patterns)) == ["real."]
+    assert "missing.jsonl' matched no files; skipped" in caplog.text
+    assert "none/*.txt' matched no files; skipped" in caplog.text
+
+
+def test_paragraph_text_format_is_one_document_per_file(tmp_path):
+    (tmp_path / "book.txt").write_text(
+        "It was a dark\nand stormy night. The rain\nfell.\n\nA new paragraph\nstarts here.\n",
+        encoding="utf-8",
+    )
+    (tmp_path / "empty.txt").write_text("\n\n", encoding="utf-8")
+    docs, reports = _read(f"{tmp_path}/*.txt", text_format="paragraphs")
+    assert len(docs) == 1 and [r.documents for r in reports] == [1, 0]
+    assert split_sentences(docs[0]) == [
+        "It was a dark and stormy night.",
+        "The rain fell.",
+        "A new paragraph starts here.",
+    ]
+    with pytest.raises(UserError, match="text_format='lines' is unknown"):
+        list(corpus.read_documents(str(tmp_path / "book.txt"), text_format="lines"))

@@ -187,3 +187,83 @@ def test_single_document_corpus_is_a_user_error(tmp_path, data, config):
     small = _config(config.cache_dir, corpus=str(path), vocab_dir=str(vocab_dir))
     with pytest.raises(UserError, match="at least 2 non-empty documents"):
         pipeline.build_pretraining_data(small)
+
+
+@pytest.mark.parametrize("masking", ["whole_word", "span"])
+def test_word_masking_on_real_text_is_resumable_and_whole(data, config, masking):
+    config = _config(config.cache_dir, masking=masking)
+    kwargs = pipeline.masking_kwargs(data.tokenizer, config)
+    assert kwargs["masking_kind"] == masking
+    vocab = data.tokenizer.vocab
+    table = kwargs["word_start_table"]
+    assert table.shape == (len(vocab),)
+    assert all(table[i] != vocab[i].startswith("##") for i in range(len(vocab)))
+    assert ("span_length_probs" in kwargs) == (masking == "span")
+    full = _take(_dataset(data, config), 4)
+    resumed = _take(_dataset(data, config, start_step=2), 2)
+    _assert_batches_equal(full[2:], resumed)
+    for batch in full:
+        original = _unmasked(batch)
+        for row in range(BATCH):
+            real = batch["masked_lm_weights"][row] == 1.0
+            selected = np.zeros(MAX_SEQ_LENGTH, bool)
+            selected[batch["masked_lm_positions"][row][real]] = True
+            # A selected word start is followed by its selected ## pieces, never a partial word.
+            following = np.flatnonzero(selected[:-1] & ~selected[1:]) + 1
+            assert not any(vocab[original[row, i]].startswith("##") for i in following)
+            # A selected ## piece continues a selected piece, unless truncation cut the word and
+            # left the piece right after [CLS]/[SEP].
+            special = set(data.tokenizer.special_ids)
+            assert not any(
+                vocab[original[row, i]].startswith("##")
+                and not selected[i - 1]
+                and original[row, i - 1] not in special
+                for i in np.flatnonzero(selected)
+            )
+
+
+def test_unknown_masking_is_a_user_error(data, config):
+    with pytest.raises(UserError, match="masking='bpe' is unknown"):
+        pipeline.masking_kwargs(data.tokenizer, _config(config.cache_dir, masking="bpe"))
+
+
+def test_bad_corpus_end_to_end_is_skipped_and_counted(tmp_path, data, config, caplog):
+    """Non-UTF-8 bytes, malformed lines, control characters, empty files and documents,
+    single-sentence documents and a 10 MB line without a sentence end: no crash."""
+    (tmp_path / "big.jsonl").write_text(json.dumps({"text": "word and more " * 700_000}) + "\n")
+    singles = [json.dumps({"text": f"Only one sentence in document {i}."}) for i in range(5)]
+    (tmp_path / "single.jsonl").write_text("\n".join(singles) + "\n")
+    (tmp_path / "bad.jsonl").write_bytes(
+        b'{"text": "caf\xe9 bytes. Second one."}\n{broken\n{"text": "\x00\x01\x07"}\n'
+    )
+    (tmp_path / "empty.txt").write_text("")
+    small = _config(
+        config.cache_dir,
+        corpus=f"{tmp_path}/*,{tmp_path}/none/*.txt",
+        vocab_dir=str(data.vocab_path.parent),
+    )
+    result = pipeline.build_pretraining_data(small)
+    assert result.num_documents == 7
+    instances = result.instances
+    # The 10 MB "sentence" (2.1M tokens) is cut into pieces that fill many full instances.
+    assert len(instances["input_ids"]) > 20_000
+    assert instances["input_mask"].mean() > 0.9
+    assert "none/*.txt' matched no files" in caplog.text
+    assert "skipped {'invalid JSON': 1, 'empty documents': 1}" in caplog.text
+    assert "'lines with invalid UTF-8': 1" in caplog.text
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (dict(masking="span", max_ngram=0), "max_ngram=0 must be >= 1"),
+        (dict(masking="span", span_distribution="zipf"), "span_distribution='zipf' is unknown"),
+        (dict(masking="span", span_geometric_p=1.5), "span_geometric_p=1.5 must be in"),
+        (dict(text_format="csv"), "text_format='csv' is unknown"),
+        (dict(masking="words"), "masking='words' is unknown"),
+    ],
+)
+def test_bad_data_fields_fail_before_reading_the_corpus(tmp_path, overrides, message):
+    config = _config(tmp_path, corpus=str(tmp_path / "does-not-matter.jsonl"), **overrides)
+    with pytest.raises(UserError, match=message):
+        pipeline.build_pretraining_data(config)

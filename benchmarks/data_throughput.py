@@ -1,0 +1,117 @@
+"""Masked sequences per second out of the data pipeline, per masking kind, per core.
+
+Builds the in-memory pretraining data of the sample corpus (or --corpus) at --seq_length,
+then times `pipeline.make_dataset` batches on the host CPU: once with tf.data limited to one
+thread (the per-core rate) and once with all cores; optionally also from prepared shards
+(`bertjax prepare`). Prints the cores a host would need to feed --target sequences/s.
+
+  python benchmarks/data_throughput.py                       # token, whole_word, span
+  python benchmarks/data_throughput.py --prepared --masking=token
+"""
+
+import argparse
+import os
+import tempfile
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
+
+import tensorflow as tf  # noqa: E402
+
+from bertjax.data import pipeline, prepare, streaming  # noqa: E402
+from configs import base  # noqa: E402
+
+
+def _parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--corpus", default=base.SAMPLE_CORPUS)
+    parser.add_argument("--vocab_dir", default="", help="'' = train (and cache) one")
+    parser.add_argument("--vocab_size", type=int, default=8000)
+    parser.add_argument("--seq_length", type=int, default=128)
+    parser.add_argument("--max_predictions", type=int, default=20)
+    parser.add_argument("--batch_size", type=int, default=256)
+    parser.add_argument("--seconds", type=float, default=8.0, help="timed per measurement")
+    parser.add_argument("--masking", default="token,whole_word,span")
+    parser.add_argument("--prepared", action="store_true", help="also time prepared shards")
+    parser.add_argument("--target", type=float, default=17_000.0, help="sequences/s to feed")
+    return parser.parse_args()
+
+
+def _sequences_per_second(dataset: tf.data.Dataset, batch_size: int, seconds: float) -> float:
+    """Batches taken for `seconds` after two warm-up batches (tracing, prefetch fill)."""
+    iterator = iter(dataset)
+    for _ in range(2):
+        next(iterator)
+    start, batches = time.perf_counter(), 0
+    while time.perf_counter() - start < seconds:
+        next(iterator)
+        batches += 1
+    return batches * batch_size / (time.perf_counter() - start)
+
+
+def _with_threads(dataset: tf.data.Dataset, threads: int | None) -> tf.data.Dataset:
+    if threads is None:
+        return dataset
+    options = tf.data.Options()
+    options.threading.private_threadpool_size = threads
+    options.threading.max_intra_op_parallelism = 1
+    return dataset.with_options(options)
+
+
+def main() -> None:
+    args = _parse_args()
+    config = base.get_config()
+    config.update(
+        corpus=args.corpus,
+        vocab_dir=args.vocab_dir,
+        vocab_size=args.vocab_size,
+        max_seq_length=args.seq_length,
+        max_predictions_per_seq=args.max_predictions,
+        dupe_factor=1,
+    )
+    start = time.perf_counter()
+    data = pipeline.build_pretraining_data(config)
+    num_instances = len(data.instances["input_ids"])
+    print(
+        f"in-memory data: {num_instances} instances of {args.seq_length} tokens "
+        f"in {time.perf_counter() - start:.1f} s; host: {os.cpu_count()} cores"
+    )
+    sources = {"in-memory": data.instances}
+    if args.prepared:
+        out_dir = tempfile.mkdtemp(prefix="bertjax-prepared-")
+        start = time.perf_counter()
+        manifest = prepare.run_prepare(
+            args.corpus,
+            data.vocab_path.parent,
+            out_dir,
+            max_seq_length=args.seq_length,
+            dupe_factor=1,
+            num_shards=8,
+        )
+        elapsed = time.perf_counter() - start
+        print(
+            f"prepare: {manifest['num_instances']} instances, {manifest['num_tokens']} tokens "
+            f"in {elapsed:.1f} s ({manifest['num_tokens'] / elapsed:,.0f} tokens/s)"
+        )
+        sources["prepared shards"] = streaming.load_prepared(out_dir)
+
+    print(f"{'source':<16} {'masking':<11} {'1 thread':>10} {'all cores':>10} {'cores':>6}")
+    for source_name, instances in sources.items():
+        for kind in args.masking.split(","):
+            config.masking = kind
+            kwargs = pipeline.masking_kwargs(data.tokenizer, config)
+            dataset = pipeline.make_dataset(
+                instances, global_batch_size=args.batch_size, seed=0, **kwargs
+            )
+            one = _sequences_per_second(_with_threads(dataset, 1), args.batch_size, args.seconds)
+            every = _sequences_per_second(dataset, args.batch_size, args.seconds)
+            print(
+                f"{source_name:<16} {kind:<11} {one:>10,.0f} {every:>10,.0f} "
+                f"{args.target / one:>6.1f}"
+            )
+    print(f"(sequences/s; cores = {args.target:,.0f} / the 1-thread rate)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,210 @@
+"""`bertjax prepare`: corpus -> sharded TFRecord files of tokenized instances + a manifest.
+
+Each shard is built by its own worker process (local cores in parallel): read its share of the
+corpus, split sentences, tokenize, build NSP pairs (or packed rows) with seed ``seed + shard``,
+write ``instances-SSSSS-of-NNNNN.tfrecord``. A shard's share is a set of whole files when there
+are at least as many files as shards, else every num_shards-th document of the corpus. NSP
+random partners come from the same shard, as in google-research/bert's per-file-group runs.
+With one shard the instances equal the in-memory path's (`pipeline.build_pretraining_data`)
+for the same corpus, vocabulary, settings and seed.
+
+Records hold the unpadded rows (``input_ids``, ``segment_ids``, packed: ``attention_segment_ids``;
+``next_sentence_labels``); masking happens at training time (`streaming`). The manifest
+(``manifest.json``, written last, so its presence marks a complete directory) records the
+counts per shard, the settings, the vocabulary's sha256 and the input sources; the vocabulary
+is copied to ``vocab/`` so the directory is self-contained.
+"""
+
+import hashlib
+import json
+import multiprocessing
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+from absl import logging
+
+from bertjax.data import corpus, packing, pretraining_examples
+from bertjax.data.sentencepiece_vocab import MODEL_FILE
+from bertjax.data.tokenizer import META_FILE, VOCAB_FILE
+from bertjax.errors import UserError
+
+MANIFEST_FILE = "manifest.json"
+FORMAT_VERSION = 1
+VOCAB_SUBDIR = "vocab"
+
+
+def shard_name(shard: int, num_shards: int) -> str:
+    return f"instances-{shard:05d}-of-{num_shards:05d}.tfrecord"
+
+
+def vocab_sha256(vocab_dir: str | os.PathLike) -> str:
+    """sha256 over vocab.txt (and sentencepiece.model when present)."""
+    digest = hashlib.sha256()
+    for name in (VOCAB_FILE, MODEL_FILE):
+        path = Path(vocab_dir) / name
+        if path.is_file():
+            digest.update(name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
+def _shard_texts(sources: list[str], shard: int, num_shards: int, settings: dict):
+    """This shard's documents: whole files, or every num_shards-th document."""
+    read = dict(text_field=settings["text_field"], text_format=settings["text_format"])
+    if len(sources) >= num_shards:
+        yield from corpus.read_documents(sources[shard::num_shards], **read)
+        return
+    for index, text in enumerate(corpus.read_documents(sources, **read)):
+        if index % num_shards == shard:
+            yield text
+
+
+def _example(row: dict[str, np.ndarray], length: int):
+    import tensorflow as tf
+
+    def ints(values):
+        return tf.train.Feature(int64_list=tf.train.Int64List(value=values))
+
+    features = {
+        "input_ids": ints(row["input_ids"][:length]),
+        "segment_ids": ints(row["segment_ids"][:length]),
+        "next_sentence_labels": ints([row["next_sentence_labels"]]),
+    }
+    if "attention_segment_ids" in row:
+        features["attention_segment_ids"] = ints(row["attention_segment_ids"][:length])
+    return tf.train.Example(features=tf.train.Features(feature=features))
+
+
+def _prepare_shard(args: tuple) -> dict:
+    """Worker: builds and writes one shard; returns its counts."""
+    sources, shard, num_shards, settings, vocab_dir, out_dir = args
+    import tensorflow as tf
+
+    from bertjax.data import pipeline, vocab
+
+    tokenizer = vocab.load_tokenizer(Path(vocab_dir) / VOCAB_FILE, settings["lowercase"])
+    try:
+        documents, num_sentences = pipeline.tokenize_documents(
+            _shard_texts(sources, shard, num_shards, settings), tokenizer
+        )
+    except UserError:  # this shard got no document (e.g. more shards than documents)
+        documents, num_sentences = [], 0
+    special = dict(cls_id=tokenizer.cls_id, sep_id=tokenizer.sep_id, pad_id=tokenizer.pad_id)
+    common = dict(
+        max_seq_length=settings["max_seq_length"],
+        dupe_factor=settings["dupe_factor"],
+        seed=settings["seed"] + shard,
+        **special,
+    )
+    rows = None
+    if settings["packing"] and documents:
+        rows = packing.pack_documents(documents, **common)
+    elif len(documents) >= 2:
+        rows = pretraining_examples.create_instances(
+            documents, short_seq_prob=settings["short_seq_prob"], **common
+        )
+    num_instances = 0 if rows is None else len(rows["input_ids"])
+    path = Path(out_dir) / shard_name(shard, num_shards)
+    with tf.io.TFRecordWriter(str(path)) as writer:
+        for i in range(num_instances):
+            row = {key: value[i] for key, value in rows.items()}
+            length = int(rows["input_mask"][i].sum())
+            writer.write(_example(row, length).SerializeToString(deterministic=True))
+    return {
+        "file": path.name,
+        "instances": num_instances,
+        "documents": len(documents),
+        "sentences": num_sentences,
+        "tokens": int(sum(len(s) for doc in documents for s in doc)),
+    }
+
+
+def run_prepare(
+    input: str,
+    vocab_dir: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    *,
+    max_seq_length: int = 128,
+    short_seq_prob: float = 0.1,
+    dupe_factor: int = 5,
+    seed: int = 0,
+    packing: bool = False,
+    text_field: str = "text",
+    text_format: str = "sentences",
+    lowercase: bool | None = None,
+    num_shards: int | None = None,
+    num_workers: int | None = None,
+) -> dict:
+    """Tokenizes `input` into sharded TFRecord instances under `out_dir`; returns the manifest.
+
+    Args:
+      input: corpus files/globs or ``tfds:`` sources (as ``--config.corpus``).
+      vocab_dir: directory with vocab.txt (and sentencepiece.model), e.g. from `run_vocab`.
+      out_dir: output directory (created; existing shards of the same name are overwritten).
+      max_seq_length, short_seq_prob, dupe_factor, seed, packing, text_field, text_format:
+        as the config fields of the same names.
+      lowercase: tokenizer casing; None = the vocabulary's vocab_meta.json (else True).
+      num_shards: output files; None = one per input file, at most 256. Use at least as many
+        as training processes (each process reads its own shards).
+      num_workers: parallel worker processes; None = all local cores (at most num_shards).
+    """
+    vocab_dir = Path(vocab_dir).expanduser()
+    if not (vocab_dir / VOCAB_FILE).is_file():
+        raise UserError(f"--vocab_dir={str(vocab_dir)!r} holds no vocab.txt; run `bertjax vocab`")
+    meta_path = vocab_dir / META_FILE
+    meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+    if lowercase is None:
+        lowercase = meta.get("lowercase", True)
+    sources = corpus.resolve_files(input)
+    num_shards = num_shards or min(len(sources), 256)
+    if num_shards < 1:
+        raise UserError(f"--num_shards={num_shards} must be >= 1")
+    num_workers = max(1, min(num_workers or os.cpu_count() or 1, num_shards))
+    settings = dict(
+        max_seq_length=max_seq_length,
+        short_seq_prob=short_seq_prob,
+        dupe_factor=dupe_factor,
+        seed=seed,
+        packing=packing,
+        text_field=text_field,
+        text_format=text_format,
+        lowercase=lowercase,
+    )
+    out_dir = Path(out_dir).expanduser()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / MANIFEST_FILE).unlink(missing_ok=True)
+    jobs = [
+        (sources, s, num_shards, settings, str(vocab_dir), str(out_dir)) for s in range(num_shards)
+    ]
+    if num_workers == 1:
+        shards = [_prepare_shard(job) for job in jobs]
+    else:
+        # spawn: TensorFlow is not fork-safe once imported.
+        with multiprocessing.get_context("spawn").Pool(num_workers) as pool:
+            shards = pool.map(_prepare_shard, jobs, chunksize=1)
+    total = sum(s["instances"] for s in shards)
+    if total == 0:
+        raise UserError(f"corpus {input!r} yields no training instance; check --input")
+    shutil.copytree(vocab_dir, out_dir / VOCAB_SUBDIR, dirs_exist_ok=True)
+    manifest = {
+        "format_version": FORMAT_VERSION,
+        "num_instances": total,
+        "num_documents": sum(s["documents"] for s in shards),
+        "num_sentences": sum(s["sentences"] for s in shards),
+        "num_tokens": sum(s["tokens"] for s in shards),
+        "shards": shards,
+        "settings": settings,
+        "vocab_sha256": vocab_sha256(vocab_dir),
+        "vocab_size": meta.get("vocab_size"),
+        "sources": sources,
+    }
+    (out_dir / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
+    logging.info(
+        "Prepared %d instances from %d documents in %d shards -> %s",
+        total,
+        manifest["num_documents"],
+        num_shards,
+        out_dir,
+    )
+    return manifest

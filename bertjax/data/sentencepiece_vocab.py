@@ -1,0 +1,209 @@
+"""SentencePiece vocabularies (unigram or BPE) and a tokenizer with `WordPieceTokenizer`'s surface.
+
+Training uses the ``sentencepiece`` library trainer; tokenization uses
+``tensorflow_text.SentencepieceTokenizer`` over the same model bytes, so it runs eagerly and
+inside tf.data graphs. The special tokens get the ids our WordPiece vocabularies give them:
+[PAD] 0, [UNK] 1, [CLS] 2, [SEP] 3, [MASK] 4. [CLS]/[SEP]/[MASK] are *control* symbols, so
+text that spells "[MASK]" is never encoded as the mask token. Casing is part of the model:
+uncased models normalise with NFKC + case folding (``nmt_nfkc_cf``), cased ones with NFKC.
+"""
+
+import io
+import json
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+import tensorflow_text as tf_text
+
+from bertjax.data.tokenizer import (
+    CLS,
+    MASK,
+    META_FILE,
+    PAD,
+    SEP,
+    SPECIAL_TOKEN_PATTERN,
+    SPECIAL_TOKENS,
+    UNK,
+    VOCAB_FILE,
+)
+from bertjax.errors import UserError
+
+MODEL_FILE = "sentencepiece.model"
+MODEL_TYPES = ("unigram", "bpe")
+WORD_START = "\u2581"  # "▁": SentencePiece's mark for a piece that starts a word
+# Sentences longer than this many bytes are skipped by the trainer (its default is 4192).
+_MAX_SENTENCE_BYTES = 16384
+
+
+def train_sentencepiece_vocab(
+    sentences: Iterable[str],
+    vocab_size: int,
+    lowercase: bool,
+    out_dir: str | os.PathLike,
+    *,
+    model_type: str = "unigram",
+    seed: int = 0,
+    num_threads: int | None = None,
+    fingerprint: str = "",
+) -> Path:
+    """Trains a SentencePiece model on `sentences` (one string each) and writes it to `out_dir`.
+
+    Writes ``sentencepiece.model``, ``vocab.txt`` (the pieces, index = id, so tools that want
+    a vocab.txt find one) and ``vocab_meta.json`` (kind, sizes, casing, special ids).
+    `vocab_size` is a soft limit: a small corpus may give fewer pieces. Returns the
+    ``vocab.txt`` path.
+    """
+    import sentencepiece as spm  # only training needs the trainer
+
+    if model_type not in MODEL_TYPES:
+        raise UserError(f"model_type={model_type!r} is unknown; use one of {MODEL_TYPES}")
+    if vocab_size <= len(SPECIAL_TOKENS):
+        raise UserError(f"vocab_size={vocab_size} leaves no room beyond the special tokens")
+    sentences = [s for s in sentences if s.strip()]
+    if not sentences:
+        raise UserError("the corpus sample has no text to train a vocabulary on; check --input")
+    model = io.BytesIO()
+    spm.set_random_generator_seed(seed)
+    try:
+        spm.SentencePieceTrainer.train(
+            sentence_iterator=iter(sentences),
+            model_writer=model,
+            vocab_size=vocab_size,
+            model_type=model_type,
+            pad_id=0,
+            unk_id=1,
+            bos_id=-1,
+            eos_id=-1,
+            pad_piece=PAD,
+            unk_piece=UNK,
+            control_symbols=[CLS, SEP, MASK],
+            normalization_rule_name="nmt_nfkc_cf" if lowercase else "nmt_nfkc",
+            character_coverage=0.9995,
+            max_sentence_length=_MAX_SENTENCE_BYTES,
+            hard_vocab_limit=False,
+            num_threads=num_threads or os.cpu_count() or 1,
+            minloglevel=2,
+        )
+    except RuntimeError as e:
+        raise UserError(f"SentencePiece training failed ({e}); try a smaller --size") from None
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / MODEL_FILE).write_bytes(model.getvalue())
+    tokenizer = SentencePieceTokenizer(out_dir / MODEL_FILE, lowercase)
+    (out_dir / VOCAB_FILE).write_text(
+        "".join(piece + "\n" for piece in tokenizer.vocab), encoding="utf-8"
+    )
+    meta = {
+        "kind": "sentencepiece",
+        "model_type": model_type,
+        "vocab_size": tokenizer.vocab_size,
+        "requested_vocab_size": vocab_size,
+        "lowercase": lowercase,
+        "special_token_ids": {token: tokenizer.token_to_id(token) for token in SPECIAL_TOKENS},
+        "corpus_fingerprint": fingerprint,
+    }
+    (out_dir / META_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+    return out_dir / VOCAB_FILE
+
+
+class SentencePieceTokenizer:
+    """SentencePiece tokenization via tensorflow-text, with WordPieceTokenizer's methods.
+
+    Args:
+      model_path: a ``sentencepiece.model`` that holds [PAD] [UNK] [CLS] [SEP] [MASK].
+      lowercase: recorded for callers; the casing itself lives in the model's normaliser.
+    """
+
+    def __init__(self, model_path: str | os.PathLike, lowercase: bool):
+        import sentencepiece as spm
+
+        self.model_path = Path(model_path)
+        self.vocab_path = self.model_path.parent / VOCAB_FILE
+        self.lowercase = lowercase
+        if not self.model_path.is_file():
+            raise UserError(
+                f"SentencePiece model {str(self.model_path)!r} does not exist; "
+                "create one with `bertjax vocab --kind=sentencepiece`"
+            )
+        proto = self.model_path.read_bytes()
+        self._processor = spm.SentencePieceProcessor(model_proto=proto)
+        self._vocab = [self._processor.id_to_piece(i) for i in range(len(self._processor))]
+        self._token_to_id = {piece: i for i, piece in enumerate(self._vocab)}
+        missing = [token for token in SPECIAL_TOKENS if token not in self._token_to_id]
+        if missing:
+            raise UserError(
+                f"SentencePiece model {str(self.model_path)!r} lacks special tokens {missing}; "
+                "train it with `bertjax vocab --kind=sentencepiece`"
+            )
+        self._special_ids = tuple(
+            i
+            for i, piece in enumerate(self._vocab)
+            if SPECIAL_TOKEN_PATTERN.fullmatch(piece)
+            or self._processor.is_control(i)
+            or self._processor.is_unknown(i)
+        )
+        self._special_id_set = frozenset(self._special_ids)
+        self._tf_tokenizer = tf_text.SentencepieceTokenizer(model=proto, out_type=tf.int32)
+
+    @property
+    def vocab(self) -> list[str]:
+        """All pieces, index = id (do not modify)."""
+        return self._vocab
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self._vocab)
+
+    @property
+    def pad_id(self) -> int:
+        return self._token_to_id[PAD]
+
+    @property
+    def unk_id(self) -> int:
+        return self._token_to_id[UNK]
+
+    @property
+    def cls_id(self) -> int:
+        return self._token_to_id[CLS]
+
+    @property
+    def sep_id(self) -> int:
+        return self._token_to_id[SEP]
+
+    @property
+    def mask_id(self) -> int:
+        return self._token_to_id[MASK]
+
+    @property
+    def special_ids(self) -> tuple[int, ...]:
+        """Ascending ids of [PAD], [UNK], the control symbols and any other ``[...]`` piece."""
+        return self._special_ids
+
+    def token_to_id(self, token: str) -> int:
+        """Id of piece `token`, or of [UNK] when the model lacks it."""
+        return self._token_to_id.get(token, self.unk_id)
+
+    def word_start_table(self) -> np.ndarray:
+        """[V] bool: pieces that start a word ("▁..."), for whole-word and span masking."""
+        return np.array([piece.startswith(WORD_START) for piece in self._vocab], bool)
+
+    def tokenize_tf(self, texts: tf.Tensor) -> tf.RaggedTensor:
+        """[batch] tf.string -> [batch, (pieces)] int32 ids; usable in tf.data graphs."""
+        return self._tf_tokenizer.tokenize(texts)
+
+    def encode(self, texts: Sequence[str]) -> list[list[int]]:
+        """Piece ids of each text, in one batched call (no [CLS]/[SEP] added)."""
+        if not texts:
+            return []
+        ids = self.tokenize_tf(tf.constant(list(texts), tf.string))
+        flat = ids.flat_values.numpy().tolist()
+        splits = ids.row_splits.numpy().tolist()
+        return [flat[begin:end] for begin, end in zip(splits[:-1], splits[1:], strict=True)]
+
+    def decode(self, ids: Iterable[int]) -> str:
+        """The (normalised) text of `ids`; special tokens dropped."""
+        kept = [int(i) for i in ids if int(i) not in self._special_id_set]
+        return self._processor.decode(kept)

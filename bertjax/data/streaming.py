@@ -1,0 +1,190 @@
+"""Prepared shards (`prepare`) -> a deterministic, resumable stream of masked batches.
+
+Process p of P reads only shards p, p + P, p + 2P, ...: disjoint, and together all shards.
+Its k-th example overall is a pure function of (seed, p, k), so resuming at a step replays
+exactly what an uninterrupted run would have read:
+
+* epoch e of process p (N_p = its record count): its shards in an order drawn from
+  (seed, p, e), read round-robin (``interleave``, deterministic), then shuffled in blocks of
+  SHUFFLE_BLOCK records, each block with a permutation drawn from (seed, p, e, block);
+* example k is record k mod N_p of epoch k // N_p, masked with a seed folded from (seed, p, k).
+
+Resuming at step s starts at epoch k // N_p and skips k mod N_p records of it (reading, not
+parsing, them: O(records per epoch) at most). Unlike the in-memory stream, the global batch is
+not one global permutation: each process shuffles its own shards.
+"""
+
+import dataclasses
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+
+from bertjax.data import prepare
+from bertjax.errors import UserError
+
+SHUFFLE_BLOCK = 4096  # records permuted together; ~1.5 MB of serialized 128-token rows
+_CYCLE_LENGTH = 8  # shards read round-robin at a time
+_STREAM_DOMAIN, _MASK_DOMAIN = 2, 3  # random-number domains, apart from pipeline's 0 and 1
+
+
+@dataclasses.dataclass(frozen=True)
+class PreparedCorpus:
+    """A directory written by `prepare.run_prepare`: its shard files and manifest."""
+
+    directory: Path
+    manifest: dict
+
+    @property
+    def files(self) -> list[str]:
+        return [str(self.directory / shard["file"]) for shard in self.manifest["shards"]]
+
+    @property
+    def counts(self) -> list[int]:
+        return [shard["instances"] for shard in self.manifest["shards"]]
+
+    @property
+    def settings(self) -> dict:
+        return self.manifest["settings"]
+
+    @property
+    def vocab_dir(self) -> Path:
+        return self.directory / prepare.VOCAB_SUBDIR
+
+    def __len__(self) -> int:
+        return self.manifest["num_instances"]
+
+
+def load_prepared(directory: str | Path) -> PreparedCorpus:
+    """Reads and checks a prepared directory's manifest; UserError if incomplete."""
+    directory = Path(directory).expanduser()
+    manifest_path = directory / prepare.MANIFEST_FILE
+    if not manifest_path.is_file():
+        raise UserError(
+            f"{str(directory)!r} has no {prepare.MANIFEST_FILE}; run `bertjax prepare` into it "
+            "(an interrupted prepare leaves no manifest)"
+        )
+    manifest = json.loads(manifest_path.read_text())
+    if manifest.get("format_version") != prepare.FORMAT_VERSION:
+        raise UserError(f"{str(directory)!r} was prepared by another version; prepare it again")
+    prepared = PreparedCorpus(directory, manifest)
+    missing = [f for f in prepared.files if not Path(f).is_file()]
+    if missing:
+        raise UserError(f"prepared shard {missing[0]!r} is missing; prepare the corpus again")
+    return prepared
+
+
+def process_shards(prepared: PreparedCorpus, process_index: int, process_count: int) -> list[int]:
+    """Indices of the shards process `process_index` reads (non-empty ones only)."""
+    shards = [
+        s
+        for s in range(process_index, len(prepared.files), process_count)
+        if prepared.counts[s] > 0
+    ]
+    if not shards:
+        raise UserError(
+            f"process {process_index} of {process_count} gets no prepared shard with instances; "
+            f"prepare with --num_shards >= {process_count} (and enough documents per shard)"
+        )
+    return shards
+
+
+def parse_fn(max_seq_length: int, packed: bool) -> Callable[[tf.Tensor], dict[str, tf.Tensor]]:
+    """serialized tf.train.Example -> padded instance features (as in-memory instances)."""
+    spec = {
+        "input_ids": tf.io.VarLenFeature(tf.int64),
+        "segment_ids": tf.io.VarLenFeature(tf.int64),
+        "next_sentence_labels": tf.io.FixedLenFeature([1], tf.int64),
+    }
+    if packed:
+        spec["attention_segment_ids"] = tf.io.VarLenFeature(tf.int64)
+
+    def parse(serialized: tf.Tensor) -> dict[str, tf.Tensor]:
+        record = tf.io.parse_single_example(serialized, spec)
+
+        def padded(name):
+            values = tf.cast(tf.sparse.to_dense(record[name]), tf.int32)
+            values = tf.pad(values, [[0, max_seq_length - tf.shape(values)[0]]])
+            return tf.ensure_shape(values, [max_seq_length])
+
+        length = tf.shape(record["input_ids"].values)[0]
+        features = {
+            "input_ids": padded("input_ids"),
+            "input_mask": tf.cast(tf.range(max_seq_length) < length, tf.int32),
+            "segment_ids": padded("segment_ids"),
+            "next_sentence_labels": tf.cast(record["next_sentence_labels"][0], tf.int32),
+        }
+        if packed:
+            features["attention_segment_ids"] = padded("attention_segment_ids")
+            features["next_sentence_weights"] = tf.constant(0.0, tf.float32)
+        return features
+
+    return parse
+
+
+def read_instances(prepared: PreparedCorpus, shards: list[int] | None = None) -> dict:
+    """The instances of `shards` (default all), in file order, as numpy arrays in memory."""
+    files = [prepared.files[s] for s in (range(len(prepared.files)) if shards is None else shards)]
+    parse = parse_fn(prepared.settings["max_seq_length"], prepared.settings["packing"])
+    dataset = tf.data.TFRecordDataset(files).map(parse).batch(65536)
+    batches = list(dataset.as_numpy_iterator())
+    return {key: np.concatenate([b[key] for b in batches]) for key in batches[0]}
+
+
+def _epoch_records(files: tf.Tensor, base_seed: tf.Tensor, epoch: tf.Tensor) -> tf.data.Dataset:
+    """Serialized records of one epoch: shuffled shard order, then shuffled blocks."""
+    epoch_seed = tf.random.experimental.stateless_fold_in(base_seed, epoch)
+    order = tf.random.experimental.stateless_shuffle(tf.range(tf.size(files)), seed=epoch_seed)
+    records = tf.data.Dataset.from_tensor_slices(tf.gather(files, order)).interleave(
+        tf.data.TFRecordDataset,
+        cycle_length=_CYCLE_LENGTH,
+        block_length=1,
+        num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=True,
+    )
+
+    def shuffle_block(block_index, block):
+        seed = tf.random.experimental.stateless_fold_in(epoch_seed, block_index)
+        return tf.random.experimental.stateless_shuffle(block, seed=seed)
+
+    blocks = records.batch(SHUFFLE_BLOCK).enumerate().map(shuffle_block)
+    return blocks.unbatch()
+
+
+def make_streaming_dataset(
+    prepared: PreparedCorpus,
+    *,
+    global_batch_size: int,
+    seed: int,
+    start_step: int,
+    process_index: int,
+    process_count: int,
+    mask_example: Callable[[dict, tf.Tensor], dict],
+) -> tf.data.Dataset:
+    """Infinite stream of this process's batches from prepared shards (see module doc).
+
+    `mask_example(features, seed)` masks one parsed instance (`pipeline.make_dataset` passes
+    the same function its in-memory stream uses) and returns the output features.
+    """
+    local_batch = global_batch_size // process_count
+    shards = process_shards(prepared, process_index, process_count)
+    files = tf.constant([prepared.files[s] for s in shards])
+    records_per_epoch = sum(prepared.counts[s] for s in shards)
+    first = start_step * local_batch
+    first_epoch, skip = divmod(first, records_per_epoch)
+    fold_in = tf.random.experimental.stateless_fold_in
+    stream_base = fold_in(tf.constant([seed, _STREAM_DOMAIN], tf.int64), process_index)
+    mask_base = fold_in(tf.constant([seed, _MASK_DOMAIN], tf.int64), process_index)
+    parse = parse_fn(prepared.settings["max_seq_length"], prepared.settings["packing"])
+
+    def example(index, serialized):
+        return mask_example(parse(serialized), fold_in(mask_base, index))
+
+    epochs = tf.data.Dataset.range(first_epoch, np.iinfo(np.int64).max)
+    records = epochs.flat_map(lambda epoch: _epoch_records(files, stream_base, epoch))
+    dataset = records.skip(skip).enumerate(start=first)
+    dataset = dataset.map(example, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    dataset = dataset.batch(local_batch, drop_remainder=True)
+    return dataset.prefetch(tf.data.AUTOTUNE)

@@ -1,0 +1,157 @@
+"""Tests for bertjax/data/vocab.py (run_vocab) and bertjax/data/sentencepiece_vocab.py."""
+
+import json
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from bertjax.data import pipeline, vocab
+from bertjax.data.sentencepiece_vocab import SentencePieceTokenizer
+from bertjax.data.tokenizer import WordPieceTokenizer
+from bertjax.errors import UserError
+from configs import base
+
+CORPUS = base.SAMPLE_CORPUS.replace("*", "inaugural")
+SAMPLE_BYTES = 300_000
+TEXTS = [
+    "Fellow citizens of the Senate and of the House of Representatives.",
+    "We hold these truths to be self-evident, that all men are created equal.",
+    "",
+]
+
+
+@pytest.fixture(scope="module", params=["unigram", "bpe"])
+def sentencepiece_dir(request, tmp_path_factory):
+    out_dir = tmp_path_factory.mktemp(f"spm-{request.param}")
+    meta = vocab.run_vocab(
+        CORPUS,
+        kind="sentencepiece",
+        size=1000,
+        out_dir=out_dir,
+        uncased=True,
+        sample_bytes=SAMPLE_BYTES,
+        model_type=request.param,
+    )
+    return out_dir, meta
+
+
+def test_run_vocab_sentencepiece_writes_model_vocab_and_meta(sentencepiece_dir):
+    out_dir, meta = sentencepiece_dir
+    assert {p.name for p in out_dir.iterdir()} == {
+        "sentencepiece.model",
+        "vocab.txt",
+        "vocab_meta.json",
+    }
+    assert json.loads((out_dir / "vocab_meta.json").read_text()) == meta
+    assert meta["kind"] == "sentencepiece" and meta["vocab_size"] == 1000
+    assert meta["special_token_ids"] == {
+        "[PAD]": 0,
+        "[UNK]": 1,
+        "[CLS]": 2,
+        "[SEP]": 3,
+        "[MASK]": 4,
+    }
+    assert 0 < meta["sample_bytes"] <= SAMPLE_BYTES + 100_000 and meta["sample_documents"] >= 1
+    lines = (out_dir / "vocab.txt").read_text(encoding="utf-8").splitlines()
+    assert len(lines) == 1000 and lines[:5] == ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+
+
+def test_sentencepiece_tokenizer_round_trip_and_special_ids(sentencepiece_dir):
+    out_dir, _ = sentencepiece_dir
+    tokenizer = vocab.load_tokenizer(out_dir / "vocab.txt", lowercase=True)
+    assert isinstance(tokenizer, SentencePieceTokenizer)
+    assert (tokenizer.pad_id, tokenizer.unk_id, tokenizer.cls_id) == (0, 1, 2)
+    assert (tokenizer.sep_id, tokenizer.mask_id, tokenizer.vocab_size) == (3, 4, 1000)
+    assert tokenizer.special_ids == (0, 1, 2, 3, 4)
+    encoded = tokenizer.encode(TEXTS)
+    assert len(encoded) == 3 and encoded[2] == []
+    for text, ids in zip(TEXTS, encoded, strict=True):
+        assert all(5 <= i < 1000 for i in ids), "text never encodes to a special id"
+        assert tokenizer.decode(ids) == text.lower()
+    # A literal "[MASK]" in text is text, not the mask token (control symbol).
+    assert tokenizer.mask_id not in tokenizer.encode(["say [MASK] now"])[0]
+    assert tokenizer.decode([tokenizer.cls_id, *encoded[0], tokenizer.sep_id]) == TEXTS[0].lower()
+    table = tokenizer.word_start_table()
+    assert table.shape == (1000,) and table[tokenizer.token_to_id("\u2581the")]
+    assert tokenizer.token_to_id("no-such-piece") == tokenizer.unk_id
+
+
+def test_sentencepiece_tokenizer_inside_tf_data(sentencepiece_dir):
+    out_dir, _ = sentencepiece_dir
+    tokenizer = SentencePieceTokenizer(out_dir / "sentencepiece.model", lowercase=True)
+    dataset = tf.data.Dataset.from_tensor_slices(TEXTS).batch(3).map(tokenizer.tokenize_tf)
+    (batch,) = dataset.as_numpy_iterator()
+    eager = tokenizer.encode(TEXTS)
+    assert [list(row) for row in batch] == eager
+
+
+def test_sentencepiece_vocab_trains_the_same_twice(tmp_path, sentencepiece_dir):
+    out_dir, meta = sentencepiece_dir
+    vocab.run_vocab(
+        CORPUS,
+        kind="sentencepiece",
+        size=1000,
+        out_dir=tmp_path,
+        sample_bytes=SAMPLE_BYTES,
+        model_type=meta["model_type"],
+    )
+    assert (tmp_path / "vocab.txt").read_text() == (out_dir / "vocab.txt").read_text()
+
+
+def test_pipeline_with_a_sentencepiece_vocab_dir(sentencepiece_dir, tmp_path):
+    out_dir, _ = sentencepiece_dir
+    config = base.get_config()
+    config.update(
+        corpus=CORPUS,
+        vocab_dir=str(out_dir),
+        max_seq_length=64,
+        max_predictions_per_seq=10,
+        dupe_factor=1,
+        masking="whole_word",
+    )
+    data = pipeline.build_pretraining_data(config)
+    assert isinstance(data.tokenizer, SentencePieceTokenizer)
+    kwargs = pipeline.masking_kwargs(data.tokenizer, config)
+    np.testing.assert_array_equal(kwargs["word_start_table"], data.tokenizer.word_start_table())
+    dataset = pipeline.make_dataset(data.instances, global_batch_size=4, seed=0, **kwargs)
+    batch = next(dataset.as_numpy_iterator())
+    assert batch["input_ids"].shape == (4, 64) and batch["masked_lm_weights"].sum() > 4
+    assert np.all(batch["input_ids"][:, 0] == data.tokenizer.cls_id)
+
+
+def test_run_vocab_wordpiece(tmp_path):
+    meta = vocab.run_vocab(
+        CORPUS, kind="wordpiece", size=800, out_dir=tmp_path, uncased=False, sample_bytes=200_000
+    )
+    assert meta["kind"] == "wordpiece" and meta["vocab_size"] == 800
+    assert meta["lowercase"] is False
+    assert meta["special_token_ids"]["[MASK]"] == 4
+    tokenizer = vocab.load_tokenizer(tmp_path / "vocab.txt", lowercase=False)
+    assert isinstance(tokenizer, WordPieceTokenizer) and tokenizer.vocab_size == 800
+
+
+def test_sample_spreads_over_files(tmp_path):
+    for name in ("a", "b"):
+        lines = [json.dumps({"text": f"{name} document {i}."}) for i in range(1000)]
+        (tmp_path / f"{name}.jsonl").write_text("\n".join(lines) + "\n")
+    texts = list(vocab.sample_documents(f"{tmp_path}/*.jsonl", sample_bytes=4000))
+    firsts = {text[0] for text in texts}
+    assert firsts == {"a", "b"}, "every file contributes to the sample"
+    assert 4000 <= sum(len(t) for t in texts) < 4100
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(kind="bpe"), "--kind='bpe' is unknown"),
+        (dict(model_type="char"), "--model_type='char' is unknown"),
+        (dict(sample_bytes=0), "--sample_bytes=0 must be positive"),
+        (dict(kind="sentencepiece", size=3), "vocab_size=3 leaves no room"),
+    ],
+)
+def test_run_vocab_user_errors(tmp_path, kwargs, message):
+    with pytest.raises(UserError, match=message):
+        vocab.run_vocab(
+            CORPUS, out_dir=tmp_path, sample_bytes=kwargs.pop("sample_bytes", 10_000), **kwargs
+        )
