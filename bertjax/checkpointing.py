@@ -110,6 +110,7 @@ def restore_or_init(
             _set_aside_unreadable(manager, step, e)
             continue
         check_compatible(metadata.get("model", {}), model_fields, str(manager.directory))
+        _check_same_layout(metadata.get("model", {}), model_fields, str(manager.directory))
         try:
             restored = manager.restore(
                 step, args=ocp.args.Composite(**{STATE: ocp.args.StandardRestore(abstract_state)})
@@ -123,6 +124,17 @@ def restore_or_init(
         f"no readable checkpoint in {manager.directory} (all set aside as *.unreadable); "
         "use a new --workdir or restore a backup"
     )
+
+
+def _check_same_layout(saved: dict, wanted: dict, where: str) -> None:
+    """Resuming needs the encoder layout the checkpoint was written with (init_from converts)."""
+    saved_scan, wanted_scan = saved.get("scan_layers"), wanted.get("scan_layers")
+    if saved_scan is not None and wanted_scan is not None and saved_scan != wanted_scan:
+        raise UserError(
+            f"checkpoint in {where} was written with scan_layers={saved_scan}; resume with "
+            f"--config.scan_layers={saved_scan} (or start a new --workdir with "
+            f"--config.init_from={where.removesuffix('/checkpoints')} to convert)"
+        )
 
 
 def _set_aside_unreadable(manager: ocp.CheckpointManager, step: int, error: Exception) -> None:

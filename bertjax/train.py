@@ -175,6 +175,7 @@ def model_fields(config: ml_collections.ConfigDict, vocab_size: int) -> dict:
     """The architecture this run trains; saved with checkpoints and compared on resume."""
     fields = {f: config.get(f) for f in checkpointing.ARCHITECTURE_FIELDS}
     fields["vocab_size"] = vocab_size
+    fields["scan_layers"] = bool(config.get("scan_layers", False))  # parameter layout
     return fields
 
 

@@ -21,6 +21,7 @@ import tensorflow as tf
 
 from bertjax import checkpointing, sharding, train
 from bertjax.data import pipeline
+from bertjax.errors import UserError
 from tests.test_smoke import small_smoke_config
 from tests.test_train import random_batch, setup_run, tiny_config
 
@@ -207,3 +208,13 @@ def test_retention_keeps_newest_and_every_period(tmp_path):
     kept = sorted(int(p.name) for p in (tmp_path / "run" / "checkpoints").iterdir()
                   if p.name.isdigit())  # fmt: skip
     assert kept == [4, 8, 10, 12]
+
+
+def test_resuming_with_the_other_layer_layout_is_a_clear_error(reference_run, tmp_path):
+    reference_tmp, config, _ = reference_run
+    shutil.copytree(reference_tmp / "run", tmp_path / "run")
+    config = small_smoke_config(tmp_path, num_train_steps=15, scan_layers=True,
+                                cache_dir=config.cache_dir)  # fmt: skip
+    with pytest.raises(UserError, match="was written with scan_layers=False"):
+        train.train_and_evaluate(config, tmp_path / "run")
+    assert (tmp_path / "run" / "checkpoints" / "12").is_dir()  # nothing set aside
