@@ -16,15 +16,35 @@ import sys
 import time
 
 
+def random_token_batch(batch_size: int, seq_len: int, predictions: int, vocab: int) -> dict:
+    """Full-length rows of random ids with `predictions` sorted masked positions each."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    positions = np.sort(
+        np.stack([rng.choice(np.arange(1, seq_len), predictions, replace=False)
+                  for _ in range(batch_size)]), axis=1
+    ).astype(np.int32)  # fmt: skip
+    return {
+        "input_ids": rng.integers(5, vocab, size=(batch_size, seq_len)).astype(np.int32),
+        "input_mask": np.ones((batch_size, seq_len), np.int32),
+        "segment_ids": (np.arange(seq_len)[None, :] >= seq_len // 2)
+        .repeat(batch_size, 0)
+        .astype(np.int32),
+        "masked_lm_positions": positions,
+        "masked_lm_ids": rng.integers(5, vocab, size=(batch_size, predictions)).astype(np.int32),
+        "masked_lm_weights": np.ones((batch_size, predictions), np.float32),
+        "next_sentence_labels": rng.integers(0, 2, size=batch_size).astype(np.int32),
+    }
+
+
 def measure(args) -> dict:
     import jax
-    import numpy as np
 
     from bertjax import metrics, optim, sharding, train
     from bertjax.models.bert import BertConfig
     from bertjax.train_state import create_train_state
     from configs import base
-    from tests.test_train import random_batch
 
     config = base.set_model_size(base.get_config(), args.model)
     config.update(
@@ -37,15 +57,7 @@ def measure(args) -> dict:
     model_config = BertConfig.from_config(config, vocab)
     state, setup = create_train_state(model_config, tx, mesh, config.logical_axis_rules, 0)
     step = train.compile_train_step(setup, tx, optim.learning_rate_schedule(config), mesh)
-    rng = np.random.default_rng(0)
-    local = random_batch(args.batch_size)  # layout of real batches; ids drawn below
-    local["input_ids"] = rng.integers(5, vocab, size=local["input_ids"].shape).astype(np.int32)
-    local["masked_lm_ids"] = rng.integers(5, vocab, size=local["masked_lm_ids"].shape).astype(
-        np.int32
-    )
-    local["masked_lm_positions"] = np.sort(
-        rng.choice(np.arange(1, args.seq_len), size=local["masked_lm_positions"].shape), axis=1
-    ).astype(np.int32)
+    local = random_token_batch(args.batch_size, args.seq_len, 20, vocab)
     batch = sharding.global_batch_from_local(local, mesh)
     key = jax.random.key(0)
     start = time.perf_counter()

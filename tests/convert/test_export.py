@@ -10,7 +10,7 @@ import pytest
 from flax import nnx
 
 from bertjax import checkpointing, optim, sharding, train
-from bertjax.convert import export_hf, hf, load_model
+from bertjax.convert import export_hf, hf, import_checkpoint, load_model
 from bertjax.errors import UserError
 from bertjax.models.bert import stack_layers
 from bertjax.train_state import create_train_state
@@ -216,3 +216,14 @@ def test_scan_layers_checkpoints_export_and_cross_layouts(workdir, tmp_path):
         layers_kernel.sharding
         == setup.shardings.params["bert"]["encoder"]["layers"]["intermediate"]["dense"]["kernel"]
     )
+
+
+def test_export_and_import_write_only_inside_out(workdir, tmp_path):
+    """Output paths come from fixed file names, never from the checkpoint or source contents."""
+    sandbox = tmp_path / "sandbox"
+    sandbox.mkdir()
+    export_hf(workdir, sandbox / "hf")
+    import_checkpoint(str(sandbox / "hf"), sandbox / "imported")
+    written = {p.relative_to(sandbox).parts[0] for p in sandbox.rglob("*")}
+    assert written == {"hf", "imported"}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sandbox"]
