@@ -28,6 +28,7 @@ from bertjax.data.tokenizer import (
     SPECIAL_TOKENS,
     UNK,
     VOCAB_FILE,
+    VocabularyLookups,
 )
 from bertjax.errors import UserError
 
@@ -109,7 +110,7 @@ def train_sentencepiece_vocab(
     return out_dir / VOCAB_FILE
 
 
-class SentencePieceTokenizer:
+class SentencePieceTokenizer(VocabularyLookups):
     """SentencePiece tokenization via tensorflow-text, with WordPieceTokenizer's methods.
 
     Args:
@@ -147,44 +148,6 @@ class SentencePieceTokenizer:
         )
         self._special_id_set = frozenset(self._special_ids)
         self._tf_tokenizer = tf_text.SentencepieceTokenizer(model=proto, out_type=tf.int32)
-
-    @property
-    def vocab(self) -> list[str]:
-        """All pieces, index = id (do not modify)."""
-        return self._vocab
-
-    @property
-    def vocab_size(self) -> int:
-        return len(self._vocab)
-
-    @property
-    def pad_id(self) -> int:
-        return self._token_to_id[PAD]
-
-    @property
-    def unk_id(self) -> int:
-        return self._token_to_id[UNK]
-
-    @property
-    def cls_id(self) -> int:
-        return self._token_to_id[CLS]
-
-    @property
-    def sep_id(self) -> int:
-        return self._token_to_id[SEP]
-
-    @property
-    def mask_id(self) -> int:
-        return self._token_to_id[MASK]
-
-    @property
-    def special_ids(self) -> tuple[int, ...]:
-        """Ascending ids of [PAD], [UNK], the control symbols and any other ``[...]`` piece."""
-        return self._special_ids
-
-    def token_to_id(self, token: str) -> int:
-        """Id of piece `token`, or of [UNK] when the model lacks it."""
-        return self._token_to_id.get(token, self.unk_id)
 
     def word_start_table(self) -> np.ndarray:
         """[V] bool: pieces that start a word ("▁..."), for whole-word and span masking."""

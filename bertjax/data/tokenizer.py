@@ -224,7 +224,54 @@ def read_vocab(vocab_path: str | os.PathLike) -> list[str]:
         return [line.rstrip("\n").rstrip("\r") for line in f]
 
 
-class WordPieceTokenizer:
+class VocabularyLookups:
+    """Token/id lookups shared by the tokenizers. Subclasses set `_vocab` (tokens, index = id),
+    `_token_to_id` and `_special_ids` (ascending ids of tokens never masked or sampled)."""
+
+    _vocab: list[str]
+    _token_to_id: dict[str, int]
+    _special_ids: tuple[int, ...]
+
+    @property
+    def vocab(self) -> list[str]:
+        """All tokens, index = id (do not modify)."""
+        return self._vocab
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self._vocab)
+
+    @property
+    def pad_id(self) -> int:
+        return self._token_to_id[PAD]
+
+    @property
+    def unk_id(self) -> int:
+        return self._token_to_id[UNK]
+
+    @property
+    def cls_id(self) -> int:
+        return self._token_to_id[CLS]
+
+    @property
+    def sep_id(self) -> int:
+        return self._token_to_id[SEP]
+
+    @property
+    def mask_id(self) -> int:
+        return self._token_to_id[MASK]
+
+    @property
+    def special_ids(self) -> tuple[int, ...]:
+        """Ascending ids of the special tokens ([PAD], [CLS], [unused0], control pieces, ...)."""
+        return self._special_ids
+
+    def token_to_id(self, token: str) -> int:
+        """Id of `token`, or of [UNK] when the vocabulary lacks it."""
+        return self._token_to_id.get(token, self.unk_id)
+
+
+class WordPieceTokenizer(VocabularyLookups):
     """BERT tokenization (basic split + WordPiece) over a ``vocab.txt``, via tensorflow-text.
 
     Special token ids are looked up by name, never assumed to sit at fixed positions.
@@ -268,44 +315,6 @@ class WordPieceTokenizer:
             token_out_type=tf.int32,
             unknown_token=UNK,
         )
-
-    @property
-    def vocab(self) -> list[str]:
-        """All tokens, index = id (do not modify)."""
-        return self._vocab
-
-    @property
-    def vocab_size(self) -> int:
-        return len(self._vocab)
-
-    @property
-    def pad_id(self) -> int:
-        return self._token_to_id[PAD]
-
-    @property
-    def unk_id(self) -> int:
-        return self._token_to_id[UNK]
-
-    @property
-    def cls_id(self) -> int:
-        return self._token_to_id[CLS]
-
-    @property
-    def sep_id(self) -> int:
-        return self._token_to_id[SEP]
-
-    @property
-    def mask_id(self) -> int:
-        return self._token_to_id[MASK]
-
-    @property
-    def special_ids(self) -> tuple[int, ...]:
-        """Ascending ids of every ``[...]`` token ([PAD], [CLS], [unused0], ...)."""
-        return self._special_ids
-
-    def token_to_id(self, token: str) -> int:
-        """Id of `token`, or of [UNK] when the vocabulary lacks it."""
-        return self._token_to_id.get(token, self.unk_id)
 
     def tokenize_tf(self, texts: tf.Tensor) -> tf.RaggedTensor:
         """[batch] tf.string -> [batch, (tokens)] int32 wordpiece ids; usable in tf.data graphs."""
