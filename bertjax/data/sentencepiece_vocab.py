@@ -11,7 +11,7 @@ uncased models normalise with NFKC + case folding (``nmt_nfkc_cf``), cased ones 
 import io
 import json
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -156,15 +156,6 @@ class SentencePieceTokenizer(VocabularyLookups):
     def tokenize_tf(self, texts: tf.Tensor) -> tf.RaggedTensor:
         """[batch] tf.string -> [batch, (pieces)] int32 ids; usable in tf.data graphs."""
         return self._tf_tokenizer.tokenize(texts)
-
-    def encode(self, texts: Sequence[str]) -> list[list[int]]:
-        """Piece ids of each text, in one batched call (no [CLS]/[SEP] added)."""
-        if not texts:
-            return []
-        ids = self.tokenize_tf(tf.constant(list(texts), tf.string))
-        flat = ids.flat_values.numpy().tolist()
-        splits = ids.row_splits.numpy().tolist()
-        return [flat[begin:end] for begin, end in zip(splits[:-1], splits[1:], strict=True)]
 
     def decode(self, ids: Iterable[int]) -> str:
         """The (normalised) text of `ids`; special tokens dropped."""

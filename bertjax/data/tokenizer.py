@@ -270,6 +270,19 @@ class VocabularyLookups:
         """Id of `token`, or of [UNK] when the vocabulary lacks it."""
         return self._token_to_id.get(token, self.unk_id)
 
+    def tokenize_tf(self, texts: tf.Tensor) -> tf.RaggedTensor:
+        """[batch] tf.string -> [batch, (tokens)] int32 ids; usable in tf.data graphs."""
+        raise NotImplementedError
+
+    def encode(self, texts: Sequence[str]) -> list[list[int]]:
+        """Token ids of each text, in one batched call (no [CLS]/[SEP] added)."""
+        if not texts:
+            return []
+        ids = self.tokenize_tf(tf.constant(list(texts), tf.string))
+        flat = ids.flat_values.numpy().tolist()
+        splits = ids.row_splits.numpy().tolist()
+        return [flat[begin:end] for begin, end in zip(splits[:-1], splits[1:], strict=True)]
+
 
 class WordPieceTokenizer(VocabularyLookups):
     """BERT tokenization (basic split + WordPiece) over a ``vocab.txt``, via tensorflow-text.
@@ -322,15 +335,6 @@ class WordPieceTokenizer(VocabularyLookups):
         too_long = tf.strings.length(words.flat_values, unit="UTF8_CHAR") > MAX_CHARS_PER_WORD
         words = words.with_flat_values(tf.where(too_long, UNK, words.flat_values))
         return self._wordpiece.tokenize(words).merge_dims(-2, -1)
-
-    def encode(self, texts: Sequence[str]) -> list[list[int]]:
-        """Token ids of each text, in one batched call (no [CLS]/[SEP] added)."""
-        if not texts:
-            return []
-        ids = self.tokenize_tf(tf.constant(list(texts), tf.string))
-        flat = ids.flat_values.numpy().tolist()
-        splits = ids.row_splits.numpy().tolist()
-        return [flat[begin:end] for begin, end in zip(splits[:-1], splits[1:], strict=True)]
 
     def decode(self, ids: Iterable[int]) -> str:
         """Space-joined wordpieces with ``##`` continuations glued on; special tokens dropped."""
