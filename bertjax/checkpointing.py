@@ -186,6 +186,14 @@ def open_workdir(workdir: str | Path, step: int | None = None) -> tuple[int, dic
         return step, read_metadata(manager, step)
 
 
+def checkpoint_steps(workdir: str | Path) -> list[int]:
+    """Ascending steps of the checkpoints in `workdir` (a training or imported directory)."""
+    steps = _checkpoint_steps(Path(workdir).expanduser().absolute() / "checkpoints")
+    if not steps:
+        raise UserError(f"{workdir} holds no checkpoint (looked in {workdir}/checkpoints)")
+    return steps
+
+
 def restore_params(workdir: str | Path, step: int, target: Any = None) -> Any:
     """Only the parameters of `workdir`'s checkpoint at `step`; optimizer state is not read.
 

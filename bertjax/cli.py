@@ -3,6 +3,9 @@
 bertjax train --config=configs/cpu_smoke.py --workdir=/tmp/smoke [--config.field=value ...]
 bertjax export --workdir=/tmp/smoke [--step=N] --out=/tmp/smoke-hf     (Hugging Face directory)
 bertjax import --from=HF_DIR_OR_TF1_CHECKPOINT --out=/tmp/imported    (then --config.init_from)
+bertjax evaluate --workdir=/tmp/smoke [--data=HELD_OUT_FILES] [--step=N | --all_steps]
+bertjax finetune --task=mr --init=/tmp/smoke --workdir=/tmp/mr [--random_init] [--config.x=y]
+bertjax bench --model=mini --seq_len=128 --batch_size=32 [--peers]
 """
 
 import logging as python_logging
@@ -26,10 +29,18 @@ USAGE = (
     "       bertjax vocab --input=GLOB|tfds:NAME --kind=wordpiece|sentencepiece --size=N --out=DIR"
     " [--nouncased]\n"
     "       bertjax prepare --input=GLOB|tfds:NAME --vocab=DIR --out=DIR [--max_seq_length=128]"
-    " [--packing]"
+    " [--packing]\n"
+    "       bertjax evaluate --workdir=DIR [--data=GLOB] [--step=N | --all_steps] [--out=FILE]\n"
+    "       bertjax finetune --task=NAME --init=MODEL_DIR --workdir=DIR [--random_init]"
+    " [--config=configs/finetune.py] [--config.FIELD=VALUE ...]\n"
+    "       bertjax bench --model=SIZE --seq_len=N --batch_size=N [--steps=N] [--peers]"
+    " (bertjax bench --help)"
 )
-COMMANDS = ("train", "export", "import", "vocab", "prepare")
+COMMANDS = ("train", "export", "import", "vocab", "prepare", "evaluate", "finetune", "bench")
 
+FINETUNE_CONFIG = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", "finetune.py"
+)
 FLAGS = flags.FLAGS
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file (configs/*.py).")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory: checkpoints, metrics, logs.")
@@ -57,6 +68,15 @@ _MAX_SEQ = flags.DEFINE_integer("max_seq_length", 128, "prepare: tokens per inst
 _DUPE = flags.DEFINE_integer("dupe_factor", 5, "prepare: passes with fresh sentence pairs.")
 _PACKING = flags.DEFINE_bool("packing", False, "prepare: MLM-only packed rows, no NSP.")
 _SEED = flags.DEFINE_integer("seed", 0, "vocab/prepare: random seed.")
+_DATA = flags.DEFINE_string("data", None, "evaluate: held-out corpus files (default: the run's).")
+_ALL_STEPS = flags.DEFINE_bool("all_steps", False, "evaluate: every checkpoint of --workdir.")
+_TASK = flags.DEFINE_string(
+    "task", None, "finetune: mr, trec, rte, chunking, glue/NAME, jsonl, squad."
+)
+_INIT = flags.DEFINE_string("init", None, "finetune: training workdir or `bertjax import` dir.")
+_RANDOM_INIT = flags.DEFINE_bool(
+    "random_init", False, "finetune: --init's architecture and vocabulary, random parameters."
+)
 # "from" is a Python keyword: read it as FLAGS["from"].value.
 flags.DEFINE_string("from", None, "import: Hugging Face BERT directory or TF1 checkpoint.")
 
@@ -70,6 +90,8 @@ def _parse(argv: list[str]) -> str:
     if command not in COMMANDS:
         print(f"bertjax: unknown command {command!r}\n{USAGE}", file=sys.stderr)
         sys.exit(2)
+    if command == "finetune" and not any(a.startswith("--config=") for a in argv[2:]):
+        argv = [*argv[:2], f"--config={FINETUNE_CONFIG}", *argv[2:]]
     try:
         FLAGS(argv[:1] + argv[2:])
     except Exception as e:  # absl: flags.Error; ml_collections overrides: AttributeError, ...
@@ -156,8 +178,44 @@ def _prepare() -> None:
     )
 
 
+def _evaluate() -> None:
+    if not _WORKDIR.value:
+        raise UserError("evaluate needs --workdir=DIR (a training workdir)")
+    if _ALL_STEPS.value and _STEP.value is not None:
+        raise UserError("pass --step=N or --all_steps, not both")
+    from bertjax import evaluation  # deferred: importing JAX/TF takes seconds
+
+    records = evaluation.run_evaluate(
+        _WORKDIR.value,
+        data=_DATA.value,
+        steps=None if _STEP.value is None else [_STEP.value],
+        all_steps=_ALL_STEPS.value,
+        out=_OUT.value,
+    )
+    print("\n".join(evaluation.format_records(records)))
+
+
+def _finetune() -> None:
+    config = _load_config()
+    if not _TASK.value or not _INIT.value or not _WORKDIR.value:
+        raise UserError("finetune needs --task=NAME, --init=MODEL_DIR and --workdir=DIR")
+    from bertjax.finetune import trainer  # deferred: importing JAX/TF takes seconds
+
+    results = trainer.finetune(
+        _TASK.value, _INIT.value, _WORKDIR.value, config, random_init=_RANDOM_INIT.value
+    )
+    print("\n".join(trainer.results_table([results])))
+    print(f"results: {os.path.join(_WORKDIR.value, 'results.json')}")
+
+
 def main(argv: list[str] | None = None) -> None:
-    command = _parse(list(sys.argv if argv is None else argv))
+    argv = list(sys.argv if argv is None else argv)
+    if len(argv) >= 2 and argv[1] == "bench":  # its own argparse flags (bertjax bench --help)
+        from bertjax import bench
+
+        bench.main(argv[2:])
+        return
+    command = _parse(argv)
     logging.set_verbosity(logging.INFO)
     logging.use_absl_handler()
     # Orbax logs every save and close at INFO; keep its warnings, drop the chatter.
@@ -166,7 +224,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     try:
         commands = {"train": _train, "export": _export, "import": _import}
-        commands.update(vocab=_vocab, prepare=_prepare)
+        commands.update(vocab=_vocab, prepare=_prepare, evaluate=_evaluate, finetune=_finetune)
         commands[command]()
     except (UserError, FloatingPointError) as e:
         if _DEBUG.value:

@@ -51,6 +51,7 @@ def validate_config(config: ml_collections.ConfigDict, workdir=None) -> None:
         f"dtype={c.dtype!r} is not supported; use 'float32' or 'bfloat16'",
     )
     _require(c.batch_size > 0, f"batch_size={c.batch_size} must be positive")
+    _validate_eval(c)
     _require(c.log_every > 0, f"log_every={c.log_every} must be positive")
     _require(c.num_train_steps > 0, f"num_train_steps={c.num_train_steps} must be positive")
     _require(
@@ -122,6 +123,12 @@ def validate_config(config: ml_collections.ConfigDict, workdir=None) -> None:
         c.batch_size % jax.process_count() == 0,
         f"batch_size={c.batch_size} is not divisible by {jax.process_count()} processes",
     )
+    if c.get("eval_every", 0):
+        _require(
+            c.eval_batch_size % batch_shards == 0,
+            f"eval_batch_size={c.eval_batch_size} is not divisible by the {batch_shards} "
+            "data-parallel shards (data x fsdp); change --config.eval_batch_size",
+        )
     if workdir is not None:
         _check_writable(epath.Path(workdir))
 
@@ -136,3 +143,21 @@ def _check_writable(workdir: epath.Path) -> None:
         ) from None
     if not str(workdir).startswith("gs://") and not os.access(workdir, os.W_OK):
         raise UserError(f"workdir {workdir} is not writable; choose another --workdir")
+
+
+def _validate_eval(c: ml_collections.ConfigDict) -> None:
+    fraction = c.get("eval_holdout_fraction", 0.0)
+    _require(0 <= fraction < 1, f"eval_holdout_fraction={fraction} must be in [0, 1), e.g. 0.01")
+    every = c.get("eval_every", 0)
+    _require(every >= 0, f"eval_every={every} must be >= 0 (0 = no evaluation during training)")
+    _require(
+        not every or fraction > 0 or c.get("eval_corpus", ""),
+        f"eval_every={every} needs held-out data: set --config.eval_holdout_fraction=0.01 or "
+        "--config.eval_corpus=FILES",
+    )
+    batch = c.get("eval_batch_size", 64)
+    _require(batch > 0, f"eval_batch_size={batch} must be positive")
+    _require(
+        c.get("eval_examples", batch) >= batch,
+        f"eval_examples={c.get('eval_examples')} must be >= eval_batch_size={batch}",
+    )

@@ -17,7 +17,7 @@ from flax import nnx
 from jax.experimental import multihost_utils
 from jax.sharding import NamedSharding, PartitionSpec
 
-from bertjax import checkpointing, losses, metrics, optim, preemption, sharding
+from bertjax import checkpointing, evaluation, losses, metrics, optim, preemption, sharding
 from bertjax.config_validation import validate_config
 from bertjax.data import pipeline
 from bertjax.data.tokenizer import build_or_load_vocab
@@ -270,10 +270,12 @@ def train_and_evaluate(
     )
     p_train_step = compile_train_step(setup, tx, schedule, mesh, config.grad_accum_steps)
     metadata = checkpointing.metadata_for(config, fields)
+    evaluator = _periodic_evaluator(config, setup)
     try:
         summary.final_metrics, summary.steps = train_loop(
-            config, state, dataset, p_train_step, mesh, manager, writer, metadata, start_step
-        )
+            config, state, dataset, p_train_step, mesh, manager, writer, metadata, start_step,
+            evaluator,
+        )  # fmt: skip
     finally:
         manager.wait_until_finished()
         manager.close()
@@ -282,10 +284,31 @@ def train_and_evaluate(
     return summary
 
 
+def _periodic_evaluator(config, setup: StateSetup):
+    """params -> held-out metrics (`evaluation`), or None when eval_every is 0."""
+    if not config.get("eval_every", 0):
+        return None
+    eval_set = evaluation.build_eval_set(config)
+    eval_step = evaluation.compile_eval_step(setup)
+    logging.info("Evaluating every %d steps on %d held-out examples with fixed masks",
+                 config.eval_every, eval_set.num_examples)  # fmt: skip
+    return lambda params: evaluation.evaluate(params, eval_set, eval_step, setup.mesh)
+
+
 def train_loop(
-    config, state, dataset, p_train_step, mesh, manager, writer, metadata, start_step
+    config,
+    state,
+    dataset,
+    p_train_step,
+    mesh,
+    manager,
+    writer,
+    metadata,
+    start_step,
+    evaluator=None,
 ) -> tuple[dict[str, float], int]:
-    """Runs steps start_step..num_train_steps; logs every log_every steps; checkpoints.
+    """Runs steps start_step..num_train_steps; logs every log_every steps; checkpoints;
+    evaluates on held-out data every eval_every steps and at the end (`evaluator`).
 
     Returns (last logged metrics, last step done). SIGTERM ends the loop early after a
     checkpoint of the step in flight; too many consecutive non-finite steps raise (policy
@@ -324,6 +347,13 @@ def train_loop(
                     tok_s=f"{last_metrics['tokens_per_second']:.0f}",
                 )
                 accumulated, interval_steps, interval_start = None, 0, time.perf_counter()
+            if evaluator and (done % config.eval_every == 0 or done == total):
+                eval_start = time.perf_counter()
+                held_out = evaluator(state.params)
+                writer.write(done, {f"eval_{name}": value for name, value in held_out.items()})
+                logging.info("Step %d held-out: %s", done,
+                             ", ".join(f"{k} {v:.4f}" for k, v in held_out.items()))  # fmt: skip
+                interval_start += time.perf_counter() - eval_start  # not in tokens/s
             # The previous step's count is read while this step runs (no host stall); the last
             # step's own count is read before the final save.
             check = (done, consecutive) if done == total else lagged
@@ -415,7 +445,9 @@ def drop_metrics_after(path: epath.Path, step: int) -> None:
 
 
 def last_logged_metrics(path: epath.Path) -> dict[str, float]:
+    """The last training-metrics line (held-out evaluation lines carry eval_* keys only)."""
     if not path.exists():
         return {}
-    lines = [line for line in path.read_text().splitlines() if line.strip()]
-    return json.loads(lines[-1]) if lines else {}
+    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    training = [record for record in records if "loss" in record]
+    return training[-1] if training else {}

@@ -65,6 +65,16 @@ def get_config() -> ml_collections.ConfigDict:
     config.text_format = "sentences"  # .txt: "sentences" (google format) or "paragraphs"
     config.prepared_dir = ""  # output of `bertjax prepare`: stream its shards instead of corpus
 
+    # --- Held-out evaluation (fixed masks: the same positions every time) -------------------
+    # Documents of `corpus` held out from training (chosen by a hash of their text), or
+    # separate files in `eval_corpus` (then nothing is held out of `corpus`).
+    config.eval_holdout_fraction = 0.0
+    config.eval_corpus = ""
+    config.eval_every = 0  # steps between evaluations during training; 0 = never
+    config.eval_examples = 2048  # held-out instances evaluated (rounded down to whole batches)
+    config.eval_batch_size = 64
+    config.eval_seed = 12345  # fixes the evaluation masks and sentence pairs
+
     # --- Model ------------------------------------------------------------------------------
     set_model_size(config, "base")
     # directory from `bertjax import` or a training workdir: start from its parameters

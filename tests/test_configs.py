@@ -9,8 +9,11 @@ from flax import nnx
 from bertjax.config_validation import validate_config
 from bertjax.models.bert import BertConfig, BertForPreTraining, count_parameters
 
+NOT_PRETRAINING = ("__init__", "finetune")  # finetune.py: `bertjax finetune`'s recipe
 CONFIG_NAMES = sorted(
-    p.stem for p in (Path(__file__).parent.parent / "configs").glob("*.py") if p.stem != "__init__"
+    p.stem
+    for p in (Path(__file__).parent.parent / "configs").glob("*.py")
+    if p.stem not in NOT_PRETRAINING
 )
 # BertForPreTraining parameters at vocab 30,522 (Hugging Face counts for base and large).
 EXPECTED_PARAMETERS = {"base": 110_106_428, "large": 336_226_108}

@@ -27,7 +27,8 @@ import hashlib
 import json
 import os
 import re
-from collections.abc import Iterator, Sequence
+import zlib
+from collections.abc import Iterable, Iterator, Sequence
 
 from absl import logging
 
@@ -273,6 +274,19 @@ def _read_source(
     except (OSError, EOFError) as e:
         # Missing or unreadable files, gzip.BadGzipFile and truncated archives land here.
         report.skip("unreadable file", f"{type(e).__name__}: {e}")
+
+
+def holdout_split(texts: Iterable[str], fraction: float, *, held_out: bool) -> Iterator[str]:
+    """The documents held out for evaluation (held_out=True) or the others.
+
+    A document is held out when the CRC32 of its UTF-8 text, as a fraction of 2**32, is below
+    `fraction`: the split depends on the text alone, not on file order or the number of hosts,
+    so training and evaluation agree without coordination.
+    """
+    threshold = fraction * 2**32
+    for text in texts:
+        if (zlib.crc32(text.encode("utf-8")) < threshold) == held_out:
+            yield text
 
 
 def read_documents(

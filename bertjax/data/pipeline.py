@@ -90,35 +90,50 @@ def tokenize_documents(
     return documents, len(flat)
 
 
-def build_pretraining_data(config: ml_collections.ConfigDict) -> PretrainingData:
+def build_pretraining_data(
+    config: ml_collections.ConfigDict, split: str = "train"
+) -> PretrainingData:
     """Vocabulary (trained or cached), tokenized corpus and NSP instances for `config`.
 
     Reads config fields corpus, text_field, text_format, vocab_dir, vocab_size, lowercase,
     cache_dir, max_seq_length, short_seq_prob, dupe_factor, seed and packing. A vocab_dir
     holding ``sentencepiece.model`` (from `vocab.run_vocab`) gives a SentencePiece tokenizer.
+
+    split="train" leaves out the documents held out for evaluation
+    (``config.eval_holdout_fraction``); split="eval" reads only those, or the files of
+    ``config.eval_corpus`` when it is set, once (dupe_factor 1).
     """
     _check_data_config(config)
-    if config.get("prepared_dir", ""):
+    if split not in ("train", "eval"):
+        raise ValueError(f"split={split!r}; use 'train' or 'eval'")
+    if config.get("prepared_dir", "") and split == "train":
         return _prepared_data(config)
     start = time.perf_counter()
     vocab_path = build_or_load_vocab(config)
     tokenizer = vocab.load_tokenizer(vocab_path, config.lowercase)
     reports: list[corpus.SourceReport] = []
+    eval_corpus = config.get("eval_corpus", "")
+    source = eval_corpus if split == "eval" and eval_corpus else config.corpus
     texts = corpus.read_documents(
-        config.corpus,
+        source,
         config.text_field,
         text_format=config.get("text_format", "sentences"),
         reports=reports,
     )
+    fraction = config.get("eval_holdout_fraction", 0.0)
+    if fraction and not (split == "eval" and eval_corpus):
+        texts = corpus.holdout_split(texts, fraction, held_out=split == "eval")
     documents, num_sentences = tokenize_documents(texts, tokenizer)
     corpus.log_totals(reports)
     special = dict(cls_id=tokenizer.cls_id, sep_id=tokenizer.sep_id, pad_id=tokenizer.pad_id)
+    # Held-out pairs depend on eval_seed only, so every run evaluates on the same instances.
+    seed = config.seed if split == "train" else config.get("eval_seed", config.seed)
     if config.get("packing", False):
         instances = packing.pack_documents(
             documents,
             max_seq_length=config.max_seq_length,
-            dupe_factor=config.dupe_factor,
-            seed=config.seed,
+            dupe_factor=config.dupe_factor if split == "train" else 1,
+            seed=seed,
             **special,
         )
     else:
@@ -126,15 +141,16 @@ def build_pretraining_data(config: ml_collections.ConfigDict) -> PretrainingData
             documents,
             max_seq_length=config.max_seq_length,
             short_seq_prob=config.short_seq_prob,
-            dupe_factor=config.dupe_factor,
-            seed=config.seed,
+            dupe_factor=config.dupe_factor if split == "train" else 1,
+            seed=seed,
             **special,
         )
     num_instances = len(instances["input_ids"])
     if num_instances == 0:
+        what = "training" if split == "train" else "evaluation"
         raise UserError(
-            f"corpus {config.corpus!r} yields no training instance; give it documents with "
-            "several sentences of text"
+            f"corpus {source!r} yields no {what} instance; give it documents with "
+            "several sentences of text (or raise --config.eval_holdout_fraction)"
         )
     num_tokens = sum(len(s) for doc in documents for s in doc)
     num_unknown = sum(s.count(tokenizer.unk_id) for doc in documents for s in doc)

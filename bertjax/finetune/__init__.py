@@ -1,0 +1,1 @@
+"""Fine-tuning BERT on downstream tasks: heads, task readers, scores."""

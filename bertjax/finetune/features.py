@@ -1,0 +1,146 @@
+"""Task examples -> model inputs: [CLS] a [SEP] (b [SEP]) rows of ids, and their labels.
+
+Rows keep their own length here; `batches` pads each batch only to the next multiple of
+`LENGTH_BUCKET` (at most max_seq_length), so short-sentence tasks do not pay for 128 tokens and
+only a few shapes are ever compiled.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+
+from bertjax.finetune.tasks import TaggedExample, TextExample
+
+IGNORE = -1  # label of positions that carry no loss (continuation wordpieces, specials)
+LENGTH_BUCKET = 32
+
+
+@dataclasses.dataclass
+class Encoded:
+    """Variable-length rows; `labels` is [N] (classification), [N] lists (tagging) or
+    [N, 2] start/end (QA); `weights` 0 marks padding rows added to fill a batch."""
+
+    input_ids: list[list[int]]
+    segment_ids: list[list[int]]
+    labels: list
+    first_piece: list[list[int]] | None = None  # tagging: row position of each word (-1: cut)
+
+    def __len__(self) -> int:
+        return len(self.input_ids)
+
+
+def _truncate_pair(a: list[int], b: list[int], budget: int) -> tuple[list[int], list[int]]:
+    """Longest-first truncation (BERT's run_classifier): drop the end of the longer side."""
+    a, b = list(a), list(b)
+    while len(a) + len(b) > budget:
+        (a if len(a) >= len(b) else b).pop()
+    return a, b
+
+
+def encode_texts(examples: Sequence[TextExample], tokenizer, max_seq_length: int) -> Encoded:
+    """[CLS] a [SEP] or [CLS] a [SEP] b [SEP], truncated longest-first to max_seq_length."""
+    num_texts = len(examples[0].texts)
+    pieces = [tokenizer.encode([e.texts[i] for e in examples]) for i in range(num_texts)]
+    cls, sep = tokenizer.cls_id, tokenizer.sep_id
+    input_ids, segment_ids = [], []
+    for row in range(len(examples)):
+        if num_texts == 1:
+            a = pieces[0][row][: max_seq_length - 2]
+            ids, segments = [cls, *a, sep], [0] * (len(a) + 2)
+        else:
+            a, b = _truncate_pair(pieces[0][row], pieces[1][row], max_seq_length - 3)
+            ids = [cls, *a, sep, *b, sep]
+            segments = [0] * (len(a) + 2) + [1] * (len(b) + 1)
+        input_ids.append(ids)
+        segment_ids.append(segments)
+    return Encoded(input_ids, segment_ids, [e.label for e in examples])
+
+
+def encode_tagged(examples: Sequence[TaggedExample], tokenizer, max_seq_length: int) -> Encoded:
+    """Each word's wordpieces in a row; the word's tag sits on its first piece, IGNORE on the
+    others. Words past max_seq_length - 2 pieces are cut (first_piece -1: predicted "none")."""
+    words = [word for e in examples for word in e.words]
+    word_pieces = tokenizer.encode(words)
+    cls, sep, unk = tokenizer.cls_id, tokenizer.sep_id, tokenizer.unk_id
+    encoded = Encoded([], [], [], first_piece=[])
+    offset = 0
+    for example in examples:
+        ids, labels, first = [cls], [IGNORE], []
+        for tag, pieces in zip(
+            example.tags, word_pieces[offset : offset + len(example.words)], strict=True
+        ):
+            pieces = pieces or [unk]  # a word the tokenizer drops entirely still gets a slot
+            if len(ids) + len(pieces) > max_seq_length - 1:
+                first.append(-1)
+                continue
+            first.append(len(ids))
+            ids.extend(pieces)
+            labels.extend([tag] + [IGNORE] * (len(pieces) - 1))
+        offset += len(example.words)
+        encoded.input_ids.append(ids + [sep])
+        encoded.segment_ids.append([0] * (len(ids) + 1))
+        encoded.labels.append(labels + [IGNORE])
+        encoded.first_piece.append(first)
+    return encoded
+
+
+def pad_batch(encoded: Encoded, rows: Sequence[int], batch_size: int, max_len: int) -> dict:
+    """Rows `rows` of `encoded` as a dense batch of `batch_size` rows (extra rows weight 0),
+    padded to the smallest multiple of LENGTH_BUCKET >= the longest row (<= max_len)."""
+    longest = max(len(encoded.input_ids[r]) for r in rows)
+    length = min(-(-longest // LENGTH_BUCKET) * LENGTH_BUCKET, max_len)
+    input_ids = np.zeros((batch_size, length), np.int32)
+    segment_ids = np.zeros((batch_size, length), np.int32)
+    input_mask = np.zeros((batch_size, length), np.int32)
+    weights = np.zeros((batch_size,), np.float32)
+    tagging = encoded.first_piece is not None
+    labels = np.full((batch_size, length) if tagging else (batch_size,), IGNORE, np.int32)
+    if not tagging and encoded.labels and np.ndim(encoded.labels[0]) == 1:  # QA: start, end
+        labels = np.zeros((batch_size, 2), np.int32)
+    for i, r in enumerate(rows):
+        n = len(encoded.input_ids[r])
+        input_ids[i, :n] = encoded.input_ids[r]
+        segment_ids[i, :n] = encoded.segment_ids[r]
+        input_mask[i, :n] = 1
+        weights[i] = 1.0
+        if tagging:
+            labels[i, :n] = encoded.labels[r]
+        else:
+            labels[i] = encoded.labels[r]
+    input_mask[:, 0] = 1  # filler rows attend to one token: no all-masked softmax (NaN)
+    return {
+        "input_ids": input_ids,
+        "segment_ids": segment_ids,
+        "input_mask": input_mask,
+        "labels": labels,
+        "weights": weights,
+    }
+
+
+def batches(
+    encoded: Encoded,
+    batch_size: int,
+    max_len: int,
+    *,
+    rng: np.random.Generator | None = None,
+) -> Iterator[tuple[np.ndarray, dict]]:
+    """(row indices, padded batch) over all rows, shuffled by `rng` (None: in order, for eval).
+
+    Training batches are drawn from length-sorted windows of 50 batches, so rows of a batch have
+    similar lengths (little padding) while the order stays random."""
+    order = np.arange(len(encoded))
+    if rng is not None:
+        order = rng.permutation(order)
+        window = batch_size * 50
+        lengths = np.array([len(ids) for ids in encoded.input_ids])
+        chunks = [order[i : i + window] for i in range(0, len(order), window)]
+        order = np.concatenate([c[np.argsort(lengths[c], kind="stable")] for c in chunks])
+        starts = rng.permutation(np.arange(0, len(order), batch_size))
+    else:
+        starts = np.arange(0, len(order), batch_size)
+    for start in starts:
+        rows = order[start : start + batch_size]
+        yield rows, pad_batch(encoded, rows, batch_size, max_len)

@@ -1,0 +1,87 @@
+"""BERT encoder + one task head, and loading the encoder from a pretrained model directory.
+
+Heads (Hugging Face's BertFor* equivalents): classification on the pooled [CLS] output
+(dropout + dense), tagging on every position (dropout + dense), QA start/end logits on every
+position (dense with 2 outputs). Parameters are a pure dict {"bert": ..., "head": ...}; "bert"
+has the pretraining checkpoint's layout, so it is taken over unchanged.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from bertjax import checkpointing
+from bertjax.convert import model_dir
+from bertjax.models.bert import BertConfig, BertModel, unstack_layers
+
+
+class BertForFinetuning(nnx.Module):
+    def __init__(self, config: BertConfig, kind: str, num_outputs: int, *, rngs: nnx.Rngs):
+        self.kind = kind
+        self.bert = BertModel(config, rngs=rngs)
+        self.dropout = nnx.Dropout(config.hidden_dropout_prob)
+        init = nnx.initializers.normal(config.initializer_range)
+        self.head = nnx.Linear(config.hidden_size, num_outputs, kernel_init=init, rngs=rngs)
+
+    def __call__(
+        self,
+        input_ids: jax.Array,
+        segment_ids: jax.Array,
+        input_mask: jax.Array,
+        *,
+        deterministic: bool = True,
+        rngs: nnx.Rngs | None = None,
+    ) -> jax.Array:
+        """Logits, float32: [B, C] (classification), [B, L, C] (tagging), [B, L, 2] (QA)."""
+        encoded = self.bert(
+            input_ids, segment_ids, input_mask, deterministic=deterministic, rngs=rngs
+        )
+        if self.kind == "classification":
+            features = encoded["pooled_output"]
+        else:
+            features = encoded["sequence_output"].astype(jnp.float32)
+        if self.kind != "qa":
+            features = self.dropout(features, deterministic=deterministic, rngs=rngs)
+        return self.head(features)
+
+
+def num_outputs(kind: str, num_labels: int) -> int:
+    return 2 if kind == "qa" else num_labels
+
+
+def load_encoder(init: str) -> tuple[BertConfig, dict[str, Any], bool, Any]:
+    """(BertConfig, "bert" parameters as host arrays, lowercase, vocab path) of a training
+    workdir or a `bertjax import` directory (its latest checkpoint)."""
+    step, metadata = checkpointing.open_workdir(init)
+    config = model_dir.model_config(metadata)
+    params = checkpointing.restore_params(init, step)
+    if "layers" in params["bert"]["encoder"]:  # trained with scan_layers: one entry per layer
+        params = unstack_layers(params)
+    return config, params["bert"], model_dir.lowercase(metadata), Path(init) / "vocab.txt"
+
+
+def init_params(
+    config: BertConfig, kind: str, num_labels: int, seed: int, encoder: dict | None
+) -> tuple[nnx.GraphDef, dict]:
+    """GraphDef and parameters: a fresh head (seeded), the encoder from `encoder` when given
+    (else random, seeded: the baseline)."""
+    model = BertForFinetuning(config, kind, num_outputs(kind, num_labels), rngs=nnx.Rngs(seed))
+    graphdef, state = nnx.split(model, nnx.Param)
+    params = state.to_pure_dict()
+    if encoder is not None:
+        _check_same_shapes(encoder, params["bert"])
+        params["bert"] = jax.tree.map(jnp.asarray, encoder)
+    return graphdef, params
+
+
+def _check_same_shapes(loaded: dict, fresh: dict) -> None:
+    loaded_shapes = jax.tree.map(np.shape, loaded)
+    fresh_shapes = jax.tree.map(np.shape, fresh)
+    if loaded_shapes != fresh_shapes:
+        raise ValueError("pretrained encoder parameters do not match the model's layout")

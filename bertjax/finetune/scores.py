@@ -1,0 +1,165 @@
+"""Evaluation scores for fine-tuning, all fractions in [0, 1] (never percent).
+
+Classification accuracy and macro F1; chunk precision/recall/F1 of BIO tag sequences with the
+conlleval rules (seqeval's default mode); the official SQuAD v1.1 exact match and token F1.
+"""
+
+import collections
+import re
+import string
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+_PUNCTUATION = frozenset(string.punctuation)
+_ARTICLES = re.compile(r"\b(a|an|the)\b")
+
+
+def _label_arrays(predictions, labels) -> tuple[np.ndarray, np.ndarray]:
+    """Both as flat int arrays; ValueError when their lengths differ or there is nothing."""
+    predictions, labels = np.asarray(predictions).reshape(-1), np.asarray(labels).reshape(-1)
+    if len(predictions) != len(labels):
+        raise ValueError(f"{len(predictions)} predictions for {len(labels)} labels")
+    if not len(labels):
+        raise ValueError("no labels to score")
+    return predictions, labels
+
+
+def accuracy(predictions: Sequence[int] | np.ndarray, labels: Sequence[int] | np.ndarray) -> float:
+    """Fraction of predictions equal to their label."""
+    predictions, labels = _label_arrays(predictions, labels)
+    return float(np.mean(predictions == labels))
+
+
+def macro_f1(
+    predictions: Sequence[int] | np.ndarray, labels: Sequence[int] | np.ndarray, num_classes: int
+) -> float:
+    """Unweighted mean over classes 0..num_classes-1 of each class's F1 = 2PR / (P + R).
+
+    A class absent from both predictions and labels is left out of the mean; a class that is
+    predicted or labelled but never right scores 0.
+    """
+    predictions, labels = _label_arrays(predictions, labels)
+    for name, values in (("predictions", predictions), ("labels", labels)):
+        if np.any((values < 0) | (values >= num_classes)):
+            raise ValueError(f"{name} hold classes outside 0..{num_classes - 1}")
+    f1s = []
+    for label in range(num_classes):
+        predicted, actual = predictions == label, labels == label
+        true_positives = int(np.sum(predicted & actual))
+        errors = int(np.sum(predicted != actual))  # false positives + false negatives
+        if true_positives + errors:
+            # 2PR / (P + R) with P = tp / predicted and R = tp / actual, simplified.
+            f1s.append(2 * true_positives / (2 * true_positives + errors))
+    return float(np.mean(f1s))
+
+
+def classification_scores(
+    predictions: Sequence[int] | np.ndarray, labels: Sequence[int] | np.ndarray, num_classes: int
+) -> dict[str, float]:
+    return {
+        "accuracy": accuracy(predictions, labels),
+        "macro_f1": macro_f1(predictions, labels, num_classes),
+    }
+
+
+def _split_tag(tag: str) -> tuple[str, str]:
+    """Splits a tag: "O" -> ("O", ""), "B-PER" -> ("B", "PER"); ValueError for other shapes."""
+    if tag == "O":
+        return "O", ""
+    prefix, _, chunk_type = tag.partition("-")
+    if prefix not in ("B", "I") or not chunk_type:
+        raise ValueError(f"tag {tag!r} is neither 'O' nor 'B-TYPE' / 'I-TYPE'")
+    return prefix, chunk_type
+
+
+def bio_chunks(tags: Sequence[str]) -> set[tuple[str, int, int]]:
+    """Chunks (type, start, end inclusive) of one sentence's BIO tags, by the conlleval rules.
+
+    "B-X" starts a chunk; "I-X" continues a chunk of type X, or starts one after "O", after a
+    chunk of another type, or at the start of the sentence; "O" ends a chunk.
+    """
+    chunks = set()
+    chunk_type, chunk_start = None, 0  # chunk_type None: no chunk open
+    for position, tag in enumerate(tags):
+        prefix, tag_type = _split_tag(tag)
+        continues = prefix == "I" and tag_type == chunk_type
+        if chunk_type is not None and not continues:
+            chunks.add((chunk_type, chunk_start, position - 1))
+            chunk_type = None
+        if prefix != "O" and not continues:
+            chunk_type, chunk_start = tag_type, position
+    if chunk_type is not None:
+        chunks.add((chunk_type, chunk_start, len(tags) - 1))
+    return chunks
+
+
+def chunk_scores(
+    true_tags: Sequence[Sequence[str]], pred_tags: Sequence[Sequence[str]]
+) -> dict[str, float]:
+    """Micro precision, recall and F1 over the chunks of all sentences (a predicted chunk is
+    right when type, start and end all match), and token-level tag accuracy. 0/0 gives 0."""
+    if len(true_tags) != len(pred_tags):
+        raise ValueError(f"{len(pred_tags)} predicted sentences for {len(true_tags)} true ones")
+    num_true = num_predicted = num_correct = num_tokens = num_right_tags = 0
+    for index, (true, pred) in enumerate(zip(true_tags, pred_tags, strict=True)):
+        if len(true) != len(pred):
+            raise ValueError(
+                f"sentence {index} has {len(true)} true tags but {len(pred)} predicted"
+            )
+        true_chunks, pred_chunks = bio_chunks(true), bio_chunks(pred)
+        num_true += len(true_chunks)
+        num_predicted += len(pred_chunks)
+        num_correct += len(true_chunks & pred_chunks)
+        num_tokens += len(true)
+        num_right_tags += sum(t == p for t, p in zip(true, pred, strict=True))
+    total = num_true + num_predicted
+    return {
+        "precision": num_correct / num_predicted if num_predicted else 0.0,
+        "recall": num_correct / num_true if num_true else 0.0,
+        "f1": 2 * num_correct / total if total else 0.0,  # = 2PR / (P + R)
+        "accuracy": num_right_tags / num_tokens if num_tokens else 0.0,
+    }
+
+
+def normalize_answer(text: str) -> str:
+    """SQuAD v1.1's normalisation: lowercase, drop ASCII punctuation, drop the words a/an/the,
+    collapse whitespace (in that order, as the official evaluate-v1.1.py)."""
+    text = "".join(char for char in text.lower() if char not in _PUNCTUATION)
+    return " ".join(_ARTICLES.sub(" ", text).split())
+
+
+def exact_match(prediction: str, ground_truths: Sequence[str]) -> float:
+    """1.0 when the normalised prediction equals some normalised ground truth, else 0.0."""
+    return max(float(normalize_answer(prediction) == normalize_answer(t)) for t in ground_truths)
+
+
+def _token_f1(prediction: str, ground_truth: str) -> float:
+    prediction_tokens = normalize_answer(prediction).split()
+    truth_tokens = normalize_answer(ground_truth).split()
+    num_same = sum(
+        (collections.Counter(prediction_tokens) & collections.Counter(truth_tokens)).values()
+    )
+    if num_same == 0:
+        return 0.0
+    precision, recall = num_same / len(prediction_tokens), num_same / len(truth_tokens)
+    return 2 * precision * recall / (precision + recall)
+
+
+def token_f1(prediction: str, ground_truths: Sequence[str]) -> float:
+    """Best over ground truths of the F1 of the normalised tokens' bag overlap."""
+    return max(_token_f1(prediction, truth) for truth in ground_truths)
+
+
+def squad_scores(
+    predictions: Mapping[str, str], answers: Mapping[str, Sequence[str]]
+) -> dict[str, float]:
+    """Mean exact match and F1 over every id of `answers`; a missing prediction scores 0."""
+    if not answers:
+        raise ValueError("no answers to score")
+    exact, f1 = 0.0, 0.0
+    for question_id, ground_truths in answers.items():
+        if question_id in predictions:
+            exact += exact_match(predictions[question_id], ground_truths)
+            f1 += token_f1(predictions[question_id], ground_truths)
+    return {"exact_match": exact / len(answers), "f1": f1 / len(answers)}

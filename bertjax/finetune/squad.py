@@ -1,0 +1,362 @@
+"""SQuAD-style extractive question answering: reading, windowed features, span decoding.
+
+The recipe is google-research/bert's run_squad.py. A context is split on whitespace into words
+(each keeps its character start and end) and every word is WordPiece-tokenized; a context
+longer than one sequence is cut into windows that overlap by ``max_seq_length - query - 3 -
+doc_stride`` wordpieces. Each feature is ``[CLS] question [SEP] window [SEP]``. A wordpiece seen
+in several windows is predicted only from the window where it has the most context on both
+sides, and a predicted span is mapped back through its words to the original context text.
+"""
+
+import bisect
+import collections
+import dataclasses
+import json
+import os
+import re
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+from absl import logging
+
+from bertjax.data.tokenizer import VocabularyLookups
+from bertjax.errors import UserError
+
+_WORD = re.compile(r"\S+")
+_LAYOUT_HINT = (
+    "expected SQuAD v1.1 JSON ({'data': [{'paragraphs': [...]}]}) or JSON Lines with one "
+    "{'id', 'question', 'context', 'answers': {'text', 'answer_start'}} per line"
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class QAExample:
+    id: str
+    question: str
+    context: str
+    answers: tuple[tuple[str, int], ...]  # (answer text, character start in context)
+
+
+@dataclasses.dataclass(frozen=True)
+class QAFeatures:
+    """N windows of L = max_seq_length tokens. Answer positions are wordpiece positions inside
+    the feature, 0 (the [CLS] position) when the first answer is not wholly in the window."""
+
+    input_ids: np.ndarray  # [N, L] int32
+    input_mask: np.ndarray  # [N, L] int32, 1 on real tokens
+    segment_ids: np.ndarray  # [N, L] int32, 0 for [CLS] question [SEP], 1 for window [SEP]
+    start_positions: np.ndarray  # [N] int32
+    end_positions: np.ndarray  # [N] int32, inclusive
+    example_index: np.ndarray  # [N] int32, index into the examples the features came from
+    token_to_word: np.ndarray  # [N, L] int32, context word of each window token, -1 elsewhere
+    token_is_max_context: np.ndarray  # [N, L] bool, this window is the token's best window
+
+
+def _field(record: dict, name: str, where: str, path: Path):
+    if not isinstance(record, dict) or name not in record:
+        raise UserError(f"{path}: {where} has no field {name!r}; {_LAYOUT_HINT}")
+    return record[name]
+
+
+def _squad_json_records(document: dict, path: Path) -> Iterator[tuple[str, dict, list]]:
+    """(place, record with id/question/context, [(text, start), ...]) of SQuAD v1.1 JSON."""
+    question_number = 0
+    for article_number, article in enumerate(_field(document, "data", "the file", path), 1):
+        paragraphs = _field(article, "paragraphs", f"article {article_number}", path)
+        for paragraph_number, paragraph in enumerate(paragraphs, 1):
+            where = f"paragraph {paragraph_number} of article {article_number}"
+            context = _field(paragraph, "context", where, path)
+            for question in _field(paragraph, "qas", where, path):
+                question_number += 1
+                where = f"question {question_number}"
+                answers = [
+                    (_field(a, "text", where, path), _field(a, "answer_start", where, path))
+                    for a in _field(question, "answers", where, path)
+                ]
+                yield where, {**question, "context": context}, answers
+
+
+def _jsonl_records(text: str, path: Path) -> Iterator[tuple[str, dict, list]]:
+    """The same triples from Hugging Face datasets' JSON Lines layout, one question a line."""
+    for line_number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        where = f"line {line_number}"
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise UserError(f"{path}: {where} is not JSON ({err.msg}); {_LAYOUT_HINT}") from None
+        answers = _field(record, "answers", where, path)
+        texts = _field(answers, "text", where, path)
+        starts = _field(answers, "answer_start", where, path)
+        if len(texts) != len(starts):
+            raise UserError(
+                f"{path}: {where} has {len(texts)} answer texts but {len(starts)} "
+                "answer_start values; give one start per text"
+            )
+        yield where, record, list(zip(texts, starts, strict=True))
+
+
+def read_squad(path: str | os.PathLike) -> list[QAExample]:
+    """Examples of a SQuAD v1.1 JSON file or a Hugging Face JSON Lines file (``.jsonl``, or
+    any file that does not parse as one SQuAD JSON document).
+
+    An answer whose text is not found at its ``answer_start`` in the context is skipped, and so
+    is a question left with no answer; both are counted in one log line. Raises UserError for a
+    missing or malformed file, a missing field, or a file with no usable question.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"SQuAD file {str(path)!r} does not exist; pass an existing .json/.jsonl")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise UserError(f"SQuAD file {str(path)!r} is not UTF-8 text; {_LAYOUT_HINT}") from None
+    records = None
+    if path.suffix.lower() != ".jsonl":
+        try:
+            document = json.loads(text)
+        except json.JSONDecodeError:
+            document = None
+        if isinstance(document, dict) and "data" in document:
+            records = _squad_json_records(document, path)
+    if records is None:
+        records = _jsonl_records(text, path)
+    examples, skipped = [], collections.Counter()
+    for where, record, answers in records:
+        question_id = str(_field(record, "id", where, path))
+        question = _field(record, "question", where, path)
+        context = _field(record, "context", where, path)
+        usable = tuple(
+            (answer, start)
+            for answer, start in answers
+            if isinstance(start, int)
+            and start >= 0
+            and answer
+            and context[start : start + len(answer)] == answer
+        )
+        skipped["answers not found at answer_start"] += len(answers) - len(usable)
+        if not usable:
+            skipped["questions without a usable answer"] += 1
+            continue
+        examples.append(QAExample(question_id, question, context, usable))
+    if skipped.total():
+        logging.warning("%s: skipped %s", path, dict(skipped))
+    if not examples:
+        raise UserError(f"SQuAD file {str(path)!r} has no usable question; {_LAYOUT_HINT}")
+    logging.info("Read %d questions from %s", len(examples), path)
+    return examples
+
+
+def context_words(context: str) -> list[tuple[int, int]]:
+    """(character start, character end exclusive) of each whitespace-separated word."""
+    return [match.span() for match in _WORD.finditer(context)]
+
+
+@dataclasses.dataclass(frozen=True)
+class _TokenizedContext:
+    words: list[tuple[int, int]]  # character spans, as `context_words`
+    token_ids: np.ndarray  # [T] wordpiece ids of the whole context
+    token_to_word: np.ndarray  # [T] word index of each wordpiece
+    word_offsets: np.ndarray  # [W + 1] first wordpiece of each word; the last entry is T
+
+
+def _tokenize_contexts(
+    contexts: Sequence[str], tokenizer: VocabularyLookups
+) -> dict[str, _TokenizedContext]:
+    """Each distinct context's wordpieces, from one batched call over all their words."""
+    unique = list(dict.fromkeys(contexts))
+    words = [context_words(context) for context in unique]
+    word_ids = tokenizer.encode(
+        [c[start:end] for c, spans in zip(unique, words, strict=True) for start, end in spans]
+    )
+    tokenized, first_word = {}, 0
+    for context, spans in zip(unique, words, strict=True):
+        ids = word_ids[first_word : first_word + len(spans)]
+        first_word += len(spans)
+        lengths = np.array([len(piece_ids) for piece_ids in ids], np.int64)
+        tokenized[context] = _TokenizedContext(
+            words=spans,
+            token_ids=np.array([i for piece_ids in ids for i in piece_ids], np.int32),
+            token_to_word=np.repeat(np.arange(len(spans), dtype=np.int32), lengths),
+            word_offsets=np.concatenate([[0], np.cumsum(lengths)]),
+        )
+    return tokenized
+
+
+def _answer_tokens(
+    answer: tuple[str, int], context: _TokenizedContext, answer_ids: list[int]
+) -> tuple[int, int] | None:
+    """First and last wordpiece of `answer` in the context, or None when no wordpiece covers it.
+
+    The answer's words give a first guess; as run_squad's `_improve_answer_span`, the span then
+    shrinks to the sub-span whose ids equal the answer's own wordpieces, so "1990" inside the
+    word "1990." keeps only the "1990" wordpiece.
+    """
+    text, char_start = answer
+    word_starts = [start for start, _ in context.words]
+    word_ends = [end for _, end in context.words]
+    first_word = bisect.bisect_right(word_ends, char_start)
+    last_word = bisect.bisect_left(word_starts, char_start + len(text)) - 1
+    if first_word > last_word:
+        return None
+    start = int(context.word_offsets[first_word])
+    end = int(context.word_offsets[last_word + 1]) - 1
+    if start > end:
+        return None
+    ids = context.token_ids.tolist()
+    for new_start in range(start, end + 1):
+        for new_end in range(end, new_start - 1, -1):
+            if ids[new_start : new_end + 1] == answer_ids:
+                return new_start, new_end
+    return start, end
+
+
+def _windows(num_tokens: int, window_length: int, doc_stride: int) -> list[tuple[int, int]]:
+    """(start, length) of run_squad's sliding windows; the last one reaches the end."""
+    windows, start = [], 0
+    while start < num_tokens:
+        length = min(num_tokens - start, window_length)
+        windows.append((start, length))
+        if start + length == num_tokens:
+            break
+        start += min(length, doc_stride)
+    return windows
+
+
+def _best_windows(windows: list[tuple[int, int]], num_tokens: int) -> np.ndarray:
+    """[num_tokens] index of each token's max-context window: the one maximising
+    min(left context, right context) + 0.01 * window length; the first such on a tie."""
+    positions = np.arange(num_tokens)
+    scores = np.full((len(windows), num_tokens), -np.inf)
+    for index, (start, length) in enumerate(windows):
+        end = start + length - 1
+        inside = (positions >= start) & (positions <= end)
+        context = np.minimum(positions - start, end - positions) + 0.01 * length
+        scores[index] = np.where(inside, context, -np.inf)
+    return np.argmax(scores, axis=0)
+
+
+def make_features(
+    examples: Sequence[QAExample],
+    tokenizer: VocabularyLookups,
+    *,
+    max_seq_length: int = 384,
+    doc_stride: int = 128,
+    max_query_length: int = 64,
+) -> QAFeatures:
+    """Windows every example's context into ``[CLS] question [SEP] window [SEP]`` features,
+    labelled with the first answer (see QAFeatures). Questions keep their first
+    `max_query_length` wordpieces."""
+    if max_seq_length - max_query_length - 3 < 1:
+        raise UserError(
+            f"max_seq_length={max_seq_length} leaves no room for context after a "
+            f"max_query_length={max_query_length} question; raise max_seq_length or lower "
+            "max_query_length"
+        )
+    if doc_stride < 1:
+        raise UserError(f"doc_stride={doc_stride} must be at least 1 wordpiece")
+    queries = [ids[:max_query_length] for ids in tokenizer.encode([e.question for e in examples])]
+    contexts = _tokenize_contexts([e.context for e in examples], tokenizer)
+    answer_ids = tokenizer.encode([e.answers[0][0] if e.answers else "" for e in examples])
+    rows = collections.defaultdict(list)
+    for example_index, example in enumerate(examples):
+        query, context = queries[example_index], contexts[example.context]
+        answer = None
+        if example.answers:
+            answer = _answer_tokens(example.answers[0], context, answer_ids[example_index])
+        windows = _windows(len(context.token_ids), max_seq_length - len(query) - 3, doc_stride)
+        best_windows = _best_windows(windows, len(context.token_ids))
+        window_offset = len(query) + 2  # [CLS] question [SEP]
+        for window_index, (start, length) in enumerate(windows):
+            window = slice(window_offset, window_offset + length)
+            input_ids = np.full(max_seq_length, tokenizer.pad_id, np.int32)
+            input_ids[: window.start] = [tokenizer.cls_id, *query, tokenizer.sep_id]
+            input_ids[window] = context.token_ids[start : start + length]
+            input_ids[window.stop] = tokenizer.sep_id
+            segment_ids = np.zeros(max_seq_length, np.int32)
+            segment_ids[window.start : window.stop + 1] = 1
+            token_to_word = np.full(max_seq_length, -1, np.int32)
+            token_to_word[window] = context.token_to_word[start : start + length]
+            is_max_context = np.zeros(max_seq_length, bool)
+            is_max_context[window] = best_windows[start : start + length] == window_index
+            inside = answer is not None and start <= answer[0] and answer[1] < start + length
+            rows["input_ids"].append(input_ids)
+            rows["input_mask"].append((np.arange(max_seq_length) <= window.stop).astype(np.int32))
+            rows["segment_ids"].append(segment_ids)
+            rows["start_positions"].append(answer[0] - start + window_offset if inside else 0)
+            rows["end_positions"].append(answer[1] - start + window_offset if inside else 0)
+            rows["example_index"].append(example_index)
+            rows["token_to_word"].append(token_to_word)
+            rows["token_is_max_context"].append(is_max_context)
+    by_token = ("input_ids", "input_mask", "segment_ids", "token_to_word")
+    return QAFeatures(
+        **{name: np.array(rows[name], np.int32).reshape(-1, max_seq_length) for name in by_token},
+        **{
+            name: np.array(rows[name], np.int32)
+            for name in ("start_positions", "end_positions", "example_index")
+        },
+        token_is_max_context=np.array(rows["token_is_max_context"], bool).reshape(
+            -1, max_seq_length
+        ),
+    )
+
+
+def decode(
+    examples: Sequence[QAExample],
+    features: QAFeatures,
+    start_logits: np.ndarray,
+    end_logits: np.ndarray,
+    *,
+    n_best: int = 20,
+    max_answer_length: int = 30,
+) -> dict[str, str]:
+    """Predicted answer text of every example id, from [N, L] start and end logits.
+
+    Per feature, the `n_best` highest start and end positions are paired; a pair counts when
+    both lie in the context window, start <= end, the span has at most `max_answer_length`
+    wordpieces and the start position has its max context in this feature. The best
+    start_logit + end_logit over all features of an example wins, and its text is the context
+    from the start of the start's word to the end of the end's word (original casing and
+    punctuation). An example with no valid span gets "".
+    """
+    start_logits = np.asarray(start_logits, np.float32)
+    end_logits = np.asarray(end_logits, np.float32)
+    if start_logits.shape != features.input_ids.shape or end_logits.shape != start_logits.shape:
+        raise ValueError(
+            f"logits of shapes {start_logits.shape} and {end_logits.shape} for features of "
+            f"shape {features.input_ids.shape}"
+        )
+    best: dict[int, tuple[float, int, int]] = {}  # example -> (score, first word, last word)
+    for feature, example_index in enumerate(features.example_index.tolist()):
+        starts = np.argsort(-start_logits[feature], kind="stable")[:n_best, None]
+        ends = np.argsort(-end_logits[feature], kind="stable")[None, :n_best]
+        token_to_word = features.token_to_word[feature]
+        valid = (
+            (token_to_word[starts] >= 0)
+            & (token_to_word[ends] >= 0)
+            & features.token_is_max_context[feature][starts]
+            & (starts <= ends)
+            & (ends - starts < max_answer_length)
+        )
+        scores = start_logits[feature][starts] + end_logits[feature][ends]
+        candidates = np.flatnonzero(valid)
+        if not len(candidates):
+            continue
+        start_rank, end_rank = np.unravel_index(
+            candidates[np.argmax(scores.ravel()[candidates])], valid.shape
+        )
+        start, end = starts[start_rank, 0], ends[0, end_rank]
+        score = float(scores[start_rank, end_rank])
+        if example_index not in best or score > best[example_index][0]:
+            best[example_index] = (score, int(token_to_word[start]), int(token_to_word[end]))
+    answers = {}
+    for example_index, example in enumerate(examples):
+        if example_index not in best:
+            answers[example.id] = ""
+            continue
+        _, first_word, last_word = best[example_index]
+        words = context_words(example.context)
+        answers[example.id] = example.context[words[first_word][0] : words[last_word][1]]
+    return answers

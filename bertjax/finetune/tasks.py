@@ -1,0 +1,239 @@
+"""Downstream tasks: what to read (JSON Lines, SQuAD files or TensorFlow Datasets) and as what.
+
+Three kinds of task, each with its own example type:
+- "classification": one text or a text pair -> one label (MR, TREC, RTE, GLUE);
+- "tagging": words -> one tag per word (CoNLL-2000 chunking, NER);
+- "qa": question + context -> an answer span (SQuAD format, see `squad`).
+
+`--task=NAME` picks a preset (`PRESETS`: files under `config.data_dir`), `glue/NAME` (TFDS), or
+`jsonl` / `squad` for files the user names with `config.train_file` / `config.eval_file`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import ml_collections
+from absl import logging
+
+from bertjax.errors import UserError
+from bertjax.finetune import squad
+
+KINDS = ("classification", "tagging", "qa")
+
+
+@dataclasses.dataclass(frozen=True)
+class TextExample:
+    texts: tuple[str, ...]  # one text, or a pair
+    label: int
+
+
+@dataclasses.dataclass(frozen=True)
+class TaggedExample:
+    words: tuple[str, ...]
+    tags: tuple[int, ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskSpec:
+    """Where a task's data lives and which fields hold what."""
+
+    kind: str
+    train: str  # file path, or "tfds:NAME:SPLIT"
+    eval: str
+    text_fields: tuple[str, ...] = ("text",)
+    label_field: str = "label"
+    tokens_field: str = "tokens"
+    tags_field: str = "tags"
+
+
+@dataclasses.dataclass
+class TaskData:
+    name: str
+    kind: str
+    labels: list[str]  # class or tag names, index = id ([] for QA)
+    train: list
+    eval: list
+    eval_split: str
+
+
+# Presets over the layout of the repo's shared task data: DATA_DIR/NAME/{train,dev,test}.jsonl.
+PRESETS = {
+    "mr": ("classification", "test", {"text_fields": ("text",)}),
+    "trec": ("classification", "test", {"text_fields": ("text",)}),
+    "trec_fine": (
+        "classification",
+        "test",
+        {"text_fields": ("text",), "label_field": "fine_label"},
+    ),
+    "rte": ("classification", "dev", {"text_fields": ("text_a", "text_b")}),
+    "chunking": ("tagging", "test", {}),
+}
+
+# GLUE in TensorFlow Datasets: text features and the split that has labels for evaluation.
+# (glue/stsb is a regression task and is not supported.)
+GLUE = {
+    "cola": (("sentence",), "validation"),
+    "sst2": (("sentence",), "validation"),
+    "mrpc": (("sentence1", "sentence2"), "validation"),
+    "qqp": (("question1", "question2"), "validation"),
+    "mnli": (("premise", "hypothesis"), "validation_matched"),
+    "qnli": (("question", "sentence"), "validation"),
+    "rte": (("sentence1", "sentence2"), "validation"),
+    "wnli": (("sentence1", "sentence2"), "validation"),
+}
+
+
+def task_spec(name: str, config: ml_collections.ConfigDict) -> TaskSpec:
+    """The TaskSpec for `--task=name`; config fields override a preset's files and fields."""
+    overrides = {
+        key: value
+        for key, value in (
+            ("train", config.train_file),
+            ("eval", config.eval_file),
+            ("text_fields", tuple(f for f in config.text_fields.split(",") if f)),
+            ("label_field", config.label_field),
+            ("tokens_field", config.tokens_field),
+            ("tags_field", config.tags_field),
+        )
+        if value
+    }
+    if name in PRESETS:
+        kind, eval_split, fields = PRESETS[name]
+        root = Path(config.data_dir).expanduser() / name
+        files = {"train": str(root / "train.jsonl"), "eval": str(root / f"{eval_split}.jsonl")}
+        return TaskSpec(kind=kind, **{**files, **fields, **overrides})
+    if name.startswith("glue/"):
+        glue_name = name.split("/", 1)[1]
+        if glue_name not in GLUE:
+            raise UserError(f"--task={name} is not supported; GLUE tasks: {sorted(GLUE)}")
+        fields, eval_split = GLUE[glue_name]
+        files = {"train": f"tfds:{name}:train", "eval": f"tfds:{name}:{eval_split}"}
+        return TaskSpec(kind="classification", text_fields=fields, **{**files, **overrides})
+    if name in ("jsonl", "squad"):
+        kind = "qa" if name == "squad" else config.kind
+        if kind not in KINDS:
+            raise UserError(f"--task=jsonl needs --config.kind, one of {KINDS}")
+        if not config.train_file or not config.eval_file:
+            raise UserError(f"--task={name} needs --config.train_file=F and --config.eval_file=F")
+        return TaskSpec(kind=kind, **overrides)
+    choices = sorted(PRESETS) + ["glue/NAME", "jsonl", "squad"]
+    raise UserError(f"--task={name!r} is unknown; use one of {choices}")
+
+
+def load_task(name: str, config: ml_collections.ConfigDict) -> TaskData:
+    """Reads the train and eval examples of task `name` (see `task_spec`)."""
+    spec = task_spec(name, config)
+    if spec.kind == "qa":
+        train, eval_ = squad.read_squad(spec.train), squad.read_squad(spec.eval)
+        return TaskData(name, "qa", [], train, eval_, _split_name(spec.eval))
+    train_records = list(_records(spec.train))
+    eval_records = list(_records(spec.eval))
+    if spec.kind == "classification":
+        labels = _label_names(spec, train_records)
+        train = [_text_example(r, spec, labels, spec.train, i) for i, r in enumerate(train_records)]
+        eval_ = [_text_example(r, spec, labels, spec.eval, i) for i, r in enumerate(eval_records)]
+    else:
+        labels = sorted(
+            {tag for r in train_records for tag in _field(r, spec.tags_field, spec.train)}
+        )
+        train = [
+            _tagged_example(r, spec, labels, spec.train, i) for i, r in enumerate(train_records)
+        ]
+        eval_ = [_tagged_example(r, spec, labels, spec.eval, i) for i, r in enumerate(eval_records)]
+    for split, examples, where in (("train", train, spec.train), ("eval", eval_, spec.eval)):
+        if not examples:
+            raise UserError(f"the {split} data of --task={name} ({where}) has no example")
+    logging.info("Task %s (%s): %d train, %d eval examples, labels %s",
+                 name, spec.kind, len(train), len(eval_), labels)  # fmt: skip
+    return TaskData(name, spec.kind, labels, train, eval_, _split_name(spec.eval))
+
+
+def _split_name(source: str) -> str:
+    return source.rsplit(":", 1)[-1] if source.startswith("tfds:") else Path(source).stem
+
+
+def _records(source: str) -> Iterator[dict]:
+    """Dicts from a JSON Lines file or a TFDS split ("tfds:NAME:SPLIT", labels as names)."""
+    if source.startswith("tfds:"):
+        yield from _tfds_records(*source[len("tfds:") :].rsplit(":", 1))
+        return
+    path = Path(source).expanduser()
+    if not path.is_file():
+        raise UserError(f"task file {source!r} does not exist; check --config.data_dir/train_file")
+    with path.open(encoding="utf-8", errors="replace") as f:
+        for number, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                raise UserError(
+                    f"{source}:{number} is not valid JSON; fix or remove the line"
+                ) from None
+            if not isinstance(record, dict):
+                raise UserError(f"{source}:{number} is not a JSON object")
+            yield record
+
+
+def _tfds_records(name: str, split: str) -> Iterator[dict]:
+    """Examples of a TFDS split as dicts of Python values; class labels become their names."""
+    import tensorflow_datasets as tfds  # deferred: slow import, only for TFDS tasks
+
+    dataset, info = tfds.load(name, split=split, with_info=True)
+    label_names = {
+        key: feature.names
+        for key, feature in info.features.items()
+        if isinstance(feature, tfds.features.ClassLabel)
+    }
+    for example in tfds.as_numpy(dataset):
+        record = {}
+        for key, value in example.items():
+            if key in label_names:
+                record[key] = label_names[key][int(value)] if int(value) >= 0 else None
+            elif isinstance(value, bytes):
+                record[key] = value.decode("utf-8", errors="replace")
+            else:
+                record[key] = value.tolist() if hasattr(value, "tolist") else value
+        yield record
+
+
+def _field(record: dict, field: str, source: str):
+    if field not in record:
+        raise UserError(
+            f"a record of {source} has no field {field!r} (it has {sorted(record)}); set the "
+            "matching --config.*_field"
+        )
+    return record[field]
+
+
+def _label_names(spec: TaskSpec, records: Sequence[dict]) -> list[str]:
+    names = {str(_field(r, spec.label_field, spec.train)) for r in records}
+    return sorted(names - {"None"})
+
+
+def _text_example(record, spec: TaskSpec, labels, source: str, number: int) -> TextExample:
+    texts = tuple(str(_field(record, f, source)) for f in spec.text_fields)
+    label = str(_field(record, spec.label_field, source))
+    if label not in labels:
+        raise UserError(
+            f"record {number + 1} of {source} has label {label!r}, not seen in the training "
+            f"data (labels: {labels})"
+        )
+    return TextExample(texts=texts, label=labels.index(label))
+
+
+def _tagged_example(record, spec: TaskSpec, tags, source: str, number: int) -> TaggedExample:
+    words = tuple(str(w) for w in _field(record, spec.tokens_field, source))
+    names = [str(t) for t in _field(record, spec.tags_field, source)]
+    if len(words) != len(names):
+        raise UserError(
+            f"record {number + 1} of {source} has {len(words)} tokens but {len(names)} tags"
+        )
+    unknown = set(names) - set(tags)
+    if unknown:
+        raise UserError(f"record {number + 1} of {source} has tags {sorted(unknown)} not in train")
+    return TaggedExample(words=words, tags=tuple(tags.index(t) for t in names))

@@ -1,0 +1,379 @@
+"""`bertjax finetune`: fine-tune a pretrained (or randomly initialised) BERT on one task with
+several seeds; write per-epoch metrics, per-seed results, and the median/spread over seeds.
+
+  WORKDIR/seed_<s>/metrics.jsonl   one line per epoch: train loss, eval scores
+  WORKDIR/seed_<s>/result.json     final eval scores of that seed (a finished seed is not redone)
+  WORKDIR/results.json             all seeds, median / min / max of every score, the config
+  WORKDIR/results.md               the same as a Markdown table
+
+The recipe (config/finetune.py): AdamW, linear warmup over warmup_fraction of the steps then
+linear decay, weight decay on kernels and embeddings, global-norm clipping, dropout as pretrained.
+Batches are split over all local devices (data parallel; parameters replicated).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+from absl import logging
+from flax import nnx
+from jax.sharding import NamedSharding, PartitionSpec
+
+from bertjax import optim, sharding
+from bertjax.data import vocab
+from bertjax.errors import UserError
+from bertjax.finetune import features, model, scores, squad, tasks
+
+MAIN_SCORE = {"classification": "accuracy", "tagging": "f1", "qa": "f1"}
+
+
+@dataclasses.dataclass
+class Prepared:
+    """A task's encoded data, ready to batch."""
+
+    task: tasks.TaskData
+    train: features.Encoded
+    eval: features.Encoded
+    qa_eval: squad.QAFeatures | None = None
+
+
+def finetune(
+    task_name: str,
+    init: str,
+    workdir: str,
+    config: ml_collections.ConfigDict,
+    *,
+    random_init: bool = False,
+) -> dict:
+    """Fine-tunes `init`'s model on `task_name` once per seed in config.seeds; returns the
+    results dict also written to WORKDIR/results.json."""
+    _validate(config)
+    workdir_path = Path(workdir).expanduser()
+    workdir_path.mkdir(parents=True, exist_ok=True)
+    bert_config, encoder, lowercase, vocab_path = model.load_encoder(init)
+    bert_config = dataclasses.replace(
+        bert_config, scan_layers=False, remat_policy="none", dtype=config.dtype
+    )
+    if random_init:
+        encoder = None
+    tokenizer = vocab.load_tokenizer(vocab_path, lowercase)
+    prepared = prepare(tasks.load_task(task_name, config), tokenizer, config)
+    compiled = compile_task(prepared, bert_config, config)
+    per_seed = {}
+    for seed in parse_seeds(config.seeds):
+        seed_dir = workdir_path / f"seed_{seed}"
+        done = seed_dir / "result.json"
+        if done.exists():
+            per_seed[seed] = json.loads(done.read_text())
+            logging.info("Seed %d already finished: %s", seed, per_seed[seed])
+            continue
+        seed_dir.mkdir(exist_ok=True)
+        per_seed[seed] = train_one_seed(
+            prepared, compiled, bert_config, encoder, config, seed, seed_dir
+        )
+        done.write_text(json.dumps(per_seed[seed], indent=2) + "\n")
+    results = summarize(task_name, init, random_init, prepared.task, per_seed, config)
+    (workdir_path / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    (workdir_path / "results.md").write_text("\n".join(results_table([results])) + "\n")
+    return results
+
+
+def parse_seeds(seeds: str) -> list[int]:
+    try:
+        values = [int(s) for s in str(seeds).split(",") if s.strip()]
+    except ValueError:
+        raise UserError(f"seeds={seeds!r} must be comma-separated integers, e.g. 0,1,2") from None
+    if not values:
+        raise UserError("seeds is empty; set --config.seeds=0,1,2")
+    return values
+
+
+def _validate(config: ml_collections.ConfigDict) -> None:
+    checks = (
+        (config.learning_rate > 0, f"learning_rate={config.learning_rate} must be positive"),
+        (config.num_epochs > 0, f"num_epochs={config.num_epochs} must be positive"),
+        (config.batch_size > 0, f"batch_size={config.batch_size} must be positive"),
+        (0 <= config.warmup_fraction < 1, "warmup_fraction must be in [0, 1), e.g. 0.1"),
+        (config.max_seq_length >= 8, f"max_seq_length={config.max_seq_length} must be >= 8"),
+    )
+    for ok, message in checks:
+        if not ok:
+            raise UserError(message)
+    devices = jax.device_count()
+    for field in ("batch_size", "eval_batch_size"):
+        if config[field] <= 0 or config[field] % devices:
+            raise UserError(
+                f"{field}={config[field]} must be a positive multiple of the {devices} devices; "
+                f"change --config.{field}"
+            )
+
+
+def prepare(task: tasks.TaskData, tokenizer, config: ml_collections.ConfigDict) -> Prepared:
+    """Tokenizes the task's examples (QA: sliding windows over the contexts)."""
+    length = config.max_seq_length
+    if task.kind == "classification":
+        encode = functools.partial(
+            features.encode_texts, tokenizer=tokenizer, max_seq_length=length
+        )
+        return Prepared(task, encode(task.train), encode(task.eval))
+    if task.kind == "tagging":
+        encode = functools.partial(
+            features.encode_tagged, tokenizer=tokenizer, max_seq_length=length
+        )
+        return Prepared(task, encode(task.train), encode(task.eval))
+    qa_args = dict(
+        max_seq_length=length,
+        doc_stride=config.doc_stride,
+        max_query_length=config.max_query_length,
+    )
+    train = squad.make_features(task.train, tokenizer, **qa_args)
+    evaluation = squad.make_features(task.eval, tokenizer, **qa_args)
+    return Prepared(task, _qa_encoded(train), _qa_encoded(evaluation), qa_eval=evaluation)
+
+
+def _qa_encoded(qa: squad.QAFeatures) -> features.Encoded:
+    lengths = qa.input_mask.sum(axis=1)
+    return features.Encoded(
+        input_ids=[row[:n].tolist() for row, n in zip(qa.input_ids, lengths, strict=True)],
+        segment_ids=[row[:n].tolist() for row, n in zip(qa.segment_ids, lengths, strict=True)],
+        labels=[
+            np.array([s, e]) for s, e in zip(qa.start_positions, qa.end_positions, strict=True)
+        ],
+    )
+
+
+def task_loss(logits: jax.Array, batch: dict, kind: str) -> tuple[jax.Array, jax.Array]:
+    """(sum of per-example losses, number of examples) over rows with weight 1; tagging averages
+    over the labelled words of each batch instead of examples."""
+    weights = batch["weights"]
+    if kind == "classification":
+        losses = optax.softmax_cross_entropy_with_integer_labels(logits, batch["labels"])
+        return jnp.sum(losses * weights), jnp.sum(weights)
+    if kind == "tagging":
+        labels = batch["labels"]
+        mask = (labels != features.IGNORE).astype(jnp.float32) * weights[:, None]
+        losses = optax.softmax_cross_entropy_with_integer_labels(logits, jnp.maximum(labels, 0))
+        return jnp.sum(losses * mask), jnp.sum(mask)
+    # QA: start and end logits over positions; labels [B, 2].
+    mask = batch["input_mask"].astype(bool)
+    logits = jnp.where(mask[..., None], logits, -1e9)
+    start = optax.softmax_cross_entropy_with_integer_labels(logits[..., 0], batch["labels"][:, 0])
+    end = optax.softmax_cross_entropy_with_integer_labels(logits[..., 1], batch["labels"][:, 1])
+    return jnp.sum((start + end) / 2 * weights), jnp.sum(weights)
+
+
+def _optimizer(config: ml_collections.ConfigDict, total_steps: int):
+    recipe = ml_collections.ConfigDict(
+        {
+            "learning_rate": config.learning_rate,
+            "num_train_steps": total_steps,
+            "warmup_steps": int(config.warmup_fraction * total_steps),
+            "weight_decay": config.weight_decay,
+            "max_grad_norm": config.max_grad_norm,
+            "optimizer": "adamw",
+            "adam_b1": 0.9,
+            "adam_b2": 0.999,
+            "adam_eps": 1e-6,
+        }
+    )
+    return optim.create_optimizer(recipe)
+
+
+def _compile_steps(graphdef, kind: str, tx, mesh):
+    replicated = NamedSharding(mesh, PartitionSpec())
+    batch_sharding = sharding.batch_sharding(mesh)
+
+    def loss_fn(params, batch, key):
+        logits = nnx.merge(graphdef, params)(
+            batch["input_ids"], batch["segment_ids"], batch["input_mask"],
+            deterministic=False, rngs=nnx.Rngs(dropout=key),
+        )  # fmt: skip
+        total, count = task_loss(logits, batch, kind)
+        return total / jnp.maximum(count, 1.0), (total, count)
+
+    def train_step(params, opt_state, batch, key):
+        grads, (total, count) = jax.grad(loss_fn, has_aux=True)(params, batch, key)
+        updates, opt_state = tx.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state, total, count
+
+    def predict(params, batch):
+        return nnx.merge(graphdef, params)(
+            batch["input_ids"], batch["segment_ids"], batch["input_mask"], deterministic=True
+        )
+
+    train = jax.jit(
+        train_step,
+        in_shardings=(replicated, replicated, batch_sharding, replicated),
+        out_shardings=(replicated, replicated, replicated, replicated),
+        donate_argnums=(0, 1),
+    )
+    return train, jax.jit(predict, in_shardings=(replicated, batch_sharding))
+
+
+@dataclasses.dataclass
+class Compiled:
+    """What every seed of one task shares: mesh, optimizer and the jitted steps (compiled once
+    per batch shape, not once per seed)."""
+
+    mesh: Any
+    tx: optax.GradientTransformation
+    train_step: Any
+    predict: Any
+    total_steps: int
+
+
+def compile_task(prepared: Prepared, bert_config, config: ml_collections.ConfigDict) -> Compiled:
+    task = prepared.task
+    mesh = sharding.create_mesh({"data": -1, "fsdp": 1, "tensor": 1})
+    graphdef = nnx.graphdef(
+        nnx.eval_shape(
+            lambda: model.BertForFinetuning(
+                bert_config, task.kind, model.num_outputs(task.kind, len(task.labels)),
+                rngs=nnx.Rngs(0),
+            )
+        )
+    )  # fmt: skip
+    total_steps = -(-len(prepared.train) // config.batch_size) * config.num_epochs
+    tx = _optimizer(config, total_steps)
+    train_step, predict = _compile_steps(graphdef, task.kind, tx, mesh)
+    return Compiled(mesh, tx, train_step, predict, total_steps)
+
+
+def train_one_seed(
+    prepared: Prepared,
+    compiled: Compiled,
+    bert_config,
+    encoder,
+    config: ml_collections.ConfigDict,
+    seed: int,
+    out: Path,
+) -> dict:
+    """Trains one seed for config.num_epochs, evaluating after each epoch; returns the final
+    eval scores plus train_seconds."""
+    task, mesh = prepared.task, compiled.mesh
+    _, params = model.init_params(bert_config, task.kind, len(task.labels), seed, encoder)
+    replicated = NamedSharding(mesh, PartitionSpec())
+    params = jax.device_put(params, replicated)
+    opt_state = jax.jit(compiled.tx.init, out_shardings=replicated)(params)
+    train_step, predict = compiled.train_step, compiled.predict
+    rng = np.random.default_rng(seed)
+    dropout_key = jax.random.key(seed)
+    start, step, result = time.perf_counter(), 0, {}
+    with (out / "metrics.jsonl").open("w") as log:
+        for epoch in range(1, config.num_epochs + 1):
+            loss_sum, count = 0.0, 0.0
+            batches = features.batches(
+                prepared.train, config.batch_size, config.max_seq_length, rng=rng
+            )
+            for _, batch in batches:
+                batch = sharding.global_batch_from_local(batch, mesh)
+                key = jax.random.fold_in(dropout_key, step)
+                params, opt_state, total, n = train_step(params, opt_state, batch, key)
+                loss_sum, count, step = loss_sum + total, count + n, step + 1
+            result = evaluate(prepared, params, predict, mesh, config)
+            record = {"epoch": epoch, "step": step, "train_loss": float(loss_sum / count)}
+            record.update(result, seconds=time.perf_counter() - start)
+            log.write(json.dumps(record) + "\n")
+            log.flush()
+            logging.info("seed %d epoch %d: %s", seed, epoch, record)
+    return {**result, "train_seconds": time.perf_counter() - start, "steps": step}
+
+
+def predict_all(prepared_eval: features.Encoded, params, predict, mesh, config) -> list:
+    """Logits of every eval row (host numpy), in order."""
+    outputs = [None] * len(prepared_eval)
+    for rows, batch in features.batches(
+        prepared_eval, config.eval_batch_size, config.max_seq_length
+    ):
+        logits = np.asarray(
+            jax.device_get(predict(params, sharding.global_batch_from_local(batch, mesh)))
+        )
+        for i, row in enumerate(rows):
+            outputs[row] = logits[i]
+    return outputs
+
+
+def evaluate(prepared: Prepared, params, predict, mesh, config) -> dict[str, float]:
+    """Task scores on the eval split (fractions in [0, 1])."""
+    task = prepared.task
+    logits = predict_all(prepared.eval, params, predict, mesh, config)
+    if task.kind == "classification":
+        predictions = [int(np.argmax(x)) for x in logits]
+        return scores.classification_scores(predictions, prepared.eval.labels, len(task.labels))
+    if task.kind == "tagging":
+        true, predicted = [], []
+        for example, first, row_logits in zip(
+            task.eval, prepared.eval.first_piece, logits, strict=True
+        ):
+            true.append([task.labels[t] for t in example.tags])
+            predicted.append(
+                [task.labels[int(np.argmax(row_logits[p]))] if p >= 0 else "O" for p in first]
+            )
+        return scores.chunk_scores(true, predicted)
+    qa = prepared.qa_eval
+    length = qa.input_ids.shape[1]
+    start = np.full((len(logits), length), -1e9, np.float32)
+    end = np.full((len(logits), length), -1e9, np.float32)
+    for i, row_logits in enumerate(logits):
+        start[i, : len(row_logits)] = row_logits[:, 0]
+        end[i, : len(row_logits)] = row_logits[:, 1]
+    answers = squad.decode(
+        task.eval, qa, start, end, n_best=config.n_best, max_answer_length=config.max_answer_length
+    )
+    gold = {e.id: [text for text, _ in e.answers] for e in task.eval}
+    return scores.squad_scores(answers, gold)
+
+
+def summarize(name, init, random_init, task, per_seed: dict[int, dict], config) -> dict[str, Any]:
+    """Median, min and max over seeds of every score."""
+    names = [k for k in next(iter(per_seed.values())) if k not in ("steps",)]
+    aggregate = {}
+    for key in names:
+        values = [per_seed[s][key] for s in per_seed]
+        aggregate[key] = {
+            "median": statistics.median(values),
+            "min": min(values),
+            "max": max(values),
+        }
+    return {
+        "task": name,
+        "kind": task.kind,
+        "eval_split": task.eval_split,
+        "init": str(init),
+        "random_init": random_init,
+        "main_score": MAIN_SCORE[task.kind],
+        "num_train": len(task.train),
+        "num_eval": len(task.eval),
+        "seeds": {str(s): r for s, r in per_seed.items()},
+        "aggregate": aggregate,
+        "config": json.loads(config.to_json_best_effort()),
+    }
+
+
+def results_table(results: list[dict]) -> list[str]:
+    """Markdown: one row per result, main score as median [min, max] in percent."""
+    lines = [
+        "| task | init | seeds | score | median | min | max | train s (median) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        score = r["main_score"]
+        agg = r["aggregate"][score]
+        init = "random" if r["random_init"] else Path(r["init"]).name
+        lines.append(
+            f"| {r['task']} ({r['eval_split']}) | {init} | {len(r['seeds'])} | {score} | "
+            f"{100 * agg['median']:.1f} | {100 * agg['min']:.1f} | {100 * agg['max']:.1f} | "
+            f"{r['aggregate']['train_seconds']['median']:.0f} |"
+        )
+    return lines

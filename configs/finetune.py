@@ -1,0 +1,40 @@
+"""Fine-tuning defaults: the BERT paper's recipe (AdamW, 10% warmup then linear decay, 3 epochs,
+batch 32, lr in 2e-5..5e-5), three seeds. `bertjax finetune` loads this file unless --config
+names another; override any field on the command line:
+
+  bertjax finetune --task=mr --init=workdirs/proof_mini --workdir=/tmp/mr \\
+      --config.data_dir=../shared/data/tasks --config.learning_rate=1e-4
+"""
+
+import ml_collections
+
+
+def get_config() -> ml_collections.ConfigDict:
+    config = ml_collections.ConfigDict()
+
+    # --- Data (see bertjax/finetune/tasks.py) ---------------------------------------------
+    config.data_dir = "../shared/data/tasks"  # presets (mr, trec, rte, chunking): DIR/NAME/*.jsonl
+    config.train_file = ""  # --task=jsonl|squad, or to replace a preset's file
+    config.eval_file = ""
+    config.kind = ""  # --task=jsonl: "classification", "tagging" or "qa"
+    config.text_fields = ""  # comma-separated: "text" or "text_a,text_b" ("" = the preset's)
+    config.label_field = ""  # "" = "label"
+    config.tokens_field = ""  # tagging: "" = "tokens"
+    config.tags_field = ""  # tagging: "" = "tags"
+    config.max_seq_length = 128
+    config.doc_stride = 128  # QA: step between windows over a long context
+    config.max_query_length = 64  # QA: question wordpieces kept
+    config.max_answer_length = 30  # QA: longest answer, in wordpieces
+    config.n_best = 20  # QA: start/end candidates considered per window
+
+    # --- Recipe -----------------------------------------------------------------------------
+    config.learning_rate = 5e-5
+    config.num_epochs = 3
+    config.batch_size = 32
+    config.eval_batch_size = 64
+    config.warmup_fraction = 0.1
+    config.weight_decay = 0.01
+    config.max_grad_norm = 1.0
+    config.dtype = "float32"  # compute dtype; "bfloat16" on accelerators
+    config.seeds = "0,1,2"  # one full fine-tune per seed; median and spread are reported
+    return config

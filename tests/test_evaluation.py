@@ -1,0 +1,106 @@
+"""Held-out evaluation with fixed masks: during training (eval_every) and `bertjax evaluate`."""
+
+import json
+
+import numpy as np
+import pytest
+
+from bertjax import evaluation, train
+from bertjax.config_validation import validate_config
+from bertjax.data import corpus
+from bertjax.errors import UserError
+from configs import base
+from tests.test_cli import run_cli
+from tests.test_smoke import small_smoke_config
+
+EVAL_SETTINGS = dict(
+    eval_every=3, eval_holdout_fraction=0.2, eval_examples=16, eval_batch_size=8, log_every=3
+)
+
+
+@pytest.fixture(scope="module")
+def run_with_eval(tmp_path_factory):
+    tmp_path = tmp_path_factory.mktemp("eval")
+    workdir = tmp_path / "workdir"
+    config = small_smoke_config(tmp_path, keep_checkpoint_period=3, **EVAL_SETTINGS)
+    train.train_and_evaluate(config, workdir)
+    records = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
+    return config, workdir, records
+
+
+def test_holdout_split_is_disjoint_complete_and_depends_on_text_only():
+    texts = [f"document number {i}. It has text." for i in range(2000)]
+    held = list(corpus.holdout_split(texts, 0.1, held_out=True))
+    kept = list(corpus.holdout_split(texts, 0.1, held_out=False))
+    assert sorted(held + kept) == sorted(texts) and not set(held) & set(kept)
+    assert 150 <= len(held) <= 250  # 10% of 2000, binomial sd ~13
+    assert list(corpus.holdout_split(reversed(texts), 0.1, held_out=True)) == held[::-1]
+
+
+def test_training_logs_held_out_metrics_every_eval_every_steps(run_with_eval):
+    _, _, records = run_with_eval
+    evals = [r for r in records if "eval_mlm_accuracy" in r]
+    assert [r["step"] for r in evals] == [3, 6]
+    for r in evals:
+        assert 0 <= r["eval_mlm_accuracy"] <= 1 and 0 <= r["eval_nsp_accuracy"] <= 1
+        assert r["eval_mlm_loss"] > 0 and "loss" not in r  # apart from the training lines
+    assert evals[1]["eval_mlm_loss"] < evals[0]["eval_mlm_loss"]
+
+
+def test_evaluate_matches_training_and_repeats_exactly(run_with_eval):
+    _, workdir, records = run_with_eval
+    in_training = {r["step"]: r for r in records if "eval_mlm_loss" in r}
+    first = evaluation.run_evaluate(str(workdir), all_steps=True)
+    again = evaluation.run_evaluate(str(workdir), all_steps=True)
+    assert [r["step"] for r in first] == [3, 6]
+    assert first == again  # fixed masks: identical numbers on repeated calls
+    for r in first:
+        assert r["examples"] == 16
+        for name in ("mlm_loss", "mlm_accuracy", "nsp_loss", "nsp_accuracy"):
+            assert r[name] == pytest.approx(in_training[r["step"]][f"eval_{name}"], rel=1e-6)
+
+
+def test_eval_set_is_fixed_and_never_seen_in_training(run_with_eval):
+    config, _, _ = run_with_eval
+    first, second = evaluation.build_eval_set(config), evaluation.build_eval_set(config)
+    for a, b in zip(first.batches, second.batches, strict=True):
+        for name in a:
+            np.testing.assert_array_equal(a[name], b[name])
+    train_texts = list(
+        corpus.holdout_split(corpus.read_documents(config.corpus), 0.2, held_out=False)
+    )
+    held_texts = list(
+        corpus.holdout_split(corpus.read_documents(config.corpus), 0.2, held_out=True)
+    )
+    assert held_texts and not set(train_texts) & set(held_texts)
+
+
+def test_evaluate_on_other_files_and_bad_requests(run_with_eval, tmp_path):
+    _, workdir, _ = run_with_eval
+    other = base.SAMPLE_CORPUS.replace("*", "genesis")
+    records = evaluation.run_evaluate(str(workdir), data=other, steps=[6], out=str(tmp_path / "e"))
+    assert [r["step"] for r in records] == [6]
+    assert json.loads((tmp_path / "e").read_text())["mlm_loss"] == records[0]["mlm_loss"]
+    with pytest.raises(UserError, match="no checkpoint at step 4"):
+        evaluation.run_evaluate(str(workdir), steps=[4])
+    with pytest.raises(UserError, match="no config.json"):
+        evaluation.run_evaluate(str(tmp_path))
+
+
+def test_eval_every_without_held_out_data_is_refused(tmp_path):
+    config = small_smoke_config(tmp_path, eval_every=3)
+    with pytest.raises(UserError, match="eval_every=3 needs held-out data"):
+        validate_config(config)
+    config = small_smoke_config(tmp_path, eval_holdout_fraction=1.5)
+    with pytest.raises(UserError, match="eval_holdout_fraction=1.5"):
+        validate_config(config)
+
+
+def test_evaluate_command_line(run_with_eval):
+    _, workdir, _ = run_with_eval
+    result = run_cli("evaluate", f"--workdir={workdir}", "--step=6")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.strip().splitlines()
+    assert lines[-2].startswith("step") and lines[-1].split()[:2] == ["6", "16"]
+    bad = run_cli("evaluate", f"--workdir={workdir}", "--step=6", "--all_steps")
+    assert bad.returncode == 2 and "not both" in bad.stderr

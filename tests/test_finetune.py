@@ -1,0 +1,203 @@
+"""Fine-tuning end to end at tiny size: classification learns, QA overfits and decodes back,
+tagging labels align with words, task readers (JSON Lines, TFDS GLUE) and their errors."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bertjax.convert import model_dir
+from bertjax.data.tokenizer import WordPieceTokenizer, train_wordpiece_vocab
+from bertjax.errors import UserError
+from bertjax.finetune import features, model, tasks, trainer
+from bertjax.finetune.tasks import TaggedExample, TextExample
+from bertjax.models.bert import BertConfig, create_model
+from configs import finetune as finetune_config
+from tests.test_cli import run_cli
+
+MR = Path(__file__).resolve().parents[2] / "shared" / "data" / "tasks" / "mr"
+
+POSITIVE = ["a wonderful , moving film", "brilliant acting and a great story", "funny and warm"]
+NEGATIVE = ["a dull , boring mess", "terrible acting and a stupid plot", "awful and tedious"]
+
+
+def write_jsonl(path: Path, records) -> str:
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    return str(path)
+
+
+def tiny_model_dir(directory: Path, texts, seed: int = 0) -> Path:
+    """A randomly initialised BERT-tiny model directory with a vocabulary trained on `texts`."""
+    vocab_path = train_wordpiece_vocab(texts, 600, True, directory / "vocab")
+    size = sum(1 for _ in vocab_path.open())
+    config = BertConfig(
+        vocab_size=size, hidden_size=64, num_hidden_layers=2, num_attention_heads=2,
+        intermediate_size=128, max_position_embeddings=128,
+    )  # fmt: skip
+    from flax import nnx
+
+    params = nnx.state(create_model(config, seed), nnx.Param).to_pure_dict()
+    model_dir.write(directory / "model", params, config, vocab_path, True, "test")
+    return directory / "model"
+
+
+def config_for(**overrides):
+    config = finetune_config.get_config()
+    config.update(dict(seeds="0", batch_size=16, eval_batch_size=16, max_seq_length=64))
+    config.update(overrides)
+    return config
+
+
+@pytest.mark.skipif(not MR.is_dir(), reason="needs ../shared/data/tasks/mr")
+def test_tiny_model_learns_mr_sentiment_above_chance(tmp_path):
+    train = [json.loads(line) for line in (MR / "train.jsonl").open()][:800]
+    test = [json.loads(line) for line in (MR / "dev.jsonl").open()][:400]
+    init = tiny_model_dir(tmp_path, [r["text"] for r in train])
+    config = config_for(
+        train_file=write_jsonl(tmp_path / "train.jsonl", train),
+        eval_file=write_jsonl(tmp_path / "dev.jsonl", test),
+        kind="classification", learning_rate=1e-3, num_epochs=4, seeds="0,1",
+    )  # fmt: skip
+    results = trainer.finetune("jsonl", str(init), str(tmp_path / "run"), config)
+    accuracy = results["aggregate"]["accuracy"]
+    # Chance is ~0.5 (balanced dev set); 400 examples: a 0.05 margin is > 2 standard errors.
+    assert accuracy["median"] > 0.55, results["seeds"]
+    assert set(results["seeds"]) == {"0", "1"} and accuracy["min"] <= accuracy["max"]
+    table = (tmp_path / "run" / "results.md").read_text()
+    assert "| jsonl (dev) |" in table
+    lines = (tmp_path / "run" / "seed_1" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["epoch"] for line in lines] == [1, 2, 3, 4]
+
+
+def test_qa_overfits_and_decodes_back_to_the_answers(tmp_path):
+    contexts = [
+        ("The Eiffel Tower was finished in 1889 in Paris.", "When was it finished?", "1889"),
+        ("Marie Curie won two Nobel prizes for her work.", "Who won two prizes?", "Marie Curie"),
+        ("The river Nile flows north into the Mediterranean Sea.", "Where does it flow?",
+         "into the Mediterranean Sea"),
+        ("Bananas are yellow when ripe and green before.", "What colour are ripe ones?", "yellow"),
+    ]  # fmt: skip
+    data = {"data": [{"paragraphs": []}]}
+    for i, (context, question, answer) in enumerate(contexts):
+        qa = {"id": f"q{i}", "question": question,
+              "answers": [{"text": answer, "answer_start": context.index(answer)}]}  # fmt: skip
+        data["data"][0]["paragraphs"].append({"context": context, "qas": [qa]})
+    squad_file = tmp_path / "squad.json"
+    squad_file.write_text(json.dumps(data))
+    texts = [c for c, _, _ in contexts] + [q for _, q, _ in contexts]
+    init = tiny_model_dir(tmp_path, texts * 20)
+    config = config_for(
+        train_file=str(squad_file), eval_file=str(squad_file), batch_size=8, eval_batch_size=8,
+        learning_rate=3e-3, num_epochs=60, warmup_fraction=0.0, max_query_length=16,
+        doc_stride=32, max_seq_length=32, weight_decay=0.0,
+    )  # fmt: skip
+    results = trainer.finetune("squad", str(init), str(tmp_path / "qa"), config)
+    # Trained and evaluated on the same 4 questions: the labels (start/end wordpieces) and the
+    # decoding (wordpieces -> original words) must agree for the answers to come back.
+    assert results["aggregate"]["exact_match"]["median"] == 1.0, results["seeds"]
+    assert results["aggregate"]["f1"]["median"] == 1.0
+
+
+def test_tagging_labels_sit_on_the_first_wordpiece_of_each_word(tmp_path):
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "un", "##believ", "##able",
+             "cat", "."]  # fmt: skip
+    (tmp_path / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    tokenizer = WordPieceTokenizer(tmp_path / "vocab.txt", lowercase=True)
+    example = TaggedExample(words=("The", "unbelievable", "cat", "."), tags=(0, 1, 2, 3))
+    encoded = features.encode_tagged([example], tokenizer, max_seq_length=16)
+    assert [vocab[i] for i in encoded.input_ids[0]] == [
+        "[CLS]", "the", "un", "##believ", "##able", "cat", ".", "[SEP]"
+    ]  # fmt: skip
+    ignore = features.IGNORE
+    assert encoded.labels[0] == [ignore, 0, 1, ignore, ignore, 2, 3, ignore]
+    assert encoded.first_piece[0] == [1, 2, 5, 6]
+    cut = features.encode_tagged([example], tokenizer, max_seq_length=6)
+    assert cut.first_piece[0] == [1, 2, -1, -1]  # "cat" and "." no longer fit: predicted "O"
+    assert len(cut.input_ids[0]) <= 6
+
+
+def test_pair_truncation_is_longest_first_and_batches_pad_to_buckets(tmp_path):
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "a", "b"]
+    (tmp_path / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    tokenizer = WordPieceTokenizer(tmp_path / "vocab.txt", lowercase=True)
+    examples = [TextExample(texts=("a " * 10, "b " * 3), label=1)]
+    encoded = features.encode_texts(examples, tokenizer, max_seq_length=10)
+    assert [vocab[i] for i in encoded.input_ids[0]] == (
+        ["[CLS]"] + ["a"] * 4 + ["[SEP]"] + ["b"] * 3 + ["[SEP]"]
+    )  # 10 tokens: a cut from 10 to 4, b (shorter) kept whole
+    assert encoded.segment_ids[0] == [0] * 6 + [1] * 4
+    batch = features.pad_batch(encoded, [0], batch_size=4, max_len=64)
+    assert batch["input_ids"].shape == (4, features.LENGTH_BUCKET)
+    np.testing.assert_array_equal(batch["weights"], [1, 0, 0, 0])
+    assert batch["input_mask"][1:, 0].all() and not batch["input_mask"][1:, 1:].any()
+
+
+def test_pretrained_encoder_is_loaded_and_random_init_is_not(tmp_path):
+    init = tiny_model_dir(tmp_path, POSITIVE + NEGATIVE)
+    config, encoder, lowercase, vocab_path = model.load_encoder(str(init))
+    assert lowercase and vocab_path.is_file() and config.hidden_size == 64
+    _, params = model.init_params(config, "classification", 2, seed=5, encoder=encoder)
+    word = ("embeddings", "word_embeddings", "embedding")
+    loaded = params["bert"][word[0]][word[1]][word[2]]
+    np.testing.assert_array_equal(np.asarray(loaded), encoder[word[0]][word[1]][word[2]])
+    _, fresh = model.init_params(config, "classification", 2, seed=5, encoder=None)
+    assert not np.allclose(fresh["bert"][word[0]][word[1]][word[2]], loaded)
+    assert fresh["head"]["kernel"].shape == (64, 2)
+
+
+def test_task_readers_and_their_errors(tmp_path):
+    config = finetune_config.get_config()
+    config.data_dir = str(tmp_path)
+    (tmp_path / "rte").mkdir()
+    pair = {"text_a": "A man sleeps.", "text_b": "Someone sleeps.", "label": "entailment"}
+    write_jsonl(tmp_path / "rte" / "train.jsonl", [pair, {**pair, "label": "not_entailment"}])
+    write_jsonl(tmp_path / "rte" / "dev.jsonl", [pair])
+    task = tasks.load_task("rte", config)
+    assert task.kind == "classification" and task.labels == ["entailment", "not_entailment"]
+    assert task.eval == [TextExample(texts=("A man sleeps.", "Someone sleeps."), label=0)]
+    write_jsonl(tmp_path / "rte" / "dev.jsonl", [{**pair, "label": "neutral"}])
+    with pytest.raises(UserError, match="label 'neutral', not seen in the training data"):
+        tasks.load_task("rte", config)
+    write_jsonl(tmp_path / "rte" / "dev.jsonl", [{"text_a": "x", "label": "entailment"}])
+    with pytest.raises(UserError, match="no field 'text_b'"):
+        tasks.load_task("rte", config)
+    with pytest.raises(UserError, match="does not exist"):
+        tasks.load_task("mr", config)
+    with pytest.raises(UserError, match="unknown"):
+        tasks.load_task("frobnicate", config)
+    with pytest.raises(UserError, match="needs --config.kind"):
+        tasks.load_task("jsonl", config)
+    (tmp_path / "rte" / "dev.jsonl").write_text("{not json\n")
+    with pytest.raises(UserError, match="dev.jsonl:1 is not valid JSON"):
+        tasks.load_task("rte", config)
+
+
+def test_glue_through_tensorflow_datasets_mock_data():
+    import tensorflow_datasets as tfds
+
+    config = finetune_config.get_config()
+    with tfds.testing.mock_data(num_examples=12):
+        task = tasks.load_task("glue/mrpc", config)
+    assert task.kind == "classification" and task.eval_split == "validation"
+    assert len(task.train) == 12 and len(task.eval) == 12
+    assert all(len(e.texts) == 2 and isinstance(e.texts[1], str) for e in task.train)
+    assert set(task.labels) <= {"equivalent", "not_equivalent"}
+    with pytest.raises(UserError, match="GLUE tasks"):
+        tasks.load_task("glue/stsb", config)
+
+
+def test_finetune_command_line_errors_are_one_line():
+    result = run_cli("finetune", "--task=mr")
+    assert result.returncode == 2 and "finetune needs --task=NAME, --init" in result.stderr
+    result = run_cli("finetune", "--task=mr", "--init=/nonexistent", "--workdir=/tmp/x")
+    assert result.returncode == 2 and "holds no checkpoint" in result.stderr
+    assert "Traceback" not in result.stderr
+    result = run_cli("finetune", "--task=mr", "--init=/x", "--workdir=/x", "--config.nope=1")
+    assert result.returncode == 2 and "unknown config field" in result.stderr
+
+
+def test_seeds_must_be_integers():
+    assert trainer.parse_seeds("0, 1,2") == [0, 1, 2]
+    with pytest.raises(UserError, match="comma-separated integers"):
+        trainer.parse_seeds("a,b")

@@ -1,0 +1,109 @@
+"""Tests for bertjax/finetune/scores.py: hand-computed classification, chunk and SQuAD scores."""
+
+import pytest
+
+from bertjax.finetune import scores
+
+
+def test_accuracy():
+    # Positions 0 and 2 right: 2/4.
+    assert scores.accuracy([1, 0, 2, 2], [1, 1, 2, 0]) == 0.5
+    with pytest.raises(ValueError, match="3 predictions for 2 labels"):
+        scores.accuracy([1, 0, 2], [1, 0])
+    with pytest.raises(ValueError, match="no labels"):
+        scores.accuracy([], [])
+
+
+def test_macro_f1():
+    # class 0: tp 1, fp 1, fn 0 -> P 1/2, R 1 -> F1 2/3
+    # class 1: tp 1, fp 0, fn 2 -> P 1, R 1/3 -> F1 1/2
+    # class 2: tp 0, fp 1, fn 0 -> F1 0
+    # class 3: never predicted nor labelled -> skipped.  Mean (2/3 + 1/2 + 0) / 3 = 7/18.
+    assert scores.macro_f1([0, 0, 1, 2], [0, 1, 1, 1], num_classes=4) == pytest.approx(7 / 18)
+    # Class 1 labelled but never predicted scores 0: (2/3 + 0) / 2.
+    assert scores.macro_f1([0, 0], [0, 1], num_classes=2) == pytest.approx(1 / 3)
+    assert scores.classification_scores([0, 0], [0, 1], num_classes=2) == {
+        "accuracy": 0.5,
+        "macro_f1": pytest.approx(1 / 3),
+    }
+    with pytest.raises(ValueError, match="outside 0..1"):
+        scores.macro_f1([0, 2], [0, 1], num_classes=2)
+
+
+def test_bio_chunks_conlleval_rules():
+    tags = ["I-PER", "I-PER", "O", "I-LOC", "B-LOC", "I-LOC", "I-PER", "B-ORG", "I-ORG"]
+    # A stray I- starts a chunk (at the start, after O, after another type); B- always does.
+    assert scores.bio_chunks(tags) == {
+        ("PER", 0, 1),
+        ("LOC", 3, 3),
+        ("LOC", 4, 5),
+        ("PER", 6, 6),
+        ("ORG", 7, 8),
+    }
+    assert scores.bio_chunks(["O", "O"]) == set()
+    assert scores.bio_chunks([]) == set()
+    assert scores.bio_chunks(["B-MISC-X", "I-MISC-X"]) == {("MISC-X", 0, 1)}
+    for bad in ("E-PER", "B-", "PER", "b-PER"):
+        with pytest.raises(ValueError, match="neither 'O' nor"):
+            scores.bio_chunks(["O", bad])
+
+
+def test_chunk_scores_two_sentences():
+    true = [["B-PER", "I-PER", "O", "B-LOC"], ["O", "B-ORG", "I-ORG", "I-ORG"]]
+    pred = [["B-PER", "I-PER", "O", "B-ORG"], ["I-ORG", "B-ORG", "I-ORG", "O"]]
+    # True chunks: (PER 0-1) (LOC 3) | (ORG 1-3)                       -> 3
+    # Predicted:   (PER 0-1) right, (ORG 3) wrong type | (ORG 0) stray I-, (ORG 1-2) wrong end -> 4
+    # P = 1/4, R = 1/3, F1 = 2PR / (P + R) = (1/6) / (7/12) = 2/7.
+    # Tags right: 3 of 4 in sentence 0, 2 of 4 in sentence 1 -> 5/8.
+    assert scores.chunk_scores(true, pred) == {
+        "precision": 0.25,
+        "recall": pytest.approx(1 / 3),
+        "f1": pytest.approx(2 / 7),
+        "accuracy": 0.625,
+    }
+    assert scores.chunk_scores(true, true)["f1"] == 1.0
+
+
+def test_chunk_scores_without_chunks_and_errors():
+    assert scores.chunk_scores([["O", "O"]], [["O", "O"]]) == {
+        "precision": 0.0,
+        "recall": 0.0,
+        "f1": 0.0,
+        "accuracy": 1.0,
+    }
+    with pytest.raises(ValueError, match="sentence 1 has 2 true tags but 1 predicted"):
+        scores.chunk_scores([["O"], ["O", "O"]], [["O"], ["O"]])
+    with pytest.raises(ValueError, match="1 predicted sentences for 2 true ones"):
+        scores.chunk_scores([["O"], ["O"]], [["O"]])
+
+
+def test_normalize_answer():
+    assert scores.normalize_answer("The  Eiffel Tower!") == "eiffel tower"
+    assert scores.normalize_answer("an apple, a day") == "apple day"
+    assert scores.normalize_answer("Theater in A.D. 1990.") == "theater in ad 1990"
+    # Punctuation goes before articles: "the-end" becomes one word "theend".
+    assert scores.normalize_answer("the-end of THE line") == "theend of line"
+
+
+def test_exact_match_and_token_f1():
+    assert scores.exact_match("The Broncos!", ["Denver", "broncos"]) == 1.0
+    assert scores.exact_match("Denver Broncos", ["Broncos"]) == 0.0
+    # "denver broncos team" vs "denver broncos": 2 shared, P 2/3, R 1 -> F1 = (4/3)/(5/3) = 4/5;
+    # vs "broncos": 1 shared, P 1/3, R 1 -> 1/2.  Best: 4/5.
+    assert scores.token_f1("the Denver Broncos team", ["Denver Broncos", "Broncos"]) == (
+        pytest.approx(0.8)
+    )
+    # "a b b" loses its article: "b b" vs "b c" share one "b" (a repeat counts once per match),
+    # P 1/2, R 1/2 -> 1/2.
+    assert scores.token_f1("a b b", ["b c"]) == 0.5
+    assert scores.token_f1("", ["Broncos"]) == 0.0
+
+
+def test_squad_scores():
+    answers = {"q1": ["Denver Broncos"], "q2": ["1990", "in 1990"], "q3": ["Dan Reeves"]}
+    predictions = {"q1": "the Denver Broncos team", "q2": "1990.", "unasked": "x"}
+    # EM: q1 0, q2 1, q3 missing 0 -> 1/3.  F1: q1 4/5, q2 1, q3 0 -> 1.8 / 3 = 0.6.
+    result = scores.squad_scores(predictions, answers)
+    assert result == {"exact_match": pytest.approx(1 / 3), "f1": pytest.approx(0.6)}
+    with pytest.raises(ValueError, match="no answers"):
+        scores.squad_scores({}, {})
