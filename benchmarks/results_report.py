@@ -1,0 +1,177 @@
+"""Tables and plots of the downstream proof (benchmarks/downstream_proof.sh) for docs/results.md.
+
+  python -m benchmarks.results_report --proof_dir=workdirs/proof --out=docs/results
+
+Reads PROOF_DIR/pretrain/metrics.jsonl (training and held-out lines), the fine-tuning
+results PROOF_DIR/finetune/*/results.json and PROOF_DIR/wall_times.txt; writes
+OUT/pretraining.png (loss and MLM accuracy against steps), OUT/finetuning.png (main score per
+task: pretrained vs random init vs MiniLM, median with min-max bars) and prints the Markdown
+tables.
+"""
+
+import argparse
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, no display
+import matplotlib.pyplot as plt  # noqa: E402
+
+INITS = ("pretrained", "random", "minilm")
+COLOURS = {"pretrained": "tab:blue", "random": "tab:gray", "minilm": "tab:green"}
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def plot_pretraining(records: list[dict], out: Path) -> None:
+    train = [r for r in records if "loss" in r]
+    held_out = [r for r in records if "eval_mlm_loss" in r]
+    fig, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(10, 4))
+    steps = [r["step"] for r in train]
+    loss_ax.plot(steps, [r["mlm_loss"] for r in train], label="MLM loss (train)")
+    acc_ax.plot(steps, [r["mlm_accuracy"] for r in train], label="MLM accuracy (train)")
+    if held_out:
+        eval_steps = [r["step"] for r in held_out]
+        loss_ax.plot(eval_steps, [r["eval_mlm_loss"] for r in held_out], "o-",
+                     label="MLM loss (held out, fixed masks)")  # fmt: skip
+        acc_ax.plot(eval_steps, [r["eval_mlm_accuracy"] for r in held_out], "o-",
+                    label="MLM accuracy (held out, fixed masks)")  # fmt: skip
+    for ax, title in ((loss_ax, "masked-LM loss"), (acc_ax, "masked-LM accuracy")):
+        ax.set_xlabel("step (batch 32 x 128 tokens)")
+        ax.set_title(f"BERT-mini pretraining: {title}")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+
+
+def finetune_results(proof_dir: Path) -> dict[tuple[str, str], dict]:
+    """(task, init) -> results.json of PROOF_DIR/finetune/<task>-<init>/."""
+    results = {}
+    for path in sorted((proof_dir / "finetune").glob("*/results.json")):
+        task, init = path.parent.name.rsplit("-", 1)
+        results[(task, init)] = json.loads(path.read_text())
+    return results
+
+
+def plot_finetuning(results: dict, out: Path) -> None:
+    tasks = sorted({task for task, _ in results})
+    fig, ax = plt.subplots(figsize=(2.2 * len(tasks) + 2, 4))
+    width = 0.27
+    for offset, init in enumerate(INITS):
+        xs, medians, low, high = [], [], [], []
+        for i, task in enumerate(tasks):
+            if (task, init) not in results:
+                continue
+            r = results[(task, init)]
+            agg = r["aggregate"][r["main_score"]]
+            xs.append(i + (offset - 1) * width)
+            medians.append(100 * agg["median"])
+            low.append(100 * (agg["median"] - agg["min"]))
+            high.append(100 * (agg["max"] - agg["median"]))
+        if xs:
+            ax.bar(xs, medians, width, yerr=[low, high], capsize=3, color=COLOURS[init],
+                   label={"minilm": "all-MiniLM-L6-v2 (imported)"}.get(init, f"BERT-mini {init}"))  # fmt: skip
+    labels = []
+    for task in tasks:
+        r = next(results[k] for k in results if k[0] == task)
+        labels.append(f"{task}\n({r['main_score']}, {r['eval_split']})")
+    ax.set_xticks(range(len(tasks)), labels)
+    ax.set_ylabel("score, % (median of seeds; bars: min-max)")
+    ax.set_ylim(0, 100)
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(loc="lower right")
+    ax.set_title("Fine-tuning: pretrained vs random initialisation (identical recipe)")
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+
+
+def pretraining_table(records: list[dict]) -> list[str]:
+    lines = [
+        "| step | train MLM loss | train MLM acc | held-out MLM loss | held-out MLM acc "
+        "| held-out NSP acc |",
+        "|---|---|---|---|---|---|",
+    ]
+    train = {r["step"]: r for r in records if "loss" in r}
+    for r in (r for r in records if "eval_mlm_loss" in r):
+        t = train.get(r["step"], {})
+        lines.append(
+            f"| {r['step']} | {t.get('mlm_loss', float('nan')):.3f} | "
+            f"{t.get('mlm_accuracy', float('nan')):.3f} | {r['eval_mlm_loss']:.3f} | "
+            f"{r['eval_mlm_accuracy']:.3f} | {r['eval_nsp_accuracy']:.3f} |"
+        )
+    return lines
+
+
+def finetuning_table(results: dict) -> list[str]:
+    lines = [
+        "| task (eval split) | score | pretrained BERT-mini | random init | gain (median) "
+        "| all-MiniLM-L6-v2 |",
+        "|---|---|---|---|---|---|",
+    ]
+
+    def cell(key) -> str:
+        if key not in results:
+            return "not run"
+        r = results[key]
+        agg = r["aggregate"][r["main_score"]]
+        seeds = ",".join(r["seeds"])
+        return (
+            f"{100 * agg['median']:.1f} [{100 * agg['min']:.1f}, {100 * agg['max']:.1f}] "
+            f"(seeds {seeds})"
+        )
+
+    for task in sorted({task for task, _ in results}):
+        some = next(results[k] for k in results if k[0] == task)
+        gain = ""
+        if (task, "pretrained") in results and (task, "random") in results:
+            score = some["main_score"]
+            a = results[(task, "pretrained")]["aggregate"][score]["median"]
+            b = results[(task, "random")]["aggregate"][score]["median"]
+            gain = f"{100 * (a - b):+.1f}"
+        lines.append(
+            f"| {task} ({some['eval_split']}) | {some['main_score']} | "
+            f"{cell((task, 'pretrained'))} | {cell((task, 'random'))} | {gain} | "
+            f"{cell((task, 'minilm'))} |"
+        )
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--proof_dir", default="workdirs/proof")
+    parser.add_argument("--out", default="docs/results")
+    args = parser.parse_args()
+    proof_dir, out = Path(args.proof_dir), Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    records = read_jsonl(proof_dir / "pretrain" / "metrics.jsonl")
+    eval_file = proof_dir / "pretrain" / "eval_all_steps.jsonl"
+    if not any("eval_mlm_loss" in r for r in records) and eval_file.exists():
+        # a run without eval_every: the held-out points from `bertjax evaluate --all_steps`
+        records += [{f"eval_{k}": v for k, v in r.items()} | {"step": r["step"]}
+                    for r in read_jsonl(eval_file)]  # fmt: skip
+    plot_pretraining(records, out / "pretraining.png")
+    results = finetune_results(proof_dir)
+    if results:
+        plot_finetuning(results, out / "finetuning.png")
+    print("\n".join(pretraining_table(records)))
+    print()
+    print("\n".join(finetuning_table(results)))
+    times = proof_dir / "wall_times.txt"
+    if times.exists():
+        print()
+        print("| stage | wall time |")
+        print("|---|---|")
+        for line in times.read_text().splitlines():
+            name, seconds = line.split()
+            print(f"| {name} | {int(seconds) // 60} min {int(seconds) % 60} s |")
+    print(f"\nplots: {out / 'pretraining.png'}, {out / 'finetuning.png'}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,534 @@
+"""`bertjax bench`: train-step throughput, compile time, memory and MFU of one BERT size on random
+tokens; optionally the input pipeline, checkpoint saves, a profile and Hugging Face peers.
+
+  bertjax bench --model=mini --seq_len=128 --batch_size=32 --peers
+  bertjax bench --model=base --seq_len=128 --batch_size=16 --steps=3 --input_pipeline --checkpoint
+  bertjax bench --model=tiny --seq_len=128 --batch_size=32 --profile_dir=/tmp/bench-profile
+
+The last printed line is always `tokens_per_second=<float> mfu=<float>` for bertjax. MFU uses the
+model FLOPs of bertjax/metrics.py and its peak (datasheet bf16 on GPU/TPU, the measured fp32 XLA
+matmul rate on CPU). Peers (`--peers`) run the same config, batch and data in a pinned virtual
+environment (benchmarks/peers/env.py); see docs/performance.md.
+
+Only the standard library and numpy are imported at module level: bad flags fail at once, and the
+peer scripts reuse `random_token_batch` without JAX's or TensorFlow's import cost.
+"""
+
+import argparse
+import contextlib
+import json
+import math
+import os
+import resource
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from bertjax.errors import UserError
+
+MODEL_SIZES = ("tiny", "mini", "small", "medium", "base", "large")  # configs/base.MODEL_SIZES
+PRECISIONS = {"fp32": "float32", "bf16": "bfloat16"}
+VOCAB_SIZE = 30522  # BERT's uncased WordPiece vocabulary
+MAX_POSITION = 512
+PROFILE_STEPS = 3
+PEERS = {"hf_flax": "benchmarks.peers.hf_flax_step", "hf_torch": "benchmarks.peers.hf_torch_step"}
+REPO_ROOT = Path(__file__).resolve().parent.parent
+FLOPS_FORMULA = "6·L·(4·d² + 2·d·d_ff) + 12·L·s·d + 6·(d² + d·V)·f_pred"
+
+
+def random_token_batch(batch_size: int, seq_len: int, predictions: int, vocab: int) -> dict:
+    """Full-length rows of random ids with `predictions` sorted masked positions each.
+
+    The generator of benchmarks/parallel_overhead.py (tests/test_bench.py keeps them equal); the
+    peer scripts build their Hugging Face inputs from it too.
+    """
+    rng = np.random.default_rng(0)
+    positions = np.sort(
+        np.stack([rng.choice(np.arange(1, seq_len), predictions, replace=False)
+                  for _ in range(batch_size)]), axis=1
+    ).astype(np.int32)  # fmt: skip
+    return {
+        "input_ids": rng.integers(5, vocab, size=(batch_size, seq_len)).astype(np.int32),
+        "input_mask": np.ones((batch_size, seq_len), np.int32),
+        "segment_ids": (np.arange(seq_len)[None, :] >= seq_len // 2)
+        .repeat(batch_size, 0)
+        .astype(np.int32),
+        "masked_lm_positions": positions,
+        "masked_lm_ids": rng.integers(5, vocab, size=(batch_size, predictions)).astype(np.int32),
+        "masked_lm_weights": np.ones((batch_size, predictions), np.float32),
+        "next_sentence_labels": rng.integers(0, 2, size=batch_size).astype(np.int32),
+    }
+
+
+def predictions_per_seq(seq_len: int) -> int:
+    """Masked positions per row: 15% of the length rounded up (BERT: 20 at 128, ~77 at 512)."""
+    return math.ceil(0.15 * seq_len)
+
+
+def model_dims(model: str) -> dict[str, int]:
+    """num_hidden_layers, hidden_size, num_attention_heads, intermediate_size of a model size."""
+    from configs import base  # deferred: configs imports ml_collections
+
+    config = base.set_model_size(base.get_config(), model)
+    names = ("num_hidden_layers", "hidden_size", "num_attention_heads", "intermediate_size")
+    return {name: int(config[name]) for name in names}
+
+
+def model_flops_per_token(dims: dict, seq_len: int, predictions_fraction: float) -> float:
+    """Training FLOPs per token of bertjax/metrics.py (forward + backward) for `dims`."""
+    from bertjax import metrics
+
+    return metrics.flops_per_token(
+        num_layers=dims["num_hidden_layers"],
+        hidden_size=dims["hidden_size"],
+        intermediate_size=dims["intermediate_size"],
+        seq_len=seq_len,
+        vocab_size=VOCAB_SIZE,
+        predictions_fraction=predictions_fraction,
+    )
+
+
+def check_args(
+    model: str, seq_len: int, batch_size: int, steps: int, precision: str, peers: bool
+) -> None:
+    """One-line UserErrors for settings that cannot be benchmarked, before anything compiles."""
+    if model not in MODEL_SIZES:
+        raise UserError(f"--model={model!r} is unknown; use one of {', '.join(MODEL_SIZES)}")
+    if not 8 <= seq_len <= MAX_POSITION:
+        raise UserError(f"--seq_len={seq_len} must be in [8, {MAX_POSITION}] (position table)")
+    if batch_size < 1 or steps < 1:
+        raise UserError(f"--batch_size={batch_size} and --steps={steps} must be >= 1")
+    if precision not in PRECISIONS:
+        raise UserError(f"--precision={precision!r} is unknown; use one of {', '.join(PRECISIONS)}")
+    if peers and precision != "fp32":
+        raise UserError("--peers compares fp32 runs; drop --precision=bf16 or --peers")
+
+
+def bench_devices(num_devices: int | None, batch_size: int) -> list:
+    """The first `num_devices` devices (default all); the batch must split evenly over them."""
+    import jax
+
+    available = jax.devices()
+    count = len(available) if num_devices is None else num_devices
+    if not 1 <= count <= len(available):
+        raise UserError(f"--devices={count}: this machine has {len(available)}; pass 1..that")
+    if batch_size % count:
+        raise UserError(
+            f"--batch_size={batch_size} does not split over {count} devices; pass a multiple "
+            f"of {count} or --devices=1"
+        )
+    return available[:count]
+
+
+def bench_config(model: str, seq_len: int, batch_size: int, precision: str, **overrides):
+    """configs/base.py at `model` size for the benchmark: dropout on, AdamW, BERT's schedule."""
+    from configs import base
+
+    config = base.set_model_size(base.get_config(), model)
+    config.update(
+        max_seq_length=seq_len,
+        max_predictions_per_seq=predictions_per_seq(seq_len),
+        batch_size=batch_size,
+        dtype=PRECISIONS[precision],
+        num_train_steps=1000,
+        warmup_steps=10,
+    )
+    config.update({k: v for k, v in overrides.items() if v is not None})
+    return config
+
+
+def xla_memory(compiled) -> dict[str, float]:
+    """XLA's memory analysis of the compiled step, per device, in MiB."""
+    stats = compiled.memory_analysis()
+    mib = {
+        name: getattr(stats, f"{name}_size_in_bytes") / 2**20
+        for name in ("argument", "output", "temp", "alias")
+    }
+    return {
+        **{f"xla_{name}_mib": value for name, value in mib.items()},
+        # What the step holds at once: parameters, optimizer state and batch in, the new state
+        # out (aliased onto the donated input), temporaries (activations, gradients).
+        "xla_total_mib": mib["argument"] + mib["output"] + mib["temp"] - mib["alias"],
+        "xla_peak_mib": getattr(stats, "peak_memory_in_bytes", 0) / 2**20,  # XLA's heap peak
+    }
+
+
+def device_peak_mib(devices: list) -> float | None:
+    """Largest `peak_bytes_in_use` over `devices` (GPU/TPU allocators); None on CPU."""
+    peaks = [(device.memory_stats() or {}).get("peak_bytes_in_use") for device in devices]
+    peaks = [p for p in peaks if p is not None]
+    return max(peaks) / 2**20 if peaks else None
+
+
+def host_peak_rss_mib() -> float:
+    """Peak resident memory of this process, MiB: Linux's VmHWM, which starts afresh at exec
+    (ru_maxrss would include the forking parent's memory); ru_maxrss (KiB) elsewhere."""
+    status = Path("/proc/self/status")
+    if status.exists():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def measure_train_step(config, devices: list, steps: int, warmup_steps: int, profile_dir=None):
+    """Compiles bertjax's sharded, donated train step on a random-token batch and times `steps`
+    steps after `warmup_steps`. Returns (measurements, final TrainState)."""
+    import jax
+
+    from bertjax import optim, sharding, train
+    from bertjax.models.bert import BertConfig
+    from bertjax.train_state import create_train_state
+
+    mesh = sharding.create_mesh({"data": -1, "fsdp": 1, "tensor": 1}, devices=devices)
+    tx = optim.create_optimizer(config)
+    model_config = BertConfig.from_config(config, VOCAB_SIZE)
+    state, setup = create_train_state(model_config, tx, mesh, config.logical_axis_rules, 0)
+    step = train.compile_train_step(setup, tx, optim.learning_rate_schedule(config), mesh)
+    local = random_token_batch(
+        config.batch_size, config.max_seq_length, config.max_predictions_per_seq, VOCAB_SIZE
+    )
+    batch = sharding.global_batch_from_local(local, mesh)
+    key = jax.random.key(1)
+    start = time.perf_counter()
+    compiled = step.lower(state, batch, key).compile()
+    compile_seconds = time.perf_counter() - start
+    for _ in range(warmup_steps):
+        state, out = compiled(state, batch, key)
+    jax.block_until_ready(state)
+    start = time.perf_counter()
+    for _ in range(steps):
+        state, out = compiled(state, batch, key)
+    jax.block_until_ready((state, out))
+    seconds_per_step = (time.perf_counter() - start) / steps
+    if profile_dir:
+        with jax.profiler.trace(str(profile_dir)):
+            for _ in range(PROFILE_STEPS):
+                state, out = compiled(state, batch, key)
+            jax.block_until_ready((state, out))
+    host = jax.device_get(out)
+    loss = float(host["mlm_loss_sum"] / max(host["mlm_weight"], 1.0))
+    loss += float(host["nsp_loss_sum"] / max(host["nsp_weight"], 1.0))
+    measured = {
+        "compile_seconds": compile_seconds,
+        "seconds_per_step": seconds_per_step,
+        "real_tokens_per_step": int(local["input_mask"].sum()),
+        "loss": loss,
+        **xla_memory(compiled),
+        "device_peak_mib": device_peak_mib(devices),
+    }
+    return measured, state
+
+
+def measure_checkpoint(state, directory: str | Path) -> dict[str, float]:
+    """Seconds of an async Orbax save of the full TrainState: the blocking part (until save()
+    returns) and the total (until written). Two saves; the second is reported, so one-time setup
+    is not counted. Size on disk in MiB."""
+    from bertjax import checkpointing
+
+    manager = checkpointing.create_checkpoint_manager(directory, save_every=1, keep=2)
+    metadata = {"bench": True}
+    try:
+        for step in (1, 2):
+            start = time.perf_counter()
+            checkpointing.save(manager, step, state, metadata, force=True)
+            blocking = time.perf_counter() - start
+            manager.wait_until_finished()
+            total = time.perf_counter() - start
+    finally:
+        manager.close()
+    files = [f for f in (Path(directory) / "2").rglob("*") if f.is_file()]
+    return {
+        "checkpoint_blocking_seconds": blocking,
+        "checkpoint_total_seconds": total,
+        "checkpoint_mib": sum(f.stat().st_size for f in files) / 2**20,
+    }
+
+
+def measure_input_pipeline(
+    seq_len: int,
+    batch_size: int,
+    *,
+    seconds: float = 5.0,
+    corpus: str | None = None,
+    vocab_size: int = 8000,
+    cache_dir: str = "",
+) -> dict[str, float]:
+    """Masked sequences per second out of `pipeline.make_dataset` over the sample corpus (or
+    `corpus`), built as bertjax/train.py builds it (dupe_factor 1), timed for `seconds` after
+    two warm-up batches. The vocabulary is trained and cached once (its size barely matters)."""
+    import tensorflow as tf
+
+    from bertjax.data import pipeline
+    from configs import base
+
+    with contextlib.suppress(RuntimeError):  # raised once TF has started: then it is too late
+        tf.config.set_visible_devices([], "GPU")  # tf.data runs on the host; leave GPUs to JAX
+    config = base.get_config()
+    config.update(
+        corpus=corpus or base.SAMPLE_CORPUS,
+        vocab_size=vocab_size,
+        cache_dir=cache_dir,
+        max_seq_length=seq_len,
+        max_predictions_per_seq=predictions_per_seq(seq_len),
+        dupe_factor=1,
+    )
+    data = pipeline.build_pretraining_data(config)
+    dataset = pipeline.make_dataset(
+        data.instances,
+        global_batch_size=batch_size,
+        seed=0,
+        **pipeline.masking_kwargs(data.tokenizer, config),
+    )
+    batches = dataset.as_numpy_iterator()
+    for _ in range(2):
+        next(batches)
+    start, count, real = time.perf_counter(), 0, 0
+    while time.perf_counter() - start < seconds or count == 0:
+        real += int(next(batches)["input_mask"].sum())
+        count += 1
+    elapsed = time.perf_counter() - start
+    return {
+        "input_sequences_per_second": count * batch_size / elapsed,
+        "input_real_tokens_per_second": real / elapsed,
+    }
+
+
+def run_peers(model: str, seq_len: int, batch_size: int, steps: int, warmup_steps: int,
+              venv: str | Path | None = None) -> list[dict]:  # fmt: skip
+    """Runs each Hugging Face peer script in the peer venv (created on first use); returns their
+    JSON results (seconds_per_step, compile_seconds, host_peak_rss_mib, ...) with `peer` set."""
+    if not (REPO_ROOT / "benchmarks" / "peers").is_dir():
+        raise UserError("--peers needs a source checkout (benchmarks/peers/); run from the repo")
+    venv = Path(venv or REPO_ROOT / ".venv-peers").absolute()
+    command = [sys.executable, "-m", "benchmarks.peers.env", f"--venv={venv}"]
+    env = subprocess.run(command, cwd=REPO_ROOT, stdout=subprocess.PIPE, text=True)
+    if env.returncode:
+        raise UserError(f"creating the peer venv failed; run `{shlex.join(command)}` to see why")
+    python = env.stdout.strip().splitlines()[-1]
+    flags = [f"--{name}={value}" for name, value in model_dims(model).items()]
+    flags += [f"--vocab_size={VOCAB_SIZE}", f"--max_position_embeddings={MAX_POSITION}"]
+    flags += [f"--seq_len={seq_len}", f"--batch_size={batch_size}", f"--steps={steps}"]
+    flags += [f"--warmup_steps={warmup_steps}", f"--predictions={predictions_per_seq(seq_len)}"]
+    results = []
+    for name, module in PEERS.items():
+        command = [python, "-m", module, *flags]
+        print(f"running peer {name} ...", file=sys.stderr, flush=True)
+        out = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True)
+        lines = [line for line in out.stdout.splitlines() if line.startswith("{")]
+        if out.returncode or not lines:
+            detail = (out.stderr.strip().splitlines() or ["no output"])[-1]
+            raise UserError(f"peer {name} failed ({detail}); run `{shlex.join(command)}`")
+        results.append({"peer": name, **json.loads(lines[-1])})
+    return results
+
+
+def peer_summary(peer: dict, tokens_per_step: int, flops_per_token: float, peak: float,
+                 bertjax_tokens_per_second: float) -> dict:  # fmt: skip
+    """Tokens/s (batch x seq_len, as for bertjax), MFU with the peer's FLOPs per token, and the
+    ratio bertjax / peer."""
+    tokens_per_second = tokens_per_step / peer["seconds_per_step"]
+    return {
+        **peer,
+        "tokens_per_second": tokens_per_second,
+        "mfu": tokens_per_second * flops_per_token / peak,
+        "ratio": bertjax_tokens_per_second / tokens_per_second,
+    }
+
+
+def run_bench(
+    *,
+    model: str,
+    seq_len: int,
+    batch_size: int,
+    steps: int = 10,
+    warmup_steps: int = 2,
+    precision: str = "fp32",
+    devices: int | None = None,
+    attention: str | None = None,
+    attention_dropout: float | None = None,
+    remat: str | None = None,
+    peers: bool = False,
+    peers_venv: str | None = None,
+    input_pipeline: bool = False,
+    checkpoint: bool = False,
+    checkpoint_dir: str | None = None,
+    profile_dir: str | None = None,
+) -> dict:
+    """Measures one configuration; returns a flat dict of numbers and labels (see
+    `report_lines` for what each means). Rates are per second of wall time after warm-up."""
+    check_args(model, seq_len, batch_size, steps, precision, peers)
+    # Peers first: on an accelerator this process would otherwise hold its memory pool.
+    raw_peers = peers and run_peers(model, seq_len, batch_size, steps, warmup_steps, peers_venv)
+    import jax
+
+    from bertjax import metrics
+
+    device_list = bench_devices(devices, batch_size)
+    config = bench_config(
+        model, seq_len, batch_size, precision, attention_implementation=attention,
+        attention_probs_dropout_prob=attention_dropout, remat_policy=remat,
+    )  # fmt: skip
+    dims = model_dims(model)
+    predictions = predictions_per_seq(seq_len)
+    flops_per_token = model_flops_per_token(dims, seq_len, predictions / seq_len)
+    peak, peak_source = metrics.peak_flops(device_list)
+    measured, state = measure_train_step(config, device_list, steps, warmup_steps, profile_dir)
+    tokens_per_step = batch_size * seq_len
+    tokens_per_second = tokens_per_step / measured["seconds_per_step"]
+    result = {
+        "model": model, **dims, "vocab_size": VOCAB_SIZE, "seq_len": seq_len,
+        "batch_size": batch_size, "precision": precision, "steps": steps,
+        "num_devices": len(device_list), "device_kind": device_list[0].device_kind,
+        "platform": device_list[0].platform, "jax_version": jax.__version__,
+        "predictions_per_seq": predictions, "flops_per_token": flops_per_token,
+        "peak_flops": peak, "peak_source": peak_source, **measured,
+        "sequences_per_second": batch_size / measured["seconds_per_step"],
+        "tokens_per_second": tokens_per_second,
+        "real_tokens_per_second": measured["real_tokens_per_step"] / measured["seconds_per_step"],
+        "model_flops_per_second": tokens_per_second * flops_per_token,
+        "mfu": tokens_per_second * flops_per_token / peak,
+        "profile_dir": profile_dir,
+    }  # fmt: skip
+    if checkpoint:
+        with tempfile.TemporaryDirectory(prefix="bertjax-bench-ckpt-") as scratch:
+            result.update(measure_checkpoint(state, Path(checkpoint_dir or scratch) / "bench"))
+    del state
+    if input_pipeline:
+        result.update(measure_input_pipeline(seq_len, batch_size))
+    if peers:
+        peer_flops = model_flops_per_token(dims, seq_len, 1.0)
+        result["peer_flops_per_token"] = peer_flops
+        result["peers"] = [
+            peer_summary(p, tokens_per_step, peer_flops, peak, tokens_per_second) for p in raw_peers
+        ]
+    result["host_peak_rss_mib"] = host_peak_rss_mib()
+    return result
+
+
+def _measurement_rows(r: dict) -> list[tuple[str, str]]:
+    """(label, value) of every measurement present in the result `r`."""
+    rows = [
+        ("compile (lower + compile), s", f"{r['compile_seconds']:.2f}"),
+        (f"train step, mean of {r['steps']} after warm-up, ms", f"{1e3*r['seconds_per_step']:.2f}"),
+        ("sequences/s", f"{r['sequences_per_second']:.2f}"),
+        ("tokens/s (batch x seq_len)", f"{r['tokens_per_second']:.1f}"),
+        ("real tokens/s (input_mask = 1)", f"{r['real_tokens_per_second']:.1f}"),
+        ("model FLOP/s", f"{r['model_flops_per_second']:.4g}"),
+        ("MFU", f"{r['mfu']:.4f}"),
+        ("XLA memory per device, MiB (arg + out + temp - alias)",
+         f"{r['xla_total_mib']:.1f} = {r['xla_argument_mib']:.1f} + {r['xla_output_mib']:.1f} + "
+         f"{r['xla_temp_mib']:.1f} - {r['xla_alias_mib']:.1f}"),
+        ("XLA peak_memory_in_bytes, MiB", f"{r['xla_peak_mib']:.1f}"),
+        ("host peak RSS (whole process), MiB", f"{r['host_peak_rss_mib']:.0f}"),
+    ]  # fmt: skip
+    if r.get("device_peak_mib") is not None:
+        rows.insert(-1, ("device peak_bytes_in_use, MiB", f"{r['device_peak_mib']:.1f}"))
+    if "input_sequences_per_second" in r:
+        rows.append(("input pipeline only, masked sequences/s (real tokens/s)",
+                     f"{r['input_sequences_per_second']:.1f} "
+                     f"({r['input_real_tokens_per_second']:.0f})"))  # fmt: skip
+    if "checkpoint_total_seconds" in r:
+        rows.append((f"checkpoint save ({r['checkpoint_mib']:.1f} MiB) blocking / total, s",
+                     f"{r['checkpoint_blocking_seconds']:.3f} / "
+                     f"{r['checkpoint_total_seconds']:.3f}"))  # fmt: skip
+    if r.get("profile_dir"):
+        rows.append(
+            (f"profile ({PROFILE_STEPS} steps)", f"tensorboard --logdir {r['profile_dir']}")
+        )
+    return rows
+
+
+def _peer_lines(r: dict) -> list[str]:
+    """The peers' table and their machine-readable `peer=...` lines."""
+    lines = [
+        "",
+        "peers: same config, batch and random tokens, fp32, dropout on, AdamW; tokens/s counts "
+        "batch x seq_len as for bertjax;",
+        f"  their MFU uses f_pred = 1 (HF projects every position onto the vocabulary): "
+        f"{r['peer_flops_per_token']:.4g} FLOPs/token; ratio = bertjax tokens/s / peer's",
+    ]
+    for p in r["peers"]:
+        if "compile_seconds" in p:
+            setup = f"compile {p['compile_seconds']:.2f} s, XLA {p['xla_total_mib']:.1f} MiB/device"
+        else:
+            setup = f"first step {p['first_step_seconds']:.2f} s (eager)"
+        lines.append(
+            f"  {p['peer']:<9} {setup}, step {1e3 * p['seconds_per_step']:.2f} ms, host peak RSS "
+            f"{p['host_peak_rss_mib']:.0f} MiB, {p['runtime']}"
+        )
+    return lines + [
+        f"peer={p['peer']} tokens_per_second={p['tokens_per_second']:.2f} mfu={p['mfu']:.6f} "
+        f"ratio={p['ratio']:.4f}"
+        for p in r["peers"]
+    ]
+
+
+def report_lines(r: dict) -> list[str]:
+    """The printed report; the last line is `tokens_per_second=<float> mfu=<float>`."""
+    lines = [
+        f"bertjax bench: BERT-{r['model']} (L={r['num_hidden_layers']}, d={r['hidden_size']}, "
+        f"heads={r['num_attention_heads']}, d_ff={r['intermediate_size']}, V={r['vocab_size']}), "
+        f"seq_len {r['seq_len']}, batch {r['batch_size']}, {r['precision']}, dropout on, "
+        f"{r['num_devices']} x {r['device_kind']}, jax {r['jax_version']}",
+        f"model FLOPs/token (fwd+bwd) = {FLOPS_FORMULA} = {r['flops_per_token']:.4g}",
+        f"  with f_pred = P/s = {r['predictions_per_seq']}/{r['seq_len']} (MLM head on the masked "
+        "positions only); attention score FLOPs counted, embeddings/LayerNorm/softmax not",
+        f"MFU peak: {r['peak_flops']:.4g} FLOP/s ({r['peak_source']})",
+        "",
+    ]
+    lines += [f"  {label:<54} {value}" for label, value in _measurement_rows(r)]
+    if r.get("peers"):
+        lines += _peer_lines(r)
+    return lines + [f"tokens_per_second={r['tokens_per_second']:.2f} mfu={r['mfu']:.6f}"]
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):
+        raise UserError(f"{message}; see `bertjax bench --help`")
+
+
+def parse_args(argv: list[str]) -> dict:
+    """Flags -> run_bench keyword arguments. Bad flags raise UserError."""
+    parser = _Parser(prog="bertjax bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--model", required=True, help=", ".join(MODEL_SIZES))
+    parser.add_argument("--seq_len", type=int, required=True)
+    parser.add_argument("--batch_size", type=int, required=True, help="global, all devices")
+    parser.add_argument("--steps", type=int, default=10, help="timed steps after warm-up")
+    parser.add_argument("--warmup_steps", type=int, default=2)
+    parser.add_argument("--precision", default="fp32", help="fp32 or bf16 (compute dtype)")
+    parser.add_argument("--devices", type=int, help="data-parallel devices (default: all)")
+    parser.add_argument("--attention", choices=("xla", "cudnn"), help="fused attention backend")
+    parser.add_argument("--attention_dropout", type=float, help="0 = fused attention path")
+    parser.add_argument("--remat", choices=("none", "full", "dots_saveable"))
+    parser.add_argument("--peers", action="store_true", help="also Hugging Face Flax and torch")
+    parser.add_argument("--peers_venv", help="peer virtual environment (default .venv-peers)")
+    parser.add_argument("--input_pipeline", action="store_true", help="time make_dataset alone")
+    parser.add_argument("--checkpoint", action="store_true", help="time an Orbax async save")
+    parser.add_argument("--checkpoint_dir", help="where to save (default: a temporary dir)")
+    parser.add_argument("--profile_dir", help=f"jax.profiler trace of {PROFILE_STEPS} steps")
+    return vars(parser.parse_args(argv))
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`bertjax bench FLAGS`: `argv` is the flags (a leading "bench" is skipped). Prints the
+    report; a bad flag or setting prints one line to stderr and exits 2."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["bench"]:
+        argv = argv[1:]
+    try:
+        result = run_bench(**parse_args(argv))
+    except UserError as e:
+        print(f"bertjax: error: {e}", file=sys.stderr)
+        sys.exit(2)
+    print("\n".join(report_lines(result)), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,210 @@
+"""`bertjax bench` run for real on BERT-tiny, its MFU arithmetic, its one-line errors, and the
+Hugging Face peers: same data as bertjax, and one real step of each peer's train step."""
+
+import contextlib
+import io
+import math
+import re
+import types
+from pathlib import Path
+from unittest import mock
+
+import jax
+import numpy as np
+import pytest
+
+from benchmarks import parallel_overhead, peers, scaling
+from benchmarks.peers import env
+from bertjax import bench, metrics
+
+TINY_FLAGS = ["--model=tiny", "--seq_len=32", "--batch_size=4", "--steps=3", "--warmup_steps=1"]
+LAST_LINE = re.compile(r"^tokens_per_second=(\S+) mfu=(\S+)$")
+PEER_ARGS = dict(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64,
+                 vocab_size=1000, max_position_embeddings=512, seq_len=16, batch_size=2,
+                 predictions=3, steps=1, warmup_steps=0)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """(run_bench's result, main's stdout) of one tiny benchmark with a profile."""
+    profile_dir = tmp_path_factory.mktemp("profile")
+    results, run_bench = [], bench.run_bench
+
+    def capture(**kwargs):
+        results.append(run_bench(**kwargs))
+        return results[-1]
+
+    stdout = io.StringIO()
+    with mock.patch.object(bench, "run_bench", capture), contextlib.redirect_stdout(stdout):
+        bench.main([*TINY_FLAGS, "--devices=1", f"--profile_dir={profile_dir}"])
+    return results[0], stdout.getvalue()
+
+
+def test_tiny_bench_gives_positive_finite_numbers(tiny_run):
+    result, _ = tiny_run
+    names = ("compile_seconds", "seconds_per_step", "sequences_per_second", "tokens_per_second",
+             "real_tokens_per_second", "mfu", "peak_flops", "xla_total_mib", "host_peak_rss_mib",
+             "loss")  # fmt: skip
+    for name in names:
+        assert math.isfinite(result[name]) and result[name] > 0, (name, result[name])
+    assert result["tokens_per_second"] == pytest.approx(4 * 32 / result["seconds_per_step"])
+    assert result["real_tokens_per_second"] == pytest.approx(result["tokens_per_second"])
+    assert list(Path(result["profile_dir"]).rglob("*.xplane.pb")), "no profile trace written"
+
+
+def test_last_printed_line_is_tokens_per_second_and_mfu(tiny_run):
+    result, stdout = tiny_run
+    match = LAST_LINE.match(stdout.strip().splitlines()[-1])
+    assert match, stdout[-500:]
+    tokens_per_second, mfu = (float(x) for x in match.groups())
+    assert tokens_per_second == pytest.approx(result["tokens_per_second"], rel=1e-3)
+    assert mfu == pytest.approx(result["mfu"], rel=1e-3)
+    assert "f_pred = P/s = 5/32" in stdout
+
+
+def test_mfu_is_the_formula_at_the_measured_rate(tiny_run):
+    result, _ = tiny_run
+    L, d, d_ff, s, V, f_pred = 2, 128, 512, 32, 30522, 5 / 32
+    by_hand = 6 * L * (4 * d * d + 2 * d * d_ff) + 12 * L * s * d + 6 * (d * d + d * V) * f_pred
+    assert result["flops_per_token"] == pytest.approx(by_hand)
+    flops = metrics.flops_per_token(
+        num_layers=L, hidden_size=d, intermediate_size=d_ff, seq_len=s, vocab_size=V,
+        predictions_fraction=f_pred,
+    )  # fmt: skip
+    expected = result["tokens_per_second"] * flops / result["peak_flops"]
+    assert result["mfu"] == pytest.approx(expected, rel=1e-12)
+
+
+@pytest.mark.parametrize(
+    "flags, expected",
+    [
+        (["--model=huge", "--seq_len=32", "--batch_size=4"], "--model='huge' is unknown"),
+        (["--model=tiny", "--seq_len=1024", "--batch_size=4"], "--seq_len=1024 must be in"),
+        (["--model=tiny", "--seq_len=32", "--batch_size=4", "--precision=fp16"], "fp16"),
+        (
+            ["--model=tiny", "--seq_len=32", "--batch_size=4", "--peers", "--precision=bf16"],
+            "--peers compares fp32 runs",
+        ),
+        (["--model=tiny", "--seq_len=32", "--batch_size=4", "--devices=3"], "does not split"),
+        (["--model=tiny", "--seq_len=32", "--batch_size=4", "--no_such_flag"], "no_such_flag"),
+        (["--seq_len=32", "--batch_size=4"], "--model"),
+        (["--model=tiny", "--seq_len=abc", "--batch_size=4"], "abc"),
+    ],
+)
+def test_bad_arguments_exit_2_with_one_line(flags, expected, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        bench.main(flags)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("bertjax: error: "), err
+    assert expected in err
+
+
+def test_model_sizes_are_the_configs_sizes():
+    from configs import base
+
+    assert bench.MODEL_SIZES == tuple(base.MODEL_SIZES)
+
+
+def test_bertjax_batch_is_the_parallel_overhead_batch():
+    ours = bench.random_token_batch(4, 32, 5, 30522)
+    theirs = parallel_overhead.random_token_batch(4, 32, 5, 30522)
+    assert ours.keys() == theirs.keys()
+    for name in ours:
+        np.testing.assert_array_equal(ours[name], theirs[name], err_msg=name)
+
+
+def test_peer_batches_carry_bertjax_data():
+    args = types.SimpleNamespace(**PEER_ARGS)
+    ours = bench.random_token_batch(2, 16, 3, 1000)
+    hf = peers.make_batch(args)
+    np.testing.assert_array_equal(hf["input_ids"], ours["input_ids"])
+    np.testing.assert_array_equal(hf["attention_mask"], ours["input_mask"])
+    np.testing.assert_array_equal(hf["token_type_ids"], ours["segment_ids"])
+    np.testing.assert_array_equal(hf["next_sentence_label"], ours["next_sentence_labels"])
+    rows = np.arange(2)[:, None]
+    masked_labels = hf["labels"][rows, ours["masked_lm_positions"]]
+    np.testing.assert_array_equal(masked_labels, ours["masked_lm_ids"])
+    assert (hf["labels"] != peers.IGNORE_INDEX).sum() == ours["masked_lm_weights"].sum()
+
+
+def test_hf_flax_peer_step_runs():
+    pytest.importorskip("transformers")
+    from benchmarks.peers import hf_flax_step
+
+    args = types.SimpleNamespace(**PEER_ARGS)
+    model, params = hf_flax_step.create_model(args)
+    tx = hf_flax_step.create_optimizer()
+    before = jax.tree.map(np.array, params)
+    batch = {name: jax.numpy.asarray(value) for name, value in peers.make_batch(args).items()}
+    step = hf_flax_step.make_train_step(model, tx)
+    params, _, loss = step(params, tx.init(params), batch, jax.random.key(0))
+    assert np.isfinite(float(loss)) and float(loss) > 0
+    changed = jax.tree.map(lambda a, b: not np.allclose(a, b), before, params)
+    assert any(jax.tree.leaves(changed))
+
+
+def test_hf_torch_peer_step_runs():
+    pytest.importorskip("transformers")
+    pytest.importorskip("torch")
+    from benchmarks.peers import hf_torch_step
+
+    args = types.SimpleNamespace(**PEER_ARGS)
+    model = hf_torch_step.create_model(args)
+    assert model.training and model.config._attn_implementation == "sdpa"
+    optimizer = hf_torch_step.create_optimizer(model)
+    before = model.bert.embeddings.word_embeddings.weight.detach().clone()
+    batch = hf_torch_step.to_torch(peers.make_batch(args))
+    loss = hf_torch_step.train_step(model, optimizer, batch)
+    assert np.isfinite(float(loss)) and float(loss) > 0
+    assert not np.allclose(before.numpy(), model.bert.embeddings.word_embeddings.weight.detach())
+
+
+def test_peer_summary_counts_bertjax_tokens():
+    summary = bench.peer_summary({"peer": "p", "seconds_per_step": 0.5}, 128, 1e6, 1e9, 512.0)
+    assert summary["tokens_per_second"] == 256.0
+    assert summary["mfu"] == pytest.approx(256.0 * 1e6 / 1e9)
+    assert summary["ratio"] == 2.0
+
+
+def test_peer_env_pins_requirements_and_cpu_torch(tmp_path):
+    plan = env.install_plan(Path(bench.REPO_ROOT) / "requirements.txt")
+    pins = (Path(bench.REPO_ROOT) / "requirements.txt").read_text()
+    for requirement in plan["requirements"]:
+        name = requirement.split("==")[0]
+        if name in env.SHARED_PACKAGES:
+            assert requirement in pins
+    assert "transformers==4.57.6" in plan["requirements"]
+    assert "torch==2.13.0+cpu" in plan["requirements"]
+    assert env.torch_requirement(tmp_path)[1] == ["--extra-index-url", env.TORCH_CPU_INDEX]
+    (tmp_path / "torch-2.13.0+cpu-cp311-cp311-manylinux_2_28_x86_64.whl").touch()
+    assert env.torch_requirement(tmp_path)[1] == ["--find-links", str(tmp_path)]
+
+
+def test_checkpoint_save_is_timed(tmp_path):
+    state = {"params": {"kernel": jax.numpy.ones((64, 64))}, "step": jax.numpy.zeros((), "int32")}
+    timing = bench.measure_checkpoint(state, tmp_path / "ckpt")
+    assert 0 < timing["checkpoint_blocking_seconds"] <= timing["checkpoint_total_seconds"]
+    assert timing["checkpoint_mib"] > 0
+
+
+def test_input_pipeline_rate_is_measured(tmp_path):
+    from configs import base
+
+    rates = bench.measure_input_pipeline(
+        64, 8, seconds=0.5, corpus=base.SAMPLE_CORPUS.replace("*", "inaugural"), vocab_size=2000,
+        cache_dir=str(tmp_path),
+    )  # fmt: skip
+    assert rates["input_sequences_per_second"] > 0
+    assert 0 < rates["input_real_tokens_per_second"] <= 64 * rates["input_sequences_per_second"]
+
+
+def test_scaling_writes_table_and_plot(tiny_run, tmp_path):
+    result, _ = tiny_run
+    args = scaling.parse_args(["--out=unused"])
+    failed = {**scaling.point_kwargs("mini", 512, args), "error": "out of memory"}
+    assert failed["batch_size"] == 8
+    table = scaling.markdown([result, failed])
+    assert "| tiny | 32 | 4 |" in table and "failed: out of memory" in table
+    scaling.plot([result, failed], tmp_path / "scaling.png")
+    assert (tmp_path / "scaling.png").stat().st_size > 0
