@@ -15,27 +15,7 @@ import subprocess
 import sys
 import time
 
-
-def random_token_batch(batch_size: int, seq_len: int, predictions: int, vocab: int) -> dict:
-    """Full-length rows of random ids with `predictions` sorted masked positions each."""
-    import numpy as np
-
-    rng = np.random.default_rng(0)
-    positions = np.sort(
-        np.stack([rng.choice(np.arange(1, seq_len), predictions, replace=False)
-                  for _ in range(batch_size)]), axis=1
-    ).astype(np.int32)  # fmt: skip
-    return {
-        "input_ids": rng.integers(5, vocab, size=(batch_size, seq_len)).astype(np.int32),
-        "input_mask": np.ones((batch_size, seq_len), np.int32),
-        "segment_ids": (np.arange(seq_len)[None, :] >= seq_len // 2)
-        .repeat(batch_size, 0)
-        .astype(np.int32),
-        "masked_lm_positions": positions,
-        "masked_lm_ids": rng.integers(5, vocab, size=(batch_size, predictions)).astype(np.int32),
-        "masked_lm_weights": np.ones((batch_size, predictions), np.float32),
-        "next_sentence_labels": rng.integers(0, 2, size=batch_size).astype(np.int32),
-    }
+from bertjax.bench import random_token_batch
 
 
 def measure(args) -> dict:

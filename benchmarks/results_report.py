@@ -74,8 +74,9 @@ def plot_finetuning(results: dict, out: Path) -> None:
             low.append(100 * (agg["median"] - agg["min"]))
             high.append(100 * (agg["max"] - agg["median"]))
         if xs:
+            label = "all-MiniLM-L6-v2 (imported)" if init == "minilm" else f"BERT-mini {init}"
             ax.bar(xs, medians, width, yerr=[low, high], capsize=3, color=COLOURS[init],
-                   label={"minilm": "all-MiniLM-L6-v2 (imported)"}.get(init, f"BERT-mini {init}"))  # fmt: skip
+                   label=label)  # fmt: skip
     labels = []
     for task in tasks:
         r = next(results[k] for k in results if k[0] == task)

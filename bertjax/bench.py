@@ -44,8 +44,8 @@ FLOPS_FORMULA = "6·L·(4·d² + 2·d·d_ff) + 12·L·s·d + 6·(d² + d·V)·f_
 def random_token_batch(batch_size: int, seq_len: int, predictions: int, vocab: int) -> dict:
     """Full-length rows of random ids with `predictions` sorted masked positions each.
 
-    The generator of benchmarks/parallel_overhead.py (tests/test_bench.py keeps them equal); the
-    peer scripts build their Hugging Face inputs from it too.
+    Shared by benchmarks/parallel_overhead.py and the peer scripts, which build their Hugging
+    Face inputs from it.
     """
     rng = np.random.default_rng(0)
     positions = np.sort(

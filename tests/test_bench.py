@@ -13,7 +13,7 @@ import jax
 import numpy as np
 import pytest
 
-from benchmarks import parallel_overhead, peers, scaling
+from benchmarks import peers, scaling
 from benchmarks.peers import env
 from bertjax import bench, metrics
 
@@ -104,14 +104,6 @@ def test_model_sizes_are_the_configs_sizes():
     from configs import base
 
     assert bench.MODEL_SIZES == tuple(base.MODEL_SIZES)
-
-
-def test_bertjax_batch_is_the_parallel_overhead_batch():
-    ours = bench.random_token_batch(4, 32, 5, 30522)
-    theirs = parallel_overhead.random_token_batch(4, 32, 5, 30522)
-    assert ours.keys() == theirs.keys()
-    for name in ours:
-        np.testing.assert_array_equal(ours[name], theirs[name], err_msg=name)
 
 
 def test_peer_batches_carry_bertjax_data():
