@@ -70,6 +70,34 @@ def test_tiny_model_learns_mr_sentiment_above_chance(tmp_path):
     assert [json.loads(line)["epoch"] for line in lines] == [1, 2, 3, 4]
 
 
+def synthetic_sentiment(count: int, seed: int) -> list[dict]:
+    """Review-like sentences whose label is carried by one of a few polar adjectives among
+    neutral filler, so learning it requires the model to find the word that matters."""
+    rng = np.random.default_rng(seed)
+    good, bad = ["great", "wonderful", "superb", "moving"], ["awful", "boring", "dreadful", "dull"]
+    subjects = ["the film", "this movie", "the story", "the cast", "the ending", "the script"]
+    filler = ["honestly", "overall", "at times", "for me", "in the end", "as a whole"]
+    records = []
+    for _ in range(count):
+        label = int(rng.integers(2))
+        words = [rng.choice(subjects), "was", rng.choice([bad, good][label]), rng.choice(filler)]
+        records.append({"text": " ".join(words), "label": ["neg", "pos"][label]})
+    return records
+
+
+def test_tiny_model_learns_a_synthetic_sentiment_task(tmp_path):
+    train, test = synthetic_sentiment(256, seed=0), synthetic_sentiment(128, seed=1)
+    init = tiny_model_dir(tmp_path, [r["text"] for r in train] * 5)
+    config = config_for(
+        train_file=write_jsonl(tmp_path / "train.jsonl", train),
+        eval_file=write_jsonl(tmp_path / "test.jsonl", test),
+        kind="classification", learning_rate=1e-3, num_epochs=5,
+    )  # fmt: skip
+    results = trainer.finetune("jsonl", str(init), str(tmp_path / "run"), config)
+    # chance is 0.5; 128 test sentences: 0.8 is far outside what guessing gives
+    assert results["aggregate"]["accuracy"]["median"] > 0.8, results["seeds"]
+
+
 def test_qa_overfits_and_decodes_back_to_the_answers(tmp_path):
     contexts = [
         ("The Eiffel Tower was finished in 1889 in Paris.", "When was it finished?", "1889"),
