@@ -225,6 +225,30 @@ def test_finetune_command_line_errors_are_one_line():
     assert result.returncode == 2 and "unknown config field" in result.stderr
 
 
+def test_a_workdir_refuses_another_fine_tune(tmp_path):
+    init = tiny_model_dir(tmp_path, POSITIVE + NEGATIVE)
+    records = [{"text": t, "label": "pos"} for t in POSITIVE] + [
+        {"text": t, "label": "neg"} for t in NEGATIVE
+    ]
+    data = write_jsonl(tmp_path / "d.jsonl", records)
+    config = config_for(train_file=data, eval_file=data, kind="classification", num_epochs=1)
+    first = trainer.finetune("jsonl", str(init), str(tmp_path / "run"), config)
+    config.seeds = "0,1"  # more seeds extend the run; seed 0 is reused, not redone
+    more = trainer.finetune("jsonl", str(init), str(tmp_path / "run"), config)
+    assert more["seeds"]["0"] == first["seeds"]["0"] and set(more["seeds"]) == {"0", "1"}
+    config.learning_rate = 1e-3
+    with pytest.raises(UserError, match="holds a fine-tune with other config"):
+        trainer.finetune("jsonl", str(init), str(tmp_path / "run"), config)
+    with pytest.raises(UserError, match="holds a fine-tune with other random_init"):
+        trainer.finetune("jsonl", str(init), str(tmp_path / "run"), config_for(
+            train_file=data, eval_file=data, kind="classification", num_epochs=1
+        ), random_init=True)  # fmt: skip
+    with pytest.raises(UserError, match="exceeds the model's 128 positions"):
+        trainer.finetune("jsonl", str(init), str(tmp_path / "other"), config_for(
+            train_file=data, eval_file=data, kind="classification", max_seq_length=256
+        ))  # fmt: skip
+
+
 def test_seeds_must_be_integers():
     assert trainer.parse_seeds("0, 1,2") == [0, 1, 2]
     with pytest.raises(UserError, match="comma-separated integers"):

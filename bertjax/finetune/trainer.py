@@ -65,6 +65,12 @@ def finetune(
     bert_config = dataclasses.replace(
         bert_config, scan_layers=False, remat_policy="none", dtype=config.dtype
     )
+    if config.max_seq_length > bert_config.max_position_embeddings:
+        raise UserError(
+            f"max_seq_length={config.max_seq_length} exceeds the model's "
+            f"{bert_config.max_position_embeddings} positions; lower --config.max_seq_length"
+        )
+    _claim_workdir(workdir_path, task_name, init, random_init, config)
     if random_init:
         encoder = None
     tokenizer = vocab.load_tokenizer(vocab_path, lowercase)
@@ -87,6 +93,25 @@ def finetune(
     (workdir_path / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     (workdir_path / "results.md").write_text("\n".join(results_table([results])) + "\n")
     return results
+
+
+def _claim_workdir(workdir: Path, task_name, init, random_init, config) -> None:
+    """Records what this workdir fine-tunes; finished seeds are only reused for the same
+    task, init and recipe (config.seeds may differ: more seeds extend a run)."""
+    recipe = json.loads(config.to_json_best_effort())
+    recipe.pop("seeds")
+    settings = {"task": task_name, "init": str(Path(init).expanduser().absolute()),
+                "random_init": random_init, "config": recipe}  # fmt: skip
+    path = workdir / "finetune_settings.json"
+    if path.exists():
+        saved = json.loads(path.read_text())
+        different = sorted(k for k in settings if saved.get(k) != settings[k])
+        if different:
+            raise UserError(
+                f"{workdir} holds a fine-tune with other {', '.join(different)}; pass a new "
+                "--workdir (its finished seeds would not be comparable)"
+            )
+    path.write_text(json.dumps(settings, indent=2) + "\n")
 
 
 def parse_seeds(seeds: str) -> list[int]:
