@@ -169,6 +169,15 @@ def test_pretrained_encoder_is_loaded_and_random_init_is_not(tmp_path):
     word = ("embeddings", "word_embeddings", "embedding")
     loaded = params["bert"][word[0]][word[1]][word[2]]
     np.testing.assert_array_equal(np.asarray(loaded), encoder[word[0]][word[1]][word[2]])
+    # The fine-tuning encoder computes what the pretrained model's encoder computes.
+    from flax import nnx
+
+    ids = np.random.default_rng(0).integers(5, config.vocab_size, (2, 12)).astype(np.int32)
+    segments, mask = np.zeros_like(ids), np.ones_like(ids)
+    graphdef, params = model.init_params(config, "classification", 2, seed=5, encoder=encoder)
+    finetuned = nnx.merge(graphdef, params).bert(ids, segments, mask)["sequence_output"]
+    pretrained = model_dir.load_model(str(init)).encode(ids, segments, mask)["sequence_output"]
+    np.testing.assert_array_equal(np.asarray(finetuned), np.asarray(pretrained))
     _, fresh = model.init_params(config, "classification", 2, seed=5, encoder=None)
     assert not np.allclose(fresh["bert"][word[0]][word[1]][word[2]], loaded)
     assert fresh["head"]["kernel"].shape == (64, 2)
