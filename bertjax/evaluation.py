@@ -82,16 +82,7 @@ def compile_eval_step(setup: StateSetup) -> EvalStep:
     mesh = setup.mesh
 
     def eval_step(params: dict, batch: dict) -> dict:
-        with setup.activation_sharding():
-            outputs = setup.model(params)(
-                batch["input_ids"],
-                batch["segment_ids"],
-                batch["input_mask"],
-                batch["masked_lm_positions"],
-                attention_segment_ids=batch.get("attention_segment_ids"),
-                deterministic=True,
-            )
-        return losses.pretraining_sums(outputs, batch)
+        return losses.pretraining_sums(setup.pretraining_outputs(params, batch), batch)
 
     return jax.jit(
         eval_step,

@@ -48,16 +48,7 @@ def train_step(
     }
 
     def loss_fn(params, microbatch, key):
-        with setup.activation_sharding():
-            outputs = setup.model(params)(
-                microbatch["input_ids"],
-                microbatch["segment_ids"],
-                microbatch["input_mask"],
-                microbatch["masked_lm_positions"],
-                attention_segment_ids=microbatch.get("attention_segment_ids"),
-                deterministic=False,
-                rngs=nnx.Rngs(dropout=key),
-            )
+        outputs = setup.pretraining_outputs(params, microbatch, nnx.Rngs(dropout=key))
         sums = losses.pretraining_sums(outputs, microbatch)
         loss = (
             sums["mlm_loss_sum"] / denominators["mlm"] + sums["nsp_loss_sum"] / denominators["nsp"]

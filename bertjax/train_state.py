@@ -52,6 +52,20 @@ class StateSetup:
         """The NNX model bound to `params` (cheap; used inside jitted functions)."""
         return nnx.merge(self.graphdef, params)
 
+    def pretraining_outputs(self, params: Any, batch: dict, rngs: nnx.Rngs | None = None) -> dict:
+        """MLM and NSP logits of `batch` under the activation constraints; dropout on when
+        `rngs` (with a dropout key) is given. Use inside jitted functions."""
+        with self.activation_sharding():
+            return self.model(params)(
+                batch["input_ids"],
+                batch["segment_ids"],
+                batch["input_mask"],
+                batch["masked_lm_positions"],
+                attention_segment_ids=batch.get("attention_segment_ids"),
+                deterministic=rngs is None,
+                rngs=rngs,
+            )
+
     @contextlib.contextmanager
     def activation_sharding(self):
         """Inside a jitted function: the model's activation constraints (logical names such as
