@@ -16,12 +16,9 @@ peer scripts reuse `random_token_batch` without JAX's or TensorFlow's import cos
 
 import argparse
 import contextlib
-import json
 import math
 import os
 import resource
-import shlex
-import subprocess
 import sys
 import tempfile
 import time
@@ -29,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bertjax import bench_peers
 from bertjax.errors import UserError
 
 MODEL_SIZES = ("tiny", "mini", "small", "medium", "base", "large")  # configs/base.MODEL_SIZES
@@ -36,8 +34,6 @@ PRECISIONS = {"fp32": "float32", "bf16": "bfloat16"}
 VOCAB_SIZE = 30522  # BERT's uncased WordPiece vocabulary
 MAX_POSITION = 512
 PROFILE_STEPS = 3
-PEERS = {"hf_flax": "benchmarks.peers.hf_flax_step", "hf_torch": "benchmarks.peers.hf_torch_step"}
-REPO_ROOT = Path(__file__).resolve().parent.parent
 FLOPS_FORMULA = "6·L·(4·d² + 2·d·d_ff) + 12·L·s·d + 6·(d² + d·V)·f_pred"
 
 
@@ -215,6 +211,7 @@ def measure_train_step(config, devices: list, steps: int, warmup_steps: int, pro
     loss = float(host["mlm_loss_sum"] / max(host["mlm_weight"], 1.0))
     loss += float(host["nsp_loss_sum"] / max(host["nsp_weight"], 1.0))
     measured = {
+        "profile_lines": _profile_lines(profile_dir, compiled),
         "compile_seconds": compile_seconds,
         "seconds_per_step": seconds_per_step,
         "real_tokens_per_step": int(local["input_mask"].sum()),
@@ -223,6 +220,19 @@ def measure_train_step(config, devices: list, steps: int, warmup_steps: int, pro
         "device_peak_mib": device_peak_mib(devices),
     }
     return measured, state
+
+
+def _profile_lines(profile_dir, compiled) -> list[str]:
+    """The trace summarised per XLA operation (bertjax/profiling.py); [] without a profile."""
+    from bertjax import profiling
+
+    if not profile_dir:
+        return []
+    try:
+        operations = profiling.summarize(profile_dir, compiled.as_text(), PROFILE_STEPS)
+    except (FileNotFoundError, ValueError) as e:  # no trace written, or an unreadable one
+        return [f"  profile summary unavailable: {e}"]
+    return profiling.report_lines(operations)
 
 
 def measure_checkpoint(state, directory: str | Path) -> dict[str, float]:
@@ -299,48 +309,6 @@ def measure_input_pipeline(
     }
 
 
-def run_peers(model: str, seq_len: int, batch_size: int, steps: int, warmup_steps: int,
-              venv: str | Path | None = None) -> list[dict]:  # fmt: skip
-    """Runs each Hugging Face peer script in the peer venv (created on first use); returns their
-    JSON results (seconds_per_step, compile_seconds, host_peak_rss_mib, ...) with `peer` set."""
-    if not (REPO_ROOT / "benchmarks" / "peers").is_dir():
-        raise UserError("--peers needs a source checkout (benchmarks/peers/); run from the repo")
-    venv = Path(venv or REPO_ROOT / ".venv-peers").absolute()
-    command = [sys.executable, "-m", "benchmarks.peers.env", f"--venv={venv}"]
-    env = subprocess.run(command, cwd=REPO_ROOT, stdout=subprocess.PIPE, text=True)
-    if env.returncode:
-        raise UserError(f"creating the peer venv failed; run `{shlex.join(command)}` to see why")
-    python = env.stdout.strip().splitlines()[-1]
-    flags = [f"--{name}={value}" for name, value in model_dims(model).items()]
-    flags += [f"--vocab_size={VOCAB_SIZE}", f"--max_position_embeddings={MAX_POSITION}"]
-    flags += [f"--seq_len={seq_len}", f"--batch_size={batch_size}", f"--steps={steps}"]
-    flags += [f"--warmup_steps={warmup_steps}", f"--predictions={predictions_per_seq(seq_len)}"]
-    results = []
-    for name, module in PEERS.items():
-        command = [python, "-m", module, *flags]
-        print(f"running peer {name} ...", file=sys.stderr, flush=True)
-        out = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True)
-        lines = [line for line in out.stdout.splitlines() if line.startswith("{")]
-        if out.returncode or not lines:
-            detail = (out.stderr.strip().splitlines() or ["no output"])[-1]
-            raise UserError(f"peer {name} failed ({detail}); run `{shlex.join(command)}`")
-        results.append({"peer": name, **json.loads(lines[-1])})
-    return results
-
-
-def peer_summary(peer: dict, tokens_per_step: int, flops_per_token: float, peak: float,
-                 bertjax_tokens_per_second: float) -> dict:  # fmt: skip
-    """Tokens/s (batch x seq_len, as for bertjax), MFU with the peer's FLOPs per token, and the
-    ratio bertjax / peer."""
-    tokens_per_second = tokens_per_step / peer["seconds_per_step"]
-    return {
-        **peer,
-        "tokens_per_second": tokens_per_second,
-        "mfu": tokens_per_second * flops_per_token / peak,
-        "ratio": bertjax_tokens_per_second / tokens_per_second,
-    }
-
-
 def run_bench(
     *,
     model: str,
@@ -364,7 +332,9 @@ def run_bench(
     `report_lines` for what each means). Rates are per second of wall time after warm-up."""
     check_args(model, seq_len, batch_size, steps, precision, peers)
     # Peers first: on an accelerator this process would otherwise hold its memory pool.
-    raw_peers = peers and run_peers(model, seq_len, batch_size, steps, warmup_steps, peers_venv)
+    raw_peers = peers and bench_peers.run_peers(
+        model, seq_len, batch_size, steps, warmup_steps, peers_venv
+    )
     import jax
 
     from bertjax import metrics
@@ -405,7 +375,8 @@ def run_bench(
         peer_flops = model_flops_per_token(dims, seq_len, 1.0)
         result["peer_flops_per_token"] = peer_flops
         result["peers"] = [
-            peer_summary(p, tokens_per_step, peer_flops, peak, tokens_per_second) for p in raw_peers
+            bench_peers.peer_summary(p, tokens_per_step, peer_flops, peak, tokens_per_second)
+            for p in raw_peers
         ]
     result["host_peak_rss_mib"] = host_peak_rss_mib()
     return result
@@ -444,31 +415,6 @@ def _measurement_rows(r: dict) -> list[tuple[str, str]]:
     return rows
 
 
-def _peer_lines(r: dict) -> list[str]:
-    """The peers' table and their machine-readable `peer=...` lines."""
-    lines = [
-        "",
-        "peers: same config, batch and random tokens, fp32, dropout on, AdamW; tokens/s counts "
-        "batch x seq_len as for bertjax;",
-        f"  their MFU uses f_pred = 1 (HF projects every position onto the vocabulary): "
-        f"{r['peer_flops_per_token']:.4g} FLOPs/token; ratio = bertjax tokens/s / peer's",
-    ]
-    for p in r["peers"]:
-        if "compile_seconds" in p:
-            setup = f"compile {p['compile_seconds']:.2f} s, XLA {p['xla_total_mib']:.1f} MiB/device"
-        else:
-            setup = f"first step {p['first_step_seconds']:.2f} s (eager)"
-        lines.append(
-            f"  {p['peer']:<9} {setup}, step {1e3 * p['seconds_per_step']:.2f} ms, host peak RSS "
-            f"{p['host_peak_rss_mib']:.0f} MiB, {p['runtime']}"
-        )
-    return lines + [
-        f"peer={p['peer']} tokens_per_second={p['tokens_per_second']:.2f} mfu={p['mfu']:.6f} "
-        f"ratio={p['ratio']:.4f}"
-        for p in r["peers"]
-    ]
-
-
 def report_lines(r: dict) -> list[str]:
     """The printed report; the last line is `tokens_per_second=<float> mfu=<float>`."""
     lines = [
@@ -483,8 +429,9 @@ def report_lines(r: dict) -> list[str]:
         "",
     ]
     lines += [f"  {label:<54} {value}" for label, value in _measurement_rows(r)]
+    lines += r.get("profile_lines", [])
     if r.get("peers"):
-        lines += _peer_lines(r)
+        lines += bench_peers.report_lines(r)
     return lines + [f"tokens_per_second={r['tokens_per_second']:.2f} mfu={r['mfu']:.6f}"]
 
 

@@ -15,7 +15,7 @@ import pytest
 
 from benchmarks import peers, scaling
 from benchmarks.peers import env
-from bertjax import bench, metrics
+from bertjax import bench, bench_peers, metrics, profiling
 
 TINY_FLAGS = ["--model=tiny", "--seq_len=32", "--batch_size=4", "--steps=3", "--warmup_steps=1"]
 LAST_LINE = re.compile(r"^tokens_per_second=(\S+) mfu=(\S+)$")
@@ -50,6 +50,54 @@ def test_tiny_bench_gives_positive_finite_numbers(tiny_run):
     assert result["tokens_per_second"] == pytest.approx(4 * 32 / result["seconds_per_step"])
     assert result["real_tokens_per_second"] == pytest.approx(result["tokens_per_second"])
     assert list(Path(result["profile_dir"]).rglob("*.xplane.pb")), "no profile trace written"
+
+
+def test_profile_summary_names_the_steps_operations(tiny_run):
+    result, stdout = tiny_run
+    assert "profile:" in stdout and "longest 12 operations" in stdout
+    # Re-summarise the same trace: the kinds must account for every operation, the model's
+    # dense layers must appear as matmuls of their real shapes, forward and backward.
+    trace = profiling.find_trace(result["profile_dir"])
+    timed = profiling.operation_microseconds(trace)
+    assert timed and all(v >= 0 for v in timed.values())
+    matmul_lines = [line for line in result["profile_lines"] if "matmul" in line]
+    assert matmul_lines, result["profile_lines"]
+    kinds = [line for line in result["profile_lines"] if line.endswith("%")]
+    shares = [float(line.split()[-1].rstrip("%")) for line in kinds]
+    assert sum(shares) == pytest.approx(100.0, abs=0.5)
+
+
+def test_hlo_instructions_classify_fusions_by_their_body():
+    hlo = """HloModule m
+
+%fused_computation.1 (p0: f32[4,8], p1: f32[8,16]) -> f32[4,16] {
+  %p0 = f32[4,8]{1,0} parameter(0)
+  %p1 = f32[8,16]{1,0} parameter(1)
+  ROOT %dot.3 = f32[4,16]{1,0} dot(%p0, %p1), lhs_contracting_dims={1}, rhs_contracting_dims={0}
+}
+
+%fused_computation.2 (p0: f32[4,16]) -> f32[4,16] {
+  %p0 = f32[4,16]{1,0} parameter(0)
+  ROOT %exp.1 = f32[4,16]{1,0} exponential(%p0)
+}
+
+ENTRY %main (a: f32[4,8], b: f32[8,16]) -> f32[4,16] {
+  %a = f32[4,8]{1,0} parameter(0)
+  %b = f32[8,16]{1,0} parameter(1)
+  %ynn_fusion = f32[4,16]{1,0} fusion(%a, %b), kind=kCustom, calls=%fused_computation.1, metadata={op_name="jit(train_step)/jvp()/dot_general"}
+  ROOT %exp_fusion = f32[4,16]{1,0} fusion(%ynn_fusion), kind=kLoop, calls=%fused_computation.2, metadata={op_name="jit(train_step)/transpose(jvp())/exp"}
+}
+"""  # noqa: E501
+    instructions = profiling.hlo_instructions(hlo)
+    assert instructions["ynn_fusion"] == (
+        "f32[4,16]",
+        "matmul",
+        "jit(train_step)/jvp()/dot_general",
+    )
+    assert instructions["exp_fusion"][1] == "element-wise/reduction"
+    op = profiling.Operation("exp_fusion", "f32[4,16]", "element-wise/reduction",
+                             instructions["exp_fusion"][2], 1.0)  # fmt: skip
+    assert op.direction == "backward"
 
 
 def test_last_printed_line_is_tokens_per_second_and_mfu(tiny_run):
@@ -153,15 +201,15 @@ def test_hf_torch_peer_step_runs():
 
 
 def test_peer_summary_counts_bertjax_tokens():
-    summary = bench.peer_summary({"peer": "p", "seconds_per_step": 0.5}, 128, 1e6, 1e9, 512.0)
+    summary = bench_peers.peer_summary({"peer": "p", "seconds_per_step": 0.5}, 128, 1e6, 1e9, 512.0)
     assert summary["tokens_per_second"] == 256.0
     assert summary["mfu"] == pytest.approx(256.0 * 1e6 / 1e9)
     assert summary["ratio"] == 2.0
 
 
 def test_peer_env_pins_requirements_and_cpu_torch(tmp_path):
-    plan = env.install_plan(Path(bench.REPO_ROOT) / "requirements.txt")
-    pins = (Path(bench.REPO_ROOT) / "requirements.txt").read_text()
+    plan = env.install_plan(Path(bench_peers.REPO_ROOT) / "requirements.txt")
+    pins = (Path(bench_peers.REPO_ROOT) / "requirements.txt").read_text()
     for requirement in plan["requirements"]:
         name = requirement.split("==")[0]
         if name in env.SHARED_PACKAGES:
