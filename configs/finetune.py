@@ -35,6 +35,10 @@ def get_config() -> ml_collections.ConfigDict:
     config.warmup_fraction = 0.1
     config.weight_decay = 0.01
     config.max_grad_norm = 1.0
+    # Dropout while fine-tuning, whatever the pretraining used (a short pretraining may run
+    # without): BERT's 0.1 for every released checkpoint.
+    config.hidden_dropout_prob = 0.1
+    config.attention_probs_dropout_prob = 0.1
     config.dtype = "float32"  # compute dtype; "bfloat16" on accelerators
     config.seeds = "0,1,2"  # one full fine-tune per seed; median and spread are reported
     return config

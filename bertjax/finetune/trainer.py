@@ -7,7 +7,8 @@ several seeds; write per-epoch metrics, per-seed results, and the median/spread 
   WORKDIR/results.md               the same as a Markdown table
 
 The recipe (config/finetune.py): AdamW, linear warmup over warmup_fraction of the steps then
-linear decay, weight decay on kernels and embeddings, global-norm clipping, dropout as pretrained.
+linear decay, weight decay on kernels and embeddings, global-norm clipping, dropout from the recipe
+(0.1, BERT's fine-tuning value, whatever the pretraining used).
 Batches are split over all local devices (data parallel; parameters replicated).
 """
 
@@ -63,7 +64,12 @@ def finetune(
     workdir_path.mkdir(parents=True, exist_ok=True)
     bert_config, encoder, lowercase, vocab_path = model.load_encoder(init)
     bert_config = dataclasses.replace(
-        bert_config, scan_layers=False, remat_policy="none", dtype=config.dtype
+        bert_config,
+        scan_layers=False,
+        remat_policy="none",
+        dtype=config.dtype,
+        hidden_dropout_prob=config.hidden_dropout_prob,
+        attention_probs_dropout_prob=config.attention_probs_dropout_prob,
     )
     if config.max_seq_length > bert_config.max_position_embeddings:
         raise UserError(
@@ -131,6 +137,10 @@ def _validate(config: ml_collections.ConfigDict) -> None:
         (config.batch_size > 0, f"batch_size={config.batch_size} must be positive"),
         (0 <= config.warmup_fraction < 1, "warmup_fraction must be in [0, 1), e.g. 0.1"),
         (config.max_seq_length >= 8, f"max_seq_length={config.max_seq_length} must be >= 8"),
+        *(
+            (0 <= config[name] < 1, f"{name}={config[name]} must be in [0, 1), e.g. 0.1")
+            for name in ("hidden_dropout_prob", "attention_probs_dropout_prob")
+        ),
     )
     for ok, message in checks:
         if not ok:
