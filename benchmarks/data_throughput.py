@@ -3,13 +3,17 @@
 Builds the in-memory pretraining data of the sample corpus (or --corpus) at --seq_length,
 then times `pipeline.make_dataset` batches on the host CPU: once with tf.data limited to one
 thread (the per-core rate) and once with all cores; optionally also from prepared shards
-(`bertjax prepare`). Prints the cores a host would need to feed --target sequences/s.
+(`bertjax prepare`), after timing `prepare` itself with each of --prepare_workers worker
+processes (MB of input text/s, instances/s). Prints the cores a host would need to feed
+--target sequences/s.
 
   python benchmarks/data_throughput.py                       # token, whole_word, span
-  python benchmarks/data_throughput.py --prepared --masking=token
+  python benchmarks/data_throughput.py --prepared --masking=token \
+      --corpus='../shared/data/pretrain/*.jsonl' --prepare_workers=1,2
 """
 
 import argparse
+import glob
 import os
 import tempfile
 import time
@@ -34,6 +38,7 @@ def _parse_args() -> argparse.Namespace:
     parser.add_argument("--seconds", type=float, default=8.0, help="timed per measurement")
     parser.add_argument("--masking", default="token,whole_word,span")
     parser.add_argument("--prepared", action="store_true", help="also time prepared shards")
+    parser.add_argument("--prepare_workers", default="1,2", help="prepare timed with each")
     parser.add_argument("--target", type=float, default=17_000.0, help="sequences/s to feed")
     return parser.parse_args()
 
@@ -79,21 +84,27 @@ def main() -> None:
     )
     sources = {"in-memory": data.instances}
     if args.prepared:
-        out_dir = tempfile.mkdtemp(prefix="bertjax-prepared-")
-        start = time.perf_counter()
-        manifest = prepare.run_prepare(
-            args.corpus,
-            data.vocab_path.parent,
-            out_dir,
-            max_seq_length=args.seq_length,
-            dupe_factor=1,
-            num_shards=8,
-        )
-        elapsed = time.perf_counter() - start
-        print(
-            f"prepare: {manifest['num_instances']} instances, {manifest['num_tokens']} tokens "
-            f"in {elapsed:.1f} s ({manifest['num_tokens'] / elapsed:,.0f} tokens/s)"
-        )
+        megabytes = sum(os.path.getsize(f) for f in glob.glob(args.corpus)) / 1e6
+        for workers in (int(w) for w in args.prepare_workers.split(",")):
+            out_dir = tempfile.mkdtemp(prefix="bertjax-prepared-")
+            start = time.perf_counter()
+            manifest = prepare.run_prepare(
+                args.corpus,
+                data.vocab_path.parent,
+                out_dir,
+                max_seq_length=args.seq_length,
+                dupe_factor=1,
+                num_shards=8,
+                num_workers=workers,
+            )
+            elapsed = time.perf_counter() - start
+            print(
+                f"prepare, {workers} worker process(es): {megabytes:.1f} MB of input files, "
+                f"{manifest['num_instances']} instances, {manifest['num_tokens']} tokens in "
+                f"{elapsed:.1f} s = {megabytes / elapsed:.2f} MB/s, "
+                f"{manifest['num_instances'] / elapsed:,.0f} instances/s, "
+                f"{manifest['num_tokens'] / elapsed:,.0f} tokens/s (worker start-up included)"
+            )
         sources["prepared shards"] = streaming.load_prepared(out_dir)
 
     print(f"{'source':<16} {'masking':<11} {'1 thread':>10} {'all cores':>10} {'cores':>6}")
