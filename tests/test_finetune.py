@@ -258,6 +258,24 @@ def test_a_workdir_refuses_another_fine_tune(tmp_path):
         ))  # fmt: skip
 
 
+def test_dropout_comes_from_the_recipe(tmp_path):
+    init = tiny_model_dir(tmp_path, POSITIVE + NEGATIVE)
+    records = [{"text": t, "label": "pos"} for t in POSITIVE] + [
+        {"text": t, "label": "neg"} for t in NEGATIVE
+    ]
+    data = write_jsonl(tmp_path / "d.jsonl", records)
+
+    def run(name, **dropout):
+        config = config_for(train_file=data, eval_file=data, kind="classification",
+                            num_epochs=1, seeds="0", **dropout)  # fmt: skip
+        return trainer.finetune("jsonl", str(init), str(tmp_path / name), config)["seeds"]["0"]
+
+    # Same seed, data and init: only the recipe's dropout differs, and so does training.
+    assert run("off", hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0) != run("on")
+    with pytest.raises(UserError, match=r"hidden_dropout_prob=1.5 must be in \[0, 1\)"):
+        run("bad", hidden_dropout_prob=1.5)
+
+
 def test_seeds_must_be_integers():
     assert trainer.parse_seeds("0, 1,2") == [0, 1, 2]
     with pytest.raises(UserError, match="comma-separated integers"):
