@@ -63,5 +63,6 @@ if [[ " $STAGES " == *" minilm "* ]]; then
   done
 fi
 if [[ " $STAGES " == *" report "* ]]; then
-  "$PYTHON" -m benchmarks.results_report --proof_dir="$OUT" --out=docs/results
+  "$PYTHON" -m benchmarks.results_report --proof_dir="$OUT" --out=docs/results \
+    ${BASELINE:+--baseline_dir="$BASELINE" --baseline_label="${BASELINE_LABEL:-first run}"}
 fi

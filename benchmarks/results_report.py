@@ -6,7 +6,8 @@ Reads PROOF_DIR/pretrain/metrics.jsonl (training and held-out lines), the fine-t
 results PROOF_DIR/finetune/*/results.json and PROOF_DIR/wall_times.txt; writes
 OUT/pretraining.png (loss and MLM accuracy against steps), OUT/finetuning.png (main score per
 task: pretrained vs random init vs MiniLM, median with min-max bars) and prints the Markdown
-tables.
+tables. --baseline_dir adds an earlier proof run (its pretrained fine-tunes and held-out curve)
+beside this one, labelled --baseline_label.
 """
 
 import argparse
@@ -18,15 +19,29 @@ import matplotlib
 matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402
 
-INITS = ("pretrained", "random", "minilm")
-COLOURS = {"pretrained": "tab:blue", "random": "tab:gray", "minilm": "tab:green"}
+INITS = ("pretrained", "baseline", "random", "minilm")
+COLOURS = {"pretrained": "tab:blue", "baseline": "tab:orange", "random": "tab:gray",
+           "minilm": "tab:green"}  # fmt: skip
+LABELS = {"pretrained": "BERT-mini pretrained", "random": "BERT-mini random init",
+          "minilm": "all-MiniLM-L6-v2 (imported)"}  # fmt: skip
 
 
 def read_jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def plot_pretraining(records: list[dict], out: Path) -> None:
+def read_pretraining(pretrain_dir: Path) -> list[dict]:
+    """metrics.jsonl of a pretraining workdir; for a run without eval_every, the held-out points
+    of `bertjax evaluate --all_steps` (eval_all_steps.jsonl) are added as eval_* lines."""
+    records = read_jsonl(pretrain_dir / "metrics.jsonl")
+    eval_file = pretrain_dir / "eval_all_steps.jsonl"
+    if not any("eval_mlm_loss" in r for r in records) and eval_file.exists():
+        records += [{f"eval_{k}": v for k, v in r.items()} | {"step": r["step"]}
+                    for r in read_jsonl(eval_file)]  # fmt: skip
+    return records
+
+
+def plot_pretraining(records: list[dict], out: Path, baseline=None, baseline_label="") -> None:
     train = [r for r in records if "loss" in r]
     held_out = [r for r in records if "eval_mlm_loss" in r]
     fig, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(10, 4))
@@ -39,6 +54,13 @@ def plot_pretraining(records: list[dict], out: Path) -> None:
                      label="MLM loss (held out, fixed masks)")  # fmt: skip
         acc_ax.plot(eval_steps, [r["eval_mlm_accuracy"] for r in held_out], "o-",
                     label="MLM accuracy (held out, fixed masks)")  # fmt: skip
+    old = [r for r in baseline or [] if "eval_mlm_loss" in r]
+    if old:
+        old_steps = [r["step"] for r in old]
+        loss_ax.plot(old_steps, [r["eval_mlm_loss"] for r in old], "s--", color="tab:orange",
+                     label=f"held out, {baseline_label}")  # fmt: skip
+        acc_ax.plot(old_steps, [r["eval_mlm_accuracy"] for r in old], "s--", color="tab:orange",
+                    label=f"held out, {baseline_label}")  # fmt: skip
     for ax, title in ((loss_ax, "masked-LM loss"), (acc_ax, "masked-LM accuracy")):
         ax.set_xlabel("step (batch 32 x 128 tokens)")
         ax.set_title(f"BERT-mini pretraining: {title}")
@@ -58,23 +80,24 @@ def finetune_results(proof_dir: Path) -> dict[tuple[str, str], dict]:
     return results
 
 
-def plot_finetuning(results: dict, out: Path) -> None:
+def plot_finetuning(results: dict, out: Path, baseline_label: str = "") -> None:
     tasks = sorted({task for task, _ in results})
-    fig, ax = plt.subplots(figsize=(2.2 * len(tasks) + 2, 4))
-    width = 0.27
-    for offset, init in enumerate(INITS):
+    inits = [init for init in INITS if any(k[1] == init for k in results)]
+    fig, ax = plt.subplots(figsize=(2.4 * len(tasks) + 2, 4))
+    width = 0.8 / len(inits)
+    for offset, init in enumerate(inits):
         xs, medians, low, high = [], [], [], []
         for i, task in enumerate(tasks):
             if (task, init) not in results:
                 continue
             r = results[(task, init)]
             agg = r["aggregate"][r["main_score"]]
-            xs.append(i + (offset - 1) * width)
+            xs.append(i + (offset - (len(inits) - 1) / 2) * width)
             medians.append(100 * agg["median"])
             low.append(100 * (agg["median"] - agg["min"]))
             high.append(100 * (agg["max"] - agg["median"]))
         if xs:
-            label = "all-MiniLM-L6-v2 (imported)" if init == "minilm" else f"BERT-mini {init}"
+            label = LABELS.get(init, f"BERT-mini pretrained, {baseline_label}")
             ax.bar(xs, medians, width, yerr=[low, high], capsize=3, color=COLOURS[init],
                    label=label)  # fmt: skip
     labels = []
@@ -109,11 +132,13 @@ def pretraining_table(records: list[dict]) -> list[str]:
     return lines
 
 
-def finetuning_table(results: dict) -> list[str]:
+def finetuning_table(results: dict, baseline_label: str = "") -> list[str]:
+    baseline = any(init == "baseline" for _, init in results)
     lines = [
         "| task (eval split) | score | pretrained BERT-mini | random init | gain (median) "
-        "| all-MiniLM-L6-v2 |",
-        "|---|---|---|---|---|---|",
+        + (f"| pretrained, {baseline_label} " if baseline else "")
+        + "| all-MiniLM-L6-v2 |",
+        "|---|---|---|---|---|" + ("---|" if baseline else "") + "---|",
     ]
 
     def cell(key) -> str:
@@ -138,7 +163,8 @@ def finetuning_table(results: dict) -> list[str]:
         lines.append(
             f"| {task} ({some['eval_split']}) | {some['main_score']} | "
             f"{cell((task, 'pretrained'))} | {cell((task, 'random'))} | {gain} | "
-            f"{cell((task, 'minilm'))} |"
+            + (f"{cell((task, 'baseline'))} | " if baseline else "")
+            + f"{cell((task, 'minilm'))} |"
         )
     return lines
 
@@ -147,22 +173,25 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--proof_dir", default="workdirs/proof")
     parser.add_argument("--out", default="docs/results")
+    parser.add_argument("--baseline_dir", help="an earlier proof run to show beside this one")
+    parser.add_argument("--baseline_label", default="first run")
     args = parser.parse_args()
     proof_dir, out = Path(args.proof_dir), Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    records = read_jsonl(proof_dir / "pretrain" / "metrics.jsonl")
-    eval_file = proof_dir / "pretrain" / "eval_all_steps.jsonl"
-    if not any("eval_mlm_loss" in r for r in records) and eval_file.exists():
-        # a run without eval_every: the held-out points from `bertjax evaluate --all_steps`
-        records += [{f"eval_{k}": v for k, v in r.items()} | {"step": r["step"]}
-                    for r in read_jsonl(eval_file)]  # fmt: skip
-    plot_pretraining(records, out / "pretraining.png")
+    records = read_pretraining(proof_dir / "pretrain")
     results = finetune_results(proof_dir)
+    baseline = None
+    if args.baseline_dir:
+        baseline = read_pretraining(Path(args.baseline_dir) / "pretrain")
+        for (task, init), r in finetune_results(Path(args.baseline_dir)).items():
+            if init == "pretrained":
+                results[(task, "baseline")] = r
+    plot_pretraining(records, out / "pretraining.png", baseline, args.baseline_label)
     if results:
-        plot_finetuning(results, out / "finetuning.png")
+        plot_finetuning(results, out / "finetuning.png", args.baseline_label)
     print("\n".join(pretraining_table(records)))
     print()
-    print("\n".join(finetuning_table(results)))
+    print("\n".join(finetuning_table(results, args.baseline_label)))
     times = proof_dir / "wall_times.txt"
     if times.exists():
         print()
