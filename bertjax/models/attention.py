@@ -16,7 +16,7 @@ from flax import linen as nn
 from flax import nnx
 
 if TYPE_CHECKING:
-    from bertjax.models.bert import BertConfig
+    from bertjax.models.config import BertConfig
 
 # Parameters are placed by the caller (jit out_shardings from logical names), never at creation.
 nnx.use_eager_sharding(False)

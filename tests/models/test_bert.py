@@ -10,6 +10,7 @@ import pytest
 from flax import nnx
 
 from bertjax.errors import UserError
+from bertjax.models import bert
 from bertjax.models.attention import explicit_attention, fused_attention, padding_mask
 from bertjax.models.bert import BertConfig, count_parameters, create_model
 
@@ -259,3 +260,19 @@ def test_sequence_longer_than_positions_is_a_user_error(model):
     too_long = jnp.zeros((1, TINY.max_position_embeddings + 1), jnp.int32)
     with pytest.raises(UserError, match="max_position_embeddings"):
         model.encode(too_long, too_long, too_long)
+
+
+def test_vocab_bias_gradient_equals_plain_addition():
+    """add_vocab_bias computes the bias gradient as a matmul; it must equal autodiff of `+`."""
+    logits = jax.random.normal(jax.random.key(0), (4, 5, 300))
+    bias = jax.random.normal(jax.random.key(1), (300,))
+    weights = jax.random.normal(jax.random.key(2), (4, 5, 300))
+
+    def loss(add):
+        return lambda x, b: jnp.sum(jnp.tanh(add(x, b)) * weights)
+
+    ours = jax.grad(loss(bert.add_vocab_bias), (0, 1))(logits, bias)
+    plain = jax.grad(loss(lambda x, b: x + b), (0, 1))(logits, bias)
+    np.testing.assert_array_equal(ours[0], plain[0])
+    np.testing.assert_allclose(ours[1], plain[1], rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(bert.add_vocab_bias(logits, bias), logits + bias)

@@ -1,0 +1,91 @@
+"""`BertConfig`: the architecture and compute settings of a BERT, with its checks.
+
+Field names follow Hugging Face's `BertConfig` (config.json reads and writes as they are), plus
+bertjax's compute settings: `dtype`, `attention_implementation`, `remat_policy`, `scan_layers`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import ml_collections
+
+from bertjax.errors import UserError
+
+COMPUTE_DTYPES = ("float32", "bfloat16", "float16")
+ATTENTION_IMPLEMENTATIONS = (None, "xla", "cudnn")
+REMAT_POLICIES = {
+    "none": None,
+    "full": jax.checkpoint_policies.nothing_saveable,
+    "dots_saveable": jax.checkpoint_policies.dots_saveable,
+}
+SIZE_FIELDS = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads")
+SIZE_FIELDS += ("intermediate_size", "max_position_embeddings", "type_vocab_size")
+
+
+@dataclasses.dataclass(frozen=True)
+class BertConfig:
+    """BERT hyperparameters, named as in the paper's / Hugging Face's `BertConfig`."""
+
+    vocab_size: int
+    hidden_size: int = 768
+    num_hidden_layers: int = 12
+    num_attention_heads: int = 12
+    intermediate_size: int = 3072
+    max_position_embeddings: int = 512
+    type_vocab_size: int = 2
+    hidden_dropout_prob: float = 0.1
+    attention_probs_dropout_prob: float = 0.1
+    initializer_range: float = 0.02
+    layer_norm_eps: float = 1e-12
+    dtype: str = "float32"  # compute dtype of activations and matmuls; parameters stay float32
+    # jax.nn.dot_product_attention backend: None/"xla" everywhere, "cudnn" = flash attention on GPU.
+    attention_implementation: str | None = None
+    # Rematerialisation of each encoder layer in the backward pass: "none" keeps activations,
+    # "full" recomputes the whole layer, "dots_saveable" keeps matmul outputs only.
+    remat_policy: str = "none"
+    # Apply the encoder layers with nnx.scan over stacked parameters (compile time independent of
+    # depth); export and import convert to and from Hugging Face's per-layer layout.
+    scan_layers: bool = False
+
+    @classmethod
+    def from_config(cls, config: ml_collections.ConfigDict, vocab_size: int) -> BertConfig:
+        """Builds and validates a BertConfig from a run config; absent fields keep defaults."""
+        names = [field.name for field in dataclasses.fields(cls) if field.name != "vocab_size"]
+        kwargs = {name: config[name] for name in names if name in config}
+        return cls(vocab_size=vocab_size, **kwargs).validate()
+
+    def validate(self) -> BertConfig:
+        """Raises UserError (one line: what is wrong, how to fix) on impossible settings."""
+        for name in SIZE_FIELDS:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise UserError(f"{name}={value!r} must be a positive integer; fix --config.{name}")
+        if self.hidden_size % self.num_attention_heads:
+            raise UserError(
+                f"hidden_size {self.hidden_size} is not divisible by num_attention_heads "
+                f"{self.num_attention_heads}; choose a head count that divides hidden_size"
+            )
+        for name in ("hidden_dropout_prob", "attention_probs_dropout_prob"):
+            value = getattr(self, name)
+            if not 0.0 <= value < 1.0:
+                raise UserError(f"{name}={value!r} must be in [0, 1); e.g. --config.{name}=0.1")
+        for name in ("initializer_range", "layer_norm_eps"):
+            if not getattr(self, name) > 0:
+                raise UserError(
+                    f"{name}={getattr(self, name)!r} must be positive; fix --config.{name}"
+                )
+        if self.dtype not in COMPUTE_DTYPES:
+            raise UserError(f"dtype {self.dtype!r} is not supported; use one of {COMPUTE_DTYPES}")
+        if self.remat_policy not in REMAT_POLICIES:
+            raise UserError(
+                f"remat_policy {self.remat_policy!r} is not supported; use one of "
+                f"{tuple(REMAT_POLICIES)}"
+            )
+        if self.attention_implementation not in ATTENTION_IMPLEMENTATIONS:
+            raise UserError(
+                f"attention_implementation {self.attention_implementation!r} is not supported; "
+                f"use one of {ATTENTION_IMPLEMENTATIONS}"
+            )
+        return self

@@ -1,0 +1,228 @@
+"""The BERT encoder: embeddings and the stack of post-LN Transformer layers (unrolled, or
+scanned over a leading layer axis with `scan_layers`), and conversion between the two layouts.
+
+Attribute names follow Hugging Face (`embeddings`, `encoder.layer.<i>.attention...`); see
+`bertjax/models/bert.py` for the whole model and its heads.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from bertjax.errors import UserError
+from bertjax.models.attention import BertAttention, constrain, dense_init, layer_norm
+from bertjax.models.config import REMAT_POLICIES, BertConfig
+
+# Parameters are placed by the caller (jit out_shardings from logical names), never at creation.
+nnx.use_eager_sharding(False)
+
+
+def _dense(
+    config: BertConfig,
+    in_features: int,
+    out_features: int,
+    axes: tuple[str, str],
+    rngs: nnx.Rngs,
+    dtype: Any = None,
+) -> nnx.Linear:
+    """nnx.Linear with BERT initialisation, kernel axes `axes`, bias axes `axes[1:]`."""
+    return nnx.Linear(
+        in_features,
+        out_features,
+        dtype=jnp.dtype(dtype or config.dtype),
+        rngs=rngs,
+        **dense_init(config, axes, axes[1:]),
+    )
+
+
+def _embed(config: BertConfig, num: int, axes: tuple[str, str], rngs: nnx.Rngs) -> nnx.Embed:
+    init = nnx.with_partitioning(nnx.initializers.normal(config.initializer_range), axes)
+    return nnx.Embed(num, config.hidden_size, embedding_init=init, rngs=rngs)
+
+
+class BertEmbeddings(nnx.Module):
+    """Word + position + token-type embeddings, then LayerNorm and dropout."""
+
+    def __init__(self, config: BertConfig, *, rngs: nnx.Rngs):
+        self.word_embeddings = _embed(config, config.vocab_size, ("vocab", "embed"), rngs)
+        self.position_embeddings = _embed(
+            config, config.max_position_embeddings, ("position", "embed"), rngs
+        )
+        self.token_type_embeddings = _embed(
+            config, config.type_vocab_size, ("type_vocab", "embed"), rngs
+        )
+        self.LayerNorm = layer_norm(config, config.hidden_size, rngs)
+        self.dropout = nnx.Dropout(config.hidden_dropout_prob)
+
+    def __call__(
+        self,
+        input_ids: jax.Array,
+        segment_ids: jax.Array,
+        *,
+        deterministic: bool = True,
+        rngs: nnx.Rngs | None = None,
+    ) -> jax.Array:
+        """Token ids [B, L], segment ids [B, L] -> embeddings [B, L, H] float32."""
+        if input_ids.shape[1] > self.position_embeddings.num_embeddings:
+            raise UserError(
+                f"sequence length {input_ids.shape[1]} exceeds max_position_embeddings "
+                f"{self.position_embeddings.num_embeddings}; lower --config.max_seq_length"
+            )
+        positions = jnp.arange(input_ids.shape[1])[None, :]
+        embeddings = (
+            self.word_embeddings(input_ids)
+            + self.position_embeddings(positions)
+            + self.token_type_embeddings(segment_ids)
+        )
+        embeddings = self.LayerNorm(embeddings)
+        embeddings = self.dropout(embeddings, deterministic=deterministic, rngs=rngs)
+        return constrain(embeddings, ("batch", "length", "embed"))
+
+
+class BertIntermediate(nnx.Module):
+    """`intermediate`: H -> intermediate_size projection with exact GELU."""
+
+    def __init__(self, config: BertConfig, *, rngs: nnx.Rngs):
+        self.dense = _dense(
+            config, config.hidden_size, config.intermediate_size, ("embed", "mlp"), rngs
+        )
+
+    def __call__(self, hidden_states: jax.Array) -> jax.Array:
+        """[B, L, H] -> [B, L, intermediate_size] in the compute dtype."""
+        intermediate = jax.nn.gelu(self.dense(hidden_states), approximate=False)  # exact erf
+        return constrain(intermediate, ("batch", "length", "mlp"))
+
+
+class BertOutput(nnx.Module):
+    """`output`: intermediate_size -> H projection, dropout, residual, LayerNorm (post-LN)."""
+
+    def __init__(self, config: BertConfig, *, rngs: nnx.Rngs):
+        self.dense = _dense(
+            config, config.intermediate_size, config.hidden_size, ("mlp", "embed"), rngs
+        )
+        self.LayerNorm = layer_norm(config, config.hidden_size, rngs)
+        self.dropout = nnx.Dropout(config.hidden_dropout_prob)
+
+    def __call__(
+        self,
+        intermediate: jax.Array,
+        input_tensor: jax.Array,
+        *,
+        deterministic: bool = True,
+        rngs: nnx.Rngs | None = None,
+    ) -> jax.Array:
+        """[B, L, intermediate_size], residual [B, L, H] -> [B, L, H] float32."""
+        hidden = self.dropout(self.dense(intermediate), deterministic=deterministic, rngs=rngs)
+        return self.LayerNorm(hidden.astype(jnp.float32) + input_tensor)
+
+
+class BertLayer(nnx.Module):
+    """`encoder.layer[i]`: self-attention block then feed-forward block, each post-LN."""
+
+    def __init__(self, config: BertConfig, *, rngs: nnx.Rngs):
+        self.attention = BertAttention(config, rngs=rngs)
+        self.intermediate = BertIntermediate(config, rngs=rngs)
+        self.output = BertOutput(config, rngs=rngs)
+
+    def __call__(
+        self,
+        hidden_states: jax.Array,
+        mask: jax.Array,
+        *,
+        deterministic: bool = True,
+        rngs: nnx.Rngs | None = None,
+    ) -> jax.Array:
+        """[B, L, H] float32, boolean mask [B, 1, 1, L] -> [B, L, H] float32."""
+        attention = self.attention(hidden_states, mask, deterministic=deterministic, rngs=rngs)
+        intermediate = self.intermediate(attention)
+        output = self.output(intermediate, attention, deterministic=deterministic, rngs=rngs)
+        return constrain(output, ("batch", "length", "embed"))
+
+
+class BertEncoder(nnx.Module):
+    """`encoder`: `num_hidden_layers` BertLayers, as a list `layer[i]` (the Hugging Face layout)
+    or, with `scan_layers`, one stacked `layers` module applied with `nnx.scan` (every parameter
+    gains a leading 'layers' axis; compile time no longer grows with depth)."""
+
+    def __init__(self, config: BertConfig, *, rngs: nnx.Rngs):
+        self.scan_layers = config.scan_layers
+        self.num_layers = config.num_hidden_layers
+        self.remat_policy = config.remat_policy
+        if config.scan_layers:
+
+            @nnx.split_rngs(splits=config.num_hidden_layers)
+            @nnx.vmap(in_axes=(0,), out_axes=0, transform_metadata={nnx.PARTITION_NAME: "layers"})
+            def create_stack(rngs: nnx.Rngs) -> BertLayer:
+                return BertLayer(config, rngs=rngs)
+
+            self.layers = create_stack(rngs)
+        else:
+            self.layer = nnx.List(
+                [BertLayer(config, rngs=rngs) for _ in range(config.num_hidden_layers)]
+            )
+
+    def __call__(
+        self,
+        hidden_states: jax.Array,
+        mask: jax.Array,
+        *,
+        deterministic: bool = True,
+        rngs: nnx.Rngs | None = None,
+    ) -> tuple[jax.Array, ...]:
+        """[B, L, H] embeddings -> tuple of every layer's output [B, L, H] (not the input)."""
+
+        def apply(layer, hidden_states, rngs):
+            return layer(hidden_states, mask, deterministic=deterministic, rngs=rngs)
+
+        if self.remat_policy != "none":
+            apply = nnx.remat(apply, policy=REMAT_POLICIES[self.remat_policy])
+        if self.scan_layers:
+            return self._scan(apply, hidden_states, rngs)
+        outputs = []
+        for layer in self.layer:
+            hidden_states = apply(layer, hidden_states, rngs)
+            outputs.append(hidden_states)
+        return tuple(outputs)
+
+    def _scan(self, apply, hidden_states, rngs):
+        def body(layer, hidden_states, rngs):
+            hidden_states = apply(layer, hidden_states, rngs)
+            return hidden_states, hidden_states
+
+        if rngs is None:
+            scan = nnx.scan(
+                lambda layer, hidden_states: body(layer, hidden_states, None),
+                in_axes=(0, nnx.Carry),
+                out_axes=(nnx.Carry, 0),
+            )
+            _, stacked = scan(self.layers, hidden_states)
+        else:  # one dropout stream per layer
+            scan = nnx.split_rngs(splits=self.num_layers)(
+                nnx.scan(body, in_axes=(0, nnx.Carry, 0), out_axes=(nnx.Carry, 0))
+            )
+            _, stacked = scan(self.layers, hidden_states, rngs)
+        return tuple(stacked[i] for i in range(self.num_layers))
+
+
+def stack_layers(params: dict) -> dict:
+    """Pure-dict params in the list layout (`encoder/layer/<i>/...`) -> the scanned layout
+    (`encoder/layers/...` with a leading layer axis)."""
+    encoder = dict(params["bert"]["encoder"])
+    layers = encoder.pop("layer")
+    stacked = jax.tree.map(lambda *xs: jnp.stack(xs), *[layers[i] for i in sorted(layers)])
+    return {**params, "bert": {**params["bert"], "encoder": {**encoder, "layers": stacked}}}
+
+
+def unstack_layers(params: dict) -> dict:
+    """The inverse of `stack_layers`; params already in the list layout are returned as they are."""
+    encoder = dict(params["bert"]["encoder"])
+    if "layers" not in encoder:
+        return params
+    stacked = encoder.pop("layers")
+    count = jax.tree.leaves(stacked)[0].shape[0]
+    layer = {i: jax.tree.map(lambda x, i=i: x[i], stacked) for i in range(count)}
+    return {**params, "bert": {**params["bert"], "encoder": {**encoder, "layer": layer}}}
