@@ -4,15 +4,19 @@ Builds the in-memory pretraining data of the sample corpus (or --corpus) at --se
 then times `pipeline.make_dataset` batches on the host CPU: once with tf.data limited to one
 thread (the per-core rate) and once with all cores; optionally also from prepared shards
 (`bertjax prepare`), after timing `prepare` itself with each of --prepare_workers worker
-processes (MB of input text/s, instances/s). Prints the cores a host would need to feed
+processes (MB of input text/s, instances/s); optionally also from the raw text stream
+(`--config.streaming`: read, tokenize, pair and mask on the fly; "1 thread" there is one
+chunk-building thread and one tf.data thread). Prints the cores a host would need to feed
 --target sequences/s.
 
   python benchmarks/data_throughput.py                       # token, whole_word, span
   python benchmarks/data_throughput.py --prepared --masking=token \
       --corpus='../shared/data/pretrain/*.jsonl' --prepare_workers=1,2
+  python benchmarks/data_throughput.py --text_stream --masking=token --stream_chunk_documents=64
 """
 
 import argparse
+import dataclasses
 import glob
 import os
 import tempfile
@@ -23,7 +27,7 @@ os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 
 import tensorflow as tf  # noqa: E402
 
-from bertjax.data import pipeline, prepare, streaming  # noqa: E402
+from bertjax.data import pipeline, prepare, streaming, text_stream  # noqa: E402
 from configs import base  # noqa: E402
 
 
@@ -39,6 +43,8 @@ def _parse_args() -> argparse.Namespace:
     parser.add_argument("--masking", default="token,whole_word,span")
     parser.add_argument("--prepared", action="store_true", help="also time prepared shards")
     parser.add_argument("--prepare_workers", default="1,2", help="prepare timed with each")
+    parser.add_argument("--text_stream", action="store_true", help="also time the text stream")
+    parser.add_argument("--stream_chunk_documents", type=int, default=2048)
     parser.add_argument("--target", type=float, default=17_000.0, help="sequences/s to feed")
     return parser.parse_args()
 
@@ -62,6 +68,14 @@ def _with_threads(dataset: tf.data.Dataset, threads: int | None) -> tf.data.Data
     options.threading.private_threadpool_size = threads
     options.threading.max_intra_op_parallelism = 1
     return dataset.with_options(options)
+
+
+def _dataset(instances, threads: int | None, **kwargs) -> tf.data.Dataset:
+    """make_dataset over `instances` with tf.data (and the text stream's chunk builders) limited
+    to `threads` (None: all cores)."""
+    if isinstance(instances, text_stream.TextStream):
+        instances = dataclasses.replace(instances, num_workers=threads or 0)
+    return _with_threads(pipeline.make_dataset(instances, **kwargs), threads)
 
 
 def main() -> None:
@@ -106,17 +120,23 @@ def main() -> None:
                 f"{manifest['num_tokens'] / elapsed:,.0f} tokens/s (worker start-up included)"
             )
         sources["prepared shards"] = streaming.load_prepared(out_dir)
+    if args.text_stream:
+        config.stream_chunk_documents = args.stream_chunk_documents
+        vocab_dir = data.vocab_path.parent
+        sources["raw text stream"] = text_stream.from_config(config, data.tokenizer, vocab_dir)
 
     print(f"{'source':<16} {'masking':<11} {'1 thread':>10} {'all cores':>10} {'cores':>6}")
     for source_name, instances in sources.items():
         for kind in args.masking.split(","):
             config.masking = kind
             kwargs = pipeline.masking_kwargs(data.tokenizer, config)
-            dataset = pipeline.make_dataset(
-                instances, global_batch_size=args.batch_size, seed=0, **kwargs
+            kwargs.update(global_batch_size=args.batch_size, seed=0)
+            one, every = (
+                _sequences_per_second(
+                    _dataset(instances, t, **kwargs), args.batch_size, args.seconds
+                )
+                for t in (1, None)
             )
-            one = _sequences_per_second(_with_threads(dataset, 1), args.batch_size, args.seconds)
-            every = _sequences_per_second(dataset, args.batch_size, args.seconds)
             print(
                 f"{source_name:<16} {kind:<11} {one:>10,.0f} {every:>10,.0f} "
                 f"{args.target / one:>6.1f}"

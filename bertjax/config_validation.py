@@ -45,6 +45,7 @@ def validate_config(config: ml_collections.ConfigDict, workdir=None) -> None:
     for name in ("hidden_dropout_prob", "attention_probs_dropout_prob"):
         _require(0 <= c[name] < 1, f"{name}={c[name]} must be in [0, 1)")
     _require(c.dupe_factor >= 1, f"dupe_factor={c.dupe_factor} must be >= 1")
+    _validate_streaming(c)
     _require(c.vocab_size > 5 or c.vocab_dir, f"vocab_size={c.vocab_size} is too small")
     _require(
         c.dtype in ("float32", "bfloat16"),
@@ -143,6 +144,18 @@ def _check_writable(workdir: epath.Path) -> None:
         ) from None
     if not str(workdir).startswith("gs://") and not os.access(workdir, os.W_OK):
         raise UserError(f"workdir {workdir} is not writable; choose another --workdir")
+
+
+def _validate_streaming(c: ml_collections.ConfigDict) -> None:
+    if not c.get("streaming", False):
+        return
+    _require(
+        not c.get("prepared_dir", ""),
+        "streaming=True and prepared_dir are two data sources; set one of them "
+        "(--config.streaming=False to train from prepared shards)",
+    )
+    chunk = c.get("stream_chunk_documents", 2048)
+    _require(chunk >= 2, f"stream_chunk_documents={chunk} must be >= 2 (NSP pairs need two)")
 
 
 def _validate_eval(c: ml_collections.ConfigDict) -> None:

@@ -19,7 +19,7 @@ from jax.sharding import NamedSharding, PartitionSpec
 
 from bertjax import checkpointing, evaluation, losses, metrics, optim, preemption, sharding
 from bertjax.config_validation import validate_config
-from bertjax.data import pipeline
+from bertjax.data import pipeline, text_stream
 from bertjax.data.tokenizer import build_or_load_vocab
 from bertjax.errors import UserError
 from bertjax.models.bert import BertConfig
@@ -195,6 +195,9 @@ def train_and_evaluate(
             build_or_load_vocab(config)
         multihost_utils.sync_global_devices("vocabulary ready")
     data = pipeline.build_pretraining_data(config)
+    if isinstance(data.instances, text_stream.TextStream):
+        # Chunk counts beside the checkpoints: a resume skips to its chunk instead of replaying.
+        data.instances.index_dir = str(workdir / "text_stream_index")
     if jax.process_count() > 1:
         check_same_vocabulary(data.vocab_path)
     vocab_size = data.tokenizer.vocab_size

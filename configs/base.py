@@ -64,6 +64,10 @@ def get_config() -> ml_collections.ConfigDict:
     config.packing = False  # MLM only: documents packed into full rows, no NSP (model must mask)
     config.text_format = "sentences"  # .txt: "sentences" (google format) or "paragraphs"
     config.prepared_dir = ""  # output of `bertjax prepare`: stream its shards instead of corpus
+    # True: each process reads only its own files of `corpus`, tokenizes, pairs and masks on the
+    # fly; no in-memory build, no prepare step; for corpora too big for memory
+    config.streaming = False
+    config.stream_chunk_documents = 2048  # streaming: documents tokenized and paired together
 
     # --- Held-out evaluation (fixed masks: the same positions every time) -------------------
     # Documents of `corpus` held out from training (chosen by a hash of their text), or

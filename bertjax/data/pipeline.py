@@ -28,6 +28,7 @@ from bertjax.data import (
     pretraining_examples,
     sentences,
     streaming,
+    text_stream,
     vocab,
     whole_word,
 )
@@ -61,8 +62,9 @@ class PretrainingData:
 
     tokenizer: Tokenizer
     vocab_path: Path
-    # see pretraining_examples.create_instances / packing.pack_documents, or prepared shards
-    instances: dict[str, np.ndarray] | streaming.PreparedCorpus
+    # see pretraining_examples.create_instances / packing.pack_documents, or prepared shards,
+    # or raw text streamed per process (num_documents and num_sentences then 0: not counted)
+    instances: dict[str, np.ndarray] | streaming.PreparedCorpus | text_stream.TextStream
     num_documents: int
     num_sentences: int
 
@@ -101,7 +103,8 @@ def build_pretraining_data(
 
     split="train" leaves out the documents held out for evaluation
     (``config.eval_holdout_fraction``); split="eval" reads only those, or the files of
-    ``config.eval_corpus`` when it is set, once (dupe_factor 1).
+    ``config.eval_corpus`` when it is set, once (dupe_factor 1). With ``config.streaming``,
+    split="train" reads nothing yet: its instances are a `text_stream.TextStream`.
     """
     _check_data_config(config)
     if split not in ("train", "eval"):
@@ -111,6 +114,10 @@ def build_pretraining_data(
     start = time.perf_counter()
     vocab_path = build_or_load_vocab(config)
     tokenizer = vocab.load_tokenizer(vocab_path, config.lowercase)
+    if config.get("streaming", False) and split == "train":
+        stream = text_stream.from_config(config, tokenizer, vocab_path.parent)
+        logging.info("Streaming raw text from %d corpus files", len(stream.files))
+        return PretrainingData(tokenizer, vocab_path, stream, num_documents=0, num_sentences=0)
     reports: list[corpus.SourceReport] = []
     eval_corpus = config.get("eval_corpus", "")
     source = eval_corpus if split == "eval" and eval_corpus else config.corpus
@@ -264,7 +271,7 @@ def masking_kwargs(tokenizer: Tokenizer, config: ml_collections.ConfigDict) -> d
 
 
 def _check_dataset_args(
-    num_instances: int,
+    num_instances: int | None,
     global_batch_size: int,
     process_index: int,
     process_count: int,
@@ -293,7 +300,7 @@ def _check_dataset_args(
 
 
 def make_dataset(
-    instances: dict[str, np.ndarray] | streaming.PreparedCorpus,
+    instances: dict[str, np.ndarray] | streaming.PreparedCorpus | text_stream.TextStream,
     *,
     global_batch_size: int,
     seed: int,
@@ -323,12 +330,18 @@ def make_dataset(
     masking_kind, word_start_table and span_length_probs choose the masking unit (see
     `masking.mask_tokens`); `masking_kwargs` fills them from the config.
 
-    `instances` may also be a `streaming.PreparedCorpus` (``config.prepared_dir``): the same
-    features, read from prepared shards with each process on its own shards (see `streaming`).
+    `instances` may also be a `streaming.PreparedCorpus` (``config.prepared_dir``) or a
+    `text_stream.TextStream` (``config.streaming``): the same features, read from prepared
+    shards or made from raw text, each process on its own files (see those modules).
     """
     prepared = isinstance(instances, streaming.PreparedCorpus)
-    packed = instances.settings["packing"] if prepared else "attention_segment_ids" in instances
-    num_instances = len(instances) if prepared else len(instances["input_ids"])
+    streamed = isinstance(instances, text_stream.TextStream)
+    if streamed:
+        packed, num_instances = instances.packing, None  # a text stream counts as it goes
+    elif prepared:
+        packed, num_instances = instances.settings["packing"], len(instances)
+    else:
+        packed, num_instances = "attention_segment_ids" in instances, len(instances["input_ids"])
     _check_dataset_args(
         num_instances,
         global_batch_size,
@@ -371,8 +384,9 @@ def make_dataset(
         )
         return {name: masked.get(name, features.get(name)) for name in feature_names}
 
-    if prepared:
-        return streaming.make_streaming_dataset(
+    if prepared or streamed:
+        make = streaming.make_streaming_dataset if prepared else text_stream.make_text_dataset
+        return make(
             instances,
             global_batch_size=global_batch_size,
             seed=seed,

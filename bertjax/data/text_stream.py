@@ -1,0 +1,375 @@
+"""Raw text -> tokenized, paired and masked batches on the fly (``config.streaming``).
+
+No in-memory corpus, no prepare step. Process p of P reads only files[p::P] of the sorted corpus
+(disjoint; together all files). Epoch e reads them in an order drawn from (seed, p, e); their
+training documents (held-out ones dropped one by one by `corpus.holdout_split`, bad input skipped
+and counted per file by `corpus`) are cut into chunks of ``stream_chunk_documents`` consecutive
+documents across file ends (a lone last document joins the chunk before it: NSP needs two).
+Chunk j is tokenized (`pipeline.tokenize_documents`) and becomes NSP pairs or packed rows
+(`pretraining_examples`, `packing`) with a seed drawn from (seed, p, e, j), rows shuffled with
+it; ``dupe_factor`` is unused, each epoch pairs afresh. The process's example k is row k of the
+chunks laid end to end, masked with a seed folded from (seed, p, k) by `pipeline.make_dataset`'s
+masking, so the features are the in-memory stream's. Chunks are built in order by a pool of
+threads a few chunks ahead (the tokenizer's TF ops release the GIL; sentence splitting and
+pairing do not). Memory is a few chunks, never the corpus.
+
+So the stream is a pure function of (corpus, vocabulary, settings, seed, p, P, k). To resume at
+example k = step * local batch without re-tokenizing, a chunk index under ``index_dir`` (train.py:
+the workdir) records per process and epoch each chunk's row count and the file position where it
+ends, one line per chunk, rewritten atomically as chunks are built. A resume skips the epochs and
+chunks it knows unread, re-parses (does not tokenize) one file up to the resume chunk and rebuilds
+that chunk. Chunks it lacks (no index_dir, a crash before the write) are replayed: tokenized and
+discarded. The index is keyed by file names and sizes, settings, vocabulary, seed and P; a torn
+file is read up to its last whole line (after editing a file in place at the same size, delete it).
+"""
+
+import collections
+import concurrent.futures
+import dataclasses
+import hashlib
+import itertools
+import json
+import os
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+
+import ml_collections
+import numpy as np
+import tensorflow as tf
+from absl import logging
+from etils import epath
+
+from bertjax.data import corpus, packing, prepare, pretraining_examples
+from bertjax.data.sentencepiece_vocab import SentencePieceTokenizer
+from bertjax.data.tokenizer import WordPieceTokenizer
+from bertjax.errors import UserError
+
+_ORDER_DOMAIN, _CHUNK_DOMAIN, _MASK_DOMAIN = 4, 5, 6  # apart from pipeline's and streaming's
+# Chunk-building threads at most. Tokenizer ops release the GIL; sentence splitting and pairing
+# (a quarter of a build on the sample corpus) do not: more threads add memory, not speed.
+MAX_WORKERS = 8
+_END = "end"  # last line of an epoch's index file once the epoch is complete
+# Config fields the rows depend on (with the vocabulary's sha256).
+_SETTINGS = ("max_seq_length", "short_seq_prob", "packing", "text_field", "text_format",
+             "eval_holdout_fraction", "stream_chunk_documents", "lowercase")  # fmt: skip
+Position = tuple[int, int]  # (file in the epoch's order, training documents read of it)
+
+
+@dataclasses.dataclass
+class TextStream:
+    """The corpus files and settings a text stream reads; `make_text_dataset` streams it."""
+
+    files: list[str]  # the whole corpus, sorted (`corpus.resolve_files`)
+    tokenizer: WordPieceTokenizer | SentencePieceTokenizer
+    settings: dict  # the config's _SETTINGS fields and vocab_sha256
+    index_dir: str = ""  # where chunk counts are kept for a fast resume; "" = replay
+    num_workers: int = 0  # threads building chunks; 0 = local cores, at most MAX_WORKERS
+
+    @property
+    def packing(self) -> bool:
+        return self.settings["packing"]
+
+
+def from_config(
+    config: ml_collections.ConfigDict,
+    tokenizer: WordPieceTokenizer | SentencePieceTokenizer,
+    vocab_dir: str | os.PathLike,
+) -> TextStream:
+    """The TextStream of ``config.corpus``; one-line UserError for a ``tfds:`` source."""
+    files = corpus.resolve_files(config.corpus)
+    if any(corpus.is_tfds(f) for f in files):
+        raise UserError(
+            "--config.streaming reads files per process, not tfds: sources; run `bertjax "
+            "prepare --input=tfds:...` and train with --config.prepared_dir, or streaming=False"
+        )
+    settings = {name: config.get(name) for name in _SETTINGS}
+    settings["vocab_sha256"] = prepare.vocab_sha256(vocab_dir)
+    return TextStream(files=files, tokenizer=tokenizer, settings=settings)
+
+
+def process_files(files: list[str], process_index: int, process_count: int) -> list[str]:
+    """files[process_index::process_count]; UserError when that leaves a process none."""
+    if len(files) < process_count:
+        raise UserError(
+            f"corpus has {len(files)} files for {process_count} processes; split it into at "
+            f"least {process_count} files or use `bertjax prepare`"
+        )
+    return files[process_index::process_count]
+
+
+def derive_seed(*parts: int) -> int:
+    """A 64-bit seed that is a pure function of integer parts (negative ones allowed)."""
+    state = np.random.SeedSequence([part % 2**64 for part in parts]).generate_state(1, np.uint64)
+    return int(state[0])
+
+
+def epoch_files(files: list[str], seed: int, process_index: int, epoch: int) -> list[str]:
+    """The process's files in epoch `epoch`'s order."""
+    rng = np.random.default_rng(derive_seed(_ORDER_DOMAIN, seed, process_index, epoch))
+    return [files[i] for i in rng.permutation(len(files))]
+
+
+def _file_texts(path: str, settings: dict, reports: list | None) -> Iterator[str]:
+    """Documents of one file via `corpus.read_documents` (which logs its skip counts)."""
+    if not os.path.exists(path):
+        report = corpus.SourceReport(path)
+        report.skip("missing file", "gone since the corpus was listed")
+        logging.warning("Corpus source %s", report.summary())
+        if reports is not None:
+            reports.append(report)
+        return
+    read = dict(text_format=settings["text_format"], reports=reports)
+    try:
+        yield from corpus.read_documents([path], settings["text_field"], **read)
+    except UserError:
+        pass  # a file without documents: its report says why
+
+
+def documents(
+    files: list[str], settings: dict, start: Position = (0, 0), reports: list | None = None
+) -> Iterator[tuple[str, Position]]:
+    """(text, position after it) of each training document of `files`, from `start` on."""
+    fraction = settings["eval_holdout_fraction"]
+    for file_pos in range(start[0], len(files)):
+        texts = _file_texts(files[file_pos], settings, reports)
+        if fraction:
+            texts = corpus.holdout_split(texts, fraction, held_out=False)
+        skip = start[1] if file_pos == start[0] else 0
+        for offset, text in enumerate(texts, 1):
+            if offset > skip:
+                yield text, (file_pos, offset)
+
+
+def chunks(docs: Iterator[tuple[str, Position]], size: int) -> Iterator[tuple[list, Position]]:
+    """Lists of `size` documents and the position after each; a lone last document joins the
+    list before it."""
+    held, chunk, end = None, [], (0, 0)
+    for text, end in docs:
+        chunk.append(text)
+        if len(chunk) == size:
+            if held:
+                yield held
+            held, chunk = (chunk, end), []
+    if held and len(chunk) == 1:
+        held, chunk = (held[0] + chunk, end), []
+    if held:
+        yield held
+    if chunk:
+        yield chunk, end
+
+
+def build_chunk(texts: list[str], stream: TextStream, seed: int) -> dict[str, np.ndarray]:
+    """One chunk's rows (as `pipeline.build_pretraining_data`'s instances), shuffled by `seed`."""
+    from bertjax.data import pipeline  # pipeline imports this module
+
+    tokenizer, settings = stream.tokenizer, stream.settings
+    docs, _ = pipeline.tokenize_documents(texts, tokenizer)
+    special = dict(cls_id=tokenizer.cls_id, sep_id=tokenizer.sep_id, pad_id=tokenizer.pad_id)
+    common = dict(max_seq_length=settings["max_seq_length"], dupe_factor=1, seed=seed, **special)
+    if stream.packing and docs:
+        rows = packing.pack_documents(docs, **common)
+    elif len(docs) >= 2 and not stream.packing:
+        rows = pretraining_examples.create_instances(
+            docs, short_seq_prob=settings["short_seq_prob"], **common
+        )
+    else:  # too few documents: no rows
+        spec = row_spec(stream).items()
+        rows = {name: np.zeros([0, *s.shape[1:]], s.dtype.as_numpy_dtype) for name, s in spec}
+    order = np.random.default_rng(seed).permutation(len(rows["input_ids"]))
+    return {name: value[order] for name, value in rows.items()}
+
+
+def row_spec(stream: TextStream) -> dict[str, tf.TensorSpec]:
+    """Names, dtypes and shapes [rows, ...] of a chunk's rows."""
+    length = stream.settings["max_seq_length"]
+    names = ("input_ids", "input_mask", "segment_ids")
+    names += ("attention_segment_ids",) if stream.packing else ()
+    spec = {name: tf.TensorSpec([None, length], tf.int32) for name in names}
+    spec["next_sentence_labels"] = tf.TensorSpec([None], tf.int32)
+    if stream.packing:
+        spec["next_sentence_weights"] = tf.TensorSpec([None], tf.float32)
+    return spec
+
+
+class ChunkIndex:
+    """Lines ``rows end_file end_document`` per chunk and ``end`` after an epoch's last chunk,
+    one file per (process, epoch), under a key of everything the counts depend on."""
+
+    def __init__(self, stream: TextStream, seed: int, process_index: int, process_count: int):
+        sizes = [
+            (os.path.basename(f), os.path.exists(f) and os.path.getsize(f)) for f in stream.files
+        ]
+        key = json.dumps([sizes, stream.settings, seed, process_count], sort_keys=True)
+        digest = hashlib.sha256(key.encode()).hexdigest()[:16]
+        self.directory = epath.Path(stream.index_dir) / digest if stream.index_dir else None
+        self.name = f"process-{process_index:05d}-epoch-{{:06d}}.txt"
+        self._lines: dict[int, list[str]] = {}  # of the epoch being recorded
+        self._lock = threading.Lock()  # iterators of one dataset share the index
+
+    def read(self, epoch: int) -> tuple[list[tuple[int, int, int]], bool]:
+        """(rows, end_file, end_document) of the recorded chunks; whether the epoch is whole."""
+        path = self.directory and self.directory / self.name.format(epoch)
+        entries = []
+        for line in path.read_text().split("\n")[:-1] if path and path.exists() else []:
+            if line == _END:  # [:-1] above: a torn last line is cut
+                return entries, True
+            if len(fields := line.split()) != 3 or not all(map(str.isdigit, fields)):
+                break
+            entries.append(tuple(map(int, fields)))
+        return entries, False
+
+    def record(self, epoch: int, chunk: int, entry: tuple[int, int, int] | None) -> None:
+        """Records chunk `chunk` of `epoch`; entry None: the epoch ended before that chunk."""
+        with self._lock:
+            if self.directory is None:
+                return
+            if epoch not in self._lines:
+                entries, complete = self.read(epoch)
+                self._lines = {epoch: [" ".join(map(str, e)) for e in entries] + [_END] * complete}
+            lines = self._lines[epoch]
+            if chunk != len(lines) or lines[-1:] == [_END]:
+                return  # known already (the same by construction), or after a gap
+            lines.append(" ".join(map(str, entry)) if entry else _END)
+            self.directory.mkdir(parents=True, exist_ok=True)
+            path = self.directory / self.name.format(epoch)
+            temporary = path.parent / f".{path.name}.{uuid.uuid4().hex}"
+            temporary.write_text("".join(line + "\n" for line in lines))
+            temporary.replace(path)  # atomic: readers never see half a file
+
+    def resume_point(self, first: int) -> tuple[int, int, Position, int]:
+        """(epoch, chunk, its start position, rows to skip from there) of the process's example
+        `first`: whole epochs and chunks the index knows are skipped unread, the rest replayed."""
+        epoch, base = 0, 0
+        while True:
+            entries, complete = self.read(epoch)
+            total = sum(e[0] for e in entries)
+            if not (complete and total and base + total <= first):
+                break
+            base, epoch = base + total, epoch + 1
+        chunk, position = 0, (0, 0)
+        for rows, end_file, end_document in entries:
+            if base + rows > first:
+                break
+            base, chunk, position = base + rows, chunk + 1, (end_file, end_document)
+        return epoch, chunk, position, first - base
+
+
+def _ordered_map(fn: Callable, items: Iterator, ahead: int) -> Iterator[tuple]:
+    """(item, fn(item)) in order, computed by `ahead` threads up to `ahead` items ahead."""
+    with concurrent.futures.ThreadPoolExecutor(ahead) as pool:
+        pending = collections.deque()
+        try:
+            for item in items:
+                pending.append((item, pool.submit(fn, item)))
+                if len(pending) > ahead:
+                    item, future = pending.popleft()
+                    yield item, future.result()
+            while pending:
+                item, future = pending.popleft()
+                yield item, future.result()
+        finally:
+            for _, future in pending:
+                future.cancel()
+
+
+def _chunk_items(
+    stream: TextStream, files: list[str], seed: int, process_index: int, start: tuple
+) -> Iterator[tuple]:
+    """(epoch, chunk, texts, end position) of each chunk from `start` = (epoch, chunk, its start
+    position) on, and (epoch, next chunk, None, None) after each epoch's last."""
+    epoch, chunk, position = start
+    while True:
+        docs = documents(epoch_files(files, seed, process_index, epoch), stream.settings, position)
+        for texts, end in chunks(docs, stream.settings["stream_chunk_documents"]):
+            yield epoch, chunk, texts, end
+            chunk += 1
+        yield epoch, chunk, None, None
+        epoch, chunk, position = epoch + 1, 0, (0, 0)
+
+
+def chunk_rows(
+    stream: TextStream,
+    files: list[str],
+    seed: int,
+    process_index: int,
+    index: ChunkIndex,
+    start: tuple[int, int, Position],
+) -> Iterator[dict[str, np.ndarray]]:
+    """The rows of the process's chunks, epoch after epoch, from (epoch, chunk, position)."""
+
+    def build(item):
+        epoch, chunk, texts, _ = item
+        chunk_seed = derive_seed(_CHUNK_DOMAIN, seed, process_index, epoch, chunk)
+        return None if texts is None else build_chunk(texts, stream, chunk_seed)
+
+    items = _chunk_items(stream, files, seed, process_index, start)
+    workers = stream.num_workers or min(os.cpu_count() or 1, MAX_WORKERS)
+    epoch_rows, whole_epoch = 0, start[1] == 0
+    for (epoch, chunk, texts, end), rows in _ordered_map(build, items, workers):
+        if texts is not None:
+            index.record(epoch, chunk, (len(rows["input_ids"]), *end))
+            epoch_rows += len(rows["input_ids"])
+            yield rows
+            continue
+        index.record(epoch, chunk, None)
+        logging.info("Text stream of process %d: epoch %d read", process_index, epoch)
+        if whole_epoch and not epoch_rows:
+            raise UserError(
+                f"process {process_index} made no instance from its corpus files in epoch "
+                f"{epoch}; give it documents with several sentences"
+            )
+        epoch_rows, whole_epoch = 0, True
+
+
+def check_has_documents(stream: TextStream, files: list[str], process_index: int) -> None:
+    """One-line UserError when the process's files hold too few training documents."""
+    reports: list[corpus.SourceReport] = []
+    needed = 1 if stream.packing else 2
+    found = len(list(itertools.islice(documents(files, stream.settings, reports=reports), needed)))
+    if found < needed:
+        problems = " | ".join(r.summary() for r in reports[:3])
+        raise UserError(
+            f"process {process_index} found {found} training documents in its {len(files)} "
+            f"corpus files, needs {needed} ({problems}); check --config.corpus"
+        )
+
+
+def make_text_dataset(
+    stream: TextStream,
+    *,
+    global_batch_size: int,
+    seed: int,
+    start_step: int,
+    process_index: int,
+    process_count: int,
+    mask_example: Callable[[dict, tf.Tensor], dict],
+) -> tf.data.Dataset:
+    """Infinite stream of this process's batches from raw text (see module doc).
+
+    `mask_example(features, seed)` is `pipeline.make_dataset`'s masking of one instance.
+    """
+    local_batch = global_batch_size // process_count
+    files = process_files(stream.files, process_index, process_count)
+    check_has_documents(stream, files, process_index)
+    index = ChunkIndex(stream, seed, process_index, process_count)
+    first = start_step * local_batch
+    epoch, chunk, position, skip = index.resume_point(first)
+    if first:
+        message = "Text stream of process %d resumes at epoch %d, chunk %d, skipping %d rows"
+        logging.info(message, process_index, epoch, chunk, skip)
+    fold_in = tf.random.experimental.stateless_fold_in
+    mask_base = fold_in(tf.constant([seed, _MASK_DOMAIN], tf.int64), process_index)
+
+    def generate():
+        yield from chunk_rows(stream, files, seed, process_index, index, (epoch, chunk, position))
+
+    rows = tf.data.Dataset.from_generator(generate, output_signature=row_spec(stream)).unbatch()
+    dataset = rows.skip(skip).enumerate(start=first)
+    dataset = dataset.map(
+        lambda k, features: mask_example(features, fold_in(mask_base, k)),
+        num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=True,
+    )
+    dataset = dataset.batch(local_batch, drop_remainder=True)
+    return dataset.prefetch(tf.data.AUTOTUNE)

@@ -1,0 +1,320 @@
+"""Tests for bertjax/data/text_stream.py: raw text streamed per process, paired and masked on the
+fly, through the make_dataset contract (config.streaming)."""
+
+import gzip
+import itertools
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bertjax import train
+from bertjax.config_validation import validate_config
+from bertjax.data import corpus, pipeline, text_stream
+from bertjax.data.tokenizer import train_wordpiece_vocab
+from bertjax.errors import UserError
+from configs import base, cpu_smoke
+
+LENGTH = 64
+NUM_FILES = 4
+CHUNK = 4  # documents per chunk: several chunks per file and epoch
+REPO = str(Path(__file__).resolve().parents[2])
+
+
+@pytest.fixture(scope="module")
+def corpus_dir(tmp_path_factory):
+    """24 inaugural addresses in 4 JSON Lines files, and a 1,000-token vocabulary."""
+    root = tmp_path_factory.mktemp("text_stream")
+    with gzip.open(base.SAMPLE_CORPUS.replace("*", "inaugural"), "rt", encoding="utf-8") as f:
+        texts = [json.loads(line)["text"] for line in f][:24]
+    for i in range(NUM_FILES):
+        lines = [json.dumps({"text": t}) for t in texts[i::NUM_FILES]]
+        (root / f"part-{i}.jsonl").write_text("\n".join(lines) + "\n")
+    train_wordpiece_vocab(texts, 1000, True, root / "vocab")
+    return root
+
+
+def _overrides(corpus_dir) -> dict:
+    return dict(
+        corpus=f"{corpus_dir}/part-*.jsonl",
+        vocab_dir=str(corpus_dir / "vocab"),
+        vocab_size=1000,
+        max_seq_length=LENGTH,
+        max_predictions_per_seq=10,
+        dupe_factor=1,
+        seed=5,
+        streaming=True,
+        stream_chunk_documents=CHUNK,
+    )
+
+
+def _config(corpus_dir, **overrides):
+    config = base.get_config()
+    config.update(_overrides(corpus_dir), **overrides)
+    return config
+
+
+def _stream(config, index_dir="") -> text_stream.TextStream:
+    stream = pipeline.build_pretraining_data(config).instances
+    assert isinstance(stream, text_stream.TextStream)
+    stream.index_dir = str(index_dir)
+    return stream
+
+
+def _dataset(instances, config, tokenizer=None, **kwargs):
+    kwargs = {"global_batch_size": 8, "seed": config.seed, **kwargs}
+    masking = pipeline.masking_kwargs(tokenizer or instances.tokenizer, config)
+    return pipeline.make_dataset(instances, **kwargs, **masking)
+
+
+def _take(dataset, num):
+    return list(itertools.islice(dataset.as_numpy_iterator(), num))
+
+
+def _assert_batches_equal(first, second):
+    assert len(first) == len(second)
+    for a, b in zip(first, second, strict=True):
+        assert a.keys() == b.keys()
+        for key in a:
+            np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+
+
+def _epoch_rows(stream, files, epoch=0, seed=5) -> np.ndarray:
+    """input_ids of every row of one epoch of `files`, in stream order (unmasked)."""
+    index = text_stream.ChunkIndex(stream, seed, 0, 1)
+    docs = text_stream.documents(text_stream.epoch_files(files, seed, 0, epoch), stream.settings)
+    num_chunks = len(list(text_stream.chunks(docs, CHUNK)))
+    rows = text_stream.chunk_rows(stream, files, seed, 0, index, (epoch, 0, (0, 0)))
+    return np.concatenate([r["input_ids"] for r in itertools.islice(rows, num_chunks)])
+
+
+@pytest.mark.parametrize("packing", [False, True])
+def test_features_are_the_in_memory_streams(corpus_dir, packing):
+    config = _config(corpus_dir, packing=packing)
+    in_memory = pipeline.build_pretraining_data(
+        _config(corpus_dir, packing=packing, streaming=False)
+    )
+    (expected,) = _take(_dataset(in_memory.instances, config, in_memory.tokenizer), 1)
+    (batch,) = _take(_dataset(_stream(config), config), 1)
+    assert tuple(batch) == tuple(expected)
+    assert ("attention_segment_ids" in batch) == packing
+    for key in expected:
+        assert batch[key].dtype == expected[key].dtype and batch[key].shape == expected[key].shape
+    assert batch["masked_lm_weights"].sum() > 8 and np.all(batch["input_mask"][:, 0] == 1)
+
+
+def test_same_config_gives_the_same_batches_and_the_seed_matters(corpus_dir):
+    config = _config(corpus_dir)
+    stream = _stream(config)
+    first = _take(_dataset(stream, config), 3)
+    _assert_batches_equal(first, _take(_dataset(_stream(config), config), 3))
+    other = _take(_dataset(stream, config, seed=6), 1)
+    assert not np.array_equal(first[0]["input_ids"], other[0]["input_ids"])
+
+
+@pytest.mark.parametrize("with_index", [True, False])
+def test_resume_gives_exactly_the_uninterrupted_batches(corpus_dir, tmp_path, with_index):
+    config = _config(corpus_dir)
+    index_dir = tmp_path / "index" if with_index else ""
+    stream = _stream(config, index_dir)
+    epoch_size = len(_epoch_rows(stream, stream.files))
+    steps = -(-epoch_size // 64) + 2  # global batch 64: into the second epoch
+    full = _take(_dataset(stream, config, global_batch_size=64), steps)
+    for start in (1, steps - 3, steps - 1):  # inside epoch 0, at its end, inside epoch 1
+        resumed = _take(_dataset(_stream(config, index_dir), config, global_batch_size=64,
+                                 start_step=start), steps - start)  # fmt: skip
+        _assert_batches_equal(full[start:], resumed)
+    index = text_stream.ChunkIndex(stream, config.seed, 0, 1)
+    epoch, chunk, position, skip = index.resume_point((steps - 1) * 64)
+    if with_index:  # whole epochs and chunks are skipped unread, at most a chunk is rebuilt
+        assert index.read(0)[1], "epoch 0 is recorded as complete"
+        assert epoch == 1 and skip < index.read(1)[0][chunk][0], "inside the resume chunk"
+    else:  # no index: everything before is replayed
+        assert (epoch, chunk, position, skip) == (0, 0, (0, 0), (steps - 1) * 64)
+
+
+# Run by a fresh interpreter: the stream of _config resumed at a step, batches saved as .npz.
+_RESUME_SCRIPT = """
+import itertools, json, sys
+import numpy as np
+from bertjax.data import pipeline
+from configs import base
+overrides, index_dir, start_step, out = json.loads(sys.argv[1])
+config = base.get_config()
+config.update(overrides)
+data = pipeline.build_pretraining_data(config)
+data.instances.index_dir = index_dir
+dataset = pipeline.make_dataset(data.instances, global_batch_size=64, seed=config.seed,
+    start_step=start_step, **pipeline.masking_kwargs(data.tokenizer, config))
+for i, batch in enumerate(itertools.islice(dataset.as_numpy_iterator(), 2)):
+    np.savez(f"{out}-{i}.npz", **batch)
+"""
+
+
+def test_resume_in_a_new_process(corpus_dir, tmp_path):
+    config = _config(corpus_dir)
+    full = _take(_dataset(_stream(config, tmp_path), config, global_batch_size=64), 6)
+    args = json.dumps([_overrides(corpus_dir), str(tmp_path), 4, str(tmp_path / "resumed")])
+    env = {
+        **os.environ,
+        "PYTHONPATH": REPO,
+        "CUDA_VISIBLE_DEVICES": "",
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+    }
+    subprocess.run([sys.executable, "-c", _RESUME_SCRIPT, args], check=True, cwd=REPO, env=env)
+    resumed = [dict(np.load(tmp_path / f"resumed-{i}.npz")) for i in range(2)]
+    _assert_batches_equal(full[4:], resumed)
+
+
+def test_torn_index_is_read_up_to_its_last_whole_line(corpus_dir, tmp_path):
+    config = _config(corpus_dir)
+    stream = _stream(config, tmp_path / "whole")
+    full = _take(_dataset(stream, config, global_batch_size=64), 4)
+    entries, _ = text_stream.ChunkIndex(stream, config.seed, 0, 1).read(0)
+    assert len(entries) >= 2
+    text = "".join(" ".join(map(str, entry)) + "\n" for entry in entries)
+    torn = text_stream.ChunkIndex(_stream(config, tmp_path / "torn"), config.seed, 0, 1)
+    torn.directory.mkdir(parents=True)
+    # one whole line, then a torn one
+    (torn.directory / torn.name.format(0)).write_text(text[: text.index("\n") + 3])
+    assert torn.read(0) == (entries[:1], False)
+    resumed = _take(_dataset(_stream(config, tmp_path / "torn"), config, global_batch_size=64,
+                             start_step=3), 1)  # fmt: skip
+    _assert_batches_equal(full[3:], resumed)
+
+
+@pytest.mark.parametrize("process_count", [1, 2, 4])
+def test_processes_read_disjoint_files_that_cover_the_corpus(corpus_dir, process_count):
+    config = _config(corpus_dir)
+    stream = _stream(config)
+    files, texts = [], []
+    for p in range(process_count):
+        own = text_stream.process_files(stream.files, p, process_count)
+        files.extend(own)
+        ordered = text_stream.epoch_files(own, config.seed, p, epoch=0)
+        assert sorted(ordered) == sorted(own)
+        texts.extend(text for text, _ in text_stream.documents(ordered, stream.settings))
+        dataset = _dataset(stream, config, global_batch_size=2 * process_count, process_index=p,
+                           process_count=process_count)  # fmt: skip
+        (batch,) = _take(dataset, 1)
+        assert batch["input_ids"].shape == (2, LENGTH)
+    assert sorted(files) == stream.files and len(set(files)) == NUM_FILES
+    assert sorted(texts) == sorted(corpus.read_documents(config.corpus))
+    with pytest.raises(UserError, match=r"corpus has 4 files for 5 processes; split it into at "):
+        _dataset(stream, config, global_batch_size=5, process_index=0, process_count=5)
+
+
+def test_epochs_read_files_in_fresh_orders_and_pair_afresh(corpus_dir):
+    stream = _stream(_config(corpus_dir))
+    orders = {tuple(text_stream.epoch_files(stream.files, 5, 0, e)) for e in range(6)}
+    assert len(orders) > 1
+    first, second = _epoch_rows(stream, stream.files, 0), _epoch_rows(stream, stream.files, 1)
+    assert first.shape != second.shape or not np.array_equal(first, second)
+
+
+def test_held_out_documents_are_never_streamed(corpus_dir):
+    config = _config(corpus_dir, eval_holdout_fraction=0.3)
+    stream = _stream(config)
+    all_texts = list(corpus.read_documents(config.corpus))
+    held_out = list(corpus.holdout_split(all_texts, 0.3, held_out=True))
+    assert 0 < len(held_out) < len(all_texts)
+    streamed = [text for text, _ in text_stream.documents(stream.files, stream.settings)]
+    assert sorted(streamed) == sorted(set(all_texts) - set(held_out))
+    rows = {" ".join(map(str, row[row != 0])) for row in _epoch_rows(stream, stream.files)}
+    text = " | ".join(rows)
+
+    def found(document):  # the middle 12 tokens of the document's longer sentences
+        sentences = pipeline.tokenize_documents([document], stream.tokenizer)[0][0]
+        spans = [s[len(s) // 2 - 6 : len(s) // 2 + 6] for s in sentences if len(s) >= 30]
+        return sum(f" {' '.join(map(str, span))} " in f" {text} " for span in spans), len(spans)
+
+    assert all(found(document)[0] == 0 for document in held_out)
+    hits, total = np.sum([found(d) for d in streamed[:3]], axis=0)
+    assert hits > total / 2, "the check finds the training documents' sentences"
+
+
+def test_bad_input_is_skipped_and_counted(corpus_dir, tmp_path, caplog):
+    good = (corpus_dir / "part-0.jsonl").read_text()
+    (tmp_path / "a-good.jsonl").write_text(good)
+    (tmp_path / "b-bad.jsonl").write_bytes(
+        b'{"text": "caf\xe9 bytes. Second one."}\n{broken\n{"text": "\x00\x01\x07"}\n'
+        b'{"text": "Bell\x07 inside. Fine otherwise."}\n'
+    )
+    (tmp_path / "c-empty.txt").write_text("")
+    (tmp_path / "d-big.jsonl").write_text(json.dumps({"text": "word and more " * 700_000}) + "\n")
+    (tmp_path / "e-gone.jsonl").write_text(good)
+    config = _config(corpus_dir, corpus=f"{tmp_path}/*,{tmp_path}/none/*.txt")
+    stream = _stream(config)
+    assert "none/*.txt' matched no files" in caplog.text
+    (tmp_path / "e-gone.jsonl").unlink()
+    reports = []
+    texts = [t for t, _ in text_stream.documents(stream.files, stream.settings, reports=reports)]
+    assert len(texts) == 6 + 2 + 1
+    counts = {r.source.rsplit("/", 1)[1]: (r.documents, dict(r.skipped)) for r in reports}
+    assert counts == {
+        "a-good.jsonl": (6, {}),
+        "b-bad.jsonl": (2, {"invalid JSON": 1, "empty documents": 1}),
+        "c-empty.txt": (0, {}),
+        "d-big.jsonl": (1, {}),
+        "e-gone.jsonl": (0, {"missing file": 1}),
+    }
+    assert "b-bad.jsonl: 2 documents; skipped 1 empty documents" in caplog.text
+    assert "repaired 2 documents with control characters, 1 lines with invalid UTF-8" in (
+        caplog.text
+    )
+    big = text_stream.build_chunk(texts[-2:], stream, seed=0)  # a 10 MB line: many full rows
+    assert len(big["input_ids"]) > 20_000 and big["input_mask"].mean() > 0.9
+    (batch,) = _take(_dataset(stream, config), 1)
+    assert batch["input_ids"].shape == (8, LENGTH)
+
+
+def test_a_corpus_without_documents_is_a_one_line_error(corpus_dir, tmp_path):
+    (tmp_path / "empty.txt").write_text("\n\n")
+    (tmp_path / "bad.jsonl").write_bytes(b"{broken\n[1, 2]\n")
+    config = _config(corpus_dir, corpus=f"{tmp_path}/*")
+    with pytest.raises(UserError, match="process 0 found 0 training documents in its 2") as info:
+        _dataset(_stream(config), config)
+    assert "\n" not in str(info.value) and "1 invalid JSON" in str(info.value)
+
+
+def test_tfds_sources_and_prepared_dir_are_one_line_errors(corpus_dir):
+    with pytest.raises(UserError, match=r"reads files per process, not tfds: .*bertjax prepare"):
+        pipeline.build_pretraining_data(_config(corpus_dir, corpus="tfds:wikipedia/20230601.en"))
+    config = cpu_smoke.get_config()
+    config.update(streaming=True, prepared_dir="/some/prepared")
+    with pytest.raises(UserError, match="streaming=True and prepared_dir are two data sources"):
+        validate_config(config)
+    config.update(prepared_dir="", stream_chunk_documents=1)
+    with pytest.raises(UserError, match="stream_chunk_documents=1 must be >= 2"):
+        validate_config(config)
+
+
+def test_bertjax_train_streams_end_to_end_and_resumes(corpus_dir, tmp_path):
+    """`bertjax train --config.streaming=True` for 3 steps, resumed in this process to 5 steps:
+    the same losses as 5 steps in one go (warm-up over the first 3 steps: the learning rates
+    of steps 1-3 do not depend on num_train_steps)."""
+    overrides = dict(
+        _overrides(corpus_dir), batch_size=8, num_train_steps=3, warmup_steps=3, log_every=1,
+        checkpoint_every=2, progress_bar=False,
+    )  # fmt: skip
+    flags = [f"--config.{name}={value}" for name, value in overrides.items()]
+    command = [sys.executable, "-m", "bertjax", "train", "--config=configs/cpu_smoke.py"]
+    result = subprocess.run([*command, f"--workdir={tmp_path / 'resumed'}", *flags], cwd=REPO,
+                            capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert list((tmp_path / "resumed" / "text_stream_index").glob("*/process-00000-epoch-*"))
+    config = cpu_smoke.get_config()
+    config.update(overrides, num_train_steps=5)
+    resumed = train.train_and_evaluate(config, tmp_path / "resumed")
+    assert resumed.start_step == 3 and resumed.steps == 5
+    assert train.train_and_evaluate(config, tmp_path / "straight").steps == 5
+    losses = [
+        [json.loads(line)["loss"] for line in (tmp_path / run / "metrics.jsonl").open()]
+        for run in ("resumed", "straight")
+    ]
+    assert len(losses[0]) == 5
+    np.testing.assert_allclose(losses[0], losses[1], rtol=1e-5)
