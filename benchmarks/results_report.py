@@ -57,9 +57,9 @@ def plot_pretraining(records: list[dict], out: Path, baseline=None, baseline_lab
     old = [r for r in baseline or [] if "eval_mlm_loss" in r]
     if old:
         old_steps = [r["step"] for r in old]
-        loss_ax.plot(old_steps, [r["eval_mlm_loss"] for r in old], "s--", color="tab:orange",
+        loss_ax.plot(old_steps, [r["eval_mlm_loss"] for r in old], "s--", color="tab:red",
                      label=f"held out, {baseline_label}")  # fmt: skip
-        acc_ax.plot(old_steps, [r["eval_mlm_accuracy"] for r in old], "s--", color="tab:orange",
+        acc_ax.plot(old_steps, [r["eval_mlm_accuracy"] for r in old], "s--", color="tab:red",
                     label=f"held out, {baseline_label}")  # fmt: skip
     for ax, title in ((loss_ax, "masked-LM loss"), (acc_ax, "masked-LM accuracy")):
         ax.set_xlabel("step (batch 32 x 128 tokens)")
@@ -108,7 +108,7 @@ def plot_finetuning(results: dict, out: Path, baseline_label: str = "") -> None:
     ax.set_ylabel("score, % (median of seeds; bars: min-max)")
     ax.set_ylim(0, 100)
     ax.grid(axis="y", alpha=0.3)
-    ax.legend(loc="lower right")
+    ax.legend(loc="lower center", ncol=2, fontsize=8)
     ax.set_title("Fine-tuning: pretrained vs random initialisation (identical recipe)")
     fig.tight_layout()
     fig.savefig(out, dpi=110)

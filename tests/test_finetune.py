@@ -11,6 +11,7 @@ from bertjax.convert import model_dir
 from bertjax.data.tokenizer import WordPieceTokenizer, train_wordpiece_vocab
 from bertjax.errors import UserError
 from bertjax.finetune import features, model, tasks, trainer
+from bertjax.finetune.scores import chunk_scores
 from bertjax.finetune.tasks import TaggedExample, TextExample
 from bertjax.models.bert import BertConfig, create_model
 from configs import finetune as finetune_config
@@ -208,6 +209,25 @@ def test_task_readers_and_their_errors(tmp_path):
     (tmp_path / "rte" / "dev.jsonl").write_text("{not json\n")
     with pytest.raises(UserError, match="dev.jsonl:1 is not valid JSON"):
         tasks.load_task("rte", config)
+
+
+def test_eval_tags_unseen_in_training_are_scored_not_refused(tmp_path):
+    """CoNLL-2000's test set has I-LST, which its training set never has: the eval example keeps
+    the tag for scoring (a chunk the model cannot find) and trains nothing on it."""
+    config = finetune_config.get_config()
+    config.data_dir = str(tmp_path)
+    (tmp_path / "chunking").mkdir()
+    train = {"tokens": ["He", "ran"], "tags": ["B-NP", "O"]}
+    unseen = {"tokens": ["1", "He"], "tags": ["B-LST", "B-NP"]}
+    write_jsonl(tmp_path / "chunking" / "train.jsonl", [train])
+    write_jsonl(tmp_path / "chunking" / "test.jsonl", [unseen])
+    task = tasks.load_task("chunking", config)
+    assert task.labels == ["B-NP", "O"]
+    assert task.eval[0].gold == ("B-LST", "B-NP") and task.eval[0].tags == (1, 0)  # LST -> "O"
+    scores = chunk_scores([list(task.eval[0].gold)], [["O", "B-NP"]])
+    assert scores["precision"] == 1.0 and scores["recall"] == 0.5  # the LST chunk is missed
+    write_jsonl(tmp_path / "chunking" / "train.jsonl", [train, {**unseen, "tags": ["B-X", "O"]}])
+    assert tasks.load_task("chunking", config).labels == ["B-NP", "B-X", "O"]
 
 
 def test_glue_through_tensorflow_datasets_mock_data():

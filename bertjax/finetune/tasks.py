@@ -11,6 +11,7 @@ Three kinds of task, each with its own example type:
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import json
 from collections.abc import Iterator, Sequence
@@ -34,7 +35,8 @@ class TextExample:
 @dataclasses.dataclass(frozen=True)
 class TaggedExample:
     words: tuple[str, ...]
-    tags: tuple[int, ...]
+    tags: tuple[int, ...]  # label ids; an eval tag never seen in training gets "O"'s (or 0)
+    gold: tuple[str, ...] = ()  # the tags as written: what the eval scores compare against
 
 
 @dataclasses.dataclass(frozen=True)
@@ -143,7 +145,11 @@ def load_task(name: str, config: ml_collections.ConfigDict) -> TaskData:
         train = [
             _tagged_example(r, spec, labels, spec.train, i) for i, r in enumerate(train_records)
         ]
-        eval_ = [_tagged_example(r, spec, labels, spec.eval, i) for i, r in enumerate(eval_records)]
+        eval_ = [
+            _tagged_example(r, spec, labels, spec.eval, i, training=False)
+            for i, r in enumerate(eval_records)
+        ]
+        _log_unseen_tags(eval_, labels, spec.eval)
     for split, examples, where in (("train", train, spec.train), ("eval", eval_, spec.eval)):
         if not examples:
             raise UserError(f"the {split} data of --task={name} ({where}) has no example")
@@ -226,7 +232,11 @@ def _text_example(record, spec: TaskSpec, labels, source: str, number: int) -> T
     return TextExample(texts=texts, label=labels.index(label))
 
 
-def _tagged_example(record, spec: TaskSpec, tags, source: str, number: int) -> TaggedExample:
+def _tagged_example(
+    record, spec: TaskSpec, tags, source: str, number: int, training: bool = True
+) -> TaggedExample:
+    """Training tags must be known (they are the label set); an eval tag the training data never
+    has (CoNLL-2000's test set has I-LST) cannot be predicted but still counts in the scores."""
     words = tuple(str(w) for w in _field(record, spec.tokens_field, source))
     names = [str(t) for t in _field(record, spec.tags_field, source)]
     if len(words) != len(names):
@@ -234,6 +244,17 @@ def _tagged_example(record, spec: TaskSpec, tags, source: str, number: int) -> T
             f"record {number + 1} of {source} has {len(words)} tokens but {len(names)} tags"
         )
     unknown = set(names) - set(tags)
-    if unknown:
+    if unknown and training:
         raise UserError(f"record {number + 1} of {source} has tags {sorted(unknown)} not in train")
-    return TaggedExample(words=words, tags=tuple(tags.index(t) for t in names))
+    fallback = tags.index("O") if "O" in tags else 0
+    ids = tuple(tags.index(t) if t in tags else fallback for t in names)
+    return TaggedExample(words=words, tags=ids, gold=tuple(names))
+
+
+def _log_unseen_tags(examples: Sequence[TaggedExample], tags: Sequence[str], source: str) -> None:
+    unseen = collections.Counter(t for e in examples for t in e.gold if t not in tags)
+    if unseen:
+        logging.warning(
+            "%s has tags never seen in training (scored, never predicted): %s",
+            source, dict(unseen),
+        )  # fmt: skip

@@ -351,7 +351,7 @@ def evaluate(prepared: Prepared, params, predict, mesh, config) -> dict[str, flo
         for example, first, row_logits in zip(
             task.eval, prepared.eval.first_piece, logits, strict=True
         ):
-            true.append([task.labels[t] for t in example.tags])
+            true.append(list(example.gold) or [task.labels[t] for t in example.tags])
             predicted.append(
                 [task.labels[int(np.argmax(row_logits[p]))] if p >= 0 else "O" for p in first]
             )
