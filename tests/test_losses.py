@@ -1,32 +1,10 @@
-"""The pretraining losses against Optax's reference implementation."""
+"""The pretraining losses against hand-computed values."""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
 from bertjax import losses
-
-
-def test_cross_entropy_equals_optax_in_value_and_gradient():
-    logits_key, labels_key = jax.random.split(jax.random.key(0))
-    # Large logits too: both must stay finite (logsumexp is shifted by the maximum).
-    scales = jnp.array([1.0, 30.0, 300.0])[:, None, None]
-    logits = jax.random.normal(logits_key, (3, 7, 501)) * scales
-    labels = jax.random.randint(labels_key, (3, 7), 0, 501)
-
-    def ours(x):
-        return losses.cross_entropy_with_integer_labels(x, labels)
-
-    def reference(x):
-        return optax.softmax_cross_entropy_with_integer_labels(x, labels)
-
-    np.testing.assert_allclose(ours(logits), reference(logits), rtol=1e-6, atol=1e-5)
-    weights = jax.random.uniform(jax.random.key(2), (3, 7))
-    grad_ours = jax.grad(lambda x: jnp.sum(ours(x) * weights))(logits)
-    grad_reference = jax.grad(lambda x: jnp.sum(reference(x) * weights))(logits)
-    np.testing.assert_allclose(grad_ours, grad_reference, rtol=1e-6, atol=1e-7)
-    assert np.isfinite(np.asarray(ours(logits))).all()
 
 
 def test_masked_lm_sums_count_only_weighted_positions():
