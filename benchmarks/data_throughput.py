@@ -7,7 +7,8 @@ thread (the per-core rate) and once with all cores; optionally also from prepare
 processes (MB of input text/s, instances/s); optionally also from the raw text stream
 (`--config.streaming`: read, tokenize, pair and mask on the fly; "1 thread" there is one
 chunk-building thread and one tf.data thread). Prints the cores a host would need to feed
---target sequences/s.
+--target sequences/s: the target over sequences per CPU second (all threads' CPU time, so a
+source whose one-thread run already keeps several threads busy is not overrated).
 
   python benchmarks/data_throughput.py                       # token, whole_word, span
   python benchmarks/data_throughput.py --prepared --masking=token \
@@ -49,16 +50,21 @@ def _parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def _sequences_per_second(dataset: tf.data.Dataset, batch_size: int, seconds: float) -> float:
-    """Batches taken for `seconds` after two warm-up batches (tracing, prefetch fill)."""
+def _sequences_per_second(
+    dataset: tf.data.Dataset, batch_size: int, seconds: float
+) -> tuple[float, float]:
+    """(sequences per wall second, sequences per CPU second of this process, all its threads)
+    over batches taken for `seconds` after two warm-up batches (tracing, prefetch fill)."""
     iterator = iter(dataset)
     for _ in range(2):
         next(iterator)
-    start, batches = time.perf_counter(), 0
+    start, cpu_start, batches = time.perf_counter(), time.process_time(), 0
     while time.perf_counter() - start < seconds:
         next(iterator)
         batches += 1
-    return batches * batch_size / (time.perf_counter() - start)
+    sequences = batches * batch_size
+    wall, cpu = time.perf_counter() - start, time.process_time() - cpu_start
+    return sequences / wall, sequences / cpu
 
 
 def _with_threads(dataset: tf.data.Dataset, threads: int | None) -> tf.data.Dataset:
@@ -119,29 +125,41 @@ def main() -> None:
                 f"{manifest['num_instances'] / elapsed:,.0f} instances/s, "
                 f"{manifest['num_tokens'] / elapsed:,.0f} tokens/s (worker start-up included)"
             )
+            busy = sum(shard["seconds"] for shard in manifest["shards"])
+            slowest = max(shard["seconds"] for shard in manifest["shards"])
+            print(
+                f"  shard builds: {busy:.1f} worker-s in all = {megabytes / busy:.2f} MB/s per "
+                f"core after start-up; largest shard {slowest:.1f} s"
+            )
         sources["prepared shards"] = streaming.load_prepared(out_dir)
     if args.text_stream:
         config.stream_chunk_documents = args.stream_chunk_documents
         vocab_dir = data.vocab_path.parent
         sources["raw text stream"] = text_stream.from_config(config, data.tokenizer, vocab_dir)
 
-    print(f"{'source':<16} {'masking':<11} {'1 thread':>10} {'all cores':>10} {'cores':>6}")
+    header = ("1 thread", "all cores", "per CPU-s", "cores")
+    print(f"{'source':<16} {'masking':<11} " + " ".join(f"{h:>10}" for h in header))
     for source_name, instances in sources.items():
         for kind in args.masking.split(","):
             config.masking = kind
             kwargs = pipeline.masking_kwargs(data.tokenizer, config)
             kwargs.update(global_batch_size=args.batch_size, seed=0)
-            one, every = (
+            (one, _), (every, per_cpu) = (
                 _sequences_per_second(
                     _dataset(instances, t, **kwargs), args.batch_size, args.seconds
                 )
                 for t in (1, None)
             )
+            rates = (one, every, per_cpu, args.target / per_cpu)
             print(
-                f"{source_name:<16} {kind:<11} {one:>10,.0f} {every:>10,.0f} "
-                f"{args.target / one:>6.1f}"
+                f"{source_name:<16} {kind:<11} "
+                + " ".join(f"{r:>10,.0f}" for r in rates[:3])
+                + f" {rates[3]:>10.1f}"
             )
-    print(f"(sequences/s; cores = {args.target:,.0f} / the 1-thread rate)")
+    print(
+        "(sequences/s; per CPU-s: sequences per CPU second used by all the process's threads "
+        f"in the all-cores run; cores = {args.target:,.0f} / that rate)"
+    )
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ import json
 import multiprocessing
 import os
 import shutil
+import time
 from pathlib import Path
 
 import numpy as np
@@ -60,6 +61,13 @@ def _shard_texts(sources: list[str], shard: int, num_shards: int, settings: dict
             yield text
 
 
+def _shard_bytes(sources: list[str], shard: int, num_shards: int) -> int:
+    """Input bytes of a shard made of whole files (0 for tfds sources and interleaved shards)."""
+    if len(sources) < num_shards:
+        return 0
+    return sum(corpus.source_size(source) for source in sources[shard::num_shards])
+
+
 def _example(row: dict[str, np.ndarray], length: int):
     import tensorflow as tf
 
@@ -77,8 +85,9 @@ def _example(row: dict[str, np.ndarray], length: int):
 
 
 def _prepare_shard(args: tuple) -> dict:
-    """Worker: builds and writes one shard; returns its counts."""
+    """Worker: builds and writes one shard; returns its counts and build seconds."""
     sources, shard, num_shards, settings, vocab_dir, out_dir = args
+    start = time.perf_counter()
     import tensorflow as tf
 
     from bertjax.data import pipeline, vocab
@@ -117,6 +126,7 @@ def _prepare_shard(args: tuple) -> dict:
         "documents": len(documents),
         "sentences": num_sentences,
         "tokens": int(sum(len(s) for doc in documents for s in doc)),
+        "seconds": round(time.perf_counter() - start, 3),  # after the worker's imports
     }
 
 
@@ -180,9 +190,12 @@ def run_prepare(
     if num_workers == 1:
         shards = [_prepare_shard(job) for job in jobs]
     else:
-        # spawn: TensorFlow is not fork-safe once imported.
+        # Largest shards first, so that the last one to start is a small one (balance). spawn:
+        # TensorFlow is not fork-safe once imported.
+        order = sorted(range(num_shards), key=lambda s: -_shard_bytes(sources, s, num_shards))
         with multiprocessing.get_context("spawn").Pool(num_workers) as pool:
-            shards = pool.map(_prepare_shard, jobs, chunksize=1)
+            done = pool.map(_prepare_shard, [jobs[s] for s in order], chunksize=1)
+        shards = [shard for _, shard in sorted(zip(order, done, strict=True))]
     total = sum(s["instances"] for s in shards)
     if total == 0:
         raise UserError(f"corpus {input!r} yields no training instance; check --input")

@@ -78,6 +78,10 @@ def test_manifest_counts_settings_and_vocab(corpus_dir, four_shards):
         f"instances-0000{i}-of-00004.tfrecord" for i in range(4)
     ]
     assert all(s["instances"] > 0 and s["documents"] == 6 for s in manifest["shards"])
+    assert all(s["seconds"] > 0 for s in manifest["shards"])
+    # The workers took the shards largest first, not in shard order; results are in shard order.
+    sizes = [prepare._shard_bytes(manifest["sources"], s, NUM_FILES) for s in range(NUM_FILES)]
+    assert sizes != sorted(sizes, reverse=True)
     assert manifest["num_instances"] == sum(s["instances"] for s in manifest["shards"])
     assert manifest["num_documents"] == 24 and manifest["num_tokens"] > 10_000
     assert len(streaming.read_instances(prepared)["input_ids"]) == manifest["num_instances"]
