@@ -10,6 +10,7 @@ Sources (comma-separated in ``--config.corpus``):
     hard-wrapped lines of a paragraph are joined (sentences are found by `sentences`).
 * ``tfds:NAME[@SPLIT]``: a prepared TensorFlow Datasets dataset read with ``tfds.load``, e.g.
   ``tfds:wikipedia/20230601.en`` (split ``train`` by default) or ``tfds:c4/en:3.1.0@train[:1%]``.
+  `tfds_part` appends ``#IofN``: part I of N of the split (`tfds.even_splits`), for streaming.
 
 Files may be gzip-compressed (``.gz``). Bad input never crashes a run: invalid UTF-8 bytes are
 replaced (U+FFFD) and control characters removed (both counted); empty documents, malformed
@@ -44,6 +45,7 @@ _HASH_CHUNK_BYTES = 1 << 20
 _CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 _UTF8_BOM = b"\xef\xbb\xbf"
 _MAX_LISTED_SOURCES = 3  # in the one-line "no documents" error
+_TFDS_PART = re.compile(r"#(\d+)of(\d+)$")  # `tfds_part`'s suffix
 
 
 def _split_patterns(patterns: str | Sequence[str]) -> list[str]:
@@ -238,12 +240,22 @@ def _parse_tfds(source: str) -> tuple[str, str]:
     return name, split or "train"
 
 
+def tfds_part(source: str, index: int, count: int) -> str:
+    """Part `index` of `count` of a ``tfds:`` source: `tfds.even_splits` of its split, runs of
+    consecutive examples (the first ones longer by one if need be) that together are the split."""
+    return source if count == 1 else f"{source}#{index}of{count}"
+
+
 def _read_tfds(source: str, text_field: str, report: SourceReport) -> Iterator[str]:
-    """Yields the `text_field` feature of each example of a prepared TFDS dataset."""
+    """Yields the `text_field` feature of each example of a prepared TFDS dataset (or part)."""
     import tensorflow_datasets as tfds  # only TFDS sources need it
 
-    name, split = _parse_tfds(source)
+    part = _TFDS_PART.search(source)
+    name, split = _parse_tfds(source[: part.start()] if part else source)
     try:
+        if part:
+            index, count = map(int, part.groups())
+            split = tfds.even_splits(split, n=count)[index]
         dataset = tfds.load(name, split=split, shuffle_files=False, download=False)
     except (AssertionError, ValueError) as e:
         first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__

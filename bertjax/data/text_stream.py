@@ -1,10 +1,12 @@
 """Raw text -> tokenized, paired and masked batches on the fly (``config.streaming``).
 
 No in-memory corpus, no prepare step. Process p of P reads only files[p::P] of the sorted corpus
-(disjoint; together all files). Epoch e reads them in an order drawn from (seed, p, e); their
-training documents (held-out ones dropped one by one by `corpus.holdout_split`, bad input skipped
-and counted per file by `corpus`) are cut into chunks of ``stream_chunk_documents`` consecutive
-documents across file ends (a lone last document joins the chunk before it: NSP needs two).
+files and part p of P of each ``tfds:NAME@SPLIT`` source (`corpus.tfds_part`, `tfds.even_splits`):
+disjoint, together the whole corpus. A tfds part is a file from here on. Epoch e reads the files
+in an order drawn from (seed, p, e); their training documents (held-out ones dropped one by one
+by `corpus.holdout_split`, bad input skipped and counted per file by `corpus`) are cut into chunks
+of ``stream_chunk_documents`` consecutive documents across file ends (a lone last document joins
+the chunk before it: NSP needs two).
 Chunk j is tokenized (`pipeline.tokenize_documents`) and becomes NSP pairs or packed rows
 (`pretraining_examples`, `packing`) with a seed drawn from (seed, p, e, j), rows shuffled with
 it; ``dupe_factor`` is unused, each epoch pairs afresh. The process's example k is row k of the
@@ -19,8 +21,9 @@ the workdir) records per process and epoch each chunk's row count and the file p
 ends, one line per chunk, rewritten atomically as chunks are built. A resume skips the epochs and
 chunks it knows unread, re-parses (does not tokenize) one file up to the resume chunk and rebuilds
 that chunk. Chunks it lacks (no index_dir, a crash before the write) are replayed: tokenized and
-discarded. The index is keyed by file names and sizes, settings, vocabulary, seed and P; a torn
-file is read up to its last whole line (after editing a file in place at the same size, delete it).
+discarded. The index is keyed by file names and sizes (tfds: the source), settings, vocabulary,
+seed and P; a torn file is read up to its last whole line (after editing a file in place at the
+same size, or rebuilding an unversioned tfds source, delete it).
 """
 
 import collections
@@ -60,7 +63,7 @@ Position = tuple[int, int]  # (file in the epoch's order, training documents rea
 class TextStream:
     """The corpus files and settings a text stream reads; `make_text_dataset` streams it."""
 
-    files: list[str]  # the whole corpus, sorted (`corpus.resolve_files`)
+    files: list[str]  # the whole corpus, files sorted, then tfds sources (`corpus.resolve_files`)
     tokenizer: WordPieceTokenizer | SentencePieceTokenizer
     settings: dict  # the config's _SETTINGS fields and vocab_sha256
     index_dir: str = ""  # where chunk counts are kept for a fast resume; "" = replay
@@ -76,26 +79,24 @@ def from_config(
     tokenizer: WordPieceTokenizer | SentencePieceTokenizer,
     vocab_dir: str | os.PathLike,
 ) -> TextStream:
-    """The TextStream of ``config.corpus``; one-line UserError for a ``tfds:`` source."""
+    """The TextStream of ``config.corpus``."""
     files = corpus.resolve_files(config.corpus)
-    if any(corpus.is_tfds(f) for f in files):
-        raise UserError(
-            "--config.streaming reads files per process, not tfds: sources; run `bertjax "
-            "prepare --input=tfds:...` and train with --config.prepared_dir, or streaming=False"
-        )
     settings = {name: config.get(name) for name in _SETTINGS}
     settings["vocab_sha256"] = prepare.vocab_sha256(vocab_dir)
     return TextStream(files=files, tokenizer=tokenizer, settings=settings)
 
 
 def process_files(files: list[str], process_index: int, process_count: int) -> list[str]:
-    """files[process_index::process_count]; UserError when that leaves a process none."""
-    if len(files) < process_count:
+    """The corpus files [process_index::process_count], then the process's part of each tfds
+    source; UserError when that leaves a process nothing."""
+    paths = [f for f in files if not corpus.is_tfds(f)]
+    parts = [corpus.tfds_part(f, process_index, process_count) for f in files if corpus.is_tfds(f)]
+    if len(paths) < process_count and not parts:
         raise UserError(
             f"corpus has {len(files)} files for {process_count} processes; split it into at "
             f"least {process_count} files or use `bertjax prepare`"
         )
-    return files[process_index::process_count]
+    return paths[process_index::process_count] + parts
 
 
 def derive_seed(*parts: int) -> int:
@@ -111,8 +112,8 @@ def epoch_files(files: list[str], seed: int, process_index: int, epoch: int) -> 
 
 
 def _file_texts(path: str, settings: dict, reports: list | None) -> Iterator[str]:
-    """Documents of one file via `corpus.read_documents` (which logs its skip counts)."""
-    if not os.path.exists(path):
+    """Documents of one file or tfds part via `corpus.read_documents` (which logs skip counts)."""
+    if not corpus.is_tfds(path) and not os.path.exists(path):
         report = corpus.SourceReport(path)
         report.skip("missing file", "gone since the corpus was listed")
         logging.warning("Corpus source %s", report.summary())
@@ -197,8 +198,9 @@ class ChunkIndex:
     one file per (process, epoch), under a key of everything the counts depend on."""
 
     def __init__(self, stream: TextStream, seed: int, process_index: int, process_count: int):
-        sizes = [
-            (os.path.basename(f), os.path.exists(f) and os.path.getsize(f)) for f in stream.files
+        sizes = [  # a tfds source (or a missing file) by its whole name; P gives a tfds part
+            (os.path.basename(f), os.path.getsize(f)) if os.path.isfile(f) else (f, 0)
+            for f in stream.files
         ]
         key = json.dumps([sizes, stream.settings, seed, process_count], sort_keys=True)
         digest = hashlib.sha256(key.encode()).hexdigest()[:16]
@@ -331,7 +333,7 @@ def check_has_documents(stream: TextStream, files: list[str], process_index: int
         problems = " | ".join(r.summary() for r in reports[:3])
         raise UserError(
             f"process {process_index} found {found} training documents in its {len(files)} "
-            f"corpus files, needs {needed} ({problems}); check --config.corpus"
+            f"corpus sources, needs {needed} ({problems}); check --config.corpus"
         )
 
 

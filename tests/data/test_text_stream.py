@@ -1,6 +1,7 @@
 """Tests for bertjax/data/text_stream.py: raw text streamed per process, paired and masked on the
 fly, through the make_dataset contract (config.streaming)."""
 
+import dataclasses
 import gzip
 import itertools
 import json
@@ -11,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import tensorflow_datasets as tfds
+from tensorflow_datasets.core import constants as tfds_constants
 
 from bertjax import train
 from bertjax.config_validation import validate_config
@@ -23,6 +26,8 @@ LENGTH = 64
 NUM_FILES = 4
 CHUNK = 4  # documents per chunk: several chunks per file and epoch
 REPO = str(Path(__file__).resolve().parents[2])
+TFDS_DOCS = 42  # 4 processes do not divide it: uneven parts
+TFDS_SOURCE = "tfds:bertjax_stream_docs@train"
 
 
 @pytest.fixture(scope="module")
@@ -281,9 +286,7 @@ def test_a_corpus_without_documents_is_a_one_line_error(corpus_dir, tmp_path):
     assert "\n" not in str(info.value) and "1 invalid JSON" in str(info.value)
 
 
-def test_tfds_sources_and_prepared_dir_are_one_line_errors(corpus_dir):
-    with pytest.raises(UserError, match=r"reads files per process, not tfds: .*bertjax prepare"):
-        pipeline.build_pretraining_data(_config(corpus_dir, corpus="tfds:wikipedia/20230601.en"))
+def test_prepared_dir_and_one_document_chunks_are_one_line_errors():
     config = cpu_smoke.get_config()
     config.update(streaming=True, prepared_dir="/some/prepared")
     with pytest.raises(UserError, match="streaming=True and prepared_dir are two data sources"):
@@ -291,6 +294,107 @@ def test_tfds_sources_and_prepared_dir_are_one_line_errors(corpus_dir):
     config.update(prepared_dir="", stream_chunk_documents=1)
     with pytest.raises(UserError, match="stream_chunk_documents=1 must be >= 2"):
         validate_config(config)
+
+
+def _tfds_texts() -> list[str]:
+    """TFDS_DOCS distinct documents of several sentences: openings of inaugural addresses."""
+    with gzip.open(base.SAMPLE_CORPUS.replace("*", "inaugural"), "rt", encoding="utf-8") as f:
+        return [json.loads(line)["text"][:900] for line in f][-TFDS_DOCS:]
+
+
+class BertjaxStreamDocs(tfds.core.GeneratorBasedBuilder):
+    """A real local TFDS dataset (tfds.testing.mock_data ignores split slicing): `_tfds_texts`
+    in one train split, built by the `tfds_data` fixture without a download."""
+
+    VERSION = tfds.core.Version("1.0.0")
+    code_path = None  # no checksums file to look for (tfds would need importlib_resources)
+
+    def _info(self):
+        features = tfds.features.FeaturesDict({"text": tfds.features.Text()})
+        return tfds.core.DatasetInfo(builder=self, features=features)
+
+    def _split_generators(self, dl_manager):
+        return {"train": self._generate_examples()}
+
+    def _generate_examples(self):
+        yield from enumerate({"text": text} for text in _tfds_texts())
+
+
+@pytest.fixture(scope="module")
+def tfds_data(tmp_path_factory):
+    """BertjaxStreamDocs built in a fresh TFDS data dir, where tfds.load looks while in use (the
+    TFDS_DATA_DIR variable is read once, at import)."""
+    data_dir = str(tmp_path_factory.mktemp("tfds"))
+    no_gcs = tfds.download.DownloadConfig(try_download_gcs=False)
+    BertjaxStreamDocs(data_dir=data_dir).download_and_prepare(download_config=no_gcs)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(tfds_constants, "DATA_DIR", data_dir)
+        yield data_dir
+
+
+@pytest.mark.parametrize("process_count", [1, 2, 4])
+def test_processes_read_disjoint_parts_of_a_tfds_split(corpus_dir, tfds_data, process_count):
+    stream = _stream(_config(corpus_dir, corpus=TFDS_SOURCE))
+    assert stream.files == [TFDS_SOURCE]
+    parts = []
+    for p in range(process_count):
+        (own,) = text_stream.process_files(stream.files, p, process_count)
+        assert own == corpus.tfds_part(TFDS_SOURCE, p, process_count)
+        parts.append([text for text, _ in text_stream.documents([own], stream.settings)])
+    sizes = sorted(map(len, parts))
+    assert sizes[-1] - sizes[0] <= 1 and sum(sizes) == TFDS_DOCS, sizes
+    texts = [text for part in parts for text in part]
+    assert len(set(texts)) == TFDS_DOCS
+    assert sorted(texts) == sorted(corpus.read_documents(TFDS_SOURCE)), "the whole split"
+    # files are still dealt out, and a tfds source gives each process something to read
+    files = [f"/corpus/part-{i}.jsonl" for i in range(3)]
+    for p in range(process_count + 1):
+        own = text_stream.process_files([*files, TFDS_SOURCE], p, process_count + 1)
+        assert own == files[p :: process_count + 1] + [
+            corpus.tfds_part(TFDS_SOURCE, p, process_count + 1)
+        ]
+
+
+def test_a_tfds_source_streams_batches_and_resumes_exactly(corpus_dir, tfds_data, tmp_path):
+    config = _config(corpus_dir, corpus=TFDS_SOURCE)
+    stream = _stream(config, tmp_path)
+    epoch_size = len(_epoch_rows(stream, stream.files))
+    steps = -(-epoch_size // 64) + 2  # global batch 64: into the second epoch
+    full = _take(_dataset(stream, config, global_batch_size=64), steps)
+    assert full[0]["input_ids"].shape == (64, LENGTH)
+    for start in (1, steps - 1):  # inside epoch 0, inside epoch 1
+        resumed = _take(_dataset(_stream(config, tmp_path), config, global_batch_size=64,
+                                 start_step=start), steps - start)  # fmt: skip
+        _assert_batches_equal(full[start:], resumed)
+    index = text_stream.ChunkIndex(stream, config.seed, 0, 1)
+    epoch, chunk, _, skip = index.resume_point((steps - 1) * 64)
+    assert index.read(0)[1] and epoch == 1 and skip < index.read(1)[0][chunk][0]
+    firsts = [_take(_dataset(stream, config, process_index=p, process_count=2), 1)[0]
+              for p in range(2)]  # fmt: skip
+    assert firsts[0]["input_ids"].shape == (4, LENGTH)
+    assert not np.array_equal(firsts[0]["input_ids"], firsts[1]["input_ids"])
+    other = dataclasses.replace(stream, files=[TFDS_SOURCE + "[:50%]"])
+    keys = {text_stream.ChunkIndex(s, config.seed, 0, n).directory
+            for s in (stream, other) for n in (1, 2)}  # fmt: skip
+    assert len(keys) == 4, "the index follows the tfds source and the process count"
+
+
+def test_a_missing_tfds_dataset_is_a_counted_skip_or_a_one_line_error(corpus_dir, tfds_data):
+    missing = "tfds:bertjax_no_such_docs"
+    config = _config(corpus_dir, corpus=f"{corpus_dir}/part-0.jsonl,{missing}")
+    stream = _stream(config)
+    reports = []
+    texts = [t for t, _ in text_stream.documents(stream.files, stream.settings, reports=reports)]
+    assert len(texts) == 24 // NUM_FILES
+    counts = [(r.documents, dict(r.skipped)) for r in reports]
+    assert counts == [(len(texts), {}), (0, {"unloadable dataset": 1})]
+    (batch,) = _take(_dataset(stream, config), 1)
+    assert batch["input_ids"].shape == (8, LENGTH)
+    # process 1 of 2 has no file, only its part of the missing dataset
+    pattern = r"process 1 found 0 training documents .*1 unloadable dataset .*bertjax_no_such_d"
+    with pytest.raises(UserError, match=pattern) as info:
+        _dataset(stream, config, process_index=1, process_count=2)
+    assert "\n" not in str(info.value)
 
 
 def test_bertjax_train_streams_end_to_end_and_resumes(corpus_dir, tmp_path):
