@@ -450,7 +450,11 @@ def parse_args(argv: list[str]) -> dict:
     parser.add_argument("--warmup_steps", type=int, default=2)
     parser.add_argument("--precision", default="fp32", help="fp32 or bf16 (compute dtype)")
     parser.add_argument("--devices", type=int, help="data-parallel devices (default: all)")
-    parser.add_argument("--attention", choices=("xla", "cudnn"), help="fused attention backend")
+    parser.add_argument(
+        "--attention",
+        choices=("auto", "xla", "cudnn", "splash"),
+        help="attention kernel (default: the config's auto, chosen from the backend)",
+    )
     parser.add_argument("--attention_dropout", type=float, help="0 = fused attention path")
     parser.add_argument("--remat", choices=("none", "full", "dots_saveable"))
     parser.add_argument("--peers", action="store_true", help="also Hugging Face Flax and torch")

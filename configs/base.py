@@ -92,9 +92,9 @@ def get_config() -> ml_collections.ConfigDict:
     config.dtype = "float32"  # compute dtype of activations and matmuls (parameters stay float32)
     config.remat_policy = "none"  # per-layer rematerialisation: "none", "full", "dots_saveable"
     config.scan_layers = False  # nnx.scan over stacked layers: compile time independent of depth
-    # jax.nn.dot_product_attention backend: unset/"xla" everywhere, "cudnn" = flash attention on
-    # NVIDIA GPUs.
-    config.attention_implementation = ml_collections.config_dict.placeholder(str)
+    # Attention kernel: "auto" = chosen from the backend (cuDNN flash attention on NVIDIA GPUs in
+    # bf16/fp16, Pallas splash on TPU, XLA otherwise); "xla", "cudnn", "splash" force one.
+    config.attention_implementation = "auto"
 
     # --- Optimisation -----------------------------------------------------------------------
     config.batch_size = 256  # global batch per optimizer step, over all processes and devices

@@ -1,9 +1,11 @@
 """BERT multi-head self-attention: per-head projections, a fused path and an explicit path.
 
 Shapes: B batch, L sequence length, N heads, D head size (hidden / heads), H hidden size.
-The fused path calls `jax.nn.dot_product_attention` (cuDNN flash attention on GPU when asked
-for); it has no dropout on attention probabilities, so training with
-`attention_probs_dropout_prob > 0` takes the explicit einsum-softmax-dropout path instead.
+The fused path is `jax.nn.dot_product_attention` (XLA, or cuDNN flash attention on NVIDIA GPUs)
+or the Pallas splash kernel on TPU (bertjax/models/splash.py); `attention_implementation="auto"`
+picks one from the backend at trace time (`choose_attention_implementation`). It has no dropout
+on attention probabilities, so training with `attention_probs_dropout_prob > 0` takes the
+explicit einsum-softmax-dropout path instead.
 """
 
 from __future__ import annotations
@@ -11,9 +13,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import jax
+import jax.extend.backend
 import jax.numpy as jnp
 from flax import linen as nn
 from flax import nnx
+
+from bertjax.errors import UserError
+from bertjax.models import splash
 
 if TYPE_CHECKING:
     from bertjax.models.config import BertConfig
@@ -52,6 +58,46 @@ def padding_mask(input_mask: jax.Array) -> jax.Array:
     return input_mask[:, None, None, :].astype(bool)
 
 
+def backend_name() -> str:
+    """`jax.default_backend()` ('cpu', 'gpu', 'tpu'), but 'rocm' for AMD GPUs (no cuDNN there)."""
+    backend = jax.default_backend()
+    if backend == "gpu" and "rocm" in jax.extend.backend.get_backend().platform_version.lower():
+        return "rocm"
+    return backend
+
+
+def cudnn_supports(*, head_dim: int, seq_len: int, dtype: Any) -> bool:
+    """Whether cuDNN's flash kernel takes this case, as jax checks it (jax/_src/cudnn/
+    fused_attention_stablehlo.py): bf16/fp16 inputs, head dim a multiple of 8 and at most 128
+    (256 needs Hopper), even sequence length (a mask is a bias there, and training with a bias
+    needs one)."""
+    half = jnp.dtype(dtype) in (jnp.dtype(jnp.bfloat16), jnp.dtype(jnp.float16))
+    return half and head_dim % 8 == 0 and head_dim <= 128 and seq_len % 2 == 0
+
+
+def choose_attention_implementation(
+    backend: str, *, head_dim: int, seq_len: int, dtype: Any
+) -> str:
+    """What `attention_implementation="auto"` runs: 'cudnn' on an NVIDIA GPU ('gpu') when
+    cuDNN's flash kernel takes the case, 'splash' on TPU when the sequence length is a multiple
+    of 128, 'xla' otherwise (CPU, ROCm, float32 on GPU, ...)."""
+    if backend == "gpu" and cudnn_supports(head_dim=head_dim, seq_len=seq_len, dtype=dtype):
+        return "cudnn"
+    if backend == "tpu" and splash.splash_block_size(seq_len) is not None:
+        return "splash"
+    return "xla"
+
+
+def cudnn_mask_arguments(mask: jax.Array) -> dict[str, jax.Array]:
+    """The mask as cuDNN's path of `jax.nn.dot_product_attention` takes it. cuDNN turns a mask
+    into a bias that must cover all [L, L] logits, so a key padding mask [B, 1, 1, L] goes as
+    key lengths (its padding is a suffix of each row, as everywhere in bertjax) and a
+    [B, 1, L, L] packed-rows mask as it is."""
+    if mask.shape[2] == 1:
+        return {"key_value_seq_lengths": jnp.sum(mask[:, 0, 0, :], axis=-1, dtype=jnp.int32)}
+    return {"mask": mask}
+
+
 def fused_attention(
     query: jax.Array,
     key: jax.Array,
@@ -60,10 +106,26 @@ def fused_attention(
     *,
     implementation: str | None = None,
 ) -> jax.Array:
-    """softmax(q k^T / sqrt(D)) v with `jax.nn.dot_product_attention`; [B, L, N, D] each.
+    """softmax(q k^T / sqrt(D)) v without dropout; q, k, v [B, L, N, D] -> [B, L, N, D].
 
-    `mask` is boolean [B, 1, 1, L]. `implementation` is passed through (None/'xla'/'cudnn').
+    `mask` is boolean [B, 1, 1, L] (or [B, 1, L, L] for packed rows). `implementation`:
+    None/'xla', 'cudnn', 'splash', or 'auto' (chosen from the backend, shapes and dtype).
     """
+    if implementation == "auto":
+        implementation = choose_attention_implementation(
+            backend_name(), head_dim=query.shape[-1], seq_len=query.shape[1], dtype=query.dtype
+        )
+    if implementation == "splash":
+        return splash.splash_attention(query, key, value, mask)
+    if implementation == "cudnn":
+        if backend_name() != "gpu":
+            raise UserError(
+                f"attention_implementation='cudnn' needs an NVIDIA GPU (this backend is "
+                f"{backend_name()}); use attention_implementation='auto' or 'xla'"
+            )
+        return jax.nn.dot_product_attention(
+            query, key, value, implementation="cudnn", **cudnn_mask_arguments(mask)
+        )
     return jax.nn.dot_product_attention(query, key, value, mask=mask, implementation=implementation)
 
 

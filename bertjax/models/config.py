@@ -14,7 +14,7 @@ import ml_collections
 from bertjax.errors import UserError
 
 COMPUTE_DTYPES = ("float32", "bfloat16", "float16")
-ATTENTION_IMPLEMENTATIONS = (None, "xla", "cudnn")
+ATTENTION_IMPLEMENTATIONS = ("auto", "xla", "cudnn", "splash", None)
 REMAT_POLICIES = {
     "none": None,
     "full": jax.checkpoint_policies.nothing_saveable,
@@ -40,8 +40,10 @@ class BertConfig:
     initializer_range: float = 0.02
     layer_norm_eps: float = 1e-12
     dtype: str = "float32"  # compute dtype of activations and matmuls; parameters stay float32
-    # jax.nn.dot_product_attention backend: None/"xla" everywhere, "cudnn" = flash attention on GPU.
-    attention_implementation: str | None = None
+    # Attention kernel: "auto" picks from the backend at trace time (cuDNN flash attention on
+    # NVIDIA GPUs in bf16/fp16, the Pallas splash kernel on TPU, XLA otherwise); "xla" (or None),
+    # "cudnn" and "splash" force one (bertjax/models/attention.py, bertjax/models/splash.py).
+    attention_implementation: str | None = "auto"
     # Rematerialisation of each encoder layer in the backward pass: "none" keeps activations,
     # "full" recomputes the whole layer, "dots_saveable" keeps matmul outputs only.
     remat_policy: str = "none"
@@ -87,5 +89,10 @@ class BertConfig:
             raise UserError(
                 f"attention_implementation {self.attention_implementation!r} is not supported; "
                 f"use one of {ATTENTION_IMPLEMENTATIONS}"
+            )
+        if self.attention_implementation == "cudnn" and self.dtype == "float32":
+            raise UserError(
+                "attention_implementation='cudnn' needs dtype bfloat16 or float16 (cuDNN flash "
+                "attention has no float32 kernel); set --config.dtype=bfloat16 or use 'auto'"
             )
         return self
