@@ -17,6 +17,9 @@ import sys
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO_ROOT))  # `python benchmarks/scaling.py` as well as `-m`
+
+from bertjax import host_memory  # noqa: E402
 
 COLUMNS = ("model", "seq_len", "batch_size", "tokens/s", "MFU", "step ms", "compile s",
            "XLA MiB/device", "device peak MiB", "host RSS MiB")  # fmt: skip
@@ -49,6 +52,8 @@ def run_point(kwargs: dict) -> dict:
     """One point in a fresh process; its result dict, or the kwargs with an `error`."""
     command = [sys.executable, "-m", "benchmarks.scaling", f"--worker={json.dumps(kwargs)}"]
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    if host_memory.should_reexec(env):  # the allocator setting `bertjax bench` runs with
+        env = host_memory.huge_pages_environment(env)
     out = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True)
     lines = [line for line in out.stdout.splitlines() if line.startswith("RESULT ")]
     if out.returncode or not lines:

@@ -1,5 +1,5 @@
 """`python -m bertjax ...` is the same as the `bertjax` console script."""
 
-from bertjax.cli import main
+from bertjax.cli import console_main
 
-main()
+console_main()

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bertjax import bench_peers
+from bertjax import bench_peers, host_memory
 from bertjax.errors import UserError
 
 MODEL_SIZES = ("tiny", "mini", "small", "medium", "base", "large")  # configs/base.MODEL_SIZES
@@ -197,11 +197,13 @@ def measure_train_step(config, devices: list, steps: int, warmup_steps: int, pro
     for _ in range(warmup_steps):
         state, out = compiled(state, batch, key)
     jax.block_until_ready(state)
+    usage_before = resource.getrusage(resource.RUSAGE_SELF)
     start = time.perf_counter()
     for _ in range(steps):
         state, out = compiled(state, batch, key)
     jax.block_until_ready((state, out))
     seconds_per_step = (time.perf_counter() - start) / steps
+    usage = resource.getrusage(resource.RUSAGE_SELF)
     if profile_dir:
         with jax.profiler.trace(str(profile_dir)):
             for _ in range(PROFILE_STEPS):
@@ -214,6 +216,9 @@ def measure_train_step(config, devices: list, steps: int, warmup_steps: int, pro
         "profile_lines": _profile_lines(profile_dir, compiled),
         "compile_seconds": compile_seconds,
         "seconds_per_step": seconds_per_step,
+        "page_faults_per_step": (usage.ru_minflt - usage_before.ru_minflt) / steps,
+        "kernel_cpu_seconds_per_step": (usage.ru_stime - usage_before.ru_stime) / steps,
+        "host_malloc": host_memory.describe(),
         "real_tokens_per_step": int(local["input_mask"].sum()),
         "loss": loss,
         **xla_memory(compiled),
@@ -397,6 +402,9 @@ def _measurement_rows(r: dict) -> list[tuple[str, str]]:
          f"{r['xla_temp_mib']:.1f} - {r['xla_alias_mib']:.1f}"),
         ("XLA peak_memory_in_bytes, MiB", f"{r['xla_peak_mib']:.1f}"),
         ("host peak RSS (whole process), MiB", f"{r['host_peak_rss_mib']:.0f}"),
+        ("host page faults / kernel CPU ms, per step",
+         f"{r['page_faults_per_step']:.0f} / {1e3 * r['kernel_cpu_seconds_per_step']:.0f}"),
+        ("host malloc", r["host_malloc"]),
     ]  # fmt: skip
     if r.get("device_peak_mib") is not None:
         rows.insert(-1, ("device peak_bytes_in_use, MiB", f"{r['device_peak_mib']:.1f}"))
@@ -482,4 +490,5 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
+    host_memory.reexec_with_huge_pages(["-m", "bertjax.bench", *sys.argv[1:]])  # as `bertjax` does
     main()

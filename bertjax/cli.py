@@ -18,6 +18,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow is first
 from absl import flags, logging  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
+from bertjax import host_memory  # noqa: E402
 from bertjax.errors import UserError  # noqa: E402
 
 USAGE = (
@@ -236,5 +237,12 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(130)
 
 
-if __name__ == "__main__":
+def console_main() -> None:
+    """The `bertjax` console script and `python -m bertjax`: first re-executes itself with huge
+    pages for glibc's large blocks where that helps (bertjax/host_memory.py), then `main()`."""
+    host_memory.reexec_with_huge_pages(["-m", "bertjax", *sys.argv[1:]])
     main()
+
+
+if __name__ == "__main__":
+    console_main()

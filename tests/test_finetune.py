@@ -58,8 +58,10 @@ def test_tiny_model_learns_mr_sentiment_above_chance(tmp_path):
     config = config_for(
         train_file=write_jsonl(tmp_path / "train.jsonl", train),
         eval_file=write_jsonl(tmp_path / "dev.jsonl", test),
-        kind="classification", learning_rate=1e-3, num_epochs=4, seeds="0,1",
+        kind="classification", learning_rate=2e-3, num_epochs=4, seeds="0,1",
     )  # fmt: skip
+    # At 1e-3 a third of seeds stayed at the majority class (0.512) within 4 epochs; at 2e-3
+    # seeds 0-5 reached 0.56-0.60 (measured 2026-11-22).
     results = trainer.finetune("jsonl", str(init), str(tmp_path / "run"), config)
     accuracy = results["aggregate"]["accuracy"]
     # Chance is ~0.5 (balanced dev set); 400 examples: a 0.05 margin is > 2 standard errors.

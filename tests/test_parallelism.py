@@ -34,8 +34,11 @@ def test_parallelism_matches_single_device(single_device_run, name):
         for key in ("mlm_loss_sum", "nsp_loss_sum", "grad_norm"):
             np.testing.assert_allclose(many[key], one[key], rtol=1e-5)
     params = jax.device_get(state.params)
+    # Each Adam step moves a parameter by up to lr = 1e-3, and for a gradient near zero
+    # m / (sqrt(v) + eps) turns summation-order differences into visible ones: with matmuls on
+    # rows, 1 of 65,536 FSDP8 parameters differed by 1.25e-6 after 3 steps (2026-11-22).
     jax.tree.map(
-        lambda got, want: np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6),
+        lambda got, want: np.testing.assert_allclose(got, want, rtol=1e-5, atol=3e-6),
         params,
         reference_params,
     )

@@ -19,13 +19,14 @@ from flax import nnx
 from bertjax import checkpointing
 from bertjax.convert import model_dir
 from bertjax.models.bert import BertConfig, BertModel, unstack_layers
+from bertjax.models.dropout import Dropout
 
 
 class BertForFinetuning(nnx.Module):
     def __init__(self, config: BertConfig, kind: str, num_outputs: int, *, rngs: nnx.Rngs):
         self.kind = kind
         self.bert = BertModel(config, rngs=rngs)
-        self.dropout = nnx.Dropout(config.hidden_dropout_prob)
+        self.dropout = Dropout(config.hidden_dropout_prob)
         init = nnx.initializers.normal(config.initializer_range)
         self.head = nnx.Linear(config.hidden_size, num_outputs, kernel_init=init, rngs=rngs)
 

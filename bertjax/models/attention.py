@@ -19,7 +19,7 @@ from flax import linen as nn
 from flax import nnx
 
 from bertjax.errors import UserError
-from bertjax.models import splash
+from bertjax.models import dropout, splash
 
 if TYPE_CHECKING:
     from bertjax.models.config import BertConfig
@@ -51,6 +51,19 @@ def layer_norm(config: BertConfig, num_features: int, rngs: nnx.Rngs) -> nnx.Lay
         bias_init=nnx.with_partitioning(nnx.initializers.zeros_init(), ("norm",)),
         rngs=rngs,
     )
+
+
+class Dense(nnx.Linear):
+    """`nnx.Linear` applied to its input flattened to rows, [prod(leading axes), in] (a free
+    reshape), then shaped back. On a [B, L, in] input the weight gradient contracts two axes, and
+    XLA:CPU first copies the activation gradient into a transposed [in, B*L] array with a slow
+    3-D transpose fusion; on rows it is one matmul with a transposed operand. Measured on a
+    BERT-mini feed-forward block (fwd + bwd, [32, 128, 256], 1024 wide): 88 ms on rows against
+    146-152 ms on [B, L, H]. Same parameters as nnx.Linear."""
+
+    def __call__(self, inputs: jax.Array) -> jax.Array:
+        rows = super().__call__(inputs.reshape(-1, inputs.shape[-1]))
+        return rows.reshape(*inputs.shape[:-1], rows.shape[-1])
 
 
 def padding_mask(input_mask: jax.Array) -> jax.Array:
@@ -150,8 +163,7 @@ def explicit_attention(
     logits = jnp.where(mask, logits, -0.7 * jnp.finfo(jnp.float32).max)
     probs = jax.nn.softmax(logits, axis=-1)
     if dropout_key is not None and dropout_rate > 0.0:
-        keep = jax.random.bernoulli(dropout_key, 1.0 - dropout_rate, probs.shape)
-        probs = jnp.where(keep, probs / (1.0 - dropout_rate), 0.0)
+        probs = dropout.dropout(probs, dropout_rate, dropout_key)
     return jnp.einsum("bnts,bsnd->btnd", probs.astype(value.dtype), value)
 
 
@@ -185,6 +197,23 @@ class BertSelfAttention(nnx.Module):
         self.key = projection()
         self.value = projection()
 
+    def project_qkv(self, hidden_states: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+        """[B, L, H] -> query, key, value [B, L, N, D], as one matmul against the three kernels
+        stacked to [H, 3, N, D]: one wide matmul (and one input gradient in the backward pass)
+        instead of three thin ones. Same values as calling the three projections; the
+        parameters stay three (Hugging Face's layout). Stacked on a new axis, so a heads axis
+        sharded over 'tensor' stays where it is."""
+        projections = (self.query, self.key, self.value)
+        dtype = self.query.dtype
+        kernel = jnp.stack([p.kernel[...] for p in projections], axis=1).astype(dtype)
+        bias = jnp.stack([p.bias[...] for p in projections], axis=0).astype(dtype)
+        batch, length, hidden = hidden_states.shape
+        # On rows, as in `Dense`: [B*L, H] x [H, 3*N*D].
+        rows = hidden_states.reshape(batch * length, hidden).astype(dtype)
+        stacked = rows @ kernel.reshape(hidden, -1) + bias.reshape(-1)
+        stacked = stacked.reshape(batch, length, *kernel.shape[1:])
+        return stacked[:, :, 0], stacked[:, :, 1], stacked[:, :, 2]
+
     def __call__(
         self,
         hidden_states: jax.Array,
@@ -195,8 +224,8 @@ class BertSelfAttention(nnx.Module):
     ) -> jax.Array:
         """[B, L, H] hidden states, [B, 1, 1, L] boolean mask -> context [B, L, N, D]."""
         query, key, value = (
-            constrain(projection(hidden_states), ("batch", "length", "heads", "kv"))
-            for projection in (self.query, self.key, self.value)
+            constrain(projected, ("batch", "length", "heads", "kv"))
+            for projected in self.project_qkv(hidden_states)
         )
         if deterministic or self.dropout_rate == 0.0:
             return fused_attention(query, key, value, mask, implementation=self.implementation)
@@ -222,7 +251,7 @@ class BertSelfOutput(nnx.Module):
             **dense_init(config, ("heads", "kv", "embed"), ("embed",)),
         )
         self.LayerNorm = layer_norm(config, config.hidden_size, rngs)
-        self.dropout = nnx.Dropout(config.hidden_dropout_prob)
+        self.dropout = dropout.Dropout(config.hidden_dropout_prob)
 
     def __call__(
         self,
@@ -233,8 +262,16 @@ class BertSelfOutput(nnx.Module):
         rngs: nnx.Rngs | None = None,
     ) -> jax.Array:
         """Context [B, L, N, D], residual [B, L, H] float32 -> [B, L, H] float32."""
-        hidden = self.dropout(self.dense(context), deterministic=deterministic, rngs=rngs)
+        hidden = self.dropout(self.merge_heads(context), deterministic=deterministic, rngs=rngs)
         return self.LayerNorm(hidden.astype(jnp.float32) + input_tensor)
+
+    def merge_heads(self, context: jax.Array) -> jax.Array:
+        """`dense` on [B, L, N, D] context, on rows as in `Dense`: [B*L, N*D] x [N*D, H]."""
+        batch, length, heads, head_size = context.shape
+        dtype = self.dense.dtype
+        kernel = self.dense.kernel[...].reshape(heads * head_size, -1).astype(dtype)
+        rows = context.reshape(batch * length, heads * head_size).astype(dtype) @ kernel
+        return (rows + self.dense.bias[...].astype(dtype)).reshape(batch, length, -1)
 
 
 class BertAttention(nnx.Module):

@@ -34,6 +34,7 @@ from bertjax.models.encoder import (  # noqa: F401
     BertLayer,
     BertOutput,
     _dense,
+    gelu,
     stack_layers,
     unstack_layers,
 )
@@ -102,7 +103,7 @@ class BertPredictionHeadTransform(nnx.Module):
 
     def __call__(self, hidden_states: jax.Array) -> jax.Array:
         """[..., H] -> [..., H] float32."""
-        hidden_states = jax.nn.gelu(self.dense(hidden_states), approximate=False)
+        hidden_states = gelu(self.dense(hidden_states))
         return self.LayerNorm(hidden_states.astype(jnp.float32))
 
 
@@ -139,13 +140,15 @@ class BertLMPredictionHead(nnx.Module):
     def __call__(self, hidden_states: jax.Array, word_embeddings: jax.Array) -> jax.Array:
         """[..., H] hidden states, [V, H] embedding table -> MLM logits [..., V] float32."""
         transformed = self.transform(hidden_states).astype(self.dtype)
+        # On rows [positions, H], as in `Dense`.
         logits = jnp.einsum(
-            "...h,vh->...v",
-            transformed,
+            "ph,vh->pv",
+            transformed.reshape(-1, transformed.shape[-1]),
             word_embeddings.astype(self.dtype),
             preferred_element_type=jnp.float32,
         )
-        return add_vocab_bias(logits, self.bias[...])
+        logits = add_vocab_bias(logits, self.bias[...])
+        return logits.reshape(*hidden_states.shape[:-1], logits.shape[-1])
 
 
 class BertPreTrainingHeads(nnx.Module):

@@ -14,8 +14,9 @@ import jax.numpy as jnp
 from flax import nnx
 
 from bertjax.errors import UserError
-from bertjax.models.attention import BertAttention, constrain, dense_init, layer_norm
+from bertjax.models.attention import BertAttention, Dense, constrain, dense_init, layer_norm
 from bertjax.models.config import REMAT_POLICIES, BertConfig
+from bertjax.models.dropout import Dropout
 
 # Parameters are placed by the caller (jit out_shardings from logical names), never at creation.
 nnx.use_eager_sharding(False)
@@ -28,15 +29,23 @@ def _dense(
     axes: tuple[str, str],
     rngs: nnx.Rngs,
     dtype: Any = None,
-) -> nnx.Linear:
-    """nnx.Linear with BERT initialisation, kernel axes `axes`, bias axes `axes[1:]`."""
-    return nnx.Linear(
+) -> Dense:
+    """`Dense` (nnx.Linear on rows), BERT initialisation, kernel axes `axes`, bias `axes[1:]`."""
+    return Dense(
         in_features,
         out_features,
         dtype=jnp.dtype(dtype or config.dtype),
         rngs=rngs,
         **dense_init(config, axes, axes[1:]),
     )
+
+
+def gelu(x: jax.Array) -> jax.Array:
+    """Exact GELU, x * Phi(x), written as Hugging Face's and Google's BERT write it:
+    0.5 * x * (1 + erf(x / sqrt(2))). Equal to `jax.nn.gelu(x, approximate=False)` (which uses
+    erfc) within 1e-6, and on XLA:CPU its forward + backward take ~half the time (measured on
+    [4096, 1024]: 3.5-4.3 ms against 6.7-7.5 ms)."""
+    return x * 0.5 * (1.0 + jax.lax.erf(x * jnp.asarray(0.5**0.5, x.dtype)))
 
 
 def _embed(config: BertConfig, num: int, axes: tuple[str, str], rngs: nnx.Rngs) -> nnx.Embed:
@@ -56,7 +65,7 @@ class BertEmbeddings(nnx.Module):
             config, config.type_vocab_size, ("type_vocab", "embed"), rngs
         )
         self.LayerNorm = layer_norm(config, config.hidden_size, rngs)
-        self.dropout = nnx.Dropout(config.hidden_dropout_prob)
+        self.dropout = Dropout(config.hidden_dropout_prob)
 
     def __call__(
         self,
@@ -93,7 +102,7 @@ class BertIntermediate(nnx.Module):
 
     def __call__(self, hidden_states: jax.Array) -> jax.Array:
         """[B, L, H] -> [B, L, intermediate_size] in the compute dtype."""
-        intermediate = jax.nn.gelu(self.dense(hidden_states), approximate=False)  # exact erf
+        intermediate = gelu(self.dense(hidden_states))
         return constrain(intermediate, ("batch", "length", "mlp"))
 
 
@@ -105,7 +114,7 @@ class BertOutput(nnx.Module):
             config, config.intermediate_size, config.hidden_size, ("mlp", "embed"), rngs
         )
         self.LayerNorm = layer_norm(config, config.hidden_size, rngs)
-        self.dropout = nnx.Dropout(config.hidden_dropout_prob)
+        self.dropout = Dropout(config.hidden_dropout_prob)
 
     def __call__(
         self,

@@ -10,7 +10,7 @@ import pytest
 from flax import nnx
 
 from bertjax.errors import UserError
-from bertjax.models import bert
+from bertjax.models import attention, bert, encoder
 from bertjax.models.attention import explicit_attention, fused_attention, padding_mask
 from bertjax.models.bert import BertConfig, count_parameters, create_model
 
@@ -276,3 +276,42 @@ def test_vocab_bias_gradient_equals_plain_addition():
     np.testing.assert_array_equal(ours[0], plain[0])
     np.testing.assert_allclose(ours[1], plain[1], rtol=1e-5, atol=1e-5)
     np.testing.assert_array_equal(bert.add_vocab_bias(logits, bias), logits + bias)
+
+
+def test_gelu_is_exact_gelu():
+    """bertjax's erf GELU (Hugging Face's formula) equals jax.nn.gelu(approximate=False)."""
+    x = jnp.linspace(-12.0, 12.0, 20001)
+    np.testing.assert_allclose(
+        encoder.gelu(x), jax.nn.gelu(x, approximate=False), rtol=1e-6, atol=1e-6
+    )
+    ours = jax.vmap(jax.grad(encoder.gelu))(x)
+    reference = jax.vmap(jax.grad(lambda v: jax.nn.gelu(v, approximate=False)))(x)
+    np.testing.assert_allclose(ours, reference, rtol=1e-5, atol=1e-6)
+
+
+def test_row_matmuls_equal_the_layers_they_replace():
+    """Dense (nnx.Linear on rows), the stacked query/key/value matmul and merge_heads give what
+    nnx.Linear, the three LinearGeneral projections and the output LinearGeneral give on
+    [B, L, ...] inputs, values and gradients."""
+    x = jax.random.normal(jax.random.key(0), (BATCH, LENGTH, TINY.hidden_size))
+    dense = attention.Dense(TINY.hidden_size, 64, rngs=nnx.Rngs(0))
+    linear = nnx.Linear(TINY.hidden_size, 64, rngs=nnx.Rngs(0))
+    np.testing.assert_allclose(dense(x), linear(x), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(
+        jax.grad(lambda v: jnp.sum(jnp.sin(dense(v))))(x),
+        jax.grad(lambda v: jnp.sum(jnp.sin(linear(v))))(x),
+        rtol=1e-5,
+        atol=1e-5,
+    )
+    self_attention = attention.BertSelfAttention(TINY, rngs=nnx.Rngs(1))
+    # Non-zero biases, so a misplaced bias would show.
+    for projection in (self_attention.query, self_attention.key, self_attention.value):
+        projection.bias[...] = jax.random.normal(jax.random.key(2), projection.bias.shape)
+    stacked = self_attention.project_qkv(x)
+    for ours, projection in zip(
+        stacked, (self_attention.query, self_attention.key, self_attention.value), strict=True
+    ):
+        np.testing.assert_allclose(ours, projection(x), rtol=1e-5, atol=1e-5)
+    output = attention.BertSelfOutput(TINY, rngs=nnx.Rngs(3))
+    output.dense.bias[...] = jax.random.normal(jax.random.key(4), output.dense.bias.shape)
+    np.testing.assert_allclose(output.merge_heads(stacked[0]), output.dense(stacked[0]), atol=1e-5)

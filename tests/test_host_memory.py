@@ -1,0 +1,62 @@
+"""bertjax/host_memory.py: when the `bertjax` command re-executes itself with huge pages for
+glibc's large blocks, and that the re-executed process gets the tunable exactly once."""
+
+import subprocess
+import sys
+
+import pytest
+
+from bertjax import host_memory
+
+LINUX = {"system": "Linux", "glibc": (2, 36), "thp_mode": "madvise"}
+
+
+def test_reexec_only_where_it_changes_something():
+    assert host_memory.should_reexec({}, **LINUX)
+    assert not host_memory.should_reexec({"BERTJAX_MALLOC": "system"}, **LINUX)
+    assert not host_memory.should_reexec({"GLIBC_TUNABLES": "glibc.malloc.hugetlb=1"}, **LINUX)
+    assert not host_memory.should_reexec({}, **{**LINUX, "system": "Darwin"})
+    assert not host_memory.should_reexec({}, **{**LINUX, "glibc": (2, 31)})
+    assert not host_memory.should_reexec({}, **{**LINUX, "glibc": ()})  # musl
+    for mode in ("always", "never", None):
+        assert not host_memory.should_reexec({}, **{**LINUX, "thp_mode": mode})
+
+
+def test_tunable_is_appended_to_existing_ones():
+    env = host_memory.huge_pages_environment(
+        {"GLIBC_TUNABLES": "glibc.malloc.tcache_count=0", "HOME": "/h"}
+    )
+    assert env == {
+        "GLIBC_TUNABLES": "glibc.malloc.tcache_count=0:glibc.malloc.hugetlb=1",
+        "HOME": "/h",
+    }
+    assert host_memory.huge_pages_requested(env)
+    assert host_memory.huge_pages_environment({})["GLIBC_TUNABLES"] == "glibc.malloc.hugetlb=1"
+
+
+def test_thp_mode_is_read_from_the_kernel_setting(tmp_path):
+    setting = tmp_path / "enabled"
+    setting.write_text("always [madvise] never\n")
+    assert host_memory.transparent_huge_pages_mode(setting) == "madvise"
+    setting.write_text("[always] madvise never\n")
+    assert host_memory.transparent_huge_pages_mode(setting) == "always"
+    assert host_memory.transparent_huge_pages_mode(tmp_path / "missing") is None
+
+
+def test_reexecuted_process_has_the_tunable_once():
+    if not host_memory.should_reexec():
+        pytest.skip("this machine would not re-execute (not glibc >= 2.35 with THP madvise)")
+    # The re-executed child calls reexec_with_huge_pages again: were it to re-execute a second
+    # time, it would become `raise SystemExit(3)` and the run would fail.
+    child = (
+        "import os; from bertjax import host_memory; "
+        "host_memory.reexec_with_huge_pages(['-c', 'raise SystemExit(3)']); "
+        "print(os.environ['GLIBC_TUNABLES']); print(host_memory.describe())"
+    )
+    parent = f"from bertjax import host_memory as h; h.reexec_with_huge_pages(['-c', {child!r}])"
+    out = subprocess.run(
+        [sys.executable, "-c", parent], capture_output=True, text=True, timeout=120, check=True
+    )
+    tunables, description = out.stdout.strip().splitlines()
+    assert tunables == "glibc.malloc.hugetlb=1"
+    assert description.startswith("glibc malloc with transparent huge pages")
