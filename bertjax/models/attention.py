@@ -199,20 +199,20 @@ class BertSelfAttention(nnx.Module):
 
     def project_qkv(self, hidden_states: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
         """[B, L, H] -> query, key, value [B, L, N, D], as one matmul against the three kernels
-        stacked to [H, 3, N, D]: one wide matmul (and one input gradient in the backward pass)
+        stacked to [H, N, 3, D]: one wide matmul (and one input gradient in the backward pass)
         instead of three thin ones. Same values as calling the three projections; the
-        parameters stay three (Hugging Face's layout). Stacked on a new axis, so a heads axis
-        sharded over 'tensor' stays where it is."""
+        parameters stay three (Hugging Face's layout). The heads axis stays the major part of
+        the merged [N*3*D] axis, so heads sharded over 'tensor' stay split the same way."""
         projections = (self.query, self.key, self.value)
         dtype = self.query.dtype
-        kernel = jnp.stack([p.kernel[...] for p in projections], axis=1).astype(dtype)
-        bias = jnp.stack([p.bias[...] for p in projections], axis=0).astype(dtype)
+        kernel = jnp.stack([p.kernel[...] for p in projections], axis=2).astype(dtype)
+        bias = jnp.stack([p.bias[...] for p in projections], axis=1).astype(dtype)
         batch, length, hidden = hidden_states.shape
-        # On rows, as in `Dense`: [B*L, H] x [H, 3*N*D].
+        # On rows, as in `Dense`: [B*L, H] x [H, N*3*D].
         rows = hidden_states.reshape(batch * length, hidden).astype(dtype)
         stacked = rows @ kernel.reshape(hidden, -1) + bias.reshape(-1)
-        stacked = stacked.reshape(batch, length, *kernel.shape[1:])
-        return stacked[:, :, 0], stacked[:, :, 1], stacked[:, :, 2]
+        stacked = stacked.reshape(batch, length, *kernel.shape[1:])  # [B, L, N, 3, D]
+        return stacked[:, :, :, 0], stacked[:, :, :, 1], stacked[:, :, :, 2]
 
     def __call__(
         self,
