@@ -47,7 +47,8 @@ def _counters(shape: tuple[int, ...]) -> tuple[jax.Array, jax.Array]:
 
 
 def random_draws_16bit(key: jax.Array, shape: tuple[int, ...]) -> jax.Array:
-    """uint16 array of `shape`, uniform and independent, four draws per Threefry-2x32 hash."""
+    """uint16 array of `shape`, uniform and independent, four draws per Threefry-2x32 hash:
+    hash g of a row gives the draws of columns 4g to 4g + 3."""
     # Two 32-bit key words from any PRNG implementation's key.
     key_words = jax.random.bits(key, (2,), jnp.uint32)
     last = shape[-1]

@@ -41,16 +41,18 @@ def test_draws_are_uniform_over_16_bits():
 
 
 def test_draws_sharing_a_hash_are_independent():
-    """Columns g, g + G, g + 2G, g + 3G come from one hash: pairs of them are dropped together
-    with probability rate^2, as independent draws are, and so are neighbouring columns."""
+    """Columns 4g to 4g + 3 come from one hash: each pair of them is dropped together with
+    probability rate^2, as independent draws are, and so are columns of neighbouring hashes."""
     rate, rows, columns = 0.1, 4096, 512
-    keep = np.asarray(dropout.keep_mask(KEY, rate, (rows, columns)))
-    dropped = ~keep
-    group = columns // dropout.DRAWS_PER_HASH
+    dropped = ~np.asarray(dropout.keep_mask(KEY, rate, (rows, columns)))
     p = dropout.drop_threshold(rate) / 2**16
-    for offset in (1, group, 2 * group, 3 * group):
-        both = dropped[:, : columns - offset] & dropped[:, offset:]
-        assert abs(both.mean() - p * p) < five_sigma(p * p, both.size), offset
+    first = dropped[:, 0 :: dropout.DRAWS_PER_HASH]
+    for other in (1, 2, 3, 4):  # the same hash's other three draws, then the next hash's first
+        both = (
+            first[:, : columns // 4 - 1]
+            & dropped[:, other :: dropout.DRAWS_PER_HASH][:, : columns // 4 - 1]
+        )
+        assert abs(both.mean() - p * p) < five_sigma(p * p, both.size), other
 
 
 def test_mask_is_keyed_and_differs_between_rows():
