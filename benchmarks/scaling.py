@@ -16,10 +16,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO_ROOT))  # `python benchmarks/scaling.py` as well as `-m`
+from bertjax import host_memory
 
-from bertjax import host_memory  # noqa: E402
+REPO_ROOT = Path(__file__).resolve().parent.parent
 
 COLUMNS = ("model", "seq_len", "batch_size", "tokens/s", "MFU", "step ms", "compile s",
            "XLA MiB/device", "device peak MiB", "host RSS MiB")  # fmt: skip
