@@ -27,9 +27,10 @@ _DRAW_LEVELS = 2**16
 
 def drop_threshold(rate: float) -> int:
     """16-bit draws below this are dropped: round(rate * 2^16)."""
-    if not 0.0 <= rate < 1.0:
-        raise ValueError(f"dropout rate must be in [0, 1), got {rate}")
-    return round(rate * _DRAW_LEVELS)
+    threshold = round(rate * _DRAW_LEVELS) if 0.0 <= rate < 1.0 else -1
+    if not 0 <= threshold < _DRAW_LEVELS:
+        raise ValueError(f"dropout rate must be in [0, 1) and below 1 - 2^-17, got {rate}")
+    return threshold
 
 
 def _counters(shape: tuple[int, ...]) -> tuple[jax.Array, jax.Array]:
