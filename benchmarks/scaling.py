@@ -74,15 +74,19 @@ def table_row(r: dict) -> list[str]:
 
 
 def markdown(results: list[dict]) -> str:
-    """The table, with the device, precision and MFU peak it was measured with."""
+    """The table, with the device, precision and the MFU peaks it was measured with."""
     done = [r for r in results if "error" not in r]
     header = ""
     if done:
         first = done[0]
+        peaks = [r["peak_flops"] for r in done]
+        # Each point measures its CPU peak in its own process, so the range is what MFU used.
+        low, high = f"{min(peaks):.3g}", f"{max(peaks):.3g}"
+        peak = low if low == high else f"{low}-{high}"
         header = (
             f"{first['num_devices']} x {first['device_kind']}, {first['precision']}, jax "
-            f"{first['jax_version']}; MFU peak {first['peak_flops']:.3g} FLOP/s "
-            f"({first['peak_source']}); XLA MiB/device = arguments + outputs + temporaries - "
+            f"{first['jax_version']}; MFU peak {peak} FLOP/s ({first['peak_source']}, each "
+            "point against its own); XLA MiB/device = arguments + outputs + temporaries - "
             "aliased (donated) of the compiled train step.\n\n"
         )
     lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]

@@ -246,5 +246,9 @@ def test_scaling_writes_table_and_plot(tiny_run, tmp_path):
     assert failed["batch_size"] == 8
     table = scaling.markdown([result, failed])
     assert "| tiny | 32 | 4 |" in table and "failed: out of memory" in table
+    # Each point measured its own CPU peak: the header gives the range MFU was computed against.
+    faster = {**result, "peak_flops": 2 * result["peak_flops"]}
+    low, high = f"{result['peak_flops']:.3g}", f"{faster['peak_flops']:.3g}"
+    assert f"MFU peak {low}-{high} FLOP/s" in scaling.markdown([result, faster])
     scaling.plot([result, failed], tmp_path / "scaling.png")
     assert (tmp_path / "scaling.png").stat().st_size > 0
