@@ -116,7 +116,12 @@ def build_pretraining_data(
     tokenizer = vocab.load_tokenizer(vocab_path, config.lowercase)
     if config.get("streaming", False) and split == "train":
         stream = text_stream.from_config(config, tokenizer, vocab_path.parent)
-        logging.info("Streaming raw text from %d corpus files", len(stream.files))
+        tfds_sources = sum(corpus.is_tfds(f) for f in stream.files)
+        logging.info(
+            "Streaming raw text from %d corpus files and %d tfds sources",
+            len(stream.files) - tfds_sources,
+            tfds_sources,
+        )
         return PretrainingData(tokenizer, vocab_path, stream, num_documents=0, num_sentences=0)
     reports: list[corpus.SourceReport] = []
     eval_corpus = config.get("eval_corpus", "")

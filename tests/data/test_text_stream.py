@@ -5,6 +5,7 @@ import dataclasses
 import gzip
 import itertools
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -379,10 +380,14 @@ def test_a_tfds_source_streams_batches_and_resumes_exactly(corpus_dir, tfds_data
     assert len(keys) == 4, "the index follows the tfds source and the process count"
 
 
-def test_a_missing_tfds_dataset_is_a_counted_skip_or_a_one_line_error(corpus_dir, tfds_data):
+def test_a_missing_tfds_dataset_is_a_counted_skip_or_a_one_line_error(
+    corpus_dir, tfds_data, caplog
+):
     missing = "tfds:bertjax_no_such_docs"
     config = _config(corpus_dir, corpus=f"{corpus_dir}/part-0.jsonl,{missing}")
-    stream = _stream(config)
+    with caplog.at_level(logging.INFO, logger="absl"):
+        stream = _stream(config)
+    assert "Streaming raw text from 1 corpus files and 1 tfds sources" in caplog.text
     reports = []
     texts = [t for t, _ in text_stream.documents(stream.files, stream.settings, reports=reports)]
     assert len(texts) == 24 // NUM_FILES
