@@ -32,6 +32,7 @@ ARCHITECTURE_FIELDS = (
     "intermediate_size",
     "max_position_embeddings",
     "type_vocab_size",
+    "layer_norm_placement",
 )
 
 

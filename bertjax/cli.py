@@ -5,6 +5,7 @@ bertjax export --workdir=/tmp/smoke [--step=N] --out=/tmp/smoke-hf     (Hugging 
 bertjax import --from=HF_DIR_OR_TF1_CHECKPOINT --out=/tmp/imported    (then --config.init_from)
 bertjax evaluate --workdir=/tmp/smoke [--data=HELD_OUT_FILES] [--step=N | --all_steps]
 bertjax finetune --task=mr --init=/tmp/smoke --workdir=/tmp/mr [--random_init] [--config.x=y]
+bertjax fill-mask --workdir=/tmp/smoke [--step=N] [--top_k=5] "text with a [MASK] token"
 bertjax bench --model=mini --seq_len=128 --batch_size=32 [--peers]
 """
 
@@ -34,10 +35,12 @@ USAGE = (
     "       bertjax evaluate --workdir=DIR [--data=GLOB] [--step=N | --all_steps] [--out=FILE]\n"
     "       bertjax finetune --task=NAME --init=MODEL_DIR --workdir=DIR [--random_init]"
     " [--config=configs/finetune.py] [--config.FIELD=VALUE ...]\n"
+    '       bertjax fill-mask --workdir=DIR [--step=N] [--top_k=5] "TEXT WITH [MASK]" ...\n'
     "       bertjax bench --model=SIZE --seq_len=N --batch_size=N [--steps=N] [--peers]"
     " (bertjax bench --help)"
 )
-COMMANDS = ("train", "export", "import", "vocab", "prepare", "evaluate", "finetune", "bench")
+COMMANDS = ("train", "export", "import", "vocab", "prepare", "evaluate", "finetune", "fill-mask")
+COMMANDS += ("bench",)
 
 FINETUNE_CONFIG = os.path.join(
     os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", "finetune.py"
@@ -71,6 +74,7 @@ _PACKING = flags.DEFINE_bool("packing", False, "prepare: MLM-only packed rows, n
 _SEED = flags.DEFINE_integer("seed", 0, "vocab/prepare: random seed.")
 _DATA = flags.DEFINE_string("data", None, "evaluate: held-out corpus files (default: the run's).")
 _ALL_STEPS = flags.DEFINE_bool("all_steps", False, "evaluate: every checkpoint of --workdir.")
+_TOP_K = flags.DEFINE_integer("top_k", 5, "fill-mask: answers shown per [MASK].")
 _TASK = flags.DEFINE_string(
     "task", None, "finetune: mr, trec, rte, chunking, glue/NAME, jsonl, squad."
 )
@@ -82,8 +86,12 @@ _RANDOM_INIT = flags.DEFINE_bool(
 flags.DEFINE_string("from", None, "import: Hugging Face BERT directory or TF1 checkpoint.")
 
 
+_ARGUMENTS: list[str] = []  # positional arguments after the flags (fill-mask: the texts)
+
+
 def _parse(argv: list[str]) -> str:
-    """Parses `bertjax COMMAND [flags]`; returns COMMAND. Bad usage: usage line and exit 2."""
+    """Parses `bertjax COMMAND [flags] [arguments]`; returns COMMAND (the positional arguments
+    go to `_ARGUMENTS`). Bad usage: usage line and exit 2."""
     if len(argv) < 2 or argv[1] in ("-h", "--help", "help"):
         print(USAGE)
         sys.exit(0 if len(argv) >= 2 else 2)
@@ -94,7 +102,7 @@ def _parse(argv: list[str]) -> str:
     if command == "finetune" and not any(a.startswith("--config=") for a in argv[2:]):
         argv = [*argv[:2], f"--config={FINETUNE_CONFIG}", *argv[2:]]
     try:
-        FLAGS(argv[:1] + argv[2:])
+        _ARGUMENTS[:] = FLAGS(argv[:1] + argv[2:])[1:]
     except Exception as e:  # absl: flags.Error; ml_collections overrides: AttributeError, ...
         message = " ".join(str(e).split())
         if isinstance(e, AttributeError | KeyError):
@@ -209,6 +217,15 @@ def _finetune() -> None:
     print(f"results: {os.path.join(_WORKDIR.value, 'results.json')}")
 
 
+def _fill_mask() -> None:
+    if not _WORKDIR.value or not _ARGUMENTS:
+        raise UserError('fill-mask needs --workdir=DIR and one or more "texts with [MASK]"')
+    from bertjax import fill_mask  # deferred: importing JAX/TF takes seconds
+
+    answers = fill_mask.fill_mask(_WORKDIR.value, _ARGUMENTS, step=_STEP.value, top_k=_TOP_K.value)
+    print("\n".join(fill_mask.format_answers(_ARGUMENTS, answers)))
+
+
 def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv if argv is None else argv)
     if len(argv) >= 2 and argv[1] == "bench":  # its own argparse flags (bertjax bench --help)
@@ -226,6 +243,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         commands = {"train": _train, "export": _export, "import": _import}
         commands.update(vocab=_vocab, prepare=_prepare, evaluate=_evaluate, finetune=_finetune)
+        commands["fill-mask"] = _fill_mask
         commands[command]()
     except (UserError, FloatingPointError) as e:
         if _DEBUG.value:

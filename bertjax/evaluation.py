@@ -9,6 +9,12 @@ held out by `config.eval_holdout_fraction` (which training then never sees).
 
 During training `eval_every` runs it periodically; `bertjax evaluate --workdir=DIR` runs it on a
 workdir's checkpoints (one, or all of them for a curve).
+
+Next to the model's numbers it reports what token frequencies alone score on the same masked
+positions (a unigram model of the training tokens, `token_counts.npy` in the workdir) and how
+many distinct tokens the model predicts there: a model whose loss sits within
+`PLATEAU_MARGIN_NATS` of the unigram loss, predicting few distinct tokens, has learned
+frequencies and little context (the "frequency plateau"), and training warns about it.
 """
 
 import dataclasses
@@ -28,27 +34,81 @@ from bertjax.errors import UserError
 from bertjax.models.bert import BertConfig
 from bertjax.train_state import StateSetup, state_setup
 
-EvalStep = Callable[[dict, dict], dict]
+EvalStep = Callable[[dict, dict], tuple[dict, jax.Array]]
+TOKEN_COUNTS_FILE = "token_counts.npy"
+# Held-out MLM loss less than this far below the unigram loss, past warm-up, is reported as the
+# frequency plateau. Measured: runs stuck on it gain 0.6-0.9 nats (docs/results.md).
+PLATEAU_MARGIN_NATS = 1.0
+_COUNT_SAMPLE_BATCHES = 64  # streamed or prepared data: batches counted for the unigram model
 
 
 @dataclasses.dataclass
 class EvalSet:
-    """This process's slices of the fixed evaluation batches, as host numpy arrays."""
+    """This process's slices of the fixed evaluation batches, as host numpy arrays, and the
+    unigram baseline on their masked positions (None when no token counts were given)."""
 
     batches: list[dict[str, np.ndarray]]
     num_examples: int  # over all processes
+    baseline: dict[str, float] | None = None
 
 
 def has_eval_data(config: ml_collections.ConfigDict) -> bool:
     return bool(config.get("eval_corpus", "")) or config.get("eval_holdout_fraction", 0.0) > 0
 
 
+def token_counts(instances: dict[str, np.ndarray], vocab_size: int, special_ids) -> np.ndarray:
+    """[V] int64 occurrences of each non-special token among the real tokens of `instances`
+    (the unmasked instance arrays of `pipeline.build_pretraining_data`)."""
+    ids = instances["input_ids"][instances["input_mask"] == 1]
+    counts = np.bincount(ids, minlength=vocab_size).astype(np.int64)
+    counts[np.asarray(special_ids, np.int64)] = 0
+    return counts
+
+
+def sampled_token_counts(batches, vocab_size: int, special_ids) -> np.ndarray:
+    """`token_counts` over masked training batches (originals restored at masked positions):
+    for prepared or streamed data, whose instances are not in memory."""
+    counts = np.zeros(vocab_size, np.int64)
+    for batch in batches:
+        ids = batch["input_ids"].copy()
+        rows, slots = np.nonzero(batch["masked_lm_weights"] > 0)
+        ids[rows, batch["masked_lm_positions"][rows, slots]] = batch["masked_lm_ids"][rows, slots]
+        counts += np.bincount(ids[batch["input_mask"] == 1], minlength=vocab_size)
+    counts[np.asarray(special_ids, np.int64)] = 0
+    return counts
+
+
+def training_token_counts(data: pipeline.PretrainingData, dataset) -> np.ndarray:
+    """Token counts of the training data: exact for in-memory instances, else sampled from the
+    first batches of `dataset` (an iterable of numpy batches)."""
+    tokenizer = data.tokenizer
+    if isinstance(data.instances, dict):
+        return token_counts(data.instances, tokenizer.vocab_size, tokenizer.special_ids)
+    sample = (batch for _, batch in zip(range(_COUNT_SAMPLE_BATCHES), dataset, strict=False))
+    return sampled_token_counts(sample, tokenizer.vocab_size, tokenizer.special_ids)
+
+
+def unigram_baseline(batches: list[dict[str, np.ndarray]], counts: np.ndarray) -> dict:
+    """What token frequencies alone score on the batches' masked positions: the cross-entropy
+    of the add-0.5 smoothed unigram model of `counts`, and the accuracy of always predicting the
+    most frequent token."""
+    probabilities = (counts + 0.5) / (counts + 0.5).sum()
+    labels = np.concatenate([b["masked_lm_ids"][b["masked_lm_weights"] > 0] for b in batches])
+    return {
+        "unigram_mlm_loss": float(-np.log(probabilities[labels]).mean()),
+        "unigram_mlm_accuracy": float((labels == np.argmax(counts)).mean()),
+    }
+
+
 def build_eval_set(
-    config: ml_collections.ConfigDict, data: pipeline.PretrainingData | None = None
+    config: ml_collections.ConfigDict,
+    data: pipeline.PretrainingData | None = None,
+    counts: np.ndarray | None = None,
 ) -> EvalSet:
     """Reads the held-out corpus and materialises the fixed batches (see the module docstring).
 
     `data`: held-out PretrainingData already built (`build_pretraining_data(config, "eval")`).
+    `counts`: training token counts (`training_token_counts`) for the unigram baseline.
     """
     if not has_eval_data(config):
         raise UserError(
@@ -74,15 +134,19 @@ def build_eval_set(
         **pipeline.masking_kwargs(data.tokenizer, config),
     )
     batches = list(dataset.take(num_batches).as_numpy_iterator())
-    return EvalSet(batches=batches, num_examples=num_batches * batch_size)
+    baseline = None if counts is None else unigram_baseline(batches, counts)
+    return EvalSet(batches=batches, num_examples=num_batches * batch_size, baseline=baseline)
 
 
 def compile_eval_step(setup: StateSetup) -> EvalStep:
-    """jit((params, batch) -> metric sums) without dropout, params as the state has them."""
+    """jit((params, batch) -> (metric sums, predicted ids [B, P])) without dropout, params as
+    the state has them."""
     mesh = setup.mesh
 
-    def eval_step(params: dict, batch: dict) -> dict:
-        return losses.pretraining_sums(setup.pretraining_outputs(params, batch), batch)
+    def eval_step(params: dict, batch: dict) -> tuple[dict, jax.Array]:
+        outputs = setup.pretraining_outputs(params, batch)
+        predictions = jax.numpy.argmax(outputs["mlm_logits"], axis=-1)
+        return losses.pretraining_sums(outputs, batch), predictions
 
     return jax.jit(
         eval_step,
@@ -92,12 +156,39 @@ def compile_eval_step(setup: StateSetup) -> EvalStep:
 
 
 def evaluate(params: dict, eval_set: EvalSet, eval_step: EvalStep, mesh) -> dict[str, float]:
-    """Means over the whole evaluation set: loss, mlm_loss, mlm_accuracy, nsp_loss, nsp_accuracy."""
-    total = None
+    """Means over the whole evaluation set: loss, mlm_loss, mlm_accuracy, nsp_loss,
+    nsp_accuracy; mlm_distinct_predictions (distinct tokens the model predicts at the masked
+    positions, against mlm_distinct_labels there); and the set's unigram baseline if it has one."""
+    total, predicted, labels = None, [], []
     for local in eval_set.batches:
-        sums = eval_step(params, sharding.global_batch_from_local(local, mesh))
+        batch = sharding.global_batch_from_local(local, mesh)
+        sums, predictions = eval_step(params, batch)
         total = sums if total is None else jax.tree.map(np.add, total, sums)
-    return losses.summarize(jax.device_get(total))
+        real = np.asarray(jax.device_get(batch["masked_lm_weights"])) > 0
+        predicted.append(np.asarray(jax.device_get(predictions))[real])
+        labels.append(np.asarray(jax.device_get(batch["masked_lm_ids"]))[real])
+    result = losses.summarize(jax.device_get(total))
+    result["mlm_distinct_predictions"] = len(np.unique(np.concatenate(predicted)))
+    result["mlm_distinct_labels"] = len(np.unique(np.concatenate(labels)))
+    return {**result, **(eval_set.baseline or {})}
+
+
+def plateau_warning(step: int, result: dict[str, float], warmup_steps: int) -> str | None:
+    """The warning for a run past warm-up whose held-out MLM loss is still within
+    PLATEAU_MARGIN_NATS of the unigram loss, or None."""
+    if "unigram_mlm_loss" not in result or step <= warmup_steps:
+        return None
+    gain = result["unigram_mlm_loss"] - result["mlm_loss"]
+    if gain >= PLATEAU_MARGIN_NATS:
+        return None
+    return (
+        f"step {step}: held-out MLM loss {result['mlm_loss']:.3f} is only {gain:.2f} nats below "
+        f"token frequencies alone ({result['unigram_mlm_loss']:.3f}; accuracy "
+        f"{result['mlm_accuracy']:.3f} vs {result['unigram_mlm_accuracy']:.3f}, "
+        f"{result['mlm_distinct_predictions']} distinct tokens predicted): still on the frequency "
+        "plateau; train longer or use a recipe that leaves it (configs/cpu_budget.py, "
+        "docs/results.md)"
+    )
 
 
 def workdir_config(workdir: str | epath.Path) -> ml_collections.ConfigDict:
@@ -137,7 +228,9 @@ def run_evaluate(
     mesh = sharding.create_mesh({"data": -1, "fsdp": 1, "tensor": 1})
     model_config = BertConfig.from_config(config, vocab_size)
     setup = state_setup(model_config, optax.identity(), mesh, config.logical_axis_rules)
-    eval_set = build_eval_set(config)
+    counts_path = epath.Path(workdir) / TOKEN_COUNTS_FILE
+    counts = np.load(counts_path) if counts_path.exists() else None
+    eval_set = build_eval_set(config, counts=counts)
     eval_step = compile_eval_step(setup)
     records = []
     for step in chosen:
@@ -158,10 +251,16 @@ def _chosen_steps(workdir: str, steps: Sequence[int] | None, all_steps: bool) ->
 
 
 def format_records(records: list[dict]) -> list[str]:
-    lines = ["step  examples  mlm_loss  mlm_accuracy  nsp_loss  nsp_accuracy"]
+    lines = ["step  examples  mlm_loss  mlm_accuracy  distinct  nsp_loss  nsp_accuracy"]
     for r in records:
         lines.append(
             f"{r['step']:>4}  {r['examples']:>8}  {r['mlm_loss']:8.4f}  {r['mlm_accuracy']:12.4f}"
-            f"  {r['nsp_loss']:8.4f}  {r['nsp_accuracy']:12.4f}"
+            f"  {r['mlm_distinct_predictions']:>8}  {r['nsp_loss']:8.4f}  {r['nsp_accuracy']:12.4f}"
+        )
+    if records and "unigram_mlm_loss" in records[0]:
+        r = records[0]
+        lines.append(
+            f"token frequencies alone on the same positions: mlm_loss "
+            f"{r['unigram_mlm_loss']:.4f}  mlm_accuracy {r['unigram_mlm_accuracy']:.4f}"
         )
     return lines

@@ -264,7 +264,8 @@ def train_and_evaluate(
     )
     p_train_step = compile_train_step(setup, tx, schedule, mesh, config.grad_accum_steps)
     metadata = checkpointing.metadata_for(config, fields)
-    evaluator = _periodic_evaluator(config, setup)
+    counts = _training_token_counts(config, data, workdir)
+    evaluator = _periodic_evaluator(config, setup, counts)
     try:
         summary.final_metrics, summary.steps = train_loop(
             config, state, dataset, p_train_step, mesh, manager, writer, metadata, start_step,
@@ -278,11 +279,38 @@ def train_and_evaluate(
     return summary
 
 
-def _periodic_evaluator(config, setup: StateSetup):
+def _training_token_counts(config, data: pipeline.PretrainingData, workdir: epath.Path):
+    """The training data's token counts (the unigram baseline of evaluation), saved once in
+    the workdir for `bertjax evaluate`; None when they would cost a pass over streamed data that
+    no evaluation needs."""
+    path = workdir / evaluation.TOKEN_COUNTS_FILE
+    if path.exists():
+        return np.load(path)
+    in_memory = isinstance(data.instances, dict)
+    if not in_memory and not evaluation.has_eval_data(config):
+        return None
+    sample = None
+    if not in_memory:
+        sample = pipeline.make_dataset(
+            data.instances,
+            global_batch_size=config.batch_size,
+            seed=config.seed,
+            process_index=jax.process_index(),
+            process_count=jax.process_count(),
+            **pipeline.masking_kwargs(data.tokenizer, config),
+        ).as_numpy_iterator()
+    counts = evaluation.training_token_counts(data, sample)
+    if jax.process_index() == 0:
+        with path.open("wb") as f:
+            np.save(f, counts)
+    return counts
+
+
+def _periodic_evaluator(config, setup: StateSetup, counts: np.ndarray | None):
     """params -> held-out metrics (`evaluation`), or None when eval_every is 0."""
     if not config.get("eval_every", 0):
         return None
-    eval_set = evaluation.build_eval_set(config)
+    eval_set = evaluation.build_eval_set(config, counts=counts)
     eval_step = evaluation.compile_eval_step(setup)
     logging.info("Evaluating every %d steps on %d held-out examples with fixed masks",
                  config.eval_every, eval_set.num_examples)  # fmt: skip
@@ -347,6 +375,9 @@ def train_loop(
                 writer.write(done, {f"eval_{name}": value for name, value in held_out.items()})
                 logging.info("Step %d held-out: %s", done,
                              ", ".join(f"{k} {v:.4f}" for k, v in held_out.items()))  # fmt: skip
+                warning = evaluation.plateau_warning(done, held_out, config.warmup_steps)
+                if warning:
+                    logging.warning("%s", warning)
                 interval_start += time.perf_counter() - eval_start  # not in tokens/s
             # The previous step's count is read while this step runs (no host stall); the last
             # step's own count is read before the final save.

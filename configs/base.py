@@ -88,6 +88,9 @@ def get_config() -> ml_collections.ConfigDict:
     config.hidden_dropout_prob = 0.1
     config.attention_probs_dropout_prob = 0.1
     config.initializer_range = 0.02
+    config.layer_norm_placement = "post"  # "post" (BERT) or "pre" (LayerNorm before each block)
+    config.position_embedding_init = "normal"  # "normal" (BERT) or "sinusoidal" (scaled sinusoids)
+    config.attention_init = "normal"  # "normal" (BERT) or "mimetic" (QK ~ identity, VO ~ -identity)
     config.layer_norm_eps = 1e-12
     config.dtype = "float32"  # compute dtype of activations and matmuls (parameters stay float32)
     config.remat_policy = "none"  # per-layer rematerialisation: "none", "full", "dots_saveable"

@@ -96,11 +96,58 @@ def test_eval_every_without_held_out_data_is_refused(tmp_path):
         validate_config(config)
 
 
+def test_held_out_metrics_carry_the_unigram_baseline_and_distinct_predictions(run_with_eval):
+    config, workdir, records = run_with_eval
+    counts = np.load(workdir / evaluation.TOKEN_COUNTS_FILE)
+    eval_set = evaluation.build_eval_set(config, counts=counts)
+    labels = np.concatenate(
+        [b["masked_lm_ids"][b["masked_lm_weights"] > 0] for b in eval_set.batches]
+    )
+    probabilities = (counts + 0.5) / (counts + 0.5).sum()
+    last = [r for r in records if "eval_mlm_loss" in r][-1]
+    assert last["eval_unigram_mlm_loss"] == pytest.approx(-np.log(probabilities[labels]).mean())
+    assert last["eval_unigram_mlm_accuracy"] == pytest.approx(np.mean(labels == counts.argmax()))
+    assert last["eval_mlm_distinct_labels"] == len(np.unique(labels))
+    assert 1 <= last["eval_mlm_distinct_predictions"] <= len(labels)
+
+
+def test_token_counts_skip_specials_padding_and_restore_masked_originals():
+    instances = {
+        "input_ids": np.array([[3, 7, 8, 7, 4, 0], [3, 9, 4, 0, 0, 0]]),
+        "input_mask": np.array([[1, 1, 1, 1, 1, 0], [1, 1, 1, 0, 0, 0]]),
+    }
+    counts = evaluation.token_counts(instances, 10, special_ids=[0, 3, 4])
+    assert counts.tolist() == [0, 0, 0, 0, 0, 0, 0, 2, 1, 1]
+    masked = {  # position 2 of row 0 shows [MASK] (5) but held 8
+        "input_ids": np.array([[3, 7, 5, 7, 4, 0]]),
+        "input_mask": np.array([[1, 1, 1, 1, 1, 0]]),
+        "masked_lm_positions": np.array([[2, 0]]),
+        "masked_lm_ids": np.array([[8, 0]]),
+        "masked_lm_weights": np.array([[1.0, 0.0]]),
+    }
+    sampled = evaluation.sampled_token_counts([masked], 10, special_ids=[0, 3, 4])
+    assert sampled.tolist() == [0, 0, 0, 0, 0, 0, 0, 2, 1, 0]
+
+
+def test_plateau_warning_past_warmup_only_and_within_the_margin():
+    plateau = dict(
+        mlm_loss=6.4, mlm_accuracy=0.13, unigram_mlm_loss=7.1, unigram_mlm_accuracy=0.04,
+        mlm_distinct_predictions=31,
+    )  # fmt: skip
+    warning = evaluation.plateau_warning(2000, plateau, warmup_steps=200)
+    assert "frequency plateau" in warning and "0.70 nats" in warning and "31 distinct" in warning
+    assert evaluation.plateau_warning(200, plateau, warmup_steps=200) is None
+    learned = {**plateau, "mlm_loss": 4.5}
+    assert evaluation.plateau_warning(2000, learned, warmup_steps=200) is None
+    assert evaluation.plateau_warning(2000, {"mlm_loss": 6.4}, warmup_steps=200) is None
+
+
 def test_evaluate_command_line(run_with_eval):
     _, workdir, _ = run_with_eval
     result = run_cli("evaluate", f"--workdir={workdir}", "--step=6")
     assert result.returncode == 0, result.stderr
     lines = result.stdout.strip().splitlines()
-    assert lines[-2].startswith("step") and lines[-1].split()[:2] == ["6", "16"]
+    assert lines[-3].startswith("step") and lines[-2].split()[:2] == ["6", "16"]
+    assert lines[-1].startswith("token frequencies alone on the same positions: mlm_loss")
     bad = run_cli("evaluate", f"--workdir={workdir}", "--step=6", "--all_steps")
     assert bad.returncode == 2 and "not both" in bad.stderr

@@ -20,7 +20,7 @@ import shutil
 from pathlib import Path
 
 from bertjax import checkpointing
-from bertjax.convert import hf, model_dir
+from bertjax.convert import hf, model_dir, prelayernorm
 from bertjax.data import tokenizer
 from bertjax.errors import UserError
 from bertjax.models.bert import BertConfig, unstack_layers
@@ -41,13 +41,15 @@ class ExportResult:
     out_dir: Path
     config: BertConfig
     lowercase: bool
+    architecture: str = "BertForPreTraining"
 
     def lines(self) -> list[str]:
         c = self.config
+        auto = "AutoModelForMaskedLM" if c.layer_norm_placement == "pre" else "BertForPreTraining"
         return [
-            f"Exported step {self.step} of {self.workdir} -> {self.out_dir} (BertForPreTraining: "
+            f"Exported step {self.step} of {self.workdir} -> {self.out_dir} ({self.architecture}: "
             f"{c.num_hidden_layers} layers, hidden {c.hidden_size}, vocab {c.vocab_size})",
-            f'load it: transformers.BertForPreTraining.from_pretrained("{self.out_dir}")',
+            f'load it: transformers.{auto}.from_pretrained("{self.out_dir}")',
         ]
 
 
@@ -71,10 +73,15 @@ def export_hf(workdir: str | Path, out_dir: str | Path, *, step: int | None = No
     # A scan_layers run saves the encoder stacked; Hugging Face has one module per layer.
     params = unstack_layers(checkpointing.restore_params(workdir, step))
     tensors = hf.params_to_hf(params)
+    pad_token_id = vocab.index(tokenizer.PAD)
+    if config.layer_norm_placement == "pre":
+        tensors = prelayernorm.tensors_from_bert(tensors, pad_token_id=pad_token_id)
+        hf_config = prelayernorm.hf_config(config, pad_token_id=pad_token_id)
+    else:
+        hf_config = hf.hf_config(config, pad_token_id=pad_token_id)
 
     out_dir.mkdir(parents=True, exist_ok=True)
     hf.write_safetensors(tensors, out_dir / hf.SAFETENSORS_FILE)
-    hf_config = hf.hf_config(config, pad_token_id=vocab.index(tokenizer.PAD))
     _write_json(out_dir / "config.json", hf_config)
     shutil.copyfile(vocab_path, out_dir / tokenizer.VOCAB_FILE)
     _write_json(out_dir / "special_tokens_map.json", SPECIAL_TOKENS_MAP)
@@ -89,7 +96,7 @@ def export_hf(workdir: str | Path, out_dir: str | Path, *, step: int | None = No
             **SPECIAL_TOKENS_MAP,
         },
     )
-    return ExportResult(workdir, step, out_dir, config, lowercase)
+    return ExportResult(workdir, step, out_dir, config, lowercase, hf_config["architectures"][0])
 
 
 def _write_json(path: Path, value: dict) -> None:

@@ -237,7 +237,8 @@ class BertSelfAttention(nnx.Module):
 
 
 class BertSelfOutput(nnx.Module):
-    """`attention.output`: merge heads with `dense`, dropout, residual, `LayerNorm` (post-LN)."""
+    """`attention.output`: merge heads with `dense`, dropout, residual, then `LayerNorm` (post-LN
+    only; a pre-LN block normalised the attention input in `BertAttention`)."""
 
     def __init__(self, config: BertConfig, *, rngs: nnx.Rngs):
         heads = config.num_attention_heads
@@ -250,7 +251,8 @@ class BertSelfOutput(nnx.Module):
             rngs=rngs,
             **dense_init(config, ("heads", "kv", "embed"), ("embed",)),
         )
-        self.LayerNorm = layer_norm(config, config.hidden_size, rngs)
+        if config.layer_norm_placement == "post":
+            self.LayerNorm = layer_norm(config, config.hidden_size, rngs)
         self.dropout = dropout.Dropout(config.hidden_dropout_prob)
 
     def __call__(
@@ -263,7 +265,8 @@ class BertSelfOutput(nnx.Module):
     ) -> jax.Array:
         """Context [B, L, N, D], residual [B, L, H] float32 -> [B, L, H] float32."""
         hidden = self.dropout(self.merge_heads(context), deterministic=deterministic, rngs=rngs)
-        return self.LayerNorm(hidden.astype(jnp.float32) + input_tensor)
+        hidden = hidden.astype(jnp.float32) + input_tensor
+        return self.LayerNorm(hidden) if hasattr(self, "LayerNorm") else hidden
 
     def merge_heads(self, context: jax.Array) -> jax.Array:
         """`dense` on [B, L, N, D] context, on rows as in `Dense`: [B*L, N*D] x [N*D, H]."""
@@ -274,12 +277,41 @@ class BertSelfOutput(nnx.Module):
         return (rows + self.dense.bias[...].astype(dtype)).reshape(batch, length, -1)
 
 
+def mimetic_factors(
+    key: jax.Array, size: int, alpha: float, beta: float
+) -> tuple[jax.Array, jax.Array]:
+    """A, B [size, size] with A @ B.T = alpha * Z + beta * I, Z ~ N(0, 1/size): the factors of
+    mimetic initialisation (Trockman & Kolter, 2023), from the SVD of the target product."""
+    target = alpha * jax.random.normal(key, (size, size)) / size**0.5 + beta * jnp.eye(size)
+    u, s, vt = jnp.linalg.svd(target)
+    return u * jnp.sqrt(s), vt.T * jnp.sqrt(s)
+
+
 class BertAttention(nnx.Module):
-    """`layer[i].attention`: `self` (multi-head attention) then `output` (projection + LN)."""
+    """`layer[i].attention`: `self` (multi-head attention) then `output` (projection, residual,
+    post-LN); pre-LN blocks normalise the input first (`LayerNorm`, where Hugging Face's
+    RobertaPreLayerNorm has it) and add the residual unnormalised."""
 
     def __init__(self, config: BertConfig, *, rngs: nnx.Rngs):
+        if config.layer_norm_placement == "pre":
+            self.LayerNorm = layer_norm(config, config.hidden_size, rngs)
         self.self = BertSelfAttention(config, rngs=rngs)
         self.output = BertSelfOutput(config, rngs=rngs)
+        if config.attention_init == "mimetic":
+            self._mimetic_init(config, rngs)
+
+    def _mimetic_init(self, config: BertConfig, rngs: nnx.Rngs) -> None:
+        """Query/key kernels with Wq Wk^T ~ 0.7 Z + 0.7 I (every token attends to tokens like
+        itself and, through the position embeddings, to its neighbours) and value/output with
+        Wv Wo ~ 0.4 Z - 0.4 I, the products pretrained attention layers show."""
+        hidden = config.hidden_size
+        shape = self.self.query.kernel[...].shape  # [H, N, D]
+        q, k = mimetic_factors(rngs.params(), hidden, 0.7, 0.7)
+        v, o = mimetic_factors(rngs.params(), hidden, 0.4, -0.4)
+        self.self.query.kernel[...] = q.reshape(shape)
+        self.self.key.kernel[...] = k.reshape(shape)
+        self.self.value.kernel[...] = v.reshape(shape)
+        self.output.dense.kernel[...] = o.T.reshape(self.output.dense.kernel[...].shape)
 
     def __call__(
         self,
@@ -290,5 +322,6 @@ class BertAttention(nnx.Module):
         rngs: nnx.Rngs | None = None,
     ) -> jax.Array:
         """[B, L, H] float32, [B, 1, 1, L] mask -> [B, L, H] float32."""
-        context = self.self(hidden_states, mask, deterministic=deterministic, rngs=rngs)
+        normed = self.LayerNorm(hidden_states) if hasattr(self, "LayerNorm") else hidden_states
+        context = self.self(normed, mask, deterministic=deterministic, rngs=rngs)
         return self.output(context, hidden_states, deterministic=deterministic, rngs=rngs)

@@ -61,6 +61,9 @@ class BertModel(nnx.Module):
         self.config = config
         self.embeddings = BertEmbeddings(config, rngs=rngs)
         self.encoder = BertEncoder(config, rngs=rngs)
+        if config.layer_norm_placement == "pre":
+            # Pre-LN: the residual stream is normalised once after the last layer.
+            self.LayerNorm = layer_norm(config, config.hidden_size, rngs)
         self.pooler = BertPooler(config, rngs=rngs)
 
     def __call__(
@@ -87,6 +90,8 @@ class BertModel(nnx.Module):
             mask = mask & (documents[:, None, :, None] == documents[:, None, None, :])
         layers = self.encoder(embeddings, mask, deterministic=deterministic, rngs=rngs)
         sequence_output = layers[-1] if layers else embeddings
+        if hasattr(self, "LayerNorm"):
+            sequence_output = self.LayerNorm(sequence_output)
         return {
             "sequence_output": sequence_output,
             "pooled_output": self.pooler(sequence_output),

@@ -20,6 +20,9 @@ REMAT_POLICIES = {
     "full": jax.checkpoint_policies.nothing_saveable,
     "dots_saveable": jax.checkpoint_policies.dots_saveable,
 }
+LAYER_NORM_PLACEMENTS = ("post", "pre")
+POSITION_EMBEDDING_INITS = ("normal", "sinusoidal")
+ATTENTION_INITS = ("normal", "mimetic")
 SIZE_FIELDS = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads")
 SIZE_FIELDS += ("intermediate_size", "max_position_embeddings", "type_vocab_size")
 
@@ -50,6 +53,17 @@ class BertConfig:
     # Apply the encoder layers with nnx.scan over stacked parameters (compile time independent of
     # depth); export and import convert to and from Hugging Face's per-layer layout.
     scan_layers: bool = False
+    # Where each block normalises: "post" (BERT: LayerNorm after each residual add) or "pre"
+    # (LayerNorm before attention and feed-forward, plus one after the last layer; the layout of
+    # Hugging Face's RobertaPreLayerNorm, stable at the high learning rates small budgets need).
+    layer_norm_placement: str = "post"
+    # Initial values of the (learned) position table: "normal" (BERT: N(0, initializer_range))
+    # or "sinusoidal" (Vaswani et al.'s table, scaled to the same per-entry RMS), which gives
+    # attention relative-position structure from the first step.
+    position_embedding_init: str = "normal"
+    # Initial attention weights: "normal" (BERT: N(0, initializer_range)) or "mimetic"
+    # (Trockman & Kolter 2023: query/key products near the identity, value/output near minus it).
+    attention_init: str = "normal"
 
     @classmethod
     def from_config(cls, config: ml_collections.ConfigDict, vocab_size: int) -> BertConfig:
@@ -78,6 +92,21 @@ class BertConfig:
                 raise UserError(
                     f"{name}={getattr(self, name)!r} must be positive; fix --config.{name}"
                 )
+        if self.layer_norm_placement not in LAYER_NORM_PLACEMENTS:
+            raise UserError(
+                f"layer_norm_placement {self.layer_norm_placement!r} is not supported; use one of "
+                f"{LAYER_NORM_PLACEMENTS}"
+            )
+        if self.position_embedding_init not in POSITION_EMBEDDING_INITS:
+            raise UserError(
+                f"position_embedding_init {self.position_embedding_init!r} is not supported; use "
+                f"one of {POSITION_EMBEDDING_INITS}"
+            )
+        if self.attention_init not in ATTENTION_INITS:
+            raise UserError(
+                f"attention_init {self.attention_init!r} is not supported; use one of "
+                f"{ATTENTION_INITS}"
+            )
         if self.dtype not in COMPUTE_DTYPES:
             raise UserError(f"dtype {self.dtype!r} is not supported; use one of {COMPUTE_DTYPES}")
         if self.remat_policy not in REMAT_POLICIES:

@@ -48,9 +48,28 @@ def gelu(x: jax.Array) -> jax.Array:
     return x * 0.5 * (1.0 + jax.lax.erf(x * jnp.asarray(0.5**0.5, x.dtype)))
 
 
-def _embed(config: BertConfig, num: int, axes: tuple[str, str], rngs: nnx.Rngs) -> nnx.Embed:
-    init = nnx.with_partitioning(nnx.initializers.normal(config.initializer_range), axes)
+def _embed(
+    config: BertConfig, num: int, axes: tuple[str, str], rngs: nnx.Rngs, init: Any = None
+) -> nnx.Embed:
+    init = nnx.with_partitioning(init or nnx.initializers.normal(config.initializer_range), axes)
     return nnx.Embed(num, config.hidden_size, embedding_init=init, rngs=rngs)
+
+
+def sinusoidal_init(scale: float):
+    """Initialiser of a [positions, H] table with Vaswani et al.'s sinusoids (sin on even
+    columns, cos on odd ones, wavelengths 2*pi .. 10000*2*pi), times `scale`."""
+
+    def init(key, shape, dtype=jnp.float32):
+        del key
+        positions, hidden = shape
+        frequencies = 10000.0 ** (-jnp.arange(0, hidden, 2, dtype=jnp.float32) / hidden)
+        angles = jnp.arange(positions, dtype=jnp.float32)[:, None] * frequencies[None, :]
+        table = jnp.zeros(shape, jnp.float32)
+        table = table.at[:, 0::2].set(jnp.sin(angles)[:, : (hidden + 1) // 2])
+        table = table.at[:, 1::2].set(jnp.cos(angles)[:, : hidden // 2])
+        return (scale * table).astype(dtype)
+
+    return init
 
 
 class BertEmbeddings(nnx.Module):
@@ -58,8 +77,12 @@ class BertEmbeddings(nnx.Module):
 
     def __init__(self, config: BertConfig, *, rngs: nnx.Rngs):
         self.word_embeddings = _embed(config, config.vocab_size, ("vocab", "embed"), rngs)
+        position_init = None
+        if config.position_embedding_init == "sinusoidal":
+            # Entries of a sinusoid table have RMS 1/sqrt(2): scaled to N(0, range)'s RMS.
+            position_init = sinusoidal_init(config.initializer_range * 2**0.5)
         self.position_embeddings = _embed(
-            config, config.max_position_embeddings, ("position", "embed"), rngs
+            config, config.max_position_embeddings, ("position", "embed"), rngs, position_init
         )
         self.token_type_embeddings = _embed(
             config, config.type_vocab_size, ("type_vocab", "embed"), rngs
@@ -93,27 +116,34 @@ class BertEmbeddings(nnx.Module):
 
 
 class BertIntermediate(nnx.Module):
-    """`intermediate`: H -> intermediate_size projection with exact GELU."""
+    """`intermediate`: H -> intermediate_size projection with exact GELU; pre-LN blocks
+    normalise its input first (`LayerNorm`, Hugging Face RobertaPreLayerNorm's place)."""
 
     def __init__(self, config: BertConfig, *, rngs: nnx.Rngs):
+        if config.layer_norm_placement == "pre":
+            self.LayerNorm = layer_norm(config, config.hidden_size, rngs)
         self.dense = _dense(
             config, config.hidden_size, config.intermediate_size, ("embed", "mlp"), rngs
         )
 
     def __call__(self, hidden_states: jax.Array) -> jax.Array:
         """[B, L, H] -> [B, L, intermediate_size] in the compute dtype."""
+        if hasattr(self, "LayerNorm"):
+            hidden_states = self.LayerNorm(hidden_states)
         intermediate = gelu(self.dense(hidden_states))
         return constrain(intermediate, ("batch", "length", "mlp"))
 
 
 class BertOutput(nnx.Module):
-    """`output`: intermediate_size -> H projection, dropout, residual, LayerNorm (post-LN)."""
+    """`output`: intermediate_size -> H projection, dropout, residual, then LayerNorm (post-LN
+    only; a pre-LN block normalised its input in `BertIntermediate`)."""
 
     def __init__(self, config: BertConfig, *, rngs: nnx.Rngs):
         self.dense = _dense(
             config, config.intermediate_size, config.hidden_size, ("mlp", "embed"), rngs
         )
-        self.LayerNorm = layer_norm(config, config.hidden_size, rngs)
+        if config.layer_norm_placement == "post":
+            self.LayerNorm = layer_norm(config, config.hidden_size, rngs)
         self.dropout = Dropout(config.hidden_dropout_prob)
 
     def __call__(
@@ -126,11 +156,13 @@ class BertOutput(nnx.Module):
     ) -> jax.Array:
         """[B, L, intermediate_size], residual [B, L, H] -> [B, L, H] float32."""
         hidden = self.dropout(self.dense(intermediate), deterministic=deterministic, rngs=rngs)
-        return self.LayerNorm(hidden.astype(jnp.float32) + input_tensor)
+        hidden = hidden.astype(jnp.float32) + input_tensor
+        return self.LayerNorm(hidden) if hasattr(self, "LayerNorm") else hidden
 
 
 class BertLayer(nnx.Module):
-    """`encoder.layer[i]`: self-attention block then feed-forward block, each post-LN."""
+    """`encoder.layer[i]`: self-attention block then feed-forward block, each post-LN or pre-LN
+    (`layer_norm_placement`)."""
 
     def __init__(self, config: BertConfig, *, rngs: nnx.Rngs):
         self.attention = BertAttention(config, rngs=rngs)

@@ -315,3 +315,32 @@ def test_row_matmuls_equal_the_layers_they_replace():
     output = attention.BertSelfOutput(TINY, rngs=nnx.Rngs(3))
     output.dense.bias[...] = jax.random.normal(jax.random.key(4), output.dense.bias.shape)
     np.testing.assert_allclose(output.merge_heads(stacked[0]), output.dense(stacked[0]), atol=1e-5)
+
+
+def test_sinusoidal_position_init_is_the_scaled_sinusoid_table():
+    from bertjax.models.encoder import sinusoidal_init
+
+    table = np.asarray(sinusoidal_init(0.5)(None, (10, 8)))
+    angles = np.arange(10)[:, None] * 10000.0 ** (-np.arange(0, 8, 2) / 8)
+    np.testing.assert_allclose(table[:, 0::2], 0.5 * np.sin(angles), atol=1e-6)
+    np.testing.assert_allclose(table[:, 1::2], 0.5 * np.cos(angles), atol=1e-6)
+
+
+def test_mimetic_attention_init_products():
+    import jax
+
+    from bertjax.models.attention import mimetic_factors
+
+    key = jax.random.key(0)
+    a, b = mimetic_factors(key, 64, 0.7, 0.7)
+    z = np.asarray(jax.random.normal(key, (64, 64))) / 8.0
+    np.testing.assert_allclose(np.asarray(a @ b.T), 0.7 * z + 0.7 * np.eye(64), atol=1e-4)
+    config = BertConfig(vocab_size=50, hidden_size=32, num_hidden_layers=1, num_attention_heads=4,
+                        intermediate_size=64, attention_init="mimetic")  # fmt: skip
+    attention = create_model(config, 0).bert.encoder.layer[0].attention
+    q = np.asarray(attention.self.query.kernel[...]).reshape(32, 32)
+    k = np.asarray(attention.self.key.kernel[...]).reshape(32, 32)
+    v = np.asarray(attention.self.value.kernel[...]).reshape(32, 32)
+    o = np.asarray(attention.output.dense.kernel[...]).reshape(32, 32)
+    assert np.trace(q @ k.T) / 32 == pytest.approx(0.7, abs=0.1)
+    assert np.trace(v @ o) / 32 == pytest.approx(-0.4, abs=0.1)

@@ -1,0 +1,57 @@
+"""`bertjax fill-mask`: a checkpoint's ranked answers for each [MASK] of a text."""
+
+import numpy as np
+import pytest
+
+from bertjax import fill_mask, train
+from bertjax.convert import load_model
+from bertjax.data import vocab
+from bertjax.errors import UserError
+from tests.test_cli import run_cli
+from tests.test_smoke import small_smoke_config
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    tmp_path = tmp_path_factory.mktemp("fill")
+    train.train_and_evaluate(small_smoke_config(tmp_path), tmp_path / "workdir")
+    return tmp_path / "workdir"
+
+
+def test_masks_become_the_mask_id_between_the_encoded_pieces(workdir):
+    tok = vocab.load_tokenizer(workdir / "vocab.txt", lowercase=True)
+    ids = fill_mask.encode_with_masks(tok, "the [MASK] of the union[MASK]")
+    pieces = tok.encode(["the ", " of the union", ""])
+    expected = [tok.cls_id, *pieces[0], tok.mask_id, *pieces[1], tok.mask_id, tok.sep_id]
+    assert ids == expected
+    with pytest.raises(UserError, match="holds no \\[MASK\\]"):
+        fill_mask.encode_with_masks(tok, "no mask here")
+
+
+def test_answers_are_the_model_top_k_with_its_probabilities(workdir):
+    texts = ["the [MASK] of the union is strong .", "we the [MASK] [MASK] ."]
+    answers = fill_mask.fill_mask(workdir, texts, top_k=3)
+    assert [len(per_mask) for per_mask in answers] == [1, 2]
+    tok = vocab.load_tokenizer(workdir / "vocab.txt", lowercase=True)
+    ids = np.array([fill_mask.encode_with_masks(tok, texts[0])])
+    logits = np.asarray(load_model(workdir).mlm_logits_all(ids, 0 * ids, 1 + 0 * ids))[0]
+    position = int(np.flatnonzero(ids[0] == tok.mask_id)[0])
+    probabilities = np.exp(logits[position] - logits[position].max())
+    probabilities /= probabilities.sum()
+    best = np.argsort(-probabilities)[:3]
+    ranked = answers[0][0]
+    assert [a.token for a in ranked] == [tok.vocab[i] for i in best]
+    np.testing.assert_allclose([a.probability for a in ranked], probabilities[best], rtol=1e-4)
+    assert ranked[0].probability >= ranked[1].probability >= ranked[2].probability
+
+
+def test_fill_mask_command_line(workdir):
+    result = run_cli("fill-mask", f"--workdir={workdir}", "--top_k=2", "the [MASK] states")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.strip().splitlines()
+    assert lines[-2] == "the [MASK] states" and lines[-1].startswith("  [MASK] 1: ")
+    assert lines[-1].count("(") == 2
+    bad = run_cli("fill-mask", f"--workdir={workdir}", "no mask")
+    assert bad.returncode == 2 and "holds no [MASK]" in bad.stderr
+    none = run_cli("fill-mask", f"--workdir={workdir}")
+    assert none.returncode == 2 and "fill-mask needs" in none.stderr
