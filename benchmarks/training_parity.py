@@ -301,9 +301,10 @@ def has_gradient(name: str, packing: bool) -> bool:
     """False for tensors whose gradient is zero in exact arithmetic: the key biases (q.b_k
     shifts all of a query's scores alike, which softmax ignores) and, on packed rows (NSP weight
     0), the pooler and the NSP head. Only rounding moves the key biases (gradient noise, divided
-    by Adam's eps) and only weight decay the others, where torch's float32 factor (1 - lr * wd)
-    is off by up to 0.3% of each step's decay (drift 6e-4 in a decay-only simulation); their
-    drift compares rounding with a displacement of its own size, so |Δ| is bounded instead."""
+    by Adam's eps) and only weight decay the others, where torch's factor (1 - lr * wd), rounded
+    to float32, misstates each step's decay by up to 0.3% at the peak rate (drift 6e-4 in a
+    decay-only simulation); their drift compares rounding with a displacement of its own size,
+    so |Δ| is bounded instead."""
     if name.endswith("attention.self.key.bias"):
         return False
     return not (packing and name.startswith(("bert.pooler.", "cls.seq_relationship.")))
