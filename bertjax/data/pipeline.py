@@ -134,7 +134,7 @@ def build_pretraining_data(
     eval_corpus = config.get("eval_corpus", "")
     source = eval_corpus if split == "eval" and eval_corpus else config.corpus
     sources: list[str] = []  # the corpus source of each document of the split
-    texts = _split_documents(config, source, split, reports, sources)
+    texts = _documents_of_split(config, source, split, reports, sources)
     lengths: list[list[int]] = []
     documents, num_sentences = tokenize_documents(texts, tokenizer, sentence_lengths=lengths)
     corpus.log_totals(reports)
@@ -191,7 +191,7 @@ def build_pretraining_data(
     )
 
 
-def _split_documents(
+def _documents_of_split(
     config: ml_collections.ConfigDict,
     source: str,
     split: str,
