@@ -295,10 +295,14 @@ def holdout_split(texts: Iterable[str], fraction: float, *, held_out: bool) -> I
     `fraction`: the split depends on the text alone, not on file order or the number of hosts,
     so training and evaluation agree without coordination.
     """
-    threshold = fraction * 2**32
     for text in texts:
-        if (zlib.crc32(text.encode("utf-8")) < threshold) == held_out:
+        if is_held_out(text, fraction) == held_out:
             yield text
+
+
+def is_held_out(text: str, fraction: float) -> bool:
+    """Whether `holdout_split` holds `text` out for evaluation at `fraction`."""
+    return zlib.crc32(text.encode("utf-8")) < fraction * 2**32
 
 
 def read_documents(
@@ -307,6 +311,7 @@ def read_documents(
     *,
     text_format: str = "sentences",
     reports: list[SourceReport] | None = None,
+    sources: list[str] | None = None,
 ) -> Iterator[str]:
     """Yields every non-empty document text of the corpus, sources in `resolve_files` order.
 
@@ -315,6 +320,7 @@ def read_documents(
       text_field: the JSON field or TFDS feature holding the text (unused for ``.txt``).
       text_format: layout of ``.txt`` files, one of TEXT_FORMATS.
       reports: if given, receives one SourceReport per source as it is finished.
+      sources: if given, receives the source of each document just before it is yielded.
 
     Raises UserError (one line) when the whole corpus yields no document.
     """
@@ -333,6 +339,8 @@ def read_documents(
                 continue
             report.documents += 1
             total += 1
+            if sources is not None:
+                sources.append(source)
             yield text
         log = logging.warning if report.skipped else logging.info
         log("Corpus source %s", report.summary())

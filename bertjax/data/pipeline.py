@@ -11,8 +11,9 @@ MLM-only rows of packed documents (`packing`), which add the features PACKED_FEA
 """
 
 import dataclasses
+import os
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 import ml_collections
@@ -70,14 +71,20 @@ class PretrainingData:
 
 
 def tokenize_documents(
-    texts: Iterable[str], tokenizer: Tokenizer
+    texts: Iterable[str],
+    tokenizer: Tokenizer,
+    *,
+    sentence_lengths: list[list[int]] | None = None,
 ) -> tuple[list[list[list[int]]], int]:
     """Splits each text into sentences and tokenizes them in batches across documents.
 
     Returns (documents -> non-empty sentences -> ids, without empty documents; number of
-    sentences before tokenization).
+    sentences before tokenization). `sentence_lengths`, if given, receives the character
+    lengths of each text's sentences, one list per text (empty documents included).
     """
     doc_sentences = [sentences.split_sentences(text) for text in texts]
+    if sentence_lengths is not None:
+        sentence_lengths.extend([len(s) for s in doc] for doc in doc_sentences)
     flat = [sentence for doc in doc_sentences for sentence in doc]
     ids: list[list[int]] = []
     for begin in range(0, len(flat), ENCODE_BATCH_SIZE):
@@ -126,17 +133,13 @@ def build_pretraining_data(
     reports: list[corpus.SourceReport] = []
     eval_corpus = config.get("eval_corpus", "")
     source = eval_corpus if split == "eval" and eval_corpus else config.corpus
-    texts = corpus.read_documents(
-        source,
-        config.text_field,
-        text_format=config.get("text_format", "sentences"),
-        reports=reports,
-    )
-    fraction = config.get("eval_holdout_fraction", 0.0)
-    if fraction and not (split == "eval" and eval_corpus):
-        texts = corpus.holdout_split(texts, fraction, held_out=split == "eval")
-    documents, num_sentences = tokenize_documents(texts, tokenizer)
+    sources: list[str] = []  # the corpus source of each document of the split
+    texts = _documents_of_split(config, source, split, reports, sources)
+    lengths: list[list[int]] = []
+    documents, num_sentences = tokenize_documents(texts, tokenizer, sentence_lengths=lengths)
     corpus.log_totals(reports)
+    for name, stats in sentences.stats_by_source(sources, lengths).items():
+        sentences.log_source_stats(os.path.basename(name), stats)
     special = dict(cls_id=tokenizer.cls_id, sep_id=tokenizer.sep_id, pad_id=tokenizer.pad_id)
     # Held-out pairs depend on eval_seed only, so every run evaluates on the same instances.
     seed = config.seed if split == "train" else config.get("eval_seed", config.seed)
@@ -186,6 +189,31 @@ def build_pretraining_data(
         num_documents=len(documents),
         num_sentences=num_sentences,
     )
+
+
+def _documents_of_split(
+    config: ml_collections.ConfigDict,
+    source: str,
+    split: str,
+    reports: list[corpus.SourceReport],
+    sources: list[str],
+) -> Iterator[str]:
+    """The document texts of `split` ("train" leaves the held-out ones out, "eval" keeps only
+    them unless `source` is the eval corpus); appends each one's corpus source to `sources`."""
+    read: list[str] = []
+    texts = corpus.read_documents(
+        source,
+        config.text_field,
+        text_format=config.get("text_format", "sentences"),
+        reports=reports,
+        sources=read,
+    )
+    fraction = config.get("eval_holdout_fraction", 0.0)
+    holdout = fraction and not (split == "eval" and config.get("eval_corpus", ""))
+    for index, text in enumerate(texts):
+        if not holdout or corpus.is_held_out(text, fraction) == (split == "eval"):
+            sources.append(read[index])
+            yield text
 
 
 def _check_data_config(config: ml_collections.ConfigDict) -> None:

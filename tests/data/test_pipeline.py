@@ -2,6 +2,8 @@
 
 import itertools
 import json
+import logging
+import re
 
 import numpy as np
 import pytest
@@ -251,6 +253,41 @@ def test_bad_corpus_end_to_end_is_skipped_and_counted(tmp_path, data, config, ca
     assert "none/*.txt' matched no files" in caplog.text
     assert "skipped {'invalid JSON': 1, 'empty documents': 1}" in caplog.text
     assert "'lines with invalid UTF-8': 1" in caplog.text
+
+
+def test_build_logs_sentence_statistics_per_source(tmp_path, data, config, caplog):
+    """One statistics line per corpus file, for the documents of the split; a warning names the
+    file whose documents come out as one long sentence each."""
+    unsplit = [
+        f"review {i} is lowercase , has no sentence end , and goes on " * 30 for i in range(6)
+    ]
+    prose = [
+        f"It rained on day {i}. We stayed in and read. The sun came out. " * 5 for i in range(6)
+    ]
+    (tmp_path / "reviews.jsonl").write_text(
+        "".join(json.dumps({"text": t}) + "\n" for t in unsplit)
+    )
+    (tmp_path / "prose.jsonl").write_text("".join(json.dumps({"text": t}) + "\n" for t in prose))
+    small = _config(
+        config.cache_dir,
+        corpus=f"{tmp_path}/*.jsonl",
+        vocab_dir=str(data.vocab_path.parent),
+        eval_holdout_fraction=0.5,
+    )
+    with caplog.at_level(logging.INFO):
+        result = pipeline.build_pretraining_data(small)
+    lines = re.findall(
+        r"Sentences of (\w+\.jsonl): (\d+) documents, ([\d.]+) sentences", caplog.text
+    )
+    assert sorted(name for name, _, _ in lines) == ["prose.jsonl", "reviews.jsonl"]
+    assert sum(int(count) for _, count, _ in lines) == result.num_documents < 12
+    assert {name: float(mean) for name, _, mean in lines} == {
+        "prose.jsonl": 15.0,
+        "reviews.jsonl": 1.0,
+    }
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any("Sentences of reviews.jsonl look unsplit" in w for w in warnings)
+    assert not any("prose.jsonl look unsplit" in w for w in warnings)
 
 
 @pytest.mark.parametrize(

@@ -1,8 +1,19 @@
-"""Tests for bertjax/data/sentences.py on hand-written tricky cases."""
+"""Tests for bertjax/data/sentences.py: tricky cases, Chinese, statistics, and gold data."""
+
+import json
+import logging
+import os
+from pathlib import Path
 
 import pytest
 
+from bertjax.data import sentences
 from bertjax.data.sentences import split_sentences
+
+# ../shared/data beside the checkout, or BERTJAX_SHARED_DATA; tests that read it skip without it.
+SHARED_DATA = Path(
+    os.environ.get("BERTJAX_SHARED_DATA", Path(__file__).resolve().parents[3] / "shared" / "data")
+)
 
 
 @pytest.mark.parametrize(
@@ -31,8 +42,18 @@ from bertjax.data.sentences import split_sentences
         ("Wait... What?! No.", ["Wait...", "What?!", "No."]),
         # Non-ASCII uppercase starts a sentence.
         ("Fin. Élan vital.", ["Fin.", "Élan vital."]),
-        # No whitespace after the period: no split.
+        # No whitespace after the period: a plain word then a capitalised one splits; domains,
+        # decimals and lowercase words do not.
         ("Visit example.com.Today", ["Visit example.com.Today"]),
+        ("We went home.Then it rained.", ["We went home.", "Then it rained."]),
+        ("Pi is 3.14.It is.", ["Pi is 3.14.It is."]),
+        # Company suffixes end sentences before a capital; titles never do.
+        ("He joined Boeing Co. The firm grew.", ["He joined Boeing Co.", "The firm grew."]),
+        ("He joined Boeing Co. to grow.", ["He joined Boeing Co. to grow."]),
+        # A closing quote after an initial-like word: the sentence ends.
+        ('A capital "H." For you.', ['A capital "H."', "For you."]),
+        # List numbers at a sentence start are not sentences.
+        ("1. First item. 2. Second item.", ["1. First item.", "2. Second item."]),
     ],
 )
 def test_split_rules(text, expected):
@@ -74,3 +95,204 @@ def test_deterministic_and_lossless_on_words():
     assert first == split_sentences(text)
     assert len(first) == 200
     assert " ".join(first).split() == text.split()
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        # Lowercased prose: a lowercase letter after a period starts a sentence.
+        (
+            "it was late. we left! did you? yes, at 3.14 a.m. or so.",
+            ["it was late.", "we left!", "did you?", "yes, at 3.14 a.m. or so."],
+        ),
+        # Lowercased and tokenised (movie_reviews.jsonl): periods and quotes are tokens.
+        (
+            "plot : two teen couples go to a party . \nthey get into an accident . \n"
+            'what\'s the deal ? \nwatch the movie and " sorta " find out . . . critique : fun',
+            [
+                "plot : two teen couples go to a party .",
+                "they get into an accident .",
+                "what's the deal ?",
+                'watch the movie and " sorta " find out . . . critique : fun',
+            ],
+        ),
+        # Lowercase abbreviations, initials and acronyms; "no." only before a number.
+        (
+            "mr. smith met dr. jones in the u.s. army. george w. bush saw no. 5. i said no. "
+            "we went.",
+            [
+                "mr. smith met dr. jones in the u.s. army.",
+                "george w. bush saw no. 5.",
+                "i said no.",
+                "we went.",
+            ],
+        ),
+        (
+            "if h . g . wells had a time machine . he would go .",
+            [
+                "if h . g . wells had a time machine .",
+                "he would go .",
+            ],
+        ),
+        # An ellipsis before a lowercase word is a pause, not an end.
+        ("it was good . . . but long. the end.", ["it was good . . . but long.", "the end."]),
+    ],
+)
+def test_uncased_text(text, expected):
+    assert sentences.is_uncased(text)
+    assert split_sentences(text) == expected
+
+
+def test_cased_text_keeps_lowercase_continuations():
+    text = "It costs approx. ten dollars. We paid. Did we? yes, said Tom."
+    assert not sentences.is_uncased(text)
+    assert split_sentences(text) == [
+        "It costs approx. ten dollars.",
+        "We paid.",
+        "Did we? yes, said Tom.",
+    ]
+
+
+def test_tokenised_quotes_close_or_open_by_parity():
+    text = 'he said , " I will go . " The jury said " no . " it left . " Why ? " she asked .'
+    assert split_sentences(text.replace("he", "He", 1)) == [
+        'He said , " I will go . "',
+        'The jury said " no . " it left .',
+        '" Why ? " she asked .',
+    ]
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("我爱北京。他说你好！真的吗？", ["我爱北京。", "他说你好！", "真的吗？"]),
+        # Closing quotes and brackets stay with the sentence they close.
+        (
+            "子曰：“学而时习之，不亦说乎？”有朋自远方来。「好！」（完。）再见",
+            ["子曰：“学而时习之，不亦说乎？”", "有朋自远方来。", "「好！」", "（完。）", "再见"],
+        ),
+        # Semicolons and ellipses end sentences; a comma after a closing quote continues one.
+        ("一、总则；二、分则。他说……然后走了", ["一、总则；", "二、分则。", "他说……", "然后走了"]),
+        ("他说“好。”，然后走了。", ["他说“好。”，然后走了。"]),
+        # Digits after a terminator, and hard-wrapped verse lines.
+        (
+            "成立于1951年。1997年有教友。\n春天到了。",
+            ["成立于1951年。", "1997年有教友。", "春天到了。"],
+        ),
+    ],
+)
+def test_chinese(text, expected):
+    assert split_sentences(text) == expected
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        (
+            "我喜欢Python.它很好用。I like it.你呢？Mr. Li said so. 好的！OK.",
+            [
+                "我喜欢Python.",
+                "它很好用。",
+                "I like it.",
+                "你呢？",
+                "Mr. Li said so.",
+                "好的！",
+                "OK.",
+            ],
+        ),
+        # A straight quote glued after a Chinese terminator opens the next sentence when quotes
+        # are balanced so far.
+        (
+            '他说："好。"然后走了。"But why?" he asked.',
+            [
+                '他说："好。"',
+                "然后走了。",
+                '"But why?" he asked.',
+            ],
+        ),
+        ('防止教会的分裂。"But it is a problem."', ["防止教会的分裂。", '"But it is a problem."']),
+    ],
+)
+def test_mixed_chinese_and_english(text, expected):
+    assert split_sentences(text) == expected
+
+
+def test_list_items_on_their_own_lines_are_sentences():
+    text = "Steps:\n1. Mix the flour\n2. Bake it\n- serve warm\n* enjoy"
+    assert split_sentences(text) == [
+        "Steps:",
+        "1. Mix the flour",
+        "2. Bake it",
+        "- serve warm",
+        "* enjoy",
+    ]
+
+
+def test_sentence_stats():
+    stats = sentences.sentence_stats([[10, 20, 30], [1200], [5], []])
+    assert stats.documents == 4 and stats.sentences == 5
+    assert stats.sentences_per_document_mean == pytest.approx(1.25)
+    assert stats.sentences_per_document_median == pytest.approx(1.0)
+    assert stats.chars_per_sentence_mean == pytest.approx(253.0)
+    assert stats.chars_per_sentence_median == pytest.approx(20.0)
+    assert stats.chars_per_sentence_p95 == pytest.approx(966.0)
+    assert stats.single_sentence_share == pytest.approx(0.5)
+    assert stats.long_documents == 1 and stats.long_single_sentence_share == pytest.approx(1.0)
+    empty = sentences.sentence_stats([])
+    assert empty.documents == 0 and empty.chars_per_sentence_median == 0.0
+
+
+def test_stats_by_source_groups_documents():
+    by_source = sentences.stats_by_source(["a", "b", "a"], [[10], [20, 30], [40, 50]])
+    assert list(by_source) == ["a", "b"]
+    assert by_source["a"].documents == 2 and by_source["a"].sentences == 3
+    assert by_source["b"].chars_per_sentence_mean == pytest.approx(25.0)
+    with pytest.raises(ValueError):
+        sentences.stats_by_source(["a"], [[1], [2]])
+
+
+def _lengths(texts):
+    return [[len(s) for s in split_sentences(text)] for text in texts]
+
+
+def test_unsplit_warning(caplog):
+    one_long_sentence = "this is a review without any capital letter and it goes on " * 30
+    unsplit = sentences.sentence_stats([[len(one_long_sentence)]] * 5)
+    warning = sentences.unsplit_warning("reviews.jsonl", unsplit)
+    assert warning is not None and "reviews.jsonl" in warning
+    assert f"median sentence {len(one_long_sentence)} characters" in warning
+    assert "100% of its 5 documents of 1000+ characters are one sentence" in warning
+    prose = "It rained all day. We stayed in and read. " * 40
+    fine = sentences.sentence_stats(_lengths([prose] * 5))
+    assert sentences.unsplit_warning("prose.jsonl", fine) is None
+    with caplog.at_level(logging.INFO):
+        sentences.log_source_stats("reviews.jsonl", unsplit)
+        sentences.log_source_stats("prose.jsonl", fine)
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "reviews.jsonl" in warnings[0].getMessage()
+    assert "Sentences of prose.jsonl: 5 documents, 80.0 sentences/document" in caplog.text
+
+
+def _shared_texts(relative: str, field: str = "text", limit: int = 0) -> list[str]:
+    path = SHARED_DATA / relative
+    if not path.is_file():
+        pytest.skip(f"needs {path}")
+    with path.open(encoding="utf-8") as f:
+        records = [json.loads(line)[field] for line in f]
+    return records[:limit] if limit else records
+
+
+def test_movie_reviews_are_split():
+    stats = sentences.sentence_stats(
+        _lengths(_shared_texts("pretrain/movie_reviews.jsonl", limit=200))
+    )
+    assert stats.sentences_per_document_median > 20
+    assert stats.chars_per_sentence_median < 150
+    assert sentences.unsplit_warning("movie_reviews.jsonl", stats) is None
+
+
+def test_ud_chinese_sentences_joined_without_spaces():
+    gold = [" ".join(s.split()) for s in _shared_texts("zh/tasks/ud_gsdsimp_seg/dev.jsonl")]
+    found = [s for i in range(0, len(gold), 10) for s in split_sentences("".join(gold[i : i + 10]))]
+    matched = len(set(found) & set(gold))
+    assert matched / len(gold) > 0.95 and matched / len(found) > 0.95
