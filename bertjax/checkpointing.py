@@ -33,6 +33,7 @@ ARCHITECTURE_FIELDS = (
     "max_position_embeddings",
     "type_vocab_size",
     "layer_norm_placement",
+    "position_embedding_type",
 )
 
 

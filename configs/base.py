@@ -89,7 +89,10 @@ def get_config() -> ml_collections.ConfigDict:
     config.attention_probs_dropout_prob = 0.1
     config.initializer_range = 0.02
     config.layer_norm_placement = "post"  # "post" (BERT) or "pre" (LayerNorm before each block)
-    config.position_embedding_init = "normal"  # "normal" (BERT) or "sinusoidal" (scaled sinusoids)
+    # "absolute" (BERT: learned table) or "relative_key" (learned vector per query-key distance)
+    config.position_embedding_type = "absolute"
+    # "normal" (BERT); "sinusoidal" (absolute: scaled sinusoids); "local" (relative: ALiBi-like)
+    config.position_embedding_init = "normal"
     config.attention_init = "normal"  # "normal" (BERT) or "mimetic" (QK ~ identity, VO ~ -identity)
     config.layer_norm_eps = 1e-12
     config.dtype = "float32"  # compute dtype of activations and matmuls (parameters stay float32)

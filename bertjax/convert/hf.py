@@ -25,6 +25,9 @@ from bertjax.models.bert import BertConfig
 
 LEAF_NAMES = {"kernel": "weight", "scale": "weight", "embedding": "weight", "bias": "bias"}
 WORD_EMBEDDINGS = "bert.embeddings.word_embeddings.weight"
+# Hugging Face creates this table even with relative positions, which never read it.
+POSITION_EMBEDDINGS = "bert.embeddings.position_embeddings.weight"
+POSITION_EMBEDDING_TYPES = ("absolute", "relative_key")
 MLM_BIAS = "cls.predictions.bias"
 # Hugging Face's BertForPreTraining state dict also holds the decoder, which is tied to the word
 # embeddings, and its bias, which is tied to `cls.predictions.bias`.
@@ -89,6 +92,11 @@ def params_to_hf(params: Any) -> dict[str, np.ndarray]:
         tensors[hf_name(keys)] = np.ascontiguousarray(array.reshape(_hf_shape(keys, leaf.shape)))
     tensors[TIED_DECODER] = tensors[WORD_EMBEDDINGS]
     tensors[TIED_DECODER_BIAS] = tensors[MLM_BIAS]
+    if POSITION_EMBEDDINGS not in tensors:  # relative positions: the unread table, as zeros
+        any_layer = next(name for name in tensors if ".distance_embedding." in name)
+        max_positions = (tensors[any_layer].shape[0] + 1) // 2
+        hidden = tensors[WORD_EMBEDDINGS].shape[1]
+        tensors[POSITION_EMBEDDINGS] = np.zeros((max_positions, hidden), np.float32)
     return tensors
 
 
@@ -156,7 +164,13 @@ def params_from_hf(
     params, initialised = _fill_missing(params, missing, init_params, source)
     _check_tied(renamed, params, source)
     ignored += sorted(set(renamed) - set(found) - {TIED_DECODER, TIED_DECODER_BIAS})
+    if POSITION_EMBEDDINGS in ignored and not _has_absolute_positions(abstract_params):
+        ignored.remove(POSITION_EMBEDDINGS)  # the table relative-position models never read
     return Conversion(params=params, initialised=initialised, ignored=ignored)
+
+
+def _has_absolute_positions(params: Any) -> bool:
+    return "position_embeddings" in params["bert"]["embeddings"]
 
 
 def _fill_missing(
@@ -227,16 +241,16 @@ def bert_config_from_hf(fields: Mapping[str, Any], *, source: str) -> BertConfig
             "('gelu'), so this model would give different outputs"
         )
     position_type = fields.get("position_embedding_type") or "absolute"
-    if position_type != "absolute":
+    if position_type not in POSITION_EMBEDDING_TYPES:
         raise UserError(
             f"{source} uses position_embedding_type={position_type!r}; bertjax supports "
-            "'absolute' position embeddings only"
+            f"{POSITION_EMBEDDING_TYPES}"
         )
     absent = [name for name in REQUIRED_CONFIG_FIELDS if fields.get(name) is None]
     if absent:
         raise UserError(f"{source} lacks config fields {absent}; it is not a BERT config")
     kwargs = {name: fields[name] for name in CONFIG_FIELDS if fields.get(name) is not None}
-    return BertConfig(**kwargs).validate()
+    return BertConfig(**kwargs, position_embedding_type=position_type).validate()
 
 
 def hf_config(config: BertConfig, *, pad_token_id: int) -> dict[str, Any]:
@@ -246,7 +260,7 @@ def hf_config(config: BertConfig, *, pad_token_id: int) -> dict[str, Any]:
         "model_type": "bert",
         **{name: getattr(config, name) for name in CONFIG_FIELDS},
         "hidden_act": "gelu",
-        "position_embedding_type": "absolute",
+        "position_embedding_type": config.position_embedding_type,
         "pad_token_id": pad_token_id,
         "tie_word_embeddings": True,
         "classifier_dropout": None,

@@ -65,6 +65,7 @@ def write(
     out_dir.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(vocab_path, out_dir / tokenizer.VOCAB_FILE)
     fields = {name: getattr(config, name) for name in hf.CONFIG_FIELDS}
+    fields["position_embedding_type"] = config.position_embedding_type
     fields["lowercase"] = lower
     vocab_meta = {"vocab_size": config.vocab_size, "lowercase": lower, "source": source}
     (out_dir / tokenizer.META_FILE).write_text(json.dumps(vocab_meta, indent=2) + "\n")

@@ -11,7 +11,9 @@ differences in layout that the export bridges:
 * positions: RoBERTa numbers real tokens from `pad_token_id + 1` (positions of [PAD] tokens
   are `pad_token_id`), so bertjax's position table is shifted down by `pad_token_id + 1` rows
   (zeros above it) and `max_position_embeddings` grows by as much. Inputs padded on the right,
-  as every tokenizer call pads them, then see the same position vectors as in bertjax.
+  as every tokenizer call pads them, then see the same position vectors as in bertjax. With
+  relative positions only the size changes: the distance tables gain `pad_token_id + 1` rows of
+  zeros at both ends (distances no input of bertjax's length reaches).
 """
 
 from __future__ import annotations
@@ -54,9 +56,11 @@ def tensors_from_bert(tensors: dict[str, np.ndarray], *, pad_token_id: int) -> d
         new = _renamed(name)
         if new is not None:
             renamed[new] = array
-    table = renamed[POSITIONS]
-    offset = np.zeros((pad_token_id + 1, table.shape[1]), table.dtype)
-    renamed[POSITIONS] = np.concatenate([offset, table])
+    for name, table in renamed.items():
+        if name == POSITIONS or ".distance_embedding." in name:
+            offset = np.zeros((pad_token_id + 1, table.shape[1]), table.dtype)
+            ends = [offset, table] if name == POSITIONS else [offset, table, offset]
+            renamed[name] = np.concatenate(ends)
     return renamed
 
 
@@ -69,7 +73,7 @@ def hf_config(config: BertConfig, *, pad_token_id: int) -> dict[str, Any]:
         "model_type": "roberta-prelayernorm",
         **fields,
         "hidden_act": "gelu",
-        "position_embedding_type": "absolute",
+        "position_embedding_type": config.position_embedding_type,
         "pad_token_id": pad_token_id,
         "tie_word_embeddings": True,
         "classifier_dropout": None,

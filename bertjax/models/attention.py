@@ -118,16 +118,28 @@ def fused_attention(
     mask: jax.Array,
     *,
     implementation: str | None = None,
+    bias: jax.Array | None = None,
 ) -> jax.Array:
-    """softmax(q k^T / sqrt(D)) v without dropout; q, k, v [B, L, N, D] -> [B, L, N, D].
+    """softmax(q k^T / sqrt(D) + bias) v without dropout; q, k, v [B, L, N, D] -> [B, L, N, D].
 
-    `mask` is boolean [B, 1, 1, L] (or [B, 1, L, L] for packed rows). `implementation`:
-    None/'xla', 'cudnn', 'splash', or 'auto' (chosen from the backend, shapes and dtype).
+    `mask` is boolean [B, 1, 1, L] (or [B, 1, L, L] for packed rows); `bias` [B, N, L, L]
+    (relative positions) or None. `implementation`: None/'xla', 'cudnn', 'splash', or 'auto'
+    (chosen from the backend, shapes and dtype; the splash kernel takes no bias, so 'auto'
+    does not choose it then).
     """
     if implementation == "auto":
         implementation = choose_attention_implementation(
             backend_name(), head_dim=query.shape[-1], seq_len=query.shape[1], dtype=query.dtype
         )
+        if bias is not None and implementation == "splash":
+            implementation = "xla"
+    if bias is not None and implementation == "splash":
+        raise UserError(
+            "attention_implementation='splash' takes no attention bias, which relative positions "
+            "need; use attention_implementation='auto' or 'xla'"
+        )
+    if bias is not None:
+        bias = bias.astype(query.dtype)
     if implementation == "splash":
         return splash.splash_attention(query, key, value, mask)
     if implementation == "cudnn":
@@ -137,9 +149,11 @@ def fused_attention(
                 f"{backend_name()}); use attention_implementation='auto' or 'xla'"
             )
         return jax.nn.dot_product_attention(
-            query, key, value, implementation="cudnn", **cudnn_mask_arguments(mask)
+            query, key, value, bias=bias, implementation="cudnn", **cudnn_mask_arguments(mask)
         )
-    return jax.nn.dot_product_attention(query, key, value, mask=mask, implementation=implementation)
+    return jax.nn.dot_product_attention(
+        query, key, value, bias=bias, mask=mask, implementation=implementation
+    )
 
 
 def explicit_attention(
@@ -150,6 +164,7 @@ def explicit_attention(
     *,
     dropout_rate: float = 0.0,
     dropout_key: jax.Array | None = None,
+    bias: jax.Array | None = None,
 ) -> jax.Array:
     """The same attention as `fused_attention`, written out so probabilities can be dropped.
 
@@ -159,6 +174,8 @@ def explicit_attention(
     scale = query.shape[-1] ** -0.5
     logits = jnp.einsum("btnd,bsnd->bnts", query, key, preferred_element_type=jnp.float32)
     logits = logits * jnp.float32(scale)
+    if bias is not None:
+        logits = logits + bias.astype(jnp.float32)
     # Same fill value as jax.nn.dot_product_attention, so both paths agree to the last bit.
     logits = jnp.where(mask, logits, -0.7 * jnp.finfo(jnp.float32).max)
     probs = jax.nn.softmax(logits, axis=-1)
@@ -196,6 +213,49 @@ class BertSelfAttention(nnx.Module):
         self.query = projection()
         self.key = projection()
         self.value = projection()
+        if config.position_embedding_type == "relative_key":
+            # Hugging Face's distance_embedding: one vector per distance (query - key) in
+            # [-(M - 1), M - 1], shared by the heads; row d + M - 1 holds distance d.
+            self.max_positions = config.max_position_embeddings
+            self.distance_embedding = nnx.Embed(
+                2 * config.max_position_embeddings - 1,
+                head_size,
+                embedding_init=nnx.with_partitioning(
+                    nnx.initializers.normal(config.initializer_range), ("position", "kv")
+                ),
+                rngs=rngs,
+            )
+            if config.position_embedding_init == "local":
+                self._local_init(heads)
+
+    def _local_init(self, heads: int) -> None:
+        """Relative positions that start as ALiBi's bias (Press et al. 2022): head h adds
+        -slope_h * |i - j| to its logits, slope_h = 2^(-8 (h + 1) / N). Component 0 of every head
+        carries it: distance vector d holds -ALPHA * |d| there, the query bias slope_h *
+        sqrt(D) / ALPHA, and the query and key kernels start with that component zeroed, so
+        content and position do not mix at the start."""
+        alpha = 0.1
+        head_size = self.query.kernel[...].shape[-1]
+        table = self.distance_embedding.embedding[...]
+        distances = jnp.abs(jnp.arange(table.shape[0]) - (self.max_positions - 1))
+        self.distance_embedding.embedding[...] = table.at[:, 0].set(-alpha * distances)
+        slopes = 2.0 ** (-8.0 * (jnp.arange(heads) + 1) / heads)
+        bias = self.query.bias[...]
+        self.query.bias[...] = bias.at[:, 0].set(slopes * head_size**0.5 / alpha)
+        for projection in (self.query, self.key):
+            projection.kernel[...] = projection.kernel[...].at[:, :, 0].set(0.0)
+
+    def position_bias(self, query: jax.Array) -> jax.Array | None:
+        """Relative positions: query [B, L, N, D] -> logit bias [B, N, L, L] float32, Hugging
+        Face's q . distance_embedding[i - j] scaled like the logits; None for absolute ones."""
+        if not hasattr(self, "distance_embedding"):
+            return None
+        length = query.shape[1]
+        positions = jnp.arange(length)
+        distances = positions[:, None] - positions[None, :] + self.max_positions - 1
+        table = self.distance_embedding.embedding[...][distances].astype(query.dtype)
+        scores = jnp.einsum("blnd,lrd->bnlr", query, table, preferred_element_type=jnp.float32)
+        return scores * jnp.float32(query.shape[-1] ** -0.5)
 
     def project_qkv(self, hidden_states: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
         """[B, L, H] -> query, key, value [B, L, N, D], as one matmul against the three kernels
@@ -227,13 +287,17 @@ class BertSelfAttention(nnx.Module):
             constrain(projected, ("batch", "length", "heads", "kv"))
             for projected in self.project_qkv(hidden_states)
         )
+        bias = self.position_bias(query)
         if deterministic or self.dropout_rate == 0.0:
-            return fused_attention(query, key, value, mask, implementation=self.implementation)
+            return fused_attention(
+                query, key, value, mask, implementation=self.implementation, bias=bias
+            )
         if rngs is None:
             raise ValueError("attention dropout needs rngs=nnx.Rngs(dropout=key) at call time")
         return explicit_attention(
-            query, key, value, mask, dropout_rate=self.dropout_rate, dropout_key=rngs.dropout()
-        )
+            query, key, value, mask, dropout_rate=self.dropout_rate, dropout_key=rngs.dropout(),
+            bias=bias,
+        )  # fmt: skip
 
 
 class BertSelfOutput(nnx.Module):

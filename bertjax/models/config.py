@@ -21,7 +21,8 @@ REMAT_POLICIES = {
     "dots_saveable": jax.checkpoint_policies.dots_saveable,
 }
 LAYER_NORM_PLACEMENTS = ("post", "pre")
-POSITION_EMBEDDING_INITS = ("normal", "sinusoidal")
+POSITION_EMBEDDING_TYPES = ("absolute", "relative_key")
+POSITION_EMBEDDING_INITS = ("normal", "sinusoidal", "local")
 ATTENTION_INITS = ("normal", "mimetic")
 SIZE_FIELDS = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads")
 SIZE_FIELDS += ("intermediate_size", "max_position_embeddings", "type_vocab_size")
@@ -57,9 +58,15 @@ class BertConfig:
     # (LayerNorm before attention and feed-forward, plus one after the last layer; the layout of
     # Hugging Face's RobertaPreLayerNorm, stable at the high learning rates small budgets need).
     layer_norm_placement: str = "post"
-    # Initial values of the (learned) position table: "normal" (BERT: N(0, initializer_range))
-    # or "sinusoidal" (Vaswani et al.'s table, scaled to the same per-entry RMS), which gives
-    # attention relative-position structure from the first step.
+    # How attention knows positions, named as Hugging Face's BertConfig names it: "absolute"
+    # (BERT: a learned position table added to the embeddings) or "relative_key" (Shaw et al.
+    # 2018 / Huang et al. 2020: each layer learns a vector per query-key distance, and the query's
+    # dot product with it is added to the attention logits; no position table).
+    position_embedding_type: str = "absolute"
+    # Initial values of the position parameters: "normal" (BERT: N(0, initializer_range));
+    # "sinusoidal" (absolute only: Vaswani et al.'s table scaled to the same per-entry RMS);
+    # "local" (relative_key only: the distance vectors and query biases start as an ALiBi-like
+    # bias -slope_h * |i - j| per head, so every head attends nearby from the first step).
     position_embedding_init: str = "normal"
     # Initial attention weights: "normal" (BERT: N(0, initializer_range)) or "mimetic"
     # (Trockman & Kolter 2023: query/key products near the identity, value/output near minus it).
@@ -97,10 +104,22 @@ class BertConfig:
                 f"layer_norm_placement {self.layer_norm_placement!r} is not supported; use one of "
                 f"{LAYER_NORM_PLACEMENTS}"
             )
+        if self.position_embedding_type not in POSITION_EMBEDDING_TYPES:
+            raise UserError(
+                f"position_embedding_type {self.position_embedding_type!r} is not supported; use "
+                f"one of {POSITION_EMBEDDING_TYPES}"
+            )
         if self.position_embedding_init not in POSITION_EMBEDDING_INITS:
             raise UserError(
                 f"position_embedding_init {self.position_embedding_init!r} is not supported; use "
                 f"one of {POSITION_EMBEDDING_INITS}"
+            )
+        relative = self.position_embedding_type == "relative_key"
+        if self.position_embedding_init == ("sinusoidal" if relative else "local"):
+            raise UserError(
+                f"position_embedding_init={self.position_embedding_init!r} does not apply to "
+                f"position_embedding_type={self.position_embedding_type!r}; use "
+                f"{'normal or local' if relative else 'normal or sinusoidal'}"
             )
         if self.attention_init not in ATTENTION_INITS:
             raise UserError(

@@ -77,13 +77,15 @@ class BertEmbeddings(nnx.Module):
 
     def __init__(self, config: BertConfig, *, rngs: nnx.Rngs):
         self.word_embeddings = _embed(config, config.vocab_size, ("vocab", "embed"), rngs)
-        position_init = None
-        if config.position_embedding_init == "sinusoidal":
-            # Entries of a sinusoid table have RMS 1/sqrt(2): scaled to N(0, range)'s RMS.
-            position_init = sinusoidal_init(config.initializer_range * 2**0.5)
-        self.position_embeddings = _embed(
-            config, config.max_position_embeddings, ("position", "embed"), rngs, position_init
-        )
+        self.max_positions = config.max_position_embeddings
+        if config.position_embedding_type == "absolute":
+            position_init = None
+            if config.position_embedding_init == "sinusoidal":
+                # Entries of a sinusoid table have RMS 1/sqrt(2): scaled to N(0, range)'s RMS.
+                position_init = sinusoidal_init(config.initializer_range * 2**0.5)
+            self.position_embeddings = _embed(
+                config, config.max_position_embeddings, ("position", "embed"), rngs, position_init
+            )
         self.token_type_embeddings = _embed(
             config, config.type_vocab_size, ("type_vocab", "embed"), rngs
         )
@@ -99,17 +101,14 @@ class BertEmbeddings(nnx.Module):
         rngs: nnx.Rngs | None = None,
     ) -> jax.Array:
         """Token ids [B, L], segment ids [B, L] -> embeddings [B, L, H] float32."""
-        if input_ids.shape[1] > self.position_embeddings.num_embeddings:
+        if input_ids.shape[1] > self.max_positions:
             raise UserError(
                 f"sequence length {input_ids.shape[1]} exceeds max_position_embeddings "
-                f"{self.position_embeddings.num_embeddings}; lower --config.max_seq_length"
+                f"{self.max_positions}; lower --config.max_seq_length"
             )
-        positions = jnp.arange(input_ids.shape[1])[None, :]
-        embeddings = (
-            self.word_embeddings(input_ids)
-            + self.position_embeddings(positions)
-            + self.token_type_embeddings(segment_ids)
-        )
+        embeddings = self.word_embeddings(input_ids) + self.token_type_embeddings(segment_ids)
+        if hasattr(self, "position_embeddings"):  # absolute positions
+            embeddings += self.position_embeddings(jnp.arange(input_ids.shape[1])[None, :])
         embeddings = self.LayerNorm(embeddings)
         embeddings = self.dropout(embeddings, deterministic=deterministic, rngs=rngs)
         return constrain(embeddings, ("batch", "length", "embed"))

@@ -198,7 +198,7 @@ def test_config_round_trip_and_refusals():
     refusals = [
         ({"hidden_act": "gelu_new"}, "hidden_act='gelu_new'"),
         ({"hidden_act": "relu"}, "exact GELU"),
-        ({"position_embedding_type": "relative_key"}, "'absolute' position embeddings only"),
+        ({"position_embedding_type": "relative_key_query"}, "'relative_key_query'; bertjax"),
         ({"model_type": "roberta"}, "'roberta' model"),
         ({"hidden_size": None}, r"lacks config fields \['hidden_size'\]"),
         ({"num_attention_heads": 5}, "not divisible"),

@@ -1,0 +1,140 @@
+"""Architecture variants exported to Hugging Face and compared output by output with
+transformers, padding included: pre-LN (RobertaPreLayerNormForMaskedLM) and relative positions
+(`position_embedding_type="relative_key"`), alone and together; and imported back."""
+
+import dataclasses
+import json
+
+import jax
+import numpy as np
+import pytest
+
+from bertjax import checkpointing, optim, sharding, train
+from bertjax.convert import export_hf, import_checkpoint, load_model
+from bertjax.train_state import create_train_state
+from configs import cpu_smoke
+from tests.convert.helpers import ATOL, max_abs_diff, random_params, tiny_config, tiny_vocab
+
+VARIANTS = {
+    "pre_ln": dict(layer_norm_placement="pre", position_embedding_init="sinusoidal"),
+    "relative": dict(position_embedding_type="relative_key", position_embedding_init="local"),
+    "pre_ln_relative": dict(layer_norm_placement="pre", position_embedding_type="relative_key"),
+}
+
+
+def write_workdir(directory, config) -> None:
+    """A training workdir with one checkpoint of random (non-trivial) parameters, written from
+    a 2 x 2 x 2 mesh."""
+    run = cpu_smoke.get_config()
+    for field in dataclasses.fields(config):
+        if field.name in run:
+            run[field.name] = getattr(config, field.name)
+    run.mesh_shape = {"data": 2, "fsdp": 2, "tensor": 2}
+    mesh = sharding.create_mesh(run.mesh_shape)
+    tx = optim.create_optimizer(run)
+    state, setup = create_train_state(config, tx, mesh, run.logical_axis_rules, 0)
+    params = jax.device_put(random_params(config, seed=3), setup.shardings.params)
+    metadata = checkpointing.metadata_for(run, train.model_fields(run, config.vocab_size))
+    manager = checkpointing.create_checkpoint_manager(
+        directory / "checkpoints", save_every=1, keep=1
+    )
+    checkpointing.save(manager, 1, state.replace(params=params), metadata, force=True)
+    manager.wait_until_finished()
+    manager.close()
+    (directory / "vocab.txt").write_text("".join(t + "\n" for t in tiny_vocab(300)))
+
+
+def inputs():
+    rng = np.random.default_rng(0)
+    ids = rng.integers(6, 300, (3, 24))
+    mask = (np.arange(24)[None] < np.array([[24], [17], [9]])).astype(np.int64)
+    segments = ((np.arange(24)[None] >= np.array([[12], [8], [5]])) & (mask == 1)).astype(np.int64)
+    return ids * mask, segments, mask  # [PAD] = 0 after each row's length
+
+
+def reference_logits(model, ids, segments, mask) -> np.ndarray:
+    import torch
+
+    model.eval()
+    with torch.no_grad():
+        out = model(
+            input_ids=torch.tensor(ids),
+            token_type_ids=torch.tensor(segments),
+            attention_mask=torch.tensor(mask),
+        )
+    return (out.logits if hasattr(out, "logits") else out.prediction_logits).numpy()
+
+
+def test_layouts_of_the_variants():
+    pre = random_params(tiny_config(**VARIANTS["pre_ln"]), seed=0)
+    layer = pre["bert"]["encoder"]["layer"][0]
+    assert "LayerNorm" in layer["attention"] and "LayerNorm" in layer["intermediate"]
+    assert "LayerNorm" not in layer["attention"]["output"] and "LayerNorm" not in layer["output"]
+    assert "LayerNorm" in pre["bert"] and "position_embeddings" in pre["bert"]["embeddings"]
+    relative = random_params(tiny_config(**VARIANTS["relative"]), seed=0)
+    assert "position_embeddings" not in relative["bert"]["embeddings"]
+    table = relative["bert"]["encoder"]["layer"][1]["attention"]["self"]["distance_embedding"]
+    assert table["embedding"].shape == (2 * 40 - 1, 16)  # distances -39..39, head size 16
+
+
+def test_local_init_starts_as_alibi():
+    """Relative positions with the local init: at initialisation each head's logit bias is
+    -slope_h * |i - j|, slope_h = 2^(-8 (h+1) / N), whatever the input."""
+    from bertjax.models.bert import create_model
+
+    config = tiny_config(**VARIANTS["relative"])
+    attention = create_model(config, 0).bert.encoder.layer[0].attention.self
+    query = np.random.default_rng(1).normal(size=(2, 10, 4, 16)).astype(np.float32)
+    query[..., 0] = 0.0  # the content part of a query has no component 0 at init
+    query += np.asarray(attention.query.bias[...])
+    bias = np.asarray(attention.position_bias(query))
+    distances = np.abs(np.arange(10)[:, None] - np.arange(10)[None, :])
+    content = np.asarray(attention.distance_embedding.embedding[...])[:, 1:]
+    assert bias.shape == (2, 4, 10, 10)
+    slopes = 2.0 ** (-8.0 * np.arange(1, 5) / 4)
+    noise = np.abs(query[..., 1:]).max() * np.abs(content).max() * 15 / 4  # 15 dims, / sqrt(16)
+    for head, slope in enumerate(slopes):
+        assert np.abs(bias[:, head] + slope * distances).max() < noise
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_exported_variant_matches_transformers(variant, tmp_path, transformers):
+    config = tiny_config(**VARIANTS[variant])
+    write_workdir(tmp_path / "run", config)
+    result = export_hf(tmp_path / "run", tmp_path / "hf")
+    fields = json.loads((tmp_path / "hf" / "config.json").read_text())
+    assert fields["position_embedding_type"] == config.position_embedding_type
+    pre = config.layer_norm_placement == "pre"
+    assert result.architecture == (
+        "RobertaPreLayerNormForMaskedLM" if pre else "BertForPreTraining"
+    )
+    loader = transformers.AutoModelForMaskedLM if pre else transformers.BertForPreTraining
+    model, info = loader.from_pretrained(tmp_path / "hf", output_loading_info=True)
+    assert info["missing_keys"] == [] and info["mismatched_keys"] == []
+    # The pooler is exported for RobertaPreLayerNormModel; the masked-LM class has none.
+    pooler = ["roberta_prelayernorm.pooler.dense.bias", "roberta_prelayernorm.pooler.dense.weight"]
+    assert sorted(info["unexpected_keys"]) == (pooler if pre else [])
+    if pre:
+        assert fields["max_position_embeddings"] == config.max_position_embeddings + 1  # [PAD]=0
+        _, base_info = transformers.AutoModel.from_pretrained(
+            tmp_path / "hf", output_loading_info=True
+        )
+        assert base_info["missing_keys"] == []
+    ids, segments, mask = inputs()
+    reference = reference_logits(model, ids, segments, mask)
+    ours = np.asarray(load_model(tmp_path / "run").mlm_logits_all(ids, segments, mask))
+    real = mask.astype(bool)
+    assert np.abs(ours).max() > 1.0, "outputs too small for the comparison to mean anything"
+    assert max_abs_diff(ours[real], reference[real]) < ATOL
+
+
+def test_relative_bert_round_trips_through_import(tmp_path, transformers):
+    config = tiny_config(**VARIANTS["relative"])
+    write_workdir(tmp_path / "run", config)
+    export_hf(tmp_path / "run", tmp_path / "hf")
+    result = import_checkpoint(str(tmp_path / "hf"), tmp_path / "imported")
+    assert result.config.position_embedding_type == "relative_key"
+    ids, segments, mask = inputs()
+    original = load_model(tmp_path / "run").mlm_logits_all(ids, segments, mask)
+    imported = load_model(tmp_path / "imported").mlm_logits_all(ids, segments, mask)
+    np.testing.assert_array_equal(np.asarray(original), np.asarray(imported))
