@@ -19,6 +19,7 @@ frequencies and little context (the "frequency plateau"), and training warns abo
 
 import dataclasses
 import json
+import math
 from collections.abc import Callable, Sequence
 
 import jax
@@ -39,6 +40,10 @@ TOKEN_COUNTS_FILE = "token_counts.npy"
 # Held-out MLM loss less than this far below the unigram loss, past warm-up, is reported as the
 # frequency plateau. Measured: runs stuck on it gain 0.6-0.9 nats (docs/results.md).
 PLATEAU_MARGIN_NATS = 1.0
+# Held-out masks are BERT's whatever the run trains with (rate, cap, 80/10/10), so numbers
+# compare across recipes: 15% of the tokens, capped at 20 per 128 (BERT's 20 / 80 at 128 / 512).
+EVAL_MASKED_LM_PROB = 0.15
+EVAL_PREDICTIONS_PER_TOKEN = 20 / 128
 _COUNT_SAMPLE_BATCHES = 64  # streamed or prepared data: batches counted for the unigram model
 
 
@@ -125,17 +130,25 @@ def build_eval_set(
             f"the held-out data has {available} instances, fewer than one evaluation batch of "
             f"{batch_size}; lower --config.eval_batch_size or hold out more documents"
         )
+    masking = pipeline.masking_kwargs(data.tokenizer, config)
+    masking["masked_lm_prob"] = EVAL_MASKED_LM_PROB
+    masking["max_predictions_per_seq"] = eval_max_predictions(config.max_seq_length)
     dataset = pipeline.make_dataset(
         instances,
         global_batch_size=batch_size,
         seed=config.eval_seed,
         process_index=jax.process_index(),
         process_count=jax.process_count(),
-        **pipeline.masking_kwargs(data.tokenizer, config),
+        **masking,
     )
     batches = list(dataset.take(num_batches).as_numpy_iterator())
     baseline = None if counts is None else unigram_baseline(batches, counts)
     return EvalSet(batches=batches, num_examples=num_batches * batch_size, baseline=baseline)
+
+
+def eval_max_predictions(max_seq_length: int) -> int:
+    """The held-out cap on masked positions per row: 20 per 128 tokens, rounded up."""
+    return math.ceil(EVAL_PREDICTIONS_PER_TOKEN * max_seq_length)
 
 
 def compile_eval_step(setup: StateSetup) -> EvalStep:

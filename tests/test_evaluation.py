@@ -151,3 +151,15 @@ def test_evaluate_command_line(run_with_eval):
     assert lines[-1].startswith("token frequencies alone on the same positions: mlm_loss")
     bad = run_cli("evaluate", f"--workdir={workdir}", "--step=6", "--all_steps")
     assert bad.returncode == 2 and "not both" in bad.stderr
+
+
+def test_held_out_masks_are_berts_whatever_the_training_rate(run_with_eval):
+    config, _, _ = run_with_eval
+    standard = evaluation.build_eval_set(config)
+    other = config.copy_and_resolve_references()
+    other.masked_lm_prob, other.max_predictions_per_seq = 0.4, 26
+    for a, b in zip(standard.batches, evaluation.build_eval_set(other).batches, strict=True):
+        for name in a:
+            np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+    assert standard.batches[0]["masked_lm_positions"].shape[1] == 10  # 20 per 128 at length 64
+    assert evaluation.eval_max_predictions(128) == 20 and evaluation.eval_max_predictions(512) == 80
