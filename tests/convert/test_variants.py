@@ -138,3 +138,18 @@ def test_relative_bert_round_trips_through_import(tmp_path, transformers):
     original = load_model(tmp_path / "run").mlm_logits_all(ids, segments, mask)
     imported = load_model(tmp_path / "imported").mlm_logits_all(ids, segments, mask)
     np.testing.assert_array_equal(np.asarray(original), np.asarray(imported))
+
+
+def test_relative_bias_is_the_same_on_the_fused_and_the_explicit_path():
+    """Training with attention dropout takes the explicit path; without, the fused one: both
+    must add the relative-position bias alike."""
+    from bertjax.models.attention import explicit_attention, fused_attention
+
+    rng = np.random.default_rng(2)
+    q, k, v = (rng.normal(size=(2, 12, 4, 16)).astype(np.float32) for _ in range(3))
+    mask = (np.arange(12)[None, None, None, :] < np.array([12, 7])[:, None, None, None])
+    bias = rng.normal(size=(2, 4, 12, 12)).astype(np.float32)
+    fused = fused_attention(q, k, v, mask, implementation="xla", bias=bias)
+    explicit = explicit_attention(q, k, v, mask, bias=bias)
+    assert max_abs_diff(fused, explicit) < 1e-5
+    assert max_abs_diff(fused, fused_attention(q, k, v, mask, implementation="xla")) > 0.1
