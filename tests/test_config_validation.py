@@ -5,9 +5,9 @@ import os
 
 import pytest
 
-from bertjax.config_validation import validate_config
+from bertjax.config import validate
 from bertjax.errors import UserError
-from configs import cpu_smoke
+from tests.helpers import load_config
 
 INVALID = [
     ({"num_attention_heads": 3}, "not divisible by num_attention_heads=3"),
@@ -50,10 +50,10 @@ INVALID = [
 
 @pytest.mark.parametrize("overrides, message", INVALID, ids=[str(o) for o, _ in INVALID])
 def test_invalid_config_is_one_line_user_error(overrides, message):
-    config = cpu_smoke.get_config()
+    config = load_config("cpu_smoke")
     config.update(overrides)
     with pytest.raises(UserError) as error:
-        validate_config(config)
+        validate(config)
     assert message in str(error.value)
     assert "\n" not in str(error.value)
 
@@ -66,12 +66,12 @@ def test_vocab_size_must_match_a_given_vocabulary(tmp_path):
     (tmp_path / "vocab.txt").write_text(
         "\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "a", "b"]) + "\n"
     )
-    config = cpu_smoke.get_config()
+    config = load_config("cpu_smoke")
     config.vocab_dir = str(tmp_path)
     with pytest.raises(UserError, match="vocab_size=8000 but .* has 7 tokens"):
-        validate_config(config)
+        validate(config)
     config.vocab_size = 7
-    validate_config(config)
+    validate(config)
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root can write anywhere")
@@ -79,14 +79,14 @@ def test_unwritable_workdir(tmp_path):
     locked = tmp_path / "locked"
     locked.mkdir(mode=0o500)
     with pytest.raises(UserError, match="not writable"):
-        validate_config(cpu_smoke.get_config(), locked)
+        validate(load_config("cpu_smoke"), locked)
 
 
 def test_workdir_that_is_a_file(tmp_path):
     (tmp_path / "file").write_text("x")
     with pytest.raises(UserError, match="cannot create workdir"):
-        validate_config(cpu_smoke.get_config(), tmp_path / "file" / "run")
+        validate(load_config("cpu_smoke"), tmp_path / "file" / "run")
 
 
 def test_valid_config_passes(tmp_path):
-    validate_config(cpu_smoke.get_config(), tmp_path / "run")
+    validate(load_config("cpu_smoke"), tmp_path / "run")

@@ -16,12 +16,18 @@ import pytest
 import tensorflow_datasets as tfds
 from tensorflow_datasets.core import constants as tfds_constants
 
+from bertjax import config as base_config
 from bertjax import train
-from bertjax.config_validation import validate_config
-from bertjax.data import corpus, pipeline, text_stream
+from bertjax.config import validate
+from bertjax.data import corpus, pipeline
+from bertjax.data.corpus import SAMPLE_CORPUS
+from bertjax.data.documents import tokenize_documents
+from bertjax.data.masking import MaskingSpec
+from bertjax.data.sources import text_stream
+from bertjax.data.spec import DataSpec
 from bertjax.data.tokenizer import train_wordpiece_vocab
 from bertjax.errors import UserError
-from configs import base, cpu_smoke
+from tests.helpers import load_config
 
 LENGTH = 64
 NUM_FILES = 4
@@ -35,7 +41,7 @@ TFDS_SOURCE = "tfds:bertjax_stream_docs@train"
 def corpus_dir(tmp_path_factory):
     """24 inaugural addresses in 4 JSON Lines files, and a 1,000-token vocabulary."""
     root = tmp_path_factory.mktemp("text_stream")
-    with gzip.open(base.SAMPLE_CORPUS.replace("*", "inaugural"), "rt", encoding="utf-8") as f:
+    with gzip.open(SAMPLE_CORPUS.replace("*", "inaugural"), "rt", encoding="utf-8") as f:
         texts = [json.loads(line)["text"] for line in f][:24]
     for i in range(NUM_FILES):
         lines = [json.dumps({"text": t}) for t in texts[i::NUM_FILES]]
@@ -59,22 +65,22 @@ def _overrides(corpus_dir) -> dict:
 
 
 def _config(corpus_dir, **overrides):
-    config = base.get_config()
+    config = base_config.defaults()
     config.update(_overrides(corpus_dir), **overrides)
     return config
 
 
 def _stream(config, index_dir="") -> text_stream.TextStream:
-    stream = pipeline.build_pretraining_data(config).instances
+    data = DataSpec.from_config(config)
+    stream = pipeline.build_pretraining_data(data, index_dir=str(index_dir)).source
     assert isinstance(stream, text_stream.TextStream)
-    stream.index_dir = str(index_dir)
     return stream
 
 
-def _dataset(instances, config, tokenizer=None, **kwargs):
+def _dataset(source, config, tokenizer=None, **kwargs):
     kwargs = {"global_batch_size": 8, "seed": config.seed, **kwargs}
-    masking = pipeline.masking_kwargs(tokenizer or instances.tokenizer, config)
-    return pipeline.make_dataset(instances, **kwargs, **masking)
+    masking = MaskingSpec.from_config(config)
+    return pipeline.make_dataset(source, masking, tokenizer or source.tokenizer, **kwargs)
 
 
 def _take(dataset, num):
@@ -102,9 +108,9 @@ def _epoch_rows(stream, files, epoch=0, seed=5) -> np.ndarray:
 def test_features_are_the_in_memory_streams(corpus_dir, packing):
     config = _config(corpus_dir, packing=packing)
     in_memory = pipeline.build_pretraining_data(
-        _config(corpus_dir, packing=packing, streaming=False)
+        DataSpec.from_config(_config(corpus_dir, packing=packing, streaming=False))
     )
-    (expected,) = _take(_dataset(in_memory.instances, config, in_memory.tokenizer), 1)
+    (expected,) = _take(_dataset(in_memory.source, config, in_memory.tokenizer), 1)
     (batch,) = _take(_dataset(_stream(config), config), 1)
     assert tuple(batch) == tuple(expected)
     assert ("attention_segment_ids" in batch) == packing
@@ -148,14 +154,15 @@ _RESUME_SCRIPT = """
 import itertools, json, sys
 import numpy as np
 from bertjax.data import pipeline
-from configs import base
+from bertjax import config as base_config
+from bertjax.data.masking import MaskingSpec
+from bertjax.data.spec import DataSpec
 overrides, index_dir, start_step, out = json.loads(sys.argv[1])
-config = base.get_config()
+config = base_config.defaults()
 config.update(overrides)
-data = pipeline.build_pretraining_data(config)
-data.instances.index_dir = index_dir
-dataset = pipeline.make_dataset(data.instances, global_batch_size=64, seed=config.seed,
-    start_step=start_step, **pipeline.masking_kwargs(data.tokenizer, config))
+data = pipeline.build_pretraining_data(DataSpec.from_config(config), index_dir=index_dir)
+dataset = pipeline.make_dataset(data.source, MaskingSpec.from_config(config), data.tokenizer,
+    global_batch_size=64, seed=config.seed, start_step=start_step)
 for i, batch in enumerate(itertools.islice(dataset.as_numpy_iterator(), 2)):
     np.savez(f"{out}-{i}.npz", **batch)
 """
@@ -234,7 +241,7 @@ def test_held_out_documents_are_never_streamed(corpus_dir):
     text = " | ".join(rows)
 
     def found(document):  # the middle 12 tokens of the document's longer sentences
-        sentences = pipeline.tokenize_documents([document], stream.tokenizer)[0][0]
+        sentences = tokenize_documents([document], stream.tokenizer)[0][0]
         spans = [s[len(s) // 2 - 6 : len(s) // 2 + 6] for s in sentences if len(s) >= 30]
         return sum(f" {' '.join(map(str, span))} " in f" {text} " for span in spans), len(spans)
 
@@ -288,18 +295,18 @@ def test_a_corpus_without_documents_is_a_one_line_error(corpus_dir, tmp_path):
 
 
 def test_prepared_dir_and_one_document_chunks_are_one_line_errors():
-    config = cpu_smoke.get_config()
+    config = load_config("cpu_smoke")
     config.update(streaming=True, prepared_dir="/some/prepared")
     with pytest.raises(UserError, match="streaming=True and prepared_dir are two data sources"):
-        validate_config(config)
+        validate(config)
     config.update(prepared_dir="", stream_chunk_documents=1)
     with pytest.raises(UserError, match="stream_chunk_documents=1 must be >= 2"):
-        validate_config(config)
+        validate(config)
 
 
 def _tfds_texts() -> list[str]:
     """TFDS_DOCS distinct documents of several sentences: openings of inaugural addresses."""
-    with gzip.open(base.SAMPLE_CORPUS.replace("*", "inaugural"), "rt", encoding="utf-8") as f:
+    with gzip.open(SAMPLE_CORPUS.replace("*", "inaugural"), "rt", encoding="utf-8") as f:
         return [json.loads(line)["text"][:900] for line in f][-TFDS_DOCS:]
 
 
@@ -416,7 +423,7 @@ def test_bertjax_train_streams_end_to_end_and_resumes(corpus_dir, tmp_path):
                             capture_output=True, text=True, timeout=300)  # fmt: skip
     assert result.returncode == 0, result.stderr[-2000:]
     assert list((tmp_path / "resumed" / "text_stream_index").glob("*/process-00000-epoch-*"))
-    config = cpu_smoke.get_config()
+    config = load_config("cpu_smoke")
     config.update(overrides, num_train_steps=5)
     resumed = train.train_and_evaluate(config, tmp_path / "resumed")
     assert resumed.start_step == 3 and resumed.steps == 5
