@@ -387,6 +387,51 @@ def test_a_tfds_source_streams_batches_and_resumes_exactly(corpus_dir, tfds_data
     assert len(keys) == 4, "the index follows the tfds source and the process count"
 
 
+def test_a_tfds_resume_costs_the_same_late_as_early(corpus_dir, tfds_data, tmp_path, monkeypatch):
+    """The resume chunk of a tfds part is read from its first example on (`corpus.tfds_from`), so
+    a resume late in the part reads no more examples than one at its start; before, a resume
+    re-read the part from its start, a cost that grew with how far the run got."""
+    config = _config(corpus_dir, corpus=TFDS_SOURCE)
+    stream = dataclasses.replace(_stream(config, tmp_path), num_workers=1)
+    files = text_stream.process_files(stream.files, 0, 1)
+    index = text_stream.ChunkIndex(stream, config.seed, 0, 1)
+    epoch_files = text_stream.epoch_files(files, config.seed, 0, 0)
+    num_chunks = len(list(text_stream.chunks(text_stream.documents(epoch_files, stream.settings),
+                                             CHUNK)))  # fmt: skip
+    built = text_stream.chunk_rows(stream, files, config.seed, 0, index, (0, 0, (0, 0)))
+    rows = list(itertools.islice(built, num_chunks))
+    assert len(index.read(0)[0]) == num_chunks >= 8, "epoch 0's chunks are all in the index"
+    read = []
+    read_tfds = corpus._read_tfds
+
+    def counting(source, text_field, report):
+        for text in read_tfds(source, text_field, report):
+            read.append(text)
+            yield text
+
+    monkeypatch.setattr(corpus, "_read_tfds", counting)
+
+    def resume(chunk: int) -> tuple[int, dict]:
+        """(tfds examples read, rows) to rebuild chunk `chunk` of epoch 0 at a resume there."""
+        first = sum(len(r["input_ids"]) for r in rows[:chunk])
+        epoch, resume_chunk, position, skip = index.resume_point(first)
+        assert (epoch, resume_chunk, skip) == (0, chunk, 0)
+        read.clear()
+        generator = text_stream.chunk_rows(stream, files, config.seed, 0, index,
+                                           (epoch, resume_chunk, position))  # fmt: skip
+        rebuilt = next(generator)
+        generator.close()
+        return len(read), rebuilt
+
+    early, early_rows = resume(1)
+    late, late_rows = resume(num_chunks - 2)
+    print(f"tfds examples read to resume at chunk 1: {early}, at chunk {num_chunks - 2}: {late}")
+    assert late <= early <= 3 * CHUNK, (early, late)  # the chunk and the one built ahead
+    for chunk, rebuilt in ((1, early_rows), (num_chunks - 2, late_rows)):
+        for key, value in rows[chunk].items():
+            np.testing.assert_array_equal(rebuilt[key], value, err_msg=key)
+
+
 def test_a_missing_tfds_dataset_is_a_counted_skip_or_a_one_line_error(
     corpus_dir, tfds_data, caplog
 ):
