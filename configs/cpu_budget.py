@@ -16,11 +16,11 @@ docs/results.md (`python -m benchmarks.recipe_study --probe` measures yours).
 
 import ml_collections
 
-from configs import base
+from bertjax.config import defaults, set_model_size
 
 
 def get_config() -> ml_collections.ConfigDict:
-    config = base.set_model_size(base.get_config(), "mini")
+    config = set_model_size(defaults(), "mini")
     config.vocab_size = 16000
     config.packing = True
     config.dupe_factor = 5  # five packings of the corpus, each cut at other places

@@ -16,6 +16,7 @@ import pytest
 from benchmarks import peers, scaling
 from benchmarks.peers import env
 from bertjax import bench, bench_peers, metrics, profiling
+from bertjax.data.corpus import SAMPLE_CORPUS
 
 TINY_FLAGS = ["--model=tiny", "--seq_len=32", "--batch_size=4", "--steps=3", "--warmup_steps=1"]
 LAST_LINE = re.compile(r"^tokens_per_second=(\S+) mfu=(\S+)$")
@@ -149,9 +150,9 @@ def test_bad_arguments_exit_2_with_one_line(flags, expected, capsys):
 
 
 def test_model_sizes_are_the_configs_sizes():
-    from configs import base
+    from bertjax import config as base_config
 
-    assert bench.MODEL_SIZES == tuple(base.MODEL_SIZES)
+    assert bench.MODEL_SIZES == tuple(base_config.MODEL_SIZES)
 
 
 def test_peer_batches_carry_bertjax_data():
@@ -229,10 +230,8 @@ def test_checkpoint_save_is_timed(tmp_path):
 
 
 def test_input_pipeline_rate_is_measured(tmp_path):
-    from configs import base
-
     rates = bench.measure_input_pipeline(
-        64, 8, seconds=0.5, corpus=base.SAMPLE_CORPUS.replace("*", "inaugural"), vocab_size=2000,
+        64, 8, seconds=0.5, corpus=SAMPLE_CORPUS.replace("*", "inaugural"), vocab_size=2000,
         cache_dir=str(tmp_path),
     )  # fmt: skip
     assert rates["input_sequences_per_second"] > 0

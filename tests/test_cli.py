@@ -5,6 +5,8 @@ import sys
 
 import pytest
 
+from bertjax.data.corpus import SAMPLE_CORPUS
+
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
@@ -67,11 +69,9 @@ def test_partial_distributed_flags_are_refused():
 
 
 def test_print_sharding_shows_how_each_parameter_is_split(tmp_path):
-    from configs import base
-
     result = run_cli(
         "train", "--config=configs/cpu_smoke.py", f"--workdir={tmp_path / 'run'}",
-        "--print_sharding", f"--config.corpus={base.SAMPLE_CORPUS.replace('*', 'inaugural')}",
+        "--print_sharding", f"--config.corpus={SAMPLE_CORPUS.replace('*', 'inaugural')}",
         f"--config.cache_dir={tmp_path / 'cache'}", "--config.vocab_size=2000",
         "--config.num_train_steps=1", "--config.warmup_steps=0", "--config.batch_size=8",
         "--config.max_seq_length=64", "--config.dupe_factor=1", "--config.progress_bar=False",
@@ -84,9 +84,8 @@ def test_print_sharding_shows_how_each_parameter_is_split(tmp_path):
 
 
 def test_vocab_then_prepare_from_the_command_line(tmp_path):
-    from configs import base
 
-    corpus = base.SAMPLE_CORPUS.replace("*", "genesis")
+    corpus = SAMPLE_CORPUS.replace("*", "genesis")
     vocab = run_cli("vocab", f"--input={corpus}", "--size=1000", f"--out={tmp_path / 'vocab'}")
     assert vocab.returncode == 0, vocab.stderr[-2000:]
     assert "Wrote a 1000-token wordpiece vocabulary" in vocab.stdout
