@@ -150,7 +150,7 @@ def test_relative_bias_is_the_same_on_the_fused_and_the_explicit_path():
 
     rng = np.random.default_rng(2)
     q, k, v = (rng.normal(size=(2, 12, 4, 16)).astype(np.float32) for _ in range(3))
-    mask = (np.arange(12)[None, None, None, :] < np.array([12, 7])[:, None, None, None])
+    mask = np.arange(12)[None, None, None, :] < np.array([12, 7])[:, None, None, None]
     bias = rng.normal(size=(2, 4, 12, 12)).astype(np.float32)
     fused = fused_attention(q, k, v, mask, implementation="xla", bias=bias)
     explicit = explicit_attention(q, k, v, mask, bias=bias)
