@@ -39,6 +39,7 @@ RECIPES = {
     "relative_pre_tiny": dict(model="tiny"),
     "relative_pre_mini": dict(),
     "relative_pre_mini_mask40": dict(masked_lm_prob=0.4, max_predictions_per_seq=52),
+    "relative_pre_mini_mask_only": dict(mask_token_prob=1.0, random_token_prob=0.0),
     "relative_pre_mini_seq64": dict(max_seq_length=64, max_predictions_per_seq=10,
                                     batch_size=128),
     "relative_pre_mini_vocab8k": dict(vocab_size=8000),

@@ -158,6 +158,13 @@ def from_config(config: ml_collections.ConfigDict) -> RunSpec:
         f"max_predictions_per_seq={masking.max_predictions_per_seq} must be in "
         f"[1, max_seq_length={length}]",
     )
+    wanted = masking.wanted_predictions(length)
+    require(
+        masking.max_predictions_per_seq >= wanted,
+        f"max_predictions_per_seq={masking.max_predictions_per_seq} caps masked_lm_prob="
+        f"{masking.masked_lm_prob} below the {wanted} predictions it asks for in a "
+        f"{length}-token row; set --config.max_predictions_per_seq={wanted} or more",
+    )
     loop = spec.loop
     require(
         not loop.eval_every or data.has_eval_data,

@@ -31,6 +31,7 @@ from jax.sharding import NamedSharding, PartitionSpec
 
 from bertjax import checkpointing, losses, sharding
 from bertjax.config import RunSpec, defaults, from_config
+from bertjax.data import masking as masking_module
 from bertjax.data import pipeline
 from bertjax.data.sources.in_memory import InMemoryInstances
 from bertjax.errors import UserError
@@ -130,6 +131,8 @@ def build_eval_set(
         spec.masking,
         masked_lm_prob=EVAL_MASKED_LM_PROB,
         max_predictions_per_seq=eval_max_predictions(spec.data.max_seq_length),
+        mask_token_prob=masking_module.MASK_PROB,
+        random_token_prob=masking_module.RANDOM_PROB,
     )
     dataset = pipeline.make_dataset(
         data.source,

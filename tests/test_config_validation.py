@@ -17,6 +17,13 @@ INVALID = [
     ({"max_seq_length": 1024}, "max_seq_length=1024 must be in [2, max_position_embeddings=512]"),
     ({"max_predictions_per_seq": 200}, "max_predictions_per_seq=200 must be in [1, max_seq_length"),
     ({"max_predictions_per_seq": 0}, "max_predictions_per_seq=0"),
+    (
+        {"masked_lm_prob": 0.4},
+        "caps masked_lm_prob=0.4 below the 50 predictions it asks for in a 128-token row; "
+        "set --config.max_predictions_per_seq=50",
+    ),
+    ({"mask_token_prob": 1.1}, "mask_token_prob=1.1 and random_token_prob=0.1 must be in [0, 1]"),
+    ({"random_token_prob": 0.3}, "random_token_prob=0.3 must be in [0, 1] with a sum <= 1"),
     ({"masked_lm_prob": 0.0}, "masked_lm_prob=0.0 must be in (0, 1)"),
     ({"masked_lm_prob": 1.5}, "masked_lm_prob=1.5"),
     ({"short_seq_prob": -0.1}, "short_seq_prob=-0.1"),

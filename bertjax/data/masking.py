@@ -8,8 +8,9 @@ Three kinds of masking unit (`MASKING_KINDS`):
 * ``"span"``: n-grams of whole words, n drawn from a given distribution (SpanBERT-style).
 
 In every kind the budget is counted in tokens, min(P, max(1, round(eligible * prob))), and the
-80/10/10 choice is made once per unit (token, word or span); a random replacement draws a fresh
-id for every token of the unit.
+80/10/10 choice (`mask_token_prob` / `random_token_prob` / the rest kept; 1/0/0 is [MASK]-only)
+is made once per unit (token, word or span); a random replacement draws a fresh id for every
+token of the unit.
 
 Works on a single unbatched example so it maps before `batch` in tf.data; every random choice
 comes from stateless ops keyed by a [2] seed, so a mask is a pure function of (example, seed)
@@ -28,8 +29,8 @@ import tensorflow as tf
 from bertjax.data import mask_units
 from bertjax.specs import ConfigSpec, require
 
-MASK_PROB = 0.8  # of the selected positions: replaced by [MASK]
-RANDOM_PROB = 0.1  # replaced by a random token; the remaining 10% keep the original token
+MASK_PROB = 0.8  # BERT: of the selected positions, replaced by [MASK]
+RANDOM_PROB = 0.1  # BERT: replaced by a random token; the remaining 10% keep the original token
 MASKING_KINDS = ("token", "whole_word", "span")
 
 
@@ -43,6 +44,8 @@ class MaskingSpec(ConfigSpec):
     max_ngram: int = 10  # masking="span": longest span, in words (SpanBERT: 10)
     span_distribution: str = "geometric"  # masking="span": "geometric" or "uniform" 1..max_ngram
     span_geometric_p: float = 0.2  # masking="span": P(n words) ~ p(1-p)^(n-1) (SpanBERT: 0.2)
+    mask_token_prob: float = MASK_PROB  # of the selected units: shown as [MASK]
+    random_token_prob: float = RANDOM_PROB  # shown as a random token (the rest: unchanged)
 
     def __post_init__(self):
         require(
@@ -57,8 +60,20 @@ class MaskingSpec(ConfigSpec):
             self.max_predictions_per_seq >= 1,
             f"max_predictions_per_seq={self.max_predictions_per_seq} must be >= 1; BERT uses 20",
         )
+        require(
+            0 <= self.mask_token_prob <= 1
+            and 0 <= self.random_token_prob <= 1
+            and self.mask_token_prob + self.random_token_prob <= 1,
+            f"mask_token_prob={self.mask_token_prob} and random_token_prob="
+            f"{self.random_token_prob} must be in [0, 1] with a sum <= 1 (BERT: 0.8 and 0.1; "
+            "[MASK]-only: 1.0 and 0.0)",
+        )
         if self.masking == "span":
             self.span_length_probs()  # raises on a bad max_ngram, distribution or p
+
+    def wanted_predictions(self, max_seq_length: int) -> int:
+        """Predictions the rate asks for in a full row (its [CLS] and [SEP] not maskable)."""
+        return round(self.masked_lm_prob * (max_seq_length - 2))
 
     def span_length_probs(self) -> np.ndarray:
         return mask_units.span_length_probs(
@@ -123,6 +138,8 @@ def example_masker(spec: MaskingSpec, tokenizer) -> Callable[..., dict[str, tf.T
             special_ids=special_ids,
             mask_id=tables.mask_id,
             random_token_ids=random_token_ids,
+            mask_token_prob=spec.mask_token_prob,
+            random_token_prob=spec.random_token_prob,
             **unit_kwargs,
         )
 
@@ -159,8 +176,11 @@ def _corrupt(
     mask_id: int,
     random_token_ids: tf.Tensor,
     max_predictions_per_seq: int,
+    mask_token_prob: float,
+    random_token_prob: float,
 ) -> dict[str, tf.Tensor]:
-    """Applies 80/10/10 at `positions` ([K] ascending) given one uniform `action` [K] each."""
+    """Applies 80/10/10 (or the given split) at `positions` ([K] ascending) given one uniform
+    `action` [K] each."""
     original_ids = tf.gather(input_ids, positions)
     random_ids = tf.gather(
         random_token_ids,
@@ -173,9 +193,9 @@ def _corrupt(
         ),
     )
     replacement = tf.where(
-        action < MASK_PROB,
+        action < mask_token_prob,
         tf.fill(tf.shape(positions), tf.constant(mask_id, tf.int32)),
-        tf.where(action < MASK_PROB + RANDOM_PROB, random_ids, original_ids),
+        tf.where(action < mask_token_prob + random_token_prob, random_ids, original_ids),
     )
     masked_input_ids = tf.tensor_scatter_nd_update(input_ids, positions[:, tf.newaxis], replacement)
     return {
@@ -199,6 +219,8 @@ def mask_tokens(
     masking: str = "token",
     word_start_table: tf.Tensor | None = None,
     span_length_probs: tf.Tensor | None = None,
+    mask_token_prob: float = MASK_PROB,
+    random_token_prob: float = RANDOM_PROB,
 ) -> dict[str, tf.Tensor]:
     """Selects and corrupts masked-LM positions of one example.
 
@@ -214,10 +236,12 @@ def mask_tokens(
       masking: one of MASKING_KINDS.
       word_start_table: [V] bool, True for ids that start a word (needed unless "token").
       span_length_probs: [N] float32, P(span = n words) for n = 1..N (needed for "span").
+      mask_token_prob, random_token_prob: of the selected units, the share shown as [MASK] and
+        as a random token (the rest unchanged); BERT's 0.8 and 0.1 by default.
 
     Returns:
-      ``input_ids`` [L] int32 with selected positions corrupted (80% [MASK], 10% random,
-      10% unchanged); ``masked_lm_positions`` [P] int32 ascending, unique, 0-padded;
+      ``input_ids`` [L] int32 with selected positions corrupted (by default 80% [MASK], 10%
+      random, 10% unchanged); ``masked_lm_positions`` [P] int32 ascending, unique, 0-padded;
       ``masked_lm_ids`` [P] int32 original ids, 0-padded; ``masked_lm_weights`` [P] float32,
       1.0 on real predictions and 0.0 on padding.
     """
@@ -230,7 +254,9 @@ def mask_tokens(
     eligible = _eligible(input_ids, input_mask, special_ids)
     num_eligible = tf.reduce_sum(tf.cast(eligible, tf.int32))
     num_predictions = _num_to_predict(num_eligible, masked_lm_prob, max_predictions_per_seq)
-    corrupt_args = (mask_id, random_token_ids, max_predictions_per_seq)
+    corrupt_args = (
+        mask_id, random_token_ids, max_predictions_per_seq, mask_token_prob, random_token_prob
+    )  # fmt: skip
     if masking != "token":
         return _mask_units(
             input_ids,
