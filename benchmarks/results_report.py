@@ -7,7 +7,10 @@ results PROOF_DIR/finetune/*/results.json and PROOF_DIR/wall_times.txt; writes
 OUT/pretraining.png (loss and MLM accuracy against steps), OUT/finetuning.png (main score per
 task: pretrained vs random init vs MiniLM, median with min-max bars) and prints the Markdown
 tables. --baseline_dir adds an earlier proof run (its pretrained fine-tunes and held-out curve)
-beside this one, labelled --baseline_label.
+beside this one, labelled --baseline_label. --pretrain_minutes (the pretraining's idle wall time,
+measured as docs/results.md says) also writes OUT/proof.json: pretrain_minutes, the last held-out
+MLM accuracy, the first step at which it reached 0.30, and per task the pretrained and
+random-init medians of the main score.
 """
 
 import argparse
@@ -41,7 +44,9 @@ def read_pretraining(pretrain_dir: Path) -> list[dict]:
     return records
 
 
-def plot_pretraining(records: list[dict], out: Path, baseline=None, baseline_label="") -> None:
+def plot_pretraining(
+    records: list[dict], out: Path, baseline=None, baseline_label="", step_label="step"
+) -> None:
     train = [r for r in records if "loss" in r]
     held_out = [r for r in records if "eval_mlm_loss" in r]
     fig, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(10, 4))
@@ -54,6 +59,12 @@ def plot_pretraining(records: list[dict], out: Path, baseline=None, baseline_lab
                      label="MLM loss (held out, fixed masks)")  # fmt: skip
         acc_ax.plot(eval_steps, [r["eval_mlm_accuracy"] for r in held_out], "o-",
                     label="MLM accuracy (held out, fixed masks)")  # fmt: skip
+        if "eval_unigram_mlm_loss" in held_out[-1]:  # token frequencies alone, same positions
+            unigram = held_out[-1]
+            loss_ax.axhline(unigram["eval_unigram_mlm_loss"], color="tab:gray", ls=":",
+                            label="unigram baseline (held out)")  # fmt: skip
+            acc_ax.axhline(unigram["eval_unigram_mlm_accuracy"], color="tab:gray", ls=":",
+                           label="unigram baseline (held out)")  # fmt: skip
     old = [r for r in baseline or [] if "eval_mlm_loss" in r]
     if old:
         old_steps = [r["step"] for r in old]
@@ -62,8 +73,8 @@ def plot_pretraining(records: list[dict], out: Path, baseline=None, baseline_lab
         acc_ax.plot(old_steps, [r["eval_mlm_accuracy"] for r in old], "s--", color="tab:red",
                     label=f"held out, {baseline_label}")  # fmt: skip
     for ax, title in ((loss_ax, "masked-LM loss"), (acc_ax, "masked-LM accuracy")):
-        ax.set_xlabel("step (batch 32 x 128 tokens)")
-        ax.set_title(f"BERT-mini pretraining: {title}")
+        ax.set_xlabel(step_label)
+        ax.set_title(f"pretraining: {title}")
         ax.grid(alpha=0.3)
         ax.legend()
     fig.tight_layout()
@@ -116,20 +127,54 @@ def plot_finetuning(results: dict, out: Path, baseline_label: str = "") -> None:
 
 
 def pretraining_table(records: list[dict]) -> list[str]:
-    lines = [
-        "| step | train MLM loss | train MLM acc | held-out MLM loss | held-out MLM acc "
-        "| held-out NSP acc |",
-        "|---|---|---|---|---|---|",
-    ]
+    """One row per held-out evaluation; the NSP column only for runs with NSP, the unigram
+    baseline and distinct predictions where the evaluation reported them."""
+    held_out = [r for r in records if "eval_mlm_loss" in r]
+    nsp = any(r.get("eval_nsp_accuracy") for r in held_out)
+    unigram = any("eval_unigram_mlm_loss" in r for r in held_out)
+    header = ["step", "train MLM loss", "train MLM acc", "held-out MLM loss", "held-out MLM acc"]
+    header += ["held-out NSP acc"] * nsp
+    header += ["unigram loss / acc (same positions)", "distinct tokens predicted"] * unigram
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     train = {r["step"]: r for r in records if "loss" in r}
-    for r in (r for r in records if "eval_mlm_loss" in r):
+    for r in held_out:
         t = train.get(r["step"], {})
-        lines.append(
-            f"| {r['step']} | {t.get('mlm_loss', float('nan')):.3f} | "
-            f"{t.get('mlm_accuracy', float('nan')):.3f} | {r['eval_mlm_loss']:.3f} | "
-            f"{r['eval_mlm_accuracy']:.3f} | {r['eval_nsp_accuracy']:.3f} |"
-        )
+        cells = [str(r["step"]), f"{t.get('mlm_loss', float('nan')):.3f}",
+                 f"{t.get('mlm_accuracy', float('nan')):.3f}", f"{r['eval_mlm_loss']:.3f}",
+                 f"{r['eval_mlm_accuracy']:.3f}"]  # fmt: skip
+        cells += [f"{r['eval_nsp_accuracy']:.3f}"] * nsp
+        if unigram:
+            cells += [f"{r['eval_unigram_mlm_loss']:.3f} / {r['eval_unigram_mlm_accuracy']:.3f}",
+                      f"{r['eval_mlm_distinct_predictions']:.0f}"]  # fmt: skip
+        lines.append("| " + " | ".join(cells) + " |")
     return lines
+
+
+def proof_summary(records: list[dict], results: dict, pretrain_minutes: float) -> dict:
+    """The numbers docs/results/proof.json keeps (issue: the downstream proof)."""
+    held_out = [r for r in records if "eval_mlm_accuracy" in r]
+    first = next((r["step"] for r in held_out if r["eval_mlm_accuracy"] >= 0.30), None)
+    last_step = max(r["step"] for r in records)
+    summary = {
+        "pretrain_minutes": round(pretrain_minutes, 1),
+        "pretrain_steps": last_step,
+        "heldout_mlm_accuracy": round(held_out[-1]["eval_mlm_accuracy"], 4),
+        "heldout_unigram_accuracy": round(held_out[-1].get("eval_unigram_mlm_accuracy", 0.0), 4),
+        "first_step_at_0.30": first,
+        "minutes_at_0.30": None
+        if first is None
+        else round(pretrain_minutes * first / last_step, 1),
+    }
+    for task in sorted({task for task, _ in results}):
+        entry = {}
+        for init in ("pretrained", "random"):
+            if (task, init) in results:
+                r = results[(task, init)]
+                entry["main_score"] = r["main_score"]
+                entry[f"{init}_median"] = round(100 * r["aggregate"][r["main_score"]]["median"], 2)
+                entry[f"{init}_seeds"] = r["seeds"]
+        summary[task] = entry
+    return summary
 
 
 def finetuning_table(results: dict, baseline_label: str = "") -> list[str]:
@@ -175,6 +220,8 @@ def main() -> None:
     parser.add_argument("--out", default="docs/results")
     parser.add_argument("--baseline_dir", help="an earlier proof run to show beside this one")
     parser.add_argument("--baseline_label", default="first run")
+    parser.add_argument("--pretrain_minutes", type=float,
+                        help="idle pretraining minutes: also write OUT/proof.json")  # fmt: skip
     args = parser.parse_args()
     proof_dir, out = Path(args.proof_dir), Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -186,7 +233,12 @@ def main() -> None:
         for (task, init), r in finetune_results(Path(args.baseline_dir)).items():
             if init == "pretrained":
                 results[(task, "baseline")] = r
-    plot_pretraining(records, out / "pretraining.png", baseline, args.baseline_label)
+    config = json.loads((proof_dir / "pretrain" / "config.json").read_text())
+    step_label = f"step (batch {config['batch_size']} x {config['max_seq_length']} tokens)"
+    plot_pretraining(records, out / "pretraining.png", baseline, args.baseline_label, step_label)
+    if args.pretrain_minutes:
+        summary = proof_summary(records, results, args.pretrain_minutes)
+        (out / "proof.json").write_text(json.dumps(summary, indent=1) + "\n")
     if results:
         plot_finetuning(results, out / "finetuning.png", args.baseline_label)
     print("\n".join(pretraining_table(records)))
