@@ -22,6 +22,9 @@ VARIANTS = {
     "pre-LN, sinusoidal position init": dict(
         layer_norm_placement="pre", position_embedding_init="sinusoidal"
     ),
+    "pre-LN, sinusoidal, lr 5e-3": dict(
+        layer_norm_placement="pre", position_embedding_init="sinusoidal", learning_rate=5e-3
+    ),
     "pre-LN, sinusoidal, mimetic attention init": dict(
         layer_norm_placement="pre", position_embedding_init="sinusoidal", attention_init="mimetic"
     ),

@@ -31,10 +31,19 @@ STEPS = (1, 2)
 
 def run_config(**mesh):
     config = load_config("cpu_smoke")
-    for name in ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads"):
-        config[name] = getattr(CONFIG, name)
-    config.intermediate_size = CONFIG.intermediate_size
-    config.max_position_embeddings = CONFIG.max_position_embeddings
+    for name in (
+        "vocab_size",
+        "hidden_size",
+        "num_hidden_layers",
+        "num_attention_heads",
+        "intermediate_size",
+        "max_position_embeddings",
+        "position_embedding_type",
+        "position_embedding_init",
+        "hidden_dropout_prob",
+        "attention_probs_dropout_prob",
+    ):
+        config[name] = getattr(CONFIG, name)  # the architecture of CONFIG, not the smoke recipe's
     config.mesh_shape = mesh or MESH
     return config
 

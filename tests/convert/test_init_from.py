@@ -28,6 +28,8 @@ def run_config(tmp_path, **overrides):
             num_attention_heads=4,
             intermediate_size=128,
             max_position_embeddings=40,
+            position_embedding_type="absolute",  # the architecture of write_hf_dir's model
+            position_embedding_init="normal",
             max_seq_length=32,
             max_predictions_per_seq=5,
             dupe_factor=1,
