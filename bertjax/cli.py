@@ -229,9 +229,9 @@ def _fill_mask() -> None:
 def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv if argv is None else argv)
     if len(argv) >= 2 and argv[1] == "bench":  # its own argparse flags (bertjax bench --help)
-        from bertjax import bench
+        from bertjax.bench import run
 
-        bench.main(argv[2:])
+        run.main(argv[2:])
         return
     command = _parse(argv)
     logging.set_verbosity(logging.INFO)

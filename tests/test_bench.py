@@ -15,7 +15,10 @@ import pytest
 
 from benchmarks import peers, scaling
 from benchmarks.peers import env
-from bertjax import bench, bench_peers, metrics, profiling
+from bertjax import metrics
+from bertjax.bench import peers as bench_peers
+from bertjax.bench import profiling, workload
+from bertjax.bench import run as bench
 
 TINY_FLAGS = ["--model=tiny", "--seq_len=32", "--batch_size=4", "--steps=3", "--warmup_steps=1"]
 LAST_LINE = re.compile(r"^tokens_per_second=(\S+) mfu=(\S+)$")
@@ -151,12 +154,18 @@ def test_bad_arguments_exit_2_with_one_line(flags, expected, capsys):
 def test_model_sizes_are_the_configs_sizes():
     from configs import base
 
-    assert bench.MODEL_SIZES == tuple(base.MODEL_SIZES)
+    assert workload.model_sizes() == tuple(base.MODEL_SIZES)
+    assert workload.model_dims("mini") == {
+        "num_hidden_layers": 4,
+        "hidden_size": 256,
+        "num_attention_heads": 4,
+        "intermediate_size": 1024,
+    }
 
 
 def test_peer_batches_carry_bertjax_data():
     args = types.SimpleNamespace(**PEER_ARGS)
-    ours = bench.random_token_batch(2, 16, 3, 1000)
+    ours = workload.random_token_batch(2, 16, 3, 1000)
     hf = peers.make_batch(args)
     np.testing.assert_array_equal(hf["input_ids"], ours["input_ids"])
     np.testing.assert_array_equal(hf["attention_mask"], ours["input_mask"])

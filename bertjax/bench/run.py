@@ -10,69 +10,33 @@ model FLOPs of bertjax/metrics.py and its peak (datasheet bf16 on GPU/TPU, the m
 matmul rate on CPU). Peers (`--peers`) run the same config, batch and data in a pinned virtual
 environment (benchmarks/peers/env.py); see docs/performance.md.
 
-Only the standard library and numpy are imported at module level: bad flags fail at once, and the
-peer scripts reuse `random_token_batch` without JAX's or TensorFlow's import cost.
+Only the standard library and numpy are imported at module level: bad flags fail at once.
 """
 
 import argparse
 import contextlib
-import math
-import os
 import resource
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-
-from bertjax import bench_peers, host_memory
+from bertjax import host_memory
+from bertjax.bench import peers as bench_peers
+from bertjax.bench.workload import (
+    MAX_POSITION,
+    VOCAB_SIZE,
+    host_peak_rss_mib,
+    model_dims,
+    model_sizes,
+    predictions_per_seq,
+    random_token_batch,
+)
 from bertjax.errors import UserError
 
-MODEL_SIZES = ("tiny", "mini", "small", "medium", "base", "large")  # configs/base.MODEL_SIZES
 PRECISIONS = {"fp32": "float32", "bf16": "bfloat16"}
-VOCAB_SIZE = 30522  # BERT's uncased WordPiece vocabulary
-MAX_POSITION = 512
 PROFILE_STEPS = 3
 FLOPS_FORMULA = "6·L·(4·d² + 2·d·d_ff) + 12·L·s·d + 6·(d² + d·V)·f_pred"
-
-
-def random_token_batch(batch_size: int, seq_len: int, predictions: int, vocab: int) -> dict:
-    """Full-length rows of random ids with `predictions` sorted masked positions each.
-
-    Shared by benchmarks/parallel_overhead.py and the peer scripts, which build their Hugging
-    Face inputs from it.
-    """
-    rng = np.random.default_rng(0)
-    positions = np.sort(
-        np.stack([rng.choice(np.arange(1, seq_len), predictions, replace=False)
-                  for _ in range(batch_size)]), axis=1
-    ).astype(np.int32)  # fmt: skip
-    return {
-        "input_ids": rng.integers(5, vocab, size=(batch_size, seq_len)).astype(np.int32),
-        "input_mask": np.ones((batch_size, seq_len), np.int32),
-        "segment_ids": (np.arange(seq_len)[None, :] >= seq_len // 2)
-        .repeat(batch_size, 0)
-        .astype(np.int32),
-        "masked_lm_positions": positions,
-        "masked_lm_ids": rng.integers(5, vocab, size=(batch_size, predictions)).astype(np.int32),
-        "masked_lm_weights": np.ones((batch_size, predictions), np.float32),
-        "next_sentence_labels": rng.integers(0, 2, size=batch_size).astype(np.int32),
-    }
-
-
-def predictions_per_seq(seq_len: int) -> int:
-    """Masked positions per row: 15% of the length rounded up (BERT: 20 at 128, ~77 at 512)."""
-    return math.ceil(0.15 * seq_len)
-
-
-def model_dims(model: str) -> dict[str, int]:
-    """num_hidden_layers, hidden_size, num_attention_heads, intermediate_size of a model size."""
-    from configs import base  # deferred: configs imports ml_collections
-
-    config = base.set_model_size(base.get_config(), model)
-    names = ("num_hidden_layers", "hidden_size", "num_attention_heads", "intermediate_size")
-    return {name: int(config[name]) for name in names}
 
 
 def model_flops_per_token(dims: dict, seq_len: int, predictions_fraction: float) -> float:
@@ -93,8 +57,8 @@ def check_args(
     model: str, seq_len: int, batch_size: int, steps: int, precision: str, peers: bool
 ) -> None:
     """One-line UserErrors for settings that cannot be benchmarked, before anything compiles."""
-    if model not in MODEL_SIZES:
-        raise UserError(f"--model={model!r} is unknown; use one of {', '.join(MODEL_SIZES)}")
+    if model not in model_sizes():
+        raise UserError(f"--model={model!r} is unknown; use one of {', '.join(model_sizes())}")
     if not 8 <= seq_len <= MAX_POSITION:
         raise UserError(f"--seq_len={seq_len} must be in [8, {MAX_POSITION}] (position table)")
     if batch_size < 1 or steps < 1:
@@ -161,17 +125,6 @@ def device_peak_mib(devices: list) -> float | None:
     return max(peaks) / 2**20 if peaks else None
 
 
-def host_peak_rss_mib() -> float:
-    """Peak resident memory of this process, MiB: Linux's VmHWM, which starts afresh at exec
-    (ru_maxrss would include the forking parent's memory); ru_maxrss (KiB) elsewhere."""
-    status = Path("/proc/self/status")
-    if status.exists():
-        for line in status.read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
 def measure_train_step(config, devices: list, steps: int, warmup_steps: int, profile_dir=None):
     """Compiles bertjax's sharded, donated train step on a random-token batch and times `steps`
     steps after `warmup_steps`. Returns (measurements, final TrainState)."""
@@ -229,7 +182,7 @@ def measure_train_step(config, devices: list, steps: int, warmup_steps: int, pro
 
 def _profile_lines(profile_dir, compiled) -> list[str]:
     """The trace summarised per XLA operation (bertjax/profiling.py); [] without a profile."""
-    from bertjax import profiling
+    from bertjax.bench import profiling
 
     if not profile_dir:
         return []
@@ -451,7 +404,7 @@ class _Parser(argparse.ArgumentParser):
 def parse_args(argv: list[str]) -> dict:
     """Flags -> run_bench keyword arguments. Bad flags raise UserError."""
     parser = _Parser(prog="bertjax bench", description=__doc__.splitlines()[0])
-    parser.add_argument("--model", required=True, help=", ".join(MODEL_SIZES))
+    parser.add_argument("--model", required=True, help=", ".join(model_sizes()))
     parser.add_argument("--seq_len", type=int, required=True)
     parser.add_argument("--batch_size", type=int, required=True, help="global, all devices")
     parser.add_argument("--steps", type=int, default=10, help="timed steps after warm-up")
@@ -477,7 +430,6 @@ def parse_args(argv: list[str]) -> dict:
 def main(argv: list[str] | None = None) -> None:
     """`bertjax bench FLAGS`: `argv` is the flags (a leading "bench" is skipped). Prints the
     report; a bad flag or setting prints one line to stderr and exits 2."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["bench"]:
         argv = argv[1:]
@@ -487,8 +439,3 @@ def main(argv: list[str] | None = None) -> None:
         print(f"bertjax: error: {e}", file=sys.stderr)
         sys.exit(2)
     print("\n".join(report_lines(result)), flush=True)
-
-
-if __name__ == "__main__":
-    host_memory.reexec_with_huge_pages(["-m", "bertjax.bench", *sys.argv[1:]])  # as `bertjax` does
-    main()
