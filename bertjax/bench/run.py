@@ -10,18 +10,18 @@ model FLOPs of bertjax/metrics.py and its peak (datasheet bf16 on GPU/TPU, the m
 matmul rate on CPU). Peers (`--peers`) run the same config, batch and data in a pinned virtual
 environment (benchmarks/peers/env.py); see docs/performance.md.
 
-Only the standard library and numpy are imported at module level: bad flags fail at once.
+Only the standard library, numpy and absl are imported at module level: bad flags fail at once.
 """
 
-import argparse
 import contextlib
 import resource
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-from bertjax import host_memory
+from absl import flags
+
+from bertjax import host_memory, startup
 from bertjax.bench import peers as bench_peers
 from bertjax.bench.workload import (
     MAX_POSITION,
@@ -285,14 +285,18 @@ def run_bench(
     checkpoint: bool = False,
     checkpoint_dir: str | None = None,
     profile_dir: str | None = None,
+    quiet: bool = False,
 ) -> dict:
     """Measures one configuration; returns a flat dict of numbers and labels (see
-    `report_lines` for what each means). Rates are per second of wall time after warm-up."""
+    `report_lines` for what each means). Rates are per second of wall time after warm-up.
+    `quiet`: hide TensorFlow's and XLA's start-up notices (bertjax/startup.py)."""
     check_args(model, seq_len, batch_size, steps, precision, peers)
     # Peers first: on an accelerator this process would otherwise hold its memory pool.
     raw_peers = peers and bench_peers.run_peers(
         model, seq_len, batch_size, steps, warmup_steps, peers_venv
     )
+    startup.import_quietly(quiet)
+    startup.start_jax(quiet)
     import jax
 
     from bertjax import metrics
@@ -396,46 +400,40 @@ def report_lines(r: dict) -> list[str]:
     return lines + [f"tokens_per_second={r['tokens_per_second']:.2f} mfu={r['mfu']:.6f}"]
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):
-        raise UserError(f"{message}; see `bertjax bench --help`")
+def flag_specs() -> list[tuple]:
+    """`bertjax bench`'s flags as (kind, name, default, help), parsed by bertjax/cli.py."""
+    return [
+        ("enum:" + "|".join(model_sizes()), "model", None, "Model size."),
+        ("integer", "seq_len", None, "Tokens per row."),
+        ("integer", "batch_size", None, "Rows per step, over all devices."),
+        ("integer", "steps", 10, "Timed steps after warm-up."),
+        ("integer", "warmup_steps", 2, "Untimed steps after compiling."),
+        ("enum:" + "|".join(PRECISIONS), "precision", "fp32", "Compute dtype."),
+        ("integer", "devices", None, "Data-parallel devices (default: all)."),
+        ("enum:auto|xla|cudnn|splash", "attention", None,
+         "Attention kernel (default: the config's auto, chosen from the backend)."),
+        ("float", "attention_dropout", None, "0 = the fused attention path."),
+        ("enum:none|full|dots_saveable", "remat", None, "Rematerialisation policy."),
+        ("bool", "peers", False, "Also Hugging Face Flax and PyTorch BERT."),
+        ("string", "peers_venv", None, "Peer virtual environment (default .venv-peers)."),
+        ("bool", "input_pipeline", False, "Also time make_dataset alone."),
+        ("bool", "checkpoint", False, "Also time an Orbax async save."),
+        ("string", "checkpoint_dir", None, "Where to save (default: a temporary dir)."),
+        ("string", "profile_dir", None, f"jax.profiler trace of {PROFILE_STEPS} steps."),
+    ]  # fmt: skip
 
 
-def parse_args(argv: list[str]) -> dict:
-    """Flags -> run_bench keyword arguments. Bad flags raise UserError."""
-    parser = _Parser(prog="bertjax bench", description=__doc__.splitlines()[0])
-    parser.add_argument("--model", required=True, help=", ".join(model_sizes()))
-    parser.add_argument("--seq_len", type=int, required=True)
-    parser.add_argument("--batch_size", type=int, required=True, help="global, all devices")
-    parser.add_argument("--steps", type=int, default=10, help="timed steps after warm-up")
-    parser.add_argument("--warmup_steps", type=int, default=2)
-    parser.add_argument("--precision", default="fp32", help="fp32 or bf16 (compute dtype)")
-    parser.add_argument("--devices", type=int, help="data-parallel devices (default: all)")
-    parser.add_argument(
-        "--attention",
-        choices=("auto", "xla", "cudnn", "splash"),
-        help="attention kernel (default: the config's auto, chosen from the backend)",
-    )
-    parser.add_argument("--attention_dropout", type=float, help="0 = fused attention path")
-    parser.add_argument("--remat", choices=("none", "full", "dots_saveable"))
-    parser.add_argument("--peers", action="store_true", help="also Hugging Face Flax and torch")
-    parser.add_argument("--peers_venv", help="peer virtual environment (default .venv-peers)")
-    parser.add_argument("--input_pipeline", action="store_true", help="time make_dataset alone")
-    parser.add_argument("--checkpoint", action="store_true", help="time an Orbax async save")
-    parser.add_argument("--checkpoint_dir", help="where to save (default: a temporary dir)")
-    parser.add_argument("--profile_dir", help=f"jax.profiler trace of {PROFILE_STEPS} steps")
-    return vars(parser.parse_args(argv))
+_RUN_BENCH_FLAGS = ("model", "seq_len", "batch_size", "steps", "warmup_steps", "precision",
+                    "devices", "attention", "attention_dropout", "remat", "peers", "peers_venv",
+                    "input_pipeline", "checkpoint", "checkpoint_dir", "profile_dir")  # fmt: skip
 
 
-def main(argv: list[str] | None = None) -> None:
-    """`bertjax bench FLAGS`: `argv` is the flags (a leading "bench" is skipped). Prints the
-    report; a bad flag or setting prints one line to stderr and exits 2."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["bench"]:
-        argv = argv[1:]
-    try:
-        result = run_bench(**parse_args(argv))
-    except UserError as e:
-        print(f"bertjax: error: {e}", file=sys.stderr)
-        sys.exit(2)
+def check_flags(fv: flags.FlagValues) -> None:
+    """UserError for settings that cannot be benchmarked, before anything is imported."""
+    check_args(fv.model, fv.seq_len, fv.batch_size, fv.steps, fv.precision, fv.peers)
+
+
+def main(fv: flags.FlagValues) -> None:
+    """`bertjax bench FLAGS`, parsed by bertjax/cli.py: measures and prints the report."""
+    result = run_bench(**{name: fv[name].value for name in _RUN_BENCH_FLAGS}, quiet=not fv.debug)
     print("\n".join(report_lines(result)), flush=True)
