@@ -6,8 +6,9 @@ TF_CPP_MIN_LOG_LEVEL and before absl's C++ logging is initialised, so no environ
 removes them: "WARNING: All log messages before absl::InitializeLog() ...", "oneDNN custom
 operations are on ...", "Could not find cuda drivers on your machine ...", twice (two of its
 shared libraries log). Starting JAX adds "Unable to initialize backend 'tpu' ..." (a Python INFO
-record) and, where a CUDA plugin is installed without a GPU, "failed call to cuInit". So the
-command line imports TensorFlow and JAX and starts JAX's backends inside `filtered_stderr()`,
+record); TensorFlow's CUDA build, on a machine without a GPU, logs "failed call to cuInit" when it
+first looks for devices, as does a JAX CUDA plugin. So the command line imports TensorFlow and
+JAX, lists TensorFlow's devices and starts JAX's backends inside `filtered_stderr()`,
 which sends file descriptor 2 to a temporary file and then writes back every line that is not one
 of those notices (`is_noise`); and `NoiseFilter` drops the same records from Python logging.
 oneDNN stays on (its notice only warns of round-off differences in TensorFlow ops; bertjax's
@@ -92,10 +93,14 @@ class NoiseFilter(logging.Filter):
 
 
 def import_quietly(quiet: bool) -> None:
-    """Imports TensorFlow and JAX (every command's library code does) with the notices hidden."""
+    """Imports TensorFlow and JAX (every command's library code does) and lists TensorFlow's
+    devices (where a CUDA build calls cuInit) with the notices hidden. TensorFlow's runtime is not
+    started: tf.config.set_visible_devices still works afterwards."""
     with filtered_stderr(quiet):
         import jax  # noqa: F401
-        import tensorflow  # noqa: F401
+        import tensorflow as tf
+
+        tf.config.list_physical_devices()
 
 
 def start_jax(quiet: bool) -> None:
