@@ -23,6 +23,7 @@ from bertjax.data import pipeline, text_stream
 from bertjax.data.tokenizer import build_or_load_vocab
 from bertjax.errors import UserError
 from bertjax.models.bert import BertConfig
+from bertjax.progress import Progress
 from bertjax.train_state import StateSetup, TrainState, create_train_state, state_setup
 
 
@@ -336,13 +337,12 @@ def train_loop(
     checkpoint of the step in flight; too many consecutive non-finite steps raise (policy
     "stop") after a checkpoint of the last good state.
     """
-    from tqdm import tqdm  # deferred: only the training loop draws a progress bar
-
     dropout_key = jax.random.key(config.seed + 1)
     throughput = _Throughput(config, metadata["model"]["vocab_size"], mesh)
     total = int(config.num_train_steps)
-    show_bar = config.progress_bar and jax.process_index() == 0
-    progress = tqdm(total=total, initial=start_step, disable=not show_bar, unit="step")
+    # A bar on a terminal, a line per logged interval in log files (bertjax/progress.py).
+    show = config.progress_bar and jax.process_index() == 0
+    progress = Progress(total, initial=start_step, enabled=show)
     accumulated, last_metrics, interval_steps = None, {}, 0
     interval_start = time.perf_counter()
     batches = dataset.as_numpy_iterator()
@@ -363,11 +363,11 @@ def train_loop(
                 last_metrics = throughput.interval_metrics(host, interval_steps, elapsed)
                 last_metrics["nonfinite_steps"] = int(state.nonfinite_steps)
                 writer.write(done, last_metrics)
-                progress.set_postfix(
-                    loss=f"{last_metrics['loss']:.3f}",
-                    mlm_acc=f"{last_metrics['mlm_accuracy']:.3f}",
-                    tok_s=f"{last_metrics['tokens_per_second']:.0f}",
-                )
+                progress.report({
+                    "loss": f"{last_metrics['loss']:.3f}",
+                    "mlm_acc": f"{last_metrics['mlm_accuracy']:.3f}",
+                    "tok/s": f"{last_metrics['tokens_per_second']:.0f}",
+                })  # fmt: skip
                 accumulated, interval_steps, interval_start = None, 0, time.perf_counter()
             if evaluator and (done % config.eval_every == 0 or done == total):
                 eval_start = time.perf_counter()

@@ -32,9 +32,9 @@ OLD_FLAGS = {
 }  # fmt: skip
 
 
-def run_cli(*args: str) -> subprocess.CompletedProcess:
+def run_cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "bertjax", *args], capture_output=True, text=True, timeout=300
+        [sys.executable, "-m", "bertjax", *args], capture_output=True, text=True, timeout=timeout
     )
 
 
@@ -92,21 +92,40 @@ def test_partial_distributed_flags_are_refused():
     assert "give all of --coordinator_address, --num_processes and --process_id" in result.stderr
 
 
-def test_print_sharding_shows_how_each_parameter_is_split(tmp_path):
+@pytest.fixture(scope="module")
+def short_run(tmp_path_factory):
+    """`bertjax train` for 5 steps (metrics every 2) with stdout and stderr going to pipes, as
+    in a SLURM or CI log, on an FSDP x tensor mesh with --print_sharding."""
     from configs import base
 
+    tmp_path = tmp_path_factory.mktemp("short_run")
     result = run_cli(
         "train", "--config=configs/cpu_smoke.py", f"--workdir={tmp_path / 'run'}",
         "--print_sharding", f"--config.corpus={base.SAMPLE_CORPUS.replace('*', 'inaugural')}",
         f"--config.cache_dir={tmp_path / 'cache'}", "--config.vocab_size=2000",
-        "--config.num_train_steps=1", "--config.warmup_steps=0", "--config.batch_size=8",
-        "--config.max_seq_length=64", "--config.dupe_factor=1", "--config.progress_bar=False",
+        "--config.num_train_steps=5", "--config.log_every=2", "--config.warmup_steps=0",
+        "--config.batch_size=8", "--config.max_seq_length=64", "--config.dupe_factor=1",
         "--config.mesh_shape.data=1", "--config.mesh_shape.fsdp=4", "--config.mesh_shape.tensor=2",
+        timeout=900,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-2000:]
-    assert "mesh {'data': 1, 'fsdp': 4, 'tensor': 2}" in result.stdout
-    line = next(x for x in result.stdout.splitlines() if "layer/0/intermediate/dense/kernel" in x)
+    return result
+
+
+def test_print_sharding_shows_how_each_parameter_is_split(short_run):
+    assert "mesh {'data': 1, 'fsdp': 4, 'tensor': 2}" in short_run.stdout
+    kernel = "layer/0/intermediate/dense/kernel"
+    line = next(x for x in short_run.stdout.splitlines() if kernel in x)
     assert line.endswith("(128, 512) P('fsdp', 'tensor')")
+
+
+def test_a_log_gets_a_progress_line_per_logged_step_and_no_startup_notices(short_run):
+    assert "\r" not in short_run.stderr  # no progress bar redrawn in place
+    progress = [line for line in short_run.stderr.splitlines() if line.startswith("step ")]
+    assert [line.split()[1] for line in progress] == ["1/5", "2/5", "4/5", "5/5"]
+    assert all(" loss " in line and " mlm_acc " in line and " tok/s " in line for line in progress)
+    assert all(" eta " in line for line in progress[1:])
+    assert not [line for line in short_run.stderr.splitlines() if startup.is_noise(line)]
 
 
 def test_vocab_then_prepare_from_the_command_line(tmp_path):
