@@ -304,3 +304,18 @@ def test_seeds_must_be_integers():
     assert trainer.parse_seeds("0, 1,2") == [0, 1, 2]
     with pytest.raises(UserError, match="comma-separated integers"):
         trainer.parse_seeds("a,b")
+
+
+def test_progress_is_a_line_per_logged_step_off_a_terminal(tmp_path, capsys):
+    train = synthetic_sentiment(64, seed=0)
+    init = tiny_model_dir(tmp_path, [r["text"] for r in train])
+    data = write_jsonl(tmp_path / "train.jsonl", train)
+    config = config_for(train_file=data, eval_file=data, kind="classification", num_epochs=2)
+    config.log_every = 3  # 4 steps per epoch: steps 1, 3, 6 and the last, 8
+    trainer.finetune("jsonl", str(init), str(tmp_path / "run"), config)
+    config = config_for(train_file=data, eval_file=data, kind="classification", num_epochs=2)
+    trainer.finetune("jsonl", str(init), str(tmp_path / "default"), config)  # log_every 50
+    err = capsys.readouterr().err  # not a terminal: no bar
+    lines = [line for line in err.splitlines() if line.startswith("seed 0: step ")]
+    assert [line.split()[3] for line in lines] == ["1/8", "3/8", "6/8", "8/8", "1/8", "8/8"]
+    assert all(" loss " in line and " ex/s " in line for line in lines) and "\r" not in err

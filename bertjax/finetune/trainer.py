@@ -35,8 +35,10 @@ from bertjax import optim, sharding
 from bertjax.data import vocab
 from bertjax.errors import UserError
 from bertjax.finetune import features, model, scores, squad, tasks
+from bertjax.progress import Progress
 
 MAIN_SCORE = {"classification": "accuracy", "tagging": "f1", "qa": "f1"}
+LOG_EVERY = 50  # steps between progress lines when the config has no log_every
 
 
 @dataclasses.dataclass
@@ -295,7 +297,8 @@ def train_one_seed(
     out: Path,
 ) -> dict:
     """Trains one seed for config.num_epochs, evaluating after each epoch; returns the final
-    eval scores plus train_seconds."""
+    eval scores plus train_seconds. Shows progress (a bar on a terminal, else a line every
+    log_every steps) with the training loss and examples/s of the steps since the last one."""
     task, mesh = prepared.task, compiled.mesh
     _, params = model.init_params(bert_config, task.kind, len(task.labels), seed, encoder)
     replicated = NamedSharding(mesh, PartitionSpec())
@@ -305,6 +308,11 @@ def train_one_seed(
     rng = np.random.default_rng(seed)
     dropout_key = jax.random.key(seed)
     start, step, result = time.perf_counter(), 0, {}
+    log_every = config.get("log_every", LOG_EVERY)
+    progress = Progress(
+        compiled.total_steps, description=f"seed {seed}", enabled=jax.process_index() == 0
+    )
+    interval = _Interval()
     with (out / "metrics.jsonl").open("w") as log:
         for epoch in range(1, config.num_epochs + 1):
             loss_sum, count = 0.0, 0.0
@@ -316,13 +324,41 @@ def train_one_seed(
                 key = jax.random.fold_in(dropout_key, step)
                 params, opt_state, total, n = train_step(params, opt_state, batch, key)
                 loss_sum, count, step = loss_sum + total, count + n, step + 1
+                interval.add(total, n)
+                progress.update()
+                if step % log_every == 0 or step in (1, compiled.total_steps):
+                    progress.report(interval.values(config.batch_size))
+            eval_start = time.perf_counter()
             result = evaluate(prepared, params, predict, mesh, config)
+            interval.start += time.perf_counter() - eval_start  # not in examples/s
             record = {"epoch": epoch, "step": step, "train_loss": float(loss_sum / count)}
             record.update(result, seconds=time.perf_counter() - start)
             log.write(json.dumps(record) + "\n")
             log.flush()
             logging.info("seed %d epoch %d: %s", seed, epoch, record)
+    progress.close()
     return {**result, "train_seconds": time.perf_counter() - start, "steps": step}
+
+
+class _Interval:
+    """Loss sums and steps since the last progress report."""
+
+    def __init__(self):
+        self.loss_sum, self.count, self.steps, self.start = 0.0, 0.0, 0, time.perf_counter()
+
+    def add(self, loss_sum, count) -> None:
+        self.loss_sum += loss_sum  # device arrays: read once per report, not every step
+        self.count += count
+        self.steps += 1
+
+    def values(self, batch_size: int) -> dict[str, str]:
+        """The interval's mean loss and examples/s (batch rows, padding rows of a last partial
+        batch included), then a new interval."""
+        seconds = time.perf_counter() - self.start
+        values = {"loss": f"{float(self.loss_sum) / max(float(self.count), 1.0):.4f}",
+                  "ex/s": f"{self.steps * batch_size / seconds:.0f}"}  # fmt: skip
+        self.__init__()
+        return values
 
 
 def predict_all(prepared_eval: features.Encoded, params, predict, mesh, config) -> list:
