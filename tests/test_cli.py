@@ -310,9 +310,10 @@ def test_an_error_is_the_only_line_by_default_and_debug_shows_the_startup_logs()
 
 
 def test_the_library_never_imports_benchmark_code():
-    modules = ["bertjax.cli", "bertjax.train", "bertjax.evaluation", "bertjax.fill_mask",
-               "bertjax.finetune.trainer", "bertjax.convert.export", "bertjax.convert.importer",
-               "bertjax.data.prepare", "bertjax.host_memory", "bertjax.startup"]  # fmt: skip
+    modules = ["bertjax.cli", "bertjax.commands", "bertjax.train", "bertjax.evaluation",
+               "bertjax.fill_mask", "bertjax.finetune.trainer", "bertjax.convert.export",
+               "bertjax.convert.importer", "bertjax.data.prepare", "bertjax.host_memory",
+               "bertjax.startup", "bertjax.progress"]  # fmt: skip
     code = (
         "import sys\n"
         f"for name in {modules!r}: __import__(name)\n"
