@@ -35,6 +35,15 @@ class Command:
     host_compute: bool = False  # steps run on the host on CPU: huge pages pay (host_memory.py)
 
 
+def _train_check(fv: flags.FlagValues, arguments: list[str]) -> None:
+    explicit = (fv.coordinator_address, fv.num_processes, fv.process_id)
+    if any(v is not None for v in explicit) and any(v is None for v in explicit):
+        raise UserError(
+            "give all of --coordinator_address, --num_processes and --process_id, or none of "
+            "them (auto-detection on TPU pods and SLURM: --distributed)"
+        )
+
+
 def _train(fv: flags.FlagValues, arguments: list[str]) -> None:
     explicit = (fv.coordinator_address, fv.num_processes, fv.process_id)
     if fv.distributed or any(value is not None for value in explicit):
@@ -170,7 +179,7 @@ COMMANDS: dict[str, Command] = {
             ("integer", "process_id", None, "This process's index."),
         ),
         _train, ("config", "workdir"), "train needs --config=CONFIG.py and --workdir=DIR",
-        host_compute=True,
+        _train_check, host_compute=True,
     ),
     "export": Command(
         "bertjax export --workdir=DIR [--step=N] --out=HF_DIR",

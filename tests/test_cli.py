@@ -199,6 +199,8 @@ def test_usage_errors_name_what_is_missing_or_wrong(capsys):
         (["vocab", "--input=i", "--out=o", "--size=many"], "flag --size=many: invalid literal"),
         (["train", "--config=configs/cpu_smoke.py", "--workdir=w", "--wrkdir=x"],
          "unknown flag --wrkdir (did you mean --workdir?)"),
+        (["train", "--config=configs/cpu_smoke.py", "--workdir=w", "--num_processes=2"],
+         "give all of --coordinator_address, --num_processes and --process_id"),
         (["finetune", "--task=mr", "--init=i", "--workdir=w", "--config.nope=1"],
          "unknown config field 'nope'"),
     ]  # fmt: skip
