@@ -1,10 +1,11 @@
 """Progress of a loop of steps: a tqdm bar on a terminal; one plain line per report elsewhere.
 
-Off a terminal (SLURM, TPU VM logs, CI, `| tee`) a bar would rewrite itself with a carriage return
-on every step (107 KB of log for the 1,000-step CPU smoke run); such logs get one line each time
-the loop reports its metrics instead (every log_every steps), e.g.
+Off a terminal (SLURM, TPU VM logs, CI, `| tee`) a bar rewrites itself with a carriage return on
+every step, all of which a log file keeps (200 steps of the CPU smoke run: 206 updates, 23.7 KB of
+log in all; 2.9 KB with lines); such logs get one line each time the loop reports its metrics
+instead (every log_every steps), e.g. from `bertjax train`:
 
-  step 600/1000 (60%)  loss 6.912  mlm_acc 0.118  tok/s 12308  elapsed 3m16s  eta 2m11s
+  step 50/200 (25%)  loss 8.822  mlm_acc 0.040  tok/s 573  elapsed 10m27s  eta 17m53s
 
 The estimate comes from the steps since the first report, so compilation is not counted in it.
 """
