@@ -11,18 +11,19 @@ import jax
 import jax.numpy as jnp
 
 from bertjax import optim, sharding, train
+from bertjax.config import defaults, set_model_size
 from bertjax.models.bert import BertConfig
 from bertjax.train_state import state_setup
-from configs import base
 
 
 def compile_seconds(model: str, scan_layers: bool, seq_len: int, batch_size: int) -> float:
-    config = base.set_model_size(base.get_config(), model)
+    config = set_model_size(defaults(), model)
     config.update(scan_layers=scan_layers, max_seq_length=seq_len, batch_size=batch_size)
     mesh = sharding.create_mesh({"data": -1}, devices=jax.devices()[:1])
-    tx = optim.create_optimizer(config)
+    optimizer = optim.OptimizerSpec.from_config(config)
+    tx = optim.create_optimizer(optimizer)
     setup = state_setup(BertConfig.from_config(config, 30522), tx, mesh, config.logical_axis_rules)
-    step = train.compile_train_step(setup, tx, optim.learning_rate_schedule(config), mesh)
+    step = train.compile_train_step(setup, tx, optim.learning_rate_schedule(optimizer), mesh)
     predictions = config.max_predictions_per_seq
     batch = {
         name: jax.ShapeDtypeStruct(shape, dtype)

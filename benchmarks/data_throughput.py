@@ -28,13 +28,15 @@ os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 
 import tensorflow as tf  # noqa: E402
 
-from bertjax.data import pipeline, prepare, streaming, text_stream  # noqa: E402
-from configs import base  # noqa: E402
+from bertjax.config import defaults, from_config  # noqa: E402
+from bertjax.data import pipeline, prepare  # noqa: E402
+from bertjax.data.corpus import SAMPLE_CORPUS  # noqa: E402
+from bertjax.data.sources import prepared, text_stream  # noqa: E402
 
 
 def _parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--corpus", default=base.SAMPLE_CORPUS)
+    parser.add_argument("--corpus", default=SAMPLE_CORPUS)
     parser.add_argument("--vocab_dir", default="", help="'' = train (and cache) one")
     parser.add_argument("--vocab_size", type=int, default=8000)
     parser.add_argument("--seq_length", type=int, default=128)
@@ -76,17 +78,17 @@ def _with_threads(dataset: tf.data.Dataset, threads: int | None) -> tf.data.Data
     return dataset.with_options(options)
 
 
-def _dataset(instances, threads: int | None, **kwargs) -> tf.data.Dataset:
-    """make_dataset over `instances` with tf.data (and the text stream's chunk builders) limited
+def _dataset(source, threads: int | None, *args, **kwargs) -> tf.data.Dataset:
+    """make_dataset over `source` with tf.data (and the text stream's chunk builders) limited
     to `threads` (None: all cores)."""
-    if isinstance(instances, text_stream.TextStream):
-        instances = dataclasses.replace(instances, num_workers=threads or 0)
-    return _with_threads(pipeline.make_dataset(instances, **kwargs), threads)
+    if isinstance(source, text_stream.TextStream):
+        source = dataclasses.replace(source, num_workers=threads or 0)
+    return _with_threads(pipeline.make_dataset(source, *args, **kwargs), threads)
 
 
 def main() -> None:
     args = _parse_args()
-    config = base.get_config()
+    config = defaults()
     config.update(
         corpus=args.corpus,
         vocab_dir=args.vocab_dir,
@@ -96,13 +98,14 @@ def main() -> None:
         dupe_factor=1,
     )
     start = time.perf_counter()
-    data = pipeline.build_pretraining_data(config)
-    num_instances = len(data.instances["input_ids"])
+    spec = from_config(config)
+    data = pipeline.build_pretraining_data(spec.data)
+    num_instances = len(data.source)
     print(
         f"in-memory data: {num_instances} instances of {args.seq_length} tokens "
         f"in {time.perf_counter() - start:.1f} s; host: {os.cpu_count()} cores"
     )
-    sources = {"in-memory": data.instances}
+    sources = {"in-memory": data.source}
     if args.prepared:
         megabytes = sum(os.path.getsize(f) for f in glob.glob(args.corpus)) / 1e6
         for workers in (int(w) for w in args.prepare_workers.split(",")):
@@ -131,22 +134,24 @@ def main() -> None:
                 f"  shard builds: {busy:.1f} worker-s in all = {megabytes / busy:.2f} MB/s per "
                 f"core after start-up; largest shard {slowest:.1f} s"
             )
-        sources["prepared shards"] = streaming.load_prepared(out_dir)
+        sources["prepared shards"] = prepared.load_prepared(out_dir)
     if args.text_stream:
         config.stream_chunk_documents = args.stream_chunk_documents
         vocab_dir = data.vocab_path.parent
-        sources["raw text stream"] = text_stream.from_config(config, data.tokenizer, vocab_dir)
+        stream_data = from_config(config).data
+        sources["raw text stream"] = text_stream.from_spec(stream_data, data.tokenizer, vocab_dir)
 
     header = ("1 thread", "all cores", "per CPU-s", "cores")
     print(f"{'source':<16} {'masking':<11} " + " ".join(f"{h:>10}" for h in header))
-    for source_name, instances in sources.items():
+    for source_name, source in sources.items():
         for kind in args.masking.split(","):
-            config.masking = kind
-            kwargs = pipeline.masking_kwargs(data.tokenizer, config)
-            kwargs.update(global_batch_size=args.batch_size, seed=0)
+            masking = dataclasses.replace(spec.masking, masking=kind)
+            kwargs = dict(global_batch_size=args.batch_size, seed=0)
             (one, _), (every, per_cpu) = (
                 _sequences_per_second(
-                    _dataset(instances, t, **kwargs), args.batch_size, args.seconds
+                    _dataset(source, t, masking, data.tokenizer, **kwargs),
+                    args.batch_size,
+                    args.seconds,
                 )
                 for t in (1, None)
             )

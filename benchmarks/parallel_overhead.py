@@ -22,21 +22,22 @@ def measure(args) -> dict:
     import jax
 
     from bertjax import metrics, optim, sharding, train
+    from bertjax.config import defaults, set_model_size
     from bertjax.models.bert import BertConfig
     from bertjax.train_state import create_train_state
-    from configs import base
 
-    config = base.set_model_size(base.get_config(), args.model)
+    config = set_model_size(defaults(), args.model)
     config.update(
         max_seq_length=args.seq_len, batch_size=args.batch_size, remat_policy=args.remat,
         num_train_steps=1000, warmup_steps=10, max_predictions_per_seq=20,
     )  # fmt: skip
     vocab = 30522
     mesh = sharding.create_mesh({"data": -1, "fsdp": 1, "tensor": 1})
-    tx = optim.create_optimizer(config)
+    optimizer = optim.OptimizerSpec.from_config(config)
+    tx = optim.create_optimizer(optimizer)
     model_config = BertConfig.from_config(config, vocab)
     state, setup = create_train_state(model_config, tx, mesh, config.logical_axis_rules, 0)
-    step = train.compile_train_step(setup, tx, optim.learning_rate_schedule(config), mesh)
+    step = train.compile_train_step(setup, tx, optim.learning_rate_schedule(optimizer), mesh)
     local = random_token_batch(args.batch_size, args.seq_len, 20, vocab)
     batch = sharding.global_batch_from_local(local, mesh)
     key = jax.random.key(0)

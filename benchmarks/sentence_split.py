@@ -292,14 +292,14 @@ def corpus_tables(
 def tokenize_documents_seconds(
     texts: list[str], candidates: dict[str, Splitter], vocab_dir: Path, repeats: int = 2
 ) -> None:
-    """Seconds of `pipeline.tokenize_documents` on `texts` with each rule-based splitter."""
+    """Seconds of `documents.tokenize_documents` on `texts` with each rule-based splitter."""
     from unittest import mock
 
-    from bertjax.data import pipeline, tokenizer, vocab
+    from bertjax.data import documents, tokenizer, vocab
 
     path = tokenizer.train_wordpiece_vocab(texts[::10], 8000, True, vocab_dir)
     wordpiece = vocab.load_tokenizer(path, lowercase=True)
-    pipeline.tokenize_documents(texts[:50], wordpiece)  # warm up the TF ops
+    documents.tokenize_documents(texts[:50], wordpiece)  # warm up the TF ops
     rules = {k: v for k, v in candidates.items() if k.startswith(("rules@", "bertjax"))}
     seconds: dict[str, list[float]] = {name: [] for name in rules}
     counts = {}
@@ -307,12 +307,12 @@ def tokenize_documents_seconds(
         for name, split in rules.items():
             with mock.patch.object(sentences, "split_sentences", split):
                 start = time.perf_counter()
-                _, counts[name] = pipeline.tokenize_documents(texts, wordpiece)
+                _, counts[name] = documents.tokenize_documents(texts, wordpiece)
                 seconds[name].append(time.perf_counter() - start)
     rows = [
         [name, f"{min(s):.1f}", f"{max(s):.1f}", str(counts[name])] for name, s in seconds.items()
     ]
-    print(f"### pipeline.tokenize_documents on the English corpus, best and worst of {repeats}\n")
+    print(f"### documents.tokenize_documents on the English corpus, best and worst of {repeats}\n")
     _print_table(["splitter", "best s", "worst s", "sentences"], rows)
 
 

@@ -32,11 +32,11 @@ import torch
 import transformers
 
 from bertjax import losses, optim, sharding, train
+from bertjax.config import from_config, load_config
 from bertjax.convert import hf
 from bertjax.data import pipeline
 from bertjax.models.bert import BertConfig
 from bertjax.train_state import create_train_state
-from configs import cpu_smoke
 
 METRICS = ("loss", "mlm_loss", "mlm_accuracy", "nsp_loss", "grad_norm", "learning_rate")
 TIED = (hf.TIED_DECODER, hf.TIED_DECODER_BIAS)  # same tensors as the embeddings / MLM bias
@@ -94,7 +94,7 @@ def parity_config(steps: int, *, packing: bool = False) -> ml_collections.Config
     """BERT-tiny (L2/H128/A2) on the embedded corpus, a 2,000-token trained vocabulary, 16 rows
     of 64 tokens; AdamW at peak 1e-3 after 10 warmup steps, linear decay to 0 at `steps`;
     dropout off; one device."""
-    config = cpu_smoke.get_config()
+    config = load_config(Path(__file__).resolve().parent.parent / "configs" / "cpu_smoke.py")
     config.update(
         vocab_size=2000,
         max_seq_length=64,
@@ -131,12 +131,14 @@ def pipeline_batches(
     """The first `num_train_steps` batches bertjax's pipeline gives this config, as numpy.
 
     Returns (batches, vocab_size, pad_id)."""
-    data = pipeline.build_pretraining_data(config)
+    spec = from_config(config)
+    data = pipeline.build_pretraining_data(spec.data)
     dataset = pipeline.make_dataset(
-        data.instances,
+        data.source,
+        spec.masking,
+        data.tokenizer,
         global_batch_size=config.batch_size,
         seed=config.seed,
-        **pipeline.masking_kwargs(data.tokenizer, config),
     )
     iterator = dataset.as_numpy_iterator()
     batches = [next(iterator) for _ in range(config.num_train_steps)]
@@ -148,13 +150,14 @@ def run_bertjax(
 ) -> tuple[dict[str, np.ndarray], Trajectory]:
     """Initial parameters (Hugging Face names) and the run of bertjax's compiled train_step."""
     mesh = sharding.create_mesh(config.mesh_shape, devices=jax.devices()[:1])
-    tx = optim.create_optimizer(config)
+    optimizer = optim.OptimizerSpec.from_config(config)
+    tx = optim.create_optimizer(optimizer)
     model_config = BertConfig.from_config(config, vocab_size)
     state, setup = create_train_state(
         model_config, tx, mesh, config.logical_axis_rules, config.seed
     )
     initial = hf.params_to_hf(jax.device_get(state.params))
-    step_fn = train.compile_train_step(setup, tx, optim.learning_rate_schedule(config), mesh)
+    step_fn = train.compile_train_step(setup, tx, optim.learning_rate_schedule(optimizer), mesh)
     dropout_key = jax.random.key(config.seed + 1)
     rows, start, first_step = [], time.perf_counter(), 0.0
     for batch in batches:

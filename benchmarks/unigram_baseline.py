@@ -9,32 +9,27 @@ held-out MLM loss and accuracy sit near these has learned token frequencies, lit
 """
 
 import argparse
-import importlib.util
 
 import numpy as np
 
+from bertjax.config import from_config, load_config
 from bertjax.data import pipeline
-
-
-def _load_config(path: str):
-    spec = importlib.util.spec_from_file_location("config", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config()
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default="configs/proof_mini.py")
-    config = _load_config(parser.parse_args().config)
+    config = load_config(parser.parse_args().config)
     config.dupe_factor = 1
-    train = pipeline.build_pretraining_data(config)
-    held_out = pipeline.build_pretraining_data(config, split="eval")
+    spec = from_config(config)
+    train = pipeline.build_pretraining_data(spec.data)
+    held_out = pipeline.build_pretraining_data(spec.data, split="eval")
     tokenizer = train.tokenizer
     special = [tokenizer.cls_id, tokenizer.sep_id, tokenizer.pad_id]
 
     def tokens(data) -> np.ndarray:
-        ids = data.instances["input_ids"][data.instances["input_mask"] == 1]
+        arrays = data.source.arrays
+        ids = arrays["input_ids"][arrays["input_mask"] == 1]
         return ids[~np.isin(ids, special)]
 
     train_ids, held_out_ids = tokens(train), tokens(held_out)

@@ -43,10 +43,6 @@ def create_checkpoint_manager(
     """Manager for `directory`: async saves every `save_every` steps; the newest `keep` are kept,
     and every step divisible by `keep_period` (if > 0) too. Orbax writes each checkpoint into a
     temporary directory and renames it when complete, and deletes old ones only after that."""
-    if save_every <= 0 or keep <= 0:
-        raise UserError(
-            f"checkpoint_every={save_every} and keep_checkpoints={keep} must be positive"
-        )
     options = ocp.CheckpointManagerOptions(
         save_interval_steps=save_every,
         max_to_keep=keep,

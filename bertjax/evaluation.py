@@ -4,8 +4,8 @@ The evaluation set is the first `eval_examples` examples (whole batches) of the 
 `pipeline.make_dataset` makes from the held-out instances with `eval_seed`: every example is a
 pure function of (eval_seed, index), so the same positions are masked, with the same
 replacements, every time. Numbers therefore compare across checkpoints, runs and meshes. The
-held-out instances come from `config.eval_corpus`, or from the documents of `config.corpus`
-held out by `config.eval_holdout_fraction` (which training then never sees).
+held-out instances come from `eval_corpus`, or from the documents of `corpus` held out by
+`eval_holdout_fraction` (which training then never sees).
 
 During training `eval_every` runs it periodically; `bertjax evaluate --workdir=DIR` runs it on a
 workdir's checkpoints (one, or all of them for a curve).
@@ -19,6 +19,7 @@ frequencies and little context (the "frequency plateau"), and training warns abo
 
 import dataclasses
 import json
+import math
 from collections.abc import Callable, Sequence
 
 import jax
@@ -29,9 +30,11 @@ from etils import epath
 from jax.sharding import NamedSharding, PartitionSpec
 
 from bertjax import checkpointing, losses, sharding
+from bertjax.config import RunSpec, defaults, from_config
+from bertjax.data import masking as masking_module
 from bertjax.data import pipeline
+from bertjax.data.sources.in_memory import InMemoryInstances
 from bertjax.errors import UserError
-from bertjax.models.bert import BertConfig
 from bertjax.train_state import StateSetup, state_setup
 
 EvalStep = Callable[[dict, dict], tuple[dict, jax.Array]]
@@ -39,6 +42,10 @@ TOKEN_COUNTS_FILE = "token_counts.npy"
 # Held-out MLM loss less than this far below the unigram loss, past warm-up, is reported as the
 # frequency plateau. Measured: runs stuck on it gain 0.6-0.9 nats (docs/results.md).
 PLATEAU_MARGIN_NATS = 1.0
+# Held-out masks are BERT's whatever the run trains with (rate, cap, 80/10/10), so numbers
+# compare across recipes: 15% of the tokens, capped at 20 per 128 (BERT's 20 / 80 at 128 / 512).
+EVAL_MASKED_LM_PROB = 0.15
+EVAL_PREDICTIONS_PER_TOKEN = 20 / 128
 _COUNT_SAMPLE_BATCHES = 64  # streamed or prepared data: batches counted for the unigram model
 
 
@@ -50,10 +57,6 @@ class EvalSet:
     batches: list[dict[str, np.ndarray]]
     num_examples: int  # over all processes
     baseline: dict[str, float] | None = None
-
-
-def has_eval_data(config: ml_collections.ConfigDict) -> bool:
-    return bool(config.get("eval_corpus", "")) or config.get("eval_holdout_fraction", 0.0) > 0
 
 
 def token_counts(instances: dict[str, np.ndarray], vocab_size: int, special_ids) -> np.ndarray:
@@ -82,8 +85,8 @@ def training_token_counts(data: pipeline.PretrainingData, dataset) -> np.ndarray
     """Token counts of the training data: exact for in-memory instances, else sampled from the
     first batches of `dataset` (an iterable of numpy batches)."""
     tokenizer = data.tokenizer
-    if isinstance(data.instances, dict):
-        return token_counts(data.instances, tokenizer.vocab_size, tokenizer.special_ids)
+    if isinstance(data.source, InMemoryInstances):
+        return token_counts(data.source.arrays, tokenizer.vocab_size, tokenizer.special_ids)
     sample = (batch for _, batch in zip(range(_COUNT_SAMPLE_BATCHES), dataset, strict=False))
     return sampled_token_counts(sample, tokenizer.vocab_size, tokenizer.special_ids)
 
@@ -101,41 +104,53 @@ def unigram_baseline(batches: list[dict[str, np.ndarray]], counts: np.ndarray) -
 
 
 def build_eval_set(
-    config: ml_collections.ConfigDict,
+    spec: RunSpec,
     data: pipeline.PretrainingData | None = None,
     counts: np.ndarray | None = None,
 ) -> EvalSet:
     """Reads the held-out corpus and materialises the fixed batches (see the module docstring).
 
-    `data`: held-out PretrainingData already built (`build_pretraining_data(config, "eval")`).
+    `data`: held-out PretrainingData already built (`build_pretraining_data(spec.data, "eval")`).
     `counts`: training token counts (`training_token_counts`) for the unigram baseline.
     """
-    if not has_eval_data(config):
+    if not spec.data.has_eval_data:
         raise UserError(
             "no held-out data: set --config.eval_corpus=FILES or --config.eval_holdout_fraction"
             "=0.01 (documents of the corpus kept out of training)"
         )
-    data = data or pipeline.build_pretraining_data(config, split="eval")
-    instances = data.instances
-    available = len(instances["input_ids"])
-    batch_size = config.eval_batch_size
-    num_batches = min(config.eval_examples, available) // batch_size
+    data = data or pipeline.build_pretraining_data(spec.data, split="eval")
+    available = len(data.source)
+    batch_size = spec.loop.eval_batch_size
+    num_batches = min(spec.loop.eval_examples, available) // batch_size
     if num_batches == 0:
         raise UserError(
             f"the held-out data has {available} instances, fewer than one evaluation batch of "
             f"{batch_size}; lower --config.eval_batch_size or hold out more documents"
         )
+    masking = dataclasses.replace(
+        spec.masking,
+        masked_lm_prob=EVAL_MASKED_LM_PROB,
+        max_predictions_per_seq=eval_max_predictions(spec.data.max_seq_length),
+        mask_token_prob=masking_module.MASK_PROB,
+        random_token_prob=masking_module.RANDOM_PROB,
+    )
     dataset = pipeline.make_dataset(
-        instances,
+        data.source,
+        masking,
+        data.tokenizer,
         global_batch_size=batch_size,
-        seed=config.eval_seed,
+        seed=spec.loop.eval_seed,
         process_index=jax.process_index(),
         process_count=jax.process_count(),
-        **pipeline.masking_kwargs(data.tokenizer, config),
     )
     batches = list(dataset.take(num_batches).as_numpy_iterator())
     baseline = None if counts is None else unigram_baseline(batches, counts)
     return EvalSet(batches=batches, num_examples=num_batches * batch_size, baseline=baseline)
+
+
+def eval_max_predictions(max_seq_length: int) -> int:
+    """The held-out cap on masked positions per row: 20 per 128 tokens, rounded up."""
+    return math.ceil(EVAL_PREDICTIONS_PER_TOKEN * max_seq_length)
 
 
 def compile_eval_step(setup: StateSetup) -> EvalStep:
@@ -197,9 +212,7 @@ def workdir_config(workdir: str | epath.Path) -> ml_collections.ConfigDict:
     if not path.exists():
         raise UserError(f"{workdir} has no config.json; pass a bertjax training workdir")
     config = ml_collections.ConfigDict(json.loads(path.read_text()))
-    from configs import base  # fields added after the run was made get their defaults
-
-    merged = base.get_config()
+    merged = defaults()  # fields added after the run was made get their defaults
     merged.update(config)
     merged.vocab_dir = str(workdir)
     return merged
@@ -222,15 +235,15 @@ def run_evaluate(
     config = workdir_config(workdir)
     if data:
         config.eval_corpus = data
+    spec = from_config(config)
     chosen = _chosen_steps(workdir, steps, all_steps)
     _, metadata = checkpointing.open_workdir(workdir, chosen[0])
-    vocab_size = metadata["model"]["vocab_size"]
+    model = dataclasses.replace(spec.model, vocab_size=metadata["model"]["vocab_size"])
     mesh = sharding.create_mesh({"data": -1, "fsdp": 1, "tensor": 1})
-    model_config = BertConfig.from_config(config, vocab_size)
-    setup = state_setup(model_config, optax.identity(), mesh, config.logical_axis_rules)
+    setup = state_setup(model, optax.identity(), mesh, spec.mesh.logical_axis_rules)
     counts_path = epath.Path(workdir) / TOKEN_COUNTS_FILE
     counts = np.load(counts_path) if counts_path.exists() else None
-    eval_set = build_eval_set(config, counts=counts)
+    eval_set = build_eval_set(spec, counts=counts)
     eval_step = compile_eval_step(setup)
     records = []
     for step in chosen:

@@ -1,33 +1,66 @@
-"""Optax optimizer from config: linear warmup then linear decay to zero, AdamW (or LAMB) with
-decoupled weight decay that skips LayerNorm parameters and biases, global-norm clipping."""
+"""Optax optimizer from an `OptimizerSpec`: linear warmup then linear decay to zero, AdamW (or
+LAMB) with decoupled weight decay that skips LayerNorm parameters and biases, global-norm
+clipping."""
 
+import dataclasses
 from typing import Any
 
 import jax
-import ml_collections
 import optax
 
-from bertjax.errors import UserError
+from bertjax.specs import ConfigSpec, require
 
+OPTIMIZERS = ("adamw", "lamb")
 # Only matrices (dense kernels) and embedding tables are decayed, as in BERT's optimization.py,
 # which excludes "LayerNorm" and "bias" variables.
 DECAYED_LEAF_NAMES = ("kernel", "embedding")
 
 
-def learning_rate_schedule(config: ml_collections.ConfigDict) -> optax.Schedule:
-    """0 -> learning_rate over warmup_steps, then linearly to 0 at num_train_steps."""
-    warmup = int(config.warmup_steps)
-    total = int(config.num_train_steps)
-    peak = float(config.learning_rate)
-    if total <= 0:
-        raise UserError(f"num_train_steps={total} must be positive; set --config.num_train_steps")
-    if not 0 <= warmup <= total:
-        raise UserError(
-            f"warmup_steps={warmup} must be in [0, num_train_steps={total}]; "
-            "lower --config.warmup_steps"
+@dataclasses.dataclass(frozen=True)
+class OptimizerSpec(ConfigSpec):
+    """The update rule and its schedule (config fields of the same names)."""
+
+    num_train_steps: int = 900_000
+    warmup_steps: int = 10_000
+    optimizer: str = "adamw"  # "adamw" (BERT) or "lamb" (large-batch recipe of You et al. 2019)
+    learning_rate: float = 1e-4  # peak, reached at the end of warmup, then linear decay to zero
+    weight_decay: float = 0.01  # AdamW decoupled decay, not applied to LayerNorm or biases
+    adam_b1: float = 0.9
+    adam_b2: float = 0.999
+    adam_eps: float = 1e-6
+    max_grad_norm: float = 1.0  # global-norm clipping; 0 disables
+
+    def __post_init__(self):
+        total, warmup = self.num_train_steps, self.warmup_steps
+        require(
+            total > 0, f"num_train_steps={total} must be positive; set --config.num_train_steps"
         )
-    if peak <= 0:
-        raise UserError(f"learning_rate={peak} must be positive; set --config.learning_rate")
+        require(
+            0 <= warmup <= total,
+            f"warmup_steps={warmup} must be in [0, num_train_steps={total}]; "
+            "lower --config.warmup_steps",
+        )
+        require(
+            self.learning_rate > 0,
+            f"learning_rate={self.learning_rate} must be positive; set --config.learning_rate",
+        )
+        require(self.weight_decay >= 0, f"weight_decay={self.weight_decay} must be >= 0")
+        require(
+            self.max_grad_norm >= 0, f"max_grad_norm={self.max_grad_norm} must be >= 0 (0 disables)"
+        )
+        require(
+            self.optimizer in OPTIMIZERS,
+            f"optimizer={self.optimizer!r} is unknown; use one of {OPTIMIZERS}",
+        )
+        for name in ("adam_b1", "adam_b2"):
+            value = getattr(self, name)
+            require(0 <= value < 1, f"{name}={value} must be in [0, 1); BERT uses 0.9 and 0.999")
+        require(self.adam_eps > 0, f"adam_eps={self.adam_eps} must be positive; BERT uses 1e-6")
+
+
+def learning_rate_schedule(spec: OptimizerSpec) -> optax.Schedule:
+    """0 -> learning_rate over warmup_steps, then linearly to 0 at num_train_steps."""
+    warmup, total, peak = spec.warmup_steps, spec.num_train_steps, float(spec.learning_rate)
     warmup_fn = optax.linear_schedule(0.0, peak, max(warmup, 1))
     decay_fn = optax.linear_schedule(peak, 0.0, max(total - warmup, 1))
     return optax.join_schedules([warmup_fn, decay_fn], boundaries=[warmup])
@@ -43,26 +76,19 @@ def weight_decay_mask(params: Any) -> Any:
     return jax.tree_util.tree_map_with_path(is_decayed, params)
 
 
-OPTIMIZERS = ("adamw", "lamb")
-
-
-def create_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransformation:
+def create_optimizer(spec: OptimizerSpec) -> optax.GradientTransformation:
     """AdamW (BERT's recipe) or LAMB (You et al. 2019, for batches of 32k-64k sequences: Adam
     moments with a per-layer trust ratio ||w|| / ||update||), with the same schedule, weight-decay
     mask and global-norm clipping."""
-    if config.weight_decay < 0 or config.max_grad_norm < 0:
-        raise UserError("weight_decay and max_grad_norm must be >= 0; fix the config")
-    if config.optimizer not in OPTIMIZERS:
-        raise UserError(f"optimizer={config.optimizer!r} is unknown; use one of {OPTIMIZERS}")
-    make = optax.adamw if config.optimizer == "adamw" else optax.lamb
+    make = optax.adamw if spec.optimizer == "adamw" else optax.lamb
     optimizer = make(
-        learning_rate_schedule(config),
-        b1=config.adam_b1,
-        b2=config.adam_b2,
-        eps=config.adam_eps,
-        weight_decay=config.weight_decay,
+        learning_rate_schedule(spec),
+        b1=spec.adam_b1,
+        b2=spec.adam_b2,
+        eps=spec.adam_eps,
+        weight_decay=spec.weight_decay,
         mask=weight_decay_mask,
     )
-    if config.max_grad_norm > 0:
-        return optax.chain(optax.clip_by_global_norm(config.max_grad_norm), optimizer)
+    if spec.max_grad_norm > 0:
+        return optax.chain(optax.clip_by_global_norm(spec.max_grad_norm), optimizer)
     return optimizer

@@ -1,10 +1,12 @@
 """Device mesh from config, logical-axis rules, and global batch arrays built from per-process data.
 
 Parameters and activations name their axes ('batch', 'embed', 'mlp', 'heads', 'vocab', ...);
-`config.logical_axis_rules` alone decides which mesh axis ('data', 'fsdp', 'tensor') each name is
-split over, so moving between data parallel, FSDP and tensor parallel is a config edit.
+`MeshSpec.logical_axis_rules` (`--config.logical_axis_rules`) alone decides which mesh axis ('data',
+'fsdp', 'tensor') each name is split over, so moving between data parallel, FSDP and tensor parallel
+is a config edit.
 """
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -15,14 +17,72 @@ from jax.experimental import mesh_utils
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 
 from bertjax.errors import UserError
+from bertjax.specs import ConfigSpec, require
 
 MESH_AXES = ("data", "fsdp", "tensor")
 BATCH_SPEC = PartitionSpec(("data", "fsdp"))
+# Logical axis name -> mesh axes. Parameters and activations name their axes; only this table
+# decides how they are split.
+DEFAULT_LOGICAL_AXIS_RULES = (
+    ("batch", ("data", "fsdp")),
+    ("length", None),
+    ("embed", "fsdp"),
+    ("mlp", "tensor"),
+    ("heads", "tensor"),
+    ("kv", None),
+    ("vocab", "tensor"),
+    ("norm", None),
+    ("type_vocab", None),
+    ("position", None),
+    ("classes", None),
+    ("layers", None),  # the stacked-layer axis of scan_layers
+)
 
 
-def mesh_axis_sizes(mesh_shape: Mapping[str, int], num_devices: int) -> tuple[int, ...]:
-    """Resolves the config's {'data': -1, 'fsdp': 1, 'tensor': 1} into sizes whose product is
-    `num_devices`; at most one axis may be -1 (it takes the devices the others leave)."""
+@dataclasses.dataclass(frozen=True)
+class MeshSpec(ConfigSpec):
+    """How the devices are laid out and how logical axes map onto them (config fields)."""
+
+    # Mesh axis sizes; -1 takes the devices the other axes leave. Product must equal device count.
+    mesh_shape: Mapping[str, int] = dataclasses.field(
+        default_factory=lambda: {"data": -1, "fsdp": 1, "tensor": 1}
+    )
+    # Multi-slice TPU (or multi-process CPU): slices along each axis, joined by the data-center
+    # network; mesh_shape is then the shape inside one slice. Usually only "data" is > 1.
+    dcn_mesh_shape: Mapping[str, int] = dataclasses.field(
+        default_factory=lambda: {"data": 1, "fsdp": 1, "tensor": 1}
+    )
+    logical_axis_rules: Sequence = DEFAULT_LOGICAL_AXIS_RULES
+
+    def __post_init__(self):
+        object.__setattr__(self, "mesh_shape", dict(self.mesh_shape))
+        object.__setattr__(self, "dcn_mesh_shape", dict(self.dcn_mesh_shape or {}))
+        rules = tuple(
+            (name, tuple(axes) if isinstance(axes, list | tuple) else axes)
+            for name, axes in self.logical_axis_rules
+        )
+        object.__setattr__(self, "logical_axis_rules", rules)
+        _check_mesh_shape(self.mesh_shape)
+        dcn_axis_sizes(self.dcn_mesh_shape)
+        for name, axes in rules:
+            named = axes if isinstance(axes, tuple) else (axes,)
+            require(
+                all(axis is None or axis in MESH_AXES for axis in named),
+                f"logical_axis_rules maps {name!r} to {axes!r}; use mesh axes of {MESH_AXES} "
+                "or None",
+            )
+
+    def axis_sizes(self, num_devices: int) -> dict[str, int]:
+        """Whole-mesh size of each axis over `num_devices`; UserError when they do not fit."""
+        sizes = total_axis_sizes(self.mesh_shape, self.dcn_mesh_shape, num_devices)
+        return dict(zip(MESH_AXES, sizes, strict=True))
+
+    def create_mesh(self, devices: Sequence[jax.Device] | None = None) -> Mesh:
+        return create_mesh(self.mesh_shape, devices, self.dcn_mesh_shape)
+
+
+def _check_mesh_shape(mesh_shape: Mapping[str, int]) -> None:
+    """The checks of a mesh shape that need no device count."""
     unknown = set(mesh_shape) - set(MESH_AXES)
     if unknown:
         raise UserError(f"mesh_shape has unknown axes {sorted(unknown)}; use only {MESH_AXES}")
@@ -31,6 +91,13 @@ def mesh_axis_sizes(mesh_shape: Mapping[str, int], num_devices: int) -> tuple[in
         raise UserError(f"mesh_shape {dict(mesh_shape)} has more than one -1; set all but one axis")
     if any(size == 0 or size < -1 for size in sizes):
         raise UserError(f"mesh_shape {dict(mesh_shape)} has a size < 1; use positive sizes or -1")
+
+
+def mesh_axis_sizes(mesh_shape: Mapping[str, int], num_devices: int) -> tuple[int, ...]:
+    """Resolves the config's {'data': -1, 'fsdp': 1, 'tensor': 1} into sizes whose product is
+    `num_devices`; at most one axis may be -1 (it takes the devices the others leave)."""
+    _check_mesh_shape(mesh_shape)
+    sizes = [int(mesh_shape.get(axis, 1)) for axis in MESH_AXES]
     known = int(np.prod([s for s in sizes if s != -1]))
     if -1 in sizes:
         if num_devices % known:

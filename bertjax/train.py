@@ -18,9 +18,10 @@ from jax.experimental import multihost_utils
 from jax.sharding import NamedSharding, PartitionSpec
 
 from bertjax import checkpointing, evaluation, losses, metrics, optim, preemption, sharding
-from bertjax.config_validation import validate_config
-from bertjax.data import pipeline, text_stream
-from bertjax.data.tokenizer import build_or_load_vocab
+from bertjax.config import LoopSpec, RunSpec, validate
+from bertjax.data import pipeline
+from bertjax.data.sources.in_memory import InMemoryInstances
+from bertjax.data.vocab import build_or_load_vocab
 from bertjax.errors import UserError
 from bertjax.models.bert import BertConfig
 from bertjax.progress import Progress
@@ -163,11 +164,10 @@ class RunSummary:
         return lines
 
 
-def model_fields(config: ml_collections.ConfigDict, vocab_size: int) -> dict:
+def model_fields(model: BertConfig) -> dict:
     """The architecture this run trains; saved with checkpoints and compared on resume."""
-    fields = {f: config.get(f) for f in checkpointing.ARCHITECTURE_FIELDS}
-    fields["vocab_size"] = vocab_size
-    fields["scan_layers"] = bool(config.get("scan_layers", False))  # parameter layout
+    fields = {f: getattr(model, f) for f in checkpointing.ARCHITECTURE_FIELDS}
+    fields["scan_layers"] = bool(model.scan_layers)  # parameter layout
     return fields
 
 
@@ -189,42 +189,39 @@ def train_and_evaluate(
     """
     wall_start = time.perf_counter()
     workdir = epath.Path(workdir)  # local path or gs://bucket/...
-    validate_config(config, workdir)
-    if jax.process_count() > 1 and not config.get("prepared_dir"):
+    spec = validate(config, workdir)  # the config's only reading: typed specs from here on
+    if jax.process_count() > 1 and not spec.data.prepared_dir:
         # One process trains (or finds) the cached vocabulary; the others then read it.
         if jax.process_index() == 0:
-            build_or_load_vocab(config)
+            build_or_load_vocab(spec.data)
         multihost_utils.sync_global_devices("vocabulary ready")
-    data = pipeline.build_pretraining_data(config)
-    if isinstance(data.instances, text_stream.TextStream):
-        # Chunk counts beside the checkpoints: a resume skips to its chunk instead of replaying.
-        data.instances.index_dir = str(workdir / "text_stream_index")
+    # Chunk counts beside the checkpoints: a text stream's resume skips to its chunk.
+    data = pipeline.build_pretraining_data(spec.data, index_dir=str(workdir / "text_stream_index"))
     if jax.process_count() > 1:
         check_same_vocabulary(data.vocab_path)
-    vocab_size = data.tokenizer.vocab_size
-    model_config = BertConfig.from_config(config, vocab_size)
-    mesh = sharding.create_mesh(config.mesh_shape, dcn_mesh_shape=config.get("dcn_mesh_shape"))
-    tx = optim.create_optimizer(config)
-    schedule = optim.learning_rate_schedule(config)
-    rules = config.logical_axis_rules
+    model = dataclasses.replace(spec.model, vocab_size=data.tokenizer.vocab_size)
+    mesh = spec.mesh.create_mesh()
+    tx = optim.create_optimizer(spec.optimizer)
+    schedule = optim.learning_rate_schedule(spec.optimizer)
+    rules = spec.mesh.logical_axis_rules
     prepare_workdir(workdir, config, data.vocab_path)
 
-    fields = model_fields(config, vocab_size)
+    fields = model_fields(model)
+    loop = spec.loop
     manager = checkpointing.create_checkpoint_manager(
         workdir / "checkpoints",
-        save_every=config.checkpoint_every,
-        keep=config.keep_checkpoints,
-        keep_period=config.keep_checkpoint_period,
+        save_every=loop.checkpoint_every,
+        keep=loop.keep_checkpoints,
+        keep_period=loop.keep_checkpoint_period,
     )
-    setup = state_setup(model_config, tx, mesh, rules)
+    setup = state_setup(model, tx, mesh, rules)
 
     def init_state() -> TrainState:
         # --config.init_from: parameters of an imported model or another run; fresh optimizer.
-        init_from = config.get("init_from")
-        params = init_from and checkpointing.load_init_params(
-            init_from, setup.abstract_state.params, fields
+        params = loop.init_from and checkpointing.load_init_params(
+            loop.init_from, setup.abstract_state.params, fields
         )
-        state = create_train_state(model_config, tx, mesh, rules, config.seed)[0]
+        state = create_train_state(model, tx, mesh, rules, loop.seed)[0]
         return state.replace(params=params) if params else state
 
     state, restored_step = checkpointing.restore_or_init(
@@ -244,7 +241,7 @@ def train_and_evaluate(
         metrics_file=str(writer.jsonl_path),
         wall_seconds=0.0,
     )
-    if start_step >= config.num_train_steps:
+    if start_step >= loop.num_train_steps:
         logging.info("Checkpoint at step %d: training already finished.", start_step)
         summary.final_metrics = last_logged_metrics(writer.jsonl_path)
         summary.wall_seconds = time.perf_counter() - wall_start
@@ -254,23 +251,16 @@ def train_and_evaluate(
     if jax.process_index() == 0:
         drop_metrics_after(writer.jsonl_path, start_step)
 
-    dataset = pipeline.make_dataset(
-        data.instances,
-        global_batch_size=config.batch_size,
-        seed=config.seed,
-        start_step=start_step,
-        process_index=jax.process_index(),
-        process_count=jax.process_count(),
-        **pipeline.masking_kwargs(data.tokenizer, config),
-    )
-    p_train_step = compile_train_step(setup, tx, schedule, mesh, config.grad_accum_steps)
+    dataset = _training_dataset(spec, data, start_step)
+    p_train_step = compile_train_step(setup, tx, schedule, mesh, loop.grad_accum_steps)
     metadata = checkpointing.metadata_for(config, fields)
-    counts = _training_token_counts(config, data, workdir)
-    evaluator = _periodic_evaluator(config, setup, counts)
+    counts = _training_token_counts(spec, data, workdir)
+    evaluator = _periodic_evaluator(spec, setup, counts)
+    throughput = _Throughput(spec, model.vocab_size, mesh)
     try:
         summary.final_metrics, summary.steps = train_loop(
-            config, state, dataset, p_train_step, mesh, manager, writer, metadata, start_step,
-            evaluator,
+            loop, state, dataset, p_train_step, mesh, manager, writer, metadata, start_step,
+            throughput, evaluator, warmup_steps=spec.optimizer.warmup_steps,
         )  # fmt: skip
     finally:
         manager.wait_until_finished()
@@ -280,26 +270,31 @@ def train_and_evaluate(
     return summary
 
 
-def _training_token_counts(config, data: pipeline.PretrainingData, workdir: epath.Path):
+def _training_dataset(spec: RunSpec, data: pipeline.PretrainingData, start_step: int = 0):
+    """This process's training batches from `start_step` on."""
+    return pipeline.make_dataset(
+        data.source,
+        spec.masking,
+        data.tokenizer,
+        global_batch_size=spec.loop.batch_size,
+        seed=spec.data.seed,
+        start_step=start_step,
+        process_index=jax.process_index(),
+        process_count=jax.process_count(),
+    )
+
+
+def _training_token_counts(spec: RunSpec, data: pipeline.PretrainingData, workdir: epath.Path):
     """The training data's token counts (the unigram baseline of evaluation), saved once in
     the workdir for `bertjax evaluate`; None when they would cost a pass over streamed data that
     no evaluation needs."""
     path = workdir / evaluation.TOKEN_COUNTS_FILE
     if path.exists():
         return np.load(path)
-    in_memory = isinstance(data.instances, dict)
-    if not in_memory and not evaluation.has_eval_data(config):
+    in_memory = isinstance(data.source, InMemoryInstances)
+    if not in_memory and not spec.data.has_eval_data:
         return None
-    sample = None
-    if not in_memory:
-        sample = pipeline.make_dataset(
-            data.instances,
-            global_batch_size=config.batch_size,
-            seed=config.seed,
-            process_index=jax.process_index(),
-            process_count=jax.process_count(),
-            **pipeline.masking_kwargs(data.tokenizer, config),
-        ).as_numpy_iterator()
+    sample = None if in_memory else _training_dataset(spec, data).as_numpy_iterator()
     counts = evaluation.training_token_counts(data, sample)
     if jax.process_index() == 0:
         with path.open("wb") as f:
@@ -307,19 +302,19 @@ def _training_token_counts(config, data: pipeline.PretrainingData, workdir: epat
     return counts
 
 
-def _periodic_evaluator(config, setup: StateSetup, counts: np.ndarray | None):
+def _periodic_evaluator(spec: RunSpec, setup: StateSetup, counts: np.ndarray | None):
     """params -> held-out metrics (`evaluation`), or None when eval_every is 0."""
-    if not config.get("eval_every", 0):
+    if not spec.loop.eval_every:
         return None
-    eval_set = evaluation.build_eval_set(config, counts=counts)
+    eval_set = evaluation.build_eval_set(spec, counts=counts)
     eval_step = evaluation.compile_eval_step(setup)
     logging.info("Evaluating every %d steps on %d held-out examples with fixed masks",
-                 config.eval_every, eval_set.num_examples)  # fmt: skip
+                 spec.loop.eval_every, eval_set.num_examples)  # fmt: skip
     return lambda params: evaluation.evaluate(params, eval_set, eval_step, setup.mesh)
 
 
 def train_loop(
-    config,
+    loop: LoopSpec,
     state,
     dataset,
     p_train_step,
@@ -328,7 +323,10 @@ def train_loop(
     writer,
     metadata,
     start_step,
+    throughput,
     evaluator=None,
+    *,
+    warmup_steps: int = 0,
 ) -> tuple[dict[str, float], int]:
     """Runs steps start_step..num_train_steps; logs every log_every steps; checkpoints;
     evaluates on held-out data every eval_every steps and at the end (`evaluator`).
@@ -337,11 +335,10 @@ def train_loop(
     checkpoint of the step in flight; too many consecutive non-finite steps raise (policy
     "stop") after a checkpoint of the last good state.
     """
-    dropout_key = jax.random.key(config.seed + 1)
-    throughput = _Throughput(config, metadata["model"]["vocab_size"], mesh)
-    total = int(config.num_train_steps)
+    dropout_key = jax.random.key(loop.seed + 1)
+    total = int(loop.num_train_steps)
     # A bar on a terminal, a line per logged interval in log files (bertjax/progress.py).
-    show = config.progress_bar and jax.process_index() == 0
+    show = loop.progress_bar and jax.process_index() == 0
     progress = Progress(total, initial=start_step, enabled=show)
     accumulated, last_metrics, interval_steps = None, {}, 0
     interval_start = time.perf_counter()
@@ -357,7 +354,7 @@ def train_loop(
             accumulated = step_metrics if accumulated is None else _add(accumulated, step_metrics)
             interval_steps += 1
             progress.update(1)
-            if done % config.log_every == 0 or done in (start_step + 1, total):
+            if done % loop.log_every == 0 or done in (start_step + 1, total):
                 host = jax.device_get(accumulated)
                 elapsed = time.perf_counter() - interval_start
                 last_metrics = throughput.interval_metrics(host, interval_steps, elapsed)
@@ -369,13 +366,13 @@ def train_loop(
                     "tok/s": f"{last_metrics['tokens_per_second']:.0f}",
                 })  # fmt: skip
                 accumulated, interval_steps, interval_start = None, 0, time.perf_counter()
-            if evaluator and (done % config.eval_every == 0 or done == total):
+            if evaluator and (done % loop.eval_every == 0 or done == total):
                 eval_start = time.perf_counter()
                 held_out = evaluator(state.params)
                 writer.write(done, {f"eval_{name}": value for name, value in held_out.items()})
                 logging.info("Step %d held-out: %s", done,
                              ", ".join(f"{k} {v:.4f}" for k, v in held_out.items()))  # fmt: skip
-                warning = evaluation.plateau_warning(done, held_out, config.warmup_steps)
+                warning = evaluation.plateau_warning(done, held_out, warmup_steps)
                 if warning:
                     logging.warning("%s", warning)
                 interval_start += time.perf_counter() - eval_start  # not in tokens/s
@@ -383,7 +380,7 @@ def train_loop(
             # step's own count is read before the final save.
             check = (done, consecutive) if done == total else lagged
             if check is not None:
-                _apply_nonfinite_policy(config, check, done, manager, state, metadata)
+                _apply_nonfinite_policy(loop, check, done, manager, state, metadata)
             lagged = (done, consecutive)
             if watcher.should_stop(done):
                 checkpointing.save(manager, done, state, metadata, force=True)
@@ -397,12 +394,12 @@ def train_loop(
     return last_metrics, done
 
 
-def _apply_nonfinite_policy(config, check, done, manager, state, metadata) -> None:
+def _apply_nonfinite_policy(loop: LoopSpec, check, done, manager, state, metadata) -> None:
     """Policy "stop": once `max_consecutive_nonfinite` steps in a row were skipped, checkpoint the
     current state at `done` (skipped steps never changed the parameters, so they are the last
     good ones) and raise. `check` = (step, consecutive non-finite count at that step)."""
     step, consecutive = check[0], int(check[1])
-    if config.nonfinite_policy != "stop" or consecutive < config.max_consecutive_nonfinite:
+    if loop.nonfinite_policy != "stop" or consecutive < loop.max_consecutive_nonfinite:
         return
     checkpointing.save(manager, done, state, metadata, force=True)
     raise FloatingPointError(
@@ -415,15 +412,16 @@ def _apply_nonfinite_policy(config, check, done, manager, state, metadata) -> No
 class _Throughput:
     """Turns interval sums into logged means, tokens/s and MFU."""
 
-    def __init__(self, config, vocab_size: int, mesh):
-        self.tokens_per_step = config.batch_size * config.max_seq_length
+    def __init__(self, spec: RunSpec, vocab_size: int, mesh):
+        length = spec.data.max_seq_length
+        self.tokens_per_step = spec.loop.batch_size * length
         self.flops_per_step = self.tokens_per_step * metrics.flops_per_token(
-            num_layers=config.num_hidden_layers,
-            hidden_size=config.hidden_size,
-            intermediate_size=config.intermediate_size,
-            seq_len=config.max_seq_length,
+            num_layers=spec.model.num_hidden_layers,
+            hidden_size=spec.model.hidden_size,
+            intermediate_size=spec.model.intermediate_size,
+            seq_len=length,
             vocab_size=vocab_size,
-            predictions_fraction=config.max_predictions_per_seq / config.max_seq_length,
+            predictions_fraction=spec.masking.max_predictions_per_seq / length,
         )
         self.peak, source = metrics.peak_flops(list(mesh.devices.flat))
         logging.info("MFU peak: %.3g FLOP/s (%s)", self.peak, source)

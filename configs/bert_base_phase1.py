@@ -16,14 +16,14 @@ small for this schedule.
 
 import ml_collections
 
-from configs import base
+from bertjax.config import defaults, set_model_size
 
 # Not a bucket (bucket names are lower case), so a forgotten override fails at once.
 CORPUS_PLACEHOLDER = "gs://YOUR_BUCKET/corpus/*.jsonl.gz"
 
 
 def get_config() -> ml_collections.ConfigDict:
-    config = base.set_model_size(base.get_config(), "base")
+    config = set_model_size(defaults(), "base")
     config.corpus = CORPUS_PLACEHOLDER
     config.vocab_size = 30522  # the size of the published uncased BERT vocabulary
     config.max_seq_length = 128

@@ -15,16 +15,18 @@ for its second phase). To continue the paper's single schedule instead, add
 --config.learning_rate=1e-5 --config.warmup_steps=1000.
 """
 
+from pathlib import Path
+
 import ml_collections
 
-from configs import bert_base_phase1
+from bertjax.config import load_config
 
 # Not a bucket (bucket names are lower case), so a forgotten override fails at once.
 INIT_FROM_PLACEHOLDER = "gs://YOUR_BUCKET/runs/PHASE_1_WORKDIR"
 
 
 def get_config() -> ml_collections.ConfigDict:
-    config = bert_base_phase1.get_config()
+    config = load_config(Path(__file__).with_name("bert_base_phase1.py"))
     config.init_from = INIT_FROM_PLACEHOLDER  # phase-1 workdir; override on the command line
     config.max_seq_length = 512
     config.max_predictions_per_seq = 80

@@ -21,10 +21,12 @@ so take them from the paper before running it. The fields it changes:
   config.warmup_steps = ...   # from the paper
 """
 
+from pathlib import Path
+
 import ml_collections
 
-from configs import base, bert_base_phase1
+from bertjax.config import load_config, set_model_size
 
 
 def get_config() -> ml_collections.ConfigDict:
-    return base.set_model_size(bert_base_phase1.get_config(), "large")
+    return set_model_size(load_config(Path(__file__).with_name("bert_base_phase1.py")), "large")

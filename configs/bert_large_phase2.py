@@ -15,10 +15,12 @@ with "re-warm-up"; learning rate and warmup from the paper (not verified here):
   config.num_train_steps = 1_563
 """
 
+from pathlib import Path
+
 import ml_collections
 
-from configs import base, bert_base_phase2
+from bertjax.config import load_config, set_model_size
 
 
 def get_config() -> ml_collections.ConfigDict:
-    return base.set_model_size(bert_base_phase2.get_config(), "large")
+    return set_model_size(load_config(Path(__file__).with_name("bert_base_phase2.py")), "large")

@@ -9,11 +9,11 @@ TensorBoard. Finishes in a few minutes on a 2-core laptop CPU:
 
 import ml_collections
 
-from configs import base
+from bertjax.config import defaults, set_model_size
 
 
 def get_config() -> ml_collections.ConfigDict:
-    config = base.set_model_size(base.get_config(), "tiny")
+    config = set_model_size(defaults(), "tiny")
     config.vocab_size = 8000
     config.max_seq_length = 128
     config.max_predictions_per_seq = 20

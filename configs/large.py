@@ -5,8 +5,8 @@ bertjax train --config=configs/large.py --workdir=/tmp/bert-large --config.corpu
 
 import ml_collections
 
-from configs import base
+from bertjax.config import defaults, set_model_size
 
 
 def get_config() -> ml_collections.ConfigDict:
-    return base.set_model_size(base.get_config(), "large")
+    return set_model_size(defaults(), "large")

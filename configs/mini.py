@@ -5,8 +5,8 @@ bertjax train --config=configs/mini.py --workdir=/tmp/bert-mini --config.corpus=
 
 import ml_collections
 
-from configs import base
+from bertjax.config import defaults, set_model_size
 
 
 def get_config() -> ml_collections.ConfigDict:
-    return base.set_model_size(base.get_config(), "mini")
+    return set_model_size(defaults(), "mini")

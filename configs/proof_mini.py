@@ -14,11 +14,11 @@ costs ~15% of the step on this CPU (measured); fine-tuning adds BERT's 0.1 back
 
 import ml_collections
 
-from configs import base
+from bertjax.config import defaults, set_model_size
 
 
 def get_config() -> ml_collections.ConfigDict:
-    config = base.set_model_size(base.get_config(), "mini")
+    config = set_model_size(defaults(), "mini")
     config.corpus = "../shared/data/pretrain/*.jsonl"
     config.vocab_size = 16000  # a 24 MB corpus cannot fill 30k pieces with useful statistics
     config.dupe_factor = 2

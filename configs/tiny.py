@@ -5,8 +5,8 @@ bertjax train --config=configs/tiny.py --workdir=/tmp/bert-tiny --config.corpus=
 
 import ml_collections
 
-from configs import base
+from bertjax.config import defaults, set_model_size
 
 
 def get_config() -> ml_collections.ConfigDict:
-    return base.set_model_size(base.get_config(), "tiny")
+    return set_model_size(defaults(), "tiny")

@@ -25,13 +25,15 @@ Checkpoints: a step is ~1.05e15 FLOPs (6 x 335M parameters x 524,288 tokens), ~0
 to a Spot preemption; re-running the launcher resumes from the latest checkpoint.
 """
 
+from pathlib import Path
+
 import ml_collections
 
-from configs import bert_large_phase1  # itself derived from configs/base.py
+from bertjax.config import load_config
 
 
 def get_config() -> ml_collections.ConfigDict:
-    config = bert_large_phase1.get_config()
+    config = load_config(Path(__file__).with_name("bert_large_phase1.py"))
     config.dtype = "bfloat16"
     config.mesh_shape = ml_collections.ConfigDict({"data": 1, "fsdp": -1, "tensor": 1})
 

@@ -19,6 +19,7 @@ from bertjax import cli, metrics
 from bertjax.bench import peers as bench_peers
 from bertjax.bench import profiling, workload
 from bertjax.bench import run as bench
+from bertjax.data.corpus import SAMPLE_CORPUS
 from bertjax.errors import UserError
 
 TINY_FLAGS = ["--model=tiny", "--seq_len=32", "--batch_size=4", "--steps=3", "--warmup_steps=1"]
@@ -167,9 +168,9 @@ def test_run_bench_checks_its_arguments():
 
 
 def test_model_sizes_are_the_configs_sizes():
-    from configs import base
+    from bertjax import config as base_config
 
-    assert workload.model_sizes() == tuple(base.MODEL_SIZES)
+    assert workload.model_sizes() == tuple(base_config.MODEL_SIZES)
     assert workload.model_dims("mini") == {
         "num_hidden_layers": 4,
         "hidden_size": 256,
@@ -253,10 +254,8 @@ def test_checkpoint_save_is_timed(tmp_path):
 
 
 def test_input_pipeline_rate_is_measured(tmp_path):
-    from configs import base
-
     rates = bench.measure_input_pipeline(
-        64, 8, seconds=0.5, corpus=base.SAMPLE_CORPUS.replace("*", "inaugural"), vocab_size=2000,
+        64, 8, seconds=0.5, corpus=SAMPLE_CORPUS.replace("*", "inaugural"), vocab_size=2000,
         cache_dir=str(tmp_path),
     )  # fmt: skip
     assert rates["input_sequences_per_second"] > 0

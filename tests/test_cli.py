@@ -10,6 +10,7 @@ import sys
 import pytest
 
 from bertjax import cli, startup
+from bertjax.data.corpus import SAMPLE_CORPUS
 
 # Every flag each command took before the commands had flags of their own.
 OLD_FLAGS = {
@@ -96,12 +97,10 @@ def test_partial_distributed_flags_are_refused():
 def short_run(tmp_path_factory):
     """`bertjax train` for 5 steps (metrics every 2) with stdout and stderr going to pipes, as
     in a SLURM or CI log, on an FSDP x tensor mesh with --print_sharding."""
-    from configs import base
-
     tmp_path = tmp_path_factory.mktemp("short_run")
     result = run_cli(
         "train", "--config=configs/cpu_smoke.py", f"--workdir={tmp_path / 'run'}",
-        "--print_sharding", f"--config.corpus={base.SAMPLE_CORPUS.replace('*', 'inaugural')}",
+        "--print_sharding", f"--config.corpus={SAMPLE_CORPUS.replace('*', 'inaugural')}",
         f"--config.cache_dir={tmp_path / 'cache'}", "--config.vocab_size=2000",
         "--config.num_train_steps=5", "--config.log_every=2", "--config.warmup_steps=0",
         "--config.batch_size=8", "--config.max_seq_length=64", "--config.dupe_factor=1",
@@ -129,9 +128,8 @@ def test_a_log_gets_a_progress_line_per_logged_step_and_no_startup_notices(short
 
 
 def test_vocab_then_prepare_from_the_command_line(tmp_path):
-    from configs import base
 
-    corpus = base.SAMPLE_CORPUS.replace("*", "genesis")
+    corpus = SAMPLE_CORPUS.replace("*", "genesis")
     vocab = run_cli("vocab", f"--input={corpus}", "--size=1000", f"--out={tmp_path / 'vocab'}")
     assert vocab.returncode == 0, vocab.stderr[-2000:]
     assert "Wrote a 1000-token wordpiece vocabulary" in vocab.stdout

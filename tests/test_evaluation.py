@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 
 from bertjax import evaluation, train
-from bertjax.config_validation import validate_config
+from bertjax.config import from_config, validate
 from bertjax.data import corpus
+from bertjax.data.corpus import SAMPLE_CORPUS
 from bertjax.errors import UserError
-from configs import base
 from tests.test_cli import run_cli
 from tests.test_smoke import small_smoke_config
 
@@ -62,7 +62,10 @@ def test_evaluate_matches_training_and_repeats_exactly(run_with_eval):
 
 def test_eval_set_is_fixed_and_never_seen_in_training(run_with_eval):
     config, _, _ = run_with_eval
-    first, second = evaluation.build_eval_set(config), evaluation.build_eval_set(config)
+    first, second = (
+        evaluation.build_eval_set(from_config(config)),
+        evaluation.build_eval_set(from_config(config)),
+    )
     for a, b in zip(first.batches, second.batches, strict=True):
         for name in a:
             np.testing.assert_array_equal(a[name], b[name])
@@ -77,7 +80,7 @@ def test_eval_set_is_fixed_and_never_seen_in_training(run_with_eval):
 
 def test_evaluate_on_other_files_and_bad_requests(run_with_eval, tmp_path):
     _, workdir, _ = run_with_eval
-    other = base.SAMPLE_CORPUS.replace("*", "genesis")
+    other = SAMPLE_CORPUS.replace("*", "genesis")
     records = evaluation.run_evaluate(str(workdir), data=other, steps=[6], out=str(tmp_path / "e"))
     assert [r["step"] for r in records] == [6]
     assert json.loads((tmp_path / "e").read_text())["mlm_loss"] == records[0]["mlm_loss"]
@@ -90,16 +93,16 @@ def test_evaluate_on_other_files_and_bad_requests(run_with_eval, tmp_path):
 def test_eval_every_without_held_out_data_is_refused(tmp_path):
     config = small_smoke_config(tmp_path, eval_every=3)
     with pytest.raises(UserError, match="eval_every=3 needs held-out data"):
-        validate_config(config)
+        validate(config)
     config = small_smoke_config(tmp_path, eval_holdout_fraction=1.5)
     with pytest.raises(UserError, match="eval_holdout_fraction=1.5"):
-        validate_config(config)
+        validate(config)
 
 
 def test_held_out_metrics_carry_the_unigram_baseline_and_distinct_predictions(run_with_eval):
     config, workdir, records = run_with_eval
     counts = np.load(workdir / evaluation.TOKEN_COUNTS_FILE)
-    eval_set = evaluation.build_eval_set(config, counts=counts)
+    eval_set = evaluation.build_eval_set(from_config(config), counts=counts)
     labels = np.concatenate(
         [b["masked_lm_ids"][b["masked_lm_weights"] > 0] for b in eval_set.batches]
     )
@@ -151,3 +154,16 @@ def test_evaluate_command_line(run_with_eval):
     assert lines[-1].startswith("token frequencies alone on the same positions: mlm_loss")
     bad = run_cli("evaluate", f"--workdir={workdir}", "--step=6", "--all_steps")
     assert bad.returncode == 2 and "not both" in bad.stderr
+
+
+def test_held_out_masks_are_berts_whatever_the_training_rate(run_with_eval):
+    config, _, _ = run_with_eval
+    standard = evaluation.build_eval_set(from_config(config))
+    other = config.copy_and_resolve_references()
+    other.masked_lm_prob, other.max_predictions_per_seq = 0.4, 26
+    batches = evaluation.build_eval_set(from_config(other)).batches
+    for a, b in zip(standard.batches, batches, strict=True):
+        for name in a:
+            np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+    assert standard.batches[0]["masked_lm_positions"].shape[1] == 10  # 20 per 128 at length 64
+    assert evaluation.eval_max_predictions(128) == 20 and evaluation.eval_max_predictions(512) == 80

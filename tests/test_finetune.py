@@ -14,7 +14,7 @@ from bertjax.finetune import features, model, tasks, trainer
 from bertjax.finetune.scores import chunk_scores
 from bertjax.finetune.tasks import TaggedExample, TextExample
 from bertjax.models.bert import BertConfig, create_model
-from configs import finetune as finetune_config
+from tests.helpers import load_config
 from tests.test_cli import run_cli
 
 MR = Path(__file__).resolve().parents[2] / "shared" / "data" / "tasks" / "mr"
@@ -44,7 +44,7 @@ def tiny_model_dir(directory: Path, texts, seed: int = 0) -> Path:
 
 
 def config_for(**overrides):
-    config = finetune_config.get_config()
+    config = load_config("finetune")
     config.update(dict(seeds="0", batch_size=16, eval_batch_size=16, max_seq_length=64))
     config.update(overrides)
     return config
@@ -187,7 +187,7 @@ def test_pretrained_encoder_is_loaded_and_random_init_is_not(tmp_path):
 
 
 def test_task_readers_and_their_errors(tmp_path):
-    config = finetune_config.get_config()
+    config = load_config("finetune")
     config.data_dir = str(tmp_path)
     (tmp_path / "rte").mkdir()
     pair = {"text_a": "A man sleeps.", "text_b": "Someone sleeps.", "label": "entailment"}
@@ -216,7 +216,7 @@ def test_task_readers_and_their_errors(tmp_path):
 def test_eval_tags_unseen_in_training_are_scored_not_refused(tmp_path):
     """CoNLL-2000's test set has I-LST, which its training set never has: the eval example keeps
     the tag for scoring (a chunk the model cannot find) and trains nothing on it."""
-    config = finetune_config.get_config()
+    config = load_config("finetune")
     config.data_dir = str(tmp_path)
     (tmp_path / "chunking").mkdir()
     train = {"tokens": ["He", "ran"], "tags": ["B-NP", "O"]}
@@ -235,7 +235,7 @@ def test_eval_tags_unseen_in_training_are_scored_not_refused(tmp_path):
 def test_glue_through_tensorflow_datasets_mock_data():
     import tensorflow_datasets as tfds
 
-    config = finetune_config.get_config()
+    config = load_config("finetune")
     with tfds.testing.mock_data(num_examples=12):
         task = tasks.load_task("glue/mrpc", config)
     assert task.kind == "classification" and task.eval_split == "validation"

@@ -1,6 +1,6 @@
 """Launch scripts (dry runs and fake gcloud/srun on PATH) and the pod configs."""
 
-import importlib
+import ast
 import os
 import re
 import shlex
@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from bertjax import sharding
-from bertjax.config_validation import validate_config
+from bertjax.config import validate
+from tests.helpers import CONFIGS_DIR, load_config
 
 REPO = Path(__file__).resolve().parent.parent
 TPU_SCRIPT = REPO / "launch" / "tpu_pretrain.sh"
@@ -552,14 +553,14 @@ def test_launch_scripts_pass_shellcheck():
 
 
 def load(name: str):
-    return importlib.import_module(f"configs.{name}").get_config()
+    return load_config(name)
 
 
 @pytest.mark.parametrize("name", POD_CONFIGS)
 def test_pod_config_loads_validates_and_documents_its_command(name):
     config = load(name)
-    validate_config(config)  # 8 forced CPU devices
-    doc = importlib.import_module(f"configs.{name}").__doc__
+    validate(config)  # 8 forced CPU devices
+    doc = ast.get_docstring(ast.parse((CONFIGS_DIR / f"{name}.py").read_text()))
     assert f"bertjax train --config=configs/{name}.py --workdir=gs://" in doc
     assert "--distributed" in doc
     assert "YOUR_BUCKET" in config.corpus  # the sample corpus is far too small for a pod run

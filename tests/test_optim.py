@@ -6,18 +6,20 @@ import pytest
 
 from bertjax import optim
 from bertjax.errors import UserError
-from configs import cpu_smoke
+from tests.helpers import load_config
 
 
 def _config(**overrides):
-    config = cpu_smoke.get_config()
+    config = load_config("cpu_smoke")
     config.update(overrides)
     return config
 
 
 def test_schedule_warmup_then_linear_decay_to_zero():
     schedule = optim.learning_rate_schedule(
-        _config(learning_rate=1e-3, warmup_steps=10, num_train_steps=110)
+        optim.OptimizerSpec.from_config(
+            _config(learning_rate=1e-3, warmup_steps=10, num_train_steps=110)
+        )
     )
     np.testing.assert_allclose(
         [schedule(s) for s in (0, 5, 10, 60, 110)], [0.0, 5e-4, 1e-3, 5e-4, 0.0], atol=1e-9
@@ -42,7 +44,7 @@ def test_optimizer_applies_decay_only_where_masked_and_clips():
     config = _config(
         learning_rate=0.1, warmup_steps=0, num_train_steps=10, weight_decay=0.5, max_grad_norm=1.0
     )
-    tx = optim.create_optimizer(config)
+    tx = optim.create_optimizer(optim.OptimizerSpec.from_config(config))
     params = {"dense": {"kernel": jnp.ones((2,)), "bias": jnp.ones((2,))}}
     zero_grads = jax.tree.map(jnp.zeros_like, params)
     updates, _ = tx.update(zero_grads, tx.init(params), params)
@@ -64,7 +66,7 @@ def test_optimizer_applies_decay_only_where_masked_and_clips():
 )
 def test_bad_schedule_is_a_user_error(overrides, match):
     with pytest.raises(UserError, match=match):
-        optim.learning_rate_schedule(_config(**overrides))
+        optim.learning_rate_schedule(optim.OptimizerSpec.from_config(_config(**overrides)))
 
 
 def test_lamb_scales_each_layer_update_by_its_trust_ratio():
@@ -72,7 +74,7 @@ def test_lamb_scales_each_layer_update_by_its_trust_ratio():
         optimizer="lamb", learning_rate=0.1, warmup_steps=0, num_train_steps=10, weight_decay=0.0,
         max_grad_norm=0.0,
     )  # fmt: skip
-    tx = optim.create_optimizer(config)
+    tx = optim.create_optimizer(optim.OptimizerSpec.from_config(config))
     params = {"a": {"kernel": jnp.full((4,), 3.0)}, "b": {"kernel": jnp.full((4,), 0.5)}}
     grads = {"a": {"kernel": jnp.full((4,), 1e-3)}, "b": {"kernel": jnp.full((4,), 5.0)}}
     updates, _ = tx.update(grads, tx.init(params), params)

@@ -6,7 +6,8 @@ from pathlib import Path
 import pytest
 
 from bertjax import train
-from configs import base, cpu_smoke
+from bertjax.data.corpus import SAMPLE_CORPUS
+from tests.helpers import load_config
 
 REQUIRED_METRICS = {
     "step",
@@ -23,10 +24,10 @@ REQUIRED_METRICS = {
 
 
 def small_smoke_config(tmp_path: Path, **overrides):
-    config = cpu_smoke.get_config()
+    config = load_config("cpu_smoke")
     config.update(
         dict(
-            corpus=base.SAMPLE_CORPUS.replace("*", "inaugural"),
+            corpus=SAMPLE_CORPUS.replace("*", "inaugural"),
             cache_dir=str(tmp_path / "cache"),
             vocab_size=2000,
             max_seq_length=64,

@@ -7,7 +7,7 @@ import pytest
 from bertjax import checkpointing, optim, sharding, train
 from bertjax.models.bert import BertConfig
 from bertjax.train_state import create_train_state
-from configs import cpu_smoke
+from tests.helpers import load_config
 
 VOCAB = 1000
 SEQ = 32
@@ -15,7 +15,7 @@ PREDICTIONS = 5
 
 
 def tiny_config(**overrides):
-    config = cpu_smoke.get_config()
+    config = load_config("cpu_smoke")
     config.update(
         dict(
             max_seq_length=SEQ,
@@ -58,10 +58,12 @@ def random_batch(batch_size: int, seed: int = 0) -> dict[str, np.ndarray]:
 
 def setup_run(config, devices=None, seed=0):
     mesh = sharding.create_mesh(config.mesh_shape, devices=devices)
-    tx = optim.create_optimizer(config)
+    tx = optim.create_optimizer(optim.OptimizerSpec.from_config(config))
     model_config = BertConfig.from_config(config, VOCAB)
     state, setup = create_train_state(model_config, tx, mesh, config.logical_axis_rules, seed)
-    step_fn = train.compile_train_step(setup, tx, optim.learning_rate_schedule(config), mesh)
+    step_fn = train.compile_train_step(
+        setup, tx, optim.learning_rate_schedule(optim.OptimizerSpec.from_config(config)), mesh
+    )
     return mesh, state, setup, step_fn
 
 

@@ -107,7 +107,9 @@ def test_torch_schedule_is_bertjax_schedule():
     config = training_parity.parity_config(120)
     recipe = training_parity.recipe_from_config(config)
     steps = np.arange(config.num_train_steps + 5)
-    ours = np.asarray(optim.learning_rate_schedule(config)(jnp.asarray(steps)))
+    ours = np.asarray(
+        optim.learning_rate_schedule(optim.OptimizerSpec.from_config(config))(jnp.asarray(steps))
+    )
     theirs = [recipe.learning_rate * training_parity.lr_factor(int(s), recipe) for s in steps]
     # optax evaluates in float32: ~6e-6 relative near the end, 6e-11 (not 0) after it.
     np.testing.assert_allclose(ours, theirs, rtol=2e-5, atol=1e-10)

@@ -86,10 +86,10 @@ def bench_devices(num_devices: int | None, batch_size: int) -> list:
 
 
 def bench_config(model: str, seq_len: int, batch_size: int, precision: str, **overrides):
-    """configs/base.py at `model` size for the benchmark: dropout on, AdamW, BERT's schedule."""
-    from configs import base
+    """The defaults at `model` size for the benchmark: dropout on, AdamW, BERT's schedule."""
+    from bertjax.config import defaults, set_model_size
 
-    config = base.set_model_size(base.get_config(), model)
+    config = set_model_size(defaults(), model)
     config.update(
         max_seq_length=seq_len,
         max_predictions_per_seq=predictions_per_seq(seq_len),
@@ -135,10 +135,11 @@ def measure_train_step(config, devices: list, steps: int, warmup_steps: int, pro
     from bertjax.train_state import create_train_state
 
     mesh = sharding.create_mesh({"data": -1, "fsdp": 1, "tensor": 1}, devices=devices)
-    tx = optim.create_optimizer(config)
+    optimizer = optim.OptimizerSpec.from_config(config)
+    tx = optim.create_optimizer(optimizer)
     model_config = BertConfig.from_config(config, VOCAB_SIZE)
     state, setup = create_train_state(model_config, tx, mesh, config.logical_axis_rules, 0)
-    step = train.compile_train_step(setup, tx, optim.learning_rate_schedule(config), mesh)
+    step = train.compile_train_step(setup, tx, optim.learning_rate_schedule(optimizer), mesh)
     local = random_token_batch(
         config.batch_size, config.max_seq_length, config.max_predictions_per_seq, VOCAB_SIZE
     )
@@ -232,26 +233,25 @@ def measure_input_pipeline(
     two warm-up batches. The vocabulary is trained and cached once (its size barely matters)."""
     import tensorflow as tf
 
+    from bertjax.config import defaults, from_config
     from bertjax.data import pipeline
-    from configs import base
+    from bertjax.data.corpus import SAMPLE_CORPUS
 
     with contextlib.suppress(RuntimeError):  # raised once TF has started: then it is too late
         tf.config.set_visible_devices([], "GPU")  # tf.data runs on the host; leave GPUs to JAX
-    config = base.get_config()
+    config = defaults()
     config.update(
-        corpus=corpus or base.SAMPLE_CORPUS,
+        corpus=corpus or SAMPLE_CORPUS,
         vocab_size=vocab_size,
         cache_dir=cache_dir,
         max_seq_length=seq_len,
         max_predictions_per_seq=predictions_per_seq(seq_len),
         dupe_factor=1,
     )
-    data = pipeline.build_pretraining_data(config)
+    spec = from_config(config)
+    data = pipeline.build_pretraining_data(spec.data)
     dataset = pipeline.make_dataset(
-        data.instances,
-        global_batch_size=batch_size,
-        seed=0,
-        **pipeline.masking_kwargs(data.tokenizer, config),
+        data.source, spec.masking, data.tokenizer, global_batch_size=batch_size, seed=0
     )
     batches = dataset.as_numpy_iterator()
     for _ in range(2):

@@ -18,16 +18,18 @@ MAX_POSITION = 512
 
 def model_sizes() -> tuple[str, ...]:
     """Names of the package's model sizes (tiny ... large), smallest first."""
-    from configs import base  # deferred: imports ml_collections (see the module docstring)
+    # bertjax.config.MODEL_SIZES, from the module that defines it: bertjax.config imports JAX
+    # and TensorFlow, and `bertjax bench --help` lists the sizes.
+    from bertjax.models.sizes import MODEL_SIZES
 
-    return tuple(base.MODEL_SIZES)
+    return tuple(MODEL_SIZES)
 
 
 def model_dims(model: str) -> dict[str, int]:
     """num_hidden_layers, hidden_size, num_attention_heads, intermediate_size of a model size."""
-    from configs import base  # deferred: imports ml_collections
+    from bertjax.config import defaults, set_model_size  # deferred: imports JAX and TF
 
-    config = base.set_model_size(base.get_config(), model)
+    config = set_model_size(defaults(), model)
     names = ("num_hidden_layers", "hidden_size", "num_attention_heads", "intermediate_size")
     return {name: int(config[name]) for name in names}
 

@@ -10,7 +10,9 @@ Sources (comma-separated in ``--config.corpus``):
     hard-wrapped lines of a paragraph are joined (sentences are found by `sentences`).
 * ``tfds:NAME[@SPLIT]``: a prepared TensorFlow Datasets dataset read with ``tfds.load``, e.g.
   ``tfds:wikipedia/20230601.en`` (split ``train`` by default) or ``tfds:c4/en:3.1.0@train[:1%]``.
-  `tfds_part` appends ``#IofN``: part I of N of the split (`tfds.even_splits`), for streaming.
+  `tfds_part` appends ``#IofN``: part I of N of the split (`tfds.even_splits`), for streaming;
+  `tfds_from` appends ``fromK``: the part from its example K on, opened there (a resume reads
+  one TFDS shard file at most before it, wherever K is).
 
 Files may be gzip-compressed (``.gz``). Bad input never crashes a run: invalid UTF-8 bytes are
 replaced (U+FFFD) and control characters removed (both counted); empty documents, malformed
@@ -22,19 +24,25 @@ corpus with no document at all is an error (one line, listing why things were sk
 
 import collections
 import dataclasses
+import functools
 import glob
 import gzip
 import hashlib
 import json
+import operator
 import os
 import re
 import zlib
 from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
 
 from absl import logging
 
 from bertjax.errors import UserError
 
+# The public-domain sample corpus that ships inside the package (US inaugural addresses, State
+# of the Union addresses 1945-2006, Genesis KJV + WEB), read like any user's JSON Lines files.
+SAMPLE_CORPUS = str(Path(__file__).resolve().parent.parent / "assets" / "corpus" / "*.jsonl.gz")
 JSON_SUFFIXES = (".jsonl", ".json")
 TEXT_SUFFIXES = (".txt",)
 TEXT_FORMATS = ("sentences", "paragraphs")
@@ -45,7 +53,7 @@ _HASH_CHUNK_BYTES = 1 << 20
 _CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 _UTF8_BOM = b"\xef\xbb\xbf"
 _MAX_LISTED_SOURCES = 3  # in the one-line "no documents" error
-_TFDS_PART = re.compile(r"#(\d+)of(\d+)$")  # `tfds_part`'s suffix
+_TFDS_PART = re.compile(r"#(\d+)of(\d+)(?:from(\d+))?$")  # `tfds_part`'s, `tfds_from`'s suffix
 
 
 def _split_patterns(patterns: str | Sequence[str]) -> list[str]:
@@ -246,6 +254,40 @@ def tfds_part(source: str, index: int, count: int) -> str:
     return source if count == 1 else f"{source}#{index}of{count}"
 
 
+def tfds_from(source: str, start: int) -> str:
+    """A ``tfds:`` source (or part, `tfds_part`) from its example `start` (0-based) on."""
+    part = _TFDS_PART.search(source)
+    if part is None:
+        return f"{source}#0of1from{start}"
+    return f"{source[: part.start()]}#{part.group(1)}of{part.group(2)}from{start}"
+
+
+def _tfds_split_from(tfds, name: str, split, start: int):
+    """`split` (a split string or `tfds.even_splits` part) less its first `start` examples, as
+    absolute read instructions: tfds then opens the shard file holding example `start` and skips
+    within that file only, instead of reading every example before it."""
+    split_infos = tfds.builder(name).info.splits
+    if isinstance(split, str):
+        split = tfds.core.ReadInstruction.from_spec(split)
+    pieces = []
+    for instruction in split.to_absolute(split_infos):
+        first = instruction.from_ or 0
+        end = (
+            split_infos[instruction.splitname].num_examples
+            if instruction.to is None
+            else (instruction.to)
+        )
+        skip = min(start, end - first)
+        start -= skip
+        if first + skip < end:
+            pieces.append(
+                tfds.core.ReadInstruction(
+                    instruction.splitname, from_=first + skip, to=end, unit="abs"
+                )
+            )
+    return functools.reduce(operator.add, pieces) if pieces else None
+
+
 def _read_tfds(source: str, text_field: str, report: SourceReport) -> Iterator[str]:
     """Yields the `text_field` feature of each example of a prepared TFDS dataset (or part)."""
     import tensorflow_datasets as tfds  # only TFDS sources need it
@@ -254,8 +296,14 @@ def _read_tfds(source: str, text_field: str, report: SourceReport) -> Iterator[s
     name, split = _parse_tfds(source[: part.start()] if part else source)
     try:
         if part:
-            index, count = map(int, part.groups())
-            split = tfds.even_splits(split, n=count)[index]
+            index, count = int(part.group(1)), int(part.group(2))
+            if count > 1:
+                split = tfds.even_splits(split, n=count)[index]
+            start = int(part.group(3) or 0)
+            if start:
+                split = _tfds_split_from(tfds, name, split, start)
+                if split is None:  # the part has no example from `start` on
+                    return
         dataset = tfds.load(name, split=split, shuffle_files=False, download=False)
     except (AssertionError, ValueError) as e:
         first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
@@ -312,6 +360,7 @@ def read_documents(
     text_format: str = "sentences",
     reports: list[SourceReport] | None = None,
     sources: list[str] | None = None,
+    record_numbers: list[int] | None = None,
 ) -> Iterator[str]:
     """Yields every non-empty document text of the corpus, sources in `resolve_files` order.
 
@@ -321,6 +370,9 @@ def read_documents(
       text_format: layout of ``.txt`` files, one of TEXT_FORMATS.
       reports: if given, receives one SourceReport per source as it is finished.
       sources: if given, receives the source of each document just before it is yielded.
+      record_numbers: if given, receives each document's number among its source's text
+        records (1-based, empty ones counted: for a TFDS source, its example number) just
+        before it is yielded.
 
     Raises UserError (one line) when the whole corpus yields no document.
     """
@@ -341,6 +393,8 @@ def read_documents(
             total += 1
             if sources is not None:
                 sources.append(source)
+            if record_numbers is not None:
+                record_numbers.append(number)
             yield text
         log = logging.warning if report.skipped else logging.info
         log("Corpus source %s", report.summary())

@@ -4,25 +4,146 @@ Three kinds of masking unit (`MASKING_KINDS`):
 
 * ``"token"``: each selected position is an independent token (original BERT);
 * ``"whole_word"``: all wordpieces of a word are selected together (google-research/bert
-  ``--do_whole_word_mask``); see `whole_word`;
+  ``--do_whole_word_mask``); see `mask_units`;
 * ``"span"``: n-grams of whole words, n drawn from a given distribution (SpanBERT-style).
 
 In every kind the budget is counted in tokens, min(P, max(1, round(eligible * prob))), and the
-80/10/10 choice is made once per unit (token, word or span); a random replacement draws a fresh
-id for every token of the unit.
+80/10/10 choice (`mask_token_prob` / `random_token_prob` / the rest kept; 1/0/0 is [MASK]-only)
+is made once per unit (token, word or span); a random replacement draws a fresh id for every
+token of the unit.
 
 Works on a single unbatched example so it maps before `batch` in tf.data; every random choice
 comes from stateless ops keyed by a [2] seed, so a mask is a pure function of (example, seed)
 and is identical eagerly and inside a tf.data graph.
+
+A run's masking is a `MaskingSpec`; `example_masker(spec, tokenizer)` turns it into the function
+every instance source applies to its examples.
 """
 
+import dataclasses
+from collections.abc import Callable
+
+import numpy as np
 import tensorflow as tf
 
-from bertjax.data import whole_word
+from bertjax.data import mask_units
+from bertjax.specs import ConfigSpec, require
 
-MASK_PROB = 0.8  # of the selected positions: replaced by [MASK]
-RANDOM_PROB = 0.1  # replaced by a random token; the remaining 10% keep the original token
+MASK_PROB = 0.8  # BERT: of the selected positions, replaced by [MASK]
+RANDOM_PROB = 0.1  # BERT: replaced by a random token; the remaining 10% keep the original token
 MASKING_KINDS = ("token", "whole_word", "span")
+
+
+@dataclasses.dataclass(frozen=True)
+class MaskingSpec(ConfigSpec):
+    """What is masked and how much (config fields of the same names)."""
+
+    masking: str = "token"  # masked-LM unit: "token" (BERT), "whole_word", "span" (n-gram words)
+    masked_lm_prob: float = 0.15  # fraction of non-special tokens selected for prediction
+    max_predictions_per_seq: int = 20  # cap on masked positions per example
+    max_ngram: int = 10  # masking="span": longest span, in words (SpanBERT: 10)
+    span_distribution: str = "geometric"  # masking="span": "geometric" or "uniform" 1..max_ngram
+    span_geometric_p: float = 0.2  # masking="span": P(n words) ~ p(1-p)^(n-1) (SpanBERT: 0.2)
+    mask_token_prob: float = MASK_PROB  # of the selected units: shown as [MASK]
+    random_token_prob: float = RANDOM_PROB  # shown as a random token (the rest: unchanged)
+
+    def __post_init__(self):
+        require(
+            self.masking in MASKING_KINDS,
+            f"masking={self.masking!r} is unknown; use one of {MASKING_KINDS}",
+        )
+        require(
+            0 < self.masked_lm_prob < 1,
+            f"masked_lm_prob={self.masked_lm_prob} must be in (0, 1); BERT uses 0.15",
+        )
+        require(
+            self.max_predictions_per_seq >= 1,
+            f"max_predictions_per_seq={self.max_predictions_per_seq} must be >= 1; BERT uses 20",
+        )
+        require(
+            0 <= self.mask_token_prob <= 1
+            and 0 <= self.random_token_prob <= 1
+            and self.mask_token_prob + self.random_token_prob <= 1,
+            f"mask_token_prob={self.mask_token_prob} and random_token_prob="
+            f"{self.random_token_prob} must be in [0, 1] with a sum <= 1 (BERT: 0.8 and 0.1; "
+            "[MASK]-only: 1.0 and 0.0)",
+        )
+        if self.masking == "span":
+            self.span_length_probs()  # raises on a bad max_ngram, distribution or p
+
+    def wanted_predictions(self, max_seq_length: int) -> int:
+        """Predictions the rate asks for in a full row (its [CLS] and [SEP] not maskable)."""
+        return round(self.masked_lm_prob * (max_seq_length - 2))
+
+    def span_length_probs(self) -> np.ndarray:
+        return mask_units.span_length_probs(
+            self.span_distribution, self.max_ngram, self.span_geometric_p
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class MaskingTables:
+    """The per-vocabulary arrays masking needs (numpy)."""
+
+    special_ids: np.ndarray  # [S] int32: never selected
+    mask_id: int
+    random_token_ids: np.ndarray  # [R] int32: every id that is not special
+    word_start_table: np.ndarray | None  # [V] bool, for whole_word and span masking
+    span_length_probs: np.ndarray | None  # [max_ngram] float32, for span masking
+
+
+def masking_tables(spec: MaskingSpec, tokenizer) -> MaskingTables:
+    """The tables of `spec` for `tokenizer` (its vocab_size, special_ids, mask_id, vocab).
+
+    random_token_ids is every id that is not special, so [unused*] tokens of a released BERT
+    vocabulary never appear as random replacements. Whole-word and span masking also get the
+    tokenizer's word-start table (its ``word_start_table()`` when it has one, else "not ##").
+    """
+    special_ids = np.asarray(tokenizer.special_ids, np.int32)
+    random_token_ids = np.setdiff1d(
+        np.arange(tokenizer.vocab_size, dtype=np.int32), special_ids
+    ).astype(np.int32)
+    word_starts = None
+    if spec.masking != "token":
+        if hasattr(tokenizer, "word_start_table"):
+            word_starts = tokenizer.word_start_table()
+        else:
+            word_starts = mask_units.word_start_table(tokenizer.vocab)
+    probs = spec.span_length_probs() if spec.masking == "span" else None
+    return MaskingTables(special_ids, tokenizer.mask_id, random_token_ids, word_starts, probs)
+
+
+def example_masker(spec: MaskingSpec, tokenizer) -> Callable[..., dict[str, tf.Tensor]]:
+    """(input_ids [L], input_mask [L], seed [2]) -> `mask_tokens`' outputs, for `spec` and
+    `tokenizer`; usable eagerly and inside tf.data."""
+    tables = masking_tables(spec, tokenizer)
+    special_ids = tf.constant(tables.special_ids, tf.int32)
+    random_token_ids = tf.constant(tables.random_token_ids, tf.int32)
+    unit_kwargs = {}
+    if spec.masking != "token":
+        probs = tables.span_length_probs
+        unit_kwargs = {
+            "masking": spec.masking,
+            "word_start_table": tf.constant(tables.word_start_table, tf.bool),
+            "span_length_probs": None if probs is None else tf.constant(probs, tf.float32),
+        }
+
+    def mask(input_ids: tf.Tensor, input_mask: tf.Tensor, seed: tf.Tensor) -> dict:
+        return mask_tokens(
+            input_ids,
+            input_mask,
+            seed,
+            masked_lm_prob=spec.masked_lm_prob,
+            max_predictions_per_seq=spec.max_predictions_per_seq,
+            special_ids=special_ids,
+            mask_id=tables.mask_id,
+            random_token_ids=random_token_ids,
+            mask_token_prob=spec.mask_token_prob,
+            random_token_prob=spec.random_token_prob,
+            **unit_kwargs,
+        )
+
+    return mask
 
 
 def _eligible(input_ids: tf.Tensor, input_mask: tf.Tensor, special_ids: tf.Tensor) -> tf.Tensor:
@@ -55,8 +176,11 @@ def _corrupt(
     mask_id: int,
     random_token_ids: tf.Tensor,
     max_predictions_per_seq: int,
+    mask_token_prob: float,
+    random_token_prob: float,
 ) -> dict[str, tf.Tensor]:
-    """Applies 80/10/10 at `positions` ([K] ascending) given one uniform `action` [K] each."""
+    """Applies 80/10/10 (or the given split) at `positions` ([K] ascending) given one uniform
+    `action` [K] each."""
     original_ids = tf.gather(input_ids, positions)
     random_ids = tf.gather(
         random_token_ids,
@@ -69,9 +193,9 @@ def _corrupt(
         ),
     )
     replacement = tf.where(
-        action < MASK_PROB,
+        action < mask_token_prob,
         tf.fill(tf.shape(positions), tf.constant(mask_id, tf.int32)),
-        tf.where(action < MASK_PROB + RANDOM_PROB, random_ids, original_ids),
+        tf.where(action < mask_token_prob + random_token_prob, random_ids, original_ids),
     )
     masked_input_ids = tf.tensor_scatter_nd_update(input_ids, positions[:, tf.newaxis], replacement)
     return {
@@ -95,6 +219,8 @@ def mask_tokens(
     masking: str = "token",
     word_start_table: tf.Tensor | None = None,
     span_length_probs: tf.Tensor | None = None,
+    mask_token_prob: float = MASK_PROB,
+    random_token_prob: float = RANDOM_PROB,
 ) -> dict[str, tf.Tensor]:
     """Selects and corrupts masked-LM positions of one example.
 
@@ -110,10 +236,12 @@ def mask_tokens(
       masking: one of MASKING_KINDS.
       word_start_table: [V] bool, True for ids that start a word (needed unless "token").
       span_length_probs: [N] float32, P(span = n words) for n = 1..N (needed for "span").
+      mask_token_prob, random_token_prob: of the selected units, the share shown as [MASK] and
+        as a random token (the rest unchanged); BERT's 0.8 and 0.1 by default.
 
     Returns:
-      ``input_ids`` [L] int32 with selected positions corrupted (80% [MASK], 10% random,
-      10% unchanged); ``masked_lm_positions`` [P] int32 ascending, unique, 0-padded;
+      ``input_ids`` [L] int32 with selected positions corrupted (by default 80% [MASK], 10%
+      random, 10% unchanged); ``masked_lm_positions`` [P] int32 ascending, unique, 0-padded;
       ``masked_lm_ids`` [P] int32 original ids, 0-padded; ``masked_lm_weights`` [P] float32,
       1.0 on real predictions and 0.0 on padding.
     """
@@ -126,7 +254,9 @@ def mask_tokens(
     eligible = _eligible(input_ids, input_mask, special_ids)
     num_eligible = tf.reduce_sum(tf.cast(eligible, tf.int32))
     num_predictions = _num_to_predict(num_eligible, masked_lm_prob, max_predictions_per_seq)
-    corrupt_args = (mask_id, random_token_ids, max_predictions_per_seq)
+    corrupt_args = (
+        mask_id, random_token_ids, max_predictions_per_seq, mask_token_prob, random_token_prob
+    )  # fmt: skip
     if masking != "token":
         return _mask_units(
             input_ids,
@@ -164,14 +294,14 @@ def _mask_units(
     unit_seed, select_seed, action_seed, replace_seed = tf.unstack(
         tf.random.experimental.stateless_split(seed, num=4)
     )
-    unit_start, word_start = whole_word.unit_starts(
+    unit_start, word_start = mask_units.unit_starts(
         input_ids,
         eligible,
         tf.convert_to_tensor(word_start_table, tf.bool),
         None if span_length_probs is None else tf.convert_to_tensor(span_length_probs, tf.float32),
         unit_seed,
     )
-    selected, unit_id = whole_word.choose_units(
+    selected, unit_id = mask_units.choose_units(
         unit_start,
         eligible,
         num_predictions,

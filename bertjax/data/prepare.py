@@ -9,13 +9,12 @@ With one shard the instances equal the in-memory path's (`pipeline.build_pretrai
 for the same corpus, vocabulary, settings and seed.
 
 Records hold the unpadded rows (``input_ids``, ``segment_ids``, packed: ``attention_segment_ids``;
-``next_sentence_labels``); masking happens at training time (`streaming`). The manifest
-(``manifest.json``, written last, so its presence marks a complete directory) records the
-counts per shard, the settings, the vocabulary's sha256 and the input sources; the vocabulary
-is copied to ``vocab/`` so the directory is self-contained.
+``next_sentence_labels``); masking happens at training time (`sources.prepared` reads them). The
+manifest (``manifest.json``, written last, so its presence marks a complete directory) records the
+counts per shard, the settings, the vocabulary's sha256 and the input sources; the vocabulary is
+copied to ``vocab/`` so the directory is self-contained.
 """
 
-import hashlib
 import json
 import multiprocessing
 import os
@@ -26,8 +25,7 @@ from pathlib import Path
 import numpy as np
 from absl import logging
 
-from bertjax.data import corpus, packing, pretraining_examples
-from bertjax.data.sentencepiece_vocab import MODEL_FILE
+from bertjax.data import corpus, documents, packing, pretraining_examples, vocab
 from bertjax.data.tokenizer import META_FILE, VOCAB_FILE
 from bertjax.errors import UserError
 
@@ -38,16 +36,6 @@ VOCAB_SUBDIR = "vocab"
 
 def shard_name(shard: int, num_shards: int) -> str:
     return f"instances-{shard:05d}-of-{num_shards:05d}.tfrecord"
-
-
-def vocab_sha256(vocab_dir: str | os.PathLike) -> str:
-    """sha256 over vocab.txt (and sentencepiece.model when present)."""
-    digest = hashlib.sha256()
-    for name in (VOCAB_FILE, MODEL_FILE):
-        path = Path(vocab_dir) / name
-        if path.is_file():
-            digest.update(name.encode() + b"\0" + path.read_bytes())
-    return digest.hexdigest()
 
 
 def _shard_texts(sources: list[str], shard: int, num_shards: int, settings: dict):
@@ -90,15 +78,13 @@ def _prepare_shard(args: tuple) -> dict:
     start = time.perf_counter()
     import tensorflow as tf
 
-    from bertjax.data import pipeline, vocab
-
     tokenizer = vocab.load_tokenizer(Path(vocab_dir) / VOCAB_FILE, settings["lowercase"])
     try:
-        documents, num_sentences = pipeline.tokenize_documents(
+        docs, num_sentences = documents.tokenize_documents(
             _shard_texts(sources, shard, num_shards, settings), tokenizer
         )
     except UserError:  # this shard got no document (e.g. more shards than documents)
-        documents, num_sentences = [], 0
+        docs, num_sentences = [], 0
     special = dict(cls_id=tokenizer.cls_id, sep_id=tokenizer.sep_id, pad_id=tokenizer.pad_id)
     common = dict(
         max_seq_length=settings["max_seq_length"],
@@ -107,11 +93,11 @@ def _prepare_shard(args: tuple) -> dict:
         **special,
     )
     rows = None
-    if settings["packing"] and documents:
-        rows = packing.pack_documents(documents, **common)
-    elif len(documents) >= 2:
+    if settings["packing"] and docs:
+        rows = packing.pack_documents(docs, **common)
+    elif len(docs) >= 2:
         rows = pretraining_examples.create_instances(
-            documents, short_seq_prob=settings["short_seq_prob"], **common
+            docs, short_seq_prob=settings["short_seq_prob"], **common
         )
     num_instances = 0 if rows is None else len(rows["input_ids"])
     path = Path(out_dir) / shard_name(shard, num_shards)
@@ -123,9 +109,9 @@ def _prepare_shard(args: tuple) -> dict:
     return {
         "file": path.name,
         "instances": num_instances,
-        "documents": len(documents),
+        "documents": len(docs),
         "sentences": num_sentences,
-        "tokens": int(sum(len(s) for doc in documents for s in doc)),
+        "tokens": int(sum(len(s) for doc in docs for s in doc)),
         "seconds": round(time.perf_counter() - start, 3),  # after the worker's imports
     }
 
@@ -208,7 +194,7 @@ def run_prepare(
         "num_tokens": sum(s["tokens"] for s in shards),
         "shards": shards,
         "settings": settings,
-        "vocab_sha256": vocab_sha256(vocab_dir),
+        "vocab_sha256": vocab.vocab_sha256(vocab_dir),
         "vocab_size": meta.get("vocab_size"),
         "sources": sources,
     }

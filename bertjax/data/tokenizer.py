@@ -1,4 +1,5 @@
-"""WordPiece vocabularies (trained once per corpus and cached) and the tokenizer that reads them.
+"""WordPiece: training a vocabulary, and the tokenizer that reads one (plus the lookups it shares
+with `sentencepiece_vocab.SentencePieceTokenizer`). `vocab` trains, caches and loads either kind.
 
 Training uses the Hugging Face ``tokenizers`` WordPiece trainer. Tokenization is TensorFlow ops
 (regex normalisation, then ``tensorflow_text.WordpieceTokenizer``), so the same op runs eagerly and
@@ -8,21 +9,15 @@ bert-base-uncased.
 """
 
 import collections
-import hashlib
 import json
 import os
 import re
-import shutil
-import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-import ml_collections
 import tensorflow as tf
 import tensorflow_text as tf_text
-from absl import logging
 
-from bertjax.data import corpus
 from bertjax.errors import UserError
 
 PAD, UNK, CLS, SEP, MASK = "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"
@@ -32,7 +27,6 @@ VOCAB_FILE = "vocab.txt"
 META_FILE = "vocab_meta.json"
 # Bump when training settings change, so cached vocabularies from older code are not reused.
 VOCAB_FORMAT_VERSION = 1
-DEFAULT_CACHE_DIR = "~/.cache/bertjax"
 # Most frequent characters kept as single-character tokens (the trainer's default).
 _LIMIT_ALPHABET = 1000
 
@@ -142,80 +136,6 @@ def train_wordpiece_vocab(
     }
     (out_dir / META_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
     return vocab_path
-
-
-def vocab_cache_key(fingerprint: str, vocab_size: int, lowercase: bool, text_field: str) -> str:
-    """Hex key naming a cached vocabulary: changes with the corpus or any training setting."""
-    key = json.dumps([fingerprint, vocab_size, lowercase, text_field, VOCAB_FORMAT_VERSION])
-    return hashlib.sha256(key.encode("utf-8")).hexdigest()[:20]
-
-
-def _check_given_vocab(vocab_dir: str, lowercase: bool) -> Path:
-    """Validates a user-supplied vocabulary directory and returns its ``vocab.txt``."""
-    vocab_path = Path(vocab_dir).expanduser() / VOCAB_FILE
-    if not vocab_path.is_file():
-        raise UserError(
-            f"vocabulary {str(vocab_path)!r} does not exist; point --config.vocab_dir at a "
-            "directory holding vocab.txt, or set --config.vocab_dir='' to train one"
-        )
-    meta_path = vocab_path.parent / META_FILE
-    if meta_path.is_file():
-        meta_lowercase = json.loads(meta_path.read_text(encoding="utf-8")).get("lowercase")
-        if meta_lowercase is not None and meta_lowercase != lowercase:
-            raise UserError(
-                f"vocabulary {str(vocab_path)!r} was trained with lowercase={meta_lowercase}; "
-                f"set --config.lowercase={meta_lowercase}"
-            )
-    return vocab_path
-
-
-def build_or_load_vocab(config: ml_collections.ConfigDict) -> Path:
-    """Returns the path of the run's ``vocab.txt``, training and caching one when needed.
-
-    Uses ``config.vocab_dir`` when set. Otherwise looks in
-    ``<config.cache_dir or ~/.cache/bertjax>/vocab-<key>`` (key: corpus fingerprint, vocab_size,
-    lowercase, text_field, format version) and trains there on a miss. Training writes to a
-    temporary directory renamed into place at the end, so a killed run never leaves a partial
-    vocabulary behind.
-    """
-    if config.vocab_dir:
-        vocab_path = _check_given_vocab(config.vocab_dir, config.lowercase)
-        logging.info("Using vocabulary %s", vocab_path)
-        return vocab_path
-    files = corpus.resolve_files(config.corpus)
-    fingerprint = corpus.corpus_fingerprint(files)
-    key = vocab_cache_key(fingerprint, config.vocab_size, config.lowercase, config.text_field)
-    cache_root = Path(config.cache_dir or DEFAULT_CACHE_DIR).expanduser()
-    final_dir = cache_root / f"vocab-{key}"
-    if (final_dir / VOCAB_FILE).is_file():
-        logging.info("Reusing cached vocabulary %s", final_dir / VOCAB_FILE)
-        return final_dir / VOCAB_FILE
-    cache_root.mkdir(parents=True, exist_ok=True)
-    temp_dir = Path(tempfile.mkdtemp(prefix=f".vocab-{key}-", dir=cache_root))
-    try:
-        train_wordpiece_vocab(
-            corpus.read_documents(files, config.text_field),
-            config.vocab_size,
-            config.lowercase,
-            temp_dir,
-            fingerprint=fingerprint,
-        )
-        try:
-            os.rename(temp_dir, final_dir)
-        except OSError:
-            # Another process finished the same vocabulary first; theirs is identical.
-            if not (final_dir / VOCAB_FILE).is_file():
-                raise
-    finally:
-        shutil.rmtree(temp_dir, ignore_errors=True)
-    logging.info(
-        "Trained vocabulary (vocab_size=%d, lowercase=%s) on %d corpus files -> %s",
-        config.vocab_size,
-        config.lowercase,
-        len(files),
-        final_dir / VOCAB_FILE,
-    )
-    return final_dir / VOCAB_FILE
 
 
 def read_vocab(vocab_path: str | os.PathLike) -> list[str]:

@@ -1,13 +1,17 @@
-"""`bertjax vocab`: train a WordPiece or SentencePiece vocabulary on a sample of a corpus, and
-load whichever kind a vocabulary directory holds.
+"""Vocabulary directories: training one (`run_vocab`, i.e. `bertjax vocab`, on a sample of a
+corpus; `build_or_load_vocab`, a run's vocabulary trained once per corpus and cached) and loading
+the tokenizer of whichever kind a directory holds (`load_tokenizer`).
 
 A vocabulary directory always holds ``vocab.txt`` (tokens, index = id) and ``vocab_meta.json``
 (kind, vocab_size, special_token_ids, lowercase: what the model config needs); a SentencePiece
 one also holds ``sentencepiece.model``. Point ``--config.vocab_dir`` at it to train with it.
 """
 
+import hashlib
 import json
 import os
+import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,22 +24,113 @@ from bertjax.data.sentencepiece_vocab import (
     SentencePieceTokenizer,
     train_sentencepiece_vocab,
 )
-from bertjax.data.tokenizer import META_FILE, WordPieceTokenizer, train_wordpiece_vocab
+from bertjax.data.spec import DataSpec
+from bertjax.data.tokenizer import (
+    META_FILE,
+    VOCAB_FILE,
+    VOCAB_FORMAT_VERSION,
+    WordPieceTokenizer,
+    train_wordpiece_vocab,
+)
 from bertjax.errors import UserError
 
 KINDS = ("wordpiece", "sentencepiece")
 DEFAULT_SAMPLE_BYTES = 1 << 30  # 1 GiB of text: plenty for a 30k-32k vocabulary
+DEFAULT_CACHE_DIR = "~/.cache/bertjax"
+Tokenizer = WordPieceTokenizer | SentencePieceTokenizer
 
 
-def load_tokenizer(
-    vocab_path: str | os.PathLike, lowercase: bool
-) -> WordPieceTokenizer | SentencePieceTokenizer:
+def load_tokenizer(vocab_path: str | os.PathLike, lowercase: bool) -> Tokenizer:
     """The tokenizer for a ``vocab.txt``: SentencePiece when ``sentencepiece.model`` sits beside
     it, WordPiece otherwise."""
     model_path = Path(vocab_path).parent / MODEL_FILE
     if model_path.is_file():
         return SentencePieceTokenizer(model_path, lowercase)
     return WordPieceTokenizer(vocab_path, lowercase=lowercase)
+
+
+def vocab_sha256(vocab_dir: str | os.PathLike) -> str:
+    """sha256 over vocab.txt (and sentencepiece.model when present): a vocabulary's identity."""
+    digest = hashlib.sha256()
+    for name in (VOCAB_FILE, MODEL_FILE):
+        path = Path(vocab_dir) / name
+        if path.is_file():
+            digest.update(name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
+def vocab_cache_key(fingerprint: str, vocab_size: int, lowercase: bool, text_field: str) -> str:
+    """Hex key naming a cached vocabulary: changes with the corpus or any training setting."""
+    key = json.dumps([fingerprint, vocab_size, lowercase, text_field, VOCAB_FORMAT_VERSION])
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()[:20]
+
+
+def _check_given_vocab(vocab_dir: str, lowercase: bool) -> Path:
+    """Validates a user-supplied vocabulary directory and returns its ``vocab.txt``."""
+    vocab_path = Path(vocab_dir).expanduser() / VOCAB_FILE
+    if not vocab_path.is_file():
+        raise UserError(
+            f"vocabulary {str(vocab_path)!r} does not exist; point --data.vocab_dir at a "
+            "directory holding vocab.txt, or set --data.vocab_dir='' to train one"
+        )
+    meta_path = vocab_path.parent / META_FILE
+    if meta_path.is_file():
+        meta_lowercase = json.loads(meta_path.read_text(encoding="utf-8")).get("lowercase")
+        if meta_lowercase is not None and meta_lowercase != lowercase:
+            raise UserError(
+                f"vocabulary {str(vocab_path)!r} was trained with lowercase={meta_lowercase}; "
+                f"set --data.lowercase={meta_lowercase}"
+            )
+    return vocab_path
+
+
+def build_or_load_vocab(data: DataSpec) -> Path:
+    """Returns the path of the run's ``vocab.txt``, training and caching one when needed.
+
+    Uses ``data.vocab_dir`` when set. Otherwise looks in
+    ``<data.cache_dir or ~/.cache/bertjax>/vocab-<key>`` (key: corpus fingerprint, vocab_size,
+    lowercase, text_field, format version) and trains there on a miss. Training writes to a
+    temporary directory renamed into place at the end, so a killed run never leaves a partial
+    vocabulary behind.
+    """
+    if data.vocab_dir:
+        vocab_path = _check_given_vocab(data.vocab_dir, data.lowercase)
+        logging.info("Using vocabulary %s", vocab_path)
+        return vocab_path
+    files = corpus.resolve_files(data.corpus)
+    fingerprint = corpus.corpus_fingerprint(files)
+    key = vocab_cache_key(fingerprint, data.vocab_size, data.lowercase, data.text_field)
+    cache_root = Path(data.cache_dir or DEFAULT_CACHE_DIR).expanduser()
+    final_dir = cache_root / f"vocab-{key}"
+    if (final_dir / VOCAB_FILE).is_file():
+        logging.info("Reusing cached vocabulary %s", final_dir / VOCAB_FILE)
+        return final_dir / VOCAB_FILE
+    cache_root.mkdir(parents=True, exist_ok=True)
+    temp_dir = Path(tempfile.mkdtemp(prefix=f".vocab-{key}-", dir=cache_root))
+    try:
+        train_wordpiece_vocab(
+            corpus.read_documents(files, data.text_field),
+            data.vocab_size,
+            data.lowercase,
+            temp_dir,
+            fingerprint=fingerprint,
+        )
+        try:
+            os.rename(temp_dir, final_dir)
+        except OSError:
+            # Another process finished the same vocabulary first; theirs is identical.
+            if not (final_dir / VOCAB_FILE).is_file():
+                raise
+    finally:
+        shutil.rmtree(temp_dir, ignore_errors=True)
+    logging.info(
+        "Trained vocabulary (vocab_size=%d, lowercase=%s) on %d corpus files -> %s",
+        data.vocab_size,
+        data.lowercase,
+        len(files),
+        final_dir / VOCAB_FILE,
+    )
+    return final_dir / VOCAB_FILE
 
 
 def sample_documents(

@@ -211,20 +211,15 @@ def task_loss(logits: jax.Array, batch: dict, kind: str) -> tuple[jax.Array, jax
 
 
 def _optimizer(config: ml_collections.ConfigDict, total_steps: int):
-    recipe = ml_collections.ConfigDict(
-        {
-            "learning_rate": config.learning_rate,
-            "num_train_steps": total_steps,
-            "warmup_steps": int(config.warmup_fraction * total_steps),
-            "weight_decay": config.weight_decay,
-            "max_grad_norm": config.max_grad_norm,
-            "optimizer": "adamw",
-            "adam_b1": 0.9,
-            "adam_b2": 0.999,
-            "adam_eps": 1e-6,
-        }
+    return optim.create_optimizer(
+        optim.OptimizerSpec(
+            num_train_steps=total_steps,
+            warmup_steps=int(config.warmup_fraction * total_steps),
+            learning_rate=config.learning_rate,
+            weight_decay=config.weight_decay,
+            max_grad_norm=config.max_grad_norm,
+        )
     )
-    return optim.create_optimizer(recipe)
 
 
 def _compile_steps(graphdef, kind: str, tx, mesh):

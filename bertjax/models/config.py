@@ -84,10 +84,12 @@ class BertConfig:
         for name in SIZE_FIELDS:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                raise UserError(f"{name}={value!r} must be a positive integer; fix --config.{name}")
+                raise UserError(
+                    f"{name} must be positive (an integer), not {value!r}; fix --config.{name}"
+                )
         if self.hidden_size % self.num_attention_heads:
             raise UserError(
-                f"hidden_size {self.hidden_size} is not divisible by num_attention_heads "
+                f"hidden_size={self.hidden_size} is not divisible by num_attention_heads="
                 f"{self.num_attention_heads}; choose a head count that divides hidden_size"
             )
         for name in ("hidden_dropout_prob", "attention_probs_dropout_prob"):
@@ -127,11 +129,10 @@ class BertConfig:
                 f"{ATTENTION_INITS}"
             )
         if self.dtype not in COMPUTE_DTYPES:
-            raise UserError(f"dtype {self.dtype!r} is not supported; use one of {COMPUTE_DTYPES}")
+            raise UserError(f"dtype={self.dtype!r} is not supported; use one of {COMPUTE_DTYPES}")
         if self.remat_policy not in REMAT_POLICIES:
             raise UserError(
-                f"remat_policy {self.remat_policy!r} is not supported; use one of "
-                f"{tuple(REMAT_POLICIES)}"
+                f"remat_policy={self.remat_policy!r} is not one of {tuple(REMAT_POLICIES)}"
             )
         if self.attention_implementation not in ATTENTION_IMPLEMENTATIONS:
             raise UserError(

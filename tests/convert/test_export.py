@@ -12,9 +12,8 @@ from flax import nnx
 from bertjax import checkpointing, optim, sharding, train
 from bertjax.convert import export_hf, hf, import_checkpoint, load_model
 from bertjax.errors import UserError
-from bertjax.models.bert import stack_layers
+from bertjax.models.bert import BertConfig, stack_layers
 from bertjax.train_state import create_train_state
-from configs import cpu_smoke
 from tests.convert.helpers import (
     ATOL,
     max_abs_diff,
@@ -23,6 +22,7 @@ from tests.convert.helpers import (
     tiny_vocab,
     torch_outputs,
 )
+from tests.helpers import load_config
 
 CONFIG = tiny_config()
 MESH = {"data": 2, "fsdp": 2, "tensor": 2}
@@ -30,7 +30,7 @@ STEPS = (1, 2)
 
 
 def run_config(**mesh):
-    config = cpu_smoke.get_config()
+    config = load_config("cpu_smoke")
     for name in ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads"):
         config[name] = getattr(CONFIG, name)
     config.intermediate_size = CONFIG.intermediate_size
@@ -41,7 +41,7 @@ def run_config(**mesh):
 
 def sharded_state(config, seed: int):
     mesh = sharding.create_mesh(config.mesh_shape)
-    tx = optim.create_optimizer(config)
+    tx = optim.create_optimizer(optim.OptimizerSpec.from_config(config))
     return create_train_state(CONFIG, tx, mesh, config.logical_axis_rules, seed)
 
 
@@ -52,7 +52,9 @@ def workdir(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("run")
     config = run_config()
     state, setup = sharded_state(config, seed=0)
-    metadata = checkpointing.metadata_for(config, train.model_fields(config, CONFIG.vocab_size))
+    metadata = checkpointing.metadata_for(
+        config, train.model_fields(BertConfig.from_config(config, CONFIG.vocab_size))
+    )
     manager = checkpointing.create_checkpoint_manager(workdir / "checkpoints", save_every=1, keep=5)
     for step in STEPS:
         params = jax.device_put(random_params(CONFIG, seed=step), setup.shardings.params)
@@ -147,7 +149,7 @@ def test_init_from_restores_onto_another_mesh(workdir):
     """A training workdir as --config.init_from: parameters land on the new run's shardings."""
     config = run_config(data=1, fsdp=8, tensor=1)
     _, setup = sharded_state(config, seed=5)
-    fields = train.model_fields(config, CONFIG.vocab_size)
+    fields = train.model_fields(BertConfig.from_config(config, CONFIG.vocab_size))
     params = checkpointing.load_init_params(str(workdir), setup.abstract_state.params, fields)
     kernel = params["bert"]["encoder"]["layer"][1]["attention"]["self"]["query"]["kernel"]
     assert (
@@ -181,10 +183,10 @@ def test_scan_layers_checkpoints_export_and_cross_layouts(workdir, tmp_path):
     scan_config.scan_layers = True
     model_config = dataclasses.replace(CONFIG, scan_layers=True)
     mesh = sharding.create_mesh(scan_config.mesh_shape)
-    tx = optim.create_optimizer(scan_config)
+    tx = optim.create_optimizer(optim.OptimizerSpec.from_config(scan_config))
     state, setup = create_train_state(model_config, tx, mesh, scan_config.logical_axis_rules, 0)
     params = jax.device_put(stack_layers(random_params(CONFIG, seed=4)), setup.shardings.params)
-    fields = train.model_fields(scan_config, CONFIG.vocab_size)
+    fields = train.model_fields(BertConfig.from_config(scan_config, CONFIG.vocab_size))
     manager = checkpointing.create_checkpoint_manager(
         tmp_path / "run" / "checkpoints", save_every=1, keep=1
     )

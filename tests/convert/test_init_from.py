@@ -7,17 +7,20 @@ from flax import nnx
 
 from bertjax import train
 from bertjax.convert import import_checkpoint, load_model
-from bertjax.data.tokenizer import build_or_load_vocab, read_vocab
+from bertjax.data.corpus import SAMPLE_CORPUS
+from bertjax.data.spec import DataSpec
+from bertjax.data.tokenizer import read_vocab
+from bertjax.data.vocab import build_or_load_vocab
 from bertjax.errors import UserError
-from configs import base, cpu_smoke
 from tests.convert.helpers import random_params, tiny_config, write_hf_dir
+from tests.helpers import load_config
 
 
 def run_config(tmp_path, **overrides):
-    config = cpu_smoke.get_config()
+    config = load_config("cpu_smoke")
     config.update(
         dict(
-            corpus=base.SAMPLE_CORPUS.replace("*", "inaugural"),
+            corpus=SAMPLE_CORPUS.replace("*", "inaugural"),
             cache_dir=str(tmp_path / "cache"),
             vocab_size=2000,
             hidden_size=64,
@@ -45,7 +48,7 @@ def run_config(tmp_path, **overrides):
 def imported(tmp_path_factory):
     """A BertModel-only Hugging Face directory over the sample corpus's vocabulary, imported."""
     tmp_path = tmp_path_factory.mktemp("init_from")
-    vocab = read_vocab(build_or_load_vocab(run_config(tmp_path)))
+    vocab = read_vocab(build_or_load_vocab(DataSpec.from_config(run_config(tmp_path))))
     config = tiny_config(vocab_size=len(vocab))
     params = random_params(config, seed=7)
     source = write_hf_dir(tmp_path / "hf", params, config, vocab)

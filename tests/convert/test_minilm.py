@@ -6,10 +6,9 @@ import numpy as np
 import pytest
 
 from bertjax.convert import export_hf, import_checkpoint, load_model
-from bertjax.data.corpus import read_documents
+from bertjax.data.corpus import SAMPLE_CORPUS, read_documents
 from bertjax.data.sentences import split_sentences
 from bertjax.data.tokenizer import WordPieceTokenizer
-from configs.base import SAMPLE_CORPUS
 from tests.convert.helpers import ATOL, max_abs_diff, task_sentences, torch_outputs
 
 NUM_SENTENCES = 96  # model parity on this many real sentences

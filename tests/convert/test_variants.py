@@ -11,9 +11,10 @@ import pytest
 
 from bertjax import checkpointing, optim, sharding, train
 from bertjax.convert import export_hf, import_checkpoint, load_model
+from bertjax.models.bert import BertConfig
 from bertjax.train_state import create_train_state
-from configs import cpu_smoke
 from tests.convert.helpers import ATOL, max_abs_diff, random_params, tiny_config, tiny_vocab
+from tests.helpers import load_config
 
 VARIANTS = {
     "pre_ln": dict(layer_norm_placement="pre", position_embedding_init="sinusoidal"),
@@ -25,16 +26,18 @@ VARIANTS = {
 def write_workdir(directory, config) -> None:
     """A training workdir with one checkpoint of random (non-trivial) parameters, written from
     a 2 x 2 x 2 mesh."""
-    run = cpu_smoke.get_config()
+    run = load_config("cpu_smoke")
     for field in dataclasses.fields(config):
         if field.name in run:
             run[field.name] = getattr(config, field.name)
     run.mesh_shape = {"data": 2, "fsdp": 2, "tensor": 2}
     mesh = sharding.create_mesh(run.mesh_shape)
-    tx = optim.create_optimizer(run)
+    tx = optim.create_optimizer(optim.OptimizerSpec.from_config(run))
     state, setup = create_train_state(config, tx, mesh, run.logical_axis_rules, 0)
     params = jax.device_put(random_params(config, seed=3), setup.shardings.params)
-    metadata = checkpointing.metadata_for(run, train.model_fields(run, config.vocab_size))
+    metadata = checkpointing.metadata_for(
+        run, train.model_fields(BertConfig.from_config(run, config.vocab_size))
+    )
     manager = checkpointing.create_checkpoint_manager(
         directory / "checkpoints", save_every=1, keep=1
     )
@@ -138,3 +141,18 @@ def test_relative_bert_round_trips_through_import(tmp_path, transformers):
     original = load_model(tmp_path / "run").mlm_logits_all(ids, segments, mask)
     imported = load_model(tmp_path / "imported").mlm_logits_all(ids, segments, mask)
     np.testing.assert_array_equal(np.asarray(original), np.asarray(imported))
+
+
+def test_relative_bias_is_the_same_on_the_fused_and_the_explicit_path():
+    """Training with attention dropout takes the explicit path; without, the fused one: both
+    must add the relative-position bias alike."""
+    from bertjax.models.attention import explicit_attention, fused_attention
+
+    rng = np.random.default_rng(2)
+    q, k, v = (rng.normal(size=(2, 12, 4, 16)).astype(np.float32) for _ in range(3))
+    mask = np.arange(12)[None, None, None, :] < np.array([12, 7])[:, None, None, None]
+    bias = rng.normal(size=(2, 4, 12, 12)).astype(np.float32)
+    fused = fused_attention(q, k, v, mask, implementation="xla", bias=bias)
+    explicit = explicit_attention(q, k, v, mask, bias=bias)
+    assert max_abs_diff(fused, explicit) < 1e-5
+    assert max_abs_diff(fused, fused_attention(q, k, v, mask, implementation="xla")) > 0.1

@@ -8,9 +8,9 @@ import shutil
 import pytest
 
 from bertjax.data import corpus
+from bertjax.data.corpus import SAMPLE_CORPUS
 from bertjax.data.sentences import split_sentences
 from bertjax.errors import UserError
-from configs.base import SAMPLE_CORPUS
 
 
 def _write_jsonl(path, records, compress=False):

@@ -179,3 +179,25 @@ def test_short_sequence_with_more_predictions_than_tokens():
     assert result["masked_lm_positions"].shape == (MAX_PREDICTIONS,)
     assert result["masked_lm_weights"].numpy().sum() == 1.0
     assert result["masked_lm_positions"].numpy()[0] in (1, 2)
+
+
+@pytest.mark.parametrize("mask_prob, random_prob", [(1.0, 0.0), (0.5, 0.5), (0.0, 0.0)])
+def test_replacement_split_is_configurable(data, mask_prob, random_prob):
+    """[MASK]-only (1/0), half random (0.5/0.5) and keep-only (0/0): each selected position is
+    shown as [MASK], a random token or itself in those shares (400 rows, ~3,000 positions)."""
+    input_ids, input_mask = (x[:400] for x in data)
+    seeds = _seeds(400)
+    masked = _mask_in_dataset(
+        input_ids, input_mask, seeds, mask_token_prob=mask_prob, random_token_prob=random_prob
+    )
+    real = masked["masked_lm_weights"] == 1.0
+    rows = np.nonzero(real)[0]
+    now = masked["input_ids"][rows, masked["masked_lm_positions"][real]]
+    original = masked["masked_lm_ids"][real]
+    assert abs(np.mean(now == MASK) - mask_prob) < 0.03
+    same_by_chance = random_prob / len(RANDOM_TOKEN_IDS)
+    assert abs(np.mean((now != MASK) & (now != original)) - (random_prob - same_by_chance)) < 0.03
+    if mask_prob == 1.0:
+        assert np.all(now == MASK)
+    if mask_prob == random_prob == 0.0:
+        np.testing.assert_array_equal(now, original)

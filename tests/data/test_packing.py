@@ -6,9 +6,12 @@ import json
 import numpy as np
 import pytest
 
+from bertjax.config import defaults as get_config
 from bertjax.data import packing, pipeline
+from bertjax.data.masking import MaskingSpec
+from bertjax.data.sources.in_memory import InMemoryInstances
+from bertjax.data.spec import DataSpec
 from bertjax.errors import UserError
-from configs.base import get_config
 
 PAD, UNK, CLS, SEP, MASK = 0, 1, 2, 3, 4
 LENGTH = 32
@@ -107,7 +110,7 @@ def test_user_errors():
 
 
 class _Vocab:
-    """The tokenizer surface `masking_kwargs` reads, over a made-up vocabulary."""
+    """The tokenizer surface `masking.masking_tables` reads, over a made-up vocabulary."""
 
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + [
         f"##p{i}" if i % 3 == 0 else f"w{i}" for i in range(5, 1000)
@@ -124,9 +127,10 @@ def test_packed_rows_through_make_dataset(masking):
     )
     config = get_config()
     config.update(masking=masking, max_predictions_per_seq=8)
-    kwargs = pipeline.masking_kwargs(_Vocab(), config)
+    spec = MaskingSpec.from_config(config)
     num = len(rows["input_ids"])
-    dataset = pipeline.make_dataset(rows, global_batch_size=num, seed=4, **kwargs)
+    source = InMemoryInstances(rows)
+    dataset = pipeline.make_dataset(source, spec, _Vocab(), global_batch_size=num, seed=4)
     (batch,) = itertools.islice(dataset.as_numpy_iterator(), 1)
     assert tuple(batch) == pipeline.FEATURE_NAMES + pipeline.PACKED_FEATURE_NAMES
     assert batch["attention_segment_ids"].shape == (num, LENGTH)
@@ -162,8 +166,9 @@ def test_build_pretraining_data_with_packing(tmp_path, tmp_path_factory):
         packing=True,
         dupe_factor=2,
     )
-    data = pipeline.build_pretraining_data(config)  # one document is enough without NSP
-    rows = data.instances
+    # one document is enough without NSP
+    data = pipeline.build_pretraining_data(DataSpec.from_config(config))
+    rows = data.source.arrays
     assert set(rows) == {*pipeline.INSTANCE_KEYS, *pipeline.PACKED_FEATURE_NAMES}
     assert np.all(rows["input_mask"][:-1] == 1)
     assert (rows["input_ids"] == data.tokenizer.cls_id).sum() == 2  # the document, twice

@@ -8,9 +8,14 @@ import re
 import numpy as np
 import pytest
 
+from bertjax.config import defaults as get_config
+from bertjax.config import from_config
+from bertjax.data import masking as masking_module
 from bertjax.data import pipeline
+from bertjax.data.masking import MaskingSpec
+from bertjax.data.sources.in_memory import InMemoryInstances
+from bertjax.data.spec import DataSpec
 from bertjax.errors import UserError
-from configs.base import get_config
 
 MAX_SEQ_LENGTH = 64
 MAX_PREDICTIONS = 10
@@ -37,15 +42,14 @@ def config(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def data(config) -> pipeline.PretrainingData:
-    return pipeline.build_pretraining_data(config)
+    return pipeline.build_pretraining_data(DataSpec.from_config(config))
 
 
 def _dataset(data, config, **overrides):
-    kwargs = dict(
-        global_batch_size=BATCH, seed=3, **pipeline.masking_kwargs(data.tokenizer, config)
-    )
+    kwargs = dict(global_batch_size=BATCH, seed=3)
     kwargs.update(overrides)
-    return pipeline.make_dataset(data.instances, **kwargs)
+    masking = MaskingSpec.from_config(config)
+    return pipeline.make_dataset(data.source, masking, data.tokenizer, **kwargs)
 
 
 def _take(dataset, num_batches):
@@ -73,7 +77,7 @@ def test_build_pretraining_data_counts(data):
     assert data.num_documents == 126
     assert data.num_sentences > 20_000
     assert data.vocab_path.name == "vocab.txt" and data.tokenizer.vocab_size == 3000
-    instances = data.instances
+    instances = data.source.arrays
     assert set(instances) == {"input_ids", "input_mask", "segment_ids", "next_sentence_labels"}
     assert instances["input_ids"].shape[1] == MAX_SEQ_LENGTH
     assert len(instances["input_ids"]) > 10_000
@@ -140,9 +144,13 @@ def test_processes_split_each_global_batch(data, config):
 
 def test_epochs_are_permutations_with_fresh_order_and_masks(data, config):
     num = 12
-    instances = {key: value[:num] for key, value in data.instances.items()}
+    instances = {key: value[:num] for key, value in data.source.arrays.items()}
     dataset = pipeline.make_dataset(
-        instances, global_batch_size=4, seed=3, **pipeline.masking_kwargs(data.tokenizer, config)
+        InMemoryInstances(instances),
+        MaskingSpec.from_config(config),
+        data.tokenizer,
+        global_batch_size=4,
+        seed=3,
     )
     batches = _take(dataset, 6)  # two epochs of 12
     table = {row.tobytes(): i for i, row in enumerate(instances["input_ids"])}
@@ -162,12 +170,13 @@ def test_epochs_are_permutations_with_fresh_order_and_masks(data, config):
     np.testing.assert_array_equal(labels, instances["next_sentence_labels"][order])
 
 
-def test_masking_kwargs(data, config):
-    kwargs = pipeline.masking_kwargs(data.tokenizer, config)
-    assert kwargs["mask_id"] == data.tokenizer.mask_id
-    assert kwargs["masked_lm_prob"] == config.masked_lm_prob
-    assert kwargs["max_predictions_per_seq"] == MAX_PREDICTIONS
-    special, random_ids = kwargs["special_ids"], kwargs["random_token_ids"]
+def test_masking_tables(data, config):
+    spec = MaskingSpec.from_config(config)
+    tables = masking_module.masking_tables(spec, data.tokenizer)
+    assert tables.mask_id == data.tokenizer.mask_id
+    assert spec.masked_lm_prob == config.masked_lm_prob
+    assert spec.max_predictions_per_seq == MAX_PREDICTIONS
+    special, random_ids = tables.special_ids, tables.random_token_ids
     assert list(special) == [0, 1, 2, 3, 4]
     assert len(random_ids) == 3000 - 5 and random_ids.min() == 5 and random_ids.max() == 2999
 
@@ -175,10 +184,10 @@ def test_masking_kwargs(data, config):
 def test_dataset_user_errors(data, config):
     with pytest.raises(UserError, match="batch_size=9 must be a positive multiple of the 2"):
         _dataset(data, config, global_batch_size=9, process_count=2)
-    empty = {key: value[:0] for key, value in data.instances.items()}
+    empty = InMemoryInstances({key: value[:0] for key, value in data.source.arrays.items()})
     with pytest.raises(UserError, match="no pretraining instances"):
         pipeline.make_dataset(
-            empty, global_batch_size=2, seed=0, **pipeline.masking_kwargs(data.tokenizer, config)
+            empty, MaskingSpec.from_config(config), data.tokenizer, global_batch_size=2, seed=0
         )
 
 
@@ -188,19 +197,18 @@ def test_single_document_corpus_is_a_user_error(tmp_path, data, config):
     vocab_dir = data.vocab_path.parent
     small = _config(config.cache_dir, corpus=str(path), vocab_dir=str(vocab_dir))
     with pytest.raises(UserError, match="at least 2 non-empty documents"):
-        pipeline.build_pretraining_data(small)
+        pipeline.build_pretraining_data(DataSpec.from_config(small))
 
 
 @pytest.mark.parametrize("masking", ["whole_word", "span"])
 def test_word_masking_on_real_text_is_resumable_and_whole(data, config, masking):
     config = _config(config.cache_dir, masking=masking)
-    kwargs = pipeline.masking_kwargs(data.tokenizer, config)
-    assert kwargs["masking_kind"] == masking
+    tables = masking_module.masking_tables(MaskingSpec.from_config(config), data.tokenizer)
     vocab = data.tokenizer.vocab
-    table = kwargs["word_start_table"]
+    table = tables.word_start_table
     assert table.shape == (len(vocab),)
     assert all(table[i] != vocab[i].startswith("##") for i in range(len(vocab)))
-    assert ("span_length_probs" in kwargs) == (masking == "span")
+    assert (tables.span_length_probs is not None) == (masking == "span")
     full = _take(_dataset(data, config), 4)
     resumed = _take(_dataset(data, config, start_step=2), 2)
     _assert_batches_equal(full[2:], resumed)
@@ -226,7 +234,7 @@ def test_word_masking_on_real_text_is_resumable_and_whole(data, config, masking)
 
 def test_unknown_masking_is_a_user_error(data, config):
     with pytest.raises(UserError, match="masking='bpe' is unknown"):
-        pipeline.masking_kwargs(data.tokenizer, _config(config.cache_dir, masking="bpe"))
+        MaskingSpec.from_config(_config(config.cache_dir, masking="bpe"))
 
 
 def test_bad_corpus_end_to_end_is_skipped_and_counted(tmp_path, data, config, caplog):
@@ -244,9 +252,9 @@ def test_bad_corpus_end_to_end_is_skipped_and_counted(tmp_path, data, config, ca
         corpus=f"{tmp_path}/*,{tmp_path}/none/*.txt",
         vocab_dir=str(data.vocab_path.parent),
     )
-    result = pipeline.build_pretraining_data(small)
+    result = pipeline.build_pretraining_data(DataSpec.from_config(small))
     assert result.num_documents == 7
-    instances = result.instances
+    instances = result.source.arrays
     # The 10 MB "sentence" (2.1M tokens) is cut into pieces that fill many full instances.
     assert len(instances["input_ids"]) > 20_000
     assert instances["input_mask"].mean() > 0.9
@@ -275,7 +283,7 @@ def test_build_logs_sentence_statistics_per_source(tmp_path, data, config, caplo
         eval_holdout_fraction=0.5,
     )
     with caplog.at_level(logging.INFO):
-        result = pipeline.build_pretraining_data(small)
+        result = pipeline.build_pretraining_data(DataSpec.from_config(small))
     lines = re.findall(
         r"Sentences of (\w+\.jsonl): (\d+) documents, ([\d.]+) sentences", caplog.text
     )
@@ -303,4 +311,4 @@ def test_build_logs_sentence_statistics_per_source(tmp_path, data, config, caplo
 def test_bad_data_fields_fail_before_reading_the_corpus(tmp_path, overrides, message):
     config = _config(tmp_path, corpus=str(tmp_path / "does-not-matter.jsonl"), **overrides)
     with pytest.raises(UserError, match=message):
-        pipeline.build_pretraining_data(config)
+        pipeline.build_pretraining_data(from_config(config).data)

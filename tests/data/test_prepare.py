@@ -1,5 +1,5 @@
-"""Tests for bertjax/data/prepare.py (sharded TFRecords + manifest) and bertjax/data/streaming.py
-(the make_dataset contract over prepared shards)."""
+"""Tests for bertjax/data/prepare.py (sharded TFRecords + manifest) and
+bertjax/data/sources/prepared.py (the make_dataset contract over prepared shards)."""
 
 import collections
 import gzip
@@ -9,10 +9,14 @@ import json
 import numpy as np
 import pytest
 
-from bertjax.data import pipeline, prepare, streaming
+from bertjax import config as base_config
+from bertjax.data import pipeline, prepare, vocab
+from bertjax.data.corpus import SAMPLE_CORPUS
+from bertjax.data.masking import MaskingSpec
+from bertjax.data.sources import prepared as prepared_source
+from bertjax.data.spec import DataSpec
 from bertjax.data.tokenizer import train_wordpiece_vocab
 from bertjax.errors import UserError
-from configs import base
 
 LENGTH = 64
 NUM_FILES = 4
@@ -22,7 +26,7 @@ NUM_FILES = 4
 def corpus_dir(tmp_path_factory):
     """24 inaugural addresses in 4 JSON Lines files, and a 1,000-token vocabulary."""
     root = tmp_path_factory.mktemp("prepare")
-    with gzip.open(base.SAMPLE_CORPUS.replace("*", "inaugural"), "rt", encoding="utf-8") as f:
+    with gzip.open(SAMPLE_CORPUS.replace("*", "inaugural"), "rt", encoding="utf-8") as f:
         texts = [json.loads(line)["text"] for line in f][:24]
     for i in range(NUM_FILES):
         lines = [json.dumps({"text": t}) for t in texts[i::NUM_FILES]]
@@ -32,7 +36,7 @@ def corpus_dir(tmp_path_factory):
 
 
 def _config(corpus_dir, **overrides):
-    config = base.get_config()
+    config = base_config.defaults()
     config.update(
         corpus=f"{corpus_dir}/part-*.jsonl",
         vocab_dir=str(corpus_dir / "vocab"),
@@ -56,15 +60,16 @@ def _prepare(corpus_dir, out_name, **kwargs):
 def four_shards(corpus_dir):
     """4 shards prepared by 2 worker processes."""
     manifest = _prepare(corpus_dir, "four", num_shards=4, num_workers=2)
-    return streaming.load_prepared(corpus_dir / "four"), manifest
+    return prepared_source.load_prepared(corpus_dir / "four"), manifest
 
 
 @pytest.mark.parametrize("packing", [False, True])
 def test_one_shard_equals_the_in_memory_path(corpus_dir, packing):
     _prepare(corpus_dir, f"one-{packing}", num_shards=1, packing=packing)
-    prepared = streaming.load_prepared(corpus_dir / f"one-{packing}")
-    from_shards = streaming.read_instances(prepared)
-    in_memory = pipeline.build_pretraining_data(_config(corpus_dir, packing=packing)).instances
+    prepared = prepared_source.load_prepared(corpus_dir / f"one-{packing}")
+    from_shards = prepared_source.read_instances(prepared)
+    spec = DataSpec.from_config(_config(corpus_dir, packing=packing))
+    in_memory = pipeline.build_pretraining_data(spec).source.arrays
     assert from_shards.keys() == in_memory.keys()
     for key in in_memory:
         np.testing.assert_array_equal(from_shards[key], in_memory[key], err_msg=key)
@@ -84,10 +89,10 @@ def test_manifest_counts_settings_and_vocab(corpus_dir, four_shards):
     assert sizes != sorted(sizes, reverse=True)
     assert manifest["num_instances"] == sum(s["instances"] for s in manifest["shards"])
     assert manifest["num_documents"] == 24 and manifest["num_tokens"] > 10_000
-    assert len(streaming.read_instances(prepared)["input_ids"]) == manifest["num_instances"]
+    assert len(prepared_source.read_instances(prepared)["input_ids"]) == manifest["num_instances"]
     assert manifest["settings"]["max_seq_length"] == LENGTH
     assert manifest["settings"]["lowercase"] is True, "taken from vocab_meta.json"
-    assert manifest["vocab_sha256"] == prepare.vocab_sha256(corpus_dir / "vocab")
+    assert manifest["vocab_sha256"] == vocab.vocab_sha256(corpus_dir / "vocab")
     assert (prepared.vocab_dir / "vocab.txt").read_bytes() == (
         corpus_dir / "vocab" / "vocab.txt"
     ).read_bytes()
@@ -110,13 +115,12 @@ def test_more_shards_than_files_split_documents(corpus_dir):
 
 def _stream(prepared, config, **kwargs):
     kwargs = {"global_batch_size": 4, "seed": 1, **kwargs}
-    return pipeline.make_dataset(
-        prepared, **kwargs, **pipeline.masking_kwargs(_Tokenizer(prepared), config)
-    )
+    masking = MaskingSpec.from_config(config)
+    return pipeline.make_dataset(prepared, masking, _Tokenizer(prepared), **kwargs)
 
 
 class _Tokenizer:
-    """masking_kwargs' view of the prepared vocabulary."""
+    """`masking.masking_tables`' view of the prepared vocabulary."""
 
     def __init__(self, prepared):
         self.vocab = (prepared.vocab_dir / "vocab.txt").read_text().splitlines()
@@ -160,10 +164,10 @@ def test_processes_cover_all_shards_disjointly_each_epoch(corpus_dir, four_shard
     config = _config(corpus_dir)
     everything = collections.Counter()
     for p in range(process_count):
-        shards = streaming.process_shards(prepared, p, process_count)
+        shards = prepared_source.process_shards(prepared, p, process_count)
         assert shards == list(range(p, 4, process_count))
         expected = collections.Counter(
-            row.tobytes() for row in streaming.read_instances(prepared, shards)["input_ids"]
+            row.tobytes() for row in prepared_source.read_instances(prepared, shards)["input_ids"]
         )
         count = sum(expected.values())
         dataset = _stream(
@@ -175,27 +179,30 @@ def test_processes_cover_all_shards_disjointly_each_epoch(corpus_dir, four_shard
         assert collections.Counter(first) == collections.Counter(second) == expected
         assert first != second, "each epoch is shuffled afresh"
         everything.update(first)
-    all_rows = streaming.read_instances(prepared)["input_ids"]
+    all_rows = prepared_source.read_instances(prepared)["input_ids"]
     assert everything == collections.Counter(row.tobytes() for row in all_rows)
 
 
 def test_prepared_dir_in_the_config(corpus_dir, four_shards):
     prepared, _ = four_shards
     config = _config(corpus_dir, prepared_dir=str(prepared.directory), corpus="unused")
-    data = pipeline.build_pretraining_data(config)
-    assert isinstance(data.instances, streaming.PreparedCorpus)
+    data = pipeline.build_pretraining_data(DataSpec.from_config(config))
+    assert isinstance(data.source, prepared_source.PreparedCorpus)
     assert data.vocab_path == prepared.vocab_dir / "vocab.txt"
     assert data.num_documents == 24 and data.tokenizer.vocab_size == 1000
-    kwargs = pipeline.masking_kwargs(data.tokenizer, config)
+    masking = MaskingSpec.from_config(config)
     (batch,) = _take(
-        pipeline.make_dataset(data.instances, global_batch_size=8, seed=0, **kwargs), 1
+        pipeline.make_dataset(data.source, masking, data.tokenizer, global_batch_size=8, seed=0), 1
     )
     assert batch["input_ids"].shape == (8, LENGTH) and batch["masked_lm_weights"].sum() > 8
     with pytest.raises(UserError, match="prepared with max_seq_length=64"):
         pipeline.build_pretraining_data(
-            _config(corpus_dir, prepared_dir=config.prepared_dir, max_seq_length=128)
+            DataSpec.from_config(
+                _config(corpus_dir, prepared_dir=config.prepared_dir, max_seq_length=128)
+            )
         )
     with pytest.raises(UserError, match="has no manifest.json"):
-        pipeline.build_pretraining_data(_config(corpus_dir, prepared_dir=str(corpus_dir)))
+        missing = _config(corpus_dir, prepared_dir=str(corpus_dir))
+        pipeline.build_pretraining_data(DataSpec.from_config(missing))
     with pytest.raises(UserError, match="gets no prepared shard"):
         _stream(prepared, config, global_batch_size=8, process_index=5, process_count=8)

@@ -8,10 +8,12 @@ import numpy as np
 import pytest
 
 from bertjax.data import corpus, sentences
+from bertjax.data.corpus import SAMPLE_CORPUS
 from bertjax.data.pretraining_examples import create_instances, truncate_seq_pair
-from bertjax.data.tokenizer import WordPieceTokenizer, build_or_load_vocab
+from bertjax.data.spec import DataSpec
+from bertjax.data.tokenizer import WordPieceTokenizer
+from bertjax.data.vocab import build_or_load_vocab
 from bertjax.errors import UserError
-from configs.base import SAMPLE_CORPUS
 
 PAD, CLS, SEP = 0, 1, 2
 DOC_STRIDE = 100_000  # synthetic token = 100 + doc * DOC_STRIDE + position of the token in doc
@@ -158,7 +160,7 @@ def sample_documents(tmp_path_factory):
             cache_dir=str(tmp_path_factory.getbasetemp() / "bertjax-vocab-cache"),
         )
     )
-    tok = WordPieceTokenizer(build_or_load_vocab(config), lowercase=True)
+    tok = WordPieceTokenizer(build_or_load_vocab(DataSpec.from_config(config)), lowercase=True)
     assert (tok.pad_id, tok.cls_id, tok.sep_id) == (PAD, CLS + 1, SEP + 1)
     texts = [sentences.split_sentences(doc) for doc in corpus.read_documents(SAMPLE_CORPUS)]
     flat = [s for doc in texts for s in doc]

@@ -11,10 +11,10 @@ import tensorflow as tf
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from bertjax.data.corpus import SAMPLE_CORPUS
 from bertjax.data.masking import mask_tokens
 from bertjax.data.pretraining_examples import create_instances
 from bertjax.data.tokenizer import WordPieceTokenizer, train_wordpiece_vocab
-from configs import base
 
 PROPERTY_SETTINGS = settings(
     max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow]
@@ -27,7 +27,7 @@ VOCAB = 200
 @functools.cache
 def tokenizer() -> WordPieceTokenizer:
     """A 1,000-token vocabulary trained on 20 inaugural addresses (once per test session)."""
-    path = base.SAMPLE_CORPUS.replace("*", "inaugural")
+    path = SAMPLE_CORPUS.replace("*", "inaugural")
     with gzip.open(path, "rt", encoding="utf-8") as f:
         texts = [json.loads(line)["text"] for line in f][:20]
     out = tempfile.mkdtemp(prefix="bertjax-prop-vocab-")

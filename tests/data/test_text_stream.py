@@ -16,12 +16,18 @@ import pytest
 import tensorflow_datasets as tfds
 from tensorflow_datasets.core import constants as tfds_constants
 
+from bertjax import config as base_config
 from bertjax import train
-from bertjax.config_validation import validate_config
-from bertjax.data import corpus, pipeline, text_stream
+from bertjax.config import validate
+from bertjax.data import corpus, pipeline
+from bertjax.data.corpus import SAMPLE_CORPUS
+from bertjax.data.documents import tokenize_documents
+from bertjax.data.masking import MaskingSpec
+from bertjax.data.sources import text_stream
+from bertjax.data.spec import DataSpec
 from bertjax.data.tokenizer import train_wordpiece_vocab
 from bertjax.errors import UserError
-from configs import base, cpu_smoke
+from tests.helpers import load_config
 
 LENGTH = 64
 NUM_FILES = 4
@@ -35,7 +41,7 @@ TFDS_SOURCE = "tfds:bertjax_stream_docs@train"
 def corpus_dir(tmp_path_factory):
     """24 inaugural addresses in 4 JSON Lines files, and a 1,000-token vocabulary."""
     root = tmp_path_factory.mktemp("text_stream")
-    with gzip.open(base.SAMPLE_CORPUS.replace("*", "inaugural"), "rt", encoding="utf-8") as f:
+    with gzip.open(SAMPLE_CORPUS.replace("*", "inaugural"), "rt", encoding="utf-8") as f:
         texts = [json.loads(line)["text"] for line in f][:24]
     for i in range(NUM_FILES):
         lines = [json.dumps({"text": t}) for t in texts[i::NUM_FILES]]
@@ -59,22 +65,22 @@ def _overrides(corpus_dir) -> dict:
 
 
 def _config(corpus_dir, **overrides):
-    config = base.get_config()
+    config = base_config.defaults()
     config.update(_overrides(corpus_dir), **overrides)
     return config
 
 
 def _stream(config, index_dir="") -> text_stream.TextStream:
-    stream = pipeline.build_pretraining_data(config).instances
+    data = DataSpec.from_config(config)
+    stream = pipeline.build_pretraining_data(data, index_dir=str(index_dir)).source
     assert isinstance(stream, text_stream.TextStream)
-    stream.index_dir = str(index_dir)
     return stream
 
 
-def _dataset(instances, config, tokenizer=None, **kwargs):
+def _dataset(source, config, tokenizer=None, **kwargs):
     kwargs = {"global_batch_size": 8, "seed": config.seed, **kwargs}
-    masking = pipeline.masking_kwargs(tokenizer or instances.tokenizer, config)
-    return pipeline.make_dataset(instances, **kwargs, **masking)
+    masking = MaskingSpec.from_config(config)
+    return pipeline.make_dataset(source, masking, tokenizer or source.tokenizer, **kwargs)
 
 
 def _take(dataset, num):
@@ -102,9 +108,9 @@ def _epoch_rows(stream, files, epoch=0, seed=5) -> np.ndarray:
 def test_features_are_the_in_memory_streams(corpus_dir, packing):
     config = _config(corpus_dir, packing=packing)
     in_memory = pipeline.build_pretraining_data(
-        _config(corpus_dir, packing=packing, streaming=False)
+        DataSpec.from_config(_config(corpus_dir, packing=packing, streaming=False))
     )
-    (expected,) = _take(_dataset(in_memory.instances, config, in_memory.tokenizer), 1)
+    (expected,) = _take(_dataset(in_memory.source, config, in_memory.tokenizer), 1)
     (batch,) = _take(_dataset(_stream(config), config), 1)
     assert tuple(batch) == tuple(expected)
     assert ("attention_segment_ids" in batch) == packing
@@ -148,14 +154,15 @@ _RESUME_SCRIPT = """
 import itertools, json, sys
 import numpy as np
 from bertjax.data import pipeline
-from configs import base
+from bertjax import config as base_config
+from bertjax.data.masking import MaskingSpec
+from bertjax.data.spec import DataSpec
 overrides, index_dir, start_step, out = json.loads(sys.argv[1])
-config = base.get_config()
+config = base_config.defaults()
 config.update(overrides)
-data = pipeline.build_pretraining_data(config)
-data.instances.index_dir = index_dir
-dataset = pipeline.make_dataset(data.instances, global_batch_size=64, seed=config.seed,
-    start_step=start_step, **pipeline.masking_kwargs(data.tokenizer, config))
+data = pipeline.build_pretraining_data(DataSpec.from_config(config), index_dir=index_dir)
+dataset = pipeline.make_dataset(data.source, MaskingSpec.from_config(config), data.tokenizer,
+    global_batch_size=64, seed=config.seed, start_step=start_step)
 for i, batch in enumerate(itertools.islice(dataset.as_numpy_iterator(), 2)):
     np.savez(f"{out}-{i}.npz", **batch)
 """
@@ -234,7 +241,7 @@ def test_held_out_documents_are_never_streamed(corpus_dir):
     text = " | ".join(rows)
 
     def found(document):  # the middle 12 tokens of the document's longer sentences
-        sentences = pipeline.tokenize_documents([document], stream.tokenizer)[0][0]
+        sentences = tokenize_documents([document], stream.tokenizer)[0][0]
         spans = [s[len(s) // 2 - 6 : len(s) // 2 + 6] for s in sentences if len(s) >= 30]
         return sum(f" {' '.join(map(str, span))} " in f" {text} " for span in spans), len(spans)
 
@@ -288,18 +295,18 @@ def test_a_corpus_without_documents_is_a_one_line_error(corpus_dir, tmp_path):
 
 
 def test_prepared_dir_and_one_document_chunks_are_one_line_errors():
-    config = cpu_smoke.get_config()
+    config = load_config("cpu_smoke")
     config.update(streaming=True, prepared_dir="/some/prepared")
     with pytest.raises(UserError, match="streaming=True and prepared_dir are two data sources"):
-        validate_config(config)
+        validate(config)
     config.update(prepared_dir="", stream_chunk_documents=1)
     with pytest.raises(UserError, match="stream_chunk_documents=1 must be >= 2"):
-        validate_config(config)
+        validate(config)
 
 
 def _tfds_texts() -> list[str]:
     """TFDS_DOCS distinct documents of several sentences: openings of inaugural addresses."""
-    with gzip.open(base.SAMPLE_CORPUS.replace("*", "inaugural"), "rt", encoding="utf-8") as f:
+    with gzip.open(SAMPLE_CORPUS.replace("*", "inaugural"), "rt", encoding="utf-8") as f:
         return [json.loads(line)["text"][:900] for line in f][-TFDS_DOCS:]
 
 
@@ -380,6 +387,51 @@ def test_a_tfds_source_streams_batches_and_resumes_exactly(corpus_dir, tfds_data
     assert len(keys) == 4, "the index follows the tfds source and the process count"
 
 
+def test_a_tfds_resume_costs_the_same_late_as_early(corpus_dir, tfds_data, tmp_path, monkeypatch):
+    """The resume chunk of a tfds part is read from its first example on (`corpus.tfds_from`), so
+    a resume late in the part reads no more examples than one at its start; before, a resume
+    re-read the part from its start, a cost that grew with how far the run got."""
+    config = _config(corpus_dir, corpus=TFDS_SOURCE)
+    stream = dataclasses.replace(_stream(config, tmp_path), num_workers=1)
+    files = text_stream.process_files(stream.files, 0, 1)
+    index = text_stream.ChunkIndex(stream, config.seed, 0, 1)
+    epoch_files = text_stream.epoch_files(files, config.seed, 0, 0)
+    num_chunks = len(list(text_stream.chunks(text_stream.documents(epoch_files, stream.settings),
+                                             CHUNK)))  # fmt: skip
+    built = text_stream.chunk_rows(stream, files, config.seed, 0, index, (0, 0, (0, 0)))
+    rows = list(itertools.islice(built, num_chunks))
+    assert len(index.read(0)[0]) == num_chunks >= 8, "epoch 0's chunks are all in the index"
+    read = []
+    read_tfds = corpus._read_tfds
+
+    def counting(source, text_field, report):
+        for text in read_tfds(source, text_field, report):
+            read.append(text)
+            yield text
+
+    monkeypatch.setattr(corpus, "_read_tfds", counting)
+
+    def resume(chunk: int) -> tuple[int, dict]:
+        """(tfds examples read, rows) to rebuild chunk `chunk` of epoch 0 at a resume there."""
+        first = sum(len(r["input_ids"]) for r in rows[:chunk])
+        epoch, resume_chunk, position, skip = index.resume_point(first)
+        assert (epoch, resume_chunk, skip) == (0, chunk, 0)
+        read.clear()
+        generator = text_stream.chunk_rows(stream, files, config.seed, 0, index,
+                                           (epoch, resume_chunk, position))  # fmt: skip
+        rebuilt = next(generator)
+        generator.close()
+        return len(read), rebuilt
+
+    early, early_rows = resume(1)
+    late, late_rows = resume(num_chunks - 2)
+    print(f"tfds examples read to resume at chunk 1: {early}, at chunk {num_chunks - 2}: {late}")
+    assert late <= early <= 3 * CHUNK, (early, late)  # the chunk and the one built ahead
+    for chunk, rebuilt in ((1, early_rows), (num_chunks - 2, late_rows)):
+        for key, value in rows[chunk].items():
+            np.testing.assert_array_equal(rebuilt[key], value, err_msg=key)
+
+
 def test_a_missing_tfds_dataset_is_a_counted_skip_or_a_one_line_error(
     corpus_dir, tfds_data, caplog
 ):
@@ -416,7 +468,7 @@ def test_bertjax_train_streams_end_to_end_and_resumes(corpus_dir, tmp_path):
                             capture_output=True, text=True, timeout=300)  # fmt: skip
     assert result.returncode == 0, result.stderr[-2000:]
     assert list((tmp_path / "resumed" / "text_stream_index").glob("*/process-00000-epoch-*"))
-    config = cpu_smoke.get_config()
+    config = load_config("cpu_smoke")
     config.update(overrides, num_train_steps=5)
     resumed = train.train_and_evaluate(config, tmp_path / "resumed")
     assert resumed.start_step == 3 and resumed.steps == 5

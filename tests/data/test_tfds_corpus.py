@@ -6,9 +6,10 @@ import json
 import pytest
 import tensorflow_datasets as tfds
 
+from bertjax.config import defaults as get_config
 from bertjax.data import corpus, pipeline
+from bertjax.data.spec import DataSpec
 from bertjax.errors import UserError
-from configs.base import get_config
 
 WIKIPEDIA = "tfds:wikipedia/20230601.en"
 
@@ -70,5 +71,5 @@ def test_pretraining_data_from_tfds(tmp_path, mock_wikipedia):
         max_seq_length=32,
         dupe_factor=1,
     )
-    data = pipeline.build_pretraining_data(config)
-    assert data.num_documents == 12 and len(data.instances["input_ids"]) > 0
+    data = pipeline.build_pretraining_data(DataSpec.from_config(config))
+    assert data.num_documents == 12 and len(data.source) > 0

@@ -7,10 +7,12 @@ import ml_collections
 import pytest
 import tensorflow as tf
 
-from bertjax.data import corpus, sentences, tokenizer
-from bertjax.data.tokenizer import WordPieceTokenizer, build_or_load_vocab
+from bertjax.data import corpus, sentences, tokenizer, vocab
+from bertjax.data.corpus import SAMPLE_CORPUS
+from bertjax.data.spec import DataSpec
+from bertjax.data.tokenizer import WordPieceTokenizer
+from bertjax.data.vocab import build_or_load_vocab
 from bertjax.errors import UserError
-from configs.base import SAMPLE_CORPUS
 
 VOCAB_SIZE = 3000
 
@@ -36,7 +38,9 @@ def cache_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def sample_tokenizer(cache_dir) -> WordPieceTokenizer:
-    return WordPieceTokenizer(build_or_load_vocab(_config(cache_dir)), lowercase=True)
+    return WordPieceTokenizer(
+        build_or_load_vocab(DataSpec.from_config(_config(cache_dir))), lowercase=True
+    )
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +84,7 @@ def test_vocab_cache_is_reused_without_retraining(cache_dir, sample_tokenizer, m
         raise AssertionError("vocabulary was retrained")
 
     monkeypatch.setattr(tokenizer, "train_wordpiece_vocab", fail)
-    assert build_or_load_vocab(_config(cache_dir)) == path
+    assert build_or_load_vocab(DataSpec.from_config(_config(cache_dir))) == path
     assert path.stat().st_mtime_ns == mtime
     assert path.parent.name.startswith("vocab-")
     assert not list(cache_dir.glob(".vocab-*")), "temporary training directory left behind"
@@ -95,12 +99,12 @@ def test_new_settings_retrain_and_a_killed_run_leaves_nothing(
         calls.append(args)
         raise KeyboardInterrupt  # the run dies half way through training
 
-    monkeypatch.setattr(tokenizer, "train_wordpiece_vocab", killed)
+    monkeypatch.setattr(vocab, "train_wordpiece_vocab", killed)
     with pytest.raises(KeyboardInterrupt):
-        build_or_load_vocab(_config(cache_dir, vocab_size=VOCAB_SIZE + 1))
+        build_or_load_vocab(DataSpec.from_config(_config(cache_dir, vocab_size=VOCAB_SIZE + 1)))
     assert len(calls) == 1, "a different vocab_size must not reuse the cached vocabulary"
     fingerprint = corpus.corpus_fingerprint(corpus.resolve_files(SAMPLE_CORPUS))
-    key = tokenizer.vocab_cache_key(fingerprint, VOCAB_SIZE + 1, True, "text")
+    key = vocab.vocab_cache_key(fingerprint, VOCAB_SIZE + 1, True, "text")
     assert not (cache_dir / f"vocab-{key}").exists()
     assert not list(cache_dir.glob(".vocab-*")), "temporary training directory left behind"
     assert sample_tokenizer.vocab_path.is_file()
@@ -184,11 +188,18 @@ def test_vocab_missing_special_token(tmp_path):
 
 def test_vocab_dir_errors(tmp_path, sample_tokenizer):
     with pytest.raises(UserError, match="does not exist.*vocab_dir"):
-        build_or_load_vocab(_config(tmp_path, vocab_dir=str(tmp_path / "nowhere")))
+        build_or_load_vocab(
+            DataSpec.from_config(_config(tmp_path, vocab_dir=str(tmp_path / "nowhere")))
+        )
     given = sample_tokenizer.vocab_path.parent
-    assert build_or_load_vocab(_config(tmp_path, vocab_dir=str(given))) == given / "vocab.txt"
+    assert (
+        build_or_load_vocab(DataSpec.from_config(_config(tmp_path, vocab_dir=str(given))))
+        == given / "vocab.txt"
+    )
     with pytest.raises(UserError, match="lowercase=True"):
-        build_or_load_vocab(_config(tmp_path, vocab_dir=str(given), lowercase=False))
+        build_or_load_vocab(
+            DataSpec.from_config(_config(tmp_path, vocab_dir=str(given), lowercase=False))
+        )
 
 
 def test_too_small_vocab_size(tmp_path):

@@ -6,13 +6,16 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from bertjax import config as base_config
 from bertjax.data import pipeline, vocab
+from bertjax.data.corpus import SAMPLE_CORPUS
+from bertjax.data.masking import MaskingSpec, masking_tables
 from bertjax.data.sentencepiece_vocab import SentencePieceTokenizer
+from bertjax.data.spec import DataSpec
 from bertjax.data.tokenizer import WordPieceTokenizer
 from bertjax.errors import UserError
-from configs import base
 
-CORPUS = base.SAMPLE_CORPUS.replace("*", "inaugural")
+CORPUS = SAMPLE_CORPUS.replace("*", "inaugural")
 SAMPLE_BYTES = 300_000
 TEXTS = [
     "Fellow citizens of the Senate and of the House of Representatives.",
@@ -101,7 +104,7 @@ def test_sentencepiece_vocab_trains_the_same_twice(tmp_path, sentencepiece_dir):
 
 def test_pipeline_with_a_sentencepiece_vocab_dir(sentencepiece_dir, tmp_path):
     out_dir, _ = sentencepiece_dir
-    config = base.get_config()
+    config = base_config.defaults()
     config.update(
         corpus=CORPUS,
         vocab_dir=str(out_dir),
@@ -110,11 +113,12 @@ def test_pipeline_with_a_sentencepiece_vocab_dir(sentencepiece_dir, tmp_path):
         dupe_factor=1,
         masking="whole_word",
     )
-    data = pipeline.build_pretraining_data(config)
+    data = pipeline.build_pretraining_data(DataSpec.from_config(config))
     assert isinstance(data.tokenizer, SentencePieceTokenizer)
-    kwargs = pipeline.masking_kwargs(data.tokenizer, config)
-    np.testing.assert_array_equal(kwargs["word_start_table"], data.tokenizer.word_start_table())
-    dataset = pipeline.make_dataset(data.instances, global_batch_size=4, seed=0, **kwargs)
+    spec = MaskingSpec.from_config(config)
+    tables = masking_tables(spec, data.tokenizer)
+    np.testing.assert_array_equal(tables.word_start_table, data.tokenizer.word_start_table())
+    dataset = pipeline.make_dataset(data.source, spec, data.tokenizer, global_batch_size=4, seed=0)
     batch = next(dataset.as_numpy_iterator())
     assert batch["input_ids"].shape == (4, 64) and batch["masked_lm_weights"].sum() > 4
     assert np.all(batch["input_ids"][:, 0] == data.tokenizer.cls_id)

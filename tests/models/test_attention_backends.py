@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
+from bertjax import config as base_config
 from bertjax.errors import UserError
 from bertjax.models import splash
 from bertjax.models.attention import (
@@ -21,7 +22,6 @@ from bertjax.models.attention import (
 )
 from bertjax.models.bert import BertConfig, BertModel
 from bertjax.sharding import create_mesh
-from configs import base
 
 BATCH, LENGTH, HEADS, HEAD_SIZE = 2, 128, 2, 32  # the smallest splash block is 128 tokens
 ATOL = 1e-5  # float32: splash's online softmax against the plain one
@@ -82,7 +82,7 @@ def test_auto_choice(backend, head_dim, seq_len, dtype, expected):
 
 def test_auto_is_the_default_and_is_xla_on_cpu():
     assert BertConfig(vocab_size=10).attention_implementation == "auto"
-    assert BertConfig.from_config(base.get_config(), 10).attention_implementation == "auto"
+    assert BertConfig.from_config(base_config.defaults(), 10).attention_implementation == "auto"
     q, k, v = qkv()
     mask = padded_mask()
     auto = fused_attention(q, k, v, mask, implementation="auto")
@@ -170,7 +170,7 @@ def test_splash_equals_plain_attention(interpret, make_mask):
 def test_splash_under_a_mesh(interpret):
     """Batch over data×fsdp and heads over tensor: shard_map around the kernel, same numbers."""
     mesh = create_mesh({"data": 2, "fsdp": 1, "tensor": 2}, jax.devices()[:4])
-    rules = [tuple(rule) for rule in base.get_config().logical_axis_rules]
+    rules = [tuple(rule) for rule in base_config.defaults().logical_axis_rules]
     q, k, v = qkv(shape=(4, LENGTH, HEADS, HEAD_SIZE))
     mask = jnp.concatenate([jnp.broadcast_to(padded_mask(), packed_mask().shape), packed_mask()])
 

@@ -181,7 +181,7 @@ def test_every_parameter_has_logical_axes(model):
 def test_partition_specs_map_to_a_mesh(model):
     from flax import linen
 
-    from configs.base import get_config
+    from bertjax.config import defaults as get_config
 
     rules = [tuple(rule) for rule in get_config().logical_axis_rules]
     mesh = jax.make_mesh((2, 2, 2), ("data", "fsdp", "tensor"))
@@ -241,7 +241,7 @@ def test_from_config_and_validation():
     config = BertConfig.from_config(cfg, vocab_size=500)
     assert (config.vocab_size, config.hidden_size, config.dtype) == (500, 256, "bfloat16")
     assert config.layer_norm_eps == 1e-12
-    from configs.base import get_config
+    from bertjax.config import defaults as get_config
 
     base = BertConfig.from_config(get_config(), vocab_size=30522)
     assert base == BertConfig(vocab_size=30522)

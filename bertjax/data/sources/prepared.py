@@ -1,4 +1,5 @@
-"""Prepared shards (`prepare`) -> a deterministic, resumable stream of masked batches.
+"""Prepared shards (`prepare`, ``prepared_dir``) -> a deterministic, resumable stream of masked
+batches.
 
 Process p of P reads only shards p, p + P, p + 2P, ...: disjoint, and together all shards.
 Its k-th example overall is a pure function of (seed, p, k), so resuming at a step replays
@@ -9,9 +10,9 @@ exactly what an uninterrupted run would have read:
   SHUFFLE_BLOCK records, each block with a permutation drawn from (seed, p, e, block);
 * example k is record k mod N_p of epoch k // N_p, masked with a seed folded from (seed, p, k).
 
-Resuming at step s starts at epoch k // N_p and skips k mod N_p records of it (reading, not
-parsing, them: O(records per epoch) at most). Unlike the in-memory stream, the global batch is
-not one global permutation: each process shuffles its own shards.
+Resuming at step s starts at epoch k // N_p and skips k mod N_p records of it (reading, not parsing,
+them: O(records per epoch) at most, whatever the step). Unlike the in-memory stream, the global
+batch is not one global permutation: each process shuffles its own shards.
 """
 
 import dataclasses
@@ -22,12 +23,12 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from bertjax.data import prepare
+from bertjax.data import prepare, seeds
+from bertjax.data.sources import MaskExample
 from bertjax.errors import UserError
 
 SHUFFLE_BLOCK = 4096  # records permuted together; ~1.5 MB of serialized 128-token rows
 _CYCLE_LENGTH = 8  # shards read round-robin at a time
-_STREAM_DOMAIN, _MASK_DOMAIN = 2, 3  # random-number domains, apart from pipeline's 0 and 1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,8 +54,44 @@ class PreparedCorpus:
     def vocab_dir(self) -> Path:
         return self.directory / prepare.VOCAB_SUBDIR
 
+    @property
+    def packed(self) -> bool:
+        return self.settings["packing"]
+
     def __len__(self) -> int:
         return self.manifest["num_instances"]
+
+    def dataset(
+        self,
+        *,
+        global_batch_size: int,
+        seed: int,
+        start_step: int,
+        process_index: int,
+        process_count: int,
+        mask_example: MaskExample,
+    ) -> tf.data.Dataset:
+        """Infinite stream of this process's batches from its shards (see module doc)."""
+        local_batch = global_batch_size // process_count
+        shards = process_shards(self, process_index, process_count)
+        files = tf.constant([self.files[s] for s in shards])
+        records_per_epoch = sum(self.counts[s] for s in shards)
+        first = start_step * local_batch
+        first_epoch, skip = divmod(first, records_per_epoch)
+        fold_in = tf.random.experimental.stateless_fold_in
+        stream_base = fold_in(tf.constant([seed, seeds.PREPARED_ORDER], tf.int64), process_index)
+        mask_base = fold_in(tf.constant([seed, seeds.PREPARED_MASK], tf.int64), process_index)
+        parse = parse_fn(self.settings["max_seq_length"], self.packed)
+
+        def example(index, serialized):
+            return mask_example(parse(serialized), fold_in(mask_base, index))
+
+        epochs = tf.data.Dataset.range(first_epoch, np.iinfo(np.int64).max)
+        records = epochs.flat_map(lambda epoch: _epoch_records(files, stream_base, epoch))
+        dataset = records.skip(skip).enumerate(start=first)
+        dataset = dataset.map(example, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        dataset = dataset.batch(local_batch, drop_remainder=True)
+        return dataset.prefetch(tf.data.AUTOTUNE)
 
 
 def load_prepared(directory: str | Path) -> PreparedCorpus:
@@ -151,40 +188,3 @@ def _epoch_records(files: tf.Tensor, base_seed: tf.Tensor, epoch: tf.Tensor) -> 
 
     blocks = records.batch(SHUFFLE_BLOCK).enumerate().map(shuffle_block)
     return blocks.unbatch()
-
-
-def make_streaming_dataset(
-    prepared: PreparedCorpus,
-    *,
-    global_batch_size: int,
-    seed: int,
-    start_step: int,
-    process_index: int,
-    process_count: int,
-    mask_example: Callable[[dict, tf.Tensor], dict],
-) -> tf.data.Dataset:
-    """Infinite stream of this process's batches from prepared shards (see module doc).
-
-    `mask_example(features, seed)` masks one parsed instance (`pipeline.make_dataset` passes
-    the same function its in-memory stream uses) and returns the output features.
-    """
-    local_batch = global_batch_size // process_count
-    shards = process_shards(prepared, process_index, process_count)
-    files = tf.constant([prepared.files[s] for s in shards])
-    records_per_epoch = sum(prepared.counts[s] for s in shards)
-    first = start_step * local_batch
-    first_epoch, skip = divmod(first, records_per_epoch)
-    fold_in = tf.random.experimental.stateless_fold_in
-    stream_base = fold_in(tf.constant([seed, _STREAM_DOMAIN], tf.int64), process_index)
-    mask_base = fold_in(tf.constant([seed, _MASK_DOMAIN], tf.int64), process_index)
-    parse = parse_fn(prepared.settings["max_seq_length"], prepared.settings["packing"])
-
-    def example(index, serialized):
-        return mask_example(parse(serialized), fold_in(mask_base, index))
-
-    epochs = tf.data.Dataset.range(first_epoch, np.iinfo(np.int64).max)
-    records = epochs.flat_map(lambda epoch: _epoch_records(files, stream_base, epoch))
-    dataset = records.skip(skip).enumerate(start=first)
-    dataset = dataset.map(example, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    dataset = dataset.batch(local_batch, drop_remainder=True)
-    return dataset.prefetch(tf.data.AUTOTUNE)

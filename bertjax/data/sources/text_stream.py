@@ -1,4 +1,4 @@
-"""Raw text -> tokenized, paired and masked batches on the fly (``config.streaming``).
+"""Raw text -> tokenized, paired and masked batches on the fly (``streaming``).
 
 No in-memory corpus, no prepare step. Process p of P reads only files[p::P] of the sorted corpus
 files and part p of P of each ``tfds:NAME@SPLIT`` source (`corpus.tfds_part`, `tfds.even_splits`):
@@ -7,7 +7,7 @@ in an order drawn from (seed, p, e); their training documents (held-out ones dro
 by `corpus.holdout_split`, bad input skipped and counted per file by `corpus`) are cut into chunks
 of ``stream_chunk_documents`` consecutive documents across file ends (a lone last document joins
 the chunk before it: NSP needs two).
-Chunk j is tokenized (`pipeline.tokenize_documents`) and becomes NSP pairs or packed rows
+Chunk j is tokenized (`documents.tokenize_documents`) and becomes NSP pairs or packed rows
 (`pretraining_examples`, `packing`) with a seed drawn from (seed, p, e, j), rows shuffled with
 it; ``dupe_factor`` is unused, each epoch pairs afresh. The process's example k is row k of the
 chunks laid end to end, masked with a seed folded from (seed, p, k) by `pipeline.make_dataset`'s
@@ -16,14 +16,16 @@ threads a few chunks ahead (the tokenizer's TF ops release the GIL; sentence spl
 pairing do not). Memory is a few chunks, never the corpus.
 
 So the stream is a pure function of (corpus, vocabulary, settings, seed, p, P, k). To resume at
-example k = step * local batch without re-tokenizing, a chunk index under ``index_dir`` (train.py:
-the workdir) records per process and epoch each chunk's row count and the file position where it
-ends, one line per chunk, rewritten atomically as chunks are built. A resume skips the epochs and
-chunks it knows unread, re-parses (does not tokenize) one file up to the resume chunk and rebuilds
-that chunk. Chunks it lacks (no index_dir, a crash before the write) are replayed: tokenized and
-discarded. The index is keyed by file names and sizes (tfds: the source), settings, vocabulary,
-seed and P; a torn file is read up to its last whole line (after editing a file in place at the
-same size, or rebuilding an unversioned tfds source, delete it).
+example k = step * local batch without re-tokenizing, a chunk index under ``index_dir`` (given to
+the stream; train.py: WORKDIR/text_stream_index) records per process and epoch each chunk's row
+count and the position where it ends (file, record number in it), one line per chunk, rewritten
+atomically as chunks are built. A resume skips the epochs and chunks it knows unread and rebuilds
+the resume chunk from its start position: a file is re-parsed (not tokenized) up to it, a tfds part
+is opened at its example (`corpus.tfds_from`), so the cost is the same at any step. Chunks it lacks
+(no index_dir, a crash before the write) are replayed: tokenized and discarded. The index is keyed
+by file names and sizes (tfds: the source), settings, vocabulary, seed and P; a torn file is read up
+to its last whole line (after editing a file in place at the same size, or rebuilding an unversioned
+tfds source, delete it).
 """
 
 import collections
@@ -37,53 +39,92 @@ import threading
 import uuid
 from collections.abc import Callable, Iterator
 
-import ml_collections
 import numpy as np
 import tensorflow as tf
 from absl import logging
 from etils import epath
 
-from bertjax.data import corpus, packing, prepare, pretraining_examples
-from bertjax.data.sentencepiece_vocab import SentencePieceTokenizer
-from bertjax.data.tokenizer import WordPieceTokenizer
+from bertjax.data import corpus, packing, pretraining_examples, seeds, vocab
+from bertjax.data.documents import tokenize_documents
+from bertjax.data.sources import MaskExample
+from bertjax.data.spec import DataSpec
 from bertjax.errors import UserError
 
-_ORDER_DOMAIN, _CHUNK_DOMAIN, _MASK_DOMAIN = 4, 5, 6  # apart from pipeline's and streaming's
+# The index's line format: bump when its meaning changes, so older indexes are not misread.
+INDEX_FORMAT = 2  # 2: positions count a file's text records (1: its training documents)
 # Chunk-building threads at most. Tokenizer ops release the GIL; sentence splitting and pairing
 # (a quarter of a build on the sample corpus) do not: more threads add memory, not speed.
 MAX_WORKERS = 8
 _END = "end"  # last line of an epoch's index file once the epoch is complete
-# Config fields the rows depend on (with the vocabulary's sha256).
+# DataSpec fields the rows depend on (with the vocabulary's sha256).
 _SETTINGS = ("max_seq_length", "short_seq_prob", "packing", "text_field", "text_format",
              "eval_holdout_fraction", "stream_chunk_documents", "lowercase")  # fmt: skip
-Position = tuple[int, int]  # (file in the epoch's order, training documents read of it)
+Position = tuple[int, int]  # (file in the epoch's order, text records read of it)
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class TextStream:
-    """The corpus files and settings a text stream reads; `make_text_dataset` streams it."""
+    """The corpus files and settings a text stream reads; `dataset` streams it."""
 
     files: list[str]  # the whole corpus, files sorted, then tfds sources (`corpus.resolve_files`)
-    tokenizer: WordPieceTokenizer | SentencePieceTokenizer
-    settings: dict  # the config's _SETTINGS fields and vocab_sha256
+    tokenizer: vocab.Tokenizer
+    settings: dict  # the DataSpec's _SETTINGS fields and vocab_sha256
     index_dir: str = ""  # where chunk counts are kept for a fast resume; "" = replay
     num_workers: int = 0  # threads building chunks; 0 = local cores, at most MAX_WORKERS
 
     @property
-    def packing(self) -> bool:
+    def packed(self) -> bool:
         return self.settings["packing"]
 
+    def dataset(
+        self,
+        *,
+        global_batch_size: int,
+        seed: int,
+        start_step: int,
+        process_index: int,
+        process_count: int,
+        mask_example: MaskExample,
+    ) -> tf.data.Dataset:
+        """Infinite stream of this process's batches from raw text (see module doc)."""
+        local_batch = global_batch_size // process_count
+        files = process_files(self.files, process_index, process_count)
+        check_has_documents(self, files, process_index)
+        index = ChunkIndex(self, seed, process_index, process_count)
+        first = start_step * local_batch
+        epoch, chunk, position, skip = index.resume_point(first)
+        if first:
+            message = "Text stream of process %d resumes at epoch %d, chunk %d, skipping %d rows"
+            logging.info(message, process_index, epoch, chunk, skip)
+        fold_in = tf.random.experimental.stateless_fold_in
+        mask_base = fold_in(tf.constant([seed, seeds.TEXT_MASK], tf.int64), process_index)
+        start = (epoch, chunk, position)
 
-def from_config(
-    config: ml_collections.ConfigDict,
-    tokenizer: WordPieceTokenizer | SentencePieceTokenizer,
+        def generate():
+            yield from chunk_rows(self, files, seed, process_index, index, start)
+
+        rows = tf.data.Dataset.from_generator(generate, output_signature=row_spec(self))
+        dataset = rows.unbatch().skip(skip).enumerate(start=first)
+        dataset = dataset.map(
+            lambda k, features: mask_example(features, fold_in(mask_base, k)),
+            num_parallel_calls=tf.data.AUTOTUNE,
+            deterministic=True,
+        )
+        dataset = dataset.batch(local_batch, drop_remainder=True)
+        return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+def from_spec(
+    data: DataSpec,
+    tokenizer: vocab.Tokenizer,
     vocab_dir: str | os.PathLike,
+    index_dir: str = "",
 ) -> TextStream:
-    """The TextStream of ``config.corpus``."""
-    files = corpus.resolve_files(config.corpus)
-    settings = {name: config.get(name) for name in _SETTINGS}
-    settings["vocab_sha256"] = prepare.vocab_sha256(vocab_dir)
-    return TextStream(files=files, tokenizer=tokenizer, settings=settings)
+    """The TextStream of ``data.corpus``; chunk counts kept under `index_dir` ("" = none)."""
+    files = corpus.resolve_files(data.corpus)
+    settings = {name: getattr(data, name) for name in _SETTINGS}
+    settings["vocab_sha256"] = vocab.vocab_sha256(vocab_dir)
+    return TextStream(files=files, tokenizer=tokenizer, settings=settings, index_dir=index_dir)
 
 
 def process_files(files: list[str], process_index: int, process_count: int) -> list[str]:
@@ -99,20 +140,20 @@ def process_files(files: list[str], process_index: int, process_count: int) -> l
     return paths[process_index::process_count] + parts
 
 
-def derive_seed(*parts: int) -> int:
-    """A 64-bit seed that is a pure function of integer parts (negative ones allowed)."""
-    state = np.random.SeedSequence([part % 2**64 for part in parts]).generate_state(1, np.uint64)
-    return int(state[0])
-
-
 def epoch_files(files: list[str], seed: int, process_index: int, epoch: int) -> list[str]:
     """The process's files in epoch `epoch`'s order."""
-    rng = np.random.default_rng(derive_seed(_ORDER_DOMAIN, seed, process_index, epoch))
+    rng = np.random.default_rng(
+        seeds.derive_seed(seeds.TEXT_FILE_ORDER, seed, process_index, epoch)
+    )
     return [files[i] for i in rng.permutation(len(files))]
 
 
-def _file_texts(path: str, settings: dict, reports: list | None) -> Iterator[str]:
-    """Documents of one file or tfds part via `corpus.read_documents` (which logs skip counts)."""
+def _file_records(
+    path: str, settings: dict, reports: list | None, after: int = 0
+) -> Iterator[tuple[int, str]]:
+    """(record number, text) of each document of one file or tfds part after record `after`,
+    via `corpus.read_documents` (which logs skip counts). A tfds part is opened at that record;
+    a file is parsed from its start."""
     if not corpus.is_tfds(path) and not os.path.exists(path):
         report = corpus.SourceReport(path)
         report.skip("missing file", "gone since the corpus was listed")
@@ -120,9 +161,15 @@ def _file_texts(path: str, settings: dict, reports: list | None) -> Iterator[str
         if reports is not None:
             reports.append(report)
         return
-    read = dict(text_format=settings["text_format"], reports=reports)
+    seek = after if corpus.is_tfds(path) else 0
+    source = corpus.tfds_from(path, seek) if seek else path
+    numbers: list[int] = []
+    read = dict(text_format=settings["text_format"], reports=reports, record_numbers=numbers)
     try:
-        yield from corpus.read_documents([path], settings["text_field"], **read)
+        for text in corpus.read_documents([source], settings["text_field"], **read):
+            number = seek + numbers.pop()
+            if number > after:
+                yield number, text
     except UserError:
         pass  # a file without documents: its report says why
 
@@ -133,13 +180,10 @@ def documents(
     """(text, position after it) of each training document of `files`, from `start` on."""
     fraction = settings["eval_holdout_fraction"]
     for file_pos in range(start[0], len(files)):
-        texts = _file_texts(files[file_pos], settings, reports)
-        if fraction:
-            texts = corpus.holdout_split(texts, fraction, held_out=False)
-        skip = start[1] if file_pos == start[0] else 0
-        for offset, text in enumerate(texts, 1):
-            if offset > skip:
-                yield text, (file_pos, offset)
+        after = start[1] if file_pos == start[0] else 0
+        for number, text in _file_records(files[file_pos], settings, reports, after):
+            if not fraction or not corpus.is_held_out(text, fraction):
+                yield text, (file_pos, number)
 
 
 def chunks(docs: Iterator[tuple[str, Position]], size: int) -> Iterator[tuple[list, Position]]:
@@ -162,15 +206,13 @@ def chunks(docs: Iterator[tuple[str, Position]], size: int) -> Iterator[tuple[li
 
 def build_chunk(texts: list[str], stream: TextStream, seed: int) -> dict[str, np.ndarray]:
     """One chunk's rows (as `pipeline.build_pretraining_data`'s instances), shuffled by `seed`."""
-    from bertjax.data import pipeline  # pipeline imports this module
-
     tokenizer, settings = stream.tokenizer, stream.settings
-    docs, _ = pipeline.tokenize_documents(texts, tokenizer)
+    docs, _ = tokenize_documents(texts, tokenizer)
     special = dict(cls_id=tokenizer.cls_id, sep_id=tokenizer.sep_id, pad_id=tokenizer.pad_id)
     common = dict(max_seq_length=settings["max_seq_length"], dupe_factor=1, seed=seed, **special)
-    if stream.packing and docs:
+    if stream.packed and docs:
         rows = packing.pack_documents(docs, **common)
-    elif len(docs) >= 2 and not stream.packing:
+    elif len(docs) >= 2 and not stream.packed:
         rows = pretraining_examples.create_instances(
             docs, short_seq_prob=settings["short_seq_prob"], **common
         )
@@ -185,16 +227,16 @@ def row_spec(stream: TextStream) -> dict[str, tf.TensorSpec]:
     """Names, dtypes and shapes [rows, ...] of a chunk's rows."""
     length = stream.settings["max_seq_length"]
     names = ("input_ids", "input_mask", "segment_ids")
-    names += ("attention_segment_ids",) if stream.packing else ()
+    names += ("attention_segment_ids",) if stream.packed else ()
     spec = {name: tf.TensorSpec([None, length], tf.int32) for name in names}
     spec["next_sentence_labels"] = tf.TensorSpec([None], tf.int32)
-    if stream.packing:
+    if stream.packed:
         spec["next_sentence_weights"] = tf.TensorSpec([None], tf.float32)
     return spec
 
 
 class ChunkIndex:
-    """Lines ``rows end_file end_document`` per chunk and ``end`` after an epoch's last chunk,
+    """Lines ``rows end_file end_record`` per chunk and ``end`` after an epoch's last chunk,
     one file per (process, epoch), under a key of everything the counts depend on."""
 
     def __init__(self, stream: TextStream, seed: int, process_index: int, process_count: int):
@@ -202,7 +244,8 @@ class ChunkIndex:
             (os.path.basename(f), os.path.getsize(f)) if os.path.isfile(f) else (f, 0)
             for f in stream.files
         ]
-        key = json.dumps([sizes, stream.settings, seed, process_count], sort_keys=True)
+        key = [sizes, stream.settings, seed, process_count, INDEX_FORMAT]
+        key = json.dumps(key, sort_keys=True)
         digest = hashlib.sha256(key.encode()).hexdigest()[:16]
         self.directory = epath.Path(stream.index_dir) / digest if stream.index_dir else None
         self.name = f"process-{process_index:05d}-epoch-{{:06d}}.txt"
@@ -210,7 +253,7 @@ class ChunkIndex:
         self._lock = threading.Lock()  # iterators of one dataset share the index
 
     def read(self, epoch: int) -> tuple[list[tuple[int, int, int]], bool]:
-        """(rows, end_file, end_document) of the recorded chunks; whether the epoch is whole."""
+        """(rows, end_file, end_record) of the recorded chunks; whether the epoch is whole."""
         path = self.directory and self.directory / self.name.format(epoch)
         entries = []
         for line in path.read_text().split("\n")[:-1] if path and path.exists() else []:
@@ -250,10 +293,10 @@ class ChunkIndex:
                 break
             base, epoch = base + total, epoch + 1
         chunk, position = 0, (0, 0)
-        for rows, end_file, end_document in entries:
+        for rows, end_file, end_record in entries:
             if base + rows > first:
                 break
-            base, chunk, position = base + rows, chunk + 1, (end_file, end_document)
+            base, chunk, position = base + rows, chunk + 1, (end_file, end_record)
         return epoch, chunk, position, first - base
 
 
@@ -302,7 +345,7 @@ def chunk_rows(
 
     def build(item):
         epoch, chunk, texts, _ = item
-        chunk_seed = derive_seed(_CHUNK_DOMAIN, seed, process_index, epoch, chunk)
+        chunk_seed = seeds.derive_seed(seeds.TEXT_CHUNK, seed, process_index, epoch, chunk)
         return None if texts is None else build_chunk(texts, stream, chunk_seed)
 
     items = _chunk_items(stream, files, seed, process_index, start)
@@ -327,7 +370,7 @@ def chunk_rows(
 def check_has_documents(stream: TextStream, files: list[str], process_index: int) -> None:
     """One-line UserError when the process's files hold too few training documents."""
     reports: list[corpus.SourceReport] = []
-    needed = 1 if stream.packing else 2
+    needed = 1 if stream.packed else 2
     found = len(list(itertools.islice(documents(files, stream.settings, reports=reports), needed)))
     if found < needed:
         problems = " | ".join(r.summary() for r in reports[:3])
@@ -335,43 +378,3 @@ def check_has_documents(stream: TextStream, files: list[str], process_index: int
             f"process {process_index} found {found} training documents in its {len(files)} "
             f"corpus sources, needs {needed} ({problems}); check --config.corpus"
         )
-
-
-def make_text_dataset(
-    stream: TextStream,
-    *,
-    global_batch_size: int,
-    seed: int,
-    start_step: int,
-    process_index: int,
-    process_count: int,
-    mask_example: Callable[[dict, tf.Tensor], dict],
-) -> tf.data.Dataset:
-    """Infinite stream of this process's batches from raw text (see module doc).
-
-    `mask_example(features, seed)` is `pipeline.make_dataset`'s masking of one instance.
-    """
-    local_batch = global_batch_size // process_count
-    files = process_files(stream.files, process_index, process_count)
-    check_has_documents(stream, files, process_index)
-    index = ChunkIndex(stream, seed, process_index, process_count)
-    first = start_step * local_batch
-    epoch, chunk, position, skip = index.resume_point(first)
-    if first:
-        message = "Text stream of process %d resumes at epoch %d, chunk %d, skipping %d rows"
-        logging.info(message, process_index, epoch, chunk, skip)
-    fold_in = tf.random.experimental.stateless_fold_in
-    mask_base = fold_in(tf.constant([seed, _MASK_DOMAIN], tf.int64), process_index)
-
-    def generate():
-        yield from chunk_rows(stream, files, seed, process_index, index, (epoch, chunk, position))
-
-    rows = tf.data.Dataset.from_generator(generate, output_signature=row_spec(stream)).unbatch()
-    dataset = rows.skip(skip).enumerate(start=first)
-    dataset = dataset.map(
-        lambda k, features: mask_example(features, fold_in(mask_base, k)),
-        num_parallel_calls=tf.data.AUTOTUNE,
-        deterministic=True,
-    )
-    dataset = dataset.batch(local_batch, drop_remainder=True)
-    return dataset.prefetch(tf.data.AUTOTUNE)

@@ -1,4 +1,4 @@
-"""Tests for whole-word and span masking (bertjax/data/whole_word.py through masking.mask_tokens):
+"""Tests for whole-word and span masking (bertjax/data/mask_units.py through masking.mask_tokens):
 statistics over many examples, eagerly and inside tf.data."""
 
 import numpy as np
@@ -6,7 +6,7 @@ import pytest
 import tensorflow as tf
 from scipy import stats
 
-from bertjax.data import whole_word
+from bertjax.data import mask_units
 from bertjax.data.masking import _eligible, _num_to_predict, mask_tokens
 from bertjax.errors import UserError
 
@@ -69,7 +69,7 @@ def _kwargs(masking: str, max_predictions: int, **span):
         random_token_ids=RANDOM_TOKEN_IDS,
         masking=masking,
         word_start_table=WORD_START_TABLE,
-        span_length_probs=whole_word.span_length_probs(
+        span_length_probs=mask_units.span_length_probs(
             span.get("distribution", "geometric"), span.get("max_ngram", 10)
         ),
     )
@@ -171,16 +171,16 @@ def test_whole_word_follows_googles_skip_rule(data):
 
 
 def _unit_spans(input_ids, input_mask, seeds, probs, length):
-    """(unit_start, word_start, eligible, selected) from whole_word directly, in tf.data."""
+    """(unit_start, word_start, eligible, selected) from mask_units directly, in tf.data."""
 
     def units(ids, mask, seed):
         eligible = _eligible(ids, mask, tf.constant(SPECIAL_IDS))
         unit_seed, select_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
-        unit_start, word_start = whole_word.unit_starts(
+        unit_start, word_start = mask_units.unit_starts(
             tf.ensure_shape(ids, [length]), eligible, WORD_START_TABLE, probs, unit_seed
         )
         budget = _num_to_predict(tf.reduce_sum(tf.cast(eligible, tf.int32)), PROB, length)
-        selected, _ = whole_word.choose_units(
+        selected, _ = mask_units.choose_units(
             unit_start, eligible, budget, select_seed, word_start=word_start
         )
         return unit_start, word_start, eligible, selected
@@ -212,7 +212,7 @@ def _span_lengths(unit_start, word_start, eligible, selected, max_ngram):
 @pytest.mark.parametrize("distribution, max_ngram", [("geometric", 10), ("uniform", 3)])
 def test_drawn_span_lengths_follow_the_stated_distribution(data, distribution, max_ngram):
     input_ids, input_mask, _ = data
-    probs = whole_word.span_length_probs(distribution, max_ngram)
+    probs = mask_units.span_length_probs(distribution, max_ngram)
     batch = _unit_spans(input_ids, input_mask, _seeds(len(input_ids)), probs, 128)
     drawn, _ = _span_lengths(*batch, max_ngram)
     counts = np.bincount(drawn, minlength=max_ngram + 1)[1:]
@@ -226,7 +226,7 @@ def test_masked_span_lengths_close_to_the_stated_distribution_at_512():
     """Only the budget-closing span is shrunk (and run ends cut spans): at 512 tokens the masked
     spans stay within 0.04 of the stated probabilities (at 128 they lean short; docs/data.md)."""
     input_ids, input_mask, _ = _examples(400, 512, seed=1)
-    probs = whole_word.span_length_probs("uniform", 3)
+    probs = mask_units.span_length_probs("uniform", 3)
     batch = _unit_spans(input_ids, input_mask, _seeds(400), probs, 512)
     _, chosen = _span_lengths(*batch, 3)
     frequencies = np.bincount(chosen, minlength=4)[1:] / len(chosen)
@@ -263,12 +263,12 @@ def test_cap_binds_and_nothing_eligible(data, masking):
 
 
 def test_word_start_table_and_span_probs():
-    table = whole_word.word_start_table(["[PAD]", "the", "##s", "run", "##ning", "#"])
+    table = mask_units.word_start_table(["[PAD]", "the", "##s", "run", "##ning", "#"])
     np.testing.assert_array_equal(table, [True, True, False, True, False, True])
-    geometric = whole_word.span_length_probs("geometric", 3, geometric_p=0.5)
+    geometric = mask_units.span_length_probs("geometric", 3, geometric_p=0.5)
     np.testing.assert_allclose(geometric, np.array([4, 2, 1]) / 7, rtol=1e-6)
-    np.testing.assert_allclose(whole_word.span_length_probs("uniform", 4), [0.25] * 4)
+    np.testing.assert_allclose(mask_units.span_length_probs("uniform", 4), [0.25] * 4)
     with pytest.raises(UserError, match="span_distribution='zipf' is unknown"):
-        whole_word.span_length_probs("zipf", 3)
+        mask_units.span_length_probs("zipf", 3)
     with pytest.raises(UserError, match="max_ngram=0"):
-        whole_word.span_length_probs("uniform", 0)
+        mask_units.span_length_probs("uniform", 0)
