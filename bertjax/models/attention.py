@@ -24,8 +24,13 @@ from bertjax.models import dropout, splash
 if TYPE_CHECKING:
     from bertjax.models.config import BertConfig
 
-# Parameters are placed by the caller (jit out_shardings from logical names), never at creation.
-nnx.use_eager_sharding(False)
+
+def partitioned(initializer: Any, axes: tuple[str, ...]) -> Any:
+    """`initializer` whose parameters carry the logical axis names `axes`. They are placed by the
+    caller (jit out_shardings from the names, `bertjax/train_state.py`), never at creation, so
+    each parameter says `eager_sharding=False` itself and the model builds with or without a
+    mesh, whatever flax's global default is."""
+    return nnx.with_partitioning(initializer, axes, eager_sharding=False)
 
 
 def dense_init(
@@ -33,10 +38,8 @@ def dense_init(
 ) -> dict[str, Any]:
     """Initialisers of a BERT dense layer: normal(initializer_range) kernel, zero bias, named."""
     return {
-        "kernel_init": nnx.with_partitioning(
-            nnx.initializers.normal(config.initializer_range), kernel_axes
-        ),
-        "bias_init": nnx.with_partitioning(nnx.initializers.zeros_init(), bias_axes),
+        "kernel_init": partitioned(nnx.initializers.normal(config.initializer_range), kernel_axes),
+        "bias_init": partitioned(nnx.initializers.zeros_init(), bias_axes),
     }
 
 
@@ -47,8 +50,8 @@ def layer_norm(config: BertConfig, num_features: int, rngs: nnx.Rngs) -> nnx.Lay
         epsilon=config.layer_norm_eps,
         dtype=jnp.float32,
         use_fast_variance=False,
-        scale_init=nnx.with_partitioning(nnx.initializers.ones_init(), ("norm",)),
-        bias_init=nnx.with_partitioning(nnx.initializers.zeros_init(), ("norm",)),
+        scale_init=partitioned(nnx.initializers.ones_init(), ("norm",)),
+        bias_init=partitioned(nnx.initializers.zeros_init(), ("norm",)),
         rngs=rngs,
     )
 
@@ -220,7 +223,7 @@ class BertSelfAttention(nnx.Module):
             self.distance_embedding = nnx.Embed(
                 2 * config.max_position_embeddings - 1,
                 head_size,
-                embedding_init=nnx.with_partitioning(
+                embedding_init=partitioned(
                     nnx.initializers.normal(config.initializer_range), ("position", "kv")
                 ),
                 rngs=rngs,

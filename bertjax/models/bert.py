@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from bertjax.models.attention import layer_norm, padding_mask
+from bertjax.models.attention import layer_norm, padding_mask, partitioned
 from bertjax.models.config import (  # noqa: F401  (re-exported: bertjax.models.bert is the API)
     ATTENTION_IMPLEMENTATIONS,
     COMPUTE_DTYPES,
@@ -38,9 +38,6 @@ from bertjax.models.encoder import (  # noqa: F401
     stack_layers,
     unstack_layers,
 )
-
-# Parameters are placed by the caller (jit out_shardings from logical names), never at creation.
-nnx.use_eager_sharding(False)
 
 
 class BertPooler(nnx.Module):
@@ -139,7 +136,7 @@ class BertLMPredictionHead(nnx.Module):
     def __init__(self, config: BertConfig, *, rngs: nnx.Rngs):
         self.dtype = jnp.dtype(config.dtype)
         self.transform = BertPredictionHeadTransform(config, rngs=rngs)
-        bias_init = nnx.with_partitioning(nnx.initializers.zeros_init(), ("vocab",))
+        bias_init = partitioned(nnx.initializers.zeros_init(), ("vocab",))
         self.bias = nnx.Param(bias_init(rngs.params(), (config.vocab_size,), jnp.float32))
 
     def __call__(self, hidden_states: jax.Array, word_embeddings: jax.Array) -> jax.Array:

@@ -14,12 +14,16 @@ import jax.numpy as jnp
 from flax import nnx
 
 from bertjax.errors import UserError
-from bertjax.models.attention import BertAttention, Dense, constrain, dense_init, layer_norm
+from bertjax.models.attention import (
+    BertAttention,
+    Dense,
+    constrain,
+    dense_init,
+    layer_norm,
+    partitioned,
+)
 from bertjax.models.config import REMAT_POLICIES, BertConfig
 from bertjax.models.dropout import Dropout
-
-# Parameters are placed by the caller (jit out_shardings from logical names), never at creation.
-nnx.use_eager_sharding(False)
 
 
 def _dense(
@@ -51,7 +55,7 @@ def gelu(x: jax.Array) -> jax.Array:
 def _embed(
     config: BertConfig, num: int, axes: tuple[str, str], rngs: nnx.Rngs, init: Any = None
 ) -> nnx.Embed:
-    init = nnx.with_partitioning(init or nnx.initializers.normal(config.initializer_range), axes)
+    init = partitioned(init or nnx.initializers.normal(config.initializer_range), axes)
     return nnx.Embed(num, config.hidden_size, embedding_init=init, rngs=rngs)
 
 

@@ -344,3 +344,30 @@ def test_mimetic_attention_init_products():
     o = np.asarray(attention.output.dense.kernel[...]).reshape(32, 32)
     assert np.trace(q @ k.T) / 32 == pytest.approx(0.7, abs=0.1)
     assert np.trace(v @ o) / 32 == pytest.approx(-0.4, abs=0.1)
+
+
+def test_importing_bertjax_leaves_flax_eager_sharding_alone():
+    """No bertjax module flips flax's global `use_eager_sharding` default; each parameter carries
+    `eager_sharding=False` itself, so the model builds without a mesh under the default (True)."""
+    import subprocess
+    import sys
+
+    script = """
+from flax import nnx
+import bertjax.train, bertjax.finetune.model, bertjax.convert.importer
+from bertjax.models.bert import BertConfig, create_model
+assert nnx.using_eager_sharding(), "a bertjax import turned eager sharding off"
+config = BertConfig(vocab_size=50, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                    intermediate_size=64, max_position_embeddings=16)
+for scan in (False, True):
+    config = config.__class__(**{**config.__dict__, "scan_layers": scan})
+    for model in (create_model(config, 0), nnx.eval_shape(lambda: create_model(config, 0))):
+        params = nnx.to_flat_state(nnx.state(model, nnx.Param))
+        assert all(v.get_metadata()["eager_sharding"] is False for _, v in params), scan
+assert nnx.using_eager_sharding()
+print("ok")
+"""
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr[-2000:]
