@@ -2,6 +2,7 @@
 
 import jax
 import numpy as np
+import optax
 import pytest
 
 from bertjax import checkpointing, optim, sharding, train
@@ -93,6 +94,22 @@ def test_one_train_step_is_real():
     after = jax.device_get(state.params)
     changed = jax.tree.map(lambda a, b: not np.array_equal(a, b), before, after)
     assert all(jax.tree.leaves(changed)), "every parameter should receive an update"
+
+
+@pytest.mark.parametrize("max_grad_norm", [1e-3, 0.0])
+def test_train_step_clips_the_gradient_at_max_grad_norm(max_grad_norm):
+    """The train step reports the gradient's norm before clipping, and the optimizer uses the
+    gradient clipped to norm max_grad_norm (Adam's first moment after one step is (1 - b1) times
+    the gradient used); with max_grad_norm = 0 it uses the gradient as it is."""
+    config = tiny_config(max_grad_norm=max_grad_norm)
+    mesh, state, _, step_fn = setup_run(config)
+    batch = sharding.global_batch_from_local(random_batch(8), mesh)
+    state, metrics = step_fn(state, batch, jax.random.key(0))
+    grad_norm = float(metrics["grad_norm"])
+    assert grad_norm > 100 * max_grad_norm  # an untrained model's gradient: clipping bites
+    moment = optax.tree_utils.tree_get(state.opt_state, "mu")
+    used_norm = float(optax.global_norm(moment)) / (1.0 - config.adam_b1)
+    np.testing.assert_allclose(used_norm, max_grad_norm or grad_norm, rtol=1e-4)
 
 
 def test_overfits_one_fixed_batch():
