@@ -6,6 +6,7 @@ import optax
 import pytest
 
 from bertjax import checkpointing, optim, sharding, train
+from bertjax.errors import UserError
 from bertjax.models.bert import BertConfig
 from bertjax.train_state import create_train_state
 from configs import cpu_smoke
@@ -171,5 +172,23 @@ def test_restore_refuses_a_checkpoint_of_another_architecture(tmp_path):
     manager = checkpointing.create_checkpoint_manager(tmp_path, save_every=1, keep=2)
     checkpointing.save(manager, 1, state, {"model": {"vocab_size": VOCAB}}, force=True)
     manager.wait_until_finished()
-    with pytest.raises(Exception, match="vocab_size=1000 but the config asks for 2000"):
+    before = files_under(tmp_path)
+    with pytest.raises(UserError) as refusal:
         checkpointing.restore_or_init(manager, setup.abstract_state, None, {"vocab_size": 2000})
+    message = str(refusal.value)
+    assert "\n" not in message
+    assert "has vocab_size=1000 but the config asks for 2000" in message  # the field
+    assert message.endswith("use the original config or a new --workdir")  # the fix
+    assert files_under(tmp_path) == before  # nothing set aside, rewritten or added
+
+
+def files_under(directory) -> dict[str, tuple[bytes | None, int]]:
+    """Every file and directory below `directory`: relative path -> (contents, None for a
+    directory; modification time in ns, which a directory's added or removed entries change)."""
+    return {
+        str(path.relative_to(directory)): (
+            path.read_bytes() if path.is_file() else None,
+            path.stat().st_mtime_ns,
+        )
+        for path in sorted(directory.rglob("*"))
+    }
