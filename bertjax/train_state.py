@@ -19,7 +19,7 @@ import optax
 from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from bertjax import sharding
+from bertjax import optim, sharding
 from bertjax.models.bert import BertConfig, BertForPreTraining
 
 
@@ -27,8 +27,9 @@ from bertjax.models.bert import BertConfig, BertForPreTraining
 class TrainState:
     """Everything a checkpoint holds. `params` is a plain nested dict of arrays.
 
-    `nonfinite_steps` counts updates skipped because the loss or gradients were NaN/Inf, and
-    `consecutive_nonfinite` how many of the latest steps in a row were skipped.
+    `nonfinite_steps` counts updates skipped because the gradients were NaN/Inf, and
+    `consecutive_nonfinite` how many of the latest steps in a row were skipped (the counters of
+    optax.apply_if_finite, kept as fields of their own: `apply_gradients`).
     """
 
     step: jax.Array
@@ -36,6 +37,35 @@ class TrainState:
     opt_state: Any
     nonfinite_steps: jax.Array
     consecutive_nonfinite: jax.Array
+
+
+def apply_gradients(
+    state: TrainState, grads: Any, tx: optax.GradientTransformation
+) -> tuple[TrainState, jax.Array]:
+    """One update of `tx` through optax.apply_if_finite (`optim.skip_nonfinite`): gradients that
+    hold a NaN/Inf (as a NaN/Inf loss gives) leave the parameters and optimizer state unchanged
+    and are counted. The step advances either way, so the data stream stays aligned with it.
+    Returns the new state and whether the update was applied (a bool scalar).
+
+    The checkpointed TrainState holds `tx`'s own state and apply_if_finite's two counters as
+    fields (the layout checkpoints had before apply_if_finite), so the guard's state is put
+    together around them here.
+    """
+    guarded = optax.ApplyIfFiniteState(
+        notfinite_count=state.consecutive_nonfinite,
+        last_finite=jnp.array(True),
+        total_notfinite=state.nonfinite_steps,
+        inner_state=state.opt_state,
+    )
+    updates, guarded = optim.skip_nonfinite(tx).update(grads, guarded, state.params)
+    new_state = state.replace(
+        step=state.step + 1,
+        params=optax.apply_updates(state.params, updates),
+        opt_state=guarded.inner_state,
+        nonfinite_steps=guarded.total_notfinite,
+        consecutive_nonfinite=guarded.notfinite_count,
+    )
+    return new_state, guarded.last_finite
 
 
 @dataclasses.dataclass(frozen=True)
