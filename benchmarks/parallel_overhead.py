@@ -15,7 +15,7 @@ import subprocess
 import sys
 import time
 
-from bertjax.bench import random_token_batch
+from bertjax.bench.workload import random_token_batch
 
 
 def measure(args) -> dict:

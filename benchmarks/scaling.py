@@ -1,6 +1,6 @@
-"""Tokens/s and peak memory vs sequence length and model size: one `bertjax.bench.run_bench` per
-point, each in its own process (a fresh XLA and a clean peak-RSS count), written as a Markdown
-table, a PNG plot and the raw JSON to --out.
+"""Tokens/s and peak memory vs sequence length and model size: one
+`bertjax.bench.run.run_bench` per point, each in its own process (a fresh XLA and a clean peak-RSS
+count), written as a Markdown table, a PNG plot and the raw JSON to --out.
 
   python -m benchmarks.scaling --out=docs/scaling --models=tiny,mini,small,medium,base \
       --seq_lens=128,256,512 --tokens_per_batch=4096 --steps=5
@@ -122,7 +122,7 @@ def plot(results: list[dict], path: Path) -> None:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     if args.worker:
-        from bertjax.bench import run_bench
+        from bertjax.bench.run import run_bench
 
         print("RESULT " + json.dumps(run_bench(**json.loads(args.worker))), flush=True)
         return

@@ -31,19 +31,11 @@ from bertjax.data.masking import MaskingSpec
 from bertjax.data.spec import DataSpec
 from bertjax.errors import UserError
 from bertjax.models.config import BertConfig
+from bertjax.models.sizes import MODEL_SIZES  # bertjax.config.MODEL_SIZES; no imports there
 from bertjax.optim import OptimizerSpec
 from bertjax.sharding import MeshSpec
 from bertjax.specs import ConfigSpec, require
 
-MODEL_SIZES = {
-    # name: (num_hidden_layers, hidden_size, num_attention_heads); intermediate_size is 4H
-    "tiny": (2, 128, 2),
-    "mini": (4, 256, 4),
-    "small": (4, 512, 8),
-    "medium": (8, 512, 8),
-    "base": (12, 768, 12),
-    "large": (24, 1024, 16),
-}
 NONFINITE_POLICIES = ("skip", "stop")
 PRETRAINING_DTYPES = ("float32", "bfloat16")  # float16 would need loss scaling
 

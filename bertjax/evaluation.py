@@ -26,6 +26,7 @@ import jax
 import ml_collections
 import numpy as np
 import optax
+from absl import logging
 from etils import epath
 from jax.sharding import NamedSharding, PartitionSpec
 
@@ -186,6 +187,28 @@ def evaluate(params: dict, eval_set: EvalSet, eval_step: EvalStep, mesh) -> dict
     result["mlm_distinct_predictions"] = len(np.unique(np.concatenate(predicted)))
     result["mlm_distinct_labels"] = len(np.unique(np.concatenate(labels)))
     return {**result, **(eval_set.baseline or {})}
+
+
+def periodic_evaluator(spec: RunSpec, setup: StateSetup, counts: np.ndarray | None, writer):
+    """(params, step) -> evaluates on the held-out set, writes its `eval_*` metrics line with
+    `writer`, logs it and any plateau warning; None when eval_every is 0."""
+    if not spec.loop.eval_every:
+        return None
+    eval_set = build_eval_set(spec, counts=counts)
+    eval_step = compile_eval_step(setup)
+    logging.info("Evaluating every %d steps on %d held-out examples with fixed masks",
+                 spec.loop.eval_every, eval_set.num_examples)  # fmt: skip
+
+    def evaluate_at(params: dict, step: int) -> None:
+        held_out = evaluate(params, eval_set, eval_step, setup.mesh)
+        writer.write(step, {f"eval_{name}": value for name, value in held_out.items()})
+        logging.info("Step %d held-out: %s", step,
+                     ", ".join(f"{k} {v:.4f}" for k, v in held_out.items()))  # fmt: skip
+        warning = plateau_warning(step, held_out, spec.optimizer.warmup_steps)
+        if warning:
+            logging.warning("%s", warning)
+
+    return evaluate_at
 
 
 def plateau_warning(step: int, result: dict[str, float], warmup_steps: int) -> str | None:

@@ -1,4 +1,4 @@
-"""Host memory: back glibc's large blocks with transparent huge pages.
+"""Host memory on CPU: back glibc's large blocks with transparent huge pages.
 
 XLA:CPU allocates a train step's temporaries as one block (753 MiB for BERT-mini at batch
 32 x 128) and frees it when the step ends. XLA's worker threads allocate from glibc's per-thread
@@ -10,13 +10,15 @@ step's CPU time.
 
 glibc's tunable `glibc.malloc.hugetlb=1` (glibc >= 2.35) makes malloc ask for transparent huge
 pages (madvise) on such blocks: 2 MiB pages, so ~800 faults per step instead of ~199,000, and
-the step drops to ~1.1 s. Tunables are read when a process starts, so the `bertjax` command
-re-executes itself once with the tunable added to GLIBC_TUNABLES (`reexec_with_huge_pages`)
-before anything else runs: same process id, same arguments, otherwise the same environment. It
-does so only on Linux with glibc >= 2.35 and the kernel's transparent huge pages in `madvise`
-mode (with `always` large blocks get huge pages anyway; with `never` there are none).
-`BERTJAX_MALLOC=system` turns it off. Memory use is unchanged: blocks are still returned to the
-kernel when freed.
+the step drops to ~1.1 s. Tunables are read when a process starts, so the commands whose steps
+run on the host (`bertjax train`, `finetune`, `bench`; bertjax/cli.py) re-execute themselves
+once with the tunable added to GLIBC_TUNABLES (`reexec_with_huge_pages`), after their flags
+parsed and before TensorFlow or JAX is imported: same process id, same arguments, otherwise the
+same environment. They do so only on Linux with glibc >= 2.35 and the kernel's transparent huge
+pages in `madvise` mode (with `always` large blocks get huge pages anyway; with `never` there are
+none), and not where JAX will compute on an accelerator (`accelerator_present`: the host then
+holds no per-step blocks). `BERTJAX_MALLOC=system` turns it off. Memory use is unchanged: blocks
+are still returned to the kernel when freed.
 
 (Keeping freed memory in the process instead, through mallopt, removed the faults as well but
 grew the resident memory of the same run by 1.5 GiB, so bertjax does not do that.)
@@ -32,6 +34,9 @@ from pathlib import Path
 HUGE_PAGES_TUNABLE = "glibc.malloc.hugetlb=1"
 OPT_OUT_VAR = "BERTJAX_MALLOC"
 THP_SETTING = Path("/sys/kernel/mm/transparent_hugepage/enabled")
+# Device files of accelerators JAX would use: NVIDIA GPUs, TPUs up to v4 (accel), TPU v5e and
+# later (vfio groups).
+ACCELERATOR_DEVICES = ("nvidia[0-9]*", "accel[0-9]*", "vfio/[0-9]*")
 
 
 def transparent_huge_pages_mode(setting: Path = THP_SETTING) -> str | None:
@@ -51,6 +56,17 @@ def _glibc_version() -> tuple[int, ...]:
     return tuple(int(part) for part in version.split(".") if part.isdigit())
 
 
+def accelerator_present(environ: dict[str, str] | None = None, dev: Path = Path("/dev")) -> bool:
+    """Whether JAX will likely compute on an accelerator: JAX_PLATFORMS names another platform
+    first, or (JAX_PLATFORMS unset) an accelerator's device file exists. Read before JAX is
+    imported, so it looks, it does not ask JAX."""
+    environ = os.environ if environ is None else environ
+    platforms = [p.strip() for p in environ.get("JAX_PLATFORMS", "").split(",") if p.strip()]
+    if platforms:
+        return platforms[0] != "cpu"
+    return any(any(dev.glob(pattern)) for pattern in ACCELERATOR_DEVICES)
+
+
 def huge_pages_requested(environ: dict[str, str] | None = None) -> bool:
     """Whether GLIBC_TUNABLES already asks malloc for huge pages."""
     environ = os.environ if environ is None else environ
@@ -63,19 +79,22 @@ def should_reexec(
     system: str | None = None,
     glibc: tuple[int, ...] | None = None,
     thp_mode: str | None = "",
+    accelerator: bool | None = None,
 ) -> bool:
-    """True where re-executing with the tunable changes something (see the module docstring).
-    Arguments default to this process and machine; tests pass their own."""
+    """True where re-executing with the tunable changes something and helps (see the module
+    docstring). Arguments default to this process and machine; tests pass their own."""
     environ = os.environ if environ is None else environ
     system = platform.system() if system is None else system
     glibc = _glibc_version() if glibc is None else glibc
     thp_mode = transparent_huge_pages_mode() if thp_mode == "" else thp_mode
+    accelerator = accelerator_present(environ) if accelerator is None else accelerator
     return (
         environ.get(OPT_OUT_VAR, "").lower() != "system"
         and not huge_pages_requested(environ)
         and system == "Linux"
         and glibc >= (2, 35)
         and thp_mode == "madvise"
+        and not accelerator
     )
 
 
@@ -87,7 +106,7 @@ def huge_pages_environment(environ: dict[str, str]) -> dict[str, str]:
 
 def reexec_with_huge_pages(python_args: list[str]) -> None:
     """Replaces this process by `python *python_args` with the tunable set, where
-    `should_reexec()`; otherwise returns. Call it first thing in an entry point, e.g. with
+    `should_reexec()`; otherwise returns. Call it before TensorFlow or JAX is imported, e.g. with
     ["-m", "bertjax", *sys.argv[1:]]."""
     if should_reexec():
         sys.stdout.flush()

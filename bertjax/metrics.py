@@ -1,4 +1,5 @@
-"""Metric writers (JSON Lines + TensorBoard), throughput and model FLOPs utilisation (MFU).
+"""Metric writers (JSON Lines + TensorBoard), the logged intervals, throughput and model FLOPs
+utilisation (MFU).
 
 MFU = achieved model FLOP/s / peak FLOP/s, with model FLOPs per token (forward + backward)
 
@@ -11,13 +12,17 @@ accelerators; on CPU (and unknown devices) the dense float32 matmul rate measure
 this machine.
 """
 
+import contextlib
 import json
 import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from absl import logging
 from etils import epath
+
+from bertjax import losses
 
 # Datasheet dense bf16 peaks, FLOP/s per device, matched against jax.Device.device_kind.
 DATASHEET_PEAK_FLOPS = {
@@ -110,3 +115,105 @@ class MetricsWriter:
 
 def _to_float(value) -> float:
     return float(np.asarray(value))
+
+
+def is_log_step(step: int, log_every: int, total: int) -> bool:
+    """Whether a metrics line is written after `step` (1-based): the first step, every multiple
+    of log_every and the last, counted from the run's start whatever step it resumed at, so a
+    resumed run writes the lines an uninterrupted one writes."""
+    return step == 1 or step % log_every == 0 or step == total
+
+
+class MetricsInterval:
+    """Metric sums of the steps since the last metrics line.
+
+    Each checkpoint's metadata carries them (`carried`), and a run resumed from it starts from
+    them, so its first line averages over the same steps as the uninterrupted run's (the
+    device adds the same float32 values in the same order: bit-identical). Rates count only the
+    steps this process timed.
+    """
+
+    METADATA_KEY = "metrics_interval"
+
+    def __init__(self, carried: dict | None = None):
+        self.sums, self.steps = None, 0
+        if carried:
+            self.sums = {k: jnp.asarray(v, dtype) for k, (v, dtype) in carried["sums"].items()}
+            self.steps = int(carried["steps"])
+        self.timed_steps, self.start = 0, time.perf_counter()
+
+    def add(self, step_metrics: dict) -> None:
+        self.sums = (
+            step_metrics if self.sums is None else jax.tree.map(jnp.add, self.sums, step_metrics)
+        )
+        self.steps += 1
+        self.timed_steps += 1
+
+    def close(self) -> tuple[dict, int, int, float]:
+        """(host sums, steps, timed steps, seconds) of the interval; the next one starts."""
+        closed = (jax.device_get(self.sums), self.steps, self.timed_steps,
+                  time.perf_counter() - self.start)  # fmt: skip
+        self.__init__()
+        return closed
+
+    @contextlib.contextmanager
+    def paused(self):
+        """Time spent inside is not counted in the interval's rates."""
+        start = time.perf_counter()
+        yield
+        self.start += time.perf_counter() - start
+
+    def carried(self) -> dict | None:
+        """The open interval as JSON (values and dtypes), None when no step is in it."""
+        if self.sums is None:
+            return None
+        host = jax.device_get(self.sums)
+        sums = {k: [np.asarray(v).item(), str(np.asarray(v).dtype)] for k, v in host.items()}
+        return {"steps": self.steps, "sums": sums}
+
+
+class Throughput:
+    """Turns an interval's sums into its logged means, tokens/s and MFU."""
+
+    def __init__(self, tokens_per_step: int, flops_per_token: float, devices: list[jax.Device]):
+        self.tokens_per_step = tokens_per_step
+        self.flops_per_step = tokens_per_step * flops_per_token
+        self.peak, source = peak_flops(devices)
+        logging.info("MFU peak: %.3g FLOP/s (%s)", self.peak, source)
+
+    def interval_metrics(self, host_sums: dict, steps: int, timed_steps: int, elapsed: float):
+        """The logged line of an interval of `steps` steps: losses, accuracies, grad_norm and
+        learning_rate over its applied steps (absent when every update was skipped: a mean of
+        nothing), param_norm over all of them; rates over the `timed_steps` that took `elapsed`
+        seconds in this process."""
+        applied = float(host_sums["finite_steps"])
+        result = losses.summarize(host_sums) if applied else {}
+        if applied:
+            result["grad_norm"] = float(host_sums["grad_norm"]) / applied
+        result["param_norm"] = float(host_sums["param_norm"]) / steps
+        if applied:
+            result["learning_rate"] = float(host_sums["learning_rate"]) / applied
+        result["steps_per_second"] = timed_steps / elapsed
+        result["tokens_per_second"] = timed_steps * self.tokens_per_step / elapsed
+        result["mfu"] = timed_steps * self.flops_per_step / elapsed / self.peak
+        return result
+
+
+def drop_metrics_after(path: epath.Path, step: int) -> None:
+    """Removes metric lines logged after `step` (by a run killed before its next checkpoint), so
+    the resumed run's lines replace them instead of appearing twice."""
+    if not path.exists():
+        return
+    lines = path.read_text().splitlines(keepends=True)
+    kept = [line for line in lines if line.strip() and json.loads(line)["step"] <= step]
+    if len(kept) != len(lines):
+        path.write_text("".join(kept))
+
+
+def last_logged_metrics(path: epath.Path) -> dict[str, float]:
+    """The last training-metrics line (held-out evaluation lines carry eval_* keys only)."""
+    if not path.exists():
+        return {}
+    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    training = [record for record in records if "loss" in record]
+    return training[-1] if training else {}

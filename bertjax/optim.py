@@ -6,6 +6,7 @@ import dataclasses
 from typing import Any
 
 import jax
+import numpy as np
 import optax
 
 from bertjax.specs import ConfigSpec, require
@@ -14,6 +15,9 @@ OPTIMIZERS = ("adamw", "lamb")
 # Only matrices (dense kernels) and embedding tables are decayed, as in BERT's optimization.py,
 # which excludes "LayerNorm" and "bias" variables.
 DECAYED_LEAF_NAMES = ("kernel", "embedding")
+# optax.apply_if_finite applies a non-finite update once more than this many came in a row;
+# bertjax never does (nonfinite_policy decides when a run stops), so the limit is unreachable.
+_NEVER_APPLY_NONFINITE = int(np.iinfo(np.int32).max)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,3 +96,24 @@ def create_optimizer(spec: OptimizerSpec) -> optax.GradientTransformation:
     if spec.max_grad_norm > 0:
         return optax.chain(optax.clip_by_global_norm(spec.max_grad_norm), optimizer)
     return optimizer
+
+
+def skip_nonfinite(tx: optax.GradientTransformation) -> optax.GradientTransformationExtraArgs:
+    """`tx` behind optax.apply_if_finite: an update whose gradients hold a NaN or Inf is zero and
+    leaves `tx`'s state unchanged, however many such updates come in a row. Its state
+    (optax.ApplyIfFiniteState) counts them: `notfinite_count` in a row, `total_notfinite` in all,
+    `last_finite` whether the latest update was applied."""
+    return optax.apply_if_finite(tx, max_consecutive_errors=_NEVER_APPLY_NONFINITE)
+
+
+def applied_updates(opt_state: Any) -> jax.Array:
+    """How many updates the state of `create_optimizer`'s optimizer has applied: its schedule's
+    step, which a skipped update does not advance. The learning rate of its next update is
+    `learning_rate_schedule(spec)(applied_updates(opt_state))`."""
+    is_schedule_state = lambda x: isinstance(x, optax.ScaleByScheduleState)  # noqa: E731
+    (state,) = [
+        leaf
+        for leaf in jax.tree.leaves(opt_state, is_leaf=is_schedule_state)
+        if is_schedule_state(leaf)
+    ]
+    return state.count

@@ -2,8 +2,6 @@
 
 import dataclasses
 import functools
-import hashlib
-import json
 import time
 
 import jax
@@ -19,12 +17,17 @@ from jax.sharding import NamedSharding, PartitionSpec
 
 from bertjax import checkpointing, evaluation, losses, metrics, optim, preemption, sharding
 from bertjax.config import LoopSpec, RunSpec, validate
-from bertjax.data import pipeline
+from bertjax.data import pipeline, vocab
 from bertjax.data.sources.in_memory import InMemoryInstances
-from bertjax.data.vocab import build_or_load_vocab
-from bertjax.errors import UserError
 from bertjax.models.bert import BertConfig
-from bertjax.train_state import StateSetup, TrainState, create_train_state, state_setup
+from bertjax.progress import Progress
+from bertjax.train_state import (
+    StateSetup,
+    TrainState,
+    apply_gradients,
+    create_train_state,
+    state_setup,
+)
 
 
 def train_step(
@@ -64,26 +67,17 @@ def train_step(
             grad_fn, state.params, batch, step_key, grad_accum_steps, microbatch_sharding
         )
     grad_norm = optax.global_norm(grads)
-    updates, opt_state = tx.update(grads, state.opt_state, state.params)
-    params = optax.apply_updates(state.params, updates)
-    # A NaN/Inf loss or gradient skips the update (parameters and optimizer state unchanged) and
-    # is counted; the step still advances, so the data stream stays aligned with the step.
-    finite = jnp.isfinite(losses.total_loss(sums)) & jnp.isfinite(grad_norm)
-    keep_if_finite = functools.partial(jax.tree.map, lambda new, old: jnp.where(finite, new, old))
-    nonfinite = 1 - finite.astype(jnp.int32)
-    new_state = state.replace(
-        step=state.step + 1,
-        params=keep_if_finite(params, state.params),
-        opt_state=keep_if_finite(opt_state, state.opt_state),
-        nonfinite_steps=state.nonfinite_steps + nonfinite,
-        consecutive_nonfinite=(state.consecutive_nonfinite + 1) * nonfinite,
-    )
+    # The rate this update uses: the optimizer's own count, which skipped updates do not advance.
+    learning_rate = schedule(optim.applied_updates(state.opt_state))
+    new_state, applied = apply_gradients(state, grads, tx)
+    # Metric sums of skipped steps are left out, so the host averages over applied steps only.
+    only_applied = functools.partial(jax.tree.map, lambda x: jnp.where(applied, x, 0.0))
     step_metrics = {
-        **jax.tree.map(lambda x: jnp.where(finite, x, 0.0), sums),
-        "grad_norm": jnp.where(finite, grad_norm, 0.0),
+        **only_applied(sums),
+        "grad_norm": only_applied(grad_norm),
         "param_norm": optax.global_norm(new_state.params),
-        "learning_rate": schedule(state.step),
-        "finite_steps": finite.astype(jnp.float32),
+        "learning_rate": only_applied(learning_rate),
+        "finite_steps": applied.astype(jnp.float32),  # steps whose update was applied
         "consecutive_nonfinite": new_state.consecutive_nonfinite,  # not summed: popped by the loop
     }
     return new_state, step_metrics
@@ -150,7 +144,7 @@ class RunSummary:
     def lines(self) -> list[str]:
         m = self.final_metrics
         lines = [f"steps: {self.start_step} -> {self.steps} in {self.wall_seconds:.1f} s"]
-        if m:
+        if "loss" in m:
             lines.append(
                 f"final loss {m['loss']:.4f}  mlm_loss {m['mlm_loss']:.4f}  "
                 f"mlm_accuracy {m['mlm_accuracy']:.4f}  nsp_accuracy {m['nsp_accuracy']:.4f}"
@@ -192,12 +186,12 @@ def train_and_evaluate(
     if jax.process_count() > 1 and not spec.data.prepared_dir:
         # One process trains (or finds) the cached vocabulary; the others then read it.
         if jax.process_index() == 0:
-            build_or_load_vocab(spec.data)
+            vocab.build_or_load_vocab(spec.data)
         multihost_utils.sync_global_devices("vocabulary ready")
     # Chunk counts beside the checkpoints: a text stream's resume skips to its chunk.
     data = pipeline.build_pretraining_data(spec.data, index_dir=str(workdir / "text_stream_index"))
     if jax.process_count() > 1:
-        check_same_vocabulary(data.vocab_path)
+        vocab.check_same_vocabulary(data.vocab_path)
     model = dataclasses.replace(spec.model, vocab_size=data.tokenizer.vocab_size)
     mesh = spec.mesh.create_mesh()
     tx = optim.create_optimizer(spec.optimizer)
@@ -242,24 +236,27 @@ def train_and_evaluate(
     )
     if start_step >= loop.num_train_steps:
         logging.info("Checkpoint at step %d: training already finished.", start_step)
-        summary.final_metrics = last_logged_metrics(writer.jsonl_path)
+        summary.final_metrics = metrics.last_logged_metrics(writer.jsonl_path)
         summary.wall_seconds = time.perf_counter() - wall_start
         return summary
+    carried_interval = None
     if restored_step is not None:
         print(f"Resuming from checkpoint at step {start_step} in {manager.directory}")
+        saved = checkpointing.read_metadata(manager, start_step)
+        carried_interval = saved.get(metrics.MetricsInterval.METADATA_KEY)
     if jax.process_index() == 0:
-        drop_metrics_after(writer.jsonl_path, start_step)
+        metrics.drop_metrics_after(writer.jsonl_path, start_step)
 
     dataset = _training_dataset(spec, data, start_step)
     p_train_step = compile_train_step(setup, tx, schedule, mesh, loop.grad_accum_steps)
     metadata = checkpointing.metadata_for(config, fields)
     counts = _training_token_counts(spec, data, workdir)
-    evaluator = _periodic_evaluator(spec, setup, counts)
-    throughput = _Throughput(spec, model.vocab_size, mesh)
+    evaluator = evaluation.periodic_evaluator(spec, setup, counts, writer)
+    throughput = _throughput(spec, model.vocab_size, mesh)
     try:
         summary.final_metrics, summary.steps = train_loop(
             loop, state, dataset, p_train_step, mesh, manager, writer, metadata, start_step,
-            throughput, evaluator, warmup_steps=spec.optimizer.warmup_steps,
+            throughput, evaluator, carried_interval=carried_interval,
         )  # fmt: skip
     finally:
         manager.wait_until_finished()
@@ -301,17 +298,6 @@ def _training_token_counts(spec: RunSpec, data: pipeline.PretrainingData, workdi
     return counts
 
 
-def _periodic_evaluator(spec: RunSpec, setup: StateSetup, counts: np.ndarray | None):
-    """params -> held-out metrics (`evaluation`), or None when eval_every is 0."""
-    if not spec.loop.eval_every:
-        return None
-    eval_set = evaluation.build_eval_set(spec, counts=counts)
-    eval_step = evaluation.compile_eval_step(setup)
-    logging.info("Evaluating every %d steps on %d held-out examples with fixed masks",
-                 spec.loop.eval_every, eval_set.num_examples)  # fmt: skip
-    return lambda params: evaluation.evaluate(params, eval_set, eval_step, setup.mesh)
-
-
 def train_loop(
     loop: LoopSpec,
     state,
@@ -325,152 +311,103 @@ def train_loop(
     throughput,
     evaluator=None,
     *,
-    warmup_steps: int = 0,
+    carried_interval: dict | None = None,
 ) -> tuple[dict[str, float], int]:
-    """Runs steps start_step..num_train_steps; logs every log_every steps; checkpoints;
-    evaluates on held-out data every eval_every steps and at the end (`evaluator`).
+    """Runs steps start_step..num_train_steps; logs at `metrics.is_log_step`s; checkpoints;
+    evaluates on held-out data every eval_every steps and at the end (`evaluator(params, step)`).
+    `carried_interval`: the open metrics interval saved with the restored checkpoint
+    (`metrics.MetricsInterval`).
 
     Returns (last logged metrics, last step done). SIGTERM ends the loop early after a
     checkpoint of the step in flight; too many consecutive non-finite steps raise (policy
     "stop") after a checkpoint of the last good state.
     """
-    from tqdm import tqdm  # deferred: only the training loop draws a progress bar
-
     dropout_key = jax.random.key(loop.seed + 1)
     total = int(loop.num_train_steps)
-    show_bar = loop.progress_bar and jax.process_index() == 0
-    progress = tqdm(total=total, initial=start_step, disable=not show_bar, unit="step")
-    accumulated, last_metrics, interval_steps = None, {}, 0
-    interval_start = time.perf_counter()
+    # A bar on a terminal, a line per logged interval in log files (bertjax/progress.py).
+    show = loop.progress_bar and jax.process_index() == 0
+    progress = Progress(total, initial=start_step, enabled=show)
+    interval, last_metrics = metrics.MetricsInterval(carried_interval), {}
     batches = dataset.as_numpy_iterator()
     lagged = None  # (step, consecutive non-finite count) of the previous step
     done = start_step
+
+    def save(force: bool = False) -> None:
+        if force or manager.should_save(done):
+            saved = {**metadata, metrics.MetricsInterval.METADATA_KEY: interval.carried()}
+            checkpointing.save(manager, done, state, saved, force=True)
+
     with preemption.PreemptionWatcher() as watcher:
         for step in range(start_step, total):
             batch = sharding.global_batch_from_local(next(batches), mesh)
             state, step_metrics = p_train_step(state, batch, dropout_key)
             done = step + 1
             consecutive = step_metrics.pop("consecutive_nonfinite")
-            accumulated = step_metrics if accumulated is None else _add(accumulated, step_metrics)
-            interval_steps += 1
+            interval.add(step_metrics)
             progress.update(1)
-            if done % loop.log_every == 0 or done in (start_step + 1, total):
-                host = jax.device_get(accumulated)
-                elapsed = time.perf_counter() - interval_start
-                last_metrics = throughput.interval_metrics(host, interval_steps, elapsed)
+            if metrics.is_log_step(done, loop.log_every, total):
+                last_metrics = throughput.interval_metrics(*interval.close())
                 last_metrics["nonfinite_steps"] = int(state.nonfinite_steps)
                 writer.write(done, last_metrics)
-                progress.set_postfix(
-                    loss=f"{last_metrics['loss']:.3f}",
-                    mlm_acc=f"{last_metrics['mlm_accuracy']:.3f}",
-                    tok_s=f"{last_metrics['tokens_per_second']:.0f}",
-                )
-                accumulated, interval_steps, interval_start = None, 0, time.perf_counter()
+                progress.report(_progress_fields(last_metrics))
             if evaluator and (done % loop.eval_every == 0 or done == total):
-                eval_start = time.perf_counter()
-                held_out = evaluator(state.params)
-                writer.write(done, {f"eval_{name}": value for name, value in held_out.items()})
-                logging.info("Step %d held-out: %s", done,
-                             ", ".join(f"{k} {v:.4f}" for k, v in held_out.items()))  # fmt: skip
-                warning = evaluation.plateau_warning(done, held_out, warmup_steps)
-                if warning:
-                    logging.warning("%s", warning)
-                interval_start += time.perf_counter() - eval_start  # not in tokens/s
+                with interval.paused():  # evaluation time is not in tokens/s
+                    evaluator(state.params, done)
             # The previous step's count is read while this step runs (no host stall); the last
             # step's own count is read before the final save.
             check = (done, consecutive) if done == total else lagged
             if check is not None:
-                _apply_nonfinite_policy(loop, check, done, manager, state, metadata)
+                _apply_nonfinite_policy(loop, check, done, save)
             lagged = (done, consecutive)
             if watcher.should_stop(done):
-                checkpointing.save(manager, done, state, metadata, force=True)
+                save(force=True)
                 print(
                     f"Preempted (SIGTERM): saved a checkpoint at step {done}; re-run the same "
                     "command to resume."
                 )
                 break
-            checkpointing.save(manager, done, state, metadata, force=done == total)
+            save(force=done == total)
     progress.close()
     return last_metrics, done
 
 
-def _apply_nonfinite_policy(loop: LoopSpec, check, done, manager, state, metadata) -> None:
+def _throughput(spec: RunSpec, vocab_size: int, mesh) -> metrics.Throughput:
+    length = spec.data.max_seq_length
+    flops_per_token = metrics.flops_per_token(
+        num_layers=spec.model.num_hidden_layers,
+        hidden_size=spec.model.hidden_size,
+        intermediate_size=spec.model.intermediate_size,
+        seq_len=length,
+        vocab_size=vocab_size,
+        predictions_fraction=spec.masking.max_predictions_per_seq / length,
+    )
+    return metrics.Throughput(
+        spec.loop.batch_size * length, flops_per_token, list(mesh.devices.flat)
+    )
+
+
+def _progress_fields(logged: dict) -> dict[str, str]:
+    """The progress line's loss, MLM accuracy and tokens/s ("skipped": every update of the
+    interval was skipped, so it has no loss)."""
+    if "loss" not in logged:
+        return {"loss": "skipped", "tok/s": f"{logged['tokens_per_second']:.0f}"}
+    return {
+        "loss": f"{logged['loss']:.3f}",
+        "mlm_acc": f"{logged['mlm_accuracy']:.3f}",
+        "tok/s": f"{logged['tokens_per_second']:.0f}",
+    }
+
+
+def _apply_nonfinite_policy(loop: LoopSpec, check, done, save) -> None:
     """Policy "stop": once `max_consecutive_nonfinite` steps in a row were skipped, checkpoint the
-    current state at `done` (skipped steps never changed the parameters, so they are the last
-    good ones) and raise. `check` = (step, consecutive non-finite count at that step)."""
+    current state at `done` (`save`; skipped steps never changed the parameters, so they are the
+    last good ones) and raise. `check` = (step, consecutive non-finite count at that step)."""
     step, consecutive = check[0], int(check[1])
     if loop.nonfinite_policy != "stop" or consecutive < loop.max_consecutive_nonfinite:
         return
-    checkpointing.save(manager, done, state, metadata, force=True)
+    save(force=True)
     raise FloatingPointError(
         f"loss or gradients were NaN/Inf in steps {step - consecutive + 1}-{step}; the last good "
         f"parameters are checkpointed at step {done}: lower --config.learning_rate or check the "
         "data, then re-run to resume"
     )
-
-
-class _Throughput:
-    """Turns interval sums into logged means, tokens/s and MFU."""
-
-    def __init__(self, spec: RunSpec, vocab_size: int, mesh):
-        length = spec.data.max_seq_length
-        self.tokens_per_step = spec.loop.batch_size * length
-        self.flops_per_step = self.tokens_per_step * metrics.flops_per_token(
-            num_layers=spec.model.num_hidden_layers,
-            hidden_size=spec.model.hidden_size,
-            intermediate_size=spec.model.intermediate_size,
-            seq_len=length,
-            vocab_size=vocab_size,
-            predictions_fraction=spec.masking.max_predictions_per_seq / length,
-        )
-        self.peak, source = metrics.peak_flops(list(mesh.devices.flat))
-        logging.info("MFU peak: %.3g FLOP/s (%s)", self.peak, source)
-
-    def interval_metrics(self, host_sums: dict, steps: int, elapsed: float) -> dict:
-        """Losses over the interval's finite steps; norms averaged over them; rates per second."""
-        result = losses.summarize(host_sums)
-        finite_steps = max(float(host_sums["finite_steps"]), 1.0)
-        result["grad_norm"] = float(host_sums["grad_norm"]) / finite_steps
-        for name in ("param_norm", "learning_rate"):
-            result[name] = float(host_sums[name]) / steps
-        result["steps_per_second"] = steps / elapsed
-        result["tokens_per_second"] = steps * self.tokens_per_step / elapsed
-        result["mfu"] = steps * self.flops_per_step / elapsed / self.peak
-        return result
-
-
-def _add(a: dict, b: dict) -> dict:
-    return jax.tree.map(jnp.add, a, b)
-
-
-def check_same_vocabulary(vocab_path) -> None:
-    """Every process must tokenize with the same vocabulary (each host may have trained its own
-    copy from the same corpus, deterministically); raises UserError if they differ."""
-    digest = np.frombuffer(hashlib.sha256(epath.Path(vocab_path).read_bytes()).digest(), np.uint8)
-    try:
-        multihost_utils.assert_equal(digest, "vocabularies differ between processes")
-    except AssertionError:
-        raise UserError(
-            "processes built different vocabularies (different corpus files per host?); "
-            "pass the same --config.vocab_dir to every process"
-        ) from None
-
-
-def drop_metrics_after(path: epath.Path, step: int) -> None:
-    """Removes metric lines logged after `step` (by a run killed before its next checkpoint), so
-    the resumed run's lines replace them instead of appearing twice."""
-    if not path.exists():
-        return
-    lines = path.read_text().splitlines(keepends=True)
-    kept = [line for line in lines if line.strip() and json.loads(line)["step"] <= step]
-    if len(kept) != len(lines):
-        path.write_text("".join(kept))
-
-
-def last_logged_metrics(path: epath.Path) -> dict[str, float]:
-    """The last training-metrics line (held-out evaluation lines carry eval_* keys only)."""
-    if not path.exists():
-        return {}
-    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    training = [record for record in records if "loss" in record]
-    return training[-1] if training else {}

@@ -9,17 +9,20 @@ onto any mesh.
 
 import contextlib
 import dataclasses
+from collections.abc import Callable
 from typing import Any
 
 import flax.linen as nn
 import flax.struct
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from bertjax import sharding
+from bertjax import optim, sharding
+from bertjax.errors import UserError
 from bertjax.models.bert import BertConfig, BertForPreTraining
 
 
@@ -27,8 +30,9 @@ from bertjax.models.bert import BertConfig, BertForPreTraining
 class TrainState:
     """Everything a checkpoint holds. `params` is a plain nested dict of arrays.
 
-    `nonfinite_steps` counts updates skipped because the loss or gradients were NaN/Inf, and
-    `consecutive_nonfinite` how many of the latest steps in a row were skipped.
+    `nonfinite_steps` counts updates skipped because the gradients were NaN/Inf, and
+    `consecutive_nonfinite` how many of the latest steps in a row were skipped (the counters of
+    optax.apply_if_finite, kept as fields of their own: `apply_gradients`).
     """
 
     step: jax.Array
@@ -36,6 +40,35 @@ class TrainState:
     opt_state: Any
     nonfinite_steps: jax.Array
     consecutive_nonfinite: jax.Array
+
+
+def apply_gradients(
+    state: TrainState, grads: Any, tx: optax.GradientTransformation
+) -> tuple[TrainState, jax.Array]:
+    """One update of `tx` through optax.apply_if_finite (`optim.skip_nonfinite`): gradients that
+    hold a NaN/Inf (as a NaN/Inf loss gives) leave the parameters and optimizer state unchanged
+    and are counted. The step advances either way, so the data stream stays aligned with it.
+    Returns the new state and whether the update was applied (a bool scalar).
+
+    The checkpointed TrainState holds `tx`'s own state and apply_if_finite's two counters as
+    fields (the layout checkpoints had before apply_if_finite), so the guard's state is put
+    together around them here.
+    """
+    guarded = optax.ApplyIfFiniteState(
+        notfinite_count=state.consecutive_nonfinite,
+        last_finite=jnp.array(True),
+        total_notfinite=state.nonfinite_steps,
+        inner_state=state.opt_state,
+    )
+    updates, guarded = optim.skip_nonfinite(tx).update(grads, guarded, state.params)
+    new_state = state.replace(
+        step=state.step + 1,
+        params=optax.apply_updates(state.params, updates),
+        opt_state=guarded.inner_state,
+        nonfinite_steps=guarded.total_notfinite,
+        consecutive_nonfinite=guarded.notfinite_count,
+    )
+    return new_state, guarded.last_finite
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,10 +110,22 @@ class StateSetup:
             yield
 
 
-def _init_fn(model_config: BertConfig, tx: optax.GradientTransformation, seed: int):
+# seed -> a model whose parameter (and dropout) streams that seed starts, e.g. a fine-tuning
+# model with its task head; a BertConfig stands for its BertForPreTraining.
+ModelFactory = Callable[[int], nnx.Module]
+
+
+def _model_factory(model: BertConfig | ModelFactory) -> ModelFactory:
+    if isinstance(model, BertConfig):
+        return lambda seed: BertForPreTraining(model, rngs=nnx.Rngs(params=seed, dropout=seed))
+    return model
+
+
+def _init_fn(model: BertConfig | ModelFactory, tx: optax.GradientTransformation, seed: int):
+    make_model = _model_factory(model)
+
     def init() -> TrainState:
-        model = BertForPreTraining(model_config, rngs=nnx.Rngs(params=seed, dropout=seed))
-        params = nnx.state(model, nnx.Param).to_pure_dict()
+        params = nnx.state(make_model(seed), nnx.Param).to_pure_dict()
         zero = jnp.zeros((), jnp.int32)
         return TrainState(
             step=zero,
@@ -94,15 +139,16 @@ def _init_fn(model_config: BertConfig, tx: optax.GradientTransformation, seed: i
 
 
 def state_shardings(
-    model_config: BertConfig, tx: optax.GradientTransformation, mesh: Mesh, rules
+    model: BertConfig | ModelFactory, tx: optax.GradientTransformation, mesh: Mesh, rules
 ) -> tuple[nnx.GraphDef, TrainState]:
-    """GraphDef of the model and the NamedSharding of every TrainState leaf."""
-    abstract_model = nnx.eval_shape(
-        lambda: BertForPreTraining(model_config, rngs=nnx.Rngs(params=0, dropout=0))
-    )
+    """GraphDef of the model and the NamedSharding of every TrainState leaf (a parameter without
+    logical axis names is replicated)."""
+    make_model = _model_factory(model)
+    abstract_model = nnx.eval_shape(lambda: make_model(0))
     graphdef, abstract_params = nnx.split(abstract_model, nnx.Param)
     logical_specs = nnx.get_partition_spec(abstract_params).to_pure_dict()
     param_shardings = sharding.logical_to_mesh_shardings(logical_specs, mesh, rules)
+    _check_divisible(abstract_params.to_pure_dict(), param_shardings)
     replicated = NamedSharding(mesh, PartitionSpec())
     abstract_opt_state = jax.eval_shape(tx.init, abstract_params.to_pure_dict())
     opt_shardings = optax.tree_map_params(
@@ -123,23 +169,51 @@ def state_shardings(
     return graphdef, shardings
 
 
+def _check_divisible(abstract_params: Any, param_shardings: Any) -> None:
+    """A one-line UserError, before anything is compiled, for a parameter its sharding cannot
+    split evenly (e.g. a pretrained 30,522-token vocabulary over tensor=4)."""
+    leaves = jax.tree_util.tree_leaves_with_path(abstract_params)
+    for (path, leaf), leaf_sharding in zip(leaves, jax.tree.leaves(param_shardings), strict=True):
+        for dim, axes in enumerate(leaf_sharding.spec):
+            axes = axes if isinstance(axes, tuple) else (axes,)
+            ways = int(np.prod([leaf_sharding.mesh.shape[axis] for axis in axes if axis]))
+            if leaf.shape[dim] % ways:
+                name = "/".join(str(getattr(key, "key", key)) for key in path)
+                raise UserError(
+                    f"parameter {name} {tuple(leaf.shape)} cannot be split "
+                    f"{leaf_sharding.spec} on mesh {dict(leaf_sharding.mesh.shape)}: dimension "
+                    f"{dim} ({leaf.shape[dim]}) is not divisible by {ways}; change mesh_shape or "
+                    "map that axis to None in logical_axis_rules"
+                )
+
+
 def create_train_state(
-    model_config: BertConfig,
+    model: BertConfig | ModelFactory,
     tx: optax.GradientTransformation,
     mesh: Mesh,
     rules,
     seed: int,
 ) -> tuple[TrainState, StateSetup]:
-    """A freshly initialised, sharded TrainState and its StateSetup."""
-    setup = state_setup(model_config, tx, mesh, rules)
-    init = jax.jit(_init_fn(model_config, tx, seed), out_shardings=setup.shardings)
-    return init(), setup
+    """A freshly initialised, sharded TrainState and its StateSetup. `model`: a BertConfig
+    (pretraining) or a ModelFactory."""
+    setup = state_setup(model, tx, mesh, rules)
+    return init_train_state(setup, model, tx, seed), setup
 
 
-def state_setup(model_config: BertConfig, tx: optax.GradientTransformation, mesh: Mesh, rules):
+def init_train_state(
+    setup: StateSetup, model: BertConfig | ModelFactory, tx: optax.GradientTransformation, seed
+) -> TrainState:
+    """A freshly initialised TrainState of `model`, every array created on the devices that own
+    it in `setup`'s layout (jit(init, out_shardings)): no full copy on one device."""
+    return jax.jit(_init_fn(model, tx, seed), out_shardings=setup.shardings)()
+
+
+def state_setup(
+    model: BertConfig | ModelFactory, tx: optax.GradientTransformation, mesh: Mesh, rules
+) -> StateSetup:
     """StateSetup without creating any array (what a restore needs)."""
-    graphdef, shardings = state_shardings(model_config, tx, mesh, rules)
-    abstract = jax.eval_shape(_init_fn(model_config, tx, seed=0))
+    graphdef, shardings = state_shardings(model, tx, mesh, rules)
+    abstract = jax.eval_shape(_init_fn(model, tx, seed=0))
     abstract = jax.tree.map(
         lambda leaf, leaf_sharding: jax.ShapeDtypeStruct(
             leaf.shape, leaf.dtype, sharding=leaf_sharding

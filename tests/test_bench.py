@@ -15,8 +15,12 @@ import pytest
 
 from benchmarks import peers, scaling
 from benchmarks.peers import env
-from bertjax import bench, bench_peers, metrics, profiling
+from bertjax import cli, metrics
+from bertjax.bench import peers as bench_peers
+from bertjax.bench import profiling, workload
+from bertjax.bench import run as bench
 from bertjax.data.corpus import SAMPLE_CORPUS
+from bertjax.errors import UserError
 
 TINY_FLAGS = ["--model=tiny", "--seq_len=32", "--batch_size=4", "--steps=3", "--warmup_steps=1"]
 LAST_LINE = re.compile(r"^tokens_per_second=(\S+) mfu=(\S+)$")
@@ -37,7 +41,7 @@ def tiny_run(tmp_path_factory):
 
     stdout = io.StringIO()
     with mock.patch.object(bench, "run_bench", capture), contextlib.redirect_stdout(stdout):
-        bench.main([*TINY_FLAGS, "--devices=1", f"--profile_dir={profile_dir}"])
+        cli.main(["bertjax", "bench", *TINY_FLAGS, "--devices=1", f"--profile_dir={profile_dir}"])
     return results[0], stdout.getvalue()
 
 
@@ -127,37 +131,57 @@ def test_mfu_is_the_formula_at_the_measured_rate(tiny_run):
 @pytest.mark.parametrize(
     "flags, expected",
     [
-        (["--model=huge", "--seq_len=32", "--batch_size=4"], "--model='huge' is unknown"),
+        (["--model=huge", "--seq_len=32", "--batch_size=4"], "--model=huge: value should be one"),
         (["--model=tiny", "--seq_len=1024", "--batch_size=4"], "--seq_len=1024 must be in"),
         (["--model=tiny", "--seq_len=32", "--batch_size=4", "--precision=fp16"], "fp16"),
         (
             ["--model=tiny", "--seq_len=32", "--batch_size=4", "--peers", "--precision=bf16"],
             "--peers compares fp32 runs",
         ),
-        (["--model=tiny", "--seq_len=32", "--batch_size=4", "--devices=3"], "does not split"),
         (["--model=tiny", "--seq_len=32", "--batch_size=4", "--no_such_flag"], "no_such_flag"),
-        (["--seq_len=32", "--batch_size=4"], "--model"),
-        (["--model=tiny", "--seq_len=abc", "--batch_size=4"], "abc"),
+        (["--seq_len=32", "--batch_size=4"], "bench needs --model=SIZE"),
+        (["--model=tiny", "--seq_len=abc", "--batch_size=4"], "--seq_len=abc"),
+        (["--model=tiny", "--seq_len=32", "--batch_size=4", "extra"], "unexpected argument"),
     ],
 )
-def test_bad_arguments_exit_2_with_one_line(flags, expected, capsys):
+def test_bad_flags_print_the_bench_usage_and_one_error_line(flags, expected, capsys):
     with pytest.raises(SystemExit) as exit_info:
-        bench.main(flags)
+        cli.main(["bertjax", "bench", *flags])
+    assert exit_info.value.code == 2
+    *usage, error = capsys.readouterr().err.strip().splitlines()
+    assert "\n".join(usage) == cli.usage("bench")
+    assert error.startswith("bertjax: error: ") and expected in error, error
+
+
+def test_a_setting_the_machine_cannot_run_is_one_line(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["bertjax", "bench", "--model=tiny", "--seq_len=32", "--batch_size=4",
+                  f"--devices={len(jax.devices()) + 1}"])  # fmt: skip
     assert exit_info.value.code == 2
     err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and err.startswith("bertjax: error: "), err
-    assert expected in err
+    assert len(err.splitlines()) == 1 and err.startswith("bertjax: error: --devices="), err
+
+
+def test_run_bench_checks_its_arguments():
+    with pytest.raises(UserError, match="--model='huge' is unknown; use one of tiny, mini"):
+        bench.run_bench(model="huge", seq_len=32, batch_size=4)
 
 
 def test_model_sizes_are_the_configs_sizes():
     from bertjax import config as base_config
 
-    assert bench.MODEL_SIZES == tuple(base_config.MODEL_SIZES)
+    assert workload.model_sizes() == tuple(base_config.MODEL_SIZES)
+    assert workload.model_dims("mini") == {
+        "num_hidden_layers": 4,
+        "hidden_size": 256,
+        "num_attention_heads": 4,
+        "intermediate_size": 1024,
+    }
 
 
 def test_peer_batches_carry_bertjax_data():
     args = types.SimpleNamespace(**PEER_ARGS)
-    ours = bench.random_token_batch(2, 16, 3, 1000)
+    ours = workload.random_token_batch(2, 16, 3, 1000)
     hf = peers.make_batch(args)
     np.testing.assert_array_equal(hf["input_ids"], ours["input_ids"])
     np.testing.assert_array_equal(hf["attention_mask"], ours["input_mask"])

@@ -1,17 +1,70 @@
-"""The command line: usage errors and bad configs are one line and exit code 2, no traceback."""
+"""The command line: each command's own flags and --help; usage errors are the command's usage and
+one line, exit code 2, no traceback; TensorFlow/XLA start-up notices only with --debug; which
+commands re-execute with huge pages; no benchmark code imported by the library."""
 
+import os
+import re
 import subprocess
 import sys
 
 import pytest
 
+from bertjax import cli, startup
 from bertjax.data.corpus import SAMPLE_CORPUS
 
+# Every flag each command took before the commands had flags of their own.
+OLD_FLAGS = {
+    "train": ["--config=configs/cpu_smoke.py", "--workdir=w", "--print_sharding", "--distributed",
+              "--coordinator_address=h:1", "--num_processes=2", "--process_id=0"],
+    "export": ["--workdir=w", "--out=o", "--step=3"],
+    "import": ["--from=f", "--out=o"],
+    "vocab": ["--input=i", "--out=o", "--kind=sentencepiece", "--size=100", "--nouncased",
+              "--model_type=bpe", "--sample_bytes=10", "--text_field=t", "--seed=1"],
+    "prepare": ["--input=i", "--vocab=v", "--out=o", "--max_seq_length=64", "--dupe_factor=1",
+                "--packing", "--text_field=t", "--seed=1"],
+    "evaluate": ["--workdir=w", "--data=d", "--step=3", "--noall_steps", "--out=o"],
+    "finetune": ["--task=mr", "--init=i", "--workdir=w", "--random_init",
+                 "--config=configs/finetune.py", "--config.num_epochs=1"],
+    "fill-mask": ["--workdir=w", "--step=3", "--top_k=2", "a [MASK] b"],
+    "bench": ["--model=tiny", "--seq_len=32", "--batch_size=4", "--steps=1", "--warmup_steps=0",
+              "--precision=fp32", "--devices=1", "--attention=xla", "--attention_dropout=0",
+              "--remat=full", "--peers", "--peers_venv=v", "--input_pipeline", "--checkpoint",
+              "--checkpoint_dir=c", "--profile_dir=p"],
+}  # fmt: skip
 
-def run_cli(*args: str) -> subprocess.CompletedProcess:
+
+def run_cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "bertjax", *args], capture_output=True, text=True, timeout=300
+        [sys.executable, "-m", "bertjax", *args], capture_output=True, text=True, timeout=timeout
     )
+
+
+# Lines TensorFlow's and XLA's native libraries print to stderr while they load (glog format, from
+# .cc files); bertjax's own log lines come from .py files and are not excused.
+NATIVE_LIBRARY_LINE = re.compile(
+    r"WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR"
+    r"|[IWEF]\d{4} \S+\s+\d+ [\w./-]+\.cc:\d+\] .*"
+)
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess, expected: str, *untouched) -> None:
+    """Exit code 2; stderr holds one line from bertjax (after a command's usage text, for bad
+    usage) and nothing else but native libraries' load messages: no traceback, no log line
+    (a vocabulary trained, a step compiled), nothing on stdout; no path in `untouched` exists."""
+    assert result.returncode == 2, result.stderr
+    lines = [line for line in result.stderr.splitlines()
+             if not (NATIVE_LIBRARY_LINE.fullmatch(line) or startup.is_noise(line))]  # fmt: skip
+    usages = {cli.usage(), *(cli.usage(name) for name in cli.COMMANDS)}
+    if "\n".join(lines[:-1]) in usages:
+        lines = lines[-1:]
+    assert len(lines) == 1 and lines[0].startswith("bertjax: "), result.stderr
+    assert expected in lines[0]
+    assert result.stdout == ""
+    for path in untouched:
+        assert not path.exists(), f"{path} was created before the error"
+
+
+SMOKE = ("train", "--config=configs/cpu_smoke.py", "--workdir={tmp}/run")
 
 
 @pytest.mark.parametrize(
@@ -19,40 +72,25 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
     [
         (("frobnicate",), "unknown command 'frobnicate'"),
         (("train", "--no_such_flag=1"), "no_such_flag"),
-        (
-            ("train", "--config=configs/cpu_smoke.py", "--workdir=/tmp/x", "--config.nope=3"),
-            "unknown config field",
-        ),
-        (("train", "--config=configs/does_not_exist.py", "--workdir=/tmp/x"), "does_not_exist"),
+        ((*SMOKE, "--config.nope=3"), "unknown config field"),
+        (("train", "--config=configs/does_not_exist.py", "--workdir={tmp}/run"), "does_not_exist"),
         (
             ("train", "--config=configs/cpu_smoke.py"),
             "train needs --config=CONFIG.py and --workdir",
         ),
         (
-            (
-                "train",
-                "--config=configs/cpu_smoke.py",
-                "--workdir=/tmp/x",
-                "--config.num_attention_heads=3",
-            ),
+            (*SMOKE, "--config.num_attention_heads=3"),
             "hidden_size=128 is not divisible by num_attention_heads=3",
         ),
-        (
-            (
-                "train",
-                "--config=configs/cpu_smoke.py",
-                "--workdir=/tmp/x",
-                "--config.corpus=/nonexistent/*.jsonl",
-            ),
-            "/nonexistent/*.jsonl",
-        ),
+        ((*SMOKE, "--config.corpus=/nonexistent/*.jsonl"), "/nonexistent/*.jsonl"),
     ],
 )
-def test_bad_usage_is_one_line_and_exit_2(args, expected):
+def test_bad_usage_is_one_line_and_exit_2(args, expected, tmp_path):
+    args = [arg.format(tmp=tmp_path) for arg in args]
+    if "--config=configs/cpu_smoke.py" in args:
+        args.append(f"--config.cache_dir={tmp_path / 'cache'}")  # where a vocabulary would go
     result = run_cli(*args)
-    assert result.returncode == 2, result.stderr
-    assert expected in result.stderr
-    assert "Traceback" not in result.stderr
+    assert_one_line_error(result, expected, tmp_path / "run", tmp_path / "cache")
 
 
 def test_no_command_prints_usage():
@@ -61,26 +99,47 @@ def test_no_command_prints_usage():
     assert result.stdout.startswith("usage: bertjax train")
 
 
-def test_partial_distributed_flags_are_refused():
-    result = run_cli("train", "--config=configs/cpu_smoke.py", "--workdir=/tmp/x",
+def test_partial_distributed_flags_are_refused(tmp_path):
+    result = run_cli("train", "--config=configs/cpu_smoke.py", f"--workdir={tmp_path / 'run'}",
                      "--num_processes=2")  # fmt: skip
-    assert result.returncode == 2
-    assert "give all of --coordinator_address, --num_processes and --process_id" in result.stderr
+    assert_one_line_error(
+        result, "give all of --coordinator_address, --num_processes and --process_id",
+        tmp_path / "run",
+    )  # fmt: skip
 
 
-def test_print_sharding_shows_how_each_parameter_is_split(tmp_path):
+@pytest.fixture(scope="module")
+def short_run(tmp_path_factory):
+    """`bertjax train` for 5 steps (metrics every 2) with stdout and stderr going to pipes, as
+    in a SLURM or CI log, on an FSDP x tensor mesh with --print_sharding."""
+    tmp_path = tmp_path_factory.mktemp("short_run")
     result = run_cli(
         "train", "--config=configs/cpu_smoke.py", f"--workdir={tmp_path / 'run'}",
         "--print_sharding", f"--config.corpus={SAMPLE_CORPUS.replace('*', 'inaugural')}",
         f"--config.cache_dir={tmp_path / 'cache'}", "--config.vocab_size=2000",
-        "--config.num_train_steps=1", "--config.warmup_steps=0", "--config.batch_size=8",
-        "--config.max_seq_length=64", "--config.dupe_factor=1", "--config.progress_bar=False",
+        "--config.num_train_steps=5", "--config.log_every=2", "--config.warmup_steps=0",
+        "--config.batch_size=8", "--config.max_seq_length=64", "--config.dupe_factor=1",
         "--config.mesh_shape.data=1", "--config.mesh_shape.fsdp=4", "--config.mesh_shape.tensor=2",
+        timeout=900,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-2000:]
-    assert "mesh {'data': 1, 'fsdp': 4, 'tensor': 2}" in result.stdout
-    line = next(x for x in result.stdout.splitlines() if "layer/0/intermediate/dense/kernel" in x)
+    return result
+
+
+def test_print_sharding_shows_how_each_parameter_is_split(short_run):
+    assert "mesh {'data': 1, 'fsdp': 4, 'tensor': 2}" in short_run.stdout
+    kernel = "layer/0/intermediate/dense/kernel"
+    line = next(x for x in short_run.stdout.splitlines() if kernel in x)
     assert line.endswith("(128, 512) P('fsdp', 'tensor')")
+
+
+def test_a_log_gets_a_progress_line_per_logged_step_and_no_startup_notices(short_run):
+    assert "\r" not in short_run.stderr  # no progress bar redrawn in place
+    progress = [line for line in short_run.stderr.splitlines() if line.startswith("step ")]
+    assert [line.split()[1] for line in progress] == ["1/5", "2/5", "4/5", "5/5"]
+    assert all(" loss " in line and " mlm_acc " in line and " tok/s " in line for line in progress)
+    assert all(" eta " in line for line in progress[1:])
+    assert not [line for line in short_run.stderr.splitlines() if startup.is_noise(line)]
 
 
 def test_vocab_then_prepare_from_the_command_line(tmp_path):
@@ -96,3 +155,192 @@ def test_vocab_then_prepare_from_the_command_line(tmp_path):
     assert "Prepared " in prepared.stdout and (tmp_path / "prepared").is_dir()
     missing = run_cli("prepare", f"--input={corpus}", f"--out={tmp_path / 'x'}")
     assert missing.returncode == 2 and "prepare needs" in missing.stderr
+
+
+def flag_names(command_line: list[str]) -> set[str]:
+    """Names of the flags in `command_line` (--nouncased -> uncased), config fields left out."""
+    flag_args = [arg[2:] for arg in command_line if arg.startswith("--")]
+    names = {arg.split("=")[0] if "=" in arg else arg.removeprefix("no") for arg in flag_args}
+    return {name for name in names if "." not in name}
+
+
+@pytest.mark.parametrize("name", sorted(OLD_FLAGS))
+def test_every_command_keeps_its_flags_and_parses_only_its_own(name, capsys):
+    command, fv, arguments = cli.parse(["bertjax", name, *OLD_FLAGS[name], "--debug"])
+    assert command == name and fv.debug
+    assert arguments == (["a [MASK] b"] if name == "fill-mask" else [])
+    foreign = set().union(*map(flag_names, OLD_FLAGS.values())) - flag_names(OLD_FLAGS[name])
+    assert foreign
+    for flag in sorted(foreign):
+        with pytest.raises(SystemExit) as exit_info:
+            cli.parse(["bertjax", name, *OLD_FLAGS[name], f"--{flag}=1"])
+        assert exit_info.value.code == 2
+        assert re.search(rf"error: unknown flag --{flag}[ ;]", capsys.readouterr().err)
+
+
+@pytest.mark.parametrize("name", sorted(cli.COMMANDS))
+def test_help_lists_only_the_commands_flags(name, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.parse(["bertjax", name, "--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith(cli.usage(name) + "\n")
+    listed = {line.split()[0].replace("--[no]", "").removeprefix("--")
+              for line in out.splitlines() if line.startswith("  --")}  # fmt: skip
+    assert listed == flag_names(OLD_FLAGS[name]) | {"debug"}
+
+
+@pytest.mark.parametrize("name", sorted(cli.COMMANDS))
+def test_a_bad_flag_is_the_commands_usage_and_one_line(name, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.parse(["bertjax", name, "--no_such_flag=1"])
+    assert exit_info.value.code == 2
+    captured = capsys.readouterr()
+    *usage, error = captured.err.strip().splitlines()
+    assert "\n".join(usage) == cli.usage(name) and captured.out == ""
+    assert error == (
+        f"bertjax: error: unknown flag --no_such_flag; `bertjax {name} --help` lists its flags"
+    )
+
+
+def test_usage_errors_name_what_is_missing_or_wrong(capsys):
+    cases = [
+        (["export", "--workdir=w"], "export needs --workdir=DIR (a training or imported dir)"),
+        (["export", "--workdir=w", "--out=o", "extra"], "unexpected argument 'extra'"),
+        (["evaluate", "--workdir=w", "--step=1", "--all_steps"], "pass --step=N or --all_steps"),
+        (["fill-mask", "--workdir=w"], 'fill-mask needs --workdir=DIR and one or more "texts'),
+        (["vocab", "--input=i", "--out=o", "--size=many"], "flag --size=many: invalid literal"),
+        (["train", "--config=configs/cpu_smoke.py", "--workdir=w", "--wrkdir=x"],
+         "unknown flag --wrkdir (did you mean --workdir?)"),
+        (["train", "--config=configs/cpu_smoke.py", "--workdir=w", "--num_processes=2"],
+         "give all of --coordinator_address, --num_processes and --process_id"),
+        (["finetune", "--task=mr", "--init=i", "--workdir=w", "--config.nope=1"],
+         "unknown config field 'nope'"),
+    ]  # fmt: skip
+    for args, expected in cases:
+        with pytest.raises(SystemExit) as exit_info:
+            cli.parse(["bertjax", *args])
+        assert exit_info.value.code == 2
+        *usage, error = capsys.readouterr().err.strip().splitlines()
+        assert "\n".join(usage) == cli.usage(args[0])
+        assert error.startswith("bertjax: error: ") and expected in error, (args, error)
+
+
+def test_fill_mask_takes_its_texts_after_the_flags():
+    _, fv, texts = cli.parse(["bertjax", "fill-mask", "--workdir=w", "--top_k=3", "The [MASK].",
+                              "A [MASK] b", "--step=7"])  # fmt: skip
+    assert texts == ["The [MASK].", "A [MASK] b"] and fv.top_k == 3 and fv.step == 7
+    _, fv, texts = cli.parse(["bertjax", "fill-mask", "--workdir=w", "--", "--not-a-flag [MASK]"])
+    assert texts == ["--not-a-flag [MASK]"]
+
+
+def test_finetune_loads_its_recipe_unless_told_otherwise():
+    _, fv, _ = cli.parse(["bertjax", "finetune", "--task=mr", "--init=i", "--workdir=w",
+                          "--config.num_epochs=7"])  # fmt: skip
+    assert fv.config.num_epochs == 7 and "seeds" in fv.config
+    _, fv, _ = cli.parse(["bertjax", "finetune", "--task=mr", "--init=i", "--workdir=w",
+                          "--config=configs/cpu_smoke.py"])  # fmt: skip
+    assert fv.config.num_train_steps == 1000
+
+
+LINUX = {"system": "Linux", "glibc": (2, 36), "thp_mode": "madvise", "accelerator": False}
+
+
+def test_only_host_heavy_commands_reexecute_with_huge_pages():
+    wanted = {name for name in cli.COMMANDS if cli.reexecutes_with_huge_pages(name, {}, **LINUX)}
+    assert wanted == {"train", "finetune", "bench"}
+    on_gpu = {**LINUX, "accelerator": True}
+    assert not any(cli.reexecutes_with_huge_pages(name, {}, **on_gpu) for name in cli.COMMANDS)
+    opted_out = {"BERTJAX_MALLOC": "system"}
+    assert not cli.reexecutes_with_huge_pages("train", opted_out, **LINUX)
+
+
+def test_a_usage_error_exits_before_reexecuting(monkeypatch):
+    # Were console_main to re-execute before parsing, the stub would fail the test.
+    from bertjax import host_memory
+
+    monkeypatch.setattr(host_memory, "should_reexec", lambda *a, **k: True)
+    monkeypatch.setattr(host_memory, "reexec_with_huge_pages", lambda args: pytest.fail("exec"))
+    monkeypatch.setattr(sys, "argv", ["bertjax", "train", "--workdir=w"])
+    with pytest.raises(SystemExit) as exit_info:
+        cli.console_main()
+    assert exit_info.value.code == 2
+
+
+def test_startup_notices_are_recognised_and_other_lines_kept():
+    notices = [
+        "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR",
+        "I0000 00:00:1796126653.402878   18372 port.cc:153] oneDNN custom operations are on. You "
+        "may see slightly different numerical results due to floating-point round-off errors",
+        "I0000 00:00:1796126653.404193   18372 cudart_stub.cc:31] Could not find cuda drivers on "
+        "your machine, GPU will not be used.",
+        "E0000 00:00:1796126653.404193   18372 cuda_executor.cc:1309] failed call to cuInit: "
+        "INTERNAL: CUDA error: Failed call to cuInit: UNKNOWN ERROR (303)",
+        "I1201 12:04:16.437226 139722779306880 xla_bridge.py:849] Unable to initialize backend "
+        "'tpu': INTERNAL: Failed to open libtpu.so: libtpu.so: cannot open shared object file",
+    ]
+    kept = [
+        "bertjax: error: corpus pattern '/nonexistent/*.jsonl' matched no files",
+        "E0000 00:00:1796126653.404193   18372 some_op.cc:12] Out of memory allocating 4 GiB",
+        "W1201 12:04:16.437226 139722779306880 xla_bridge.py:900] CUDA backend failed to "
+        "initialize: Found CUDA version 12010, but JAX was built against version 12020",
+    ]
+    assert all(startup.is_noise(line) for line in notices)
+    assert not any(startup.is_noise(line) for line in kept)
+
+
+def test_filtered_stderr_drops_notices_written_below_python(capfd):
+    notice = b"I0000 00:00:1.0   1 port.cc:153] oneDNN custom operations are on. You may see\n"
+    with startup.filtered_stderr():
+        os.write(2, notice + b"a real problem\n")  # as C++ writes: to the descriptor
+        print("a Python line", file=sys.stderr)
+    # (pytest holds Python's sys.stderr apart from descriptor 2: the order of the two may differ)
+    assert sorted(capfd.readouterr().err.splitlines()) == ["a Python line", "a real problem"]
+    with startup.filtered_stderr(enabled=False):
+        os.write(2, notice)
+    assert capfd.readouterr().err == notice.decode()
+
+
+BAD_GLOB = ("train", "--config=configs/cpu_smoke.py", "--workdir=/tmp/x",
+            "--config.corpus=/nonexistent/*.jsonl")  # fmt: skip
+
+
+def test_an_error_is_the_only_line_by_default_and_debug_shows_the_startup_logs():
+    # Environment as a user has it: no TF_CPP_MIN_LOG_LEVEL (conftest sets it for the tests).
+    env = {
+        k: v for k, v in os.environ.items() if k not in ("TF_CPP_MIN_LOG_LEVEL", "GRPC_VERBOSITY")
+    }
+    quiet = subprocess.run([sys.executable, "-m", "bertjax", *BAD_GLOB], env=env,
+                           capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert quiet.returncode == 2
+    assert quiet.stderr.splitlines() == [
+        "bertjax: error: corpus pattern '/nonexistent/*.jsonl' matched no files; pass existing "
+        "files or globs with --config.corpus=..."
+    ]
+    loud = subprocess.run([sys.executable, "-m", "bertjax", *BAD_GLOB, "--debug"], env=env,
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert loud.returncode == 2 and "Traceback" in loud.stderr
+    if not any(startup.is_noise(line) for line in loud.stderr.splitlines()):
+        pytest.skip("TensorFlow and JAX print no start-up notices on this machine")
+
+
+def test_the_library_never_imports_benchmark_code():
+    modules = ["bertjax.cli", "bertjax.commands", "bertjax.train", "bertjax.evaluation",
+               "bertjax.fill_mask", "bertjax.finetune.trainer", "bertjax.convert.export",
+               "bertjax.convert.importer", "bertjax.data.prepare", "bertjax.host_memory",
+               "bertjax.startup", "bertjax.progress"]  # fmt: skip
+    code = (
+        "import sys\n"
+        f"for name in {modules!r}: __import__(name)\n"
+        "from bertjax import cli\n"
+        "cli.parse(['bertjax', 'export', '--workdir=w', '--out=o'])\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'benchmarks'"
+        " or m.startswith('bertjax.bench')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=300, check=True)  # fmt: skip
+    assert out.stdout.strip() == "[]"
+    code = "import sys; from bertjax import cli; cli.parse(['bertjax', 'bench', '--help'])"
+    bench = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                           timeout=300)  # fmt: skip
+    assert bench.returncode == 0 and "--profile_dir" in bench.stdout  # the command still loads it

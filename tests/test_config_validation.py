@@ -37,6 +37,7 @@ INVALID = [
     ({"grad_accum_steps": 3}, "grad_accum_steps=3 must be >= 1 and divide batch_size=32"),
     ({"grad_accum_steps": 8}, "microbatch batch_size/grad_accum_steps=4 is not divisible by the 8"),
     ({"remat_policy": "sometimes"}, "remat_policy='sometimes' is not one of"),
+    ({"use_cpu_kernels": "yes"}, "use_cpu_kernels='yes' must be None (from the backend), True"),
     ({"log_every": 0}, "log_every=0 must be positive"),
     ({"num_train_steps": 0, "warmup_steps": 0}, "num_train_steps=0 must be positive"),
     ({"warmup_steps": 5000}, "warmup_steps=5000 must be in [0, num_train_steps=1000]"),

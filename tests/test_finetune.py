@@ -4,9 +4,12 @@ tagging labels align with words, task readers (JSON Lines, TFDS GLUE) and their 
 import json
 from pathlib import Path
 
+import jax
 import numpy as np
 import pytest
+from jax.sharding import PartitionSpec
 
+from bertjax import sharding
 from bertjax.convert import model_dir
 from bertjax.data.tokenizer import WordPieceTokenizer, train_wordpiece_vocab
 from bertjax.errors import UserError
@@ -15,7 +18,7 @@ from bertjax.finetune.scores import chunk_scores
 from bertjax.finetune.tasks import TaggedExample, TextExample
 from bertjax.models.bert import BertConfig, create_model
 from tests.helpers import load_config
-from tests.test_cli import run_cli
+from tests.test_cli import assert_one_line_error, run_cli
 
 MR = Path(__file__).resolve().parents[2] / "shared" / "data" / "tasks" / "mr"
 
@@ -99,6 +102,52 @@ def test_tiny_model_learns_a_synthetic_sentiment_task(tmp_path):
     results = trainer.finetune("jsonl", str(init), str(tmp_path / "run"), config)
     # chance is 0.5; 128 test sentences: 0.8 is far outside what guessing gives
     assert results["aggregate"]["accuracy"]["median"] > 0.8, results["seeds"]
+
+
+def test_fine_tuning_on_a_dp_fsdp_tp_mesh_matches_one_device(tmp_path):
+    """The fine-tuning state is laid out by the rule table, like pretraining's: on a
+    data 2 x fsdp 2 x tensor 2 mesh of the 8 forced CPU devices the encoder's kernels are split
+    over fsdp and tensor, and two epochs train to what one device trains to. Tolerance: each
+    epoch's training loss within rtol 1e-4 (summation order differs across shards), evaluation
+    accuracy within one of the 64 examples (a near-tie may flip)."""
+    train = synthetic_sentiment(64, seed=0)
+    init = tiny_model_dir(tmp_path, [r["text"] for r in train] * 5)
+    data = write_jsonl(tmp_path / "train.jsonl", train)
+    mesh = {"data": 2, "fsdp": 2, "tensor": 2}
+    common = dict(train_file=data, eval_file=data, kind="classification", learning_rate=1e-3,
+                  num_epochs=2)  # fmt: skip
+    # The tiny vocabulary (125 tokens) does not split over tensor=2: one line, before compiling.
+    with pytest.raises(UserError, match=r"word_embeddings/embedding .* not divisible by 2"):
+        trainer.finetune("jsonl", str(init), str(tmp_path / "odd"),
+                         config_for(**common, mesh_shape=mesh))  # fmt: skip
+    rules = [(name, None if name == "vocab" else axes)
+             for name, axes in sharding.DEFAULT_LOGICAL_AXIS_RULES]  # fmt: skip
+    runs = {}
+    for name, mesh_shape, devices in (("one", {"data": 1}, jax.devices()[:1]),
+                                      ("dp2_fsdp2_tp2", mesh, jax.devices()[:8])):  # fmt: skip
+        config = config_for(**common, mesh_shape=mesh_shape, logical_axis_rules=rules)
+        results = trainer.finetune("jsonl", str(init), str(tmp_path / name), config,
+                                   devices=devices)  # fmt: skip
+        epochs = (tmp_path / name / "seed_0" / "metrics.jsonl").read_text().splitlines()
+        runs[name] = [json.loads(line)["train_loss"] for line in epochs], results
+    (one_losses, one), (many_losses, many) = runs["one"], runs["dp2_fsdp2_tp2"]
+    np.testing.assert_allclose(many_losses, one_losses, rtol=1e-4)
+    accuracy = [r["aggregate"]["accuracy"]["median"] for r in (one, many)]
+    assert abs(accuracy[0] - accuracy[1]) <= 1 / 64 + 1e-9, accuracy
+
+    bert_config = model.load_encoder(str(init))[0]
+    task = tasks.TaskData(name="jsonl", kind="classification", labels=["neg", "pos"], train=[],
+                          eval=[], eval_split="dev")  # fmt: skip
+    rows = features.Encoded(input_ids=[[2, 3]], segment_ids=[[0, 0]], labels=[0])
+    prepared = trainer.Prepared(task, rows, rows)
+    setup = trainer.compile_task(prepared, bert_config, config, jax.devices()[:8]).setup
+    params = setup.shardings.params
+    assert dict(setup.mesh.shape) == mesh
+    layer = params["bert"]["encoder"]["layer"][0]
+    assert layer["intermediate"]["dense"]["kernel"].spec == PartitionSpec("fsdp", "tensor")
+    embedding = params["bert"]["embeddings"]["word_embeddings"]["embedding"]
+    assert embedding.spec == PartitionSpec(None, "fsdp")
+    assert params["head"]["kernel"].spec == PartitionSpec()  # no logical axis names
 
 
 def test_qa_overfits_and_decodes_back_to_the_answers(tmp_path):
@@ -246,14 +295,13 @@ def test_glue_through_tensorflow_datasets_mock_data():
         tasks.load_task("glue/stsb", config)
 
 
-def test_finetune_command_line_errors_are_one_line():
-    result = run_cli("finetune", "--task=mr")
-    assert result.returncode == 2 and "finetune needs --task=NAME, --init" in result.stderr
-    result = run_cli("finetune", "--task=mr", "--init=/nonexistent", "--workdir=/tmp/x")
-    assert result.returncode == 2 and "holds no checkpoint" in result.stderr
-    assert "Traceback" not in result.stderr
-    result = run_cli("finetune", "--task=mr", "--init=/x", "--workdir=/x", "--config.nope=1")
-    assert result.returncode == 2 and "unknown config field" in result.stderr
+def test_finetune_command_line_errors_are_one_line(tmp_path):
+    workdir = tmp_path / "mr"
+    assert_one_line_error(run_cli("finetune", "--task=mr"), "finetune needs --task=NAME, --init")
+    result = run_cli("finetune", "--task=mr", "--init=/nonexistent", f"--workdir={workdir}")
+    assert_one_line_error(result, "holds no checkpoint", workdir)
+    result = run_cli("finetune", "--task=mr", "--init=/x", f"--workdir={workdir}", "--config.no=1")
+    assert_one_line_error(result, "unknown config field", workdir)
 
 
 def test_a_workdir_refuses_another_fine_tune(tmp_path):
@@ -304,3 +352,18 @@ def test_seeds_must_be_integers():
     assert trainer.parse_seeds("0, 1,2") == [0, 1, 2]
     with pytest.raises(UserError, match="comma-separated integers"):
         trainer.parse_seeds("a,b")
+
+
+def test_progress_is_a_line_per_logged_step_off_a_terminal(tmp_path, capsys):
+    train = synthetic_sentiment(64, seed=0)
+    init = tiny_model_dir(tmp_path, [r["text"] for r in train])
+    data = write_jsonl(tmp_path / "train.jsonl", train)
+    config = config_for(train_file=data, eval_file=data, kind="classification", num_epochs=2)
+    config.log_every = 3  # 4 steps per epoch: steps 1, 3, 6 and the last, 8
+    trainer.finetune("jsonl", str(init), str(tmp_path / "run"), config)
+    config = config_for(train_file=data, eval_file=data, kind="classification", num_epochs=2)
+    trainer.finetune("jsonl", str(init), str(tmp_path / "default"), config)  # log_every 50
+    err = capsys.readouterr().err  # not a terminal: no bar
+    lines = [line for line in err.splitlines() if line.startswith("seed 0: step ")]
+    assert [line.split()[3] for line in lines] == ["1/8", "3/8", "6/8", "8/8", "1/8", "8/8"]
+    assert all(" loss " in line and " ex/s " in line for line in lines) and "\r" not in err

@@ -1,5 +1,6 @@
-"""bertjax/host_memory.py: when the `bertjax` command re-executes itself with huge pages for
-glibc's large blocks, and that the re-executed process gets the tunable exactly once."""
+"""bertjax/host_memory.py: when a `bertjax` command re-executes itself with huge pages for
+glibc's large blocks (which commands: tests/test_cli.py), and that the re-executed process gets
+the tunable exactly once."""
 
 import subprocess
 import sys
@@ -8,7 +9,7 @@ import pytest
 
 from bertjax import host_memory
 
-LINUX = {"system": "Linux", "glibc": (2, 36), "thp_mode": "madvise"}
+LINUX = {"system": "Linux", "glibc": (2, 36), "thp_mode": "madvise", "accelerator": False}
 
 
 def test_reexec_only_where_it_changes_something():
@@ -20,6 +21,22 @@ def test_reexec_only_where_it_changes_something():
     assert not host_memory.should_reexec({}, **{**LINUX, "glibc": ()})  # musl
     for mode in ("always", "never", None):
         assert not host_memory.should_reexec({}, **{**LINUX, "thp_mode": mode})
+    assert not host_memory.should_reexec({}, **{**LINUX, "accelerator": True})
+
+
+def test_accelerator_is_read_from_jax_platforms_then_device_files(tmp_path):
+    assert not host_memory.accelerator_present({}, dev=tmp_path)
+    (tmp_path / "vfio").mkdir()
+    (tmp_path / "vfio" / "vfio").touch()  # the VFIO control file alone: no device
+    (tmp_path / "nvidiactl").touch()
+    assert not host_memory.accelerator_present({}, dev=tmp_path)
+    for device in ("nvidia0", "accel0", "vfio/0"):
+        (tmp_path / device).touch()
+        assert host_memory.accelerator_present({}, dev=tmp_path), device
+        (tmp_path / device).unlink()
+    (tmp_path / "nvidia0").touch()
+    assert not host_memory.accelerator_present({"JAX_PLATFORMS": "cpu"}, dev=tmp_path)
+    assert host_memory.accelerator_present({"JAX_PLATFORMS": "tpu,cpu"}, dev=tmp_path / "none")
 
 
 def test_tunable_is_appended_to_existing_ones():

@@ -80,8 +80,8 @@ def test_two_processes_equal_one_process(runs):
 def test_only_process_zero_writes_shared_files(runs):
     tmp, _, _ = runs
     files = sorted(p.name for p in (tmp / "multi").iterdir())
-    assert files == ["checkpoints", "config.json", "metrics.jsonl", "tensorboard", "token_counts.npy",
-                     "vocab.txt"]
+    assert files == ["checkpoints", "config.json", "metrics.jsonl", "tensorboard",
+                     "token_counts.npy", "vocab.txt"]  # fmt: skip
     assert len(list((tmp / "multi" / "tensorboard").iterdir())) == 1  # one events file
     steps = [json.loads(line)["step"] for line in (tmp / "multi" / "metrics.jsonl").open()]
     assert steps == [1, 2, 3, 4, 5, 6]  # written once, not once per process

@@ -40,7 +40,7 @@ def test_weight_decay_mask_skips_layernorm_and_biases():
     }
 
 
-def test_optimizer_applies_decay_only_where_masked_and_clips():
+def test_optimizer_applies_decay_only_where_masked():
     config = _config(
         learning_rate=0.1, warmup_steps=0, num_train_steps=10, weight_decay=0.5, max_grad_norm=1.0
     )
@@ -51,9 +51,41 @@ def test_optimizer_applies_decay_only_where_masked_and_clips():
     # Zero gradient: the kernel moves only by decoupled decay lr*wd*w = 0.05, the bias not at all.
     np.testing.assert_allclose(updates["dense"]["kernel"], [-0.05, -0.05], rtol=1e-6)
     np.testing.assert_allclose(updates["dense"]["bias"], [0.0, 0.0])
-    huge = {"dense": {"kernel": jnp.full((2,), 1e6), "bias": jnp.full((2,), 1e6)}}
-    clipped, _ = optax.clip_by_global_norm(1.0).update(huge, None)
-    np.testing.assert_allclose(optax.global_norm(clipped), 1.0, rtol=1e-5)
+
+
+def first_moment(opt_state) -> dict:
+    """Adam's first moment after one update: (1 - b1) times the gradient the optimizer used,
+    i.e. after clipping. (The first update itself is lr * sign(g) whatever the gradient's scale,
+    so the moment is where clipping shows.)"""
+    return optax.tree_utils.tree_get(opt_state, "mu")
+
+
+@pytest.mark.parametrize("optimizer", ["adamw", "lamb"])
+@pytest.mark.parametrize(
+    "max_grad_norm, gradient, used",
+    [
+        (2.0, [6.0, 8.0], [1.2, 1.6]),  # norm 10 > 2: scaled by 2 / 10, to norm exactly 2
+        (2.0, [0.3, 0.4], [0.3, 0.4]),  # norm 0.5 < 2: untouched
+        (0.0, [6.0, 8.0], [6.0, 8.0]),  # 0 disables clipping
+    ],
+)
+def test_optimizer_clips_the_global_gradient_norm(optimizer, max_grad_norm, gradient, used):
+    """bertjax's optimizer clips the global norm over all leaves at max_grad_norm."""
+    config = _config(
+        optimizer=optimizer, learning_rate=0.1, warmup_steps=0, num_train_steps=10,
+        weight_decay=0.0, max_grad_norm=max_grad_norm,
+    )  # fmt: skip
+    tx = optim.create_optimizer(config)
+    params = {"a": {"kernel": jnp.ones((1,))}, "b": {"bias": jnp.ones((1,))}}
+    grads = {"a": {"kernel": jnp.asarray(gradient[:1])}, "b": {"bias": jnp.asarray(gradient[1:])}}
+    _, state = tx.update(grads, tx.init(params), params)
+    moment = first_moment(state)
+    one_minus_b1 = 1.0 - config.adam_b1
+    np.testing.assert_allclose(moment["a"]["kernel"], one_minus_b1 * used[0], rtol=1e-6)
+    np.testing.assert_allclose(moment["b"]["bias"], one_minus_b1 * used[1], rtol=1e-6)
+    np.testing.assert_allclose(
+        optax.global_norm(moment) / one_minus_b1, np.linalg.norm(used), rtol=1e-6
+    )
 
 
 @pytest.mark.parametrize(

@@ -25,11 +25,39 @@ def single_device_run():
     return batches, jax.device_get(state.params), history
 
 
+def distinct_shards(array: jax.Array) -> int:
+    """How many different blocks of `array` its devices hold (replicas count once)."""
+    return len({tuple((s.start, s.stop) for s in shard.index) for shard in array.global_shards})
+
+
+def assert_laid_out_as(params, sizes: dict[str, int]) -> None:
+    """Parameters live on the mesh `sizes` describes and are split as the config's rules say
+    ('embed' over fsdp; 'mlp', 'heads' and 'vocab' over tensor), so a mesh_shape that the run
+    ignored (or rules it did not apply) fails here even where the numbers would agree."""
+    layer = params["bert"]["encoder"]["layer"][0]
+    fsdp, tensor = sizes["fsdp"], sizes["tensor"]
+    for array, spec, shape in (
+        (layer["intermediate"]["dense"]["kernel"], PartitionSpec("fsdp", "tensor"), (128, 512)),
+        (layer["attention"]["self"]["query"]["kernel"], PartitionSpec("fsdp", "tensor", None),
+         (128, 2, 64)),
+        (params["bert"]["embeddings"]["word_embeddings"]["embedding"],
+         PartitionSpec("tensor", "fsdp"), (1000, 128)),
+    ):  # fmt: skip
+        assert dict(array.sharding.mesh.shape) == sizes
+        assert array.sharding.spec == spec
+        assert array.shape == shape and len(array.sharding.device_set) == 8
+        split = {"fsdp": fsdp, "tensor": tensor, None: 1}
+        block = tuple(n // split[axis] for n, axis in zip(shape, spec, strict=True))
+        assert array.addressable_shards[0].data.shape == block
+        assert distinct_shards(array) == fsdp * tensor  # the rest are data-parallel replicas
+
+
 @pytest.mark.parametrize("name", sorted(MESHES))
 def test_parallelism_matches_single_device(single_device_run, name):
     batches, reference_params, reference_history = single_device_run
     config = tiny_config(mesh_shape=MESHES[name])
     state, history = run_steps(config, batches, devices=jax.devices()[:8])
+    assert_laid_out_as(state.params, MESHES[name])
     for one, many in zip(reference_history, history, strict=True):
         for key in ("mlm_loss_sum", "nsp_loss_sum", "grad_norm"):
             np.testing.assert_allclose(many[key], one[key], rtol=1e-5)

@@ -19,7 +19,7 @@ import orbax.checkpoint as ocp
 import pytest
 import tensorflow as tf
 
-from bertjax import checkpointing, sharding, train
+from bertjax import checkpointing, metrics, optim, sharding, train
 from bertjax.data import pipeline
 from bertjax.errors import UserError
 from tests.test_smoke import small_smoke_config
@@ -50,9 +50,15 @@ def test_nonfinite_batch_skips_the_update_and_counts_it():
     assert float(metrics["finite_steps"]) == 0.0 and float(metrics["mlm_loss_sum"]) == 0.0
     jax.tree.map(np.testing.assert_array_equal, after.params, before.params)
     jax.tree.map(np.testing.assert_array_equal, after.opt_state, before.opt_state)
+    assert float(metrics["learning_rate"]) == 0.0 and float(metrics["grad_norm"]) == 0.0
     good = sharding.global_batch_from_local(random_batch(8, seed=1), mesh)
-    state, _ = step_fn(state, good, jax.random.key(0))
+    state, metrics = step_fn(state, good, jax.random.key(0))
     assert int(state.nonfinite_steps) == 1 and int(state.consecutive_nonfinite) == 0
+    # The optimizer applied its first update at step 2, with the rate of its own count (0), and
+    # the step reports that rate, not the schedule at the global step (1).
+    schedule = optim.learning_rate_schedule(optim.OptimizerSpec.from_config(config))
+    assert int(optim.applied_updates(state.opt_state)) == 1 and int(state.step) == 2
+    assert float(metrics["learning_rate"]) == float(schedule(0)) != float(schedule(1))
 
 
 def _poison_from(first_bad_step: int):
@@ -99,9 +105,18 @@ def _restore_raw(manager, step: int) -> dict:
 
 def test_skip_policy_keeps_training_and_logs_the_count(tmp_path, monkeypatch):
     monkeypatch.setattr(pipeline, "make_dataset", _poison_from(5))
-    summary = train.train_and_evaluate(small_smoke_config(tmp_path), tmp_path / "run")
+    config = small_smoke_config(tmp_path, log_every=2)
+    summary = train.train_and_evaluate(config, tmp_path / "run")
     assert summary.steps == 6
-    assert read_metrics(tmp_path / "run")[-1]["nonfinite_steps"] == 2  # steps 5 and 6
+    lines = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").open()]
+    assert [line["step"] for line in lines] == [1, 2, 4, 6]
+    assert lines[-1]["nonfinite_steps"] == 2  # steps 5 and 6
+    # Steps 5-6 were both skipped: their line has no loss, accuracy, gradient norm or rate (a
+    # mean over no step), where it used to log a loss of 0. Steps 3-4 were applied.
+    assert not {"loss", "mlm_accuracy", "grad_norm", "learning_rate"} & set(lines[-1])
+    assert lines[-1]["param_norm"] > 0
+    assert lines[-2]["loss"] > 0 and lines[-2]["nonfinite_steps"] == 0
+    assert "final loss" not in "\n".join(summary.lines())
 
 
 @pytest.fixture(scope="module")
@@ -111,6 +126,32 @@ def reference_run(tmp_path_factory):
     config = small_smoke_config(tmp_path, num_train_steps=12, log_every=1, keep_checkpoints=10)
     train.train_and_evaluate(config, tmp_path / "run")
     return tmp_path, config, read_metrics(tmp_path / "run")
+
+
+def test_a_resumed_run_logs_the_lines_of_an_uninterrupted_one(tmp_path):
+    """Metrics every 4 steps, checkpoints every 3 (and Orbax's first one, at step 1): resumed
+    from step 1 (the smoke run's case) or 9 (as after a kill once that checkpoint was written),
+    the run writes the uninterrupted run's lines bit for bit, although step 9 falls inside a
+    logging interval (steps 9-12). Before, the resumed run logged an extra line at its first
+    step and averaged its next line over fewer steps."""
+    config = small_smoke_config(tmp_path, num_train_steps=12, log_every=4, keep_checkpoints=10)
+    train.train_and_evaluate(config, tmp_path / "reference")
+    reference = read_metrics(tmp_path / "reference")
+    assert [line["step"] for line in reference] == [1, 4, 8, 12]
+    for restored in (1, 9):
+        workdir = tmp_path / f"resumed_{restored}"
+        shutil.copytree(tmp_path / "reference", workdir)
+        for checkpoint in (workdir / "checkpoints").iterdir():
+            if checkpoint.name.isdigit() and int(checkpoint.name) > restored:
+                shutil.rmtree(checkpoint)
+        summary = train.train_and_evaluate(config, workdir)
+        assert summary.start_step == restored
+        assert read_metrics(workdir) == reference
+
+
+def test_log_steps_count_from_the_start_of_the_run():
+    steps = [step for step in range(1, 13) if metrics.is_log_step(step, 5, 12)]
+    assert steps == [1, 5, 10, 12]
 
 
 @pytest.mark.parametrize("damage", ["truncate", "delete_state"])

@@ -78,4 +78,6 @@ def test_rerun_with_same_workdir_resumes_instead_of_restarting(finished_run):
     longer = train.train_and_evaluate(small_smoke_config(tmp_path, num_train_steps=9), workdir)
     assert longer.start_step == 6 and longer.steps == 9
     records = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
-    assert [r["step"] for r in records] == [1, 3, 6, 7, 9]
+    # Lines at 1 and multiples of log_every (3) counted from the run's start, and the last step:
+    # no extra line at the resumed run's first step (7), as in one uninterrupted run.
+    assert [r["step"] for r in records] == [1, 3, 6, 9]

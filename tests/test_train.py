@@ -2,9 +2,11 @@
 
 import jax
 import numpy as np
+import optax
 import pytest
 
 from bertjax import checkpointing, optim, sharding, train
+from bertjax.errors import UserError
 from bertjax.models.bert import BertConfig
 from bertjax.train_state import create_train_state
 from tests.helpers import load_config
@@ -97,6 +99,22 @@ def test_one_train_step_is_real():
     assert all(jax.tree.leaves(changed)), "every parameter should receive an update"
 
 
+@pytest.mark.parametrize("max_grad_norm", [1e-3, 0.0])
+def test_train_step_clips_the_gradient_at_max_grad_norm(max_grad_norm):
+    """The train step reports the gradient's norm before clipping, and the optimizer uses the
+    gradient clipped to norm max_grad_norm (Adam's first moment after one step is (1 - b1) times
+    the gradient used); with max_grad_norm = 0 it uses the gradient as it is."""
+    config = tiny_config(max_grad_norm=max_grad_norm)
+    mesh, state, _, step_fn = setup_run(config)
+    batch = sharding.global_batch_from_local(random_batch(8), mesh)
+    state, metrics = step_fn(state, batch, jax.random.key(0))
+    grad_norm = float(metrics["grad_norm"])
+    assert grad_norm > 100 * max_grad_norm  # an untrained model's gradient: clipping bites
+    moment = optax.tree_utils.tree_get(state.opt_state, "mu")
+    used_norm = float(optax.global_norm(moment)) / (1.0 - config.adam_b1)
+    np.testing.assert_allclose(used_norm, max_grad_norm or grad_norm, rtol=1e-4)
+
+
 def test_overfits_one_fixed_batch():
     config = tiny_config(
         hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, num_train_steps=300
@@ -156,5 +174,23 @@ def test_restore_refuses_a_checkpoint_of_another_architecture(tmp_path):
     manager = checkpointing.create_checkpoint_manager(tmp_path, save_every=1, keep=2)
     checkpointing.save(manager, 1, state, {"model": {"vocab_size": VOCAB}}, force=True)
     manager.wait_until_finished()
-    with pytest.raises(Exception, match="vocab_size=1000 but the config asks for 2000"):
+    before = files_under(tmp_path)
+    with pytest.raises(UserError) as refusal:
         checkpointing.restore_or_init(manager, setup.abstract_state, None, {"vocab_size": 2000})
+    message = str(refusal.value)
+    assert "\n" not in message
+    assert "has vocab_size=1000 but the config asks for 2000" in message  # the field
+    assert message.endswith("use the original config or a new --workdir")  # the fix
+    assert files_under(tmp_path) == before  # nothing set aside, rewritten or added
+
+
+def files_under(directory) -> dict[str, tuple[bytes | None, int]]:
+    """Every file and directory below `directory`: relative path -> (contents, None for a
+    directory; modification time in ns, which a directory's added or removed entries change)."""
+    return {
+        str(path.relative_to(directory)): (
+            path.read_bytes() if path.is_file() else None,
+            path.stat().st_mtime_ns,
+        )
+        for path in sorted(directory.rglob("*"))
+    }

@@ -1,9 +1,9 @@
 """Hugging Face peers of `bertjax bench --peers`: what both peer scripts share.
 
 Each peer script runs in the peer virtual environment (env.py), builds the same model config,
-batch (bertjax.bench.random_token_batch) and optimizer settings as bertjax, times its train step
-and prints one JSON line. Only numpy, the standard library and bertjax.bench (which imports no
-more at module level) are imported here.
+batch (bertjax.bench.workload.random_token_batch) and optimizer settings as bertjax, times its
+train step and prints one JSON line. Only numpy, the standard library and bertjax.bench.workload
+(which imports no more at module level) are imported here.
 """
 
 import argparse
@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from bertjax.bench import random_token_batch
+from bertjax.bench.workload import random_token_batch
 
 IGNORE_INDEX = -100  # Hugging Face's MLM loss skips labels equal to this
 # bertjax's AdamW settings (configs/base.py); the learning rate is held constant.

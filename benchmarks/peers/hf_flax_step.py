@@ -21,7 +21,7 @@ import optax  # noqa: E402
 import transformers  # noqa: E402
 
 from benchmarks import peers  # noqa: E402
-from bertjax.bench import host_peak_rss_mib  # noqa: E402
+from bertjax.bench.workload import host_peak_rss_mib  # noqa: E402
 
 
 def create_model(args: argparse.Namespace) -> tuple[transformers.FlaxBertForPreTraining, dict]:

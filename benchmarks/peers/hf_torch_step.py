@@ -17,7 +17,7 @@ import torch
 import transformers
 
 from benchmarks import peers
-from bertjax.bench import host_peak_rss_mib
+from bertjax.bench.workload import host_peak_rss_mib
 
 
 def create_model(args: argparse.Namespace) -> transformers.BertForPreTraining:

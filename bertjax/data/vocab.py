@@ -219,3 +219,20 @@ def run_vocab(
         out_dir,
     )
     return meta
+
+
+def check_same_vocabulary(vocab_path) -> None:
+    """Every process must tokenize with the same vocabulary (each host may have trained its own
+    copy from the same corpus, deterministically); raises UserError if they differ."""
+    import numpy as np
+    from etils import epath  # local path or gs://
+    from jax.experimental import multihost_utils  # deferred: only training needs JAX here
+
+    digest = np.frombuffer(hashlib.sha256(epath.Path(vocab_path).read_bytes()).digest(), np.uint8)
+    try:
+        multihost_utils.assert_equal(digest, "vocabularies differ between processes")
+    except AssertionError:
+        raise UserError(
+            "processes built different vocabularies (different corpus files per host?); "
+            "pass the same --config.vocab_dir to every process"
+        ) from None

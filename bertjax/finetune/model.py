@@ -67,17 +67,30 @@ def load_encoder(init: str) -> tuple[BertConfig, dict[str, Any], bool, Any]:
     return config, params["bert"], model_dir.lowercase(metadata), Path(init) / "vocab.txt"
 
 
+def model_factory(config: BertConfig, kind: str, num_labels: int):
+    """seed -> BertForFinetuning with a head for `num_labels` (a `train_state.ModelFactory`)."""
+    outputs = num_outputs(kind, num_labels)
+    return lambda seed: BertForFinetuning(config, kind, outputs, rngs=nnx.Rngs(seed))
+
+
+def with_encoder(params: dict, encoder: dict) -> dict:
+    """`params` with the pretrained "bert" parameters `encoder` (host arrays), each placed as
+    the parameter it replaces is (on its mesh, in its layout)."""
+    _check_same_shapes(encoder, params["bert"])
+    bert = jax.tree.map(lambda new, old: jax.device_put(new, old.sharding), encoder, params["bert"])
+    return {**params, "bert": bert}
+
+
 def init_params(
     config: BertConfig, kind: str, num_labels: int, seed: int, encoder: dict | None
 ) -> tuple[nnx.GraphDef, dict]:
-    """GraphDef and parameters: a fresh head (seeded), the encoder from `encoder` when given
-    (else random, seeded: the baseline)."""
-    model = BertForFinetuning(config, kind, num_outputs(kind, num_labels), rngs=nnx.Rngs(seed))
-    graphdef, state = nnx.split(model, nnx.Param)
+    """GraphDef and parameters on the default device: a fresh head (seeded), the encoder from
+    `encoder` when given (else random, seeded: the baseline). The trainer builds the same
+    parameters in their sharded layout (`train_state.init_train_state` of `model_factory`)."""
+    graphdef, state = nnx.split(model_factory(config, kind, num_labels)(seed), nnx.Param)
     params = state.to_pure_dict()
     if encoder is not None:
-        _check_same_shapes(encoder, params["bert"])
-        params["bert"] = jax.tree.map(jnp.asarray, encoder)
+        params = with_encoder(params, encoder)
     return graphdef, params
 
 

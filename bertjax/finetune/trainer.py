@@ -9,7 +9,13 @@ several seeds; write per-epoch metrics, per-seed results, and the median/spread 
 The recipe (config/finetune.py): AdamW, linear warmup over warmup_fraction of the steps then
 linear decay, weight decay on kernels and embeddings, global-norm clipping, dropout from the recipe
 (0.1, BERT's fine-tuning value, whatever the pretraining used).
-Batches are split over all local devices (data parallel; parameters replicated).
+
+The state is pretraining's (`train_state`): created in its sharded layout from the model's
+logical axis names and the rule table (eval_shape -> specs -> jit(init, out_shardings)), updated
+by a jitted step with those shardings in and out (`train_state.apply_gradients`, which skips
+NaN/Inf gradients). The mesh and rules are the config's `mesh_shape` and `logical_axis_rules`
+when it has them (`sharding.MeshSpec`), else data parallel over every device. Batches are split
+over (data, fsdp).
 """
 
 from __future__ import annotations
@@ -17,7 +23,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
-import statistics
 import time
 from pathlib import Path
 from typing import Any
@@ -29,14 +34,23 @@ import numpy as np
 import optax
 from absl import logging
 from flax import nnx
-from jax.sharding import NamedSharding, PartitionSpec
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from bertjax import optim, sharding
 from bertjax.data import vocab
 from bertjax.errors import UserError
 from bertjax.finetune import features, model, scores, squad, tasks
+from bertjax.finetune.results import results_table, summarize
+from bertjax.progress import Progress
+from bertjax.train_state import (
+    ModelFactory,
+    StateSetup,
+    apply_gradients,
+    init_train_state,
+    state_setup,
+)
 
-MAIN_SCORE = {"classification": "accuracy", "tagging": "f1", "qa": "f1"}
+LOG_EVERY = 50  # steps between progress lines when the config has no log_every
 
 
 @dataclasses.dataclass
@@ -56,9 +70,10 @@ def finetune(
     config: ml_collections.ConfigDict,
     *,
     random_init: bool = False,
+    devices: list | None = None,
 ) -> dict:
     """Fine-tunes `init`'s model on `task_name` once per seed in config.seeds; returns the
-    results dict also written to WORKDIR/results.json."""
+    results dict also written to WORKDIR/results.json. `devices`: the mesh's (default: all)."""
     _validate(config)
     workdir_path = Path(workdir).expanduser()
     workdir_path.mkdir(parents=True, exist_ok=True)
@@ -81,7 +96,7 @@ def finetune(
         encoder = None
     tokenizer = vocab.load_tokenizer(vocab_path, lowercase)
     prepared = prepare(tasks.load_task(task_name, config), tokenizer, config)
-    compiled = compile_task(prepared, bert_config, config)
+    compiled = compile_task(prepared, bert_config, config, devices)
     per_seed = {}
     for seed in parse_seeds(config.seeds):
         seed_dir = workdir_path / f"seed_{seed}"
@@ -91,9 +106,7 @@ def finetune(
             logging.info("Seed %d already finished: %s", seed, per_seed[seed])
             continue
         seed_dir.mkdir(exist_ok=True)
-        per_seed[seed] = train_one_seed(
-            prepared, compiled, bert_config, encoder, config, seed, seed_dir
-        )
+        per_seed[seed] = train_one_seed(prepared, compiled, encoder, config, seed, seed_dir)
         done.write_text(json.dumps(per_seed[seed], indent=2) + "\n")
     results = summarize(task_name, init, random_init, prepared.task, per_seed, config)
     (workdir_path / "results.json").write_text(json.dumps(results, indent=2) + "\n")
@@ -220,86 +233,99 @@ def _optimizer(config: ml_collections.ConfigDict, total_steps: int):
     )
 
 
-def _compile_steps(graphdef, kind: str, tx, mesh):
-    replicated = NamedSharding(mesh, PartitionSpec())
-    batch_sharding = sharding.batch_sharding(mesh)
+def _compile_steps(setup: StateSetup, kind: str, tx):
+    """jit(train_step) with the state's shardings in and out (state donated), and jit(predict)."""
+    replicated = NamedSharding(setup.mesh, PartitionSpec())
+    batch_sharding = sharding.batch_sharding(setup.mesh)
+
+    def logits(params, batch, key=None):
+        with setup.activation_sharding():
+            return setup.model(params)(
+                batch["input_ids"], batch["segment_ids"], batch["input_mask"],
+                deterministic=key is None, rngs=None if key is None else nnx.Rngs(dropout=key),
+            )  # fmt: skip
 
     def loss_fn(params, batch, key):
-        logits = nnx.merge(graphdef, params)(
-            batch["input_ids"], batch["segment_ids"], batch["input_mask"],
-            deterministic=False, rngs=nnx.Rngs(dropout=key),
-        )  # fmt: skip
-        total, count = task_loss(logits, batch, kind)
+        total, count = task_loss(logits(params, batch, key), batch, kind)
         return total / jnp.maximum(count, 1.0), (total, count)
 
-    def train_step(params, opt_state, batch, key):
-        grads, (total, count) = jax.grad(loss_fn, has_aux=True)(params, batch, key)
-        updates, opt_state = tx.update(grads, opt_state, params)
-        return optax.apply_updates(params, updates), opt_state, total, count
-
-    def predict(params, batch):
-        return nnx.merge(graphdef, params)(
-            batch["input_ids"], batch["segment_ids"], batch["input_mask"], deterministic=True
-        )
+    def train_step(state, batch, key):
+        grads, (total, count) = jax.grad(loss_fn, has_aux=True)(state.params, batch, key)
+        state, _ = apply_gradients(state, grads, tx)
+        return state, total, count
 
     train = jax.jit(
         train_step,
-        in_shardings=(replicated, replicated, batch_sharding, replicated),
-        out_shardings=(replicated, replicated, replicated, replicated),
-        donate_argnums=(0, 1),
+        in_shardings=(setup.shardings, batch_sharding, replicated),
+        out_shardings=(setup.shardings, replicated, replicated),
+        donate_argnums=0,
     )
-    return train, jax.jit(predict, in_shardings=(replicated, batch_sharding))
+
+    def predict(params, batch):
+        return logits(params, batch)
+
+    return train, jax.jit(predict, in_shardings=(setup.shardings.params, batch_sharding))
 
 
 @dataclasses.dataclass
 class Compiled:
-    """What every seed of one task shares: mesh, optimizer and the jitted steps (compiled once
-    per batch shape, not once per seed)."""
+    """What every seed of one task shares: the model, the state's layout on the mesh, the
+    optimizer and the jitted steps (compiled once per batch shape, not once per seed)."""
 
-    mesh: Any
+    make_model: ModelFactory
+    setup: StateSetup
     tx: optax.GradientTransformation
     train_step: Any
     predict: Any
     total_steps: int
 
+    @property
+    def mesh(self) -> Mesh:
+        return self.setup.mesh
 
-def compile_task(prepared: Prepared, bert_config, config: ml_collections.ConfigDict) -> Compiled:
+
+def compile_task(
+    prepared: Prepared,
+    bert_config,
+    config: ml_collections.ConfigDict,
+    devices: list | None = None,
+) -> Compiled:
+    """The task's model, optimizer and steps on a mesh of `devices` (default: all)."""
     task = prepared.task
-    mesh = sharding.create_mesh({"data": -1, "fsdp": 1, "tensor": 1})
-    graphdef = nnx.graphdef(
-        nnx.eval_shape(
-            lambda: model.BertForFinetuning(
-                bert_config, task.kind, model.num_outputs(task.kind, len(task.labels)),
-                rngs=nnx.Rngs(0),
-            )
-        )
-    )  # fmt: skip
+    mesh_spec = sharding.MeshSpec.from_config(config)  # absent fields: data parallel
+    make_model = model.model_factory(bert_config, task.kind, len(task.labels))
     total_steps = -(-len(prepared.train) // config.batch_size) * config.num_epochs
     tx = _optimizer(config, total_steps)
-    train_step, predict = _compile_steps(graphdef, task.kind, tx, mesh)
-    return Compiled(mesh, tx, train_step, predict, total_steps)
+    mesh = mesh_spec.create_mesh(devices)
+    setup = state_setup(make_model, tx, mesh, mesh_spec.logical_axis_rules)
+    train_step, predict = _compile_steps(setup, task.kind, tx)
+    return Compiled(make_model, setup, tx, train_step, predict, total_steps)
 
 
 def train_one_seed(
     prepared: Prepared,
     compiled: Compiled,
-    bert_config,
     encoder,
     config: ml_collections.ConfigDict,
     seed: int,
     out: Path,
 ) -> dict:
     """Trains one seed for config.num_epochs, evaluating after each epoch; returns the final
-    eval scores plus train_seconds."""
-    task, mesh = prepared.task, compiled.mesh
-    _, params = model.init_params(bert_config, task.kind, len(task.labels), seed, encoder)
-    replicated = NamedSharding(mesh, PartitionSpec())
-    params = jax.device_put(params, replicated)
-    opt_state = jax.jit(compiled.tx.init, out_shardings=replicated)(params)
+    eval scores plus train_seconds. Shows progress (a bar on a terminal, else a line every
+    log_every steps) with the training loss and examples/s of the steps since the last one."""
+    mesh = compiled.mesh
+    state = init_train_state(compiled.setup, compiled.make_model, compiled.tx, seed)
+    if encoder is not None:
+        state = state.replace(params=model.with_encoder(state.params, encoder))
     train_step, predict = compiled.train_step, compiled.predict
     rng = np.random.default_rng(seed)
     dropout_key = jax.random.key(seed)
     start, step, result = time.perf_counter(), 0, {}
+    log_every = config.get("log_every", LOG_EVERY)
+    progress = Progress(
+        compiled.total_steps, description=f"seed {seed}", enabled=jax.process_index() == 0
+    )
+    interval = _Interval()
     with (out / "metrics.jsonl").open("w") as log:
         for epoch in range(1, config.num_epochs + 1):
             loss_sum, count = 0.0, 0.0
@@ -309,15 +335,43 @@ def train_one_seed(
             for _, batch in batches:
                 batch = sharding.global_batch_from_local(batch, mesh)
                 key = jax.random.fold_in(dropout_key, step)
-                params, opt_state, total, n = train_step(params, opt_state, batch, key)
+                state, total, n = train_step(state, batch, key)
                 loss_sum, count, step = loss_sum + total, count + n, step + 1
-            result = evaluate(prepared, params, predict, mesh, config)
+                interval.add(total, n)
+                progress.update()
+                if step % log_every == 0 or step in (1, compiled.total_steps):
+                    progress.report(interval.values(config.batch_size))
+            eval_start = time.perf_counter()
+            result = evaluate(prepared, state.params, predict, mesh, config)
+            interval.start += time.perf_counter() - eval_start  # not in examples/s
             record = {"epoch": epoch, "step": step, "train_loss": float(loss_sum / count)}
             record.update(result, seconds=time.perf_counter() - start)
             log.write(json.dumps(record) + "\n")
             log.flush()
             logging.info("seed %d epoch %d: %s", seed, epoch, record)
+    progress.close()
     return {**result, "train_seconds": time.perf_counter() - start, "steps": step}
+
+
+class _Interval:
+    """Loss sums and steps since the last progress report."""
+
+    def __init__(self):
+        self.loss_sum, self.count, self.steps, self.start = 0.0, 0.0, 0, time.perf_counter()
+
+    def add(self, loss_sum, count) -> None:
+        self.loss_sum += loss_sum  # device arrays: read once per report, not every step
+        self.count += count
+        self.steps += 1
+
+    def values(self, batch_size: int) -> dict[str, str]:
+        """The interval's mean loss and examples/s (batch rows, padding rows of a last partial
+        batch included), then a new interval."""
+        seconds = time.perf_counter() - self.start
+        values = {"loss": f"{float(self.loss_sum) / max(float(self.count), 1.0):.4f}",
+                  "ex/s": f"{self.steps * batch_size / seconds:.0f}"}  # fmt: skip
+        self.__init__()
+        return values
 
 
 def predict_all(prepared_eval: features.Encoded, params, predict, mesh, config) -> list:
@@ -363,47 +417,3 @@ def evaluate(prepared: Prepared, params, predict, mesh, config) -> dict[str, flo
     )
     gold = {e.id: [text for text, _ in e.answers] for e in task.eval}
     return scores.squad_scores(answers, gold)
-
-
-def summarize(name, init, random_init, task, per_seed: dict[int, dict], config) -> dict[str, Any]:
-    """Median, min and max over seeds of every score."""
-    names = [k for k in next(iter(per_seed.values())) if k not in ("steps",)]
-    aggregate = {}
-    for key in names:
-        values = [per_seed[s][key] for s in per_seed]
-        aggregate[key] = {
-            "median": statistics.median(values),
-            "min": min(values),
-            "max": max(values),
-        }
-    return {
-        "task": name,
-        "kind": task.kind,
-        "eval_split": task.eval_split,
-        "init": str(init),
-        "random_init": random_init,
-        "main_score": MAIN_SCORE[task.kind],
-        "num_train": len(task.train),
-        "num_eval": len(task.eval),
-        "seeds": {str(s): r for s, r in per_seed.items()},
-        "aggregate": aggregate,
-        "config": json.loads(config.to_json_best_effort()),
-    }
-
-
-def results_table(results: list[dict]) -> list[str]:
-    """Markdown: one row per result, main score as median [min, max] in percent."""
-    lines = [
-        "| task | init | seeds | score | median | min | max | train s (median) |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    for r in results:
-        score = r["main_score"]
-        agg = r["aggregate"][score]
-        init = "random" if r["random_init"] else Path(r["init"]).name
-        lines.append(
-            f"| {r['task']} ({r['eval_split']}) | {init} | {len(r['seeds'])} | {score} | "
-            f"{100 * agg['median']:.1f} | {100 * agg['min']:.1f} | {100 * agg['max']:.1f} | "
-            f"{r['aggregate']['train_seconds']['median']:.0f} |"
-        )
-    return lines

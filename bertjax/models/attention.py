@@ -19,13 +19,18 @@ from flax import linen as nn
 from flax import nnx
 
 from bertjax.errors import UserError
-from bertjax.models import dropout, splash
+from bertjax.models import cpu_kernels, dropout, splash
 
 if TYPE_CHECKING:
     from bertjax.models.config import BertConfig
 
-# Parameters are placed by the caller (jit out_shardings from logical names), never at creation.
-nnx.use_eager_sharding(False)
+
+def partitioned(initializer: Any, axes: tuple[str, ...]) -> Any:
+    """`initializer` whose parameters carry the logical axis names `axes`. They are placed by the
+    caller (jit out_shardings from the names, `bertjax/train_state.py`), never at creation, so
+    each parameter says `eager_sharding=False` itself and the model builds with or without a
+    mesh, whatever flax's global default is."""
+    return nnx.with_partitioning(initializer, axes, eager_sharding=False)
 
 
 def dense_init(
@@ -33,10 +38,8 @@ def dense_init(
 ) -> dict[str, Any]:
     """Initialisers of a BERT dense layer: normal(initializer_range) kernel, zero bias, named."""
     return {
-        "kernel_init": nnx.with_partitioning(
-            nnx.initializers.normal(config.initializer_range), kernel_axes
-        ),
-        "bias_init": nnx.with_partitioning(nnx.initializers.zeros_init(), bias_axes),
+        "kernel_init": partitioned(nnx.initializers.normal(config.initializer_range), kernel_axes),
+        "bias_init": partitioned(nnx.initializers.zeros_init(), bias_axes),
     }
 
 
@@ -47,23 +50,25 @@ def layer_norm(config: BertConfig, num_features: int, rngs: nnx.Rngs) -> nnx.Lay
         epsilon=config.layer_norm_eps,
         dtype=jnp.float32,
         use_fast_variance=False,
-        scale_init=nnx.with_partitioning(nnx.initializers.ones_init(), ("norm",)),
-        bias_init=nnx.with_partitioning(nnx.initializers.zeros_init(), ("norm",)),
+        scale_init=partitioned(nnx.initializers.ones_init(), ("norm",)),
+        bias_init=partitioned(nnx.initializers.zeros_init(), ("norm",)),
         rngs=rngs,
     )
 
 
 class Dense(nnx.Linear):
-    """`nnx.Linear` applied to its input flattened to rows, [prod(leading axes), in] (a free
-    reshape), then shaped back. On a [B, L, in] input the weight gradient contracts two axes, and
-    XLA:CPU first copies the activation gradient into a transposed [in, B*L] array with a slow
-    3-D transpose fusion; on rows it is one matmul with a transposed operand. Measured on a
-    BERT-mini feed-forward block (fwd + bwd, [32, 128, 256], 1024 wide): 88 ms on rows against
-    146-152 ms on [B, L, H]. Same parameters as nnx.Linear."""
+    """`nnx.Linear`, applied on rows [prod(leading axes), in] on XLA:CPU (`cpu_kernels.on_rows`)
+    and as it is elsewhere (`use_cpu_kernels` chooses, as in `cpu_kernels.active`). Same
+    parameters and values as nnx.Linear."""
+
+    def __init__(self, *args: Any, use_cpu_kernels: bool | None = None, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.use_cpu_kernels = use_cpu_kernels
 
     def __call__(self, inputs: jax.Array) -> jax.Array:
-        rows = super().__call__(inputs.reshape(-1, inputs.shape[-1]))
-        return rows.reshape(*inputs.shape[:-1], rows.shape[-1])
+        if cpu_kernels.active(self.use_cpu_kernels):
+            return cpu_kernels.on_rows(super().__call__, inputs)
+        return super().__call__(inputs)
 
 
 def padding_mask(input_mask: jax.Array) -> jax.Array:
@@ -165,11 +170,13 @@ def explicit_attention(
     dropout_rate: float = 0.0,
     dropout_key: jax.Array | None = None,
     bias: jax.Array | None = None,
+    use_cpu_kernels: bool | None = None,
 ) -> jax.Array:
     """The same attention as `fused_attention`, written out so probabilities can be dropped.
 
     Logits and softmax are float32; probabilities are cast back to the value dtype for the
-    second matmul. Dropout is applied when `dropout_key` is given and `dropout_rate > 0`.
+    second matmul. Dropout is applied when `dropout_key` is given and `dropout_rate > 0`
+    (`dropout.dropout`, with `use_cpu_kernels`).
     """
     scale = query.shape[-1] ** -0.5
     logits = jnp.einsum("btnd,bsnd->bnts", query, key, preferred_element_type=jnp.float32)
@@ -180,7 +187,7 @@ def explicit_attention(
     logits = jnp.where(mask, logits, -0.7 * jnp.finfo(jnp.float32).max)
     probs = jax.nn.softmax(logits, axis=-1)
     if dropout_key is not None and dropout_rate > 0.0:
-        probs = dropout.dropout(probs, dropout_rate, dropout_key)
+        probs = dropout.dropout(probs, dropout_rate, dropout_key, use_cpu_kernels=use_cpu_kernels)
     return jnp.einsum("bnts,bsnd->btnd", probs.astype(value.dtype), value)
 
 
@@ -199,6 +206,7 @@ class BertSelfAttention(nnx.Module):
         head_size = config.hidden_size // heads
         self.dropout_rate = config.attention_probs_dropout_prob
         self.implementation = config.attention_implementation
+        self.use_cpu_kernels = config.use_cpu_kernels
 
         def projection() -> nnx.LinearGeneral:
             # kernel [H, N, D], bias [N, D]
@@ -220,7 +228,7 @@ class BertSelfAttention(nnx.Module):
             self.distance_embedding = nnx.Embed(
                 2 * config.max_position_embeddings - 1,
                 head_size,
-                embedding_init=nnx.with_partitioning(
+                embedding_init=partitioned(
                     nnx.initializers.normal(config.initializer_range), ("position", "kv")
                 ),
                 rngs=rngs,
@@ -258,21 +266,18 @@ class BertSelfAttention(nnx.Module):
         return scores * jnp.float32(query.shape[-1] ** -0.5)
 
     def project_qkv(self, hidden_states: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
-        """[B, L, H] -> query, key, value [B, L, N, D], as one matmul against the three kernels
-        stacked to [H, N, 3, D]: one wide matmul (and one input gradient in the backward pass)
-        instead of three thin ones. Same values as calling the three projections; the
-        parameters stay three (Hugging Face's layout). The heads axis stays the major part of
-        the merged [N*3*D] axis, so heads sharded over 'tensor' stay split the same way."""
+        """[B, L, H] -> query, key, value [B, L, N, D]: the three projections, or on XLA:CPU one
+        matmul on rows against their kernels stacked (`cpu_kernels.qkv_on_rows`; same values,
+        and the parameters stay three, Hugging Face's layout)."""
         projections = (self.query, self.key, self.value)
-        dtype = self.query.dtype
-        kernel = jnp.stack([p.kernel[...] for p in projections], axis=2).astype(dtype)
-        bias = jnp.stack([p.bias[...] for p in projections], axis=1).astype(dtype)
-        batch, length, hidden = hidden_states.shape
-        # On rows, as in `Dense`: [B*L, H] x [H, N*3*D].
-        rows = hidden_states.reshape(batch * length, hidden).astype(dtype)
-        stacked = rows @ kernel.reshape(hidden, -1) + bias.reshape(-1)
-        stacked = stacked.reshape(batch, length, *kernel.shape[1:])  # [B, L, N, 3, D]
-        return stacked[:, :, :, 0], stacked[:, :, :, 1], stacked[:, :, :, 2]
+        if cpu_kernels.active(self.use_cpu_kernels):
+            return cpu_kernels.qkv_on_rows(
+                hidden_states,
+                [p.kernel[...] for p in projections],
+                [p.bias[...] for p in projections],
+                self.query.dtype,
+            )
+        return tuple(projection(hidden_states) for projection in projections)
 
     def __call__(
         self,
@@ -296,7 +301,7 @@ class BertSelfAttention(nnx.Module):
             raise ValueError("attention dropout needs rngs=nnx.Rngs(dropout=key) at call time")
         return explicit_attention(
             query, key, value, mask, dropout_rate=self.dropout_rate, dropout_key=rngs.dropout(),
-            bias=bias,
+            bias=bias, use_cpu_kernels=self.use_cpu_kernels,
         )  # fmt: skip
 
 
@@ -317,7 +322,10 @@ class BertSelfOutput(nnx.Module):
         )
         if config.layer_norm_placement == "post":
             self.LayerNorm = layer_norm(config, config.hidden_size, rngs)
-        self.dropout = dropout.Dropout(config.hidden_dropout_prob)
+        self.dropout = dropout.Dropout(
+            config.hidden_dropout_prob, use_cpu_kernels=config.use_cpu_kernels
+        )
+        self.use_cpu_kernels = config.use_cpu_kernels
 
     def __call__(
         self,
@@ -333,12 +341,13 @@ class BertSelfOutput(nnx.Module):
         return self.LayerNorm(hidden) if hasattr(self, "LayerNorm") else hidden
 
     def merge_heads(self, context: jax.Array) -> jax.Array:
-        """`dense` on [B, L, N, D] context, on rows as in `Dense`: [B*L, N*D] x [N*D, H]."""
-        batch, length, heads, head_size = context.shape
-        dtype = self.dense.dtype
-        kernel = self.dense.kernel[...].reshape(heads * head_size, -1).astype(dtype)
-        rows = context.reshape(batch * length, heads * head_size).astype(dtype) @ kernel
-        return (rows + self.dense.bias[...].astype(dtype)).reshape(batch, length, -1)
+        """`dense` on [B, L, N, D] context -> [B, L, H]; on XLA:CPU on rows
+        (`cpu_kernels.merge_heads_on_rows`: [B*L, N*D] x [N*D, H])."""
+        if cpu_kernels.active(self.use_cpu_kernels):
+            return cpu_kernels.merge_heads_on_rows(
+                context, self.dense.kernel[...], self.dense.bias[...], self.dense.dtype
+            )
+        return self.dense(context)
 
 
 def mimetic_factors(

@@ -19,7 +19,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from bertjax.models.attention import layer_norm, padding_mask
+from bertjax.models import cpu_kernels
+from bertjax.models.attention import layer_norm, padding_mask, partitioned
 from bertjax.models.config import (  # noqa: F401  (re-exported: bertjax.models.bert is the API)
     ATTENTION_IMPLEMENTATIONS,
     COMPUTE_DTYPES,
@@ -38,9 +39,6 @@ from bertjax.models.encoder import (  # noqa: F401
     stack_layers,
     unstack_layers,
 )
-
-# Parameters are placed by the caller (jit out_shardings from logical names), never at creation.
-nnx.use_eager_sharding(False)
 
 
 class BertPooler(nnx.Module):
@@ -112,48 +110,25 @@ class BertPredictionHeadTransform(nnx.Module):
         return self.LayerNorm(hidden_states.astype(jnp.float32))
 
 
-@jax.custom_vjp
-def add_vocab_bias(logits: jax.Array, bias: jax.Array) -> jax.Array:
-    """logits [..., V] + bias [V]. The bias gradient (the sum of the logits' gradient over every
-    position) is computed as a ones-vector matmul: XLA:CPU runs that reduction over the leading
-    axes of a [positions, V] array ~15x slower as a reduce (58 ms of BERT-mini's CPU step,
-    measured; docs/performance.md)."""
-    return logits + bias
-
-
-def _add_vocab_bias_fwd(logits, bias):
-    return logits + bias, None
-
-
-def _add_vocab_bias_bwd(_, grad):
-    rows = grad.reshape(-1, grad.shape[-1])
-    return grad, jnp.ones((rows.shape[0],), grad.dtype) @ rows
-
-
-add_vocab_bias.defvjp(_add_vocab_bias_fwd, _add_vocab_bias_bwd)
-
-
 class BertLMPredictionHead(nnx.Module):
-    """`cls.predictions`: transform, then the decoder tied to the word embeddings, plus `bias`."""
+    """`cls.predictions`: transform, then the decoder tied to the word embeddings, plus `bias`
+    (on XLA:CPU on rows, with the bias gradient as a matmul: `cpu_kernels.vocab_logits_on_rows`)."""
 
     def __init__(self, config: BertConfig, *, rngs: nnx.Rngs):
         self.dtype = jnp.dtype(config.dtype)
+        self.use_cpu_kernels = config.use_cpu_kernels
         self.transform = BertPredictionHeadTransform(config, rngs=rngs)
-        bias_init = nnx.with_partitioning(nnx.initializers.zeros_init(), ("vocab",))
+        bias_init = partitioned(nnx.initializers.zeros_init(), ("vocab",))
         self.bias = nnx.Param(bias_init(rngs.params(), (config.vocab_size,), jnp.float32))
 
     def __call__(self, hidden_states: jax.Array, word_embeddings: jax.Array) -> jax.Array:
         """[..., H] hidden states, [V, H] embedding table -> MLM logits [..., V] float32."""
         transformed = self.transform(hidden_states).astype(self.dtype)
-        # On rows [positions, H], as in `Dense`.
-        logits = jnp.einsum(
-            "ph,vh->pv",
-            transformed.reshape(-1, transformed.shape[-1]),
-            word_embeddings.astype(self.dtype),
-            preferred_element_type=jnp.float32,
-        )
-        logits = add_vocab_bias(logits, self.bias[...])
-        return logits.reshape(*hidden_states.shape[:-1], logits.shape[-1])
+        table = word_embeddings.astype(self.dtype)
+        if cpu_kernels.active(self.use_cpu_kernels):
+            return cpu_kernels.vocab_logits_on_rows(transformed, table, self.bias[...])
+        logits = jnp.einsum("...h,vh->...v", transformed, table, preferred_element_type=jnp.float32)
+        return logits + self.bias[...]
 
 
 class BertPreTrainingHeads(nnx.Module):

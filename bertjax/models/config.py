@@ -1,7 +1,8 @@
 """`BertConfig`: the architecture and compute settings of a BERT, with its checks.
 
 Field names follow Hugging Face's `BertConfig` (config.json reads and writes as they are), plus
-bertjax's compute settings: `dtype`, `attention_implementation`, `remat_policy`, `scan_layers`.
+bertjax's compute settings: `dtype`, `attention_implementation`, `remat_policy`, `scan_layers`,
+`use_cpu_kernels`.
 """
 
 from __future__ import annotations
@@ -48,6 +49,10 @@ class BertConfig:
     # NVIDIA GPUs in bf16/fp16, the Pallas splash kernel on TPU, XLA otherwise); "xla" (or None),
     # "cudnn" and "splash" force one (bertjax/models/attention.py, bertjax/models/splash.py).
     attention_implementation: str | None = "auto"
+    # The CPU variants of dropout, the dense matmuls and the vocabulary bias
+    # (bertjax/models/cpu_kernels.py): None takes them when the default backend is the CPU
+    # (decided at trace time) and the plain library operations elsewhere; True/False force them.
+    use_cpu_kernels: bool | None = None
     # Rematerialisation of each encoder layer in the backward pass: "none" keeps activations,
     # "full" recomputes the whole layer, "dots_saveable" keeps matmul outputs only.
     remat_policy: str = "none"
@@ -138,6 +143,11 @@ class BertConfig:
             raise UserError(
                 f"attention_implementation {self.attention_implementation!r} is not supported; "
                 f"use one of {ATTENTION_IMPLEMENTATIONS}"
+            )
+        if not (self.use_cpu_kernels is None or isinstance(self.use_cpu_kernels, bool)):
+            raise UserError(
+                f"use_cpu_kernels={self.use_cpu_kernels!r} must be None (from the backend), "
+                "True or False"
             )
         if self.attention_implementation == "cudnn" and self.dtype == "float32":
             raise UserError(

@@ -14,12 +14,16 @@ import jax.numpy as jnp
 from flax import nnx
 
 from bertjax.errors import UserError
-from bertjax.models.attention import BertAttention, Dense, constrain, dense_init, layer_norm
+from bertjax.models.attention import (
+    BertAttention,
+    Dense,
+    constrain,
+    dense_init,
+    layer_norm,
+    partitioned,
+)
 from bertjax.models.config import REMAT_POLICIES, BertConfig
 from bertjax.models.dropout import Dropout
-
-# Parameters are placed by the caller (jit out_shardings from logical names), never at creation.
-nnx.use_eager_sharding(False)
 
 
 def _dense(
@@ -30,12 +34,14 @@ def _dense(
     rngs: nnx.Rngs,
     dtype: Any = None,
 ) -> Dense:
-    """`Dense` (nnx.Linear on rows), BERT initialisation, kernel axes `axes`, bias `axes[1:]`."""
+    """`Dense` (nnx.Linear; on rows on XLA:CPU), BERT initialisation, kernel axes `axes`, bias
+    `axes[1:]`."""
     return Dense(
         in_features,
         out_features,
         dtype=jnp.dtype(dtype or config.dtype),
         rngs=rngs,
+        use_cpu_kernels=config.use_cpu_kernels,
         **dense_init(config, axes, axes[1:]),
     )
 
@@ -43,15 +49,14 @@ def _dense(
 def gelu(x: jax.Array) -> jax.Array:
     """Exact GELU, x * Phi(x), written as Hugging Face's and Google's BERT write it:
     0.5 * x * (1 + erf(x / sqrt(2))). Equal to `jax.nn.gelu(x, approximate=False)` (which uses
-    erfc) within 1e-6, and on XLA:CPU its forward + backward take ~half the time (measured on
-    [4096, 1024]: 3.5-4.3 ms against 6.7-7.5 ms)."""
+    erfc) within 1e-6; XLA:CPU runs erf faster than erfc (docs/performance.md)."""
     return x * 0.5 * (1.0 + jax.lax.erf(x * jnp.asarray(0.5**0.5, x.dtype)))
 
 
 def _embed(
     config: BertConfig, num: int, axes: tuple[str, str], rngs: nnx.Rngs, init: Any = None
 ) -> nnx.Embed:
-    init = nnx.with_partitioning(init or nnx.initializers.normal(config.initializer_range), axes)
+    init = partitioned(init or nnx.initializers.normal(config.initializer_range), axes)
     return nnx.Embed(num, config.hidden_size, embedding_init=init, rngs=rngs)
 
 
@@ -90,7 +95,7 @@ class BertEmbeddings(nnx.Module):
             config, config.type_vocab_size, ("type_vocab", "embed"), rngs
         )
         self.LayerNorm = layer_norm(config, config.hidden_size, rngs)
-        self.dropout = Dropout(config.hidden_dropout_prob)
+        self.dropout = Dropout(config.hidden_dropout_prob, use_cpu_kernels=config.use_cpu_kernels)
 
     def __call__(
         self,
@@ -143,7 +148,7 @@ class BertOutput(nnx.Module):
         )
         if config.layer_norm_placement == "post":
             self.LayerNorm = layer_norm(config, config.hidden_size, rngs)
-        self.dropout = Dropout(config.hidden_dropout_prob)
+        self.dropout = Dropout(config.hidden_dropout_prob, use_cpu_kernels=config.use_cpu_kernels)
 
     def __call__(
         self,

@@ -1,24 +1,11 @@
 """`bertjax import` and `bertjax export` on the command line: results, and one-line errors."""
 
 import json
-import subprocess
-import sys
 
 import pytest
 
 from tests.convert.helpers import random_params, tiny_config, tiny_vocab, write_hf_dir
-
-
-def run_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "bertjax", *args], capture_output=True, text=True, timeout=300
-    )
-
-
-def assert_one_line_error(result: subprocess.CompletedProcess, expected: str) -> None:
-    assert result.returncode == 2, result.stderr
-    assert expected in result.stderr
-    assert "Traceback" not in result.stderr
+from tests.test_cli import assert_one_line_error, run_cli
 
 
 def test_import_then_export(tmp_path):
@@ -42,19 +29,23 @@ def test_import_then_export(tmp_path):
     assert json.loads((out / "config.json").read_text())["hidden_size"] == 64
     assert (out / "model.safetensors").is_file() and (out / "vocab.txt").is_file()
 
-    wrong_step = run_cli("export", f"--workdir={tmp_path / 'model'}", "--step=5", f"--out={out}")
-    assert_one_line_error(wrong_step, "has no checkpoint at step 5; it has steps [0]")
+    elsewhere = tmp_path / "not_written"
+    wrong_step = run_cli(
+        "export", f"--workdir={tmp_path / 'model'}", "--step=5", f"--out={elsewhere}"
+    )
+    assert_one_line_error(wrong_step, "has no checkpoint at step 5; it has steps [0]", elsewhere)
 
 
 @pytest.mark.parametrize(
     "args, expected",
     [
-        (("import", "--out=/tmp/x"), "import needs --from="),
-        (("export", "--workdir=/tmp/x"), "export needs --workdir=DIR"),
+        (("import", "--out={tmp}/out"), "import needs --from="),
+        (("export", "--workdir={tmp}/model"), "export needs --workdir=DIR"),
     ],
 )
-def test_bad_usage_is_one_line_and_exit_2(args, expected):
-    assert_one_line_error(run_cli(*args), expected)
+def test_bad_usage_is_one_line_and_exit_2(args, expected, tmp_path):
+    args = [arg.format(tmp=tmp_path) for arg in args]
+    assert_one_line_error(run_cli(*args), expected, tmp_path / "out", tmp_path / "model")
 
 
 def test_usage_lists_the_commands():

@@ -10,7 +10,7 @@ import pytest
 from flax import nnx
 
 from bertjax.errors import UserError
-from bertjax.models import attention, bert, encoder
+from bertjax.models import encoder
 from bertjax.models.attention import explicit_attention, fused_attention, padding_mask
 from bertjax.models.bert import BertConfig, count_parameters, create_model
 
@@ -262,22 +262,6 @@ def test_sequence_longer_than_positions_is_a_user_error(model):
         model.encode(too_long, too_long, too_long)
 
 
-def test_vocab_bias_gradient_equals_plain_addition():
-    """add_vocab_bias computes the bias gradient as a matmul; it must equal autodiff of `+`."""
-    logits = jax.random.normal(jax.random.key(0), (4, 5, 300))
-    bias = jax.random.normal(jax.random.key(1), (300,))
-    weights = jax.random.normal(jax.random.key(2), (4, 5, 300))
-
-    def loss(add):
-        return lambda x, b: jnp.sum(jnp.tanh(add(x, b)) * weights)
-
-    ours = jax.grad(loss(bert.add_vocab_bias), (0, 1))(logits, bias)
-    plain = jax.grad(loss(lambda x, b: x + b), (0, 1))(logits, bias)
-    np.testing.assert_array_equal(ours[0], plain[0])
-    np.testing.assert_allclose(ours[1], plain[1], rtol=1e-5, atol=1e-5)
-    np.testing.assert_array_equal(bert.add_vocab_bias(logits, bias), logits + bias)
-
-
 def test_gelu_is_exact_gelu():
     """bertjax's erf GELU (Hugging Face's formula) equals jax.nn.gelu(approximate=False)."""
     x = jnp.linspace(-12.0, 12.0, 20001)
@@ -287,34 +271,6 @@ def test_gelu_is_exact_gelu():
     ours = jax.vmap(jax.grad(encoder.gelu))(x)
     reference = jax.vmap(jax.grad(lambda v: jax.nn.gelu(v, approximate=False)))(x)
     np.testing.assert_allclose(ours, reference, rtol=1e-5, atol=1e-6)
-
-
-def test_row_matmuls_equal_the_layers_they_replace():
-    """Dense (nnx.Linear on rows), the stacked query/key/value matmul and merge_heads give what
-    nnx.Linear, the three LinearGeneral projections and the output LinearGeneral give on
-    [B, L, ...] inputs, values and gradients."""
-    x = jax.random.normal(jax.random.key(0), (BATCH, LENGTH, TINY.hidden_size))
-    dense = attention.Dense(TINY.hidden_size, 64, rngs=nnx.Rngs(0))
-    linear = nnx.Linear(TINY.hidden_size, 64, rngs=nnx.Rngs(0))
-    np.testing.assert_allclose(dense(x), linear(x), rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(
-        jax.grad(lambda v: jnp.sum(jnp.sin(dense(v))))(x),
-        jax.grad(lambda v: jnp.sum(jnp.sin(linear(v))))(x),
-        rtol=1e-5,
-        atol=1e-5,
-    )
-    self_attention = attention.BertSelfAttention(TINY, rngs=nnx.Rngs(1))
-    # Non-zero biases, so a misplaced bias would show.
-    for projection in (self_attention.query, self_attention.key, self_attention.value):
-        projection.bias[...] = jax.random.normal(jax.random.key(2), projection.bias.shape)
-    stacked = self_attention.project_qkv(x)
-    for ours, projection in zip(
-        stacked, (self_attention.query, self_attention.key, self_attention.value), strict=True
-    ):
-        np.testing.assert_allclose(ours, projection(x), rtol=1e-5, atol=1e-5)
-    output = attention.BertSelfOutput(TINY, rngs=nnx.Rngs(3))
-    output.dense.bias[...] = jax.random.normal(jax.random.key(4), output.dense.bias.shape)
-    np.testing.assert_allclose(output.merge_heads(stacked[0]), output.dense(stacked[0]), atol=1e-5)
 
 
 def test_sinusoidal_position_init_is_the_scaled_sinusoid_table():
@@ -344,3 +300,30 @@ def test_mimetic_attention_init_products():
     o = np.asarray(attention.output.dense.kernel[...]).reshape(32, 32)
     assert np.trace(q @ k.T) / 32 == pytest.approx(0.7, abs=0.1)
     assert np.trace(v @ o) / 32 == pytest.approx(-0.4, abs=0.1)
+
+
+def test_importing_bertjax_leaves_flax_eager_sharding_alone():
+    """No bertjax module flips flax's global `use_eager_sharding` default; each parameter carries
+    `eager_sharding=False` itself, so the model builds without a mesh under the default (True)."""
+    import subprocess
+    import sys
+
+    script = """
+from flax import nnx
+import bertjax.train, bertjax.finetune.model, bertjax.convert.importer
+from bertjax.models.bert import BertConfig, create_model
+assert nnx.using_eager_sharding(), "a bertjax import turned eager sharding off"
+config = BertConfig(vocab_size=50, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                    intermediate_size=64, max_position_embeddings=16)
+for scan in (False, True):
+    config = config.__class__(**{**config.__dict__, "scan_layers": scan})
+    for model in (create_model(config, 0), nnx.eval_shape(lambda: create_model(config, 0))):
+        params = nnx.to_flat_state(nnx.state(model, nnx.Param))
+        assert all(v.get_metadata()["eager_sharding"] is False for _, v in params), scan
+assert nnx.using_eager_sharding()
+print("ok")
+"""
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr[-2000:]

@@ -1,5 +1,7 @@
-"""The 16-bit dropout mask (bertjax/models/dropout.py): rate, uniformity, independence of the
-four draws that share a hash, keying, scaling, and the same mask on any mesh."""
+"""Dropout (bertjax/models/dropout.py) on both paths: the plain path is `nnx.Dropout`'s
+computation bit for bit; the CPU path (16-bit draws, tests/models/test_cpu_kernels.py) keeps
+elements with the same probability but from other random bits. Rate, scaling, keying, the
+module's calling convention and the same mask on any mesh, for each path."""
 
 import math
 
@@ -13,74 +15,54 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from bertjax.models import dropout
 
 KEY = jax.random.key(7)
+PATHS = {"cpu": True, "plain": False}  # use_cpu_kernels
 
 
 def five_sigma(p: float, n: int) -> float:
     return 5 * math.sqrt(p * (1 - p) / n)
 
 
-def test_drop_fraction_is_the_rate():
-    shape = (64, 4, 128, 128)  # an attention-probabilities mask, 4.2 M draws
-    keep = np.asarray(dropout.keep_mask(KEY, 0.1, shape))
-    drop_probability = dropout.drop_threshold(0.1) / 2**16
-    assert abs(drop_probability - 0.1) < 2**-17
-    n = keep.size
-    assert abs((1 - keep.mean()) - drop_probability) < five_sigma(drop_probability, n)
+def test_plain_path_is_nnx_dropout():
+    x = jax.random.normal(jax.random.key(0), (8, 16, 64))
+    ours = dropout.dropout(x, 0.1, KEY, use_cpu_kernels=False)
+    theirs = nnx.Dropout(0.1)(x, deterministic=False, rngs=KEY)
+    np.testing.assert_array_equal(ours, theirs)
 
 
-def test_draws_are_uniform_over_16_bits():
-    draws = np.asarray(dropout.random_draws_16bit(KEY, (256, 4096))).astype(np.int64)
-    assert draws.min() >= 0 and draws.max() < 2**16
-    # Chi-square over 64 equal bins of the value, and over the 16 values of the low 4 bits.
-    for counts in (np.bincount(draws.ravel() >> 10, minlength=64), np.bincount(draws.ravel() & 15)):
-        expected = draws.size / counts.size
-        chi2 = float(((counts - expected) ** 2 / expected).sum())
-        dof = counts.size - 1
-        # mean dof, sd sqrt(2 dof): 6 sd is far beyond chance (p < 1e-6)
-        assert chi2 < dof + 6 * math.sqrt(2 * dof), chi2
+@pytest.mark.parametrize("path", sorted(PATHS))
+def test_drop_fraction_and_scale_are_the_same_on_both_paths(path):
+    """Each path drops `rate` of an attention-probabilities-sized array (4.2 M draws; within 5
+    sigma) and scales the kept elements by 1 / (1 - rate)."""
+    x = jnp.full((64, 4, 128, 128), 2.0)
+    y = np.asarray(dropout.dropout(x, 0.1, KEY, use_cpu_kernels=PATHS[path]))
+    kept = y != 0
+    assert abs((1 - kept.mean()) - 0.1) < five_sigma(0.1, y.size)
+    np.testing.assert_allclose(y[kept], 2.0 / 0.9, rtol=1e-6)
+    assert dropout.dropout(x, 0.0, KEY, use_cpu_kernels=PATHS[path]) is x
 
 
-def test_draws_sharing_a_hash_are_independent():
-    """Columns 4g to 4g + 3 come from one hash: each pair of them is dropped together with
-    probability rate^2, as independent draws are, and so are columns of neighbouring hashes."""
-    rate, rows, columns = 0.1, 4096, 512
-    dropped = ~np.asarray(dropout.keep_mask(KEY, rate, (rows, columns)))
-    p = dropout.drop_threshold(rate) / 2**16
-    first = dropped[:, 0 :: dropout.DRAWS_PER_HASH]
-    for other in (1, 2, 3, 4):  # the same hash's other three draws, then the next hash's first
-        both = (
-            first[:, : columns // 4 - 1]
-            & dropped[:, other :: dropout.DRAWS_PER_HASH][:, : columns // 4 - 1]
-        )
-        assert abs(both.mean() - p * p) < five_sigma(p * p, both.size), other
+def test_the_two_paths_draw_different_bits():
+    """Same statistics (above), not the same masks: a run on CPU and one on GPU drop different
+    elements for the same key."""
+    x = jnp.ones((64, 256))
+    cpu, plain = (dropout.dropout(x, 0.5, KEY, use_cpu_kernels=use) for use in (True, False))
+    assert not np.array_equal(cpu, plain)
 
 
-def test_mask_is_keyed_and_differs_between_rows():
-    shape = (8, 256)
-    a = np.asarray(dropout.keep_mask(KEY, 0.5, shape))
-    assert np.array_equal(a, np.asarray(dropout.keep_mask(KEY, 0.5, shape)))
-    assert not np.array_equal(a, np.asarray(dropout.keep_mask(jax.random.key(8), 0.5, shape)))
+@pytest.mark.parametrize("path", sorted(PATHS))
+def test_mask_is_keyed(path):
+    x = jnp.ones((8, 256))
+    use = PATHS[path]
+    a = np.asarray(dropout.dropout(x, 0.5, KEY, use_cpu_kernels=use))
+    np.testing.assert_array_equal(a, dropout.dropout(x, 0.5, KEY, use_cpu_kernels=use))
+    other = dropout.dropout(x, 0.5, jax.random.key(8), use_cpu_kernels=use)
+    assert not np.array_equal(a, other)
     assert not np.array_equal(a[0], a[1])
 
 
-def test_odd_last_axis_and_one_dimensional_shapes():
-    for shape in ((3, 130), (1001,)):
-        keep = np.asarray(dropout.keep_mask(KEY, 0.25, shape))
-        assert keep.shape == shape
-        assert abs((1 - keep.mean()) - 0.25) < five_sigma(0.25, keep.size)
-
-
-def test_dropout_zeroes_and_scales():
-    x = jnp.full((128, 1024), 2.0)
-    y = np.asarray(dropout.dropout(x, 0.1, KEY))
-    kept = y != 0
-    np.testing.assert_allclose(y[kept], 2.0 / 0.9, rtol=1e-6)
-    assert abs(y.mean() - 2.0) < 2.0 * five_sigma(0.1, y.size) / 0.9
-    assert dropout.dropout(x, 0.0, KEY) is x
-
-
-def test_module_is_identity_when_deterministic_and_needs_rngs_otherwise():
-    layer = dropout.Dropout(0.1)
+@pytest.mark.parametrize("path", sorted(PATHS))
+def test_module_is_identity_when_deterministic_and_needs_rngs_otherwise(path):
+    layer = dropout.Dropout(0.1, use_cpu_kernels=PATHS[path])
     x = jnp.ones((4, 8))
     assert layer(x, deterministic=True) is x
     with pytest.raises(ValueError, match="rngs"):
@@ -92,16 +74,21 @@ def test_module_is_identity_when_deterministic_and_needs_rngs_otherwise():
             dropout.Dropout(bad)
 
 
-def test_same_mask_on_a_sharded_array():
+@pytest.mark.parametrize("path", sorted(PATHS))
+def test_same_mask_on_a_sharded_array(path):
     """The mask depends on positions, not on the mesh: rows split over 8 devices give the mask
-    of the whole array."""
+    of the whole array (JAX's partitionable Threefry on the plain path, the counters of
+    `cpu_kernels.random_draws_16bit` on the CPU path)."""
     devices = np.array(jax.devices()[:8])
     if devices.size < 2:
         pytest.skip("needs several devices (tests/conftest.py forces 8 CPU devices)")
-    shape = (16, 4, 32, 64)
-    whole = jax.jit(lambda key: dropout.keep_mask(key, 0.1, shape))(KEY)
-    mesh = Mesh(devices, ("data",))
-    sharding = NamedSharding(mesh, PartitionSpec("data"))
-    sharded = jax.jit(lambda key: dropout.keep_mask(key, 0.1, shape), out_shardings=sharding)(KEY)
+    x = jnp.ones((16, 4, 32, 64))
+
+    def drop(key):
+        return dropout.dropout(x, 0.1, key, use_cpu_kernels=PATHS[path])
+
+    whole = jax.jit(drop)(KEY)
+    sharding = NamedSharding(Mesh(devices, ("data",)), PartitionSpec("data"))
+    sharded = jax.jit(drop, out_shardings=sharding)(KEY)
     assert len(sharded.sharding.device_set) == devices.size
     np.testing.assert_array_equal(np.asarray(sharded), np.asarray(whole))

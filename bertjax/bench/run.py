@@ -10,69 +10,33 @@ model FLOPs of bertjax/metrics.py and its peak (datasheet bf16 on GPU/TPU, the m
 matmul rate on CPU). Peers (`--peers`) run the same config, batch and data in a pinned virtual
 environment (benchmarks/peers/env.py); see docs/performance.md.
 
-Only the standard library and numpy are imported at module level: bad flags fail at once, and the
-peer scripts reuse `random_token_batch` without JAX's or TensorFlow's import cost.
+Only the standard library, numpy and absl are imported at module level: bad flags fail at once.
 """
 
-import argparse
 import contextlib
-import math
-import os
 import resource
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
+from absl import flags
 
-from bertjax import bench_peers, host_memory
+from bertjax import host_memory, startup
+from bertjax.bench import peers as bench_peers
+from bertjax.bench import report
+from bertjax.bench.workload import (
+    MAX_POSITION,
+    VOCAB_SIZE,
+    host_peak_rss_mib,
+    model_dims,
+    model_sizes,
+    predictions_per_seq,
+    random_token_batch,
+)
 from bertjax.errors import UserError
 
-MODEL_SIZES = ("tiny", "mini", "small", "medium", "base", "large")  # bertjax.config.MODEL_SIZES
 PRECISIONS = {"fp32": "float32", "bf16": "bfloat16"}
-VOCAB_SIZE = 30522  # BERT's uncased WordPiece vocabulary
-MAX_POSITION = 512
-PROFILE_STEPS = 3
-FLOPS_FORMULA = "6·L·(4·d² + 2·d·d_ff) + 12·L·s·d + 6·(d² + d·V)·f_pred"
-
-
-def random_token_batch(batch_size: int, seq_len: int, predictions: int, vocab: int) -> dict:
-    """Full-length rows of random ids with `predictions` sorted masked positions each.
-
-    Shared by benchmarks/parallel_overhead.py and the peer scripts, which build their Hugging
-    Face inputs from it.
-    """
-    rng = np.random.default_rng(0)
-    positions = np.sort(
-        np.stack([rng.choice(np.arange(1, seq_len), predictions, replace=False)
-                  for _ in range(batch_size)]), axis=1
-    ).astype(np.int32)  # fmt: skip
-    return {
-        "input_ids": rng.integers(5, vocab, size=(batch_size, seq_len)).astype(np.int32),
-        "input_mask": np.ones((batch_size, seq_len), np.int32),
-        "segment_ids": (np.arange(seq_len)[None, :] >= seq_len // 2)
-        .repeat(batch_size, 0)
-        .astype(np.int32),
-        "masked_lm_positions": positions,
-        "masked_lm_ids": rng.integers(5, vocab, size=(batch_size, predictions)).astype(np.int32),
-        "masked_lm_weights": np.ones((batch_size, predictions), np.float32),
-        "next_sentence_labels": rng.integers(0, 2, size=batch_size).astype(np.int32),
-    }
-
-
-def predictions_per_seq(seq_len: int) -> int:
-    """Masked positions per row: 15% of the length rounded up (BERT: 20 at 128, ~77 at 512)."""
-    return math.ceil(0.15 * seq_len)
-
-
-def model_dims(model: str) -> dict[str, int]:
-    """num_hidden_layers, hidden_size, num_attention_heads, intermediate_size of a model size."""
-    from bertjax.config import defaults, set_model_size  # deferred: imports JAX and TF
-
-    config = set_model_size(defaults(), model)
-    names = ("num_hidden_layers", "hidden_size", "num_attention_heads", "intermediate_size")
-    return {name: int(config[name]) for name in names}
+PROFILE_STEPS = report.PROFILE_STEPS
 
 
 def model_flops_per_token(dims: dict, seq_len: int, predictions_fraction: float) -> float:
@@ -93,8 +57,8 @@ def check_args(
     model: str, seq_len: int, batch_size: int, steps: int, precision: str, peers: bool
 ) -> None:
     """One-line UserErrors for settings that cannot be benchmarked, before anything compiles."""
-    if model not in MODEL_SIZES:
-        raise UserError(f"--model={model!r} is unknown; use one of {', '.join(MODEL_SIZES)}")
+    if model not in model_sizes():
+        raise UserError(f"--model={model!r} is unknown; use one of {', '.join(model_sizes())}")
     if not 8 <= seq_len <= MAX_POSITION:
         raise UserError(f"--seq_len={seq_len} must be in [8, {MAX_POSITION}] (position table)")
     if batch_size < 1 or steps < 1:
@@ -161,17 +125,6 @@ def device_peak_mib(devices: list) -> float | None:
     return max(peaks) / 2**20 if peaks else None
 
 
-def host_peak_rss_mib() -> float:
-    """Peak resident memory of this process, MiB: Linux's VmHWM, which starts afresh at exec
-    (ru_maxrss would include the forking parent's memory); ru_maxrss (KiB) elsewhere."""
-    status = Path("/proc/self/status")
-    if status.exists():
-        for line in status.read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
 def measure_train_step(config, devices: list, steps: int, warmup_steps: int, profile_dir=None):
     """Compiles bertjax's sharded, donated train step on a random-token batch and times `steps`
     steps after `warmup_steps`. Returns (measurements, final TrainState)."""
@@ -230,7 +183,7 @@ def measure_train_step(config, devices: list, steps: int, warmup_steps: int, pro
 
 def _profile_lines(profile_dir, compiled) -> list[str]:
     """The trace summarised per XLA operation (bertjax/profiling.py); [] without a profile."""
-    from bertjax import profiling
+    from bertjax.bench import profiling
 
     if not profile_dir:
         return []
@@ -332,14 +285,18 @@ def run_bench(
     checkpoint: bool = False,
     checkpoint_dir: str | None = None,
     profile_dir: str | None = None,
+    quiet: bool = False,
 ) -> dict:
     """Measures one configuration; returns a flat dict of numbers and labels (see
-    `report_lines` for what each means). Rates are per second of wall time after warm-up."""
+    bertjax/bench/report.py for what each means). Rates are per second of wall time after warm-up.
+    `quiet`: hide TensorFlow's and XLA's start-up notices (bertjax/startup.py)."""
     check_args(model, seq_len, batch_size, steps, precision, peers)
     # Peers first: on an accelerator this process would otherwise hold its memory pool.
     raw_peers = peers and bench_peers.run_peers(
         model, seq_len, batch_size, steps, warmup_steps, peers_venv
     )
+    startup.import_quietly(quiet)
+    startup.start_jax(quiet)
     import jax
 
     from bertjax import metrics
@@ -387,108 +344,40 @@ def run_bench(
     return result
 
 
-def _measurement_rows(r: dict) -> list[tuple[str, str]]:
-    """(label, value) of every measurement present in the result `r`."""
-    rows = [
-        ("compile (lower + compile), s", f"{r['compile_seconds']:.2f}"),
-        (f"train step, mean of {r['steps']} after warm-up, ms", f"{1e3*r['seconds_per_step']:.2f}"),
-        ("sequences/s", f"{r['sequences_per_second']:.2f}"),
-        ("tokens/s (batch x seq_len)", f"{r['tokens_per_second']:.1f}"),
-        ("real tokens/s (input_mask = 1)", f"{r['real_tokens_per_second']:.1f}"),
-        ("model FLOP/s", f"{r['model_flops_per_second']:.4g}"),
-        ("MFU", f"{r['mfu']:.4f}"),
-        ("XLA memory per device, MiB (arg + out + temp - alias)",
-         f"{r['xla_total_mib']:.1f} = {r['xla_argument_mib']:.1f} + {r['xla_output_mib']:.1f} + "
-         f"{r['xla_temp_mib']:.1f} - {r['xla_alias_mib']:.1f}"),
-        ("XLA peak_memory_in_bytes, MiB", f"{r['xla_peak_mib']:.1f}"),
-        ("host peak RSS (whole process), MiB", f"{r['host_peak_rss_mib']:.0f}"),
-        ("host page faults / kernel CPU ms, per step",
-         f"{r['page_faults_per_step']:.0f} / {1e3 * r['kernel_cpu_seconds_per_step']:.0f}"),
-        ("host malloc", r["host_malloc"]),
+def flag_specs() -> list[tuple]:
+    """`bertjax bench`'s flags as (kind, name, default, help), parsed by bertjax/cli.py."""
+    return [
+        ("enum:" + "|".join(model_sizes()), "model", None, "Model size."),
+        ("integer", "seq_len", None, "Tokens per row."),
+        ("integer", "batch_size", None, "Rows per step, over all devices."),
+        ("integer", "steps", 10, "Timed steps after warm-up."),
+        ("integer", "warmup_steps", 2, "Untimed steps after compiling."),
+        ("enum:" + "|".join(PRECISIONS), "precision", "fp32", "Compute dtype."),
+        ("integer", "devices", None, "Data-parallel devices (default: all)."),
+        ("enum:auto|xla|cudnn|splash", "attention", None,
+         "Attention kernel (default: the config's auto, chosen from the backend)."),
+        ("float", "attention_dropout", None, "0 = the fused attention path."),
+        ("enum:none|full|dots_saveable", "remat", None, "Rematerialisation policy."),
+        ("bool", "peers", False, "Also Hugging Face Flax and PyTorch BERT."),
+        ("string", "peers_venv", None, "Peer virtual environment (default .venv-peers)."),
+        ("bool", "input_pipeline", False, "Also time make_dataset alone."),
+        ("bool", "checkpoint", False, "Also time an Orbax async save."),
+        ("string", "checkpoint_dir", None, "Where to save (default: a temporary dir)."),
+        ("string", "profile_dir", None, f"jax.profiler trace of {PROFILE_STEPS} steps."),
     ]  # fmt: skip
-    if r.get("device_peak_mib") is not None:
-        rows.insert(-1, ("device peak_bytes_in_use, MiB", f"{r['device_peak_mib']:.1f}"))
-    if "input_sequences_per_second" in r:
-        rows.append(("input pipeline only, masked sequences/s (real tokens/s)",
-                     f"{r['input_sequences_per_second']:.1f} "
-                     f"({r['input_real_tokens_per_second']:.0f})"))  # fmt: skip
-    if "checkpoint_total_seconds" in r:
-        rows.append((f"checkpoint save ({r['checkpoint_mib']:.1f} MiB) blocking / total, s",
-                     f"{r['checkpoint_blocking_seconds']:.3f} / "
-                     f"{r['checkpoint_total_seconds']:.3f}"))  # fmt: skip
-    if r.get("profile_dir"):
-        rows.append(
-            (f"profile ({PROFILE_STEPS} steps)", f"tensorboard --logdir {r['profile_dir']}")
-        )
-    return rows
 
 
-def report_lines(r: dict) -> list[str]:
-    """The printed report; the last line is `tokens_per_second=<float> mfu=<float>`."""
-    lines = [
-        f"bertjax bench: BERT-{r['model']} (L={r['num_hidden_layers']}, d={r['hidden_size']}, "
-        f"heads={r['num_attention_heads']}, d_ff={r['intermediate_size']}, V={r['vocab_size']}), "
-        f"seq_len {r['seq_len']}, batch {r['batch_size']}, {r['precision']}, dropout on, "
-        f"{r['num_devices']} x {r['device_kind']}, jax {r['jax_version']}",
-        f"model FLOPs/token (fwd+bwd) = {FLOPS_FORMULA} = {r['flops_per_token']:.4g}",
-        f"  with f_pred = P/s = {r['predictions_per_seq']}/{r['seq_len']} (MLM head on the masked "
-        "positions only); attention score FLOPs counted, embeddings/LayerNorm/softmax not",
-        f"MFU peak: {r['peak_flops']:.4g} FLOP/s ({r['peak_source']})",
-        "",
-    ]
-    lines += [f"  {label:<54} {value}" for label, value in _measurement_rows(r)]
-    lines += r.get("profile_lines", [])
-    if r.get("peers"):
-        lines += bench_peers.report_lines(r)
-    return lines + [f"tokens_per_second={r['tokens_per_second']:.2f} mfu={r['mfu']:.6f}"]
+_RUN_BENCH_FLAGS = ("model", "seq_len", "batch_size", "steps", "warmup_steps", "precision",
+                    "devices", "attention", "attention_dropout", "remat", "peers", "peers_venv",
+                    "input_pipeline", "checkpoint", "checkpoint_dir", "profile_dir")  # fmt: skip
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):
-        raise UserError(f"{message}; see `bertjax bench --help`")
+def check_flags(fv: flags.FlagValues) -> None:
+    """UserError for settings that cannot be benchmarked, before anything is imported."""
+    check_args(fv.model, fv.seq_len, fv.batch_size, fv.steps, fv.precision, fv.peers)
 
 
-def parse_args(argv: list[str]) -> dict:
-    """Flags -> run_bench keyword arguments. Bad flags raise UserError."""
-    parser = _Parser(prog="bertjax bench", description=__doc__.splitlines()[0])
-    parser.add_argument("--model", required=True, help=", ".join(MODEL_SIZES))
-    parser.add_argument("--seq_len", type=int, required=True)
-    parser.add_argument("--batch_size", type=int, required=True, help="global, all devices")
-    parser.add_argument("--steps", type=int, default=10, help="timed steps after warm-up")
-    parser.add_argument("--warmup_steps", type=int, default=2)
-    parser.add_argument("--precision", default="fp32", help="fp32 or bf16 (compute dtype)")
-    parser.add_argument("--devices", type=int, help="data-parallel devices (default: all)")
-    parser.add_argument(
-        "--attention",
-        choices=("auto", "xla", "cudnn", "splash"),
-        help="attention kernel (default: the config's auto, chosen from the backend)",
-    )
-    parser.add_argument("--attention_dropout", type=float, help="0 = fused attention path")
-    parser.add_argument("--remat", choices=("none", "full", "dots_saveable"))
-    parser.add_argument("--peers", action="store_true", help="also Hugging Face Flax and torch")
-    parser.add_argument("--peers_venv", help="peer virtual environment (default .venv-peers)")
-    parser.add_argument("--input_pipeline", action="store_true", help="time make_dataset alone")
-    parser.add_argument("--checkpoint", action="store_true", help="time an Orbax async save")
-    parser.add_argument("--checkpoint_dir", help="where to save (default: a temporary dir)")
-    parser.add_argument("--profile_dir", help=f"jax.profiler trace of {PROFILE_STEPS} steps")
-    return vars(parser.parse_args(argv))
-
-
-def main(argv: list[str] | None = None) -> None:
-    """`bertjax bench FLAGS`: `argv` is the flags (a leading "bench" is skipped). Prints the
-    report; a bad flag or setting prints one line to stderr and exits 2."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["bench"]:
-        argv = argv[1:]
-    try:
-        result = run_bench(**parse_args(argv))
-    except UserError as e:
-        print(f"bertjax: error: {e}", file=sys.stderr)
-        sys.exit(2)
-    print("\n".join(report_lines(result)), flush=True)
-
-
-if __name__ == "__main__":
-    host_memory.reexec_with_huge_pages(["-m", "bertjax.bench", *sys.argv[1:]])  # as `bertjax` does
-    main()
+def main(fv: flags.FlagValues) -> None:
+    """`bertjax bench FLAGS`, parsed by bertjax/cli.py: measures and prints the report."""
+    result = run_bench(**{name: fv[name].value for name in _RUN_BENCH_FLAGS}, quiet=not fv.debug)
+    print("\n".join(report.report_lines(result)), flush=True)

@@ -9,10 +9,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+from bertjax.bench.workload import MAX_POSITION, VOCAB_SIZE, model_dims, predictions_per_seq
 from bertjax.errors import UserError
 
 PEERS = {"hf_flax": "benchmarks.peers.hf_flax_step", "hf_torch": "benchmarks.peers.hf_torch_step"}
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def run_peers(model: str, seq_len: int, batch_size: int, steps: int, warmup_steps: int,
@@ -27,8 +28,6 @@ def run_peers(model: str, seq_len: int, batch_size: int, steps: int, warmup_step
     if env.returncode:
         raise UserError(f"creating the peer venv failed; run `{shlex.join(command)}` to see why")
     python = env.stdout.strip().splitlines()[-1]
-    from bertjax.bench import MAX_POSITION, VOCAB_SIZE, model_dims, predictions_per_seq
-
     flags = [f"--{name}={value}" for name, value in model_dims(model).items()]
     flags += [f"--vocab_size={VOCAB_SIZE}", f"--max_position_embeddings={MAX_POSITION}"]
     flags += [f"--seq_len={seq_len}", f"--batch_size={batch_size}", f"--steps={steps}"]

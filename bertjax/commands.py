@@ -1,0 +1,264 @@
+"""The commands of `bertjax COMMAND`: each one's usage line, flags (kind, name, default, help),
+the flags it needs, and the library function it calls (bertjax/cli.py parses and dispatches)."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from absl import flags
+
+from bertjax import startup
+from bertjax.errors import UserError
+
+FINETUNE_CONFIG = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", "finetune.py"
+)
+# A flag: (kind, name, default, help). Kinds: string, integer, float, bool, "enum:a|b|c", and
+# config (an ml_collections config file, with --config.FIELD=VALUE overrides).
+FlagSpec = tuple[str, str, Any, str]
+CONFIG_HELP = "Config file (configs/*.py); --config.FIELD=VALUE overrides one field."
+DEBUG_FLAG = ("bool", "debug", False, "Full tracebacks and TensorFlow/XLA start-up logs.")
+
+
+@dataclasses.dataclass(frozen=True)
+class Command:
+    usage: str  # what follows "usage: ", without [--debug]
+    flags: Sequence[FlagSpec] | Callable[[], Sequence[FlagSpec]]
+    run: Callable[[flags.FlagValues, list[str]], None]  # (parsed flags, positional arguments)
+    needs: tuple[str, ...] = ()  # flags without which the command cannot run ...
+    needs_message: str = ""  # ... and the error that says so
+    check: Callable[[flags.FlagValues, list[str]], None] | None = None  # more usage checks
+    takes_arguments: bool = False  # positional arguments after the flags (fill-mask's texts)
+    host_compute: bool = False  # steps run on the host on CPU: huge pages pay (host_memory.py)
+
+
+def _train_check(fv: flags.FlagValues, arguments: list[str]) -> None:
+    explicit = (fv.coordinator_address, fv.num_processes, fv.process_id)
+    if any(v is not None for v in explicit) and any(v is None for v in explicit):
+        raise UserError(
+            "give all of --coordinator_address, --num_processes and --process_id, or none of "
+            "them (auto-detection on TPU pods and SLURM: --distributed)"
+        )
+
+
+def _train(fv: flags.FlagValues, arguments: list[str]) -> None:
+    explicit = (fv.coordinator_address, fv.num_processes, fv.process_id)
+    if fv.distributed or any(value is not None for value in explicit):
+        from bertjax import distributed
+
+        distributed.initialize(*explicit)  # before JAX's backends start
+    startup.start_jax(quiet=not fv.debug)
+    from bertjax import train
+
+    summary = train.train_and_evaluate(fv.config, fv.workdir, print_sharding=fv.print_sharding)
+    print("\n".join(["Done."] + summary.lines()))
+
+
+def _export(fv: flags.FlagValues, arguments: list[str]) -> None:
+    startup.start_jax(quiet=not fv.debug)
+    from bertjax.convert import export
+
+    print("\n".join(export.export_hf(fv.workdir, fv.out, step=fv.step).lines()))
+
+
+def _import(fv: flags.FlagValues, arguments: list[str]) -> None:
+    startup.start_jax(quiet=not fv.debug)
+    from bertjax.convert import importer
+
+    print("\n".join(importer.import_checkpoint(fv["from"].value, fv.out).lines()))
+
+
+def _vocab(fv: flags.FlagValues, arguments: list[str]) -> None:
+    from bertjax.data import vocab
+
+    meta = vocab.run_vocab(
+        fv.input, fv.kind, fv.size, fv.out, fv.uncased, fv.sample_bytes,
+        text_field=fv.text_field, model_type=fv.model_type, seed=fv.seed,
+    )  # fmt: skip
+    print(f"Wrote a {meta['vocab_size']}-token {fv.kind} vocabulary to {fv.out}")
+
+
+def _prepare(fv: flags.FlagValues, arguments: list[str]) -> None:
+    from bertjax.data import prepare
+
+    manifest = prepare.run_prepare(
+        fv.input, fv.vocab, fv.out, max_seq_length=fv.max_seq_length,
+        dupe_factor=fv.dupe_factor, seed=fv.seed, packing=fv.packing, text_field=fv.text_field,
+    )  # fmt: skip
+    print(
+        f"Prepared {manifest['num_instances']} instances from {manifest['num_documents']} "
+        f"documents ({manifest['num_tokens']} tokens) in {len(manifest['shards'])} shards: "
+        f"{fv.out}"
+    )
+
+
+def _evaluate_check(fv: flags.FlagValues, arguments: list[str]) -> None:
+    if fv.all_steps and fv.step is not None:
+        raise UserError("pass --step=N or --all_steps, not both")
+
+
+def _evaluate(fv: flags.FlagValues, arguments: list[str]) -> None:
+    startup.start_jax(quiet=not fv.debug)
+    from bertjax import evaluation
+
+    records = evaluation.run_evaluate(
+        fv.workdir, data=fv.data, steps=None if fv.step is None else [fv.step],
+        all_steps=fv.all_steps, out=fv.out,
+    )  # fmt: skip
+    print("\n".join(evaluation.format_records(records)))
+
+
+def _finetune(fv: flags.FlagValues, arguments: list[str]) -> None:
+    startup.start_jax(quiet=not fv.debug)
+    from bertjax.finetune import trainer
+
+    results = trainer.finetune(fv.task, fv.init, fv.workdir, fv.config, random_init=fv.random_init)
+    print("\n".join(trainer.results_table([results])))
+    print(f"results: {os.path.join(fv.workdir, 'results.json')}")
+
+
+FILL_MASK_NEEDS = 'fill-mask needs --workdir=DIR and one or more "texts with [MASK]"'
+
+
+def _fill_mask_check(fv: flags.FlagValues, arguments: list[str]) -> None:
+    if not arguments:
+        raise UserError(FILL_MASK_NEEDS)
+
+
+def _fill_mask(fv: flags.FlagValues, arguments: list[str]) -> None:
+    startup.start_jax(quiet=not fv.debug)
+    from bertjax import fill_mask
+
+    answers = fill_mask.fill_mask(fv.workdir, arguments, step=fv.step, top_k=fv.top_k)
+    print("\n".join(fill_mask.format_answers(arguments, answers)))
+
+
+# bench: the benchmark package (bertjax/bench/) is imported only when the command is bench.
+def _bench_flags() -> Sequence[FlagSpec]:
+    from bertjax.bench import run  # stdlib, numpy and absl at import; JAX once it runs
+
+    return run.flag_specs()
+
+
+def _bench_check(fv: flags.FlagValues, arguments: list[str]) -> None:
+    from bertjax.bench import run
+
+    run.check_flags(fv)
+
+
+def _bench(fv: flags.FlagValues, arguments: list[str]) -> None:
+    from bertjax.bench import run
+
+    run.main(fv)  # imports TensorFlow and JAX itself, after the peers (if any) have run
+
+
+WORKDIR = ("string", "workdir", None, "A training workdir or a `bertjax import` directory.")
+STEP = ("integer", "step", None, "Checkpoint step (default: the latest).")
+CORPUS_FLAGS = (
+    ("string", "input", None, "Corpus files, globs or tfds:NAME (comma-separated)."),
+    ("string", "out", None, "Output directory."),
+    ("string", "text_field", "text", "JSON Lines text field."),
+    ("integer", "seed", 0, "Random seed."),
+)
+COMMANDS: dict[str, Command] = {
+    "train": Command(
+        "bertjax train --config=CONFIG.py --workdir=DIR [--config.FIELD=VALUE ...]\n"
+        "           [--print_sharding] [--distributed | --coordinator_address=HOST:PORT\n"
+        "           --num_processes=N --process_id=I]",
+        (
+            ("config", "config", None, CONFIG_HELP),
+            ("string", "workdir", None, "Run directory: checkpoints, metrics, logs."),
+            ("bool", "print_sharding", False, "Print how every parameter is split over the mesh."),
+            ("bool", "distributed", False,
+             "jax.distributed.initialize() (auto-detects TPU pods, SLURM)."),
+            ("string", "coordinator_address", None, "HOST:PORT of process 0."),
+            ("integer", "num_processes", None, "Processes in the run."),
+            ("integer", "process_id", None, "This process's index."),
+        ),
+        _train, ("config", "workdir"), "train needs --config=CONFIG.py and --workdir=DIR",
+        _train_check, host_compute=True,
+    ),
+    "export": Command(
+        "bertjax export --workdir=DIR [--step=N] --out=HF_DIR",
+        (WORKDIR, ("string", "out", None, "The Hugging Face directory to write."), STEP),
+        _export, ("workdir", "out"),
+        "export needs --workdir=DIR (a training or imported dir) and --out=HF_DIR",
+    ),
+    "import": Command(
+        "bertjax import --from=HF_DIR_OR_TF1_CHECKPOINT --out=DIR",
+        (
+            # "from" is a Python keyword: read it as fv["from"].value.
+            ("string", "from", None, "A Hugging Face BERT directory or a TF1 checkpoint."),
+            ("string", "out", None, "The model directory to write (then --config.init_from)."),
+        ),
+        _import, ("from", "out"), "import needs --from=HF_DIR_OR_TF1_CHECKPOINT and --out=DIR",
+    ),
+    "vocab": Command(
+        "bertjax vocab --input=GLOB|tfds:NAME --out=DIR [--kind=wordpiece|sentencepiece]\n"
+        "           [--size=30522] [--nouncased]",
+        (
+            *CORPUS_FLAGS,
+            ("enum:wordpiece|sentencepiece", "kind", "wordpiece", "Vocabulary type."),
+            ("integer", "size", 30522, "Vocabulary size."),
+            ("bool", "uncased", True, "Lowercase and strip accents."),
+            ("enum:unigram|bpe", "model_type", "unigram", "SentencePiece model type."),
+            ("integer", "sample_bytes", 2**30, "Corpus sample size."),
+        ),
+        _vocab, ("input", "out"), "vocab needs --input=GLOB|tfds:NAME and --out=DIR",
+    ),
+    "prepare": Command(
+        "bertjax prepare --input=GLOB|tfds:NAME --vocab=DIR --out=DIR\n"
+        "           [--max_seq_length=128] [--packing]",
+        (
+            *CORPUS_FLAGS,
+            ("string", "vocab", None, "Vocabulary directory (bertjax vocab)."),
+            ("integer", "max_seq_length", 128, "Tokens per instance."),
+            ("integer", "dupe_factor", 5, "Passes with fresh sentence pairs."),
+            ("bool", "packing", False, "MLM-only packed rows, no NSP."),
+        ),
+        _prepare, ("input", "vocab", "out"),
+        "prepare needs --input=GLOB|tfds:NAME, --vocab=DIR and --out=DIR",
+    ),
+    "evaluate": Command(
+        "bertjax evaluate --workdir=DIR [--data=GLOB] [--step=N | --all_steps] [--out=FILE]",
+        (
+            ("string", "workdir", None, "A training workdir."),
+            ("string", "data", None, "Held-out corpus files (default: the run's held-out part)."),
+            STEP,
+            ("bool", "all_steps", False, "Every checkpoint of --workdir."),
+            ("string", "out", None, "Also write the records as JSON Lines here."),
+        ),
+        _evaluate, ("workdir",), "evaluate needs --workdir=DIR (a training workdir)",
+        _evaluate_check,
+    ),
+    "finetune": Command(
+        "bertjax finetune --task=NAME --init=MODEL_DIR --workdir=DIR [--random_init]\n"
+        "           [--config=configs/finetune.py] [--config.FIELD=VALUE ...]",
+        (
+            ("string", "task", None, "mr, trec, rte, chunking, glue/NAME, jsonl or squad."),
+            ("string", "init", None, "A training workdir or a `bertjax import` directory."),
+            ("string", "workdir", None, "Fine-tuning directory: seeds, results.json."),
+            ("bool", "random_init", False,
+             "--init's architecture and vocabulary, random parameters (the baseline)."),
+            ("config", "config", FINETUNE_CONFIG, CONFIG_HELP),
+        ),
+        _finetune, ("task", "init", "workdir"),
+        "finetune needs --task=NAME, --init=MODEL_DIR and --workdir=DIR", host_compute=True,
+    ),
+    "fill-mask": Command(
+        'bertjax fill-mask --workdir=DIR [--step=N] [--top_k=5] "TEXT WITH [MASK]" ...',
+        (WORKDIR, STEP, ("integer", "top_k", 5, "Answers shown per [MASK].")),
+        _fill_mask, ("workdir",), FILL_MASK_NEEDS,
+        _fill_mask_check, takes_arguments=True,
+    ),
+    "bench": Command(
+        "bertjax bench --model=SIZE --seq_len=N --batch_size=N [--steps=N] [--peers]\n"
+        "           [--input_pipeline] [--checkpoint] [--profile_dir=DIR] ...",
+        _bench_flags, _bench, ("model", "seq_len", "batch_size"),
+        "bench needs --model=SIZE, --seq_len=N and --batch_size=N", _bench_check,
+        host_compute=True,
+    ),
+}  # fmt: skip
