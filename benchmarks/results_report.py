@@ -161,9 +161,6 @@ def proof_summary(records: list[dict], results: dict, pretrain_minutes: float) -
         "heldout_mlm_accuracy": round(held_out[-1]["eval_mlm_accuracy"], 4),
         "heldout_unigram_accuracy": round(held_out[-1].get("eval_unigram_mlm_accuracy", 0.0), 4),
         "first_step_at_0.30": first,
-        "minutes_at_0.30": None
-        if first is None
-        else round(pretrain_minutes * first / last_step, 1),
     }
     for task in sorted({task for task, _ in results}):
         entry = {}
@@ -172,7 +169,10 @@ def proof_summary(records: list[dict], results: dict, pretrain_minutes: float) -
                 r = results[(task, init)]
                 entry["main_score"] = r["main_score"]
                 entry[f"{init}_median"] = round(100 * r["aggregate"][r["main_score"]]["median"], 2)
-                entry[f"{init}_seeds"] = r["seeds"]
+                entry[f"{init}_seeds"] = {
+                    seed: round(100 * scores[r["main_score"]], 2)
+                    for seed, scores in r["seeds"].items()
+                }
         summary[task] = entry
     return summary
 
