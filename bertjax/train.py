@@ -1,14 +1,20 @@
-"""Pretraining: `train_and_evaluate(config, workdir)` and the pure, sharded `train_step`."""
+"""Pretraining: `train_and_evaluate(config, workdir)` and the pure, sharded `train_step`.
+
+tf.data and ml_collections are imported only where the data and config are read, so the step
+and the loop run on machines without them (bertjax/carried_run.py).
+"""
+
+from __future__ import annotations
 
 import dataclasses
 import functools
 import hashlib
 import json
 import time
+from typing import TYPE_CHECKING
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import optax
 from absl import logging
@@ -19,12 +25,14 @@ from jax.sharding import NamedSharding, PartitionSpec
 
 from bertjax import checkpointing, evaluation, losses, metrics, optim, preemption, sharding
 from bertjax.config import LoopSpec, RunSpec, validate
-from bertjax.data import pipeline
-from bertjax.data.sources.in_memory import InMemoryInstances
-from bertjax.data.vocab import build_or_load_vocab
 from bertjax.errors import UserError
 from bertjax.models.bert import BertConfig
 from bertjax.train_state import StateSetup, TrainState, create_train_state, state_setup
+
+if TYPE_CHECKING:
+    import ml_collections
+
+    from bertjax.data import pipeline
 
 
 def train_step(
@@ -186,6 +194,9 @@ def train_and_evaluate(
 
     Re-running with the same workdir resumes from the latest checkpoint.
     """
+    from bertjax.data import pipeline  # deferred: tf.data
+    from bertjax.data.vocab import build_or_load_vocab
+
     wall_start = time.perf_counter()
     workdir = epath.Path(workdir)  # local path or gs://bucket/...
     spec = validate(config, workdir)  # the config's only reading: typed specs from here on
@@ -271,6 +282,8 @@ def train_and_evaluate(
 
 def _training_dataset(spec: RunSpec, data: pipeline.PretrainingData, start_step: int = 0):
     """This process's training batches from `start_step` on."""
+    from bertjax.data import pipeline  # deferred: tf.data
+
     return pipeline.make_dataset(
         data.source,
         spec.masking,
@@ -290,6 +303,8 @@ def _training_token_counts(spec: RunSpec, data: pipeline.PretrainingData, workdi
     path = workdir / evaluation.TOKEN_COUNTS_FILE
     if path.exists():
         return np.load(path)
+    from bertjax.data.sources.in_memory import InMemoryInstances  # deferred: tf.data
+
     in_memory = isinstance(data.source, InMemoryInstances)
     if not in_memory and not spec.data.has_eval_data:
         return None
