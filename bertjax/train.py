@@ -1,7 +1,7 @@
 """Pretraining: `train_and_evaluate(config, workdir)` and the pure, sharded `train_step`.
 
 tf.data and ml_collections are imported only where the data and config are read, so the step
-and the loop run on machines without them (bertjax/carried_run.py).
+and the loop run on machines without them (bertjax/train_from_batches.py).
 """
 
 from __future__ import annotations
