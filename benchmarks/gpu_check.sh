@@ -121,7 +121,7 @@ stage env 30 "${GPU_CHECK[@]}" env --out="$OUT"
 stage attention 45 "$PYTHON" -m benchmarks.attention_check --out="$OUT/attention.json" $cpu
 stage "$base_name" 60 "${GPU_CHECK[@]}" bench "${base[@]}" --profile --out="$OUT/$base_name.json"
 stage "$large_name" 90 "${GPU_CHECK[@]}" bench "${large[@]}" --profile --out="$OUT/$large_name.json"
-stage train 120 "${GPU_CHECK[@]}" train --batches="$CARRY/batches" --model=$train_model \
+stage train 150 "${GPU_CHECK[@]}" train --batches="$CARRY/batches" --model=$train_model \
   --steps=$train_steps --out="$OUT" $cpu
 for probe in "$base_name" "$large_name"; do
   [[ -f "$OUT/$probe.json" ]] || continue
