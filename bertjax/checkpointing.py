@@ -5,14 +5,15 @@ state) and `metadata` (JSON: the run's config, so export and resume can check wh
 Saves are asynchronous; `wait_until_finished` is called before the process exits.
 """
 
+from __future__ import annotations
+
 import contextlib
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jax
-import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
 from absl import logging
@@ -20,6 +21,9 @@ from jax.experimental import multihost_utils
 
 from bertjax.errors import UserError
 from bertjax.models.bert import stack_layers, unstack_layers
+
+if TYPE_CHECKING:
+    import ml_collections
 
 STATE = "state"
 METADATA = "metadata"

@@ -7,7 +7,7 @@ defaults and one-line comments, and each checking its own fields:
 
   model      `models.config.BertConfig`       architecture and compute settings
   data       `data.spec.DataSpec`             corpus, vocabulary, instances, held-out documents
-  masking    `data.masking.MaskingSpec`       masked-LM unit and budget
+  masking    `data.masking_spec.MaskingSpec`  masked-LM unit and budget
   optimizer  `optim.OptimizerSpec`            update rule and schedule
   mesh       `sharding.MeshSpec`              device mesh and logical axis rules
   loop       `LoopSpec` (here)                batch, steps, logging, checkpoints, evaluation
@@ -17,17 +17,22 @@ built, then `from_config` checks what spans several of them, and `check_runnable
 this machine and its files (devices, processes, vocabulary, workdir). All of it runs before any
 corpus is read or anything is compiled, and every problem is a one-line UserError naming the
 field and the fix.
+
+Reading a config needs no TensorFlow and the specs need no ml_collections (only `defaults` and
+config files build ConfigDicts), so a machine without them can build a RunSpec directly.
 """
+
+from __future__ import annotations
 
 import dataclasses
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import jax
-import ml_collections
 from etils import epath
 
-from bertjax.data.masking import MaskingSpec
+from bertjax.data.masking_spec import MaskingSpec
 from bertjax.data.spec import DataSpec
 from bertjax.errors import UserError
 from bertjax.models.config import BertConfig
@@ -35,6 +40,9 @@ from bertjax.models.sizes import MODEL_SIZES  # bertjax.config.MODEL_SIZES; no i
 from bertjax.optim import OptimizerSpec
 from bertjax.sharding import MeshSpec
 from bertjax.specs import ConfigSpec, require
+
+if TYPE_CHECKING:
+    import ml_collections
 
 NONFINITE_POLICIES = ("skip", "stop")
 PRETRAINING_DTYPES = ("float32", "bfloat16")  # float16 would need loss scaling
@@ -254,6 +262,8 @@ def defaults() -> ml_collections.ConfigDict:
     The fields are those of the specs (SPECS), each documented in one line where its spec defines
     it, plus `model_size`, the name of the size set by `set_model_size` (a label).
     """
+    import ml_collections  # deferred: the specs and the compute path do not need it
+
     config = ml_collections.ConfigDict()
     for spec_class in SPECS:
         for field in dataclasses.fields(spec_class):

@@ -15,15 +15,20 @@ positions (a unigram model of the training tokens, `token_counts.npy` in the wor
 many distinct tokens the model predicts there: a model whose loss sits within
 `PLATEAU_MARGIN_NATS` of the unigram loss, predicting few distinct tokens, has learned
 frequencies and little context (the "frequency plateau"), and training warns about it.
+
+tf.data (`pipeline`) and ml_collections are imported where the held-out data and configs are
+read, so the training loop imports this module on machines that have neither.
 """
+
+from __future__ import annotations
 
 import dataclasses
 import json
 import math
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 import jax
-import ml_collections
 import numpy as np
 import optax
 from absl import logging
@@ -32,11 +37,14 @@ from jax.sharding import NamedSharding, PartitionSpec
 
 from bertjax import checkpointing, losses, sharding
 from bertjax.config import RunSpec, defaults, from_config
-from bertjax.data import masking as masking_module
-from bertjax.data import pipeline
-from bertjax.data.sources.in_memory import InMemoryInstances
+from bertjax.data import masking_spec
 from bertjax.errors import UserError
 from bertjax.train_state import StateSetup, state_setup
+
+if TYPE_CHECKING:
+    import ml_collections
+
+    from bertjax.data import pipeline
 
 EvalStep = Callable[[dict, dict], tuple[dict, jax.Array]]
 TOKEN_COUNTS_FILE = "token_counts.npy"
@@ -85,6 +93,8 @@ def sampled_token_counts(batches, vocab_size: int, special_ids) -> np.ndarray:
 def training_token_counts(data: pipeline.PretrainingData, dataset) -> np.ndarray:
     """Token counts of the training data: exact for in-memory instances, else sampled from the
     first batches of `dataset` (an iterable of numpy batches)."""
+    from bertjax.data.sources.in_memory import InMemoryInstances  # deferred: tf.data
+
     tokenizer = data.tokenizer
     if isinstance(data.source, InMemoryInstances):
         return token_counts(data.source.arrays, tokenizer.vocab_size, tokenizer.special_ids)
@@ -119,6 +129,8 @@ def build_eval_set(
             "no held-out data: set --config.eval_corpus=FILES or --config.eval_holdout_fraction"
             "=0.01 (documents of the corpus kept out of training)"
         )
+    from bertjax.data import pipeline  # deferred: tf.data
+
     data = data or pipeline.build_pretraining_data(spec.data, split="eval")
     available = len(data.source)
     batch_size = spec.loop.eval_batch_size
@@ -132,8 +144,8 @@ def build_eval_set(
         spec.masking,
         masked_lm_prob=EVAL_MASKED_LM_PROB,
         max_predictions_per_seq=eval_max_predictions(spec.data.max_seq_length),
-        mask_token_prob=masking_module.MASK_PROB,
-        random_token_prob=masking_module.RANDOM_PROB,
+        mask_token_prob=masking_spec.MASK_PROB,
+        random_token_prob=masking_spec.RANDOM_PROB,
     )
     dataset = pipeline.make_dataset(
         data.source,
@@ -231,6 +243,8 @@ def plateau_warning(step: int, result: dict[str, float], warmup_steps: int) -> s
 
 def workdir_config(workdir: str | epath.Path) -> ml_collections.ConfigDict:
     """The run config saved in `workdir/config.json`, with the workdir's vocabulary."""
+    import ml_collections
+
     path = epath.Path(workdir) / "config.json"
     if not path.exists():
         raise UserError(f"{workdir} has no config.json; pass a bertjax training workdir")

@@ -83,7 +83,9 @@ def peak_flops(devices: list[jax.Device]) -> tuple[float, str]:
 
 class MetricsWriter:
     """Writes one JSON line per log step to WORKDIR/metrics.jsonl and TensorBoard events to
-    WORKDIR/tensorboard. Only process 0 writes; other processes get a writer that does nothing."""
+    WORKDIR/tensorboard (JSON Lines only where TensorFlow is not installed, e.g. an accelerator
+    machine fed carried batches). Only process 0 writes; other processes get a writer that does
+    nothing."""
 
     def __init__(self, workdir: str | epath.Path, *, enabled: bool = True):
         self.enabled = enabled
@@ -91,8 +93,11 @@ class MetricsWriter:
         self.tensorboard_dir = epath.Path(workdir) / "tensorboard"
         self._summary_writer = None
         if enabled:
-            import tensorflow as tf  # deferred: only the writing process needs TF summaries
-
+            try:
+                import tensorflow as tf  # deferred: only the writing process needs TF summaries
+            except ImportError:
+                logging.warning("no TensorFlow: metrics go to %s only", self.jsonl_path)
+                return
             self._tf = tf
             self._summary_writer = tf.summary.create_file_writer(str(self.tensorboard_dir))
 
@@ -102,6 +107,8 @@ class MetricsWriter:
         record = {"step": int(step), **{k: _to_float(v) for k, v in scalars.items()}}
         with self.jsonl_path.open("a") as f:
             f.write(json.dumps(record) + "\n")
+        if self._summary_writer is None:
+            return
         with self._summary_writer.as_default(step=int(step)):
             for name, value in record.items():
                 if name != "step":

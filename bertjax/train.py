@@ -1,12 +1,18 @@
-"""Pretraining: `train_and_evaluate(config, workdir)` and the pure, sharded `train_step`."""
+"""Pretraining: `train_and_evaluate(config, workdir)` and the pure, sharded `train_step`.
+
+tf.data and ml_collections are imported only where the data and config are read, so the step
+and the loop run on machines without them (bertjax/train_from_batches.py).
+"""
+
+from __future__ import annotations
 
 import dataclasses
 import functools
 import time
+from typing import TYPE_CHECKING
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import optax
 from absl import logging
@@ -17,8 +23,6 @@ from jax.sharding import NamedSharding, PartitionSpec
 
 from bertjax import checkpointing, evaluation, losses, metrics, optim, preemption, sharding
 from bertjax.config import LoopSpec, RunSpec, validate
-from bertjax.data import pipeline, vocab
-from bertjax.data.sources.in_memory import InMemoryInstances
 from bertjax.models.bert import BertConfig
 from bertjax.progress import Progress
 from bertjax.train_state import (
@@ -28,6 +32,11 @@ from bertjax.train_state import (
     create_train_state,
     state_setup,
 )
+
+if TYPE_CHECKING:
+    import ml_collections
+
+    from bertjax.data import pipeline
 
 
 def train_step(
@@ -180,6 +189,8 @@ def train_and_evaluate(
 
     Re-running with the same workdir resumes from the latest checkpoint.
     """
+    from bertjax.data import pipeline, vocab  # deferred: tf.data
+
     wall_start = time.perf_counter()
     workdir = epath.Path(workdir)  # local path or gs://bucket/...
     spec = validate(config, workdir)  # the config's only reading: typed specs from here on
@@ -268,6 +279,8 @@ def train_and_evaluate(
 
 def _training_dataset(spec: RunSpec, data: pipeline.PretrainingData, start_step: int = 0):
     """This process's training batches from `start_step` on."""
+    from bertjax.data import pipeline  # deferred: tf.data
+
     return pipeline.make_dataset(
         data.source,
         spec.masking,
@@ -287,6 +300,8 @@ def _training_token_counts(spec: RunSpec, data: pipeline.PretrainingData, workdi
     path = workdir / evaluation.TOKEN_COUNTS_FILE
     if path.exists():
         return np.load(path)
+    from bertjax.data.sources.in_memory import InMemoryInstances  # deferred: tf.data
+
     in_memory = isinstance(data.source, InMemoryInstances)
     if not in_memory and not spec.data.has_eval_data:
         return None

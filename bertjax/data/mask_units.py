@@ -25,10 +25,9 @@ from collections.abc import Sequence
 import numpy as np
 import tensorflow as tf
 
-from bertjax.errors import UserError
+from bertjax.data.masking_spec import SPAN_DISTRIBUTIONS, span_length_probs  # noqa: F401
 
 WORDPIECE_CONTINUATION = "##"
-SPAN_DISTRIBUTIONS = ("geometric", "uniform")
 
 
 def word_start_table(
@@ -36,28 +35,6 @@ def word_start_table(
 ) -> np.ndarray:
     """[V] bool, indexed by token id: True where the token starts a word (no `##` prefix)."""
     return np.array([not token.startswith(continuation_prefix) for token in vocab], bool)
-
-
-def span_length_probs(distribution: str, max_ngram: int, geometric_p: float = 0.2) -> np.ndarray:
-    """[max_ngram] float32 P(span length = n words), n = 1..max_ngram.
-
-    "geometric": P(n) proportional to p (1 - p)^(n - 1), truncated at max_ngram and renormalised
-    (SpanBERT: p = 0.2, max 10); "uniform": 1 / max_ngram each.
-    """
-    if max_ngram < 1:
-        raise UserError(f"max_ngram={max_ngram} must be >= 1 (SpanBERT uses 10)")
-    lengths = np.arange(1, max_ngram + 1)
-    if distribution == "geometric":
-        if not 0.0 < geometric_p <= 1.0:
-            raise UserError(f"span_geometric_p={geometric_p} must be in (0, 1]; SpanBERT uses 0.2")
-        weights = geometric_p * (1.0 - geometric_p) ** (lengths - 1)
-    elif distribution == "uniform":
-        weights = np.ones(max_ngram)
-    else:
-        raise UserError(
-            f"span_distribution={distribution!r} is unknown; use one of {SPAN_DISTRIBUTIONS}"
-        )
-    return (weights / weights.sum()).astype(np.float32)
 
 
 def _previous(values: tf.Tensor, first) -> tf.Tensor:

@@ -27,58 +27,14 @@ import numpy as np
 import tensorflow as tf
 
 from bertjax.data import mask_units
-from bertjax.specs import ConfigSpec, require
 
-MASK_PROB = 0.8  # BERT: of the selected positions, replaced by [MASK]
-RANDOM_PROB = 0.1  # BERT: replaced by a random token; the remaining 10% keep the original token
-MASKING_KINDS = ("token", "whole_word", "span")
-
-
-@dataclasses.dataclass(frozen=True)
-class MaskingSpec(ConfigSpec):
-    """What is masked and how much (config fields of the same names)."""
-
-    masking: str = "token"  # masked-LM unit: "token" (BERT), "whole_word", "span" (n-gram words)
-    masked_lm_prob: float = 0.15  # fraction of non-special tokens selected for prediction
-    max_predictions_per_seq: int = 20  # cap on masked positions per example
-    max_ngram: int = 10  # masking="span": longest span, in words (SpanBERT: 10)
-    span_distribution: str = "geometric"  # masking="span": "geometric" or "uniform" 1..max_ngram
-    span_geometric_p: float = 0.2  # masking="span": P(n words) ~ p(1-p)^(n-1) (SpanBERT: 0.2)
-    mask_token_prob: float = MASK_PROB  # of the selected units: shown as [MASK]
-    random_token_prob: float = RANDOM_PROB  # shown as a random token (the rest: unchanged)
-
-    def __post_init__(self):
-        require(
-            self.masking in MASKING_KINDS,
-            f"masking={self.masking!r} is unknown; use one of {MASKING_KINDS}",
-        )
-        require(
-            0 < self.masked_lm_prob < 1,
-            f"masked_lm_prob={self.masked_lm_prob} must be in (0, 1); BERT uses 0.15",
-        )
-        require(
-            self.max_predictions_per_seq >= 1,
-            f"max_predictions_per_seq={self.max_predictions_per_seq} must be >= 1; BERT uses 20",
-        )
-        require(
-            0 <= self.mask_token_prob <= 1
-            and 0 <= self.random_token_prob <= 1
-            and self.mask_token_prob + self.random_token_prob <= 1,
-            f"mask_token_prob={self.mask_token_prob} and random_token_prob="
-            f"{self.random_token_prob} must be in [0, 1] with a sum <= 1 (BERT: 0.8 and 0.1; "
-            "[MASK]-only: 1.0 and 0.0)",
-        )
-        if self.masking == "span":
-            self.span_length_probs()  # raises on a bad max_ngram, distribution or p
-
-    def wanted_predictions(self, max_seq_length: int) -> int:
-        """Predictions the rate asks for in a full row (its [CLS] and [SEP] not maskable)."""
-        return round(self.masked_lm_prob * (max_seq_length - 2))
-
-    def span_length_probs(self) -> np.ndarray:
-        return mask_units.span_length_probs(
-            self.span_distribution, self.max_ngram, self.span_geometric_p
-        )
+# The spec lives in masking_spec.py (no TensorFlow there: configs are read without it).
+from bertjax.data.masking_spec import (  # noqa: F401
+    MASK_PROB,
+    MASKING_KINDS,
+    RANDOM_PROB,
+    MaskingSpec,
+)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -8,11 +8,14 @@ bertjax's compute settings: `dtype`, `attention_implementation`, `remat_policy`,
 from __future__ import annotations
 
 import dataclasses
+from typing import TYPE_CHECKING
 
 import jax
-import ml_collections
 
 from bertjax.errors import UserError
+
+if TYPE_CHECKING:
+    import ml_collections
 
 COMPUTE_DTYPES = ("float32", "bfloat16", "float16")
 ATTENTION_IMPLEMENTATIONS = ("auto", "xla", "cudnn", "splash", None)

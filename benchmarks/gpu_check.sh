@@ -1,0 +1,135 @@
+#!/usr/bin/env bash
+# Every device check of docs/performance.md ("On a GPU") in one run of at most 8 minutes, each
+# stage under its own time limit, results as JSON in OUT_DIR (summary.json lists them).
+#
+#   benchmarks/gpu_check.sh --build-carry workdirs/gpu_carry      # here: wheels + batches (<64 MiB)
+#   benchmarks/gpu_check.sh OUT_DIR --carry workdirs/gpu_carry    # there: the checks
+#   add --cpu to either for the rehearsal on a CPU machine (tiny sizes, same stages)
+#
+# Stages, in order (the required ones first, then the batch sweep while time is left):
+#   env          versions, devices, nvidia-smi                          -> environment.json
+#   attention    cuDNN vs XLA attention, fwd + grads, bf16, padded and packed -> attention.json
+#   bench        BERT-base s128 and BERT-large s512, bf16, fused attention, one probe batch each
+#                (profiled)                                             -> bench-*.json
+#   train        200 steps of BERT-base on the carried batches, checkpoint at 100 and 200,
+#                restore, replay 101-200 from the step-100 checkpoint   -> train.json
+#   sweep        each size again at the batch that fills 85% of the device (from the probe's
+#                memory analysis), while the deadline allows            -> bench-*-fill.json
+#
+# The device machine has JAX but no TensorFlow and no ml_collections: the stages import neither,
+# except `bertjax bench`'s config defaults (ml_collections), carried as a 77 KB wheel with
+# absl-py (138 KB; added only when the machine lacks it).
+set -uo pipefail
+
+cd "$(dirname "$0")/.."
+REPO=$(pwd)
+CPU=0
+OUT=""
+CARRY=""
+BUILD=""
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    --cpu) CPU=1 ;;
+    --carry) CARRY=$2; shift ;;
+    --carry=*) CARRY=${1#--carry=} ;;
+    --build-carry) BUILD=$2; shift ;;
+    --build-carry=*) BUILD=${1#--build-carry=} ;;
+    -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
+    *) OUT=$1 ;;
+  esac
+  shift
+done
+PYTHON=${PYTHON:-python3}
+GPU_CHECK=("$PYTHON" -m benchmarks.gpu_check)
+
+if [[ -n "$BUILD" ]]; then
+  # What the device machine needs that it lacks: two small wheels and the masked batches.
+  mkdir -p "$BUILD/wheels"
+  pins=$(grep -E '^(ml-collections|absl-py)==' requirements.txt | cut -d' ' -f1)
+  # shellcheck disable=SC2086
+  "$PYTHON" -m pip download --quiet --no-deps -d "$BUILD/wheels" $pins || exit 1
+  if [[ $CPU == 1 ]]; then
+    sizes=(--model=tiny --seq_len=64 --batch_size=8 --num_batches=10)
+  else
+    sizes=(--model=base --seq_len=128 --batch_size=256 --num_batches=200)
+  fi
+  TF_CPP_MIN_LOG_LEVEL=2 PYTHONPATH=$REPO "${GPU_CHECK[@]}" export \
+    --out="$BUILD/batches" "${sizes[@]}" || exit 1
+  du -sh "$BUILD"/*
+  tree=$(git ls-files -z | xargs -0 du -cb | tail -1 | cut -f1)
+  carry=$(du -sb "$BUILD" | cut -f1)
+  echo "carried: working tree $((tree / 1024)) KiB + $BUILD $((carry / 1024)) KiB" \
+       "= $(((tree + carry) / 1048576)) MiB of 64"
+  exit 0
+fi
+
+[[ -n "$OUT" ]] || { echo "usage: $0 OUT_DIR --carry DIR [--cpu] | --build-carry DIR" >&2; exit 2; }
+[[ -n "$CARRY" && -d "$CARRY/batches" ]] || { echo "no $CARRY/batches: build it first" >&2; exit 2; }
+mkdir -p "$OUT"
+OUT=$(cd "$OUT" && pwd)
+WORK=${GPU_CHECK_WORK:-$(mktemp -d /tmp/gpu_check.XXXXXX)}
+SITE=$WORK/site
+mkdir -p "$SITE"
+# Carried wheels: pure Python, unzipped onto the path only where the machine lacks the module.
+for wheel in "$CARRY"/wheels/*.whl; do
+  [[ -e "$wheel" ]] || continue
+  module=$(basename "$wheel" | cut -d- -f1)
+  [[ $module == absl_py ]] && module=absl
+  "$PYTHON" -c "import $module" 2>/dev/null || "$PYTHON" -m zipfile -e "$wheel" "$SITE"
+done
+export PYTHONPATH=$REPO:$SITE
+export TF_CPP_MIN_LOG_LEVEL=2
+export XLA_PYTHON_CLIENT_MEM_FRACTION=${XLA_PYTHON_CLIENT_MEM_FRACTION:-0.92}
+export JAX_COMPILATION_CACHE_DIR=$WORK/jax_cache
+
+START=$SECONDS
+DEADLINE=${GPU_CHECK_DEADLINE:-470}  # seconds for everything; the stage limits below sum to it
+SCALE=1
+if [[ $CPU == 1 ]]; then
+  export JAX_PLATFORMS=cpu
+  SCALE=${GPU_CHECK_CPU_SCALE:-4}  # the rehearsal's CPU is slower than the GPU by far
+  DEADLINE=$((DEADLINE * SCALE))
+fi
+
+stage() {  # stage NAME LIMIT_SECONDS COMMAND...: runs it under its limit, logs to OUT/NAME.log
+  local name=$1 limit=$(($2 * SCALE)) left=$((DEADLINE - (SECONDS - START)))
+  shift 2
+  if ((left < limit / 2)); then
+    echo "[$((SECONDS - START))s] skip $name: ${left}s left, it may take ${limit}s" | tee -a "$OUT/stages.log"
+    return 0
+  fi
+  ((limit > left)) && limit=$left
+  local begin=$SECONDS
+  timeout --kill-after=15 "$limit" "$@" >"$OUT/$name.log" 2>&1
+  local rc=$?
+  echo "[$((SECONDS - START))s] $name: rc=$rc in $((SECONDS - begin))s (limit ${limit}s)" | tee -a "$OUT/stages.log"
+  tail -n 1 "$OUT/$name.log" | cut -c1-300
+  return 0
+}
+
+if [[ $CPU == 1 ]]; then
+  base=(--model=tiny --seq_len=64 --batch_size=8 --steps=2 --warmup_steps=1)
+  large=(--model=mini --seq_len=128 --batch_size=4 --steps=2 --warmup_steps=1)
+  base_name=bench-tiny-64 large_name=bench-mini-128 train_model=tiny train_steps=10 cpu=--cpu
+else
+  base=(--model=base --seq_len=128 --batch_size=512 --steps=10)
+  large=(--model=large --seq_len=512 --batch_size=64 --steps=5)
+  base_name=bench-base-128 large_name=bench-large-512 train_model=base train_steps=200 cpu=""
+fi
+
+stage env 30 "${GPU_CHECK[@]}" env --out="$OUT"
+stage attention 45 "$PYTHON" -m benchmarks.attention_check --out="$OUT/attention.json" $cpu
+stage "$base_name" 60 "${GPU_CHECK[@]}" bench "${base[@]}" --profile --out="$OUT/$base_name.json"
+stage "$large_name" 90 "${GPU_CHECK[@]}" bench "${large[@]}" --profile --out="$OUT/$large_name.json"
+stage train 150 "${GPU_CHECK[@]}" train --batches="$CARRY/batches" --model=$train_model \
+  --steps=$train_steps --out="$OUT" $cpu
+for probe in "$base_name" "$large_name"; do
+  [[ -f "$OUT/$probe.json" ]] || continue
+  fill=$("${GPU_CHECK[@]}" fill --probe="$OUT/$probe.json" --fraction=0.85) || continue
+  if [[ $probe == "$base_name" ]]; then args=("${base[@]}") limit=60; else args=("${large[@]}") limit=90; fi
+  stage "$probe-fill" $limit "${GPU_CHECK[@]}" bench "${args[@]}" --batch_size="$fill" \
+    --out="$OUT/$probe-fill.json"
+done
+"${GPU_CHECK[@]}" summary --out="$OUT" >/dev/null
+echo "[$((SECONDS - START))s] done: $OUT/summary.json" | tee -a "$OUT/stages.log"
+cat "$OUT/summary.json"

@@ -1,0 +1,160 @@
+"""Pretraining on carried batches: `train_from_batches(spec, batches_dir, workdir)`.
+
+The training loop of `train.train_and_evaluate` (same step, checkpoints, metrics, resume), fed
+by `.npy` batches that `data.batch_files.export_batches` wrote on another machine instead of by
+the tf.data pipeline. It needs neither TensorFlow, a tokenizer nor ml_collections: a `RunSpec`
+comes from `config.from_config` on a plain dict of config fields (`run_spec`). For accelerator
+machines that have only JAX (benchmarks/gpu_check.sh). The workdir is a training workdir
+(config.json, vocab.txt when carried, checkpoints/, metrics.jsonl), so `bertjax export` and
+`bertjax fill-mask` read it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+import time
+from pathlib import Path
+
+import jax
+from absl import logging
+
+from bertjax import checkpointing, config, metrics, optim, train
+from bertjax.data import batch_files
+from bertjax.errors import UserError
+from bertjax.train_state import create_train_state, state_setup
+
+
+def run_spec(fields: dict, model_size: str = "base") -> config.RunSpec:
+    """The RunSpec of config `fields` (a plain dict: any config field, e.g. dtype="bfloat16")
+    on top of the defaults and `model_size`'s layers, width and heads; no ml_collections."""
+    layers, hidden, heads = config.MODEL_SIZES[model_size]
+    sizes = dict(
+        num_hidden_layers=layers,
+        hidden_size=hidden,
+        num_attention_heads=heads,
+        intermediate_size=4 * hidden,
+    )
+    return config.from_config({**sizes, **fields})
+
+
+def spec_for_batches(spec: config.RunSpec, files: batch_files.BatchFiles) -> config.RunSpec:
+    """`spec` with the shape of the carried batches (batch size, sequence length, prediction
+    cap) and no held-out evaluation (no held-out data is carried)."""
+    return dataclasses.replace(
+        spec,
+        model=dataclasses.replace(spec.model, vocab_size=files.vocab_size),
+        data=dataclasses.replace(spec.data, max_seq_length=files.max_seq_length),
+        masking=dataclasses.replace(
+            spec.masking, max_predictions_per_seq=files.manifest["max_predictions_per_seq"]
+        ),
+        loop=dataclasses.replace(spec.loop, batch_size=files.batch_size, eval_every=0),
+    )
+
+
+def flat_config(spec: config.RunSpec, **extra) -> dict:
+    """The spec as the flat dict of config fields a ConfigDict holds (config.json, checkpoint
+    metadata); vocab_size is the model's."""
+    fields: dict = {}
+    for part in (spec.data, spec.masking, spec.optimizer, spec.mesh, spec.loop, spec.model):
+        fields.update(dataclasses.asdict(part))
+    return json.loads(json.dumps({**fields, **extra}, default=list))
+
+
+def train_from_batches(
+    spec: config.RunSpec, batches_dir: str | Path, workdir: str | Path
+) -> train.RunSummary:
+    """Trains `spec` (shaped to the batches by `spec_for_batches`) on the batches in
+    `batches_dir` for spec.loop.num_train_steps steps, cycling through them; re-running with the
+    same workdir resumes from its latest checkpoint."""
+    wall_start = time.perf_counter()
+    files = batch_files.load_batch_files(batches_dir)
+    spec = spec_for_batches(spec, files)
+    workdir = Path(workdir).expanduser()
+    config.check_runnable(spec, workdir)
+    model, loop = spec.model, spec.loop
+    saved = flat_config(spec, batches_dir=str(files.directory))
+    if jax.process_index() == 0:
+        (workdir / "config.json").write_text(json.dumps(saved, indent=2) + "\n")
+        vocab = files.directory / batch_files.VOCAB_FILE
+        if vocab.is_file() and not (workdir / "vocab.txt").exists():
+            shutil.copyfile(vocab, workdir / "vocab.txt")
+    mesh = spec.mesh.create_mesh()
+    tx = optim.create_optimizer(spec.optimizer)
+    schedule = optim.learning_rate_schedule(spec.optimizer)
+    rules = spec.mesh.logical_axis_rules
+    fields = train.model_fields(model)
+    manager = checkpointing.create_checkpoint_manager(
+        workdir / "checkpoints",
+        save_every=loop.checkpoint_every,
+        keep=loop.keep_checkpoints,
+        keep_period=loop.keep_checkpoint_period,
+    )
+    setup = state_setup(model, tx, mesh, rules)
+    state, restored_step = checkpointing.restore_or_init(
+        manager,
+        setup.abstract_state,
+        lambda: create_train_state(model, tx, mesh, rules, loop.seed)[0],
+        fields,
+    )
+    start_step = int(restored_step or 0)
+    writer = metrics.MetricsWriter(workdir, enabled=jax.process_index() == 0)
+    summary = train.RunSummary(
+        steps=start_step,
+        start_step=start_step,
+        final_metrics={},
+        checkpoint_dir=str(manager.directory),
+        tensorboard_dir=str(writer.tensorboard_dir),
+        metrics_file=str(writer.jsonl_path),
+        wall_seconds=0.0,
+    )
+    if start_step >= loop.num_train_steps:
+        logging.info("Checkpoint at step %d: training already finished.", start_step)
+        summary.final_metrics = train.last_logged_metrics(writer.jsonl_path)
+    else:
+        if restored_step is not None:
+            print(f"Resuming from checkpoint at step {start_step} in {manager.directory}")
+        if jax.process_index() == 0:
+            train.drop_metrics_after(writer.jsonl_path, start_step)
+        stream = files.stream(start_step, jax.process_index(), jax.process_count())
+        step_fn = train.compile_train_step(setup, tx, schedule, mesh, loop.grad_accum_steps)
+        metadata = {"config": saved, "model": fields}
+        throughput = train._Throughput(spec, model.vocab_size, mesh)
+        try:
+            summary.final_metrics, summary.steps = train.train_loop(
+                loop, state, stream, step_fn, mesh, manager, writer, metadata, start_step,
+                throughput, warmup_steps=spec.optimizer.warmup_steps,
+            )  # fmt: skip
+        finally:
+            manager.wait_until_finished()
+    manager.close()
+    writer.close()
+    summary.wall_seconds = time.perf_counter() - wall_start
+    return summary
+
+
+def restore_latest(spec: config.RunSpec, batches_dir: str | Path, workdir: str | Path):
+    """(step, TrainState) of `workdir`'s newest checkpoint, restored onto this machine's mesh
+    with the shardings training uses; UserError when there is none."""
+    spec = spec_for_batches(spec, batch_files.load_batch_files(batches_dir))
+    mesh = spec.mesh.create_mesh()
+    tx = optim.create_optimizer(spec.optimizer)
+    setup = state_setup(spec.model, tx, mesh, spec.mesh.logical_axis_rules)
+    manager = checkpointing.create_checkpoint_manager(
+        Path(workdir).expanduser() / "checkpoints", save_every=1, keep=spec.loop.keep_checkpoints
+    )
+    try:
+        state, step = checkpointing.restore_or_init(
+            manager, setup.abstract_state, _no_checkpoint(workdir), train.model_fields(spec.model)
+        )
+    finally:
+        manager.close()
+    return step, state
+
+
+def _no_checkpoint(workdir):
+    def fail():
+        raise UserError(f"{workdir} holds no checkpoint; train into it first")
+
+    return fail
