@@ -31,7 +31,7 @@ USAGE = (
     "       bertjax vocab --input=GLOB|tfds:NAME --kind=wordpiece|sentencepiece --size=N --out=DIR"
     " [--nouncased]\n"
     "       bertjax prepare --input=GLOB|tfds:NAME --vocab=DIR --out=DIR [--max_seq_length=128]"
-    " [--packing]\n"
+    " [--packing] [--word_segmenter=rjieba]\n"
     "       bertjax evaluate --workdir=DIR [--data=GLOB] [--step=N | --all_steps] [--out=FILE]\n"
     "       bertjax finetune --task=NAME --init=MODEL_DIR --workdir=DIR [--random_init]"
     " [--config=configs/finetune.py] [--config.FIELD=VALUE ...]\n"
@@ -71,6 +71,9 @@ _VOCAB = flags.DEFINE_string("vocab", None, "prepare: vocabulary directory (bert
 _MAX_SEQ = flags.DEFINE_integer("max_seq_length", 128, "prepare: tokens per instance.")
 _DUPE = flags.DEFINE_integer("dupe_factor", 5, "prepare: passes with fresh sentence pairs.")
 _PACKING = flags.DEFINE_bool("packing", False, "prepare: MLM-only packed rows, no NSP.")
+_WORD_SEGMENTER = flags.DEFINE_enum(
+    "word_segmenter", "", ["", "rjieba"], "prepare: rjieba = Chinese words for whole-word masking."
+)
 _SEED = flags.DEFINE_integer("seed", 0, "vocab/prepare: random seed.")
 _DATA = flags.DEFINE_string("data", None, "evaluate: held-out corpus files (default: the run's).")
 _ALL_STEPS = flags.DEFINE_bool("all_steps", False, "evaluate: every checkpoint of --workdir.")
@@ -178,7 +181,7 @@ def _prepare() -> None:
     manifest = prepare.run_prepare(
         _INPUT.value, _VOCAB.value, _OUT.value, max_seq_length=_MAX_SEQ.value,
         dupe_factor=_DUPE.value, seed=_SEED.value, packing=_PACKING.value,
-        text_field=_TEXT_FIELD.value,
+        text_field=_TEXT_FIELD.value, word_segmenter=_WORD_SEGMENTER.value,
     )  # fmt: skip
     print(
         f"Prepared {manifest['num_instances']} instances from {manifest['num_documents']} "

@@ -18,6 +18,7 @@ from pathlib import Path
 import tensorflow as tf
 import tensorflow_text as tf_text
 
+from bertjax.data.word_segmenter import CJK_RANGES
 from bertjax.errors import UserError
 
 PAD, UNK, CLS, SEP, MASK = "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"
@@ -43,11 +44,9 @@ _REMOVED_CHARS = r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\p{Cf}\p{Co}\x{fffd}]"
 _WHITESPACE_CHARS = (
     r"[\t\n\r\x{a0}\x{1680}\x{2000}-\x{200a}\x{2028}\x{2029}\x{202f}\x{205f}\x{3000}]"
 )
-# CJK ideographs become words of their own; the blocks Hugging Face's normalizer pads.
-_CJK_CHARS = (
-    r"[\x{4e00}-\x{9fff}\x{3400}-\x{4dbf}\x{20000}-\x{2a6df}\x{2a700}-\x{2b81f}"
-    r"\x{2b920}-\x{2ceaf}\x{f900}-\x{faff}\x{2f800}-\x{2fa1f}]"
-)
+# CJK ideographs become words of their own (`word_segmenter.CJK_RANGES`).
+_CJK_CHARS = "[" + "".join(rf"\x{{{low:x}}}-\x{{{high:x}}}" for low, high in CJK_RANGES) + "]"
+CJK_PATTERN = re.compile("[" + "".join(f"{chr(low)}-{chr(high)}" for low, high in CJK_RANGES) + "]")
 # ASCII punctuation (which includes symbols such as $ + < = > ^ ` | ~) and Unicode P*.
 _PUNCTUATION_CHARS = r"[!-/:-@\[-\x60{-~\p{P}]"
 # Hugging Face's WordPiece turns a longer word into [UNK] (counted in characters, not bytes).
@@ -249,12 +248,41 @@ class WordPieceTokenizer(VocabularyLookups):
             unknown_token=UNK,
         )
 
-    def tokenize_tf(self, texts: tf.Tensor) -> tf.RaggedTensor:
-        """[batch] tf.string -> [batch, (tokens)] int32 wordpiece ids; usable in tf.data graphs."""
+    def _words(self, texts: tf.Tensor) -> tf.RaggedTensor:
+        """[batch] tf.string -> [batch, (words)]: normalised, split, over-long words as [UNK]."""
         words = split_words_tf(normalize_tf(texts, self.lowercase))
         too_long = tf.strings.length(words.flat_values, unit="UTF8_CHAR") > MAX_CHARS_PER_WORD
-        words = words.with_flat_values(tf.where(too_long, UNK, words.flat_values))
-        return self._wordpiece.tokenize(words).merge_dims(-2, -1)
+        return words.with_flat_values(tf.where(too_long, UNK, words.flat_values))
+
+    def tokenize_tf(self, texts: tf.Tensor) -> tf.RaggedTensor:
+        """[batch] tf.string -> [batch, (tokens)] int32 wordpiece ids; usable in tf.data graphs."""
+        return self._wordpiece.tokenize(self._words(texts)).merge_dims(-2, -1)
+
+    def encode_with_char_starts(
+        self, texts: Sequence[str]
+    ) -> tuple[list[list[int]], list[list[int]]]:
+        """Token ids of each text, and for each token the index in its text of the CJK ideograph
+        it is (every ideograph is a word and a token of its own: [UNK] when not in the
+        vocabulary), -1 for every other token."""
+        if not texts:
+            return [], []
+        words = self._words(tf.constant(list(texts), tf.string))
+        pieces = self._wordpiece.tokenize(words)  # [batch, (words), (pieces)]
+        word_is_cjk = tf.strings.regex_full_match(words.flat_values, _CJK_CHARS)
+        token_is_cjk = tf.repeat(word_is_cjk, pieces.values.row_lengths()).numpy()
+        ids = pieces.merge_dims(-2, -1)
+        flat, splits = ids.flat_values.numpy().tolist(), ids.row_splits.numpy().tolist()
+        all_ids, all_starts = [], []
+        for text, begin, end in zip(texts, splits[:-1], splits[1:], strict=True):
+            starts = [-1] * (end - begin)
+            cjk_tokens = [i for i in range(end - begin) if token_is_cjk[begin + i]]
+            positions = [m.start() for m in CJK_PATTERN.finditer(text)]
+            if len(positions) == len(cjk_tokens):  # always, unless normalisation surprises us
+                for token, position in zip(cjk_tokens, positions, strict=True):
+                    starts[token] = position
+            all_ids.append(flat[begin:end])
+            all_starts.append(starts)
+        return all_ids, all_starts
 
     def decode(self, ids: Iterable[int]) -> str:
         """Space-joined wordpieces with ``##`` continuations glued on; special tokens dropped."""
