@@ -27,9 +27,19 @@ SPECIAL_TOKENS = (PAD, UNK, CLS, SEP, MASK)
 VOCAB_FILE = "vocab.txt"
 META_FILE = "vocab_meta.json"
 # Bump when training settings change, so cached vocabularies from older code are not reused.
-VOCAB_FORMAT_VERSION = 1
-# Most frequent characters kept as single-character tokens (the trainer's default).
-_LIMIT_ALPHABET = 1000
+# 2: the alphabet keeps every frequent character (1: the 1,000 most frequent), which changes
+# the vocabulary of corpora with more than 1,000 distinct characters.
+VOCAB_FORMAT_VERSION = 2
+# Characters that become single-character tokens (the trainer's "alphabet"; a word holding a
+# character outside it is [UNK]): at least the LIMIT_ALPHABET most frequent (the trainer's
+# default: all of them for English text), and every character seen MIN_CHARACTER_COUNT times and
+# at least once per 1 / MIN_CHARACTER_SHARE characters of the sample, up to half the
+# vocabulary. Chinese text needs thousands (docs/data.md, "Chinese"): ../shared/data/zh has
+# 7,799 distinct characters, 1,000 of them leave ~10% of held-out characters [UNK]. The share
+# keeps a big English sample's stray ideographs and emoji from crowding out its wordpieces.
+LIMIT_ALPHABET = 1000
+MIN_CHARACTER_COUNT = 3
+MIN_CHARACTER_SHARE = 5e-7  # one in 2 million: 500 occurrences in a 1 GB sample
 
 # A [BRACKETED] vocabulary entry: [PAD], [CLS], [unused0], ...
 SPECIAL_TOKEN_PATTERN = re.compile(r"\[[^\[\]\s]+\]")
@@ -53,16 +63,10 @@ _PUNCTUATION_CHARS = r"[!-/:-@\[-\x60{-~\p{P}]"
 MAX_CHARS_PER_WORD = 100
 
 
-def _continuation_tokens(texts: Iterable[str], lowercase: bool, limit_alphabet: int) -> list[str]:
-    """Sorted ``##c`` for the (at most limit_alphabet most frequent) characters c inside words.
-
-    The Hugging Face trainer creates these tokens in hash-map order, which makes the trained
-    vocabulary differ from run to run (huggingface/tokenizers#1794). Passing them in up front
-    fixes their ids, and with them the whole vocabulary: every host of a multi-host run, and
-    every rerun, gets the same token ids.
-    """
+def character_counts(texts: Iterable[str], lowercase: bool) -> collections.Counter[str]:
+    """How often each character occurs inside the words of `texts`, normalised as the
+    trainer normalises them (every character but the spaces between words)."""
     from tokenizers.normalizers import BertNormalizer
-    from tokenizers.pre_tokenizers import BertPreTokenizer
 
     normalizer = BertNormalizer(
         clean_text=True, handle_chinese_chars=True, strip_accents=lowercase, lowercase=lowercase
@@ -70,15 +74,35 @@ def _continuation_tokens(texts: Iterable[str], lowercase: bool, limit_alphabet: 
     counts: collections.Counter[str] = collections.Counter()
     for text in texts:
         counts.update(normalizer.normalize_str(text))
+    del counts[" "]
+    return counts
+
+
+def alphabet(counts: collections.Counter[str], vocab_size: int) -> list[str]:
+    """The characters that get tokens of their own, most frequent first (ties by character):
+    the LIMIT_ALPHABET most frequent, and every one seen at least MIN_CHARACTER_COUNT times and
+    MIN_CHARACTER_SHARE of all characters, up to vocab_size // 2 of them."""
+    ranked = sorted(counts, key=lambda char: (-counts[char], char))
+    min_count = max(MIN_CHARACTER_COUNT, MIN_CHARACTER_SHARE * counts.total())
+    frequent = sum(1 for char in ranked if counts[char] >= min_count)
+    return ranked[: max(LIMIT_ALPHABET, min(frequent, vocab_size // 2))]
+
+
+def _continuation_tokens(characters: Iterable[str]) -> list[str]:
+    """Sorted ``##c`` for the characters c of `characters` that can occur inside a word.
+
+    The Hugging Face trainer creates these tokens in hash-map order, which makes the trained
+    vocabulary differ from run to run (huggingface/tokenizers#1794). Passing them in up front
+    fixes their ids, and with them the whole vocabulary: every host of a multi-host run, and
+    every rerun, gets the same token ids.
+    """
+    from tokenizers.pre_tokenizers import BertPreTokenizer
+
     # A character the pre-tokenizer splits off (whitespace, punctuation, CJK) never continues
     # a word; asking the pre-tokenizer itself keeps us in step with its rules.
     pre_tokenizer = BertPreTokenizer()
-    word_chars = [
-        char
-        for char, _ in sorted(counts.items(), key=lambda item: (-item[1], item[0]))
-        if len(pre_tokenizer.pre_tokenize_str(f"a{char}a")) == 1
-    ]
-    return ["##" + char for char in sorted(word_chars[:limit_alphabet])]
+    word_chars = [c for c in characters if len(pre_tokenizer.pre_tokenize_str(f"a{c}a")) == 1]
+    return ["##" + char for char in sorted(word_chars)]
 
 
 def train_wordpiece_vocab(
@@ -106,14 +130,18 @@ def train_wordpiece_vocab(
             "tokens; set --config.vocab_size to a few thousand or more"
         )
     texts = texts if isinstance(texts, Sequence) else list(texts)
-    continuation_tokens = _continuation_tokens(texts, lowercase, _LIMIT_ALPHABET)
+    characters = alphabet(character_counts(texts, lowercase), vocab_size)
+    continuation_tokens = _continuation_tokens(characters)
     trainer = BertWordPieceTokenizer(
         clean_text=True, handle_chinese_chars=True, strip_accents=lowercase, lowercase=lowercase
     )
+    # The alphabet given whole (initial_alphabet, and a limit of its size): the trainer's own
+    # cut at limit_alphabet breaks ties between equally frequent characters at random.
     trainer.train_from_iterator(
         texts,
         vocab_size=vocab_size,
-        limit_alphabet=_LIMIT_ALPHABET,
+        limit_alphabet=len(characters),
+        initial_alphabet=characters,
         special_tokens=[*SPECIAL_TOKENS, *continuation_tokens],
         show_progress=False,
     )
@@ -132,6 +160,7 @@ def train_wordpiece_vocab(
         "special_token_ids": {token: token_to_id[token] for token in SPECIAL_TOKENS},
         "corpus_fingerprint": fingerprint,
         "format_version": VOCAB_FORMAT_VERSION,
+        "alphabet_size": len(characters),
     }
     (out_dir / META_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
     return vocab_path
