@@ -57,7 +57,7 @@ def main() -> None:
     print("| alphabet | size | vocabulary | single characters | held-out [UNK] | train s |")
     print("|---|---|---|---|---|---|")
     rules = {
-        f"seen >= {tokenizer.MIN_CHARACTER_COUNT} times (now)": tokenizer.MIN_CHARACTER_COUNT,
+        "every frequent character (now)": tokenizer.MIN_CHARACTER_COUNT,
         f"{tokenizer.LIMIT_ALPHABET} most frequent (before)": 1 << 62,
     }
     for name, min_count in rules.items():

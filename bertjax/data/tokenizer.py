@@ -28,8 +28,9 @@ VOCAB_FILE = "vocab.txt"
 META_FILE = "vocab_meta.json"
 # Bump when training settings change, so cached vocabularies from older code are not reused.
 # 2: the alphabet keeps every frequent character (1: the 1,000 most frequent), which changes
-# the vocabulary of corpora with more than 1,000 distinct characters.
-VOCAB_FORMAT_VERSION = 2
+# the vocabulary of corpora with more than 1,000 distinct characters; 3: no "##" forms of CJK
+# ideographs (the tokenizer never produces them).
+VOCAB_FORMAT_VERSION = 3
 # Characters that become single-character tokens (the trainer's "alphabet"; a word holding a
 # character outside it is [UNK]): at least the LIMIT_ALPHABET most frequent (the trainer's
 # default: all of them for English text), and every character seen MIN_CHARACTER_COUNT times and
@@ -96,13 +97,20 @@ def _continuation_tokens(characters: Iterable[str]) -> list[str]:
     fixes their ids, and with them the whole vocabulary: every host of a multi-host run, and
     every rerun, gets the same token ids.
     """
+    from tokenizers.normalizers import BertNormalizer
     from tokenizers.pre_tokenizers import BertPreTokenizer
 
-    # A character the pre-tokenizer splits off (whitespace, punctuation, CJK) never continues
-    # a word; asking the pre-tokenizer itself keeps us in step with its rules.
+    # A character the normaliser pads with spaces (CJK ideographs) or the pre-tokenizer splits
+    # off (whitespace, punctuation) never continues a word: "##中" could never be produced (a
+    # Chinese vocabulary would hold thousands of such dead entries). Asking both keeps us in
+    # step with their rules.
+    normalizer = BertNormalizer(handle_chinese_chars=True, strip_accents=False, lowercase=False)
     pre_tokenizer = BertPreTokenizer()
-    word_chars = [c for c in characters if len(pre_tokenizer.pre_tokenize_str(f"a{c}a")) == 1]
-    return ["##" + char for char in sorted(word_chars)]
+
+    def continues_words(char: str) -> bool:
+        return len(pre_tokenizer.pre_tokenize_str(normalizer.normalize_str(f"a{char}a"))) == 1
+
+    return ["##" + char for char in sorted(filter(continues_words, characters))]
 
 
 def train_wordpiece_vocab(
