@@ -87,6 +87,7 @@ def _prepare(fv: flags.FlagValues, arguments: list[str]) -> None:
     manifest = prepare.run_prepare(
         fv.input, fv.vocab, fv.out, max_seq_length=fv.max_seq_length,
         dupe_factor=fv.dupe_factor, seed=fv.seed, packing=fv.packing, text_field=fv.text_field,
+        word_segmenter=fv.word_segmenter,
     )  # fmt: skip
     print(
         f"Prepared {manifest['num_instances']} instances from {manifest['num_documents']} "
@@ -211,13 +212,15 @@ COMMANDS: dict[str, Command] = {
     ),
     "prepare": Command(
         "bertjax prepare --input=GLOB|tfds:NAME --vocab=DIR --out=DIR\n"
-        "           [--max_seq_length=128] [--packing]",
+        "           [--max_seq_length=128] [--packing] [--word_segmenter=rjieba]",
         (
             *CORPUS_FLAGS,
             ("string", "vocab", None, "Vocabulary directory (bertjax vocab)."),
             ("integer", "max_seq_length", 128, "Tokens per instance."),
             ("integer", "dupe_factor", 5, "Passes with fresh sentence pairs."),
             ("bool", "packing", False, "MLM-only packed rows, no NSP."),
+            ("enum:|rjieba", "word_segmenter", "",
+             "rjieba: Chinese words for whole-word masking."),
         ),
         _prepare, ("input", "vocab", "out"),
         "prepare needs --input=GLOB|tfds:NAME, --vocab=DIR and --out=DIR",

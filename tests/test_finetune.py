@@ -1,7 +1,9 @@
 """Fine-tuning end to end at tiny size: classification learns, QA overfits and decodes back,
 tagging labels align with words, task readers (JSON Lines, TFDS GLUE) and their errors."""
 
+import itertools
 import json
+import os
 from pathlib import Path
 
 import jax
@@ -367,3 +369,40 @@ def test_progress_is_a_line_per_logged_step_off_a_terminal(tmp_path, capsys):
     lines = [line for line in err.splitlines() if line.startswith("seed 0: step ")]
     assert [line.split()[3] for line in lines] == ["1/8", "3/8", "6/8", "8/8", "1/8", "8/8"]
     assert all(" loss " in line and " ex/s " in line for line in lines) and "\r" not in err
+
+
+ZH_TASKS = Path(os.environ.get("BERTJAX_SHARED_DATA", MR.parents[1])) / "zh" / "tasks"
+
+
+@pytest.mark.skipif(not ZH_TASKS.is_dir(), reason="needs ../shared/data/zh/tasks")
+@pytest.mark.parametrize(
+    "name,kind,score",
+    [("chnsenticorp", "classification", "accuracy"), ("msra_ner", "tagging", "f1")],
+)
+def test_chinese_task_files_fine_tune_as_they_are(tmp_path, name, kind, score):
+    """ChnSentiCorp ({text, label}) and MSRA NER ({tokens: characters, tags: BIO}) need no
+    conversion: --task=jsonl reads them, each character is one wordpiece carrying its tag."""
+
+    def head(split: str, count: int) -> list[dict]:
+        with (ZH_TASKS / name / f"{split}.jsonl").open(encoding="utf-8") as f:
+            return [json.loads(line) for line in itertools.islice(f, count)]
+
+    train, dev = head("train", 96), head("dev", 32)
+    init = tiny_model_dir(tmp_path, [r.get("text") or "".join(r["tokens"]) for r in train] * 3)
+    config = config_for(
+        train_file=write_jsonl(tmp_path / "train.jsonl", train),
+        eval_file=write_jsonl(tmp_path / "dev.jsonl", dev),
+        kind=kind, num_epochs=1, max_seq_length=128,
+    )  # fmt: skip
+    task = tasks.load_task("jsonl", config)
+    if kind == "classification":
+        assert task.labels == ["neg", "pos"]
+    else:
+        assert {"O", "B-LOC", "I-LOC", "B-PER", "I-PER"} <= set(task.labels)
+        tokenizer = WordPieceTokenizer(init / "vocab.txt", lowercase=True)
+        encoded = features.encode_tagged(task.train, tokenizer, max_seq_length=128)
+        for example, ids, labels in zip(task.train, encoded.input_ids, encoded.labels, strict=True):
+            assert len(ids) == len(example.words) + 2  # [CLS], a piece per character, [SEP]
+            assert labels[1:-1] == list(example.tags)
+    results = trainer.finetune("jsonl", str(init), str(tmp_path / "run"), config)
+    assert 0 <= results["aggregate"][score]["median"] <= 1

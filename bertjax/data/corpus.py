@@ -43,6 +43,12 @@ from bertjax.errors import UserError
 # The public-domain sample corpus that ships inside the package (US inaugural addresses, State
 # of the Union addresses 1945-2006, Genesis KJV + WEB), read like any user's JSON Lines files.
 SAMPLE_CORPUS = str(Path(__file__).resolve().parent.parent / "assets" / "corpus" / "*.jsonl.gz")
+# The Chinese sample (configs/cpu_smoke_zh.py): 西游记 Journey to the West (Wu Cheng'en, 16th
+# century, public domain), 100 chapters and the appendix, one document per chapter, 0.72 M
+# characters; from ../shared/data/zh/pretrain/xiyouji.jsonl (hexhero/book-txt @ b46b8dd).
+SAMPLE_CORPUS_ZH = str(
+    Path(__file__).resolve().parent.parent / "assets" / "corpus_zh" / "*.jsonl.gz"
+)
 JSON_SUFFIXES = (".jsonl", ".json")
 TEXT_SUFFIXES = (".txt",)
 TEXT_FORMATS = ("sentences", "paragraphs")

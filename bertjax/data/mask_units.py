@@ -3,7 +3,10 @@
 A *word* is a token that starts a word (for WordPiece: not ``##...``) plus the ``##``
 continuations that follow it. A word never crosses an ineligible token ([CLS], [SEP], [UNK],
 padding): an eligible token right after one starts a word even when it is a continuation (a
-segment cut in mid-word by truncation keeps its first piece as a word of its own).
+segment cut in mid-word by truncation keeps its first piece as a word of its own). Rows of a
+word segmenter (`word_segmenter`: Chinese) also carry per-token ``word_starts``; a token it
+marks 0 (inside a Chinese word) does not start a word either, so the characters of a
+segmenter word form one word.
 
 A *span* is ``n`` consecutive words, n drawn from `span_length_probs` (SpanBERT, Joshi et al.
 2020, draws n ~ Geometric(0.2) truncated at 10). The words of a run of eligible tokens (the text
@@ -42,10 +45,21 @@ def _previous(values: tf.Tensor, first) -> tf.Tensor:
     return tf.concat([tf.fill([1], first), values[:-1]], axis=0)
 
 
-def word_starts(input_ids: tf.Tensor, eligible: tf.Tensor, word_start_table: tf.Tensor):
-    """[L] bool: eligible tokens that start a word; also returns the [L] bool run starts."""
+def word_starts(
+    input_ids: tf.Tensor,
+    eligible: tf.Tensor,
+    word_start_table: tf.Tensor,
+    segmenter_starts: tf.Tensor | None = None,
+):
+    """[L] bool: eligible tokens that start a word; also returns the [L] bool run starts.
+
+    `segmenter_starts` [L] (the ``word_starts`` feature, 0 inside a segmenter word), when
+    given, can only take word starts away from the vocabulary's table.
+    """
     run_start = eligible & ~_previous(eligible, False)
     starts_word = tf.gather(word_start_table, input_ids)
+    if segmenter_starts is not None:
+        starts_word &= tf.cast(segmenter_starts, tf.bool)
     return eligible & (starts_word | run_start), run_start
 
 
@@ -92,6 +106,7 @@ def unit_starts(
     word_start_table: tf.Tensor,
     span_probs: tf.Tensor | None,
     seed: tf.Tensor,
+    segmenter_starts: tf.Tensor | None = None,
 ) -> tuple[tf.Tensor, tf.Tensor]:
     """Unit starts and word starts, both [L] bool; units are words, or spans with `span_probs`.
 
@@ -101,8 +116,9 @@ def unit_starts(
       word_start_table: [V] bool, see `word_start_table`.
       span_probs: [N] float32 span length distribution over 1..N words, or None for words.
       seed: [2] stateless seed for the span lengths.
+      segmenter_starts: [L] int32/bool ``word_starts`` feature of a word segmenter, or None.
     """
-    word_start, run_start = word_starts(input_ids, eligible, word_start_table)
+    word_start, run_start = word_starts(input_ids, eligible, word_start_table, segmenter_starts)
     if span_probs is None:
         return word_start, word_start
     return _span_starts(word_start, run_start, span_probs, seed), word_start

@@ -70,8 +70,9 @@ def masking_tables(spec: MaskingSpec, tokenizer) -> MaskingTables:
 
 
 def example_masker(spec: MaskingSpec, tokenizer) -> Callable[..., dict[str, tf.Tensor]]:
-    """(input_ids [L], input_mask [L], seed [2]) -> `mask_tokens`' outputs, for `spec` and
-    `tokenizer`; usable eagerly and inside tf.data."""
+    """(input_ids [L], input_mask [L], seed [2], word_starts [L] or None) -> `mask_tokens`'
+    outputs, for `spec` and `tokenizer`; usable eagerly and inside tf.data. `word_starts` is a
+    word segmenter's feature (see `mask_units`); token masking ignores it."""
     tables = masking_tables(spec, tokenizer)
     special_ids = tf.constant(tables.special_ids, tf.int32)
     random_token_ids = tf.constant(tables.random_token_ids, tf.int32)
@@ -84,7 +85,13 @@ def example_masker(spec: MaskingSpec, tokenizer) -> Callable[..., dict[str, tf.T
             "span_length_probs": None if probs is None else tf.constant(probs, tf.float32),
         }
 
-    def mask(input_ids: tf.Tensor, input_mask: tf.Tensor, seed: tf.Tensor) -> dict:
+    def mask(
+        input_ids: tf.Tensor,
+        input_mask: tf.Tensor,
+        seed: tf.Tensor,
+        word_starts: tf.Tensor | None = None,
+    ) -> dict:
+        segmented = {"word_starts": word_starts} if unit_kwargs and word_starts is not None else {}
         return mask_tokens(
             input_ids,
             input_mask,
@@ -97,6 +104,7 @@ def example_masker(spec: MaskingSpec, tokenizer) -> Callable[..., dict[str, tf.T
             mask_token_prob=spec.mask_token_prob,
             random_token_prob=spec.random_token_prob,
             **unit_kwargs,
+            **segmented,
         )
 
     return mask
@@ -177,6 +185,7 @@ def mask_tokens(
     span_length_probs: tf.Tensor | None = None,
     mask_token_prob: float = MASK_PROB,
     random_token_prob: float = RANDOM_PROB,
+    word_starts: tf.Tensor | None = None,
 ) -> dict[str, tf.Tensor]:
     """Selects and corrupts masked-LM positions of one example.
 
@@ -194,6 +203,8 @@ def mask_tokens(
       span_length_probs: [N] float32, P(span = n words) for n = 1..N (needed for "span").
       mask_token_prob, random_token_prob: of the selected units, the share shown as [MASK] and
         as a random token (the rest unchanged); BERT's 0.8 and 0.1 by default.
+      word_starts: [L] int32, a word segmenter's feature (0 on tokens inside a segmenter
+        word, which then never start a word), or None; only for "whole_word" and "span".
 
     Returns:
       ``input_ids`` [L] int32 with selected positions corrupted (by default 80% [MASK], 10%
@@ -222,6 +233,7 @@ def mask_tokens(
             word_start_table,
             span_length_probs if masking == "span" else None,
             corrupt_args,
+            word_starts,
         )
     select_seed, action_seed, replace_seed = tf.unstack(
         tf.random.experimental.stateless_split(seed, num=3)
@@ -238,7 +250,14 @@ def mask_tokens(
 
 
 def _mask_units(
-    input_ids, eligible, num_predictions, seed, word_start_table, span_length_probs, corrupt_args
+    input_ids,
+    eligible,
+    num_predictions,
+    seed,
+    word_start_table,
+    span_length_probs,
+    corrupt_args,
+    word_starts=None,
 ) -> dict[str, tf.Tensor]:
     """Whole-word / span masking: whole units within the token budget, 80/10/10 per unit."""
     if word_start_table is None:
@@ -256,6 +275,7 @@ def _mask_units(
         tf.convert_to_tensor(word_start_table, tf.bool),
         None if span_length_probs is None else tf.convert_to_tensor(span_length_probs, tf.float32),
         unit_seed,
+        None if word_starts is None else tf.convert_to_tensor(word_starts, tf.int32),
     )
     selected, unit_id = mask_units.choose_units(
         unit_start,

@@ -24,6 +24,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from bertjax.data import word_segmenter
 from bertjax.errors import UserError
 
 Document = Sequence[Sequence[int]]
@@ -39,12 +40,15 @@ def pack_documents(
     cls_id: int,
     sep_id: int,
     pad_id: int,
+    word_starts: bool = False,
 ) -> dict[str, np.ndarray]:
     """Packs tokenized documents (documents -> sentences -> ids) into full rows.
 
     Returns ``input_ids``, ``input_mask``, ``segment_ids``, ``attention_segment_ids``
     [N, L] int32, ``next_sentence_labels`` [N] int32 and ``next_sentence_weights`` [N] float32,
-    rows in stream order (the training stream shuffles them).
+    rows in stream order (the training stream shuffles them); with `word_starts` also
+    ``word_starts`` [N, L] int32 (0 on tokens a word segmenter marked inside a word, see
+    `word_segmenter`; the mark is always removed from ``input_ids``).
     """
     if max_seq_length < _MIN_SEQ_LENGTH:
         raise UserError(
@@ -73,7 +77,8 @@ def pack_documents(
     attention_segment_ids = np.where(input_mask == 1, occurrence - occurrence[:, :1] + 1, 0).astype(
         np.int32
     )
-    return {
+    input_ids, starts = word_segmenter.split_inside_word(input_ids)
+    rows = {
         "input_ids": input_ids,
         "input_mask": input_mask,
         "segment_ids": np.zeros_like(input_ids),
@@ -81,6 +86,9 @@ def pack_documents(
         "next_sentence_labels": np.zeros(num_rows, np.int32),
         "next_sentence_weights": np.zeros(num_rows, np.float32),
     }
+    if word_starts:
+        rows["word_starts"] = starts
+    return rows
 
 
 def attention_mask_from_segments(attention_segment_ids: np.ndarray) -> np.ndarray:

@@ -85,7 +85,9 @@ def build_pretraining_data(
     sources: list[str] = []  # the corpus source of each document of the split
     texts = _documents_of_split(data, source, split, reports, sources)
     lengths: list[list[int]] = []
-    docs, num_sentences = documents.tokenize_documents(texts, tokenizer, sentence_lengths=lengths)
+    docs, num_sentences = documents.tokenize_documents(
+        texts, tokenizer, sentence_lengths=lengths, segmenter=data.word_segmenter
+    )
     corpus.log_totals(reports)
     for name, stats in sentences.stats_by_source(sources, lengths).items():
         sentences.log_source_stats(os.path.basename(name), stats)
@@ -95,6 +97,7 @@ def build_pretraining_data(
         max_seq_length=data.max_seq_length,
         dupe_factor=data.dupe_factor if split == "train" else 1,
         seed=data.seed if split == "train" else data.eval_seed,
+        word_starts=bool(data.word_segmenter),
         **special,
     )
     if data.packing:
@@ -159,11 +162,12 @@ def _prepared_data(data: DataSpec) -> PretrainingData:
     """PretrainingData streaming from ``data.prepared_dir`` with the vocabulary stored there."""
     corpus_dir = prepared.load_prepared(data.prepared_dir)
     settings = corpus_dir.settings
-    for field in ("max_seq_length", "packing"):
-        if getattr(data, field) != settings[field]:
+    for field in ("max_seq_length", "packing", "word_segmenter"):
+        prepared_value = settings.get(field, "")  # older manifests have no word_segmenter
+        if getattr(data, field) != prepared_value:
             raise UserError(
-                f"{data.prepared_dir!r} was prepared with {field}={settings[field]!r}; set "
-                f"--config.{field}={settings[field]!r} or prepare again"
+                f"{data.prepared_dir!r} was prepared with {field}={prepared_value!r}; set "
+                f"--config.{field}={prepared_value!r} or prepare again"
             )
     if data.vocab_dir and vocabulary.vocab_sha256(
         Path(data.vocab_dir).expanduser()
@@ -222,7 +226,9 @@ def make_dataset(
 
     def mask_example(features: dict[str, tf.Tensor], mask_seed: tf.Tensor) -> dict:
         """One instance's features -> the output features, masked with `mask_seed`."""
-        masked = mask(features["input_ids"], features["input_mask"], mask_seed)
+        masked = mask(
+            features["input_ids"], features["input_mask"], mask_seed, features.get("word_starts")
+        )
         return {name: masked.get(name, features.get(name)) for name in feature_names}
 
     return source.dataset(

@@ -9,10 +9,11 @@ With one shard the instances equal the in-memory path's (`pipeline.build_pretrai
 for the same corpus, vocabulary, settings and seed.
 
 Records hold the unpadded rows (``input_ids``, ``segment_ids``, packed: ``attention_segment_ids``;
-``next_sentence_labels``); masking happens at training time (`sources.prepared` reads them). The
-manifest (``manifest.json``, written last, so its presence marks a complete directory) records the
-counts per shard, the settings, the vocabulary's sha256 and the input sources; the vocabulary is
-copied to ``vocab/`` so the directory is self-contained.
+with a word segmenter: ``word_starts``; ``next_sentence_labels``); masking happens at training
+time (`sources.prepared` reads them). The manifest (``manifest.json``, written last, so its
+presence marks a complete directory) records the counts per shard, the settings, the
+vocabulary's sha256 and the input sources; the vocabulary is copied to ``vocab/`` so the
+directory is self-contained.
 """
 
 import json
@@ -26,6 +27,7 @@ import numpy as np
 from absl import logging
 
 from bertjax.data import corpus, documents, packing, pretraining_examples, vocab
+from bertjax.data import word_segmenter as word_segmenter_module
 from bertjax.data.tokenizer import META_FILE, VOCAB_FILE
 from bertjax.errors import UserError
 
@@ -67,8 +69,9 @@ def _example(row: dict[str, np.ndarray], length: int):
         "segment_ids": ints(row["segment_ids"][:length]),
         "next_sentence_labels": ints([row["next_sentence_labels"]]),
     }
-    if "attention_segment_ids" in row:
-        features["attention_segment_ids"] = ints(row["attention_segment_ids"][:length])
+    for name in ("attention_segment_ids", "word_starts"):
+        if name in row:
+            features[name] = ints(row[name][:length])
     return tf.train.Example(features=tf.train.Features(feature=features))
 
 
@@ -81,7 +84,9 @@ def _prepare_shard(args: tuple) -> dict:
     tokenizer = vocab.load_tokenizer(Path(vocab_dir) / VOCAB_FILE, settings["lowercase"])
     try:
         docs, num_sentences = documents.tokenize_documents(
-            _shard_texts(sources, shard, num_shards, settings), tokenizer
+            _shard_texts(sources, shard, num_shards, settings),
+            tokenizer,
+            segmenter=settings.get("word_segmenter", ""),
         )
     except UserError:  # this shard got no document (e.g. more shards than documents)
         docs, num_sentences = [], 0
@@ -90,6 +95,7 @@ def _prepare_shard(args: tuple) -> dict:
         max_seq_length=settings["max_seq_length"],
         dupe_factor=settings["dupe_factor"],
         seed=settings["seed"] + shard,
+        word_starts=bool(settings.get("word_segmenter")),
         **special,
     )
     rows = None
@@ -131,6 +137,7 @@ def run_prepare(
     lowercase: bool | None = None,
     num_shards: int | None = None,
     num_workers: int | None = None,
+    word_segmenter: str = "",
 ) -> dict:
     """Tokenizes `input` into sharded TFRecord instances under `out_dir`; returns the manifest.
 
@@ -144,6 +151,8 @@ def run_prepare(
       num_shards: output files; None = one per input file, at most 256. Use at least as many
         as training processes (each process reads its own shards).
       num_workers: parallel worker processes; None = all local cores (at most num_shards).
+      word_segmenter: "rjieba" stores each token's ``word_starts`` (Chinese words for
+        whole-word and span masking, see `word_segmenter`); "" = none.
     """
     vocab_dir = Path(vocab_dir).expanduser()
     if not (vocab_dir / VOCAB_FILE).is_file():
@@ -152,6 +161,7 @@ def run_prepare(
     meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
     if lowercase is None:
         lowercase = meta.get("lowercase", True)
+    word_segmenter_module.check_segmenter(word_segmenter, "--word_segmenter")
     sources = corpus.resolve_files(input)
     num_shards = num_shards or min(len(sources), 256)
     if num_shards < 1:
@@ -167,6 +177,8 @@ def run_prepare(
         text_format=text_format,
         lowercase=lowercase,
     )
+    if word_segmenter:  # absent otherwise: manifests without it read as ""
+        settings["word_segmenter"] = word_segmenter
     out_dir = Path(out_dir).expanduser()
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / MANIFEST_FILE).unlink(missing_ok=True)

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from bertjax.data import word_segmenter
 from bertjax.errors import UserError
 
 Sentence = Sequence[int]
@@ -176,6 +177,7 @@ def create_instances(
     cls_id: int,
     sep_id: int,
     pad_id: int,
+    word_starts: bool = False,
 ) -> dict[str, np.ndarray]:
     """Builds shuffled NSP sentence-pair instances from tokenized documents.
 
@@ -187,11 +189,14 @@ def create_instances(
         [2, L-3] instead of L-3.
       dupe_factor: passes over the corpus, each drawing fresh split points and random pairs.
       seed: seeds a `random.Random`; same inputs and seed -> identical output.
+      word_starts: also return ``word_starts`` (ids marked by a word segmenter, see
+        `word_segmenter`; the mark is always removed from ``input_ids``).
 
     Returns:
       ``input_ids`` [N, L] int32 (padded with pad_id), ``input_mask`` [N, L] int32 (1 = real
-      token), ``segment_ids`` [N, L] int32 (0 for [CLS] A [SEP], 1 for B [SEP]) and
-      ``next_sentence_labels`` [N] int32 (0 = B continues A, 1 = B is random).
+      token), ``segment_ids`` [N, L] int32 (0 for [CLS] A [SEP], 1 for B [SEP]),
+      ``next_sentence_labels`` [N] int32 (0 = B continues A, 1 = B is random), and with
+      `word_starts` ``word_starts`` [N, L] int32 (0 on tokens inside a segmenter word).
 
     Deviation from google-research/bert: google makes B random whenever the chunk holds a
     single sentence, which skews its labels towards "random" (about 60% on typical corpora).
@@ -219,4 +224,8 @@ def create_instances(
                 _pairs_from_document(documents, doc_index, max_num_tokens, short_seq_prob, rng)
             )
     rng.shuffle(pairs)
-    return _to_arrays(pairs, max_seq_length, cls_id, sep_id, pad_id)
+    arrays = _to_arrays(pairs, max_seq_length, cls_id, sep_id, pad_id)
+    arrays["input_ids"], starts = word_segmenter.split_inside_word(arrays["input_ids"])
+    if word_starts:
+        arrays["word_starts"] = starts
+    return arrays

@@ -11,7 +11,7 @@ uncased models normalise with NFKC + case folding (``nmt_nfkc_cf``), cased ones 
 import io
 import json
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +19,7 @@ import tensorflow as tf
 import tensorflow_text as tf_text
 
 from bertjax.data.tokenizer import (
+    CJK_PATTERN,
     CLS,
     MASK,
     META_FILE,
@@ -150,12 +151,42 @@ class SentencePieceTokenizer(VocabularyLookups):
         self._tf_tokenizer = tf_text.SentencepieceTokenizer(model=proto, out_type=tf.int32)
 
     def word_start_table(self) -> np.ndarray:
-        """[V] bool: pieces that start a word ("▁..."), for whole-word and span masking."""
-        return np.array([piece.startswith(WORD_START) for piece in self._vocab], bool)
+        """[V] bool: pieces that start a word, for whole-word and span masking: "▁..." (after a
+        space), and pieces that begin with a CJK ideograph. Unspaced Chinese has no "▁" inside a
+        sentence; like BERT's WordPiece, which makes each ideograph a word, each such piece is
+        then a word (`word_segmenter` joins the pieces of one segmenter word)."""
+        return np.array(
+            [
+                piece.startswith(WORD_START) or bool(CJK_PATTERN.match(piece))
+                for piece in self._vocab
+            ],
+            bool,
+        )
 
     def tokenize_tf(self, texts: tf.Tensor) -> tf.RaggedTensor:
         """[batch] tf.string -> [batch, (pieces)] int32 ids; usable in tf.data graphs."""
         return self._tf_tokenizer.tokenize(texts)
+
+    def encode_with_char_starts(
+        self, texts: Sequence[str]
+    ) -> tuple[list[list[int]], list[list[int]]]:
+        """Piece ids of each text, and for each piece the index in its text of the character it
+        starts at (a piece that stands for a space starts at that space)."""
+        if not texts:
+            return [], []
+        ids, starts, _ = self._tf_tokenizer.tokenize_with_offsets(tf.constant(list(texts)))
+        flat_ids = ids.flat_values.numpy()
+        flat_starts = starts.flat_values.numpy()
+        splits = ids.row_splits.numpy()
+        all_ids, all_starts = [], []
+        for text, begin, end in zip(texts, splits[:-1], splits[1:], strict=True):
+            # Byte offset -> character index: the last character starting at or before it.
+            char_bytes = np.fromiter((len(c.encode("utf-8")) for c in text), np.int64, len(text))
+            first_byte = np.cumsum(char_bytes) - char_bytes
+            index = np.searchsorted(first_byte, flat_starts[begin:end], side="right") - 1
+            all_ids.append(flat_ids[begin:end].tolist())
+            all_starts.append(np.maximum(index, 0).tolist())
+        return all_ids, all_starts
 
     def decode(self, ids: Iterable[int]) -> str:
         """The (normalised) text of `ids`; special tokens dropped."""

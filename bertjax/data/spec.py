@@ -6,7 +6,7 @@ prepare`), ``streaming`` (raw text read per process), else the corpus built in m
 
 import dataclasses
 
-from bertjax.data import corpus
+from bertjax.data import corpus, word_segmenter
 from bertjax.specs import ConfigSpec, require
 
 MIN_STREAM_CHUNK_DOCUMENTS = 2  # NSP pairs need two documents
@@ -28,6 +28,9 @@ class DataSpec(ConfigSpec):
     dupe_factor: int = 5  # passes over the corpus, each with a fresh pairing of sentences
     seed: int = 0  # seeds data order, masks, pairing, parameter init and dropout
     packing: bool = False  # MLM only: documents packed into full rows, no NSP (model must mask)
+    # "rjieba": Chinese words found by a segmenter travel with the tokens (feature word_starts),
+    # so whole_word/span masking masks whole Chinese words; "" = the vocabulary's word starts
+    word_segmenter: str = ""
     prepared_dir: str = ""  # output of `bertjax prepare`: stream its shards instead of corpus
     # True: each process reads only its own files of `corpus`, tokenizes, pairs and masks on the
     # fly; no in-memory build, no prepare step; for corpora too big for memory
@@ -53,6 +56,7 @@ class DataSpec(ConfigSpec):
             0 <= self.short_seq_prob <= 1, f"short_seq_prob={self.short_seq_prob} must be in [0, 1]"
         )
         require(self.dupe_factor >= 1, f"dupe_factor={self.dupe_factor} must be >= 1")
+        word_segmenter.check_segmenter(self.word_segmenter)
         fraction = self.eval_holdout_fraction
         require(0 <= fraction < 1, f"eval_holdout_fraction={fraction} must be in [0, 1), e.g. 0.01")
         if self.streaming:

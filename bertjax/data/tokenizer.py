@@ -18,6 +18,7 @@ from pathlib import Path
 import tensorflow as tf
 import tensorflow_text as tf_text
 
+from bertjax.data.word_segmenter import CJK_RANGES
 from bertjax.errors import UserError
 
 PAD, UNK, CLS, SEP, MASK = "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"
@@ -26,9 +27,20 @@ SPECIAL_TOKENS = (PAD, UNK, CLS, SEP, MASK)
 VOCAB_FILE = "vocab.txt"
 META_FILE = "vocab_meta.json"
 # Bump when training settings change, so cached vocabularies from older code are not reused.
-VOCAB_FORMAT_VERSION = 1
-# Most frequent characters kept as single-character tokens (the trainer's default).
-_LIMIT_ALPHABET = 1000
+# 2: the alphabet keeps every frequent character (1: the 1,000 most frequent), which changes
+# the vocabulary of corpora with more than 1,000 distinct characters; 3: no "##" forms of CJK
+# ideographs (the tokenizer never produces them).
+VOCAB_FORMAT_VERSION = 3
+# Characters that become single-character tokens (the trainer's "alphabet"; a word holding a
+# character outside it is [UNK]): at least the LIMIT_ALPHABET most frequent (the trainer's
+# default: all of them for English text), and every character seen MIN_CHARACTER_COUNT times and
+# at least once per 1 / MIN_CHARACTER_SHARE characters of the sample, up to half the
+# vocabulary. Chinese text needs thousands (docs/data.md, "Chinese"): ../shared/data/zh has
+# 7,799 distinct characters, 1,000 of them leave ~10% of held-out characters [UNK]. The share
+# keeps a big English sample's stray ideographs and emoji from crowding out its wordpieces.
+LIMIT_ALPHABET = 1000
+MIN_CHARACTER_COUNT = 3
+MIN_CHARACTER_SHARE = 5e-7  # one in 2 million: 500 occurrences in a 1 GB sample
 
 # A [BRACKETED] vocabulary entry: [PAD], [CLS], [unused0], ...
 SPECIAL_TOKEN_PATTERN = re.compile(r"\[[^\[\]\s]+\]")
@@ -43,19 +55,42 @@ _REMOVED_CHARS = r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\p{Cf}\p{Co}\x{fffd}]"
 _WHITESPACE_CHARS = (
     r"[\t\n\r\x{a0}\x{1680}\x{2000}-\x{200a}\x{2028}\x{2029}\x{202f}\x{205f}\x{3000}]"
 )
-# CJK ideographs become words of their own; the blocks Hugging Face's normalizer pads.
-_CJK_CHARS = (
-    r"[\x{4e00}-\x{9fff}\x{3400}-\x{4dbf}\x{20000}-\x{2a6df}\x{2a700}-\x{2b81f}"
-    r"\x{2b920}-\x{2ceaf}\x{f900}-\x{faff}\x{2f800}-\x{2fa1f}]"
-)
+# CJK ideographs become words of their own (`word_segmenter.CJK_RANGES`).
+_CJK_CHARS = "[" + "".join(rf"\x{{{low:x}}}-\x{{{high:x}}}" for low, high in CJK_RANGES) + "]"
+CJK_PATTERN = re.compile("[" + "".join(f"{chr(low)}-{chr(high)}" for low, high in CJK_RANGES) + "]")
 # ASCII punctuation (which includes symbols such as $ + < = > ^ ` | ~) and Unicode P*.
 _PUNCTUATION_CHARS = r"[!-/:-@\[-\x60{-~\p{P}]"
 # Hugging Face's WordPiece turns a longer word into [UNK] (counted in characters, not bytes).
 MAX_CHARS_PER_WORD = 100
 
 
-def _continuation_tokens(texts: Iterable[str], lowercase: bool, limit_alphabet: int) -> list[str]:
-    """Sorted ``##c`` for the (at most limit_alphabet most frequent) characters c inside words.
+def character_counts(texts: Iterable[str], lowercase: bool) -> collections.Counter[str]:
+    """How often each character occurs inside the words of `texts`, normalised as the
+    trainer normalises them (every character but the spaces between words)."""
+    from tokenizers.normalizers import BertNormalizer
+
+    normalizer = BertNormalizer(
+        clean_text=True, handle_chinese_chars=True, strip_accents=lowercase, lowercase=lowercase
+    )
+    counts: collections.Counter[str] = collections.Counter()
+    for text in texts:
+        counts.update(normalizer.normalize_str(text))
+    del counts[" "]
+    return counts
+
+
+def alphabet(counts: collections.Counter[str], vocab_size: int) -> list[str]:
+    """The characters that get tokens of their own, most frequent first (ties by character):
+    the LIMIT_ALPHABET most frequent, and every one seen at least MIN_CHARACTER_COUNT times and
+    MIN_CHARACTER_SHARE of all characters, up to vocab_size // 2 of them."""
+    ranked = sorted(counts, key=lambda char: (-counts[char], char))
+    min_count = max(MIN_CHARACTER_COUNT, MIN_CHARACTER_SHARE * counts.total())
+    frequent = sum(1 for char in ranked if counts[char] >= min_count)
+    return ranked[: max(LIMIT_ALPHABET, min(frequent, vocab_size // 2))]
+
+
+def _continuation_tokens(characters: Iterable[str]) -> list[str]:
+    """Sorted ``##c`` for the characters c of `characters` that can occur inside a word.
 
     The Hugging Face trainer creates these tokens in hash-map order, which makes the trained
     vocabulary differ from run to run (huggingface/tokenizers#1794). Passing them in up front
@@ -65,21 +100,17 @@ def _continuation_tokens(texts: Iterable[str], lowercase: bool, limit_alphabet: 
     from tokenizers.normalizers import BertNormalizer
     from tokenizers.pre_tokenizers import BertPreTokenizer
 
-    normalizer = BertNormalizer(
-        clean_text=True, handle_chinese_chars=True, strip_accents=lowercase, lowercase=lowercase
-    )
-    counts: collections.Counter[str] = collections.Counter()
-    for text in texts:
-        counts.update(normalizer.normalize_str(text))
-    # A character the pre-tokenizer splits off (whitespace, punctuation, CJK) never continues
-    # a word; asking the pre-tokenizer itself keeps us in step with its rules.
+    # A character the normaliser pads with spaces (CJK ideographs) or the pre-tokenizer splits
+    # off (whitespace, punctuation) never continues a word: "##中" could never be produced (a
+    # Chinese vocabulary would hold thousands of such dead entries). Asking both keeps us in
+    # step with their rules.
+    normalizer = BertNormalizer(handle_chinese_chars=True, strip_accents=False, lowercase=False)
     pre_tokenizer = BertPreTokenizer()
-    word_chars = [
-        char
-        for char, _ in sorted(counts.items(), key=lambda item: (-item[1], item[0]))
-        if len(pre_tokenizer.pre_tokenize_str(f"a{char}a")) == 1
-    ]
-    return ["##" + char for char in sorted(word_chars[:limit_alphabet])]
+
+    def continues_words(char: str) -> bool:
+        return len(pre_tokenizer.pre_tokenize_str(normalizer.normalize_str(f"a{char}a"))) == 1
+
+    return ["##" + char for char in sorted(filter(continues_words, characters))]
 
 
 def train_wordpiece_vocab(
@@ -107,14 +138,18 @@ def train_wordpiece_vocab(
             "tokens; set --config.vocab_size to a few thousand or more"
         )
     texts = texts if isinstance(texts, Sequence) else list(texts)
-    continuation_tokens = _continuation_tokens(texts, lowercase, _LIMIT_ALPHABET)
+    characters = alphabet(character_counts(texts, lowercase), vocab_size)
+    continuation_tokens = _continuation_tokens(characters)
     trainer = BertWordPieceTokenizer(
         clean_text=True, handle_chinese_chars=True, strip_accents=lowercase, lowercase=lowercase
     )
+    # The alphabet given whole (initial_alphabet, and a limit of its size): the trainer's own
+    # cut at limit_alphabet breaks ties between equally frequent characters at random.
     trainer.train_from_iterator(
         texts,
         vocab_size=vocab_size,
-        limit_alphabet=_LIMIT_ALPHABET,
+        limit_alphabet=len(characters),
+        initial_alphabet=characters,
         special_tokens=[*SPECIAL_TOKENS, *continuation_tokens],
         show_progress=False,
     )
@@ -133,6 +168,7 @@ def train_wordpiece_vocab(
         "special_token_ids": {token: token_to_id[token] for token in SPECIAL_TOKENS},
         "corpus_fingerprint": fingerprint,
         "format_version": VOCAB_FORMAT_VERSION,
+        "alphabet_size": len(characters),
     }
     (out_dir / META_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
     return vocab_path
@@ -249,12 +285,41 @@ class WordPieceTokenizer(VocabularyLookups):
             unknown_token=UNK,
         )
 
-    def tokenize_tf(self, texts: tf.Tensor) -> tf.RaggedTensor:
-        """[batch] tf.string -> [batch, (tokens)] int32 wordpiece ids; usable in tf.data graphs."""
+    def _words(self, texts: tf.Tensor) -> tf.RaggedTensor:
+        """[batch] tf.string -> [batch, (words)]: normalised, split, over-long words as [UNK]."""
         words = split_words_tf(normalize_tf(texts, self.lowercase))
         too_long = tf.strings.length(words.flat_values, unit="UTF8_CHAR") > MAX_CHARS_PER_WORD
-        words = words.with_flat_values(tf.where(too_long, UNK, words.flat_values))
-        return self._wordpiece.tokenize(words).merge_dims(-2, -1)
+        return words.with_flat_values(tf.where(too_long, UNK, words.flat_values))
+
+    def tokenize_tf(self, texts: tf.Tensor) -> tf.RaggedTensor:
+        """[batch] tf.string -> [batch, (tokens)] int32 wordpiece ids; usable in tf.data graphs."""
+        return self._wordpiece.tokenize(self._words(texts)).merge_dims(-2, -1)
+
+    def encode_with_char_starts(
+        self, texts: Sequence[str]
+    ) -> tuple[list[list[int]], list[list[int]]]:
+        """Token ids of each text, and for each token the index in its text of the CJK ideograph
+        it is (every ideograph is a word and a token of its own: [UNK] when not in the
+        vocabulary), -1 for every other token."""
+        if not texts:
+            return [], []
+        words = self._words(tf.constant(list(texts), tf.string))
+        pieces = self._wordpiece.tokenize(words)  # [batch, (words), (pieces)]
+        word_is_cjk = tf.strings.regex_full_match(words.flat_values, _CJK_CHARS)
+        token_is_cjk = tf.repeat(word_is_cjk, pieces.values.row_lengths()).numpy()
+        ids = pieces.merge_dims(-2, -1)
+        flat, splits = ids.flat_values.numpy().tolist(), ids.row_splits.numpy().tolist()
+        all_ids, all_starts = [], []
+        for text, begin, end in zip(texts, splits[:-1], splits[1:], strict=True):
+            starts = [-1] * (end - begin)
+            cjk_tokens = [i for i in range(end - begin) if token_is_cjk[begin + i]]
+            positions = [m.start() for m in CJK_PATTERN.finditer(text)]
+            if len(positions) == len(cjk_tokens):  # always, unless normalisation surprises us
+                for token, position in zip(cjk_tokens, positions, strict=True):
+                    starts[token] = position
+            all_ids.append(flat[begin:end])
+            all_starts.append(starts)
+        return all_ids, all_starts
 
     def decode(self, ids: Iterable[int]) -> str:
         """Space-joined wordpieces with ``##`` continuations glued on; special tokens dropped."""

@@ -1,8 +1,10 @@
 """Tests for bertjax/convert/export.py and the readers it shares with `init_from`: a checkpoint
 written by a sharded 8-device run, exported, loaded by transformers, compared output by output."""
 
+import collections
 import dataclasses
 import json
+import shutil
 
 import jax
 import numpy as np
@@ -11,6 +13,9 @@ from flax import nnx
 
 from bertjax import checkpointing, optim, sharding, train
 from bertjax.convert import export_hf, hf, import_checkpoint, load_model
+from bertjax.data import corpus, sentences
+from bertjax.data.corpus import SAMPLE_CORPUS_ZH
+from bertjax.data.tokenizer import WordPieceTokenizer
 from bertjax.errors import UserError
 from bertjax.models.bert import BertConfig, stack_layers
 from bertjax.train_state import create_train_state
@@ -238,3 +243,30 @@ def test_export_and_import_write_only_inside_out(workdir, tmp_path):
     written = {p.relative_to(sandbox).parts[0] for p in sandbox.rglob("*")}
     assert written == {"hf", "imported"}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["sandbox"]
+
+
+def test_chinese_checkpoint_exports_a_tokenizer_with_the_same_ids(workdir, tmp_path, transformers):
+    """A Chinese run's vocabulary (characters, a few Latin and digit wordpieces) exported with
+    the checkpoint: Hugging Face's tokenizers read from the export give bertjax's ids."""
+    chapter = next(iter(corpus.read_documents(SAMPLE_CORPUS_ZH)))
+    lines = sentences.split_sentences(chapter)
+    pieces = ["the", "##re", "iphone", "12", "##8", "200", "xl", "##l", "a"]
+    counts = collections.Counter("".join(lines))
+    frequent = [c for c, _ in counts.most_common() if c.strip() and c not in pieces]
+    tokens = [*tiny_vocab(6), *pieces, *frequent[: CONFIG.vocab_size - 6 - len(pieces)]]
+    run = tmp_path / "run"
+    shutil.copytree(workdir, run)
+    (run / "vocab.txt").write_text("".join(t + "\n" for t in tokens), encoding="utf-8")
+    export_hf(run, tmp_path / "hf")
+    texts = [
+        *lines,
+        "我用iPhone 12拍了2008张照片，ＸＬ码 there！",
+        "全角１２３（）【】、。「」",
+        "",
+    ]
+    ours = WordPieceTokenizer(tmp_path / "hf" / "vocab.txt", lowercase=True).encode(texts)
+    # The 285 most frequent characters of the chapter cover 73% of it: [UNK] (id 2) is the rest.
+    assert sum(row.count(2) for row in ours) < 0.4 * sum(map(len, ours))
+    for cls in (transformers.AutoTokenizer, transformers.BertTokenizer):
+        reference = cls.from_pretrained(tmp_path / "hf")
+        assert reference(texts, add_special_tokens=False)["input_ids"] == ours, cls

@@ -58,6 +58,11 @@ class PreparedCorpus:
     def packed(self) -> bool:
         return self.settings["packing"]
 
+    @property
+    def segmented(self) -> bool:
+        """Whether records carry a word segmenter's ``word_starts``."""
+        return bool(self.settings.get("word_segmenter"))
+
     def __len__(self) -> int:
         return self.manifest["num_instances"]
 
@@ -81,7 +86,7 @@ class PreparedCorpus:
         fold_in = tf.random.experimental.stateless_fold_in
         stream_base = fold_in(tf.constant([seed, seeds.PREPARED_ORDER], tf.int64), process_index)
         mask_base = fold_in(tf.constant([seed, seeds.PREPARED_MASK], tf.int64), process_index)
-        parse = parse_fn(self.settings["max_seq_length"], self.packed)
+        parse = parse_fn(self.settings["max_seq_length"], self.packed, self.segmented)
 
         def example(index, serialized):
             return mask_example(parse(serialized), fold_in(mask_base, index))
@@ -128,7 +133,9 @@ def process_shards(prepared: PreparedCorpus, process_index: int, process_count: 
     return shards
 
 
-def parse_fn(max_seq_length: int, packed: bool) -> Callable[[tf.Tensor], dict[str, tf.Tensor]]:
+def parse_fn(
+    max_seq_length: int, packed: bool, segmented: bool = False
+) -> Callable[[tf.Tensor], dict[str, tf.Tensor]]:
     """serialized tf.train.Example -> padded instance features (as in-memory instances)."""
     spec = {
         "input_ids": tf.io.VarLenFeature(tf.int64),
@@ -137,13 +144,16 @@ def parse_fn(max_seq_length: int, packed: bool) -> Callable[[tf.Tensor], dict[st
     }
     if packed:
         spec["attention_segment_ids"] = tf.io.VarLenFeature(tf.int64)
+    if segmented:
+        spec["word_starts"] = tf.io.VarLenFeature(tf.int64)
 
     def parse(serialized: tf.Tensor) -> dict[str, tf.Tensor]:
         record = tf.io.parse_single_example(serialized, spec)
 
-        def padded(name):
+        def padded(name, value=0):
             values = tf.cast(tf.sparse.to_dense(record[name]), tf.int32)
-            values = tf.pad(values, [[0, max_seq_length - tf.shape(values)[0]]])
+            padding = [[0, max_seq_length - tf.shape(values)[0]]]
+            values = tf.pad(values, padding, constant_values=value)
             return tf.ensure_shape(values, [max_seq_length])
 
         length = tf.shape(record["input_ids"].values)[0]
@@ -156,6 +166,9 @@ def parse_fn(max_seq_length: int, packed: bool) -> Callable[[tf.Tensor], dict[st
         if packed:
             features["attention_segment_ids"] = padded("attention_segment_ids")
             features["next_sentence_weights"] = tf.constant(0.0, tf.float32)
+        if segmented:
+            # 1 on padding, as the in-memory rows have it (only marked tokens are 0)
+            features["word_starts"] = padded("word_starts", value=1)
         return features
 
     return parse
@@ -164,7 +177,7 @@ def parse_fn(max_seq_length: int, packed: bool) -> Callable[[tf.Tensor], dict[st
 def read_instances(prepared: PreparedCorpus, shards: list[int] | None = None) -> dict:
     """The instances of `shards` (default all), in file order, as numpy arrays in memory."""
     files = [prepared.files[s] for s in (range(len(prepared.files)) if shards is None else shards)]
-    parse = parse_fn(prepared.settings["max_seq_length"], prepared.settings["packing"])
+    parse = parse_fn(prepared.settings["max_seq_length"], prepared.packed, prepared.segmented)
     dataset = tf.data.TFRecordDataset(files).map(parse).batch(65536)
     batches = list(dataset.as_numpy_iterator())
     return {key: np.concatenate([b[key] for b in batches]) for key in batches[0]}

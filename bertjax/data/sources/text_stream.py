@@ -68,13 +68,18 @@ class TextStream:
 
     files: list[str]  # the whole corpus, files sorted, then tfds sources (`corpus.resolve_files`)
     tokenizer: vocab.Tokenizer
-    settings: dict  # the DataSpec's _SETTINGS fields and vocab_sha256
+    settings: dict  # the DataSpec's _SETTINGS fields, vocab_sha256 (and word_segmenter if set)
     index_dir: str = ""  # where chunk counts are kept for a fast resume; "" = replay
     num_workers: int = 0  # threads building chunks; 0 = local cores, at most MAX_WORKERS
 
     @property
     def packed(self) -> bool:
         return self.settings["packing"]
+
+    @property
+    def segmenter(self) -> str:
+        """The word segmenter whose ``word_starts`` the rows carry ("" = none)."""
+        return self.settings.get("word_segmenter", "")
 
     def dataset(
         self,
@@ -124,6 +129,8 @@ def from_spec(
     files = corpus.resolve_files(data.corpus)
     settings = {name: getattr(data, name) for name in _SETTINGS}
     settings["vocab_sha256"] = vocab.vocab_sha256(vocab_dir)
+    if data.word_segmenter:  # only then: the chunk index keys of other runs stay as they were
+        settings["word_segmenter"] = data.word_segmenter
     return TextStream(files=files, tokenizer=tokenizer, settings=settings, index_dir=index_dir)
 
 
@@ -207,9 +214,10 @@ def chunks(docs: Iterator[tuple[str, Position]], size: int) -> Iterator[tuple[li
 def build_chunk(texts: list[str], stream: TextStream, seed: int) -> dict[str, np.ndarray]:
     """One chunk's rows (as `pipeline.build_pretraining_data`'s instances), shuffled by `seed`."""
     tokenizer, settings = stream.tokenizer, stream.settings
-    docs, _ = tokenize_documents(texts, tokenizer)
+    docs, _ = tokenize_documents(texts, tokenizer, segmenter=stream.segmenter)
     special = dict(cls_id=tokenizer.cls_id, sep_id=tokenizer.sep_id, pad_id=tokenizer.pad_id)
     common = dict(max_seq_length=settings["max_seq_length"], dupe_factor=1, seed=seed, **special)
+    common["word_starts"] = bool(stream.segmenter)
     if stream.packed and docs:
         rows = packing.pack_documents(docs, **common)
     elif len(docs) >= 2 and not stream.packed:
@@ -228,6 +236,7 @@ def row_spec(stream: TextStream) -> dict[str, tf.TensorSpec]:
     length = stream.settings["max_seq_length"]
     names = ("input_ids", "input_mask", "segment_ids")
     names += ("attention_segment_ids",) if stream.packed else ()
+    names += ("word_starts",) if stream.segmenter else ()
     spec = {name: tf.TensorSpec([None, length], tf.int32) for name in names}
     spec["next_sentence_labels"] = tf.TensorSpec([None], tf.int32)
     if stream.packed:
