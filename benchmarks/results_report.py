@@ -82,12 +82,17 @@ def plot_pretraining(
     plt.close(fig)
 
 
-def finetune_results(proof_dir: Path) -> dict[tuple[str, str], dict]:
-    """(task, init) -> results.json of PROOF_DIR/finetune/<task>-<init>/."""
+def finetune_results(proof_dir: Path, subdirs: str = "finetune") -> dict[tuple[str, str], dict]:
+    """(task, init) -> results.json of PROOF_DIR/<subdir>/<task>-<init>/ (finished runs), with
+    the run's learning rate; of comma-separated `subdirs`, a later one's runs replace earlier."""
     results = {}
-    for path in sorted((proof_dir / "finetune").glob("*/results.json")):
-        task, init = path.parent.name.rsplit("-", 1)
-        results[(task, init)] = json.loads(path.read_text())
+    for subdir in subdirs.split(","):
+        for path in sorted((proof_dir / subdir).glob("*/results.json")):
+            task, init = path.parent.name.rsplit("-", 1)
+            settings = json.loads((path.parent / "finetune_settings.json").read_text())
+            results[(task, init)] = json.loads(path.read_text()) | {
+                "learning_rate": settings["config"]["learning_rate"]
+            }
     return results
 
 
@@ -168,6 +173,7 @@ def proof_summary(records: list[dict], results: dict, pretrain_minutes: float) -
             if (task, init) in results:
                 r = results[(task, init)]
                 entry["main_score"] = r["main_score"]
+                entry[f"{init}_learning_rate"] = r["learning_rate"]
                 entry[f"{init}_median"] = round(100 * r["aggregate"][r["main_score"]]["median"], 2)
                 entry[f"{init}_seeds"] = {
                     seed: round(100 * scores[r["main_score"]], 2)
@@ -220,13 +226,15 @@ def main() -> None:
     parser.add_argument("--out", default="docs/results")
     parser.add_argument("--baseline_dir", help="an earlier proof run to show beside this one")
     parser.add_argument("--baseline_label", default="first run")
+    parser.add_argument("--finetune_dirs", default="finetune",
+                        help="fine-tune folders of PROOF_DIR, comma-separated")  # fmt: skip
     parser.add_argument("--pretrain_minutes", type=float,
                         help="idle pretraining minutes: also write OUT/proof.json")  # fmt: skip
     args = parser.parse_args()
     proof_dir, out = Path(args.proof_dir), Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     records = read_pretraining(proof_dir / "pretrain")
-    results = finetune_results(proof_dir)
+    results = finetune_results(proof_dir, args.finetune_dirs)
     baseline = None
     if args.baseline_dir:
         baseline = read_pretraining(Path(args.baseline_dir) / "pretrain")
