@@ -206,9 +206,21 @@ def check_runnable(spec: RunSpec, workdir: str | os.PathLike | None = None) -> N
         _check_writable(epath.Path(workdir))
 
 
+def _check_corpus(data: DataSpec) -> None:
+    """The corpus patterns match something (a glob only, nothing read) before a workdir exists."""
+    from bertjax.data import corpus
+
+    if not data.prepared_dir:
+        corpus.resolve_files(data.corpus)
+    if data.eval_corpus:
+        corpus.resolve_files(data.eval_corpus)
+
+
 def validate(config: ml_collections.ConfigDict, workdir=None) -> RunSpec:
-    """`from_config` then `check_runnable`: every check of a run, before anything is read."""
+    """`from_config`, the corpus patterns, then `check_runnable`: every check of a run, before
+    anything is read and before the workdir is created."""
     spec = from_config(config)
+    _check_corpus(spec.data)
     check_runnable(spec, workdir)
     return spec
 

@@ -95,11 +95,15 @@ class NoiseFilter(logging.Filter):
 def import_quietly(quiet: bool) -> None:
     """Imports TensorFlow and JAX (every command's library code does) and lists TensorFlow's
     devices (where a CUDA build calls cuInit) with the notices hidden. TensorFlow's runtime is not
-    started: tf.config.set_visible_devices still works afterwards."""
+    started: tf.config.set_visible_devices still works afterwards. Without TensorFlow (an
+    accelerator machine fed with carried batches, tests/test_tf_free.py) only JAX."""
     with filtered_stderr(quiet):
         import jax  # noqa: F401
-        import tensorflow as tf
 
+        try:
+            import tensorflow as tf
+        except ImportError:
+            return
         tf.config.list_physical_devices()
 
 

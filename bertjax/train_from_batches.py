@@ -111,20 +111,23 @@ def train_from_batches(
     )
     if start_step >= loop.num_train_steps:
         logging.info("Checkpoint at step %d: training already finished.", start_step)
-        summary.final_metrics = train.last_logged_metrics(writer.jsonl_path)
+        summary.final_metrics = metrics.last_logged_metrics(writer.jsonl_path)
     else:
+        carried_interval = None
         if restored_step is not None:
             print(f"Resuming from checkpoint at step {start_step} in {manager.directory}")
+            saved_metadata = checkpointing.read_metadata(manager, start_step)
+            carried_interval = saved_metadata.get(metrics.MetricsInterval.METADATA_KEY)
         if jax.process_index() == 0:
-            train.drop_metrics_after(writer.jsonl_path, start_step)
+            metrics.drop_metrics_after(writer.jsonl_path, start_step)
         stream = files.stream(start_step, jax.process_index(), jax.process_count())
         step_fn = train.compile_train_step(setup, tx, schedule, mesh, loop.grad_accum_steps)
         metadata = {"config": saved, "model": fields}
-        throughput = train._Throughput(spec, model.vocab_size, mesh)
+        throughput = train._throughput(spec, model.vocab_size, mesh)
         try:
             summary.final_metrics, summary.steps = train.train_loop(
                 loop, state, stream, step_fn, mesh, manager, writer, metadata, start_step,
-                throughput, warmup_steps=spec.optimizer.warmup_steps,
+                throughput, carried_interval=carried_interval,
             )  # fmt: skip
         finally:
             manager.wait_until_finished()

@@ -12,7 +12,8 @@ import pytest
 from bertjax import cli, startup
 from bertjax.data.corpus import SAMPLE_CORPUS
 
-# Every flag each command took before the commands had flags of their own.
+# Every flag each command takes (all it took before the commands had flags of their own, and
+# prepare's --word_segmenter since).
 OLD_FLAGS = {
     "train": ["--config=configs/cpu_smoke.py", "--workdir=w", "--print_sharding", "--distributed",
               "--coordinator_address=h:1", "--num_processes=2", "--process_id=0"],
@@ -21,7 +22,7 @@ OLD_FLAGS = {
     "vocab": ["--input=i", "--out=o", "--kind=sentencepiece", "--size=100", "--nouncased",
               "--model_type=bpe", "--sample_bytes=10", "--text_field=t", "--seed=1"],
     "prepare": ["--input=i", "--vocab=v", "--out=o", "--max_seq_length=64", "--dupe_factor=1",
-                "--packing", "--text_field=t", "--seed=1"],
+                "--packing", "--text_field=t", "--seed=1", "--word_segmenter=rjieba"],
     "evaluate": ["--workdir=w", "--data=d", "--step=3", "--noall_steps", "--out=o"],
     "finetune": ["--task=mr", "--init=i", "--workdir=w", "--random_init",
                  "--config=configs/finetune.py", "--config.num_epochs=1"],

@@ -77,7 +77,11 @@ INVALID = [
     ({"layer_norm_eps": -1e-12}, "layer_norm_eps=-1e-12 must be positive"),
     ({"layer_norm_placement": "middle"}, "layer_norm_placement 'middle' is not supported"),
     ({"position_embedding_type": "rotary"}, "position_embedding_type 'rotary' is not supported"),
-    ({"position_embedding_init": "local"}, "position_embedding_init='local' does not apply"),
+    (
+        {"position_embedding_type": "absolute", "position_embedding_init": "local"},
+        "position_embedding_init='local' does not apply",
+    ),
+    ({"word_segmenter": "jieba"}, "--config.word_segmenter='jieba' is unknown"),
     ({"attention_init": "orthogonal"}, "attention_init 'orthogonal' is not supported"),
     ({"attention_implementation": "flash"}, "attention_implementation 'flash' is not supported"),
     ({"adam_b1": 1.0}, "adam_b1=1.0 must be in [0, 1)"),

@@ -76,7 +76,6 @@ def finetune(
     results dict also written to WORKDIR/results.json. `devices`: the mesh's (default: all)."""
     _validate(config)
     workdir_path = Path(workdir).expanduser()
-    workdir_path.mkdir(parents=True, exist_ok=True)
     bert_config, encoder, lowercase, vocab_path = model.load_encoder(init)
     bert_config = dataclasses.replace(
         bert_config,
@@ -91,6 +90,7 @@ def finetune(
             f"max_seq_length={config.max_seq_length} exceeds the model's "
             f"{bert_config.max_position_embeddings} positions; lower --config.max_seq_length"
         )
+    workdir_path.mkdir(parents=True, exist_ok=True)  # only once the init has loaded
     _claim_workdir(workdir_path, task_name, init, random_init, config)
     if random_init:
         encoder = None
