@@ -217,10 +217,11 @@ def _check_corpus(data: DataSpec) -> None:
 
 
 def validate(config: ml_collections.ConfigDict, workdir=None) -> RunSpec:
-    """`from_config`, the corpus patterns, then `check_runnable`: every check of a run, before
-    anything is read and before the workdir is created."""
+    """`from_config` then `check_runnable`: every check of a run, before anything is read. With a
+    `workdir`, the corpus patterns must match before it is created."""
     spec = from_config(config)
-    _check_corpus(spec.data)
+    if workdir is not None:
+        _check_corpus(spec.data)
     check_runnable(spec, workdir)
     return spec
 
