@@ -236,34 +236,20 @@ def train_and_evaluate(
         print(f"mesh {dict(mesh.shape)}; parameter, shape, partition spec:")
         print("\n".join(sharding.describe_shardings(state.params)))
     writer = metrics.MetricsWriter(workdir, enabled=jax.process_index() == 0)
-    summary = RunSummary(
-        steps=start_step,
-        start_step=start_step,
-        final_metrics={},
-        checkpoint_dir=str(manager.directory),
-        tensorboard_dir=str(writer.tensorboard_dir),
-        metrics_file=str(writer.jsonl_path),
-        wall_seconds=0.0,
-    )
+    summary = start_summary(start_step, manager, writer)
     if start_step >= loop.num_train_steps:
         logging.info("Checkpoint at step %d: training already finished.", start_step)
         summary.final_metrics = metrics.last_logged_metrics(writer.jsonl_path)
         summary.wall_seconds = time.perf_counter() - wall_start
         return summary
-    carried_interval = None
-    if restored_step is not None:
-        print(f"Resuming from checkpoint at step {start_step} in {manager.directory}")
-        saved = checkpointing.read_metadata(manager, start_step)
-        carried_interval = saved.get(metrics.MetricsInterval.METADATA_KEY)
-    if jax.process_index() == 0:
-        metrics.drop_metrics_after(writer.jsonl_path, start_step)
+    carried_interval = resume_metrics(manager, writer, restored_step)
 
     dataset = _training_dataset(spec, data, start_step)
     p_train_step = compile_train_step(setup, tx, schedule, mesh, loop.grad_accum_steps)
     metadata = checkpointing.metadata_for(config, fields)
     counts = _training_token_counts(spec, data, workdir)
     evaluator = evaluation.periodic_evaluator(spec, setup, counts, writer)
-    throughput = _throughput(spec, model.vocab_size, mesh)
+    throughput = training_throughput(spec, model.vocab_size, mesh)
     try:
         summary.final_metrics, summary.steps = train_loop(
             loop, state, dataset, p_train_step, mesh, manager, writer, metadata, start_step,
@@ -311,6 +297,33 @@ def _training_token_counts(spec: RunSpec, data: pipeline.PretrainingData, workdi
         with path.open("wb") as f:
             np.save(f, counts)
     return counts
+
+
+def start_summary(start_step: int, manager, writer: metrics.MetricsWriter) -> RunSummary:
+    """The run's summary before its first step (steps and metrics filled in by the loop)."""
+    return RunSummary(
+        steps=start_step,
+        start_step=start_step,
+        final_metrics={},
+        checkpoint_dir=str(manager.directory),
+        tensorboard_dir=str(writer.tensorboard_dir),
+        metrics_file=str(writer.jsonl_path),
+        wall_seconds=0.0,
+    )
+
+
+def resume_metrics(manager, writer: metrics.MetricsWriter, restored_step: int | None):
+    """Before the loop: drops metrics lines after the restored step (process 0) and returns the
+    open interval the checkpoint carried (None for a fresh run or an older checkpoint)."""
+    start_step = int(restored_step or 0)
+    carried_interval = None
+    if restored_step is not None:
+        print(f"Resuming from checkpoint at step {start_step} in {manager.directory}")
+        saved = checkpointing.read_metadata(manager, start_step)
+        carried_interval = saved.get(metrics.MetricsInterval.METADATA_KEY)
+    if jax.process_index() == 0:
+        metrics.drop_metrics_after(writer.jsonl_path, start_step)
+    return carried_interval
 
 
 def train_loop(
@@ -386,7 +399,8 @@ def train_loop(
     return last_metrics, done
 
 
-def _throughput(spec: RunSpec, vocab_size: int, mesh) -> metrics.Throughput:
+def training_throughput(spec: RunSpec, vocab_size: int, mesh) -> metrics.Throughput:
+    """Tokens/s and MFU of a run of `spec` on `mesh`."""
     length = spec.data.max_seq_length
     flops_per_token = metrics.flops_per_token(
         num_layers=spec.model.num_hidden_layers,

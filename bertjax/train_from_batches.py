@@ -100,30 +100,16 @@ def train_from_batches(
     )
     start_step = int(restored_step or 0)
     writer = metrics.MetricsWriter(workdir, enabled=jax.process_index() == 0)
-    summary = train.RunSummary(
-        steps=start_step,
-        start_step=start_step,
-        final_metrics={},
-        checkpoint_dir=str(manager.directory),
-        tensorboard_dir=str(writer.tensorboard_dir),
-        metrics_file=str(writer.jsonl_path),
-        wall_seconds=0.0,
-    )
+    summary = train.start_summary(start_step, manager, writer)
     if start_step >= loop.num_train_steps:
         logging.info("Checkpoint at step %d: training already finished.", start_step)
         summary.final_metrics = metrics.last_logged_metrics(writer.jsonl_path)
     else:
-        carried_interval = None
-        if restored_step is not None:
-            print(f"Resuming from checkpoint at step {start_step} in {manager.directory}")
-            saved_metadata = checkpointing.read_metadata(manager, start_step)
-            carried_interval = saved_metadata.get(metrics.MetricsInterval.METADATA_KEY)
-        if jax.process_index() == 0:
-            metrics.drop_metrics_after(writer.jsonl_path, start_step)
+        carried_interval = train.resume_metrics(manager, writer, restored_step)
         stream = files.stream(start_step, jax.process_index(), jax.process_count())
         step_fn = train.compile_train_step(setup, tx, schedule, mesh, loop.grad_accum_steps)
         metadata = {"config": saved, "model": fields}
-        throughput = train._throughput(spec, model.vocab_size, mesh)
+        throughput = train.training_throughput(spec, model.vocab_size, mesh)
         try:
             summary.final_metrics, summary.steps = train.train_loop(
                 loop, state, stream, step_fn, mesh, manager, writer, metadata, start_step,
