@@ -39,6 +39,14 @@ ARCHITECTURE_FIELDS = (
     "layer_norm_placement",
     "position_embedding_type",
 )
+# The pretraining objective's fields (bertjax/objectives.py), compared like the architecture's; a
+# checkpoint that names no objective (older runs, `bertjax import`) holds BERT's parameters.
+OBJECTIVE_FIELDS = ("objective", "generator_hidden_fraction")
+COMPARED_FIELDS = ARCHITECTURE_FIELDS + OBJECTIVE_FIELDS
+
+
+def _saved_value(saved: dict, field: str):
+    return saved.get(field, "bert" if field == "objective" else None)
 
 
 def create_checkpoint_manager(
@@ -79,8 +87,8 @@ def read_metadata(manager: ocp.CheckpointManager, step: int) -> dict:
 
 def check_compatible(saved_config: dict, config: ml_collections.ConfigDict | dict, where: str):
     """Raises a one-line UserError when the checkpoint's architecture differs from the config."""
-    for field in ARCHITECTURE_FIELDS:
-        saved, wanted = saved_config.get(field), config.get(field)
+    for field in COMPARED_FIELDS:
+        saved, wanted = _saved_value(saved_config, field), config.get(field)
         if saved is not None and wanted is not None and saved != wanted:
             raise UserError(
                 f"checkpoint in {where} has {field}={saved} but the config asks for {wanted}; "
@@ -227,16 +235,17 @@ def load_init_params(init_from: str, abstract_params: Any, model_fields: dict) -
     """
     step, metadata = open_workdir(init_from)
     saved = metadata.get("model", {})
-    for field in ARCHITECTURE_FIELDS:
-        if saved.get(field) is not None and saved[field] != model_fields.get(field):
+    for field in COMPARED_FIELDS:
+        value, wanted = _saved_value(saved, field), model_fields.get(field)
+        if value is not None and wanted is not None and value != wanted:
             fix = (
                 f"--config.vocab_dir={init_from} (its vocab.txt)"
                 if field == "vocab_size"
-                else f"--config.{field}={saved[field]}"
+                else f"--config.{field}={value}"
             )
             raise UserError(
-                f"--config.init_from={init_from} has {field}={saved[field]} but the config asks "
-                f"for {model_fields.get(field)}; set {fix}"
+                f"--config.init_from={init_from} has {field}={value} but the config asks "
+                f"for {wanted}; set {fix}"
             )
     logging.info("Initialising parameters from %s (step %d)", init_from, step)
     directory = Path(init_from).expanduser().absolute() / "checkpoints"

@@ -11,6 +11,7 @@ defaults and one-line comments, and each checking its own fields:
   optimizer  `optim.OptimizerSpec`            update rule and schedule
   mesh       `sharding.MeshSpec`              device mesh and logical axis rules
   loop       `LoopSpec` (here)                batch, steps, logging, checkpoints, evaluation
+  objective  `objectives.ObjectiveSpec`       BERT's masked LM or ELECTRA's replaced tokens
 
 This module is the one place where a config is validated: the specs' own checks run as they are
 built, then `from_config` checks what spans several of them, and `check_runnable` what depends on
@@ -37,6 +38,7 @@ from bertjax.data.spec import DataSpec
 from bertjax.errors import UserError
 from bertjax.models.config import BertConfig
 from bertjax.models.sizes import MODEL_SIZES  # bertjax.config.MODEL_SIZES; no imports there
+from bertjax.objectives import ObjectiveSpec
 from bertjax.optim import OptimizerSpec
 from bertjax.sharding import MeshSpec
 from bertjax.specs import ConfigSpec, require
@@ -124,9 +126,10 @@ class RunSpec:
     optimizer: OptimizerSpec
     mesh: MeshSpec
     loop: LoopSpec
+    objective: ObjectiveSpec = ObjectiveSpec()
 
 
-SPECS = (DataSpec, MaskingSpec, BertConfig, OptimizerSpec, MeshSpec, LoopSpec)
+SPECS = (DataSpec, MaskingSpec, BertConfig, OptimizerSpec, MeshSpec, LoopSpec, ObjectiveSpec)
 
 
 def from_config(config: ml_collections.ConfigDict) -> RunSpec:
@@ -142,6 +145,7 @@ def from_config(config: ml_collections.ConfigDict) -> RunSpec:
         optimizer=OptimizerSpec.from_config(config),
         mesh=MeshSpec.from_config(config),
         loop=LoopSpec.from_config(config),
+        objective=ObjectiveSpec.from_config(config),
     )
     require(
         model.dtype in PRETRAINING_DTYPES,

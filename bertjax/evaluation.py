@@ -266,8 +266,9 @@ def run_evaluate(
     """Evaluates `workdir`'s checkpoints (default: the latest; `steps`; or all of them).
 
     `data`: held-out files to evaluate on instead of the run's own held-out documents.
-    Returns one record per checkpoint: {"step", loss, mlm_loss, mlm_accuracy, nsp_loss,
-    nsp_accuracy, "examples"}; also written as JSON Lines to `out` when given.
+    Returns one record per checkpoint: {"step", loss, mlm_loss, mlm_accuracy, nsp_loss and
+    nsp_accuracy (BERT) or rtd_* (ELECTRA), "examples"}; also written as JSON Lines to `out`
+    when given.
     """
     config = workdir_config(workdir)
     if data:
@@ -277,7 +278,8 @@ def run_evaluate(
     _, metadata = checkpointing.open_workdir(workdir, chosen[0])
     model = dataclasses.replace(spec.model, vocab_size=metadata["model"]["vocab_size"])
     mesh = sharding.create_mesh({"data": -1, "fsdp": 1, "tensor": 1})
-    setup = state_setup(model, optax.identity(), mesh, spec.mesh.logical_axis_rules)
+    pretraining_model = spec.objective.model_factory(model)
+    setup = state_setup(pretraining_model, optax.identity(), mesh, spec.mesh.logical_axis_rules)
     counts_path = epath.Path(workdir) / TOKEN_COUNTS_FILE
     counts = np.load(counts_path) if counts_path.exists() else None
     eval_set = build_eval_set(spec, counts=counts)
@@ -301,11 +303,14 @@ def _chosen_steps(workdir: str, steps: Sequence[int] | None, all_steps: bool) ->
 
 
 def format_records(records: list[dict]) -> list[str]:
-    lines = ["step  examples  mlm_loss  mlm_accuracy  distinct  nsp_loss  nsp_accuracy"]
+    # The second head's columns: BERT's next-sentence head or ELECTRA's discriminator.
+    head = "rtd" if records and "rtd_loss" in records[0] else "nsp"
+    lines = [f"step  examples  mlm_loss  mlm_accuracy  distinct  {head}_loss  {head}_accuracy"]
     for r in records:
         lines.append(
             f"{r['step']:>4}  {r['examples']:>8}  {r['mlm_loss']:8.4f}  {r['mlm_accuracy']:12.4f}"
-            f"  {r['mlm_distinct_predictions']:>8}  {r['nsp_loss']:8.4f}  {r['nsp_accuracy']:12.4f}"
+            f"  {r['mlm_distinct_predictions']:>8}  {r[f'{head}_loss']:8.4f}"
+            f"  {r[f'{head}_accuracy']:12.4f}"
         )
     if records and "unigram_mlm_loss" in records[0]:
         r = records[0]

@@ -24,6 +24,7 @@ from jax.sharding import NamedSharding, PartitionSpec
 from bertjax import checkpointing, evaluation, losses, metrics, optim, preemption, sharding
 from bertjax.config import LoopSpec, RunSpec, validate
 from bertjax.models.bert import BertConfig
+from bertjax.objectives import ObjectiveSpec
 from bertjax.progress import Progress
 from bertjax.train_state import (
     StateSetup,
@@ -38,6 +39,8 @@ if TYPE_CHECKING:
 
     from bertjax.data import pipeline
 
+SAMPLE_STREAM = 1  # folded into a step's dropout key: the key of ELECTRA's generator samples
+
 
 def train_step(
     state: TrainState,
@@ -50,23 +53,21 @@ def train_step(
     grad_accum_steps: int = 1,
     microbatch_sharding: NamedSharding | None = None,
 ) -> tuple[TrainState, dict[str, jax.Array]]:
-    """One optimizer update on the MLM + NSP loss of `batch`, whose gradient is accumulated over
+    """One optimizer update on the pretraining loss of `batch` (BERT: MLM + NSP; ELECTRA:
+    generator MLM + lambda x replaced-token detection), whose gradient is accumulated over
     `grad_accum_steps` microbatches. Returns the new state and metric sums."""
     step_key = jax.random.fold_in(dropout_key, state.step)
     # Normalise by the whole batch's weights, so summing microbatch gradients gives exactly the
     # gradient of the whole batch's mean losses.
-    denominators = {
-        "mlm": jnp.maximum(jnp.sum(batch["masked_lm_weights"]), 1.0),
-        "nsp": jnp.maximum(jnp.sum(losses.next_sentence_weights(batch)), 1.0),
-    }
+    denominators = losses.loss_denominators(batch)
 
     def loss_fn(params, microbatch, key):
-        outputs = setup.pretraining_outputs(params, microbatch, nnx.Rngs(dropout=key))
-        sums = losses.pretraining_sums(outputs, microbatch)
-        loss = (
-            sums["mlm_loss_sum"] / denominators["mlm"] + sums["nsp_loss_sum"] / denominators["nsp"]
+        # ELECTRA draws its generator samples from the 'sample' stream (BERT leaves it unused).
+        rngs = nnx.Rngs(dropout=key, sample=jax.random.fold_in(key, SAMPLE_STREAM))
+        sums = losses.pretraining_sums(
+            setup.pretraining_outputs(params, microbatch, rngs), microbatch
         )
-        return loss, sums
+        return losses.objective_loss(sums, denominators), sums
 
     grad_fn = jax.grad(loss_fn, has_aux=True)
     if grad_accum_steps == 1:
@@ -154,10 +155,8 @@ class RunSummary:
         m = self.final_metrics
         lines = [f"steps: {self.start_step} -> {self.steps} in {self.wall_seconds:.1f} s"]
         if "loss" in m:
-            lines.append(
-                f"final loss {m['loss']:.4f}  mlm_loss {m['mlm_loss']:.4f}  "
-                f"mlm_accuracy {m['mlm_accuracy']:.4f}  nsp_accuracy {m['nsp_accuracy']:.4f}"
-            )
+            shown = ("loss", "mlm_loss", "mlm_accuracy", "nsp_accuracy", "rtd_accuracy")
+            lines.append("final " + "  ".join(f"{k} {m[k]:.4f}" for k in shown if k in m))
         lines += [
             f"checkpoints: {self.checkpoint_dir}",
             f"tensorboard: tensorboard --logdir {self.tensorboard_dir}",
@@ -166,11 +165,12 @@ class RunSummary:
         return lines
 
 
-def model_fields(model: BertConfig) -> dict:
-    """The architecture this run trains; saved with checkpoints and compared on resume."""
+def model_fields(model: BertConfig, objective: ObjectiveSpec | None = None) -> dict:
+    """The architecture this run trains and its objective (default BERT's); saved with
+    checkpoints and compared on resume."""
     fields = {f: getattr(model, f) for f in checkpointing.ARCHITECTURE_FIELDS}
     fields["scan_layers"] = bool(model.scan_layers)  # parameter layout
-    return fields
+    return fields | (objective or ObjectiveSpec()).checkpoint_fields()
 
 
 def prepare_workdir(workdir: epath.Path, config: ml_collections.ConfigDict, vocab_path) -> None:
@@ -210,7 +210,8 @@ def train_and_evaluate(
     rules = spec.mesh.logical_axis_rules
     prepare_workdir(workdir, config, data.vocab_path)
 
-    fields = model_fields(model)
+    fields = model_fields(model, spec.objective)
+    pretraining_model = spec.objective.model_factory(model, spec.masking.masked_lm_prob)
     loop = spec.loop
     manager = checkpointing.create_checkpoint_manager(
         workdir / "checkpoints",
@@ -218,14 +219,14 @@ def train_and_evaluate(
         keep=loop.keep_checkpoints,
         keep_period=loop.keep_checkpoint_period,
     )
-    setup = state_setup(model, tx, mesh, rules)
+    setup = state_setup(pretraining_model, tx, mesh, rules)
 
     def init_state() -> TrainState:
         # --config.init_from: parameters of an imported model or another run; fresh optimizer.
         params = loop.init_from and checkpointing.load_init_params(
             loop.init_from, setup.abstract_state.params, fields
         )
-        state = create_train_state(model, tx, mesh, rules, loop.seed)[0]
+        state = create_train_state(pretraining_model, tx, mesh, rules, loop.seed)[0]
         return state.replace(params=params) if params else state
 
     state, restored_step = checkpointing.restore_or_init(
@@ -402,10 +403,8 @@ def train_loop(
 def training_throughput(spec: RunSpec, vocab_size: int, mesh) -> metrics.Throughput:
     """Tokens/s and MFU of a run of `spec` on `mesh`."""
     length = spec.data.max_seq_length
-    flops_per_token = metrics.flops_per_token(
-        num_layers=spec.model.num_hidden_layers,
-        hidden_size=spec.model.hidden_size,
-        intermediate_size=spec.model.intermediate_size,
+    flops_per_token = spec.objective.flops_per_token(
+        spec.model,
         seq_len=length,
         vocab_size=vocab_size,
         predictions_fraction=spec.masking.max_predictions_per_seq / length,
@@ -420,11 +419,10 @@ def _progress_fields(logged: dict) -> dict[str, str]:
     interval was skipped, so it has no loss)."""
     if "loss" not in logged:
         return {"loss": "skipped", "tok/s": f"{logged['tokens_per_second']:.0f}"}
-    return {
-        "loss": f"{logged['loss']:.3f}",
-        "mlm_acc": f"{logged['mlm_accuracy']:.3f}",
-        "tok/s": f"{logged['tokens_per_second']:.0f}",
-    }
+    fields = {"loss": f"{logged['loss']:.3f}", "mlm_acc": f"{logged['mlm_accuracy']:.3f}"}
+    if "rtd_accuracy" in logged:  # ELECTRA's discriminator
+        fields["rtd_acc"] = f"{logged['rtd_accuracy']:.3f}"
+    return fields | {"tok/s": f"{logged['tokens_per_second']:.0f}"}
 
 
 def _apply_nonfinite_policy(loop: LoopSpec, check, done, save) -> None:

@@ -57,7 +57,8 @@ def flat_config(spec: config.RunSpec, **extra) -> dict:
     """The spec as the flat dict of config fields a ConfigDict holds (config.json, checkpoint
     metadata); vocab_size is the model's."""
     fields: dict = {}
-    for part in (spec.data, spec.masking, spec.optimizer, spec.mesh, spec.loop, spec.model):
+    parts = (spec.data, spec.masking, spec.optimizer, spec.mesh, spec.loop, spec.model)
+    for part in (*parts, spec.objective):
         fields.update(dataclasses.asdict(part))
     return json.loads(json.dumps({**fields, **extra}, default=list))
 
@@ -84,18 +85,19 @@ def train_from_batches(
     tx = optim.create_optimizer(spec.optimizer)
     schedule = optim.learning_rate_schedule(spec.optimizer)
     rules = spec.mesh.logical_axis_rules
-    fields = train.model_fields(model)
+    fields = train.model_fields(model, spec.objective)
+    pretraining_model = spec.objective.model_factory(model, spec.masking.masked_lm_prob)
     manager = checkpointing.create_checkpoint_manager(
         workdir / "checkpoints",
         save_every=loop.checkpoint_every,
         keep=loop.keep_checkpoints,
         keep_period=loop.keep_checkpoint_period,
     )
-    setup = state_setup(model, tx, mesh, rules)
+    setup = state_setup(pretraining_model, tx, mesh, rules)
     state, restored_step = checkpointing.restore_or_init(
         manager,
         setup.abstract_state,
-        lambda: create_train_state(model, tx, mesh, rules, loop.seed)[0],
+        lambda: create_train_state(pretraining_model, tx, mesh, rules, loop.seed)[0],
         fields,
     )
     start_step = int(restored_step or 0)
@@ -129,13 +131,17 @@ def restore_latest(spec: config.RunSpec, batches_dir: str | Path, workdir: str |
     spec = spec_for_batches(spec, batch_files.load_batch_files(batches_dir))
     mesh = spec.mesh.create_mesh()
     tx = optim.create_optimizer(spec.optimizer)
-    setup = state_setup(spec.model, tx, mesh, spec.mesh.logical_axis_rules)
+    pretraining_model = spec.objective.model_factory(spec.model, spec.masking.masked_lm_prob)
+    setup = state_setup(pretraining_model, tx, mesh, spec.mesh.logical_axis_rules)
     manager = checkpointing.create_checkpoint_manager(
         Path(workdir).expanduser() / "checkpoints", save_every=1, keep=spec.loop.keep_checkpoints
     )
     try:
         state, step = checkpointing.restore_or_init(
-            manager, setup.abstract_state, _no_checkpoint(workdir), train.model_fields(spec.model)
+            manager,
+            setup.abstract_state,
+            _no_checkpoint(workdir),
+            train.model_fields(spec.model, spec.objective),
         )
     finally:
         manager.close()

@@ -86,18 +86,11 @@ class StateSetup:
         return nnx.merge(self.graphdef, params)
 
     def pretraining_outputs(self, params: Any, batch: dict, rngs: nnx.Rngs | None = None) -> dict:
-        """MLM and NSP logits of `batch` under the activation constraints; dropout on when
-        `rngs` (with a dropout key) is given. Use inside jitted functions."""
+        """The pretraining model's outputs on `batch` (BERT: MLM and NSP logits; ELECTRA: also
+        the discriminator's) under the activation constraints; dropout (and ELECTRA's sampling)
+        from `rngs` when given. Use inside jitted functions."""
         with self.activation_sharding():
-            return self.model(params)(
-                batch["input_ids"],
-                batch["segment_ids"],
-                batch["input_mask"],
-                batch["masked_lm_positions"],
-                attention_segment_ids=batch.get("attention_segment_ids"),
-                deterministic=rngs is None,
-                rngs=rngs,
-            )
+            return self.model(params).pretraining_outputs(batch, rngs)
 
     @contextlib.contextmanager
     def activation_sharding(self):

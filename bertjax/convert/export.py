@@ -8,6 +8,10 @@ tokenizer with `from_pretrained(OUT)`:
   OUT/vocab.txt                    the run's vocabulary
   OUT/tokenizer_config.json, OUT/special_tokens_map.json   casing and special tokens
 
+An ELECTRA run (`--config.objective=electra`) exports its discriminator as OUT (an
+ElectraForPreTraining directory, bertjax/convert/electra.py) and its generator as OUT/generator
+(ElectraForMaskedLM), each with the same tokenizer files.
+
 Only parameters are read from the checkpoint, as host arrays; a checkpoint written by a sharded
 multi-device run is gathered whole, whatever mesh wrote it.
 """
@@ -20,11 +24,12 @@ import shutil
 from pathlib import Path
 
 from bertjax import checkpointing
-from bertjax.convert import hf, model_dir, prelayernorm
+from bertjax.convert import electra, hf, model_dir, prelayernorm
 from bertjax.data import tokenizer
 from bertjax.errors import UserError
 from bertjax.models.bert import BertConfig, unstack_layers
 
+ELECTRA_GENERATOR_DIR = "generator"  # an ELECTRA export's ElectraForMaskedLM, inside OUT
 SPECIAL_TOKENS_MAP = {
     "unk_token": tokenizer.UNK,
     "sep_token": tokenizer.SEP,
@@ -45,12 +50,18 @@ class ExportResult:
 
     def lines(self) -> list[str]:
         c = self.config
-        auto = "AutoModelForMaskedLM" if c.layer_norm_placement == "pre" else "BertForPreTraining"
-        return [
+        auto = "AutoModelForMaskedLM" if c.layer_norm_placement == "pre" else self.architecture
+        lines = [
             f"Exported step {self.step} of {self.workdir} -> {self.out_dir} ({self.architecture}: "
             f"{c.num_hidden_layers} layers, hidden {c.hidden_size}, vocab {c.vocab_size})",
             f'load it: transformers.{auto}.from_pretrained("{self.out_dir}")',
         ]
+        if self.architecture == "ElectraForPreTraining":
+            generator = self.out_dir / ELECTRA_GENERATOR_DIR
+            lines.append(
+                f'the generator: transformers.ElectraForMaskedLM.from_pretrained("{generator}")'
+            )
+        return lines
 
 
 def export_hf(workdir: str | Path, out_dir: str | Path, *, step: int | None = None) -> ExportResult:
@@ -72,14 +83,38 @@ def export_hf(workdir: str | Path, out_dir: str | Path, *, step: int | None = No
     lowercase = model_dir.lowercase(metadata)
     # A scan_layers run saves the encoder stacked; Hugging Face has one module per layer.
     params = unstack_layers(checkpointing.restore_params(workdir, step))
-    tensors = hf.params_to_hf(params)
     pad_token_id = vocab.index(tokenizer.PAD)
-    if config.layer_norm_placement == "pre":
-        tensors = prelayernorm.tensors_from_bert(tensors, pad_token_id=pad_token_id)
+    fraction = metadata.get("model", {}).get("generator_hidden_fraction")
+    if metadata.get("model", {}).get("objective") == "electra":
+        electra.check_exportable(config)
+        params["generator"] = unstack_layers({"bert": params["generator"]})["bert"]
+        generator_dir = out_dir / ELECTRA_GENERATOR_DIR
+        _write_model_dir(
+            generator_dir,
+            electra.generator_tensors(params),
+            electra.hf_config(
+                config, pad_token_id=pad_token_id, generator_hidden_fraction=fraction
+            ),
+            vocab_path,
+            lowercase,
+            config,
+        )
+        tensors = electra.discriminator_tensors(params)
+        hf_config = electra.hf_config(config, pad_token_id=pad_token_id)
+    elif config.layer_norm_placement == "pre":
+        tensors = prelayernorm.tensors_from_bert(hf.params_to_hf(params), pad_token_id=pad_token_id)
         hf_config = prelayernorm.hf_config(config, pad_token_id=pad_token_id)
     else:
+        tensors = hf.params_to_hf(params)
         hf_config = hf.hf_config(config, pad_token_id=pad_token_id)
+    _write_model_dir(out_dir, tensors, hf_config, vocab_path, lowercase, config)
+    return ExportResult(workdir, step, out_dir, config, lowercase, hf_config["architectures"][0])
 
+
+def _write_model_dir(
+    out_dir: Path, tensors: dict, hf_config: dict, vocab_path: Path, lowercase: bool, config
+) -> None:
+    """A Hugging Face model directory: weights, config.json, vocabulary and tokenizer files."""
     out_dir.mkdir(parents=True, exist_ok=True)
     hf.write_safetensors(tensors, out_dir / hf.SAFETENSORS_FILE)
     _write_json(out_dir / "config.json", hf_config)
@@ -96,7 +131,6 @@ def export_hf(workdir: str | Path, out_dir: str | Path, *, step: int | None = No
             **SPECIAL_TOKENS_MAP,
         },
     )
-    return ExportResult(workdir, step, out_dir, config, lowercase, hf_config["architectures"][0])
 
 
 def _write_json(path: Path, value: dict) -> None:

@@ -76,12 +76,9 @@ def _hf_shape(keys: list[str], shape: tuple[int, ...]) -> tuple[int, ...]:
     return tuple(shape)
 
 
-def params_to_hf(params: Any) -> dict[str, np.ndarray]:
-    """bertjax parameters (nested dict of jax or numpy arrays) -> BertForPreTraining state dict.
-
-    Keys and shapes are Hugging Face's; the tied decoder weight and bias are included, so
-    `from_pretrained` finds every key it expects.
-    """
+def hf_tensors(params: Any) -> dict[str, np.ndarray]:
+    """bertjax parameters (nested dict of jax or numpy arrays) -> float32 tensors with Hugging
+    Face's names (the path joined by dots) and shapes (kernels transposed to [out, in])."""
     tensors = {}
     for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:
         keys = _keys(path)
@@ -90,14 +87,27 @@ def params_to_hf(params: Any) -> dict[str, np.ndarray]:
             split = _kernel_input_dims(keys)
             array = array.reshape(math.prod(array.shape[:split]), -1).T
         tensors[hf_name(keys)] = np.ascontiguousarray(array.reshape(_hf_shape(keys, leaf.shape)))
+    return tensors
+
+
+def params_to_hf(params: Any) -> dict[str, np.ndarray]:
+    """bertjax parameters -> BertForPreTraining state dict (`hf_tensors`), with the tied
+    decoder weight and bias, so `from_pretrained` finds every key it expects."""
+    tensors = hf_tensors(params)
     tensors[TIED_DECODER] = tensors[WORD_EMBEDDINGS]
     tensors[TIED_DECODER_BIAS] = tensors[MLM_BIAS]
-    if POSITION_EMBEDDINGS not in tensors:  # relative positions: the unread table, as zeros
-        any_layer = next(name for name in tensors if ".distance_embedding." in name)
-        max_positions = (tensors[any_layer].shape[0] + 1) // 2
-        hidden = tensors[WORD_EMBEDDINGS].shape[1]
-        tensors[POSITION_EMBEDDINGS] = np.zeros((max_positions, hidden), np.float32)
-    return tensors
+    return with_position_table(tensors, WORD_EMBEDDINGS, POSITION_EMBEDDINGS)
+
+
+def with_position_table(tensors: dict, word_embeddings: str, position_embeddings: str) -> dict:
+    """`tensors` with a zero position table when they have none (relative positions: Hugging
+    Face's embeddings always hold the table and do not read it)."""
+    if position_embeddings in tensors:
+        return tensors
+    any_layer = next(name for name in tensors if ".distance_embedding." in name)
+    max_positions = (tensors[any_layer].shape[0] + 1) // 2
+    hidden = tensors[word_embeddings].shape[1]
+    return tensors | {position_embeddings: np.zeros((max_positions, hidden), np.float32)}
 
 
 @dataclasses.dataclass

@@ -28,6 +28,7 @@ from bertjax.convert import hf
 from bertjax.data import tokenizer
 from bertjax.errors import UserError
 from bertjax.models.bert import BertConfig, BertForPreTraining, create_model
+from bertjax.models.electra import ElectraForPreTraining, create_electra
 
 IMPORT_STEP = 0
 
@@ -45,12 +46,21 @@ def lowercase(metadata: dict) -> bool:
     return bool(metadata.get("config", {}).get("lowercase", True))
 
 
-def load_model(directory: str | Path, step: int | None = None) -> BertForPreTraining:
-    """BertForPreTraining with the parameters of `directory`'s checkpoint (default: latest),
-    on the first local device; a checkpoint from any mesh is gathered whole."""
+def load_model(
+    directory: str | Path, step: int | None = None
+) -> BertForPreTraining | ElectraForPreTraining:
+    """The pretraining model (BertForPreTraining, or ElectraForPreTraining for an ELECTRA run)
+    with the parameters of `directory`'s checkpoint (default: latest), on the first local
+    device; a checkpoint from any mesh is gathered whole."""
     step, metadata = checkpointing.open_workdir(directory, step)
     config = model_config(metadata)
-    graphdef, abstract = nnx.split(nnx.eval_shape(lambda: create_model(config, 0)), nnx.Param)
+    saved = metadata.get("model", {})
+    if saved.get("objective") == "electra":  # its loss weight is not needed to run it
+        fraction = saved["generator_hidden_fraction"]
+        abstract_model = nnx.eval_shape(lambda: create_electra(config, fraction, 1.0, 0))
+    else:
+        abstract_model = nnx.eval_shape(lambda: create_model(config, 0))
+    graphdef, abstract = nnx.split(abstract_model, nnx.Param)
     device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
     target = jax.tree.map(
         lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device), abstract.to_pure_dict()

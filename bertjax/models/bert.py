@@ -52,6 +52,34 @@ class BertPooler(nnx.Module):
         return jnp.tanh(self.dense(sequence_output[:, 0]).astype(jnp.float32))
 
 
+def attention_mask(input_mask: jax.Array, attention_segment_ids: jax.Array | None) -> jax.Array:
+    """Boolean mask of the keys each query sees: [B, 1, 1, L] (padding) or, for packed rows
+    (`attention_segment_ids` [B, L], one id per document), [B, 1, L, L]."""
+    mask = padding_mask(input_mask)
+    if attention_segment_ids is not None:
+        documents = attention_segment_ids
+        mask = mask & (documents[:, None, :, None] == documents[:, None, None, :])
+    return mask
+
+
+def tied_vocab_logits(
+    transformed: jax.Array,
+    word_embeddings: jax.Array,
+    bias: jax.Array,
+    *,
+    dtype: Any,
+    use_cpu_kernels: bool | None,
+) -> jax.Array:
+    """[..., H] transformed hidden states, [V, H] embedding table, [V] bias -> logits [..., V]
+    float32 (on XLA:CPU on rows, with the bias gradient as a matmul:
+    `cpu_kernels.vocab_logits_on_rows`)."""
+    transformed, table = transformed.astype(dtype), word_embeddings.astype(dtype)
+    if cpu_kernels.active(use_cpu_kernels):
+        return cpu_kernels.vocab_logits_on_rows(transformed, table, bias)
+    logits = jnp.einsum("...h,vh->...v", transformed, table, preferred_element_type=jnp.float32)
+    return logits + bias
+
+
 class BertModel(nnx.Module):
     """`bert`: embeddings, encoder and pooler (Hugging Face's `BertModel`)."""
 
@@ -82,10 +110,7 @@ class BertModel(nnx.Module):
         if not deterministic and rngs is None:
             raise ValueError("deterministic=False needs rngs=nnx.Rngs(dropout=key) at call time")
         embeddings = self.embeddings(input_ids, segment_ids, deterministic=deterministic, rngs=rngs)
-        mask = padding_mask(input_mask)  # [B, 1, 1, L]
-        if attention_segment_ids is not None:
-            documents = attention_segment_ids
-            mask = mask & (documents[:, None, :, None] == documents[:, None, None, :])
+        mask = attention_mask(input_mask, attention_segment_ids)
         layers = self.encoder(embeddings, mask, deterministic=deterministic, rngs=rngs)
         sequence_output = layers[-1] if layers else embeddings
         if hasattr(self, "LayerNorm"):
@@ -112,7 +137,7 @@ class BertPredictionHeadTransform(nnx.Module):
 
 class BertLMPredictionHead(nnx.Module):
     """`cls.predictions`: transform, then the decoder tied to the word embeddings, plus `bias`
-    (on XLA:CPU on rows, with the bias gradient as a matmul: `cpu_kernels.vocab_logits_on_rows`)."""
+    (`tied_vocab_logits`)."""
 
     def __init__(self, config: BertConfig, *, rngs: nnx.Rngs):
         self.dtype = jnp.dtype(config.dtype)
@@ -123,12 +148,13 @@ class BertLMPredictionHead(nnx.Module):
 
     def __call__(self, hidden_states: jax.Array, word_embeddings: jax.Array) -> jax.Array:
         """[..., H] hidden states, [V, H] embedding table -> MLM logits [..., V] float32."""
-        transformed = self.transform(hidden_states).astype(self.dtype)
-        table = word_embeddings.astype(self.dtype)
-        if cpu_kernels.active(self.use_cpu_kernels):
-            return cpu_kernels.vocab_logits_on_rows(transformed, table, self.bias[...])
-        logits = jnp.einsum("...h,vh->...v", transformed, table, preferred_element_type=jnp.float32)
-        return logits + self.bias[...]
+        return tied_vocab_logits(
+            self.transform(hidden_states),
+            word_embeddings,
+            self.bias[...],
+            dtype=self.dtype,
+            use_cpu_kernels=self.use_cpu_kernels,
+        )
 
 
 class BertPreTrainingHeads(nnx.Module):
@@ -200,6 +226,18 @@ class BertForPreTraining(nnx.Module):
             "mlm_logits": self.cls.predictions(masked, self._word_embeddings()),
             "nsp_logits": self.cls.seq_relationship(encoded["pooled_output"]),
         }
+
+    def pretraining_outputs(self, batch: dict, rngs: nnx.Rngs | None = None) -> dict:
+        """`__call__` on a batch dict; dropout on when `rngs` (with a 'dropout' stream) is given."""
+        return self(
+            batch["input_ids"],
+            batch["segment_ids"],
+            batch["input_mask"],
+            batch["masked_lm_positions"],
+            attention_segment_ids=batch.get("attention_segment_ids"),
+            deterministic=rngs is None,
+            rngs=rngs,
+        )
 
     def mlm_logits_all(
         self,

@@ -1,0 +1,88 @@
+"""An ELECTRA checkpoint (bertjax/models/electra.py) as Hugging Face Electra weights and configs.
+
+The discriminator becomes `ElectraForPreTraining` (the encoder as `electra.*`, its head as
+`discriminator_predictions.*`; the BERT pooler, which ELECTRA does not train, is left out), the
+generator `ElectraForMaskedLM` (the shared embeddings, `electra.embeddings_project`, its
+encoder, `generator_predictions.*` and `generator_lm_head` tied to the word embeddings). Both
+use `embedding_size` = the discriminator's hidden size. Hugging Face's Electra has no pre-LN
+layout, so a pre-LN run is refused with a one-line error.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from bertjax.convert import hf
+from bertjax.errors import UserError
+from bertjax.models.config import BertConfig
+from bertjax.models.electra import generator_config
+
+WORD_EMBEDDINGS = "electra.embeddings.word_embeddings.weight"
+POSITION_EMBEDDINGS = "electra.embeddings.position_embeddings.weight"
+
+
+def check_exportable(config: BertConfig) -> None:
+    if config.layer_norm_placement == "pre":
+        raise UserError(
+            "this ELECTRA run has pre-LN blocks (layer_norm_placement='pre'), which Hugging "
+            "Face's Electra models cannot hold; fine-tune it with `bertjax finetune --init=DIR` "
+            "or pretrain with --config.layer_norm_placement=post to export"
+        )
+
+
+def _encoder_tensors(encoder_params: dict) -> dict[str, np.ndarray]:
+    """An encoder's `hf_tensors` under `electra.` instead of its bertjax prefix."""
+    return {
+        "electra." + name.split(".", 1)[1]: tensor
+        for name, tensor in hf.hf_tensors({"bert": encoder_params}).items()
+    }
+
+
+def discriminator_tensors(params: dict) -> dict[str, np.ndarray]:
+    """ElectraForPreTraining's state dict from bertjax ELECTRA parameters (list layout)."""
+    encoder = {k: v for k, v in params["bert"].items() if k != "pooler"}
+    tensors = _encoder_tensors(encoder)
+    heads = hf.hf_tensors({"discriminator_predictions": params["discriminator_predictions"]})
+    return hf.with_position_table(tensors | heads, WORD_EMBEDDINGS, POSITION_EMBEDDINGS)
+
+
+def generator_tensors(params: dict) -> dict[str, np.ndarray]:
+    """ElectraForMaskedLM's state dict: the shared embeddings, the generator's projection,
+    encoder and head, and the LM head tied to the word embeddings."""
+    embeddings = _encoder_tensors({"embeddings": params["bert"]["embeddings"]})
+    generator = _encoder_tensors(params["generator"])
+    heads = hf.hf_tensors(
+        {
+            "generator_predictions": params["generator_predictions"],
+            "generator_lm_head": params["generator_lm_head"],
+        }
+    )
+    tensors = embeddings | generator | heads
+    tensors["generator_lm_head.weight"] = tensors[WORD_EMBEDDINGS]
+    return hf.with_position_table(tensors, WORD_EMBEDDINGS, POSITION_EMBEDDINGS)
+
+
+def hf_config(
+    config: BertConfig, *, pad_token_id: int, generator_hidden_fraction: float | None = None
+) -> dict[str, Any]:
+    """`config.json` of ElectraForPreTraining (the discriminator) or, given the generator's
+    fraction, of ElectraForMaskedLM (the generator)."""
+    architecture, embedding_size = "ElectraForPreTraining", config.hidden_size
+    if generator_hidden_fraction is not None:
+        config = generator_config(config, generator_hidden_fraction)
+        architecture = "ElectraForMaskedLM"
+    return {
+        "architectures": [architecture],
+        "model_type": "electra",
+        **{name: getattr(config, name) for name in hf.CONFIG_FIELDS},
+        "embedding_size": embedding_size,  # the shared embeddings are the discriminator's width
+        "hidden_act": "gelu",
+        "position_embedding_type": config.position_embedding_type,
+        "pad_token_id": pad_token_id,
+        "tie_word_embeddings": True,
+        "classifier_dropout": None,
+        "use_cache": True,
+        "torch_dtype": "float32",
+    }
