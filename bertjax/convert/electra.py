@@ -73,16 +73,8 @@ def hf_config(
     if generator_hidden_fraction is not None:
         config = generator_config(config, generator_hidden_fraction)
         architecture = "ElectraForMaskedLM"
-    return {
+    return hf.hf_config(config, pad_token_id=pad_token_id) | {
         "architectures": [architecture],
         "model_type": "electra",
-        **{name: getattr(config, name) for name in hf.CONFIG_FIELDS},
         "embedding_size": embedding_size,  # the shared embeddings are the discriminator's width
-        "hidden_act": "gelu",
-        "position_embedding_type": config.position_embedding_type,
-        "pad_token_id": pad_token_id,
-        "tie_word_embeddings": True,
-        "classifier_dropout": None,
-        "use_cache": True,
-        "torch_dtype": "float32",
     }
