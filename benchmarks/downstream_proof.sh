@@ -11,6 +11,8 @@
 #
 #   bash benchmarks/downstream_proof.sh              # everything
 #   STAGES="pretrain finetune" bash benchmarks/downstream_proof.sh
+#   OUT=workdirs/electra_proof PRETRAIN_FLAGS=--config.objective=electra PRETRAIN_STEPS=N \
+#     STAGES="pretrain finetune" bash benchmarks/downstream_proof.sh   # ELECTRA, same recipe
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,8 +22,10 @@ STAGES=${STAGES:-"pretrain finetune minilm report"}
 PRETRAIN_CONFIG=${PRETRAIN_CONFIG:-configs/cpu_budget.py}
 PRETRAIN_STEPS=${PRETRAIN_STEPS:-3200}  # 120 min at this machine's idle 0.46 steps/s, with evals
 CORPUS=${CORPUS:-../shared/data/pretrain/*.jsonl}
+PRETRAIN_FLAGS=${PRETRAIN_FLAGS:-}  # more --config.x=y, e.g. "--config.objective=electra"
 MINI_TASKS=${MINI_TASKS:-"trec mr chunking"}
 MINI_SEEDS=${MINI_SEEDS:-0,1,2}
+MINI_INITS=${MINI_INITS:-"pretrained random"}  # "pretrained": reuse another proof's random twins
 MINI_LR=${MINI_LR:-1e-4}  # small BERTs fine-tune best at 1e-4 (Turc et al. 2019); both inits
 # A task's own rate, chosen on its dev split for both inits (docs/results.md): MR at 3e-4.
 declare -A TASK_LR=([mr]=${MR_LR:-3e-4})
@@ -43,11 +47,11 @@ if [[ " $STAGES " == *" pretrain "* ]]; then
   timed pretrain "$BERTJAX" train --config="$PRETRAIN_CONFIG" --workdir="$OUT/pretrain" \
     --config.corpus="$CORPUS" --config.num_train_steps="$PRETRAIN_STEPS" \
     --config.warmup_steps=$((PRETRAIN_STEPS / 20)) --config.eval_every=200 \
-    --config.checkpoint_every=200 --config.keep_checkpoint_period=400
+    --config.checkpoint_every=200 --config.keep_checkpoint_period=400 $PRETRAIN_FLAGS
 fi
 if [[ " $STAGES " == *" finetune "* ]]; then
   for task in $MINI_TASKS; do
-    for init in pretrained random; do
+    for init in $MINI_INITS; do
       flag=$([[ $init == random ]] && echo --random_init || echo --norandom_init)
       timed "$task-$init" "$BERTJAX" finetune --task="$task" --init="$OUT/pretrain" $flag \
         --workdir="$OUT/finetune/$task-$init" --config.data_dir="$TASK_DATA" \

@@ -35,6 +35,9 @@ def get_config() -> ml_collections.ConfigDict:
     config.warmup_fraction = 0.1
     config.weight_decay = 0.01
     config.max_grad_norm = 1.0
+    # Classification features: "cls" (Hugging Face's pooler on [CLS]) or "mean" (mean of the
+    # final hidden states over real tokens; for encoders pretrained without a [CLS] objective).
+    config.pooling = "cls"
     # Dropout while fine-tuning, whatever the pretraining used (a short pretraining may run
     # without): BERT's 0.1 for every released checkpoint.
     config.hidden_dropout_prob = 0.1

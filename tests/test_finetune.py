@@ -237,6 +237,30 @@ def test_pretrained_encoder_is_loaded_and_random_init_is_not(tmp_path):
     assert fresh["head"]["kernel"].shape == (64, 2)
 
 
+def test_mean_pooling_classifies_the_mean_of_the_real_tokens(tmp_path):
+    init = tiny_model_dir(tmp_path, POSITIVE + NEGATIVE)
+    config, encoder, _, _ = model.load_encoder(str(init))
+    from flax import nnx
+
+    graphdef, params = model.init_params(
+        config, "classification", 2, seed=5, encoder=encoder, pooling="mean"
+    )
+    net = nnx.merge(graphdef, params)
+    ids = np.random.default_rng(0).integers(5, config.vocab_size, (2, 12)).astype(np.int32)
+    mask = np.ones_like(ids)
+    mask[1, 7:] = 0  # row 1: 7 real tokens, then padding
+    segments = np.zeros_like(ids)
+    hidden = np.asarray(net.bert(ids, segments, mask)["sequence_output"], np.float64)
+    means = np.stack([hidden[0].mean(axis=0), hidden[1, :7].mean(axis=0)])
+    head = params["head"]
+    expected = means @ np.asarray(head["kernel"]) + np.asarray(head["bias"])
+    np.testing.assert_allclose(np.asarray(net(ids, segments, mask)), expected, atol=1e-5)
+    # The pooler is not used: changing it changes nothing.
+    params["bert"]["pooler"]["dense"]["kernel"] = params["bert"]["pooler"]["dense"]["kernel"] * 3
+    again = nnx.merge(graphdef, params)(ids, segments, mask)
+    np.testing.assert_allclose(np.asarray(again), expected, atol=1e-5)
+
+
 def test_task_readers_and_their_errors(tmp_path):
     config = load_config("finetune")
     config.data_dir = str(tmp_path)
@@ -314,12 +338,20 @@ def test_a_workdir_refuses_another_fine_tune(tmp_path):
     data = write_jsonl(tmp_path / "d.jsonl", records)
     config = config_for(train_file=data, eval_file=data, kind="classification", num_epochs=1)
     first = trainer.finetune("jsonl", str(init), str(tmp_path / "run"), config)
+    settings = tmp_path / "run" / "finetune_settings.json"
+    saved = json.loads(settings.read_text())
+    del saved["config"]["pooling"]  # as a run recorded before `pooling` existed
+    settings.write_text(json.dumps(saved))
+    assert trainer.finetune("jsonl", str(init), str(tmp_path / "run"), config) == first
     config.seeds = "0,1"  # more seeds extend the run; seed 0 is reused, not redone
     more = trainer.finetune("jsonl", str(init), str(tmp_path / "run"), config)
     assert more["seeds"]["0"] == first["seeds"]["0"] and set(more["seeds"]) == {"0", "1"}
     config.learning_rate = 1e-3
     with pytest.raises(UserError, match="holds a fine-tune with other config"):
         trainer.finetune("jsonl", str(init), str(tmp_path / "run"), config)
+    config.pooling = "max"
+    with pytest.raises(UserError, match="pooling='max' must be one of cls, mean"):
+        trainer.finetune("jsonl", str(init), str(tmp_path / "other"), config)
     with pytest.raises(UserError, match="holds a fine-tune with other random_init"):
         trainer.finetune("jsonl", str(init), str(tmp_path / "run"), config_for(
             train_file=data, eval_file=data, kind="classification", num_epochs=1

@@ -128,6 +128,7 @@ def test_sigterm_to_one_process_stops_both_at_the_same_step(runs, tmp_path):
     assert 3 <= step < 200 and (workdir / "checkpoints" / str(step)).is_dir()
 
 
+@pytest.mark.slow  # two processes against one run in the default suite
 def test_hybrid_mesh_with_processes_as_dcn_slices_equals_one_process(runs, tmp_path):
     """dcn_mesh_shape={'data': 2}: each process is a slice (granule) holding 4 devices (ICI);
     the data axis spans both over the slow network. Same numbers as 8 devices in one process."""

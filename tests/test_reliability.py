@@ -205,6 +205,7 @@ def start_and_signal_after(args, workdir: Path, step: int, sig: int, timeout: fl
     return process.returncode, output
 
 
+@pytest.mark.slow  # the default suite resumes after SIGTERM and in-process (same checks, one stop)
 def test_sigkill_at_three_points_then_resume_is_bit_identical(reference_run, tmp_path):
     reference_tmp, config, reference = reference_run
     config = small_smoke_config(

@@ -1,9 +1,11 @@
 """BERT encoder + one task head, and loading the encoder from a pretrained model directory.
 
 Heads (Hugging Face's BertFor* equivalents): classification on the pooled [CLS] output
-(dropout + dense), tagging on every position (dropout + dense), QA start/end logits on every
-position (dense with 2 outputs). Parameters are a pure dict {"bert": ..., "head": ...}; "bert"
-has the pretraining checkpoint's layout, so it is taken over unchanged.
+(dropout + dense; with pooling="mean", on the mean of the final hidden states over the real
+tokens instead, for an encoder whose [CLS] no objective trained: MLM-only packed pretraining),
+tagging on every position (dropout + dense), QA start/end logits on every position (dense with
+2 outputs). Parameters are a pure dict {"bert": ..., "head": ...}; "bert" has the pretraining
+checkpoint's layout, so it is taken over unchanged.
 """
 
 from __future__ import annotations
@@ -21,10 +23,21 @@ from bertjax.convert import model_dir
 from bertjax.models.bert import BertConfig, BertModel, unstack_layers
 from bertjax.models.dropout import Dropout
 
+POOLINGS = ("cls", "mean")
+
 
 class BertForFinetuning(nnx.Module):
-    def __init__(self, config: BertConfig, kind: str, num_outputs: int, *, rngs: nnx.Rngs):
+    def __init__(
+        self,
+        config: BertConfig,
+        kind: str,
+        num_outputs: int,
+        *,
+        pooling: str = "cls",
+        rngs: nnx.Rngs,
+    ):
         self.kind = kind
+        self.pooling = pooling
         self.bert = BertModel(config, rngs=rngs)
         self.dropout = Dropout(config.hidden_dropout_prob)
         init = nnx.initializers.normal(config.initializer_range)
@@ -43,13 +56,22 @@ class BertForFinetuning(nnx.Module):
         encoded = self.bert(
             input_ids, segment_ids, input_mask, deterministic=deterministic, rngs=rngs
         )
-        if self.kind == "classification":
+        if self.kind == "classification" and self.pooling == "mean":
+            features = mean_over_tokens(encoded["sequence_output"], input_mask)
+        elif self.kind == "classification":
             features = encoded["pooled_output"]
         else:
             features = encoded["sequence_output"].astype(jnp.float32)
         if self.kind != "qa":
             features = self.dropout(features, deterministic=deterministic, rngs=rngs)
         return self.head(features)
+
+
+def mean_over_tokens(hidden: jax.Array, input_mask: jax.Array) -> jax.Array:
+    """[B, L, H] hidden states, [B, L] 1/0 mask -> [B, H] float32 mean over the real tokens."""
+    weights = input_mask.astype(jnp.float32)[..., None]
+    total = jnp.sum(hidden.astype(jnp.float32) * weights, axis=1)
+    return total / jnp.maximum(jnp.sum(weights, axis=1), 1.0)
 
 
 def num_outputs(kind: str, num_labels: int) -> int:
@@ -67,10 +89,12 @@ def load_encoder(init: str) -> tuple[BertConfig, dict[str, Any], bool, Any]:
     return config, params["bert"], model_dir.lowercase(metadata), Path(init) / "vocab.txt"
 
 
-def model_factory(config: BertConfig, kind: str, num_labels: int):
+def model_factory(config: BertConfig, kind: str, num_labels: int, pooling: str = "cls"):
     """seed -> BertForFinetuning with a head for `num_labels` (a `train_state.ModelFactory`)."""
     outputs = num_outputs(kind, num_labels)
-    return lambda seed: BertForFinetuning(config, kind, outputs, rngs=nnx.Rngs(seed))
+    return lambda seed: BertForFinetuning(
+        config, kind, outputs, pooling=pooling, rngs=nnx.Rngs(seed)
+    )
 
 
 def with_encoder(params: dict, encoder: dict) -> dict:
@@ -82,12 +106,17 @@ def with_encoder(params: dict, encoder: dict) -> dict:
 
 
 def init_params(
-    config: BertConfig, kind: str, num_labels: int, seed: int, encoder: dict | None
+    config: BertConfig,
+    kind: str,
+    num_labels: int,
+    seed: int,
+    encoder: dict | None,
+    pooling: str = "cls",
 ) -> tuple[nnx.GraphDef, dict]:
     """GraphDef and parameters on the default device: a fresh head (seeded), the encoder from
     `encoder` when given (else random, seeded: the baseline). The trainer builds the same
     parameters in their sharded layout (`train_state.init_train_state` of `model_factory`)."""
-    graphdef, state = nnx.split(model_factory(config, kind, num_labels)(seed), nnx.Param)
+    graphdef, state = nnx.split(model_factory(config, kind, num_labels, pooling)(seed), nnx.Param)
     params = state.to_pure_dict()
     if encoder is not None:
         params = with_encoder(params, encoder)

@@ -114,6 +114,10 @@ def finetune(
     return results
 
 
+# Recipe fields added after runs were recorded, with the value those runs used.
+FIELDS_ADDED_LATER = {"pooling": "cls"}
+
+
 def _claim_workdir(workdir: Path, task_name, init, random_init, config) -> None:
     """Records what this workdir fine-tunes; finished seeds are only reused for the same
     task, init and recipe (config.seeds may differ: more seeds extend a run)."""
@@ -124,6 +128,8 @@ def _claim_workdir(workdir: Path, task_name, init, random_init, config) -> None:
     path = workdir / "finetune_settings.json"
     if path.exists():
         saved = json.loads(path.read_text())
+        for field, default in FIELDS_ADDED_LATER.items():  # a run from before the field
+            saved["config"].setdefault(field, default)
         different = sorted(k for k in settings if saved.get(k) != settings[k])
         if different:
             raise UserError(
@@ -149,6 +155,10 @@ def _validate(config: ml_collections.ConfigDict) -> None:
         (config.num_epochs > 0, f"num_epochs={config.num_epochs} must be positive"),
         (config.batch_size > 0, f"batch_size={config.batch_size} must be positive"),
         (0 <= config.warmup_fraction < 1, "warmup_fraction must be in [0, 1), e.g. 0.1"),
+        (
+            config.get("pooling", "cls") in model.POOLINGS,
+            f"pooling={config.get('pooling')!r} must be one of {', '.join(model.POOLINGS)}",
+        ),
         (config.max_seq_length >= 8, f"max_seq_length={config.max_seq_length} must be >= 8"),
         *(
             (0 <= config[name] < 1, f"{name}={config[name]} must be in [0, 1), e.g. 0.1")
@@ -293,7 +303,8 @@ def compile_task(
     """The task's model, optimizer and steps on a mesh of `devices` (default: all)."""
     task = prepared.task
     mesh_spec = sharding.MeshSpec.from_config(config)  # absent fields: data parallel
-    make_model = model.model_factory(bert_config, task.kind, len(task.labels))
+    pooling = config.get("pooling", "cls")  # absent in configs written before it existed
+    make_model = model.model_factory(bert_config, task.kind, len(task.labels), pooling)
     total_steps = -(-len(prepared.train) // config.batch_size) * config.num_epochs
     tx = _optimizer(config, total_steps)
     mesh = mesh_spec.create_mesh(devices)

@@ -454,6 +454,7 @@ def test_a_missing_tfds_dataset_is_a_counted_skip_or_a_one_line_error(
     assert "\n" not in str(info.value)
 
 
+@pytest.mark.slow  # stream resume is covered in-process and in a new process by the default suite
 def test_bertjax_train_streams_end_to_end_and_resumes(corpus_dir, tmp_path):
     """`bertjax train --config.streaming=True` for 3 steps, resumed in this process to 5 steps:
     the same losses as 5 steps in one go (warm-up over the first 3 steps: the learning rates
