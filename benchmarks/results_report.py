@@ -47,18 +47,23 @@ def read_pretraining(pretrain_dir: Path) -> list[dict]:
 def plot_pretraining(
     records: list[dict], out: Path, baseline=None, baseline_label="", step_label="step"
 ) -> None:
+    """Loss and accuracy of the masked LM (an ELECTRA run's generator), and for ELECTRA a third
+    panel: held-out replaced-token detection against the accuracy of flagging nothing."""
     train = [r for r in records if "loss" in r]
     held_out = [r for r in records if "eval_mlm_loss" in r]
-    fig, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(10, 4))
+    rtd = [r for r in held_out if "eval_rtd_accuracy" in r]
+    mlm = "generator MLM" if rtd else "MLM"
+    fig, axes = plt.subplots(1, 2 + bool(rtd), figsize=(5 * (2 + bool(rtd)), 4))
+    loss_ax, acc_ax = axes[:2]
     steps = [r["step"] for r in train]
-    loss_ax.plot(steps, [r["mlm_loss"] for r in train], label="MLM loss (train)")
-    acc_ax.plot(steps, [r["mlm_accuracy"] for r in train], label="MLM accuracy (train)")
+    loss_ax.plot(steps, [r["mlm_loss"] for r in train], label=f"{mlm} loss (train)")
+    acc_ax.plot(steps, [r["mlm_accuracy"] for r in train], label=f"{mlm} accuracy (train)")
     if held_out:
         eval_steps = [r["step"] for r in held_out]
         loss_ax.plot(eval_steps, [r["eval_mlm_loss"] for r in held_out], "o-",
-                     label="MLM loss (held out, fixed masks)")  # fmt: skip
+                     label=f"{mlm} loss (held out, fixed masks)")  # fmt: skip
         acc_ax.plot(eval_steps, [r["eval_mlm_accuracy"] for r in held_out], "o-",
-                    label="MLM accuracy (held out, fixed masks)")  # fmt: skip
+                    label=f"{mlm} accuracy (held out, fixed masks)")  # fmt: skip
         if "eval_unigram_mlm_loss" in held_out[-1]:  # token frequencies alone, same positions
             unigram = held_out[-1]
             loss_ax.axhline(unigram["eval_unigram_mlm_loss"], color="tab:gray", ls=":",
@@ -72,11 +77,20 @@ def plot_pretraining(
                      label=f"held out, {baseline_label}")  # fmt: skip
         acc_ax.plot(old_steps, [r["eval_mlm_accuracy"] for r in old], "s--", color="tab:red",
                     label=f"held out, {baseline_label}")  # fmt: skip
-    for ax, title in ((loss_ax, "masked-LM loss"), (acc_ax, "masked-LM accuracy")):
+    titles = [f"{mlm} loss", f"{mlm} accuracy"]
+    if rtd:
+        rtd_steps = [r["step"] for r in rtd]
+        for name in ("accuracy", "precision", "recall"):
+            axes[2].plot(rtd_steps, [r[f"eval_rtd_{name}"] for r in rtd], "o-",
+                         label=f"{name} (held out)")  # fmt: skip
+        axes[2].plot(rtd_steps, [1 - r["eval_replaced_fraction"] for r in rtd], ":",
+                     color="tab:gray", label="accuracy flagging nothing")  # fmt: skip
+        titles.append("replaced-token detection")
+    for ax, title in zip(axes, titles, strict=True):
         ax.set_xlabel(step_label)
         ax.set_title(f"pretraining: {title}")
         ax.grid(alpha=0.3)
-        ax.legend()
+        ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(out, dpi=110)
     plt.close(fig)
@@ -132,13 +146,16 @@ def plot_finetuning(results: dict, out: Path, baseline_label: str = "") -> None:
 
 
 def pretraining_table(records: list[dict]) -> list[str]:
-    """One row per held-out evaluation; the NSP column only for runs with NSP, the unigram
-    baseline and distinct predictions where the evaluation reported them."""
+    """One row per held-out evaluation; the NSP column only for runs with NSP, replaced-token
+    detection for ELECTRA (MLM columns: its generator), the unigram baseline and distinct
+    predictions where the evaluation reported them."""
     held_out = [r for r in records if "eval_mlm_loss" in r]
     nsp = any(r.get("eval_nsp_accuracy") for r in held_out)
+    rtd = any("eval_rtd_accuracy" in r for r in held_out)
     unigram = any("eval_unigram_mlm_loss" in r for r in held_out)
     header = ["step", "train MLM loss", "train MLM acc", "held-out MLM loss", "held-out MLM acc"]
     header += ["held-out NSP acc"] * nsp
+    header += ["held-out RTD acc / precision / recall", "replaced"] * rtd
     header += ["unigram loss / acc (same positions)", "distinct tokens predicted"] * unigram
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     train = {r["step"]: r for r in records if "loss" in r}
@@ -147,7 +164,12 @@ def pretraining_table(records: list[dict]) -> list[str]:
         cells = [str(r["step"]), f"{t.get('mlm_loss', float('nan')):.3f}",
                  f"{t.get('mlm_accuracy', float('nan')):.3f}", f"{r['eval_mlm_loss']:.3f}",
                  f"{r['eval_mlm_accuracy']:.3f}"]  # fmt: skip
-        cells += [f"{r['eval_nsp_accuracy']:.3f}"] * nsp
+        if nsp:
+            cells.append(f"{r['eval_nsp_accuracy']:.3f}")
+        if rtd:
+            detection = (r[f"eval_rtd_{name}"] for name in ("accuracy", "precision", "recall"))
+            cells += [" / ".join(f"{v:.3f}" for v in detection),
+                      f"{r['eval_replaced_fraction']:.3f}"]  # fmt: skip
         if unigram:
             cells += [f"{r['eval_unigram_mlm_loss']:.3f} / {r['eval_unigram_mlm_accuracy']:.3f}",
                       f"{r['eval_mlm_distinct_predictions']:.0f}"]  # fmt: skip
