@@ -343,6 +343,10 @@ def test_a_workdir_refuses_another_fine_tune(tmp_path):
     del saved["config"]["pooling"]  # as a run recorded before `pooling` existed
     settings.write_text(json.dumps(saved))
     assert trainer.finetune("jsonl", str(init), str(tmp_path / "run"), config) == first
+    del config["pooling"]  # a config file written before `pooling` existed: the same recipe
+    resumed = trainer.finetune("jsonl", str(init), str(tmp_path / "run"), config)
+    assert resumed["seeds"] == first["seeds"]  # seed 0 reused, not redone
+    config.pooling = "cls"
     config.seeds = "0,1"  # more seeds extend the run; seed 0 is reused, not redone
     more = trainer.finetune("jsonl", str(init), str(tmp_path / "run"), config)
     assert more["seeds"]["0"] == first["seeds"]["0"] and set(more["seeds"]) == {"0", "1"}

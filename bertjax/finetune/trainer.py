@@ -63,6 +63,15 @@ class Prepared:
     qa_eval: squad.QAFeatures | None = None
 
 
+# Recipe fields added after runs were recorded and config files written, with the value those
+# runs used (and a config file without the field gets).
+FIELDS_ADDED_LATER = {"pooling": "cls"}
+
+
+def recipe_field(config: ml_collections.ConfigDict, name: str):
+    return config.get(name, FIELDS_ADDED_LATER[name])
+
+
 def finetune(
     task_name: str,
     init: str,
@@ -114,22 +123,17 @@ def finetune(
     return results
 
 
-# Recipe fields added after runs were recorded, with the value those runs used.
-FIELDS_ADDED_LATER = {"pooling": "cls"}
-
-
 def _claim_workdir(workdir: Path, task_name, init, random_init, config) -> None:
     """Records what this workdir fine-tunes; finished seeds are only reused for the same
     task, init and recipe (config.seeds may differ: more seeds extend a run)."""
-    recipe = json.loads(config.to_json_best_effort())
+    recipe = FIELDS_ADDED_LATER | json.loads(config.to_json_best_effort())
     recipe.pop("seeds")
     settings = {"task": task_name, "init": str(Path(init).expanduser().absolute()),
                 "random_init": random_init, "config": recipe}  # fmt: skip
     path = workdir / "finetune_settings.json"
     if path.exists():
         saved = json.loads(path.read_text())
-        for field, default in FIELDS_ADDED_LATER.items():  # a run from before the field
-            saved["config"].setdefault(field, default)
+        saved["config"] = FIELDS_ADDED_LATER | saved["config"]  # a run from before a field
         different = sorted(k for k in settings if saved.get(k) != settings[k])
         if different:
             raise UserError(
@@ -150,14 +154,15 @@ def parse_seeds(seeds: str) -> list[int]:
 
 
 def _validate(config: ml_collections.ConfigDict) -> None:
+    pooling = recipe_field(config, "pooling")
     checks = (
         (config.learning_rate > 0, f"learning_rate={config.learning_rate} must be positive"),
         (config.num_epochs > 0, f"num_epochs={config.num_epochs} must be positive"),
         (config.batch_size > 0, f"batch_size={config.batch_size} must be positive"),
         (0 <= config.warmup_fraction < 1, "warmup_fraction must be in [0, 1), e.g. 0.1"),
         (
-            config.get("pooling", "cls") in model.POOLINGS,
-            f"pooling={config.get('pooling')!r} must be one of {', '.join(model.POOLINGS)}",
+            pooling in model.POOLINGS,
+            f"pooling={pooling!r} must be one of {', '.join(model.POOLINGS)}",
         ),
         (config.max_seq_length >= 8, f"max_seq_length={config.max_seq_length} must be >= 8"),
         *(
@@ -303,7 +308,7 @@ def compile_task(
     """The task's model, optimizer and steps on a mesh of `devices` (default: all)."""
     task = prepared.task
     mesh_spec = sharding.MeshSpec.from_config(config)  # absent fields: data parallel
-    pooling = config.get("pooling", "cls")  # absent in configs written before it existed
+    pooling = recipe_field(config, "pooling")
     make_model = model.model_factory(bert_config, task.kind, len(task.labels), pooling)
     total_steps = -(-len(prepared.train) // config.batch_size) * config.num_epochs
     tx = _optimizer(config, total_steps)
