@@ -1,6 +1,6 @@
 """Optax optimizer from an `OptimizerSpec`: linear warmup then linear decay to zero, AdamW (or
 LAMB) with decoupled weight decay that skips LayerNorm parameters and biases, global-norm
-clipping."""
+clipping; layer-wise learning-rate decay for fine-tuning."""
 
 import dataclasses
 from typing import Any
@@ -96,6 +96,35 @@ def create_optimizer(spec: OptimizerSpec) -> optax.GradientTransformation:
     if spec.max_grad_norm > 0:
         return optax.chain(optax.clip_by_global_norm(spec.max_grad_norm), optimizer)
     return optimizer
+
+
+def layerwise_lr_decay(decay: float, num_layers: int) -> optax.GradientTransformation:
+    """Scales each update by `layer_lr_factor` of its parameter's path: the task head, pooler and
+    final LayerNorm learn at the full rate, encoder layer i (of num_layers, 0 at the bottom) at
+    decay**(num_layers - i), the embeddings at decay**(num_layers + 1) (Howard & Ruder 2018, Sun
+    et al. 2019; ELECTRA fine-tunes with 0.8). Chained after AdamW it scales the learning rate
+    and the decoupled weight decay alike; 1.0 is the identity."""
+
+    def scale(updates, params=None):
+        del params
+        return jax.tree_util.tree_map_with_path(
+            lambda path, update: update * layer_lr_factor(path, decay, num_layers), updates
+        )
+
+    return optax.stateless(scale)
+
+
+def layer_lr_factor(path: tuple, decay: float, num_layers: int) -> float:
+    """The learning-rate factor of the parameter at `path` (see `layerwise_lr_decay`): layers are
+    `.../encoder/layer/<i>/...` (unstacked), embeddings `.../embeddings/...`."""
+    keys = [str(getattr(key, "key", getattr(key, "idx", key))) for key in path]
+    if "layers" in keys:
+        raise ValueError("layer-wise learning-rate decay needs unstacked layers: scan_layers=False")
+    if "embeddings" in keys:
+        return decay ** (num_layers + 1)
+    if "layer" in keys:
+        return decay ** (num_layers - int(keys[keys.index("layer") + 1]))
+    return 1.0
 
 
 def skip_nonfinite(tx: optax.GradientTransformation) -> optax.GradientTransformationExtraArgs:

@@ -261,6 +261,39 @@ def test_mean_pooling_classifies_the_mean_of_the_real_tokens(tmp_path):
     np.testing.assert_allclose(np.asarray(again), expected, atol=1e-5)
 
 
+def test_layerwise_lr_decay_scales_each_layer_s_update(tmp_path):
+    init = tiny_model_dir(tmp_path, POSITIVE + NEGATIVE)
+    config, encoder, _, _ = model.load_encoder(str(init))  # 2 layers
+    _, params = model.init_params(config, "classification", 2, seed=5, encoder=encoder)
+    leaves = jax.tree_util.tree_leaves_with_path(params)
+    rng = np.random.default_rng(0)
+    grads = jax.tree.map(lambda p: rng.normal(size=p.shape).astype(np.float32), params)
+
+    def first_update(decay):
+        recipe = config_for(layerwise_lr_decay=decay, warmup_fraction=0.0, learning_rate=1e-3)
+        tx = trainer._optimizer(recipe, total_steps=10, num_layers=2)
+        updates, _ = tx.update(grads, tx.init(params), params)
+        return jax.tree_util.tree_leaves(updates)
+
+    def expected(path) -> float:  # top to bottom: head, pooler, layer 1, layer 0, embeddings
+        name = jax.tree_util.keystr(path)
+        for part, factor in (("['encoder']['layer'][1]", 0.5), ("['encoder']['layer'][0]", 0.25),
+                             ("['embeddings']", 0.125)):  # fmt: skip
+            if part in name:
+                return factor
+        assert name.startswith(("['head']", "['bert']['pooler']")), name
+        return 1.0
+
+    plain, decayed = first_update(1.0), first_update(0.5)
+    factors = [expected(path) for path, _ in leaves]
+    assert sorted(set(factors)) == [0.125, 0.25, 0.5, 1.0]
+    for (path, _), full, scaled, factor in zip(leaves, plain, decayed, factors, strict=True):
+        assert np.abs(np.asarray(full)).max() > 0, jax.tree_util.keystr(path)
+        np.testing.assert_allclose(np.asarray(scaled), factor * np.asarray(full), rtol=1e-6)
+    with pytest.raises(UserError, match=r"layerwise_lr_decay must be in \(0, 1\]"):
+        trainer._validate(config_for(layerwise_lr_decay=1.5))
+
+
 def test_task_readers_and_their_errors(tmp_path):
     config = load_config("finetune")
     config.data_dir = str(tmp_path)
@@ -340,10 +373,12 @@ def test_a_workdir_refuses_another_fine_tune(tmp_path):
     first = trainer.finetune("jsonl", str(init), str(tmp_path / "run"), config)
     settings = tmp_path / "run" / "finetune_settings.json"
     saved = json.loads(settings.read_text())
-    del saved["config"]["pooling"]  # as a run recorded before `pooling` existed
+    for field in trainer.FIELDS_ADDED_LATER:  # as a run recorded before the field existed
+        del saved["config"][field]
     settings.write_text(json.dumps(saved))
     assert trainer.finetune("jsonl", str(init), str(tmp_path / "run"), config) == first
-    del config["pooling"]  # a config file written before `pooling` existed: the same recipe
+    for field in trainer.FIELDS_ADDED_LATER:  # a config file written before: the same recipe
+        del config[field]
     resumed = trainer.finetune("jsonl", str(init), str(tmp_path / "run"), config)
     assert resumed["seeds"] == first["seeds"]  # seed 0 reused, not redone
     config.pooling = "cls"

@@ -7,8 +7,9 @@ several seeds; write per-epoch metrics, per-seed results, and the median/spread 
   WORKDIR/results.md               the same as a Markdown table
 
 The recipe (config/finetune.py): AdamW, linear warmup over warmup_fraction of the steps then
-linear decay, weight decay on kernels and embeddings, global-norm clipping, dropout from the recipe
-(0.1, BERT's fine-tuning value, whatever the pretraining used).
+linear decay, weight decay on kernels and embeddings, global-norm clipping, optional layer-wise
+learning-rate decay (`optim.layerwise_lr_decay`), dropout from the recipe (0.1, BERT's
+fine-tuning value, whatever the pretraining used).
 
 The state is pretraining's (`train_state`): created in its sharded layout from the model's
 logical axis names and the rule table (eval_shape -> specs -> jit(init, out_shardings)), updated
@@ -65,7 +66,7 @@ class Prepared:
 
 # Recipe fields added after runs were recorded and config files written, with the value those
 # runs used (and a config file without the field gets).
-FIELDS_ADDED_LATER = {"pooling": "cls"}
+FIELDS_ADDED_LATER = {"pooling": "cls", "layerwise_lr_decay": 1.0}
 
 
 def recipe_field(config: ml_collections.ConfigDict, name: str):
@@ -157,6 +158,10 @@ def _validate(config: ml_collections.ConfigDict) -> None:
     pooling = recipe_field(config, "pooling")
     checks = (
         (config.learning_rate > 0, f"learning_rate={config.learning_rate} must be positive"),
+        (
+            0 < recipe_field(config, "layerwise_lr_decay") <= 1,
+            "layerwise_lr_decay must be in (0, 1]: 1 is off, ELECTRA fine-tunes with 0.8",
+        ),
         (config.num_epochs > 0, f"num_epochs={config.num_epochs} must be positive"),
         (config.batch_size > 0, f"batch_size={config.batch_size} must be positive"),
         (0 <= config.warmup_fraction < 1, "warmup_fraction must be in [0, 1), e.g. 0.1"),
@@ -236,8 +241,9 @@ def task_loss(logits: jax.Array, batch: dict, kind: str) -> tuple[jax.Array, jax
     return jnp.sum((start + end) / 2 * weights), jnp.sum(weights)
 
 
-def _optimizer(config: ml_collections.ConfigDict, total_steps: int):
-    return optim.create_optimizer(
+def _optimizer(config: ml_collections.ConfigDict, total_steps: int, num_layers: int):
+    """AdamW with the recipe's schedule, then the layer-wise learning-rate factors."""
+    adamw = optim.create_optimizer(
         optim.OptimizerSpec(
             num_train_steps=total_steps,
             warmup_steps=int(config.warmup_fraction * total_steps),
@@ -246,6 +252,10 @@ def _optimizer(config: ml_collections.ConfigDict, total_steps: int):
             max_grad_norm=config.max_grad_norm,
         )
     )
+    decay = recipe_field(config, "layerwise_lr_decay")
+    if decay == 1.0:
+        return adamw
+    return optax.chain(adamw, optim.layerwise_lr_decay(decay, num_layers))
 
 
 def _compile_steps(setup: StateSetup, kind: str, tx):
@@ -311,7 +321,7 @@ def compile_task(
     pooling = recipe_field(config, "pooling")
     make_model = model.model_factory(bert_config, task.kind, len(task.labels), pooling)
     total_steps = -(-len(prepared.train) // config.batch_size) * config.num_epochs
-    tx = _optimizer(config, total_steps)
+    tx = _optimizer(config, total_steps, bert_config.num_hidden_layers)
     mesh = mesh_spec.create_mesh(devices)
     setup = state_setup(make_model, tx, mesh, mesh_spec.logical_axis_rules)
     train_step, predict = _compile_steps(setup, task.kind, tx)
