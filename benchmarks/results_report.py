@@ -133,13 +133,19 @@ def plot_finetuning(results: dict, out: Path, baseline_label: str = "") -> None:
     labels = []
     for task in tasks:
         r = next(results[k] for k in results if k[0] == task)
-        labels.append(f"{task}\n({r['main_score']}, {r['eval_split']})")
+        rates = {k[1]: results[k]["learning_rate"] for k in sorted(results) if k[0] == task}
+        rate = (  # each init's own rate where they differ (chosen on dev per init)
+            " / ".join(f"{x:g} {init}" for init, x in rates.items())
+            if len(set(rates.values())) > 1
+            else f"{next(iter(rates.values())):g}"
+        )
+        labels.append(f"{task}\n({r['main_score']}, {r['eval_split']})\nlr {rate}")
     ax.set_xticks(range(len(tasks)), labels)
     ax.set_ylabel("score, % (median of seeds; bars: min-max)")
     ax.set_ylim(0, 100)
     ax.grid(axis="y", alpha=0.3)
     ax.legend(loc="lower center", ncol=2, fontsize=8)
-    ax.set_title("Fine-tuning: pretrained vs random initialisation (identical recipe)")
+    ax.set_title("Fine-tuning: pretrained vs random initialisation (same recipe and rate grid)")
     fig.tight_layout()
     fig.savefig(out, dpi=110)
     plt.close(fig)
