@@ -35,13 +35,7 @@ MINILM_SEEDS=${MINILM_SEEDS:-0,1,2}
 BERTJAX=${BERTJAX:-.venv/bin/bertjax}
 PYTHON=${PYTHON:-.venv/bin/python}
 
-timed() {  # timed NAME command...: runs it, appends "NAME seconds" to $OUT/wall_times.txt
-  local name=$1 start
-  shift
-  start=$(date +%s)
-  "$@"
-  echo "$name $(($(date +%s) - start))" >>"$OUT/wall_times.txt"
-}
+source "$(dirname "$0")/wall_times.sh"  # timed NAME command...
 
 mkdir -p "$OUT"
 if [[ " $STAGES " == *" pretrain "* ]]; then

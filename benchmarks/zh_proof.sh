@@ -30,13 +30,7 @@ LR=${LR:-1e-4}  # small BERTs fine-tune best at 1e-4 (Turc et al. 2019); both in
 LIMIT=${LIMIT:-0}  # > 0: fine-tune on the first LIMIT records of each file (rehearsal)
 BERTJAX=${BERTJAX:-.venv/bin/bertjax}
 
-timed() {  # timed NAME command...: runs it, appends "NAME seconds" to $OUT/wall_times.txt
-  local name=$1 start
-  shift
-  start=$(date +%s)
-  "$@"
-  echo "$name $(($(date +%s) - start))" >>"$OUT/wall_times.txt"
-}
+source "$(dirname "$0")/wall_times.sh"  # timed NAME command...
 
 task_kind() {  # the --config.kind of a task, and its evaluation split
   case $1 in
