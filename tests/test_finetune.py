@@ -290,7 +290,7 @@ def test_layerwise_lr_decay_scales_each_layer_s_update(tmp_path):
     for (path, _), full, scaled, factor in zip(leaves, plain, decayed, factors, strict=True):
         assert np.abs(np.asarray(full)).max() > 0, jax.tree_util.keystr(path)
         np.testing.assert_allclose(np.asarray(scaled), factor * np.asarray(full), rtol=1e-6)
-    with pytest.raises(UserError, match=r"layerwise_lr_decay must be in \(0, 1\]"):
+    with pytest.raises(UserError, match=r"layerwise_lr_decay=1.5 must be in \(0, 1\]"):
         trainer._validate(config_for(layerwise_lr_decay=1.5))
 
 
