@@ -155,13 +155,12 @@ def parse_seeds(seeds: str) -> list[int]:
 
 
 def _validate(config: ml_collections.ConfigDict) -> None:
-    pooling = recipe_field(config, "pooling")
+    pooling, decay = recipe_field(config, "pooling"), recipe_field(config, "layerwise_lr_decay")
     checks = (
         (config.learning_rate > 0, f"learning_rate={config.learning_rate} must be positive"),
         (
-            0 < recipe_field(config, "layerwise_lr_decay") <= 1,
-            f"layerwise_lr_decay={recipe_field(config, 'layerwise_lr_decay')} must be in (0, 1]: "
-            "1 is off, ELECTRA fine-tunes with 0.8",
+            0 < decay <= 1,
+            f"layerwise_lr_decay={decay} must be in (0, 1]: 1 is off, ELECTRA fine-tunes with 0.8",
         ),
         (config.num_epochs > 0, f"num_epochs={config.num_epochs} must be positive"),
         (config.batch_size > 0, f"batch_size={config.batch_size} must be positive"),
