@@ -85,6 +85,9 @@ def plot_pretraining(
                          label=f"{name} (held out)")  # fmt: skip
         axes[2].plot(rtd_steps, [1 - r["eval_replaced_fraction"] for r in rtd], ":",
                      color="tab:gray", label="accuracy flagging nothing")  # fmt: skip
+        auc = [r for r in rtd if "eval_rtd_auc" in r]  # evaluations since rtd_auc existed
+        axes[2].plot([r["step"] for r in auc], [r["eval_rtd_auc"] for r in auc], "o-",
+                     label="ROC AUC (held out; 0.5 = chance)")  # fmt: skip
         titles.append("replaced-token detection")
     for ax, title in zip(axes, titles, strict=True):
         ax.set_xlabel(step_label)
@@ -161,7 +164,7 @@ def pretraining_table(records: list[dict]) -> list[str]:
     unigram = any("eval_unigram_mlm_loss" in r for r in held_out)
     header = ["step", "train MLM loss", "train MLM acc", "held-out MLM loss", "held-out MLM acc"]
     header += ["held-out NSP acc"] * nsp
-    header += ["held-out RTD acc / precision / recall", "replaced"] * rtd
+    header += ["held-out RTD acc / precision / recall", "RTD AUC", "replaced"] * rtd
     header += ["unigram loss / acc (same positions)", "distinct tokens predicted"] * unigram
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     train = {r["step"]: r for r in records if "loss" in r}
@@ -175,6 +178,7 @@ def pretraining_table(records: list[dict]) -> list[str]:
         if rtd:
             detection = (r[f"eval_rtd_{name}"] for name in ("accuracy", "precision", "recall"))
             cells += [" / ".join(f"{v:.3f}" for v in detection),
+                      f"{r.get('eval_rtd_auc', float('nan')):.3f}",
                       f"{r['eval_replaced_fraction']:.3f}"]  # fmt: skip
         if unigram:
             cells += [f"{r['eval_unigram_mlm_loss']:.3f} / {r['eval_unigram_mlm_accuracy']:.3f}",

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING
 import jax
 import numpy as np
 import optax
+import scipy.stats
 from absl import logging
 from etils import epath
 from jax.sharding import NamedSharding, PartitionSpec
@@ -46,7 +47,7 @@ if TYPE_CHECKING:
 
     from bertjax.data import pipeline
 
-EvalStep = Callable[[dict, dict], tuple[dict, jax.Array]]
+EvalStep = Callable[[dict, dict], tuple[dict, dict]]
 TOKEN_COUNTS_FILE = "token_counts.npy"
 # Held-out MLM loss less than this far below the unigram loss, past warm-up, is reported as the
 # frequency plateau. Measured: runs stuck on it gain 0.6-0.9 nats (docs/results.md).
@@ -167,14 +168,17 @@ def eval_max_predictions(max_seq_length: int) -> int:
 
 
 def compile_eval_step(setup: StateSetup) -> EvalStep:
-    """jit((params, batch) -> (metric sums, predicted ids [B, P])) without dropout, params as
-    the state has them."""
+    """jit((params, batch) -> (metric sums, {"mlm_predictions": predicted ids [B, P]}, plus
+    ELECTRA's "rtd_logits" and "replaced" [B, L])) without dropout, params as the state has
+    them."""
     mesh = setup.mesh
 
-    def eval_step(params: dict, batch: dict) -> tuple[dict, jax.Array]:
+    def eval_step(params: dict, batch: dict) -> tuple[dict, dict]:
         outputs = setup.pretraining_outputs(params, batch)
-        predictions = jax.numpy.argmax(outputs["mlm_logits"], axis=-1)
-        return losses.pretraining_sums(outputs, batch), predictions
+        kept = {"mlm_predictions": jax.numpy.argmax(outputs["mlm_logits"], axis=-1)}
+        if "rtd_logits" in outputs:  # ELECTRA: per-token scores for the detection AUC
+            kept |= {"rtd_logits": outputs["rtd_logits"], "replaced": outputs["replaced"]}
+        return losses.pretraining_sums(outputs, batch), kept
 
     return jax.jit(
         eval_step,
@@ -184,21 +188,40 @@ def compile_eval_step(setup: StateSetup) -> EvalStep:
 
 
 def evaluate(params: dict, eval_set: EvalSet, eval_step: EvalStep, mesh) -> dict[str, float]:
-    """Means over the whole evaluation set: loss, mlm_loss, mlm_accuracy, nsp_loss,
-    nsp_accuracy; mlm_distinct_predictions (distinct tokens the model predicts at the masked
-    positions, against mlm_distinct_labels there); and the set's unigram baseline if it has one."""
-    total, predicted, labels = None, [], []
+    """Means over the whole evaluation set: loss, mlm_loss, mlm_accuracy, nsp_loss and
+    nsp_accuracy (BERT) or the rtd_* metrics and rtd_auc (ELECTRA); mlm_distinct_predictions
+    (distinct tokens the model predicts at the masked positions, against mlm_distinct_labels
+    there); and the set's unigram baseline if it has one."""
+    total, predicted, labels, scores, replaced = None, [], [], [], []
     for local in eval_set.batches:
         batch = sharding.global_batch_from_local(local, mesh)
-        sums, predictions = eval_step(params, batch)
+        sums, kept = jax.device_get(eval_step(params, batch))
         total = sums if total is None else jax.tree.map(np.add, total, sums)
         real = np.asarray(jax.device_get(batch["masked_lm_weights"])) > 0
-        predicted.append(np.asarray(jax.device_get(predictions))[real])
+        predicted.append(np.asarray(kept["mlm_predictions"])[real])
         labels.append(np.asarray(jax.device_get(batch["masked_lm_ids"]))[real])
-    result = losses.summarize(jax.device_get(total))
+        if "rtd_logits" in kept:
+            tokens = np.asarray(jax.device_get(batch["input_mask"])) > 0
+            scores.append(np.asarray(kept["rtd_logits"])[tokens])
+            replaced.append(np.asarray(kept["replaced"])[tokens])
+    result = losses.summarize(total)
     result["mlm_distinct_predictions"] = len(np.unique(np.concatenate(predicted)))
     result["mlm_distinct_labels"] = len(np.unique(np.concatenate(labels)))
+    if scores:
+        result["rtd_auc"] = replaced_token_auc(np.concatenate(scores), np.concatenate(replaced))
     return {**result, **(eval_set.baseline or {})}
+
+
+def replaced_token_auc(scores: np.ndarray, replaced: np.ndarray) -> float:
+    """ROC AUC of the discriminator's logits: the chance that a replaced token scores above an
+    original one (ties count half; 0.5 = no detection). It moves before the 0.5 threshold flags
+    anything, which precision and recall do not show. NaN without both kinds of token."""
+    scores = np.asarray(scores, np.float64)  # float32 ranks lose digits of U at 10^5 tokens
+    positive, negative = scores[replaced > 0], scores[replaced == 0]
+    if not len(positive) or not len(negative):
+        return float("nan")
+    u_statistic = scipy.stats.mannwhitneyu(positive, negative).statistic
+    return float(u_statistic / (len(positive) * len(negative)))
 
 
 def periodic_evaluator(spec: RunSpec, setup: StateSetup, counts: np.ndarray | None, writer):
@@ -305,12 +328,13 @@ def _chosen_steps(workdir: str, steps: Sequence[int] | None, all_steps: bool) ->
 def format_records(records: list[dict]) -> list[str]:
     # The second head's columns: BERT's next-sentence head or ELECTRA's discriminator.
     head = "rtd" if records and "rtd_loss" in records[0] else "nsp"
-    lines = [f"step  examples  mlm_loss  mlm_accuracy  distinct  {head}_loss  {head}_accuracy"]
+    auc = "  rtd_auc" if head == "rtd" else ""
+    lines = [f"step  examples  mlm_loss  mlm_accuracy  distinct  {head}_loss  {head}_accuracy{auc}"]
     for r in records:
         lines.append(
             f"{r['step']:>4}  {r['examples']:>8}  {r['mlm_loss']:8.4f}  {r['mlm_accuracy']:12.4f}"
             f"  {r['mlm_distinct_predictions']:>8}  {r[f'{head}_loss']:8.4f}"
-            f"  {r[f'{head}_accuracy']:12.4f}"
+            f"  {r[f'{head}_accuracy']:12.4f}" + (f"  {r['rtd_auc']:7.4f}" if auc else "")
         )
     if records and "unigram_mlm_loss" in records[0]:
         r = records[0]

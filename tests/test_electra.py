@@ -13,7 +13,7 @@ import optax
 import pytest
 from flax import nnx
 
-from bertjax import train
+from bertjax import evaluation, train
 from bertjax.convert import export, model_dir
 from bertjax.errors import UserError
 from bertjax.fill_mask import fill_mask
@@ -169,6 +169,16 @@ def test_a_resumed_electra_run_logs_the_lines_of_an_uninterrupted_one(tmp_path):
     shutil.rmtree(workdir / "checkpoints" / "8")
     assert train.train_and_evaluate(config, workdir).start_step == 4
     assert read_lines(workdir, ELECTRA_FIELDS) == reference
+
+
+def test_held_out_evaluation_reports_the_discriminators_auc(toy_run):
+    _, workdir = toy_run
+    (record,) = evaluation.run_evaluate(str(workdir))
+    assert 0.0 <= record["rtd_auc"] <= 1.0, record
+    header, row = evaluation.format_records([record])[:2]
+    assert header.split()[-1] == "rtd_auc" and float(row.split()[-1]) == pytest.approx(
+        record["rtd_auc"], abs=1e-4
+    )
 
 
 def test_resuming_with_another_objective_is_a_one_line_error(toy_run):

@@ -167,3 +167,16 @@ def test_held_out_masks_are_berts_whatever_the_training_rate(run_with_eval):
             np.testing.assert_array_equal(a[name], b[name], err_msg=name)
     assert standard.batches[0]["masked_lm_positions"].shape[1] == 10  # 20 per 128 at length 64
     assert evaluation.eval_max_predictions(128) == 20 and evaluation.eval_max_predictions(512) == 80
+
+
+def test_replaced_token_auc_is_the_chance_a_replaced_token_outscores_an_original():
+    """Against the pairwise definition (ties half), on scores with many ties."""
+    rng = np.random.default_rng(0)
+    scores = rng.integers(0, 6, 300).astype(np.float32)
+    replaced = (rng.random(300) < 0.3 + 0.05 * scores).astype(np.float32)
+    positive, negative = scores[replaced > 0], scores[replaced == 0]
+    pairs = positive[:, None] - negative[None, :]
+    expected = ((pairs > 0) + 0.5 * (pairs == 0)).mean()
+    assert evaluation.replaced_token_auc(scores, replaced) == pytest.approx(expected, abs=1e-9)
+    assert evaluation.replaced_token_auc(scores, 1 - replaced) == pytest.approx(1 - expected)
+    assert np.isnan(evaluation.replaced_token_auc(scores, np.zeros(300)))
