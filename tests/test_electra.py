@@ -80,7 +80,9 @@ def read_lines(workdir, fields) -> list[dict]:
 def toy_run(tmp_path_factory):
     """A short ELECTRA run: a workdir to resume, export, fine-tune and query."""
     tmp_path = tmp_path_factory.mktemp("electra")
-    config = toy_config(tmp_path, num_train_steps=20, log_every=10, checkpoint_every=20)
+    config = toy_config(
+        tmp_path, num_train_steps=20, log_every=10, checkpoint_every=20, eval_every=20
+    )
     workdir = tmp_path / "run"
     train.train_and_evaluate(config, workdir)
     return tmp_path, workdir
@@ -175,6 +177,8 @@ def test_held_out_evaluation_reports_the_discriminators_auc(toy_run):
     _, workdir = toy_run
     (record,) = evaluation.run_evaluate(str(workdir))
     assert 0.0 <= record["rtd_auc"] <= 1.0, record
+    logged = [json.loads(line) for line in (workdir / "metrics.jsonl").open()]
+    assert [r["eval_rtd_auc"] for r in logged if "eval_rtd_auc" in r] == [record["rtd_auc"]]
     header, row = evaluation.format_records([record])[:2]
     assert header.split()[-1] == "rtd_auc" and float(row.split()[-1]) == pytest.approx(
         record["rtd_auc"], abs=1e-4

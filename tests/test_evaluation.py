@@ -180,3 +180,13 @@ def test_replaced_token_auc_is_the_chance_a_replaced_token_outscores_an_original
     assert evaluation.replaced_token_auc(scores, replaced) == pytest.approx(expected, abs=1e-9)
     assert evaluation.replaced_token_auc(scores, 1 - replaced) == pytest.approx(1 - expected)
     assert np.isnan(evaluation.replaced_token_auc(scores, np.zeros(300)))
+
+
+def test_detection_warning_past_warmup_only_and_below_the_floor():
+    stuck = dict(rtd_auc=0.55, mlm_accuracy=0.25)
+    warning = evaluation.detection_warning(1000, stuck, warmup_steps=145)
+    assert "AUC is 0.550" in warning and "objective=bert" in warning
+    assert evaluation.detection_warning(145, stuck, warmup_steps=145) is None
+    assert evaluation.detection_warning(1000, {**stuck, "rtd_auc": 0.8}, warmup_steps=145) is None
+    assert evaluation.detection_warning(1000, {"rtd_auc": float("nan")}, warmup_steps=0) is None
+    assert evaluation.detection_warning(1000, {"mlm_loss": 6.4}, warmup_steps=0) is None
