@@ -52,11 +52,11 @@ TOKEN_COUNTS_FILE = "token_counts.npy"
 # Held-out MLM loss less than this far below the unigram loss, past warm-up, is reported as the
 # frequency plateau. Measured: runs stuck on it gain 0.6-0.9 nats (docs/results.md).
 PLATEAU_MARGIN_NATS = 1.0
-# Held-out masks are BERT's whatever the run trains with (rate, cap, 80/10/10), so numbers
-# compare across recipes: 15% of the tokens, capped at 20 per 128 (BERT's 20 / 80 at 128 / 512).
 # ELECTRA's held-out AUC below this, past warm-up, is reported: runs whose discriminator stayed
 # at the base rate measured 0.53-0.56 (docs/electra.md).
 DETECTION_AUC_FLOOR = 0.6
+# Held-out masks are BERT's whatever the run trains with (rate, cap, 80/10/10), so numbers
+# compare across recipes: 15% of the tokens, capped at 20 per 128 (BERT's 20 / 80 at 128 / 512).
 EVAL_MASKED_LM_PROB = 0.15
 EVAL_PREDICTIONS_PER_TOKEN = 20 / 128
 _COUNT_SAMPLE_BATCHES = 64  # streamed or prepared data: batches counted for the unigram model
@@ -229,7 +229,7 @@ def replaced_token_auc(scores: np.ndarray, replaced: np.ndarray) -> float:
 
 def periodic_evaluator(spec: RunSpec, setup: StateSetup, counts: np.ndarray | None, writer):
     """(params, step) -> evaluates on the held-out set, writes its `eval_*` metrics line with
-    `writer`, logs it and any plateau warning; None when eval_every is 0."""
+    `writer`, logs it and any plateau or detection warning; None when eval_every is 0."""
     if not spec.loop.eval_every:
         return None
     eval_set = build_eval_set(spec, counts=counts)
