@@ -171,14 +171,17 @@ def eval_max_predictions(max_seq_length: int) -> int:
 
 
 def compile_eval_step(setup: StateSetup) -> EvalStep:
-    """jit((params, batch) -> (metric sums, {"mlm_predictions": predicted ids [B, P]}, plus
-    ELECTRA's "rtd_logits" and "replaced" [B, L])) without dropout, params as the state has
-    them."""
+    """jit((params, batch) -> (metric sums, {"mlm_predictions": predicted ids [B, P], the
+    batch's masked_lm_ids, masked_lm_weights and input_mask, plus ELECTRA's "rtd_logits" and
+    "replaced" [B, L]})) without dropout, replicated, params as the state has them."""
     mesh = setup.mesh
 
     def eval_step(params: dict, batch: dict) -> tuple[dict, dict]:
         outputs = setup.pretraining_outputs(params, batch)
+        # Returned replicated with the fields they are read against, so every process reads
+        # whole global rows (its own batch arrays are not addressable across hosts).
         kept = {"mlm_predictions": jax.numpy.argmax(outputs["mlm_logits"], axis=-1)}
+        kept |= {k: batch[k] for k in ("masked_lm_ids", "masked_lm_weights", "input_mask")}
         if "rtd_logits" in outputs:  # ELECTRA: per-token scores for the detection AUC
             kept |= {"rtd_logits": outputs["rtd_logits"], "replaced": outputs["replaced"]}
         return losses.pretraining_sums(outputs, batch), kept
@@ -200,13 +203,13 @@ def evaluate(params: dict, eval_set: EvalSet, eval_step: EvalStep, mesh) -> dict
         batch = sharding.global_batch_from_local(local, mesh)
         sums, kept = jax.device_get(eval_step(params, batch))
         total = sums if total is None else jax.tree.map(np.add, total, sums)
-        real = np.asarray(jax.device_get(batch["masked_lm_weights"])) > 0
-        predicted.append(np.asarray(kept["mlm_predictions"])[real])
-        labels.append(np.asarray(jax.device_get(batch["masked_lm_ids"]))[real])
+        real = kept["masked_lm_weights"] > 0
+        predicted.append(kept["mlm_predictions"][real])
+        labels.append(kept["masked_lm_ids"][real])
         if "rtd_logits" in kept:
-            tokens = np.asarray(jax.device_get(batch["input_mask"])) > 0
-            scores.append(np.asarray(kept["rtd_logits"])[tokens])
-            replaced.append(np.asarray(kept["replaced"])[tokens])
+            tokens = kept["input_mask"] > 0
+            scores.append(kept["rtd_logits"][tokens])
+            replaced.append(kept["replaced"][tokens])
     result = losses.summarize(total)
     result["mlm_distinct_predictions"] = len(np.unique(np.concatenate(predicted)))
     result["mlm_distinct_labels"] = len(np.unique(np.concatenate(labels)))
