@@ -65,11 +65,13 @@ _COUNT_SAMPLE_BATCHES = 64  # streamed or prepared data: batches counted for the
 @dataclasses.dataclass
 class EvalSet:
     """This process's slices of the fixed evaluation batches, as host numpy arrays, and the
-    unigram baseline on their masked positions (None when no token counts were given)."""
+    training token counts of the unigram baseline (None: no baseline). The baseline is scored on
+    the global rows the eval step returns, not on these slices, so every process reports the
+    whole set's."""
 
     batches: list[dict[str, np.ndarray]]
     num_examples: int  # over all processes
-    baseline: dict[str, float] | None = None
+    counts: np.ndarray | None = None
 
 
 def token_counts(instances: dict[str, np.ndarray], vocab_size: int, special_ids) -> np.ndarray:
@@ -161,8 +163,7 @@ def build_eval_set(
         process_count=jax.process_count(),
     )
     batches = list(dataset.take(num_batches).as_numpy_iterator())
-    baseline = None if counts is None else unigram_baseline(batches, counts)
-    return EvalSet(batches=batches, num_examples=num_batches * batch_size, baseline=baseline)
+    return EvalSet(batches=batches, num_examples=num_batches * batch_size, counts=counts)
 
 
 def eval_max_predictions(max_seq_length: int) -> int:
@@ -198,11 +199,12 @@ def evaluate(params: dict, eval_set: EvalSet, eval_step: EvalStep, mesh) -> dict
     nsp_accuracy (BERT) or the rtd_* metrics and rtd_auc (ELECTRA); mlm_distinct_predictions
     (distinct tokens the model predicts at the masked positions, against mlm_distinct_labels
     there); and the set's unigram baseline if it has one."""
-    total, predicted, labels, scores, replaced = None, [], [], [], []
+    total, predicted, labels, scores, replaced, rows = None, [], [], [], [], []
     for local in eval_set.batches:
         batch = sharding.global_batch_from_local(local, mesh)
         sums, kept = jax.device_get(eval_step(params, batch))
         total = sums if total is None else jax.tree.map(np.add, total, sums)
+        rows.append(kept)
         real = kept["masked_lm_weights"] > 0
         predicted.append(kept["mlm_predictions"][real])
         labels.append(kept["masked_lm_ids"][real])
@@ -215,7 +217,9 @@ def evaluate(params: dict, eval_set: EvalSet, eval_step: EvalStep, mesh) -> dict
     result["mlm_distinct_labels"] = len(np.unique(np.concatenate(labels)))
     if scores:
         result["rtd_auc"] = replaced_token_auc(np.concatenate(scores), np.concatenate(replaced))
-    return {**result, **(eval_set.baseline or {})}
+    if eval_set.counts is not None:
+        result.update(unigram_baseline(rows, eval_set.counts))
+    return result
 
 
 def replaced_token_auc(scores: np.ndarray, replaced: np.ndarray) -> float:

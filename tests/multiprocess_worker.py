@@ -14,14 +14,14 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import jax  # noqa: E402
 
 from bertjax import distributed, train  # noqa: E402
-from tests.test_smoke import small_smoke_config  # noqa: E402
+from tests.test_multiprocess import multiprocess_config  # noqa: E402
 
 
 def main(port, num_processes, process_id, workdir, tmp_dir, steps="6", dcn_data="1"):
     jax.config.update("jax_platforms", "cpu")
     distributed.initialize(f"localhost:{port}", int(num_processes), int(process_id))
     assert jax.device_count() == 4 * int(num_processes), jax.devices()
-    config = small_smoke_config(Path(tmp_dir), log_every=1, num_train_steps=int(steps))
+    config = multiprocess_config(Path(tmp_dir), num_train_steps=int(steps))
     config.dcn_mesh_shape = {"data": int(dcn_data), "fsdp": 1, "tensor": 1}
     summary = train.train_and_evaluate(config, workdir)
     print(f"process {jax.process_index()} finished at step {summary.steps}")

@@ -1,5 +1,6 @@
-"""Two JAX processes on localhost (gloo collectives, 4 CPU devices each) train the same thing as
-one process with 8 devices, and checkpoints move between the two layouts in both directions."""
+"""Two JAX processes on localhost (gloo collectives, 4 CPU devices each) train and evaluate the
+same thing as one process with 8 devices, and checkpoints move between the two layouts in both
+directions."""
 
 import json
 import os
@@ -18,12 +19,27 @@ from bertjax import train
 from tests.test_smoke import small_smoke_config
 
 COMPARED = ("loss", "mlm_loss", "nsp_loss", "grad_norm", "param_norm")
+EVAL_COMPARED = ("eval_loss", "eval_mlm_loss", "eval_mlm_accuracy", "eval_nsp_accuracy",
+                 "eval_mlm_distinct_predictions", "eval_mlm_distinct_labels",
+                 "eval_unigram_mlm_loss", "eval_unigram_mlm_accuracy")  # fmt: skip
 REPO = Path(__file__).resolve().parent.parent
 
 
+def multiprocess_config(tmp_dir: Path, **overrides):
+    """The smoke config both layouts run: a metrics line every step, held-out evaluation at
+    steps 3 and 6."""
+    return small_smoke_config(
+        tmp_dir, log_every=1, eval_every=3, eval_holdout_fraction=0.2, eval_examples=16,
+        eval_batch_size=8, **overrides,
+    )  # fmt: skip
+
+
 def metrics_by_step(workdir: Path) -> dict[int, dict]:
-    lines = (workdir / "metrics.jsonl").read_text().splitlines()
-    return {record["step"]: record for record in map(json.loads, lines)}
+    """The training and evaluation lines of each step, merged."""
+    merged = {}
+    for record in map(json.loads, (workdir / "metrics.jsonl").read_text().splitlines()):
+        merged.setdefault(record["step"], {}).update(record)
+    return merged
 
 
 def assert_same_metrics(got: dict, want: dict, steps) -> None:
@@ -64,7 +80,7 @@ def run_two_processes(workdir: Path, tmp_dir: Path, dcn_data: int = 1) -> list[s
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("multiprocess")
-    config = small_smoke_config(tmp, log_every=1)
+    config = multiprocess_config(tmp)
     train.train_and_evaluate(config, tmp / "single")
     outputs = run_two_processes(tmp / "multi", tmp)
     return tmp, config, outputs
@@ -77,14 +93,26 @@ def test_two_processes_equal_one_process(runs):
                         range(1, 7))  # fmt: skip
 
 
+def test_two_processes_evaluate_the_whole_held_out_set_like_one_process(runs):
+    """Each process feeds its slice of the fixed held-out batches; the metrics, distinct
+    predictions and the unigram baseline are those of the whole set, as on one process."""
+    tmp, _, _ = runs
+    multi, single = metrics_by_step(tmp / "multi"), metrics_by_step(tmp / "single")
+    for step in (3, 6):
+        for name in EVAL_COMPARED:
+            np.testing.assert_allclose(multi[step][name], single[step][name], rtol=1e-5,
+                                       err_msg=f"{name} at step {step}")  # fmt: skip
+
+
 def test_only_process_zero_writes_shared_files(runs):
     tmp, _, _ = runs
     files = sorted(p.name for p in (tmp / "multi").iterdir())
     assert files == ["checkpoints", "config.json", "metrics.jsonl", "tensorboard",
                      "token_counts.npy", "vocab.txt"]  # fmt: skip
     assert len(list((tmp / "multi" / "tensorboard").iterdir())) == 1  # one events file
-    steps = [json.loads(line)["step"] for line in (tmp / "multi" / "metrics.jsonl").open()]
-    assert steps == [1, 2, 3, 4, 5, 6]  # written once, not once per process
+    records = [json.loads(line) for line in (tmp / "multi" / "metrics.jsonl").open()]
+    assert [r["step"] for r in records if "loss" in r] == [1, 2, 3, 4, 5, 6]  # once, not twice
+    assert [r["step"] for r in records if "eval_loss" in r] == [3, 6]
 
 
 def test_two_process_checkpoint_resumes_in_one_process_on_another_mesh(runs, tmp_path):
