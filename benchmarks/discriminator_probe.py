@@ -9,7 +9,16 @@ only the context can. Every `--every` steps it prints the held-out ROC AUC and t
 base-rate loss (the run's held-out rows, fixed replacements). Compare with the step at which the
 same encoder trained as a masked LM passes the unigram accuracy (docs/electra.md).
 
+`--framework=transformers` trains Hugging Face's `ElectraForPreTraining` of the same size on the
+same corrupted batches with the same schedule, AdamW, decay mask and clipping: the independent
+reference for how fast this task is learnt (it has no pre-LayerNorm, so compare with
+`--model_override=layer_norm_placement=post` and the matching position embeddings).
+
   python -m benchmarks.discriminator_probe --workdir=workdirs/electra_proof/pretrain --steps=400
+  python -m benchmarks.discriminator_probe --workdir=workdirs/electra_proof/pretrain \
+      --model_override=layer_norm_placement=post --model_override=position_embedding_init=normal
+  python -m benchmarks.discriminator_probe --workdir=workdirs/electra_proof/pretrain \
+      --framework=transformers
 """
 
 import argparse
@@ -47,18 +56,144 @@ def rows_of(batch: dict) -> dict:
     return {k: jnp.asarray(batch[k]) for k in ROW_FIELDS if k in batch}
 
 
+def bertjax_trainer(model_config, spec, optimizer):
+    """(train_step(ids, replaced, batch), logits(ids, batch) -> np [B, L]) of a fresh bertjax
+    discriminator trained with `optimizer`."""
+    model = create_electra(model_config, spec.objective.generator_hidden_fraction, 1.0, seed=0)
+    graphdef, params = nnx.split(model, nnx.Param)
+    tx = optim.create_optimizer(optimizer)
+    state = {"params": params, "opt_state": tx.init(params)}
+
+    def mean_loss(params, ids, replaced, rows):
+        logits = nnx.merge(graphdef, params).discriminator_logits(ids, rows)
+        weights = rows["input_mask"].astype(jnp.float32)
+        per_token = optax.sigmoid_binary_cross_entropy(logits, replaced)
+        return jnp.sum(per_token * weights) / jnp.sum(weights)
+
+    @jax.jit
+    def update(params, opt_state, ids, replaced, rows):
+        grads = jax.grad(mean_loss)(params, ids, replaced, rows)
+        updates, opt_state = tx.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state
+
+    @jax.jit
+    def logits_of(params, ids, rows):
+        return nnx.merge(graphdef, params).discriminator_logits(ids, rows)
+
+    def train_step(ids, replaced, batch):
+        state["params"], state["opt_state"] = update(
+            state["params"], state["opt_state"], ids, replaced, rows_of(batch)
+        )
+
+    def logits(ids, batch):
+        return np.asarray(logits_of(state["params"], ids, rows_of(batch)))
+
+    return train_step, logits
+
+
+def transformers_trainer(model_config, optimizer):
+    """The same as `bertjax_trainer` with Hugging Face's `ElectraForPreTraining` (PyTorch, post-
+    LayerNorm), torch's AdamW with the same decay mask, schedule and clipping."""
+    import torch
+    from transformers import ElectraConfig, ElectraForPreTraining
+
+    if model_config.layer_norm_placement != "post":
+        raise SystemExit(
+            "transformers' ELECTRA is post-LayerNorm; compare with "
+            "--model_override=layer_norm_placement=post"
+        )
+    torch.manual_seed(0)
+    model = ElectraForPreTraining(
+        ElectraConfig(
+            vocab_size=model_config.vocab_size,
+            embedding_size=model_config.hidden_size,
+            hidden_size=model_config.hidden_size,
+            num_hidden_layers=model_config.num_hidden_layers,
+            num_attention_heads=model_config.num_attention_heads,
+            intermediate_size=model_config.intermediate_size,
+            hidden_act="gelu",
+            hidden_dropout_prob=model_config.hidden_dropout_prob,
+            attention_probs_dropout_prob=model_config.attention_probs_dropout_prob,
+            max_position_embeddings=model_config.max_position_embeddings,
+            type_vocab_size=model_config.type_vocab_size,
+            initializer_range=model_config.initializer_range,
+            layer_norm_eps=model_config.layer_norm_eps,
+            position_embedding_type=model_config.position_embedding_type,
+        )
+    )
+    decayed = [p for n, p in model.named_parameters() if p.dim() >= 2]  # kernels, embeddings
+    other = [p for n, p in model.named_parameters() if p.dim() < 2]  # LayerNorm, biases
+    opt = torch.optim.AdamW(
+        [{"params": decayed, "weight_decay": optimizer.weight_decay},
+         {"params": other, "weight_decay": 0.0}],
+        lr=float(optimizer.learning_rate), betas=(optimizer.adam_b1, optimizer.adam_b2),
+        eps=optimizer.adam_eps,
+    )  # fmt: skip
+    schedule = optim.learning_rate_schedule(optimizer)
+    steps = {"done": 0}
+
+    def inputs(ids, batch):
+        mask = np.asarray(batch["input_mask"]) > 0
+        segments = np.asarray(batch.get("attention_segment_ids", batch["input_mask"]))
+        allowed = (segments[:, :, None] == segments[:, None, :]) & mask[:, None, :]
+        return {
+            "input_ids": torch.as_tensor(np.asarray(ids), dtype=torch.long),
+            "token_type_ids": torch.as_tensor(np.asarray(batch["segment_ids"]), dtype=torch.long),
+            "attention_mask": torch.as_tensor(allowed, dtype=torch.long),  # [B, L, L]
+        }
+
+    def train_step(ids, replaced, batch):
+        for group in opt.param_groups:
+            group["lr"] = float(schedule(steps["done"]))  # optax counts from 0 as well
+        logits = model(**inputs(ids, batch)).logits
+        weights = torch.as_tensor(np.asarray(batch["input_mask"]), dtype=torch.float32)
+        per_token = torch.nn.functional.binary_cross_entropy_with_logits(
+            logits, torch.as_tensor(np.asarray(replaced)), reduction="none"
+        )
+        loss = (per_token * weights).sum() / weights.sum()
+        opt.zero_grad()
+        loss.backward()
+        if optimizer.max_grad_norm:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), optimizer.max_grad_norm)
+        opt.step()
+        steps["done"] += 1
+
+    def logits_of(ids, batch):
+        with torch.no_grad():
+            return model(**inputs(ids, batch)).logits.numpy()
+
+    return train_step, logits_of
+
+
+def model_overrides(pairs: list[str], model_config):
+    """`field=value` strings applied to the recipe's model config (values typed like the field)."""
+    changes = {}
+    for pair in pairs:
+        name, _, value = pair.partition("=")
+        if not hasattr(model_config, name):
+            raise SystemExit(f"--model_override {pair!r}: the model config has no field {name!r}")
+        changes[name] = type(getattr(model_config, name))(value)
+    return dataclasses.replace(model_config, **changes)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--workdir", required=True, help="an ELECTRA (or BERT) pretraining workdir")
     parser.add_argument("--steps", type=int, default=400)
     parser.add_argument("--learning_rate", type=float, default=None, help="default: the run's")
     parser.add_argument("--every", type=int, default=50)
+    parser.add_argument("--framework", choices=("bertjax", "transformers"), default="bertjax")
+    parser.add_argument(
+        "--model_override", action="append", default=[], help="FIELD=VALUE of the model config"
+    )
     args = parser.parse_args()
 
     spec = from_config(evaluation.workdir_config(args.workdir))
     counts = np.load(f"{args.workdir}/{TOKEN_COUNTS_FILE}").astype(np.float64)
     probabilities = counts / counts.sum()
-    model_config = dataclasses.replace(spec.model, vocab_size=len(counts))
+    model_config = model_overrides(
+        args.model_override, dataclasses.replace(spec.model, vocab_size=len(counts))
+    )
     data = pipeline.build_pretraining_data(spec.data, split="train")
     batches = pipeline.make_dataset(
         data.source, spec.masking, data.tokenizer, global_batch_size=spec.loop.batch_size,
@@ -69,36 +204,19 @@ def main() -> None:
         (b, *unigram_corruption(b, probabilities, eval_rng))
         for b in evaluation.build_eval_set(spec).batches
     ]
-
-    model = create_electra(model_config, spec.objective.generator_hidden_fraction, 1.0, seed=0)
-    graphdef, params = nnx.split(model, nnx.Param)
     optimizer = spec.optimizer  # the run's recipe: schedule, AdamW, decay mask, clipping
     if args.learning_rate:
         optimizer = dataclasses.replace(optimizer, learning_rate=args.learning_rate)
-    tx = optim.create_optimizer(optimizer)
-    opt_state = tx.init(params)
+    if args.framework == "transformers":
+        train_step, logits_of = transformers_trainer(model_config, optimizer)
+    else:
+        train_step, logits_of = bertjax_trainer(model_config, spec, optimizer)
 
-    def mean_loss(params, ids, replaced, rows):
-        logits = nnx.merge(graphdef, params).discriminator_logits(ids, rows)
-        weights = rows["input_mask"].astype(jnp.float32)
-        per_token = optax.sigmoid_binary_cross_entropy(logits, replaced)
-        return jnp.sum(per_token * weights) / jnp.sum(weights)
-
-    @jax.jit
-    def train_step(params, opt_state, ids, replaced, rows):
-        grads = jax.grad(mean_loss)(params, ids, replaced, rows)
-        updates, opt_state = tx.update(grads, opt_state, params)
-        return optax.apply_updates(params, updates), opt_state
-
-    @jax.jit
-    def logits_of(params, ids, rows):
-        return nnx.merge(graphdef, params).discriminator_logits(ids, rows)
-
-    def evaluate(params) -> tuple[float, float]:
+    def evaluate() -> tuple[float, float]:
         scores, labels = [], []
         for batch, ids, replaced in held_out:
             tokens = batch["input_mask"] > 0
-            scores.append(np.asarray(logits_of(params, ids, rows_of(batch)))[tokens])
+            scores.append(logits_of(ids, batch)[tokens])
             labels.append(np.asarray(replaced)[tokens])
         scores, labels = np.concatenate(scores), np.concatenate(labels)
         p = labels.mean()
@@ -108,15 +226,15 @@ def main() -> None:
 
     rng, start = np.random.default_rng(0), time.time()
     print(
-        f"discriminator of {args.workdir} alone, unigram replacements, peak lr "
-        f"{optimizer.learning_rate}"
+        f"{args.framework} discriminator of {args.workdir} alone, unigram replacements, peak lr "
+        f"{optimizer.learning_rate}, overrides {args.model_override or 'none'}"
     )
     for step in range(1, args.steps + 1):
         batch = next(batches)
         ids, replaced = unigram_corruption(batch, probabilities, rng)
-        params, opt_state = train_step(params, opt_state, ids, replaced, rows_of(batch))
+        train_step(ids, replaced, batch)
         if step % args.every == 0:
-            auc, ratio = evaluate(params)
+            auc, ratio = evaluate()
             print(f"step {step}: held-out AUC {auc:.3f}, loss / base-rate loss {ratio:.3f} "
                   f"({time.time() - start:.0f} s)", flush=True)  # fmt: skip
 
