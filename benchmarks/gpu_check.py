@@ -30,7 +30,6 @@ from pathlib import Path
 
 TRAIN_FIELDS = dict(
     attention_probs_dropout_prob=0.0,  # the fused (cuDNN) attention path in training too
-    learning_rate=1e-4,
     log_every=10,
     keep_checkpoints=3,
     progress_bar=False,
@@ -135,7 +134,8 @@ def train(args) -> dict:
     jax.config.update("jax_compilation_cache_dir", str(out / "jax_cache"))  # the replay reuses it
     half = args.steps // 2
     dtype = "float32" if args.cpu else "bfloat16"
-    fields = dict(TRAIN_FIELDS, dtype=dtype, num_train_steps=args.steps, checkpoint_every=half)
+    fields = dict(TRAIN_FIELDS, dtype=dtype, num_train_steps=args.steps, checkpoint_every=half,
+                  learning_rate=args.learning_rate)  # fmt: skip
     fields["warmup_steps"] = max(1, args.steps // 10)
     spec = carried.run_spec(fields, args.model)
     workdir, replay = out / "train", out / "train_replay"
@@ -307,6 +307,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--batches", required=True)
     p.add_argument("--model", default="base")
     p.add_argument("--steps", type=int, default=200)
+    p.add_argument("--learning_rate", type=float, default=1e-4)
     p.add_argument("--cpu", action="store_true")
     p.add_argument("--out", required=True)
     p = commands.add_parser("export")
