@@ -1,0 +1,93 @@
+"""Whether a pretrained encoder's token representations have collapsed.
+
+For each workdir (at its latest checkpoint, or at each `--steps`) and for a random
+initialisation of the first workdir's architecture, encodes the first held-out batches of the
+first workdir's run (its fixed evaluation rows) and prints, over the real tokens' final hidden
+states: the mean cosine similarity of token pairs, the effective rank (exp of the entropy of the
+normalised singular values squared, Roy & Vetterli 2007, of the centred unit vectors), and the
+mean cosine similarity of the [CLS] states of different rows. A fine-tuning head reads these
+states: an encoder whose states span a handful of directions starts below a random one.
+
+  python -m benchmarks.representation_rank workdirs/electra_proof/pretrain workdirs/proof/pretrain
+  python -m benchmarks.representation_rank workdirs/electra_proof/pretrain --steps=400,800
+"""
+
+import argparse
+
+import numpy as np
+
+from bertjax import checkpointing, evaluation
+from bertjax.config import from_config
+from bertjax.convert import model_dir
+from bertjax.models.bert import create_model
+
+SAMPLED_TOKENS = 2000  # token pairs: 2k x 2k similarities; the rank is stable at this size
+
+
+def effective_rank(states: np.ndarray) -> float:
+    """exp(entropy) of the squared singular values (normalised) of the centred rows."""
+    singular = np.linalg.svd(states - states.mean(0), compute_uv=False)
+    shares = singular**2 / np.sum(singular**2)
+    shares = shares[shares > 0]
+    return float(np.exp(-np.sum(shares * np.log(shares))))
+
+
+def mean_pair_cosine(states: np.ndarray) -> float:
+    """Mean cosine similarity over pairs of distinct rows of `states` [N, H]."""
+    unit = states / np.linalg.norm(states, axis=-1, keepdims=True)
+    similarity = unit @ unit.T
+    n = len(unit)
+    return float((similarity.sum() - np.trace(similarity)) / (n * (n - 1)))
+
+
+def representation_stats(bert, batches: list[dict]) -> dict[str, float]:
+    tokens, cls = [], []
+    for batch in batches:
+        states = np.asarray(
+            bert(
+                batch["input_ids"],
+                batch["segment_ids"],
+                batch["input_mask"],
+                attention_segment_ids=batch.get("attention_segment_ids"),
+                deterministic=True,
+            )["sequence_output"]
+        )
+        tokens.append(states[batch["input_mask"] > 0])
+        cls.append(states[:, 0])
+    tokens = np.concatenate(tokens)
+    rows = np.random.default_rng(0).choice(len(tokens), min(SAMPLED_TOKENS, len(tokens)), False)
+    unit = tokens[rows] / np.linalg.norm(tokens[rows], axis=-1, keepdims=True)
+    return {
+        "token_cosine": mean_pair_cosine(tokens[rows]),
+        "effective_rank": effective_rank(unit),
+        "cls_cosine": mean_pair_cosine(np.concatenate(cls)),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("workdirs", nargs="+", help="pretraining workdirs or imported models")
+    parser.add_argument("--steps", default="", help="comma-separated checkpoint steps")
+    parser.add_argument("--batches", type=int, default=4, help="held-out batches encoded")
+    args = parser.parse_args()
+
+    spec = from_config(evaluation.workdir_config(args.workdirs[0]))
+    batches = evaluation.build_eval_set(spec).batches[: args.batches]
+    steps = [int(s) for s in args.steps.split(",") if s] or [None]
+
+    def report(label: str, bert) -> None:
+        stats = representation_stats(bert, batches)
+        print(f"{label}: token cosine {stats['token_cosine']:.3f}, effective rank "
+              f"{stats['effective_rank']:.1f}, [CLS] cosine {stats['cls_cosine']:.3f}",
+              flush=True)  # fmt: skip
+
+    for workdir in args.workdirs:
+        for step in steps:
+            model = model_dir.load_model(workdir, step)
+            report(f"{workdir} step {step or 'latest'}", model.bert)
+    _, metadata = checkpointing.open_workdir(args.workdirs[0])
+    report("random init", create_model(model_dir.model_config(metadata), 0).bert)
+
+
+if __name__ == "__main__":
+    main()
