@@ -5,8 +5,9 @@ freshly initialised) is trained by itself on the run's training rows, with the m
 replaced by draws from the training tokens' unigram distribution: what a generator on the
 frequency plateau produces, and the easiest replacements to find after the first ~100 steps of
 an ELECTRA run. Token identity then says nothing (every token is replaced at the same rate), so
-only the context can. Every `--every` steps it prints the held-out ROC AUC and the loss over the
-base-rate loss (the run's held-out rows, fixed replacements). Compare with the step at which the
+only the context can. Every `--every` steps it prints the held-out ROC AUC, the loss over the
+base-rate loss (the run's held-out rows, fixed replacements) and the effective rank of the
+final token states (benchmarks/representation_rank.py; collapse). Compare with the step at which the
 same encoder trained as a masked LM passes the unigram accuracy (docs/electra.md).
 
 `--framework=transformers` trains Hugging Face's `ElectraForPreTraining` of the same size on the
@@ -31,8 +32,10 @@ import numpy as np
 import optax
 from flax import nnx
 
+from benchmarks.representation_rank import token_stats
 from bertjax import evaluation, optim
 from bertjax.config import from_config
+from bertjax.convert import electra as electra_export
 from bertjax.data import pipeline
 from bertjax.evaluation import TOKEN_COUNTS_FILE, replaced_token_auc
 from bertjax.models.electra import create_electra, replace_masked_tokens
@@ -77,23 +80,30 @@ def bertjax_trainer(model_config, spec, optimizer):
         return optax.apply_updates(params, updates), opt_state
 
     @jax.jit
-    def logits_of(params, ids, rows):
-        return nnx.merge(graphdef, params).discriminator_logits(ids, rows)
+    def outputs_of(params, ids, rows):
+        model = nnx.merge(graphdef, params)
+        states = model.bert(
+            ids, rows["segment_ids"], rows["input_mask"],
+            attention_segment_ids=rows.get("attention_segment_ids"),
+        )["sequence_output"]  # fmt: skip
+        return model.discriminator_predictions(states), states
 
     def train_step(ids, replaced, batch):
         state["params"], state["opt_state"] = update(
             state["params"], state["opt_state"], ids, replaced, rows_of(batch)
         )
 
-    def logits(ids, batch):
-        return np.asarray(logits_of(state["params"], ids, rows_of(batch)))
+    def outputs(ids, batch):
+        return jax.device_get(outputs_of(state["params"], ids, rows_of(batch)))
 
-    return train_step, logits
+    return train_step, outputs
 
 
-def transformers_trainer(model_config, optimizer):
+def transformers_trainer(model_config, optimizer, start_from=None, head_bias=None):
     """The same as `bertjax_trainer` with Hugging Face's `ElectraForPreTraining` (PyTorch, post-
-    LayerNorm), torch's AdamW with the same decay mask, schedule and clipping."""
+    LayerNorm), torch's AdamW with the same decay mask, schedule and clipping; its own
+    initialisation, or bertjax's ELECTRA `start_from` (its discriminator exported); `head_bias`
+    replaces the replaced-token output bias."""
     import torch
     from transformers import ElectraConfig, ElectraForPreTraining
 
@@ -121,6 +131,16 @@ def transformers_trainer(model_config, optimizer):
             position_embedding_type=model_config.position_embedding_type,
         )
     )
+    if start_from is not None:
+        params = nnx.state(start_from, nnx.Param).to_pure_dict()
+        tensors = electra_export.discriminator_tensors(jax.device_get(params))
+        missing, unexpected = model.load_state_dict(
+            {k: torch.as_tensor(np.asarray(v)) for k, v in tensors.items()}, strict=False
+        )
+        assert not unexpected and all("position_ids" in k for k in missing), (missing, unexpected)
+    if head_bias is not None:
+        with torch.no_grad():
+            model.discriminator_predictions.dense_prediction.bias.fill_(head_bias)
     decayed = [p for n, p in model.named_parameters() if p.dim() >= 2]  # kernels, embeddings
     other = [p for n, p in model.named_parameters() if p.dim() < 2]  # LayerNorm, biases
     opt = torch.optim.AdamW(
@@ -158,11 +178,12 @@ def transformers_trainer(model_config, optimizer):
         opt.step()
         steps["done"] += 1
 
-    def logits_of(ids, batch):
+    def outputs_of(ids, batch):
         with torch.no_grad():
-            return model(**inputs(ids, batch)).logits.numpy()
+            out = model(**inputs(ids, batch), output_hidden_states=True)
+            return out.logits.numpy(), out.hidden_states[-1].numpy()
 
-    return train_step, logits_of
+    return train_step, outputs_of
 
 
 def model_overrides(pairs: list[str], model_config):
@@ -183,6 +204,12 @@ def main() -> None:
     parser.add_argument("--learning_rate", type=float, default=None, help="default: the run's")
     parser.add_argument("--every", type=int, default=50)
     parser.add_argument("--framework", choices=("bertjax", "transformers"), default="bertjax")
+    parser.add_argument(
+        "--same_init", action="store_true",
+        help="transformers: start from bertjax's initial discriminator (exported) instead of "
+        "Hugging Face's own initialisation",
+    )  # fmt: skip
+    parser.add_argument("--head_bias", type=float, help="transformers: the output bias to start at")
     parser.add_argument(
         "--model_override", action="append", default=[], help="FIELD=VALUE of the model config"
     )
@@ -208,21 +235,29 @@ def main() -> None:
     if args.learning_rate:
         optimizer = dataclasses.replace(optimizer, learning_rate=args.learning_rate)
     if args.framework == "transformers":
-        train_step, logits_of = transformers_trainer(model_config, optimizer)
+        start = None
+        if args.same_init:
+            start = create_electra(model_config, spec.objective.generator_hidden_fraction, 1.0, 0)
+        train_step, outputs_of = transformers_trainer(
+            model_config, optimizer, start, args.head_bias
+        )
     else:
-        train_step, logits_of = bertjax_trainer(model_config, spec, optimizer)
+        train_step, outputs_of = bertjax_trainer(model_config, spec, optimizer)
 
-    def evaluate() -> tuple[float, float]:
-        scores, labels = [], []
+    def evaluate() -> tuple[float, float, float]:
+        scores, labels, states = [], [], []
         for batch, ids, replaced in held_out:
             tokens = batch["input_mask"] > 0
-            scores.append(logits_of(ids, batch)[tokens])
+            logits, hidden = outputs_of(ids, batch)
+            scores.append(logits[tokens])
+            states.append(hidden[tokens])
             labels.append(np.asarray(replaced)[tokens])
         scores, labels = np.concatenate(scores), np.concatenate(labels)
         p = labels.mean()
         base = -(p * np.log(p) + (1 - p) * np.log(1 - p))
         loss = np.mean(np.logaddexp(0, scores) - labels * scores)
-        return replaced_token_auc(scores, labels), loss / base
+        rank = token_stats(np.concatenate(states))["effective_rank"]
+        return replaced_token_auc(scores, labels), loss / base, rank
 
     rng, start = np.random.default_rng(0), time.time()
     print(
@@ -234,9 +269,10 @@ def main() -> None:
         ids, replaced = unigram_corruption(batch, probabilities, rng)
         train_step(ids, replaced, batch)
         if step % args.every == 0:
-            auc, ratio = evaluate()
-            print(f"step {step}: held-out AUC {auc:.3f}, loss / base-rate loss {ratio:.3f} "
-                  f"({time.time() - start:.0f} s)", flush=True)  # fmt: skip
+            auc, ratio, rank = evaluate()
+            print(f"step {step}: held-out AUC {auc:.3f}, loss / base-rate loss {ratio:.3f}, "
+                  f"effective rank of the token states {rank:.1f} ({time.time() - start:.0f} s)",
+                  flush=True)  # fmt: skip
 
 
 if __name__ == "__main__":
