@@ -54,14 +54,16 @@ def representation_stats(bert, batches: list[dict]) -> dict[str, float]:
         )
         tokens.append(states[batch["input_mask"] > 0])
         cls.append(states[:, 0])
-    tokens = np.concatenate(tokens)
+    cls_cosine = mean_pair_cosine(np.concatenate(cls))
+    return {**token_stats(np.concatenate(tokens)), "cls_cosine": cls_cosine}
+
+
+def token_stats(tokens: np.ndarray) -> dict[str, float]:
+    """token_cosine and effective_rank (of the unit vectors) of a fixed sample of the real
+    tokens' states `tokens` [N, H]."""
     rows = np.random.default_rng(0).choice(len(tokens), min(SAMPLED_TOKENS, len(tokens)), False)
     unit = tokens[rows] / np.linalg.norm(tokens[rows], axis=-1, keepdims=True)
-    return {
-        "token_cosine": mean_pair_cosine(tokens[rows]),
-        "effective_rank": effective_rank(unit),
-        "cls_cosine": mean_pair_cosine(np.concatenate(cls)),
-    }
+    return {"token_cosine": mean_pair_cosine(tokens[rows]), "effective_rank": effective_rank(unit)}
 
 
 def main() -> None:
