@@ -59,10 +59,13 @@ def rows_of(batch: dict) -> dict:
     return {k: jnp.asarray(batch[k]) for k in ROW_FIELDS if k in batch}
 
 
-def bertjax_trainer(model_config, spec, optimizer):
-    """(train_step(ids, replaced, batch), logits(ids, batch) -> np [B, L]) of a fresh bertjax
-    discriminator trained with `optimizer`."""
+def bertjax_trainer(model_config, spec, optimizer, head_bias=None):
+    """(train_step(ids, replaced, batch), outputs(ids, batch) -> (logits [B, L], final states
+    [B, L, H]) as numpy) of a fresh bertjax discriminator trained with `optimizer`; `head_bias`
+    replaces its initial output bias (default: the prior, logit of the masked fraction)."""
     model = create_electra(model_config, spec.objective.generator_hidden_fraction, 1.0, seed=0)
+    if head_bias is not None:
+        model.discriminator_predictions.dense_prediction.bias.value = jnp.full((1,), head_bias)
     graphdef, params = nnx.split(model, nnx.Param)
     tx = optim.create_optimizer(optimizer)
     state = {"params": params, "opt_state": tx.init(params)}
@@ -209,7 +212,7 @@ def main() -> None:
         help="transformers: start from bertjax's initial discriminator (exported) instead of "
         "Hugging Face's own initialisation",
     )  # fmt: skip
-    parser.add_argument("--head_bias", type=float, help="transformers: the output bias to start at")
+    parser.add_argument("--head_bias", type=float, help="the output bias to start at")
     parser.add_argument(
         "--model_override", action="append", default=[], help="FIELD=VALUE of the model config"
     )
@@ -242,7 +245,7 @@ def main() -> None:
             model_config, optimizer, start, args.head_bias
         )
     else:
-        train_step, outputs_of = bertjax_trainer(model_config, spec, optimizer)
+        train_step, outputs_of = bertjax_trainer(model_config, spec, optimizer, args.head_bias)
 
     def evaluate() -> tuple[float, float, float]:
         scores, labels, states = [], [], []

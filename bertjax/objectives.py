@@ -18,6 +18,7 @@ from bertjax.models.electra import ElectraForPreTraining, generator_config
 from bertjax.specs import ConfigSpec, require
 
 OBJECTIVES = ("bert", "electra")
+DISCRIMINATOR_BIAS_INITS = ("prior", "zero")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,6 +34,10 @@ class ObjectiveSpec(ConfigSpec):
     generator_hidden_fraction: float = 0.25
     # electra: lambda, the weight of the discriminator's mean loss against the generator's (50).
     discriminator_weight: float = 50.0
+    # electra: where the discriminator's output bias starts: "prior" (the logit of
+    # masked_lm_prob; it helped on toy corpora) or "zero" (ELECTRA's and Hugging Face's; on real
+    # text at BERT-mini size the prior collapsed the encoder's token states, docs/electra.md).
+    discriminator_bias_init: str = "prior"
 
     def __post_init__(self):
         require(
@@ -48,6 +53,11 @@ class ObjectiveSpec(ConfigSpec):
             self.discriminator_weight > 0,
             f"discriminator_weight={self.discriminator_weight} must be positive; ELECTRA uses 50",
         )
+        require(
+            self.discriminator_bias_init in DISCRIMINATOR_BIAS_INITS,
+            f"discriminator_bias_init={self.discriminator_bias_init!r} is unknown; use one of "
+            f"{DISCRIMINATOR_BIAS_INITS}",
+        )
 
     @property
     def is_electra(self) -> bool:
@@ -55,13 +65,15 @@ class ObjectiveSpec(ConfigSpec):
 
     def model_factory(self, model: BertConfig, masked_lm_prob: float = 0.15):
         """seed -> the pretraining model (a `train_state.ModelFactory`). ELECTRA's
-        discriminator starts predicting `masked_lm_prob` of tokens replaced."""
+        discriminator starts predicting `masked_lm_prob` of tokens replaced ("prior") or half
+        (a zero bias)."""
         if self.is_electra:
+            initial = masked_lm_prob if self.discriminator_bias_init == "prior" else 0.5
             return lambda seed: ElectraForPreTraining(
                 model,
                 self.generator_hidden_fraction,
                 self.discriminator_weight,
-                initial_replaced_fraction=masked_lm_prob,
+                initial_replaced_fraction=initial,
                 rngs=nnx.Rngs(params=seed, dropout=seed),
             )
         return lambda seed: BertForPreTraining(model, rngs=nnx.Rngs(params=seed, dropout=seed))

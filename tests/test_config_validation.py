@@ -74,6 +74,7 @@ INVALID = [
     ({"objective": "t5"}, "objective='t5' is unknown"),
     ({"generator_hidden_fraction": 1.5}, "generator_hidden_fraction=1.5 must be in (0, 1]"),
     ({"discriminator_weight": 0.0}, "discriminator_weight=0.0 must be positive"),
+    ({"discriminator_bias_init": "one"}, "discriminator_bias_init='one' is unknown"),
     ({"type_vocab_size": 0}, "type_vocab_size must be positive"),
     ({"max_position_embeddings": 64}, "max_seq_length=128 must be in [2, max_position_embeddings"),
     ({"initializer_range": 0.0}, "initializer_range=0.0 must be positive"),

@@ -220,3 +220,15 @@ def test_export_loads_in_transformers_and_fine_tunes_and_fills_masks(toy_run, tm
     logits = model.mlm_logits_all(ids, np.zeros_like(ids), np.ones_like(ids))[0, 3]
     best = np.argsort(-np.asarray(logits))[:3]
     assert [answer.token for answer in answers] == [vocab[i] for i in best]
+
+
+@pytest.mark.parametrize("bias_init, expected", [("prior", np.log(0.15 / 0.85)), ("zero", 0.0)])
+def test_the_discriminator_output_bias_starts_where_the_config_says(bias_init, expected):
+    from bertjax.objectives import ObjectiveSpec
+
+    config = BertConfig(vocab_size=50, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=16)  # fmt: skip
+    spec = ObjectiveSpec(objective="electra", discriminator_bias_init=bias_init)
+    model = spec.model_factory(config, masked_lm_prob=0.15)(0)
+    bias = model.discriminator_predictions.dense_prediction.bias.value
+    np.testing.assert_allclose(np.asarray(bias), [expected], atol=1e-6)
