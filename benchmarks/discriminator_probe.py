@@ -196,7 +196,8 @@ def model_overrides(pairs: list[str], model_config):
         name, _, value = pair.partition("=")
         if not hasattr(model_config, name):
             raise SystemExit(f"--model_override {pair!r}: the model config has no field {name!r}")
-        changes[name] = type(getattr(model_config, name))(value)
+        kind = type(getattr(model_config, name))
+        changes[name] = value.lower() in ("1", "true") if kind is bool else kind(value)
     return dataclasses.replace(model_config, **changes)
 
 
