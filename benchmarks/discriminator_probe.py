@@ -33,7 +33,7 @@ import optax
 from flax import nnx
 
 from benchmarks.representation_rank import token_stats
-from bertjax import evaluation, optim
+from bertjax import evaluation, losses, optim
 from bertjax.config import from_config
 from bertjax.convert import electra as electra_export
 from bertjax.data import pipeline
@@ -72,9 +72,8 @@ def bertjax_trainer(model_config, spec, optimizer, head_bias=None):
 
     def mean_loss(params, ids, replaced, rows):
         logits = nnx.merge(graphdef, params).discriminator_logits(ids, rows)
-        weights = rows["input_mask"].astype(jnp.float32)
-        per_token = optax.sigmoid_binary_cross_entropy(logits, replaced)
-        return jnp.sum(per_token * weights) / jnp.sum(weights)
+        sums = losses.replaced_token_sums(logits, replaced, rows["input_mask"], 1.0)
+        return sums["rtd_loss_sum"] / sums["rtd_weight"]
 
     @jax.jit
     def update(params, opt_state, ids, replaced, rows):

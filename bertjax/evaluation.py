@@ -108,12 +108,11 @@ def training_token_counts(data: pipeline.PretrainingData, dataset) -> np.ndarray
     return sampled_token_counts(sample, tokenizer.vocab_size, tokenizer.special_ids)
 
 
-def unigram_baseline(batches: list[dict[str, np.ndarray]], counts: np.ndarray) -> dict:
-    """What token frequencies alone score on the batches' masked positions: the cross-entropy
-    of the add-0.5 smoothed unigram model of `counts`, and the accuracy of always predicting the
-    most frequent token."""
+def unigram_baseline(labels: np.ndarray, counts: np.ndarray) -> dict:
+    """What token frequencies alone score on the masked positions' original ids `labels`: the
+    cross-entropy of the add-0.5 smoothed unigram model of `counts`, and the accuracy of always
+    predicting the most frequent token."""
     probabilities = (counts + 0.5) / (counts + 0.5).sum()
-    labels = np.concatenate([b["masked_lm_ids"][b["masked_lm_weights"] > 0] for b in batches])
     return {
         "unigram_mlm_loss": float(-np.log(probabilities[labels]).mean()),
         "unigram_mlm_accuracy": float((labels == np.argmax(counts)).mean()),
@@ -199,12 +198,11 @@ def evaluate(params: dict, eval_set: EvalSet, eval_step: EvalStep, mesh) -> dict
     nsp_accuracy (BERT) or the rtd_* metrics and rtd_auc (ELECTRA); mlm_distinct_predictions
     (distinct tokens the model predicts at the masked positions, against mlm_distinct_labels
     there); and the set's unigram baseline if it has one."""
-    total, predicted, labels, scores, replaced, rows = None, [], [], [], [], []
+    total, predicted, labels, scores, replaced = None, [], [], [], []
     for local in eval_set.batches:
         batch = sharding.global_batch_from_local(local, mesh)
         sums, kept = jax.device_get(eval_step(params, batch))
         total = sums if total is None else jax.tree.map(np.add, total, sums)
-        rows.append(kept)
         real = kept["masked_lm_weights"] > 0
         predicted.append(kept["mlm_predictions"][real])
         labels.append(kept["masked_lm_ids"][real])
@@ -214,11 +212,12 @@ def evaluate(params: dict, eval_set: EvalSet, eval_step: EvalStep, mesh) -> dict
             replaced.append(kept["replaced"][tokens])
     result = losses.summarize(total)
     result["mlm_distinct_predictions"] = len(np.unique(np.concatenate(predicted)))
-    result["mlm_distinct_labels"] = len(np.unique(np.concatenate(labels)))
+    labels = np.concatenate(labels)  # the global rows' masked originals, on every process
+    result["mlm_distinct_labels"] = len(np.unique(labels))
     if scores:
         result["rtd_auc"] = replaced_token_auc(np.concatenate(scores), np.concatenate(replaced))
     if eval_set.counts is not None:
-        result.update(unigram_baseline(rows, eval_set.counts))
+        result.update(unigram_baseline(labels, eval_set.counts))
     return result
 
 
