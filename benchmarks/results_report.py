@@ -25,8 +25,12 @@ import matplotlib.pyplot as plt  # noqa: E402
 INITS = ("pretrained", "baseline", "random", "minilm")
 COLOURS = {"pretrained": "tab:blue", "baseline": "tab:orange", "random": "tab:gray",
            "minilm": "tab:green"}  # fmt: skip
-LABELS = {"pretrained": "BERT-mini pretrained", "random": "BERT-mini random init",
-          "minilm": "all-MiniLM-L6-v2 (imported)"}  # fmt: skip
+LABELS = {"random": "BERT-mini random init", "minilm": "all-MiniLM-L6-v2 (imported)"}
+
+
+def model_name(config: dict) -> str:
+    """What PROOF_DIR pretrained, for labels: its objective decides."""
+    return "ELECTRA-mini discriminator" if config.get("objective") == "electra" else "BERT-mini"
 
 
 def read_jsonl(path: Path) -> list[dict]:
@@ -113,7 +117,9 @@ def finetune_results(proof_dir: Path, subdirs: str = "finetune") -> dict[tuple[s
     return results
 
 
-def plot_finetuning(results: dict, out: Path, baseline_label: str = "") -> None:
+def plot_finetuning(
+    results: dict, out: Path, baseline_label: str = "", name: str = "BERT-mini"
+) -> None:
     tasks = sorted({task for task, _ in results})
     inits = [init for init in INITS if any(k[1] == init for k in results)]
     fig, ax = plt.subplots(figsize=(2.4 * len(tasks) + 2, 4))
@@ -130,7 +136,9 @@ def plot_finetuning(results: dict, out: Path, baseline_label: str = "") -> None:
             low.append(100 * (agg["median"] - agg["min"]))
             high.append(100 * (agg["max"] - agg["median"]))
         if xs:
-            label = LABELS.get(init, f"BERT-mini pretrained, {baseline_label}")
+            label = LABELS.get(init, f"{name} pretrained")
+            if init == "baseline":
+                label = f"pretrained, {baseline_label}"
             ax.bar(xs, medians, width, yerr=[low, high], capsize=3, color=COLOURS[init],
                    label=label)  # fmt: skip
     labels = []
@@ -215,10 +223,10 @@ def proof_summary(records: list[dict], results: dict, pretrain_minutes: float) -
     return summary
 
 
-def finetuning_table(results: dict, baseline_label: str = "") -> list[str]:
+def finetuning_table(results: dict, baseline_label: str = "", name: str = "BERT-mini") -> list[str]:
     baseline = any(init == "baseline" for _, init in results)
     lines = [
-        "| task (eval split) | score | pretrained BERT-mini | random init | gain (median) "
+        f"| task (eval split) | score | pretrained {name} | random init | gain (median) "
         + (f"| pretrained, {baseline_label} " if baseline else "")
         + "| all-MiniLM-L6-v2 |",
         "|---|---|---|---|---|" + ("---|" if baseline else "") + "---|",
@@ -252,6 +260,16 @@ def finetuning_table(results: dict, baseline_label: str = "") -> list[str]:
     return lines
 
 
+def wall_times(path: Path) -> dict[str, list[int]]:
+    """Seconds per stage from wall_times.txt; a resumed stage has one line per invocation that
+    finished (an interrupted one records nothing, so a resumed stage's total is a lower bound)."""
+    stages: dict[str, list[int]] = {}
+    for line in path.read_text().splitlines():
+        name, seconds = line.split()
+        stages.setdefault(name, []).append(int(seconds))
+    return stages
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--proof_dir", default="workdirs/proof")
@@ -280,18 +298,19 @@ def main() -> None:
         summary = proof_summary(records, results, args.pretrain_minutes)
         (out / "proof.json").write_text(json.dumps(summary, indent=1) + "\n")
     if results:
-        plot_finetuning(results, out / "finetuning.png", args.baseline_label)
+        plot_finetuning(results, out / "finetuning.png", args.baseline_label, model_name(config))
     print("\n".join(pretraining_table(records)))
     print()
-    print("\n".join(finetuning_table(results, args.baseline_label)))
+    print("\n".join(finetuning_table(results, args.baseline_label, model_name(config))))
     times = proof_dir / "wall_times.txt"
     if times.exists():
         print()
         print("| stage | wall time |")
         print("|---|---|")
-        for line in times.read_text().splitlines():
-            name, seconds = line.split()
-            print(f"| {name} | {int(seconds) // 60} min {int(seconds) % 60} s |")
+        for name, segments in wall_times(times).items():
+            total = sum(segments)
+            resumed = f" ({len(segments)} finished invocations)" if len(segments) > 1 else ""
+            print(f"| {name} | {total // 60} min {total % 60} s{resumed} |")
     print(f"\nplots: {out / 'pretraining.png'}, {out / 'finetuning.png'}")
 
 
