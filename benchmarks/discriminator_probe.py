@@ -259,7 +259,7 @@ def main() -> None:
         p = labels.mean()
         base = -(p * np.log(p) + (1 - p) * np.log(1 - p))
         loss = np.mean(np.logaddexp(0, scores) - labels * scores)
-        rank = token_stats(np.concatenate(states))["effective_rank"]
+        rank = token_stats(np.concatenate(states))["token_effective_rank"]
         return replaced_token_auc(scores, labels), loss / base, rank
 
     rng, start = np.random.default_rng(0), time.time()

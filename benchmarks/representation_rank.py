@@ -2,10 +2,10 @@
 
 For each workdir (at its latest checkpoint, or at each `--steps`) and for a random
 initialisation of the first workdir's architecture, encodes the first held-out batches of the
-first workdir's run (its fixed evaluation rows) and prints, over the real tokens' final hidden
-states: the mean cosine similarity of token pairs, the effective rank (exp of the entropy of the
-normalised singular values squared, Roy & Vetterli 2007, of the centred unit vectors), and the
-mean cosine similarity of the [CLS] states of different rows. A fine-tuning head reads these
+first workdir's run (its fixed evaluation rows) and prints, over a fixed sample of the real
+tokens' final hidden states, the statistics of bertjax.representation (the mean cosine
+similarity of token pairs, the effective rank of their unit vectors), and the mean cosine
+similarity of the [CLS] states of different rows. A fine-tuning head reads these
 states: an encoder whose states span a handful of directions starts below a random one.
 
   python -m benchmarks.representation_rank workdirs/electra_proof/pretrain workdirs/proof/pretrain
@@ -16,7 +16,7 @@ import argparse
 
 import numpy as np
 
-from bertjax import checkpointing, evaluation
+from bertjax import checkpointing, evaluation, representation
 from bertjax.config import from_config
 from bertjax.convert import model_dir
 from bertjax.models.bert import create_model
@@ -24,20 +24,10 @@ from bertjax.models.bert import create_model
 SAMPLED_TOKENS = 2000  # token pairs: 2k x 2k similarities; the rank is stable at this size
 
 
-def effective_rank(states: np.ndarray) -> float:
-    """exp(entropy) of the squared singular values (normalised) of the centred rows."""
-    singular = np.linalg.svd(states - states.mean(0), compute_uv=False)
-    shares = singular**2 / np.sum(singular**2)
-    shares = shares[shares > 0]
-    return float(np.exp(-np.sum(shares * np.log(shares))))
-
-
-def mean_pair_cosine(states: np.ndarray) -> float:
-    """Mean cosine similarity over pairs of distinct rows of `states` [N, H]."""
-    unit = states / np.linalg.norm(states, axis=-1, keepdims=True)
-    similarity = unit @ unit.T
-    n = len(unit)
-    return float((similarity.sum() - np.trace(similarity)) / (n * (n - 1)))
+def statistics_of(states: np.ndarray) -> dict[str, float]:
+    """bertjax.representation's token_cosine and token_effective_rank of rows [N, H]."""
+    weights = np.ones(states.shape[:1], np.float32)[None]
+    return representation.token_state_stats(representation.token_state_sums(states[None], weights))
 
 
 def representation_stats(bert, batches: list[dict]) -> dict[str, float]:
@@ -54,16 +44,15 @@ def representation_stats(bert, batches: list[dict]) -> dict[str, float]:
         )
         tokens.append(states[batch["input_mask"] > 0])
         cls.append(states[:, 0])
-    cls_cosine = mean_pair_cosine(np.concatenate(cls))
+    cls_cosine = statistics_of(np.concatenate(cls))["token_cosine"]
     return {**token_stats(np.concatenate(tokens)), "cls_cosine": cls_cosine}
 
 
 def token_stats(tokens: np.ndarray) -> dict[str, float]:
-    """token_cosine and effective_rank (of the unit vectors) of a fixed sample of the real
-    tokens' states `tokens` [N, H]."""
+    """token_cosine and token_effective_rank of a fixed sample of the real tokens' states
+    `tokens` [N, H] (held-out evaluation reports them over all its tokens)."""
     rows = np.random.default_rng(0).choice(len(tokens), min(SAMPLED_TOKENS, len(tokens)), False)
-    unit = tokens[rows] / np.linalg.norm(tokens[rows], axis=-1, keepdims=True)
-    return {"token_cosine": mean_pair_cosine(tokens[rows]), "effective_rank": effective_rank(unit)}
+    return statistics_of(tokens[rows])
 
 
 def main() -> None:
@@ -80,7 +69,7 @@ def main() -> None:
     def report(label: str, bert) -> None:
         stats = representation_stats(bert, batches)
         print(f"{label}: token cosine {stats['token_cosine']:.3f}, effective rank "
-              f"{stats['effective_rank']:.1f}, [CLS] cosine {stats['cls_cosine']:.3f}",
+              f"{stats['token_effective_rank']:.1f}, [CLS] cosine {stats['cls_cosine']:.3f}",
               flush=True)  # fmt: skip
 
     for workdir in args.workdirs:

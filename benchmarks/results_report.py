@@ -164,16 +164,18 @@ def plot_finetuning(
 
 def pretraining_table(records: list[dict]) -> list[str]:
     """One row per held-out evaluation; the NSP column only for runs with NSP, replaced-token
-    detection for ELECTRA (MLM columns: its generator), the unigram baseline and distinct
-    predictions where the evaluation reported them."""
+    detection for ELECTRA (MLM columns: its generator), the unigram baseline, distinct
+    predictions and the token states' collapse statistics where the evaluation reported them."""
     held_out = [r for r in records if "eval_mlm_loss" in r]
     nsp = any(r.get("eval_nsp_accuracy") for r in held_out)
     rtd = any("eval_rtd_accuracy" in r for r in held_out)
     unigram = any("eval_unigram_mlm_loss" in r for r in held_out)
+    rank = any("eval_token_effective_rank" in r for r in held_out)
     header = ["step", "train MLM loss", "train MLM acc", "held-out MLM loss", "held-out MLM acc"]
     header += ["held-out NSP acc"] * nsp
     header += ["held-out RTD acc / precision / recall", "RTD AUC", "replaced"] * rtd
     header += ["unigram loss / acc (same positions)", "distinct tokens predicted"] * unigram
+    header += ["token states: effective rank / cosine"] * rank
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     train = {r["step"]: r for r in records if "loss" in r}
     for r in held_out:
@@ -191,6 +193,9 @@ def pretraining_table(records: list[dict]) -> list[str]:
         if unigram:
             cells += [f"{r['eval_unigram_mlm_loss']:.3f} / {r['eval_unigram_mlm_accuracy']:.3f}",
                       f"{r['eval_mlm_distinct_predictions']:.0f}"]  # fmt: skip
+        if rank:
+            cells.append(f"{r.get('eval_token_effective_rank', float('nan')):.1f} / "
+                         f"{r.get('eval_token_cosine', float('nan')):.3f}")  # fmt: skip
         lines.append("| " + " | ".join(cells) + " |")
     return lines
 

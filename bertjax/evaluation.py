@@ -36,7 +36,7 @@ from absl import logging
 from etils import epath
 from jax.sharding import NamedSharding, PartitionSpec
 
-from bertjax import checkpointing, losses, sharding
+from bertjax import checkpointing, losses, representation, sharding
 from bertjax.config import RunSpec, defaults, from_config
 from bertjax.data import masking_spec
 from bertjax.errors import UserError
@@ -184,7 +184,9 @@ def compile_eval_step(setup: StateSetup) -> EvalStep:
         kept |= {k: batch[k] for k in ("masked_lm_ids", "masked_lm_weights", "input_mask")}
         if "rtd_logits" in outputs:  # ELECTRA: per-token scores for the detection AUC
             kept |= {"rtd_logits": outputs["rtd_logits"], "replaced": outputs["replaced"]}
-        return losses.pretraining_sums(outputs, batch), kept
+        sums = losses.pretraining_sums(outputs, batch)
+        sums |= representation.token_state_sums(outputs["sequence_output"], batch["input_mask"])
+        return sums, kept
 
     return jax.jit(
         eval_step,
@@ -197,7 +199,8 @@ def evaluate(params: dict, eval_set: EvalSet, eval_step: EvalStep, mesh) -> dict
     """Means over the whole evaluation set: loss, mlm_loss, mlm_accuracy, nsp_loss and
     nsp_accuracy (BERT) or the rtd_* metrics and rtd_auc (ELECTRA); mlm_distinct_predictions
     (distinct tokens the model predicts at the masked positions, against mlm_distinct_labels
-    there); and the set's unigram baseline if it has one."""
+    there); token_cosine and token_effective_rank of the final states (bertjax.representation);
+    and the set's unigram baseline if it has one."""
     total, predicted, labels, scores, replaced = None, [], [], [], []
     for local in eval_set.batches:
         batch = sharding.global_batch_from_local(local, mesh)
@@ -210,7 +213,7 @@ def evaluate(params: dict, eval_set: EvalSet, eval_step: EvalStep, mesh) -> dict
             tokens = kept["input_mask"] > 0
             scores.append(kept["rtd_logits"][tokens])
             replaced.append(kept["replaced"][tokens])
-    result = losses.summarize(total)
+    result = losses.summarize(total) | representation.token_state_stats(total)
     result["mlm_distinct_predictions"] = len(np.unique(np.concatenate(predicted)))
     labels = np.concatenate(labels)  # the global rows' masked originals, on every process
     result["mlm_distinct_labels"] = len(np.unique(labels))
@@ -353,12 +356,15 @@ def format_records(records: list[dict]) -> list[str]:
     # The second head's columns: BERT's next-sentence head or ELECTRA's discriminator.
     head = "rtd" if records and "rtd_loss" in records[0] else "nsp"
     auc = "  rtd_auc" if head == "rtd" else ""
-    lines = [f"step  examples  mlm_loss  mlm_accuracy  distinct  {head}_loss  {head}_accuracy{auc}"]
+    lines = [f"step  examples  mlm_loss  mlm_accuracy  distinct  {head}_loss  {head}_accuracy{auc}"
+             "  state_rank"]  # fmt: skip
     for r in records:
         lines.append(
             f"{r['step']:>4}  {r['examples']:>8}  {r['mlm_loss']:8.4f}  {r['mlm_accuracy']:12.4f}"
             f"  {r['mlm_distinct_predictions']:>8}  {r[f'{head}_loss']:8.4f}"
-            f"  {r[f'{head}_accuracy']:12.4f}" + (f"  {r['rtd_auc']:7.4f}" if auc else "")
+            f"  {r[f'{head}_accuracy']:12.4f}"
+            + (f"  {r['rtd_auc']:7.4f}" if auc else "")
+            + f"  {r['token_effective_rank']:10.1f}"
         )
     if records and "unigram_mlm_loss" in records[0]:
         r = records[0]

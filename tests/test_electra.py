@@ -180,9 +180,10 @@ def test_held_out_evaluation_reports_the_discriminators_auc(toy_run):
     logged = [json.loads(line) for line in (workdir / "metrics.jsonl").open()]
     assert [r["eval_rtd_auc"] for r in logged if "eval_rtd_auc" in r] == [record["rtd_auc"]]
     header, row = evaluation.format_records([record])[:2]
-    assert header.split()[-1] == "rtd_auc" and float(row.split()[-1]) == pytest.approx(
-        record["rtd_auc"], abs=1e-4
-    )
+    assert header.split()[-2:] == ["rtd_auc", "state_rank"]
+    auc, rank = (float(cell) for cell in row.split()[-2:])
+    assert auc == pytest.approx(record["rtd_auc"], abs=1e-4)
+    assert rank == pytest.approx(record["token_effective_rank"], abs=0.05) and rank > 0
 
 
 def test_resuming_with_another_objective_is_a_one_line_error(toy_run):

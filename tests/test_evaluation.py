@@ -7,6 +7,7 @@ import pytest
 
 from bertjax import evaluation, train
 from bertjax.config import from_config, validate
+from bertjax.convert import model_dir
 from bertjax.data import corpus
 from bertjax.data.corpus import SAMPLE_CORPUS
 from bertjax.errors import UserError
@@ -190,3 +191,24 @@ def test_detection_warning_past_warmup_only_and_below_the_floor():
     assert evaluation.detection_warning(1000, {**stuck, "rtd_auc": 0.8}, warmup_steps=145) is None
     assert evaluation.detection_warning(1000, {"rtd_auc": float("nan")}, warmup_steps=0) is None
     assert evaluation.detection_warning(1000, {"mlm_loss": 6.4}, warmup_steps=0) is None
+
+
+def test_held_out_metrics_carry_the_token_states_collapse_statistics(run_with_eval):
+    config, workdir, records = run_with_eval
+    bert = model_dir.load_model(str(workdir), 6).bert
+    tokens = []
+    for batch in evaluation.build_eval_set(from_config(config)).batches:
+        states = bert(batch["input_ids"], batch["segment_ids"], batch["input_mask"],
+                      attention_segment_ids=batch.get("attention_segment_ids"))  # fmt: skip
+        tokens.append(np.asarray(states["sequence_output"])[batch["input_mask"] > 0])
+    unit = np.concatenate(tokens).astype(np.float64)
+    unit /= np.linalg.norm(unit, axis=-1, keepdims=True)
+    n = len(unit)
+    cosine = ((unit @ unit.T).sum() - n) / (n * (n - 1))
+    shares = np.linalg.svd(unit - unit.mean(0), compute_uv=False) ** 2
+    shares = shares[shares > 0] / shares.sum()
+    last = [r for r in records if "eval_mlm_loss" in r][-1]
+    assert last["eval_token_cosine"] == pytest.approx(cosine, abs=1e-4)
+    assert last["eval_token_effective_rank"] == pytest.approx(
+        np.exp(-np.sum(shares * np.log(shares))), rel=1e-3
+    )

@@ -207,7 +207,8 @@ class BertForPreTraining(nnx.Module):
         deterministic: bool = True,
         rngs: nnx.Rngs | None = None,
     ) -> dict[str, jax.Array]:
-        """[B, L] inputs, [B, P] masked positions -> mlm_logits [B, P, V], nsp_logits [B, 2].
+        """[B, L] inputs, [B, P] masked positions -> mlm_logits [B, P, V], nsp_logits [B, 2],
+        sequence_output [B, L, H] (the encoder's final states, for held-out statistics).
 
         The MLM head runs only on the gathered masked positions. Logits are float32.
         """
@@ -225,6 +226,7 @@ class BertForPreTraining(nnx.Module):
         return {
             "mlm_logits": self.cls.predictions(masked, self._word_embeddings()),
             "nsp_logits": self.cls.seq_relationship(encoded["pooled_output"]),
+            "sequence_output": encoded["sequence_output"],
         }
 
     def pretraining_outputs(self, batch: dict, rngs: nnx.Rngs | None = None) -> dict:

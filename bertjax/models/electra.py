@@ -191,7 +191,7 @@ class ElectraForPreTraining(nnx.Module):
         batch = {"input_ids": input_ids, "segment_ids": segment_ids, "input_mask": input_mask}
         return self.generator_logits(batch | {"masked_lm_positions": positions})
 
-    def discriminator_logits(
+    def discriminator_states(
         self,
         input_ids: jax.Array,
         batch: dict,
@@ -199,17 +199,21 @@ class ElectraForPreTraining(nnx.Module):
         deterministic: bool = True,
         rngs: nnx.Rngs | None = None,
     ) -> jax.Array:
-        """Replaced-token logits [B, L] float32 of the row `input_ids` (segments and masks from
-        `batch`)."""
-        encoded = self.bert(
+        """The discriminator's final states [B, L, H] of the row `input_ids` (segments and masks
+        from `batch`)."""
+        return self.bert(
             input_ids,
             batch["segment_ids"],
             batch["input_mask"],
             attention_segment_ids=batch.get("attention_segment_ids"),
             deterministic=deterministic,
             rngs=rngs,
-        )
-        return self.discriminator_predictions(encoded["sequence_output"])
+        )["sequence_output"]
+
+    def discriminator_logits(self, input_ids: jax.Array, batch: dict, **kwargs) -> jax.Array:
+        """Replaced-token logits [B, L] float32 of the row `input_ids` (keywords as
+        `discriminator_states`)."""
+        return self.discriminator_predictions(self.discriminator_states(input_ids, batch, **kwargs))
 
     def __call__(
         self,
@@ -220,8 +224,9 @@ class ElectraForPreTraining(nnx.Module):
         rngs: nnx.Rngs | None = None,
     ) -> dict[str, jax.Array]:
         """A masked batch -> mlm_logits [B, P, V] (generator), rtd_logits [B, L]
-        (discriminator), replaced [B, L] (1.0 where the discriminator's input differs from the
-        original row) and sampled_ids [B, P]. Samples are drawn with `sample_key` from the
+        (discriminator), sequence_output [B, L, H] (the discriminator's final states), replaced
+        [B, L] (1.0 where the discriminator's input differs from the original row) and
+        sampled_ids [B, P]. Samples are drawn with `sample_key` from the
         generator's distribution without gradient."""
         mlm_logits = self.generator_logits(batch, deterministic=deterministic, rngs=rngs)
         sampled = jax.random.categorical(sample_key, jax.lax.stop_gradient(mlm_logits))
@@ -232,12 +237,11 @@ class ElectraForPreTraining(nnx.Module):
             batch["masked_lm_weights"],
             sampled,
         )
-        rtd_logits = self.discriminator_logits(
-            corrupted, batch, deterministic=deterministic, rngs=rngs
-        )
+        states = self.discriminator_states(corrupted, batch, deterministic=deterministic, rngs=rngs)
         return {
             "mlm_logits": mlm_logits,
-            "rtd_logits": rtd_logits,
+            "rtd_logits": self.discriminator_predictions(states),
+            "sequence_output": states,
             "replaced": (corrupted != original).astype(jnp.float32),
             "sampled_ids": sampled,
             "rtd_loss_weight": jnp.float32(self.discriminator_weight),
