@@ -10,6 +10,7 @@ states: an encoder whose states span a handful of directions starts below a rand
 
   python -m benchmarks.representation_rank workdirs/electra_proof/pretrain workdirs/proof/pretrain
   python -m benchmarks.representation_rank workdirs/electra_proof/pretrain --steps=400,800
+  python -m benchmarks.representation_rank workdirs/electra_proof/pretrain --by_layer
 """
 
 import argparse
@@ -30,22 +31,31 @@ def statistics_of(states: np.ndarray) -> dict[str, float]:
     return representation.token_state_stats(representation.token_state_sums(states[None], weights))
 
 
-def representation_stats(bert, batches: list[dict]) -> dict[str, float]:
-    tokens, cls = [], []
+def representation_stats(bert, batches: list[dict], by_layer: bool = False) -> dict[str, float]:
+    """token_cosine, token_effective_rank and cls_cosine of the final states; with `by_layer`
+    also `layer_ranks`, the token effective rank of the embeddings' output and of each layer's."""
+    tokens, cls, layers = [], [], []
     for batch in batches:
-        states = np.asarray(
-            bert(
-                batch["input_ids"],
-                batch["segment_ids"],
-                batch["input_mask"],
-                attention_segment_ids=batch.get("attention_segment_ids"),
-                deterministic=True,
-            )["sequence_output"]
+        encoded = bert(
+            batch["input_ids"],
+            batch["segment_ids"],
+            batch["input_mask"],
+            attention_segment_ids=batch.get("attention_segment_ids"),
+            deterministic=True,
         )
-        tokens.append(states[batch["input_mask"] > 0])
+        real = batch["input_mask"] > 0
+        states = np.asarray(encoded["sequence_output"])
+        tokens.append(states[real])
         cls.append(states[:, 0])
-    cls_cosine = statistics_of(np.concatenate(cls))["token_cosine"]
-    return {**token_stats(np.concatenate(tokens)), "cls_cosine": cls_cosine}
+        layers.append([np.asarray(hidden)[real] for hidden in encoded["hidden_states"]])
+    stats = {**token_stats(np.concatenate(tokens)),
+             "cls_cosine": statistics_of(np.concatenate(cls))["token_cosine"]}  # fmt: skip
+    if by_layer:
+        stats["layer_ranks"] = [
+            token_stats(np.concatenate(layer))["token_effective_rank"]
+            for layer in zip(*layers, strict=True)
+        ]
+    return stats
 
 
 def token_stats(tokens: np.ndarray) -> dict[str, float]:
@@ -60,6 +70,8 @@ def main() -> None:
     parser.add_argument("workdirs", nargs="+", help="pretraining workdirs or imported models")
     parser.add_argument("--steps", default="", help="comma-separated checkpoint steps")
     parser.add_argument("--batches", type=int, default=4, help="held-out batches encoded")
+    parser.add_argument("--by_layer", action="store_true",
+                        help="also the rank after the embeddings and after each layer")  # fmt: skip
     args = parser.parse_args()
 
     spec = from_config(evaluation.workdir_config(args.workdirs[0]))
@@ -67,10 +79,14 @@ def main() -> None:
     steps = [int(s) for s in args.steps.split(",") if s] or [None]
 
     def report(label: str, bert) -> None:
-        stats = representation_stats(bert, batches)
+        stats = representation_stats(bert, batches, args.by_layer)
+        layers = ""
+        if args.by_layer:  # hidden states before the final LayerNorm of a pre-LN encoder
+            ranks = " / ".join(f"{rank:.1f}" for rank in stats["layer_ranks"])
+            layers = f", rank after embeddings / each layer {ranks}"
         print(f"{label}: token cosine {stats['token_cosine']:.3f}, effective rank "
-              f"{stats['token_effective_rank']:.1f}, [CLS] cosine {stats['cls_cosine']:.3f}",
-              flush=True)  # fmt: skip
+              f"{stats['token_effective_rank']:.1f}, [CLS] cosine {stats['cls_cosine']:.3f}"
+              f"{layers}", flush=True)  # fmt: skip
 
     for workdir in args.workdirs:
         for step in steps:

@@ -265,11 +265,13 @@ def detection_warning(step: int, result: dict[str, float], warmup_steps: int) ->
     auc = result.get("rtd_auc", math.nan)
     if step <= warmup_steps or not auc < DETECTION_AUC_FLOOR:  # NaN: nothing to judge
         return None
+    rank = result.get("token_effective_rank", math.nan)
+    states = f", its token states' effective rank {rank:.1f}" if not math.isnan(rank) else ""
     return (
         f"step {step}: the discriminator's held-out AUC is {auc:.3f} (0.5 = chance; generator MLM "
-        f"accuracy {result['mlm_accuracy']:.3f}): it barely detects replaced tokens. At small "
-        "budgets replaced-token detection learns context more slowly than a masked LM "
-        "(docs/electra.md); train longer or use --config.objective=bert"
+        f"accuracy {result['mlm_accuracy']:.3f}{states}): it barely detects replaced tokens. At "
+        "small budgets replaced-token detection learns context more slowly than a masked LM and "
+        "its encoder can collapse (docs/electra.md); train longer or use --config.objective=bert"
     )
 
 
