@@ -35,8 +35,9 @@ class ObjectiveSpec(ConfigSpec):
     # electra: lambda, the weight of the discriminator's mean loss against the generator's (50).
     discriminator_weight: float = 50.0
     # electra: where the discriminator's output bias starts: "prior" (the logit of
-    # masked_lm_prob; it helped on toy corpora) or "zero" (ELECTRA's and Hugging Face's; on real
-    # text at BERT-mini size the prior collapsed the encoder's token states, docs/electra.md).
+    # masked_lm_prob; it helped on toy corpora) or "zero" (ELECTRA's and Hugging Face's; at
+    # BERT-mini size on a CPU budget the encoder's token states collapsed from either,
+    # docs/electra.md).
     discriminator_bias_init: str = "prior"
 
     def __post_init__(self):
