@@ -84,10 +84,7 @@ def bertjax_trainer(model_config, spec, optimizer, head_bias=None):
     @jax.jit
     def outputs_of(params, ids, rows):
         model = nnx.merge(graphdef, params)
-        states = model.bert(
-            ids, rows["segment_ids"], rows["input_mask"],
-            attention_segment_ids=rows.get("attention_segment_ids"),
-        )["sequence_output"]  # fmt: skip
+        states = model.discriminator_states(ids, rows)
         return model.discriminator_predictions(states), states
 
     def train_step(ids, replaced, batch):

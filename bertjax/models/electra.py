@@ -94,12 +94,11 @@ class ElectraLMHead(nnx.Module):
 class ElectraDiscriminatorPredictions(nnx.Module):
     """`discriminator_predictions`: dense H->H, exact GELU, dense_prediction H->1.
 
-    The output bias starts at logit(`initial_replaced_fraction`), the fraction of tokens the
-    generator will replace, instead of 0 (the prior initialisation of Lin et al. 2017). From 0,
-    a small discriminator's first steps learn only that base rate and wash the tokens out of its
-    features (measured, docs/electra.md: the encoder's output varied 0.009 over positions, and
-    nothing was detected for ~450 steps); from the prior it detected half the replacements by
-    step 100."""
+    The output bias starts at logit(`initial_replaced_fraction`): the fraction of tokens the
+    generator will replace (`discriminator_bias_init=prior`, Lin et al. 2017's prior
+    initialisation; on toy corpora it detected half the replacements by step 100 where a zero
+    bias detected nothing for ~450 steps) or 0.5, a zero bias (ELECTRA's code). On real text at
+    BERT-mini size the encoder's token states collapsed from either (docs/electra.md)."""
 
     def __init__(self, config: BertConfig, initial_replaced_fraction: float, *, rngs: nnx.Rngs):
         self.dense = _dense(config, config.hidden_size, config.hidden_size, ("embed", "mlp"), rngs)
