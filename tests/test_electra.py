@@ -78,14 +78,16 @@ def read_lines(workdir, fields) -> list[dict]:
 
 @pytest.fixture(scope="module")
 def toy_run(tmp_path_factory):
-    """A short ELECTRA run: a workdir to resume, export, fine-tune and query."""
+    """A short ELECTRA run (checkpoints at steps 10 and 20): a workdir to resume, export,
+    fine-tune and query."""
     tmp_path = tmp_path_factory.mktemp("electra")
-    config = toy_config(
-        tmp_path, num_train_steps=20, log_every=10, checkpoint_every=20, eval_every=20
-    )
     workdir = tmp_path / "run"
-    train.train_and_evaluate(config, workdir)
+    train.train_and_evaluate(toy_run_config(tmp_path), workdir)
     return tmp_path, workdir
+
+
+def toy_run_config(tmp_path):
+    return toy_config(tmp_path, num_train_steps=20, log_every=2, checkpoint_every=10, eval_every=20)
 
 
 def entropy(p: float) -> float:
@@ -161,15 +163,16 @@ def test_a_tiny_electra_run_learns_beyond_the_base_rate(tmp_path):
     assert last["eval_rtd_accuracy"] >= 1 - base_rate, last
 
 
-def test_a_resumed_electra_run_logs_the_lines_of_an_uninterrupted_one(tmp_path):
-    config = electra_config(tmp_path, num_train_steps=8, log_every=1, checkpoint_every=4)
-    train.train_and_evaluate(config, tmp_path / "reference")
-    reference = read_lines(tmp_path / "reference", ELECTRA_FIELDS)
-    assert reference[-1]["rtd_accuracy"] is not None and len(reference) == 8
+def test_a_resumed_electra_run_logs_the_lines_of_an_uninterrupted_one(toy_run, tmp_path):
+    """Resumed from step 10 of the toy run, the run logs its lines (training metrics every 2
+    steps and at step 1, then the held-out evaluation) exactly as the uninterrupted run did."""
+    toy_tmp, reference_dir = toy_run
+    reference = read_lines(reference_dir, ELECTRA_FIELDS)
+    assert reference[-2]["rtd_accuracy"] is not None and len(reference) == 12
     workdir = tmp_path / "resumed"
-    shutil.copytree(tmp_path / "reference", workdir)
-    shutil.rmtree(workdir / "checkpoints" / "8")
-    assert train.train_and_evaluate(config, workdir).start_step == 4
+    shutil.copytree(reference_dir, workdir)
+    shutil.rmtree(workdir / "checkpoints" / "20")
+    assert train.train_and_evaluate(toy_run_config(toy_tmp), workdir).start_step == 10
     assert read_lines(workdir, ELECTRA_FIELDS) == reference
 
 
