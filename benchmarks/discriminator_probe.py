@@ -98,13 +98,36 @@ def bertjax_trainer(model_config, spec, optimizer, head_bias=None):
     return train_step, outputs
 
 
+def hugging_face_config(model_config, embedding_size: int | None = None):
+    """transformers' ElectraConfig of a bertjax model config (`embedding_size`: the embeddings'
+    width when it differs from hidden_size, as in ELECTRA's generator)."""
+    from transformers import ElectraConfig
+
+    return ElectraConfig(
+        vocab_size=model_config.vocab_size,
+        embedding_size=embedding_size or model_config.hidden_size,
+        hidden_size=model_config.hidden_size,
+        num_hidden_layers=model_config.num_hidden_layers,
+        num_attention_heads=model_config.num_attention_heads,
+        intermediate_size=model_config.intermediate_size,
+        hidden_act="gelu",
+        hidden_dropout_prob=model_config.hidden_dropout_prob,
+        attention_probs_dropout_prob=model_config.attention_probs_dropout_prob,
+        max_position_embeddings=model_config.max_position_embeddings,
+        type_vocab_size=model_config.type_vocab_size,
+        initializer_range=model_config.initializer_range,
+        layer_norm_eps=model_config.layer_norm_eps,
+        position_embedding_type=model_config.position_embedding_type,
+    )
+
+
 def transformers_trainer(model_config, optimizer, start_from=None, head_bias=None):
     """The same as `bertjax_trainer` with Hugging Face's `ElectraForPreTraining` (PyTorch, post-
     LayerNorm), torch's AdamW with the same decay mask, schedule and clipping; its own
     initialisation, or bertjax's ELECTRA `start_from` (its discriminator exported); `head_bias`
     replaces the replaced-token output bias."""
     import torch
-    from transformers import ElectraConfig, ElectraForPreTraining
+    from transformers import ElectraForPreTraining
 
     if model_config.layer_norm_placement != "post":
         raise SystemExit(
@@ -112,24 +135,7 @@ def transformers_trainer(model_config, optimizer, start_from=None, head_bias=Non
             "--model_override=layer_norm_placement=post"
         )
     torch.manual_seed(0)
-    model = ElectraForPreTraining(
-        ElectraConfig(
-            vocab_size=model_config.vocab_size,
-            embedding_size=model_config.hidden_size,
-            hidden_size=model_config.hidden_size,
-            num_hidden_layers=model_config.num_hidden_layers,
-            num_attention_heads=model_config.num_attention_heads,
-            intermediate_size=model_config.intermediate_size,
-            hidden_act="gelu",
-            hidden_dropout_prob=model_config.hidden_dropout_prob,
-            attention_probs_dropout_prob=model_config.attention_probs_dropout_prob,
-            max_position_embeddings=model_config.max_position_embeddings,
-            type_vocab_size=model_config.type_vocab_size,
-            initializer_range=model_config.initializer_range,
-            layer_norm_eps=model_config.layer_norm_eps,
-            position_embedding_type=model_config.position_embedding_type,
-        )
-    )
+    model = ElectraForPreTraining(hugging_face_config(model_config))
     if start_from is not None:
         params = nnx.state(start_from, nnx.Param).to_pure_dict()
         tensors = electra_export.discriminator_tensors(jax.device_get(params))
