@@ -63,8 +63,8 @@ def attention_inputs(batch: dict, ids):
     segments = np.asarray(batch.get("attention_segment_ids", batch["input_mask"]))
     allowed = (segments[:, :, None] == segments[:, None, :]) & mask[:, None, :]
     return {
-        "input_ids": torch.as_tensor(np.asarray(ids), dtype=torch.long),
-        "token_type_ids": torch.as_tensor(np.asarray(batch["segment_ids"]), dtype=torch.long),
+        "input_ids": torch.as_tensor(np.array(ids), dtype=torch.long),  # a writable copy
+        "token_type_ids": torch.as_tensor(np.array(batch["segment_ids"]), dtype=torch.long),
         "attention_mask": torch.as_tensor(allowed, dtype=torch.long),  # [B, L, L]
     }
 
