@@ -230,12 +230,15 @@ def restore_params(workdir: str | Path, step: int, target: Any = None) -> Any:
 def load_init_params(init_from: str, abstract_params: Any, model_fields: dict) -> Any:
     """Parameters of the latest checkpoint in `init_from`, placed as `abstract_params` says.
 
-    Raises UserError (naming the config field to change) when `init_from`'s architecture differs
-    from `model_fields`, before anything is read.
+    A checkpoint of another objective (a BERT run or `bertjax import` for an ELECTRA run, an
+    ELECTRA run for a BERT one, another generator width) gives only the encoder they share,
+    {"bert": ...}: the caller keeps its fresh heads. Raises UserError (naming the config field
+    to change) when `init_from`'s architecture differs from `model_fields`, before anything is
+    read.
     """
     step, metadata = open_workdir(init_from)
     saved = metadata.get("model", {})
-    for field in COMPARED_FIELDS:
+    for field in ARCHITECTURE_FIELDS:
         value, wanted = _saved_value(saved, field), model_fields.get(field)
         if value is not None and wanted is not None and value != wanted:
             fix = (
@@ -247,7 +250,20 @@ def load_init_params(init_from: str, abstract_params: Any, model_fields: dict) -
                 f"--config.init_from={init_from} has {field}={value} but the config asks "
                 f"for {wanted}; set {fix}"
             )
-    logging.info("Initialising parameters from %s (step %d)", init_from, step)
+    objective = {f: _saved_value(saved, f) for f in OBJECTIVE_FIELDS}
+    encoder_only = any(
+        model_fields.get(f) is not None and objective[f] != model_fields[f]
+        for f in OBJECTIVE_FIELDS
+    )
+    if encoder_only:
+        logging.info(
+            "Initialising the encoder (bert/...) from %s (step %d, %s); the %s objective's other "
+            "parameters start from the seed",
+            init_from, step, objective, model_fields.get("objective", "bert"),
+        )  # fmt: skip
+        abstract_params = {"bert": abstract_params["bert"]}
+    else:
+        logging.info("Initialising parameters from %s (step %d)", init_from, step)
     directory = Path(init_from).expanduser().absolute() / "checkpoints"
     scanned = _is_scanned(abstract_params)
     if _is_scanned(_saved_params(directory, step)) == scanned:
@@ -256,6 +272,7 @@ def load_init_params(init_from: str, abstract_params: Any, model_fields: dict) -
     with jax.default_device(jax.local_devices(backend="cpu")[0]):
         host = restore_params(init_from, step)
         host = stack_layers(host) if scanned else unstack_layers(host)
+    host = {key: host[key] for key in abstract_params}
     return jax.tree.map(
         lambda x, t: jax.make_array_from_callback(t.shape, t.sharding, lambda i: np.asarray(x)[i]),
         host,

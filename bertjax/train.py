@@ -222,12 +222,13 @@ def train_and_evaluate(
     setup = state_setup(pretraining_model, tx, mesh, rules)
 
     def init_state() -> TrainState:
-        # --config.init_from: parameters of an imported model or another run; fresh optimizer.
+        # --config.init_from: parameters of an imported model or another run (only the encoder
+        # when it was trained with another objective); fresh optimizer.
         params = loop.init_from and checkpointing.load_init_params(
             loop.init_from, setup.abstract_state.params, fields
         )
         state = create_train_state(pretraining_model, tx, mesh, rules, loop.seed)[0]
-        return state.replace(params=params) if params else state
+        return state.replace(params=state.params | params) if params else state
 
     state, restored_step = checkpointing.restore_or_init(
         manager, setup.abstract_state, init_state, fields

@@ -3,6 +3,7 @@ corpus (slow), a resumed run logs the uninterrupted run's lines, the objective i
 resume, and the workdir exports to transformers, fine-tunes and answers fill-mask (its
 generator)."""
 
+import dataclasses
 import json
 import shutil
 
@@ -13,13 +14,15 @@ import optax
 import pytest
 from flax import nnx
 
-from bertjax import evaluation, train
+from bertjax import checkpointing, evaluation, optim, train
+from bertjax.config import from_config
 from bertjax.convert import export, model_dir
 from bertjax.errors import UserError
 from bertjax.fill_mask import fill_mask
 from bertjax.finetune import trainer
 from bertjax.models.config import BertConfig
 from bertjax.models.electra import create_electra
+from bertjax.train_state import state_setup
 from tests.test_finetune import config_for, synthetic_sentiment, write_jsonl
 from tests.test_reliability import DETERMINISTIC_FIELDS
 from tests.test_smoke import small_smoke_config
@@ -194,6 +197,36 @@ def test_resuming_with_another_objective_is_a_one_line_error(toy_run):
     config = toy_config(tmp_path, objective="bert", num_train_steps=40)
     with pytest.raises(UserError, match="objective=electra but the config asks for bert"):
         train.train_and_evaluate(config, workdir)
+
+
+def test_init_from_a_run_of_another_objective_loads_only_the_shared_encoder(toy_run, tmp_path):
+    """An ELECTRA workdir as a BERT run's --config.init_from: its encoder (bert/..., the word
+    embeddings included) is loaded, BERT's MLM head starts fresh, and the run trains."""
+    toy_tmp, workdir = toy_run
+    saved = checkpointing.restore_params(workdir, 20)
+    config = toy_config(
+        toy_tmp, objective="bert", init_from=str(workdir), num_train_steps=2, warmup_steps=1
+    )
+    spec = from_config(config)
+    vocab = saved["bert"]["embeddings"]["word_embeddings"]["embedding"].shape[0]
+    model = dataclasses.replace(spec.model, vocab_size=vocab)
+    setup = state_setup(
+        spec.objective.model_factory(model),
+        optim.create_optimizer(spec.optimizer),
+        spec.mesh.create_mesh(),
+        spec.mesh.logical_axis_rules,
+    )
+    assert set(setup.abstract_state.params) == {"bert", "cls"}
+    params = checkpointing.load_init_params(
+        str(workdir), setup.abstract_state.params, train.model_fields(model, spec.objective)
+    )
+    assert set(params) == {"bert"}
+    for got, expected in zip(
+        jax.tree.leaves(params["bert"]), jax.tree.leaves(saved["bert"]), strict=True
+    ):
+        np.testing.assert_array_equal(np.asarray(got), expected)
+    summary = train.train_and_evaluate(config, tmp_path / "bert")
+    assert summary.final_metrics["mlm_accuracy"] is not None
 
 
 def test_export_loads_in_transformers_and_fine_tunes_and_fills_masks(toy_run, tmp_path):
