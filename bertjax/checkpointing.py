@@ -259,7 +259,8 @@ def load_init_params(init_from: str, abstract_params: Any, model_fields: dict) -
         logging.info(
             "Initialising the encoder (bert/...) from %s (step %d, %s); the %s objective's other "
             "parameters start from the seed",
-            init_from, step, objective, model_fields.get("objective", "bert"),
+            init_from, step, ", ".join(f"{k}={v}" for k, v in objective.items() if v is not None),
+            model_fields.get("objective", "bert"),
         )  # fmt: skip
         abstract_params = {"bert": abstract_params["bert"]}
     else:
