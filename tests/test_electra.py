@@ -1,7 +1,7 @@
 """ELECTRA runs end to end at tiny size: the discriminator learns to find replacements on a toy
 corpus (slow), a resumed run logs the uninterrupted run's lines, the objective is checked on
-resume, and the workdir exports to transformers, fine-tunes and answers fill-mask (its
-generator)."""
+resume, `init_from` across objectives loads the shared encoder, and the workdir exports to
+transformers, fine-tunes and answers fill-mask (its generator)."""
 
 import dataclasses
 import json
@@ -90,6 +90,7 @@ def toy_run(tmp_path_factory):
 
 
 def toy_run_config(tmp_path):
+    """The toy run's config (the resume test runs it again)."""
     return toy_config(tmp_path, num_train_steps=20, log_every=2, checkpoint_every=10, eval_every=20)
 
 
