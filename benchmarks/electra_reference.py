@@ -134,7 +134,6 @@ def main() -> None:
     if spec.model.layer_norm_placement != "post":
         raise SystemExit("transformers' ELECTRA is post-LayerNorm; give a run made with "
                          "--config.layer_norm_placement=post")  # fmt: skip
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     prior = spec.masking.masked_lm_prob
     generator, discriminator = build_models(
         spec.model,
