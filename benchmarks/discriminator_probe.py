@@ -121,6 +121,36 @@ def hugging_face_config(model_config, embedding_size: int | None = None):
     )
 
 
+def hugging_face_inputs(ids, batch: dict) -> dict:
+    """transformers' keyword arguments for bertjax rows `ids` [B, L] (segments and masks from
+    `batch`; packed rows get the block-diagonal [B, L, L] attention mask)."""
+    import torch
+
+    mask = np.asarray(batch["input_mask"]) > 0
+    segments = np.asarray(batch.get("attention_segment_ids", batch["input_mask"]))
+    allowed = (segments[:, :, None] == segments[:, None, :]) & mask[:, None, :]
+    return {
+        "input_ids": torch.as_tensor(np.array(ids), dtype=torch.long),  # a writable copy
+        "token_type_ids": torch.as_tensor(np.array(batch["segment_ids"]), dtype=torch.long),
+        "attention_mask": torch.as_tensor(allowed, dtype=torch.long),
+    }
+
+
+def torch_adamw(parameters: list, optimizer):
+    """torch's AdamW with bertjax's recipe `optimizer` (an OptimizerSpec): its peak rate, betas,
+    epsilon, and weight decay on kernels and embeddings only (bertjax's decay mask)."""
+    import torch
+
+    decayed = [p for p in parameters if p.dim() >= 2]  # kernels, embeddings
+    other = [p for p in parameters if p.dim() < 2]  # LayerNorm, biases
+    return torch.optim.AdamW(
+        [{"params": decayed, "weight_decay": optimizer.weight_decay},
+         {"params": other, "weight_decay": 0.0}],
+        lr=float(optimizer.learning_rate), betas=(optimizer.adam_b1, optimizer.adam_b2),
+        eps=optimizer.adam_eps,
+    )  # fmt: skip
+
+
 def transformers_trainer(model_config, optimizer, start_from=None, head_bias=None):
     """The same as `bertjax_trainer` with Hugging Face's `ElectraForPreTraining` (PyTorch, post-
     LayerNorm), torch's AdamW with the same decay mask, schedule and clipping; its own
@@ -146,31 +176,14 @@ def transformers_trainer(model_config, optimizer, start_from=None, head_bias=Non
     if head_bias is not None:
         with torch.no_grad():
             model.discriminator_predictions.dense_prediction.bias.fill_(head_bias)
-    decayed = [p for n, p in model.named_parameters() if p.dim() >= 2]  # kernels, embeddings
-    other = [p for n, p in model.named_parameters() if p.dim() < 2]  # LayerNorm, biases
-    opt = torch.optim.AdamW(
-        [{"params": decayed, "weight_decay": optimizer.weight_decay},
-         {"params": other, "weight_decay": 0.0}],
-        lr=float(optimizer.learning_rate), betas=(optimizer.adam_b1, optimizer.adam_b2),
-        eps=optimizer.adam_eps,
-    )  # fmt: skip
+    opt = torch_adamw(list(model.parameters()), optimizer)
     schedule = optim.learning_rate_schedule(optimizer)
     steps = {"done": 0}
-
-    def inputs(ids, batch):
-        mask = np.asarray(batch["input_mask"]) > 0
-        segments = np.asarray(batch.get("attention_segment_ids", batch["input_mask"]))
-        allowed = (segments[:, :, None] == segments[:, None, :]) & mask[:, None, :]
-        return {
-            "input_ids": torch.as_tensor(np.asarray(ids), dtype=torch.long),
-            "token_type_ids": torch.as_tensor(np.asarray(batch["segment_ids"]), dtype=torch.long),
-            "attention_mask": torch.as_tensor(allowed, dtype=torch.long),  # [B, L, L]
-        }
 
     def train_step(ids, replaced, batch):
         for group in opt.param_groups:
             group["lr"] = float(schedule(steps["done"]))  # optax counts from 0 as well
-        logits = model(**inputs(ids, batch)).logits
+        logits = model(**hugging_face_inputs(ids, batch)).logits
         weights = torch.as_tensor(np.asarray(batch["input_mask"]), dtype=torch.float32)
         per_token = torch.nn.functional.binary_cross_entropy_with_logits(
             logits, torch.as_tensor(np.asarray(replaced)), reduction="none"
@@ -185,7 +198,7 @@ def transformers_trainer(model_config, optimizer, start_from=None, head_bias=Non
 
     def outputs_of(ids, batch):
         with torch.no_grad():
-            out = model(**inputs(ids, batch), output_hidden_states=True)
+            out = model(**hugging_face_inputs(ids, batch), output_hidden_states=True)
             return out.logits.numpy(), out.hidden_states[-1].numpy()
 
     return train_step, outputs_of

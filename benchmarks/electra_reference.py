@@ -25,7 +25,7 @@ import time
 
 import numpy as np
 
-from benchmarks.discriminator_probe import hugging_face_config
+from benchmarks.discriminator_probe import hugging_face_config, hugging_face_inputs, torch_adamw
 from benchmarks.representation_rank import token_stats
 from bertjax import evaluation, optim
 from bertjax.config import from_config
@@ -55,25 +55,11 @@ def build_models(model_config, generator_fraction: float, initial_replaced_fract
     return generator, discriminator
 
 
-def attention_inputs(batch: dict, ids):
-    """transformers' keyword arguments for a bertjax row (packed rows: block-diagonal mask)."""
-    import torch
-
-    mask = np.asarray(batch["input_mask"]) > 0
-    segments = np.asarray(batch.get("attention_segment_ids", batch["input_mask"]))
-    allowed = (segments[:, :, None] == segments[:, None, :]) & mask[:, None, :]
-    return {
-        "input_ids": torch.as_tensor(np.array(ids), dtype=torch.long),  # a writable copy
-        "token_type_ids": torch.as_tensor(np.array(batch["segment_ids"]), dtype=torch.long),
-        "attention_mask": torch.as_tensor(allowed, dtype=torch.long),  # [B, L, L]
-    }
-
-
 def generator_logits(generator, batch: dict):
     """[B, P, V] logits at the masked positions (the head runs only there)."""
     import torch
 
-    hidden = generator.electra(**attention_inputs(batch, batch["input_ids"])).last_hidden_state
+    hidden = generator.electra(**hugging_face_inputs(batch["input_ids"], batch)).last_hidden_state
     positions = torch.as_tensor(np.asarray(batch["masked_lm_positions"]), dtype=torch.long)
     masked = torch.gather(hidden, 1, positions[:, :, None].expand(-1, -1, hidden.shape[-1]))
     return generator.generator_lm_head(generator.generator_predictions(masked))
@@ -109,7 +95,7 @@ def objective(generator, discriminator, batch: dict, rtd_weight: float, sample_g
         probabilities.reshape(-1, probabilities.shape[-1]), 1, generator=sample_generator
     ).reshape(labels.shape)
     corrupted, replaced = corrupt(batch, sampled)
-    out = discriminator(**attention_inputs(batch, corrupted), output_hidden_states=True)
+    out = discriminator(**hugging_face_inputs(corrupted, batch), output_hidden_states=True)
     tokens = torch.as_tensor(np.asarray(batch["input_mask"]), dtype=torch.float32)
     rtd = torch.nn.functional.binary_cross_entropy_with_logits(
         out.logits, replaced, reduction="none"
@@ -143,12 +129,7 @@ def main() -> None:
     named = {id(p): (n, p) for m in (discriminator, generator) for n, p in m.named_parameters()}
     params = [p for _, p in named.values()]  # the shared embeddings once
     optimizer = spec.optimizer
-    opt = torch.optim.AdamW(
-        [{"params": [p for p in params if p.dim() >= 2], "weight_decay": optimizer.weight_decay},
-         {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}],
-        lr=float(optimizer.learning_rate), betas=(optimizer.adam_b1, optimizer.adam_b2),
-        eps=optimizer.adam_eps,
-    )  # fmt: skip
+    opt = torch_adamw(params, optimizer)
     schedule = optim.learning_rate_schedule(optimizer)
     data = pipeline.build_pretraining_data(spec.data, split="train")
     batches = pipeline.make_dataset(
