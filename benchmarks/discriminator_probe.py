@@ -170,7 +170,7 @@ def transformers_trainer(model_config, optimizer, start_from=None, head_bias=Non
         params = nnx.state(start_from, nnx.Param).to_pure_dict()
         tensors = electra_export.discriminator_tensors(jax.device_get(params))
         missing, unexpected = model.load_state_dict(
-            {k: torch.as_tensor(np.asarray(v)) for k, v in tensors.items()}, strict=False
+            {k: torch.as_tensor(np.array(v)) for k, v in tensors.items()}, strict=False
         )
         assert not unexpected and all("position_ids" in k for k in missing), (missing, unexpected)
     if head_bias is not None:

@@ -72,10 +72,12 @@ def learning_rate_schedule(spec: OptimizerSpec) -> optax.Schedule:
 
 def weight_decay_mask(params: Any) -> Any:
     """True for leaves that get weight decay (kernels, embedding tables); False for LayerNorm
-    parameters and biases."""
+    parameters and biases. `params` is a pure dict or an `nnx.State`, whose leaves sit one
+    attribute (`.value`) below the parameter's name: the name is the path's last dict key."""
 
     def is_decayed(path, _):
-        return str(getattr(path[-1], "key", path[-1])) in DECAYED_LEAF_NAMES
+        names = [key.key for key in path if isinstance(key, jax.tree_util.DictKey)]
+        return bool(names) and str(names[-1]) in DECAYED_LEAF_NAMES
 
     return jax.tree_util.tree_map_with_path(is_decayed, params)
 

@@ -3,6 +3,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from flax import nnx
 
 from bertjax import optim
 from bertjax.errors import UserError
@@ -38,6 +39,14 @@ def test_weight_decay_mask_skips_layernorm_and_biases():
         "LayerNorm": {"scale": False, "bias": False},
         "word_embeddings": {"embedding": True},
     }
+
+
+def test_weight_decay_mask_of_an_nnx_state_is_the_mask_of_its_pure_dict():
+    """An nnx.State (what nnx.split returns) ends each path in `.value`: the mask must still
+    read the parameter's name, or nothing is decayed."""
+    _, state = nnx.split(nnx.Linear(3, 2, rngs=nnx.Rngs(0)), nnx.Param)
+    assert optim.weight_decay_mask(state.to_pure_dict()) == {"kernel": True, "bias": False}
+    assert optim.weight_decay_mask(state).to_pure_dict() == {"kernel": True, "bias": False}
 
 
 def test_optimizer_applies_decay_only_where_masked():
