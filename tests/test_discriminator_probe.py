@@ -46,10 +46,11 @@ def test_unigram_corruption_replaces_only_the_weighted_masked_positions():
     corrupted, replaced = probe.unigram_corruption(batch, probabilities, np.random.default_rng(0))
     corrupted, replaced = np.asarray(corrupted), np.asarray(replaced)
     original = batch["input_ids"].copy()
-    for row, (positions, ids, weights) in enumerate(
-        zip(batch["masked_lm_positions"], batch["masked_lm_ids"], batch["masked_lm_weights"])
-    ):
-        original[row, positions[weights > 0]] = ids[weights > 0]  # the row before masking
+    used = batch["masked_lm_weights"] > 0
+    for row in range(len(original)):  # the row before masking
+        original[row, batch["masked_lm_positions"][row][used[row]]] = batch["masked_lm_ids"][row][
+            used[row]
+        ]
     np.testing.assert_array_equal(replaced, (corrupted != original).astype(np.float32))
     masked = np.zeros_like(replaced, bool)
     masked[0, [1, 3, 6]] = masked[1, [2, 5, 8, 10]] = True
