@@ -94,9 +94,9 @@ class NoiseFilter(logging.Filter):
 
 def import_quietly(quiet: bool) -> None:
     """Imports TensorFlow and JAX (every command's library code does) and lists TensorFlow's
-    devices (where a CUDA build calls cuInit) with the notices hidden. TensorFlow's runtime is not
-    started: tf.config.set_visible_devices still works afterwards. Without TensorFlow (an
-    accelerator machine fed with carried batches, tests/test_tf_free.py) only JAX."""
+    devices (where a CUDA build calls cuInit) with the notices hidden, then hides the GPUs from
+    TensorFlow (`hide_gpus_from_tensorflow`). Without TensorFlow (an accelerator machine fed
+    with carried batches, tests/test_tf_free.py) only JAX."""
     with filtered_stderr(quiet):
         import jax  # noqa: F401
 
@@ -105,6 +105,16 @@ def import_quietly(quiet: bool) -> None:
         except ImportError:
             return
         tf.config.list_physical_devices()
+        hide_gpus_from_tensorflow(tf)
+
+
+def hide_gpus_from_tensorflow(tf) -> None:
+    """tf.data runs on the host and the model in JAX: a TensorFlow that can use CUDA would
+    otherwise reserve most of each GPU's memory when its runtime starts (at the first tf.data
+    op), beside JAX's own pool. Listing devices does not start that runtime; once something has,
+    TensorFlow refuses the change and the GPUs stay visible to it."""
+    with contextlib.suppress(RuntimeError):
+        tf.config.set_visible_devices([], "GPU")
 
 
 def start_jax(quiet: bool) -> None:

@@ -302,6 +302,22 @@ def test_filtered_stderr_drops_notices_written_below_python(capfd):
     assert capfd.readouterr().err == notice.decode()
 
 
+def test_every_command_hides_the_gpus_from_tensorflow(monkeypatch):
+    """tf.data runs on the host: a CUDA TensorFlow must not reserve GPU memory beside JAX. The
+    change is asked for before TensorFlow's runtime starts; after, its refusal is not an error."""
+    tf = pytest.importorskip("tensorflow")
+    calls = []
+    monkeypatch.setattr(tf.config, "set_visible_devices", lambda *args: calls.append(args))
+    startup.import_quietly(quiet=True)
+    assert calls == [([], "GPU")]
+
+    def refuse(*args):
+        raise RuntimeError("Visible devices cannot be modified after being initialized")
+
+    monkeypatch.setattr(tf.config, "set_visible_devices", refuse)
+    startup.import_quietly(quiet=True)
+
+
 BAD_GLOB = ("train", "--config=configs/cpu_smoke.py", "--workdir=/tmp/x",
             "--config.corpus=/nonexistent/*.jsonl")  # fmt: skip
 

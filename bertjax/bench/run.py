@@ -13,7 +13,6 @@ environment (benchmarks/peers/env.py); see docs/performance.md.
 Only the standard library, numpy and absl are imported at module level: bad flags fail at once.
 """
 
-import contextlib
 import resource
 import tempfile
 import time
@@ -237,8 +236,7 @@ def measure_input_pipeline(
     from bertjax.data import pipeline
     from bertjax.data.corpus import SAMPLE_CORPUS
 
-    with contextlib.suppress(RuntimeError):  # raised once TF has started: then it is too late
-        tf.config.set_visible_devices([], "GPU")  # tf.data runs on the host; leave GPUs to JAX
+    startup.hide_gpus_from_tensorflow(tf)  # done by the command line's start; not by a caller's
     config = defaults()
     config.update(
         corpus=corpus or SAMPLE_CORPUS,
