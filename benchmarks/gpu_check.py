@@ -6,13 +6,18 @@
   python -m benchmarks.gpu_check fill --probe=F.json [--fraction=0.85]     (prints a batch size)
   python -m benchmarks.gpu_check train --batches=CARRY/batches --out=DIR [--steps=200] [--cpu]
   python -m benchmarks.gpu_check summary --out=DIR
+  python -m benchmarks.gpu_check wheels --carry=CARRY --site=DIR   (prints what it put on DIR)
 
 `bench` is `bertjax bench` (its library function, so the numbers come back as JSON), bf16 with
-the fused attention path (attention dropout 0: cuDNN on an NVIDIA GPU). `fill` reads a probe's
+the fused attention path (attention dropout 0: cuDNN on an NVIDIA GPU); with --profile it writes
+the timed result first, then profiles 3 more steps in a second run (compiled again from the
+persistent cache) and adds the trace's kernels. `fill` reads a probe's
 memory analysis and prints the batch that fills `fraction` of the device. `train` runs
 `bertjax.train_from_batches` on carried batches with checkpoints halfway and at the end, then
 replays the second half from the halfway checkpoint in a copy of the workdir: the restored run
-must land where the first one did. Neither needs TensorFlow nor ml_collections.
+must land where the first one did. Neither needs TensorFlow nor ml_collections. `wheels` unzips
+a carried wheel onto DIR where the machine lacks the package or has an older version than the
+carried (pinned) one.
 """
 
 from __future__ import annotations
@@ -82,24 +87,27 @@ def trace_summary(profile_dir: str, steps: int, top: int = 25) -> list[dict]:
 
 
 def bench(args) -> dict:
-    """`bertjax bench` at one size and batch, bf16, fused attention; its result dict + memory
-    limit (+ the trace's kernels when profiled)."""
-    profile_dir = str(Path(args.out).with_suffix("")) + "-profile" if args.profile else None
-    result = _run_bench(
+    """`bertjax bench` at one size and batch, bf16, fused attention: its result dict + memory
+    limit, written to --out; with --profile, then the profile of a second run added to it."""
+    settings = dict(
         model=args.model,
         seq_len=args.seq_len,
         batch_size=args.batch_size,
-        steps=args.steps,
-        warmup_steps=args.warmup_steps,
         precision=args.precision,
         attention=args.attention,
         attention_dropout=args.attention_dropout,
-        profile_dir=profile_dir,
     )
+    result = _run_bench(**settings, steps=args.steps, warmup_steps=args.warmup_steps)
     print("\n".join(_report_lines(result)), flush=True)
     result["device_bytes_limit"] = device_memory_limit()
-    if profile_dir:
+    if args.profile:  # the timed numbers are kept should the profile run out of time
+        write_result(result, Path(args.out))
+        profile_dir = str(Path(args.out).with_suffix("")) + "-profile"
+        profiled = _run_bench(**settings, steps=1, warmup_steps=1, profile_dir=profile_dir)
+        result["profile_lines"] = profiled["profile_lines"]
+        result["profile_dir"] = profile_dir
         result["trace_kernels"] = trace_summary(profile_dir, steps=3)
+        print("\n".join(profiled["profile_lines"]), flush=True)
     return result
 
 
@@ -135,7 +143,8 @@ def train(args) -> dict:
     half = args.steps // 2
     dtype = "float32" if args.cpu else "bfloat16"
     fields = dict(TRAIN_FIELDS, dtype=dtype, num_train_steps=args.steps, checkpoint_every=half,
-                  learning_rate=args.learning_rate)  # fmt: skip
+                  learning_rate=args.learning_rate,
+                  attention_implementation=args.attention)  # fmt: skip
     fields["warmup_steps"] = max(1, args.steps // 10)
     spec = carried.run_spec(fields, args.model)
     workdir, replay = out / "train", out / "train_replay"
@@ -164,6 +173,7 @@ def train(args) -> dict:
         "check": "train",
         "model": args.model,
         "dtype": dtype,
+        "attention_implementation": args.attention,
         "steps": args.steps,
         "batches_dir": str(args.batches),
         "seconds_first_run": first_seconds,
@@ -221,7 +231,11 @@ def environment(args) -> dict:
 
     names = ["jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "numpy", "ml-collections"]
     names += ["absl-py", "tensorflow"]
-    names += [d.metadata["Name"] for d in metadata.distributions() if "cuda" in d.metadata["Name"]]
+    names += [
+        name
+        for name in (d.metadata["Name"] for d in metadata.distributions())
+        if name and ("cuda" in name or "cudnn" in name)
+    ]
     versions = {}
     for name in names:
         try:
@@ -240,12 +254,51 @@ def environment(args) -> dict:
         "date_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
         "python": platform.python_version(),
         "versions": versions,
+        "cudnn_version": cudnn_version(),
+        "packages_from_carried_wheels": os.environ.get("GPU_CHECK_CARRIED", "").split(),
         "backend": jax.default_backend(),
         "devices": [str(d) for d in jax.devices()],
         "device_kind": device.device_kind,
         "memory_stats": device.memory_stats(),
         "nvidia_smi": smi,
     }
+
+
+def cudnn_version() -> int | None:
+    """The cuDNN library version JAX loaded (e.g. 91000 for 9.10.0); None without CUDA."""
+    try:
+        from jax._src.lib import cuda_versions
+    except ImportError:
+        return None
+    if cuda_versions is None:
+        return None
+    try:
+        return int(cuda_versions.cudnn_get_version())
+    except Exception:  # noqa: BLE001 - a plugin without cuDNN, or an older jaxlib
+        return None
+
+
+def carried_wheels(carry: Path, site: Path) -> list[str]:
+    """Unzips each wheel of `carry`/wheels onto `site` where the machine lacks its package or
+    has an older version than the wheel's (pure-Python wheels: a zip unpacked is installed).
+    Returns 'name==version' of each one unzipped."""
+    import importlib.metadata as metadata
+    import zipfile
+
+    from packaging.version import Version
+
+    used = []
+    for wheel in sorted((carry / "wheels").glob("*.whl")):
+        name, version = wheel.name.split("-")[:2]
+        try:
+            installed = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            installed = None
+        if installed is None or Version(installed) < Version(version):
+            with zipfile.ZipFile(wheel) as archive:
+                archive.extractall(site)
+            used.append(f"{name}=={version}")
+    return used
 
 
 def summary(args) -> dict:
@@ -262,6 +315,7 @@ def summary(args) -> dict:
                 "seq_len",
                 "batch_size",
                 "precision",
+                "attention_kernel",
                 "tokens_per_second",
                 "seconds_per_step",
                 "mfu",
@@ -281,6 +335,7 @@ def summary(args) -> dict:
         "versions": environment.get("versions"),
         "bench": benches,
         "attention_passed": stages.get("attention", {}).get("passed"),
+        "train_attention": stages.get("train", {}).get("attention_implementation"),
         "train_passed": stages.get("train", {}).get("passed"),
         "stages_present": sorted(stages),
     }
@@ -308,6 +363,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default="base")
     p.add_argument("--steps", type=int, default=200)
     p.add_argument("--learning_rate", type=float, default=1e-4)
+    p.add_argument("--attention", default="auto", help="attention_implementation")
     p.add_argument("--cpu", action="store_true")
     p.add_argument("--out", required=True)
     p = commands.add_parser("export")
@@ -321,6 +377,9 @@ def _parser() -> argparse.ArgumentParser:
     for name in ("summary", "env"):
         p = commands.add_parser(name)
         p.add_argument("--out", required=True)
+    p = commands.add_parser("wheels")
+    p.add_argument("--carry", required=True)
+    p.add_argument("--site", required=True)
     return parser
 
 
@@ -328,6 +387,9 @@ def main(argv: list[str] | None = None) -> None:
     args = _parser().parse_args(argv)
     if args.command == "fill":
         print(fill_batch(json.loads(Path(args.probe).read_text()), args.fraction))
+        return
+    if args.command == "wheels":
+        print(" ".join(carried_wheels(Path(args.carry), Path(args.site))))
         return
     commands = dict(bench=bench, train=train, export=export, summary=summary, env=environment)
     result = commands[args.command](args)
@@ -338,15 +400,20 @@ def main(argv: list[str] | None = None) -> None:
         target = target / f"{args.command}.json"
     elif args.command == "env":
         target = target / "environment.json"
-    target.parent.mkdir(parents=True, exist_ok=True)
-    serializable = {k: v for k, v in result.items() if _is_json(v)}
-    target.write_text(json.dumps(serializable, indent=2, default=str) + "\n")
+    write_result(result, target)
     print(f"{args.command}: {target}", flush=True)
     if args.command == "export":
         # TensorFlow's teardown after an infinite tf.data iterator can take minutes on a busy
         # machine; everything is written.
         sys.stdout.flush()
         os._exit(0)
+
+
+def write_result(result: dict, target: Path) -> None:
+    """`result`'s JSON-serialisable entries, written to `target`."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    serializable = {k: v for k, v in result.items() if _is_json(v)}
+    target.write_text(json.dumps(serializable, indent=2, default=str) + "\n")
 
 
 def _is_json(value) -> bool:

@@ -1,16 +1,21 @@
 #!/usr/bin/env bash
 # Every device check of docs/performance.md ("On a GPU") in one run of at most 8 minutes, each
-# stage under its own time limit, results as JSON in OUT_DIR (summary.json lists them).
+# stage under its own time limit. The stages write under a scratch folder; after each one, OUT_DIR
+# gets the results so far as three files (the device tool returns at most 8, none of them
+# checkpoints): summary.json (headline numbers), stages.log, and results.tgz (every stage's JSON
+# and log).
 #
 #   benchmarks/gpu_check.sh --build-carry workdirs/gpu_carry      # here: wheels + batches (<64 MiB)
 #   benchmarks/gpu_check.sh OUT_DIR --carry workdirs/gpu_carry    # there: the checks
 #   add --cpu to either for the rehearsal on a CPU machine (tiny sizes, same stages)
 #
 # Stages, in order (the required ones first, then the batch sweep while time is left):
-#   env          versions, devices, nvidia-smi                          -> environment.json
-#   attention    cuDNN vs XLA attention, fwd + grads, bf16, padded and packed -> attention.json
-#   bench        BERT-base s128 and BERT-large s512, bf16, fused attention, one probe batch each
-#                (profiled)                                             -> bench-*.json
+#   env          versions, devices, nvidia-smi; stops the run unless JAX's backend is the GPU
+#                                                                       -> environment.json
+#   attention    cuDNN vs XLA attention, fwd + grads, bf16, padded and packed, with and without
+#                a logit bias; if it fails, the stages below use XLA attention -> attention.json
+#   bench        BERT-base s128 and BERT-large s512, bf16, fused attention, one probe batch each,
+#                then profiled (a failed bench is rerun once with XLA attention) -> bench-*.json
 #   train        200 steps of BERT-base on the carried batches, checkpoint at 100 and 200,
 #                restore, replay 101-200 from the step-100 checkpoint   -> train.json
 #   sweep        each size again at the batch that fills 85% of the device (from the probe's
@@ -18,7 +23,8 @@
 #
 # The device machine has JAX but no TensorFlow and no ml_collections: the stages import neither,
 # except `bertjax bench`'s config defaults (ml_collections), carried as a 77 KB wheel with
-# absl-py (138 KB; added only when the machine lacks it).
+# absl-py (138 KB). The pinned flax, optax and orbax-checkpoint are carried too (~2 MB): each
+# carried wheel is used only where the machine lacks the package or has an older version.
 set -uo pipefail
 
 cd "$(dirname "$0")/.."
@@ -45,7 +51,7 @@ GPU_CHECK=("$PYTHON" -m benchmarks.gpu_check)
 if [[ -n "$BUILD" ]]; then
   # What the device machine needs that it lacks: two small wheels and the masked batches.
   mkdir -p "$BUILD/wheels"
-  pins=$(grep -E '^(ml-collections|absl-py)==' requirements.txt | cut -d' ' -f1)
+  pins=$(grep -E '^(ml-collections|absl-py|flax|optax|orbax-checkpoint)==' requirements.txt | cut -d' ' -f1)
   # shellcheck disable=SC2086
   "$PYTHON" -m pip download --quiet --no-deps -d "$BUILD/wheels" $pins || exit 1
   if [[ $CPU == 1 ]]; then
@@ -69,42 +75,60 @@ mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
 WORK=${GPU_CHECK_WORK:-$(mktemp -d /tmp/gpu_check.XXXXXX)}
 SITE=$WORK/site
-mkdir -p "$SITE"
-# Carried wheels: pure Python, unzipped onto the path only where the machine lacks the module.
-for wheel in "$CARRY"/wheels/*.whl; do
-  [[ -e "$wheel" ]] || continue
-  module=$(basename "$wheel" | cut -d- -f1)
-  [[ $module == absl_py ]] && module=absl
-  "$PYTHON" -c "import $module" 2>/dev/null || "$PYTHON" -m zipfile -e "$wheel" "$SITE"
-done
-export PYTHONPATH=$REPO:$SITE
+RESULTS=$WORK/results  # what the stages write, checkpoints and compilation cache included
+mkdir -p "$SITE" "$RESULTS"
+LOG=$RESULTS/stages.log
 export TF_CPP_MIN_LOG_LEVEL=2
 export XLA_PYTHON_CLIENT_MEM_FRACTION=${XLA_PYTHON_CLIENT_MEM_FRACTION:-0.92}
 export JAX_COMPILATION_CACHE_DIR=$WORK/jax_cache
 
 START=$SECONDS
-DEADLINE=${GPU_CHECK_DEADLINE:-470}  # seconds for everything; the stage limits below sum to it
+DEADLINE=${GPU_CHECK_DEADLINE:-470}  # seconds for everything; stages are skipped past it
 SCALE=1
 if [[ $CPU == 1 ]]; then
   export JAX_PLATFORMS=cpu
   SCALE=${GPU_CHECK_CPU_SCALE:-4}  # the rehearsal's CPU is slower than the GPU by far
   DEADLINE=$((DEADLINE * SCALE))
+  backend=cpu
+else
+  export JAX_PLATFORMS=cuda  # never fall back to the CPU silently: that would spend the run
+  backend=gpu
 fi
 
-stage() {  # stage NAME LIMIT_SECONDS COMMAND...: runs it under its limit, logs to OUT/NAME.log
+# Carried wheels: pure Python, unzipped onto the path where the machine lacks the package or has
+# an older one.
+carried=$(PYTHONPATH=$REPO "${GPU_CHECK[@]}" wheels --carry="$CARRY" --site="$SITE") || exit 1
+export GPU_CHECK_CARRIED=$carried
+export PYTHONPATH=$REPO:$SITE
+echo "[0s] carried wheels used: ${carried:-none}" | tee -a "$LOG"
+
+publish() {  # the results so far into OUT: summary.json, stages.log, results.tgz
+  "${GPU_CHECK[@]}" summary --out="$RESULTS" >/dev/null 2>&1
+  cp "$LOG" "$OUT/stages.log"
+  [[ -f "$RESULTS/summary.json" ]] && cp "$RESULTS/summary.json" "$OUT/summary.json"
+  tar czf "$OUT/results.tgz" -C "$RESULTS" --exclude=train --exclude=train_replay \
+    --exclude=jax_cache --exclude="*-profile" .
+}
+
+stage() {  # stage NAME LIMIT_SECONDS COMMAND...: runs it under its limit, logs to NAME.log
   local name=$1 limit=$(($2 * SCALE)) left=$((DEADLINE - (SECONDS - START)))
   shift 2
   if ((left < limit / 2)); then
-    echo "[$((SECONDS - START))s] skip $name: ${left}s left, it may take ${limit}s" | tee -a "$OUT/stages.log"
-    return 0
+    echo "[$((SECONDS - START))s] skip $name: ${left}s left, it may take ${limit}s" | tee -a "$LOG"
+    return 1
   fi
   ((limit > left)) && limit=$left
   local begin=$SECONDS
-  timeout --kill-after=15 "$limit" "$@" >"$OUT/$name.log" 2>&1
+  timeout --kill-after=15 "$limit" "$@" >"$RESULTS/$name.log" 2>&1
   local rc=$?
-  echo "[$((SECONDS - START))s] $name: rc=$rc in $((SECONDS - begin))s (limit ${limit}s)" | tee -a "$OUT/stages.log"
-  tail -n 1 "$OUT/$name.log" | cut -c1-300
-  return 0
+  echo "[$((SECONDS - START))s] $name: rc=$rc in $((SECONDS - begin))s (limit ${limit}s)" | tee -a "$LOG"
+  tail -n 1 "$RESULTS/$name.log" | cut -c1-300
+  publish
+  return $rc
+}
+
+json_field() {  # json_field FILE KEY: the value of KEY in FILE, or nothing
+  "$PYTHON" -c 'import json, sys; print(json.load(open(sys.argv[1])).get(sys.argv[2], ""))' "$@" 2>/dev/null
 }
 
 if [[ $CPU == 1 ]]; then
@@ -120,19 +144,40 @@ else
   cpu=""
 fi
 
-stage env 30 "${GPU_CHECK[@]}" env --out="$OUT"
-stage attention 45 "$PYTHON" -m benchmarks.attention_check --out="$OUT/attention.json" $cpu
-stage "$base_name" 60 "${GPU_CHECK[@]}" bench "${base[@]}" --profile --out="$OUT/$base_name.json"
-stage "$large_name" 90 "${GPU_CHECK[@]}" bench "${large[@]}" --profile --out="$OUT/$large_name.json"
+stage env 30 "${GPU_CHECK[@]}" env --out="$RESULTS"
+found=$(json_field "$RESULTS/environment.json" backend)
+if [[ $found != "$backend" ]]; then
+  echo "[$((SECONDS - START))s] stop: JAX's backend is '${found:-unknown}', not $backend (env.log)" | tee -a "$LOG"
+  publish
+  exit 1
+fi
+stage attention 75 "$PYTHON" -m benchmarks.attention_check --out="$RESULTS/attention.json" $cpu
+attention=auto
+if [[ $(json_field "$RESULTS/attention.json" passed) != True ]]; then
+  attention=xla
+  echo "[$((SECONDS - START))s] cuDNN attention did not pass (attention.json): XLA attention from here" | tee -a "$LOG"
+fi
+
+bench_stage() {  # bench_stage NAME LIMIT ARGS...: a bench; once more with XLA attention if it fails
+  local name=$1 limit=$2
+  shift 2
+  stage "$name" "$limit" "${GPU_CHECK[@]}" bench "$@" --attention=$attention --out="$RESULTS/$name.json"
+  if [[ ! -f "$RESULTS/$name.json" && $attention != xla ]]; then
+    echo "[$((SECONDS - START))s] $name failed with attention=$attention: again with XLA attention" | tee -a "$LOG"
+    stage "$name" "$limit" "${GPU_CHECK[@]}" bench "$@" --attention=xla --out="$RESULTS/$name.json"
+  fi
+}
+
+bench_stage "$base_name" 75 "${base[@]}" --profile
+bench_stage "$large_name" 120 "${large[@]}" --profile
 stage train 150 "${GPU_CHECK[@]}" train --batches="$CARRY/batches" --model=$train_model \
-  --steps=$train_steps --learning_rate=$train_lr --out="$OUT" $cpu
+  --steps=$train_steps --learning_rate=$train_lr --attention=$attention --out="$RESULTS" $cpu
 for probe in "$base_name" "$large_name"; do
-  [[ -f "$OUT/$probe.json" ]] || continue
-  fill=$("${GPU_CHECK[@]}" fill --probe="$OUT/$probe.json" --fraction=0.85) || continue
+  [[ -f "$RESULTS/$probe.json" ]] || continue
+  fill=$("${GPU_CHECK[@]}" fill --probe="$RESULTS/$probe.json" --fraction=0.85) || continue
   if [[ $probe == "$base_name" ]]; then args=("${base[@]}") limit=60; else args=("${large[@]}") limit=90; fi
-  stage "$probe-fill" $limit "${GPU_CHECK[@]}" bench "${args[@]}" --batch_size="$fill" \
-    --out="$OUT/$probe-fill.json"
+  bench_stage "$probe-fill" $limit "${args[@]}" --batch_size="$fill"
 done
-"${GPU_CHECK[@]}" summary --out="$OUT" >/dev/null
-echo "[$((SECONDS - START))s] done: $OUT/summary.json" | tee -a "$OUT/stages.log"
+echo "[$((SECONDS - START))s] done: $OUT (summary.json, stages.log, results.tgz)" | tee -a "$LOG"
+publish
 cat "$OUT/summary.json"

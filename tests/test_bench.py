@@ -72,6 +72,16 @@ def test_profile_summary_names_the_steps_operations(tiny_run):
     assert sum(shares) == pytest.approx(100.0, abs=0.5)
 
 
+def test_the_attention_kernel_is_read_from_the_compiled_step(tiny_run):
+    result, stdout = tiny_run
+    assert result["attention_kernel"] == "xla"  # CPU: no fused kernel
+    assert re.search(r"attention kernel in the compiled step +xla$", stdout, re.M), stdout
+    cudnn = "%3:2 = stablehlo.custom_call @__cudnn$fmhaSoftmax(%0, %1, %2)"
+    splash = "%5 = stablehlo.custom_call @tpu_custom_call(%4)"
+    assert bench.attention_kernel(cudnn) == "cudnn"
+    assert bench.attention_kernel(splash) == "pallas"
+
+
 def test_hlo_instructions_classify_fusions_by_their_body():
     hlo = """HloModule m
 

@@ -12,6 +12,7 @@ def _measurement_rows(r: dict) -> list[tuple[str, str]]:
     """(label, value) of every measurement present in the result `r`."""
     rows = [
         ("compile (lower + compile), s", f"{r['compile_seconds']:.2f}"),
+        ("attention kernel in the compiled step", r.get("attention_kernel", "?")),
         (f"train step, mean of {r['steps']} after warm-up, ms", f"{1e3*r['seconds_per_step']:.2f}"),
         ("sequences/s", f"{r['sequences_per_second']:.2f}"),
         ("tokens/s (batch x seq_len)", f"{r['tokens_per_second']:.1f}"),

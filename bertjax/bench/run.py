@@ -145,7 +145,8 @@ def measure_train_step(config, devices: list, steps: int, warmup_steps: int, pro
     batch = sharding.global_batch_from_local(local, mesh)
     key = jax.random.key(1)
     start = time.perf_counter()
-    compiled = step.lower(state, batch, key).compile()
+    lowered = step.lower(state, batch, key)
+    compiled = lowered.compile()
     compile_seconds = time.perf_counter() - start
     for _ in range(warmup_steps):
         state, out = compiled(state, batch, key)
@@ -166,7 +167,8 @@ def measure_train_step(config, devices: list, steps: int, warmup_steps: int, pro
     loss = float(host["mlm_loss_sum"] / max(host["mlm_weight"], 1.0))
     loss += float(host["nsp_loss_sum"] / max(host["nsp_weight"], 1.0))
     measured = {
-        "profile_lines": _profile_lines(profile_dir, compiled),
+        "profile_lines": _profile_lines(profile_dir, compiled.as_text()),
+        "attention_kernel": attention_kernel(lowered.as_text()),
         "compile_seconds": compile_seconds,
         "seconds_per_step": seconds_per_step,
         "page_faults_per_step": (usage.ru_minflt - usage_before.ru_minflt) / steps,
@@ -180,14 +182,25 @@ def measure_train_step(config, devices: list, steps: int, warmup_steps: int, pro
     return measured, state
 
 
-def _profile_lines(profile_dir, compiled) -> list[str]:
+def attention_kernel(lowered: str) -> str:
+    """Which attention the step runs, from its lowered StableHLO text: 'cudnn' (the custom call
+    jax emits for cuDNN's fused kernel), 'pallas' (a TPU Pallas kernel: splash attention) or
+    'xla'. "auto" is resolved while tracing, so an MFU is only read right with this."""
+    if "__cudnn$fmha" in lowered:
+        return "cudnn"
+    if "tpu_custom_call" in lowered:
+        return "pallas"
+    return "xla"
+
+
+def _profile_lines(profile_dir, hlo: str) -> list[str]:  # hlo: the compiled step's text
     """The trace summarised per XLA operation (bertjax/profiling.py); [] without a profile."""
     from bertjax.bench import profiling
 
     if not profile_dir:
         return []
     try:
-        operations = profiling.summarize(profile_dir, compiled.as_text(), PROFILE_STEPS)
+        operations = profiling.summarize(profile_dir, hlo, PROFILE_STEPS)
     except (FileNotFoundError, ValueError) as e:  # no trace written, or an unreadable one
         return [f"  profile summary unavailable: {e}"]
     return profiling.report_lines(operations)

@@ -214,3 +214,50 @@ def test_bert_model_with_splash_equals_default(interpret, packed):
         np.asarray(sequence_output("splash"))[real], np.asarray(sequence_output("auto"))[real],
         atol=ATOL,
     )  # fmt: skip
+
+
+@pytest.fixture
+def cudnn_lowering(monkeypatch):
+    """Lets the cuDNN path trace on this CPU-only machine: bertjax sees a GPU backend and jax's
+    cuDNN version and compute-capability checks pass (private names: skips if they moved)."""
+    from jax._src.cudnn import fused_attention_stablehlo as cudnn
+
+    from bertjax.models import attention
+
+    for name in ("check_cudnn_version", "check_compute_capability"):
+        if not hasattr(cudnn, name):
+            pytest.skip(f"jax {jax.__version__} has no {name} to stand in for the GPU")
+        monkeypatch.setattr(cudnn, name, lambda *args, **kwargs: True)
+    monkeypatch.setattr(attention, "backend_name", lambda: "gpu")
+
+
+@pytest.mark.parametrize("packed", [False, True])
+@pytest.mark.parametrize("positions", ["absolute", "relative_key"])
+def test_the_cudnn_training_step_lowers_for_cuda(cudnn_lowering, packed, positions):
+    """The model's forward and backward with cuDNN attention, bf16, lowered for CUDA on this CPU
+    machine: jax's cuDNN checks of shapes, masks and bias run at trace time, so API drift or a
+    refused case fails here rather than on a GPU. Relative positions send a [B, N, L, L] bias
+    whose gradient cuDNN must return."""
+    config = BertConfig(
+        vocab_size=100, hidden_size=64, num_hidden_layers=1, num_attention_heads=HEADS,
+        intermediate_size=128, max_position_embeddings=LENGTH, hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0, dtype="bfloat16", attention_implementation="cudnn",
+        position_embedding_type=positions, use_cpu_kernels=False,
+    )  # fmt: skip
+    input_mask = (np.arange(LENGTH)[None, :] < np.array([[LENGTH], [90]])).astype(np.int32)
+    documents = jnp.asarray(np.where(np.arange(LENGTH) < 40, 1, 2) * input_mask) if packed else None
+    ids = jnp.asarray(np.full((BATCH, LENGTH), 7, np.int32) * input_mask)
+    graphdef, params = nnx.split(BertModel(config, rngs=nnx.Rngs(0)), nnx.Param)
+
+    def loss(params):
+        model = nnx.merge(graphdef, params)
+        out = model(ids, jnp.zeros_like(ids), jnp.asarray(input_mask),
+                    attention_segment_ids=documents)["sequence_output"]  # fmt: skip
+        return jnp.sum(out.astype(jnp.float32))
+
+    lowered = jax.jit(jax.grad(loss)).trace(params).lower(lowering_platforms=("cuda",))
+    calls = [line for line in lowered.as_text().splitlines() if "custom_call @" in line]
+    targets = {line.split("custom_call @")[1].split("(")[0].strip('"') for line in calls}
+    with_bias = packed or positions == "relative_key"  # a packed mask goes to cuDNN as a bias
+    forward = "__cudnn$fmhaScaleBiasSoftmax" if with_bias else "__cudnn$fmhaSoftmax"
+    assert {forward, forward + "Backward"} <= targets, targets
