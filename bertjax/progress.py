@@ -51,21 +51,23 @@ class Progress:
         stream: TextIO | None = None,
         interactive: bool | None = None,
     ):
-        from tqdm import tqdm  # deferred: only loops that show progress need it
-
         self.stream = sys.stderr if stream is None else stream
         self.interactive = is_terminal(self.stream) if interactive is None else interactive
         self.total, self.done, self.label, self.enabled = total, initial, label, enabled
         self.description = description
         self.start = time.perf_counter()
         self._first_report: tuple[int, float] | None = None  # (step, time) for the estimate
-        show_bar = enabled and self.interactive
-        self._bar = tqdm(total=total, initial=initial, desc=description or None, unit=label,
-                         file=self.stream, disable=not show_bar, dynamic_ncols=True)  # fmt: skip
+        self._bar = None
+        if enabled and self.interactive:
+            from tqdm import tqdm  # deferred: only a bar on a terminal needs it
+
+            self._bar = tqdm(total=total, initial=initial, desc=description or None, unit=label,
+                             file=self.stream, dynamic_ncols=True)  # fmt: skip
 
     def update(self, steps: int = 1) -> None:
         self.done += steps
-        self._bar.update(steps)
+        if self._bar is not None:
+            self._bar.update(steps)
 
     def report(self, values: dict[str, str]) -> None:
         """Shows `values` (name -> formatted value) for the steps done so far."""
@@ -93,4 +95,5 @@ class Progress:
         return "  ".join(parts)
 
     def close(self) -> None:
-        self._bar.close()
+        if self._bar is not None:
+            self._bar.close()
