@@ -285,7 +285,12 @@ def carried_wheels(carry: Path, site: Path) -> list[str]:
     import importlib.metadata as metadata
     import zipfile
 
-    from packaging.version import Version
+    try:
+        from packaging.version import Version
+    except ImportError:  # plain release numbers are all the pins use
+
+        def Version(text: str) -> tuple[int, ...]:  # noqa: N802 - stands in for the class
+            return tuple(int(part) for part in text.split(".") if part.isdigit())
 
     used = []
     for wheel in sorted((carry / "wheels").glob("*.whl")):

@@ -103,6 +103,10 @@ export PYTHONPATH=$REPO:$SITE
 echo "[0s] carried wheels used: ${carried:-none}" | tee -a "$LOG"
 
 publish() {  # the results so far into OUT: summary.json, stages.log, results.tgz
+  local run
+  for run in train train_replay; do  # the loss curve so far, should train.json never come
+    [[ -f "$RESULTS/$run/metrics.jsonl" ]] && cp "$RESULTS/$run/metrics.jsonl" "$RESULTS/$run-metrics.jsonl"
+  done
   "${GPU_CHECK[@]}" summary --out="$RESULTS" >/dev/null 2>&1
   cp "$LOG" "$OUT/stages.log"
   [[ -f "$RESULTS/summary.json" ]] && cp "$RESULTS/summary.json" "$OUT/summary.json"

@@ -48,6 +48,7 @@ def test_rehearsal_runs_every_stage_and_passes_its_checks(tmp_path):
         names = set(archive.getnames())
         assert not [n for n in names if "checkpoints" in n or "jax_cache" in n], names
         train = json.loads(archive.extractfile("./train.json").read())
+        assert archive.extractfile("./train-metrics.jsonl").read().count(b"\n") >= 4
         attention = json.loads(archive.extractfile("./attention.json").read())
         bench = json.loads(archive.extractfile("./bench-tiny-64.json").read())
     assert train["loss_last"] < train["loss_first_logged"] - 0.5
