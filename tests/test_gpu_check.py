@@ -53,7 +53,8 @@ def test_rehearsal_runs_every_stage_and_passes_its_checks(tmp_path):
         bench = json.loads(archive.extractfile("./bench-tiny-64.json").read())
     assert train["loss_last"] < train["loss_first_logged"] - 0.5
     assert train["replay_started_at"] == 20 and train["replay_param_max_abs_difference"] == 0.0
-    assert attention["complete"] and any("dbias_error_candidate" in c for c in attention["cases"])
+    assert attention["complete"] and attention["passed_without_bias"]
+    assert any("dbias_error_candidate" in case for case in attention["cases"])
     assert bench["trace_kernels"] and bench["profile_lines"]
 
 
