@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 from collections.abc import Callable
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
 from absl import logging
+from etils import epath
 from jax.experimental import multihost_utils
 
 from bertjax.errors import UserError
@@ -49,8 +50,17 @@ def _saved_value(saved: dict, field: str):
     return saved.get(field, "bert" if field == "objective" else None)
 
 
+def as_path(path: str | os.PathLike) -> epath.Path:
+    """`path` as Orbax reads it: a local path absolute (with ~ expanded), a URI (gs://bucket/...)
+    as it is (pathlib would turn it into a local path, "gs:/bucket/...")."""
+    text = str(path)
+    if "://" in text:
+        return epath.Path(text)
+    return epath.Path(os.path.abspath(os.path.expanduser(text)))
+
+
 def create_checkpoint_manager(
-    directory: str | Path, *, save_every: int, keep: int, keep_period: int = 0
+    directory: str | os.PathLike, *, save_every: int, keep: int, keep_period: int = 0
 ) -> ocp.CheckpointManager:
     """Manager for `directory`: async saves every `save_every` steps; the newest `keep` are kept,
     and every step divisible by `keep_period` (if > 0) too. Orbax writes each checkpoint into a
@@ -62,9 +72,7 @@ def create_checkpoint_manager(
         enable_async_checkpointing=True,
         create=True,
     )
-    return ocp.CheckpointManager(
-        Path(directory).absolute(), options=options, item_names=(STATE, METADATA)
-    )
+    return ocp.CheckpointManager(as_path(directory), options=options, item_names=(STATE, METADATA))
 
 
 def save(
@@ -148,7 +156,7 @@ def _check_same_layout(saved: dict, wanted: dict, where: str) -> None:
 
 
 def _set_aside_unreadable(manager: ocp.CheckpointManager, step: int, error: Exception) -> None:
-    directory = Path(manager.directory)
+    directory = epath.Path(manager.directory)
     target = directory / f"{step}.unreadable"
     reason = " ".join(str(error).split())[:200]
     logging.warning(
@@ -175,13 +183,13 @@ def metadata_for(config: ml_collections.ConfigDict, model_fields: dict) -> dict:
 # --- Reading parameters out of a workdir (export, `init_from`) -------------------------------
 
 
-def open_workdir(workdir: str | Path, step: int | None = None) -> tuple[int, dict]:
+def open_workdir(workdir: str | os.PathLike, step: int | None = None) -> tuple[int, dict]:
     """(step, metadata) of `workdir`'s checkpoint at `step` (default: the latest).
 
     `workdir` is a training workdir or a directory written by `bertjax import`; both hold their
     checkpoints in `workdir/checkpoints`. Raises UserError when there is none, or not that step.
     """
-    directory = Path(workdir).expanduser().absolute() / "checkpoints"
+    directory = as_path(workdir) / "checkpoints"
     steps = _checkpoint_steps(directory)
     if not steps:
         raise UserError(
@@ -196,22 +204,22 @@ def open_workdir(workdir: str | Path, step: int | None = None) -> tuple[int, dic
         return step, read_metadata(manager, step)
 
 
-def checkpoint_steps(workdir: str | Path) -> list[int]:
+def checkpoint_steps(workdir: str | os.PathLike) -> list[int]:
     """Ascending steps of the checkpoints in `workdir` (a training or imported directory)."""
-    steps = _checkpoint_steps(Path(workdir).expanduser().absolute() / "checkpoints")
+    steps = _checkpoint_steps(as_path(workdir) / "checkpoints")
     if not steps:
         raise UserError(f"{workdir} holds no checkpoint (looked in {workdir}/checkpoints)")
     return steps
 
 
-def restore_params(workdir: str | Path, step: int, target: Any = None) -> Any:
+def restore_params(workdir: str | os.PathLike, step: int, target: Any = None) -> Any:
     """Only the parameters of `workdir`'s checkpoint at `step`; optimizer state is not read.
 
     `target`: a tree of jax.ShapeDtypeStruct with shardings (the arrays land there, on any mesh);
     None gives host numpy arrays in the saved layout (layer keys as ints), whatever mesh wrote
     the checkpoint (its shards are gathered).
     """
-    directory = Path(workdir).expanduser().absolute() / "checkpoints"
+    directory = as_path(workdir) / "checkpoints"
     if target is None:
         target = jax.tree.map(
             lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), _saved_params(directory, step)
@@ -265,7 +273,7 @@ def load_init_params(init_from: str, abstract_params: Any, model_fields: dict) -
         abstract_params = {"bert": abstract_params["bert"]}
     else:
         logging.info("Initialising parameters from %s (step %d)", init_from, step)
-    directory = Path(init_from).expanduser().absolute() / "checkpoints"
+    directory = as_path(init_from) / "checkpoints"
     scanned = _is_scanned(abstract_params)
     if _is_scanned(_saved_params(directory, step)) == scanned:
         return restore_params(init_from, step, abstract_params)
@@ -285,7 +293,7 @@ def _is_scanned(params: Any) -> bool:
     return "layers" in params["bert"]["encoder"]
 
 
-def _saved_params(directory: Path, step: int) -> Any:
+def _saved_params(directory: epath.Path, step: int) -> Any:
     """The saved parameter tree's metadata (shapes, dtypes), without reading any array."""
     with _reader(directory) as manager:
         return manager.item_metadata(step)[STATE].tree["params"]
@@ -300,7 +308,7 @@ def _int_keys(tree: Any) -> Any:
     }
 
 
-def _checkpoint_steps(directory: Path) -> list[int]:
+def _checkpoint_steps(directory: epath.Path) -> list[int]:
     if not directory.is_dir():
         return []
     with _reader(directory) as manager:
@@ -308,7 +316,7 @@ def _checkpoint_steps(directory: Path) -> list[int]:
 
 
 @contextlib.contextmanager
-def _reader(directory: Path):
+def _reader(directory: epath.Path):
     # Never saves; not `read_only`, which makes Orbax log a warning on every open.
     options = ocp.CheckpointManagerOptions(create=False)
     # PyTree handler (the format StandardSave writes): it can restore a part of the state.

@@ -5,10 +5,15 @@ itself; elsewhere (or to override) they are given explicitly. On CPU the process
 collectives through gloo.
 """
 
+import os
+
 import jax
 from absl import logging
 
 from bertjax.errors import UserError
+
+# Local devices the launcher gave this process (launch/gpu_slurm.sh); checked when set.
+EXPECTED_LOCAL_DEVICES = "BERTJAX_LOCAL_DEVICES"
 
 
 def initialize(
@@ -41,3 +46,19 @@ def initialize(
         "Process %d of %d, %d local / %d global devices",
         jax.process_index(), jax.process_count(), jax.local_device_count(), jax.device_count(),
     )  # fmt: skip
+    check_local_devices(jax.local_device_count(), os.environ.get(EXPECTED_LOCAL_DEVICES))
+
+
+def check_local_devices(found: int, expected: str | None) -> None:
+    """Refuses a process that sees another number of devices than its launcher gave it
+    (`BERTJAX_LOCAL_DEVICES`, set by launch/gpu_slurm.sh): under SLURM, JAX's own detection
+    would otherwise give each process the one GPU of its local rank, and a process per node
+    would train on one GPU of eight without a word."""
+    if expected and not expected.isdigit():
+        raise UserError(f"{EXPECTED_LOCAL_DEVICES}={expected!r} must be a device count")
+    if expected and found != int(expected):
+        raise UserError(
+            f"process {jax.process_index()} sees {found} local device(s) but its launcher gave it "
+            f"{expected} ({EXPECTED_LOCAL_DEVICES}); set JAX_LOCAL_DEVICE_IDS to this process's "
+            "GPUs (launch/gpu_slurm.sh does) and check SLURM's --gpus-per-node"
+        )

@@ -5,12 +5,17 @@
 #SBATCH --ntasks-per-node=8
 #SBATCH --cpus-per-task=8
 #SBATCH --time=2-00:00:00
+#SBATCH --signal=TERM@300
 #SBATCH --output=bertjax-%j.log
 #
 # Multi-node GPU pretraining under SLURM: one `bertjax train --distributed` process per GPU
-# (default; each sees only its own GPU) or per node (PROCS_PER=node; each sees all of its node's
+# (default; each uses only its own GPU) or per node (PROCS_PER=node; each uses all of its node's
 # GPUs). The coordinator is the first host of the allocation; each process gets
-# --num_processes=$SLURM_NTASKS --process_id=$SLURM_PROCID from srun.
+# --num_processes=$SLURM_NTASKS --process_id=$SLURM_PROCID from srun, and its GPUs as
+# JAX_LOCAL_DEVICE_IDS (jax.distributed.initialize reads it; without it, JAX's SLURM detection
+# gives every process one GPU, the one of its local rank, whatever the mode), and
+# BERTJAX_LOCAL_DEVICES, the count bertjax checks it sees. SLURM sends SIGTERM 300 s before the
+# time limit (--signal): bertjax checkpoints and stops; submit again to resume.
 #
 # Submit from the repository root with the virtual environment active (sbatch passes the
 # environment on to the tasks); flags on the sbatch line override the #SBATCH lines above, and
@@ -26,7 +31,9 @@
 #   WORKDIR           run directory on a filesystem every node shares, or gs:// (required)
 #   PROCS_PER         "gpu" (default) or "node"
 #   GPUS_PER_NODE     default: what SLURM allocated (SLURM_GPUS_ON_NODE / SLURM_GPUS_PER_NODE)
-#   COORDINATOR_PORT  TCP port on the first host for jax.distributed; default 8476
+#   COORDINATOR_PORT  TCP port on the first host for jax.distributed; default from the job id
+#                     (61440 + SLURM_JOB_ID % 4096, as JAX's own SLURM detection: two jobs that
+#                     share a first node do not collide)
 #   BERTJAX           the bertjax executable; default: bertjax on PATH
 #   DRY_RUN=1         print the srun command and the command each task would run; run nothing
 set -euo pipefail
@@ -70,18 +77,21 @@ main() {
   validate
   local hosts coordinator
   hosts="$(scontrol show hostnames "$SLURM_JOB_NODELIST")"
-  coordinator="${hosts%%$'\n'*}:${COORDINATOR_PORT:-8476}"
+  coordinator="${hosts%%$'\n'*}:${COORDINATOR_PORT:-$((61440 + ${SLURM_JOB_ID:-0} % 4096))}"
 
   local tasks_per_node=1 task_program
   # Each task ends its own command line with its rank from srun's per-task environment.
   # shellcheck disable=SC2016  # expanded by each task, not here
   local ranks='--num_processes="$SLURM_NTASKS" --process_id="$SLURM_PROCID"'
+  local all_gpus
+  all_gpus="$(seq -s, 0 $((GPUS_PER_NODE - 1)))"
   if [[ "$PROCS_PER" == gpu ]]; then
     tasks_per_node="$GPUS_PER_NODE"
-    task_program="export CUDA_VISIBLE_DEVICES=\"\$SLURM_LOCALID\"; exec \"\$0\" \"\$@\" ${ranks}"
+    task_program="export JAX_LOCAL_DEVICE_IDS=\"\$SLURM_LOCALID\" BERTJAX_LOCAL_DEVICES=1;"
   else
-    task_program="exec \"\$0\" \"\$@\" ${ranks}"
+    task_program="export JAX_LOCAL_DEVICE_IDS=${all_gpus} BERTJAX_LOCAL_DEVICES=${GPUS_PER_NODE};"
   fi
+  task_program+=" exec \"\$0\" \"\$@\" ${ranks}"
   local num_tasks=$((NUM_NODES * tasks_per_node))
   local step=(--nodes="$NUM_NODES" --ntasks="$num_tasks" --ntasks-per-node="$tasks_per_node")
   if [[ "${SLURM_CPUS_ON_NODE:-}" =~ ^[1-9][0-9]*$ ]]; then
@@ -102,7 +112,9 @@ main() {
     for ((rank = 0; rank < num_tasks; rank++)); do
       host_index=$((rank / tasks_per_node))
       if [[ "$PROCS_PER" == gpu ]]; then
-        gpu_env="CUDA_VISIBLE_DEVICES=$((rank % tasks_per_node)) "
+        gpu_env="JAX_LOCAL_DEVICE_IDS=$((rank % tasks_per_node)) BERTJAX_LOCAL_DEVICES=1 "
+      else
+        gpu_env="JAX_LOCAL_DEVICE_IDS=${all_gpus} BERTJAX_LOCAL_DEVICES=${GPUS_PER_NODE} "
       fi
       echo "+ ${gpu_env}$(quote_words "${train[@]}" --num_processes="$num_tasks" \
         --process_id="$rank")  # task ${rank} on ${host_list[host_index]:-node ${host_index}}"

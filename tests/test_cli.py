@@ -9,8 +9,9 @@ import sys
 
 import pytest
 
-from bertjax import cli, startup
+from bertjax import cli, distributed, startup
 from bertjax.data.corpus import SAMPLE_CORPUS
+from bertjax.errors import UserError
 
 # Every flag each command takes (all it took before the commands had flags of their own, and
 # prepare's --word_segmenter since).
@@ -98,6 +99,17 @@ def test_no_command_prints_usage():
     result = run_cli()
     assert result.returncode == 2
     assert result.stdout.startswith("usage: bertjax train")
+
+
+def test_a_process_seeing_other_devices_than_its_launcher_gave_is_refused():
+    """launch/gpu_slurm.sh sets BERTJAX_LOCAL_DEVICES: a process per node that sees one GPU of
+    eight (JAX's SLURM default) must stop, not train on an eighth of the node."""
+    distributed.check_local_devices(8, "8")
+    distributed.check_local_devices(1, None)  # not launched by the script: nothing to check
+    with pytest.raises(UserError, match=r"sees 1 local device\(s\) but its launcher gave it 8"):
+        distributed.check_local_devices(1, "8")
+    with pytest.raises(UserError, match="must be a device count"):
+        distributed.check_local_devices(1, "eight")
 
 
 def test_partial_distributed_flags_are_refused(tmp_path):

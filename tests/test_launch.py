@@ -426,6 +426,7 @@ def slurm_env(tmp_path):
         "SLURM_GPUS_ON_NODE": "4",
         "SLURM_CPUS_ON_NODE": "32",
         "SLURM_NTASKS": "8",
+        "SLURM_JOB_ID": "12345",  # coordinator port 61440 + 12345 % 4096 = 61497
         "CONFIG": "configs/bert_large_phase1.py",
         "WORKDIR": "/shared/runs/large",
     }
@@ -434,7 +435,7 @@ def slurm_env(tmp_path):
 def slurm_train(extra: str = "") -> str:
     return (
         "bertjax train --config=configs/bert_large_phase1.py --workdir=/shared/runs/large"
-        f" --distributed --coordinator_address=gpu-001:8476{extra}"
+        f" --distributed --coordinator_address=gpu-001:61497{extra}"
     )
 
 
@@ -444,10 +445,14 @@ RANKS = '--num_processes="$SLURM_NTASKS" --process_id="$SLURM_PROCID"'
 def test_slurm_one_process_per_gpu(slurm_env):
     result = run_script(SLURM_SCRIPT, slurm_env, "--config.batch_size=512")
     assert result.returncode == 0, result.stderr
-    program = f'export CUDA_VISIBLE_DEVICES="$SLURM_LOCALID"; exec "$0" "$@" {RANKS}'
+    program = (
+        'export JAX_LOCAL_DEVICE_IDS="$SLURM_LOCALID" BERTJAX_LOCAL_DEVICES=1; '
+        f'exec "$0" "$@" {RANKS}'
+    )
     train = slurm_train(" --config.batch_size=512")
     per_rank = [
-        f"CUDA_VISIBLE_DEVICES={rank % 4} {train} --num_processes=8 --process_id={rank}"
+        f"JAX_LOCAL_DEVICE_IDS={rank % 4} BERTJAX_LOCAL_DEVICES=1 {train} --num_processes=8"
+        f" --process_id={rank}"
         f"  # task {rank} on gpu-00{rank // 4 + 1}"
         for rank in range(8)
     ]
@@ -464,14 +469,22 @@ def test_slurm_one_process_per_node(slurm_env):
     del slurm_env["SLURM_GPUS_ON_NODE"]
     result = run_script(SLURM_SCRIPT, slurm_env)
     assert result.returncode == 0, result.stderr
-    program = f'exec "$0" "$@" {RANKS}'
+    gpus = "JAX_LOCAL_DEVICE_IDS=0,1,2,3,4,5,6,7 BERTJAX_LOCAL_DEVICES=8"
+    program = f'export {gpus}; exec "$0" "$@" {RANKS}'
     assert commands(result) == [
         f"cd {REPO}",
         "srun --nodes=2 --ntasks=2 --ntasks-per-node=1 --cpus-per-task=32 --kill-on-bad-exit=1"
         f" --label bash -c {shlex.quote(program)} {slurm_train()}",
-        f"{slurm_train()} --num_processes=2 --process_id=0  # task 0 on gpu-001",
-        f"{slurm_train()} --num_processes=2 --process_id=1  # task 1 on gpu-002",
+        f"{gpus} {slurm_train()} --num_processes=2 --process_id=0  # task 0 on gpu-001",
+        f"{gpus} {slurm_train()} --num_processes=2 --process_id=1  # task 1 on gpu-002",
     ]
+
+
+def test_slurm_coordinator_port_is_set_or_from_the_job_id(slurm_env):
+    slurm_env["SLURM_JOB_ID"] = "4096"
+    assert commands(run_script(SLURM_SCRIPT, slurm_env))[1].endswith("=gpu-001:61440")
+    slurm_env["COORDINATOR_PORT"] = "9999"
+    assert commands(run_script(SLURM_SCRIPT, slurm_env))[1].endswith("=gpu-001:9999")
 
 
 def test_slurm_runs_each_task_with_its_rank_and_gpu(slurm_env, tmp_path):
@@ -493,7 +506,8 @@ def test_slurm_runs_each_task_with_its_rank_and_gpu(slurm_env, tmp_path):
     log = tmp_path / "bertjax.log"
     fake_bertjax = write_executable(
         tmp_path / "fake_bertjax",
-        f'#!/usr/bin/env bash\necho "GPU=$CUDA_VISIBLE_DEVICES $*" >> {log}\n',
+        "#!/usr/bin/env bash\n"
+        f'echo "GPU=$JAX_LOCAL_DEVICE_IDS/$BERTJAX_LOCAL_DEVICES $*" >> {log}\n',
     )
     slurm_env.pop("DRY_RUN")
     slurm_env.update(BERTJAX=str(fake_bertjax), SLURM_JOB_NUM_NODES="2", SLURM_GPUS_ON_NODE="2")
@@ -501,7 +515,7 @@ def test_slurm_runs_each_task_with_its_rank_and_gpu(slurm_env, tmp_path):
     assert result.returncode == 0, result.stderr
     train = slurm_train(" --config.corpus=/shared/c/*.jsonl.gz")
     assert log.read_text().splitlines() == [
-        f"GPU={rank % 2} {train.removeprefix('bertjax ')} --num_processes=4 --process_id={rank}"
+        f"GPU={rank % 2}/1 {train.removeprefix('bertjax ')} --num_processes=4 --process_id={rank}"
         for rank in range(4)
     ]
 

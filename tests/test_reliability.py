@@ -263,3 +263,21 @@ def test_resuming_with_the_other_layer_layout_is_a_clear_error(reference_run, tm
     with pytest.raises(UserError, match="was written with scan_layers=False"):
         train.train_and_evaluate(config, tmp_path / "run")
     assert (tmp_path / "run" / "checkpoints" / "12").is_dir()  # nothing set aside
+
+
+def test_checkpoint_paths_keep_a_bucket_uri_and_make_local_paths_absolute(monkeypatch, tmp_path):
+    """A gs:// workdir (the TPU launcher requires one) must reach Orbax as a URI: pathlib would
+    make it a local path ("gs:/bucket/...") and every worker would write its own checkpoints."""
+    assert str(checkpointing.as_path("gs://bucket/runs/large") / "checkpoints") == (
+        "gs://bucket/runs/large/checkpoints"
+    )
+    monkeypatch.chdir(tmp_path)
+    assert str(checkpointing.as_path("run")) == str(tmp_path / "run")
+    assert str(checkpointing.as_path("~/run")) == os.path.expanduser("~/run")
+    opened = []
+    monkeypatch.setattr(
+        checkpointing.ocp, "CheckpointManager", lambda directory, **_: opened.append(directory)
+    )
+    checkpointing.create_checkpoint_manager("gs://bucket/runs/large/checkpoints", save_every=1,
+                                            keep=1)  # fmt: skip
+    assert [str(d) for d in opened] == ["gs://bucket/runs/large/checkpoints"]
