@@ -169,17 +169,19 @@ def run(cpu: bool, out: Path) -> dict:
         "cases": [],
     }
     out.parent.mkdir(parents=True, exist_ok=True)
-    for name, packed, shape, with_bias in cases_to_run(cpu):
+    cases = cases_to_run(cpu)
+    for name, packed, shape, with_bias in cases:
         try:
             case = compare_case(name, packed, shape, cpu, with_bias)
         except Exception as e:  # noqa: BLE001 - record and go on to the next case
             case = {"case": name, "passed": False, "error": f"{type(e).__name__}: {e}"[:2000]}
+        case["with_bias"] = with_bias
         result["cases"].append(case)
         result["passed"] = all(case["passed"] for case in result["cases"])
         result["passed_without_bias"] = all(
-            case["passed"] for case in result["cases"] if "bias" not in case["case"]
+            case["passed"] for case in result["cases"] if not case["with_bias"]
         )
-        result["complete"] = len(result["cases"]) == len(cases_to_run(cpu))
+        result["complete"] = len(result["cases"]) == len(cases)
         out.write_text(json.dumps(result, indent=2) + "\n")
         print(json.dumps(case), flush=True)
     return result

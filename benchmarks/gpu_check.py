@@ -285,12 +285,7 @@ def carried_wheels(carry: Path, site: Path) -> list[str]:
     import importlib.metadata as metadata
     import zipfile
 
-    try:
-        from packaging.version import Version
-    except ImportError:  # plain release numbers are all the pins use
-
-        def Version(text: str) -> tuple[int, ...]:  # noqa: N802 - stands in for the class
-            return tuple(int(part) for part in text.split(".") if part.isdigit())
+    from packaging.version import Version  # on the device's package list, and beside pip here
 
     used = []
     for wheel in sorted((carry / "wheels").glob("*.whl")):
