@@ -22,6 +22,7 @@ from jax.experimental import multihost_utils
 
 from bertjax.errors import UserError
 from bertjax.models.bert import stack_layers, unstack_layers
+from bertjax.paths import as_path
 
 if TYPE_CHECKING:
     import ml_collections
@@ -48,15 +49,6 @@ COMPARED_FIELDS = ARCHITECTURE_FIELDS + OBJECTIVE_FIELDS
 
 def _saved_value(saved: dict, field: str):
     return saved.get(field, "bert" if field == "objective" else None)
-
-
-def as_path(path: str | os.PathLike) -> epath.Path:
-    """`path` as Orbax reads it: a local path absolute (with ~ expanded), a URI (gs://bucket/...)
-    as it is (pathlib would turn it into a local path, "gs:/bucket/...")."""
-    text = str(path)
-    if "://" in text:
-        return epath.Path(text)
-    return epath.Path(os.path.abspath(os.path.expanduser(text)))
 
 
 def create_checkpoint_manager(

@@ -26,6 +26,7 @@ config files build ConfigDicts), so a machine without them can build a RunSpec d
 from __future__ import annotations
 
 import dataclasses
+import io
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -233,14 +234,14 @@ def validate(config: ml_collections.ConfigDict, workdir=None) -> RunSpec:
 def _check_vocab_dir(data: DataSpec) -> None:
     if not data.vocab_dir:
         return
-    vocab_file = Path(data.vocab_dir) / "vocab.txt"
+    vocab_file = epath.Path(data.vocab_dir).expanduser() / "vocab.txt"  # local or gs://
     require(
         vocab_file.is_file(),
         f"vocab_dir={data.vocab_dir!r} has no vocab.txt; point it at a directory with one or "
         "leave it empty to train a vocabulary",
     )
-    with vocab_file.open(encoding="utf-8") as f:
-        tokens = sum(1 for _ in f)  # one token per line, as the tokenizer reads it
+    # One token per line, as the tokenizer reads it (tokenizer.read_vocab; TF-free here).
+    tokens = sum(1 for _ in io.StringIO(vocab_file.read_bytes().decode("utf-8"), newline=None))
     require(
         tokens == data.vocab_size,
         f"vocab_size={data.vocab_size} but {vocab_file} has {tokens} tokens; "

@@ -334,7 +334,10 @@ def run_evaluate(
     pretraining_model = spec.objective.model_factory(model)
     setup = state_setup(pretraining_model, optax.identity(), mesh, spec.mesh.logical_axis_rules)
     counts_path = epath.Path(workdir) / TOKEN_COUNTS_FILE
-    counts = np.load(counts_path) if counts_path.exists() else None
+    counts = None
+    if counts_path.exists():
+        with counts_path.open("rb") as f:  # np.load opens only local paths; this may be gs://
+            counts = np.load(f)
     eval_set = build_eval_set(spec, counts=counts)
     eval_step = compile_eval_step(setup)
     records = []

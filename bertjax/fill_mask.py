@@ -4,12 +4,12 @@ that tells whether a model learned words or only token frequencies."""
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
+import os
 
 import jax
 import numpy as np
 
-from bertjax import checkpointing
+from bertjax import checkpointing, paths
 from bertjax.convert import model_dir
 from bertjax.data import tokenizer as wordpiece
 from bertjax.data import vocab
@@ -39,13 +39,13 @@ def encode_with_masks(tok, text: str) -> list[int]:
 
 
 def fill_mask(
-    workdir: str | Path, texts: list[str], *, step: int | None = None, top_k: int = 5
+    workdir: str | os.PathLike, texts: list[str], *, step: int | None = None, top_k: int = 5
 ) -> list[list[list[Answer]]]:
     """For each text, for each [MASK] in it (left to right), the `top_k` most probable tokens
-    of `workdir`'s checkpoint (default: the latest) with their probabilities."""
+    of `workdir`'s checkpoint (default: the latest; local or gs://) with their probabilities."""
     if top_k < 1:
         raise UserError(f"top_k={top_k} must be >= 1")
-    workdir = Path(workdir).expanduser()
+    workdir = paths.as_path(workdir)
     step, metadata = checkpointing.open_workdir(workdir, step)
     vocab_path = workdir / wordpiece.VOCAB_FILE
     if not vocab_path.is_file():

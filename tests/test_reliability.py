@@ -19,7 +19,7 @@ import orbax.checkpoint as ocp
 import pytest
 import tensorflow as tf
 
-from bertjax import checkpointing, metrics, optim, sharding, train
+from bertjax import checkpointing, metrics, optim, paths, sharding, train
 from bertjax.data import pipeline
 from bertjax.errors import UserError
 from tests.test_smoke import small_smoke_config
@@ -268,12 +268,12 @@ def test_resuming_with_the_other_layer_layout_is_a_clear_error(reference_run, tm
 def test_checkpoint_paths_keep_a_bucket_uri_and_make_local_paths_absolute(monkeypatch, tmp_path):
     """A gs:// workdir (the TPU launcher requires one) must reach Orbax as a URI: pathlib would
     make it a local path ("gs:/bucket/...") and every worker would write its own checkpoints."""
-    assert str(checkpointing.as_path("gs://bucket/runs/large") / "checkpoints") == (
+    assert str(paths.as_path("gs://bucket/runs/large") / "checkpoints") == (
         "gs://bucket/runs/large/checkpoints"
     )
     monkeypatch.chdir(tmp_path)
-    assert str(checkpointing.as_path("run")) == str(tmp_path / "run")
-    assert str(checkpointing.as_path("~/run")) == os.path.expanduser("~/run")
+    assert str(paths.as_path("run")) == str(tmp_path / "run")
+    assert str(paths.as_path("~/run")) == os.path.expanduser("~/run")
     opened = []
     monkeypatch.setattr(
         checkpointing.ocp, "CheckpointManager", lambda directory, **_: opened.append(directory)

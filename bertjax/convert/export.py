@@ -20,10 +20,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import shutil
 from pathlib import Path
 
-from bertjax import checkpointing
+from etils import epath
+
+from bertjax import checkpointing, paths
 from bertjax.convert import electra, hf, model_dir, prelayernorm
 from bertjax.data import tokenizer
 from bertjax.errors import UserError
@@ -41,7 +42,7 @@ SPECIAL_TOKENS_MAP = {
 
 @dataclasses.dataclass
 class ExportResult:
-    workdir: Path
+    workdir: epath.Path
     step: int
     out_dir: Path
     config: BertConfig
@@ -66,9 +67,10 @@ class ExportResult:
 
 def export_hf(workdir: str | Path, out_dir: str | Path, *, step: int | None = None) -> ExportResult:
     """Writes the checkpoint of `workdir` at `step` (default: latest) as a Hugging Face BERT
-    directory `out_dir` (see the module docstring). Raises UserError on a missing checkpoint,
-    step or vocabulary."""
-    workdir, out_dir = Path(workdir).expanduser(), Path(out_dir).expanduser()
+    directory `out_dir` (see the module docstring). `workdir` may be a bucket URI (gs://...);
+    `out_dir` is local. Raises UserError on a missing checkpoint, step or vocabulary."""
+    paths.require_local(out_dir, "--out")
+    workdir, out_dir = paths.as_path(workdir), Path(out_dir).expanduser()
     step, metadata = checkpointing.open_workdir(workdir, step)
     config = model_dir.model_config(metadata)
     vocab_path = workdir / tokenizer.VOCAB_FILE
@@ -112,13 +114,13 @@ def export_hf(workdir: str | Path, out_dir: str | Path, *, step: int | None = No
 
 
 def _write_model_dir(
-    out_dir: Path, tensors: dict, hf_config: dict, vocab_path: Path, lowercase: bool, config
+    out_dir: Path, tensors: dict, hf_config: dict, vocab_path: epath.Path, lowercase: bool, config
 ) -> None:
     """A Hugging Face model directory: weights, config.json, vocabulary and tokenizer files."""
     out_dir.mkdir(parents=True, exist_ok=True)
     hf.write_safetensors(tensors, out_dir / hf.SAFETENSORS_FILE)
     _write_json(out_dir / "config.json", hf_config)
-    shutil.copyfile(vocab_path, out_dir / tokenizer.VOCAB_FILE)
+    (out_dir / tokenizer.VOCAB_FILE).write_bytes(vocab_path.read_bytes())  # local or gs://
     _write_json(out_dir / "special_tokens_map.json", SPECIAL_TOKENS_MAP)
     _write_json(
         out_dir / "tokenizer_config.json",

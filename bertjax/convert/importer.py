@@ -16,7 +16,7 @@ import jax
 import numpy as np
 from flax import nnx
 
-from bertjax import checkpointing
+from bertjax import checkpointing, paths
 from bertjax.convert import hf, model_dir, tf1
 from bertjax.data import tokenizer
 from bertjax.errors import UserError
@@ -83,6 +83,8 @@ def import_checkpoint(source: str | Path, out_dir: str | Path, *, seed: int = 0)
     checkpoint (a directory with bert_model.ckpt.*, bert_config.json, vocab.txt, or the prefix).
     Missing heads are initialised from `seed`. Raises UserError on anything it cannot convert.
     """
+    paths.require_local(source, "--from")
+    paths.require_local(out_dir, "--out")
     source, out_dir = Path(source).expanduser(), Path(out_dir).expanduser()
     if (out_dir / "checkpoints").exists():
         raise UserError(f"{out_dir} already holds checkpoints; pass a new directory as --out")

@@ -18,11 +18,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import shutil
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
+from etils import epath
 
 from bertjax.errors import UserError
 
@@ -195,5 +195,5 @@ def export_batches(spec, directory: str | Path, num_batches: int) -> dict:
     }
     directory = Path(directory).expanduser()
     directory.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(data.vocab_path, directory / VOCAB_FILE)
+    (directory / VOCAB_FILE).write_bytes(epath.Path(data.vocab_path).read_bytes())  # or gs://
     return write_batches(dataset.as_numpy_iterator(), directory, num_batches, metadata=metadata)

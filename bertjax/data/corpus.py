@@ -23,6 +23,7 @@ corpus with no document at all is an error (one line, listing why things were sk
 """
 
 import collections
+import contextlib
 import dataclasses
 import functools
 import glob
@@ -37,7 +38,9 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 from absl import logging
+from etils import epath
 
+from bertjax import paths
 from bertjax.errors import UserError
 
 # The public-domain sample corpus that ships inside the package (US inaugural addresses, State
@@ -82,11 +85,15 @@ def is_tfds(source: str) -> bool:
 
 
 def _expand(pattern: str) -> list[str]:
-    """Files of one pattern (an existing path is taken literally, so names with '[' work)."""
-    expanded = os.path.expanduser(pattern)
-    matches = [expanded] if os.path.exists(expanded) else glob.glob(expanded, recursive=True)
+    """Files of one pattern (an existing path is taken literally, so names with '[' work); a
+    URI pattern (gs://...) is listed where it is."""
+    if paths.is_uri(pattern):
+        matches = paths.glob_uri(pattern)
+    else:
+        expanded = os.path.expanduser(pattern)
+        matches = [expanded] if os.path.exists(expanded) else glob.glob(expanded, recursive=True)
     for path in matches:
-        if os.path.isdir(path):
+        if epath.Path(path).is_dir():
             raise UserError(
                 f"corpus path {path!r} is a directory; pass files or a glob such as "
                 f"--config.corpus='{path.rstrip('/')}/*.jsonl'"
@@ -96,7 +103,7 @@ def _expand(pattern: str) -> list[str]:
                 f"corpus file {path!r} has an unsupported suffix; "
                 "use .jsonl, .json or .txt (each optionally .gz), or tfds:NAME"
             )
-    return [os.path.abspath(path) for path in matches]
+    return [str(paths.as_path(path)) for path in matches]
 
 
 def resolve_files(patterns: str | Sequence[str]) -> list[str]:
@@ -131,8 +138,13 @@ def resolve_files(patterns: str | Sequence[str]) -> list[str]:
 
 
 def source_size(source: str) -> int:
-    """Bytes on disk of a corpus file; 0 for a TFDS source (size unknown here)."""
-    return 0 if is_tfds(source) else os.path.getsize(source)
+    """Bytes of a corpus file (local or gs://); 0 for a TFDS source (size unknown here)."""
+    return 0 if is_tfds(source) else epath.Path(source).stat().length
+
+
+def is_file(source: str) -> bool:
+    """Whether a corpus file (local or gs://) exists; False for a TFDS source."""
+    return not is_tfds(source) and epath.Path(source).is_file()
 
 
 def corpus_fingerprint(files: Sequence[str]) -> str:
@@ -147,8 +159,8 @@ def corpus_fingerprint(files: Sequence[str]) -> str:
             digest.update(path.encode("utf-8") + b"\0")
             continue
         digest.update(os.path.basename(path).encode("utf-8") + b"\0")
-        digest.update(str(os.path.getsize(path)).encode("ascii") + b"\0")
-        with open(path, "rb") as f:
+        digest.update(str(source_size(path)).encode("ascii") + b"\0")
+        with epath.Path(path).open("rb") as f:
             while chunk := f.read(_HASH_CHUNK_BYTES):
                 digest.update(chunk)
     return digest.hexdigest()
@@ -195,9 +207,13 @@ def _decode(line: bytes, report: SourceReport) -> str:
 
 
 def _lines(path: str, report: SourceReport) -> Iterator[str]:
-    """Decoded lines of a (possibly gzipped) file, line ends kept; a leading BOM dropped."""
-    opener = gzip.open if path.lower().endswith(".gz") else open
-    with opener(path, "rb") as f:
+    """Decoded lines of a (possibly gzipped) local or gs:// file, line ends kept; a leading BOM
+    dropped."""
+    gzipped = path.lower().endswith(".gz")
+    with (
+        epath.Path(path).open("rb") as raw,
+        gzip.GzipFile(fileobj=raw) if gzipped else contextlib.nullcontext(raw) as f,
+    ):
         for number, line in enumerate(f):
             if number == 0 and line.startswith(_UTF8_BOM):
                 line = line[len(_UTF8_BOM) :]

@@ -14,10 +14,10 @@ import dataclasses
 import os
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import tensorflow as tf
 from absl import logging
+from etils import epath
 
 from bertjax.data import corpus, documents, masking, packing, pretraining_examples, sentences
 from bertjax.data import vocab as vocabulary
@@ -45,7 +45,7 @@ class PretrainingData:
     """Everything `make_dataset` and the trainer need from the corpus."""
 
     tokenizer: vocabulary.Tokenizer
-    vocab_path: Path
+    vocab_path: epath.Path
     source: InstanceSource
     # 0 for a text stream (it reads as it goes); from the manifest for prepared shards
     num_documents: int
@@ -170,7 +170,7 @@ def _prepared_data(data: DataSpec) -> PretrainingData:
                 f"--config.{field}={prepared_value!r} or prepare again"
             )
     if data.vocab_dir and vocabulary.vocab_sha256(
-        Path(data.vocab_dir).expanduser()
+        epath.Path(data.vocab_dir).expanduser()
     ) != vocabulary.vocab_sha256(corpus_dir.vocab_dir):
         raise UserError(
             f"--config.vocab_dir={data.vocab_dir!r} is not the vocabulary "

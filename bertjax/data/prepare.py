@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 from absl import logging
 
+from bertjax import paths
 from bertjax.data import corpus, documents, packing, pretraining_examples, vocab
 from bertjax.data import word_segmenter as word_segmenter_module
 from bertjax.data.tokenizer import META_FILE, VOCAB_FILE
@@ -154,9 +155,11 @@ def run_prepare(
       word_segmenter: "rjieba" stores each token's ``word_starts`` (Chinese words for
         whole-word and span masking, see `word_segmenter`); "" = none.
     """
+    paths.require_local(vocab_dir, "--vocab")
+    paths.require_local(out_dir, "--out")
     vocab_dir = Path(vocab_dir).expanduser()
     if not (vocab_dir / VOCAB_FILE).is_file():
-        raise UserError(f"--vocab_dir={str(vocab_dir)!r} holds no vocab.txt; run `bertjax vocab`")
+        raise UserError(f"--vocab={str(vocab_dir)!r} holds no vocab.txt; run `bertjax vocab`")
     meta_path = vocab_dir / META_FILE
     meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
     if lowercase is None:

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 import tensorflow_text as tf_text
+from etils import epath
 
 from bertjax.data.tokenizer import (
     CJK_PATTERN,
@@ -122,7 +123,7 @@ class SentencePieceTokenizer(VocabularyLookups):
     def __init__(self, model_path: str | os.PathLike, lowercase: bool):
         import sentencepiece as spm
 
-        self.model_path = Path(model_path)
+        self.model_path = epath.Path(model_path)
         self.vocab_path = self.model_path.parent / VOCAB_FILE
         self.lowercase = lowercase
         if not self.model_path.is_file():

@@ -9,6 +9,7 @@ bert-base-uncased.
 """
 
 import collections
+import io
 import json
 import os
 import re
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import tensorflow as tf
 import tensorflow_text as tf_text
+from etils import epath
 
 from bertjax.data.word_segmenter import CJK_RANGES
 from bertjax.errors import UserError
@@ -175,9 +177,10 @@ def train_wordpiece_vocab(
 
 
 def read_vocab(vocab_path: str | os.PathLike) -> list[str]:
-    """Tokens of a ``vocab.txt``, index = id (trailing newline and CR stripped, nothing else)."""
-    with open(vocab_path, encoding="utf-8") as f:
-        return [line.rstrip("\n").rstrip("\r") for line in f]
+    """Tokens of a ``vocab.txt`` (local or a URI), index = id (trailing newline and CR
+    stripped, nothing else; lines end as in a text-mode file: \\n, \\r\\n or \\r)."""
+    text = epath.Path(vocab_path).read_bytes().decode("utf-8")
+    return [line.rstrip("\n").rstrip("\r") for line in io.StringIO(text, newline=None)]
 
 
 class VocabularyLookups:
@@ -247,7 +250,7 @@ class WordPieceTokenizer(VocabularyLookups):
     """
 
     def __init__(self, vocab_path: str | os.PathLike, lowercase: bool):
-        self.vocab_path = Path(vocab_path)
+        self.vocab_path = epath.Path(vocab_path)
         self.lowercase = lowercase
         if not self.vocab_path.is_file():
             raise UserError(

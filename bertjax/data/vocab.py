@@ -16,7 +16,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from absl import logging
+from etils import epath
 
+from bertjax import paths
 from bertjax.data import corpus, sentences
 from bertjax.data.sentencepiece_vocab import (
     MODEL_FILE,
@@ -43,7 +45,7 @@ Tokenizer = WordPieceTokenizer | SentencePieceTokenizer
 def load_tokenizer(vocab_path: str | os.PathLike, lowercase: bool) -> Tokenizer:
     """The tokenizer for a ``vocab.txt``: SentencePiece when ``sentencepiece.model`` sits beside
     it, WordPiece otherwise."""
-    model_path = Path(vocab_path).parent / MODEL_FILE
+    model_path = epath.Path(vocab_path).parent / MODEL_FILE
     if model_path.is_file():
         return SentencePieceTokenizer(model_path, lowercase)
     return WordPieceTokenizer(vocab_path, lowercase=lowercase)
@@ -53,7 +55,7 @@ def vocab_sha256(vocab_dir: str | os.PathLike) -> str:
     """sha256 over vocab.txt (and sentencepiece.model when present): a vocabulary's identity."""
     digest = hashlib.sha256()
     for name in (VOCAB_FILE, MODEL_FILE):
-        path = Path(vocab_dir) / name
+        path = epath.Path(vocab_dir) / name
         if path.is_file():
             digest.update(name.encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()
@@ -65,9 +67,10 @@ def vocab_cache_key(fingerprint: str, vocab_size: int, lowercase: bool, text_fie
     return hashlib.sha256(key.encode("utf-8")).hexdigest()[:20]
 
 
-def _check_given_vocab(vocab_dir: str, lowercase: bool) -> Path:
-    """Validates a user-supplied vocabulary directory and returns its ``vocab.txt``."""
-    vocab_path = Path(vocab_dir).expanduser() / VOCAB_FILE
+def _check_given_vocab(vocab_dir: str, lowercase: bool) -> epath.Path:
+    """Validates a user-supplied vocabulary directory (local or a URI) and returns its
+    ``vocab.txt``."""
+    vocab_path = epath.Path(vocab_dir).expanduser() / VOCAB_FILE
     if not vocab_path.is_file():
         raise UserError(
             f"vocabulary {str(vocab_path)!r} does not exist; point --data.vocab_dir at a "
@@ -75,7 +78,7 @@ def _check_given_vocab(vocab_dir: str, lowercase: bool) -> Path:
         )
     meta_path = vocab_path.parent / META_FILE
     if meta_path.is_file():
-        meta_lowercase = json.loads(meta_path.read_text(encoding="utf-8")).get("lowercase")
+        meta_lowercase = json.loads(meta_path.read_bytes().decode("utf-8")).get("lowercase")
         if meta_lowercase is not None and meta_lowercase != lowercase:
             raise UserError(
                 f"vocabulary {str(vocab_path)!r} was trained with lowercase={meta_lowercase}; "
@@ -84,7 +87,7 @@ def _check_given_vocab(vocab_dir: str, lowercase: bool) -> Path:
     return vocab_path
 
 
-def build_or_load_vocab(data: DataSpec) -> Path:
+def build_or_load_vocab(data: DataSpec) -> epath.Path:
     """Returns the path of the run's ``vocab.txt``, training and caching one when needed.
 
     Uses ``data.vocab_dir`` when set. Otherwise looks in
@@ -104,7 +107,7 @@ def build_or_load_vocab(data: DataSpec) -> Path:
     final_dir = cache_root / f"vocab-{key}"
     if (final_dir / VOCAB_FILE).is_file():
         logging.info("Reusing cached vocabulary %s", final_dir / VOCAB_FILE)
-        return final_dir / VOCAB_FILE
+        return epath.Path(final_dir / VOCAB_FILE)
     cache_root.mkdir(parents=True, exist_ok=True)
     temp_dir = Path(tempfile.mkdtemp(prefix=f".vocab-{key}-", dir=cache_root))
     try:
@@ -130,7 +133,7 @@ def build_or_load_vocab(data: DataSpec) -> Path:
         len(files),
         final_dir / VOCAB_FILE,
     )
-    return final_dir / VOCAB_FILE
+    return epath.Path(final_dir / VOCAB_FILE)
 
 
 def sample_documents(
@@ -187,6 +190,7 @@ def run_vocab(
         raise UserError(f"--model_type={model_type!r} is unknown; use one of {MODEL_TYPES}")
     if sample_bytes <= 0:
         raise UserError(f"--sample_bytes={sample_bytes} must be positive")
+    paths.require_local(out_dir, "--out")
     out_dir = Path(out_dir).expanduser()
     texts = list(sample_documents(input, text_field, sample_bytes))
     if not texts:
@@ -225,7 +229,6 @@ def check_same_vocabulary(vocab_path) -> None:
     """Every process must tokenize with the same vocabulary (each host may have trained its own
     copy from the same corpus, deterministically); raises UserError if they differ."""
     import numpy as np
-    from etils import epath  # local path or gs://
     from jax.experimental import multihost_utils  # deferred: only training needs JAX here
 
     digest = np.frombuffer(hashlib.sha256(epath.Path(vocab_path).read_bytes()).digest(), np.uint8)

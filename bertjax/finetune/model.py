@@ -10,7 +10,6 @@ checkpoint's layout, so it is taken over unchanged.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import jax
@@ -18,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from bertjax import checkpointing
+from bertjax import checkpointing, paths
 from bertjax.convert import model_dir
 from bertjax.models.bert import BertConfig, BertModel, unstack_layers
 from bertjax.models.dropout import Dropout
@@ -80,13 +79,13 @@ def num_outputs(kind: str, num_labels: int) -> int:
 
 def load_encoder(init: str) -> tuple[BertConfig, dict[str, Any], bool, Any]:
     """(BertConfig, "bert" parameters as host arrays, lowercase, vocab path) of a training
-    workdir or a `bertjax import` directory (its latest checkpoint)."""
+    workdir or a `bertjax import` directory (its latest checkpoint), local or gs://."""
     step, metadata = checkpointing.open_workdir(init)
     config = model_dir.model_config(metadata)
     params = checkpointing.restore_params(init, step)
     if "layers" in params["bert"]["encoder"]:  # trained with scan_layers: one entry per layer
         params = unstack_layers(params)
-    return config, params["bert"], model_dir.lowercase(metadata), Path(init) / "vocab.txt"
+    return config, params["bert"], model_dir.lowercase(metadata), paths.as_path(init) / "vocab.txt"
 
 
 def model_factory(config: BertConfig, kind: str, num_labels: int, pooling: str = "cls"):

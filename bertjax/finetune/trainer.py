@@ -37,7 +37,7 @@ from absl import logging
 from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from bertjax import optim, sharding
+from bertjax import optim, paths, sharding
 from bertjax.data import vocab
 from bertjax.errors import UserError
 from bertjax.finetune import features, model, scores, squad, tasks
@@ -85,6 +85,7 @@ def finetune(
     """Fine-tunes `init`'s model on `task_name` once per seed in config.seeds; returns the
     results dict also written to WORKDIR/results.json. `devices`: the mesh's (default: all)."""
     _validate(config)
+    paths.require_local(workdir, "--workdir")
     workdir_path = Path(workdir).expanduser()
     bert_config, encoder, lowercase, vocab_path = model.load_encoder(init)
     bert_config = dataclasses.replace(
@@ -129,7 +130,7 @@ def _claim_workdir(workdir: Path, task_name, init, random_init, config) -> None:
     task, init and recipe (config.seeds may differ: more seeds extend a run)."""
     recipe = FIELDS_ADDED_LATER | json.loads(config.to_json_best_effort())
     recipe.pop("seeds")
-    settings = {"task": task_name, "init": str(Path(init).expanduser().absolute()),
+    settings = {"task": task_name, "init": str(paths.as_path(init)),
                 "random_init": random_init, "config": recipe}  # fmt: skip
     path = workdir / "finetune_settings.json"
     if path.exists():

@@ -1,6 +1,7 @@
 """Tests for bertjax/data/tokenizer.py: vocabulary training and cache, tokenization round trip."""
 
 import json
+import os
 import unicodedata
 
 import ml_collections
@@ -78,14 +79,14 @@ def test_trained_vocab_layout(sample_tokenizer):
 
 def test_vocab_cache_is_reused_without_retraining(cache_dir, sample_tokenizer, monkeypatch):
     path = sample_tokenizer.vocab_path
-    mtime = path.stat().st_mtime_ns
+    mtime = os.stat(path).st_mtime_ns
 
     def fail(*args, **kwargs):
         raise AssertionError("vocabulary was retrained")
 
     monkeypatch.setattr(tokenizer, "train_wordpiece_vocab", fail)
     assert build_or_load_vocab(DataSpec.from_config(_config(cache_dir))) == path
-    assert path.stat().st_mtime_ns == mtime
+    assert os.stat(path).st_mtime_ns == mtime
     assert path.parent.name.startswith("vocab-")
     assert not list(cache_dir.glob(".vocab-*")), "temporary training directory left behind"
 

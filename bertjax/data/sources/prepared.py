@@ -17,12 +17,14 @@ batch is not one global permutation: each process shuffles its own shards.
 
 import dataclasses
 import json
+import os
 from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
+from etils import epath
 
+from bertjax import paths
 from bertjax.data import prepare, seeds
 from bertjax.data.sources import MaskExample
 from bertjax.errors import UserError
@@ -35,7 +37,7 @@ _CYCLE_LENGTH = 8  # shards read round-robin at a time
 class PreparedCorpus:
     """A directory written by `prepare.run_prepare`: its shard files and manifest."""
 
-    directory: Path
+    directory: epath.Path
     manifest: dict
 
     @property
@@ -51,7 +53,7 @@ class PreparedCorpus:
         return self.manifest["settings"]
 
     @property
-    def vocab_dir(self) -> Path:
+    def vocab_dir(self) -> epath.Path:
         return self.directory / prepare.VOCAB_SUBDIR
 
     @property
@@ -99,9 +101,10 @@ class PreparedCorpus:
         return dataset.prefetch(tf.data.AUTOTUNE)
 
 
-def load_prepared(directory: str | Path) -> PreparedCorpus:
-    """Reads and checks a prepared directory's manifest; UserError if incomplete."""
-    directory = Path(directory).expanduser()
+def load_prepared(directory: str | os.PathLike) -> PreparedCorpus:
+    """Reads and checks a prepared directory's manifest (local or gs://); UserError if
+    incomplete."""
+    directory = paths.as_path(directory)
     manifest_path = directory / prepare.MANIFEST_FILE
     if not manifest_path.is_file():
         raise UserError(
@@ -112,7 +115,7 @@ def load_prepared(directory: str | Path) -> PreparedCorpus:
     if manifest.get("format_version") != prepare.FORMAT_VERSION:
         raise UserError(f"{str(directory)!r} was prepared by another version; prepare it again")
     prepared = PreparedCorpus(directory, manifest)
-    missing = [f for f in prepared.files if not Path(f).is_file()]
+    missing = [f for f in prepared.files if not epath.Path(f).is_file()]
     if missing:
         raise UserError(f"prepared shard {missing[0]!r} is missing; prepare the corpus again")
     return prepared

@@ -161,7 +161,7 @@ def _file_records(
     """(record number, text) of each document of one file or tfds part after record `after`,
     via `corpus.read_documents` (which logs skip counts). A tfds part is opened at that record;
     a file is parsed from its start."""
-    if not corpus.is_tfds(path) and not os.path.exists(path):
+    if not corpus.is_tfds(path) and not corpus.is_file(path):
         report = corpus.SourceReport(path)
         report.skip("missing file", "gone since the corpus was listed")
         logging.warning("Corpus source %s", report.summary())
@@ -250,7 +250,7 @@ class ChunkIndex:
 
     def __init__(self, stream: TextStream, seed: int, process_index: int, process_count: int):
         sizes = [  # a tfds source (or a missing file) by its whole name; P gives a tfds part
-            (os.path.basename(f), os.path.getsize(f)) if os.path.isfile(f) else (f, 0)
+            (os.path.basename(f), corpus.source_size(f)) if corpus.is_file(f) else (f, 0)
             for f in stream.files
         ]
         key = [sizes, stream.settings, seed, process_count, INDEX_FORMAT]

@@ -1,0 +1,58 @@
+"""Paths that are local or a bucket URI (gs://bucket/...).
+
+A run trained on a TPU pod lives in a bucket; everything that reads a workdir, a model directory
+or a vocabulary (export, fine-tuning, fill-mask, evaluation, resume) takes it through `as_path`,
+so it is read where it is. `etils.epath` does the I/O (tf.io.gfile or fsspec for URIs); pathlib
+would turn "gs://b/r" into the local path "gs:/b/r".
+"""
+
+from __future__ import annotations
+
+import os
+import re
+
+from etils import epath
+
+from bertjax.errors import UserError
+
+_WILDCARD = re.compile(r"[*?\[]")
+
+
+def is_uri(path: str | os.PathLike) -> bool:
+    """Whether `path` names a remote location (scheme://...), not a local file."""
+    return "://" in str(path)
+
+
+def as_path(path: str | os.PathLike) -> epath.Path:
+    """A local path absolute (with ~ expanded), a URI as it is."""
+    text = str(path)
+    if is_uri(text):
+        return epath.Path(text)
+    return epath.Path(os.path.abspath(os.path.expanduser(text)))
+
+
+def require_local(path: str | os.PathLike, flag: str) -> None:
+    """Raises UserError naming `flag` when `path` is a URI (for outputs that need a local
+    directory, e.g. files written by safetensors or Hugging Face)."""
+    if is_uri(path):
+        raise UserError(
+            f"{flag}={path} is not a local directory; write it locally, then copy it "
+            "(e.g. `gcloud storage cp -r DIR gs://...`)"
+        )
+
+
+def glob_uri(pattern: str) -> list[str]:
+    """Sorted files matching a URI pattern (gs://bucket/corpus/*.jsonl.gz, one `*` per level;
+    `**` is refused, as by epath: it lists a whole bucket); a name without wildcards matches
+    itself when it exists."""
+    parts = pattern.split("/")
+    first = next((i for i, part in enumerate(parts) if _WILDCARD.search(part)), None)
+    if first is None:
+        return [pattern] if epath.Path(pattern).exists() else []
+    if first < 3 or "**" in pattern:  # parts: "gs:", "", "bucket", ...
+        raise UserError(
+            f"{pattern!r}: use wildcards only below the bucket and no '**' "
+            "(e.g. gs://bucket/corpus/*.jsonl.gz)"
+        )
+    root = epath.Path("/".join(parts[:first]))
+    return sorted(str(path) for path in root.glob("/".join(parts[first:])))
