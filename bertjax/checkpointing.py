@@ -22,7 +22,7 @@ from jax.experimental import multihost_utils
 
 from bertjax.errors import UserError
 from bertjax.models.bert import stack_layers, unstack_layers
-from bertjax.paths import as_path
+from bertjax.paths import as_path, remote_errors
 
 if TYPE_CHECKING:
     import ml_collections
@@ -301,10 +301,11 @@ def _int_keys(tree: Any) -> Any:
 
 
 def _checkpoint_steps(directory: epath.Path) -> list[int]:
-    if not directory.is_dir():
-        return []
-    with _reader(directory) as manager:
-        return sorted(manager.all_steps())
+    with remote_errors(directory):  # the first read of a workdir: say if a bucket is unreachable
+        if not directory.is_dir():
+            return []
+        with _reader(directory) as manager:
+            return sorted(manager.all_steps())
 
 
 @contextlib.contextmanager

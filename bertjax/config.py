@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING
 import jax
 from etils import epath
 
+from bertjax import paths
 from bertjax.data.masking_spec import MaskingSpec
 from bertjax.data.spec import DataSpec
 from bertjax.errors import UserError
@@ -235,13 +236,15 @@ def _check_vocab_dir(data: DataSpec) -> None:
     if not data.vocab_dir:
         return
     vocab_file = epath.Path(data.vocab_dir).expanduser() / "vocab.txt"  # local or gs://
-    require(
-        vocab_file.is_file(),
-        f"vocab_dir={data.vocab_dir!r} has no vocab.txt; point it at a directory with one or "
-        "leave it empty to train a vocabulary",
-    )
+    with paths.remote_errors(vocab_file):
+        require(
+            vocab_file.is_file(),
+            f"vocab_dir={data.vocab_dir!r} has no vocab.txt; point it at a directory with one or "
+            "leave it empty to train a vocabulary",
+        )
+        text = vocab_file.read_bytes().decode("utf-8")
     # One token per line, as the tokenizer reads it (tokenizer.read_vocab; TF-free here).
-    tokens = sum(1 for _ in io.StringIO(vocab_file.read_bytes().decode("utf-8"), newline=None))
+    tokens = sum(1 for _ in io.StringIO(text, newline=None))
     require(
         tokens == data.vocab_size,
         f"vocab_size={data.vocab_size} but {vocab_file} has {tokens} tokens; "
@@ -251,7 +254,8 @@ def _check_vocab_dir(data: DataSpec) -> None:
 
 def _check_writable(workdir: epath.Path) -> None:
     try:
-        workdir.mkdir(parents=True, exist_ok=True)
+        with paths.remote_errors(workdir):
+            workdir.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         reason = e.strerror or " ".join(str(e).split())[:200]
         raise UserError(

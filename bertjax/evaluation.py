@@ -36,7 +36,7 @@ from absl import logging
 from etils import epath
 from jax.sharding import NamedSharding, PartitionSpec
 
-from bertjax import checkpointing, losses, representation, sharding
+from bertjax import checkpointing, losses, paths, representation, sharding
 from bertjax.config import RunSpec, defaults, from_config
 from bertjax.data import masking_spec
 from bertjax.errors import UserError
@@ -299,9 +299,10 @@ def workdir_config(workdir: str | epath.Path) -> ml_collections.ConfigDict:
     import ml_collections
 
     path = epath.Path(workdir) / "config.json"
-    if not path.exists():
-        raise UserError(f"{workdir} has no config.json; pass a bertjax training workdir")
-    config = ml_collections.ConfigDict(json.loads(path.read_text()))
+    with paths.remote_errors(path):
+        if not path.exists():
+            raise UserError(f"{workdir} has no config.json; pass a bertjax training workdir")
+        config = ml_collections.ConfigDict(json.loads(path.read_text()))
     merged = defaults()  # fields added after the run was made get their defaults
     merged.update(config)
     merged.vocab_dir = str(workdir)

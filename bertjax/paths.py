@@ -8,8 +8,10 @@ would turn "gs://b/r" into the local path "gs:/b/r".
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+from collections.abc import Iterator
 
 from etils import epath
 
@@ -41,18 +43,38 @@ def require_local(path: str | os.PathLike, flag: str) -> None:
         )
 
 
+@contextlib.contextmanager
+def remote_errors(path: str | os.PathLike) -> Iterator[None]:
+    """Within it, failing to reach a URI (no network, no credentials, no such bucket: errors of
+    tf.io.gfile, gcsfs or google-auth, whose types bertjax cannot list) is a one-line UserError
+    naming `path`; local paths' errors pass unchanged."""
+    try:
+        yield
+    except UserError:
+        raise
+    except Exception as e:
+        if not is_uri(path):
+            raise
+        reason = " ".join(str(e).split())[:200] or type(e).__name__
+        raise UserError(
+            f"cannot reach {path}: {reason}; check the bucket's name, the network and your "
+            "credentials (gcloud auth application-default login)"
+        ) from None
+
+
 def glob_uri(pattern: str) -> list[str]:
     """Sorted files matching a URI pattern (gs://bucket/corpus/*.jsonl.gz, one `*` per level;
     `**` is refused, as by epath: it lists a whole bucket); a name without wildcards matches
     itself when it exists."""
     parts = pattern.split("/")
     first = next((i for i, part in enumerate(parts) if _WILDCARD.search(part)), None)
-    if first is None:
-        return [pattern] if epath.Path(pattern).exists() else []
-    if first < 3 or "**" in pattern:  # parts: "gs:", "", "bucket", ...
+    if first is not None and (first < 3 or "**" in pattern):  # parts: "gs:", "", "bucket", ...
         raise UserError(
             f"{pattern!r}: use wildcards only below the bucket and no '**' "
             "(e.g. gs://bucket/corpus/*.jsonl.gz)"
         )
-    root = epath.Path("/".join(parts[:first]))
-    return sorted(str(path) for path in root.glob("/".join(parts[first:])))
+    with remote_errors(pattern):
+        if first is None:
+            return [pattern] if epath.Path(pattern).exists() else []
+        root = epath.Path("/".join(parts[:first]))
+        return sorted(str(path) for path in root.glob("/".join(parts[first:])))

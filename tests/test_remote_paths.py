@@ -24,7 +24,7 @@ from etils.epath import backend as epath_backend
 from etils.epath import gpath
 from etils.epath import testing as epath_testing
 
-from bertjax import checkpointing, evaluation, fill_mask, train
+from bertjax import checkpointing, evaluation, fill_mask, paths, train
 from bertjax import config as base_config
 from bertjax.convert.export import export_hf
 from bertjax.convert.importer import import_checkpoint
@@ -258,3 +258,29 @@ def test_outputs_that_must_be_local_refuse_a_uri_in_one_line(tmp_path):
         with pytest.raises(UserError, match=f"^{flag}=gs://bucket/.* is not a local directory"):
             call()
     assert not (tmp_path / "gs:").exists()
+
+
+def test_an_unreachable_bucket_is_one_line_naming_the_uri(monkeypatch, tmp_path):
+    """tf.io.gfile, gcsfs and google-auth raise their own types when a bucket is unreachable;
+    whatever they raise for a URI becomes a one-line UserError, a local path's error is kept."""
+
+    def unreachable(fn, path, *args, **kwargs):
+        if os.fspath(path).startswith(URI):
+            raise RuntimeError("Could not resolve host: storage.googleapis.com\n(details)")
+        return fn(path, *args, **kwargs)
+
+    monkeypatch.setattr(gpath, "_is_tf_installed", lambda: False)
+    calls = {name: unreachable for name in ("exists", "isdir", "glob", "open", "stat", "makedirs")}
+    reach = "cannot reach gs://bucket/.*: Could not resolve host: .* \\(details\\)"
+    with epath_testing.mock_epath(**calls):
+        for call in [
+            lambda: corpus.resolve_files(f"{URI}/corpus/*.jsonl"),
+            lambda: checkpointing.open_workdir(f"{URI}/run"),
+            lambda: evaluation.workdir_config(f"{URI}/run"),
+            lambda: base_config.validate(base_config.defaults(), workdir=f"{URI}/run"),
+        ]:
+            with pytest.raises(UserError, match=f"^{reach}; check the bucket's name"):
+                call()
+        with pytest.raises(FileNotFoundError):
+            with paths.remote_errors(tmp_path / "x"):
+                (tmp_path / "x").read_text()

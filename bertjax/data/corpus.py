@@ -92,6 +92,13 @@ def _expand(pattern: str) -> list[str]:
     else:
         expanded = os.path.expanduser(pattern)
         matches = [expanded] if os.path.exists(expanded) else glob.glob(expanded, recursive=True)
+    with paths.remote_errors(pattern):
+        _check_files(matches)
+    return [str(paths.as_path(path)) for path in matches]
+
+
+def _check_files(matches: list[str]) -> None:
+    """UserError for a directory or a file of an unknown format among a pattern's matches."""
     for path in matches:
         if epath.Path(path).is_dir():
             raise UserError(
@@ -103,7 +110,6 @@ def _expand(pattern: str) -> list[str]:
                 f"corpus file {path!r} has an unsupported suffix; "
                 "use .jsonl, .json or .txt (each optionally .gz), or tfds:NAME"
             )
-    return [str(paths.as_path(path)) for path in matches]
 
 
 def resolve_files(patterns: str | Sequence[str]) -> list[str]:
