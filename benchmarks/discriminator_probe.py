@@ -186,7 +186,7 @@ def transformers_trainer(model_config, optimizer, start_from=None, head_bias=Non
         logits = model(**hugging_face_inputs(ids, batch)).logits
         weights = torch.as_tensor(np.asarray(batch["input_mask"]), dtype=torch.float32)
         per_token = torch.nn.functional.binary_cross_entropy_with_logits(
-            logits, torch.as_tensor(np.asarray(replaced)), reduction="none"
+            logits, torch.as_tensor(np.array(replaced)), reduction="none"
         )
         loss = (per_token * weights).sum() / weights.sum()
         opt.zero_grad()
