@@ -236,12 +236,9 @@ def test_fine_tuning_starts_from_a_workdir_in_a_bucket(bucket, trained, tmp_path
     records += [{"text": t, "label": "neg"} for t in NEGATIVE]
     data = write_jsonl(tmp_path / "d.jsonl", records)
     config = config_for(train_file=data, eval_file=data, kind="classification", num_epochs=1)
-    from_bucket = trainer.finetune("jsonl", run, str(tmp_path / "ft_bucket"), config)
-    from_local = trainer.finetune("jsonl", str(trained), str(tmp_path / "ft_local"), config)
-    assert from_bucket["init"] == run
-    settings = json.loads((tmp_path / "ft_bucket" / "finetune_settings.json").read_text())
-    assert settings["init"] == run
-    assert from_bucket["aggregate"]["accuracy"] == from_local["aggregate"]["accuracy"]
+    results = trainer.finetune("jsonl", run, str(tmp_path / "ft"), config)
+    settings = json.loads((tmp_path / "ft" / "finetune_settings.json").read_text())
+    assert results["init"] == settings["init"] == run  # the tokenizer came from the bucket
 
 
 def test_outputs_that_must_be_local_refuse_a_uri_in_one_line(tmp_path):
