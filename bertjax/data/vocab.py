@@ -73,8 +73,8 @@ def _check_given_vocab(vocab_dir: str, lowercase: bool) -> epath.Path:
     vocab_path = epath.Path(vocab_dir).expanduser() / VOCAB_FILE
     if not vocab_path.is_file():
         raise UserError(
-            f"vocabulary {str(vocab_path)!r} does not exist; point --data.vocab_dir at a "
-            "directory holding vocab.txt, or set --data.vocab_dir='' to train one"
+            f"vocabulary {str(vocab_path)!r} does not exist; point --config.vocab_dir at a "
+            "directory holding vocab.txt, or set --config.vocab_dir='' to train one"
         )
     meta_path = vocab_path.parent / META_FILE
     if meta_path.is_file():
@@ -82,7 +82,7 @@ def _check_given_vocab(vocab_dir: str, lowercase: bool) -> epath.Path:
         if meta_lowercase is not None and meta_lowercase != lowercase:
             raise UserError(
                 f"vocabulary {str(vocab_path)!r} was trained with lowercase={meta_lowercase}; "
-                f"set --data.lowercase={meta_lowercase}"
+                f"set --config.lowercase={meta_lowercase}"
             )
     return vocab_path
 
