@@ -1,9 +1,10 @@
 """Paths that are local or a bucket URI (gs://bucket/...).
 
-A run trained on a TPU pod lives in a bucket; everything that reads a workdir, a model directory
-or a vocabulary (export, fine-tuning, fill-mask, evaluation, resume) takes it through `as_path`,
-so it is read where it is. `etils.epath` does the I/O (tf.io.gfile or fsspec for URIs); pathlib
-would turn "gs://b/r" into the local path "gs:/b/r".
+A run trained on a TPU pod lives in a bucket. Everything that reads a corpus, a vocabulary, a
+prepared corpus or a workdir (training, resume, export, fine-tuning, fill-mask, evaluation) reads
+it through `etils.epath` (tf.io.gfile, or fsspec, for URIs), so it is read where it is; pathlib
+would turn "gs://b/r" into the local path "gs:/b/r". Outputs that other tools write locally
+(safetensors, Hugging Face, fine-tuning results) refuse a URI (`require_local`).
 """
 
 from __future__ import annotations

@@ -375,6 +375,7 @@ def test_a_workdir_refuses_another_fine_tune(tmp_path):
     saved = json.loads(settings.read_text())
     for field in trainer.FIELDS_ADDED_LATER:  # as a run recorded before the field existed
         del saved["config"][field]
+    saved["init"] = f"{init.parent}/../{init.parent.name}/{init.name}"  # older runs kept ".."
     settings.write_text(json.dumps(saved))
     assert trainer.finetune("jsonl", str(init), str(tmp_path / "run"), config) == first
     for field in trainer.FIELDS_ADDED_LATER:  # a config file written before: the same recipe

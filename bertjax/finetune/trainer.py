@@ -136,6 +136,7 @@ def _claim_workdir(workdir: Path, task_name, init, random_init, config) -> None:
     if path.exists():
         saved = json.loads(path.read_text())
         saved["config"] = FIELDS_ADDED_LATER | saved["config"]  # a run from before a field
+        saved["init"] = str(paths.as_path(saved["init"]))  # older runs kept ".." in the path
         different = sorted(k for k in settings if saved.get(k) != settings[k])
         if different:
             raise UserError(
