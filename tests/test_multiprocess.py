@@ -127,11 +127,18 @@ def test_two_process_checkpoint_resumes_in_one_process_on_another_mesh(runs, tmp
 
 
 def test_one_process_checkpoint_resumes_in_two_processes(runs, tmp_path):
+    """... past an unreadable latest checkpoint: both processes set it aside (process 0
+    renames it once) and resume from the one before."""
     tmp, _, _ = runs
     shutil.copytree(tmp / "single", tmp_path / "run")
-    shutil.rmtree(tmp_path / "run" / "checkpoints" / "6")
+    checkpoints = tmp_path / "run" / "checkpoints"
+    for path in (checkpoints / "6" / "state").rglob("*"):
+        if path.is_file() and path.stat().st_size > 100:  # truncated, as by a killed writer
+            path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
     outputs = run_two_processes(tmp_path / "run", tmp)
+    assert all("checkpoint at step 6 is unreadable" in output for output in outputs)
     assert "Resuming from checkpoint at step 3" in outputs[0]
+    assert sorted(p.name for p in checkpoints.iterdir()) == ["3", "6", "6.unreadable"]
     assert_same_metrics(metrics_by_step(tmp_path / "run"), metrics_by_step(tmp / "single"),
                         range(4, 7))  # fmt: skip
 
