@@ -301,8 +301,10 @@ def _int_keys(tree: Any) -> Any:
 
 
 def _checkpoint_steps(directory: epath.Path) -> list[int]:
-    with remote_errors(directory):  # the first read of a workdir: say if a bucket is unreachable
-        if not directory.is_dir():
+    # The first read of a workdir: say if a bucket is unreachable (tf.io.gfile's exists raises
+    # then; its isdir answers False).
+    with remote_errors(directory):
+        if not directory.exists() or not directory.is_dir():
             return []
         with _reader(directory) as manager:
             return sorted(manager.all_steps())
