@@ -19,6 +19,7 @@ CODE_BLOCK = re.compile(r"^```(?!python)[a-z]*\n(.*?)^```", re.MULTILINE | re.DO
 # `bertjax COMMAND` at the start of a shell command (after VAR=value assignments, ;, && or |).
 INVOCATION = re.compile(r"(^|[;&|])\s*(\w+=\S*\s+)*(\S*/)?bertjax [a-z]")
 SEPARATORS = {";", "&&", "||", "|", "&", "(", ")", ">", ">>", "<"}
+ASSIGNMENT = re.compile(r"\w+=\S*")  # VAR=value before a command
 ABSL_FLAGS = {"help", "helpfull", "flagfile"}
 
 
@@ -34,7 +35,9 @@ def documented_commands() -> list[tuple[str, str, list[str]]]:
                 lexer.whitespace_split, lexer.commenters = True, "#"
                 words = list(lexer)
                 for i, word in enumerate(words[:-1]):
-                    if Path(word).name == "bertjax" and not words[i + 1].isupper():
+                    before = [w for w in words[:i] if not ASSIGNMENT.fullmatch(w)]
+                    at_command = not before or before[-1] in SEPARATORS  # not `cd ~/bertjax`
+                    if at_command and Path(word).name == "bertjax" and words[i + 1].islower():
                         arguments = itertools.takewhile(
                             lambda w: w not in SEPARATORS, words[i + 2 :]
                         )
