@@ -261,7 +261,7 @@ def _check_writable(workdir: epath.Path) -> None:
         raise UserError(
             f"cannot create workdir {workdir}: {reason}; choose another --workdir"
         ) from None
-    if not str(workdir).startswith("gs://") and not os.access(workdir, os.W_OK):
+    if not paths.is_uri(workdir) and not os.access(workdir, os.W_OK):
         raise UserError(f"workdir {workdir} is not writable; choose another --workdir")
 
 

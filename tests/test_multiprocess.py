@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from bertjax import train
+from tests.helpers import truncate_checkpoint
 from tests.test_smoke import small_smoke_config
 
 COMPARED = ("loss", "mlm_loss", "nsp_loss", "grad_norm", "param_norm")
@@ -132,9 +133,7 @@ def test_one_process_checkpoint_resumes_in_two_processes(runs, tmp_path):
     tmp, _, _ = runs
     shutil.copytree(tmp / "single", tmp_path / "run")
     checkpoints = tmp_path / "run" / "checkpoints"
-    for path in (checkpoints / "6" / "state").rglob("*"):
-        if path.is_file() and path.stat().st_size > 100:  # truncated, as by a killed writer
-            path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    truncate_checkpoint(checkpoints / "6")
     outputs = run_two_processes(tmp_path / "run", tmp)
     assert all("checkpoint at step 6 is unreadable" in output for output in outputs)
     assert "Resuming from checkpoint at step 3" in outputs[0]

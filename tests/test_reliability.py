@@ -22,6 +22,7 @@ import tensorflow as tf
 from bertjax import checkpointing, metrics, optim, paths, sharding, train
 from bertjax.data import pipeline
 from bertjax.errors import UserError
+from tests.helpers import truncate_checkpoint
 from tests.test_smoke import small_smoke_config
 from tests.test_train import random_batch, setup_run, tiny_config
 
@@ -161,9 +162,7 @@ def test_unreadable_latest_checkpoint_falls_back_to_previous(reference_run, tmp_
     shutil.copytree(reference_tmp / "run", workdir)
     newest = workdir / "checkpoints" / "12"
     if damage == "truncate":
-        for path in (newest / "state").rglob("*"):
-            if path.is_file() and path.stat().st_size > 100:
-                path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+        truncate_checkpoint(newest)
     else:
         shutil.rmtree(newest / "state")
     summary = train.train_and_evaluate(config, workdir)

@@ -22,7 +22,6 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
-from etils import epath
 
 from bertjax.errors import UserError
 
@@ -195,5 +194,5 @@ def export_batches(spec, directory: str | Path, num_batches: int) -> dict:
     }
     directory = Path(directory).expanduser()
     directory.mkdir(parents=True, exist_ok=True)
-    (directory / VOCAB_FILE).write_bytes(epath.Path(data.vocab_path).read_bytes())  # or gs://
+    (directory / VOCAB_FILE).write_bytes(data.vocab_path.read_bytes())  # local or gs://
     return write_batches(dataset.as_numpy_iterator(), directory, num_batches, metadata=metadata)
