@@ -284,8 +284,9 @@ def plateau_warning(step: int, result: dict[str, float], warmup_steps: int) -> s
     gain = result["unigram_mlm_loss"] - result["mlm_loss"]
     if gain >= PLATEAU_MARGIN_NATS:
         return None
+    where = f"only {gain:.2f} nats below" if gain >= 0 else f"{-gain:.2f} nats above"
     return (
-        f"step {step}: held-out MLM loss {result['mlm_loss']:.3f} is only {gain:.2f} nats below "
+        f"step {step}: held-out MLM loss {result['mlm_loss']:.3f} is {where} "
         f"token frequencies alone ({result['unigram_mlm_loss']:.3f}; accuracy "
         f"{result['mlm_accuracy']:.3f} vs {result['unigram_mlm_accuracy']:.3f}, "
         f"{result['mlm_distinct_predictions']} distinct tokens predicted): still on the frequency "

@@ -139,7 +139,10 @@ def test_plateau_warning_past_warmup_only_and_within_the_margin():
         mlm_distinct_predictions=31,
     )  # fmt: skip
     warning = evaluation.plateau_warning(2000, plateau, warmup_steps=200)
-    assert "frequency plateau" in warning and "0.70 nats" in warning and "31 distinct" in warning
+    assert "frequency plateau" in warning and "only 0.70 nats below" in warning
+    assert "31 distinct" in warning
+    worse = evaluation.plateau_warning(2000, {**plateau, "mlm_loss": 7.5}, warmup_steps=200)
+    assert "7.500 is 0.40 nats above token frequencies" in worse
     assert evaluation.plateau_warning(200, plateau, warmup_steps=200) is None
     learned = {**plateau, "mlm_loss": 4.5}
     assert evaluation.plateau_warning(2000, learned, warmup_steps=200) is None
