@@ -86,13 +86,17 @@ def _prepare(fv: flags.FlagValues, arguments: list[str]) -> None:
 
     manifest = prepare.run_prepare(
         fv.input, fv.vocab, fv.out, max_seq_length=fv.max_seq_length,
-        dupe_factor=fv.dupe_factor, seed=fv.seed, packing=fv.packing, text_field=fv.text_field,
-        word_segmenter=fv.word_segmenter,
+        short_seq_prob=fv.short_seq_prob, dupe_factor=fv.dupe_factor, seed=fv.seed,
+        packing=fv.packing, text_field=fv.text_field, text_format=fv.text_format,
+        word_segmenter=fv.word_segmenter, eval_holdout_fraction=fv.eval_holdout_fraction,
+        num_shards=fv.num_shards,
     )  # fmt: skip
+    held_out = manifest["num_heldout_documents"]
     print(
         f"Prepared {manifest['num_instances']} instances from {manifest['num_documents']} "
-        f"documents ({manifest['num_tokens']} tokens) in {len(manifest['shards'])} shards: "
-        f"{fv.out}"
+        f"documents ({manifest['num_tokens']} tokens) in {len(manifest['shards'])} shards"
+        + (f", {held_out} documents held out" if fv.eval_holdout_fraction else "")
+        + f": {fv.out}"
     )
 
 
@@ -212,15 +216,24 @@ COMMANDS: dict[str, Command] = {
     ),
     "prepare": Command(
         "bertjax prepare --input=GLOB|tfds:NAME --vocab=DIR --out=DIR\n"
-        "           [--max_seq_length=128] [--packing] [--word_segmenter=rjieba]",
+        "           [--max_seq_length=128] [--packing] [--word_segmenter=rjieba]\n"
+        "           [--eval_holdout_fraction=0.01] [--num_shards=N]",
         (
             *CORPUS_FLAGS,
+            ("enum:sentences|paragraphs", "text_format", "sentences",
+             ".txt layout: one sentence per line, or paragraphs of prose."),
             ("string", "vocab", None, "Vocabulary directory (bertjax vocab)."),
             ("integer", "max_seq_length", 128, "Tokens per instance."),
+            ("float", "short_seq_prob", 0.1, "Probability of a shorter NSP pair."),
             ("integer", "dupe_factor", 5, "Passes with fresh sentence pairs."),
             ("bool", "packing", False, "MLM-only packed rows, no NSP."),
             ("enum:|rjieba", "word_segmenter", "",
              "rjieba: Chinese words for whole-word masking."),
+            ("float", "eval_holdout_fraction", 0.0,
+             "Documents kept out of the shards for held-out evaluation."),
+            ("integer", "num_shards", None,
+             "Output files (default: one per input file, at most 256); at least the number of "
+             "training processes."),
         ),
         _prepare, ("input", "vocab", "out"),
         "prepare needs --input=GLOB|tfds:NAME, --vocab=DIR and --out=DIR",

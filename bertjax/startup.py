@@ -108,6 +108,15 @@ def import_quietly(quiet: bool) -> None:
         hide_gpus_from_tensorflow(tf)
 
 
+def import_tensorflow_quietly() -> None:
+    """Imports TensorFlow with its start-up notices hidden: the initializer of worker processes
+    (`bertjax prepare`'s), which start it afresh."""
+    with filtered_stderr():
+        import tensorflow as tf
+
+        tf.config.list_physical_devices()  # where a CUDA build calls cuInit
+
+
 def hide_gpus_from_tensorflow(tf) -> None:
     """tf.data runs on the host and the model in JAX: a TensorFlow that can use CUDA would
     otherwise reserve most of each GPU's memory when its runtime starts (at the first tf.data

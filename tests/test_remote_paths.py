@@ -190,7 +190,7 @@ def test_a_prepared_corpus_in_a_bucket_is_checked_and_named_by_its_uri(bucket, c
     tokenizer = vocab.load_tokenizer(prepared.vocab_dir / "vocab.txt", lowercase=True)
     assert tokenizer.vocab == vocab.load_tokenizer(corpus_dir / "vocab" / "vocab.txt", True).vocab
     (bucket.root / "prepared" / prepared.manifest["shards"][1]["file"]).unlink()
-    with pytest.raises(UserError, match="prepared shard .*gs://bucket/prepared/.* is missing"):
+    with pytest.raises(UserError, match="prepared file .*gs://bucket/prepared/.* is missing"):
         prepared_source.load_prepared(f"{URI}/prepared")
 
 

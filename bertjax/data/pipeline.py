@@ -66,11 +66,17 @@ def build_pretraining_data(
     """
     if split not in ("train", "eval"):
         raise ValueError(f"split={split!r}; use 'train' or 'eval'")
-    if data.prepared_dir and split == "train":
-        return _prepared_data(data)
     start = time.perf_counter()
-    vocab_path = vocabulary.build_or_load_vocab(data)
-    tokenizer = vocabulary.load_tokenizer(vocab_path, data.lowercase)
+    if data.prepared_dir:
+        corpus_dir = _checked_prepared(data)
+        if split == "train":
+            return _prepared_data(corpus_dir)
+        vocab_path = corpus_dir.vocab_dir / "vocab.txt"
+        tokenizer = vocabulary.load_tokenizer(vocab_path, corpus_dir.settings["lowercase"])
+        data = _prepared_eval_spec(data, corpus_dir)
+    else:
+        vocab_path = vocabulary.build_or_load_vocab(data)
+        tokenizer = vocabulary.load_tokenizer(vocab_path, data.lowercase)
     if data.streaming and split == "train":
         stream = text_stream.from_spec(data, tokenizer, vocab_path.parent, index_dir)
         tfds_sources = sum(corpus.is_tfds(f) for f in stream.files)
@@ -158,8 +164,8 @@ def _documents_of_split(
             yield text
 
 
-def _prepared_data(data: DataSpec) -> PretrainingData:
-    """PretrainingData streaming from ``data.prepared_dir`` with the vocabulary stored there."""
+def _checked_prepared(data: DataSpec) -> prepared.PreparedCorpus:
+    """``data.prepared_dir``, checked against the config fields it fixes."""
     corpus_dir = prepared.load_prepared(data.prepared_dir)
     settings = corpus_dir.settings
     for field in ("max_seq_length", "packing", "word_segmenter"):
@@ -176,6 +182,32 @@ def _prepared_data(data: DataSpec) -> PretrainingData:
             f"--config.vocab_dir={data.vocab_dir!r} is not the vocabulary "
             f"{data.prepared_dir!r} was prepared with; set it to '' (use the prepared one)"
         )
+    return corpus_dir
+
+
+def _prepared_eval_spec(data: DataSpec, corpus_dir: prepared.PreparedCorpus) -> DataSpec:
+    """Where a run from prepared shards finds its held-out documents: ``eval_corpus`` when
+    set, else the ones `bertjax prepare --eval_holdout_fraction` kept out of the shards (never
+    ``corpus``: its held-out documents may be in the shards)."""
+    if data.eval_corpus:
+        return data
+    fraction = corpus_dir.settings.get("eval_holdout_fraction", 0.0)  # older manifests: none
+    if not fraction:
+        raise UserError(
+            f"{data.prepared_dir!r} holds no held-out documents; prepare it with "
+            "--eval_holdout_fraction=0.01, or set --config.eval_corpus=FILES"
+        )
+    if data.eval_holdout_fraction != fraction:
+        raise UserError(
+            f"{data.prepared_dir!r} was prepared with eval_holdout_fraction={fraction}; set "
+            f"--config.eval_holdout_fraction={fraction} or prepare again"
+        )
+    return dataclasses.replace(data, eval_corpus=str(corpus_dir.heldout_file), text_field="text")
+
+
+def _prepared_data(corpus_dir: prepared.PreparedCorpus) -> PretrainingData:
+    """PretrainingData streaming from a prepared directory with the vocabulary stored there."""
+    settings = corpus_dir.settings
     vocab_path = corpus_dir.vocab_dir / "vocab.txt"
     logging.info(
         "Streaming %d prepared instances (%d shards) from %s",

@@ -13,9 +13,12 @@ with a word segmenter: ``word_starts``; ``next_sentence_labels``); masking happe
 time (`sources.prepared` reads them). The manifest (``manifest.json``, written last, so its
 presence marks a complete directory) records the counts per shard, the settings, the
 vocabulary's sha256 and the input sources; the vocabulary is copied to ``vocab/`` so the
-directory is self-contained.
+directory is self-contained. With ``eval_holdout_fraction`` the documents `corpus.is_held_out`
+picks are left out of the shards and written to ``heldout.jsonl.gz`` (field ``text``, shard
+order): the held-out set a run trained from the directory evaluates on.
 """
 
+import gzip
 import json
 import multiprocessing
 import os
@@ -26,7 +29,7 @@ from pathlib import Path
 import numpy as np
 from absl import logging
 
-from bertjax import paths
+from bertjax import paths, startup
 from bertjax.data import corpus, documents, packing, pretraining_examples, vocab
 from bertjax.data import word_segmenter as word_segmenter_module
 from bertjax.data.tokenizer import META_FILE, VOCAB_FILE
@@ -35,6 +38,7 @@ from bertjax.errors import UserError
 MANIFEST_FILE = "manifest.json"
 FORMAT_VERSION = 1
 VOCAB_SUBDIR = "vocab"
+HELDOUT_FILE = "heldout.jsonl.gz"
 
 
 def shard_name(shard: int, num_shards: int) -> str:
@@ -52,11 +56,36 @@ def _shard_texts(sources: list[str], shard: int, num_shards: int, settings: dict
             yield text
 
 
+def _split_held_out(texts, fraction: float, held_out: list[str]):
+    """Yields the training documents of `texts`; appends the held-out ones to `held_out`."""
+    for text in texts:
+        if fraction and corpus.is_held_out(text, fraction):
+            held_out.append(text)
+        else:
+            yield text
+
+
+def _heldout_part(shard: int, num_shards: int) -> str:
+    return f"heldout-{shard:05d}-of-{num_shards:05d}.jsonl.gz"
+
+
 def _shard_bytes(sources: list[str], shard: int, num_shards: int) -> int:
     """Input bytes of a shard made of whole files (0 for tfds sources and interleaved shards)."""
     if len(sources) < num_shards:
         return 0
     return sum(corpus.source_size(source) for source in sources[shard::num_shards])
+
+
+def _join_heldout_parts(out_dir: Path, num_shards: int) -> None:
+    """The shards' held-out parts -> one ``heldout.jsonl.gz`` in shard order (gzip members
+    concatenate into one valid file), parts removed."""
+    parts = [out_dir / _heldout_part(s, num_shards) for s in range(num_shards)]
+    with open(out_dir / HELDOUT_FILE, "wb") as joined:
+        for part in parts:
+            with open(part, "rb") as f:
+                shutil.copyfileobj(f, joined)
+    for part in parts:
+        part.unlink()
 
 
 def _example(row: dict[str, np.ndarray], length: int):
@@ -83,9 +112,15 @@ def _prepare_shard(args: tuple) -> dict:
     import tensorflow as tf
 
     tokenizer = vocab.load_tokenizer(Path(vocab_dir) / VOCAB_FILE, settings["lowercase"])
+    held_out: list[str] = []
+    texts = _split_held_out(
+        _shard_texts(sources, shard, num_shards, settings),
+        settings["eval_holdout_fraction"],
+        held_out,
+    )
     try:
         docs, num_sentences = documents.tokenize_documents(
-            _shard_texts(sources, shard, num_shards, settings),
+            texts,
             tokenizer,
             segmenter=settings.get("word_segmenter", ""),
         )
@@ -113,10 +148,15 @@ def _prepare_shard(args: tuple) -> dict:
             row = {key: value[i] for key, value in rows.items()}
             length = int(rows["input_mask"][i].sum())
             writer.write(_example(row, length).SerializeToString(deterministic=True))
+    if settings["eval_holdout_fraction"]:
+        part = Path(out_dir) / _heldout_part(shard, num_shards)
+        with gzip.open(part, "wt", encoding="utf-8") as f:
+            f.writelines(json.dumps({"text": text}, ensure_ascii=False) + "\n" for text in held_out)
     return {
         "file": path.name,
         "instances": num_instances,
         "documents": len(docs),
+        "heldout_documents": len(held_out),
         "sentences": num_sentences,
         "tokens": int(sum(len(s) for doc in docs for s in doc)),
         "seconds": round(time.perf_counter() - start, 3),  # after the worker's imports
@@ -139,6 +179,7 @@ def run_prepare(
     num_shards: int | None = None,
     num_workers: int | None = None,
     word_segmenter: str = "",
+    eval_holdout_fraction: float = 0.0,
 ) -> dict:
     """Tokenizes `input` into sharded TFRecord instances under `out_dir`; returns the manifest.
 
@@ -154,6 +195,8 @@ def run_prepare(
       num_workers: parallel worker processes; None = all local cores (at most num_shards).
       word_segmenter: "rjieba" stores each token's ``word_starts`` (Chinese words for
         whole-word and span masking, see `word_segmenter`); "" = none.
+      eval_holdout_fraction: as the config field: these documents go to ``heldout.jsonl.gz``,
+        not to the shards; a run from the directory with the same fraction evaluates on them.
     """
     paths.require_local(vocab_dir, "--vocab")
     paths.require_local(out_dir, "--out")
@@ -165,8 +208,23 @@ def run_prepare(
     if lowercase is None:
         lowercase = meta.get("lowercase", True)
     word_segmenter_module.check_segmenter(word_segmenter, "--word_segmenter")
+    for valid, problem in (
+        (max_seq_length >= 2, f"--max_seq_length={max_seq_length} must be >= 2"),
+        (0 <= short_seq_prob <= 1, f"--short_seq_prob={short_seq_prob} must be in [0, 1]"),
+        (dupe_factor >= 1, f"--dupe_factor={dupe_factor} must be >= 1"),
+        (
+            0 <= eval_holdout_fraction < 1,
+            f"--eval_holdout_fraction={eval_holdout_fraction} must be in [0, 1), e.g. 0.01",
+        ),
+        (
+            text_format in corpus.TEXT_FORMATS,
+            f"--text_format={text_format!r} is unknown; use one of {corpus.TEXT_FORMATS}",
+        ),
+    ):
+        if not valid:
+            raise UserError(problem)
     sources = corpus.resolve_files(input)
-    num_shards = num_shards or min(len(sources), 256)
+    num_shards = min(len(sources), 256) if num_shards is None else num_shards
     if num_shards < 1:
         raise UserError(f"--num_shards={num_shards} must be >= 1")
     num_workers = max(1, min(num_workers or os.cpu_count() or 1, num_shards))
@@ -179,12 +237,14 @@ def run_prepare(
         text_field=text_field,
         text_format=text_format,
         lowercase=lowercase,
+        eval_holdout_fraction=eval_holdout_fraction,
     )
     if word_segmenter:  # absent otherwise: manifests without it read as ""
         settings["word_segmenter"] = word_segmenter
     out_dir = Path(out_dir).expanduser()
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / MANIFEST_FILE).unlink(missing_ok=True)
+    (out_dir / HELDOUT_FILE).unlink(missing_ok=True)
     jobs = [
         (sources, s, num_shards, settings, str(vocab_dir), str(out_dir)) for s in range(num_shards)
     ]
@@ -194,25 +254,35 @@ def run_prepare(
         # Largest shards first, so that the last one to start is a small one (balance). spawn:
         # TensorFlow is not fork-safe once imported.
         order = sorted(range(num_shards), key=lambda s: -_shard_bytes(sources, s, num_shards))
-        with multiprocessing.get_context("spawn").Pool(num_workers) as pool:
+        context = multiprocessing.get_context("spawn")
+        with context.Pool(num_workers, initializer=startup.import_tensorflow_quietly) as pool:
             done = pool.map(_prepare_shard, [jobs[s] for s in order], chunksize=1)
         shards = [shard for _, shard in sorted(zip(order, done, strict=True))]
     total = sum(s["instances"] for s in shards)
     if total == 0:
         raise UserError(f"corpus {input!r} yields no training instance; check --input")
     shutil.copytree(vocab_dir, out_dir / VOCAB_SUBDIR, dirs_exist_ok=True)
+    if eval_holdout_fraction:
+        _join_heldout_parts(out_dir, num_shards)
     manifest = {
         "format_version": FORMAT_VERSION,
         "num_instances": total,
         "num_documents": sum(s["documents"] for s in shards),
         "num_sentences": sum(s["sentences"] for s in shards),
         "num_tokens": sum(s["tokens"] for s in shards),
+        "num_heldout_documents": sum(s["heldout_documents"] for s in shards),
         "shards": shards,
         "settings": settings,
         "vocab_sha256": vocab.vocab_sha256(vocab_dir),
         "vocab_size": meta.get("vocab_size"),
         "sources": sources,
     }
+    if eval_holdout_fraction and not manifest["num_heldout_documents"]:
+        logging.warning(
+            "eval_holdout_fraction=%s held out no document of %d; raise it to evaluate",
+            eval_holdout_fraction,
+            manifest["num_documents"],
+        )
     (out_dir / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
     logging.info(
         "Prepared %d instances from %d documents in %d shards -> %s",

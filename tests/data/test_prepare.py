@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from bertjax import config as base_config
-from bertjax.data import pipeline, prepare, vocab
+from bertjax.data import corpus, pipeline, prepare, vocab
 from bertjax.data.corpus import SAMPLE_CORPUS
 from bertjax.data.masking import MaskingSpec
 from bertjax.data.sources import prepared as prepared_source
@@ -206,3 +206,116 @@ def test_prepared_dir_in_the_config(corpus_dir, four_shards):
         pipeline.build_pretraining_data(DataSpec.from_config(missing))
     with pytest.raises(UserError, match="gets no prepared shard"):
         _stream(prepared, config, global_batch_size=8, process_index=5, process_count=8)
+
+
+HOLDOUT = 0.25  # of the 24 documents, 3 are held out (by the CRC32 of their texts)
+
+
+def test_held_out_documents_leave_the_shards_and_equal_the_in_memory_split(corpus_dir):
+    """prepare --eval_holdout_fraction: one shard holds exactly the in-memory training split;
+    heldout.jsonl.gz holds the documents the in-memory eval split reads (same order)."""
+    manifest = _prepare(corpus_dir, "holdout-one", num_shards=1, eval_holdout_fraction=HOLDOUT)
+    prepared = prepared_source.load_prepared(corpus_dir / "holdout-one")
+    config = _config(corpus_dir, eval_holdout_fraction=HOLDOUT)
+    in_memory = pipeline.build_pretraining_data(DataSpec.from_config(config)).source.arrays
+    from_shards = prepared_source.read_instances(prepared)
+    for key in in_memory:
+        np.testing.assert_array_equal(from_shards[key], in_memory[key], err_msg=key)
+    texts = [json.loads(line)["text"] for line in gzip.open(prepared.heldout_file, "rt")]
+    expected = [t for t in corpus.read_documents(config.corpus) if corpus.is_held_out(t, HOLDOUT)]
+    assert texts == expected and len(texts) == manifest["num_heldout_documents"] == 3
+    assert manifest["num_documents"] == 24 - 3
+    assert manifest["settings"]["eval_holdout_fraction"] == HOLDOUT
+
+
+def test_a_prepared_run_evaluates_on_its_held_out_documents_with_its_vocabulary(corpus_dir):
+    """The eval split of a run from prepared shards is the held-out documents of prepare, with
+    the prepared vocabulary, whatever `corpus` and `vocab_dir` say (before: the held-out part of
+    `corpus`, the sample corpus by default, tokenized by a vocabulary trained on it)."""
+    manifest = _prepare(corpus_dir, "holdout-four", num_shards=4, eval_holdout_fraction=HOLDOUT)
+    assert [s["heldout_documents"] for s in manifest["shards"]] == [
+        sum(corpus.is_held_out(t, HOLDOUT) for t in corpus.read_documents(f))
+        for f in manifest["sources"]
+    ]
+    directory = str(corpus_dir / "holdout-four")
+    in_memory = pipeline.build_pretraining_data(
+        DataSpec.from_config(_config(corpus_dir, eval_holdout_fraction=HOLDOUT)), split="eval"
+    )
+    from_prepared = pipeline.build_pretraining_data(
+        DataSpec.from_config(
+            _config(
+                corpus_dir, prepared_dir=directory, eval_holdout_fraction=HOLDOUT,
+                corpus=SAMPLE_CORPUS, vocab_dir="",
+            )
+        ),
+        split="eval",
+    )  # fmt: skip
+    assert from_prepared.vocab_path == prepared_source.load_prepared(directory).vocab_dir / (
+        "vocab.txt"
+    )
+    # The same documents (4 shards: in shard order) and vocabulary: the same token multiset.
+    ids = [d.source.arrays["input_ids"] for d in (in_memory, from_prepared)]
+    assert sorted(ids[0][ids[0] > 3].tolist()) == sorted(ids[1][ids[1] > 3].tolist())
+    assert from_prepared.num_documents == 3
+
+
+def test_a_prepared_run_refuses_held_out_settings_it_was_not_prepared_with(corpus_dir):
+    _prepare(corpus_dir, "holdout-two", num_shards=2, eval_holdout_fraction=HOLDOUT)
+    _prepare(corpus_dir, "no-holdout", num_shards=2)
+
+    def eval_data(name, **overrides):
+        config = _config(corpus_dir, prepared_dir=str(corpus_dir / name), **overrides)
+        return pipeline.build_pretraining_data(DataSpec.from_config(config), split="eval")
+
+    with pytest.raises(UserError, match=r"prepared with eval_holdout_fraction=0.25; set "):
+        eval_data("holdout-two", eval_holdout_fraction=0.1)
+    with pytest.raises(UserError, match="holds no held-out documents; prepare it with "):
+        eval_data("no-holdout", eval_holdout_fraction=0.1)
+    # Separate held-out files need no held-out documents in the prepared directory.
+    assert eval_data("no-holdout", eval_corpus=f"{corpus_dir}/part-0.jsonl").num_documents == 6
+    (corpus_dir / "holdout-two" / prepare.HELDOUT_FILE).unlink()
+    with pytest.raises(UserError, match="heldout.jsonl.gz' is missing; prepare the corpus again"):
+        eval_data("holdout-two", eval_holdout_fraction=HOLDOUT)
+    _prepare(corpus_dir, "holdout-two", num_shards=2)  # prepared again without: file not kept
+    assert not (corpus_dir / "holdout-two" / prepare.HELDOUT_FILE).exists()
+
+
+@pytest.mark.parametrize(
+    "flag, message",
+    [
+        ("--eval_holdout_fraction=1", "--eval_holdout_fraction=1.0 must be in [0, 1)"),
+        ("--short_seq_prob=2", "--short_seq_prob=2.0 must be in [0, 1]"),
+        ("--dupe_factor=0", "--dupe_factor=0 must be >= 1"),
+        ("--max_seq_length=1", "--max_seq_length=1 must be >= 2"),
+        ("--num_shards=0", "--num_shards=0 must be >= 1"),
+    ],
+)
+def test_prepare_command_line_errors(corpus_dir, tmp_path, flag, message, capsys):
+    from bertjax import cli
+
+    argv = ["bertjax", "prepare", f"--input={corpus_dir}/part-*.jsonl",
+            f"--vocab={corpus_dir}/vocab", f"--out={tmp_path}/out", flag]  # fmt: skip
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(argv)
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err.strip().splitlines()[-1]
+    assert not (tmp_path / "out").exists()
+
+
+def test_prepare_command_line_reads_paragraph_text(corpus_dir, tmp_path, capsys):
+    """--text_format=paragraphs: one document per file (before, the flag did not exist and every
+    blank-line paragraph became a document)."""
+    from bertjax import cli
+
+    texts = [json.loads(line)["text"] for line in (corpus_dir / "part-0.jsonl").open()]
+    for i, text in enumerate(texts[:4]):
+        (tmp_path / f"speech-{i}.txt").write_text(text.replace("\n", "\n\n"))
+    argv = ["bertjax", "prepare", f"--input={tmp_path}/speech-*.txt",
+            f"--vocab={corpus_dir}/vocab", f"--out={tmp_path}/out", "--text_format=paragraphs",
+            "--num_shards=2", "--max_seq_length=64", "--short_seq_prob=0"]  # fmt: skip
+    cli.main(argv)
+    assert "from 4 documents" in capsys.readouterr().out
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert len(manifest["shards"]) == 2
+    assert manifest["settings"]["text_format"] == "paragraphs"
+    assert manifest["settings"]["short_seq_prob"] == 0.0

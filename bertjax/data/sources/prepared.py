@@ -57,6 +57,11 @@ class PreparedCorpus:
         return self.directory / prepare.VOCAB_SUBDIR
 
     @property
+    def heldout_file(self) -> epath.Path:
+        """The documents held out of the shards (``eval_holdout_fraction`` > 0 only)."""
+        return self.directory / prepare.HELDOUT_FILE
+
+    @property
     def packed(self) -> bool:
         return self.settings["packing"]
 
@@ -116,8 +121,10 @@ def load_prepared(directory: str | os.PathLike) -> PreparedCorpus:
         raise UserError(f"{str(directory)!r} was prepared by another version; prepare it again")
     prepared = PreparedCorpus(directory, manifest)
     missing = [f for f in prepared.files if not epath.Path(f).is_file()]
+    if prepared.settings.get("eval_holdout_fraction") and not prepared.heldout_file.is_file():
+        missing.append(str(prepared.heldout_file))
     if missing:
-        raise UserError(f"prepared shard {missing[0]!r} is missing; prepare the corpus again")
+        raise UserError(f"prepared file {missing[0]!r} is missing; prepare the corpus again")
     return prepared
 
 
