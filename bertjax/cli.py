@@ -98,6 +98,25 @@ def _load_config(fv: flags.FlagValues) -> None:
         raise UserError(f"cannot load --config ({detail}); pass an existing configs/*.py") from e
 
 
+def _unknown_field_message(error: Exception, args: Sequence[str]) -> str:
+    """One line for ml_collections' error on an unknown `--config.FIELD` in `args`: its text
+    (inside a KeyError inside an AttributeError) is "'NAME'" plus, for a near miss, a line
+    'Did you mean "OTHER" instead of "NAME"?'; NAME is the last part of a dotted FIELD."""
+    while error.args and isinstance(error.args[0], BaseException):
+        error = error.args[0]
+    text = str(error.args[0] if error.args else error)
+    name, _, rest = text.partition("\n")
+    name = name.strip("'\"")
+    fields = [arg[len("--config.") :].split("=")[0] for arg in args if arg.startswith("--config.")]
+    field = next((f for f in fields if f.split(".")[-1] == name), name)
+    suggestion = re.search(r'Did you mean "([^"]+)"', rest)
+    return (
+        f"unknown config field {field!r}"
+        + (f" (did you mean --config.{field[: -len(name)]}{suggestion[1]}?)" if suggestion else "")
+        + "; see the --config file for the fields"
+    )
+
+
 def parse(argv: Sequence[str]) -> tuple[str, flags.FlagValues, list[str]]:
     """`bertjax COMMAND [flags] [arguments]` -> (COMMAND, its parsed flags, the positional
     arguments). --help prints and exits 0; bad usage prints the usage, one error line and exits 2.
@@ -126,8 +145,11 @@ def parse(argv: Sequence[str]) -> tuple[str, flags.FlagValues, list[str]]:
                 + f"; `bertjax {name} --help` lists its flags"
             )
         elif isinstance(e, AttributeError | KeyError):
-            field = str(e.args[0] if e.args else e).strip("'\"")
-            message = f"unknown config field {field!r}; see the --config file for the fields"
+            message = _unknown_field_message(e, rest)
+        elif group := re.match(r"flag --config\.([\w.]+)=.* as a ConfigDict", message):
+            message = message.rstrip(".") + (
+                f"; set its fields one by one: --config.{group[1]}.NAME=VALUE"
+            )
         _usage_error(name, message)
     try:
         if "config" in fv:

@@ -231,7 +231,13 @@ def test_usage_errors_name_what_is_missing_or_wrong(capsys):
         (["train", "--config=configs/cpu_smoke.py", "--workdir=w", "--num_processes=2"],
          "give all of --coordinator_address, --num_processes and --process_id"),
         (["finetune", "--task=mr", "--init=i", "--workdir=w", "--config.nope=1"],
-         "unknown config field 'nope'"),
+         "unknown config field 'nope'; see the --config file for the fields"),
+        (["train", "--config=configs/cpu_smoke.py", "--workdir=w", "--config.lerning_rate=1"],
+         "unknown config field 'lerning_rate' (did you mean --config.learning_rate?); see"),
+        (["train", "--config=configs/cpu_smoke.py", "--workdir=w", "--config.mesh_shape.dta=2"],
+         "unknown config field 'mesh_shape.dta' (did you mean --config.mesh_shape.data?)"),
+        (["train", "--config=configs/cpu_smoke.py", "--workdir=w", "--config.mesh_shape=(2,1)"],
+         "is not a dict; set its fields one by one: --config.mesh_shape.NAME=VALUE"),
     ]  # fmt: skip
     for args, expected in cases:
         with pytest.raises(SystemExit) as exit_info:
