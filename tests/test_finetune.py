@@ -370,6 +370,10 @@ def test_a_workdir_refuses_another_fine_tune(tmp_path):
     ]
     data = write_jsonl(tmp_path / "d.jsonl", records)
     config = config_for(train_file=data, eval_file=data, kind="classification", num_epochs=1)
+    # An attempt that stops on its data (no seed started) does not pin the workdir to it.
+    typo = config_for(train_file=data, eval_file=data, kind="classification", label_field="lbl")
+    with pytest.raises(UserError, match="has no field 'lbl'"):
+        trainer.finetune("jsonl", str(init), str(tmp_path / "run"), typo)
     first = trainer.finetune("jsonl", str(init), str(tmp_path / "run"), config)
     settings = tmp_path / "run" / "finetune_settings.json"
     saved = json.loads(settings.read_text())

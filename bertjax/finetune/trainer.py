@@ -127,13 +127,14 @@ def finetune(
 
 def _claim_workdir(workdir: Path, task_name, init, random_init, config) -> None:
     """Records what this workdir fine-tunes; finished seeds are only reused for the same
-    task, init and recipe (config.seeds may differ: more seeds extend a run)."""
+    task, init and recipe (config.seeds may differ: more seeds extend a run). Before any seed
+    has started (an attempt that stopped on bad task data) another fine-tune may take it."""
     recipe = FIELDS_ADDED_LATER | json.loads(config.to_json_best_effort())
     recipe.pop("seeds")
     settings = {"task": task_name, "init": str(paths.as_path(init)),
                 "random_init": random_init, "config": recipe}  # fmt: skip
     path = workdir / "finetune_settings.json"
-    if path.exists():
+    if path.exists() and any(workdir.glob("seed_*")):
         saved = json.loads(path.read_text())
         saved["config"] = FIELDS_ADDED_LATER | saved["config"]  # a run from before a field
         saved["init"] = str(paths.as_path(saved["init"]))  # older runs kept ".." in the path
