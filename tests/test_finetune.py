@@ -319,6 +319,16 @@ def test_task_readers_and_their_errors(tmp_path):
     (tmp_path / "rte" / "dev.jsonl").write_text("{not json\n")
     with pytest.raises(UserError, match="dev.jsonl:1 is not valid JSON"):
         tasks.load_task("rte", config)
+    (tmp_path / "rte" / "dev.jsonl").unlink()
+    with pytest.raises(UserError, match=r"dev.jsonl' does not exist; check --config.data_dir/eval"):
+        tasks.load_task("rte", config)
+    (tmp_path / "rte" / "dev.jsonl").write_text("\n")
+    (tmp_path / "rte" / "train.jsonl").write_text("")  # before: "label not seen" (labels: [])
+    with pytest.raises(UserError, match=r"the train data of --task=rte \(.*train.jsonl\) has no"):
+        tasks.load_task("rte", config)
+    write_jsonl(tmp_path / "rte" / "train.jsonl", [pair])
+    with pytest.raises(UserError, match=r"the eval data of --task=rte \(.*dev.jsonl\) has no rec"):
+        tasks.load_task("rte", config)
 
 
 def test_eval_tags_unseen_in_training_are_scored_not_refused(tmp_path):

@@ -132,8 +132,12 @@ def load_task(name: str, config: ml_collections.ConfigDict) -> TaskData:
     if spec.kind == "qa":
         train, eval_ = squad.read_squad(spec.train), squad.read_squad(spec.eval)
         return TaskData(name, "qa", [], train, eval_, _split_name(spec.eval))
-    train_records = list(_records(spec.train))
-    eval_records = list(_records(spec.eval))
+    train_records = list(_records(spec.train, "train"))
+    eval_records = list(_records(spec.eval, "eval"))
+    for split, records, where in (("train", train_records, spec.train),
+                                  ("eval", eval_records, spec.eval)):  # fmt: skip
+        if not records:
+            raise UserError(f"the {split} data of --task={name} ({where}) has no record")
     if spec.kind == "classification":
         labels = _label_names(spec, train_records)
         train = [_text_example(r, spec, labels, spec.train, i) for i, r in enumerate(train_records)]
@@ -162,14 +166,17 @@ def _split_name(source: str) -> str:
     return source.rsplit(":", 1)[-1] if source.startswith("tfds:") else Path(source).stem
 
 
-def _records(source: str) -> Iterator[dict]:
-    """Dicts from a JSON Lines file or a TFDS split ("tfds:NAME:SPLIT", labels as names)."""
+def _records(source: str, split: str) -> Iterator[dict]:
+    """Dicts from a JSON Lines file or a TFDS split ("tfds:NAME:SPLIT", labels as names);
+    `split` ("train" or "eval") names the flag of a missing file."""
     if source.startswith("tfds:"):
         yield from _tfds_records(*source[len("tfds:") :].rsplit(":", 1))
         return
     path = Path(source).expanduser()
     if not path.is_file():
-        raise UserError(f"task file {source!r} does not exist; check --config.data_dir/train_file")
+        raise UserError(
+            f"task file {source!r} does not exist; check --config.data_dir/{split}_file"
+        )
     with path.open(encoding="utf-8", errors="replace") as f:
         for number, line in enumerate(f, 1):
             if not line.strip():
