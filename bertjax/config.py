@@ -257,9 +257,8 @@ def _check_writable(workdir: epath.Path) -> None:
         with paths.remote_errors(workdir):
             workdir.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        reason = e.strerror or " ".join(str(e).split())[:200]
         raise UserError(
-            f"cannot create workdir {workdir}: {reason}; choose another --workdir"
+            f"cannot create workdir {workdir}: {paths.os_reason(e)}; choose another --workdir"
         ) from None
     if not paths.is_uri(workdir) and not os.access(workdir, os.W_OK):
         raise UserError(f"workdir {workdir} is not writable; choose another --workdir")

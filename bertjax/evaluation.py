@@ -25,6 +25,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
@@ -325,6 +326,10 @@ def run_evaluate(
     nsp_accuracy (BERT) or rtd_* (ELECTRA), "examples"}; also written as JSON Lines to `out`
     when given.
     """
+    if out and not paths.is_uri(out):  # checked now: the evaluations come before the write
+        if os.path.isdir(os.path.expanduser(out)):
+            raise UserError(f"--out={out} is a directory; name a file, e.g. {out}/eval.jsonl")
+        paths.make_local_dir(os.path.dirname(os.path.abspath(os.path.expanduser(out))), "--out")
     config = workdir_config(workdir)
     if data:
         config.eval_corpus = data

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import pathlib
 import re
 from collections.abc import Iterator
 
@@ -42,6 +43,30 @@ def require_local(path: str | os.PathLike, flag: str) -> None:
             f"{flag}={path} is not a local directory; write it locally, then copy it "
             "(e.g. `gcloud storage cp -r DIR gs://...`)"
         )
+
+
+def os_reason(error: OSError) -> str:
+    """Why creating a directory failed, in a few words."""
+    if isinstance(error, FileExistsError):
+        return "a file of that name exists"
+    return error.strerror or " ".join(str(error).split())[:200] or type(error).__name__
+
+
+def make_local_dir(path: str | os.PathLike, flag: str) -> pathlib.Path:
+    """Creates the local output directory `path` (and its parents) and returns it; what makes
+    that impossible (a URI, a file of that name, no permission) is a one-line UserError naming
+    `flag`."""
+    require_local(path, flag)
+    directory = pathlib.Path(path).expanduser()
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UserError(
+            f"cannot create {flag}={path}: {os_reason(e)}; choose another {flag}"
+        ) from None
+    if not os.access(directory, os.W_OK):
+        raise UserError(f"{flag}={path} is not writable; choose another {flag}")
+    return directory
 
 
 @contextlib.contextmanager

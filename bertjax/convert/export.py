@@ -117,7 +117,7 @@ def _write_model_dir(
     out_dir: Path, tensors: dict, hf_config: dict, vocab_path: epath.Path, lowercase: bool, config
 ) -> None:
     """A Hugging Face model directory: weights, config.json, vocabulary and tokenizer files."""
-    out_dir.mkdir(parents=True, exist_ok=True)
+    paths.make_local_dir(out_dir, "--out")
     hf.write_safetensors(tensors, out_dir / hf.SAFETENSORS_FILE)
     _write_json(out_dir / "config.json", hf_config)
     (out_dir / tokenizer.VOCAB_FILE).write_bytes(vocab_path.read_bytes())  # local or gs://

@@ -23,7 +23,7 @@ import jax
 import numpy as np
 from flax import nnx
 
-from bertjax import checkpointing
+from bertjax import checkpointing, paths
 from bertjax.convert import hf
 from bertjax.data import tokenizer
 from bertjax.errors import UserError
@@ -72,7 +72,7 @@ def write(
     out_dir: Path, params: Any, config: BertConfig, vocab_path: Path, lower: bool, source: str
 ) -> None:
     """Writes `params` (BertForPreTraining's, numpy) as an imported model directory."""
-    out_dir.mkdir(parents=True, exist_ok=True)
+    paths.make_local_dir(out_dir, "--out")
     shutil.copyfile(vocab_path, out_dir / tokenizer.VOCAB_FILE)
     fields = {name: getattr(config, name) for name in hf.CONFIG_FIELDS}
     fields["position_embedding_type"] = config.position_embedding_type

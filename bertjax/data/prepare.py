@@ -241,8 +241,7 @@ def run_prepare(
     )
     if word_segmenter:  # absent otherwise: manifests without it read as ""
         settings["word_segmenter"] = word_segmenter
-    out_dir = Path(out_dir).expanduser()
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = paths.make_local_dir(out_dir, "--out")
     (out_dir / MANIFEST_FILE).unlink(missing_ok=True)
     (out_dir / HELDOUT_FILE).unlink(missing_ok=True)
     jobs = [

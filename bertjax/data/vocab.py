@@ -191,11 +191,11 @@ def run_vocab(
     if sample_bytes <= 0:
         raise UserError(f"--sample_bytes={sample_bytes} must be positive")
     paths.require_local(out_dir, "--out")
-    out_dir = Path(out_dir).expanduser()
     texts = list(sample_documents(input, text_field, sample_bytes))
     if not texts:
         raise UserError(f"corpus {input!r} has no documents to train a vocabulary on")
     fingerprint = corpus.corpus_fingerprint(corpus.resolve_files(input))
+    out_dir = paths.make_local_dir(out_dir, "--out")  # once the corpus has been read
     if kind == "wordpiece":
         train_wordpiece_vocab(texts, size, uncased, out_dir, fingerprint=fingerprint)
     else:

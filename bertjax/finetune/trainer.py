@@ -101,7 +101,7 @@ def finetune(
             f"max_seq_length={config.max_seq_length} exceeds the model's "
             f"{bert_config.max_position_embeddings} positions; lower --config.max_seq_length"
         )
-    workdir_path.mkdir(parents=True, exist_ok=True)  # only once the init has loaded
+    paths.make_local_dir(workdir_path, "--workdir")  # only once the init has loaded
     _claim_workdir(workdir_path, task_name, init, random_init, config)
     if random_init:
         encoder = None
