@@ -3,9 +3,10 @@ the flags it needs, and the library function it calls (bertjax/cli.py parses and
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from absl import flags
@@ -71,26 +72,38 @@ def _import(fv: flags.FlagValues, arguments: list[str]) -> None:
     print("\n".join(importer.import_checkpoint(fv["from"].value, fv.out).lines()))
 
 
+@contextlib.contextmanager
+def _corpus_from_input() -> Iterator[None]:
+    """The corpus reader's errors name the train flag --config.corpus; vocab and prepare take
+    the corpus as --input."""
+    try:
+        yield
+    except UserError as e:
+        raise UserError(str(e).replace("--config.corpus", "--input")) from None
+
+
 def _vocab(fv: flags.FlagValues, arguments: list[str]) -> None:
     from bertjax.data import vocab
 
-    meta = vocab.run_vocab(
-        fv.input, fv.kind, fv.size, fv.out, fv.uncased, fv.sample_bytes,
-        text_field=fv.text_field, model_type=fv.model_type, seed=fv.seed,
-    )  # fmt: skip
+    with _corpus_from_input():
+        meta = vocab.run_vocab(
+            fv.input, fv.kind, fv.size, fv.out, fv.uncased, fv.sample_bytes,
+            text_field=fv.text_field, model_type=fv.model_type, seed=fv.seed,
+        )  # fmt: skip
     print(f"Wrote a {meta['vocab_size']}-token {fv.kind} vocabulary to {fv.out}")
 
 
 def _prepare(fv: flags.FlagValues, arguments: list[str]) -> None:
     from bertjax.data import prepare
 
-    manifest = prepare.run_prepare(
-        fv.input, fv.vocab, fv.out, max_seq_length=fv.max_seq_length,
-        short_seq_prob=fv.short_seq_prob, dupe_factor=fv.dupe_factor, seed=fv.seed,
-        packing=fv.packing, text_field=fv.text_field, text_format=fv.text_format,
-        word_segmenter=fv.word_segmenter, eval_holdout_fraction=fv.eval_holdout_fraction,
-        num_shards=fv.num_shards,
-    )  # fmt: skip
+    with _corpus_from_input():
+        manifest = prepare.run_prepare(
+            fv.input, fv.vocab, fv.out, max_seq_length=fv.max_seq_length,
+            short_seq_prob=fv.short_seq_prob, dupe_factor=fv.dupe_factor, seed=fv.seed,
+            packing=fv.packing, text_field=fv.text_field, text_format=fv.text_format,
+            word_segmenter=fv.word_segmenter, eval_holdout_fraction=fv.eval_holdout_fraction,
+            num_shards=fv.num_shards,
+        )  # fmt: skip
     held_out = manifest["num_heldout_documents"]
     print(
         f"Prepared {manifest['num_instances']} instances from {manifest['num_documents']} "

@@ -382,3 +382,23 @@ def test_the_library_never_imports_benchmark_code():
     bench = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                            timeout=300)  # fmt: skip
     assert bench.returncode == 0 and "--profile_dir" in bench.stdout  # the command still loads it
+
+
+@pytest.mark.parametrize("name", ["vocab", "prepare"])
+def test_corpus_errors_of_vocab_and_prepare_name_their_input_flag(name, tmp_path, capsys):
+    """The corpus reader's errors say --config.corpus (train's flag); these commands' is --input."""
+    (tmp_path / "empty.jsonl").write_text("")
+    (tmp_path / "vocab").mkdir()
+    (tmp_path / "vocab" / "vocab.txt").write_text("[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\na\n")
+    for corpus, expected in (
+        (tmp_path / "empty.jsonl", "; check --input"),
+        (tmp_path / "none*.jsonl", "matched no files; pass existing files or globs with --input="),
+    ):
+        argv = ["bertjax", name, f"--input={corpus}", f"--out={tmp_path / 'out'}"]
+        if name == "prepare":
+            argv.append(f"--vocab={tmp_path / 'vocab'}")
+        with pytest.raises(SystemExit) as exit_info:
+            cli.main(argv)
+        assert exit_info.value.code == 2
+        error = capsys.readouterr().err.strip().splitlines()[-1]
+        assert expected in error and "--config.corpus" not in error
