@@ -183,8 +183,19 @@ def test_training_data_from_a_bucket_is_the_data_of_the_local_files(bucket, corp
 def test_a_prepared_corpus_in_a_bucket_is_checked_and_named_by_its_uri(bucket, corpus_dir):
     local = corpus_dir / "prepared"
     prepare.run_prepare(f"{corpus_dir}/part-*", corpus_dir / "vocab", local, max_seq_length=64,
-                        dupe_factor=1, num_shards=2, num_workers=1)  # fmt: skip
+                        dupe_factor=1, num_shards=2, num_workers=1,
+                        eval_holdout_fraction=0.5)  # fmt: skip
     prepared = prepared_source.load_prepared(upload(bucket, local, "prepared"))
+    # Its held-out documents are read from the bucket: the same evaluation instances.
+    held_out = [
+        pipeline.build_pretraining_data(DataSpec.from_config(_data_config(
+            "unused", "", prepared_dir=directory, eval_holdout_fraction=0.5
+        )), split="eval")
+        for directory in (str(local), f"{URI}/prepared")
+    ]  # fmt: skip
+    assert held_out[1].num_documents == prepared.manifest["num_heldout_documents"] > 0
+    for key, want in held_out[0].source.arrays.items():
+        np.testing.assert_array_equal(held_out[1].source.arrays[key], want, err_msg=key)
     assert prepared.files == [f"{URI}/prepared/{s['file']}" for s in prepared.manifest["shards"]]
     assert str(prepared.vocab_dir).startswith(f"{URI}/prepared/")
     tokenizer = vocab.load_tokenizer(prepared.vocab_dir / "vocab.txt", lowercase=True)
