@@ -89,6 +89,7 @@ def _vocab(fv: flags.FlagValues, arguments: list[str]) -> None:
         meta = vocab.run_vocab(
             fv.input, fv.kind, fv.size, fv.out, fv.uncased, fv.sample_bytes,
             text_field=fv.text_field, model_type=fv.model_type, seed=fv.seed,
+            text_format=fv.text_format,
         )  # fmt: skip
     print(f"Wrote a {meta['vocab_size']}-token {fv.kind} vocabulary to {fv.out}")
 
@@ -179,6 +180,12 @@ CORPUS_FLAGS = (
     ("string", "input", None, "Corpus files, globs or tfds:NAME (comma-separated)."),
     ("string", "out", None, "Output directory."),
     ("string", "text_field", "text", "JSON Lines text field."),
+    (
+        "enum:sentences|paragraphs",
+        "text_format",
+        "sentences",
+        ".txt layout: one sentence per line, or paragraphs of prose.",
+    ),
     ("integer", "seed", 0, "Random seed."),
 )
 COMMANDS: dict[str, Command] = {
@@ -233,8 +240,6 @@ COMMANDS: dict[str, Command] = {
         "           [--eval_holdout_fraction=0.01] [--num_shards=N]",
         (
             *CORPUS_FLAGS,
-            ("enum:sentences|paragraphs", "text_format", "sentences",
-             ".txt layout: one sentence per line, or paragraphs of prose."),
             ("string", "vocab", None, "Vocabulary directory (bertjax vocab)."),
             ("integer", "max_seq_length", 128, "Tokens per instance."),
             ("float", "short_seq_prob", 0.1, "Probability of a shorter NSP pair."),

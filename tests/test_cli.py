@@ -15,14 +15,15 @@ from bertjax.errors import UserError
 
 # Every flag each command takes (all it took before the commands had flags of their own, and
 # prepare's --word_segmenter, --text_format, --short_seq_prob, --num_shards and
-# --eval_holdout_fraction since).
+# --eval_holdout_fraction, vocab's --text_format since).
 OLD_FLAGS = {
     "train": ["--config=configs/cpu_smoke.py", "--workdir=w", "--print_sharding", "--distributed",
               "--coordinator_address=h:1", "--num_processes=2", "--process_id=0"],
     "export": ["--workdir=w", "--out=o", "--step=3"],
     "import": ["--from=f", "--out=o"],
     "vocab": ["--input=i", "--out=o", "--kind=sentencepiece", "--size=100", "--nouncased",
-              "--model_type=bpe", "--sample_bytes=10", "--text_field=t", "--seed=1"],
+              "--model_type=bpe", "--sample_bytes=10", "--text_field=t", "--seed=1",
+              "--text_format=paragraphs"],
     "prepare": ["--input=i", "--vocab=v", "--out=o", "--max_seq_length=64", "--dupe_factor=1",
                 "--packing", "--text_field=t", "--seed=1", "--word_segmenter=rjieba",
                 "--text_format=paragraphs", "--short_seq_prob=0.2", "--num_shards=2",

@@ -112,7 +112,7 @@ def build_or_load_vocab(data: DataSpec) -> epath.Path:
     temp_dir = Path(tempfile.mkdtemp(prefix=f".vocab-{key}-", dir=cache_root))
     try:
         train_wordpiece_vocab(
-            corpus.read_documents(files, data.text_field),
+            corpus.read_documents(files, data.text_field, text_format=data.text_format),
             data.vocab_size,
             data.lowercase,
             temp_dir,
@@ -137,7 +137,10 @@ def build_or_load_vocab(data: DataSpec) -> epath.Path:
 
 
 def sample_documents(
-    patterns: str, text_field: str = "text", sample_bytes: int = DEFAULT_SAMPLE_BYTES
+    patterns: str,
+    text_field: str = "text",
+    sample_bytes: int = DEFAULT_SAMPLE_BYTES,
+    text_format: str = "sentences",
 ) -> Iterator[str]:
     """Documents from every file, each file giving a share of `sample_bytes` (UTF-8 bytes of
     text) in proportion to its size on disk, so a sorted corpus is not sampled from its first
@@ -148,7 +151,7 @@ def sample_documents(
     for path, size in zip(files, sizes, strict=True):
         quota = sample_bytes * size / total if total else sample_bytes / len(files)
         taken = 0
-        for text in corpus.read_documents([path], text_field):
+        for text in corpus.read_documents([path], text_field, text_format=text_format):
             if taken >= quota:
                 break
             taken += len(text.encode("utf-8"))
@@ -166,6 +169,7 @@ def run_vocab(
     text_field: str = "text",
     model_type: str = "unigram",
     seed: int = 0,
+    text_format: str = "sentences",
 ) -> dict:
     """Trains a vocabulary on a sample of `input` and writes it to `out_dir`.
 
@@ -180,6 +184,8 @@ def run_vocab(
       text_field: JSON Lines / TFDS feature holding a document's text.
       model_type: SentencePiece "unigram" or "bpe".
       seed: SentencePiece's sampling seed.
+      text_format: layout of ``.txt`` files, as the config field (SentencePiece trains on
+        sentences: "paragraphs" joins hard-wrapped lines first).
 
     Returns:
       the contents of vocab_meta.json (vocab_size, special_token_ids, lowercase, kind, ...).
@@ -191,7 +197,7 @@ def run_vocab(
     if sample_bytes <= 0:
         raise UserError(f"--sample_bytes={sample_bytes} must be positive")
     paths.require_local(out_dir, "--out")
-    texts = list(sample_documents(input, text_field, sample_bytes))
+    texts = list(sample_documents(input, text_field, sample_bytes, text_format))
     if not texts:
         raise UserError(f"corpus {input!r} has no documents to train a vocabulary on")
     fingerprint = corpus.corpus_fingerprint(corpus.resolve_files(input))

@@ -7,7 +7,7 @@ import pytest
 import tensorflow as tf
 
 from bertjax import config as base_config
-from bertjax.data import pipeline, vocab
+from bertjax.data import pipeline, sentences, vocab
 from bertjax.data.corpus import SAMPLE_CORPUS
 from bertjax.data.masking import MaskingSpec, masking_tables
 from bertjax.data.sentencepiece_vocab import SentencePieceTokenizer
@@ -143,6 +143,22 @@ def test_sample_spreads_over_files(tmp_path):
     firsts = {text[0] for text in texts}
     assert firsts == {"a", "b"}, "every file contributes to the sample"
     assert 4000 <= sum(len(t) for t in texts) < 4100
+
+
+def test_sample_reads_text_files_in_their_layout(tmp_path):
+    """text_format="paragraphs": a .txt file is one document, its hard-wrapped lines joined
+    into sentences (read as "sentences", each line was one, cut mid-sentence)."""
+    (tmp_path / "prose.txt").write_text(
+        "The first sentence is wrapped\nacross two lines. A second one.\n\nA new paragraph.\n"
+    )
+    lines = list(vocab.sample_documents(f"{tmp_path}/prose.txt", sample_bytes=10**6))
+    prose = list(vocab.sample_documents(f"{tmp_path}/prose.txt", sample_bytes=10**6,
+                                        text_format="paragraphs"))  # fmt: skip
+    assert len(lines) == 2 and len(prose) == 1
+    assert sentences.split_sentences(prose[0]) == [
+        "The first sentence is wrapped across two lines.", "A second one.", "A new paragraph."
+    ]  # fmt: skip
+    assert sentences.split_sentences(lines[0])[0] == "The first sentence is wrapped"
 
 
 @pytest.mark.parametrize(
