@@ -3,10 +3,9 @@ the flags it needs, and the library function it calls (bertjax/cli.py parses and
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from absl import flags
@@ -72,20 +71,10 @@ def _import(fv: flags.FlagValues, arguments: list[str]) -> None:
     print("\n".join(importer.import_checkpoint(fv["from"].value, fv.out).lines()))
 
 
-@contextlib.contextmanager
-def _corpus_from_input() -> Iterator[None]:
-    """The corpus reader's errors name the train flag --config.corpus; vocab and prepare take
-    the corpus as --input."""
-    try:
-        yield
-    except UserError as e:
-        raise UserError(str(e).replace("--config.corpus", "--input")) from None
-
-
 def _vocab(fv: flags.FlagValues, arguments: list[str]) -> None:
-    from bertjax.data import vocab
+    from bertjax.data import corpus, vocab
 
-    with _corpus_from_input():
+    with corpus.corpus_flag("--input"):
         meta = vocab.run_vocab(
             fv.input, fv.kind, fv.size, fv.out, fv.uncased, fv.sample_bytes,
             text_field=fv.text_field, model_type=fv.model_type, seed=fv.seed,
@@ -95,9 +84,9 @@ def _vocab(fv: flags.FlagValues, arguments: list[str]) -> None:
 
 
 def _prepare(fv: flags.FlagValues, arguments: list[str]) -> None:
-    from bertjax.data import prepare
+    from bertjax.data import corpus, prepare
 
-    with _corpus_from_input():
+    with corpus.corpus_flag("--input"):
         manifest = prepare.run_prepare(
             fv.input, fv.vocab, fv.out, max_seq_length=fv.max_seq_length,
             short_seq_prob=fv.short_seq_prob, dupe_factor=fv.dupe_factor, seed=fv.seed,

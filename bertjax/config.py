@@ -219,7 +219,8 @@ def _check_corpus(data: DataSpec) -> None:
     if not data.prepared_dir:
         corpus.resolve_files(data.corpus)
     if data.eval_corpus:
-        corpus.resolve_files(data.eval_corpus)
+        with corpus.corpus_flag("--config.eval_corpus"):
+            corpus.resolve_files(data.eval_corpus)
 
 
 def validate(config: ml_collections.ConfigDict, workdir=None) -> RunSpec:

@@ -39,7 +39,7 @@ from jax.sharding import NamedSharding, PartitionSpec
 
 from bertjax import checkpointing, losses, paths, representation, sharding
 from bertjax.config import RunSpec, defaults, from_config
-from bertjax.data import masking_spec
+from bertjax.data import corpus, masking_spec
 from bertjax.errors import UserError
 from bertjax.train_state import StateSetup, state_setup
 
@@ -345,7 +345,8 @@ def run_evaluate(
     if counts_path.exists():
         with counts_path.open("rb") as f:  # np.load opens only local paths; this may be gs://
             counts = np.load(f)
-    eval_set = build_eval_set(spec, counts=counts)
+    with corpus.corpus_flag("--data", named="--config.eval_corpus"):
+        eval_set = build_eval_set(spec, counts=counts)
     eval_step = compile_eval_step(setup)
     records = []
     for step in chosen:

@@ -89,6 +89,17 @@ def test_evaluate_on_other_files_and_bad_requests(run_with_eval, tmp_path):
         evaluation.run_evaluate(str(workdir), steps=[4])
     with pytest.raises(UserError, match="no config.json"):
         evaluation.run_evaluate(str(tmp_path))
+    # Corpus errors name the flag that gave the files (they said --config.corpus).
+    (tmp_path / "empty.jsonl").write_text("")
+    with pytest.raises(UserError, match=r"matched no files; pass existing .* with --data=\.\.\.$"):
+        evaluation.run_evaluate(str(workdir), data=str(tmp_path / "none*.jsonl"))
+    with pytest.raises(UserError, match=r"has no documents .*; check --data$"):
+        evaluation.run_evaluate(str(workdir), data=str(tmp_path / "empty.jsonl"))
+    with pytest.raises(UserError, match=r"; check --config.eval_corpus$"):
+        config = small_smoke_config(tmp_path, eval_corpus=str(tmp_path / "empty.jsonl"))
+        evaluation.build_eval_set(validate(config))
+    with pytest.raises(UserError, match=r"with --config.eval_corpus=\.\.\.$"):
+        validate(small_smoke_config(tmp_path, eval_corpus=str(tmp_path / "no*.jsonl")), tmp_path)
 
 
 def test_eval_every_without_held_out_data_is_refused(tmp_path):

@@ -112,6 +112,19 @@ def _check_files(matches: list[str]) -> None:
             )
 
 
+CORPUS_FLAG = "--config.corpus"  # the flag this module's errors name
+
+
+@contextlib.contextmanager
+def corpus_flag(flag: str, named: str = CORPUS_FLAG) -> Iterator[None]:
+    """Within it, errors that name the flag `named` (this module's: CORPUS_FLAG) name `flag`
+    instead (e.g. `bertjax vocab --input`, ``--config.eval_corpus``)."""
+    try:
+        yield
+    except UserError as e:
+        raise UserError(str(e).replace(named, flag)) from None
+
+
 def resolve_files(patterns: str | Sequence[str]) -> list[str]:
     """Expands comma-separated (or listed) paths and globs into a sorted, deduplicated list.
 

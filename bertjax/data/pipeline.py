@@ -87,13 +87,15 @@ def build_pretraining_data(
         )
         return PretrainingData(tokenizer, vocab_path, stream, num_documents=0, num_sentences=0)
     reports: list[corpus.SourceReport] = []
-    source = data.eval_corpus if split == "eval" and data.eval_corpus else data.corpus
+    eval_corpus = split == "eval" and data.eval_corpus
+    source = data.eval_corpus if eval_corpus else data.corpus
     sources: list[str] = []  # the corpus source of each document of the split
     texts = _documents_of_split(data, source, split, reports, sources)
     lengths: list[list[int]] = []
-    docs, num_sentences = documents.tokenize_documents(
-        texts, tokenizer, sentence_lengths=lengths, segmenter=data.word_segmenter
-    )
+    with corpus.corpus_flag("--config.eval_corpus" if eval_corpus else corpus.CORPUS_FLAG):
+        docs, num_sentences = documents.tokenize_documents(
+            texts, tokenizer, sentence_lengths=lengths, segmenter=data.word_segmenter
+        )
     corpus.log_totals(reports)
     for name, stats in sentences.stats_by_source(sources, lengths).items():
         sentences.log_source_stats(os.path.basename(name), stats)
