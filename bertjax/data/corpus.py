@@ -241,9 +241,18 @@ def _lines(path: str, report: SourceReport) -> Iterator[str]:
 
 def _read_json_lines(path: str, text_field: str, report: SourceReport) -> Iterator[str]:
     """Yields the `text_field` string of each JSON object line; bad lines are skipped."""
+    first = True
     for line_number, line in enumerate(_lines(path, report), start=1):
         if not line.strip():
             continue
+        if first and line.lstrip().startswith("["):  # a JSON array, the other common layout
+            stem = re.sub(r"\.jsonl?(\.gz)?$", "", Path(path).name, flags=re.IGNORECASE)
+            report.skip(
+                "JSON array files (JSON Lines expected)",
+                f"convert with jq -c '.[]' {path} > {stem}.jsonl",
+            )
+            return
+        first = False
         place = f"line {line_number}"
         try:
             record = json.loads(line, strict=False)  # raw control characters in strings

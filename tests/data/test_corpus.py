@@ -150,6 +150,13 @@ def test_bad_json_lines_are_skipped_and_counted_with_their_first_line(tmp_path):
         (['{"body": "x"}'], r"1 without field 'text' \(first: line 1, fields: body\)"),
         (['{"text": null}'], r"1 with non-string 'text' \(first: line 1, NoneType\)"),
         (['{"text": ""}', "[1]"], r"1 empty documents .*1 lines not a JSON object"),
+        # A JSON array, pretty-printed or on one line: said once, with the conversion.
+        (
+            ["[", '  {"text": "a b."},', '  {"text": "c d."}', "]"],
+            r"skipped 1 JSON array files \(JSON Lines expected\) \(first: convert with jq -c "
+            r"'\.\[\]' .*bad\.jsonl > bad\.jsonl\)",
+        ),
+        (['[{"text": "a b."}, {"text": "c d."}]'], r"skipped 1 JSON array files"),
     ],
 )
 def test_corpus_without_documents_is_a_one_line_user_error(tmp_path, lines, message):
