@@ -329,6 +329,12 @@ def test_task_readers_and_their_errors(tmp_path):
     write_jsonl(tmp_path / "rte" / "train.jsonl", [pair])
     with pytest.raises(UserError, match=r"the eval data of --task=rte \(.*dev.jsonl\) has no rec"):
         tasks.load_task("rte", config)
+    (tmp_path / "chunking").mkdir()
+    tagged = {"tokens": ["He", "ran"], "tags": ["B-NP", "O"]}
+    write_jsonl(tmp_path / "chunking" / "test.jsonl", [tagged])
+    write_jsonl(tmp_path / "chunking" / "train.jsonl", [tagged, {**tagged, "tokens": "He ran"}])
+    with pytest.raises(UserError, match="record 2 of .*train.jsonl: 'tokens' must be a list, one"):
+        tasks.load_task("chunking", config)  # before: "has 6 tokens but 2 tags"
 
 
 def test_eval_tags_unseen_in_training_are_scored_not_refused(tmp_path):

@@ -144,7 +144,11 @@ def load_task(name: str, config: ml_collections.ConfigDict) -> TaskData:
         eval_ = [_text_example(r, spec, labels, spec.eval, i) for i, r in enumerate(eval_records)]
     else:
         labels = sorted(
-            {tag for r in train_records for tag in _field(r, spec.tags_field, spec.train)}
+            {
+                tag
+                for i, r in enumerate(train_records)
+                for tag in _list_field(r, spec.tags_field, spec.train, i)
+            }
         )
         train = [
             _tagged_example(r, spec, labels, spec.train, i) for i, r in enumerate(train_records)
@@ -223,6 +227,17 @@ def _field(record: dict, field: str, source: str):
     return record[field]
 
 
+def _list_field(record: dict, field: str, source: str, number: int) -> list:
+    """A tagging record's word or tag list (a string would be split into characters)."""
+    value = _field(record, field, source)
+    if not isinstance(value, list):
+        raise UserError(
+            f"record {number + 1} of {source}: {field!r} must be a list, one entry per word "
+            f"(it is a {type(value).__name__})"
+        )
+    return value
+
+
 def _label_names(spec: TaskSpec, records: Sequence[dict]) -> list[str]:
     names = {str(_field(r, spec.label_field, spec.train)) for r in records}
     return sorted(names - {"None"})
@@ -244,8 +259,8 @@ def _tagged_example(
 ) -> TaggedExample:
     """Training tags must be known (they are the label set); an eval tag the training data never
     has (CoNLL-2000's test set has I-LST) cannot be predicted but still counts in the scores."""
-    words = tuple(str(w) for w in _field(record, spec.tokens_field, source))
-    names = [str(t) for t in _field(record, spec.tags_field, source)]
+    words = tuple(str(w) for w in _list_field(record, spec.tokens_field, source, number))
+    names = [str(t) for t in _list_field(record, spec.tags_field, source, number)]
     if len(words) != len(names):
         raise UserError(
             f"record {number + 1} of {source} has {len(words)} tokens but {len(names)} tags"
