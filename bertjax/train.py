@@ -173,13 +173,18 @@ def model_fields(model: BertConfig, objective: ObjectiveSpec | None = None) -> d
     return fields | (objective or ObjectiveSpec()).checkpoint_fields()
 
 
-def prepare_workdir(workdir: epath.Path, config: ml_collections.ConfigDict, vocab_path) -> None:
-    """Writes config.json and vocab.txt beside the checkpoints (process 0 only)."""
+def prepare_workdir(
+    workdir: epath.Path, config: ml_collections.ConfigDict, vocab_files: list[epath.Path]
+) -> None:
+    """Writes config.json and the vocabulary's files (vocab.txt, and sentencepiece.model for a
+    SentencePiece one: what export, fine-tuning, fill-mask and evaluation tokenize with) beside
+    the checkpoints (process 0 only), once the checkpoints are known to fit them."""
     if jax.process_index() != 0:
         return
     (workdir / "config.json").write_text(config.to_json_best_effort(indent=2) + "\n")
-    if not (workdir / "vocab.txt").exists():
-        epath.Path(vocab_path).copy(workdir / "vocab.txt")
+    for source in vocab_files:
+        if source != workdir / source.name:
+            source.copy(workdir / source.name, overwrite=True)
 
 
 def train_and_evaluate(
@@ -208,7 +213,6 @@ def train_and_evaluate(
     tx = optim.create_optimizer(spec.optimizer)
     schedule = optim.learning_rate_schedule(spec.optimizer)
     rules = spec.mesh.logical_axis_rules
-    prepare_workdir(workdir, config, data.vocab_path)
 
     fields = model_fields(model, spec.objective)
     pretraining_model = spec.objective.model_factory(model, spec.masking.masked_lm_prob)
@@ -219,6 +223,8 @@ def train_and_evaluate(
         keep=loop.keep_checkpoints,
         keep_period=loop.keep_checkpoint_period,
     )
+    if manager.latest_step() is not None:
+        vocab.check_resumed_vocabulary(workdir, data.vocab_path)
     setup = state_setup(pretraining_model, tx, mesh, rules)
 
     def init_state() -> TrainState:
@@ -233,6 +239,8 @@ def train_and_evaluate(
     state, restored_step = checkpointing.restore_or_init(
         manager, setup.abstract_state, init_state, fields
     )
+    # Only now: a resume refused above leaves the run's config.json and vocabulary as they were.
+    prepare_workdir(workdir, config, vocab.vocab_files(data.vocab_path))
     start_step = int(restored_step or 0)
     if print_sharding and jax.process_index() == 0:
         print(f"mesh {dict(mesh.shape)}; parameter, shape, partition spec:")

@@ -55,3 +55,26 @@ def test_fill_mask_command_line(workdir):
     assert bad.returncode == 2 and "holds no [MASK]" in bad.stderr
     none = run_cli("fill-mask", f"--workdir={workdir}")
     assert none.returncode == 2 and "fill-mask needs" in none.stderr
+
+
+def test_a_sentencepiece_run_keeps_its_model_and_is_read_with_it(tmp_path):
+    """A run with a SentencePiece vocabulary keeps sentencepiece.model beside vocab.txt, so
+    fill-mask (and fine-tuning, evaluation, which read the workdir the same way) tokenize as
+    training did; before, the workdir had vocab.txt only and was read as WordPiece."""
+    from bertjax.data.sentencepiece_vocab import MODEL_FILE, SentencePieceTokenizer
+
+    corpus = small_smoke_config(tmp_path).corpus
+    meta = vocab.run_vocab(corpus, "sentencepiece", 1000, tmp_path / "spm", True, 10**6)
+    config = small_smoke_config(tmp_path, vocab_dir=str(tmp_path / "spm"),
+                                vocab_size=meta["vocab_size"], num_train_steps=3)  # fmt: skip
+    train.train_and_evaluate(config, tmp_path / "run")
+    run = tmp_path / "run"
+    assert (run / MODEL_FILE).read_bytes() == (tmp_path / "spm" / MODEL_FILE).read_bytes()
+    tok = vocab.load_tokenizer(run / "vocab.txt", lowercase=True)
+    assert isinstance(tok, SentencePieceTokenizer)
+    text = "the [MASK] of the union"
+    expected = fill_mask.encode_with_masks(
+        vocab.load_tokenizer(tmp_path / "spm" / "vocab.txt", lowercase=True), text
+    )
+    assert fill_mask.encode_with_masks(tok, text) == expected
+    assert len(fill_mask.fill_mask(run, [text], top_k=2)[0][0]) == 2

@@ -280,3 +280,33 @@ def test_checkpoint_paths_keep_a_bucket_uri_and_make_local_paths_absolute(monkey
     checkpointing.create_checkpoint_manager("gs://bucket/runs/large/checkpoints", save_every=1,
                                             keep=1)  # fmt: skip
     assert [str(d) for d in opened] == ["gs://bucket/runs/large/checkpoints"]
+
+
+def test_a_refused_resume_leaves_the_runs_config_and_vocabulary(reference_run, tmp_path):
+    """Before, config.json was rewritten before the checkpoint's architecture was checked (then
+    `bertjax evaluate` built the refused architecture and failed), and a vocabulary of the same
+    size with other tokens resumed silently while the workdir kept the old vocab.txt."""
+    reference_tmp, config, _ = reference_run
+    run = tmp_path / "run"
+    shutil.copytree(reference_tmp / "run", run)
+    saved = {name: (run / name).read_bytes() for name in ("config.json", "vocab.txt")}
+    deeper = small_smoke_config(tmp_path, num_train_steps=15, num_hidden_layers=3,
+                                cache_dir=config.cache_dir)  # fmt: skip
+    with pytest.raises(UserError, match="has num_hidden_layers=2 but the config asks for 3"):
+        train.train_and_evaluate(deeper, run)
+    other = tmp_path / "other_vocab"  # the run's vocabulary with one token renamed
+    other.mkdir()
+    tokens = saved["vocab.txt"].decode().splitlines()
+    (other / "vocab.txt").write_text("\n".join([*tokens[:-1], "qqqzzz"]) + "\n")
+    renamed = small_smoke_config(tmp_path, num_train_steps=15, vocab_dir=str(other),
+                                 vocab_size=len(tokens), cache_dir=config.cache_dir)  # fmt: skip
+    with pytest.raises(UserError, match=r"trained with another vocabulary \(its vocab.txt\); "
+                       rf"resume with that one \(--config.vocab_dir={run}\)"):  # fmt: skip
+        train.train_and_evaluate(renamed, run)
+    assert {name: (run / name).read_bytes() for name in saved} == saved
+    assert checkpointing.checkpoint_steps(run)[-1] == 12
+    # The hint works: the workdir's own vocabulary resumes the run.
+    resumed = small_smoke_config(tmp_path, num_train_steps=13, vocab_dir=str(run),
+                                 vocab_size=len(tokens), cache_dir=config.cache_dir)  # fmt: skip
+    train.train_and_evaluate(resumed, run)
+    assert checkpointing.checkpoint_steps(run)[-1] == 13

@@ -51,6 +51,28 @@ def load_tokenizer(vocab_path: str | os.PathLike, lowercase: bool) -> Tokenizer:
     return WordPieceTokenizer(vocab_path, lowercase=lowercase)
 
 
+def vocab_files(vocab_path: str | os.PathLike) -> list[epath.Path]:
+    """The files of the vocabulary of `vocab_path` (a ``vocab.txt``): it, and the
+    ``sentencepiece.model`` beside it for a SentencePiece vocabulary."""
+    directory = epath.Path(vocab_path).parent
+    return [directory / name for name in (VOCAB_FILE, MODEL_FILE) if (directory / name).is_file()]
+
+
+def check_resumed_vocabulary(workdir: epath.Path, vocab_path: str | os.PathLike) -> None:
+    """A run that resumes trains with the vocabulary its checkpoints learned, the files kept in
+    `workdir`: another one, even of the same size, gives the same ids to other tokens."""
+    given = {path.name: path for path in vocab_files(vocab_path)}
+    for name in (VOCAB_FILE, MODEL_FILE):
+        saved = workdir / name
+        if not saved.is_file():
+            continue  # a SentencePiece run from before its model was kept in the workdir
+        if name not in given or given[name].read_bytes() != saved.read_bytes():
+            raise UserError(
+                f"{workdir} was trained with another vocabulary (its {name}); resume with that "
+                f"one (--config.vocab_dir={workdir}) or start a new --workdir"
+            )
+
+
 def vocab_sha256(vocab_dir: str | os.PathLike) -> str:
     """sha256 over vocab.txt (and sentencepiece.model when present): a vocabulary's identity."""
     digest = hashlib.sha256()
