@@ -7,6 +7,8 @@ tokenizer with `from_pretrained(OUT)`:
   OUT/model.safetensors            BertForPreTraining weights (pooler, both heads, tied decoder)
   OUT/vocab.txt                    the run's vocabulary
   OUT/tokenizer_config.json, OUT/special_tokens_map.json   casing and special tokens
+  OUT/tokenizer.json, OUT/sentencepiece.model      a SentencePiece run's tokenizer (instead of
+                                                   BertTokenizer's WordPiece), sentencepiece_hf.py
 
 An ELECTRA run (`--config.objective=electra`) exports its discriminator as OUT (an
 ElectraForPreTraining directory, bertjax/convert/electra.py) and its generator as OUT/generator
@@ -25,8 +27,8 @@ from pathlib import Path
 from etils import epath
 
 from bertjax import checkpointing, paths
-from bertjax.convert import electra, hf, model_dir, prelayernorm
-from bertjax.data import tokenizer
+from bertjax.convert import electra, hf, model_dir, prelayernorm, sentencepiece_hf
+from bertjax.data import sentencepiece_vocab, tokenizer
 from bertjax.errors import UserError
 from bertjax.models.bert import BertConfig, unstack_layers
 
@@ -83,6 +85,7 @@ def export_hf(workdir: str | Path, out_dir: str | Path, *, step: int | None = No
             f"(vocab_size {config.vocab_size}); copy the run's vocab.txt there"
         )
     lowercase = model_dir.lowercase(metadata)
+    tokenizer_json = _sentencepiece_tokenizer(vocab_path)  # before anything is written
     # A scan_layers run saves the encoder stacked; Hugging Face has one module per layer.
     params = unstack_layers(checkpointing.restore_params(workdir, step))
     pad_token_id = vocab.index(tokenizer.PAD)
@@ -100,6 +103,7 @@ def export_hf(workdir: str | Path, out_dir: str | Path, *, step: int | None = No
             vocab_path,
             lowercase,
             config,
+            tokenizer_json,
         )
         tensors = electra.discriminator_tensors(params)
         hf_config = electra.hf_config(config, pad_token_id=pad_token_id)
@@ -109,30 +113,47 @@ def export_hf(workdir: str | Path, out_dir: str | Path, *, step: int | None = No
     else:
         tensors = hf.params_to_hf(params)
         hf_config = hf.hf_config(config, pad_token_id=pad_token_id)
-    _write_model_dir(out_dir, tensors, hf_config, vocab_path, lowercase, config)
+    _write_model_dir(out_dir, tensors, hf_config, vocab_path, lowercase, config, tokenizer_json)
     return ExportResult(workdir, step, out_dir, config, lowercase, hf_config["architectures"][0])
 
 
+def _sentencepiece_tokenizer(vocab_path: epath.Path):
+    """The `tokenizers.Tokenizer` of a SentencePiece run's vocabulary (its sentencepiece.model
+    beside vocab.txt), None for WordPiece."""
+    model_path = vocab_path.parent / sentencepiece_vocab.MODEL_FILE
+    return sentencepiece_hf.unigram_tokenizer(model_path) if model_path.is_file() else None
+
+
 def _write_model_dir(
-    out_dir: Path, tensors: dict, hf_config: dict, vocab_path: epath.Path, lowercase: bool, config
+    out_dir: Path,
+    tensors: dict,
+    hf_config: dict,
+    vocab_path: epath.Path,
+    lowercase: bool,
+    config,
+    tokenizer_json=None,
 ) -> None:
-    """A Hugging Face model directory: weights, config.json, vocabulary and tokenizer files."""
+    """A Hugging Face model directory: weights, config.json, vocabulary and tokenizer files
+    (BertTokenizer's, or with `tokenizer_json`, a SentencePiece run's, tokenizer.json)."""
     paths.make_local_dir(out_dir, "--out")
     hf.write_safetensors(tensors, out_dir / hf.SAFETENSORS_FILE)
     _write_json(out_dir / "config.json", hf_config)
     (out_dir / tokenizer.VOCAB_FILE).write_bytes(vocab_path.read_bytes())  # local or gs://
     _write_json(out_dir / "special_tokens_map.json", SPECIAL_TOKENS_MAP)
-    _write_json(
-        out_dir / "tokenizer_config.json",
-        {
+    if tokenizer_json is not None:
+        model_file = sentencepiece_vocab.MODEL_FILE
+        (out_dir / model_file).write_bytes((vocab_path.parent / model_file).read_bytes())
+        tokenizer_json.save(str(out_dir / "tokenizer.json"))
+        settings = {"tokenizer_class": "PreTrainedTokenizerFast"}  # the casing is in the model
+    else:
+        settings = {
             "tokenizer_class": "BertTokenizer",
             "do_lower_case": lowercase,
             "strip_accents": None,
             "tokenize_chinese_chars": True,
-            "model_max_length": config.max_position_embeddings,
-            **SPECIAL_TOKENS_MAP,
-        },
-    )
+        }
+    settings |= {"model_max_length": config.max_position_embeddings, **SPECIAL_TOKENS_MAP}
+    _write_json(out_dir / "tokenizer_config.json", settings)
 
 
 def _write_json(path: Path, value: dict) -> None:
