@@ -26,6 +26,7 @@ from flax import nnx
 from bertjax import checkpointing, paths
 from bertjax.convert import hf
 from bertjax.data import tokenizer
+from bertjax.data.sentencepiece_vocab import MODEL_FILE
 from bertjax.errors import UserError
 from bertjax.models.bert import BertConfig, BertForPreTraining, create_model
 from bertjax.models.electra import ElectraForPreTraining, create_electra
@@ -74,6 +75,9 @@ def write(
     """Writes `params` (BertForPreTraining's, numpy) as an imported model directory."""
     paths.make_local_dir(out_dir, "--out")
     shutil.copyfile(vocab_path, out_dir / tokenizer.VOCAB_FILE)
+    spm_model = Path(vocab_path).parent / MODEL_FILE  # a SentencePiece vocabulary's model
+    if spm_model.is_file():
+        shutil.copyfile(spm_model, out_dir / MODEL_FILE)
     fields = {name: getattr(config, name) for name in hf.CONFIG_FIELDS}
     fields["position_embedding_type"] = config.position_embedding_type
     fields["lowercase"] = lower

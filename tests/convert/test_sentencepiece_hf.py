@@ -9,10 +9,10 @@ import pytest
 from flax import nnx
 
 from bertjax import fill_mask
-from bertjax.convert import export, model_dir, sentencepiece_hf
+from bertjax.convert import export, importer, model_dir, sentencepiece_hf
 from bertjax.data import vocab
 from bertjax.data.corpus import SAMPLE_CORPUS
-from bertjax.data.sentencepiece_vocab import MODEL_FILE
+from bertjax.data.sentencepiece_vocab import MODEL_FILE, SentencePieceTokenizer
 from bertjax.errors import UserError
 from bertjax.models.bert import BertConfig, create_model
 
@@ -86,6 +86,11 @@ def test_export_writes_it_and_transformers_loads_it(unigram_dir, tmp_path):
     pair = hf_tokenizer(texts[0], texts[1])
     assert np.asarray(pair["token_type_ids"]).max() == 1
     assert pair["input_ids"].count(sp.sep_id) == 2
+    # Imported back (then fine-tuned or trained from), it is read with SentencePiece again.
+    importer.import_checkpoint(tmp_path / "hf", tmp_path / "imported")
+    back = vocab.load_tokenizer(tmp_path / "imported" / "vocab.txt", lowercase=True)
+    assert isinstance(back, SentencePieceTokenizer)
+    assert back.encode(texts) == sp.encode(texts)
 
 
 def test_a_bpe_model_is_refused_before_anything_is_written(tmp_path):
