@@ -63,6 +63,18 @@ def flat_config(spec: config.RunSpec, **extra) -> dict:
     return json.loads(json.dumps({**fields, **extra}, default=list))
 
 
+def _check_resumed_vocabulary(workdir: Path, batches_dir: Path) -> None:
+    """As `vocab.check_resumed_vocabulary` (which needs TensorFlow): batches of another
+    vocabulary do not resume a run."""
+    for name in (batch_files.VOCAB_FILE, batch_files.SENTENCEPIECE_FILE):
+        saved, given = workdir / name, batches_dir / name
+        if saved.is_file() and (not given.is_file() or given.read_bytes() != saved.read_bytes()):
+            raise UserError(
+                f"{workdir} was trained with another vocabulary (its {name}) than the batches "
+                f"in {batches_dir}; export batches with that vocabulary or start a new --workdir"
+            )
+
+
 def train_from_batches(
     spec: config.RunSpec, batches_dir: str | Path, workdir: str | Path
 ) -> train.RunSummary:
@@ -75,12 +87,6 @@ def train_from_batches(
     workdir = Path(workdir).expanduser()
     config.check_runnable(spec, workdir)
     model, loop = spec.model, spec.loop
-    saved = flat_config(spec, batches_dir=str(files.directory))
-    if jax.process_index() == 0:
-        (workdir / "config.json").write_text(json.dumps(saved, indent=2) + "\n")
-        vocab = files.directory / batch_files.VOCAB_FILE
-        if vocab.is_file() and not (workdir / "vocab.txt").exists():
-            shutil.copyfile(vocab, workdir / "vocab.txt")
     mesh = spec.mesh.create_mesh()
     tx = optim.create_optimizer(spec.optimizer)
     schedule = optim.learning_rate_schedule(spec.optimizer)
@@ -93,6 +99,8 @@ def train_from_batches(
         keep=loop.keep_checkpoints,
         keep_period=loop.keep_checkpoint_period,
     )
+    if manager.latest_step() is not None:
+        _check_resumed_vocabulary(workdir, files.directory)
     setup = state_setup(pretraining_model, tx, mesh, rules)
     state, restored_step = checkpointing.restore_or_init(
         manager,
@@ -100,6 +108,12 @@ def train_from_batches(
         lambda: create_train_state(pretraining_model, tx, mesh, rules, loop.seed)[0],
         fields,
     )
+    if jax.process_index() == 0:  # once the checkpoint fits: a refused resume rewrites nothing
+        saved = flat_config(spec, batches_dir=str(files.directory))
+        (workdir / "config.json").write_text(json.dumps(saved, indent=2) + "\n")
+        for name in (batch_files.VOCAB_FILE, batch_files.SENTENCEPIECE_FILE):
+            if (files.directory / name).is_file():
+                shutil.copyfile(files.directory / name, workdir / name)
     start_step = int(restored_step or 0)
     writer = metrics.MetricsWriter(workdir, enabled=jax.process_index() == 0)
     summary = train.start_summary(start_step, manager, writer)

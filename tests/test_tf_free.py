@@ -52,6 +52,7 @@ def batch():
 batches = scratch / "batches"
 manifest = batch_files.write_batches((batch() for _ in range(3)), batches, 3,
                                      metadata={"vocab_size": 100})
+(batches / "vocab.txt").write_text("".join(f"t{i}\n" for i in range(100)))
 files = batch_files.load_batch_files(batches)
 report["stored_dtypes"] = {k: v["stored_dtype"] for k, v in manifest["features"].items()}
 assert all(np.array_equal(files.batch(4)[k], files.batch(1)[k]) for k in files.arrays)
@@ -74,6 +75,17 @@ report["restored_step"], report["replay_start"] = step, replay.start_step
 report["replay_max_difference"] = max(
     float(np.abs(np.asarray(a) - np.asarray(b)).max())
     for a, b in zip(jax.tree.leaves(trained.params), jax.tree.leaves(replayed.params), strict=True))
+# Batches of another vocabulary (same size) do not resume the run, and change nothing in it.
+other = scratch / "other_batches"
+shutil.copytree(batches, other)
+(other / "vocab.txt").write_text("".join(f"u{i}\n" for i in range(100)))
+kept = (scratch / "run" / "config.json").read_bytes(), (scratch / "run" / "vocab.txt").read_bytes()
+try:
+    carried.train_from_batches(run_spec, other, scratch / "run")
+except Exception as e:
+    report["other_vocabulary"] = str(e)
+report["run_kept"] = kept == ((scratch / "run" / "config.json").read_bytes(),
+                              (scratch / "run" / "vocab.txt").read_bytes())
 report["imported_absent"] = [n for n in absent + carried_later if sys.modules.get(n) is not None]
 print("REPORT " + json.dumps(report), flush=True)
 
@@ -111,6 +123,8 @@ def test_compute_path_runs_without_tensorflow(tmp_path):
     assert report["replay_max_difference"] < 1e-5  # the restored run retraces the first exactly
     assert (tmp_path / "run" / "metrics.jsonl").is_file()
     assert not (tmp_path / "run" / "tensorboard").exists()  # JSON Lines only without TensorFlow
+    assert "was trained with another vocabulary (its vocab.txt)" in report["other_vocabulary"]
+    assert report["run_kept"]
     config = json.loads((tmp_path / "run" / "config.json").read_text())
     assert config["vocab_size"] == 100 and config["num_hidden_layers"] == 1
     if "BENCH_ABSENT" in result.stdout:  # ml_collections installed here: the bench ran too

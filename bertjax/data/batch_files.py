@@ -6,8 +6,8 @@ A directory holds ``batches.json`` (the manifest, written last: its presence mar
 directory) and one ``FEATURE.npy`` per feature of `pipeline.make_dataset`, shaped
 [num_batches, batch_size, ...] and stored in the narrowest dtype that holds its values (ids in
 uint16 below 65,536 tokens, masks and 0/1 weights in uint8: ~600 bytes per 128-token row
-instead of ~1.8 kB); reading restores the training dtypes (int32, float32). ``vocab.txt`` is
-copied beside them when the run has one.
+instead of ~1.8 kB); reading restores the training dtypes (int32, float32). The run's vocabulary
+(``vocab.txt``, and ``sentencepiece.model`` for a SentencePiece one) is copied beside them.
 
 Batches are global batches of process 0 of 1; process p of P reads rows
 [p B/P, (p + 1) B/P) of each. Step s reads batch s mod num_batches: a run longer than the export
@@ -28,6 +28,7 @@ from bertjax.errors import UserError
 MANIFEST_FILE = "batches.json"
 FORMAT_VERSION = 1
 VOCAB_FILE = "vocab.txt"
+SENTENCEPIECE_FILE = "sentencepiece.model"  # sentencepiece_vocab.MODEL_FILE (that imports TF)
 
 
 def storage_dtype(values: np.ndarray) -> np.dtype:
@@ -175,7 +176,7 @@ def export_batches(spec, directory: str | Path, num_batches: int) -> dict:
     """Runs `spec`'s own data pipeline (vocabulary, instances, masking: what `bertjax train`
     would feed its first `num_batches` steps, as process 0 of 1) and writes the batches to
     `directory`. Needs TensorFlow. `spec` is a `config.RunSpec`. Returns the manifest."""
-    from bertjax.data import pipeline  # deferred: tf.data, only where batches are made
+    from bertjax.data import pipeline, vocab  # deferred: tf.data, only where batches are made
 
     data = pipeline.build_pretraining_data(spec.data)
     dataset = pipeline.make_dataset(
@@ -194,5 +195,6 @@ def export_batches(spec, directory: str | Path, num_batches: int) -> dict:
     }
     directory = Path(directory).expanduser()
     directory.mkdir(parents=True, exist_ok=True)
-    (directory / VOCAB_FILE).write_bytes(data.vocab_path.read_bytes())  # local or gs://
+    for source in vocab.vocab_files(data.vocab_path):  # vocab.txt (+ sentencepiece.model)
+        (directory / source.name).write_bytes(source.read_bytes())  # local or gs://
     return write_batches(dataset.as_numpy_iterator(), directory, num_batches, metadata=metadata)
