@@ -3,8 +3,8 @@
 Trains an 8k uncased WordPiece vocabulary from the corpus (cached), builds NSP sentence pairs,
 masks them dynamically, and runs 1,000 sharded AdamW steps with checkpoints, metrics and
 TensorBoard. Relative positions that start local and no dropout (docs/results.md: what leaves
-the frequency plateau on a small budget) make it learn visibly: training MLM accuracy ~0.27 at
-the end, and its export fills "The president of the [MASK] States" with "united" (0.91).
+the frequency plateau on a small budget) make it learn visibly: training MLM accuracy ~0.29 at
+the end, and its export fills "The president of the [MASK] States" with "united" (0.88).
 Finishes in a few minutes on a 2-core laptop CPU:
 
   bertjax train --config=configs/cpu_smoke.py --workdir=workdirs/cpu_smoke
