@@ -196,6 +196,23 @@ def open_workdir(workdir: str | os.PathLike, step: int | None = None) -> tuple[i
         return step, read_metadata(manager, step)
 
 
+# A vocabulary's files, kept beside a run's checkpoints (data/tokenizer.VOCAB_FILE and
+# data/sentencepiece_vocab.MODEL_FILE, which import TensorFlow).
+VOCABULARY_FILES = ("vocab.txt", "sentencepiece.model")
+
+
+def check_resumed_vocabulary(workdir: str | os.PathLike, vocab_dir: str | os.PathLike, fix: str):
+    """A run that resumes trains with the vocabulary its checkpoints learned, the files kept in
+    `workdir`: the one in `vocab_dir`, if another, even of the same size, would give the same
+    ids to other tokens: UserError ending with `fix`."""
+    for name in VOCABULARY_FILES:
+        saved, given = epath.Path(workdir) / name, epath.Path(vocab_dir) / name
+        if not saved.is_file():
+            continue  # a SentencePiece run from before its model was kept in the workdir
+        if not given.is_file() or given.read_bytes() != saved.read_bytes():
+            raise UserError(f"{workdir} was trained with another vocabulary (its {name}); {fix}")
+
+
 def checkpoint_steps(workdir: str | os.PathLike) -> list[int]:
     """Ascending steps of the checkpoints in `workdir` (a training or imported directory)."""
     steps = _checkpoint_steps(as_path(workdir) / "checkpoints")

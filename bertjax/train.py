@@ -224,7 +224,11 @@ def train_and_evaluate(
         keep_period=loop.keep_checkpoint_period,
     )
     if manager.latest_step() is not None:
-        vocab.check_resumed_vocabulary(workdir, data.vocab_path)
+        checkpointing.check_resumed_vocabulary(
+            workdir,
+            data.vocab_path.parent,
+            f"resume with that one (--config.vocab_dir={workdir}) or start a new --workdir",
+        )
     setup = state_setup(pretraining_model, tx, mesh, rules)
 
     def init_state() -> TrainState:

@@ -63,18 +63,6 @@ def flat_config(spec: config.RunSpec, **extra) -> dict:
     return json.loads(json.dumps({**fields, **extra}, default=list))
 
 
-def _check_resumed_vocabulary(workdir: Path, batches_dir: Path) -> None:
-    """As `vocab.check_resumed_vocabulary` (which needs TensorFlow): batches of another
-    vocabulary do not resume a run."""
-    for name in (batch_files.VOCAB_FILE, batch_files.SENTENCEPIECE_FILE):
-        saved, given = workdir / name, batches_dir / name
-        if saved.is_file() and (not given.is_file() or given.read_bytes() != saved.read_bytes()):
-            raise UserError(
-                f"{workdir} was trained with another vocabulary (its {name}) than the batches "
-                f"in {batches_dir}; export batches with that vocabulary or start a new --workdir"
-            )
-
-
 def train_from_batches(
     spec: config.RunSpec, batches_dir: str | Path, workdir: str | Path
 ) -> train.RunSummary:
@@ -100,7 +88,9 @@ def train_from_batches(
         keep_period=loop.keep_checkpoint_period,
     )
     if manager.latest_step() is not None:
-        _check_resumed_vocabulary(workdir, files.directory)
+        checkpointing.check_resumed_vocabulary(
+            workdir, files.directory, "export batches with that vocabulary or start a new --workdir"
+        )
     setup = state_setup(pretraining_model, tx, mesh, rules)
     state, restored_step = checkpointing.restore_or_init(
         manager,
@@ -111,7 +101,7 @@ def train_from_batches(
     if jax.process_index() == 0:  # once the checkpoint fits: a refused resume rewrites nothing
         saved = flat_config(spec, batches_dir=str(files.directory))
         (workdir / "config.json").write_text(json.dumps(saved, indent=2) + "\n")
-        for name in (batch_files.VOCAB_FILE, batch_files.SENTENCEPIECE_FILE):
+        for name in checkpointing.VOCABULARY_FILES:
             if (files.directory / name).is_file():
                 shutil.copyfile(files.directory / name, workdir / name)
     start_step = int(restored_step or 0)

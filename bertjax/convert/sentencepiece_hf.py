@@ -7,8 +7,9 @@ models: Metaspace pre-tokenizer, `[CLS] A [SEP] (B [SEP])`, the special tokens m
 ([MASK] absorbing the space before it, as the masks of `bertjax fill-mask`). On the 1,997
 paragraphs of the embedded corpus's speeches (2,000-piece vocabulary) it gives bertjax's ids for
 1,993; the other 4 segment differently with exactly the same score, a tie the two libraries
-break differently (tests/convert/test_sentencepiece_hf.py; 7 of 2,615 paragraphs of Python's
-documentation with a vocabulary trained on them). SentencePiece BPE models are not converted.
+break differently (tests/convert/test_sentencepiece_hf.py). On 2,615 paragraphs of Python's
+documentation, with a vocabulary trained on them, 7 differed (not checked for ties).
+SentencePiece BPE models are not converted.
 """
 
 from __future__ import annotations

@@ -28,7 +28,6 @@ from bertjax.errors import UserError
 MANIFEST_FILE = "batches.json"
 FORMAT_VERSION = 1
 VOCAB_FILE = "vocab.txt"
-SENTENCEPIECE_FILE = "sentencepiece.model"  # sentencepiece_vocab.MODEL_FILE (that imports TF)
 
 
 def storage_dtype(values: np.ndarray) -> np.dtype:

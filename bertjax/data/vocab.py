@@ -58,21 +58,6 @@ def vocab_files(vocab_path: str | os.PathLike) -> list[epath.Path]:
     return [directory / name for name in (VOCAB_FILE, MODEL_FILE) if (directory / name).is_file()]
 
 
-def check_resumed_vocabulary(workdir: epath.Path, vocab_path: str | os.PathLike) -> None:
-    """A run that resumes trains with the vocabulary its checkpoints learned, the files kept in
-    `workdir`: another one, even of the same size, gives the same ids to other tokens."""
-    given = {path.name: path for path in vocab_files(vocab_path)}
-    for name in (VOCAB_FILE, MODEL_FILE):
-        saved = workdir / name
-        if not saved.is_file():
-            continue  # a SentencePiece run from before its model was kept in the workdir
-        if name not in given or given[name].read_bytes() != saved.read_bytes():
-            raise UserError(
-                f"{workdir} was trained with another vocabulary (its {name}); resume with that "
-                f"one (--config.vocab_dir={workdir}) or start a new --workdir"
-            )
-
-
 def vocab_sha256(vocab_dir: str | os.PathLike) -> str:
     """sha256 over vocab.txt (and sentencepiece.model when present): a vocabulary's identity."""
     digest = hashlib.sha256()
