@@ -197,9 +197,15 @@ COMMANDS: dict[str, Command] = {
     ),
     "export": Command(
         "bertjax export --workdir=DIR [--step=N] --out=HF_DIR",
-        (WORKDIR, ("string", "out", None, "The Hugging Face directory to write."), STEP),
+        (
+            ("string", "workdir", None, "A training workdir, a `bertjax import` directory, or "
+             "a fine-tuned model (FINETUNE_DIR/seed_<s>/model)."),
+            ("string", "out", None, "The Hugging Face directory to write."),
+            STEP,
+        ),  # fmt: skip
         _export, ("workdir", "out"),
-        "export needs --workdir=DIR (a training or imported dir) and --out=HF_DIR",
+        "export needs --workdir=DIR (a training, imported or fine-tuned model dir) and "
+        "--out=HF_DIR",
     ),
     "import": Command(
         "bertjax import --from=HF_DIR_OR_TF1_CHECKPOINT --out=DIR",

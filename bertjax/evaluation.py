@@ -330,12 +330,15 @@ def run_evaluate(
         if os.path.isdir(os.path.expanduser(out)):
             raise UserError(f"--out={out} is a directory; name a file, e.g. {out}/eval.jsonl")
         paths.make_local_dir(os.path.dirname(os.path.abspath(os.path.expanduser(out))), "--out")
+    chosen = _chosen_steps(workdir, steps, all_steps)
+    _, metadata = checkpointing.open_workdir(workdir, chosen[0])
+    from bertjax.convert import model_dir  # reads vocabularies: TensorFlow, off train's path
+
+    model_dir.require_pretrained(workdir, metadata, "evaluate")
     config = workdir_config(workdir)
     if data:
         config.eval_corpus = data
     spec = from_config(config)
-    chosen = _chosen_steps(workdir, steps, all_steps)
-    _, metadata = checkpointing.open_workdir(workdir, chosen[0])
     model = dataclasses.replace(spec.model, vocab_size=metadata["model"]["vocab_size"])
     mesh = sharding.create_mesh({"data": -1, "fsdp": 1, "tensor": 1})
     pretraining_model = spec.objective.model_factory(model)

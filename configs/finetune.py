@@ -46,5 +46,8 @@ def get_config() -> ml_collections.ConfigDict:
     config.hidden_dropout_prob = 0.1
     config.attention_probs_dropout_prob = 0.1
     config.dtype = "float32"  # compute dtype; "bfloat16" on accelerators
+    # Keep each seed's fine-tuned model in WORKDIR/seed_<s>/model (`bertjax export` turns it
+    # into a Hugging Face BertFor<Task> directory); False keeps only the scores.
+    config.save_model = True
     config.seeds = "0,1,2"  # one full fine-tune per seed; median and spread are reported
     return config

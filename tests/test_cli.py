@@ -222,7 +222,7 @@ def test_a_bad_flag_is_the_commands_usage_and_one_line(name, capsys):
 
 def test_usage_errors_name_what_is_missing_or_wrong(capsys):
     cases = [
-        (["export", "--workdir=w"], "export needs --workdir=DIR (a training or imported dir)"),
+        (["export", "--workdir=w"], "export needs --workdir=DIR (a training, imported or"),
         (["export", "--workdir=w", "--out=o", "extra"], "unexpected argument 'extra'"),
         (["evaluate", "--workdir=w", "--step=1", "--all_steps"], "pass --step=N or --all_steps"),
         (["fill-mask", "--workdir=w"], 'fill-mask needs --workdir=DIR and one or more "texts'),

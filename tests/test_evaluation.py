@@ -87,7 +87,7 @@ def test_evaluate_on_other_files_and_bad_requests(run_with_eval, tmp_path):
     assert json.loads((tmp_path / "e").read_text())["mlm_loss"] == records[0]["mlm_loss"]
     with pytest.raises(UserError, match="no checkpoint at step 4"):
         evaluation.run_evaluate(str(workdir), steps=[4])
-    with pytest.raises(UserError, match="no config.json"):
+    with pytest.raises(UserError, match="holds no checkpoint .*; pass a training workdir"):
         evaluation.run_evaluate(str(tmp_path))
     # Corpus errors name the flag that gave the files (they said --config.corpus).
     (tmp_path / "empty.jsonl").write_text("")

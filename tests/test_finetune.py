@@ -33,13 +33,14 @@ def write_jsonl(path: Path, records) -> str:
     return str(path)
 
 
-def tiny_model_dir(directory: Path, texts, seed: int = 0) -> Path:
-    """A randomly initialised BERT-tiny model directory with a vocabulary trained on `texts`."""
+def tiny_model_dir(directory: Path, texts, seed: int = 0, **architecture) -> Path:
+    """A randomly initialised BERT-tiny model directory with a vocabulary trained on `texts`
+    (`architecture`: BertConfig fields to change)."""
     vocab_path = train_wordpiece_vocab(texts, 600, True, directory / "vocab")
     size = sum(1 for _ in vocab_path.open())
     config = BertConfig(
         vocab_size=size, hidden_size=64, num_hidden_layers=2, num_attention_heads=2,
-        intermediate_size=128, max_position_embeddings=128,
+        intermediate_size=128, max_position_embeddings=128, **architecture,
     )  # fmt: skip
     from flax import nnx
 
@@ -394,7 +395,7 @@ def test_a_workdir_refuses_another_fine_tune(tmp_path):
     settings = tmp_path / "run" / "finetune_settings.json"
     saved = json.loads(settings.read_text())
     for field in trainer.FIELDS_ADDED_LATER:  # as a run recorded before the field existed
-        del saved["config"][field]
+        saved["config"].pop(field, None)  # save_model: never recorded (not a recipe field)
     saved["init"] = f"{init.parent}/../{init.parent.name}/{init.name}"  # older runs kept ".."
     settings.write_text(json.dumps(saved))
     assert trainer.finetune("jsonl", str(init), str(tmp_path / "run"), config) == first

@@ -12,7 +12,10 @@ tokenizer with `from_pretrained(OUT)`:
 
 An ELECTRA run (`--config.objective=electra`) exports its discriminator as OUT (an
 ElectraForPreTraining directory, bertjax/convert/electra.py) and its generator as OUT/generator
-(ElectraForMaskedLM), each with the same tokenizer files.
+(ElectraForMaskedLM), each with the same tokenizer files. A fine-tuned model (`bertjax
+finetune`'s SEED_DIR/model) exports as its task's class, BertForSequenceClassification,
+BertForTokenClassification or BertForQuestionAnswering (RobertaPreLayerNorm's for a pre-LN
+encoder), with its labels in config.json (bertjax/convert/task_heads.py).
 
 Only parameters are read from the checkpoint, as host arrays; a checkpoint written by a sharded
 multi-device run is gathered whole, whatever mesh wrote it.
@@ -27,12 +30,18 @@ from pathlib import Path
 from etils import epath
 
 from bertjax import checkpointing, paths
-from bertjax.convert import electra, hf, model_dir, prelayernorm, sentencepiece_hf
+from bertjax.convert import electra, hf, model_dir, prelayernorm, sentencepiece_hf, task_heads
 from bertjax.data import sentencepiece_vocab, tokenizer
 from bertjax.errors import UserError
 from bertjax.models.bert import BertConfig, unstack_layers
 
 ELECTRA_GENERATOR_DIR = "generator"  # an ELECTRA export's ElectraForMaskedLM, inside OUT
+# What to load an export with, by the end of its class name, and the pipeline task it serves.
+AUTO_CLASSES = {
+    "ForSequenceClassification": ("AutoModelForSequenceClassification", "text-classification"),
+    "ForTokenClassification": ("AutoModelForTokenClassification", "token-classification"),
+    "ForQuestionAnswering": ("AutoModelForQuestionAnswering", "question-answering"),
+}
 SPECIAL_TOKENS_MAP = {
     "unk_token": tokenizer.UNK,
     "sep_token": tokenizer.SEP,
@@ -54,11 +63,19 @@ class ExportResult:
     def lines(self) -> list[str]:
         c = self.config
         auto = "AutoModelForMaskedLM" if c.layer_norm_placement == "pre" else self.architecture
+        pipeline = None
+        for suffix, (auto_class, task) in AUTO_CLASSES.items():
+            if self.architecture.endswith(suffix):
+                auto, pipeline = auto_class, task
         lines = [
             f"Exported step {self.step} of {self.workdir} -> {self.out_dir} ({self.architecture}: "
             f"{c.num_hidden_layers} layers, hidden {c.hidden_size}, vocab {c.vocab_size})",
             f'load it: transformers.{auto}.from_pretrained("{self.out_dir}")',
         ]
+        if pipeline:
+            lines.append(  # framework: transformers picks TensorFlow when it is installed
+                f'or: transformers.pipeline("{pipeline}", model="{self.out_dir}", framework="pt")'
+            )
         if self.architecture == "ElectraForPreTraining":
             generator = self.out_dir / ELECTRA_GENERATOR_DIR
             lines.append(
@@ -85,12 +102,18 @@ def export_hf(workdir: str | Path, out_dir: str | Path, *, step: int | None = No
             f"(vocab_size {config.vocab_size}); copy the run's vocab.txt there"
         )
     lowercase = model_dir.lowercase(metadata)
+    task = model_dir.task_of(metadata)
+    if task is not None:
+        task_heads.check_exportable(task)  # before anything is read or written
     tokenizer_json = _sentencepiece_tokenizer(vocab_path)  # before anything is written
     # A scan_layers run saves the encoder stacked; Hugging Face has one module per layer.
     params = unstack_layers(checkpointing.restore_params(workdir, step))
     pad_token_id = vocab.index(tokenizer.PAD)
     fraction = metadata.get("model", {}).get("generator_hidden_fraction")
-    if metadata.get("model", {}).get("objective") == "electra":
+    if task is not None:
+        tensors = task_heads.tensors(params, config, task, pad_token_id=pad_token_id)
+        hf_config = task_heads.hf_config(config, task, pad_token_id=pad_token_id)
+    elif metadata.get("model", {}).get("objective") == "electra":
         electra.check_exportable(config)
         params["generator"] = unstack_layers({"bert": params["generator"]})["bert"]
         generator_dir = out_dir / ELECTRA_GENERATOR_DIR

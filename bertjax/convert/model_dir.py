@@ -10,21 +10,28 @@ It is laid out like a training workdir, so a training workdir is one too:
 
 An imported directory holds one checkpoint, step 0, with parameters only (no optimizer state),
 and `vocab_meta.json`, so `--config.vocab_dir=DIR` checks `--config.lowercase` against it.
+
+`bertjax finetune` keeps each seed's fine-tuned model as such a directory too
+(`SEED_DIR/model`): its parameters are {"bert": encoder, "head": the task's dense layer}, its
+metadata names the objective "finetuned" and holds a "task" entry (name, kind, labels,
+pooling, max_seq_length). Export writes it as a Hugging Face task model (convert/task_heads.py);
+fine-tuning and `--config.init_from` take its encoder; fill-mask and evaluate refuse it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
-import shutil
+import os
 from pathlib import Path
 from typing import Any
 
 import jax
 import numpy as np
+from etils import epath
 from flax import nnx
 
 from bertjax import checkpointing, paths
-from bertjax.convert import hf
 from bertjax.data import tokenizer
 from bertjax.data.sentencepiece_vocab import MODEL_FILE
 from bertjax.errors import UserError
@@ -32,6 +39,7 @@ from bertjax.models.bert import BertConfig, BertForPreTraining, create_model
 from bertjax.models.electra import ElectraForPreTraining, create_electra
 
 IMPORT_STEP = 0
+FINETUNED = "finetuned"  # the metadata's objective of a fine-tuned model directory
 
 
 def model_config(metadata: dict) -> BertConfig:
@@ -47,6 +55,25 @@ def lowercase(metadata: dict) -> bool:
     return bool(metadata.get("config", {}).get("lowercase", True))
 
 
+def task_of(metadata: dict) -> dict | None:
+    """The task a fine-tuned model directory was trained on (name, kind, labels, pooling,
+    max_seq_length); None for a pretraining workdir or an imported model."""
+    if metadata.get("model", {}).get("objective") != FINETUNED:
+        return None
+    return metadata["task"]
+
+
+def require_pretrained(directory: str | Path, metadata: dict, command: str) -> None:
+    """UserError when `directory` holds a fine-tuned model: it has no pretraining heads."""
+    task = task_of(metadata)
+    if task is not None:
+        raise UserError(
+            f"{directory} is a model fine-tuned for {task['name']} ({task['kind']}), without the "
+            f"masked-LM head {command} needs; pass the model it was fine-tuned from, "
+            f"{metadata.get('finetuned_from', 'its --init')}"
+        )
+
+
 def load_model(
     directory: str | Path, step: int | None = None
 ) -> BertForPreTraining | ElectraForPreTraining:
@@ -54,6 +81,7 @@ def load_model(
     with the parameters of `directory`'s checkpoint (default: latest), on the first local
     device; a checkpoint from any mesh is gathered whole."""
     step, metadata = checkpointing.open_workdir(directory, step)
+    require_pretrained(directory, metadata, "fill-mask")
     config = model_config(metadata)
     saved = metadata.get("model", {})
     if saved.get("objective") == "electra":  # its loss weight is not needed to run it
@@ -70,27 +98,48 @@ def load_model(
 
 
 def write(
-    out_dir: Path, params: Any, config: BertConfig, vocab_path: Path, lower: bool, source: str
+    out_dir: Path,
+    params: Any,
+    config: BertConfig,
+    vocab_path: str | os.PathLike,
+    lower: bool,
+    source: str,
+    *,
+    task: dict | None = None,
+    flag: str = "--out",
 ) -> None:
-    """Writes `params` (BertForPreTraining's, numpy) as an imported model directory."""
-    paths.make_local_dir(out_dir, "--out")
-    shutil.copyfile(vocab_path, out_dir / tokenizer.VOCAB_FILE)
-    spm_model = Path(vocab_path).parent / MODEL_FILE  # a SentencePiece vocabulary's model
-    if spm_model.is_file():
-        shutil.copyfile(spm_model, out_dir / MODEL_FILE)
-    fields = {name: getattr(config, name) for name in hf.CONFIG_FIELDS}
-    fields["position_embedding_type"] = config.position_embedding_type
-    fields["lowercase"] = lower
-    vocab_meta = {"vocab_size": config.vocab_size, "lowercase": lower, "source": source}
-    (out_dir / tokenizer.META_FILE).write_text(json.dumps(vocab_meta, indent=2) + "\n")
-    (out_dir / "config.json").write_text(json.dumps(fields, indent=2) + "\n")
+    """Writes `params` as a model directory: BertForPreTraining's (numpy, from `bertjax
+    import`), or with `task`, a fine-tuned model's {"bert", "head"} (arrays on any mesh; every
+    process calls this, process 0 writes the files beside the checkpoint). `vocab_path` may be
+    in a bucket; `flag` names `out_dir` in errors."""
+    paths.make_local_dir(out_dir, flag)
+    fields = dataclasses.asdict(config) | {"lowercase": lower}
     model = {name: getattr(config, name) for name in checkpointing.ARCHITECTURE_FIELDS}
     metadata = {"config": fields, "model": model, "imported_from": source}
+    if task is not None:
+        model["objective"] = FINETUNED
+        metadata = {"config": fields, "model": model, "task": task, "finetuned_from": source}
+    if jax.process_index() == 0:
+        _write_files(out_dir, fields, epath.Path(vocab_path), lower, source)
     device = jax.local_devices()[0]
-    state = {"step": np.int32(IMPORT_STEP), "params": jax.device_put(params, device)}
+    params = jax.tree.map(
+        lambda x: x if isinstance(x, jax.Array) else jax.device_put(x, device), params
+    )
+    state = {"step": np.int32(IMPORT_STEP), "params": params}
     manager = checkpointing.create_checkpoint_manager(out_dir / "checkpoints", save_every=1, keep=1)
     try:
         checkpointing.save(manager, IMPORT_STEP, state, metadata, force=True)
         manager.wait_until_finished()
     finally:
         manager.close()
+
+
+def _write_files(out_dir: Path, fields: dict, vocab_path: epath.Path, lower: bool, source: str):
+    """The vocabulary (and a SentencePiece vocabulary's model), vocab_meta.json, config.json."""
+    (out_dir / tokenizer.VOCAB_FILE).write_bytes(vocab_path.read_bytes())
+    spm_model = vocab_path.parent / MODEL_FILE
+    if spm_model.is_file():
+        (out_dir / MODEL_FILE).write_bytes(spm_model.read_bytes())
+    vocab_meta = {"vocab_size": fields["vocab_size"], "lowercase": lower, "source": source}
+    (out_dir / tokenizer.META_FILE).write_text(json.dumps(vocab_meta, indent=2) + "\n")
+    (out_dir / "config.json").write_text(json.dumps(fields, indent=2) + "\n")

@@ -10,12 +10,15 @@ checkpoint's layout, so it is taken over unchanged.
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
+from jax.experimental.multihost_utils import sync_global_devices
 
 from bertjax import checkpointing, paths
 from bertjax.convert import model_dir
@@ -120,6 +123,20 @@ def init_params(
     if encoder is not None:
         params = with_encoder(params, encoder)
     return graphdef, params
+
+
+def save_finetuned(
+    directory: Path, params: dict, config: BertConfig, vocab_path, lowercase: bool, *,
+    task: dict, init: str,
+) -> None:  # fmt: skip
+    """Writes fine-tuned `params` ({"bert", "head"}, on any mesh) as a model directory
+    (convert/model_dir.py) that records `task`; one left by an interrupted attempt at the same
+    seed is replaced."""
+    if jax.process_index() == 0 and directory.exists():
+        shutil.rmtree(directory)
+    sync_global_devices("bertjax_finetuned_model_dir_cleared")
+    model_dir.write(directory, params, config, vocab_path, lowercase, init, task=task,
+                    flag="--workdir")  # fmt: skip
 
 
 def _check_same_shapes(loaded: dict, fresh: dict) -> None:

@@ -3,6 +3,8 @@ several seeds; write per-epoch metrics, per-seed results, and the median/spread 
 
   WORKDIR/seed_<s>/metrics.jsonl   one line per epoch: train loss, eval scores
   WORKDIR/seed_<s>/result.json     final eval scores of that seed (a finished seed is not redone)
+  WORKDIR/seed_<s>/model/          the fine-tuned model (config.save_model): `bertjax export`
+                                   writes it as a Hugging Face BertFor<Task> directory
   WORKDIR/results.json             all seeds, median / min / max of every score, the config
   WORKDIR/results.md               the same as a Markdown table
 
@@ -66,7 +68,10 @@ class Prepared:
 
 # Recipe fields added after runs were recorded and config files written, with the value those
 # runs used (and a config file without the field gets).
-FIELDS_ADDED_LATER = {"pooling": "cls", "layerwise_lr_decay": 1.0}
+FIELDS_ADDED_LATER = {"pooling": "cls", "layerwise_lr_decay": 1.0, "save_model": True}
+# Fields that do not change what a seed computes: a finished seed is reused whatever they are.
+NOT_RECIPE = ("seeds", "save_model")
+MODEL_DIR = "model"  # in each seed's directory
 
 
 def recipe_field(config: ml_collections.ConfigDict, name: str):
@@ -117,7 +122,12 @@ def finetune(
             logging.info("Seed %d already finished: %s", seed, per_seed[seed])
             continue
         seed_dir.mkdir(exist_ok=True)
-        per_seed[seed] = train_one_seed(prepared, compiled, encoder, config, seed, seed_dir)
+        per_seed[seed], params = train_one_seed(prepared, compiled, encoder, config, seed, seed_dir)
+        if recipe_field(config, "save_model"):
+            model.save_finetuned(
+                seed_dir / MODEL_DIR, params, bert_config, vocab_path, lowercase,
+                task=_task_entry(prepared.task, config), init=str(paths.as_path(init)),
+            )  # fmt: skip
         done.write_text(json.dumps(per_seed[seed], indent=2) + "\n")
     results = summarize(task_name, init, random_init, prepared.task, per_seed, config)
     (workdir_path / "results.json").write_text(json.dumps(results, indent=2) + "\n")
@@ -125,18 +135,28 @@ def finetune(
     return results
 
 
+def _task_entry(task: tasks.TaskData, config: ml_collections.ConfigDict) -> dict:
+    """What a saved fine-tuned model records of its task (for export and for readers)."""
+    return {"name": task.name, "kind": task.kind, "labels": list(task.labels),
+            "pooling": recipe_field(config, "pooling"),
+            "max_seq_length": config.max_seq_length}  # fmt: skip
+
+
 def _claim_workdir(workdir: Path, task_name, init, random_init, config) -> None:
     """Records what this workdir fine-tunes; finished seeds are only reused for the same
     task, init and recipe (config.seeds may differ: more seeds extend a run). Before any seed
     has started (an attempt that stopped on bad task data) another fine-tune may take it."""
     recipe = FIELDS_ADDED_LATER | json.loads(config.to_json_best_effort())
-    recipe.pop("seeds")
+    for name in NOT_RECIPE:
+        recipe.pop(name)
     settings = {"task": task_name, "init": str(paths.as_path(init)),
                 "random_init": random_init, "config": recipe}  # fmt: skip
     path = workdir / "finetune_settings.json"
     if path.exists() and any(workdir.glob("seed_*")):
         saved = json.loads(path.read_text())
         saved["config"] = FIELDS_ADDED_LATER | saved["config"]  # a run from before a field
+        for name in NOT_RECIPE:
+            saved["config"].pop(name, None)
         saved["init"] = str(paths.as_path(saved["init"]))  # older runs kept ".." in the path
         different = sorted(k for k in settings if saved.get(k) != settings[k])
         if different:
@@ -338,10 +358,11 @@ def train_one_seed(
     config: ml_collections.ConfigDict,
     seed: int,
     out: Path,
-) -> dict:
+) -> tuple[dict, Any]:
     """Trains one seed for config.num_epochs, evaluating after each epoch; returns the final
-    eval scores plus train_seconds. Shows progress (a bar on a terminal, else a line every
-    log_every steps) with the training loss and examples/s of the steps since the last one."""
+    eval scores plus train_seconds, and the trained parameters (on the mesh). Shows progress
+    (a bar on a terminal, else a line every log_every steps) with the training loss and
+    examples/s of the steps since the last one."""
     mesh = compiled.mesh
     state = init_train_state(compiled.setup, compiled.make_model, compiled.tx, seed)
     if encoder is not None:
@@ -379,7 +400,7 @@ def train_one_seed(
             log.flush()
             logging.info("seed %d epoch %d: %s", seed, epoch, record)
     progress.close()
-    return {**result, "train_seconds": time.perf_counter() - start, "steps": step}
+    return {**result, "train_seconds": time.perf_counter() - start, "steps": step}, state.params
 
 
 class _Interval:

@@ -1,0 +1,95 @@
+"""A fine-tuned bertjax model in Hugging Face's layout: its BertFor<Task> class.
+
+`bertjax finetune` keeps each seed's model as {"bert": encoder, "head": dense layer} with the
+task it learned (convert/model_dir.py). Hugging Face has a class for each head bertjax
+trains (pre-LN encoders in RoBERTa-PreLayerNorm's layout, prelayernorm.py):
+
+* classification: BertForSequenceClassification (`bert.pooler` + `classifier`); pre-LN,
+  RobertaPreLayerNormForSequenceClassification (`classifier.dense`, the pooler, then
+  `classifier.out_proj`);
+* tagging: BertForTokenClassification / RobertaPreLayerNormForTokenClassification
+  (`classifier`);
+* qa: BertForQuestionAnswering / RobertaPreLayerNormForQuestionAnswering (`qa_outputs`: start,
+  end).
+
+The RoBERTa classification head is dropout, dense, tanh, dropout, dense on the first token:
+BERT's pooler and classifier, so in eval mode the two compute the same. The task's labels go
+to `config.json` as `id2label` / `label2id`, so pipelines name them. A classifier trained on
+mean-pooled states (`--config.pooling=mean`) has no Hugging Face class and is refused.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from bertjax.convert import hf, prelayernorm
+from bertjax.errors import UserError
+from bertjax.models.bert import BertConfig
+
+HEAD_PREFIXES = {"classification": "classifier.", "tagging": "classifier.", "qa": "qa_outputs."}
+TASK_CLASSES = {
+    "classification": "ForSequenceClassification",
+    "tagging": "ForTokenClassification",
+    "qa": "ForQuestionAnswering",
+}
+POOLER = "bert.pooler.dense."
+
+
+def architecture(config: BertConfig, task: dict) -> str:
+    """The Hugging Face class of a model fine-tuned on `task` with `config`'s encoder."""
+    family = "RobertaPreLayerNorm" if config.layer_norm_placement == "pre" else "Bert"
+    return family + TASK_CLASSES[task["kind"]]
+
+
+def check_exportable(task: dict) -> None:
+    if task["kind"] == "classification" and task.get("pooling", "cls") != "cls":
+        raise UserError(
+            f"this classifier was fine-tuned on mean-pooled states (pooling={task['pooling']}), "
+            "which no Hugging Face class computes; fine-tune with --config.pooling=cls to "
+            "export it"
+        )
+
+
+def tensors(params: Any, config: BertConfig, task: dict, *, pad_token_id: int) -> dict:
+    """The fine-tuned parameters {"bert", "head"} -> the state dict of `architecture`."""
+    check_exportable(task)
+    kind = task["kind"]
+    encoder = hf.hf_tensors({"bert": params["bert"]})
+    encoder = hf.with_position_table(encoder, hf.WORD_EMBEDDINGS, hf.POSITION_EMBEDDINGS)
+    pooler = {k.removeprefix(POOLER): encoder.pop(k) for k in list(encoder) if k.startswith(POOLER)}
+    head = {k.removeprefix("head."): v for k, v in hf.hf_tensors({"head": params["head"]}).items()}
+    pre_ln = config.layer_norm_placement == "pre"
+    if pre_ln:
+        encoder = prelayernorm.tensors_from_bert(encoder, pad_token_id=pad_token_id)
+    if kind == "classification" and pre_ln:
+        return (
+            encoder
+            | _prefixed("classifier.dense.", pooler)
+            | _prefixed("classifier.out_proj.", head)
+        )
+    if kind == "classification":  # BertForSequenceClassification keeps the pooler
+        encoder |= _prefixed(POOLER, pooler)
+    return encoder | _prefixed(HEAD_PREFIXES[kind], head)
+
+
+def hf_config(config: BertConfig, task: dict, *, pad_token_id: int) -> dict[str, Any]:
+    """`config.json` of `architecture`, with the task's labels."""
+    if config.layer_norm_placement == "pre":
+        fields = prelayernorm.hf_config(config, pad_token_id=pad_token_id)
+    else:
+        fields = hf.hf_config(config, pad_token_id=pad_token_id)
+    fields["architectures"] = [architecture(config, task)]
+    fields["finetuning_task"] = task["name"]
+    if task["kind"] != "qa":
+        labels = task["labels"]
+        fields["id2label"] = {str(i): label for i, label in enumerate(labels)}
+        fields["label2id"] = {label: i for i, label in enumerate(labels)}
+    if task["kind"] == "classification":
+        fields["problem_type"] = "single_label_classification"
+    return fields
+
+
+def _prefixed(prefix: str, tensors: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    return {prefix + name: value for name, value in tensors.items()}

@@ -1,0 +1,209 @@
+"""A fine-tuned model, kept by `bertjax finetune` and exported as Hugging Face's BertFor<Task>
+(RobertaPreLayerNormFor<Task> for a pre-LN encoder): transformers loads it and computes
+bertjax's logits, and the tokenizer and labels travel with it. Also what else reads a
+fine-tuned model directory: fine-tuning and `init_from` take its encoder, fill-mask and evaluate
+refuse it."""
+
+import json
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from bertjax import checkpointing, evaluation, fill_mask
+from bertjax.convert import export_hf, model_dir
+from bertjax.errors import UserError
+from bertjax.finetune import model, trainer
+from bertjax.models.bert import create_model
+from tests.test_cli import run_cli
+from tests.test_finetune import config_for, tiny_model_dir, write_jsonl
+
+# Each finished seed's model is exported and run by transformers on the same ids (float32).
+ATOL = 1e-4
+PRE_LN = dict(
+    layer_norm_placement="pre", position_embedding_type="relative_key",
+    position_embedding_init="local",
+)  # fmt: skip
+PAIRS = [
+    ("the cat sat on the mat", "a cat is on a mat", "entailment"),
+    ("the dog ran in the park", "nobody was in the park", "contradiction"),
+    ("rain fell all day in paris", "it was wet in paris", "entailment"),
+    ("the shop was closed on monday", "the shop was open on monday", "contradiction"),
+] * 6
+SENTENCES = [
+    (["Anna", "lives", "in", "Berlin", "."], ["B-PER", "O", "O", "B-LOC", "O"]),
+    (["Tom", "Smith", "visited", "New", "York"], ["B-PER", "I-PER", "O", "B-LOC", "I-LOC"]),
+    (["the", "river", "flows", "through", "Paris"], ["O", "O", "O", "O", "B-LOC"]),
+] * 6
+CONTEXTS = [
+    ("The Nile flows north through Egypt into the sea.", "Where does the Nile flow?", "north"),
+    ("Bananas are yellow when ripe and green before.", "What colour are ripe ones?", "yellow"),
+]
+TEXTS = [w for a, b, _ in PAIRS for w in (a, b)] + [" ".join(t) for t, _ in SENTENCES]
+TEXTS += [c for c, _, _ in CONTEXTS] + [q for _, q, _ in CONTEXTS]
+
+
+def task_files(tmp_path, kind: str) -> tuple[str, dict]:
+    """(--task, config overrides) of a small task of `kind` written to `tmp_path`."""
+    if kind == "classification":
+        records = [{"premise": a, "hypothesis": b, "verdict": y} for a, b, y in PAIRS]
+        path = write_jsonl(tmp_path / "pairs.jsonl", records)
+        fields = dict(text_fields="premise,hypothesis", label_field="verdict")
+        return "jsonl", dict(kind=kind, train_file=path, eval_file=path, **fields)
+    if kind == "tagging":
+        records = [{"tokens": t, "tags": g} for t, g in SENTENCES]
+        path = write_jsonl(tmp_path / "ner.jsonl", records)
+        return "jsonl", dict(kind=kind, train_file=path, eval_file=path)
+    data = {"data": [{"paragraphs": []}]}
+    for i, (context, question, answer) in enumerate(CONTEXTS):
+        qa = {"id": f"q{i}", "question": question,
+              "answers": [{"text": answer, "answer_start": context.index(answer)}]}  # fmt: skip
+        data["data"][0]["paragraphs"].append({"context": context, "qas": [qa]})
+    path = tmp_path / "squad.json"
+    path.write_text(json.dumps(data))
+    return "squad", dict(train_file=str(path), eval_file=str(path), max_query_length=16)
+
+
+def finetuned(tmp_path, kind: str, **overrides):
+    """The model directory of seed 0 of a one-epoch fine-tune of a random BERT-tiny."""
+    init = tiny_model_dir(tmp_path, TEXTS * 3, **overrides.pop("architecture", {}))
+    task, fields = task_files(tmp_path, kind)
+    config = config_for(learning_rate=1e-3, num_epochs=1, batch_size=8, eval_batch_size=8)
+    config.update(fields | overrides)
+    trainer.finetune(task, str(init), str(tmp_path / "run"), config)
+    return tmp_path / "run" / "seed_0" / trainer.MODEL_DIR
+
+
+def bertjax_logits(directory, ids, segments, mask) -> np.ndarray:
+    """Logits of the saved fine-tuned model, run by bertjax (eval mode)."""
+    _, metadata = checkpointing.open_workdir(directory)
+    task = model_dir.task_of(metadata)
+    config = model_dir.model_config(metadata)
+    graphdef, _ = model.init_params(config, task["kind"], len(task["labels"]), 0, None)
+    net = nnx.merge(graphdef, checkpointing.restore_params(directory, 0))
+    return np.asarray(net(jnp.asarray(ids), jnp.asarray(segments), jnp.asarray(mask)))
+
+
+@pytest.mark.parametrize("placement", ["post", "pre"])
+@pytest.mark.parametrize("kind", ["classification", "tagging", "qa"])
+def test_a_finetuned_model_exports_as_its_task_class(tmp_path, transformers, kind, placement):
+    architecture = PRE_LN if placement == "pre" else {}
+    saved = finetuned(tmp_path, kind, architecture=architecture)
+    result = export_hf(saved, tmp_path / "hf")
+    family = "RobertaPreLayerNorm" if placement == "pre" else "Bert"
+    suffix = {"classification": "ForSequenceClassification", "tagging": "ForTokenClassification",
+              "qa": "ForQuestionAnswering"}[kind]  # fmt: skip
+    assert result.architecture == family + suffix
+    auto = getattr(transformers, "AutoModel" + suffix)
+    hf_model = auto.from_pretrained(str(tmp_path / "hf")).eval()
+    assert type(hf_model).__name__ == family + suffix  # every weight found, none left over
+    tok = transformers.AutoTokenizer.from_pretrained(str(tmp_path / "hf"))
+    if kind == "classification":
+        inputs = tok([a for a, _, _ in PAIRS[:4]], [b for _, b, _ in PAIRS[:4]], padding=True,
+                     return_tensors="pt")  # fmt: skip
+    elif kind == "tagging":
+        inputs = tok([" ".join(t) for t, _ in SENTENCES[:3]], padding=True, return_tensors="pt")
+    else:
+        inputs = tok([q for _, q, _ in CONTEXTS], [c for c, _, _ in CONTEXTS], padding=True,
+                     return_tensors="pt")  # fmt: skip
+    import torch
+
+    with torch.no_grad():
+        out = hf_model(**inputs)
+    ids, segments, mask = (inputs[k].numpy() for k in ("input_ids", "token_type_ids",
+                                                        "attention_mask"))  # fmt: skip
+    ours = bertjax_logits(saved, ids, segments, mask)
+    if kind == "qa":
+        theirs = np.stack([out.start_logits.numpy(), out.end_logits.numpy()], axis=-1)
+    else:
+        theirs = out.logits.numpy()
+    real = mask.astype(bool) if kind != "classification" else slice(None)
+    np.testing.assert_allclose(theirs[real], ours[real], atol=ATOL, rtol=0)
+    assert np.abs(ours).max() > 1e-2  # a trained head, not zeros
+    labels = {
+        "classification": ["contradiction", "entailment"],
+        "tagging": ["B-LOC", "B-PER", "I-LOC", "I-PER", "O"],
+    }.get(kind)
+    if labels:
+        assert hf_model.config.id2label == dict(enumerate(labels))
+    assert hf_model.config.finetuning_task == ("squad" if kind == "qa" else "jsonl")
+
+
+def test_the_export_serves_a_transformers_pipeline_with_the_task_labels(tmp_path, transformers):
+    saved = finetuned(tmp_path, "classification")
+    result = run_cli("export", f"--workdir={saved}", f"--out={tmp_path / 'hf'}")
+    assert result.returncode == 0, result.stderr
+    assert "(BertForSequenceClassification: 2 layers, hidden 64" in result.stdout
+    assert f'transformers.pipeline("text-classification", model="{tmp_path / "hf"}"' in (
+        result.stdout
+    )
+    classify = transformers.pipeline(
+        "text-classification", model=str(tmp_path / "hf"), framework="pt"
+    )
+    a, b, _ = PAIRS[1]
+    answer = classify({"text": a, "text_pair": b}, top_k=None)
+    tok = transformers.AutoTokenizer.from_pretrained(str(tmp_path / "hf"))
+    inputs = tok(a, b, return_tensors="np")
+    logits = bertjax_logits(
+        saved, inputs["input_ids"], inputs["token_type_ids"], inputs["attention_mask"]
+    )[0]
+    probabilities = np.exp(logits - logits.max()) / np.exp(logits - logits.max()).sum()
+    by_label = {entry["label"]: entry["score"] for entry in answer}
+    expected = dict(zip(["contradiction", "entailment"], probabilities, strict=True))
+    assert by_label.keys() == expected.keys()
+    for label, probability in expected.items():
+        assert by_label[label] == pytest.approx(probability, abs=1e-5)
+
+
+def test_the_saved_model_records_its_task_and_seeds_a_later_fine_tune(tmp_path):
+    saved = finetuned(tmp_path, "tagging")
+    _, metadata = checkpointing.open_workdir(saved)
+    task = model_dir.task_of(metadata)
+    assert task == {"name": "jsonl", "kind": "tagging", "max_seq_length": 64, "pooling": "cls",
+                    "labels": ["B-LOC", "B-PER", "I-LOC", "I-PER", "O"]}  # fmt: skip
+    assert metadata["finetuned_from"] == str(tmp_path / "model")
+    assert (saved / "vocab.txt").read_bytes() == (tmp_path / "model" / "vocab.txt").read_bytes()
+    # Its encoder starts another fine-tune (intermediate-task transfer); the head is fresh.
+    _, encoder, lowercase, _ = model.load_encoder(str(saved))
+    trained = checkpointing.restore_params(saved, 0)
+    assert lowercase is True
+    for got, want in zip(jax_leaves(encoder), jax_leaves(trained["bert"]), strict=True):
+        np.testing.assert_array_equal(got, want)
+    # ... and a pretraining run's init_from (encoder only: its objective is another).
+    config = model_dir.model_config(metadata)
+    abstract = nnx.state(nnx.eval_shape(lambda: create_model(config, 0)), nnx.Param)
+    fields = {name: getattr(config, name) for name in checkpointing.ARCHITECTURE_FIELDS}
+    loaded = checkpointing.load_init_params(str(saved), abstract.to_pure_dict(), fields | {
+        "objective": "bert"})  # fmt: skip
+    assert set(loaded) == {"bert"}
+
+
+def jax_leaves(tree):
+    import jax
+
+    return [np.asarray(x) for x in jax.tree.leaves(tree)]
+
+
+def test_what_cannot_read_a_finetuned_model_says_so_in_one_line(tmp_path):
+    saved = finetuned(tmp_path, "classification", pooling="mean")
+    with pytest.raises(UserError, match="mean-pooled states .* --config.pooling=cls"):
+        export_hf(saved, tmp_path / "hf")
+    assert not (tmp_path / "hf").exists()  # refused before anything is written
+    with pytest.raises(UserError, match="fine-tuned for jsonl .* fill-mask needs; pass the model"):
+        fill_mask.fill_mask(str(saved), ["the [MASK] sat"], top_k=1)
+    with pytest.raises(UserError, match="evaluate needs; pass the model it was fine-tuned from"):
+        evaluation.run_evaluate(str(saved))
+
+
+def test_save_model_false_keeps_only_the_scores_and_a_rerun_reuses_the_seed(tmp_path):
+    init = tiny_model_dir(tmp_path, TEXTS * 3)
+    task, fields = task_files(tmp_path, "classification")
+    config = config_for(learning_rate=1e-3, num_epochs=1, batch_size=8, eval_batch_size=8)
+    config.update(fields | {"save_model": False})
+    first = trainer.finetune(task, str(init), str(tmp_path / "run"), config)
+    assert not (tmp_path / "run" / "seed_0" / trainer.MODEL_DIR).exists()
+    config.save_model = True  # not a recipe field: the finished seed is reused, not redone
+    assert (
+        trainer.finetune(task, str(init), str(tmp_path / "run"), config)["seeds"] == first["seeds"]
+    )
