@@ -4,6 +4,7 @@ the flags it needs, and the library function it calls (bertjax/cli.py parses and
 from __future__ import annotations
 
 import dataclasses
+import glob
 import os
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -126,6 +127,16 @@ def _finetune(fv: flags.FlagValues, arguments: list[str]) -> None:
     results = trainer.finetune(fv.task, fv.init, fv.workdir, fv.config, random_init=fv.random_init)
     print("\n".join(trainer.results_table([results])))
     print(f"results: {os.path.join(fv.workdir, 'results.json')}")
+    models = sorted(glob.glob(os.path.join(fv.workdir, "seed_*", "model")))
+    if models:  # bertjax predict --model=..., bertjax export --workdir=...
+        print(f"fine-tuned models: {', '.join(models)}")
+
+
+def _predict(fv: flags.FlagValues, arguments: list[str]) -> None:
+    startup.start_jax(quiet=not fv.debug)
+    from bertjax.finetune import predict
+
+    print(predict.predict_file(fv.model, fv.input, fv.out, batch_size=fv.batch_size).line())
 
 
 FILL_MASK_NEEDS = 'fill-mask needs --workdir=DIR and one or more "texts with [MASK]"'
@@ -276,6 +287,18 @@ COMMANDS: dict[str, Command] = {
         ),
         _finetune, ("task", "init", "workdir"),
         "finetune needs --task=NAME, --init=MODEL_DIR and --workdir=DIR", host_compute=True,
+    ),
+    "predict": Command(
+        "bertjax predict --model=FINETUNE_DIR/seed_<s>/model --input=FILE --out=FILE.jsonl\n"
+        "           [--batch_size=64]",
+        (
+            ("string", "model", None, "A fine-tuned model: FINETUNE_DIR/seed_<s>/model."),
+            ("string", "input", None, "JSON Lines with the model's fields (SQuAD file for QA)."),
+            ("string", "out", None, "Predictions, JSON Lines: one line per input record."),
+            ("integer", "batch_size", 64, "Rows per batch (a multiple of the devices)."),
+        ),
+        _predict, ("model", "input", "out"),
+        "predict needs --model=FINETUNE_DIR/seed_<s>/model, --input=FILE and --out=FILE",
     ),
     "fill-mask": Command(
         'bertjax fill-mask --workdir=DIR [--step=N] [--top_k=5] "TEXT WITH [MASK]" ...',

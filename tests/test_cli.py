@@ -32,6 +32,7 @@ OLD_FLAGS = {
     "finetune": ["--task=mr", "--init=i", "--workdir=w", "--random_init",
                  "--config=configs/finetune.py", "--config.num_epochs=1"],
     "fill-mask": ["--workdir=w", "--step=3", "--top_k=2", "a [MASK] b"],
+    "predict": ["--model=m", "--input=i", "--out=o", "--batch_size=8"],
     "bench": ["--model=tiny", "--seq_len=32", "--batch_size=4", "--steps=1", "--warmup_steps=0",
               "--precision=fp32", "--devices=1", "--attention=xla", "--attention_dropout=0",
               "--remat=full", "--peers", "--peers_venv=v", "--input_pipeline", "--checkpoint",

@@ -59,7 +59,16 @@ def _field(record: dict, name: str, where: str, path: Path):
     return record[name]
 
 
-def _squad_json_records(document: dict, path: Path) -> Iterator[tuple[str, dict, list]]:
+def _answers(record: dict, where: str, path: Path, required: bool):
+    """A record's "answers" value; an empty list when it has none and none are `required`."""
+    if not required and isinstance(record, dict) and "answers" not in record:
+        return []
+    return _field(record, "answers", where, path)
+
+
+def _squad_json_records(
+    document: dict, path: Path, answers_required: bool = True
+) -> Iterator[tuple[str, dict, list]]:
     """(place, record with id/question/context, [(text, start), ...]) of SQuAD v1.1 JSON."""
     question_number = 0
     for article_number, article in enumerate(_field(document, "data", "the file", path), 1):
@@ -72,12 +81,14 @@ def _squad_json_records(document: dict, path: Path) -> Iterator[tuple[str, dict,
                 where = f"question {question_number}"
                 answers = [
                     (_field(a, "text", where, path), _field(a, "answer_start", where, path))
-                    for a in _field(question, "answers", where, path)
+                    for a in _answers(question, where, path, answers_required)
                 ]
                 yield where, {**question, "context": context}, answers
 
 
-def _jsonl_records(text: str, path: Path) -> Iterator[tuple[str, dict, list]]:
+def _jsonl_records(
+    text: str, path: Path, answers_required: bool = True
+) -> Iterator[tuple[str, dict, list]]:
     """The same triples from Hugging Face datasets' JSON Lines layout, one question a line."""
     for line_number, line in enumerate(text.splitlines(), 1):
         if not line.strip():
@@ -87,7 +98,9 @@ def _jsonl_records(text: str, path: Path) -> Iterator[tuple[str, dict, list]]:
             record = json.loads(line)
         except json.JSONDecodeError as err:
             raise UserError(f"{path}: {where} is not JSON ({err.msg}); {_LAYOUT_HINT}") from None
-        answers = _field(record, "answers", where, path)
+        answers = _answers(record, where, path, answers_required) or {
+            "text": [], "answer_start": []
+        }  # fmt: skip
         texts = _field(answers, "text", where, path)
         starts = _field(answers, "answer_start", where, path)
         if len(texts) != len(starts):
@@ -98,13 +111,14 @@ def _jsonl_records(text: str, path: Path) -> Iterator[tuple[str, dict, list]]:
         yield where, record, list(zip(texts, starts, strict=True))
 
 
-def read_squad(path: str | os.PathLike) -> list[QAExample]:
+def read_squad(path: str | os.PathLike, *, answers_required: bool = True) -> list[QAExample]:
     """Examples of a SQuAD v1.1 JSON file or a Hugging Face JSON Lines file (``.jsonl``, or
     any file that does not parse as one SQuAD JSON document).
 
     An answer whose text is not found at its ``answer_start`` in the context is skipped, and so
     is a question left with no answer; both are counted in one log line. Raises UserError for a
-    missing or malformed file, a missing field, or a file with no usable question.
+    missing or malformed file, a missing field, or a file with no usable question. Questions to
+    answer (`answers_required=False`, `bertjax predict`) may have no answers; all are kept.
     """
     path = Path(path)
     if not path.is_file():
@@ -120,9 +134,9 @@ def read_squad(path: str | os.PathLike) -> list[QAExample]:
         except json.JSONDecodeError:
             document = None
         if isinstance(document, dict) and "data" in document:
-            records = _squad_json_records(document, path)
+            records = _squad_json_records(document, path, answers_required)
     if records is None:
-        records = _jsonl_records(text, path)
+        records = _jsonl_records(text, path, answers_required)
     examples, skipped = [], collections.Counter()
     for where, record, answers in records:
         question_id = str(_field(record, "id", where, path))
@@ -137,7 +151,7 @@ def read_squad(path: str | os.PathLike) -> list[QAExample]:
             and context[start : start + len(answer)] == answer
         )
         skipped["answers not found at answer_start"] += len(answers) - len(usable)
-        if not usable:
+        if not usable and answers_required:
             skipped["questions without a usable answer"] += 1
             continue
         examples.append(QAExample(question_id, question, context, usable))

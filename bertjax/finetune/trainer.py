@@ -24,7 +24,6 @@ over (data, fsdp).
 from __future__ import annotations
 
 import dataclasses
-import functools
 import json
 import time
 from pathlib import Path
@@ -72,6 +71,7 @@ FIELDS_ADDED_LATER = {"pooling": "cls", "layerwise_lr_decay": 1.0, "save_model":
 # Fields that do not change what a seed computes: a finished seed is reused whatever they are.
 NOT_RECIPE = ("seeds", "save_model")
 MODEL_DIR = "model"  # in each seed's directory
+QA_FIELDS = ("doc_stride", "max_query_length", "max_answer_length", "n_best")
 
 
 def recipe_field(config: ml_collections.ConfigDict, name: str):
@@ -136,10 +136,17 @@ def finetune(
 
 
 def _task_entry(task: tasks.TaskData, config: ml_collections.ConfigDict) -> dict:
-    """What a saved fine-tuned model records of its task (for export and for readers)."""
-    return {"name": task.name, "kind": task.kind, "labels": list(task.labels),
-            "pooling": recipe_field(config, "pooling"),
-            "max_seq_length": config.max_seq_length}  # fmt: skip
+    """What a saved fine-tuned model records of its task: what export needs (kind, labels,
+    pooling) and what `bertjax predict` reads its inputs with (the fields, the windows)."""
+    spec = tasks.task_spec(task.name, config)
+    entry = {"name": task.name, "kind": task.kind, "labels": list(task.labels),
+             "pooling": recipe_field(config, "pooling"),
+             "max_seq_length": config.max_seq_length}  # fmt: skip
+    if task.kind == "classification":
+        return entry | {"text_fields": list(spec.text_fields)}
+    if task.kind == "tagging":
+        return entry | {"tokens_field": spec.tokens_field}
+    return entry | {name: config[name] for name in QA_FIELDS}
 
 
 def _claim_workdir(workdir: Path, task_name, init, random_init, config) -> None:
@@ -212,25 +219,26 @@ def _validate(config: ml_collections.ConfigDict) -> None:
 
 def prepare(task: tasks.TaskData, tokenizer, config: ml_collections.ConfigDict) -> Prepared:
     """Tokenizes the task's examples (QA: sliding windows over the contexts)."""
+    train, _ = encode(task.kind, task.train, tokenizer, config)
+    evaluation, qa_eval = encode(task.kind, task.eval, tokenizer, config)
+    return Prepared(task, train, evaluation, qa_eval=qa_eval)
+
+
+def encode(
+    kind: str, examples: list, tokenizer, config
+) -> tuple[features.Encoded, squad.QAFeatures | None]:
+    """Model inputs of `examples` of a task of `kind`; QA also gives its windows' features.
+    `config`: max_seq_length, and for QA doc_stride and max_query_length."""
     length = config.max_seq_length
-    if task.kind == "classification":
-        encode = functools.partial(
-            features.encode_texts, tokenizer=tokenizer, max_seq_length=length
-        )
-        return Prepared(task, encode(task.train), encode(task.eval))
-    if task.kind == "tagging":
-        encode = functools.partial(
-            features.encode_tagged, tokenizer=tokenizer, max_seq_length=length
-        )
-        return Prepared(task, encode(task.train), encode(task.eval))
-    qa_args = dict(
-        max_seq_length=length,
-        doc_stride=config.doc_stride,
+    if kind == "classification":
+        return features.encode_texts(examples, tokenizer, max_seq_length=length), None
+    if kind == "tagging":
+        return features.encode_tagged(examples, tokenizer, max_seq_length=length), None
+    qa = squad.make_features(
+        examples, tokenizer, max_seq_length=length, doc_stride=config.doc_stride,
         max_query_length=config.max_query_length,
-    )
-    train = squad.make_features(task.train, tokenizer, **qa_args)
-    evaluation = squad.make_features(task.eval, tokenizer, **qa_args)
-    return Prepared(task, _qa_encoded(train), _qa_encoded(evaluation), qa_eval=evaluation)
+    )  # fmt: skip
+    return _qa_encoded(qa), qa
 
 
 def _qa_encoded(qa: squad.QAFeatures) -> features.Encoded:
@@ -442,20 +450,37 @@ def evaluate(prepared: Prepared, params, predict, mesh, config) -> dict[str, flo
     """Task scores on the eval split (fractions in [0, 1])."""
     task = prepared.task
     logits = predict_all(prepared.eval, params, predict, mesh, config)
+    predicted = decode(task.kind, task.labels, task.eval, prepared.eval, prepared.qa_eval,
+                       logits, config)  # fmt: skip
     if task.kind == "classification":
-        predictions = [int(np.argmax(x)) for x in logits]
-        return scores.classification_scores(predictions, prepared.eval.labels, len(task.labels))
+        return scores.classification_scores(predicted, prepared.eval.labels, len(task.labels))
     if task.kind == "tagging":
-        true, predicted = [], []
-        for example, first, row_logits in zip(
-            task.eval, prepared.eval.first_piece, logits, strict=True
-        ):
-            true.append(list(example.gold) or [task.labels[t] for t in example.tags])
-            predicted.append(
-                [task.labels[int(np.argmax(row_logits[p]))] if p >= 0 else "O" for p in first]
-            )
+        true = [list(e.gold) or [task.labels[t] for t in e.tags] for e in task.eval]
         return scores.chunk_scores(true, predicted)
-    qa = prepared.qa_eval
+    answers = {e.id: answer for e, answer in zip(task.eval, predicted, strict=True)}
+    gold = {e.id: [text for text, _ in e.answers] for e in task.eval}
+    return scores.squad_scores(answers, gold)
+
+
+def decode(
+    kind: str,
+    labels: list[str],
+    examples: list,
+    encoded: features.Encoded,
+    qa: squad.QAFeatures | None,
+    logits: list,
+    config,
+) -> list:
+    """Each example's prediction from its rows' logits: the label id (classification), the tag
+    of every word (tagging; a word cut off by max_seq_length is "O"), the answer text (QA: the
+    best span over the example's windows; `config`: n_best, max_answer_length)."""
+    if kind == "classification":
+        return [int(np.argmax(x)) for x in logits]
+    if kind == "tagging":
+        return [
+            [labels[int(np.argmax(row_logits[p]))] if p >= 0 else "O" for p in first]
+            for first, row_logits in zip(encoded.first_piece, logits, strict=True)
+        ]
     length = qa.input_ids.shape[1]
     start = np.full((len(logits), length), -1e9, np.float32)
     end = np.full((len(logits), length), -1e9, np.float32)
@@ -463,7 +488,6 @@ def evaluate(prepared: Prepared, params, predict, mesh, config) -> dict[str, flo
         start[i, : len(row_logits)] = row_logits[:, 0]
         end[i, : len(row_logits)] = row_logits[:, 1]
     answers = squad.decode(
-        task.eval, qa, start, end, n_best=config.n_best, max_answer_length=config.max_answer_length
+        examples, qa, start, end, n_best=config.n_best, max_answer_length=config.max_answer_length
     )
-    gold = {e.id: [text for text, _ in e.answers] for e in task.eval}
-    return scores.squad_scores(answers, gold)
+    return [answers[e.id] for e in examples]

@@ -1,10 +1,11 @@
 """A fine-tuned model, kept by `bertjax finetune` and exported as Hugging Face's BertFor<Task>
 (RobertaPreLayerNormFor<Task> for a pre-LN encoder): transformers loads it and computes
-bertjax's logits, and the tokenizer and labels travel with it. Also what else reads a
-fine-tuned model directory: fine-tuning and `init_from` take its encoder, fill-mask and evaluate
-refuse it."""
+bertjax's logits, and the tokenizer and labels travel with it. `bertjax predict` labels a file
+with it as fine-tuning's evaluation did. Also what else reads a fine-tuned model directory:
+fine-tuning and `init_from` take its encoder, fill-mask and evaluate refuse it."""
 
 import json
+from pathlib import Path
 
 import jax.numpy as jnp
 import numpy as np
@@ -14,9 +15,10 @@ from flax import nnx
 from bertjax import checkpointing, evaluation, fill_mask
 from bertjax.convert import export_hf, model_dir
 from bertjax.errors import UserError
-from bertjax.finetune import model, trainer
+from bertjax.finetune import model, predict, trainer
+from bertjax.finetune.scores import chunk_scores, squad_scores
 from bertjax.models.bert import create_model
-from tests.test_cli import run_cli
+from tests.test_cli import assert_one_line_error, run_cli
 from tests.test_finetune import config_for, tiny_model_dir, write_jsonl
 
 # Each finished seed's model is exported and run by transformers on the same ids (float32).
@@ -161,7 +163,8 @@ def test_the_saved_model_records_its_task_and_seeds_a_later_fine_tune(tmp_path):
     _, metadata = checkpointing.open_workdir(saved)
     task = model_dir.task_of(metadata)
     assert task == {"name": "jsonl", "kind": "tagging", "max_seq_length": 64, "pooling": "cls",
-                    "labels": ["B-LOC", "B-PER", "I-LOC", "I-PER", "O"]}  # fmt: skip
+                    "labels": ["B-LOC", "B-PER", "I-LOC", "I-PER", "O"],
+                    "tokens_field": "tokens"}  # fmt: skip
     assert metadata["finetuned_from"] == str(tmp_path / "model")
     assert (saved / "vocab.txt").read_bytes() == (tmp_path / "model" / "vocab.txt").read_bytes()
     # Its encoder starts another fine-tune (intermediate-task transfer); the head is fresh.
@@ -207,3 +210,75 @@ def test_save_model_false_keeps_only_the_scores_and_a_rerun_reuses_the_seed(tmp_
     assert (
         trainer.finetune(task, str(init), str(tmp_path / "run"), config)["seeds"] == first["seeds"]
     )
+
+
+@pytest.mark.parametrize("kind", ["classification", "tagging", "qa"])
+def test_predict_labels_a_file_as_fine_tuning_scored_it(tmp_path, kind):
+    """`bertjax predict` on the eval file gives the predictions behind the eval scores."""
+    # QA trains until the answers come back (test_finetune's recipe for these two questions).
+    qa = dict(num_epochs=60, learning_rate=3e-3, warmup_fraction=0.0, weight_decay=0.0,
+              max_seq_length=32, doc_stride=32)  # fmt: skip
+    saved = finetuned(tmp_path, kind, **(qa if kind == "qa" else {}))
+    result = json.loads((saved.parent / "result.json").read_text())
+    _, fields = task_files(tmp_path, kind)
+    out = tmp_path / "predictions.jsonl"
+    if kind == "qa":  # questions to answer need no answers
+        data = json.loads(Path(fields["eval_file"]).read_text())
+        for paragraph in data["data"][0]["paragraphs"]:
+            for question in paragraph["qas"]:
+                del question["answers"]
+        Path(fields["eval_file"]).write_text(json.dumps(data))
+    done = predict.predict_file(str(saved), fields["eval_file"], str(out), batch_size=8)
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    if kind == "classification":
+        assert done.count == len(lines) == len(PAIRS)
+        right = [r["prediction"] == r["verdict"] for r in lines]
+        assert np.mean(right) == pytest.approx(result["accuracy"])
+        first = lines[0]
+        assert first["premise"] == PAIRS[0][0]  # the record comes back with its prediction
+        assert sum(first["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
+        assert max(first["probabilities"], key=first["probabilities"].get) == first["prediction"]
+    elif kind == "tagging":
+        assert len(lines) == len(SENTENCES)
+        true = [r["tags"] for r in lines]
+        predicted = [r["predicted_tags"] for r in lines]
+        assert [len(p) for p in predicted] == [len(t) for t in true]
+        assert chunk_scores(true, predicted)["f1"] == pytest.approx(result["f1"])
+    else:
+        assert [r["id"] for r in lines] == ["q0", "q1"]
+        gold = {f"q{i}": [a] for i, (_, _, a) in enumerate(CONTEXTS)}
+        answers = {r["id"]: r["prediction"] for r in lines}
+        assert squad_scores(answers, gold)["exact_match"] == result["exact_match"] == 1.0
+
+
+def test_predict_errors_are_one_line_and_name_the_fix(tmp_path):
+    init = tiny_model_dir(tmp_path, TEXTS * 3)
+    task, fields = task_files(tmp_path, "classification")
+    flags = [f"--config.{k}={v}" for k, v in fields.items()]
+    result = run_cli("finetune", f"--task={task}", f"--init={init}",
+                     f"--workdir={tmp_path / 'run'}", "--config.seeds=0", "--config.num_epochs=1",
+                     "--config.batch_size=8", "--config.eval_batch_size=8", *flags)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    saved = tmp_path / "run" / "seed_0" / trainer.MODEL_DIR
+    assert f"fine-tuned models: {saved}" in result.stdout  # where predict and export find it
+    other = write_jsonl(tmp_path / "other.jsonl", [{"text": "no premise here"}])
+    with pytest.raises(UserError, match="has no field 'premise'; the model was fine-tuned on"):
+        predict.predict_file(str(saved), other, str(tmp_path / "p.jsonl"))
+    with pytest.raises(UserError, match="is not a fine-tuned model; pass a seed's model"):
+        predict.predict_file(str(tmp_path / "model"), other, str(tmp_path / "p.jsonl"))
+    with pytest.raises(UserError, match="--input=.* does not exist"):
+        predict.predict_file(str(saved), str(tmp_path / "none.jsonl"), str(tmp_path / "p.jsonl"))
+    with pytest.raises(UserError, match="is a directory; name a file"):
+        predict.predict_file(str(saved), other, str(tmp_path))
+    assert not (tmp_path / "p.jsonl").exists()
+    result = run_cli("predict", f"--model={saved}", f"--input={other}")
+    assert_one_line_error(result, "predict needs --model=FINETUNE_DIR/seed_<s>/model, --input")
+    pairs = write_jsonl(tmp_path / "pairs2.jsonl", [{"premise": "a cat", "hypothesis": "a pet"}])
+    result = run_cli("predict", f"--model={saved}", f"--input={pairs}",
+                     f"--out={tmp_path / 'p.jsonl'}")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "1 texts classified by a jsonl model" in result.stdout
+    assert json.loads((tmp_path / "p.jsonl").read_text())["prediction"] in PAIRS_LABELS
+
+
+PAIRS_LABELS = ("contradiction", "entailment")

@@ -1,0 +1,181 @@
+"""`bertjax predict`: a fine-tuned model (`bertjax finetune`'s SEED_DIR/model) labels a file.
+
+The input is what the model was fine-tuned on, labels or answers not needed: JSON Lines with
+its text fields (classification) or its word-list field (tagging), or SQuAD JSON / JSON Lines
+(QA); the model records those fields and its windows (`trainer._task_entry`). The output is
+JSON Lines, one line per input record (per question for QA), in input order:
+
+  classification   the record + "prediction": label, "probabilities": {label: p}
+  tagging          the record + "predicted_tags": one tag per word (cut-off words "O")
+  qa               {"id", "question", "prediction": answer text}
+
+Inputs are encoded, batched and decoded as fine-tuning's evaluation does (`trainer.encode`,
+`trainer.predict_all`, `trainer.decode`), so a file labelled here scores what `bertjax
+finetune` reported on it. The batch is split over every local device (data parallel).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import jax
+import ml_collections
+import numpy as np
+from flax import nnx
+from jax.sharding import NamedSharding, PartitionSpec
+
+from bertjax import checkpointing, paths, sharding
+from bertjax.convert import model_dir
+from bertjax.data import tokenizer as tokenizers
+from bertjax.data import vocab
+from bertjax.errors import UserError
+from bertjax.finetune import model, squad, trainer
+from bertjax.finetune.tasks import TaggedExample, TextExample
+
+
+@dataclasses.dataclass
+class Predictions:
+    task: dict
+    count: int
+    out: Path
+
+    def line(self) -> str:
+        what = {"qa": "questions answered", "tagging": "sentences tagged"}.get(
+            self.task["kind"], "texts classified"
+        )
+        return f"{self.count} {what} by a {self.task['name']} model -> {self.out}"
+
+
+def predict_file(model_path: str, input_path: str, out: str, *, batch_size: int = 64):
+    """Writes the predictions of the fine-tuned model at `model_path` for the records of
+    `input_path` to `out` (JSON Lines). Raises UserError on a model that is not fine-tuned, a
+    missing or malformed input, or a batch size the devices do not divide."""
+    paths.require_local(out, "--out")
+    if batch_size <= 0 or batch_size % jax.device_count():
+        raise UserError(
+            f"--batch_size={batch_size} must be a positive multiple of the "
+            f"{jax.device_count()} devices"
+        )
+    step, metadata = checkpointing.open_workdir(model_path)
+    task = model_dir.task_of(metadata)
+    if task is None:
+        raise UserError(
+            f"{model_path} is not a fine-tuned model; pass a seed's model directory of bertjax "
+            "finetune (FINETUNE_DIR/seed_<s>/model)"
+        )
+    if not Path(input_path).expanduser().is_file():
+        raise UserError(f"--input={input_path} does not exist; pass a JSON Lines or SQuAD file")
+    out_path = Path(out).expanduser()
+    if out_path.is_dir():
+        raise UserError(f"--out={out} is a directory; name a file, e.g. {out}/predictions.jsonl")
+    paths.make_local_dir(out_path.parent, "--out")
+    records, examples = _read(task, Path(input_path).expanduser())
+    settings = ml_collections.ConfigDict(
+        {name: task[name] for name in ("max_seq_length", *trainer.QA_FIELDS) if name in task}
+        | {"eval_batch_size": batch_size}
+    )
+    tok = vocab.load_tokenizer(
+        paths.as_path(model_path) / tokenizers.VOCAB_FILE, model_dir.lowercase(metadata)
+    )
+    encoded, qa = trainer.encode(task["kind"], examples, tok, settings)
+    logits = _logits(model_path, step, metadata, task, encoded, settings)
+    predicted = trainer.decode(
+        task["kind"], task["labels"], examples, encoded, qa, logits, settings
+    )
+    outputs = _outputs(task, records, predicted, logits)
+    lines = (json.dumps(r, ensure_ascii=False) + "\n" for r in outputs)
+    out_path.write_text("".join(lines), encoding="utf-8")
+    return Predictions(task, len(examples), out_path)
+
+
+def _logits(model_path, step, metadata, task, encoded, settings) -> list:
+    """Every row's logits, from the model's parameters replicated over a data-parallel mesh."""
+    config = model_dir.model_config(metadata)
+    factory = model.model_factory(config, task["kind"], len(task["labels"]), task["pooling"])
+    graphdef, _ = nnx.split(nnx.eval_shape(lambda: factory(0)), nnx.Param)
+    mesh = sharding.create_mesh({"data": -1, "fsdp": 1, "tensor": 1})
+    params = jax.device_put(
+        checkpointing.restore_params(model_path, step), NamedSharding(mesh, PartitionSpec())
+    )
+
+    @jax.jit
+    def predict(params, batch):
+        net = nnx.merge(graphdef, params)
+        return net(batch["input_ids"], batch["segment_ids"], batch["input_mask"])
+
+    return trainer.predict_all(encoded, params, predict, mesh, settings)
+
+
+def _read(task: dict, path: Path) -> tuple[list, list]:
+    """(records to echo, examples to encode) of the input file."""
+    if task["kind"] == "qa":
+        examples = squad.read_squad(path, answers_required=False)
+        return [{"id": e.id, "question": e.question} for e in examples], examples
+    records = list(_json_lines(path))
+    if not records:
+        raise UserError(f"--input={path} has no record")
+    if task["kind"] == "classification":
+        fields = task["text_fields"]
+        examples = [
+            TextExample(tuple(str(_field(r, f, path, n, fields)) for f in fields), label=0)
+            for n, r in enumerate(records, 1)
+        ]
+        return records, examples
+    field = task["tokens_field"]
+    examples = []
+    for number, record in enumerate(records, 1):
+        words = _field(record, field, path, number, [field])
+        if not isinstance(words, list):
+            raise UserError(
+                f"record {number} of {path}: {field!r} must be a list of words (it is a "
+                f"{type(words).__name__})"
+            )
+        examples.append(TaggedExample(tuple(str(w) for w in words), (0,) * len(words)))
+    return records, examples
+
+
+def _json_lines(path: Path) -> Iterator[dict]:
+    with path.open(encoding="utf-8", errors="replace") as f:
+        for number, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                raise UserError(
+                    f"{path}:{number} is not valid JSON; fix or remove the line"
+                ) from None
+            if not isinstance(record, dict):
+                raise UserError(f"{path}:{number} is not a JSON object")
+            yield record
+
+
+def _field(record: dict, field: str, path: Path, number: int, fields: list[str]):
+    if field not in record:
+        raise UserError(
+            f"record {number} of {path} has no field {field!r}; the model was fine-tuned on "
+            f"records with {', '.join(map(repr, fields))} (it has {sorted(record)})"
+        )
+    return record[field]
+
+
+def _outputs(task: dict, records: list, predicted: list, logits: list) -> list[dict]:
+    """The output lines: each input record with its prediction."""
+    if task["kind"] == "classification":
+        labels = task["labels"]
+        return [
+            record | {"prediction": labels[p], "probabilities": _probabilities(labels, x)}
+            for record, p, x in zip(records, predicted, logits, strict=True)
+        ]
+    key = "predicted_tags" if task["kind"] == "tagging" else "prediction"
+    return [record | {key: p} for record, p in zip(records, predicted, strict=True)]
+
+
+def _probabilities(labels: list[str], logits: np.ndarray) -> dict[str, float]:
+    shifted = np.exp(logits - logits.max())
+    return {
+        label: round(float(p), 6) for label, p in zip(labels, shifted / shifted.sum(), strict=True)
+    }
