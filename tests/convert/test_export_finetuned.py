@@ -67,14 +67,35 @@ def task_files(tmp_path, kind: str) -> tuple[str, dict]:
     return "squad", dict(train_file=str(path), eval_file=str(path), max_query_length=16)
 
 
+# QA trains until the answers come back (test_finetune's recipe for these two questions).
+QA_RECIPE = dict(num_epochs=60, learning_rate=3e-3, warmup_fraction=0.0, weight_decay=0.0,
+                 max_seq_length=32, doc_stride=32)  # fmt: skip
+
+
 def finetuned(tmp_path, kind: str, **overrides):
-    """The model directory of seed 0 of a one-epoch fine-tune of a random BERT-tiny."""
+    """The model directory of seed 0 of a one-epoch fine-tune of a random BERT-tiny (QA: until
+    it answers)."""
     init = tiny_model_dir(tmp_path, TEXTS * 3, **overrides.pop("architecture", {}))
     task, fields = task_files(tmp_path, kind)
     config = config_for(learning_rate=1e-3, num_epochs=1, batch_size=8, eval_batch_size=8)
-    config.update(fields | overrides)
+    config.update(fields | (QA_RECIPE if kind == "qa" else {}) | overrides)
     trainer.finetune(task, str(init), str(tmp_path / "run"), config)
     return tmp_path / "run" / "seed_0" / trainer.MODEL_DIR
+
+
+@pytest.fixture(scope="module")
+def model_of(tmp_path_factory):
+    """kind, placement -> a fine-tuned model directory, made once per module (read-only)."""
+    made = {}
+
+    def get(kind: str, placement: str = "post"):
+        if (kind, placement) not in made:
+            directory = tmp_path_factory.mktemp(f"{kind}-{placement}")
+            architecture = PRE_LN if placement == "pre" else {}
+            made[kind, placement] = finetuned(directory, kind, architecture=architecture)
+        return made[kind, placement]
+
+    return get
 
 
 def bertjax_logits(directory, ids, segments, mask) -> np.ndarray:
@@ -89,9 +110,10 @@ def bertjax_logits(directory, ids, segments, mask) -> np.ndarray:
 
 @pytest.mark.parametrize("placement", ["post", "pre"])
 @pytest.mark.parametrize("kind", ["classification", "tagging", "qa"])
-def test_a_finetuned_model_exports_as_its_task_class(tmp_path, transformers, kind, placement):
-    architecture = PRE_LN if placement == "pre" else {}
-    saved = finetuned(tmp_path, kind, architecture=architecture)
+def test_a_finetuned_model_exports_as_its_task_class(
+    tmp_path, transformers, model_of, kind, placement
+):
+    saved = model_of(kind, placement)
     result = export_hf(saved, tmp_path / "hf")
     family = "RobertaPreLayerNorm" if placement == "pre" else "Bert"
     suffix = {"classification": "ForSequenceClassification", "tagging": "ForTokenClassification",
@@ -132,8 +154,10 @@ def test_a_finetuned_model_exports_as_its_task_class(tmp_path, transformers, kin
     assert hf_model.config.finetuning_task == ("squad" if kind == "qa" else "jsonl")
 
 
-def test_the_export_serves_a_transformers_pipeline_with_the_task_labels(tmp_path, transformers):
-    saved = finetuned(tmp_path, "classification")
+def test_the_export_serves_a_transformers_pipeline_with_the_task_labels(
+    tmp_path, transformers, model_of
+):
+    saved = model_of("classification")
     result = run_cli("export", f"--workdir={saved}", f"--out={tmp_path / 'hf'}")
     assert result.returncode == 0, result.stderr
     assert "(BertForSequenceClassification: 2 layers, hidden 64" in result.stdout
@@ -158,15 +182,16 @@ def test_the_export_serves_a_transformers_pipeline_with_the_task_labels(tmp_path
         assert by_label[label] == pytest.approx(probability, abs=1e-5)
 
 
-def test_the_saved_model_records_its_task_and_seeds_a_later_fine_tune(tmp_path):
-    saved = finetuned(tmp_path, "tagging")
+def test_the_saved_model_records_its_task_and_seeds_a_later_fine_tune(model_of):
+    saved = model_of("tagging")
     _, metadata = checkpointing.open_workdir(saved)
     task = model_dir.task_of(metadata)
     assert task == {"name": "jsonl", "kind": "tagging", "max_seq_length": 64, "pooling": "cls",
                     "labels": ["B-LOC", "B-PER", "I-LOC", "I-PER", "O"],
                     "tokens_field": "tokens"}  # fmt: skip
-    assert metadata["finetuned_from"] == str(tmp_path / "model")
-    assert (saved / "vocab.txt").read_bytes() == (tmp_path / "model" / "vocab.txt").read_bytes()
+    init = saved.parents[2] / "model"  # finetuned(): the random BERT-tiny beside the run
+    assert metadata["finetuned_from"] == str(init)
+    assert (saved / "vocab.txt").read_bytes() == (init / "vocab.txt").read_bytes()
     # Its encoder starts another fine-tune (intermediate-task transfer); the head is fresh.
     _, encoder, lowercase, _ = model.load_encoder(str(saved))
     trained = checkpointing.restore_params(saved, 0)
@@ -213,12 +238,9 @@ def test_save_model_false_keeps_only_the_scores_and_a_rerun_reuses_the_seed(tmp_
 
 
 @pytest.mark.parametrize("kind", ["classification", "tagging", "qa"])
-def test_predict_labels_a_file_as_fine_tuning_scored_it(tmp_path, kind):
+def test_predict_labels_a_file_as_fine_tuning_scored_it(tmp_path, model_of, kind):
     """`bertjax predict` on the eval file gives the predictions behind the eval scores."""
-    # QA trains until the answers come back (test_finetune's recipe for these two questions).
-    qa = dict(num_epochs=60, learning_rate=3e-3, warmup_fraction=0.0, weight_decay=0.0,
-              max_seq_length=32, doc_stride=32)  # fmt: skip
-    saved = finetuned(tmp_path, kind, **(qa if kind == "qa" else {}))
+    saved = model_of(kind)
     result = json.loads((saved.parent / "result.json").read_text())
     _, fields = task_files(tmp_path, kind)
     out = tmp_path / "predictions.jsonl"
