@@ -136,7 +136,11 @@ def _predict(fv: flags.FlagValues, arguments: list[str]) -> None:
     startup.start_jax(quiet=not fv.debug)
     from bertjax.finetune import predict
 
-    print(predict.predict_file(fv.model, fv.input, fv.out, batch_size=fv.batch_size).line())
+    done = predict.predict_file(
+        fv.model, fv.input, fv.out, batch_size=fv.batch_size, text_fields=fv.text_fields,
+        tokens_field=fv.tokens_field,
+    )  # fmt: skip
+    print(done.line())
 
 
 FILL_MASK_NEEDS = 'fill-mask needs --workdir=DIR and one or more "texts with [MASK]"'
@@ -290,12 +294,16 @@ COMMANDS: dict[str, Command] = {
     ),
     "predict": Command(
         "bertjax predict --model=FINETUNE_DIR/seed_<s>/model --input=FILE --out=FILE.jsonl\n"
-        "           [--batch_size=64]",
+        "           [--batch_size=64] [--text_fields=a,b | --tokens_field=NAME]",
         (
             ("string", "model", None, "A fine-tuned model: FINETUNE_DIR/seed_<s>/model."),
             ("string", "input", None, "JSON Lines with the model's fields (SQuAD file for QA)."),
             ("string", "out", None, "Predictions, JSON Lines: one line per input record."),
             ("integer", "batch_size", 64, "Rows per batch (a multiple of the devices)."),
+            ("string", "text_fields", "",
+             "Classification: the input's text field(s), a or a,b (default: the model's)."),
+            ("string", "tokens_field", "",
+             "Tagging: the input's word-list field (default: the model's)."),
         ),
         _predict, ("model", "input", "out"),
         "predict needs --model=FINETUNE_DIR/seed_<s>/model, --input=FILE and --out=FILE",

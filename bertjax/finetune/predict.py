@@ -49,10 +49,20 @@ class Predictions:
         return f"{self.count} {what} by a {self.task['name']} model -> {self.out}"
 
 
-def predict_file(model_path: str, input_path: str, out: str, *, batch_size: int = 64):
+def predict_file(
+    model_path: str,
+    input_path: str,
+    out: str,
+    *,
+    batch_size: int = 64,
+    text_fields: str = "",
+    tokens_field: str = "",
+) -> Predictions:
     """Writes the predictions of the fine-tuned model at `model_path` for the records of
-    `input_path` to `out` (JSON Lines). Raises UserError on a model that is not fine-tuned, a
-    missing or malformed input, or a batch size the devices do not divide."""
+    `input_path` to `out` (JSON Lines). `text_fields` ("a" or "a,b") and `tokens_field` name
+    the input's fields when they differ from the fine-tuning data's (recorded in the model).
+    Raises UserError on a model that is not fine-tuned, a missing or malformed input, or a
+    batch size the devices do not divide."""
     paths.require_local(out, "--out")
     if batch_size <= 0 or batch_size % jax.device_count():
         raise UserError(
@@ -72,6 +82,7 @@ def predict_file(model_path: str, input_path: str, out: str, *, batch_size: int 
     if out_path.is_dir():
         raise UserError(f"--out={out} is a directory; name a file, e.g. {out}/predictions.jsonl")
     paths.make_local_dir(out_path.parent, "--out")
+    task = _with_fields(task, text_fields, tokens_field)
     records, examples = _read(task, Path(input_path).expanduser())
     settings = ml_collections.ConfigDict(
         {name: task[name] for name in ("max_seq_length", *trainer.QA_FIELDS) if name in task}
@@ -107,6 +118,25 @@ def _logits(model_path, step, metadata, task, encoded, settings) -> list:
         return net(batch["input_ids"], batch["segment_ids"], batch["input_mask"])
 
     return trainer.predict_all(encoded, params, predict, mesh, settings)
+
+
+def _with_fields(task: dict, text_fields: str, tokens_field: str) -> dict:
+    """The task entry with the input field names the user gave in place of the recorded ones."""
+    if text_fields and task["kind"] == "classification":
+        fields = [f.strip() for f in text_fields.split(",") if f.strip()]
+        wanted = len(task["text_fields"])
+        if len(fields) != wanted:
+            raise UserError(
+                f"--text_fields={text_fields} names {len(fields)} fields; the model reads "
+                f"{wanted} ({', '.join(task['text_fields'])} when fine-tuned)"
+            )
+        return task | {"text_fields": fields}
+    if tokens_field and task["kind"] == "tagging":
+        return task | {"tokens_field": tokens_field}
+    if text_fields or tokens_field:
+        flag = "--text_fields" if text_fields else "--tokens_field"
+        raise UserError(f"{flag} does not apply to a {task['kind']} model; leave it out")
+    return task
 
 
 def _read(task: dict, path: Path) -> tuple[list, list]:

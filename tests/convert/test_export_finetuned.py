@@ -300,7 +300,19 @@ def test_predict_errors_are_one_line_and_name_the_fix(tmp_path):
                      f"--out={tmp_path / 'p.jsonl'}")  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert "1 texts classified by a jsonl model" in result.stdout
-    assert json.loads((tmp_path / "p.jsonl").read_text())["prediction"] in PAIRS_LABELS
+    first = json.loads((tmp_path / "p.jsonl").read_text())
+    assert first["prediction"] in PAIRS_LABELS
+    # New data whose fields are named otherwise: --text_fields maps them, in the model's order.
+    renamed = write_jsonl(tmp_path / "renamed.jsonl", [{"s1": "a cat", "s2": "a pet"}])
+    again = predict.predict_file(str(saved), renamed, str(tmp_path / "q.jsonl"),
+                                 text_fields="s1,s2")  # fmt: skip
+    assert again.count == 1
+    second = json.loads((tmp_path / "q.jsonl").read_text())
+    assert second["probabilities"] == first["probabilities"]
+    with pytest.raises(UserError, match="names 1 fields; the model reads 2 .premise, hypothesis"):
+        predict.predict_file(str(saved), renamed, str(tmp_path / "q.jsonl"), text_fields="s1")
+    with pytest.raises(UserError, match="--tokens_field does not apply to a classification"):
+        predict.predict_file(str(saved), renamed, str(tmp_path / "q.jsonl"), tokens_field="w")
 
 
 PAIRS_LABELS = ("contradiction", "entailment")
