@@ -17,7 +17,7 @@ import numpy as np
 from flax import nnx
 
 from bertjax import checkpointing, paths
-from bertjax.convert import hf, model_dir, tf1
+from bertjax.convert import hf, model_dir, task_import, tf1
 from bertjax.data import tokenizer
 from bertjax.errors import UserError
 from bertjax.models.bert import BertConfig, create_model
@@ -47,6 +47,7 @@ class ImportResult:
     lowercase: bool
     initialised: list[str]
     ignored: list[str]
+    task: dict | None = None  # a fine-tuned model's task (task_import.py)
 
     def lines(self) -> list[str]:
         c = self.config
@@ -60,6 +61,16 @@ class ImportResult:
         if self.ignored:
             shown = ", ".join(self.ignored[:5]) + (", ..." if len(self.ignored) > 5 else "")
             lines.append(f"ignored {len(self.ignored)} tensors that are not model weights: {shown}")
+        if self.task is not None:
+            labels = ", ".join(self.task["labels"][:6]) + (
+                ", ..." if len(self.task["labels"]) > 6 else ""
+            )
+            lines.append(
+                f"fine-tuned for {self.task['name']} ({self.task['kind']}"
+                + (f"; labels {labels}" if labels else "")
+                + f"): bertjax predict --model={self.out_dir} --input=FILE --out=FILE.jsonl"
+            )
+            return lines
         lines.append(
             "train from it: bertjax train --config=configs/base.py --workdir=RUN "
             + (" ".join(f"--config.{name}={value}" for name, value in run_overrides(self).items()))
@@ -104,15 +115,26 @@ def import_checkpoint(source: str | Path, out_dir: str | Path, *, seed: int = 0)
         source=str(source),
     )
     lowercase = read.lowercase if read.lowercase is not None else infer_lowercase(vocab)
-    model_dir.write(out_dir, conversion.params, config, read.vocab_path, lowercase, str(source))
+    params, task = conversion.params, None
+    initialised, ignored = conversion.initialised, read.ignored + conversion.ignored
+    architecture = task_import.task_architecture(read.config_fields)
+    if architecture is not None:  # a fine-tuned model: its encoder and head, no MLM/NSP heads
+        head, task, used = task_import.head_and_task(
+            read.tensors, read.config_fields, config, architecture, source=str(source)
+        )
+        params = {"bert": params["bert"], "head": head}
+        initialised = [part for part in initialised if part.startswith("pooler")]
+        ignored = [name for name in ignored if name not in used]
+    model_dir.write(out_dir, params, config, read.vocab_path, lowercase, str(source), task=task)
     return ImportResult(
         source=source,
         out_dir=out_dir,
         format=read.format,
         config=config,
         lowercase=lowercase,
-        initialised=conversion.initialised,
-        ignored=read.ignored + conversion.ignored,
+        initialised=initialised,
+        ignored=ignored,
+        task=task,
     )
 
 

@@ -35,6 +35,11 @@ from bertjax.errors import UserError
 from bertjax.finetune import model, squad, trainer
 from bertjax.finetune.tasks import TaggedExample, TextExample
 
+# What a model imported from Hugging Face does not record (bertjax fine-tunes record theirs):
+# the input fields, and QA's windows (configs/finetune.py's defaults, BERT's run_squad values).
+DEFAULT_FIELDS = {"text_fields": ["text"], "tokens_field": "tokens"}
+QA_DEFAULTS = {"doc_stride": 128, "max_query_length": 64, "max_answer_length": 30, "n_best": 20}
+
 
 @dataclasses.dataclass
 class Predictions:
@@ -85,7 +90,8 @@ def predict_file(
     task = _with_fields(task, text_fields, tokens_field)
     records, examples = _read(task, Path(input_path).expanduser())
     settings = ml_collections.ConfigDict(
-        {name: task[name] for name in ("max_seq_length", *trainer.QA_FIELDS) if name in task}
+        QA_DEFAULTS
+        | {name: task[name] for name in ("max_seq_length", *trainer.QA_FIELDS) if name in task}
         | {"eval_batch_size": batch_size}
     )
     tok = vocab.load_tokenizer(
@@ -122,14 +128,17 @@ def _logits(model_path, step, metadata, task, encoded, settings) -> list:
 
 def _with_fields(task: dict, text_fields: str, tokens_field: str) -> dict:
     """The task entry with the input field names the user gave in place of the recorded ones."""
+    recorded = task.get("text_fields")  # None: imported, one text or a pair may be meant
+    task = DEFAULT_FIELDS | task
     if text_fields and task["kind"] == "classification":
         fields = [f.strip() for f in text_fields.split(",") if f.strip()]
-        wanted = len(task["text_fields"])
-        if len(fields) != wanted:
+        if recorded is not None and len(fields) != len(recorded):
             raise UserError(
                 f"--text_fields={text_fields} names {len(fields)} fields; the model reads "
-                f"{wanted} ({', '.join(task['text_fields'])} when fine-tuned)"
+                f"{len(recorded)} ({', '.join(recorded)} when fine-tuned)"
             )
+        if not 1 <= len(fields) <= 2:
+            raise UserError(f"--text_fields={text_fields} must name one field or a pair: a or a,b")
         return task | {"text_fields": fields}
     if tokens_field and task["kind"] == "tagging":
         return task | {"tokens_field": tokens_field}

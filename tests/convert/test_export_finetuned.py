@@ -13,7 +13,7 @@ import pytest
 from flax import nnx
 
 from bertjax import checkpointing, evaluation, fill_mask
-from bertjax.convert import export_hf, model_dir
+from bertjax.convert import export_hf, import_checkpoint, model_dir
 from bertjax.errors import UserError
 from bertjax.finetune import model, predict, trainer
 from bertjax.finetune.scores import chunk_scores, squad_scores
@@ -316,3 +316,71 @@ def test_predict_errors_are_one_line_and_name_the_fix(tmp_path):
 
 
 PAIRS_LABELS = ("contradiction", "entailment")
+
+
+@pytest.mark.parametrize("kind", ["classification", "tagging", "qa"])
+def test_an_exported_fine_tune_imports_back_and_predicts_the_same(
+    tmp_path, transformers, model_of, kind
+):
+    """export -> `bertjax import`: a fine-tuned model directory again, labels included, whose
+    predictions on the eval file are the original's."""
+    saved = model_of(kind)
+    export_hf(saved, tmp_path / "hf")
+    result = import_checkpoint(tmp_path / "hf", tmp_path / "back")
+    assert result.task["kind"] == kind and result.task["name"] == (
+        "squad" if kind == "qa" else "jsonl"
+    )
+    assert not result.ignored
+    assert "bertjax predict --model=" in result.lines()[-1]
+    _, fields = task_files(tmp_path, kind)
+    flags = {"text_fields": "premise,hypothesis"} if kind == "classification" else {}
+    original = predict.predict_file(str(saved), fields["eval_file"], str(tmp_path / "a.jsonl"))
+    back = predict.predict_file(str(tmp_path / "back"), fields["eval_file"],
+                                str(tmp_path / "b.jsonl"), **flags)  # fmt: skip
+    assert back.task["labels"] == original.task["labels"]
+    a = [json.loads(line) for line in (tmp_path / "a.jsonl").read_text().splitlines()]
+    b = [json.loads(line) for line in (tmp_path / "b.jsonl").read_text().splitlines()]
+    key = {"classification": "prediction", "tagging": "predicted_tags", "qa": "prediction"}[kind]
+    assert [r[key] for r in b] == [r[key] for r in a]
+    if kind == "classification":
+        for x, y in zip(a, b, strict=True):
+            for label, p in x["probabilities"].items():
+                assert y["probabilities"][label] == pytest.approx(p, abs=1e-5)
+
+
+def test_a_transformers_classifier_imports_with_its_labels_and_logits(tmp_path, transformers):
+    import torch
+
+    init = tiny_model_dir(tmp_path, TEXTS * 3)
+    vocab_size = len((init / "vocab.txt").read_text().splitlines())
+    labels = {0: "negative", 1: "neutral", 2: "positive"}
+    config = transformers.BertConfig(
+        vocab_size=vocab_size, hidden_size=64, num_hidden_layers=2, num_attention_heads=2,
+        intermediate_size=128, max_position_embeddings=128, id2label=labels,
+        label2id={v: k for k, v in labels.items()}, finetuning_task="sentiment",
+    )  # fmt: skip
+    torch.manual_seed(0)
+    hf_model = transformers.BertForSequenceClassification(config).eval()
+    hf_model.save_pretrained(tmp_path / "hf")
+    (tmp_path / "hf" / "vocab.txt").write_bytes((init / "vocab.txt").read_bytes())
+    result = import_checkpoint(tmp_path / "hf", tmp_path / "model_dir")
+    assert result.task == {"name": "sentiment", "kind": "classification", "pooling": "cls",
+                           "labels": ["negative", "neutral", "positive"],
+                           "max_seq_length": 128}  # fmt: skip
+    assert result.initialised == [] and result.ignored == []
+    tok = transformers.BertTokenizer(str(init / "vocab.txt"), do_lower_case=True)
+    inputs = tok(["the cat sat on the mat", "rain fell"], padding=True, return_tensors="pt")
+    with torch.no_grad():
+        theirs = hf_model(**inputs).logits.numpy()
+    ids, segments, mask = (inputs[k].numpy() for k in ("input_ids", "token_type_ids",
+                                                        "attention_mask"))  # fmt: skip
+    ours = bertjax_logits(tmp_path / "model_dir", ids, segments, mask)
+    np.testing.assert_allclose(ours, theirs, atol=ATOL, rtol=0)
+    # What bertjax does not compute is refused before anything is written.
+    for problem, num_labels in (("regression", 1), ("multi_label_classification", 3)):
+        config.problem_type, config.num_labels = problem, num_labels
+        transformers.BertForSequenceClassification(config).save_pretrained(tmp_path / problem)
+        (tmp_path / problem / "vocab.txt").write_bytes((init / "vocab.txt").read_bytes())
+        with pytest.raises(UserError, match=f"is a {problem} model; bertjax .* single-label"):
+            import_checkpoint(tmp_path / problem, tmp_path / f"{problem}_dir")
+        assert not (tmp_path / f"{problem}_dir").exists()

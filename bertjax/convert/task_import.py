@@ -1,0 +1,83 @@
+"""A Hugging Face fine-tuned BERT (BertFor{SequenceClassification,TokenClassification,
+QuestionAnswering}) read as a bertjax fine-tuned model directory: the inverse of
+`task_heads.py`, so `bertjax predict` runs it and fine-tuning continues from it.
+
+The head is `classifier.*` (classification, tagging) or `qa_outputs.*` (start, end); the labels
+are config.json's `id2label` (or LABEL_0, LABEL_1, ... without it). What the head was trained to
+compute must be bertjax's: single-label softmax classification, so a regression or multi-label
+model is refused. The input field names are not in a Hugging Face directory: `bertjax predict`
+reads `text` (`--text_fields=a,b` for a pair) or `tokens` unless told otherwise.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from bertjax.errors import UserError
+from bertjax.models.bert import BertConfig
+
+ARCHITECTURES = {
+    "BertForSequenceClassification": ("classification", "classifier."),
+    "BertForTokenClassification": ("tagging", "classifier."),
+    "BertForQuestionAnswering": ("qa", "qa_outputs."),
+}
+MAX_SEQ_LENGTH = 512  # predict's window when the model allows it (BERT's released length)
+
+
+def task_architecture(config_fields: Mapping[str, Any]) -> str | None:
+    """The fine-tuned class config.json names, None for a pretraining or base model."""
+    for name in config_fields.get("architectures") or ():
+        if name in ARCHITECTURES:
+            return name
+    return None
+
+
+def head_and_task(
+    tensors: Mapping[str, np.ndarray],
+    config_fields: Mapping[str, Any],
+    config: BertConfig,
+    architecture: str,
+    *,
+    source: str,
+) -> tuple[dict[str, np.ndarray], dict[str, Any], list[str]]:
+    """(head parameters {"kernel", "bias"}, the task entry of a fine-tuned model directory,
+    the source names they came from). Raises UserError on a head bertjax does not compute."""
+    kind, prefix = ARCHITECTURES[architecture]
+    names = [prefix + "weight", prefix + "bias"]
+    absent = [name for name in names if name not in tensors]
+    if absent:
+        raise UserError(f"{source} is a {architecture} without {absent[0]}; the head is missing")
+    weight, bias = (np.asarray(tensors[name], np.float32) for name in names)
+    outputs = weight.shape[0]
+    problem = config_fields.get("problem_type")
+    if kind == "classification" and (
+        outputs == 1 or problem in ("regression", "multi_label_classification")
+    ):
+        raise UserError(
+            f"{source} is a {problem or 'regression'} model; bertjax fine-tunes and predicts "
+            "single-label classification only"
+        )  # fmt: skip
+    if kind == "qa" and outputs != 2:
+        raise UserError(f"{source}: {names[0]} has {outputs} outputs, not 2 (start, end)")
+    if weight.shape != (outputs, config.hidden_size) or bias.shape != (outputs,):
+        raise UserError(
+            f"{source}: {names[0]} has shape {list(weight.shape)}, not [labels, "
+            f"{config.hidden_size}]; the config.json does not describe these weights"
+        )
+    task = {
+        "name": config_fields.get("finetuning_task") or "imported",
+        "kind": kind,
+        "labels": [] if kind == "qa" else _labels(config_fields, outputs),
+        "pooling": "cls",
+        "max_seq_length": min(MAX_SEQ_LENGTH, config.max_position_embeddings),
+    }
+    return {"kernel": weight.T.copy(), "bias": bias}, task, names
+
+
+def _labels(config_fields: Mapping[str, Any], count: int) -> list[str]:
+    """Label names by id: config.json's id2label (keys are strings there), else LABEL_<i>."""
+    id2label = {str(k): str(v) for k, v in (config_fields.get("id2label") or {}).items()}
+    return [id2label.get(str(i), f"LABEL_{i}") for i in range(count)]
