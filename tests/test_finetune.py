@@ -15,7 +15,7 @@ from bertjax import sharding
 from bertjax.convert import model_dir
 from bertjax.data.tokenizer import WordPieceTokenizer, train_wordpiece_vocab
 from bertjax.errors import UserError
-from bertjax.finetune import features, model, tasks, trainer
+from bertjax.finetune import features, inference, model, tasks, trainer
 from bertjax.finetune.scores import chunk_scores
 from bertjax.finetune.tasks import TaggedExample, TextExample
 from bertjax.models.bert import BertConfig, create_model
@@ -142,7 +142,7 @@ def test_fine_tuning_on_a_dp_fsdp_tp_mesh_matches_one_device(tmp_path):
     task = tasks.TaskData(name="jsonl", kind="classification", labels=["neg", "pos"], train=[],
                           eval=[], eval_split="dev")  # fmt: skip
     rows = features.Encoded(input_ids=[[2, 3]], segment_ids=[[0, 0]], labels=[0])
-    prepared = trainer.Prepared(task, rows, rows)
+    prepared = inference.Prepared(task, rows, rows)
     setup = trainer.compile_task(prepared, bert_config, config, jax.devices()[:8]).setup
     params = setup.shardings.params
     assert dict(setup.mesh.shape) == mesh

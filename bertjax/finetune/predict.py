@@ -9,9 +9,9 @@ JSON Lines, one line per input record (per question for QA), in input order:
   tagging          the record + "predicted_tags": one tag per word (cut-off words "O")
   qa               {"id", "question", "prediction": answer text}
 
-Inputs are encoded, batched and decoded as fine-tuning's evaluation does (`trainer.encode`,
-`trainer.predict_all`, `trainer.decode`), so a file labelled here scores what `bertjax
-finetune` reported on it. The batch is split over every local device (data parallel).
+Inputs are encoded, batched and decoded as fine-tuning's evaluation does
+(finetune/inference.py), so a file labelled here scores what `bertjax finetune` reported on
+it. The batch is split over every local device (data parallel).
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from bertjax.convert import model_dir
 from bertjax.data import tokenizer as tokenizers
 from bertjax.data import vocab
 from bertjax.errors import UserError
-from bertjax.finetune import model, squad, trainer
+from bertjax.finetune import inference, model, squad
 from bertjax.finetune.tasks import TaggedExample, TextExample
 
 # What a model imported from Hugging Face does not record (bertjax fine-tunes record theirs):
@@ -91,15 +91,15 @@ def predict_file(
     records, examples = _read(task, Path(input_path).expanduser())
     settings = ml_collections.ConfigDict(
         QA_DEFAULTS
-        | {name: task[name] for name in ("max_seq_length", *trainer.QA_FIELDS) if name in task}
+        | {name: task[name] for name in ("max_seq_length", *inference.QA_FIELDS) if name in task}
         | {"eval_batch_size": batch_size}
     )
     tok = vocab.load_tokenizer(
         paths.as_path(model_path) / tokenizers.VOCAB_FILE, model_dir.lowercase(metadata)
     )
-    encoded, qa = trainer.encode(task["kind"], examples, tok, settings)
+    encoded, qa = inference.encode(task["kind"], examples, tok, settings)
     logits = _logits(model_path, step, metadata, task, encoded, settings)
-    predicted = trainer.decode(
+    predicted = inference.decode(
         task["kind"], task["labels"], examples, encoded, qa, logits, settings
     )
     outputs = _outputs(task, records, predicted, logits)
@@ -123,7 +123,7 @@ def _logits(model_path, step, metadata, task, encoded, settings) -> list:
         net = nnx.merge(graphdef, params)
         return net(batch["input_ids"], batch["segment_ids"], batch["input_mask"])
 
-    return trainer.predict_all(encoded, params, predict, mesh, settings)
+    return inference.predict_all(encoded, params, predict, mesh, settings)
 
 
 def _with_fields(task: dict, text_fields: str, tokens_field: str) -> dict:

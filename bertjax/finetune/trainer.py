@@ -8,7 +8,7 @@ several seeds; write per-epoch metrics, per-seed results, and the median/spread 
   WORKDIR/results.json             all seeds, median / min / max of every score, the config
   WORKDIR/results.md               the same as a Markdown table
 
-The recipe (config/finetune.py): AdamW, linear warmup over warmup_fraction of the steps then
+The recipe (configs/finetune.py): AdamW, linear warmup over warmup_fraction of the steps then
 linear decay, weight decay on kernels and embeddings, global-norm clipping, optional layer-wise
 learning-rate decay (`optim.layerwise_lr_decay`), dropout from the recipe (0.1, BERT's
 fine-tuning value, whatever the pretraining used).
@@ -41,7 +41,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from bertjax import optim, paths, sharding
 from bertjax.data import vocab
 from bertjax.errors import UserError
-from bertjax.finetune import features, model, scores, squad, tasks
+from bertjax.finetune import features, inference, model, tasks
 from bertjax.finetune.results import results_table, summarize
 from bertjax.progress import Progress
 from bertjax.train_state import (
@@ -55,23 +55,12 @@ from bertjax.train_state import (
 LOG_EVERY = 50  # steps between progress lines when the config has no log_every
 
 
-@dataclasses.dataclass
-class Prepared:
-    """A task's encoded data, ready to batch."""
-
-    task: tasks.TaskData
-    train: features.Encoded
-    eval: features.Encoded
-    qa_eval: squad.QAFeatures | None = None
-
-
 # Recipe fields added after runs were recorded and config files written, with the value those
 # runs used (and a config file without the field gets).
 FIELDS_ADDED_LATER = {"pooling": "cls", "layerwise_lr_decay": 1.0, "save_model": True}
 # Fields that do not change what a seed computes: a finished seed is reused whatever they are.
 NOT_RECIPE = ("seeds", "save_model")
 MODEL_DIR = "model"  # in each seed's directory
-QA_FIELDS = ("doc_stride", "max_query_length", "max_answer_length", "n_best")
 
 
 def recipe_field(config: ml_collections.ConfigDict, name: str):
@@ -111,7 +100,7 @@ def finetune(
     if random_init:
         encoder = None
     tokenizer = vocab.load_tokenizer(vocab_path, lowercase)
-    prepared = prepare(tasks.load_task(task_name, config), tokenizer, config)
+    prepared = inference.prepare(tasks.load_task(task_name, config), tokenizer, config)
     compiled = compile_task(prepared, bert_config, config, devices)
     per_seed = {}
     for seed in parse_seeds(config.seeds):
@@ -146,7 +135,7 @@ def _task_entry(task: tasks.TaskData, config: ml_collections.ConfigDict) -> dict
         return entry | {"text_fields": list(spec.text_fields)}
     if task.kind == "tagging":
         return entry | {"tokens_field": spec.tokens_field}
-    return entry | {name: config[name] for name in QA_FIELDS}
+    return entry | {name: config[name] for name in inference.QA_FIELDS}
 
 
 def _claim_workdir(workdir: Path, task_name, init, random_init, config) -> None:
@@ -215,41 +204,6 @@ def _validate(config: ml_collections.ConfigDict) -> None:
                 f"{field}={config[field]} must be a positive multiple of the {devices} devices; "
                 f"change --config.{field}"
             )
-
-
-def prepare(task: tasks.TaskData, tokenizer, config: ml_collections.ConfigDict) -> Prepared:
-    """Tokenizes the task's examples (QA: sliding windows over the contexts)."""
-    train, _ = encode(task.kind, task.train, tokenizer, config)
-    evaluation, qa_eval = encode(task.kind, task.eval, tokenizer, config)
-    return Prepared(task, train, evaluation, qa_eval=qa_eval)
-
-
-def encode(
-    kind: str, examples: list, tokenizer, config
-) -> tuple[features.Encoded, squad.QAFeatures | None]:
-    """Model inputs of `examples` of a task of `kind`; QA also gives its windows' features.
-    `config`: max_seq_length, and for QA doc_stride and max_query_length."""
-    length = config.max_seq_length
-    if kind == "classification":
-        return features.encode_texts(examples, tokenizer, max_seq_length=length), None
-    if kind == "tagging":
-        return features.encode_tagged(examples, tokenizer, max_seq_length=length), None
-    qa = squad.make_features(
-        examples, tokenizer, max_seq_length=length, doc_stride=config.doc_stride,
-        max_query_length=config.max_query_length,
-    )  # fmt: skip
-    return _qa_encoded(qa), qa
-
-
-def _qa_encoded(qa: squad.QAFeatures) -> features.Encoded:
-    lengths = qa.input_mask.sum(axis=1)
-    return features.Encoded(
-        input_ids=[row[:n].tolist() for row, n in zip(qa.input_ids, lengths, strict=True)],
-        segment_ids=[row[:n].tolist() for row, n in zip(qa.segment_ids, lengths, strict=True)],
-        labels=[
-            np.array([s, e]) for s, e in zip(qa.start_positions, qa.end_positions, strict=True)
-        ],
-    )
 
 
 def task_loss(logits: jax.Array, batch: dict, kind: str) -> tuple[jax.Array, jax.Array]:
@@ -341,7 +295,7 @@ class Compiled:
 
 
 def compile_task(
-    prepared: Prepared,
+    prepared: inference.Prepared,
     bert_config,
     config: ml_collections.ConfigDict,
     devices: list | None = None,
@@ -360,7 +314,7 @@ def compile_task(
 
 
 def train_one_seed(
-    prepared: Prepared,
+    prepared: inference.Prepared,
     compiled: Compiled,
     encoder,
     config: ml_collections.ConfigDict,
@@ -400,7 +354,7 @@ def train_one_seed(
                 if step % log_every == 0 or step in (1, compiled.total_steps):
                     progress.report(interval.values(config.batch_size))
             eval_start = time.perf_counter()
-            result = evaluate(prepared, state.params, predict, mesh, config)
+            result = inference.evaluate(prepared, state.params, predict, mesh, config)
             interval.start += time.perf_counter() - eval_start  # not in examples/s
             record = {"epoch": epoch, "step": step, "train_loss": float(loss_sum / count)}
             record.update(result, seconds=time.perf_counter() - start)
@@ -430,64 +384,3 @@ class _Interval:
                   "ex/s": f"{self.steps * batch_size / seconds:.0f}"}  # fmt: skip
         self.__init__()
         return values
-
-
-def predict_all(prepared_eval: features.Encoded, params, predict, mesh, config) -> list:
-    """Logits of every eval row (host numpy), in order."""
-    outputs = [None] * len(prepared_eval)
-    for rows, batch in features.batches(
-        prepared_eval, config.eval_batch_size, config.max_seq_length
-    ):
-        logits = np.asarray(
-            jax.device_get(predict(params, sharding.global_batch_from_local(batch, mesh)))
-        )
-        for i, row in enumerate(rows):
-            outputs[row] = logits[i]
-    return outputs
-
-
-def evaluate(prepared: Prepared, params, predict, mesh, config) -> dict[str, float]:
-    """Task scores on the eval split (fractions in [0, 1])."""
-    task = prepared.task
-    logits = predict_all(prepared.eval, params, predict, mesh, config)
-    predicted = decode(task.kind, task.labels, task.eval, prepared.eval, prepared.qa_eval,
-                       logits, config)  # fmt: skip
-    if task.kind == "classification":
-        return scores.classification_scores(predicted, prepared.eval.labels, len(task.labels))
-    if task.kind == "tagging":
-        true = [list(e.gold) or [task.labels[t] for t in e.tags] for e in task.eval]
-        return scores.chunk_scores(true, predicted)
-    answers = {e.id: answer for e, answer in zip(task.eval, predicted, strict=True)}
-    gold = {e.id: [text for text, _ in e.answers] for e in task.eval}
-    return scores.squad_scores(answers, gold)
-
-
-def decode(
-    kind: str,
-    labels: list[str],
-    examples: list,
-    encoded: features.Encoded,
-    qa: squad.QAFeatures | None,
-    logits: list,
-    config,
-) -> list:
-    """Each example's prediction from its rows' logits: the label id (classification), the tag
-    of every word (tagging; a word cut off by max_seq_length is "O"), the answer text (QA: the
-    best span over the example's windows; `config`: n_best, max_answer_length)."""
-    if kind == "classification":
-        return [int(np.argmax(x)) for x in logits]
-    if kind == "tagging":
-        return [
-            [labels[int(np.argmax(row_logits[p]))] if p >= 0 else "O" for p in first]
-            for first, row_logits in zip(encoded.first_piece, logits, strict=True)
-        ]
-    length = qa.input_ids.shape[1]
-    start = np.full((len(logits), length), -1e9, np.float32)
-    end = np.full((len(logits), length), -1e9, np.float32)
-    for i, row_logits in enumerate(logits):
-        start[i, : len(row_logits)] = row_logits[:, 0]
-        end[i, : len(row_logits)] = row_logits[:, 1]
-    answers = squad.decode(
-        examples, qa, start, end, n_best=config.n_best, max_answer_length=config.max_answer_length
-    )
-    return [answers[e.id] for e in examples]

@@ -1,0 +1,125 @@
+"""Fine-tuning's inference: a task's examples encoded into model inputs, logits computed row
+by row over a mesh, decoded into predictions (label ids, tags per word, answer texts) and
+scored. Fine-tuning evaluates with it after every epoch; `bertjax predict` labels files with it
+(finetune/predict.py), so a file labelled there scores what fine-tuning reported.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import ml_collections
+import numpy as np
+
+from bertjax import sharding
+from bertjax.finetune import features, scores, squad, tasks
+
+# QA decoding and window settings a fine-tuned model records (configs/finetune.py fields).
+QA_FIELDS = ("doc_stride", "max_query_length", "max_answer_length", "n_best")
+
+
+@dataclasses.dataclass
+class Prepared:
+    """A task's encoded data, ready to batch."""
+
+    task: tasks.TaskData
+    train: features.Encoded
+    eval: features.Encoded
+    qa_eval: squad.QAFeatures | None = None
+
+
+def prepare(task: tasks.TaskData, tokenizer, config: ml_collections.ConfigDict) -> Prepared:
+    """Tokenizes the task's examples (QA: sliding windows over the contexts)."""
+    train, _ = encode(task.kind, task.train, tokenizer, config)
+    evaluation, qa_eval = encode(task.kind, task.eval, tokenizer, config)
+    return Prepared(task, train, evaluation, qa_eval=qa_eval)
+
+
+def encode(
+    kind: str, examples: list, tokenizer, config
+) -> tuple[features.Encoded, squad.QAFeatures | None]:
+    """Model inputs of `examples` of a task of `kind`; QA also gives its windows' features.
+    `config`: max_seq_length, and for QA doc_stride and max_query_length."""
+    length = config.max_seq_length
+    if kind == "classification":
+        return features.encode_texts(examples, tokenizer, max_seq_length=length), None
+    if kind == "tagging":
+        return features.encode_tagged(examples, tokenizer, max_seq_length=length), None
+    qa = squad.make_features(
+        examples, tokenizer, max_seq_length=length, doc_stride=config.doc_stride,
+        max_query_length=config.max_query_length,
+    )  # fmt: skip
+    return _qa_encoded(qa), qa
+
+
+def _qa_encoded(qa: squad.QAFeatures) -> features.Encoded:
+    lengths = qa.input_mask.sum(axis=1)
+    return features.Encoded(
+        input_ids=[row[:n].tolist() for row, n in zip(qa.input_ids, lengths, strict=True)],
+        segment_ids=[row[:n].tolist() for row, n in zip(qa.segment_ids, lengths, strict=True)],
+        labels=[
+            np.array([s, e]) for s, e in zip(qa.start_positions, qa.end_positions, strict=True)
+        ],
+    )
+
+
+def predict_all(prepared_eval: features.Encoded, params, predict, mesh, config) -> list:
+    """Logits of every eval row (host numpy), in order."""
+    outputs = [None] * len(prepared_eval)
+    for rows, batch in features.batches(
+        prepared_eval, config.eval_batch_size, config.max_seq_length
+    ):
+        logits = np.asarray(
+            jax.device_get(predict(params, sharding.global_batch_from_local(batch, mesh)))
+        )
+        for i, row in enumerate(rows):
+            outputs[row] = logits[i]
+    return outputs
+
+
+def evaluate(prepared: Prepared, params, predict, mesh, config) -> dict[str, float]:
+    """Task scores on the eval split (fractions in [0, 1])."""
+    task = prepared.task
+    logits = predict_all(prepared.eval, params, predict, mesh, config)
+    predicted = decode(task.kind, task.labels, task.eval, prepared.eval, prepared.qa_eval,
+                       logits, config)  # fmt: skip
+    if task.kind == "classification":
+        return scores.classification_scores(predicted, prepared.eval.labels, len(task.labels))
+    if task.kind == "tagging":
+        true = [list(e.gold) or [task.labels[t] for t in e.tags] for e in task.eval]
+        return scores.chunk_scores(true, predicted)
+    answers = {e.id: answer for e, answer in zip(task.eval, predicted, strict=True)}
+    gold = {e.id: [text for text, _ in e.answers] for e in task.eval}
+    return scores.squad_scores(answers, gold)
+
+
+def decode(
+    kind: str,
+    labels: list[str],
+    examples: list,
+    encoded: features.Encoded,
+    qa: squad.QAFeatures | None,
+    logits: list,
+    config,
+) -> list:
+    """Each example's prediction from its rows' logits: the label id (classification), the tag
+    of every word (tagging; a word cut off by max_seq_length is "O"), the answer text (QA: the
+    best span over the example's windows; `config`: n_best, max_answer_length)."""
+    if kind == "classification":
+        return [int(np.argmax(x)) for x in logits]
+    if kind == "tagging":
+        return [
+            [labels[int(np.argmax(row_logits[p]))] if p >= 0 else "O" for p in first]
+            for first, row_logits in zip(encoded.first_piece, logits, strict=True)
+        ]
+    length = qa.input_ids.shape[1]
+    start = np.full((len(logits), length), -1e9, np.float32)
+    end = np.full((len(logits), length), -1e9, np.float32)
+    for i, row_logits in enumerate(logits):
+        start[i, : len(row_logits)] = row_logits[:, 0]
+        end[i, : len(row_logits)] = row_logits[:, 1]
+    answers = squad.decode(
+        examples, qa, start, end, n_best=config.n_best, max_answer_length=config.max_answer_length
+    )
+    return [answers[e.id] for e in examples]
