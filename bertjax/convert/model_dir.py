@@ -12,10 +12,12 @@ An imported directory holds one checkpoint, step 0, with parameters only (no opt
 and `vocab_meta.json`, so `--config.vocab_dir=DIR` checks `--config.lowercase` against it.
 
 `bertjax finetune` keeps each seed's fine-tuned model as such a directory too
-(`SEED_DIR/model`): its parameters are {"bert": encoder, "head": the task's dense layer}, its
-metadata names the objective "finetuned" and holds a "task" entry (name, kind, labels,
-pooling, max_seq_length). Export writes it as a Hugging Face task model (convert/task_heads.py);
-fine-tuning and `--config.init_from` take its encoder; fill-mask and evaluate refuse it.
+(`SEED_DIR/model`), and `bertjax import` of a transformers BertFor<Task> writes one
+(convert/task_import.py): its parameters are {"bert": encoder, "head": the task's dense layer},
+its metadata names the objective "finetuned" and holds a "task" entry (name, kind, labels,
+pooling, max_seq_length, input fields). Export writes it as a Hugging Face task model
+(convert/task_heads.py); `bertjax predict` runs it; fine-tuning and `--config.init_from` take
+its encoder; fill-mask and evaluate refuse it.
 """
 
 from __future__ import annotations
@@ -57,7 +59,7 @@ def lowercase(metadata: dict) -> bool:
 
 def task_of(metadata: dict) -> dict | None:
     """The task a fine-tuned model directory was trained on (name, kind, labels, pooling,
-    max_seq_length); None for a pretraining workdir or an imported model."""
+    max_seq_length, ...); None for a pretraining workdir or an imported pretrained model."""
     if metadata.get("model", {}).get("objective") != FINETUNED:
         return None
     return metadata["task"]
@@ -67,10 +69,15 @@ def require_pretrained(directory: str | Path, metadata: dict, command: str) -> N
     """UserError when `directory` holds a fine-tuned model: it has no pretraining heads."""
     task = task_of(metadata)
     if task is not None:
+        parent = metadata.get("finetuned_from")
+        fix = (
+            f"pass the model it was fine-tuned from, {parent}"
+            if parent
+            else "pass a pretraining workdir or an imported pretrained BERT"
+        )
         raise UserError(
             f"{directory} is a model fine-tuned for {task['name']} ({task['kind']}), without the "
-            f"masked-LM head {command} needs; pass the model it was fine-tuned from, "
-            f"{metadata.get('finetuned_from', 'its --init')}"
+            f"masked-LM head {command} needs; {fix}"
         )
 
 
@@ -106,19 +113,22 @@ def write(
     source: str,
     *,
     task: dict | None = None,
+    finetuned_from: bool = False,
     flag: str = "--out",
 ) -> None:
     """Writes `params` as a model directory: BertForPreTraining's (numpy, from `bertjax
     import`), or with `task`, a fine-tuned model's {"bert", "head"} (arrays on any mesh; every
-    process calls this, process 0 writes the files beside the checkpoint). `vocab_path` may be
-    in a bucket; `flag` names `out_dir` in errors."""
+    process calls this, process 0 writes the files beside the checkpoint). `source` is recorded
+    as what the model was imported from, or with `finetuned_from`, fine-tuned from. `vocab_path`
+    may be in a bucket; `flag` names `out_dir` in errors."""
     paths.make_local_dir(out_dir, flag)
     fields = dataclasses.asdict(config) | {"lowercase": lower}
     model = {name: getattr(config, name) for name in checkpointing.ARCHITECTURE_FIELDS}
-    metadata = {"config": fields, "model": model, "imported_from": source}
+    origin = "finetuned_from" if finetuned_from else "imported_from"
+    metadata = {"config": fields, "model": model, origin: source}
     if task is not None:
         model["objective"] = FINETUNED
-        metadata = {"config": fields, "model": model, "task": task, "finetuned_from": source}
+        metadata["task"] = task
     if jax.process_index() == 0:
         _write_files(out_dir, fields, epath.Path(vocab_path), lower, source)
     device = jax.local_devices()[0]

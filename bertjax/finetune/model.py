@@ -136,7 +136,7 @@ def save_finetuned(
         shutil.rmtree(directory)
     sync_global_devices("bertjax_finetuned_model_dir_cleared")
     model_dir.write(directory, params, config, vocab_path, lowercase, init, task=task,
-                    flag="--workdir")  # fmt: skip
+                    finetuned_from=True, flag="--workdir")  # fmt: skip
 
 
 def _check_same_shapes(loaded: dict, fresh: dict) -> None:

@@ -376,6 +376,8 @@ def test_a_transformers_classifier_imports_with_its_labels_and_logits(tmp_path, 
                                                         "attention_mask"))  # fmt: skip
     ours = bertjax_logits(tmp_path / "model_dir", ids, segments, mask)
     np.testing.assert_allclose(ours, theirs, atol=ATOL, rtol=0)
+    with pytest.raises(UserError, match="fill-mask needs; pass a pretraining workdir or an"):
+        fill_mask.fill_mask(str(tmp_path / "model_dir"), ["the [MASK] sat"], top_k=1)
     # What bertjax does not compute is refused before anything is written.
     for problem, num_labels in (("regression", 1), ("multi_label_classification", 3)):
         config.problem_type, config.num_labels = problem, num_labels
