@@ -1,8 +1,10 @@
-"""`bertjax predict`: a fine-tuned model (`bertjax finetune`'s SEED_DIR/model) labels a file.
+"""`bertjax predict`: a fine-tuned model (`bertjax finetune`'s SEED_DIR/model, or a
+transformers BertFor<Task> through `bertjax import`) labels a file.
 
 The input is what the model was fine-tuned on, labels or answers not needed: JSON Lines with
 its text fields (classification) or its word-list field (tagging), or SQuAD JSON / JSON Lines
-(QA); the model records those fields and its windows (`trainer._task_entry`). The output is
+(QA); a bertjax fine-tune records those fields and its windows (`trainer._task_entry`), an
+imported model reads `text` / `tokens` and the recipe's windows unless told. The output is
 JSON Lines, one line per input record (per question for QA), in input order:
 
   classification   the record + "prediction": label, "probabilities": {label: p}
