@@ -49,6 +49,17 @@ def tiny_model_dir(directory: Path, texts, seed: int = 0, **architecture) -> Pat
     return directory / "model"
 
 
+def write_squad(path: Path, contexts) -> Path:
+    """A SQuAD v1.1 JSON file: one paragraph per (context, question, answer), ids q0, q1, ..."""
+    data = {"data": [{"paragraphs": []}]}
+    for i, (context, question, answer) in enumerate(contexts):
+        qa = {"id": f"q{i}", "question": question,
+              "answers": [{"text": answer, "answer_start": context.index(answer)}]}  # fmt: skip
+        data["data"][0]["paragraphs"].append({"context": context, "qas": [qa]})
+    path.write_text(json.dumps(data))
+    return path
+
+
 def config_for(**overrides):
     config = load_config("finetune")
     config.update(dict(seeds="0", batch_size=16, eval_batch_size=16, max_seq_length=64))
@@ -161,13 +172,7 @@ def test_qa_overfits_and_decodes_back_to_the_answers(tmp_path):
          "into the Mediterranean Sea"),
         ("Bananas are yellow when ripe and green before.", "What colour are ripe ones?", "yellow"),
     ]  # fmt: skip
-    data = {"data": [{"paragraphs": []}]}
-    for i, (context, question, answer) in enumerate(contexts):
-        qa = {"id": f"q{i}", "question": question,
-              "answers": [{"text": answer, "answer_start": context.index(answer)}]}  # fmt: skip
-        data["data"][0]["paragraphs"].append({"context": context, "qas": [qa]})
-    squad_file = tmp_path / "squad.json"
-    squad_file.write_text(json.dumps(data))
+    squad_file = write_squad(tmp_path / "squad.json", contexts)
     texts = [c for c, _, _ in contexts] + [q for _, q, _ in contexts]
     init = tiny_model_dir(tmp_path, texts * 20)
     config = config_for(

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import jax
@@ -34,7 +33,7 @@ from bertjax.convert import model_dir
 from bertjax.data import tokenizer as tokenizers
 from bertjax.data import vocab
 from bertjax.errors import UserError
-from bertjax.finetune import inference, model, squad
+from bertjax.finetune import inference, model, squad, tasks
 from bertjax.finetune.tasks import TaggedExample, TextExample
 
 # What a model imported from Hugging Face does not record (bertjax fine-tunes record theirs):
@@ -155,7 +154,7 @@ def _read(task: dict, path: Path) -> tuple[list, list]:
     if task["kind"] == "qa":
         examples = squad.read_squad(path, answers_required=False)
         return [{"id": e.id, "question": e.question} for e in examples], examples
-    records = list(_json_lines(path))
+    records = list(tasks.json_lines(path, str(path)))
     if not records:
         raise UserError(f"--input={path} has no record")
     if task["kind"] == "classification":
@@ -176,22 +175,6 @@ def _read(task: dict, path: Path) -> tuple[list, list]:
             )
         examples.append(TaggedExample(tuple(str(w) for w in words), (0,) * len(words)))
     return records, examples
-
-
-def _json_lines(path: Path) -> Iterator[dict]:
-    with path.open(encoding="utf-8", errors="replace") as f:
-        for number, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:
-                raise UserError(
-                    f"{path}:{number} is not valid JSON; fix or remove the line"
-                ) from None
-            if not isinstance(record, dict):
-                raise UserError(f"{path}:{number} is not a JSON object")
-            yield record
 
 
 def _field(record: dict, field: str, path: Path, number: int, fields: list[str]):

@@ -181,6 +181,12 @@ def _records(source: str, split: str) -> Iterator[dict]:
         raise UserError(
             f"task file {source!r} does not exist; check --config.data_dir/{split}_file"
         )
+    yield from json_lines(path, source)
+
+
+def json_lines(path: Path, name: str) -> Iterator[dict]:
+    """The JSON objects of a JSON Lines file (blank lines skipped); `name` is the file as the
+    user wrote it, for errors that point at the line."""
     with path.open(encoding="utf-8", errors="replace") as f:
         for number, line in enumerate(f, 1):
             if not line.strip():
@@ -189,10 +195,10 @@ def _records(source: str, split: str) -> Iterator[dict]:
                 record = json.loads(line)
             except json.JSONDecodeError:
                 raise UserError(
-                    f"{source}:{number} is not valid JSON; fix or remove the line"
+                    f"{name}:{number} is not valid JSON; fix or remove the line"
                 ) from None
             if not isinstance(record, dict):
-                raise UserError(f"{source}:{number} is not a JSON object")
+                raise UserError(f"{name}:{number} is not a JSON object")
             yield record
 
 

@@ -19,7 +19,7 @@ from bertjax.finetune import model, predict, trainer
 from bertjax.finetune.scores import chunk_scores, squad_scores
 from bertjax.models.bert import create_model
 from tests.test_cli import assert_one_line_error, run_cli
-from tests.test_finetune import config_for, tiny_model_dir, write_jsonl
+from tests.test_finetune import config_for, tiny_model_dir, write_jsonl, write_squad
 
 # Each finished seed's model is exported and run by transformers on the same ids (float32).
 ATOL = 1e-4
@@ -57,13 +57,7 @@ def task_files(tmp_path, kind: str) -> tuple[str, dict]:
         records = [{"tokens": t, "tags": g} for t, g in SENTENCES]
         path = write_jsonl(tmp_path / "ner.jsonl", records)
         return "jsonl", dict(kind=kind, train_file=path, eval_file=path)
-    data = {"data": [{"paragraphs": []}]}
-    for i, (context, question, answer) in enumerate(CONTEXTS):
-        qa = {"id": f"q{i}", "question": question,
-              "answers": [{"text": answer, "answer_start": context.index(answer)}]}  # fmt: skip
-        data["data"][0]["paragraphs"].append({"context": context, "qas": [qa]})
-    path = tmp_path / "squad.json"
-    path.write_text(json.dumps(data))
+    path = write_squad(tmp_path / "squad.json", CONTEXTS)
     return "squad", dict(train_file=str(path), eval_file=str(path), max_query_length=16)
 
 
