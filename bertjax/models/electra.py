@@ -105,8 +105,8 @@ class ElectraDiscriminatorPredictions(nnx.Module):
         self.dense_prediction = _dense(
             config, config.hidden_size, 1, ("embed", "classes"), rngs, dtype=jnp.float32
         )
-        prior = initial_replaced_fraction
-        self.dense_prediction.bias.value = jnp.full((1,), math.log(prior / (1 - prior)))
+        logit = math.log(initial_replaced_fraction / (1 - initial_replaced_fraction))
+        self.dense_prediction.bias.value = jnp.full((1,), logit, jnp.float32)
 
     def __call__(self, sequence_output: jax.Array) -> jax.Array:
         """[B, L, H] -> replaced-token logits [B, L] float32."""
