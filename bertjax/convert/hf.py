@@ -239,11 +239,15 @@ def bert_config_from_hf(fields: Mapping[str, Any], *, source: str) -> BertConfig
     """Hugging Face `config.json` / TF1 `bert_config.json` fields -> validated BertConfig.
 
     Refuses (UserError) what bertjax's model does not compute: other model types, activations
-    other than exact GELU, relative position embeddings.
+    other than exact GELU, position embeddings other than absolute and relative_key. A pre-LN
+    encoder's fields (prelayernorm.to_bert) say `layer_norm_placement="pre"`.
     """
     model_type = fields.get("model_type", "bert")
     if model_type != "bert":
-        raise UserError(f"{source} holds a {model_type!r} model; only BERT ('bert') is supported")
+        raise UserError(
+            f"{source} holds a {model_type!r} model; bertjax imports BERT ('bert') and its own "
+            "pre-LN exports ('roberta-prelayernorm' with a WordPiece vocab.txt)"
+        )
     activation = fields.get("hidden_act", "gelu")
     if activation != "gelu":
         raise UserError(
@@ -260,7 +264,10 @@ def bert_config_from_hf(fields: Mapping[str, Any], *, source: str) -> BertConfig
     if absent:
         raise UserError(f"{source} lacks config fields {absent}; it is not a BERT config")
     kwargs = {name: fields[name] for name in CONFIG_FIELDS if fields.get(name) is not None}
-    return BertConfig(**kwargs, position_embedding_type=position_type).validate()
+    placement = fields.get("layer_norm_placement", "post")
+    return BertConfig(
+        **kwargs, position_embedding_type=position_type, layer_norm_placement=placement
+    ).validate()
 
 
 def hf_config(config: BertConfig, *, pad_token_id: int) -> dict[str, Any]:

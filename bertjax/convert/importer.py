@@ -1,4 +1,5 @@
-"""`bertjax import`: a Hugging Face BERT directory or a TF1 BERT checkpoint -> a bertjax model dir.
+"""`bertjax import`: a Hugging Face BERT directory (or a pre-LN one bertjax exported as
+RoBERTa-PreLayerNorm) or a TF1 BERT checkpoint -> a bertjax model dir.
 
 The directory written (see model_dir.py) is laid out like a training workdir, so everything that
 reads a workdir reads it too: `bertjax export`, `--config.init_from`, fine-tuning.
@@ -17,7 +18,7 @@ import numpy as np
 from flax import nnx
 
 from bertjax import checkpointing, paths
-from bertjax.convert import hf, model_dir, task_import, tf1
+from bertjax.convert import hf, model_dir, prelayernorm, task_import, tf1
 from bertjax.data import tokenizer
 from bertjax.errors import UserError
 from bertjax.models.bert import BertConfig, create_model
@@ -157,10 +158,19 @@ def _read_hf(source: Path) -> Source:
     lowercase = None
     if tokenizer_config.is_file():
         lowercase = hf.read_json(tokenizer_config).get("do_lower_case")
+    tensors, fields = hf.read_safetensors(source), hf.read_json(source / "config.json")
+    if fields.get("model_type") == prelayernorm.MODEL_TYPE:  # a pre-LN export
+        if not (source / tokenizer.VOCAB_FILE).is_file():
+            raise UserError(
+                f"{source} is a RoBERTa-PreLayerNorm model without a WordPiece "
+                f"{tokenizer.VOCAB_FILE}; bertjax imports the ones it exported (their "
+                "tokenizer is BERT's), not byte-level BPE ones"
+            )
+        tensors, fields = prelayernorm.to_bert(tensors, fields)
     return Source(
         format=HF_FORMAT,
-        tensors=hf.read_safetensors(source),
-        config_fields=hf.read_json(source / "config.json"),
+        tensors=tensors,
+        config_fields=fields,
         vocab_path=_vocab_beside(source),
         lowercase=lowercase,
         ignored=[],

@@ -14,6 +14,9 @@ differences in layout that the export bridges:
   as every tokenizer call pads them, then see the same position vectors as in bertjax. With
   relative positions only the size changes: the distance tables gain `pad_token_id + 1` rows of
   zeros at both ends (distances no input of bertjax's length reaches).
+
+`bertjax import` reads such a directory back (`to_bert`): the renames reversed, those rows
+dropped, and the fine-tuned classes' heads (task_heads.py) renamed to BERT's.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from bertjax.convert import hf
 from bertjax.models.bert import BertConfig
 
 ARCHITECTURE = "RobertaPreLayerNormForMaskedLM"
+MODEL_TYPE = "roberta-prelayernorm"
 PREFIX = "roberta_prelayernorm."
 POSITIONS = PREFIX + "embeddings.position_embeddings.weight"
 HEAD_NAMES = {
@@ -70,7 +74,7 @@ def hf_config(config: BertConfig, *, pad_token_id: int) -> dict[str, Any]:
     fields["max_position_embeddings"] = config.max_position_embeddings + pad_token_id + 1
     return {
         "architectures": [ARCHITECTURE],
-        "model_type": "roberta-prelayernorm",
+        "model_type": MODEL_TYPE,
         **fields,
         "hidden_act": "gelu",
         "position_embedding_type": config.position_embedding_type,
@@ -79,3 +83,42 @@ def hf_config(config: BertConfig, *, pad_token_id: int) -> dict[str, Any]:
         "classifier_dropout": None,
         "torch_dtype": "float32",
     }
+
+
+# Names of the fine-tuned classes' heads (task_heads.py) -> BertFor<Task>'s; RoBERTa's
+# classification head is BERT's pooler then its classifier.
+TASK_HEAD_NAMES = {"classifier.dense.": "bert.pooler.dense.", "classifier.out_proj.": "classifier."}
+REVERSED = {new: old for old, new in HEAD_NAMES.items()} | {
+    "lm_head.bias": hf.MLM_BIAS,
+    "lm_head.decoder.bias": hf.TIED_DECODER_BIAS,
+    "lm_head.decoder.weight": hf.TIED_DECODER,
+}
+
+
+def _bert_name(name: str) -> str:
+    """RobertaPreLayerNorm key -> BertForPreTraining / BertFor<Task> key (unknown keys as they
+    are: the reader reports them)."""
+    if name.startswith(PREFIX):
+        return "bert." + name.removeprefix(PREFIX)
+    for old, new in (REVERSED | TASK_HEAD_NAMES).items():
+        if name == old or (old.endswith(".") and name.startswith(old)):
+            return new + name.removeprefix(old)
+    return name
+
+
+def to_bert(tensors: dict[str, Any], fields: dict[str, Any]) -> tuple[dict, dict]:
+    """A RobertaPreLayerNorm state dict and config.json -> BERT's names, position tables and
+    fields, with `layer_norm_placement="pre"`: the inverse of `tensors_from_bert` and
+    `hf_config` (exact for inputs of up to the returned max_position_embeddings tokens)."""
+    shift = int(fields.get("pad_token_id", 1)) + 1
+    renamed = {_bert_name(name): array for name, array in tensors.items()}
+    positions = "bert.embeddings.position_embeddings.weight"
+    for name, table in renamed.items():
+        if name == positions:
+            renamed[name] = table[shift:]
+        elif ".distance_embedding." in name:
+            renamed[name] = table[shift:-shift]
+    bert_fields = dict(fields, model_type="bert", layer_norm_placement="pre")
+    if fields.get("max_position_embeddings") is not None:  # else refused as a missing field
+        bert_fields["max_position_embeddings"] = int(fields["max_position_embeddings"]) - shift
+    return renamed, bert_fields

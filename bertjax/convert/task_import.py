@@ -1,6 +1,7 @@
 """A Hugging Face fine-tuned BERT (BertFor{SequenceClassification,TokenClassification,
-QuestionAnswering}) read as a bertjax fine-tuned model directory: the inverse of
-`task_heads.py`, so `bertjax predict` runs it and fine-tuning continues from it.
+QuestionAnswering}, or the RobertaPreLayerNorm classes of a pre-LN export) read as a bertjax
+fine-tuned model directory: the inverse of `task_heads.py`, so `bertjax predict` runs it and
+fine-tuning continues from it.
 
 The head is `classifier.*` (classification, tagging) or `qa_outputs.*` (start, end); the labels
 are config.json's `id2label` (or LABEL_0, LABEL_1, ... without it). What the head was trained to
@@ -23,6 +24,10 @@ ARCHITECTURES = {
     "BertForSequenceClassification": ("classification", "classifier."),
     "BertForTokenClassification": ("tagging", "classifier."),
     "BertForQuestionAnswering": ("qa", "qa_outputs."),
+}
+# Pre-LN exports: their heads arrive renamed to BERT's (prelayernorm.to_bert).
+ARCHITECTURES |= {
+    name.replace("Bert", "RobertaPreLayerNorm", 1): entry for name, entry in ARCHITECTURES.items()
 }
 MAX_SEQ_LENGTH = 512  # predict's window when the model allows it (BERT's released length)
 

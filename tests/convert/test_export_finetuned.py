@@ -312,13 +312,14 @@ def test_predict_errors_are_one_line_and_name_the_fix(tmp_path):
 PAIRS_LABELS = ("contradiction", "entailment")
 
 
+@pytest.mark.parametrize("placement", ["post", "pre"])
 @pytest.mark.parametrize("kind", ["classification", "tagging", "qa"])
 def test_an_exported_fine_tune_imports_back_and_predicts_the_same(
-    tmp_path, transformers, model_of, kind
+    tmp_path, transformers, model_of, kind, placement
 ):
     """export -> `bertjax import`: a fine-tuned model directory again, labels included, whose
-    predictions on the eval file are the original's."""
-    saved = model_of(kind)
+    predictions on the eval file are the original's (pre-LN: from RobertaPreLayerNormFor<Task>)."""
+    saved = model_of(kind, placement)
     export_hf(saved, tmp_path / "hf")
     result = import_checkpoint(tmp_path / "hf", tmp_path / "back")
     assert result.task["kind"] == kind and result.task["name"] == (
@@ -326,6 +327,12 @@ def test_an_exported_fine_tune_imports_back_and_predicts_the_same(
     )
     assert not result.ignored
     assert "bertjax predict --model=" in result.lines()[-1]
+    rng = np.random.default_rng(0)
+    ids, mask = rng.integers(5, 40, (2, 16)), np.ones((2, 16), np.int32)
+    mask[1, 9:] = 0
+    ids, segments = ids * mask, np.zeros_like(ids)
+    np.testing.assert_array_equal(bertjax_logits(tmp_path / "back", ids, segments, mask),
+                                  bertjax_logits(saved, ids, segments, mask))  # fmt: skip
     _, fields = task_files(tmp_path, kind)
     flags = {"text_fields": "premise,hypothesis"} if kind == "classification" else {}
     original = predict.predict_file(str(saved), fields["eval_file"], str(tmp_path / "a.jsonl"))

@@ -1,6 +1,7 @@
 """Architecture variants exported to Hugging Face and compared output by output with
 transformers, padding included: pre-LN (RobertaPreLayerNormForMaskedLM) and relative positions
-(`position_embedding_type="relative_key"`), alone and together; and imported back."""
+(`position_embedding_type="relative_key"`), alone and together; and imported back, bit for
+bit."""
 
 import dataclasses
 import json
@@ -11,6 +12,7 @@ import pytest
 
 from bertjax import checkpointing, optim, sharding, train
 from bertjax.convert import export_hf, import_checkpoint, load_model
+from bertjax.errors import UserError
 from bertjax.models.bert import BertConfig
 from bertjax.train_state import create_train_state
 from tests.convert.helpers import ATOL, max_abs_diff, random_params, tiny_config, tiny_vocab
@@ -131,16 +133,31 @@ def test_exported_variant_matches_transformers(variant, tmp_path, transformers):
     assert max_abs_diff(ours[real], reference[real]) < ATOL
 
 
-def test_relative_bert_round_trips_through_import(tmp_path, transformers):
-    config = tiny_config(**VARIANTS["relative"])
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_an_exported_variant_imports_back(variant, tmp_path, transformers):
+    """export -> import gives the model back: the same masked-LM logits, bit for bit (pre-LN
+    through RoBERTa-PreLayerNorm's names and shifted position tables)."""
+    config = tiny_config(**VARIANTS[variant])
     write_workdir(tmp_path / "run", config)
     export_hf(tmp_path / "run", tmp_path / "hf")
     result = import_checkpoint(str(tmp_path / "hf"), tmp_path / "imported")
-    assert result.config.position_embedding_type == "relative_key"
+    for field in ("position_embedding_type", "layer_norm_placement", "max_position_embeddings"):
+        assert getattr(result.config, field) == getattr(config, field), field
+    assert "--config.layer_norm_placement=" + config.layer_norm_placement in result.lines()[-1]
     ids, segments, mask = inputs()
     original = load_model(tmp_path / "run").mlm_logits_all(ids, segments, mask)
     imported = load_model(tmp_path / "imported").mlm_logits_all(ids, segments, mask)
     np.testing.assert_array_equal(np.asarray(original), np.asarray(imported))
+
+
+def test_a_roberta_prelayernorm_without_a_wordpiece_vocabulary_is_refused(tmp_path):
+    config = tiny_config(**VARIANTS["pre_ln"])
+    write_workdir(tmp_path / "run", config)
+    export_hf(tmp_path / "run", tmp_path / "hf")
+    (tmp_path / "hf" / "vocab.txt").unlink()  # as a byte-level BPE model has vocab.json
+    with pytest.raises(UserError, match="RoBERTa-PreLayerNorm model without a WordPiece vocab"):
+        import_checkpoint(str(tmp_path / "hf"), tmp_path / "imported")
+    assert not (tmp_path / "imported").exists()
 
 
 def test_relative_bias_is_the_same_on_the_fused_and_the_explicit_path():
