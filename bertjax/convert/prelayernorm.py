@@ -112,9 +112,8 @@ def to_bert(tensors: dict[str, Any], fields: dict[str, Any]) -> tuple[dict, dict
     `hf_config` (exact for inputs of up to the returned max_position_embeddings tokens)."""
     shift = int(fields.get("pad_token_id", 1)) + 1
     renamed = {_bert_name(name): array for name, array in tensors.items()}
-    positions = "bert.embeddings.position_embeddings.weight"
     for name, table in renamed.items():
-        if name == positions:
+        if name == hf.POSITION_EMBEDDINGS:
             renamed[name] = table[shift:]
         elif ".distance_embedding." in name:
             renamed[name] = table[shift:-shift]
