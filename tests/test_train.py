@@ -120,7 +120,7 @@ def test_train_step_clips_the_gradient_at_max_grad_norm(max_grad_norm):
 def test_the_train_step_returns_the_types_it_takes(objective):
     """So a run compiles its step once, and a fresh state has a restored state's types. Before,
     ELECTRA's discriminator bias started weakly typed (set from a Python float) and was float32
-    after step 1: the step compiled twice (12 s of a 45 s CPU toy run)."""
+    after step 1: the step compiled twice (24.9 s on a 20-step CPU toy run, against 14.4 s once)."""
     config = tiny_config()
     mesh = sharding.create_mesh(config.mesh_shape)
     spec = optim.OptimizerSpec.from_config(config)
