@@ -32,32 +32,35 @@ ARCHITECTURE = "RobertaPreLayerNormForMaskedLM"
 MODEL_TYPE = "roberta-prelayernorm"
 PREFIX = "roberta_prelayernorm."
 POSITIONS = PREFIX + "embeddings.position_embeddings.weight"
-HEAD_NAMES = {
+# BertForPreTraining names -> RobertaPreLayerNorm's; a key ending in "." renames a prefix. The
+# next-sentence head (cls.seq_relationship.*) has no place there. Import reads it backwards.
+NAMES = {
+    "bert.": PREFIX,
     "cls.predictions.transform.dense.": "lm_head.dense.",
     "cls.predictions.transform.LayerNorm.": "lm_head.layer_norm.",
+    hf.MLM_BIAS: "lm_head.bias",
+    hf.TIED_DECODER_BIAS: "lm_head.decoder.bias",
+    hf.TIED_DECODER: "lm_head.decoder.weight",
 }
+# The fine-tuned classes' heads (task_heads.py) -> BertFor<Task>'s; RoBERTa's classification
+# head is BERT's pooler then its classifier.
+TASK_HEAD_NAMES = {"classifier.dense.": "bert.pooler.dense.", "classifier.out_proj.": "classifier."}
+BERT_NAMES = {new: old for old, new in NAMES.items()} | TASK_HEAD_NAMES
 
 
-def _renamed(name: str) -> str | None:
-    """BertForPreTraining key of a pre-LN bertjax model -> RobertaPreLayerNorm key (None: no
-    place there)."""
-    if name.startswith("bert."):
-        return PREFIX + name.removeprefix("bert.")
-    for old, new in HEAD_NAMES.items():
-        if name.startswith(old):
+def _renamed(name: str, names: dict[str, str]) -> str | None:
+    """`name` renamed by the first entry of `names` that matches it (None: none does)."""
+    for old, new in names.items():
+        if name == old or (old.endswith(".") and name.startswith(old)):
             return new + name.removeprefix(old)
-    if name in (hf.MLM_BIAS, hf.TIED_DECODER_BIAS):
-        return "lm_head.bias" if name == hf.MLM_BIAS else "lm_head.decoder.bias"
-    if name == hf.TIED_DECODER:
-        return "lm_head.decoder.weight"
-    return None  # cls.seq_relationship.*
+    return None
 
 
 def tensors_from_bert(tensors: dict[str, np.ndarray], *, pad_token_id: int) -> dict[str, Any]:
     """`hf.params_to_hf` output of a pre-LN model -> RobertaPreLayerNormForMaskedLM state dict."""
     renamed = {}
     for name, array in tensors.items():
-        new = _renamed(name)
+        new = _renamed(name, NAMES)
         if new is not None:
             renamed[new] = array
     for name, table in renamed.items():
@@ -85,33 +88,13 @@ def hf_config(config: BertConfig, *, pad_token_id: int) -> dict[str, Any]:
     }
 
 
-# Names of the fine-tuned classes' heads (task_heads.py) -> BertFor<Task>'s; RoBERTa's
-# classification head is BERT's pooler then its classifier.
-TASK_HEAD_NAMES = {"classifier.dense.": "bert.pooler.dense.", "classifier.out_proj.": "classifier."}
-REVERSED = {new: old for old, new in HEAD_NAMES.items()} | {
-    "lm_head.bias": hf.MLM_BIAS,
-    "lm_head.decoder.bias": hf.TIED_DECODER_BIAS,
-    "lm_head.decoder.weight": hf.TIED_DECODER,
-}
-
-
-def _bert_name(name: str) -> str:
-    """RobertaPreLayerNorm key -> BertForPreTraining / BertFor<Task> key (unknown keys as they
-    are: the reader reports them)."""
-    if name.startswith(PREFIX):
-        return "bert." + name.removeprefix(PREFIX)
-    for old, new in (REVERSED | TASK_HEAD_NAMES).items():
-        if name == old or (old.endswith(".") and name.startswith(old)):
-            return new + name.removeprefix(old)
-    return name
-
-
 def to_bert(tensors: dict[str, Any], fields: dict[str, Any]) -> tuple[dict, dict]:
     """A RobertaPreLayerNorm state dict and config.json -> BERT's names, position tables and
     fields, with `layer_norm_placement="pre"`: the inverse of `tensors_from_bert` and
     `hf_config` (exact for inputs of up to the returned max_position_embeddings tokens)."""
     shift = int(fields.get("pad_token_id", 1)) + 1
-    renamed = {_bert_name(name): array for name, array in tensors.items()}
+    # Unknown keys stay as they are: the reader reports them.
+    renamed = {_renamed(name, BERT_NAMES) or name: array for name, array in tensors.items()}
     for name, table in renamed.items():
         if name == hf.POSITION_EMBEDDINGS:
             renamed[name] = table[shift:]
