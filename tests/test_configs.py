@@ -33,3 +33,13 @@ def test_config_builds_its_model(name):
 
 def test_all_model_sizes_have_a_config():
     assert {"tiny", "mini", "small", "medium", "base", "large", "cpu_smoke"} <= set(CONFIG_NAMES)
+
+
+def test_predict_reads_a_recordless_qa_model_with_the_finetune_recipes_windows():
+    # predict.QA_DEFAULTS repeats configs/finetune.py's numbers: that config stays free of
+    # bertjax imports (it loads while flags parse, before the quiet TensorFlow start).
+    from bertjax.finetune import inference, predict
+
+    recipe = load_config("finetune")
+    assert set(predict.QA_DEFAULTS) == set(inference.QA_FIELDS)
+    assert predict.QA_DEFAULTS == {name: recipe[name] for name in inference.QA_FIELDS}

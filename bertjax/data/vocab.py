@@ -29,6 +29,7 @@ from bertjax.data.sentencepiece_vocab import (
 from bertjax.data.spec import DataSpec
 from bertjax.data.tokenizer import (
     META_FILE,
+    SPECIAL_TOKENS,
     VOCAB_FILE,
     VOCAB_FORMAT_VERSION,
     WordPieceTokenizer,
@@ -203,6 +204,11 @@ def run_vocab(
         raise UserError(f"--model_type={model_type!r} is unknown; use one of {MODEL_TYPES}")
     if sample_bytes <= 0:
         raise UserError(f"--sample_bytes={sample_bytes} must be positive")
+    if size <= len(SPECIAL_TOKENS):  # before reading the corpus
+        raise UserError(
+            f"--size={size} leaves no room beyond the {len(SPECIAL_TOKENS)} special tokens; "
+            "pass a few thousand or more (BERT: 30522)"
+        )
     paths.require_local(out_dir, "--out")
     texts = list(sample_documents(input, text_field, sample_bytes, text_format))
     if not texts:

@@ -167,11 +167,13 @@ def test_sample_reads_text_files_in_their_layout(tmp_path):
         (dict(kind="bpe"), "--kind='bpe' is unknown"),
         (dict(model_type="char"), "--model_type='char' is unknown"),
         (dict(sample_bytes=0), "--sample_bytes=0 must be positive"),
-        (dict(kind="sentencepiece", size=3), "vocab_size=3 leaves no room"),
+        (dict(kind="sentencepiece", size=3), "--size=3 leaves no room"),
+        (dict(size=5, input="/nonexistent/*.txt"), "--size=5 leaves no room"),  # corpus unread
     ],
 )
 def test_run_vocab_user_errors(tmp_path, kwargs, message):
     with pytest.raises(UserError, match=message):
         vocab.run_vocab(
-            CORPUS, out_dir=tmp_path, sample_bytes=kwargs.pop("sample_bytes", 10_000), **kwargs
-        )
+            kwargs.pop("input", CORPUS), out_dir=tmp_path,
+            sample_bytes=kwargs.pop("sample_bytes", 10_000), **kwargs,
+        )  # fmt: skip
