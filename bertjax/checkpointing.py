@@ -192,8 +192,27 @@ def open_workdir(workdir: str | os.PathLike, step: int | None = None) -> tuple[i
         step = steps[-1]
     elif step not in steps:
         raise UserError(f"{workdir} has no checkpoint at step {step}; it has steps {steps}")
-    with _reader(directory) as manager:
+    with _reader(directory) as manager, _damaged_step(directory, step, steps):
         return step, read_metadata(manager, step)
+
+
+@contextlib.contextmanager
+def _damaged_step(directory: epath.Path, step: int, steps: list[int] | None = None):
+    """A checkpoint that reading commands (export, evaluate, fill-mask, finetune, init_from)
+    cannot read is one line naming its other steps; nothing is moved (training's resume sets
+    such a step aside, `restore_or_init`)."""
+    try:
+        yield
+    except UserError:
+        raise
+    except Exception as e:  # noqa: BLE001 - any read failure means this step is unusable
+        reason = " ".join(str(e).split())[:160]
+        others = [s for s in (steps or _checkpoint_steps(directory)) if s != step]
+        fix = f"read another step ({others})" if others else "re-run training"
+        raise UserError(
+            f"checkpoint at step {step} in {directory} is damaged ({type(e).__name__}: "
+            f"{reason}); {fix} or restore its files from a backup"
+        ) from e
 
 
 # A vocabulary's files, kept beside a run's checkpoints (data/tokenizer.VOCAB_FILE and
@@ -239,7 +258,7 @@ def restore_params(workdir: str | os.PathLike, step: int, target: Any = None) ->
     args = ocp.args.PyTreeRestore(
         item={"params": target}, restore_args={"params": restore_args}, partial_restore=True
     )
-    with _reader(directory) as manager:
+    with _reader(directory) as manager, _damaged_step(directory, step):
         params = manager.restore(step, args=ocp.args.Composite(**{STATE: args}))[STATE]["params"]
     return _int_keys(params)
 
@@ -304,7 +323,7 @@ def _is_scanned(params: Any) -> bool:
 
 def _saved_params(directory: epath.Path, step: int) -> Any:
     """The saved parameter tree's metadata (shapes, dtypes), without reading any array."""
-    with _reader(directory) as manager:
+    with _reader(directory) as manager, _damaged_step(directory, step):
         return manager.item_metadata(step)[STATE].tree["params"]
 
 

@@ -171,6 +171,21 @@ def test_unreadable_latest_checkpoint_falls_back_to_previous(reference_run, tmp_
     assert read_metrics(workdir) == reference  # steps 10-12 recomputed bit for bit
 
 
+def test_a_damaged_checkpoint_is_one_line_for_reading_commands(reference_run, tmp_path):
+    """export, evaluate, fill-mask, finetune and init_from read a checkpoint without resuming:
+    a damaged one is a UserError naming the other steps, and nothing is moved (only training's
+    resume sets a step aside). Before, Orbax's exception reached the user as a traceback."""
+    reference_tmp, _, _ = reference_run
+    workdir = tmp_path / "run"
+    shutil.copytree(reference_tmp / "run", workdir)
+    truncate_checkpoint(workdir / "checkpoints" / "12")
+    steps = checkpointing.checkpoint_steps(workdir)
+    with pytest.raises(UserError, match=r"step 12 .* is damaged \(.*\); read another step"):
+        checkpointing.restore_params(workdir, 12)
+    assert checkpointing.checkpoint_steps(workdir) == steps  # nothing set aside
+    assert checkpointing.restore_params(workdir, 9)["bert"]  # the others still read
+
+
 def cli_args(config, workdir: Path) -> list[str]:
     overrides = [
         f"--config.{name}={config[name]}"
