@@ -413,7 +413,7 @@ def test_a_workdir_refuses_another_fine_tune(tmp_path):
     more = trainer.finetune("jsonl", str(init), str(tmp_path / "run"), config)
     assert more["seeds"]["0"] == first["seeds"]["0"] and set(more["seeds"]) == {"0", "1"}
     config.learning_rate = 1e-3
-    with pytest.raises(UserError, match="holds a fine-tune with other config"):
+    with pytest.raises(UserError, match=r"with other config \(learning_rate 5e-05 -> 0.001\)"):
         trainer.finetune("jsonl", str(init), str(tmp_path / "run"), config)
     config.pooling = "max"
     with pytest.raises(UserError, match="pooling='max' must be one of cls, mean"):

@@ -157,10 +157,18 @@ def _claim_workdir(workdir: Path, task_name, init, random_init, config) -> None:
         different = sorted(k for k in settings if saved.get(k) != settings[k])
         if different:
             raise UserError(
-                f"{workdir} holds a fine-tune with other {', '.join(different)}; pass a new "
+                f"{workdir} holds a fine-tune with other {', '.join(different)}"
+                f"{_config_changes(saved['config'], settings['config'])}; pass a new "
                 "--workdir (its finished seeds would not be comparable)"
             )
     path.write_text(json.dumps(settings, indent=2) + "\n")
+
+
+def _config_changes(saved: dict, wanted: dict) -> str:
+    """' (learning_rate 5e-05 -> 0.001, ...)': the recipe fields a resumed fine-tune changes."""
+    fields = sorted(k for k in saved.keys() | wanted.keys() if saved.get(k) != wanted.get(k))
+    changed = [f"{k} {saved.get(k)!r} -> {wanted.get(k)!r}" for k in fields]
+    return f" ({', '.join(changed)})" if changed else ""
 
 
 def parse_seeds(seeds: str) -> list[int]:
