@@ -95,6 +95,9 @@ def test_evaluate_on_other_files_and_bad_requests(run_with_eval, tmp_path):
         evaluation.run_evaluate(str(workdir), data=str(tmp_path / "none*.jsonl"))
     with pytest.raises(UserError, match=r"has no documents .*; check --data$"):
         evaluation.run_evaluate(str(workdir), data=str(tmp_path / "empty.jsonl"))
+    (tmp_path / "one.jsonl").write_text('{"text": "One document. Of two sentences."}\n')
+    with pytest.raises(UserError, match=r"2 non-empty documents.*add documents to --data"):
+        evaluation.run_evaluate(str(workdir), data=str(tmp_path / "one.jsonl"))
     with pytest.raises(UserError, match=r"; check --config.eval_corpus$"):
         config = small_smoke_config(tmp_path, eval_corpus=str(tmp_path / "empty.jsonl"))
         evaluation.build_eval_set(validate(config))

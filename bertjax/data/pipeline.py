@@ -92,7 +92,9 @@ def build_pretraining_data(
     sources: list[str] = []  # the corpus source of each document of the split
     texts = _documents_of_split(data, source, split, reports, sources)
     lengths: list[list[int]] = []
-    with corpus.corpus_flag("--config.eval_corpus" if eval_corpus else corpus.CORPUS_FLAG):
+    # Errors about the documents name the flag that gave them.
+    flag = "--config.eval_corpus" if eval_corpus else corpus.CORPUS_FLAG
+    with corpus.corpus_flag(flag):
         docs, num_sentences = documents.tokenize_documents(
             texts, tokenizer, sentence_lengths=lengths, segmenter=data.word_segmenter
         )
@@ -108,12 +110,13 @@ def build_pretraining_data(
         word_starts=bool(data.word_segmenter),
         **special,
     )
-    if data.packing:
-        instances = packing.pack_documents(docs, **common)
-    else:
-        instances = pretraining_examples.create_instances(
-            docs, short_seq_prob=data.short_seq_prob, **common
-        )
+    with corpus.corpus_flag(flag):
+        if data.packing:
+            instances = packing.pack_documents(docs, **common)
+        else:
+            instances = pretraining_examples.create_instances(
+                docs, short_seq_prob=data.short_seq_prob, **common
+            )
     num_instances = len(instances["input_ids"])
     if num_instances == 0:
         what = "training" if split == "train" else "evaluation"
