@@ -3,9 +3,11 @@ the flags it needs, and the library function it calls (bertjax/cli.py parses and
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import glob
 import os
+import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -84,10 +86,25 @@ def _vocab(fv: flags.FlagValues, arguments: list[str]) -> None:
     print(f"Wrote a {meta['vocab_size']}-token {fv.kind} vocabulary to {fv.out}")
 
 
+@contextlib.contextmanager
+def _own_flags(command: str):
+    """Errors of library code name config fields (`--config.max_seq_length`); where `command`
+    has a flag of that name, they name the flag (`--max_seq_length`)."""
+    specs = COMMANDS[command].flags
+    names = [spec[1] for spec in (specs() if callable(specs) else specs)]
+    try:
+        yield
+    except UserError as e:
+        message = str(e)
+        for name in names:
+            message = re.sub(rf"--config\.{name}\b", f"--{name}", message)
+        raise UserError(message) from None
+
+
 def _prepare(fv: flags.FlagValues, arguments: list[str]) -> None:
     from bertjax.data import corpus, prepare
 
-    with corpus.corpus_flag("--input"):
+    with corpus.corpus_flag("--input"), _own_flags("prepare"):
         manifest = prepare.run_prepare(
             fv.input, fv.vocab, fv.out, max_seq_length=fv.max_seq_length,
             short_seq_prob=fv.short_seq_prob, dupe_factor=fv.dupe_factor, seed=fv.seed,

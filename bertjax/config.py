@@ -156,8 +156,8 @@ def from_config(config: ml_collections.ConfigDict) -> RunSpec:
     length = data.max_seq_length
     require(
         length <= model.max_position_embeddings,
-        f"max_seq_length={length} must be in [2, max_position_embeddings="
-        f"{model.max_position_embeddings}]",
+        f"max_seq_length={length} must be <= max_position_embeddings="
+        f"{model.max_position_embeddings}",
     )
     require(
         masking.max_predictions_per_seq <= length,

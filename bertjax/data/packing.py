@@ -24,11 +24,10 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from bertjax.data import word_segmenter
+from bertjax.data import spec, word_segmenter
 from bertjax.errors import UserError
 
 Document = Sequence[Sequence[int]]
-_MIN_SEQ_LENGTH = 3  # [CLS] token [SEP]
 
 
 def pack_documents(
@@ -50,10 +49,7 @@ def pack_documents(
     ``word_starts`` [N, L] int32 (0 on tokens a word segmenter marked inside a word, see
     `word_segmenter`; the mark is always removed from ``input_ids``).
     """
-    if max_seq_length < _MIN_SEQ_LENGTH:
-        raise UserError(
-            f"max_seq_length={max_seq_length} cannot hold [CLS] token [SEP]; use 128 or 512"
-        )
+    spec.require_row_length(max_seq_length, packing=True)
     if dupe_factor < 1:
         raise UserError(f"dupe_factor={dupe_factor} must be >= 1")
     framed = [

@@ -30,7 +30,7 @@ import numpy as np
 from absl import logging
 
 from bertjax import paths, startup
-from bertjax.data import corpus, documents, packing, pretraining_examples, vocab
+from bertjax.data import corpus, documents, packing, pretraining_examples, spec, vocab
 from bertjax.data import word_segmenter as word_segmenter_module
 from bertjax.data.tokenizer import META_FILE, VOCAB_FILE
 from bertjax.errors import UserError
@@ -208,8 +208,8 @@ def run_prepare(
     if lowercase is None:
         lowercase = meta.get("lowercase", True)
     word_segmenter_module.check_segmenter(word_segmenter, "--word_segmenter")
+    spec.require_row_length(max_seq_length, packing)
     for valid, problem in (
-        (max_seq_length >= 2, f"--max_seq_length={max_seq_length} must be >= 2"),
         (0 <= short_seq_prob <= 1, f"--short_seq_prob={short_seq_prob} must be in [0, 1]"),
         (dupe_factor >= 1, f"--dupe_factor={dupe_factor} must be >= 1"),
         (

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from bertjax.data import word_segmenter
+from bertjax.data import spec, word_segmenter
 from bertjax.errors import UserError
 
 Sentence = Sequence[int]
@@ -18,7 +18,6 @@ Document = Sequence[Sentence]
 # (tokens_a, tokens_b, is_random_next)
 _Pair = tuple[list[int], list[int], bool]
 
-_MIN_SEQ_LENGTH = 5  # [CLS] a [SEP] b [SEP]
 # A "sentence" longer than this many tokens (a line with no sentence ends, a table dump) is cut
 # into pieces of a sequence's length, so it fills many instances instead of being truncated into
 # one. Real prose stays far below it (the sample corpus: at most ~1,100).
@@ -156,11 +155,7 @@ def split_long_sentence(sentence: Sentence, piece_length: int) -> list[list[int]
 
 
 def _check_args(max_seq_length: int, short_seq_prob: float, dupe_factor: int) -> None:
-    if max_seq_length < _MIN_SEQ_LENGTH:
-        raise UserError(
-            f"max_seq_length={max_seq_length} cannot hold [CLS] A [SEP] B [SEP]; "
-            f"set --config.max_seq_length to at least {_MIN_SEQ_LENGTH} (BERT uses 128 or 512)"
-        )
+    spec.require_row_length(max_seq_length, packing=False)
     if not 0.0 <= short_seq_prob <= 1.0:
         raise UserError(f"short_seq_prob={short_seq_prob} is not a probability; use 0..1")
     if dupe_factor < 1:

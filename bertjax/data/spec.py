@@ -9,6 +9,24 @@ import dataclasses
 from bertjax.data import corpus, word_segmenter
 from bertjax.specs import ConfigSpec, require
 
+# The shortest row of each layout: [CLS] A [SEP] B [SEP] (sentence pairs), [CLS] tokens [SEP]
+# (packed MLM rows).
+MIN_PAIR_LENGTH = 5
+MIN_PACKED_LENGTH = 3
+
+
+def require_row_length(max_seq_length: int, packing: bool) -> None:
+    """UserError unless a row of `max_seq_length` tokens holds the layout's special tokens
+    and one token per segment."""
+    minimum = MIN_PACKED_LENGTH if packing else MIN_PAIR_LENGTH
+    row = "[CLS] tokens [SEP]" if packing else "[CLS] A [SEP] B [SEP]"
+    require(
+        max_seq_length >= minimum,
+        f"max_seq_length={max_seq_length} cannot hold {row}; set --config.max_seq_length to "
+        f"at least {minimum} (BERT uses 128 or 512)",
+    )
+
+
 MIN_STREAM_CHUNK_DOCUMENTS = 2  # NSP pairs need two documents
 
 
@@ -51,7 +69,7 @@ class DataSpec(ConfigSpec):
             self.vocab_size > 5 or bool(self.vocab_dir),
             f"vocab_size={self.vocab_size} is too small",
         )
-        require(self.max_seq_length >= 2, f"max_seq_length={self.max_seq_length} must be >= 2")
+        require_row_length(self.max_seq_length, self.packing)
         require(
             0 <= self.short_seq_prob <= 1, f"short_seq_prob={self.short_seq_prob} must be in [0, 1]"
         )

@@ -286,7 +286,8 @@ def test_a_prepared_run_refuses_held_out_settings_it_was_not_prepared_with(corpu
         ("--eval_holdout_fraction=1", "--eval_holdout_fraction=1.0 must be in [0, 1)"),
         ("--short_seq_prob=2", "--short_seq_prob=2.0 must be in [0, 1]"),
         ("--dupe_factor=0", "--dupe_factor=0 must be >= 1"),
-        ("--max_seq_length=1", "--max_seq_length=1 must be >= 2"),
+        ("--max_seq_length=4", "cannot hold [CLS] A [SEP] B [SEP]; set --max_seq_length to at"),
+        ("--max_seq_length=2 --packing", "set --max_seq_length to at least 3"),
         ("--num_shards=0", "--num_shards=0 must be >= 1"),
     ],
 )
@@ -294,7 +295,7 @@ def test_prepare_command_line_errors(corpus_dir, tmp_path, flag, message, capsys
     from bertjax import cli
 
     argv = ["bertjax", "prepare", f"--input={corpus_dir}/part-*.jsonl",
-            f"--vocab={corpus_dir}/vocab", f"--out={tmp_path}/out", flag]  # fmt: skip
+            f"--vocab={corpus_dir}/vocab", f"--out={tmp_path}/out", *flag.split()]  # fmt: skip
     with pytest.raises(SystemExit) as exit_info:
         cli.main(argv)
     assert exit_info.value.code == 2
