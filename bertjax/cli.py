@@ -169,9 +169,11 @@ def parse(argv: Sequence[str]) -> tuple[str, flags.FlagValues, list[str]]:
 def reexecutes_with_huge_pages(name: str, environ: dict[str, str] | None = None,
                                **machine) -> bool:  # fmt: skip
     """Whether `bertjax NAME` re-executes itself with huge pages (after parsing its flags, before
-    importing TensorFlow or JAX): only the commands whose steps run on the host (train, finetune,
-    bench), and only where host_memory.should_reexec (Linux, glibc >= 2.35, THP madvise, no
-    accelerator). `machine`: should_reexec's keyword arguments, for tests."""
+    TensorFlow is imported or a JAX backend starts; a pretraining config file imports the jax
+    module, 1.6 s that the re-executed process pays again): only the commands whose steps run
+    on the host (train, finetune, bench), and only where host_memory.should_reexec (Linux,
+    glibc >= 2.35, THP madvise, no accelerator). `machine`: should_reexec's keyword arguments,
+    for tests."""
     return COMMANDS[name].host_compute and host_memory.should_reexec(environ, **machine)
 
 

@@ -316,6 +316,12 @@ def test_task_readers_and_their_errors(tmp_path):
     write_jsonl(tmp_path / "rte" / "dev.jsonl", [{"text_a": "x", "label": "entailment"}])
     with pytest.raises(UserError, match="no field 'text_b'"):
         tasks.load_task("rte", config)
+    write_jsonl(tmp_path / "rte" / "dev.jsonl", [pair, {**pair, "text_b": None}])
+    with pytest.raises(UserError, match=r"record 2 of .*dev.jsonl: 'text_b' is null, not text"):
+        tasks.load_task("rte", config)  # before: the text "None"
+    write_jsonl(tmp_path / "rte" / "dev.jsonl", [{**pair, "text_a": ["A", "man"]}])
+    with pytest.raises(UserError, match="'text_a' is a JSON array, not text"):
+        tasks.load_task("rte", config)
     with pytest.raises(UserError, match="does not exist"):
         tasks.load_task("mr", config)
     with pytest.raises(UserError, match="unknown"):
@@ -341,6 +347,9 @@ def test_task_readers_and_their_errors(tmp_path):
     write_jsonl(tmp_path / "chunking" / "train.jsonl", [tagged, {**tagged, "tokens": "He ran"}])
     with pytest.raises(UserError, match="record 2 of .*train.jsonl: 'tokens' must be a list, one"):
         tasks.load_task("chunking", config)  # before: "has 6 tokens but 2 tags"
+    write_jsonl(tmp_path / "chunking" / "train.jsonl", [{**tagged, "tags": ["B-NP", None]}])
+    with pytest.raises(UserError, match=r"record 1 of .*train.jsonl: 'tags\[1\]' is null"):
+        tasks.load_task("chunking", config)  # before: TypeError from sorting None with str
 
 
 def test_eval_tags_unseen_in_training_are_scored_not_refused(tmp_path):

@@ -160,7 +160,7 @@ def _read(task: dict, path: Path) -> tuple[list, list]:
     if task["kind"] == "classification":
         fields = task["text_fields"]
         examples = [
-            TextExample(tuple(str(_field(r, f, path, n, fields)) for f in fields), label=0)
+            TextExample(tuple(_text(r, f, path, n, fields) for f in fields), label=0)
             for n, r in enumerate(records, 1)
         ]
         return records, examples
@@ -173,7 +173,9 @@ def _read(task: dict, path: Path) -> tuple[list, list]:
                 f"record {number} of {path}: {field!r} must be a list of words (it is a "
                 f"{type(words).__name__})"
             )
-        examples.append(TaggedExample(tuple(str(w) for w in words), (0,) * len(words)))
+        where = f"record {number} of {path}"
+        words = tuple(tasks.text_value(w, f"{field}[{i}]", where) for i, w in enumerate(words))
+        examples.append(TaggedExample(words, (0,) * len(words)))
     return records, examples
 
 
@@ -184,6 +186,11 @@ def _field(record: dict, field: str, path: Path, number: int, fields: list[str])
             f"records with {', '.join(map(repr, fields))} (it has {sorted(record)})"
         )
     return record[field]
+
+
+def _text(record: dict, field: str, path: Path, number: int, fields: list[str]) -> str:
+    return tasks.text_value(_field(record, field, path, number, fields), field,
+                            f"record {number} of {path}")  # fmt: skip
 
 
 def _outputs(task: dict, records: list, predicted: list, logits: list) -> list[dict]:

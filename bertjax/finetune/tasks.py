@@ -147,7 +147,7 @@ def load_task(name: str, config: ml_collections.ConfigDict) -> TaskData:
             {
                 tag
                 for i, r in enumerate(train_records)
-                for tag in _list_field(r, spec.tags_field, spec.train, i)
+                for tag in _text_list(r, spec.tags_field, spec.train, i)
             }
         )
         train = [
@@ -233,6 +233,16 @@ def _field(record: dict, field: str, source: str):
     return record[field]
 
 
+def text_value(value, field: str, where: str) -> str:
+    """A text field's value as a string (numbers become their digits); null, lists and objects
+    are refused: str() would make "None" or "['a', 'b']" the text. `where`: "record N of FILE"."""
+    if value is None or isinstance(value, (list, dict)):
+        kinds = {type(None): "null", list: "a JSON array", dict: "a JSON object"}
+        what = kinds.get(type(value), f"a {type(value).__name__}")
+        raise UserError(f"{where}: {field!r} is {what}, not text; fix the record or drop it")
+    return str(value)
+
+
 def _list_field(record: dict, field: str, source: str, number: int) -> list:
     """A tagging record's word or tag list (a string would be split into characters)."""
     value = _field(record, field, source)
@@ -244,13 +254,21 @@ def _list_field(record: dict, field: str, source: str, number: int) -> list:
     return value
 
 
+def _text_list(record: dict, field: str, source: str, number: int) -> tuple[str, ...]:
+    """A tagging record's words or tags, each checked by `text_value`."""
+    where = f"record {number + 1} of {source}"
+    values = _list_field(record, field, source, number)
+    return tuple(text_value(v, f"{field}[{i}]", where) for i, v in enumerate(values))
+
+
 def _label_names(spec: TaskSpec, records: Sequence[dict]) -> list[str]:
     names = {str(_field(r, spec.label_field, spec.train)) for r in records}
     return sorted(names - {"None"})
 
 
 def _text_example(record, spec: TaskSpec, labels, source: str, number: int) -> TextExample:
-    texts = tuple(str(_field(record, f, source)) for f in spec.text_fields)
+    where = f"record {number + 1} of {source}"
+    texts = tuple(text_value(_field(record, f, source), f, where) for f in spec.text_fields)
     label = str(_field(record, spec.label_field, source))
     if label not in labels:
         raise UserError(
@@ -265,8 +283,8 @@ def _tagged_example(
 ) -> TaggedExample:
     """Training tags must be known (they are the label set); an eval tag the training data never
     has (CoNLL-2000's test set has I-LST) cannot be predicted but still counts in the scores."""
-    words = tuple(str(w) for w in _list_field(record, spec.tokens_field, source, number))
-    names = [str(t) for t in _list_field(record, spec.tags_field, source, number)]
+    words = _text_list(record, spec.tokens_field, source, number)
+    names = list(_text_list(record, spec.tags_field, source, number))
     if len(words) != len(names):
         raise UserError(
             f"record {number + 1} of {source} has {len(words)} tokens but {len(names)} tags"

@@ -280,6 +280,9 @@ def test_predict_errors_are_one_line_and_name_the_fix(tmp_path):
     other = write_jsonl(tmp_path / "other.jsonl", [{"text": "no premise here"}])
     with pytest.raises(UserError, match="has no field 'premise'; the model was fine-tuned on"):
         predict.predict_file(str(saved), other, str(tmp_path / "p.jsonl"))
+    null = write_jsonl(tmp_path / "null.jsonl", [{"premise": None, "hypothesis": "a pet"}])
+    with pytest.raises(UserError, match="record 1 of .*null.jsonl: 'premise' is null, not text"):
+        predict.predict_file(str(saved), null, str(tmp_path / "p.jsonl"))
     with pytest.raises(UserError, match="is not a fine-tuned model; pass a seed's model"):
         predict.predict_file(str(tmp_path / "model"), other, str(tmp_path / "p.jsonl"))
     with pytest.raises(UserError, match="--input=.* does not exist"):
