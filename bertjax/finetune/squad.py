@@ -157,6 +157,11 @@ def read_squad(path: str | os.PathLike, *, answers_required: bool = True) -> lis
         examples.append(QAExample(question_id, question, context, usable))
     if skipped.total():
         logging.warning("%s: skipped %s", path, dict(skipped))
+    if not examples and skipped:  # the layout was read: its answers are off
+        raise UserError(
+            f"SQuAD file {str(path)!r} has no usable question (skipped {dict(skipped)}); each "
+            "answer's text must stand at its answer_start (a character offset) in the context"
+        )
     if not examples:
         raise UserError(f"SQuAD file {str(path)!r} has no usable question; {_LAYOUT_HINT}")
     logging.info("Read %d questions from %s", len(examples), path)
