@@ -9,6 +9,7 @@ import dataclasses
 from bertjax.data import corpus, word_segmenter
 from bertjax.specs import ConfigSpec, require
 
+MIN_STREAM_CHUNK_DOCUMENTS = 2  # NSP pairs need two documents
 # The shortest row of each layout: [CLS] A [SEP] B [SEP] (sentence pairs), [CLS] tokens [SEP]
 # (packed MLM rows).
 MIN_PAIR_LENGTH = 5
@@ -25,9 +26,6 @@ def require_row_length(max_seq_length: int, packing: bool) -> None:
         f"max_seq_length={max_seq_length} cannot hold {row}; set --config.max_seq_length to "
         f"at least {minimum} (BERT uses 128 or 512)",
     )
-
-
-MIN_STREAM_CHUNK_DOCUMENTS = 2  # NSP pairs need two documents
 
 
 @dataclasses.dataclass(frozen=True)

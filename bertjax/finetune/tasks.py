@@ -236,9 +236,9 @@ def _field(record: dict, field: str, source: str):
 def text_value(value, field: str, where: str) -> str:
     """A text field's value as a string (numbers become their digits); null, lists and objects
     are refused: str() would make "None" or "['a', 'b']" the text. `where`: "record N of FILE"."""
-    if value is None or isinstance(value, (list, dict)):
-        kinds = {type(None): "null", list: "a JSON array", dict: "a JSON object"}
-        what = kinds.get(type(value), f"a {type(value).__name__}")
+    kinds = {type(None): "null", list: "a JSON array", dict: "a JSON object"}
+    if type(value) in kinds:
+        what = kinds[type(value)]
         raise UserError(f"{where}: {field!r} is {what}, not text; fix the record or drop it")
     return str(value)
 
