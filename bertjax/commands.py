@@ -45,6 +45,13 @@ def _train_check(fv: flags.FlagValues, arguments: list[str]) -> None:
             "give all of --coordinator_address, --num_processes and --process_id, or none of "
             "them (auto-detection on TPU pods and SLURM: --distributed)"
         )
+    address = fv.coordinator_address
+    host, colon, port = (address or "").rpartition(":")
+    if address is not None and not (host and colon and port.isdigit()):
+        raise UserError(
+            f"--coordinator_address={address} must be HOST:PORT, process 0's address and a "
+            "free port, e.g. 10.0.0.2:8476"
+        )
 
 
 def _train(fv: flags.FlagValues, arguments: list[str]) -> None:

@@ -386,6 +386,8 @@ _RUN_BENCH_FLAGS = ("model", "seq_len", "batch_size", "steps", "warmup_steps", "
 def check_flags(fv: flags.FlagValues) -> None:
     """UserError for settings that cannot be benchmarked, before anything is imported."""
     check_args(fv.model, fv.seq_len, fv.batch_size, fv.steps, fv.precision, fv.peers)
+    if fv.profile_dir and Path(fv.profile_dir).expanduser().is_file():  # a trace is a folder
+        raise UserError(f"--profile_dir={fv.profile_dir} is a file; name a directory")
 
 
 def main(fv: flags.FlagValues) -> None:
