@@ -116,7 +116,7 @@ def build_or_load_vocab(data: DataSpec) -> epath.Path:
     if (final_dir / VOCAB_FILE).is_file():
         logging.info("Reusing cached vocabulary %s", final_dir / VOCAB_FILE)
         return epath.Path(final_dir / VOCAB_FILE)
-    cache_root.mkdir(parents=True, exist_ok=True)
+    paths.make_local_dir(cache_root, "--config.cache_dir")
     temp_dir = Path(tempfile.mkdtemp(prefix=f".vocab-{key}-", dir=cache_root))
     try:
         train_wordpiece_vocab(

@@ -91,6 +91,12 @@ def test_vocab_cache_is_reused_without_retraining(cache_dir, sample_tokenizer, m
     assert not list(cache_dir.glob(".vocab-*")), "temporary training directory left behind"
 
 
+def test_a_cache_dir_that_cannot_be_a_directory_is_one_line(tmp_path):
+    (tmp_path / "file").write_text("")
+    with pytest.raises(UserError, match=r"cannot create --config.cache_dir=.*file: .*; choose"):
+        build_or_load_vocab(DataSpec.from_config(_config(tmp_path / "file")))  # was FileExistsError
+
+
 def test_new_settings_retrain_and_a_killed_run_leaves_nothing(
     cache_dir, sample_tokenizer, monkeypatch
 ):
