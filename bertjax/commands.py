@@ -3,18 +3,16 @@ the flags it needs, and the library function it calls (bertjax/cli.py parses and
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import glob
 import os
-import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from absl import flags
 
 from bertjax import startup
-from bertjax.errors import UserError
+from bertjax.errors import UserError, flags_renamed
 
 FINETUNE_CONFIG = os.path.join(
     os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", "finetune.py"
@@ -93,19 +91,12 @@ def _vocab(fv: flags.FlagValues, arguments: list[str]) -> None:
     print(f"Wrote a {meta['vocab_size']}-token {fv.kind} vocabulary to {fv.out}")
 
 
-@contextlib.contextmanager
 def _own_flags(command: str):
     """Errors of library code name config fields (`--config.max_seq_length`); where `command`
     has a flag of that name, they name the flag (`--max_seq_length`)."""
     specs = COMMANDS[command].flags
     names = [spec[1] for spec in (specs() if callable(specs) else specs)]
-    try:
-        yield
-    except UserError as e:
-        message = str(e)
-        for name in names:
-            message = re.sub(rf"--config\.{name}\b", f"--{name}", message)
-        raise UserError(message) from None
+    return flags_renamed({f"--config.{name}": f"--{name}" for name in names})
 
 
 def _prepare(fv: flags.FlagValues, arguments: list[str]) -> None:

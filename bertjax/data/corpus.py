@@ -41,7 +41,7 @@ from absl import logging
 from etils import epath
 
 from bertjax import paths
-from bertjax.errors import UserError
+from bertjax.errors import UserError, flags_renamed
 
 # The public-domain sample corpus that ships inside the package (US inaugural addresses, State
 # of the Union addresses 1945-2006, Genesis KJV + WEB), read like any user's JSON Lines files.
@@ -119,10 +119,8 @@ CORPUS_FLAG = "--config.corpus"  # the flag this module's errors name
 def corpus_flag(flag: str, named: str = CORPUS_FLAG) -> Iterator[None]:
     """Within it, errors that name the flag `named` (this module's: CORPUS_FLAG) name `flag`
     instead (e.g. `bertjax vocab --input`, ``--config.eval_corpus``)."""
-    try:
+    with flags_renamed({named: flag}):
         yield
-    except UserError as e:
-        raise UserError(str(e).replace(named, flag)) from None
 
 
 def resolve_files(patterns: str | Sequence[str]) -> list[str]:

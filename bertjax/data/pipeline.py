@@ -92,15 +92,6 @@ def build_pretraining_data(
     sources: list[str] = []  # the corpus source of each document of the split
     texts = _documents_of_split(data, source, split, reports, sources)
     lengths: list[list[int]] = []
-    # Errors about the documents name the flag that gave them.
-    flag = "--config.eval_corpus" if eval_corpus else corpus.CORPUS_FLAG
-    with corpus.corpus_flag(flag):
-        docs, num_sentences = documents.tokenize_documents(
-            texts, tokenizer, sentence_lengths=lengths, segmenter=data.word_segmenter
-        )
-    corpus.log_totals(reports)
-    for name, stats in sentences.stats_by_source(sources, lengths).items():
-        sentences.log_source_stats(os.path.basename(name), stats)
     special = dict(cls_id=tokenizer.cls_id, sep_id=tokenizer.sep_id, pad_id=tokenizer.pad_id)
     # Held-out pairs depend on eval_seed only, so every run evaluates on the same instances.
     common = dict(
@@ -110,7 +101,14 @@ def build_pretraining_data(
         word_starts=bool(data.word_segmenter),
         **special,
     )
-    with corpus.corpus_flag(flag):
+    # Errors about the documents name the flag that gave them.
+    with corpus.corpus_flag("--config.eval_corpus" if eval_corpus else corpus.CORPUS_FLAG):
+        docs, num_sentences = documents.tokenize_documents(
+            texts, tokenizer, sentence_lengths=lengths, segmenter=data.word_segmenter
+        )
+        corpus.log_totals(reports)
+        for name, stats in sentences.stats_by_source(sources, lengths).items():
+            sentences.log_source_stats(os.path.basename(name), stats)
         if data.packing:
             instances = packing.pack_documents(docs, **common)
         else:

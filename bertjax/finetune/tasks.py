@@ -233,13 +233,16 @@ def _field(record: dict, field: str, source: str):
     return record[field]
 
 
+NOT_TEXT = {type(None): "null", list: "a JSON array", dict: "a JSON object"}  # JSON's types
+
+
 def text_value(value, field: str, where: str) -> str:
     """A text field's value as a string (numbers become their digits); null, lists and objects
     are refused: str() would make "None" or "['a', 'b']" the text. `where`: "record N of FILE"."""
-    kinds = {type(None): "null", list: "a JSON array", dict: "a JSON object"}
-    if type(value) in kinds:
-        what = kinds[type(value)]
-        raise UserError(f"{where}: {field!r} is {what}, not text; fix the record or drop it")
+    if type(value) in NOT_TEXT:
+        raise UserError(
+            f"{where}: {field!r} is {NOT_TEXT[type(value)]}, not text; fix the record or drop it"
+        )
     return str(value)
 
 
