@@ -322,6 +322,13 @@ def test_task_readers_and_their_errors(tmp_path):
     write_jsonl(tmp_path / "rte" / "dev.jsonl", [{**pair, "text_a": ["A", "man"]}])
     with pytest.raises(UserError, match="'text_a' is a JSON array, not text"):
         tasks.load_task("rte", config)
+    write_jsonl(tmp_path / "rte" / "train.jsonl", [pair, {**pair, "label": None}])
+    with pytest.raises(UserError, match=r"record 2 of .*train.jsonl: 'label' is null, not text"):
+        tasks.load_task("rte", config)  # before: "label 'None', not seen in the training data"
+    write_jsonl(tmp_path / "rte" / "train.jsonl", [pair, {**pair, "label": ["entailment"]}])
+    with pytest.raises(UserError, match="record 2 of .*train.jsonl: 'label' is a JSON array"):
+        tasks.load_task("rte", config)  # before: a class named "['entailment']"
+    write_jsonl(tmp_path / "rte" / "train.jsonl", [pair, {**pair, "label": "not_entailment"}])
     with pytest.raises(UserError, match="does not exist"):
         tasks.load_task("mr", config)
     with pytest.raises(UserError, match="unknown"):

@@ -264,15 +264,21 @@ def _text_list(record: dict, field: str, source: str, number: int) -> tuple[str,
     return tuple(text_value(v, f"{field}[{i}]", where) for i, v in enumerate(values))
 
 
+def _label(record: dict, spec: TaskSpec, source: str, number: int) -> str:
+    """A classification record's label as a string (1 and "1" are one class); null (an
+    unlabelled record, e.g. a TFDS test split's -1), lists and objects are refused."""
+    value = _field(record, spec.label_field, source)
+    return text_value(value, spec.label_field, f"record {number + 1} of {source}")
+
+
 def _label_names(spec: TaskSpec, records: Sequence[dict]) -> list[str]:
-    names = {str(_field(r, spec.label_field, spec.train)) for r in records}
-    return sorted(names - {"None"})
+    return sorted({_label(r, spec, spec.train, i) for i, r in enumerate(records)})
 
 
 def _text_example(record, spec: TaskSpec, labels, source: str, number: int) -> TextExample:
     where = f"record {number + 1} of {source}"
     texts = tuple(text_value(_field(record, f, source), f, where) for f in spec.text_fields)
-    label = str(_field(record, spec.label_field, source))
+    label = _label(record, spec, source, number)
     if label not in labels:
         raise UserError(
             f"record {number + 1} of {source} has label {label!r}, not seen in the training "
