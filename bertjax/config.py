@@ -133,6 +133,31 @@ class RunSpec:
 
 SPECS = (DataSpec, MaskingSpec, BertConfig, OptimizerSpec, MeshSpec, LoopSpec, ObjectiveSpec)
 
+# Fields that change how a run is carried out, not what it trains: logging, checkpoints,
+# held-out evaluation, sharding, kernels, memory levers, where the vocabulary is found (its
+# identity is checked on resume), and `init_from`, which only a fresh run reads.
+HOW_NOT_WHAT = frozenset({
+    "log_every", "progress_bar", "checkpoint_every", "keep_checkpoints", "keep_checkpoint_period",
+    "nonfinite_policy", "max_consecutive_nonfinite", "eval_every", "eval_examples",
+    "eval_batch_size", "eval_seed", "eval_corpus", "mesh_shape", "dcn_mesh_shape",
+    "logical_axis_rules", "attention_implementation", "use_cpu_kernels", "remat_policy",
+    "grad_accum_steps", "cache_dir", "vocab_dir", "vocab_size", "init_from", "model_size",
+})  # fmt: skip
+
+
+def field_changes(saved: dict, wanted: dict) -> list[str]:
+    """'NAME SAVED -> WANTED' for every field whose value differs (a missing one is None)."""
+    names = sorted(k for k in saved.keys() | wanted.keys() if saved.get(k) != wanted.get(k))
+    return [f"{k} {saved.get(k)!r} -> {wanted.get(k)!r}" for k in names]
+
+
+def training_changes(saved: dict, wanted: dict) -> list[str]:
+    """`field_changes` of a resumed run's config (`wanted`) against its checkpoint's (`saved`,
+    both as JSON values) in what the run trains: not HOW_NOT_WHAT, and not fields that one of
+    them lacks (a checkpoint written before the field existed)."""
+    names = (saved.keys() & wanted.keys()) - HOW_NOT_WHAT
+    return field_changes({k: saved[k] for k in names}, {k: wanted[k] for k in names})
+
 
 def from_config(config: ml_collections.ConfigDict) -> RunSpec:
     """The run's specs: each checks its fields, then the checks across specs (one-line

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 import time
 from typing import TYPE_CHECKING
 
@@ -22,7 +23,7 @@ from jax.experimental import multihost_utils
 from jax.sharding import NamedSharding, PartitionSpec
 
 from bertjax import checkpointing, evaluation, losses, metrics, optim, preemption, sharding
-from bertjax.config import LoopSpec, RunSpec, validate
+from bertjax.config import LoopSpec, RunSpec, training_changes, validate
 from bertjax.models.bert import BertConfig
 from bertjax.objectives import ObjectiveSpec
 from bertjax.progress import Progress
@@ -256,7 +257,9 @@ def train_and_evaluate(
         summary.final_metrics = metrics.last_logged_metrics(writer.jsonl_path)
         summary.wall_seconds = time.perf_counter() - wall_start
         return summary
-    carried_interval = resume_metrics(manager, writer, restored_step)
+    carried_interval = resume_metrics(
+        manager, writer, restored_step, json.loads(config.to_json_best_effort())
+    )
 
     dataset = _training_dataset(spec, data, start_step)
     p_train_step = compile_train_step(setup, tx, schedule, mesh, loop.grad_accum_steps)
@@ -326,15 +329,27 @@ def start_summary(start_step: int, manager, writer: metrics.MetricsWriter) -> Ru
     )
 
 
-def resume_metrics(manager, writer: metrics.MetricsWriter, restored_step: int | None):
-    """Before the loop: drops metrics lines after the restored step (process 0) and returns the
-    open interval the checkpoint carried (None for a fresh run or an older checkpoint)."""
+def resume_metrics(
+    manager, writer: metrics.MetricsWriter, restored_step: int | None, run_config: dict
+):
+    """Before the loop: drops metrics lines after the restored step (process 0), warns about
+    changes since the checkpoint to what the run trains (`run_config`: this run's config as
+    JSON values, as checkpoints save it), and returns the open interval the checkpoint carried
+    (None for a fresh run or an older checkpoint)."""
     start_step = int(restored_step or 0)
     carried_interval = None
     if restored_step is not None:
         print(f"Resuming from checkpoint at step {start_step} in {manager.directory}")
         saved = checkpointing.read_metadata(manager, start_step)
         carried_interval = saved.get(metrics.MetricsInterval.METADATA_KEY)
+        changes = training_changes(saved.get("config", {}), run_config)
+        if changes:
+            logging.warning(
+                "Resuming step %d with changes to what the run trains since that checkpoint: "
+                "%s. It goes on with the new values, so it is no longer the run it started as; "
+                "for a new run from these weights use a new --workdir with --config.init_from",
+                start_step, ", ".join(changes),
+            )  # fmt: skip
     if jax.process_index() == 0:
         metrics.drop_metrics_after(writer.jsonl_path, start_step)
     return carried_interval

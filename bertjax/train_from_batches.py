@@ -111,7 +111,7 @@ def train_from_batches(
         logging.info("Checkpoint at step %d: training already finished.", start_step)
         summary.final_metrics = metrics.last_logged_metrics(writer.jsonl_path)
     else:
-        carried_interval = train.resume_metrics(manager, writer, restored_step)
+        carried_interval = train.resume_metrics(manager, writer, restored_step, saved)
         stream = files.stream(start_step, jax.process_index(), jax.process_count())
         step_fn = train.compile_train_step(setup, tx, schedule, mesh, loop.grad_accum_steps)
         metadata = {"config": saved, "model": fields}

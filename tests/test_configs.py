@@ -43,3 +43,12 @@ def test_predict_reads_a_recordless_qa_model_with_the_finetune_recipes_windows()
     recipe = load_config("finetune")
     assert set(predict.QA_DEFAULTS) == set(inference.QA_FIELDS)
     assert predict.QA_DEFAULTS == {name: recipe[name] for name in inference.QA_FIELDS}
+
+
+def test_fields_a_resume_may_change_silently_are_config_fields():
+    """HOW_NOT_WHAT names fields of the config (a misspelt one would make a resume warn about a
+    field that only changes how the run is carried out)."""
+    from bertjax.config import HOW_NOT_WHAT, defaults
+
+    assert HOW_NOT_WHAT <= set(defaults())
+    assert not {"corpus", "batch_size", "learning_rate", "num_train_steps"} & HOW_NOT_WHAT

@@ -129,7 +129,7 @@ def reference_run(tmp_path_factory):
     return tmp_path, config, read_metrics(tmp_path / "run")
 
 
-def test_a_resumed_run_logs_the_lines_of_an_uninterrupted_one(tmp_path):
+def test_a_resumed_run_logs_the_lines_of_an_uninterrupted_one(tmp_path, caplog):
     """Metrics every 4 steps, checkpoints every 3 (and Orbax's first one, at step 1): resumed
     from step 1 (the smoke run's case) or 9 (as after a kill once that checkpoint was written),
     the run writes the uninterrupted run's lines bit for bit, although step 9 falls inside a
@@ -148,6 +148,7 @@ def test_a_resumed_run_logs_the_lines_of_an_uninterrupted_one(tmp_path):
         summary = train.train_and_evaluate(config, workdir)
         assert summary.start_step == restored
         assert read_metrics(workdir) == reference
+    assert "changes to what the run trains" not in caplog.text  # the same config: no warning
 
 
 def test_log_steps_count_from_the_start_of_the_run():
@@ -297,10 +298,11 @@ def test_checkpoint_paths_keep_a_bucket_uri_and_make_local_paths_absolute(monkey
     assert [str(d) for d in opened] == ["gs://bucket/runs/large/checkpoints"]
 
 
-def test_a_refused_resume_leaves_the_runs_config_and_vocabulary(reference_run, tmp_path):
+def test_a_refused_resume_leaves_the_runs_config_and_vocabulary(reference_run, tmp_path, caplog):
     """Before, config.json was rewritten before the checkpoint's architecture was checked (then
     `bertjax evaluate` built the refused architecture and failed), and a vocabulary of the same
-    size with other tokens resumed silently while the workdir kept the old vocab.txt."""
+    size with other tokens resumed silently while the workdir kept the old vocab.txt. A resume
+    that changes what the run trains (here its length, so its learning-rate schedule) says so."""
     reference_tmp, config, _ = reference_run
     run = tmp_path / "run"
     shutil.copytree(reference_tmp / "run", run)
@@ -325,3 +327,5 @@ def test_a_refused_resume_leaves_the_runs_config_and_vocabulary(reference_run, t
                                  vocab_size=len(tokens), cache_dir=config.cache_dir)  # fmt: skip
     train.train_and_evaluate(resumed, run)
     assert checkpointing.checkpoint_steps(run)[-1] == 13
+    warning = "Resuming step 12 with changes to what the run trains since that checkpoint: "
+    assert f"{warning}num_train_steps 12 -> 13. It goes on" in caplog.text  # not vocab_dir

@@ -39,6 +39,7 @@ from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from bertjax import optim, paths, sharding
+from bertjax.config import field_changes
 from bertjax.data import vocab
 from bertjax.errors import UserError
 from bertjax.finetune import features, inference, model, tasks
@@ -166,8 +167,7 @@ def _claim_workdir(workdir: Path, task_name, init, random_init, config) -> None:
 
 def _config_changes(saved: dict, wanted: dict) -> str:
     """' (learning_rate 5e-05 -> 0.001, ...)': the recipe fields a resumed fine-tune changes."""
-    fields = sorted(k for k in saved.keys() | wanted.keys() if saved.get(k) != wanted.get(k))
-    changed = [f"{k} {saved.get(k)!r} -> {wanted.get(k)!r}" for k in fields]
+    changed = field_changes(saved, wanted)
     return f" ({', '.join(changed)})" if changed else ""
 
 
