@@ -16,6 +16,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.data_dir = "../shared/data/tasks"  # presets (mr, trec, rte, chunking): DIR/NAME/*.jsonl
     config.train_file = ""  # --task=jsonl|squad, or to replace a preset's file
     config.eval_file = ""
+    config.dev_file = ""  # examples that choose the epoch (select_epoch="best"); read as eval is
     config.kind = ""  # --task=jsonl: "classification", "tagging" or "qa"
     config.text_fields = ""  # comma-separated: "text" or "text_a,text_b" ("" = the preset's)
     config.label_field = ""  # "" = "label"
@@ -49,5 +50,11 @@ def get_config() -> ml_collections.ConfigDict:
     # Keep each seed's fine-tuned model in WORKDIR/seed_<s>/model (`bertjax export` turns it
     # into a Hugging Face BertFor<Task> directory); False keeps only the scores.
     config.save_model = True
+    # Which epoch a seed keeps (its scores, its saved model): "last", or "best", the epoch with
+    # the highest dev score (accuracy, or F1 for tagging and QA). The dev split is dev_file or
+    # dev_fraction of the training examples (a fixed split, the same for every seed), never the
+    # eval split, whose score would then be overstated.
+    config.select_epoch = "last"
+    config.dev_fraction = 0.0
     config.seeds = "0,1,2"  # one full fine-tune per seed; median and spread are reported
     return config

@@ -1,6 +1,7 @@
 """Fine-tuning end to end at tiny size: classification learns, QA overfits and decodes back,
 tagging labels align with words, task readers (JSON Lines, TFDS GLUE) and their errors."""
 
+import dataclasses
 import itertools
 import json
 import os
@@ -118,6 +119,61 @@ def test_tiny_model_learns_a_synthetic_sentiment_task(tmp_path):
     assert results["aggregate"]["accuracy"]["median"] > 0.8, results["seeds"]
 
 
+def test_select_epoch_best_keeps_the_epoch_with_the_best_dev_score(tmp_path):
+    """A dev file whose labels are flipped scores worse the better the model learns, so "best"
+    keeps an early epoch, not the last: the seed's scores are that epoch's metrics line and its
+    saved model labels the eval file with exactly that accuracy (a kept copy that the donated
+    train step overwrote would score as the last epoch does)."""
+    from bertjax.finetune import predict
+
+    train, test = synthetic_sentiment(256, seed=0), synthetic_sentiment(128, seed=1)
+    flip = {"pos": "neg", "neg": "pos"}
+    dev = [{**r, "label": flip[r["label"]]} for r in synthetic_sentiment(64, seed=2)]
+    init = tiny_model_dir(tmp_path, [r["text"] for r in train] * 5)
+    config = config_for(
+        train_file=write_jsonl(tmp_path / "train.jsonl", train),
+        eval_file=write_jsonl(tmp_path / "test.jsonl", test),
+        dev_file=write_jsonl(tmp_path / "dev.jsonl", dev),
+        kind="classification", learning_rate=1e-3, num_epochs=4, select_epoch="best",
+    )  # fmt: skip
+    results = trainer.finetune("jsonl", str(init), str(tmp_path / "run"), config)
+    lines = (tmp_path / "run" / "seed_0" / "metrics.jsonl").read_text().splitlines()
+    epochs = [json.loads(line) for line in lines]
+    kept = results["seeds"]["0"]
+    assert kept["epoch"] == 1 + int(np.argmax([e["dev_accuracy"] for e in epochs]))
+    chosen, last = epochs[kept["epoch"] - 1], epochs[-1]
+    assert kept["epoch"] < 4 and chosen["accuracy"] < last["accuracy"], epochs
+    assert {k: kept[k] for k in chosen if k.endswith("accuracy")} == {
+        k: v for k, v in chosen.items() if k.endswith("accuracy")
+    }
+    assert results["num_dev"] == 64 and results["num_train"] == 256
+    out = tmp_path / "labelled.jsonl"
+    predict.predict_file(str(tmp_path / "run" / "seed_0" / "model"), str(tmp_path / "test.jsonl"),
+                         str(out))  # fmt: skip
+    labelled = [json.loads(line) for line in out.read_text().splitlines()]
+    assert np.mean([r["prediction"] == r["label"] for r in labelled]) == kept["accuracy"]
+
+
+def test_dev_split_from_the_training_data_and_its_errors(tmp_path):
+    examples = [TextExample(texts=(f"text {i}",), label=i % 2) for i in range(10)]
+    task = tasks.TaskData("jsonl", "classification", ["a", "b"], examples, examples[:2], "dev")
+    held = tasks.hold_out_dev(task, 0.3)
+    assert len(held.dev) == 3 and len(held.train) == 7
+    assert sorted(held.train + held.dev, key=str) == sorted(examples, key=str)
+    assert tasks.hold_out_dev(task, 0.3) == held  # the same split every time, every seed
+    assert tasks.hold_out_dev(task, 0.0) == task and tasks.hold_out_dev(held, 0.5) == held
+    with pytest.raises(UserError, match="dev_fraction=0.5 needs at least 2 training examples"):
+        tasks.hold_out_dev(dataclasses.replace(task, train=examples[:1]), 0.5)
+    for overrides, message in (
+        ({"select_epoch": "best"}, "select_epoch=best chooses on a dev split: set --config.dev_"),
+        ({"select_epoch": "first"}, "select_epoch='first' must be one of last, best"),
+        ({"dev_fraction": 1.0}, r"dev_fraction=1.0 must be in \[0, 1\)"),
+        ({"dev_fraction": 0.1, "dev_file": "d.jsonl"}, "dev_fraction and dev_file both set"),
+    ):
+        with pytest.raises(UserError, match=message):
+            trainer._validate(config_for(**overrides))
+
+
 def test_fine_tuning_on_a_dp_fsdp_tp_mesh_matches_one_device(tmp_path):
     """The fine-tuning state is laid out by the rule table, like pretraining's: on a
     data 2 x fsdp 2 x tensor 2 mesh of the 8 forced CPU devices the encoder's kernels are split
@@ -178,13 +234,17 @@ def test_qa_overfits_and_decodes_back_to_the_answers(tmp_path):
     config = config_for(
         train_file=str(squad_file), eval_file=str(squad_file), batch_size=8, eval_batch_size=8,
         learning_rate=3e-3, num_epochs=60, warmup_fraction=0.0, max_query_length=16,
-        doc_stride=32, max_seq_length=32, weight_decay=0.0,
+        doc_stride=32, max_seq_length=32, weight_decay=0.0, dev_file=str(squad_file),
+        select_epoch="best",
     )  # fmt: skip
     results = trainer.finetune("squad", str(init), str(tmp_path / "qa"), config)
     # Trained and evaluated on the same 4 questions: the labels (start/end wordpieces) and the
     # decoding (wordpieces -> original words) must agree for the answers to come back.
     assert results["aggregate"]["exact_match"]["median"] == 1.0, results["seeds"]
     assert results["aggregate"]["f1"]["median"] == 1.0
+    # The same file as dev: the kept epoch is the first that answers all four (QA's dev path).
+    kept = results["seeds"]["0"]
+    assert kept["dev_f1"] == kept["f1"] == 1.0 and kept["epoch"] < 60
 
 
 def test_tagging_labels_sit_on_the_first_wordpiece_of_each_word(tmp_path):
@@ -374,6 +434,9 @@ def test_eval_tags_unseen_in_training_are_scored_not_refused(tmp_path):
     assert task.eval[0].gold == ("B-LST", "B-NP") and task.eval[0].tags == (1, 0)  # LST -> "O"
     scores = chunk_scores([list(task.eval[0].gold)], [["O", "B-NP"]])
     assert scores["precision"] == 1.0 and scores["recall"] == 0.5  # the LST chunk is missed
+    config.dev_file = str(tmp_path / "chunking" / "test.jsonl")  # a dev file is read as eval is
+    assert tasks.load_task("chunking", config).dev == task.eval
+    config.dev_file = ""
     write_jsonl(tmp_path / "chunking" / "train.jsonl", [train, {**unseen, "tags": ["B-X", "O"]}])
     assert tasks.load_task("chunking", config).labels == ["B-NP", "B-X", "O"]
 

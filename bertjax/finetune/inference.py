@@ -27,13 +27,22 @@ class Prepared:
     train: features.Encoded
     eval: features.Encoded
     qa_eval: squad.QAFeatures | None = None
+    dev: features.Encoded | None = None  # when the task has dev examples
+    qa_dev: squad.QAFeatures | None = None
+
+    def split(self, name: str) -> tuple[list, features.Encoded, squad.QAFeatures | None]:
+        """The examples, model inputs and QA windows of the "eval" or "dev" split."""
+        if name == "dev":
+            return self.task.dev, self.dev, self.qa_dev
+        return self.task.eval, self.eval, self.qa_eval
 
 
 def prepare(task: tasks.TaskData, tokenizer, config: ml_collections.ConfigDict) -> Prepared:
     """Tokenizes the task's examples (QA: sliding windows over the contexts)."""
     train, _ = encode(task.kind, task.train, tokenizer, config)
     evaluation, qa_eval = encode(task.kind, task.eval, tokenizer, config)
-    return Prepared(task, train, evaluation, qa_eval=qa_eval)
+    dev, qa_dev = encode(task.kind, task.dev, tokenizer, config) if task.dev else (None, None)
+    return Prepared(task, train, evaluation, qa_eval=qa_eval, dev=dev, qa_dev=qa_dev)
 
 
 def encode(
@@ -78,19 +87,21 @@ def predict_all(prepared_eval: features.Encoded, params, predict, mesh, config) 
     return outputs
 
 
-def evaluate(prepared: Prepared, params, predict, mesh, config) -> dict[str, float]:
-    """Task scores on the eval split (fractions in [0, 1])."""
+def evaluate(
+    prepared: Prepared, params, predict, mesh, config, split: str = "eval"
+) -> dict[str, float]:
+    """Task scores on the eval (or dev) split (fractions in [0, 1])."""
     task = prepared.task
-    logits = predict_all(prepared.eval, params, predict, mesh, config)
-    predicted = decode(task.kind, task.labels, task.eval, prepared.eval, prepared.qa_eval,
-                       logits, config)  # fmt: skip
+    examples, encoded, qa = prepared.split(split)
+    logits = predict_all(encoded, params, predict, mesh, config)
+    predicted = decode(task.kind, task.labels, examples, encoded, qa, logits, config)
     if task.kind == "classification":
-        return scores.classification_scores(predicted, prepared.eval.labels, len(task.labels))
+        return scores.classification_scores(predicted, encoded.labels, len(task.labels))
     if task.kind == "tagging":
-        true = [list(e.gold) or [task.labels[t] for t in e.tags] for e in task.eval]
+        true = [list(e.gold) or [task.labels[t] for t in e.tags] for e in examples]
         return scores.chunk_scores(true, predicted)
-    answers = {e.id: answer for e, answer in zip(task.eval, predicted, strict=True)}
-    gold = {e.id: [text for text, _ in e.answers] for e in task.eval}
+    answers = {e.id: answer for e, answer in zip(examples, predicted, strict=True)}
+    gold = {e.id: [text for text, _ in e.answers] for e in examples}
     return scores.squad_scores(answers, gold)
 
 

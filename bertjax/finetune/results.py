@@ -10,8 +10,10 @@ MAIN_SCORE = {"classification": "accuracy", "tagging": "f1", "qa": "f1"}
 
 
 def summarize(name, init, random_init, task, per_seed: dict[int, dict], config) -> dict[str, Any]:
-    """Median, min and max over seeds of every score."""
-    names = [k for k in next(iter(per_seed.values())) if k not in ("steps",)]
+    """Median, min and max over seeds of every score (those all seeds have: a seed finished
+    before a score existed lacks it)."""
+    common = set.intersection(*(set(result) for result in per_seed.values()))
+    names = [k for k in next(iter(per_seed.values())) if k in common and k != "steps"]
     aggregate = {}
     for key in names:
         values = [per_seed[s][key] for s in per_seed]
@@ -29,6 +31,7 @@ def summarize(name, init, random_init, task, per_seed: dict[int, dict], config) 
         "main_score": MAIN_SCORE[task.kind],
         "num_train": len(task.train),
         "num_eval": len(task.eval),
+        "num_dev": len(task.dev),
         "seeds": {str(s): r for s, r in per_seed.items()},
         "aggregate": aggregate,
         "config": json.loads(config.to_json_best_effort()),

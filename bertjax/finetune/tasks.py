@@ -18,12 +18,14 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import ml_collections
+import numpy as np
 from absl import logging
 
 from bertjax.errors import UserError
 from bertjax.finetune import squad
 
 KINDS = ("classification", "tagging", "qa")
+DEV_SPLIT_SEED = 0  # the permutation `hold_out_dev` takes the dev examples from
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,6 +48,7 @@ class TaskSpec:
     kind: str
     train: str  # file path, or "tfds:NAME:SPLIT"
     eval: str
+    dev: str = ""  # for choosing the epoch (config.select_epoch); "" = none, or a part of train
     text_fields: tuple[str, ...] = ("text",)
     label_field: str = "label"
     tokens_field: str = "tokens"
@@ -60,6 +63,7 @@ class TaskData:
     train: list
     eval: list
     eval_split: str
+    dev: list = dataclasses.field(default_factory=list)  # examples that choose the epoch
 
 
 # Presets over the layout of the repo's shared task data: DATA_DIR/NAME/{train,dev,test}.jsonl.
@@ -96,6 +100,7 @@ def task_spec(name: str, config: ml_collections.ConfigDict) -> TaskSpec:
         for key, value in (
             ("train", config.train_file),
             ("eval", config.eval_file),
+            ("dev", config.get("dev_file", "")),
             ("text_fields", tuple(f for f in config.text_fields.split(",") if f)),
             ("label_field", config.label_field),
             ("tokens_field", config.tokens_field),
@@ -127,43 +132,75 @@ def task_spec(name: str, config: ml_collections.ConfigDict) -> TaskSpec:
 
 
 def load_task(name: str, config: ml_collections.ConfigDict) -> TaskData:
-    """Reads the train and eval examples of task `name` (see `task_spec`)."""
+    """Reads the train, eval and (when the spec names one) dev examples of task `name` (see
+    `task_spec`). Labels and tags come from the training data; dev is read as eval is."""
     spec = task_spec(name, config)
+    sources = {"train": spec.train, "eval": spec.eval, "dev": spec.dev}
+    sources = {split: source for split, source in sources.items() if source}
     if spec.kind == "qa":
-        train, eval_ = squad.read_squad(spec.train), squad.read_squad(spec.eval)
-        return TaskData(name, "qa", [], train, eval_, _split_name(spec.eval))
-    train_records = list(_records(spec.train, "train"))
-    eval_records = list(_records(spec.eval, "eval"))
-    for split, records, where in (("train", train_records, spec.train),
-                                  ("eval", eval_records, spec.eval)):  # fmt: skip
-        if not records:
-            raise UserError(f"the {split} data of --task={name} ({where}) has no record")
+        examples = {split: squad.read_squad(source) for split, source in sources.items()}
+        return _task_data(name, spec, [], examples)
+    records = {split: list(_records(source, split)) for split, source in sources.items()}
+    for split, split_records in records.items():
+        if not split_records:
+            raise UserError(f"the {split} data of --task={name} ({sources[split]}) has no record")
     if spec.kind == "classification":
-        labels = _label_names(spec, train_records)
-        train = [_text_example(r, spec, labels, spec.train, i) for i, r in enumerate(train_records)]
-        eval_ = [_text_example(r, spec, labels, spec.eval, i) for i, r in enumerate(eval_records)]
+        labels = _label_names(spec, records["train"])
+
+        def example(record, source, number, training):
+            return _text_example(record, spec, labels, source, number)
     else:
         labels = sorted(
             {
                 tag
-                for i, r in enumerate(train_records)
+                for i, r in enumerate(records["train"])
                 for tag in _text_list(r, spec.tags_field, spec.train, i)
             }
         )
-        train = [
-            _tagged_example(r, spec, labels, spec.train, i) for i, r in enumerate(train_records)
-        ]
-        eval_ = [
-            _tagged_example(r, spec, labels, spec.eval, i, training=False)
-            for i, r in enumerate(eval_records)
-        ]
-        _log_unseen_tags(eval_, labels, spec.eval)
-    for split, examples, where in (("train", train, spec.train), ("eval", eval_, spec.eval)):
-        if not examples:
-            raise UserError(f"the {split} data of --task={name} ({where}) has no example")
-    logging.info("Task %s (%s): %d train, %d eval examples, labels %s",
-                 name, spec.kind, len(train), len(eval_), labels)  # fmt: skip
-    return TaskData(name, spec.kind, labels, train, eval_, _split_name(spec.eval))
+
+        def example(record, source, number, training):
+            return _tagged_example(record, spec, labels, source, number, training)
+
+    examples = {
+        split: [example(r, sources[split], i, split == "train") for i, r in enumerate(rs)]
+        for split, rs in records.items()
+    }
+    for split, split_examples in examples.items():
+        if not split_examples:
+            raise UserError(f"the {split} data of --task={name} ({sources[split]}) has no example")
+        if spec.kind == "tagging" and split != "train":
+            _log_unseen_tags(split_examples, labels, sources[split])
+    logging.info("Task %s (%s): %s examples, labels %s", name, spec.kind,
+                 ", ".join(f"{len(v)} {k}" for k, v in examples.items()), labels)  # fmt: skip
+    return _task_data(name, spec, labels, examples)
+
+
+def _task_data(name: str, spec: TaskSpec, labels: list[str], examples: dict) -> TaskData:
+    return TaskData(name, spec.kind, labels, examples["train"], examples["eval"],
+                    _split_name(spec.eval), dev=examples.get("dev", []))  # fmt: skip
+
+
+def hold_out_dev(task: TaskData, fraction: float) -> TaskData:
+    """`task` with `fraction` of its training examples moved to its dev examples (at least one,
+    at least one left to train on), chosen by a fixed permutation: every seed and every run of
+    the same data gets the same split. A task that has dev examples already is returned as
+    it is."""
+    if task.dev or fraction <= 0:
+        return task
+    count = len(task.train)
+    size = min(max(1, round(fraction * count)), count - 1)
+    if size < 1:
+        raise UserError(
+            f"dev_fraction={fraction} needs at least 2 training examples (there is {count}); "
+            "give a --config.dev_file instead"
+        )
+    order = np.random.default_rng(DEV_SPLIT_SEED).permutation(count)
+    dev = set(order[:size].tolist())
+    return dataclasses.replace(
+        task,
+        train=[e for i, e in enumerate(task.train) if i not in dev],
+        dev=[e for i, e in enumerate(task.train) if i in dev],
+    )
 
 
 def _split_name(source: str) -> str:

@@ -43,7 +43,7 @@ from bertjax.config import field_changes
 from bertjax.data import vocab
 from bertjax.errors import UserError
 from bertjax.finetune import features, inference, model, tasks
-from bertjax.finetune.results import results_table, summarize
+from bertjax.finetune.results import MAIN_SCORE, results_table, summarize
 from bertjax.progress import Progress
 from bertjax.train_state import (
     ModelFactory,
@@ -58,7 +58,9 @@ LOG_EVERY = 50  # steps between progress lines when the config has no log_every
 
 # Recipe fields added after runs were recorded and config files written, with the value those
 # runs used (and a config file without the field gets).
-FIELDS_ADDED_LATER = {"pooling": "cls", "layerwise_lr_decay": 1.0, "save_model": True}
+FIELDS_ADDED_LATER = {"pooling": "cls", "layerwise_lr_decay": 1.0, "save_model": True,
+                      "select_epoch": "last", "dev_fraction": 0.0, "dev_file": ""}  # fmt: skip
+SELECT_EPOCH = ("last", "best")
 # Fields that do not change what a seed computes: a finished seed is reused whatever they are.
 NOT_RECIPE = ("seeds", "save_model")
 MODEL_DIR = "model"  # in each seed's directory
@@ -101,7 +103,10 @@ def finetune(
     if random_init:
         encoder = None
     tokenizer = vocab.load_tokenizer(vocab_path, lowercase)
-    prepared = inference.prepare(tasks.load_task(task_name, config), tokenizer, config)
+    task = tasks.hold_out_dev(
+        tasks.load_task(task_name, config), recipe_field(config, "dev_fraction")
+    )
+    prepared = inference.prepare(task, tokenizer, config)
     compiled = compile_task(prepared, bert_config, config, devices)
     per_seed = {}
     for seed in parse_seeds(config.seeds):
@@ -183,7 +188,24 @@ def parse_seeds(seeds: str) -> list[int]:
 
 def _validate(config: ml_collections.ConfigDict) -> None:
     pooling, decay = recipe_field(config, "pooling"), recipe_field(config, "layerwise_lr_decay")
+    select, fraction = recipe_field(config, "select_epoch"), recipe_field(config, "dev_fraction")
+    dev_file = recipe_field(config, "dev_file")
     checks = (
+        (
+            select in SELECT_EPOCH,
+            f"select_epoch={select!r} must be one of {', '.join(SELECT_EPOCH)}",
+        ),
+        (0 <= fraction < 1, f"dev_fraction={fraction} must be in [0, 1), e.g. 0.1"),
+        (
+            not (fraction and dev_file),
+            "dev_fraction and dev_file both set; the dev split is one of them",
+        ),
+        (
+            select == "last" or fraction or dev_file,
+            "select_epoch=best chooses on a dev split: set --config.dev_fraction=0.1 (a part of "
+            "the training data) or --config.dev_file=F (choosing on the eval split would "
+            "overstate its score)",
+        ),
         (config.learning_rate > 0, f"learning_rate={config.learning_rate} must be positive"),
         (
             0 < decay <= 1,
@@ -329,10 +351,12 @@ def train_one_seed(
     seed: int,
     out: Path,
 ) -> tuple[dict, Any]:
-    """Trains one seed for config.num_epochs, evaluating after each epoch; returns the final
-    eval scores plus train_seconds, and the trained parameters (on the mesh). Shows progress
-    (a bar on a terminal, else a line every log_every steps) with the training loss and
-    examples/s of the steps since the last one."""
+    """Trains one seed for config.num_epochs, evaluating after each epoch (on the eval split,
+    and on the dev split when the task has one: `dev_*` scores); returns the kept epoch's
+    scores plus `epoch`, train_seconds and steps, and that epoch's parameters (on the mesh).
+    The kept epoch is the last, or with select_epoch="best" the first with the highest dev
+    main score (`results.MAIN_SCORE`). Shows progress (a bar on a terminal, else a line every
+    log_every steps) with the training loss and examples/s of the steps since the last one."""
     mesh = compiled.mesh
     state = init_train_state(compiled.setup, compiled.make_model, compiled.tx, seed)
     if encoder is not None:
@@ -340,7 +364,8 @@ def train_one_seed(
     train_step, predict = compiled.train_step, compiled.predict
     rng = np.random.default_rng(seed)
     dropout_key = jax.random.key(seed)
-    start, step, result = time.perf_counter(), 0, {}
+    start, step = time.perf_counter(), 0
+    kept = _KeptEpoch(recipe_field(config, "select_epoch"), MAIN_SCORE[prepared.task.kind])
     log_every = config.get("log_every", LOG_EVERY)
     progress = Progress(
         compiled.total_steps, description=f"seed {seed}", enabled=jax.process_index() == 0
@@ -363,14 +388,35 @@ def train_one_seed(
                     progress.report(interval.values(config.batch_size))
             eval_start = time.perf_counter()
             result = inference.evaluate(prepared, state.params, predict, mesh, config)
+            if prepared.dev is not None:
+                dev = inference.evaluate(prepared, state.params, predict, mesh, config, "dev")
+                result |= {f"dev_{name}": value for name, value in dev.items()}
             interval.start += time.perf_counter() - eval_start  # not in examples/s
+            kept.offer(epoch, result, state.params)
             record = {"epoch": epoch, "step": step, "train_loss": float(loss_sum / count)}
             record.update(result, seconds=time.perf_counter() - start)
             log.write(json.dumps(record) + "\n")
             log.flush()
             logging.info("seed %d epoch %d: %s", seed, epoch, record)
     progress.close()
-    return {**result, "train_seconds": time.perf_counter() - start, "steps": step}, state.params
+    summary = {**kept.result, "epoch": kept.epoch, "train_seconds": time.perf_counter() - start}
+    return summary | {"steps": step}, kept.params
+
+
+class _KeptEpoch:
+    """The epoch a seed keeps: the last one, or ("best") the first with the highest dev score
+    `dev_<main>`; its scores and its parameters, copied (the train step donates the state's)."""
+
+    def __init__(self, select: str, main_score: str):
+        self.select, self.key = select, f"dev_{main_score}"
+        self.epoch, self.result, self.params = 0, {}, None
+
+    def offer(self, epoch: int, result: dict, params) -> None:
+        if self.select == "best" and self.params is not None:
+            if not result[self.key] > self.result[self.key]:
+                return
+        self.epoch, self.result = epoch, result
+        self.params = jax.tree.map(lambda x: x.copy(), params) if self.select == "best" else params
 
 
 class _Interval:
