@@ -17,7 +17,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.train_file = ""  # --task=jsonl|squad, or to replace a preset's file
     config.eval_file = ""
     config.dev_file = ""  # examples that choose the epoch (select_epoch="best"); read as eval is
-    config.kind = ""  # --task=jsonl: "classification", "tagging" or "qa"
+    config.kind = ""  # --task=jsonl: "classification", "regression", "tagging" or "qa"
     config.text_fields = ""  # comma-separated: "text" or "text_a,text_b" ("" = the preset's)
     config.label_field = ""  # "" = "label"
     config.tokens_field = ""  # tagging: "" = "tokens"

@@ -1,8 +1,11 @@
-"""Tests for bertjax/finetune/scores.py: hand-computed classification, chunk and SQuAD scores."""
+"""Tests for bertjax/finetune/scores.py: hand-computed classification, regression, chunk and
+SQuAD scores."""
 
+import numpy as np
 import pytest
 
 from bertjax.finetune import scores
+from bertjax.finetune.scores import regression_scores
 
 
 def test_accuracy():
@@ -107,3 +110,20 @@ def test_squad_scores():
     assert result == {"exact_match": pytest.approx(1 / 3), "f1": pytest.approx(0.6)}
     with pytest.raises(ValueError, match="no answers"):
         scores.squad_scores({}, {})
+
+
+def test_regression_scores():
+    """Pearson and Spearman against their definitions (NumPy's correlation of the values and
+    of their ranks), MSE by hand; a constant prediction scores 0 correlation, not NaN."""
+    targets = np.array([0.5, 1.0, 2.5, 3.0, 4.5])
+    predicted = np.array([1.0, 0.8, 2.0, 3.5, 5.0])
+    scores = regression_scores(predicted, targets)
+    assert scores["pearson"] == pytest.approx(np.corrcoef(predicted, targets)[0, 1])
+    ranks = np.argsort(np.argsort(predicted)), np.argsort(np.argsort(targets))
+    assert scores["spearman"] == pytest.approx(np.corrcoef(*ranks)[0, 1])
+    assert scores["mse"] == pytest.approx(np.mean((predicted - targets) ** 2))
+    assert regression_scores(-targets, targets)["spearman"] == pytest.approx(-1.0)
+    constant = regression_scores(np.full(5, 2.5), targets)
+    assert constant["pearson"] == constant["spearman"] == 0.0
+    with pytest.raises(ValueError, match="4 predictions for 5 targets"):
+        regression_scores(predicted[:4], targets)

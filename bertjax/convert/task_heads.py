@@ -6,7 +6,8 @@ trains (pre-LN encoders in RoBERTa-PreLayerNorm's layout, prelayernorm.py):
 
 * classification: BertForSequenceClassification (`bert.pooler` + `classifier`); pre-LN,
   RobertaPreLayerNormForSequenceClassification (`classifier.dense`, the pooler, then
-  `classifier.out_proj`);
+  `classifier.out_proj`); regression: the same classes with one output and
+  `problem_type: "regression"` (their loss is then the mean squared error, as bertjax's);
 * tagging: BertForTokenClassification / RobertaPreLayerNormForTokenClassification
   (`classifier`);
 * qa: BertForQuestionAnswering / RobertaPreLayerNormForQuestionAnswering (`qa_outputs`: start,
@@ -26,11 +27,14 @@ import numpy as np
 
 from bertjax.convert import hf, prelayernorm
 from bertjax.errors import UserError
+from bertjax.finetune.tasks import TEXT_KINDS
 from bertjax.models.bert import BertConfig
 
-HEAD_PREFIXES = {"classification": "classifier.", "tagging": "classifier.", "qa": "qa_outputs."}
+HEAD_PREFIXES = {"classification": "classifier.", "regression": "classifier.",
+                 "tagging": "classifier.", "qa": "qa_outputs."}  # fmt: skip
 TASK_CLASSES = {
     "classification": "ForSequenceClassification",
+    "regression": "ForSequenceClassification",
     "tagging": "ForTokenClassification",
     "qa": "ForQuestionAnswering",
 }
@@ -44,11 +48,11 @@ def architecture(config: BertConfig, task: dict) -> str:
 
 
 def check_exportable(task: dict) -> None:
-    if task["kind"] == "classification" and task.get("pooling", "cls") != "cls":
+    if task["kind"] in TEXT_KINDS and task.get("pooling", "cls") != "cls":
         raise UserError(
-            f"this classifier was fine-tuned on mean-pooled states (pooling={task['pooling']}), "
-            "which no Hugging Face class computes; fine-tune with --config.pooling=cls to "
-            "export it"
+            f"this {task['kind']} model was fine-tuned on mean-pooled states "
+            f"(pooling={task['pooling']}), which no Hugging Face class computes; fine-tune with "
+            "--config.pooling=cls to export it"
         )
 
 
@@ -63,13 +67,13 @@ def tensors(params: Any, config: BertConfig, task: dict, *, pad_token_id: int) -
     pre_ln = config.layer_norm_placement == "pre"
     if pre_ln:
         encoder = prelayernorm.tensors_from_bert(encoder, pad_token_id=pad_token_id)
-    if kind == "classification" and pre_ln:
+    if kind in TEXT_KINDS and pre_ln:
         return (
             encoder
             | _prefixed("classifier.dense.", pooler)
             | _prefixed("classifier.out_proj.", head)
         )
-    if kind == "classification":  # BertForSequenceClassification keeps the pooler
+    if kind in TEXT_KINDS:  # BertForSequenceClassification keeps the pooler
         encoder |= _prefixed(POOLER, pooler)
     return encoder | _prefixed(HEAD_PREFIXES[kind], head)
 
@@ -82,12 +86,15 @@ def hf_config(config: BertConfig, task: dict, *, pad_token_id: int) -> dict[str,
         fields = hf.hf_config(config, pad_token_id=pad_token_id)
     fields["architectures"] = [architecture(config, task)]
     fields["finetuning_task"] = task["name"]
-    if task["kind"] != "qa":
+    if task["kind"] in ("classification", "tagging"):
         labels = task["labels"]
         fields["id2label"] = {str(i): label for i, label in enumerate(labels)}
         fields["label2id"] = {label: i for i, label in enumerate(labels)}
     if task["kind"] == "classification":
         fields["problem_type"] = "single_label_classification"
+    if task["kind"] == "regression":  # one output: config.num_labels is len(id2label)
+        fields |= {"problem_type": "regression", "id2label": {"0": "LABEL_0"},
+                   "label2id": {"LABEL_0": 0}}  # fmt: skip
     return fields
 
 

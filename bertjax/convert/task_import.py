@@ -5,9 +5,10 @@ fine-tuning continues from it.
 
 The head is `classifier.*` (classification, tagging) or `qa_outputs.*` (start, end); the labels
 are config.json's `id2label` (or LABEL_0, LABEL_1, ... without it). What the head was trained to
-compute must be bertjax's: single-label softmax classification, so a regression or multi-label
-model is refused. The input field names are not in a Hugging Face directory: `bertjax predict`
-reads `text` (`--text_fields=a,b` for a pair) or `tokens` unless told otherwise.
+compute must be bertjax's: single-label softmax classification, or regression (one output, or
+`problem_type: "regression"`, Hugging Face's own rule); a multi-label model is refused. The
+input field names are not in a Hugging Face directory: `bertjax predict` reads `text`
+(`--text_fields=a,b` for a pair) or `tokens` unless told otherwise.
 """
 
 from __future__ import annotations
@@ -58,13 +59,15 @@ def head_and_task(
     weight, bias = (np.asarray(tensors[name], np.float32) for name in names)
     outputs = weight.shape[0]
     problem = config_fields.get("problem_type")
-    if kind == "classification" and (
-        outputs == 1 or problem in ("regression", "multi_label_classification")
-    ):
+    if kind == "classification" and problem == "multi_label_classification":
         raise UserError(
-            f"{source} is a {problem or 'regression'} model; bertjax fine-tunes and predicts "
-            "single-label classification only"
-        )  # fmt: skip
+            f"{source} is a multi_label_classification model; bertjax fine-tunes and predicts "
+            "single-label classification and regression"
+        )
+    if kind == "classification" and (outputs == 1 or problem == "regression"):
+        kind = "regression"
+        if outputs != 1:
+            raise UserError(f"{source} is a regression model with {outputs} outputs, not 1")
     if kind == "qa" and outputs != 2:
         raise UserError(f"{source}: {names[0]} has {outputs} outputs, not 2 (start, end)")
     if weight.shape != (outputs, config.hidden_size) or bias.shape != (outputs,):
@@ -75,7 +78,7 @@ def head_and_task(
     task = {
         "name": config_fields.get("finetuning_task") or "imported",
         "kind": kind,
-        "labels": [] if kind == "qa" else _labels(config_fields, outputs),
+        "labels": [] if kind in ("qa", "regression") else _labels(config_fields, outputs),
         "pooling": "cls",
         "max_seq_length": min(MAX_SEQ_LENGTH, config.max_position_embeddings),
     }

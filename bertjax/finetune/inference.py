@@ -51,7 +51,7 @@ def encode(
     """Model inputs of `examples` of a task of `kind`; QA also gives its windows' features.
     `config`: max_seq_length, and for QA doc_stride and max_query_length."""
     length = config.max_seq_length
-    if kind == "classification":
+    if kind in tasks.TEXT_KINDS:
         return features.encode_texts(examples, tokenizer, max_seq_length=length), None
     if kind == "tagging":
         return features.encode_tagged(examples, tokenizer, max_seq_length=length), None
@@ -97,6 +97,8 @@ def evaluate(
     predicted = decode(task.kind, task.labels, examples, encoded, qa, logits, config)
     if task.kind == "classification":
         return scores.classification_scores(predicted, encoded.labels, len(task.labels))
+    if task.kind == "regression":
+        return scores.regression_scores(predicted, encoded.labels)
     if task.kind == "tagging":
         true = [list(e.gold) or [task.labels[t] for t in e.tags] for e in examples]
         return scores.chunk_scores(true, predicted)
@@ -114,11 +116,14 @@ def decode(
     logits: list,
     config,
 ) -> list:
-    """Each example's prediction from its rows' logits: the label id (classification), the tag
+    """Each example's prediction from its rows' logits: the label id (classification), the
+    number (regression), the tag
     of every word (tagging; a word cut off by max_seq_length is "O"), the answer text (QA: the
     best span over the example's windows; `config`: n_best, max_answer_length)."""
     if kind == "classification":
         return [int(np.argmax(x)) for x in logits]
+    if kind == "regression":
+        return [float(x[0]) for x in logits]
     if kind == "tagging":
         return [
             [labels[int(np.argmax(row_logits[p]))] if p >= 0 else "O" for p in first]

@@ -1,6 +1,7 @@
 """BERT encoder + one task head, and loading the encoder from a pretrained model directory.
 
-Heads (Hugging Face's BertFor* equivalents): classification on the pooled [CLS] output
+Heads (Hugging Face's BertFor* equivalents): classification (and regression, one output) on
+the pooled [CLS] output
 (dropout + dense; with pooling="mean", on the mean of the final hidden states over the real
 tokens instead, for an encoder whose [CLS] no objective trained: MLM-only packed pretraining),
 tagging on every position (dropout + dense), QA start/end logits on every position (dense with
@@ -22,6 +23,7 @@ from jax.experimental.multihost_utils import sync_global_devices
 
 from bertjax import checkpointing, paths
 from bertjax.convert import model_dir
+from bertjax.finetune.tasks import TEXT_KINDS
 from bertjax.models.bert import BertConfig, BertModel, unstack_layers
 from bertjax.models.dropout import Dropout
 
@@ -54,13 +56,14 @@ class BertForFinetuning(nnx.Module):
         deterministic: bool = True,
         rngs: nnx.Rngs | None = None,
     ) -> jax.Array:
-        """Logits, float32: [B, C] (classification), [B, L, C] (tagging), [B, L, 2] (QA)."""
+        """Logits, float32: [B, C] (classification; regression: C = 1, the predicted number),
+        [B, L, C] (tagging), [B, L, 2] (QA)."""
         encoded = self.bert(
             input_ids, segment_ids, input_mask, deterministic=deterministic, rngs=rngs
         )
-        if self.kind == "classification" and self.pooling == "mean":
+        if self.kind in TEXT_KINDS and self.pooling == "mean":
             features = mean_over_tokens(encoded["sequence_output"], input_mask)
-        elif self.kind == "classification":
+        elif self.kind in TEXT_KINDS:
             features = encoded["pooled_output"]
         else:
             features = encoded["sequence_output"].astype(jnp.float32)
@@ -77,7 +80,7 @@ def mean_over_tokens(hidden: jax.Array, input_mask: jax.Array) -> jax.Array:
 
 
 def num_outputs(kind: str, num_labels: int) -> int:
-    return 2 if kind == "qa" else num_labels
+    return {"qa": 2, "regression": 1}.get(kind, num_labels)
 
 
 def load_encoder(init: str) -> tuple[BertConfig, dict[str, Any], bool, Any]:

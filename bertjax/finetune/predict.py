@@ -2,12 +2,14 @@
 transformers BertFor<Task> through `bertjax import`) labels a file.
 
 The input is what the model was fine-tuned on, labels or answers not needed: JSON Lines with
-its text fields (classification) or its word-list field (tagging), or SQuAD JSON / JSON Lines
-(QA); a bertjax fine-tune records those fields and its windows (`trainer._task_entry`), an
-imported model reads `text` / `tokens` and the recipe's windows unless told. The output is
-JSON Lines, one line per input record (per question for QA), in input order:
+its text fields (classification, regression) or its word-list field (tagging), or SQuAD JSON /
+JSON Lines (QA); a bertjax fine-tune records those fields and its windows
+(`trainer._task_entry`), an imported model reads `text` / `tokens` and the recipe's windows
+unless told. The output is JSON Lines, one line per input record (per question for QA), in
+input order:
 
   classification   the record + "prediction": label, "probabilities": {label: p}
+  regression       the record + "prediction": the number
   tagging          the record + "predicted_tags": one tag per word (cut-off words "O")
   qa               {"id", "question", "prediction": answer text}
 
@@ -49,7 +51,11 @@ class Predictions:
     out: Path
 
     def line(self) -> str:
-        what = {"qa": "questions answered", "tagging": "sentences tagged"}.get(
+        what = {
+            "qa": "questions answered",
+            "tagging": "sentences tagged",
+            "regression": "texts scored",
+        }.get(  # fmt: skip
             self.task["kind"], "texts classified"
         )
         return f"{self.count} {what} by a {self.task['name']} model -> {self.out}"
@@ -131,7 +137,7 @@ def _with_fields(task: dict, text_fields: str, tokens_field: str) -> dict:
     """The task entry with the input field names the user gave in place of the recorded ones."""
     recorded = task.get("text_fields")  # None: imported, one text or a pair may be meant
     task = DEFAULT_FIELDS | task
-    if text_fields and task["kind"] == "classification":
+    if text_fields and task["kind"] in tasks.TEXT_KINDS:
         fields = [f.strip() for f in text_fields.split(",") if f.strip()]
         if recorded is not None and len(fields) != len(recorded):
             raise UserError(
@@ -157,7 +163,7 @@ def _read(task: dict, path: Path) -> tuple[list, list]:
     records = list(tasks.json_lines(path, str(path)))
     if not records:
         raise UserError(f"--input={path} has no record")
-    if task["kind"] == "classification":
+    if task["kind"] in tasks.TEXT_KINDS:
         fields = task["text_fields"]
         examples = [
             TextExample(tuple(_text(r, f, path, n, fields) for f in fields), label=0)

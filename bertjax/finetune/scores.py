@@ -1,6 +1,8 @@
-"""Evaluation scores for fine-tuning, all fractions in [0, 1] (never percent).
+"""Evaluation scores for fine-tuning, fractions in [0, 1] (never percent), correlations in
+[-1, 1].
 
-Classification accuracy and macro F1; chunk precision/recall/F1 of BIO tag sequences with the
+Classification accuracy and macro F1; regression Pearson and Spearman correlation and mean
+squared error; chunk precision/recall/F1 of BIO tag sequences with the
 conlleval rules (seqeval's default mode); the official SQuAD v1.1 exact match and token F1.
 """
 
@@ -10,6 +12,7 @@ import string
 from collections.abc import Mapping, Sequence
 
 import numpy as np
+import scipy.stats
 
 _PUNCTUATION = frozenset(string.punctuation)
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
@@ -60,6 +63,24 @@ def classification_scores(
     return {
         "accuracy": accuracy(predictions, labels),
         "macro_f1": macro_f1(predictions, labels, num_classes),
+    }
+
+
+def regression_scores(
+    predictions: Sequence[float] | np.ndarray, targets: Sequence[float] | np.ndarray
+) -> dict[str, float]:
+    """GLUE STS-B's scores: Pearson and Spearman correlation (scipy.stats), and the mean squared
+    error. When the predictions or the targets are constant (a model that predicts one number
+    everywhere) a correlation is undefined, scipy's NaN; it is reported as 0, no relation, so
+    medians over seeds and the choice of an epoch stay defined."""
+    predicted, actual = np.asarray(predictions, np.float64), np.asarray(targets, np.float64)
+    if len(predicted) != len(actual) or not len(actual):
+        raise ValueError(f"{len(predicted)} predictions for {len(actual)} targets")
+    constant = np.ptp(predicted) == 0 or np.ptp(actual) == 0
+    return {
+        "pearson": 0.0 if constant else float(scipy.stats.pearsonr(predicted, actual)[0]),
+        "spearman": 0.0 if constant else float(scipy.stats.spearmanr(predicted, actual)[0]),
+        "mse": float(np.mean((predicted - actual) ** 2)),
     }
 
 

@@ -2,6 +2,7 @@
 
 Three kinds of task, each with its own example type:
 - "classification": one text or a text pair -> one label (MR, TREC, RTE, GLUE);
+- "regression": one text or a text pair -> one number (GLUE STS-B: similarity 0-5);
 - "tagging": words -> one tag per word (CoNLL-2000 chunking, NER);
 - "qa": question + context -> an answer span (SQuAD format, see `squad`).
 
@@ -14,6 +15,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import json
+import math
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -24,14 +26,15 @@ from absl import logging
 from bertjax.errors import UserError
 from bertjax.finetune import squad
 
-KINDS = ("classification", "tagging", "qa")
+KINDS = ("classification", "regression", "tagging", "qa")
+TEXT_KINDS = ("classification", "regression")  # one text or a pair -> one output per example
 DEV_SPLIT_SEED = 0  # the permutation `hold_out_dev` takes the dev examples from
 
 
 @dataclasses.dataclass(frozen=True)
 class TextExample:
     texts: tuple[str, ...]  # one text, or a pair
-    label: int
+    label: int | float  # classification: label id; regression: the target number
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,7 +62,7 @@ class TaskSpec:
 class TaskData:
     name: str
     kind: str
-    labels: list[str]  # class or tag names, index = id ([] for QA)
+    labels: list[str]  # class or tag names, index = id ([] for regression and QA)
     train: list
     eval: list
     eval_split: str
@@ -80,8 +83,8 @@ PRESETS = {
 }
 
 # GLUE in TensorFlow Datasets: text features and the split that has labels for evaluation.
-# (glue/stsb is a regression task and is not supported.)
 GLUE = {
+    "stsb": (("sentence1", "sentence2"), "validation"),  # regression (GLUE_REGRESSION)
     "cola": (("sentence",), "validation"),
     "sst2": (("sentence",), "validation"),
     "mrpc": (("sentence1", "sentence2"), "validation"),
@@ -91,6 +94,7 @@ GLUE = {
     "rte": (("sentence1", "sentence2"), "validation"),
     "wnli": (("sentence1", "sentence2"), "validation"),
 }
+GLUE_REGRESSION = ("stsb",)
 
 
 def task_spec(name: str, config: ml_collections.ConfigDict) -> TaskSpec:
@@ -119,7 +123,8 @@ def task_spec(name: str, config: ml_collections.ConfigDict) -> TaskSpec:
             raise UserError(f"--task={name} is not supported; GLUE tasks: {sorted(GLUE)}")
         fields, eval_split = GLUE[glue_name]
         files = {"train": f"tfds:{name}:train", "eval": f"tfds:{name}:{eval_split}"}
-        return TaskSpec(kind="classification", text_fields=fields, **{**files, **overrides})
+        kind = "regression" if glue_name in GLUE_REGRESSION else "classification"
+        return TaskSpec(kind=kind, text_fields=fields, **{**files, **overrides})
     if name in ("jsonl", "squad"):
         kind = "qa" if name == "squad" else config.kind
         if kind not in KINDS:
@@ -144,7 +149,12 @@ def load_task(name: str, config: ml_collections.ConfigDict) -> TaskData:
     for split, split_records in records.items():
         if not split_records:
             raise UserError(f"the {split} data of --task={name} ({sources[split]}) has no record")
-    if spec.kind == "classification":
+    if spec.kind == "regression":
+        labels = []
+
+        def example(record, source, number, training):
+            return _scored_example(record, spec, source, number)
+    elif spec.kind == "classification":
         labels = _label_names(spec, records["train"])
 
         def example(record, source, number, training):
@@ -322,6 +332,24 @@ def _text_example(record, spec: TaskSpec, labels, source: str, number: int) -> T
             f"data (labels: {labels})"
         )
     return TextExample(texts=texts, label=labels.index(label))
+
+
+def _scored_example(record, spec: TaskSpec, source: str, number: int) -> TextExample:
+    """A regression record: its texts and its target, a finite number (JSON number or numeric
+    string; true/false, null, NaN and infinities are refused)."""
+    where = f"record {number + 1} of {source}"
+    texts = tuple(text_value(_field(record, f, source), f, where) for f in spec.text_fields)
+    value = _field(record, spec.label_field, source)
+    try:
+        target = float(value) if not isinstance(value, bool) else math.nan
+    except (TypeError, ValueError):
+        target = math.nan
+    if not math.isfinite(target):
+        raise UserError(
+            f"{where}: {spec.label_field!r} is {json.dumps(value)}, not a finite number "
+            "(--config.kind=regression); fix the record or drop it"
+        )
+    return TextExample(texts=texts, label=target)
 
 
 def _tagged_example(

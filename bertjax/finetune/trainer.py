@@ -137,7 +137,7 @@ def _task_entry(task: tasks.TaskData, config: ml_collections.ConfigDict) -> dict
     entry = {"name": task.name, "kind": task.kind, "labels": list(task.labels),
              "pooling": recipe_field(config, "pooling"),
              "max_seq_length": config.max_seq_length}  # fmt: skip
-    if task.kind == "classification":
+    if task.kind in tasks.TEXT_KINDS:
         return entry | {"text_fields": list(spec.text_fields)}
     if task.kind == "tagging":
         return entry | {"tokens_field": spec.tokens_field}
@@ -238,8 +238,11 @@ def _validate(config: ml_collections.ConfigDict) -> None:
 
 def task_loss(logits: jax.Array, batch: dict, kind: str) -> tuple[jax.Array, jax.Array]:
     """(sum of per-example losses, number of examples) over rows with weight 1; tagging averages
-    over the labelled words of each batch instead of examples."""
+    over the labelled words of each batch instead of examples. Regression's loss is the squared
+    error (Hugging Face's MSELoss for one output)."""
     weights = batch["weights"]
+    if kind == "regression":
+        return jnp.sum((logits[:, 0] - batch["labels"]) ** 2 * weights), jnp.sum(weights)
     if kind == "classification":
         losses = optax.softmax_cross_entropy_with_integer_labels(logits, batch["labels"])
         return jnp.sum(losses * weights), jnp.sum(weights)

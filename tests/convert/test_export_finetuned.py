@@ -16,7 +16,7 @@ from bertjax import checkpointing, evaluation, fill_mask
 from bertjax.convert import export_hf, import_checkpoint, model_dir
 from bertjax.errors import UserError
 from bertjax.finetune import model, predict, trainer
-from bertjax.finetune.scores import chunk_scores, squad_scores
+from bertjax.finetune.scores import chunk_scores, regression_scores, squad_scores
 from bertjax.models.bert import create_model
 from tests.test_cli import assert_one_line_error, run_cli
 from tests.test_finetune import config_for, tiny_model_dir, write_jsonl, write_squad
@@ -46,12 +46,23 @@ TEXTS = [w for a, b, _ in PAIRS for w in (a, b)] + [" ".join(t) for t, _ in SENT
 TEXTS += [c for c, _, _ in CONTEXTS] + [q for _, q, _ in CONTEXTS]
 
 
+def similarity(index: int, verdict: str) -> float:
+    """A regression target for PAIRS[index]: high for entailment, low otherwise, not constant."""
+    return (4.0 if verdict == "entailment" else 1.0) + 0.1 * (index % 5)
+
+
 def task_files(tmp_path, kind: str) -> tuple[str, dict]:
     """(--task, config overrides) of a small task of `kind` written to `tmp_path`."""
     if kind == "classification":
         records = [{"premise": a, "hypothesis": b, "verdict": y} for a, b, y in PAIRS]
         path = write_jsonl(tmp_path / "pairs.jsonl", records)
         fields = dict(text_fields="premise,hypothesis", label_field="verdict")
+        return "jsonl", dict(kind=kind, train_file=path, eval_file=path, **fields)
+    if kind == "regression":
+        records = [{"premise": a, "hypothesis": b, "score": similarity(i, y)}
+                   for i, (a, b, y) in enumerate(PAIRS)]  # fmt: skip
+        path = write_jsonl(tmp_path / "scored.jsonl", records)
+        fields = dict(text_fields="premise,hypothesis", label_field="score")
         return "jsonl", dict(kind=kind, train_file=path, eval_file=path, **fields)
     if kind == "tagging":
         records = [{"tokens": t, "tags": g} for t, g in SENTENCES]
@@ -103,21 +114,22 @@ def bertjax_logits(directory, ids, segments, mask) -> np.ndarray:
 
 
 @pytest.mark.parametrize("placement", ["post", "pre"])
-@pytest.mark.parametrize("kind", ["classification", "tagging", "qa"])
+@pytest.mark.parametrize("kind", ["classification", "regression", "tagging", "qa"])
 def test_a_finetuned_model_exports_as_its_task_class(
     tmp_path, transformers, model_of, kind, placement
 ):
     saved = model_of(kind, placement)
     result = export_hf(saved, tmp_path / "hf")
     family = "RobertaPreLayerNorm" if placement == "pre" else "Bert"
-    suffix = {"classification": "ForSequenceClassification", "tagging": "ForTokenClassification",
-              "qa": "ForQuestionAnswering"}[kind]  # fmt: skip
+    suffix = {"tagging": "ForTokenClassification", "qa": "ForQuestionAnswering"}.get(
+        kind, "ForSequenceClassification"
+    )
     assert result.architecture == family + suffix
     auto = getattr(transformers, "AutoModel" + suffix)
     hf_model = auto.from_pretrained(str(tmp_path / "hf")).eval()
     assert type(hf_model).__name__ == family + suffix  # every weight found, none left over
     tok = transformers.AutoTokenizer.from_pretrained(str(tmp_path / "hf"))
-    if kind == "classification":
+    if kind in ("classification", "regression"):
         inputs = tok([a for a, _, _ in PAIRS[:4]], [b for _, b, _ in PAIRS[:4]], padding=True,
                      return_tensors="pt")  # fmt: skip
     elif kind == "tagging":
@@ -136,9 +148,17 @@ def test_a_finetuned_model_exports_as_its_task_class(
         theirs = np.stack([out.start_logits.numpy(), out.end_logits.numpy()], axis=-1)
     else:
         theirs = out.logits.numpy()
-    real = mask.astype(bool) if kind != "classification" else slice(None)
+    real = mask.astype(bool) if kind in ("tagging", "qa") else slice(None)
     np.testing.assert_allclose(theirs[real], ours[real], atol=ATOL, rtol=0)
     assert np.abs(ours).max() > 1e-2  # a trained head, not zeros
+    if kind == "regression":  # one output, and Hugging Face's loss for it is bertjax's
+        assert hf_model.config.problem_type == "regression" and hf_model.config.num_labels == 1
+        targets = np.array([similarity(i, y) for i, (_, _, y) in enumerate(PAIRS[:4])])
+        with torch.no_grad():
+            hf_loss = hf_model(**inputs, labels=torch.tensor(targets, dtype=torch.float32)).loss
+        batch = {"labels": jnp.asarray(targets, jnp.float32), "weights": jnp.ones(4)}
+        total, count = trainer.task_loss(jnp.asarray(ours), batch, "regression")
+        assert float(total / count) == pytest.approx(float(hf_loss), rel=1e-4)
     labels = {
         "classification": ["contradiction", "entailment"],
         "tagging": ["B-LOC", "B-PER", "I-LOC", "I-PER", "O"],
@@ -231,7 +251,7 @@ def test_save_model_false_keeps_only_the_scores_and_a_rerun_reuses_the_seed(tmp_
     )
 
 
-@pytest.mark.parametrize("kind", ["classification", "tagging", "qa"])
+@pytest.mark.parametrize("kind", ["classification", "regression", "tagging", "qa"])
 def test_predict_labels_a_file_as_fine_tuning_scored_it(tmp_path, model_of, kind):
     """`bertjax predict` on the eval file gives the predictions behind the eval scores."""
     saved = model_of(kind)
@@ -254,6 +274,13 @@ def test_predict_labels_a_file_as_fine_tuning_scored_it(tmp_path, model_of, kind
         assert first["premise"] == PAIRS[0][0]  # the record comes back with its prediction
         assert sum(first["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
         assert max(first["probabilities"], key=first["probabilities"].get) == first["prediction"]
+    elif kind == "regression":
+        assert done.count == len(lines) == len(PAIRS)
+        assert "texts scored by a jsonl model" in done.line()
+        predicted = [r["prediction"] for r in lines]
+        scores = regression_scores(predicted, [r["score"] for r in lines])
+        assert scores == pytest.approx({k: result[k] for k in ("pearson", "spearman", "mse")})
+        assert isinstance(predicted[0], float) and np.ptp(predicted) > 0
     elif kind == "tagging":
         assert len(lines) == len(SENTENCES)
         true = [r["tags"] for r in lines]
@@ -316,7 +343,7 @@ PAIRS_LABELS = ("contradiction", "entailment")
 
 
 @pytest.mark.parametrize("placement", ["post", "pre"])
-@pytest.mark.parametrize("kind", ["classification", "tagging", "qa"])
+@pytest.mark.parametrize("kind", ["classification", "regression", "tagging", "qa"])
 def test_an_exported_fine_tune_imports_back_and_predicts_the_same(
     tmp_path, transformers, model_of, kind, placement
 ):
@@ -337,14 +364,15 @@ def test_an_exported_fine_tune_imports_back_and_predicts_the_same(
     np.testing.assert_array_equal(bertjax_logits(tmp_path / "back", ids, segments, mask),
                                   bertjax_logits(saved, ids, segments, mask))  # fmt: skip
     _, fields = task_files(tmp_path, kind)
-    flags = {"text_fields": "premise,hypothesis"} if kind == "classification" else {}
+    pairs = kind in ("classification", "regression")
+    flags = {"text_fields": "premise,hypothesis"} if pairs else {}
     original = predict.predict_file(str(saved), fields["eval_file"], str(tmp_path / "a.jsonl"))
     back = predict.predict_file(str(tmp_path / "back"), fields["eval_file"],
                                 str(tmp_path / "b.jsonl"), **flags)  # fmt: skip
     assert back.task["labels"] == original.task["labels"]
     a = [json.loads(line) for line in (tmp_path / "a.jsonl").read_text().splitlines()]
     b = [json.loads(line) for line in (tmp_path / "b.jsonl").read_text().splitlines()]
-    key = {"classification": "prediction", "tagging": "predicted_tags", "qa": "prediction"}[kind]
+    key = "predicted_tags" if kind == "tagging" else "prediction"
     assert [r[key] for r in b] == [r[key] for r in a]
     if kind == "classification":
         for x, y in zip(a, b, strict=True):
@@ -382,11 +410,24 @@ def test_a_transformers_classifier_imports_with_its_labels_and_logits(tmp_path, 
     np.testing.assert_allclose(ours, theirs, atol=ATOL, rtol=0)
     with pytest.raises(UserError, match="fill-mask needs; pass a pretraining workdir or an"):
         fill_mask.fill_mask(str(tmp_path / "model_dir"), ["the [MASK] sat"], top_k=1)
+    # A regression model (one output; transformers infers problem_type from it) imports as one.
+    regression = transformers.BertConfig(**(config.to_dict() | {"id2label": None,
+                                                                "label2id": None}))  # fmt: skip
+    regression.num_labels = 1
+    hf_regression = transformers.BertForSequenceClassification(regression).eval()
+    hf_regression.save_pretrained(tmp_path / "regression")
+    (tmp_path / "regression" / "vocab.txt").write_bytes((init / "vocab.txt").read_bytes())
+    assert import_checkpoint(tmp_path / "regression", tmp_path / "regression_dir").task == {
+        "name": "sentiment", "kind": "regression", "pooling": "cls", "labels": [],
+        "max_seq_length": 128}  # fmt: skip
+    with torch.no_grad():
+        theirs = hf_regression(**inputs).logits.numpy()
+    ours = bertjax_logits(tmp_path / "regression_dir", ids, segments, mask)
+    np.testing.assert_allclose(ours, theirs, atol=ATOL, rtol=0)
     # What bertjax does not compute is refused before anything is written.
-    for problem, num_labels in (("regression", 1), ("multi_label_classification", 3)):
-        config.problem_type, config.num_labels = problem, num_labels
-        transformers.BertForSequenceClassification(config).save_pretrained(tmp_path / problem)
-        (tmp_path / problem / "vocab.txt").write_bytes((init / "vocab.txt").read_bytes())
-        with pytest.raises(UserError, match=f"is a {problem} model; bertjax .* single-label"):
-            import_checkpoint(tmp_path / problem, tmp_path / f"{problem}_dir")
-        assert not (tmp_path / f"{problem}_dir").exists()
+    config.problem_type, config.num_labels = "multi_label_classification", 3
+    transformers.BertForSequenceClassification(config).save_pretrained(tmp_path / "multi")
+    (tmp_path / "multi" / "vocab.txt").write_bytes((init / "vocab.txt").read_bytes())
+    with pytest.raises(UserError, match="is a multi_label_classification model; bertjax .* regr"):
+        import_checkpoint(tmp_path / "multi", tmp_path / "multi_dir")
+    assert not (tmp_path / "multi_dir").exists()
