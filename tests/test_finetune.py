@@ -134,7 +134,7 @@ def test_select_epoch_best_keeps_the_epoch_with_the_best_dev_score(tmp_path):
         train_file=write_jsonl(tmp_path / "train.jsonl", train),
         eval_file=write_jsonl(tmp_path / "test.jsonl", test),
         dev_file=write_jsonl(tmp_path / "dev.jsonl", dev),
-        kind="classification", learning_rate=1e-3, num_epochs=4, select_epoch="best",
+        kind="classification", learning_rate=1e-3, num_epochs=3, select_epoch="best",
     )  # fmt: skip
     results = trainer.finetune("jsonl", str(init), str(tmp_path / "run"), config)
     lines = (tmp_path / "run" / "seed_0" / "metrics.jsonl").read_text().splitlines()
@@ -142,7 +142,7 @@ def test_select_epoch_best_keeps_the_epoch_with_the_best_dev_score(tmp_path):
     kept = results["seeds"]["0"]
     assert kept["epoch"] == 1 + int(np.argmax([e["dev_accuracy"] for e in epochs]))
     chosen, last = epochs[kept["epoch"] - 1], epochs[-1]
-    assert kept["epoch"] < 4 and chosen["accuracy"] < last["accuracy"], epochs
+    assert kept["epoch"] < 3 and chosen["accuracy"] < last["accuracy"], epochs
     assert {k: kept[k] for k in chosen if k.endswith("accuracy")} == {
         k: v for k, v in chosen.items() if k.endswith("accuracy")
     }
