@@ -90,7 +90,8 @@ def predict_all(prepared_eval: features.Encoded, params, predict, mesh, config) 
 def evaluate(
     prepared: Prepared, params, predict, mesh, config, split: str = "eval"
 ) -> dict[str, float]:
-    """Task scores on the eval (or dev) split (fractions in [0, 1])."""
+    """Task scores on the eval (or dev) split (`scores`: fractions in [0, 1], correlations
+    in [-1, 1])."""
     task = prepared.task
     examples, encoded, qa = prepared.split(split)
     logits = predict_all(encoded, params, predict, mesh, config)
@@ -117,9 +118,9 @@ def decode(
     config,
 ) -> list:
     """Each example's prediction from its rows' logits: the label id (classification), the
-    number (regression), the tag
-    of every word (tagging; a word cut off by max_seq_length is "O"), the answer text (QA: the
-    best span over the example's windows; `config`: n_best, max_answer_length)."""
+    number (regression), the tag of every word (tagging; a word cut off by max_seq_length is
+    "O"), the answer text (QA: the best span over the example's windows; `config`: n_best,
+    max_answer_length)."""
     if kind == "classification":
         return [int(np.argmax(x)) for x in logits]
     if kind == "regression":

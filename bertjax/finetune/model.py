@@ -1,12 +1,11 @@
 """BERT encoder + one task head, and loading the encoder from a pretrained model directory.
 
 Heads (Hugging Face's BertFor* equivalents): classification (and regression, one output) on
-the pooled [CLS] output
-(dropout + dense; with pooling="mean", on the mean of the final hidden states over the real
-tokens instead, for an encoder whose [CLS] no objective trained: MLM-only packed pretraining),
-tagging on every position (dropout + dense), QA start/end logits on every position (dense with
-2 outputs). Parameters are a pure dict {"bert": ..., "head": ...}; "bert" has the pretraining
-checkpoint's layout, so it is taken over unchanged.
+the pooled [CLS] output (dropout + dense; with pooling="mean", on the mean of the final hidden
+states over the real tokens instead, for an encoder whose [CLS] no objective trained: MLM-only
+packed pretraining), tagging on every position (dropout + dense), QA start/end logits on every
+position (dense with 2 outputs). Parameters are a pure dict {"bert": ..., "head": ...}; "bert"
+has the pretraining checkpoint's layout, so it is taken over unchanged.
 """
 
 from __future__ import annotations

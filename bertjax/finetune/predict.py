@@ -44,6 +44,10 @@ DEFAULT_FIELDS = {"text_fields": ["text"], "tokens_field": "tokens"}
 QA_DEFAULTS = {"doc_stride": 128, "max_query_length": 64, "max_answer_length": 30, "n_best": 20}
 
 
+WHAT_PREDICTED = {"classification": "texts classified", "regression": "texts scored",
+                  "tagging": "sentences tagged", "qa": "questions answered"}  # fmt: skip
+
+
 @dataclasses.dataclass
 class Predictions:
     task: dict
@@ -51,13 +55,7 @@ class Predictions:
     out: Path
 
     def line(self) -> str:
-        what = {
-            "qa": "questions answered",
-            "tagging": "sentences tagged",
-            "regression": "texts scored",
-        }.get(  # fmt: skip
-            self.task["kind"], "texts classified"
-        )
+        what = WHAT_PREDICTED[self.task["kind"]]
         return f"{self.count} {what} by a {self.task['name']} model -> {self.out}"
 
 
