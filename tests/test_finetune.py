@@ -16,7 +16,7 @@ from bertjax import sharding
 from bertjax.convert import model_dir
 from bertjax.data.tokenizer import WordPieceTokenizer, train_wordpiece_vocab
 from bertjax.errors import UserError
-from bertjax.finetune import features, inference, model, tasks, trainer
+from bertjax.finetune import features, inference, model, recipe, tasks, trainer
 from bertjax.finetune.scores import chunk_scores
 from bertjax.finetune.tasks import TaggedExample, TextExample
 from bertjax.models.bert import BertConfig, create_model
@@ -171,7 +171,7 @@ def test_dev_split_from_the_training_data_and_its_errors(tmp_path):
         ({"dev_fraction": 0.1, "dev_file": "d.jsonl"}, "dev_fraction and dev_file both set"),
     ):
         with pytest.raises(UserError, match=message):
-            trainer._validate(config_for(**overrides))
+            recipe.validate(config_for(**overrides))
 
 
 def test_tiny_model_learns_a_synthetic_regression_task(tmp_path):
@@ -382,7 +382,7 @@ def test_layerwise_lr_decay_scales_each_layer_s_update(tmp_path):
         assert np.abs(np.asarray(full)).max() > 0, jax.tree_util.keystr(path)
         np.testing.assert_allclose(np.asarray(scaled), factor * np.asarray(full), rtol=1e-6)
     with pytest.raises(UserError, match=r"layerwise_lr_decay=1.5 must be in \(0, 1\]"):
-        trainer._validate(config_for(layerwise_lr_decay=1.5))
+        recipe.validate(config_for(layerwise_lr_decay=1.5))
 
 
 def test_task_readers_and_their_errors(tmp_path):
@@ -521,12 +521,12 @@ def test_a_workdir_refuses_another_fine_tune(tmp_path):
     first = trainer.finetune("jsonl", str(init), str(tmp_path / "run"), config)
     settings = tmp_path / "run" / "finetune_settings.json"
     saved = json.loads(settings.read_text())
-    for field in trainer.FIELDS_ADDED_LATER:  # as a run recorded before the field existed
+    for field in recipe.FIELDS_ADDED_LATER:  # as a run recorded before the field existed
         saved["config"].pop(field, None)  # save_model: never recorded (not a recipe field)
     saved["init"] = f"{init.parent}/../{init.parent.name}/{init.name}"  # older runs kept ".."
     settings.write_text(json.dumps(saved))
     assert trainer.finetune("jsonl", str(init), str(tmp_path / "run"), config) == first
-    for field in trainer.FIELDS_ADDED_LATER:  # a config file written before: the same recipe
+    for field in recipe.FIELDS_ADDED_LATER:  # a config file written before: the same recipe
         del config[field]
     resumed = trainer.finetune("jsonl", str(init), str(tmp_path / "run"), config)
     assert resumed["seeds"] == first["seeds"]  # seed 0 reused, not redone
@@ -571,9 +571,9 @@ def test_dropout_comes_from_the_recipe(tmp_path):
 
 
 def test_seeds_must_be_integers():
-    assert trainer.parse_seeds("0, 1,2") == [0, 1, 2]
+    assert recipe.parse_seeds("0, 1,2") == [0, 1, 2]
     with pytest.raises(UserError, match="comma-separated integers"):
-        trainer.parse_seeds("a,b")
+        recipe.parse_seeds("a,b")
 
 
 def test_progress_is_a_line_per_logged_step_off_a_terminal(tmp_path, capsys):

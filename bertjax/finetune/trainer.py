@@ -39,10 +39,9 @@ from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from bertjax import optim, paths, sharding
-from bertjax.config import field_changes
 from bertjax.data import vocab
 from bertjax.errors import UserError
-from bertjax.finetune import features, inference, model, tasks
+from bertjax.finetune import features, inference, model, recipe, tasks
 from bertjax.finetune.results import MAIN_SCORE, results_table, summarize
 from bertjax.progress import Progress
 from bertjax.train_state import (
@@ -56,18 +55,7 @@ from bertjax.train_state import (
 LOG_EVERY = 50  # steps between progress lines when the config has no log_every
 
 
-# Recipe fields added after runs were recorded and config files written, with the value those
-# runs used (and a config file without the field gets).
-FIELDS_ADDED_LATER = {"pooling": "cls", "layerwise_lr_decay": 1.0, "save_model": True,
-                      "select_epoch": "last", "dev_fraction": 0.0, "dev_file": ""}  # fmt: skip
-SELECT_EPOCH = ("last", "best")
-# Fields that do not change what a seed computes: a finished seed is reused whatever they are.
-NOT_RECIPE = ("seeds", "save_model")
 MODEL_DIR = "model"  # in each seed's directory
-
-
-def recipe_field(config: ml_collections.ConfigDict, name: str):
-    return config.get(name, FIELDS_ADDED_LATER[name])
 
 
 def finetune(
@@ -81,7 +69,7 @@ def finetune(
 ) -> dict:
     """Fine-tunes `init`'s model on `task_name` once per seed in config.seeds; returns the
     results dict also written to WORKDIR/results.json. `devices`: the mesh's (default: all)."""
-    _validate(config)
+    recipe.validate(config)
     paths.require_local(workdir, "--workdir")
     workdir_path = Path(workdir).expanduser()
     bert_config, encoder, lowercase, vocab_path = model.load_encoder(init)
@@ -99,17 +87,17 @@ def finetune(
             f"{bert_config.max_position_embeddings} positions; lower --config.max_seq_length"
         )
     paths.make_local_dir(workdir_path, "--workdir")  # only once the init has loaded
-    _claim_workdir(workdir_path, task_name, init, random_init, config)
+    recipe.claim_workdir(workdir_path, task_name, init, random_init, config)
     if random_init:
         encoder = None
     tokenizer = vocab.load_tokenizer(vocab_path, lowercase)
     task = tasks.hold_out_dev(
-        tasks.load_task(task_name, config), recipe_field(config, "dev_fraction")
+        tasks.load_task(task_name, config), recipe.field(config, "dev_fraction")
     )
     prepared = inference.prepare(task, tokenizer, config)
     compiled = compile_task(prepared, bert_config, config, devices)
     per_seed = {}
-    for seed in parse_seeds(config.seeds):
+    for seed in recipe.parse_seeds(config.seeds):
         seed_dir = workdir_path / f"seed_{seed}"
         done = seed_dir / "result.json"
         if done.exists():
@@ -118,7 +106,7 @@ def finetune(
             continue
         seed_dir.mkdir(exist_ok=True)
         per_seed[seed], params = train_one_seed(prepared, compiled, encoder, config, seed, seed_dir)
-        if recipe_field(config, "save_model"):
+        if recipe.field(config, "save_model"):
             model.save_finetuned(
                 seed_dir / MODEL_DIR, params, bert_config, vocab_path, lowercase,
                 task=_task_entry(prepared.task, config), init=str(paths.as_path(init)),
@@ -135,105 +123,13 @@ def _task_entry(task: tasks.TaskData, config: ml_collections.ConfigDict) -> dict
     pooling) and what `bertjax predict` reads its inputs with (the fields, the windows)."""
     spec = tasks.task_spec(task.name, config)
     entry = {"name": task.name, "kind": task.kind, "labels": list(task.labels),
-             "pooling": recipe_field(config, "pooling"),
+             "pooling": recipe.field(config, "pooling"),
              "max_seq_length": config.max_seq_length}  # fmt: skip
     if task.kind in tasks.TEXT_KINDS:
         return entry | {"text_fields": list(spec.text_fields)}
     if task.kind == "tagging":
         return entry | {"tokens_field": spec.tokens_field}
     return entry | {name: config[name] for name in inference.QA_FIELDS}
-
-
-def _claim_workdir(workdir: Path, task_name, init, random_init, config) -> None:
-    """Records what this workdir fine-tunes; finished seeds are only reused for the same
-    task, init and recipe (config.seeds may differ: more seeds extend a run). Before any seed
-    has started (an attempt that stopped on bad task data) another fine-tune may take it."""
-    recipe = FIELDS_ADDED_LATER | json.loads(config.to_json_best_effort())
-    for name in NOT_RECIPE:
-        recipe.pop(name)
-    settings = {"task": task_name, "init": str(paths.as_path(init)),
-                "random_init": random_init, "config": recipe}  # fmt: skip
-    path = workdir / "finetune_settings.json"
-    if path.exists() and any(workdir.glob("seed_*")):
-        saved = json.loads(path.read_text())
-        saved["config"] = FIELDS_ADDED_LATER | saved["config"]  # a run from before a field
-        for name in NOT_RECIPE:
-            saved["config"].pop(name, None)
-        saved["init"] = str(paths.as_path(saved["init"]))  # older runs kept ".." in the path
-        different = sorted(k for k in settings if saved.get(k) != settings[k])
-        if different:
-            raise UserError(
-                f"{workdir} holds a fine-tune with other {', '.join(different)}"
-                f"{_config_changes(saved['config'], settings['config'])}; pass a new "
-                "--workdir (its finished seeds would not be comparable)"
-            )
-    path.write_text(json.dumps(settings, indent=2) + "\n")
-
-
-def _config_changes(saved: dict, wanted: dict) -> str:
-    """' (learning_rate 5e-05 -> 0.001, ...)': the recipe fields a resumed fine-tune changes."""
-    changed = field_changes(saved, wanted)
-    return f" ({', '.join(changed)})" if changed else ""
-
-
-def parse_seeds(seeds: str) -> list[int]:
-    try:
-        values = [int(s) for s in str(seeds).split(",") if s.strip()]
-    except ValueError:
-        raise UserError(f"seeds={seeds!r} must be comma-separated integers, e.g. 0,1,2") from None
-    if not values:
-        raise UserError("seeds is empty; set --config.seeds=0,1,2")
-    return values
-
-
-def _validate(config: ml_collections.ConfigDict) -> None:
-    pooling, decay = recipe_field(config, "pooling"), recipe_field(config, "layerwise_lr_decay")
-    select, fraction = recipe_field(config, "select_epoch"), recipe_field(config, "dev_fraction")
-    dev_file = recipe_field(config, "dev_file")
-    checks = (
-        (
-            select in SELECT_EPOCH,
-            f"select_epoch={select!r} must be one of {', '.join(SELECT_EPOCH)}",
-        ),
-        (0 <= fraction < 1, f"dev_fraction={fraction} must be in [0, 1), e.g. 0.1"),
-        (
-            not (fraction and dev_file),
-            "dev_fraction and dev_file both set; the dev split is one of them",
-        ),
-        (
-            select == "last" or fraction or dev_file,
-            "select_epoch=best chooses on a dev split: set --config.dev_fraction=0.1 (a part of "
-            "the training data) or --config.dev_file=F (choosing on the eval split would "
-            "overstate its score)",
-        ),
-        (config.learning_rate > 0, f"learning_rate={config.learning_rate} must be positive"),
-        (
-            0 < decay <= 1,
-            f"layerwise_lr_decay={decay} must be in (0, 1]: 1 is off, ELECTRA fine-tunes with 0.8",
-        ),
-        (config.num_epochs > 0, f"num_epochs={config.num_epochs} must be positive"),
-        (config.batch_size > 0, f"batch_size={config.batch_size} must be positive"),
-        (0 <= config.warmup_fraction < 1, "warmup_fraction must be in [0, 1), e.g. 0.1"),
-        (
-            pooling in model.POOLINGS,
-            f"pooling={pooling!r} must be one of {', '.join(model.POOLINGS)}",
-        ),
-        (config.max_seq_length >= 8, f"max_seq_length={config.max_seq_length} must be >= 8"),
-        *(
-            (0 <= config[name] < 1, f"{name}={config[name]} must be in [0, 1), e.g. 0.1")
-            for name in ("hidden_dropout_prob", "attention_probs_dropout_prob")
-        ),
-    )
-    for ok, message in checks:
-        if not ok:
-            raise UserError(message)
-    devices = jax.device_count()
-    for field in ("batch_size", "eval_batch_size"):
-        if config[field] <= 0 or config[field] % devices:
-            raise UserError(
-                f"{field}={config[field]} must be a positive multiple of the {devices} devices; "
-                f"change --config.{field}"
-            )
 
 
 def task_loss(logits: jax.Array, batch: dict, kind: str) -> tuple[jax.Array, jax.Array]:
@@ -270,7 +166,7 @@ def _optimizer(config: ml_collections.ConfigDict, total_steps: int, num_layers: 
             max_grad_norm=config.max_grad_norm,
         )
     )
-    decay = recipe_field(config, "layerwise_lr_decay")
+    decay = recipe.field(config, "layerwise_lr_decay")
     if decay == 1.0:
         return adamw
     return optax.chain(adamw, optim.layerwise_lr_decay(decay, num_layers))
@@ -336,7 +232,7 @@ def compile_task(
     """The task's model, optimizer and steps on a mesh of `devices` (default: all)."""
     task = prepared.task
     mesh_spec = sharding.MeshSpec.from_config(config)  # absent fields: data parallel
-    pooling = recipe_field(config, "pooling")
+    pooling = recipe.field(config, "pooling")
     make_model = model.model_factory(bert_config, task.kind, len(task.labels), pooling)
     total_steps = -(-len(prepared.train) // config.batch_size) * config.num_epochs
     tx = _optimizer(config, total_steps, bert_config.num_hidden_layers)
@@ -368,7 +264,7 @@ def train_one_seed(
     rng = np.random.default_rng(seed)
     dropout_key = jax.random.key(seed)
     start, step = time.perf_counter(), 0
-    kept = _KeptEpoch(recipe_field(config, "select_epoch"), MAIN_SCORE[prepared.task.kind])
+    kept = _KeptEpoch(recipe.field(config, "select_epoch"), MAIN_SCORE[prepared.task.kind])
     log_every = config.get("log_every", LOG_EVERY)
     progress = Progress(
         compiled.total_steps, description=f"seed {seed}", enabled=jax.process_index() == 0

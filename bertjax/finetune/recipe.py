@@ -1,0 +1,123 @@
+"""The fine-tuning recipe as a fine-tune reads it: its fields (with the values of runs recorded
+before a field existed), their checks (one-line errors before any data is read), and the
+recipe a workdir records so that finished seeds are only reused by the same fine-tune.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import jax
+import ml_collections
+
+from bertjax import paths
+from bertjax.config import field_changes
+from bertjax.errors import UserError
+from bertjax.finetune import model
+
+# Recipe fields added after runs were recorded and config files written, with the value those
+# runs used (and a config file without the field gets).
+FIELDS_ADDED_LATER = {"pooling": "cls", "layerwise_lr_decay": 1.0, "save_model": True,
+                      "select_epoch": "last", "dev_fraction": 0.0, "dev_file": ""}  # fmt: skip
+SELECT_EPOCH = ("last", "best")
+# Fields that do not change what a seed computes: a finished seed is reused whatever they are.
+NOT_RECIPE = ("seeds", "save_model")
+
+
+def field(config: ml_collections.ConfigDict, name: str):
+    """A recipe field added later: the config's value, or the one runs before it used."""
+    return config.get(name, FIELDS_ADDED_LATER[name])
+
+
+def claim_workdir(workdir: Path, task_name, init, random_init, config) -> None:
+    """Records what this workdir fine-tunes; finished seeds are only reused for the same
+    task, init and recipe (config.seeds may differ: more seeds extend a run). Before any seed
+    has started (an attempt that stopped on bad task data) another fine-tune may take it."""
+    recipe = FIELDS_ADDED_LATER | json.loads(config.to_json_best_effort())
+    for name in NOT_RECIPE:
+        recipe.pop(name)
+    settings = {"task": task_name, "init": str(paths.as_path(init)),
+                "random_init": random_init, "config": recipe}  # fmt: skip
+    path = workdir / "finetune_settings.json"
+    if path.exists() and any(workdir.glob("seed_*")):
+        saved = json.loads(path.read_text())
+        saved["config"] = FIELDS_ADDED_LATER | saved["config"]  # a run from before a field
+        for name in NOT_RECIPE:
+            saved["config"].pop(name, None)
+        saved["init"] = str(paths.as_path(saved["init"]))  # older runs kept ".." in the path
+        different = sorted(k for k in settings if saved.get(k) != settings[k])
+        if different:
+            raise UserError(
+                f"{workdir} holds a fine-tune with other {', '.join(different)}"
+                f"{_config_changes(saved['config'], settings['config'])}; pass a new "
+                "--workdir (its finished seeds would not be comparable)"
+            )
+    path.write_text(json.dumps(settings, indent=2) + "\n")
+
+
+def _config_changes(saved: dict, wanted: dict) -> str:
+    """' (learning_rate 5e-05 -> 0.001, ...)': the recipe fields a resumed fine-tune changes."""
+    changed = field_changes(saved, wanted)
+    return f" ({', '.join(changed)})" if changed else ""
+
+
+def parse_seeds(seeds: str) -> list[int]:
+    try:
+        values = [int(s) for s in str(seeds).split(",") if s.strip()]
+    except ValueError:
+        raise UserError(f"seeds={seeds!r} must be comma-separated integers, e.g. 0,1,2") from None
+    if not values:
+        raise UserError("seeds is empty; set --config.seeds=0,1,2")
+    return values
+
+
+def validate(config: ml_collections.ConfigDict) -> None:
+    """Raises a one-line UserError for the first recipe field out of its range."""
+    pooling, decay = field(config, "pooling"), field(config, "layerwise_lr_decay")
+    select, fraction = field(config, "select_epoch"), field(config, "dev_fraction")
+    dev_file = field(config, "dev_file")
+    checks = (
+        (
+            select in SELECT_EPOCH,
+            f"select_epoch={select!r} must be one of {', '.join(SELECT_EPOCH)}",
+        ),
+        (0 <= fraction < 1, f"dev_fraction={fraction} must be in [0, 1), e.g. 0.1"),
+        (
+            not (fraction and dev_file),
+            "dev_fraction and dev_file both set; the dev split is one of them",
+        ),
+        (
+            select == "last" or fraction or dev_file,
+            "select_epoch=best chooses on a dev split: set --config.dev_fraction=0.1 (a part of "
+            "the training data) or --config.dev_file=F (choosing on the eval split would "
+            "overstate its score)",
+        ),
+        (config.learning_rate > 0, f"learning_rate={config.learning_rate} must be positive"),
+        (
+            0 < decay <= 1,
+            f"layerwise_lr_decay={decay} must be in (0, 1]: 1 is off, ELECTRA fine-tunes with 0.8",
+        ),
+        (config.num_epochs > 0, f"num_epochs={config.num_epochs} must be positive"),
+        (config.batch_size > 0, f"batch_size={config.batch_size} must be positive"),
+        (0 <= config.warmup_fraction < 1, "warmup_fraction must be in [0, 1), e.g. 0.1"),
+        (
+            pooling in model.POOLINGS,
+            f"pooling={pooling!r} must be one of {', '.join(model.POOLINGS)}",
+        ),
+        (config.max_seq_length >= 8, f"max_seq_length={config.max_seq_length} must be >= 8"),
+        *(
+            (0 <= config[name] < 1, f"{name}={config[name]} must be in [0, 1), e.g. 0.1")
+            for name in ("hidden_dropout_prob", "attention_probs_dropout_prob")
+        ),
+    )
+    for ok, message in checks:
+        if not ok:
+            raise UserError(message)
+    devices = jax.device_count()
+    for name in ("batch_size", "eval_batch_size"):
+        if config[name] <= 0 or config[name] % devices:
+            raise UserError(
+                f"{name}={config[name]} must be a positive multiple of the {devices} devices; "
+                f"change --config.{name}"
+            )
