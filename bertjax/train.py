@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 import time
 from typing import TYPE_CHECKING
 
@@ -257,13 +256,11 @@ def train_and_evaluate(
         summary.final_metrics = metrics.last_logged_metrics(writer.jsonl_path)
         summary.wall_seconds = time.perf_counter() - wall_start
         return summary
-    carried_interval = resume_metrics(
-        manager, writer, restored_step, json.loads(config.to_json_best_effort())
-    )
+    metadata = checkpointing.metadata_for(config, fields)  # its "config": what resumes compare
+    carried_interval = resume_metrics(manager, writer, restored_step, metadata["config"])
 
     dataset = _training_dataset(spec, data, start_step)
     p_train_step = compile_train_step(setup, tx, schedule, mesh, loop.grad_accum_steps)
-    metadata = checkpointing.metadata_for(config, fields)
     counts = _training_token_counts(spec, data, workdir)
     evaluator = evaluation.periodic_evaluator(spec, setup, counts, writer)
     throughput = training_throughput(spec, model.vocab_size, mesh)
