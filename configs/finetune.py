@@ -53,7 +53,8 @@ def get_config() -> ml_collections.ConfigDict:
     # Which epoch a seed keeps (its scores, its saved model): "last", or "best", the epoch with
     # the highest dev score (accuracy; Pearson for regression; F1 for tagging and QA). The dev
     # split is dev_file or dev_fraction of the training examples (a fixed split, the same for
-    # every seed), never the eval split, whose score would then be overstated.
+    # every seed; QA moves whole contexts), never the eval split, whose score would then be
+    # overstated.
     config.select_epoch = "last"
     config.dev_fraction = 0.0
     config.seeds = "0,1,2"  # one full fine-tune per seed; median and spread are reported

@@ -16,7 +16,7 @@ from bertjax import sharding
 from bertjax.convert import model_dir
 from bertjax.data.tokenizer import WordPieceTokenizer, train_wordpiece_vocab
 from bertjax.errors import UserError
-from bertjax.finetune import features, inference, model, recipe, tasks, trainer
+from bertjax.finetune import features, inference, model, recipe, squad, tasks, trainer
 from bertjax.finetune.scores import chunk_scores
 from bertjax.finetune.tasks import TaggedExample, TextExample
 from bertjax.models.bert import BertConfig, create_model
@@ -164,6 +164,15 @@ def test_dev_split_from_the_training_data_and_its_errors(tmp_path):
     assert tasks.hold_out_dev(task, 0.0) == task and tasks.hold_out_dev(held, 0.5) == held
     with pytest.raises(UserError, match="dev_fraction=0.5 needs at least 2 training examples"):
         tasks.hold_out_dev(dataclasses.replace(task, train=examples[:1]), 0.5)
+    # QA: a context's questions stay together, so no dev answer is read in training
+    questions = [squad.QAExample(f"q{i}", f"question {i}?", f"context {i % 4}", (("c", 0),))
+                 for i in range(12)]  # fmt: skip
+    qa = tasks.TaskData("squad", "qa", [], questions, questions[:1], "dev")
+    held = tasks.hold_out_dev(qa, 0.3)
+    assert len(held.dev) == 3 and len(held.train) == 9 and len(held.dev + held.train) == 12
+    assert not {q.context for q in held.dev} & {q.context for q in held.train}
+    with pytest.raises(UserError, match=r"needs questions on 2 contexts or more \(all 3 share"):
+        tasks.hold_out_dev(dataclasses.replace(qa, train=questions[0:12:4]), 0.3)
     for overrides, message in (
         ({"select_epoch": "best"}, "select_epoch=best chooses on a dev split: set --config.dev_"),
         ({"select_epoch": "first"}, "select_epoch='first' must be one of last, best"),

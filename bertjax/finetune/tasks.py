@@ -193,24 +193,38 @@ def _task_data(name: str, spec: TaskSpec, labels: list[str], examples: dict) -> 
 def hold_out_dev(task: TaskData, fraction: float) -> TaskData:
     """`task` with `fraction` of its training examples moved to its dev examples (at least one,
     at least one left to train on), chosen by a fixed permutation: every seed and every run of
-    the same data gets the same split. A task that has dev examples already is returned as
-    it is."""
+    the same data gets the same split. QA questions move with every other question on their
+    context, so no dev answer is read in training. A task that has dev examples already is
+    returned as it is."""
     if task.dev or fraction <= 0:
         return task
-    count = len(task.train)
-    size = min(max(1, round(fraction * count)), count - 1)
-    if size < 1:
-        raise UserError(
-            f"dev_fraction={fraction} needs at least 2 training examples (there is {count}); "
-            "give a --config.dev_file instead"
-        )
-    order = np.random.default_rng(DEV_SPLIT_SEED).permutation(count)
-    dev = set(order[:size].tolist())
+    groups = _dev_groups(task.train)
+    if len(groups) < 2:
+        count = len(task.train)
+        needs = (f"at least 2 training examples (there is {count})" if count < 2
+                 else f"questions on 2 contexts or more (all {count} share one)")  # fmt: skip
+        raise UserError(f"dev_fraction={fraction} needs {needs}; give a --config.dev_file instead")
+    wanted, dev = max(1, round(fraction * len(task.train))), set()
+    for group in np.random.default_rng(DEV_SPLIT_SEED).permutation(len(groups)):
+        size = len(dev) + len(groups[group])
+        closer = not dev or abs(size - wanted) < abs(len(dev) - wanted)
+        if closer and size < len(task.train):  # and some left to train on
+            dev.update(groups[group])
     return dataclasses.replace(
         task,
         train=[e for i, e in enumerate(task.train) if i not in dev],
         dev=[e for i, e in enumerate(task.train) if i in dev],
     )
+
+
+def _dev_groups(examples: Sequence) -> list[list[int]]:
+    """Indices of the examples that go to the dev split together: the questions of one QA
+    context, every other example alone."""
+    by_key: dict = {}
+    for i, example in enumerate(examples):
+        key = example.context if isinstance(example, squad.QAExample) else i
+        by_key.setdefault(key, []).append(i)
+    return list(by_key.values())
 
 
 def _split_name(source: str) -> str:
