@@ -10,7 +10,7 @@ import time
 import jax
 import jax.numpy as jnp
 
-from bertjax import optim, sharding, train
+from bertjax import optim, sharding, train_step
 from bertjax.config import defaults, set_model_size
 from bertjax.models.bert import BertConfig
 from bertjax.train_state import state_setup
@@ -23,7 +23,7 @@ def compile_seconds(model: str, scan_layers: bool, seq_len: int, batch_size: int
     optimizer = optim.OptimizerSpec.from_config(config)
     tx = optim.create_optimizer(optimizer)
     setup = state_setup(BertConfig.from_config(config, 30522), tx, mesh, config.logical_axis_rules)
-    step = train.compile_train_step(setup, tx, optim.learning_rate_schedule(optimizer), mesh)
+    step = train_step.compile_train_step(setup, tx, optim.learning_rate_schedule(optimizer), mesh)
     predictions = config.max_predictions_per_seq
     batch = {
         name: jax.ShapeDtypeStruct(shape, dtype)

@@ -21,7 +21,7 @@ from bertjax.bench.workload import random_token_batch
 def measure(args) -> dict:
     import jax
 
-    from bertjax import metrics, optim, sharding, train
+    from bertjax import metrics, optim, sharding, train_step
     from bertjax.config import defaults, set_model_size
     from bertjax.models.bert import BertConfig
     from bertjax.train_state import create_train_state
@@ -37,7 +37,7 @@ def measure(args) -> dict:
     tx = optim.create_optimizer(optimizer)
     model_config = BertConfig.from_config(config, vocab)
     state, setup = create_train_state(model_config, tx, mesh, config.logical_axis_rules, 0)
-    step = train.compile_train_step(setup, tx, optim.learning_rate_schedule(optimizer), mesh)
+    step = train_step.compile_train_step(setup, tx, optim.learning_rate_schedule(optimizer), mesh)
     local = random_token_batch(args.batch_size, args.seq_len, 20, vocab)
     batch = sharding.global_batch_from_local(local, mesh)
     key = jax.random.key(0)

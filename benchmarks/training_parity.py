@@ -4,7 +4,8 @@ Both sides start from bertjax's initial parameters (exported to a Hugging Face
 `BertForPreTraining` with `bertjax.convert.hf.params_to_hf`) and train, fp32 with dropout off, on
 the same batches dumped from bertjax's tf.data pipeline (`make_dataset` on the embedded corpus):
 
-  * bertjax: the real `train.train_step`, compiled by `train.compile_train_step` (1-device mesh);
+  * bertjax: the real `train_step.train_step`, compiled by `train_step.compile_train_step`
+    (1-device mesh);
   * PyTorch: transformers' `BertForPreTraining` (eager attention) in a hand-written loop:
     bertjax's loss (mean cross-entropy over the real masked positions + mean NSP cross-entropy),
     `torch.nn.utils.clip_grad_norm_`, `torch.optim.AdamW` with weight-decay groups chosen by
@@ -31,7 +32,7 @@ import numpy as np
 import torch
 import transformers
 
-from bertjax import losses, optim, sharding, train
+from bertjax import losses, optim, sharding, train_step
 from bertjax.config import from_config, load_config
 from bertjax.convert import hf
 from bertjax.data import pipeline
@@ -157,7 +158,8 @@ def run_bertjax(
         model_config, tx, mesh, config.logical_axis_rules, config.seed
     )
     initial = hf.params_to_hf(jax.device_get(state.params))
-    step_fn = train.compile_train_step(setup, tx, optim.learning_rate_schedule(optimizer), mesh)
+    schedule = optim.learning_rate_schedule(optimizer)
+    step_fn = train_step.compile_train_step(setup, tx, schedule, mesh)
     dropout_key = jax.random.key(config.seed + 1)
     rows, start, first_step = [], time.perf_counter(), 0.0
     for batch in batches:

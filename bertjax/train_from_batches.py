@@ -20,7 +20,7 @@ from pathlib import Path
 import jax
 from absl import logging
 
-from bertjax import checkpointing, config, metrics, optim, train
+from bertjax import checkpointing, config, metrics, optim, train, train_step
 from bertjax.data import batch_files
 from bertjax.errors import UserError
 from bertjax.train_state import create_train_state, state_setup
@@ -113,7 +113,7 @@ def train_from_batches(
     else:
         carried_interval = train.resume_metrics(manager, writer, restored_step, saved)
         stream = files.stream(start_step, jax.process_index(), jax.process_count())
-        step_fn = train.compile_train_step(setup, tx, schedule, mesh, loop.grad_accum_steps)
+        step_fn = train_step.compile_train_step(setup, tx, schedule, mesh, loop.grad_accum_steps)
         metadata = {"config": saved, "model": fields}
         throughput = train.training_throughput(spec, model.vocab_size, mesh)
         try:

@@ -5,7 +5,7 @@ import numpy as np
 import optax
 import pytest
 
-from bertjax import checkpointing, optim, sharding, train
+from bertjax import checkpointing, optim, sharding, train_step
 from bertjax.errors import UserError
 from bertjax.models.bert import BertConfig
 from bertjax.objectives import ObjectiveSpec
@@ -64,7 +64,7 @@ def setup_run(config, devices=None, seed=0):
     tx = optim.create_optimizer(optim.OptimizerSpec.from_config(config))
     model_config = BertConfig.from_config(config, VOCAB)
     state, setup = create_train_state(model_config, tx, mesh, config.logical_axis_rules, seed)
-    step_fn = train.compile_train_step(
+    step_fn = train_step.compile_train_step(
         setup, tx, optim.learning_rate_schedule(optim.OptimizerSpec.from_config(config)), mesh
     )
     return mesh, state, setup, step_fn
@@ -128,7 +128,7 @@ def test_the_train_step_returns_the_types_it_takes(objective):
     model = BertConfig.from_config(config, VOCAB)
     factory = ObjectiveSpec(objective=objective).model_factory(model)
     state, setup = create_train_state(factory, tx, mesh, config.logical_axis_rules, 0)
-    step_fn = train.compile_train_step(setup, tx, optim.learning_rate_schedule(spec), mesh)
+    step_fn = train_step.compile_train_step(setup, tx, optim.learning_rate_schedule(spec), mesh)
     batch = sharding.global_batch_from_local(random_batch(8), mesh)
     new_state, _ = jax.eval_shape(step_fn, state, batch, jax.random.key(0))
 

@@ -129,7 +129,7 @@ def measure_train_step(config, devices: list, steps: int, warmup_steps: int, pro
     steps after `warmup_steps`. Returns (measurements, final TrainState)."""
     import jax
 
-    from bertjax import optim, sharding, train
+    from bertjax import optim, sharding, train_step
     from bertjax.models.bert import BertConfig
     from bertjax.train_state import create_train_state
 
@@ -138,7 +138,7 @@ def measure_train_step(config, devices: list, steps: int, warmup_steps: int, pro
     tx = optim.create_optimizer(optimizer)
     model_config = BertConfig.from_config(config, VOCAB_SIZE)
     state, setup = create_train_state(model_config, tx, mesh, config.logical_axis_rules, 0)
-    step = train.compile_train_step(setup, tx, optim.learning_rate_schedule(optimizer), mesh)
+    step = train_step.compile_train_step(setup, tx, optim.learning_rate_schedule(optimizer), mesh)
     local = random_token_batch(
         config.batch_size, config.max_seq_length, config.max_predictions_per_seq, VOCAB_SIZE
     )
