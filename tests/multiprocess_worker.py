@@ -8,7 +8,9 @@ import os
 import sys
 from pathlib import Path
 
-os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=4"
+from tests import xla_flags
+
+os.environ["XLA_FLAGS"] = xla_flags.host_flags(4)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import jax  # noqa: E402

@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests import xla_flags
+
 REPO = Path(__file__).resolve().parent.parent
 # Absent on the device; ml_collections is carried there for `bertjax bench` and the CLI.
 ABSENT = ("tensorflow", "tensorflow_text", "tensorflow_datasets", "tensorboard", "sentencepiece")
@@ -101,7 +103,7 @@ if bench_possible:
 
 def test_compute_path_runs_without_tensorflow(tmp_path):
     env = dict(os.environ, PYTHONPATH=str(REPO), JAX_PLATFORMS="cpu")
-    env["XLA_FLAGS"] = "--xla_force_host_platform_device_count=2"
+    env["XLA_FLAGS"] = xla_flags.host_flags(2)
     result = subprocess.run(
         [sys.executable, "-c", WORKER, ",".join(ABSENT), ",".join(ABSENT_UNTIL_CARRIED), tmp_path],
         capture_output=True,
