@@ -9,10 +9,8 @@ Sources (comma-separated in ``--config.corpus``):
   - ``"paragraphs"``: raw prose, one document per file; blank lines end paragraphs and the
     hard-wrapped lines of a paragraph are joined (sentences are found by `sentences`).
 * ``tfds:NAME[@SPLIT]``: a prepared TensorFlow Datasets dataset read with ``tfds.load``, e.g.
-  ``tfds:wikipedia/20230601.en`` (split ``train`` by default) or ``tfds:c4/en:3.1.0@train[:1%]``.
-  `tfds_part` appends ``#IofN``: part I of N of the split (`tfds.even_splits`), for streaming;
-  `tfds_from` appends ``fromK``: the part from its example K on, opened there (a resume reads
-  one TFDS shard file at most before it, wherever K is).
+  ``tfds:wikipedia/20230601.en`` (split ``train`` by default) or ``tfds:c4/en:3.1.0@train[:1%]``,
+  or a part of its split (`tfds_corpus`).
 
 Files may be gzip-compressed (``.gz``). Bad input never crashes a run: invalid UTF-8 bytes are
 replaced (U+FFFD) and control characters removed (both counted); empty documents, malformed
@@ -25,12 +23,10 @@ corpus with no document at all is an error (one line, listing why things were sk
 import collections
 import contextlib
 import dataclasses
-import functools
 import glob
 import gzip
 import hashlib
 import json
-import operator
 import os
 import re
 import zlib
@@ -41,6 +37,8 @@ from absl import logging
 from etils import epath
 
 from bertjax import paths
+from bertjax.data import tfds_corpus
+from bertjax.data.tfds_corpus import is_tfds
 from bertjax.errors import UserError, flags_renamed
 
 # The public-domain sample corpus that ships inside the package (US inaugural addresses, State
@@ -55,14 +53,12 @@ SAMPLE_CORPUS_ZH = str(
 JSON_SUFFIXES = (".jsonl", ".json")
 TEXT_SUFFIXES = (".txt",)
 TEXT_FORMATS = ("sentences", "paragraphs")
-TFDS_PREFIX = "tfds:"
 _HASH_CHUNK_BYTES = 1 << 20
 # C0/C1 control characters but tab, newline and CR: the tokenizer drops them anyway; dropping them
 # here keeps sentence splitting and emptiness checks in step with what gets tokenized.
 _CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 _UTF8_BOM = b"\xef\xbb\xbf"
 _MAX_LISTED_SOURCES = 3  # in the one-line "no documents" error
-_TFDS_PART = re.compile(r"#(\d+)of(\d+)(?:from(\d+))?$")  # `tfds_part`'s, `tfds_from`'s suffix
 
 
 def _split_patterns(patterns: str | Sequence[str]) -> list[str]:
@@ -78,10 +74,6 @@ def _format_suffix(path: str) -> str:
     if name.endswith(".gz"):
         name = name[: -len(".gz")]
     return os.path.splitext(name)[1]
-
-
-def is_tfds(source: str) -> bool:
-    return source.startswith(TFDS_PREFIX)
 
 
 def _expand(pattern: str) -> list[str]:
@@ -291,86 +283,13 @@ def _read_paragraphs(path: str, report: SourceReport) -> Iterator[str]:
     yield "".join(_lines(path, report))
 
 
-def _parse_tfds(source: str) -> tuple[str, str]:
-    name, _, split = source[len(TFDS_PREFIX) :].partition("@")
-    return name, split or "train"
-
-
-def tfds_part(source: str, index: int, count: int) -> str:
-    """Part `index` of `count` of a ``tfds:`` source: `tfds.even_splits` of its split, runs of
-    consecutive examples (the first ones longer by one if need be) that together are the split."""
-    return source if count == 1 else f"{source}#{index}of{count}"
-
-
-def tfds_from(source: str, start: int) -> str:
-    """A ``tfds:`` source (or part, `tfds_part`) from its example `start` (0-based) on."""
-    part = _TFDS_PART.search(source)
-    if part is None:
-        return f"{source}#0of1from{start}"
-    return f"{source[: part.start()]}#{part.group(1)}of{part.group(2)}from{start}"
-
-
-def _tfds_split_from(tfds, name: str, split, start: int):
-    """`split` (a split string or `tfds.even_splits` part) less its first `start` examples, as
-    absolute read instructions: tfds then opens the shard file holding example `start` and skips
-    within that file only, instead of reading every example before it."""
-    split_infos = tfds.builder(name).info.splits
-    if isinstance(split, str):
-        split = tfds.core.ReadInstruction.from_spec(split)
-    pieces = []
-    for instruction in split.to_absolute(split_infos):
-        first = instruction.from_ or 0
-        end = (
-            split_infos[instruction.splitname].num_examples
-            if instruction.to is None
-            else (instruction.to)
-        )
-        skip = min(start, end - first)
-        start -= skip
-        if first + skip < end:
-            pieces.append(
-                tfds.core.ReadInstruction(
-                    instruction.splitname, from_=first + skip, to=end, unit="abs"
-                )
-            )
-    return functools.reduce(operator.add, pieces) if pieces else None
-
-
-def _read_tfds(source: str, text_field: str, report: SourceReport) -> Iterator[str]:
-    """Yields the `text_field` feature of each example of a prepared TFDS dataset (or part)."""
-    import tensorflow_datasets as tfds  # only TFDS sources need it
-
-    part = _TFDS_PART.search(source)
-    name, split = _parse_tfds(source[: part.start()] if part else source)
-    try:
-        if part:
-            index, count = int(part.group(1)), int(part.group(2))
-            if count > 1:
-                split = tfds.even_splits(split, n=count)[index]
-            start = int(part.group(3) or 0)
-            if start:
-                split = _tfds_split_from(tfds, name, split, start)
-                if split is None:  # the part has no example from `start` on
-                    return
-        dataset = tfds.load(name, split=split, shuffle_files=False, download=False)
-    except (AssertionError, ValueError) as e:
-        first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        report.skip("unloadable dataset", f"{first_line[:200]}; build it with `tfds build {name}`")
-        return
-    if text_field not in dataset.element_spec:
-        fields = ", ".join(sorted(dataset.element_spec))
-        report.skip(f"dataset without feature {text_field!r}", f"features: {fields}")
-        return
-    for text in tfds.as_numpy(dataset.map(lambda example: example[text_field])):
-        yield _decode(text, report) if isinstance(text, bytes) else str(text)
-
-
 def _read_source(
     source: str, text_field: str, text_format: str, report: SourceReport
 ) -> Iterator[str]:
     """Yields the raw documents of one source; an unreadable file ends it, counted."""
     if is_tfds(source):
-        yield from _read_tfds(source, text_field, report)
+        for text in tfds_corpus.read_texts(source, text_field, report):
+            yield _decode(text, report) if isinstance(text, bytes) else str(text)
         return
     try:
         if _format_suffix(source) in JSON_SUFFIXES:

@@ -19,7 +19,15 @@ import tensorflow as tf
 from absl import logging
 from etils import epath
 
-from bertjax.data import corpus, documents, masking, packing, pretraining_examples, sentences
+from bertjax.data import (
+    corpus,
+    documents,
+    masking,
+    packing,
+    pretraining_examples,
+    sentences,
+    tfds_corpus,
+)
 from bertjax.data import vocab as vocabulary
 from bertjax.data.sources import InstanceSource, prepared, text_stream
 from bertjax.data.sources.in_memory import InMemoryInstances
@@ -79,7 +87,7 @@ def build_pretraining_data(
         tokenizer = vocabulary.load_tokenizer(vocab_path, data.lowercase)
     if data.streaming and split == "train":
         stream = text_stream.from_spec(data, tokenizer, vocab_path.parent, index_dir)
-        tfds_sources = sum(corpus.is_tfds(f) for f in stream.files)
+        tfds_sources = sum(tfds_corpus.is_tfds(f) for f in stream.files)
         logging.info(
             "Streaming raw text from %d corpus files and %d tfds sources",
             len(stream.files) - tfds_sources,

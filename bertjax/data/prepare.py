@@ -205,30 +205,7 @@ def run_prepare(
         raise UserError(f"--vocab={str(vocab_dir)!r} holds no vocab.txt; run `bertjax vocab`")
     meta_path = vocab_dir / META_FILE
     meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
-    if lowercase is None:
-        lowercase = meta.get("lowercase", True)
-    word_segmenter_module.check_segmenter(word_segmenter, "--word_segmenter")
-    spec.require_row_length(max_seq_length, packing)
-    for valid, problem in (
-        (0 <= short_seq_prob <= 1, f"--short_seq_prob={short_seq_prob} must be in [0, 1]"),
-        (dupe_factor >= 1, f"--dupe_factor={dupe_factor} must be >= 1"),
-        (
-            0 <= eval_holdout_fraction < 1,
-            f"--eval_holdout_fraction={eval_holdout_fraction} must be in [0, 1), e.g. 0.01",
-        ),
-        (
-            text_format in corpus.TEXT_FORMATS,
-            f"--text_format={text_format!r} is unknown; use one of {corpus.TEXT_FORMATS}",
-        ),
-    ):
-        if not valid:
-            raise UserError(problem)
-    sources = corpus.resolve_files(input)
-    num_shards = min(len(sources), 256) if num_shards is None else num_shards
-    if num_shards < 1:
-        raise UserError(f"--num_shards={num_shards} must be >= 1")
-    num_workers = max(1, min(num_workers or os.cpu_count() or 1, num_shards))
-    settings = dict(
+    settings = _checked_settings(
         max_seq_length=max_seq_length,
         short_seq_prob=short_seq_prob,
         dupe_factor=dupe_factor,
@@ -236,46 +213,27 @@ def run_prepare(
         packing=packing,
         text_field=text_field,
         text_format=text_format,
-        lowercase=lowercase,
+        lowercase=meta.get("lowercase", True) if lowercase is None else lowercase,
         eval_holdout_fraction=eval_holdout_fraction,
+        word_segmenter=word_segmenter,
     )
-    if word_segmenter:  # absent otherwise: manifests without it read as ""
-        settings["word_segmenter"] = word_segmenter
+    sources = corpus.resolve_files(input)
+    num_shards = min(len(sources), 256) if num_shards is None else num_shards
+    if num_shards < 1:
+        raise UserError(f"--num_shards={num_shards} must be >= 1")
     out_dir = paths.make_local_dir(out_dir, "--out")
     (out_dir / MANIFEST_FILE).unlink(missing_ok=True)
     (out_dir / HELDOUT_FILE).unlink(missing_ok=True)
     jobs = [
         (sources, s, num_shards, settings, str(vocab_dir), str(out_dir)) for s in range(num_shards)
     ]
-    if num_workers == 1:
-        shards = [_prepare_shard(job) for job in jobs]
-    else:
-        # Largest shards first, so that the last one to start is a small one (balance). spawn:
-        # TensorFlow is not fork-safe once imported.
-        order = sorted(range(num_shards), key=lambda s: -_shard_bytes(sources, s, num_shards))
-        context = multiprocessing.get_context("spawn")
-        with context.Pool(num_workers, initializer=startup.import_tensorflow_quietly) as pool:
-            done = pool.map(_prepare_shard, [jobs[s] for s in order], chunksize=1)
-        shards = [shard for _, shard in sorted(zip(order, done, strict=True))]
-    total = sum(s["instances"] for s in shards)
-    if total == 0:
+    shards = _prepare_shards(jobs, max(1, min(num_workers or os.cpu_count() or 1, num_shards)))
+    if sum(s["instances"] for s in shards) == 0:
         raise UserError(f"corpus {input!r} yields no training instance; check --input")
     shutil.copytree(vocab_dir, out_dir / VOCAB_SUBDIR, dirs_exist_ok=True)
     if eval_holdout_fraction:
         _join_heldout_parts(out_dir, num_shards)
-    manifest = {
-        "format_version": FORMAT_VERSION,
-        "num_instances": total,
-        "num_documents": sum(s["documents"] for s in shards),
-        "num_sentences": sum(s["sentences"] for s in shards),
-        "num_tokens": sum(s["tokens"] for s in shards),
-        "num_heldout_documents": sum(s["heldout_documents"] for s in shards),
-        "shards": shards,
-        "settings": settings,
-        "vocab_sha256": vocab.vocab_sha256(vocab_dir),
-        "vocab_size": meta.get("vocab_size"),
-        "sources": sources,
-    }
+    manifest = _manifest(shards, settings, sources, vocab_dir, meta.get("vocab_size"))
     if eval_holdout_fraction and not manifest["num_heldout_documents"]:
         logging.warning(
             "eval_holdout_fraction=%s held out no document of %d; raise it to evaluate",
@@ -285,9 +243,61 @@ def run_prepare(
     (out_dir / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
     logging.info(
         "Prepared %d instances from %d documents in %d shards -> %s",
-        total,
+        manifest["num_instances"],
         manifest["num_documents"],
         num_shards,
         out_dir,
     )
     return manifest
+
+
+def _checked_settings(*, word_segmenter: str, **settings) -> dict:
+    """The manifest's settings, each checked (a bad one is a one-line error naming its flag)."""
+    word_segmenter_module.check_segmenter(word_segmenter, "--word_segmenter")
+    spec.require_row_length(settings["max_seq_length"], settings["packing"])
+    short_seq_prob, dupe_factor = settings["short_seq_prob"], settings["dupe_factor"]
+    fraction, text_format = settings["eval_holdout_fraction"], settings["text_format"]
+    for valid, problem in (
+        (0 <= short_seq_prob <= 1, f"--short_seq_prob={short_seq_prob} must be in [0, 1]"),
+        (dupe_factor >= 1, f"--dupe_factor={dupe_factor} must be >= 1"),
+        (0 <= fraction < 1, f"--eval_holdout_fraction={fraction} must be in [0, 1), e.g. 0.01"),
+        (
+            text_format in corpus.TEXT_FORMATS,
+            f"--text_format={text_format!r} is unknown; use one of {corpus.TEXT_FORMATS}",
+        ),
+    ):
+        if not valid:
+            raise UserError(problem)
+    if word_segmenter:  # absent otherwise: manifests without it read as ""
+        settings["word_segmenter"] = word_segmenter
+    return settings
+
+
+def _prepare_shards(jobs: list[tuple], num_workers: int) -> list[dict]:
+    """Each job's shard (in shard order), built by `num_workers` worker processes."""
+    if num_workers == 1:
+        return [_prepare_shard(job) for job in jobs]
+    # Largest shards first, so that the last one to start is a small one (balance). spawn:
+    # TensorFlow is not fork-safe once imported.
+    sources, _, num_shards = jobs[0][:3]
+    order = sorted(range(num_shards), key=lambda s: -_shard_bytes(sources, s, num_shards))
+    context = multiprocessing.get_context("spawn")
+    with context.Pool(num_workers, initializer=startup.import_tensorflow_quietly) as pool:
+        done = pool.map(_prepare_shard, [jobs[s] for s in order], chunksize=1)
+    return [shard for _, shard in sorted(zip(order, done, strict=True))]
+
+
+def _manifest(shards: list[dict], settings: dict, sources, vocab_dir: Path, vocab_size) -> dict:
+    return {
+        "format_version": FORMAT_VERSION,
+        "num_instances": sum(s["instances"] for s in shards),
+        "num_documents": sum(s["documents"] for s in shards),
+        "num_sentences": sum(s["sentences"] for s in shards),
+        "num_tokens": sum(s["tokens"] for s in shards),
+        "num_heldout_documents": sum(s["heldout_documents"] for s in shards),
+        "shards": shards,
+        "settings": settings,
+        "vocab_sha256": vocab.vocab_sha256(vocab_dir),
+        "vocab_size": vocab_size,
+        "sources": sources,
+    }

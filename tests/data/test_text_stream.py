@@ -19,7 +19,7 @@ from tensorflow_datasets.core import constants as tfds_constants
 from bertjax import config as base_config
 from bertjax import train
 from bertjax.config import validate
-from bertjax.data import corpus, pipeline
+from bertjax.data import corpus, pipeline, tfds_corpus
 from bertjax.data.corpus import SAMPLE_CORPUS
 from bertjax.data.documents import tokenize_documents
 from bertjax.data.masking import MaskingSpec
@@ -347,7 +347,7 @@ def test_processes_read_disjoint_parts_of_a_tfds_split(corpus_dir, tfds_data, pr
     parts = []
     for p in range(process_count):
         (own,) = text_stream.process_files(stream.files, p, process_count)
-        assert own == corpus.tfds_part(TFDS_SOURCE, p, process_count)
+        assert own == tfds_corpus.part(TFDS_SOURCE, p, process_count)
         parts.append([text for text, _ in text_stream.documents([own], stream.settings)])
     sizes = sorted(map(len, parts))
     assert sizes[-1] - sizes[0] <= 1 and sum(sizes) == TFDS_DOCS, sizes
@@ -359,7 +359,7 @@ def test_processes_read_disjoint_parts_of_a_tfds_split(corpus_dir, tfds_data, pr
     for p in range(process_count + 1):
         own = text_stream.process_files([*files, TFDS_SOURCE], p, process_count + 1)
         assert own == files[p :: process_count + 1] + [
-            corpus.tfds_part(TFDS_SOURCE, p, process_count + 1)
+            tfds_corpus.part(TFDS_SOURCE, p, process_count + 1)
         ]
 
 
@@ -388,9 +388,10 @@ def test_a_tfds_source_streams_batches_and_resumes_exactly(corpus_dir, tfds_data
 
 
 def test_a_tfds_resume_costs_the_same_late_as_early(corpus_dir, tfds_data, tmp_path, monkeypatch):
-    """The resume chunk of a tfds part is read from its first example on (`corpus.tfds_from`), so
-    a resume late in the part reads no more examples than one at its start; before, a resume
-    re-read the part from its start, a cost that grew with how far the run got."""
+    """The resume chunk of a tfds part is read from its first example on
+    (`tfds_corpus.starting_at`), so a resume late in the part reads no more examples than one at
+    its start; before, a resume re-read the part from its start, a cost that grew with how far
+    the run got."""
     config = _config(corpus_dir, corpus=TFDS_SOURCE)
     stream = dataclasses.replace(_stream(config, tmp_path), num_workers=1)
     files = text_stream.process_files(stream.files, 0, 1)
@@ -402,14 +403,14 @@ def test_a_tfds_resume_costs_the_same_late_as_early(corpus_dir, tfds_data, tmp_p
     rows = list(itertools.islice(built, num_chunks))
     assert len(index.read(0)[0]) == num_chunks >= 8, "epoch 0's chunks are all in the index"
     read = []
-    read_tfds = corpus._read_tfds
+    read_tfds = tfds_corpus.read_texts
 
     def counting(source, text_field, report):
         for text in read_tfds(source, text_field, report):
             read.append(text)
             yield text
 
-    monkeypatch.setattr(corpus, "_read_tfds", counting)
+    monkeypatch.setattr(tfds_corpus, "read_texts", counting)
 
     def resume(chunk: int) -> tuple[int, dict]:
         """(tfds examples read, rows) to rebuild chunk `chunk` of epoch 0 at a resume there."""

@@ -7,7 +7,7 @@ import pytest
 import tensorflow_datasets as tfds
 
 from bertjax.config import defaults as get_config
-from bertjax.data import corpus, pipeline
+from bertjax.data import corpus, pipeline, tfds_corpus
 from bertjax.data.spec import DataSpec
 from bertjax.errors import UserError
 
@@ -30,8 +30,8 @@ def test_reads_documents_of_a_tfds_dataset(mock_wikipedia):
     # mock_data ignores split slicing; the split string still goes through tfds.load.
     titles = list(corpus.read_documents(f"{WIKIPEDIA}@train[:5]", text_field="title"))
     assert len(titles) == 12 and titles != docs
-    assert corpus._parse_tfds(f"{WIKIPEDIA}@train[:5]") == ("wikipedia/20230601.en", "train[:5]")
-    assert corpus._parse_tfds("tfds:c4/en:3.1.0") == ("c4/en:3.1.0", "train")
+    assert tfds_corpus.parse(f"{WIKIPEDIA}@train[:5]") == ("wikipedia/20230601.en", "train[:5]")
+    assert tfds_corpus.parse("tfds:c4/en:3.1.0") == ("c4/en:3.1.0", "train")
 
 
 def test_tfds_next_to_files_and_in_fingerprints(tmp_path, mock_wikipedia):

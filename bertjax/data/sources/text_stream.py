@@ -1,19 +1,18 @@
 """Raw text -> tokenized, paired and masked batches on the fly (``streaming``).
 
 No in-memory corpus, no prepare step. Process p of P reads only files[p::P] of the sorted corpus
-files and part p of P of each ``tfds:NAME@SPLIT`` source (`corpus.tfds_part`, `tfds.even_splits`):
-disjoint, together the whole corpus. A tfds part is a file from here on. Epoch e reads the files
-in an order drawn from (seed, p, e); their training documents (held-out ones dropped one by one
-by `corpus.holdout_split`, bad input skipped and counted per file by `corpus`) are cut into chunks
-of ``stream_chunk_documents`` consecutive documents across file ends (a lone last document joins
-the chunk before it: NSP needs two).
-Chunk j is tokenized (`documents.tokenize_documents`) and becomes NSP pairs or packed rows
-(`pretraining_examples`, `packing`) with a seed drawn from (seed, p, e, j), rows shuffled with
-it; ``dupe_factor`` is unused, each epoch pairs afresh. The process's example k is row k of the
-chunks laid end to end, masked with a seed folded from (seed, p, k) by `pipeline.make_dataset`'s
-masking, so the features are the in-memory stream's. Chunks are built in order by a pool of
-threads a few chunks ahead (the tokenizer's TF ops release the GIL; sentence splitting and
-pairing do not). Memory is a few chunks, never the corpus.
+files and part p of P of each ``tfds:NAME@SPLIT`` source (`tfds_corpus.part`, `tfds.even_splits`):
+disjoint, together the whole corpus. A tfds part is a file from here on. Epoch e reads the files in
+an order drawn from (seed, p, e); their training documents (held-out ones dropped one by one by
+`corpus.holdout_split`, bad input skipped and counted per file by `corpus`) are cut into chunks of
+``stream_chunk_documents`` consecutive documents across file ends (a lone last document joins the
+chunk before it: NSP needs two). Chunk j is tokenized (`documents.tokenize_documents`) and becomes
+NSP pairs or packed rows (`pretraining_examples`, `packing`) with a seed drawn from (seed, p, e, j),
+rows shuffled with it; ``dupe_factor`` is unused, each epoch pairs afresh. The process's example k
+is row k of the chunks laid end to end, masked with a seed folded from (seed, p, k) by
+`pipeline.make_dataset`'s masking, so the features are the in-memory stream's. Chunks are built in
+order by a pool of threads a few chunks ahead (the tokenizer's TF ops release the GIL; sentence
+splitting and pairing do not). Memory is a few chunks, never the corpus.
 
 So the stream is a pure function of (corpus, vocabulary, settings, seed, p, P, k). To resume at
 example k = step * local batch without re-tokenizing, a chunk index under ``index_dir`` (given to
@@ -21,11 +20,11 @@ the stream; train.py: WORKDIR/text_stream_index) records per process and epoch e
 count and the position where it ends (file, record number in it), one line per chunk, rewritten
 atomically as chunks are built. A resume skips the epochs and chunks it knows unread and rebuilds
 the resume chunk from its start position: a file is re-parsed (not tokenized) up to it, a tfds part
-is opened at its example (`corpus.tfds_from`), so the cost is the same at any step. Chunks it lacks
-(no index_dir, a crash before the write) are replayed: tokenized and discarded. The index is keyed
-by file names and sizes (tfds: the source), settings, vocabulary, seed and P; a torn file is read up
-to its last whole line (after editing a file in place at the same size, or rebuilding an unversioned
-tfds source, delete it).
+is opened at its example (`tfds_corpus.starting_at`), so the cost is the same at any step. Chunks it
+lacks (no index_dir, a crash before the write) are replayed: tokenized and discarded. The index is
+keyed by file names and sizes (tfds: the source), settings, vocabulary, seed and P; a torn file is
+read up to its last whole line (after editing a file in place at the same size, or rebuilding an
+unversioned tfds source, delete it).
 """
 
 import collections
@@ -44,7 +43,7 @@ import tensorflow as tf
 from absl import logging
 from etils import epath
 
-from bertjax.data import corpus, packing, pretraining_examples, seeds, vocab
+from bertjax.data import corpus, packing, pretraining_examples, seeds, tfds_corpus, vocab
 from bertjax.data.documents import tokenize_documents
 from bertjax.data.sources import MaskExample
 from bertjax.data.spec import DataSpec
@@ -137,8 +136,10 @@ def from_spec(
 def process_files(files: list[str], process_index: int, process_count: int) -> list[str]:
     """The corpus files [process_index::process_count], then the process's part of each tfds
     source; UserError when that leaves a process nothing."""
-    paths = [f for f in files if not corpus.is_tfds(f)]
-    parts = [corpus.tfds_part(f, process_index, process_count) for f in files if corpus.is_tfds(f)]
+    paths = [f for f in files if not tfds_corpus.is_tfds(f)]
+    parts = [
+        tfds_corpus.part(f, process_index, process_count) for f in files if tfds_corpus.is_tfds(f)
+    ]
     if len(paths) < process_count and not parts:
         raise UserError(
             f"corpus has {len(files)} files for {process_count} processes; split it into at "
@@ -161,15 +162,15 @@ def _file_records(
     """(record number, text) of each document of one file or tfds part after record `after`,
     via `corpus.read_documents` (which logs skip counts). A tfds part is opened at that record;
     a file is parsed from its start."""
-    if not corpus.is_tfds(path) and not corpus.is_file(path):
+    if not tfds_corpus.is_tfds(path) and not corpus.is_file(path):
         report = corpus.SourceReport(path)
         report.skip("missing file", "gone since the corpus was listed")
         logging.warning("Corpus source %s", report.summary())
         if reports is not None:
             reports.append(report)
         return
-    seek = after if corpus.is_tfds(path) else 0
-    source = corpus.tfds_from(path, seek) if seek else path
+    seek = after if tfds_corpus.is_tfds(path) else 0
+    source = tfds_corpus.starting_at(path, seek) if seek else path
     numbers: list[int] = []
     read = dict(text_format=settings["text_format"], reports=reports, record_numbers=numbers)
     try:
