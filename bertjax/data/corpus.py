@@ -38,7 +38,6 @@ from etils import epath
 
 from bertjax import paths
 from bertjax.data import tfds_corpus
-from bertjax.data.tfds_corpus import is_tfds
 from bertjax.errors import UserError, flags_renamed
 
 # The public-domain sample corpus that ships inside the package (US inaugural addresses, State
@@ -129,7 +128,7 @@ def resolve_files(patterns: str | Sequence[str]) -> list[str]:
     datasets: list[str] = []
     unmatched = []
     for pattern in pattern_list:
-        if is_tfds(pattern):
+        if tfds_corpus.is_tfds(pattern):
             datasets.extend([pattern] if pattern not in datasets else [])
             continue
         matches = _expand(pattern)
@@ -148,12 +147,12 @@ def resolve_files(patterns: str | Sequence[str]) -> list[str]:
 
 def source_size(source: str) -> int:
     """Bytes of a corpus file (local or gs://); 0 for a TFDS source (size unknown here)."""
-    return 0 if is_tfds(source) else epath.Path(source).stat().length
+    return 0 if tfds_corpus.is_tfds(source) else epath.Path(source).stat().length
 
 
 def is_file(source: str) -> bool:
     """Whether a corpus file (local or gs://) exists; False for a TFDS source."""
-    return not is_tfds(source) and epath.Path(source).is_file()
+    return not tfds_corpus.is_tfds(source) and epath.Path(source).is_file()
 
 
 def corpus_fingerprint(files: Sequence[str]) -> str:
@@ -164,7 +163,7 @@ def corpus_fingerprint(files: Sequence[str]) -> str:
     """
     digest = hashlib.sha256()
     for path in files:
-        if is_tfds(path):
+        if tfds_corpus.is_tfds(path):
             digest.update(path.encode("utf-8") + b"\0")
             continue
         digest.update(os.path.basename(path).encode("utf-8") + b"\0")
@@ -287,7 +286,7 @@ def _read_source(
     source: str, text_field: str, text_format: str, report: SourceReport
 ) -> Iterator[str]:
     """Yields the raw documents of one source; an unreadable file ends it, counted."""
-    if is_tfds(source):
+    if tfds_corpus.is_tfds(source):
         for text in tfds_corpus.read_texts(source, text_field, report):
             yield _decode(text, report) if isinstance(text, bytes) else str(text)
         return
