@@ -17,9 +17,9 @@ def get_config() -> ml_collections.ConfigDict:
     config.train_file = ""  # --task=jsonl|squad, or to replace a preset's file
     config.eval_file = ""
     config.dev_file = ""  # examples that choose the epoch (select_epoch="best"); read as eval is
-    config.kind = ""  # --task=jsonl: "classification", "regression", "tagging" or "qa"
+    config.kind = ""  # --task=jsonl: classification, multilabel, regression, tagging or qa
     config.text_fields = ""  # comma-separated: "text" or "text_a,text_b" ("" = the preset's)
-    config.label_field = ""  # "" = "label"
+    config.label_field = ""  # "" = "label" (multilabel: a JSON list of label names)
     config.tokens_field = ""  # tagging: "" = "tokens"
     config.tags_field = ""  # tagging: "" = "tags"
     config.max_seq_length = 128

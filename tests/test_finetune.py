@@ -119,6 +119,83 @@ def test_tiny_model_learns_a_synthetic_sentiment_task(tmp_path):
     assert results["aggregate"]["accuracy"]["median"] > 0.8, results["seeds"]
 
 
+TOPICS = {
+    "sport": ["the team won the match", "a late goal", "the runners raced"],
+    "food": ["fresh bread and soup", "a spicy curry", "the cake was sweet"],
+    "weather": ["heavy rain fell", "a cold wind", "the sun was hot"],
+    "music": ["the band played", "a quiet song", "loud drums"],
+}
+
+
+def synthetic_topics(count: int, seed: int) -> list[dict]:
+    """Texts that mention 0 to 3 of TOPICS (a phrase of each, in random order, among filler
+    words); their labels are the topics mentioned."""
+    rng = np.random.default_rng(seed)
+    filler = ["today", "we heard that", "in town", "again", "they said", "by noon"]
+    records = []
+    for _ in range(count):
+        topics = sorted(rng.choice(list(TOPICS), int(rng.integers(4)), replace=False))
+        parts = [str(rng.choice(TOPICS[t])) for t in topics] + list(rng.choice(filler, 2))
+        records.append({"text": " ".join(rng.permutation(parts)), "topics": topics})
+    return records
+
+
+def test_tiny_model_learns_a_synthetic_multilabel_task(tmp_path):
+    """Each text has any number of labels (none included): a sigmoid per label learns which
+    topics a text mentions, scored over every yes/no decision (micro F1) and per text."""
+    train, test = synthetic_topics(384, seed=0), synthetic_topics(128, seed=1)
+    init = tiny_model_dir(tmp_path, [r["text"] for r in train] * 3)
+    config = config_for(
+        train_file=write_jsonl(tmp_path / "train.jsonl", train),
+        eval_file=write_jsonl(tmp_path / "test.jsonl", test), label_field="topics",
+        kind="multilabel", learning_rate=3e-3, num_epochs=5, pooling="mean",
+    )  # fmt: skip
+    results = trainer.finetune("jsonl", str(init), str(tmp_path / "run"), config)
+    scores = {k: v["median"] for k, v in results["aggregate"].items()}
+    assert results["main_score"] == "micro_f1"
+    # Saying "no" everywhere scores micro F1 0, and no label set is on more than ~1/4 of the
+    # texts. Measured: micro F1 1.0, exact match 1.0 (3 epochs: 0.91, 0.74). The random
+    # encoder's [CLS] learns where to look more slowly (pooling="cls", the same recipe): micro
+    # F1 0.79 after 5 epochs here; on the training texts 0.79 after 10 epochs, 0.94 after 20.
+    assert scores["micro_f1"] > 0.95 and scores["exact_match"] > 0.9, scores
+
+
+def test_multilabel_reader_and_its_errors(tmp_path):
+    config = config_for(kind="multilabel", label_field="topics")
+    config.train_file = write_jsonl(tmp_path / "train.jsonl", [
+        {"text": "rain and a goal", "topics": ["weather", "sport"]},
+        {"text": "nothing much", "topics": []},
+        {"text": "soup", "topics": ["food", "food"]},
+    ])  # fmt: skip
+    config.eval_file = write_jsonl(
+        tmp_path / "test.jsonl", [{"text": "a goal", "topics": ["sport"]}]
+    )
+    task = tasks.load_task("jsonl", config)
+    assert task.labels == ["food", "sport", "weather"]
+    assert [e.label for e in task.train] == [(0.0, 1.0, 1.0), (0.0, 0.0, 0.0), (1.0, 0.0, 0.0)]
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "rain", "and", "a", "goal", "soup"]
+    (tmp_path / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    tokenizer = WordPieceTokenizer(tmp_path / "vocab.txt", lowercase=True)
+    batch = features.pad_batch(features.encode_texts(task.train, tokenizer, 16), [0, 2], 4, 16)
+    np.testing.assert_array_equal(batch["labels"], [[0, 1, 1], [1, 0, 0], [0, 0, 0], [0, 0, 0]])
+    assert batch["labels"].dtype == np.float32
+    for value, shown in (("sport", r'"sport", not a JSON list of label names \(--config.kind=mul'
+                                   r'tilabel\); write \["sport"\] for one label, \[\] for none'),
+                         (None, "null, not a JSON list")):  # fmt: skip
+        config.eval_file = write_jsonl(tmp_path / "bad.jsonl", [{"text": "x", "topics": value}])
+        with pytest.raises(UserError, match=rf"record 1 of .*bad.jsonl: 'topics' is {shown}"):
+            tasks.load_task("jsonl", config)
+    config.eval_file = write_jsonl(tmp_path / "bad.jsonl", [{"text": "x", "topics": ["music"]}])
+    with pytest.raises(UserError, match=r"has labels \['music'\], not seen in the training data"):
+        tasks.load_task("jsonl", config)
+    config.eval_file = write_jsonl(tmp_path / "bad.jsonl", [{"text": "x", "topics": [None]}])
+    with pytest.raises(UserError, match=r"'topics\[0\]' is null, not text"):
+        tasks.load_task("jsonl", config)
+    config.train_file = write_jsonl(tmp_path / "none.jsonl", [{"text": "x", "topics": []}])
+    with pytest.raises(UserError, match="no training record of --task=jsonl .* has a label in 'to"):
+        tasks.load_task("jsonl", config)
+
+
 def test_select_epoch_best_keeps_the_epoch_with_the_best_dev_score(tmp_path):
     """A dev file whose labels are flipped scores worse the better the model learns, so "best"
     keeps an early epoch, not the last: the seed's scores are that epoch's metrics line and its

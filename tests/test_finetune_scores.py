@@ -33,6 +33,29 @@ def test_macro_f1():
         scores.macro_f1([0, 2], [0, 1], num_classes=2)
 
 
+def test_multilabel_scores():
+    predicted = [[1, 0, 0, 0], [1, 1, 0, 0], [0, 0, 0, 0]]
+    actual = [[1, 0, 0, 0], [0, 1, 1, 0], [0, 0, 0, 0]]
+    # label 0: tp 1, fp 1 -> F1 2/3; label 1: tp 1 -> F1 1; label 2: fn 1 -> F1 0; label 3:
+    # never predicted nor true -> left out. Micro: tp 2, fp 1, fn 1 -> P 2/3, R 2/3, F1 2/3.
+    # Exact match: examples 0 and 2 (an empty set predicted for an empty set is right).
+    assert scores.multilabel_scores(predicted, actual) == pytest.approx(
+        {
+            "micro_f1": 2 / 3,
+            "micro_precision": 2 / 3,
+            "micro_recall": 2 / 3,
+            "macro_f1": (2 / 3 + 1 + 0) / 3,
+            "exact_match": 2 / 3,
+        }  # fmt: skip
+    )
+    # Multi-hot floats (the encoded labels) score as 1/0; nothing predicted: P 0, not 0/0.
+    nothing = scores.multilabel_scores(np.zeros((2, 3), np.int32), np.eye(2, 3))
+    assert nothing == {"micro_f1": 0.0, "micro_precision": 0.0, "micro_recall": 0.0,
+                       "macro_f1": 0.0, "exact_match": 0.0}  # fmt: skip
+    with pytest.raises(ValueError, match=r"predictions \(2, 3\) for labels \(2, 2\)"):
+        scores.multilabel_scores(np.zeros((2, 3)), np.zeros((2, 2)))
+
+
 def test_bio_chunks_conlleval_rules():
     tags = ["I-PER", "I-PER", "O", "I-LOC", "B-LOC", "I-LOC", "I-PER", "B-ORG", "I-ORG"]
     # A stray I- starts a chunk (at the start, after O, after another type); B- always does.

@@ -8,6 +8,8 @@ trains (pre-LN encoders in RoBERTa-PreLayerNorm's layout, prelayernorm.py):
   RobertaPreLayerNormForSequenceClassification (`classifier.dense`, the pooler, then
   `classifier.out_proj`); regression: the same classes with one output and
   `problem_type: "regression"` (their loss is then the mean squared error, as bertjax's);
+  multilabel: the same classes with `problem_type: "multi_label_classification"` (binary
+  cross-entropy per label, as bertjax's; pipelines then apply a sigmoid per label);
 * tagging: BertForTokenClassification / RobertaPreLayerNormForTokenClassification
   (`classifier`);
 * qa: BertForQuestionAnswering / RobertaPreLayerNormForQuestionAnswering (`qa_outputs`: start,
@@ -30,10 +32,12 @@ from bertjax.errors import UserError
 from bertjax.finetune.tasks import TEXT_KINDS
 from bertjax.models.bert import BertConfig
 
-HEAD_PREFIXES = {"classification": "classifier.", "regression": "classifier.",
-                 "tagging": "classifier.", "qa": "qa_outputs."}  # fmt: skip
+HEAD_PREFIXES = {"classification": "classifier.", "multilabel": "classifier.",
+                 "regression": "classifier.", "tagging": "classifier.",
+                 "qa": "qa_outputs."}  # fmt: skip
 TASK_CLASSES = {
     "classification": "ForSequenceClassification",
+    "multilabel": "ForSequenceClassification",
     "regression": "ForSequenceClassification",
     "tagging": "ForTokenClassification",
     "qa": "ForQuestionAnswering",
@@ -86,12 +90,14 @@ def hf_config(config: BertConfig, task: dict, *, pad_token_id: int) -> dict[str,
         fields = hf.hf_config(config, pad_token_id=pad_token_id)
     fields["architectures"] = [architecture(config, task)]
     fields["finetuning_task"] = task["name"]
-    if task["kind"] in ("classification", "tagging"):
+    if task["kind"] in ("classification", "multilabel", "tagging"):
         labels = task["labels"]
         fields["id2label"] = {str(i): label for i, label in enumerate(labels)}
         fields["label2id"] = {label: i for i, label in enumerate(labels)}
     if task["kind"] == "classification":
         fields["problem_type"] = "single_label_classification"
+    if task["kind"] == "multilabel":
+        fields["problem_type"] = "multi_label_classification"
     if task["kind"] == "regression":  # one output: config.num_labels is len(id2label)
         fields |= {"problem_type": "regression", "id2label": {"0": "LABEL_0"},
                    "label2id": {"LABEL_0": 0}}  # fmt: skip

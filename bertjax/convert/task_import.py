@@ -5,8 +5,9 @@ fine-tuning continues from it.
 
 The head is `classifier.*` (classification, tagging) or `qa_outputs.*` (start, end); the labels
 are config.json's `id2label` (or LABEL_0, LABEL_1, ... without it). What the head was trained to
-compute must be bertjax's: single-label softmax classification, or regression (one output, or
-`problem_type: "regression"`, Hugging Face's own rule); a multi-label model is refused. The
+compute must be bertjax's: single-label softmax classification, multi-label classification
+(`problem_type: "multi_label_classification"`: a sigmoid per label), or regression (one output,
+or `problem_type: "regression"`, Hugging Face's own rule). The
 input field names are not in a Hugging Face directory: `bertjax predict` reads `text`
 (`--text_fields=a,b` for a pair) or `tokens` unless told otherwise.
 """
@@ -60,10 +61,7 @@ def head_and_task(
     outputs = weight.shape[0]
     problem = config_fields.get("problem_type")
     if kind == "classification" and problem == "multi_label_classification":
-        raise UserError(
-            f"{source} is a multi_label_classification model; bertjax fine-tunes and predicts "
-            "single-label classification and regression"
-        )
+        kind = "multilabel"
     if kind == "classification" and (outputs == 1 or problem == "regression"):
         kind = "regression"
         if outputs != 1:

@@ -21,8 +21,7 @@ LENGTH_BUCKET = 32
 @dataclasses.dataclass
 class Encoded:
     """Variable-length rows; `labels` is [N] ids (classification) or floats (regression), [N]
-    lists (tagging) or [N, 2] start/end (QA); `weights` 0 marks padding rows added to fill a
-    batch."""
+    multi-hot tuples (multilabel), [N] lists (tagging) or [N, 2] start/end (QA)."""
 
     input_ids: list[list[int]]
     segment_ids: list[list[int]]
@@ -98,12 +97,12 @@ def pad_batch(encoded: Encoded, rows: Sequence[int], batch_size: int, max_len: i
     input_mask = np.zeros((batch_size, length), np.int32)
     weights = np.zeros((batch_size,), np.float32)
     tagging = encoded.first_piece is not None
-    first_label = encoded.labels[0] if encoded.labels else 0
-    labels = np.full((batch_size, length) if tagging else (batch_size,), IGNORE, np.int32)
-    if not tagging and np.ndim(first_label) == 1:  # QA: start, end
-        labels = np.zeros((batch_size, 2), np.int32)
-    elif isinstance(first_label, float):  # regression targets
-        labels = np.zeros((batch_size,), np.float32)
+    if tagging:
+        labels = np.full((batch_size, length), IGNORE, np.int32)
+    else:  # the rows' labels stacked: [n] ids or targets, [n, 2] QA spans, [n, C] multi-hot
+        stacked = np.asarray([encoded.labels[r] for r in rows])
+        dtype = np.float32 if stacked.dtype.kind == "f" else np.int32
+        labels = np.zeros((batch_size, *stacked.shape[1:]), dtype)  # filler rows: weight 0
     for i, r in enumerate(rows):
         n = len(encoded.input_ids[r])
         input_ids[i, :n] = encoded.input_ids[r]

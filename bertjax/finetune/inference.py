@@ -98,6 +98,8 @@ def evaluate(
     predicted = decode(task.kind, task.labels, examples, encoded, qa, logits, config)
     if task.kind == "classification":
         return scores.classification_scores(predicted, encoded.labels, len(task.labels))
+    if task.kind == "multilabel":
+        return scores.multilabel_scores(predicted, encoded.labels)
     if task.kind == "regression":
         return scores.regression_scores(predicted, encoded.labels)
     if task.kind == "tagging":
@@ -117,12 +119,15 @@ def decode(
     logits: list,
     config,
 ) -> list:
-    """Each example's prediction from its rows' logits: the label id (classification), the
+    """Each example's prediction from its rows' logits: the label id (classification), 1/0 for
+    each label (multilabel: 1 where the label's probability, sigmoid(logit), is over 0.5), the
     number (regression), the tag of every word (tagging; a word cut off by max_seq_length is
     "O"), the answer text (QA: the best span over the example's windows; `config`: n_best,
     max_answer_length)."""
     if kind == "classification":
         return [int(np.argmax(x)) for x in logits]
+    if kind == "multilabel":
+        return [(x > 0).astype(np.int32) for x in logits]
     if kind == "regression":
         return [float(x[0]) for x in logits]
     if kind == "tagging":

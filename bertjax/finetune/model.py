@@ -1,6 +1,7 @@
 """BERT encoder + one task head, and loading the encoder from a pretrained model directory.
 
-Heads (Hugging Face's BertFor* equivalents): classification (and regression, one output) on
+Heads (Hugging Face's BertFor* equivalents): classification (multilabel: the same head, one
+sigmoid per label; regression: one output) on
 the pooled [CLS] output (dropout + dense; with pooling="mean", on the mean of the final hidden
 states over the real tokens instead, for an encoder whose [CLS] no objective trained: MLM-only
 packed pretraining), tagging on every position (dropout + dense), QA start/end logits on every
@@ -55,7 +56,7 @@ class BertForFinetuning(nnx.Module):
         deterministic: bool = True,
         rngs: nnx.Rngs | None = None,
     ) -> jax.Array:
-        """Logits, float32: [B, C] (classification; regression: C = 1, the predicted number),
+        """Logits, float32: [B, C] (classification, multilabel; regression: C = 1, the number),
         [B, L, C] (tagging), [B, L, 2] (QA)."""
         encoded = self.bert(
             input_ids, segment_ids, input_mask, deterministic=deterministic, rngs=rngs

@@ -2,13 +2,14 @@
 transformers BertFor<Task> through `bertjax import`) labels a file.
 
 The input is what the model was fine-tuned on, labels or answers not needed: JSON Lines with
-its text fields (classification, regression) or its word-list field (tagging), or SQuAD JSON /
-JSON Lines (QA); a bertjax fine-tune records those fields and its windows
+its text fields (classification, multilabel, regression) or its word-list field (tagging), or
+SQuAD JSON / JSON Lines (QA); a bertjax fine-tune records those fields and its windows
 (`trainer._task_entry`), an imported model reads `text` / `tokens` and the recipe's windows
 unless told. The output is JSON Lines, one line per input record (per question for QA), in
 input order:
 
   classification   the record + "prediction": label, "probabilities": {label: p}
+  multilabel       the record + "prediction": [labels with p > 0.5], "probabilities": {label: p}
   regression       the record + "prediction": the number
   tagging          the record + "predicted_tags": one tag per word (cut-off words "O")
   qa               {"id", "question", "prediction": answer text}
@@ -44,8 +45,9 @@ DEFAULT_FIELDS = {"text_fields": ["text"], "tokens_field": "tokens"}
 QA_DEFAULTS = {"doc_stride": 128, "max_query_length": 64, "max_answer_length": 30, "n_best": 20}
 
 
-WHAT_PREDICTED = {"classification": "texts classified", "regression": "texts scored",
-                  "tagging": "sentences tagged", "qa": "questions answered"}  # fmt: skip
+WHAT_PREDICTED = {"classification": "texts classified", "multilabel": "texts labelled",
+                  "regression": "texts scored", "tagging": "sentences tagged",
+                  "qa": "questions answered"}  # fmt: skip
 
 
 @dataclasses.dataclass
@@ -205,6 +207,13 @@ def _outputs(task: dict, records: list, predicted: list, logits: list) -> list[d
             record | {"prediction": labels[p], "probabilities": _probabilities(labels, x)}
             for record, p, x in zip(records, predicted, logits, strict=True)
         ]
+    if task["kind"] == "multilabel":
+        labels = task["labels"]
+        return [
+            record | {"prediction": [labels[i] for i in np.flatnonzero(p)],
+                      "probabilities": _sigmoids(labels, x)}
+            for record, p, x in zip(records, predicted, logits, strict=True)
+        ]  # fmt: skip
     key = "predicted_tags" if task["kind"] == "tagging" else "prediction"
     return [record | {key: p} for record, p in zip(records, predicted, strict=True)]
 
@@ -213,4 +222,12 @@ def _probabilities(labels: list[str], logits: np.ndarray) -> dict[str, float]:
     shifted = np.exp(logits - logits.max())
     return {
         label: round(float(p), 6) for label, p in zip(labels, shifted / shifted.sum(), strict=True)
+    }
+
+
+def _sigmoids(labels: list[str], logits: np.ndarray) -> dict[str, float]:
+    """Each label's own probability (multilabel: they need not sum to 1)."""
+    return {
+        label: round(float(p), 6)
+        for label, p in zip(labels, 1 / (1 + np.exp(-logits.astype(np.float64))), strict=True)
     }

@@ -6,7 +6,8 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-MAIN_SCORE = {"classification": "accuracy", "regression": "pearson", "tagging": "f1", "qa": "f1"}
+MAIN_SCORE = {"classification": "accuracy", "multilabel": "micro_f1", "regression": "pearson",
+              "tagging": "f1", "qa": "f1"}  # fmt: skip
 
 
 def summarize(name, init, random_init, task, per_seed: dict[int, dict], config) -> dict[str, Any]:

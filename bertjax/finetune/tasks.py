@@ -1,7 +1,9 @@
 """Downstream tasks: what to read (JSON Lines, SQuAD files or TensorFlow Datasets) and as what.
 
-Three kinds of task, each with its own example type:
+Five kinds of task, each with its own example type:
 - "classification": one text or a text pair -> one label (MR, TREC, RTE, GLUE);
+- "multilabel": one text or a text pair -> any number of labels, each one a yes/no decision
+  (topics, toxicity types, emotions; the label field is a JSON list of label names);
 - "regression": one text or a text pair -> one number (GLUE STS-B: similarity 0-5);
 - "tagging": words -> one tag per word (CoNLL-2000 chunking, NER);
 - "qa": question + context -> an answer span (SQuAD format, see `squad`).
@@ -26,15 +28,18 @@ from absl import logging
 from bertjax.errors import UserError
 from bertjax.finetune import squad
 
-KINDS = ("classification", "regression", "tagging", "qa")
-TEXT_KINDS = ("classification", "regression")  # one text or a pair -> one output per example
+KINDS = ("classification", "multilabel", "regression", "tagging", "qa")
+# one text or a pair -> one output vector per example, from the pooled encoding
+TEXT_KINDS = ("classification", "multilabel", "regression")
 DEV_SPLIT_SEED = 0  # the permutation `hold_out_dev` takes the dev examples from
 
 
 @dataclasses.dataclass(frozen=True)
 class TextExample:
     texts: tuple[str, ...]  # one text, or a pair
-    label: int | float  # classification: label id; regression: the target number
+    # classification: the label id; regression: the target number; multilabel: 1.0 for each
+    # label the example has, 0.0 for the others (multi-hot, one entry per label)
+    label: int | float | tuple[float, ...]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -149,30 +154,16 @@ def load_task(name: str, config: ml_collections.ConfigDict) -> TaskData:
     for split, split_records in records.items():
         if not split_records:
             raise UserError(f"the {split} data of --task={name} ({sources[split]}) has no record")
-    if spec.kind == "regression":
-        labels = []
-
-        def example(record, source, number, training):
-            return _scored_example(record, spec, source, number)
-    elif spec.kind == "classification":
-        labels = _label_names(spec, records["train"])
-
-        def example(record, source, number, training):
-            return _text_example(record, spec, labels, source, number)
-    else:
-        labels = sorted(
-            {
-                tag
-                for i, r in enumerate(records["train"])
-                for tag in _text_list(r, spec.tags_field, spec.train, i)
-            }
+    labels = _label_names(spec, records["train"])
+    if spec.kind == "multilabel" and not labels:
+        raise UserError(
+            f"no training record of --task={name} ({spec.train}) has a label in "
+            f"{spec.label_field!r}; a multilabel task needs at least one"
         )
-
-        def example(record, source, number, training):
-            return _tagged_example(record, spec, labels, source, number, training)
-
     examples = {
-        split: [example(r, sources[split], i, split == "train") for i, r in enumerate(rs)]
+        split: [
+            _example(spec, labels, r, sources[split], i, split == "train") for i, r in enumerate(rs)
+        ]
         for split, rs in records.items()
     }
     for split, split_examples in examples.items():
@@ -329,11 +320,35 @@ def _label(record: dict, spec: TaskSpec, source: str, number: int) -> str:
     """A classification record's label as a string (1 and "1" are one class); null (an
     unlabelled record, e.g. a TFDS test split's -1), lists and objects are refused."""
     value = _field(record, spec.label_field, source)
-    return text_value(value, spec.label_field, f"record {number + 1} of {source}")
+    where = f"record {number + 1} of {source}"
+    if isinstance(value, list):
+        raise UserError(
+            f"{where}: {spec.label_field!r} is a JSON array, not one label; for several labels "
+            "per text, fine-tune with --config.kind=multilabel"
+        )
+    return text_value(value, spec.label_field, where)
 
 
 def _label_names(spec: TaskSpec, records: Sequence[dict]) -> list[str]:
-    return sorted({_label(r, spec, spec.train, i) for i, r in enumerate(records)})
+    """The task's label (tagging: tag) names in the training `records`, sorted: id = index."""
+    names_of = {
+        "regression": lambda record, i: (),
+        "classification": lambda record, i: (_label(record, spec, spec.train, i),),
+        "multilabel": lambda record, i: _label_set(record, spec, spec.train, i),
+        "tagging": lambda record, i: _text_list(record, spec.tags_field, spec.train, i),
+    }[spec.kind]
+    return sorted({name for i, record in enumerate(records) for name in names_of(record, i)})
+
+
+def _example(spec: TaskSpec, labels, record, source: str, number: int, training: bool):
+    """Record `number` (from 0) of `source` as its kind's example type."""
+    if spec.kind == "regression":
+        return _scored_example(record, spec, source, number)
+    if spec.kind == "classification":
+        return _text_example(record, spec, labels, source, number)
+    if spec.kind == "multilabel":
+        return _multilabel_example(record, spec, labels, source, number)
+    return _tagged_example(record, spec, labels, source, number, training)
 
 
 def _text_example(record, spec: TaskSpec, labels, source: str, number: int) -> TextExample:
@@ -346,6 +361,34 @@ def _text_example(record, spec: TaskSpec, labels, source: str, number: int) -> T
             f"data (labels: {labels})"
         )
     return TextExample(texts=texts, label=labels.index(label))
+
+
+def _label_set(record: dict, spec: TaskSpec, source: str, number: int) -> tuple[str, ...]:
+    """A multilabel record's label names: a JSON list (empty: none of the labels applies), each
+    name checked by `text_value`; a single string is refused (it would be one label or its
+    characters, and which is meant cannot be told)."""
+    where = f"record {number + 1} of {source}"
+    value = _field(record, spec.label_field, source)
+    if not isinstance(value, list):
+        shown = NOT_TEXT.get(type(value)) or json.dumps(value, ensure_ascii=False)
+        one = f"[{json.dumps(value, ensure_ascii=False)}] for one label, " * isinstance(value, str)
+        raise UserError(
+            f"{where}: {spec.label_field!r} is {shown}, not a JSON list of label names "
+            f"(--config.kind=multilabel); write {one}[] for none"
+        )
+    return tuple(text_value(v, f"{spec.label_field}[{i}]", where) for i, v in enumerate(value))
+
+
+def _multilabel_example(record, spec: TaskSpec, labels, source: str, number: int) -> TextExample:
+    where = f"record {number + 1} of {source}"
+    texts = tuple(text_value(_field(record, f, source), f, where) for f in spec.text_fields)
+    names = set(_label_set(record, spec, source, number))
+    unknown = sorted(names - set(labels))
+    if unknown:
+        raise UserError(
+            f"{where} has labels {unknown}, not seen in the training data (labels: {labels})"
+        )
+    return TextExample(texts=texts, label=tuple(float(name in names) for name in labels))
 
 
 def _scored_example(record, spec: TaskSpec, source: str, number: int) -> TextExample:

@@ -135,10 +135,14 @@ def _task_entry(task: tasks.TaskData, config: ml_collections.ConfigDict) -> dict
 def task_loss(logits: jax.Array, batch: dict, kind: str) -> tuple[jax.Array, jax.Array]:
     """(sum of per-example losses, number of examples) over rows with weight 1; tagging averages
     over the labelled words of each batch instead of examples. Regression's loss is the squared
-    error (Hugging Face's MSELoss for one output)."""
+    error (Hugging Face's MSELoss for one output); multilabel's the binary cross-entropy of
+    each label's logit, averaged over the labels (BCEWithLogitsLoss)."""
     weights = batch["weights"]
     if kind == "regression":
         return jnp.sum((logits[:, 0] - batch["labels"]) ** 2 * weights), jnp.sum(weights)
+    if kind == "multilabel":
+        losses = optax.sigmoid_binary_cross_entropy(logits, batch["labels"]).mean(axis=-1)
+        return jnp.sum(losses * weights), jnp.sum(weights)
     if kind == "classification":
         losses = optax.softmax_cross_entropy_with_integer_labels(logits, batch["labels"])
         return jnp.sum(losses * weights), jnp.sum(weights)

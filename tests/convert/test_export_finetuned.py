@@ -16,7 +16,12 @@ from bertjax import checkpointing, evaluation, fill_mask
 from bertjax.convert import export_hf, import_checkpoint, model_dir
 from bertjax.errors import UserError
 from bertjax.finetune import model, predict, trainer
-from bertjax.finetune.scores import chunk_scores, regression_scores, squad_scores
+from bertjax.finetune.scores import (
+    chunk_scores,
+    multilabel_scores,
+    regression_scores,
+    squad_scores,
+)
 from bertjax.models.bert import create_model
 from tests.test_cli import assert_one_line_error, run_cli
 from tests.test_finetune import config_for, tiny_model_dir, write_jsonl, write_squad
@@ -51,8 +56,21 @@ def similarity(index: int, verdict: str) -> float:
     return (4.0 if verdict == "entailment" else 1.0) + 0.1 * (index % 5)
 
 
+def topics(index: int) -> list[str]:
+    """Multilabel targets for PAIRS[index]: what its two texts mention (none, one or two)."""
+    words = set(" ".join(PAIRS[index][:2]).split())
+    mentions = {"animal": {"cat", "dog"}, "place": {"park", "paris"}, "weather": {"rain", "wet"}}
+    return [name for name, names in mentions.items() if words & names]
+
+
 def task_files(tmp_path, kind: str) -> tuple[str, dict]:
     """(--task, config overrides) of a small task of `kind` written to `tmp_path`."""
+    if kind == "multilabel":
+        records = [{"premise": a, "hypothesis": b, "topics": topics(i)}
+                   for i, (a, b, _) in enumerate(PAIRS)]  # fmt: skip
+        path = write_jsonl(tmp_path / "topics.jsonl", records)
+        fields = dict(text_fields="premise,hypothesis", label_field="topics")
+        return "jsonl", dict(kind=kind, train_file=path, eval_file=path, **fields)
     if kind == "classification":
         records = [{"premise": a, "hypothesis": b, "verdict": y} for a, b, y in PAIRS]
         path = write_jsonl(tmp_path / "pairs.jsonl", records)
@@ -113,8 +131,13 @@ def bertjax_logits(directory, ids, segments, mask) -> np.ndarray:
     return np.asarray(net(jnp.asarray(ids), jnp.asarray(segments), jnp.asarray(mask)))
 
 
-@pytest.mark.parametrize("placement", ["post", "pre"])
-@pytest.mark.parametrize("kind", ["classification", "regression", "tagging", "qa"])
+# Every kind on both encoders; multilabel's head is classification's (only the loss and the
+# decoding differ), so it runs on the post-LN one only.
+KIND_PLACEMENTS = [(kind, placement) for kind in ("classification", "regression", "tagging", "qa")
+                   for placement in ("post", "pre")] + [("multilabel", "post")]  # fmt: skip
+
+
+@pytest.mark.parametrize(("kind", "placement"), KIND_PLACEMENTS)
 def test_a_finetuned_model_exports_as_its_task_class(
     tmp_path, transformers, model_of, kind, placement
 ):
@@ -129,7 +152,7 @@ def test_a_finetuned_model_exports_as_its_task_class(
     hf_model = auto.from_pretrained(str(tmp_path / "hf")).eval()
     assert type(hf_model).__name__ == family + suffix  # every weight found, none left over
     tok = transformers.AutoTokenizer.from_pretrained(str(tmp_path / "hf"))
-    if kind in ("classification", "regression"):
+    if kind in ("classification", "multilabel", "regression"):
         inputs = tok([a for a, _, _ in PAIRS[:4]], [b for _, b, _ in PAIRS[:4]], padding=True,
                      return_tensors="pt")  # fmt: skip
     elif kind == "tagging":
@@ -159,8 +182,18 @@ def test_a_finetuned_model_exports_as_its_task_class(
         batch = {"labels": jnp.asarray(targets, jnp.float32), "weights": jnp.ones(4)}
         total, count = trainer.task_loss(jnp.asarray(ours), batch, "regression")
         assert float(total / count) == pytest.approx(float(hf_loss), rel=1e-4)
+    if kind == "multilabel":  # a sigmoid per label: binary cross-entropy, averaged, as bertjax's
+        assert hf_model.config.problem_type == "multi_label_classification"
+        names = hf_model.config.id2label.values()
+        targets = np.array([[float(n in topics(i)) for n in names] for i in range(4)])
+        with torch.no_grad():
+            hf_loss = hf_model(**inputs, labels=torch.tensor(targets, dtype=torch.float32)).loss
+        batch = {"labels": jnp.asarray(targets, jnp.float32), "weights": jnp.ones(4)}
+        total, count = trainer.task_loss(jnp.asarray(ours), batch, "multilabel")
+        assert float(total / count) == pytest.approx(float(hf_loss), rel=1e-4)
     labels = {
         "classification": ["contradiction", "entailment"],
+        "multilabel": ["animal", "place", "weather"],
         "tagging": ["B-LOC", "B-PER", "I-LOC", "I-PER", "O"],
     }.get(kind)
     if labels:
@@ -251,7 +284,7 @@ def test_save_model_false_keeps_only_the_scores_and_a_rerun_reuses_the_seed(tmp_
     )
 
 
-@pytest.mark.parametrize("kind", ["classification", "regression", "tagging", "qa"])
+@pytest.mark.parametrize("kind", ["classification", "multilabel", "regression", "tagging", "qa"])
 def test_predict_labels_a_file_as_fine_tuning_scored_it(tmp_path, model_of, kind):
     """`bertjax predict` on the eval file gives the predictions behind the eval scores."""
     saved = model_of(kind)
@@ -274,6 +307,16 @@ def test_predict_labels_a_file_as_fine_tuning_scored_it(tmp_path, model_of, kind
         assert first["premise"] == PAIRS[0][0]  # the record comes back with its prediction
         assert sum(first["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
         assert max(first["probabilities"], key=first["probabilities"].get) == first["prediction"]
+    elif kind == "multilabel":
+        assert done.count == len(lines) == len(PAIRS)
+        assert "texts labelled by a jsonl model" in done.line()
+        names = ["animal", "place", "weather"]
+        predicted = [[float(n in r["prediction"]) for n in names] for r in lines]
+        true = [[float(n in r["topics"]) for n in names] for r in lines]
+        assert multilabel_scores(predicted, true)["micro_f1"] == pytest.approx(result["micro_f1"])
+        for r in lines:  # each label's own probability; the prediction: those over 0.5
+            assert list(r["probabilities"]) == names
+            assert r["prediction"] == [n for n, p in r["probabilities"].items() if p > 0.5]
     elif kind == "regression":
         assert done.count == len(lines) == len(PAIRS)
         assert "texts scored by a jsonl model" in done.line()
@@ -342,8 +385,7 @@ def test_predict_errors_are_one_line_and_name_the_fix(tmp_path):
 PAIRS_LABELS = ("contradiction", "entailment")
 
 
-@pytest.mark.parametrize("placement", ["post", "pre"])
-@pytest.mark.parametrize("kind", ["classification", "regression", "tagging", "qa"])
+@pytest.mark.parametrize(("kind", "placement"), KIND_PLACEMENTS)
 def test_an_exported_fine_tune_imports_back_and_predicts_the_same(
     tmp_path, transformers, model_of, kind, placement
 ):
@@ -364,7 +406,7 @@ def test_an_exported_fine_tune_imports_back_and_predicts_the_same(
     np.testing.assert_array_equal(bertjax_logits(tmp_path / "back", ids, segments, mask),
                                   bertjax_logits(saved, ids, segments, mask))  # fmt: skip
     _, fields = task_files(tmp_path, kind)
-    pairs = kind in ("classification", "regression")
+    pairs = kind in ("classification", "multilabel", "regression")
     flags = {"text_fields": "premise,hypothesis"} if pairs else {}
     original = predict.predict_file(str(saved), fields["eval_file"], str(tmp_path / "a.jsonl"))
     back = predict.predict_file(str(tmp_path / "back"), fields["eval_file"],
@@ -374,7 +416,7 @@ def test_an_exported_fine_tune_imports_back_and_predicts_the_same(
     b = [json.loads(line) for line in (tmp_path / "b.jsonl").read_text().splitlines()]
     key = "predicted_tags" if kind == "tagging" else "prediction"
     assert [r[key] for r in b] == [r[key] for r in a]
-    if kind == "classification":
+    if kind in ("classification", "multilabel"):
         for x, y in zip(a, b, strict=True):
             for label, p in x["probabilities"].items():
                 assert y["probabilities"][label] == pytest.approx(p, abs=1e-5)
@@ -424,10 +466,20 @@ def test_a_transformers_classifier_imports_with_its_labels_and_logits(tmp_path, 
         theirs = hf_regression(**inputs).logits.numpy()
     ours = bertjax_logits(tmp_path / "regression_dir", ids, segments, mask)
     np.testing.assert_allclose(ours, theirs, atol=ATOL, rtol=0)
-    # What bertjax does not compute is refused before anything is written.
-    config.problem_type, config.num_labels = "multi_label_classification", 3
+    # A multi-label model (a sigmoid per label) imports as a multilabel one; `bertjax predict`
+    # gives each label the probability a transformers pipeline gives it.
+    config.problem_type = "multi_label_classification"
     transformers.BertForSequenceClassification(config).save_pretrained(tmp_path / "multi")
     (tmp_path / "multi" / "vocab.txt").write_bytes((init / "vocab.txt").read_bytes())
-    with pytest.raises(UserError, match="is a multi_label_classification model; bertjax .* regr"):
-        import_checkpoint(tmp_path / "multi", tmp_path / "multi_dir")
-    assert not (tmp_path / "multi_dir").exists()
+    result = import_checkpoint(tmp_path / "multi", tmp_path / "multi_dir")
+    assert result.task["kind"] == "multilabel"
+    assert result.task["labels"] == ["negative", "neutral", "positive"]
+    texts = write_jsonl(tmp_path / "texts.jsonl", [{"text": "the cat sat on the mat"}])
+    predict.predict_file(str(tmp_path / "multi_dir"), texts, str(tmp_path / "multi.jsonl"))
+    ours = json.loads((tmp_path / "multi.jsonl").read_text())
+    classify = transformers.pipeline("text-classification", model=str(tmp_path / "multi"),
+                                     tokenizer=tok, framework="pt")  # fmt: skip
+    theirs = {e["label"]: e["score"] for e in classify("the cat sat on the mat", top_k=None)}
+    assert sum(theirs.values()) != pytest.approx(1.0, abs=1e-3)  # sigmoids, not a softmax
+    assert ours["probabilities"] == pytest.approx(theirs, abs=1e-5)
+    assert ours["prediction"] == [label for label, p in theirs.items() if p > 0.5]
