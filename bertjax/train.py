@@ -94,20 +94,12 @@ def train_and_evaluate(
 
     Re-running with the same workdir resumes from the latest checkpoint.
     """
-    from bertjax.data import pipeline, vocab  # deferred: tf.data
+    from bertjax.data import vocab  # deferred: tf.data
 
     wall_start = time.perf_counter()
     workdir = epath.Path(workdir)  # local path or gs://bucket/...
     spec = validate(config, workdir)  # the config's only reading: typed specs from here on
-    if jax.process_count() > 1 and not spec.data.prepared_dir:
-        # One process trains (or finds) the cached vocabulary; the others then read it.
-        if jax.process_index() == 0:
-            vocab.build_or_load_vocab(spec.data)
-        multihost_utils.sync_global_devices("vocabulary ready")
-    # Chunk counts beside the checkpoints: a text stream's resume skips to its chunk.
-    data = pipeline.build_pretraining_data(spec.data, index_dir=str(workdir / "text_stream_index"))
-    if jax.process_count() > 1:
-        vocab.check_same_vocabulary(data.vocab_path)
+    data = _pretraining_data(spec, workdir)
     model = dataclasses.replace(spec.model, vocab_size=data.tokenizer.vocab_size)
     mesh = spec.mesh.create_mesh()
     tx = optim.create_optimizer(spec.optimizer)
@@ -175,6 +167,22 @@ def train_and_evaluate(
         writer.close()
     summary.wall_seconds = time.perf_counter() - wall_start
     return summary
+
+
+def _pretraining_data(spec: RunSpec, workdir: epath.Path) -> pipeline.PretrainingData:
+    """The run's vocabulary, tokenizer and instances, the same on every process."""
+    from bertjax.data import pipeline, vocab  # deferred: tf.data
+
+    if jax.process_count() > 1 and not spec.data.prepared_dir:
+        # One process trains (or finds) the cached vocabulary; the others then read it.
+        if jax.process_index() == 0:
+            vocab.build_or_load_vocab(spec.data)
+        multihost_utils.sync_global_devices("vocabulary ready")
+    # Chunk counts beside the checkpoints: a text stream's resume skips to its chunk.
+    data = pipeline.build_pretraining_data(spec.data, index_dir=str(workdir / "text_stream_index"))
+    if jax.process_count() > 1:
+        vocab.check_same_vocabulary(data.vocab_path)
+    return data
 
 
 def _training_dataset(spec: RunSpec, data: pipeline.PretrainingData, start_step: int = 0):

@@ -86,14 +86,35 @@ def build_pretraining_data(
         vocab_path = vocabulary.build_or_load_vocab(data)
         tokenizer = vocabulary.load_tokenizer(vocab_path, data.lowercase)
     if data.streaming and split == "train":
-        stream = text_stream.from_spec(data, tokenizer, vocab_path.parent, index_dir)
-        tfds_sources = sum(tfds_corpus.is_tfds(f) for f in stream.files)
-        logging.info(
-            "Streaming raw text from %d corpus files and %d tfds sources",
-            len(stream.files) - tfds_sources,
-            tfds_sources,
-        )
-        return PretrainingData(tokenizer, vocab_path, stream, num_documents=0, num_sentences=0)
+        return _streaming_data(data, tokenizer, vocab_path, index_dir)
+    docs, num_sentences, instances = _instances_of_split(data, tokenizer, split)
+    _log_summary(data, tokenizer, docs, num_sentences, instances, time.perf_counter() - start)
+    return PretrainingData(
+        tokenizer=tokenizer,
+        vocab_path=vocab_path,
+        source=InMemoryInstances(instances),
+        num_documents=len(docs),
+        num_sentences=num_sentences,
+    )
+
+
+def _streaming_data(
+    data: DataSpec, tokenizer, vocab_path: epath.Path, index_dir: str
+) -> PretrainingData:
+    """The training split of a streaming spec: nothing read yet, a `TextStream` over it."""
+    stream = text_stream.from_spec(data, tokenizer, vocab_path.parent, index_dir)
+    tfds_sources = sum(tfds_corpus.is_tfds(f) for f in stream.files)
+    logging.info(
+        "Streaming raw text from %d corpus files and %d tfds sources",
+        len(stream.files) - tfds_sources,
+        tfds_sources,
+    )
+    return PretrainingData(tokenizer, vocab_path, stream, num_documents=0, num_sentences=0)
+
+
+def _instances_of_split(data: DataSpec, tokenizer, split: str) -> tuple[list, int, dict]:
+    """(tokenized documents, number of sentences, instance arrays) of the split, read whole:
+    NSP sentence pairs, or packed rows with ``packing``. UserError when none comes out."""
     reports: list[corpus.SourceReport] = []
     eval_corpus = split == "eval" and data.eval_corpus
     source = data.eval_corpus if eval_corpus else data.corpus
@@ -123,13 +144,16 @@ def build_pretraining_data(
             instances = pretraining_examples.create_instances(
                 docs, short_seq_prob=data.short_seq_prob, **common
             )
-    num_instances = len(instances["input_ids"])
-    if num_instances == 0:
+    if len(instances["input_ids"]) == 0:
         what = "training" if split == "train" else "evaluation"
         raise UserError(
             f"corpus {source!r} yields no {what} instance; give it documents with "
             "several sentences of text (or raise --config.eval_holdout_fraction)"
         )
+    return docs, num_sentences, instances
+
+
+def _log_summary(data: DataSpec, tokenizer, docs, num_sentences: int, instances, seconds) -> None:
     num_tokens = sum(len(s) for doc in docs for s in doc)
     num_unknown = sum(s.count(tokenizer.unk_id) for doc in docs for s in doc)
     logging.info(
@@ -139,18 +163,11 @@ def build_pretraining_data(
         num_sentences,
         num_tokens,
         100.0 * num_unknown / max(num_tokens, 1),
-        num_instances,
+        len(instances["input_ids"]),
         data.max_seq_length,
         100.0 * instances["input_mask"].mean(),
         100.0 * instances["next_sentence_labels"].mean(),
-        time.perf_counter() - start,
-    )
-    return PretrainingData(
-        tokenizer=tokenizer,
-        vocab_path=vocab_path,
-        source=InMemoryInstances(instances),
-        num_documents=len(docs),
-        num_sentences=num_sentences,
+        seconds,
     )
 
 
