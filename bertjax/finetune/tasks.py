@@ -351,9 +351,14 @@ def _example(spec: TaskSpec, labels, record, source: str, number: int, training:
     return _tagged_example(record, spec, labels, source, number, training)
 
 
+def _texts(record: dict, spec: TaskSpec, where: str, source: str) -> tuple[str, ...]:
+    """A text record's one text or pair, each checked by `text_value`."""
+    return tuple(text_value(_field(record, f, source), f, where) for f in spec.text_fields)
+
+
 def _text_example(record, spec: TaskSpec, labels, source: str, number: int) -> TextExample:
     where = f"record {number + 1} of {source}"
-    texts = tuple(text_value(_field(record, f, source), f, where) for f in spec.text_fields)
+    texts = _texts(record, spec, where, source)
     label = _label(record, spec, source, number)
     if label not in labels:
         raise UserError(
@@ -381,7 +386,7 @@ def _label_set(record: dict, spec: TaskSpec, source: str, number: int) -> tuple[
 
 def _multilabel_example(record, spec: TaskSpec, labels, source: str, number: int) -> TextExample:
     where = f"record {number + 1} of {source}"
-    texts = tuple(text_value(_field(record, f, source), f, where) for f in spec.text_fields)
+    texts = _texts(record, spec, where, source)
     names = set(_label_set(record, spec, source, number))
     unknown = sorted(names - set(labels))
     if unknown:
@@ -395,7 +400,7 @@ def _scored_example(record, spec: TaskSpec, source: str, number: int) -> TextExa
     """A regression record: its texts and its target, a finite number (JSON number or numeric
     string; true/false, null, NaN and infinities are refused)."""
     where = f"record {number + 1} of {source}"
-    texts = tuple(text_value(_field(record, f, source), f, where) for f in spec.text_fields)
+    texts = _texts(record, spec, where, source)
     value = _field(record, spec.label_field, source)
     try:
         target = float(value) if not isinstance(value, bool) else math.nan
