@@ -12,7 +12,7 @@ import ml_collections
 def get_config() -> ml_collections.ConfigDict:
     config = ml_collections.ConfigDict()
 
-    # --- Data (see bertjax/finetune/tasks.py) ---------------------------------------------
+    # --- Data (see bertjax/finetune/tasks.py and records.py) ------------------------------
     config.data_dir = "../shared/data/tasks"  # presets (mr, trec, rte, chunking): DIR/NAME/*.jsonl
     config.train_file = ""  # --task=jsonl|squad, or to replace a preset's file
     config.eval_file = ""

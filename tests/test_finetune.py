@@ -17,8 +17,8 @@ from bertjax.convert import model_dir
 from bertjax.data.tokenizer import WordPieceTokenizer, train_wordpiece_vocab
 from bertjax.errors import UserError
 from bertjax.finetune import features, inference, model, recipe, squad, tasks, trainer
+from bertjax.finetune.records import TaggedExample, TextExample
 from bertjax.finetune.scores import chunk_scores
-from bertjax.finetune.tasks import TaggedExample, TextExample
 from bertjax.models.bert import BertConfig, create_model
 from tests.helpers import load_config
 from tests.test_cli import assert_one_line_error, run_cli

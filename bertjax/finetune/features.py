@@ -12,7 +12,7 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 
-from bertjax.finetune.tasks import TaggedExample, TextExample
+from bertjax.finetune.records import TaggedExample, TextExample
 
 IGNORE = -1  # label of positions that carry no loss (continuation wordpieces, specials)
 LENGTH_BUCKET = 32

@@ -37,7 +37,7 @@ from bertjax.data import tokenizer as tokenizers
 from bertjax.data import vocab
 from bertjax.errors import UserError
 from bertjax.finetune import inference, model, squad, tasks
-from bertjax.finetune.tasks import TaggedExample, TextExample
+from bertjax.finetune.records import TaggedExample, TextExample, json_lines, text_value
 
 # What a model imported from Hugging Face does not record (bertjax fine-tunes record theirs):
 # the input fields, and QA's windows (configs/finetune.py's defaults, BERT's run_squad values).
@@ -160,7 +160,7 @@ def _read(task: dict, path: Path) -> tuple[list, list]:
     if task["kind"] == "qa":
         examples = squad.read_squad(path, answers_required=False)
         return [{"id": e.id, "question": e.question} for e in examples], examples
-    records = list(tasks.json_lines(path, str(path)))
+    records = list(json_lines(path, str(path)))
     if not records:
         raise UserError(f"--input={path} has no record")
     if task["kind"] in tasks.TEXT_KINDS:
@@ -180,7 +180,7 @@ def _read(task: dict, path: Path) -> tuple[list, list]:
                 f"{type(words).__name__})"
             )
         where = f"record {number} of {path}"
-        words = tuple(tasks.text_value(w, f"{field}[{i}]", where) for i, w in enumerate(words))
+        words = tuple(text_value(w, f"{field}[{i}]", where) for i, w in enumerate(words))
         examples.append(TaggedExample(words, (0,) * len(words)))
     return records, examples
 
@@ -195,7 +195,7 @@ def _field(record: dict, field: str, path: Path, number: int, fields: list[str])
 
 
 def _text(record: dict, field: str, path: Path, number: int, fields: list[str]) -> str:
-    return tasks.text_value(_field(record, field, path, number, fields), field,
+    return text_value(_field(record, field, path, number, fields), field,
                             f"record {number} of {path}")  # fmt: skip
 
 

@@ -1,0 +1,211 @@
+"""A task's records (JSON objects: a JSON Lines line, a TFDS example) read as the examples of
+its kind, every malformed value a one-line error that names the record and the fix.
+
+- classification, multilabel, regression -> `TextExample` (one text or a pair, and the label:
+  an id, a multi-hot tuple, a number);
+- tagging -> `TaggedExample` (words and one tag per word).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from bertjax.errors import UserError
+
+if TYPE_CHECKING:  # tasks imports this module
+    from bertjax.finetune.tasks import TaskSpec
+
+
+@dataclasses.dataclass(frozen=True)
+class TextExample:
+    texts: tuple[str, ...]  # one text, or a pair
+    # classification: the label id; regression: the target number; multilabel: 1.0 for each
+    # label the example has, 0.0 for the others (multi-hot, one entry per label)
+    label: int | float | tuple[float, ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class TaggedExample:
+    words: tuple[str, ...]
+    tags: tuple[int, ...]  # label ids; an eval tag never seen in training gets "O"'s (or 0)
+    gold: tuple[str, ...] = ()  # the tags as written: what the eval scores compare against
+
+
+def json_lines(path: Path, name: str) -> Iterator[dict]:
+    """The JSON objects of a JSON Lines file (blank lines skipped); `name` is the file as the
+    user wrote it, for errors that point at the line."""
+    with path.open(encoding="utf-8", errors="replace") as f:
+        for number, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                raise UserError(
+                    f"{name}:{number} is not valid JSON; fix or remove the line"
+                ) from None
+            if not isinstance(record, dict):
+                raise UserError(f"{name}:{number} is not a JSON object")
+            yield record
+
+
+def _field(record: dict, field: str, source: str):
+    if field not in record:
+        raise UserError(
+            f"a record of {source} has no field {field!r} (it has {sorted(record)}); set the "
+            "matching --config.*_field"
+        )
+    return record[field]
+
+
+NOT_TEXT = {type(None): "null", list: "a JSON array", dict: "a JSON object"}  # JSON's types
+
+
+def text_value(value, field: str, where: str) -> str:
+    """A text field's value as a string (numbers become their digits); null, lists and objects
+    are refused: str() would make "None" or "['a', 'b']" the text. `where`: "record N of FILE"."""
+    if type(value) in NOT_TEXT:
+        raise UserError(
+            f"{where}: {field!r} is {NOT_TEXT[type(value)]}, not text; fix the record or drop it"
+        )
+    return str(value)
+
+
+def _list_field(record: dict, field: str, source: str, number: int) -> list:
+    """A tagging record's word or tag list (a string would be split into characters)."""
+    value = _field(record, field, source)
+    if not isinstance(value, list):
+        raise UserError(
+            f"record {number + 1} of {source}: {field!r} must be a list, one entry per word "
+            f"(it is a {type(value).__name__})"
+        )
+    return value
+
+
+def _text_list(record: dict, field: str, source: str, number: int) -> tuple[str, ...]:
+    """A tagging record's words or tags, each checked by `text_value`."""
+    where = f"record {number + 1} of {source}"
+    values = _list_field(record, field, source, number)
+    return tuple(text_value(v, f"{field}[{i}]", where) for i, v in enumerate(values))
+
+
+def _label(record: dict, spec: TaskSpec, source: str, number: int) -> str:
+    """A classification record's label as a string (1 and "1" are one class); null (an
+    unlabelled record, e.g. a TFDS test split's -1), lists and objects are refused."""
+    value = _field(record, spec.label_field, source)
+    where = f"record {number + 1} of {source}"
+    if isinstance(value, list):
+        raise UserError(
+            f"{where}: {spec.label_field!r} is a JSON array, not one label; for several labels "
+            "per text, fine-tune with --config.kind=multilabel"
+        )
+    return text_value(value, spec.label_field, where)
+
+
+def label_names(spec: TaskSpec, records: Sequence[dict]) -> list[str]:
+    """The task's label (tagging: tag) names in the training `records`, sorted: id = index."""
+    names_of = {
+        "regression": lambda record, i: (),
+        "classification": lambda record, i: (_label(record, spec, spec.train, i),),
+        "multilabel": lambda record, i: _label_set(record, spec, spec.train, i),
+        "tagging": lambda record, i: _text_list(record, spec.tags_field, spec.train, i),
+    }[spec.kind]
+    return sorted({name for i, record in enumerate(records) for name in names_of(record, i)})
+
+
+def example(spec: TaskSpec, labels, record, source: str, number: int, training: bool):
+    """Record `number` (from 0) of `source` as its kind's example type."""
+    if spec.kind == "regression":
+        return _scored_example(record, spec, source, number)
+    if spec.kind == "classification":
+        return _text_example(record, spec, labels, source, number)
+    if spec.kind == "multilabel":
+        return _multilabel_example(record, spec, labels, source, number)
+    return _tagged_example(record, spec, labels, source, number, training)
+
+
+def _texts(record: dict, spec: TaskSpec, where: str, source: str) -> tuple[str, ...]:
+    """A text record's one text or pair, each checked by `text_value`."""
+    return tuple(text_value(_field(record, f, source), f, where) for f in spec.text_fields)
+
+
+def _text_example(record, spec: TaskSpec, labels, source: str, number: int) -> TextExample:
+    where = f"record {number + 1} of {source}"
+    texts = _texts(record, spec, where, source)
+    label = _label(record, spec, source, number)
+    if label not in labels:
+        raise UserError(
+            f"record {number + 1} of {source} has label {label!r}, not seen in the training "
+            f"data (labels: {labels})"
+        )
+    return TextExample(texts=texts, label=labels.index(label))
+
+
+def _label_set(record: dict, spec: TaskSpec, source: str, number: int) -> tuple[str, ...]:
+    """A multilabel record's label names: a JSON list (empty: none of the labels applies), each
+    name checked by `text_value`; a single string is refused (it would be one label or its
+    characters, and which is meant cannot be told)."""
+    where = f"record {number + 1} of {source}"
+    value = _field(record, spec.label_field, source)
+    if not isinstance(value, list):
+        shown = NOT_TEXT.get(type(value)) or json.dumps(value, ensure_ascii=False)
+        one = f"[{json.dumps(value, ensure_ascii=False)}] for one label, " * isinstance(value, str)
+        raise UserError(
+            f"{where}: {spec.label_field!r} is {shown}, not a JSON list of label names "
+            f"(--config.kind=multilabel); write {one}[] for none"
+        )
+    return tuple(text_value(v, f"{spec.label_field}[{i}]", where) for i, v in enumerate(value))
+
+
+def _multilabel_example(record, spec: TaskSpec, labels, source: str, number: int) -> TextExample:
+    where = f"record {number + 1} of {source}"
+    texts = _texts(record, spec, where, source)
+    names = set(_label_set(record, spec, source, number))
+    unknown = sorted(names - set(labels))
+    if unknown:
+        raise UserError(
+            f"{where} has labels {unknown}, not seen in the training data (labels: {labels})"
+        )
+    return TextExample(texts=texts, label=tuple(float(name in names) for name in labels))
+
+
+def _scored_example(record, spec: TaskSpec, source: str, number: int) -> TextExample:
+    """A regression record: its texts and its target, a finite number (JSON number or numeric
+    string; true/false, null, NaN and infinities are refused)."""
+    where = f"record {number + 1} of {source}"
+    texts = _texts(record, spec, where, source)
+    value = _field(record, spec.label_field, source)
+    try:
+        target = float(value) if not isinstance(value, bool) else math.nan
+    except (TypeError, ValueError):
+        target = math.nan
+    if not math.isfinite(target):
+        raise UserError(
+            f"{where}: {spec.label_field!r} is {json.dumps(value)}, not a finite number "
+            "(--config.kind=regression); fix the record or drop it"
+        )
+    return TextExample(texts=texts, label=target)
+
+
+def _tagged_example(
+    record, spec: TaskSpec, tags, source: str, number: int, training: bool = True
+) -> TaggedExample:
+    """Training tags must be known (they are the label set); an eval tag the training data never
+    has (CoNLL-2000's test set has I-LST) cannot be predicted but still counts in the scores."""
+    words = _text_list(record, spec.tokens_field, source, number)
+    names = list(_text_list(record, spec.tags_field, source, number))
+    if len(words) != len(names):
+        raise UserError(
+            f"record {number + 1} of {source} has {len(words)} tokens but {len(names)} tags"
+        )
+    unknown = set(names) - set(tags)
+    if unknown and training:
+        raise UserError(f"record {number + 1} of {source} has tags {sorted(unknown)} not in train")
+    fallback = tags.index("O") if "O" in tags else 0
+    ids = tuple(tags.index(t) if t in tags else fallback for t in names)
+    return TaggedExample(words=words, tags=ids, gold=tuple(names))
