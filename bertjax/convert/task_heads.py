@@ -29,7 +29,7 @@ import numpy as np
 
 from bertjax.convert import hf, prelayernorm
 from bertjax.errors import UserError
-from bertjax.finetune.tasks import TEXT_KINDS
+from bertjax.finetune.records import TEXT_KINDS
 from bertjax.models.bert import BertConfig
 
 HEAD_PREFIXES = {"classification": "classifier.", "multilabel": "classifier.",

@@ -14,6 +14,7 @@ import numpy as np
 
 from bertjax import sharding
 from bertjax.finetune import features, scores, squad, tasks
+from bertjax.finetune.records import TEXT_KINDS
 
 # QA decoding and window settings a fine-tuned model records (configs/finetune.py fields).
 QA_FIELDS = ("doc_stride", "max_query_length", "max_answer_length", "n_best")
@@ -51,7 +52,7 @@ def encode(
     """Model inputs of `examples` of a task of `kind`; QA also gives its windows' features.
     `config`: max_seq_length, and for QA doc_stride and max_query_length."""
     length = config.max_seq_length
-    if kind in tasks.TEXT_KINDS:
+    if kind in TEXT_KINDS:
         return features.encode_texts(examples, tokenizer, max_seq_length=length), None
     if kind == "tagging":
         return features.encode_tagged(examples, tokenizer, max_seq_length=length), None

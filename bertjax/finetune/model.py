@@ -23,7 +23,7 @@ from jax.experimental.multihost_utils import sync_global_devices
 
 from bertjax import checkpointing, paths
 from bertjax.convert import model_dir
-from bertjax.finetune.tasks import TEXT_KINDS
+from bertjax.finetune.records import TEXT_KINDS
 from bertjax.models.bert import BertConfig, BertModel, unstack_layers
 from bertjax.models.dropout import Dropout
 

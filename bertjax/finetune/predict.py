@@ -36,8 +36,14 @@ from bertjax.convert import model_dir
 from bertjax.data import tokenizer as tokenizers
 from bertjax.data import vocab
 from bertjax.errors import UserError
-from bertjax.finetune import inference, model, squad, tasks
-from bertjax.finetune.records import TaggedExample, TextExample, json_lines, text_value
+from bertjax.finetune import inference, model, squad
+from bertjax.finetune.records import (
+    TEXT_KINDS,
+    TaggedExample,
+    TextExample,
+    json_lines,
+    text_value,
+)
 
 # What a model imported from Hugging Face does not record (bertjax fine-tunes record theirs):
 # the input fields, and QA's windows (configs/finetune.py's defaults, BERT's run_squad values).
@@ -137,7 +143,7 @@ def _with_fields(task: dict, text_fields: str, tokens_field: str) -> dict:
     """The task entry with the input field names the user gave in place of the recorded ones."""
     recorded = task.get("text_fields")  # None: imported, one text or a pair may be meant
     task = DEFAULT_FIELDS | task
-    if text_fields and task["kind"] in tasks.TEXT_KINDS:
+    if text_fields and task["kind"] in TEXT_KINDS:
         fields = [f.strip() for f in text_fields.split(",") if f.strip()]
         if recorded is not None and len(fields) != len(recorded):
             raise UserError(
@@ -163,7 +169,7 @@ def _read(task: dict, path: Path) -> tuple[list, list]:
     records = list(json_lines(path, str(path)))
     if not records:
         raise UserError(f"--input={path} has no record")
-    if task["kind"] in tasks.TEXT_KINDS:
+    if task["kind"] in TEXT_KINDS:
         fields = task["text_fields"]
         examples = [
             TextExample(tuple(_text(r, f, path, n, fields) for f in fields), label=0)

@@ -20,6 +20,10 @@ from bertjax.errors import UserError
 if TYPE_CHECKING:  # tasks imports this module
     from bertjax.finetune.tasks import TaskSpec
 
+# The kinds whose examples are `TextExample`s: one text or a pair -> one output vector per
+# example, from the pooled encoding.
+TEXT_KINDS = ("classification", "multilabel", "regression")
+
 
 @dataclasses.dataclass(frozen=True)
 class TextExample:

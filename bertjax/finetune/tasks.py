@@ -28,8 +28,6 @@ from bertjax.finetune import records, squad
 from bertjax.finetune.records import TaggedExample
 
 KINDS = ("classification", "multilabel", "regression", "tagging", "qa")
-# one text or a pair -> one output vector per example, from the pooled encoding
-TEXT_KINDS = ("classification", "multilabel", "regression")
 DEV_SPLIT_SEED = 0  # the permutation `hold_out_dev` takes the dev examples from
 
 

@@ -42,6 +42,7 @@ from bertjax import optim, paths, sharding
 from bertjax.data import vocab
 from bertjax.errors import UserError
 from bertjax.finetune import features, inference, model, recipe, tasks
+from bertjax.finetune.records import TEXT_KINDS
 from bertjax.finetune.results import MAIN_SCORE, results_table, summarize
 from bertjax.progress import Progress
 from bertjax.train_state import (
@@ -125,7 +126,7 @@ def _task_entry(task: tasks.TaskData, config: ml_collections.ConfigDict) -> dict
     entry = {"name": task.name, "kind": task.kind, "labels": list(task.labels),
              "pooling": recipe.field(config, "pooling"),
              "max_seq_length": config.max_seq_length}  # fmt: skip
-    if task.kind in tasks.TEXT_KINDS:
+    if task.kind in TEXT_KINDS:
         return entry | {"text_fields": list(spec.text_fields)}
     if task.kind == "tagging":
         return entry | {"tokens_field": spec.tokens_field}
