@@ -316,7 +316,8 @@ COMMANDS: dict[str, Command] = {
             ("string", "out", None, "Predictions, JSON Lines: one line per input record."),
             ("integer", "batch_size", 64, "Rows per batch (a multiple of the devices)."),
             ("string", "text_fields", "",
-             "Classification: the input's text field(s), a or a,b (default: the model's)."),
+             "Text models (classification, multilabel, regression): the input's text "
+             "field(s), a or a,b (default: the model's)."),
             ("string", "tokens_field", "",
              "Tagging: the input's word-list field (default: the model's)."),
         ),
