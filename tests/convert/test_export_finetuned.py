@@ -483,3 +483,10 @@ def test_a_transformers_classifier_imports_with_its_labels_and_logits(tmp_path, 
     assert sum(theirs.values()) != pytest.approx(1.0, abs=1e-3)  # sigmoids, not a softmax
     assert ours["probabilities"] == pytest.approx(theirs, abs=1e-5)
     assert ours["prediction"] == [label for label, p in theirs.items() if p > 0.5]
+    # What bertjax does not compute is refused before anything is written.
+    config.problem_type = "regression"  # with 3 outputs: no head bertjax has
+    transformers.BertForSequenceClassification(config).save_pretrained(tmp_path / "odd")
+    (tmp_path / "odd" / "vocab.txt").write_bytes((init / "vocab.txt").read_bytes())
+    with pytest.raises(UserError, match="is a regression model with 3 outputs, not 1"):
+        import_checkpoint(tmp_path / "odd", tmp_path / "odd_dir")
+    assert not (tmp_path / "odd_dir").exists()
