@@ -16,11 +16,13 @@ training sentences, and only those), the floor a fine-tuned model has to clear. 
 """
 
 import argparse
+import itertools
 import json
 from pathlib import Path
 
 import numpy as np
 
+from bertjax.finetune.records import json_lines
 from bertjax.finetune.scores import multilabel_scores
 
 # Label name -> the Penn Treebank tags that show it.
@@ -44,15 +46,11 @@ def features_of(pos: list[str]) -> list[str]:
 
 
 def derive(path: Path, limit: int | None) -> list[dict]:
-    records = []
-    with path.open(encoding="utf-8") as f:
-        for line in f:
-            if line.strip() and (limit is None or len(records) < limit):
-                record = json.loads(line)
-                records.append(
-                    {"text": " ".join(record["tokens"]), "features": features_of(record["pos"])}
-                )
-    return records
+    """The first `limit` records of `path` (all for None) as {"text", "features"}."""
+    return [
+        {"text": " ".join(record["tokens"]), "features": features_of(record["pos"])}
+        for record in itertools.islice(json_lines(path, str(path)), limit)
+    ]
 
 
 def multi_hot(records: list[dict]) -> np.ndarray:

@@ -28,6 +28,7 @@ from pathlib import Path
 import jax
 import ml_collections
 import numpy as np
+import scipy.special
 from flax import nnx
 from jax.sharding import NamedSharding, PartitionSpec
 
@@ -235,5 +236,5 @@ def _sigmoids(labels: list[str], logits: np.ndarray) -> dict[str, float]:
     """Each label's own probability (multilabel: they need not sum to 1)."""
     return {
         label: round(float(p), 6)
-        for label, p in zip(labels, 1 / (1 + np.exp(-logits.astype(np.float64))), strict=True)
+        for label, p in zip(labels, scipy.special.expit(logits.astype(np.float64)), strict=True)
     }
