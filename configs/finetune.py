@@ -42,6 +42,9 @@ def get_config() -> ml_collections.ConfigDict:
     # Classification features: "cls" (Hugging Face's pooler on [CLS]) or "mean" (mean of the
     # final hidden states over real tokens; for encoders pretrained without a [CLS] objective).
     config.pooling = "cls"
+    # Multilabel: a label is predicted where its probability, sigmoid(logit), is over this
+    # (scores and `bertjax predict`; a saved model keeps it). Choose it on a dev split.
+    config.multilabel_threshold = 0.5
     # Dropout while fine-tuning, whatever the pretraining used (a short pretraining may run
     # without): BERT's 0.1 for every released checkpoint.
     config.hidden_dropout_prob = 0.1

@@ -158,6 +158,24 @@ def test_tiny_model_learns_a_synthetic_multilabel_task(tmp_path):
     # encoder's [CLS] learns where to look more slowly (pooling="cls", the same recipe): micro
     # F1 0.79 after 5 epochs here; on the training texts 0.79 after 10 epochs, 0.94 after 20.
     assert scores["micro_f1"] > 0.95 and scores["exact_match"] > 0.9, scores
+    assert all(scores[f"f1/{topic}"] > 0.9 for topic in TOPICS), scores  # each label's F1
+
+
+def test_multilabel_threshold_decides_which_labels_are_predicted():
+    logits = [np.array([-1.0, 0.5, 2.0], np.float32)]  # sigmoid: 0.27, 0.62, 0.88
+
+    def decided(threshold):
+        config = config_for(kind="multilabel", multilabel_threshold=threshold)
+        recipe.validate(config)
+        return inference.decode("multilabel", [], [], None, None, logits, config)[0].tolist()
+
+    assert decided(0.5) == [0, 1, 1]
+    assert decided(0.2) == [1, 1, 1]
+    assert decided(0.7) == [0, 0, 1]
+    assert decided(0.9) == [0, 0, 0]
+    for bad in (0.0, 1.0, 1.5):
+        with pytest.raises(UserError, match=rf"multilabel_threshold={bad} must be in \(0, 1\)"):
+            recipe.validate(config_for(multilabel_threshold=bad))
 
 
 def test_multilabel_reader_and_its_errors(tmp_path):

@@ -54,6 +54,14 @@ def test_multilabel_scores():
                        "macro_f1": 0.0, "exact_match": 0.0}  # fmt: skip
     with pytest.raises(ValueError, match=r"predictions \(2, 3\) for labels \(2, 2\)"):
         scores.multilabel_scores(np.zeros((2, 3)), np.zeros((2, 2)))
+    # With the label names, each label's F1 as well; "d" was never predicted nor true: none.
+    named = scores.multilabel_scores(predicted, actual, ["a", "b", "c", "d"])
+    assert {k: v for k, v in named.items() if k.startswith("f1/")} == pytest.approx(
+        {"f1/a": 2 / 3, "f1/b": 1.0, "f1/c": 0.0}
+    )
+    assert named["macro_f1"] == pytest.approx((2 / 3 + 1 + 0) / 3)
+    with pytest.raises(ValueError, match="3 label names for 4 labels"):
+        scores.multilabel_scores(predicted, actual, ["a", "b", "c"])
 
 
 def test_bio_chunks_conlleval_rules():

@@ -9,7 +9,8 @@ trains (pre-LN encoders in RoBERTa-PreLayerNorm's layout, prelayernorm.py):
   `classifier.out_proj`); regression: the same classes with one output and
   `problem_type: "regression"` (their loss is then the mean squared error, as bertjax's);
   multilabel: the same classes with `problem_type: "multi_label_classification"` (binary
-  cross-entropy per label, as bertjax's; pipelines then apply a sigmoid per label);
+  cross-entropy per label, as bertjax's; pipelines then apply a sigmoid per label) and the
+  fine-tune's `multilabel_threshold` (transformers keeps the field; `bertjax import` reads it);
 * tagging: BertForTokenClassification / RobertaPreLayerNormForTokenClassification
   (`classifier`);
 * qa: BertForQuestionAnswering / RobertaPreLayerNormForQuestionAnswering (`qa_outputs`: start,
@@ -96,8 +97,9 @@ def hf_config(config: BertConfig, task: dict, *, pad_token_id: int) -> dict[str,
         fields["label2id"] = {label: i for i, label in enumerate(labels)}
     if task["kind"] == "classification":
         fields["problem_type"] = "single_label_classification"
-    if task["kind"] == "multilabel":
+    if task["kind"] == "multilabel":  # the threshold: transformers keeps unknown config fields
         fields["problem_type"] = "multi_label_classification"
+        fields["multilabel_threshold"] = task.get("multilabel_threshold", 0.5)
     if task["kind"] == "regression":  # one output: config.num_labels is len(id2label)
         fields |= {"problem_type": "regression", "id2label": {"0": "LABEL_0"},
                    "label2id": {"LABEL_0": 0}}  # fmt: skip

@@ -7,9 +7,10 @@ The head is `classifier.*` (classification, tagging) or `qa_outputs.*` (start, e
 are config.json's `id2label` (or LABEL_0, LABEL_1, ... without it). What the head was trained to
 compute must be bertjax's: single-label softmax classification, multi-label classification
 (`problem_type: "multi_label_classification"`: a sigmoid per label), or regression (one output,
-or `problem_type: "regression"`, Hugging Face's own rule). The
-input field names are not in a Hugging Face directory: `bertjax predict` reads `text`
-(`--text_fields=a,b` for a pair) or `tokens` unless told otherwise.
+or `problem_type: "regression"`, Hugging Face's own rule); a multi-label model decides at
+config.json's `multilabel_threshold` (a bertjax export writes it) or 0.5. The input field names
+are not in a Hugging Face directory: `bertjax predict` reads `text` (`--text_fields=a,b` for a
+pair) or `tokens` unless told otherwise.
 """
 
 from __future__ import annotations
@@ -80,7 +81,20 @@ def head_and_task(
         "pooling": "cls",
         "max_seq_length": min(MAX_SEQ_LENGTH, config.max_position_embeddings),
     }
+    if kind == "multilabel":  # a bertjax export's; transformers' own leave it to the user
+        task["multilabel_threshold"] = _threshold(config_fields, source)
     return {"kernel": weight.T.copy(), "bias": bias}, task, names
+
+
+def _threshold(config_fields: Mapping[str, Any], source: str) -> float:
+    threshold = config_fields.get("multilabel_threshold", 0.5)
+    number = isinstance(threshold, int | float) and not isinstance(threshold, bool)
+    if not number or not 0 < threshold < 1:
+        raise UserError(
+            f"{source}: config.json's multilabel_threshold {threshold!r} is not a number in "
+            "(0, 1); fix or remove it (0.5 is used without it)"
+        )
+    return float(threshold)
 
 
 def _labels(config_fields: Mapping[str, Any], count: int) -> list[str]:

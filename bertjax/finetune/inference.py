@@ -13,7 +13,7 @@ import ml_collections
 import numpy as np
 
 from bertjax import sharding
-from bertjax.finetune import features, scores, squad, tasks
+from bertjax.finetune import features, recipe, scores, squad, tasks
 from bertjax.finetune.records import TEXT_KINDS
 
 # QA decoding and window settings a fine-tuned model records (configs/finetune.py fields).
@@ -100,7 +100,7 @@ def evaluate(
     if task.kind == "classification":
         return scores.classification_scores(predicted, encoded.labels, len(task.labels))
     if task.kind == "multilabel":
-        return scores.multilabel_scores(predicted, encoded.labels)
+        return scores.multilabel_scores(predicted, encoded.labels, task.labels)
     if task.kind == "regression":
         return scores.regression_scores(predicted, encoded.labels)
     if task.kind == "tagging":
@@ -121,14 +121,16 @@ def decode(
     config,
 ) -> list:
     """Each example's prediction from its rows' logits: the label id (classification), 1/0 for
-    each label (multilabel: 1 where the label's probability, sigmoid(logit), is over 0.5), the
-    number (regression), the tag of every word (tagging; a word cut off by max_seq_length is
-    "O"), the answer text (QA: the best span over the example's windows; `config`: n_best,
-    max_answer_length)."""
+    each label (multilabel: 1 where the label's probability, sigmoid(logit), is over `config`'s
+    multilabel_threshold), the number (regression), the tag of every word (tagging; a word cut
+    off by max_seq_length is "O"), the answer text (QA: the best span over the example's
+    windows; `config`: n_best, max_answer_length)."""
     if kind == "classification":
         return [int(np.argmax(x)) for x in logits]
     if kind == "multilabel":
-        return [(x > 0).astype(np.int32) for x in logits]
+        threshold = recipe.field(config, "multilabel_threshold")
+        logit = np.log(threshold / (1 - threshold))  # sigmoid(x) > t  <=>  x > logit(t)
+        return [(x > logit).astype(np.int32) for x in logits]
     if kind == "regression":
         return [float(x[0]) for x in logits]
     if kind == "tagging":

@@ -9,7 +9,8 @@ unless told. The output is JSON Lines, one line per input record (per question f
 input order:
 
   classification   the record + "prediction": label, "probabilities": {label: p}
-  multilabel       the record + "prediction": [labels with p > 0.5], "probabilities": {label: p}
+  multilabel       the record + "prediction": [labels with p > the model's threshold, 0.5
+                   unless fine-tuned with another], "probabilities": {label: p}
   regression       the record + "prediction": the number
   tagging          the record + "predicted_tags": one tag per word (cut-off words "O")
   qa               {"id", "question", "prediction": answer text}
@@ -49,6 +50,7 @@ from bertjax.finetune.records import (
 # What a model imported from Hugging Face does not record (bertjax fine-tunes record theirs):
 # the input fields, and QA's windows (configs/finetune.py's defaults, BERT's run_squad values).
 DEFAULT_FIELDS = {"text_fields": ["text"], "tokens_field": "tokens"}
+SETTINGS = ("max_seq_length", "multilabel_threshold")  # what a model records of its decoding
 QA_DEFAULTS = {"doc_stride": 128, "max_query_length": 64, "max_answer_length": 30, "n_best": 20}
 
 
@@ -105,7 +107,7 @@ def predict_file(
     records, examples = _read(task, Path(input_path).expanduser())
     settings = ml_collections.ConfigDict(
         QA_DEFAULTS
-        | {name: task[name] for name in ("max_seq_length", *inference.QA_FIELDS) if name in task}
+        | {name: task[name] for name in (*SETTINGS, *inference.QA_FIELDS) if name in task}
         | {"eval_batch_size": batch_size}
     )
     tok = vocab.load_tokenizer(

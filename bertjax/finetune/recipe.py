@@ -19,7 +19,8 @@ from bertjax.finetune import model
 # Recipe fields added after runs were recorded and config files written, with the value those
 # runs used (and a config file without the field gets).
 FIELDS_ADDED_LATER = {"pooling": "cls", "layerwise_lr_decay": 1.0, "save_model": True,
-                      "select_epoch": "last", "dev_fraction": 0.0, "dev_file": ""}  # fmt: skip
+                      "select_epoch": "last", "dev_fraction": 0.0, "dev_file": "",
+                      "multilabel_threshold": 0.5}  # fmt: skip
 SELECT_EPOCH = ("last", "best")
 # Fields that do not change what a seed computes: a finished seed is reused whatever they are.
 NOT_RECIPE = ("seeds", "save_model")
@@ -76,7 +77,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
     """Raises a one-line UserError for the first recipe field out of its range."""
     pooling, decay = field(config, "pooling"), field(config, "layerwise_lr_decay")
     select, fraction = field(config, "select_epoch"), field(config, "dev_fraction")
-    dev_file = field(config, "dev_file")
+    dev_file, threshold = field(config, "dev_file"), field(config, "multilabel_threshold")
     checks = (
         (
             select in SELECT_EPOCH,
@@ -104,6 +105,11 @@ def validate(config: ml_collections.ConfigDict) -> None:
         (
             pooling in model.POOLINGS,
             f"pooling={pooling!r} must be one of {', '.join(model.POOLINGS)}",
+        ),
+        (
+            0 < threshold < 1,
+            f"multilabel_threshold={threshold} must be in (0, 1): a label is predicted where "
+            "its probability is over it (0.5 by default)",
         ),
         (config.max_seq_length >= 8, f"max_seq_length={config.max_seq_length} must be >= 8"),
         *(

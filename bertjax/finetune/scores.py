@@ -70,28 +70,33 @@ def classification_scores(
 def multilabel_scores(
     predictions: Sequence[Sequence[int]] | np.ndarray,
     labels: Sequence[Sequence[float]] | np.ndarray,
+    names: Sequence[str] = (),
 ) -> dict[str, float]:
     """Scores of yes/no decisions per label, both [N, C] of 1/0: micro precision, recall and F1
     over all N x C decisions (2TP / (2TP + FP + FN); 0/0 gives 0), macro F1 (each label's F1,
     averaged over the labels that are predicted or true at least once, as `macro_f1`), and
     exact match: the fraction of examples whose predicted label set is exactly the true one
-    (scikit-learn's subset accuracy)."""
+    (scikit-learn's subset accuracy). Given the C label `names`, also each such label's F1 as
+    `f1/<name>` (a label neither predicted nor true has none)."""
     predicted = np.asarray(predictions).astype(bool)
     actual = np.asarray(labels).astype(bool)
     if predicted.shape != actual.shape or predicted.ndim != 2 or not len(actual):
         raise ValueError(f"predictions {predicted.shape} for labels {actual.shape}: need [N, C]")
+    if len(names) and len(names) != actual.shape[1]:
+        raise ValueError(f"{len(names)} label names for {actual.shape[1]} labels")
     true_positives = np.sum(predicted & actual, axis=0)  # per label
     errors = np.sum(predicted != actual, axis=0)  # false positives + false negatives
     seen = true_positives + errors > 0
     per_label_f1 = 2 * true_positives[seen] / (2 * true_positives[seen] + errors[seen])
     tp, num_predicted, num_true = int(true_positives.sum()), int(predicted.sum()), int(actual.sum())
+    named = np.asarray(names, dtype=object)[seen] if len(names) else []
     return {
         "micro_f1": 2 * tp / (num_predicted + num_true) if seen.any() else 0.0,
         "micro_precision": tp / num_predicted if num_predicted else 0.0,
         "micro_recall": tp / num_true if num_true else 0.0,
         "macro_f1": float(np.mean(per_label_f1)) if seen.any() else 0.0,
         "exact_match": float(np.mean(np.all(predicted == actual, axis=1))),
-    }
+    } | {f"f1/{name}": float(f1) for name, f1 in zip(named, per_label_f1, strict=False)}
 
 
 def regression_scores(

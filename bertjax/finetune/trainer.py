@@ -126,6 +126,8 @@ def _task_entry(task: tasks.TaskData, config: ml_collections.ConfigDict) -> dict
     entry = {"name": task.name, "kind": task.kind, "labels": list(task.labels),
              "pooling": recipe.field(config, "pooling"),
              "max_seq_length": config.max_seq_length}  # fmt: skip
+    if task.kind == "multilabel":
+        entry["multilabel_threshold"] = recipe.field(config, "multilabel_threshold")
     if task.kind in TEXT_KINDS:
         return entry | {"text_fields": list(spec.text_fields)}
     if task.kind == "tagging":

@@ -70,7 +70,9 @@ def task_files(tmp_path, kind: str) -> tuple[str, dict]:
                    for i, (a, b, _) in enumerate(PAIRS)]  # fmt: skip
         path = write_jsonl(tmp_path / "topics.jsonl", records)
         fields = dict(text_fields="premise,hypothesis", label_field="topics")
-        return "jsonl", dict(kind=kind, train_file=path, eval_file=path, **fields)
+        # Not the default threshold: the saved model keeps it, and predict decodes with it.
+        return "jsonl", dict(kind=kind, train_file=path, eval_file=path, multilabel_threshold=0.3,
+                             **fields)  # fmt: skip
     if kind == "classification":
         records = [{"premise": a, "hypothesis": b, "verdict": y} for a, b, y in PAIRS]
         path = write_jsonl(tmp_path / "pairs.jsonl", records)
@@ -313,10 +315,13 @@ def test_predict_labels_a_file_as_fine_tuning_scored_it(tmp_path, model_of, kind
         names = ["animal", "place", "weather"]
         predicted = [[float(n in r["prediction"]) for n in names] for r in lines]
         true = [[float(n in r["topics"]) for n in names] for r in lines]
-        assert multilabel_scores(predicted, true)["micro_f1"] == pytest.approx(result["micro_f1"])
-        for r in lines:  # each label's own probability; the prediction: those over 0.5
+        rescored = multilabel_scores(predicted, true, names)
+        assert rescored == pytest.approx({k: result[k] for k in rescored})  # per-label F1 too
+        assert {f"f1/{n}" for n in names} <= set(rescored)
+        for r in lines:  # each label's own probability; the prediction: those over 0.3
             assert list(r["probabilities"]) == names
-            assert r["prediction"] == [n for n, p in r["probabilities"].items() if p > 0.5]
+            assert r["prediction"] == [n for n, p in r["probabilities"].items() if p > 0.3]
+        assert any(0.3 < p <= 0.5 for r in lines for p in r["probabilities"].values())
     elif kind == "regression":
         assert done.count == len(lines) == len(PAIRS)
         assert "texts scored by a jsonl model" in done.line()
@@ -412,6 +417,8 @@ def test_an_exported_fine_tune_imports_back_and_predicts_the_same(
     back = predict.predict_file(str(tmp_path / "back"), fields["eval_file"],
                                 str(tmp_path / "b.jsonl"), **flags)  # fmt: skip
     assert back.task["labels"] == original.task["labels"]
+    if kind == "multilabel":  # through config.json: the fine-tune's, not the default 0.5
+        assert back.task["multilabel_threshold"] == original.task["multilabel_threshold"] == 0.3
     a = [json.loads(line) for line in (tmp_path / "a.jsonl").read_text().splitlines()]
     b = [json.loads(line) for line in (tmp_path / "b.jsonl").read_text().splitlines()]
     key = "predicted_tags" if kind == "tagging" else "prediction"
@@ -474,6 +481,7 @@ def test_a_transformers_classifier_imports_with_its_labels_and_logits(tmp_path, 
     result = import_checkpoint(tmp_path / "multi", tmp_path / "multi_dir")
     assert result.task["kind"] == "multilabel"
     assert result.task["labels"] == ["negative", "neutral", "positive"]
+    assert result.task["multilabel_threshold"] == 0.5  # transformers' config has none
     texts = write_jsonl(tmp_path / "texts.jsonl", [{"text": "the cat sat on the mat"}])
     predict.predict_file(str(tmp_path / "multi_dir"), texts, str(tmp_path / "multi.jsonl"))
     ours = json.loads((tmp_path / "multi.jsonl").read_text())
@@ -488,5 +496,11 @@ def test_a_transformers_classifier_imports_with_its_labels_and_logits(tmp_path, 
     transformers.BertForSequenceClassification(config).save_pretrained(tmp_path / "odd")
     (tmp_path / "odd" / "vocab.txt").write_bytes((init / "vocab.txt").read_bytes())
     with pytest.raises(UserError, match="is a regression model with 3 outputs, not 1"):
+        import_checkpoint(tmp_path / "odd", tmp_path / "odd_dir")
+    assert not (tmp_path / "odd_dir").exists()
+    config.problem_type = "multi_label_classification"
+    config.multilabel_threshold = 1.5
+    transformers.BertForSequenceClassification(config).save_pretrained(tmp_path / "odd")
+    with pytest.raises(UserError, match="multilabel_threshold 1.5 is not a number in"):
         import_checkpoint(tmp_path / "odd", tmp_path / "odd_dir")
     assert not (tmp_path / "odd_dir").exists()
