@@ -153,7 +153,7 @@ def _predict(fv: flags.FlagValues, arguments: list[str]) -> None:
 
     done = predict.predict_file(
         fv.model, fv.input, fv.out, batch_size=fv.batch_size, text_fields=fv.text_fields,
-        tokens_field=fv.tokens_field,
+        tokens_field=fv.tokens_field, multilabel_threshold=fv.multilabel_threshold,
     )  # fmt: skip
     print(done.line())
 
@@ -309,7 +309,8 @@ COMMANDS: dict[str, Command] = {
     ),
     "predict": Command(
         "bertjax predict --model=FINETUNE_DIR/seed_<s>/model --input=FILE --out=FILE.jsonl\n"
-        "           [--batch_size=64] [--text_fields=a,b | --tokens_field=NAME]",
+        "           [--batch_size=64] [--text_fields=a,b | --tokens_field=NAME]\n"
+        "           [--multilabel_threshold=P]",
         (
             ("string", "model", None, "A fine-tuned model: FINETUNE_DIR/seed_<s>/model."),
             ("string", "input", None, "JSON Lines with the model's fields (SQuAD file for QA)."),
@@ -320,6 +321,9 @@ COMMANDS: dict[str, Command] = {
              "field(s), a or a,b (default: the model's)."),
             ("string", "tokens_field", "",
              "Tagging: the input's word-list field (default: the model's)."),
+            ("float", "multilabel_threshold", None,
+             "Multilabel: predict the labels whose probability is over P (default: the "
+             "model's threshold, 0.5 unless fine-tuned with another)."),
         ),
         _predict, ("model", "input", "out"),
         "predict needs --model=FINETUNE_DIR/seed_<s>/model, --input=FILE and --out=FILE",

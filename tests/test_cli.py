@@ -15,7 +15,7 @@ from bertjax.errors import UserError
 
 # Every flag each command takes (all it took before the commands had flags of their own, and
 # prepare's --word_segmenter, --text_format, --short_seq_prob, --num_shards and
-# --eval_holdout_fraction, vocab's --text_format since).
+# --eval_holdout_fraction, vocab's --text_format, predict's --multilabel_threshold since).
 OLD_FLAGS = {
     "train": ["--config=configs/cpu_smoke.py", "--workdir=w", "--print_sharding", "--distributed",
               "--coordinator_address=h:1", "--num_processes=2", "--process_id=0"],
@@ -33,7 +33,7 @@ OLD_FLAGS = {
                  "--config=configs/finetune.py", "--config.num_epochs=1"],
     "fill-mask": ["--workdir=w", "--step=3", "--top_k=2", "a [MASK] b"],
     "predict": ["--model=m", "--input=i", "--out=o", "--batch_size=8", "--text_fields=a,b",
-                "--tokens_field=t"],
+                "--tokens_field=t", "--multilabel_threshold=0.4"],
     "bench": ["--model=tiny", "--seq_len=32", "--batch_size=4", "--steps=1", "--warmup_steps=0",
               "--precision=fp32", "--devices=1", "--attention=xla", "--attention_dropout=0",
               "--remat=full", "--peers", "--peers_venv=v", "--input_pipeline", "--checkpoint",
@@ -195,6 +195,26 @@ def test_every_command_keeps_its_flags_and_parses_only_its_own(name, capsys):
             cli.parse(["bertjax", name, *OLD_FLAGS[name], f"--{flag}=1"])
         assert exit_info.value.code == 2
         assert re.search(rf"error: unknown flag --{flag}[ ;]", capsys.readouterr().err)
+
+
+def test_predict_passes_its_flags_on(monkeypatch, capsys):
+    from bertjax import commands
+    from bertjax.finetune import predict
+
+    seen = {}
+
+    def fake_predict_file(*args, **kwargs):
+        seen.update(args=args, **kwargs)
+        return predict.Predictions({"kind": "multilabel", "name": "jsonl"}, 1, "o")
+
+    monkeypatch.setattr(predict, "predict_file", fake_predict_file)
+    command, fv, arguments = cli.parse(["bertjax", "predict", *OLD_FLAGS["predict"]])
+    commands.COMMANDS[command].run(fv, arguments)
+    assert seen == {"args": ("m", "i", "o"), "batch_size": 8, "text_fields": "a,b",
+                    "tokens_field": "t", "multilabel_threshold": 0.4}  # fmt: skip
+    assert "1 texts labelled by a jsonl model -> o" in capsys.readouterr().out
+    _, fv, _ = cli.parse(["bertjax", "predict", "--model=m", "--input=i", "--out=o"])
+    assert fv.multilabel_threshold is None  # the model's own threshold
 
 
 @pytest.mark.parametrize("name", sorted(cli.COMMANDS))

@@ -9,8 +9,9 @@ unless told. The output is JSON Lines, one line per input record (per question f
 input order:
 
   classification   the record + "prediction": label, "probabilities": {label: p}
-  multilabel       the record + "prediction": [labels with p > the model's threshold, 0.5
-                   unless fine-tuned with another], "probabilities": {label: p}
+  multilabel       the record + "prediction": [labels with p > the threshold: the model's,
+                   0.5 unless fine-tuned with another, or --multilabel_threshold's, e.g. one
+                   chosen on a dev split after fine-tuning], "probabilities": {label: p}
   regression       the record + "prediction": the number
   tagging          the record + "predicted_tags": one tag per word (cut-off words "O")
   qa               {"id", "question", "prediction": answer text}
@@ -78,12 +79,14 @@ def predict_file(
     batch_size: int = 64,
     text_fields: str = "",
     tokens_field: str = "",
+    multilabel_threshold: float | None = None,
 ) -> Predictions:
     """Writes the predictions of the fine-tuned model at `model_path` for the records of
     `input_path` to `out` (JSON Lines). `text_fields` ("a" or "a,b") and `tokens_field` name
-    the input's fields when they differ from the fine-tuning data's (recorded in the model).
-    Raises UserError on a model that is not fine-tuned, a missing or malformed input, or a
-    batch size the devices do not divide."""
+    the input's fields when they differ from the fine-tuning data's (recorded in the model);
+    `multilabel_threshold` replaces a multilabel model's recorded threshold.
+    Raises UserError on a model that is not fine-tuned, a missing or malformed input, a
+    batch size the devices do not divide, or a threshold outside (0, 1) or for another kind."""
     paths.require_local(out, "--out")
     if batch_size <= 0 or batch_size % jax.device_count():
         raise UserError(
@@ -103,7 +106,7 @@ def predict_file(
     if out_path.is_dir():
         raise UserError(f"--out={out} is a directory; name a file, e.g. {out}/predictions.jsonl")
     paths.make_local_dir(out_path.parent, "--out")
-    task = _with_fields(task, text_fields, tokens_field)
+    task = _with_threshold(_with_fields(task, text_fields, tokens_field), multilabel_threshold)
     records, examples = _read(task, Path(input_path).expanduser())
     settings = ml_collections.ConfigDict(
         QA_DEFAULTS
@@ -162,6 +165,22 @@ def _with_fields(task: dict, text_fields: str, tokens_field: str) -> dict:
         flag = "--text_fields" if text_fields else "--tokens_field"
         raise UserError(f"{flag} does not apply to a {task['kind']} model; leave it out")
     return task
+
+
+def _with_threshold(task: dict, threshold: float | None) -> dict:
+    """The task entry deciding multilabel predictions at `threshold` (None: the recorded one)."""
+    if threshold is None:
+        return task
+    if task["kind"] != "multilabel":
+        raise UserError(
+            f"--multilabel_threshold does not apply to a {task['kind']} model; leave it out"
+        )
+    if not 0 < threshold < 1:
+        raise UserError(
+            f"--multilabel_threshold={threshold} must be in (0, 1): a label is predicted where "
+            "its probability is over it"
+        )
+    return task | {"multilabel_threshold": threshold}
 
 
 def _read(task: dict, path: Path) -> tuple[list, list]:

@@ -322,6 +322,17 @@ def test_predict_labels_a_file_as_fine_tuning_scored_it(tmp_path, model_of, kind
             assert list(r["probabilities"]) == names
             assert r["prediction"] == [n for n, p in r["probabilities"].items() if p > 0.3]
         assert any(0.3 < p <= 0.5 for r in lines for p in r["probabilities"].values())
+        # A threshold chosen after fine-tuning (e.g. on a dev split) replaces the recorded one.
+        at_half = tmp_path / "at_half.jsonl"
+        predict.predict_file(str(saved), fields["eval_file"], str(at_half), batch_size=8,
+                             multilabel_threshold=0.5)  # fmt: skip
+        for r, again in zip(lines, map(json.loads, at_half.read_text().splitlines()), strict=True):
+            assert again["probabilities"] == r["probabilities"]
+            assert again["prediction"] == [n for n, p in r["probabilities"].items() if p > 0.5]
+        with pytest.raises(UserError, match=r"--multilabel_threshold=1.5 must be in \(0, 1\)"):
+            predict.predict_file(str(saved), fields["eval_file"], str(tmp_path / "bad.jsonl"),
+                                 multilabel_threshold=1.5)  # fmt: skip
+        assert not (tmp_path / "bad.jsonl").exists()
     elif kind == "regression":
         assert done.count == len(lines) == len(PAIRS)
         assert "texts scored by a jsonl model" in done.line()
@@ -385,6 +396,9 @@ def test_predict_errors_are_one_line_and_name_the_fix(tmp_path):
         predict.predict_file(str(saved), renamed, str(tmp_path / "q.jsonl"), text_fields="s1")
     with pytest.raises(UserError, match="--tokens_field does not apply to a classification"):
         predict.predict_file(str(saved), renamed, str(tmp_path / "q.jsonl"), tokens_field="w")
+    with pytest.raises(UserError, match="--multilabel_threshold does not apply to a classif"):
+        predict.predict_file(str(saved), renamed, str(tmp_path / "q.jsonl"),
+                             text_fields="s1,s2", multilabel_threshold=0.4)  # fmt: skip
 
 
 PAIRS_LABELS = ("contradiction", "entailment")
