@@ -105,8 +105,8 @@ def predict_file(
     out_path = Path(out).expanduser()
     if out_path.is_dir():
         raise UserError(f"--out={out} is a directory; name a file, e.g. {out}/predictions.jsonl")
-    paths.make_local_dir(out_path.parent, "--out")
     task = _with_threshold(_with_fields(task, text_fields, tokens_field), multilabel_threshold)
+    paths.make_local_dir(out_path.parent, "--out")
     records, examples = _read(task, Path(input_path).expanduser())
     settings = ml_collections.ConfigDict(
         QA_DEFAULTS

@@ -330,9 +330,9 @@ def test_predict_labels_a_file_as_fine_tuning_scored_it(tmp_path, model_of, kind
             assert again["probabilities"] == r["probabilities"]
             assert again["prediction"] == [n for n, p in r["probabilities"].items() if p > 0.5]
         with pytest.raises(UserError, match=r"--multilabel_threshold=1.5 must be in \(0, 1\)"):
-            predict.predict_file(str(saved), fields["eval_file"], str(tmp_path / "bad.jsonl"),
+            predict.predict_file(str(saved), fields["eval_file"], str(tmp_path / "new" / "p.jsonl"),
                                  multilabel_threshold=1.5)  # fmt: skip
-        assert not (tmp_path / "bad.jsonl").exists()
+        assert not (tmp_path / "new").exists()  # refused before anything is made
     elif kind == "regression":
         assert done.count == len(lines) == len(PAIRS)
         assert "texts scored by a jsonl model" in done.line()
