@@ -43,7 +43,8 @@ def get_config() -> ml_collections.ConfigDict:
     # final hidden states over real tokens; for encoders pretrained without a [CLS] objective).
     config.pooling = "cls"
     # Multilabel: a label is predicted where its probability, sigmoid(logit), is over this
-    # (scores and `bertjax predict`; a saved model keeps it). Choose it on a dev split.
+    # (scores and `bertjax predict`; a saved model keeps it). Choose it on a dev split
+    # (docs/finetune.md); `bertjax predict --multilabel_threshold=P` applies another later.
     config.multilabel_threshold = 0.5
     # Dropout while fine-tuning, whatever the pretraining used (a short pretraining may run
     # without): BERT's 0.1 for every released checkpoint.
