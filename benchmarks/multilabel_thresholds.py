@@ -60,15 +60,17 @@ def main() -> None:
 
     def on_test(threshold) -> str:
         s = multilabel_scores(test_p > threshold, test_y)
-        return f"test micro F1 {s['micro_f1']:.3f} macro F1 {s['macro_f1']:.3f} " \
-               f"exact match {s['exact_match']:.3f}"  # fmt: skip
+        return (
+            f"test micro F1 {s['micro_f1']:.3f} macro F1 {s['macro_f1']:.3f} "
+            f"exact match {s['exact_match']:.3f}"
+        )
 
     dev_micro = [multilabel_scores(dev_p > t, dev_y)["micro_f1"] for t in GRID]
     for t, micro in zip(GRID, dev_micro, strict=True):
         print(f"threshold {t:.2f}: dev micro F1 {micro:.3f}, {on_test(t)}")
     print(f"best on dev for micro F1: {GRID[np.argmax(dev_micro)]:.2f}")
     per_label = best_per_label(dev_p, dev_y)
-    for name, t, j in zip(names, per_label, range(len(names)), strict=True):
+    for j, (name, t) in enumerate(zip(names, per_label, strict=True)):
         f1_at = label_f1(test_p[:, j] > t, test_y[:, j])
         f1_half = label_f1(test_p[:, j] > 0.5, test_y[:, j])
         print(f"  {name:12s} {t:.2f}  test F1 {f1_at:.3f} (at 0.50: {f1_half:.3f})")
