@@ -272,8 +272,9 @@ def detection_warning(step: int, result: dict[str, float], warmup_steps: int) ->
         f"step {step}: the discriminator's held-out AUC is {auc:.3f} (0.5 = chance; generator MLM "
         f"accuracy {result['mlm_accuracy']:.3f}{states}): it barely detects replaced tokens. At "
         "small budgets replaced-token detection learns context more slowly than a masked LM and "
-        "its encoder can collapse (docs/electra.md); start it from a masked LM's encoder "
-        "(--config.init_from=MLM_WORKDIR) or use --config.objective=bert"
+        "its encoder can collapse (docs/electra.md); warm up longer (--config.warmup_steps: a "
+        "third of the steps at lr 5e-4 kept detecting where 5% collapsed), start from a masked "
+        "LM's encoder (--config.init_from=MLM_WORKDIR) or use --config.objective=bert"
     )
 
 

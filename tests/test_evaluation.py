@@ -204,6 +204,7 @@ def test_detection_warning_past_warmup_only_and_below_the_floor():
     stuck = dict(rtd_auc=0.55, mlm_accuracy=0.25)
     warning = evaluation.detection_warning(1000, stuck, warmup_steps=145)
     assert "AUC is 0.550" in warning and "objective=bert" in warning and "init_from" in warning
+    assert "--config.warmup_steps" in warning
     assert "effective rank" not in warning
     collapsed = evaluation.detection_warning(1000, {**stuck, "token_effective_rank": 3.6}, 145)
     assert "token states' effective rank 3.6" in collapsed
