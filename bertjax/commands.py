@@ -139,7 +139,9 @@ def _finetune(fv: flags.FlagValues, arguments: list[str]) -> None:
     startup.start_jax(quiet=not fv.debug)
     from bertjax.finetune import trainer
 
-    results = trainer.finetune(fv.task, fv.init, fv.workdir, fv.config, random_init=fv.random_init)
+    results = trainer.finetune(
+        fv.task, fv.init, fv.workdir, fv.config, random_init=fv.random_init, step=fv.step
+    )
     print("\n".join(trainer.results_table([results])))
     print(f"results: {os.path.join(fv.workdir, 'results.json')}")
     models = sorted(glob.glob(os.path.join(fv.workdir, "seed_*", "model")))
@@ -294,12 +296,13 @@ COMMANDS: dict[str, Command] = {
         _evaluate_check,
     ),
     "finetune": Command(
-        "bertjax finetune --task=NAME --init=MODEL_DIR --workdir=DIR [--random_init]\n"
+        "bertjax finetune --task=NAME --init=MODEL_DIR --workdir=DIR [--step=N] [--random_init]\n"
         "           [--config=configs/finetune.py] [--config.FIELD=VALUE ...]",
         (
             ("string", "task", None, "mr, trec, rte, chunking, glue/NAME, jsonl or squad."),
             ("string", "init", None, "A training workdir or a `bertjax import` directory."),
             ("string", "workdir", None, "Fine-tuning directory: seeds, results.json."),
+            ("integer", "step", None, "--init's checkpoint step (default: the latest)."),
             ("bool", "random_init", False,
              "--init's architecture and vocabulary, random parameters (the baseline)."),
             ("config", "config", FINETUNE_CONFIG, CONFIG_HELP),

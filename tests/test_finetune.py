@@ -412,7 +412,7 @@ def test_pair_truncation_is_longest_first_and_batches_pad_to_buckets(tmp_path):
 
 def test_pretrained_encoder_is_loaded_and_random_init_is_not(tmp_path):
     init = tiny_model_dir(tmp_path, POSITIVE + NEGATIVE)
-    config, encoder, lowercase, vocab_path = model.load_encoder(str(init))
+    config, encoder, lowercase, vocab_path, _ = model.load_encoder(str(init))
     assert lowercase and vocab_path.is_file() and config.hidden_size == 64
     _, params = model.init_params(config, "classification", 2, seed=5, encoder=encoder)
     word = ("embeddings", "word_embeddings", "embedding")
@@ -434,7 +434,7 @@ def test_pretrained_encoder_is_loaded_and_random_init_is_not(tmp_path):
 
 def test_mean_pooling_classifies_the_mean_of_the_real_tokens(tmp_path):
     init = tiny_model_dir(tmp_path, POSITIVE + NEGATIVE)
-    config, encoder, _, _ = model.load_encoder(str(init))
+    config, encoder, *_ = model.load_encoder(str(init))
     from flax import nnx
 
     graphdef, params = model.init_params(
@@ -458,7 +458,7 @@ def test_mean_pooling_classifies_the_mean_of_the_real_tokens(tmp_path):
 
 def test_layerwise_lr_decay_scales_each_layer_s_update(tmp_path):
     init = tiny_model_dir(tmp_path, POSITIVE + NEGATIVE)
-    config, encoder, _, _ = model.load_encoder(str(init))  # 2 layers
+    config, encoder, *_ = model.load_encoder(str(init))  # 2 layers
     _, params = model.init_params(config, "classification", 2, seed=5, encoder=encoder)
     leaves = jax.tree_util.tree_leaves_with_path(params)
     rng = np.random.default_rng(0)
@@ -627,6 +627,7 @@ def test_a_workdir_refuses_another_fine_tune(tmp_path):
     for field in recipe.FIELDS_ADDED_LATER:  # as a run recorded before the field existed
         saved["config"].pop(field, None)  # save_model: never recorded (not a recipe field)
     saved["init"] = f"{init.parent}/../{init.parent.name}/{init.name}"  # older runs kept ".."
+    del saved["init_step"]  # nor recorded the init's step
     settings.write_text(json.dumps(saved))
     assert trainer.finetune("jsonl", str(init), str(tmp_path / "run"), config) == first
     for field in recipe.FIELDS_ADDED_LATER:  # a config file written before: the same recipe
@@ -643,7 +644,7 @@ def test_a_workdir_refuses_another_fine_tune(tmp_path):
     config.pooling = "max"
     with pytest.raises(UserError, match="pooling='max' must be one of cls, mean"):
         trainer.finetune("jsonl", str(init), str(tmp_path / "other"), config)
-    with pytest.raises(UserError, match="holds a fine-tune with other random_init"):
+    with pytest.raises(UserError, match="holds a fine-tune with other init_step, random_init"):
         trainer.finetune("jsonl", str(init), str(tmp_path / "run"), config_for(
             train_file=data, eval_file=data, kind="classification", num_epochs=1
         ), random_init=True)  # fmt: skip
@@ -651,6 +652,65 @@ def test_a_workdir_refuses_another_fine_tune(tmp_path):
         trainer.finetune("jsonl", str(init), str(tmp_path / "other"), config_for(
             train_file=data, eval_file=data, kind="classification", max_seq_length=256
         ))  # fmt: skip
+
+
+def add_checkpoint(model_path: Path, step: int, seed: int) -> dict:
+    """Saves other random encoder parameters (seeded) as checkpoint `step` of `model_path`,
+    beside its first, with the same metadata, as a pretraining's later checkpoint; returns them."""
+    from flax import nnx
+
+    from bertjax import checkpointing
+
+    _, metadata = checkpointing.open_workdir(model_path)
+    config = model_dir.model_config(metadata)
+    params = nnx.state(create_model(config, seed), nnx.Param).to_pure_dict()
+    manager = checkpointing.create_checkpoint_manager(
+        model_path / "checkpoints", save_every=1, keep=5
+    )
+    state = {"step": np.int32(step), "params": params}
+    checkpointing.save(manager, step, state, metadata, force=True)
+    manager.wait_until_finished()
+    manager.close()
+    return params
+
+
+def test_finetune_starts_from_the_checkpoint_step_it_is_given(tmp_path):
+    init = tiny_model_dir(tmp_path, POSITIVE + NEGATIVE)
+    first = model.load_encoder(str(init))
+    later = add_checkpoint(init, step=7, seed=1)
+    assert model.load_encoder(str(init)).step == 7  # default: the latest
+    picked = model.load_encoder(str(init), step=first.step)
+    assert picked.step == first.step
+    np.testing.assert_array_equal(
+        picked.params["embeddings"]["word_embeddings"]["embedding"],
+        first.params["embeddings"]["word_embeddings"]["embedding"],
+    )
+    assert not np.array_equal(
+        later["bert"]["embeddings"]["word_embeddings"]["embedding"],
+        first.params["embeddings"]["word_embeddings"]["embedding"],
+    )
+    records = [{"text": t, "label": "pos"} for t in POSITIVE] + [
+        {"text": t, "label": "neg"} for t in NEGATIVE
+    ]
+    data = write_jsonl(tmp_path / "d.jsonl", records)
+    config = config_for(train_file=data, eval_file=data, kind="classification", num_epochs=1)
+    run = str(tmp_path / "run")
+    results = trainer.finetune("jsonl", str(init), run, config, step=first.step)
+    assert results["init_step"] == first.step
+    assert json.loads((tmp_path / "run" / "finetune_settings.json").read_text())["init_step"] == 0
+    # The latest checkpoint is another init: its seeds would not be comparable with these.
+    with pytest.raises(UserError, match="holds a fine-tune with other init_step"):
+        trainer.finetune("jsonl", str(init), run, config)
+    baseline = trainer.finetune("jsonl", str(init), str(tmp_path / "random"), config,
+                                random_init=True)  # fmt: skip
+    assert baseline["init_step"] is None  # random parameters: no checkpoint's
+    add_checkpoint(init, step=9, seed=2)  # the pretraining went on: the baseline resumes
+    assert trainer.finetune("jsonl", str(init), str(tmp_path / "random"), config,
+                            random_init=True)["seeds"] == baseline["seeds"]  # fmt: skip
+    workdir = tmp_path / "cli"
+    result = run_cli("finetune", "--task=mr", f"--init={init}", f"--workdir={workdir}",
+                     "--step=3")  # fmt: skip
+    assert_one_line_error(result, "has no checkpoint at step 3; it has steps [0, 7, 9]", workdir)
 
 
 def test_dropout_comes_from_the_recipe(tmp_path):

@@ -238,7 +238,7 @@ def test_a_workdir_in_a_bucket_exports_evaluates_and_fills_masks_where_it_is(
 
 def test_fine_tuning_starts_from_a_workdir_in_a_bucket(bucket, trained, tmp_path):
     run = upload(bucket, trained, "run")
-    config_bucket, encoder_bucket, lowercase, vocab_path = model.load_encoder(run)
+    config_bucket, encoder_bucket, lowercase, vocab_path, _ = model.load_encoder(run)
     config_local, encoder_local, *_ = model.load_encoder(str(trained))
     assert config_bucket == config_local and str(vocab_path) == f"{run}/vocab.txt"
     for got, want in zip(*map(jax.tree.leaves, (encoder_bucket, encoder_local)), strict=True):

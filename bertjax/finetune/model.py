@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -83,15 +83,26 @@ def num_outputs(kind: str, num_labels: int) -> int:
     return {"qa": 2, "regression": 1}.get(kind, num_labels)
 
 
-def load_encoder(init: str) -> tuple[BertConfig, dict[str, Any], bool, Any]:
-    """(BertConfig, "bert" parameters as host arrays, lowercase, vocab path) of a training
-    workdir or a `bertjax import` directory (its latest checkpoint), local or gs://."""
-    step, metadata = checkpointing.open_workdir(init)
+class Encoder(NamedTuple):
+    """A pretrained encoder as fine-tuning reads it."""
+
+    config: BertConfig
+    params: dict[str, Any]  # the "bert" parameters, host arrays
+    lowercase: bool
+    vocab_path: Any
+    step: int  # the checkpoint they come from
+
+
+def load_encoder(init: str, step: int | None = None) -> Encoder:
+    """The encoder of a training workdir or a `bertjax import` directory at checkpoint `step`
+    (default: the latest), local or gs://."""
+    step, metadata = checkpointing.open_workdir(init, step)
     config = model_dir.model_config(metadata)
     params = checkpointing.restore_params(init, step)
     if "layers" in params["bert"]["encoder"]:  # trained with scan_layers: one entry per layer
         params = unstack_layers(params)
-    return config, params["bert"], model_dir.lowercase(metadata), paths.as_path(init) / "vocab.txt"
+    lowercase, vocab_path = model_dir.lowercase(metadata), paths.as_path(init) / "vocab.txt"
+    return Encoder(config, params["bert"], lowercase, vocab_path, step)
 
 
 def model_factory(config: BertConfig, kind: str, num_labels: int, pooling: str = "cls"):

@@ -31,14 +31,15 @@ def field(config: ml_collections.ConfigDict, name: str):
     return config.get(name, FIELDS_ADDED_LATER[name])
 
 
-def claim_workdir(workdir: Path, task_name, init, random_init, config) -> None:
+def claim_workdir(workdir: Path, task_name, init, init_step, random_init, config) -> None:
     """Records what this workdir fine-tunes; finished seeds are only reused for the same
-    task, init and recipe (config.seeds may differ: more seeds extend a run). Before any seed
-    has started (an attempt that stopped on bad task data) another fine-tune may take it."""
+    task, init (and its checkpoint step: a pretraining that has saved a later checkpoint since
+    is another init) and recipe (config.seeds may differ: more seeds extend a run). Before any
+    seed has started (an attempt that stopped on bad task data) another fine-tune may take it."""
     recipe = FIELDS_ADDED_LATER | json.loads(config.to_json_best_effort())
     for name in NOT_RECIPE:
         recipe.pop(name)
-    settings = {"task": task_name, "init": str(paths.as_path(init)),
+    settings = {"task": task_name, "init": str(paths.as_path(init)), "init_step": init_step,
                 "random_init": random_init, "config": recipe}  # fmt: skip
     path = workdir / "finetune_settings.json"
     if path.exists() and any(workdir.glob("seed_*")):
@@ -47,6 +48,7 @@ def claim_workdir(workdir: Path, task_name, init, random_init, config) -> None:
         for name in NOT_RECIPE:
             saved["config"].pop(name, None)
         saved["init"] = str(paths.as_path(saved["init"]))  # older runs kept ".." in the path
+        saved.setdefault("init_step", init_step)  # not recorded before 2026-12-04: unknown
         different = sorted(k for k in settings if saved.get(k) != settings[k])
         if different:
             raise UserError(

@@ -10,9 +10,11 @@ MAIN_SCORE = {"classification": "accuracy", "multilabel": "micro_f1", "regressio
               "tagging": "f1", "qa": "f1"}  # fmt: skip
 
 
-def summarize(name, init, random_init, task, per_seed: dict[int, dict], config) -> dict[str, Any]:
+def summarize(
+    name, init, init_step, random_init, task, per_seed: dict[int, dict], config
+) -> dict[str, Any]:
     """Median, min and max over seeds of every score (those all seeds have: a seed finished
-    before a score existed lacks it)."""
+    before a score existed lacks it). `init_step`: the init's checkpoint (None: random init)."""
     common = set.intersection(*(set(result) for result in per_seed.values()))
     names = [k for k in next(iter(per_seed.values())) if k in common and k != "steps"]
     aggregate = {}
@@ -28,6 +30,7 @@ def summarize(name, init, random_init, task, per_seed: dict[int, dict], config) 
         "kind": task.kind,
         "eval_split": task.eval_split,
         "init": str(init),
+        "init_step": init_step,
         "random_init": random_init,
         "main_score": MAIN_SCORE[task.kind],
         "num_train": len(task.train),

@@ -66,14 +66,16 @@ def finetune(
     config: ml_collections.ConfigDict,
     *,
     random_init: bool = False,
+    step: int | None = None,
     devices: list | None = None,
 ) -> dict:
-    """Fine-tunes `init`'s model on `task_name` once per seed in config.seeds; returns the
-    results dict also written to WORKDIR/results.json. `devices`: the mesh's (default: all)."""
+    """Fine-tunes `init`'s model (its checkpoint at `step`, default the latest) on `task_name`
+    once per seed in config.seeds; returns the results dict also written to
+    WORKDIR/results.json. `devices`: the mesh's (default: all)."""
     recipe.validate(config)
     paths.require_local(workdir, "--workdir")
     workdir_path = Path(workdir).expanduser()
-    bert_config, encoder, lowercase, vocab_path = model.load_encoder(init)
+    bert_config, encoder, lowercase, vocab_path, init_step = model.load_encoder(init, step)
     bert_config = dataclasses.replace(
         bert_config,
         scan_layers=False,
@@ -88,9 +90,9 @@ def finetune(
             f"{bert_config.max_position_embeddings} positions; lower --config.max_seq_length"
         )
     paths.make_local_dir(workdir_path, "--workdir")  # only once the init has loaded
-    recipe.claim_workdir(workdir_path, task_name, init, random_init, config)
-    if random_init:
-        encoder = None
+    if random_init:  # the init's architecture and vocabulary only: any step has the same
+        encoder, init_step = None, None
+    recipe.claim_workdir(workdir_path, task_name, init, init_step, random_init, config)
     tokenizer = vocab.load_tokenizer(vocab_path, lowercase)
     task = tasks.hold_out_dev(
         tasks.load_task(task_name, config), recipe.field(config, "dev_fraction")
@@ -113,7 +115,7 @@ def finetune(
                 task=_task_entry(prepared.task, config), init=str(paths.as_path(init)),
             )  # fmt: skip
         done.write_text(json.dumps(per_seed[seed], indent=2) + "\n")
-    results = summarize(task_name, init, random_init, prepared.task, per_seed, config)
+    results = summarize(task_name, init, init_step, random_init, prepared.task, per_seed, config)
     (workdir_path / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     (workdir_path / "results.md").write_text("\n".join(results_table([results])) + "\n")
     return results

@@ -242,7 +242,7 @@ def test_the_saved_model_records_its_task_and_seeds_a_later_fine_tune(model_of):
     assert metadata["finetuned_from"] == str(init)
     assert (saved / "vocab.txt").read_bytes() == (init / "vocab.txt").read_bytes()
     # Its encoder starts another fine-tune (intermediate-task transfer); the head is fresh.
-    _, encoder, lowercase, _ = model.load_encoder(str(saved))
+    _, encoder, lowercase, _, _ = model.load_encoder(str(saved))
     trained = checkpointing.restore_params(saved, 0)
     assert lowercase is True
     for got, want in zip(jax_leaves(encoder), jax_leaves(trained["bert"]), strict=True):
