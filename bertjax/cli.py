@@ -4,7 +4,7 @@ bertjax train --config=configs/cpu_smoke.py --workdir=/tmp/smoke [--config.field
 bertjax export --workdir=/tmp/smoke [--step=N] --out=/tmp/smoke-hf     (Hugging Face directory)
 bertjax import --from=HF_DIR_OR_TF1_CHECKPOINT --out=/tmp/imported    (then --config.init_from)
 bertjax evaluate --workdir=/tmp/smoke [--data=HELD_OUT_FILES] [--step=N | --all_steps]
-bertjax finetune --task=mr --init=/tmp/smoke --workdir=/tmp/mr [--random_init] [--config.x=y]
+bertjax finetune --task=mr --init=/tmp/smoke --workdir=/tmp/mr [--step=N] [--random_init]
 bertjax predict --model=/tmp/mr/seed_0/model --input=new.jsonl --out=/tmp/mr_predictions.jsonl
 bertjax fill-mask --workdir=/tmp/smoke [--step=N] [--top_k=5] "text with a [MASK] token"
 bertjax bench --model=mini --seq_len=128 --batch_size=32 [--peers]
