@@ -15,7 +15,8 @@ from bertjax.errors import UserError
 
 # Every flag each command takes (all it took before the commands had flags of their own, and
 # prepare's --word_segmenter, --text_format, --short_seq_prob, --num_shards and
-# --eval_holdout_fraction, vocab's --text_format, predict's --multilabel_threshold since).
+# --eval_holdout_fraction, vocab's --text_format, predict's --multilabel_threshold, finetune's
+# --step since).
 OLD_FLAGS = {
     "train": ["--config=configs/cpu_smoke.py", "--workdir=w", "--print_sharding", "--distributed",
               "--coordinator_address=h:1", "--num_processes=2", "--process_id=0"],
@@ -29,7 +30,7 @@ OLD_FLAGS = {
                 "--text_format=paragraphs", "--short_seq_prob=0.2", "--num_shards=2",
                 "--eval_holdout_fraction=0.01"],
     "evaluate": ["--workdir=w", "--data=d", "--step=3", "--noall_steps", "--out=o"],
-    "finetune": ["--task=mr", "--init=i", "--workdir=w", "--random_init",
+    "finetune": ["--task=mr", "--init=i", "--workdir=w", "--step=3", "--random_init",
                  "--config=configs/finetune.py", "--config.num_epochs=1"],
     "fill-mask": ["--workdir=w", "--step=3", "--top_k=2", "a [MASK] b"],
     "predict": ["--model=m", "--input=i", "--out=o", "--batch_size=8", "--text_fields=a,b",
