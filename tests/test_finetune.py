@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from jax.sharding import PartitionSpec
 
-from bertjax import sharding
+from bertjax import checkpointing, sharding
 from bertjax.convert import model_dir
 from bertjax.data.tokenizer import WordPieceTokenizer, train_wordpiece_vocab
 from bertjax.errors import UserError
@@ -410,6 +410,12 @@ def test_pair_truncation_is_longest_first_and_batches_pad_to_buckets(tmp_path):
     assert batch["input_mask"][1:, 0].all() and not batch["input_mask"][1:, 1:].any()
 
 
+def saved_init_step(workdir: Path) -> int | None:
+    """The init checkpoint that seed 0's saved fine-tuned model records."""
+    _, metadata = checkpointing.open_workdir(workdir / "seed_0" / trainer.MODEL_DIR)
+    return metadata["finetuned_from_step"]
+
+
 def test_pretrained_encoder_is_loaded_and_random_init_is_not(tmp_path):
     init = tiny_model_dir(tmp_path, POSITIVE + NEGATIVE)
     config, encoder, lowercase, vocab_path, _ = model.load_encoder(str(init))
@@ -698,12 +704,14 @@ def test_finetune_starts_from_the_checkpoint_step_it_is_given(tmp_path):
     results = trainer.finetune("jsonl", str(init), run, config, step=first.step)
     assert results["init_step"] == first.step
     assert json.loads((tmp_path / "run" / "finetune_settings.json").read_text())["init_step"] == 0
+    assert saved_init_step(tmp_path / "run") == first.step  # the model names its checkpoint
     # The latest checkpoint is another init: its seeds would not be comparable with these.
     with pytest.raises(UserError, match="holds a fine-tune with other init_step"):
         trainer.finetune("jsonl", str(init), run, config)
     baseline = trainer.finetune("jsonl", str(init), str(tmp_path / "random"), config,
                                 random_init=True)  # fmt: skip
     assert baseline["init_step"] is None  # random parameters: no checkpoint's
+    assert saved_init_step(tmp_path / "random") is None
     add_checkpoint(init, step=9, seed=2)  # the pretraining went on: the baseline resumes
     assert trainer.finetune("jsonl", str(init), str(tmp_path / "random"), config,
                             random_init=True)["seeds"] == baseline["seeds"]  # fmt: skip

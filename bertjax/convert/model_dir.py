@@ -70,8 +70,10 @@ def require_pretrained(directory: str | Path, metadata: dict, command: str) -> N
     task = task_of(metadata)
     if task is not None:
         parent = metadata.get("finetuned_from")
+        step = metadata.get("finetuned_from_step")
         fix = (
             f"pass the model it was fine-tuned from, {parent}"
+            + (f" (--step={step})" if step is not None else "")
             if parent
             else "pass a pretraining workdir or an imported pretrained BERT"
         )
@@ -114,18 +116,22 @@ def write(
     *,
     task: dict | None = None,
     finetuned_from: bool = False,
+    source_step: int | None = None,
     flag: str = "--out",
 ) -> None:
     """Writes `params` as a model directory: BertForPreTraining's (numpy, from `bertjax
     import`), or with `task`, a fine-tuned model's {"bert", "head"} (arrays on any mesh; every
     process calls this, process 0 writes the files beside the checkpoint). `source` is recorded
-    as what the model was imported from, or with `finetuned_from`, fine-tuned from. `vocab_path`
-    may be in a bucket; `flag` names `out_dir` in errors."""
+    as what the model was imported from, or with `finetuned_from`, fine-tuned from, and
+    `source_step` as the checkpoint of `source` its encoder started from (None: a random
+    encoder). `vocab_path` may be in a bucket; `flag` names `out_dir` in errors."""
     paths.make_local_dir(out_dir, flag)
     fields = dataclasses.asdict(config) | {"lowercase": lower}
     model = {name: getattr(config, name) for name in checkpointing.ARCHITECTURE_FIELDS}
     origin = "finetuned_from" if finetuned_from else "imported_from"
     metadata = {"config": fields, "model": model, origin: source}
+    if finetuned_from:
+        metadata["finetuned_from_step"] = source_step
     if task is not None:
         model["objective"] = FINETUNED
         metadata["task"] = task

@@ -141,16 +141,17 @@ def init_params(
 
 def save_finetuned(
     directory: Path, params: dict, config: BertConfig, vocab_path, lowercase: bool, *,
-    task: dict, init: str,
+    task: dict, init: str, init_step: int | None,
 ) -> None:  # fmt: skip
     """Writes fine-tuned `params` ({"bert", "head"}, on any mesh) as a model directory
-    (convert/model_dir.py) that records `task`; one left by an interrupted attempt at the same
-    seed is replaced."""
+    (convert/model_dir.py) that records `task`, `init` and the checkpoint of it the encoder
+    started from (`init_step`; None for a random encoder); one left by an interrupted attempt at
+    the same seed is replaced."""
     if jax.process_index() == 0 and directory.exists():
         shutil.rmtree(directory)
     sync_global_devices("bertjax_finetuned_model_dir_cleared")
     model_dir.write(directory, params, config, vocab_path, lowercase, init, task=task,
-                    finetuned_from=True, flag="--workdir")  # fmt: skip
+                    finetuned_from=True, source_step=init_step, flag="--workdir")  # fmt: skip
 
 
 def _check_same_shapes(loaded: dict, fresh: dict) -> None:

@@ -113,6 +113,7 @@ def finetune(
             model.save_finetuned(
                 seed_dir / MODEL_DIR, params, bert_config, vocab_path, lowercase,
                 task=_task_entry(prepared.task, config), init=str(paths.as_path(init)),
+                init_step=init_step,
             )  # fmt: skip
         done.write_text(json.dumps(per_seed[seed], indent=2) + "\n")
     results = summarize(task_name, init, init_step, random_init, prepared.task, per_seed, config)

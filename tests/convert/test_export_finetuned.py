@@ -240,6 +240,7 @@ def test_the_saved_model_records_its_task_and_seeds_a_later_fine_tune(model_of):
                     "tokens_field": "tokens"}  # fmt: skip
     init = saved.parents[2] / "model"  # finetuned(): the random BERT-tiny beside the run
     assert metadata["finetuned_from"] == str(init)
+    assert metadata["finetuned_from_step"] == model_dir.IMPORT_STEP  # the init's checkpoint
     assert (saved / "vocab.txt").read_bytes() == (init / "vocab.txt").read_bytes()
     # Its encoder starts another fine-tune (intermediate-task transfer); the head is fresh.
     _, encoder, lowercase, _, _ = model.load_encoder(str(saved))
@@ -269,7 +270,8 @@ def test_what_cannot_read_a_finetuned_model_says_so_in_one_line(tmp_path):
     assert not (tmp_path / "hf").exists()  # refused before anything is written
     with pytest.raises(UserError, match="fine-tuned for jsonl .* fill-mask needs; pass the model"):
         fill_mask.fill_mask(str(saved), ["the [MASK] sat"], top_k=1)
-    with pytest.raises(UserError, match="evaluate needs; pass the model it was fine-tuned from"):
+    with pytest.raises(UserError, match=r"evaluate needs; pass the model it was fine-tuned from, "
+                       rf".*model \(--step={model_dir.IMPORT_STEP}\)$"):  # fmt: skip
         evaluation.run_evaluate(str(saved))
 
 
