@@ -86,7 +86,7 @@ def test_tiny_model_learns_mr_sentiment_above_chance(tmp_path):
     assert accuracy["median"] > 0.55, results["seeds"]
     assert set(results["seeds"]) == {"0", "1"} and accuracy["min"] <= accuracy["max"]
     table = (tmp_path / "run" / "results.md").read_text()
-    assert "| jsonl (dev) |" in table
+    assert f"| jsonl (dev) | {init.name} step {model_dir.IMPORT_STEP} | 2 | accuracy |" in table
     lines = (tmp_path / "run" / "seed_1" / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(line)["epoch"] for line in lines] == [1, 2, 3, 4]
 
@@ -705,6 +705,8 @@ def test_finetune_starts_from_the_checkpoint_step_it_is_given(tmp_path):
     assert results["init_step"] == first.step
     assert json.loads((tmp_path / "run" / "finetune_settings.json").read_text())["init_step"] == 0
     assert saved_init_step(tmp_path / "run") == first.step  # the model names its checkpoint
+    table = (tmp_path / "run" / "results.md").read_text()
+    assert f"| jsonl (d) | {Path(init).name} step {first.step} | 1 | accuracy |" in table
     # The latest checkpoint is another init: its seeds would not be comparable with these.
     with pytest.raises(UserError, match="holds a fine-tune with other init_step"):
         trainer.finetune("jsonl", str(init), run, config)
@@ -712,6 +714,7 @@ def test_finetune_starts_from_the_checkpoint_step_it_is_given(tmp_path):
                                 random_init=True)  # fmt: skip
     assert baseline["init_step"] is None  # random parameters: no checkpoint's
     assert saved_init_step(tmp_path / "random") is None
+    assert "| jsonl (d) | random | 1 |" in (tmp_path / "random" / "results.md").read_text()
     add_checkpoint(init, step=9, seed=2)  # the pretraining went on: the baseline resumes
     assert trainer.finetune("jsonl", str(init), str(tmp_path / "random"), config,
                             random_init=True)["seeds"] == baseline["seeds"]  # fmt: skip

@@ -43,7 +43,8 @@ def summarize(
 
 
 def results_table(results: list[dict]) -> list[str]:
-    """Markdown: one row per result, main score as median [min, max] in percent."""
+    """Markdown: one row per result, main score as median [min, max] in percent; the init as
+    its directory's name and checkpoint ("random" for random init)."""
     lines = [
         "| task | init | seeds | score | median | min | max | train s (median) |",
         "|---|---|---|---|---|---|---|---|",
@@ -52,6 +53,8 @@ def results_table(results: list[dict]) -> list[str]:
         score = r["main_score"]
         agg = r["aggregate"][score]
         init = "random" if r["random_init"] else Path(r["init"]).name
+        if not r["random_init"] and r.get("init_step") is not None:  # older results lack it
+            init += f" step {r['init_step']}"
         lines.append(
             f"| {r['task']} ({r['eval_split']}) | {init} | {len(r['seeds'])} | {score} | "
             f"{100 * agg['median']:.1f} | {100 * agg['min']:.1f} | {100 * agg['max']:.1f} | "
