@@ -665,8 +665,6 @@ def add_checkpoint(model_path: Path, step: int, seed: int) -> dict:
     beside its first, with the same metadata, as a pretraining's later checkpoint; returns them."""
     from flax import nnx
 
-    from bertjax import checkpointing
-
     _, metadata = checkpointing.open_workdir(model_path)
     config = model_dir.model_config(metadata)
     params = nnx.state(create_model(config, seed), nnx.Param).to_pure_dict()

@@ -53,7 +53,7 @@ def results_table(results: list[dict]) -> list[str]:
         score = r["main_score"]
         agg = r["aggregate"][score]
         init = "random" if r["random_init"] else Path(r["init"]).name
-        if not r["random_init"] and r.get("init_step") is not None:  # older results lack it
+        if r.get("init_step") is not None:  # None for random init; older results lack it
             init += f" step {r['init_step']}"
         lines.append(
             f"| {r['task']} ({r['eval_split']}) | {init} | {len(r['seeds'])} | {score} | "
