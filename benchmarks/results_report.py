@@ -7,14 +7,17 @@ results PROOF_DIR/finetune/*/results.json and PROOF_DIR/wall_times.txt; writes
 OUT/pretraining.png (loss and MLM accuracy against steps), OUT/finetuning.png (main score per
 task: pretrained vs random init vs MiniLM, median with min-max bars) and prints the Markdown
 tables. --baseline_dir adds an earlier proof run (its pretrained fine-tunes and held-out curve)
-beside this one, labelled --baseline_label. --pretrain_minutes (the pretraining's idle wall time,
-measured as docs/results.md says) also writes OUT/proof.json: pretrain_minutes, the last held-out
-MLM accuracy, the first step at which it reached 0.30, and per task the pretrained and
-random-init medians of the main score.
+beside this one, labelled --baseline_label; --baseline_summary, where that run's workdir is gone,
+adds its proof.json instead (pretrained and random-init seeds, the last held-out accuracy).
+--pretrain_minutes (the pretraining's idle wall time, measured as docs/results.md says) also
+writes OUT/proof.json: pretrain_minutes, the last held-out MLM accuracy, the first step at which
+it reached 0.30, and per task the pretrained and random-init medians of the main score.
 """
 
 import argparse
 import json
+import math
+import statistics
 from pathlib import Path
 
 import matplotlib
@@ -77,8 +80,9 @@ def plot_pretraining(
     old = [r for r in baseline or [] if "eval_mlm_loss" in r]
     if old:
         old_steps = [r["step"] for r in old]
-        loss_ax.plot(old_steps, [r["eval_mlm_loss"] for r in old], "s--", color="tab:red",
-                     label=f"held out, {baseline_label}")  # fmt: skip
+        if not math.isnan(old[-1]["eval_mlm_loss"]):  # unknown for a --baseline_summary
+            loss_ax.plot(old_steps, [r["eval_mlm_loss"] for r in old], "s--", color="tab:red",
+                         label=f"held out, {baseline_label}")  # fmt: skip
         acc_ax.plot(old_steps, [r["eval_mlm_accuracy"] for r in old], "s--", color="tab:red",
                     label=f"held out, {baseline_label}")  # fmt: skip
     titles = [f"{mlm} loss", f"{mlm} accuracy"]
@@ -114,6 +118,29 @@ def finetune_results(proof_dir: Path, subdirs: str = "finetune") -> dict[tuple[s
             results[(task, init)] = json.loads(path.read_text()) | {
                 "learning_rate": settings["config"]["learning_rate"]
             }
+    return results
+
+
+def summary_results(summary: dict, splits: dict[str, str]) -> dict[tuple[str, str], dict]:
+    """(task, "baseline" / "random") -> fine-tuning results in `finetune_results`' shape, from
+    the proof.json (`proof_summary`) of an earlier proof whose workdir is gone: its seeds'
+    scores of pretrained and random init, for the tasks in `splits` (task -> eval split)."""
+    results = {}
+    for task, split in splits.items():
+        entry = summary.get(task, {})
+        for init, key in (("pretrained", "baseline"), ("random", "random")):
+            if f"{init}_seeds" not in entry:
+                continue
+            scores = [v / 100 for v in entry[f"{init}_seeds"].values()]
+            results[(task, key)] = {
+                "main_score": entry["main_score"],
+                "eval_split": split,
+                "learning_rate": entry[f"{init}_learning_rate"],
+                "seeds": dict.fromkeys(entry[f"{init}_seeds"]),
+                "aggregate": {entry["main_score"]: {
+                    "median": statistics.median(scores), "min": min(scores), "max": max(scores)
+                }},
+            }  # fmt: skip
     return results
 
 
@@ -281,6 +308,9 @@ def main() -> None:
     parser.add_argument("--out", default="docs/results")
     parser.add_argument("--baseline_dir", help="an earlier proof run to show beside this one")
     parser.add_argument("--baseline_label", default="first run")
+    parser.add_argument("--baseline_summary",
+                        help="instead of --baseline_dir: an earlier proof's proof.json, whose "
+                        "pretrained and random-init seeds are drawn beside this run's")  # fmt: skip
     parser.add_argument("--finetune_dirs", default="finetune",
                         help="fine-tune folders of PROOF_DIR, comma-separated")  # fmt: skip
     parser.add_argument("--pretrain_minutes", type=float,
@@ -296,6 +326,13 @@ def main() -> None:
         for (task, init), r in finetune_results(Path(args.baseline_dir)).items():
             if init == "pretrained":
                 results[(task, "baseline")] = r
+    if args.baseline_summary:
+        summary = json.loads(Path(args.baseline_summary).read_text())
+        splits = {task: r["eval_split"] for (task, _), r in results.items()}
+        results = summary_results(summary, splits) | results  # this run's own runs win
+        # The earlier run's curve is gone with its workdir: its last held-out point stands in.
+        baseline = [{"step": summary["pretrain_steps"], "eval_mlm_loss": float("nan"),
+                     "eval_mlm_accuracy": summary["heldout_mlm_accuracy"]}]  # fmt: skip
     config = json.loads((proof_dir / "pretrain" / "config.json").read_text())
     step_label = f"step (batch {config['batch_size']} x {config['max_seq_length']} tokens)"
     plot_pretraining(records, out / "pretraining.png", baseline, args.baseline_label, step_label)
