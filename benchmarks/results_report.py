@@ -306,11 +306,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--proof_dir", default="workdirs/proof")
     parser.add_argument("--out", default="docs/results")
-    parser.add_argument("--baseline_dir", help="an earlier proof run to show beside this one")
+    earlier = parser.add_mutually_exclusive_group()  # an earlier proof, one way or the other
+    earlier.add_argument("--baseline_dir", help="an earlier proof run to show beside this one")
+    earlier.add_argument(
+        "--baseline_summary",
+        help="instead of --baseline_dir: an earlier proof's proof.json, whose pretrained and "
+        "random-init seeds are drawn beside this run's",
+    )
     parser.add_argument("--baseline_label", default="first run")
-    parser.add_argument("--baseline_summary",
-                        help="instead of --baseline_dir: an earlier proof's proof.json, whose "
-                        "pretrained and random-init seeds are drawn beside this run's")  # fmt: skip
     parser.add_argument("--finetune_dirs", default="finetune",
                         help="fine-tune folders of PROOF_DIR, comma-separated")  # fmt: skip
     parser.add_argument("--pretrain_minutes", type=float,
