@@ -16,7 +16,6 @@ it reached 0.30, and per task the pretrained and random-init medians of the main
 
 import argparse
 import json
-import math
 import statistics
 from pathlib import Path
 
@@ -77,13 +76,10 @@ def plot_pretraining(
                             label="unigram baseline (held out)")  # fmt: skip
             acc_ax.axhline(unigram["eval_unigram_mlm_accuracy"], color="tab:gray", ls=":",
                            label="unigram baseline (held out)")  # fmt: skip
-    old = [r for r in baseline or [] if "eval_mlm_loss" in r]
-    if old:
-        old_steps = [r["step"] for r in old]
-        if not math.isnan(old[-1]["eval_mlm_loss"]):  # unknown for a --baseline_summary
-            loss_ax.plot(old_steps, [r["eval_mlm_loss"] for r in old], "s--", color="tab:red",
-                         label=f"held out, {baseline_label}")  # fmt: skip
-        acc_ax.plot(old_steps, [r["eval_mlm_accuracy"] for r in old], "s--", color="tab:red",
+    for ax, key in ((loss_ax, "eval_mlm_loss"), (acc_ax, "eval_mlm_accuracy")):
+        old = [r for r in baseline or [] if key in r]  # a --baseline_summary has no loss
+        if old:
+            ax.plot([r["step"] for r in old], [r[key] for r in old], "s--", color="tab:red",
                     label=f"held out, {baseline_label}")  # fmt: skip
     titles = [f"{mlm} loss", f"{mlm} accuracy"]
     if rtd:
@@ -334,7 +330,7 @@ def main() -> None:
         splits = {task: r["eval_split"] for (task, _), r in results.items()}
         results = summary_results(summary, splits) | results  # this run's own runs win
         # The earlier run's curve is gone with its workdir: its last held-out point stands in.
-        baseline = [{"step": summary["pretrain_steps"], "eval_mlm_loss": float("nan"),
+        baseline = [{"step": summary["pretrain_steps"],
                      "eval_mlm_accuracy": summary["heldout_mlm_accuracy"]}]  # fmt: skip
     config = json.loads((proof_dir / "pretrain" / "config.json").read_text())
     step_label = f"step (batch {config['batch_size']} x {config['max_seq_length']} tokens)"
