@@ -125,6 +125,21 @@ def test_dupe_factor_scales_instances():
     assert 4 < len(five["input_ids"]) / len(one["input_ids"]) < 6
 
 
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_short_targets_are_a_share_of_pairs_whatever_the_documents(seed):
+    """Two long documents of one-token sentences: every pair is exactly its target length, so
+    rows under L are the short draws, short_seq_prob * 59/60 of them (targets uniform in
+    [2, 61], 61 being full) on every seed, ~2,750 rows (binomial sd 0.006; bounds 5 sd). One
+    draw per document pass, as google does, gave 0.2-0.3% or 31-39% on seeds 0-5."""
+    documents = [[[100 + d * DOC_STRIDE + k] for k in range(20_000)] for d in range(2)]
+    lengths = _create(documents, short_seq_prob=0.1, seed=seed)["input_mask"].sum(axis=1)
+    short = lengths[lengths < 64]
+    assert 0.07 < len(short) / len(lengths) < 0.13
+    # Short rows hold 5..63 tokens ([CLS] A [SEP] B [SEP] of 2..60), mean 34 (sd of the mean ~1).
+    assert short.min() >= 5
+    assert abs(short.mean() - 34.0) < 4.0
+
+
 def test_empty_sentences_and_documents_are_skipped():
     documents = [[[], [100, 101], []], [], [[], []], [[200 + DOC_STRIDE, 201 + DOC_STRIDE]]]
     instances = _create(documents, dupe_factor=50)
