@@ -49,8 +49,10 @@ from bertjax.data.sources import MaskExample
 from bertjax.data.spec import DataSpec
 from bertjax.errors import UserError
 
-# The index's line format: bump when its meaning changes, so older indexes are not misread.
-INDEX_FORMAT = 2  # 2: positions count a file's text records (1: its training documents)
+# Bump when a line's meaning or a chunk's rows change, so older indexes are not misread.
+# 3: NSP pairs draw their short target per pair; 2: positions count a file's text records (1:
+# its training documents).
+INDEX_FORMAT = 3
 # Chunk-building threads at most. Tokenizer ops release the GIL; sentence splitting and pairing
 # (a quarter of a build on the sample corpus) do not: more threads add memory, not speed.
 MAX_WORKERS = 8
