@@ -1,9 +1,19 @@
 """Sentence-pair instances for masked-LM + next-sentence-prediction pretraining.
 
 Follows google-research/bert ``create_pretraining_data.py`` (``create_instances_from_document``
-and ``truncate_seq_pair``), with two deviations, one that keeps the NSP labels balanced and one
-that makes the share of short pairs independent of how the corpus is cut into documents; see
-`create_instances`. Masking is not done here: it happens per epoch in the tf.data pipeline.
+and ``truncate_seq_pair``) with two deviations. Masking is not done here: it happens per epoch in
+the tf.data pipeline.
+
+* Balanced NSP labels: google makes B random whenever the chunk holds a single sentence, which
+  skews its labels towards "random" (about 60% on typical corpora). Here a fair coin decides,
+  independent of the chunk. When it says "continuation" but the chunk is one sentence, B is the
+  document's next sentence (consumed), or, at the end of the document, the sentence's tokens
+  are split at a random point into A and B.
+* A short target per pair: google draws it once per document pass, so a corpus of a few long
+  documents (books, one file each) gets all or none of a pass short: the sample corpus joined
+  into its 3 files gave 0-11.9% of rows under 100 of 128 tokens over 8 seeds. Here each chunk
+  of sentences draws its own, as Megatron-LM's BERT sample mapping does: 5.6-6.3%
+  (benchmarks/short_pairs.py).
 """
 
 import random
@@ -199,16 +209,6 @@ def create_instances(
       token), ``segment_ids`` [N, L] int32 (0 for [CLS] A [SEP], 1 for B [SEP]),
       ``next_sentence_labels`` [N] int32 (0 = B continues A, 1 = B is random), and with
       `word_starts` ``word_starts`` [N, L] int32 (0 on tokens inside a segmenter word).
-
-    Deviations from google-research/bert: google makes B random whenever the chunk holds a
-    single sentence, which skews its labels towards "random" (about 60% on typical corpora).
-    Here a fair coin decides, independent of the chunk. When it says "continuation" but the
-    chunk is one sentence, B is the document's next sentence (consumed), or, at the end of the
-    document, the sentence's tokens are split at a random point into A and B. And google draws
-    the short target once per document pass, so a corpus of a few long documents (books, one
-    file each) gets all or none of a pass short: the sample corpus joined into its 3 files gave
-    0-11.9% of rows under 100 of 128 tokens over 8 seeds. Here each chunk draws its own target,
-    as Megatron-LM's BERT sample mapping does: 5.6-6.3% (benchmarks/short_pairs.py).
     """
     _check_args(max_seq_length, short_seq_prob, dupe_factor)
     max_num_tokens = max_seq_length - 3
