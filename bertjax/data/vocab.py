@@ -33,6 +33,7 @@ from bertjax.data.tokenizer import (
     VOCAB_FILE,
     VOCAB_FORMAT_VERSION,
     WordPieceTokenizer,
+    read_vocab,
     train_wordpiece_vocab,
 )
 from bertjax.errors import UserError
@@ -134,14 +135,24 @@ def build_or_load_vocab(data: DataSpec) -> epath.Path:
                 raise
     finally:
         shutil.rmtree(temp_dir, ignore_errors=True)
+    vocab_path = epath.Path(final_dir / VOCAB_FILE)
+    size = len(read_vocab(vocab_path))
     logging.info(
-        "Trained vocabulary (vocab_size=%d, lowercase=%s) on %d corpus files -> %s",
+        "Trained a %d-token vocabulary (vocab_size=%d, lowercase=%s) on %d corpus files -> %s",
+        size,
         data.vocab_size,
         data.lowercase,
         len(files),
-        final_dir / VOCAB_FILE,
+        vocab_path,
     )
-    return epath.Path(final_dir / VOCAB_FILE)
+    if size > data.vocab_size:
+        logging.warning(
+            "The vocabulary has %d tokens, more than vocab_size=%d: the special tokens and the "
+            "corpus's characters (with their ## forms) are always kept",
+            size,
+            data.vocab_size,
+        )
+    return vocab_path
 
 
 def sample_documents(

@@ -214,6 +214,21 @@ def test_too_small_vocab_size(tmp_path):
         tokenizer.train_wordpiece_vocab(["some text"], 5, True, tmp_path)
 
 
+def test_a_vocabulary_larger_than_asked_is_said(tmp_path, caplog):
+    """Characters are always kept, so vocab_size=20 on text with 20+ letters gives more tokens:
+    the log names the real size and warns (the model is built with the real size)."""
+    text = tmp_path / "corpus.txt"
+    text.write_text("The quick brown fox jumps over the lazy dog.\n\nPack my box with five "
+                    "dozen liquor jugs.\n", encoding="utf-8")  # fmt: skip
+    config = _config(tmp_path / "cache", corpus=str(text), vocab_size=20)
+    caplog.set_level("INFO", logger="absl")
+    vocab_path = build_or_load_vocab(DataSpec.from_config(config))
+    size = len(tokenizer.read_vocab(vocab_path))
+    assert size > 20
+    assert f"Trained a {size}-token vocabulary (vocab_size=20" in caplog.text
+    assert f"The vocabulary has {size} tokens, more than vocab_size=20" in caplog.text
+
+
 def test_encode_returns_python_ints(sample_tokenizer):
     (row,) = sample_tokenizer.encode(["God"])
     assert row and all(type(i) is int for i in row)
