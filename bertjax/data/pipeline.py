@@ -138,6 +138,8 @@ def _instances_of_split(data: DataSpec, tokenizer, split: str) -> tuple[list, in
         corpus.log_totals(reports)
         for name, stats in sentences.stats_by_source(sources, lengths).items():
             sentences.log_source_stats(os.path.basename(name), stats)
+        if data.eval_holdout_fraction and not eval_corpus:
+            _check_holdout_split(data, split, len(docs), sum(r.documents for r in reports))
         if data.packing:
             instances = packing.pack_documents(docs, **common)
         else:
@@ -151,6 +153,23 @@ def _instances_of_split(data: DataSpec, tokenizer, split: str) -> tuple[list, in
             "several sentences of text (or raise --config.eval_holdout_fraction)"
         )
     return docs, num_sentences, instances
+
+
+def _check_holdout_split(data: DataSpec, split: str, num_docs: int, total: int) -> None:
+    """UserError when ``eval_holdout_fraction`` leaves `split` fewer documents than its rows
+    need (NSP pairs: 2, packed rows: 1), e.g. a corpus of a few long documents held out 0."""
+    need = 1 if data.packing else 2
+    if num_docs >= need:
+        return
+    part = "held out" if split == "eval" else "left for training"
+    raise UserError(
+        f"--config.eval_holdout_fraction={data.eval_holdout_fraction} {part} {num_docs} of the "
+        f"corpus's {total} documents (chosen by a hash of their text) and "
+        f"{'packed rows need 1' if data.packing else 'NSP pairs need 2'}; set "
+        "--config.eval_corpus=FILES, change the fraction, or cut the corpus into more documents "
+        "(one per .jsonl record; in .txt, blank lines between them with text_format 'sentences', "
+        "one per file with 'paragraphs')"
+    )
 
 
 def _log_summary(data: DataSpec, tokenizer, docs, num_sentences: int, instances, seconds) -> None:

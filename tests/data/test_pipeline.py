@@ -10,8 +10,8 @@ import pytest
 
 from bertjax.config import defaults as get_config
 from bertjax.config import from_config
+from bertjax.data import corpus, pipeline
 from bertjax.data import masking as masking_module
-from bertjax.data import pipeline
 from bertjax.data.masking import MaskingSpec
 from bertjax.data.sources.in_memory import InMemoryInstances
 from bertjax.data.spec import DataSpec
@@ -296,6 +296,36 @@ def test_build_logs_sentence_statistics_per_source(tmp_path, data, config, caplo
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert any("Sentences of reviews.jsonl look unsplit" in w for w in warnings)
     assert not any("prose.jsonl look unsplit" in w for w in warnings)
+
+
+@pytest.mark.parametrize(
+    "split, fraction, packing, message",
+    [
+        ("eval", 0.02, False, "held out 0 of the corpus's 3 documents .* NSP pairs need 2"),
+        ("train", 0.999, False, "left for training 0 of the corpus's 3 documents"),
+        ("eval", 0.02, True, "held out 0 of the corpus's 3 documents .* packed rows need 1"),
+    ],
+)
+def test_a_holdout_that_leaves_a_split_too_few_documents_says_so(
+    tmp_path, data, config, split, fraction, packing, message
+):
+    """A corpus of 3 long documents (books, one file each): a 2% holdout holds none of them out,
+    which used to fail as 'add documents to --config.corpus'."""
+    books = [f"Book {b} begins. " + f"It goes on with part {b}. " * 200 for b in range(3)]
+    for b, text in enumerate(books):
+        (tmp_path / f"book{b}.txt").write_text(text, encoding="utf-8")
+    held_out = [corpus.is_held_out(text, fraction) for text in books]
+    assert held_out == [split == "train"] * 3  # the case the test is about
+    small = _config(
+        config.cache_dir,
+        corpus=f"{tmp_path}/*.txt",
+        text_format="paragraphs",
+        vocab_dir=str(data.vocab_path.parent),
+        eval_holdout_fraction=fraction,
+        packing=packing,
+    )
+    with pytest.raises(UserError, match=message):
+        pipeline.build_pretraining_data(DataSpec.from_config(small), split)
 
 
 @pytest.mark.parametrize(
