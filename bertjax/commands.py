@@ -277,8 +277,8 @@ COMMANDS: dict[str, Command] = {
             ("float", "eval_holdout_fraction", 0.0,
              "Documents kept out of the shards for held-out evaluation."),
             ("integer", "num_shards", None,
-             "Output files (default: one per input file, at most 256); at least the number of "
-             "training processes."),
+             "Output files (default: one per input file, or per two for NSP from 'paragraphs' "
+             "files, at most 256); at least the number of training processes."),
         ),
         _prepare, ("input", "vocab", "out"),
         "prepare needs --input=GLOB|tfds:NAME, --vocab=DIR and --out=DIR",

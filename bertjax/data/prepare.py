@@ -141,6 +141,9 @@ def _prepare_shard(args: tuple) -> dict:
         rows = pretraining_examples.create_instances(
             docs, short_seq_prob=settings["short_seq_prob"], **common
         )
+    # NSP partners come from the same shard: a shard's lone document makes no pair.
+    unpaired = docs if rows is None else []
+    docs = docs if rows is not None else []
     num_instances = 0 if rows is None else len(rows["input_ids"])
     path = Path(out_dir) / shard_name(shard, num_shards)
     with tf.io.TFRecordWriter(str(path)) as writer:
@@ -156,6 +159,7 @@ def _prepare_shard(args: tuple) -> dict:
         "file": path.name,
         "instances": num_instances,
         "documents": len(docs),
+        "unpaired_documents": len(unpaired),
         "heldout_documents": len(held_out),
         "sentences": num_sentences,
         "tokens": int(sum(len(s) for doc in docs for s in doc)),
@@ -190,8 +194,9 @@ def run_prepare(
       max_seq_length, short_seq_prob, dupe_factor, seed, packing, text_field, text_format:
         as the config fields of the same names.
       lowercase: tokenizer casing; None = the vocabulary's vocab_meta.json (else True).
-      num_shards: output files; None = one per input file, at most 256. Use at least as many
-        as training processes (each process reads its own shards).
+      num_shards: output files; None = one per input file (NSP from 'paragraphs' files, one
+        document each: one per two files), at most 256. Use at least as many as training
+        processes (each process reads its own shards).
       num_workers: parallel worker processes; None = all local cores (at most num_shards).
       word_segmenter: "rjieba" stores each token's ``word_starts`` (Chinese words for
         whole-word and span masking, see `word_segmenter`); "" = none.
@@ -218,7 +223,7 @@ def run_prepare(
         word_segmenter=word_segmenter,
     )
     sources = corpus.resolve_files(input)
-    num_shards = min(len(sources), 256) if num_shards is None else num_shards
+    num_shards = _default_num_shards(len(sources), settings) if num_shards is None else num_shards
     if num_shards < 1:
         raise UserError(f"--num_shards={num_shards} must be >= 1")
     out_dir = paths.make_local_dir(out_dir, "--out")
@@ -228,8 +233,7 @@ def run_prepare(
         (sources, s, num_shards, settings, str(vocab_dir), str(out_dir)) for s in range(num_shards)
     ]
     shards = _prepare_shards(jobs, max(1, min(num_workers or os.cpu_count() or 1, num_shards)))
-    if sum(s["instances"] for s in shards) == 0:
-        raise UserError(f"corpus {input!r} yields no training instance; check --input")
+    _check_pairs(shards, input)
     shutil.copytree(vocab_dir, out_dir / VOCAB_SUBDIR, dirs_exist_ok=True)
     if eval_holdout_fraction:
         _join_heldout_parts(out_dir, num_shards)
@@ -249,6 +253,33 @@ def run_prepare(
         out_dir,
     )
     return manifest
+
+
+def _default_num_shards(num_sources: int, settings: dict) -> int:
+    """One shard per input file, at most 256; for NSP pairs from files of one document each
+    (text_format 'paragraphs'), two files a shard: random partners come from the shard."""
+    one_document_files = settings["text_format"] == "paragraphs" and not settings["packing"]
+    return max(1, min(num_sources // (2 if one_document_files else 1), 256))
+
+
+def _check_pairs(shards: list[dict], input: str) -> None:
+    """UserError when no shard made a row; a warning for the documents left out because they
+    were alone in their shard (NSP pairs need 2)."""
+    lone = sum(s["unpaired_documents"] for s in shards)  # a shard's lone document, or 0
+    if sum(s["instances"] for s in shards) == 0:
+        if lone:
+            raise UserError(
+                f"no shard of {len(shards)} holds 2 documents, and NSP pairs take their random "
+                f"partners from their shard; set --num_shards={max(1, lone // 2)} (at most half "
+                f"the {lone} documents) or --packing"
+            )
+        raise UserError(f"corpus {input!r} yields no training instance; check --input")
+    if lone:
+        logging.warning(
+            "%d shards hold a single document, left out: NSP pairs take their random partners "
+            "from their shard; prepare with fewer --num_shards",
+            lone,
+        )
 
 
 def _checked_settings(*, word_segmenter: str, **settings) -> dict:

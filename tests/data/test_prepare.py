@@ -2,6 +2,7 @@
 bertjax/data/sources/prepared.py (the make_dataset contract over prepared shards)."""
 
 import collections
+import functools
 import gzip
 import itertools
 import json
@@ -320,3 +321,25 @@ def test_prepare_command_line_reads_paragraph_text(corpus_dir, tmp_path, capsys)
     assert len(manifest["shards"]) == 2
     assert manifest["settings"]["text_format"] == "paragraphs"
     assert manifest["settings"]["short_seq_prob"] == 0.0
+
+
+def test_nsp_from_one_document_files_pairs_them_in_shards_of_two(corpus_dir, tmp_path, caplog):
+    """--text_format=paragraphs makes each file one document and NSP partners come from the
+    shard: by default a shard takes two files (one each made no pair and failed as 'yields no
+    training instance'); too many shards name the fix, a shard's lone document is a warning."""
+    texts = [json.loads(line)["text"] for line in (corpus_dir / "part-0.jsonl").open()]
+    for i, text in enumerate(texts[:5]):
+        (tmp_path / f"book-{i}.txt").write_text(text)
+    run = functools.partial(
+        prepare.run_prepare, f"{tmp_path}/book-*.txt", corpus_dir / "vocab",
+        text_format="paragraphs", max_seq_length=LENGTH, dupe_factor=1, num_workers=1,
+    )  # fmt: skip
+    manifest = run(tmp_path / "default")
+    assert [s["documents"] for s in manifest["shards"]] == [3, 2]
+    assert all(s["instances"] > 0 for s in manifest["shards"])
+    with pytest.raises(UserError, match=r"no shard of 5 holds 2 documents.*--num_shards=2 "):
+        run(tmp_path / "five", num_shards=5)
+    manifest = run(tmp_path / "three", num_shards=3)  # files 0 and 3, 1 and 4, 2 alone
+    assert [s["documents"] for s in manifest["shards"]] == [2, 2, 0]
+    assert [s["unpaired_documents"] for s in manifest["shards"]] == [0, 0, 1]
+    assert "1 shards hold a single document, left out" in caplog.text
