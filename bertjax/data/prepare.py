@@ -141,9 +141,9 @@ def _prepare_shard(args: tuple) -> dict:
         rows = pretraining_examples.create_instances(
             docs, short_seq_prob=settings["short_seq_prob"], **common
         )
-    # NSP partners come from the same shard: a shard's lone document makes no pair.
-    unpaired = docs if rows is None else []
-    docs = docs if rows is not None else []
+    unpaired = 0
+    if rows is None:  # NSP partners come from the same shard: a lone document makes no pair
+        unpaired, docs, num_sentences = len(docs), [], 0
     num_instances = 0 if rows is None else len(rows["input_ids"])
     path = Path(out_dir) / shard_name(shard, num_shards)
     with tf.io.TFRecordWriter(str(path)) as writer:
@@ -159,7 +159,7 @@ def _prepare_shard(args: tuple) -> dict:
         "file": path.name,
         "instances": num_instances,
         "documents": len(docs),
-        "unpaired_documents": len(unpaired),
+        "unpaired_documents": unpaired,
         "heldout_documents": len(held_out),
         "sentences": num_sentences,
         "tokens": int(sum(len(s) for doc in docs for s in doc)),
