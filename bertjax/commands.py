@@ -82,7 +82,7 @@ def _import(fv: flags.FlagValues, arguments: list[str]) -> None:
 def _vocab(fv: flags.FlagValues, arguments: list[str]) -> None:
     from bertjax.data import corpus, vocab
 
-    with corpus.corpus_flag("--input"):
+    with corpus.corpus_flag("--input"), _own_flags("vocab"):
         meta = vocab.run_vocab(
             fv.input, fv.kind, fv.size, fv.out, fv.uncased, fv.sample_bytes,
             text_field=fv.text_field, model_type=fv.model_type, seed=fv.seed,

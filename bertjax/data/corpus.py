@@ -373,7 +373,11 @@ def read_documents(
         listed = " | ".join(problems[:_MAX_LISTED_SOURCES]) + (
             f" | and {more} more" if more > 0 else ""
         )
-        raise UserError(f"corpus {patterns!r} has no documents ({listed}); check --config.corpus")
+        if any(reason.startswith("without field") for r in finished for reason in r.skipped):
+            check = "--config.text_field (the JSON field that holds the text)"
+        else:
+            check = CORPUS_FLAG
+        raise UserError(f"corpus {patterns!r} has no documents ({listed}); check {check}")
 
 
 def log_totals(reports: Sequence[SourceReport]) -> None:

@@ -113,6 +113,7 @@ def _prepare_shard(args: tuple) -> dict:
 
     tokenizer = vocab.load_tokenizer(Path(vocab_dir) / VOCAB_FILE, settings["lowercase"])
     held_out: list[str] = []
+    problem = ""  # why the shard read no document, said if no shard makes a row
     texts = _split_held_out(
         _shard_texts(sources, shard, num_shards, settings),
         settings["eval_holdout_fraction"],
@@ -124,8 +125,8 @@ def _prepare_shard(args: tuple) -> dict:
             tokenizer,
             segmenter=settings.get("word_segmenter", ""),
         )
-    except UserError:  # this shard got no document (e.g. more shards than documents)
-        docs, num_sentences = [], 0
+    except UserError as e:  # this shard got no document (e.g. more shards than documents)
+        docs, num_sentences, problem = [], 0, str(e)
     special = dict(cls_id=tokenizer.cls_id, sep_id=tokenizer.sep_id, pad_id=tokenizer.pad_id)
     common = dict(
         max_seq_length=settings["max_seq_length"],
@@ -164,6 +165,7 @@ def _prepare_shard(args: tuple) -> dict:
         "sentences": num_sentences,
         "tokens": int(sum(len(s) for doc in docs for s in doc)),
         "seconds": round(time.perf_counter() - start, 3),  # after the worker's imports
+        "problem": problem,  # not in the manifest
     }
 
 
@@ -233,7 +235,8 @@ def run_prepare(
         (sources, s, num_shards, settings, str(vocab_dir), str(out_dir)) for s in range(num_shards)
     ]
     shards = _prepare_shards(jobs, max(1, min(num_workers or os.cpu_count() or 1, num_shards)))
-    _check_pairs(shards, input)
+    problems = [shard.pop("problem") for shard in shards]
+    _check_pairs(shards, input, next(filter(None, problems), ""))
     shutil.copytree(vocab_dir, out_dir / VOCAB_SUBDIR, dirs_exist_ok=True)
     if eval_holdout_fraction:
         _join_heldout_parts(out_dir, num_shards)
@@ -262,9 +265,9 @@ def _default_num_shards(num_sources: int, settings: dict) -> int:
     return max(1, min(num_sources // (2 if one_document_files else 1), 256))
 
 
-def _check_pairs(shards: list[dict], input: str) -> None:
-    """UserError when no shard made a row; a warning for the documents left out because they
-    were alone in their shard (NSP pairs need 2)."""
+def _check_pairs(shards: list[dict], input: str, problem: str) -> None:
+    """UserError when no shard made a row (the `problem` a shard met reading, if any); a warning
+    for the documents left out because they were alone in their shard (NSP pairs need 2)."""
     lone = sum(s["unpaired_documents"] for s in shards)  # a shard's lone document, or 0
     if sum(s["instances"] for s in shards) == 0:
         if lone:
@@ -273,7 +276,7 @@ def _check_pairs(shards: list[dict], input: str) -> None:
                 f"partners from their shard; set --num_shards={max(1, lone // 2)} (at most half "
                 f"the {lone} documents) or --packing"
             )
-        raise UserError(f"corpus {input!r} yields no training instance; check --input")
+        raise UserError(problem or f"corpus {input!r} yields no training instance; check --input")
     if lone:
         logging.warning(
             "%d shards hold a single document, left out: NSP pairs take their random partners "

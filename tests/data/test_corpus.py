@@ -165,6 +165,9 @@ def test_corpus_without_documents_is_a_one_line_user_error(tmp_path, lines, mess
         list(corpus.read_documents(str(tmp_path / "bad.jsonl")))
     assert re.search(message, str(info.value))
     assert "\n" not in str(info.value)
+    # The flag to fix: the text field when records lacked it, else the corpus.
+    flag = "--config.text_field" if "without field" in message else "--config.corpus"
+    assert str(info.value).endswith(f"check {flag}") or f"check {flag} (" in str(info.value)
 
 
 def test_corrupt_and_truncated_gzip_are_skipped(tmp_path):

@@ -343,3 +343,17 @@ def test_nsp_from_one_document_files_pairs_them_in_shards_of_two(corpus_dir, tmp
     assert [s["documents"] for s in manifest["shards"]] == [2, 2, 0]
     assert [s["unpaired_documents"] for s in manifest["shards"]] == [0, 0, 1]
     assert "1 shards hold a single document, left out" in caplog.text
+
+
+def test_a_corpus_without_the_text_field_names_the_flag(corpus_dir, tmp_path, capsys):
+    """The reading error of the shards, not 'yields no training instance; check --input'."""
+    from bertjax import cli
+
+    argv = ["bertjax", "prepare", f"--input={corpus_dir}/part-*.jsonl",
+            f"--vocab={corpus_dir}/vocab", f"--out={tmp_path}/out", "--text_field=body",
+            "--num_shards=2"]  # fmt: skip
+    with pytest.raises(SystemExit):
+        cli.main(argv)
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "0 documents; skipped 6 without field 'body'" in last  # 2 files of 6
+    assert last.endswith("check --text_field (the JSON field that holds the text)")
