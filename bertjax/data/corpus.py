@@ -104,6 +104,11 @@ def _check_files(matches: list[str]) -> None:
 
 
 CORPUS_FLAG = "--config.corpus"  # the flag this module's errors name
+# Where one document ends and the next begins, for errors that ask for more documents.
+DOCUMENT_BOUNDARIES = (
+    "one per .jsonl record; in .txt, blank lines between them with text_format 'sentences', "
+    "one per file with 'paragraphs'"
+)
 
 
 @contextlib.contextmanager

@@ -167,8 +167,7 @@ def _check_holdout_split(data: DataSpec, split: str, num_docs: int, total: int) 
         f"corpus's {total} documents (chosen by a hash of their text) and "
         f"{'packed rows need 1' if data.packing else 'NSP pairs need 2'}; set "
         "--config.eval_corpus=FILES, change the fraction, or cut the corpus into more documents "
-        "(one per .jsonl record; in .txt, blank lines between them with text_format 'sentences', "
-        "one per file with 'paragraphs')"
+        f"({corpus.DOCUMENT_BOUNDARIES})"
     )
 
 

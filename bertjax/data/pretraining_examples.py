@@ -21,7 +21,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from bertjax.data import spec, word_segmenter
+from bertjax.data import corpus, spec, word_segmenter
 from bertjax.errors import UserError
 
 Sentence = Sequence[int]
@@ -220,7 +220,8 @@ def create_instances(
     if len(documents) < 2:
         raise UserError(
             f"next-sentence pairs need at least 2 non-empty documents, got {len(documents)}; "
-            "add documents to --config.corpus (documents are separated by blank lines in .txt)"
+            f"add documents to --config.corpus ({corpus.DOCUMENT_BOUNDARIES}) or train with "
+            "--config.packing=True (masked LM only)"
         )
     rng = random.Random(seed)
     pairs: list[_Pair] = []
