@@ -105,6 +105,26 @@ def _example(row: dict[str, np.ndarray], length: int):
     return tf.train.Example(features=tf.train.Features(feature=features))
 
 
+def _shard_rows(docs: list, settings: dict, seed: int, tokenizer) -> dict[str, np.ndarray] | None:
+    """Packed rows or NSP pairs of a shard's documents; None when they make none (no document,
+    or NSP from a single one)."""
+    special = dict(cls_id=tokenizer.cls_id, sep_id=tokenizer.sep_id, pad_id=tokenizer.pad_id)
+    common = dict(
+        max_seq_length=settings["max_seq_length"],
+        dupe_factor=settings["dupe_factor"],
+        seed=seed,
+        word_starts=bool(settings.get("word_segmenter")),
+        **special,
+    )
+    if settings["packing"]:
+        return packing.pack_documents(docs, **common) if docs else None
+    if len(docs) < 2:
+        return None
+    return pretraining_examples.create_instances(
+        docs, short_seq_prob=settings["short_seq_prob"], **common
+    )
+
+
 def _prepare_shard(args: tuple) -> dict:
     """Worker: builds and writes one shard; returns its counts and build seconds."""
     sources, shard, num_shards, settings, vocab_dir, out_dir = args
@@ -127,21 +147,7 @@ def _prepare_shard(args: tuple) -> dict:
         )
     except UserError as e:  # this shard got no document (e.g. more shards than documents)
         docs, num_sentences, problem = [], 0, str(e)
-    special = dict(cls_id=tokenizer.cls_id, sep_id=tokenizer.sep_id, pad_id=tokenizer.pad_id)
-    common = dict(
-        max_seq_length=settings["max_seq_length"],
-        dupe_factor=settings["dupe_factor"],
-        seed=settings["seed"] + shard,
-        word_starts=bool(settings.get("word_segmenter")),
-        **special,
-    )
-    rows = None
-    if settings["packing"] and docs:
-        rows = packing.pack_documents(docs, **common)
-    elif len(docs) >= 2:
-        rows = pretraining_examples.create_instances(
-            docs, short_seq_prob=settings["short_seq_prob"], **common
-        )
+    rows = _shard_rows(docs, settings, settings["seed"] + shard, tokenizer)
     unpaired = 0
     if rows is None:  # NSP partners come from the same shard: a lone document makes no pair
         unpaired, docs, num_sentences = len(docs), [], 0
