@@ -31,7 +31,7 @@ from bertjax.data import (
 from bertjax.data import vocab as vocabulary
 from bertjax.data.sources import InstanceSource, prepared, text_stream
 from bertjax.data.sources.in_memory import InMemoryInstances
-from bertjax.data.spec import DataSpec
+from bertjax.data.spec import DataSpec, min_documents
 from bertjax.errors import UserError
 
 FEATURE_NAMES = (
@@ -158,7 +158,7 @@ def _instances_of_split(data: DataSpec, tokenizer, split: str) -> tuple[list, in
 def _check_holdout_split(data: DataSpec, split: str, num_docs: int, total: int) -> None:
     """UserError when ``eval_holdout_fraction`` leaves `split` fewer documents than its rows
     need (NSP pairs: 2, packed rows: 1), e.g. a corpus of a few long documents held out 0."""
-    need = 1 if data.packing else 2
+    need = min_documents(data.packing)
     if num_docs >= need:
         return
     part = "held out" if split == "eval" else "left for training"

@@ -116,10 +116,10 @@ def _shard_rows(docs: list, settings: dict, seed: int, tokenizer) -> dict[str, n
         word_starts=bool(settings.get("word_segmenter")),
         **special,
     )
-    if settings["packing"]:
-        return packing.pack_documents(docs, **common) if docs else None
-    if len(docs) < 2:
+    if len(docs) < spec.min_documents(settings["packing"]):
         return None
+    if settings["packing"]:
+        return packing.pack_documents(docs, **common)
     return pretraining_examples.create_instances(
         docs, short_seq_prob=settings["short_seq_prob"], **common
     )

@@ -28,6 +28,12 @@ def require_row_length(max_seq_length: int, packing: bool) -> None:
     )
 
 
+def min_documents(packing: bool) -> int:
+    """Documents a set of rows needs: packed rows 1, NSP pairs 2 (a random B comes from
+    another document)."""
+    return 1 if packing else 2
+
+
 @dataclasses.dataclass(frozen=True)
 class DataSpec(ConfigSpec):
     """Corpus, vocabulary, instance and held-out settings of a run."""

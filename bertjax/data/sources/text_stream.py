@@ -46,7 +46,7 @@ from etils import epath
 from bertjax.data import corpus, packing, pretraining_examples, seeds, tfds_corpus, vocab
 from bertjax.data.documents import tokenize_documents
 from bertjax.data.sources import MaskExample
-from bertjax.data.spec import DataSpec
+from bertjax.data.spec import DataSpec, min_documents
 from bertjax.errors import UserError
 
 # Bump when a line's meaning or a chunk's rows change, so older indexes are not misread.
@@ -221,15 +221,15 @@ def build_chunk(texts: list[str], stream: TextStream, seed: int) -> dict[str, np
     special = dict(cls_id=tokenizer.cls_id, sep_id=tokenizer.sep_id, pad_id=tokenizer.pad_id)
     common = dict(max_seq_length=settings["max_seq_length"], dupe_factor=1, seed=seed, **special)
     common["word_starts"] = bool(stream.segmenter)
-    if stream.packed and docs:
+    if len(docs) < min_documents(stream.packed):  # too few documents: no rows
+        shapes = row_spec(stream).items()
+        rows = {name: np.zeros([0, *s.shape[1:]], s.dtype.as_numpy_dtype) for name, s in shapes}
+    elif stream.packed:
         rows = packing.pack_documents(docs, **common)
-    elif len(docs) >= 2 and not stream.packed:
+    else:
         rows = pretraining_examples.create_instances(
             docs, short_seq_prob=settings["short_seq_prob"], **common
         )
-    else:  # too few documents: no rows
-        spec = row_spec(stream).items()
-        rows = {name: np.zeros([0, *s.shape[1:]], s.dtype.as_numpy_dtype) for name, s in spec}
     order = np.random.default_rng(seed).permutation(len(rows["input_ids"]))
     return {name: value[order] for name, value in rows.items()}
 
@@ -382,7 +382,7 @@ def chunk_rows(
 def check_has_documents(stream: TextStream, files: list[str], process_index: int) -> None:
     """One-line UserError when the process's files hold too few training documents."""
     reports: list[corpus.SourceReport] = []
-    needed = 1 if stream.packed else 2
+    needed = min_documents(stream.packed)
     found = len(list(itertools.islice(documents(files, stream.settings, reports=reports), needed)))
     if found < needed:
         problems = " | ".join(r.summary() for r in reports[:3])
