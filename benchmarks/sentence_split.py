@@ -12,6 +12,11 @@ so precision/recall/F1 do not depend on how a splitter treats whitespace. Gold s
 (lowercased, tokenised movie-review sentences; about 11% of its lines hold two sentences, which
 caps precision for everyone), TREC questions, WSJ sentences of CoNLL-2000 as tokens and
 detokenised, UD Chinese GSDSimp sentences, and those mixed with the detokenised WSJ sentences.
+Other languages: tests/data/multilingual_sentences.json, one hand-written document each in 19
+languages (written for this project; sentencex and pysbd are told the language, pysbd where it
+has rules for it). --truncation: what a splitter's misses cost NSP pairs, as the share of tokens
+that `truncate_seq_pair` cuts from 128-token rows of documents of 3 paragraphs of 30 sentences
+drawn (with replacement) from a language's hand-written ones.
 Speed: characters per second of one process over every document of each pretraining corpus
 (stopping after --time_budget seconds per splitter and corpus: "sampled" rows). Statistics:
 per source file, for the splitters that finished the corpus.
@@ -188,6 +193,15 @@ def _boundaries(parts: Sequence[str]) -> set[int]:
 
 def score(gold: GoldSet, split: Splitter) -> dict[str, float]:
     """Boundary precision, recall and F1 of `split` on `gold`, and its seconds."""
+    true_positives, predicted, expected, seconds = boundary_counts(gold, split)
+    precision = true_positives / max(predicted, 1)
+    recall = true_positives / max(expected, 1)
+    f1 = 2 * precision * recall / max(precision + recall, 1e-12)
+    return dict(precision=precision, recall=recall, f1=f1, seconds=seconds)
+
+
+def boundary_counts(gold: GoldSet, split: Splitter) -> tuple[int, int, int, float]:
+    """(boundaries right, found, expected, seconds) of `split` on `gold`."""
     true_positives = predicted = expected = 0
     seconds = 0.0
     for doc, joiners in zip(gold.documents, gold.joiners, strict=True):
@@ -198,10 +212,64 @@ def score(gold: GoldSet, split: Splitter) -> dict[str, float]:
         want, got = _boundaries(doc), _boundaries(found)
         true_positives += len(want & got)
         predicted, expected = predicted + len(got), expected + len(want)
-    precision = true_positives / max(predicted, 1)
-    recall = true_positives / max(expected, 1)
-    f1 = 2 * precision * recall / max(precision + recall, 1e-12)
-    return dict(precision=precision, recall=recall, f1=f1, seconds=seconds)
+    return true_positives, predicted, expected, seconds
+
+
+MULTILINGUAL = REPO / "tests" / "data" / "multilingual_sentences.json"
+
+
+def multilingual_golds() -> list[tuple[str, GoldSet]]:
+    """(language code, one-document gold set) of each language of the hand-written set."""
+    found = []
+    for entry in json.loads(MULTILINGUAL.read_text(encoding="utf-8")):
+        doc, joiner = entry["sentences"], entry.get("joiner", " ")
+        found.append(
+            (entry["language"], GoldSet(entry["name"], [doc], [[joiner] * (len(doc) - 1)]))
+        )
+    return found
+
+
+def language_splitters(language: str, candidates: dict[str, Splitter]) -> dict[str, Splitter]:
+    """`candidates` with sentencex and pysbd told `language` (pysbd: None without its rules)."""
+    found: dict[str, Splitter | None] = dict(candidates)
+    if "sentencex" in candidates:
+        import sentencex
+
+        found["sentencex"] = _per_paragraph(lambda p: sentencex.segment(language, p))
+    if "pysbd" in candidates:
+        import pysbd
+
+        try:
+            found["pysbd"] = _per_paragraph(pysbd.Segmenter(language=language, clean=False).segment)
+        except ValueError:  # no rules for this language
+            found["pysbd"] = None
+    return found
+
+
+def multilingual_table(candidates: dict[str, Splitter]) -> None:
+    """Boundary F1 per language and micro-averaged P/R/F1 over the languages each splitter has."""
+    totals = {name: [0, 0, 0] for name in candidates}
+    rows = []
+    for language, gold in multilingual_golds():
+        row = [f"{gold.name} ({language})", str(len(gold.documents[0]))]
+        for name, split in language_splitters(language, candidates).items():
+            if split is None:
+                row.append("-")
+                continue
+            right, found, expected, _ = boundary_counts(gold, split)
+            totals[name] = [
+                a + b for a, b in zip(totals[name], (right, found, expected), strict=True)
+            ]
+            row.append(f"{2 * right / max(found + expected, 1):.2f}")
+        rows.append(row)
+    pooled = ["all (P / R / F1)", str(sum(int(r[1]) for r in rows))]
+    for right, found, expected in totals.values():
+        precision, recall = right / max(found, 1), right / max(expected, 1)
+        pooled.append(
+            f"{precision:.2f} / {recall:.2f} / {2 * right / max(found + expected, 1):.2f}"
+        )
+    print("### Other languages: boundary F1 per hand-written document\n")
+    _print_table(["language", "sentences", *candidates], [*rows, pooled])
 
 
 # ---------------------------------------------------------------- speed and statistics
@@ -316,6 +384,52 @@ def tokenize_documents_seconds(
     _print_table(["splitter", "best s", "worst s", "sentences"], rows)
 
 
+def _truncated_share(texts: list[str], split: Splitter, wordpiece) -> tuple[int, float]:
+    """(sentences, share of tokens cut) of NSP rows (128 tokens) from `texts` split by `split`."""
+    from unittest import mock
+
+    from bertjax.data import documents, pretraining_examples
+
+    with mock.patch.object(sentences, "split_sentences", split):
+        docs, count = documents.tokenize_documents(texts, wordpiece)
+    cut = [0]
+    truncate = pretraining_examples.truncate_seq_pair
+
+    def counting(tokens_a, tokens_b, max_num_tokens, rng):
+        before = len(tokens_a) + len(tokens_b)
+        truncate(tokens_a, tokens_b, max_num_tokens, rng)
+        cut[0] += before - len(tokens_a) - len(tokens_b)
+
+    special = dict(cls_id=wordpiece.cls_id, sep_id=wordpiece.sep_id, pad_id=wordpiece.pad_id)
+    with mock.patch.object(pretraining_examples, "truncate_seq_pair", counting):
+        pretraining_examples.create_instances(
+            docs, max_seq_length=128, short_seq_prob=0.1, dupe_factor=1, seed=0, **special
+        )
+    return count, cut[0] / sum(len(s) for doc in docs for s in doc)
+
+
+def truncation_table(candidates: dict[str, Splitter], vocab_dir: Path) -> None:
+    """Per language: sentences found and tokens cut from NSP rows, by each rule-based splitter."""
+    from bertjax.data import tokenizer, vocab
+
+    rules = {k: v for k, v in candidates.items() if k.startswith(("rules@", "bertjax"))}
+    rng = random.Random(0)
+    rows = []
+    for language, gold in multilingual_golds():
+        pool, joiner = gold.documents[0], (gold.joiners[0] or [" "])[0]
+        paragraphs = [joiner.join(rng.choices(pool, k=30)) for _ in range(60)]
+        texts = ["\n\n".join(paragraphs[i : i + 3]) for i in range(0, 60, 3)]
+        path = tokenizer.train_wordpiece_vocab(texts, 2000, True, vocab_dir / language)
+        wordpiece = vocab.load_tokenizer(path, lowercase=True)
+        row = [f"{gold.name} ({language})"]
+        for split in rules.values():
+            count, share = _truncated_share(texts, split, wordpiece)
+            row.append(f"{count} / {share:.0%}")
+        rows.append(row)
+    print("### NSP rows of 1,800 sentences a language: sentences found / tokens cut\n")
+    _print_table(["language", *rules], rows)
+
+
 def _parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default=str(REPO.parent / "shared" / "data"))
@@ -324,6 +438,7 @@ def _parse_args() -> argparse.Namespace:
     parser.add_argument("--time_budget", type=float, default=30.0, help="seconds per corpus")
     parser.add_argument("--only", default="", help="comma-separated splitter names")
     parser.add_argument("--tokenize_documents", action="store_true")
+    parser.add_argument("--truncation", action="store_true", help="NSP cuts, other languages")
     parser.add_argument("--skip", default="", help="comma-separated: quality,speed")
     return parser.parse_args()
 
@@ -339,10 +454,16 @@ def main() -> None:
     print(f"splitters: {', '.join(candidates)}\n")
     if "quality" not in args.skip:
         quality_table(gold_sets(data, args.sentences_per_document), candidates)
+        multilingual_table(candidates)
     english = read_corpus(f"{data}/pretrain/*.jsonl")
     if "speed" not in args.skip:
         corpora = {"English": english, "Chinese": read_corpus(f"{data}/zh/pretrain/*.jsonl")}
         corpus_tables(corpora, candidates, args.time_budget)
+    if args.truncation:
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as vocab_dir:
+            truncation_table(candidates, Path(vocab_dir))
     if args.tokenize_documents:
         import tempfile
 

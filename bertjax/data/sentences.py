@@ -10,21 +10,33 @@ Rules:
     break before a list item (``1.``, ``2)``, ``-``, ``*``, ``•``) ends a sentence;
   * inside a paragraph all whitespace collapses to one space, so hard-wrapped lines join;
   * a sentence ends after ``.``, ``!``, ``?`` or ``…`` (runs allowed, optionally followed by
-    closing quotes/brackets) when whitespace follows and then an uppercase letter, a digit, a
-    Chinese character or an opening quote/bracket;
+    closing quotes/brackets/guillemets) when whitespace follows and then an uppercase letter, a
+    digit, a letter of a script without case (Arabic, Hebrew, Devanagari, Hangul, Ethiopic,
+    ...), a Chinese character, or an opening mark (quote, bracket, ``¿``, ``¡``, ``«``, ``„``);
+    in Greek text ``;`` (the Greek question mark) too;
   * in uncased text (most sentence-like periods are followed by a lowercase letter: lowercased
     or tokenised corpora), a lowercase letter after ``.``, ``!`` or ``?`` starts a sentence too;
     an ellipsis (``...``, ``. . .``) then ends one only before a capital, as in cased text;
   * without a space, a sentence ends after ``.!?`` followed by a Chinese character, and after a
     plain word followed by a capitalised word (``home.Then``); ``example.com.Today``, ``3.14``
     and lowercase ``home.then`` stay whole;
-  * not after a known abbreviation (``Mr.``, ``e.g.``), a dotted acronym (``U.S.``), a single
-    initial (``Harry S. Truman``) or a leading list number (``1. First``); company suffixes
-    (``Co.``, ``Inc.``) do end a sentence before a capital;
+  * not after a known abbreviation (``Mr.``, ``e.g.``, ``Sra.``), a dotted acronym (``U.S.``),
+    a single initial (``Harry S. Truman``, Arabic ``د.``), a leading list number (``1. First``)
+    or a part of a dotted date (``2023. 5. 12.``); company suffixes (``Co.``, ``Inc.``) do end a
+    sentence before a capital;
   * tokenised text is read like plain text: a lone ``.`` after ``mr`` or ``h`` does not end a
     sentence, and a lone ``"`` (or ``''``) after a terminator closes it when it is the odd one;
   * Chinese ``。！？；`` and ``…``/``……`` (next to Chinese text) end a sentence with any closing
-    quotes/brackets after them (``”’」』）``), no space needed, unless a comma or colon follows.
+    quotes/brackets after them (``”’」』）``), no space needed, unless a comma or colon follows;
+    so do the full stops of other scripts: Arabic ``؟``, Urdu ``۔``, Devanagari ``।`` ``॥``,
+    Armenian ``։``, Ethiopic ``።`` ``፧``, Myanmar ``။``, Khmer ``។`` ``៕``;
+  * Thai and Lao, which write no full stop, end a sentence (or a phrase) at a space between
+    their letters.
+
+Not handled (language knowledge): ordinals before a capital (German ``am 3. Oktober`` ends a
+sentence after ``3.``), abbreviations of other languages beyond a few titles (Russian ``т. е.``
+before a capital), Armenian text that writes ``:`` for ``։``. Sentences these rules cannot
+find: give one per line with ``--config.text_format=sentences``.
 """
 
 import dataclasses
@@ -48,6 +60,9 @@ ABBREVIATIONS = frozenset(
         "Fig", "pp", "Sens", "Reps",
         # Months and places, usually followed by a capitalised name or a number.
         "Jan", "Feb", "Aug", "Sept", "Oct", "Nov", "Dec", "Mt", "Ft", "Ave",
+        # Titles and "number" in other languages (Spanish, French, Italian, German, Hindi).
+        "Sra", "Srta", "Dra", "Sres", "Mlle", "Mmes", "Mgr", "Sig", "Dott", "Hr", "Nr", "डॉ",
+        "प्रो",
     }
 )  # fmt: skip
 # In uncased text a lowercase word decides: these are never ordinary English words...
@@ -78,19 +93,34 @@ NUMBERED_ABBREVIATIONS = frozenset(
 )
 
 _CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"  # kana and Han ideographs
-_OPENING = "\"'“‘([{「『（《【"
-_CLOSING = "\"'”’)]}」』）》】"
+_HANGUL = "\uac00-\ud7a3"  # syllables: a whole word can be one
+_GREEK = "\u0370-\u03ff\u1f00-\u1fff"
+_THAI_LAO = "\u0e00-\u0e45\u0e47-\u0eff"  # without ๆ (U+0E46), whose space is mid-sentence
+# Guillemets open and close in different languages (« » French, » « German, » » Swedish): they
+# are in both sets. “ ‘ close German „ ‚ quotes: after a terminator, they close before a space.
+_OPENING = "\"'“‘([{「『（《【¿¡«»„‚‹›"
+_CLOSING = "\"'”’)]}」』）》】»«›‹"
 _LATIN_ENDS = ".!?"
 _CJK_ENDS = "。！？；"
+# Terminators of other scripts that end a sentence wherever they stand, as Chinese ones do:
+# Arabic question mark, Urdu full stop, Devanagari danda and double danda (Hindi, Bengali,
+# Marathi, Nepali, Sanskrit), Armenian full stop, Ethiopic full stop and question mark, Myanmar
+# and Khmer full stops.
+_SCRIPT_ENDS = "\u061f\u06d4\u0964\u0965\u0589\u1362\u1367\u104b\u17d4\u17d5"
+_ALWAYS_ENDS = _CJK_ENDS + _SCRIPT_ENDS
 # After a Chinese terminator these continue the sentence instead of starting one.
 _CONTINUING = "，、,：:"
 _PARAGRAPH_BREAK = re.compile(r"\n[^\S\n]*\n\s*")
 _LIST_ITEM_BREAK = re.compile(r"\n(?=[^\S\n]*(?:\d{1,3}[.)]|[-*•])\s)")
-# A tokenised ellipsis (". . .") first, else any run of terminators; then closing marks. A
-# Latin terminator glued to a digit or lowercase letter ("3.14", "example.com") is no candidate.
-_ENDS = re.escape(_LATIN_ENDS + _CJK_ENDS) + "…"
-_TERMINATOR = re.compile(
-    r"(\.(?: \.){2,}|[" + _ENDS + r"]+)([" + re.escape(_CLOSING) + r"]*)(?!(?<=[.!?])[0-9a-z])"
+# A tokenised ellipsis (". . .") first, else any run of terminators, in Greek text also a Greek
+# question mark (";" after a Greek letter: a pattern of its own, as the extra alternative makes
+# the search 1.3x slower); then closing marks. A Latin terminator glued to a digit or lowercase
+# letter ("3.14", "example.com") is no candidate.
+_ENDS = re.escape(_LATIN_ENDS + _ALWAYS_ENDS) + "…"
+_CLOSERS = r"([" + re.escape(_CLOSING) + r"]*(?:[“‘](?!\S))?)(?!(?<=[.!?])[0-9a-z])"
+_TERMINATOR = re.compile(r"(\.(?: \.){2,}|[" + _ENDS + r"]+)" + _CLOSERS)
+_GREEK_TERMINATOR = re.compile(
+    r"(\.(?: \.){2,}|[" + _ENDS + r"]+|(?<=[" + _GREEK + r"])[;\u037e])" + _CLOSERS
 )
 # Letters after a single sentence-like terminator, for the cased/uncased vote.
 _CASE_VOTE = re.compile(
@@ -101,11 +131,32 @@ _OPENING_MARK = re.compile(r"(?:``|[" + re.escape(_OPENING) + r"]) ?")
 _QUOTE_TOKEN = re.compile(r" (\"|'')(?= |$)")
 _DOTTED_ACRONYM = re.compile(r"(?:[^\W\d_]\.)+[^\W\d_]")
 _CJK_CHAR = re.compile(r"[" + _CJK + r"]")
+_SYLLABIC_CHAR = re.compile(r"[" + _CJK + _HANGUL + r"]")
+# A dotted date's month or day ("2023. 5. 12." in Korean, Hungarian, Chinese-style dates).
+_DATE_PART = re.compile(r"\d{1,2}\.")
+_DATE_BEFORE = re.compile(r"(?:^| )\d{1,4}\. $")
+_THAI_SPACE = re.compile(r"(?<=[" + _THAI_LAO + r"]) (?=[" + _THAI_LAO + r"])")
+_GREEK_OR_THAI = re.compile(r"[" + _GREEK + _THAI_LAO + r"]")
+_GREEK_CHAR = re.compile(r"[" + _GREEK + r"]")
+_THAI_CHAR = re.compile(r"[" + _THAI_LAO + r"]")
 _LATIN_LETTER = re.compile(r"[A-Za-z\u00c0-\u024f]")
 
 
 def _is_cjk(char: str) -> bool:
     return bool(char) and _CJK_CHAR.match(char) is not None
+
+
+def _is_caseless_letter(char: str) -> bool:
+    """A letter of a script without case (Arabic, Hebrew, Devanagari, Hangul, Thai, ...)."""
+    return char.isalpha() and not char.isupper() and not char.islower()
+
+
+def _is_initial(word: str) -> bool:
+    """A single capital ("Harry S. Truman") or a single letter of a caseless alphabet ("د. أحمد",
+    Arabic for Dr.), but not the pronoun "I", nor a CJK character or Hangul syllable (words)."""
+    if len(word) != 1 or word == "I":
+        return False
+    return word.isupper() or (_is_caseless_letter(word) and not _SYLLABIC_CHAR.match(word))
 
 
 def is_uncased(text: str) -> bool:
@@ -132,9 +183,8 @@ def _is_abbreviation(word: str, next_char: str, uncased: bool) -> bool:
     # "U.S." but not "a.m.", which ends sentences more often than not.
     if _DOTTED_ACRONYM.fullmatch(word):
         return not word.islower()
-    # A single capital is a name initial ("Harry S. Truman"); "I" is the pronoun, which ends
-    # sentences far more often than it abbreviates a name.
-    return len(word) == 1 and word.isupper() and word != "I"
+    # "I" is the pronoun, which ends sentences far more often than it abbreviates a name.
+    return _is_initial(word)
 
 
 def _next_start(text: str, start: int) -> str:
@@ -158,10 +208,21 @@ def _blocked_period(
     word_start, word = _word_before(paragraph, position, sentence_start)
     if word.isdigit() and len(word) <= 3 and word_start == sentence_start:
         return True  # "1. First item"
+    if word.isdigit() and _is_date_part(paragraph, word_start, position):
+        return True
     if not word and word_start > sentence_start:  # tokenised: "mr . smith", but "Jr. ."
         word = _word_before(paragraph, word_start - 1, sentence_start)[1]
         return not word.endswith(".") and _is_abbreviation(word, following, uncased)
     return _is_abbreviation(word, following, uncased)
+
+
+def _is_date_part(paragraph: str, word_start: int, position: int) -> bool:
+    """Whether the number before the period at `position` is part of a dotted date: a 1-2 digit
+    number with a period follows ("2023. 5."), or it is one and such a number comes before."""
+    if _DATE_PART.match(paragraph, position + 2) and paragraph[position + 1 : position + 2] == " ":
+        return True
+    short = position - word_start <= 2
+    return short and bool(_DATE_BEFORE.search(paragraph, max(0, word_start - 6), word_start))
 
 
 def _ends_latin(
@@ -182,21 +243,23 @@ def _ends_latin(
         plain_word = word.isalpha() and bare
         rest = paragraph[end + 1 : end + 2]
         return plain_word and word[-1].islower() and following.isupper() and rest.islower()
-    if following.isupper() or following.isdigit():
+    if following.isupper() or following.isdigit() or _is_caseless_letter(following):
         return True
     ellipsis = ("." in terminator and len(terminator) > 1) or "…" in terminator
     return uncased and following.islower() and not ellipsis
 
 
-def _ends_cjk(paragraph: str, end: int) -> bool:
-    """Whether a run holding ``。！？；`` (or ``…`` next to Chinese) ends a sentence at `end`."""
+def _ends_always(paragraph: str, end: int) -> bool:
+    """Whether a run holding ``。！？；`` or another script's full stop (``।``, ``۔``, ``؟``, ...),
+    or ``…`` next to Chinese, ends a sentence at `end`: unless a comma or colon follows."""
     return paragraph[end] not in _CONTINUING
 
 
-def _is_cjk_run(paragraph: str, match: re.Match) -> bool:
-    """Whether a terminator run is Chinese: holds ``。！？；``, or is ``…`` next to Chinese."""
+def _always_ends(paragraph: str, match: re.Match) -> bool:
+    """Whether a terminator run ends a sentence whatever follows it: it holds ``。！？；`` or
+    another script's full stop, or is ``…`` next to Chinese."""
     terminator = match.group(1)
-    if terminator[0] in _CJK_ENDS or terminator[-1] in _CJK_ENDS:
+    if terminator[0] in _ALWAYS_ENDS or terminator[-1] in _ALWAYS_ENDS:
         return True
     if terminator[0] != "…" or terminator.strip("…"):
         return False
@@ -225,18 +288,18 @@ def _sentence_end(paragraph: str, match: re.Match, quotes_before: int) -> int:
     return end
 
 
-def _split_paragraph(paragraph: str, uncased: bool) -> list[str]:
+def _split_paragraph(paragraph: str, uncased: bool, terminator: re.Pattern) -> list[str]:
     """Splits one whitespace-collapsed paragraph (single spaces only) into sentences."""
     sentences = []
     start = quotes = counted = 0
-    for match in _TERMINATOR.finditer(paragraph):
+    for match in terminator.finditer(paragraph):
         quotes += paragraph.count('"', counted, match.start())
         counted = match.start()
         end = _sentence_end(paragraph, match, quotes)
         if end >= len(paragraph):
             break
-        if _is_cjk_run(paragraph, match):
-            ends = _ends_cjk(paragraph, end)
+        if _always_ends(paragraph, match):
+            ends = _ends_always(paragraph, end)
         else:
             ends = _ends_latin(paragraph, match, end, start, uncased)
         if ends:
@@ -250,12 +313,20 @@ def _split_paragraph(paragraph: str, uncased: bool) -> list[str]:
 def split_sentences(text: str) -> list[str]:
     """Splits a document into sentences, in order, each stripped and non-empty (see module doc)."""
     uncased = is_uncased(text)
+    greek = thai = False
+    if _GREEK_OR_THAI.search(text):  # one search: most documents have neither
+        greek, thai = bool(_GREEK_CHAR.search(text)), bool(_THAI_CHAR.search(text))
+    terminator = _GREEK_TERMINATOR if greek else _TERMINATOR
     sentences = []
     for paragraph in _PARAGRAPH_BREAK.split(text):
         for block in _LIST_ITEM_BREAK.split(paragraph):
             collapsed = " ".join(block.split())
-            if collapsed:
-                sentences.extend(_split_paragraph(collapsed, uncased))
+            if not collapsed:
+                continue
+            found = _split_paragraph(collapsed, uncased, terminator)
+            if thai:  # Thai and Lao end sentences (and phrases) with a space
+                found = [part for sentence in found for part in _THAI_SPACE.split(sentence)]
+            sentences.extend(found)
     return sentences
 
 

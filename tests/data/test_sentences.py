@@ -217,6 +217,88 @@ def test_mixed_chinese_and_english(text, expected):
     assert split_sentences(text) == expected
 
 
+# One hand-written document per language (tests/data/multilingual_sentences.json, also the
+# benchmark's gold set): the rules must split each into exactly its sentences.
+MULTILINGUAL = json.loads(
+    (Path(__file__).parent / "multilingual_sentences.json").read_text(encoding="utf-8")
+)
+KNOWN_MISSES = {
+    "de": "a German ordinal ('Am 3. Oktober') ends a sentence before a capital, as '... was 25. "
+    "He' must: telling them apart needs the language",
+}
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [
+        pytest.param(
+            entry,
+            id=entry["language"],
+            marks=[pytest.mark.xfail(strict=True, reason=KNOWN_MISSES[entry["language"]])]
+            if entry["language"] in KNOWN_MISSES
+            else [],
+        )
+        for entry in MULTILINGUAL
+    ],
+)
+def test_other_languages(entry):
+    text = entry.get("joiner", " ").join(entry["sentences"])
+    assert split_sentences(text) == entry["sentences"]
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        # After . ! ? a letter of a caseless script (Arabic, Devanagari, Hangul) starts a sentence.
+        ("وصل القطار. كان الجو حارا.", ["وصل القطار.", "كان الجو حارا."]),
+        ("यह अच्छा है. वह भी आया.", ["यह अच्छा है.", "वह भी आया."]),
+        ("비가 왔다. 우리는 집에 있었다!", ["비가 왔다.", "우리는 집에 있었다!"]),
+        # A lone caseless letter is an abbreviation (Arabic "د." for Dr.); a Hangul syllable and
+        # a CJK character are words.
+        ("قال د. أحمد ذلك.", ["قال د. أحمد ذلك."]),
+        ("네. 알겠습니다.", ["네.", "알겠습니다."]),
+        # Full stops of other scripts end a sentence wherever they stand.
+        ("पहला वाक्य।दूसरा वाक्य॥ तीसरा", ["पहला वाक्य।", "दूसरा वाक्य॥", "तीसरा"]),
+        ("میں گیا۔ کیا آپ آئے؟ ہاں۔", ["میں گیا۔", "کیا آپ آئے؟", "ہاں۔"]),
+        ("Ես գնացի։ Նա եկավ։", ["Ես գնացի։", "Նա եկավ։"]),
+        # Dotted dates: "2023. 5. 12." stays whole; a year before a sentence does not.
+        (
+            "그 책은 2023. 5. 12. 출간되었다. 좋았다.",
+            ["그 책은 2023. 5. 12. 출간되었다.", "좋았다."],
+        ),
+        (
+            "He was born in 1985. 12 years later he left.",
+            ["He was born in 1985.", "12 years later he left."],
+        ),
+        # The Greek question mark ";" ends a sentence only after Greek.
+        ("Πού είσαι; Εδώ.", ["Πού είσαι;", "Εδώ."]),
+        ("I came; I saw. Done.", ["I came; I saw.", "Done."]),
+        # A space between Thai words ends a sentence (or a phrase), but not after ๆ.
+        ("เด็กๆ ไปโรงเรียน วันนี้ฝนตก", ["เด็กๆ ไปโรงเรียน", "วันนี้ฝนตก"]),
+        # Opening ¿ ¡ « » „ and closing » « “ (German „...“ before a space).
+        ("Hola. ¿Cómo estás? ¡Bien!", ["Hola.", "¿Cómo estás?", "¡Bien!"]),
+        (
+            "Он сказал: «Да!» Потом ушёл. «Нет?» — спросила она.",
+            ["Он сказал: «Да!»", "Потом ушёл.", "«Нет?» — спросила она."],
+        ),
+        (
+            "„Ja!“ Dann ging er. „Nein!“, sagte sie.",
+            ["„Ja!“", "Dann ging er.", "„Nein!“, sagte sie."],
+        ),
+        ("Bonjour. « Oui », dit-il. Fin.", ["Bonjour.", "« Oui », dit-il.", "Fin."]),
+        # In Chinese “ after a terminator opens the next sentence.
+        ("发展。“南曲”很好。", ["发展。", "“南曲”很好。"]),
+        # Titles of other languages.
+        (
+            "La Sra. García llegó. Mlle. Dubois aussi.",
+            ["La Sra. García llegó.", "Mlle. Dubois aussi."],
+        ),
+    ],
+)
+def test_other_scripts(text, expected):
+    assert split_sentences(text) == expected
+
+
 def test_list_items_on_their_own_lines_are_sentences():
     text = "Steps:\n1. Mix the flour\n2. Bake it\n- serve warm\n* enjoy"
     assert split_sentences(text) == [
