@@ -13,11 +13,13 @@ import io
 import json
 import os
 import re
+import unicodedata
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import tensorflow as tf
 import tensorflow_text as tf_text
+from absl import logging
 from etils import epath
 
 from bertjax.data.word_segmenter import CJK_RANGES
@@ -43,6 +45,19 @@ VOCAB_FORMAT_VERSION = 3
 LIMIT_ALPHABET = 1000
 MIN_CHARACTER_COUNT = 3
 MIN_CHARACTER_SHARE = 5e-7  # one in 2 million: 500 occurrences in a 1 GB sample
+
+# Nonspacing marks (Mn) of the scripts from Devanagari to Mongolian (U+0900-U+18AF: the Indic
+# scripts, Sinhala, Thai, Lao, Tibetan, Myanmar, Khmer), where they spell vowels, tones and
+# consonant clusters. An uncased vocabulary strips every Mn mark, as BERT's uncased models do
+# ("हिंदी" -> "हिदी", "ที่นี่" -> "ทน"): hand-written Hindi has 16% of its characters in them, Thai
+# 19%, Khmer 21% (tests/data/multilingual_sentences.json). Warned about above this share of a
+# vocabulary sample's characters (about one character in 100 from those scripts).
+_SPELLING_MARKS = re.compile(
+    "["
+    + "".join(chr(c) for c in range(0x900, 0x18B0) if unicodedata.category(chr(c)) == "Mn")
+    + "]"
+)
+STRIPPED_MARKS_WARNING_SHARE = 1e-3
 
 # A [BRACKETED] vocabulary entry: [PAD], [CLS], [unused0], ...
 SPECIAL_TOKEN_PATTERN = re.compile(r"\[[^\[\]\s]+\]")
@@ -79,6 +94,21 @@ def character_counts(texts: Iterable[str], lowercase: bool) -> collections.Count
         counts.update(normalizer.normalize_str(text))
     del counts[" "]
     return counts
+
+
+def stripped_marks_warning(texts: Sequence[str], counts: collections.Counter[str]) -> str | None:
+    """A one-line warning when lowercasing `texts` (whose normalised `counts` are given) strips
+    a share of their characters that spell words in their script; else None."""
+    stripped = sum(len(_SPELLING_MARKS.findall(text)) for text in texts)
+    kept = counts.total()
+    if not kept or stripped / (stripped + kept) < STRIPPED_MARKS_WARNING_SHARE:
+        return None
+    return (
+        f"lowercase=True strips {stripped / (stripped + kept):.1%} of the vocabulary sample's "
+        "characters: the vowel signs and other marks of its Devanagari, Bengali, Thai, Khmer, "
+        "Myanmar or other Brahmic text ('हिंदी' becomes 'हिदी'); train this corpus cased: "
+        "--config.lowercase=False (bertjax vocab: --nouncased)"
+    )
 
 
 def alphabet(counts: collections.Counter[str], vocab_size: int) -> list[str]:
@@ -140,7 +170,10 @@ def train_wordpiece_vocab(
             "tokens; set --config.vocab_size to a few thousand or more"
         )
     texts = texts if isinstance(texts, Sequence) else list(texts)
-    characters = alphabet(character_counts(texts, lowercase), vocab_size)
+    counts = character_counts(texts, lowercase)
+    if lowercase and (warning := stripped_marks_warning(texts, counts)):
+        logging.warning("%s", warning)
+    characters = alphabet(counts, vocab_size)
     continuation_tokens = _continuation_tokens(characters)
     trainer = BertWordPieceTokenizer(
         clean_text=True, handle_chinese_chars=True, strip_accents=lowercase, lowercase=lowercase

@@ -276,3 +276,28 @@ def test_normalization_inside_dataset_matches_eager(sample_tokenizer):
     assert graph_ids == sample_tokenizer.encode(HARD_TEXTS)
     normalized = tokenizer.normalize_tf(tf.constant(["Ὀδυσσεύς ΣΑΣ", "a\x00b\u00a0c 中文"]), True)
     assert [t.decode() for t in normalized.numpy()] == ["οδυσσευς σασ", "ab c  中  文 "]
+
+
+@pytest.mark.parametrize(
+    "text, lowercase, warned",
+    [
+        ("मैं कल दिल्ली गया था। वहाँ बहुत भीड़ थी। हिंदी में किताब।", True, True),
+        ("ฉันไปตลาดกับแม่ ที่นี่มีผลไม้หลายชนิด", True, True),
+        ("मैं कल दिल्ली गया था। वहाँ बहुत भीड़ थी। हिंदी में किताब।", False, False),
+        ("Élan, café, naïve: Latin accents are what uncased models strip.", True, False),
+        ("وصل القطار إلى القاهرة في الساعة الثامنة صباحا.", True, False),
+    ],
+)
+def test_uncased_vocabulary_warns_when_it_strips_a_scripts_marks(
+    tmp_path, caplog, text, lowercase, warned
+):
+    """BERT's uncased normaliser drops every Mn mark: Devanagari vowel signs and Thai tone marks
+    are part of the spelling, so 'हिंदी' would become 'हिदी'; Latin accents and Arabic (whose
+    vowel marks are optional) are not warned about."""
+    caplog.set_level("WARNING", logger="absl")
+    tokenizer.train_wordpiece_vocab([text] * 3, 200, lowercase, tmp_path)
+    assert ("--config.lowercase=False" in caplog.text) == warned
+    if warned:
+        from tokenizers.normalizers import BertNormalizer
+
+        assert BertNormalizer(lowercase=True).normalize_str("हिंदी") == "हिदी"
