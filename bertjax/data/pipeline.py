@@ -32,6 +32,7 @@ from bertjax.data import vocab as vocabulary
 from bertjax.data.sources import InstanceSource, prepared, text_stream
 from bertjax.data.sources.in_memory import InMemoryInstances
 from bertjax.data.spec import DataSpec, min_documents
+from bertjax.data.tokenizer import MAX_CHARS_PER_WORD
 from bertjax.errors import UserError
 
 FEATURE_NAMES = (
@@ -172,8 +173,7 @@ def _check_holdout_split(data: DataSpec, split: str, num_docs: int, total: int) 
 
 
 def _log_summary(data: DataSpec, tokenizer, docs, num_sentences: int, instances, seconds) -> None:
-    num_tokens = sum(len(s) for doc in docs for s in doc)
-    num_unknown = sum(s.count(tokenizer.unk_id) for doc in docs for s in doc)
+    num_tokens, num_unknown = documents.count_tokens(docs, tokenizer.unk_id)
     logging.info(
         "Pretraining data: %d documents, %d sentences, %d tokens (%.3f%% [UNK]), "
         "%d instances of length %d (%.1f%% real tokens, %.1f%% random next) in %.1fs",
@@ -187,6 +187,8 @@ def _log_summary(data: DataSpec, tokenizer, docs, num_sentences: int, instances,
         100.0 * instances["next_sentence_labels"].mean(),
         seconds,
     )
+    if warning := documents.unknown_tokens_warning(num_tokens, num_unknown, MAX_CHARS_PER_WORD):
+        logging.warning("%s", warning)
 
 
 def _documents_of_split(

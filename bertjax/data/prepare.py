@@ -32,7 +32,7 @@ from absl import logging
 from bertjax import paths, startup
 from bertjax.data import corpus, documents, packing, pretraining_examples, spec, vocab
 from bertjax.data import word_segmenter as word_segmenter_module
-from bertjax.data.tokenizer import META_FILE, VOCAB_FILE
+from bertjax.data.tokenizer import MAX_CHARS_PER_WORD, META_FILE, VOCAB_FILE
 from bertjax.errors import UserError
 
 MANIFEST_FILE = "manifest.json"
@@ -152,6 +152,7 @@ def _prepare_shard(args: tuple) -> dict:
     if rows is None:  # NSP partners come from the same shard: a lone document makes no pair
         unpaired, docs, num_sentences = len(docs), [], 0
     num_instances = 0 if rows is None else len(rows["input_ids"])
+    num_tokens, num_unknown = documents.count_tokens(docs, tokenizer.unk_id)
     path = Path(out_dir) / shard_name(shard, num_shards)
     with tf.io.TFRecordWriter(str(path)) as writer:
         for i in range(num_instances):
@@ -169,7 +170,8 @@ def _prepare_shard(args: tuple) -> dict:
         "unpaired_documents": unpaired,
         "heldout_documents": len(held_out),
         "sentences": num_sentences,
-        "tokens": int(sum(len(s) for doc in docs for s in doc)),
+        "tokens": num_tokens,
+        "unknown_tokens": num_unknown,
         "seconds": round(time.perf_counter() - start, 3),  # after the worker's imports
         "problem": problem,  # not in the manifest
     }
@@ -247,21 +249,32 @@ def run_prepare(
     if eval_holdout_fraction:
         _join_heldout_parts(out_dir, num_shards)
     manifest = _manifest(shards, settings, sources, vocab_dir, meta.get("vocab_size"))
-    if eval_holdout_fraction and not manifest["num_heldout_documents"]:
+    (out_dir / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
+    _log_manifest(manifest, out_dir)
+    return manifest
+
+
+def _log_manifest(manifest: dict, out_dir: Path) -> None:
+    """Logs what was prepared, and warnings: no document held out, many [UNK] tokens."""
+    fraction = manifest["settings"]["eval_holdout_fraction"]
+    if fraction and not manifest["num_heldout_documents"]:
         logging.warning(
             "eval_holdout_fraction=%s held out no document of %d; raise it to evaluate",
-            eval_holdout_fraction,
+            fraction,
             manifest["num_documents"],
         )
-    (out_dir / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
+    unknown = documents.unknown_tokens_warning(
+        manifest["num_tokens"], manifest["num_unknown_tokens"], MAX_CHARS_PER_WORD
+    )
+    if unknown:
+        logging.warning("%s", unknown)
     logging.info(
         "Prepared %d instances from %d documents in %d shards -> %s",
         manifest["num_instances"],
         manifest["num_documents"],
-        num_shards,
+        len(manifest["shards"]),
         out_dir,
     )
-    return manifest
 
 
 def _default_num_shards(num_sources: int, settings: dict) -> int:
@@ -334,6 +347,7 @@ def _manifest(shards: list[dict], settings: dict, sources, vocab_dir: Path, voca
         "num_documents": sum(s["documents"] for s in shards),
         "num_sentences": sum(s["sentences"] for s in shards),
         "num_tokens": sum(s["tokens"] for s in shards),
+        "num_unknown_tokens": sum(s["unknown_tokens"] for s in shards),
         "num_heldout_documents": sum(s["heldout_documents"] for s in shards),
         "shards": shards,
         "settings": settings,

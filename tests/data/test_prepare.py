@@ -357,3 +357,26 @@ def test_a_corpus_without_the_text_field_names_the_flag(corpus_dir, tmp_path, ca
     last = capsys.readouterr().err.strip().splitlines()[-1]
     assert "0 documents; skipped 6 without field 'body'" in last  # 2 files of 6
     assert last.endswith("check --text_field (the JSON field that holds the text)")
+
+
+def test_unknown_tokens_are_counted_and_warned_about(corpus_dir, tmp_path, caplog):
+    """Text the vocabulary cannot spell (Greek and Thai for an English vocabulary) is [UNK]:
+    prepare and the in-memory build count it and warn; the English corpus itself does not."""
+    caplog.set_level("WARNING", logger="absl")
+    english = _prepare(corpus_dir, "english")
+    assert english["num_unknown_tokens"] / english["num_tokens"] < 0.01
+    assert "are [UNK]" not in caplog.text
+    foreign = ["Η Αθήνα είναι πρωτεύουσα. Είναι μεγάλη πόλη. Ναι, πολύ!", "ฉันไปตลาด วันนี้ฝนตก"]
+    lines = [json.dumps({"text": t}, ensure_ascii=False) for t in foreign * 4]
+    (tmp_path / "foreign.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    manifest = prepare.run_prepare(
+        f"{tmp_path}/foreign.jsonl", corpus_dir / "vocab", tmp_path / "out", num_workers=1
+    )
+    share = manifest["num_unknown_tokens"] / manifest["num_tokens"]
+    assert share > 0.5
+    assert sum(s["unknown_tokens"] for s in manifest["shards"]) == manifest["num_unknown_tokens"]
+    assert f"{share:.1%} of the corpus's tokens are [UNK]" in caplog.text
+    caplog.clear()
+    spec = DataSpec.from_config(_config(corpus_dir, corpus=f"{tmp_path}/foreign.jsonl"))
+    pipeline.build_pretraining_data(spec)
+    assert "of the corpus's tokens are [UNK]: the vocabulary lacks" in caplog.text
