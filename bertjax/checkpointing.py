@@ -20,6 +20,7 @@ from absl import logging
 from etils import epath
 from jax.experimental import multihost_utils
 
+from bertjax import vocabulary_growth
 from bertjax.errors import UserError
 from bertjax.models.bert import stack_layers, unstack_layers
 from bertjax.paths import as_path, remote_errors
@@ -215,9 +216,8 @@ def _damaged_step(directory: epath.Path, step: int, steps: list[int] | None = No
         ) from e
 
 
-# A vocabulary's files, kept beside a run's checkpoints (data/tokenizer.VOCAB_FILE and
-# data/sentencepiece_vocab.MODEL_FILE, which import TensorFlow).
-VOCABULARY_FILES = ("vocab.txt", "sentencepiece.model")
+# A vocabulary's files, kept beside a run's checkpoints.
+VOCABULARY_FILES = (vocabulary_growth.VOCAB_FILE, vocabulary_growth.SENTENCEPIECE_FILE)
 
 
 def check_resumed_vocabulary(workdir: str | os.PathLike, vocab_dir: str | os.PathLike, fix: str):
@@ -263,19 +263,24 @@ def restore_params(workdir: str | os.PathLike, step: int, target: Any = None) ->
     return _int_keys(params)
 
 
-def load_init_params(init_from: str, abstract_params: Any, model_fields: dict) -> Any:
+def load_init_params(
+    init_from: str, abstract_params: Any, model_fields: dict, grown_from: int | None = None
+) -> Any:
     """Parameters of the latest checkpoint in `init_from`, placed as `abstract_params` says.
 
     A checkpoint of another objective (a BERT run or `bertjax import` for an ELECTRA run, an
     ELECTRA run for a BERT one, another generator width) gives only the encoder they share,
-    {"bert": ...}: the caller keeps its fresh heads. Raises UserError (naming the config field
-    to change) when `init_from`'s architecture differs from `model_fields`, before anything is
-    read.
+    {"bert": ...}: the caller keeps its fresh heads. `grown_from`: `init_from`'s vocabulary size
+    when the run's vocabulary extends it (`vocabulary_growth.init_vocabulary`): its vocabulary
+    axes grow by mean rows. Raises UserError (naming the config field to change) when
+    `init_from`'s architecture differs from `model_fields`, before anything is read.
     """
     step, metadata = open_workdir(init_from)
     saved = metadata.get("model", {})
     for field in ARCHITECTURE_FIELDS:
         value, wanted = _saved_value(saved, field), model_fields.get(field)
+        if field == "vocab_size" and grown_from is not None and value == grown_from:
+            continue
         if value is not None and wanted is not None and value != wanted:
             fix = (
                 f"--config.vocab_dir={init_from} (its vocab.txt)"
@@ -303,13 +308,22 @@ def load_init_params(init_from: str, abstract_params: Any, model_fields: dict) -
         logging.info("Initialising parameters from %s (step %d)", init_from, step)
     directory = as_path(init_from) / "checkpoints"
     scanned = _is_scanned(abstract_params)
-    if _is_scanned(_saved_params(directory, step)) == scanned:
+    relayout = _is_scanned(_saved_params(directory, step)) != scanned
+    if not relayout and grown_from is None:
         return restore_params(init_from, step, abstract_params)
-    # Saved with the other encoder layout (scan_layers): convert on the host, then place.
+    # Another encoder layout (scan_layers) or a grown vocabulary: convert on the host, then place.
     with jax.default_device(jax.local_devices(backend="cpu")[0]):
         host = restore_params(init_from, step)
-        host = stack_layers(host) if scanned else unstack_layers(host)
+        if relayout:
+            host = stack_layers(host) if scanned else unstack_layers(host)
     host = {key: host[key] for key in abstract_params}
+    if grown_from is not None:
+        logging.info("Growing the vocabulary of %s from %d tokens", init_from, grown_from)
+        host = jax.tree.map(
+            lambda x, t: vocabulary_growth.grow_vocabulary_axes(np.asarray(x), t.shape, grown_from),
+            host,
+            abstract_params,
+        )
     return jax.tree.map(
         lambda x, t: jax.make_array_from_callback(t.shape, t.sharding, lambda i: np.asarray(x)[i]),
         host,

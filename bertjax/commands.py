@@ -86,9 +86,19 @@ def _vocab(fv: flags.FlagValues, arguments: list[str]) -> None:
         meta = vocab.run_vocab(
             fv.input, fv.kind, fv.size, fv.out, fv.uncased, fv.sample_bytes,
             text_field=fv.text_field, model_type=fv.model_type, seed=fv.seed,
-            text_format=fv.text_format,
+            text_format=fv.text_format, extend=fv.extend or "",
         )  # fmt: skip
     print(f"Wrote a {meta['vocab_size']}-token {fv.kind} vocabulary to {fv.out}")
+    if fv.extend:
+        imported = os.path.isdir(os.path.join(fv.extend, "checkpoints"))
+        model = fv.extend if imported else "MODEL_DIR"
+        print(
+            f"{meta['extends']['added']} tokens after the {meta['extends']['vocab_size']} of "
+            f"{fv.extend}; continue pretraining from it: bertjax train --config.init_from={model} "
+            f"--config.vocab_dir={fv.out} --config.vocab_size={meta['vocab_size']} "
+            f"--config.lowercase={meta['lowercase']} ..."
+            + ("" if imported else f" (MODEL_DIR: `bertjax import --from={fv.extend}`)")
+        )
 
 
 def _own_flags(command: str):
@@ -250,7 +260,7 @@ COMMANDS: dict[str, Command] = {
     ),
     "vocab": Command(
         "bertjax vocab --input=GLOB|tfds:NAME --out=DIR [--kind=wordpiece|sentencepiece]\n"
-        "           [--size=30522] [--nouncased]",
+        "           [--size=30522] [--nouncased] [--extend=MODEL_DIR]",
         (
             *CORPUS_FLAGS,
             ("enum:wordpiece|sentencepiece", "kind", "wordpiece", "Vocabulary type."),
@@ -258,6 +268,7 @@ COMMANDS: dict[str, Command] = {
             ("bool", "uncased", True, "Lowercase and strip accents."),
             ("enum:unigram|bpe", "model_type", "unigram", "SentencePiece model type."),
             ("integer", "sample_bytes", 2**30, "Corpus sample size."),
+            ("string", "extend", None, "Keep this dir's WordPiece vocabulary, add up to --size."),
         ),
         _vocab, ("input", "out"), "vocab needs --input=GLOB|tfds:NAME and --out=DIR",
     ),

@@ -24,6 +24,7 @@ from bertjax import (
     preemption,
     sharding,
     train_step,
+    vocabulary_growth,
 )
 from bertjax.config import LoopSpec, RunSpec, training_changes, validate
 from bertjax.models.bert import BertConfig
@@ -115,19 +116,23 @@ def train_and_evaluate(
         keep=loop.keep_checkpoints,
         keep_period=loop.keep_checkpoint_period,
     )
+    grown_from = None
     if manager.latest_step() is not None:
         checkpointing.check_resumed_vocabulary(
             workdir,
             data.vocab_path.parent,
             f"resume with that one (--config.vocab_dir={workdir}) or start a new --workdir",
         )
+    elif loop.init_from:
+        grown_from = vocabulary_growth.init_vocabulary(loop.init_from, data.vocab_path.parent)
     setup = state_setup(pretraining_model, tx, mesh, rules)
 
     def init_state() -> TrainState:
         # --config.init_from: parameters of an imported model or another run (only the encoder
-        # when it was trained with another objective); fresh optimizer.
+        # when it was trained with another objective; vocabulary axes grown when the run's
+        # vocabulary extends its own); fresh optimizer.
         params = loop.init_from and checkpointing.load_init_params(
-            loop.init_from, setup.abstract_state.params, fields
+            loop.init_from, setup.abstract_state.params, fields, grown_from
         )
         state = create_train_state(pretraining_model, tx, mesh, rules, loop.seed)[0]
         return state.replace(params=state.params | params) if params else state

@@ -15,8 +15,8 @@ from bertjax.errors import UserError
 
 # Every flag each command takes (all it took before the commands had flags of their own, and
 # prepare's --word_segmenter, --text_format, --short_seq_prob, --num_shards and
-# --eval_holdout_fraction, vocab's --text_format, predict's --multilabel_threshold, finetune's
-# --step since).
+# --eval_holdout_fraction, vocab's --text_format and --extend, predict's --multilabel_threshold,
+# finetune's --step since).
 OLD_FLAGS = {
     "train": ["--config=configs/cpu_smoke.py", "--workdir=w", "--print_sharding", "--distributed",
               "--coordinator_address=h:1", "--num_processes=2", "--process_id=0"],
@@ -24,7 +24,7 @@ OLD_FLAGS = {
     "import": ["--from=f", "--out=o"],
     "vocab": ["--input=i", "--out=o", "--kind=sentencepiece", "--size=100", "--nouncased",
               "--model_type=bpe", "--sample_bytes=10", "--text_field=t", "--seed=1",
-              "--text_format=paragraphs"],
+              "--text_format=paragraphs", "--extend=e"],
     "prepare": ["--input=i", "--vocab=v", "--out=o", "--max_seq_length=64", "--dupe_factor=1",
                 "--packing", "--text_field=t", "--seed=1", "--word_segmenter=rjieba",
                 "--text_format=paragraphs", "--short_seq_prob=0.2", "--num_shards=2",

@@ -27,7 +27,8 @@ def unknown_tokens_warning(
         return None
     return (
         f"{share:.1%} of the corpus's tokens are [UNK]: the vocabulary lacks its characters (one "
-        "trained on other text? train it on this corpus) or its words run past "
+        "trained on other text? train one on this corpus, or add its tokens to a model's: "
+        "`bertjax vocab --extend=MODEL_DIR`) or its words run past "
         f"{max_chars_per_word} characters (text without spaces between words, as Thai: "
         "SentencePiece has no such limit, `bertjax vocab --kind=sentencepiece`)"
     )

@@ -19,7 +19,7 @@ from absl import logging
 from etils import epath
 
 from bertjax import paths
-from bertjax.data import corpus, sentences
+from bertjax.data import corpus, sentences, vocab_extension
 from bertjax.data.sentencepiece_vocab import (
     MODEL_FILE,
     MODEL_TYPES,
@@ -189,6 +189,7 @@ def run_vocab(
     model_type: str = "unigram",
     seed: int = 0,
     text_format: str = "sentences",
+    extend: str = "",
 ) -> dict:
     """Trains a vocabulary on a sample of `input` and writes it to `out_dir`.
 
@@ -205,28 +206,24 @@ def run_vocab(
       seed: SentencePiece's sampling seed.
       text_format: layout of ``.txt`` files, as the config field (SentencePiece trains on
         sentences: "paragraphs" joins hard-wrapped lines first).
+      extend: a directory whose WordPiece vocabulary the new one keeps at its ids, adding the
+        corpus's own tokens up to `size` (`vocab_extension`); "" = a vocabulary of its own.
 
     Returns:
       the contents of vocab_meta.json (vocab_size, special_token_ids, lowercase, kind, ...).
     """
-    if kind not in KINDS:
-        raise UserError(f"--kind={kind!r} is unknown; use one of {KINDS}")
-    if model_type not in MODEL_TYPES:
-        raise UserError(f"--model_type={model_type!r} is unknown; use one of {MODEL_TYPES}")
-    if sample_bytes <= 0:
-        raise UserError(f"--sample_bytes={sample_bytes} must be positive")
-    if size <= len(SPECIAL_TOKENS):  # before reading the corpus
-        raise UserError(
-            f"--size={size} leaves no room beyond the {len(SPECIAL_TOKENS)} special tokens; "
-            "pass a few thousand or more (BERT: 30522)"
-        )
+    _check_vocab_args(kind, size, sample_bytes, model_type, extend)
     paths.require_local(out_dir, "--out")
     texts = list(sample_documents(input, text_field, sample_bytes, text_format))
     if not texts:
         raise UserError(f"corpus {input!r} has no documents to train a vocabulary on")
     fingerprint = corpus.corpus_fingerprint(corpus.resolve_files(input))
     out_dir = paths.make_local_dir(out_dir, "--out")  # once the corpus has been read
-    if kind == "wordpiece":
+    if extend:
+        vocab_extension.extend_wordpiece_vocab(
+            texts, extend, size, uncased, out_dir, fingerprint=fingerprint
+        )
+    elif kind == "wordpiece":
         train_wordpiece_vocab(texts, size, uncased, out_dir, fingerprint=fingerprint)
     else:
         train_sentencepiece_vocab(
@@ -253,6 +250,30 @@ def run_vocab(
         out_dir,
     )
     return meta
+
+
+def _check_vocab_args(kind: str, size: int, sample_bytes: int, model_type: str, extend: str):
+    """`run_vocab`'s arguments, before the corpus is read; UserError naming the flag."""
+    if kind not in KINDS:
+        raise UserError(f"--kind={kind!r} is unknown; use one of {KINDS}")
+    if model_type not in MODEL_TYPES:
+        raise UserError(f"--model_type={model_type!r} is unknown; use one of {MODEL_TYPES}")
+    if sample_bytes <= 0:
+        raise UserError(f"--sample_bytes={sample_bytes} must be positive")
+    if size <= len(SPECIAL_TOKENS):
+        raise UserError(
+            f"--size={size} leaves no room beyond the {len(SPECIAL_TOKENS)} special tokens; "
+            "pass a few thousand or more (BERT: 30522)"
+        )
+    if extend:
+        if kind != "wordpiece":
+            raise UserError("--extend adds to a WordPiece vocabulary; leave --kind=wordpiece")
+        base, _ = vocab_extension.base_vocabulary(extend)
+        if size <= len(base):
+            raise UserError(
+                f"--size={size} adds nothing to the {len(base)} tokens of --extend={extend}; "
+                f"pass the size after adding, e.g. --size={len(base) + 5000}"
+            )
 
 
 def check_same_vocabulary(vocab_path) -> None:

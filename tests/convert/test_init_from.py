@@ -10,7 +10,7 @@ from bertjax.convert import import_checkpoint, load_model
 from bertjax.data.corpus import SAMPLE_CORPUS
 from bertjax.data.spec import DataSpec
 from bertjax.data.tokenizer import read_vocab
-from bertjax.data.vocab import build_or_load_vocab
+from bertjax.data.vocab import build_or_load_vocab, run_vocab
 from bertjax.errors import UserError
 from tests.convert.helpers import random_params, tiny_config, write_hf_dir
 from tests.helpers import load_config
@@ -80,3 +80,45 @@ def test_incompatible_architecture_names_the_field(imported):
     config = run_config(tmp_path, init_from=str(tmp_path / "nothing"))
     with pytest.raises(UserError, match="holds no checkpoint"):
         train.train_and_evaluate(config, tmp_path / "nothing-run")
+
+
+def test_another_vocabulary_of_the_same_size_is_refused(imported, tmp_path):
+    """The embeddings are rows of the model's token ids: a vocabulary with two tokens swapped
+    (same size, so the architecture check passes) used to train silently on mismatched rows."""
+    base_tmp, model_dir, _ = imported
+    tokens = read_vocab(model_dir / "vocab.txt")
+    tokens[5], tokens[6] = tokens[6], tokens[5]
+    (tmp_path / "swapped").mkdir()
+    (tmp_path / "swapped" / "vocab.txt").write_text("".join(t + "\n" for t in tokens))
+    config = run_config(base_tmp, init_from=str(model_dir), vocab_dir=str(tmp_path / "swapped"))
+    with pytest.raises(UserError, match=r"has another vocabulary .* part from them at id 5"):
+        train.train_and_evaluate(config, tmp_path / "run")
+    assert not (tmp_path / "run" / "checkpoints").exists() or not any(
+        (tmp_path / "run" / "checkpoints").iterdir()
+    )
+
+
+def test_an_extended_vocabulary_grows_the_embeddings_by_mean_rows(imported, tmp_path):
+    """`bertjax vocab --extend`: the model's rows keep their ids, new tokens start at the mean."""
+    base_tmp, model_dir, params = imported
+    base_size = len(read_vocab(model_dir / "vocab.txt"))
+    meta = run_vocab(
+        SAMPLE_CORPUS.replace("*", "state_union"), size=base_size + 64,
+        out_dir=tmp_path / "ext", extend=str(model_dir),
+    )  # fmt: skip
+    size = meta["vocab_size"]
+    assert size > base_size
+    config = run_config(
+        base_tmp, init_from=str(model_dir), vocab_dir=str(tmp_path / "ext"), vocab_size=size
+    )
+    summary = train.train_and_evaluate(config, tmp_path / "run")
+    assert summary.steps == 2
+    trained = nnx.state(load_model(tmp_path / "run"), nnx.Param).to_pure_dict()
+    embeddings = np.asarray(trained["bert"]["embeddings"]["word_embeddings"]["embedding"])
+    source = params["bert"]["embeddings"]["word_embeddings"]["embedding"]
+    assert embeddings.shape == (size, source.shape[1])
+    # Two steps at 1e-5 move a row by about 2e-5; a fresh start would be ~0.02 away.
+    np.testing.assert_allclose(embeddings[:base_size], source, atol=1e-3)
+    np.testing.assert_allclose(
+        embeddings[base_size:], np.tile(source.mean(0), (size - base_size, 1)), atol=1e-3
+    )

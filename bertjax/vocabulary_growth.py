@@ -1,0 +1,74 @@
+"""A run that starts from another model (`--config.init_from=DIR`) with DIR's vocabulary, or
+with one that extends it (`bertjax vocab --extend=DIR`: DIR's tokens at their ids, new ones
+after them).
+
+DIR's embedding rows belong to its tokens' ids, so any other vocabulary, even of the same size,
+would pair them with other tokens: `init_vocabulary` refuses it. An extended vocabulary keeps
+those rows and grows every vocabulary axis of the parameters (word embeddings, the masked-LM
+bias) by rows that start at the mean of DIR's (`grow_vocabulary_axes`), as Hugging Face's
+``resize_token_embeddings`` does without its noise: the new tokens' rows part as soon as they
+are seen, in their own contexts.
+"""
+
+import io
+
+import numpy as np
+from etils import epath
+
+from bertjax.errors import UserError
+
+# The vocabulary files of a run or model directory (data/tokenizer.VOCAB_FILE and
+# data/sentencepiece_vocab.MODEL_FILE, whose modules import TensorFlow).
+VOCAB_FILE = "vocab.txt"
+SENTENCEPIECE_FILE = "sentencepiece.model"
+
+
+def _tokens(path: epath.Path) -> list[str]:
+    """One token per line, as tokenizer.read_vocab reads them."""
+    text = path.read_bytes().decode("utf-8")
+    return [line.rstrip("\n").rstrip("\r") for line in io.StringIO(text, newline=None)]
+
+
+def init_vocabulary(init_from: str, vocab_dir: str) -> int | None:
+    """None when the run's vocabulary (`vocab_dir`) is `init_from`'s; `init_from`'s size when it
+    extends it; UserError (what to set) when it is another one. A DIR without a vocab.txt (an
+    old workdir) is not compared: the architecture check still compares the sizes."""
+    saved, given = epath.Path(init_from), epath.Path(vocab_dir)
+    fix = (
+        f"set --config.vocab_dir={init_from} (the vocabulary its embeddings were trained with), "
+        f"or one from `bertjax vocab --extend={init_from}`"
+    )
+    if (saved / SENTENCEPIECE_FILE).is_file() or (given / SENTENCEPIECE_FILE).is_file():
+        same = (saved / SENTENCEPIECE_FILE).is_file() and (given / SENTENCEPIECE_FILE).is_file()
+        if not same or (
+            (saved / SENTENCEPIECE_FILE).read_bytes() != (given / SENTENCEPIECE_FILE).read_bytes()
+        ):
+            raise UserError(f"--config.init_from={init_from} has another vocabulary; {fix}")
+    if not (saved / VOCAB_FILE).is_file():
+        return None
+    base, tokens = _tokens(saved / VOCAB_FILE), _tokens(given / VOCAB_FILE)
+    if tokens == base:
+        return None
+    if len(tokens) > len(base) and tokens[: len(base)] == base:
+        return len(base)
+    pairs = enumerate(zip(base, tokens, strict=False))
+    differ = next((i for i, (a, b) in pairs if a != b), min(len(base), len(tokens)))
+    raise UserError(
+        f"--config.init_from={init_from} has another vocabulary ({len(base)} tokens; "
+        f"{vocab_dir}'s {len(tokens)} part from them at id {differ}); {fix}"
+    )
+
+
+def grow_vocabulary_axes(saved: np.ndarray, shape: tuple[int, ...], old_size: int) -> np.ndarray:
+    """`saved` grown to `shape` along its axes of length `old_size` that `shape` makes longer,
+    by rows equal to the mean of its rows along that axis."""
+    if saved.shape == tuple(shape):
+        return saved
+    grow = [i for i, (a, b) in enumerate(zip(saved.shape, shape, strict=True)) if a != b]
+    if any(saved.shape[i] != old_size or shape[i] < old_size for i in grow):
+        raise ValueError(f"cannot grow {saved.shape} to {shape} along a vocabulary of {old_size}")
+    for axis in grow:
+        mean = saved.mean(axis=axis, keepdims=True, dtype=np.float64).astype(saved.dtype)
+        extra = np.repeat(mean, shape[axis] - old_size, axis=axis)
+        saved = np.concatenate([saved, extra], axis=axis)
+    return saved
