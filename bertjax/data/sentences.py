@@ -222,7 +222,7 @@ def _is_date_part(paragraph: str, word_start: int, position: int) -> bool:
     if _DATE_PART.match(paragraph, position + 2) and paragraph[position + 1 : position + 2] == " ":
         return True
     short = position - word_start <= 2
-    return short and bool(_DATE_BEFORE.search(paragraph, max(0, word_start - 6), word_start))
+    return short and bool(_DATE_BEFORE.search(paragraph, max(0, word_start - 7), word_start))
 
 
 def _ends_latin(

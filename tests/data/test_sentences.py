@@ -266,6 +266,7 @@ def test_other_languages(entry):
             "그 책은 2023. 5. 12. 출간되었다. 좋았다.",
             ["그 책은 2023. 5. 12. 출간되었다.", "좋았다."],
         ),
+        ("그 책은 2023. 12. 출간되었다. 좋았다.", ["그 책은 2023. 12. 출간되었다.", "좋았다."]),
         (
             "He was born in 1985. 12 years later he left.",
             ["He was born in 1985.", "12 years later he left."],
