@@ -34,16 +34,15 @@ def init_vocabulary(init_from: str, vocab_dir: str) -> int | None:
     extends it; UserError (what to set) when it is another one. A DIR without a vocab.txt (an
     old workdir) is not compared: the architecture check still compares the sizes."""
     saved, given = epath.Path(init_from), epath.Path(vocab_dir)
-    fix = (
-        f"set --config.vocab_dir={init_from} (the vocabulary its embeddings were trained with), "
-        f"or one from `bertjax vocab --extend={init_from}`"
-    )
-    if (saved / SENTENCEPIECE_FILE).is_file() or (given / SENTENCEPIECE_FILE).is_file():
-        same = (saved / SENTENCEPIECE_FILE).is_file() and (given / SENTENCEPIECE_FILE).is_file()
-        if not same or (
-            (saved / SENTENCEPIECE_FILE).read_bytes() != (given / SENTENCEPIECE_FILE).read_bytes()
+    fix = f"set --config.vocab_dir={init_from} (the vocabulary its embeddings were trained with)"
+    models = [path / SENTENCEPIECE_FILE for path in (saved, given)]
+    if any(model.is_file() for model in models):  # SentencePiece: the same model file or none
+        if (
+            not all(model.is_file() for model in models)
+            or len({m.read_bytes() for m in models}) > 1
         ):
             raise UserError(f"--config.init_from={init_from} has another vocabulary; {fix}")
+    fix += f", or one from `bertjax vocab --extend={init_from}`"
     if not (saved / VOCAB_FILE).is_file():
         return None
     base, tokens = _tokens(saved / VOCAB_FILE), _tokens(given / VOCAB_FILE)
