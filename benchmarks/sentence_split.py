@@ -40,7 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bertjax.data import sentences
+from bertjax.data import sentence_stats, sentences
 
 Splitter = Callable[[str], list[str]]
 REPO = Path(__file__).resolve().parents[1]
@@ -325,13 +325,13 @@ def quality_table(golds: list[GoldSet], candidates: dict[str, Splitter]) -> None
 def stats_rows(name: str, lengths: dict[str, list[list[int]]]) -> list[list[str]]:
     rows = []
     for source, docs in lengths.items():
-        s = sentences.sentence_stats(docs)
+        s = sentence_stats.sentence_stats(docs)
         rows.append(
             [source, name, str(s.documents), f"{s.sentences_per_document_mean:.1f}"]
             + [f"{s.sentences_per_document_median:.0f}", f"{s.chars_per_sentence_mean:.0f}"]
             + [f"{s.chars_per_sentence_median:.0f}", f"{s.chars_per_sentence_p95:.0f}"]
             + [f"{100 * s.single_sentence_share:.1f}%"]
-            + ["WARNING" if sentences.unsplit_warning(source, s) else ""]
+            + ["WARNING" if sentence_stats.unsplit_warning(source, s) else ""]
         )
     return rows
 

@@ -277,20 +277,7 @@ def load_init_params(
     """
     step, metadata = open_workdir(init_from)
     saved = metadata.get("model", {})
-    for field in ARCHITECTURE_FIELDS:
-        value, wanted = _saved_value(saved, field), model_fields.get(field)
-        if field == "vocab_size" and grown_from is not None and value == grown_from:
-            continue
-        if value is not None and wanted is not None and value != wanted:
-            fix = (
-                f"--config.vocab_dir={init_from} (its vocab.txt)"
-                if field == "vocab_size"
-                else f"--config.{field}={value}"
-            )
-            raise UserError(
-                f"--config.init_from={init_from} has {field}={value} but the config asks "
-                f"for {wanted}; set {fix}"
-            )
+    _check_init_architecture(init_from, saved, model_fields, grown_from)
     objective = {f: _saved_value(saved, f) for f in OBJECTIVE_FIELDS}
     encoder_only = any(
         model_fields.get(f) is not None and objective[f] != model_fields[f]
@@ -329,6 +316,27 @@ def load_init_params(
         host,
         abstract_params,
     )
+
+
+def _check_init_architecture(
+    init_from: str, saved: dict, model_fields: dict, grown_from: int | None
+) -> None:
+    """UserError naming the config field to set when `init_from`'s saved architecture differs
+    from the run's (its vocabulary may be smaller by a growth from `grown_from`)."""
+    for field in ARCHITECTURE_FIELDS:
+        value, wanted = _saved_value(saved, field), model_fields.get(field)
+        if field == "vocab_size" and grown_from is not None and value == grown_from:
+            continue
+        if value is not None and wanted is not None and value != wanted:
+            fix = (
+                f"--config.vocab_dir={init_from} (its vocab.txt)"
+                if field == "vocab_size"
+                else f"--config.{field}={value}"
+            )
+            raise UserError(
+                f"--config.init_from={init_from} has {field}={value} but the config asks "
+                f"for {wanted}; set {fix}"
+            )
 
 
 def _is_scanned(params: Any) -> bool:

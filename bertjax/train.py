@@ -116,15 +116,7 @@ def train_and_evaluate(
         keep=loop.keep_checkpoints,
         keep_period=loop.keep_checkpoint_period,
     )
-    grown_from = None
-    if manager.latest_step() is not None:
-        checkpointing.check_resumed_vocabulary(
-            workdir,
-            data.vocab_path.parent,
-            f"resume with that one (--config.vocab_dir={workdir}) or start a new --workdir",
-        )
-    elif loop.init_from:
-        grown_from = vocabulary_growth.init_vocabulary(loop.init_from, data.vocab_path.parent)
+    grown_from = _check_vocabulary(workdir, data.vocab_path.parent, manager, loop.init_from)
     setup = state_setup(pretraining_model, tx, mesh, rules)
 
     def init_state() -> TrainState:
@@ -172,6 +164,19 @@ def train_and_evaluate(
         writer.close()
     summary.wall_seconds = time.perf_counter() - wall_start
     return summary
+
+
+def _check_vocabulary(workdir, vocab_dir, manager, init_from: str) -> int | None:
+    """The run's vocabulary against its checkpoints' (resuming) or `init_from`'s (a fresh run
+    from another model): UserError if another; `init_from`'s size if the run's extends it."""
+    if manager.latest_step() is not None:
+        checkpointing.check_resumed_vocabulary(
+            workdir,
+            vocab_dir,
+            f"resume with that one (--config.vocab_dir={workdir}) or start a new --workdir",
+        )
+        return None
+    return vocabulary_growth.init_vocabulary(init_from, vocab_dir) if init_from else None
 
 
 def _pretraining_data(spec: RunSpec, workdir: epath.Path) -> pipeline.PretrainingData:

@@ -25,7 +25,7 @@ from bertjax.data import (
     masking,
     packing,
     pretraining_examples,
-    sentences,
+    sentence_stats,
     tfds_corpus,
 )
 from bertjax.data import vocab as vocabulary
@@ -137,8 +137,8 @@ def _instances_of_split(data: DataSpec, tokenizer, split: str) -> tuple[list, in
             texts, tokenizer, sentence_lengths=lengths, segmenter=data.word_segmenter
         )
         corpus.log_totals(reports)
-        for name, stats in sentences.stats_by_source(sources, lengths).items():
-            sentences.log_source_stats(os.path.basename(name), stats)
+        for name, stats in sentence_stats.stats_by_source(sources, lengths).items():
+            sentence_stats.log_source_stats(os.path.basename(name), stats)
         if data.eval_holdout_fraction and not eval_corpus:
             _check_holdout_split(data, split, len(docs), sum(r.documents for r in reports))
         if data.packing:

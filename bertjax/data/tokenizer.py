@@ -46,12 +46,10 @@ LIMIT_ALPHABET = 1000
 MIN_CHARACTER_COUNT = 3
 MIN_CHARACTER_SHARE = 5e-7  # one in 2 million: 500 occurrences in a 1 GB sample
 
-# Nonspacing marks (Mn) of the scripts from Devanagari to Mongolian (U+0900-U+18AF: the Indic
-# scripts, Sinhala, Thai, Lao, Tibetan, Myanmar, Khmer), where they spell vowels, tones and
-# consonant clusters. An uncased vocabulary strips every Mn mark, as BERT's uncased models do
-# ("हिंदी" -> "हिदी", "ที่นี่" -> "ทน"): hand-written Hindi has 16% of its characters in them, Thai
-# 19%, Khmer 21% (tests/data/multilingual_sentences.json). Warned about above this share of a
-# vocabulary sample's characters (about one character in 100 from those scripts).
+# Nonspacing marks (Mn) of the scripts U+0900-U+18AF (Indic, Sinhala, Thai, Lao, Tibetan,
+# Myanmar, Khmer) spell vowels, tones and clusters; an uncased vocabulary strips every Mn mark
+# ("हिंदी" -> "हिदी"): 16% of hand-written Hindi's characters, Thai 19%, Khmer 21%
+# (tests/data/multilingual_sentences.json). Warned about from this share of a sample on.
 _SPELLING_MARKS = re.compile(
     "["
     + "".join(chr(c) for c in range(0x900, 0x18B0) if unicodedata.category(chr(c)) == "Mn")
@@ -100,14 +98,13 @@ def stripped_marks_warning(texts: Sequence[str], counts: collections.Counter[str
     """A one-line warning when lowercasing `texts` (whose normalised `counts` are given) strips
     a share of their characters that spell words in their script; else None."""
     stripped = sum(len(_SPELLING_MARKS.findall(text)) for text in texts)
-    kept = counts.total()
-    if not kept or stripped / (stripped + kept) < STRIPPED_MARKS_WARNING_SHARE:
+    share = stripped / max(stripped + counts.total(), 1)
+    if share < STRIPPED_MARKS_WARNING_SHARE:
         return None
     return (
-        f"lowercase=True strips {stripped / (stripped + kept):.1%} of the vocabulary sample's "
-        "characters: the vowel signs and other marks of its Devanagari, Bengali, Thai, Khmer, "
-        "Myanmar or other Brahmic text ('हिंदी' becomes 'हिदी'); train this corpus cased: "
-        "--config.lowercase=False (bertjax vocab: --nouncased)"
+        f"lowercase=True strips {share:.1%} of the vocabulary sample's characters: the vowel "
+        "signs and other marks of its Devanagari, Thai, Khmer or other Brahmic text ('हिंदी' "
+        "becomes 'हिदी'); train it cased: --config.lowercase=False (bertjax vocab: --nouncased)"
     )
 
 
@@ -192,10 +189,6 @@ def train_wordpiece_vocab(
     vocab = sorted(token_to_id, key=token_to_id.__getitem__)
     if len(vocab) <= len(SPECIAL_TOKENS) + len(continuation_tokens):
         raise UserError("the corpus has no text to train a vocabulary on; check --config.corpus")
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    vocab_path = out_dir / VOCAB_FILE
-    vocab_path.write_text("".join(token + "\n" for token in vocab), encoding="utf-8")
     meta = {
         "vocab_size": len(vocab),
         "requested_vocab_size": vocab_size,
@@ -205,6 +198,16 @@ def train_wordpiece_vocab(
         "format_version": VOCAB_FORMAT_VERSION,
         "alphabet_size": len(characters),
     }
+    return write_vocab(vocab, meta, out_dir)
+
+
+def write_vocab(tokens: Sequence[str], meta: dict, out_dir: str | os.PathLike) -> Path:
+    """Writes ``vocab.txt`` (a token per line, line = id) and ``vocab_meta.json`` to `out_dir`
+    (created); returns the path of ``vocab.txt``."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    vocab_path = out_dir / VOCAB_FILE
+    vocab_path.write_text("".join(token + "\n" for token in tokens), encoding="utf-8")
     (out_dir / META_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
     return vocab_path
 

@@ -25,6 +25,7 @@ from bertjax.data.tokenizer import (
     VOCAB_FORMAT_VERSION,
     read_vocab,
     train_wordpiece_vocab,
+    write_vocab,
 )
 from bertjax.errors import UserError
 
@@ -78,9 +79,6 @@ def extend_wordpiece_vocab(
             len(added), size - len(base), len(base) + len(added),
         )  # fmt: skip
     tokens = [*base, *added]
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / VOCAB_FILE).write_text("".join(t + "\n" for t in tokens), encoding="utf-8")
     ids = {token: i for i, token in enumerate(tokens)}
     meta = {
         "kind": "wordpiece",
@@ -92,5 +90,5 @@ def extend_wordpiece_vocab(
         "format_version": VOCAB_FORMAT_VERSION,
         "extends": {"directory": str(base_dir), "vocab_size": len(base), "added": len(added)},
     }
-    (out_dir / META_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+    write_vocab(tokens, meta, out_dir)
     return meta

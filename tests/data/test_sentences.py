@@ -1,4 +1,5 @@
-"""Tests for bertjax/data/sentences.py: tricky cases, Chinese, statistics, and gold data."""
+"""Tests for bertjax/data/sentences.py and sentence_stats.py: tricky cases, Chinese, other
+languages, statistics, and gold data."""
 
 import json
 import logging
@@ -7,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from bertjax.data import sentences
+from bertjax.data import sentence_stats, sentences
 from bertjax.data.sentences import split_sentences
 
 # ../shared/data beside the checkout, or BERTJAX_SHARED_DATA; tests that read it skip without it.
@@ -312,7 +313,7 @@ def test_list_items_on_their_own_lines_are_sentences():
 
 
 def test_sentence_stats():
-    stats = sentences.sentence_stats([[10, 20, 30], [1200], [5], []])
+    stats = sentence_stats.sentence_stats([[10, 20, 30], [1200], [5], []])
     assert stats.documents == 4 and stats.sentences == 5
     assert stats.sentences_per_document_mean == pytest.approx(1.25)
     assert stats.sentences_per_document_median == pytest.approx(1.0)
@@ -321,17 +322,17 @@ def test_sentence_stats():
     assert stats.chars_per_sentence_p95 == pytest.approx(966.0)
     assert stats.single_sentence_share == pytest.approx(0.5)
     assert stats.long_documents == 1 and stats.long_single_sentence_share == pytest.approx(1.0)
-    empty = sentences.sentence_stats([])
+    empty = sentence_stats.sentence_stats([])
     assert empty.documents == 0 and empty.chars_per_sentence_median == 0.0
 
 
 def test_stats_by_source_groups_documents():
-    by_source = sentences.stats_by_source(["a", "b", "a"], [[10], [20, 30], [40, 50]])
+    by_source = sentence_stats.stats_by_source(["a", "b", "a"], [[10], [20, 30], [40, 50]])
     assert list(by_source) == ["a", "b"]
     assert by_source["a"].documents == 2 and by_source["a"].sentences == 3
     assert by_source["b"].chars_per_sentence_mean == pytest.approx(25.0)
     with pytest.raises(ValueError):
-        sentences.stats_by_source(["a"], [[1], [2]])
+        sentence_stats.stats_by_source(["a"], [[1], [2]])
 
 
 def _lengths(texts):
@@ -340,17 +341,17 @@ def _lengths(texts):
 
 def test_unsplit_warning(caplog):
     one_long_sentence = "this is a review without any capital letter and it goes on " * 30
-    unsplit = sentences.sentence_stats([[len(one_long_sentence)]] * 5)
-    warning = sentences.unsplit_warning("reviews.jsonl", unsplit)
+    unsplit = sentence_stats.sentence_stats([[len(one_long_sentence)]] * 5)
+    warning = sentence_stats.unsplit_warning("reviews.jsonl", unsplit)
     assert warning is not None and "reviews.jsonl" in warning
     assert f"median sentence {len(one_long_sentence)} characters" in warning
     assert "100% of its 5 documents of 1000+ characters are one sentence" in warning
     prose = "It rained all day. We stayed in and read. " * 40
-    fine = sentences.sentence_stats(_lengths([prose] * 5))
-    assert sentences.unsplit_warning("prose.jsonl", fine) is None
+    fine = sentence_stats.sentence_stats(_lengths([prose] * 5))
+    assert sentence_stats.unsplit_warning("prose.jsonl", fine) is None
     with caplog.at_level(logging.INFO):
-        sentences.log_source_stats("reviews.jsonl", unsplit)
-        sentences.log_source_stats("prose.jsonl", fine)
+        sentence_stats.log_source_stats("reviews.jsonl", unsplit)
+        sentence_stats.log_source_stats("prose.jsonl", fine)
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1 and "reviews.jsonl" in warnings[0].getMessage()
     assert "Sentences of prose.jsonl: 5 documents, 80.0 sentences/document" in caplog.text
@@ -366,12 +367,12 @@ def _shared_texts(relative: str, field: str = "text", limit: int = 0) -> list[st
 
 
 def test_movie_reviews_are_split():
-    stats = sentences.sentence_stats(
+    stats = sentence_stats.sentence_stats(
         _lengths(_shared_texts("pretrain/movie_reviews.jsonl", limit=200))
     )
     assert stats.sentences_per_document_median > 20
     assert stats.chars_per_sentence_median < 150
-    assert sentences.unsplit_warning("movie_reviews.jsonl", stats) is None
+    assert sentence_stats.unsplit_warning("movie_reviews.jsonl", stats) is None
 
 
 def test_ud_chinese_sentences_joined_without_spaces():
