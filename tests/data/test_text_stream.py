@@ -481,3 +481,15 @@ def test_bertjax_train_streams_end_to_end_and_resumes(corpus_dir, tmp_path):
     ]
     assert len(losses[0]) == 5
     np.testing.assert_allclose(losses[0], losses[1], rtol=1e-5)
+
+
+def test_a_stream_the_vocabulary_cannot_spell_warns_once(corpus_dir, tmp_path, caplog):
+    """Greek text with an English vocabulary is mostly [UNK]: the stream says so, once."""
+    greek = "Η Αθήνα είναι πρωτεύουσα. Είναι μεγάλη πόλη. Ναι, πολύ! Θα ξαναπάμε τον Μάιο."
+    lines = [json.dumps({"text": greek}, ensure_ascii=False)] * 6
+    (tmp_path / "greek.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    stream = _stream(_config(corpus_dir, corpus=f"{tmp_path}/greek.jsonl"))
+    for seed in range(3):
+        text_stream.build_chunk([greek] * 3, stream, seed=seed)
+    warnings = [r for r in caplog.records if "are [UNK]" in r.getMessage()]
+    assert len(warnings) == 1 and "Text stream: " in warnings[0].getMessage()
