@@ -21,9 +21,10 @@ Rules:
     plain word followed by a capitalised word (``home.Then``); ``example.com.Today``, ``3.14``
     and lowercase ``home.then`` stay whole;
   * not after a known abbreviation (``Mr.``, ``e.g.``, ``Sra.``), a dotted acronym (``U.S.``),
-    a single initial (``Harry S. Truman``, Arabic ``د.``), a leading list number (``1. First``)
-    or a part of a dotted date (``2023. 5. 12.``); company suffixes (``Co.``, ``Inc.``) do end a
-    sentence before a capital;
+    a single initial (``Harry S. Truman``, Arabic ``د.``), a leading list number (``1. First``),
+    a part of a dotted date (``2023. 5. 12.``) or a German ordinal after an article or
+    preposition (``am 3. Oktober``); company suffixes (``Co.``, ``Inc.``) do end a sentence
+    before a capital;
   * tokenised text is read like plain text: a lone ``.`` after ``mr`` or ``h`` does not end a
     sentence, and a lone ``"`` (or ``''``) after a terminator closes it when it is the odd one;
   * Chinese ``。！？；`` and ``…``/``……`` (next to Chinese text) end a sentence with any closing
@@ -33,10 +34,11 @@ Rules:
   * Thai and Lao, which write no full stop, end a sentence (or a phrase) at a space between
     their letters.
 
-Not handled (language knowledge): ordinals before a capital (German ``am 3. Oktober`` ends a
-sentence after ``3.``), abbreviations of other languages beyond a few titles (Russian ``т. е.``
-before a capital), Armenian text that writes ``:`` for ``։``. Sentences these rules cannot
-find: give one per line with ``--config.text_format=sentences``.
+Not handled (language knowledge): abbreviations of other languages beyond a few titles
+(Russian ``т. е.`` before a capital), German ordinals after other words (``Wilhelm II.
+Kaiser``), Armenian text that writes ``:`` for ``։``; and English ``I am 25. Then`` stays one
+sentence (``am`` is German's ordinal word). Sentences these rules cannot find: give one per
+line with ``--config.text_format=sentences``.
 """
 
 import re
@@ -66,6 +68,12 @@ UNCASED_ABBREVIATIONS = frozenset(
         "mr", "mrs", "ms", "messrs", "mme", "dr", "prof", "rev", "sr", "jr", "st", "capt", "lt",
         "sgt", "cmdr", "e.g", "i.e", "cf", "vs", "viz", "approx", "inc", "corp", "ltd", "bros",
     }
+)  # fmt: skip
+# German words before an ordinal ("am 3. Oktober", "im 19. Jahrhundert", "der 2. Weltkrieg"):
+# there a number's period is no sentence end although a capitalised noun follows.
+ORDINAL_WORDS = frozenset(
+    {"am", "im", "vom", "zum", "zur", "beim", "der", "die", "das", "den", "dem", "des", "ab",
+     "bis", "seit", "vor", "nach", "jeden", "jedem", "ihrem", "seinem", "seiner", "ihrer"}
 )  # fmt: skip
 # ...and these ("no", "art", "dec") are abbreviations only before a number ("no. 5").
 NUMBERED_ABBREVIATIONS = frozenset(
@@ -205,6 +213,9 @@ def _blocked_period(
         return True  # "1. First item"
     if word.isdigit() and _is_date_part(paragraph, word_start, position):
         return True
+    if word.isdigit() and len(word) <= 2 and word_start > sentence_start:  # "am 3. Oktober"
+        before = _word_before(paragraph, word_start - 1, sentence_start)[1]
+        return before.lower() in ORDINAL_WORDS
     if not word and word_start > sentence_start:  # tokenised: "mr . smith", but "Jr. ."
         word = _word_before(paragraph, word_start - 1, sentence_start)[1]
         return not word.endswith(".") and _is_abbreviation(word, following, uncased)
