@@ -28,7 +28,8 @@ Rules:
   * tokenised text is read like plain text: a lone ``.`` after ``mr`` or ``h`` does not end a
     sentence, and a lone ``"`` (or ``''``) after a terminator closes it when it is the odd one;
   * Chinese ``。！？；`` and ``…``/``……`` (next to Chinese text) end a sentence with any closing
-    quotes/brackets after them (``”’」』）``), no space needed, unless a comma or colon follows;
+    quotes/brackets after them (``”’」』）``), no space needed, unless a comma or colon follows
+    (or Japanese ``と``/``って`` after ``」``: ``「…？」と彼は聞いた``);
     so do the full stops of other scripts: Arabic ``؟``, Urdu ``۔``, Devanagari ``।`` ``॥``,
     Armenian ``։``, Ethiopic ``።`` ``፧``, Myanmar ``။``, Khmer ``។`` ``៕``;
   * Thai and Lao, which write no full stop, end a sentence (or a phrase) at a space between
@@ -257,7 +258,10 @@ def _ends_latin(
 
 def _ends_always(paragraph: str, end: int) -> bool:
     """Whether a run holding ``。！？；`` or another script's full stop (``।``, ``۔``, ``؟``, ...),
-    or ``…`` next to Chinese, ends a sentence at `end`: unless a comma or colon follows."""
+    or ``…`` next to Chinese, ends a sentence at `end`: unless a comma or colon follows, or a
+    Japanese quotative particle after a closing bracket (``「…？」と彼は聞いた``)."""
+    if paragraph[end - 1] in "」』" and paragraph.startswith(("と", "って"), end):
+        return False
     return paragraph[end] not in _CONTINUING
 
 
