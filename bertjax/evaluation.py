@@ -112,7 +112,9 @@ def training_token_counts(data: pipeline.PretrainingData, dataset) -> np.ndarray
 def unigram_baseline(labels: np.ndarray, counts: np.ndarray) -> dict:
     """What token frequencies alone score on the masked positions' original ids `labels`: the
     cross-entropy of the add-0.5 smoothed unigram model of `counts`, and the accuracy of always
-    predicting the most frequent token."""
+    predicting the most frequent token. NaN when there is no masked position."""
+    if not labels.size:
+        return {"unigram_mlm_loss": math.nan, "unigram_mlm_accuracy": math.nan}
     probabilities = (counts + 0.5) / (counts + 0.5).sum()
     return {
         "unigram_mlm_loss": float(-np.log(probabilities[labels]).mean()),
@@ -163,6 +165,11 @@ def build_eval_set(
         process_count=jax.process_count(),
     )
     batches = list(dataset.take(num_batches).as_numpy_iterator())
+    if not any(batch["masked_lm_weights"].any() for batch in batches):
+        logging.warning(
+            "The held-out batches hold no masked position: every token is special or [UNK] (see "
+            "the [UNK] warning); their masked-LM numbers will read 0"
+        )
     return EvalSet(batches=batches, num_examples=num_batches * batch_size, counts=counts)
 
 

@@ -1,6 +1,7 @@
 """Held-out evaluation with fixed masks: during training (eval_every) and `bertjax evaluate`."""
 
 import json
+import warnings
 
 import numpy as np
 import pytest
@@ -233,3 +234,23 @@ def test_held_out_metrics_carry_the_token_states_collapse_statistics(run_with_ev
     assert last["eval_token_effective_rank"] == pytest.approx(
         np.exp(-np.sum(shares * np.log(shares))), rel=1e-3
     )
+
+
+def test_a_held_out_set_the_vocabulary_cannot_spell_warns(tmp_path, caplog):
+    """Held-out text that is all [UNK] (Greek for an English vocabulary) leaves nothing to mask:
+    building the eval set says so, and the unigram baseline is NaN instead of numpy warnings."""
+    sentences = ["Η Αθήνα είναι πρωτεύουσα", "Είναι μεγάλη πόλη", "Θα ξαναπάμε τον Μάιο"]
+    greek = "\n\n".join(sentences * 6)  # a sentence per paragraph: no ASCII punctuation
+    lines = [json.dumps({"text": greek}, ensure_ascii=False)] * 12
+    (tmp_path / "greek.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    config = small_smoke_config(
+        tmp_path, eval_corpus=str(tmp_path / "greek.jsonl"), eval_examples=16, eval_batch_size=8
+    )
+    caplog.set_level("WARNING", logger="absl")
+    eval_set = evaluation.build_eval_set(validate(config))
+    assert not any(b["masked_lm_weights"].any() for b in eval_set.batches)
+    assert "The held-out batches hold no masked position" in caplog.text
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        baseline = evaluation.unigram_baseline(np.zeros([0], np.int64), np.ones(10))
+    assert all(np.isnan(value) for value in baseline.values())
