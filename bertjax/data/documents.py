@@ -3,6 +3,7 @@
 from collections.abc import Iterable
 
 from bertjax.data import sentences, word_segmenter
+from bertjax.data.tokenizer import MAX_CHARS_PER_WORD
 
 ENCODE_BATCH_SIZE = 1024  # sentences per tokenizer call: amortises the op dispatch
 # Building data warns from this share of [UNK] tokens on. A corpus with the vocabulary trained
@@ -18,9 +19,7 @@ def count_tokens(documents: list[list[list[int]]], unk_id: int) -> tuple[int, in
     return tokens, sum(s.count(unk_id) for doc in documents for s in doc)
 
 
-def unknown_tokens_warning(
-    num_tokens: int, num_unknown: int, max_chars_per_word: int
-) -> str | None:
+def unknown_tokens_warning(num_tokens: int, num_unknown: int) -> str | None:
     """A one-line warning when [UNK] is UNKNOWN_WARNING_SHARE or more of the tokens, else None."""
     share = num_unknown / max(num_tokens, 1)
     if share < UNKNOWN_WARNING_SHARE:
@@ -29,7 +28,7 @@ def unknown_tokens_warning(
         f"{share:.1%} of the corpus's tokens are [UNK]: the vocabulary lacks its characters (one "
         "trained on other text? train one on this corpus, or add its tokens to a model's: "
         "`bertjax vocab --extend=MODEL_DIR`) or its words run past "
-        f"{max_chars_per_word} characters (text without spaces between words, as Thai: "
+        f"{MAX_CHARS_PER_WORD} characters (text without spaces between words, as Thai: "
         "SentencePiece has no such limit, `bertjax vocab --kind=sentencepiece`)"
     )
 

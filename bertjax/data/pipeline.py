@@ -32,7 +32,6 @@ from bertjax.data import vocab as vocabulary
 from bertjax.data.sources import InstanceSource, prepared, text_stream
 from bertjax.data.sources.in_memory import InMemoryInstances
 from bertjax.data.spec import DataSpec, min_documents
-from bertjax.data.tokenizer import MAX_CHARS_PER_WORD
 from bertjax.errors import UserError
 
 FEATURE_NAMES = (
@@ -187,7 +186,7 @@ def _log_summary(data: DataSpec, tokenizer, docs, num_sentences: int, instances,
         100.0 * instances["next_sentence_labels"].mean(),
         seconds,
     )
-    if warning := documents.unknown_tokens_warning(num_tokens, num_unknown, MAX_CHARS_PER_WORD):
+    if warning := documents.unknown_tokens_warning(num_tokens, num_unknown):
         logging.warning("%s", warning)
 
 

@@ -32,7 +32,7 @@ from absl import logging
 from bertjax import paths, startup
 from bertjax.data import corpus, documents, packing, pretraining_examples, spec, vocab
 from bertjax.data import word_segmenter as word_segmenter_module
-from bertjax.data.tokenizer import MAX_CHARS_PER_WORD, META_FILE, VOCAB_FILE
+from bertjax.data.tokenizer import META_FILE, VOCAB_FILE
 from bertjax.errors import UserError
 
 MANIFEST_FILE = "manifest.json"
@@ -264,7 +264,7 @@ def _log_manifest(manifest: dict, out_dir: Path) -> None:
             manifest["num_documents"],
         )
     unknown = documents.unknown_tokens_warning(
-        manifest["num_tokens"], manifest["num_unknown_tokens"], MAX_CHARS_PER_WORD
+        manifest["num_tokens"], manifest["num_unknown_tokens"]
     )
     if unknown:
         logging.warning("%s", unknown)

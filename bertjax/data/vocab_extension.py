@@ -17,6 +17,7 @@ from pathlib import Path
 
 from absl import logging
 
+from bertjax.data.sentencepiece_vocab import MODEL_FILE
 from bertjax.data.tokenizer import (
     META_FILE,
     SPECIAL_TOKEN_PATTERN,
@@ -36,7 +37,7 @@ def base_vocabulary(base_dir: str | os.PathLike) -> tuple[list[str], dict]:
     base_dir = Path(base_dir).expanduser()
     if not (base_dir / VOCAB_FILE).is_file():
         raise UserError(f"--extend={str(base_dir)!r} holds no vocab.txt; point it at a model dir")
-    if (base_dir / "sentencepiece.model").is_file():
+    if (base_dir / MODEL_FILE).is_file():
         raise UserError(f"--extend={str(base_dir)!r} is a SentencePiece vocabulary; only "
                         "WordPiece vocabularies are extended")  # fmt: skip
     meta_path = base_dir / META_FILE

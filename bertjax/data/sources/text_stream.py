@@ -47,7 +47,6 @@ from bertjax.data import corpus, packing, pretraining_examples, seeds, tfds_corp
 from bertjax.data.documents import count_tokens, tokenize_documents, unknown_tokens_warning
 from bertjax.data.sources import MaskExample
 from bertjax.data.spec import DataSpec, min_documents
-from bertjax.data.tokenizer import MAX_CHARS_PER_WORD
 from bertjax.errors import UserError
 
 # Bump when a line's meaning or a chunk's rows change, so older indexes are not misread.
@@ -220,7 +219,7 @@ def build_chunk(texts: list[str], stream: TextStream, seed: int) -> dict[str, np
     tokenizer, settings = stream.tokenizer, stream.settings
     docs, _ = tokenize_documents(texts, tokenizer, segmenter=stream.segmenter)
     counts = count_tokens(docs, tokenizer.unk_id)
-    if unknown := unknown_tokens_warning(*counts, MAX_CHARS_PER_WORD):
+    if unknown := unknown_tokens_warning(*counts):
         logging.log_first_n(logging.WARNING, "Text stream: %s", 1, unknown)  # once a process
     special = dict(cls_id=tokenizer.cls_id, sep_id=tokenizer.sep_id, pad_id=tokenizer.pad_id)
     common = dict(max_seq_length=settings["max_seq_length"], dupe_factor=1, seed=seed, **special)
