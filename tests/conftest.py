@@ -9,6 +9,7 @@ import shutil
 import tempfile
 
 from tests import xla_flags
+from tests.worker_crash import pytest_testnodedown  # noqa: F401  (a dead worker's signal)
 
 os.environ.setdefault("XLA_FLAGS", xla_flags.host_flags(8))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
