@@ -100,7 +100,18 @@ def train_and_evaluate(
     wall_start = time.perf_counter()
     workdir = epath.Path(workdir)  # local path or gs://bucket/...
     spec = validate(config, workdir)  # the config's only reading: typed specs from here on
-    data = _pretraining_data(spec, workdir)
+    loop = spec.loop
+    manager = checkpointing.create_checkpoint_manager(
+        workdir / "checkpoints",
+        save_every=loop.checkpoint_every,
+        keep=loop.keep_checkpoints,
+        keep_period=loop.keep_checkpoint_period,
+    )
+    # Before the data build: a mismatched vocabulary is refused before the corpus is read
+    # (25 MB of text: 17 s of building sentence pairs; a large corpus: many minutes).
+    vocab_path = _run_vocabulary(spec)
+    grown_from = _check_vocabulary(workdir, vocab_path.parent, manager, loop.init_from)
+    data = _pretraining_data(spec, workdir, vocab_path)
     model = dataclasses.replace(spec.model, vocab_size=data.tokenizer.vocab_size)
     mesh = spec.mesh.create_mesh()
     tx = optim.create_optimizer(spec.optimizer)
@@ -109,14 +120,6 @@ def train_and_evaluate(
 
     fields = model_fields(model, spec.objective)
     pretraining_model = spec.objective.model_factory(model, spec.masking.masked_lm_prob)
-    loop = spec.loop
-    manager = checkpointing.create_checkpoint_manager(
-        workdir / "checkpoints",
-        save_every=loop.checkpoint_every,
-        keep=loop.keep_checkpoints,
-        keep_period=loop.keep_checkpoint_period,
-    )
-    grown_from = _check_vocabulary(workdir, data.vocab_path.parent, manager, loop.init_from)
     setup = state_setup(pretraining_model, tx, mesh, rules)
 
     def init_state() -> TrainState:
@@ -179,17 +182,28 @@ def _check_vocabulary(workdir, vocab_dir, manager, init_from: str) -> int | None
     return vocabulary_growth.init_vocabulary(init_from, vocab_dir) if init_from else None
 
 
-def _pretraining_data(spec: RunSpec, workdir: epath.Path) -> pipeline.PretrainingData:
-    """The run's vocabulary, tokenizer and instances, the same on every process."""
-    from bertjax.data import pipeline, vocab  # deferred: tf.data
+def _run_vocabulary(spec: RunSpec) -> epath.Path:
+    """The run's vocab.txt, the same on every process."""
+    from bertjax.data import pipeline  # deferred: tf.data
 
     if jax.process_count() > 1 and not spec.data.prepared_dir:
         # One process trains (or finds) the cached vocabulary; the others then read it.
         if jax.process_index() == 0:
-            vocab.build_or_load_vocab(spec.data)
+            pipeline.run_vocabulary(spec.data)
         multihost_utils.sync_global_devices("vocabulary ready")
+    return pipeline.run_vocabulary(spec.data)
+
+
+def _pretraining_data(
+    spec: RunSpec, workdir: epath.Path, vocab_path: epath.Path
+) -> pipeline.PretrainingData:
+    """The run's tokenizer and instances, the same on every process."""
+    from bertjax.data import pipeline, vocab  # deferred: tf.data
+
     # Chunk counts beside the checkpoints: a text stream's resume skips to its chunk.
-    data = pipeline.build_pretraining_data(spec.data, index_dir=str(workdir / "text_stream_index"))
+    data = pipeline.build_pretraining_data(
+        spec.data, index_dir=str(workdir / "text_stream_index"), vocab_path=vocab_path
+    )
     if jax.process_count() > 1:
         vocab.check_same_vocabulary(data.vocab_path)
     return data

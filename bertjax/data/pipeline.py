@@ -60,8 +60,21 @@ class PretrainingData:
     num_sentences: int
 
 
+def run_vocabulary(data: DataSpec) -> epath.Path:
+    """The ``vocab.txt`` of a run on `data`: the prepared directory's, ``vocab_dir``'s, or one
+    trained on the corpus and cached. It reads no more of the corpus than the vocabulary needs,
+    so a run can check it before spending the data build."""
+    if data.prepared_dir:
+        return _checked_prepared(data).vocab_dir / vocabulary.VOCAB_FILE
+    return vocabulary.build_or_load_vocab(data)
+
+
 def build_pretraining_data(
-    data: DataSpec, split: str = "train", *, index_dir: str = ""
+    data: DataSpec,
+    split: str = "train",
+    *,
+    index_dir: str = "",
+    vocab_path: epath.Path | None = None,
 ) -> PretrainingData:
     """Vocabulary (trained or cached), tokenizer and instance source of `data`.
 
@@ -70,7 +83,8 @@ def build_pretraining_data(
     (``eval_holdout_fraction``); split="eval" reads only those, or the files of ``eval_corpus``
     when it is set, once (dupe_factor 1), paired with ``eval_seed``. With ``streaming``,
     split="train" reads nothing yet: it gives a `TextStream` whose chunk counts go to
-    `index_dir` (a fast resume; "" = none).
+    `index_dir` (a fast resume; "" = none). `vocab_path`: `run_vocabulary(data)` where the
+    caller has it already.
     """
     if split not in ("train", "eval"):
         raise ValueError(f"split={split!r}; use 'train' or 'eval'")
@@ -83,7 +97,7 @@ def build_pretraining_data(
         tokenizer = vocabulary.load_tokenizer(vocab_path, corpus_dir.settings["lowercase"])
         data = _prepared_eval_spec(data, corpus_dir)
     else:
-        vocab_path = vocabulary.build_or_load_vocab(data)
+        vocab_path = vocab_path or vocabulary.build_or_load_vocab(data)
         tokenizer = vocabulary.load_tokenizer(vocab_path, data.lowercase)
     if data.streaming and split == "train":
         return _streaming_data(data, tokenizer, vocab_path, index_dir)

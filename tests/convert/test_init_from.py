@@ -84,13 +84,18 @@ def test_incompatible_architecture_names_the_field(imported):
 
 def test_another_vocabulary_of_the_same_size_is_refused(imported, tmp_path):
     """The embeddings are rows of the model's token ids: a vocabulary with two tokens swapped
-    (same size, so the architecture check passes) used to train silently on mismatched rows."""
+    (same size, so the architecture check passes) used to train silently on mismatched rows.
+    The check comes before the data build: here the corpus, one sentence, would fail it."""
     base_tmp, model_dir, _ = imported
     tokens = read_vocab(model_dir / "vocab.txt")
     tokens[5], tokens[6] = tokens[6], tokens[5]
     (tmp_path / "swapped").mkdir()
     (tmp_path / "swapped" / "vocab.txt").write_text("".join(t + "\n" for t in tokens))
-    config = run_config(base_tmp, init_from=str(model_dir), vocab_dir=str(tmp_path / "swapped"))
+    (tmp_path / "one.txt").write_text("A corpus of one sentence gives no sentence pair.\n")
+    config = run_config(
+        base_tmp, init_from=str(model_dir), vocab_dir=str(tmp_path / "swapped"),
+        corpus=str(tmp_path / "one.txt"),
+    )  # fmt: skip
     with pytest.raises(UserError, match=r"has another vocabulary .* part from them at id 5"):
         train.train_and_evaluate(config, tmp_path / "run")
     assert not (tmp_path / "run" / "checkpoints").exists() or not any(
