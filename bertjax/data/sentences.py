@@ -215,7 +215,9 @@ def _blocked_period(
     if word.isdigit() and _is_date_part(paragraph, word_start, position):
         return True
     if word.isdigit() and len(word) <= 2 and word_start > sentence_start:  # "am 3. Oktober"
-        before = _word_before(paragraph, word_start - 1, sentence_start)[1]
+        before_start, before = _word_before(paragraph, word_start - 1, sentence_start)
+        if before.lower() == "am":  # ...but English "I am 25."
+            return _word_before(paragraph, before_start - 1, sentence_start)[1] != "I"
         return before.lower() in ORDINAL_WORDS
     if not word and word_start > sentence_start:  # tokenised: "mr . smith", but "Jr. ."
         word = _word_before(paragraph, word_start - 1, sentence_start)[1]

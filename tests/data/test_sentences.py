@@ -294,6 +294,8 @@ def test_other_languages(entry):
                 "Gut.",
             ],
         ),
+        # ...but English "am" after "I" is the verb.
+        ("I am 25. Then I moved. Now I am 30.", ["I am 25.", "Then I moved.", "Now I am 30."]),
         # Titles of other languages.
         (
             "La Sra. García llegó. Mlle. Dubois aussi.",
