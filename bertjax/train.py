@@ -101,14 +101,8 @@ def train_and_evaluate(
     workdir = epath.Path(workdir)  # local path or gs://bucket/...
     spec = validate(config, workdir)  # the config's only reading: typed specs from here on
     loop = spec.loop
-    manager = checkpointing.create_checkpoint_manager(
-        workdir / "checkpoints",
-        save_every=loop.checkpoint_every,
-        keep=loop.keep_checkpoints,
-        keep_period=loop.keep_checkpoint_period,
-    )
-    # Before the data build: a mismatched vocabulary is refused before the corpus is read
-    # (25 MB of text: 17 s of building sentence pairs; a large corpus: many minutes).
+    manager = run_checkpoint_manager(workdir, loop)
+    # A mismatched vocabulary is refused before the data build reads the corpus.
     vocab_path = _run_vocabulary(spec)
     grown_from = _check_vocabulary(workdir, vocab_path.parent, manager, loop.init_from)
     data = _pretraining_data(spec, workdir, vocab_path)
@@ -169,6 +163,14 @@ def train_and_evaluate(
     return summary
 
 
+def run_checkpoint_manager(workdir: epath.Path, loop: LoopSpec):
+    """The manager of WORKDIR/checkpoints with the run's save and keep policy."""
+    return checkpointing.create_checkpoint_manager(
+        workdir / "checkpoints", save_every=loop.checkpoint_every, keep=loop.keep_checkpoints,
+        keep_period=loop.keep_checkpoint_period,
+    )  # fmt: skip
+
+
 def _check_vocabulary(workdir, vocab_dir, manager, init_from: str) -> int | None:
     """The run's vocabulary against its checkpoints' (resuming) or `init_from`'s (a fresh run
     from another model): UserError if another; `init_from`'s size if the run's extends it."""
@@ -183,7 +185,8 @@ def _check_vocabulary(workdir, vocab_dir, manager, init_from: str) -> int | None
 
 
 def _run_vocabulary(spec: RunSpec) -> epath.Path:
-    """The run's vocab.txt, the same on every process."""
+    """The run's vocab.txt, the same on every process. Found before the data build, so it can be
+    checked first (25 MB of text: 17 s of sentence pairs; a large corpus: many minutes)."""
     from bertjax.data import pipeline  # deferred: tf.data
 
     if jax.process_count() > 1 and not spec.data.prepared_dir:
