@@ -19,19 +19,17 @@ import tensorflow as tf
 import tensorflow_text as tf_text
 from etils import epath
 
-from bertjax.data.tokenizer import (
-    CJK_PATTERN,
+from bertjax.data.lookups import (
     CLS,
     MASK,
-    META_FILE,
     PAD,
     SEP,
     SPECIAL_TOKEN_PATTERN,
     SPECIAL_TOKENS,
     UNK,
-    VOCAB_FILE,
     VocabularyLookups,
 )
+from bertjax.data.tokenizer import CJK_PATTERN, META_FILE, VOCAB_FILE
 from bertjax.errors import UserError
 
 MODEL_FILE = "sentencepiece.model"

@@ -1,5 +1,5 @@
-"""WordPiece: training a vocabulary, and the tokenizer that reads one (plus the lookups it shares
-with `sentencepiece_vocab.SentencePieceTokenizer`). `vocab` trains, caches and loads either kind.
+"""WordPiece: training a vocabulary, and the tokenizer that reads one (on `lookups`, as
+`sentencepiece_vocab.SentencePieceTokenizer`). `vocab` trains, caches and loads either kind.
 
 Training uses the Hugging Face ``tokenizers`` WordPiece trainer. Tokenization is TensorFlow ops
 (regex normalisation, then ``tensorflow_text.WordpieceTokenizer``), so the same op runs eagerly and
@@ -22,12 +22,19 @@ import tensorflow_text as tf_text
 from absl import logging
 from etils import epath
 
+from bertjax.data.lookups import (  # noqa: F401  (the special tokens, read from here too)
+    CLS,
+    MASK,
+    PAD,
+    SEP,
+    SPECIAL_TOKEN_PATTERN,
+    SPECIAL_TOKENS,
+    UNK,
+    VocabularyLookups,
+)
 from bertjax.data.word_segmenter import CJK_RANGES
 from bertjax.errors import UserError
 
-PAD, UNK, CLS, SEP, MASK = "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"
-# Ids 0..4 in the vocabularies we train; other vocabularies are looked up by token.
-SPECIAL_TOKENS = (PAD, UNK, CLS, SEP, MASK)
 VOCAB_FILE = "vocab.txt"
 META_FILE = "vocab_meta.json"
 # Bump when training settings change, so cached vocabularies from older code are not reused.
@@ -56,9 +63,6 @@ _SPELLING_MARKS = re.compile(
     + "]"
 )
 STRIPPED_MARKS_WARNING_SHARE = 1e-3
-
-# A [BRACKETED] vocabulary entry: [PAD], [CLS], [unused0], ...
-SPECIAL_TOKEN_PATTERN = re.compile(r"\[[^\[\]\s]+\]")
 
 # Hugging Face's BertNormalizer and BertPreTokenizer, as RE2 patterns (tf.strings.regex_replace).
 # tensorflow-text's own BertTokenizer differs from them: it applies NFKC case folding ("³" -> "3"),
@@ -94,17 +98,25 @@ def character_counts(texts: Iterable[str], lowercase: bool) -> collections.Count
     return counts
 
 
-def stripped_marks_warning(texts: Sequence[str], counts: collections.Counter[str]) -> str | None:
+def stripped_marks_warning(
+    texts: Sequence[str], counts: collections.Counter[str], casing_from: str = ""
+) -> str | None:
     """A one-line warning when lowercasing `texts` (whose normalised `counts` are given) strips
-    a share of their characters that spell words in their script; else None."""
+    a share of their characters that spell words in their script; else None. `casing_from`:
+    the uncased model whose casing the vocabulary keeps (an extension), named as the cause."""
     stripped = sum(len(_SPELLING_MARKS.findall(text)) for text in texts)
     share = stripped / max(stripped + counts.total(), 1)
     if share < STRIPPED_MARKS_WARNING_SHARE:
         return None
+    fix = (
+        f"{casing_from} is uncased, so its tokenizer strips them too: extend a cased model"
+        if casing_from
+        else "train it cased: --config.lowercase=False (bertjax vocab: --nouncased)"
+    )
     return (
         f"lowercase=True strips {share:.1%} of the vocabulary sample's characters: the vowel "
         "signs and other marks of its Devanagari, Thai, Khmer or other Brahmic text ('हिंदी' "
-        "becomes 'हिदी'); train it cased: --config.lowercase=False (bertjax vocab: --nouncased)"
+        f"becomes 'हिदी'); {fix}"
     )
 
 
@@ -149,6 +161,7 @@ def train_wordpiece_vocab(
     out_dir: str | os.PathLike,
     *,
     fingerprint: str = "",
+    casing_from: str = "",
 ) -> Path:
     """Trains a BERT WordPiece vocabulary on `texts` and writes it to `out_dir`.
 
@@ -156,7 +169,7 @@ def train_wordpiece_vocab(
     `texts` is read twice; an iterator is first materialised as a list.
     Writes ``vocab.txt`` (one token per line; [PAD] [UNK] [CLS] [SEP] [MASK] at ids 0..4) and
     ``vocab_meta.json`` (sizes, casing, special ids, the corpus `fingerprint`).
-    Returns the path of ``vocab.txt``.
+    Returns the path of ``vocab.txt``. `casing_from`: `stripped_marks_warning`'s.
     """
     # Imported here: only vocabulary training needs the Hugging Face library.
     from tokenizers import BertWordPieceTokenizer
@@ -168,7 +181,7 @@ def train_wordpiece_vocab(
         )
     texts = texts if isinstance(texts, Sequence) else list(texts)
     counts = character_counts(texts, lowercase)
-    if lowercase and (warning := stripped_marks_warning(texts, counts)):
+    if lowercase and (warning := stripped_marks_warning(texts, counts, casing_from)):
         logging.warning("%s", warning)
     characters = alphabet(counts, vocab_size)
     continuation_tokens = _continuation_tokens(characters)
@@ -217,66 +230,6 @@ def read_vocab(vocab_path: str | os.PathLike) -> list[str]:
     stripped, nothing else; lines end as in a text-mode file: \\n, \\r\\n or \\r)."""
     text = epath.Path(vocab_path).read_bytes().decode("utf-8")
     return [line.rstrip("\n").rstrip("\r") for line in io.StringIO(text, newline=None)]
-
-
-class VocabularyLookups:
-    """Token/id lookups shared by the tokenizers. Subclasses set `_vocab` (tokens, index = id),
-    `_token_to_id` and `_special_ids` (ascending ids of tokens never masked or sampled)."""
-
-    _vocab: list[str]
-    _token_to_id: dict[str, int]
-    _special_ids: tuple[int, ...]
-
-    @property
-    def vocab(self) -> list[str]:
-        """All tokens, index = id (do not modify)."""
-        return self._vocab
-
-    @property
-    def vocab_size(self) -> int:
-        return len(self._vocab)
-
-    @property
-    def pad_id(self) -> int:
-        return self._token_to_id[PAD]
-
-    @property
-    def unk_id(self) -> int:
-        return self._token_to_id[UNK]
-
-    @property
-    def cls_id(self) -> int:
-        return self._token_to_id[CLS]
-
-    @property
-    def sep_id(self) -> int:
-        return self._token_to_id[SEP]
-
-    @property
-    def mask_id(self) -> int:
-        return self._token_to_id[MASK]
-
-    @property
-    def special_ids(self) -> tuple[int, ...]:
-        """Ascending ids of the special tokens ([PAD], [CLS], [unused0], control pieces, ...)."""
-        return self._special_ids
-
-    def token_to_id(self, token: str) -> int:
-        """Id of `token`, or of [UNK] when the vocabulary lacks it."""
-        return self._token_to_id.get(token, self.unk_id)
-
-    def tokenize_tf(self, texts: tf.Tensor) -> tf.RaggedTensor:
-        """[batch] tf.string -> [batch, (tokens)] int32 ids; usable in tf.data graphs."""
-        raise NotImplementedError
-
-    def encode(self, texts: Sequence[str]) -> list[list[int]]:
-        """Token ids of each text, in one batched call (no [CLS]/[SEP] added)."""
-        if not texts:
-            return []
-        ids = self.tokenize_tf(tf.constant(list(texts), tf.string))
-        flat = ids.flat_values.numpy().tolist()
-        splits = ids.row_splits.numpy().tolist()
-        return [flat[begin:end] for begin, end in zip(splits[:-1], splits[1:], strict=True)]
 
 
 class WordPieceTokenizer(VocabularyLookups):

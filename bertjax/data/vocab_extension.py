@@ -72,7 +72,9 @@ def extend_wordpiece_vocab(
         logging.info("Extending with the base's casing: lowercase=%s", base_meta["lowercase"])
     lowercase = base_meta.get("lowercase", lowercase)
     with tempfile.TemporaryDirectory() as scratch:
-        trained = read_vocab(train_wordpiece_vocab(texts, size, lowercase, scratch))
+        trained = read_vocab(
+            train_wordpiece_vocab(texts, size, lowercase, scratch, casing_from=str(base_dir))
+        )
     added = new_tokens(trained, base, size - len(base))
     if len(added) < size - len(base):
         logging.warning(

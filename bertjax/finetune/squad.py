@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 from absl import logging
 
-from bertjax.data.tokenizer import VocabularyLookups
+from bertjax.data.lookups import VocabularyLookups
 from bertjax.errors import UserError
 
 _WORD = re.compile(r"\S+")

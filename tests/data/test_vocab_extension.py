@@ -79,3 +79,18 @@ def test_the_command_prints_the_training_command(dirs, tmp_path, capsys):
     assert f"--config.init_from=MODEL_DIR --config.vocab_dir={out}" in printed
     assert f"(MODEL_DIR: `bertjax import --from={dirs}/base`)" in printed
     assert f"--config.vocab_size={len(read_vocab(out / 'vocab.txt'))}" in printed
+
+
+def test_extending_an_uncased_base_with_brahmic_text_names_the_base_as_the_cause(
+    dirs, tmp_path, caplog
+):
+    """The extension keeps the base's casing, so the fix for stripped vowel signs is another
+    base, not --config.lowercase=False (which a vocabulary trained from scratch is told)."""
+    from bertjax.data.vocab_extension import extend_wordpiece_vocab
+
+    caplog.set_level("WARNING", logger="absl")
+    hindi = ["मैं कल दिल्ली गया था। वहाँ बहुत भीड़ थी। हिंदी में किताब।"] * 3
+    base_size = len(read_vocab(dirs / "base" / "vocab.txt"))
+    extend_wordpiece_vocab(hindi, dirs / "base", base_size + 50, True, tmp_path / "ext")
+    assert f"{dirs / 'base'} is uncased, so its tokenizer strips them too" in caplog.text
+    assert "--config.lowercase=False" not in caplog.text

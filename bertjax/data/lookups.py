@@ -1,0 +1,74 @@
+"""Token/id lookups of a vocabulary, shared by the two tokenizers
+(`tokenizer.WordPieceTokenizer`, `sentencepiece_vocab.SentencePieceTokenizer`), and the special
+tokens they look up by name."""
+
+import re
+from collections.abc import Sequence
+
+import tensorflow as tf
+
+PAD, UNK, CLS, SEP, MASK = "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"
+# Ids 0..4 in the vocabularies we train; other vocabularies are looked up by token.
+SPECIAL_TOKENS = (PAD, UNK, CLS, SEP, MASK)
+# A [BRACKETED] vocabulary entry: [PAD], [CLS], [unused0], ...
+SPECIAL_TOKEN_PATTERN = re.compile(r"\[[^\[\]\s]+\]")
+
+
+class VocabularyLookups:
+    """Token/id lookups shared by the tokenizers. Subclasses set `_vocab` (tokens, index = id),
+    `_token_to_id` and `_special_ids` (ascending ids of tokens never masked or sampled)."""
+
+    _vocab: list[str]
+    _token_to_id: dict[str, int]
+    _special_ids: tuple[int, ...]
+
+    @property
+    def vocab(self) -> list[str]:
+        """All tokens, index = id (do not modify)."""
+        return self._vocab
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self._vocab)
+
+    @property
+    def pad_id(self) -> int:
+        return self._token_to_id[PAD]
+
+    @property
+    def unk_id(self) -> int:
+        return self._token_to_id[UNK]
+
+    @property
+    def cls_id(self) -> int:
+        return self._token_to_id[CLS]
+
+    @property
+    def sep_id(self) -> int:
+        return self._token_to_id[SEP]
+
+    @property
+    def mask_id(self) -> int:
+        return self._token_to_id[MASK]
+
+    @property
+    def special_ids(self) -> tuple[int, ...]:
+        """Ascending ids of the special tokens ([PAD], [CLS], [unused0], control pieces, ...)."""
+        return self._special_ids
+
+    def token_to_id(self, token: str) -> int:
+        """Id of `token`, or of [UNK] when the vocabulary lacks it."""
+        return self._token_to_id.get(token, self.unk_id)
+
+    def tokenize_tf(self, texts: tf.Tensor) -> tf.RaggedTensor:
+        """[batch] tf.string -> [batch, (tokens)] int32 ids; usable in tf.data graphs."""
+        raise NotImplementedError
+
+    def encode(self, texts: Sequence[str]) -> list[list[int]]:
+        """Token ids of each text, in one batched call (no [CLS]/[SEP] added)."""
+        if not texts:
+            return []
+        ids = self.tokenize_tf(tf.constant(list(texts), tf.string))
+        flat = ids.flat_values.numpy().tolist()
+        splits = ids.row_splits.numpy().tolist()
+        return [flat[begin:end] for begin, end in zip(splits[:-1], splits[1:], strict=True)]
