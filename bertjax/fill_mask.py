@@ -11,11 +11,11 @@ import numpy as np
 
 from bertjax import checkpointing, paths
 from bertjax.convert import model_dir
+from bertjax.data import lookups, vocab
 from bertjax.data import tokenizer as wordpiece
-from bertjax.data import vocab
 from bertjax.errors import UserError
 
-MASK_TEXT = wordpiece.MASK
+MASK_TEXT = lookups.MASK
 
 
 @dataclasses.dataclass(frozen=True)

@@ -31,7 +31,7 @@ from etils import epath
 
 from bertjax import checkpointing, paths
 from bertjax.convert import electra, hf, model_dir, prelayernorm, sentencepiece_hf, task_heads
-from bertjax.data import sentencepiece_vocab, tokenizer
+from bertjax.data import lookups, sentencepiece_vocab, tokenizer
 from bertjax.errors import UserError
 from bertjax.models.bert import BertConfig, unstack_layers
 
@@ -43,11 +43,11 @@ AUTO_CLASSES = {
     "ForQuestionAnswering": ("AutoModelForQuestionAnswering", "question-answering"),
 }
 SPECIAL_TOKENS_MAP = {
-    "unk_token": tokenizer.UNK,
-    "sep_token": tokenizer.SEP,
-    "pad_token": tokenizer.PAD,
-    "cls_token": tokenizer.CLS,
-    "mask_token": tokenizer.MASK,
+    "unk_token": lookups.UNK,
+    "sep_token": lookups.SEP,
+    "pad_token": lookups.PAD,
+    "cls_token": lookups.CLS,
+    "mask_token": lookups.MASK,
 }
 
 
@@ -96,7 +96,7 @@ def export_hf(workdir: str | Path, out_dir: str | Path, *, step: int | None = No
     if not vocab_path.is_file():
         raise UserError(f"{workdir} has no {tokenizer.VOCAB_FILE}; copy the run's vocabulary there")
     vocab = tokenizer.read_vocab(vocab_path)
-    if len(vocab) != config.vocab_size or tokenizer.PAD not in vocab:
+    if len(vocab) != config.vocab_size or lookups.PAD not in vocab:
         raise UserError(
             f"{vocab_path} ({len(vocab)} tokens) is not the vocabulary of this checkpoint "
             f"(vocab_size {config.vocab_size}); copy the run's vocab.txt there"
@@ -108,7 +108,7 @@ def export_hf(workdir: str | Path, out_dir: str | Path, *, step: int | None = No
     tokenizer_json = _sentencepiece_tokenizer(vocab_path)  # before anything is written
     # A scan_layers run saves the encoder stacked; Hugging Face has one module per layer.
     params = unstack_layers(checkpointing.restore_params(workdir, step))
-    pad_token_id = vocab.index(tokenizer.PAD)
+    pad_token_id = vocab.index(lookups.PAD)
     fraction = metadata.get("model", {}).get("generator_hidden_fraction")
     if task is not None:
         tensors = task_heads.tensors(params, config, task, pad_token_id=pad_token_id)

@@ -19,7 +19,7 @@ from flax import nnx
 
 from bertjax import checkpointing, paths
 from bertjax.convert import hf, model_dir, prelayernorm, task_import, tf1
-from bertjax.data import tokenizer
+from bertjax.data import lookups, tokenizer
 from bertjax.errors import UserError
 from bertjax.models.bert import BertConfig, create_model
 
@@ -201,7 +201,7 @@ def _vocab_beside(directory: Path) -> Path:
 
 def infer_lowercase(vocab: list[str]) -> bool:
     """An uncased vocabulary has no upper-case letters outside its [SPECIAL] tokens."""
-    special = tokenizer.SPECIAL_TOKEN_PATTERN
+    special = lookups.SPECIAL_TOKEN_PATTERN
     return not any(token != token.lower() for token in vocab if not special.fullmatch(token))
 
 

@@ -18,7 +18,7 @@ import os
 
 from etils import epath
 
-from bertjax.data import tokenizer as wordpiece
+from bertjax.data import lookups
 from bertjax.errors import UserError
 
 UNIGRAM = 1  # sentencepiece_model.proto TrainerSpec.ModelType
@@ -49,15 +49,15 @@ def unigram_tokenizer(model_path: str | os.PathLike):
     tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always")
     tok.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="always")
     ids = {piece: i for i, (piece, _) in enumerate(pieces)}
-    cls, sep = wordpiece.CLS, wordpiece.SEP
+    cls, sep = lookups.CLS, lookups.SEP
     tok.post_processor = processors.TemplateProcessing(
         single=f"{cls} $A {sep}",
         pair=f"{cls} $A {sep} $B:1 {sep}:1",
         special_tokens=[(cls, ids[cls]), (sep, ids[sep])],
     )
-    plain = (wordpiece.PAD, wordpiece.UNK, cls, sep)
+    plain = (lookups.PAD, lookups.UNK, cls, sep)
     tok.add_special_tokens(
         [AddedToken(t, special=True) for t in plain]
-        + [AddedToken(wordpiece.MASK, lstrip=True, special=True)]
+        + [AddedToken(lookups.MASK, lstrip=True, special=True)]
     )
     return tok

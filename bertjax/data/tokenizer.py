@@ -22,16 +22,7 @@ import tensorflow_text as tf_text
 from absl import logging
 from etils import epath
 
-from bertjax.data.lookups import (  # noqa: F401  (the special tokens, read from here too)
-    CLS,
-    MASK,
-    PAD,
-    SEP,
-    SPECIAL_TOKEN_PATTERN,
-    SPECIAL_TOKENS,
-    UNK,
-    VocabularyLookups,
-)
+from bertjax.data.lookups import SPECIAL_TOKEN_PATTERN, SPECIAL_TOKENS, UNK, VocabularyLookups
 from bertjax.data.word_segmenter import CJK_RANGES
 from bertjax.errors import UserError
 

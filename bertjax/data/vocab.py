@@ -20,6 +20,7 @@ from etils import epath
 
 from bertjax import paths
 from bertjax.data import corpus, sentences, vocab_extension
+from bertjax.data.lookups import SPECIAL_TOKENS
 from bertjax.data.sentencepiece_vocab import (
     MODEL_FILE,
     MODEL_TYPES,
@@ -29,7 +30,6 @@ from bertjax.data.sentencepiece_vocab import (
 from bertjax.data.spec import DataSpec
 from bertjax.data.tokenizer import (
     META_FILE,
-    SPECIAL_TOKENS,
     VOCAB_FILE,
     VOCAB_FORMAT_VERSION,
     WordPieceTokenizer,

@@ -17,11 +17,10 @@ from pathlib import Path
 
 from absl import logging
 
+from bertjax.data.lookups import SPECIAL_TOKEN_PATTERN, SPECIAL_TOKENS
 from bertjax.data.sentencepiece_vocab import MODEL_FILE
 from bertjax.data.tokenizer import (
     META_FILE,
-    SPECIAL_TOKEN_PATTERN,
-    SPECIAL_TOKENS,
     VOCAB_FILE,
     VOCAB_FORMAT_VERSION,
     read_vocab,

@@ -19,10 +19,11 @@ from bertjax.data import (
     word_segmenter,
 )
 from bertjax.data.corpus import SAMPLE_CORPUS_ZH
+from bertjax.data.lookups import SPECIAL_TOKENS
 from bertjax.data.sentencepiece_vocab import WORD_START, SentencePieceTokenizer
 from bertjax.data.sources import prepared, text_stream
 from bertjax.data.spec import DataSpec
-from bertjax.data.tokenizer import SPECIAL_TOKENS, WordPieceTokenizer
+from bertjax.data.tokenizer import WordPieceTokenizer
 from bertjax.data.word_segmenter import INSIDE_WORD
 from bertjax.errors import UserError
 
