@@ -185,31 +185,31 @@ def _check_vocabulary(workdir, vocab_dir, manager, init_from: str) -> int | None
 
 
 def _run_vocabulary(spec: RunSpec) -> epath.Path:
-    """The run's vocab.txt, the same on every process. Found before the data build, so it can be
-    checked first (25 MB of text: 17 s of sentence pairs; a large corpus: many minutes)."""
-    from bertjax.data import pipeline  # deferred: tf.data
+    """The run's vocab.txt, checked to be the same on every process; found before the data build
+    so that it is checked first (25 MB of text: 17 s of sentence pairs, a large corpus minutes)."""
+    from bertjax.data import pipeline, vocab  # deferred: tf.data
 
     if jax.process_count() > 1 and not spec.data.prepared_dir:
         # One process trains (or finds) the cached vocabulary; the others then read it.
         if jax.process_index() == 0:
             pipeline.run_vocabulary(spec.data)
         multihost_utils.sync_global_devices("vocabulary ready")
-    return pipeline.run_vocabulary(spec.data)
+    vocab_path = pipeline.run_vocabulary(spec.data)
+    if jax.process_count() > 1:
+        vocab.check_same_vocabulary(vocab_path)
+    return vocab_path
 
 
 def _pretraining_data(
     spec: RunSpec, workdir: epath.Path, vocab_path: epath.Path
 ) -> pipeline.PretrainingData:
-    """The run's tokenizer and instances, the same on every process."""
-    from bertjax.data import pipeline, vocab  # deferred: tf.data
+    """The run's tokenizer and instances."""
+    from bertjax.data import pipeline  # deferred: tf.data
 
     # Chunk counts beside the checkpoints: a text stream's resume skips to its chunk.
-    data = pipeline.build_pretraining_data(
+    return pipeline.build_pretraining_data(
         spec.data, index_dir=str(workdir / "text_stream_index"), vocab_path=vocab_path
     )
-    if jax.process_count() > 1:
-        vocab.check_same_vocabulary(data.vocab_path)
-    return data
 
 
 def _training_dataset(spec: RunSpec, data: pipeline.PretrainingData, start_step: int = 0):

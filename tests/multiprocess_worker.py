@@ -1,7 +1,9 @@
 """One process of a multi-process training run on localhost (started by tests/test_multiprocess.py).
 
 usage: python -m tests.multiprocess_worker PORT NUM_PROCESSES PROCESS_ID WORKDIR TMP_DIR
-    [STEPS [DCN_DATA]]
+    [STEPS [DCN_DATA [VOCAB_DIR]]]
+
+VOCAB_DIR: --config.vocab_dir, "{process}" replaced by PROCESS_ID.
 """
 
 import os
@@ -14,17 +16,20 @@ os.environ["XLA_FLAGS"] = xla_flags.host_flags(4)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import jax  # noqa: E402
+from absl import logging  # noqa: E402
 
 from bertjax import distributed, train  # noqa: E402
 from tests.test_multiprocess import multiprocess_config  # noqa: E402
 
 
-def main(port, num_processes, process_id, workdir, tmp_dir, steps="6", dcn_data="1"):
+def main(port, num_processes, process_id, workdir, tmp_dir, steps="6", dcn_data="1", vocab=""):
     jax.config.update("jax_platforms", "cpu")
+    logging.set_verbosity(logging.INFO)  # the run's log lines in the output the tests read
     distributed.initialize(f"localhost:{port}", int(num_processes), int(process_id))
     assert jax.device_count() == 4 * int(num_processes), jax.devices()
     config = multiprocess_config(Path(tmp_dir), num_train_steps=int(steps))
     config.dcn_mesh_shape = {"data": int(dcn_data), "fsdp": 1, "tensor": 1}
+    config.vocab_dir = vocab.format(process=process_id)
     summary = train.train_and_evaluate(config, workdir)
     print(f"process {jax.process_index()} finished at step {summary.steps}")
 

@@ -50,7 +50,7 @@ def assert_same_metrics(got: dict, want: dict, steps) -> None:
 
 
 def start_two_processes(
-    workdir: Path, tmp_dir: Path, steps: int = 6, dcn_data: int = 1
+    workdir: Path, tmp_dir: Path, steps: int = 6, dcn_data: int = 1, vocab_dir: str = ""
 ) -> list[subprocess.Popen]:
     with socket.socket() as s:
         s.bind(("localhost", 0))
@@ -59,7 +59,7 @@ def start_two_processes(
     worker = [sys.executable, "-m", "tests.multiprocess_worker", str(port), "2"]
     return [
         subprocess.Popen(
-            [*worker, str(i), str(workdir), str(tmp_dir), str(steps), str(dcn_data)],
+            [*worker, str(i), str(workdir), str(tmp_dir), str(steps), str(dcn_data), vocab_dir],
             cwd=REPO,
             env=env,
             stdout=subprocess.PIPE,
@@ -160,6 +160,26 @@ def test_sigterm_to_one_process_stops_both_at_the_same_step(runs, tmp_path):
     assert len(steps) == 1 and all("Preempted" in o for o in outputs)
     (step,) = steps
     assert 3 <= step < 200 and (workdir / "checkpoints" / str(step)).is_dir()
+
+
+def test_processes_with_different_vocabularies_stop_before_the_data_build(runs, tmp_path):
+    """Each host may train its own copy of the vocabulary; copies that differ (here two tokens
+    swapped on process 1) stop both processes with the error, before the corpus is read."""
+    tmp, _, _ = runs
+    tokens = (tmp / "single" / "vocab.txt").read_text().splitlines()
+    swapped = [*tokens[:5], tokens[6], tokens[5], *tokens[7:]]
+    for process, vocab in enumerate([tokens, swapped]):
+        (tmp_path / f"vocab{process}").mkdir()
+        (tmp_path / f"vocab{process}" / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    processes = start_two_processes(
+        tmp_path / "run", tmp, vocab_dir=str(tmp_path / "vocab{process}")
+    )
+    outputs = [p.communicate(timeout=300)[0] for p in processes]
+    assert all(p.returncode != 0 for p in processes), outputs[0][-2000:]
+    for output in outputs:
+        assert "processes built different vocabularies" in output, output[-2000:]
+        assert "Pretraining data:" not in output  # the data build's summary line
+    assert not (tmp_path / "run" / "metrics.jsonl").exists()
 
 
 @pytest.mark.slow  # two processes against one run in the default suite
