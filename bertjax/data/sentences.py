@@ -37,9 +37,9 @@ Rules:
 
 Not handled (language knowledge): abbreviations of other languages beyond a few titles
 (Russian ``т. е.`` before a capital), German ordinals after other words (``Wilhelm II.
-Kaiser``), Armenian text that writes ``:`` for ``։``; and English ``I am 25. Then`` stays one
-sentence (``am`` is German's ordinal word). Sentences these rules cannot find: give one per
-line with ``--config.text_format=sentences``.
+Kaiser``), Armenian text that writes ``:`` for ``։`` (English ``I am 25. Then`` splits: ``am``
+after ``I`` is no ordinal's article). Sentences these rules cannot find: give one per line with
+``--config.text_format=sentences``.
 """
 
 import re
