@@ -200,7 +200,7 @@ def _log_summary(data: DataSpec, tokenizer, docs, num_sentences: int, instances,
         100.0 * instances["next_sentence_labels"].mean(),
         seconds,
     )
-    if warning := documents.unknown_tokens_warning(num_tokens, num_unknown):
+    if warning := documents.unknown_tokens_warning(num_tokens, num_unknown, tokenizer.kind):
         logging.warning("%s", warning)
 
 

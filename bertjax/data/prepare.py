@@ -250,12 +250,13 @@ def run_prepare(
         _join_heldout_parts(out_dir, num_shards)
     manifest = _manifest(shards, settings, sources, vocab_dir, meta.get("vocab_size"))
     (out_dir / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
-    _log_manifest(manifest, out_dir)
+    _log_manifest(manifest, out_dir, vocab.vocabulary_kind(vocab_dir / VOCAB_FILE))
     return manifest
 
 
-def _log_manifest(manifest: dict, out_dir: Path) -> None:
-    """Logs what was prepared, and warnings: no document held out, many [UNK] tokens."""
+def _log_manifest(manifest: dict, out_dir: Path, vocab_kind: str) -> None:
+    """Logs what was prepared, and warnings: no document held out, many [UNK] tokens (their
+    causes those of a `vocab_kind` vocabulary)."""
     fraction = manifest["settings"]["eval_holdout_fraction"]
     if fraction and not manifest["num_heldout_documents"]:
         logging.warning(
@@ -264,7 +265,7 @@ def _log_manifest(manifest: dict, out_dir: Path) -> None:
             manifest["num_documents"],
         )
     unknown = documents.unknown_tokens_warning(
-        manifest["num_tokens"], manifest["num_unknown_tokens"]
+        manifest["num_tokens"], manifest["num_unknown_tokens"], vocab_kind
     )
     if unknown:
         logging.warning("%s", unknown)

@@ -118,6 +118,8 @@ class SentencePieceTokenizer(VocabularyLookups):
       lowercase: recorded for callers; the casing itself lives in the model's normaliser.
     """
 
+    kind = "sentencepiece"  # as `bertjax vocab --kind`
+
     def __init__(self, model_path: str | os.PathLike, lowercase: bool):
         import sentencepiece as spm
 

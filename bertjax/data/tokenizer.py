@@ -229,6 +229,8 @@ class WordPieceTokenizer(VocabularyLookups):
     Special token ids are looked up by name, never assumed to sit at fixed positions.
     """
 
+    kind = "wordpiece"  # as `bertjax vocab --kind`
+
     def __init__(self, vocab_path: str | os.PathLike, lowercase: bool):
         self.vocab_path = epath.Path(vocab_path)
         self.lowercase = lowercase

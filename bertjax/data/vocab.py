@@ -44,12 +44,17 @@ DEFAULT_CACHE_DIR = "~/.cache/bertjax"
 Tokenizer = WordPieceTokenizer | SentencePieceTokenizer
 
 
-def load_tokenizer(vocab_path: str | os.PathLike, lowercase: bool) -> Tokenizer:
-    """The tokenizer for a ``vocab.txt``: SentencePiece when ``sentencepiece.model`` sits beside
-    it, WordPiece otherwise."""
+def vocabulary_kind(vocab_path: str | os.PathLike) -> str:
+    """The kind of the vocabulary of a ``vocab.txt`` (one of KINDS): "sentencepiece" when
+    ``sentencepiece.model`` sits beside it, "wordpiece" otherwise."""
     model_path = epath.Path(vocab_path).parent / MODEL_FILE
-    if model_path.is_file():
-        return SentencePieceTokenizer(model_path, lowercase)
+    return "sentencepiece" if model_path.is_file() else "wordpiece"
+
+
+def load_tokenizer(vocab_path: str | os.PathLike, lowercase: bool) -> Tokenizer:
+    """The tokenizer for a ``vocab.txt``, of its `vocabulary_kind`."""
+    if vocabulary_kind(vocab_path) == "sentencepiece":
+        return SentencePieceTokenizer(epath.Path(vocab_path).parent / MODEL_FILE, lowercase)
     return WordPieceTokenizer(vocab_path, lowercase=lowercase)
 
 

@@ -7,7 +7,7 @@ import pytest
 import tensorflow as tf
 
 from bertjax import config as base_config
-from bertjax.data import pipeline, sentences, vocab
+from bertjax.data import pipeline, prepare, sentences, vocab
 from bertjax.data.corpus import SAMPLE_CORPUS
 from bertjax.data.masking import MaskingSpec, masking_tables
 from bertjax.data.sentencepiece_vocab import SentencePieceTokenizer
@@ -177,3 +177,23 @@ def test_run_vocab_user_errors(tmp_path, kwargs, message):
             kwargs.pop("input", CORPUS), out_dir=tmp_path,
             sample_bytes=kwargs.pop("sample_bytes", 10_000), **kwargs,
         )  # fmt: skip
+
+
+def test_unknown_tokens_warning_names_sentencepiece_causes(sentencepiece_dir, tmp_path, caplog):
+    """Greek for an English SentencePiece vocabulary is [UNK]: prepare and the in-memory build
+    warn with SentencePiece's cause (characters it lacks), not WordPiece's word limit or
+    --extend (WordPiece only)."""
+    out_dir, _ = sentencepiece_dir
+    caplog.set_level("WARNING", logger="absl")
+    lines = [json.dumps({"text": "Η Αθήνα είναι πρωτεύουσα. Είναι μεγάλη πόλη. Ναι!"})] * 8
+    (tmp_path / "greek.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    corpus = f"{tmp_path}/greek.jsonl"
+    prepare.run_prepare(corpus, out_dir, tmp_path / "out", num_workers=1)
+    config = base_config.defaults()
+    config.update(corpus=corpus, vocab_dir=str(out_dir), max_seq_length=32, dupe_factor=1)
+    pipeline.build_pretraining_data(DataSpec.from_config(config))
+    warnings = [r.getMessage() for r in caplog.records if "are [UNK]" in r.getMessage()]
+    assert len(warnings) == 2
+    for warning in warnings:
+        assert "the SentencePiece vocabulary lacks its characters" in warning
+        assert "--extend" not in warning and "characters (text without spaces" not in warning

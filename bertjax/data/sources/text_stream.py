@@ -219,7 +219,7 @@ def build_chunk(texts: list[str], stream: TextStream, seed: int) -> dict[str, np
     tokenizer, settings = stream.tokenizer, stream.settings
     docs, _ = tokenize_documents(texts, tokenizer, segmenter=stream.segmenter)
     counts = count_tokens(docs, tokenizer.unk_id)
-    if unknown := unknown_tokens_warning(*counts):
+    if unknown := unknown_tokens_warning(*counts, tokenizer.kind):
         logging.log_first_n(logging.WARNING, "Text stream: %s", 1, unknown)  # once a process
     special = dict(cls_id=tokenizer.cls_id, sep_id=tokenizer.sep_id, pad_id=tokenizer.pad_id)
     common = dict(max_seq_length=settings["max_seq_length"], dupe_factor=1, seed=seed, **special)
