@@ -274,7 +274,7 @@ COMMANDS: dict[str, Command] = {
     ),
     "prepare": Command(
         "bertjax prepare --input=GLOB|tfds:NAME --vocab=DIR --out=DIR\n"
-        "           [--max_seq_length=128] [--packing] [--word_segmenter=rjieba]\n"
+        "           [--max_seq_length=128] [--packing] [--word_segmenter=rjieba|fugashi]\n"
         "           [--eval_holdout_fraction=0.01] [--num_shards=N]",
         (
             *CORPUS_FLAGS,
@@ -283,8 +283,8 @@ COMMANDS: dict[str, Command] = {
             ("float", "short_seq_prob", 0.1, "Probability of a shorter NSP pair."),
             ("integer", "dupe_factor", 5, "Passes with fresh sentence pairs."),
             ("bool", "packing", False, "MLM-only packed rows, no NSP."),
-            ("enum:|rjieba", "word_segmenter", "",
-             "rjieba: Chinese words for whole-word masking."),
+            ("enum:|rjieba|fugashi", "word_segmenter", "",
+             "Words for whole-word masking: rjieba (Chinese) or fugashi (Japanese)."),
             ("float", "eval_holdout_fraction", 0.0,
              "Documents kept out of the shards for held-out evaluation."),
             ("integer", "num_shards", None,

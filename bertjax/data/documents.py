@@ -53,8 +53,8 @@ def tokenize_documents(
     (anything with ``encode(list of str) -> list of id lists``). Returns (documents -> non-empty
     sentences -> ids, without empty documents; number of sentences before tokenization).
     `sentence_lengths`, if given, receives the character lengths of each text's sentences, one
-    list per text (empty documents included). With a word `segmenter` ("rjieba"), tokens it
-    puts inside a Chinese word carry `word_segmenter.INSIDE_WORD` in their id, which instance
+    list per text (empty documents included). With a word `segmenter` ("rjieba", "fugashi"), tokens
+    it puts inside a word carry `word_segmenter.INSIDE_WORD` in their id, which instance
     creation (`pretraining_examples`, `packing`) turns into the ``word_starts`` feature.
     """
     doc_sentences = [sentences.split_sentences(text) for text in texts]

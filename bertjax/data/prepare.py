@@ -208,7 +208,7 @@ def run_prepare(
         document each: one per two files), at most 256. Use at least as many as training
         processes (each process reads its own shards).
       num_workers: parallel worker processes; None = all local cores (at most num_shards).
-      word_segmenter: "rjieba" stores each token's ``word_starts`` (Chinese words for
+      word_segmenter: "rjieba"/"fugashi" stores each token's ``word_starts`` (words for
         whole-word and span masking, see `word_segmenter`); "" = none.
       eval_holdout_fraction: as the config field: these documents go to ``heldout.jsonl.gz``,
         not to the shards; a run from the directory with the same fraction evaluates on them.

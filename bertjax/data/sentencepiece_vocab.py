@@ -29,7 +29,7 @@ from bertjax.data.lookups import (
     UNK,
     VocabularyLookups,
 )
-from bertjax.data.tokenizer import CJK_PATTERN, META_FILE, VOCAB_FILE
+from bertjax.data.tokenizer import CJK_PATTERN, KANA_RUN, META_FILE, VOCAB_FILE
 from bertjax.errors import UserError
 
 MODEL_FILE = "sentencepiece.model"
@@ -153,12 +153,14 @@ class SentencePieceTokenizer(VocabularyLookups):
 
     def word_start_table(self) -> np.ndarray:
         """[V] bool: pieces that start a word, for whole-word and span masking: "▁..." (after a
-        space), and pieces that begin with a CJK ideograph. Unspaced Chinese has no "▁" inside a
-        sentence; like BERT's WordPiece, which makes each ideograph a word, each such piece is
-        then a word (`word_segmenter` joins the pieces of one segmenter word)."""
+        space), and pieces that begin with a CJK ideograph or kana. Unspaced Chinese and Japanese
+        have no "▁" inside a sentence; like BERT's WordPiece, which makes each ideograph (and
+        each run of kana) a word, each such piece is then a word (`word_segmenter` joins the
+        pieces of one segmenter word)."""
         return np.array(
             [
-                piece.startswith(WORD_START) or bool(CJK_PATTERN.match(piece))
+                piece.startswith(WORD_START)
+                or bool(CJK_PATTERN.match(piece) or KANA_RUN.match(piece))
                 for piece in self._vocab
             ],
             bool,

@@ -50,8 +50,9 @@ class DataSpec(ConfigSpec):
     dupe_factor: int = 5  # passes over the corpus, each with a fresh pairing of sentences
     seed: int = 0  # seeds data order, masks, pairing, parameter init and dropout
     packing: bool = False  # MLM only: documents packed into full rows, no NSP (model must mask)
-    # "rjieba": Chinese words found by a segmenter travel with the tokens (feature word_starts),
-    # so whole_word/span masking masks whole Chinese words; "" = the vocabulary's word starts
+    # "rjieba" (Chinese) or "fugashi" (Japanese): words found by a segmenter travel with the
+    # tokens (feature word_starts), so whole_word/span masking masks them whole; "" = the
+    # vocabulary's word starts
     word_segmenter: str = ""
     prepared_dir: str = ""  # output of `bertjax prepare`: stream its shards instead of corpus
     # True: each process reads only its own files of `corpus`, tokenizes, pairs and masks on the

@@ -17,13 +17,14 @@ import unicodedata
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+import numpy as np
 import tensorflow as tf
 import tensorflow_text as tf_text
 from absl import logging
 from etils import epath
 
 from bertjax.data.lookups import SPECIAL_TOKEN_PATTERN, SPECIAL_TOKENS, UNK, VocabularyLookups
-from bertjax.data.word_segmenter import CJK_RANGES
+from bertjax.data.word_segmenter import CJK_RANGES, KANA_RANGES
 from bertjax.errors import UserError
 
 VOCAB_FILE = "vocab.txt"
@@ -48,9 +49,21 @@ MIN_CHARACTER_SHARE = 5e-7  # one in 2 million: 500 occurrences in a 1 GB sample
 # Myanmar, Khmer) spell vowels, tones and clusters; an uncased vocabulary strips every Mn mark
 # ("हिंदी" -> "हिदी"): 16% of hand-written Hindi's characters, Thai 19%, Khmer 21%
 # (tests/data/multilingual_sentences.json). Warned about from this share of a sample on.
-_SPELLING_MARKS = re.compile(
+_BRAHMIC_MARKS = re.compile(
     "["
     + "".join(chr(c) for c in range(0x900, 0x18B0) if unicodedata.category(chr(c)) == "Mn")
+    + "]"
+)
+# Kana voiced by a mark (が, パ, ヴ: NFD gives the kana and U+3099/U+309A, which BERT's uncased
+# normaliser strips, so "が" becomes "か"), and the marks themselves.
+_VOICED_KANA = re.compile(
+    "["
+    + "".join(
+        chr(c)
+        for c in range(0x3041, 0x3100)
+        if c in (0x3099, 0x309A)
+        or {"3099", "309A"} & set(unicodedata.decomposition(chr(c)).split())
+    )
     + "]"
 )
 STRIPPED_MARKS_WARNING_SHARE = 1e-3
@@ -70,6 +83,14 @@ _CJK_CHARS = "[" + "".join(rf"\x{{{low:x}}}-\x{{{high:x}}}" for low, high in CJK
 CJK_PATTERN = re.compile("[" + "".join(f"{chr(low)}-{chr(high)}" for low, high in CJK_RANGES) + "]")
 # ASCII punctuation (which includes symbols such as $ + < = > ^ ` | ~) and Unicode P*.
 _PUNCTUATION_CHARS = r"[!-/:-@\[-\x60{-~\p{P}]"
+# Words whose first token `encode_with_char_starts` places in the text (for `word_segmenter`):
+# one CJK ideograph, or kana only (`word_segmenter.KANA_RANGES`).
+_KANA_CLASS = "".join(rf"\x{{{low:x}}}-\x{{{high:x}}}" for low, high in KANA_RANGES)
+_PLACED_WORD = f"{_CJK_CHARS}|[{_KANA_CLASS}]+"
+KANA_RUN = re.compile("[" + "".join(f"{chr(lo)}-{chr(hi)}" for lo, hi in KANA_RANGES) + "]+")
+_SPACES = frozenset(" \t\n\r\xa0\u1680\u2028\u2029\u202f\u205f\u3000") | frozenset(
+    map(chr, range(0x2000, 0x200B))
+)
 # Hugging Face's WordPiece turns a longer word into [UNK] (counted in characters, not bytes).
 MAX_CHARS_PER_WORD = 100
 
@@ -95,19 +116,23 @@ def stripped_marks_warning(
     """A one-line warning when lowercasing `texts` (whose normalised `counts` are given) strips
     a share of their characters that spell words in their script; else None. `casing_from`:
     the uncased model whose casing the vocabulary keeps (an extension), named as the cause."""
-    stripped = sum(len(_SPELLING_MARKS.findall(text)) for text in texts)
-    share = stripped / max(stripped + counts.total(), 1)
+    brahmic = sum(len(_BRAHMIC_MARKS.findall(text)) for text in texts)  # removed
+    kana = sum(len(_VOICED_KANA.findall(text)) for text in texts)  # changed
+    share = (brahmic + kana) / max(brahmic + counts.total(), 1)
     if share < STRIPPED_MARKS_WARNING_SHARE:
         return None
+    marks = [
+        "the vowel signs and other marks of its Devanagari, Thai, Khmer or other Brahmic text "
+        "('हिंदी' becomes 'हिदी')"
+    ] * bool(brahmic) + ["the voicing marks of its Japanese kana ('が' becomes 'か')"] * bool(kana)
     fix = (
         f"{casing_from} is uncased, so its tokenizer strips them too: extend a cased model"
         if casing_from
         else "train it cased: --config.lowercase=False (bertjax vocab: --nouncased)"
     )
     return (
-        f"lowercase=True strips {share:.1%} of the vocabulary sample's characters: the vowel "
-        "signs and other marks of its Devanagari, Thai, Khmer or other Brahmic text ('हिंदी' "
-        f"becomes 'हिदी'); {fix}"
+        f"lowercase=True strips {share:.1%} of the vocabulary sample's characters: "
+        f"{' and '.join(marks)}; {fix}"
     )
 
 
@@ -283,24 +308,26 @@ class WordPieceTokenizer(VocabularyLookups):
     def encode_with_char_starts(
         self, texts: Sequence[str]
     ) -> tuple[list[list[int]], list[list[int]]]:
-        """Token ids of each text, and for each token the index in its text of the CJK ideograph
-        it is (every ideograph is a word and a token of its own: [UNK] when not in the
-        vocabulary), -1 for every other token."""
+        """Token ids of each text, and for each token that starts a word of one CJK ideograph or
+        of kana only (a whole word in BERT's split, `_PLACED_WORD`) the index in its text of the
+        word's first character, -1 for every other token."""
         if not texts:
             return [], []
         words = self._words(tf.constant(list(texts), tf.string))
         pieces = self._wordpiece.tokenize(words)  # [batch, (words), (pieces)]
-        word_is_cjk = tf.strings.regex_full_match(words.flat_values, _CJK_CHARS)
-        token_is_cjk = tf.repeat(word_is_cjk, pieces.values.row_lengths()).numpy()
+        word_is_placed = tf.strings.regex_full_match(words.flat_values, _PLACED_WORD).numpy()
+        pieces_per_word = pieces.values.row_lengths().numpy()
+        token_is_placed = np.zeros(pieces_per_word.sum(), bool)
+        token_is_placed[(np.cumsum(pieces_per_word) - pieces_per_word)[word_is_placed]] = True
         ids = pieces.merge_dims(-2, -1)
         flat, splits = ids.flat_values.numpy().tolist(), ids.row_splits.numpy().tolist()
         all_ids, all_starts = [], []
         for text, begin, end in zip(texts, splits[:-1], splits[1:], strict=True):
             starts = [-1] * (end - begin)
-            cjk_tokens = [i for i in range(end - begin) if token_is_cjk[begin + i]]
-            positions = [m.start() for m in CJK_PATTERN.finditer(text)]
-            if len(positions) == len(cjk_tokens):  # always, unless normalisation surprises us
-                for token, position in zip(cjk_tokens, positions, strict=True):
+            placed_tokens = np.flatnonzero(token_is_placed[begin:end]).tolist()
+            positions = placed_word_starts(text)
+            if len(positions) == len(placed_tokens):  # always, unless normalisation surprises us
+                for token, position in zip(placed_tokens, positions, strict=True):
                     starts[token] = position
             all_ids.append(flat[begin:end])
             all_starts.append(starts)
@@ -319,6 +346,32 @@ class WordPieceTokenizer(VocabularyLookups):
             else:
                 words.append(token)
         return " ".join(words)
+
+
+def _splits_words(char: str) -> bool:
+    """Does `char` end a word in BERT's split (whitespace, punctuation, a CJK ideograph)?"""
+    return (
+        char in _SPACES
+        or (char < "\x80" and not char.isalnum() and char.isprintable())
+        or unicodedata.category(char).startswith("P")
+        or bool(CJK_PATTERN.match(char))
+    )
+
+
+def placed_word_starts(text: str) -> list[int]:
+    """Where in `text` each word of one CJK ideograph or of kana only begins, in order: every
+    ideograph, and every run of kana with a word boundary (`_splits_words`, or the text's end) on
+    both sides and at most MAX_CHARS_PER_WORD long (a longer word is [UNK])."""
+    positions = [m.start() for m in CJK_PATTERN.finditer(text)]
+    for run in KANA_RUN.finditer(text):
+        begin, end = run.span()
+        if (
+            end - begin <= MAX_CHARS_PER_WORD
+            and (begin == 0 or _splits_words(text[begin - 1]))
+            and (end == len(text) or _splits_words(text[end]))
+        ):
+            positions.append(begin)
+    return sorted(positions)
 
 
 def normalize_tf(texts: tf.Tensor, lowercase: bool) -> tf.Tensor:

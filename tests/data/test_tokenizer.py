@@ -286,14 +286,18 @@ def test_normalization_inside_dataset_matches_eager(sample_tokenizer):
         ("मैं कल दिल्ली गया था। वहाँ बहुत भीड़ थी। हिंदी में किताब।", False, False),
         ("Élan, café, naïve: Latin accents are what uncased models strip.", True, False),
         ("وصل القطار إلى القاهرة في الساعة الثامنة صباحا.", True, False),
+        ("東京駅で電車を降りて、パン屋まで歩きました。", True, True),
+        ("東京駅で電車を降りて、パン屋まで歩きました。", False, False),
+        ("東京に住む。", True, False),  # kana without voicing marks
     ],
 )
 def test_uncased_vocabulary_warns_when_it_strips_a_scripts_marks(
     tmp_path, caplog, text, lowercase, warned
 ):
     """BERT's uncased normaliser drops every Mn mark: Devanagari vowel signs and Thai tone marks
-    are part of the spelling, so 'हिंदी' would become 'हिदी'; Latin accents and Arabic (whose
-    vowel marks are optional) are not warned about."""
+    are part of the spelling, so 'हिंदी' would become 'हिदी', and kana lose their voicing marks
+    after NFD ('で' becomes 'て'); Latin accents and Arabic (whose vowel marks are optional) are
+    not warned about."""
     caplog.set_level("WARNING", logger="absl")
     tokenizer.train_wordpiece_vocab([text] * 3, 200, lowercase, tmp_path)
     assert ("--config.lowercase=False" in caplog.text) == warned
@@ -301,3 +305,6 @@ def test_uncased_vocabulary_warns_when_it_strips_a_scripts_marks(
         from tokenizers.normalizers import BertNormalizer
 
         assert BertNormalizer(lowercase=True).normalize_str("हिंदी") == "हिदी"
+        assert BertNormalizer(lowercase=True).normalize_str("でパ") == "てハ"
+        script = "Japanese kana" if "駅" in text else "Brahmic text"
+        assert script in caplog.text
