@@ -66,6 +66,11 @@ _VOICED_KANA = re.compile(
     )
     + "]"
 )
+# Letters Vietnamese writes and other Latin-script languages hardly do (ơ ư ĩ ũ and Latin
+# Extended Additional's ạ ả ấ ... ỹ; not ă, Romanian's too): uncased strips their tone and vowel
+# marks ("Việt" -> "viet"), which tell words apart (ma, má, mà, mả). Latin accents of other
+# languages (é, ü) are stripped by uncased BERTs and not warned about.
+_VIETNAMESE_LETTERS = re.compile("[\u0128\u0129\u0168\u0169\u01a0\u01a1\u01af\u01b0\u1ea0-\u1ef9]")
 STRIPPED_MARKS_WARNING_SHARE = 1e-3
 
 # Hugging Face's BertNormalizer and BertPreTokenizer, as RE2 patterns (tf.strings.regex_replace).
@@ -118,13 +123,15 @@ def stripped_marks_warning(
     the uncased model whose casing the vocabulary keeps (an extension), named as the cause."""
     brahmic = sum(len(_BRAHMIC_MARKS.findall(text)) for text in texts)  # removed
     kana = sum(len(_VOICED_KANA.findall(text)) for text in texts)  # changed
-    share = (brahmic + kana) / max(brahmic + counts.total(), 1)
+    vietnamese = sum(len(_VIETNAMESE_LETTERS.findall(text)) for text in texts)  # changed
+    share = (brahmic + kana + vietnamese) / max(brahmic + counts.total(), 1)
     if share < STRIPPED_MARKS_WARNING_SHARE:
         return None
     marks = [
         "the vowel signs and other marks of its Devanagari, Thai, Khmer or other Brahmic text "
         "('हिंदी' becomes 'हिदी')"
     ] * bool(brahmic) + ["the voicing marks of its Japanese kana ('が' becomes 'か')"] * bool(kana)
+    marks += ["the tone marks of its Vietnamese text ('Việt' becomes 'viet')"] * bool(vietnamese)
     fix = (
         f"{casing_from} is uncased, so its tokenizer strips them too: extend a cased model"
         if casing_from

@@ -289,6 +289,8 @@ def test_normalization_inside_dataset_matches_eager(sample_tokenizer):
         ("東京駅で電車を降りて、パン屋まで歩きました。", True, True),
         ("東京駅で電車を降りて、パン屋まで歩きました。", False, False),
         ("東京に住む。", True, False),  # kana without voicing marks
+        ("Hà Nội là thủ đô của Việt Nam.", True, True),
+        ("Această țară are munți și păduri frumoase.", True, False),  # Romanian: accents
     ],
 )
 def test_uncased_vocabulary_warns_when_it_strips_a_scripts_marks(
@@ -296,8 +298,8 @@ def test_uncased_vocabulary_warns_when_it_strips_a_scripts_marks(
 ):
     """BERT's uncased normaliser drops every Mn mark: Devanagari vowel signs and Thai tone marks
     are part of the spelling, so 'हिंदी' would become 'हिदी', and kana lose their voicing marks
-    after NFD ('で' becomes 'て'); Latin accents and Arabic (whose vowel marks are optional) are
-    not warned about."""
+    after NFD ('で' becomes 'て'), Vietnamese letters their tones ('Việt' becomes 'viet'); other
+    Latin accents and Arabic (whose vowel marks are optional) are not warned about."""
     caplog.set_level("WARNING", logger="absl")
     tokenizer.train_wordpiece_vocab([text] * 3, 200, lowercase, tmp_path)
     assert ("--config.lowercase=False" in caplog.text) == warned
@@ -306,5 +308,6 @@ def test_uncased_vocabulary_warns_when_it_strips_a_scripts_marks(
 
         assert BertNormalizer(lowercase=True).normalize_str("हिंदी") == "हिदी"
         assert BertNormalizer(lowercase=True).normalize_str("でパ") == "てハ"
-        script = "Japanese kana" if "駅" in text else "Brahmic text"
+        script = {"駅": "Japanese kana", "Việt": "Vietnamese text"}
+        script = next((v for k, v in script.items() if k in text), "Brahmic text")
         assert script in caplog.text
