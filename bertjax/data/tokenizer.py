@@ -23,6 +23,7 @@ import tensorflow_text as tf_text
 from absl import logging
 from etils import epath
 
+from bertjax.data import uncased_marks
 from bertjax.data.lookups import SPECIAL_TOKEN_PATTERN, SPECIAL_TOKENS, UNK, VocabularyLookups
 from bertjax.data.word_segmenter import CJK_RANGES, KANA_RANGES
 from bertjax.errors import UserError
@@ -45,33 +46,6 @@ LIMIT_ALPHABET = 1000
 MIN_CHARACTER_COUNT = 3
 MIN_CHARACTER_SHARE = 5e-7  # one in 2 million: 500 occurrences in a 1 GB sample
 
-# Nonspacing marks (Mn) of the scripts U+0900-U+18AF (Indic, Sinhala, Thai, Lao, Tibetan,
-# Myanmar, Khmer) spell vowels, tones and clusters; an uncased vocabulary strips every Mn mark
-# ("हिंदी" -> "हिदी"): 16% of hand-written Hindi's characters, Thai 19%, Khmer 21%
-# (tests/data/multilingual_sentences.json). Warned about from this share of a sample on.
-_BRAHMIC_MARKS = re.compile(
-    "["
-    + "".join(chr(c) for c in range(0x900, 0x18B0) if unicodedata.category(chr(c)) == "Mn")
-    + "]"
-)
-# Kana voiced by a mark (が, パ, ヴ: NFD gives the kana and U+3099/U+309A, which BERT's uncased
-# normaliser strips, so "が" becomes "か"), and the marks themselves.
-_VOICED_KANA = re.compile(
-    "["
-    + "".join(
-        chr(c)
-        for c in range(0x3041, 0x3100)
-        if c in (0x3099, 0x309A)
-        or {"3099", "309A"} & set(unicodedata.decomposition(chr(c)).split())
-    )
-    + "]"
-)
-# Letters Vietnamese writes and other Latin-script languages hardly do (ơ ư ĩ ũ and Latin
-# Extended Additional's ạ ả ấ ... ỹ; not ă, Romanian's too): uncased strips their tone and vowel
-# marks ("Việt" -> "viet"), which tell words apart (ma, má, mà, mả). Latin accents of other
-# languages (é, ü) are stripped by uncased BERTs and not warned about.
-_VIETNAMESE_LETTERS = re.compile("[\u0128\u0129\u0168\u0169\u01a0\u01a1\u01af\u01b0\u1ea0-\u1ef9]")
-STRIPPED_MARKS_WARNING_SHARE = 1e-3
 
 # Hugging Face's BertNormalizer and BertPreTokenizer, as RE2 patterns (tf.strings.regex_replace).
 # tensorflow-text's own BertTokenizer differs from them: it applies NFKC case folding ("³" -> "3"),
@@ -113,34 +87,6 @@ def character_counts(texts: Iterable[str], lowercase: bool) -> collections.Count
         counts.update(normalizer.normalize_str(text))
     del counts[" "]
     return counts
-
-
-def stripped_marks_warning(
-    texts: Sequence[str], counts: collections.Counter[str], casing_from: str = ""
-) -> str | None:
-    """A one-line warning when lowercasing `texts` (whose normalised `counts` are given) strips
-    a share of their characters that spell words in their script; else None. `casing_from`:
-    the uncased model whose casing the vocabulary keeps (an extension), named as the cause."""
-    brahmic = sum(len(_BRAHMIC_MARKS.findall(text)) for text in texts)  # removed
-    kana = sum(len(_VOICED_KANA.findall(text)) for text in texts)  # changed
-    vietnamese = sum(len(_VIETNAMESE_LETTERS.findall(text)) for text in texts)  # changed
-    share = (brahmic + kana + vietnamese) / max(brahmic + counts.total(), 1)
-    if share < STRIPPED_MARKS_WARNING_SHARE:
-        return None
-    marks = [
-        "the vowel signs and other marks of its Devanagari, Thai, Khmer or other Brahmic text "
-        "('हिंदी' becomes 'हिदी')"
-    ] * bool(brahmic) + ["the voicing marks of its Japanese kana ('が' becomes 'か')"] * bool(kana)
-    marks += ["the tone marks of its Vietnamese text ('Việt' becomes 'viet')"] * bool(vietnamese)
-    fix = (
-        f"{casing_from} is uncased, so its tokenizer strips them too: extend a cased model"
-        if casing_from
-        else "train it cased: --config.lowercase=False (bertjax vocab: --nouncased)"
-    )
-    return (
-        f"lowercase=True strips {share:.1%} of the vocabulary sample's characters: "
-        f"{' and '.join(marks)}; {fix}"
-    )
 
 
 def alphabet(counts: collections.Counter[str], vocab_size: int) -> list[str]:
@@ -192,7 +138,7 @@ def train_wordpiece_vocab(
     `texts` is read twice; an iterator is first materialised as a list.
     Writes ``vocab.txt`` (one token per line; [PAD] [UNK] [CLS] [SEP] [MASK] at ids 0..4) and
     ``vocab_meta.json`` (sizes, casing, special ids, the corpus `fingerprint`).
-    Returns the path of ``vocab.txt``. `casing_from`: `stripped_marks_warning`'s.
+    Returns the path of ``vocab.txt``. `casing_from`: `uncased_marks.stripped_marks_warning`'s.
     """
     # Imported here: only vocabulary training needs the Hugging Face library.
     from tokenizers import BertWordPieceTokenizer
@@ -204,7 +150,7 @@ def train_wordpiece_vocab(
         )
     texts = texts if isinstance(texts, Sequence) else list(texts)
     counts = character_counts(texts, lowercase)
-    if lowercase and (warning := stripped_marks_warning(texts, counts, casing_from)):
+    if lowercase and (warning := uncased_marks.stripped_marks_warning(texts, counts, casing_from)):
         logging.warning("%s", warning)
     characters = alphabet(counts, vocab_size)
     continuation_tokens = _continuation_tokens(characters)
