@@ -29,9 +29,12 @@ import numpy as np
 from bertjax.errors import UserError
 
 SEGMENTERS = ("", "rjieba", "fugashi")  # "": no segmenter, the vocabulary alone decides
-# What each needs installed: rjieba is in requirements.txt; fugashi and its dictionary (a 47 MB
-# download, Japanese only) in requirements-test.txt.
-PACKAGES = {"rjieba": ("rjieba==0.2.2",), "fugashi": ("fugashi==1.5.2", "unidic-lite==1.0.8")}
+# The modules each imports and the pins that install them: rjieba is in requirements.txt;
+# fugashi and its dictionary (a 47 MB download, Japanese only) in requirements-test.txt.
+REQUIREMENTS = {
+    "rjieba": {"rjieba": "rjieba==0.2.2"},
+    "fugashi": {"fugashi": "fugashi==1.5.2", "unidic_lite": "unidic-lite==1.0.8"},
+}
 INSIDE_WORD = 1 << 30  # on a token id: the segmenter puts this token inside a word
 # CJK ideographs, the blocks Hugging Face's BERT normaliser pads with spaces
 # (BasicTokenizer._is_chinese_char), as inclusive code point ranges; `tokenizer` uses them too.
@@ -64,11 +67,11 @@ def check_segmenter(segmenter: str, flag: str = "--config.word_segmenter") -> No
         raise UserError(
             f"{flag}={segmenter!r} is unknown; use 'rjieba' (Chinese), 'fugashi' (Japanese) or ''"
         )
-    modules = {"rjieba": ("rjieba",), "fugashi": ("fugashi", "unidic_lite")}.get(segmenter, ())
+    modules = REQUIREMENTS.get(segmenter, {})
     if any(importlib.util.find_spec(module) is None for module in modules):
         raise UserError(
-            f"{flag}={segmenter} needs {' and '.join(m for m in modules)}: "
-            f"pip install {' '.join(PACKAGES[segmenter])}"
+            f"{flag}={segmenter} needs {' and '.join(modules)}: "
+            f"pip install {' '.join(modules.values())}"
         )
 
 
