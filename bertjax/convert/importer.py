@@ -153,11 +153,33 @@ def read_source(source: Path) -> Source:
     )
 
 
+def tokenizer_casing(tokenizer_config: Path) -> bool | None:
+    """``do_lower_case`` of a Hugging Face ``tokenizer_config.json`` (None without the file or
+    the field); UserError for a tokenizer whose ids bertjax's BERT tokenizer would not give."""
+    if not tokenizer_config.is_file():
+        return None
+    settings = hf.read_json(tokenizer_config)
+    lowercase = settings.get("do_lower_case")
+    different = {
+        "tokenizer_class": settings.get("tokenizer_class") == "BertJapaneseTokenizer",
+        "word_tokenizer_type": "word_tokenizer_type" in settings,  # MeCab, Sudachi, ...
+        "do_basic_tokenize": settings.get("do_basic_tokenize") is False,
+        "tokenize_chinese_chars": settings.get("tokenize_chinese_chars") is False,
+        "strip_accents": None not in (strip := settings.get("strip_accents"), lowercase)
+        and strip != lowercase,
+    }
+    if field := next((name for name, differs in different.items() if differs), None):
+        raise UserError(
+            f"{tokenizer_config} sets {field}={settings[field]!r}: bertjax tokenizes as "
+            "BertTokenizer with basic tokenization, CJK characters split and accents stripped "
+            "exactly when lowercasing, so its ids would not be the model's; import a model "
+            "with that tokenizer"
+        )
+    return lowercase
+
+
 def _read_hf(source: Path) -> Source:
-    tokenizer_config = source / "tokenizer_config.json"
-    lowercase = None
-    if tokenizer_config.is_file():
-        lowercase = hf.read_json(tokenizer_config).get("do_lower_case")
+    lowercase = tokenizer_casing(source / "tokenizer_config.json")
     tensors, fields = hf.read_safetensors(source), hf.read_json(source / "config.json")
     if fields.get("model_type") == prelayernorm.MODEL_TYPE:  # a pre-LN export
         if not (source / tokenizer.VOCAB_FILE).is_file():

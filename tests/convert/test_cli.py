@@ -1,6 +1,7 @@
 """`bertjax import` and `bertjax export` on the command line: results, and one-line errors."""
 
 import json
+import re
 
 import pytest
 
@@ -53,3 +54,54 @@ def test_usage_lists_the_commands():
     assert result.returncode == 0
     assert "bertjax export --workdir=DIR [--step=N] --out=HF_DIR" in result.stdout
     assert "bertjax import --from=" in result.stdout
+
+
+@pytest.mark.parametrize(
+    "settings, field",
+    [
+        ({"tokenizer_class": "BertJapaneseTokenizer", "word_tokenizer_type": "mecab"},
+         "tokenizer_class"),
+        ({"word_tokenizer_type": "sudachi"}, "word_tokenizer_type"),
+        ({"do_basic_tokenize": False}, "do_basic_tokenize"),
+        ({"tokenize_chinese_chars": False}, "tokenize_chinese_chars"),
+        ({"do_lower_case": True, "strip_accents": False}, "strip_accents"),
+        ({"do_lower_case": False, "strip_accents": True}, "strip_accents"),
+    ],
+)  # fmt: skip
+def test_a_tokenizer_bertjax_does_not_reproduce_is_refused(tmp_path, settings, field):
+    """A model whose tokenizer splits text otherwise than BertTokenizer's basic tokenization
+    (Japanese MeCab words, no CJK split, accents kept while lowercasing) would get other ids from
+    bertjax's tokenizer than it was trained on."""
+    from bertjax.convert import importer
+    from bertjax.errors import UserError
+
+    (tmp_path / "tokenizer_config.json").write_text(json.dumps(settings))
+    expected = f"sets {field}={settings[field]!r}: bertjax tokenizes as BertTokenizer"
+    with pytest.raises(UserError, match=re.escape(expected)):
+        importer.tokenizer_casing(tmp_path / "tokenizer_config.json")
+
+
+def test_importing_a_japanese_mecab_model_stops_before_writing(tmp_path):
+    config = tiny_config()
+    source = write_hf_dir(tmp_path / "hf", random_params(config, 0), config, tiny_vocab(300))
+    settings = {"tokenizer_class": "BertJapaneseTokenizer", "word_tokenizer_type": "mecab"}
+    (source / "tokenizer_config.json").write_text(json.dumps(settings))
+    result = run_cli("import", f"--from={source}", f"--out={tmp_path / 'out'}")
+    expected = "sets tokenizer_class='BertJapaneseTokenizer': bertjax tokenizes as BertTokenizer"
+    assert_one_line_error(result, expected, tmp_path / "out")
+
+
+@pytest.mark.parametrize(
+    "settings, lowercase",
+    [
+        ({"do_lower_case": True, "tokenize_chinese_chars": True, "strip_accents": None}, True),
+        ({"do_lower_case": False, "strip_accents": False, "do_basic_tokenize": True}, False),
+        ({"tokenizer_class": "BertTokenizer"}, None),
+    ],
+)
+def test_bert_tokenizer_settings_give_the_casing(tmp_path, settings, lowercase):
+    from bertjax.convert import importer
+
+    (tmp_path / "tokenizer_config.json").write_text(json.dumps(settings))
+    assert importer.tokenizer_casing(tmp_path / "tokenizer_config.json") is lowercase
+    assert importer.tokenizer_casing(tmp_path / "absent.json") is None
