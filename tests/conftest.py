@@ -12,6 +12,7 @@ from tests import xla_flags
 from tests.worker_crash import pytest_testnodedown  # noqa: F401  (a dead worker's signal)
 
 os.environ.setdefault("XLA_FLAGS", xla_flags.host_flags(8))
+os.environ.setdefault("PJRT_NPROC", xla_flags.client_threads(8))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 # The suite compiles the same tiny models many times, in this process and in the CLI

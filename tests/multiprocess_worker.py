@@ -13,6 +13,7 @@ from pathlib import Path
 from tests import xla_flags
 
 os.environ["XLA_FLAGS"] = xla_flags.host_flags(4)
+os.environ["PJRT_NPROC"] = xla_flags.client_threads(4)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import jax  # noqa: E402

@@ -104,6 +104,7 @@ if bench_possible:
 def test_compute_path_runs_without_tensorflow(tmp_path):
     env = dict(os.environ, PYTHONPATH=str(REPO), JAX_PLATFORMS="cpu")
     env["XLA_FLAGS"] = xla_flags.host_flags(2)
+    env["PJRT_NPROC"] = xla_flags.client_threads(2)
     result = subprocess.run(
         [sys.executable, "-c", WORKER, ",".join(ABSENT), ",".join(ABSENT_UNTIL_CARRIED), tmp_path],
         capture_output=True,

@@ -1,9 +1,12 @@
 """Why a pytest-xdist worker died, in the suite's output.
 
 xdist reports a dead worker as "node down: Not properly terminated" whatever killed it. CI once
-lost a worker that way after a test's call had passed (2026-12-05, tests/test_finetune.py; it
-does not reproduce here): the signal and the memory left tell an out-of-memory kill (SIGKILL)
-from a native crash (SIGSEGV/SIGABRT, whose Python stack faulthandler prints above the line).
+lost a worker that way after a test's call had passed (2026-12-05, tests/test_finetune.py): the
+signal and the memory left tell an out-of-memory kill (SIGKILL) from a native crash
+(SIGSEGV/SIGABRT, whose Python stack faulthandler prints above the line). The next such death
+here said "signal SIGABRT; memory available now: 20.9 GiB"; the test run alone without output
+capture showed XLA aborting an all-reduce whose last participant never came (see
+`xla_flags.client_threads`).
 """
 
 import signal
