@@ -60,6 +60,17 @@ def test_cut_gives_back_the_text(text):
     assert all(words)
 
 
+def test_words_mecab_changed_are_not_trusted(monkeypatch):
+    """Should MeCab's surfaces not spell the text, every character is a word: nothing joined."""
+
+    class Word:
+        white_space, surface = "", "東京"
+
+    monkeypatch.setattr(word_segmenter, "_mecab", lambda: lambda text: [Word()])
+    assert word_segmenter.cut("東亰", SEGMENTER) == ["東", "亰"]
+    assert not word_segmenter.inside_word("東亰", SEGMENTER).any()
+
+
 def test_inside_word_joins_kanji_and_kana_of_a_mecab_word():
     text = "東京都に住んでいる留学生が、新しいTシャツを買いました。"
     # MeCab (UniDic-lite): 東京 都 に 住ん で いる 留学 生 が 、 新しい T シャツ を 買い まし た 。
