@@ -20,11 +20,12 @@ def client_threads(devices: int) -> str:
 
     XLA's CPU client runs every device's part of a program on one thread pool of max(cores,
     devices) threads: 8 for the suite's 8 devices on a 2-core machine, exactly the threads one
-    collective holds while its participants wait for each other. Twice a worker
-    (tests/test_finetune.py's MR test, 2026-12-05, here and in CI) died with SIGABRT when an
-    all-reduce waited 40 s for its 8th participant ("Termination timeout for `all reduce ...`
-    exceeded ... only 7 of them arrived"), and once more running that test alone, 1 time in 56;
-    PJRT_NPROC (XLA's DefaultThreadPoolSize) gives the pool room beside a collective. A
-    mitigation: the stuck participant was never caught in a stack dump.
+    collective holds while its participants wait for each other. A worker died twice in
+    tests/test_finetune.py's MR test (CI, then here: SIGABRT, its message lost to output
+    capture); run alone without capture, the test aborted once in 56 runs, when an all-reduce
+    waited 40 s for its 8th participant ("Termination timeout for `all reduce ...` exceeded ...
+    only 7 of them arrived"). PJRT_NPROC (XLA's DefaultThreadPoolSize) gives the pool room
+    beside a collective. A mitigation, not a proven fix: the stuck participant was never caught
+    in a stack dump.
     """
     return str(2 * devices)
