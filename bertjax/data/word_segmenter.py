@@ -60,6 +60,9 @@ KANA_RANGES = (
     (0xFF66, 0xFF9F),
 )
 
+# The characters each segmenter joins into words: Chinese ideographs; Japanese kanji and kana.
+JOINED_RANGES = {"rjieba": CJK_RANGES, "fugashi": CJK_RANGES + KANA_RANGES}
+
 
 def check_segmenter(segmenter: str, flag: str = "--config.word_segmenter") -> None:
     """Raises the one-line UserError when `segmenter` is unknown or its package is missing."""
@@ -129,13 +132,12 @@ def cut(text: str, segmenter: str) -> list[str]:
 
 
 def inside_word(text: str, segmenter: str) -> np.ndarray:
-    """[len(text)] bool: characters of the segmenter's script (rjieba: CJK ideographs; fugashi:
-    also kana) that continue a segmenter word after a character of that script."""
+    """[len(text)] bool: characters the segmenter joins (`JOINED_RANGES`) that continue one of
+    its words after another such character."""
     lengths = np.fromiter(map(len, cut(text, segmenter)), np.int64)
     word_start = np.zeros(len(text) + 1, bool)
     word_start[np.cumsum(lengths) - lengths] = True
-    points = code_points(text)
-    script = is_cjk(points) | (is_kana(points) if segmenter == "fugashi" else False)
+    script = _in_ranges(code_points(text), JOINED_RANGES[segmenter])
     after_script = np.concatenate([[False], script[:-1]])
     return script & after_script & ~word_start[: len(text)]
 
