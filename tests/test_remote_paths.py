@@ -18,6 +18,8 @@ from pathlib import Path
 
 import jax
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from etils import epath
 from etils.epath import backend as epath_backend
@@ -28,7 +30,7 @@ from bertjax import checkpointing, evaluation, fill_mask, paths, train
 from bertjax import config as base_config
 from bertjax.convert.export import export_hf
 from bertjax.convert.importer import import_checkpoint
-from bertjax.data import corpus, pipeline, prepare, vocab
+from bertjax.data import corpus, corpus_files, pipeline, prepare, vocab
 from bertjax.data.corpus import SAMPLE_CORPUS
 from bertjax.data.masking_spec import MaskingSpec
 from bertjax.data.sources import prepared as prepared_source
@@ -92,14 +94,16 @@ def bucket(tmp_path, monkeypatch):
 
 @pytest.fixture(scope="module")
 def corpus_dir(tmp_path_factory):
-    """12 inaugural addresses in 3 JSON Lines files (one gzipped), and an 800-token vocabulary."""
+    """12 inaugural addresses in 4 files (JSON Lines gzipped, plain and Zstandard; Parquet),
+    and an 800-token vocabulary."""
     root = tmp_path_factory.mktemp("remote_corpus")
     with gzip.open(SAMPLE_CORPUS.replace("*", "inaugural"), "rt", encoding="utf-8") as f:
         texts = [json.loads(line)["text"] for line in f][:12]
-    for i in range(3):
-        lines = "".join(json.dumps({"text": t}) + "\n" for t in texts[i::3]).encode()
-        name = f"part-{i}.jsonl" + (".gz" if i == 0 else "")
-        (root / name).write_bytes(gzip.compress(lines) if i == 0 else lines)
+    for i, compress in enumerate((gzip.compress, None, corpus_files._zstd().compress)):
+        lines = "".join(json.dumps({"text": t}) + "\n" for t in texts[i::4]).encode()
+        suffix = {gzip.compress: ".gz", None: ""}.get(compress, ".zst")
+        (root / f"part-{i}.jsonl{suffix}").write_bytes(compress(lines) if compress else lines)
+    pq.write_table(pa.table({"text": texts[3::4]}), root / "part-3.parquet")
     train_wordpiece_vocab(texts, 800, True, root / "vocab")
     return root
 

@@ -2,31 +2,25 @@
 
 Sources (comma-separated in ``--config.corpus``):
 
-* ``.jsonl`` / ``.json`` files: one JSON object per line; the document text is in a named field.
-* ``.txt`` files, in one of two layouts (``text_format``):
-  - ``"sentences"``: the google-research/bert format, one sentence per line and a blank line
-    between documents;
-  - ``"paragraphs"``: raw prose, one document per file; blank lines end paragraphs and the
-    hard-wrapped lines of a paragraph are joined (sentences are found by `sentences`).
+* files: ``.jsonl``/``.json`` (one JSON object per line), ``.txt`` (one sentence per line, or
+  raw prose: ``text_format``), ``.parquet`` (one document per row); ``.jsonl``/``.txt``
+  optionally ``.gz`` or ``.zst``. How each is read: `corpus_files`.
 * ``tfds:NAME[@SPLIT]``: a prepared TensorFlow Datasets dataset read with ``tfds.load``, e.g.
   ``tfds:wikipedia/20230601.en`` (split ``train`` by default) or ``tfds:c4/en:3.1.0@train[:1%]``,
   or a part of its split (`tfds_corpus`).
 
-Files may be gzip-compressed (``.gz``). Bad input never crashes a run: invalid UTF-8 bytes are
-replaced (U+FFFD) and control characters removed (both counted); empty documents, malformed
-JSON lines, a missing field, an unreadable file or an unloadable dataset are skipped and
-counted per source with the first place each happened; a pattern that matches nothing is
-skipped with a warning when other patterns match. Each source logs one line of counts. Only a
-corpus with no document at all is an error (one line, listing why things were skipped).
+Bad input never crashes a run: invalid UTF-8 bytes are replaced (U+FFFD) and control characters
+removed (both counted); empty documents, malformed JSON lines, a missing field, an unreadable
+file or an unloadable dataset are skipped and counted per source with the first place each
+happened; a pattern that matches nothing is skipped with a warning when other patterns match.
+Each source logs one line of counts. Only a corpus with no document at all is an error (one
+line, listing why things were skipped).
 """
 
 import collections
 import contextlib
-import dataclasses
 import glob
-import gzip
 import hashlib
-import json
 import os
 import re
 import zlib
@@ -37,7 +31,8 @@ from absl import logging
 from etils import epath
 
 from bertjax import paths
-from bertjax.data import tfds_corpus
+from bertjax.data import corpus_files, tfds_corpus
+from bertjax.data.corpus_files import SourceReport
 from bertjax.errors import UserError, flags_renamed
 
 # The public-domain sample corpus that ships inside the package (US inaugural addresses, State
@@ -49,14 +44,11 @@ SAMPLE_CORPUS = str(Path(__file__).resolve().parent.parent / "assets" / "corpus"
 SAMPLE_CORPUS_ZH = str(
     Path(__file__).resolve().parent.parent / "assets" / "corpus_zh" / "*.jsonl.gz"
 )
-JSON_SUFFIXES = (".jsonl", ".json")
-TEXT_SUFFIXES = (".txt",)
-TEXT_FORMATS = ("sentences", "paragraphs")
+TEXT_FORMATS = corpus_files.TEXT_FORMATS
 _HASH_CHUNK_BYTES = 1 << 20
 # C0/C1 control characters but tab, newline and CR: the tokenizer drops them anyway; dropping them
 # here keeps sentence splitting and emptiness checks in step with what gets tokenized.
 _CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
-_UTF8_BOM = b"\xef\xbb\xbf"
 _MAX_LISTED_SOURCES = 3  # in the one-line "no documents" error
 
 
@@ -65,14 +57,6 @@ def _split_patterns(patterns: str | Sequence[str]) -> list[str]:
     if isinstance(patterns, str | os.PathLike):
         patterns = str(patterns).split(",")
     return [str(p).strip() for p in patterns if str(p).strip()]
-
-
-def _format_suffix(path: str) -> str:
-    """The format suffix of `path` with a trailing ``.gz`` ignored, lowercased (``''`` if none)."""
-    name = path.lower()
-    if name.endswith(".gz"):
-        name = name[: -len(".gz")]
-    return os.path.splitext(name)[1]
 
 
 def _expand(pattern: str) -> list[str]:
@@ -96,18 +80,14 @@ def _check_files(matches: list[str]) -> None:
                 f"corpus path {path!r} is a directory; pass files or a glob such as "
                 f"--config.corpus='{path.rstrip('/')}/*.jsonl'"
             )
-        if _format_suffix(path) not in JSON_SUFFIXES + TEXT_SUFFIXES:
-            raise UserError(
-                f"corpus file {path!r} has an unsupported suffix; "
-                "use .jsonl, .json or .txt (each optionally .gz), or tfds:NAME"
-            )
+        corpus_files.check_format(path)
 
 
 CORPUS_FLAG = "--config.corpus"  # the flag this module's errors name
 # Where one document ends and the next begins, for errors that ask for more documents.
 DOCUMENT_BOUNDARIES = (
-    "one per .jsonl record; in .txt, blank lines between them with text_format 'sentences', "
-    "one per file with 'paragraphs'"
+    "one per .jsonl record or .parquet row; in .txt, blank lines between them with text_format "
+    "'sentences', one per file with 'paragraphs'"
 )
 
 
@@ -179,132 +159,15 @@ def corpus_fingerprint(files: Sequence[str]) -> str:
     return digest.hexdigest()
 
 
-@dataclasses.dataclass
-class SourceReport:
-    """What one source gave: documents, and what was skipped or repaired, with reasons."""
-
-    source: str
-    documents: int = 0
-    skipped: collections.Counter = dataclasses.field(default_factory=collections.Counter)
-    repaired: collections.Counter = dataclasses.field(default_factory=collections.Counter)
-    first_place: dict[str, str] = dataclasses.field(default_factory=dict)
-
-    def skip(self, reason: str, place: str = "") -> None:
-        self.skipped[reason] += 1
-        self.first_place.setdefault(reason, place)
-
-    def summary(self) -> str:
-        """One line: ``a.jsonl: 10 documents; skipped 2 invalid JSON (first: line 3), ...``."""
-        parts = [f"{os.path.basename(self.source)}: {self.documents} documents"]
-        if self.skipped:
-            skipped = ", ".join(
-                f"{count} {reason}"
-                + (f" (first: {place})" if (place := self.first_place[reason]) else "")
-                for reason, count in sorted(self.skipped.items())
-            )
-            parts.append(f"skipped {skipped}")
-        if self.repaired:
-            parts.append(
-                "repaired " + ", ".join(f"{n} {r}" for r, n in sorted(self.repaired.items()))
-            )
-        return "; ".join(parts)
-
-
-def _decode(line: bytes, report: SourceReport) -> str:
-    """UTF-8 text of `line`; invalid bytes become U+FFFD and the line is counted."""
-    try:
-        return line.decode("utf-8")
-    except UnicodeDecodeError:
-        report.repaired["lines with invalid UTF-8"] += 1
-        return line.decode("utf-8", errors="replace")
-
-
-def _lines(path: str, report: SourceReport) -> Iterator[str]:
-    """Decoded lines of a (possibly gzipped) local or gs:// file, line ends kept; a leading BOM
-    dropped."""
-    gzipped = path.lower().endswith(".gz")
-    with (
-        epath.Path(path).open("rb") as raw,
-        gzip.GzipFile(fileobj=raw) if gzipped else contextlib.nullcontext(raw) as f,
-    ):
-        for number, line in enumerate(f):
-            if number == 0 and line.startswith(_UTF8_BOM):
-                line = line[len(_UTF8_BOM) :]
-            yield _decode(line, report)
-
-
-def _read_json_lines(path: str, text_field: str, report: SourceReport) -> Iterator[str]:
-    """Yields the `text_field` string of each JSON object line; bad lines are skipped."""
-    first = True
-    for line_number, line in enumerate(_lines(path, report), start=1):
-        if not line.strip():
-            continue
-        if first and line.lstrip().startswith("["):  # a JSON array, the other common layout
-            stem = re.sub(r"\.jsonl?(\.gz)?$", "", Path(path).name, flags=re.IGNORECASE)
-            report.skip(
-                "JSON array files (JSON Lines expected)",
-                f"convert with jq -c '.[]' {path} > {stem}.jsonl",
-            )
-            return
-        first = False
-        place = f"line {line_number}"
-        try:
-            record = json.loads(line, strict=False)  # raw control characters in strings
-        except json.JSONDecodeError as e:
-            report.skip("invalid JSON", f"{place}, {e.msg}")
-            continue
-        if not isinstance(record, dict):
-            report.skip("lines not a JSON object", f"{place}, {type(record).__name__}")
-        elif text_field not in record:
-            fields = ", ".join(sorted(record)) or "none"
-            report.skip(f"without field {text_field!r}", f"{place}, fields: {fields}")
-        elif not isinstance(text := record[text_field], str):
-            report.skip(f"with non-string {text_field!r}", f"{place}, {type(text).__name__}")
-        else:
-            yield text
-
-
-def _read_sentence_lines(path: str, report: SourceReport) -> Iterator[str]:
-    """Yields documents of a one-sentence-per-line file (blank line = document boundary).
-
-    Sentences are joined with blank lines so that `split_sentences` keeps each given line as
-    its own sentence (it never joins across blank lines).
-    """
-    sentences: list[str] = []
-    for line in _lines(path, report):
-        line = line.strip()
-        if line:
-            sentences.append(line)
-        elif sentences:
-            yield "\n\n".join(sentences)
-            sentences = []
-    if sentences:
-        yield "\n\n".join(sentences)
-
-
-def _read_paragraphs(path: str, report: SourceReport) -> Iterator[str]:
-    """Yields the whole file as one document (raw prose; blank lines end paragraphs)."""
-    yield "".join(_lines(path, report))
-
-
 def _read_source(
     source: str, text_field: str, text_format: str, report: SourceReport
 ) -> Iterator[str]:
-    """Yields the raw documents of one source; an unreadable file ends it, counted."""
+    """Yields the raw documents of one source (a file or a ``tfds:`` dataset)."""
     if tfds_corpus.is_tfds(source):
         for text in tfds_corpus.read_texts(source, text_field, report):
-            yield _decode(text, report) if isinstance(text, bytes) else str(text)
-        return
-    try:
-        if _format_suffix(source) in JSON_SUFFIXES:
-            yield from _read_json_lines(source, text_field, report)
-        elif text_format == "paragraphs":
-            yield from _read_paragraphs(source, report)
-        else:
-            yield from _read_sentence_lines(source, report)
-    except (OSError, EOFError) as e:
-        # Missing or unreadable files, gzip.BadGzipFile and truncated archives land here.
-        report.skip("unreadable file", f"{type(e).__name__}: {e}")
+            yield corpus_files.decode(text, report) if isinstance(text, bytes) else str(text)
+    else:
+        yield from corpus_files.read_file(source, text_field, text_format, report)
 
 
 def holdout_split(texts: Iterable[str], fraction: float, *, held_out: bool) -> Iterator[str]:
@@ -379,7 +242,7 @@ def read_documents(
             f" | and {more} more" if more > 0 else ""
         )
         if any(reason.startswith("without field") for r in finished for reason in r.skipped):
-            check = "--config.text_field (the JSON field that holds the text)"
+            check = "--config.text_field (the JSON field or Parquet column that holds the text)"
         else:
             check = CORPUS_FLAG
         raise UserError(f"corpus {patterns!r} has no documents ({listed}); check {check}")

@@ -1,0 +1,280 @@
+"""Corpus file formats: one file -> its raw document texts, bad input counted instead of raised.
+
+* ``.jsonl`` / ``.json``: one JSON object per line; the text is in a named field.
+* ``.txt``: ``"sentences"`` (google-research/bert: one sentence per line, a blank line between
+  documents) or ``"paragraphs"`` (raw prose: the whole file is one document).
+* ``.parquet``: one document per row, the text in a named column: the format datasets are
+  published in on the Hugging Face Hub (Wikipedia, FineWeb, C4 conversions) and what
+  ``datasets.Dataset.to_parquet`` writes. Read one record batch of that column at a time
+  (pyarrow), so a file of any size is read in bounded memory.
+
+``.jsonl`` and ``.txt`` files may be compressed: ``.gz``, or ``.zst`` (Zstandard, the format of
+The Pile and SlimPajama shards; multi-frame and long-window files read too). Parquet compresses
+inside, so a compressed ``.parquet`` is refused with what to do.
+"""
+
+import collections
+import contextlib
+import dataclasses
+import gzip
+import io
+import json
+import os
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+from etils import epath
+
+from bertjax.errors import UserError
+
+JSON_SUFFIXES = (".jsonl", ".json")
+TEXT_SUFFIXES = (".txt",)
+PARQUET_SUFFIXES = (".parquet",)
+COMPRESSION_SUFFIXES = (".gz", ".zst")
+TEXT_FORMATS = ("sentences", "paragraphs")
+_UTF8_BOM = b"\xef\xbb\xbf"
+_ZSTD_MAX_WINDOW_LOG = 31  # `zstd --long=31` files read (the decoder's default limit: 2**27)
+_PARQUET_BATCH_ROWS = 1024  # rows of the text column decoded at a time
+
+
+@dataclasses.dataclass
+class SourceReport:
+    """What one source gave: documents, and what was skipped or repaired, with reasons."""
+
+    source: str
+    documents: int = 0
+    skipped: collections.Counter = dataclasses.field(default_factory=collections.Counter)
+    repaired: collections.Counter = dataclasses.field(default_factory=collections.Counter)
+    first_place: dict[str, str] = dataclasses.field(default_factory=dict)
+
+    def skip(self, reason: str, place: str = "") -> None:
+        self.skipped[reason] += 1
+        self.first_place.setdefault(reason, place)
+
+    def summary(self) -> str:
+        """One line: ``a.jsonl: 10 documents; skipped 2 invalid JSON (first: line 3), ...``."""
+        parts = [f"{os.path.basename(self.source)}: {self.documents} documents"]
+        if self.skipped:
+            skipped = ", ".join(
+                f"{count} {reason}"
+                + (f" (first: {place})" if (place := self.first_place[reason]) else "")
+                for reason, count in sorted(self.skipped.items())
+            )
+            parts.append(f"skipped {skipped}")
+        if self.repaired:
+            parts.append(
+                "repaired " + ", ".join(f"{n} {r}" for r, n in sorted(self.repaired.items()))
+            )
+        return "; ".join(parts)
+
+
+def compression(path: str) -> str:
+    """The compression suffix of `path` (``.gz``, ``.zst``), lowercased; ``''`` if none."""
+    suffix = os.path.splitext(path.lower())[1]
+    return suffix if suffix in COMPRESSION_SUFFIXES else ""
+
+
+def format_suffix(path: str) -> str:
+    """The format suffix of `path`, its compression suffix ignored, lowercased (``''`` if none)."""
+    name = path.lower()
+    return os.path.splitext(name[: len(name) - len(compression(name))])[1]
+
+
+def check_format(path: str) -> None:
+    """UserError (one line, what to do) for a file this module cannot read."""
+    suffix = format_suffix(path)
+    if suffix not in JSON_SUFFIXES + TEXT_SUFFIXES + PARQUET_SUFFIXES:
+        raise UserError(
+            f"corpus file {path!r} has an unsupported suffix; use .jsonl, .json or .txt (each "
+            "optionally .gz or .zst), .parquet, or tfds:NAME"
+        )
+    if suffix in PARQUET_SUFFIXES and compression(path):
+        raise UserError(
+            f"corpus file {path!r} is a compressed Parquet file; decompress it (Parquet "
+            "compresses its pages itself)"
+        )
+
+
+def decode(line: bytes, report: SourceReport) -> str:
+    """UTF-8 text of `line`; invalid bytes become U+FFFD and the line is counted."""
+    try:
+        return line.decode("utf-8")
+    except UnicodeDecodeError:
+        report.repaired["lines with invalid UTF-8"] += 1
+        return line.decode("utf-8", errors="replace")
+
+
+def _zstd():
+    """Python's `compression.zstd` (3.14+) or its backport (`backports.zstd`, the same code)."""
+    try:
+        from compression import zstd
+    except ImportError:
+        from backports import zstd
+    return zstd
+
+
+@contextlib.contextmanager
+def _decompressed(raw: io.IOBase, kind: str) -> Iterator[io.IOBase]:
+    """`raw` read through its decompressor; a truncated stream raises EOFError and a corrupt one
+    OSError, for gzip and Zstandard alike."""
+    if kind == ".gz":
+        with gzip.GzipFile(fileobj=raw) as f:
+            yield f
+    elif kind == ".zst":
+        zstd = _zstd()
+        window = {zstd.DecompressionParameter.window_log_max: _ZSTD_MAX_WINDOW_LOG}
+        with zstd.ZstdFile(raw, options=window) as f:
+            try:
+                yield f
+            except zstd.ZstdError as e:
+                raise OSError(f"Zstandard: {e}") from e
+    else:
+        yield raw
+
+
+def _lines(path: str, report: SourceReport) -> Iterator[str]:
+    """Decoded lines of a (possibly compressed) local or gs:// file, line ends kept; a leading
+    BOM dropped."""
+    with (
+        epath.Path(path).open("rb") as raw,
+        _decompressed(raw, compression(path)) as f,
+    ):
+        for number, line in enumerate(f):
+            if number == 0 and line.startswith(_UTF8_BOM):
+                line = line[len(_UTF8_BOM) :]
+            yield decode(line, report)
+
+
+def _read_json_lines(path: str, text_field: str, report: SourceReport) -> Iterator[str]:
+    """Yields the `text_field` string of each JSON object line; bad lines are skipped."""
+    first = True
+    for line_number, line in enumerate(_lines(path, report), start=1):
+        if not line.strip():
+            continue
+        if first and line.lstrip().startswith("["):  # a JSON array, the other common layout
+            stem = re.sub(r"\.jsonl?(\.gz|\.zst)?$", "", Path(path).name, flags=re.IGNORECASE)
+            report.skip(
+                "JSON array files (JSON Lines expected)",
+                f"convert with jq -c '.[]' {path} > {stem}.jsonl",
+            )
+            return
+        first = False
+        place = f"line {line_number}"
+        try:
+            record = json.loads(line, strict=False)  # raw control characters in strings
+        except json.JSONDecodeError as e:
+            report.skip("invalid JSON", f"{place}, {e.msg}")
+            continue
+        if not isinstance(record, dict):
+            report.skip("lines not a JSON object", f"{place}, {type(record).__name__}")
+        elif text_field not in record:
+            fields = ", ".join(sorted(record)) or "none"
+            report.skip(f"without field {text_field!r}", f"{place}, fields: {fields}")
+        elif not isinstance(text := record[text_field], str):
+            report.skip(f"with non-string {text_field!r}", f"{place}, {type(text).__name__}")
+        else:
+            yield text
+
+
+def _read_sentence_lines(path: str, report: SourceReport) -> Iterator[str]:
+    """Yields documents of a one-sentence-per-line file (blank line = document boundary).
+
+    Sentences are joined with blank lines so that `split_sentences` keeps each given line as
+    its own sentence (it never joins across blank lines).
+    """
+    sentences: list[str] = []
+    for line in _lines(path, report):
+        line = line.strip()
+        if line:
+            sentences.append(line)
+        elif sentences:
+            yield "\n\n".join(sentences)
+            sentences = []
+    if sentences:
+        yield "\n\n".join(sentences)
+
+
+def _read_paragraphs(path: str, report: SourceReport) -> Iterator[str]:
+    """Yields the whole file as one document (raw prose; blank lines end paragraphs)."""
+    yield "".join(_lines(path, report))
+
+
+def _parquet_texts(parquet, text_field: str, report: SourceReport) -> Iterator[str]:
+    """The `text_field` strings of an open `pyarrow.parquet.ParquetFile`, row by row; a file
+    without that text column, or a row without text, is skipped and counted."""
+    import pyarrow as pa
+
+    schema = parquet.schema_arrow
+    if text_field not in schema.names:
+        report.skip(f"without field {text_field!r}", f"columns: {', '.join(schema.names)}")
+        return
+    kind = schema.field(text_field).type
+    text_types = (pa.types.is_string, pa.types.is_large_string, pa.types.is_string_view)
+    binary_types = (pa.types.is_binary, pa.types.is_large_binary, pa.types.is_binary_view)
+    if not any(is_type(kind) for is_type in text_types + binary_types):
+        report.skip(f"with non-string {text_field!r}", f"column type {kind}")
+        return
+    row = 0
+    for batch in parquet.iter_batches(batch_size=_PARQUET_BATCH_ROWS, columns=[text_field]):
+        for value in batch.column(0).to_pylist():
+            row += 1
+            if value is None:
+                report.skip(f"with non-string {text_field!r}", f"row {row}, null")
+            else:
+                yield decode(value, report) if isinstance(value, bytes) else value
+
+
+class _SeekableFile(io.RawIOBase):
+    """An open epath file as the standard binary file pyarrow reads: tf.io.gfile's GFile (epath's
+    gs:// backend where TensorFlow is installed) has no `closed`, and its `seek` returns None."""
+
+    def __init__(self, f):
+        super().__init__()
+        self._file = f
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        return self._file.read(size)
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        self._file.seek(offset, whence)
+        return self._file.tell()
+
+    def tell(self) -> int:
+        return self._file.tell()
+
+
+def _read_parquet(path: str, text_field: str, report: SourceReport) -> Iterator[str]:
+    """Yields the text of each row of a Parquet file (local or gs://); a file pyarrow cannot
+    read ends it as an OSError (documents before the break are kept)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq  # only Parquet corpora need it
+
+    try:
+        with epath.Path(path).open("rb") as f:  # as fast as pyarrow's own local reads (measured)
+            yield from _parquet_texts(pq.ParquetFile(_SeekableFile(f)), text_field, report)
+    except pa.ArrowException as e:  # ArrowInvalid: not Parquet, a bad footer or page
+        raise OSError(" ".join(str(e).split())[:200]) from e
+
+
+def read_file(path: str, text_field: str, text_format: str, report: SourceReport) -> Iterator[str]:
+    """Yields the raw documents of one corpus file; an unreadable file ends it, counted."""
+    try:
+        suffix = format_suffix(path)
+        if suffix in JSON_SUFFIXES:
+            yield from _read_json_lines(path, text_field, report)
+        elif suffix in PARQUET_SUFFIXES:
+            yield from _read_parquet(path, text_field, report)
+        elif text_format == "paragraphs":
+            yield from _read_paragraphs(path, report)
+        else:
+            yield from _read_sentence_lines(path, report)
+    except (OSError, EOFError) as e:
+        # Missing or unreadable files, corrupt or truncated archives and Parquet files land here.
+        report.skip("unreadable file", f"{type(e).__name__}: {e}")

@@ -1,0 +1,168 @@
+"""Tests for bertjax/data/corpus_files.py: Parquet and Zstandard corpora, read like JSON Lines.
+
+References: pyarrow's own whole-table read for Parquet, and the same documents written as plain
+JSON Lines / text (read by the long-tested reader) for Zstandard.
+"""
+
+import json
+import random
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from bertjax.data import corpus, corpus_files
+from bertjax.data.sources import text_stream
+from bertjax.errors import UserError
+
+zstd = corpus_files._zstd()
+
+
+def _texts(count: int, seed: int = 0) -> list[str]:
+    """`count` documents of random words (so compression cannot shrink them to nothing)."""
+    rng = random.Random(seed)
+    words = ["alpha", "beta", "gamma", "delta", "river", "stone", "light", "north", "ember"]
+    return [
+        " ".join(rng.choice(words) + str(rng.randrange(1000)) for _ in range(rng.randrange(5, 40)))
+        + "."
+        for _ in range(count)
+    ]
+
+
+def _read(pattern, **kwargs):
+    reports = []
+    return list(corpus.read_documents(pattern, reports=reports, **kwargs)), reports
+
+
+def _jsonl(texts, field="text") -> bytes:
+    return "".join(json.dumps({field: t}) + "\n" for t in texts).encode()
+
+
+def test_parquet_rows_are_documents_across_row_groups_and_batches(tmp_path):
+    texts = _texts(2500)  # more rows than a batch (1,024), in 7 row groups
+    table = pa.table({"id": list(range(len(texts))), "text": texts, "url": ["u"] * len(texts)})
+    pq.write_table(table, tmp_path / "part.parquet", row_group_size=400)
+    docs, (report,) = _read(str(tmp_path / "part.parquet"))
+    assert docs == pq.read_table(tmp_path / "part.parquet").column("text").to_pylist()
+    assert report.documents == 2500 and not report.skipped
+
+
+def test_parquet_other_column_large_string_and_binary(tmp_path):
+    texts = _texts(5)
+    large = pa.table({"body": pa.array(texts, type=pa.large_string())})
+    pq.write_table(large, tmp_path / "large.parquet")
+    assert _read(str(tmp_path / "large.parquet"), text_field="body")[0] == texts
+    raw = [t.encode() for t in texts[:2]] + [b"bad \xff byte."]
+    pq.write_table(pa.table({"text": pa.array(raw, type=pa.binary())}), tmp_path / "bin.parquet")
+    docs, (report,) = _read(str(tmp_path / "bin.parquet"))
+    assert docs == texts[:2] + ["bad \ufffd byte."]
+    assert report.repaired == {"lines with invalid UTF-8": 1}
+
+
+def test_parquet_nulls_empty_rows_and_control_characters_are_counted(tmp_path):
+    values = ["kept one.", None, "  ", "bell\x07 removed.", None]
+    pq.write_table(pa.table({"text": values}), tmp_path / "a.parquet")
+    docs, (report,) = _read(str(tmp_path / "a.parquet"))
+    assert docs == ["kept one.", "bell removed."]
+    assert report.skipped == {"with non-string 'text'": 2, "empty documents": 1}
+    assert report.first_place["with non-string 'text'"] == "row 2, null"
+    assert report.repaired == {"documents with control characters": 1}
+
+
+@pytest.mark.parametrize(
+    "table, message",
+    [
+        (
+            pa.table({"id": [1], "content": ["x"]}),
+            r"a\.parquet: 0 documents; skipped 1 without field 'text' \(first: columns: id, "
+            r"content\)\); check --config\.text_field \(the JSON field or Parquet column",
+        ),
+        (
+            pa.table({"text": [1, 2]}),
+            r"skipped 1 with non-string 'text' \(first: column type int64\)",
+        ),
+        (
+            pa.table({"text": [["a", "b"]]}),
+            r"skipped 1 with non-string 'text' \(first: column type list<\w+: string>\)",
+        ),
+    ],
+)
+def test_parquet_without_a_text_column_is_a_one_line_error(tmp_path, table, message):
+    pq.write_table(table, tmp_path / "a.parquet")
+    with pytest.raises(UserError, match=message) as info:
+        list(corpus.read_documents(str(tmp_path / "a.parquet")))
+    assert "\n" not in str(info.value)
+
+
+def test_corrupt_and_truncated_parquet_files_are_skipped(tmp_path):
+    texts = _texts(3000)
+    pq.write_table(pa.table({"text": texts}), tmp_path / "whole.parquet", row_group_size=500)
+    (tmp_path / "not.parquet").write_bytes(b"PAR1 but nothing else")
+    data = (tmp_path / "whole.parquet").read_bytes()
+    (tmp_path / "cut.parquet").write_bytes(data[: len(data) // 2])  # the footer is lost
+    docs, reports = _read(f"{tmp_path}/*.parquet")
+    by_name = {r.source.rsplit("/", 1)[1]: r for r in reports}
+    assert docs == texts
+    for name in ("cut.parquet", "not.parquet"):
+        assert by_name[name].skipped == {"unreadable file": 1}
+        assert by_name[name].first_place["unreadable file"].startswith("OSError: ")
+
+
+def test_a_compressed_parquet_file_and_unknown_suffixes_are_refused_in_one_line(tmp_path):
+    (tmp_path / "a.parquet.gz").write_bytes(b"")
+    with pytest.raises(UserError, match=r"compressed Parquet file; decompress it"):
+        corpus.resolve_files(str(tmp_path / "a.parquet.gz"))
+    (tmp_path / "b.csv.zst").write_bytes(b"")
+    with pytest.raises(UserError, match=r"unsupported suffix; use .*\.zst\), \.parquet"):
+        corpus.resolve_files(str(tmp_path / "b.csv.zst"))
+
+
+def test_zstd_jsonl_and_txt_read_as_their_plain_files(tmp_path):
+    texts = _texts(300)
+    (tmp_path / "plain.jsonl").write_bytes(_jsonl(texts))
+    (tmp_path / "packed.jsonl.zst").write_bytes(zstd.compress(_jsonl(texts)))
+    lines = "\n\n".join("\n".join(t.split(" ")) for t in texts[:20]).encode()
+    (tmp_path / "plain.txt").write_bytes(lines)
+    (tmp_path / "packed.TXT.ZST").write_bytes(zstd.compress(lines))
+    for plain, packed in (("plain.jsonl", "packed.jsonl.zst"), ("plain.txt", "packed.TXT.ZST")):
+        expected = _read(str(tmp_path / plain))[0]
+        assert _read(str(tmp_path / packed))[0] == expected and len(expected) in (300, 20)
+
+
+def test_zstd_multi_frame_and_long_window_files(tmp_path):
+    data = _jsonl(_texts(400))
+    middle = len(data) // 3
+    frames = zstd.compress(data[:middle]) + zstd.compress(data[middle:])  # e.g. pzstd, cat a b
+    (tmp_path / "frames.jsonl.zst").write_bytes(frames)
+    options = {
+        zstd.CompressionParameter.window_log: 31,  # `zstd --long=31`
+        zstd.CompressionParameter.enable_long_distance_matching: 1,
+    }
+    (tmp_path / "long.jsonl.zst").write_bytes(zstd.compress(data, options=options))
+    (tmp_path / "plain.jsonl").write_bytes(data)
+    expected = _read(str(tmp_path / "plain.jsonl"))[0]
+    assert _read(str(tmp_path / "frames.jsonl.zst"))[0] == expected
+    assert _read(str(tmp_path / "long.jsonl.zst"))[0] == expected
+
+
+def test_corrupt_and_truncated_zstd_are_skipped_keeping_what_came_before(tmp_path):
+    texts = _texts(20000)
+    full = zstd.compress(_jsonl(texts))
+    (tmp_path / "cut.jsonl.zst").write_bytes(full[: len(full) // 2])
+    (tmp_path / "junk.jsonl.zst").write_bytes(b"this is not zstandard")
+    docs, (cut, junk) = _read(f"{tmp_path}/*.zst")
+    assert 0 < cut.documents == len(docs) < len(texts) and docs == texts[: len(docs)]
+    assert cut.first_place["unreadable file"].startswith("EOFError: ")
+    assert junk.first_place["unreadable file"].startswith("OSError: Zstandard: ")
+
+
+def test_streaming_resumes_inside_a_parquet_file(tmp_path):
+    """The text stream's position is (file, record number): a resume from record k of a
+    Parquet file gives the documents after it, as from a JSON Lines file."""
+    texts = _texts(50)
+    pq.write_table(pa.table({"text": texts}), tmp_path / "a.parquet", row_group_size=16)
+    settings = dict(text_field="text", text_format="sentences", eval_holdout_fraction=0.0)
+    files = [str(tmp_path / "a.parquet")]
+    whole = [text for text, _ in text_stream.documents(files, settings)]
+    resumed = [text for text, _ in text_stream.documents(files, settings, start=(0, 37))]
+    assert whole == texts and resumed == texts[37:]
