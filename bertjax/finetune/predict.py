@@ -44,7 +44,7 @@ from bertjax.finetune.records import (
     TEXT_KINDS,
     TaggedExample,
     TextExample,
-    json_lines,
+    read_records,
     text_value,
 )
 
@@ -101,7 +101,9 @@ def predict_file(
             "finetune (FINETUNE_DIR/seed_<s>/model)"
         )
     if not Path(input_path).expanduser().is_file():
-        raise UserError(f"--input={input_path} does not exist; pass a JSON Lines or SQuAD file")
+        raise UserError(
+            f"--input={input_path} does not exist; pass a JSON Lines, Parquet or SQuAD file"
+        )
     out_path = Path(out).expanduser()
     if out_path.is_dir():
         raise UserError(f"--out={out} is a directory; name a file, e.g. {out}/predictions.jsonl")
@@ -122,7 +124,8 @@ def predict_file(
         task["kind"], task["labels"], examples, encoded, qa, logits, settings
     )
     outputs = _outputs(task, records, predicted, logits)
-    lines = (json.dumps(r, ensure_ascii=False) + "\n" for r in outputs)
+    # default=str: a Parquet input's dates and decimals are echoed as text.
+    lines = (json.dumps(r, ensure_ascii=False, default=str) + "\n" for r in outputs)
     out_path.write_text("".join(lines), encoding="utf-8")
     return Predictions(task, len(examples), out_path)
 
@@ -188,7 +191,7 @@ def _read(task: dict, path: Path) -> tuple[list, list]:
     if task["kind"] == "qa":
         examples = squad.read_squad(path, answers_required=False)
         return [{"id": e.id, "question": e.question} for e in examples], examples
-    records = list(json_lines(path, str(path)))
+    records = list(read_records(path, str(path)))
     if not records:
         raise UserError(f"--input={path} has no record")
     if task["kind"] in TEXT_KINDS:

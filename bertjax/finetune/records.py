@@ -1,5 +1,5 @@
-"""A task's records (JSON objects: a JSON Lines line, a TFDS example) read as the examples of
-its kind, every malformed value a one-line error that names the record and the fix.
+"""A task's records (JSON objects: a JSON Lines line, a Parquet row, a TFDS example) read as the
+examples of its kind, every malformed value a one-line error that names the record and the fix.
 
 - classification, multilabel, regression -> `TextExample` (one text or a pair, and the label:
   an id, a multi-hot tuple, a number);
@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bertjax.errors import UserError
+from bertjax.finetune.parquet_records import parquet_records
 
 if TYPE_CHECKING:  # tasks imports this module
     from bertjax.finetune.tasks import TaskSpec
@@ -38,6 +39,14 @@ class TaggedExample:
     words: tuple[str, ...]
     tags: tuple[int, ...]  # label ids; an eval tag never seen in training gets "O"'s (or 0)
     gold: tuple[str, ...] = ()  # the tags as written: what the eval scores compare against
+
+
+def read_records(path: Path, name: str) -> Iterator[dict]:
+    """The records of a task file: a Parquet file's rows (`parquet_records`), else the objects
+    of a JSON Lines file; `name` is the file as the user wrote it."""
+    if path.suffix.lower() == ".parquet":
+        return parquet_records(path, name)
+    return json_lines(path, name)
 
 
 def json_lines(path: Path, name: str) -> Iterator[dict]:

@@ -206,7 +206,7 @@ def _split_name(source: str) -> str:
 
 
 def _records(source: str, split: str) -> Iterator[dict]:
-    """Dicts from a JSON Lines file or a TFDS split ("tfds:NAME:SPLIT", labels as names);
+    """Dicts from a JSON Lines or Parquet file or a TFDS split ("tfds:NAME:SPLIT", labels as names);
     `split` ("train" or "eval") names the flag of a missing file."""
     if source.startswith("tfds:"):
         yield from _tfds_records(*source[len("tfds:") :].rsplit(":", 1))
@@ -216,7 +216,7 @@ def _records(source: str, split: str) -> Iterator[dict]:
         raise UserError(
             f"task file {source!r} does not exist; check --config.data_dir/{split}_file"
         )
-    yield from records.json_lines(path, source)
+    yield from records.read_records(path, source)
 
 
 def _tfds_records(name: str, split: str) -> Iterator[dict]:
