@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from bertjax.errors import UserError
-from bertjax.finetune import parquet_records, predict, tasks, trainer
+from bertjax.finetune import parquet_records, predict, squad, tasks, trainer
 from tests.test_finetune import config_for, tiny_model_dir, write_jsonl
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "hf_parquet"
@@ -72,6 +72,20 @@ def test_a_parquet_task_reads_as_its_json_lines_with_label_names(tmp_path, kind,
     if kind == "tagging":
         assert read["parquet"].labels == ["B-LOC", "B-PER", "I-PER", "O"]  # names, not "0".."3"
         assert read["parquet"].eval[0].gold == ("B-PER", "I-PER", "O", "O", "B-LOC", "O")
+
+
+@pytest.mark.parametrize("layout", ["list", "sequence"])
+def test_squad_from_parquet_reads_as_its_json_lines(tmp_path, layout):
+    parquet = FIXTURES / f"squad_{layout}.parquet"
+    reference = write_jsonl(tmp_path / "squad.jsonl", pq.read_table(parquet).to_pylist())
+    examples = squad.read_squad(parquet)
+    assert examples == squad.read_squad(reference)
+    assert [(e.id, e.answers) for e in examples] == [
+        ("q0", (("the sea at Calder", 51),)),
+        ("q1", (("the stone hills", 32),)),
+    ]
+    config = config_for(train_file=str(parquet), eval_file=str(parquet))
+    assert tasks.load_task("squad", config).eval == examples
 
 
 def test_unlabelled_rows_and_bad_files_are_one_line_errors(tmp_path):

@@ -14,7 +14,7 @@ import dataclasses
 import json
 import os
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +22,7 @@ from absl import logging
 
 from bertjax.data.lookups import VocabularyLookups
 from bertjax.errors import UserError
+from bertjax.finetune.parquet_records import parquet_records
 
 _WORD = re.compile(r"\S+")
 _LAYOUT_HINT = (
@@ -86,18 +87,24 @@ def _squad_json_records(
                 yield where, {**question, "context": context}, answers
 
 
-def _jsonl_records(
-    text: str, path: Path, answers_required: bool = True
-) -> Iterator[tuple[str, dict, list]]:
-    """The same triples from Hugging Face datasets' JSON Lines layout, one question a line."""
+def _json_lines(text: str, path: Path) -> Iterator[tuple[str, dict]]:
+    """(where, record) of each line of Hugging Face datasets' JSON Lines layout."""
     for line_number, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
         where = f"line {line_number}"
         try:
-            record = json.loads(line)
+            yield where, json.loads(line)
         except json.JSONDecodeError as err:
             raise UserError(f"{path}: {where} is not JSON ({err.msg}); {_LAYOUT_HINT}") from None
+
+
+def _hf_records(
+    rows: Iterable[tuple[str, dict]], path: Path, answers_required: bool = True
+) -> Iterator[tuple[str, dict, list]]:
+    """The same triples from Hugging Face datasets' layout, one question a record (a JSON Lines
+    line or a Parquet row)."""
+    for where, record in rows:
         answers = _answers(record, where, path, answers_required) or {
             "text": [], "answer_start": []
         }  # fmt: skip
@@ -112,8 +119,8 @@ def _jsonl_records(
 
 
 def read_squad(path: str | os.PathLike, *, answers_required: bool = True) -> list[QAExample]:
-    """Examples of a SQuAD v1.1 JSON file or a Hugging Face JSON Lines file (``.jsonl``, or
-    any file that does not parse as one SQuAD JSON document).
+    """Examples of a SQuAD v1.1 JSON file, a Hugging Face JSON Lines file (``.jsonl``, or any
+    file that does not parse as one SQuAD JSON document) or a Hugging Face Parquet file.
 
     An answer whose text is not found at its ``answer_start`` in the context is skipped, and so
     is a question left with no answer; both are counted in one log line. Raises UserError for a
@@ -122,7 +129,12 @@ def read_squad(path: str | os.PathLike, *, answers_required: bool = True) -> lis
     """
     path = Path(path)
     if not path.is_file():
-        raise UserError(f"SQuAD file {str(path)!r} does not exist; pass an existing .json/.jsonl")
+        raise UserError(
+            f"SQuAD file {str(path)!r} does not exist; pass an existing .json/.jsonl/.parquet"
+        )
+    if path.suffix.lower() == ".parquet":  # Hugging Face's layout, one question a row
+        rows = ((f"row {n}", r) for n, r in enumerate(parquet_records(path, str(path)), 1))
+        return _qa_examples(_hf_records(rows, path, answers_required), path, answers_required)
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError:
@@ -136,7 +148,12 @@ def read_squad(path: str | os.PathLike, *, answers_required: bool = True) -> lis
         if isinstance(document, dict) and "data" in document:
             records = _squad_json_records(document, path, answers_required)
     if records is None:
-        records = _jsonl_records(text, path, answers_required)
+        records = _hf_records(_json_lines(text, path), path, answers_required)
+    return _qa_examples(records, path, answers_required)
+
+
+def _qa_examples(records, path: Path, answers_required: bool) -> list[QAExample]:
+    """The QAExamples of (where, record, answers) triples; unusable answers skipped, counted."""
     examples, skipped = [], collections.Counter()
     for where, record, answers in records:
         question_id = str(_field(record, "id", where, path))
