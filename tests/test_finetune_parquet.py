@@ -1,6 +1,6 @@
 """Fine-tuning and prediction from Parquet task files as Hugging Face `datasets` writes them.
 
-The files in tests/fixtures/hf_parquet were written by `datasets` itself (5.2.0: "List"
+The files in tests/fixtures/hf_datasets were written by `datasets` itself (5.2.0: "List"
 features; 3.6.0: "Sequence"; see make.py there), so the class-label names are read from the
 metadata the Hub's files carry. Reference: the same records written as JSON Lines with the
 names spelt out, read by the long-tested JSON Lines reader.
@@ -17,7 +17,7 @@ from bertjax.errors import UserError
 from bertjax.finetune import parquet_records, predict, squad, tasks, trainer
 from tests.test_finetune import config_for, tiny_model_dir, write_jsonl
 
-FIXTURES = Path(__file__).resolve().parent / "fixtures" / "hf_parquet"
+FIXTURES = Path(__file__).resolve().parent / "fixtures" / "hf_datasets"
 NER_TAGS = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
 
 

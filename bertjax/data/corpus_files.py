@@ -7,10 +7,12 @@
   published in on the Hugging Face Hub (Wikipedia, FineWeb, C4 conversions) and what
   ``datasets.Dataset.to_parquet`` writes. Read one record batch of that column at a time
   (pyarrow), so a file of any size is read in bounded memory.
+* ``.arrow`` / ``.feather``: the same from an Arrow IPC file, stream format (what `datasets`
+  keeps in its cache and writes with ``save_to_disk``) or file format (Feather v2).
 
 ``.jsonl`` and ``.txt`` files may be compressed: ``.gz``, or ``.zst`` (Zstandard, the format of
-The Pile and SlimPajama shards; multi-frame and long-window files read too). Parquet compresses
-inside, so a compressed ``.parquet`` is refused with what to do.
+The Pile and SlimPajama shards; multi-frame and long-window files read too). Parquet and Arrow
+compress inside, so a compressed one is refused with what to do.
 """
 
 import collections
@@ -31,11 +33,13 @@ from bertjax.errors import UserError
 JSON_SUFFIXES = (".jsonl", ".json")
 TEXT_SUFFIXES = (".txt",)
 PARQUET_SUFFIXES = (".parquet",)
+COLUMNAR_SUFFIXES = PARQUET_SUFFIXES + (".arrow", ".feather")  # one document per row
 COMPRESSION_SUFFIXES = (".gz", ".zst")
 TEXT_FORMATS = ("sentences", "paragraphs")
 _UTF8_BOM = b"\xef\xbb\xbf"
 _ZSTD_MAX_WINDOW_LOG = 31  # `zstd --long=31` files read (the decoder's default limit: 2**27)
 _PARQUET_BATCH_ROWS = 1024  # rows of the text column decoded at a time
+_ARROW_FILE_MAGIC = b"ARROW1"  # the IPC file format's first bytes; the stream format has none
 
 
 @dataclasses.dataclass
@@ -84,15 +88,15 @@ def format_suffix(path: str) -> str:
 def check_format(path: str) -> None:
     """UserError (one line, what to do) for a file this module cannot read."""
     suffix = format_suffix(path)
-    if suffix not in JSON_SUFFIXES + TEXT_SUFFIXES + PARQUET_SUFFIXES:
+    if suffix not in JSON_SUFFIXES + TEXT_SUFFIXES + COLUMNAR_SUFFIXES:
         raise UserError(
             f"corpus file {path!r} has an unsupported suffix; use .jsonl, .json or .txt (each "
-            "optionally .gz or .zst), .parquet, or tfds:NAME"
+            "optionally .gz or .zst), .parquet, .arrow, or tfds:NAME"
         )
-    if suffix in PARQUET_SUFFIXES and compression(path):
+    if suffix in COLUMNAR_SUFFIXES and compression(path):
         raise UserError(
-            f"corpus file {path!r} is a compressed Parquet file; decompress it (Parquet "
-            "compresses its pages itself)"
+            f"corpus file {path!r} is a compressed {suffix} file; decompress it (Parquet and "
+            "Arrow files compress inside)"
         )
 
 
@@ -200,12 +204,12 @@ def _read_paragraphs(path: str, report: SourceReport) -> Iterator[str]:
     yield "".join(_lines(path, report))
 
 
-def _parquet_texts(parquet, text_field: str, report: SourceReport) -> Iterator[str]:
-    """The `text_field` strings of an open `pyarrow.parquet.ParquetFile`, row by row; a file
+def _column_texts(schema, columns: Iterator, text_field: str, report: SourceReport):
+    """Yields the `text_field` strings of a columnar file with `schema` (a `pyarrow.Schema`)
+    from `columns`, that column a batch at a time (not read until the schema has it); a file
     without that text column, or a row without text, is skipped and counted."""
     import pyarrow as pa
 
-    schema = parquet.schema_arrow
     if text_field not in schema.names:
         report.skip(f"without field {text_field!r}", f"columns: {', '.join(schema.names)}")
         return
@@ -216,8 +220,8 @@ def _parquet_texts(parquet, text_field: str, report: SourceReport) -> Iterator[s
         report.skip(f"with non-string {text_field!r}", f"column type {kind}")
         return
     row = 0
-    for batch in parquet.iter_batches(batch_size=_PARQUET_BATCH_ROWS, columns=[text_field]):
-        for value in batch.column(0).to_pylist():
+    for column in columns:
+        for value in column.to_pylist():
             row += 1
             if value is None:
                 report.skip(f"with non-string {text_field!r}", f"row {row}, null")
@@ -250,16 +254,50 @@ class _SeekableFile(io.RawIOBase):
         return self._file.tell()
 
 
-def _read_parquet(path: str, text_field: str, report: SourceReport) -> Iterator[str]:
-    """Yields the text of each row of a Parquet file (local or gs://); a file pyarrow cannot
-    read ends it as an OSError (documents before the break are kept)."""
-    import pyarrow as pa
+def _parquet_columns(f, text_field: str):
+    """(schema, text column batches) of a Parquet file: only the text column is read."""
     import pyarrow.parquet as pq  # only Parquet corpora need it
 
+    parquet = pq.ParquetFile(f)
+
+    def columns() -> Iterator:
+        for batch in parquet.iter_batches(batch_size=_PARQUET_BATCH_ROWS, columns=[text_field]):
+            yield batch.column(0)
+
+    return parquet.schema_arrow, columns()
+
+
+def _arrow_columns(f, text_field: str):
+    """(schema, text column batches) of an Arrow IPC file: the stream format that `datasets`
+    writes (`save_to_disk`, its cache) or the file format (Feather v2)."""
+    import pyarrow as pa
+
+    is_file_format = f.read(len(_ARROW_FILE_MAGIC)) == _ARROW_FILE_MAGIC
+    f.seek(0)
+    reader = pa.ipc.open_file(f) if is_file_format else pa.ipc.open_stream(f)
+
+    def columns() -> Iterator:
+        if is_file_format:
+            batches = (reader.get_batch(i) for i in range(reader.num_record_batches))
+        else:
+            batches = iter(reader)
+        for batch in batches:
+            yield batch.column(text_field)
+
+    return reader.schema, columns()
+
+
+def _read_columnar(path: str, text_field: str, report: SourceReport) -> Iterator[str]:
+    """Yields the text of each row of a Parquet or Arrow file (local or gs://); a file pyarrow
+    cannot read ends it as an OSError (documents before the break are kept)."""
+    import pyarrow as pa
+
+    columns_of = _parquet_columns if format_suffix(path) in PARQUET_SUFFIXES else _arrow_columns
     try:
         with epath.Path(path).open("rb") as f:  # as fast as pyarrow's own local reads (measured)
-            yield from _parquet_texts(pq.ParquetFile(_SeekableFile(f)), text_field, report)
-    except pa.ArrowException as e:  # ArrowInvalid: not Parquet, a bad footer or page
+            schema, columns = columns_of(_SeekableFile(f), text_field)
+            yield from _column_texts(schema, columns, text_field, report)
+    except pa.ArrowException as e:  # ArrowInvalid: not Parquet/Arrow, a bad footer or page
         raise OSError(" ".join(str(e).split())[:200]) from e
 
 
@@ -269,8 +307,8 @@ def read_file(path: str, text_field: str, text_format: str, report: SourceReport
         suffix = format_suffix(path)
         if suffix in JSON_SUFFIXES:
             yield from _read_json_lines(path, text_field, report)
-        elif suffix in PARQUET_SUFFIXES:
-            yield from _read_parquet(path, text_field, report)
+        elif suffix in COLUMNAR_SUFFIXES:
+            yield from _read_columnar(path, text_field, report)
         elif text_format == "paragraphs":
             yield from _read_paragraphs(path, report)
         else:

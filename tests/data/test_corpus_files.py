@@ -6,8 +6,10 @@ JSON Lines / text (read by the long-tested reader) for Zstandard.
 
 import json
 import random
+from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.feather as feather
 import pyarrow.parquet as pq
 import pytest
 
@@ -108,12 +110,42 @@ def test_corrupt_and_truncated_parquet_files_are_skipped(tmp_path):
         assert by_name[name].first_place["unreadable file"].startswith("OSError: ")
 
 
+HF_DATASETS = Path(__file__).resolve().parents[1] / "fixtures" / "hf_datasets"
+
+
+def test_the_arrow_file_of_datasets_save_to_disk_is_a_corpus():
+    """Written by `datasets` 5.2.0 (tests/fixtures/hf_datasets/make.py): the IPC stream format."""
+    docs, (report,) = _read(str(HF_DATASETS / "saved_corpus.arrow"))
+    assert docs == ["The first document.", "The second one."]
+    assert report.skipped == {"with non-string 'text'": 1}
+
+
+@pytest.mark.parametrize("layout", ["stream", "file", "feather"])
+def test_arrow_stream_file_and_feather_read_as_pyarrow_reads_them(tmp_path, layout):
+    texts = _texts(2500)
+    table = pa.table({"id": list(range(len(texts))), "text": texts})
+    path = tmp_path / ("part.feather" if layout == "feather" else "part.arrow")
+    if layout == "feather":
+        feather.write_feather(table, path, chunksize=600)
+    else:
+        new = pa.ipc.new_stream if layout == "stream" else pa.ipc.new_file
+        with new(path, table.schema) as writer:
+            writer.write_table(table, max_chunksize=600)  # 5 record batches
+    docs, (report,) = _read(str(path))
+    read = pa.ipc.open_stream(path).read_all() if layout == "stream" else feather.read_table(path)
+    assert docs == read.column("text").to_pylist() == texts
+    assert report.documents == 2500 and not report.skipped
+    (tmp_path / "bad.arrow").write_bytes(b"ARROW1 and nothing after")
+    with pytest.raises(UserError, match=r"bad\.arrow: 0 documents; skipped 1 unreadable file"):
+        list(corpus.read_documents(str(tmp_path / "bad.arrow")))
+
+
 def test_a_compressed_parquet_file_and_unknown_suffixes_are_refused_in_one_line(tmp_path):
     (tmp_path / "a.parquet.gz").write_bytes(b"")
-    with pytest.raises(UserError, match=r"compressed Parquet file; decompress it"):
+    with pytest.raises(UserError, match=r"compressed .parquet file; decompress it"):
         corpus.resolve_files(str(tmp_path / "a.parquet.gz"))
     (tmp_path / "b.csv.zst").write_bytes(b"")
-    with pytest.raises(UserError, match=r"unsupported suffix; use .*\.zst\), \.parquet"):
+    with pytest.raises(UserError, match=r"unsupported suffix; use .*\.zst\), \.parquet, \.arrow"):
         corpus.resolve_files(str(tmp_path / "b.csv.zst"))
 
 
