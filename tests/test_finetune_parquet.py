@@ -122,3 +122,21 @@ def test_fine_tune_on_parquet_and_predict_a_parquet_file(tmp_path):
     lines = [json.loads(line) for line in out.read_text().splitlines()]
     assert done.count == 2 and [r["text"] for r in lines] == ["a great story", "a stupid plot"]
     assert all(r["label"] is None and r["prediction"] in ("neg", "pos") for r in lines)
+
+
+def test_a_split_kept_in_several_files_is_read_in_name_order(tmp_path):
+    """`train-*.parquet` (a Hub dataset's shards) or a comma-separated list: one split."""
+    rows = pq.read_table(FIXTURES / "sentiment_train.parquet")
+    for i in range(2):  # shards 0 and 1 of 2, written out of order
+        part = rows.slice(2 * (1 - i), 2)
+        pq.write_table(part, tmp_path / f"train-0000{1 - i}-of-00002.parquet")
+    one = config_for(kind="classification", train_file=str(FIXTURES / "sentiment_train.parquet"),
+                     eval_file=str(FIXTURES / "sentiment_train.parquet"))  # fmt: skip
+    expected = tasks.load_task("jsonl", one).train
+    shards = sorted(str(p) for p in tmp_path.glob("train-*"))
+    for train in (str(tmp_path / "train-*.parquet"), ",".join(shards)):
+        config = config_for(kind="classification", train_file=train, eval_file=train)
+        assert tasks.load_task("jsonl", config).train == expected
+    config.train_file = f"{shards[0]},{tmp_path}/missing-*.parquet"
+    with pytest.raises(UserError, match=r"task file '.*missing-\*.parquet' does not exist"):
+        tasks.load_task("jsonl", config)

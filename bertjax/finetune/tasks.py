@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import glob
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -206,17 +207,31 @@ def _split_name(source: str) -> str:
 
 
 def _records(source: str, split: str) -> Iterator[dict]:
-    """Dicts from a JSON Lines or Parquet file or a TFDS split ("tfds:NAME:SPLIT", labels as names);
-    `split` ("train" or "eval") names the flag of a missing file."""
+    """Dicts from JSON Lines or Parquet files or a TFDS split ("tfds:NAME:SPLIT", labels as
+    names); `split` ("train" or "eval") names the flag of a missing file."""
     if source.startswith("tfds:"):
         yield from _tfds_records(*source[len("tfds:") :].rsplit(":", 1))
         return
-    path = Path(source).expanduser()
-    if not path.is_file():
-        raise UserError(
-            f"task file {source!r} does not exist; check --config.data_dir/{split}_file"
-        )
-    yield from records.read_records(path, source)
+    for path in task_paths(source, split):
+        yield from records.read_records(path, str(path))
+
+
+def task_paths(source: str, split: str) -> list[Path]:
+    """The files of a task split: comma-separated files or globs (a split a dataset keeps in
+    several files, e.g. ``train-*.parquet``), each glob's matches sorted. A name that matches no
+    file is a UserError naming the flag."""
+    found = []
+    for pattern in (p.strip() for p in source.split(",") if p.strip()):
+        path = Path(pattern).expanduser()
+        matches = [path] if path.is_file() else sorted(
+            Path(p) for p in glob.glob(str(path)) if Path(p).is_file()
+        )  # fmt: skip
+        if not matches:
+            raise UserError(
+                f"task file {pattern!r} does not exist; check --config.data_dir/{split}_file"
+            )
+        found.extend(matches)
+    return found
 
 
 def _tfds_records(name: str, split: str) -> Iterator[dict]:
