@@ -10,17 +10,19 @@
 * ``.arrow`` / ``.feather``: the same from an Arrow IPC file, stream format (what `datasets`
   keeps in its cache and writes with ``save_to_disk``) or file format (Feather v2).
 
-``.jsonl`` and ``.txt`` files may be compressed: ``.gz``, or ``.zst`` (Zstandard, the format of
-The Pile and SlimPajama shards; multi-frame and long-window files read too). Parquet and Arrow
-compress inside, so a compressed one is refused with what to do.
+``.jsonl`` and ``.txt`` files may be compressed: ``.gz``, ``.zst`` (Zstandard, the format of
+The Pile and SlimPajama shards; multi-frame and long-window files read too), ``.xz`` (CC-100) or
+``.bz2``. Parquet and Arrow compress inside, so a compressed one is refused with what to do.
 """
 
+import bz2
 import collections
 import contextlib
 import dataclasses
 import gzip
 import io
 import json
+import lzma
 import os
 import re
 from collections.abc import Iterator
@@ -34,7 +36,7 @@ JSON_SUFFIXES = (".jsonl", ".json")
 TEXT_SUFFIXES = (".txt",)
 PARQUET_SUFFIXES = (".parquet",)
 COLUMNAR_SUFFIXES = PARQUET_SUFFIXES + (".arrow", ".feather")  # one document per row
-COMPRESSION_SUFFIXES = (".gz", ".zst")
+COMPRESSION_SUFFIXES = (".gz", ".zst", ".xz", ".bz2")
 TEXT_FORMATS = ("sentences", "paragraphs")
 _UTF8_BOM = b"\xef\xbb\xbf"
 _ZSTD_MAX_WINDOW_LOG = 31  # `zstd --long=31` files read (the decoder's default limit: 2**27)
@@ -91,7 +93,7 @@ def check_format(path: str) -> None:
     if suffix not in JSON_SUFFIXES + TEXT_SUFFIXES + COLUMNAR_SUFFIXES:
         raise UserError(
             f"corpus file {path!r} has an unsupported suffix; use .jsonl, .json or .txt (each "
-            "optionally .gz or .zst), .parquet, .arrow, or tfds:NAME"
+            "optionally .gz, .zst, .xz or .bz2), .parquet, .arrow, or tfds:NAME"
         )
     if suffix in COLUMNAR_SUFFIXES and compression(path):
         raise UserError(
@@ -118,23 +120,33 @@ def _zstd():
     return zstd
 
 
+def _decompressor(raw: io.IOBase, kind: str) -> tuple[io.IOBase, tuple]:
+    """A reader of `raw`'s decompressed bytes, and the errors other than OSError and EOFError
+    that its corrupt data raises."""
+    if kind == ".gz":
+        return gzip.GzipFile(fileobj=raw), ()
+    if kind == ".bz2":
+        return bz2.BZ2File(raw), ()
+    if kind == ".xz":
+        return lzma.LZMAFile(raw), (lzma.LZMAError,)
+    zstd = _zstd()
+    window = {zstd.DecompressionParameter.window_log_max: _ZSTD_MAX_WINDOW_LOG}
+    return zstd.ZstdFile(raw, options=window), (zstd.ZstdError,)
+
+
 @contextlib.contextmanager
 def _decompressed(raw: io.IOBase, kind: str) -> Iterator[io.IOBase]:
-    """`raw` read through its decompressor; a truncated stream raises EOFError and a corrupt one
-    OSError, for gzip and Zstandard alike."""
-    if kind == ".gz":
-        with gzip.GzipFile(fileobj=raw) as f:
-            yield f
-    elif kind == ".zst":
-        zstd = _zstd()
-        window = {zstd.DecompressionParameter.window_log_max: _ZSTD_MAX_WINDOW_LOG}
-        with zstd.ZstdFile(raw, options=window) as f:
-            try:
-                yield f
-            except zstd.ZstdError as e:
-                raise OSError(f"Zstandard: {e}") from e
-    else:
+    """`raw` read through the decompressor of `kind` (none for ``''``); a truncated stream
+    raises EOFError and a corrupt one OSError, whatever the compression."""
+    if not kind:
         yield raw
+        return
+    reader, corrupt = _decompressor(raw, kind)
+    with reader:
+        try:
+            yield reader
+        except corrupt as e:
+            raise OSError(f"{kind[1:]}: {e}") from e
 
 
 def _lines(path: str, report: SourceReport) -> Iterator[str]:
