@@ -1,5 +1,6 @@
-"""A task's records (JSON objects: a JSON Lines line, a Parquet row, a TFDS example) read as the
-examples of its kind, every malformed value a one-line error that names the record and the fix.
+"""A task's records (JSON objects: a JSON Lines line, a Parquet, CSV or TSV row, a TFDS example)
+read as the examples of its kind, every malformed value a one-line error that names the record
+and the fix.
 
 - classification, multilabel, regression -> `TextExample` (one text or a pair, and the label:
   an id, a multi-hot tuple, a number);
@@ -8,6 +9,7 @@ examples of its kind, every malformed value a one-line error that names the reco
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import json
 import math
@@ -24,6 +26,7 @@ if TYPE_CHECKING:  # tasks imports this module
 # The kinds whose examples are `TextExample`s: one text or a pair -> one output vector per
 # example, from the pooled encoding.
 TEXT_KINDS = ("classification", "multilabel", "regression")
+_MAX_FIELD_CHARS = 1 << 30  # a CSV field's longest text
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,11 +45,44 @@ class TaggedExample:
 
 
 def read_records(path: Path, name: str) -> Iterator[dict]:
-    """The records of a task file: a Parquet file's rows (`parquet_records`), else the objects
-    of a JSON Lines file; `name` is the file as the user wrote it."""
-    if path.suffix.lower() == ".parquet":
+    """The records of a task file: a Parquet file's rows (`parquet_records`), a CSV or TSV
+    file's (`delimited_records`), else the objects of a JSON Lines file; `name` is the file as
+    the user wrote it."""
+    suffix = path.suffix.lower()
+    if suffix == ".parquet":
         return parquet_records(path, name)
+    if suffix in (".csv", ".tsv"):
+        return delimited_records(path, name)
     return json_lines(path, name)
+
+
+def delimited_records(path: Path, name: str) -> Iterator[dict]:
+    """The rows of a CSV or TSV file under its header row, as dicts of strings. CSV is read as
+    Python's `csv` reads Excel's (quoted fields may hold commas, quotes and newlines); TSV
+    unquoted, as google-research/bert's run_classifier reads GLUE's .tsv files (a quote is
+    text). A row with more or fewer values than the header is a one-line error naming it."""
+    tsv = path.suffix.lower() == ".tsv"
+    # strict: an unclosed quote is an error, not the rest of the file read as one field.
+    dialect = dict(delimiter="\t", quoting=csv.QUOTE_NONE) if tsv else dict(strict=True)
+    limit = csv.field_size_limit(_MAX_FIELD_CHARS)  # the default, 131,072, cuts long documents
+    try:
+        # utf-8-sig: the byte-order mark Excel writes is not part of the first column's name.
+        with path.open(encoding="utf-8-sig", errors="replace", newline="") as f:
+            reader = csv.reader(f, **dialect)
+            header = next(reader, [])
+            for values in reader:
+                if values and len(values) != len(header):
+                    raise UserError(
+                        f"{name}:{reader.line_num} has {len(values)} values, its header "
+                        f"{len(header)} ({', '.join(header)}); fix the row"
+                    )
+                if values:  # not a blank line
+                    yield dict(zip(header, values, strict=True))
+    except csv.Error as e:
+        kind = "TSV" if tsv else "CSV"
+        raise UserError(f"{name}:{reader.line_num} is not valid {kind} ({e}); fix it") from None
+    finally:
+        csv.field_size_limit(limit)
 
 
 def json_lines(path: Path, name: str) -> Iterator[dict]:

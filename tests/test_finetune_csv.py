@@ -1,0 +1,69 @@
+"""Fine-tuning task files in CSV and TSV: read as the same records written as JSON Lines (the
+long-tested reader) are, CSV with Excel's quoting and byte-order mark, TSV unquoted as
+google-research/bert reads GLUE's .tsv files."""
+
+import csv
+
+import pytest
+
+from bertjax.errors import UserError
+from bertjax.finetune import records, tasks
+from tests.test_finetune import config_for, write_jsonl
+
+ROWS = [
+    {"text": 'a "moving" film, and funny', "label": "pos"},
+    {"text": "two lines\nin one review", "label": "neg"},
+    {"text": "plain", "label": "pos"},
+]
+
+
+def _load(path, kind="classification", **fields):
+    config = config_for(kind=kind, train_file=str(path), eval_file=str(path), **fields)
+    return tasks.load_task("jsonl", config)
+
+
+def test_csv_with_quotes_commas_newlines_and_a_byte_order_mark(tmp_path):
+    with open(tmp_path / "train.csv", "w", encoding="utf-8-sig", newline="") as f:
+        writer = csv.DictWriter(f, ["label", "text"])  # Excel's dialect, as Excel saves it
+        writer.writeheader()
+        writer.writerows(ROWS)
+    expected = _load(write_jsonl(tmp_path / "train.jsonl", ROWS))
+    got = _load(tmp_path / "train.csv")
+    assert got.train == expected.train and got.labels == expected.labels == ["neg", "pos"]
+
+
+def test_tsv_is_unquoted_as_glue_files_are(tmp_path):
+    lines = ["sentence\tlabel", 'it \'s a "great" film\t1', '"quoted at the start\t0', "", "x\t1"]
+    (tmp_path / "train.tsv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    rows = [{"sentence": line.split("\t")[0], "label": line.split("\t")[1]}
+            for line in lines[1:] if line]  # fmt: skip
+    expected = _load(write_jsonl(tmp_path / "train.jsonl", rows), text_fields="sentence")
+    got = _load(tmp_path / "train.tsv", text_fields="sentence")
+    assert got.train == expected.train and len(got.train) == 3
+    assert got.train[1].texts == ('"quoted at the start',)
+
+
+def test_long_fields_and_regression_targets(tmp_path):
+    long_text = "word " * 40_000  # 200,000 characters: over csv's default field limit
+    with open(tmp_path / "scored.csv", "w", newline="") as f:
+        csv.writer(f).writerows([["text", "score"], [long_text, "3.5"], ["short", "1"]])
+    task = _load(tmp_path / "scored.csv", kind="regression", label_field="score")
+    assert [e.label for e in task.train] == [3.5, 1.0]
+    assert task.train[0].texts == (long_text,)
+    assert csv.field_size_limit() == 131072  # the process's limit is given back
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("text,label\na,pos\nb,neg,extra\n", r"bad.csv:3 has 3 values, its header 2 \(text, lab"),
+        ("text,label\nonly one\n", r"bad.csv:2 has 1 values, its header 2"),
+        ('text,label\n"never closed,pos\nb,neg\n', r"bad.csv:\d+ is not valid CSV \(unexpected"),
+        ('text,label\n"x" y,pos\n', r"bad.csv:2 is not valid CSV \(',' expected after"),
+    ],
+)
+def test_malformed_rows_are_one_line_errors(tmp_path, content, message):
+    (tmp_path / "bad.csv").write_text(content, encoding="utf-8")
+    with pytest.raises(UserError, match=message) as info:
+        list(records.read_records(tmp_path / "bad.csv", "bad.csv"))
+    assert "\n" not in str(info.value)
