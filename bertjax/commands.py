@@ -210,7 +210,7 @@ STEP = ("integer", "step", None, "Checkpoint step (default: the latest).")
 CORPUS_FLAGS = (
     ("string", "input", None, "Corpus files, globs or tfds:NAME (comma-separated)."),
     ("string", "out", None, "Output directory."),
-    ("string", "text_field", "text", "JSON Lines field or Parquet column of the text."),
+    ("string", "text_field", "text", "JSON Lines field or table column of the text."),
     (
         "enum:sentences|paragraphs",
         "text_format",

@@ -200,7 +200,7 @@ def read_documents(
 
     Args:
       patterns: comma-separated string or list of paths/globs/``tfds:`` sources.
-      text_field: the JSON field or TFDS feature holding the text (unused for ``.txt``).
+      text_field: the JSON field, table column or TFDS feature of the text (unused for ``.txt``).
       text_format: layout of ``.txt`` files, one of TEXT_FORMATS.
       reports: if given, receives one SourceReport per source as it is finished.
       sources: if given, receives the source of each document just before it is yielded.
@@ -242,7 +242,7 @@ def read_documents(
             f" | and {more} more" if more > 0 else ""
         )
         if any(reason.startswith("without field") for r in finished for reason in r.skipped):
-            check = "--config.text_field (the JSON field or Parquet column that holds the text)"
+            check = "--config.text_field (the JSON field or the column that holds the text)"
         else:
             check = CORPUS_FLAG
         raise UserError(f"corpus {patterns!r} has no documents ({listed}); check {check}")

@@ -3,6 +3,8 @@
 * ``.jsonl`` / ``.json``: one JSON object per line; the text is in a named field.
 * ``.txt``: ``"sentences"`` (google-research/bert: one sentence per line, a blank line between
   documents) or ``"paragraphs"`` (raw prose: the whole file is one document).
+* ``.csv`` / ``.tsv``: one document per row, the text in a named column of the header row
+  (`delimited_reader`: CSV strict, TSV unquoted).
 * ``.parquet``: one document per row, the text in a named column: the format datasets are
   published in on the Hugging Face Hub (Wikipedia, FineWeb, C4 conversions) and what
   ``datasets.Dataset.to_parquet`` writes. Read one record batch of that column at a time
@@ -10,14 +12,16 @@
 * ``.arrow`` / ``.feather``: the same from an Arrow IPC file, stream format (what `datasets`
   keeps in its cache and writes with ``save_to_disk``) or file format (Feather v2).
 
-``.jsonl`` and ``.txt`` files may be compressed: ``.gz``, ``.zst`` (Zstandard, the format of
-The Pile and SlimPajama shards; multi-frame and long-window files read too), ``.xz`` (CC-100) or
-``.bz2``. Parquet and Arrow compress inside, so a compressed one is refused with what to do.
+``.jsonl``, ``.txt``, ``.csv`` and ``.tsv`` files may be compressed: ``.gz``, ``.zst``
+(Zstandard, the format of The Pile and SlimPajama shards; multi-frame and long-window files read
+too), ``.xz`` (CC-100) or ``.bz2``. Parquet and Arrow compress inside, so a compressed one is
+refused with what to do.
 """
 
 import bz2
 import collections
 import contextlib
+import csv
 import dataclasses
 import gzip
 import io
@@ -25,7 +29,7 @@ import json
 import lzma
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from etils import epath
@@ -34,6 +38,7 @@ from bertjax.errors import UserError
 
 JSON_SUFFIXES = (".jsonl", ".json")
 TEXT_SUFFIXES = (".txt",)
+DELIMITED_SUFFIXES = (".csv", ".tsv")  # one document per row under a header row
 PARQUET_SUFFIXES = (".parquet",)
 COLUMNAR_SUFFIXES = PARQUET_SUFFIXES + (".arrow", ".feather")  # one document per row
 COMPRESSION_SUFFIXES = (".gz", ".zst", ".xz", ".bz2")
@@ -42,6 +47,7 @@ _UTF8_BOM = b"\xef\xbb\xbf"
 _ZSTD_MAX_WINDOW_LOG = 31  # `zstd --long=31` files read (the decoder's default limit: 2**27)
 _PARQUET_BATCH_ROWS = 1024  # rows of the text column decoded at a time
 _ARROW_FILE_MAGIC = b"ARROW1"  # the IPC file format's first bytes; the stream format has none
+_MAX_FIELD_CHARS = 1 << 30  # a CSV field's longest text (csv's default, 131,072, cuts documents)
 
 
 @dataclasses.dataclass
@@ -90,10 +96,10 @@ def format_suffix(path: str) -> str:
 def check_format(path: str) -> None:
     """UserError (one line, what to do) for a file this module cannot read."""
     suffix = format_suffix(path)
-    if suffix not in JSON_SUFFIXES + TEXT_SUFFIXES + COLUMNAR_SUFFIXES:
+    if suffix not in JSON_SUFFIXES + TEXT_SUFFIXES + DELIMITED_SUFFIXES + COLUMNAR_SUFFIXES:
         raise UserError(
-            f"corpus file {path!r} has an unsupported suffix; use .jsonl, .json or .txt (each "
-            "optionally .gz, .zst, .xz or .bz2), .parquet, .arrow, or tfds:NAME"
+            f"corpus file {path!r} has an unsupported suffix; use .jsonl, .json, .txt, .csv or "
+            ".tsv (each optionally .gz, .zst, .xz or .bz2), .parquet, .arrow, or tfds:NAME"
         )
     if suffix in COLUMNAR_SUFFIXES and compression(path):
         raise UserError(
@@ -191,6 +197,40 @@ def _read_json_lines(path: str, text_field: str, report: SourceReport) -> Iterat
             report.skip(f"with non-string {text_field!r}", f"{place}, {type(text).__name__}")
         else:
             yield text
+
+
+@contextlib.contextmanager
+def delimited_reader(lines: Iterable[str], tsv: bool) -> Iterator:
+    """A `csv.reader` of `lines` (line ends kept): CSV as Python reads Excel's, strict (an
+    unclosed quote is a `csv.Error`, not the rest of the file read as one field); TSV unquoted,
+    as google-research/bert reads GLUE's .tsv files (a quote is text). Fields of any length
+    while it reads."""
+    limit = csv.field_size_limit(_MAX_FIELD_CHARS)
+    try:
+        dialect = dict(delimiter="\t", quoting=csv.QUOTE_NONE) if tsv else dict(strict=True)
+        yield csv.reader(lines, **dialect)
+    finally:
+        csv.field_size_limit(limit)
+
+
+def _read_delimited(path: str, text_field: str, report: SourceReport) -> Iterator[str]:
+    """Yields the `text_field` column of each row of a CSV or TSV file under its header row; a
+    row of the wrong width is skipped and counted, invalid CSV ends the file, counted."""
+    with delimited_reader(_lines(path, report), format_suffix(path) == ".tsv") as reader:
+        try:
+            header = next(reader, [])
+            if text_field not in header:
+                report.skip(f"without field {text_field!r}", f"columns: {', '.join(header)}")
+                return
+            column = header.index(text_field)
+            for values in reader:
+                if values and len(values) != len(header):
+                    place = f"line {reader.line_num}, {len(values)} values for {len(header)}"
+                    report.skip("rows of the wrong width", place)
+                elif values:
+                    yield values[column]
+        except csv.Error as e:
+            report.skip("invalid CSV", f"line {reader.line_num}, {e}")
 
 
 def _read_sentence_lines(path: str, report: SourceReport) -> Iterator[str]:
@@ -319,6 +359,8 @@ def read_file(path: str, text_field: str, text_format: str, report: SourceReport
         suffix = format_suffix(path)
         if suffix in JSON_SUFFIXES:
             yield from _read_json_lines(path, text_field, report)
+        elif suffix in DELIMITED_SUFFIXES:
+            yield from _read_delimited(path, text_field, report)
         elif suffix in COLUMNAR_SUFFIXES:
             yield from _read_columnar(path, text_field, report)
         elif text_format == "paragraphs":

@@ -39,7 +39,7 @@ class DataSpec(ConfigSpec):
     """Corpus, vocabulary, instance and held-out settings of a run."""
 
     corpus: str = corpus.SAMPLE_CORPUS  # comma-separated files/globs: .jsonl[.gz] or .txt[.gz]
-    text_field: str = "text"  # JSON Lines field, Parquet column or TFDS feature of the text
+    text_field: str = "text"  # JSON field, table column (CSV, Parquet) or TFDS feature
     text_format: str = "sentences"  # .txt: "sentences" (google format) or "paragraphs"
     vocab_dir: str = ""  # directory with vocab.txt; "" = train one from the corpus (cached)
     vocab_size: int = 30522  # target size when a vocabulary is trained

@@ -206,7 +206,7 @@ def run_vocab(
       out_dir: directory to write vocab.txt, vocab_meta.json (and sentencepiece.model).
       uncased: lowercase (and strip accents / case-fold) before training and tokenizing.
       sample_bytes: UTF-8 bytes of text to train on, spread over the files.
-      text_field: JSON Lines field, Parquet column or TFDS feature holding the text.
+      text_field: JSON Lines field, table column or TFDS feature holding the text.
       model_type: SentencePiece "unigram" or "bpe".
       seed: SentencePiece's sampling seed.
       text_format: layout of ``.txt`` files, as the config field (SentencePiece trains on

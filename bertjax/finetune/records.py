@@ -17,6 +17,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from bertjax.data import corpus_files
 from bertjax.errors import UserError
 from bertjax.finetune.parquet_records import parquet_records
 
@@ -26,7 +27,6 @@ if TYPE_CHECKING:  # tasks imports this module
 # The kinds whose examples are `TextExample`s: one text or a pair -> one output vector per
 # example, from the pooled encoding.
 TEXT_KINDS = ("classification", "multilabel", "regression")
-_MAX_FIELD_CHARS = 1 << 30  # a CSV field's longest text
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,24 +51,23 @@ def read_records(path: Path, name: str) -> Iterator[dict]:
     suffix = path.suffix.lower()
     if suffix == ".parquet":
         return parquet_records(path, name)
-    if suffix in (".csv", ".tsv"):
+    if suffix in corpus_files.DELIMITED_SUFFIXES:
         return delimited_records(path, name)
     return json_lines(path, name)
 
 
 def delimited_records(path: Path, name: str) -> Iterator[dict]:
-    """The rows of a CSV or TSV file under its header row, as dicts of strings. CSV is read as
-    Python's `csv` reads Excel's (quoted fields may hold commas, quotes and newlines); TSV
-    unquoted, as google-research/bert's run_classifier reads GLUE's .tsv files (a quote is
-    text). A row with more or fewer values than the header is a one-line error naming it."""
+    """The rows of a CSV or TSV file under its header row, as dicts of strings, read as
+    `corpus_files.delimited_reader` reads (CSV strict, with Excel's quoting; TSV unquoted as
+    GLUE's files are). A row with more or fewer values than the header, or invalid CSV, is a
+    one-line error naming the line."""
     tsv = path.suffix.lower() == ".tsv"
-    # strict: an unclosed quote is an error, not the rest of the file read as one field.
-    dialect = dict(delimiter="\t", quoting=csv.QUOTE_NONE) if tsv else dict(strict=True)
-    limit = csv.field_size_limit(_MAX_FIELD_CHARS)  # the default, 131,072, cuts long documents
-    try:
-        # utf-8-sig: the byte-order mark Excel writes is not part of the first column's name.
-        with path.open(encoding="utf-8-sig", errors="replace", newline="") as f:
-            reader = csv.reader(f, **dialect)
+    # utf-8-sig: the byte-order mark Excel writes is not part of the first column's name.
+    with (
+        path.open(encoding="utf-8-sig", errors="replace", newline="") as f,
+        corpus_files.delimited_reader(f, tsv) as reader,
+    ):
+        try:
             header = next(reader, [])
             for values in reader:
                 if values and len(values) != len(header):
@@ -78,11 +77,9 @@ def delimited_records(path: Path, name: str) -> Iterator[dict]:
                     )
                 if values:  # not a blank line
                     yield dict(zip(header, values, strict=True))
-    except csv.Error as e:
-        kind = "TSV" if tsv else "CSV"
-        raise UserError(f"{name}:{reader.line_num} is not valid {kind} ({e}); fix it") from None
-    finally:
-        csv.field_size_limit(limit)
+        except csv.Error as e:
+            kind = "TSV" if tsv else "CSV"
+            raise UserError(f"{name}:{reader.line_num} is not valid {kind} ({e}); fix it") from None
 
 
 def json_lines(path: Path, name: str) -> Iterator[dict]:

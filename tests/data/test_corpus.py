@@ -100,9 +100,9 @@ def test_missing_files_raise_user_error(tmp_path, pattern, message):
 
 
 def test_unsupported_suffix_and_directory(tmp_path):
-    (tmp_path / "data.csv").write_text("a,b\n")
+    (tmp_path / "data.xml").write_text("<a/>\n")
     with pytest.raises(UserError, match="unsupported suffix.*jsonl"):
-        list(corpus.read_documents(str(tmp_path / "data.csv")))
+        list(corpus.read_documents(str(tmp_path / "data.xml")))
     with pytest.raises(UserError, match="is a directory"):
         corpus.resolve_files(str(tmp_path))
 

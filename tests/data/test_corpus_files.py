@@ -6,6 +6,7 @@ as plain JSON Lines / text (read by the long-tested reader) for each compression
 """
 
 import bz2
+import csv
 import gzip
 import json
 import lzma
@@ -82,7 +83,7 @@ def test_parquet_nulls_empty_rows_and_control_characters_are_counted(tmp_path):
         (
             pa.table({"id": [1], "content": ["x"]}),
             r"a\.parquet: 0 documents; skipped 1 without field 'text' \(first: columns: id, "
-            r"content\)\); check --config\.text_field \(the JSON field or Parquet column",
+            r"content\)\); check --config\.text_field \(the JSON field or the column",
         ),
         (
             pa.table({"text": [1, 2]}),
@@ -149,9 +150,9 @@ def test_a_compressed_parquet_file_and_unknown_suffixes_are_refused_in_one_line(
     (tmp_path / "a.parquet.gz").write_bytes(b"")
     with pytest.raises(UserError, match=r"compressed .parquet file; decompress it"):
         corpus.resolve_files(str(tmp_path / "a.parquet.gz"))
-    (tmp_path / "b.csv.zst").write_bytes(b"")
-    with pytest.raises(UserError, match=r"unsupported suffix; use .*\.bz2\), \.parquet, \.arrow"):
-        corpus.resolve_files(str(tmp_path / "b.csv.zst"))
+    (tmp_path / "b.xml.zst").write_bytes(b"")
+    with pytest.raises(UserError, match=r"unsupported suffix; use .*\.tsv .*\.parquet, \.arrow"):
+        corpus.resolve_files(str(tmp_path / "b.xml.zst"))
 
 
 COMPRESS = {  # each compression's reference writer: the standard library's, zstd's backport
@@ -203,6 +204,33 @@ def test_corrupt_and_truncated_files_are_skipped_keeping_what_came_before(tmp_pa
     assert cut.first_place["unreadable file"].startswith("EOFError: ")
     assert junk.skipped == {"unreadable file": 1}
     assert re.match(r"(OSError|BadGzipFile): ", junk.first_place["unreadable file"])
+
+
+def test_csv_and_tsv_rows_are_documents(tmp_path):
+    texts = ['a "quoted" word, and a comma.', "two lines\nof one document.", "x" * 200_000]
+    with open(tmp_path / "a.csv", "w", encoding="utf-8-sig", newline="") as f:
+        writer = csv.DictWriter(f, ["id", "text"])  # Excel's dialect, and its byte-order mark
+        writer.writeheader()
+        writer.writerows({"id": i, "text": t} for i, t in enumerate(texts))
+    assert _read(str(tmp_path / "a.csv"))[0] == texts  # the last over csv's default field limit
+    (tmp_path / "b.tsv.gz").write_bytes(
+        gzip.compress(b'text\tlabel\n"quote at the start.\t1\nplain.\t0\n')
+    )
+    assert _read(str(tmp_path / "b.tsv.gz"))[0] == ['"quote at the start.', "plain."]
+    assert csv.field_size_limit() == 131072  # given back
+
+
+def test_bad_csv_rows_are_counted_and_an_unclosed_quote_ends_the_file(tmp_path):
+    lines = ["text,id", "kept.,1", "too,many,values", "", "also kept.,2", '"never closed,3', "x,4"]
+    (tmp_path / "a.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    docs, (report,) = _read(str(tmp_path / "a.csv"))
+    assert docs == ["kept.", "also kept."]
+    assert report.skipped == {"rows of the wrong width": 1, "invalid CSV": 1}
+    assert report.first_place["rows of the wrong width"] == "line 3, 3 values for 2"
+    assert report.first_place["invalid CSV"].endswith("unexpected end of data")
+    (tmp_path / "b.csv").write_text("id,body\n1,x\n", encoding="utf-8")
+    with pytest.raises(UserError, match=r"without field 'text' \(first: columns: id, body\)"):
+        list(corpus.read_documents(str(tmp_path / "b.csv")))
 
 
 def test_streaming_resumes_inside_a_parquet_file(tmp_path):

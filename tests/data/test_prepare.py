@@ -356,9 +356,7 @@ def test_a_corpus_without_the_text_field_names_the_flag(corpus_dir, tmp_path, ca
         cli.main(argv)
     last = capsys.readouterr().err.strip().splitlines()[-1]
     assert "0 documents; skipped 6 without field 'body'" in last  # 2 files of 6
-    assert last.endswith(
-        "check --text_field (the JSON field or Parquet column that holds the text)"
-    )
+    assert last.endswith("check --text_field (the JSON field or the column that holds the text)")
 
 
 def test_unknown_tokens_are_counted_and_warned_about(corpus_dir, tmp_path, caplog):
