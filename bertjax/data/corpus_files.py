@@ -82,7 +82,8 @@ class SourceReport:
 
 
 def compression(path: str) -> str:
-    """The compression suffix of `path` (``.gz``, ``.zst``), lowercased; ``''`` if none."""
+    """The compression suffix of `path` (one of COMPRESSION_SUFFIXES), lowercased; ``''`` if
+    none."""
     suffix = os.path.splitext(path.lower())[1]
     return suffix if suffix in COMPRESSION_SUFFIXES else ""
 
@@ -175,7 +176,7 @@ def _read_json_lines(path: str, text_field: str, report: SourceReport) -> Iterat
         if not line.strip():
             continue
         if first and line.lstrip().startswith("["):  # a JSON array, the other common layout
-            stem = re.sub(r"\.jsonl?(\.gz|\.zst)?$", "", Path(path).name, flags=re.IGNORECASE)
+            stem = re.sub(r"\.jsonl?(\.gz|\.zst|\.xz|\.bz2)?$", "", Path(path).name, flags=re.I)
             report.skip(
                 "JSON array files (JSON Lines expected)",
                 f"convert with jq -c '.[]' {path} > {stem}.jsonl",
