@@ -3,8 +3,8 @@
 Sources (comma-separated in ``--config.corpus``):
 
 * files: ``.jsonl``/``.json`` (one JSON object per line), ``.txt`` (one sentence per line, or
-  raw prose: ``text_format``), ``.parquet``/``.arrow`` (one document per row); ``.jsonl``/``.txt``
-  optionally compressed. How each is read: `corpus_files`.
+  raw prose: ``text_format``), ``.csv``/``.tsv``/``.parquet``/``.arrow`` (one document per row);
+  all but Parquet and Arrow optionally compressed. How each is read: `corpus_files`.
 * ``tfds:NAME[@SPLIT]``: a prepared TensorFlow Datasets dataset read with ``tfds.load``, e.g.
   ``tfds:wikipedia/20230601.en`` (split ``train`` by default) or ``tfds:c4/en:3.1.0@train[:1%]``,
   or a part of its split (`tfds_corpus`).
