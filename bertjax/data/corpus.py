@@ -72,13 +72,28 @@ def _expand(pattern: str) -> list[str]:
     return [str(paths.as_path(path)) for path in matches]
 
 
+def _corpus_suffix_in(directory: str) -> str:
+    """The full suffix (e.g. ``.jsonl.gz``, ``.arrow``) of the readable corpus files that hold
+    the most bytes in `directory` (not a ``save_to_disk`` folder's small .json files beside its
+    .arrow data); ``.jsonl`` when there is none."""
+    sizes: collections.Counter[str] = collections.Counter()
+    for child in epath.Path(directory).iterdir():
+        with contextlib.suppress(UserError, OSError):
+            corpus_files.check_format(child.name)
+            name = child.name.lower()
+            length = len(corpus_files.format_suffix(name) + corpus_files.compression(name))
+            suffix = child.name[len(name) - length :]  # as written: globs are case-sensitive
+            sizes[suffix] += child.stat().length if child.is_file() else 0
+    return max(sorted(sizes), key=sizes.get, default=".jsonl")
+
+
 def _check_files(matches: list[str]) -> None:
     """UserError for a directory or a file of an unknown format among a pattern's matches."""
     for path in matches:
         if epath.Path(path).is_dir():
             raise UserError(
                 f"corpus path {path!r} is a directory; pass files or a glob such as "
-                f"--config.corpus='{path.rstrip('/')}/*.jsonl'"
+                f"--config.corpus='{path.rstrip('/')}/*{_corpus_suffix_in(path)}'"
             )
         corpus_files.check_format(path)
 

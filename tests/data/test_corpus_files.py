@@ -146,6 +146,22 @@ def test_arrow_stream_file_and_feather_read_as_pyarrow_reads_them(tmp_path, layo
         list(corpus.read_documents(str(tmp_path / "bad.arrow")))
 
 
+def test_a_directory_is_refused_with_the_glob_of_the_files_it_holds(tmp_path):
+    saved = tmp_path / "saved"  # as `datasets.save_to_disk` leaves it
+    saved.mkdir()
+    (saved / "data-00000-of-00001.arrow").write_bytes(
+        (HF_DATASETS / "saved_corpus.arrow").read_bytes()
+    )
+    (saved / "dataset_info.json").write_text("{}")
+    (saved / "state.json").write_text("{}")
+    with pytest.raises(UserError, match=rf"--config.corpus='{saved}/\*\.arrow'$"):
+        corpus.resolve_files(str(saved))
+    (tmp_path / "shards").mkdir()
+    (tmp_path / "shards" / "part-0.JSONL.GZ").write_bytes(gzip.compress(b'{"text": "x"}'))
+    with pytest.raises(UserError, match=r"/shards/\*\.JSONL\.GZ'$"):  # globs are case-sensitive
+        corpus.resolve_files(str(tmp_path / "shards"))
+
+
 def test_a_compressed_parquet_file_and_unknown_suffixes_are_refused_in_one_line(tmp_path):
     (tmp_path / "a.parquet.gz").write_bytes(b"")
     with pytest.raises(UserError, match=r"compressed .parquet file; decompress it"):
