@@ -1,8 +1,9 @@
-"""Tests for bertjax/data/corpus_files.py: Parquet, Arrow and compressed corpora, read like
-JSON Lines.
+"""Tests for bertjax/data/corpus_files.py: Parquet, Arrow, CSV/TSV and compressed corpora, read
+like JSON Lines.
 
-References: pyarrow's own whole-table reads for Parquet and Arrow, and the same documents written
-as plain JSON Lines / text (read by the long-tested reader) for each compression.
+References: pyarrow's own whole-table reads for Parquet and Arrow, the texts written with
+Python's csv writer for CSV, and the same documents as plain JSON Lines / text (read by the
+long-tested reader) for each compression.
 """
 
 import bz2
