@@ -30,7 +30,7 @@ from bertjax import checkpointing, evaluation, fill_mask, paths, train
 from bertjax import config as base_config
 from bertjax.convert.export import export_hf
 from bertjax.convert.importer import import_checkpoint
-from bertjax.data import corpus, corpus_files, pipeline, prepare, vocab
+from bertjax.data import compressed_files, corpus, pipeline, prepare, vocab
 from bertjax.data.corpus import SAMPLE_CORPUS
 from bertjax.data.masking_spec import MaskingSpec
 from bertjax.data.sources import prepared as prepared_source
@@ -99,7 +99,7 @@ def corpus_dir(tmp_path_factory):
     root = tmp_path_factory.mktemp("remote_corpus")
     with gzip.open(SAMPLE_CORPUS.replace("*", "inaugural"), "rt", encoding="utf-8") as f:
         texts = [json.loads(line)["text"] for line in f][:12]
-    for i, compress in enumerate((gzip.compress, None, corpus_files._zstd().compress)):
+    for i, compress in enumerate((gzip.compress, None, compressed_files.zstd_module().compress)):
         lines = "".join(json.dumps({"text": t}) + "\n" for t in texts[i::4]).encode()
         suffix = {gzip.compress: ".gz", None: ""}.get(compress, ".zst")
         (root / f"part-{i}.jsonl{suffix}").write_bytes(compress(lines) if compress else lines)

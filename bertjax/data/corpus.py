@@ -31,7 +31,7 @@ from absl import logging
 from etils import epath
 
 from bertjax import paths
-from bertjax.data import corpus_files, tfds_corpus
+from bertjax.data import compressed_files, corpus_files, tfds_corpus
 from bertjax.data.corpus_files import SourceReport
 from bertjax.errors import UserError, flags_renamed
 
@@ -81,7 +81,7 @@ def _corpus_suffix_in(directory: str) -> str:
         with contextlib.suppress(UserError, OSError):
             corpus_files.check_format(child.name)
             name = child.name.lower()
-            length = len(corpus_files.format_suffix(name) + corpus_files.compression(name))
+            length = len(corpus_files.format_suffix(name) + compressed_files.compression(name))
             suffix = child.name[len(name) - length :]  # as written: globs are case-sensitive
             sizes[suffix] += child.stat().length if child.is_file() else 0
     return max(sorted(sizes), key=sizes.get, default=".jsonl")
@@ -148,6 +148,12 @@ def resolve_files(patterns: str | Sequence[str]) -> list[str]:
 def source_size(source: str) -> int:
     """Bytes of a corpus file (local or gs://); 0 for a TFDS source (size unknown here)."""
     return 0 if tfds_corpus.is_tfds(source) else epath.Path(source).stat().length
+
+
+def text_size(source: str, text_field: str) -> int:
+    """About how many bytes of text a corpus file holds (`corpus_files.text_bytes`: compressed
+    and Parquet files by their contents); 0 for a TFDS source."""
+    return 0 if tfds_corpus.is_tfds(source) else corpus_files.text_bytes(source, text_field)
 
 
 def is_file(source: str) -> bool:

@@ -18,15 +18,12 @@ too), ``.xz`` (CC-100) or ``.bz2``. Parquet and Arrow compress inside, so a comp
 refused with what to do.
 """
 
-import bz2
 import collections
 import contextlib
 import csv
 import dataclasses
-import gzip
 import io
 import json
-import lzma
 import os
 import re
 from collections.abc import Iterable, Iterator
@@ -34,6 +31,8 @@ from pathlib import Path
 
 from etils import epath
 
+from bertjax.data import compressed_files
+from bertjax.data.compressed_files import compression
 from bertjax.errors import UserError
 
 JSON_SUFFIXES = (".jsonl", ".json")
@@ -41,10 +40,8 @@ TEXT_SUFFIXES = (".txt",)
 DELIMITED_SUFFIXES = (".csv", ".tsv")  # one document per row under a header row
 PARQUET_SUFFIXES = (".parquet",)
 COLUMNAR_SUFFIXES = PARQUET_SUFFIXES + (".arrow", ".feather")  # one document per row
-COMPRESSION_SUFFIXES = (".gz", ".zst", ".xz", ".bz2")
 TEXT_FORMATS = ("sentences", "paragraphs")
 _UTF8_BOM = b"\xef\xbb\xbf"
-_ZSTD_MAX_WINDOW_LOG = 31  # `zstd --long=31` files read (the decoder's default limit: 2**27)
 _PARQUET_BATCH_ROWS = 1024  # rows of the text column decoded at a time
 _ARROW_FILE_MAGIC = b"ARROW1"  # the IPC file format's first bytes; the stream format has none
 _MAX_FIELD_CHARS = 1 << 30  # a CSV field's longest text (csv's default, 131,072, cuts documents)
@@ -81,13 +78,6 @@ class SourceReport:
         return "; ".join(parts)
 
 
-def compression(path: str) -> str:
-    """The compression suffix of `path` (one of COMPRESSION_SUFFIXES), lowercased; ``''`` if
-    none."""
-    suffix = os.path.splitext(path.lower())[1]
-    return suffix if suffix in COMPRESSION_SUFFIXES else ""
-
-
 def format_suffix(path: str) -> str:
     """The format suffix of `path`, its compression suffix ignored, lowercased (``''`` if none)."""
     name = path.lower()
@@ -118,50 +108,12 @@ def decode(line: bytes, report: SourceReport) -> str:
         return line.decode("utf-8", errors="replace")
 
 
-def _zstd():
-    """Python's `compression.zstd` (3.14+) or its backport (`backports.zstd`, the same code)."""
-    try:
-        from compression import zstd
-    except ImportError:
-        from backports import zstd
-    return zstd
-
-
-def _decompressor(raw: io.IOBase, kind: str) -> tuple[io.IOBase, tuple]:
-    """A reader of `raw`'s decompressed bytes, and the errors other than OSError and EOFError
-    that its corrupt data raises."""
-    if kind == ".gz":
-        return gzip.GzipFile(fileobj=raw), ()
-    if kind == ".bz2":
-        return bz2.BZ2File(raw), ()
-    if kind == ".xz":
-        return lzma.LZMAFile(raw), (lzma.LZMAError,)
-    zstd = _zstd()
-    window = {zstd.DecompressionParameter.window_log_max: _ZSTD_MAX_WINDOW_LOG}
-    return zstd.ZstdFile(raw, options=window), (zstd.ZstdError,)
-
-
-@contextlib.contextmanager
-def _decompressed(raw: io.IOBase, kind: str) -> Iterator[io.IOBase]:
-    """`raw` read through the decompressor of `kind` (none for ``''``); a truncated stream
-    raises EOFError and a corrupt one OSError, whatever the compression."""
-    if not kind:
-        yield raw
-        return
-    reader, corrupt = _decompressor(raw, kind)
-    with reader:
-        try:
-            yield reader
-        except corrupt as e:
-            raise OSError(f"{kind[1:]}: {e}") from e
-
-
 def _lines(path: str, report: SourceReport) -> Iterator[str]:
     """Decoded lines of a (possibly compressed) local or gs:// file, line ends kept; a leading
     BOM dropped."""
     with (
         epath.Path(path).open("rb") as raw,
-        _decompressed(raw, compression(path)) as f,
+        compressed_files.decompressed(raw, compression(path)) as f,
     ):
         for number, line in enumerate(f):
             if number == 0 and line.startswith(_UTF8_BOM):
@@ -352,6 +304,38 @@ def _read_columnar(path: str, text_field: str, report: SourceReport) -> Iterator
             yield from _column_texts(schema, columns, text_field, report)
     except pa.ArrowException as e:  # ArrowInvalid: not Parquet/Arrow, a bad footer or page
         raise OSError(" ".join(str(e).split())[:200]) from e
+
+
+def text_bytes(path: str, text_field: str) -> int:
+    """About how many bytes of text a file holds, to share a sample between files in proportion
+    to their text: its size; a compressed file's size times the ratio of its first 4 MiB; a
+    Parquet file's text column uncompressed. A file this cannot read counts its size."""
+    import pyarrow as pa
+
+    size = epath.Path(path).stat().length
+    try:
+        if format_suffix(path) in PARQUET_SUFFIXES:
+            return _parquet_column_bytes(path, text_field) or size
+        if not compression(path):
+            return size
+        with epath.Path(path).open("rb") as raw:
+            return compressed_files.estimated_size(raw, size, compression(path))
+    except (OSError, EOFError, pa.ArrowException):
+        return size  # reading it reports the problem
+
+
+def _parquet_column_bytes(path: str, text_field: str) -> int:
+    """The uncompressed bytes of a Parquet file's `text_field` column (0 without one)."""
+    import pyarrow.parquet as pq
+
+    with epath.Path(path).open("rb") as f:
+        metadata = pq.ParquetFile(_SeekableFile(f)).metadata
+        return sum(
+            group.column(i).total_uncompressed_size
+            for group in map(metadata.row_group, range(metadata.num_row_groups))
+            for i in range(group.num_columns)
+            if group.column(i).path_in_schema == text_field
+        )
 
 
 def read_file(path: str, text_field: str, text_format: str, report: SourceReport) -> Iterator[str]:

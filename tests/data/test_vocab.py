@@ -1,5 +1,6 @@
 """Tests for bertjax/data/vocab.py (run_vocab) and bertjax/data/sentencepiece_vocab.py."""
 
+import gzip
 import json
 
 import numpy as np
@@ -143,6 +144,26 @@ def test_sample_spreads_over_files(tmp_path):
     firsts = {text[0] for text in texts}
     assert firsts == {"a", "b"}, "every file contributes to the sample"
     assert 4000 <= sum(len(t) for t in texts) < 4100
+
+
+def test_sample_shares_follow_the_text_not_the_size_on_disk(tmp_path):
+    """The same amount of text as .jsonl, .jsonl.gz and .parquet gives each about a third of the
+    sample (by size on disk the gzipped file, ~3 times smaller here, got a third of the share)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    def texts(name):
+        return [
+            f"{name} document {i} of the sample, with some words to compress." for i in range(3000)
+        ]
+
+    (tmp_path / "a.jsonl").write_text("".join(json.dumps({"text": t}) + "\n" for t in texts("a")))
+    lines = "".join(json.dumps({"text": t}) + "\n" for t in texts("b")).encode()
+    (tmp_path / "b.jsonl.gz").write_bytes(gzip.compress(lines))
+    pq.write_table(pa.table({"text": texts("c")}), tmp_path / "c.parquet")
+    sample = list(vocab.sample_documents(f"{tmp_path}/*", sample_bytes=60_000))
+    shares = {name: sum(len(t) for t in sample if t[0] == name) for name in "abc"}
+    assert min(shares.values()) > 0.8 * max(shares.values()), shares
 
 
 def test_sample_reads_text_files_in_their_layout(tmp_path):
