@@ -310,8 +310,6 @@ def text_bytes(path: str, text_field: str) -> int:
     """About how many bytes of text a file holds, to share a sample between files in proportion
     to their text: its size; a compressed file's size times the ratio of its first 4 MiB; a
     Parquet file's text column uncompressed. A file this cannot read counts its size."""
-    import pyarrow as pa
-
     size = epath.Path(path).stat().length
     try:
         if format_suffix(path) in PARQUET_SUFFIXES:
@@ -320,22 +318,27 @@ def text_bytes(path: str, text_field: str) -> int:
             return size
         with epath.Path(path).open("rb") as raw:
             return compressed_files.estimated_size(raw, size, compression(path))
-    except (OSError, EOFError, pa.ArrowException):
+    except (OSError, EOFError):
         return size  # reading it reports the problem
 
 
 def _parquet_column_bytes(path: str, text_field: str) -> int:
-    """The uncompressed bytes of a Parquet file's `text_field` column (0 without one)."""
+    """The uncompressed bytes of a Parquet file's `text_field` column (0 without one, or for a
+    file pyarrow cannot read)."""
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
-    with epath.Path(path).open("rb") as f:
-        metadata = pq.ParquetFile(_SeekableFile(f)).metadata
-        return sum(
-            group.column(i).total_uncompressed_size
-            for group in map(metadata.row_group, range(metadata.num_row_groups))
-            for i in range(group.num_columns)
-            if group.column(i).path_in_schema == text_field
-        )
+    try:
+        with epath.Path(path).open("rb") as f:
+            metadata = pq.ParquetFile(_SeekableFile(f)).metadata
+    except pa.ArrowException:
+        return 0
+    return sum(
+        group.column(i).total_uncompressed_size
+        for group in map(metadata.row_group, range(metadata.num_row_groups))
+        for i in range(group.num_columns)
+        if group.column(i).path_in_schema == text_field
+    )
 
 
 def read_file(path: str, text_field: str, text_format: str, report: SourceReport) -> Iterator[str]:
