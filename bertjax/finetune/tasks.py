@@ -207,16 +207,17 @@ def _split_name(source: str) -> str:
 
 
 def _records(source: str, split: str) -> Iterator[dict]:
-    """Dicts from JSON Lines or Parquet files or a TFDS split ("tfds:NAME:SPLIT", labels as
-    names); `split` ("train" or "eval") names the flag of a missing file."""
+    """Dicts from task files (JSON Lines, Parquet, CSV, TSV) or a TFDS split
+    ("tfds:NAME:SPLIT", labels as names); `split` ("train" or "eval") names the flag of a
+    missing file."""
     if source.startswith("tfds:"):
         yield from _tfds_records(*source[len("tfds:") :].rsplit(":", 1))
         return
-    for path in task_paths(source, split):
+    for path in _task_paths(source, split):
         yield from records.read_records(path, str(path))
 
 
-def task_paths(source: str, split: str) -> list[Path]:
+def _task_paths(source: str, split: str) -> list[Path]:
     """The files of a task split: comma-separated files or globs (a split a dataset keeps in
     several files, e.g. ``train-*.parquet``), each glob's matches sorted. A name that matches no
     file is a UserError naming the flag."""
