@@ -327,7 +327,7 @@ COMMANDS: dict[str, Command] = {
         "           [--multilabel_threshold=P]",
         (
             ("string", "model", None, "A fine-tuned model: FINETUNE_DIR/seed_<s>/model."),
-            ("string", "input", None, "JSON Lines, Parquet, CSV or TSV (SQuAD for QA)."),
+            ("string", "input", None, "JSON Lines, Parquet, Arrow, CSV or TSV records."),
             ("string", "out", None, "Predictions, JSON Lines: one line per input record."),
             ("integer", "batch_size", 64, "Rows per batch (a multiple of the devices)."),
             ("string", "text_fields", "",

@@ -1,4 +1,5 @@
-"""Fine-tuning and prediction from Parquet task files as Hugging Face `datasets` writes them.
+"""Fine-tuning and prediction from Parquet and Arrow task files as Hugging Face `datasets`
+writes them.
 
 The files in tests/fixtures/hf_datasets were written by `datasets` itself (5.2.0: "List"
 features; 3.6.0: "Sequence"; see make.py there), so the class-label names are read from the
@@ -14,7 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from bertjax.errors import UserError
-from bertjax.finetune import parquet_records, predict, squad, tasks, trainer
+from bertjax.finetune import predict, squad, table_records, tasks, trainer
 from tests.test_finetune import config_for, tiny_model_dir, write_jsonl
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "hf_datasets"
@@ -22,7 +23,7 @@ NER_TAGS = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
 
 
 def _names(path: Path) -> dict:
-    return parquet_records.class_label_names(pq.read_schema(path).metadata)
+    return table_records.class_label_names(pq.read_schema(path).metadata)
 
 
 @pytest.mark.parametrize("layout", ["list", "sequence"])
@@ -35,7 +36,7 @@ def test_class_label_names_from_the_metadata_of_both_datasets_layouts(layout):
 def test_parquet_without_hugging_face_metadata_keeps_its_values(tmp_path):
     pq.write_table(pa.table({"text": ["a", "b"], "label": [0, 1]}), tmp_path / "plain.parquet")
     assert _names(tmp_path / "plain.parquet") == {}
-    records = list(parquet_records.parquet_records(tmp_path / "plain.parquet", "plain.parquet"))
+    records = list(table_records.table_records(tmp_path / "plain.parquet", "plain.parquet"))
     assert records == [{"text": "a", "label": 0}, {"text": "b", "label": 1}]
 
 
@@ -86,6 +87,16 @@ def test_squad_from_parquet_reads_as_its_json_lines(tmp_path, layout):
     ]
     config = config_for(train_file=str(parquet), eval_file=str(parquet))
     assert tasks.load_task("squad", config).eval == examples
+
+
+def test_the_arrow_file_of_save_to_disk_reads_as_its_parquet():
+    arrow, parquet = str(FIXTURES / "ner_saved.arrow"), str(FIXTURES / "ner_list.parquet")
+    read = {}
+    for path in (arrow, parquet):
+        config = config_for(kind="tagging", train_file=path, eval_file=path, tags_field="ner_tags")
+        read[path] = tasks.load_task("jsonl", config)
+    assert read[arrow].train == read[parquet].train and read[arrow].labels == read[parquet].labels
+    assert read[arrow].eval[0].gold == ("B-PER", "I-PER", "O", "O", "B-LOC", "O")
 
 
 def test_unlabelled_rows_and_bad_files_are_one_line_errors(tmp_path):

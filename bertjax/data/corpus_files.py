@@ -272,24 +272,28 @@ def _parquet_columns(f, text_field: str):
     return parquet.schema_arrow, columns()
 
 
-def _arrow_columns(f, text_field: str):
-    """(schema, text column batches) of an Arrow IPC file: the stream format that `datasets`
-    writes (`save_to_disk`, its cache) or the file format (Feather v2)."""
+def arrow_batches(f) -> tuple:
+    """(schema, record batches) of an open Arrow IPC file: the stream format that `datasets`
+    writes (`save_to_disk`, its cache) or the file format (Feather v2); batches read lazily."""
     import pyarrow as pa
 
     is_file_format = f.read(len(_ARROW_FILE_MAGIC)) == _ARROW_FILE_MAGIC
     f.seek(0)
     reader = pa.ipc.open_file(f) if is_file_format else pa.ipc.open_stream(f)
 
-    def columns() -> Iterator:
+    def batches() -> Iterator:
         if is_file_format:
-            batches = (reader.get_batch(i) for i in range(reader.num_record_batches))
+            yield from (reader.get_batch(i) for i in range(reader.num_record_batches))
         else:
-            batches = iter(reader)
-        for batch in batches:
-            yield batch.column(text_field)
+            yield from reader
 
-    return reader.schema, columns()
+    return reader.schema, batches()
+
+
+def _arrow_columns(f, text_field: str):
+    """(schema, text column batches) of an Arrow IPC file (`arrow_batches`)."""
+    schema, batches = arrow_batches(f)
+    return schema, (batch.column(text_field) for batch in batches)
 
 
 def _read_columnar(path: str, text_field: str, report: SourceReport) -> Iterator[str]:

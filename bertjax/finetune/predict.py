@@ -102,8 +102,8 @@ def predict_file(
         )
     if not Path(input_path).expanduser().is_file():
         raise UserError(
-            f"--input={input_path} does not exist; pass a JSON Lines, Parquet, CSV, TSV or "
-            "SQuAD file"
+            f"--input={input_path} does not exist; pass a JSON Lines, Parquet, Arrow, CSV, TSV "
+            "or SQuAD file"
         )
     out_path = Path(out).expanduser()
     if out_path.is_dir():

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from bertjax.data import corpus_files
 from bertjax.errors import UserError
-from bertjax.finetune.parquet_records import parquet_records
+from bertjax.finetune.table_records import TABLE_SUFFIXES, table_records
 
 if TYPE_CHECKING:  # tasks imports this module
     from bertjax.finetune.tasks import TaskSpec
@@ -45,12 +45,12 @@ class TaggedExample:
 
 
 def read_records(path: Path, name: str) -> Iterator[dict]:
-    """The records of a task file: a Parquet file's rows (`parquet_records`), a CSV or TSV
-    file's (`delimited_records`), else the objects of a JSON Lines file; `name` is the file as
-    the user wrote it."""
+    """The records of a task file: a Parquet or Arrow file's rows (`table_records`), a CSV or
+    TSV file's (`delimited_records`), else the objects of a JSON Lines file; `name` is the file
+    as the user wrote it."""
     suffix = path.suffix.lower()
-    if suffix == ".parquet":
-        return parquet_records(path, name)
+    if suffix in TABLE_SUFFIXES:
+        return table_records(path, name)
     if suffix in corpus_files.DELIMITED_SUFFIXES:
         return delimited_records(path, name)
     return json_lines(path, name)

@@ -22,7 +22,7 @@ from absl import logging
 
 from bertjax.data.lookups import VocabularyLookups
 from bertjax.errors import UserError
-from bertjax.finetune.parquet_records import parquet_records
+from bertjax.finetune.table_records import TABLE_SUFFIXES, table_records
 
 _WORD = re.compile(r"\S+")
 _LAYOUT_HINT = (
@@ -132,8 +132,8 @@ def read_squad(path: str | os.PathLike, *, answers_required: bool = True) -> lis
         raise UserError(
             f"SQuAD file {str(path)!r} does not exist; pass an existing .json/.jsonl/.parquet"
         )
-    if path.suffix.lower() == ".parquet":  # Hugging Face's layout, one question a row
-        rows = ((f"row {n}", r) for n, r in enumerate(parquet_records(path, str(path)), 1))
+    if path.suffix.lower() in TABLE_SUFFIXES:  # Hugging Face's layout, one question a row
+        rows = ((f"row {n}", r) for n, r in enumerate(table_records(path, str(path)), 1))
         return _qa_examples(_hf_records(rows, path, answers_required), path, answers_required)
     try:
         text = path.read_text(encoding="utf-8")

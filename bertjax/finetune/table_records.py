@@ -1,5 +1,6 @@
-"""A task's records from a Parquet file, the format of datasets on the Hugging Face Hub and of
-`datasets.Dataset.to_parquet`: one record (dict) per row.
+"""A task's records from a Parquet or Arrow file, the files Hugging Face `datasets` writes
+(the Hub's Parquet, `to_parquet`; the Arrow of `save_to_disk` and its cache): one record (dict)
+per row.
 
 Hugging Face stores a class label as its index and the names in the file's schema metadata
 (``huggingface`` -> ``info.features``: a ``ClassLabel`` with ``names``, or a ``List`` /
@@ -12,6 +13,7 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
+from bertjax.data import corpus_files
 from bertjax.errors import UserError
 
 _LIST_TYPES = ("List", "Sequence", "LargeList")  # `datasets` >= 4 writes List, before Sequence
@@ -57,20 +59,34 @@ def _named(row: dict, names: dict[str, list[str]], where: str) -> dict:
     return row
 
 
-def parquet_records(path: Path, name: str) -> Iterator[dict]:
-    """The rows of a Parquet file as dicts, class labels named; `name` is the file as the user
-    wrote it. A file pyarrow cannot read is a one-line UserError."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq  # only Parquet task files need it
+TABLE_SUFFIXES = (".parquet", ".arrow", ".feather")
 
+
+def table_records(path: Path, name: str) -> Iterator[dict]:
+    """The rows of a Parquet or Arrow file as dicts, class labels named; `name` is the file as
+    the user wrote it. A file pyarrow cannot read is a one-line UserError."""
+    import pyarrow as pa
+
+    kind = "Parquet" if path.suffix.lower() == ".parquet" else "Arrow"
     try:
-        parquet = pq.ParquetFile(path)
-        names = class_label_names(parquet.schema_arrow.metadata)
-        number = 0
-        for batch in parquet.iter_batches(batch_size=_BATCH_ROWS):
-            for row in batch.to_pylist():
-                number += 1
-                yield _named(row, names, f"record {number} of {name}")
+        with path.open("rb") as f:
+            schema, batches = _batches(f, kind)
+            names = class_label_names(schema.metadata)
+            number = 0
+            for batch in batches:
+                for row in batch.to_pylist():
+                    number += 1
+                    yield _named(row, names, f"record {number} of {name}")
     except (pa.ArrowException, OSError) as e:
         reason = " ".join(str(e).split())[:200]
-        raise UserError(f"{name} is not a readable Parquet file ({reason})") from None
+        raise UserError(f"{name} is not a readable {kind} file ({reason})") from None
+
+
+def _batches(f, kind: str) -> tuple:
+    """(schema, record batches) of an open Parquet or Arrow file."""
+    if kind == "Arrow":
+        return corpus_files.arrow_batches(f)
+    import pyarrow.parquet as pq  # only Parquet task files need it
+
+    parquet = pq.ParquetFile(f)
+    return parquet.schema_arrow, parquet.iter_batches(batch_size=_BATCH_ROWS)
