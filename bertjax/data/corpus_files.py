@@ -42,7 +42,7 @@ PARQUET_SUFFIXES = (".parquet",)
 COLUMNAR_SUFFIXES = PARQUET_SUFFIXES + (".arrow", ".feather")  # one document per row
 TEXT_FORMATS = ("sentences", "paragraphs")
 _UTF8_BOM = b"\xef\xbb\xbf"
-_PARQUET_BATCH_ROWS = 1024  # rows of the text column decoded at a time
+BATCH_ROWS = 1024  # rows of a Parquet file decoded at a time
 _ARROW_FILE_MAGIC = b"ARROW1"  # the IPC file format's first bytes; the stream format has none
 _MAX_FIELD_CHARS = 1 << 30  # a CSV field's longest text (csv's default, 131,072, cuts documents)
 
@@ -266,7 +266,7 @@ def _parquet_columns(f, text_field: str):
     parquet = pq.ParquetFile(f)
 
     def columns() -> Iterator:
-        for batch in parquet.iter_batches(batch_size=_PARQUET_BATCH_ROWS, columns=[text_field]):
+        for batch in parquet.iter_batches(batch_size=BATCH_ROWS, columns=[text_field]):
             yield batch.column(0)
 
     return parquet.schema_arrow, columns()

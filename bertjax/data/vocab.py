@@ -167,11 +167,10 @@ def sample_documents(
     text_format: str = "sentences",
 ) -> Iterator[str]:
     """Documents from every file, each file giving a share of `sample_bytes` (UTF-8 bytes of
-    text) in proportion to the text it holds (`corpus.text_size`: a compressed or Parquet file
-    by its contents), so a sorted corpus is not sampled from its first files only. TFDS sources
-    are read from their start."""
+    text) in proportion to the text it holds (`corpus.text_sizes`), so a sorted corpus is not
+    sampled from its first files only. TFDS sources are read from their start."""
     files = corpus.resolve_files(patterns)
-    sizes = [corpus.text_size(path, text_field) for path in files]
+    sizes = corpus.text_sizes(files, text_field)
     total = sum(sizes)
     for path, size in zip(files, sizes, strict=True):
         quota = sample_bytes * size / total if total else sample_bytes / len(files)

@@ -17,7 +17,6 @@ from bertjax.data import corpus_files
 from bertjax.errors import UserError
 
 _LIST_TYPES = ("List", "Sequence", "LargeList")  # `datasets` >= 4 writes List, before Sequence
-_BATCH_ROWS = 1024
 
 
 def class_label_names(metadata: dict[bytes, bytes] | None) -> dict[str, list[str]]:
@@ -89,4 +88,4 @@ def _batches(f, kind: str) -> tuple:
     import pyarrow.parquet as pq  # only Parquet task files need it
 
     parquet = pq.ParquetFile(f)
-    return parquet.schema_arrow, parquet.iter_batches(batch_size=_BATCH_ROWS)
+    return parquet.schema_arrow, parquet.iter_batches(batch_size=corpus_files.BATCH_ROWS)
