@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import jax
@@ -53,15 +53,25 @@ def _saved_value(saved: dict, field: str):
 
 
 def create_checkpoint_manager(
-    directory: str | os.PathLike, *, save_every: int, keep: int, keep_period: int = 0
+    directory: str | os.PathLike,
+    *,
+    save_every: int,
+    keep: int,
+    keep_period: int = 0,
+    keep_steps: Sequence[int] = (),
 ) -> ocp.CheckpointManager:
-    """Manager for `directory`: async saves every `save_every` steps; the newest `keep` are kept,
-    and every step divisible by `keep_period` (if > 0) too. Orbax writes each checkpoint into a
-    temporary directory and renames it when complete, and deletes old ones only after that."""
+    """Manager for `directory`: async saves every `save_every` steps and at each of `keep_steps`;
+    the newest `keep` are kept, every step divisible by `keep_period` (if > 0) and `keep_steps`
+    too. Orbax writes each checkpoint into a temporary directory and renames it when complete,
+    and deletes old ones only after that."""
+    policies = ocp.checkpoint_managers
+    kept = [policies.LatestN(keep)]
+    kept += [policies.EveryNSteps(keep_period)] if keep_period else []
+    kept += [policies.CustomSteps(keep_steps)] if keep_steps else []
     options = ocp.CheckpointManagerOptions(
         save_interval_steps=save_every,
-        max_to_keep=keep,
-        keep_period=keep_period or None,
+        save_on_steps=keep_steps,
+        preservation_policy=policies.AnyPreservationPolicy(kept),
         enable_async_checkpointing=True,
         create=True,
     )

@@ -1,17 +1,20 @@
-"""Optax optimizer from an `OptimizerSpec`: linear warmup then linear decay to zero, AdamW (or
-LAMB) with decoupled weight decay that skips LayerNorm parameters and biases, global-norm
-clipping; layer-wise learning-rate decay for fine-tuning."""
+"""Optax optimizer from an `OptimizerSpec`: linear warmup then a decay to zero (linear as BERT,
+cosine, or warmup-stable-decay), AdamW (or LAMB) with decoupled weight decay that skips LayerNorm
+parameters and biases, global-norm clipping; layer-wise learning-rate decay for fine-tuning."""
 
 import dataclasses
+from collections.abc import Mapping
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import optax
 
 from bertjax.specs import ConfigSpec, require
 
 OPTIMIZERS = ("adamw", "lamb")
+LR_SCHEDULES = ("linear", "cosine", "wsd")
 # Only matrices (dense kernels) and embedding tables are decayed, as in BERT's optimization.py,
 # which excludes "LayerNorm" and "bias" variables.
 DECAYED_LEAF_NAMES = ("kernel", "embedding")
@@ -27,7 +30,12 @@ class OptimizerSpec(ConfigSpec):
     num_train_steps: int = 900_000
     warmup_steps: int = 10_000
     optimizer: str = "adamw"  # "adamw" (BERT) or "lamb" (large-batch recipe of You et al. 2019)
-    learning_rate: float = 1e-4  # peak, reached at the end of warmup, then linear decay to zero
+    learning_rate: float = 1e-4  # peak, reached at the end of warmup, then decays to zero
+    # after warmup: "linear" (BERT) or "cosine" decay to zero at num_train_steps, or "wsd"
+    # (warmup-stable-decay: the peak rate until the last lr_decay_fraction of the steps, then
+    # 1-sqrt to zero; a run extended before that cooldown keeps the rates it had)
+    lr_schedule: str = "linear"
+    lr_decay_fraction: float = 0.2  # wsd: the cooldown's share of num_train_steps
     weight_decay: float = 0.01  # AdamW decoupled decay, not applied to LayerNorm or biases
     adam_b1: float = 0.9
     adam_b2: float = 0.999
@@ -48,6 +56,20 @@ class OptimizerSpec(ConfigSpec):
             self.learning_rate > 0,
             f"learning_rate={self.learning_rate} must be positive; set --config.learning_rate",
         )
+        require(
+            self.lr_schedule in LR_SCHEDULES,
+            f"lr_schedule={self.lr_schedule!r} is unknown; use one of {LR_SCHEDULES}",
+        )
+        require(
+            0 <= self.lr_decay_fraction <= 1,
+            f"lr_decay_fraction={self.lr_decay_fraction} must be in [0, 1] (0.2 is usual)",
+        )
+        require(
+            self.lr_schedule != "wsd" or warmup + self.cooldown_steps <= total,
+            f"warmup_steps={warmup} + the cooldown's {self.cooldown_steps} steps "
+            f"(lr_decay_fraction={self.lr_decay_fraction} of {total}) exceed num_train_steps; "
+            "lower --config.warmup_steps or --config.lr_decay_fraction",
+        )
         require(self.weight_decay >= 0, f"weight_decay={self.weight_decay} must be >= 0")
         require(
             self.max_grad_norm >= 0, f"max_grad_norm={self.max_grad_norm} must be >= 0 (0 disables)"
@@ -61,13 +83,61 @@ class OptimizerSpec(ConfigSpec):
             require(0 <= value < 1, f"{name}={value} must be in [0, 1); BERT uses 0.9 and 0.999")
         require(self.adam_eps > 0, f"adam_eps={self.adam_eps} must be positive; BERT uses 1e-6")
 
+    @property
+    def cooldown_steps(self) -> int:
+        """The steps of a "wsd" schedule's final decay."""
+        return round(self.lr_decay_fraction * self.num_train_steps)
+
+    @property
+    def cooldown_start(self) -> int | None:
+        """The step where a "wsd" schedule leaves its peak rate (None for the other schedules
+        and a wsd schedule without cooldown): a checkpoint there can run on, with the same
+        rates, into a schedule of any length whose cooldown starts later."""
+        if self.lr_schedule != "wsd" or self.cooldown_steps == 0:
+            return None
+        return self.num_train_steps - self.cooldown_steps
+
 
 def learning_rate_schedule(spec: OptimizerSpec) -> optax.Schedule:
-    """0 -> learning_rate over warmup_steps, then linearly to 0 at num_train_steps."""
+    """0 -> learning_rate over warmup_steps, then to 0 at num_train_steps by `spec.lr_schedule`:
+    linearly, along a half cosine, or (wsd) constant until the last `cooldown_steps`, then
+    1 - sqrt(progress) (Hägele et al. 2024: matches cosine at the same budget)."""
     warmup, total, peak = spec.warmup_steps, spec.num_train_steps, float(spec.learning_rate)
     warmup_fn = optax.linear_schedule(0.0, peak, max(warmup, 1))
-    decay_fn = optax.linear_schedule(peak, 0.0, max(total - warmup, 1))
+    if spec.lr_schedule == "linear":
+        decay_fn = optax.linear_schedule(peak, 0.0, max(total - warmup, 1))
+    elif spec.lr_schedule == "cosine":
+        decay_fn = optax.cosine_decay_schedule(peak, max(total - warmup, 1))
+    else:
+        stable_end = total - spec.cooldown_steps
+        cooldown = _one_minus_sqrt_decay(peak, spec.cooldown_steps)
+        decay_fn = optax.join_schedules(
+            [optax.constant_schedule(peak), cooldown], boundaries=[stable_end - warmup]
+        )
     return optax.join_schedules([warmup_fn, decay_fn], boundaries=[warmup])
+
+
+def rate_change(saved: Mapping[str, Any], wanted: Mapping[str, Any], step: int) -> str:
+    """How the learning rate of update `step` differs between two configs (a resumed run's
+    checkpoint's and its own): e.g. a longer num_train_steps moves a linear schedule's rate,
+    not a wsd schedule's before its cooldown."""
+    old, new = (
+        float(learning_rate_schedule(OptimizerSpec.from_config(config))(step))
+        for config in (saved, wanted)
+    )
+    if np.isclose(old, new, rtol=1e-6, atol=0.0):
+        return f"learning rate at step {step} unchanged: {new:.4g}"
+    return f"learning rate at step {step}: {old:.4g} -> {new:.4g}"
+
+
+def _one_minus_sqrt_decay(peak: float, steps: int) -> optax.Schedule:
+    """peak * (1 - sqrt(step / steps)), 0 from `steps` on (optax has no such schedule)."""
+
+    def schedule(step):
+        progress = jnp.clip(jnp.asarray(step, jnp.float32) / max(steps, 1), 0.0, 1.0)
+        return peak * (1.0 - jnp.sqrt(progress))
+
+    return schedule
 
 
 def weight_decay_mask(params: Any) -> Any:

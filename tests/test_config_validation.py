@@ -92,6 +92,8 @@ INVALID = [
     ({"adam_b1": 1.0}, "adam_b1=1.0 must be in [0, 1)"),
     ({"adam_b2": -0.1}, "adam_b2=-0.1 must be in [0, 1)"),
     ({"adam_eps": 0.0}, "adam_eps=0.0 must be positive"),
+    ({"lr_schedule": "cosine_restarts"}, "lr_schedule='cosine_restarts' is unknown"),
+    ({"lr_decay_fraction": -0.1}, "lr_decay_fraction=-0.1 must be in [0, 1]"),
     ({"dcn_mesh_shape": {"data": 0, "fsdp": 1, "tensor": 1}}, "dcn_mesh_shape"),
     ({"logical_axis_rules": [("batch", "pipe")]}, "logical_axis_rules maps 'batch' to 'pipe'"),
 ]

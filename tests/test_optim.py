@@ -27,6 +27,59 @@ def test_schedule_warmup_then_linear_decay_to_zero():
     )
 
 
+def _schedule(**overrides):
+    return optim.learning_rate_schedule(optim.OptimizerSpec.from_config(_config(**overrides)))
+
+
+def test_wsd_schedule_holds_the_peak_then_cools_down_by_one_minus_sqrt():
+    schedule = _schedule(
+        lr_schedule="wsd", learning_rate=1e-3, warmup_steps=10, num_train_steps=110,
+        lr_decay_fraction=0.4,
+    )  # fmt: skip
+    # Cooldown: the last 44 steps, from step 66; 1e-3 * (1 - sqrt(11 / 44)) = 5e-4 at step 77.
+    np.testing.assert_allclose(
+        [schedule(s) for s in (5, 10, 40, 66, 77, 110, 120)],
+        [5e-4, 1e-3, 1e-3, 1e-3, 5e-4, 0.0, 0.0],
+        atol=1e-9,
+    )
+
+
+def test_cosine_schedule_is_half_a_cosine_after_warmup():
+    schedule = _schedule(
+        lr_schedule="cosine", learning_rate=1e-3, warmup_steps=10, num_train_steps=110
+    )
+    steps = np.arange(10, 111)
+    expected = 0.5e-3 * (1 + np.cos(np.pi * (steps - 10) / 100))
+    np.testing.assert_allclose([schedule(s) for s in steps], expected, rtol=1e-5, atol=1e-9)
+
+
+def test_a_longer_wsd_run_keeps_every_rate_before_its_cooldown():
+    """Extending a wsd run (a larger num_train_steps on resume) leaves the rates of the steps
+    before the old cooldown as they were, so the extended run is the longer run from the start;
+    a linear schedule's rates all move."""
+    steps = jnp.arange(0, 800)
+    short, long = (
+        _schedule(lr_schedule="wsd", warmup_steps=100, num_train_steps=total)(steps)
+        for total in (1000, 3000)
+    )
+    np.testing.assert_array_equal(short, long)
+    linear_short, linear_long = (
+        _schedule(warmup_steps=100, num_train_steps=total)(steps) for total in (1000, 3000)
+    )
+    assert not np.allclose(linear_short[100:], linear_long[100:])
+
+
+def test_rate_change_says_how_the_resumed_steps_rate_moves():
+    saved = _config(lr_schedule="wsd", learning_rate=1e-3, warmup_steps=10, num_train_steps=100)
+    assert optim.rate_change(saved, {**saved, "num_train_steps": 200}, 50) == (
+        "learning rate at step 50 unchanged: 0.001"
+    )
+    linear = {**saved, "lr_schedule": "linear"}
+    assert optim.rate_change(linear, {**linear, "num_train_steps": 190}, 55) == (
+        "learning rate at step 55: 0.0005 -> 0.00075"
+    )
+
+
 def test_weight_decay_mask_skips_layernorm_and_biases():
     params = {
         "dense": {"kernel": jnp.ones((2, 2)), "bias": jnp.ones(2)},
@@ -103,6 +156,12 @@ def test_optimizer_clips_the_global_gradient_norm(optimizer, max_grad_norm, grad
         ({"warmup_steps": 20, "num_train_steps": 10}, "warmup_steps=20"),
         ({"learning_rate": 0.0}, "learning_rate"),
         ({"num_train_steps": 0, "warmup_steps": 0}, "num_train_steps"),
+        ({"lr_schedule": "onecycle"}, "lr_schedule='onecycle' is unknown"),
+        ({"lr_schedule": "wsd", "lr_decay_fraction": 1.5}, "lr_decay_fraction=1.5"),
+        (
+            {"lr_schedule": "wsd", "warmup_steps": 90, "num_train_steps": 100},
+            "the cooldown's 20 steps",
+        ),
     ],
 )
 def test_bad_schedule_is_a_user_error(overrides, match):

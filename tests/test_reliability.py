@@ -302,7 +302,8 @@ def test_a_refused_resume_leaves_the_runs_config_and_vocabulary(reference_run, t
     """Before, config.json was rewritten before the checkpoint's architecture was checked (then
     `bertjax evaluate` built the refused architecture and failed), and a vocabulary of the same
     size with other tokens resumed silently while the workdir kept the old vocab.txt. A resume
-    that changes what the run trains (here its length, so its learning-rate schedule) says so."""
+    that changes what the run trains (here its length, so its learning-rate schedule) says so,
+    and how the rate of the resumed step moves."""
     reference_tmp, config, _ = reference_run
     run = tmp_path / "run"
     shutil.copytree(reference_tmp / "run", run)
@@ -328,4 +329,27 @@ def test_a_refused_resume_leaves_the_runs_config_and_vocabulary(reference_run, t
     train.train_and_evaluate(resumed, run)
     assert checkpointing.checkpoint_steps(run)[-1] == 13
     warning = "Resuming step 12 with changes to what the run trains since that checkpoint: "
-    assert f"{warning}num_train_steps 12 -> 13. It goes on" in caplog.text  # not vocab_dir
+    # Not vocab_dir; the rate of step 12 was the end of the decay (0), now 2e-3 * 1 / 11.
+    changed = "num_train_steps 12 -> 13 (learning rate at step 12: 0 -> 0.0001818)"
+    assert f"{warning}{changed}. It goes on" in caplog.text
+
+
+def test_a_finished_wsd_run_goes_on_from_its_cooldown_checkpoint(tmp_path, caplog):
+    """A wsd schedule keeps the peak rate until its cooldown, so the checkpoint where the
+    cooldown starts (always saved and kept) can run on into a longer schedule: copied into a new
+    workdir with the vocabulary and metrics, it resumes as the longer run would have run from
+    the start, every logged value bit for bit."""
+    wsd = dict(lr_schedule="wsd", log_every=1, checkpoint_every=100)
+    longer = small_smoke_config(tmp_path, num_train_steps=16, **wsd)
+    train.train_and_evaluate(longer, tmp_path / "longer")  # cooldown: steps 13-16
+    short = small_smoke_config(tmp_path, num_train_steps=12, keep_checkpoints=1, **wsd)
+    train.train_and_evaluate(short, tmp_path / "short")  # cooldown: steps 11-12
+    assert checkpointing.checkpoint_steps(tmp_path / "short") == [10, 12]  # 10: kept
+    fork = tmp_path / "fork"
+    shutil.copytree(tmp_path / "short" / "checkpoints" / "10", fork / "checkpoints" / "10")
+    for name in ("vocab.txt", "metrics.jsonl"):
+        shutil.copy(tmp_path / "short" / name, fork / name)
+    resumed = small_smoke_config(tmp_path, num_train_steps=16, vocab_dir=str(fork), **wsd)
+    assert train.train_and_evaluate(resumed, fork).start_step == 10
+    assert "num_train_steps 12 -> 16 (learning rate at step 10 unchanged: 0.002)" in caplog.text
+    assert read_metrics(fork) == read_metrics(tmp_path / "longer")

@@ -113,3 +113,46 @@ def test_torch_schedule_is_bertjax_schedule():
     theirs = [recipe.learning_rate * training_parity.lr_factor(int(s), recipe) for s in steps]
     # optax evaluates in float32: ~6e-6 relative near the end, 6e-11 (not 0) after it.
     np.testing.assert_allclose(ours, theirs, rtol=2e-5, atol=1e-10)
+
+
+@pytest.mark.parametrize("fraction", [0.2, 0.35])
+def test_wsd_schedule_is_transformers_one_minus_sqrt_wsd_schedule(fraction):
+    """transformers' get_wsd_schedule (decay_type="1-sqrt") is the independent reference."""
+    config = training_parity.parity_config(120)
+    config.update(lr_schedule="wsd", lr_decay_fraction=fraction)
+    spec = optim.OptimizerSpec.from_config(config)
+    stable = spec.num_train_steps - spec.warmup_steps - spec.cooldown_steps
+    theirs = _torch_rates(
+        transformers.get_wsd_schedule, spec, num_warmup_steps=spec.warmup_steps,
+        num_stable_steps=stable, num_decay_steps=spec.cooldown_steps, decay_type="1-sqrt",
+    )  # fmt: skip
+    ours = optim.learning_rate_schedule(spec)(jnp.arange(len(theirs)))
+    np.testing.assert_allclose(ours, theirs, rtol=2e-5, atol=1e-10)
+
+
+def test_cosine_schedule_is_transformers_cosine_schedule():
+    config = training_parity.parity_config(120)
+    config.update(lr_schedule="cosine")
+    spec = optim.OptimizerSpec.from_config(config)
+    theirs = _torch_rates(
+        transformers.get_cosine_schedule_with_warmup, spec,
+        num_warmup_steps=spec.warmup_steps, num_training_steps=spec.num_train_steps,
+    )  # fmt: skip
+    ours = optim.learning_rate_schedule(spec)(jnp.arange(len(theirs)))
+    np.testing.assert_allclose(ours, theirs, rtol=2e-5, atol=1e-10)
+
+
+def _torch_rates(make_scheduler, spec, **kwargs) -> list[float]:
+    """The rate a torch optimizer under `make_scheduler` applies at each of the run's updates
+    and the step after (where both are 0; past it transformers' cosine rises again, a step no
+    run takes)."""
+    import torch
+
+    optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=spec.learning_rate)
+    scheduler = make_scheduler(optimizer, **kwargs)
+    rates = []
+    for _ in range(spec.num_train_steps + 1):
+        rates.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    return rates
