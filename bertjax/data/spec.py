@@ -38,7 +38,9 @@ def min_documents(packing: bool) -> int:
 class DataSpec(ConfigSpec):
     """Corpus, vocabulary, instance and held-out settings of a run."""
 
-    corpus: str = corpus.SAMPLE_CORPUS  # comma-separated files/globs: .jsonl[.gz] or .txt[.gz]
+    # comma-separated files/globs: JSON Lines, text, CSV/TSV (each maybe .gz/.zst/.xz/.bz2),
+    # Parquet, Arrow; or tfds:NAME
+    corpus: str = corpus.SAMPLE_CORPUS
     text_field: str = "text"  # JSON field, table column (CSV, Parquet) or TFDS feature
     text_format: str = "sentences"  # .txt: "sentences" (google format) or "paragraphs"
     vocab_dir: str = ""  # directory with vocab.txt; "" = train one from the corpus (cached)
