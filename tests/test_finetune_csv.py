@@ -43,6 +43,23 @@ def test_tsv_is_unquoted_as_glue_files_are(tmp_path):
     assert got.train[1].texts == ('"quoted at the start',)
 
 
+def test_excel_unicode_text_and_windows_json_lines(tmp_path):
+    """Excel's "Save as Unicode Text" writes UTF-16 LE TSV with a byte-order mark; Windows
+    editors put a UTF-8 byte-order mark before JSON Lines. Before, both were refused (garbled
+    field names; line 1 "not valid JSON")."""
+    expected = _load(write_jsonl(tmp_path / "train.jsonl", ROWS[::2]))
+    tsv = "text\tlabel\r\n" + "".join(f"{r['text']}\t{r['label']}\r\n" for r in ROWS[::2])
+    (tmp_path / "excel.tsv").write_bytes(tsv.encode("utf-16"))
+    utf8_bom = b"\xef\xbb\xbf" + (tmp_path / "train.jsonl").read_bytes()
+    (tmp_path / "windows.jsonl").write_bytes(utf8_bom)
+    utf16 = (tmp_path / "train.jsonl").read_text(encoding="utf-8").encode("utf-16")
+    (tmp_path / "utf16.jsonl").write_bytes(utf16)
+    assert (tmp_path / "excel.tsv").read_bytes()[:2] == b"\xff\xfe"  # little-endian mark
+    for name in ("excel.tsv", "windows.jsonl", "utf16.jsonl"):
+        got = _load(tmp_path / name)
+        assert got.train == expected.train and got.labels == expected.labels == ["pos"]
+
+
 def test_long_fields_and_regression_targets(tmp_path):
     long_text = "word " * 40_000  # 200,000 characters: over csv's default field limit
     with open(tmp_path / "scored.csv", "w", newline="") as f:

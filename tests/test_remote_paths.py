@@ -95,7 +95,7 @@ def bucket(tmp_path, monkeypatch):
 @pytest.fixture(scope="module")
 def corpus_dir(tmp_path_factory):
     """12 inaugural addresses in 4 files (JSON Lines gzipped, plain and Zstandard; Parquet),
-    and an 800-token vocabulary."""
+    part-1's in UTF-16, and an 800-token vocabulary."""
     root = tmp_path_factory.mktemp("remote_corpus")
     with gzip.open(SAMPLE_CORPUS.replace("*", "inaugural"), "rt", encoding="utf-8") as f:
         texts = [json.loads(line)["text"] for line in f][:12]
@@ -104,6 +104,7 @@ def corpus_dir(tmp_path_factory):
         suffix = {gzip.compress: ".gz", None: ""}.get(compress, ".zst")
         (root / f"part-{i}.jsonl{suffix}").write_bytes(compress(lines) if compress else lines)
     pq.write_table(pa.table({"text": texts[3::4]}), root / "part-3.parquet")
+    (root / "utf16.jsonl").write_bytes((root / "part-1.jsonl").read_text().encode("utf-16"))
     train_wordpiece_vocab(texts, 800, True, root / "vocab")
     return root
 
@@ -145,12 +146,15 @@ def test_tf_io_gfile_reads_corpora_and_vocabularies_as_the_local_backend_does(
     expected = (corpus.corpus_fingerprint(files), [corpus.source_size(f) for f in files],
                 list(corpus.read_documents(files, "text")),
                 vocab.load_tokenizer(corpus_dir / "vocab" / "vocab.txt", True).vocab)  # fmt: skip
+    utf8 = list(corpus.read_documents(str(corpus_dir / "part-1.jsonl"), "text"))
     monkeypatch.setitem(gpath._PREFIX_TO_BACKEND, None, epath_backend.tf_backend)
     assert epath.Path(files[0])._backend is epath_backend.tf_backend
     got = (corpus.corpus_fingerprint(files), [corpus.source_size(f) for f in files],
            list(corpus.read_documents(files, "text")),
            vocab.load_tokenizer(corpus_dir / "vocab" / "vocab.txt", True).vocab)  # fmt: skip
     assert got == expected
+    # GFile cannot peek at a UTF-16 file's byte-order mark: a buffer over it does.
+    assert list(corpus.read_documents(str(corpus_dir / "utf16.jsonl"), "text")) == utf8
 
 
 def _data_config(corpus_pattern: str, vocab_dir: str, **overrides):

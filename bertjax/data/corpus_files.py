@@ -12,12 +12,17 @@
 * ``.arrow`` / ``.feather``: the same from an Arrow IPC file, stream format (what `datasets`
   keeps in its cache and writes with ``save_to_disk``) or file format (Feather v2).
 
+Text files are UTF-8 (a leading byte-order mark dropped), or UTF-16 or UTF-32 with their
+byte-order mark: what Windows tools write as "Unicode" (PowerShell 5's ``>``, Notepad, Excel's
+"Unicode Text").
+
 ``.jsonl``, ``.txt``, ``.csv`` and ``.tsv`` files may be compressed: ``.gz``, ``.zst``
 (Zstandard, the format of The Pile and SlimPajama shards; multi-frame and long-window files read
 too), ``.xz`` (CC-100) or ``.bz2``. Parquet and Arrow compress inside, so a compressed one is
 refused with what to do.
 """
 
+import codecs
 import collections
 import contextlib
 import csv
@@ -42,6 +47,14 @@ PARQUET_SUFFIXES = (".parquet",)
 COLUMNAR_SUFFIXES = PARQUET_SUFFIXES + (".arrow", ".feather")  # one document per row
 TEXT_FORMATS = ("sentences", "paragraphs")
 _UTF8_BOM = b"\xef\xbb\xbf"
+# The encodings a text file may be in besides UTF-8, known by their byte-order marks (UTF-32's
+# first: its little-endian mark begins with UTF-16's).
+_BOM_ENCODINGS = (
+    (codecs.BOM_UTF32_LE, "utf-32"),
+    (codecs.BOM_UTF32_BE, "utf-32"),
+    (codecs.BOM_UTF16_LE, "utf-16"),
+    (codecs.BOM_UTF16_BE, "utf-16"),
+)
 BATCH_ROWS = 1024  # rows of a Parquet file decoded at a time
 _ARROW_FILE_MAGIC = b"ARROW1"  # the IPC file format's first bytes; the stream format has none
 _MAX_FIELD_CHARS = 1 << 30  # a CSV field's longest text (csv's default, 131,072, cuts documents)
@@ -108,13 +121,31 @@ def decode(line: bytes, report: SourceReport) -> str:
         return line.decode("utf-8", errors="replace")
 
 
+def bom_encoding(head: bytes) -> str | None:
+    """ "utf-16" or "utf-32" when `head`, a file's first bytes, starts with that encoding's
+    byte-order mark (Python's codec of that name reads the mark and its byte order)."""
+    return next((name for bom, name in _BOM_ENCODINGS if head.startswith(bom)), None)
+
+
+def text_encoding(path: str | os.PathLike) -> str:
+    """The encoding to open a local text file with: UTF-16/32 by its byte-order mark, else
+    UTF-8 without a leading byte-order mark ("utf-8-sig")."""
+    with open(path, "rb") as f:
+        return bom_encoding(f.read(4)) or "utf-8-sig"
+
+
 def _lines(path: str, report: SourceReport) -> Iterator[str]:
     """Decoded lines of a (possibly compressed) local or gs:// file, line ends kept; a leading
-    BOM dropped."""
+    BOM dropped; UTF-16/32 read as such (undecodable bytes become U+FFFD, not counted)."""
     with (
         epath.Path(path).open("rb") as raw,
         compressed_files.decompressed(raw, compression(path)) as f,
     ):
+        f = f if hasattr(f, "peek") else io.BufferedReader(_SeekableFile(f))
+        encoding = bom_encoding(f.peek(4)[:4])
+        if encoding:
+            yield from io.TextIOWrapper(f, encoding=encoding, errors="replace", newline="")
+            return
         for number, line in enumerate(f):
             if number == 0 and line.startswith(_UTF8_BOM):
                 line = line[len(_UTF8_BOM) :]
@@ -235,8 +266,9 @@ def _column_texts(schema, columns: Iterator, text_field: str, report: SourceRepo
 
 
 class _SeekableFile(io.RawIOBase):
-    """An open epath file as the standard binary file pyarrow reads: tf.io.gfile's GFile (epath's
-    gs:// backend where TensorFlow is installed) has no `closed`, and its `seek` returns None."""
+    """An open epath file as a standard raw binary file (what pyarrow reads and io.BufferedReader
+    buffers): tf.io.gfile's GFile (epath's gs:// backend where TensorFlow is installed) has no
+    `closed`, `readinto` or `peek`, and its `seek` returns None."""
 
     def __init__(self, f):
         super().__init__()
@@ -250,6 +282,11 @@ class _SeekableFile(io.RawIOBase):
 
     def read(self, size: int = -1) -> bytes:
         return self._file.read(size)
+
+    def readinto(self, buffer) -> int:
+        data = self._file.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
 
     def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
         self._file.seek(offset, whence)

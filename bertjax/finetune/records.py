@@ -62,9 +62,10 @@ def delimited_records(path: Path, name: str) -> Iterator[dict]:
     GLUE's files are). A row with more or fewer values than the header, or invalid CSV, is a
     one-line error naming the line."""
     tsv = path.suffix.lower() == ".tsv"
-    # utf-8-sig: the byte-order mark Excel writes is not part of the first column's name.
+    # A byte-order mark (Excel's) is not part of the first column's name; Excel's "Unicode
+    # Text" is UTF-16 TSV.
     with (
-        path.open(encoding="utf-8-sig", errors="replace", newline="") as f,
+        path.open(encoding=corpus_files.text_encoding(path), errors="replace", newline="") as f,
         corpus_files.delimited_reader(f, tsv) as reader,
     ):
         try:
@@ -84,8 +85,9 @@ def delimited_records(path: Path, name: str) -> Iterator[dict]:
 
 def json_lines(path: Path, name: str) -> Iterator[dict]:
     """The JSON objects of a JSON Lines file (blank lines skipped); `name` is the file as the
-    user wrote it, for errors that point at the line."""
-    with path.open(encoding="utf-8", errors="replace") as f:
+    user wrote it, for errors that point at the line. UTF-8 with or without a byte-order mark,
+    or UTF-16/32 with one."""
+    with path.open(encoding=corpus_files.text_encoding(path), errors="replace") as f:
         for number, line in enumerate(f, 1):
             if not line.strip():
                 continue

@@ -7,6 +7,7 @@ long-tested reader) for each compression.
 """
 
 import bz2
+import codecs
 import csv
 import gzip
 import json
@@ -221,6 +222,34 @@ def test_corrupt_and_truncated_files_are_skipped_keeping_what_came_before(tmp_pa
     assert cut.first_place["unreadable file"].startswith("EOFError: ")
     assert junk.skipped == {"unreadable file": 1}
     assert re.match(r"(OSError|BadGzipFile): ", junk.first_place["unreadable file"])
+
+
+# What Windows tools write as "Unicode": the text encoded with its byte-order mark in front.
+WITH_BOM = {
+    "utf-16-le": codecs.BOM_UTF16_LE,
+    "utf-16-be": codecs.BOM_UTF16_BE,
+    "utf-32-le": codecs.BOM_UTF32_LE,
+    "utf-32-be": codecs.BOM_UTF32_BE,
+}
+
+
+@pytest.mark.parametrize("encoding", sorted(WITH_BOM))
+def test_utf16_and_utf32_files_with_a_byte_order_mark_read_as_their_utf8_files(tmp_path, encoding):
+    """Before, a UTF-16 file (PowerShell 5's `>`, Notepad's "Unicode") gave no documents and
+    the error blamed invalid JSON."""
+    texts = [*_texts(50), "汉字 和 ünïcödé 😀 text."]
+    lines = "\n\n".join("\n".join(t.split(" ")) for t in texts[:20])
+    table = "id,text\r\n" + "".join(f'{i},"{t}"\r\n' for i, t in enumerate(texts))
+    for name, text in (("a.jsonl", _jsonl(texts).decode()), ("b.txt", lines), ("c.csv", table)):
+        (tmp_path / f"utf8_{name}").write_text(text, encoding="utf-8", newline="")
+        encoded = WITH_BOM[encoding] + text.encode(encoding)
+        (tmp_path / f"{encoding}_{name}").write_bytes(encoded)
+        (tmp_path / f"{encoding}_{name}.gz").write_bytes(gzip.compress(encoded))
+        expected = _read(str(tmp_path / f"utf8_{name}"))[0]
+        assert texts[-1] in expected or name == "b.txt"
+        for variant in (f"{encoding}_{name}", f"{encoding}_{name}.gz"):
+            docs, (report,) = _read(str(tmp_path / variant))
+            assert docs == expected and not report.skipped and not report.repaired
 
 
 def test_csv_and_tsv_rows_are_documents(tmp_path):
