@@ -3,6 +3,7 @@ long-tested reader) are, CSV with Excel's quoting and byte-order mark, TSV unquo
 google-research/bert reads GLUE's .tsv files."""
 
 import csv
+import json
 
 import pytest
 
@@ -58,6 +59,21 @@ def test_excel_unicode_text_and_windows_json_lines(tmp_path):
     for name in ("excel.tsv", "windows.jsonl", "utf16.jsonl"):
         got = _load(tmp_path / name)
         assert got.train == expected.train and got.labels == expected.labels == ["pos"]
+
+
+@pytest.mark.parametrize("name", ["gbk.csv", "gbk.jsonl"])
+def test_a_task_file_in_gbk_is_refused_saying_how_to_convert_it(tmp_path, name):
+    """ChnSentiCorp and many Chinese task files come in GBK; before, their text was read as
+    U+FFFD and mojibake, and a model fine-tuned on it."""
+    rows = [{"text": f"这家酒店的服务很好，第{i}次入住。", "label": "pos"} for i in range(20)]
+    if name.endswith(".csv"):
+        text = "text,label\n" + "".join(f"{r['text']},{r['label']}\n" for r in rows)
+    else:
+        text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
+    (tmp_path / name).write_bytes(text.encode("gbk"))
+    with pytest.raises(UserError, match=rf"{name} is not UTF-8 text \(20 of the first 20 lines"
+                       r".*`iconv -f GB18030 -t UTF-8`"):  # fmt: skip
+        _load(tmp_path / name)
 
 
 def test_long_fields_and_regression_targets(tmp_path):

@@ -252,6 +252,44 @@ def test_utf16_and_utf32_files_with_a_byte_order_mark_read_as_their_utf8_files(t
             assert docs == expected and not report.skipped and not report.repaired
 
 
+# Lines in the encodings text comes in besides UTF-8.
+LEGACY = {
+    "gb18030": "中文的文本，第{}行。",
+    "big5": "繁體中文的文字，第{}行。",
+    "shift_jis": "日本語のテキスト、{}行目。",
+    "cp1252": "Café déjà vu, ligne {} à Noël.",
+}
+
+
+@pytest.mark.parametrize("encoding", sorted(LEGACY))
+def test_a_file_in_another_encoding_is_skipped_saying_how_to_convert_it(tmp_path, encoding):
+    """Before, a GBK file's lines were all "repaired" into U+FFFD and mojibake, logged at info
+    level, and a vocabulary was trained on them."""
+    lines = [LEGACY[encoding].format(i) for i in range(60)]
+    jsonl = "".join(json.dumps({"text": t}, ensure_ascii=False) + "\n" for t in lines)
+    (tmp_path / "a.jsonl.gz").write_bytes(gzip.compress(jsonl.encode(encoding)))
+    (tmp_path / "b.txt").write_bytes("\n\n".join(lines).encode(encoding))
+    (tmp_path / "c.txt").write_bytes("\n\n".join(lines).encode("utf-8"))
+    docs, reports = _read(f"{tmp_path}/*")
+    assert len(docs) == 60 and [r.documents for r in reports] == [0, 0, 60]
+    for report in reports[:2]:
+        assert report.skipped == {"file not in UTF-8": 1} and not report.repaired
+        assert "`iconv -f GB18030 -t UTF-8`" in report.first_place["file not in UTF-8"]
+
+
+def test_stray_bad_bytes_in_utf8_text_are_repaired_not_the_file_skipped(tmp_path):
+    chinese = [f"中文的文本，第{i}行。".encode() for i in range(100)]
+    for i in (5, 50, 90):
+        chinese[i] = chinese[i][:-2]  # cut inside its last character
+    english = [f"plain line {i}.".encode() for i in range(300)]
+    english[7] = english[100] = "Café".encode("cp1252")  # 2 of 300 lines: under 1%
+    for name, lines in (("zh.txt", chinese), ("en.txt", english)):
+        (tmp_path / name).write_bytes(b"\n\n".join(lines))
+        docs, (report,) = _read(str(tmp_path / name))
+        assert len(docs) == len(lines) and not report.skipped
+        assert report.repaired == {"lines with invalid UTF-8": 3 if name == "zh.txt" else 2}
+
+
 def test_csv_and_tsv_rows_are_documents(tmp_path):
     texts = ['a "quoted" word, and a comma.', "two lines\nof one document.", "x" * 200_000]
     with open(tmp_path / "a.csv", "w", encoding="utf-8-sig", newline="") as f:
