@@ -1,6 +1,6 @@
-"""Fine-tuning task files in CSV and TSV: read as the same records written as JSON Lines (the
-long-tested reader) are, CSV with Excel's quoting and byte-order mark, TSV unquoted as
-google-research/bert reads GLUE's .tsv files."""
+"""Fine-tuning task files as people save them, read as the same records written as JSON Lines
+(the long-tested reader) are: CSV with Excel's quoting and byte-order mark, TSV unquoted as
+google-research/bert reads GLUE's .tsv files, UTF-16 from Windows tools, JSON arrays."""
 
 import csv
 import json
@@ -74,6 +74,23 @@ def test_a_task_file_in_gbk_is_refused_saying_how_to_convert_it(tmp_path, name):
     with pytest.raises(UserError, match=rf"{name} is not UTF-8 text \(20 of the first 20 lines"
                        r".*`iconv -f GB18030 -t UTF-8`"):  # fmt: skip
         _load(tmp_path / name)
+
+
+def test_a_json_array_of_records_as_pandas_writes_it(tmp_path):
+    """pandas' to_json(orient="records") writes one JSON array; before, it was refused with
+    "line 1 is not valid JSON"."""
+    expected = _load(write_jsonl(tmp_path / "train.jsonl", ROWS))
+    (tmp_path / "one_line.json").write_text(json.dumps(ROWS), encoding="utf-8")
+    (tmp_path / "indented.json").write_text("\n  " + json.dumps(ROWS, indent=2), encoding="utf-8")
+    for name in ("one_line.json", "indented.json"):
+        got = _load(tmp_path / name)
+        assert got.train == expected.train and got.labels == expected.labels == ["neg", "pos"]
+    (tmp_path / "bad.json").write_text(json.dumps([ROWS[0], "text"]), encoding="utf-8")
+    with pytest.raises(UserError, match=r"bad.json: item 2 of its JSON array is not a JSON"):
+        _load(tmp_path / "bad.json")
+    (tmp_path / "cut.json").write_text(json.dumps(ROWS, indent=2)[:-10], encoding="utf-8")
+    with pytest.raises(UserError, match=r"cut.json is not valid JSON \(line 12: Unterminated"):
+        _load(tmp_path / "cut.json")
 
 
 def test_long_fields_and_regression_targets(tmp_path):

@@ -46,14 +46,14 @@ class TaggedExample:
 
 def read_records(path: Path, name: str) -> Iterator[dict]:
     """The records of a task file: a Parquet or Arrow file's rows (`table_records`), a CSV or
-    TSV file's (`delimited_records`), else the objects of a JSON Lines file; `name` is the file
-    as the user wrote it."""
+    TSV file's (`delimited_records`), else the objects of a JSON Lines file or JSON array
+    (`json_records`); `name` is the file as the user wrote it."""
     suffix = path.suffix.lower()
     if suffix in TABLE_SUFFIXES:
         return table_records(path, name)
     if suffix in corpus_files.DELIMITED_SUFFIXES:
         return delimited_records(path, name)
-    return json_lines(path, name)
+    return json_records(path, name)
 
 
 def delimited_records(path: Path, name: str) -> Iterator[dict]:
@@ -81,6 +81,27 @@ def delimited_records(path: Path, name: str) -> Iterator[dict]:
         except csv.Error as e:
             kind = "TSV" if tsv else "CSV"
             raise UserError(f"{name}:{reader.line_num} is not valid {kind} ({e}); fix it") from None
+
+
+def json_records(path: Path, name: str) -> Iterator[dict]:
+    """The objects of a JSON Lines file, or of a file holding one JSON array of objects (what
+    pandas' `to_json(orient="records")` writes; Hugging Face's json loader reads both)."""
+    encoding = corpus_files.text_encoding(path)
+    with path.open(encoding=encoding, errors="replace") as f:
+        is_array = f.read(4096).lstrip().startswith("[")
+    if not is_array:
+        return json_lines(path, name)
+    try:
+        records = json.loads(path.read_text(encoding=encoding, errors="replace"))
+    except json.JSONDecodeError as e:
+        raise UserError(
+            f"{name} is not valid JSON (line {e.lineno}: {e.msg}); write one JSON array of "
+            "objects or JSON Lines"
+        ) from None
+    for number, record in enumerate(records, 1):
+        if not isinstance(record, dict):
+            raise UserError(f"{name}: item {number} of its JSON array is not a JSON object")
+    return iter(records)
 
 
 def json_lines(path: Path, name: str) -> Iterator[dict]:
