@@ -10,6 +10,7 @@ initialised as BERT initialises them and reported, one line each.
 from __future__ import annotations
 
 import dataclasses
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -91,16 +92,21 @@ def run_overrides(result: ImportResult) -> dict[str, Any]:
 def import_checkpoint(source: str | Path, out_dir: str | Path, *, seed: int = 0) -> ImportResult:
     """Converts the checkpoint at `source` into a bertjax model directory `out_dir`.
 
-    `source`: a Hugging Face BERT directory (config.json, model.safetensors, vocab.txt) or a TF1
-    checkpoint (a directory with bert_model.ckpt.*, bert_config.json, vocab.txt, or the prefix).
-    Missing heads are initialised from `seed`. Raises UserError on anything it cannot convert.
+    `source`: a Hugging Face BERT directory (config.json, model.safetensors, vocab.txt or a
+    WordPiece tokenizer.json) or a TF1 checkpoint (a directory with bert_model.ckpt.*,
+    bert_config.json, vocab.txt, or the prefix). Missing heads are initialised from `seed`.
+    Raises UserError on anything it cannot convert, before anything is written.
     """
     paths.require_local(source, "--from")
     paths.require_local(out_dir, "--out")
     source, out_dir = Path(source).expanduser(), Path(out_dir).expanduser()
     if (out_dir / "checkpoints").exists():
         raise UserError(f"{out_dir} already holds checkpoints; pass a new directory as --out")
-    read = read_source(source)
+    with tempfile.TemporaryDirectory() as scratch:  # a vocab.txt made from tokenizer.json
+        return _import(read_source(source, Path(scratch)), source, out_dir, seed)
+
+
+def _import(read: Source, source: Path, out_dir: Path, seed: int) -> ImportResult:
     config = hf.bert_config_from_hf(read.config_fields, source=str(source))
     vocab = tokenizer.read_vocab(read.vocab_path)
     if len(vocab) != config.vocab_size:
@@ -139,10 +145,11 @@ def import_checkpoint(source: str | Path, out_dir: str | Path, *, seed: int = 0)
     )
 
 
-def read_source(source: Path) -> Source:
-    """Reads a Hugging Face directory or a TF1 checkpoint; UserError when it is neither."""
+def read_source(source: Path, scratch: Path) -> Source:
+    """Reads a Hugging Face directory or a TF1 checkpoint; UserError when it is neither.
+    `scratch`: a directory for files the source lacks but implies (a vocab.txt)."""
     if source.is_dir() and (source / "config.json").is_file():
-        return _read_hf(source)
+        return _read_hf(source, scratch)
     prefix = tf1.find_checkpoint(source)
     if prefix is not None:
         return _read_tf1(prefix)
@@ -158,7 +165,12 @@ def tokenizer_casing(tokenizer_config: Path) -> bool | None:
     the field); UserError for a tokenizer whose ids bertjax's BERT tokenizer would not give."""
     if not tokenizer_config.is_file():
         return None
-    settings = hf.read_json(tokenizer_config)
+    return check_bert_tokenization(hf.read_json(tokenizer_config), tokenizer_config)
+
+
+def check_bert_tokenization(settings: dict, where: Path) -> bool | None:
+    """`settings`' ``do_lower_case`` (BertTokenizer's fields, as in tokenizer_config.json);
+    UserError naming `where` for settings whose ids bertjax's BERT tokenizer would not give."""
     lowercase = settings.get("do_lower_case")
     different = {
         "tokenizer_class": settings.get("tokenizer_class") == "BertJapaneseTokenizer",
@@ -170,7 +182,7 @@ def tokenizer_casing(tokenizer_config: Path) -> bool | None:
     }
     if field := next((name for name, differs in different.items() if differs), None):
         raise UserError(
-            f"{tokenizer_config} sets {field}={settings[field]!r}: bertjax tokenizes as "
+            f"{where} sets {field}={settings[field]!r}: bertjax tokenizes as "
             "BertTokenizer with basic tokenization, CJK characters split and accents stripped "
             "exactly when lowercasing, so its ids would not be the model's; import a model "
             "with that tokenizer"
@@ -178,8 +190,10 @@ def tokenizer_casing(tokenizer_config: Path) -> bool | None:
     return lowercase
 
 
-def _read_hf(source: Path) -> Source:
+def _read_hf(source: Path, scratch: Path) -> Source:
     lowercase = tokenizer_casing(source / "tokenizer_config.json")
+    vocab_path, tokenizer_lowercase = _hf_vocabulary(source, scratch)
+    lowercase = tokenizer_lowercase if lowercase is None else lowercase
     tensors, fields = hf.read_safetensors(source), hf.read_json(source / "config.json")
     if fields.get("model_type") == prelayernorm.MODEL_TYPE:  # a pre-LN export
         if not (source / tokenizer.VOCAB_FILE).is_file():
@@ -193,10 +207,42 @@ def _read_hf(source: Path) -> Source:
         format=HF_FORMAT,
         tensors=tensors,
         config_fields=fields,
-        vocab_path=_vocab_beside(source),
+        vocab_path=vocab_path,
         lowercase=lowercase,
         ignored=[],
     )
+
+
+def _hf_vocabulary(source: Path, scratch: Path) -> tuple[Path, bool | None]:
+    """The model's vocab.txt, or, where it has only a tokenizer.json (what `tokenizers` saves),
+    one written into `scratch` from that file's WordPiece vocabulary, with its casing (None: the
+    tokenizer does not say). UserError for a tokenizer.json that is not BERT's."""
+    tokenizer_json = source / "tokenizer.json"
+    if (source / tokenizer.VOCAB_FILE).is_file() or not tokenizer_json.is_file():
+        return _vocab_beside(source), None
+    spec = hf.read_json(tokenizer_json)
+    model, normalizer = spec.get("model") or {}, spec.get("normalizer") or {}
+    ids = model.get("vocab") or {}
+    if model.get("type") != "WordPiece" or model.get("continuing_subword_prefix") != "##":
+        raise UserError(
+            f"{source} has no {tokenizer.VOCAB_FILE} and its tokenizer.json is a "
+            f"{model.get('type')} tokenizer, not BERT's WordPiece; import a BERT model"
+        )
+    if sorted(ids.values()) != list(range(len(ids))):
+        raise UserError(f"{tokenizer_json}'s WordPiece ids are not 0..{len(ids) - 1}; fix it")
+    lowercase = None
+    if normalizer.get("type") == "BertNormalizer":
+        lowercase = check_bert_tokenization(
+            {
+                "do_lower_case": normalizer.get("lowercase"),
+                "tokenize_chinese_chars": normalizer.get("handle_chinese_chars"),
+                "strip_accents": normalizer.get("strip_accents"),
+            },
+            tokenizer_json,
+        )
+    path = scratch / tokenizer.VOCAB_FILE
+    path.write_text("".join(token + "\n" for token in sorted(ids, key=ids.get)), "utf-8")
+    return path, lowercase
 
 
 def _read_tf1(prefix: Path) -> Source:

@@ -105,3 +105,35 @@ def test_bert_tokenizer_settings_give_the_casing(tmp_path, settings, lowercase):
     (tmp_path / "tokenizer_config.json").write_text(json.dumps(settings))
     assert importer.tokenizer_casing(tmp_path / "tokenizer_config.json") is lowercase
     assert importer.tokenizer_casing(tmp_path / "absent.json") is None
+
+
+def _tokenizers_save(directory, model, lowercase: bool) -> None:
+    """tokenizer.json as the `tokenizers` library saves a BERT tokenizer (no vocab.txt)."""
+    from tokenizers import Tokenizer, normalizers, pre_tokenizers
+
+    saved = Tokenizer(model)
+    saved.normalizer = normalizers.BertNormalizer(lowercase=lowercase)
+    saved.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    saved.save(str(directory / "tokenizer.json"))
+
+
+def test_a_model_with_only_a_tokenizer_json_gets_its_vocab_txt_and_casing(tmp_path):
+    """Models saved with `tokenizers` alone ship tokenizer.json and no vocab.txt; before, their
+    import stopped at "has no vocab.txt"."""
+    from tokenizers import models
+
+    config, vocab = tiny_config(), tiny_vocab(300)
+    source = write_hf_dir(tmp_path / "hf", random_params(config, 0), config, vocab)
+    (source / "vocab.txt").unlink()
+    ids = {token: i for i, token in enumerate(vocab)}
+    _tokenizers_save(source, models.WordPiece(ids, unk_token="[UNK]"), lowercase=False)
+    result = run_cli("import", f"--from={source}", f"--out={tmp_path / 'model'}")
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "model" / "vocab.txt").read_text().splitlines() == vocab
+    assert json.loads((tmp_path / "model" / "vocab_meta.json").read_text())["lowercase"] is False
+    assert not (source / "vocab.txt").exists()  # the source is left as it was
+
+    _tokenizers_save(source, models.BPE({"a": 0, "b": 1}, []), lowercase=True)
+    result = run_cli("import", f"--from={source}", f"--out={tmp_path / 'bpe'}")
+    expected = "has no vocab.txt and its tokenizer.json is a BPE tokenizer, not BERT's WordPiece"
+    assert_one_line_error(result, expected, tmp_path / "bpe")

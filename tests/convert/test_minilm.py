@@ -132,3 +132,17 @@ def test_tokenizer_ids_equal_bert_tokenizer_fast(minilm_dir, sentences, transfor
     mismatches = [text for text, a, b in zip(texts, ids, expected, strict=True) if a != b]
     assert not mismatches, f"{len(mismatches)} of {len(texts)} differ, e.g. {mismatches[:3]}"
     assert len(texts) > 10_000 or not task_sentences()
+
+
+def test_its_tokenizer_json_alone_gives_its_vocabulary_and_casing(minilm_dir, tmp_path):
+    """The real tokenizer.json without vocab.txt or tokenizer_config.json: the same vocabulary
+    and casing as the files it ships with."""
+    import shutil
+
+    source = tmp_path / "tokenizer_json_only"
+    shutil.copytree(minilm_dir, source, ignore=shutil.ignore_patterns("vocab.txt", "tokenizer_c*"))
+    result = import_checkpoint(source, tmp_path / "imported")
+    assert result.lowercase is True
+    assert (tmp_path / "imported" / "vocab.txt").read_bytes() == (
+        minilm_dir / "vocab.txt"
+    ).read_bytes()
