@@ -607,6 +607,17 @@ def test_glue_through_tensorflow_datasets_mock_data():
         tasks.load_task("glue/ax", config)
 
 
+def test_a_glue_task_not_built_is_one_line_not_a_download(tmp_path, monkeypatch):
+    """Before, an unbuilt GLUE task started a download (tfds.load's default) and, with no
+    network, died in a ConnectionError traceback."""
+    import tensorflow_datasets as tfds
+
+    monkeypatch.setattr(tfds.core.constants, "DATA_DIR", str(tmp_path))
+    with pytest.raises(UserError, match=r"TFDS dataset glue/sst2 \(split train\) cannot be read: "
+                       r".*; build it first with `tfds build glue/sst2`"):  # fmt: skip
+        tasks.load_task("glue/sst2", load_config("finetune"))
+
+
 def test_finetune_command_line_errors_are_one_line(tmp_path):
     workdir = tmp_path / "mr"
     assert_one_line_error(run_cli("finetune", "--task=mr"), "finetune needs --task=NAME, --init")

@@ -239,7 +239,15 @@ def _tfds_records(name: str, split: str) -> Iterator[dict]:
     """Examples of a TFDS split as dicts of Python values; class labels become their names."""
     import tensorflow_datasets as tfds  # deferred: slow import, only for TFDS tasks
 
-    dataset, info = tfds.load(name, split=split, with_info=True)
+    try:  # never a download at run time: a dataset is built beforehand, as a TFDS corpus is
+        dataset, info = tfds.load(name, split=split, with_info=True, download=False)
+    except (AssertionError, ValueError) as e:
+        first_line = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+        raise UserError(
+            f"TFDS dataset {name} (split {split}) cannot be read: {first_line}; build it first "
+            f"with `tfds build {name}` (TFDS_DATA_DIR is honoured) or pass its files with "
+            "--task=jsonl"
+        ) from None
     label_names = {
         key: feature.names
         for key, feature in info.features.items()
