@@ -192,16 +192,20 @@ def check_bert_tokenization(settings: dict, where: Path) -> bool | None:
 
 def _read_hf(source: Path, scratch: Path) -> Source:
     lowercase = tokenizer_casing(source / "tokenizer_config.json")
-    vocab_path, tokenizer_lowercase = _hf_vocabulary(source, scratch)
-    lowercase = tokenizer_lowercase if lowercase is None else lowercase
     tensors, fields = hf.read_safetensors(source), hf.read_json(source / "config.json")
-    if fields.get("model_type") == prelayernorm.MODEL_TYPE:  # a pre-LN export
-        if not (source / tokenizer.VOCAB_FILE).is_file():
-            raise UserError(
-                f"{source} is a RoBERTa-PreLayerNorm model without a WordPiece "
-                f"{tokenizer.VOCAB_FILE}; bertjax imports the ones it exported (their "
-                "tokenizer is BERT's), not byte-level BPE ones"
-            )
+    pre_ln = fields.get("model_type") == prelayernorm.MODEL_TYPE  # a pre-LN export
+    try:
+        vocab_path, tokenizer_lowercase = _hf_vocabulary(source, scratch)
+    except UserError:
+        if not pre_ln:
+            raise
+        raise UserError(
+            f"{source} is a RoBERTa-PreLayerNorm model without a WordPiece "
+            f"{tokenizer.VOCAB_FILE} or tokenizer.json; bertjax imports the ones it exported "
+            "(their tokenizer is BERT's), not byte-level BPE ones"
+        ) from None
+    lowercase = tokenizer_lowercase if lowercase is None else lowercase
+    if pre_ln:
         tensors, fields = prelayernorm.to_bert(tensors, fields)
     return Source(
         format=HF_FORMAT,

@@ -151,10 +151,21 @@ def test_an_exported_variant_imports_back(variant, tmp_path, transformers):
 
 
 def test_a_roberta_prelayernorm_without_a_wordpiece_vocabulary_is_refused(tmp_path):
+    """A byte-level BPE model has vocab.json and a BPE tokenizer.json; a pre-LN model with its
+    WordPiece vocabulary in a tokenizer.json instead of vocab.txt imports."""
+    from tokenizers import Tokenizer, models
+
     config = tiny_config(**VARIANTS["pre_ln"])
     write_workdir(tmp_path / "run", config)
     export_hf(tmp_path / "run", tmp_path / "hf")
-    (tmp_path / "hf" / "vocab.txt").unlink()  # as a byte-level BPE model has vocab.json
+    wordpiece = models.WordPiece.from_file(str(tmp_path / "hf" / "vocab.txt"))
+    Tokenizer(wordpiece).save(str(tmp_path / "hf" / "tokenizer.json"))
+    (tmp_path / "hf" / "vocab.txt").unlink()
+    import_checkpoint(str(tmp_path / "hf"), tmp_path / "from_tokenizer_json")
+    assert (tmp_path / "from_tokenizer_json" / "vocab.txt").read_bytes() == (
+        tmp_path / "run" / "vocab.txt"
+    ).read_bytes()
+    Tokenizer(models.BPE({"a": 0, "b": 1}, [])).save(str(tmp_path / "hf" / "tokenizer.json"))
     with pytest.raises(UserError, match="RoBERTa-PreLayerNorm model without a WordPiece vocab"):
         import_checkpoint(str(tmp_path / "hf"), tmp_path / "imported")
     assert not (tmp_path / "imported").exists()
