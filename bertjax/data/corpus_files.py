@@ -14,7 +14,8 @@
 
 Text files are UTF-8 (a leading byte-order mark dropped), or UTF-16 or UTF-32 with their
 byte-order mark: what Windows tools write as "Unicode" (PowerShell 5's ``>``, Notepad, Excel's
-"Unicode Text"). A file in another encoding (GBK, Big5, ...) is skipped with how to convert it.
+"Unicode Text"). A file in another encoding (GBK, Big5, ...) is skipped with how to convert it
+(`text_encodings`).
 
 ``.jsonl``, ``.txt``, ``.csv`` and ``.tsv`` files may be compressed: ``.gz``, ``.zst``
 (Zstandard, the format of The Pile and SlimPajama shards; multi-frame and long-window files read
@@ -22,7 +23,6 @@ too), ``.xz`` (CC-100) or ``.bz2``. Parquet and Arrow compress inside, so a comp
 refused with what to do.
 """
 
-import codecs
 import collections
 import contextlib
 import csv
@@ -37,7 +37,7 @@ from pathlib import Path
 
 from etils import epath
 
-from bertjax.data import compressed_files
+from bertjax.data import compressed_files, text_encodings
 from bertjax.data.compressed_files import compression
 from bertjax.errors import UserError
 
@@ -48,14 +48,6 @@ PARQUET_SUFFIXES = (".parquet",)
 COLUMNAR_SUFFIXES = PARQUET_SUFFIXES + (".arrow", ".feather")  # one document per row
 TEXT_FORMATS = ("sentences", "paragraphs")
 _UTF8_BOM = b"\xef\xbb\xbf"
-# The encodings a text file may be in besides UTF-8, known by their byte-order marks (UTF-32's
-# first: its little-endian mark begins with UTF-16's).
-_BOM_ENCODINGS = (
-    (codecs.BOM_UTF32_LE, "utf-32"),
-    (codecs.BOM_UTF32_BE, "utf-32"),
-    (codecs.BOM_UTF16_LE, "utf-16"),
-    (codecs.BOM_UTF16_BE, "utf-16"),
-)
 BATCH_ROWS = 1024  # rows of a Parquet file decoded at a time
 _ARROW_FILE_MAGIC = b"ARROW1"  # the IPC file format's first bytes; the stream format has none
 _MAX_FIELD_CHARS = 1 << 30  # a CSV field's longest text (csv's default, 131,072, cuts documents)
@@ -122,60 +114,6 @@ def decode(line: bytes, report: SourceReport) -> str:
         return line.decode("utf-8", errors="replace")
 
 
-class NotUtf8Error(ValueError):
-    """A text file in another encoding than UTF-8 (GBK, Big5, Shift-JIS, Windows-1252, ...)."""
-
-
-# A text file's first lines, about this many bytes, tell UTF-8 from another encoding.
-_SNIFF_BYTES = 1 << 16
-CONVERT_HINT = (
-    "convert it to UTF-8, e.g. `iconv -f GB18030 -t UTF-8` (Chinese GBK/GB2312), `-f BIG5`, "
-    "`-f SHIFT_JIS`, `-f CP1252` (Western Windows)"
-)
-
-
-def check_utf8(lines: list[bytes]) -> None:
-    """NotUtf8Error when `lines` (a file's first, whole lines) are in another encoding: more of
-    those with non-ASCII bytes are invalid UTF-8 than valid, and at least 2 and 1% of all. Stray
-    bad bytes in UTF-8 text (cut or corrupt lines), or a few in a mostly ASCII file, are repaired
-    and counted instead: what they cost is as small as they are."""
-    valid = invalid = 0
-    for line in lines:
-        if not line.isascii():
-            try:
-                line.decode("utf-8")
-                valid += 1
-            except UnicodeDecodeError:
-                invalid += 1
-    if invalid > valid and invalid >= max(2, len(lines) / 100):
-        raise NotUtf8Error(
-            f"not UTF-8 text ({invalid} of the first {valid + invalid} lines with non-ASCII "
-            f"bytes are invalid UTF-8); {CONVERT_HINT}"
-        )
-
-
-def bom_encoding(head: bytes) -> str | None:
-    """ "utf-16" or "utf-32" when `head`, a file's first bytes, starts with that encoding's
-    byte-order mark (Python's codec of that name reads the mark and its byte order)."""
-    return next((name for bom, name in _BOM_ENCODINGS if head.startswith(bom)), None)
-
-
-def text_encoding(path: str | os.PathLike) -> str:
-    """The encoding to open a local text file with: UTF-16/32 by its byte-order mark, else
-    UTF-8 without a leading byte-order mark ("utf-8-sig"); a file in another encoding is a
-    UserError naming it and how to convert it."""
-    with open(path, "rb") as f:
-        head = f.read(_SNIFF_BYTES)
-        cut = len(head) == _SNIFF_BYTES  # its last line may be cut short
-    if encoding := bom_encoding(head):
-        return encoding
-    try:
-        check_utf8(head.split(b"\n")[: -1 if cut else None])
-    except NotUtf8Error as e:
-        raise UserError(f"{path} is {e}") from None
-    return "utf-8-sig"
-
-
 def _lines(path: str, report: SourceReport) -> Iterator[str]:
     """Decoded lines of a (possibly compressed) local or gs:// file, line ends kept; a leading
     BOM dropped; UTF-16/32 read as such (undecodable bytes become U+FFFD, not counted); a file
@@ -185,33 +123,18 @@ def _lines(path: str, report: SourceReport) -> Iterator[str]:
         compressed_files.decompressed(raw, compression(path)) as f,
     ):
         f = f if hasattr(f, "peek") else io.BufferedReader(_SeekableFile(f))
-        encoding = bom_encoding(f.peek(4)[:4])
+        encoding = text_encodings.bom_encoding(f.peek(4)[:4])
         if encoding:
             yield from io.TextIOWrapper(f, encoding=encoding, errors="replace", newline="")
             return
-        head, broken = _head_lines(f)
-        check_utf8(head)
+        head, broken = text_encodings.head_lines(f)
+        text_encodings.check_utf8(head)
         for number, line in enumerate(head if broken else itertools.chain(head, f)):
             if number == 0 and line.startswith(_UTF8_BOM):
                 line = line[len(_UTF8_BOM) :]
             yield decode(line, report)
         if broken:
             raise broken
-
-
-def _head_lines(f) -> tuple[list[bytes], Exception | None]:
-    """The first lines of `f`, about _SNIFF_BYTES, and the error that cut them short, if any (a
-    truncated or corrupt archive: the lines before it are still documents)."""
-    head, size = [], 0
-    try:
-        for line in f:
-            head.append(line)
-            size += len(line)
-            if size >= _SNIFF_BYTES:
-                break
-    except (OSError, EOFError) as e:
-        return head, e
-    return head, None
 
 
 def _read_json_lines(path: str, text_field: str, report: SourceReport) -> Iterator[str]:
@@ -461,5 +384,5 @@ def read_file(path: str, text_field: str, text_format: str, report: SourceReport
     except (OSError, EOFError) as e:
         # Missing or unreadable files, corrupt or truncated archives and Parquet files land here.
         report.skip("unreadable file", f"{type(e).__name__}: {e}")
-    except NotUtf8Error as e:
+    except text_encodings.NotUtf8Error as e:
         report.skip("file not in UTF-8", str(e))

@@ -17,7 +17,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bertjax.data import corpus_files
+from bertjax.data import corpus_files, text_encodings
 from bertjax.errors import UserError
 from bertjax.finetune.table_records import TABLE_SUFFIXES, table_records
 
@@ -65,7 +65,7 @@ def delimited_records(path: Path, name: str) -> Iterator[dict]:
     # A byte-order mark (Excel's) is not part of the first column's name; Excel's "Unicode
     # Text" is UTF-16 TSV.
     with (
-        path.open(encoding=corpus_files.text_encoding(path), errors="replace", newline="") as f,
+        path.open(encoding=text_encodings.text_encoding(path), errors="replace", newline="") as f,
         corpus_files.delimited_reader(f, tsv) as reader,
     ):
         try:
@@ -86,7 +86,7 @@ def delimited_records(path: Path, name: str) -> Iterator[dict]:
 def json_records(path: Path, name: str) -> Iterator[dict]:
     """The objects of a JSON Lines file, or of a file holding one JSON array of objects (what
     pandas' `to_json(orient="records")` writes; Hugging Face's json loader reads both)."""
-    encoding = corpus_files.text_encoding(path)
+    encoding = text_encodings.text_encoding(path)
     with path.open(encoding=encoding, errors="replace") as f:
         is_array = f.read(4096).lstrip().startswith("[")
     if not is_array:
@@ -108,7 +108,7 @@ def json_lines(path: Path, name: str) -> Iterator[dict]:
     """The JSON objects of a JSON Lines file (blank lines skipped); `name` is the file as the
     user wrote it, for errors that point at the line. UTF-8 with or without a byte-order mark,
     or UTF-16/32 with one."""
-    with path.open(encoding=corpus_files.text_encoding(path), errors="replace") as f:
+    with path.open(encoding=text_encodings.text_encoding(path), errors="replace") as f:
         for number, line in enumerate(f, 1):
             if not line.strip():
                 continue

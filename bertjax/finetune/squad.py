@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 from absl import logging
 
-from bertjax.data import corpus_files
+from bertjax.data import text_encodings
 from bertjax.data.lookups import VocabularyLookups
 from bertjax.errors import UserError
 from bertjax.finetune.table_records import TABLE_SUFFIXES, table_records
@@ -137,7 +137,7 @@ def read_squad(path: str | os.PathLike, *, answers_required: bool = True) -> lis
         rows = ((f"row {n}", r) for n, r in enumerate(table_records(path, str(path)), 1))
         return _qa_examples(_hf_records(rows, path, answers_required), path, answers_required)
     try:
-        text = path.read_text(encoding=corpus_files.text_encoding(path))
+        text = path.read_text(encoding=text_encodings.text_encoding(path))
     except UnicodeDecodeError:
         raise UserError(
             f"SQuAD file {str(path)!r} is not UTF-8 text (nor UTF-16/32 with a byte-order "

@@ -1,0 +1,88 @@
+"""Text file encodings: UTF-8 (what every reader decodes), UTF-16/32 known by their byte-order
+mark (what Windows tools save as "Unicode": PowerShell 5's ``>``, Notepad, Excel's "Unicode
+Text"), and other encodings told from UTF-8 by a file's first lines (GBK, Big5, Shift-JIS,
+Windows-1252), which are refused with how to convert them: their text read as UTF-8 is U+FFFD
+and mojibake, and a vocabulary or model trained on it is silently worthless."""
+
+import codecs
+import os
+
+from bertjax.errors import UserError
+
+# The encodings a text file may be in besides UTF-8, known by their byte-order marks (UTF-32's
+# first: its little-endian mark begins with UTF-16's).
+_BOM_ENCODINGS = (
+    (codecs.BOM_UTF32_LE, "utf-32"),
+    (codecs.BOM_UTF32_BE, "utf-32"),
+    (codecs.BOM_UTF16_LE, "utf-16"),
+    (codecs.BOM_UTF16_BE, "utf-16"),
+)
+
+
+class NotUtf8Error(ValueError):
+    """A text file in another encoding than UTF-8 (GBK, Big5, Shift-JIS, Windows-1252, ...)."""
+
+
+# A text file's first lines, about this many bytes, tell UTF-8 from another encoding.
+SNIFF_BYTES = 1 << 16
+CONVERT_HINT = (
+    "convert it to UTF-8, e.g. `iconv -f GB18030 -t UTF-8` (Chinese GBK/GB2312), `-f BIG5`, "
+    "`-f SHIFT_JIS`, `-f CP1252` (Western Windows)"
+)
+
+
+def check_utf8(lines: list[bytes]) -> None:
+    """NotUtf8Error when `lines` (a file's first, whole lines) are in another encoding: more of
+    those with non-ASCII bytes are invalid UTF-8 than valid, and at least 2 and 1% of all. Stray
+    bad bytes in UTF-8 text (cut or corrupt lines), or a few in a mostly ASCII file, are repaired
+    and counted instead: what they cost is as small as they are."""
+    valid = invalid = 0
+    for line in lines:
+        if not line.isascii():
+            try:
+                line.decode("utf-8")
+                valid += 1
+            except UnicodeDecodeError:
+                invalid += 1
+    if invalid > valid and invalid >= max(2, len(lines) / 100):
+        raise NotUtf8Error(
+            f"not UTF-8 text ({invalid} of the first {valid + invalid} lines with non-ASCII "
+            f"bytes are invalid UTF-8); {CONVERT_HINT}"
+        )
+
+
+def bom_encoding(head: bytes) -> str | None:
+    """ "utf-16" or "utf-32" when `head`, a file's first bytes, starts with that encoding's
+    byte-order mark (Python's codec of that name reads the mark and its byte order)."""
+    return next((name for bom, name in _BOM_ENCODINGS if head.startswith(bom)), None)
+
+
+def text_encoding(path: str | os.PathLike) -> str:
+    """The encoding to open a local text file with: UTF-16/32 by its byte-order mark, else
+    UTF-8 without a leading byte-order mark ("utf-8-sig"); a file in another encoding is a
+    UserError naming it and how to convert it."""
+    with open(path, "rb") as f:
+        head = f.read(SNIFF_BYTES)
+        cut = len(head) == SNIFF_BYTES  # its last line may be cut short
+    if encoding := bom_encoding(head):
+        return encoding
+    try:
+        check_utf8(head.split(b"\n")[: -1 if cut else None])
+    except NotUtf8Error as e:
+        raise UserError(f"{path} is {e}") from None
+    return "utf-8-sig"
+
+
+def head_lines(f) -> tuple[list[bytes], Exception | None]:
+    """The first lines of `f`, about SNIFF_BYTES, and the error that cut them short, if any (a
+    truncated or corrupt archive: the lines before it are still documents)."""
+    head, size = [], 0
+    try:
+        for line in f:
+            head.append(line)
+            size += len(line)
+            if size >= SNIFF_BYTES:
+                break
+    except (OSError, EOFError) as e:
+        return head, e
+    return head, None
