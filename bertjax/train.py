@@ -312,7 +312,7 @@ def train_loop(
     `carried_interval`: the open metrics interval saved with the restored checkpoint
     (`metrics.MetricsInterval`).
 
-    Returns (last logged metrics, last step done). SIGTERM ends the loop early after a
+    Returns (last logged metrics, last step done). SIGTERM (or Ctrl-C) ends the loop early after a
     checkpoint of the step in flight; too many consecutive non-finite steps raise (policy
     "stop") after a checkpoint of the last good state.
     """
@@ -356,7 +356,7 @@ def train_loop(
             if watcher.should_stop(done):
                 save(force=True)
                 print(
-                    f"Preempted (SIGTERM): saved a checkpoint at step {done}; re-run the same "
+                    f"{watcher.stopped_by}: saved a checkpoint at step {done}; re-run the same "
                     "command to resume."
                 )
                 break

@@ -240,7 +240,13 @@ def test_sigkill_at_three_points_then_resume_is_bit_identical(reference_run, tmp
     assert read_metrics(workdir) == reference
 
 
-def test_sigterm_saves_the_current_step_and_exits_cleanly(reference_run, tmp_path):
+@pytest.mark.parametrize("signum, stopped_by", [(signal.SIGTERM, "Preempted (SIGTERM)"),
+                                                (signal.SIGINT, "Stopped (Ctrl-C)")])  # fmt: skip
+def test_sigterm_saves_the_current_step_and_exits_cleanly(
+    reference_run, tmp_path, signum, stopped_by
+):
+    """SIGTERM, or Ctrl-C in a terminal (before, Ctrl-C lost the steps since the last
+    checkpoint), saves the step in flight and exits 0; the resumed run is the uninterrupted one."""
     reference_tmp, config, reference = reference_run
     config = small_smoke_config(
         tmp_path, num_train_steps=12, log_every=1, keep_checkpoints=10,
@@ -248,9 +254,9 @@ def test_sigterm_saves_the_current_step_and_exits_cleanly(reference_run, tmp_pat
     )  # fmt: skip
     workdir = tmp_path / "run"
     args = cli_args(config, workdir)
-    returncode, output = start_and_signal_after(args, workdir, 4, signal.SIGTERM)
+    returncode, output = start_and_signal_after(args, workdir, 4, signum)
     assert returncode == 0, output
-    line = next(line for line in output.splitlines() if line.startswith("Preempted"))
+    line = next(line for line in output.splitlines() if line.startswith(stopped_by))
     saved_step = int(line.split("at step ")[1].split(";")[0])
     assert 4 <= saved_step < 12
     assert (workdir / "checkpoints" / str(saved_step)).is_dir()
