@@ -11,6 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from bertjax.errors import UserError
 from bertjax.specs import ConfigSpec, require
 
 OPTIMIZERS = ("adamw", "lamb")
@@ -121,10 +122,15 @@ def rate_change(saved: Mapping[str, Any], wanted: Mapping[str, Any], step: int) 
     """How the learning rate of update `step` differs between two configs (a resumed run's
     checkpoint's and its own): e.g. a longer num_train_steps moves a linear schedule's rate,
     not a wsd schedule's before its cooldown."""
-    old, new = (
-        float(learning_rate_schedule(OptimizerSpec.from_config(config))(step))
-        for config in (saved, wanted)
-    )
+
+    def rate(config: Mapping[str, Any]) -> float:
+        return float(learning_rate_schedule(OptimizerSpec.from_config(config))(step))
+
+    new = rate(wanted)
+    try:
+        old = rate(saved)
+    except UserError:  # a checkpoint of a later bertjax with a schedule this one lacks
+        return f"learning rate at step {step}: {new:.4g}"
     if np.isclose(old, new, rtol=1e-6, atol=0.0):
         return f"learning rate at step {step} unchanged: {new:.4g}"
     return f"learning rate at step {step}: {old:.4g} -> {new:.4g}"

@@ -78,6 +78,9 @@ def test_rate_change_says_how_the_resumed_steps_rate_moves():
     assert optim.rate_change(linear, {**linear, "num_train_steps": 190}, 55) == (
         "learning rate at step 55: 0.0005 -> 0.00075"
     )
+    # A checkpoint of a later bertjax, with a schedule this one lacks: the new rate alone.
+    later = {**saved, "lr_schedule": "one_cycle"}
+    assert optim.rate_change(later, linear, 55) == "learning rate at step 55: 0.0005"
 
 
 def test_weight_decay_mask_skips_layernorm_and_biases():
