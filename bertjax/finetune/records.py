@@ -1,6 +1,6 @@
-"""A task's records (JSON objects: a JSON Lines line, a Parquet, CSV or TSV row, a TFDS example)
-read as the examples of its kind, every malformed value a one-line error that names the record
-and the fix.
+"""A task's records (JSON objects: a JSON Lines line, a Parquet, CSV or TSV row, a CoNLL
+sentence, a TFDS example) read as the examples of its kind, every malformed value a one-line
+error that names the record and the fix.
 
 - classification, multilabel, regression -> `TextExample` (one text or a pair, and the label:
   an id, a multi-hot tuple, a number);
@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 from bertjax.data import corpus_files, text_encodings
 from bertjax.errors import UserError
+from bertjax.finetune.conll_records import CONLL_SUFFIXES, conll_records
 from bertjax.finetune.table_records import TABLE_SUFFIXES, table_records
 
 if TYPE_CHECKING:  # tasks imports this module
@@ -45,12 +46,15 @@ class TaggedExample:
 
 
 def read_records(path: Path, name: str) -> Iterator[dict]:
-    """The records of a task file: a Parquet or Arrow file's rows (`table_records`), a CSV or
-    TSV file's (`delimited_records`), else the objects of a JSON Lines file or JSON array
+    """The records of a task file: a Parquet or Arrow file's rows (`table_records`), a CoNLL
+    file's sentences (`conll_records`: .conll, .txt, .bio, .iob, .bmes), a CSV or TSV file's
+    (`delimited_records`), else the objects of a JSON Lines file or JSON array
     (`json_records`); `name` is the file as the user wrote it."""
     suffix = path.suffix.lower()
     if suffix in TABLE_SUFFIXES:
         return table_records(path, name)
+    if suffix in CONLL_SUFFIXES:
+        return conll_records(path, name)
     if suffix in corpus_files.DELIMITED_SUFFIXES:
         return delimited_records(path, name)
     return json_records(path, name)
@@ -116,7 +120,8 @@ def json_lines(path: Path, name: str) -> Iterator[dict]:
                 record = json.loads(line)
             except json.JSONDecodeError:
                 raise UserError(
-                    f"{name}:{number} is not valid JSON; fix or remove the line"
+                    f"{name}:{number} is not valid JSON; fix or remove the line (a CoNLL "
+                    "file of tokens and tags: name it .conll)"
                 ) from None
             if not isinstance(record, dict):
                 raise UserError(f"{name}:{number} is not a JSON object")

@@ -1,0 +1,44 @@
+"""Tagging task files in the CoNLL layout, as NER and chunking sets are distributed (CoNLL-2000
+and -2003, and the character-per-line BIO/BMES files of Chinese NER sets such as MSRA, Weibo and
+Resume NER): one token per line, its first column the token and its last the tag, whitespace
+between, a blank line between sentences, ``-DOCSTART-`` lines skipped. Each sentence becomes
+the record ``{"tokens": [...], "tags": [...]}`` (no "tags" when its lines hold only the token,
+as files to label with `bertjax predict` do)."""
+
+from collections.abc import Iterator
+from pathlib import Path
+
+from bertjax.data import text_encodings
+from bertjax.errors import UserError
+
+CONLL_SUFFIXES = (".conll", ".txt", ".bio", ".iob", ".bmes")
+_DOCUMENT_START = "-DOCSTART-"
+
+
+def conll_records(path: Path, name: str) -> Iterator[dict]:
+    """The sentences of a CoNLL-layout file as records; `name` is the file as the user wrote it,
+    for the one-line error of a sentence whose tokens are tagged only in part."""
+    tokens, tags, first_line = [], [], 0
+    with path.open(encoding=text_encodings.text_encoding(path), errors="replace") as f:
+        for number, line in enumerate(f, 1):
+            columns = line.split()
+            if columns[:1] == [_DOCUMENT_START]:
+                continue
+            if columns:
+                first_line = first_line or number
+                tokens.append(columns[0])
+                tags.extend(columns[-1:] if len(columns) > 1 else [])
+            elif tokens:
+                yield _sentence(tokens, tags, f"{name}:{first_line}")
+                tokens, tags, first_line = [], [], 0
+    if tokens:
+        yield _sentence(tokens, tags, f"{name}:{first_line}")
+
+
+def _sentence(tokens: list[str], tags: list[str], place: str) -> dict:
+    if tags and len(tags) != len(tokens):
+        raise UserError(
+            f"{place}: the sentence from this line tags {len(tags)} of its {len(tokens)} "
+            "tokens; put each token's tag in its line's last column"
+        )
+    return {"tokens": tokens, "tags": tags} if tags else {"tokens": tokens}

@@ -1,0 +1,62 @@
+"""Tagging task files in the CoNLL layout (CoNLL-2003's four columns, the character-per-line BIO
+files of Chinese NER sets), read as the same sentences written as JSON Lines (the long-tested
+reader) are."""
+
+import pytest
+
+from bertjax.errors import UserError
+from bertjax.finetune import records, tasks
+from tests.test_finetune import config_for, write_jsonl
+
+SENTENCES = [
+    {"tokens": ["EU", "rejects", "German", "call"], "tags": ["B-ORG", "O", "B-MISC", "O"]},
+    {"tokens": ["Peter", "Blackburn"], "tags": ["B-PER", "I-PER"]},
+]
+CHINESE = [
+    {"tokens": list("中国在北京"), "tags": ["B-LOC", "I-LOC", "O", "B-LOC", "I-LOC"]},
+    {"tokens": list("他说"), "tags": ["O", "O"]},
+]
+
+
+def _load(path):
+    config = config_for(kind="tagging", train_file=str(path), eval_file=str(path))
+    return tasks.load_task("jsonl", config)
+
+
+def test_conll_2003_columns_and_docstart_lines(tmp_path):
+    """Token first, NER tag last (POS and chunk columns between), -DOCSTART- skipped."""
+    pos = {"EU": "NNP", "rejects": "VBZ", "German": "JJ", "call": "NN", "Peter": "NNP"}
+    lines = ["-DOCSTART- -X- -X- O", ""]
+    for sentence in SENTENCES:
+        for token, tag in zip(sentence["tokens"], sentence["tags"], strict=True):
+            lines.append(f"{token} {pos.get(token, 'NNP')} I-NP {tag}")
+        lines.append("")
+    (tmp_path / "eng.conll").write_text("\n".join(lines[:-1]) + "\n", encoding="utf-8")
+    expected = _load(write_jsonl(tmp_path / "train.jsonl", SENTENCES))
+    got = _load(tmp_path / "eng.conll")
+    assert got.train == expected.train and got.labels == expected.labels
+    assert len(got.train) == 2 and "B-ORG" in got.labels
+
+
+@pytest.mark.parametrize("name", ["train.txt", "msra_train.bio", "train.char.bmes"])
+def test_chinese_character_per_line_files(tmp_path, name):
+    """MSRA-style: one character and its tag a line, tab-separated, blank lines (and stray
+    ones at the end) between sentences."""
+    text = "\n\n".join("\n".join(f"{t}\t{g}" for t, g in zip(s["tokens"], s["tags"], strict=True))
+                       for s in CHINESE)  # fmt: skip
+    (tmp_path / name).write_text(text + "\n\n\n", encoding="utf-8")
+    expected = _load(write_jsonl(tmp_path / "train.jsonl", CHINESE))
+    got = _load(tmp_path / name)
+    assert got.train == expected.train and got.labels == expected.labels
+
+
+def test_a_file_of_tokens_alone_is_what_predict_reads_and_partial_tags_are_an_error(tmp_path):
+    (tmp_path / "new.conll").write_text("EU\nrejects\n\nPeter\n", encoding="utf-8")
+    assert list(records.read_records(tmp_path / "new.conll", "new.conll")) == [
+        {"tokens": ["EU", "rejects"]},
+        {"tokens": ["Peter"]},
+    ]
+    (tmp_path / "bad.conll").write_text("a O\nb O\n\nc B-PER\nd\ne O\n", encoding="utf-8")
+    with pytest.raises(UserError, match=r"bad.conll:4: the sentence from this line tags 2 of "
+                       r"its 3 tokens"):  # fmt: skip
+        list(records.read_records(tmp_path / "bad.conll", "bad.conll"))
