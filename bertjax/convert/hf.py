@@ -20,6 +20,7 @@ from typing import Any
 import jax
 import numpy as np
 
+from bertjax.convert import flax_weights
 from bertjax.errors import UserError
 from bertjax.models.bert import BertConfig
 
@@ -50,7 +51,7 @@ CONFIG_FIELDS += ("layer_norm_eps",)
 REQUIRED_CONFIG_FIELDS = CONFIG_FIELDS[:5]
 SAFETENSORS_FILE = "model.safetensors"
 SAFETENSORS_INDEX = "model.safetensors.index.json"
-UNSAFE_WEIGHT_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".h5", ".msgpack")
+UNSAFE_WEIGHT_SUFFIXES = (".bin", ".pt", ".pth", ".pkl")  # pickles: never read
 
 
 def _keys(path: tuple) -> list[str]:
@@ -293,10 +294,11 @@ def read_json(path: Path) -> dict[str, Any]:
         raise UserError(f"cannot read {path} ({e}); pass a valid JSON file") from e
 
 
-def read_safetensors(model_dir: Path) -> dict[str, np.ndarray]:
-    """All tensors of `model_dir/model.safetensors` (or of the shards its index names).
+def read_weights(model_dir: Path) -> dict[str, np.ndarray]:
+    """All tensors of `model_dir/model.safetensors` (or of the shards its index names), else of
+    its Flax checkpoint (`flax_weights`), under PyTorch's names.
 
-    Only safetensors are read: pickled weights (pytorch_model.bin, ...) can run code when loaded.
+    Pickled weights (pytorch_model.bin, ...) are never read: loading them can run code.
     """
     from safetensors.numpy import load_file  # deferred: only import and export need it
 
@@ -305,12 +307,14 @@ def read_safetensors(model_dir: Path) -> dict[str, np.ndarray]:
     elif (model_dir / SAFETENSORS_INDEX).is_file():
         weight_map = read_json(model_dir / SAFETENSORS_INDEX).get("weight_map", {})
         files = [model_dir / name for name in sorted(set(weight_map.values()))]
+    elif (model_dir / flax_weights.FLAX_FILE).is_file():
+        return flax_weights.read_flax_msgpack(model_dir / flax_weights.FLAX_FILE)
     else:
         unsafe = sorted(p.name for p in model_dir.iterdir() if p.suffix in UNSAFE_WEIGHT_SUFFIXES)
         found = f" (found {', '.join(unsafe)}, which bertjax never unpickles)" if unsafe else ""
         raise UserError(
-            f"{model_dir} has no {SAFETENSORS_FILE}{found}; re-save the model with "
-            "transformers' save_pretrained(DIR, safe_serialization=True)"
+            f"{model_dir} has no {SAFETENSORS_FILE} or {flax_weights.FLAX_FILE}{found}; re-save "
+            "the model with transformers' save_pretrained(DIR, safe_serialization=True)"
         )
     tensors = {}
     for path in files:

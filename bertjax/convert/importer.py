@@ -192,7 +192,7 @@ def check_bert_tokenization(settings: dict, where: Path) -> bool | None:
 
 def _read_hf(source: Path, scratch: Path) -> Source:
     lowercase = tokenizer_casing(source / "tokenizer_config.json")
-    tensors, fields = hf.read_safetensors(source), hf.read_json(source / "config.json")
+    tensors, fields = hf.read_weights(source), hf.read_json(source / "config.json")
     pre_ln = fields.get("model_type") == prelayernorm.MODEL_TYPE  # a pre-LN export
     try:
         vocab_path, tokenizer_lowercase = _hf_vocabulary(source, scratch)
