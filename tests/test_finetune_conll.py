@@ -60,3 +60,12 @@ def test_a_file_of_tokens_alone_is_what_predict_reads_and_partial_tags_are_an_er
     with pytest.raises(UserError, match=r"bad.conll:4: the sentence from this line tags 2 of "
                        r"its 3 tokens"):  # fmt: skip
         list(records.read_records(tmp_path / "bad.conll", "bad.conll"))
+
+
+def test_a_conll_suffix_for_another_kind_is_one_line(tmp_path):
+    (tmp_path / "reviews.txt").write_text("great movie\tpos\nbad film\tneg\n", encoding="utf-8")
+    config = config_for(kind="classification", train_file=str(tmp_path / "reviews.txt"),
+                        eval_file=str(tmp_path / "reviews.txt"))  # fmt: skip
+    with pytest.raises(UserError, match=r"reviews.txt is read as a CoNLL file of tokens and tags "
+                       r"\(its suffix\), which only tagging takes; give a classification"):  # fmt: skip
+        tasks.load_task("jsonl", config)

@@ -25,7 +25,7 @@ import numpy as np
 from absl import logging
 
 from bertjax.errors import UserError
-from bertjax.finetune import records, squad
+from bertjax.finetune import conll_records, records, squad
 from bertjax.finetune.records import TaggedExample
 
 KINDS = ("classification", "multilabel", "regression", "tagging", "qa")
@@ -133,7 +133,7 @@ def load_task(name: str, config: ml_collections.ConfigDict) -> TaskData:
     if spec.kind == "qa":
         examples = {split: squad.read_squad(source) for split, source in sources.items()}
         return _task_data(name, spec, [], examples)
-    raw = {split: list(_records(source, split)) for split, source in sources.items()}
+    raw = {split: list(_records(source, split, spec.kind)) for split, source in sources.items()}
     for split, split_records in raw.items():
         if not split_records:
             raise UserError(f"the {split} data of --task={name} ({sources[split]}) has no record")
@@ -206,14 +206,15 @@ def _split_name(source: str) -> str:
     return source.rsplit(":", 1)[-1] if source.startswith("tfds:") else Path(source).stem
 
 
-def _records(source: str, split: str) -> Iterator[dict]:
-    """Dicts from task files (JSON Lines, Parquet, CSV, TSV) or a TFDS split
+def _records(source: str, split: str, kind: str) -> Iterator[dict]:
+    """Dicts from task files (JSON Lines, Parquet, CSV, TSV, CoNLL for tagging) or a TFDS split
     ("tfds:NAME:SPLIT", labels as names); `split` ("train" or "eval") names the flag of a
     missing file."""
     if source.startswith("tfds:"):
         yield from _tfds_records(*source[len("tfds:") :].rsplit(":", 1))
         return
     for path in _task_paths(source, split):
+        conll_records.check_kind(path, kind)
         yield from records.read_records(path, str(path))
 
 
