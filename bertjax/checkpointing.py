@@ -28,6 +28,8 @@ from bertjax.paths import as_path, remote_errors
 if TYPE_CHECKING:
     import ml_collections
 
+    from bertjax.config import RunSpec
+
 STATE = "state"
 METADATA = "metadata"
 # Config fields that must match between a checkpoint and the run that restores it.
@@ -53,13 +55,9 @@ def _saved_value(saved: dict, field: str):
 
 
 def create_checkpoint_manager(
-    directory: str | os.PathLike,
-    *,
-    save_every: int,
-    keep: int,
-    keep_period: int = 0,
+    directory: str | os.PathLike, *, save_every: int, keep: int, keep_period: int = 0,
     keep_steps: Sequence[int] = (),
-) -> ocp.CheckpointManager:
+) -> ocp.CheckpointManager:  # fmt: skip
     """Manager for `directory`: async saves every `save_every` steps and at each of `keep_steps`;
     the newest `keep` are kept, every step divisible by `keep_period` (if > 0) and `keep_steps`
     too. Orbax writes each checkpoint into a temporary directory and renames it when complete,
@@ -69,13 +67,20 @@ def create_checkpoint_manager(
     kept += [policies.EveryNSteps(keep_period)] if keep_period else []
     kept += [policies.CustomSteps(keep_steps)] if keep_steps else []
     options = ocp.CheckpointManagerOptions(
-        save_interval_steps=save_every,
-        save_on_steps=keep_steps,
-        preservation_policy=policies.AnyPreservationPolicy(kept),
-        enable_async_checkpointing=True,
-        create=True,
-    )
+        save_interval_steps=save_every, save_on_steps=keep_steps, create=True,
+        preservation_policy=policies.AnyPreservationPolicy(kept), enable_async_checkpointing=True,
+    )  # fmt: skip
     return ocp.CheckpointManager(as_path(directory), options=options, item_names=(STATE, METADATA))
+
+
+def run_checkpoint_manager(workdir: epath.Path, spec: RunSpec) -> ocp.CheckpointManager:
+    """The manager of WORKDIR/checkpoints with the run's save and keep policy (a wsd schedule's
+    cooldown start is saved and kept too: a longer run can start from it)."""
+    loop, start = spec.loop, spec.optimizer.cooldown_start
+    return create_checkpoint_manager(
+        workdir / "checkpoints", save_every=loop.checkpoint_every, keep=loop.keep_checkpoints,
+        keep_period=loop.keep_checkpoint_period, keep_steps=() if start is None else (start,),
+    )  # fmt: skip
 
 
 def save(

@@ -101,7 +101,7 @@ def train_and_evaluate(
     workdir = epath.Path(workdir)  # local path or gs://bucket/...
     spec = validate(config, workdir)  # the config's only reading: typed specs from here on
     loop = spec.loop
-    manager = run_checkpoint_manager(workdir, spec)
+    manager = checkpointing.run_checkpoint_manager(workdir, spec)
     # A mismatched vocabulary is refused before the data build reads the corpus.
     vocab_path = _run_vocabulary(spec)
     grown_from = _check_vocabulary(workdir, vocab_path.parent, manager, loop.init_from)
@@ -161,17 +161,6 @@ def train_and_evaluate(
         writer.close()
     summary.wall_seconds = time.perf_counter() - wall_start
     return summary
-
-
-def run_checkpoint_manager(workdir: epath.Path, spec: RunSpec):
-    """The manager of WORKDIR/checkpoints with the run's save and keep policy; a wsd schedule's
-    last step before its cooldown is saved and kept too (a longer run can start from it)."""
-    loop, cooldown_start = spec.loop, spec.optimizer.cooldown_start
-    return checkpointing.create_checkpoint_manager(
-        workdir / "checkpoints", save_every=loop.checkpoint_every, keep=loop.keep_checkpoints,
-        keep_period=loop.keep_checkpoint_period,
-        keep_steps=() if cooldown_start is None else (cooldown_start,),
-    )  # fmt: skip
 
 
 def _check_vocabulary(workdir, vocab_dir, manager, init_from: str) -> int | None:
@@ -281,9 +270,8 @@ def resume_metrics(
         if changes:
             logging.warning(
                 "Resuming step %d with changes to what the run trains since that checkpoint: "
-                "%s (%s). It goes on with the new values, so it is no longer the run it started "
-                "as; for a new run from these weights use a new --workdir with "
-                "--config.init_from",
+                "%s (%s). It goes on with the new values, no longer the run it started as; "
+                "for a new run from these weights use a new --workdir with --config.init_from",
                 start_step, ", ".join(changes),
                 optim.rate_change(saved.get("config", {}), run_config, start_step),
             )  # fmt: skip

@@ -81,7 +81,7 @@ def train_from_batches(
     rules = spec.mesh.logical_axis_rules
     fields = train.model_fields(model, spec.objective)
     pretraining_model = spec.objective.model_factory(model, spec.masking.masked_lm_prob)
-    manager = train.run_checkpoint_manager(workdir, spec)
+    manager = checkpointing.run_checkpoint_manager(workdir, spec)
     if manager.latest_step() is not None:
         checkpointing.check_resumed_vocabulary(
             workdir, files.directory, "export batches with that vocabulary or start a new --workdir"

@@ -139,10 +139,7 @@ def read_squad(path: str | os.PathLike, *, answers_required: bool = True) -> lis
     try:
         text = path.read_text(encoding=text_encodings.text_encoding(path))
     except UnicodeDecodeError:
-        raise UserError(
-            f"SQuAD file {str(path)!r} is not UTF-8 text (nor UTF-16/32 with a byte-order "
-            f"mark); {_LAYOUT_HINT}"
-        ) from None
+        raise UserError(f"SQuAD file {str(path)!r} is not UTF-8 text; {_LAYOUT_HINT}") from None
     records = None
     if path.suffix.lower() != ".jsonl":
         try:
