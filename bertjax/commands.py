@@ -327,7 +327,8 @@ COMMANDS: dict[str, Command] = {
         "           [--multilabel_threshold=P]",
         (
             ("string", "model", None, "A fine-tuned model: FINETUNE_DIR/seed_<s>/model."),
-            ("string", "input", None, "JSON Lines, Parquet, Arrow, CSV or TSV records."),
+            ("string", "input", None, "Records (JSON Lines/JSON, Parquet, Arrow, CSV, TSV, "
+             "CoNLL), or a SQuAD file for QA."),
             ("string", "out", None, "Predictions, JSON Lines: one line per input record."),
             ("integer", "batch_size", 64, "Rows per batch (a multiple of the devices)."),
             ("string", "text_fields", "",

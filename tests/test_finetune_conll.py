@@ -52,14 +52,14 @@ def test_chinese_character_per_line_files(tmp_path, name):
 
 def test_a_file_of_tokens_alone_is_what_predict_reads_and_partial_tags_are_an_error(tmp_path):
     (tmp_path / "new.conll").write_text("EU\nrejects\n\nPeter\n", encoding="utf-8")
-    assert list(records.read_records(tmp_path / "new.conll", "new.conll")) == [
+    assert list(records.read_records(tmp_path / "new.conll", "new.conll", "tagging")) == [
         {"tokens": ["EU", "rejects"]},
         {"tokens": ["Peter"]},
     ]
     (tmp_path / "bad.conll").write_text("a O\nb O\n\nc B-PER\nd\ne O\n", encoding="utf-8")
     with pytest.raises(UserError, match=r"bad.conll:4: the sentence from this line tags 2 of "
                        r"its 3 tokens"):  # fmt: skip
-        list(records.read_records(tmp_path / "bad.conll", "bad.conll"))
+        list(records.read_records(tmp_path / "bad.conll", "bad.conll", "tagging"))
 
 
 def test_a_conll_suffix_for_another_kind_is_one_line(tmp_path):

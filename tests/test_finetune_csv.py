@@ -115,5 +115,5 @@ def test_long_fields_and_regression_targets(tmp_path):
 def test_malformed_rows_are_one_line_errors(tmp_path, content, message):
     (tmp_path / "bad.csv").write_text(content, encoding="utf-8")
     with pytest.raises(UserError, match=message) as info:
-        list(records.read_records(tmp_path / "bad.csv", "bad.csv"))
+        list(records.read_records(tmp_path / "bad.csv", "bad.csv", "classification"))
     assert "\n" not in str(info.value)

@@ -44,10 +44,10 @@ def _sentence(tokens: list[str], tags: list[str], place: str) -> dict:
     return {"tokens": tokens, "tags": tags} if tags else {"tokens": tokens}
 
 
-def check_kind(path: Path, kind: str) -> None:
-    """UserError when `path` is a CoNLL file (by its suffix) for a task `kind` other than
-    tagging: its records are tokens and tags, which no other kind reads."""
-    if kind != "tagging" and path.suffix.lower() in CONLL_SUFFIXES:
+def require_tagging(path: Path, kind: str) -> None:
+    """UserError when the CoNLL file `path` is given to a task `kind` other than tagging: its
+    records are tokens and tags, which no other kind reads."""
+    if kind != "tagging":
         raise UserError(
             f"{path} is read as a CoNLL file of tokens and tags (its suffix), which only "
             f"tagging takes; give a {kind} task's texts as JSON Lines, CSV, TSV or Parquet"

@@ -39,7 +39,7 @@ from bertjax.convert import model_dir
 from bertjax.data import tokenizer as tokenizers
 from bertjax.data import vocab
 from bertjax.errors import UserError
-from bertjax.finetune import conll_records, inference, model, squad
+from bertjax.finetune import inference, model, squad
 from bertjax.finetune.records import (
     TEXT_KINDS,
     TaggedExample,
@@ -102,8 +102,8 @@ def predict_file(
         )
     if not Path(input_path).expanduser().is_file():
         raise UserError(
-            f"--input={input_path} does not exist; pass a JSON Lines, Parquet, Arrow, CSV, TSV "
-            "or SQuAD file"
+            f"--input={input_path} does not exist; pass a JSON Lines, JSON, Parquet, Arrow, CSV, "
+            "TSV, CoNLL or SQuAD file"
         )
     out_path = Path(out).expanduser()
     if out_path.is_dir():
@@ -192,8 +192,7 @@ def _read(task: dict, path: Path) -> tuple[list, list]:
     if task["kind"] == "qa":
         examples = squad.read_squad(path, answers_required=False)
         return [{"id": e.id, "question": e.question} for e in examples], examples
-    conll_records.check_kind(path, task["kind"])
-    records = list(read_records(path, str(path)))
+    records = list(read_records(path, str(path), task["kind"]))
     if not records:
         raise UserError(f"--input={path} has no record")
     if task["kind"] in TEXT_KINDS:

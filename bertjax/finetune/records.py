@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from bertjax.data import corpus_files, text_encodings
 from bertjax.errors import UserError
-from bertjax.finetune.conll_records import CONLL_SUFFIXES, conll_records
+from bertjax.finetune.conll_records import CONLL_SUFFIXES, conll_records, require_tagging
 from bertjax.finetune.table_records import TABLE_SUFFIXES, table_records
 
 if TYPE_CHECKING:  # tasks imports this module
@@ -45,15 +45,16 @@ class TaggedExample:
     gold: tuple[str, ...] = ()  # the tags as written: what the eval scores compare against
 
 
-def read_records(path: Path, name: str) -> Iterator[dict]:
-    """The records of a task file: a Parquet or Arrow file's rows (`table_records`), a CoNLL
-    file's sentences (`conll_records`: .conll, .txt, .bio, .iob, .bmes), a CSV or TSV file's
-    (`delimited_records`), else the objects of a JSON Lines file or JSON array
-    (`json_records`); `name` is the file as the user wrote it."""
+def read_records(path: Path, name: str, kind: str) -> Iterator[dict]:
+    """The records of a task file for a task of `kind`: a Parquet or Arrow file's rows
+    (`table_records`), a CoNLL file's sentences (`conll_records`: .conll, .txt, .bio, .iob,
+    .bmes; tagging only), a CSV or TSV file's (`delimited_records`), else the objects of a JSON
+    Lines file or JSON array (`json_records`); `name` is the file as the user wrote it."""
     suffix = path.suffix.lower()
     if suffix in TABLE_SUFFIXES:
         return table_records(path, name)
     if suffix in CONLL_SUFFIXES:
+        require_tagging(path, kind)
         return conll_records(path, name)
     if suffix in corpus_files.DELIMITED_SUFFIXES:
         return delimited_records(path, name)
@@ -94,7 +95,7 @@ def json_records(path: Path, name: str) -> Iterator[dict]:
     with path.open(encoding=encoding, errors="replace") as f:
         is_array = f.read(4096).lstrip().startswith("[")
     if not is_array:
-        return json_lines(path, name)
+        return json_lines(path, name, encoding)
     try:
         records = json.loads(path.read_text(encoding=encoding, errors="replace"))
     except json.JSONDecodeError as e:
@@ -108,11 +109,11 @@ def json_records(path: Path, name: str) -> Iterator[dict]:
     return iter(records)
 
 
-def json_lines(path: Path, name: str) -> Iterator[dict]:
-    """The JSON objects of a JSON Lines file (blank lines skipped); `name` is the file as the
-    user wrote it, for errors that point at the line. UTF-8 with or without a byte-order mark,
-    or UTF-16/32 with one."""
-    with path.open(encoding=text_encodings.text_encoding(path), errors="replace") as f:
+def json_lines(path: Path, name: str, encoding: str) -> Iterator[dict]:
+    """The JSON objects of a JSON Lines file in `encoding` (`text_encodings.text_encoding`'s),
+    blank lines skipped; `name` is the file as the user wrote it, for errors that point at the
+    line."""
+    with path.open(encoding=encoding, errors="replace") as f:
         for number, line in enumerate(f, 1):
             if not line.strip():
                 continue

@@ -58,7 +58,7 @@ def _named(row: dict, names: dict[str, list[str]], where: str) -> dict:
     return row
 
 
-TABLE_SUFFIXES = (".parquet", ".arrow", ".feather")
+TABLE_SUFFIXES = corpus_files.COLUMNAR_SUFFIXES  # .parquet, .arrow, .feather
 
 
 def table_records(path: Path, name: str) -> Iterator[dict]:

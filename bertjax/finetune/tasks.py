@@ -25,7 +25,7 @@ import numpy as np
 from absl import logging
 
 from bertjax.errors import UserError
-from bertjax.finetune import conll_records, records, squad
+from bertjax.finetune import records, squad
 from bertjax.finetune.records import TaggedExample
 
 KINDS = ("classification", "multilabel", "regression", "tagging", "qa")
@@ -214,8 +214,7 @@ def _records(source: str, split: str, kind: str) -> Iterator[dict]:
         yield from _tfds_records(*source[len("tfds:") :].rsplit(":", 1))
         return
     for path in _task_paths(source, split):
-        conll_records.check_kind(path, kind)
-        yield from records.read_records(path, str(path))
+        yield from records.read_records(path, str(path), kind)
 
 
 def _task_paths(source: str, split: str) -> list[Path]:
