@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bertjax.finetune.records import json_lines
+from bertjax.finetune.records import json_records
 from bertjax.finetune.scores import multilabel_scores
 
 # Label name -> the Penn Treebank tags that show it.
@@ -49,7 +49,7 @@ def derive(path: Path, limit: int | None) -> list[dict]:
     """The first `limit` records of `path` (all for None) as {"text", "features"}."""
     return [
         {"text": " ".join(record["tokens"]), "features": features_of(record["pos"])}
-        for record in itertools.islice(json_lines(path, str(path)), limit)
+        for record in itertools.islice(json_records(path, str(path)), limit)
     ]
 
 

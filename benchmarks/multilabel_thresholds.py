@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bertjax.finetune.records import json_lines
+from bertjax.finetune.records import json_records
 from bertjax.finetune.scores import multilabel_scores
 
 GRID = np.round(np.arange(0.10, 0.901, 0.05), 2)
@@ -27,7 +27,7 @@ GRID = np.round(np.arange(0.10, 0.901, 0.05), 2)
 
 def read_predictions(path: Path, label_field: str) -> tuple[list[str], np.ndarray, np.ndarray]:
     """(label names, probabilities [texts, labels], true labels as 0/1 [texts, labels])."""
-    records = list(json_lines(path, str(path)))
+    records = list(json_records(path, str(path)))
     names = list(records[0]["probabilities"])
     probabilities = np.array([[r["probabilities"][n] for n in names] for r in records])
     true = np.array([[float(n in r[label_field]) for n in names] for r in records])
