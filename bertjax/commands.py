@@ -166,6 +166,7 @@ def _predict(fv: flags.FlagValues, arguments: list[str]) -> None:
     done = predict.predict_file(
         fv.model, fv.input, fv.out, batch_size=fv.batch_size, text_fields=fv.text_fields,
         tokens_field=fv.tokens_field, multilabel_threshold=fv.multilabel_threshold,
+        column_names=fv.column_names,
     )  # fmt: skip
     print(done.line())
 
@@ -324,7 +325,7 @@ COMMANDS: dict[str, Command] = {
     "predict": Command(
         "bertjax predict --model=FINETUNE_DIR/seed_<s>/model --input=FILE --out=FILE.jsonl\n"
         "           [--batch_size=64] [--text_fields=a,b | --tokens_field=NAME]\n"
-        "           [--multilabel_threshold=P]",
+        "           [--multilabel_threshold=P] [--column_names=a,b,...]",
         (
             ("string", "model", None, "A fine-tuned model: FINETUNE_DIR/seed_<s>/model."),
             ("string", "input", None, "Records (JSON Lines/JSON, Parquet, Arrow, CSV, TSV, "
@@ -339,6 +340,9 @@ COMMANDS: dict[str, Command] = {
             ("float", "multilabel_threshold", None,
              "Multilabel: predict the labels whose probability is over P (default: the "
              "model's threshold, 0.5 unless fine-tuned with another)."),
+            ("string", "column_names", "",
+             "A CSV/TSV input without a header row: its columns' names, a,b,... (default: "
+             "its first row)."),
         ),
         _predict, ("model", "input", "out"),
         "predict needs --model=FINETUNE_DIR/seed_<s>/model, --input=FILE and --out=FILE",

@@ -22,6 +22,9 @@ def get_config() -> ml_collections.ConfigDict:
     config.label_field = ""  # "" = "label" (multilabel: a JSON list of label names)
     config.tokens_field = ""  # tagging: "" = "tokens"
     config.tags_field = ""  # tagging: "" = "tags"
+    # A CSV/TSV file without a header row (LCQMC, GLUE's CoLA): its columns' names, comma-
+    # separated, e.g. "text_a,text_b,label"; "" = the first row names them.
+    config.column_names = ""
     config.max_seq_length = 128
     config.doc_stride = 128  # QA: step between windows over a long context
     config.max_query_length = 64  # QA: question wordpieces kept

@@ -34,7 +34,7 @@ OLD_FLAGS = {
                  "--config=configs/finetune.py", "--config.num_epochs=1"],
     "fill-mask": ["--workdir=w", "--step=3", "--top_k=2", "a [MASK] b"],
     "predict": ["--model=m", "--input=i", "--out=o", "--batch_size=8", "--text_fields=a,b",
-                "--tokens_field=t", "--multilabel_threshold=0.4"],
+                "--tokens_field=t", "--multilabel_threshold=0.4", "--column_names=a,b"],
     "bench": ["--model=tiny", "--seq_len=32", "--batch_size=4", "--steps=1", "--warmup_steps=0",
               "--precision=fp32", "--devices=1", "--attention=xla", "--attention_dropout=0",
               "--remat=full", "--peers", "--peers_venv=v", "--input_pipeline", "--checkpoint",
@@ -212,7 +212,8 @@ def test_predict_passes_its_flags_on(monkeypatch, capsys):
     command, fv, arguments = cli.parse(["bertjax", "predict", *OLD_FLAGS["predict"]])
     commands.COMMANDS[command].run(fv, arguments)
     assert seen == {"args": ("m", "i", "o"), "batch_size": 8, "text_fields": "a,b",
-                    "tokens_field": "t", "multilabel_threshold": 0.4}  # fmt: skip
+                    "tokens_field": "t", "multilabel_threshold": 0.4,
+                    "column_names": "a,b"}  # fmt: skip
     assert "1 texts labelled by a jsonl model -> o" in capsys.readouterr().out
     _, fv, _ = cli.parse(["bertjax", "predict", "--model=m", "--input=i", "--out=o"])
     assert fv.multilabel_threshold is None  # the model's own threshold

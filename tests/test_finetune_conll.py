@@ -63,9 +63,9 @@ def test_a_file_of_tokens_alone_is_what_predict_reads_and_partial_tags_are_an_er
 
 
 def test_a_conll_suffix_for_another_kind_is_one_line(tmp_path):
-    (tmp_path / "reviews.txt").write_text("great movie\tpos\nbad film\tneg\n", encoding="utf-8")
-    config = config_for(kind="classification", train_file=str(tmp_path / "reviews.txt"),
-                        eval_file=str(tmp_path / "reviews.txt"))  # fmt: skip
-    expected = r"reviews.txt is read as a CoNLL file of tokens and tags \(its suffix\), which"
+    (tmp_path / "reviews.bio").write_text("great movie\tpos\nbad film\tneg\n", encoding="utf-8")
+    config = config_for(kind="classification", train_file=str(tmp_path / "reviews.bio"),
+                        eval_file=str(tmp_path / "reviews.bio"))  # fmt: skip
+    expected = r"reviews.bio is read as a CoNLL file of tokens and tags \(its suffix\), which"
     with pytest.raises(UserError, match=expected + " only tagging takes; give a classification"):
         tasks.load_task("jsonl", config)

@@ -117,3 +117,65 @@ def test_malformed_rows_are_one_line_errors(tmp_path, content, message):
     with pytest.raises(UserError, match=message) as info:
         list(records.read_records(tmp_path / "bad.csv", "bad.csv", "classification"))
     assert "\n" not in str(info.value)
+
+
+PAIRS = [
+    {
+        "text_a": "喜欢打篮球的男生喜欢什么样的女生",
+        "text_b": "爱打篮球的男生喜欢什么样的女生",
+        "label": "1",
+    },
+    {"text_a": "大家觉得她好看吗", "text_b": "大家觉得跑男好看吗？", "label": "0"},
+]
+
+
+@pytest.mark.parametrize("name", ["lcqmc.txt", "lcqmc.tsv"])
+def test_a_tsv_file_without_a_header_row_reads_with_column_names(tmp_path, name):
+    """LCQMC's train.txt (and THUCNews', GLUE's raw CoLA) is TSV without a header row: before,
+    its first pair was taken for the field names ("no field 'label' (it has ['1', ...])") and a
+    .txt file for classification was refused as CoNLL."""
+    lines = "".join(f"{r['text_a']}\t{r['text_b']}\t{r['label']}\n" for r in PAIRS)
+    (tmp_path / name).write_text(lines, encoding="utf-8")
+    expected = _load(write_jsonl(tmp_path / "pairs.jsonl", PAIRS), text_fields="text_a,text_b")
+    hint = rf"if .*{name} has no header row, name its columns: --config.column_names=A,B,\.\.\.$"
+    with pytest.raises(UserError, match=rf"no field 'label' \(it has \['1', .*{hint}"):
+        _load(tmp_path / name, text_fields="text_a,text_b")
+    got = _load(tmp_path / name, text_fields="text_a,text_b", column_names="text_a,text_b,label")
+    assert got.train == expected.train and len(got.train) == 2
+    # A file that has a header row of just those names reads the same: the row is skipped.
+    headed = "text_a\ttext_b\tlabel\n" + lines
+    (tmp_path / f"headed_{name}").write_text(headed, encoding="utf-8")
+    again = _load(tmp_path / f"headed_{name}", text_fields="text_a,text_b",
+                  column_names="text_a,text_b,label")  # fmt: skip
+    assert again.train == expected.train
+
+
+@pytest.mark.parametrize(
+    "file, names, message",
+    [
+        ("pairs.tsv", "text_a,text_b", r"pairs.tsv:1 has 3 values, the column names given 2 \(te"),
+        ("pairs.tsv", "text_a,text_a,label", r"column names 'text_a,text_a,label' repeat text_a;"),
+        (
+            "pairs.jsonl",
+            "text_a,text_b,label",
+            r"are for CSV and TSV files without a header row; "
+            r".*pairs.jsonl is not one: leave them out",
+        ),  # fmt: skip
+    ],
+)
+def test_column_names_that_do_not_fit_are_one_line_errors(tmp_path, file, names, message):
+    write_jsonl(tmp_path / "pairs.jsonl", PAIRS)
+    lines = "".join(f"{r['text_a']}\t{r['text_b']}\t{r['label']}\n" for r in PAIRS)
+    (tmp_path / "pairs.tsv").write_text(lines, encoding="utf-8")
+    with pytest.raises(UserError, match=message) as info:
+        _load(tmp_path / file, text_fields="text_a,text_b", column_names=names)
+    assert "\n" not in str(info.value)
+
+
+def test_a_txt_file_is_conll_for_tagging_and_tsv_for_the_other_kinds(tmp_path):
+    (tmp_path / "train.txt").write_text("Rockwell NNP B-NP\nsaid VBD B-VP\n\n", encoding="utf-8")
+    tagged = _load(tmp_path / "train.txt", kind="tagging")
+    assert tagged.train[0].words == ("Rockwell", "said") and tagged.labels == ["B-NP", "B-VP"]
+    (tmp_path / "reviews.txt").write_text("label\ttext\npos\tgood\nneg\tbad\n", encoding="utf-8")
+    classified = _load(tmp_path / "reviews.txt")
+    assert [e.texts for e in classified.train] == [("good",), ("bad",)]

@@ -44,9 +44,11 @@ from bertjax.finetune.records import (
     TEXT_KINDS,
     TaggedExample,
     TextExample,
+    headerless_hint,
     read_records,
     text_value,
 )
+from bertjax.finetune.records import column_names as parse_column_names
 
 # What a model imported from Hugging Face does not record (bertjax fine-tunes record theirs):
 # the input fields, and QA's windows (configs/finetune.py's defaults, BERT's run_squad values).
@@ -80,11 +82,13 @@ def predict_file(
     text_fields: str = "",
     tokens_field: str = "",
     multilabel_threshold: float | None = None,
+    column_names: str = "",
 ) -> Predictions:
     """Writes the predictions of the fine-tuned model at `model_path` for the records of
     `input_path` to `out` (JSON Lines). `text_fields` ("a" or "a,b") and `tokens_field` name
     the input's fields when they differ from the fine-tuning data's (recorded in the model);
-    `multilabel_threshold` replaces a multilabel model's recorded threshold.
+    `multilabel_threshold` replaces a multilabel model's recorded threshold; `column_names`
+    ("a,b,...") name the columns of a CSV or TSV input without a header row.
     Raises UserError on a model that is not fine-tuned, a missing or malformed input, a
     batch size the devices do not divide, or a threshold outside (0, 1) or for another kind."""
     paths.require_local(out, "--out")
@@ -110,7 +114,7 @@ def predict_file(
         raise UserError(f"--out={out} is a directory; name a file, e.g. {out}/predictions.jsonl")
     task = _with_threshold(_with_fields(task, text_fields, tokens_field), multilabel_threshold)
     paths.make_local_dir(out_path.parent, "--out")
-    records, examples = _read(task, Path(input_path).expanduser())
+    records, examples = _read(task, Path(input_path).expanduser(), column_names)
     settings = ml_collections.ConfigDict(
         QA_DEFAULTS
         | {name: task[name] for name in (*SETTINGS, *inference.QA_FIELDS) if name in task}
@@ -187,14 +191,20 @@ def _with_threshold(task: dict, threshold: float | None) -> dict:
     return task | {"multilabel_threshold": threshold}
 
 
-def _read(task: dict, path: Path) -> tuple[list, list]:
+def _read(task: dict, path: Path, column_names: str) -> tuple[list, list]:
     """(records to echo, examples to encode) of the input file."""
     if task["kind"] == "qa":
+        if column_names:
+            raise UserError(
+                "--column_names does not apply to a qa model (SQuAD input); leave it out"
+            )
         examples = squad.read_squad(path, answers_required=False)
         return [{"id": e.id, "question": e.question} for e in examples], examples
-    records = list(read_records(path, str(path), task["kind"]))
+    records = list(read_records(path, str(path), task["kind"], parse_column_names(column_names)))
     if not records:
-        raise UserError(f"--input={path} has no record")
+        raise UserError(
+            f"--input={path} has no record{headerless_hint(str(path), '--column_names')}"
+        )
     if task["kind"] in TEXT_KINDS:
         fields = task["text_fields"]
         examples = [
@@ -222,6 +232,7 @@ def _field(record: dict, field: str, path: Path, number: int, fields: list[str])
         raise UserError(
             f"record {number} of {path} has no field {field!r}; the model was fine-tuned on "
             f"records with {', '.join(map(repr, fields))} (it has {sorted(record)})"
+            f"{headerless_hint(str(path), '--column_names')}"
         )
     return record[field]
 

@@ -45,28 +45,42 @@ class TaggedExample:
     gold: tuple[str, ...] = ()  # the tags as written: what the eval scores compare against
 
 
-def read_records(path: Path, name: str, kind: str) -> Iterator[dict]:
+def read_records(
+    path: Path, name: str, kind: str, column_names: Sequence[str] = ()
+) -> Iterator[dict]:
     """The records of a task file for a task of `kind`: a Parquet or Arrow file's rows
     (`table_records`), a CoNLL file's sentences (`conll_records`: .conll, .txt, .bio, .iob,
-    .bmes; tagging only), a CSV or TSV file's (`delimited_records`), else the objects of a JSON
-    Lines file or JSON array (`json_records`); `name` is the file as the user wrote it."""
+    .bmes; tagging only), a CSV or TSV file's (`delimited_records`; a .txt file for any other
+    kind is TSV, as LCQMC's and THUCNews' are), else the objects of a JSON Lines file or JSON
+    array (`json_records`); `name` is the file as the user wrote it. `column_names` name the
+    columns of a CSV or TSV file without a header row."""
     suffix = path.suffix.lower()
+    delimited = suffix in corpus_files.DELIMITED_SUFFIXES or (
+        suffix == ".txt" and kind != "tagging"
+    )
+    if column_names and not delimited:
+        raise UserError(
+            f"column names ({','.join(column_names)}) are for CSV and TSV files without a "
+            f"header row; {name} is not one: leave them out"
+        )
+    if delimited:
+        return delimited_records(path, name, column_names)
     if suffix in TABLE_SUFFIXES:
         return table_records(path, name)
     if suffix in CONLL_SUFFIXES:
         require_tagging(path, kind)
         return conll_records(path, name)
-    if suffix in corpus_files.DELIMITED_SUFFIXES:
-        return delimited_records(path, name)
     return json_records(path, name)
 
 
-def delimited_records(path: Path, name: str) -> Iterator[dict]:
-    """The rows of a CSV or TSV file under its header row, as dicts of strings, read as
+def delimited_records(path: Path, name: str, column_names: Sequence[str] = ()) -> Iterator[dict]:
+    """The rows of a CSV file (.csv) or TSV file (any other suffix) as dicts of strings, keyed
+    by `column_names` (a first row of just those names is a header row, skipped) or, when
+    there are none, by the file's header row; read as
     `corpus_files.delimited_reader` reads (CSV strict, with Excel's quoting; TSV unquoted as
-    GLUE's files are). A row with more or fewer values than the header, or invalid CSV, is a
-    one-line error naming the line."""
-    tsv = path.suffix.lower() == ".tsv"
+    GLUE's files are). A row with more or fewer values than there are columns, or invalid CSV,
+    is a one-line error naming the line."""
+    tsv = path.suffix.lower() != ".csv"
     # A byte-order mark (Excel's) is not part of the first column's name; Excel's "Unicode
     # Text" is UTF-16 TSV.
     with (
@@ -74,11 +88,14 @@ def delimited_records(path: Path, name: str) -> Iterator[dict]:
         corpus_files.delimited_reader(f, tsv) as reader,
     ):
         try:
-            header = next(reader, [])
+            header = list(column_names) or next(reader, [])
+            named_by = "the column names given" if column_names else "its header"
             for values in reader:
+                if values == header and reader.line_num == 1:  # a header row of those names
+                    continue
                 if values and len(values) != len(header):
                     raise UserError(
-                        f"{name}:{reader.line_num} has {len(values)} values, its header "
+                        f"{name}:{reader.line_num} has {len(values)} values, {named_by} "
                         f"{len(header)} ({', '.join(header)}); fix the row"
                     )
                 if values:  # not a blank line
@@ -86,6 +103,24 @@ def delimited_records(path: Path, name: str) -> Iterator[dict]:
         except csv.Error as e:
             kind = "TSV" if tsv else "CSV"
             raise UserError(f"{name}:{reader.line_num} is not valid {kind} ({e}); fix it") from None
+
+
+def column_names(value: str) -> tuple[str, ...]:
+    """The column names of a comma-separated `--config.column_names` (or predict's
+    `--column_names`); a repeated name is a UserError (two columns cannot share a field)."""
+    names = tuple(name.strip() for name in value.split(",") if name.strip())
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise UserError(f"column names {value!r} repeat {', '.join(repeated)}; name each once")
+    return names
+
+
+def headerless_hint(source: str, flag: str) -> str:
+    """The end of a missing-field error for a CSV or TSV source: how to name the columns of a
+    file without a header row (whose first row was read as the names); "" for other files."""
+    if not source.lower().endswith((*corpus_files.DELIMITED_SUFFIXES, ".txt")):
+        return ""
+    return f"; if {source} has no header row, name its columns: {flag}=A,B,..."
 
 
 def json_records(path: Path, name: str) -> Iterator[dict]:
@@ -133,7 +168,7 @@ def _field(record: dict, field: str, source: str):
     if field not in record:
         raise UserError(
             f"a record of {source} has no field {field!r} (it has {sorted(record)}); set the "
-            "matching --config.*_field"
+            f"matching --config.*_field{headerless_hint(source, '--config.column_names')}"
         )
     return record[field]
 

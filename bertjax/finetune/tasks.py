@@ -44,6 +44,7 @@ class TaskSpec:
     label_field: str = "label"
     tokens_field: str = "tokens"
     tags_field: str = "tags"
+    column_names: tuple[str, ...] = ()  # a headerless CSV/TSV file's columns; () = its header
 
 
 @dataclasses.dataclass
@@ -97,6 +98,7 @@ def task_spec(name: str, config: ml_collections.ConfigDict) -> TaskSpec:
             ("label_field", config.label_field),
             ("tokens_field", config.tokens_field),
             ("tags_field", config.tags_field),
+            ("column_names", records.column_names(config.get("column_names", ""))),
         )
         if value
     }
@@ -131,12 +133,19 @@ def load_task(name: str, config: ml_collections.ConfigDict) -> TaskData:
     sources = {"train": spec.train, "eval": spec.eval, "dev": spec.dev}
     sources = {split: source for split, source in sources.items() if source}
     if spec.kind == "qa":
+        if spec.column_names:
+            raise UserError(
+                "--config.column_names does not apply to QA (SQuAD files); leave it out"
+            )
         examples = {split: squad.read_squad(source) for split, source in sources.items()}
         return _task_data(name, spec, [], examples)
-    raw = {split: list(_records(source, split, spec.kind)) for split, source in sources.items()}
+    raw = {split: list(_records(source, split, spec)) for split, source in sources.items()}
     for split, split_records in raw.items():
         if not split_records:
-            raise UserError(f"the {split} data of --task={name} ({sources[split]}) has no record")
+            raise UserError(
+                f"the {split} data of --task={name} ({sources[split]}) has no record"
+                f"{records.headerless_hint(sources[split], '--config.column_names')}"
+            )
     labels = records.label_names(spec, raw["train"])
     if spec.kind == "multilabel" and not labels:
         raise UserError(
@@ -206,15 +215,17 @@ def _split_name(source: str) -> str:
     return source.rsplit(":", 1)[-1] if source.startswith("tfds:") else Path(source).stem
 
 
-def _records(source: str, split: str, kind: str) -> Iterator[dict]:
+def _records(source: str, split: str, spec: TaskSpec) -> Iterator[dict]:
     """Dicts from task files (JSON Lines, Parquet, CSV, TSV, CoNLL for tagging) or a TFDS split
     ("tfds:NAME:SPLIT", labels as names); `split` ("train" or "eval") names the flag of a
     missing file."""
     if source.startswith("tfds:"):
+        if spec.column_names:
+            raise UserError(f"--config.column_names is for CSV/TSV files, not {source}")
         yield from _tfds_records(*source[len("tfds:") :].rsplit(":", 1))
         return
     for path in _task_paths(source, split):
-        yield from records.read_records(path, str(path), kind)
+        yield from records.read_records(path, str(path), spec.kind, spec.column_names)
 
 
 def _task_paths(source: str, split: str) -> list[Path]:

@@ -394,6 +394,15 @@ def test_predict_errors_are_one_line_and_name_the_fix(tmp_path):
     assert again.count == 1
     second = json.loads((tmp_path / "q.jsonl").read_text())
     assert second["probabilities"] == first["probabilities"]
+    # A TSV file without a header row: --column_names names its columns.
+    (tmp_path / "pairs.tsv").write_text("a cat\ta pet\na dog\ta pet\n", encoding="utf-8")
+    with pytest.raises(UserError, match=r"if .*pairs.tsv has no header row, name its columns: "
+                       r"--column_names=A,B,\.\.\.$"):  # fmt: skip
+        predict.predict_file(str(saved), str(tmp_path / "pairs.tsv"), str(tmp_path / "t.jsonl"))
+    predict.predict_file(str(saved), str(tmp_path / "pairs.tsv"), str(tmp_path / "t.jsonl"),
+                         column_names="premise,hypothesis")  # fmt: skip
+    third = json.loads((tmp_path / "t.jsonl").read_text().splitlines()[0])
+    assert third["probabilities"] == first["probabilities"]
     with pytest.raises(UserError, match="names 1 fields; the model reads 2 .premise, hypothesis"):
         predict.predict_file(str(saved), renamed, str(tmp_path / "q.jsonl"), text_fields="s1")
     with pytest.raises(UserError, match="--tokens_field does not apply to a classification"):
