@@ -2,9 +2,10 @@
 
 Sources (comma-separated in ``--config.corpus``):
 
-* files: ``.jsonl``/``.json`` (one JSON object per line), ``.txt`` (one sentence per line, or
-  raw prose: ``text_format``), ``.csv``/``.tsv``/``.parquet``/``.arrow`` (one document per row);
-  all but Parquet and Arrow optionally compressed. How each is read: `corpus_files`.
+* files: ``.jsonl``/``.json`` (one JSON object per line), ``.txt`` or no suffix (one sentence
+  per line, or raw prose: ``text_format``; WikiExtractor's output is recognised),
+  ``.csv``/``.tsv``/``.parquet``/``.arrow`` (one document per row); all but Parquet and Arrow
+  optionally compressed. How each is read: `corpus_files`.
 * ``tfds:NAME[@SPLIT]``: a prepared TensorFlow Datasets dataset read with ``tfds.load``, e.g.
   ``tfds:wikipedia/20230601.en`` (split ``train`` by default) or ``tfds:c4/en:3.1.0@train[:1%]``,
   or a part of its split (`tfds_corpus`).
@@ -72,19 +73,26 @@ def _expand(pattern: str) -> list[str]:
     return [str(paths.as_path(path)) for path in matches]
 
 
-def _corpus_suffix_in(directory: str) -> str:
-    """The full suffix (e.g. ``.jsonl.gz``, ``.arrow``) of the readable corpus files that hold
-    the most bytes in `directory` (not a ``save_to_disk`` folder's small .json files beside its
-    .arrow data); ``.jsonl`` when there is none."""
+def _corpus_glob_in(directory: str) -> str:
+    """A glob of the corpus files in `directory`: ``*`` and the full suffix (e.g. ``.jsonl.gz``,
+    ``.arrow``) of the readable files that hold the most bytes (not a ``save_to_disk`` folder's
+    small .json files beside its .arrow data), ``*.jsonl`` when there is none; a directory of
+    directories only (WikiExtractor's AA/, AB/, ...) looks one level down (``*/*``)."""
+    children = list(epath.Path(directory).iterdir())
+    files = [child for child in children if child.is_file()]
+    if not files and children:
+        files, prefix = [f for child in children for f in child.iterdir() if f.is_file()], "*/"
+    else:
+        prefix = ""
     sizes: collections.Counter[str] = collections.Counter()
-    for child in epath.Path(directory).iterdir():
+    for child in files:
         with contextlib.suppress(UserError, OSError):
             corpus_files.check_format(child.name)
             name = child.name.lower()
             length = len(corpus_files.format_suffix(name) + compressed_files.compression(name))
             suffix = child.name[len(name) - length :]  # as written: globs are case-sensitive
-            sizes[suffix] += child.stat().length if child.is_file() else 0
-    return max(sorted(sizes), key=sizes.get, default=".jsonl")
+            sizes[suffix] += child.stat().length
+    return prefix + "*" + max(sorted(sizes), key=sizes.get, default=".jsonl")
 
 
 def _check_files(matches: list[str]) -> None:
@@ -93,7 +101,7 @@ def _check_files(matches: list[str]) -> None:
         if epath.Path(path).is_dir():
             raise UserError(
                 f"corpus path {path!r} is a directory; pass files or a glob such as "
-                f"--config.corpus='{path.rstrip('/')}/*{_corpus_suffix_in(path)}'"
+                f"--config.corpus='{path.rstrip('/')}/{_corpus_glob_in(path)}'"
             )
         corpus_files.check_format(path)
 
@@ -102,7 +110,7 @@ CORPUS_FLAG = "--config.corpus"  # the flag this module's errors name
 # Where one document ends and the next begins, for errors that ask for more documents.
 DOCUMENT_BOUNDARIES = (
     "one per .jsonl record or .parquet row; in .txt, blank lines between them with text_format "
-    "'sentences', one per file with 'paragraphs'"
+    "'sentences', one per file with 'paragraphs', one per <doc> in WikiExtractor's output"
 )
 
 

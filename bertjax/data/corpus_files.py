@@ -1,8 +1,11 @@
 """Corpus file formats: one file -> its raw document texts, bad input counted instead of raised.
 
 * ``.jsonl`` / ``.json``: one JSON object per line; the text is in a named field.
-* ``.txt``: ``"sentences"`` (google-research/bert: one sentence per line, a blank line between
-  documents) or ``"paragraphs"`` (raw prose: the whole file is one document).
+* ``.txt`` and files without a suffix: ``"sentences"`` (google-research/bert: one sentence per
+  line, a blank line between documents) or ``"paragraphs"`` (raw prose: the whole file is one
+  document); a file that starts with ``<doc ...>`` is WikiExtractor's output, whatever
+  text_format says (`text_layouts`: one document per ``<doc>``), and a suffixless file that
+  starts with ``{`` is JSON Lines (WikiExtractor's ``--json``).
 * ``.csv`` / ``.tsv``: one document per row, the text in a named column of the header row
   (`delimited_reader`: CSV strict, TSV unquoted).
 * ``.parquet``: one document per row, the text in a named column: the format datasets are
@@ -17,7 +20,7 @@ byte-order mark: what Windows tools write as "Unicode" (PowerShell 5's ``>``, No
 "Unicode Text"). A file in another encoding (GBK, Big5, ...) is skipped with how to convert it
 (`text_encodings`).
 
-``.jsonl``, ``.txt``, ``.csv`` and ``.tsv`` files may be compressed: ``.gz``, ``.zst``
+``.jsonl``, ``.txt``, suffixless, ``.csv`` and ``.tsv`` files may be compressed: ``.gz``, ``.zst``
 (Zstandard, the format of The Pile and SlimPajama shards; multi-frame and long-window files read
 too), ``.xz`` (CC-100) or ``.bz2``. Parquet and Arrow compress inside, so a compressed one is
 refused with what to do.
@@ -37,12 +40,12 @@ from pathlib import Path
 
 from etils import epath
 
-from bertjax.data import compressed_files, text_encodings
+from bertjax.data import compressed_files, text_encodings, text_layouts
 from bertjax.data.compressed_files import compression
 from bertjax.errors import UserError
 
 JSON_SUFFIXES = (".jsonl", ".json")
-TEXT_SUFFIXES = (".txt",)
+TEXT_SUFFIXES = (".txt", "")  # "": WikiExtractor's wiki_00, Spark's part-00000
 DELIMITED_SUFFIXES = (".csv", ".tsv")  # one document per row under a header row
 PARQUET_SUFFIXES = (".parquet",)
 COLUMNAR_SUFFIXES = PARQUET_SUFFIXES + (".arrow", ".feather")  # one document per row
@@ -95,8 +98,8 @@ def check_format(path: str) -> None:
     suffix = format_suffix(path)
     if suffix not in JSON_SUFFIXES + TEXT_SUFFIXES + DELIMITED_SUFFIXES + COLUMNAR_SUFFIXES:
         raise UserError(
-            f"corpus file {path!r} has an unsupported suffix; use .jsonl, .json, .txt, .csv or "
-            ".tsv (each optionally .gz, .zst, .xz or .bz2), .parquet, .arrow, or tfds:NAME"
+            f"corpus file {path!r} has an unsupported suffix; use .jsonl, .json, .txt, .csv, "
+            ".tsv or none (each optionally .gz, .zst, .xz or .bz2), .parquet, .arrow, or tfds:NAME"
         )
     if suffix in COLUMNAR_SUFFIXES and compression(path):
         raise UserError(
@@ -137,10 +140,10 @@ def _lines(path: str, report: SourceReport) -> Iterator[str]:
             raise broken
 
 
-def _read_json_lines(path: str, text_field: str, report: SourceReport) -> Iterator[str]:
+def _json_documents(lines: Iterable[str], path: str, text_field: str, report: SourceReport):
     """Yields the `text_field` string of each JSON object line; bad lines are skipped."""
     first = True
-    for line_number, line in enumerate(_lines(path, report), start=1):
+    for line_number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         if first and line.lstrip().startswith("["):  # a JSON array, the other common layout
@@ -202,27 +205,25 @@ def _read_delimited(path: str, text_field: str, report: SourceReport) -> Iterato
             report.skip("invalid CSV", f"line {reader.line_num}, {e}")
 
 
-def _read_sentence_lines(path: str, report: SourceReport) -> Iterator[str]:
-    """Yields documents of a one-sentence-per-line file (blank line = document boundary).
-
-    Sentences are joined with blank lines so that `split_sentences` keeps each given line as
-    its own sentence (it never joins across blank lines).
-    """
-    sentences: list[str] = []
-    for line in _lines(path, report):
-        line = line.strip()
-        if line:
-            sentences.append(line)
-        elif sentences:
-            yield "\n\n".join(sentences)
-            sentences = []
-    if sentences:
-        yield "\n\n".join(sentences)
-
-
-def _read_paragraphs(path: str, report: SourceReport) -> Iterator[str]:
-    """Yields the whole file as one document (raw prose; blank lines end paragraphs)."""
-    yield "".join(_lines(path, report))
+def _text_documents(path: str, text_field: str, text_format: str, report: SourceReport):
+    """Yields the documents of a text file (.txt or no suffix) in the layout its first line
+    shows: WikiExtractor's ``<doc>`` (`text_layouts`), JSON Lines for a suffixless file that
+    starts with ``{`` (WikiExtractor's ``--json``), else `text_format`'s: ``"sentences"`` or
+    ``"paragraphs"`` (the whole file, raw prose, blank lines ending paragraphs)."""
+    lines, head = _lines(path, report), []
+    for line in lines:  # up to the first line with text; blank lines kept (paragraphs)
+        head.append(line)
+        if line.strip():
+            break
+    first, lines = (head[-1] if head else ""), itertools.chain(head, lines)
+    if text_layouts.starts_wiki_document(first):
+        yield from text_layouts.wiki_documents(lines, report)
+    elif not format_suffix(path) and first.lstrip().startswith("{"):
+        yield from _json_documents(lines, path, text_field, report)
+    elif text_format == "paragraphs":
+        yield "".join(lines)
+    else:
+        yield from text_layouts.sentence_documents(lines)
 
 
 def _column_texts(schema, columns: Iterator, text_field: str, report: SourceReport):
@@ -372,15 +373,13 @@ def read_file(path: str, text_field: str, text_format: str, report: SourceReport
     try:
         suffix = format_suffix(path)
         if suffix in JSON_SUFFIXES:
-            yield from _read_json_lines(path, text_field, report)
+            yield from _json_documents(_lines(path, report), path, text_field, report)
         elif suffix in DELIMITED_SUFFIXES:
             yield from _read_delimited(path, text_field, report)
         elif suffix in COLUMNAR_SUFFIXES:
             yield from _read_columnar(path, text_field, report)
-        elif text_format == "paragraphs":
-            yield from _read_paragraphs(path, report)
         else:
-            yield from _read_sentence_lines(path, report)
+            yield from _text_documents(path, text_field, text_format, report)
     except (OSError, EOFError) as e:
         # Missing or unreadable files, corrupt or truncated archives and Parquet files land here.
         report.skip("unreadable file", f"{type(e).__name__}: {e}")

@@ -1,0 +1,71 @@
+"""The documents of text files in the two layouts that mark where documents end:
+
+* google-research/bert's: one sentence per line, a blank line between documents
+  (`sentence_documents`);
+* WikiExtractor's, the layout attardi/wikiextractor writes Wikipedia in (``text/AA/wiki_00``,
+  ``--compress``: ``wiki_00.bz2``), the tool google-research/bert and NVIDIA's BERT recipe
+  extract Wikipedia with: per article a ``<doc id=".." url=".." title="..">`` line, the title,
+  its paragraphs one per line, and ``</doc>`` (`wiki_documents`; its ``--json`` output is JSON
+  Lines, read as such).
+"""
+
+import html
+import re
+from collections.abc import Iterable, Iterator
+
+_DOC_START = re.compile(r"<doc\b[^>]*>$")
+_TITLE = re.compile(r'\btitle="([^"]*)"')
+_DOC_END = "</doc>"
+
+
+def sentence_documents(lines: Iterable[str]) -> Iterator[str]:
+    """Yields documents of a one-sentence-per-line file (blank line = document boundary).
+
+    Sentences are joined with blank lines so that `split_sentences` keeps each given line as
+    its own sentence (it never joins across blank lines).
+    """
+    sentences: list[str] = []
+    for line in lines:
+        line = line.strip()
+        if line:
+            sentences.append(line)
+        elif sentences:
+            yield "\n\n".join(sentences)
+            sentences = []
+    if sentences:
+        yield "\n\n".join(sentences)
+
+
+def starts_wiki_document(line: str) -> bool:
+    """Whether `line` is the ``<doc ...>`` line that opens a WikiExtractor article."""
+    return bool(_DOC_START.match(line.strip()))
+
+
+def wiki_documents(lines: Iterable[str], report) -> Iterator[str]:
+    """Yields the articles of a WikiExtractor output file's `lines`: each ``<doc ...>`` ...
+    ``</doc>`` is a document, its lines paragraphs (joined by blank lines, so sentences are
+    split within them, never across), the title line that opens it left out (the ``title``
+    attribute repeats it; both HTML-escaped, as ``&amp;``). Text outside a document is skipped
+    and counted in `report` (a `corpus_files.SourceReport`); a file cut inside its last
+    document yields what it has."""
+    title, paragraphs = None, []
+    for number, line in enumerate(lines, start=1):
+        text = line.strip()
+        if title is None:
+            if _DOC_START.match(text):
+                title, paragraphs = _title(text), []
+            elif text:
+                report.skip("lines outside <doc> ... </doc>", f"line {number}")
+        elif text == _DOC_END:
+            yield "\n\n".join(paragraphs)
+            title = None
+        elif text and (paragraphs or html.unescape(text) != title):
+            paragraphs.append(text)
+    if title is not None:
+        yield "\n\n".join(paragraphs)
+
+
+def _title(start: str) -> str:
+    """The title attribute of a ``<doc ...>`` line, its entities unescaped ("" without one)."""
+    found = _TITLE.search(start)
+    return html.unescape(found.group(1)) if found else ""
