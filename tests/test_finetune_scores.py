@@ -158,3 +158,23 @@ def test_regression_scores():
     assert constant["pearson"] == constant["spearman"] == 0.0
     with pytest.raises(ValueError, match="4 predictions for 5 targets"):
         regression_scores(predicted[:4], targets)
+
+
+def test_chinese_answers_are_scored_as_mlqa_scores_chinese():
+    """MLQA's evaluation (mlqa_evaluation_v1.py, language "zh"): lowercase, drop ASCII and
+    Unicode punctuation, no articles, each Chinese character a token. Before, a Chinese answer
+    was one token: "1990" for "1990年" scored F1 0."""
+    assert (
+        scores.normalize_answer("1990年，Fresnel 透镜。", chinese=True) == "1990 年 fresnel 透 镜"
+    )
+    assert scores.normalize_answer("“The” 灯塔!", chinese=True) == "the 灯 塔"  # no article rule
+    assert scores.exact_match("1990年。", ["1990年"]) == 1.0  # 。 is Unicode punctuation
+    # "1990" vs "1990 年": 1 shared, P 1, R 1/2 -> 2/3.
+    assert scores.token_f1("1990", ["1990年"]) == pytest.approx(2 / 3)
+    # "建 于 1990 年" vs "1990 年": 2 shared, P 2/4, R 1 -> 2/3; vs "1990": P 1/4, R 1 -> 2/5.
+    assert scores.token_f1("建于1990年", ["1990年", "1990"]) == pytest.approx(2 / 3)
+    # A question is Chinese when an answer has a Chinese character; English ones are unchanged.
+    assert scores.is_chinese_answer(["Fresnel", "菲涅耳透镜"]) and not scores.is_chinese_answer(
+        ["a"]
+    )
+    assert scores.token_f1("the Denver Broncos team", ["Denver Broncos"]) == pytest.approx(0.8)

@@ -241,3 +241,43 @@ def test_decode_uses_each_token_from_its_max_context_window(tokenizer):
     start_logits[2, 6] = end_logits[2, 7] = 10.0  # x9 x10 in window [6-11]
     assert squad.decode([example], features, start_logits, end_logits) == {"long": "x9 x10"}
     assert features.start_positions.tolist() == [0] * 6  # no answer: every label is [CLS]
+
+
+ZH_CONTEXT = "灯塔是一种塔状建筑物，建于1990年。它由Fresnel透镜发光，为船只指引方向。"
+ZH_QUESTIONS = [  # (id, question, answer): CMRC 2018's layout, answers anywhere in the text
+    ("z1", "灯塔建于哪一年？", "1990年"),
+    ("z2", "灯塔用什么发光？", "Fresnel透镜"),
+    ("z3", "灯塔为谁指引方向？", "船只"),
+]
+
+
+@pytest.fixture(scope="module")
+def zh_tokenizer(tmp_path_factory) -> WordPieceTokenizer:
+    characters = sorted(set(ZH_CONTEXT + "".join(q for _, q, _ in ZH_QUESTIONS)))
+    tokens = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "1990", "fresnel"] + characters
+    path = tmp_path_factory.mktemp("zh_vocab") / "vocab.txt"
+    path.write_text("".join(token + "\n" for token in tokens), encoding="utf-8")
+    return WordPieceTokenizer(path, lowercase=True)
+
+
+def test_chinese_answers_are_labelled_and_decoded_to_the_character(zh_tokenizer):
+    """A Chinese context has no spaces: before, it was one "word", so even a model that put its
+    logits on exactly the answer's wordpieces answered with the whole context (EM and F1 0)."""
+    examples = [
+        QAExample(qid, question, ZH_CONTEXT, ((answer, ZH_CONTEXT.index(answer)),))
+        for qid, question, answer in ZH_QUESTIONS
+    ]
+    features = squad.make_features(examples, zh_tokenizer, max_seq_length=64, max_query_length=16)
+    labelled = [
+        _tokens(zh_tokenizer, ids[start : end + 1])
+        for ids, start, end in zip(
+            features.input_ids, features.start_positions, features.end_positions, strict=True
+        )
+    ]
+    assert labelled == [["1990", "年"], ["fresnel", "透", "镜"], ["船", "只"]]
+    start_logits, end_logits = np.zeros((3, 64)), np.zeros((3, 64))
+    for feature in range(3):  # a perfect model
+        start_logits[feature, features.start_positions[feature]] = 5.0
+        end_logits[feature, features.end_positions[feature]] = 5.0
+    predictions = squad.decode(examples, features, start_logits, end_logits)
+    assert predictions == {qid: answer for qid, _, answer in ZH_QUESTIONS}

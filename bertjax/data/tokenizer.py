@@ -25,7 +25,7 @@ from etils import epath
 
 from bertjax.data import uncased_marks
 from bertjax.data.lookups import SPECIAL_TOKEN_PATTERN, SPECIAL_TOKENS, UNK, VocabularyLookups
-from bertjax.data.word_segmenter import CJK_RANGES, KANA_RANGES
+from bertjax.data.word_segmenter import CJK_PATTERN, CJK_RANGES, KANA_RANGES
 from bertjax.errors import UserError
 
 VOCAB_FILE = "vocab.txt"
@@ -59,7 +59,6 @@ _WHITESPACE_CHARS = (
 )
 # CJK ideographs become words of their own (`word_segmenter.CJK_RANGES`).
 _CJK_CHARS = "[" + "".join(rf"\x{{{low:x}}}-\x{{{high:x}}}" for low, high in CJK_RANGES) + "]"
-CJK_PATTERN = re.compile("[" + "".join(f"{chr(low)}-{chr(high)}" for low, high in CJK_RANGES) + "]")
 # ASCII punctuation (which includes symbols such as $ + < = > ^ ` | ~) and Unicode P*.
 _PUNCTUATION_CHARS = r"[!-/:-@\[-\x60{-~\p{P}]"
 # Words whose first token `encode_with_char_starts` places in the text (for `word_segmenter`):

@@ -22,6 +22,7 @@ WordPiece or SentencePiece already make of them.
 import functools
 import importlib.util
 import os
+import re
 from collections.abc import Sequence
 
 import numpy as np
@@ -47,6 +48,8 @@ CJK_RANGES = (
     (0xF900, 0xFAFF),
     (0x2F800, 0x2FA1F),
 )
+CJK_CLASS = "".join(f"{chr(low)}-{chr(high)}" for low, high in CJK_RANGES)  # for [...] in re
+CJK_PATTERN = re.compile(f"[{CJK_CLASS}]")
 # Japanese kana and the marks written with them, which BERT's tokenizers neither split nor treat
 # as punctuation, so a run of them is one word: 々〆〇, hiragana (with the voicing marks and ゝゞ),
 # katakana with ー and ヽヾ (not the punctuation ゠ and ・), its phonetic extensions, halfwidth

@@ -4,12 +4,14 @@
 Classification accuracy and macro F1; multi-label micro/macro F1 and exact match; regression
 Pearson and Spearman correlation and mean squared error; chunk precision/recall/F1 of BIO tag
 sequences with the conlleval rules (seqeval's default mode); the official SQuAD v1.1 exact
-match and token F1.
+match and token F1, and for questions whose answers are Chinese (CMRC 2018, DRCD) MLQA's (each
+Chinese character a token, every Unicode punctuation mark dropped).
 """
 
 import collections
 import re
 import string
+import unicodedata
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -17,6 +19,8 @@ import scipy.stats
 
 _PUNCTUATION = frozenset(string.punctuation)
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
+# MLQA's Chinese: these characters are tokens of their own (its evaluation script's range).
+_CHINESE = re.compile("[\u4e00-\u9fa5]")
 
 
 def _label_arrays(predictions, labels) -> tuple[np.ndarray, np.ndarray]:
@@ -176,21 +180,39 @@ def chunk_scores(
     }
 
 
-def normalize_answer(text: str) -> str:
+def normalize_answer(text: str, chinese: bool = False) -> str:
     """SQuAD v1.1's normalisation: lowercase, drop ASCII punctuation, drop the words a/an/the,
-    collapse whitespace (in that order, as the official evaluate-v1.1.py)."""
-    text = "".join(char for char in text.lower() if char not in _PUNCTUATION)
-    return " ".join(_ARTICLES.sub(" ", text).split())
+    collapse whitespace (in that order, as the official evaluate-v1.1.py). `chinese`: MLQA's
+    for Chinese (mlqa_evaluation_v1.py): lowercase, drop ASCII and Unicode punctuation (P*), no
+    articles, each Chinese character a token of its own and the rest split on whitespace."""
+    text = text.lower()
+    if not chinese:
+        text = "".join(char for char in text if char not in _PUNCTUATION)
+        return " ".join(_ARTICLES.sub(" ", text).split())
+    text = "".join(c for c in text if c not in _PUNCTUATION and not _is_unicode_punctuation(c))
+    return " ".join(_CHINESE.sub(lambda match: f" {match.group()} ", text).split())
+
+
+def _is_unicode_punctuation(char: str) -> bool:
+    return unicodedata.category(char).startswith("P")
+
+
+def is_chinese_answer(ground_truths: Sequence[str]) -> bool:
+    """Whether a question is scored as MLQA scores Chinese: one of its answers has a Chinese
+    character (its prediction is normalised the same way, whatever it holds)."""
+    return any(_CHINESE.search(truth) for truth in ground_truths)
 
 
 def exact_match(prediction: str, ground_truths: Sequence[str]) -> float:
     """1.0 when the normalised prediction equals some normalised ground truth, else 0.0."""
-    return max(float(normalize_answer(prediction) == normalize_answer(t)) for t in ground_truths)
+    chinese = is_chinese_answer(ground_truths)
+    predicted = normalize_answer(prediction, chinese)
+    return max(float(predicted == normalize_answer(t, chinese)) for t in ground_truths)
 
 
-def _token_f1(prediction: str, ground_truth: str) -> float:
-    prediction_tokens = normalize_answer(prediction).split()
-    truth_tokens = normalize_answer(ground_truth).split()
+def _token_f1(prediction: str, ground_truth: str, chinese: bool) -> float:
+    prediction_tokens = normalize_answer(prediction, chinese).split()
+    truth_tokens = normalize_answer(ground_truth, chinese).split()
     num_same = sum(
         (collections.Counter(prediction_tokens) & collections.Counter(truth_tokens)).values()
     )
@@ -202,7 +224,8 @@ def _token_f1(prediction: str, ground_truth: str) -> float:
 
 def token_f1(prediction: str, ground_truths: Sequence[str]) -> float:
     """Best over ground truths of the F1 of the normalised tokens' bag overlap."""
-    return max(_token_f1(prediction, truth) for truth in ground_truths)
+    chinese = is_chinese_answer(ground_truths)
+    return max(_token_f1(prediction, truth, chinese) for truth in ground_truths)
 
 
 def squad_scores(

@@ -1,10 +1,11 @@
 """SQuAD-style extractive question answering: reading, windowed features, span decoding.
 
-The recipe is google-research/bert's run_squad.py. A context is split on whitespace into words
-(each keeps its character start and end) and every word is WordPiece-tokenized; a context
-longer than one sequence is cut into windows that overlap by ``max_seq_length - query - 3 -
-doc_stride`` wordpieces. Each feature is ``[CLS] question [SEP] window [SEP]``. A wordpiece seen
-in several windows is predicted only from the window where it has the most context on both
+The recipe is google-research/bert's run_squad.py. A context is split on whitespace into words,
+each CJK ideograph a word of its own (so Chinese answers, CMRC 2018's and DRCD's, start and end
+at any character); each word keeps its character start and end and is WordPiece-tokenized; a
+context longer than one sequence is cut into windows that overlap by ``max_seq_length - query -
+3 - doc_stride`` wordpieces. Each feature is ``[CLS] question [SEP] window [SEP]``. A wordpiece
+seen in several windows is predicted only from the window where it has the most context on both
 sides, and a predicted span is mapped back through its words to the original context text.
 """
 
@@ -22,10 +23,13 @@ from absl import logging
 
 from bertjax.data import text_encodings
 from bertjax.data.lookups import VocabularyLookups
+from bertjax.data.word_segmenter import CJK_CLASS
 from bertjax.errors import UserError
 from bertjax.finetune.table_records import TABLE_SUFFIXES, table_records
 
-_WORD = re.compile(r"\S+")
+# A context's words: each CJK ideograph (a word of its own to BERT's tokenizer, as to CMRC
+# 2018's and DRCD's answers, which start and end anywhere in Chinese text), else whitespace's.
+_WORD = re.compile(rf"[{CJK_CLASS}]|[^\s{CJK_CLASS}]+")
 _LAYOUT_HINT = (
     "expected SQuAD v1.1 JSON ({'data': [{'paragraphs': [...]}]}) or JSON Lines with one "
     "{'id', 'question', 'context', 'answers': {'text', 'answer_start'}} per line"
@@ -187,7 +191,8 @@ def _qa_examples(records, path: Path, answers_required: bool) -> list[QAExample]
 
 
 def context_words(context: str) -> list[tuple[int, int]]:
-    """(character start, character end exclusive) of each whitespace-separated word."""
+    """(character start, character end exclusive) of each word: a CJK ideograph, or a run of
+    other characters between whitespace and ideographs."""
     return [match.span() for match in _WORD.finditer(context)]
 
 
