@@ -30,6 +30,9 @@ def get_config() -> ml_collections.ConfigDict:
     config.max_query_length = 64  # QA: question wordpieces kept
     config.max_answer_length = 30  # QA: longest answer, in wordpieces
     config.n_best = 20  # QA: start/end candidates considered per window
+    # QA whose training data has questions without an answer (SQuAD 2.0): answer "" where the
+    # null score ([CLS] as start and end) beats the best span's by more than this.
+    config.null_score_diff_threshold = 0.0
 
     # --- Recipe -----------------------------------------------------------------------------
     config.learning_rate = 5e-5

@@ -13,10 +13,10 @@ import pytest
 from jax.sharding import PartitionSpec
 
 from bertjax import checkpointing, sharding
-from bertjax.convert import model_dir
+from bertjax.convert import export_hf, import_checkpoint, model_dir
 from bertjax.data.tokenizer import WordPieceTokenizer, train_wordpiece_vocab
 from bertjax.errors import UserError
-from bertjax.finetune import features, inference, model, recipe, squad, tasks, trainer
+from bertjax.finetune import features, inference, model, predict, recipe, squad, tasks, trainer
 from bertjax.finetune.records import TaggedExample, TextExample
 from bertjax.finetune.scores import chunk_scores
 from bertjax.models.bert import BertConfig, create_model
@@ -811,3 +811,48 @@ def test_chinese_task_files_fine_tune_as_they_are(tmp_path, name, kind, score):
     # Every record of both files went through, scored with the task's own measure.
     assert (results["num_train"], results["num_eval"]) == (96, 32)
     assert results["main_score"] == score and score in results["seeds"]["0"]
+
+
+def test_squad2_unanswerable_questions_are_learned_and_answered_empty(tmp_path):
+    """SQuAD 2.0: a question marked is_impossible (answers []) trains [CLS] as its start and
+    end and is answered "" where the null score beats the best span's. Before, such questions
+    were skipped in training and every question got a span."""
+    contexts = [
+        ("The Eiffel Tower was finished in 1889 in Paris.", "When was it finished?", "1889"),
+        ("Marie Curie won two Nobel prizes for her work.", "Who won two prizes?", "Marie Curie"),
+        ("Bananas are yellow when ripe and green before.", "What colour are ripe ones?", "yellow"),
+    ]  # fmt: skip
+    squad_file = write_squad(tmp_path / "squad2.json", contexts)
+    data = json.loads(squad_file.read_text())
+    unanswerable = [
+        ("The Eiffel Tower was finished in 1889 in Paris.", "Who painted it?"),
+        ("Bananas are yellow when ripe and green before.", "How much do they cost?"),
+    ]
+    for number, (context, question) in enumerate(unanswerable):
+        paragraph = next(p for p in data["data"][0]["paragraphs"] if p["context"] == context)
+        paragraph["qas"].append({"id": f"n{number}", "question": question, "answers": [],
+                                 "is_impossible": True, "plausible_answers": []})  # fmt: skip
+    squad_file.write_text(json.dumps(data))
+    texts = [c for c, _, _ in contexts] + [q for _, q, _ in contexts] + [q for _, q in unanswerable]
+    init = tiny_model_dir(tmp_path, texts * 20)
+    config = config_for(
+        train_file=str(squad_file), eval_file=str(squad_file), batch_size=8, eval_batch_size=8,
+        learning_rate=3e-3, num_epochs=60, warmup_fraction=0.0, max_query_length=16,
+        doc_stride=32, max_seq_length=32, weight_decay=0.0, seeds="0",
+        hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,  # 5 questions, 60 steps
+    )  # fmt: skip
+    results = trainer.finetune("squad", str(init), str(tmp_path / "qa"), config)
+    assert results["seeds"]["0"]["exact_match"] == results["seeds"]["0"]["f1"] == 1.0
+    saved = tmp_path / "qa" / "seed_0" / trainer.MODEL_DIR
+    done = predict.predict_file(str(saved), str(squad_file), str(tmp_path / "answers.jsonl"))
+    answers = {row["id"]: row["prediction"] for row in map(json.loads, open(done.out))}
+    assert answers == {"q0": "1889", "q1": "Marie Curie", "q2": "yellow", "n0": "", "n1": ""}
+    # The threshold travels through the export's config.json and back.
+    export_hf(saved, tmp_path / "hf")
+    assert (
+        json.loads((tmp_path / "hf" / "config.json").read_text())["null_score_diff_threshold"] == 0
+    )
+    back = import_checkpoint(tmp_path / "hf", tmp_path / "back")
+    assert back.task["null_score_diff_threshold"] == 0.0
+    again = predict.predict_file(str(tmp_path / "back"), str(squad_file), str(tmp_path / "b.jsonl"))
+    assert {row["id"]: row["prediction"] for row in map(json.loads, open(again.out))} == answers

@@ -178,3 +178,12 @@ def test_chinese_answers_are_scored_as_mlqa_scores_chinese():
         ["a"]
     )
     assert scores.token_f1("the Denver Broncos team", ["Denver Broncos"]) == pytest.approx(0.8)
+
+
+def test_squad2_questions_without_answers_score_an_empty_prediction():
+    """evaluate-v2.0.py: a question without answers has the gold answer ""; EM and F1 are 1
+    for a prediction that normalises to "" (e.g. "the ."), else 0."""
+    answers = {"q1": ["Denver Broncos"], "n1": [], "n2": [], "n3": []}
+    predictions = {"q1": "", "n1": "", "n2": "the .", "n3": "Broncos"}
+    # EM and F1: q1 0, n1 1, n2 1, n3 0 -> 2/4.
+    assert scores.squad_scores(predictions, answers) == {"exact_match": 0.5, "f1": 0.5}

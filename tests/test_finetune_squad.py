@@ -281,3 +281,40 @@ def test_chinese_answers_are_labelled_and_decoded_to_the_character(zh_tokenizer)
         end_logits[feature, features.end_positions[feature]] = 5.0
     predictions = squad.decode(examples, features, start_logits, end_logits)
     assert predictions == {qid: answer for qid, _, answer in ZH_QUESTIONS}
+
+
+def test_squad2_unanswerable_questions_are_read_and_labelled_cls(tmp_path, tokenizer):
+    document = _squad_json()
+    document["data"][0]["paragraphs"][0]["qas"].append(
+        {"id": "n1", "question": "Who won?", "answers": [], "is_impossible": True,
+         "plausible_answers": [{"text": "Dan Reeves", "answer_start": 35}]}
+    )  # fmt: skip
+    examples = squad.read_squad(_write_json(tmp_path / "v2.json", document))
+    assert [(e.id, e.answers) for e in examples][2] == ("n1", ())
+    hf = {"id": "n2", "question": "Who won?", "context": CONTEXT_1,
+          "answers": {"text": [], "answer_start": []}}  # squad_v2's layout  # fmt: skip
+    (tmp_path / "v2.jsonl").write_text(json.dumps(hf) + "\n", encoding="utf-8")
+    assert squad.read_squad(tmp_path / "v2.jsonl") == [QAExample("n2", "Who won?", CONTEXT_1, ())]
+    features = squad.make_features(examples, tokenizer, max_seq_length=32, max_query_length=16)
+    assert features.start_positions[2] == features.end_positions[2] == 0  # [CLS]
+
+
+def test_decode_answers_empty_where_the_null_score_wins(tokenizer):
+    examples = [QAExample(*question) for question in QUESTIONS]
+    features = squad.make_features(examples, tokenizer, max_seq_length=32, max_query_length=16)
+    start_logits, end_logits = np.zeros((3, 32)), np.zeros((3, 32))
+    for feature, (first, last) in enumerate(
+        [("1990", "1990"), ("dan", "reeves"), ("play", "football")]
+    ):
+        start_logits[feature, _position(features, feature, tokenizer, first)] = 5.0
+        end_logits[feature, _position(features, feature, tokenizer, last)] = 5.0
+    # Null scores ([CLS] start + end): 12 > span 10 for q1, 9 < 10 for q2, 10 = 10 for q3.
+    start_logits[:, 0], end_logits[:, 0] = [6.0, 4.5, 5.0], [6.0, 4.5, 5.0]
+    spans = {"q1": "1990.", "q2": "Dan Reeves", "q3": "Playing football"}
+    assert squad.decode(examples, features, start_logits, end_logits) == spans  # SQuAD v1.1
+    decoded = squad.decode(examples, features, start_logits, end_logits,
+                           null_score_diff_threshold=0.0)  # fmt: skip
+    assert decoded == spans | {"q1": ""}  # only a null score over the span's answers ""
+    decoded = squad.decode(examples, features, start_logits, end_logits,
+                           null_score_diff_threshold=-1.5)  # fmt: skip
+    assert decoded == {"q1": "", "q2": "", "q3": ""}  # 9 - 10 = -1 > -1.5

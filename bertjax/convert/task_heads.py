@@ -100,6 +100,8 @@ def hf_config(config: BertConfig, task: dict, *, pad_token_id: int) -> dict[str,
     if task["kind"] == "multilabel":  # the threshold: transformers keeps unknown config fields
         fields["problem_type"] = "multi_label_classification"
         fields["multilabel_threshold"] = task.get("multilabel_threshold", 0.5)
+    if task["kind"] == "qa" and task.get("null_score_diff_threshold") is not None:  # SQuAD 2.0
+        fields["null_score_diff_threshold"] = task["null_score_diff_threshold"]
     if task["kind"] == "regression":  # one output: config.num_labels is len(id2label)
         fields |= {"problem_type": "regression", "id2label": {"0": "LABEL_0"},
                    "label2id": {"LABEL_0": 0}}  # fmt: skip

@@ -8,7 +8,9 @@ are config.json's `id2label` (or LABEL_0, LABEL_1, ... without it). What the hea
 compute must be bertjax's: single-label softmax classification, multi-label classification
 (`problem_type: "multi_label_classification"`: a sigmoid per label), or regression (one output,
 or `problem_type: "regression"`, Hugging Face's own rule); a multi-label model decides at
-config.json's `multilabel_threshold` (a bertjax export writes it) or 0.5. The input field names
+config.json's `multilabel_threshold` (a bertjax export writes it) or 0.5; a QA model answers ""
+by `null_score_diff_threshold` (a bertjax export of a SQuAD 2.0 fine-tune writes it), without
+it every question. The input field names
 are not in a Hugging Face directory: `bertjax predict` reads `text` (`--text_fields=a,b` for a
 pair) or `tokens` unless told otherwise.
 """
@@ -83,6 +85,8 @@ def head_and_task(
     }
     if kind == "multilabel":  # a bertjax export's; transformers' own leave it to the user
         task["multilabel_threshold"] = _threshold(config_fields, source)
+    if kind == "qa":  # a bertjax export of a SQuAD 2.0 fine-tune's; None: every question answered
+        task["null_score_diff_threshold"] = _null_threshold(config_fields, source)
     return {"kernel": weight.T.copy(), "bias": bias}, task, names
 
 
@@ -93,6 +97,18 @@ def _threshold(config_fields: Mapping[str, Any], source: str) -> float:
         raise UserError(
             f"{source}: config.json's multilabel_threshold {threshold!r} is not a number in "
             "(0, 1); fix or remove it (0.5 is used without it)"
+        )
+    return float(threshold)
+
+
+def _null_threshold(config_fields: Mapping[str, Any], source: str) -> float | None:
+    threshold = config_fields.get("null_score_diff_threshold")
+    if threshold is None:
+        return None
+    if not isinstance(threshold, int | float) or isinstance(threshold, bool):
+        raise UserError(
+            f"{source}: config.json's null_score_diff_threshold {threshold!r} is not a number; "
+            "fix or remove it (without it every question is answered)"
         )
     return float(threshold)
 

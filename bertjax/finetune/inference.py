@@ -96,7 +96,8 @@ def evaluate(
     task = prepared.task
     examples, encoded, qa = prepared.split(split)
     logits = predict_all(encoded, params, predict, mesh, config)
-    predicted = decode(task.kind, task.labels, examples, encoded, qa, logits, config)
+    predicted = decode(task.kind, task.labels, examples, encoded, qa, logits, config,
+                       null_score_diff_threshold(task, config))  # fmt: skip
     if task.kind == "classification":
         return scores.classification_scores(predicted, encoded.labels, len(task.labels))
     if task.kind == "multilabel":
@@ -111,6 +112,14 @@ def evaluate(
     return scores.squad_scores(answers, gold)
 
 
+def null_score_diff_threshold(task: tasks.TaskData, config) -> float | None:
+    """The null-answer threshold a QA task decodes with: `config`'s when some training question
+    has no answer (SQuAD 2.0), else None (SQuAD v1.1: every question is answered)."""
+    if task.kind != "qa" or all(example.answers for example in task.train):
+        return None
+    return float(recipe.field(config, "null_score_diff_threshold"))
+
+
 def decode(
     kind: str,
     labels: list[str],
@@ -119,12 +128,14 @@ def decode(
     qa: squad.QAFeatures | None,
     logits: list,
     config,
+    null_threshold: float | None = None,
 ) -> list:
     """Each example's prediction from its rows' logits: the label id (classification), 1/0 for
     each label (multilabel: 1 where the label's probability, sigmoid(logit), is over `config`'s
     multilabel_threshold), the number (regression), the tag of every word (tagging; a word cut
     off by max_seq_length is "O"), the answer text (QA: the best span over the example's
-    windows; `config`: n_best, max_answer_length)."""
+    windows, `config`: n_best, max_answer_length; "" where `null_threshold` says there is
+    none, `squad.decode`)."""
     if kind == "classification":
         return [int(np.argmax(x)) for x in logits]
     if kind == "multilabel":
@@ -145,6 +156,7 @@ def decode(
         start[i, : len(row_logits)] = row_logits[:, 0]
         end[i, : len(row_logits)] = row_logits[:, 1]
     answers = squad.decode(
-        examples, qa, start, end, n_best=config.n_best, max_answer_length=config.max_answer_length
-    )
+        examples, qa, start, end, n_best=config.n_best, max_answer_length=config.max_answer_length,
+        null_score_diff_threshold=null_threshold,
+    )  # fmt: skip
     return [answers[e.id] for e in examples]

@@ -53,8 +53,15 @@ from bertjax.finetune.records import column_names as parse_column_names
 # What a model imported from Hugging Face does not record (bertjax fine-tunes record theirs):
 # the input fields, and QA's windows (configs/finetune.py's defaults, BERT's run_squad values).
 DEFAULT_FIELDS = {"text_fields": ["text"], "tokens_field": "tokens"}
-SETTINGS = ("max_seq_length", "multilabel_threshold")  # what a model records of its decoding
-QA_DEFAULTS = {"doc_stride": 128, "max_query_length": 64, "max_answer_length": 30, "n_best": 20}
+# What a model records of its decoding (QA: None, or SQuAD 2.0's threshold for answering "").
+SETTINGS = ("max_seq_length", "multilabel_threshold", "null_score_diff_threshold")
+QA_DEFAULTS = {
+    "doc_stride": 128,
+    "max_query_length": 64,
+    "max_answer_length": 30,
+    "n_best": 20,
+    "null_score_diff_threshold": None,
+}  # None: every question answered (SQuAD v1.1)
 
 
 WHAT_PREDICTED = {"classification": "texts classified", "multilabel": "texts labelled",
@@ -126,8 +133,9 @@ def predict_file(
     encoded, qa = inference.encode(task["kind"], examples, tok, settings)
     logits = _logits(model_path, step, metadata, task, encoded, settings)
     predicted = inference.decode(
-        task["kind"], task["labels"], examples, encoded, qa, logits, settings
-    )
+        task["kind"], task["labels"], examples, encoded, qa, logits, settings,
+        settings.null_score_diff_threshold,
+    )  # fmt: skip
     outputs = _outputs(task, records, predicted, logits)
     # default=str: a Parquet input's dates and decimals are echoed as text.
     lines = (json.dumps(r, ensure_ascii=False, default=str) + "\n" for r in outputs)

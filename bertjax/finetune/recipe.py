@@ -20,7 +20,8 @@ from bertjax.finetune import model
 # runs used (and a config file without the field gets).
 FIELDS_ADDED_LATER = {"pooling": "cls", "layerwise_lr_decay": 1.0, "save_model": True,
                       "select_epoch": "last", "dev_fraction": 0.0, "dev_file": "",
-                      "multilabel_threshold": 0.5}  # fmt: skip
+                      "multilabel_threshold": 0.5, "column_names": "",
+                      "null_score_diff_threshold": 0.0}  # fmt: skip
 SELECT_EPOCH = ("last", "best")
 # Fields that do not change what a seed computes: a finished seed is reused whatever they are.
 NOT_RECIPE = ("seeds", "save_model")

@@ -231,12 +231,17 @@ def token_f1(prediction: str, ground_truths: Sequence[str]) -> float:
 def squad_scores(
     predictions: Mapping[str, str], answers: Mapping[str, Sequence[str]]
 ) -> dict[str, float]:
-    """Mean exact match and F1 over every id of `answers`; a missing prediction scores 0."""
+    """Mean exact match and F1 over every id of `answers`; a missing prediction scores 0. A
+    question with no answers (SQuAD 2.0) scores 1 for both when its prediction normalises to
+    "", else 0 (evaluate-v2.0.py's rule)."""
     if not answers:
         raise ValueError("no answers to score")
     exact, f1 = 0.0, 0.0
     for question_id, ground_truths in answers.items():
-        if question_id in predictions:
+        if question_id in predictions and not ground_truths:
+            unanswered = float(not normalize_answer(predictions[question_id]))
+            exact, f1 = exact + unanswered, f1 + unanswered
+        elif question_id in predictions:
             exact += exact_match(predictions[question_id], ground_truths)
             f1 += token_f1(predictions[question_id], ground_truths)
     return {"exact_match": exact / len(answers), "f1": f1 / len(answers)}

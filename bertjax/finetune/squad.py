@@ -75,7 +75,8 @@ def _answers(record: dict, where: str, path: Path, required: bool):
 def _squad_json_records(
     document: dict, path: Path, answers_required: bool = True
 ) -> Iterator[tuple[str, dict, list]]:
-    """(place, record with id/question/context, [(text, start), ...]) of SQuAD v1.1 JSON."""
+    """(place, record with id/question/context, [(text, start), ...]) of SQuAD v1.1 or 2.0
+    JSON; a question marked ``is_impossible`` has no answers."""
     question_number = 0
     for article_number, article in enumerate(_field(document, "data", "the file", path), 1):
         paragraphs = _field(article, "paragraphs", f"article {article_number}", path)
@@ -85,10 +86,11 @@ def _squad_json_records(
             for question in _field(paragraph, "qas", where, path):
                 question_number += 1
                 where = f"question {question_number}"
+                declared = [] if question.get("is_impossible") is True else None  # SQuAD 2.0
                 answers = [
                     (_field(a, "text", where, path), _field(a, "answer_start", where, path))
                     for a in _answers(question, where, path, answers_required)
-                ]
+                ] if declared is None else declared  # fmt: skip
                 yield where, {**question, "context": context}, answers
 
 
@@ -158,10 +160,12 @@ def read_squad(path: str | os.PathLike, *, answers_required: bool = True) -> lis
 
 
 def _qa_examples(records, path: Path, answers_required: bool) -> list[QAExample]:
-    """The QAExamples of (where, record, answers) triples; unusable answers skipped, counted."""
-    examples, skipped = [], collections.Counter()
+    """The QAExamples of (where, record, answers) triples; unusable answers skipped, counted. A
+    question without answers (SQuAD 2.0's unanswerable ones) is kept with none."""
+    examples, skipped, unanswerable = [], collections.Counter(), 0
     for where, record, answers in records:
         question_id = str(_field(record, "id", where, path))
+        unanswerable += not answers
         question = _field(record, "question", where, path)
         context = _field(record, "context", where, path)
         usable = tuple(
@@ -173,7 +177,7 @@ def _qa_examples(records, path: Path, answers_required: bool) -> list[QAExample]
             and context[start : start + len(answer)] == answer
         )
         skipped["answers not found at answer_start"] += len(answers) - len(usable)
-        if not usable and answers_required:
+        if answers and not usable and answers_required:
             skipped["questions without a usable answer"] += 1
             continue
         examples.append(QAExample(question_id, question, context, usable))
@@ -187,6 +191,8 @@ def _qa_examples(records, path: Path, answers_required: bool) -> list[QAExample]
     if not examples:
         raise UserError(f"SQuAD file {str(path)!r} has no usable question; {_LAYOUT_HINT}")
     logging.info("Read %d questions from %s", len(examples), path)
+    if unanswerable and answers_required:
+        logging.info("%s: %d questions have no answer (SQuAD 2.0)", path, unanswerable)
     return examples
 
 
@@ -353,6 +359,7 @@ def decode(
     *,
     n_best: int = 20,
     max_answer_length: int = 30,
+    null_score_diff_threshold: float | None = None,
 ) -> dict[str, str]:
     """Predicted answer text of every example id, from [N, L] start and end logits.
 
@@ -361,7 +368,9 @@ def decode(
     wordpieces and the start position has its max context in this feature. The best
     start_logit + end_logit over all features of an example wins, and its text is the context
     from the start of the start's word to the end of the end's word (original casing and
-    punctuation). An example with no valid span gets "".
+    punctuation). An example with no valid span gets "". With a `null_score_diff_threshold`
+    (SQuAD 2.0, run_squad's rule), an example also gets "" when its null score (the [CLS]
+    start and end logits, lowest over its features) beats its best span's by more than it.
     """
     start_logits = np.asarray(start_logits, np.float32)
     end_logits = np.asarray(end_logits, np.float32)
@@ -371,7 +380,10 @@ def decode(
             f"shape {features.input_ids.shape}"
         )
     best: dict[int, tuple[float, int, int]] = {}  # example -> (score, first word, last word)
+    null: dict[int, float] = {}  # example -> its lowest null score
     for feature, example_index in enumerate(features.example_index.tolist()):
+        null_score = float(start_logits[feature, 0] + end_logits[feature, 0])
+        null[example_index] = min(null.get(example_index, null_score), null_score)
         starts = np.argsort(-start_logits[feature], kind="stable")[:n_best, None]
         ends = np.argsort(-end_logits[feature], kind="stable")[None, :n_best]
         token_to_word = features.token_to_word[feature]
@@ -395,7 +407,11 @@ def decode(
             best[example_index] = (score, int(token_to_word[start]), int(token_to_word[end]))
     answers = {}
     for example_index, example in enumerate(examples):
-        if example_index not in best:
+        score = best.get(example_index, (-np.inf,))[0]
+        no_answer = null_score_diff_threshold is not None and (
+            null.get(example_index, np.inf) - score > null_score_diff_threshold
+        )
+        if example_index not in best or no_answer:
             answers[example.id] = ""
             continue
         _, first_word, last_word = best[example_index]

@@ -135,7 +135,9 @@ def _task_entry(task: tasks.TaskData, config: ml_collections.ConfigDict) -> dict
         return entry | {"text_fields": list(spec.text_fields)}
     if task.kind == "tagging":
         return entry | {"tokens_field": spec.tokens_field}
-    return entry | {name: config[name] for name in inference.QA_FIELDS}
+    windows = {name: config[name] for name in inference.QA_FIELDS}
+    null_threshold = inference.null_score_diff_threshold(task, config)  # None: SQuAD v1.1
+    return entry | windows | {"null_score_diff_threshold": null_threshold}
 
 
 def task_loss(logits: jax.Array, batch: dict, kind: str) -> tuple[jax.Array, jax.Array]:

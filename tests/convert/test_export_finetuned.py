@@ -444,6 +444,9 @@ def test_an_exported_fine_tune_imports_back_and_predicts_the_same(
     assert back.task["labels"] == original.task["labels"]
     if kind == "multilabel":  # through config.json: the fine-tune's, not the default 0.5
         assert back.task["multilabel_threshold"] == original.task["multilabel_threshold"] == 0.3
+    if kind == "qa":  # SQuAD v1.1 data: every question answered, before and after
+        assert back.task["null_score_diff_threshold"] is None
+        assert original.task["null_score_diff_threshold"] is None
     a = [json.loads(line) for line in (tmp_path / "a.jsonl").read_text().splitlines()]
     b = [json.loads(line) for line in (tmp_path / "b.jsonl").read_text().splitlines()]
     key = "predicted_tags" if kind == "tagging" else "prediction"
