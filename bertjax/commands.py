@@ -87,6 +87,7 @@ def _vocab(fv: flags.FlagValues, arguments: list[str]) -> None:
             fv.input, fv.kind, fv.size, fv.out, fv.uncased, fv.sample_bytes,
             text_field=fv.text_field, model_type=fv.model_type, seed=fv.seed,
             text_format=fv.text_format, extend=fv.extend or "",
+            text_encoding=fv.text_encoding,
         )  # fmt: skip
     print(f"Wrote a {meta['vocab_size']}-token {fv.kind} vocabulary to {fv.out}")
     if fv.extend:
@@ -118,7 +119,7 @@ def _prepare(fv: flags.FlagValues, arguments: list[str]) -> None:
             short_seq_prob=fv.short_seq_prob, dupe_factor=fv.dupe_factor, seed=fv.seed,
             packing=fv.packing, text_field=fv.text_field, text_format=fv.text_format,
             word_segmenter=fv.word_segmenter, eval_holdout_fraction=fv.eval_holdout_fraction,
-            num_shards=fv.num_shards,
+            num_shards=fv.num_shards, text_encoding=fv.text_encoding,
         )  # fmt: skip
     held_out = manifest["num_heldout_documents"]
     print(
@@ -217,6 +218,12 @@ CORPUS_FLAGS = (
         "text_format",
         "sentences",
         ".txt layout: one sentence per line, or paragraphs of prose.",
+    ),
+    (
+        "string",
+        "text_encoding",
+        "",
+        "Text files' encoding: gb18030, big5, shift_jis, ... (default: UTF-8).",
     ),
     ("integer", "seed", 0, "Random seed."),
 )

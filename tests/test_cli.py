@@ -16,7 +16,7 @@ from bertjax.errors import UserError
 # Every flag each command takes (all it took before the commands had flags of their own, and
 # prepare's --word_segmenter, --text_format, --short_seq_prob, --num_shards and
 # --eval_holdout_fraction, vocab's --text_format and --extend, predict's --multilabel_threshold,
-# finetune's --step since).
+# finetune's --step, predict's --column_names, vocab's and prepare's --text_encoding since).
 OLD_FLAGS = {
     "train": ["--config=configs/cpu_smoke.py", "--workdir=w", "--print_sharding", "--distributed",
               "--coordinator_address=h:1", "--num_processes=2", "--process_id=0"],
@@ -24,11 +24,11 @@ OLD_FLAGS = {
     "import": ["--from=f", "--out=o"],
     "vocab": ["--input=i", "--out=o", "--kind=sentencepiece", "--size=100", "--nouncased",
               "--model_type=bpe", "--sample_bytes=10", "--text_field=t", "--seed=1",
-              "--text_format=paragraphs", "--extend=e"],
+              "--text_format=paragraphs", "--extend=e", "--text_encoding=gb18030"],
     "prepare": ["--input=i", "--vocab=v", "--out=o", "--max_seq_length=64", "--dupe_factor=1",
                 "--packing", "--text_field=t", "--seed=1", "--word_segmenter=rjieba",
                 "--text_format=paragraphs", "--short_seq_prob=0.2", "--num_shards=2",
-                "--eval_holdout_fraction=0.01"],
+                "--eval_holdout_fraction=0.01", "--text_encoding=gb18030"],
     "evaluate": ["--workdir=w", "--data=d", "--step=3", "--noall_steps", "--out=o"],
     "finetune": ["--task=mr", "--init=i", "--workdir=w", "--step=3", "--random_init",
                  "--config=configs/finetune.py", "--config.num_epochs=1"],

@@ -32,7 +32,7 @@ from absl import logging
 from etils import epath
 
 from bertjax import paths
-from bertjax.data import compressed_files, corpus_files, tfds_corpus
+from bertjax.data import compressed_files, corpus_files, text_encodings, tfds_corpus
 from bertjax.data.corpus_files import SourceReport
 from bertjax.errors import UserError, flags_renamed
 
@@ -199,14 +199,14 @@ def corpus_fingerprint(files: Sequence[str]) -> str:
 
 
 def _read_source(
-    source: str, text_field: str, text_format: str, report: SourceReport
+    source: str, text_field: str, text_format: str, report: SourceReport, encoding: str
 ) -> Iterator[str]:
     """Yields the raw documents of one source (a file or a ``tfds:`` dataset)."""
     if tfds_corpus.is_tfds(source):
         for text in tfds_corpus.read_texts(source, text_field, report):
-            yield corpus_files.decode(text, report) if isinstance(text, bytes) else str(text)
+            yield text_encodings.decode(text, report) if isinstance(text, bytes) else str(text)
     else:
-        yield from corpus_files.read_file(source, text_field, text_format, report)
+        yield from corpus_files.read_file(source, text_field, text_format, report, encoding)
 
 
 def holdout_split(texts: Iterable[str], fraction: float, *, held_out: bool) -> Iterator[str]:
@@ -234,6 +234,7 @@ def read_documents(
     reports: list[SourceReport] | None = None,
     sources: list[str] | None = None,
     record_numbers: list[int] | None = None,
+    text_encoding: str = "",
 ) -> Iterator[str]:
     """Yields every non-empty document text of the corpus, sources in `resolve_files` order.
 
@@ -246,6 +247,8 @@ def read_documents(
       record_numbers: if given, receives each document's number among its source's text
         records (1-based, empty ones counted: for a TFDS source, its example number) just
         before it is yielded.
+      text_encoding: the text files' encoding (a Python codec: gb18030, big5, ...); "" = UTF-8
+        (UTF-16/32 by their byte-order mark), a file in another encoding skipped.
 
     Raises UserError (one line) when the whole corpus yields no document.
     """
@@ -255,7 +258,8 @@ def read_documents(
     total = 0
     for source in resolve_files(patterns):
         report = SourceReport(source)
-        for number, text in enumerate(_read_source(source, text_field, text_format, report), 1):
+        texts = _read_source(source, text_field, text_format, report, text_encoding)
+        for number, text in enumerate(texts, 1):
             text, removed = _CONTROL_CHARS.subn("", text)
             if removed:
                 report.repaired["documents with control characters"] += 1
@@ -282,6 +286,8 @@ def read_documents(
         )
         if any(reason.startswith("without field") for r in finished for reason in r.skipped):
             check = "--config.text_field (the JSON field or the column that holds the text)"
+        elif any("file not in UTF-8" in r.skipped for r in finished):
+            check = "--config.text_encoding (the files' encoding: gb18030, big5, ...)"
         else:
             check = CORPUS_FLAG
         raise UserError(f"corpus {patterns!r} has no documents ({listed}); check {check}")

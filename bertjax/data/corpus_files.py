@@ -108,24 +108,19 @@ def check_format(path: str) -> None:
         )
 
 
-def decode(line: bytes, report: SourceReport) -> str:
-    """UTF-8 text of `line`; invalid bytes become U+FFFD and the line is counted."""
-    try:
-        return line.decode("utf-8")
-    except UnicodeDecodeError:
-        report.repaired["lines with invalid UTF-8"] += 1
-        return line.decode("utf-8", errors="replace")
-
-
-def _lines(path: str, report: SourceReport) -> Iterator[str]:
+def _lines(path: str, report: SourceReport, encoding: str = "") -> Iterator[str]:
     """Decoded lines of a (possibly compressed) local or gs:// file, line ends kept; a leading
     BOM dropped; UTF-16/32 read as such (undecodable bytes become U+FFFD, not counted); a file
-    in another encoding raises NotUtf8Error before any line."""
+    in another encoding raises NotUtf8Error before any line. A given `encoding` (a Python codec:
+    gb18030, big5, ...) is read instead of all that."""
     with (
         epath.Path(path).open("rb") as raw,
         compressed_files.decompressed(raw, compression(path)) as f,
     ):
         f = f if hasattr(f, "peek") else io.BufferedReader(_SeekableFile(f))
+        if encoding:
+            yield from text_encodings.lines_in(f, encoding, report)
+            return
         encoding = text_encodings.bom_encoding(f.peek(4)[:4])
         if encoding:
             yield from io.TextIOWrapper(f, encoding=encoding, errors="replace", newline="")
@@ -135,7 +130,7 @@ def _lines(path: str, report: SourceReport) -> Iterator[str]:
         for number, line in enumerate(head if broken else itertools.chain(head, f)):
             if number == 0 and line.startswith(_UTF8_BOM):
                 line = line[len(_UTF8_BOM) :]
-            yield decode(line, report)
+            yield text_encodings.decode(line, report)
         if broken:
             raise broken
 
@@ -185,10 +180,11 @@ def delimited_reader(lines: Iterable[str], tsv: bool) -> Iterator:
         csv.field_size_limit(limit)
 
 
-def _read_delimited(path: str, text_field: str, report: SourceReport) -> Iterator[str]:
+def _read_delimited(path: str, text_field: str, report: SourceReport, encoding: str):
     """Yields the `text_field` column of each row of a CSV or TSV file under its header row; a
     row of the wrong width is skipped and counted, invalid CSV ends the file, counted."""
-    with delimited_reader(_lines(path, report), format_suffix(path) == ".tsv") as reader:
+    lines = _lines(path, report, encoding)
+    with delimited_reader(lines, format_suffix(path) == ".tsv") as reader:
         try:
             header = next(reader, [])
             if text_field not in header:
@@ -205,12 +201,12 @@ def _read_delimited(path: str, text_field: str, report: SourceReport) -> Iterato
             report.skip("invalid CSV", f"line {reader.line_num}, {e}")
 
 
-def _text_documents(path: str, text_field: str, text_format: str, report: SourceReport):
+def _text_documents(path: str, text_field: str, text_format: str, report: SourceReport, encoding):
     """Yields the documents of a text file (.txt or no suffix) in the layout its first line
     shows: WikiExtractor's ``<doc>`` (`text_layouts`), JSON Lines for a suffixless file that
     starts with ``{`` (WikiExtractor's ``--json``), else `text_format`'s: ``"sentences"`` or
     ``"paragraphs"`` (the whole file, raw prose, blank lines ending paragraphs)."""
-    lines, head = _lines(path, report), []
+    lines, head = _lines(path, report, encoding), []
     for line in lines:  # up to the first line with text; blank lines kept (paragraphs)
         head.append(line)
         if line.strip():
@@ -248,7 +244,7 @@ def _column_texts(schema, columns: Iterator, text_field: str, report: SourceRepo
             if value is None:
                 report.skip(f"with non-string {text_field!r}", f"row {row}, null")
             else:
-                yield decode(value, report) if isinstance(value, bytes) else value
+                yield text_encodings.decode(value, report) if isinstance(value, bytes) else value
 
 
 class _SeekableFile(io.RawIOBase):
@@ -368,20 +364,26 @@ def _parquet_column_bytes(path: str, text_field: str) -> int:
     )
 
 
-def read_file(path: str, text_field: str, text_format: str, report: SourceReport) -> Iterator[str]:
-    """Yields the raw documents of one corpus file; an unreadable file ends it, counted."""
+def read_file(
+    path: str, text_field: str, text_format: str, report: SourceReport, encoding: str = ""
+) -> Iterator[str]:
+    """Yields the raw documents of one corpus file; an unreadable file ends it, counted. Text
+    files are read in `encoding` when one is given (`_lines`)."""
     try:
         suffix = format_suffix(path)
         if suffix in JSON_SUFFIXES:
-            yield from _json_documents(_lines(path, report), path, text_field, report)
+            yield from _json_documents(_lines(path, report, encoding), path, text_field, report)
         elif suffix in DELIMITED_SUFFIXES:
-            yield from _read_delimited(path, text_field, report)
+            yield from _read_delimited(path, text_field, report, encoding)
         elif suffix in COLUMNAR_SUFFIXES:
             yield from _read_columnar(path, text_field, report)
         else:
-            yield from _text_documents(path, text_field, text_format, report)
+            yield from _text_documents(path, text_field, text_format, report, encoding)
     except (OSError, EOFError) as e:
         # Missing or unreadable files, corrupt or truncated archives and Parquet files land here.
         report.skip("unreadable file", f"{type(e).__name__}: {e}")
     except text_encodings.NotUtf8Error as e:
-        report.skip("file not in UTF-8", str(e))
+        report.skip(
+            "file not in UTF-8",
+            f"{e}; or read it as it is: --config.text_encoding=gb18030 (big5, ...)",
+        )

@@ -215,7 +215,12 @@ def _documents_of_split(
     them unless `source` is the eval corpus); appends each one's corpus source to `sources`."""
     read: list[str] = []
     texts = corpus.read_documents(
-        source, data.text_field, text_format=data.text_format, reports=reports, sources=read
+        source,
+        data.text_field,
+        text_format=data.text_format,
+        reports=reports,
+        sources=read,
+        text_encoding=data.text_encoding,
     )
     fraction = data.eval_holdout_fraction
     holdout = fraction and not (split == "eval" and data.eval_corpus)

@@ -30,7 +30,15 @@ import numpy as np
 from absl import logging
 
 from bertjax import paths, startup
-from bertjax.data import corpus, documents, packing, pretraining_examples, spec, vocab
+from bertjax.data import (
+    corpus,
+    documents,
+    packing,
+    pretraining_examples,
+    spec,
+    text_encodings,
+    vocab,
+)
 from bertjax.data import word_segmenter as word_segmenter_module
 from bertjax.data.tokenizer import META_FILE, VOCAB_FILE
 from bertjax.errors import UserError
@@ -47,7 +55,8 @@ def shard_name(shard: int, num_shards: int) -> str:
 
 def _shard_texts(sources: list[str], shard: int, num_shards: int, settings: dict):
     """This shard's documents: whole files, or every num_shards-th document."""
-    read = dict(text_field=settings["text_field"], text_format=settings["text_format"])
+    read = dict(text_field=settings["text_field"], text_format=settings["text_format"],
+                text_encoding=settings.get("text_encoding", ""))  # fmt: skip
     if len(sources) >= num_shards:
         yield from corpus.read_documents(sources[shard::num_shards], **read)
         return
@@ -194,6 +203,7 @@ def run_prepare(
     num_workers: int | None = None,
     word_segmenter: str = "",
     eval_holdout_fraction: float = 0.0,
+    text_encoding: str = "",
 ) -> dict:
     """Tokenizes `input` into sharded TFRecord instances under `out_dir`; returns the manifest.
 
@@ -210,6 +220,7 @@ def run_prepare(
       num_workers: parallel worker processes; None = all local cores (at most num_shards).
       word_segmenter: "rjieba"/"fugashi" stores each token's ``word_starts`` (words for
         whole-word and span masking, see `word_segmenter`); "" = none.
+      text_encoding: the text files' encoding, as the config field ("" = UTF-8).
       eval_holdout_fraction: as the config field: these documents go to ``heldout.jsonl.gz``,
         not to the shards; a run from the directory with the same fraction evaluates on them.
     """
@@ -231,6 +242,7 @@ def run_prepare(
         lowercase=meta.get("lowercase", True) if lowercase is None else lowercase,
         eval_holdout_fraction=eval_holdout_fraction,
         word_segmenter=word_segmenter,
+        text_encoding=text_encoding,
     )
     sources = corpus.resolve_files(input)
     num_shards = _default_num_shards(len(sources), settings) if num_shards is None else num_shards
@@ -305,9 +317,10 @@ def _check_pairs(shards: list[dict], input: str, problem: str) -> None:
         )
 
 
-def _checked_settings(*, word_segmenter: str, **settings) -> dict:
+def _checked_settings(*, word_segmenter: str, text_encoding: str, **settings) -> dict:
     """The manifest's settings, each checked (a bad one is a one-line error naming its flag)."""
     word_segmenter_module.check_segmenter(word_segmenter, "--word_segmenter")
+    text_encodings.check_encoding_name(text_encoding, "--text_encoding")
     spec.require_row_length(settings["max_seq_length"], settings["packing"])
     short_seq_prob, dupe_factor = settings["short_seq_prob"], settings["dupe_factor"]
     fraction, text_format = settings["eval_holdout_fraction"], settings["text_format"]
@@ -324,6 +337,8 @@ def _checked_settings(*, word_segmenter: str, **settings) -> dict:
             raise UserError(problem)
     if word_segmenter:  # absent otherwise: manifests without it read as ""
         settings["word_segmenter"] = word_segmenter
+    if text_encoding:  # the same
+        settings["text_encoding"] = text_encoding
     return settings
 
 

@@ -6,7 +6,7 @@ prepare`), ``streaming`` (raw text read per process), else the corpus built in m
 
 import dataclasses
 
-from bertjax.data import corpus, word_segmenter
+from bertjax.data import corpus, text_encodings, word_segmenter
 from bertjax.specs import ConfigSpec, require
 
 MIN_STREAM_CHUNK_DOCUMENTS = 2  # NSP pairs need two documents
@@ -43,6 +43,9 @@ class DataSpec(ConfigSpec):
     corpus: str = corpus.SAMPLE_CORPUS
     text_field: str = "text"  # JSON field, table column (CSV, Parquet) or TFDS feature
     text_format: str = "sentences"  # .txt: "sentences" (google format) or "paragraphs"
+    # the text files' encoding, a Python codec: gb18030 (Chinese GBK, GB2312), big5, shift_jis,
+    # cp1252, ...; "" = UTF-8 (UTF-16/32 by their byte-order mark), other files skipped
+    text_encoding: str = ""
     vocab_dir: str = ""  # directory with vocab.txt; "" = train one from the corpus (cached)
     vocab_size: int = 30522  # target size when a vocabulary is trained
     lowercase: bool = True  # uncased vocabulary and tokenization
@@ -72,6 +75,7 @@ class DataSpec(ConfigSpec):
             self.text_format in corpus.TEXT_FORMATS,
             f"text_format={self.text_format!r} is unknown; use one of {corpus.TEXT_FORMATS}",
         )
+        text_encodings.check_encoding_name(self.text_encoding, "text_encoding")
         require(
             self.vocab_size > 5 or bool(self.vocab_dir),
             f"vocab_size={self.vocab_size} is too small",

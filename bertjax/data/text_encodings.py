@@ -2,10 +2,13 @@
 mark (what Windows tools save as "Unicode": PowerShell 5's ``>``, Notepad, Excel's "Unicode
 Text"), and other encodings told from UTF-8 by a file's first lines (GBK, Big5, Shift-JIS,
 Windows-1252), which are refused with how to convert them: their text read as UTF-8 is U+FFFD
-and mojibake, and a vocabulary or model trained on it is silently worthless."""
+and mojibake, and a vocabulary or model trained on it is silently worthless. A corpus whose
+encoding is given (`--config.text_encoding`) is decoded in it instead (`lines_in`)."""
 
 import codecs
+import io
 import os
+from collections.abc import Iterator
 
 from bertjax.errors import UserError
 
@@ -49,6 +52,40 @@ def check_utf8(lines: list[bytes]) -> None:
             f"not UTF-8 text ({invalid} of the first {valid + invalid} lines with non-ASCII "
             f"bytes are invalid UTF-8); {CONVERT_HINT}"
         )
+
+
+def decode(line: bytes, report, encoding: str = "utf-8") -> str:
+    """The text of `line` in `encoding`; invalid bytes become U+FFFD and the line is counted
+    in `report` (a `corpus_files.SourceReport`)."""
+    try:
+        return line.decode(encoding)
+    except UnicodeDecodeError:
+        report.repaired[f"lines with invalid {'UTF-8' if encoding == 'utf-8' else encoding}"] += 1
+        return line.decode(encoding, errors="replace")
+
+
+def lines_in(f, encoding: str, report) -> Iterator[str]:
+    """The lines of binary file `f` in `encoding`: split on its newline bytes and each decoded
+    (bad bytes counted) when the encoding writes ASCII as ASCII (GB18030, Big5 and Shift-JIS do,
+    no byte of their multi-byte characters a newline; CP1252 is one byte a character), else
+    (UTF-16) decoded as a stream."""
+    if "\n".encode(encoding) != b"\n":
+        yield from io.TextIOWrapper(f, encoding=encoding, errors="replace", newline="")
+        return
+    for line in f:
+        yield decode(line, report, encoding)
+
+
+def check_encoding_name(name: str, flag: str) -> None:
+    """UserError when `name` (a `flag` value; "" = UTF-8) is not a codec Python knows."""
+    try:
+        if name:
+            codecs.lookup(name)
+    except LookupError:
+        raise UserError(
+            f"{flag}={name!r} is not an encoding Python knows; use e.g. gb18030 (Chinese GBK, "
+            "GB2312), big5, shift_jis, cp1252, or '' for UTF-8"
+        ) from None
 
 
 def bom_encoding(head: bytes) -> str | None:

@@ -19,7 +19,7 @@ from absl import logging
 from etils import epath
 
 from bertjax import paths
-from bertjax.data import corpus, sentences, vocab_extension
+from bertjax.data import corpus, sentences, text_encodings, vocab_extension
 from bertjax.data.lookups import SPECIAL_TOKENS
 from bertjax.data.sentencepiece_vocab import (
     MODEL_FILE,
@@ -75,9 +75,12 @@ def vocab_sha256(vocab_dir: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
-def vocab_cache_key(fingerprint: str, vocab_size: int, lowercase: bool, text_field: str) -> str:
+def vocab_cache_key(
+    fingerprint: str, vocab_size: int, lowercase: bool, text_field: str, text_encoding: str = ""
+) -> str:
     """Hex key naming a cached vocabulary: changes with the corpus or any training setting."""
-    key = json.dumps([fingerprint, vocab_size, lowercase, text_field, VOCAB_FORMAT_VERSION])
+    settings = [fingerprint, vocab_size, lowercase, text_field, VOCAB_FORMAT_VERSION]
+    key = json.dumps(settings + ([text_encoding] if text_encoding else []))  # UTF-8: as before
     return hashlib.sha256(key.encode("utf-8")).hexdigest()[:20]
 
 
@@ -116,7 +119,9 @@ def build_or_load_vocab(data: DataSpec) -> epath.Path:
         return vocab_path
     files = corpus.resolve_files(data.corpus)
     fingerprint = corpus.corpus_fingerprint(files)
-    key = vocab_cache_key(fingerprint, data.vocab_size, data.lowercase, data.text_field)
+    key = vocab_cache_key(
+        fingerprint, data.vocab_size, data.lowercase, data.text_field, data.text_encoding
+    )
     cache_root = Path(data.cache_dir or DEFAULT_CACHE_DIR).expanduser()
     final_dir = cache_root / f"vocab-{key}"
     if (final_dir / VOCAB_FILE).is_file():
@@ -126,7 +131,12 @@ def build_or_load_vocab(data: DataSpec) -> epath.Path:
     temp_dir = Path(tempfile.mkdtemp(prefix=f".vocab-{key}-", dir=cache_root))
     try:
         train_wordpiece_vocab(
-            corpus.read_documents(files, data.text_field, text_format=data.text_format),
+            corpus.read_documents(
+                files,
+                data.text_field,
+                text_format=data.text_format,
+                text_encoding=data.text_encoding,
+            ),  # fmt: skip
             data.vocab_size,
             data.lowercase,
             temp_dir,
@@ -165,6 +175,7 @@ def sample_documents(
     text_field: str = "text",
     sample_bytes: int = DEFAULT_SAMPLE_BYTES,
     text_format: str = "sentences",
+    text_encoding: str = "",
 ) -> Iterator[str]:
     """Documents from every file, each file giving a share of `sample_bytes` (UTF-8 bytes of
     text) in proportion to the text it holds (`corpus.text_sizes`), so a sorted corpus is not
@@ -175,7 +186,8 @@ def sample_documents(
     for path, size in zip(files, sizes, strict=True):
         quota = sample_bytes * size / total if total else sample_bytes / len(files)
         taken = 0
-        for text in corpus.read_documents([path], text_field, text_format=text_format):
+        read = dict(text_format=text_format, text_encoding=text_encoding)
+        for text in corpus.read_documents([path], text_field, **read):
             if taken >= quota:
                 break
             taken += len(text.encode("utf-8"))
@@ -195,6 +207,7 @@ def run_vocab(
     seed: int = 0,
     text_format: str = "sentences",
     extend: str = "",
+    text_encoding: str = "",
 ) -> dict:
     """Trains a vocabulary on a sample of `input` and writes it to `out_dir`.
 
@@ -211,6 +224,7 @@ def run_vocab(
       seed: SentencePiece's sampling seed.
       text_format: layout of ``.txt`` files, as the config field (SentencePiece trains on
         sentences: "paragraphs" joins hard-wrapped lines first).
+      text_encoding: the text files' encoding, as the config field ("" = UTF-8).
       extend: a directory whose WordPiece vocabulary the new one keeps at its ids, adding the
         corpus's own tokens up to `size` (`vocab_extension`); "" = a vocabulary of its own.
 
@@ -219,7 +233,8 @@ def run_vocab(
     """
     _check_vocab_args(kind, size, sample_bytes, model_type, extend)
     paths.require_local(out_dir, "--out")
-    texts = list(sample_documents(input, text_field, sample_bytes, text_format))
+    text_encodings.check_encoding_name(text_encoding, "--text_encoding")
+    texts = list(sample_documents(input, text_field, sample_bytes, text_format, text_encoding))
     if not texts:
         raise UserError(f"corpus {input!r} has no documents to train a vocabulary on")
     fingerprint = corpus.corpus_fingerprint(corpus.resolve_files(input))

@@ -55,13 +55,7 @@ from bertjax.finetune.records import column_names as parse_column_names
 DEFAULT_FIELDS = {"text_fields": ["text"], "tokens_field": "tokens"}
 # What a model records of its decoding (QA: None, or SQuAD 2.0's threshold for answering "").
 SETTINGS = ("max_seq_length", "multilabel_threshold", "null_score_diff_threshold")
-QA_DEFAULTS = {
-    "doc_stride": 128,
-    "max_query_length": 64,
-    "max_answer_length": 30,
-    "n_best": 20,
-    "null_score_diff_threshold": None,
-}  # None: every question answered (SQuAD v1.1)
+QA_DEFAULTS = {"doc_stride": 128, "max_query_length": 64, "max_answer_length": 30, "n_best": 20}
 
 
 WHAT_PREDICTED = {"classification": "texts classified", "multilabel": "texts labelled",
@@ -134,7 +128,7 @@ def predict_file(
     logits = _logits(model_path, step, metadata, task, encoded, settings)
     predicted = inference.decode(
         task["kind"], task["labels"], examples, encoded, qa, logits, settings,
-        settings.null_score_diff_threshold,
+        settings.get("null_score_diff_threshold"),  # None: every question answered (v1.1)
     )  # fmt: skip
     outputs = _outputs(task, records, predicted, logits)
     # default=str: a Parquet input's dates and decimals are echoed as text.

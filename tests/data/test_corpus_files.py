@@ -277,6 +277,44 @@ def test_a_file_in_another_encoding_is_skipped_saying_how_to_convert_it(tmp_path
         assert "`iconv -f GB18030 -t UTF-8`" in report.first_place["file not in UTF-8"]
 
 
+@pytest.mark.parametrize("encoding", sorted(LEGACY))
+def test_text_encoding_reads_such_files_as_their_utf8_copies(tmp_path, encoding):
+    """--config.text_encoding (and vocab/prepare's --text_encoding): a GBK, Big5, Shift-JIS or
+    Windows-1252 corpus read as it is, compressed or not, in every text format, without a
+    converted copy of it on disk."""
+    lines = [LEGACY[encoding].format(i) for i in range(60)]
+    jsonl = "".join(json.dumps({"text": t}, ensure_ascii=False) + "\n" for t in lines)
+    text = "\n\n".join(lines) + "\n"
+    table = "text\n" + "".join(f"{t}\n" for t in lines)
+    for name, content in (("a.jsonl.gz", jsonl), ("b.txt", text), ("c.tsv.bz2", table)):
+        data = content.encode(encoding)
+        compress = {".gz": gzip.compress, ".bz2": bz2.compress}.get(Path(name).suffix)
+        (tmp_path / "legacy" / name).parent.mkdir(exist_ok=True)
+        (tmp_path / "legacy" / name).write_bytes(compress(data) if compress else data)
+        (tmp_path / "utf8" / name).parent.mkdir(exist_ok=True)
+        utf8 = content.encode("utf-8")
+        (tmp_path / "utf8" / name).write_bytes(compress(utf8) if compress else utf8)
+    expected, _ = _read(f"{tmp_path}/utf8/*")
+    docs, reports = _read(f"{tmp_path}/legacy/*", text_encoding=encoding)
+    assert docs == expected and len(docs) == 180
+    assert all(not r.skipped and not r.repaired for r in reports)
+    with pytest.raises(UserError, match=r"has no documents .* check --config.text_encoding \(the"):
+        _read(f"{tmp_path}/legacy/*")  # as UTF-8: every file skipped
+
+
+def test_an_unknown_text_encoding_is_a_one_line_error_and_stray_bytes_are_counted(tmp_path):
+    from bertjax.data.spec import DataSpec
+
+    with pytest.raises(UserError, match=r"text_encoding='gbkk' is not an encoding Python knows"):
+        DataSpec(text_encoding="gbkk")
+    assert DataSpec(text_encoding="GBK").text_encoding == "GBK"  # codec names as Python's
+    # A stray byte that is not the encoding's is repaired and counted, as in UTF-8 text.
+    lines = [LEGACY["gb18030"].format(i) for i in range(20)]
+    (tmp_path / "bad.txt").write_bytes("\n\n".join(lines).encode("gb18030") + b"\n\n\x81\n")
+    docs, (report,) = _read(str(tmp_path / "bad.txt"), text_encoding="gb18030")
+    assert docs[:20] == lines and report.repaired == {"lines with invalid gb18030": 1}
+
+
 def test_stray_bad_bytes_in_utf8_text_are_repaired_not_the_file_skipped(tmp_path):
     chinese = [f"中文的文本，第{i}行。".encode() for i in range(100)]
     for i in (5, 50, 90):

@@ -130,6 +130,8 @@ def from_spec(
     files = corpus.resolve_files(data.corpus)
     settings = {name: getattr(data, name) for name in _SETTINGS}
     settings["vocab_sha256"] = vocab.vocab_sha256(vocab_dir)
+    if data.text_encoding:  # absent for UTF-8: indexes from before keep their keys
+        settings["text_encoding"] = data.text_encoding
     if data.word_segmenter:  # only then: the chunk index keys of other runs stay as they were
         settings["word_segmenter"] = data.word_segmenter
     return TextStream(files=files, tokenizer=tokenizer, settings=settings, index_dir=index_dir)
@@ -174,7 +176,8 @@ def _file_records(
     seek = after if tfds_corpus.is_tfds(path) else 0
     source = tfds_corpus.starting_at(path, seek) if seek else path
     numbers: list[int] = []
-    read = dict(text_format=settings["text_format"], reports=reports, record_numbers=numbers)
+    read = dict(text_format=settings["text_format"], reports=reports, record_numbers=numbers,
+                text_encoding=settings.get("text_encoding", ""))  # fmt: skip
     try:
         for text in corpus.read_documents([source], settings["text_field"], **read):
             number = seek + numbers.pop()
