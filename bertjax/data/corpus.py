@@ -279,18 +279,24 @@ def read_documents(
         if reports is not None:
             reports.append(report)
     if total == 0:
-        problems = [r.summary() for r in finished if r.skipped] or [r.summary() for r in finished]
-        more = len(problems) - _MAX_LISTED_SOURCES
-        listed = " | ".join(problems[:_MAX_LISTED_SOURCES]) + (
-            f" | and {more} more" if more > 0 else ""
-        )
-        if any(reason.startswith("without field") for r in finished for reason in r.skipped):
-            check = "--config.text_field (the JSON field or the column that holds the text)"
-        elif any("file not in UTF-8" in r.skipped for r in finished):
-            check = "--config.text_encoding (the files' encoding: gb18030, big5, ...)"
-        else:
-            check = CORPUS_FLAG
-        raise UserError(f"corpus {patterns!r} has no documents ({listed}); check {check}")
+        raise _no_documents(patterns, finished)
+
+
+def _no_documents(patterns, reports: Sequence[SourceReport]) -> UserError:
+    """The one-line error of a corpus without a document: what its sources skipped, and the
+    setting to check."""
+    problems = [r.summary() for r in reports if r.skipped] or [r.summary() for r in reports]
+    more = len(problems) - _MAX_LISTED_SOURCES
+    listed = " | ".join(problems[:_MAX_LISTED_SOURCES]) + (
+        f" | and {more} more" if more > 0 else ""
+    )
+    if any(reason.startswith("without field") for r in reports for reason in r.skipped):
+        check = "--config.text_field (the JSON field or the column that holds the text)"
+    elif any("file not in UTF-8" in r.skipped for r in reports):
+        check = "--config.text_encoding (the files' encoding: gb18030, big5, ...)"
+    else:
+        check = CORPUS_FLAG
+    return UserError(f"corpus {patterns!r} has no documents ({listed}); check {check}")
 
 
 def log_totals(reports: Sequence[SourceReport]) -> None:

@@ -151,23 +151,21 @@ def build_or_load_vocab(data: DataSpec) -> epath.Path:
     finally:
         shutil.rmtree(temp_dir, ignore_errors=True)
     vocab_path = epath.Path(final_dir / VOCAB_FILE)
+    _log_trained(vocab_path, data, len(files))
+    return vocab_path
+
+
+def _log_trained(vocab_path: epath.Path, data: DataSpec, num_files: int) -> None:
     size = len(read_vocab(vocab_path))
     logging.info(
         "Trained a %d-token vocabulary (vocab_size=%d, lowercase=%s) on %d corpus files -> %s",
-        size,
-        data.vocab_size,
-        data.lowercase,
-        len(files),
-        vocab_path,
-    )
+        size, data.vocab_size, data.lowercase, num_files, vocab_path,
+    )  # fmt: skip
     if size > data.vocab_size:
         logging.warning(
             "The vocabulary has %d tokens, more than vocab_size=%d: the special tokens and the "
-            "corpus's characters (with their ## forms) are always kept",
-            size,
-            data.vocab_size,
-        )
-    return vocab_path
+            "corpus's characters (with their ## forms) are always kept", size, data.vocab_size,
+        )  # fmt: skip
 
 
 def sample_documents(

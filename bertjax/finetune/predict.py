@@ -98,21 +98,8 @@ def predict_file(
             f"--batch_size={batch_size} must be a positive multiple of the "
             f"{jax.device_count()} devices"
         )
-    step, metadata = checkpointing.open_workdir(model_path)
-    task = model_dir.task_of(metadata)
-    if task is None:
-        raise UserError(
-            f"{model_path} is not a fine-tuned model; pass a seed's model directory of bertjax "
-            "finetune (FINETUNE_DIR/seed_<s>/model)"
-        )
-    if not Path(input_path).expanduser().is_file():
-        raise UserError(
-            f"--input={input_path} does not exist; pass a JSON Lines, JSON, Parquet, Arrow, CSV, "
-            "TSV, CoNLL or SQuAD file"
-        )
-    out_path = Path(out).expanduser()
-    if out_path.is_dir():
-        raise UserError(f"--out={out} is a directory; name a file, e.g. {out}/predictions.jsonl")
+    step, metadata, task = _fine_tuned(model_path)
+    out_path = _checked_paths(input_path, out)
     task = _with_threshold(_with_fields(task, text_fields, tokens_field), multilabel_threshold)
     paths.make_local_dir(out_path.parent, "--out")
     records, examples = _read(task, Path(input_path).expanduser(), column_names)
@@ -135,6 +122,32 @@ def predict_file(
     lines = (json.dumps(r, ensure_ascii=False, default=str) + "\n" for r in outputs)
     out_path.write_text("".join(lines), encoding="utf-8")
     return Predictions(task, len(examples), out_path)
+
+
+def _fine_tuned(model_path: str) -> tuple[int, dict, dict]:
+    """(step, metadata, task entry) of the fine-tuned model at `model_path`; UserError for
+    another directory."""
+    step, metadata = checkpointing.open_workdir(model_path)
+    task = model_dir.task_of(metadata)
+    if task is None:
+        raise UserError(
+            f"{model_path} is not a fine-tuned model; pass a seed's model directory of bertjax "
+            "finetune (FINETUNE_DIR/seed_<s>/model)"
+        )
+    return step, metadata, task
+
+
+def _checked_paths(input_path: str, out: str) -> Path:
+    """The output path, once the input file exists and the output is not a directory."""
+    if not Path(input_path).expanduser().is_file():
+        raise UserError(
+            f"--input={input_path} does not exist; pass a JSON Lines, JSON, Parquet, Arrow, CSV, "
+            "TSV, CoNLL or SQuAD file"
+        )
+    out_path = Path(out).expanduser()
+    if out_path.is_dir():
+        raise UserError(f"--out={out} is a directory; name a file, e.g. {out}/predictions.jsonl")
+    return out_path
 
 
 def _logits(model_path, step, metadata, task, encoded, settings) -> list:
