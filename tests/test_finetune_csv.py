@@ -179,3 +179,6 @@ def test_a_txt_file_is_conll_for_tagging_and_tsv_for_the_other_kinds(tmp_path):
     (tmp_path / "reviews.txt").write_text("label\ttext\npos\tgood\nneg\tbad\n", encoding="utf-8")
     classified = _load(tmp_path / "reviews.txt")
     assert [e.texts for e in classified.train] == [("good",), ("bad",)]
+    write_jsonl(tmp_path / "reviews.jsonl", [{"text": "good", "label": "pos"}])
+    (tmp_path / "reviews.jsonl").rename(tmp_path / "json.txt")  # JSON Lines named .txt
+    assert [e.texts for e in _load(tmp_path / "json.txt").train] == [("good",)]

@@ -51,10 +51,13 @@ def read_records(
     """The records of a task file for a task of `kind`: a Parquet or Arrow file's rows
     (`table_records`), a CoNLL file's sentences (`conll_records`: .conll, .txt, .bio, .iob,
     .bmes; tagging only), a CSV or TSV file's (`delimited_records`; a .txt file for any other
-    kind is TSV, as LCQMC's and THUCNews' are), else the objects of a JSON Lines file or JSON
+    kind is TSV, as LCQMC's and THUCNews' are, unless it starts with JSON), else the objects of
+    a JSON Lines file or JSON
     array (`json_records`); `name` is the file as the user wrote it. `column_names` name the
     columns of a CSV or TSV file without a header row."""
     suffix = path.suffix.lower()
+    if suffix == ".txt" and kind != "tagging" and _starts_json(path):
+        suffix = ".jsonl"  # JSON Lines named .txt
     delimited = suffix in corpus_files.DELIMITED_SUFFIXES or (
         suffix == ".txt" and kind != "tagging"
     )
@@ -103,6 +106,12 @@ def delimited_records(path: Path, name: str, column_names: Sequence[str] = ()) -
         except csv.Error as e:
             kind = "TSV" if tsv else "CSV"
             raise UserError(f"{name}:{reader.line_num} is not valid {kind} ({e}); fix it") from None
+
+
+def _starts_json(path: Path) -> bool:
+    """Whether the text file `path` starts with a JSON object or array (JSON Lines named .txt)."""
+    with path.open(encoding=text_encodings.text_encoding(path), errors="replace") as f:
+        return f.read(4096).lstrip()[:1] in ("{", "[")
 
 
 def column_names(value: str) -> tuple[str, ...]:
