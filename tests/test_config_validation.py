@@ -56,6 +56,7 @@ INVALID = [
     ({"max_seq_length": 4}, "max_seq_length=4 cannot hold [CLS] A [SEP] B [SEP]; set --config"),
     ({"max_seq_length": 2, "packing": True}, "max_seq_length=2 cannot hold [CLS] tokens [SEP]"),
     ({"text_format": "csv"}, "text_format='csv' is unknown"),
+    ({"text_encoding": "gbkk"}, "--config.text_encoding='gbkk' is not an encoding Python knows"),
     ({"masking": "words"}, "masking='words' is unknown"),
     ({"masking": "span", "max_ngram": 0}, "max_ngram=0 must be >= 1"),
     ({"masking": "span", "span_distribution": "zipf"}, "span_distribution='zipf' is unknown"),

@@ -75,7 +75,7 @@ class DataSpec(ConfigSpec):
             self.text_format in corpus.TEXT_FORMATS,
             f"text_format={self.text_format!r} is unknown; use one of {corpus.TEXT_FORMATS}",
         )
-        text_encodings.check_encoding_name(self.text_encoding, "text_encoding")
+        text_encodings.check_encoding_name(self.text_encoding, "--config.text_encoding")
         require(
             self.vocab_size > 5 or bool(self.vocab_dir),
             f"vocab_size={self.vocab_size} is too small",
