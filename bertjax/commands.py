@@ -167,7 +167,7 @@ def _predict(fv: flags.FlagValues, arguments: list[str]) -> None:
     done = predict.predict_file(
         fv.model, fv.input, fv.out, batch_size=fv.batch_size, text_fields=fv.text_fields,
         tokens_field=fv.tokens_field, multilabel_threshold=fv.multilabel_threshold,
-        column_names=fv.column_names,
+        column_names=fv.column_names, text_encoding=fv.text_encoding,
     )  # fmt: skip
     print(done.line())
 
@@ -332,7 +332,7 @@ COMMANDS: dict[str, Command] = {
     "predict": Command(
         "bertjax predict --model=FINETUNE_DIR/seed_<s>/model --input=FILE --out=FILE.jsonl\n"
         "           [--batch_size=64] [--text_fields=a,b | --tokens_field=NAME]\n"
-        "           [--multilabel_threshold=P] [--column_names=a,b,...]",
+        "           [--multilabel_threshold=P] [--column_names=a,b,...] [--text_encoding=E]",
         (
             ("string", "model", None, "A fine-tuned model: FINETUNE_DIR/seed_<s>/model."),
             ("string", "input", None, "Records (JSON Lines/JSON, Parquet, Arrow, CSV, TSV, "
@@ -350,6 +350,8 @@ COMMANDS: dict[str, Command] = {
             ("string", "column_names", "",
              "A CSV/TSV input without a header row: its columns' names, a,b,... (default: "
              "its first row)."),
+            ("string", "text_encoding", "",
+             "The input's encoding: gb18030, big5, ... (default: UTF-8)."),
         ),
         _predict, ("model", "input", "out"),
         "predict needs --model=FINETUNE_DIR/seed_<s>/model, --input=FILE and --out=FILE",

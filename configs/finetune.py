@@ -25,6 +25,9 @@ def get_config() -> ml_collections.ConfigDict:
     # A CSV/TSV file without a header row (LCQMC, GLUE's CoLA): its columns' names, comma-
     # separated, e.g. "text_a,text_b,label"; "" = the first row names them.
     config.column_names = ""
+    # The task files' encoding, a Python codec: gb18030 (Chinese GBK), big5, ...; "" = UTF-8
+    # (UTF-16/32 by their byte-order mark).
+    config.text_encoding = ""
     config.max_seq_length = 128
     config.doc_stride = 128  # QA: step between windows over a long context
     config.max_query_length = 64  # QA: question wordpieces kept

@@ -16,7 +16,8 @@ from bertjax.errors import UserError
 # Every flag each command takes (all it took before the commands had flags of their own, and
 # prepare's --word_segmenter, --text_format, --short_seq_prob, --num_shards and
 # --eval_holdout_fraction, vocab's --text_format and --extend, predict's --multilabel_threshold,
-# finetune's --step, predict's --column_names, vocab's and prepare's --text_encoding since).
+# finetune's --step, predict's --column_names, and vocab's, prepare's and predict's
+# --text_encoding since).
 OLD_FLAGS = {
     "train": ["--config=configs/cpu_smoke.py", "--workdir=w", "--print_sharding", "--distributed",
               "--coordinator_address=h:1", "--num_processes=2", "--process_id=0"],
@@ -34,7 +35,8 @@ OLD_FLAGS = {
                  "--config=configs/finetune.py", "--config.num_epochs=1"],
     "fill-mask": ["--workdir=w", "--step=3", "--top_k=2", "a [MASK] b"],
     "predict": ["--model=m", "--input=i", "--out=o", "--batch_size=8", "--text_fields=a,b",
-                "--tokens_field=t", "--multilabel_threshold=0.4", "--column_names=a,b"],
+                "--tokens_field=t", "--multilabel_threshold=0.4", "--column_names=a,b",
+                "--text_encoding=gb18030"],
     "bench": ["--model=tiny", "--seq_len=32", "--batch_size=4", "--steps=1", "--warmup_steps=0",
               "--precision=fp32", "--devices=1", "--attention=xla", "--attention_dropout=0",
               "--remat=full", "--peers", "--peers_venv=v", "--input_pipeline", "--checkpoint",
@@ -213,7 +215,7 @@ def test_predict_passes_its_flags_on(monkeypatch, capsys):
     commands.COMMANDS[command].run(fv, arguments)
     assert seen == {"args": ("m", "i", "o"), "batch_size": 8, "text_fields": "a,b",
                     "tokens_field": "t", "multilabel_threshold": 0.4,
-                    "column_names": "a,b"}  # fmt: skip
+                    "column_names": "a,b", "text_encoding": "gb18030"}  # fmt: skip
     assert "1 texts labelled by a jsonl model -> o" in capsys.readouterr().out
     _, fv, _ = cli.parse(["bertjax", "predict", "--model=m", "--input=i", "--out=o"])
     assert fv.multilabel_threshold is None  # the model's own threshold

@@ -74,6 +74,32 @@ def test_a_task_file_in_gbk_is_refused_saying_how_to_convert_it(tmp_path, name):
     with pytest.raises(UserError, match=rf"{name} is not UTF-8 text \(20 of the first 20 lines"
                        r".*`iconv -f GB18030 -t UTF-8`"):  # fmt: skip
         _load(tmp_path / name)
+    # Or read as it is: the same task as its UTF-8 copy.
+    (tmp_path / f"utf8_{name}").write_text(text, encoding="utf-8")
+    got = _load(tmp_path / name, text_encoding="gb18030")
+    assert got.train == _load(tmp_path / f"utf8_{name}").train and len(got.train) == 20
+
+
+def test_tagging_and_squad_files_in_gbk_read_with_text_encoding(tmp_path):
+    conll = "".join(f"{c} {'B-LOC' if c == '北' else 'O'}\n" for c in "我在北京。") + "\n"
+    (tmp_path / "ner.bio").write_bytes(conll.encode("gb18030"))
+    (tmp_path / "utf8.bio").write_text(conll, encoding="utf-8")
+    tagged = _load(tmp_path / "ner.bio", kind="tagging", text_encoding="gb18030")
+    assert tagged.train == _load(tmp_path / "utf8.bio", kind="tagging").train
+    assert tagged.train[0].words == tuple("我在北京。")
+    context = "灯塔建于1990年。"
+    question = {
+        "id": "z",
+        "question": "哪一年？",
+        "answers": [{"text": "1990年", "answer_start": 4}],
+    }
+    squad = {"data": [{"paragraphs": [{"context": context, "qas": [question]}]}]}
+    (tmp_path / "qa.json").write_bytes(json.dumps(squad, ensure_ascii=False).encode("gb18030"))
+    config = config_for(train_file=str(tmp_path / "qa.json"), eval_file=str(tmp_path / "qa.json"),
+                        text_encoding="gb18030")  # fmt: skip
+    assert tasks.load_task("squad", config).train[0].context == context
+    with pytest.raises(UserError, match=r"--config.text_encoding='gbkk' is not an encoding"):
+        _load(tmp_path / "ner.bio", kind="tagging", text_encoding="gbkk")
 
 
 def test_a_json_array_of_records_as_pandas_writes_it(tmp_path):

@@ -94,10 +94,13 @@ def bom_encoding(head: bytes) -> str | None:
     return next((name for bom, name in _BOM_ENCODINGS if head.startswith(bom)), None)
 
 
-def text_encoding(path: str | os.PathLike) -> str:
-    """The encoding to open a local text file with: UTF-16/32 by its byte-order mark, else
-    UTF-8 without a leading byte-order mark ("utf-8-sig"); a file in another encoding is a
-    UserError naming it and how to convert it."""
+def text_encoding(path: str | os.PathLike, given: str = "") -> str:
+    """The encoding to open a local text file with: `given` when there is one (a task's
+    text_encoding), else UTF-16/32 by its byte-order mark, else UTF-8 without a leading
+    byte-order mark ("utf-8-sig"); a file in another encoding is a UserError naming it and how
+    to convert it."""
+    if given:
+        return given
     with open(path, "rb") as f:
         head = f.read(SNIFF_BYTES)
         cut = len(head) == SNIFF_BYTES  # its last line may be cut short

@@ -15,11 +15,11 @@ CONLL_SUFFIXES = (".conll", ".txt", ".bio", ".iob", ".bmes")
 _DOCUMENT_START = "-DOCSTART-"
 
 
-def conll_records(path: Path, name: str) -> Iterator[dict]:
+def conll_records(path: Path, name: str, encoding: str = "") -> Iterator[dict]:
     """The sentences of a CoNLL-layout file as records; `name` is the file as the user wrote it,
     for the one-line error of a sentence whose tokens are tagged only in part."""
     tokens, tags, first_line = [], [], 0
-    with path.open(encoding=text_encodings.text_encoding(path), errors="replace") as f:
+    with path.open(encoding=text_encodings.text_encoding(path, encoding), errors="replace") as f:
         for number, line in enumerate(f, 1):
             columns = line.split()
             if columns[:1] == [_DOCUMENT_START]:

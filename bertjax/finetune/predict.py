@@ -36,8 +36,8 @@ from jax.sharding import NamedSharding, PartitionSpec
 
 from bertjax import checkpointing, paths, sharding
 from bertjax.convert import model_dir
+from bertjax.data import text_encodings, vocab
 from bertjax.data import tokenizer as tokenizers
-from bertjax.data import vocab
 from bertjax.errors import UserError
 from bertjax.finetune import inference, model, squad
 from bertjax.finetune.records import (
@@ -84,12 +84,14 @@ def predict_file(
     tokens_field: str = "",
     multilabel_threshold: float | None = None,
     column_names: str = "",
+    text_encoding: str = "",
 ) -> Predictions:
     """Writes the predictions of the fine-tuned model at `model_path` for the records of
     `input_path` to `out` (JSON Lines). `text_fields` ("a" or "a,b") and `tokens_field` name
     the input's fields when they differ from the fine-tuning data's (recorded in the model);
     `multilabel_threshold` replaces a multilabel model's recorded threshold; `column_names`
-    ("a,b,...") name the columns of a CSV or TSV input without a header row.
+    ("a,b,...") name the columns of a CSV or TSV input without a header row; `text_encoding`
+    is the input's encoding (a Python codec; "" = UTF-8).
     Raises UserError on a model that is not fine-tuned, a missing or malformed input, a
     batch size the devices do not divide, or a threshold outside (0, 1) or for another kind."""
     paths.require_local(out, "--out")
@@ -98,11 +100,12 @@ def predict_file(
             f"--batch_size={batch_size} must be a positive multiple of the "
             f"{jax.device_count()} devices"
         )
+    text_encodings.check_encoding_name(text_encoding, "--text_encoding")
     step, metadata, task = _fine_tuned(model_path)
     out_path = _checked_paths(input_path, out)
     task = _with_threshold(_with_fields(task, text_fields, tokens_field), multilabel_threshold)
     paths.make_local_dir(out_path.parent, "--out")
-    records, examples = _read(task, Path(input_path).expanduser(), column_names)
+    records, examples = _read(task, Path(input_path).expanduser(), column_names, text_encoding)
     settings = ml_collections.ConfigDict(
         QA_DEFAULTS
         | {name: task[name] for name in (*SETTINGS, *inference.QA_FIELDS) if name in task}
@@ -206,16 +209,17 @@ def _with_threshold(task: dict, threshold: float | None) -> dict:
     return task | {"multilabel_threshold": threshold}
 
 
-def _read(task: dict, path: Path, column_names: str) -> tuple[list, list]:
+def _read(task: dict, path: Path, column_names: str, encoding: str) -> tuple[list, list]:
     """(records to echo, examples to encode) of the input file."""
     if task["kind"] == "qa":
         if column_names:
             raise UserError(
                 "--column_names does not apply to a qa model (SQuAD input); leave it out"
             )
-        examples = squad.read_squad(path, answers_required=False)
+        examples = squad.read_squad(path, answers_required=False, encoding=encoding)
         return [{"id": e.id, "question": e.question} for e in examples], examples
-    records = list(read_records(path, str(path), task["kind"], parse_column_names(column_names)))
+    names = parse_column_names(column_names)
+    records = list(read_records(path, str(path), task["kind"], names, encoding))
     if not records:
         raise UserError(
             f"--input={path} has no record{headerless_hint(str(path), '--column_names')}"

@@ -46,7 +46,7 @@ class TaggedExample:
 
 
 def read_records(
-    path: Path, name: str, kind: str, column_names: Sequence[str] = ()
+    path: Path, name: str, kind: str, column_names: Sequence[str] = (), encoding: str = ""
 ) -> Iterator[dict]:
     """The records of a task file for a task of `kind`: a Parquet or Arrow file's rows
     (`table_records`), a CoNLL file's sentences (`conll_records`: .conll, .txt, .bio, .iob,
@@ -54,9 +54,10 @@ def read_records(
     kind is TSV, as LCQMC's and THUCNews' are, unless it starts with JSON), else the objects of
     a JSON Lines file or JSON
     array (`json_records`); `name` is the file as the user wrote it. `column_names` name the
-    columns of a CSV or TSV file without a header row."""
+    columns of a CSV or TSV file without a header row; `encoding` is the file's (a Python codec;
+    "" = UTF-8, or UTF-16/32 by a byte-order mark: `text_encodings.text_encoding`)."""
     suffix = path.suffix.lower()
-    if suffix == ".txt" and kind != "tagging" and _starts_json(path):
+    if suffix == ".txt" and kind != "tagging" and _starts_json(path, encoding):
         suffix = ".jsonl"  # JSON Lines named .txt
     delimited = suffix in corpus_files.DELIMITED_SUFFIXES or (
         suffix == ".txt" and kind != "tagging"
@@ -67,16 +68,18 @@ def read_records(
             f"header row; {name} is not one: leave them out"
         )
     if delimited:
-        return delimited_records(path, name, column_names)
+        return delimited_records(path, name, column_names, encoding)
     if suffix in TABLE_SUFFIXES:
         return table_records(path, name)
     if suffix in CONLL_SUFFIXES:
         require_tagging(path, kind)
-        return conll_records(path, name)
-    return json_records(path, name)
+        return conll_records(path, name, encoding)
+    return json_records(path, name, encoding)
 
 
-def delimited_records(path: Path, name: str, column_names: Sequence[str] = ()) -> Iterator[dict]:
+def delimited_records(
+    path: Path, name: str, column_names: Sequence[str] = (), encoding: str = ""
+) -> Iterator[dict]:
     """The rows of a CSV file (.csv) or TSV file (any other suffix) as dicts of strings, keyed
     by `column_names` (a first row of just those names is a header row, skipped) or, when
     there are none, by the file's header row; read as
@@ -87,7 +90,9 @@ def delimited_records(path: Path, name: str, column_names: Sequence[str] = ()) -
     # A byte-order mark (Excel's) is not part of the first column's name; Excel's "Unicode
     # Text" is UTF-16 TSV.
     with (
-        path.open(encoding=text_encodings.text_encoding(path), errors="replace", newline="") as f,
+        path.open(
+            encoding=text_encodings.text_encoding(path, encoding), errors="replace", newline=""
+        ) as f,
         corpus_files.delimited_reader(f, tsv) as reader,
     ):
         try:
@@ -108,9 +113,9 @@ def delimited_records(path: Path, name: str, column_names: Sequence[str] = ()) -
             raise UserError(f"{name}:{reader.line_num} is not valid {kind} ({e}); fix it") from None
 
 
-def _starts_json(path: Path) -> bool:
+def _starts_json(path: Path, encoding: str) -> bool:
     """Whether the text file `path` starts with a JSON object or array (JSON Lines named .txt)."""
-    with path.open(encoding=text_encodings.text_encoding(path), errors="replace") as f:
+    with path.open(encoding=text_encodings.text_encoding(path, encoding), errors="replace") as f:
         return f.read(4096).lstrip()[:1] in ("{", "[")
 
 
@@ -132,10 +137,11 @@ def headerless_hint(source: str, flag: str) -> str:
     return f"; if {source} has no header row, name its columns: {flag}=A,B,..."
 
 
-def json_records(path: Path, name: str) -> Iterator[dict]:
+def json_records(path: Path, name: str, encoding: str = "") -> Iterator[dict]:
     """The objects of a JSON Lines file, or of a file holding one JSON array of objects (what
-    pandas' `to_json(orient="records")` writes; Hugging Face's json loader reads both)."""
-    encoding = text_encodings.text_encoding(path)
+    pandas' `to_json(orient="records")` writes; Hugging Face's json loader reads both), in
+    `encoding` ("" = UTF-8, or UTF-16/32 by a byte-order mark)."""
+    encoding = text_encodings.text_encoding(path, encoding)
     with path.open(encoding=encoding, errors="replace") as f:
         is_array = f.read(4096).lstrip().startswith("[")
     if not is_array:

@@ -95,7 +95,9 @@ def _hf_records(
         yield where, record, list(zip(texts, starts, strict=True))
 
 
-def read_squad(path: str | os.PathLike, *, answers_required: bool = True) -> list[QAExample]:
+def read_squad(
+    path: str | os.PathLike, *, answers_required: bool = True, encoding: str = ""
+) -> list[QAExample]:
     """Examples of a SQuAD v1.1 JSON file, a Hugging Face JSON Lines file (``.jsonl``, or any
     file that does not parse as one SQuAD JSON document) or a Hugging Face Parquet file.
 
@@ -113,9 +115,10 @@ def read_squad(path: str | os.PathLike, *, answers_required: bool = True) -> lis
         rows = ((f"row {n}", r) for n, r in enumerate(table_records(path, str(path)), 1))
         return _qa_examples(_hf_records(rows, path, answers_required), path, answers_required)
     try:
-        text = path.read_text(encoding=text_encodings.text_encoding(path))
+        text = path.read_text(encoding=text_encodings.text_encoding(path, encoding))
     except UnicodeDecodeError:
-        raise UserError(f"SQuAD file {str(path)!r} is not UTF-8 text; {_LAYOUT_HINT}") from None
+        what = f"{encoding} (its --config.text_encoding)" if encoding else "UTF-8"
+        raise UserError(f"SQuAD file {str(path)!r} is not {what} text; {_LAYOUT_HINT}") from None
     records = None
     if path.suffix.lower() != ".jsonl":
         try:

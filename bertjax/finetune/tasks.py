@@ -24,6 +24,7 @@ import ml_collections
 import numpy as np
 from absl import logging
 
+from bertjax.data import text_encodings
 from bertjax.errors import UserError
 from bertjax.finetune import records, squad
 from bertjax.finetune.records import TaggedExample
@@ -45,6 +46,7 @@ class TaskSpec:
     tokens_field: str = "tokens"
     tags_field: str = "tags"
     column_names: tuple[str, ...] = ()  # a headerless CSV/TSV file's columns; () = its header
+    text_encoding: str = ""  # the files' encoding (a Python codec); "" = UTF-8
 
 
 @dataclasses.dataclass
@@ -99,6 +101,7 @@ def task_spec(name: str, config: ml_collections.ConfigDict) -> TaskSpec:
             ("tokens_field", config.tokens_field),
             ("tags_field", config.tags_field),
             ("column_names", records.column_names(config.get("column_names", ""))),
+            ("text_encoding", _encoding(config.get("text_encoding", ""))),
         )
         if value
     }
@@ -137,7 +140,10 @@ def load_task(name: str, config: ml_collections.ConfigDict) -> TaskData:
             raise UserError(
                 "--config.column_names does not apply to QA (SQuAD files); leave it out"
             )
-        examples = {split: squad.read_squad(source) for split, source in sources.items()}
+        examples = {
+            split: squad.read_squad(source, encoding=spec.text_encoding)
+            for split, source in sources.items()
+        }
         return _task_data(name, spec, [], examples)
     raw = {split: list(_records(source, split, spec)) for split, source in sources.items()}
     for split, split_records in raw.items():
@@ -215,6 +221,11 @@ def _split_name(source: str) -> str:
     return source.rsplit(":", 1)[-1] if source.startswith("tfds:") else Path(source).stem
 
 
+def _encoding(name: str) -> str:
+    text_encodings.check_encoding_name(name, "--config.text_encoding")
+    return name
+
+
 def _records(source: str, split: str, spec: TaskSpec) -> Iterator[dict]:
     """Dicts from task files (JSON Lines, Parquet, CSV, TSV, CoNLL for tagging) or a TFDS split
     ("tfds:NAME:SPLIT", labels as names); `split` ("train" or "eval") names the flag of a
@@ -225,7 +236,9 @@ def _records(source: str, split: str, spec: TaskSpec) -> Iterator[dict]:
         yield from _tfds_records(*source[len("tfds:") :].rsplit(":", 1))
         return
     for path in _task_paths(source, split):
-        yield from records.read_records(path, str(path), spec.kind, spec.column_names)
+        yield from records.read_records(
+            path, str(path), spec.kind, spec.column_names, spec.text_encoding
+        )
 
 
 def _task_paths(source: str, split: str) -> list[Path]:
