@@ -30,6 +30,7 @@ import collections
 import contextlib
 import csv
 import dataclasses
+import html
 import io
 import itertools
 import json
@@ -135,8 +136,11 @@ def _lines(path: str, report: SourceReport, encoding: str = "") -> Iterator[str]
             raise broken
 
 
-def _json_documents(lines: Iterable[str], path: str, text_field: str, report: SourceReport):
-    """Yields the `text_field` string of each JSON object line; bad lines are skipped."""
+def _json_documents(
+    lines: Iterable[str], path: str, text_field: str, report: SourceReport, unescape=False
+):
+    """Yields the `text_field` string of each JSON object line (`unescape`: its HTML escapes
+    undone); bad lines are skipped."""
     first = True
     for line_number, line in enumerate(lines, start=1):
         if not line.strip():
@@ -163,7 +167,7 @@ def _json_documents(lines: Iterable[str], path: str, text_field: str, report: So
         elif not isinstance(text := record[text_field], str):
             report.skip(f"with non-string {text_field!r}", f"{place}, {type(text).__name__}")
         else:
-            yield text
+            yield html.unescape(text) if unescape else text
 
 
 @contextlib.contextmanager
@@ -215,7 +219,8 @@ def _text_documents(path: str, text_field: str, text_format: str, report: Source
     if text_layouts.starts_wiki_document(first):
         yield from text_layouts.wiki_documents(lines, report)
     elif not format_suffix(path) and first.lstrip().startswith("{"):
-        yield from _json_documents(lines, path, text_field, report)
+        wiki = text_layouts.is_wiki_json(first)  # WikiExtractor's --json: HTML-escaped text
+        yield from _json_documents(lines, path, text_field, report, unescape=wiki)
     elif text_format == "paragraphs":
         yield "".join(lines)
     else:

@@ -6,10 +6,12 @@
   ``--compress``: ``wiki_00.bz2``), the tool google-research/bert and NVIDIA's BERT recipe
   extract Wikipedia with: per article a ``<doc id=".." url=".." title="..">`` line, the title,
   its paragraphs one per line, and ``</doc>`` (`wiki_documents`; its ``--json`` output is JSON
-  Lines, read as such).
+  Lines of ``{"id", "url", "title", "text"}``, `is_wiki_json`). Both escape the text for HTML
+  (``&amp;``, ``&lt;``: its ``--html-safe`` default), which is undone.
 """
 
 import html
+import json
 import re
 from collections.abc import Iterable, Iterator
 
@@ -44,10 +46,10 @@ def starts_wiki_document(line: str) -> bool:
 def wiki_documents(lines: Iterable[str], report) -> Iterator[str]:
     """Yields the articles of a WikiExtractor output file's `lines`: each ``<doc ...>`` ...
     ``</doc>`` is a document, its lines paragraphs (joined by blank lines, so sentences are
-    split within them, never across), the title line that opens it left out (the ``title``
-    attribute repeats it; both HTML-escaped, as ``&amp;``). Text outside a document is skipped
-    and counted in `report` (a `corpus_files.SourceReport`); a file cut inside its last
-    document yields what it has."""
+    split within them, never across; their HTML escapes undone), the title line that opens it
+    left out (the ``title`` attribute repeats it). Text outside a document is skipped and
+    counted in `report` (a `corpus_files.SourceReport`); a file cut inside its last document
+    yields what it has."""
     title, paragraphs = None, []
     for number, line in enumerate(lines, start=1):
         text = line.strip()
@@ -60,9 +62,19 @@ def wiki_documents(lines: Iterable[str], report) -> Iterator[str]:
             yield "\n\n".join(paragraphs)
             title = None
         elif text and (paragraphs or html.unescape(text) != title):
-            paragraphs.append(text)
+            paragraphs.append(html.unescape(text))
     if title is not None:
         yield "\n\n".join(paragraphs)
+
+
+def is_wiki_json(line: str) -> bool:
+    """Whether `line` is a record of WikiExtractor's ``--json`` output (whose "text" is
+    HTML-escaped)."""
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError:
+        return False
+    return isinstance(record, dict) and {"id", "url", "title", "text"} <= record.keys()
 
 
 def _title(start: str) -> str:

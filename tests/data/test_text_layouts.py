@@ -2,8 +2,10 @@
 wikiextractor 3.1.0 itself, tests/fixtures/wikiextractor/make.sh) read as its articles.
 
 Reference: the same articles from WikiExtractor's own JSON output (`--json`, its `text` field,
-read as JSON Lines by the long-tested reader), paragraph for paragraph."""
+read as JSON Lines by the long-tested reader, its HTML escapes undone), paragraph for
+paragraph."""
 
+import html
 import json
 import shutil
 from pathlib import Path
@@ -34,7 +36,9 @@ def test_wikiextractor_output_reads_as_its_articles(layout, text_format):
     title its own document."""
     docs, reports = _read(FIXTURES / layout / "*" / "wiki_*", text_format=text_format)
     articles = _json_articles()
-    assert docs == [a["text"].replace("\n", "\n\n") for a in articles]  # one per paragraph
+    # One paragraph a line; WikiExtractor's HTML escapes (its --html-safe default) undone.
+    assert docs == [html.unescape(a["text"]).replace("\n", "\n\n") for a in articles]
+    assert docs[2].endswith("with salt & vinegar, since 3 < 5.")  # "&amp;", "&lt;" in the file
     assert not reports[0].skipped and reports[0].documents == 3
     assert sentences.split_sentences(docs[1]) == [
         "灯塔是一种塔状建筑物。", "它在夜间发出光亮，为船只指引方向。", "历史.",
@@ -78,3 +82,6 @@ def test_a_suffixless_text_file_reads_as_a_txt_file(tmp_path):
     (tmp_path / "same.txt").write_text(text, encoding="utf-8")
     assert _read(tmp_path / "part-00000")[0] == _read(tmp_path / "same.txt")[0]
     assert len(_read(tmp_path / "part-00000")[0]) == 2
+    # Suffixless JSON Lines that are not WikiExtractor's keep their text as it is.
+    (tmp_path / "part-00001").write_text('{"text": "salt &amp; vinegar"}\n', encoding="utf-8")
+    assert _read(tmp_path / "part-00001")[0] == ["salt &amp; vinegar"]
