@@ -137,7 +137,7 @@ def _lines(path: str, report: SourceReport, encoding: str = "") -> Iterator[str]
 
 
 def _json_documents(
-    lines: Iterable[str], path: str, text_field: str, report: SourceReport, unescape=False
+    lines: Iterable[str], path: str, text_field: str, report: SourceReport, unescape: bool = False
 ):
     """Yields the `text_field` string of each JSON object line (`unescape`: its HTML escapes
     undone); bad lines are skipped."""
