@@ -208,3 +208,10 @@ def test_a_txt_file_is_conll_for_tagging_and_tsv_for_the_other_kinds(tmp_path):
     write_jsonl(tmp_path / "reviews.jsonl", [{"text": "good", "label": "pos"}])
     (tmp_path / "reviews.jsonl").rename(tmp_path / "json.txt")  # JSON Lines named .txt
     assert [e.texts for e in _load(tmp_path / "json.txt").train] == [("good",)]
+
+
+@pytest.mark.parametrize("field, value", [("column_names", "a,b"), ("text_encoding", "gb18030")])
+def test_file_settings_for_a_tfds_task_are_one_line_errors(field, value):
+    config = config_for(**{field: value})
+    with pytest.raises(UserError, match=rf"--config.{field} is for task files, not tfds:glue/sst2"):
+        tasks.load_task("glue/sst2", config)

@@ -231,8 +231,12 @@ def _records(source: str, split: str, spec: TaskSpec) -> Iterator[dict]:
     ("tfds:NAME:SPLIT", labels as names); `split` ("train" or "eval") names the flag of a
     missing file."""
     if source.startswith("tfds:"):
-        if spec.column_names:
-            raise UserError(f"--config.column_names is for CSV/TSV files, not {source}")
+        for flag, value in (
+            ("column_names", spec.column_names),
+            ("text_encoding", spec.text_encoding),
+        ):
+            if value:
+                raise UserError(f"--config.{flag} is for task files, not {source}; leave it out")
         yield from _tfds_records(*source[len("tfds:") :].rsplit(":", 1))
         return
     for path in _task_paths(source, split):
