@@ -8,7 +8,7 @@ import tempfile
 
 import numpy as np
 import tensorflow as tf
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from bertjax.data.corpus import SAMPLE_CORPUS
@@ -92,6 +92,7 @@ def test_pair_creation_invariants(documents, max_seq_length, seed):
     st.floats(0.01, 0.9),
     st.integers(0, 2**31 - 1),
 )
+@example(17, 14, 0.8999999999999999, 1)  # a float32 product on x.5 (failed the suite once)
 def test_masking_invariants(length, max_predictions, prob, seed):
     rng = np.random.default_rng(seed)
     seq_len = 64
@@ -114,7 +115,10 @@ def test_masking_invariants(length, max_predictions, prob, seed):
     n = int(weights.sum())
     positions = out["masked_lm_positions"][:n]
     eligible = (input_mask == 1) & ~np.isin(ids, SPECIAL)
-    expected = min(max_predictions, max(1, int(round(eligible.sum() * prob))))
+    # The budget is computed in float32 (masking._num_to_predict): at a product a hair under
+    # x.5 in float64 (15 * 0.8999999999999999) float32 rounds to x.5 and half-to-even decides.
+    product = np.float32(eligible.sum()) * np.float32(prob)
+    expected = min(max_predictions, max(1, int(np.round(product))))
     assert n == (expected if eligible.any() else 0)
     assert np.all(np.diff(positions) > 0)  # sorted, unique
     assert np.all(eligible[positions])  # never special, never padding
