@@ -136,7 +136,7 @@ def build_or_load_vocab(data: DataSpec) -> epath.Path:
                 data.text_field,
                 text_format=data.text_format,
                 text_encoding=data.text_encoding,
-            ),  # fmt: skip
+            ),
             data.vocab_size,
             data.lowercase,
             temp_dir,

@@ -45,10 +45,10 @@ from bertjax.finetune.records import (
     TaggedExample,
     TextExample,
     headerless_hint,
+    parse_column_names,
     read_records,
     text_value,
 )
-from bertjax.finetune.records import column_names as parse_column_names
 
 # What a model imported from Hugging Face does not record (bertjax fine-tunes record theirs):
 # the input fields, and QA's windows (configs/finetune.py's defaults, BERT's run_squad values).

@@ -52,11 +52,13 @@ def read_records(
     (`table_records`), a CoNLL file's sentences (`conll_records`: .conll, .txt, .bio, .iob,
     .bmes; tagging only), a CSV or TSV file's (`delimited_records`; a .txt file for any other
     kind is TSV, as LCQMC's and THUCNews' are, unless it starts with JSON), else the objects of
-    a JSON Lines file or JSON
-    array (`json_records`); `name` is the file as the user wrote it. `column_names` name the
-    columns of a CSV or TSV file without a header row; `encoding` is the file's (a Python codec;
-    "" = UTF-8, or UTF-16/32 by a byte-order mark: `text_encodings.text_encoding`)."""
+    a JSON Lines file or JSON array (`json_records`); `name` is the file as the user wrote it.
+    `column_names` name the columns of a CSV or TSV file without a header row; `encoding` is a
+    text file's (a Python codec; "" = UTF-8, or UTF-16/32 by a byte-order mark: sniffed once
+    here, `text_encodings.text_encoding`, and handed to the reader)."""
     suffix = path.suffix.lower()
+    if suffix not in TABLE_SUFFIXES:
+        encoding = text_encodings.text_encoding(path, encoding)
     if suffix == ".txt" and kind != "tagging" and _starts_json(path, encoding):
         suffix = ".jsonl"  # JSON Lines named .txt
     delimited = suffix in corpus_files.DELIMITED_SUFFIXES or (
@@ -114,12 +116,13 @@ def delimited_records(
 
 
 def _starts_json(path: Path, encoding: str) -> bool:
-    """Whether the text file `path` starts with a JSON object or array (JSON Lines named .txt)."""
-    with path.open(encoding=text_encodings.text_encoding(path, encoding), errors="replace") as f:
+    """Whether the text file `path` (in `encoding`) starts with a JSON object or array (JSON
+    Lines named .txt)."""
+    with path.open(encoding=encoding, errors="replace") as f:
         return f.read(4096).lstrip()[:1] in ("{", "[")
 
 
-def column_names(value: str) -> tuple[str, ...]:
+def parse_column_names(value: str) -> tuple[str, ...]:
     """The column names of a comma-separated `--config.column_names` (or predict's
     `--column_names`); a repeated name is a UserError (two columns cannot share a field)."""
     names = tuple(name.strip() for name in value.split(",") if name.strip())

@@ -100,7 +100,7 @@ def task_spec(name: str, config: ml_collections.ConfigDict) -> TaskSpec:
             ("label_field", config.label_field),
             ("tokens_field", config.tokens_field),
             ("tags_field", config.tags_field),
-            ("column_names", records.column_names(config.get("column_names", ""))),
+            ("column_names", records.parse_column_names(config.get("column_names", ""))),
             ("text_encoding", _encoding(config.get("text_encoding", ""))),
         )
         if value
