@@ -168,6 +168,7 @@ def _predict(fv: flags.FlagValues, arguments: list[str]) -> None:
         fv.model, fv.input, fv.out, batch_size=fv.batch_size, text_fields=fv.text_fields,
         tokens_field=fv.tokens_field, multilabel_threshold=fv.multilabel_threshold,
         column_names=fv.column_names, text_encoding=fv.text_encoding,
+        choices_field=fv.choices_field,
     )  # fmt: skip
     print(done.line())
 
@@ -332,7 +333,8 @@ COMMANDS: dict[str, Command] = {
     "predict": Command(
         "bertjax predict --model=FINETUNE_DIR/seed_<s>/model --input=FILE --out=FILE.jsonl\n"
         "           [--batch_size=64] [--text_fields=a,b | --tokens_field=NAME]\n"
-        "           [--multilabel_threshold=P] [--column_names=a,b,...] [--text_encoding=E]",
+        "           [--multilabel_threshold=P] [--column_names=a,b,...] [--text_encoding=E]\n"
+        "           [--choices_field=NAME | --choices_field=a,b,...]",
         (
             ("string", "model", None, "A fine-tuned model: FINETUNE_DIR/seed_<s>/model."),
             ("string", "input", None, "Records (JSON Lines/JSON, Parquet, Arrow, CSV, TSV, "
@@ -341,9 +343,12 @@ COMMANDS: dict[str, Command] = {
             ("integer", "batch_size", 64, "Rows per batch (a multiple of the devices)."),
             ("string", "text_fields", "",
              "Text models (classification, multilabel, regression): the input's text "
-             "field(s), a or a,b (default: the model's)."),
+             "field(s), a or a,b; multiple choice: its context's (default: the model's)."),
             ("string", "tokens_field", "",
              "Tagging: the input's word-list field (default: the model's)."),
+            ("string", "choices_field", "",
+             "Multiple choice: the input's field with a list of the choices, or its fields "
+             "of one choice each, a,b,... (default: the model's)."),
             ("float", "multilabel_threshold", None,
              "Multilabel: predict the labels whose probability is over P (default: the "
              "model's threshold, 0.5 unless fine-tuned with another)."),

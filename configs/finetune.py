@@ -17,11 +17,15 @@ def get_config() -> ml_collections.ConfigDict:
     config.train_file = ""  # --task=jsonl|squad, or to replace a preset's file
     config.eval_file = ""
     config.dev_file = ""  # examples that choose the epoch (select_epoch="best"); read as eval is
-    config.kind = ""  # --task=jsonl: classification, multilabel, regression, tagging or qa
+    # --task=jsonl: classification, multilabel, regression, tagging, qa or multiple_choice
+    config.kind = ""
     config.text_fields = ""  # comma-separated: "text" or "text_a,text_b" ("" = the preset's)
     config.label_field = ""  # "" = "label" (multilabel: a JSON list of label names)
     config.tokens_field = ""  # tagging: "" = "tokens"
     config.tags_field = ""  # tagging: "" = "tags"
+    # multiple_choice: the field holding a JSON list of the choices ("" = "choices"), or one
+    # field per choice, comma-separated ("ending0,ending1,ending2,ending3": SWAG's columns).
+    config.choices_field = ""
     # A CSV/TSV file without a header row (LCQMC, GLUE's CoLA): its columns' names, comma-
     # separated, e.g. "text_a,text_b,label"; "" = the first row names them.
     config.column_names = ""

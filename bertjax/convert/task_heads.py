@@ -14,7 +14,9 @@ trains (pre-LN encoders in RoBERTa-PreLayerNorm's layout, prelayernorm.py):
 * tagging: BertForTokenClassification / RobertaPreLayerNormForTokenClassification
   (`classifier`);
 * qa: BertForQuestionAnswering / RobertaPreLayerNormForQuestionAnswering (`qa_outputs`: start,
-  end).
+  end);
+* multiple_choice: BertForMultipleChoice / RobertaPreLayerNormForMultipleChoice (the pooler
+  kept in the encoder, `classifier` with one output: a score per choice).
 
 The RoBERTa classification head is dropout, dense, tanh, dropout, dense on the first token:
 BERT's pooler and classifier, so in eval mode the two compute the same. The task's labels go
@@ -30,18 +32,21 @@ import numpy as np
 
 from bertjax.convert import hf, prelayernorm
 from bertjax.errors import UserError
+from bertjax.finetune.choice_records import KIND as CHOICE_KIND
+from bertjax.finetune.choice_records import POOLED_KINDS
 from bertjax.finetune.records import TEXT_KINDS
 from bertjax.models.bert import BertConfig
 
 HEAD_PREFIXES = {"classification": "classifier.", "multilabel": "classifier.",
                  "regression": "classifier.", "tagging": "classifier.",
-                 "qa": "qa_outputs."}  # fmt: skip
+                 "qa": "qa_outputs.", "multiple_choice": "classifier."}  # fmt: skip
 TASK_CLASSES = {
     "classification": "ForSequenceClassification",
     "multilabel": "ForSequenceClassification",
     "regression": "ForSequenceClassification",
     "tagging": "ForTokenClassification",
     "qa": "ForQuestionAnswering",
+    "multiple_choice": "ForMultipleChoice",
 }
 POOLER = "bert.pooler.dense."
 
@@ -53,7 +58,7 @@ def architecture(config: BertConfig, task: dict) -> str:
 
 
 def check_exportable(task: dict) -> None:
-    if task["kind"] in TEXT_KINDS and task.get("pooling", "cls") != "cls":
+    if task["kind"] in POOLED_KINDS and task.get("pooling", "cls") != "cls":
         raise UserError(
             f"this {task['kind']} model was fine-tuned on mean-pooled states "
             f"(pooling={task['pooling']}), which no Hugging Face class computes; fine-tune with "
@@ -70,6 +75,8 @@ def tensors(params: Any, config: BertConfig, task: dict, *, pad_token_id: int) -
     pooler = {k.removeprefix(POOLER): encoder.pop(k) for k in list(encoder) if k.startswith(POOLER)}
     head = {k.removeprefix("head."): v for k, v in hf.hf_tensors({"head": params["head"]}).items()}
     pre_ln = config.layer_norm_placement == "pre"
+    if kind == CHOICE_KIND:  # the pooler stays the encoder's (pre-LN: renamed with it)
+        encoder |= _prefixed(POOLER, pooler)
     if pre_ln:
         encoder = prelayernorm.tensors_from_bert(encoder, pad_token_id=pad_token_id)
     if kind in TEXT_KINDS and pre_ln:

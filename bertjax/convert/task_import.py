@@ -1,18 +1,18 @@
 """A Hugging Face fine-tuned BERT (BertFor{SequenceClassification,TokenClassification,
-QuestionAnswering}, or the RobertaPreLayerNorm classes of a pre-LN export) read as a bertjax
-fine-tuned model directory: the inverse of `task_heads.py`, so `bertjax predict` runs it and
-fine-tuning continues from it.
+QuestionAnswering,MultipleChoice}, or the RobertaPreLayerNorm classes of a pre-LN export) read
+as a bertjax fine-tuned model directory: the inverse of `task_heads.py`, so `bertjax predict`
+runs it and fine-tuning continues from it.
 
-The head is `classifier.*` (classification, tagging) or `qa_outputs.*` (start, end); the labels
-are config.json's `id2label` (or LABEL_0, LABEL_1, ... without it). What the head was trained to
-compute must be bertjax's: single-label softmax classification, multi-label classification
-(`problem_type: "multi_label_classification"`: a sigmoid per label), or regression (one output,
-or `problem_type: "regression"`, Hugging Face's own rule); a multi-label model decides at
-config.json's `multilabel_threshold` (a bertjax export writes it) or 0.5; a QA model answers ""
-by `null_score_diff_threshold` (a bertjax export of a SQuAD 2.0 fine-tune writes it), without
-it every question. The input field names
-are not in a Hugging Face directory: `bertjax predict` reads `text` (`--text_fields=a,b` for a
-pair) or `tokens` unless told otherwise.
+The head is `classifier.*` (classification, tagging, multiple choice: one output) or
+`qa_outputs.*` (start, end); the labels are config.json's `id2label` (or LABEL_0, LABEL_1, ...
+without it). What the head was trained to compute must be bertjax's: single-label softmax
+classification, multi-label classification (`problem_type: "multi_label_classification"`: a
+sigmoid per label), or regression (one output, or `problem_type: "regression"`, Hugging Face's
+own rule); a multi-label model decides at config.json's `multilabel_threshold` (a bertjax export
+writes it) or 0.5; a QA model answers "" by `null_score_diff_threshold` (a bertjax export of a
+SQuAD 2.0 fine-tune writes it), without it every question. The input field names are not in a
+Hugging Face directory: `bertjax predict` reads `text` (`--text_fields=a,b` for a pair) or
+`tokens` (multiple choice: `choices` too) unless told otherwise.
 """
 
 from __future__ import annotations
@@ -29,11 +29,13 @@ ARCHITECTURES = {
     "BertForSequenceClassification": ("classification", "classifier."),
     "BertForTokenClassification": ("tagging", "classifier."),
     "BertForQuestionAnswering": ("qa", "qa_outputs."),
+    "BertForMultipleChoice": ("multiple_choice", "classifier."),
 }
 # Pre-LN exports: their heads arrive renamed to BERT's (prelayernorm.to_bert).
 ARCHITECTURES |= {
     name.replace("Bert", "RobertaPreLayerNorm", 1): entry for name, entry in ARCHITECTURES.items()
 }
+NO_LABELS = ("qa", "regression", "multiple_choice")  # heads whose outputs are not classes
 MAX_SEQ_LENGTH = 512  # predict's window when the model allows it (BERT's released length)
 
 
@@ -71,6 +73,8 @@ def head_and_task(
             raise UserError(f"{source} is a regression model with {outputs} outputs, not 1")
     if kind == "qa" and outputs != 2:
         raise UserError(f"{source}: {names[0]} has {outputs} outputs, not 2 (start, end)")
+    if kind == "multiple_choice" and outputs != 1:
+        raise UserError(f"{source}: {names[0]} has {outputs} outputs, not 1 (a choice's score)")
     if weight.shape != (outputs, config.hidden_size) or bias.shape != (outputs,):
         raise UserError(
             f"{source}: {names[0]} has shape {list(weight.shape)}, not [labels, "
@@ -79,7 +83,7 @@ def head_and_task(
     task = {
         "name": config_fields.get("finetuning_task") or "imported",
         "kind": kind,
-        "labels": [] if kind in ("qa", "regression") else _labels(config_fields, outputs),
+        "labels": [] if kind in NO_LABELS else _labels(config_fields, outputs),
         "pooling": "cls",
         "max_seq_length": min(MAX_SEQ_LENGTH, config.max_position_embeddings),
     }

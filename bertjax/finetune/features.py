@@ -1,4 +1,5 @@
-"""Task examples -> model inputs: [CLS] a [SEP] (b [SEP]) rows of ids, and their labels.
+"""Task examples -> model inputs: [CLS] a [SEP] (b [SEP]) rows of ids, and their labels
+(multiple choice: one such row per choice, the example's rows kept together).
 
 Rows keep their own length here; `batches` pads each batch only to the next multiple of
 `LENGTH_BUCKET` (at most max_seq_length), so short-sentence tasks do not pay for 128 tokens and
@@ -12,6 +13,7 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 
+from bertjax.finetune.choice_records import ChoiceExample
 from bertjax.finetune.records import TaggedExample, TextExample
 
 IGNORE = -1  # label of positions that carry no loss (continuation wordpieces, specials)
@@ -20,16 +22,25 @@ LENGTH_BUCKET = 32
 
 @dataclasses.dataclass
 class Encoded:
-    """Variable-length rows; `labels` is [N] ids (classification) or floats (regression), [N]
-    multi-hot tuples (multilabel), [N] lists (tagging) or [N, 2] start/end (QA)."""
+    """Variable-length rows; `labels` is [N] ids (classification, multiple choice: the right
+    choice) or floats (regression), [N] multi-hot tuples (multilabel), [N] lists (tagging) or
+    [N, 2] start/end (QA). Multiple choice: input_ids[i] and segment_ids[i] are example i's
+    rows, one per choice."""
 
-    input_ids: list[list[int]]
-    segment_ids: list[list[int]]
+    input_ids: list
+    segment_ids: list
     labels: list
     first_piece: list[list[int]] | None = None  # tagging: row position of each word (-1: cut)
+    num_choices: list[int] | None = None  # multiple choice: each example's number of choices
 
     def __len__(self) -> int:
         return len(self.input_ids)
+
+    def longest_row(self, index: int) -> int:
+        """Example `index`'s longest row (multiple choice: over its choices), in tokens."""
+        if self.num_choices is not None:
+            return max(len(ids) for ids in self.input_ids[index])
+        return len(self.input_ids[index])
 
 
 def _truncate_pair(a: list[int], b: list[int], budget: int) -> tuple[list[int], list[int]]:
@@ -40,23 +51,43 @@ def _truncate_pair(a: list[int], b: list[int], budget: int) -> tuple[list[int], 
     return a, b
 
 
+def _row(tokenizer, a: list[int], b: list[int] | None, max_seq_length: int):
+    """(ids, segment ids) of [CLS] a [SEP] or, with `b`, [CLS] a [SEP] b [SEP], truncated
+    longest-first to max_seq_length."""
+    cls, sep = tokenizer.cls_id, tokenizer.sep_id
+    if b is None:
+        a = a[: max_seq_length - 2]
+        return [cls, *a, sep], [0] * (len(a) + 2)
+    a, b = _truncate_pair(a, b, max_seq_length - 3)
+    return [cls, *a, sep, *b, sep], [0] * (len(a) + 2) + [1] * (len(b) + 1)
+
+
 def encode_texts(examples: Sequence[TextExample], tokenizer, max_seq_length: int) -> Encoded:
     """[CLS] a [SEP] or [CLS] a [SEP] b [SEP], truncated longest-first to max_seq_length."""
     num_texts = len(examples[0].texts)
     pieces = [tokenizer.encode([e.texts[i] for e in examples]) for i in range(num_texts)]
-    cls, sep = tokenizer.cls_id, tokenizer.sep_id
-    input_ids, segment_ids = [], []
-    for row in range(len(examples)):
-        if num_texts == 1:
-            a = pieces[0][row][: max_seq_length - 2]
-            ids, segments = [cls, *a, sep], [0] * (len(a) + 2)
-        else:
-            a, b = _truncate_pair(pieces[0][row], pieces[1][row], max_seq_length - 3)
-            ids = [cls, *a, sep, *b, sep]
-            segments = [0] * (len(a) + 2) + [1] * (len(b) + 1)
-        input_ids.append(ids)
-        segment_ids.append(segments)
-    return Encoded(input_ids, segment_ids, [e.label for e in examples])
+    rows = [
+        _row(tokenizer, pieces[0][i], pieces[1][i] if num_texts > 1 else None, max_seq_length)
+        for i in range(len(examples))
+    ]
+    return Encoded([ids for ids, _ in rows], [s for _, s in rows], [e.label for e in examples])
+
+
+def encode_choices(examples: Sequence[ChoiceExample], tokenizer, max_seq_length: int) -> Encoded:
+    """A row per choice: [CLS] context [SEP] rest choice [SEP], the first text field, then the
+    other text fields and the choice joined by spaces (run_swag's rows), truncated
+    longest-first as a pair is."""
+    firsts = tokenizer.encode([e.texts[0] for e in examples])
+    seconds = iter(
+        tokenizer.encode([" ".join((*e.texts[1:], c)) for e in examples for c in e.choices])
+    )
+    encoded = Encoded([], [], [e.label for e in examples], num_choices=[])
+    for example, first in zip(examples, firsts, strict=True):
+        rows = [_row(tokenizer, first, next(seconds), max_seq_length) for _ in example.choices]
+        encoded.input_ids.append([ids for ids, _ in rows])
+        encoded.segment_ids.append([segments for _, segments in rows])
+        encoded.num_choices.append(len(example.choices))
+    return encoded
 
 
 def encode_tagged(examples: Sequence[TaggedExample], tokenizer, max_seq_length: int) -> Encoded:
@@ -87,11 +118,18 @@ def encode_tagged(examples: Sequence[TaggedExample], tokenizer, max_seq_length: 
     return encoded
 
 
+def _bucket(encoded: Encoded, rows: Sequence[int], max_len: int) -> int:
+    """The smallest multiple of LENGTH_BUCKET >= the longest of `rows` (at most max_len)."""
+    longest = max(encoded.longest_row(r) for r in rows)
+    return min(-(-longest // LENGTH_BUCKET) * LENGTH_BUCKET, max_len)
+
+
 def pad_batch(encoded: Encoded, rows: Sequence[int], batch_size: int, max_len: int) -> dict:
     """Rows `rows` of `encoded` as a dense batch of `batch_size` rows (extra rows weight 0),
     padded to the smallest multiple of LENGTH_BUCKET >= the longest row (<= max_len)."""
-    longest = max(len(encoded.input_ids[r]) for r in rows)
-    length = min(-(-longest // LENGTH_BUCKET) * LENGTH_BUCKET, max_len)
+    if encoded.num_choices is not None:
+        return pad_choice_batch(encoded, rows, batch_size, max_len)
+    length = _bucket(encoded, rows, max_len)
     input_ids = np.zeros((batch_size, length), np.int32)
     segment_ids = np.zeros((batch_size, length), np.int32)
     input_mask = np.zeros((batch_size, length), np.int32)
@@ -123,6 +161,28 @@ def pad_batch(encoded: Encoded, rows: Sequence[int], batch_size: int, max_len: i
     }
 
 
+def pad_choice_batch(encoded: Encoded, rows: Sequence[int], batch_size: int, max_len: int) -> dict:
+    """Multiple-choice examples `rows` as [batch_size, C, length] inputs, C the most choices any
+    example of `encoded` has (one shape per split), and `choice_mask` [batch_size, C]: 1 for a
+    real choice, 0 for the padding of an example with fewer (and for filler rows)."""
+    length, choices = _bucket(encoded, rows, max_len), max(encoded.num_choices)
+    shape = (batch_size, choices, length)
+    input_ids, segment_ids, input_mask = (np.zeros(shape, np.int32) for _ in range(3))
+    choice_mask = np.zeros((batch_size, choices), np.float32)
+    labels, weights = np.zeros((batch_size,), np.int32), np.zeros((batch_size,), np.float32)
+    for i, r in enumerate(rows):
+        for c, (ids, segments) in enumerate(
+            zip(encoded.input_ids[r], encoded.segment_ids[r], strict=True)
+        ):
+            input_ids[i, c, : len(ids)], segment_ids[i, c, : len(ids)] = ids, segments
+            input_mask[i, c, : len(ids)] = 1
+        choice_mask[i, : encoded.num_choices[r]] = 1.0
+        labels[i], weights[i] = encoded.labels[r], 1.0
+    input_mask[..., 0] = 1  # padding choices attend to one token: no all-masked softmax (NaN)
+    return {"input_ids": input_ids, "segment_ids": segment_ids, "input_mask": input_mask,
+            "choice_mask": choice_mask, "labels": labels, "weights": weights}  # fmt: skip
+
+
 def batches(
     encoded: Encoded,
     batch_size: int,
@@ -138,7 +198,7 @@ def batches(
     if rng is not None:
         order = rng.permutation(order)
         window = batch_size * 50
-        lengths = np.array([len(ids) for ids in encoded.input_ids])
+        lengths = np.array([encoded.longest_row(i) for i in range(len(encoded))])
         chunks = [order[i : i + window] for i in range(0, len(order), window)]
         order = np.concatenate([c[np.argsort(lengths[c], kind="stable")] for c in chunks])
         starts = rng.permutation(np.arange(0, len(order), batch_size))

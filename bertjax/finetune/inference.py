@@ -14,6 +14,7 @@ import numpy as np
 
 from bertjax import sharding
 from bertjax.finetune import features, recipe, scores, squad, tasks
+from bertjax.finetune.choice_records import KIND as CHOICE_KIND
 from bertjax.finetune.records import TEXT_KINDS
 
 # QA decoding and window settings a fine-tuned model records (configs/finetune.py fields).
@@ -56,6 +57,8 @@ def encode(
         return features.encode_texts(examples, tokenizer, max_seq_length=length), None
     if kind == "tagging":
         return features.encode_tagged(examples, tokenizer, max_seq_length=length), None
+    if kind == CHOICE_KIND:
+        return features.encode_choices(examples, tokenizer, max_seq_length=length), None
     qa = squad.make_features(
         examples, tokenizer, max_seq_length=length, doc_stride=config.doc_stride,
         max_query_length=config.max_query_length,
@@ -102,6 +105,8 @@ def evaluate(
         return scores.classification_scores(predicted, encoded.labels, len(task.labels))
     if task.kind == "multilabel":
         return scores.multilabel_scores(predicted, encoded.labels, task.labels)
+    if task.kind == CHOICE_KIND:
+        return {"accuracy": scores.accuracy(predicted, encoded.labels)}
     if task.kind == "regression":
         return scores.regression_scores(predicted, encoded.labels)
     if task.kind == "tagging":
@@ -135,7 +140,9 @@ def decode(
     multilabel_threshold), the number (regression), the tag of every word (tagging; a word cut
     off by max_seq_length is "O"), the answer text (QA: the best span over the example's
     windows, `config`: n_best, max_answer_length; "" where `null_threshold` says there is
-    none, `squad.decode`)."""
+    none, `squad.decode`), the index of the highest-scoring choice (multiple choice)."""
+    if kind == CHOICE_KIND:
+        return [int(np.argmax(x[:n])) for x, n in zip(logits, encoded.num_choices, strict=True)]
     if kind == "classification":
         return [int(np.argmax(x)) for x in logits]
     if kind == "multilabel":

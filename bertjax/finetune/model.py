@@ -1,11 +1,12 @@
 """BERT encoder + one task head, and loading the encoder from a pretrained model directory.
 
 Heads (Hugging Face's BertFor* equivalents): classification (multilabel: the same head, one
-sigmoid per label; regression: one output) on
-the pooled [CLS] output (dropout + dense; with pooling="mean", on the mean of the final hidden
-states over the real tokens instead, for an encoder whose [CLS] no objective trained: MLM-only
-packed pretraining), tagging on every position (dropout + dense), QA start/end logits on every
-position (dense with 2 outputs). Parameters are a pure dict {"bert": ..., "head": ...}; "bert"
+sigmoid per label; regression: one output) on the pooled [CLS] output (dropout + dense; with
+pooling="mean", on the mean of the final hidden states over the real tokens instead, for an
+encoder whose [CLS] no objective trained: MLM-only packed pretraining), tagging on every
+position (dropout + dense), QA start/end logits on every position (dense with 2 outputs),
+multiple choice one score per choice (each choice a row: the classification head with one
+output, BertForMultipleChoice's). Parameters are a pure dict {"bert": ..., "head": ...}; "bert"
 has the pretraining checkpoint's layout, so it is taken over unchanged.
 """
 
@@ -23,7 +24,8 @@ from jax.experimental.multihost_utils import sync_global_devices
 
 from bertjax import checkpointing, paths
 from bertjax.convert import model_dir
-from bertjax.finetune.records import TEXT_KINDS
+from bertjax.finetune.choice_records import KIND as CHOICE_KIND
+from bertjax.finetune.choice_records import POOLED_KINDS
 from bertjax.models.bert import BertConfig, BertModel, unstack_layers
 from bertjax.models.dropout import Dropout
 
@@ -57,13 +59,21 @@ class BertForFinetuning(nnx.Module):
         rngs: nnx.Rngs | None = None,
     ) -> jax.Array:
         """Logits, float32: [B, C] (classification, multilabel; regression: C = 1, the number),
-        [B, L, C] (tagging), [B, L, 2] (QA)."""
+        [B, L, C] (tagging), [B, L, 2] (QA), [B, C] (multiple choice: inputs [B, C, L], a row
+        per choice)."""
+        if self.kind == CHOICE_KIND:  # the choices' rows as one batch, a score each
+            rows = input_ids.shape[:2]
+            flat = (x.reshape(-1, x.shape[-1]) for x in (input_ids, segment_ids, input_mask))
+            return self._logits(*flat, deterministic, rngs).reshape(rows)
+        return self._logits(input_ids, segment_ids, input_mask, deterministic, rngs)
+
+    def _logits(self, input_ids, segment_ids, input_mask, deterministic, rngs) -> jax.Array:
         encoded = self.bert(
             input_ids, segment_ids, input_mask, deterministic=deterministic, rngs=rngs
         )
-        if self.kind in TEXT_KINDS and self.pooling == "mean":
+        if self.kind in POOLED_KINDS and self.pooling == "mean":
             features = mean_over_tokens(encoded["sequence_output"], input_mask)
-        elif self.kind in TEXT_KINDS:
+        elif self.kind in POOLED_KINDS:
             features = encoded["pooled_output"]
         else:
             features = encoded["sequence_output"].astype(jnp.float32)
@@ -80,7 +90,7 @@ def mean_over_tokens(hidden: jax.Array, input_mask: jax.Array) -> jax.Array:
 
 
 def num_outputs(kind: str, num_labels: int) -> int:
-    return {"qa": 2, "regression": 1}.get(kind, num_labels)
+    return {"qa": 2, "regression": 1, CHOICE_KIND: 1}.get(kind, num_labels)
 
 
 class Encoder(NamedTuple):

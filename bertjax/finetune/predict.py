@@ -1,12 +1,12 @@
 """`bertjax predict`: a fine-tuned model (`bertjax finetune`'s SEED_DIR/model, or a
 transformers BertFor<Task> through `bertjax import`) labels a file.
 
-The input is what the model was fine-tuned on, labels or answers not needed: JSON Lines with
-its text fields (classification, multilabel, regression) or its word-list field (tagging), or
-SQuAD JSON / JSON Lines (QA); a bertjax fine-tune records those fields and its windows
-(`trainer._task_entry`), an imported model reads `text` / `tokens` and the recipe's windows
-unless told. The output is JSON Lines, one line per input record (per question for QA), in
-input order:
+The input is what the model was fine-tuned on, labels or answers not needed: JSON Lines with its
+text fields (classification, multilabel, regression; multiple choice: and its choices) or its
+word-list field (tagging), or SQuAD JSON / JSON Lines (QA); a bertjax fine-tune records those
+fields and its windows (`trainer._task_entry`), an imported model reads `text` / `tokens` and
+the recipe's windows (multiple choice: `choices` too) unless told. The output is JSON Lines, one
+line per input record (per question for QA), in input order:
 
   classification   the record + "prediction": label, "probabilities": {label: p}
   multilabel       the record + "prediction": [labels with p > the threshold: the model's,
@@ -15,6 +15,8 @@ input order:
   regression       the record + "prediction": the number
   tagging          the record + "predicted_tags": one tag per word (cut-off words "O")
   qa               {"id", "question", "prediction": answer text}
+  multiple_choice  the record + "prediction": the chosen choice's index (from 0),
+                   "predicted_choice": its text, "probabilities": [p of each choice]
 
 Inputs are encoded, batched and decoded as fine-tuning's evaluation does
 (finetune/inference.py), so a file labelled here scores what `bertjax finetune` reported on
@@ -39,7 +41,8 @@ from bertjax.convert import model_dir
 from bertjax.data import text_encodings, vocab
 from bertjax.data import tokenizer as tokenizers
 from bertjax.errors import UserError
-from bertjax.finetune import inference, model, squad
+from bertjax.finetune import choice_records, inference, model, squad
+from bertjax.finetune.choice_records import ChoiceExample
 from bertjax.finetune.records import (
     TEXT_KINDS,
     TaggedExample,
@@ -52,7 +55,8 @@ from bertjax.finetune.records import (
 
 # What a model imported from Hugging Face does not record (bertjax fine-tunes record theirs):
 # the input fields, and QA's windows (configs/finetune.py's defaults, BERT's run_squad values).
-DEFAULT_FIELDS = {"text_fields": ["text"], "tokens_field": "tokens"}
+DEFAULT_FIELDS = {"text_fields": ["text"], "tokens_field": "tokens",
+                  "choice_fields": [choice_records.DEFAULT_CHOICES_FIELD]}  # fmt: skip
 # What a model records of its decoding (QA: None, or SQuAD 2.0's threshold for answering "").
 SETTINGS = ("max_seq_length", "multilabel_threshold", "null_score_diff_threshold")
 QA_DEFAULTS = {"doc_stride": 128, "max_query_length": 64, "max_answer_length": 30, "n_best": 20}
@@ -60,7 +64,7 @@ QA_DEFAULTS = {"doc_stride": 128, "max_query_length": 64, "max_answer_length": 3
 
 WHAT_PREDICTED = {"classification": "texts classified", "multilabel": "texts labelled",
                   "regression": "texts scored", "tagging": "sentences tagged",
-                  "qa": "questions answered"}  # fmt: skip
+                  "qa": "questions answered", "multiple_choice": "choices made"}  # fmt: skip
 
 
 @dataclasses.dataclass
@@ -85,13 +89,15 @@ def predict_file(
     multilabel_threshold: float | None = None,
     column_names: str = "",
     text_encoding: str = "",
+    choices_field: str = "",
 ) -> Predictions:
     """Writes the predictions of the fine-tuned model at `model_path` for the records of
     `input_path` to `out` (JSON Lines). `text_fields` ("a" or "a,b") and `tokens_field` name
     the input's fields when they differ from the fine-tuning data's (recorded in the model);
     `multilabel_threshold` replaces a multilabel model's recorded threshold; `column_names`
     ("a,b,...") name the columns of a CSV or TSV input without a header row; `text_encoding`
-    is the input's encoding (a Python codec; "" = UTF-8).
+    is the input's encoding (a Python codec; "" = UTF-8); `choices_field` a multiple-choice
+    input's choices (a list field, or a field per choice: "a,b,...").
     Raises UserError on a model that is not fine-tuned, a missing or malformed input, a
     batch size the devices do not divide, or a threshold outside (0, 1) or for another kind."""
     paths.require_local(out, "--out")
@@ -103,7 +109,8 @@ def predict_file(
     text_encodings.check_encoding_name(text_encoding, "--text_encoding")
     step, metadata, task = _fine_tuned(model_path)
     out_path = _checked_paths(input_path, out)
-    task = _with_threshold(_with_fields(task, text_fields, tokens_field), multilabel_threshold)
+    task = _with_fields(task, text_fields, tokens_field, choices_field)
+    task = _with_threshold(task, multilabel_threshold)
     paths.make_local_dir(out_path.parent, "--out")
     records, examples = _read(task, Path(input_path).expanduser(), column_names, text_encoding)
     settings = ml_collections.ConfigDict(
@@ -120,7 +127,7 @@ def predict_file(
         task["kind"], task["labels"], examples, encoded, qa, logits, settings,
         settings.get("null_score_diff_threshold"),  # None: every question answered (v1.1)
     )  # fmt: skip
-    outputs = _outputs(task, records, predicted, logits)
+    outputs = _outputs(task, records, examples, predicted, logits)
     # default=str: a Parquet input's dates and decimals are echoed as text.
     lines = (json.dumps(r, ensure_ascii=False, default=str) + "\n" for r in outputs)
     out_path.write_text("".join(lines), encoding="utf-8")
@@ -171,25 +178,31 @@ def _logits(model_path, step, metadata, task, encoded, settings) -> list:
     return inference.predict_all(encoded, params, predict, mesh, settings)
 
 
-def _with_fields(task: dict, text_fields: str, tokens_field: str) -> dict:
+def _with_fields(task: dict, text_fields: str, tokens_field: str, choices_field: str) -> dict:
     """The task entry with the input field names the user gave in place of the recorded ones."""
     recorded = task.get("text_fields")  # None: imported, one text or a pair may be meant
-    task = DEFAULT_FIELDS | task
-    if text_fields and task["kind"] in TEXT_KINDS:
+    task, kind = DEFAULT_FIELDS | task, task["kind"]
+    for flag, value, kinds in (
+        ("--text_fields", text_fields, (*TEXT_KINDS, choice_records.KIND)),
+        ("--tokens_field", tokens_field, ("tagging",)),
+        ("--choices_field", choices_field, (choice_records.KIND,)),
+    ):
+        if value and kind not in kinds:
+            raise UserError(f"{flag} does not apply to a {kind} model; leave it out")
+    if text_fields:
         fields = [f.strip() for f in text_fields.split(",") if f.strip()]
         if recorded is not None and len(fields) != len(recorded):
             raise UserError(
                 f"--text_fields={text_fields} names {len(fields)} fields; the model reads "
                 f"{len(recorded)} ({', '.join(recorded)} when fine-tuned)"
             )
-        if not 1 <= len(fields) <= 2:
+        if not fields or (kind in TEXT_KINDS and len(fields) > 2):
             raise UserError(f"--text_fields={text_fields} must name one field or a pair: a or a,b")
-        return task | {"text_fields": fields}
-    if tokens_field and task["kind"] == "tagging":
-        return task | {"tokens_field": tokens_field}
-    if text_fields or tokens_field:
-        flag = "--text_fields" if text_fields else "--tokens_field"
-        raise UserError(f"{flag} does not apply to a {task['kind']} model; leave it out")
+        task |= {"text_fields": fields}
+    if tokens_field:
+        task |= {"tokens_field": tokens_field}
+    if choices_field:
+        task |= {"choice_fields": list(choice_records.parse_choice_fields(choices_field))}
     return task
 
 
@@ -231,6 +244,8 @@ def _read(task: dict, path: Path, column_names: str, encoding: str) -> tuple[lis
             for n, r in enumerate(records, 1)
         ]
         return records, examples
+    if task["kind"] == choice_records.KIND:
+        return records, _choice_examples(task, records, path)
     field = task["tokens_field"]
     examples = []
     for number, record in enumerate(records, 1):
@@ -244,6 +259,20 @@ def _read(task: dict, path: Path, column_names: str, encoding: str) -> tuple[lis
         words = tuple(text_value(w, f"{field}[{i}]", where) for i, w in enumerate(words))
         examples.append(TaggedExample(words, (0,) * len(words)))
     return records, examples
+
+
+def _choice_examples(task: dict, records: list[dict], path: Path) -> list[ChoiceExample]:
+    """Multiple-choice inputs: each record's context and choices (the answer not needed)."""
+    fields, choice_fields = task["text_fields"], task["choice_fields"]
+    examples = []
+    for number, record in enumerate(records, 1):
+        for name in choice_fields:  # a missing one named as a missing text field is
+            _field(record, name, path, number, [*fields, *choice_fields])
+        texts = tuple(_text(record, f, path, number, fields) for f in fields)
+        where = f"record {number} of {path}"
+        choices = choice_records.choices_of(record, tuple(choice_fields), str(path), where)
+        examples.append(ChoiceExample(texts, choices, label=0))
+    return examples
 
 
 def _field(record: dict, field: str, path: Path, number: int, fields: list[str]):
@@ -261,8 +290,16 @@ def _text(record: dict, field: str, path: Path, number: int, fields: list[str]) 
                             f"record {number} of {path}")  # fmt: skip
 
 
-def _outputs(task: dict, records: list, predicted: list, logits: list) -> list[dict]:
+def _outputs(
+    task: dict, records: list, examples: list, predicted: list, logits: list
+) -> list[dict]:
     """The output lines: each input record with its prediction."""
+    if task["kind"] == choice_records.KIND:
+        return [
+            record | {"prediction": p, "predicted_choice": example.choices[p],
+                      "probabilities": _softmax(x[: len(example.choices)])}
+            for record, example, p, x in zip(records, examples, predicted, logits, strict=True)
+        ]  # fmt: skip
     if task["kind"] == "classification":
         labels = task["labels"]
         return [
@@ -281,10 +318,13 @@ def _outputs(task: dict, records: list, predicted: list, logits: list) -> list[d
 
 
 def _probabilities(labels: list[str], logits: np.ndarray) -> dict[str, float]:
+    return dict(zip(labels, _softmax(logits), strict=True))
+
+
+def _softmax(logits: np.ndarray) -> list[float]:
+    """The probabilities of `logits`' classes, rounded to 6 decimals."""
     shifted = np.exp(logits - logits.max())
-    return {
-        label: round(float(p), 6) for label, p in zip(labels, shifted / shifted.sum(), strict=True)
-    }
+    return [round(float(p), 6) for p in shifted / shifted.sum()]
 
 
 def _sigmoids(labels: list[str], logits: np.ndarray) -> dict[str, float]:

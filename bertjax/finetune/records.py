@@ -4,7 +4,8 @@ error that names the record and the fix.
 
 - classification, multilabel, regression -> `TextExample` (one text or a pair, and the label:
   an id, a multi-hot tuple, a number);
-- tagging -> `TaggedExample` (words and one tag per word).
+- tagging -> `TaggedExample` (words and one tag per word);
+- multiple_choice -> `choice_records.ChoiceExample` (a context, its choices, the right one).
 """
 
 from __future__ import annotations
@@ -182,7 +183,8 @@ def json_lines(path: Path, name: str, encoding: str) -> Iterator[dict]:
             yield record
 
 
-def _field(record: dict, field: str, source: str):
+def field_value(record: dict, field: str, source: str):
+    """`record[field]`; a missing field is a UserError that names the flag to set."""
     if field not in record:
         raise UserError(
             f"a record of {source} has no field {field!r} (it has {sorted(record)}); set the "
@@ -206,7 +208,7 @@ def text_value(value, field: str, where: str) -> str:
 
 def _list_field(record: dict, field: str, source: str, number: int) -> list:
     """A tagging record's word or tag list (a string would be split into characters)."""
-    value = _field(record, field, source)
+    value = field_value(record, field, source)
     if not isinstance(value, list):
         raise UserError(
             f"record {number + 1} of {source}: {field!r} must be a list, one entry per word "
@@ -225,7 +227,7 @@ def _text_list(record: dict, field: str, source: str, number: int) -> tuple[str,
 def _label(record: dict, spec: TaskSpec, source: str, number: int) -> str:
     """A classification record's label as a string (1 and "1" are one class); null (an
     unlabelled record, e.g. a TFDS test split's -1), lists and objects are refused."""
-    value = _field(record, spec.label_field, source)
+    value = field_value(record, spec.label_field, source)
     where = f"record {number + 1} of {source}"
     if isinstance(value, list):
         raise UserError(
@@ -239,6 +241,7 @@ def label_names(spec: TaskSpec, records: Sequence[dict]) -> list[str]:
     """The task's label (tagging: tag) names in the training `records`, sorted: id = index."""
     names_of = {
         "regression": lambda record, i: (),
+        "multiple_choice": lambda record, i: (),  # choices are the record's own
         "classification": lambda record, i: (_label(record, spec, spec.train, i),),
         "multilabel": lambda record, i: _label_set(record, spec, spec.train, i),
         "tagging": lambda record, i: _text_list(record, spec.tags_field, spec.train, i),
@@ -259,7 +262,7 @@ def example(spec: TaskSpec, labels, record, source: str, number: int, training: 
 
 def _texts(record: dict, spec: TaskSpec, where: str, source: str) -> tuple[str, ...]:
     """A text record's one text or pair, each checked by `text_value`."""
-    return tuple(text_value(_field(record, f, source), f, where) for f in spec.text_fields)
+    return tuple(text_value(field_value(record, f, source), f, where) for f in spec.text_fields)
 
 
 def _text_example(record, spec: TaskSpec, labels, source: str, number: int) -> TextExample:
@@ -279,7 +282,7 @@ def _label_set(record: dict, spec: TaskSpec, source: str, number: int) -> tuple[
     name checked by `text_value`; a single string is refused (it would be one label or its
     characters, and which is meant cannot be told)."""
     where = f"record {number + 1} of {source}"
-    value = _field(record, spec.label_field, source)
+    value = field_value(record, spec.label_field, source)
     if not isinstance(value, list):
         shown = NOT_TEXT.get(type(value)) or json.dumps(value, ensure_ascii=False)
         one = f"[{json.dumps(value, ensure_ascii=False)}] for one label, " * isinstance(value, str)
@@ -307,7 +310,7 @@ def _scored_example(record, spec: TaskSpec, source: str, number: int) -> TextExa
     string; true/false, null, NaN and infinities are refused)."""
     where = f"record {number + 1} of {source}"
     texts = _texts(record, spec, where, source)
-    value = _field(record, spec.label_field, source)
+    value = field_value(record, spec.label_field, source)
     try:
         target = float(value) if not isinstance(value, bool) else math.nan
     except (TypeError, ValueError):

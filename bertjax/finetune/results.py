@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 MAIN_SCORE = {"classification": "accuracy", "multilabel": "micro_f1", "regression": "pearson",
-              "tagging": "f1", "qa": "f1"}  # fmt: skip
+              "tagging": "f1", "qa": "f1", "multiple_choice": "accuracy"}  # fmt: skip
 
 
 def summarize(

@@ -6,7 +6,9 @@ Five kinds of task, each with its own example type (`records` reads a record as 
   (topics, toxicity types, emotions; the label field is a JSON list of label names);
 - "regression": one text or a text pair -> one number (GLUE STS-B: similarity 0-5);
 - "tagging": words -> one tag per word (CoNLL-2000 chunking, NER);
-- "qa": question + context -> an answer span (SQuAD format, see `squad`).
+- "qa": question + context -> an answer span (SQuAD format, see `squad`);
+- "multiple_choice": a context + two or more choices -> the right choice (SWAG, RACE, COPA;
+  see `choice_records`).
 
 `--task=NAME` picks a preset (`PRESETS`: files under `config.data_dir`), `glue/NAME` (TFDS), or
 `jsonl` / `squad` for files the user names with `config.train_file` / `config.eval_file`.
@@ -26,10 +28,10 @@ from absl import logging
 
 from bertjax.data import text_encodings
 from bertjax.errors import UserError
-from bertjax.finetune import records, squad
+from bertjax.finetune import choice_records, records, squad
 from bertjax.finetune.records import TaggedExample
 
-KINDS = ("classification", "multilabel", "regression", "tagging", "qa")
+KINDS = ("classification", "multilabel", "regression", "tagging", "qa", choice_records.KIND)
 DEV_SPLIT_SEED = 0  # the permutation `hold_out_dev` takes the dev examples from
 
 
@@ -45,6 +47,7 @@ class TaskSpec:
     label_field: str = "label"
     tokens_field: str = "tokens"
     tags_field: str = "tags"
+    choice_fields: tuple[str, ...] = (choice_records.DEFAULT_CHOICES_FIELD,)  # multiple choice
     column_names: tuple[str, ...] = ()  # a headerless CSV/TSV file's columns; () = its header
     text_encoding: str = ""  # the files' encoding (a Python codec); "" = UTF-8
 
@@ -53,7 +56,7 @@ class TaskSpec:
 class TaskData:
     name: str
     kind: str
-    labels: list[str]  # class or tag names, index = id ([] for regression and QA)
+    labels: list[str]  # class or tag names, index = id ([] for regression, QA, multiple choice)
     train: list
     eval: list
     eval_split: str
@@ -100,6 +103,7 @@ def task_spec(name: str, config: ml_collections.ConfigDict) -> TaskSpec:
             ("label_field", config.label_field),
             ("tokens_field", config.tokens_field),
             ("tags_field", config.tags_field),
+            ("choice_fields", _choice_fields(config.get("choices_field", ""))),
             ("column_names", records.parse_column_names(config.get("column_names", ""))),
             ("text_encoding", _encoding(config.get("text_encoding", ""))),
         )
@@ -159,12 +163,10 @@ def load_task(name: str, config: ml_collections.ConfigDict) -> TaskData:
             f"{spec.label_field!r}; a multilabel task needs at least one"
         )
     examples = {
-        split: [
-            records.example(spec, labels, r, sources[split], i, split == "train")
-            for i, r in enumerate(rs)
-        ]
+        split: [_example(spec, labels, r, sources[split], i, split == "train")
+                for i, r in enumerate(rs)]
         for split, rs in raw.items()
-    }
+    }  # fmt: skip
     for split, split_examples in examples.items():
         if not split_examples:
             raise UserError(f"the {split} data of --task={name} ({sources[split]}) has no example")
@@ -173,6 +175,14 @@ def load_task(name: str, config: ml_collections.ConfigDict) -> TaskData:
     logging.info("Task %s (%s): %s examples, labels %s", name, spec.kind,
                  ", ".join(f"{len(v)} {k}" for k, v in examples.items()), labels)  # fmt: skip
     return _task_data(name, spec, labels, examples)
+
+
+def _example(spec: TaskSpec, labels: list[str], record: dict, source: str, number: int,
+             training: bool):  # fmt: skip
+    """Record `number` of `source` as its kind's example type."""
+    if spec.kind == choice_records.KIND:
+        return choice_records.choice_example(spec, record, source, number)
+    return records.example(spec, labels, record, source, number, training)
 
 
 def _task_data(name: str, spec: TaskSpec, labels: list[str], examples: dict) -> TaskData:
@@ -219,6 +229,11 @@ def _dev_groups(examples: Sequence) -> list[list[int]]:
 
 def _split_name(source: str) -> str:
     return source.rsplit(":", 1)[-1] if source.startswith("tfds:") else Path(source).stem
+
+
+def _choice_fields(value: str) -> tuple[str, ...]:
+    """`--config.choices_field` as field names; () when not given (the spec's default)."""
+    return choice_records.parse_choice_fields(value) if value.strip() else ()
 
 
 def _encoding(name: str) -> str:

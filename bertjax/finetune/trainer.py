@@ -42,6 +42,7 @@ from bertjax import optim, paths, sharding
 from bertjax.data import vocab
 from bertjax.errors import UserError
 from bertjax.finetune import features, inference, model, recipe, tasks
+from bertjax.finetune.choice_records import KIND as CHOICE_KIND
 from bertjax.finetune.records import TEXT_KINDS
 from bertjax.finetune.results import MAIN_SCORE, results_table, summarize
 from bertjax.progress import Progress
@@ -133,6 +134,9 @@ def _task_entry(task: tasks.TaskData, config: ml_collections.ConfigDict) -> dict
         entry["multilabel_threshold"] = recipe.field(config, "multilabel_threshold")
     if task.kind in TEXT_KINDS:
         return entry | {"text_fields": list(spec.text_fields)}
+    if task.kind == CHOICE_KIND:
+        return entry | {"text_fields": list(spec.text_fields),
+                        "choice_fields": list(spec.choice_fields)}  # fmt: skip
     if task.kind == "tagging":
         return entry | {"tokens_field": spec.tokens_field}
     windows = {name: config[name] for name in inference.QA_FIELDS}
@@ -144,14 +148,17 @@ def task_loss(logits: jax.Array, batch: dict, kind: str) -> tuple[jax.Array, jax
     """(sum of per-example losses, number of examples) over rows with weight 1; tagging averages
     over the labelled words of each batch instead of examples. Regression's loss is the squared
     error (Hugging Face's MSELoss for one output); multilabel's the binary cross-entropy of
-    each label's logit, averaged over the labels (BCEWithLogitsLoss)."""
+    each label's logit, averaged over the labels (BCEWithLogitsLoss); multiple choice's the
+    cross-entropy of the choices' scores (BertForMultipleChoice's)."""
     weights = batch["weights"]
     if kind == "regression":
         return jnp.sum((logits[:, 0] - batch["labels"]) ** 2 * weights), jnp.sum(weights)
     if kind == "multilabel":
         losses = optax.sigmoid_binary_cross_entropy(logits, batch["labels"]).mean(axis=-1)
         return jnp.sum(losses * weights), jnp.sum(weights)
-    if kind == "classification":
+    if kind == CHOICE_KIND:  # a softmax over each example's real choices
+        logits = jnp.where(batch["choice_mask"] > 0, logits, -1e9)
+    if kind in ("classification", CHOICE_KIND):
         losses = optax.softmax_cross_entropy_with_integer_labels(logits, batch["labels"])
         return jnp.sum(losses * weights), jnp.sum(weights)
     if kind == "tagging":

@@ -63,6 +63,14 @@ def topics(index: int) -> list[str]:
     return [name for name, names in mentions.items() if words & names]
 
 
+def options(index: int) -> list[str]:
+    """Multiple-choice options for PAIRS[index]: its hypothesis at position index % count
+    among the next pairs' (3 choices for even indices, 2 for odd: C3's counts vary)."""
+    count = 3 if index % 2 == 0 else 2
+    others = [PAIRS[(index + k) % len(PAIRS)][1] for k in range(1, count)]
+    return others[: index % count] + [PAIRS[index][1]] + others[index % count :]
+
+
 def task_files(tmp_path, kind: str) -> tuple[str, dict]:
     """(--task, config overrides) of a small task of `kind` written to `tmp_path`."""
     if kind == "multilabel":
@@ -83,6 +91,12 @@ def task_files(tmp_path, kind: str) -> tuple[str, dict]:
                    for i, (a, b, y) in enumerate(PAIRS)]  # fmt: skip
         path = write_jsonl(tmp_path / "scored.jsonl", records)
         fields = dict(text_fields="premise,hypothesis", label_field="score")
+        return "jsonl", dict(kind=kind, train_file=path, eval_file=path, **fields)
+    if kind == "multiple_choice":  # which hypothesis is the premise's: 2 or 3 choices
+        records = [{"premise": a, "options": options(i), "answer": i % len(options(i))}
+                   for i, (a, _, _) in enumerate(PAIRS)]  # fmt: skip
+        path = write_jsonl(tmp_path / "choices.jsonl", records)
+        fields = dict(text_fields="premise", choices_field="options", label_field="answer")
         return "jsonl", dict(kind=kind, train_file=path, eval_file=path, **fields)
     if kind == "tagging":
         records = [{"tokens": t, "tags": g} for t, g in SENTENCES]
@@ -135,7 +149,8 @@ def bertjax_logits(directory, ids, segments, mask) -> np.ndarray:
 
 # Every kind on both encoders; multilabel's head is classification's (only the loss and the
 # decoding differ), so it runs on the post-LN one only.
-KIND_PLACEMENTS = [(kind, placement) for kind in ("classification", "regression", "tagging", "qa")
+KIND_PLACEMENTS = [(kind, placement)
+                   for kind in ("classification", "regression", "tagging", "qa", "multiple_choice")
                    for placement in ("post", "pre")] + [("multilabel", "post")]  # fmt: skip
 
 
@@ -146,9 +161,9 @@ def test_a_finetuned_model_exports_as_its_task_class(
     saved = model_of(kind, placement)
     result = export_hf(saved, tmp_path / "hf")
     family = "RobertaPreLayerNorm" if placement == "pre" else "Bert"
-    suffix = {"tagging": "ForTokenClassification", "qa": "ForQuestionAnswering"}.get(
-        kind, "ForSequenceClassification"
-    )
+    suffixes = {"tagging": "ForTokenClassification", "qa": "ForQuestionAnswering",
+                "multiple_choice": "ForMultipleChoice"}  # fmt: skip
+    suffix = suffixes.get(kind, "ForSequenceClassification")
     assert result.architecture == family + suffix
     auto = getattr(transformers, "AutoModel" + suffix)
     hf_model = auto.from_pretrained(str(tmp_path / "hf")).eval()
@@ -159,6 +174,11 @@ def test_a_finetuned_model_exports_as_its_task_class(
                      return_tensors="pt")  # fmt: skip
     elif kind == "tagging":
         inputs = tok([" ".join(t) for t, _ in SENTENCES[:3]], padding=True, return_tensors="pt")
+    elif kind == "multiple_choice":  # [examples, choices, length], run_swag's layout
+        firsts = [PAIRS[i][0] for i in (0, 2) for _ in range(3)]
+        inputs = tok(firsts, [o for i in (0, 2) for o in options(i)], padding=True,
+                     return_tensors="pt")  # fmt: skip
+        inputs = {k: v.reshape(2, 3, -1) for k, v in inputs.items()}
     else:
         inputs = tok([q for _, q, _ in CONTEXTS], [c for c, _, _ in CONTEXTS], padding=True,
                      return_tensors="pt")  # fmt: skip
@@ -174,6 +194,14 @@ def test_a_finetuned_model_exports_as_its_task_class(
     else:
         theirs = out.logits.numpy()
     real = mask.astype(bool) if kind in ("tagging", "qa") else slice(None)
+    if kind == "multiple_choice":  # BertForMultipleChoice's loss is bertjax's cross-entropy
+        answers = torch.tensor([0, 2])  # options(0) puts it first, options(2) last
+        with torch.no_grad():
+            hf_loss = hf_model(**inputs, labels=answers).loss
+        batch = {"labels": jnp.asarray(answers.numpy()), "weights": jnp.ones(2),
+                 "choice_mask": jnp.ones((2, 3))}  # fmt: skip
+        total, count = trainer.task_loss(jnp.asarray(ours), batch, "multiple_choice")
+        assert float(total / count) == pytest.approx(float(hf_loss), rel=1e-4)
     np.testing.assert_allclose(theirs[real], ours[real], atol=ATOL, rtol=0)
     assert np.abs(ours).max() > 1e-2  # a trained head, not zeros
     if kind == "regression":  # one output, and Hugging Face's loss for it is bertjax's
@@ -288,7 +316,9 @@ def test_save_model_false_keeps_only_the_scores_and_a_rerun_reuses_the_seed(tmp_
     )
 
 
-@pytest.mark.parametrize("kind", ["classification", "multilabel", "regression", "tagging", "qa"])
+@pytest.mark.parametrize(
+    "kind", ["classification", "multilabel", "regression", "tagging", "qa", "multiple_choice"]
+)
 def test_predict_labels_a_file_as_fine_tuning_scored_it(tmp_path, model_of, kind):
     """`bertjax predict` on the eval file gives the predictions behind the eval scores."""
     saved = model_of(kind)
@@ -342,6 +372,13 @@ def test_predict_labels_a_file_as_fine_tuning_scored_it(tmp_path, model_of, kind
         scores = regression_scores(predicted, [r["score"] for r in lines])
         assert scores == pytest.approx({k: result[k] for k in ("pearson", "spearman", "mse")})
         assert isinstance(predicted[0], float) and np.ptp(predicted) > 0
+    elif kind == "multiple_choice":
+        assert done.count == len(lines) == len(PAIRS)
+        assert "choices made by a jsonl model" in done.line()
+        right = [r["prediction"] == r["answer"] for r in lines]
+        assert np.mean(right) == pytest.approx(result["accuracy"])
+        assert [len(r["probabilities"]) for r in lines[:2]] == [3, 2]
+        assert all(r["predicted_choice"] == r["options"][r["prediction"]] for r in lines)
     elif kind == "tagging":
         assert len(lines) == len(SENTENCES)
         true = [r["tags"] for r in lines]
@@ -433,11 +470,15 @@ def test_an_exported_fine_tune_imports_back_and_predicts_the_same(
     ids, mask = rng.integers(5, 40, (2, 16)), np.ones((2, 16), np.int32)
     mask[1, 9:] = 0
     ids, segments = ids * mask, np.zeros_like(ids)
+    if kind == "multiple_choice":  # one question, its two choices
+        ids, segments, mask = (x[None] for x in (ids, segments, mask))
     np.testing.assert_array_equal(bertjax_logits(tmp_path / "back", ids, segments, mask),
                                   bertjax_logits(saved, ids, segments, mask))  # fmt: skip
     _, fields = task_files(tmp_path, kind)
     pairs = kind in ("classification", "multilabel", "regression")
     flags = {"text_fields": "premise,hypothesis"} if pairs else {}
+    if kind == "multiple_choice":  # an imported model reads "text" and "choices" unless told
+        flags = {"text_fields": "premise", "choices_field": "options"}
     original = predict.predict_file(str(saved), fields["eval_file"], str(tmp_path / "a.jsonl"))
     back = predict.predict_file(str(tmp_path / "back"), fields["eval_file"],
                                 str(tmp_path / "b.jsonl"), **flags)  # fmt: skip

@@ -1,0 +1,94 @@
+"""Multiple-choice records (SWAG, RACE, COPA, ARC, C3 once flattened): a context, two or more
+choices, and which choice is right.
+
+A record's context is its text fields (`--config.text_fields`): the first is the first segment
+of every choice's row, the others go before each choice in the second segment, as Hugging
+Face's run_swag builds SWAG's rows (sent1 | sent2 + ending) and RACE's are built (article |
+question + option). The choices are one field holding a JSON list of texts
+(`--config.choices_field=choices`, the default) or one field per choice
+(`--config.choices_field=ending0,ending1,ending2,ending3`, SWAG's columns). The label is the
+right choice: its index from 0 (a JSON number or digits: SWAG, COPA; CSV/TSV files give every
+value as text), its letter (A = the first: RACE, ARC) or its text (C3).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import string
+from typing import TYPE_CHECKING
+
+from bertjax.errors import UserError
+from bertjax.finetune.records import NOT_TEXT, TEXT_KINDS, field_value, text_value
+
+if TYPE_CHECKING:  # tasks imports this module
+    from bertjax.finetune.tasks import TaskSpec
+
+KIND = "multiple_choice"
+DEFAULT_CHOICES_FIELD = "choices"
+# The kinds whose head reads the pooled [CLS] features (or their mean: `--config.pooling`).
+POOLED_KINDS = (*TEXT_KINDS, KIND)
+
+
+@dataclasses.dataclass(frozen=True)
+class ChoiceExample:
+    texts: tuple[str, ...]  # the context: the first segment, then what precedes each choice
+    choices: tuple[str, ...]
+    label: int  # index of the right choice (0 where the answer is not known: predict's input)
+
+
+def parse_choice_fields(value: str) -> tuple[str, ...]:
+    """`--config.choices_field`: one field (a JSON list of choices) or comma-separated fields
+    (one choice each); "" = "choices"."""
+    names = tuple(name.strip() for name in value.split(",") if name.strip())
+    return names or (DEFAULT_CHOICES_FIELD,)
+
+
+def choice_example(spec: TaskSpec, record: dict, source: str, number: int) -> ChoiceExample:
+    """Record `number` (from 0) of `source` as a ChoiceExample; UserError naming the record for
+    a missing field, fewer than two choices, or a label that names no choice."""
+    where = f"record {number + 1} of {source}"
+    texts = tuple(text_value(field_value(record, f, source), f, where) for f in spec.text_fields)
+    choices = choices_of(record, spec.choice_fields, source, where)
+    label = field_value(record, spec.label_field, source)
+    return ChoiceExample(texts, choices, choice_index(label, choices, spec.label_field, where))
+
+
+def choices_of(record: dict, fields: tuple[str, ...], source: str, where: str) -> tuple[str, ...]:
+    """The record's choices: the texts of the list field `fields[0]`, or of each field."""
+    if len(fields) > 1:
+        choices = tuple(text_value(field_value(record, f, source), f, where) for f in fields)
+    else:
+        (name,) = fields
+        value = field_value(record, name, source)
+        if not isinstance(value, list):
+            shown = NOT_TEXT.get(type(value)) or f"a {type(value).__name__}"
+            raise UserError(
+                f"{where}: {name!r} is {shown}, not a JSON list of the choices; name one field "
+                "per choice with --config.choices_field=A,B,... if they are separate"
+            )
+        choices = tuple(text_value(v, f"{name}[{i}]", where) for i, v in enumerate(value))
+    if len(choices) < 2:
+        raise UserError(f"{where} has {len(choices)} choice(s); a question needs at least 2")
+    return choices
+
+
+def choice_index(label, choices: tuple[str, ...], label_field: str, where: str) -> int:
+    """The right choice's index from a label that is its index (a number, or digits as CSV
+    gives it), its letter (A, B, ...) or its text; UserError when it names none of them."""
+    letters = string.ascii_uppercase[: len(choices)]
+    if isinstance(label, str) and label.strip().isdigit():
+        label = int(label.strip())
+    if isinstance(label, int) and not isinstance(label, bool):
+        if 0 <= label < len(choices):
+            return label
+    elif isinstance(label, str) and label in choices:
+        return choices.index(label)
+    elif isinstance(label, str) and len(label.strip()) == 1 and label.strip() in letters:
+        return letters.index(label.strip())
+    shown = json.dumps(label, ensure_ascii=False)
+    raise UserError(
+        f"{where}: {label_field!r} is {shown}, which names none of its {len(choices)} choices; "
+        f"give the right one's index (0-{len(choices) - 1}), letter "
+        f"(A-{letters[-1]}) or text"
+    )
