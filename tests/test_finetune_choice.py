@@ -75,6 +75,11 @@ def test_tiny_model_learns_a_multiple_choice_task_and_predict_agrees(tmp_path):
     with pytest.raises(UserError, match="has no field 'choices'; the model was fine-tuned on "):
         predict.predict_file(str(saved), str(tmp_path / "renamed.jsonl"), str(out),
                              text_fields="c,q")  # fmt: skip
+    one_text = write_jsonl(tmp_path / "one.jsonl", [{"context": "a", "question": "b",
+                                                     "choices": "it was great"}])  # fmt: skip
+    with pytest.raises(UserError, match="not a JSON list of the choices; name one field per "
+                       "choice with --choices_field=A,B"):  # fmt: skip
+        predict.predict_file(str(saved), one_text, str(out))
     with pytest.raises(UserError, match="--tokens_field does not apply to a multiple_choice"):
         predict.predict_file(str(saved), str(tmp_path / "renamed.jsonl"), str(out),
                              tokens_field="w")  # fmt: skip
@@ -87,13 +92,14 @@ def spec(**fields) -> tasks.TaskSpec:
 
 def test_a_label_is_the_right_choice_s_index_letter_or_text():
     choices = ["a red one", "a blue one", "a green one"]
-    for label, index in [(2, 2), ("1", 1), (" 0 ", 0), ("B", 1), ("a green one", 2)]:
+    for label, index in [(2, 2), ("1", 1), (" 0 ", 0), (1.0, 1), ("B", 1), ("a green one", 2)]:
         record = {"text": "which one ?", "choices": choices, "label": label}
         example = choice_records.choice_example(spec(), record, "f.jsonl", 0)
         assert example == ChoiceExample(("which one ?",), tuple(choices), index)
     bad = {3: r"is 3, which names none of its 3 choices; give the right one's index \(0-2\), "
               r"letter \(A-C\) or text", "D": 'is "D", which names none', True: "is true, which",
-           "": 'is "", which', "a yellow one": 'is "a yellow one", which'}  # fmt: skip
+           "": 'is "", which', "a yellow one": 'is "a yellow one", which',
+           1.5: "is 1.5, which"}  # fmt: skip
     for label, message in bad.items():
         record = {"text": "which one ?", "choices": choices, "label": label}
         with pytest.raises(UserError, match=f"record 4 of f.jsonl: 'label' {message}"):

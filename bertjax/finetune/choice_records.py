@@ -54,8 +54,12 @@ def choice_example(spec: TaskSpec, record: dict, source: str, number: int) -> Ch
     return ChoiceExample(texts, choices, choice_index(label, choices, spec.label_field, where))
 
 
-def choices_of(record: dict, fields: tuple[str, ...], source: str, where: str) -> tuple[str, ...]:
-    """The record's choices: the texts of the list field `fields[0]`, or of each field."""
+def choices_of(
+    record: dict, fields: tuple[str, ...], source: str, where: str,
+    flag: str = "--config.choices_field",
+) -> tuple[str, ...]:  # fmt: skip
+    """The record's choices: the texts of the list field `fields[0]`, or of each field (`flag`
+    names them, for the error of a field that is not a list)."""
     if len(fields) > 1:
         choices = tuple(text_value(field_value(record, f, source), f, where) for f in fields)
     else:
@@ -65,7 +69,7 @@ def choices_of(record: dict, fields: tuple[str, ...], source: str, where: str) -
             shown = NOT_TEXT.get(type(value)) or f"a {type(value).__name__}"
             raise UserError(
                 f"{where}: {name!r} is {shown}, not a JSON list of the choices; name one field "
-                "per choice with --config.choices_field=A,B,... if they are separate"
+                f"per choice with {flag}=A,B,... if they are separate"
             )
         choices = tuple(text_value(v, f"{name}[{i}]", where) for i, v in enumerate(value))
     if len(choices) < 2:
@@ -79,6 +83,8 @@ def choice_index(label, choices: tuple[str, ...], label_field: str, where: str) 
     letters = string.ascii_uppercase[: len(choices)]
     if isinstance(label, str) and label.strip().isdigit():
         label = int(label.strip())
+    if isinstance(label, float) and label.is_integer():  # 1.0: a table column with nulls
+        label = int(label)
     if isinstance(label, int) and not isinstance(label, bool):
         if 0 <= label < len(choices):
             return label

@@ -1,6 +1,6 @@
 """Downstream tasks: what to read (JSON Lines, SQuAD files or TensorFlow Datasets) and as what.
 
-Five kinds of task, each with its own example type (`records` reads a record as one):
+Six kinds of task, each with its own example type (`records` reads a record as one):
 - "classification": one text or a text pair -> one label (MR, TREC, RTE, GLUE);
 - "multilabel": one text or a text pair -> any number of labels, each one a yes/no decision
   (topics, toxicity types, emotions; the label field is a JSON list of label names);
@@ -177,8 +177,9 @@ def load_task(name: str, config: ml_collections.ConfigDict) -> TaskData:
     return _task_data(name, spec, labels, examples)
 
 
-def _example(spec: TaskSpec, labels: list[str], record: dict, source: str, number: int,
-             training: bool):  # fmt: skip
+def _example(
+    spec: TaskSpec, labels: list[str], record: dict, source: str, number: int, training: bool
+):
     """Record `number` of `source` as its kind's example type."""
     if spec.kind == choice_records.KIND:
         return choice_records.choice_example(spec, record, source, number)
