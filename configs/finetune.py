@@ -23,8 +23,9 @@ def get_config() -> ml_collections.ConfigDict:
     config.label_field = ""  # "" = "label" (multilabel: a JSON list of label names)
     config.tokens_field = ""  # tagging: "" = "tokens"
     config.tags_field = ""  # tagging: "" = "tags"
-    # multiple_choice: the field holding a JSON list of the choices ("" = "choices"), or one
-    # field per choice, comma-separated ("ending0,ending1,ending2,ending3": SWAG's columns).
+    # multiple_choice: the field holding a JSON list of the choices ("" = "choices"; or ARC's
+    # {"text": [...], "label": [...]}), or one field per choice, comma-separated
+    # ("ending0,ending1,ending2,ending3": SWAG's columns).
     config.choices_field = ""
     # A CSV/TSV file without a header row (LCQMC, GLUE's CoLA): its columns' names, comma-
     # separated, e.g. "text_a,text_b,label"; "" = the first row names them.

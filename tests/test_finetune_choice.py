@@ -206,3 +206,30 @@ def test_the_choice_head_scores_each_row_as_a_one_output_classifier():
                       jnp.asarray(mask.reshape(6, 8)))  # fmt: skip
     assert scores.shape == (2, 3)
     np.testing.assert_allclose(scores, rows.reshape(2, 3), rtol=1e-6)
+
+
+def test_hugging_face_layouts_of_arc_and_c3_read_as_they_are(tmp_path):
+    """ARC / CommonsenseQA / OpenBookQA on the Hub: choices {"text", "label"}, answerKey its
+    name (ARC has questions labelled "1"-"4", which are names there, not indices); C3
+    (clue/c3): the context a list of dialogue turns, the answer the choice's text."""
+    arc = [
+        {"question": "Which is a gas?", "answerKey": "B",
+         "choices": {"text": ["ice", "steam", "rock"], "label": ["A", "B", "C"]}},
+        {"question": "What melts?", "answerKey": "1",
+         "choices": {"text": ["snow", "sand", "glass", "iron"], "label": ["1", "2", "3", "4"]}},
+    ]  # fmt: skip
+    config = config_for(kind="multiple_choice", text_fields="question", label_field="answerKey",
+                        train_file=write_jsonl(tmp_path / "arc.jsonl", arc),
+                        eval_file=str(tmp_path / "arc.jsonl"))  # fmt: skip
+    task = tasks.load_task("jsonl", config)
+    assert [(e.choices, e.label) for e in task.train] == [
+        (("ice", "steam", "rock"), 1), (("snow", "sand", "glass", "iron"), 0)]  # fmt: skip
+    c3 = [{"context": ["男：你去哪儿？", "女：我去图书馆。"], "question": "女的去哪儿？",
+           "choice": ["商店", "图书馆", "学校"], "answer": "图书馆"}]  # fmt: skip
+    config = config_for(kind="multiple_choice", text_fields="context,question",
+                        choices_field="choice", label_field="answer",
+                        train_file=write_jsonl(tmp_path / "c3.jsonl", c3),
+                        eval_file=str(tmp_path / "c3.jsonl"))  # fmt: skip
+    (example,) = tasks.load_task("jsonl", config).train
+    assert example == ChoiceExample(("男：你去哪儿？ 女：我去图书馆。", "女的去哪儿？"),
+                                    ("商店", "图书馆", "学校"), 1)  # fmt: skip

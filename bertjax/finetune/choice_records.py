@@ -6,9 +6,12 @@ of every choice's row, the others go before each choice in the second segment, a
 Face's run_swag builds SWAG's rows (sent1 | sent2 + ending) and RACE's are built (article |
 question + option). The choices are one field holding a JSON list of texts
 (`--config.choices_field=choices`, the default) or one field per choice
-(`--config.choices_field=ending0,ending1,ending2,ending3`, SWAG's columns). The label is the
-right choice: its index from 0 (a JSON number or digits: SWAG, COPA; CSV/TSV files give every
-value as text), its letter (A = the first: RACE, ARC) or its text (C3).
+(`--config.choices_field=ending0,ending1,ending2,ending3`, SWAG's columns), or Hugging Face's
+struct of ARC, CommonsenseQA and OpenBookQA, `{"text": [...], "label": ["A", "B", ...]}`. The
+label is the right choice: its name in that struct's "label" list (ARC's answerKey, "1"-"4" in
+some questions), else its index from 0 (a JSON number or digits: SWAG, COPA; CSV/TSV files give
+every value as text), its letter (A = the first: RACE) or its text (C3). A context field may be
+a list of texts (C3's dialogue turns in Hugging Face's clue/c3), joined by spaces.
 """
 
 from __future__ import annotations
@@ -48,23 +51,41 @@ def choice_example(spec: TaskSpec, record: dict, source: str, number: int) -> Ch
     """Record `number` (from 0) of `source` as a ChoiceExample; UserError naming the record for
     a missing field, fewer than two choices, or a label that names no choice."""
     where = f"record {number + 1} of {source}"
-    texts = tuple(text_value(field_value(record, f, source), f, where) for f in spec.text_fields)
-    choices = choices_of(record, spec.choice_fields, source, where)
+    texts = context_texts(record, spec.text_fields, source, where)
+    choices, names = choices_of(record, spec.choice_fields, source, where)
     label = field_value(record, spec.label_field, source)
-    return ChoiceExample(texts, choices, choice_index(label, choices, spec.label_field, where))
+    return ChoiceExample(
+        texts, choices, choice_index(label, choices, spec.label_field, where, names)
+    )
+
+
+def context_texts(record: dict, fields, source: str, where: str) -> tuple[str, ...]:
+    """The context fields' texts; a list of texts (C3's turns) is joined by spaces."""
+    texts = []
+    for name in fields:
+        value = field_value(record, name, source)
+        if isinstance(value, list):
+            value = " ".join(text_value(v, f"{name}[{i}]", where) for i, v in enumerate(value))
+        texts.append(text_value(value, name, where))
+    return tuple(texts)
 
 
 def choices_of(
     record: dict, fields: tuple[str, ...], source: str, where: str,
     flag: str = "--config.choices_field",
 ) -> tuple[str, ...]:  # fmt: skip
-    """The record's choices: the texts of the list field `fields[0]`, or of each field (`flag`
-    names them, for the error of a field that is not a list)."""
+    """(choices, their names) of the record: the texts of the list field `fields[0]` (or of its
+    struct's "text" list, the names its "label" list), or of each field (no names). `flag`
+    names the fields, for the error of one that is not a list."""
+    names = ()
     if len(fields) > 1:
         choices = tuple(text_value(field_value(record, f, source), f, where) for f in fields)
     else:
         (name,) = fields
         value = field_value(record, name, source)
+        if isinstance(value, dict) and isinstance(value.get("text"), list):  # ARC's struct
+            names = tuple(str(v) for v in value.get("label") or ())
+            name, value = f"{name}.text", value["text"]
         if not isinstance(value, list):
             shown = NOT_TEXT.get(type(value)) or f"a {type(value).__name__}"
             raise UserError(
@@ -74,13 +95,18 @@ def choices_of(
         choices = tuple(text_value(v, f"{name}[{i}]", where) for i, v in enumerate(value))
     if len(choices) < 2:
         raise UserError(f"{where} has {len(choices)} choice(s); a question needs at least 2")
-    return choices
+    return choices, names if len(names) == len(choices) else ()
 
 
-def choice_index(label, choices: tuple[str, ...], label_field: str, where: str) -> int:
-    """The right choice's index from a label that is its index (a number, or digits as CSV
-    gives it), its letter (A, B, ...) or its text; UserError when it names none of them."""
+def choice_index(
+    label, choices: tuple[str, ...], label_field: str, where: str, names: tuple[str, ...] = ()
+) -> int:
+    """The right choice's index from a label that is its name in `names`, its index (a number,
+    or digits as CSV gives it), its letter (A, B, ...) or its text; UserError when it names
+    none of them."""
     letters = string.ascii_uppercase[: len(choices)]
+    if isinstance(label, str) and label.strip() in names:
+        return names.index(label.strip())
     if isinstance(label, str) and label.strip().isdigit():
         label = int(label.strip())
     if isinstance(label, float) and label.is_integer():  # 1.0: a table column with nulls

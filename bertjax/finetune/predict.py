@@ -266,11 +266,11 @@ def _choice_examples(task: dict, records: list[dict], path: Path) -> list[Choice
     fields, choice_fields = task["text_fields"], task["choice_fields"]
     examples = []
     for number, record in enumerate(records, 1):
-        for name in choice_fields:  # missing: the error names the model's fields
+        for name in (*fields, *choice_fields):  # missing: the error names the model's fields
             _field(record, name, path, number, [*fields, *choice_fields])
-        texts = tuple(_text(record, f, path, number, fields) for f in fields)
         where = f"record {number} of {path}"
-        choices = choice_records.choices_of(
+        texts = choice_records.context_texts(record, fields, str(path), where)
+        choices, _ = choice_records.choices_of(
             record, tuple(choice_fields), str(path), where, "--choices_field"
         )
         examples.append(ChoiceExample(texts, choices, label=0))
