@@ -168,7 +168,7 @@ def _predict(fv: flags.FlagValues, arguments: list[str]) -> None:
         fv.model, fv.input, fv.out, batch_size=fv.batch_size, text_fields=fv.text_fields,
         tokens_field=fv.tokens_field, multilabel_threshold=fv.multilabel_threshold,
         column_names=fv.column_names, text_encoding=fv.text_encoding,
-        choices_field=fv.choices_field,
+        choices_field=fv.choices_field, null_score_diff_threshold=fv.null_score_diff_threshold,
     )  # fmt: skip
     print(done.line())
 
@@ -334,7 +334,8 @@ COMMANDS: dict[str, Command] = {
         "bertjax predict --model=FINETUNE_DIR/seed_<s>/model --input=FILE --out=FILE.jsonl\n"
         "           [--batch_size=64] [--text_fields=a,b | --tokens_field=NAME]\n"
         "           [--multilabel_threshold=P] [--column_names=a,b,...] [--text_encoding=E]\n"
-        "           [--choices_field=NAME | --choices_field=a,b,...]",
+        "           [--choices_field=NAME | --choices_field=a,b,...]\n"
+        "           [--null_score_diff_threshold=T]",
         (
             ("string", "model", None, "A fine-tuned model: FINETUNE_DIR/seed_<s>/model."),
             ("string", "input", None, "Records (JSON Lines/JSON, Parquet, Arrow, CSV, TSV, "
@@ -349,6 +350,9 @@ COMMANDS: dict[str, Command] = {
             ("string", "choices_field", "",
              "Multiple choice: the input's field with a list of the choices, or its fields "
              "of one choice each, a,b,... (default: the model's)."),
+            ("float", "null_score_diff_threshold", None,
+             "QA: answer \"\" where a question's null score beats its best span's by more than T "
+             "(default: the model's; SQuAD 2.0 fine-tunes report best_f1_threshold)."),
             ("float", "multilabel_threshold", None,
              "Multilabel: predict the labels whose probability is over P (default: the "
              "model's threshold, 0.5 unless fine-tuned with another)."),

@@ -36,7 +36,8 @@ OLD_FLAGS = {
     "fill-mask": ["--workdir=w", "--step=3", "--top_k=2", "a [MASK] b"],
     "predict": ["--model=m", "--input=i", "--out=o", "--batch_size=8", "--text_fields=a,b",
                 "--tokens_field=t", "--multilabel_threshold=0.4", "--column_names=a,b",
-                "--text_encoding=gb18030", "--choices_field=c"],
+                "--text_encoding=gb18030", "--choices_field=c",
+                "--null_score_diff_threshold=-1.5"],
     "bench": ["--model=tiny", "--seq_len=32", "--batch_size=4", "--steps=1", "--warmup_steps=0",
               "--precision=fp32", "--devices=1", "--attention=xla", "--attention_dropout=0",
               "--remat=full", "--peers", "--peers_venv=v", "--input_pipeline", "--checkpoint",
@@ -216,7 +217,7 @@ def test_predict_passes_its_flags_on(monkeypatch, capsys):
     assert seen == {"args": ("m", "i", "o"), "batch_size": 8, "text_fields": "a,b",
                     "tokens_field": "t", "multilabel_threshold": 0.4,
                     "column_names": "a,b", "text_encoding": "gb18030",
-                    "choices_field": "c"}  # fmt: skip
+                    "choices_field": "c", "null_score_diff_threshold": -1.5}  # fmt: skip
     assert "1 texts labelled by a jsonl model -> o" in capsys.readouterr().out
     _, fv, _ = cli.parse(["bertjax", "predict", "--model=m", "--input=i", "--out=o"])
     assert fv.multilabel_threshold is None  # the model's own threshold

@@ -842,11 +842,22 @@ def test_squad2_unanswerable_questions_are_learned_and_answered_empty(tmp_path):
         hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,  # 5 questions, 60 steps
     )  # fmt: skip
     results = trainer.finetune("squad", str(init), str(tmp_path / "qa"), config)
-    assert results["seeds"]["0"]["exact_match"] == results["seeds"]["0"]["f1"] == 1.0
+    scored = results["seeds"]["0"]
+    assert scored["exact_match"] == scored["f1"] == 1.0
+    # evaluate-v2.0's split and the best threshold (here every one that keeps all 5 right)
+    assert scored["has_answer_f1"] == scored["no_answer_accuracy"] == scored["best_f1"] == 1.0
+    assert np.isfinite(scored["best_f1_threshold"])
     saved = tmp_path / "qa" / "seed_0" / trainer.MODEL_DIR
     done = predict.predict_file(str(saved), str(squad_file), str(tmp_path / "answers.jsonl"))
     answers = {row["id"]: row["prediction"] for row in map(json.loads, open(done.out))}
     assert answers == {"q0": "1889", "q1": "Marie Curie", "q2": "yellow", "n0": "", "n1": ""}
+    # Another threshold at predict time: a huge one gives every question a span.
+    predict.predict_file(str(saved), str(squad_file), str(tmp_path / "spans.jsonl"),
+                         null_score_diff_threshold=1e9)  # fmt: skip
+    spans = {
+        row["id"]: row["prediction"] for row in map(json.loads, open(tmp_path / "spans.jsonl"))
+    }
+    assert spans["n0"] and spans["n1"] and spans["q0"] == "1889"
     # The threshold travels through the export's config.json and back.
     export_hf(saved, tmp_path / "hf")
     assert (

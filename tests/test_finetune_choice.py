@@ -80,6 +80,8 @@ def test_tiny_model_learns_a_multiple_choice_task_and_predict_agrees(tmp_path):
     with pytest.raises(UserError, match="not a JSON list of the choices; name one field per "
                        "choice with --choices_field=A,B"):  # fmt: skip
         predict.predict_file(str(saved), one_text, str(out))
+    with pytest.raises(UserError, match="--null_score_diff_threshold does not apply to a mult"):
+        predict.predict_file(str(saved), one_text, str(out), null_score_diff_threshold=0.0)
     with pytest.raises(UserError, match="--tokens_field does not apply to a multiple_choice"):
         predict.predict_file(str(saved), str(tmp_path / "renamed.jsonl"), str(out),
                              tokens_field="w")  # fmt: skip

@@ -4,7 +4,7 @@ SQuAD scores."""
 import numpy as np
 import pytest
 
-from bertjax.finetune import scores
+from bertjax.finetune import scores, squad
 from bertjax.finetune.scores import regression_scores
 
 
@@ -187,3 +187,26 @@ def test_squad2_questions_without_answers_score_an_empty_prediction():
     predictions = {"q1": "", "n1": "", "n2": "the .", "n3": "Broncos"}
     # EM and F1: q1 0, n1 1, n2 1, n3 0 -> 2/4.
     assert scores.squad_scores(predictions, answers) == {"exact_match": 0.5, "f1": 0.5}
+
+
+def test_squad2_scores_split_answerable_and_find_the_best_null_threshold():
+    """Hand-computed: q1's span is right, q2's half right (F1 2/3), n1 and n2 have no answer
+    (n1's span is text, n2 has no valid span). At threshold 0 q2 and n1 get "": F1 3/4. Giving
+    spans in rising diff order: q1 (-2) 3, q2 (0.5) 3 2/3, n1 (1.0) 2 2/3: the best is 0.5."""
+    answers = {"q1": ["red car"], "q2": ["blue"], "n1": [], "n2": []}
+    spans = {"q1": "red car", "q2": "blue sky", "n1": "a thing", "n2": ""}
+    diffs = {"q1": -2.0, "q2": 0.5, "n1": 1.0, "n2": float("inf")}
+    at_zero = {"q1": "red car", "q2": "", "n1": "", "n2": ""}
+    result = scores.squad2_scores(at_zero, spans, diffs, answers)
+    assert result == pytest.approx({
+        "has_answer_exact_match": 0.5, "has_answer_f1": 0.5, "no_answer_accuracy": 1.0,
+        "best_f1": (1 + 2 / 3 + 1 + 1) / 4, "best_f1_threshold": 0.5})  # fmt: skip
+    at_best = squad.null_answered(spans, diffs, result["best_f1_threshold"])
+    assert scores.squad_scores(at_best, answers)["f1"] == pytest.approx(result["best_f1"])
+    # Tied diffs move together: no threshold between q2 and n1.
+    tied = scores.squad2_scores(at_zero, spans, diffs | {"n1": 0.5}, answers)
+    assert (tied["best_f1"], tied["best_f1_threshold"]) == (0.75, -2.0)
+    # Where "" for every question scores best, the threshold lies below every diff.
+    unanswerable = {"n1": [], "n3": []}
+    alone = scores.squad2_scores({}, {"n1": "x", "n3": "y"}, {"n1": 1.0, "n3": 3.0}, unanswerable)
+    assert alone == {"no_answer_accuracy": 0.0, "best_f1": 1.0, "best_f1_threshold": 0.0}

@@ -99,8 +99,9 @@ def evaluate(
     task = prepared.task
     examples, encoded, qa = prepared.split(split)
     logits = predict_all(encoded, params, predict, mesh, config)
-    predicted = decode(task.kind, task.labels, examples, encoded, qa, logits, config,
-                       null_score_diff_threshold(task, config))  # fmt: skip
+    if task.kind == "qa":
+        return _qa_scores(task, examples, qa, logits, config)
+    predicted = decode(task.kind, task.labels, examples, encoded, qa, logits, config)
     if task.kind == "classification":
         return scores.classification_scores(predicted, encoded.labels, len(task.labels))
     if task.kind == "multilabel":
@@ -109,12 +110,23 @@ def evaluate(
         return {"accuracy": scores.accuracy(predicted, encoded.labels)}
     if task.kind == "regression":
         return scores.regression_scores(predicted, encoded.labels)
-    if task.kind == "tagging":
-        true = [list(e.gold) or [task.labels[t] for t in e.tags] for e in examples]
-        return scores.chunk_scores(true, predicted)
-    answers = {e.id: answer for e, answer in zip(examples, predicted, strict=True)}
+    true = [list(e.gold) or [task.labels[t] for t in e.tags] for e in examples]
+    return scores.chunk_scores(true, predicted)
+
+
+def _qa_scores(task: tasks.TaskData, examples: list, qa, logits: list, config) -> dict:
+    """Exact match and F1 of the answers decoded as `decode` does; with SQuAD 2.0 data also
+    `scores.squad2_scores`' (answerable / unanswerable, the best null threshold)."""
+    start, end = _qa_logits(qa, logits)
+    spans, null_diffs = squad.best_spans(examples, qa, start, end, n_best=config.n_best,
+                                         max_answer_length=config.max_answer_length)  # fmt: skip
+    threshold = null_score_diff_threshold(task, config)
+    answers = squad.null_answered(spans, null_diffs, threshold)
     gold = {e.id: [text for text, _ in e.answers] for e in examples}
-    return scores.squad_scores(answers, gold)
+    result = scores.squad_scores(answers, gold)
+    if threshold is None:  # SQuAD v1.1: every question answered
+        return result
+    return result | scores.squad2_scores(answers, spans, null_diffs, gold)
 
 
 def null_score_diff_threshold(task: tasks.TaskData, config) -> float | None:
@@ -156,14 +168,21 @@ def decode(
             [labels[int(np.argmax(row_logits[p]))] if p >= 0 else "O" for p in first]
             for first, row_logits in zip(encoded.first_piece, logits, strict=True)
         ]
+    start, end = _qa_logits(qa, logits)
+    answers = squad.decode(
+        examples, qa, start, end, n_best=config.n_best, max_answer_length=config.max_answer_length,
+        null_score_diff_threshold=null_threshold,
+    )  # fmt: skip
+    return [answers[e.id] for e in examples]
+
+
+def _qa_logits(qa: squad.QAFeatures, logits: list) -> tuple[np.ndarray, np.ndarray]:
+    """[windows, L] start and end logits of the QA windows from their rows' [n, 2] logits (-1e9
+    past a row's end)."""
     length = qa.input_ids.shape[1]
     start = np.full((len(logits), length), -1e9, np.float32)
     end = np.full((len(logits), length), -1e9, np.float32)
     for i, row_logits in enumerate(logits):
         start[i, : len(row_logits)] = row_logits[:, 0]
         end[i, : len(row_logits)] = row_logits[:, 1]
-    answers = squad.decode(
-        examples, qa, start, end, n_best=config.n_best, max_answer_length=config.max_answer_length,
-        null_score_diff_threshold=null_threshold,
-    )  # fmt: skip
-    return [answers[e.id] for e in examples]
+    return start, end

@@ -14,7 +14,8 @@ line per input record (per question for QA), in input order:
                    chosen on a dev split after fine-tuning], "probabilities": {label: p}
   regression       the record + "prediction": the number
   tagging          the record + "predicted_tags": one tag per word (cut-off words "O")
-  qa               {"id", "question", "prediction": answer text}
+  qa               {"id", "question", "prediction": answer text ("" for none: SQuAD 2.0
+                   models, or --null_score_diff_threshold's)}
   multiple_choice  the record + "prediction": the chosen choice's index (from 0),
                    "predicted_choice": its text, "probabilities": [p of each choice]
 
@@ -90,6 +91,7 @@ def predict_file(
     column_names: str = "",
     text_encoding: str = "",
     choices_field: str = "",
+    null_score_diff_threshold: float | None = None,
 ) -> Predictions:
     """Writes the predictions of the fine-tuned model at `model_path` for the records of
     `input_path` to `out` (JSON Lines). `text_fields` ("a" or "a,b") and `tokens_field` name
@@ -97,7 +99,9 @@ def predict_file(
     `multilabel_threshold` replaces a multilabel model's recorded threshold; `column_names`
     ("a,b,...") name the columns of a CSV or TSV input without a header row; `text_encoding`
     is the input's encoding (a Python codec; "" = UTF-8); `choices_field` a multiple-choice
-    input's choices (a list field, or a field per choice: "a,b,...").
+    input's choices (a list field, or a field per choice: "a,b,..."); `null_score_diff_threshold`
+    makes a QA model answer "" where a question's null score beats its best span's by more
+    (SQuAD 2.0; e.g. the `best_f1_threshold` fine-tuning reported on a dev split).
     Raises UserError on a model that is not fine-tuned, a missing or malformed input, a
     batch size the devices do not divide, or a threshold outside (0, 1) or for another kind."""
     paths.require_local(out, "--out")
@@ -111,6 +115,7 @@ def predict_file(
     out_path = _checked_paths(input_path, out)
     task = _with_fields(task, text_fields, tokens_field, choices_field)
     task = _with_threshold(task, multilabel_threshold)
+    task = _with_null_threshold(task, null_score_diff_threshold)
     paths.make_local_dir(out_path.parent, "--out")
     records, examples = _read(task, Path(input_path).expanduser(), column_names, text_encoding)
     settings = ml_collections.ConfigDict(
@@ -220,6 +225,17 @@ def _with_threshold(task: dict, threshold: float | None) -> dict:
             "its probability is over it"
         )
     return task | {"multilabel_threshold": threshold}
+
+
+def _with_null_threshold(task: dict, threshold: float | None) -> dict:
+    """The task entry deciding unanswerable questions at `threshold` (None: the recorded one)."""
+    if threshold is None:
+        return task
+    if task["kind"] != "qa":
+        raise UserError(
+            f"--null_score_diff_threshold does not apply to a {task['kind']} model; leave it out"
+        )
+    return task | {"null_score_diff_threshold": threshold}
 
 
 def _read(task: dict, path: Path, column_names: str, encoding: str) -> tuple[list, list]:

@@ -245,3 +245,44 @@ def squad_scores(
             exact += exact_match(predictions[question_id], ground_truths)
             f1 += token_f1(predictions[question_id], ground_truths)
     return {"exact_match": exact / len(answers), "f1": f1 / len(answers)}
+
+
+def squad2_scores(
+    predictions: Mapping[str, str],
+    spans: Mapping[str, str],
+    null_diffs: Mapping[str, float],
+    answers: Mapping[str, Sequence[str]],
+) -> dict[str, float]:
+    """SQuAD 2.0's scores beyond `squad_scores`' (evaluate-v2.0.py's, in fractions): exact match
+    and F1 over the answerable questions (`has_answer_*`) and the fraction of unanswerable ones
+    answered "" (`no_answer_accuracy`), each where there are such questions; and `best_f1`, the
+    F1 of the best null threshold, with `best_f1_threshold`: `predictions` are the answers at
+    the threshold decoded with, `spans` each question's best span and `null_diffs` its null
+    score minus that span's (`squad.best_spans`). A question is answered "" where its diff is
+    over the threshold; thresholds between tied diffs are not considered (evaluate-v2.0's
+    find_best_thresh does), and where answering every question "" scores best the threshold
+    is one below the lowest diff."""
+    has = {q: a for q, a in answers.items() if a}
+    result = {}
+    if has:
+        answered = squad_scores(predictions, has)
+        result |= {"has_answer_exact_match": answered["exact_match"],
+                   "has_answer_f1": answered["f1"]}  # fmt: skip
+    if len(has) < len(answers):
+        unanswerable = {q: a for q, a in answers.items() if not a}
+        result["no_answer_accuracy"] = squad_scores(predictions, unanswerable)["f1"]
+    # Start from "" for every question, then give the span to questions in rising diff order.
+    total = float(len(answers) - len(has))
+    best_total, best_threshold = total, None
+    order = sorted((d, q) for q, d in null_diffs.items() if q in answers and np.isfinite(d))
+    for position, (diff, question) in enumerate(order):
+        if answers[question]:  # its span's F1 instead of 0 for ""
+            total += token_f1(spans[question], answers[question])
+        else:  # unanswerable: "" scored 1, its span scores 1 only if it normalises to ""
+            total += float(not normalize_answer(spans[question])) - 1.0
+        tied = position + 1 < len(order) and order[position + 1][0] == diff
+        if not tied and total > best_total:
+            best_total, best_threshold = total, diff
+    if best_threshold is None:
+        best_threshold = (order[0][0] if order else 0.0) - 1.0
+    return result | {"best_f1": best_total / len(answers), "best_f1_threshold": best_threshold}

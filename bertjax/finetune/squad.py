@@ -208,16 +208,42 @@ def decode(
     max_answer_length: int = 30,
     null_score_diff_threshold: float | None = None,
 ) -> dict[str, str]:
-    """Predicted answer text of every example id, from [N, L] start and end logits.
+    """Predicted answer text of every example id, from [N, L] start and end logits: its best
+    span (`best_spans`), and with a `null_score_diff_threshold` (SQuAD 2.0, run_squad's rule)
+    "" where its null score beats the span's by more than the threshold."""
+    spans, null_diffs = best_spans(examples, features, start_logits, end_logits, n_best=n_best,
+                                   max_answer_length=max_answer_length)  # fmt: skip
+    return null_answered(spans, null_diffs, null_score_diff_threshold)
+
+
+def null_answered(
+    spans: dict[str, str], null_diffs: dict[str, float], threshold: float | None
+) -> dict[str, str]:
+    """`spans` with "" where the null score diff is over `threshold` (None: every span kept)."""
+    if threshold is None:
+        return spans
+    return {q: "" if null_diffs[q] > threshold else span for q, span in spans.items()}
+
+
+def best_spans(
+    examples: Sequence[QAExample],
+    features: QAFeatures,
+    start_logits: np.ndarray,
+    end_logits: np.ndarray,
+    *,
+    n_best: int = 20,
+    max_answer_length: int = 30,
+) -> tuple[dict[str, str], dict[str, float]]:
+    """(best span text, null score diff) of every example id, from [N, L] start and end logits.
 
     Per feature, the `n_best` highest start and end positions are paired; a pair counts when
     both lie in the context window, start <= end, the span has at most `max_answer_length`
     wordpieces and the start position has its max context in this feature. The best
     start_logit + end_logit over all features of an example wins, and its text is the context
     from the start of the start's word to the end of the end's word (original casing and
-    punctuation). An example with no valid span gets "". With a `null_score_diff_threshold`
-    (SQuAD 2.0, run_squad's rule), an example also gets "" when its null score (the [CLS]
-    start and end logits, lowest over its features) beats its best span's by more than it.
+    punctuation). An example with no valid span gets "". The null score diff is the example's
+    null score (the [CLS] start and end logits, lowest over its features) minus its best span's
+    score (run_squad's null_odds; +inf without a valid span).
     """
     start_logits = np.asarray(start_logits, np.float32)
     end_logits = np.asarray(end_logits, np.float32)
@@ -234,19 +260,16 @@ def decode(
         span = _best_span(features, feature, start_logits, end_logits, n_best, max_answer_length)
         if span and (example_index not in best or span[0] > best[example_index][0]):
             best[example_index] = span
-    answers = {}
+    spans, null_diffs = {}, {}
     for example_index, example in enumerate(examples):
-        score = best.get(example_index, (-np.inf,))[0]
-        no_answer = null_score_diff_threshold is not None and (
-            null.get(example_index, np.inf) - score > null_score_diff_threshold
-        )
-        if example_index not in best or no_answer:
-            answers[example.id] = ""
+        if example_index not in best:
+            spans[example.id], null_diffs[example.id] = "", np.inf
             continue
-        _, first_word, last_word = best[example_index]
+        score, first_word, last_word = best[example_index]
         words = context_words(example.context)
-        answers[example.id] = example.context[words[first_word][0] : words[last_word][1]]
-    return answers
+        spans[example.id] = example.context[words[first_word][0] : words[last_word][1]]
+        null_diffs[example.id] = null.get(example_index, np.inf) - score
+    return spans, null_diffs
 
 
 def _best_span(features: QAFeatures, feature: int, start_logits, end_logits, n_best: int,
