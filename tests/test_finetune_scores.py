@@ -94,8 +94,14 @@ def test_chunk_scores_two_sentences():
         "recall": pytest.approx(1 / 3),
         "f1": pytest.approx(2 / 7),
         "accuracy": 0.625,
+        # per type: PER 1 right of 1 and 1; LOC 0 of 1 true, none predicted; ORG 0 of 1 and 3
+        "f1/LOC": 0.0,
+        "f1/ORG": 0.0,
+        "f1/PER": 1.0,
     }
-    assert scores.chunk_scores(true, true)["f1"] == 1.0
+    assert scores.chunk_scores(true, true) == {"precision": 1.0, "recall": 1.0, "f1": 1.0,
+                                               "accuracy": 1.0, "f1/LOC": 1.0, "f1/ORG": 1.0,
+                                               "f1/PER": 1.0}  # fmt: skip
 
 
 def test_chunk_scores_without_chunks_and_errors():

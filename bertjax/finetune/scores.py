@@ -156,28 +156,36 @@ def chunk_scores(
     true_tags: Sequence[Sequence[str]], pred_tags: Sequence[Sequence[str]]
 ) -> dict[str, float]:
     """Micro precision, recall and F1 over the chunks of all sentences (a predicted chunk is
-    right when type, start and end all match), and token-level tag accuracy. 0/0 gives 0."""
+    right when type, start and end all match), token-level tag accuracy, and each chunk type's
+    F1 (`f1/<type>`, for the types true or predicted at least once: conlleval's per-type
+    lines, seqeval's report). 0/0 gives 0."""
     if len(true_tags) != len(pred_tags):
         raise ValueError(f"{len(pred_tags)} predicted sentences for {len(true_tags)} true ones")
-    num_true = num_predicted = num_correct = num_tokens = num_right_tags = 0
+    true_types, pred_types, right_types = (collections.Counter() for _ in range(3))
+    num_tokens = num_right_tags = 0
     for index, (true, pred) in enumerate(zip(true_tags, pred_tags, strict=True)):
         if len(true) != len(pred):
             raise ValueError(
                 f"sentence {index} has {len(true)} true tags but {len(pred)} predicted"
             )
         true_chunks, pred_chunks = bio_chunks(true), bio_chunks(pred)
-        num_true += len(true_chunks)
-        num_predicted += len(pred_chunks)
-        num_correct += len(true_chunks & pred_chunks)
+        true_types.update(kind for kind, _, _ in true_chunks)
+        pred_types.update(kind for kind, _, _ in pred_chunks)
+        right_types.update(kind for kind, _, _ in true_chunks & pred_chunks)
         num_tokens += len(true)
         num_right_tags += sum(t == p for t, p in zip(true, pred, strict=True))
-    total = num_true + num_predicted
+    num_true, num_predicted = true_types.total(), pred_types.total()
+    num_correct, total = right_types.total(), num_true + num_predicted
+    per_type = {
+        f"f1/{kind}": 2 * right_types[kind] / (true_types[kind] + pred_types[kind])
+        for kind in sorted(true_types | pred_types)
+    }  # 2 * correct / (true + predicted) = 2PR / (P + R)
     return {
         "precision": num_correct / num_predicted if num_predicted else 0.0,
         "recall": num_correct / num_true if num_true else 0.0,
         "f1": 2 * num_correct / total if total else 0.0,  # = 2PR / (P + R)
         "accuracy": num_right_tags / num_tokens if num_tokens else 0.0,
-    }
+    } | per_type
 
 
 def normalize_answer(text: str, chinese: bool = False) -> str:
