@@ -69,3 +69,25 @@ def test_a_conll_suffix_for_another_kind_is_one_line(tmp_path):
     expected = r"reviews.bio is read as a CoNLL file of tokens and tags \(its suffix\), which"
     with pytest.raises(UserError, match=expected + " only tagging takes; give a classification"):
         tasks.load_task("jsonl", config)
+
+
+def test_a_bmes_file_fine_tunes_and_scores_per_entity_type(tmp_path):
+    """Resume NER's and OntoNotes-4 Chinese's layout: BMES tags (B-, M-, E-, S-). Before, the
+    first evaluation stopped the fine-tune: the scores took only B- and I- tags."""
+    from bertjax.finetune import trainer
+    from tests.test_finetune import tiny_model_dir
+
+    sentences = [
+        ("张三在北京工作", ["B-NAME", "E-NAME", "O", "B-LOC", "E-LOC", "O", "O"]),
+        ("李小明是工程师", ["B-NAME", "M-NAME", "E-NAME", "O", "B-TITLE", "M-TITLE", "E-TITLE"]),
+        ("王住上海", ["S-NAME", "O", "B-LOC", "E-LOC"]),
+    ] * 4
+    lines = ["\n".join(f"{c} {t}" for c, t in zip(text, tags, strict=True))
+             for text, tags in sentences]  # fmt: skip
+    (tmp_path / "train.char.bmes").write_text("\n\n".join(lines) + "\n", encoding="utf-8")
+    init = tiny_model_dir(tmp_path, [text for text, _ in sentences] * 10)
+    config = config_for(kind="tagging", train_file=str(tmp_path / "train.char.bmes"),
+                        eval_file=str(tmp_path / "train.char.bmes"), num_epochs=1)  # fmt: skip
+    result = trainer.finetune("jsonl", str(init), str(tmp_path / "run"), config)["seeds"]["0"]
+    assert {"f1", "f1/NAME", "f1/LOC", "f1/TITLE"} <= set(result)  # the true types
+    assert 0.0 <= result["f1"] <= 1.0 and "accuracy" in result

@@ -77,9 +77,32 @@ def test_bio_chunks_conlleval_rules():
     assert scores.bio_chunks(["O", "O"]) == set()
     assert scores.bio_chunks([]) == set()
     assert scores.bio_chunks(["B-MISC-X", "I-MISC-X"]) == {("MISC-X", 0, 1)}
-    for bad in ("E-PER", "B-", "PER", "b-PER"):
-        with pytest.raises(ValueError, match="neither 'O' nor"):
-            scores.bio_chunks(["O", bad])
+
+
+def test_bioes_bmes_bilou_and_plain_tags_chunk_as_seqeval_s_default_mode():
+    """seqeval's end_of_chunk / start_of_chunk (default mode) by hand: E- and S- end their
+    chunk, S- is one token; BMES's M- is I-, BILOU's L- is E- and U- is S-. Tags of no scheme
+    (part-of-speech tags) are one-token chunks; bare prefixes (segmentation) chunks without a
+    type. Before, any of these stopped fine-tuning at its first evaluation (ValueError)."""
+    bioes = ["B-PER", "I-PER", "E-PER", "S-LOC", "O", "I-ORG", "E-ORG", "E-ORG", "S-PER", "I-PER"]
+    expected = {("PER", 0, 2), ("LOC", 3, 3), ("ORG", 5, 6), ("ORG", 7, 7), ("PER", 8, 8),
+                ("PER", 9, 9)}  # fmt: skip
+    assert scores.bio_chunks(bioes) == expected
+    bmes = [t.replace("I-", "M-") for t in bioes]
+    bilou = [t.replace("E-", "L-").replace("S-", "U-") for t in bioes]
+    assert scores.bio_chunks(bmes) == scores.bio_chunks(bilou) == expected
+    # Chinese word segmentation, BMES without types: 他 | 来到 | 北京大学
+    assert scores.bio_chunks(["S", "B", "E", "B", "M", "M", "E"]) == {
+        ("", 0, 0), ("", 1, 2), ("", 3, 6)}  # fmt: skip
+    assert scores.bio_chunks(["NOUN", "VERB", "VERB", "O"]) == {
+        ("NOUN", 0, 0), ("VERB", 1, 1), ("VERB", 2, 2)}  # fmt: skip
+    # Part-of-speech tags: chunk F1 is token accuracy, each tag's F1 its own.
+    true, pred = [["NOUN", "VERB", "DET", "NOUN"]], [["NOUN", "NOUN", "DET", "NOUN"]]
+    assert scores.chunk_scores(true, pred) == pytest.approx({
+        "precision": 0.75, "recall": 0.75, "f1": 0.75, "accuracy": 0.75, "f1/DET": 1.0,
+        "f1/NOUN": 0.8, "f1/VERB": 0.0})  # fmt: skip
+    segmented = scores.chunk_scores([["S", "B", "E"]], [["B", "E", "S"]])
+    assert segmented == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "accuracy": 0.0}
 
 
 def test_chunk_scores_two_sentences():

@@ -2,10 +2,12 @@
 [-1, 1].
 
 Classification accuracy and macro F1; multi-label micro/macro F1 and exact match; regression
-Pearson and Spearman correlation and mean squared error; chunk precision/recall/F1 of BIO tag
-sequences with the conlleval rules (seqeval's default mode); the official SQuAD v1.1 exact
-match and token F1, and for questions whose answers are Chinese (CMRC 2018, DRCD) MLQA's (each
-Chinese character a token, every Unicode punctuation mark dropped).
+Pearson and Spearman correlation and mean squared error; chunk precision/recall/F1 of BIO,
+BIOES, BMES or BILOU tag sequences with the conlleval rules (seqeval's default mode; written
+here because seqeval 1.2.2, its last release, of 2020, is an sdist whose metadata no longer
+builds: `pip download seqeval==1.2.2` fails, "No module named 'vcs_versioning'"); the official
+SQuAD v1.1 exact match and token F1, and for questions whose answers are Chinese (CMRC 2018,
+DRCD) MLQA's (each Chinese character a token, every Unicode punctuation mark dropped).
 """
 
 import collections
@@ -121,34 +123,55 @@ def regression_scores(
     }
 
 
+# Chunk-tag prefixes of BIO, BIOES, BMES (M: inside) and BILOU (L: last, U: unit), as BIOES's.
+_PREFIXES = {"B": "B", "I": "I", "M": "I", "E": "E", "L": "E", "S": "S", "U": "S"}
+
+
 def _split_tag(tag: str) -> tuple[str, str]:
-    """Splits a tag: "O" -> ("O", ""), "B-PER" -> ("B", "PER"); ValueError for other shapes."""
+    """(BIOES prefix, chunk type) of a tag: "O" -> ("O", ""), "B-PER" -> ("B", "PER"),
+    "M-PER" -> ("I", "PER"), a bare prefix ("B": segmentation) -> ("B", ""); any other tag (a
+    part-of-speech tag, "NOUN") is a chunk of one token -> ("S", "NOUN")."""
     if tag == "O":
         return "O", ""
-    prefix, _, chunk_type = tag.partition("-")
-    if prefix not in ("B", "I") or not chunk_type:
-        raise ValueError(f"tag {tag!r} is neither 'O' nor 'B-TYPE' / 'I-TYPE'")
-    return prefix, chunk_type
+    prefix, dash, chunk_type = tag.partition("-")
+    if prefix in _PREFIXES and bool(dash) == bool(chunk_type):
+        return _PREFIXES[prefix], chunk_type
+    return "S", tag
+
+
+def _chunk_ends(previous: str, prefix: str, previous_type: str, chunk_type: str) -> bool:
+    """Whether a chunk ends before a tag of `prefix`, after one of `previous` (seqeval's
+    end_of_chunk: its default mode, conlleval's rules with BIOES's E and S)."""
+    if previous == "O":
+        return False
+    return previous in ("E", "S") or (prefix in ("B", "S", "O")) or previous_type != chunk_type
+
+
+def _chunk_starts(previous: str, prefix: str, previous_type: str, chunk_type: str) -> bool:
+    """Whether a chunk starts at a tag of `prefix` after one of `previous` (seqeval's
+    start_of_chunk)."""
+    if prefix == "O":
+        return False
+    return prefix in ("B", "S") or previous in ("E", "S", "O") or previous_type != chunk_type
 
 
 def bio_chunks(tags: Sequence[str]) -> set[tuple[str, int, int]]:
-    """Chunks (type, start, end inclusive) of one sentence's BIO tags, by the conlleval rules.
-
-    "B-X" starts a chunk; "I-X" continues a chunk of type X, or starts one after "O", after a
-    chunk of another type, or at the start of the sentence; "O" ends a chunk.
+    """Chunks (type, start, end inclusive) of one sentence's tags, by the conlleval rules as
+    seqeval's default mode applies them to BIO, BIOES, BMES and BILOU tags: "B-X" (and "S-X")
+    starts a chunk; "I-X" continues a chunk of type X, or starts one after "O", after a chunk
+    of another type, after an "E-" or "S-" tag, or at the start of the sentence; "E-X" and
+    "S-X" end theirs; "O" ends a chunk. Tags that are neither (part-of-speech tags) are chunks
+    of one token each, so their F1 is per-token accuracy.
     """
     chunks = set()
-    chunk_type, chunk_start = None, 0  # chunk_type None: no chunk open
-    for position, tag in enumerate(tags):
-        prefix, tag_type = _split_tag(tag)
-        continues = prefix == "I" and tag_type == chunk_type
-        if chunk_type is not None and not continues:
-            chunks.add((chunk_type, chunk_start, position - 1))
-            chunk_type = None
-        if prefix != "O" and not continues:
-            chunk_type, chunk_start = tag_type, position
-    if chunk_type is not None:
-        chunks.add((chunk_type, chunk_start, len(tags) - 1))
+    previous, previous_type, start = "O", "", 0
+    for position, tag in enumerate([*tags, "O"]):
+        prefix, chunk_type = _split_tag(tag)
+        if _chunk_ends(previous, prefix, previous_type, chunk_type):
+            chunks.add((previous_type, start, position - 1))
+        if _chunk_starts(previous, prefix, previous_type, chunk_type):
+            start = position
+        previous, previous_type = prefix, chunk_type
     return chunks
 
 
@@ -179,6 +202,7 @@ def chunk_scores(
     per_type = {
         f"f1/{kind}": 2 * right_types[kind] / (true_types[kind] + pred_types[kind])
         for kind in sorted(true_types | pred_types)
+        if kind  # bare prefixes (segmentation's B, I): no type to name
     }  # 2 * correct / (true + predicted) = 2PR / (P + R)
     return {
         "precision": num_correct / num_predicted if num_predicted else 0.0,
