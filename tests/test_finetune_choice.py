@@ -235,3 +235,21 @@ def test_hugging_face_layouts_of_arc_and_c3_read_as_they_are(tmp_path):
     (example,) = tasks.load_task("jsonl", config).train
     assert example == ChoiceExample(("男：你去哪儿？ 女：我去图书馆。", "女的去哪儿？"),
                                     ("商店", "图书馆", "学校"), 1)  # fmt: skip
+
+
+def test_copa_from_tensorflow_datasets_labels_the_right_choice_by_its_field():
+    """TFDS's super_glue/copa: premise, question, choice1, choice2 and a class label whose
+    names are the fields, "choice1" / "choice2" (mock data: random texts, real schema)."""
+    import tensorflow_datasets as tfds
+
+    config = config_for(kind="multiple_choice", text_fields="premise,question",
+                        choices_field="choice1,choice2", train_file="tfds:super_glue/copa:train",
+                        eval_file="tfds:super_glue/copa:validation")  # fmt: skip
+    with tfds.testing.mock_data(num_examples=8):
+        task = tasks.load_task("jsonl", config)
+        records = list(tasks._tfds_records("super_glue/copa", "train"))
+    assert len(task.train) == len(task.eval) == 8
+    assert {r["label"] for r in records} <= {"choice1", "choice2"}
+    for record, example in zip(records, task.train, strict=True):
+        assert example.choices == (record["choice1"], record["choice2"])
+        assert example.label == ["choice1", "choice2"].index(record["label"])

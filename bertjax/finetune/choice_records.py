@@ -1,17 +1,18 @@
-"""Multiple-choice records (SWAG, RACE, COPA, ARC, C3 once flattened): a context, two or more
-choices, and which choice is right.
+"""Multiple-choice records (SWAG, HellaSwag, RACE, COPA, ARC, CommonsenseQA, C3): a context, two
+or more choices, and which choice is right.
 
 A record's context is its text fields (`--config.text_fields`): the first is the first segment
-of every choice's row, the others go before each choice in the second segment, as Hugging
-Face's run_swag builds SWAG's rows (sent1 | sent2 + ending) and RACE's are built (article |
-question + option). The choices are one field holding a JSON list of texts
+of every choice's row, the others go before each choice in the second segment, as Hugging Face's
+run_swag builds SWAG's rows (sent1 | sent2 + ending) and RACE's are built (article | question +
+option). The choices are one field holding a JSON list of texts
 (`--config.choices_field=choices`, the default) or one field per choice
 (`--config.choices_field=ending0,ending1,ending2,ending3`, SWAG's columns), or Hugging Face's
 struct of ARC, CommonsenseQA and OpenBookQA, `{"text": [...], "label": ["A", "B", ...]}`. The
 label is the right choice: its name in that struct's "label" list (ARC's answerKey, "1"-"4" in
-some questions), else its index from 0 (a JSON number or digits: SWAG, COPA; CSV/TSV files give
-every value as text), its letter (A = the first: RACE) or its text (C3). A context field may be
-a list of texts (C3's dialogue turns in Hugging Face's clue/c3), joined by spaces.
+some questions) or the name of its field (TFDS's super_glue/copa: "choice1"), else its index
+from 0 (a JSON number or digits: SWAG, COPA; CSV/TSV files give every value as text), its letter
+(A = the first: RACE) or its text (C3). A context field may be a list of texts (C3's dialogue
+turns in Hugging Face's clue/c3), joined by spaces.
 """
 
 from __future__ import annotations
@@ -75,11 +76,13 @@ def choices_of(
     flag: str = "--config.choices_field",
 ) -> tuple[str, ...]:  # fmt: skip
     """(choices, their names) of the record: the texts of the list field `fields[0]` (or of its
-    struct's "text" list, the names its "label" list), or of each field (no names). `flag`
+    struct's "text" list, the names its "label" list), or of each field (the names those
+    fields'). `flag`
     names the fields, for the error of one that is not a list."""
     names = ()
-    if len(fields) > 1:
+    if len(fields) > 1:  # their names name them too (TFDS's COPA labels "choice1", "choice2")
         choices = tuple(text_value(field_value(record, f, source), f, where) for f in fields)
+        names = fields
     else:
         (name,) = fields
         value = field_value(record, name, source)
