@@ -23,6 +23,9 @@ def get_config() -> ml_collections.ConfigDict:
     config.label_field = ""  # "" = "label" (multilabel: a JSON list of label names)
     config.tokens_field = ""  # tagging: "" = "tokens"
     config.tags_field = ""  # tagging: "" = "tags"
+    # tagging from character spans of the text field instead of tokens and tags: doccano's
+    # [[start, end, label]], objects with start/end/label, or CLUENER's {label: {entity: [[s, e]]}}
+    config.spans_field = ""
     # multiple_choice: the field holding a JSON list of the choices ("" = "choices"; or ARC's
     # {"text": [...], "label": [...]}), or one field per choice, comma-separated
     # ("ending0,ending1,ending2,ending3": SWAG's columns).

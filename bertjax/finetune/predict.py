@@ -13,7 +13,9 @@ line per input record (per question for QA), in input order:
                    0.5 unless fine-tuned with another, or --multilabel_threshold's, e.g. one
                    chosen on a dev split after fine-tuning], "probabilities": {label: p}
   regression       the record + "prediction": the number
-  tagging          the record + "predicted_tags": one tag per word (cut-off words "O")
+  tagging          the record + "predicted_tags": one tag per word (cut-off words "O"); a
+                   model fine-tuned on spans (--config.spans_field) reads the text and adds
+                   "predicted_spans": [[start, end, label], ...] (doccano's shape)
   qa               {"id", "question", "prediction": answer text ("" for none: SQuAD 2.0
                    models, or --null_score_diff_threshold's)}
   multiple_choice  the record + "prediction": the chosen choice's index (from 0),
@@ -42,7 +44,7 @@ from bertjax.convert import model_dir
 from bertjax.data import text_encodings, vocab
 from bertjax.data import tokenizer as tokenizers
 from bertjax.errors import UserError
-from bertjax.finetune import choice_records, inference, model, squad
+from bertjax.finetune import choice_records, inference, model, span_records, squad
 from bertjax.finetune.choice_records import ChoiceExample
 from bertjax.finetune.records import (
     TEXT_KINDS,
@@ -204,6 +206,11 @@ def _with_fields(task: dict, text_fields: str, tokens_field: str, choices_field:
         if not fields or (kind in TEXT_KINDS and len(fields) > 2):
             raise UserError(f"--text_fields={text_fields} must name one field or a pair: a or a,b")
         task |= {"text_fields": fields}
+    if tokens_field and task.get("spans_field"):
+        raise UserError(
+            "--tokens_field does not apply to a tagger fine-tuned on spans: it reads the text "
+            f"field {task['text_field']!r} and splits its words itself; leave it out"
+        )
     if tokens_field:
         task |= {"tokens_field": tokens_field}
     if choices_field:
@@ -262,6 +269,8 @@ def _read(task: dict, path: Path, column_names: str, encoding: str) -> tuple[lis
         return records, examples
     if task["kind"] == choice_records.KIND:
         return records, _choice_examples(task, records, path)
+    if task.get("spans_field"):  # fine-tuned on spans of a text: tag its words
+        return records, _text_tagging_examples(task, records, path)
     field = task["tokens_field"]
     examples = []
     for number, record in enumerate(records, 1):
@@ -275,6 +284,17 @@ def _read(task: dict, path: Path, column_names: str, encoding: str) -> tuple[lis
         words = tuple(text_value(w, f"{field}[{i}]", where) for i, w in enumerate(words))
         examples.append(TaggedExample(words, (0,) * len(words)))
     return records, examples
+
+
+def _text_tagging_examples(task: dict, records: list[dict], path: Path) -> list[TaggedExample]:
+    """Inputs of a tagger fine-tuned on spans: each record's text in words, as fine-tuning
+    split it (`span_records.text_words`)."""
+    field, examples = task["text_field"], []
+    for number, record in enumerate(records, 1):
+        text = _text(record, field, path, number, [field])
+        words = tuple(text[a:b] for a, b in span_records.text_words(text))
+        examples.append(TaggedExample(words, (0,) * len(words)))
+    return examples
 
 
 def _choice_examples(task: dict, records: list[dict], path: Path) -> list[ChoiceExample]:
@@ -331,6 +351,12 @@ def _outputs(
                       "probabilities": _sigmoids(labels, x)}
             for record, p, x in zip(records, predicted, logits, strict=True)
         ]  # fmt: skip
+    if task.get("spans_field"):
+        texts = [str(record[task["text_field"]]) for record in records]
+        return [
+            record | {"predicted_tags": p, "predicted_spans": span_records.predicted_spans(t, p)}
+            for record, t, p in zip(records, texts, predicted, strict=True)
+        ]
     key = "predicted_tags" if task["kind"] == "tagging" else "prediction"
     return [record | {key: p} for record, p in zip(records, predicted, strict=True)]
 

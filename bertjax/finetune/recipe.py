@@ -22,7 +22,7 @@ FIELDS_ADDED_LATER = {"pooling": "cls", "layerwise_lr_decay": 1.0, "save_model":
                       "select_epoch": "last", "dev_fraction": 0.0, "dev_file": "",
                       "multilabel_threshold": 0.5, "column_names": "",
                       "null_score_diff_threshold": 0.0, "text_encoding": "",
-                      "choices_field": ""}  # fmt: skip
+                      "choices_field": "", "spans_field": ""}  # fmt: skip
 SELECT_EPOCH = ("last", "best")
 # Fields that do not change what a seed computes: a finished seed is reused whatever they are.
 NOT_RECIPE = ("seeds", "save_model")

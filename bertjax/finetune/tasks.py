@@ -28,7 +28,7 @@ from absl import logging
 
 from bertjax.data import text_encodings
 from bertjax.errors import UserError
-from bertjax.finetune import choice_records, records, squad
+from bertjax.finetune import choice_records, records, span_records, squad
 from bertjax.finetune.records import TaggedExample
 
 KINDS = ("classification", "multilabel", "regression", "tagging", "qa", choice_records.KIND)
@@ -47,6 +47,7 @@ class TaskSpec:
     label_field: str = "label"
     tokens_field: str = "tokens"
     tags_field: str = "tags"
+    spans_field: str = ""  # tagging: character spans of text_fields[0] in place of tokens/tags
     choice_fields: tuple[str, ...] = (choice_records.DEFAULT_CHOICES_FIELD,)  # multiple choice
     column_names: tuple[str, ...] = ()  # a headerless CSV/TSV file's columns; () = its header
     text_encoding: str = ""  # the files' encoding (a Python codec); "" = UTF-8
@@ -103,6 +104,7 @@ def task_spec(name: str, config: ml_collections.ConfigDict) -> TaskSpec:
             ("label_field", config.label_field),
             ("tokens_field", config.tokens_field),
             ("tags_field", config.tags_field),
+            ("spans_field", config.get("spans_field", "")),
             ("choice_fields", _choice_fields(config.get("choices_field", ""))),
             ("column_names", records.parse_column_names(config.get("column_names", ""))),
             ("text_encoding", _encoding(config.get("text_encoding", ""))),
@@ -150,6 +152,8 @@ def load_task(name: str, config: ml_collections.ConfigDict) -> TaskData:
         }
         return _task_data(name, spec, [], examples)
     raw = {split: list(_records(source, split, spec)) for split, source in sources.items()}
+    if spec.kind == "tagging" and spec.spans_field:
+        raw = {split: _tagged_from_spans(rs, spec, sources[split]) for split, rs in raw.items()}
     for split, split_records in raw.items():
         if not split_records:
             raise UserError(
@@ -184,6 +188,22 @@ def _example(
     if spec.kind == choice_records.KIND:
         return choice_records.choice_example(spec, record, source, number)
     return records.example(spec, labels, record, source, number, training)
+
+
+def _tagged_from_spans(raw: list[dict], spec: TaskSpec, source: str) -> list[dict]:
+    """Span-annotated records as words and BIO tags (`span_records`) in the spec's token and tag
+    fields; logs how many spans overlapped another and were left out."""
+    tagged, skipped = [], 0
+    for number, record in enumerate(raw):
+        words, left_out = span_records.tagged_record(
+            record, spec.text_fields[0], spec.spans_field, source, number
+        )
+        tagged.append(record | {spec.tokens_field: words["tokens"], spec.tags_field: words["tags"]})
+        skipped += left_out
+    if skipped:
+        logging.warning("%s: %d spans overlap another and are left out (BIO holds one)",
+                        source, skipped)  # fmt: skip
+    return tagged
 
 
 def _task_data(name: str, spec: TaskSpec, labels: list[str], examples: dict) -> TaskData:

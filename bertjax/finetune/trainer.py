@@ -137,6 +137,8 @@ def _task_entry(task: tasks.TaskData, config: ml_collections.ConfigDict) -> dict
     if task.kind == CHOICE_KIND:
         return entry | {"text_fields": list(spec.text_fields),
                         "choice_fields": list(spec.choice_fields)}  # fmt: skip
+    if task.kind == "tagging" and spec.spans_field:  # predict reads the text, writes spans
+        return entry | {"text_field": spec.text_fields[0], "spans_field": spec.spans_field}
     if task.kind == "tagging":
         return entry | {"tokens_field": spec.tokens_field}
     windows = {name: config[name] for name in inference.QA_FIELDS}

@@ -1,0 +1,125 @@
+"""Tagging data annotated as character spans of a text, as annotation tools export it and as
+CLUENER 2020 ships, read as words and BIO tags (`--config.spans_field`).
+
+Three shapes of the spans field are read:
+- a list of [start, end, label] (doccano's JSONL export; end exclusive);
+- a list of objects with start/end (or start_offset/end_offset) and label (doccano's newer
+  export, Label Studio's converted results; end exclusive);
+- an object {label: {entity text: [[start, end], ...]}} (CLUENER 2020; end inclusive, each span
+  checked against its entity text).
+The text is split into words as BERT's basic tokenizer splits it (each CJK ideograph a word,
+runs of letters and digits, each punctuation mark), so a Chinese text is tagged per character;
+a span tags every word it overlaps (B- on the first, I- on the rest). A span overlapping one
+tagged before (nested entities: BIO cannot hold both) is left out, and counted.
+"""
+
+from __future__ import annotations
+
+import re
+
+from bertjax.data.word_segmenter import CJK_CLASS
+from bertjax.errors import UserError
+from bertjax.finetune.records import field_value, text_value
+from bertjax.finetune.scores import bio_chunks
+
+_WORD = re.compile(rf"[{CJK_CLASS}]|[^\W{CJK_CLASS}]+|[^\w\s]", re.UNICODE)
+
+
+def text_words(text: str) -> list[tuple[int, int]]:
+    """(character start, end exclusive) of each word of `text`."""
+    return [match.span() for match in _WORD.finditer(text)]
+
+
+def tagged_record(
+    record: dict, text_field: str, spans_field: str, source: str, number: int
+) -> tuple[dict, int]:
+    """(the record with "tokens" (its text's words) and "tags" (BIO), the number of spans left
+    out as overlapping another); UserError naming the record for spans of another shape or
+    outside the text."""
+    where = f"record {number + 1} of {source}"
+    text = text_value(field_value(record, text_field, source), text_field, where)
+    spans = spans_of(field_value(record, spans_field, source), text, spans_field, where)
+    words = text_words(text)
+    tags, skipped = ["O"] * len(words), 0
+    for start, end, label in sorted(spans, key=lambda span: (span[0], -span[1])):
+        covered = [i for i, (a, b) in enumerate(words) if a < end and start < b]
+        if not covered or any(tags[i] != "O" for i in covered):
+            skipped += bool(covered)
+            continue
+        tags[covered[0]] = f"B-{label}"
+        for i in covered[1:]:
+            tags[i] = f"I-{label}"
+    tokens = [text[a:b] for a, b in words]
+    return record | {"tokens": tokens, "tags": tags}, skipped
+
+
+def spans_of(value, text: str, field: str, where: str) -> list[tuple[int, int, str]]:
+    """(start, end exclusive, label) of each span in `value`, one of the three shapes."""
+    if isinstance(value, dict):
+        spans = _cluener_spans(value, text, field, where)
+    elif isinstance(value, list):
+        spans = [_span(item, field, where) for item in value]
+    else:
+        spans = None
+    if spans is None:
+        raise UserError(
+            f"{where}: {field!r} is not a list of [start, end, label] spans, of objects with "
+            "start, end and label, or CLUENER's {label: {entity: [[start, end]]}}; fix the "
+            "record or name the spans' field with --config.spans_field"
+        )
+    for start, end, label in spans:
+        if not 0 <= start < end <= len(text):
+            raise UserError(
+                f"{where}: the {label} span [{start}, {end}) is outside its text of "
+                f"{len(text)} characters; fix the record"
+            )
+    return spans
+
+
+def _span(item, field: str, where: str) -> tuple[int, int, str]:
+    if isinstance(item, dict):
+        start = item.get("start_offset", item.get("start"))
+        end = item.get("end_offset", item.get("end"))
+        item = [start, end, item.get("label")]
+    if (
+        isinstance(item, list)
+        and len(item) == 3
+        and all(isinstance(x, int) and not isinstance(x, bool) for x in item[:2])
+        and isinstance(item[2], str)
+    ):
+        return item[0], item[1], item[2]
+    raise UserError(
+        f"{where}: a span of {field!r} is {item!r}, not [start, end, label] (or an object with "
+        "start, end and label); fix the record"
+    )
+
+
+def _cluener_spans(value: dict, text: str, field: str, where: str) -> list | None:
+    """CLUENER's {label: {entity: [[start, end inclusive], ...]}} as spans, each checked
+    against its entity text; None for another kind of object."""
+    spans = []
+    for label, entities in value.items():
+        if not isinstance(entities, dict):
+            return None
+        for entity, places in entities.items():
+            for place in places if isinstance(places, list) else [None]:
+                if not (isinstance(place, list) and len(place) == 2) or not all(
+                    isinstance(x, int) and not isinstance(x, bool) for x in place
+                ):
+                    return None
+                start, end = place[0], place[1] + 1
+                if text[start:end] != entity:
+                    raise UserError(
+                        f"{where}: {field!r} puts {entity!r} ({label}) at [{place[0]}, "
+                        f"{place[1]}], where the text has {text[start:end]!r}; fix the record"
+                    )
+                spans.append((start, end, label))
+    return spans
+
+
+def predicted_spans(text: str, tags: list[str]) -> list[list]:
+    """[start, end exclusive, label] of each chunk of the tags predicted for `text`'s words
+    (`text_words`), in the doccano shape, in text order."""
+    words = text_words(text)
+    chunks = sorted(bio_chunks(tags), key=lambda chunk: chunk[1])
+    return [[words[first][0], words[last][1], label] for label, first, last in chunks]

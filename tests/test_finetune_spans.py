@@ -1,0 +1,80 @@
+"""Tagging from character spans (doccano's exports, CLUENER 2020): the text split into words as
+BERT's basic tokenizer splits it, spans turned into BIO tags, a fine-tune from such files, and
+`bertjax predict` giving spans back in doccano's shape."""
+
+import json
+
+import pytest
+
+from bertjax.errors import UserError
+from bertjax.finetune import predict, span_records, tasks, trainer
+from tests.test_finetune import config_for, tiny_model_dir, write_jsonl
+
+
+def test_words_and_bio_tags_from_each_shape_of_spans():
+    text = "Anna Smith moved to New York, 2019."
+    words = [text[a:b] for a, b in span_records.text_words(text)]
+    assert words == ["Anna", "Smith", "moved", "to", "New", "York", ",", "2019", "."]
+    expected = ["B-PER", "I-PER", "O", "O", "B-LOC", "I-LOC", "O", "O", "O"]
+    doccano = {"text": text, "label": [[0, 10, "PER"], [20, 28, "LOC"]]}
+    objects = {"text": text, "label": [{"start_offset": 0, "end_offset": 10, "label": "PER"},
+                                       {"start": 20, "end": 28, "label": "LOC"}]}  # fmt: skip
+    for record in (doccano, objects):
+        tagged, skipped = span_records.tagged_record(record, "text", "label", "f.jsonl", 0)
+        assert (tagged["tokens"], tagged["tags"], skipped) == (words, expected, 0)
+    # A span ending inside a word tags the whole word; a nested one is left out and counted.
+    partial = {"text": text, "label": [[0, 3, "PER"], [20, 28, "LOC"], [24, 28, "CITY"]]}
+    tagged, skipped = span_records.tagged_record(partial, "text", "label", "f.jsonl", 0)
+    assert tagged["tags"][:2] == ["B-PER", "O"] and skipped == 1
+    # CLUENER 2020: {label: {entity: [[start, end inclusive]]}}, each character a word.
+    cluener = {"text": "浙商银行企业信贷部叶老桂博士", "label": {
+        "name": {"叶老桂": [[9, 11]]}, "company": {"浙商银行": [[0, 3]]}}}  # fmt: skip
+    tagged, _ = span_records.tagged_record(cluener, "text", "label", "f.jsonl", 0)
+    assert tagged["tokens"] == list("浙商银行企业信贷部叶老桂博士")
+    assert tagged["tags"] == (["B-company"] + ["I-company"] * 3 + ["O"] * 5 + ["B-name"]
+                              + ["I-name"] * 2 + ["O"] * 2)  # fmt: skip
+    assert span_records.predicted_spans(cluener["text"], tagged["tags"]) == [
+        [0, 4, "company"], [9, 12, "name"]]  # fmt: skip
+
+
+def test_span_errors_name_the_record():
+    bad = {
+        "not spans": ({"text": "a b", "label": "PER"}, "'label' is not a list of .start, end"),
+        "short": ({"text": "a b", "label": [[0, "PER"]]}, r"a span of 'label' is \[0, 'PER'\]"),
+        "outside": ({"text": "a b", "label": [[0, 9, "PER"]]}, r"the PER span \[0, 9\) is "
+                    "outside its text of 3 characters"),
+        "cluener": ({"text": "叶老桂", "label": {"name": {"叶老": [[0, 2]]}}},
+                    r"'label' puts '叶老' \(name\) at \[0, 2\], where the text has '叶老桂'"),
+        "missing": ({"text": "a b"}, "has no field 'label'"),
+    }  # fmt: skip
+    for name, (record, message) in bad.items():
+        where = "a record of f.jsonl " if name == "missing" else "record 3 of f.jsonl: "
+        with pytest.raises(UserError, match=where + message):
+            span_records.tagged_record(record, "text", "label", "f.jsonl", 2)
+
+
+def test_a_tagger_fine_tunes_from_spans_and_predicts_spans(tmp_path):
+    people, places = ["Anna", "Tom", "Lena", "Omar"], ["Paris", "Oslo", "Lima", "Rome"]
+    records = []
+    for i in range(48):
+        person, place = people[i % 4], places[(i // 4) % 4]
+        text = f"{person} went to {place} today ."
+        start = text.index(place)
+        records.append({"text": text, "label": [[0, len(person), "PER"],
+                                                [start, start + len(place), "LOC"]]})  # fmt: skip
+    path = write_jsonl(tmp_path / "spans.jsonl", records)
+    init = tiny_model_dir(tmp_path, [r["text"] for r in records] * 10)
+    config = config_for(kind="tagging", train_file=path, eval_file=path, spans_field="label",
+                        learning_rate=3e-3, num_epochs=8)  # fmt: skip
+    task = tasks.load_task("jsonl", config)
+    assert task.labels == ["B-LOC", "B-PER", "O"]
+    result = trainer.finetune("jsonl", str(init), str(tmp_path / "run"), config)["seeds"]["0"]
+    assert result["f1"] > 0.9 and {"f1/PER", "f1/LOC"} <= set(result), result
+    saved = tmp_path / "run" / "seed_0" / trainer.MODEL_DIR
+    texts = write_jsonl(tmp_path / "new.jsonl", [{"text": "Tom went to Rome today ."}])
+    predict.predict_file(str(saved), texts, str(tmp_path / "out.jsonl"))
+    (line,) = map(json.loads, (tmp_path / "out.jsonl").read_text().splitlines())
+    assert line["predicted_spans"] == [[0, 3, "PER"], [12, 16, "LOC"]], line
+    assert line["predicted_tags"] == ["B-PER", "O", "O", "B-LOC", "O", "O"]
+    with pytest.raises(UserError, match="--tokens_field does not apply to a tagger fine-tuned"):
+        predict.predict_file(str(saved), texts, str(tmp_path / "x.jsonl"), tokens_field="words")
