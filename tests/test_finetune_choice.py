@@ -253,3 +253,21 @@ def test_copa_from_tensorflow_datasets_labels_the_right_choice_by_its_field():
     for record, example in zip(records, task.train, strict=True):
         assert example.choices == (record["choice1"], record["choice2"])
         assert example.label == ["choice1", "choice2"].index(record["label"])
+
+
+def test_a_race_cloze_blank_is_filled_by_each_option(tmp_path):
+    """RACE's "The man _ ." questions: the option takes the blank's place (Hugging Face's RACE
+    processor); a question without one is followed by the option; an underscore inside a word
+    is no blank."""
+    tok = tokenizer(tmp_path)
+    cloze = ChoiceExample(("the man opens the door", "he _ in"), ("walks", "flies"), 0)
+    plain = ChoiceExample(("a b", "he"), ("walks in", "flies away"), 1)
+    assert choice_records.second_segment(cloze, "walks") == "he walks in"
+    assert choice_records.second_segment(plain, "walks in") == "he walks in"
+    snake = ChoiceExample(("a", "set snake_case or __init__"), ("x", "y"), 0)
+    assert choice_records.second_segment(snake, "x") == "set snake_case or __init__ x"
+    assert choice_records.second_segment(ChoiceExample(("a", "_ or ___ ."), ("x", "y"), 0),
+                                         "it") == "it or it ."  # fmt: skip
+    encoded = features.encode_choices([cloze], tok, max_seq_length=32)
+    ids = tok.encode(["the man opens the door", "he walks in"])
+    assert encoded.input_ids[0][0] == [tok.cls_id, *ids[0], tok.sep_id, *ids[1], tok.sep_id]

@@ -4,8 +4,8 @@ or more choices, and which choice is right.
 A record's context is its text fields (`--config.text_fields`): the first is the first segment
 of every choice's row, the others go before each choice in the second segment, as Hugging Face's
 run_swag builds SWAG's rows (sent1 | sent2 + ending) and RACE's are built (article | question +
-option). The choices are one field holding a JSON list of texts
-(`--config.choices_field=choices`, the default) or one field per choice
+option; a question's blank, "_", filled by the option). The choices are one field holding a JSON
+list of texts (`--config.choices_field=choices`, the default) or one field per choice
 (`--config.choices_field=ending0,ending1,ending2,ending3`, SWAG's columns), or Hugging Face's
 struct of ARC, CommonsenseQA and OpenBookQA, `{"text": [...], "label": ["A", "B", ...]}`. The
 label is the right choice: its name in that struct's "label" list (ARC's answerKey, "1"-"4" in
@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import string
 from typing import TYPE_CHECKING
 
@@ -28,6 +29,8 @@ from bertjax.finetune.records import NOT_TEXT, TEXT_KINDS, field_value, text_val
 if TYPE_CHECKING:  # tasks imports this module
     from bertjax.finetune.tasks import TaskSpec
 
+# A cloze blank of RACE's questions ("The author thinks _ ."): underscores standing alone.
+_BLANK = re.compile(r"(?<!\w)_+(?!\w)")
 KIND = "multiple_choice"
 DEFAULT_CHOICES_FIELD = "choices"
 # The kinds whose head reads the pooled [CLS] features (or their mean: `--config.pooling`).
@@ -127,3 +130,14 @@ def choice_index(
         f"give the right one's index (0-{len(choices) - 1}), letter "
         f"(A-{letters[-1]}) or text"
     )
+
+
+def second_segment(example: ChoiceExample, choice: str) -> str:
+    """The text after [SEP] in `choice`'s row: the context fields after the first, then the
+    choice, joined by spaces; where those fields hold a blank ("_" standing alone: RACE's cloze
+    questions), the choice fills the blanks instead, as the RACE processor of Hugging Face's
+    multiple-choice examples does."""
+    rest = " ".join(example.texts[1:])
+    if _BLANK.search(rest):
+        return _BLANK.sub(lambda _: choice, rest)
+    return " ".join((*example.texts[1:], choice))

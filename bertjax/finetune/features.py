@@ -13,7 +13,7 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 
-from bertjax.finetune.choice_records import ChoiceExample
+from bertjax.finetune.choice_records import ChoiceExample, second_segment
 from bertjax.finetune.records import TaggedExample, TextExample
 
 IGNORE = -1  # label of positions that carry no loss (continuation wordpieces, specials)
@@ -75,12 +75,11 @@ def encode_texts(examples: Sequence[TextExample], tokenizer, max_seq_length: int
 
 def encode_choices(examples: Sequence[ChoiceExample], tokenizer, max_seq_length: int) -> Encoded:
     """A row per choice: [CLS] context [SEP] rest choice [SEP], the first text field, then the
-    other text fields and the choice joined by spaces (run_swag's rows), truncated
-    longest-first as a pair is."""
+    other text fields and the choice joined by spaces (run_swag's rows; a blank "_" filled by
+    the choice instead: `choice_records.second_segment`), truncated longest-first as a pair
+    is."""
     firsts = tokenizer.encode([e.texts[0] for e in examples])
-    seconds = iter(
-        tokenizer.encode([" ".join((*e.texts[1:], c)) for e in examples for c in e.choices])
-    )
+    seconds = iter(tokenizer.encode([second_segment(e, c) for e in examples for c in e.choices]))
     encoded = Encoded([], [], [e.label for e in examples], num_choices=[])
     for example, first in zip(examples, firsts, strict=True):
         rows = [_row(tokenizer, first, next(seconds), max_seq_length) for _ in example.choices]
