@@ -344,7 +344,8 @@ COMMANDS: dict[str, Command] = {
             ("integer", "batch_size", 64, "Rows per batch (a multiple of the devices)."),
             ("string", "text_fields", "",
              "Text models (classification, multilabel, regression): the input's text "
-             "field(s), a or a,b; multiple choice: its context's (default: the model's)."),
+             "field(s), a or a,b; multiple choice: its context's; a tagger fine-tuned on "
+             "spans: its text field (default: the model's)."),
             ("string", "tokens_field", "",
              "Tagging: the input's word-list field (default: the model's)."),
             ("string", "choices_field", "",

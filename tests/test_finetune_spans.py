@@ -78,3 +78,9 @@ def test_a_tagger_fine_tunes_from_spans_and_predicts_spans(tmp_path):
     assert line["predicted_tags"] == ["B-PER", "O", "O", "B-LOC", "O", "O"]
     with pytest.raises(UserError, match="--tokens_field does not apply to a tagger fine-tuned"):
         predict.predict_file(str(saved), texts, str(tmp_path / "x.jsonl"), tokens_field="words")
+    renamed = write_jsonl(tmp_path / "renamed.jsonl", [{"body": "Tom went to Rome today ."}])
+    predict.predict_file(str(saved), renamed, str(tmp_path / "r.jsonl"), text_fields="body")
+    (again,) = map(json.loads, (tmp_path / "r.jsonl").read_text().splitlines())
+    assert again["predicted_spans"] == line["predicted_spans"]
+    with pytest.raises(UserError, match="names 2 fields; the model reads 1 .text when"):
+        predict.predict_file(str(saved), renamed, str(tmp_path / "r.jsonl"), text_fields="a,b")

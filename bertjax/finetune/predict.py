@@ -188,9 +188,16 @@ def _logits(model_path, step, metadata, task, encoded, settings) -> list:
 def _with_fields(task: dict, text_fields: str, tokens_field: str, choices_field: str) -> dict:
     """The task entry with the input field names the user gave in place of the recorded ones."""
     recorded = task.get("text_fields")  # None: imported, one text or a pair may be meant
+    if task.get("spans_field"):  # a tagger fine-tuned on spans reads one text field
+        recorded = [task["text_field"]]
     task, kind = DEFAULT_FIELDS | task, task["kind"]
+    text_kinds = (
+        *TEXT_KINDS,
+        choice_records.KIND,
+        *(("tagging",) if task.get("spans_field") else ()),
+    )
     for flag, value, kinds in (
-        ("--text_fields", text_fields, (*TEXT_KINDS, choice_records.KIND)),
+        ("--text_fields", text_fields, text_kinds),
         ("--tokens_field", tokens_field, ("tagging",)),
         ("--choices_field", choices_field, (choice_records.KIND,)),
     ):
@@ -205,7 +212,7 @@ def _with_fields(task: dict, text_fields: str, tokens_field: str, choices_field:
             )
         if not fields or (kind in TEXT_KINDS and len(fields) > 2):
             raise UserError(f"--text_fields={text_fields} must name one field or a pair: a or a,b")
-        task |= {"text_fields": fields}
+        task |= {"text_field": fields[0]} if kind == "tagging" else {"text_fields": fields}
     if tokens_field and task.get("spans_field"):
         raise UserError(
             "--tokens_field does not apply to a tagger fine-tuned on spans: it reads the text "
