@@ -4,7 +4,7 @@ CLUENER 2020 ships, read as words and BIO tags (`--config.spans_field`).
 Three shapes of the spans field are read:
 - a list of [start, end, label] (doccano's JSONL export; end exclusive);
 - a list of objects with start/end (or start_offset/end_offset) and label (doccano's newer
-  export, Label Studio's converted results; end exclusive);
+  export; end exclusive);
 - an object {label: {entity text: [[start, end], ...]}} (CLUENER 2020; end inclusive, each span
   checked against its entity text).
 The text is split into words as BERT's basic tokenizer splits it (each CJK ideograph a word,

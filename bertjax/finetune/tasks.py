@@ -198,7 +198,8 @@ def _tagged_from_spans(raw: list[dict], spec: TaskSpec, source: str) -> list[dic
         words, left_out = span_records.tagged_record(
             record, spec.text_fields[0], spec.spans_field, source, number
         )
-        tagged.append(record | {spec.tokens_field: words["tokens"], spec.tags_field: words["tags"]})
+        fields = {spec.tokens_field: words["tokens"], spec.tags_field: words["tags"]}
+        tagged.append(record | fields)
         skipped += left_out
     if skipped:
         logging.warning("%s: %d spans overlap another and are left out (BIO holds one)",
