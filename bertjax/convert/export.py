@@ -41,6 +41,7 @@ AUTO_CLASSES = {
     "ForSequenceClassification": ("AutoModelForSequenceClassification", "text-classification"),
     "ForTokenClassification": ("AutoModelForTokenClassification", "token-classification"),
     "ForQuestionAnswering": ("AutoModelForQuestionAnswering", "question-answering"),
+    "ForMultipleChoice": ("AutoModelForMultipleChoice", None),  # transformers has no pipeline
 }
 SPECIAL_TOKENS_MAP = {
     "unk_token": lookups.UNK,
