@@ -69,9 +69,9 @@ def spans_of(value, text: str, field: str, where: str) -> list[tuple[int, int, s
         )
     for start, end, label in spans:
         if not 0 <= start < end <= len(text):
+            problem = "empty" if start == end else f"outside its text of {len(text)} characters"
             raise UserError(
-                f"{where}: the {label} span [{start}, {end}) is outside its text of "
-                f"{len(text)} characters; fix the record"
+                f"{where}: the {label} span [{start}, {end}) is {problem}; fix the record"
             )
     return spans
 
