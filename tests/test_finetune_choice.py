@@ -1,6 +1,6 @@
-"""Multiple choice (SWAG, RACE, COPA, C3): records with their label forms and errors, a row per
-choice, batches that pad an example's missing choices out of the softmax, and a tiny BERT that
-learns a task whose answer depends on the context. Hugging Face's BertForMultipleChoice is the
+"""Multiple choice (SWAG, RACE, COPA, ARC, C3): records with their label forms and errors, a row
+per choice, batches that pad an example's missing choices out of the softmax, and a tiny BERT
+that learns to pick the right one of 2 to 4 choices. Hugging Face's BertForMultipleChoice is the
 reference for the head (tests/convert/test_export_finetuned.py)."""
 
 import csv
