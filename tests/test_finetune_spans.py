@@ -19,7 +19,10 @@ def test_words_and_bio_tags_from_each_shape_of_spans():
     doccano = {"text": text, "label": [[0, 10, "PER"], [20, 28, "LOC"]]}
     objects = {"text": text, "label": [{"start_offset": 0, "end_offset": 10, "label": "PER"},
                                        {"start": 20, "end": 28, "label": "LOC"}]}  # fmt: skip
-    for record in (doccano, objects):
+    label_studio = {"text": text, "label": [  # JSON-MIN: its text and a list of labels
+        {"start": 0, "end": 10, "text": "Anna Smith", "labels": ["PER"]},
+        {"start": 20, "end": 28, "text": "New York", "labels": ["LOC"]}]}  # fmt: skip
+    for record in (doccano, objects, label_studio):
         tagged, skipped = span_records.tagged_record(record, "text", "label", "f.jsonl", 0)
         assert (tagged["tokens"], tagged["tags"], skipped) == (words, expected, 0)
     # A span ending inside a word tags the whole word; a nested one is left out and counted.

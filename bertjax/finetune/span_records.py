@@ -4,7 +4,7 @@ CLUENER 2020 ships, read as words and BIO tags (`--config.spans_field`).
 Three shapes of the spans field are read:
 - a list of [start, end, label] (doccano's JSONL export; end exclusive);
 - a list of objects with start/end (or start_offset/end_offset) and label (doccano's newer
-  export; end exclusive);
+  export; end exclusive), or labels, a list of one (Label Studio's JSON-MIN export);
 - an object {label: {entity text: [[start, end], ...]}} (CLUENER 2020; end inclusive, each span
   checked against its entity text).
 The text is split into words as BERT's basic tokenizer splits it (each CJK ideograph a word,
@@ -77,10 +77,12 @@ def spans_of(value, text: str, field: str, where: str) -> list[tuple[int, int, s
 
 
 def _span(item, field: str, where: str) -> tuple[int, int, str]:
-    if isinstance(item, dict):
+    if isinstance(item, dict):  # Label Studio's JSON-MIN export: "labels", a list of one
         start = item.get("start_offset", item.get("start"))
         end = item.get("end_offset", item.get("end"))
-        item = [start, end, item.get("label")]
+        labels = item.get("labels")
+        one = labels[0] if isinstance(labels, list) and len(labels) == 1 else None
+        item = [start, end, item.get("label", one)]
     if (
         isinstance(item, list)
         and len(item) == 3
