@@ -9,6 +9,7 @@ only a few shapes are ever compiled.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Iterator, Sequence
 
 import numpy as np
@@ -35,6 +36,11 @@ class Encoded:
 
     def __len__(self) -> int:
         return len(self.input_ids)
+
+    @functools.cached_property
+    def most_choices(self) -> int:
+        """Multiple choice: the most choices any example has (the C of every batch's shape)."""
+        return max(self.num_choices)
 
     def longest_row(self, index: int) -> int:
         """Example `index`'s longest row (multiple choice: over its choices), in tokens."""
@@ -164,7 +170,7 @@ def pad_choice_batch(encoded: Encoded, rows: Sequence[int], batch_size: int, max
     """Multiple-choice examples `rows` as [batch_size, C, length] inputs, C the most choices any
     example of `encoded` has (one shape per split), and `choice_mask` [batch_size, C]: 1 for a
     real choice, 0 for the padding of an example with fewer (and for filler rows)."""
-    length, choices = _bucket(encoded, rows, max_len), max(encoded.num_choices)
+    length, choices = _bucket(encoded, rows, max_len), encoded.most_choices
     shape = (batch_size, choices, length)
     input_ids, segment_ids, input_mask = (np.zeros(shape, np.int32) for _ in range(3))
     choice_mask = np.zeros((batch_size, choices), np.float32)
