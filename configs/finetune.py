@@ -24,7 +24,8 @@ def get_config() -> ml_collections.ConfigDict:
     config.tokens_field = ""  # tagging: "" = "tokens"
     config.tags_field = ""  # tagging: "" = "tags"
     # tagging from character spans of the text field instead of tokens and tags: doccano's
-    # [[start, end, label]], objects with start/end/label, or CLUENER's {label: {entity: [[s, e]]}}
+    # [[start, end, label]], objects with start/end/label, or CLUENER's {label: {entity: [[s, e]]}};
+    # "annotations": Label Studio's JSON export (tasks, the text in each task's data)
     config.spans_field = ""
     # multiple_choice: the field holding a JSON list of the choices ("" = "choices"; or ARC's
     # {"text": [...], "label": [...]}), or one field per choice, comma-separated

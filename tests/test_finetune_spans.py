@@ -1,6 +1,6 @@
-"""Tagging from character spans (doccano's exports, CLUENER 2020): the text split into words as
-BERT's basic tokenizer splits it, spans turned into BIO tags, a fine-tune from such files, and
-`bertjax predict` giving spans back in doccano's shape."""
+"""Tagging from character spans (doccano's and Label Studio's exports, CLUENER 2020): the text
+split into words as BERT's basic tokenizer splits it, spans turned into BIO tags, a fine-tune from
+such files, and `bertjax predict` giving spans back in doccano's shape."""
 
 import json
 
@@ -38,6 +38,66 @@ def test_words_and_bio_tags_from_each_shape_of_spans():
                               + ["I-name"] * 2 + ["O"] * 2)  # fmt: skip
     assert span_records.predicted_spans(cluener["text"], tagged["tags"]) == [
         [0, 4, "company"], [9, 12, "name"]]  # fmt: skip
+
+
+def _labels_result(start, end, text, label, kind="labels"):
+    value = {"start": start, "end": end, "text": text, "labels": [label]}
+    return {"value": value, "from_name": "label", "to_name": "text", "type": kind}
+
+
+def test_label_studio_json_export_tasks(tmp_path, caplog):
+    """Label Studio's JSON export: a JSON array of tasks, the text in `data`, spans in the
+    newest annotation not cancelled; other result types ignored; unannotated tasks left out."""
+    text = "Anna met Tom in Paris ."
+    old = {"created_at": "2024-01-01T10:00:00Z", "result": [_labels_result(0, 4, "Anna", "LOC")]}
+    newest = {"created_at": "2024-01-02T10:00:00Z", "result": [
+        _labels_result(0, 4, "Anna", "PER"), _labels_result(9, 12, "Tom", "PER"),
+        {"type": "choices", "value": {"choices": ["travel"]}, "from_name": "topic"},
+        {"type": "relation", "from_id": "a", "to_id": "b"},
+        _labels_result(16, 21, "Paris", "LOC")]}  # fmt: skip
+    cancelled = {"created_at": "2024-01-03T10:00:00Z", "was_cancelled": True, "result": []}
+    tasks_json = [
+        {"id": 1, "data": {"text": text}, "annotations": [old, newest, cancelled]},
+        {"id": 2, "data": {"text": "Tom slept ."}, "annotations": []},  # nobody annotated it
+        {"id": 3, "data": {"text": "Lena sang ."}, "annotations": [cancelled]},
+        {"id": 4, "data": {"text": "It rained ."}, "annotations": [{"result": []}]},  # no entity
+    ]
+    tagged, _ = span_records.tagged_record(tasks_json[0], "text", "annotations", "f.json", 0)
+    assert tagged["tokens"] == ["Anna", "met", "Tom", "in", "Paris", "."]
+    assert tagged["tags"] == ["B-PER", "O", "B-PER", "O", "B-LOC", "O"]
+    assert span_records.tagged_record(tasks_json[1], "text", "annotations", "f.json", 1) == (
+        None, 0)  # fmt: skip
+    path = tmp_path / "project-1-at-2024-01-02.json"
+    path.write_text(json.dumps(tasks_json))
+    config = config_for(kind="tagging", train_file=str(path), eval_file=str(path),
+                        spans_field="annotations")  # fmt: skip
+    with caplog.at_level("WARNING"):
+        task = tasks.load_task("jsonl", config)
+    tags = [[task.labels[t] for t in example.tags] for example in task.train]
+    assert tags == [["B-PER", "O", "B-PER", "O", "B-LOC", "O"], ["O", "O", "O"]]
+    assert "2 Label Studio tasks have no annotation" in caplog.text
+
+
+def test_utf16_offsets_of_a_quoted_span_are_moved_to_characters():
+    """Label Studio counts offsets in UTF-16 code units (JavaScript's): after an emoji they run
+    one ahead per emoji; a span that quotes its text is found there and moved."""
+    text = "🙂🙂 Anna met Tom in Paris ."
+    units = {i: len(text[:i].encode("utf-16-le")) // 2 for i in range(len(text) + 1)}
+    assert text[3:7] == "Anna" and (units[3], units[7]) == (5, 9) and text[5:9] == "na m"
+    record = {
+        "text": text,
+        "label": [
+            {"start": units[3], "end": units[7], "text": "Anna", "labels": ["PER"]},
+            {"start": 12, "end": 15, "text": "Tom", "labels": ["PER"]},
+        ],
+    }  # characters: kept
+    tagged, _ = span_records.tagged_record(record, "text", "label", "f.jsonl", 0)
+    assert tagged["tokens"][:5] == ["🙂", "🙂", "Anna", "met", "Tom"]
+    assert tagged["tags"][:5] == ["O", "O", "B-PER", "O", "B-PER"]
+    wrong = {"text": text, "label": [{"start": 3, "end": 7, "text": "Tom", "labels": ["PER"]}]}
+    with pytest.raises(UserError, match=r"record 1 of f.jsonl: the PER span \[3, 7\) quotes "
+                       "'Tom', where the text has 'Anna'; fix the record"):  # fmt: skip
+        span_records.tagged_record(wrong, "text", "label", "f.jsonl", 0)
 
 
 def test_span_errors_name_the_record():
@@ -86,5 +146,11 @@ def test_a_tagger_fine_tunes_from_spans_and_predicts_spans(tmp_path):
     predict.predict_file(str(saved), renamed, str(tmp_path / "r.jsonl"), text_fields="body")
     (again,) = map(json.loads, (tmp_path / "r.jsonl").read_text().splitlines())
     assert again["predicted_spans"] == line["predicted_spans"]
+    # Label Studio tasks to pre-annotate: a JSON array, the text in each task's data.
+    studio = tmp_path / "tasks.json"
+    studio.write_text(json.dumps([{"id": 7, "data": {"text": "Tom went to Rome today ."}}]))
+    predict.predict_file(str(saved), str(studio), str(tmp_path / "ls.jsonl"))
+    (task,) = map(json.loads, (tmp_path / "ls.jsonl").read_text().splitlines())
+    assert task["id"] == 7 and task["predicted_spans"] == line["predicted_spans"]
     with pytest.raises(UserError, match="names 2 fields; the model reads 1 .text when"):
         predict.predict_file(str(saved), renamed, str(tmp_path / "r.jsonl"), text_fields="a,b")

@@ -224,7 +224,8 @@ def _outputs(
             for record, p, x in zip(records, predicted, logits, strict=True)
         ]  # fmt: skip
     if task.get("spans_field"):
-        texts = [str(record[task["text_field"]]) for record in records]
+        field = task["text_field"]
+        texts = [str(span_records.text_holder(record, field)[field]) for record in records]
         return [
             record | {"predicted_tags": p, "predicted_spans": span_records.predicted_spans(t, p)}
             for record, t, p in zip(records, texts, predicted, strict=True)

@@ -109,7 +109,7 @@ def _text_tagging_examples(task: dict, records: list[dict], path: Path) -> list[
     split it (`span_records.text_words`)."""
     field, examples = task["text_field"], []
     for number, record in enumerate(records, 1):
-        text = _text(record, field, path, number, [field])
+        text = _text(span_records.text_holder(record, field), field, path, number, [field])
         words = tuple(text[a:b] for a, b in span_records.text_words(text))
         examples.append(TaggedExample(words, (0,) * len(words)))
     return examples

@@ -1,12 +1,20 @@
 """Tagging data annotated as character spans of a text, as annotation tools export it and as
 CLUENER 2020 ships, read as words and BIO tags (`--config.spans_field`).
 
-Three shapes of the spans field are read:
+Four shapes of the spans field are read:
 - a list of [start, end, label] (doccano's JSONL export; end exclusive);
 - a list of objects with start/end (or start_offset/end_offset) and label (doccano's newer
   export; end exclusive), or labels, a list of one (Label Studio's JSON-MIN export);
+- Label Studio's JSON export, a task per record: `annotations`, each a `result` list of
+  {"type": "labels", "value": {start, end, text, labels}}, the text in the task's `data` object.
+  A task is read from its newest annotation not cancelled (one example per task); a task with
+  none is unlabelled and left out;
 - an object {label: {entity text: [[start, end], ...]}} (CLUENER 2020; end inclusive, each span
   checked against its entity text).
+A span that quotes its text (Label Studio's "text") is checked against it. Label Studio counts
+offsets in UTF-16 code units, as JavaScript does, so after an emoji or another character outside
+the Basic Multilingual Plane they run ahead of Python's; a quoted span found at its offsets read
+as UTF-16 is moved to its characters.
 The text is split into words as BERT's basic tokenizer splits it (each CJK ideograph a word,
 runs of letters and digits, each punctuation mark), so a Chinese text is tagged per character;
 a span tags every word it overlaps (B- on the first, I- on the rest). A span overlapping one
@@ -32,13 +40,19 @@ def text_words(text: str) -> list[tuple[int, int]]:
 
 def tagged_record(
     record: dict, text_field: str, spans_field: str, source: str, number: int
-) -> tuple[dict, int]:
+) -> tuple[dict | None, int]:
     """(the record with "tokens" (its text's words) and "tags" (BIO), the number of spans left
-    out as overlapping another); UserError naming the record for spans of another shape or
-    outside the text."""
+    out as overlapping another); (None, 0) for a Label Studio task nobody annotated. UserError
+    naming the record for spans of another shape or outside the text."""
     where = f"record {number + 1} of {source}"
-    text = text_value(field_value(record, text_field, source), text_field, where)
-    spans = spans_of(field_value(record, spans_field, source), text, spans_field, where)
+    holder = text_holder(record, text_field)
+    text = text_value(field_value(holder, text_field, source), text_field, where)
+    value = field_value(record, spans_field, source)
+    if _is_label_studio_task(record, value):
+        value = _annotated_values(value)
+        if value is None:
+            return None, 0
+    spans = spans_of(value, text, spans_field, where)
     words = text_words(text)
     tags, skipped = ["O"] * len(words), 0
     for start, end, label in sorted(spans, key=lambda span: (span[0], -span[1])):
@@ -53,19 +67,54 @@ def tagged_record(
     return record | {"tokens": tokens, "tags": tags}, skipped
 
 
+def text_holder(record: dict, field: str) -> dict:
+    """The object holding the text field: the record, or a Label Studio task's `data`."""
+    data = record.get("data")
+    if field not in record and isinstance(data, dict) and field in data:
+        return data
+    return record
+
+
+def _is_label_studio_task(record: dict, value) -> bool:
+    """Whether `value` is a Label Studio task's annotations (none: an unannotated task)."""
+    return (
+        isinstance(value, list)
+        and isinstance(record.get("data"), dict)
+        and all(isinstance(a, dict) and "result" in a for a in value)
+    )
+
+
+def _annotated_values(annotations: list) -> list | None:
+    """The span values ("labels" results) of the newest annotation not cancelled; None where
+    there is none."""
+    kept = [
+        a for a in annotations
+        if isinstance(a, dict) and not (a.get("was_cancelled") or a.get("skipped"))
+    ]  # fmt: skip
+    if not kept:
+        return None
+    newest = max(reversed(kept), key=lambda a: str(a.get("created_at", "")))
+    results = newest.get("result") or []
+    return [
+        r.get("value")
+        for r in results
+        if isinstance(r, dict) and r.get("type", "labels") == "labels"
+    ]
+
+
 def spans_of(value, text: str, field: str, where: str) -> list[tuple[int, int, str]]:
-    """(start, end exclusive, label) of each span in `value`, one of the three shapes."""
+    """(start, end exclusive, label) of each span in `value`, in one of the shapes above."""
     if isinstance(value, dict):
         spans = _cluener_spans(value, text, field, where)
     elif isinstance(value, list):
-        spans = [_span(item, field, where) for item in value]
+        spans = [_quoted_span(_span(item, field, where), text, where) for item in value]
     else:
         spans = None
     if spans is None:
         raise UserError(
             f"{where}: {field!r} is not a list of [start, end, label] spans, of objects with "
-            "start, end and label, or CLUENER's {label: {entity: [[start, end]]}}; fix the "
-            "record or name the spans' field with --config.spans_field"
+            "start, end and label, Label Studio's annotations or CLUENER's {label: {entity: "
+            "[[start, end]]}}; fix the record or name the spans' field with --config.spans_field"
         )
     for start, end, label in spans:
         if not 0 <= start < end <= len(text):
@@ -76,11 +125,13 @@ def spans_of(value, text: str, field: str, where: str) -> list[tuple[int, int, s
     return spans
 
 
-def _span(item, field: str, where: str) -> tuple[int, int, str]:
+def _span(item, field: str, where: str) -> tuple[int, int, str, str | None]:
+    """(start, end, label, the text it quotes or None) of one span item."""
+    quoted = None
     if isinstance(item, dict):  # Label Studio's JSON-MIN export: "labels", a list of one
         start = item.get("start_offset", item.get("start"))
         end = item.get("end_offset", item.get("end"))
-        labels = item.get("labels")
+        labels, quoted = item.get("labels"), item.get("text")
         one = labels[0] if isinstance(labels, list) and len(labels) == 1 else None
         item = [start, end, item.get("label", one)]
     if (
@@ -89,11 +140,39 @@ def _span(item, field: str, where: str) -> tuple[int, int, str]:
         and all(isinstance(x, int) and not isinstance(x, bool) for x in item[:2])
         and isinstance(item[2], str)
     ):
-        return item[0], item[1], item[2]
+        return item[0], item[1], item[2], quoted if isinstance(quoted, str) else None
     raise UserError(
         f"{where}: a span of {field!r} is {item!r}, not [start, end, label] (or an object with "
         "start, end and label); fix the record"
     )
+
+
+def _quoted_span(span: tuple, text: str, where: str) -> tuple[int, int, str]:
+    """(start, end, label) of `span`, checked against the text it quotes (if any): offsets
+    counted in UTF-16 code units are moved to characters; another mismatch is a UserError."""
+    start, end, label, quoted = span
+    if quoted is None or text[start:end] == quoted:
+        return start, end, label
+    moved = _utf16_to_characters(text, start, end)
+    if moved and text[moved[0] : moved[1]] == quoted:
+        return moved[0], moved[1], label
+    raise UserError(
+        f"{where}: the {label} span [{start}, {end}) quotes {quoted!r}, where the text has "
+        f"{text[start:end]!r}; fix the record"
+    )
+
+
+def _utf16_to_characters(text: str, start: int, end: int) -> tuple[int, int] | None:
+    """The character offsets of UTF-16 offsets `start`, `end` of `text`; None where either
+    falls inside a surrogate pair or past the text."""
+    characters, units = {}, 0
+    for i, char in enumerate(text):
+        characters[units] = i
+        units += 2 if ord(char) > 0xFFFF else 1
+    characters[units] = len(text)
+    if start not in characters or end not in characters:
+        return None
+    return characters[start], characters[end]
 
 
 def _cluener_spans(value: dict, text: str, field: str, where: str) -> list | None:

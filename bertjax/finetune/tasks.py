@@ -192,18 +192,25 @@ def _example(
 
 def _tagged_from_spans(raw: list[dict], spec: TaskSpec, source: str) -> list[dict]:
     """Span-annotated records as words and BIO tags (`span_records`) in the spec's token and tag
-    fields; logs how many spans overlapped another and were left out."""
-    tagged, skipped = [], 0
+    fields; logs how many spans overlapped another and were left out, and how many Label Studio
+    tasks had no annotation (left out: they are unlabelled, not entity-free)."""
+    tagged, skipped, unannotated = [], 0, 0
     for number, record in enumerate(raw):
         words, left_out = span_records.tagged_record(
             record, spec.text_fields[0], spec.spans_field, source, number
         )
+        if words is None:
+            unannotated += 1
+            continue
         fields = {spec.tokens_field: words["tokens"], spec.tags_field: words["tags"]}
         tagged.append(record | fields)
         skipped += left_out
     if skipped:
         logging.warning("%s: %d spans overlap another and are left out (BIO holds one)",
                         source, skipped)  # fmt: skip
+    if unannotated:
+        logging.warning("%s: %d Label Studio tasks have no annotation (or only cancelled ones) "
+                        "and are left out", source, unannotated)  # fmt: skip
     return tagged
 
 
