@@ -340,7 +340,9 @@ COMMANDS: dict[str, Command] = {
             ("string", "model", None, "A fine-tuned model: FINETUNE_DIR/seed_<s>/model."),
             ("string", "input", None, "Records (JSON Lines/JSON, Parquet, Arrow, CSV, TSV, "
              "CoNLL), or a SQuAD file for QA."),
-            ("string", "out", None, "Predictions, JSON Lines: one line per input record."),
+            ("string", "out", None, "Predictions, JSON Lines: one line per input record "
+             "(FILE.json: a JSON array, e.g. Label Studio tasks to import; QA: SQuAD's "
+             "{id: answer})."),
             ("integer", "batch_size", 64, "Rows per batch (a multiple of the devices)."),
             ("string", "text_fields", "",
              "Text models (classification, multilabel, regression): the input's text "

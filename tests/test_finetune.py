@@ -851,6 +851,9 @@ def test_squad2_unanswerable_questions_are_learned_and_answered_empty(tmp_path):
     done = predict.predict_file(str(saved), str(squad_file), str(tmp_path / "answers.jsonl"))
     answers = {row["id"]: row["prediction"] for row in map(json.loads, open(done.out))}
     assert answers == {"q0": "1889", "q1": "Marie Curie", "q2": "yellow", "n0": "", "n1": ""}
+    # --out=*.json: SQuAD's predictions file ({id: answer}, what evaluate-v2.0 reads).
+    predict.predict_file(str(saved), str(squad_file), str(tmp_path / "predictions.json"))
+    assert json.loads((tmp_path / "predictions.json").read_text()) == answers
     # Another threshold at predict time: a huge one gives every question a span.
     predict.predict_file(str(saved), str(squad_file), str(tmp_path / "spans.jsonl"),
                          null_score_diff_threshold=1e9)  # fmt: skip

@@ -42,7 +42,7 @@ def test_words_and_bio_tags_from_each_shape_of_spans():
 
 def _labels_result(start, end, text, label, kind="labels"):
     value = {"start": start, "end": end, "text": text, "labels": [label]}
-    return {"value": value, "from_name": "label", "to_name": "text", "type": kind}
+    return {"value": value, "from_name": "entity", "to_name": "body", "type": kind}
 
 
 def test_label_studio_json_export_tasks(tmp_path, caplog):
@@ -76,6 +76,9 @@ def test_label_studio_json_export_tasks(tmp_path, caplog):
     tags = [[task.labels[t] for t in example.tags] for example in task.train]
     assert tags == [["B-PER", "O", "B-PER", "O", "B-LOC", "O"], ["O", "O", "O"]]
     assert "2 Label Studio tasks have no annotation" in caplog.text
+    # The labeling config's tag names, which the model records for predict's pre-annotations.
+    assert task.label_studio_names == ("entity", "body")
+    assert trainer._task_entry(task, config)["label_studio_names"] == ["entity", "body"]
 
 
 def test_utf16_offsets_of_a_quoted_span_are_moved_to_characters():
@@ -146,11 +149,21 @@ def test_a_tagger_fine_tunes_from_spans_and_predicts_spans(tmp_path):
     predict.predict_file(str(saved), renamed, str(tmp_path / "r.jsonl"), text_fields="body")
     (again,) = map(json.loads, (tmp_path / "r.jsonl").read_text().splitlines())
     assert again["predicted_spans"] == line["predicted_spans"]
-    # Label Studio tasks to pre-annotate: a JSON array, the text in each task's data.
+    # Label Studio tasks to pre-annotate: a JSON array, the text in each task's data; written
+    # back as a JSON array (--out=*.json) with each task's "predictions" in Label Studio's shape,
+    # naming its template's tags (this model was fine-tuned on doccano spans).
     studio = tmp_path / "tasks.json"
     studio.write_text(json.dumps([{"id": 7, "data": {"text": "Tom went to Rome today ."}}]))
-    predict.predict_file(str(saved), str(studio), str(tmp_path / "ls.jsonl"))
-    (task,) = map(json.loads, (tmp_path / "ls.jsonl").read_text().splitlines())
+    predict.predict_file(str(saved), str(studio), str(tmp_path / "ls.json"))
+    (task,) = json.loads((tmp_path / "ls.json").read_text())
     assert task["id"] == 7 and task["predicted_spans"] == line["predicted_spans"]
+    (prediction,) = task["predictions"]
+    assert prediction["model_version"] == str(saved)
+    assert prediction["result"] == [
+        {"from_name": "label", "to_name": "text", "type": "labels",
+         "value": {"start": 0, "end": 3, "text": "Tom", "labels": ["PER"]}},
+        {"from_name": "label", "to_name": "text", "type": "labels",
+         "value": {"start": 12, "end": 16, "text": "Rome", "labels": ["LOC"]}},
+    ]  # fmt: skip
     with pytest.raises(UserError, match="names 2 fields; the model reads 1 .text when"):
         predict.predict_file(str(saved), renamed, str(tmp_path / "r.jsonl"), text_fields="a,b")

@@ -5,8 +5,9 @@ The input is what the model was fine-tuned on, labels or answers not needed: JSO
 text fields (classification, multilabel, regression; multiple choice: and its choices) or its
 word-list field (tagging), or SQuAD JSON / JSON Lines (QA); a bertjax fine-tune records those
 fields and its windows (`trainer._task_entry`), an imported model reads `text` / `tokens` and
-the recipe's windows (multiple choice: `choices` too) unless told. The output is JSON Lines, one
-line per input record (per question for QA), in input order:
+the recipe's windows (multiple choice: `choices` too) unless told. The output is JSON Lines (where
+--out ends in .json a JSON array, or for QA SQuAD's {id: answer}), a record per input record (per
+question for QA), in input order:
 
   classification   the record + "prediction": label, "probabilities": {label: p}
   multilabel       the record + "prediction": [labels with p > the threshold: the model's,
@@ -15,7 +16,8 @@ line per input record (per question for QA), in input order:
   regression       the record + "prediction": the number
   tagging          the record + "predicted_tags": one tag per word (cut-off words "O"); a
                    model fine-tuned on spans (--config.spans_field) reads the text and adds
-                   "predicted_spans": [[start, end, label], ...] (doccano's shape)
+                   "predicted_spans": [[start, end, label], ...] (doccano's shape); a Label
+                   Studio task (its text in "data") also "predictions", its pre-annotation
   qa               {"id", "question", "prediction": answer text ("" for none: SQuAD 2.0
                    models, or --null_score_diff_threshold's)}
   multiple_choice  the record + "prediction": the chosen choice's index (from 0),
@@ -51,6 +53,10 @@ from bertjax.finetune import choice_records, inference, model, predict_inputs, s
 SETTINGS = ("max_seq_length", "multilabel_threshold", "null_score_diff_threshold")
 QA_DEFAULTS = {"doc_stride": 128, "max_query_length": 64, "max_answer_length": 30, "n_best": 20}
 
+
+# The tag names of Label Studio's named-entity template (<Labels name="label" toName="text">), for
+# pre-annotations of a model fine-tuned on other span files.
+LABEL_STUDIO_NAMES = ("label", "text")
 
 WHAT_PREDICTED = {"classification": "texts classified", "multilabel": "texts labelled",
                   "regression": "texts scored", "tagging": "sentences tagged",
@@ -122,10 +128,8 @@ def predict_file(
         task["kind"], task["labels"], examples, encoded, qa, logits, settings,
         settings.get("null_score_diff_threshold"),  # None: every question answered (v1.1)
     )  # fmt: skip
-    outputs = _outputs(task, records, examples, predicted, logits)
-    # default=str: a Parquet input's dates and decimals are echoed as text.
-    lines = (json.dumps(r, ensure_ascii=False, default=str) + "\n" for r in outputs)
-    out_path.write_text("".join(lines), encoding="utf-8")
+    outputs = _outputs(task, records, examples, predicted, logits, model_path)
+    out_path.write_text(_serialized(outputs, task["kind"], out_path.suffix), encoding="utf-8")
     return Predictions(task, len(examples), out_path)
 
 
@@ -201,7 +205,7 @@ def _with_null_threshold(task: dict, threshold: float | None) -> dict:
 
 
 def _outputs(
-    task: dict, records: list, examples: list, predicted: list, logits: list
+    task: dict, records: list, examples: list, predicted: list, logits: list, model_path: str
 ) -> list[dict]:
     """The output lines: each input record with its prediction."""
     if task["kind"] == choice_records.KIND:
@@ -224,14 +228,39 @@ def _outputs(
             for record, p, x in zip(records, predicted, logits, strict=True)
         ]  # fmt: skip
     if task.get("spans_field"):
-        field = task["text_field"]
-        texts = [str(span_records.text_holder(record, field)[field]) for record in records]
         return [
-            record | {"predicted_tags": p, "predicted_spans": span_records.predicted_spans(t, p)}
-            for record, t, p in zip(records, texts, predicted, strict=True)
+            _with_spans(task, record, tags, model_path)
+            for record, tags in zip(records, predicted, strict=True)
         ]
     key = "predicted_tags" if task["kind"] == "tagging" else "prediction"
     return [record | {key: p} for record, p in zip(records, predicted, strict=True)]
+
+
+def _serialized(outputs: list[dict], kind: str, suffix: str) -> str:
+    """The output file's text: JSON Lines; for a .json file a JSON array, a record a line (what
+    Label Studio imports), or for QA SQuAD's {id: answer} (what evaluate-v2.0 reads)."""
+    if suffix == ".json" and kind == "qa":
+        answers = {output["id"]: output["prediction"] for output in outputs}
+        return json.dumps(answers, ensure_ascii=False, indent=1) + "\n"
+    # default=str: a Parquet input's dates and decimals are echoed as text.
+    lines = [json.dumps(output, ensure_ascii=False, default=str) for output in outputs]
+    if suffix == ".json":
+        return "[\n" + ",\n".join(lines) + "\n]\n"
+    return "".join(line + "\n" for line in lines)
+
+
+def _with_spans(task: dict, record: dict, tags: list[str], model_path: str) -> dict:
+    """A record tagged by a model fine-tuned on spans: its tags and spans; a Label Studio task
+    also its pre-annotation ("predictions", naming the labeling config's tags)."""
+    field = task["text_field"]
+    text = str(span_records.text_holder(record, field)[field])
+    spans = span_records.predicted_spans(text, tags)
+    out = record | {"predicted_tags": tags, "predicted_spans": spans}
+    if span_records.is_label_studio_task(record):
+        names = tuple(task.get("label_studio_names", LABEL_STUDIO_NAMES))
+        prediction = span_records.label_studio_prediction(text, spans, names, model_path)
+        out["predictions"] = [*record.get("predictions", []), prediction]
+    return out
 
 
 def _probabilities(labels: list[str], logits: np.ndarray) -> dict[str, float]:

@@ -75,6 +75,11 @@ def text_holder(record: dict, field: str) -> dict:
     return record
 
 
+def is_label_studio_task(record: dict) -> bool:
+    """Whether `record` is a Label Studio task (its fields in a `data` object)."""
+    return isinstance(record.get("data"), dict)
+
+
 def _is_label_studio_task(record: dict, value) -> bool:
     """Whether `value` is a Label Studio task's annotations (none: an unannotated task)."""
     return (
@@ -100,6 +105,35 @@ def _annotated_values(annotations: list) -> list | None:
         for r in results
         if isinstance(r, dict) and r.get("type", "labels") == "labels"
     ]
+
+
+def label_studio_names(record: dict, spans_field: str) -> tuple[str, str] | None:
+    """(from_name, to_name) of the first "labels" result of a Label Studio task's annotations:
+    the labeling config's Labels and Text tags, which pre-annotations must name; None for
+    another record."""
+    value = record.get(spans_field)
+    if not _is_label_studio_task(record, value):
+        return None
+    for annotation in value:
+        for result in annotation.get("result") or []:
+            names = [result.get(key) for key in ("from_name", "to_name")]
+            if result.get("type", "labels") == "labels" and all(isinstance(n, str) for n in names):
+                return names[0], names[1]
+    return None
+
+
+def label_studio_prediction(
+    text: str, spans: list[list], names: tuple[str, str], model_version: str
+) -> dict:
+    """A Label Studio pre-annotation (one entry of a task's "predictions") of `spans`
+    ([start, end, label], characters) of `text`."""
+    from_name, to_name = names
+    result = [
+        {"from_name": from_name, "to_name": to_name, "type": "labels",
+         "value": {"start": start, "end": end, "text": text[start:end], "labels": [label]}}
+        for start, end, label in spans
+    ]  # fmt: skip
+    return {"model_version": model_version, "result": result}
 
 
 def spans_of(value, text: str, field: str, where: str) -> list[tuple[int, int, str]]:

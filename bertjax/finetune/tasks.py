@@ -62,6 +62,9 @@ class TaskData:
     eval: list
     eval_split: str
     dev: list = dataclasses.field(default_factory=list)  # examples that choose the epoch
+    # Tagging from Label Studio tasks: (from_name, to_name) of their labels results, which
+    # predict's pre-annotations name; () otherwise.
+    label_studio_names: tuple[str, ...] = ()
 
 
 # Presets over the layout of the repo's shared task data: DATA_DIR/NAME/{train,dev,test}.jsonl.
@@ -152,7 +155,9 @@ def load_task(name: str, config: ml_collections.ConfigDict) -> TaskData:
         }
         return _task_data(name, spec, [], examples)
     raw = {split: list(_records(source, split, spec)) for split, source in sources.items()}
+    studio_names = ()
     if spec.kind == "tagging" and spec.spans_field:
+        studio_names = _label_studio_names(raw["train"], spec.spans_field)
         raw = {split: _tagged_from_spans(rs, spec, sources[split]) for split, rs in raw.items()}
     for split, split_records in raw.items():
         if not split_records:
@@ -178,7 +183,7 @@ def load_task(name: str, config: ml_collections.ConfigDict) -> TaskData:
             _log_unseen_tags(split_examples, labels, sources[split])
     logging.info("Task %s (%s): %s examples, labels %s", name, spec.kind,
                  ", ".join(f"{len(v)} {k}" for k, v in examples.items()), labels)  # fmt: skip
-    return _task_data(name, spec, labels, examples)
+    return _task_data(name, spec, labels, examples, studio_names)
 
 
 def _example(
@@ -214,9 +219,20 @@ def _tagged_from_spans(raw: list[dict], spec: TaskSpec, source: str) -> list[dic
     return tagged
 
 
-def _task_data(name: str, spec: TaskSpec, labels: list[str], examples: dict) -> TaskData:
+def _label_studio_names(records: list[dict], spans_field: str) -> tuple[str, ...]:
+    """The first Label Studio labels result's (from_name, to_name) among `records`; ()."""
+    for record in records:
+        if names := span_records.label_studio_names(record, spans_field):
+            return names
+    return ()
+
+
+def _task_data(
+    name: str, spec: TaskSpec, labels: list[str], examples: dict, studio_names: tuple = ()
+) -> TaskData:
     return TaskData(name, spec.kind, labels, examples["train"], examples["eval"],
-                    _split_name(spec.eval), dev=examples.get("dev", []))  # fmt: skip
+                    _split_name(spec.eval), dev=examples.get("dev", []),
+                    label_studio_names=studio_names)  # fmt: skip
 
 
 def hold_out_dev(task: TaskData, fraction: float) -> TaskData:

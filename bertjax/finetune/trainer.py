@@ -138,7 +138,10 @@ def _task_entry(task: tasks.TaskData, config: ml_collections.ConfigDict) -> dict
         return entry | {"text_fields": list(spec.text_fields),
                         "choice_fields": list(spec.choice_fields)}  # fmt: skip
     if task.kind == "tagging" and spec.spans_field:  # predict reads the text, writes spans
-        return entry | {"text_field": spec.text_fields[0], "spans_field": spec.spans_field}
+        entry |= {"text_field": spec.text_fields[0], "spans_field": spec.spans_field}
+        if task.label_studio_names:  # predict's pre-annotations name the labeling config's tags
+            entry["label_studio_names"] = list(task.label_studio_names)
+        return entry
     if task.kind == "tagging":
         return entry | {"tokens_field": spec.tokens_field}
     windows = {name: config[name] for name in inference.QA_FIELDS}
