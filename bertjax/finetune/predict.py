@@ -31,8 +31,11 @@ it. The batch is split over every local device (data parallel).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TextIO
 
 import jax
 import ml_collections
@@ -112,8 +115,11 @@ def predict_file(
     task = _with_threshold(task, multilabel_threshold)
     task = _with_null_threshold(task, null_score_diff_threshold)
     paths.make_local_dir(out_path.parent, "--out")
-    input_file = Path(input_path).expanduser()
-    records, examples = predict_inputs.read_inputs(task, input_file, column_names, text_encoding)
+    chunks = functools.partial(
+        predict_inputs.input_chunks, task, Path(input_path).expanduser(), column_names,
+        text_encoding,
+    )  # fmt: skip
+    count = sum(len(examples) for _, examples in chunks())  # every record checked first
     settings = ml_collections.ConfigDict(
         QA_DEFAULTS
         | {name: task[name] for name in (*SETTINGS, *inference.QA_FIELDS) if name in task}
@@ -122,15 +128,24 @@ def predict_file(
     tok = vocab.load_tokenizer(
         paths.as_path(model_path) / tokenizers.VOCAB_FILE, model_dir.lowercase(metadata)
     )
-    encoded, qa = inference.encode(task["kind"], examples, tok, settings)
-    logits = _logits(model_path, step, metadata, task, encoded, settings)
-    predicted = inference.decode(
-        task["kind"], task["labels"], examples, encoded, qa, logits, settings,
-        settings.get("null_score_diff_threshold"),  # None: every question answered (v1.1)
-    )  # fmt: skip
-    outputs = _outputs(task, records, examples, predicted, logits, model_path)
-    out_path.write_text(_serialized(outputs, task["kind"], out_path.suffix), encoding="utf-8")
-    return Predictions(task, len(examples), out_path)
+    logits_of = _predictor(model_path, step, metadata, task, settings)
+    partial = out_path.with_name(out_path.name + ".partial")  # --out appears whole or not at all
+    try:
+        with partial.open("w", encoding="utf-8") as file:
+            writer = _Writer(file, task["kind"], out_path.suffix)
+            for records, examples in chunks():
+                encoded, qa = inference.encode(task["kind"], examples, tok, settings)
+                logits = logits_of(encoded)
+                predicted = inference.decode(
+                    task["kind"], task["labels"], examples, encoded, qa, logits, settings,
+                    settings.get("null_score_diff_threshold"),  # None: every question answered
+                )  # fmt: skip
+                writer.write(_outputs(task, records, examples, predicted, logits, model_path))
+            writer.close()
+        partial.replace(out_path)
+    finally:
+        partial.unlink(missing_ok=True)
+    return Predictions(task, count, out_path)
 
 
 def _fine_tuned(model_path: str) -> tuple[int, dict, dict]:
@@ -159,8 +174,9 @@ def _checked_paths(input_path: str, out: str) -> Path:
     return out_path
 
 
-def _logits(model_path, step, metadata, task, encoded, settings) -> list:
-    """Every row's logits, from the model's parameters replicated over a data-parallel mesh."""
+def _predictor(model_path, step, metadata, task, settings) -> Callable[[Any], list]:
+    """A function giving every row's logits of encoded inputs, from the model's parameters
+    replicated over a data-parallel mesh (loaded and compiled once for all chunks)."""
     config = model_dir.model_config(metadata)
     factory = model.model_factory(config, task["kind"], len(task["labels"]), task["pooling"])
     graphdef, _ = nnx.split(nnx.eval_shape(lambda: factory(0)), nnx.Param)
@@ -174,7 +190,7 @@ def _logits(model_path, step, metadata, task, encoded, settings) -> list:
         net = nnx.merge(graphdef, params)
         return net(batch["input_ids"], batch["segment_ids"], batch["input_mask"])
 
-    return inference.predict_all(encoded, params, predict, mesh, settings)
+    return lambda encoded: inference.predict_all(encoded, params, predict, mesh, settings)
 
 
 def _with_threshold(task: dict, threshold: float | None) -> dict:
@@ -236,17 +252,32 @@ def _outputs(
     return [record | {key: p} for record, p in zip(records, predicted, strict=True)]
 
 
-def _serialized(outputs: list[dict], kind: str, suffix: str) -> str:
-    """The output file's text: JSON Lines; for a .json file a JSON array, a record a line (what
-    Label Studio imports), or for QA SQuAD's {id: answer} (what evaluate-v2.0 reads)."""
-    if suffix == ".json" and kind == "qa":
-        answers = {output["id"]: output["prediction"] for output in outputs}
-        return json.dumps(answers, ensure_ascii=False, indent=1) + "\n"
-    # default=str: a Parquet input's dates and decimals are echoed as text.
-    lines = [json.dumps(output, ensure_ascii=False, default=str) for output in outputs]
-    if suffix == ".json":
-        return "[\n" + ",\n".join(lines) + "\n]\n"
-    return "".join(line + "\n" for line in lines)
+class _Writer:
+    """Writes the output records as they come: JSON Lines; to a .json file a JSON array, a
+    record a line (what Label Studio imports), or for QA SQuAD's {id: answer} (what
+    evaluate-v2.0 reads: kept until `close`, one answer per question)."""
+
+    def __init__(self, file: TextIO, kind: str, suffix: str):
+        self.file, self.answers = file, {} if (suffix, kind) == (".json", "qa") else None
+        self.array, self.written = suffix == ".json", 0
+
+    def write(self, outputs: list[dict]) -> None:
+        if self.answers is not None:
+            self.answers |= {output["id"]: output["prediction"] for output in outputs}
+            return
+        for output in outputs:
+            # default=str: a Parquet input's dates and decimals are echoed as text.
+            line = json.dumps(output, ensure_ascii=False, default=str)
+            if self.array:
+                line = ("[\n" if not self.written else ",\n") + line
+            self.file.write(line if self.array else line + "\n")
+            self.written += 1
+
+    def close(self) -> None:
+        if self.answers is not None:
+            self.file.write(json.dumps(self.answers, ensure_ascii=False, indent=1) + "\n")
+        elif self.array:
+            self.file.write("\n]\n" if self.written else "[]\n")
 
 
 def _with_spans(task: dict, record: dict, tags: list[str], model_path: str) -> dict:

@@ -3,6 +3,7 @@ them (its recorded fields, or those the user names), the examples inference enco
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 from bertjax.errors import UserError
@@ -17,6 +18,10 @@ from bertjax.finetune.records import (
     read_records,
     text_value,
 )
+
+# Records read, encoded and predicted at a time (a record's example, features and output take ~7 KB
+# in memory: 300,000 short texts at once peaked at 2.7 GB).
+CHUNK_RECORDS = 8192
 
 # The input fields of a model imported from Hugging Face (bertjax fine-tunes record theirs).
 DEFAULT_FIELDS = {"text_fields": ["text"], "tokens_field": "tokens",
@@ -63,72 +68,82 @@ def with_fields(task: dict, text_fields: str, tokens_field: str, choices_field: 
     return task
 
 
-def read_inputs(task: dict, path: Path, column_names: str, encoding: str) -> tuple[list, list]:
-    """(records to echo, examples to encode) of the input file."""
+def input_chunks(
+    task: dict, path: Path, column_names: str, encoding: str
+) -> Iterator[tuple[list, list]]:
+    """(records to echo, examples to encode) of the input file, CHUNK_RECORDS records (QA:
+    questions) at a time, so memory does not grow with the file. UserError for an input with
+    no record, or naming a record that lacks the model's fields."""
+    size = CHUNK_RECORDS
     if task["kind"] == "qa":
         if column_names:
             raise UserError(
                 "--column_names does not apply to a qa model (SQuAD input); leave it out"
             )
-        examples = squad.read_squad(path, answers_required=False, encoding=encoding)
-        return [{"id": e.id, "question": e.question} for e in examples], examples
+        questions = squad.read_squad(path, answers_required=False, encoding=encoding)
+        for start in range(0, len(questions), size):
+            part = questions[start : start + size]
+            yield [{"id": e.id, "question": e.question} for e in part], part
+        return
     names = parse_column_names(column_names)
-    records = list(read_records(path, str(path), task["kind"], names, encoding))
-    if not records:
+    records, examples, number = [], [], 0
+    for number, record in enumerate(
+        read_records(path, str(path), task["kind"], names, encoding), 1
+    ):
+        records.append(record)
+        examples.append(_example(task, record, path, number))
+        if len(records) == size:
+            yield records, examples
+            records, examples = [], []
+    if not number:
         raise UserError(
             f"--input={path} has no record{headerless_hint(str(path), '--column_names')}"
         )
+    if records:
+        yield records, examples
+
+
+def _example(task: dict, record: dict, path: Path, number: int):
+    """Record `number`'s example of the model's kind (labels not needed: 0)."""
     if task["kind"] in TEXT_KINDS:
         fields = task["text_fields"]
-        examples = [
-            TextExample(tuple(_text(r, f, path, n, fields) for f in fields), label=0)
-            for n, r in enumerate(records, 1)
-        ]
-        return records, examples
+        return TextExample(tuple(_text(record, f, path, number, fields) for f in fields), label=0)
     if task["kind"] == choice_records.KIND:
-        return records, _choice_examples(task, records, path)
+        return _choice_example(task, record, path, number)
     if task.get("spans_field"):  # fine-tuned on spans of a text: tag its words
-        return records, _text_tagging_examples(task, records, path)
+        return _text_tagging_example(task, record, path, number)
     field = task["tokens_field"]
-    examples = []
-    for number, record in enumerate(records, 1):
-        words = _field(record, field, path, number, [field])
-        if not isinstance(words, list):
-            raise UserError(
-                f"record {number} of {path}: {field!r} must be a list of words (it is a "
-                f"{type(words).__name__})"
-            )
-        where = f"record {number} of {path}"
-        words = tuple(text_value(w, f"{field}[{i}]", where) for i, w in enumerate(words))
-        examples.append(TaggedExample(words, (0,) * len(words)))
-    return records, examples
-
-
-def _text_tagging_examples(task: dict, records: list[dict], path: Path) -> list[TaggedExample]:
-    """Inputs of a tagger fine-tuned on spans: each record's text in words, as fine-tuning
-    split it (`span_records.text_words`)."""
-    field, examples = task["text_field"], []
-    for number, record in enumerate(records, 1):
-        text = _text(span_records.text_holder(record, field), field, path, number, [field])
-        words = tuple(text[a:b] for a, b in span_records.text_words(text))
-        examples.append(TaggedExample(words, (0,) * len(words)))
-    return examples
-
-
-def _choice_examples(task: dict, records: list[dict], path: Path) -> list[ChoiceExample]:
-    """Multiple-choice inputs: each record's context and choices (the answer not needed)."""
-    fields, choice_fields = task["text_fields"], task["choice_fields"]
-    examples = []
-    for number, record in enumerate(records, 1):
-        for name in (*fields, *choice_fields):  # missing: the error names the model's fields
-            _field(record, name, path, number, [*fields, *choice_fields])
-        where = f"record {number} of {path}"
-        texts = choice_records.context_texts(record, fields, str(path), where)
-        choices, _ = choice_records.choices_of(
-            record, tuple(choice_fields), str(path), where, "--choices_field"
+    words = _field(record, field, path, number, [field])
+    if not isinstance(words, list):
+        raise UserError(
+            f"record {number} of {path}: {field!r} must be a list of words (it is a "
+            f"{type(words).__name__})"
         )
-        examples.append(ChoiceExample(texts, choices, label=0))
-    return examples
+    where = f"record {number} of {path}"
+    words = tuple(text_value(w, f"{field}[{i}]", where) for i, w in enumerate(words))
+    return TaggedExample(words, (0,) * len(words))
+
+
+def _text_tagging_example(task: dict, record: dict, path: Path, number: int) -> TaggedExample:
+    """The input of a tagger fine-tuned on spans: the record's text in words, as fine-tuning
+    split it (`span_records.text_words`)."""
+    field = task["text_field"]
+    text = _text(span_records.text_holder(record, field), field, path, number, [field])
+    words = tuple(text[a:b] for a, b in span_records.text_words(text))
+    return TaggedExample(words, (0,) * len(words))
+
+
+def _choice_example(task: dict, record: dict, path: Path, number: int) -> ChoiceExample:
+    """A multiple-choice input: the record's context and choices (the answer not needed)."""
+    fields, choice_fields = task["text_fields"], task["choice_fields"]
+    for name in (*fields, *choice_fields):  # missing: the error names the model's fields
+        _field(record, name, path, number, [*fields, *choice_fields])
+    where = f"record {number} of {path}"
+    texts = choice_records.context_texts(record, fields, str(path), where)
+    choices, _ = choice_records.choices_of(
+        record, tuple(choice_fields), str(path), where, "--choices_field"
+    )
+    return ChoiceExample(texts, choices, label=0)
 
 
 def _field(record: dict, field: str, path: Path, number: int, fields: list[str]):

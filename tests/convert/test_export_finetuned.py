@@ -15,7 +15,7 @@ from flax import nnx
 from bertjax import checkpointing, evaluation, fill_mask
 from bertjax.convert import export_hf, import_checkpoint, model_dir
 from bertjax.errors import UserError
-from bertjax.finetune import model, predict, trainer
+from bertjax.finetune import inference, model, predict, predict_inputs, trainer
 from bertjax.finetune.scores import (
     chunk_scores,
     multilabel_scores,
@@ -320,8 +320,9 @@ def test_save_model_false_keeps_only_the_scores_and_a_rerun_reuses_the_seed(tmp_
 @pytest.mark.parametrize(
     "kind", ["classification", "multilabel", "regression", "tagging", "qa", "multiple_choice"]
 )
-def test_predict_labels_a_file_as_fine_tuning_scored_it(tmp_path, model_of, kind):
-    """`bertjax predict` on the eval file gives the predictions behind the eval scores."""
+def test_predict_labels_a_file_as_fine_tuning_scored_it(tmp_path, model_of, kind, monkeypatch):
+    """`bertjax predict` on the eval file gives the predictions behind the eval scores; read in
+    chunks of 2 records (questions), as a large file is, it writes the same lines."""
     saved = model_of(kind)
     result = json.loads((saved.parent / "result.json").read_text())
     _, fields = task_files(tmp_path, kind)
@@ -334,6 +335,14 @@ def test_predict_labels_a_file_as_fine_tuning_scored_it(tmp_path, model_of, kind
         Path(fields["eval_file"]).write_text(json.dumps(data))
     done = predict.predict_file(str(saved), fields["eval_file"], str(out), batch_size=8)
     lines = [json.loads(line) for line in out.read_text().splitlines()]
+    monkeypatch.setattr(predict_inputs, "CHUNK_RECORDS", 2)
+    chunked = predict.predict_file(str(saved), fields["eval_file"], str(tmp_path / "c.jsonl"),
+                                   batch_size=8)  # fmt: skip
+    assert (tmp_path / "c.jsonl").read_text() == out.read_text() and chunked.count == done.count
+    as_json = tmp_path / "predictions.json"  # a JSON array (QA: SQuAD's {id: answer})
+    predict.predict_file(str(saved), fields["eval_file"], str(as_json), batch_size=8)
+    expected = {r["id"]: r["prediction"] for r in lines} if kind == "qa" else lines
+    assert json.loads(as_json.read_text()) == expected
     if kind == "classification":
         assert done.count == len(lines) == len(PAIRS)
         right = [r["prediction"] == r["verdict"] for r in lines]
@@ -393,7 +402,7 @@ def test_predict_labels_a_file_as_fine_tuning_scored_it(tmp_path, model_of, kind
         assert squad_scores(answers, gold)["exact_match"] == result["exact_match"] == 1.0
 
 
-def test_predict_errors_are_one_line_and_name_the_fix(tmp_path):
+def test_predict_errors_are_one_line_and_name_the_fix(tmp_path, monkeypatch):
     init = tiny_model_dir(tmp_path, TEXTS * 3)
     task, fields = task_files(tmp_path, "classification")
     flags = [f"--config.{k}={v}" for k, v in fields.items()]
@@ -416,6 +425,31 @@ def test_predict_errors_are_one_line_and_name_the_fix(tmp_path):
     with pytest.raises(UserError, match="is a directory; name a file"):
         predict.predict_file(str(saved), other, str(tmp_path))
     assert not (tmp_path / "p.jsonl").exists()
+    # Every record is checked before the model runs: a bad one in a later chunk stops predict
+    # before anything is written, and a failure while writing leaves an earlier output whole.
+    monkeypatch.setattr(predict_inputs, "CHUNK_RECORDS", 1)
+    mixed = write_jsonl(tmp_path / "mixed.jsonl", [{"premise": "a", "hypothesis": "b"}] * 2
+                        + [{"premise": "a"}])  # fmt: skip
+    with pytest.raises(UserError, match="record 3 of .*mixed.jsonl has no field 'hypothesis'"):
+        predict.predict_file(str(saved), mixed, str(tmp_path / "p.jsonl"))
+    assert not (tmp_path / "p.jsonl").exists()
+    (tmp_path / "p.jsonl").write_text("earlier\n")
+    decode, calls = inference.decode, []
+
+    def failing_decode(*args):
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError("interrupted")
+        return decode(*args)
+
+    monkeypatch.setattr(inference, "decode", failing_decode)
+    two = write_jsonl(tmp_path / "two.jsonl", [{"premise": "a", "hypothesis": "b"}] * 2)
+    with pytest.raises(RuntimeError, match="interrupted"):
+        predict.predict_file(str(saved), two, str(tmp_path / "p.jsonl"))
+    assert (tmp_path / "p.jsonl").read_text() == "earlier\n"
+    assert sorted(p.name for p in tmp_path.glob("p.jsonl*")) == ["p.jsonl"]
+    monkeypatch.setattr(inference, "decode", decode)
+    (tmp_path / "p.jsonl").unlink()
     result = run_cli("predict", f"--model={saved}", f"--input={other}")
     assert_one_line_error(result, "predict needs --model=FINETUNE_DIR/seed_<s>/model, --input")
     pairs = write_jsonl(tmp_path / "pairs2.jsonl", [{"premise": "a cat", "hypothesis": "a pet"}])
