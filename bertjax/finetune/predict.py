@@ -25,7 +25,9 @@ question for QA), in input order:
 
 Inputs are encoded, batched and decoded as fine-tuning's evaluation does
 (finetune/inference.py), so a file labelled here scores what `bertjax finetune` reported on
-it. The batch is split over every local device (data parallel).
+it. The batch is split over every local device (data parallel). Every record is checked
+first, then the file is read and predicted in chunks (`predict_inputs.CHUNK_RECORDS`), so memory
+does not grow with it, into OUT.partial, renamed to OUT when complete.
 """
 
 from __future__ import annotations
@@ -92,8 +94,9 @@ def predict_file(
     null_score_diff_threshold: float | None = None,
 ) -> Predictions:
     """Writes the predictions of the fine-tuned model at `model_path` for the records of
-    `input_path` to `out` (JSON Lines). `text_fields` ("a" or "a,b") and `tokens_field` name
-    the input's fields when they differ from the fine-tuning data's (recorded in the model);
+    `input_path` to `out` (JSON Lines; .json: see `_Writer`). `text_fields` ("a" or "a,b")
+    and `tokens_field` name the input's fields when they differ from the fine-tuning data's
+    (recorded in the model);
     `multilabel_threshold` replaces a multilabel model's recorded threshold; `column_names`
     ("a,b,...") name the columns of a CSV or TSV input without a header row; `text_encoding`
     is the input's encoding (a Python codec; "" = UTF-8); `choices_field` a multiple-choice
