@@ -20,7 +20,9 @@ def get_config() -> ml_collections.ConfigDict:
     # --task=jsonl: classification, multilabel, regression, tagging, qa or multiple_choice
     config.kind = ""
     config.text_fields = ""  # comma-separated: "text" or "text_a,text_b" ("" = the preset's)
-    config.label_field = ""  # "" = "label" (multilabel: a JSON list of label names)
+    # "" = "label" (multilabel: a JSON list of label names); "annotations": Label Studio's JSON
+    # export (the class chosen in each task's newest annotation, its text fields in its data)
+    config.label_field = ""
     config.tokens_field = ""  # tagging: "" = "tokens"
     config.tags_field = ""  # tagging: "" = "tags"
     # tagging from character spans of the text field instead of tokens and tags: doccano's

@@ -51,17 +51,20 @@ from bertjax.convert import model_dir
 from bertjax.data import text_encodings, vocab
 from bertjax.data import tokenizer as tokenizers
 from bertjax.errors import UserError
-from bertjax.finetune import choice_records, inference, model, predict_inputs, span_records
+from bertjax.finetune import (
+    choice_records,
+    inference,
+    label_studio,
+    model,
+    predict_inputs,
+    span_records,
+)
 
 # What a model records of its decoding (QA: None, or SQuAD 2.0's threshold for answering ""), and
 # the QA windows of a model imported from Hugging Face (configs/finetune.py's: run_squad's).
 SETTINGS = ("max_seq_length", "multilabel_threshold", "null_score_diff_threshold")
 QA_DEFAULTS = {"doc_stride": 128, "max_query_length": 64, "max_answer_length": 30, "n_best": 20}
 
-
-# The tag names of Label Studio's named-entity template (<Labels name="label" toName="text">), for
-# pre-annotations of a model fine-tuned on other span files.
-LABEL_STUDIO_NAMES = ("label", "text")
 
 WHAT_PREDICTED = {"classification": "texts classified", "multilabel": "texts labelled",
                   "regression": "texts scored", "tagging": "sentences tagged",
@@ -236,14 +239,15 @@ def _outputs(
     if task["kind"] == "classification":
         labels = task["labels"]
         return [
-            record | {"prediction": labels[p], "probabilities": _probabilities(labels, x)}
+            _with_classes(task, record | {"prediction": labels[p],
+                                          "probabilities": _probabilities(labels, x)}, model_path)
             for record, p, x in zip(records, predicted, logits, strict=True)
-        ]
+        ]  # fmt: skip
     if task["kind"] == "multilabel":
         labels = task["labels"]
         return [
-            record | {"prediction": [labels[i] for i in np.flatnonzero(p)],
-                      "probabilities": _sigmoids(labels, x)}
+            _with_classes(task, record | {"prediction": [labels[i] for i in np.flatnonzero(p)],
+                                          "probabilities": _sigmoids(labels, x)}, model_path)
             for record, p, x in zip(records, predicted, logits, strict=True)
         ]  # fmt: skip
     if task.get("spans_field"):
@@ -287,14 +291,31 @@ def _with_spans(task: dict, record: dict, tags: list[str], model_path: str) -> d
     """A record tagged by a model fine-tuned on spans: its tags and spans; a Label Studio task
     also its pre-annotation ("predictions", naming the labeling config's tags)."""
     field = task["text_field"]
-    text = str(span_records.text_holder(record, field)[field])
+    text = str(label_studio.flattened(record)[field])
     spans = span_records.predicted_spans(text, tags)
     out = record | {"predicted_tags": tags, "predicted_spans": spans}
-    if span_records.is_label_studio_task(record):
-        names = tuple(task.get("label_studio_names", LABEL_STUDIO_NAMES))
-        prediction = span_records.label_studio_prediction(text, spans, names, model_path)
+    if label_studio.is_task(record):
+        names = tuple(task.get("label_studio_names", label_studio.NER_NAMES))
+        prediction = label_studio.span_prediction(text, spans, names, model_path)
         out["predictions"] = [*record.get("predictions", []), prediction]
     return out
+
+
+def _with_classes(task: dict, out: dict, model_path: str) -> dict:
+    """A classified Label Studio task of a model fine-tuned on such tasks with its
+    pre-annotation: the predicted class(es), scored by their probability (multilabel: the
+    lowest of the chosen, or 1 minus the highest of none); any other record as it is."""
+    if not (label_studio.is_task(out) and task.get("label_studio_names")):
+        return out
+    classes = out["prediction"] if isinstance(out["prediction"], list) else [out["prediction"]]
+    probabilities = out["probabilities"]
+    if classes:
+        score = min(probabilities[c] for c in classes)
+    else:
+        score = 1 - max(probabilities.values())
+    names = tuple(task["label_studio_names"])
+    prediction = label_studio.class_prediction(classes, names, model_path, round(score, 6))
+    return out | {"predictions": [*out.get("predictions", []), prediction]}
 
 
 def _probabilities(labels: list[str], logits: np.ndarray) -> dict[str, float]:

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from bertjax.errors import UserError
-from bertjax.finetune import choice_records, span_records, squad
+from bertjax.finetune import choice_records, label_studio, span_records, squad
 from bertjax.finetune.choice_records import ChoiceExample
 from bertjax.finetune.records import (
     TEXT_KINDS,
@@ -91,7 +91,7 @@ def input_chunks(
         read_records(path, str(path), task["kind"], names, encoding), 1
     ):
         records.append(record)
-        examples.append(_example(task, record, path, number))
+        examples.append(_example(task, label_studio.flattened(record), path, number))
         if len(records) == size:
             yield records, examples
             records, examples = [], []
@@ -128,7 +128,7 @@ def _text_tagging_example(task: dict, record: dict, path: Path, number: int) -> 
     """The input of a tagger fine-tuned on spans: the record's text in words, as fine-tuning
     split it (`span_records.text_words`)."""
     field = task["text_field"]
-    text = _text(span_records.text_holder(record, field), field, path, number, [field])
+    text = _text(record, field, path, number, [field])
     words = tuple(text[a:b] for a, b in span_records.text_words(text))
     return TaggedExample(words, (0,) * len(words))
 

@@ -6,9 +6,8 @@ Four shapes of the spans field are read:
 - a list of objects with start/end (or start_offset/end_offset) and label (doccano's newer
   export; end exclusive), or labels, a list of one (Label Studio's JSON-MIN export);
 - Label Studio's JSON export, a task per record: `annotations`, each a `result` list of
-  {"type": "labels", "value": {start, end, text, labels}}, the text in the task's `data` object.
-  A task is read from its newest annotation not cancelled (one example per task); a task with
-  none is unlabelled and left out;
+  {"type": "labels", "value": {start, end, text, labels}}, the text in the task's `data` object
+  (`label_studio`: the newest annotation not cancelled; a task with none is left out);
 - an object {label: {entity text: [[start, end], ...]}} (CLUENER 2020; end inclusive, each span
   checked against its entity text).
 A span that quotes its text (Label Studio's "text") is checked against it. Label Studio counts
@@ -27,6 +26,7 @@ import re
 
 from bertjax.data.word_segmenter import CJK_CLASS
 from bertjax.errors import UserError
+from bertjax.finetune import label_studio
 from bertjax.finetune.records import field_value, text_value
 from bertjax.finetune.scores import bio_chunks
 
@@ -45,11 +45,11 @@ def tagged_record(
     out as overlapping another); (None, 0) for a Label Studio task nobody annotated. UserError
     naming the record for spans of another shape or outside the text."""
     where = f"record {number + 1} of {source}"
-    holder = text_holder(record, text_field)
-    text = text_value(field_value(holder, text_field, source), text_field, where)
-    value = field_value(record, spans_field, source)
-    if _is_label_studio_task(record, value):
-        value = _annotated_values(value)
+    view = label_studio.flattened(record)
+    text = text_value(field_value(view, text_field, source), text_field, where)
+    value = field_value(view, spans_field, source)
+    if label_studio.is_annotations(view, value):
+        value = label_studio.newest_values(value, label_studio.SPANS)
         if value is None:
             return None, 0
     spans = spans_of(value, text, spans_field, where)
@@ -65,75 +65,6 @@ def tagged_record(
             tags[i] = f"I-{label}"
     tokens = [text[a:b] for a, b in words]
     return record | {"tokens": tokens, "tags": tags}, skipped
-
-
-def text_holder(record: dict, field: str) -> dict:
-    """The object holding the text field: the record, or a Label Studio task's `data`."""
-    data = record.get("data")
-    if field not in record and isinstance(data, dict) and field in data:
-        return data
-    return record
-
-
-def is_label_studio_task(record: dict) -> bool:
-    """Whether `record` is a Label Studio task (its fields in a `data` object)."""
-    return isinstance(record.get("data"), dict)
-
-
-def _is_label_studio_task(record: dict, value) -> bool:
-    """Whether `value` is a Label Studio task's annotations (none: an unannotated task)."""
-    return (
-        isinstance(value, list)
-        and isinstance(record.get("data"), dict)
-        and all(isinstance(a, dict) and "result" in a for a in value)
-    )
-
-
-def _annotated_values(annotations: list) -> list | None:
-    """The span values ("labels" results) of the newest annotation not cancelled; None where
-    there is none."""
-    kept = [
-        a for a in annotations
-        if isinstance(a, dict) and not (a.get("was_cancelled") or a.get("skipped"))
-    ]  # fmt: skip
-    if not kept:
-        return None
-    newest = max(reversed(kept), key=lambda a: str(a.get("created_at", "")))
-    results = newest.get("result") or []
-    return [
-        r.get("value")
-        for r in results
-        if isinstance(r, dict) and r.get("type", "labels") == "labels"
-    ]
-
-
-def label_studio_names(record: dict, spans_field: str) -> tuple[str, str] | None:
-    """(from_name, to_name) of the first "labels" result of a Label Studio task's annotations:
-    the labeling config's Labels and Text tags, which pre-annotations must name; None for
-    another record."""
-    value = record.get(spans_field)
-    if not _is_label_studio_task(record, value):
-        return None
-    for annotation in value:
-        for result in annotation.get("result") or []:
-            names = [result.get(key) for key in ("from_name", "to_name")]
-            if result.get("type", "labels") == "labels" and all(isinstance(n, str) for n in names):
-                return names[0], names[1]
-    return None
-
-
-def label_studio_prediction(
-    text: str, spans: list[list], names: tuple[str, str], model_version: str
-) -> dict:
-    """A Label Studio pre-annotation (one entry of a task's "predictions") of `spans`
-    ([start, end, label], characters) of `text`."""
-    from_name, to_name = names
-    result = [
-        {"from_name": from_name, "to_name": to_name, "type": "labels",
-         "value": {"start": start, "end": end, "text": text[start:end], "labels": [label]}}
-        for start, end, label in spans
-    ]  # fmt: skip
-    return {"model_version": model_version, "result": result}
 
 
 def spans_of(value, text: str, field: str, where: str) -> list[tuple[int, int, str]]:

@@ -28,7 +28,7 @@ from absl import logging
 
 from bertjax.data import text_encodings
 from bertjax.errors import UserError
-from bertjax.finetune import choice_records, records, span_records, squad
+from bertjax.finetune import choice_records, label_studio, records, span_records, squad
 from bertjax.finetune.records import TaggedExample
 
 KINDS = ("classification", "multilabel", "regression", "tagging", "qa", choice_records.KIND)
@@ -157,8 +157,11 @@ def load_task(name: str, config: ml_collections.ConfigDict) -> TaskData:
     raw = {split: list(_records(source, split, spec)) for split, source in sources.items()}
     studio_names = ()
     if spec.kind == "tagging" and spec.spans_field:
-        studio_names = _label_studio_names(raw["train"], spec.spans_field)
+        studio_names = _label_studio_names(raw["train"], spec.spans_field, label_studio.SPANS)
         raw = {split: _tagged_from_spans(rs, spec, sources[split]) for split, rs in raw.items()}
+    if spec.kind in ("classification", "multilabel"):
+        studio_names = _label_studio_names(raw["train"], spec.label_field, label_studio.CLASSES)
+        raw = {split: _chosen_classes(rs, spec, sources[split]) for split, rs in raw.items()}
     for split, split_records in raw.items():
         if not split_records:
             raise UserError(
@@ -213,16 +216,41 @@ def _tagged_from_spans(raw: list[dict], spec: TaskSpec, source: str) -> list[dic
     if skipped:
         logging.warning("%s: %d spans overlap another and are left out (BIO holds one)",
                         source, skipped)  # fmt: skip
-    if unannotated:
-        logging.warning("%s: %d Label Studio tasks have no annotation (or only cancelled ones) "
-                        "and are left out", source, unannotated)  # fmt: skip
+    _log_unannotated(source, unannotated)
     return tagged
 
 
-def _label_studio_names(records: list[dict], spans_field: str) -> tuple[str, ...]:
-    """The first Label Studio labels result's (from_name, to_name) among `records`; ()."""
+def _chosen_classes(raw: list[dict], spec: TaskSpec, source: str) -> list[dict]:
+    """Records whose label field holds Label Studio annotations, with the class(es) chosen in
+    place of them (other records as they are); logs how many tasks had no annotation (left
+    out: they are unlabelled)."""
+    chosen, unannotated = [], 0
+    for number, record in enumerate(raw, 1):
+        value = record.get(spec.label_field)
+        if not label_studio.is_annotations(record, value):
+            chosen.append(record)
+            continue
+        where = f"record {number} of {source}"
+        label = label_studio.chosen(value, spec.kind == "multilabel", spec.label_field, where)
+        if label is None:
+            unannotated += 1
+        else:
+            chosen.append(record | {spec.label_field: label})
+    _log_unannotated(source, unannotated)
+    return chosen
+
+
+def _log_unannotated(source: str, count: int) -> None:
+    if count:
+        logging.warning("%s: %d Label Studio tasks have no annotation (or only cancelled ones) "
+                        "and are left out", source, count)  # fmt: skip
+
+
+def _label_studio_names(records: list[dict], field: str, result_type: str) -> tuple[str, ...]:
+    """(from_name, to_name) of the first Label Studio result of `result_type` in `records`' field
+    `field`; () where they are not Label Studio tasks."""
     for record in records:
-        if names := span_records.label_studio_names(record, spans_field):
+        if names := label_studio.tag_names(record, field, result_type):
             return names
     return ()
 
@@ -300,8 +328,9 @@ def _records(source: str, split: str, spec: TaskSpec) -> Iterator[dict]:
         yield from _tfds_records(*source[len("tfds:") :].rsplit(":", 1))
         return
     for path in _task_paths(source, split):
-        yield from records.read_records(
-            path, str(path), spec.kind, spec.column_names, spec.text_encoding
+        yield from map(  # a Label Studio task's data fields read as the record's own
+            label_studio.flattened,
+            records.read_records(path, str(path), spec.kind, spec.column_names, spec.text_encoding),
         )
 
 

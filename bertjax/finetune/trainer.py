@@ -132,16 +132,15 @@ def _task_entry(task: tasks.TaskData, config: ml_collections.ConfigDict) -> dict
              "max_seq_length": config.max_seq_length}  # fmt: skip
     if task.kind == "multilabel":
         entry["multilabel_threshold"] = recipe.field(config, "multilabel_threshold")
+    if task.label_studio_names:  # predict's pre-annotations name the labeling config's tags
+        entry["label_studio_names"] = list(task.label_studio_names)
     if task.kind in TEXT_KINDS:
         return entry | {"text_fields": list(spec.text_fields)}
     if task.kind == CHOICE_KIND:
         return entry | {"text_fields": list(spec.text_fields),
                         "choice_fields": list(spec.choice_fields)}  # fmt: skip
     if task.kind == "tagging" and spec.spans_field:  # predict reads the text, writes spans
-        entry |= {"text_field": spec.text_fields[0], "spans_field": spec.spans_field}
-        if task.label_studio_names:  # predict's pre-annotations name the labeling config's tags
-            entry["label_studio_names"] = list(task.label_studio_names)
-        return entry
+        return entry | {"text_field": spec.text_fields[0], "spans_field": spec.spans_field}
     if task.kind == "tagging":
         return entry | {"tokens_field": spec.tokens_field}
     windows = {name: config[name] for name in inference.QA_FIELDS}
