@@ -68,6 +68,34 @@ def chosen(annotations: list, multilabel: bool, field: str, where: str) -> str |
     return choices[0]
 
 
+def with_chosen_classes(
+    records: list[dict], field: str, multilabel: bool, source: str
+) -> tuple[list[dict], int]:
+    """(the records, those whose `field` holds a task's annotations with the class(es) chosen in
+    its place (`chosen`), the number of tasks left out as unannotated). Other records pass as
+    they are."""
+    kept, unannotated = [], 0
+    for number, record in enumerate(records, 1):
+        value = record.get(field)
+        if not is_annotations(record, value):
+            kept.append(record)
+            continue
+        label = chosen(value, multilabel, field, f"record {number} of {source}")
+        if label is None:
+            unannotated += 1
+        else:
+            kept.append(record | {field: label})
+    return kept, unannotated
+
+
+def first_tag_names(records: list[dict], field: str, result_type: str) -> tuple[str, ...]:
+    """`tag_names` of the first of `records` that has them; () where none is a task."""
+    for record in records:
+        if names := tag_names(record, field, result_type):
+            return names
+    return ()
+
+
 def tag_names(record: dict, field: str, result_type: str) -> tuple[str, str] | None:
     """(from_name, to_name) of the first `result_type` result in a task's annotations: the
     labeling config's tags, which pre-annotations must name; None for another record."""

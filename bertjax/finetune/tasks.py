@@ -62,8 +62,8 @@ class TaskData:
     eval: list
     eval_split: str
     dev: list = dataclasses.field(default_factory=list)  # examples that choose the epoch
-    # Tagging from Label Studio tasks: (from_name, to_name) of their labels results, which
-    # predict's pre-annotations name; () otherwise.
+    # Label Studio tasks (spans or classes): (from_name, to_name) of their results, the tags
+    # predict's pre-annotations name; () for other data.
     label_studio_names: tuple[str, ...] = ()
 
 
@@ -157,10 +157,14 @@ def load_task(name: str, config: ml_collections.ConfigDict) -> TaskData:
     raw = {split: list(_records(source, split, spec)) for split, source in sources.items()}
     studio_names = ()
     if spec.kind == "tagging" and spec.spans_field:
-        studio_names = _label_studio_names(raw["train"], spec.spans_field, label_studio.SPANS)
+        studio_names = label_studio.first_tag_names(
+            raw["train"], spec.spans_field, label_studio.SPANS
+        )
         raw = {split: _tagged_from_spans(rs, spec, sources[split]) for split, rs in raw.items()}
     if spec.kind in ("classification", "multilabel"):
-        studio_names = _label_studio_names(raw["train"], spec.label_field, label_studio.CLASSES)
+        studio_names = label_studio.first_tag_names(
+            raw["train"], spec.label_field, label_studio.CLASSES
+        )
         raw = {split: _chosen_classes(rs, spec, sources[split]) for split, rs in raw.items()}
     for split, split_records in raw.items():
         if not split_records:
@@ -221,21 +225,12 @@ def _tagged_from_spans(raw: list[dict], spec: TaskSpec, source: str) -> list[dic
 
 
 def _chosen_classes(raw: list[dict], spec: TaskSpec, source: str) -> list[dict]:
-    """Records whose label field holds Label Studio annotations, with the class(es) chosen in
-    place of them (other records as they are); logs how many tasks had no annotation (left
-    out: they are unlabelled)."""
-    chosen, unannotated = [], 0
-    for number, record in enumerate(raw, 1):
-        value = record.get(spec.label_field)
-        if not label_studio.is_annotations(record, value):
-            chosen.append(record)
-            continue
-        where = f"record {number} of {source}"
-        label = label_studio.chosen(value, spec.kind == "multilabel", spec.label_field, where)
-        if label is None:
-            unannotated += 1
-        else:
-            chosen.append(record | {spec.label_field: label})
+    """Records whose label field holds Label Studio annotations with the class(es) chosen in
+    place of them (`label_studio.with_chosen_classes`); logs how many were left out."""
+    multilabel = spec.kind == "multilabel"
+    chosen, unannotated = label_studio.with_chosen_classes(
+        raw, spec.label_field, multilabel, source
+    )
     _log_unannotated(source, unannotated)
     return chosen
 
@@ -244,15 +239,6 @@ def _log_unannotated(source: str, count: int) -> None:
     if count:
         logging.warning("%s: %d Label Studio tasks have no annotation (or only cancelled ones) "
                         "and are left out", source, count)  # fmt: skip
-
-
-def _label_studio_names(records: list[dict], field: str, result_type: str) -> tuple[str, ...]:
-    """(from_name, to_name) of the first Label Studio result of `result_type` in `records`' field
-    `field`; () where they are not Label Studio tasks."""
-    for record in records:
-        if names := label_studio.tag_names(record, field, result_type):
-            return names
-    return ()
 
 
 def _task_data(
