@@ -1,10 +1,10 @@
-"""Tests for bertjax/finetune/scores.py: hand-computed classification, regression, chunk and
-SQuAD scores."""
+"""Tests for bertjax/finetune/scores.py and cmrc_scores.py: hand-computed classification,
+regression, chunk, SQuAD and CMRC 2018 scores."""
 
 import numpy as np
 import pytest
 
-from bertjax.finetune import scores, squad
+from bertjax.finetune import cmrc_scores, scores, squad
 from bertjax.finetune.scores import regression_scores
 
 
@@ -207,6 +207,33 @@ def test_chinese_answers_are_scored_as_mlqa_scores_chinese():
         ["a"]
     )
     assert scores.token_f1("the Denver Broncos team", ["Denver Broncos"]) == pytest.approx(0.8)
+
+
+def test_cmrc_2018_scores_follow_its_evaluation_script():
+    """cmrc2018_evaluate.py, by hand: Chinese characters and its special characters are segments
+    of their own, other runs NLTK words; F1 from the longest common contiguous run of segments
+    (not MLQA's bag), the special characters dropped; EM on the texts without them."""
+    assert cmrc_scores.segments("1990年，iPhone 6s手机") == ["1990", "年", "，", "iphone", "6s",
+                                                          "手", "机"]  # fmt: skip
+    assert cmrc_scores.segments("《红楼梦》(1791)", True) == ["红", "楼", "梦", "(", "1791", ")"]
+    gold = {
+        "same": ["1990年"],
+        "part": ["1990年"],  # "1990" vs 1990|年: run 1, P 1, R 1/2 -> 2/3
+        "run": ["中国人民银行"],  # 中国银行: runs 中国 / 银行 of 2, P 2/4, R 2/6 -> 0.4
+        "marks": ["红楼梦"],  # 《》 are special: dropped for EM and F1
+        "ascii": ["1990"],  # ( ) are not special: segments of their own, P 1/3, R 1 -> 0.5
+        "best": ["北京", "北京市"],  # the best answer: EM 1 with 北京市
+        "missing": ["上海"],  # no prediction: 0
+    }
+    predictions = {"same": "1990年", "part": "1990", "run": "中国银行", "marks": "《红楼梦》",
+                   "ascii": "(1990)", "best": "北京市"}  # fmt: skip
+    per_question_f1 = [1, 2 / 3, 0.4, 1, 0.5, 1, 0]
+    per_question_em = [1, 0, 0, 1, 0, 1, 0]
+    scored = cmrc_scores.cmrc_scores(predictions, gold)
+    assert scored["cmrc_f1"] == pytest.approx(np.mean(per_question_f1))
+    assert scored["cmrc_exact_match"] == pytest.approx(np.mean(per_question_em))
+    # MLQA's Chinese F1 counts the bag: 中国银行 against 中国人民银行 is 0.8, not 0.4.
+    assert scores.token_f1("中国银行", ["中国人民银行"]) == pytest.approx(0.8)
 
 
 def test_squad2_questions_without_answers_score_an_empty_prediction():

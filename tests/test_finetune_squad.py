@@ -2,12 +2,13 @@
 
 import json
 
+import ml_collections
 import numpy as np
 import pytest
 
 from bertjax.data.tokenizer import WordPieceTokenizer
 from bertjax.errors import UserError
-from bertjax.finetune import squad
+from bertjax.finetune import inference, squad, tasks
 from bertjax.finetune.squad import QAExample
 
 VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + (
@@ -281,6 +282,12 @@ def test_chinese_answers_are_labelled_and_decoded_to_the_character(zh_tokenizer)
         end_logits[feature, features.end_positions[feature]] = 5.0
     predictions = squad.decode(examples, features, start_logits, end_logits)
     assert predictions == {qid: answer for qid, _, answer in ZH_QUESTIONS}
+    # Fine-tuning's scores of Chinese answers add CMRC 2018's own (its script's EM and F1).
+    logits = [np.stack([s, e], axis=1) for s, e in zip(start_logits, end_logits, strict=True)]
+    task = tasks.TaskData("squad", "qa", [], examples, examples, "dev")
+    config = ml_collections.ConfigDict({"n_best": 20, "max_answer_length": 30})
+    scored = inference._qa_scores(task, examples, features, logits, config)
+    assert scored == {"exact_match": 1.0, "f1": 1.0, "cmrc_exact_match": 1.0, "cmrc_f1": 1.0}
 
 
 def test_squad2_unanswerable_questions_are_read_and_labelled_cls(tmp_path, tokenizer):

@@ -13,7 +13,7 @@ import ml_collections
 import numpy as np
 
 from bertjax import sharding
-from bertjax.finetune import features, recipe, scores, squad, tasks
+from bertjax.finetune import cmrc_scores, features, recipe, scores, squad, tasks
 from bertjax.finetune.choice_records import KIND as CHOICE_KIND
 from bertjax.finetune.records import TEXT_KINDS
 
@@ -116,7 +116,8 @@ def evaluate(
 
 def _qa_scores(task: tasks.TaskData, examples: list, qa, logits: list, config) -> dict:
     """Exact match and F1 of the answers decoded as `decode` does; with SQuAD 2.0 data also
-    `scores.squad2_scores`' (answerable / unanswerable, the best null threshold)."""
+    `scores.squad2_scores`' (answerable / unanswerable, the best null threshold), with Chinese
+    answers also CMRC 2018's own (`cmrc_scores`)."""
     start, end = _qa_logits(qa, logits)
     spans, null_diffs = squad.best_spans(examples, qa, start, end, n_best=config.n_best,
                                          max_answer_length=config.max_answer_length)  # fmt: skip
@@ -124,9 +125,11 @@ def _qa_scores(task: tasks.TaskData, examples: list, qa, logits: list, config) -
     answers = squad.null_answered(spans, null_diffs, threshold)
     gold = {e.id: [text for text, _ in e.answers] for e in examples}
     result = scores.squad_scores(answers, gold)
-    if threshold is None:  # SQuAD v1.1: every question answered
-        return result
-    return result | scores.squad2_scores(answers, spans, null_diffs, gold)
+    if threshold is not None:  # SQuAD 2.0: some questions unanswerable
+        return result | scores.squad2_scores(answers, spans, null_diffs, gold)
+    if all(gold.values()) and any(map(scores.is_chinese_answer, gold.values())):
+        result |= cmrc_scores.cmrc_scores(answers, gold)  # CMRC 2018, DRCD: their script's
+    return result
 
 
 def null_score_diff_threshold(task: tasks.TaskData, config) -> float | None:
