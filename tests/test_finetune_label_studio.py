@@ -86,6 +86,17 @@ def test_a_classifier_fine_tunes_on_a_label_studio_export_and_pre_annotates(tmp_
          "value": {"choices": ["Positive"]}}]  # fmt: skip
 
 
+def test_a_label_studio_export_read_without_its_field_says_which(tmp_path):
+    path = tmp_path / "export.json"
+    path.write_text(json.dumps([_task(1, "fine", _annotation("Positive"))]))
+    config = config_for(kind="classification", train_file=str(path), eval_file=str(path),
+                        text_fields="review")  # fmt: skip
+    with pytest.raises(UserError, match=r"has no field 'label' .* \(Label Studio's JSON export: "
+                       r"--config.label_field=annotations for the classes chosen, or "
+                       r"--config.spans_field=annotations for text spans\)$"):  # fmt: skip
+        tasks.load_task("jsonl", config)
+
+
 def test_a_multilabel_task_reads_every_chosen_class(tmp_path):
     exported = [
         _task(1, "goal in the election", _annotation("Sports", "Politics", name="topics")),

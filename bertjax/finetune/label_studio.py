@@ -14,6 +14,11 @@ from __future__ import annotations
 
 from bertjax.errors import UserError
 
+# What a missing field's error adds for a task of Label Studio's export.
+EXPORT_HINT = (
+    " (Label Studio's JSON export: --config.label_field=annotations for the classes chosen, or"
+    " --config.spans_field=annotations for text spans)"
+)
 SPANS, CLASSES = "labels", "choices"  # result types: a text span's labels, a task's classes
 # The tag names of Label Studio's named-entity template (<Labels name="label" toName="text">),
 # for the pre-annotations of a model fine-tuned on other span files.

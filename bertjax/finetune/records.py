@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 from bertjax.data import corpus_files, text_encodings
 from bertjax.errors import UserError
+from bertjax.finetune import label_studio
 from bertjax.finetune.conll_records import CONLL_SUFFIXES, conll_records, require_tagging
 from bertjax.finetune.table_records import TABLE_SUFFIXES, table_records
 
@@ -186,9 +187,11 @@ def json_lines(path: Path, name: str, encoding: str) -> Iterator[dict]:
 def field_value(record: dict, field: str, source: str):
     """`record[field]`; a missing field is a UserError that names the flag to set."""
     if field not in record:
+        studio = label_studio.is_task(record) and "annotations" in record
         raise UserError(
             f"a record of {source} has no field {field!r} (it has {sorted(record)}); set the "
             f"matching --config.*_field{headerless_hint(source, '--config.column_names')}"
+            + (label_studio.EXPORT_HINT if studio else "")
         )
     return record[field]
 
