@@ -97,17 +97,17 @@ def predict_file(
     null_score_diff_threshold: float | None = None,
 ) -> Predictions:
     """Writes the predictions of the fine-tuned model at `model_path` for the records of
-    `input_path` to `out` (JSON Lines; .json: see `_Writer`). `text_fields` ("a" or "a,b")
-    and `tokens_field` name the input's fields when they differ from the fine-tuning data's
-    (recorded in the model);
-    `multilabel_threshold` replaces a multilabel model's recorded threshold; `column_names`
-    ("a,b,...") name the columns of a CSV or TSV input without a header row; `text_encoding`
-    is the input's encoding (a Python codec; "" = UTF-8); `choices_field` a multiple-choice
-    input's choices (a list field, or a field per choice: "a,b,..."); `null_score_diff_threshold`
-    makes a QA model answer "" where a question's null score beats its best span's by more
-    (SQuAD 2.0; e.g. the `best_f1_threshold` fine-tuning reported on a dev split).
-    Raises UserError on a model that is not fine-tuned, a missing or malformed input, a
-    batch size the devices do not divide, or a threshold outside (0, 1) or for another kind."""
+    `input_path` to `out` (JSON Lines; .json: see `_Writer`). `text_fields` ("a" or "a,b") and
+    `tokens_field` name the input's fields when they differ from the fine-tuning data's
+    (recorded in the model); `multilabel_threshold` replaces a multilabel model's recorded
+    threshold; `column_names` ("a,b,...") name the columns of a CSV or TSV input without a
+    header row; `text_encoding` is the input's encoding (a Python codec; "" = UTF-8);
+    `choices_field` a multiple-choice input's choices (a list field, or a field per choice:
+    "a,b,..."); `null_score_diff_threshold` makes a QA model answer "" where a question's null
+    score beats its best span's by more (SQuAD 2.0; e.g. the `best_f1_threshold` fine-tuning
+    reported on a dev split).
+    Raises UserError on a model that is not fine-tuned, a missing or malformed input, a batch
+    size the devices do not divide, or a threshold outside (0, 1) or for another kind."""
     paths.require_local(out, "--out")
     if batch_size <= 0 or batch_size % jax.device_count():
         raise UserError(
@@ -135,23 +135,36 @@ def predict_file(
         paths.as_path(model_path) / tokenizers.VOCAB_FILE, model_dir.lowercase(metadata)
     )
     logits_of = _predictor(model_path, step, metadata, task, settings)
-    partial = out_path.with_name(out_path.name + ".partial")  # --out appears whole or not at all
+    _write(out_path, task, chunks,
+           lambda chunk: _predicted(task, chunk, tok, settings, logits_of, model_path))  # fmt: skip
+    return Predictions(task, count, out_path)
+
+
+def _predicted(task, chunk, tokenizer, settings, logits_of, model_path) -> list[dict]:
+    """The output records of one chunk of (records, examples)."""
+    records, examples = chunk
+    encoded, qa = inference.encode(task["kind"], examples, tokenizer, settings)
+    logits = logits_of(encoded)
+    predicted = inference.decode(
+        task["kind"], task["labels"], examples, encoded, qa, logits, settings,
+        settings.get("null_score_diff_threshold"),  # None: every question answered (v1.1)
+    )  # fmt: skip
+    return _outputs(task, records, examples, predicted, logits, model_path)
+
+
+def _write(out_path: Path, task: dict, chunks, predicted) -> None:
+    """Writes `predicted(chunk)` of every chunk to OUT.partial, renamed to `out_path` when
+    complete: an interrupted run leaves an earlier output whole and no partial one."""
+    partial = out_path.with_name(out_path.name + ".partial")
     try:
         with partial.open("w", encoding="utf-8") as file:
             writer = _Writer(file, task["kind"], out_path.suffix)
-            for records, examples in chunks():
-                encoded, qa = inference.encode(task["kind"], examples, tok, settings)
-                logits = logits_of(encoded)
-                predicted = inference.decode(
-                    task["kind"], task["labels"], examples, encoded, qa, logits, settings,
-                    settings.get("null_score_diff_threshold"),  # None: every question answered
-                )  # fmt: skip
-                writer.write(_outputs(task, records, examples, predicted, logits, model_path))
+            for chunk in chunks():
+                writer.write(predicted(chunk))
             writer.close()
         partial.replace(out_path)
     finally:
         partial.unlink(missing_ok=True)
-    return Predictions(task, count, out_path)
 
 
 def _fine_tuned(model_path: str) -> tuple[int, dict, dict]:
