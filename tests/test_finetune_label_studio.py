@@ -8,7 +8,7 @@ import pytest
 
 from bertjax.errors import UserError
 from bertjax.finetune import label_studio, predict, tasks, trainer
-from tests.test_finetune import config_for, tiny_model_dir
+from tests.test_finetune import ZH_TASKS, config_for, tiny_model_dir
 
 
 def _annotation(*choices, created="2024-01-01T10:00:00Z", cancelled=False, name="sentiment"):
@@ -111,3 +111,43 @@ def test_a_multilabel_task_reads_every_chosen_class(tmp_path):
     assert task.labels == ["Politics", "Sports"]
     assert [list(e.label) for e in task.train] == [[1, 1], [1, 0], [0, 0]]
     assert trainer._task_entry(task, config)["label_studio_names"] == ["topics", "review"]
+
+
+MSRA_TEST = ZH_TASKS / "msra_ner" / "test.jsonl"
+
+
+@pytest.mark.skipif(not MSRA_TEST.is_file(), reason="needs ../shared/data/zh/tasks/msra_ner")
+def test_msra_ner_as_a_label_studio_export_gives_back_its_entities(tmp_path):
+    """Real data: MSRA NER's test sentences written as Label Studio's export, each text behind
+    an emoji and its spans counted in UTF-16 (as Label Studio counts them), come back as the
+    same entities, character for character."""
+    from bertjax.finetune import span_records
+    from bertjax.finetune.scores import bio_chunks
+
+    exported, expected = [], []
+    for number, line in enumerate(MSRA_TEST.read_text(encoding="utf-8").splitlines()):
+        record = json.loads(line)
+        text = "🙂" + "".join(record["tokens"])
+        starts = [1 + sum(map(len, record["tokens"][:i])) for i in range(len(record["tokens"]))]
+        entities = [(starts[first], starts[last] + len(record["tokens"][last]), label)
+                    for label, first, last in bio_chunks(record["tags"])]  # fmt: skip
+        result = [
+            {"type": "labels", "from_name": "label", "to_name": "text",
+             "value": {"start": start + 1, "end": end + 1, "text": text[start:end],
+                       "labels": [label]}}  # UTF-16: the emoji is two units
+            for start, end, label in entities
+        ]  # fmt: skip
+        exported.append({"id": number, "data": {"text": text}, "annotations": [{"result": result}]})
+        expected.append(sorted([start, end, label] for start, end, label in entities))
+    path = tmp_path / "msra.json"
+    path.write_text(json.dumps(exported, ensure_ascii=False), encoding="utf-8")
+    config = config_for(kind="tagging", train_file=str(path), eval_file=str(path),
+                        spans_field="annotations")  # fmt: skip
+    task = tasks.load_task("jsonl", config)
+    assert len(task.train) == len(exported) == 4631
+    texts = [t["data"]["text"] for t in exported]
+    back = [
+        sorted(span_records.predicted_spans(text, [task.labels[t] for t in example.tags]))
+        for example, text in zip(task.train, texts, strict=True)
+    ]
+    assert back == expected
