@@ -52,7 +52,7 @@ def train_step(
     if grad_accum_steps == 1:
         grads, sums = grad_fn(state.params, batch, step_key)
     else:
-        grads, sums = _accumulate(
+        grads, sums = accumulate(
             grad_fn, state.params, batch, step_key, grad_accum_steps, microbatch_sharding
         )
     grad_norm = optax.global_norm(grads)
@@ -72,8 +72,9 @@ def train_step(
     return new_state, step_metrics
 
 
-def _accumulate(grad_fn, params, batch, step_key, steps: int, microbatch_sharding):
-    """Sums (gradients, metric sums) over `steps` microbatches with lax.scan (one compiled body).
+def accumulate(grad_fn, params, batch, step_key, steps: int, microbatch_sharding):
+    """Sums (gradients, metric sums) over `steps` microbatches with lax.scan (one compiled body);
+    `grad_fn(params, microbatch, key)` gives one microbatch's (also fine-tuning's steps).
 
     Microbatch m takes rows m, m + steps, m + 2*steps, ...: every device's block of the batch
     holds rows of every microbatch, so each microbatch is still split over all devices.

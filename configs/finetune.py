@@ -52,6 +52,9 @@ def get_config() -> ml_collections.ConfigDict:
     config.learning_rate = 5e-5
     config.num_epochs = 3
     config.batch_size = 32
+    # Microbatches per step, their loss gradients summed (the batch's gradient in the memory of
+    # batch_size/grad_accum_steps rows: BERT-large at seq 512 on a smaller accelerator).
+    config.grad_accum_steps = 1
     config.eval_batch_size = 64
     config.warmup_fraction = 0.1
     config.weight_decay = 0.01

@@ -22,7 +22,7 @@ FIELDS_ADDED_LATER = {"pooling": "cls", "layerwise_lr_decay": 1.0, "save_model":
                       "select_epoch": "last", "dev_fraction": 0.0, "dev_file": "",
                       "multilabel_threshold": 0.5, "column_names": "",
                       "null_score_diff_threshold": 0.0, "text_encoding": "",
-                      "choices_field": "", "spans_field": ""}  # fmt: skip
+                      "choices_field": "", "spans_field": "", "grad_accum_steps": 1}  # fmt: skip
 SELECT_EPOCH = ("last", "best")
 # Fields that do not change what a seed computes: a finished seed is reused whatever they are.
 NOT_RECIPE = ("seeds", "save_model")
@@ -131,3 +131,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
                 f"{name}={config[name]} must be a positive multiple of the {devices} devices; "
                 f"change --config.{name}"
             )
+    steps = field(config, "grad_accum_steps")
+    if not isinstance(steps, int) or steps < 1 or config.batch_size % (steps * devices):
+        raise UserError(
+            f"grad_accum_steps={steps} must be >= 1 and split batch_size={config.batch_size} into "
+            f"microbatches of a multiple of the {devices} devices; change --config.grad_accum_steps"
+        )

@@ -53,6 +53,7 @@ from bertjax.train_state import (
     init_train_state,
     state_setup,
 )
+from bertjax.train_step import accumulate
 
 LOG_EVERY = 50  # steps between progress lines when the config has no log_every
 
@@ -195,8 +196,36 @@ def _optimizer(config: ml_collections.ConfigDict, total_steps: int, num_layers: 
     return optax.chain(adamw, optim.layerwise_lr_decay(decay, num_layers))
 
 
-def _compile_steps(setup: StateSetup, kind: str, tx):
-    """jit(train_step) with the state's shardings in and out (state donated), and jit(predict)."""
+def _gradient(loss_sums, accum_steps: int, microbatch_sharding):
+    """(params, batch, key) -> (the gradient of the batch's mean loss, (loss sum, count)), where
+    `loss_sums(params, batch, key)` gives (loss sum, count). With `accum_steps` > 1 the loss
+    sums' gradients of that many microbatches (rows m, m + accum_steps, ...) are summed and
+    divided by the whole batch's count: the same gradient in the memory of a microbatch."""
+
+    def mean_loss(params, batch, key):
+        total, count = loss_sums(params, batch, key)
+        return total / jnp.maximum(count, 1.0), (total, count)
+
+    def sum_loss(params, batch, key):
+        total, count = loss_sums(params, batch, key)
+        return total, (total, count)
+
+    if accum_steps == 1:
+        return jax.grad(mean_loss, has_aux=True)
+
+    def gradient(params, batch, key):
+        grads, (total, count) = accumulate(
+            jax.grad(sum_loss, has_aux=True), params, batch, key, accum_steps,
+            microbatch_sharding,
+        )  # fmt: skip
+        return jax.tree.map(lambda g: g / jnp.maximum(count, 1.0), grads), (total, count)
+
+    return gradient
+
+
+def _compile_steps(setup: StateSetup, kind: str, tx, accum_steps: int = 1):
+    """jit(train_step) with the state's shardings in and out (state donated), and jit(predict);
+    a step's gradient over `accum_steps` microbatches (`_gradient`)."""
     replicated = NamedSharding(setup.mesh, PartitionSpec())
     batch_sharding = sharding.batch_sharding(setup.mesh)
 
@@ -207,12 +236,13 @@ def _compile_steps(setup: StateSetup, kind: str, tx):
                 deterministic=key is None, rngs=None if key is None else nnx.Rngs(dropout=key),
             )  # fmt: skip
 
-    def loss_fn(params, batch, key):
-        total, count = task_loss(logits(params, batch, key), batch, kind)
-        return total / jnp.maximum(count, 1.0), (total, count)
+    gradient = _gradient(
+        lambda params, batch, key: task_loss(logits(params, batch, key), batch, kind),
+        accum_steps, batch_sharding,
+    )  # fmt: skip
 
     def train_step(state, batch, key):
-        grads, (total, count) = jax.grad(loss_fn, has_aux=True)(state.params, batch, key)
+        grads, (total, count) = gradient(state.params, batch, key)
         state, _ = apply_gradients(state, grads, tx)
         return state, total, count
 
@@ -261,7 +291,8 @@ def compile_task(
     tx = _optimizer(config, total_steps, bert_config.num_hidden_layers)
     mesh = mesh_spec.create_mesh(devices)
     setup = state_setup(make_model, tx, mesh, mesh_spec.logical_axis_rules)
-    train_step, predict = _compile_steps(setup, task.kind, tx)
+    accum_steps = recipe.field(config, "grad_accum_steps")
+    train_step, predict = _compile_steps(setup, task.kind, tx, accum_steps)
     return Compiled(make_model, setup, tx, train_step, predict, total_steps)
 
 
