@@ -558,6 +558,25 @@ def test_layerwise_lr_decay_scales_each_layer_s_update(tmp_path):
         recipe.validate(config_for(layerwise_lr_decay=1.5))
 
 
+def test_a_doccano_classification_export_lists_its_one_label(tmp_path):
+    """doccano's text-classification export writes `"label": ["negative"]` even in a
+    single-label project: a list of one label is that label; a list of several (or none) is a
+    one-line error pointing to multilabel."""
+    rows = [{"id": 1, "text": "Terrible service.", "label": ["negative"]},
+            {"id": 2, "text": "Great price.", "label": ["positive"]}]  # fmt: skip
+    path = write_jsonl(tmp_path / "doccano.jsonl", rows)
+    config = config_for(kind="classification", train_file=path, eval_file=path)
+    task = tasks.load_task("jsonl", config)
+    assert task.labels == ["negative", "positive"]
+    assert [e.label for e in task.train] == [0, 1]
+    for label, count in ((["negative", "positive"], 2), ([], 0)):
+        write_jsonl(tmp_path / "doccano.jsonl", [*rows, {"text": "Fine.", "label": label}])
+        with pytest.raises(UserError, match=rf"record 3 of .*doccano.jsonl: 'label' is a JSON "
+                           rf"array of {count} labels, not one; for several labels \(or none\) "
+                           "per text, fine-tune with --config.kind=multilabel"):  # fmt: skip
+            tasks.load_task("jsonl", config)
+
+
 def test_task_readers_and_their_errors(tmp_path):
     config = load_config("finetune")
     config.data_dir = str(tmp_path)
@@ -583,9 +602,10 @@ def test_task_readers_and_their_errors(tmp_path):
     write_jsonl(tmp_path / "rte" / "train.jsonl", [pair, {**pair, "label": None}])
     with pytest.raises(UserError, match=r"record 2 of .*train.jsonl: 'label' is null, not text"):
         tasks.load_task("rte", config)  # before: "label 'None', not seen in the training data"
-    write_jsonl(tmp_path / "rte" / "train.jsonl", [pair, {**pair, "label": ["entailment"]}])
-    with pytest.raises(UserError, match="record 2 of .*train.jsonl: 'label' is a JSON array"):
-        tasks.load_task("rte", config)  # before: a class named "['entailment']"
+    two = {**pair, "label": ["entailment", "not_entailment"]}
+    write_jsonl(tmp_path / "rte" / "train.jsonl", [pair, two])
+    with pytest.raises(UserError, match="record 2 of .*train.jsonl: 'label' is a JSON array of 2"):
+        tasks.load_task("rte", config)  # before: a class named "['entailment', ...]"
     write_jsonl(tmp_path / "rte" / "train.jsonl", [pair, {**pair, "label": "not_entailment"}])
     with pytest.raises(UserError, match="does not exist"):
         tasks.load_task("mr", config)

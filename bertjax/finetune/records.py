@@ -228,14 +228,18 @@ def _text_list(record: dict, field: str, source: str, number: int) -> tuple[str,
 
 
 def _label(record: dict, spec: TaskSpec, source: str, number: int) -> str:
-    """A classification record's label as a string (1 and "1" are one class); null (an
-    unlabelled record, e.g. a TFDS test split's -1), lists and objects are refused."""
+    """A classification record's label as a string (1 and "1" are one class); a list of one
+    label is that label (doccano's classification export lists it even in single-label
+    projects); null (an unlabelled record, e.g. a TFDS test split's -1), other lists and objects
+    are refused."""
     value = field_value(record, spec.label_field, source)
     where = f"record {number + 1} of {source}"
-    if isinstance(value, list):
+    if isinstance(value, list) and len(value) == 1:
+        value = value[0]
+    elif isinstance(value, list):
         raise UserError(
-            f"{where}: {spec.label_field!r} is a JSON array, not one label; for several labels "
-            "per text, fine-tune with --config.kind=multilabel"
+            f"{where}: {spec.label_field!r} is a JSON array of {len(value)} labels, not one; for "
+            "several labels (or none) per text, fine-tune with --config.kind=multilabel"
         )
     return text_value(value, spec.label_field, where)
 
