@@ -167,3 +167,28 @@ def test_a_tagger_fine_tunes_from_spans_and_predicts_spans(tmp_path):
     ]  # fmt: skip
     with pytest.raises(UserError, match="names 2 fields; the model reads 1 .text when"):
         predict.predict_file(str(saved), renamed, str(tmp_path / "r.jsonl"), text_fields="a,b")
+
+
+def test_prodigy_annotations_rejected_or_ignored_are_left_out(tmp_path, caplog):
+    """Prodigy's NER export (`prodigy db-out`): spans with character start/end and label, and
+    every answer the annotator gave: a rejected or ignored example's spans are a suggestion
+    turned down, so it is left out, counted; accepted ones are read."""
+
+    def example(text, spans, answer):
+        objects = [{"start": s, "end": e, "label": label, "token_start": 0, "token_end": 0}
+                   for s, e, label in spans]  # fmt: skip
+        return {"text": text, "spans": objects, "answer": answer, "_input_hash": 1,
+                "_task_hash": 2}  # fmt: skip
+
+    path = write_jsonl(tmp_path / "ner.jsonl", [
+        example("Anna met Tom .", [(0, 4, "PER"), (9, 12, "PER")], "accept"),
+        example("Paris is big .", [(0, 5, "PER")], "reject"),  # a wrong suggestion turned down
+        example("Lena sang .", [(0, 4, "PER")], "ignore"),
+        example("It rained .", [], "accept"),
+    ])  # fmt: skip
+    config = config_for(kind="tagging", train_file=path, eval_file=path, spans_field="spans")
+    with caplog.at_level("WARNING"):
+        task = tasks.load_task("jsonl", config)
+    tags = [[task.labels[t] for t in example.tags] for example in task.train]
+    assert tags == [["B-PER", "O", "B-PER", "O"], ["O", "O", "O"]]
+    assert "2 Prodigy annotations answered reject or ignore are left out" in caplog.text

@@ -28,7 +28,7 @@ from absl import logging
 
 from bertjax.data import text_encodings
 from bertjax.errors import UserError
-from bertjax.finetune import choice_records, label_studio, records, span_records, squad
+from bertjax.finetune import annotated_records, choice_records, label_studio, records, squad
 from bertjax.finetune.records import TaggedExample
 
 KINDS = ("classification", "multilabel", "regression", "tagging", "qa", choice_records.KIND)
@@ -155,17 +155,7 @@ def load_task(name: str, config: ml_collections.ConfigDict) -> TaskData:
         }
         return _task_data(name, spec, [], examples)
     raw = {split: list(_records(source, split, spec)) for split, source in sources.items()}
-    studio_names = ()
-    if spec.kind == "tagging" and spec.spans_field:
-        studio_names = label_studio.first_tag_names(
-            raw["train"], spec.spans_field, label_studio.SPANS
-        )
-        raw = {split: _tagged_from_spans(rs, spec, sources[split]) for split, rs in raw.items()}
-    if spec.kind in ("classification", "multilabel"):
-        studio_names = label_studio.first_tag_names(
-            raw["train"], spec.label_field, label_studio.CLASSES
-        )
-        raw = {split: _chosen_classes(rs, spec, sources[split]) for split, rs in raw.items()}
+    raw, studio_names = annotated_records.readable(raw, spec, sources)
     for split, split_records in raw.items():
         if not split_records:
             raise UserError(
@@ -200,45 +190,6 @@ def _example(
     if spec.kind == choice_records.KIND:
         return choice_records.choice_example(spec, record, source, number)
     return records.example(spec, labels, record, source, number, training)
-
-
-def _tagged_from_spans(raw: list[dict], spec: TaskSpec, source: str) -> list[dict]:
-    """Span-annotated records as words and BIO tags (`span_records`) in the spec's token and tag
-    fields; logs how many spans overlapped another and were left out, and how many Label Studio
-    tasks had no annotation (left out: they are unlabelled, not entity-free)."""
-    tagged, skipped, unannotated = [], 0, 0
-    for number, record in enumerate(raw):
-        words, left_out = span_records.tagged_record(
-            record, spec.text_fields[0], spec.spans_field, source, number
-        )
-        if words is None:
-            unannotated += 1
-            continue
-        fields = {spec.tokens_field: words["tokens"], spec.tags_field: words["tags"]}
-        tagged.append(record | fields)
-        skipped += left_out
-    if skipped:
-        logging.warning("%s: %d spans overlap another and are left out (BIO holds one)",
-                        source, skipped)  # fmt: skip
-    _log_unannotated(source, unannotated)
-    return tagged
-
-
-def _chosen_classes(raw: list[dict], spec: TaskSpec, source: str) -> list[dict]:
-    """Records whose label field holds Label Studio annotations with the class(es) chosen in
-    place of them (`label_studio.with_chosen_classes`); logs how many were left out."""
-    multilabel = spec.kind == "multilabel"
-    chosen, unannotated = label_studio.with_chosen_classes(
-        raw, spec.label_field, multilabel, source
-    )
-    _log_unannotated(source, unannotated)
-    return chosen
-
-
-def _log_unannotated(source: str, count: int) -> None:
-    if count:
-        logging.warning("%s: %d Label Studio tasks have no annotation (or only cancelled ones) "
-                        "and are left out", source, count)  # fmt: skip
 
 
 def _task_data(
