@@ -62,7 +62,9 @@ def chosen(annotations: list, multilabel: bool, field: str, where: str) -> str |
         return None
     choices = [c for value in values if isinstance(value, dict) for c in value.get("choices", [])]
     if not all(isinstance(c, str) for c in choices):
-        raise UserError(f"{where}: {field!r} has choices that are not text: {choices}")
+        raise UserError(
+            f"{where}: {field!r} has choices that are not text: {choices}; fix the task"
+        )
     if multilabel:
         return choices
     if len(choices) != 1:
