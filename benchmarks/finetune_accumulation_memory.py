@@ -14,8 +14,9 @@ import jax
 import numpy as np
 
 from bertjax.config import defaults, set_model_size
-from bertjax.finetune import features, inference, tasks, trainer
+from bertjax.finetune import features, inference, steps, tasks
 from bertjax.models.bert import BertConfig
+from bertjax.train_state import init_train_state
 from configs.finetune import get_config
 
 VOCAB_SIZE = 30522  # BERT's uncased English vocabulary
@@ -27,11 +28,11 @@ def step_memory(bert_config, seq_len: int, batch_size: int, accum_steps: int) ->
     rows = features.Encoded(input_ids=[[2, 3]], segment_ids=[[0, 0]], labels=[0])
     config = get_config()
     config.update(batch_size=batch_size, max_seq_length=seq_len, grad_accum_steps=accum_steps)
-    compiled = trainer.compile_task(
+    compiled = steps.compile_task(
         inference.Prepared(task, rows, rows), bert_config, config, jax.devices()[:1]
     )
     state = jax.eval_shape(
-        lambda: trainer.init_train_state(compiled.setup, compiled.make_model, compiled.tx, 0)
+        lambda: init_train_state(compiled.setup, compiled.make_model, compiled.tx, 0)
     )
     tokens = np.zeros((batch_size, seq_len), np.int32)
     batch = {"input_ids": tokens, "segment_ids": tokens, "input_mask": tokens + 1,
@@ -53,10 +54,10 @@ def main() -> None:
     parser.add_argument("--accum_steps", default="1,2,4,8")
     args = parser.parse_args()
     bert_config = BertConfig.from_config(set_model_size(defaults(), args.model), VOCAB_SIZE)
-    for steps in (int(s) for s in args.accum_steps.split(",")):
-        memory = step_memory(bert_config, args.seq_len, args.batch_size, steps)
+    for accum in (int(s) for s in args.accum_steps.split(",")):
+        memory = step_memory(bert_config, args.seq_len, args.batch_size, accum)
         print(
-            f"{args.model} seq {args.seq_len} batch {args.batch_size} grad_accum_steps={steps}: "
+            f"{args.model} seq {args.seq_len} batch {args.batch_size} grad_accum_steps={accum}: "
             f"temporaries {memory['temporaries_gib']:.2f} GiB, arguments "
             f"{memory['arguments_gib']:.2f} GiB (compiled in {memory['compile_seconds']:.0f} s)",
             flush=True,

@@ -17,7 +17,17 @@ from bertjax import checkpointing, sharding
 from bertjax.convert import export_hf, import_checkpoint, model_dir
 from bertjax.data.tokenizer import WordPieceTokenizer, train_wordpiece_vocab
 from bertjax.errors import UserError
-from bertjax.finetune import features, inference, model, predict, recipe, squad, tasks, trainer
+from bertjax.finetune import (
+    features,
+    inference,
+    model,
+    predict,
+    recipe,
+    squad,
+    steps,
+    tasks,
+    trainer,
+)
 from bertjax.finetune.records import TaggedExample, TextExample
 from bertjax.finetune.scores import chunk_scores
 from bertjax.models.bert import BertConfig, create_model
@@ -340,7 +350,7 @@ def test_fine_tuning_on_a_dp_fsdp_tp_mesh_matches_one_device(tmp_path):
                           eval=[], eval_split="dev")  # fmt: skip
     rows = features.Encoded(input_ids=[[2, 3]], segment_ids=[[0, 0]], labels=[0])
     prepared = inference.Prepared(task, rows, rows)
-    setup = trainer.compile_task(prepared, bert_config, config, jax.devices()[:8]).setup
+    setup = steps.compile_task(prepared, bert_config, config, jax.devices()[:8]).setup
     params = setup.shardings.params
     assert dict(setup.mesh.shape) == mesh
     layer = params["bert"]["encoder"]["layer"][0]
@@ -368,12 +378,12 @@ def test_accumulated_gradient_is_the_whole_batchs():
         return jnp.sum(errors * batch["mask"]), jnp.sum(batch["mask"])
 
     key = jax.random.key(0)
-    whole, whole_sums = trainer._gradient(loss_sums, 1, None)(params, batch, key)
-    summed, sums = trainer._gradient(loss_sums, 4, None)(params, batch, key)
+    whole, whole_sums = steps.gradient(loss_sums, 1, None)(params, batch, key)
+    summed, sums = steps.gradient(loss_sums, 4, None)(params, batch, key)
     np.testing.assert_allclose(summed["w"], whole["w"], rtol=1e-5)
     np.testing.assert_allclose(sums, whole_sums, rtol=1e-6)
     microbatches = [jax.tree.map(lambda x, m=m: x[m::4], batch) for m in range(4)]
-    means = [trainer._gradient(loss_sums, 1, None)(params, b, key)[0]["w"] for b in microbatches]
+    means = [steps.gradient(loss_sums, 1, None)(params, b, key)[0]["w"] for b in microbatches]
     assert np.abs(np.mean(means, axis=0) - whole["w"]).max() > 0.2 * np.abs(whole["w"]).max()
 
 
@@ -396,11 +406,11 @@ def test_gradient_accumulation_trains_as_the_whole_batch(tmp_path):
                   num_epochs=2, batch_size=32, hidden_dropout_prob=0.0,
                   attention_probs_dropout_prob=0.0)  # fmt: skip
     runs = {}
-    for steps in (1, 4):
-        config = config_for(**common, grad_accum_steps=steps)
-        results = trainer.finetune("jsonl", str(init), str(tmp_path / f"accum{steps}"), config)
-        epochs = (tmp_path / f"accum{steps}" / "seed_0" / "metrics.jsonl").read_text()
-        runs[steps] = [json.loads(line)["train_loss"] for line in epochs.splitlines()], results
+    for accum in (1, 4):
+        config = config_for(**common, grad_accum_steps=accum)
+        results = trainer.finetune("jsonl", str(init), str(tmp_path / f"accum{accum}"), config)
+        epochs = (tmp_path / f"accum{accum}" / "seed_0" / "metrics.jsonl").read_text()
+        runs[accum] = [json.loads(line)["train_loss"] for line in epochs.splitlines()], results
     (whole, one), (summed, many) = runs[1], runs[4]
     np.testing.assert_allclose(summed, whole, rtol=1e-4)
     f1 = [r["aggregate"]["f1"]["median"] for r in (one, many)]
@@ -535,7 +545,7 @@ def test_layerwise_lr_decay_scales_each_layer_s_update(tmp_path):
 
     def first_update(decay):
         recipe = config_for(layerwise_lr_decay=decay, warmup_fraction=0.0, learning_rate=1e-3)
-        tx = trainer._optimizer(recipe, total_steps=10, num_layers=2)
+        tx = steps.optimizer(recipe, total_steps=10, num_layers=2)
         updates, _ = tx.update(grads, tx.init(params), params)
         return jax.tree_util.tree_leaves(updates)
 

@@ -12,7 +12,7 @@ import pytest
 
 from bertjax.data.tokenizer import WordPieceTokenizer
 from bertjax.errors import UserError
-from bertjax.finetune import choice_records, features, predict, tasks, trainer
+from bertjax.finetune import choice_records, features, predict, steps, tasks, trainer
 from bertjax.finetune.choice_records import ChoiceExample
 from bertjax.models.bert import BertConfig
 from tests.test_finetune import config_for, tiny_model_dir, write_jsonl
@@ -184,7 +184,7 @@ def test_each_choice_is_a_pair_row_and_missing_choices_are_masked(tmp_path):
     assert batch["input_mask"][0, 2].sum() == 1  # a padding choice attends to one token
     # The loss is a softmax over the real choices only: a padding choice's score is ignored.
     logits = jnp.array([[0.0, 2.0, 50.0], [1.0, 0.0, 3.0], [9.0, 9.0, 9.0]])
-    total, count = trainer.task_loss(logits, batch, "multiple_choice")
+    total, count = steps.task_loss(logits, batch, "multiple_choice")
     expected = [np.log1p(np.exp(-2.0)), np.log(np.exp([1.0, 0.0, 3.0]).sum()) - 3.0]
     assert float(count) == 2 and float(total) == pytest.approx(sum(expected), rel=1e-5)
 

@@ -15,7 +15,7 @@ from flax import nnx
 from bertjax import checkpointing, evaluation, fill_mask
 from bertjax.convert import export_hf, import_checkpoint, model_dir
 from bertjax.errors import UserError
-from bertjax.finetune import inference, model, predict, predict_inputs, trainer
+from bertjax.finetune import inference, model, predict, predict_inputs, steps, trainer
 from bertjax.finetune.scores import (
     chunk_scores,
     multilabel_scores,
@@ -201,7 +201,7 @@ def test_a_finetuned_model_exports_as_its_task_class(
             hf_loss = hf_model(**inputs, labels=answers).loss
         batch = {"labels": jnp.asarray(answers.numpy()), "weights": jnp.ones(2),
                  "choice_mask": jnp.ones((2, 3))}  # fmt: skip
-        total, count = trainer.task_loss(jnp.asarray(ours), batch, "multiple_choice")
+        total, count = steps.task_loss(jnp.asarray(ours), batch, "multiple_choice")
         assert float(total / count) == pytest.approx(float(hf_loss), rel=1e-4)
     np.testing.assert_allclose(theirs[real], ours[real], atol=ATOL, rtol=0)
     assert np.abs(ours).max() > 1e-2  # a trained head, not zeros
@@ -211,7 +211,7 @@ def test_a_finetuned_model_exports_as_its_task_class(
         with torch.no_grad():
             hf_loss = hf_model(**inputs, labels=torch.tensor(targets, dtype=torch.float32)).loss
         batch = {"labels": jnp.asarray(targets, jnp.float32), "weights": jnp.ones(4)}
-        total, count = trainer.task_loss(jnp.asarray(ours), batch, "regression")
+        total, count = steps.task_loss(jnp.asarray(ours), batch, "regression")
         assert float(total / count) == pytest.approx(float(hf_loss), rel=1e-4)
     if kind == "multilabel":  # a sigmoid per label: binary cross-entropy, averaged, as bertjax's
         assert hf_model.config.problem_type == "multi_label_classification"
@@ -220,7 +220,7 @@ def test_a_finetuned_model_exports_as_its_task_class(
         with torch.no_grad():
             hf_loss = hf_model(**inputs, labels=torch.tensor(targets, dtype=torch.float32)).loss
         batch = {"labels": jnp.asarray(targets, jnp.float32), "weights": jnp.ones(4)}
-        total, count = trainer.task_loss(jnp.asarray(ours), batch, "multilabel")
+        total, count = steps.task_loss(jnp.asarray(ours), batch, "multilabel")
         assert float(total / count) == pytest.approx(float(hf_loss), rel=1e-4)
     labels = {
         "classification": ["contradiction", "entailment"],
