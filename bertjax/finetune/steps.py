@@ -93,14 +93,14 @@ def gradient(loss_sums, accum_steps: int, microbatch_sharding):
     if accum_steps == 1:
         return jax.grad(mean_loss, has_aux=True)
 
-    def gradient(params, batch, key):
+    def accumulated(params, batch, key):
         grads, (total, count) = accumulate(
             jax.grad(sum_loss, has_aux=True), params, batch, key, accum_steps,
             microbatch_sharding,
         )  # fmt: skip
         return jax.tree.map(lambda g: g / jnp.maximum(count, 1.0), grads), (total, count)
 
-    return gradient
+    return accumulated
 
 
 def compile_steps(setup: StateSetup, kind: str, tx, accum_steps: int = 1):
