@@ -16,6 +16,7 @@ one segment here, "b", "." there).
 
 from __future__ import annotations
 
+import difflib
 import functools
 import re
 from collections.abc import Mapping, Sequence
@@ -82,13 +83,6 @@ def _f1(prediction: str, truth: str) -> float:
 
 
 def _longest_common_run(a: list[str], b: list[str]) -> int:
-    """The length of the longest run of segments both `a` and `b` hold, contiguously."""
-    best, previous = 0, [0] * (len(b) + 1)
-    for x in a:
-        current = [0] * (len(b) + 1)
-        for j, y in enumerate(b):
-            if x == y:
-                current[j + 1] = previous[j] + 1
-                best = max(best, current[j + 1])
-        previous = current
-    return best
+    """The length of the longest run of segments both `a` and `b` hold, contiguously (difflib's
+    longest matching block; autojunk off, so frequent segments are not skipped)."""
+    return difflib.SequenceMatcher(None, a, b, autojunk=False).find_longest_match().size
