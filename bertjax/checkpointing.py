@@ -43,6 +43,7 @@ ARCHITECTURE_FIELDS = (
     "type_vocab_size",
     "layer_norm_placement",
     "position_embedding_type",
+    "rope_theta",
 )
 # The pretraining objective's fields (bertjax/objectives.py), compared like the architecture's; a
 # checkpoint that names no objective (older runs, `bertjax import`) holds BERT's parameters.

@@ -9,6 +9,7 @@ from bertjax.config import defaults, validate
 from bertjax.errors import UserError
 from tests.helpers import load_config
 
+ROTARY = {"position_embedding_type": "rotary", "position_embedding_init": "normal"}
 INVALID = [
     ({"num_attention_heads": 3}, "not divisible by num_attention_heads=3"),
     ({"hidden_size": 0}, "must be positive"),
@@ -82,7 +83,16 @@ INVALID = [
     ({"initializer_range": 0.0}, "initializer_range=0.0 must be positive"),
     ({"layer_norm_eps": -1e-12}, "layer_norm_eps=-1e-12 must be positive"),
     ({"layer_norm_placement": "middle"}, "layer_norm_placement 'middle' is not supported"),
-    ({"position_embedding_type": "rotary"}, "position_embedding_type 'rotary' is not supported"),
+    ({"position_embedding_type": "alibi"}, "position_embedding_type 'alibi' is not supported"),
+    (
+        {"position_embedding_type": "rotary", "position_embedding_init": "local"},
+        "position_embedding_init='local' does not apply to position_embedding_type='rotary'",
+    ),
+    (ROTARY | {"rope_theta": 0.5}, "rope_theta=0.5 must be a number"),
+    (
+        ROTARY | {"hidden_size": 60, "num_attention_heads": 4},
+        "head size hidden_size / num_attention_heads = 15 is odd",
+    ),
     (
         {"position_embedding_type": "absolute", "position_embedding_init": "local"},
         "position_embedding_init='local' does not apply",

@@ -19,7 +19,7 @@ from flax import linen as nn
 from flax import nnx
 
 from bertjax.errors import UserError
-from bertjax.models import cpu_kernels, dropout, splash
+from bertjax.models import cpu_kernels, dropout, positions, splash
 
 if TYPE_CHECKING:
     from bertjax.models.config import BertConfig
@@ -141,7 +141,7 @@ def fused_attention(
     if bias is not None and implementation == "splash":
         raise UserError(
             "attention_implementation='splash' takes no attention bias, which relative positions "
-            "need; use attention_implementation='auto' or 'xla'"
+            "need; use attention_implementation='auto' or 'xla' (or rotary positions)"
         )
     if bias is not None:
         bias = bias.astype(query.dtype)
@@ -221,6 +221,9 @@ class BertSelfAttention(nnx.Module):
         self.query = projection()
         self.key = projection()
         self.value = projection()
+        self.rope_theta = None
+        if config.position_embedding_type == "rotary":
+            self.rope_theta = config.rope_theta
         if config.position_embedding_type == "relative_key":
             # Hugging Face's distance_embedding: one vector per distance (query - key) in
             # [-(M - 1), M - 1], shared by the heads; row d + M - 1 holds distance d.
@@ -234,36 +237,26 @@ class BertSelfAttention(nnx.Module):
                 rngs=rngs,
             )
             if config.position_embedding_init == "local":
-                self._local_init(heads)
+                self._local_init()
 
-    def _local_init(self, heads: int) -> None:
-        """Relative positions that start as ALiBi's bias (Press et al. 2022): head h adds
-        -slope_h * |i - j| to its logits, slope_h = 2^(-8 (h + 1) / N). Component 0 of every head
-        carries it: distance vector d holds -ALPHA * |d| there, the query bias slope_h *
-        sqrt(D) / ALPHA, and the query and key kernels start with that component zeroed, so
-        content and position do not mix at the start."""
-        alpha = 0.1
-        head_size = self.query.kernel[...].shape[-1]
-        table = self.distance_embedding.embedding[...]
-        distances = jnp.abs(jnp.arange(table.shape[0]) - (self.max_positions - 1))
-        self.distance_embedding.embedding[...] = table.at[:, 0].set(-alpha * distances)
-        slopes = 2.0 ** (-8.0 * (jnp.arange(heads) + 1) / heads)
-        bias = self.query.bias[...]
-        self.query.bias[...] = bias.at[:, 0].set(slopes * head_size**0.5 / alpha)
-        for projection in (self.query, self.key):
-            projection.kernel[...] = projection.kernel[...].at[:, :, 0].set(0.0)
+    def _local_init(self) -> None:
+        """Relative positions that start as ALiBi's bias (`positions.start_local`)."""
+        table, bias, (query, key) = positions.start_local(
+            self.distance_embedding.embedding[...],
+            self.query.bias[...],
+            [self.query.kernel[...], self.key.kernel[...]],
+            self.max_positions,
+        )
+        self.distance_embedding.embedding[...], self.query.bias[...] = table, bias
+        self.query.kernel[...], self.key.kernel[...] = query, key
 
     def position_bias(self, query: jax.Array) -> jax.Array | None:
-        """Relative positions: query [B, L, N, D] -> logit bias [B, N, L, L] float32, Hugging
-        Face's q . distance_embedding[i - j] scaled like the logits; None for absolute ones."""
+        """Relative positions: query [B, L, N, D] -> logit bias [B, N, L, L] float32
+        (`positions.relative_bias`); None for other position types."""
         if not hasattr(self, "distance_embedding"):
             return None
-        length = query.shape[1]
-        positions = jnp.arange(length)
-        distances = positions[:, None] - positions[None, :] + self.max_positions - 1
-        table = self.distance_embedding.embedding[...][distances].astype(query.dtype)
-        scores = jnp.einsum("blnd,lrd->bnlr", query, table, preferred_element_type=jnp.float32)
-        return scores * jnp.float32(query.shape[-1] ** -0.5)
+        table = self.distance_embedding.embedding[...]
+        return positions.relative_bias(query, table, self.max_positions)
 
     def project_qkv(self, hidden_states: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
         """[B, L, H] -> query, key, value [B, L, N, D]: the three projections, or on XLA:CPU one
@@ -292,6 +285,8 @@ class BertSelfAttention(nnx.Module):
             constrain(projected, ("batch", "length", "heads", "kv"))
             for projected in self.project_qkv(hidden_states)
         )
+        if self.rope_theta is not None:
+            query, key = (positions.rotate(x, self.rope_theta) for x in (query, key))
         bias = self.position_bias(query)
         if deterministic or self.dropout_rate == 0.0:
             return fused_attention(

@@ -25,7 +25,7 @@ REMAT_POLICIES = {
     "dots_saveable": jax.checkpoint_policies.dots_saveable,
 }
 LAYER_NORM_PLACEMENTS = ("post", "pre")
-POSITION_EMBEDDING_TYPES = ("absolute", "relative_key")
+POSITION_EMBEDDING_TYPES = ("absolute", "relative_key", "rotary")
 POSITION_EMBEDDING_INITS = ("normal", "sinusoidal", "local")
 ATTENTION_INITS = ("normal", "mimetic")
 SIZE_FIELDS = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads")
@@ -69,8 +69,13 @@ class BertConfig:
     # How attention knows positions, named as Hugging Face's BertConfig names it: "absolute"
     # (BERT: a learned position table added to the embeddings) or "relative_key" (Shaw et al.
     # 2018 / Huang et al. 2020: each layer learns a vector per query-key distance, and the query's
-    # dot product with it is added to the attention logits; no position table).
+    # dot product with it is added to the attention logits; no position table) or "rotary"
+    # (RoFormer's RoPE, Su et al. 2021: queries and keys rotated by position, no parameters;
+    # bertjax/models/positions.py).
     position_embedding_type: str = "absolute"
+    # Rotary positions only: pair i of a head turns by position * rope_theta^(-2i / head_size)
+    # (10000 as in RoFormer; larger values turn slower, for longer sequences).
+    rope_theta: float = 10000.0
     # Initial values of the position parameters: "normal" (BERT: N(0, initializer_range));
     # "sinusoidal" (absolute only: Vaswani et al.'s table scaled to the same per-entry RMS);
     # "local" (relative_key only: the distance vectors and query biases start as an ALiBi-like
@@ -124,13 +129,9 @@ class BertConfig:
                 f"position_embedding_init {self.position_embedding_init!r} is not supported; use "
                 f"one of {POSITION_EMBEDDING_INITS}"
             )
-        relative = self.position_embedding_type == "relative_key"
-        if self.position_embedding_init == ("sinusoidal" if relative else "local"):
-            raise UserError(
-                f"position_embedding_init={self.position_embedding_init!r} does not apply to "
-                f"position_embedding_type={self.position_embedding_type!r}; use "
-                f"{'normal or local' if relative else 'normal or sinusoidal'}"
-            )
+        self._validate_position_init()
+        if self.position_embedding_type == "rotary":
+            self._validate_rotary()
         if self.attention_init not in ATTENTION_INITS:
             raise UserError(
                 f"attention_init {self.attention_init!r} is not supported; use one of "
@@ -158,3 +159,24 @@ class BertConfig:
                 "attention has no float32 kernel); set --config.dtype=bfloat16 or use 'auto'"
             )
         return self
+
+    def _validate_position_init(self) -> None:
+        inits = {"absolute": ("normal", "sinusoidal"), "relative_key": ("normal", "local"),
+                 "rotary": ("normal",)}[self.position_embedding_type]  # fmt: skip
+        if self.position_embedding_init not in inits:
+            raise UserError(
+                f"position_embedding_init={self.position_embedding_init!r} does not apply to "
+                f"position_embedding_type={self.position_embedding_type!r}; use "
+                f"{' or '.join(inits)}"
+            )
+
+    def _validate_rotary(self) -> None:
+        head_size = self.hidden_size // self.num_attention_heads
+        if head_size % 2:
+            raise UserError(
+                f"rotary positions turn pairs of head components, and the head size "
+                f"hidden_size / num_attention_heads = {head_size} is odd; choose an even one"
+            )
+        theta = self.rope_theta
+        if isinstance(theta, bool) or not isinstance(theta, int | float) or not theta > 1:
+            raise UserError(f"rope_theta={theta!r} must be a number above 1, e.g. 10000.0")

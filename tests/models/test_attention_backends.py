@@ -191,12 +191,14 @@ def test_splash_under_a_mesh(interpret):
                 splash.splash_attention(q, k, v, mask)
 
 
-@pytest.mark.parametrize("packed", [False, True])
-def test_bert_model_with_splash_equals_default(interpret, packed):
+@pytest.mark.parametrize(("packed", "positions"),
+                         [(False, "absolute"), (True, "absolute"), (True, "rotary")])  # fmt: skip
+def test_bert_model_with_splash_equals_default(interpret, packed, positions):
+    """The splash kernel takes rotary positions (no bias), relative_key ones it refuses."""
     config = BertConfig(
         vocab_size=100, hidden_size=64, num_hidden_layers=2, num_attention_heads=HEADS,
         intermediate_size=128, max_position_embeddings=LENGTH, hidden_dropout_prob=0.0,
-        attention_probs_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0, position_embedding_type=positions,
     )  # fmt: skip
     lengths = np.array([LENGTH, 90])
     input_mask = (np.arange(LENGTH)[None, :] < lengths[:, None]).astype(np.int32)
@@ -232,12 +234,12 @@ def cudnn_lowering(monkeypatch):
 
 
 @pytest.mark.parametrize("packed", [False, True])
-@pytest.mark.parametrize("positions", ["absolute", "relative_key"])
+@pytest.mark.parametrize("positions", ["absolute", "relative_key", "rotary"])
 def test_the_cudnn_training_step_lowers_for_cuda(cudnn_lowering, packed, positions):
     """The model's forward and backward with cuDNN attention, bf16, lowered for CUDA on this CPU
     machine: jax's cuDNN checks of shapes, masks and bias run at trace time, so API drift or a
     refused case fails here rather than on a GPU. Relative positions send a [B, N, L, L] bias
-    whose gradient cuDNN must return."""
+    whose gradient cuDNN must return; rotary ones, like absolute ones, none."""
     config = BertConfig(
         vocab_size=100, hidden_size=64, num_hidden_layers=1, num_attention_heads=HEADS,
         intermediate_size=128, max_position_embeddings=LENGTH, hidden_dropout_prob=0.0,
