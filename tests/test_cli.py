@@ -40,8 +40,8 @@ OLD_FLAGS = {
                 "--null_score_diff_threshold=-1.5"],
     "bench": ["--model=tiny", "--seq_len=32", "--batch_size=4", "--steps=1", "--warmup_steps=0",
               "--precision=fp32", "--devices=1", "--attention=xla", "--attention_dropout=0",
-              "--remat=full", "--peers", "--peers_venv=v", "--input_pipeline", "--checkpoint",
-              "--checkpoint_dir=c", "--profile_dir=p"],
+              "--remat=full", "--positions=rotary", "--peers", "--peers_venv=v",
+              "--input_pipeline", "--checkpoint", "--checkpoint_dir=c", "--profile_dir=p"],
 }  # fmt: skip
 
 

@@ -50,7 +50,8 @@ def report_lines(r: dict) -> list[str]:
     lines = [
         f"bertjax bench: BERT-{r['model']} (L={r['num_hidden_layers']}, d={r['hidden_size']}, "
         f"heads={r['num_attention_heads']}, d_ff={r['intermediate_size']}, V={r['vocab_size']}), "
-        f"seq_len {r['seq_len']}, batch {r['batch_size']}, {r['precision']}, dropout on, "
+        f"seq_len {r['seq_len']}, batch {r['batch_size']}, {r['precision']}, "
+        f"{r.get('positions', 'absolute')} positions, dropout on, "
         f"{r['num_devices']} x {r['device_kind']}, jax {r['jax_version']}",
         f"model FLOPs/token (fwd+bwd) = {FLOPS_FORMULA} = {r['flops_per_token']:.4g}",
         f"  with f_pred = P/s = {r['predictions_per_seq']}/{r['seq_len']} (MLM head on the masked "

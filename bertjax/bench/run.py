@@ -290,6 +290,7 @@ def run_bench(
     attention: str | None = None,
     attention_dropout: float | None = None,
     remat: str | None = None,
+    positions: str | None = None,
     peers: bool = False,
     peers_venv: str | None = None,
     input_pipeline: bool = False,
@@ -316,6 +317,7 @@ def run_bench(
     config = bench_config(
         model, seq_len, batch_size, precision, attention_implementation=attention,
         attention_probs_dropout_prob=attention_dropout, remat_policy=remat,
+        position_embedding_type=positions,
     )  # fmt: skip
     dims = model_dims(model)
     predictions = predictions_per_seq(seq_len)
@@ -327,6 +329,7 @@ def run_bench(
     result = {
         "model": model, **dims, "vocab_size": VOCAB_SIZE, "seq_len": seq_len,
         "batch_size": batch_size, "precision": precision, "steps": steps,
+        "positions": config.position_embedding_type,
         "num_devices": len(device_list), "device_kind": device_list[0].device_kind,
         "platform": device_list[0].platform, "jax_version": jax.__version__,
         "predictions_per_seq": predictions, "flops_per_token": flops_per_token,
@@ -369,6 +372,7 @@ def flag_specs() -> list[tuple]:
          "Attention kernel (default: the config's auto, chosen from the backend)."),
         ("float", "attention_dropout", None, "0 = the fused attention path."),
         ("enum:none|full|dots_saveable", "remat", None, "Rematerialisation policy."),
+        ("enum:absolute|relative_key|rotary", "positions", None, "Default: absolute."),
         ("bool", "peers", False, "Also Hugging Face Flax and PyTorch BERT."),
         ("string", "peers_venv", None, "Peer virtual environment (default .venv-peers)."),
         ("bool", "input_pipeline", False, "Also time make_dataset alone."),
@@ -376,11 +380,6 @@ def flag_specs() -> list[tuple]:
         ("string", "checkpoint_dir", None, "Where to save (default: a temporary dir)."),
         ("string", "profile_dir", None, f"jax.profiler trace of {PROFILE_STEPS} steps."),
     ]  # fmt: skip
-
-
-_RUN_BENCH_FLAGS = ("model", "seq_len", "batch_size", "steps", "warmup_steps", "precision",
-                    "devices", "attention", "attention_dropout", "remat", "peers", "peers_venv",
-                    "input_pipeline", "checkpoint", "checkpoint_dir", "profile_dir")  # fmt: skip
 
 
 def check_flags(fv: flags.FlagValues) -> None:
@@ -392,5 +391,6 @@ def check_flags(fv: flags.FlagValues) -> None:
 
 def main(fv: flags.FlagValues) -> None:
     """`bertjax bench FLAGS`, parsed by bertjax/cli.py: measures and prints the report."""
-    result = run_bench(**{name: fv[name].value for name in _RUN_BENCH_FLAGS}, quiet=not fv.debug)
+    names = [name for _, name, _, _ in flag_specs()]  # run_bench's parameters, one flag each
+    result = run_bench(**{name: fv[name].value for name in names}, quiet=not fv.debug)
     print("\n".join(report.report_lines(result)), flush=True)

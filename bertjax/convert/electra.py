@@ -30,6 +30,12 @@ def check_exportable(config: BertConfig) -> None:
             "Face's Electra models cannot hold; fine-tune it with `bertjax finetune --init=DIR` "
             "or pretrain with --config.layer_norm_placement=post to export"
         )
+    if config.position_embedding_type == "rotary":
+        raise UserError(
+            "this ELECTRA run has rotary positions, which Hugging Face's Electra models cannot "
+            "hold; fine-tune it with `bertjax finetune --init=DIR`, or pretrain with "
+            "--config.position_embedding_type=absolute or relative_key to export"
+        )
 
 
 def _encoder_tensors(encoder_params: dict) -> dict[str, np.ndarray]:

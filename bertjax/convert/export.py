@@ -15,7 +15,9 @@ ElectraForPreTraining directory, bertjax/convert/electra.py) and its generator a
 (ElectraForMaskedLM), each with the same tokenizer files. A fine-tuned model (`bertjax
 finetune`'s SEED_DIR/model) exports as its task's class, BertForSequenceClassification,
 BertForTokenClassification or BertForQuestionAnswering (RobertaPreLayerNorm's for a pre-LN
-encoder), with its labels in config.json (bertjax/convert/task_heads.py).
+encoder), with its labels in config.json (bertjax/convert/task_heads.py). A rotary-position
+model exports as RoFormerForMaskedLM (bertjax/convert/roformer.py; fine-tuned: RoFormer's
+token-classification and question-answering classes).
 
 Only parameters are read from the checkpoint, as host arrays; a checkpoint written by a sharded
 multi-device run is gathered whole, whatever mesh wrote it.
@@ -30,7 +32,15 @@ from pathlib import Path
 from etils import epath
 
 from bertjax import checkpointing, paths
-from bertjax.convert import electra, hf, model_dir, prelayernorm, sentencepiece_hf, task_heads
+from bertjax.convert import (
+    electra,
+    hf,
+    model_dir,
+    prelayernorm,
+    roformer,
+    sentencepiece_hf,
+    task_heads,
+)
 from bertjax.data import lookups, sentencepiece_vocab, tokenizer
 from bertjax.errors import UserError
 from bertjax.models.bert import BertConfig, unstack_layers
@@ -105,7 +115,9 @@ def export_hf(workdir: str | Path, out_dir: str | Path, *, step: int | None = No
     lowercase = model_dir.lowercase(metadata)
     task = model_dir.task_of(metadata)
     if task is not None:
-        task_heads.check_exportable(task)  # before anything is read or written
+        task_heads.check_exportable(task, config)  # before anything is read or written
+    elif config.position_embedding_type == "rotary":
+        roformer.check_exportable(config)
     tokenizer_json = _sentencepiece_tokenizer(vocab_path)  # before anything is written
     # A scan_layers run saves the encoder stacked; Hugging Face has one module per layer.
     params = unstack_layers(checkpointing.restore_params(workdir, step))
@@ -131,6 +143,9 @@ def export_hf(workdir: str | Path, out_dir: str | Path, *, step: int | None = No
         )
         tensors = electra.discriminator_tensors(params)
         hf_config = electra.hf_config(config, pad_token_id=pad_token_id)
+    elif config.position_embedding_type == "rotary":
+        tensors = roformer.tensors_from_bert(hf.params_to_hf(params), config)
+        hf_config = roformer.hf_config(config, pad_token_id=pad_token_id)
     elif config.layer_norm_placement == "pre":
         tensors = prelayernorm.tensors_from_bert(hf.params_to_hf(params), pad_token_id=pad_token_id)
         hf_config = prelayernorm.hf_config(config, pad_token_id=pad_token_id)

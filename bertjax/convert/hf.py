@@ -28,7 +28,8 @@ LEAF_NAMES = {"kernel": "weight", "scale": "weight", "embedding": "weight", "bia
 WORD_EMBEDDINGS = "bert.embeddings.word_embeddings.weight"
 # Hugging Face creates this table even with relative positions, which never read it.
 POSITION_EMBEDDINGS = "bert.embeddings.position_embeddings.weight"
-POSITION_EMBEDDING_TYPES = ("absolute", "relative_key")
+# "rotary" arrives from RoFormer's config.json (roformer.to_bert); BERT's own never says it.
+POSITION_EMBEDDING_TYPES = ("absolute", "relative_key", "rotary")
 MLM_BIAS = "cls.predictions.bias"
 # Hugging Face's BertForPreTraining state dict also holds the decoder, which is tied to the word
 # embeddings, and its bias, which is tied to `cls.predictions.bias`.
@@ -101,11 +102,11 @@ def params_to_hf(params: Any) -> dict[str, np.ndarray]:
 
 
 def with_position_table(tensors: dict, word_embeddings: str, position_embeddings: str) -> dict:
-    """`tensors` with a zero position table when they have none (relative positions: Hugging
-    Face's embeddings always hold the table and do not read it)."""
-    if position_embeddings in tensors:
+    """`tensors` with a zero position table when they have relative positions and no table
+    (Hugging Face's BERT embeddings always hold the table and do not read it then)."""
+    any_layer = next((name for name in tensors if ".distance_embedding." in name), None)
+    if position_embeddings in tensors or any_layer is None:
         return tensors
-    any_layer = next(name for name in tensors if ".distance_embedding." in name)
     max_positions = (tensors[any_layer].shape[0] + 1) // 2
     hidden = tensors[word_embeddings].shape[1]
     return tensors | {position_embeddings: np.zeros((max_positions, hidden), np.float32)}
@@ -240,14 +241,16 @@ def bert_config_from_hf(fields: Mapping[str, Any], *, source: str) -> BertConfig
     """Hugging Face `config.json` / TF1 `bert_config.json` fields -> validated BertConfig.
 
     Refuses (UserError) what bertjax's model does not compute: other model types, activations
-    other than exact GELU, position embeddings other than absolute and relative_key. A pre-LN
-    encoder's fields (prelayernorm.to_bert) say `layer_norm_placement="pre"`.
+    other than exact GELU, position embeddings other than absolute and relative_key (and rotary,
+    from a RoFormer's fields: roformer.to_bert). A pre-LN encoder's fields
+    (prelayernorm.to_bert) say `layer_norm_placement="pre"`.
     """
     model_type = fields.get("model_type", "bert")
     if model_type != "bert":
         raise UserError(
-            f"{source} holds a {model_type!r} model; bertjax imports BERT ('bert') and its own "
-            "pre-LN exports ('roberta-prelayernorm' with a WordPiece vocab.txt)"
+            f"{source} holds a {model_type!r} model; bertjax imports BERT ('bert'), RoFormer "
+            "('roformer') and its own pre-LN exports ('roberta-prelayernorm' with a WordPiece "
+            "vocab.txt)"
         )
     activation = fields.get("hidden_act", "gelu")
     if activation != "gelu":

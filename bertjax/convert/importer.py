@@ -19,12 +19,14 @@ import numpy as np
 from flax import nnx
 
 from bertjax import checkpointing, paths
-from bertjax.convert import hf, model_dir, prelayernorm, task_import, tf1
+from bertjax.convert import hf, model_dir, prelayernorm, roformer, task_import, tf1
 from bertjax.data import lookups, tokenizer
 from bertjax.errors import UserError
 from bertjax.models.bert import BertConfig, create_model
 
 HF_FORMAT = "Hugging Face"
+# Tokenizers that cut words before WordPiece, so their ids are not BertTokenizer's.
+WORD_TOKENIZERS = ("BertJapaneseTokenizer", "RoFormerTokenizer", "RoFormerTokenizerFast")
 TF1_FORMAT = "TF1 google-research/bert"
 
 
@@ -86,6 +88,8 @@ def run_overrides(result: ImportResult) -> dict[str, Any]:
     fields["lowercase"] = result.lowercase
     for name in checkpointing.ARCHITECTURE_FIELDS[1:] + ("layer_norm_eps",):
         fields[name] = getattr(result.config, name)
+    if result.config.position_embedding_type != "rotary":
+        del fields["rope_theta"]  # read by rotary positions only
     return fields
 
 
@@ -173,7 +177,7 @@ def check_bert_tokenization(settings: dict, where: Path) -> bool | None:
     UserError naming `where` for settings whose ids bertjax's BERT tokenizer would not give."""
     lowercase = settings.get("do_lower_case")
     different = {
-        "tokenizer_class": settings.get("tokenizer_class") == "BertJapaneseTokenizer",
+        "tokenizer_class": settings.get("tokenizer_class") in WORD_TOKENIZERS,
         "word_tokenizer_type": "word_tokenizer_type" in settings,  # MeCab, Sudachi, ...
         "do_basic_tokenize": settings.get("do_basic_tokenize") is False,
         "tokenize_chinese_chars": settings.get("tokenize_chinese_chars") is False,
@@ -207,6 +211,8 @@ def _read_hf(source: Path, scratch: Path) -> Source:
     lowercase = tokenizer_lowercase if lowercase is None else lowercase
     if pre_ln:
         tensors, fields = prelayernorm.to_bert(tensors, fields)
+    if fields.get("model_type") == roformer.MODEL_TYPE:
+        tensors, fields = roformer.to_bert(tensors, fields, str(source))
     return Source(
         format=HF_FORMAT,
         tensors=tensors,

@@ -18,6 +18,11 @@ trains (pre-LN encoders in RoBERTa-PreLayerNorm's layout, prelayernorm.py):
 * multiple_choice: BertForMultipleChoice / RobertaPreLayerNormForMultipleChoice (the pooler
   kept in the encoder, `classifier` with one output: a score per choice).
 
+A rotary-position encoder (roformer.py) exports its tagging and QA models as
+RoFormerForTokenClassification / RoFormerForQuestionAnswering; RoFormer's sequence-level heads
+(a GELU dense layer on the first token, a sequence summary for multiple choice) are not BERT's
+tanh pooler, so those models are refused.
+
 The RoBERTa classification head is dropout, dense, tanh, dropout, dense on the first token:
 BERT's pooler and classifier, so in eval mode the two compute the same. The task's labels go
 to `config.json` as `id2label` / `label2id`, so pipelines name them. A classifier trained on
@@ -30,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from bertjax.convert import hf, prelayernorm
+from bertjax.convert import hf, prelayernorm, roformer
 from bertjax.errors import UserError
 from bertjax.finetune.choice_records import KIND as CHOICE_KIND
 from bertjax.finetune.choice_records import POOLED_KINDS
@@ -49,15 +54,28 @@ TASK_CLASSES = {
     "multiple_choice": "ForMultipleChoice",
 }
 POOLER = "bert.pooler.dense."
+ROFORMER_KINDS = ("tagging", "qa")  # the RoFormer heads that are BERT's
 
 
 def architecture(config: BertConfig, task: dict) -> str:
     """The Hugging Face class of a model fine-tuned on `task` with `config`'s encoder."""
     family = "RobertaPreLayerNorm" if config.layer_norm_placement == "pre" else "Bert"
+    family = "RoFormer" if config.position_embedding_type == "rotary" else family
     return family + TASK_CLASSES[task["kind"]]
 
 
-def check_exportable(task: dict) -> None:
+def check_exportable(task: dict, config: BertConfig) -> None:
+    """UserError, before anything is written, for fine-tuned models no Hugging Face class
+    computes."""
+    if config.position_embedding_type == "rotary":
+        roformer.check_exportable(config)
+        if task["kind"] not in ROFORMER_KINDS:
+            raise UserError(
+                f"this {task['kind']} model has rotary positions, and Hugging Face's RoFormer "
+                f"{TASK_CLASSES[task['kind']].removeprefix('For')} head is not BERT's pooler "
+                "and classifier; use it with `bertjax predict`, or fine-tune an encoder with "
+                "absolute or relative_key positions to export"
+            )
     if task["kind"] in POOLED_KINDS and task.get("pooling", "cls") != "cls":
         raise UserError(
             f"this {task['kind']} model was fine-tuned on mean-pooled states "
@@ -68,9 +86,13 @@ def check_exportable(task: dict) -> None:
 
 def tensors(params: Any, config: BertConfig, task: dict, *, pad_token_id: int) -> dict:
     """The fine-tuned parameters {"bert", "head"} -> the state dict of `architecture`."""
-    check_exportable(task)
+    check_exportable(task, config)
     kind = task["kind"]
     encoder = hf.hf_tensors({"bert": params["bert"]})
+    if config.position_embedding_type == "rotary":  # tagging or QA: no pooler
+        encoder = roformer.tensors_from_bert(encoder, config)
+        head = hf.hf_tensors({"head": params["head"]})
+        return encoder | {HEAD_PREFIXES[kind] + k.removeprefix("head."): v for k, v in head.items()}
     encoder = hf.with_position_table(encoder, hf.WORD_EMBEDDINGS, hf.POSITION_EMBEDDINGS)
     pooler = {k.removeprefix(POOLER): encoder.pop(k) for k in list(encoder) if k.startswith(POOLER)}
     head = {k.removeprefix("head."): v for k, v in hf.hf_tensors({"head": params["head"]}).items()}
@@ -92,7 +114,9 @@ def tensors(params: Any, config: BertConfig, task: dict, *, pad_token_id: int) -
 
 def hf_config(config: BertConfig, task: dict, *, pad_token_id: int) -> dict[str, Any]:
     """`config.json` of `architecture`, with the task's labels."""
-    if config.layer_norm_placement == "pre":
+    if config.position_embedding_type == "rotary":
+        fields = roformer.hf_config(config, pad_token_id=pad_token_id)
+    elif config.layer_norm_placement == "pre":
         fields = prelayernorm.hf_config(config, pad_token_id=pad_token_id)
     else:
         fields = hf.hf_config(config, pad_token_id=pad_token_id)

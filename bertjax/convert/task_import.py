@@ -1,5 +1,6 @@
 """A Hugging Face fine-tuned BERT (BertFor{SequenceClassification,TokenClassification,
-QuestionAnswering,MultipleChoice}, or the RobertaPreLayerNorm classes of a pre-LN export) read
+QuestionAnswering,MultipleChoice}, the RobertaPreLayerNorm classes of a pre-LN export, or
+RoFormerFor{TokenClassification,QuestionAnswering} of a rotary-position one) read
 as a bertjax fine-tuned model directory: the inverse of `task_heads.py`, so `bertjax predict`
 runs it and fine-tuning continues from it.
 
@@ -34,6 +35,12 @@ ARCHITECTURES = {
 # Pre-LN exports: their heads arrive renamed to BERT's (prelayernorm.to_bert).
 ARCHITECTURES |= {
     name.replace("Bert", "RobertaPreLayerNorm", 1): entry for name, entry in ARCHITECTURES.items()
+}
+# Rotary-position exports (roformer.py): their encoders arrive renamed by roformer.to_bert; the
+# RoFormer heads that are BERT's.
+ARCHITECTURES |= {
+    "RoFormerForTokenClassification": ("tagging", "classifier."),
+    "RoFormerForQuestionAnswering": ("qa", "qa_outputs."),
 }
 NO_LABELS = ("qa", "regression", "multiple_choice")  # heads whose outputs are not classes
 MAX_SEQ_LENGTH = 512  # predict's window when the model allows it (BERT's released length)

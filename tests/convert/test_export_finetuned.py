@@ -32,6 +32,8 @@ PRE_LN = dict(
     layer_norm_placement="pre", position_embedding_type="relative_key",
     position_embedding_init="local",
 )  # fmt: skip
+ROTARY = dict(position_embedding_type="rotary")  # RoFormer's heads: tagging and QA only
+FAMILIES = {"post": "Bert", "pre": "RobertaPreLayerNorm", "rotary": "RoFormer"}
 PAIRS = [
     ("the cat sat on the mat", "a cat is on a mat", "entailment"),
     ("the dog ran in the park", "nobody was in the park", "contradiction"),
@@ -130,7 +132,7 @@ def model_of(tmp_path_factory):
     def get(kind: str, placement: str = "post"):
         if (kind, placement) not in made:
             directory = tmp_path_factory.mktemp(f"{kind}-{placement}")
-            architecture = PRE_LN if placement == "pre" else {}
+            architecture = {"pre": PRE_LN, "rotary": ROTARY}.get(placement, {})
             made[kind, placement] = finetuned(directory, kind, architecture=architecture)
         return made[kind, placement]
 
@@ -148,10 +150,11 @@ def bertjax_logits(directory, ids, segments, mask) -> np.ndarray:
 
 
 # Every kind on both encoders; multilabel's head is classification's (only the loss and the
-# decoding differ), so it runs on the post-LN one only.
+# decoding differ), so it runs on the post-LN one only; a rotary encoder as RoFormer's classes.
 KIND_PLACEMENTS = [(kind, placement)
                    for kind in ("classification", "regression", "tagging", "qa", "multiple_choice")
                    for placement in ("post", "pre")] + [("multilabel", "post")]  # fmt: skip
+KIND_PLACEMENTS += [("tagging", "rotary"), ("qa", "rotary")]
 
 
 @pytest.mark.parametrize(("kind", "placement"), KIND_PLACEMENTS)
@@ -160,7 +163,7 @@ def test_a_finetuned_model_exports_as_its_task_class(
 ):
     saved = model_of(kind, placement)
     result = export_hf(saved, tmp_path / "hf")
-    family = "RobertaPreLayerNorm" if placement == "pre" else "Bert"
+    family = FAMILIES[placement]
     suffixes = {"tagging": "ForTokenClassification", "qa": "ForQuestionAnswering",
                 "multiple_choice": "ForMultipleChoice"}  # fmt: skip
     suffix = suffixes.get(kind, "ForSequenceClassification")

@@ -22,7 +22,11 @@ VARIANTS = {
     "pre_ln": dict(layer_norm_placement="pre", position_embedding_init="sinusoidal"),
     "relative": dict(position_embedding_type="relative_key", position_embedding_init="local"),
     "pre_ln_relative": dict(layer_norm_placement="pre", position_embedding_type="relative_key"),
+    "rotary": dict(position_embedding_type="rotary"),
 }
+ARCHITECTURES = {"pre_ln": "RobertaPreLayerNormForMaskedLM", "relative": "BertForPreTraining",
+                 "pre_ln_relative": "RobertaPreLayerNormForMaskedLM",
+                 "rotary": "RoFormerForMaskedLM"}  # fmt: skip
 
 
 def write_workdir(directory, config) -> None:
@@ -108,17 +112,22 @@ def test_exported_variant_matches_transformers(variant, tmp_path, transformers):
     write_workdir(tmp_path / "run", config)
     result = export_hf(tmp_path / "run", tmp_path / "hf")
     fields = json.loads((tmp_path / "hf" / "config.json").read_text())
-    assert fields["position_embedding_type"] == config.position_embedding_type
+    rotary = config.position_embedding_type == "rotary"
+    assert fields.get("position_embedding_type", "rotary") == config.position_embedding_type
     pre = config.layer_norm_placement == "pre"
-    assert result.architecture == (
-        "RobertaPreLayerNormForMaskedLM" if pre else "BertForPreTraining"
-    )
-    loader = transformers.AutoModelForMaskedLM if pre else transformers.BertForPreTraining
+    assert result.architecture == fields["architectures"][0] == ARCHITECTURES[variant]
+    loader = getattr(transformers, ARCHITECTURES[variant])
     model, info = loader.from_pretrained(tmp_path / "hf", output_loading_info=True)
     assert info["missing_keys"] == [] and info["mismatched_keys"] == []
     # The pooler is exported for RobertaPreLayerNormModel; the masked-LM class has none.
     pooler = ["roberta_prelayernorm.pooler.dense.bias", "roberta_prelayernorm.pooler.dense.weight"]
     assert sorted(info["unexpected_keys"]) == (pooler if pre else [])
+    if rotary:  # RoFormer has no pooler, no next-sentence head: neither is exported
+        from safetensors.numpy import load_file
+
+        names = load_file(tmp_path / "hf" / "model.safetensors")
+        assert not [name for name in names if "pooler" in name or "seq_relationship" in name]
+        assert "roformer.encoder.embed_positions.weight" in names
     if pre:
         assert fields["max_position_embeddings"] == config.max_position_embeddings + 1  # [PAD]=0
         _, base_info = transformers.AutoModel.from_pretrained(
