@@ -5,6 +5,7 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from flax import nnx
 
 from bertjax.models.bert import (
@@ -22,9 +23,9 @@ CONFIG = BertConfig(
 )  # fmt: skip
 
 
-def models():
-    listed = BertForPreTraining(CONFIG, rngs=nnx.Rngs(0))
-    scanned_config = dataclasses.replace(CONFIG, scan_layers=True)
+def models(config=CONFIG):
+    listed = BertForPreTraining(config, rngs=nnx.Rngs(0))
+    scanned_config = dataclasses.replace(config, scan_layers=True)
     scanned = BertForPreTraining(scanned_config, rngs=nnx.Rngs(1))
     graphdef, _ = nnx.split(scanned, nnx.Param)
     params = nnx.state(listed, nnx.Param).to_pure_dict()
@@ -49,8 +50,10 @@ def test_stack_and_unstack_are_inverse_and_keep_the_parameter_count():
     jax.tree.map(np.testing.assert_array_equal, unstack_layers(stacked), params)
 
 
-def test_scanned_forward_and_gradients_equal_the_layer_list():
-    listed, scanned_graphdef, params = models()
+@pytest.mark.parametrize("positions", ["absolute", "rotary"])
+def test_scanned_forward_and_gradients_equal_the_layer_list(positions):
+    config = dataclasses.replace(CONFIG, position_embedding_type=positions)
+    listed, scanned_graphdef, params = models(config)
     args = inputs()
     listed_graphdef, _ = nnx.split(listed, nnx.Param)
 
