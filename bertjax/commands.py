@@ -7,19 +7,16 @@ import dataclasses
 import glob
 import os
 from collections.abc import Callable, Sequence
-from typing import Any
 
 from absl import flags
 
 from bertjax import startup
+from bertjax.command_flags import CORPUS_FLAGS, EMBED_FLAGS, PREDICT_FLAGS, STEP, WORKDIR, FlagSpec
 from bertjax.errors import UserError, flags_renamed
 
 FINETUNE_CONFIG = os.path.join(
     os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", "finetune.py"
 )
-# A flag: (kind, name, default, help). Kinds: string, integer, float, bool, "enum:a|b|c", and
-# config (an ml_collections config file, with --config.FIELD=VALUE overrides).
-FlagSpec = tuple[str, str, Any, str]
 CONFIG_HELP = "Config file (configs/*.py); --config.FIELD=VALUE overrides one field."
 DEBUG_FLAG = ("bool", "debug", False, "Full tracebacks and TensorFlow/XLA start-up logs.")
 
@@ -173,6 +170,19 @@ def _predict(fv: flags.FlagValues, arguments: list[str]) -> None:
     print(done.line())
 
 
+def _embed(fv: flags.FlagValues, arguments: list[str]) -> None:
+    startup.start_jax(quiet=not fv.debug)
+    from bertjax import embed
+
+    done = embed.embed_file(
+        fv.model, fv.input, fv.out, text_fields=fv.text_fields, pooling=fv.pooling or "",
+        normalize=None if fv.normalize is None else fv.normalize == "yes",
+        max_seq_length=fv.max_seq_length, batch_size=fv.batch_size, step=fv.step,
+        column_names=fv.column_names, text_encoding=fv.text_encoding,
+    )  # fmt: skip
+    print(done.line())
+
+
 FILL_MASK_NEEDS = 'fill-mask needs --workdir=DIR and one or more "texts with [MASK]"'
 
 
@@ -208,26 +218,6 @@ def _bench(fv: flags.FlagValues, arguments: list[str]) -> None:
     run.main(fv)  # imports TensorFlow and JAX itself, after the peers (if any) have run
 
 
-WORKDIR = ("string", "workdir", None, "A training workdir or a `bertjax import` directory.")
-STEP = ("integer", "step", None, "Checkpoint step (default: the latest).")
-CORPUS_FLAGS = (
-    ("string", "input", None, "Corpus files, globs or tfds:NAME (comma-separated)."),
-    ("string", "out", None, "Output directory."),
-    ("string", "text_field", "text", "JSON Lines field or table column of the text."),
-    (
-        "enum:sentences|paragraphs",
-        "text_format",
-        "sentences",
-        ".txt layout: one sentence per line, or paragraphs of prose.",
-    ),
-    (
-        "string",
-        "text_encoding",
-        "",
-        "Text files' encoding: gb18030, big5, shift_jis, ... (default: UTF-8).",
-    ),
-    ("integer", "seed", 0, "Random seed."),
-)
 COMMANDS: dict[str, Command] = {
     "train": Command(
         "bertjax train --config=CONFIG.py --workdir=DIR [--config.FIELD=VALUE ...]\n"
@@ -336,37 +326,15 @@ COMMANDS: dict[str, Command] = {
         "           [--multilabel_threshold=P] [--column_names=a,b,...] [--text_encoding=E]\n"
         "           [--choices_field=NAME | --choices_field=a,b,...]\n"
         "           [--null_score_diff_threshold=T]",
-        (
-            ("string", "model", None, "A fine-tuned model: FINETUNE_DIR/seed_<s>/model."),
-            ("string", "input", None, "Records (JSON Lines/JSON, Parquet, Arrow, CSV, TSV, "
-             "CoNLL), or a SQuAD file for QA."),
-            ("string", "out", None, "Predictions, JSON Lines: one line per input record "
-             "(FILE.json: a JSON array, e.g. Label Studio tasks to import; QA: SQuAD's "
-             "{id: answer})."),
-            ("integer", "batch_size", 64, "Rows per batch (a multiple of the devices)."),
-            ("string", "text_fields", "",
-             "Text models (classification, multilabel, regression): the input's text "
-             "field(s), a or a,b; multiple choice: its context's; a tagger fine-tuned on "
-             "spans: its text field (default: the model's)."),
-            ("string", "tokens_field", "",
-             "Tagging: the input's word-list field (default: the model's)."),
-            ("string", "choices_field", "",
-             "Multiple choice: the input's field with a list of the choices, or its fields "
-             "of one choice each, a,b,... (default: the model's)."),
-            ("float", "null_score_diff_threshold", None,
-             "QA: answer \"\" where a question's null score beats its best span's by more than T "
-             "(default: the model's; SQuAD 2.0 fine-tunes report best_f1_threshold)."),
-            ("float", "multilabel_threshold", None,
-             "Multilabel: predict the labels whose probability is over P (default: the "
-             "model's threshold, 0.5 unless fine-tuned with another)."),
-            ("string", "column_names", "",
-             "A CSV/TSV input without a header row: its columns' names, a,b,... (default: "
-             "its first row)."),
-            ("string", "text_encoding", "",
-             "The input's encoding: gb18030, big5, ... (default: UTF-8)."),
-        ),
+        PREDICT_FLAGS,
         _predict, ("model", "input", "out"),
         "predict needs --model=FINETUNE_DIR/seed_<s>/model, --input=FILE and --out=FILE",
+    ),
+    "embed": Command(
+        "bertjax embed --model=DIR --input=FILE --out=FILE.npy [--text_fields=text]\n"
+        "           [--pooling=mean|cls] [--normalize=yes|no] [--max_seq_length=N] ...",
+        EMBED_FLAGS, _embed, ("model", "input", "out"),
+        "embed needs --model=DIR, --input=FILE and --out=FILE.npy",
     ),
     "fill-mask": Command(
         'bertjax fill-mask --workdir=DIR [--step=N] [--top_k=5] "TEXT WITH [MASK]" ...',

@@ -19,7 +19,7 @@ import numpy as np
 from flax import nnx
 
 from bertjax import checkpointing, paths
-from bertjax.convert import hf, model_dir, prelayernorm, roformer, task_import, tf1
+from bertjax.convert import hf, model_dir, prelayernorm, roformer, sentence_model, task_import, tf1
 from bertjax.data import lookups, tokenizer
 from bertjax.errors import UserError
 from bertjax.models.bert import BertConfig, create_model
@@ -28,6 +28,7 @@ HF_FORMAT = "Hugging Face"
 # Tokenizers that cut words before WordPiece, so their ids are not BertTokenizer's.
 WORD_TOKENIZERS = ("BertJapaneseTokenizer", "RoFormerTokenizer", "RoFormerTokenizerFast")
 TF1_FORMAT = "TF1 google-research/bert"
+SENTENCE_EMBEDDING = "sentence_embedding"  # the metadata entry bertjax embed reads
 
 
 @dataclasses.dataclass
@@ -40,6 +41,7 @@ class Source:
     vocab_path: Path
     lowercase: bool | None  # None: the source does not say
     ignored: list[str]
+    sentence_embedding: dict | None = None  # a sentence-transformers model's (sentence_model.py)
 
 
 @dataclasses.dataclass
@@ -52,6 +54,7 @@ class ImportResult:
     initialised: list[str]
     ignored: list[str]
     task: dict | None = None  # a fine-tuned model's task (task_import.py)
+    sentence_embedding: dict | None = None
 
     def lines(self) -> list[str]:
         c = self.config
@@ -62,6 +65,8 @@ class ImportResult:
             f"heads, vocab {c.vocab_size}, {casing})"
         ]
         lines += [f"initialised {part}: not in the source" for part in self.initialised]
+        if self.sentence_embedding is not None:
+            lines.append(sentence_model.describe(self.sentence_embedding))
         if self.ignored:
             shown = ", ".join(self.ignored[:5]) + (", ..." if len(self.ignored) > 5 else "")
             lines.append(f"ignored {len(self.ignored)} tensors that are not model weights: {shown}")
@@ -136,7 +141,10 @@ def _import(read: Source, source: Path, out_dir: Path, seed: int) -> ImportResul
         params = {"bert": params["bert"], "head": head}
         initialised = [part for part in initialised if part.startswith("pooler")]
         ignored = [name for name in ignored if name not in used]
-    model_dir.write(out_dir, params, config, read.vocab_path, lowercase, str(source), task=task)
+    extra = {SENTENCE_EMBEDDING: read.sentence_embedding} if read.sentence_embedding else {}
+    model_dir.write(
+        out_dir, params, config, read.vocab_path, lowercase, str(source), task=task, extra=extra
+    )
     return ImportResult(
         source=source,
         out_dir=out_dir,
@@ -146,6 +154,7 @@ def _import(read: Source, source: Path, out_dir: Path, seed: int) -> ImportResul
         initialised=initialised,
         ignored=ignored,
         task=task,
+        sentence_embedding=read.sentence_embedding,
     )
 
 
@@ -220,6 +229,7 @@ def _read_hf(source: Path, scratch: Path) -> Source:
         vocab_path=vocab_path,
         lowercase=lowercase,
         ignored=[],
+        sentence_embedding=sentence_model.embedding_recipe(source),
     )
 
 

@@ -118,18 +118,20 @@ def write(
     finetuned_from: bool = False,
     source_step: int | None = None,
     flag: str = "--out",
+    extra: dict | None = None,
 ) -> None:
     """Writes `params` as a model directory: BertForPreTraining's (numpy, from `bertjax
     import`), or with `task`, a fine-tuned model's {"bert", "head"} (arrays on any mesh; every
     process calls this, process 0 writes the files beside the checkpoint). `source` is recorded
     as what the model was imported from, or with `finetuned_from`, fine-tuned from, and
     `source_step` as the checkpoint of `source` its encoder started from (None: a random
-    encoder). `vocab_path` may be in a bucket; `flag` names `out_dir` in errors."""
+    encoder). `vocab_path` may be in a bucket; `flag` names `out_dir` in errors; `extra`: more
+    metadata entries (an imported sentence model's embedding recipe)."""
     paths.make_local_dir(out_dir, flag)
     fields = dataclasses.asdict(config) | {"lowercase": lower}
     model = {name: getattr(config, name) for name in checkpointing.ARCHITECTURE_FIELDS}
     origin = "finetuned_from" if finetuned_from else "imported_from"
-    metadata = {"config": fields, "model": model, origin: source}
+    metadata = {"config": fields, "model": model, origin: source} | (extra or {})
     if finetuned_from:
         metadata["finetuned_from_step"] = source_step
     if task is not None:

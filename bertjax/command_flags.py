@@ -1,0 +1,73 @@
+"""Flag tables of the `bertjax` commands (bertjax/commands.py): the ones several commands share
+and the long ones. A flag: (kind, name, default, help). Kinds: string, integer, float, bool,
+"enum:a|b|c", and config (an ml_collections config file, with --config.FIELD=VALUE overrides).
+Nothing heavy is imported here: the tables are read for every command line, --help included."""
+
+from __future__ import annotations
+
+from typing import Any
+
+FlagSpec = tuple[str, str, Any, str]
+
+WORKDIR = ("string", "workdir", None, "A training workdir or a `bertjax import` directory.")
+STEP = ("integer", "step", None, "Checkpoint step (default: the latest).")
+CORPUS_FLAGS = (
+    ("string", "input", None, "Corpus files, globs or tfds:NAME (comma-separated)."),
+    ("string", "out", None, "Output directory."),
+    ("string", "text_field", "text", "JSON Lines field or table column of the text."),
+    (
+        "enum:sentences|paragraphs",
+        "text_format",
+        "sentences",
+        ".txt layout: one sentence per line, or paragraphs of prose.",
+    ),
+    (
+        "string",
+        "text_encoding",
+        "",
+        "Text files' encoding: gb18030, big5, shift_jis, ... (default: UTF-8).",
+    ),
+    ("integer", "seed", 0, "Random seed."),
+)
+INPUT_FILE_FLAGS = (
+    ("string", "column_names", "",
+     "A CSV/TSV input without a header row: its columns' names, a,b,... (default: its first row)."),
+    ("string", "text_encoding", "", "The input's encoding: gb18030, big5, ... (default: UTF-8)."),
+)  # fmt: skip
+PREDICT_FLAGS = (
+    ("string", "model", None, "A fine-tuned model: FINETUNE_DIR/seed_<s>/model."),
+    ("string", "input", None, "Records (JSON Lines/JSON, Parquet, Arrow, CSV, TSV, "
+     "CoNLL), or a SQuAD file for QA."),
+    ("string", "out", None, "Predictions, JSON Lines: one line per input record "
+     "(FILE.json: a JSON array, e.g. Label Studio tasks to import; QA: SQuAD's "
+     "{id: answer})."),
+    ("integer", "batch_size", 64, "Rows per batch (a multiple of the devices)."),
+    ("string", "text_fields", "",
+     "Text models (classification, multilabel, regression): the input's text "
+     "field(s), a or a,b; multiple choice: its context's; a tagger fine-tuned on "
+     "spans: its text field (default: the model's)."),
+    ("string", "tokens_field", "",
+     "Tagging: the input's word-list field (default: the model's)."),
+    ("string", "choices_field", "",
+     "Multiple choice: the input's field with a list of the choices, or its fields "
+     "of one choice each, a,b,... (default: the model's)."),
+    ("float", "null_score_diff_threshold", None,
+     "QA: answer \"\" where a question's null score beats its best span's by more than T "
+     "(default: the model's; SQuAD 2.0 fine-tunes report best_f1_threshold)."),
+    ("float", "multilabel_threshold", None,
+     "Multilabel: predict the labels whose probability is over P (default: the "
+     "model's threshold, 0.5 unless fine-tuned with another)."),
+    *INPUT_FILE_FLAGS,
+)  # fmt: skip
+EMBED_FLAGS = (
+    ("string", "model", None, "A workdir, `bertjax import` directory or fine-tuned model."),
+    ("string", "input", None, "Records: JSON Lines/JSON, Parquet, Arrow, CSV, TSV."),
+    ("string", "out", None, "A .npy file: float32 [records, hidden], in input order."),
+    ("string", "text_fields", "text", "The text field, or a pair: a,b."),
+    ("enum:mean|cls", "pooling", None, "Default: the model's (mean for a BERT)."),
+    ("enum:yes|no", "normalize", None, "Length 1 (default: the model's; no for a BERT)."),
+    ("integer", "max_seq_length", 0, "Tokens per text (default: the model's)."),
+    ("integer", "batch_size", 64, "Rows per batch (a multiple of the devices)."),
+    STEP,
+    *INPUT_FILE_FLAGS,
+)
