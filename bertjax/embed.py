@@ -15,7 +15,6 @@ float32 .npy array [texts, hidden], row i the embedding of record i; the file is
 from __future__ import annotations
 
 import dataclasses
-import functools
 from pathlib import Path
 
 import jax
@@ -140,11 +139,9 @@ def embed_file(
         metadata, pooling=pooling, normalize=normalize, max_seq_length=max_seq_length
     )
     task = predict_inputs.with_fields({"kind": "classification"}, text_fields, "", "")
-    chunks = functools.partial(
-        predict_inputs.input_chunks, task, Path(input_path).expanduser(), column_names,
-        text_encoding,
-    )  # fmt: skip
-    count = sum(len(examples) for _, examples in chunks())  # every record checked first
+    chunks, count = predict_inputs.checked_chunks(
+        task, Path(input_path).expanduser(), column_names, text_encoding
+    )
     tok = vocab.load_tokenizer(
         paths.as_path(model_path) / tokenizers.VOCAB_FILE, model_dir.lowercase(metadata)
     )

@@ -33,7 +33,6 @@ does not grow with it, into OUT.partial, renamed to OUT when complete.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -121,11 +120,9 @@ def predict_file(
     task = _with_threshold(task, multilabel_threshold)
     task = _with_null_threshold(task, null_score_diff_threshold)
     paths.make_local_dir(out_path.parent, "--out")
-    chunks = functools.partial(
-        predict_inputs.input_chunks, task, Path(input_path).expanduser(), column_names,
-        text_encoding,
-    )  # fmt: skip
-    count = sum(len(examples) for _, examples in chunks())  # every record checked first
+    chunks, count = predict_inputs.checked_chunks(
+        task, Path(input_path).expanduser(), column_names, text_encoding
+    )
     settings = ml_collections.ConfigDict(
         QA_DEFAULTS
         | {name: task[name] for name in (*SETTINGS, *inference.QA_FIELDS) if name in task}

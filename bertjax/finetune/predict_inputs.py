@@ -3,7 +3,8 @@ them (its recorded fields, or those the user names), the examples inference enco
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import functools
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from bertjax.errors import UserError
@@ -66,6 +67,16 @@ def with_fields(task: dict, text_fields: str, tokens_field: str, choices_field: 
     if choices_field:
         task |= {"choice_fields": list(choice_records.parse_choice_fields(choices_field))}
     return task
+
+
+def checked_chunks(
+    task: dict, path: Path, column_names: str, encoding: str
+) -> tuple[Callable[[], Iterator[tuple[list, list]]], int]:
+    """(a function giving `input_chunks` of the file anew, the number of examples), after a
+    first pass that reads and checks every record: a bad one anywhere is a UserError before
+    a model runs or an output is opened."""
+    chunks = functools.partial(input_chunks, task, path, column_names, encoding)
+    return chunks, sum(len(examples) for _, examples in chunks())
 
 
 def input_chunks(
