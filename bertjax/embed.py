@@ -154,7 +154,7 @@ def embed_file(
         start = 0
         for _, examples in chunks():
             encoded = features.encode_texts(examples, tok, chosen.max_seq_length)
-            array[start : start + len(examples)] = np.stack(embed_rows(encoded))
+            array[start : start + len(examples)] = _by_length(encoded, embed_rows)
             start += len(examples)
         array.flush()
         del array
@@ -162,6 +162,20 @@ def embed_file(
     finally:
         partial.unlink(missing_ok=True)
     return Embedded(count, config.hidden_size, chosen, out_path)
+
+
+def _by_length(encoded: features.Encoded, embed_rows) -> np.ndarray:
+    """`embed_rows` of the rows taken shortest first (a batch pads to its longest row: in file
+    order most batches would pad to a long one), returned in the rows' order."""
+    order = np.argsort([len(ids) for ids in encoded.input_ids], kind="stable")
+    ordered = features.Encoded(
+        [encoded.input_ids[i] for i in order], [encoded.segment_ids[i] for i in order],
+        [encoded.labels[i] for i in order],
+    )  # fmt: skip
+    vectors = np.stack(embed_rows(ordered))
+    rows = np.empty_like(vectors)
+    rows[order] = vectors
+    return rows
 
 
 def _embedder(model_path, step, config, chosen: Pooling, batch_size: int):
