@@ -25,7 +25,7 @@ from flax import nnx
 from jax.sharding import NamedSharding, PartitionSpec
 
 from bertjax import checkpointing, paths, sharding
-from bertjax.convert import model_dir
+from bertjax.convert import model_dir, sentence_model
 from bertjax.data import text_encodings, vocab
 from bertjax.data import tokenizer as tokenizers
 from bertjax.errors import UserError
@@ -33,7 +33,6 @@ from bertjax.finetune import features, inference, predict_inputs
 from bertjax.models.bert import BertModel
 
 POOLINGS = ("mean", "cls")
-SENTENCE_EMBEDDING = "sentence_embedding"  # an imported sentence model's (convert/importer.py)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,7 +78,7 @@ def model_pooling(
     """The pooling of a model (an imported sentence model's own; else mean, not normalised, at
     the length it was trained on: its run's or task's max_seq_length), overridden by the
     arguments given. UserError for an unknown pooling or a length the model cannot take."""
-    saved = metadata.get(SENTENCE_EMBEDDING) or {}
+    saved = metadata.get(sentence_model.METADATA_ENTRY) or {}
     if "not_computed" in saved and not pooling:
         raise UserError(
             f"this sentence-transformers model's pipeline has {', '.join(saved['not_computed'])}, "

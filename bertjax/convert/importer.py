@@ -28,7 +28,6 @@ HF_FORMAT = "Hugging Face"
 # Tokenizers that cut words before WordPiece, so their ids are not BertTokenizer's.
 WORD_TOKENIZERS = ("BertJapaneseTokenizer", "RoFormerTokenizer", "RoFormerTokenizerFast")
 TF1_FORMAT = "TF1 google-research/bert"
-SENTENCE_EMBEDDING = "sentence_embedding"  # the metadata entry bertjax embed reads
 
 
 @dataclasses.dataclass
@@ -141,7 +140,8 @@ def _import(read: Source, source: Path, out_dir: Path, seed: int) -> ImportResul
         params = {"bert": params["bert"], "head": head}
         initialised = [part for part in initialised if part.startswith("pooler")]
         ignored = [name for name in ignored if name not in used]
-    extra = {SENTENCE_EMBEDDING: read.sentence_embedding} if read.sentence_embedding else {}
+    recipe = read.sentence_embedding
+    extra = {sentence_model.METADATA_ENTRY: recipe} if recipe else {}
     model_dir.write(
         out_dir, params, config, read.vocab_path, lowercase, str(source), task=task, extra=extra
     )

@@ -18,6 +18,7 @@ from bertjax.convert import hf
 from bertjax.errors import UserError
 
 MODULES_FILE = "modules.json"
+METADATA_ENTRY = "sentence_embedding"  # where a model directory keeps the recipe
 POOLING_MODES = {"pooling_mode_mean_tokens": "mean", "pooling_mode_cls_token": "cls"}
 COMPUTED = ("Transformer", "Pooling", "Normalize")  # sentence_transformers.models.<name>
 
