@@ -87,6 +87,8 @@ class ExportResult:
             lines.append(  # framework: transformers picks TensorFlow when it is installed
                 f'or: transformers.pipeline("{pipeline}", model="{self.out_dir}", framework="pt")'
             )
+        if self.architecture == roformer.ARCHITECTURE:
+            lines.append("left out: the pooler and the next-sentence head (RoFormer has neither)")
         if self.architecture == "ElectraForPreTraining":
             generator = self.out_dir / ELECTRA_GENERATOR_DIR
             lines.append(

@@ -128,6 +128,7 @@ def test_exported_variant_matches_transformers(variant, tmp_path, transformers):
         names = load_file(tmp_path / "hf" / "model.safetensors")
         assert not [name for name in names if "pooler" in name or "seq_relationship" in name]
         assert "roformer.encoder.embed_positions.weight" in names
+        assert "left out: the pooler and the next-sentence head" in result.lines()[-1]
     if pre:
         assert fields["max_position_embeddings"] == config.max_position_embeddings + 1  # [PAD]=0
         _, base_info = transformers.AutoModel.from_pretrained(
