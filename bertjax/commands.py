@@ -334,7 +334,7 @@ COMMANDS: dict[str, Command] = {
         "bertjax embed --model=DIR --input=FILE --out=FILE.npy [--text_fields=text]\n"
         "           [--pooling=mean|cls] [--normalize=yes|no] [--max_seq_length=N] ...",
         EMBED_FLAGS, _embed, ("model", "input", "out"),
-        "embed needs --model=DIR, --input=FILE and --out=FILE.npy",
+        "embed needs --model=DIR, --input=FILE and --out=FILE.npy (or FILE.jsonl)",
     ),
     "fill-mask": Command(
         'bertjax fill-mask --workdir=DIR [--step=N] [--top_k=5] "TEXT WITH [MASK]" ...',

@@ -8,13 +8,15 @@ sentence-transformers model imports with its pooling, normalisation and length: 
 cut to the length, and its final hidden states pooled: `mean` over its real tokens, [CLS] and
 [SEP] included (sentence-transformers' mean pooling), or `cls` (the first token's state);
 `normalize` scales each vector to length 1 (then a dot product is the cosine). The output is a
-float32 .npy array [texts, hidden], row i the embedding of record i; the file is read in chunks
-(memory does not grow with it), written into OUT.partial and renamed to OUT when complete.
+float32 .npy array [texts, hidden], row i the embedding of record i, or (OUT.jsonl) each record
+with its "embedding" (a list of floats); the file is read in chunks (memory does not grow with
+it), written into OUT.partial and renamed to OUT when complete.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 
 import jax
@@ -33,6 +35,7 @@ from bertjax.finetune import features, inference, predict_inputs
 from bertjax.models.bert import BertModel
 
 POOLINGS = ("mean", "cls")
+OUTPUT_SUFFIXES = (".npy", ".jsonl")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -116,15 +119,18 @@ def embed_file(
     column_names: str = "",
     text_encoding: str = "",
 ) -> Embedded:
-    """Writes the embeddings of the texts of `input_path`'s records (field `text_fields`: a, or
-    a pair a,b) to `out` (.npy), by the encoder of `model_path`'s checkpoint at `step` (default:
-    the latest). `pooling` ("mean" / "cls"), `normalize` and `max_seq_length` default to the
-    model's (`model_pooling`). The batch is split over every local device. UserError for a
-    missing or malformed input, an output that is not .npy, or settings the model cannot take."""
+    """Writes the embeddings of the texts of `input_path`'s records (field `text_fields`: a, or a
+    pair a,b) to `out` (.npy or .jsonl), by the encoder of `model_path`'s checkpoint at `step`
+    (default: the latest). `pooling` ("mean" / "cls"), `normalize` and `max_seq_length` default
+    to the model's (`model_pooling`). The batch is split over every local device. UserError for
+    a missing or malformed input, another output suffix, or settings the model cannot take."""
     paths.require_local(out, "--out")
     out_path = Path(out).expanduser()
-    if out_path.suffix != ".npy" or out_path.is_dir():
-        raise UserError(f"--out={out} must name a .npy file, e.g. embeddings.npy")
+    if out_path.suffix not in OUTPUT_SUFFIXES or out_path.is_dir():
+        raise UserError(
+            f"--out={out} must name a .npy file (an array) or a .jsonl file (the records with "
+            "their embeddings), e.g. embeddings.npy"
+        )
     if batch_size <= 0 or batch_size % jax.device_count():
         raise UserError(
             f"--batch_size={batch_size} must be a positive multiple of the "
@@ -147,20 +153,33 @@ def embed_file(
     config = model_dir.model_config(metadata)
     embed_rows = _embedder(model_path, step, config, chosen, batch_size)
     paths.make_local_dir(out_path.parent, "--out")
+    _write(out_path, (count, config.hidden_size), chunks, lambda examples: _by_length(
+        features.encode_texts(examples, tok, chosen.max_seq_length), embed_rows))  # fmt: skip
+    return Embedded(count, config.hidden_size, chosen, out_path)
+
+
+def _write(out_path: Path, shape: tuple[int, int], chunks, embedded) -> None:
+    """`embedded(examples)` of every chunk into OUT.partial, renamed to `out_path` when complete:
+    an array `shape` (.npy, filled chunk by chunk), or each record with its "embedding" (.jsonl)."""
     partial = out_path.with_name(out_path.name + ".partial")
     try:
-        array = np.lib.format.open_memmap(partial, "w+", np.float32, (count, config.hidden_size))
-        start = 0
-        for _, examples in chunks():
-            encoded = features.encode_texts(examples, tok, chosen.max_seq_length)
-            array[start : start + len(examples)] = _by_length(encoded, embed_rows)
-            start += len(examples)
-        array.flush()
-        del array
+        if out_path.suffix == ".npy":
+            array, start = np.lib.format.open_memmap(partial, "w+", np.float32, shape), 0
+            for _, examples in chunks():
+                array[start : start + len(examples)] = embedded(examples)
+                start += len(examples)
+            array.flush()
+            del array
+        else:
+            with partial.open("w", encoding="utf-8") as file:
+                for records, examples in chunks():
+                    for record, vector in zip(records, embedded(examples), strict=True):
+                        line = record | {"embedding": vector.tolist()}
+                        # default=str: a Parquet input's dates and decimals are echoed as text.
+                        file.write(json.dumps(line, ensure_ascii=False, default=str) + "\n")
         partial.replace(out_path)
     finally:
         partial.unlink(missing_ok=True)
-    return Embedded(count, config.hidden_size, chosen, out_path)
 
 
 def _by_length(encoded: features.Encoded, embed_rows) -> np.ndarray:

@@ -5,6 +5,7 @@ fine-tuned model directory; what it refuses, in one line, writing nothing."""
 
 import json
 import os
+import re
 import subprocess
 import sys
 from importlib import util
@@ -107,6 +108,14 @@ def test_batched_chunked_pooling_equals_numpy_per_text(tmp_path, monkeypatch, po
         )
         np.testing.assert_allclose(ours[i], want, atol=2e-5, err_msg=f"record {i}")
     assert not list(tmp_path.glob("*.partial"))
+    if pairs:  # the same as JSON Lines: each record with its embedding
+        embed.embed_file(
+            str(model_path), str(tmp_path / "in.jsonl"), str(tmp_path / "out.jsonl"),
+            text_fields="a,b", pooling=pooling, normalize=normalize, batch_size=8,
+        )  # fmt: skip
+        lines = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
+        assert [{k: v for k, v in r.items() if k != "embedding"} for r in lines] == records
+        np.testing.assert_array_equal(np.array([r["embedding"] for r in lines], np.float32), ours)
 
 
 def test_a_finetuned_model_embeds_with_its_encoder_and_length(tmp_path):
@@ -165,7 +174,7 @@ def test_sentence_transformers_recipes(tmp_path):
 @pytest.mark.parametrize(
     ("edit", "message"),
     [
-        (dict(out="out.jsonl"), "must name a .npy file"),
+        (dict(out="out.json"), "must name a .npy file (an array) or a .jsonl file"),
         (dict(input="missing.jsonl"), "does not exist"),
         (dict(text_fields="title"), "record 1 of"),
         (dict(max_seq_length=1000), "--max_seq_length=1000 must be in [3, 128]"),
@@ -177,7 +186,7 @@ def test_what_embed_refuses_is_one_line_and_writes_nothing(tmp_path, edit, messa
     model_path = tiny_model_dir(tmp_path, TEXTS * 5)
     write_jsonl(tmp_path / "in.jsonl", [{"text": t} for t in TEXTS])
     arguments = {"input": "in.jsonl", "out": "out.npy"} | edit
-    with pytest.raises(UserError, match=message.replace("[", r"\[")) as error:
+    with pytest.raises(UserError, match=re.escape(message)) as error:
         embed.embed_file(str(model_path), str(tmp_path / arguments.pop("input")),
                          str(tmp_path / arguments.pop("out")), **arguments)  # fmt: skip
     assert "\n" not in str(error.value)
