@@ -63,7 +63,7 @@ EMBED_FLAGS = (
     ("string", "model", None, "A workdir, `bertjax import` directory or fine-tuned model."),
     ("string", "input", None, "Records: JSON Lines/JSON, Parquet, Arrow, CSV, TSV."),
     ("string", "out", None, "FILE.npy: float32 [records, hidden], rows in input order; "
-     "FILE.jsonl: each record with its \"embedding\"."),  # fmt: skip
+     "FILE.jsonl: each record with its \"embedding\"."),
     ("string", "text_fields", "text", "The text field, or a pair: a,b."),
     ("enum:mean|cls", "pooling", None, "Default: the model's (mean for a BERT)."),
     ("enum:yes|no", "normalize", None, "Length 1 (default: the model's; no for a BERT)."),
@@ -71,4 +71,4 @@ EMBED_FLAGS = (
     ("integer", "batch_size", 64, "Rows per batch (a multiple of the devices)."),
     STEP,
     *INPUT_FILE_FLAGS,
-)
+)  # fmt: skip
