@@ -143,6 +143,7 @@ def embed_file(
     chosen = model_pooling(
         metadata, pooling=pooling, normalize=normalize, max_seq_length=max_seq_length
     )
+    # Records read as a text task's inputs (one text field or a pair): classification's.
     task = predict_inputs.with_fields({"kind": "classification"}, text_fields, "", "")
     chunks, count = predict_inputs.checked_chunks(
         task, Path(input_path).expanduser(), column_names, text_encoding

@@ -22,6 +22,7 @@ import numpy as np
 
 from bertjax.convert import hf
 from bertjax.errors import UserError
+from bertjax.models import positions
 from bertjax.models.bert import BertConfig
 
 ARCHITECTURE = "RoFormerForMaskedLM"
@@ -49,11 +50,11 @@ def check_exportable(config: BertConfig) -> None:
 
 
 def sinusoidal_table(max_positions: int, head_size: int) -> np.ndarray:
-    """RoFormer's `embed_positions` [M, D]: sin of the angles in the first half, cos in the
-    second (`RoFormerSinusoidalPositionalEmbedding`), float32."""
-    exponents = 2 * (np.arange(head_size) // 2) / head_size
-    angles = np.arange(max_positions, dtype=np.float64)[:, None] / np.power(THETA, exponents)
-    return np.concatenate([np.sin(angles[:, 0::2]), np.cos(angles[:, 1::2])], 1).astype(np.float32)
+    """RoFormer's `embed_positions` [M, D]: sin of the rotation angles (`positions.
+    rotation_angles`, the ones bertjax turns by) in the first half, cos in the second
+    (`RoFormerSinusoidalPositionalEmbedding`), float32."""
+    cos, sin = positions.rotation_angles(max_positions, head_size, THETA)
+    return np.concatenate([sin, cos], axis=1)
 
 
 def tensors_from_bert(tensors: dict[str, np.ndarray], config: BertConfig) -> dict[str, Any]:

@@ -89,13 +89,11 @@ def tensors(params: Any, config: BertConfig, task: dict, *, pad_token_id: int) -
     check_exportable(task, config)
     kind = task["kind"]
     encoder = hf.hf_tensors({"bert": params["bert"]})
+    head = {k.removeprefix("head."): v for k, v in hf.hf_tensors({"head": params["head"]}).items()}
     if config.position_embedding_type == "rotary":  # tagging or QA: no pooler
-        encoder = roformer.tensors_from_bert(encoder, config)
-        head = hf.hf_tensors({"head": params["head"]})
-        return encoder | {HEAD_PREFIXES[kind] + k.removeprefix("head."): v for k, v in head.items()}
+        return roformer.tensors_from_bert(encoder, config) | _prefixed(HEAD_PREFIXES[kind], head)
     encoder = hf.with_position_table(encoder, hf.WORD_EMBEDDINGS, hf.POSITION_EMBEDDINGS)
     pooler = {k.removeprefix(POOLER): encoder.pop(k) for k in list(encoder) if k.startswith(POOLER)}
-    head = {k.removeprefix("head."): v for k, v in hf.hf_tensors({"head": params["head"]}).items()}
     pre_ln = config.layer_norm_placement == "pre"
     if kind == CHOICE_KIND:  # the pooler stays the encoder's (pre-LN: renamed with it)
         encoder |= _prefixed(POOLER, pooler)
