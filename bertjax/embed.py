@@ -28,8 +28,8 @@ from jax.sharding import NamedSharding, PartitionSpec
 
 from bertjax import checkpointing, paths, sharding
 from bertjax.convert import model_dir, sentence_model
-from bertjax.data import text_encodings, vocab
 from bertjax.data import tokenizer as tokenizers
+from bertjax.data import vocab
 from bertjax.errors import UserError
 from bertjax.finetune import features, inference, predict_inputs
 from bertjax.models.bert import BertModel
@@ -42,7 +42,7 @@ OUTPUT_SUFFIXES = (".npy", ".jsonl")
 class Pooling:
     """How a text's final hidden states become its embedding."""
 
-    pooling: str = "mean"
+    mode: str = "mean"  # POOLINGS
     normalize: bool = False
     max_seq_length: int = 128
 
@@ -55,7 +55,7 @@ class Embedded:
     out: Path
 
     def line(self) -> str:
-        how = self.pooling.pooling + (", normalised" if self.pooling.normalize else "")
+        how = self.pooling.mode + (", normalised" if self.pooling.normalize else "")
         return (
             f"{self.count} embeddings of {self.dimension} values ({how}, texts cut to "
             f"{self.pooling.max_seq_length} tokens) -> {self.out}"
@@ -65,7 +65,7 @@ class Embedded:
 def pool(states: jax.Array, input_mask: jax.Array, pooling: Pooling) -> jax.Array:
     """[B, L, H] final hidden states, [B, L] mask -> [B, H] float32 embeddings."""
     states = states.astype(jnp.float32)
-    if pooling.pooling == "cls":
+    if pooling.mode == "cls":
         pooled = states[:, 0]
     else:
         weights = input_mask.astype(jnp.float32)[..., None]
@@ -91,12 +91,12 @@ def model_pooling(
     trained = (metadata.get("task") or metadata.get("config", {})).get("max_seq_length", 128)
     limit = model_dir.model_config(metadata).max_position_embeddings
     chosen = Pooling(
-        pooling=pooling or saved.get("pooling", "mean"),
+        mode=pooling or saved.get("pooling", "mean"),
         normalize=saved.get("normalize", False) if normalize is None else normalize,
         max_seq_length=max_seq_length or min(saved.get("max_seq_length", trained), limit),
     )
-    if chosen.pooling not in POOLINGS:
-        raise UserError(f"--pooling={chosen.pooling} is not one of {', '.join(POOLINGS)}")
+    if chosen.mode not in POOLINGS:
+        raise UserError(f"--pooling={chosen.mode} is not one of {', '.join(POOLINGS)}")
     if not 2 < chosen.max_seq_length <= limit:
         raise UserError(
             f"--max_seq_length={chosen.max_seq_length} must be in [3, {limit}] (the model's "
@@ -131,12 +131,7 @@ def embed_file(
             f"--out={out} must name a .npy file (an array) or a .jsonl file (the records with "
             "their embeddings), e.g. embeddings.npy"
         )
-    if batch_size <= 0 or batch_size % jax.device_count():
-        raise UserError(
-            f"--batch_size={batch_size} must be a positive multiple of the "
-            f"{jax.device_count()} devices"
-        )
-    text_encodings.check_encoding_name(text_encoding, "--text_encoding")
+    predict_inputs.check_run_flags(batch_size, text_encoding)
     if not Path(input_path).expanduser().is_file():
         raise UserError(f"--input={input_path} does not exist; pass a file of records")
     step, metadata = checkpointing.open_workdir(model_path, step)

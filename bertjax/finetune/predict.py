@@ -47,8 +47,8 @@ from jax.sharding import NamedSharding, PartitionSpec
 
 from bertjax import checkpointing, paths, sharding
 from bertjax.convert import model_dir
-from bertjax.data import text_encodings, vocab
 from bertjax.data import tokenizer as tokenizers
+from bertjax.data import vocab
 from bertjax.errors import UserError
 from bertjax.finetune import (
     choice_records,
@@ -108,12 +108,7 @@ def predict_file(
     Raises UserError on a model that is not fine-tuned, a missing or malformed input, a batch
     size the devices do not divide, or a threshold outside (0, 1) or for another kind."""
     paths.require_local(out, "--out")
-    if batch_size <= 0 or batch_size % jax.device_count():
-        raise UserError(
-            f"--batch_size={batch_size} must be a positive multiple of the "
-            f"{jax.device_count()} devices"
-        )
-    text_encodings.check_encoding_name(text_encoding, "--text_encoding")
+    predict_inputs.check_run_flags(batch_size, text_encoding)
     step, metadata, task = _fine_tuned(model_path)
     out_path = _checked_paths(input_path, out)
     task = predict_inputs.with_fields(task, text_fields, tokens_field, choices_field)

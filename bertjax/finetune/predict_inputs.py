@@ -7,6 +7,9 @@ import functools
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import jax
+
+from bertjax.data import text_encodings
 from bertjax.errors import UserError
 from bertjax.finetune import choice_records, label_studio, span_records, squad
 from bertjax.finetune.choice_records import ChoiceExample
@@ -67,6 +70,16 @@ def with_fields(task: dict, text_fields: str, tokens_field: str, choices_field: 
     if choices_field:
         task |= {"choice_fields": list(choice_records.parse_choice_fields(choices_field))}
     return task
+
+
+def check_run_flags(batch_size: int, text_encoding: str) -> None:
+    """UserError for a batch size the devices do not divide or an unknown text encoding."""
+    if batch_size <= 0 or batch_size % jax.device_count():
+        raise UserError(
+            f"--batch_size={batch_size} must be a positive multiple of the "
+            f"{jax.device_count()} devices"
+        )
+    text_encodings.check_encoding_name(text_encoding, "--text_encoding")
 
 
 def checked_chunks(
