@@ -28,7 +28,7 @@ LEAF_NAMES = {"kernel": "weight", "scale": "weight", "embedding": "weight", "bia
 WORD_EMBEDDINGS = "bert.embeddings.word_embeddings.weight"
 # Hugging Face creates this table even with relative positions, which never read it.
 POSITION_EMBEDDINGS = "bert.embeddings.position_embeddings.weight"
-# "rotary" arrives from RoFormer's config.json (roformer.to_bert); BERT's own never says it.
+# "rotary" arrives from RoFormer's config.json (roformer.to_bert); BERT's own is refused saying it.
 POSITION_EMBEDDING_TYPES = ("absolute", "relative_key", "rotary")
 MLM_BIAS = "cls.predictions.bias"
 # Hugging Face's BertForPreTraining state dict also holds the decoder, which is tied to the word
@@ -235,6 +235,28 @@ def _check_tied(renamed: Mapping[str, np.ndarray], params: Any, source: str) -> 
             f"{source}: {TIED_DECODER} differs from {WORD_EMBEDDINGS}; bertjax ties the MLM "
             "decoder to the word embeddings, so it cannot hold this model"
         )
+
+
+def read_bert_config(path: Path) -> dict[str, Any]:
+    """A BERT `config.json` / TF1 `bert_config.json`. UserError where it says what only
+    bertjax's RoFormer and pre-LN readers write (roformer.to_bert, prelayernorm.to_bert): BERT's
+    classes would compute that model without it (no positions at all, post-LN blocks)."""
+    fields = read_json(path)
+    if fields.get("model_type", "bert") != "bert":
+        return fields
+    if fields.get("position_embedding_type") == "rotary":
+        raise UserError(
+            f"{path} is a BERT config saying position_embedding_type='rotary', which BERT's "
+            "classes do not compute (they add no positions at all); a rotary model's "
+            "config.json says model_type 'roformer'"
+        )
+    if fields.get("layer_norm_placement", "post") != "post":
+        raise UserError(
+            f"{path} is a BERT config saying layer_norm_placement="
+            f"{fields['layer_norm_placement']!r}, which BERT's classes ignore (post-LN blocks); "
+            "a pre-LN model's config.json says model_type 'roberta-prelayernorm'"
+        )
+    return fields
 
 
 def bert_config_from_hf(fields: Mapping[str, Any], *, source: str) -> BertConfig:

@@ -205,7 +205,7 @@ def check_bert_tokenization(settings: dict, where: Path) -> bool | None:
 
 def _read_hf(source: Path, scratch: Path) -> Source:
     lowercase = tokenizer_casing(source / "tokenizer_config.json")
-    tensors, fields = hf.read_weights(source), hf.read_json(source / "config.json")
+    tensors, fields = hf.read_weights(source), hf.read_bert_config(source / "config.json")
     pre_ln = fields.get("model_type") == prelayernorm.MODEL_TYPE  # a pre-LN export
     try:
         vocab_path, tokenizer_lowercase = _hf_vocabulary(source, scratch)
@@ -273,7 +273,7 @@ def _read_tf1(prefix: Path) -> Source:
     return Source(
         format=TF1_FORMAT,
         tensors=tensors,
-        config_fields=hf.read_json(config_path),
+        config_fields=hf.read_bert_config(config_path),
         vocab_path=_vocab_beside(prefix.parent),
         lowercase=None,
         ignored=ignored,

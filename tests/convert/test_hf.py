@@ -1,5 +1,7 @@
 """Tests for bertjax/convert/hf.py: names and shapes both ways, missing heads, config mapping."""
 
+import json
+
 import jax
 import numpy as np
 import pytest
@@ -206,6 +208,31 @@ def test_config_round_trip_and_refusals():
     for change, message in refusals:
         with pytest.raises(UserError, match=message):
             hf.bert_config_from_hf({**fields, **change}, source="test")
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"position_embedding_type": "rotary"}, "'rotary', which BERT's classes do not compute"),
+        ({"layer_norm_placement": "pre"}, "'pre', which BERT's classes ignore"),
+    ],
+)
+def test_bert_configs_saying_what_bert_does_not_compute_are_refused(
+    tmp_path, params, change, message
+):
+    # Only roformer.to_bert / prelayernorm.to_bert give these to a BERT config; in a BERT
+    # config.json, transformers would build the model without them.
+    source = write_hf_dir(tmp_path / "hf", params, CONFIG, tiny_vocab(300))
+    fields = json.loads((source / "config.json").read_text())
+    (source / "config.json").write_text(json.dumps({**fields, **change}))
+    with pytest.raises(UserError, match=message):
+        import_checkpoint(source, tmp_path / "model")
+    assert not (tmp_path / "model").exists()
+    # A TF1 bert_config.json (no model_type) likewise.
+    tf1 = {k: v for k, v in fields.items() if k != "model_type"}
+    (tmp_path / "bert_config.json").write_text(json.dumps({**tf1, **change}))
+    with pytest.raises(UserError, match=message):
+        hf.read_bert_config(tmp_path / "bert_config.json")
 
 
 def test_pickled_weights_are_refused(tmp_path, params):
