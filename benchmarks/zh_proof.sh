@@ -24,6 +24,7 @@ PRETRAIN_CONFIG=${PRETRAIN_CONFIG:-configs/cpu_budget.py}
 PRETRAIN_STEPS=${PRETRAIN_STEPS:-3200}  # as benchmarks/downstream_proof.sh: ~2 h idle
 VOCAB_SIZE=${VOCAB_SIZE:-16000}          # 5.3k characters + words (bert-base-chinese: 21,128)
 CORPUS=${CORPUS:-$ZH_DATA/pretrain/*.jsonl}
+PRETRAIN_FLAGS=${PRETRAIN_FLAGS:-}  # more --config.x=y flags, e.g. rotary positions (results.md 4)
 TASKS=${TASKS:-"chnsenticorp msra_ner"}
 SEEDS=${SEEDS:-0,1,2}
 LR=${LR:-1e-4}  # small BERTs fine-tune best at 1e-4 (Turc et al. 2019); both inits
@@ -60,7 +61,7 @@ if [[ " $STAGES " == *" pretrain "* ]]; then
     --config.word_segmenter=rjieba --config.masking=whole_word \
     --config.num_train_steps="$PRETRAIN_STEPS" \
     --config.warmup_steps=$((PRETRAIN_STEPS / 20 + 1)) --config.eval_every=200 \
-    --config.checkpoint_every=200 --config.keep_checkpoint_period=400
+    --config.checkpoint_every=200 --config.keep_checkpoint_period=400 $PRETRAIN_FLAGS
 fi
 if [[ " $STAGES " == *" finetune "* ]]; then
   for task in $TASKS; do
