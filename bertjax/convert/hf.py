@@ -20,7 +20,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from bertjax.convert import flax_weights
+from bertjax.convert import flax_weights, tf2_weights
 from bertjax.errors import UserError
 from bertjax.models.bert import BertConfig
 
@@ -321,7 +321,8 @@ def read_json(path: Path) -> dict[str, Any]:
 
 def read_weights(model_dir: Path) -> dict[str, np.ndarray]:
     """All tensors of `model_dir/model.safetensors` (or of the shards its index names), else of
-    its Flax checkpoint (`flax_weights`), under PyTorch's names.
+    its Flax checkpoint (`flax_weights`), else of its TF checkpoint (`tf2_weights`), under
+    PyTorch's names.
 
     Pickled weights (pytorch_model.bin, ...) are never read: loading them can run code.
     """
@@ -334,13 +335,10 @@ def read_weights(model_dir: Path) -> dict[str, np.ndarray]:
         files = [model_dir / name for name in sorted(set(weight_map.values()))]
     elif (model_dir / flax_weights.FLAX_FILE).is_file():
         return flax_weights.read_flax_msgpack(model_dir / flax_weights.FLAX_FILE)
+    elif (model_dir / tf2_weights.TF2_FILE).is_file():
+        return tf2_weights.read_tf2_h5(model_dir / tf2_weights.TF2_FILE)
     else:
-        unsafe = sorted(p.name for p in model_dir.iterdir() if p.suffix in UNSAFE_WEIGHT_SUFFIXES)
-        found = f" (found {', '.join(unsafe)}, which bertjax never unpickles)" if unsafe else ""
-        raise UserError(
-            f"{model_dir} has no {SAFETENSORS_FILE} or {flax_weights.FLAX_FILE}{found}; re-save "
-            "the model with transformers' save_pretrained(DIR, safe_serialization=True)"
-        )
+        raise UserError(_no_weights_message(model_dir))
     tensors = {}
     for path in files:
         try:
@@ -348,6 +346,19 @@ def read_weights(model_dir: Path) -> dict[str, np.ndarray]:
         except Exception as e:  # safetensors raises its own error types for bad files
             raise UserError(f"cannot read {path} ({e}); pass an intact safetensors file") from e
     return tensors
+
+
+def _no_weights_message(model_dir: Path) -> str:
+    """What a directory without weights bertjax reads has instead, and how to re-save it."""
+    unsafe = sorted(p.name for p in model_dir.iterdir() if p.suffix in UNSAFE_WEIGHT_SUFFIXES)
+    found = f" (found {', '.join(unsafe)}, which bertjax never unpickles)" if unsafe else ""
+    if (model_dir / tf2_weights.TF2_INDEX).is_file():
+        found = f" (found {tf2_weights.TF2_INDEX}: sharded TF weights, which bertjax does not read)"
+    return (
+        f"{model_dir} has no {SAFETENSORS_FILE}, {flax_weights.FLAX_FILE} or "
+        f"{tf2_weights.TF2_FILE}{found}; re-save the model with transformers' "
+        "save_pretrained(DIR, safe_serialization=True)"
+    )
 
 
 def write_safetensors(tensors: Mapping[str, np.ndarray], path: Path) -> None:
