@@ -15,7 +15,17 @@ import numpy as np
 from bertjax.errors import UserError
 
 FLAX_FILE = "flax_model.msgpack"
+FLAX_INDEX = "flax_model.msgpack.index.json"  # sharded: its weight_map names the shard files
 _WEIGHT_NAMES = {"kernel": "weight", "embedding": "weight", "scale": "weight"}
+
+
+def read_flax_shards(model_dir: Path, index: dict) -> dict[str, np.ndarray]:
+    """`read_flax_msgpack` of every shard a sharded checkpoint's index (its parsed
+    `FLAX_INDEX`) names, in one dict: each shard is a part of the same parameter tree."""
+    shards = sorted(set(index.get("weight_map", {}).values()))
+    if not shards:
+        raise UserError(f"{model_dir / FLAX_INDEX} names no shard files; pass an intact index")
+    return {name: t for shard in shards for name, t in read_flax_msgpack(model_dir / shard).items()}
 
 
 def read_flax_msgpack(path: Path) -> dict[str, np.ndarray]:
@@ -26,7 +36,7 @@ def read_flax_msgpack(path: Path) -> dict[str, np.ndarray]:
     try:
         tree = serialization.msgpack_restore(path.read_bytes())
     except Exception as e:  # msgpack raises its own error types for bad files
-        raise UserError(f"cannot read {path} ({e}); pass an intact {FLAX_FILE}") from e
+        raise UserError(f"cannot read {path} ({e}); pass an intact {path.name}") from e
     tensors = {}
     for keys, value in jax.tree_util.tree_flatten_with_path(tree)[0]:
         names = [str(key.key) for key in keys]

@@ -321,8 +321,8 @@ def read_json(path: Path) -> dict[str, Any]:
 
 def read_weights(model_dir: Path) -> dict[str, np.ndarray]:
     """All tensors of `model_dir/model.safetensors` (or of the shards its index names), else of
-    its Flax checkpoint (`flax_weights`), else of its TF checkpoint (`tf2_weights`), under
-    PyTorch's names.
+    its Flax checkpoint (`flax_weights`, one file or shards), else of its TF checkpoint
+    (`tf2_weights`), under PyTorch's names.
 
     Pickled weights (pytorch_model.bin, ...) are never read: loading them can run code.
     """
@@ -335,6 +335,9 @@ def read_weights(model_dir: Path) -> dict[str, np.ndarray]:
         files = [model_dir / name for name in sorted(set(weight_map.values()))]
     elif (model_dir / flax_weights.FLAX_FILE).is_file():
         return flax_weights.read_flax_msgpack(model_dir / flax_weights.FLAX_FILE)
+    elif (model_dir / flax_weights.FLAX_INDEX).is_file():
+        index = read_json(model_dir / flax_weights.FLAX_INDEX)
+        return flax_weights.read_flax_shards(model_dir, index)
     elif (model_dir / tf2_weights.TF2_FILE).is_file():
         return tf2_weights.read_tf2_h5(model_dir / tf2_weights.TF2_FILE)
     else:
