@@ -4,6 +4,7 @@ TFRoFormerForMaskedLM (removed in transformers v5 with the rest of its TF classe
 where their checkpoints go on). Every weight is randomised first (biases and LayerNorms too), so
 a wrong name or transpose changes the outputs."""
 
+import h5py
 import numpy as np
 import pytest
 
@@ -82,6 +83,10 @@ def test_a_damaged_or_sharded_tf_checkpoint_is_refused_in_one_line(tmp_path):
     h5 = tmp_path / "tf" / tf2_weights.TF2_FILE
     h5.write_bytes(h5.read_bytes()[:4096])  # cut short, as by an interrupted download
     with pytest.raises(UserError, match=r"cannot read .*tf_model\.h5 .*pass an intact"):
+        import_checkpoint(tmp_path / "tf", tmp_path / "imported")
+    with h5py.File(h5, "w") as f:  # HDF5, but not Keras's weights layout
+        f["weights"] = np.zeros(3)
+    with pytest.raises(UserError, match="is not a transformers TF checkpoint"):
         import_checkpoint(tmp_path / "tf", tmp_path / "imported")
     h5.rename(tmp_path / "tf" / "tf_model-00001-of-00002.h5")
     (tmp_path / "tf" / tf2_weights.TF2_INDEX).write_text("{}")
