@@ -100,8 +100,8 @@ def run_overrides(result: ImportResult) -> dict[str, Any]:
 def import_checkpoint(source: str | Path, out_dir: str | Path, *, seed: int = 0) -> ImportResult:
     """Converts the checkpoint at `source` into a bertjax model directory `out_dir`.
 
-    `source`: a Hugging Face BERT directory (config.json, model.safetensors, vocab.txt or a
-    WordPiece tokenizer.json) or a TF1 checkpoint (a directory with bert_model.ckpt.*,
+    `source`: a Hugging Face BERT directory (config.json, model.safetensors or its Flax or TF
+    weights (`hf.read_weights`), vocab.txt or a WordPiece tokenizer.json) or a TF1 checkpoint (a directory with bert_model.ckpt.*,
     bert_config.json, vocab.txt, or the prefix). Missing heads are initialised from `seed`.
     Raises UserError on anything it cannot convert, before anything is written.
     """
