@@ -16,7 +16,7 @@ from flax import nnx
 
 from bertjax import checkpointing, evaluation, optim, train
 from bertjax.config import from_config
-from bertjax.convert import export, model_dir
+from bertjax.convert import export, import_checkpoint, model_dir
 from bertjax.errors import UserError
 from bertjax.fill_mask import fill_mask
 from bertjax.finetune import trainer
@@ -243,6 +243,18 @@ def test_export_loads_in_transformers_and_fine_tunes_and_fills_masks(toy_run, tm
         assert info["missing_keys"] == [] and info["unexpected_keys"] == [], directory
     tokenizer = transformers.AutoTokenizer.from_pretrained(tmp_path / "hf")
     assert tokenizer.tokenize("alpha bravo") == ["alpha", "bravo"]
+
+    # And back: `bertjax import` reads the discriminator as the BERT encoder it trained, bit for
+    # bit but the pooler (which the export leaves out and the import initialises).
+    import_checkpoint(tmp_path / "hf", tmp_path / "back")
+    encoder = checkpointing.restore_params(workdir, 20)["bert"]
+    back = checkpointing.restore_params(tmp_path / "back", 0)["bert"]
+    assert set(back) == set(encoder)
+    for part in set(encoder) - {"pooler"}:
+        for got, expected in zip(
+            jax.tree.leaves(back[part]), jax.tree.leaves(encoder[part]), strict=True
+        ):
+            np.testing.assert_array_equal(np.asarray(got), np.asarray(expected), err_msg=part)
 
     # The discriminator is the encoder `bertjax finetune` starts from.
     train_file = write_jsonl(tmp_path / "train.jsonl", synthetic_sentiment(64, seed=0))

@@ -6,6 +6,9 @@ generator `ElectraForMaskedLM` (the shared embeddings, `electra.embeddings_proje
 encoder, `generator_predictions.*` and `generator_lm_head` tied to the word embeddings). Both
 use `embedding_size` = the discriminator's hidden size. Hugging Face's Electra has no pre-LN
 layout, so a pre-LN run is refused with a one-line error.
+
+`bertjax import` reads an Electra directory (a discriminator, bertjax's export or Google's
+base and large ones) as a BERT encoder to fine-tune (`to_bert`).
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ from bertjax.errors import UserError
 from bertjax.models.config import BertConfig
 from bertjax.models.electra import generator_config
 
+MODEL_TYPE = "electra"
+PREFIX = "electra."
 WORD_EMBEDDINGS = "electra.embeddings.word_embeddings.weight"
 POSITION_EMBEDDINGS = "electra.embeddings.position_embeddings.weight"
 
@@ -84,3 +89,23 @@ def hf_config(
         "model_type": "electra",
         "embedding_size": embedding_size,  # the shared embeddings are the discriminator's width
     }
+
+
+def to_bert(tensors: dict[str, Any], fields: dict[str, Any], source: str) -> tuple[dict, dict]:
+    """An Electra state dict and config.json -> BERT's names and fields: the encoder under
+    `bert.`; the discriminator's or generator's head, which BERT has no place for, keeps its
+    name (reported as not imported). UserError for an `embedding_size` other than the hidden
+    size (Electra's `embeddings_project`: ELECTRA-Small's 128 -> 256, every generator's)."""
+    embedding_size = fields.get("embedding_size")
+    if embedding_size is not None and embedding_size != fields.get("hidden_size"):
+        raise UserError(
+            f"{source} has embedding_size={embedding_size} projected to hidden_size="
+            f"{fields.get('hidden_size')} (ELECTRA-Small, a generator), which bertjax's BERT "
+            "layout has no place for; import an Electra whose embedding_size equals its "
+            "hidden_size (ELECTRA-Base and -Large discriminators)"
+        )
+    renamed = {
+        "bert." + name.removeprefix(PREFIX) if name.startswith(PREFIX) else name: array
+        for name, array in tensors.items()
+    }
+    return renamed, dict(fields, model_type="bert")

@@ -271,8 +271,8 @@ def bert_config_from_hf(fields: Mapping[str, Any], *, source: str) -> BertConfig
     if model_type != "bert":
         raise UserError(
             f"{source} holds a {model_type!r} model; bertjax imports BERT ('bert'), RoFormer "
-            "('roformer') and its own pre-LN exports ('roberta-prelayernorm' with a WordPiece "
-            "vocab.txt)"
+            "('roformer'), Electra ('electra') and its own pre-LN exports "
+            "('roberta-prelayernorm' with a WordPiece vocab.txt)"
         )
     activation = fields.get("hidden_act", "gelu")
     if activation != "gelu":

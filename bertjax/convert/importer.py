@@ -19,7 +19,16 @@ import numpy as np
 from flax import nnx
 
 from bertjax import checkpointing, paths
-from bertjax.convert import hf, model_dir, prelayernorm, roformer, sentence_model, task_import, tf1
+from bertjax.convert import (
+    electra,
+    hf,
+    model_dir,
+    prelayernorm,
+    roformer,
+    sentence_model,
+    task_import,
+    tf1,
+)
 from bertjax.data import lookups, tokenizer
 from bertjax.errors import UserError
 from bertjax.models.bert import BertConfig, create_model
@@ -101,8 +110,9 @@ def import_checkpoint(source: str | Path, out_dir: str | Path, *, seed: int = 0)
     """Converts the checkpoint at `source` into a bertjax model directory `out_dir`.
 
     `source`: a Hugging Face BERT directory (config.json, model.safetensors or its Flax or TF
-    weights (`hf.read_weights`), vocab.txt or a WordPiece tokenizer.json) or a TF1 checkpoint (a directory with bert_model.ckpt.*,
-    bert_config.json, vocab.txt, or the prefix). Missing heads are initialised from `seed`.
+    weights (`hf.read_weights`), vocab.txt or a WordPiece tokenizer.json) or a TF1 checkpoint (a
+    directory with bert_model.ckpt.*, bert_config.json, vocab.txt, or the prefix). Missing heads
+    are initialised from `seed`.
     Raises UserError on anything it cannot convert, before anything is written.
     """
     paths.require_local(source, "--from")
@@ -222,6 +232,8 @@ def _read_hf(source: Path, scratch: Path) -> Source:
         tensors, fields = prelayernorm.to_bert(tensors, fields)
     if fields.get("model_type") == roformer.MODEL_TYPE:
         tensors, fields = roformer.to_bert(tensors, fields, str(source))
+    if fields.get("model_type") == electra.MODEL_TYPE:
+        tensors, fields = electra.to_bert(tensors, fields, str(source))
     return Source(
         format=HF_FORMAT,
         tensors=tensors,

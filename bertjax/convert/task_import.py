@@ -1,6 +1,6 @@
 """A Hugging Face fine-tuned BERT (BertFor{SequenceClassification,TokenClassification,
 QuestionAnswering,MultipleChoice}, the RobertaPreLayerNorm classes of a pre-LN export, or
-RoFormerFor{TokenClassification,QuestionAnswering} of a rotary-position one) read
+{RoFormer,Electra}For{TokenClassification,QuestionAnswering}) read
 as a bertjax fine-tuned model directory: the inverse of `task_heads.py`, so `bertjax predict`
 runs it and fine-tuning continues from it.
 
@@ -41,6 +41,12 @@ ARCHITECTURES |= {
 ARCHITECTURES |= {
     "RoFormerForTokenClassification": ("tagging", "classifier."),
     "RoFormerForQuestionAnswering": ("qa", "qa_outputs."),
+}
+# Electra's (electra.to_bert), likewise; its sequence classification and multiple-choice heads
+# are two layers, not BERT's one.
+ARCHITECTURES |= {
+    "ElectraForTokenClassification": ("tagging", "classifier."),
+    "ElectraForQuestionAnswering": ("qa", "qa_outputs."),
 }
 NO_LABELS = ("qa", "regression", "multiple_choice")  # heads whose outputs are not classes
 MAX_SEQ_LENGTH = 512  # predict's window when the model allows it (BERT's released length)

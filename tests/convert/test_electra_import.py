@@ -1,0 +1,72 @@
+"""Hugging Face Electra directories imported as BERT encoders and run against transformers' own
+Electra classes: the discriminator's hidden states (ElectraForPreTraining, what Google's
+ELECTRA-Base and -Large are) and a fine-tuned ElectraForTokenClassification's logits. Every
+weight is randomised first (biases and LayerNorms too), so a wrong name changes the outputs."""
+
+import numpy as np
+import pytest
+
+from bertjax.convert import import_checkpoint, load_model
+from bertjax.errors import UserError
+from tests.convert.helpers import ATOL, tiny_vocab, torch_outputs
+from tests.convert.test_export_finetuned import bertjax_logits
+from tests.convert.test_variants import inputs
+
+transformers = pytest.importorskip("transformers", reason="transformers not installed")
+torch = pytest.importorskip("torch", reason="torch not installed")
+
+
+def _electra(cls, directory, **config):
+    sizes = dict(vocab_size=300, embedding_size=64, hidden_size=64, num_hidden_layers=2)
+    heads = dict(num_attention_heads=4, intermediate_size=128, max_position_embeddings=40)
+    model = cls(transformers.ElectraConfig(**(sizes | heads | config))).eval()
+    generator = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            scale = 0.2 if parameter.ndim > 1 else 0.5
+            parameter.copy_(torch.randn(parameter.shape, generator=generator) * scale + 0.1)
+    model.save_pretrained(directory)
+    (directory / "vocab.txt").write_text("".join(t + "\n" for t in tiny_vocab(300)))
+    return model
+
+
+def test_an_electra_discriminator_imports_as_a_bert_encoder(tmp_path):
+    model = _electra(transformers.ElectraForPreTraining, tmp_path / "electra")
+    ids, segments, mask = inputs()
+    theirs = torch_outputs(model, ids, segments, mask, output_hidden_states=True).hidden_states
+    result = import_checkpoint(tmp_path / "electra", tmp_path / "imported")
+    assert result.config.hidden_size == 64 and result.task is None
+    assert any(name.startswith("discriminator_predictions.") for name in result.ignored)
+    ours = load_model(tmp_path / "imported").encode(ids, segments, mask)["sequence_output"]
+    real = mask.astype(bool)  # padded positions differ by the attention bias used
+    assert np.abs(np.asarray(ours)).max() > 1.0, "outputs too small to mean anything"
+    np.testing.assert_allclose(np.asarray(ours)[real], theirs[-1].numpy()[real], atol=ATOL)
+
+
+def test_a_fine_tuned_electra_tagger_imports_with_its_logits(tmp_path):
+    labels = {"id2label": {0: "O", 1: "B-PER", 2: "I-PER"}}
+    model = _electra(transformers.ElectraForTokenClassification, tmp_path / "electra", **labels)
+    ids, segments, mask = inputs()
+    theirs = torch_outputs(model, ids, segments, mask).logits.numpy()
+    result = import_checkpoint(tmp_path / "electra", tmp_path / "imported")
+    assert result.task["kind"] == "tagging" and result.task["labels"] == ["O", "B-PER", "I-PER"]
+    ours = bertjax_logits(tmp_path / "imported", ids, segments, mask)
+    real = mask.astype(bool)
+    np.testing.assert_allclose(ours[real], theirs[real], atol=ATOL)
+
+
+def test_an_electra_classifier_keeps_its_encoder_and_reports_its_two_layer_head(tmp_path):
+    _electra(transformers.ElectraForSequenceClassification, tmp_path / "electra")
+    result = import_checkpoint(tmp_path / "electra", tmp_path / "imported")
+    assert result.task is None  # not BERT's one-layer head: an encoder to fine-tune
+    assert sorted(result.ignored) == [
+        "classifier.dense.bias", "classifier.dense.weight",
+        "classifier.out_proj.bias", "classifier.out_proj.weight",
+    ]  # fmt: skip
+
+
+def test_an_electra_with_projected_embeddings_is_refused_in_one_line(tmp_path):
+    _electra(transformers.ElectraForPreTraining, tmp_path / "small", embedding_size=32)
+    with pytest.raises(UserError, match="embedding_size=32 projected to hidden_size=64"):
+        import_checkpoint(tmp_path / "small", tmp_path / "imported")
+    assert not (tmp_path / "imported").exists()
