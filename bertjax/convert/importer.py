@@ -77,7 +77,7 @@ class ImportResult:
             lines.append(sentence_model.describe(self.sentence_embedding))
         if self.ignored:
             shown = ", ".join(self.ignored[:5]) + (", ..." if len(self.ignored) > 5 else "")
-            lines.append(f"ignored {len(self.ignored)} tensors that are not model weights: {shown}")
+            lines.append(f"left out {len(self.ignored)} tensors that are not BERT weights: {shown}")
         if self.task is not None:
             labels = ", ".join(self.task["labels"][:6]) + (
                 ", ..." if len(self.task["labels"]) > 6 else ""

@@ -133,7 +133,7 @@ def test_tf1_checkpoint_imports_exactly(tmp_path):
     assert result.format == "TF1 google-research/bert" and result.initialised == []
     assert result.ignored == ["bert/pooler/dense/kernel/adam_m", "global_step"]
     assert result.config == CONFIG
-    assert any("ignored 2 tensors" in line for line in result.lines())
+    assert any("left out 2 tensors" in line for line in result.lines())
     imported = hf.params_to_hf(
         nnx.state(load_model(tmp_path / "imported"), nnx.Param).to_pure_dict()
     )
