@@ -1,7 +1,8 @@
 """Hugging Face Electra directories imported as BERT encoders and run against transformers' own
 Electra classes: the discriminator's hidden states (ElectraForPreTraining, what Google's
-ELECTRA-Base and -Large are) and a fine-tuned ElectraForTokenClassification's logits. Every
-weight is randomised first (biases and LayerNorms too), so a wrong name changes the outputs."""
+ELECTRA-Base and -Large are) and the logits of a fine-tuned ElectraForTokenClassification and
+ElectraForQuestionAnswering. Every weight is randomised first (biases and LayerNorms too), so a
+wrong name changes the outputs."""
 
 import numpy as np
 import pytest
@@ -43,13 +44,24 @@ def test_an_electra_discriminator_imports_as_a_bert_encoder(tmp_path):
     np.testing.assert_allclose(np.asarray(ours)[real], theirs[-1].numpy()[real], atol=ATOL)
 
 
-def test_a_fine_tuned_electra_tagger_imports_with_its_logits(tmp_path):
-    labels = {"id2label": {0: "O", 1: "B-PER", 2: "I-PER"}}
-    model = _electra(transformers.ElectraForTokenClassification, tmp_path / "electra", **labels)
+@pytest.mark.parametrize(
+    "cls_name, kind, labels",
+    [("ElectraForTokenClassification", "tagging", ["O", "B-PER", "I-PER"]),
+     ("ElectraForQuestionAnswering", "qa", [])],
+)  # fmt: skip
+def test_a_fine_tuned_electra_tagger_or_qa_model_imports_with_its_logits(
+    tmp_path, cls_name, kind, labels
+):
+    id2label = dict(enumerate(labels)) if labels else {0: "LABEL_0", 1: "LABEL_1"}
+    model = _electra(getattr(transformers, cls_name), tmp_path / "electra", id2label=id2label)
     ids, segments, mask = inputs()
-    theirs = torch_outputs(model, ids, segments, mask).logits.numpy()
+    out = torch_outputs(model, ids, segments, mask)
+    if kind == "qa":
+        theirs = np.stack([out.start_logits.numpy(), out.end_logits.numpy()], axis=-1)
+    else:
+        theirs = out.logits.numpy()
     result = import_checkpoint(tmp_path / "electra", tmp_path / "imported")
-    assert result.task["kind"] == "tagging" and result.task["labels"] == ["O", "B-PER", "I-PER"]
+    assert result.task["kind"] == kind and result.task["labels"] == labels
     ours = bertjax_logits(tmp_path / "imported", ids, segments, mask)
     real = mask.astype(bool)
     np.testing.assert_allclose(ours[real], theirs[real], atol=ATOL)
