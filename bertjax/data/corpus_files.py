@@ -111,7 +111,7 @@ def check_format(path: str) -> None:
 
 def _lines(path: str, report: SourceReport, encoding: str = "") -> Iterator[str]:
     """Decoded lines of a (possibly compressed) local or gs:// file, line ends kept; a leading
-    BOM dropped; UTF-16/32 read as such (undecodable bytes become U+FFFD, not counted); a file
+    BOM dropped; UTF-16/32 read as such (undecodable bytes become U+FFFD, counted); a file
     in another encoding raises NotUtf8Error before any line. A given `encoding` (a Python codec:
     gb18030, big5, ...) is read instead of all that."""
     with (
@@ -124,7 +124,7 @@ def _lines(path: str, report: SourceReport, encoding: str = "") -> Iterator[str]
             return
         encoding = text_encodings.bom_encoding(f.peek(4)[:4])
         if encoding:
-            yield from io.TextIOWrapper(f, encoding=encoding, errors="replace", newline="")
+            yield from text_encodings.stream_lines(f, encoding, report)
             return
         head, broken = text_encodings.head_lines(f)
         text_encodings.check_utf8(head)

@@ -68,12 +68,35 @@ def lines_in(f, encoding: str, report) -> Iterator[str]:
     """The lines of binary file `f` in `encoding`: split on its newline bytes and each decoded
     (bad bytes counted) when the encoding writes ASCII as ASCII (GB18030, Big5 and Shift-JIS do,
     no byte of their multi-byte characters a newline; CP1252 is one byte a character), else
-    (UTF-16) decoded as a stream."""
+    (UTF-16/32) decoded as a stream (`stream_lines`)."""
     if "\n".encode(encoding) != b"\n":
-        yield from io.TextIOWrapper(f, encoding=encoding, errors="replace", newline="")
+        yield from stream_lines(f, encoding, report)
         return
     for line in f:
         yield decode(line, report, encoding)
+
+
+# What a stream decoder puts for undecodable bytes (`_mark_bad_bytes`): a lone surrogate, which
+# no valid UTF-16 or UTF-32 decodes to, so a line holding one is a line with bad bytes.
+_BAD_BYTES = "\udcff"
+
+
+def _mark_bad_bytes(error: UnicodeDecodeError) -> tuple[str, int]:
+    return _BAD_BYTES, error.end
+
+
+codecs.register_error("bertjax.mark_bad_bytes", _mark_bad_bytes)
+
+
+def stream_lines(f, encoding: str, report) -> Iterator[str]:
+    """The lines of binary file `f` in an encoding whose newline is not the byte b"\\n" (UTF-16,
+    UTF-32), decoded as a stream; bad bytes become U+FFFD and their lines are counted in
+    `report`, as `decode` counts a UTF-8 file's."""
+    for line in io.TextIOWrapper(f, encoding=encoding, errors="bertjax.mark_bad_bytes", newline=""):
+        if _BAD_BYTES in line:
+            report.repaired[f"lines with invalid {encoding}"] += 1
+            line = line.replace(_BAD_BYTES, "\ufffd")
+        yield line
 
 
 def check_encoding_name(name: str, flag: str) -> None:

@@ -252,6 +252,23 @@ def test_utf16_and_utf32_files_with_a_byte_order_mark_read_as_their_utf8_files(t
             assert docs == expected and not report.skipped and not report.repaired
 
 
+@pytest.mark.parametrize("given", ["", "utf-16"])
+def test_bad_bytes_in_a_utf16_file_are_replaced_and_their_lines_counted(tmp_path, given):
+    """Before, a UTF-16 file's undecodable bytes became U+FFFD uncounted (UTF-8's were counted):
+    a half surrogate pair (a cut or corrupt line) in two documents of five, and a file cut
+    within its last character."""
+    texts = _texts(5)
+    lines = [_jsonl([t]).decode().encode("utf-16-le") for t in texts]
+    bad = "\ud800".encode("utf-16-le", "surrogatepass")  # a high surrogate with no low one
+    for i in (1, 3):
+        lines[i] = lines[i][:20] + bad + lines[i][20:]
+    data = codecs.BOM_UTF16_LE + b"".join(lines)
+    (tmp_path / "a.jsonl").write_bytes(data + "x".encode("utf-16-le")[:1])  # a cut last char
+    docs, (report,) = _read(str(tmp_path / "a.jsonl"), text_encoding=given)
+    assert [d.replace("\ufffd", "") for d in docs] == texts and "\ufffd" in docs[1] + docs[3]
+    assert report.repaired == {"lines with invalid utf-16": 3}  # the cut line is the 6th
+
+
 # Lines in the encodings text comes in besides UTF-8.
 LEGACY = {
     "gb18030": "中文的文本，第{}行。",
