@@ -96,14 +96,12 @@ def to_bert(tensors: dict[str, Any], fields: dict[str, Any], source: str) -> tup
     `bert.`; the discriminator's or generator's head, which BERT has no place for, keeps its
     name (reported as not imported). UserError for an `embedding_size` other than the hidden
     size (Electra's `embeddings_project`: ELECTRA-Small's 128 -> 256, every generator's)."""
-    embedding_size = fields.get("embedding_size")
-    if embedding_size is not None and embedding_size != fields.get("hidden_size"):
-        raise UserError(
-            f"{source} has embedding_size={embedding_size} projected to hidden_size="
-            f"{fields.get('hidden_size')} (ELECTRA-Small, a generator), which bertjax's BERT "
-            "layout has no place for; import an Electra whose embedding_size equals its "
-            "hidden_size (ELECTRA-Base and -Large discriminators)"
-        )
+    hf.check_embedding_size(
+        fields,
+        source,
+        "an Electra whose embedding_size equals its hidden_size (ELECTRA-Base "
+        "and -Large discriminators; not ELECTRA-Small or a generator)",
+    )
     renamed = {
         "bert." + name.removeprefix(PREFIX) if name.startswith(PREFIX) else name: array
         for name, array in tensors.items()

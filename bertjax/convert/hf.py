@@ -312,6 +312,19 @@ def hf_config(config: BertConfig, *, pad_token_id: int) -> dict[str, Any]:
     }
 
 
+def check_embedding_size(fields: Mapping[str, Any], source: str, which: str) -> None:
+    """UserError for a config.json whose `embedding_size` differs from its `hidden_size`: the
+    embeddings then go through a projection (RoFormer's and Electra's `embeddings_project`)
+    that bertjax's BERT layout has no place for. `which`: the models that do import."""
+    embedding_size = fields.get("embedding_size")
+    if embedding_size is not None and embedding_size != fields.get("hidden_size"):
+        raise UserError(
+            f"{source} has embedding_size={embedding_size} projected to hidden_size="
+            f"{fields.get('hidden_size')}, which bertjax's BERT layout has no place for; import "
+            f"{which}"
+        )
+
+
 def read_json(path: Path) -> dict[str, Any]:
     try:
         return json.loads(path.read_text(encoding="utf-8"))

@@ -95,13 +95,7 @@ def to_bert(tensors: dict[str, Any], fields: dict[str, Any], source: str) -> tup
             f"{source} rotates values as well as queries and keys (rotary_value=true), which "
             "bertjax does not compute; import a RoFormer with rotary_value=false"
         )
-    embedding_size = fields.get("embedding_size")
-    if embedding_size is not None and embedding_size != fields.get("hidden_size"):
-        raise UserError(
-            f"{source} has embedding_size={embedding_size} projected to hidden_size="
-            f"{fields.get('hidden_size')}, which bertjax's BERT layout has no place for; import "
-            "a RoFormer whose embedding_size equals its hidden_size"
-        )
+    hf.check_embedding_size(fields, source, "a RoFormer whose embedding_size is its hidden_size")
     renamed = {
         "bert." + name.removeprefix(PREFIX) if name.startswith(PREFIX) else name: array
         for name, array in tensors.items()
