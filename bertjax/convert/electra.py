@@ -102,8 +102,4 @@ def to_bert(tensors: dict[str, Any], fields: dict[str, Any], source: str) -> tup
         "an Electra whose embedding_size equals its hidden_size (ELECTRA-Base "
         "and -Large discriminators; not ELECTRA-Small or a generator)",
     )
-    renamed = {
-        "bert." + name.removeprefix(PREFIX) if name.startswith(PREFIX) else name: array
-        for name, array in tensors.items()
-    }
-    return renamed, dict(fields, model_type="bert")
+    return hf.renamed_prefix(tensors, PREFIX, "bert."), dict(fields, model_type="bert")

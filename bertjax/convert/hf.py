@@ -312,6 +312,15 @@ def hf_config(config: BertConfig, *, pad_token_id: int) -> dict[str, Any]:
     }
 
 
+def renamed_prefix(tensors: Mapping[str, Any], old: str, new: str) -> dict[str, Any]:
+    """`tensors` with the names that start with `old` starting with `new` instead ("roformer."
+    <-> "bert."); the other names as they are."""
+    return {
+        new + name.removeprefix(old) if name.startswith(old) else name: tensor
+        for name, tensor in tensors.items()
+    }
+
+
 def check_embedding_size(fields: Mapping[str, Any], source: str, which: str) -> None:
     """UserError for a config.json whose `embedding_size` differs from its `hidden_size`: the
     embeddings then go through a projection (RoFormer's and Electra's `embeddings_project`)

@@ -60,11 +60,8 @@ def sinusoidal_table(max_positions: int, head_size: int) -> np.ndarray:
 def tensors_from_bert(tensors: dict[str, np.ndarray], config: BertConfig) -> dict[str, Any]:
     """`hf.hf_tensors` (or `hf.params_to_hf`) output of a rotary model -> RoFormer's names."""
     check_exportable(config)
-    renamed = {
-        PREFIX + name.removeprefix("bert.") if name.startswith("bert.") else name: array
-        for name, array in tensors.items()
-        if not name.startswith(LEFT_OUT)
-    }
+    kept = {name: array for name, array in tensors.items() if not name.startswith(LEFT_OUT)}
+    renamed = hf.renamed_prefix(kept, "bert.", PREFIX)
     head_size = config.hidden_size // config.num_attention_heads
     return renamed | {ANGLES: sinusoidal_table(config.max_position_embeddings, head_size)}
 
@@ -96,10 +93,8 @@ def to_bert(tensors: dict[str, Any], fields: dict[str, Any], source: str) -> tup
             "bertjax does not compute; import a RoFormer with rotary_value=false"
         )
     hf.check_embedding_size(fields, source, "a RoFormer whose embedding_size is its hidden_size")
-    renamed = {
-        "bert." + name.removeprefix(PREFIX) if name.startswith(PREFIX) else name: array
-        for name, array in tensors.items()
-        if name != ANGLES
-    }
+    renamed = hf.renamed_prefix(
+        {name: array for name, array in tensors.items() if name != ANGLES}, PREFIX, "bert."
+    )
     bert_fields = dict(fields, model_type="bert", position_embedding_type="rotary")
     return renamed, bert_fields
