@@ -36,6 +36,7 @@ METADATA = "metadata"
 ARCHITECTURE_FIELDS = (
     "vocab_size",
     "hidden_size",
+    "embedding_size",
     "num_hidden_layers",
     "num_attention_heads",
     "intermediate_size",
@@ -102,8 +103,27 @@ def read_metadata(manager: ocp.CheckpointManager, step: int) -> dict:
     return dict(restored[METADATA])
 
 
+def check_generator_layout(saved: dict, where: str) -> None:
+    """UserError for an ELECTRA checkpoint whose generator is as wide as its shared embeddings,
+    saved before `embedding_size` existed: its generator has an embeddings_project (H -> H)
+    that bertjax now leaves out where the widths agree, as Hugging Face's ElectraModel does."""
+    fraction, hidden = saved.get("generator_hidden_fraction"), saved.get("hidden_size")
+    if (
+        saved.get("objective") == "electra"
+        and "embedding_size" not in saved
+        and hidden is not None
+        and round(hidden * fraction) == hidden
+    ):
+        raise UserError(
+            f"{where} holds an ELECTRA checkpoint with a full-width generator "
+            f"(generator_hidden_fraction={fraction}) saved with an H -> H generator projection "
+            "that this bertjax no longer builds; use the bertjax release that wrote it"
+        )
+
+
 def check_compatible(saved_config: dict, config: ml_collections.ConfigDict | dict, where: str):
     """Raises a one-line UserError when the checkpoint's architecture differs from the config."""
+    check_generator_layout(saved_config, where)
     for field in COMPARED_FIELDS:
         saved, wanted = _saved_value(saved_config, field), config.get(field)
         if saved is not None and wanted is not None and saved != wanted:
@@ -339,6 +359,7 @@ def _check_init_architecture(
 ) -> None:
     """UserError naming the config field to set when `init_from`'s saved architecture differs
     from the run's (its vocabulary may be smaller by a growth from `grown_from`)."""
+    check_generator_layout(saved, init_from)
     for field in ARCHITECTURE_FIELDS:
         value, wanted = _saved_value(saved, field), model_fields.get(field)
         if field == "vocab_size" and grown_from is not None and value == grown_from:

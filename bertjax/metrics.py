@@ -3,13 +3,14 @@ utilisation (MFU).
 
 MFU = achieved model FLOP/s / peak FLOP/s, with model FLOPs per token (forward + backward)
 
-  F = 6·L·(4·d² + 2·d·d_ff) + 12·L·s·d + 6·(d² + d·V)·f_pred
+  F = 6·L·(4·d² + 2·d·d_ff) + 12·L·s·d + 6·(d·e + e·V)·f_pred [+ 6·e·d when e != d]
 
-(L layers, hidden d, feed-forward d_ff, sequence length s, vocabulary V, f_pred the fraction of
-positions that reach the vocabulary projection: max_predictions_per_seq / s, since the MLM head
-runs only on the gathered masked positions). Peak: the datasheet bf16 dense rate for known
-accelerators; on CPU (and unknown devices) the dense float32 matmul rate measured through XLA on
-this machine.
+(L layers, hidden d, feed-forward d_ff, sequence length s, vocabulary V, embedding width e (d
+unless factorised: the last term is then the e -> d projection at every position), f_pred the
+fraction of positions that reach the vocabulary projection: max_predictions_per_seq / s, since
+the MLM head runs only on the gathered masked positions). Peak: the datasheet bf16 dense rate
+for known accelerators; on CPU (and unknown devices) the dense float32 matmul rate measured
+through XLA on this machine.
 """
 
 import contextlib
@@ -45,13 +46,16 @@ def flops_per_token(
     seq_len: int,
     vocab_size: int,
     predictions_fraction: float,
+    embedding_size: int = 0,
 ) -> float:
-    """Training FLOPs (forward + backward) per token, formula in the module docstring."""
-    d, L = hidden_size, num_layers
+    """Training FLOPs (forward + backward) per token, formula in the module docstring
+    (`embedding_size` 0: the hidden size)."""
+    d, L, e = hidden_size, num_layers, embedding_size or hidden_size
     dense = 6 * L * (4 * d * d + 2 * d * intermediate_size)
     attention = 12 * L * seq_len * d
-    head = 6 * (d * d + d * vocab_size) * predictions_fraction
-    return float(dense + attention + head)
+    head = 6 * (d * e + e * vocab_size) * predictions_fraction
+    projection = 6 * e * d if e != d else 0
+    return float(dense + attention + head + projection)
 
 
 def measure_matmul_flops(size: int = 2048, repeats: int = 5) -> float:

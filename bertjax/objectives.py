@@ -90,11 +90,12 @@ class ObjectiveSpec(ConfigSpec):
         self, model: BertConfig, *, seq_len: int, vocab_size: int, predictions_fraction: float
     ) -> float:
         """Training FLOPs per token of the whole objective (`metrics.flops_per_token` terms):
-        BERT's encoder and MLM head; for ELECTRA the encoder with its per-token
-        discriminator head (H->H->1 at every position) plus the generator (its G-wide encoder,
-        the H->G projection at every position and its MLM head G->H->V at the masked ones)."""
+        BERT's encoder (with its E->H projection when the embeddings are factorised) and MLM
+        head; for ELECTRA the encoder with its per-token discriminator head (H->H->1 at every
+        position) plus the generator (its G-wide encoder with its E->G projection, and its MLM
+        head G->E->V at the masked positions)."""
 
-        def encoder(config: BertConfig, head: float) -> float:
+        def network(config: BertConfig, head: float) -> float:
             return metrics.flops_per_token(
                 num_layers=config.num_hidden_layers,
                 hidden_size=config.hidden_size,
@@ -102,19 +103,14 @@ class ObjectiveSpec(ConfigSpec):
                 seq_len=seq_len,
                 vocab_size=vocab_size,
                 predictions_fraction=head,
+                embedding_size=config.embedding_size,
             )
 
         if not self.is_electra:
-            return encoder(model, predictions_fraction)
-        hidden, generator = (
-            model.hidden_size,
-            generator_config(model, self.generator_hidden_fraction),
+            return network(model, predictions_fraction)
+        hidden = model.hidden_size
+        discriminator = network(model, 0.0) + 6 * (hidden * hidden + hidden)
+        generator = network(
+            generator_config(model, self.generator_hidden_fraction), predictions_fraction
         )
-        width = generator.hidden_size
-        discriminator = encoder(model, 0.0) + 6 * (hidden * hidden + hidden)
-        generator_flops = (
-            encoder(generator, 0.0)
-            + 6 * hidden * width
-            + 6 * (width * hidden + hidden * vocab_size) * predictions_fraction
-        )
-        return discriminator + generator_flops
+        return discriminator + generator

@@ -79,6 +79,7 @@ INVALID = [
     ({"discriminator_weight": 0.0}, "discriminator_weight=0.0 must be positive"),
     ({"discriminator_bias_init": "one"}, "discriminator_bias_init='one' is unknown"),
     ({"type_vocab_size": 0}, "type_vocab_size must be positive"),
+    ({"embedding_size": -8}, "embedding_size must be 0 (the hidden size) or positive, not -8"),
     ({"max_position_embeddings": 64}, "max_seq_length=128 must be <= max_position_embeddings"),
     ({"initializer_range": 0.0}, "initializer_range=0.0 must be positive"),
     ({"layer_norm_eps": -1e-12}, "layer_norm_eps=-1e-12 must be positive"),

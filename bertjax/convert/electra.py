@@ -4,11 +4,13 @@ The discriminator becomes `ElectraForPreTraining` (the encoder as `electra.*`, i
 `discriminator_predictions.*`; the BERT pooler, which ELECTRA does not train, is left out), the
 generator `ElectraForMaskedLM` (the shared embeddings, `electra.embeddings_project`, its
 encoder, `generator_predictions.*` and `generator_lm_head` tied to the word embeddings). Both
-use `embedding_size` = the discriminator's hidden size. Hugging Face's Electra has no pre-LN
-layout, so a pre-LN run is refused with a one-line error.
+say the shared embeddings' width as `embedding_size` (each `electra.embeddings_project` maps it
+to the network's width where they differ). Hugging Face's Electra has no pre-LN layout, so a
+pre-LN run is refused with a one-line error.
 
 `bertjax import` reads an Electra directory (a discriminator, bertjax's export or Google's
-base and large ones) as a BERT encoder to fine-tune (`to_bert`).
+small, base and large ones; a generator's encoder too) as a BERT encoder to fine-tune
+(`to_bert`).
 """
 
 from __future__ import annotations
@@ -80,26 +82,20 @@ def hf_config(
 ) -> dict[str, Any]:
     """`config.json` of ElectraForPreTraining (the discriminator) or, given the generator's
     fraction, of ElectraForMaskedLM (the generator)."""
-    architecture, embedding_size = "ElectraForPreTraining", config.hidden_size
+    architecture, embedding_size = "ElectraForPreTraining", config.embedding_width
     if generator_hidden_fraction is not None:
         config = generator_config(config, generator_hidden_fraction)
         architecture = "ElectraForMaskedLM"
     return hf.hf_config(config, pad_token_id=pad_token_id) | {
         "architectures": [architecture],
         "model_type": "electra",
-        "embedding_size": embedding_size,  # the shared embeddings are the discriminator's width
+        "embedding_size": embedding_size,  # the shared embeddings' width
     }
 
 
-def to_bert(tensors: dict[str, Any], fields: dict[str, Any], source: str) -> tuple[dict, dict]:
-    """An Electra state dict and config.json -> BERT's names and fields: the encoder under
-    `bert.`; the discriminator's or generator's head, which BERT has no place for, keeps its
-    name (reported as not imported). UserError for an `embedding_size` other than the hidden
-    size (Electra's `embeddings_project`: ELECTRA-Small's 128 -> 256, every generator's)."""
-    hf.check_embedding_size(
-        fields,
-        source,
-        "an Electra whose embedding_size equals its hidden_size (ELECTRA-Base "
-        "and -Large discriminators; not ELECTRA-Small or a generator)",
-    )
+def to_bert(tensors: dict[str, Any], fields: dict[str, Any]) -> tuple[dict, dict]:
+    """An Electra state dict and config.json -> BERT's names and fields: the encoder (with its
+    `embeddings_project` where `embedding_size` is not the hidden size) under `bert.`; the
+    discriminator's or generator's head, which BERT has no place for, keeps its name (reported
+    as not imported)."""
     return hf.renamed_prefix(tensors, PREFIX, "bert."), dict(fields, model_type="bert")

@@ -116,10 +116,13 @@ def export_hf(workdir: str | Path, out_dir: str | Path, *, step: int | None = No
         )
     lowercase = model_dir.lowercase(metadata)
     task = model_dir.task_of(metadata)
+    objective = metadata.get("model", {}).get("objective")
     if task is not None:
         task_heads.check_exportable(task, config)  # before anything is read or written
     elif config.position_embedding_type == "rotary":
         roformer.check_exportable(config)
+    elif objective != "electra":
+        hf.check_unfactorised(config, task_heads.family(config))
     tokenizer_json = _sentencepiece_tokenizer(vocab_path)  # before anything is written
     # A scan_layers run saves the encoder stacked; Hugging Face has one module per layer.
     params = unstack_layers(checkpointing.restore_params(workdir, step))
@@ -128,7 +131,7 @@ def export_hf(workdir: str | Path, out_dir: str | Path, *, step: int | None = No
     if task is not None:
         tensors = task_heads.tensors(params, config, task, pad_token_id=pad_token_id)
         hf_config = task_heads.hf_config(config, task, pad_token_id=pad_token_id)
-    elif metadata.get("model", {}).get("objective") == "electra":
+    elif objective == "electra":
         electra.check_exportable(config)
         params["generator"] = unstack_layers({"bert": params["generator"]})["bert"]
         generator_dir = out_dir / ELECTRA_GENERATOR_DIR

@@ -250,6 +250,13 @@ def read_bert_config(path: Path) -> dict[str, Any]:
             "classes do not compute (they add no positions at all); a rotary model's "
             "config.json says model_type 'roformer'"
         )
+    embedding_size = fields.get("embedding_size")
+    if embedding_size is not None and embedding_size != fields.get("hidden_size"):
+        raise UserError(
+            f"{path} is a BERT config saying embedding_size={embedding_size}, which BERT's "
+            "classes ignore (their embeddings are hidden_size wide); a model with factorised "
+            "embeddings' config.json says model_type 'electra' or 'roformer'"
+        )
     if fields.get("layer_norm_placement", "post") != "post":
         raise UserError(
             f"{path} is a BERT config saying layer_norm_placement="
@@ -290,10 +297,15 @@ def bert_config_from_hf(fields: Mapping[str, Any], *, source: str) -> BertConfig
     if absent:
         raise UserError(f"{source} lacks config fields {absent}; it is not a BERT config")
     kwargs = {name: fields[name] for name in CONFIG_FIELDS if fields.get(name) is not None}
-    placement = fields.get("layer_norm_placement", "post")
-    return BertConfig(
-        **kwargs, position_embedding_type=position_type, layer_norm_placement=placement
-    ).validate()
+    kwargs["layer_norm_placement"] = fields.get("layer_norm_placement", "post")
+    # Electra's and RoFormer's (electra.to_bert, roformer.to_bert); 0 when the hidden size.
+    kwargs["embedding_size"] = _factorised_width(fields)
+    return BertConfig(**kwargs, position_embedding_type=position_type).validate()
+
+
+def _factorised_width(fields: Mapping[str, Any]) -> int:
+    embedding_size = fields.get("embedding_size")
+    return 0 if embedding_size in (None, fields["hidden_size"]) else embedding_size
 
 
 def hf_config(config: BertConfig, *, pad_token_id: int) -> dict[str, Any]:
@@ -321,16 +333,16 @@ def renamed_prefix(tensors: Mapping[str, Any], old: str, new: str) -> dict[str, 
     }
 
 
-def check_embedding_size(fields: Mapping[str, Any], source: str, which: str) -> None:
-    """UserError for a config.json whose `embedding_size` differs from its `hidden_size`: the
-    embeddings then go through a projection (RoFormer's and Electra's `embeddings_project`)
-    that bertjax's BERT layout has no place for. `which`: the models that do import."""
-    embedding_size = fields.get("embedding_size")
-    if embedding_size is not None and embedding_size != fields.get("hidden_size"):
+def check_unfactorised(config: BertConfig, family: str) -> None:
+    """UserError, before anything is written, for factorised embeddings (`embedding_size`) in
+    a Hugging Face `family` whose classes have no `embeddings_project` (BERT, RoBERTa-
+    PreLayerNorm; Electra and RoFormer have one)."""
+    if config.embedding_width != config.hidden_size:
         raise UserError(
-            f"{source} has embedding_size={embedding_size} projected to hidden_size="
-            f"{fields.get('hidden_size')}, which bertjax's BERT layout has no place for; import "
-            f"{which}"
+            f"this model's embeddings are {config.embedding_width} wide, projected to "
+            f"hidden_size={config.hidden_size} (embedding_size), which Hugging Face's {family} "
+            "classes cannot hold; use it in bertjax (fine-tune, predict, fill-mask), or "
+            "pretrain with ELECTRA or rotary positions (exported as Electra, RoFormer)"
         )
 
 

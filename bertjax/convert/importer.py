@@ -103,6 +103,8 @@ def run_overrides(result: ImportResult) -> dict[str, Any]:
         fields[name] = getattr(result.config, name)
     if result.config.position_embedding_type != "rotary":
         del fields["rope_theta"]  # read by rotary positions only
+    if not result.config.embedding_size:
+        del fields["embedding_size"]  # the hidden size, the default
     return fields
 
 
@@ -233,7 +235,7 @@ def _read_hf(source: Path, scratch: Path) -> Source:
     if fields.get("model_type") == roformer.MODEL_TYPE:
         tensors, fields = roformer.to_bert(tensors, fields, str(source))
     if fields.get("model_type") == electra.MODEL_TYPE:
-        tensors, fields = electra.to_bert(tensors, fields, str(source))
+        tensors, fields = electra.to_bert(tensors, fields)
     return Source(
         format=HF_FORMAT,
         tensors=tensors,

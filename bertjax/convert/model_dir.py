@@ -49,6 +49,7 @@ def model_config(metadata: dict) -> BertConfig:
     model = metadata.get("model", {})
     if "vocab_size" not in model:
         raise UserError("the checkpoint's metadata names no vocab_size; it predates export")
+    checkpointing.check_generator_layout(model, "the checkpoint")
     return BertConfig.from_config(metadata.get("config", {}), model["vocab_size"])
 
 

@@ -73,7 +73,7 @@ def hf_config(config: BertConfig, *, pad_token_id: int) -> dict[str, Any]:
         "architectures": [ARCHITECTURE],
         "model_type": MODEL_TYPE,
         **{name: getattr(config, name) for name in hf.CONFIG_FIELDS},
-        "embedding_size": config.hidden_size,
+        "embedding_size": config.embedding_width,  # `roformer.embeddings_project` if not H
         "hidden_act": "gelu",
         "rotary_value": False,
         "pad_token_id": pad_token_id,
@@ -85,14 +85,12 @@ def hf_config(config: BertConfig, *, pad_token_id: int) -> dict[str, Any]:
 def to_bert(tensors: dict[str, Any], fields: dict[str, Any], source: str) -> tuple[dict, dict]:
     """A RoFormer state dict and config.json -> BERT's names and fields with
     `position_embedding_type="rotary"`: the inverse of `tensors_from_bert` and `hf_config`.
-    UserError for RoFormers bertjax does not compute: rotated values (`rotary_value`), or an
-    embedding size other than the hidden size (RoFormer's `embeddings_project`)."""
+    UserError for RoFormers bertjax does not compute: rotated values (`rotary_value`)."""
     if fields.get("rotary_value"):
         raise UserError(
             f"{source} rotates values as well as queries and keys (rotary_value=true), which "
             "bertjax does not compute; import a RoFormer with rotary_value=false"
         )
-    hf.check_embedding_size(fields, source, "a RoFormer whose embedding_size is its hidden_size")
     renamed = hf.renamed_prefix(
         {name: array for name, array in tensors.items() if name != ANGLES}, PREFIX, "bert."
     )

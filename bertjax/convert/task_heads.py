@@ -21,7 +21,8 @@ trains (pre-LN encoders in RoBERTa-PreLayerNorm's layout, prelayernorm.py):
 A rotary-position encoder (roformer.py) exports its tagging and QA models as
 RoFormerForTokenClassification / RoFormerForQuestionAnswering; RoFormer's sequence-level heads
 (a GELU dense layer on the first token, a sequence summary for multiple choice) are not BERT's
-tanh pooler, so those models are refused.
+tanh pooler, so those models are refused. Of these families only RoFormer holds factorised
+embeddings (`embedding_size`, its `embeddings_project`); other such models are refused.
 
 The RoBERTa classification head is dropout, dense, tanh, dropout, dense on the first token:
 BERT's pooler and classifier, so in eval mode the two compute the same. The task's labels go
@@ -57,11 +58,17 @@ POOLER = "bert.pooler.dense."
 ROFORMER_KINDS = ("tagging", "qa")  # the RoFormer heads that are BERT's
 
 
+def family(config: BertConfig) -> str:
+    """The Hugging Face model family of `config`'s encoder: Bert, RobertaPreLayerNorm (pre-LN)
+    or RoFormer (rotary positions)."""
+    if config.position_embedding_type == "rotary":
+        return "RoFormer"
+    return "RobertaPreLayerNorm" if config.layer_norm_placement == "pre" else "Bert"
+
+
 def architecture(config: BertConfig, task: dict) -> str:
     """The Hugging Face class of a model fine-tuned on `task` with `config`'s encoder."""
-    family = "RobertaPreLayerNorm" if config.layer_norm_placement == "pre" else "Bert"
-    family = "RoFormer" if config.position_embedding_type == "rotary" else family
-    return family + TASK_CLASSES[task["kind"]]
+    return family(config) + TASK_CLASSES[task["kind"]]
 
 
 def check_exportable(task: dict, config: BertConfig) -> None:
@@ -76,6 +83,8 @@ def check_exportable(task: dict, config: BertConfig) -> None:
                 "and classifier; use it with `bertjax predict`, or fine-tune an encoder with "
                 "absolute or relative_key positions to export"
             )
+    else:
+        hf.check_unfactorised(config, family(config))
     if task["kind"] in POOLED_KINDS and task.get("pooling", "cls") != "cls":
         raise UserError(
             f"this {task['kind']} model was fine-tuned on mean-pooled states "

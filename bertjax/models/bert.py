@@ -5,7 +5,8 @@ Attribute names follow Hugging Face, so parameter paths read like its keys
 `.weight` reshaped) and export is renaming plus reshapes. Post-LN Transformer encoder, exact (erf)
 GELU, MLM decoder tied to the word embeddings, MLM head run only on the masked positions.
 
-Shapes: B batch, L sequence length, P masked positions per example, H hidden, V vocabulary.
+Shapes: B batch, L sequence length, P masked positions per example, H hidden, V vocabulary, E
+the embedding width (H unless `embedding_size` factorises the embeddings).
 Parameters are float32; matmuls run in `config.dtype`; LayerNorm, softmax and logits are float32.
 Every parameter names its axes (logical names, mapped to mesh axes by the config's rule table).
 """
@@ -20,7 +21,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from bertjax.models import cpu_kernels
-from bertjax.models.attention import layer_norm, padding_mask, partitioned
+from bertjax.models.attention import constrain, layer_norm, padding_mask, partitioned
 from bertjax.models.config import (  # noqa: F401  (re-exported: bertjax.models.bert is the API)
     ATTENTION_IMPLEMENTATIONS,
     COMPUTE_DTYPES,
@@ -70,7 +71,7 @@ def tied_vocab_logits(
     dtype: Any,
     use_cpu_kernels: bool | None,
 ) -> jax.Array:
-    """[..., H] transformed hidden states, [V, H] embedding table, [V] bias -> logits [..., V]
+    """[..., E] transformed hidden states, [V, E] embedding table, [V] bias -> logits [..., V]
     float32 (on XLA:CPU on rows, with the bias gradient as a matmul:
     `cpu_kernels.vocab_logits_on_rows`)."""
     transformed, table = transformed.astype(dtype), word_embeddings.astype(dtype)
@@ -86,6 +87,10 @@ class BertModel(nnx.Module):
     def __init__(self, config: BertConfig, *, rngs: nnx.Rngs):
         self.config = config
         self.embeddings = BertEmbeddings(config, rngs=rngs)
+        if config.embedding_width != config.hidden_size:  # factorised embeddings: E -> H
+            self.embeddings_project = _dense(
+                config, config.embedding_width, config.hidden_size, ("embed", "mlp"), rngs
+            )
         self.encoder = BertEncoder(config, rngs=rngs)
         if config.layer_norm_placement == "pre":
             # Pre-LN: the residual stream is normalised once after the last layer.
@@ -110,6 +115,9 @@ class BertModel(nnx.Module):
         if not deterministic and rngs is None:
             raise ValueError("deterministic=False needs rngs=nnx.Rngs(dropout=key) at call time")
         embeddings = self.embeddings(input_ids, segment_ids, deterministic=deterministic, rngs=rngs)
+        if hasattr(self, "embeddings_project"):
+            embeddings = self.embeddings_project(embeddings)
+            embeddings = constrain(embeddings, ("batch", "length", "embed"))
         mask = attention_mask(input_mask, attention_segment_ids)
         layers = self.encoder(embeddings, mask, deterministic=deterministic, rngs=rngs)
         sequence_output = layers[-1] if layers else embeddings
@@ -123,14 +131,20 @@ class BertModel(nnx.Module):
 
 
 class BertPredictionHeadTransform(nnx.Module):
-    """`cls.predictions.transform`: dense + exact GELU + LayerNorm before the MLM decoder."""
+    """`cls.predictions.transform`: dense + exact GELU + LayerNorm before the MLM decoder, H -> E
+    (the tied table's width; RoFormer's and ALBERT's head when E differs from H)."""
 
     def __init__(self, config: BertConfig, *, rngs: nnx.Rngs):
-        self.dense = _dense(config, config.hidden_size, config.hidden_size, ("embed", "mlp"), rngs)
-        self.LayerNorm = layer_norm(config, config.hidden_size, rngs)
+        width = config.embedding_width
+        # A narrower output is named as the tied table names it ("embed"). Named "mlp", XLA
+        # (jax 0.10.2) computed a wrong kernel gradient on a data x fsdp x tensor mesh for some
+        # widths (E 24-40 of H 128: tests/test_train.py's factorised mesh test).
+        axes = ("embed", "mlp") if width == config.hidden_size else ("mlp", "embed")
+        self.dense = _dense(config, config.hidden_size, width, axes, rngs)
+        self.LayerNorm = layer_norm(config, width, rngs)
 
     def __call__(self, hidden_states: jax.Array) -> jax.Array:
-        """[..., H] -> [..., H] float32."""
+        """[..., H] -> [..., E] float32."""
         hidden_states = gelu(self.dense(hidden_states))
         return self.LayerNorm(hidden_states.astype(jnp.float32))
 
@@ -147,7 +161,7 @@ class BertLMPredictionHead(nnx.Module):
         self.bias = nnx.Param(bias_init(rngs.params(), (config.vocab_size,), jnp.float32))
 
     def __call__(self, hidden_states: jax.Array, word_embeddings: jax.Array) -> jax.Array:
-        """[..., H] hidden states, [V, H] embedding table -> MLM logits [..., V] float32."""
+        """[..., H] hidden states, [V, E] embedding table -> MLM logits [..., V] float32."""
         return tied_vocab_logits(
             self.transform(hidden_states),
             word_embeddings,

@@ -43,6 +43,11 @@ class BertConfig:
     intermediate_size: int = 3072
     max_position_embeddings: int = 512
     type_vocab_size: int = 2
+    # Width of the token, position and segment embeddings; 0 means hidden_size. Another width
+    # factorises them (ALBERT, Lan et al. 2019; ELECTRA-Small's 128 for hidden 256): a projection
+    # to hidden_size after them (`bert/embeddings_project`, Hugging Face Electra's and RoFormer's
+    # name) and an MLM head that maps back to the narrower tied table (hidden -> embedding_size).
+    embedding_size: int = 0
     hidden_dropout_prob: float = 0.1
     attention_probs_dropout_prob: float = 0.1
     initializer_range: float = 0.02
@@ -85,6 +90,11 @@ class BertConfig:
     # (Trockman & Kolter 2023: query/key products near the identity, value/output near minus it).
     attention_init: str = "normal"
 
+    @property
+    def embedding_width(self) -> int:
+        """The width of the embedding tables: `embedding_size`, or hidden_size when it is 0."""
+        return self.embedding_size or self.hidden_size
+
     @classmethod
     def from_config(cls, config: ml_collections.ConfigDict, vocab_size: int) -> BertConfig:
         """Builds and validates a BertConfig from a run config; absent fields keep defaults."""
@@ -100,6 +110,12 @@ class BertConfig:
                 raise UserError(
                     f"{name} must be positive (an integer), not {value!r}; fix --config.{name}"
                 )
+        size = self.embedding_size
+        if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+            raise UserError(
+                f"embedding_size must be 0 (the hidden size) or positive, not {size!r}; fix "
+                "--config.embedding_size"
+            )
         if self.hidden_size % self.num_attention_heads:
             raise UserError(
                 f"hidden_size={self.hidden_size} is not divisible by num_attention_heads="

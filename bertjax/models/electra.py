@@ -4,20 +4,23 @@ as a discriminator of replaced tokens, laid out like Hugging Face's Electra mode
 The generator reads the masked row and predicts the masked tokens; tokens sampled from its
 distribution (no gradient through the sampling) replace them, and the discriminator predicts, at
 every real position, whether the token there is the original. Both share the token (and
-absolute position and segment) embeddings, which have the discriminator's width; the generator
-projects them to its own width (`generator/embeddings_project`, Hugging Face's
-`electra.embeddings_project`).
+absolute position and segment) embeddings, E wide (`embedding_size`, the discriminator's width
+unless set: ELECTRA-Small's 128); each network projects them to its own width where that
+differs (`bert/embeddings_project` E->H, `generator/embeddings_project` E->G: Hugging Face's
+`electra.embeddings_project` of each).
 
 Parameters (pure-dict paths):
   bert/...                      the discriminator: a BertModel, so fine-tuning and `init_from`
                                 read it as they read BERT's encoder (its pooler is not trained by
                                 ELECTRA and keeps its initial values)
   discriminator_predictions/    dense H->H, GELU, dense_prediction H->1 (ElectraForPreTraining)
-  generator/                    embeddings_project H->G, encoder (G wide), LayerNorm when pre-LN
-  generator_predictions/        dense G->H, GELU, LayerNorm (ElectraForMaskedLM)
+  generator/                    embeddings_project E->G (when E != G), encoder (G wide),
+                                LayerNorm when pre-LN
+  generator_predictions/        dense G->E, GELU, LayerNorm (ElectraForMaskedLM)
   generator_lm_head/bias        the generator's vocabulary bias; its weight is the word embeddings
 
-Shapes: B batch, L sequence length, P masked positions, H discriminator width, G generator width.
+Shapes: B batch, L sequence length, P masked positions, H discriminator width, G generator width,
+E embedding width.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from bertjax.models.attention import layer_norm, partitioned
+from bertjax.models.attention import constrain, layer_norm, partitioned
 from bertjax.models.bert import BertModel, attention_mask, tied_vocab_logits
 from bertjax.models.config import BertConfig
 from bertjax.models.encoder import BertEncoder, _dense, gelu
@@ -40,44 +43,51 @@ ELECTRA_HEAD_SIZE = 64  # the generator's attention heads are G / 64 wide (ELECT
 
 def generator_config(config: BertConfig, hidden_fraction: float) -> BertConfig:
     """The generator's BertConfig: `hidden_fraction` of the discriminator's width (rounded),
-    4x that as feed-forward width, G/64 heads (at least one), the same depth and everything else
-    (ELECTRA's `get_generator_config`)."""
+    4x that as feed-forward width, G/64 heads (at least one), the shared embeddings' width, the
+    same depth and everything else (ELECTRA's `get_generator_config`)."""
     hidden = max(1, round(config.hidden_size * hidden_fraction))
     heads = max(1, hidden // ELECTRA_HEAD_SIZE)
     while hidden % heads:
         heads -= 1
     return dataclasses.replace(
-        config, hidden_size=hidden, num_attention_heads=heads, intermediate_size=4 * hidden
+        config,
+        hidden_size=hidden,
+        num_attention_heads=heads,
+        intermediate_size=4 * hidden,
+        embedding_size=config.embedding_width,
     )
 
 
 class ElectraGenerator(nnx.Module):
-    """`generator`: the shared embeddings' output projected to G, then a G-wide encoder."""
+    """`generator`: the shared embeddings' output projected to G (where E differs from G, as in
+    Hugging Face's ElectraModel), then a G-wide encoder."""
 
-    def __init__(self, config: BertConfig, generator: BertConfig, *, rngs: nnx.Rngs):
-        self.embeddings_project = _dense(
-            config, config.hidden_size, generator.hidden_size, ("embed", "mlp"), rngs
-        )
+    def __init__(self, generator: BertConfig, *, rngs: nnx.Rngs):
+        if generator.embedding_width != generator.hidden_size:
+            self.embeddings_project = _dense(
+                generator, generator.embedding_width, generator.hidden_size, ("embed", "mlp"), rngs
+            )
         self.encoder = BertEncoder(generator, rngs=rngs)
         if generator.layer_norm_placement == "pre":
             self.LayerNorm = layer_norm(generator, generator.hidden_size, rngs)
 
     def __call__(self, embeddings, mask, *, deterministic, rngs) -> jax.Array:
-        """[B, L, H] shared embeddings, attention mask -> [B, L, G] last hidden states."""
-        hidden = self.embeddings_project(embeddings)
+        """[B, L, E] shared embeddings, attention mask -> [B, L, G] last hidden states."""
+        hidden = embeddings
+        if hasattr(self, "embeddings_project"):
+            hidden = constrain(self.embeddings_project(embeddings), ("batch", "length", "embed"))
         layers = self.encoder(hidden, mask, deterministic=deterministic, rngs=rngs)
         hidden = layers[-1] if layers else hidden
         return self.LayerNorm(hidden) if hasattr(self, "LayerNorm") else hidden
 
 
 class ElectraGeneratorPredictions(nnx.Module):
-    """`generator_predictions`: dense G->H, exact GELU, LayerNorm (before the tied decoder)."""
+    """`generator_predictions`: dense G->E, exact GELU, LayerNorm (before the tied decoder)."""
 
-    def __init__(self, config: BertConfig, generator: BertConfig, *, rngs: nnx.Rngs):
-        self.dense = _dense(
-            config, generator.hidden_size, config.hidden_size, ("mlp", "embed"), rngs
-        )
-        self.LayerNorm = layer_norm(config, config.hidden_size, rngs)
+    def __init__(self, generator: BertConfig, *, rngs: nnx.Rngs):
+        width = generator.embedding_width
+        self.dense = _dense(generator, generator.hidden_size, width, ("mlp", "embed"), rngs)
+        self.LayerNorm = layer_norm(generator, width, rngs)
 
     def __call__(self, hidden_states: jax.Array) -> jax.Array:
         return self.LayerNorm(gelu(self.dense(hidden_states)).astype(jnp.float32))
@@ -156,10 +166,8 @@ class ElectraForPreTraining(nnx.Module):
         self.discriminator_predictions = ElectraDiscriminatorPredictions(
             config, initial_replaced_fraction, rngs=rngs
         )
-        self.generator = ElectraGenerator(config, self.generator_config, rngs=rngs)
-        self.generator_predictions = ElectraGeneratorPredictions(
-            config, self.generator_config, rngs=rngs
-        )
+        self.generator = ElectraGenerator(self.generator_config, rngs=rngs)
+        self.generator_predictions = ElectraGeneratorPredictions(self.generator_config, rngs=rngs)
         self.generator_lm_head = ElectraLMHead(config, rngs=rngs)
 
     def generator_logits(

@@ -57,7 +57,7 @@ def _embed(
     config: BertConfig, num: int, axes: tuple[str, str], rngs: nnx.Rngs, init: Any = None
 ) -> nnx.Embed:
     init = partitioned(init or nnx.initializers.normal(config.initializer_range), axes)
-    return nnx.Embed(num, config.hidden_size, embedding_init=init, rngs=rngs)
+    return nnx.Embed(num, config.embedding_width, embedding_init=init, rngs=rngs)
 
 
 def sinusoidal_init(scale: float):
@@ -78,7 +78,8 @@ def sinusoidal_init(scale: float):
 
 
 class BertEmbeddings(nnx.Module):
-    """Word + position + token-type embeddings, then LayerNorm and dropout."""
+    """Word + position + token-type embeddings, then LayerNorm and dropout; `embedding_width`
+    wide (BertModel projects them to the hidden size when that differs)."""
 
     def __init__(self, config: BertConfig, *, rngs: nnx.Rngs):
         self.word_embeddings = _embed(config, config.vocab_size, ("vocab", "embed"), rngs)
@@ -94,7 +95,7 @@ class BertEmbeddings(nnx.Module):
         self.token_type_embeddings = _embed(
             config, config.type_vocab_size, ("type_vocab", "embed"), rngs
         )
-        self.LayerNorm = layer_norm(config, config.hidden_size, rngs)
+        self.LayerNorm = layer_norm(config, config.embedding_width, rngs)
         self.dropout = Dropout(config.hidden_dropout_prob, use_cpu_kernels=config.use_cpu_kernels)
 
     def __call__(
@@ -105,7 +106,8 @@ class BertEmbeddings(nnx.Module):
         deterministic: bool = True,
         rngs: nnx.Rngs | None = None,
     ) -> jax.Array:
-        """Token ids [B, L], segment ids [B, L] -> embeddings [B, L, H] float32."""
+        """Token ids [B, L], segment ids [B, L] -> embeddings [B, L, E] float32 (E: the
+        embedding width)."""
         if input_ids.shape[1] > self.max_positions:
             raise UserError(
                 f"sequence length {input_ids.shape[1]} exceeds max_position_embeddings "

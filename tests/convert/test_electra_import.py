@@ -1,8 +1,11 @@
 """Hugging Face Electra directories imported as BERT encoders and run against transformers' own
 Electra classes: the discriminator's hidden states (ElectraForPreTraining, what Google's
-ELECTRA-Base and -Large are) and the logits of a fine-tuned ElectraForTokenClassification and
-ElectraForQuestionAnswering. Every weight is randomised first (biases and LayerNorms too), so a
-wrong name changes the outputs."""
+ELECTRA-Small, -Base and -Large are; Small's embeddings narrower than its hidden size) and a
+generator's (ElectraForMaskedLM: embeddings wider than it), and the logits of a fine-tuned
+ElectraForTokenClassification and ElectraForQuestionAnswering. Every weight is randomised first
+(biases and LayerNorms too), so a wrong name changes the outputs."""
+
+import json
 
 import numpy as np
 import pytest
@@ -31,13 +34,22 @@ def _electra(cls, directory, **config):
     return model
 
 
-def test_an_electra_discriminator_imports_as_a_bert_encoder(tmp_path):
-    model = _electra(transformers.ElectraForPreTraining, tmp_path / "electra")
+@pytest.mark.parametrize(
+    "cls_name, sizes",
+    [("ElectraForPreTraining", {}),
+     ("ElectraForPreTraining", dict(embedding_size=32)),  # ELECTRA-Small's layout: E < H
+     ("ElectraForMaskedLM", dict(embedding_size=128))],  # a generator: E > G
+)  # fmt: skip
+def test_an_electra_discriminator_or_generator_imports_as_a_bert_encoder(tmp_path, cls_name, sizes):
+    model = _electra(getattr(transformers, cls_name), tmp_path / "electra", **sizes)
     ids, segments, mask = inputs()
     theirs = torch_outputs(model, ids, segments, mask, output_hidden_states=True).hidden_states
     result = import_checkpoint(tmp_path / "electra", tmp_path / "imported")
     assert result.config.hidden_size == 64 and result.task is None
-    assert any(name.startswith("discriminator_predictions.") for name in result.ignored)
+    assert result.config.embedding_size == sizes.get("embedding_size", 0)
+    head = "discriminator_predictions." if cls_name == "ElectraForPreTraining" else "generator_"
+    assert any(name.startswith(head) for name in result.ignored)
+    assert ("--config.embedding_size" in result.lines()[-1]) == bool(sizes)
     ours = load_model(tmp_path / "imported").encode(ids, segments, mask)["sequence_output"]
     real = mask.astype(bool)  # padded positions differ by the attention bias used
     assert np.abs(np.asarray(ours)).max() > 1.0, "outputs too small to mean anything"
@@ -45,15 +57,19 @@ def test_an_electra_discriminator_imports_as_a_bert_encoder(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "cls_name, kind, labels",
-    [("ElectraForTokenClassification", "tagging", ["O", "B-PER", "I-PER"]),
-     ("ElectraForQuestionAnswering", "qa", [])],
+    "cls_name, kind, labels, embedding_size",
+    [("ElectraForTokenClassification", "tagging", ["O", "B-PER", "I-PER"], 64),
+     ("ElectraForTokenClassification", "tagging", ["O", "B-LOC"], 32),
+     ("ElectraForQuestionAnswering", "qa", [], 64)],
 )  # fmt: skip
 def test_a_fine_tuned_electra_tagger_or_qa_model_imports_with_its_logits(
-    tmp_path, cls_name, kind, labels
+    tmp_path, cls_name, kind, labels, embedding_size
 ):
     id2label = dict(enumerate(labels)) if labels else {0: "LABEL_0", 1: "LABEL_1"}
-    model = _electra(getattr(transformers, cls_name), tmp_path / "electra", id2label=id2label)
+    model = _electra(
+        getattr(transformers, cls_name), tmp_path / "electra", id2label=id2label,
+        embedding_size=embedding_size,
+    )  # fmt: skip
     ids, segments, mask = inputs()
     out = torch_outputs(model, ids, segments, mask)
     if kind == "qa":
@@ -77,8 +93,12 @@ def test_an_electra_classifier_keeps_its_encoder_and_reports_its_two_layer_head(
     ]  # fmt: skip
 
 
-def test_an_electra_with_projected_embeddings_is_refused_in_one_line(tmp_path):
-    _electra(transformers.ElectraForPreTraining, tmp_path / "small", embedding_size=32)
-    with pytest.raises(UserError, match="embedding_size=32 projected to hidden_size=64"):
-        import_checkpoint(tmp_path / "small", tmp_path / "imported")
+def test_a_bert_config_with_narrower_embeddings_is_refused_in_one_line(tmp_path):
+    """BERT's classes ignore `embedding_size` (their tables are hidden_size wide), so a BERT
+    config.json saying another one describes weights BERT would not compute."""
+    model = _electra(transformers.ElectraForPreTraining, tmp_path / "electra", embedding_size=32)
+    fields = model.config.to_dict() | {"model_type": "bert", "architectures": ["BertModel"]}
+    (tmp_path / "electra" / "config.json").write_text(json.dumps(fields))
+    with pytest.raises(UserError, match="BERT config saying embedding_size=32, which BERT's"):
+        import_checkpoint(tmp_path / "electra", tmp_path / "imported")
     assert not (tmp_path / "imported").exists()

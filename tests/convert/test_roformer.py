@@ -33,10 +33,14 @@ def transformers_roformer(directory, transformers, **overrides):
     return model
 
 
-def test_a_roformer_transformers_made_imports_with_its_logits(tmp_path, transformers):
-    model = transformers_roformer(tmp_path / "hf", transformers)
+@pytest.mark.parametrize("embedding_size", [64, 32])  # 32: embeddings_project, head 64 -> 32
+def test_a_roformer_transformers_made_imports_with_its_logits(
+    tmp_path, transformers, embedding_size
+):
+    model = transformers_roformer(tmp_path / "hf", transformers, embedding_size=embedding_size)
     result = import_checkpoint(tmp_path / "hf", tmp_path / "imported")
     assert result.config.position_embedding_type == "rotary"
+    assert result.config.embedding_width == embedding_size
     assert result.config.layer_norm_placement == "post"
     assert result.initialised == [
         "pooler (bert.pooler)",
@@ -55,7 +59,6 @@ def test_a_roformer_transformers_made_imports_with_its_logits(tmp_path, transfor
     ("edit", "message"),
     [
         (dict(rotary_value=True), "rotates values as well as queries and keys"),
-        (dict(embedding_size=32), "embedding_size=32 projected to hidden_size=64"),
         (dict(hidden_act="gelu_new"), "hidden_act='gelu_new'"),
     ],
 )

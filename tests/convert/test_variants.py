@@ -1,7 +1,7 @@
 """Architecture variants exported to Hugging Face and compared output by output with
 transformers, padding included: pre-LN (RobertaPreLayerNormForMaskedLM) and relative positions
-(`position_embedding_type="relative_key"`), alone and together; and imported back, bit for
-bit."""
+(`position_embedding_type="relative_key"`), alone and together, rotary positions with and
+without factorised embeddings (RoFormerForMaskedLM); and imported back, bit for bit."""
 
 import dataclasses
 import json
@@ -23,10 +23,13 @@ VARIANTS = {
     "relative": dict(position_embedding_type="relative_key", position_embedding_init="local"),
     "pre_ln_relative": dict(layer_norm_placement="pre", position_embedding_type="relative_key"),
     "rotary": dict(position_embedding_type="rotary"),
+    # Factorised embeddings (embedding_size): RoFormer's embeddings_project and MLM head.
+    "rotary_factorised": dict(position_embedding_type="rotary", embedding_size=32),
 }
 ARCHITECTURES = {"pre_ln": "RobertaPreLayerNormForMaskedLM", "relative": "BertForPreTraining",
                  "pre_ln_relative": "RobertaPreLayerNormForMaskedLM",
-                 "rotary": "RoFormerForMaskedLM"}  # fmt: skip
+                 "rotary": "RoFormerForMaskedLM",
+                 "rotary_factorised": "RoFormerForMaskedLM"}  # fmt: skip
 
 
 def write_workdir(directory, config) -> None:
@@ -151,13 +154,33 @@ def test_an_exported_variant_imports_back(variant, tmp_path, transformers):
     write_workdir(tmp_path / "run", config)
     export_hf(tmp_path / "run", tmp_path / "hf")
     result = import_checkpoint(str(tmp_path / "hf"), tmp_path / "imported")
-    for field in ("position_embedding_type", "layer_norm_placement", "max_position_embeddings"):
+    fields = ("position_embedding_type", "layer_norm_placement", "max_position_embeddings")
+    for field in (*fields, "embedding_size"):
         assert getattr(result.config, field) == getattr(config, field), field
     assert "--config.layer_norm_placement=" + config.layer_norm_placement in result.lines()[-1]
     ids, segments, mask = inputs()
     original = load_model(tmp_path / "run").mlm_logits_all(ids, segments, mask)
     imported = load_model(tmp_path / "imported").mlm_logits_all(ids, segments, mask)
     np.testing.assert_array_equal(np.asarray(original), np.asarray(imported))
+
+
+@pytest.mark.parametrize("family, placement", [("Bert", "post"), ("RobertaPreLayerNorm", "pre")])
+def test_factorised_embeddings_no_class_holds_are_refused_before_writing(
+    tmp_path, family, placement
+):
+    """BERT's and RoBERTa-PreLayerNorm's classes have no embeddings_project; their pretraining
+    and fine-tuned models with embedding_size != hidden_size are refused in one line."""
+    from bertjax.convert import task_heads
+
+    config = tiny_config(embedding_size=32, layer_norm_placement=placement)
+    write_workdir(tmp_path / "run", config)
+    message = f"embeddings are 32 wide, projected to hidden_size=64 .* {family} classes"
+    with pytest.raises(UserError, match=message):
+        export_hf(tmp_path / "run", tmp_path / "hf")
+    assert not (tmp_path / "hf").exists()
+    for kind in ("classification", "tagging"):
+        with pytest.raises(UserError, match=message):
+            task_heads.check_exportable({"kind": kind, "name": "t", "labels": []}, config)
 
 
 def test_a_roberta_prelayernorm_without_a_wordpiece_vocabulary_is_refused(tmp_path):

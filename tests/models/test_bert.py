@@ -53,16 +53,20 @@ def model():
 
 
 @pytest.mark.parametrize(
-    "layers, hidden, heads, intermediate, encoder_count, pretraining_count",
+    "layers, hidden, heads, intermediate, embedding, encoder_count, pretraining_count",
     [
-        (12, 768, 12, 3072, 109_482_240, 110_106_428),
-        (24, 1024, 16, 4096, 335_141_888, 336_226_108),
+        (12, 768, 12, 3072, 0, 109_482_240, 110_106_428),
+        (24, 1024, 16, 4096, 0, 335_141_888, 336_226_108),
+        # ELECTRA-Small's shape: transformers' ElectraModel has 13,483,008 parameters and its
+        # ElectraForMaskedLM (the same MLM head) 13,546,682; plus BERT's pooler (65,792) and
+        # next-sentence head (514).
+        (12, 256, 4, 1024, 128, 13_548_800, 13_612_988),
     ],
 )
 def test_parameter_counts_match_hugging_face(
-    layers, hidden, heads, intermediate, encoder_count, pretraining_count
+    layers, hidden, heads, intermediate, embedding, encoder_count, pretraining_count
 ):
-    config = BertConfig(30522, hidden, layers, heads, intermediate)
+    config = BertConfig(30522, hidden, layers, heads, intermediate, embedding_size=embedding)
     abstract = nnx.eval_shape(lambda: create_model(config, seed=0))
     assert count_parameters(abstract.bert) == encoder_count
     assert count_parameters(abstract) == pretraining_count

@@ -1,6 +1,7 @@
 """ELECTRA's model: sampling without gradient, the replaced positions, the generator's shape,
 and parity of both networks with transformers' Electra models (random weights, every leaf)."""
 
+import dataclasses
 import json
 
 import jax
@@ -168,15 +169,30 @@ def write_dir(directory, tensors: dict, fields: dict):
     return directory
 
 
-@pytest.mark.parametrize("position_embedding_type", ["absolute", "relative_key"])
-def test_both_networks_match_transformers_electra(tmp_path, position_embedding_type):
+@pytest.mark.parametrize(
+    "position_embedding_type, embedding_size, fraction",
+    [("absolute", 0, 0.25), ("relative_key", 0, 0.25),
+     ("absolute", 32, 0.25),  # ELECTRA-Small's layout: E < H, both networks project
+     ("relative_key", 16, 0.25),  # E = G: the generator has no projection (nor has HF's)
+     ("absolute", 0, 1.0)],  # G = E = H: neither has one
+)  # fmt: skip
+def test_both_networks_match_transformers_electra(
+    tmp_path, position_embedding_type, embedding_size, fraction
+):
     """Every leaf random: ElectraForPreTraining logits (discriminator) and ElectraForMaskedLM
-    logits (generator) within 1e-4 of bertjax's, loaded with no missing or unexpected keys."""
+    logits (generator) within 1e-4 of bertjax's, loaded with no missing or unexpected keys;
+    with the shared embeddings as wide as the discriminator (H = 64), narrower (E = 32) and as
+    wide as the generator (E = G = 16)."""
     torch = pytest.importorskip("torch")
     transformers = pytest.importorskip("transformers")
-    config = BertConfig(**{**CONFIG.__dict__, "position_embedding_type": position_embedding_type})
-    params = random_electra_params(config, 0.25, seed=0)
-    model = nnx.merge(nnx.graphdef(create_electra(config, 0.25, 50.0, 0)), params)
+    config = dataclasses.replace(
+        CONFIG, position_embedding_type=position_embedding_type, embedding_size=embedding_size
+    )
+    params = random_electra_params(config, fraction, seed=0)
+    model = nnx.merge(nnx.graphdef(create_electra(config, fraction, 50.0, 0)), params)
+    projects = (embedding_size or 64) != 64, (embedding_size or 64) != round(64 * fraction)
+    projections = ("embeddings_project" in params[name] for name in ("bert", "generator"))
+    assert tuple(projections) == projects
     discriminator = write_dir(
         tmp_path / "d",
         electra.discriminator_tensors(params),
@@ -185,7 +201,7 @@ def test_both_networks_match_transformers_electra(tmp_path, position_embedding_t
     generator = write_dir(
         tmp_path / "g",
         electra.generator_tensors(params),
-        electra.hf_config(config, pad_token_id=0, generator_hidden_fraction=0.25),
+        electra.hf_config(config, pad_token_id=0, generator_hidden_fraction=fraction),
     )
     batch = masked_batch(seed=4)
     segments = (np.arange(SEQ)[None] >= SEQ // 2).astype(np.int32) * batch["input_mask"]
