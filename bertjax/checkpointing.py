@@ -20,6 +20,7 @@ from absl import logging
 from etils import epath
 from jax.experimental import multihost_utils
 
+from bertjax import checkpoint_compatibility as compatibility
 from bertjax import vocabulary_growth
 from bertjax.errors import UserError
 from bertjax.models.bert import stack_layers, unstack_layers
@@ -32,28 +33,6 @@ if TYPE_CHECKING:
 
 STATE = "state"
 METADATA = "metadata"
-# Config fields that must match between a checkpoint and the run that restores it.
-ARCHITECTURE_FIELDS = (
-    "vocab_size",
-    "hidden_size",
-    "embedding_size",
-    "num_hidden_layers",
-    "num_attention_heads",
-    "intermediate_size",
-    "max_position_embeddings",
-    "type_vocab_size",
-    "layer_norm_placement",
-    "position_embedding_type",
-    "rope_theta",
-)
-# The pretraining objective's fields (bertjax/objectives.py), compared like the architecture's; a
-# checkpoint that names no objective (older runs, `bertjax import`) holds BERT's parameters.
-OBJECTIVE_FIELDS = ("objective", "generator_hidden_fraction")
-COMPARED_FIELDS = ARCHITECTURE_FIELDS + OBJECTIVE_FIELDS
-
-
-def _saved_value(saved: dict, field: str):
-    return saved.get(field, "bert" if field == "objective" else None)
 
 
 def create_checkpoint_manager(
@@ -103,36 +82,6 @@ def read_metadata(manager: ocp.CheckpointManager, step: int) -> dict:
     return dict(restored[METADATA])
 
 
-def check_generator_layout(saved: dict, where: str) -> None:
-    """UserError for an ELECTRA checkpoint whose generator is as wide as its shared embeddings,
-    saved before `embedding_size` existed: its generator has an embeddings_project (H -> H)
-    that bertjax now leaves out where the widths agree, as Hugging Face's ElectraModel does."""
-    fraction, hidden = saved.get("generator_hidden_fraction"), saved.get("hidden_size")
-    if (
-        saved.get("objective") == "electra"
-        and "embedding_size" not in saved
-        and hidden is not None
-        and round(hidden * fraction) == hidden
-    ):
-        raise UserError(
-            f"{where} holds an ELECTRA checkpoint with a full-width generator "
-            f"(generator_hidden_fraction={fraction}) saved with an H -> H generator projection "
-            "that this bertjax no longer builds; use the bertjax release that wrote it"
-        )
-
-
-def check_compatible(saved_config: dict, config: ml_collections.ConfigDict | dict, where: str):
-    """Raises a one-line UserError when the checkpoint's architecture differs from the config."""
-    check_generator_layout(saved_config, where)
-    for field in COMPARED_FIELDS:
-        saved, wanted = _saved_value(saved_config, field), config.get(field)
-        if saved is not None and wanted is not None and saved != wanted:
-            raise UserError(
-                f"checkpoint in {where} has {field}={saved} but the config asks for {wanted}; "
-                "use the original config or a new --workdir"
-            )
-
-
 def restore_or_init(
     manager: ocp.CheckpointManager,
     abstract_state: Any,
@@ -156,8 +105,9 @@ def restore_or_init(
         except Exception as e:  # noqa: BLE001 - any read failure means this step is unusable
             _set_aside_unreadable(manager, step, e)
             continue
-        check_compatible(metadata.get("model", {}), model_fields, str(manager.directory))
-        _check_same_layout(metadata.get("model", {}), model_fields, str(manager.directory))
+        saved, where = metadata.get("model", {}), str(manager.directory)
+        compatibility.check_compatible(saved, model_fields, where)
+        compatibility.check_same_layout(saved, model_fields, where)
         try:
             restored = manager.restore(
                 step, args=ocp.args.Composite(**{STATE: ocp.args.StandardRestore(abstract_state)})
@@ -171,17 +121,6 @@ def restore_or_init(
         f"no readable checkpoint in {manager.directory} (all set aside as *.unreadable); "
         "use a new --workdir or restore a backup"
     )
-
-
-def _check_same_layout(saved: dict, wanted: dict, where: str) -> None:
-    """Resuming needs the encoder layout the checkpoint was written with (init_from converts)."""
-    saved_scan, wanted_scan = saved.get("scan_layers"), wanted.get("scan_layers")
-    if saved_scan is not None and wanted_scan is not None and saved_scan != wanted_scan:
-        raise UserError(
-            f"checkpoint in {where} was written with scan_layers={saved_scan}; resume with "
-            f"--config.scan_layers={saved_scan} (or start a new --workdir with "
-            f"--config.init_from={where.removesuffix('/checkpoints')} to convert)"
-        )
 
 
 def _set_aside_unreadable(manager: ocp.CheckpointManager, step: int, error: Exception) -> None:
@@ -313,11 +252,11 @@ def load_init_params(
     """
     step, metadata = open_workdir(init_from)
     saved = metadata.get("model", {})
-    _check_init_architecture(init_from, saved, model_fields, grown_from)
-    objective = {f: _saved_value(saved, f) for f in OBJECTIVE_FIELDS}
+    compatibility.check_init_architecture(init_from, saved, model_fields, grown_from)
+    objective = {f: compatibility.saved_value(saved, f) for f in compatibility.OBJECTIVE_FIELDS}
     encoder_only = any(
         model_fields.get(f) is not None and objective[f] != model_fields[f]
-        for f in OBJECTIVE_FIELDS
+        for f in compatibility.OBJECTIVE_FIELDS
     )
     if encoder_only:
         logging.info(
@@ -352,28 +291,6 @@ def load_init_params(
         host,
         abstract_params,
     )
-
-
-def _check_init_architecture(
-    init_from: str, saved: dict, model_fields: dict, grown_from: int | None
-) -> None:
-    """UserError naming the config field to set when `init_from`'s saved architecture differs
-    from the run's (its vocabulary may be smaller by a growth from `grown_from`)."""
-    check_generator_layout(saved, init_from)
-    for field in ARCHITECTURE_FIELDS:
-        value, wanted = _saved_value(saved, field), model_fields.get(field)
-        if field == "vocab_size" and grown_from is not None and value == grown_from:
-            continue
-        if value is not None and wanted is not None and value != wanted:
-            fix = (
-                f"--config.vocab_dir={init_from} (its vocab.txt)"
-                if field == "vocab_size"
-                else f"--config.{field}={value}"
-            )
-            raise UserError(
-                f"--config.init_from={init_from} has {field}={value} but the config asks "
-                f"for {wanted}; set {fix}"
-            )
 
 
 def _is_scanned(params: Any) -> bool:

@@ -81,7 +81,7 @@ class ObjectiveSpec(ConfigSpec):
 
     def checkpoint_fields(self) -> dict:
         """The fields saved in checkpoint metadata and compared on resume and `init_from`
-        (checkpointing.OBJECTIVE_FIELDS)."""
+        (checkpoint_compatibility.OBJECTIVE_FIELDS)."""
         return {"objective": self.objective} | (
             {"generator_hidden_fraction": self.generator_hidden_fraction} if self.is_electra else {}
         )

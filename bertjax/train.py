@@ -17,6 +17,7 @@ from etils import epath
 from jax.experimental import multihost_utils
 
 from bertjax import (
+    checkpoint_compatibility,
     checkpointing,
     evaluation,
     metrics,
@@ -69,7 +70,7 @@ class RunSummary:
 def model_fields(model: BertConfig, objective: ObjectiveSpec | None = None) -> dict:
     """The architecture this run trains and its objective (default BERT's); saved with
     checkpoints and compared on resume."""
-    fields = {f: getattr(model, f) for f in checkpointing.ARCHITECTURE_FIELDS}
+    fields = {f: getattr(model, f) for f in checkpoint_compatibility.ARCHITECTURE_FIELDS}
     fields["scan_layers"] = bool(model.scan_layers)  # parameter layout
     return fields | (objective or ObjectiveSpec()).checkpoint_fields()
 

@@ -8,9 +8,14 @@ say the shared embeddings' width as `embedding_size` (each `electra.embeddings_p
 to the network's width where they differ). Hugging Face's Electra has no pre-LN layout, so a
 pre-LN run is refused with a one-line error.
 
+A BERT-objective run with factorised embeddings (`embedding_size`, post-LN) exports as
+`ElectraForMaskedLM` (`masked_lm_tensors`): Hugging Face's BERT has no `embeddings_project`,
+and Electra's masked-LM head is BERT's (dense H->E, GELU, LayerNorm, the tied decoder); the
+pooler and the next-sentence head are left out.
+
 `bertjax import` reads an Electra directory (a discriminator, bertjax's export or Google's
-small, base and large ones; a generator's encoder too) as a BERT encoder to fine-tune
-(`to_bert`).
+small, base and large ones; a generator, with its masked-LM head as BERT's) as a BERT encoder
+to fine-tune (`to_bert`).
 """
 
 from __future__ import annotations
@@ -26,6 +31,14 @@ from bertjax.models.electra import generator_config
 
 MODEL_TYPE = "electra"
 PREFIX = "electra."
+MASKED_LM = "ElectraForMaskedLM"
+# ElectraForMaskedLM's head under BERT's names (prefixes; the tied decoder and the bias).
+MASKED_LM_HEAD = (
+    ("generator_predictions.", "cls.predictions.transform."),
+    ("generator_lm_head.weight", hf.TIED_DECODER),
+    ("generator_lm_head.bias", hf.MLM_BIAS),
+)
+LEFT_OUT = ("bert.pooler.", "cls.seq_relationship.", hf.TIED_DECODER_BIAS)  # not in Electra
 WORD_EMBEDDINGS = "electra.embeddings.word_embeddings.weight"
 POSITION_EMBEDDINGS = "electra.embeddings.position_embeddings.weight"
 
@@ -77,6 +90,15 @@ def generator_tensors(params: dict) -> dict[str, np.ndarray]:
     return hf.with_position_table(tensors, WORD_EMBEDDINGS, POSITION_EMBEDDINGS)
 
 
+def masked_lm_tensors(tensors: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """`hf.params_to_hf` output of a BERT-objective model -> ElectraForMaskedLM's state dict."""
+    kept = {name: array for name, array in tensors.items() if not name.startswith(LEFT_OUT)}
+    renamed = hf.renamed_prefix(kept, "bert.", PREFIX)
+    for electra_name, bert_name in MASKED_LM_HEAD:
+        renamed = hf.renamed_prefix(renamed, bert_name, electra_name)
+    return renamed
+
+
 def hf_config(
     config: BertConfig, *, pad_token_id: int, generator_hidden_fraction: float | None = None
 ) -> dict[str, Any]:
@@ -95,7 +117,10 @@ def hf_config(
 
 def to_bert(tensors: dict[str, Any], fields: dict[str, Any]) -> tuple[dict, dict]:
     """An Electra state dict and config.json -> BERT's names and fields: the encoder (with its
-    `embeddings_project` where `embedding_size` is not the hidden size) under `bert.`; the
-    discriminator's or generator's head, which BERT has no place for, keeps its name (reported
-    as not imported)."""
-    return hf.renamed_prefix(tensors, PREFIX, "bert."), dict(fields, model_type="bert")
+    `embeddings_project` where `embedding_size` is not the hidden size) under `bert.`, a
+    masked-LM head (ElectraForMaskedLM's) as BERT's; the discriminator's head, which BERT has
+    no place for, keeps its name (reported as not imported)."""
+    renamed = hf.renamed_prefix(tensors, PREFIX, "bert.")
+    for electra_name, bert_name in MASKED_LM_HEAD:
+        renamed = hf.renamed_prefix(renamed, electra_name, bert_name)
+    return renamed, dict(fields, model_type="bert")

@@ -17,7 +17,9 @@ finetune`'s SEED_DIR/model) exports as its task's class, BertForSequenceClassifi
 BertForTokenClassification or BertForQuestionAnswering (RobertaPreLayerNorm's for a pre-LN
 encoder), with its labels in config.json (bertjax/convert/task_heads.py). A rotary-position
 model exports as RoFormerForMaskedLM (bertjax/convert/roformer.py; fine-tuned: RoFormer's
-token-classification and question-answering classes).
+token-classification and question-answering classes), one with factorised embeddings
+(`embedding_size`) as ElectraForMaskedLM (fine-tuned: Electra's token-classification and
+question-answering classes).
 
 Only parameters are read from the checkpoint, as host arrays; a checkpoint written by a sharded
 multi-device run is gathered whole, whatever mesh wrote it.
@@ -40,6 +42,7 @@ from bertjax.convert import (
     roformer,
     sentencepiece_hf,
     task_heads,
+    weight_files,
 )
 from bertjax.data import lookups, sentencepiece_vocab, tokenizer
 from bertjax.errors import UserError
@@ -87,8 +90,9 @@ class ExportResult:
             lines.append(  # framework: transformers picks TensorFlow when it is installed
                 f'or: transformers.pipeline("{pipeline}", model="{self.out_dir}", framework="pt")'
             )
-        if self.architecture == roformer.ARCHITECTURE:
-            lines.append("left out: the pooler and the next-sentence head (RoFormer has neither)")
+        if self.architecture in (roformer.ARCHITECTURE, electra.MASKED_LM):
+            family = self.architecture.removesuffix("ForMaskedLM")
+            lines.append(f"left out: the pooler and the next-sentence head ({family} has neither)")
         if self.architecture == "ElectraForPreTraining":
             generator = self.out_dir / ELECTRA_GENERATOR_DIR
             lines.append(
@@ -117,12 +121,7 @@ def export_hf(workdir: str | Path, out_dir: str | Path, *, step: int | None = No
     lowercase = model_dir.lowercase(metadata)
     task = model_dir.task_of(metadata)
     objective = metadata.get("model", {}).get("objective")
-    if task is not None:
-        task_heads.check_exportable(task, config)  # before anything is read or written
-    elif config.position_embedding_type == "rotary":
-        roformer.check_exportable(config)
-    elif objective != "electra":
-        hf.check_unfactorised(config, task_heads.family(config))
+    _check_exportable(config, task, objective)  # before anything is read or written
     tokenizer_json = _sentencepiece_tokenizer(vocab_path)  # before anything is written
     # A scan_layers run saves the encoder stacked; Hugging Face has one module per layer.
     params = unstack_layers(checkpointing.restore_params(workdir, step))
@@ -132,7 +131,6 @@ def export_hf(workdir: str | Path, out_dir: str | Path, *, step: int | None = No
         tensors = task_heads.tensors(params, config, task, pad_token_id=pad_token_id)
         hf_config = task_heads.hf_config(config, task, pad_token_id=pad_token_id)
     elif objective == "electra":
-        electra.check_exportable(config)
         params["generator"] = unstack_layers({"bert": params["generator"]})["bert"]
         generator_dir = out_dir / ELECTRA_GENERATOR_DIR
         _write_model_dir(
@@ -151,6 +149,10 @@ def export_hf(workdir: str | Path, out_dir: str | Path, *, step: int | None = No
     elif config.position_embedding_type == "rotary":
         tensors = roformer.tensors_from_bert(hf.params_to_hf(params), config)
         hf_config = roformer.hf_config(config, pad_token_id=pad_token_id)
+    elif config.embedding_width != config.hidden_size:  # post-LN: pre-LN was refused
+        tensors = electra.masked_lm_tensors(hf.params_to_hf(params))
+        hf_config = electra.hf_config(config, pad_token_id=pad_token_id)
+        hf_config["architectures"] = [electra.MASKED_LM]
     elif config.layer_norm_placement == "pre":
         tensors = prelayernorm.tensors_from_bert(hf.params_to_hf(params), pad_token_id=pad_token_id)
         hf_config = prelayernorm.hf_config(config, pad_token_id=pad_token_id)
@@ -159,6 +161,18 @@ def export_hf(workdir: str | Path, out_dir: str | Path, *, step: int | None = No
         hf_config = hf.hf_config(config, pad_token_id=pad_token_id)
     _write_model_dir(out_dir, tensors, hf_config, vocab_path, lowercase, config, tokenizer_json)
     return ExportResult(workdir, step, out_dir, config, lowercase, hf_config["architectures"][0])
+
+
+def _check_exportable(config: BertConfig, task: dict | None, objective: str | None) -> None:
+    """UserError for a model no Hugging Face class computes."""
+    if task is not None:
+        task_heads.check_exportable(task, config)
+    elif objective == "electra":
+        electra.check_exportable(config)
+    elif config.position_embedding_type == "rotary":
+        roformer.check_exportable(config)
+    elif config.layer_norm_placement == "pre":
+        hf.check_unfactorised(config, "RobertaPreLayerNorm")
 
 
 def _sentencepiece_tokenizer(vocab_path: epath.Path):
@@ -180,7 +194,7 @@ def _write_model_dir(
     """A Hugging Face model directory: weights, config.json, vocabulary and tokenizer files
     (BertTokenizer's, or with `tokenizer_json`, a SentencePiece run's, tokenizer.json)."""
     paths.make_local_dir(out_dir, "--out")
-    hf.write_safetensors(tensors, out_dir / hf.SAFETENSORS_FILE)
+    weight_files.write_safetensors(tensors, out_dir / weight_files.SAFETENSORS_FILE)
     _write_json(out_dir / "config.json", hf_config)
     (out_dir / tokenizer.VOCAB_FILE).write_bytes(vocab_path.read_bytes())  # local or gs://
     _write_json(out_dir / "special_tokens_map.json", SPECIAL_TOKENS_MAP)

@@ -18,7 +18,7 @@ import jax
 import numpy as np
 from flax import nnx
 
-from bertjax import checkpointing, paths
+from bertjax import checkpoint_compatibility, paths
 from bertjax.convert import (
     electra,
     hf,
@@ -28,6 +28,7 @@ from bertjax.convert import (
     sentence_model,
     task_import,
     tf1,
+    weight_files,
 )
 from bertjax.data import lookups, tokenizer
 from bertjax.errors import UserError
@@ -99,7 +100,7 @@ def run_overrides(result: ImportResult) -> dict[str, Any]:
     """The config overrides a training run needs to start from the imported model."""
     fields = {"init_from": result.out_dir, "vocab_dir": result.out_dir}
     fields["lowercase"] = result.lowercase
-    for name in checkpointing.ARCHITECTURE_FIELDS[1:] + ("layer_norm_eps",):
+    for name in checkpoint_compatibility.ARCHITECTURE_FIELDS[1:] + ("layer_norm_eps",):
         fields[name] = getattr(result.config, name)
     if result.config.position_embedding_type != "rotary":
         del fields["rope_theta"]  # read by rotary positions only
@@ -112,9 +113,9 @@ def import_checkpoint(source: str | Path, out_dir: str | Path, *, seed: int = 0)
     """Converts the checkpoint at `source` into a bertjax model directory `out_dir`.
 
     `source`: a Hugging Face BERT directory (config.json, model.safetensors or its Flax or TF
-    weights (`hf.read_weights`), vocab.txt or a WordPiece tokenizer.json) or a TF1 checkpoint (a
-    directory with bert_model.ckpt.*, bert_config.json, vocab.txt, or the prefix). Missing heads
-    are initialised from `seed`.
+    weights (`weight_files.read_weights`), vocab.txt or a WordPiece tokenizer.json) or a TF1
+    checkpoint (a directory with bert_model.ckpt.*, bert_config.json, vocab.txt, or the
+    prefix). Missing heads are initialised from `seed`.
     Raises UserError on anything it cannot convert, before anything is written.
     """
     paths.require_local(source, "--from")
@@ -190,7 +191,7 @@ def tokenizer_casing(tokenizer_config: Path) -> bool | None:
     the field); UserError for a tokenizer whose ids bertjax's BERT tokenizer would not give."""
     if not tokenizer_config.is_file():
         return None
-    return check_bert_tokenization(hf.read_json(tokenizer_config), tokenizer_config)
+    return check_bert_tokenization(weight_files.read_json(tokenizer_config), tokenizer_config)
 
 
 def check_bert_tokenization(settings: dict, where: Path) -> bool | None:
@@ -217,7 +218,7 @@ def check_bert_tokenization(settings: dict, where: Path) -> bool | None:
 
 def _read_hf(source: Path, scratch: Path) -> Source:
     lowercase = tokenizer_casing(source / "tokenizer_config.json")
-    tensors, fields = hf.read_weights(source), hf.read_bert_config(source / "config.json")
+    tensors, fields = weight_files.read_weights(source), hf.read_bert_config(source / "config.json")
     pre_ln = fields.get("model_type") == prelayernorm.MODEL_TYPE  # a pre-LN export
     try:
         vocab_path, tokenizer_lowercase = _hf_vocabulary(source, scratch)
@@ -254,7 +255,7 @@ def _hf_vocabulary(source: Path, scratch: Path) -> tuple[Path, bool | None]:
     tokenizer_json = source / "tokenizer.json"
     if (source / tokenizer.VOCAB_FILE).is_file() or not tokenizer_json.is_file():
         return _vocab_beside(source), None
-    spec = hf.read_json(tokenizer_json)
+    spec = weight_files.read_json(tokenizer_json)
     model, normalizer = spec.get("model") or {}, spec.get("normalizer") or {}
     ids = model.get("vocab") or {}
     if model.get("type") != "WordPiece" or model.get("continuing_subword_prefix") != "##":

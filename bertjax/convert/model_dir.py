@@ -33,7 +33,7 @@ import numpy as np
 from etils import epath
 from flax import nnx
 
-from bertjax import checkpointing, paths
+from bertjax import checkpoint_compatibility, checkpointing, paths
 from bertjax.data import tokenizer
 from bertjax.data.sentencepiece_vocab import MODEL_FILE
 from bertjax.errors import UserError
@@ -49,7 +49,7 @@ def model_config(metadata: dict) -> BertConfig:
     model = metadata.get("model", {})
     if "vocab_size" not in model:
         raise UserError("the checkpoint's metadata names no vocab_size; it predates export")
-    checkpointing.check_generator_layout(model, "the checkpoint")
+    checkpoint_compatibility.check_generator_layout(model, "the checkpoint")
     return BertConfig.from_config(metadata.get("config", {}), model["vocab_size"])
 
 
@@ -130,7 +130,7 @@ def write(
     metadata entries (an imported sentence model's embedding recipe)."""
     paths.make_local_dir(out_dir, flag)
     fields = dataclasses.asdict(config) | {"lowercase": lower}
-    model = {name: getattr(config, name) for name in checkpointing.ARCHITECTURE_FIELDS}
+    model = {name: getattr(config, name) for name in checkpoint_compatibility.ARCHITECTURE_FIELDS}
     origin = "finetuned_from" if finetuned_from else "imported_from"
     metadata = {"config": fields, "model": model, origin: source} | (extra or {})
     if finetuned_from:

@@ -14,7 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from bertjax.convert import hf
+from bertjax.convert import weight_files
 from bertjax.errors import UserError
 
 MODULES_FILE = "modules.json"
@@ -29,14 +29,15 @@ def embedding_recipe(source: Path) -> dict[str, Any] | None:
     bertjax cannot run, None for a directory without `modules.json`."""
     if not (source / MODULES_FILE).is_file():
         return None
-    modules = hf.read_json(source / MODULES_FILE)
+    modules = weight_files.read_json(source / MODULES_FILE)
     if not isinstance(modules, list) or not all(isinstance(m, dict) for m in modules):
         raise UserError(f"{source / MODULES_FILE} is not a list of modules; fix or remove it")
     by_name = {str(m.get("type", "")).rsplit(".", 1)[-1]: m for m in modules}
     lacking = [name for name in by_name if name not in COMPUTED]
     modes = []
     if "Pooling" in by_name:
-        settings = hf.read_json(source / by_name["Pooling"].get("path", "") / "config.json")
+        pooling_dir = source / by_name["Pooling"].get("path", "")
+        settings = weight_files.read_json(pooling_dir / "config.json")
         modes = [key for key, on in settings.items() if key.startswith("pooling_mode_") and on]
         lacking += [mode for mode in modes if mode not in POOLING_MODES]
     if len(modes) != 1 and not lacking:  # several modes are concatenated: not computed either
@@ -45,7 +46,7 @@ def embedding_recipe(source: Path) -> dict[str, Any] | None:
         return {"not_computed": lacking}
     recipe = {"pooling": POOLING_MODES[modes[0]], "normalize": "Normalize" in by_name}
     lengths = source / "sentence_bert_config.json"
-    length = hf.read_json(lengths).get("max_seq_length") if lengths.is_file() else None
+    length = weight_files.read_json(lengths).get("max_seq_length") if lengths.is_file() else None
     return recipe | ({"max_seq_length": int(length)} if length else {})
 
 

@@ -21,8 +21,11 @@ trains (pre-LN encoders in RoBERTa-PreLayerNorm's layout, prelayernorm.py):
 A rotary-position encoder (roformer.py) exports its tagging and QA models as
 RoFormerForTokenClassification / RoFormerForQuestionAnswering; RoFormer's sequence-level heads
 (a GELU dense layer on the first token, a sequence summary for multiple choice) are not BERT's
-tanh pooler, so those models are refused. Of these families only RoFormer holds factorised
-embeddings (`embedding_size`, its `embeddings_project`); other such models are refused.
+tanh pooler, so those models are refused. An encoder with factorised embeddings
+(`embedding_size`) and absolute or relative_key positions exports its tagging and QA models as
+ElectraForTokenClassification / ElectraForQuestionAnswering (Electra's `embeddings_project`;
+its sequence head is a GELU dense layer, refused as RoFormer's); pre-LN with factorised
+embeddings has no class and is refused.
 
 The RoBERTa classification head is dropout, dense, tanh, dropout, dense on the first token:
 BERT's pooler and classifier, so in eval mode the two compute the same. The task's labels go
@@ -36,7 +39,7 @@ from typing import Any
 
 import numpy as np
 
-from bertjax.convert import hf, prelayernorm, roformer
+from bertjax.convert import electra, hf, prelayernorm, roformer
 from bertjax.errors import UserError
 from bertjax.finetune.choice_records import KIND as CHOICE_KIND
 from bertjax.finetune.choice_records import POOLED_KINDS
@@ -55,15 +58,20 @@ TASK_CLASSES = {
     "multiple_choice": "ForMultipleChoice",
 }
 POOLER = "bert.pooler.dense."
-ROFORMER_KINDS = ("tagging", "qa")  # the RoFormer heads that are BERT's
+TOKEN_KINDS = ("tagging", "qa")  # the heads RoFormer's and Electra's classes share with BERT
+# Why a RoFormer or Electra encoder exports, for the refusal of the other kinds.
+TOKEN_ONLY_FAMILIES = {"RoFormer": "rotary positions",
+                       "Electra": "factorised embeddings (embedding_size)"}  # fmt: skip
 
 
 def family(config: BertConfig) -> str:
-    """The Hugging Face model family of `config`'s encoder: Bert, RobertaPreLayerNorm (pre-LN)
-    or RoFormer (rotary positions)."""
+    """The Hugging Face model family of `config`'s encoder: Bert, RobertaPreLayerNorm (pre-LN),
+    RoFormer (rotary positions) or Electra (factorised embeddings, post-LN)."""
     if config.position_embedding_type == "rotary":
         return "RoFormer"
-    return "RobertaPreLayerNorm" if config.layer_norm_placement == "pre" else "Bert"
+    if config.layer_norm_placement == "pre":
+        return "RobertaPreLayerNorm"
+    return "Electra" if config.embedding_width != config.hidden_size else "Bert"
 
 
 def architecture(config: BertConfig, task: dict) -> str:
@@ -74,17 +82,18 @@ def architecture(config: BertConfig, task: dict) -> str:
 def check_exportable(task: dict, config: BertConfig) -> None:
     """UserError, before anything is written, for fine-tuned models no Hugging Face class
     computes."""
-    if config.position_embedding_type == "rotary":
+    name = family(config)
+    if name == "RoFormer":
         roformer.check_exportable(config)
-        if task["kind"] not in ROFORMER_KINDS:
-            raise UserError(
-                f"this {task['kind']} model has rotary positions, and Hugging Face's RoFormer "
-                f"{TASK_CLASSES[task['kind']].removeprefix('For')} head is not BERT's pooler "
-                "and classifier; use it with `bertjax predict`, or fine-tune an encoder with "
-                "absolute or relative_key positions to export"
-            )
-    else:
-        hf.check_unfactorised(config, family(config))
+    elif name != "Electra":
+        hf.check_unfactorised(config, name)
+    if name in TOKEN_ONLY_FAMILIES and task["kind"] not in TOKEN_KINDS:
+        raise UserError(
+            f"this {task['kind']} model has {TOKEN_ONLY_FAMILIES[name]}, and Hugging Face's "
+            f"{name} {TASK_CLASSES[task['kind']].removeprefix('For')} head is not BERT's pooler "
+            "and classifier; use it with `bertjax predict`, or fine-tune a BERT encoder to "
+            "export"
+        )
     if task["kind"] in POOLED_KINDS and task.get("pooling", "cls") != "cls":
         raise UserError(
             f"this {task['kind']} model was fine-tuned on mean-pooled states "
@@ -103,6 +112,9 @@ def tensors(params: Any, config: BertConfig, task: dict, *, pad_token_id: int) -
         return roformer.tensors_from_bert(encoder, config) | _prefixed(HEAD_PREFIXES[kind], head)
     encoder = hf.with_position_table(encoder, hf.WORD_EMBEDDINGS, hf.POSITION_EMBEDDINGS)
     pooler = {k.removeprefix(POOLER): encoder.pop(k) for k in list(encoder) if k.startswith(POOLER)}
+    if family(config) == "Electra":  # tagging or QA: no pooler
+        encoder = hf.renamed_prefix(encoder, "bert.", electra.PREFIX)
+        return encoder | _prefixed(HEAD_PREFIXES[kind], head)
     pre_ln = config.layer_norm_placement == "pre"
     if kind == CHOICE_KIND:  # the pooler stays the encoder's (pre-LN: renamed with it)
         encoder |= _prefixed(POOLER, pooler)
@@ -123,6 +135,8 @@ def hf_config(config: BertConfig, task: dict, *, pad_token_id: int) -> dict[str,
     """`config.json` of `architecture`, with the task's labels."""
     if config.position_embedding_type == "rotary":
         fields = roformer.hf_config(config, pad_token_id=pad_token_id)
+    elif family(config) == "Electra":
+        fields = electra.hf_config(config, pad_token_id=pad_token_id)
     elif config.layer_norm_placement == "pre":
         fields = prelayernorm.hf_config(config, pad_token_id=pad_token_id)
     else:

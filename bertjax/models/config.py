@@ -104,23 +104,7 @@ class BertConfig:
 
     def validate(self) -> BertConfig:
         """Raises UserError (one line: what is wrong, how to fix) on impossible settings."""
-        for name in SIZE_FIELDS:
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                raise UserError(
-                    f"{name} must be positive (an integer), not {value!r}; fix --config.{name}"
-                )
-        size = self.embedding_size
-        if isinstance(size, bool) or not isinstance(size, int) or size < 0:
-            raise UserError(
-                f"embedding_size must be 0 (the hidden size) or positive, not {size!r}; fix "
-                "--config.embedding_size"
-            )
-        if self.hidden_size % self.num_attention_heads:
-            raise UserError(
-                f"hidden_size={self.hidden_size} is not divisible by num_attention_heads="
-                f"{self.num_attention_heads}; choose a head count that divides hidden_size"
-            )
+        self._validate_sizes()
         for name in ("hidden_dropout_prob", "attention_probs_dropout_prob"):
             value = getattr(self, name)
             if not 0.0 <= value < 1.0:
@@ -175,6 +159,25 @@ class BertConfig:
                 "attention has no float32 kernel); set --config.dtype=bfloat16 or use 'auto'"
             )
         return self
+
+    def _validate_sizes(self) -> None:
+        for name in SIZE_FIELDS:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise UserError(
+                    f"{name} must be positive (an integer), not {value!r}; fix --config.{name}"
+                )
+        size = self.embedding_size
+        if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+            raise UserError(
+                f"embedding_size must be 0 (the hidden size) or positive, not {size!r}; fix "
+                "--config.embedding_size"
+            )
+        if self.hidden_size % self.num_attention_heads:
+            raise UserError(
+                f"hidden_size={self.hidden_size} is not divisible by num_attention_heads="
+                f"{self.num_attention_heads}; choose a head count that divides hidden_size"
+            )
 
     def _validate_position_init(self) -> None:
         inits = {"absolute": ("normal", "sinusoidal"), "relative_key": ("normal", "local"),

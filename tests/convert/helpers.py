@@ -7,7 +7,7 @@ import jax
 import numpy as np
 from flax import nnx
 
-from bertjax.convert import hf
+from bertjax.convert import hf, weight_files
 from bertjax.models.bert import BertConfig, create_model
 
 TASKS = Path(__file__).resolve().parents[3] / "shared" / "data" / "tasks"
@@ -55,7 +55,7 @@ def write_hf_dir(
     (by default BertModel's weights, under BertForPreTraining's names)."""
     directory.mkdir(parents=True, exist_ok=True)
     tensors = {k: v for k, v in hf.params_to_hf(params).items() if not k.startswith(drop)}
-    hf.write_safetensors(tensors, directory / hf.SAFETENSORS_FILE)
+    weight_files.write_safetensors(tensors, directory / weight_files.SAFETENSORS_FILE)
     fields = hf.hf_config(config, pad_token_id=0)
     (directory / "config.json").write_text(json.dumps(fields))
     (directory / "vocab.txt").write_text("".join(t + "\n" for t in vocab))

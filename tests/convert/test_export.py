@@ -12,7 +12,7 @@ import pytest
 from flax import nnx
 
 from bertjax import checkpointing, optim, sharding, train
-from bertjax.convert import export_hf, hf, import_checkpoint, load_model
+from bertjax.convert import export_hf, hf, import_checkpoint, load_model, weight_files
 from bertjax.data import corpus, sentences
 from bertjax.data.corpus import SAMPLE_CORPUS_ZH
 from bertjax.data.tokenizer import WordPieceTokenizer
@@ -118,7 +118,7 @@ def test_exported_files(exported):
 def test_export_chooses_the_step(workdir, tmp_path):
     for step in STEPS:
         export_hf(workdir, tmp_path / str(step), step=step)
-        tensors = hf.read_weights(tmp_path / str(step))
+        tensors = weight_files.read_weights(tmp_path / str(step))
         expected = hf.params_to_hf(random_params(CONFIG, seed=step))
         assert sorted(tensors) == sorted(expected)
         for name, array in expected.items():
@@ -211,7 +211,7 @@ def test_scan_layers_checkpoints_export_and_cross_layouts(workdir, tmp_path):
     (tmp_path / "run" / "vocab.txt").write_text("".join(t + "\n" for t in tiny_vocab(300)))
 
     export_hf(tmp_path / "run", tmp_path / "hf")
-    tensors = hf.read_weights(tmp_path / "hf")
+    tensors = weight_files.read_weights(tmp_path / "hf")
     for name, array in hf.params_to_hf(random_params(CONFIG, seed=4)).items():
         np.testing.assert_array_equal(tensors[name], array, err_msg=name)
 

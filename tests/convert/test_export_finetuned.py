@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from bertjax import checkpointing, evaluation, fill_mask
+from bertjax import checkpoint_compatibility, checkpointing, evaluation, fill_mask
 from bertjax.convert import export_hf, import_checkpoint, model_dir
 from bertjax.errors import UserError
 from bertjax.finetune import inference, model, predict, predict_inputs, steps, trainer
@@ -33,7 +33,9 @@ PRE_LN = dict(
     position_embedding_init="local",
 )  # fmt: skip
 ROTARY = dict(position_embedding_type="rotary")  # RoFormer's heads: tagging and QA only
-FAMILIES = {"post": "Bert", "pre": "RobertaPreLayerNorm", "rotary": "RoFormer"}
+FACTORISED = dict(embedding_size=32)  # Electra's heads: tagging and QA only
+FAMILIES = {"post": "Bert", "pre": "RobertaPreLayerNorm", "rotary": "RoFormer",
+            "factorised": "Electra"}  # fmt: skip
 PAIRS = [
     ("the cat sat on the mat", "a cat is on a mat", "entailment"),
     ("the dog ran in the park", "nobody was in the park", "contradiction"),
@@ -132,7 +134,8 @@ def model_of(tmp_path_factory):
     def get(kind: str, placement: str = "post"):
         if (kind, placement) not in made:
             directory = tmp_path_factory.mktemp(f"{kind}-{placement}")
-            architecture = {"pre": PRE_LN, "rotary": ROTARY}.get(placement, {})
+            architectures = {"pre": PRE_LN, "rotary": ROTARY, "factorised": FACTORISED}
+            architecture = architectures.get(placement, {})
             made[kind, placement] = finetuned(directory, kind, architecture=architecture)
         return made[kind, placement]
 
@@ -150,11 +153,13 @@ def bertjax_logits(directory, ids, segments, mask) -> np.ndarray:
 
 
 # Every kind on both encoders; multilabel's head is classification's (only the loss and the
-# decoding differ), so it runs on the post-LN one only; a rotary encoder as RoFormer's classes.
+# decoding differ), so it runs on the post-LN one only; a rotary encoder as RoFormer's classes,
+# one with factorised embeddings as Electra's.
 KIND_PLACEMENTS = [(kind, placement)
                    for kind in ("classification", "regression", "tagging", "qa", "multiple_choice")
                    for placement in ("post", "pre")] + [("multilabel", "post")]  # fmt: skip
 KIND_PLACEMENTS += [("tagging", "rotary"), ("qa", "rotary")]
+KIND_PLACEMENTS += [("tagging", "factorised"), ("qa", "factorised")]
 
 
 @pytest.mark.parametrize(("kind", "placement"), KIND_PLACEMENTS)
@@ -283,7 +288,7 @@ def test_the_saved_model_records_its_task_and_seeds_a_later_fine_tune(model_of):
     # ... and a pretraining run's init_from (encoder only: its objective is another).
     config = model_dir.model_config(metadata)
     abstract = nnx.state(nnx.eval_shape(lambda: create_model(config, 0)), nnx.Param)
-    fields = {name: getattr(config, name) for name in checkpointing.ARCHITECTURE_FIELDS}
+    fields = {name: getattr(config, name) for name in checkpoint_compatibility.ARCHITECTURE_FIELDS}
     loaded = checkpointing.load_init_params(str(saved), abstract.to_pure_dict(), fields | {
         "objective": "bert"})  # fmt: skip
     assert set(loaded) == {"bert"}

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from bertjax.convert import hf, import_checkpoint
+from bertjax.convert import hf, import_checkpoint, weight_files
 from bertjax.errors import UserError
 from bertjax.models.bert import create_model
 from tests.convert.helpers import random_params, tiny_config, tiny_vocab, write_hf_dir
@@ -251,11 +251,11 @@ def test_sharded_safetensors_are_read(tmp_path, params):
     shards = {"model-1.safetensors": names[:10], "model-2.safetensors": names[10:]}
     weight_map = {}
     for file, shard_names in shards.items():
-        hf.write_safetensors({n: tensors[n] for n in shard_names}, tmp_path / file)
+        weight_files.write_safetensors({n: tensors[n] for n in shard_names}, tmp_path / file)
         weight_map.update(dict.fromkeys(shard_names, file))
-    (tmp_path / hf.SAFETENSORS_INDEX).write_text(
+    (tmp_path / weight_files.SAFETENSORS_INDEX).write_text(
         f'{{"weight_map": {weight_map}}}'.replace("'", '"')
     )
-    read = hf.read_weights(tmp_path)
+    read = weight_files.read_weights(tmp_path)
     assert sorted(read) == names
     np.testing.assert_array_equal(read[names[3]], tensors[names[3]])

@@ -102,7 +102,7 @@ def test_rotary_heads_without_a_roformer_class_and_rotary_electra_are_refused():
     for kind in ("classification", "multilabel", "regression", "multiple_choice"):
         with pytest.raises(UserError, match=f"this {kind} model has rotary positions"):
             task_heads.check_exportable({"kind": kind, "pooling": "cls"}, config)
-    for kind in task_heads.ROFORMER_KINDS:
+    for kind in task_heads.TOKEN_KINDS:
         task_heads.check_exportable({"kind": kind}, config)  # exported as RoFormer's classes
     with pytest.raises(UserError, match="this ELECTRA run has rotary positions"):
         electra.check_exportable(config)

@@ -9,7 +9,7 @@ import pytest
 import tensorflow as tf
 from flax import nnx
 
-from bertjax.convert import hf, import_checkpoint, load_model, tf1
+from bertjax.convert import hf, import_checkpoint, load_model, tf1, weight_files
 from bertjax.errors import UserError
 from tests.convert.helpers import (
     ATOL,
@@ -181,7 +181,7 @@ def tf1_variables_from_hf(tensors: dict[str, np.ndarray]) -> dict[str, np.ndarra
 def test_minilm_as_tf1_checkpoint_matches_transformers(tmp_path, minilm_dir, transformers):
     """The real MiniLM weights renamed to TF1 and written by TF: import, then compare outputs."""
     config = hf.bert_config_from_hf(json.loads((minilm_dir / "config.json").read_text()), source="")
-    variables = tf1_variables_from_hf(hf.read_weights(minilm_dir))
+    variables = tf1_variables_from_hf(weight_files.read_weights(minilm_dir))
     assert "bert/encoder/layer_5/attention/self/query/kernel" in variables
     vocab = (minilm_dir / "vocab.txt").read_text(encoding="utf-8").splitlines()
     source = write_tf1_checkpoint(tmp_path / "tf1", variables, bert_config_json(config), vocab)

@@ -1,7 +1,8 @@
 """Architecture variants exported to Hugging Face and compared output by output with
 transformers, padding included: pre-LN (RobertaPreLayerNormForMaskedLM) and relative positions
 (`position_embedding_type="relative_key"`), alone and together, rotary positions with and
-without factorised embeddings (RoFormerForMaskedLM); and imported back, bit for bit."""
+without factorised embeddings (RoFormerForMaskedLM), factorised embeddings with relative
+positions (ElectraForMaskedLM); and imported back, bit for bit."""
 
 import dataclasses
 import json
@@ -23,13 +24,16 @@ VARIANTS = {
     "relative": dict(position_embedding_type="relative_key", position_embedding_init="local"),
     "pre_ln_relative": dict(layer_norm_placement="pre", position_embedding_type="relative_key"),
     "rotary": dict(position_embedding_type="rotary"),
-    # Factorised embeddings (embedding_size): RoFormer's embeddings_project and MLM head.
+    # Factorised embeddings (embedding_size): RoFormer's or Electra's embeddings_project and
+    # masked-LM head (H -> E).
     "rotary_factorised": dict(position_embedding_type="rotary", embedding_size=32),
+    "factorised": dict(embedding_size=32, position_embedding_type="relative_key"),
 }
 ARCHITECTURES = {"pre_ln": "RobertaPreLayerNormForMaskedLM", "relative": "BertForPreTraining",
                  "pre_ln_relative": "RobertaPreLayerNormForMaskedLM",
                  "rotary": "RoFormerForMaskedLM",
-                 "rotary_factorised": "RoFormerForMaskedLM"}  # fmt: skip
+                 "rotary_factorised": "RoFormerForMaskedLM",
+                 "factorised": "ElectraForMaskedLM"}  # fmt: skip
 
 
 def write_workdir(directory, config) -> None:
@@ -125,12 +129,12 @@ def test_exported_variant_matches_transformers(variant, tmp_path, transformers):
     # The pooler is exported for RobertaPreLayerNormModel; the masked-LM class has none.
     pooler = ["roberta_prelayernorm.pooler.dense.bias", "roberta_prelayernorm.pooler.dense.weight"]
     assert sorted(info["unexpected_keys"]) == (pooler if pre else [])
-    if rotary:  # RoFormer has no pooler, no next-sentence head: neither is exported
+    if rotary or config.embedding_size:  # RoFormer and Electra: no pooler, no NSP head
         from safetensors.numpy import load_file
 
         names = load_file(tmp_path / "hf" / "model.safetensors")
         assert not [name for name in names if "pooler" in name or "seq_relationship" in name]
-        assert "roformer.encoder.embed_positions.weight" in names
+        assert not rotary or "roformer.encoder.embed_positions.weight" in names
         assert "left out: the pooler and the next-sentence head" in result.lines()[-1]
     if pre:
         assert fields["max_position_embeddings"] == config.max_position_embeddings + 1  # [PAD]=0
@@ -164,23 +168,27 @@ def test_an_exported_variant_imports_back(variant, tmp_path, transformers):
     np.testing.assert_array_equal(np.asarray(original), np.asarray(imported))
 
 
-@pytest.mark.parametrize("family, placement", [("Bert", "post"), ("RobertaPreLayerNorm", "pre")])
-def test_factorised_embeddings_no_class_holds_are_refused_before_writing(
-    tmp_path, family, placement
-):
-    """BERT's and RoBERTa-PreLayerNorm's classes have no embeddings_project; their pretraining
-    and fine-tuned models with embedding_size != hidden_size are refused in one line."""
+def test_factorised_embeddings_no_class_holds_are_refused_before_writing(tmp_path):
+    """RoBERTa-PreLayerNorm's classes have no embeddings_project: a pre-LN model with
+    embedding_size != hidden_size is refused in one line, pretrained or fine-tuned; a post-LN
+    one's sequence-level heads (Electra's is a GELU layer, not BERT's tanh pooler) too."""
     from bertjax.convert import task_heads
 
-    config = tiny_config(embedding_size=32, layer_norm_placement=placement)
+    config = tiny_config(embedding_size=32, layer_norm_placement="pre")
     write_workdir(tmp_path / "run", config)
-    message = f"embeddings are 32 wide, projected to hidden_size=64 .* {family} classes"
+    message = "embeddings are 32 wide, projected to hidden_size=64 .* RobertaPreLayerNorm classes"
     with pytest.raises(UserError, match=message):
         export_hf(tmp_path / "run", tmp_path / "hf")
     assert not (tmp_path / "hf").exists()
     for kind in ("classification", "tagging"):
         with pytest.raises(UserError, match=message):
             task_heads.check_exportable({"kind": kind, "name": "t", "labels": []}, config)
+    post = tiny_config(embedding_size=32)
+    for kind in ("classification", "multilabel", "regression", "multiple_choice"):
+        with pytest.raises(UserError, match=f"this {kind} model has factorised embeddings"):
+            task_heads.check_exportable({"kind": kind, "pooling": "cls"}, post)
+    for kind in task_heads.TOKEN_KINDS:
+        task_heads.check_exportable({"kind": kind}, post)  # exported as Electra's classes
 
 
 def test_a_roberta_prelayernorm_without_a_wordpiece_vocabulary_is_refused(tmp_path):

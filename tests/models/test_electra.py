@@ -11,7 +11,7 @@ import pytest
 from flax import nnx
 
 from bertjax import losses
-from bertjax.convert import electra, hf
+from bertjax.convert import electra, weight_files
 from bertjax.errors import UserError
 from bertjax.models.bert import BertConfig
 from bertjax.models.electra import (
@@ -164,7 +164,7 @@ def random_electra_params(config: BertConfig, fraction: float, seed: int) -> dic
 
 def write_dir(directory, tensors: dict, fields: dict):
     directory.mkdir(parents=True)
-    hf.write_safetensors(tensors, directory / hf.SAFETENSORS_FILE)
+    weight_files.write_safetensors(tensors, directory / weight_files.SAFETENSORS_FILE)
     (directory / "config.json").write_text(json.dumps(fields))
     return directory
 
