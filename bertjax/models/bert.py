@@ -136,11 +136,10 @@ class BertPredictionHeadTransform(nnx.Module):
 
     def __init__(self, config: BertConfig, *, rngs: nnx.Rngs):
         width = config.embedding_width
-        # A narrower output is named as the tied table names it ("embed"). Named "mlp", XLA
-        # (jax 0.10.2) computed a wrong kernel gradient on a data x fsdp x tensor mesh for some
-        # widths (E 24-40 of H 128: tests/test_train.py's factorised mesh test).
-        axes = ("embed", "mlp") if width == config.hidden_size else ("mlp", "embed")
-        self.dense = _dense(config, config.hidden_size, width, axes, rngs)
+        # The output is named as the tied table names its width ("embed"). Named "mlp", XLA
+        # (jax 0.10.2) computed a wrong kernel gradient on a data x fsdp x tensor mesh at some
+        # widths (hidden 32; embedding_size 24-40 under hidden 128: tests/test_train.py).
+        self.dense = _dense(config, config.hidden_size, width, ("mlp", "embed"), rngs)
         self.LayerNorm = layer_norm(config, width, rngs)
 
     def __call__(self, hidden_states: jax.Array) -> jax.Array:
