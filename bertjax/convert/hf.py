@@ -332,12 +332,12 @@ def renamed_prefix(tensors: Mapping[str, Any], old: str, new: str) -> dict[str, 
 
 def check_unfactorised(config: BertConfig, family: str) -> None:
     """UserError, before anything is written, for factorised embeddings (`embedding_size`) in
-    a Hugging Face `family` whose classes have no `embeddings_project` (BERT, RoBERTa-
-    PreLayerNorm; Electra and RoFormer have one)."""
+    a Hugging Face `family` whose classes have no `embeddings_project` (RoBERTa-PreLayerNorm,
+    the pre-LN family; Electra and RoFormer, the post-LN ones, have one)."""
     if config.embedding_width != config.hidden_size:
         raise UserError(
             f"this model's embeddings are {config.embedding_width} wide, projected to "
             f"hidden_size={config.hidden_size} (embedding_size), which Hugging Face's {family} "
-            "classes cannot hold; use it in bertjax (fine-tune, predict, fill-mask), or "
-            "pretrain with ELECTRA or rotary positions (exported as Electra, RoFormer)"
+            "classes cannot hold; use it in bertjax (fine-tune, predict, fill-mask), or train "
+            "post-LN (--config.layer_norm_placement=post: exported as Electra's or RoFormer's)"
         )
