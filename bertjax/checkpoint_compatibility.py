@@ -80,7 +80,6 @@ def check_init_architecture(
 ) -> None:
     """UserError naming the config field to set when `init_from`'s saved architecture differs
     from the run's (its vocabulary may be smaller by a growth from `grown_from`)."""
-    check_generator_layout(saved, init_from)
     for field in ARCHITECTURE_FIELDS:
         value, wanted = saved_value(saved, field), model_fields.get(field)
         if field == "vocab_size" and grown_from is not None and value == grown_from:

@@ -258,6 +258,8 @@ def load_init_params(
         model_fields.get(f) is not None and objective[f] != model_fields[f]
         for f in compatibility.OBJECTIVE_FIELDS
     )
+    if not encoder_only:  # the generator too is read
+        compatibility.check_generator_layout(saved, init_from)
     if encoder_only:
         logging.info(
             "Initialising the encoder (bert/...) from %s (step %d, %s); the %s objective's other "

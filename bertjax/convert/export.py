@@ -33,7 +33,7 @@ from pathlib import Path
 
 from etils import epath
 
-from bertjax import checkpointing, paths
+from bertjax import checkpoint_compatibility, checkpointing, paths
 from bertjax.convert import (
     electra,
     hf,
@@ -121,6 +121,8 @@ def export_hf(workdir: str | Path, out_dir: str | Path, *, step: int | None = No
     lowercase = model_dir.lowercase(metadata)
     task = model_dir.task_of(metadata)
     objective = metadata.get("model", {}).get("objective")
+    if objective == "electra":  # the generator too is read
+        checkpoint_compatibility.check_generator_layout(metadata["model"], str(workdir))
     _check_exportable(config, task, objective)  # before anything is read or written
     tokenizer_json = _sentencepiece_tokenizer(vocab_path)  # before anything is written
     # A scan_layers run saves the encoder stacked; Hugging Face has one module per layer.

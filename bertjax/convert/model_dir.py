@@ -49,7 +49,6 @@ def model_config(metadata: dict) -> BertConfig:
     model = metadata.get("model", {})
     if "vocab_size" not in model:
         raise UserError("the checkpoint's metadata names no vocab_size; it predates export")
-    checkpoint_compatibility.check_generator_layout(model, "the checkpoint")
     return BertConfig.from_config(metadata.get("config", {}), model["vocab_size"])
 
 
@@ -95,6 +94,7 @@ def load_model(
     config = model_config(metadata)
     saved = metadata.get("model", {})
     if saved.get("objective") == "electra":  # its loss weight is not needed to run it
+        checkpoint_compatibility.check_generator_layout(saved, str(directory))
         fraction = saved["generator_hidden_fraction"]
         abstract_model = nnx.eval_shape(lambda: create_electra(config, fraction, 1.0, 0))
     else:
