@@ -1,8 +1,8 @@
 """Hugging Face TF 2 BERT checkpoints (tf_model.h5) imported and run against the TF model that wrote
-them: transformers' own TFBertForPreTraining, TFBertForSequenceClassification and
-TFRoFormerForMaskedLM (removed in transformers v5 with the rest of its TF classes: bertjax is
-where their checkpoints go on). Every weight is randomised first (biases and LayerNorms too), so
-a wrong name or transpose changes the outputs."""
+them: transformers' own TFBertForPreTraining, TFBertForSequenceClassification,
+TFRoFormerForMaskedLM, TFElectraForPreTraining and TFElectraForMaskedLM (removed in transformers v5
+with the rest of its TF classes: bertjax is where their checkpoints go on). Every weight is
+randomised first (biases and LayerNorms too), so a wrong name or transpose changes the outputs."""
 
 import h5py
 import numpy as np
@@ -109,3 +109,27 @@ TF_TO_PYTORCH_NAMES = [
 @pytest.mark.parametrize(("tf_name", "pytorch_name"), TF_TO_PYTORCH_NAMES)
 def test_tf_weight_names_become_pytorch_names(tf_name, pytorch_name):
     assert tf2_weights.pytorch_name(tf_name) == pytorch_name
+
+
+@pytest.mark.parametrize("cls_name", ["TFElectraForPreTraining", "TFElectraForMaskedLM"])
+def test_a_tf_electra_with_narrow_embeddings_imports_with_its_outputs(tmp_path, cls_name):
+    """ELECTRA-Small's layout (embeddings 32 wide under hidden 64: `embeddings_project`) in TF:
+    the discriminator's final states, and a masked LM's logits through its H -> E head."""
+    model = _tf_model(getattr(transformers, cls_name), tmp_path / "tf",
+                      transformers.ElectraConfig, embedding_size=32)  # fmt: skip
+    ids, segments, mask = inputs()
+    theirs = model(input_ids=ids, attention_mask=mask, token_type_ids=segments,
+                   output_hidden_states=True, training=False)  # fmt: skip
+    result = import_checkpoint(tmp_path / "tf", tmp_path / "imported")
+    assert result.config.embedding_size == 32
+    net = load_model(tmp_path / "imported")
+    real = mask.astype(bool)
+    if cls_name == "TFElectraForMaskedLM":
+        assert result.ignored == []
+        ours, reference = net.mlm_logits_all(ids, segments, mask), theirs.logits
+    else:
+        assert all(name.startswith("discriminator_predictions.") for name in result.ignored)
+        ours = net.encode(ids, segments, mask)["sequence_output"]
+        reference = theirs.hidden_states[-1]
+    assert np.abs(np.asarray(ours)).max() > 1.0, "outputs too small to mean anything"
+    np.testing.assert_allclose(np.asarray(ours)[real], np.asarray(reference)[real], atol=ATOL)
