@@ -105,17 +105,17 @@ def check_exportable(task: dict, config: BertConfig) -> None:
 def tensors(params: Any, config: BertConfig, task: dict, *, pad_token_id: int) -> dict:
     """The fine-tuned parameters {"bert", "head"} -> the state dict of `architecture`."""
     check_exportable(task, config)
-    kind = task["kind"]
+    kind, name = task["kind"], family(config)
     encoder = hf.hf_tensors({"bert": params["bert"]})
     head = {k.removeprefix("head."): v for k, v in hf.hf_tensors({"head": params["head"]}).items()}
-    if config.position_embedding_type == "rotary":  # tagging or QA: no pooler
+    if name == "RoFormer":  # tagging or QA: no pooler
         return roformer.tensors_from_bert(encoder, config) | _prefixed(HEAD_PREFIXES[kind], head)
     encoder = hf.with_position_table(encoder, hf.WORD_EMBEDDINGS, hf.POSITION_EMBEDDINGS)
     pooler = {k.removeprefix(POOLER): encoder.pop(k) for k in list(encoder) if k.startswith(POOLER)}
-    if family(config) == "Electra":  # tagging or QA: no pooler
+    if name == "Electra":  # tagging or QA: no pooler
         encoder = hf.renamed_prefix(encoder, "bert.", electra.PREFIX)
         return encoder | _prefixed(HEAD_PREFIXES[kind], head)
-    pre_ln = config.layer_norm_placement == "pre"
+    pre_ln = name == "RobertaPreLayerNorm"
     if kind == CHOICE_KIND:  # the pooler stays the encoder's (pre-LN: renamed with it)
         encoder |= _prefixed(POOLER, pooler)
     if pre_ln:
@@ -133,14 +133,13 @@ def tensors(params: Any, config: BertConfig, task: dict, *, pad_token_id: int) -
 
 def hf_config(config: BertConfig, task: dict, *, pad_token_id: int) -> dict[str, Any]:
     """`config.json` of `architecture`, with the task's labels."""
-    if config.position_embedding_type == "rotary":
-        fields = roformer.hf_config(config, pad_token_id=pad_token_id)
-    elif family(config) == "Electra":
-        fields = electra.hf_config(config, pad_token_id=pad_token_id)
-    elif config.layer_norm_placement == "pre":
-        fields = prelayernorm.hf_config(config, pad_token_id=pad_token_id)
-    else:
-        fields = hf.hf_config(config, pad_token_id=pad_token_id)
+    family_config = {
+        "RoFormer": roformer.hf_config,
+        "Electra": electra.hf_config,
+        "RobertaPreLayerNorm": prelayernorm.hf_config,
+        "Bert": hf.hf_config,
+    }
+    fields = family_config[family(config)](config, pad_token_id=pad_token_id)
     fields["architectures"] = [architecture(config, task)]
     fields["finetuning_task"] = task["name"]
     if task["kind"] in ("classification", "multilabel", "tagging"):
