@@ -39,7 +39,7 @@ from bertjax.data.masking_spec import MaskingSpec
 from bertjax.data.spec import DataSpec
 from bertjax.errors import UserError
 from bertjax.models.config import BertConfig
-from bertjax.models.sizes import MODEL_SIZES  # bertjax.config.MODEL_SIZES; no imports there
+from bertjax.models.sizes import ELECTRA_SIZES, MODEL_SIZES  # re-exported; no imports there
 from bertjax.objectives import ObjectiveSpec
 from bertjax.optim import OptimizerSpec
 from bertjax.sharding import MeshSpec
@@ -300,6 +300,26 @@ def set_model_size(config: ml_collections.ConfigDict, name: str) -> ml_collectio
     config.hidden_size = hidden
     config.num_attention_heads = heads
     config.intermediate_size = 4 * hidden
+    return config
+
+
+def set_electra_size(config: ml_collections.ConfigDict, name: str) -> ml_collections.ConfigDict:
+    """Sets ELECTRA's model for one of ELECTRA_SIZES, in place: the discriminator's layers,
+    width, heads, 4H feed-forward and embedding width, the generator's width fraction, the
+    discriminator's loss weight 50, and packed rows (ELECTRA has no next-sentence task)."""
+    if name not in ELECTRA_SIZES:
+        raise ValueError(f"unknown ELECTRA size {name!r}; choose one of {sorted(ELECTRA_SIZES)}")
+    layers, hidden, heads, embedding, generator = ELECTRA_SIZES[name]
+    config.model_size = f"electra_{name}"
+    config.num_hidden_layers = layers
+    config.hidden_size = hidden
+    config.num_attention_heads = heads
+    config.intermediate_size = 4 * hidden
+    config.embedding_size = 0 if embedding == hidden else embedding
+    config.objective = "electra"
+    config.generator_hidden_fraction = generator
+    config.discriminator_weight = 50.0
+    config.packing = True
     return config
 
 

@@ -31,6 +31,46 @@ def test_config_builds_its_model(name):
         assert parameters == EXPECTED_PARAMETERS[name]
 
 
+# ELECTRA's published shapes (Clark et al. 2020, Table 6; Hugging Face's google/electra-*
+# configs): discriminator (layers, hidden, heads, feed-forward, embedding width), generator
+# (hidden, heads, feed-forward) with the discriminator's depth and embeddings.
+ELECTRA_SHAPES = {
+    "small": ((12, 256, 4, 1024, 128), (64, 1, 256)),
+    "base": ((12, 768, 12, 3072, 768), (256, 4, 1024)),
+    "large": ((24, 1024, 16, 4096, 1024), (256, 4, 1024)),
+}
+
+
+@pytest.mark.parametrize("size", sorted(ELECTRA_SHAPES))
+def test_electra_presets_have_the_parameters_of_hugging_faces_electra(size):
+    """configs/electra_SIZE.py's model has exactly the parameters of transformers'
+    ElectraForPreTraining and ElectraForMaskedLM (the generator) at ELECTRA's shapes, less the
+    generator's embeddings (shared), plus BERT's pooler, which bertjax's encoder keeps (unused by
+    ELECTRA; export leaves it out)."""
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    from bertjax.config import from_config
+
+    (layers, hidden, heads, ff, embedding), (g_hidden, g_heads, g_ff) = ELECTRA_SHAPES[size]
+    shapes = dict(vocab_size=30522, num_hidden_layers=layers, embedding_size=embedding)
+    with torch.device("meta"):
+        discriminator = transformers.ElectraForPreTraining(transformers.ElectraConfig(
+            hidden_size=hidden, num_attention_heads=heads, intermediate_size=ff, **shapes
+        ))  # fmt: skip
+        generator = transformers.ElectraForMaskedLM(transformers.ElectraConfig(
+            hidden_size=g_hidden, num_attention_heads=g_heads, intermediate_size=g_ff, **shapes
+        ))  # fmt: skip
+
+    def count(module):
+        return sum(p.numel() for p in module.parameters())
+
+    expected = count(discriminator) + count(generator) - count(generator.electra.embeddings)
+    spec = from_config(load_config(f"electra_{size}"))
+    model = BertConfig.from_config(load_config(f"electra_{size}"), vocab_size=30522)
+    abstract = nnx.eval_shape(lambda: spec.objective.model_factory(model)(0))
+    assert count_parameters(abstract) == expected + hidden * hidden + hidden
+
+
 def test_all_model_sizes_have_a_config():
     assert {"tiny", "mini", "small", "medium", "base", "large", "cpu_smoke"} <= set(CONFIG_NAMES)
 

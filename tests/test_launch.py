@@ -33,6 +33,8 @@ POD_CONFIGS = [
     "bert_large_phase1",
     "bert_large_phase2",
     "tpu_v5p_128_fsdp",
+    "electra_base",
+    "electra_large",
 ]
 
 
@@ -599,6 +601,26 @@ def test_original_bert_recipe(size, hidden, layers):
     assert phase1.num_train_steps == 9 * phase2.num_train_steps
     assert not phase1.get("init_from")
     assert phase2.init_from.startswith("gs://YOUR_BUCKET/")  # must be overridden
+
+
+@pytest.mark.parametrize(
+    "name, seq, masked, predictions, batch, steps, rate",
+    [  # ELECTRA's Table 6 (Clark et al. 2020), max predictions int((masked + 0.005) * seq)
+        ("electra_small", 128, 0.15, 19, 128, 1_000_000, 5e-4),
+        ("electra_base", 512, 0.15, 79, 256, 766_000, 2e-4),
+        ("electra_large", 512, 0.25, 130, 2048, 400_000, 2e-4),
+    ],
+)
+def test_original_electra_recipe(name, seq, masked, predictions, batch, steps, rate):
+    config = load(name)
+    validate(config)
+    assert (config.max_seq_length, config.masked_lm_prob) == (seq, masked)
+    assert config.max_predictions_per_seq == int((masked + 0.005) * seq) == predictions
+    assert (config.batch_size, config.num_train_steps, config.learning_rate) == (batch, steps, rate)
+    assert (config.warmup_steps, config.weight_decay, config.optimizer) == (10_000, 0.01, "adamw")
+    assert (config.objective, config.discriminator_weight) == ("electra", 50.0)
+    assert config.packing and config.hidden_dropout_prob == 0.1
+    assert "YOUR_" in config.corpus  # a placeholder: a forgotten override fails at once
 
 
 def test_v5p_128_fsdp_fits_the_slice():

@@ -13,3 +13,11 @@ MODEL_SIZES = {
     "base": (12, 768, 12),
     "large": (24, 1024, 16),
 }
+
+ELECTRA_SIZES = {
+    # name: (layers, hidden, heads, embedding width, generator width as a fraction of hidden):
+    # ELECTRA's Small, Base and Large (Clark et al. 2020, Table 6); intermediate_size is 4H
+    "small": (12, 256, 4, 128, 1 / 4),
+    "base": (12, 768, 12, 768, 1 / 3),
+    "large": (24, 1024, 16, 1024, 1 / 4),
+}
