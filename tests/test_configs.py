@@ -9,7 +9,7 @@ from bertjax.config import validate
 from bertjax.models.bert import BertConfig, BertForPreTraining, count_parameters
 from tests.helpers import load_config
 
-NOT_PRETRAINING = ("finetune",)  # finetune.py: `bertjax finetune`'s recipe
+NOT_PRETRAINING = ("finetune", "continue_from")  # a fine-tuning recipe; a run's own config
 CONFIG_NAMES = sorted(
     p.stem
     for p in (Path(__file__).parent.parent / "configs").glob("*.py")

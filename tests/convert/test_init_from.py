@@ -1,4 +1,7 @@
-"""`--config.init_from`: a real training run continues from an imported model's parameters."""
+"""`--config.init_from`: a real training run continues from an imported model's parameters, or
+from another run (configs/continue_from.py)."""
+
+import json
 
 import jax
 import numpy as np
@@ -13,7 +16,7 @@ from bertjax.data.tokenizer import read_vocab
 from bertjax.data.vocab import build_or_load_vocab, run_vocab
 from bertjax.errors import UserError
 from tests.convert.helpers import random_params, tiny_config, write_hf_dir
-from tests.helpers import load_config
+from tests.helpers import CONFIGS_DIR, load_config, load_config_file
 
 
 def run_config(tmp_path, **overrides):
@@ -127,3 +130,36 @@ def test_an_extended_vocabulary_grows_the_embeddings_by_mean_rows(imported, tmp_
     np.testing.assert_allclose(
         embeddings[base_size:], np.tile(source.mean(0), (size - base_size, 1)), atol=1e-3
     )
+
+
+def test_continue_from_config_carries_on_a_run_with_its_own_config(imported, tmp_path):
+    """configs/continue_from.py:RUN: RUN's config (architecture, vocabulary), RUN's parameters
+    as the start, step 0, and only what is overridden (here the corpus and the schedule) new."""
+    base_tmp, model_dir, _ = imported
+    first = tmp_path / "first"
+    train.train_and_evaluate(
+        run_config(base_tmp, init_from=str(model_dir), vocab_dir=str(model_dir)), first
+    )
+    config = load_config_file(CONFIGS_DIR / "continue_from.py", str(first))
+    assert config.init_from == config.vocab_dir == str(first)
+    config.corpus = SAMPLE_CORPUS.replace("*", "genesis")
+    config.num_train_steps, config.checkpoint_every = 3, 3
+    summary = train.train_and_evaluate(config, tmp_path / "continued")
+    assert summary.start_step == 0 and summary.steps == 3
+    saved = json.loads((tmp_path / "continued" / "config.json").read_text())
+    assert saved["corpus"].endswith("genesis.jsonl.gz") and saved["init_from"] == str(first)
+    assert {k: saved[k] for k in ("hidden_size", "max_position_embeddings", "max_seq_length")} == {
+        "hidden_size": 64, "max_position_embeddings": 40, "max_seq_length": 32,
+    }  # fmt: skip
+    assert read_vocab(tmp_path / "continued" / "vocab.txt") == read_vocab(first / "vocab.txt")
+    before = nnx.state(load_model(first), nnx.Param).to_pure_dict()
+    after = nnx.state(load_model(tmp_path / "continued"), nnx.Param).to_pure_dict()
+    for a, b in zip(jax.tree.leaves(after), jax.tree.leaves(before), strict=True):
+        assert np.max(np.abs(np.asarray(a) - np.asarray(b))) < 1e-3  # 3 steps at 1e-5
+
+
+def test_continue_from_config_names_what_is_missing(tmp_path):
+    with pytest.raises(UserError, match=r"after a colon: --config=configs/continue_from.py:WORK"):
+        load_config_file(CONFIGS_DIR / "continue_from.py")
+    with pytest.raises(UserError, match="has no config.json; pass a bertjax training workdir"):
+        load_config_file(CONFIGS_DIR / "continue_from.py", str(tmp_path))
