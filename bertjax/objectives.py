@@ -79,6 +79,14 @@ class ObjectiveSpec(ConfigSpec):
             )
         return lambda seed: BertForPreTraining(model, rngs=nnx.Rngs(params=seed, dropout=seed))
 
+    def untrained_parameters(self, packing: bool) -> tuple[str, ...]:
+        """Path prefixes of the pretraining model's parameters no loss term reaches (kept out of
+        weight decay): the pooler under ELECTRA, the pooler and next-sentence head under BERT's
+        masked LM on packed rows (no next-sentence task)."""
+        if self.is_electra:
+            return ("bert/pooler",)
+        return ("bert/pooler", "cls/seq_relationship") if packing else ()
+
     def checkpoint_fields(self) -> dict:
         """The fields saved in checkpoint metadata and compared on resume and `init_from`
         (checkpoint_compatibility.OBJECTIVE_FIELDS)."""

@@ -3,6 +3,7 @@ cosine, or warmup-stable-decay), AdamW (or LAMB) with decoupled weight decay tha
 parameters and biases, global-norm clipping; layer-wise learning-rate decay for fine-tuning."""
 
 import dataclasses
+import functools
 from collections.abc import Mapping
 from typing import Any
 
@@ -146,22 +147,31 @@ def _one_minus_sqrt_decay(peak: float, steps: int) -> optax.Schedule:
     return schedule
 
 
-def weight_decay_mask(params: Any) -> Any:
+def weight_decay_mask(params: Any, untrained: tuple[str, ...] = ()) -> Any:
     """True for leaves that get weight decay (kernels, embedding tables); False for LayerNorm
-    parameters and biases. `params` is a pure dict or an `nnx.State`, whose leaves sit one
-    attribute (`.value`) below the parameter's name: the name is the path's last dict key."""
+    parameters and biases, and under the `untrained` path prefixes ("bert/pooler"): parameters
+    no loss term reaches keep their initial values, as in TensorFlow's and PyTorch's optimizers,
+    which skip a variable without a gradient (optax decays it: over ELECTRA-Small's schedule the
+    pooler would shrink to exp(-0.01 * 250) = 8% of its scale). `params` is a pure dict or an
+    `nnx.State`, whose leaves sit one attribute (`.value`) below the parameter's name: the name is
+    the path's last dict key."""
 
     def is_decayed(path, _):
-        names = [key.key for key in path if isinstance(key, jax.tree_util.DictKey)]
-        return bool(names) and str(names[-1]) in DECAYED_LEAF_NAMES
+        names = [str(key.key) for key in path if isinstance(key, jax.tree_util.DictKey)]
+        where = "/".join(names) + "/"
+        skipped = any(where.startswith(prefix + "/") for prefix in untrained)
+        return bool(names) and names[-1] in DECAYED_LEAF_NAMES and not skipped
 
     return jax.tree_util.tree_map_with_path(is_decayed, params)
 
 
-def create_optimizer(spec: OptimizerSpec) -> optax.GradientTransformation:
+def create_optimizer(
+    spec: OptimizerSpec, untrained: tuple[str, ...] = ()
+) -> optax.GradientTransformation:
     """AdamW (BERT's recipe) or LAMB (You et al. 2019, for batches of 32k-64k sequences: Adam
     moments with a per-layer trust ratio ||w|| / ||update||), with the same schedule, weight-decay
-    mask and global-norm clipping."""
+    mask (`untrained`: path prefixes of parameters no loss term reaches, never decayed) and
+    global-norm clipping."""
     make = optax.adamw if spec.optimizer == "adamw" else optax.lamb
     optimizer = make(
         learning_rate_schedule(spec),
@@ -169,7 +179,7 @@ def create_optimizer(spec: OptimizerSpec) -> optax.GradientTransformation:
         b2=spec.adam_b2,
         eps=spec.adam_eps,
         weight_decay=spec.weight_decay,
-        mask=weight_decay_mask,
+        mask=functools.partial(weight_decay_mask, untrained=untrained),
     )
     if spec.max_grad_norm > 0:
         return optax.chain(optax.clip_by_global_norm(spec.max_grad_norm), optimizer)

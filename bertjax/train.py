@@ -39,6 +39,7 @@ from bertjax.train_state import (
 
 if TYPE_CHECKING:
     import ml_collections
+    import optax
 
     from bertjax.data import pipeline
 
@@ -75,6 +76,12 @@ def model_fields(model: BertConfig, objective: ObjectiveSpec | None = None) -> d
     return fields | (objective or ObjectiveSpec()).checkpoint_fields()
 
 
+def pretraining_optimizer(spec: RunSpec) -> optax.GradientTransformation:
+    """The run's optimizer; the parameters its objective never trains are not decayed."""
+    untrained = spec.objective.untrained_parameters(spec.data.packing)
+    return optim.create_optimizer(spec.optimizer, untrained)
+
+
 def prepare_workdir(
     workdir: epath.Path, config: ml_collections.ConfigDict, vocab_files: list[epath.Path]
 ) -> None:
@@ -109,7 +116,7 @@ def train_and_evaluate(
     data = _pretraining_data(spec, workdir, vocab_path)
     model = dataclasses.replace(spec.model, vocab_size=data.tokenizer.vocab_size)
     mesh = spec.mesh.create_mesh()
-    tx = optim.create_optimizer(spec.optimizer)
+    tx = pretraining_optimizer(spec)
     schedule = optim.learning_rate_schedule(spec.optimizer)
     rules = spec.mesh.logical_axis_rules
 

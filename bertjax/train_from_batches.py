@@ -76,7 +76,7 @@ def train_from_batches(
     config.check_runnable(spec, workdir)
     model, loop = spec.model, spec.loop
     mesh = spec.mesh.create_mesh()
-    tx = optim.create_optimizer(spec.optimizer)
+    tx = train.pretraining_optimizer(spec)
     schedule = optim.learning_rate_schedule(spec.optimizer)
     rules = spec.mesh.logical_axis_rules
     fields = train.model_fields(model, spec.objective)
@@ -129,7 +129,7 @@ def restore_latest(spec: config.RunSpec, batches_dir: str | Path, workdir: str |
     with the shardings training uses; UserError when there is none."""
     spec = spec_for_batches(spec, batch_files.load_batch_files(batches_dir))
     mesh = spec.mesh.create_mesh()
-    tx = optim.create_optimizer(spec.optimizer)
+    tx = train.pretraining_optimizer(spec)
     pretraining_model = spec.objective.model_factory(spec.model, spec.masking.masked_lm_prob)
     setup = state_setup(pretraining_model, tx, mesh, spec.mesh.logical_axis_rules)
     manager = checkpointing.create_checkpoint_manager(

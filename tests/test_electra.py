@@ -4,6 +4,7 @@ resume, `init_from` across objectives loads the shared encoder, and the workdir 
 transformers, fine-tunes and answers fill-mask (its generator)."""
 
 import dataclasses
+import functools
 import json
 import shutil
 
@@ -228,6 +229,24 @@ def test_init_from_a_run_of_another_objective_loads_only_the_shared_encoder(toy_
         np.testing.assert_array_equal(np.asarray(got), expected)
     summary = train.train_and_evaluate(config, tmp_path / "bert")
     assert summary.final_metrics["mlm_accuracy"] is not None
+    # Packed rows train no next-sentence task: the pooler, untrained, is not decayed either.
+    pooler = checkpointing.restore_params(tmp_path / "bert", 2)["bert"]["pooler"]
+    np.testing.assert_array_equal(
+        pooler["dense"]["kernel"], saved["bert"]["pooler"]["dense"]["kernel"]
+    )
+
+
+def test_parameters_no_loss_reaches_keep_their_values(toy_run):
+    """ELECTRA does not train BERT's pooler; AdamW's decoupled decay would still shrink it step by
+    step (by 2e-5 of its value a step here), where TensorFlow's and PyTorch's optimizers skip a
+    variable without a gradient. The encoder's kernels move."""
+    _, workdir = toy_run
+    early, late = (checkpointing.restore_params(workdir, step)["bert"] for step in (10, 20))
+    for name in ("kernel", "bias"):
+        np.testing.assert_array_equal(late["pooler"]["dense"][name], early["pooler"]["dense"][name])
+    layer = "encoder", "layer", 0, "attention", "self", "query", "kernel"
+    moved = functools.reduce(dict.get, layer, late) - functools.reduce(dict.get, layer, early)
+    assert np.abs(moved).max() > 1e-4
 
 
 def test_export_loads_in_transformers_and_fine_tunes_and_fills_masks(toy_run, tmp_path):

@@ -97,6 +97,38 @@ def test_weight_decay_mask_skips_layernorm_and_biases():
     }
 
 
+def test_weight_decay_mask_skips_the_untrained_prefixes():
+    params = {
+        "bert": {
+            "pooler": {"dense": {"kernel": jnp.ones((2, 2)), "bias": jnp.ones(2)}},
+            "pooler_extra": {"kernel": jnp.ones((2, 2))},  # a prefix names whole path parts
+            "encoder": {"layer": {0: {"output": {"dense": {"kernel": jnp.ones((2, 2))}}}}},
+        },
+        "cls": {"seq_relationship": {"kernel": jnp.ones((2, 2))}},
+    }
+    mask = optim.weight_decay_mask(params, untrained=("bert/pooler", "cls/seq_relationship"))
+    assert mask == {
+        "bert": {
+            "pooler": {"dense": {"kernel": False, "bias": False}},
+            "pooler_extra": {"kernel": True},
+            "encoder": {"layer": {0: {"output": {"dense": {"kernel": True}}}}},
+        },
+        "cls": {"seq_relationship": {"kernel": False}},
+    }
+    assert optim.weight_decay_mask(params)["bert"]["pooler"]["dense"]["kernel"]
+
+
+@pytest.mark.parametrize("objective, packing, untrained", [
+    ("electra", True, ("bert/pooler",)),
+    ("bert", True, ("bert/pooler", "cls/seq_relationship")),
+    ("bert", False, ()),  # sentence pairs: next-sentence prediction trains both
+])  # fmt: skip
+def test_each_objective_names_what_it_does_not_train(objective, packing, untrained):
+    from bertjax.objectives import ObjectiveSpec
+
+    assert ObjectiveSpec(objective=objective).untrained_parameters(packing) == untrained
+
+
 def test_weight_decay_mask_of_an_nnx_state_is_the_mask_of_its_pure_dict():
     """An nnx.State (what nnx.split returns) ends each path in `.value`: the mask must still
     read the parameter's name, or nothing is decayed."""
