@@ -13,30 +13,23 @@ docs/launch.md):
 The corpus is a placeholder that must be overridden.
 """
 
+from pathlib import Path
+
 import ml_collections
 
-from bertjax.config import defaults, set_electra_size
+from bertjax.config import load_config, set_electra_size
 
 # Not a bucket (bucket names are lower case), so a forgotten override fails at once.
 CORPUS_PLACEHOLDER = "gs://YOUR_BUCKET/corpus/*.jsonl.gz"
 
 
 def get_config() -> ml_collections.ConfigDict:
-    config = set_electra_size(defaults(), "base")
+    config = load_config(Path(__file__).with_name("electra_small.py"))  # its recipe, then:
+    set_electra_size(config, "base")
     config.corpus = CORPUS_PLACEHOLDER
-    config.vocab_size = 30522
     config.max_seq_length = 512
-    config.masked_lm_prob = 0.15
     config.max_predictions_per_seq = 79  # ELECTRA's int((0.15 + 0.005) * 512)
-
     config.batch_size = 256
     config.num_train_steps = 766_000
-    config.warmup_steps = 10_000
     config.learning_rate = 2e-4
-    config.weight_decay = 0.01
-
-    config.log_every = 1_000
-    config.checkpoint_every = 10_000
-    config.keep_checkpoints = 3
-    config.keep_checkpoint_period = 100_000
     return config

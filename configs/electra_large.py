@@ -13,30 +13,18 @@ The corpus is a placeholder that must be overridden. Where 2,048 rows do not fit
 memory, `--config.grad_accum_steps` splits each step into microbatches.
 """
 
+from pathlib import Path
+
 import ml_collections
 
-from bertjax.config import defaults, set_electra_size
-
-# Not a bucket (bucket names are lower case), so a forgotten override fails at once.
-CORPUS_PLACEHOLDER = "gs://YOUR_BUCKET/corpus/*.jsonl.gz"
+from bertjax.config import load_config, set_electra_size
 
 
 def get_config() -> ml_collections.ConfigDict:
-    config = set_electra_size(defaults(), "large")
-    config.corpus = CORPUS_PLACEHOLDER
-    config.vocab_size = 30522
-    config.max_seq_length = 512
+    config = load_config(Path(__file__).with_name("electra_base.py"))  # its recipe, then:
+    set_electra_size(config, "large")
     config.masked_lm_prob = 0.25
     config.max_predictions_per_seq = 130  # ELECTRA's int((0.25 + 0.005) * 512)
-
     config.batch_size = 2048
     config.num_train_steps = 400_000
-    config.warmup_steps = 10_000
-    config.learning_rate = 2e-4
-    config.weight_decay = 0.01
-
-    config.log_every = 1_000
-    config.checkpoint_every = 10_000
-    config.keep_checkpoints = 3
-    config.keep_checkpoint_period = 100_000
     return config
