@@ -125,12 +125,7 @@ def train_and_evaluate(
     setup = state_setup(pretraining_model, tx, mesh, rules)
 
     def init_state() -> TrainState:
-        # --config.init_from: parameters of an imported model or another run (only the encoder
-        # when it was trained with another objective; vocabulary axes grown when the run's
-        # vocabulary extends its own); fresh optimizer.
-        params = loop.init_from and checkpointing.load_init_params(
-            loop.init_from, setup.abstract_state.params, fields, grown_from
-        )
+        params = _init_from_params(loop.init_from, setup, fields, grown_from)  # checked first
         state = create_train_state(pretraining_model, tx, mesh, rules, loop.seed)[0]
         return state.replace(params=state.params | params) if params else state
 
@@ -146,10 +141,7 @@ def train_and_evaluate(
     writer = metrics.MetricsWriter(workdir, enabled=jax.process_index() == 0)
     summary = start_summary(start_step, manager, writer)
     if start_step >= loop.num_train_steps:
-        logging.info("Checkpoint at step %d: training already finished.", start_step)
-        summary.final_metrics = metrics.last_logged_metrics(writer.jsonl_path)
-        summary.wall_seconds = time.perf_counter() - wall_start
-        return summary
+        return _already_finished(summary, writer, wall_start)
     metadata = checkpointing.metadata_for(config, fields)  # its "config": what resumes compare
     carried_interval = resume_metrics(manager, writer, restored_step, metadata["config"])
 
@@ -167,6 +159,24 @@ def train_and_evaluate(
         manager.wait_until_finished()
         manager.close()
         writer.close()
+    summary.wall_seconds = time.perf_counter() - wall_start
+    return summary
+
+
+def _init_from_params(init_from: str, setup, fields: dict, grown_from: int | None) -> dict:
+    """The parameters `--config.init_from` (an imported model or another run) gives a fresh run
+    ({} without one): only the encoder when it was trained with another objective, vocabulary
+    axes grown when the run's vocabulary extends its own; the optimizer state stays fresh."""
+    if not init_from:
+        return {}
+    return checkpointing.load_init_params(
+        init_from, setup.abstract_state.params, fields, grown_from
+    )
+
+
+def _already_finished(summary: RunSummary, writer, wall_start: float) -> RunSummary:
+    logging.info("Checkpoint at step %d: training already finished.", summary.start_step)
+    summary.final_metrics = metrics.last_logged_metrics(writer.jsonl_path)
     summary.wall_seconds = time.perf_counter() - wall_start
     return summary
 
