@@ -20,7 +20,7 @@ from pathlib import Path
 import jax
 from absl import logging
 
-from bertjax import checkpointing, config, metrics, optim, train, train_step
+from bertjax import checkpointing, config, metrics, optim, train, train_loop, train_step
 from bertjax.data import batch_files
 from bertjax.errors import UserError
 from bertjax.train_state import create_train_state, state_setup
@@ -112,7 +112,7 @@ def train_from_batches(
         metadata = {"config": saved, "model": fields}
         throughput = train.training_throughput(spec, model.vocab_size, mesh)
         try:
-            summary.final_metrics, summary.steps = train.train_loop(
+            summary.final_metrics, summary.steps = train_loop.train_loop(
                 loop, state, stream, step_fn, mesh, manager, writer, metadata, start_step,
                 throughput, carried_interval=carried_interval,
             )  # fmt: skip
