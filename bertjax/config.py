@@ -258,22 +258,28 @@ def validate(config: ml_collections.ConfigDict, workdir=None) -> RunSpec:
     return spec
 
 
-def _check_vocab_dir(data: DataSpec) -> None:
-    if not data.vocab_dir:
-        return
-    vocab_file = epath.Path(data.vocab_dir).expanduser() / "vocab.txt"  # local or gs://
+def vocab_dir_size(vocab_dir: str) -> int:
+    """The number of tokens in `vocab_dir`/vocab.txt (local or gs://), one a line as the
+    tokenizer reads it (tokenizer.read_vocab; TF-free here); UserError where there is none."""
+    vocab_file = epath.Path(vocab_dir).expanduser() / "vocab.txt"
     with paths.remote_errors(vocab_file):
         require(
             vocab_file.is_file(),
-            f"vocab_dir={data.vocab_dir!r} has no vocab.txt; point it at a directory with one or "
+            f"vocab_dir={vocab_dir!r} has no vocab.txt; point it at a directory with one or "
             "leave it empty to train a vocabulary",
         )
         text = vocab_file.read_bytes().decode("utf-8")
-    # One token per line, as the tokenizer reads it (tokenizer.read_vocab; TF-free here).
-    tokens = sum(1 for _ in io.StringIO(text, newline=None))
+    return sum(1 for _ in io.StringIO(text, newline=None))
+
+
+def _check_vocab_dir(data: DataSpec) -> None:
+    if not data.vocab_dir:
+        return
+    tokens = vocab_dir_size(data.vocab_dir)
     require(
         tokens == data.vocab_size,
-        f"vocab_size={data.vocab_size} but {vocab_file} has {tokens} tokens; "
+        f"vocab_size={data.vocab_size} but "
+        f"{epath.Path(data.vocab_dir).expanduser() / 'vocab.txt'} has {tokens} tokens; "
         f"set --config.vocab_size={tokens}",
     )
 

@@ -24,8 +24,10 @@ def get_config(run: str = "") -> ml_collections.ConfigDict:
         raise UserError(
             "name the run to continue after a colon: --config=configs/continue_from.py:WORKDIR"
         )
+    from bertjax.config import vocab_dir_size
     from bertjax.evaluation import workdir_config  # reads RUN/config.json, RUN's vocabulary
 
     config = workdir_config(run)
     config.init_from = run
+    config.vocab_size = vocab_dir_size(run)  # what RUN's vocabulary holds, not what it asked for
     return config
