@@ -166,6 +166,12 @@ def _log_trained(vocab_path: epath.Path, data: DataSpec, num_files: int) -> None
             "The vocabulary has %d tokens, more than vocab_size=%d: the special tokens and the "
             "corpus's characters (with their ## forms) are always kept", size, data.vocab_size,
         )  # fmt: skip
+    elif size < 0.9 * data.vocab_size:
+        logging.warning(
+            "The vocabulary has %d tokens, fewer than vocab_size=%d: the corpus holds no more "
+            "(Chinese text gives one token per character: BERT's tokenizer splits every CJK "
+            "character); the model is built with %d", size, data.vocab_size, size,
+        )  # fmt: skip
 
 
 def sample_documents(

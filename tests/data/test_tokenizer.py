@@ -229,6 +229,18 @@ def test_a_vocabulary_larger_than_asked_is_said(tmp_path, caplog):
     assert f"The vocabulary has {size} tokens, more than vocab_size=20" in caplog.text
 
 
+def test_a_vocabulary_smaller_than_asked_is_said(tmp_path, caplog):
+    """Chinese text is cut into characters before WordPiece sees it, so a corpus of few
+    characters cannot fill the target: the log says so (the Chinese proof's 16,000 gave 6,314)."""
+    text = tmp_path / "corpus.txt"
+    text.write_text("西游记第一回。孙悟空大闹天宫。\n\n唐僧师徒四人西天取经。\n", encoding="utf-8")
+    config = _config(tmp_path / "cache", corpus=str(text), vocab_size=2000)
+    caplog.set_level("INFO", logger="absl")
+    size = len(tokenizer.read_vocab(build_or_load_vocab(DataSpec.from_config(config))))
+    assert size < 1800
+    assert f"The vocabulary has {size} tokens, fewer than vocab_size=2000" in caplog.text
+
+
 def test_encode_returns_python_ints(sample_tokenizer):
     (row,) = sample_tokenizer.encode(["God"])
     assert row and all(type(i) is int for i in row)
