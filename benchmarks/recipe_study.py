@@ -27,27 +27,29 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 CONFIG = "configs/cpu_budget.py"
 # The plateau recipes (what bertjax did before), then one lever at a time on the chosen recipe.
+# Each recipe names its positions and LayerNorm placement, whatever CONFIG's are.
 BERT = dict(layer_norm_placement="post", position_embedding_type="absolute",
             position_embedding_init="normal")  # fmt: skip
+RELATIVE = dict(layer_norm_placement="pre", position_embedding_type="relative_key",
+                position_embedding_init="local")  # fmt: skip
+ROTARY = dict(position_embedding_type="rotary", position_embedding_init="normal")
 RECIPES = {
     "bert_nsp_tiny": dict(BERT, model="tiny", packing=False, hidden_dropout_prob=0.1,
                           attention_probs_dropout_prob=0.1, dupe_factor=2, batch_size=32),
     "bert_packed_tiny": dict(BERT, model="tiny"),
     "pre_ln_tiny": dict(BERT, model="tiny", layer_norm_placement="pre",
                         position_embedding_init="sinusoidal"),
-    "relative_post_tiny": dict(model="tiny", layer_norm_placement="post"),
-    "relative_pre_tiny": dict(model="tiny"),
-    "rotary_post_tiny": dict(model="tiny", layer_norm_placement="post",
-                             position_embedding_type="rotary", position_embedding_init="normal"),
-    "rotary_pre_tiny": dict(model="tiny", position_embedding_type="rotary",
-                            position_embedding_init="normal"),
-    "relative_pre_mini": dict(),
-    "relative_pre_mini_mask40": dict(masked_lm_prob=0.4, max_predictions_per_seq=52),
-    "relative_pre_mini_mask_only": dict(mask_token_prob=1.0, random_token_prob=0.0),
-    "relative_pre_mini_seq64": dict(max_seq_length=64, max_predictions_per_seq=10,
+    "relative_post_tiny": dict(RELATIVE, model="tiny", layer_norm_placement="post"),
+    "relative_pre_tiny": dict(RELATIVE, model="tiny"),
+    "rotary_post_tiny": dict(ROTARY, model="tiny", layer_norm_placement="post"),
+    "rotary_pre_tiny": dict(ROTARY, model="tiny", layer_norm_placement="pre"),
+    "relative_pre_mini": dict(RELATIVE),
+    "relative_pre_mini_mask40": dict(RELATIVE, masked_lm_prob=0.4, max_predictions_per_seq=52),
+    "relative_pre_mini_mask_only": dict(RELATIVE, mask_token_prob=1.0, random_token_prob=0.0),
+    "relative_pre_mini_seq64": dict(RELATIVE, max_seq_length=64, max_predictions_per_seq=10,
                                     batch_size=128),
-    "relative_pre_mini_vocab8k": dict(vocab_size=8000),
-    "relative_pre_mini_lr5e-3": dict(learning_rate=5e-3),
+    "relative_pre_mini_vocab8k": dict(RELATIVE, vocab_size=8000),
+    "relative_pre_mini_lr5e-3": dict(RELATIVE, learning_rate=5e-3),
 }  # fmt: skip
 PROBE_STEPS = 40
 SIZES = {"tiny": (2, 128, 2), "mini": (4, 256, 4)}
