@@ -101,6 +101,21 @@ class ExportResult:
         return lines
 
 
+def _checked_vocabulary(workdir, vocab_size: int) -> tuple[Path, list[str]]:
+    """`workdir`'s vocab.txt and its tokens; UserError where it is missing or not the
+    checkpoint's (another size, no [PAD])."""
+    vocab_path = workdir / tokenizer.VOCAB_FILE
+    if not vocab_path.is_file():
+        raise UserError(f"{workdir} has no {tokenizer.VOCAB_FILE}; copy the run's vocabulary there")
+    vocab = tokenizer.read_vocab(vocab_path)
+    if len(vocab) != vocab_size or lookups.PAD not in vocab:
+        raise UserError(
+            f"{vocab_path} ({len(vocab)} tokens) is not the vocabulary of this checkpoint "
+            f"(vocab_size {vocab_size}); copy the run's vocab.txt there"
+        )
+    return vocab_path, vocab
+
+
 def export_hf(workdir: str | Path, out_dir: str | Path, *, step: int | None = None) -> ExportResult:
     """Writes the checkpoint of `workdir` at `step` (default: latest) as a Hugging Face BERT
     directory `out_dir` (see the module docstring). `workdir` may be a bucket URI (gs://...);
@@ -109,15 +124,7 @@ def export_hf(workdir: str | Path, out_dir: str | Path, *, step: int | None = No
     workdir, out_dir = paths.as_path(workdir), Path(out_dir).expanduser()
     step, metadata = checkpointing.open_workdir(workdir, step)
     config = model_dir.model_config(metadata)
-    vocab_path = workdir / tokenizer.VOCAB_FILE
-    if not vocab_path.is_file():
-        raise UserError(f"{workdir} has no {tokenizer.VOCAB_FILE}; copy the run's vocabulary there")
-    vocab = tokenizer.read_vocab(vocab_path)
-    if len(vocab) != config.vocab_size or lookups.PAD not in vocab:
-        raise UserError(
-            f"{vocab_path} ({len(vocab)} tokens) is not the vocabulary of this checkpoint "
-            f"(vocab_size {config.vocab_size}); copy the run's vocab.txt there"
-        )
+    vocab_path, vocab = _checked_vocabulary(workdir, config.vocab_size)
     lowercase = model_dir.lowercase(metadata)
     task = model_dir.task_of(metadata)
     objective = metadata.get("model", {}).get("objective")

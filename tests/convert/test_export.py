@@ -234,6 +234,18 @@ def test_scan_layers_checkpoints_export_and_cross_layouts(workdir, tmp_path):
     )
 
 
+def test_a_missing_or_foreign_vocabulary_is_refused_before_anything_is_written(workdir, tmp_path):
+    copy = tmp_path / "run"
+    shutil.copytree(workdir, copy)
+    (copy / "vocab.txt").unlink()
+    with pytest.raises(UserError, match="has no vocab.txt; copy the run's vocabulary there"):
+        export_hf(copy, tmp_path / "out")
+    (copy / "vocab.txt").write_text("".join(t + "\n" for t in tiny_vocab(299)))
+    with pytest.raises(UserError, match=r"\(299 tokens\) is not the vocabulary of this checkp"):
+        export_hf(copy, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
 def test_export_and_import_write_only_inside_out(workdir, tmp_path):
     """Output paths come from fixed file names, never from the checkpoint or source contents."""
     sandbox = tmp_path / "sandbox"
