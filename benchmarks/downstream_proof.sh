@@ -13,6 +13,9 @@
 #   STAGES="pretrain finetune" bash benchmarks/downstream_proof.sh
 #   OUT=workdirs/electra_proof PRETRAIN_FLAGS=--config.objective=electra PRETRAIN_STEPS=N \
 #     STAGES="pretrain finetune" bash benchmarks/downstream_proof.sh   # ELECTRA, same recipe
+# configs/cpu_budget.py is rotary post-LN since 2026-12-06; docs/results.md's proof ran its recipe
+# before (add to PRETRAIN_FLAGS: --config.position_embedding_type=relative_key
+# --config.position_embedding_init=local --config.layer_norm_placement=pre).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
