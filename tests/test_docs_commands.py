@@ -60,6 +60,8 @@ def config_fields(command: str, arguments: list[str]) -> set[str]:
     path = ROOT / given[0][0] if given else None
     if path is None or not path.is_file():  # a placeholder such as CONFIG.py
         return set(base_config.defaults().keys())
+    if path.name == "continue_from.py":  # a run's own config.json: the defaults' fields
+        return set(base_config.defaults().keys())
     config = load_config_file(path, *given[0][1:])
     return set(config.keys())
 
