@@ -3,12 +3,16 @@
 #   1. pretrain BERT-mini on ../shared/data/zh/pretrain (7.96 M characters: four classical
 #      novels, Xiao Hong, Yu Dafu, PRC laws, classical poetry) with the small-budget recipe
 #      (configs/cpu_budget.py) and Chinese whole-word masking (rjieba words, --config.masking=
-#      whole_word), a 16k WordPiece vocabulary, evaluating held-out documents during training;
+#      whole_word), a WordPiece vocabulary trained to a 16k target (6,314 tokens on this corpus:
+#      Chinese text gives one token per character), evaluating held-out documents during training;
 #   2. fine-tune it and a randomly initialised twin (same architecture, vocabulary and recipe)
 #      on ChnSentiCorp (hotel review sentiment, accuracy) and MSRA NER (per-character BIO,
 #      entity F1), 3 seeds each, through `bertjax finetune --task=jsonl` on the files as they are;
 #   3. report: every fine-tune's results.md in one file, $OUT/results.md.
-# Every step resumes: a finished pretraining or fine-tuning seed is not redone.
+# Every step resumes: a finished pretraining or fine-tuning seed is not redone. configs/cpu_budget.py
+# is rotary post-LN since 2026-12-06; section 8's first proof ran its relative_key pre-LN recipe of
+# before (PRETRAIN_FLAGS="--config.position_embedding_type=relative_key
+# --config.position_embedding_init=local --config.layer_norm_placement=pre").
 #
 #   bash benchmarks/zh_proof.sh                                   # everything (hours)
 #   STAGES="finetune report" bash benchmarks/zh_proof.sh
@@ -22,7 +26,7 @@ ZH_DATA=${ZH_DATA:-../shared/data/zh}
 STAGES=${STAGES:-"pretrain finetune report"}
 PRETRAIN_CONFIG=${PRETRAIN_CONFIG:-configs/cpu_budget.py}
 PRETRAIN_STEPS=${PRETRAIN_STEPS:-3200}  # as benchmarks/downstream_proof.sh: ~2 h idle
-VOCAB_SIZE=${VOCAB_SIZE:-16000}          # 5.3k characters + words (bert-base-chinese: 21,128)
+VOCAB_SIZE=${VOCAB_SIZE:-16000}          # a target; characters only come out (bert-base-chinese: 21,128)
 CORPUS=${CORPUS:-$ZH_DATA/pretrain/*.jsonl}
 PRETRAIN_FLAGS=${PRETRAIN_FLAGS:-}  # more --config.x=y flags, e.g. rotary positions (results.md 4)
 TASKS=${TASKS:-"chnsenticorp msra_ner"}
