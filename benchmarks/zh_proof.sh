@@ -9,7 +9,8 @@
 #      on ChnSentiCorp (hotel review sentiment, accuracy) and MSRA NER (per-character BIO,
 #      entity F1), 3 seeds each, through `bertjax finetune --task=jsonl` on the files as they are;
 #   3. report: every fine-tune's results.md in one file, $OUT/results.md.
-# Every step resumes: a finished pretraining or fine-tuning seed is not redone. configs/cpu_budget.py
+# Every step resumes: a finished pretraining or fine-tuning seed is not redone.
+# configs/cpu_budget.py
 # is rotary post-LN since 2026-12-06; section 8's first proof ran its relative_key pre-LN recipe of
 # before (PRETRAIN_FLAGS="--config.position_embedding_type=relative_key
 # --config.position_embedding_init=local --config.layer_norm_placement=pre").
@@ -26,7 +27,7 @@ ZH_DATA=${ZH_DATA:-../shared/data/zh}
 STAGES=${STAGES:-"pretrain finetune report"}
 PRETRAIN_CONFIG=${PRETRAIN_CONFIG:-configs/cpu_budget.py}
 PRETRAIN_STEPS=${PRETRAIN_STEPS:-3200}  # as benchmarks/downstream_proof.sh: ~2 h idle
-VOCAB_SIZE=${VOCAB_SIZE:-16000}          # a target; characters only come out (bert-base-chinese: 21,128)
+VOCAB_SIZE=${VOCAB_SIZE:-16000}  # a target; only characters come out (bert-base-chinese: 21,128)
 CORPUS=${CORPUS:-$ZH_DATA/pretrain/*.jsonl}
 PRETRAIN_FLAGS=${PRETRAIN_FLAGS:-}  # more --config.x=y flags, e.g. rotary positions (results.md 4)
 TASKS=${TASKS:-"chnsenticorp msra_ner"}
