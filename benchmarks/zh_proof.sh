@@ -10,10 +10,9 @@
 #      entity F1), 3 seeds each, through `bertjax finetune --task=jsonl` on the files as they are;
 #   3. report: every fine-tune's results.md in one file, $OUT/results.md.
 # Every step resumes: a finished pretraining or fine-tuning seed is not redone.
-# configs/cpu_budget.py
-# is rotary post-LN since 2026-12-06; section 8's first proof ran its relative_key pre-LN recipe of
-# before (PRETRAIN_FLAGS="--config.position_embedding_type=relative_key
-# --config.position_embedding_init=local --config.layer_norm_placement=pre").
+# configs/cpu_budget.py is rotary post-LN since 2026-12-06; section 8's first proof ran its
+# relative_key pre-LN recipe of before (PRETRAIN_FLAGS="--config.position_embedding_type=
+# relative_key --config.position_embedding_init=local --config.layer_norm_placement=pre").
 #
 #   bash benchmarks/zh_proof.sh                                   # everything (hours)
 #   STAGES="finetune report" bash benchmarks/zh_proof.sh
