@@ -7,9 +7,9 @@ Pretraining") gives it the domain's text, or a task's own training text, as the 
     --config.corpus='reviews/*.jsonl' --config.num_train_steps=700 --config.warmup_steps=70 \\
     --config.learning_rate=5e-4
 
-Everything not overridden is RUN's, its corpus and schedule included (a run that finished
-decayed its rate to zero: set the new schedule). The architecture and vocabulary are RUN's, so
-`init_from`'s checks pass; changing one of them is refused as for any `init_from`. RUN is a local
+Everything not overridden is RUN's, its corpus and schedule included: without new values the rate
+warms up again to RUN's peak over RUN's num_train_steps. The architecture and vocabulary are RUN's,
+so `init_from`'s checks pass; changing one of them is refused as for any `init_from`. RUN is a local
 path or a gs:// URI. A run trained from `bertjax prepare` shards continues on them: for other text
 pass `--config.prepared_dir=` (empty) with `--config.corpus`, or shards prepared from that text.
 """
