@@ -73,7 +73,7 @@ class LoopSpec(ConfigSpec):
     progress_bar: bool = True
     eval_every: int = 0  # steps between held-out evaluations during training; 0 = never
     eval_examples: int = 2048  # held-out instances evaluated (rounded down to whole batches)
-    eval_batch_size: int = 64
+    eval_batch_size: int = 64  # fewer held-out instances than this: one batch of what there is
     eval_seed: int = 12345  # fixes the evaluation masks and sentence pairs
 
     def __post_init__(self):

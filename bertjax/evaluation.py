@@ -37,7 +37,7 @@ from absl import logging
 from etils import epath
 from jax.sharding import NamedSharding, PartitionSpec
 
-from bertjax import checkpointing, losses, paths, representation, sharding
+from bertjax import checkpointing, losses, paths, representation, sharding, unigram
 from bertjax.config import RunSpec, defaults, from_config
 from bertjax.data import corpus, masking_spec
 from bertjax.errors import UserError
@@ -49,7 +49,6 @@ if TYPE_CHECKING:
     from bertjax.data import pipeline
 
 EvalStep = Callable[[dict, dict], tuple[dict, dict]]
-TOKEN_COUNTS_FILE = "token_counts.npy"
 # Held-out MLM loss less than this far below the unigram loss, past warm-up, is reported as the
 # frequency plateau. Measured: runs stuck on it gain 0.6-0.9 nats (docs/results.md).
 PLATEAU_MARGIN_NATS = 1.0
@@ -60,7 +59,6 @@ DETECTION_AUC_FLOOR = 0.6
 # compare across recipes: 15% of the tokens, capped at 20 per 128 (BERT's 20 / 80 at 128 / 512).
 EVAL_MASKED_LM_PROB = 0.15
 EVAL_PREDICTIONS_PER_TOKEN = 20 / 128
-_COUNT_SAMPLE_BATCHES = 64  # streamed or prepared data: batches counted for the unigram model
 
 
 @dataclasses.dataclass
@@ -75,53 +73,6 @@ class EvalSet:
     counts: np.ndarray | None = None
 
 
-def token_counts(instances: dict[str, np.ndarray], vocab_size: int, special_ids) -> np.ndarray:
-    """[V] int64 occurrences of each non-special token among the real tokens of `instances`
-    (the unmasked instance arrays of `pipeline.build_pretraining_data`)."""
-    ids = instances["input_ids"][instances["input_mask"] == 1]
-    counts = np.bincount(ids, minlength=vocab_size).astype(np.int64)
-    counts[np.asarray(special_ids, np.int64)] = 0
-    return counts
-
-
-def sampled_token_counts(batches, vocab_size: int, special_ids) -> np.ndarray:
-    """`token_counts` over masked training batches (originals restored at masked positions):
-    for prepared or streamed data, whose instances are not in memory."""
-    counts = np.zeros(vocab_size, np.int64)
-    for batch in batches:
-        ids = batch["input_ids"].copy()
-        rows, slots = np.nonzero(batch["masked_lm_weights"] > 0)
-        ids[rows, batch["masked_lm_positions"][rows, slots]] = batch["masked_lm_ids"][rows, slots]
-        counts += np.bincount(ids[batch["input_mask"] == 1], minlength=vocab_size)
-    counts[np.asarray(special_ids, np.int64)] = 0
-    return counts
-
-
-def training_token_counts(data: pipeline.PretrainingData, dataset) -> np.ndarray:
-    """Token counts of the training data: exact for in-memory instances, else sampled from the
-    first batches of `dataset` (an iterable of numpy batches)."""
-    from bertjax.data.sources.in_memory import InMemoryInstances  # deferred: tf.data
-
-    tokenizer = data.tokenizer
-    if isinstance(data.source, InMemoryInstances):
-        return token_counts(data.source.arrays, tokenizer.vocab_size, tokenizer.special_ids)
-    sample = (batch for _, batch in zip(range(_COUNT_SAMPLE_BATCHES), dataset, strict=False))
-    return sampled_token_counts(sample, tokenizer.vocab_size, tokenizer.special_ids)
-
-
-def unigram_baseline(labels: np.ndarray, counts: np.ndarray) -> dict:
-    """What token frequencies alone score on the masked positions' original ids `labels`: the
-    cross-entropy of the add-0.5 smoothed unigram model of `counts`, and the accuracy of always
-    predicting the most frequent token. NaN when there is no masked position."""
-    if not labels.size:
-        return {"unigram_mlm_loss": math.nan, "unigram_mlm_accuracy": math.nan}
-    probabilities = (counts + 0.5) / (counts + 0.5).sum()
-    return {
-        "unigram_mlm_loss": float(-np.log(probabilities[labels]).mean()),
-        "unigram_mlm_accuracy": float((labels == np.argmax(counts)).mean()),
-    }
-
-
 def build_eval_set(
     spec: RunSpec,
     data: pipeline.PretrainingData | None = None,
@@ -130,7 +81,7 @@ def build_eval_set(
     """Reads the held-out corpus and materialises the fixed batches (see the module docstring).
 
     `data`: held-out PretrainingData already built (`build_pretraining_data(spec.data, "eval")`).
-    `counts`: training token counts (`training_token_counts`) for the unigram baseline.
+    `counts`: training token counts (`unigram.training_token_counts`) for the unigram baseline.
     """
     if not spec.data.has_eval_data:
         raise UserError(
@@ -140,14 +91,8 @@ def build_eval_set(
     from bertjax.data import pipeline  # deferred: tf.data
 
     data = data or pipeline.build_pretraining_data(spec.data, split="eval")
-    available = len(data.source)
-    batch_size = spec.loop.eval_batch_size
-    num_batches = min(spec.loop.eval_examples, available) // batch_size
-    if num_batches == 0:
-        raise UserError(
-            f"the held-out data has {available} instances, fewer than one evaluation batch of "
-            f"{batch_size}; lower --config.eval_batch_size or hold out more documents"
-        )
+    batch_size = _eval_batch_size(spec, len(data.source))
+    num_batches = min(spec.loop.eval_examples, len(data.source)) // batch_size
     masking = dataclasses.replace(
         spec.masking,
         masked_lm_prob=EVAL_MASKED_LM_PROB,
@@ -171,6 +116,27 @@ def build_eval_set(
             "the [UNK] warning); their masked-LM numbers will read 0"
         )
     return EvalSet(batches=batches, num_examples=num_batches * batch_size, counts=counts)
+
+
+def _eval_batch_size(spec: RunSpec, available: int) -> int:
+    """`eval_batch_size`, or, where the held-out data has fewer instances, the most of them a
+    batch can hold that the data-parallel shards and the processes divide (a warning says so);
+    UserError where not even that many are held out."""
+    wanted = spec.loop.eval_batch_size
+    if available >= wanted:
+        return wanted
+    sizes = spec.mesh.axis_sizes(jax.device_count())
+    unit = math.lcm(sizes["data"] * sizes["fsdp"], jax.process_count())
+    if available < unit:
+        raise UserError(
+            f"the held-out data has {available} instances, fewer than the {unit} an evaluation "
+            "batch needs; hold out more documents (--config.eval_holdout_fraction)"
+        )
+    logging.warning(
+        "The held-out data has %d instances, fewer than eval_batch_size=%d: evaluating one "
+        "batch of %d", available, wanted, available // unit * unit,
+    )  # fmt: skip
+    return available // unit * unit
 
 
 def eval_max_predictions(max_seq_length: int) -> int:
@@ -228,7 +194,7 @@ def evaluate(params: dict, eval_set: EvalSet, eval_step: EvalStep, mesh) -> dict
     if scores:
         result["rtd_auc"] = replaced_token_auc(np.concatenate(scores), np.concatenate(replaced))
     if eval_set.counts is not None:
-        result.update(unigram_baseline(labels, eval_set.counts))
+        result.update(unigram.unigram_baseline(labels, eval_set.counts))
     return result
 
 
@@ -351,7 +317,7 @@ def run_evaluate(
     mesh = sharding.create_mesh({"data": -1, "fsdp": 1, "tensor": 1})
     pretraining_model = spec.objective.model_factory(model)
     setup = state_setup(pretraining_model, optax.identity(), mesh, spec.mesh.logical_axis_rules)
-    counts_path = epath.Path(workdir) / TOKEN_COUNTS_FILE
+    counts_path = epath.Path(workdir) / unigram.TOKEN_COUNTS_FILE
     counts = None
     if counts_path.exists():
         with counts_path.open("rb") as f:  # np.load opens only local paths; this may be gs://

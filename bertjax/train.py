@@ -25,6 +25,7 @@ from bertjax import (
     optim,
     sharding,
     train_step,
+    unigram,
     vocabulary_growth,
 )
 from bertjax.config import RunSpec, training_changes, validate
@@ -242,7 +243,7 @@ def _training_token_counts(spec: RunSpec, data: pipeline.PretrainingData, workdi
     """The training data's token counts (the unigram baseline of evaluation), saved once in
     the workdir for `bertjax evaluate`; None when they would cost a pass over streamed data that
     no evaluation needs."""
-    path = workdir / evaluation.TOKEN_COUNTS_FILE
+    path = workdir / unigram.TOKEN_COUNTS_FILE
     if path.exists():
         return np.load(path)
     from bertjax.data.sources.in_memory import InMemoryInstances  # deferred: tf.data
@@ -251,7 +252,7 @@ def _training_token_counts(spec: RunSpec, data: pipeline.PretrainingData, workdi
     if not in_memory and not spec.data.has_eval_data:
         return None
     sample = None if in_memory else _training_dataset(spec, data).as_numpy_iterator()
-    counts = evaluation.training_token_counts(data, sample)
+    counts = unigram.training_token_counts(data, sample)
     if jax.process_index() == 0:
         with path.open("wb") as f:
             np.save(f, counts)

@@ -6,7 +6,7 @@ import warnings
 import numpy as np
 import pytest
 
-from bertjax import evaluation, train
+from bertjax import evaluation, train, unigram
 from bertjax.config import from_config, validate
 from bertjax.convert import model_dir
 from bertjax.data import corpus
@@ -117,7 +117,7 @@ def test_eval_every_without_held_out_data_is_refused(tmp_path):
 
 def test_held_out_metrics_carry_the_unigram_baseline_and_distinct_predictions(run_with_eval):
     config, workdir, records = run_with_eval
-    counts = np.load(workdir / evaluation.TOKEN_COUNTS_FILE)
+    counts = np.load(workdir / unigram.TOKEN_COUNTS_FILE)
     eval_set = evaluation.build_eval_set(from_config(config), counts=counts)
     labels = np.concatenate(
         [b["masked_lm_ids"][b["masked_lm_weights"] > 0] for b in eval_set.batches]
@@ -135,7 +135,7 @@ def test_token_counts_skip_specials_padding_and_restore_masked_originals():
         "input_ids": np.array([[3, 7, 8, 7, 4, 0], [3, 9, 4, 0, 0, 0]]),
         "input_mask": np.array([[1, 1, 1, 1, 1, 0], [1, 1, 1, 0, 0, 0]]),
     }
-    counts = evaluation.token_counts(instances, 10, special_ids=[0, 3, 4])
+    counts = unigram.token_counts(instances, 10, special_ids=[0, 3, 4])
     assert counts.tolist() == [0, 0, 0, 0, 0, 0, 0, 2, 1, 1]
     masked = {  # position 2 of row 0 shows [MASK] (5) but held 8
         "input_ids": np.array([[3, 7, 5, 7, 4, 0]]),
@@ -144,7 +144,7 @@ def test_token_counts_skip_specials_padding_and_restore_masked_originals():
         "masked_lm_ids": np.array([[8, 0]]),
         "masked_lm_weights": np.array([[1.0, 0.0]]),
     }
-    sampled = evaluation.sampled_token_counts([masked], 10, special_ids=[0, 3, 4])
+    sampled = unigram.sampled_token_counts([masked], 10, special_ids=[0, 3, 4])
     assert sampled.tolist() == [0, 0, 0, 0, 0, 0, 0, 2, 1, 0]
 
 
@@ -236,6 +236,28 @@ def test_held_out_metrics_carry_the_token_states_collapse_statistics(run_with_ev
     )
 
 
+def test_fewer_held_out_instances_than_a_batch_make_one_smaller_batch(tmp_path, caplog):
+    """A small corpus's held-out documents may not fill eval_batch_size (64 in
+    configs/cpu_budget.py): one batch of as many as the 8 data-parallel shards divide."""
+    config = small_smoke_config(tmp_path, eval_every=3, eval_holdout_fraction=0.2,
+                                eval_examples=4096, eval_batch_size=4096)  # fmt: skip
+    caplog.set_level("WARNING", logger="absl")
+    spec = validate(config)
+    eval_set = evaluation.build_eval_set(spec)
+    rows = eval_set.num_examples
+    assert len(eval_set.batches) == 1 and rows % 8 == 0 and 0 < rows < 4096
+    assert eval_set.batches[0]["input_ids"].shape[0] == rows  # one process: all rows here
+    message = caplog.text.split("The held-out data has ")[1]
+    available = int(message.split()[0])
+    assert rows == available // 8 * 8
+    assert f"fewer than eval_batch_size=4096: evaluating one batch of {rows}" in message
+    two = [{"text": "One short held-out document.\n\nIt has two paragraphs."}] * 2
+    (tmp_path / "two.jsonl").write_text("".join(json.dumps(d) + "\n" for d in two))
+    config.eval_corpus, config.eval_holdout_fraction = str(tmp_path / "two.jsonl"), 0.0
+    with pytest.raises(UserError, match=r"instances, fewer than the 8 an evaluation batch needs"):
+        evaluation.build_eval_set(validate(config))
+
+
 def test_a_held_out_set_the_vocabulary_cannot_spell_warns(tmp_path, caplog):
     """Held-out text that is all [UNK] (Greek for an English vocabulary) leaves nothing to mask:
     building the eval set says so, and the unigram baseline is NaN instead of numpy warnings."""
@@ -252,5 +274,5 @@ def test_a_held_out_set_the_vocabulary_cannot_spell_warns(tmp_path, caplog):
     assert "The held-out batches hold no masked position" in caplog.text
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        baseline = evaluation.unigram_baseline(np.zeros([0], np.int64), np.ones(10))
+        baseline = unigram.unigram_baseline(np.zeros([0], np.int64), np.ones(10))
     assert all(np.isnan(value) for value in baseline.values())

@@ -1,0 +1,64 @@
+"""The frequency baseline of held-out evaluation: occurrences of each token in the training data
+(`token_counts.npy` in the workdir) and what a unigram model of them scores on the held-out
+masked positions. A model within `evaluation.PLATEAU_MARGIN_NATS` of it has learned frequencies
+and little context (the "frequency plateau")."""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from bertjax.data import pipeline
+
+TOKEN_COUNTS_FILE = "token_counts.npy"
+_COUNT_SAMPLE_BATCHES = 64  # streamed or prepared data: batches counted for the unigram model
+
+
+def token_counts(instances: dict[str, np.ndarray], vocab_size: int, special_ids) -> np.ndarray:
+    """[V] int64 occurrences of each non-special token among the real tokens of `instances`
+    (the unmasked instance arrays of `pipeline.build_pretraining_data`)."""
+    ids = instances["input_ids"][instances["input_mask"] == 1]
+    counts = np.bincount(ids, minlength=vocab_size).astype(np.int64)
+    counts[np.asarray(special_ids, np.int64)] = 0
+    return counts
+
+
+def sampled_token_counts(batches, vocab_size: int, special_ids) -> np.ndarray:
+    """`token_counts` over masked training batches (originals restored at masked positions):
+    for prepared or streamed data, whose instances are not in memory."""
+    counts = np.zeros(vocab_size, np.int64)
+    for batch in batches:
+        ids = batch["input_ids"].copy()
+        rows, slots = np.nonzero(batch["masked_lm_weights"] > 0)
+        ids[rows, batch["masked_lm_positions"][rows, slots]] = batch["masked_lm_ids"][rows, slots]
+        counts += np.bincount(ids[batch["input_mask"] == 1], minlength=vocab_size)
+    counts[np.asarray(special_ids, np.int64)] = 0
+    return counts
+
+
+def training_token_counts(data: pipeline.PretrainingData, dataset) -> np.ndarray:
+    """Token counts of the training data: exact for in-memory instances, else sampled from the
+    first batches of `dataset` (an iterable of numpy batches)."""
+    from bertjax.data.sources.in_memory import InMemoryInstances  # deferred: tf.data
+
+    tokenizer = data.tokenizer
+    if isinstance(data.source, InMemoryInstances):
+        return token_counts(data.source.arrays, tokenizer.vocab_size, tokenizer.special_ids)
+    sample = (batch for _, batch in zip(range(_COUNT_SAMPLE_BATCHES), dataset, strict=False))
+    return sampled_token_counts(sample, tokenizer.vocab_size, tokenizer.special_ids)
+
+
+def unigram_baseline(labels: np.ndarray, counts: np.ndarray) -> dict:
+    """What token frequencies alone score on the masked positions' original ids `labels`: the
+    cross-entropy of the add-0.5 smoothed unigram model of `counts`, and the accuracy of always
+    predicting the most frequent token. NaN when there is no masked position."""
+    if not labels.size:
+        return {"unigram_mlm_loss": math.nan, "unigram_mlm_accuracy": math.nan}
+    probabilities = (counts + 0.5) / (counts + 0.5).sum()
+    return {
+        "unigram_mlm_loss": float(-np.log(probabilities[labels]).mean()),
+        "unigram_mlm_accuracy": float((labels == np.argmax(counts)).mean()),
+    }
