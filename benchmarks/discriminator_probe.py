@@ -37,8 +37,9 @@ from bertjax import evaluation, losses, optim
 from bertjax.config import from_config
 from bertjax.convert import electra as electra_export
 from bertjax.data import pipeline
-from bertjax.evaluation import TOKEN_COUNTS_FILE, replaced_token_auc
+from bertjax.evaluation import replaced_token_auc
 from bertjax.models.electra import create_electra, replace_masked_tokens
+from bertjax.unigram import TOKEN_COUNTS_FILE
 
 ROW_FIELDS = ("segment_ids", "input_mask", "attention_segment_ids")
 
