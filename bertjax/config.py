@@ -208,8 +208,7 @@ def from_config(config: ml_collections.ConfigDict) -> RunSpec:
 def check_runnable(spec: RunSpec, workdir: str | os.PathLike | None = None) -> None:
     """What depends on this machine: the batch split over its devices and processes, the given
     vocabulary and prepared directory, and `workdir` (local or gs://), which is created."""
-    sizes = spec.mesh.axis_sizes(jax.device_count())
-    shards = sizes["data"] * sizes["fsdp"]
+    shards = spec.mesh.batch_shards(jax.device_count())
     loop = spec.loop
     require(
         loop.batch_size % shards == 0,

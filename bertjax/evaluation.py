@@ -125,8 +125,7 @@ def _eval_batch_size(spec: RunSpec, available: int) -> int:
     wanted = spec.loop.eval_batch_size
     if available >= wanted:
         return wanted
-    sizes = spec.mesh.axis_sizes(jax.device_count())
-    unit = math.lcm(sizes["data"] * sizes["fsdp"], jax.process_count())
+    unit = math.lcm(spec.mesh.batch_shards(jax.device_count()), jax.process_count())
     if available < unit:
         raise UserError(
             f"the held-out data has {available} instances, fewer than the {unit} an evaluation "

@@ -77,6 +77,11 @@ class MeshSpec(ConfigSpec):
         sizes = total_axis_sizes(self.mesh_shape, self.dcn_mesh_shape, num_devices)
         return dict(zip(MESH_AXES, sizes, strict=True))
 
+    def batch_shards(self, num_devices: int) -> int:
+        """How many ways a global batch is split over `num_devices`: data x fsdp."""
+        sizes = self.axis_sizes(num_devices)
+        return sizes["data"] * sizes["fsdp"]
+
     def create_mesh(self, devices: Sequence[jax.Device] | None = None) -> Mesh:
         return create_mesh(self.mesh_shape, devices, self.dcn_mesh_shape)
 

@@ -65,8 +65,8 @@ def test_electra_presets_have_the_parameters_of_hugging_faces_electra(size):
         return sum(p.numel() for p in module.parameters())
 
     expected = count(discriminator) + count(generator) - count(generator.electra.embeddings)
-    spec = from_config(load_config(f"electra_{size}"))
-    model = BertConfig.from_config(load_config(f"electra_{size}"), vocab_size=30522)
+    config = load_config(f"electra_{size}")
+    spec, model = from_config(config), BertConfig.from_config(config, vocab_size=30522)
     abstract = nnx.eval_shape(lambda: spec.objective.model_factory(model)(0))
     assert count_parameters(abstract) == expected + hidden * hidden + hidden
 

@@ -124,9 +124,18 @@ def test_weight_decay_mask_skips_the_untrained_prefixes():
     ("bert", False, ()),  # sentence pairs: next-sentence prediction trains both
 ])  # fmt: skip
 def test_each_objective_names_what_it_does_not_train(objective, packing, untrained):
+    from bertjax.models.config import BertConfig
     from bertjax.objectives import ObjectiveSpec
 
-    assert ObjectiveSpec(objective=objective).untrained_parameters(packing) == untrained
+    objective_spec = ObjectiveSpec(objective=objective)
+    assert objective_spec.untrained_parameters(packing) == untrained
+    # Each prefix names parameters the model has (a misspelt one would mask nothing).
+    config = BertConfig(vocab_size=64, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                        intermediate_size=64)  # fmt: skip
+    model = nnx.eval_shape(lambda: objective_spec.model_factory(config)(0))
+    paths = ["/".join(map(str, path)) for path, _ in nnx.to_flat_state(nnx.state(model, nnx.Param))]
+    for prefix in untrained:
+        assert any(path.startswith(prefix + "/") for path in paths), prefix
 
 
 def test_weight_decay_mask_of_an_nnx_state_is_the_mask_of_its_pure_dict():
