@@ -284,6 +284,7 @@ def test_dev_split_from_the_training_data_and_its_errors(tmp_path):
         ({"select_epoch": "first"}, "select_epoch='first' must be one of last, best"),
         ({"dev_fraction": 1.0}, r"dev_fraction=1.0 must be in \[0, 1\)"),
         ({"dev_fraction": 0.1, "dev_file": "d.jsonl"}, "dev_fraction and dev_file both set"),
+        ({"sequence_head": "tanh"}, "sequence_head='tanh' must be one of pooler, gelu"),
     ):
         with pytest.raises(UserError, match=message):
             recipe.validate(config_for(**overrides))
@@ -533,6 +534,41 @@ def test_mean_pooling_classifies_the_mean_of_the_real_tokens(tmp_path):
     params["bert"]["pooler"]["dense"]["kernel"] = params["bert"]["pooler"]["dense"]["kernel"] * 3
     again = nnx.merge(graphdef, params)(ids, segments, mask)
     np.testing.assert_allclose(np.asarray(again), expected, atol=1e-5)
+
+
+def test_the_gelu_head_is_electra_s_on_the_first_token(tmp_path):
+    """sequence_head="gelu": dense, exact GELU, dense on the first token's final state (eval
+    mode: the dropouts off), the pooler unused; multiple choice scores each row with it."""
+    from scipy.special import erf
+
+    init = tiny_model_dir(tmp_path, POSITIVE + NEGATIVE)
+    config, encoder, *_ = model.load_encoder(str(init))
+    from flax import nnx
+
+    graphdef, params = model.init_params(
+        config, "classification", 3, seed=5, encoder=encoder, sequence_head="gelu"
+    )
+    head = params["head"]
+    assert set(head) == {"dense", "out_proj"} and head["out_proj"]["kernel"].shape == (64, 3)
+    net = nnx.merge(graphdef, params)
+    ids = np.random.default_rng(0).integers(5, config.vocab_size, (2, 12)).astype(np.int32)
+    mask, segments = np.ones_like(ids), np.zeros_like(ids)
+    mask[1, 7:] = 0
+    first = np.asarray(net.bert(ids, segments, mask)["sequence_output"], np.float64)[:, 0]
+
+    def dense(x, layer):
+        return x @ np.asarray(layer["kernel"], np.float64) + np.asarray(layer["bias"])
+
+    hidden = dense(first, head["dense"])
+    expected = dense(hidden * 0.5 * (1 + erf(hidden / np.sqrt(2))), head["out_proj"])
+    logits = np.asarray(net(ids, segments, mask))
+    np.testing.assert_allclose(logits, expected, atol=1e-5)
+    params["bert"]["pooler"]["dense"]["kernel"] = params["bert"]["pooler"]["dense"]["kernel"] * 3
+    np.testing.assert_allclose(np.asarray(nnx.merge(graphdef, params)(ids, segments, mask)),
+                               expected, atol=1e-5)  # fmt: skip
+    # Tagging and QA keep their one dense layer whatever sequence_head says.
+    _, tagging = model.init_params(config, "tagging", 3, 5, None, sequence_head="gelu")
+    assert set(tagging["head"]) == {"kernel", "bias"}
 
 
 def test_layerwise_lr_decay_scales_each_layer_s_update(tmp_path):

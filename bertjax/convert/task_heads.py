@@ -18,14 +18,17 @@ trains (pre-LN encoders in RoBERTa-PreLayerNorm's layout, prelayernorm.py):
 * multiple_choice: BertForMultipleChoice / RobertaPreLayerNormForMultipleChoice (the pooler
   kept in the encoder, `classifier` with one output: a score per choice).
 
-A rotary-position encoder (roformer.py) exports its tagging and QA models as
-RoFormerForTokenClassification / RoFormerForQuestionAnswering; RoFormer's sequence-level heads
-(a GELU dense layer on the first token, a sequence summary for multiple choice) are not BERT's
-tanh pooler, so those models are refused. An encoder with factorised embeddings
-(`embedding_size`) and absolute or relative_key positions exports its tagging and QA models as
-ElectraForTokenClassification / ElectraForQuestionAnswering (Electra's `embeddings_project`;
-its sequence head is a GELU dense layer, refused as RoFormer's); pre-LN with factorised
-embeddings has no class and is refused.
+A rotary-position encoder (roformer.py) exports as RoFormerFor<Task>, an encoder with
+factorised embeddings (`embedding_size`) and absolute or relative_key positions as
+ElectraFor<Task> (Electra's `embeddings_project`). Their tagging and QA heads are BERT's; their
+sequence-level heads are ELECTRA's GELU head (`--config.sequence_head=gelu`, finetune/model.py):
+`classifier.dense` and `classifier.out_proj` (For SequenceClassification), for multiple choice
+`sequence_summary.summary` (first token, dense, GELU; config.json's `summary_*` fields say so)
+and `classifier`. So a sequence-level model fine-tuned on such an encoder with BERT's pooler head
+is refused (the message names the flag), and a post-LN BERT encoder fine-tuned with the GELU
+head exports as Electra's class (Electra with `embedding_size` = `hidden_size` is BERT's
+encoder). Pre-LN with factorised embeddings, and a pre-LN encoder with the GELU head (RoBERTa's
+head is the tanh pooler), have no class and are refused.
 
 The RoBERTa classification head is dropout, dense, tanh, dropout, dense on the first token:
 BERT's pooler and classifier, so in eval mode the two compute the same. The task's labels go
@@ -59,40 +62,55 @@ TASK_CLASSES = {
 }
 POOLER = "bert.pooler.dense."
 TOKEN_KINDS = ("tagging", "qa")  # the heads RoFormer's and Electra's classes share with BERT
-# Why a RoFormer or Electra encoder exports, for the refusal of the other kinds.
-TOKEN_ONLY_FAMILIES = {"RoFormer": "rotary positions",
-                       "Electra": "factorised embeddings (embedding_size)"}  # fmt: skip
+# The families whose sequence-level heads are ELECTRA's GELU head, and why an encoder is one.
+GELU_HEAD_FAMILIES = {"RoFormer": "rotary positions",
+                      "Electra": "factorised embeddings (embedding_size)"}  # fmt: skip
+# Multiple choice's GELU head as Hugging Face's sequence summary reads it from config.json.
+SUMMARY_FIELDS = {"summary_type": "first", "summary_use_proj": True,
+                  "summary_proj_to_labels": False, "summary_activation": "gelu"}  # fmt: skip
 
 
-def family(config: BertConfig) -> str:
-    """The Hugging Face model family of `config`'s encoder: Bert, RobertaPreLayerNorm (pre-LN),
-    RoFormer (rotary positions) or Electra (factorised embeddings, post-LN)."""
+def gelu_head(task: dict) -> bool:
+    """Whether `task`'s model has ELECTRA's GELU sequence head (finetune/model.py)."""
+    return task["kind"] in POOLED_KINDS and task.get("sequence_head", "pooler") == "gelu"
+
+
+def family(config: BertConfig, task: dict | None = None) -> str:
+    """The Hugging Face model family of `config`'s encoder (fine-tuned on `task`): Bert,
+    RobertaPreLayerNorm (pre-LN), RoFormer (rotary positions) or Electra (factorised
+    embeddings, or a post-LN BERT encoder with the GELU sequence head)."""
     if config.position_embedding_type == "rotary":
         return "RoFormer"
     if config.layer_norm_placement == "pre":
         return "RobertaPreLayerNorm"
-    return "Electra" if config.embedding_width != config.hidden_size else "Bert"
+    factorised = config.embedding_width != config.hidden_size
+    return "Electra" if factorised or (task is not None and gelu_head(task)) else "Bert"
 
 
 def architecture(config: BertConfig, task: dict) -> str:
     """The Hugging Face class of a model fine-tuned on `task` with `config`'s encoder."""
-    return family(config) + TASK_CLASSES[task["kind"]]
+    return family(config, task) + TASK_CLASSES[task["kind"]]
 
 
 def check_exportable(task: dict, config: BertConfig) -> None:
     """UserError, before anything is written, for fine-tuned models no Hugging Face class
     computes."""
-    name = family(config)
+    name, kind = family(config, task), task["kind"]
     if name == "RoFormer":
         roformer.check_exportable(config)
     elif name != "Electra":
         hf.check_unfactorised(config, name)
-    if name in TOKEN_ONLY_FAMILIES and task["kind"] not in TOKEN_KINDS:
+    if name in GELU_HEAD_FAMILIES and kind in POOLED_KINDS and not gelu_head(task):
         raise UserError(
-            f"this {task['kind']} model has {TOKEN_ONLY_FAMILIES[name]}, and Hugging Face's "
-            f"{name} {TASK_CLASSES[task['kind']].removeprefix('For')} head is not BERT's pooler "
-            "and classifier; use it with `bertjax predict`, or fine-tune a BERT encoder to "
-            "export"
+            f"this {kind} model has {GELU_HEAD_FAMILIES[name]} and BERT's pooler head, and "
+            f"Hugging Face's {name}{TASK_CLASSES[kind]} has ELECTRA's GELU head; fine-tune with "
+            "--config.sequence_head=gelu to export it, or use it with `bertjax predict`"
+        )
+    if name == "RobertaPreLayerNorm" and gelu_head(task):
+        raise UserError(
+            f"this {kind} model has a pre-LN encoder and ELECTRA's GELU head, and Hugging "
+            f"Face's RobertaPreLayerNorm{TASK_CLASSES[kind]} has BERT's tanh pooler; fine-tune "
+            "with --config.sequence_head=pooler to export it, or use it with `bertjax predict`"
         )
     if task["kind"] in POOLED_KINDS and task.get("pooling", "cls") != "cls":
         raise UserError(
@@ -105,16 +123,17 @@ def check_exportable(task: dict, config: BertConfig) -> None:
 def tensors(params: Any, config: BertConfig, task: dict, *, pad_token_id: int) -> dict:
     """The fine-tuned parameters {"bert", "head"} -> the state dict of `architecture`."""
     check_exportable(task, config)
-    kind, name = task["kind"], family(config)
+    kind, name = task["kind"], family(config, task)
     encoder = hf.hf_tensors({"bert": params["bert"]})
     head = {k.removeprefix("head."): v for k, v in hf.hf_tensors({"head": params["head"]}).items()}
-    if name == "RoFormer":  # tagging or QA: no pooler
-        return roformer.tensors_from_bert(encoder, config) | _prefixed(HEAD_PREFIXES[kind], head)
+    # RoFormer's and Electra's: BERT's token heads or the GELU sequence head, no pooler.
+    named_head = _gelu_head(kind, head) if gelu_head(task) else _prefixed(HEAD_PREFIXES[kind], head)
+    if name == "RoFormer":
+        return roformer.tensors_from_bert(encoder, config) | named_head
     encoder = hf.with_position_table(encoder, hf.WORD_EMBEDDINGS, hf.POSITION_EMBEDDINGS)
     pooler = {k.removeprefix(POOLER): encoder.pop(k) for k in list(encoder) if k.startswith(POOLER)}
-    if name == "Electra":  # tagging or QA: no pooler
-        encoder = hf.renamed_prefix(encoder, "bert.", electra.PREFIX)
-        return encoder | _prefixed(HEAD_PREFIXES[kind], head)
+    if name == "Electra":
+        return hf.renamed_prefix(encoder, "bert.", electra.PREFIX) | named_head
     pre_ln = name == "RobertaPreLayerNorm"
     if kind == CHOICE_KIND:  # the pooler stays the encoder's (pre-LN: renamed with it)
         encoder |= _prefixed(POOLER, pooler)
@@ -139,8 +158,12 @@ def hf_config(config: BertConfig, task: dict, *, pad_token_id: int) -> dict[str,
         "RobertaPreLayerNorm": prelayernorm.hf_config,
         "Bert": hf.hf_config,
     }
-    fields = family_config[family(config)](config, pad_token_id=pad_token_id)
+    fields = family_config[family(config, task)](config, pad_token_id=pad_token_id)
     fields["architectures"] = [architecture(config, task)]
+    if task["kind"] == CHOICE_KIND and gelu_head(task):  # dropout before and after, as bertjax's
+        dropout = config.hidden_dropout_prob
+        fields |= SUMMARY_FIELDS | {"summary_first_dropout": dropout,
+                                    "summary_last_dropout": dropout}  # fmt: skip
     fields["finetuning_task"] = task["name"]
     if task["kind"] in ("classification", "multilabel", "tagging"):
         labels = task["labels"]
@@ -157,6 +180,16 @@ def hf_config(config: BertConfig, task: dict, *, pad_token_id: int) -> dict[str,
         fields |= {"problem_type": "regression", "id2label": {"0": "LABEL_0"},
                    "label2id": {"LABEL_0": 0}}  # fmt: skip
     return fields
+
+
+def _gelu_head(kind: str, head: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The GELU head's {"dense.*", "out_proj.*"} under Hugging Face's names: the classification
+    head's, or multiple choice's sequence summary (the dense layer) and classifier."""
+    if kind != CHOICE_KIND:
+        return _prefixed("classifier.", head)
+    renamed = {name.replace("dense.", "sequence_summary.summary.", 1): value
+               for name, value in head.items()}  # fmt: skip
+    return {name.replace("out_proj.", "classifier.", 1): value for name, value in renamed.items()}
 
 
 def _prefixed(prefix: str, tensors: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -8,6 +8,13 @@ position (dropout + dense), QA start/end logits on every position (dense with 2 
 multiple choice one score per choice (each choice a row: the classification head with one
 output, BertForMultipleChoice's). Parameters are a pure dict {"bert": ..., "head": ...}; "bert"
 has the pretraining checkpoint's layout, so it is taken over unchanged.
+
+The sequence-level kinds (classification, multilabel, regression, multiple choice) have two
+heads (`sequence_head`): "pooler", BERT's (the encoder's tanh pooler, trained by next-sentence
+prediction, then dropout + dense), and "gelu", ELECTRA's and RoFormer's (dropout, a fresh dense
+layer, exact GELU, dropout, dense: `GeluHead`), which reads the first token's (or the mean)
+hidden state and does not use the pooler, and is what Hugging Face's Electra and RoFormer
+sequence classes compute, so those fine-tunes export (convert/task_heads.py).
 """
 
 from __future__ import annotations
@@ -28,8 +35,26 @@ from bertjax.finetune.choice_records import KIND as CHOICE_KIND
 from bertjax.finetune.choice_records import POOLED_KINDS
 from bertjax.models.bert import BertConfig, BertModel, unstack_layers
 from bertjax.models.dropout import Dropout
+from bertjax.models.encoder import gelu
 
 POOLINGS = ("cls", "mean")
+SEQUENCE_HEADS = ("pooler", "gelu")
+
+
+class GeluHead(nnx.Module):
+    """ELECTRA's and RoFormer's sequence head: dropout, dense H -> H, exact GELU, dropout,
+    dense H -> outputs (Hugging Face's `classifier.dense`, `classifier.out_proj`)."""
+
+    def __init__(self, hidden_size: int, num_outputs: int, rate: float, init, *, rngs: nnx.Rngs):
+        self.dropout = Dropout(rate)
+        self.dense = nnx.Linear(hidden_size, hidden_size, kernel_init=init, rngs=rngs)
+        self.out_proj = nnx.Linear(hidden_size, num_outputs, kernel_init=init, rngs=rngs)
+
+    def __call__(self, features: jax.Array, *, deterministic: bool, rngs) -> jax.Array:
+        hidden = self.dropout(features, deterministic=deterministic, rngs=rngs)
+        hidden = gelu(self.dense(hidden))
+        hidden = self.dropout(hidden, deterministic=deterministic, rngs=rngs)
+        return self.out_proj(hidden)
 
 
 class BertForFinetuning(nnx.Module):
@@ -40,14 +65,21 @@ class BertForFinetuning(nnx.Module):
         num_outputs: int,
         *,
         pooling: str = "cls",
+        sequence_head: str = "pooler",
         rngs: nnx.Rngs,
     ):
         self.kind = kind
         self.pooling = pooling
+        self.gelu_head = kind in POOLED_KINDS and sequence_head == "gelu"
         self.bert = BertModel(config, rngs=rngs)
         self.dropout = Dropout(config.hidden_dropout_prob)
         init = nnx.initializers.normal(config.initializer_range)
-        self.head = nnx.Linear(config.hidden_size, num_outputs, kernel_init=init, rngs=rngs)
+        hidden, rate = config.hidden_size, config.hidden_dropout_prob
+        self.head = (
+            GeluHead(hidden, num_outputs, rate, init, rngs=rngs)
+            if self.gelu_head
+            else nnx.Linear(hidden, num_outputs, kernel_init=init, rngs=rngs)
+        )
 
     def __call__(
         self,
@@ -73,10 +105,14 @@ class BertForFinetuning(nnx.Module):
         )
         if self.kind in POOLED_KINDS and self.pooling == "mean":
             features = mean_over_tokens(encoded["sequence_output"], input_mask)
+        elif self.gelu_head:  # the first token's state; the pooler is not used
+            features = encoded["sequence_output"][:, 0].astype(jnp.float32)
         elif self.kind in POOLED_KINDS:
             features = encoded["pooled_output"]
         else:
             features = encoded["sequence_output"].astype(jnp.float32)
+        if self.gelu_head:
+            return self.head(features, deterministic=deterministic, rngs=rngs)
         if self.kind != "qa":
             features = self.dropout(features, deterministic=deterministic, rngs=rngs)
         return self.head(features)
@@ -115,12 +151,24 @@ def load_encoder(init: str, step: int | None = None) -> Encoder:
     return Encoder(config, params["bert"], lowercase, vocab_path, step)
 
 
-def model_factory(config: BertConfig, kind: str, num_labels: int, pooling: str = "cls"):
+def model_factory(
+    config: BertConfig, kind: str, num_labels: int, pooling: str = "cls",
+    sequence_head: str = "pooler",
+):  # fmt: skip
     """seed -> BertForFinetuning with a head for `num_labels` (a `train_state.ModelFactory`)."""
     outputs = num_outputs(kind, num_labels)
     return lambda seed: BertForFinetuning(
-        config, kind, outputs, pooling=pooling, rngs=nnx.Rngs(seed)
+        config, kind, outputs, pooling=pooling, sequence_head=sequence_head, rngs=nnx.Rngs(seed)
     )
+
+
+def saved_model_factory(config: BertConfig, task: dict):
+    """`model_factory` of the model a fine-tuned model directory's `task` entry describes
+    (directories from before `sequence_head` existed used the pooler)."""
+    return model_factory(
+        config, task["kind"], len(task["labels"]), task.get("pooling", "cls"),
+        task.get("sequence_head", "pooler"),
+    )  # fmt: skip
 
 
 def with_encoder(params: dict, encoder: dict) -> dict:
@@ -138,11 +186,13 @@ def init_params(
     seed: int,
     encoder: dict | None,
     pooling: str = "cls",
+    sequence_head: str = "pooler",
 ) -> tuple[nnx.GraphDef, dict]:
     """GraphDef and parameters on the default device: a fresh head (seeded), the encoder from
     `encoder` when given (else random, seeded: the baseline). The trainer builds the same
     parameters in their sharded layout (`train_state.init_train_state` of `model_factory`)."""
-    graphdef, state = nnx.split(model_factory(config, kind, num_labels, pooling)(seed), nnx.Param)
+    factory = model_factory(config, kind, num_labels, pooling, sequence_head)
+    graphdef, state = nnx.split(factory(seed), nnx.Param)
     params = state.to_pure_dict()
     if encoder is not None:
         params = with_encoder(params, encoder)

@@ -189,7 +189,7 @@ def _predictor(model_path, step, metadata, task, settings) -> Callable[[Any], li
     """A function giving every row's logits of encoded inputs, from the model's parameters
     replicated over a data-parallel mesh (loaded and compiled once for all chunks)."""
     config = model_dir.model_config(metadata)
-    factory = model.model_factory(config, task["kind"], len(task["labels"]), task["pooling"])
+    factory = model.saved_model_factory(config, task)
     graphdef, _ = nnx.split(nnx.eval_shape(lambda: factory(0)), nnx.Param)
     mesh = sharding.create_mesh({"data": -1, "fsdp": 1, "tensor": 1})
     params = jax.device_put(

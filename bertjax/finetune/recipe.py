@@ -22,7 +22,8 @@ FIELDS_ADDED_LATER = {"pooling": "cls", "layerwise_lr_decay": 1.0, "save_model":
                       "select_epoch": "last", "dev_fraction": 0.0, "dev_file": "",
                       "multilabel_threshold": 0.5, "column_names": "",
                       "null_score_diff_threshold": 0.0, "text_encoding": "",
-                      "choices_field": "", "spans_field": "", "grad_accum_steps": 1}  # fmt: skip
+                      "choices_field": "", "spans_field": "", "grad_accum_steps": 1,
+                      "sequence_head": "pooler"}  # fmt: skip
 SELECT_EPOCH = ("last", "best")
 # Fields that do not change what a seed computes: a finished seed is reused whatever they are.
 NOT_RECIPE = ("seeds", "save_model")
@@ -82,6 +83,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
     pooling, decay = field(config, "pooling"), field(config, "layerwise_lr_decay")
     select, fraction = field(config, "select_epoch"), field(config, "dev_fraction")
     dev_file, threshold = field(config, "dev_file"), field(config, "multilabel_threshold")
+    sequence_head = field(config, "sequence_head")
     checks = (
         (
             select in SELECT_EPOCH,
@@ -109,6 +111,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
         (
             pooling in model.POOLINGS,
             f"pooling={pooling!r} must be one of {', '.join(model.POOLINGS)}",
+        ),
+        (
+            sequence_head in model.SEQUENCE_HEADS,
+            f"sequence_head={sequence_head!r} must be one of {', '.join(model.SEQUENCE_HEADS)}",
         ),
         (
             0 < threshold < 1,

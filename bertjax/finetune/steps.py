@@ -165,8 +165,10 @@ def compile_task(
     """The task's model, optimizer and steps on a mesh of `devices` (default: all)."""
     task = prepared.task
     mesh_spec = sharding.MeshSpec.from_config(config)  # absent fields: data parallel
-    pooling = recipe.field(config, "pooling")
-    make_model = model.model_factory(bert_config, task.kind, len(task.labels), pooling)
+    make_model = model.model_factory(
+        bert_config, task.kind, len(task.labels), recipe.field(config, "pooling"),
+        recipe.field(config, "sequence_head"),
+    )  # fmt: skip
     total_steps = -(-len(prepared.train) // config.batch_size) * config.num_epochs
     tx = optimizer(config, total_steps, bert_config.num_hidden_layers)
     mesh = mesh_spec.create_mesh(devices)

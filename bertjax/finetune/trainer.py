@@ -35,6 +35,7 @@ from bertjax.data import vocab
 from bertjax.errors import UserError
 from bertjax.finetune import features, inference, model, recipe, steps, tasks
 from bertjax.finetune.choice_records import KIND as CHOICE_KIND
+from bertjax.finetune.choice_records import POOLED_KINDS
 from bertjax.finetune.records import TEXT_KINDS
 from bertjax.finetune.results import MAIN_SCORE, results_table, summarize
 from bertjax.progress import Progress
@@ -111,11 +112,14 @@ def finetune(
 
 def _task_entry(task: tasks.TaskData, config: ml_collections.ConfigDict) -> dict:
     """What a saved fine-tuned model records of its task: what export needs (kind, labels,
-    pooling) and what `bertjax predict` reads its inputs with (the fields, the windows)."""
+    pooling, sequence head) and what `bertjax predict` reads its inputs with (the fields, the
+    windows)."""
     spec = tasks.task_spec(task.name, config)
     entry = {"name": task.name, "kind": task.kind, "labels": list(task.labels),
              "pooling": recipe.field(config, "pooling"),
              "max_seq_length": config.max_seq_length}  # fmt: skip
+    if task.kind in POOLED_KINDS:
+        entry["sequence_head"] = recipe.field(config, "sequence_head")
     if task.kind == "multilabel":
         entry["multilabel_threshold"] = recipe.field(config, "multilabel_threshold")
     if task.label_studio_names:  # predict's pre-annotations name the labeling config's tags

@@ -1,6 +1,7 @@
 """Rotary-position models and Hugging Face's RoFormer (bertjax/convert/roformer.py): a RoFormer
-that transformers made imports and computes transformers' logits; what RoFormer cannot hold is
-refused in one line before anything is written. (bertjax's own rotary exports are compared with
+that transformers made imports and computes transformers' logits, as do RoFormer's and Electra's
+sequence classifiers (ELECTRA's GELU head); what RoFormer cannot hold is refused in one line
+before anything is written. (bertjax's own rotary exports are compared with
 transformers, and imported back, in test_variants.py and test_export_finetuned.py.)"""
 
 import json
@@ -106,3 +107,83 @@ def test_rotary_heads_without_a_roformer_class_and_rotary_electra_are_refused():
         task_heads.check_exportable({"kind": kind}, config)  # exported as RoFormer's classes
     with pytest.raises(UserError, match="this ELECTRA run has rotary positions"):
         electra.check_exportable(config)
+
+
+def transformers_task_model(directory, transformers, name: str, **overrides):
+    """A RoFormer or Electra task model of class `name` saved by transformers, every weight
+    random as `transformers_roformer`'s, with a BERT vocab.txt; returns the torch model."""
+    import torch
+
+    family = name.rsplit("For", 1)[0]
+    config = getattr(transformers, family + "Config")(**FIELDS | overrides)
+    torch.manual_seed(0)
+    model = getattr(transformers, name)(config).eval()
+    with torch.no_grad():
+        for parameter_name, parameter in model.named_parameters():
+            if "embed_positions" not in parameter_name:
+                parameter.normal_(0.1 * ("bias" in parameter_name), 0.2)
+    model.save_pretrained(directory, safe_serialization=True)
+    (directory / "vocab.txt").write_text("".join(t + "\n" for t in tiny_vocab(300)))
+    return model
+
+
+SUMMARY = dict(summary_type="first", summary_use_proj=True, summary_activation="gelu",
+               summary_proj_to_labels=False)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("name", "overrides"),
+    [
+        ("RoFormerForSequenceClassification", dict(num_labels=3)),
+        ("ElectraForSequenceClassification", dict(num_labels=3, embedding_size=32)),
+        ("RoFormerForMultipleChoice", SUMMARY),
+        ("ElectraForMultipleChoice", {}),  # ElectraConfig's summary is bertjax's by default
+    ],
+)
+def test_roformer_and_electra_sequence_heads_transformers_made_import_with_their_logits(
+    tmp_path, transformers, name, overrides
+):
+    """Their sequence-level heads are ELECTRA's GELU head (`sequence_head="gelu"`)."""
+    import torch
+
+    from tests.convert.test_export_finetuned import bertjax_logits
+
+    model = transformers_task_model(tmp_path / "hf", transformers, name, **overrides)
+    result = import_checkpoint(tmp_path / "hf", tmp_path / "imported")
+    assert result.task["sequence_head"] == "gelu" and result.ignored == []
+    ids, segments, mask = inputs()
+    if name.endswith("MultipleChoice"):  # one question, its three choices
+        ids, segments, mask = (x[None] for x in (ids, segments, mask))
+    torch_inputs = {"input_ids": ids, "token_type_ids": segments, "attention_mask": mask}
+    with torch.no_grad():
+        theirs = model(**{k: torch.as_tensor(np.asarray(v)) for k, v in torch_inputs.items()})
+    ours = bertjax_logits(tmp_path / "imported", ids, segments, mask)
+    assert np.abs(ours).max() > 0.1
+    np.testing.assert_allclose(ours, theirs.logits.numpy(), atol=ATOL, rtol=0)
+
+
+def test_a_multiple_choice_summary_bertjax_does_not_compute_is_refused(tmp_path, transformers):
+    """RoFormerConfig has no summary fields: its sequence summary then is the last token's state,
+    unprojected."""
+    transformers_task_model(tmp_path / "hf", transformers, "RoFormerForMultipleChoice")
+    wrong = "summary_type='last', summary_use_proj=False, summary_activation=None"
+    with pytest.raises(UserError, match=f"sequence summary \\({wrong}\\) is not the one"):
+        import_checkpoint(tmp_path / "hf", tmp_path / "imported")
+    assert not (tmp_path / "imported").exists()
+
+
+def test_sequence_heads_hugging_face_has_no_class_for_are_refused_naming_the_fix():
+    """A rotary (or factorised) encoder with BERT's pooler head, a pre-LN one with ELECTRA's."""
+    rotary = tiny_config(position_embedding_type="rotary")
+    with pytest.raises(UserError, match="fine-tune with --config.sequence_head=gelu to export"):
+        task_heads.check_exportable({"kind": "classification", "sequence_head": "pooler"}, rotary)
+    task_heads.check_exportable({"kind": "classification", "sequence_head": "gelu"}, rotary)
+    pre_ln = tiny_config(layer_norm_placement="pre")
+    task = {"kind": "regression", "sequence_head": "gelu"}
+    with pytest.raises(UserError, match="fine-tune with --config.sequence_head=pooler to export"):
+        task_heads.check_exportable(task, pre_ln)
+    # A post-LN BERT encoder exports either head: BERT's class or Electra's.
+    post = tiny_config()
+    assert task_heads.architecture(post, task) == "ElectraForSequenceClassification"
+    task["sequence_head"] = "pooler"
+    assert task_heads.architecture(post, task) == "BertForSequenceClassification"
