@@ -80,14 +80,18 @@ def parse_seeds(seeds: str) -> list[int]:
 
 def validate(config: ml_collections.ConfigDict) -> None:
     """Raises a one-line UserError for the first recipe field out of its range."""
-    pooling, decay = field(config, "pooling"), field(config, "layerwise_lr_decay")
+    decay = field(config, "layerwise_lr_decay")
     select, fraction = field(config, "select_epoch"), field(config, "dev_fraction")
     dev_file, threshold = field(config, "dev_file"), field(config, "multilabel_threshold")
-    sequence_head = field(config, "sequence_head")
+    choices = {"select_epoch": SELECT_EPOCH, "pooling": model.POOLINGS,
+               "sequence_head": model.SEQUENCE_HEADS}  # fmt: skip
     checks = (
-        (
-            select in SELECT_EPOCH,
-            f"select_epoch={select!r} must be one of {', '.join(SELECT_EPOCH)}",
+        *(
+            (
+                field(config, name) in allowed,
+                f"{name}={field(config, name)!r} must be one of {', '.join(allowed)}",
+            )
+            for name, allowed in choices.items()
         ),
         (0 <= fraction < 1, f"dev_fraction={fraction} must be in [0, 1), e.g. 0.1"),
         (
@@ -109,14 +113,6 @@ def validate(config: ml_collections.ConfigDict) -> None:
         (config.batch_size > 0, f"batch_size={config.batch_size} must be positive"),
         (0 <= config.warmup_fraction < 1, "warmup_fraction must be in [0, 1), e.g. 0.1"),
         (
-            pooling in model.POOLINGS,
-            f"pooling={pooling!r} must be one of {', '.join(model.POOLINGS)}",
-        ),
-        (
-            sequence_head in model.SEQUENCE_HEADS,
-            f"sequence_head={sequence_head!r} must be one of {', '.join(model.SEQUENCE_HEADS)}",
-        ),
-        (
             0 < threshold < 1,
             f"multilabel_threshold={threshold} must be in (0, 1): a label is predicted where "
             "its probability is over it (0.5 by default)",
@@ -130,6 +126,11 @@ def validate(config: ml_collections.ConfigDict) -> None:
     for ok, message in checks:
         if not ok:
             raise UserError(message)
+    _check_batches(config)
+
+
+def _check_batches(config: ml_collections.ConfigDict) -> None:
+    """UserError where the batches (and microbatches) do not split over the devices."""
     devices = jax.device_count()
     for name in ("batch_size", "eval_batch_size"):
         if config[name] <= 0 or config[name] % devices:
