@@ -96,6 +96,7 @@ def bench(args) -> dict:
         precision=args.precision,
         attention=args.attention,
         attention_dropout=args.attention_dropout,
+        positions=args.positions,
     )
     result = _run_bench(**settings, steps=args.steps, warmup_steps=args.warmup_steps)
     print("\n".join(_report_lines(result)), flush=True)
@@ -315,6 +316,7 @@ def summary(args) -> dict:
                 "seq_len",
                 "batch_size",
                 "precision",
+                "positions",
                 "attention_kernel",
                 "tokens_per_second",
                 "seconds_per_step",
@@ -353,6 +355,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--precision", default="bf16")
     p.add_argument("--attention", default="auto")
     p.add_argument("--attention_dropout", type=float, default=0.0)
+    p.add_argument("--positions", default=None, help="absolute (default), relative_key, rotary")
     p.add_argument("--profile", action="store_true")
     p.add_argument("--out", required=True)
     p = commands.add_parser("fill")

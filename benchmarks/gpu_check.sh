@@ -20,6 +20,8 @@
 #                restore, replay 101-200 from the step-100 checkpoint   -> train.json
 #   sweep        each size again at the batch that fills 85% of the device (from the probe's
 #                memory analysis), while the deadline allows            -> bench-*-fill.json
+#   rotary       BERT-base s128 with rotary positions (configs/cpu_budget.py's), the probe's
+#                batch, while the deadline allows                       -> bench-*-rotary.json
 #
 # The device machine has JAX but no TensorFlow and no ml_collections: the stages import neither,
 # except `bertjax bench`'s config defaults (ml_collections), carried as a 77 KB wheel with
@@ -40,7 +42,7 @@ while [[ $# -gt 0 ]]; do
     --carry=*) CARRY=${1#--carry=} ;;
     --build-carry) BUILD=$2; shift ;;
     --build-carry=*) BUILD=${1#--build-carry=} ;;
-    -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
     *) OUT=$1 ;;
   esac
   shift
@@ -186,6 +188,7 @@ for probe in "$base_name" "$large_name"; do
   if [[ $probe == "$base_name" ]]; then args=("${base[@]}") limit=60; else args=("${large[@]}") limit=90; fi
   bench_stage "$probe-fill" $limit "${args[@]}" --batch_size="$fill"
 done
+bench_stage "$base_name-rotary" 60 "${base[@]}" --positions=rotary
 echo "[$((SECONDS - START))s] done: $OUT (summary.json, stages.log, results.tgz)" | tee -a "$LOG"
 publish
 cat "$OUT/summary.json"

@@ -39,10 +39,15 @@ def test_rehearsal_runs_every_stage_and_passes_its_checks(tmp_path):
     summary = json.loads((out / "summary.json").read_text())
     stages = (out / "stages.log").read_text()
     assert "carried wheels used: none" in stages  # this environment has every pinned package
-    assert stages.count("rc=0") == 7, stages  # none failed or skipped
+    assert stages.count("rc=0") == 8, stages  # none failed or skipped
     assert summary["attention_passed"] and summary["train_passed"], stages
     assert set(summary["stages_present"]) >= {"environment", "attention", "train",
-        "bench-tiny-64", "bench-mini-128", "bench-tiny-64-fill", "bench-mini-128-fill"}  # fmt: skip
+        "bench-tiny-64", "bench-mini-128", "bench-tiny-64-fill", "bench-mini-128-fill",
+        "bench-tiny-64-rotary"}  # fmt: skip
+    positions = {
+        b["seq_len"]: b["positions"] for b in summary["bench"] if b["positions"] != "absolute"
+    }
+    assert positions == {64: "rotary"}, summary["bench"]
     assert {b["attention_kernel"] for b in summary["bench"]} == {"xla"}
     with tarfile.open(out / "results.tgz") as archive:
         names = set(archive.getnames())

@@ -31,6 +31,7 @@ import numpy as np
 from absl import logging
 
 from bertjax import paths, sharding
+from bertjax.convert import task_heads
 from bertjax.data import vocab
 from bertjax.errors import UserError
 from bertjax.finetune import features, inference, model, recipe, steps, tasks
@@ -63,20 +64,8 @@ def finetune(
     recipe.validate(config)
     paths.require_local(workdir, "--workdir")
     workdir_path = Path(workdir).expanduser()
-    bert_config, encoder, lowercase, vocab_path, init_step = model.load_encoder(init, step)
-    bert_config = dataclasses.replace(
-        bert_config,
-        scan_layers=False,
-        remat_policy="none",
-        dtype=config.dtype,
-        hidden_dropout_prob=config.hidden_dropout_prob,
-        attention_probs_dropout_prob=config.attention_probs_dropout_prob,
-    )
-    if config.max_seq_length > bert_config.max_position_embeddings:
-        raise UserError(
-            f"max_seq_length={config.max_seq_length} exceeds the model's "
-            f"{bert_config.max_position_embeddings} positions; lower --config.max_seq_length"
-        )
+    pretrained, encoder, lowercase, vocab_path, init_step = model.load_encoder(init, step)
+    bert_config = _finetuning_config(pretrained, config)
     paths.make_local_dir(workdir_path, "--workdir")  # only once the init has loaded
     if random_init:  # the init's architecture and vocabulary only: any step has the same
         encoder, init_step = None, None
@@ -86,6 +75,8 @@ def finetune(
         tasks.load_task(task_name, config), recipe.field(config, "dev_fraction")
     )
     prepared = inference.prepare(task, tokenizer, config)
+    if recipe.field(config, "save_model"):
+        _warn_if_not_exportable(_task_entry(prepared.task, config), bert_config)
     compiled = steps.compile_task(prepared, bert_config, config, devices)
     per_seed = {}
     for seed in recipe.parse_seeds(config.seeds):
@@ -108,6 +99,33 @@ def finetune(
     (workdir_path / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     (workdir_path / "results.md").write_text("\n".join(results_table([results])) + "\n")
     return results
+
+
+def _finetuning_config(pretrained, config: ml_collections.ConfigDict):
+    """The pretrained encoder's BertConfig as fine-tuning runs it (unstacked layers, the
+    recipe's dtype and dropout); UserError where max_seq_length exceeds its positions."""
+    if config.max_seq_length > pretrained.max_position_embeddings:
+        raise UserError(
+            f"max_seq_length={config.max_seq_length} exceeds the model's "
+            f"{pretrained.max_position_embeddings} positions; lower --config.max_seq_length"
+        )
+    return dataclasses.replace(
+        pretrained,
+        scan_layers=False,
+        remat_policy="none",
+        dtype=config.dtype,
+        hidden_dropout_prob=config.hidden_dropout_prob,
+        attention_probs_dropout_prob=config.attention_probs_dropout_prob,
+    )
+
+
+def _warn_if_not_exportable(task: dict, bert_config) -> None:
+    """Says before training what `bertjax export` would refuse of the models it saves (a
+    rotary encoder's classifier with BERT's pooler head, mean pooling, ...)."""
+    try:
+        task_heads.check_exportable(task, bert_config)
+    except UserError as refusal:
+        logging.warning("The fine-tuned models will not export to Hugging Face: %s", refusal)
 
 
 def _task_entry(task: tasks.TaskData, config: ml_collections.ConfigDict) -> dict:

@@ -314,6 +314,19 @@ def jax_leaves(tree):
     return [np.asarray(x) for x in jax.tree.leaves(tree)]
 
 
+def test_a_fine_tune_whose_models_will_not_export_says_so_before_training(tmp_path, caplog):
+    """A rotary encoder's classifier with BERT's pooler head: the warning names the fix, and
+    export refuses it with the same words."""
+    with caplog.at_level("WARNING"):
+        saved = finetuned(tmp_path, "classification", architecture=ROTARY)
+    refusal = "this classification model has rotary positions and BERT's pooler head"
+    assert f"will not export to Hugging Face: {refusal}" in caplog.text
+    assert "--config.sequence_head=gelu" in caplog.text
+    with pytest.raises(UserError, match=refusal):
+        export_hf(saved, tmp_path / "hf")
+    assert not (tmp_path / "hf").exists()
+
+
 def test_what_cannot_read_a_finetuned_model_says_so_in_one_line(tmp_path):
     saved = finetuned(tmp_path, "classification", pooling="mean")
     with pytest.raises(UserError, match="mean-pooled states .* --config.pooling=cls"):
