@@ -22,7 +22,7 @@ A rotary-position encoder (roformer.py) exports as RoFormerFor<Task>, an encoder
 factorised embeddings (`embedding_size`) and absolute or relative_key positions as
 ElectraFor<Task> (Electra's `embeddings_project`). Their tagging and QA heads are BERT's; their
 sequence-level heads are ELECTRA's GELU head (`--config.sequence_head=gelu`, finetune/model.py):
-`classifier.dense` and `classifier.out_proj` (For SequenceClassification), for multiple choice
+`classifier.dense` and `classifier.out_proj` (ForSequenceClassification), for multiple choice
 `sequence_summary.summary` (first token, dense, GELU; config.json's `summary_*` fields say so)
 and `classifier`. So a sequence-level model fine-tuned on such an encoder with BERT's pooler head
 is refused (the message names the flag), and a post-LN BERT encoder fine-tuned with the GELU
@@ -127,7 +127,9 @@ def tensors(params: Any, config: BertConfig, task: dict, *, pad_token_id: int) -
     encoder = hf.hf_tensors({"bert": params["bert"]})
     head = {k.removeprefix("head."): v for k, v in hf.hf_tensors({"head": params["head"]}).items()}
     # RoFormer's and Electra's: BERT's token heads or the GELU sequence head, no pooler.
-    named_head = _gelu_head(kind, head) if gelu_head(task) else _prefixed(HEAD_PREFIXES[kind], head)
+    named_head = (
+        _gelu_head_tensors(kind, head) if gelu_head(task) else _prefixed(HEAD_PREFIXES[kind], head)
+    )
     if name == "RoFormer":
         return roformer.tensors_from_bert(encoder, config) | named_head
     encoder = hf.with_position_table(encoder, hf.WORD_EMBEDDINGS, hf.POSITION_EMBEDDINGS)
@@ -182,7 +184,7 @@ def hf_config(config: BertConfig, task: dict, *, pad_token_id: int) -> dict[str,
     return fields
 
 
-def _gelu_head(kind: str, head: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+def _gelu_head_tensors(kind: str, head: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """The GELU head's {"dense.*", "out_proj.*"} under Hugging Face's names: the classification
     head's, or multiple choice's sequence summary (the dense layer) and classifier."""
     if kind != CHOICE_KIND:
