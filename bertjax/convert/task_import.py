@@ -42,13 +42,16 @@ ARCHITECTURES |= {
 }
 # Rotary-position exports (roformer.py) and Electra's: their encoders arrive renamed by
 # roformer.to_bert and electra.to_bert; their token heads are BERT's.
-for _family in ("RoFormer", "Electra"):
-    ARCHITECTURES |= {
-        f"{_family}ForTokenClassification": ("tagging", "classifier."),
-        f"{_family}ForQuestionAnswering": ("qa", "qa_outputs."),
-        f"{_family}ForSequenceClassification": ("classification", "classifier.out_proj."),
-        f"{_family}ForMultipleChoice": ("multiple_choice", "classifier."),
-    }
+ARCHITECTURES |= {
+    family + suffix: entry
+    for family in ("RoFormer", "Electra")
+    for suffix, entry in {
+        "ForTokenClassification": ("tagging", "classifier."),
+        "ForQuestionAnswering": ("qa", "qa_outputs."),
+        "ForSequenceClassification": ("classification", "classifier.out_proj."),
+        "ForMultipleChoice": ("multiple_choice", "classifier."),
+    }.items()
+}
 # The GELU head's dense layer (before the output layer `ARCHITECTURES` names), by kind.
 GELU_HEAD_DENSE = {"classification": "classifier.dense.",
                    "multiple_choice": "sequence_summary.summary."}  # fmt: skip
@@ -109,7 +112,9 @@ def head_and_task(
     if kind not in ("tagging", "qa"):
         task["sequence_head"] = "gelu" if gelu_dense else "pooler"
     if gelu_dense:
-        head, dense_names = _gelu_head(tensors, config_fields, config, head, gelu_dense, source)
+        head, dense_names = _gelu_head_params(
+            tensors, config_fields, config, head, gelu_dense, architecture, source
+        )
         names += dense_names
     if kind == "multilabel":  # a bertjax export's; transformers' own leave it to the user
         task["multilabel_threshold"] = _threshold(config_fields, source)
@@ -128,7 +133,7 @@ def _dense(tensors, prefix: str, architecture: str, source: str):
     return weight, bias, names
 
 
-def _gelu_head(tensors, config_fields, config: BertConfig, out_proj: dict, prefix: str, source):
+def _gelu_head_params(tensors, config_fields, config, out_proj, prefix, architecture, source):
     """The GELU head {"dense", "out_proj"} of a RoFormer or Electra sequence-level model (its
     dense layer named by `prefix`) and the names of that layer; UserError for a multiple-choice
     summary that is not it."""
@@ -146,7 +151,6 @@ def _gelu_head(tensors, config_fields, config: BertConfig, out_proj: dict, prefi
                 ": the first token, a dense layer, GELU); set those fields if the weights were "
                 "trained so"
             )
-    architecture = config_fields["architectures"][0]
     weight, bias, names = _dense(tensors, prefix, architecture, source)
     width = config.hidden_size
     if weight.shape != (width, width) or bias.shape != (width,):
