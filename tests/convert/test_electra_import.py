@@ -2,7 +2,8 @@
 Electra classes: the discriminator's hidden states (ElectraForPreTraining, what Google's
 ELECTRA-Small, -Base and -Large are; Small's embeddings narrower than its hidden size) and a
 generator's (ElectraForMaskedLM: embeddings wider than it), and the logits of a fine-tuned
-ElectraForTokenClassification and ElectraForQuestionAnswering. Every weight is randomised first
+ElectraForTokenClassification, ElectraForQuestionAnswering, ElectraForSequenceClassification and
+ElectraForMultipleChoice. Every weight is randomised first
 (biases and LayerNorms too), so a wrong name changes the outputs."""
 
 import json
@@ -89,14 +90,30 @@ def test_a_fine_tuned_electra_tagger_or_qa_model_imports_with_its_logits(
     np.testing.assert_allclose(ours[real], theirs[real], atol=ATOL)
 
 
-def test_an_electra_classifier_keeps_its_encoder_and_reports_its_two_layer_head(tmp_path):
-    _electra(transformers.ElectraForSequenceClassification, tmp_path / "electra")
+@pytest.mark.parametrize(
+    "cls_name, sizes",
+    [("ElectraForSequenceClassification", dict(num_labels=3)),
+     ("ElectraForSequenceClassification", dict(num_labels=1, embedding_size=32)),  # regression
+     ("ElectraForMultipleChoice", {})],  # ElectraConfig's summary: first token, dense, GELU
+)  # fmt: skip
+def test_an_electra_classifier_imports_with_its_two_layer_head_and_logits(
+    tmp_path, cls_name, sizes
+):
+    """ELECTRA's sequence head (dense, GELU, dense on the first token) is bertjax's
+    `sequence_head="gelu"`."""
+    model = _electra(getattr(transformers, cls_name), tmp_path / "electra", **sizes)
+    ids, segments, mask = inputs()
+    if cls_name == "ElectraForMultipleChoice":  # one question, its three choices
+        ids, segments, mask = (x[None] for x in (ids, segments, mask))
+    theirs = torch_outputs(model, ids, segments, mask).logits.numpy()
     result = import_checkpoint(tmp_path / "electra", tmp_path / "imported")
-    assert result.task is None  # not BERT's one-layer head: an encoder to fine-tune
-    assert sorted(result.ignored) == [
-        "classifier.dense.bias", "classifier.dense.weight",
-        "classifier.out_proj.bias", "classifier.out_proj.weight",
-    ]  # fmt: skip
+    kind = {"ElectraForMultipleChoice": "multiple_choice"}.get(
+        cls_name, "regression" if sizes.get("num_labels") == 1 else "classification"
+    )
+    assert result.task["kind"] == kind and result.task["sequence_head"] == "gelu"
+    assert result.ignored == []
+    ours = bertjax_logits(tmp_path / "imported", ids, segments, mask)
+    np.testing.assert_allclose(ours, theirs, atol=ATOL)
 
 
 def test_a_bert_config_with_narrower_embeddings_is_refused_in_one_line(tmp_path):

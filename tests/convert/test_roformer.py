@@ -1,8 +1,8 @@
 """Rotary-position models and Hugging Face's RoFormer (bertjax/convert/roformer.py): a RoFormer
-that transformers made imports and computes transformers' logits, as do RoFormer's and Electra's
-sequence classifiers (ELECTRA's GELU head); what RoFormer cannot hold is refused in one line
-before anything is written. (bertjax's own rotary exports are compared with
-transformers, and imported back, in test_variants.py and test_export_finetuned.py.)"""
+that transformers made imports and computes transformers' logits, as do its sequence classifiers
+(ELECTRA's GELU head); what RoFormer cannot hold is refused in one line before anything is
+written. (bertjax's own rotary exports are compared with transformers, and imported back, in
+test_variants.py and test_export_finetuned.py.)"""
 
 import json
 
@@ -110,14 +110,12 @@ def test_rotary_heads_without_a_roformer_class_and_rotary_electra_are_refused():
 
 
 def transformers_task_model(directory, transformers, name: str, **overrides):
-    """A RoFormer or Electra task model of class `name` saved by transformers, every weight
-    random as `transformers_roformer`'s, with a BERT vocab.txt; returns the torch model."""
+    """A RoFormer task model of class `name` saved by transformers, every weight random as
+    `transformers_roformer`'s, with a BERT vocab.txt; returns the torch model."""
     import torch
 
-    family = name.rsplit("For", 1)[0]
-    config = getattr(transformers, family + "Config")(**FIELDS | overrides)
     torch.manual_seed(0)
-    model = getattr(transformers, name)(config).eval()
+    model = getattr(transformers, name)(transformers.RoFormerConfig(**FIELDS | overrides)).eval()
     with torch.no_grad():
         for parameter_name, parameter in model.named_parameters():
             if "embed_positions" not in parameter_name:
@@ -135,15 +133,14 @@ SUMMARY = dict(summary_type="first", summary_use_proj=True, summary_activation="
     ("name", "overrides"),
     [
         ("RoFormerForSequenceClassification", dict(num_labels=3)),
-        ("ElectraForSequenceClassification", dict(num_labels=3, embedding_size=32)),
         ("RoFormerForMultipleChoice", SUMMARY),
-        ("ElectraForMultipleChoice", {}),  # ElectraConfig's summary is bertjax's by default
     ],
 )
-def test_roformer_and_electra_sequence_heads_transformers_made_import_with_their_logits(
+def test_roformer_sequence_heads_transformers_made_import_with_their_logits(
     tmp_path, transformers, name, overrides
 ):
-    """Their sequence-level heads are ELECTRA's GELU head (`sequence_head="gelu"`)."""
+    """Its sequence-level heads are ELECTRA's GELU head (`sequence_head="gelu"`; Electra's:
+    test_electra_import.py)."""
     import torch
 
     from tests.convert.test_export_finetuned import bertjax_logits
