@@ -67,9 +67,9 @@ def get_config() -> ml_collections.ConfigDict:
     config.pooling = "cls"
     # The head of classification, multilabel, regression and multiple choice: "pooler" (BERT's:
     # the encoder's tanh pooler, trained by next-sentence prediction, then a dense layer) or
-    # "gelu" (ELECTRA's and RoFormer's: a fresh dense layer and GELU on the first token, then a
-    # dense layer). A rotary or factorised encoder's classifier exports to Hugging Face only
-    # with "gelu" (docs/finetune.md).
+    # "gelu" (Hugging Face's Electra and RoFormer classes': a fresh dense layer and GELU on the
+    # first token, then a dense layer). A rotary or factorised encoder's classifier exports to
+    # Hugging Face only with "gelu" (docs/finetune.md).
     config.sequence_head = "pooler"
     # Multilabel: a label is predicted where its probability, sigmoid(logit), is over this
     # (scores and `bertjax predict`; a saved model keeps it). Choose it on a dev split

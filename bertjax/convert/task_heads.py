@@ -21,7 +21,7 @@ trains (pre-LN encoders in RoBERTa-PreLayerNorm's layout, prelayernorm.py):
 A rotary-position encoder (roformer.py) exports as RoFormerFor<Task>, an encoder with
 factorised embeddings (`embedding_size`) and absolute or relative_key positions as
 ElectraFor<Task> (Electra's `embeddings_project`). Their tagging and QA heads are BERT's; their
-sequence-level heads are ELECTRA's GELU head (`--config.sequence_head=gelu`, finetune/model.py):
+sequence-level heads are a GELU head (`--config.sequence_head=gelu`, finetune/model.py):
 `classifier.dense` and `classifier.out_proj` (ForSequenceClassification), for multiple choice
 `sequence_summary.summary` (first token, dense, GELU; config.json's `summary_*` fields say so)
 and `classifier`. So a sequence-level model fine-tuned on such an encoder with BERT's pooler head
@@ -62,7 +62,7 @@ TASK_CLASSES = {
 }
 POOLER = "bert.pooler.dense."
 TOKEN_KINDS = ("tagging", "qa")  # the heads RoFormer's and Electra's classes share with BERT
-# The families whose sequence-level heads are ELECTRA's GELU head, and why an encoder is one.
+# The families whose sequence-level heads are the GELU head, and why an encoder is one.
 GELU_HEAD_FAMILIES = {"RoFormer": "rotary positions",
                       "Electra": "factorised embeddings (embedding_size)"}  # fmt: skip
 # Multiple choice's GELU head as Hugging Face's sequence summary reads it from config.json.
@@ -71,7 +71,7 @@ SUMMARY_FIELDS = {"summary_type": "first", "summary_use_proj": True,
 
 
 def gelu_head(task: dict) -> bool:
-    """Whether `task`'s model has ELECTRA's GELU sequence head (finetune/model.py)."""
+    """Whether `task`'s model has the GELU sequence head (finetune/model.py)."""
     return task["kind"] in POOLED_KINDS and task.get("sequence_head", "pooler") == "gelu"
 
 
@@ -103,12 +103,12 @@ def check_exportable(task: dict, config: BertConfig) -> None:
     if name in GELU_HEAD_FAMILIES and kind in POOLED_KINDS and not gelu_head(task):
         raise UserError(
             f"this {kind} model has {GELU_HEAD_FAMILIES[name]} and BERT's pooler head, and "
-            f"Hugging Face's {name}{TASK_CLASSES[kind]} has ELECTRA's GELU head; fine-tune with "
+            f"Hugging Face's {name}{TASK_CLASSES[kind]} has a GELU head; fine-tune with "
             "--config.sequence_head=gelu to export it, or use it with `bertjax predict`"
         )
     if name == "RobertaPreLayerNorm" and gelu_head(task):
         raise UserError(
-            f"this {kind} model has a pre-LN encoder and ELECTRA's GELU head, and Hugging "
+            f"this {kind} model has a pre-LN encoder and the GELU head, and Hugging "
             f"Face's RobertaPreLayerNorm{TASK_CLASSES[kind]} has BERT's tanh pooler; fine-tune "
             "with --config.sequence_head=pooler to export it, or use it with `bertjax predict`"
         )

@@ -4,7 +4,7 @@ RoFormer and Electra ones) read as a bertjax fine-tuned model directory: the inv
 `task_heads.py`, so `bertjax predict` runs it and fine-tuning continues from it.
 
 The head is `classifier.*` (classification, tagging, multiple choice: one output) or
-`qa_outputs.*` (start, end); RoFormer's and Electra's sequence-level heads are ELECTRA's GELU
+`qa_outputs.*` (start, end); RoFormer's and Electra's sequence-level heads are their GELU
 head (finetune/model.py): `classifier.dense.*` and `classifier.out_proj.*`, for multiple choice
 `sequence_summary.summary.*` (config.json must say first token, projection, GELU: other
 summaries are refused) and `classifier.*`. The labels are config.json's `id2label` (or LABEL_0,

@@ -11,10 +11,10 @@ has the pretraining checkpoint's layout, so it is taken over unchanged.
 
 The sequence-level kinds (classification, multilabel, regression, multiple choice) have two
 heads (`sequence_head`): "pooler", BERT's (the encoder's tanh pooler, trained by next-sentence
-prediction, then dropout + dense), and "gelu", ELECTRA's and RoFormer's (dropout, a fresh dense
-layer, exact GELU, dropout, dense: `GeluHead`), which reads the first token's (or the mean)
-hidden state and does not use the pooler, and is what Hugging Face's Electra and RoFormer
-sequence classes compute, so those fine-tunes export (convert/task_heads.py).
+prediction, then dropout + dense), and "gelu" (dropout, a fresh dense layer, exact GELU,
+dropout, dense: `GeluHead`), which reads the first token's (or the mean) hidden state and does
+not use the pooler: what Hugging Face's Electra and RoFormer sequence classes compute, so those
+fine-tunes export (convert/task_heads.py).
 """
 
 from __future__ import annotations
@@ -42,8 +42,8 @@ SEQUENCE_HEADS = ("pooler", "gelu")
 
 
 class GeluHead(nnx.Module):
-    """ELECTRA's and RoFormer's sequence head: dropout, dense H -> H, exact GELU, dropout,
-    dense H -> outputs (Hugging Face's `classifier.dense`, `classifier.out_proj`)."""
+    """Hugging Face's Electra and RoFormer sequence head: dropout, dense H -> H, exact GELU,
+    dropout, dense H -> outputs (their `classifier.dense`, `classifier.out_proj`)."""
 
     def __init__(self, hidden_size: int, num_outputs: int, rate: float, init, *, rngs: nnx.Rngs):
         self.dropout = Dropout(rate)

@@ -99,7 +99,7 @@ def test_a_fine_tuned_electra_tagger_or_qa_model_imports_with_its_logits(
 def test_an_electra_classifier_imports_with_its_two_layer_head_and_logits(
     tmp_path, cls_name, sizes
 ):
-    """ELECTRA's sequence head (dense, GELU, dense on the first token) is bertjax's
+    """Hugging Face's Electra sequence head (dense, GELU, dense on the first token) is bertjax's
     `sequence_head="gelu"`."""
     model = _electra(getattr(transformers, cls_name), tmp_path / "electra", **sizes)
     ids, segments, mask = inputs()

@@ -162,7 +162,7 @@ def bertjax_logits(directory, ids, segments, mask) -> np.ndarray:
 # Every kind on both encoders; multilabel's head is classification's (only the loss and the
 # decoding differ), so it runs on the post-LN one only; a rotary encoder as RoFormer's classes,
 # one with factorised embeddings as Electra's: their token heads, and their sequence-level ones
-# with ELECTRA's GELU head (a post-LN BERT encoder with it: Electra's classes).
+# with the GELU head (a post-LN BERT encoder with it: Electra's classes).
 KIND_PLACEMENTS = [(kind, placement)
                    for kind in ("classification", "regression", "tagging", "qa", "multiple_choice")
                    for placement in ("post", "pre")] + [("multilabel", "post")]  # fmt: skip
@@ -222,7 +222,7 @@ def test_a_finetuned_model_exports_as_its_task_class(
                  "choice_mask": jnp.ones((2, 3))}  # fmt: skip
         total, count = steps.task_loss(jnp.asarray(ours), batch, "multiple_choice")
         assert float(total / count) == pytest.approx(float(hf_loss), rel=1e-4)
-    # ATOL, relative to the logits' scale where it is under 1 (ELECTRA's head starts with
+    # ATOL, relative to the logits' scale where it is under 1 (the GELU head starts with
     # logits of ~1e-3: two dense layers initialised at 0.02).
     scale = min(1.0, float(np.abs(ours[real]).max()))
     np.testing.assert_allclose(theirs[real], ours[real], atol=ATOL * scale, rtol=0)

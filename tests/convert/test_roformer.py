@@ -1,6 +1,6 @@
 """Rotary-position models and Hugging Face's RoFormer (bertjax/convert/roformer.py): a RoFormer
 that transformers made imports and computes transformers' logits, as do its sequence classifiers
-(ELECTRA's GELU head); what RoFormer cannot hold is refused in one line before anything is
+(a GELU head); what RoFormer cannot hold is refused in one line before anything is
 written. (bertjax's own rotary exports are compared with transformers, and imported back, in
 test_variants.py and test_export_finetuned.py.)"""
 
@@ -139,7 +139,7 @@ SUMMARY = dict(summary_type="first", summary_use_proj=True, summary_activation="
 def test_roformer_sequence_heads_transformers_made_import_with_their_logits(
     tmp_path, transformers, name, overrides
 ):
-    """Its sequence-level heads are ELECTRA's GELU head (`sequence_head="gelu"`; Electra's:
+    """Its sequence-level heads are the GELU head (`sequence_head="gelu"`; Electra's:
     test_electra_import.py)."""
     import torch
 
