@@ -133,7 +133,7 @@ def model_of(tmp_path_factory):
     made = {}
 
     def get(kind: str, placement: str = "post"):
-        """placement: the encoder's (post, pre, rotary, factorised), "-gelu" for ELECTRA's
+        """placement: the encoder's (post, pre, rotary, factorised), "-gelu" for the GELU
         sequence head."""
         if (kind, placement) not in made:
             directory = tmp_path_factory.mktemp(f"{kind}-{placement}")

@@ -170,7 +170,7 @@ def test_a_multiple_choice_summary_bertjax_does_not_compute_is_refused(tmp_path,
 
 
 def test_sequence_heads_hugging_face_has_no_class_for_are_refused_naming_the_fix():
-    """A rotary (or factorised) encoder with BERT's pooler head, a pre-LN one with ELECTRA's."""
+    """A rotary (or factorised) encoder with BERT's pooler head, a pre-LN one with the GELU head."""
     rotary = tiny_config(position_embedding_type="rotary")
     with pytest.raises(UserError, match="fine-tune with --config.sequence_head=gelu to export"):
         task_heads.check_exportable({"kind": "classification", "sequence_head": "pooler"}, rotary)
