@@ -538,7 +538,7 @@ def test_mean_pooling_classifies_the_mean_of_the_real_tokens(tmp_path):
 
 def test_the_gelu_head_reads_the_first_token_and_not_the_pooler(tmp_path):
     """sequence_head="gelu": dense, exact GELU, dense on the first token's final state (eval
-    mode: the dropouts off), the pooler unused; multiple choice scores each row with it."""
+    mode: the dropouts off), the pooler unused (multiple choice: test_export_finetuned.py)."""
     from scipy.special import erf
 
     init = tiny_model_dir(tmp_path, POSITIVE + NEGATIVE)
