@@ -28,6 +28,7 @@ import numpy as np
 
 from bertjax.convert.task_heads import GELU_HEAD_FAMILIES, SUMMARY_FIELDS
 from bertjax.errors import UserError
+from bertjax.finetune.choice_records import POOLED_KINDS
 from bertjax.models.bert import BertConfig
 
 ARCHITECTURES = {
@@ -109,7 +110,7 @@ def head_and_task(
         "max_seq_length": min(MAX_SEQ_LENGTH, config.max_position_embeddings),
     }
     head = {"kernel": weight.T.copy(), "bias": bias}
-    if kind not in ("tagging", "qa"):
+    if kind in POOLED_KINDS:  # as a fine-tune records it (finetune/trainer.py)
         task["sequence_head"] = "gelu" if gelu_dense else "pooler"
     if gelu_dense:
         head, dense_names = _gelu_head_params(

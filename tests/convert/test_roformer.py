@@ -18,13 +18,13 @@ FIELDS = dict(vocab_size=300, hidden_size=64, num_hidden_layers=2, num_attention
               intermediate_size=128, max_position_embeddings=40, pad_token_id=0)  # fmt: skip
 
 
-def transformers_roformer(directory, transformers, **overrides):
-    """A RoFormerForMaskedLM saved by transformers, every weight random (biases and LayerNorms
-    too), with a BERT vocab.txt; returns the torch model."""
+def transformers_roformer(directory, transformers, name="RoFormerForMaskedLM", **overrides):
+    """A RoFormer of class `name` saved by transformers, every weight random (biases and
+    LayerNorms too), with a BERT vocab.txt; returns the torch model."""
     import torch
 
     torch.manual_seed(0)
-    model = transformers.RoFormerForMaskedLM(transformers.RoFormerConfig(**FIELDS | overrides))
+    model = getattr(transformers, name)(transformers.RoFormerConfig(**FIELDS | overrides))
     with torch.no_grad():
         for name, parameter in model.named_parameters():
             if "embed_positions" not in name:  # RoFormer's fixed sines and cosines
@@ -109,22 +109,6 @@ def test_rotary_heads_without_a_roformer_class_and_rotary_electra_are_refused():
         electra.check_exportable(config)
 
 
-def transformers_task_model(directory, transformers, name: str, **overrides):
-    """A RoFormer task model of class `name` saved by transformers, every weight random as
-    `transformers_roformer`'s, with a BERT vocab.txt; returns the torch model."""
-    import torch
-
-    torch.manual_seed(0)
-    model = getattr(transformers, name)(transformers.RoFormerConfig(**FIELDS | overrides)).eval()
-    with torch.no_grad():
-        for parameter_name, parameter in model.named_parameters():
-            if "embed_positions" not in parameter_name:
-                parameter.normal_(0.1 * ("bias" in parameter_name), 0.2)
-    model.save_pretrained(directory, safe_serialization=True)
-    (directory / "vocab.txt").write_text("".join(t + "\n" for t in tiny_vocab(300)))
-    return model
-
-
 SUMMARY = dict(summary_type="first", summary_use_proj=True, summary_activation="gelu",
                summary_proj_to_labels=False)  # fmt: skip
 
@@ -145,7 +129,7 @@ def test_roformer_sequence_heads_transformers_made_import_with_their_logits(
 
     from tests.convert.test_export_finetuned import bertjax_logits
 
-    model = transformers_task_model(tmp_path / "hf", transformers, name, **overrides)
+    model = transformers_roformer(tmp_path / "hf", transformers, name, **overrides).eval()
     result = import_checkpoint(tmp_path / "hf", tmp_path / "imported")
     assert result.task["sequence_head"] == "gelu" and result.ignored == []
     ids, segments, mask = inputs()
@@ -162,7 +146,7 @@ def test_roformer_sequence_heads_transformers_made_import_with_their_logits(
 def test_a_multiple_choice_summary_bertjax_does_not_compute_is_refused(tmp_path, transformers):
     """RoFormerConfig has no summary fields: its sequence summary then is the last token's state,
     unprojected."""
-    transformers_task_model(tmp_path / "hf", transformers, "RoFormerForMultipleChoice")
+    transformers_roformer(tmp_path / "hf", transformers, "RoFormerForMultipleChoice")
     wrong = "summary_type='last', summary_use_proj=False, summary_activation=None"
     with pytest.raises(UserError, match=f"sequence summary \\({wrong}\\) is not the one"):
         import_checkpoint(tmp_path / "hf", tmp_path / "imported")
