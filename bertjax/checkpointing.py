@@ -151,6 +151,15 @@ def metadata_for(config: ml_collections.ConfigDict, model_fields: dict) -> dict:
 # --- Reading parameters out of a workdir (export, `init_from`) -------------------------------
 
 
+def _is_hugging_face_dir(directory) -> bool:
+    """Whether `directory` holds a Hugging Face config.json (its `model_type`)."""
+    config = directory / "config.json"
+    try:
+        return config.is_file() and "model_type" in json.loads(config.read_text())
+    except (OSError, ValueError):
+        return False
+
+
 def open_workdir(workdir: str | os.PathLike, step: int | None = None) -> tuple[int, dict]:
     """(step, metadata) of `workdir`'s checkpoint at `step` (default: the latest).
 
@@ -160,9 +169,12 @@ def open_workdir(workdir: str | os.PathLike, step: int | None = None) -> tuple[i
     directory = as_path(workdir) / "checkpoints"
     steps = _checkpoint_steps(directory)
     if not steps:
+        hint = ""
+        if _is_hugging_face_dir(as_path(workdir)):
+            hint = f" (it is a Hugging Face model: `bertjax import --from={workdir} --out=DIR`)"
         raise UserError(
             f"{workdir} holds no checkpoint (looked in {directory}); pass a training workdir "
-            "or a directory written by `bertjax import`"
+            f"or a directory written by `bertjax import`{hint}"
         )
     if step is None:
         step = steps[-1]

@@ -45,6 +45,21 @@ def require_local(path: str | os.PathLike, flag: str) -> None:
         )
 
 
+def refuse_leftovers(directory: str | os.PathLike, names, flag: str, consequence: str) -> None:
+    """UserError when the output directory `directory` already holds any of `names`: files (or
+    folders) an earlier run left there that this one would not overwrite and that readers of
+    the directory would take for its own (`consequence` says what they would do). Nothing is
+    deleted: the user removes them or picks another directory."""
+    directory = pathlib.Path(directory).expanduser()
+    found = [name for name in names if (directory / name).exists()]
+    if found:
+        them = "it" if len(found) == 1 else "them"
+        raise UserError(
+            f"{flag}={directory} already holds {', '.join(found)} from an earlier run, which "
+            f"{consequence}; remove {them} or choose an empty {flag}"
+        )
+
+
 def os_reason(error: OSError) -> str:
     """Why creating a directory failed, in a few words."""
     if isinstance(error, FileExistsError):

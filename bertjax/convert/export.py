@@ -49,6 +49,20 @@ from bertjax.errors import UserError
 from bertjax.models.bert import BertConfig, unstack_layers
 
 ELECTRA_GENERATOR_DIR = "generator"  # an ELECTRA export's ElectraForMaskedLM, inside OUT
+
+# What transformers reads from a model directory: one an export does not write itself, left by an
+# earlier export or download (tokenizer.json after a SentencePiece run, a checkpoint of another
+# format), would be loaded with it (`_refuse_leftovers`).
+HF_DIRECTORY_FILES = (
+    weight_files.SAFETENSORS_FILE, "model.safetensors.index.json", "pytorch_model.bin",
+    "pytorch_model.bin.index.json", "tf_model.h5", "flax_model.msgpack", "config.json",
+    "generation_config.json", tokenizer.VOCAB_FILE, "tokenizer.json", "tokenizer_config.json",
+    "special_tokens_map.json", "added_tokens.json", sentencepiece_vocab.MODEL_FILE,
+    "spiece.model", "vocab.json", "merges.txt",
+)  # fmt: skip
+WRITTEN_FILES = (weight_files.SAFETENSORS_FILE, "config.json", tokenizer.VOCAB_FILE,
+                 "special_tokens_map.json", "tokenizer_config.json")  # fmt: skip
+SENTENCEPIECE_FILES = (sentencepiece_vocab.MODEL_FILE, "tokenizer.json")
 # What to load an export with, by the end of its class name, and the pipeline task it serves.
 AUTO_CLASSES = {
     "ForSequenceClassification": ("AutoModelForSequenceClassification", "text-classification"),
@@ -132,6 +146,7 @@ def export_hf(workdir: str | Path, out_dir: str | Path, *, step: int | None = No
         checkpoint_compatibility.check_generator_layout(metadata["model"], str(workdir))
     _check_exportable(config, task, objective)  # before anything is read or written
     tokenizer_json = _sentencepiece_tokenizer(vocab_path)  # before anything is written
+    _refuse_leftovers(out_dir, tokenizer_json is not None, objective == "electra" and task is None)
     # A scan_layers run saves the encoder stacked; Hugging Face has one module per layer.
     params = unstack_layers(checkpointing.restore_params(workdir, step))
     pad_token_id = vocab.index(lookups.PAD)
@@ -182,6 +197,19 @@ def _check_exportable(config: BertConfig, task: dict | None, objective: str | No
         roformer.check_exportable(config)
     elif config.layer_norm_placement == "pre":
         hf.check_unfactorised(config, "RobertaPreLayerNorm")
+
+
+def _refuse_leftovers(out_dir: Path, sentencepiece: bool, generator: bool) -> None:
+    """UserError when `out_dir` (or its generator folder) holds Hugging Face files this export
+    would not overwrite, e.g. a SentencePiece run's tokenizer.json, which transformers would
+    read in place of this export's vocab.txt. Nothing is written before."""
+    written = WRITTEN_FILES + (SENTENCEPIECE_FILES if sentencepiece else ())
+    leftovers = [name for name in HF_DIRECTORY_FILES if name not in written]
+    consequence = "transformers would load as part of this export"
+    stale_generator = [] if generator else [ELECTRA_GENERATOR_DIR]
+    paths.refuse_leftovers(out_dir, leftovers + stale_generator, "--out", consequence)
+    if generator:
+        paths.refuse_leftovers(out_dir / ELECTRA_GENERATOR_DIR, leftovers, "--out", consequence)
 
 
 def _sentencepiece_tokenizer(vocab_path: epath.Path):

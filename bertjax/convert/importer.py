@@ -100,7 +100,7 @@ def run_overrides(result: ImportResult) -> dict[str, Any]:
     """The config overrides a training run needs to start from the imported model."""
     fields = {"init_from": result.out_dir, "vocab_dir": result.out_dir}
     fields["lowercase"] = result.lowercase
-    for name in checkpoint_compatibility.ARCHITECTURE_FIELDS[1:] + ("layer_norm_eps",):
+    for name in checkpoint_compatibility.ARCHITECTURE_FIELDS + ("layer_norm_eps",):
         fields[name] = getattr(result.config, name)
     if result.config.position_embedding_type != "rotary":
         del fields["rope_theta"]  # read by rotary positions only

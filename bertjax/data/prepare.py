@@ -53,10 +53,15 @@ def shard_name(shard: int, num_shards: int) -> str:
     return f"instances-{shard:05d}-of-{num_shards:05d}.tfrecord"
 
 
+def _read_settings(settings: dict) -> dict:
+    """`corpus.read_documents`' keyword arguments of the manifest's settings."""
+    return dict(text_field=settings["text_field"], text_format=settings["text_format"],
+                text_encoding=settings.get("text_encoding", ""))  # fmt: skip
+
+
 def _shard_texts(sources: list[str], shard: int, num_shards: int, settings: dict):
     """This shard's documents: whole files, or every num_shards-th document."""
-    read = dict(text_field=settings["text_field"], text_format=settings["text_format"],
-                text_encoding=settings.get("text_encoding", ""))  # fmt: skip
+    read = _read_settings(settings)
     if len(sources) >= num_shards:
         yield from corpus.read_documents(sources[shard::num_shards], **read)
         return
@@ -245,14 +250,16 @@ def run_prepare(
         text_encoding=text_encoding,
     )
     sources = corpus.resolve_files(input)
-    num_shards = _default_num_shards(len(sources), settings) if num_shards is None else num_shards
+    sharded = sources
+    if num_shards is None:
+        sharded, num_shards = _default_sharding(sources, settings)
     if num_shards < 1:
         raise UserError(f"--num_shards={num_shards} must be >= 1")
     out_dir = paths.make_local_dir(out_dir, "--out")
     (out_dir / MANIFEST_FILE).unlink(missing_ok=True)
     (out_dir / HELDOUT_FILE).unlink(missing_ok=True)
     jobs = [
-        (sources, s, num_shards, settings, str(vocab_dir), str(out_dir)) for s in range(num_shards)
+        (sharded, s, num_shards, settings, str(vocab_dir), str(out_dir)) for s in range(num_shards)
     ]
     shards = _prepare_shards(jobs, max(1, min(num_workers or os.cpu_count() or 1, num_shards)))
     problems = [shard.pop("problem") for shard in shards]
@@ -290,11 +297,26 @@ def _log_manifest(manifest: dict, out_dir: Path, vocab_kind: str) -> None:
     )
 
 
-def _default_num_shards(num_sources: int, settings: dict) -> int:
-    """One shard per input file, at most 256; for NSP pairs from files of one document each
-    (text_format 'paragraphs'), two files a shard: random partners come from the shard."""
-    one_document_files = settings["text_format"] == "paragraphs" and not settings["packing"]
-    return max(1, min(num_sources // (2 if one_document_files else 1), 256))
+def _default_sharding(sources: list[str], settings: dict) -> tuple[list[str], int]:
+    """The sources to shard and the number of shards when --num_shards is not given: one shard
+    per input file, at most 256. For NSP pairs from files of one document each (text_format
+    'paragraphs'), two files a shard, random partners coming from the shard: files without a
+    document (empty, in another encoding) are left out first, else a book paired with one is
+    alone in its shard and dropped (reads each file's first document once more)."""
+    if settings["text_format"] != "paragraphs" or settings["packing"]:
+        return sources, max(1, min(len(sources), 256))
+    with_documents = [source for source in sources if _has_a_document(source, settings)]
+    kept = with_documents or sources  # none: the shards' reading reports why
+    return kept, max(1, min(len(kept) // 2, 256))
+
+
+def _has_a_document(source: str, settings: dict) -> bool:
+    """Whether `source` yields a document (its skip warning logged when it does not)."""
+    read = _read_settings(settings)
+    try:
+        return next(corpus.read_documents([source], **read), None) is not None
+    except UserError:  # raised by a source without a document
+        return False
 
 
 def _check_pairs(shards: list[dict], input: str, problem: str) -> None:

@@ -46,9 +46,18 @@ Tokenizer = WordPieceTokenizer | SentencePieceTokenizer
 
 def vocabulary_kind(vocab_path: str | os.PathLike) -> str:
     """The kind of the vocabulary of a ``vocab.txt`` (one of KINDS): "sentencepiece" when
-    ``sentencepiece.model`` sits beside it, "wordpiece" otherwise."""
-    model_path = epath.Path(vocab_path).parent / MODEL_FILE
-    return "sentencepiece" if model_path.is_file() else "wordpiece"
+    ``sentencepiece.model`` sits beside it, "wordpiece" otherwise; UserError when the
+    directory's vocab_meta.json says WordPiece beside such a model (a stale one)."""
+    directory = epath.Path(vocab_path).parent
+    if not (directory / MODEL_FILE).is_file():
+        return "wordpiece"
+    meta_path = directory / META_FILE
+    if meta_path.is_file() and json.loads(meta_path.read_text()).get("kind") == "wordpiece":
+        raise UserError(
+            f"{directory} holds a {MODEL_FILE} beside a WordPiece vocabulary (its {META_FILE} "
+            f"says so: one written over a SentencePiece one); remove {MODEL_FILE} from it"
+        )
+    return "sentencepiece"
 
 
 def load_tokenizer(vocab_path: str | os.PathLike, lowercase: bool) -> Tokenizer:
@@ -183,19 +192,26 @@ def sample_documents(
 ) -> Iterator[str]:
     """Documents from every file, each file giving a share of `sample_bytes` (UTF-8 bytes of
     text) in proportion to the text it holds (`corpus.text_sizes`), so a sorted corpus is not
-    sampled from its first files only. TFDS sources are read from their start."""
+    sampled from its first files only. TFDS sources are read from their start. A file without
+    a document is skipped (its warning logged); UserError when no file has one."""
     files = corpus.resolve_files(patterns)
     sizes = corpus.text_sizes(files, text_field)
     total = sum(sizes)
+    empty = []  # files without a document (empty, another encoding): skipped, as training does
     for path, size in zip(files, sizes, strict=True):
         quota = sample_bytes * size / total if total else sample_bytes / len(files)
         taken = 0
         read = dict(text_format=text_format, text_encoding=text_encoding)
-        for text in corpus.read_documents([path], text_field, **read):
-            if taken >= quota:
-                break
-            taken += len(text.encode("utf-8"))
-            yield text
+        try:
+            for text in corpus.read_documents([path], text_field, **read):
+                if taken >= quota:
+                    break
+                taken += len(text.encode("utf-8"))
+                yield text
+        except UserError as e:  # raised only once the file has yielded nothing
+            empty.append(str(e))
+    if len(empty) == len(files):
+        raise UserError(empty[0] if len(files) == 1 else f"no file has documents: {empty[0]}")
 
 
 def run_vocab(
@@ -237,6 +253,10 @@ def run_vocab(
     """
     _check_vocab_args(kind, size, sample_bytes, model_type, extend)
     paths.require_local(out_dir, "--out")
+    if kind == "wordpiece" or extend:  # a sentencepiece.model beside vocab.txt is what is read
+        paths.refuse_leftovers(
+            out_dir, [MODEL_FILE], "--out", "would be read in place of this WordPiece vocabulary"
+        )
     text_encodings.check_encoding_name(text_encoding, "--text_encoding")
     texts = list(sample_documents(input, text_field, sample_bytes, text_format, text_encoding))
     if not texts:

@@ -5,6 +5,7 @@ import collections
 import dataclasses
 import json
 import shutil
+from pathlib import Path
 
 import jax
 import numpy as np
@@ -246,6 +247,50 @@ def test_a_missing_or_foreign_vocabulary_is_refused_before_anything_is_written(w
     assert not (tmp_path / "out").exists()
 
 
+def test_an_earlier_exports_files_this_one_would_not_overwrite_are_refused(workdir, tmp_path):
+    """Exporting again into the same --out overwrites it; an --out holding Hugging Face files
+    this export does not write (a SentencePiece run's tokenizer.json, which AutoTokenizer reads
+    in place of vocab.txt; a pytorch_model.bin; an ELECTRA export's generator) is refused
+    before anything is written, and nothing is deleted."""
+    out = tmp_path / "out"
+    export_hf(workdir, out, step=1)
+    first = {p.name: p.read_bytes() for p in out.iterdir()}
+    export_hf(workdir, out)  # the same files again: step 2's weights
+    assert sorted(p.name for p in out.iterdir()) == sorted(first)
+    assert (out / "model.safetensors").read_bytes() != first["model.safetensors"]
+    for leftover in ("tokenizer.json", "pytorch_model.bin", "generator"):
+        stale = tmp_path / leftover
+        shutil.copytree(out, stale)
+        (stale / leftover).mkdir() if leftover == "generator" else (stale / leftover).write_text(
+            "x"
+        )
+        before = {p.name: p.stat().st_mtime_ns for p in stale.iterdir()}
+        with pytest.raises(UserError, match=f"already holds {leftover} from an earlier run, which "
+                           "transformers would load as part of this export; remove it or "
+                           "choose an empty --out"):  # fmt: skip
+            export_hf(workdir, stale, step=1)
+        assert {p.name: p.stat().st_mtime_ns for p in stale.iterdir()} == before
+
+
+def test_the_command_import_prints_trains_from_a_vocabulary_of_any_size(workdir, tmp_path):
+    """`bertjax import` prints the full command to train from the model: with the vocabulary's
+    size (it was left out, so any vocabulary but BERT's 30,522 tokens failed the config's
+    vocab_size check); the printed fields validate as they are."""
+    from bertjax import config as run_config_module
+    from bertjax.convert.importer import run_overrides
+
+    export_hf(workdir, tmp_path / "hf")
+    result = import_checkpoint(str(tmp_path / "hf"), tmp_path / "imported")
+    assert f"--config.vocab_size={CONFIG.vocab_size} " in result.lines()[-1]
+    config = run_config_module.defaults()
+    printed = {name: str(value) if isinstance(value, Path) else value
+               for name, value in run_overrides(result).items()}  # fmt: skip
+    config.update(printed | {"corpus": SAMPLE_CORPUS_ZH, "max_seq_length": 32,
+                             "max_predictions_per_seq": 10})  # fmt: skip
+    spec = run_config_module.validate(config, tmp_path / "run")
+    assert spec.data.vocab_size == CONFIG.vocab_size == 300
+
+
 def test_export_and_import_write_only_inside_out(workdir, tmp_path):
     """Output paths come from fixed file names, never from the checkpoint or source contents."""
     sandbox = tmp_path / "sandbox"
@@ -282,3 +327,13 @@ def test_chinese_checkpoint_exports_a_tokenizer_with_the_same_ids(workdir, tmp_p
     for cls in (transformers.AutoTokenizer, transformers.BertTokenizer):
         reference = cls.from_pretrained(tmp_path / "hf")
         assert reference(texts, add_special_tokens=False)["input_ids"] == ours, cls
+
+
+def test_a_hugging_face_directory_given_as_a_workdir_names_the_import(exported):
+    """--init, --workdir: a Hugging Face directory holds no bertjax checkpoint; the error says
+    to import it first."""
+    with pytest.raises(
+        UserError,
+        match=rf"it is a Hugging Face model: `bertjax import --from={exported} --out=DIR`",
+    ):
+        checkpointing.open_workdir(exported)

@@ -345,6 +345,24 @@ def test_nsp_from_one_document_files_pairs_them_in_shards_of_two(corpus_dir, tmp
     assert "1 shards hold a single document, left out" in caplog.text
 
 
+def test_one_document_files_without_a_document_are_not_paired_by_default(corpus_dir, tmp_path):
+    """Files without a document (empty, another encoding) are left out before the default
+    shards pair files: each book has a partner (before, an empty file's partner book was alone
+    in its shard and dropped with a warning: 2 of 4 books here)."""
+    texts = [json.loads(line)["text"] for line in (corpus_dir / "part-0.jsonl").open()]
+    for i, text in enumerate(texts[:4]):
+        (tmp_path / f"book-{i}.txt").write_text(text)
+    (tmp_path / "book-4.txt").write_text("")
+    (tmp_path / "book-5.txt").write_bytes("Café à la crème.\nÉté brûlé.\n".encode("latin-1"))
+    manifest = prepare.run_prepare(
+        f"{tmp_path}/book-*.txt", corpus_dir / "vocab", tmp_path / "out",
+        text_format="paragraphs", max_seq_length=LENGTH, dupe_factor=1, num_workers=1,
+    )  # fmt: skip
+    assert [s["documents"] for s in manifest["shards"]] == [2, 2]
+    assert manifest["num_documents"] == 4
+    assert len(manifest["sources"]) == 6  # the input as given
+
+
 def test_a_corpus_without_the_text_field_names_the_flag(corpus_dir, tmp_path, capsys):
     """The reading error of the shards, not 'yields no training instance; check --input'."""
     from bertjax import cli

@@ -218,3 +218,41 @@ def test_unknown_tokens_warning_names_sentencepiece_causes(sentencepiece_dir, tm
     for warning in warnings:
         assert "the SentencePiece vocabulary lacks its characters" in warning
         assert "--extend" not in warning and "characters (text without spaces" not in warning
+
+
+def test_sample_skips_files_without_documents(tmp_path):
+    """An empty file and one in another encoding are skipped with their warning, as training
+    skips them (before, the first such file stopped `bertjax vocab`); with no file holding a
+    document, the error is the file's own."""
+    (tmp_path / "a.txt").write_text("A sentence of the corpus.\nAnother one.\n")
+    (tmp_path / "b_empty.txt").write_text("")
+    (tmp_path / "c_latin1.txt").write_bytes("Café à la crème.\nÉté brûlé.\n".encode("latin-1"))
+    texts = list(vocab.sample_documents(f"{tmp_path}/*.txt", sample_bytes=10**6))
+    assert len(texts) == 1 and texts[0].startswith("A sentence of the corpus.")  # a.txt
+    with pytest.raises(UserError, match="no file has documents: .*b_empty.txt"):
+        list(vocab.sample_documents(f"{tmp_path}/[bc]*.txt", sample_bytes=10**6))
+    with pytest.raises(UserError, match="not in UTF-8"):
+        list(vocab.sample_documents(f"{tmp_path}/c_latin1.txt", sample_bytes=10**6))
+
+
+def test_a_wordpiece_vocabulary_is_not_written_over_a_sentencepiece_one(
+    sentencepiece_dir, tmp_path
+):
+    """A sentencepiece.model beside vocab.txt makes it a SentencePiece vocabulary: `bertjax vocab
+    --kind=wordpiece` into such a directory is refused before anything is written (a run would
+    have tokenized with the stale model), and such a directory made by hand is refused when
+    read."""
+    import shutil
+
+    out_dir, _ = sentencepiece_dir
+    stale = tmp_path / "stale"
+    shutil.copytree(out_dir, stale)
+    before = {p.name: p.read_bytes() for p in stale.iterdir()}
+    with pytest.raises(UserError, match="already holds sentencepiece.model from an earlier run"):
+        vocab.run_vocab(CORPUS, kind="wordpiece", size=800, out_dir=stale, sample_bytes=10_000)
+    assert {p.name: p.read_bytes() for p in stale.iterdir()} == before
+    meta = json.loads((stale / "vocab_meta.json").read_text()) | {"kind": "wordpiece"}
+    (stale / "vocab_meta.json").write_text(json.dumps(meta))
+    with pytest.raises(UserError, match="remove sentencepiece.model"):
+        vocab.load_tokenizer(stale / "vocab.txt", lowercase=True)
+    vocab.run_vocab(CORPUS, kind="sentencepiece", size=1000, out_dir=stale, sample_bytes=10_000)
