@@ -29,6 +29,12 @@ CORPUS_FLAGS = (
     ),
     ("integer", "seed", 0, "Random seed."),
 )
+# How `bertjax evaluate` reads --data when it is not laid out as the run's corpus (None: as it).
+DATA_READING_FLAGS = (
+    ("string", "text_field", None, "--data's JSONL field or table column (default: the run's)."),
+    ("enum:sentences|paragraphs", "text_format", None, "--data's .txt layout (default: the run's)"),
+    ("string", "text_encoding", None, "--data's encoding: gb18030, ... (default: the run's)."),
+)  # fmt: skip
 INPUT_FILE_FLAGS = (
     ("string", "column_names", "",
      "A CSV/TSV input without a header row: its columns' names, a,b,... (default: its first row)."),

@@ -11,7 +11,15 @@ from collections.abc import Callable, Sequence
 from absl import flags
 
 from bertjax import startup
-from bertjax.command_flags import CORPUS_FLAGS, EMBED_FLAGS, PREDICT_FLAGS, STEP, WORKDIR, FlagSpec
+from bertjax.command_flags import (
+    CORPUS_FLAGS,
+    DATA_READING_FLAGS,
+    EMBED_FLAGS,
+    PREDICT_FLAGS,
+    STEP,
+    WORKDIR,
+    FlagSpec,
+)
 from bertjax.errors import UserError, flags_renamed
 
 FINETUNE_CONFIG = os.path.join(
@@ -130,23 +138,31 @@ def _prepare(fv: flags.FlagValues, arguments: list[str]) -> None:
 def _evaluate_check(fv: flags.FlagValues, arguments: list[str]) -> None:
     if fv.all_steps and fv.step is not None:
         raise UserError("pass --step=N or --all_steps, not both")
+    given = [f"--{spec[1]}" for spec in DATA_READING_FLAGS if fv[spec[1]].present]
+    if given and not fv.data:
+        raise UserError(f"{given[0]} says how to read --data=FILES; pass them, or leave it out")
 
 
 def _evaluate(fv: flags.FlagValues, arguments: list[str]) -> None:
     startup.start_jax(quiet=not fv.debug)
     from bertjax import evaluation
 
-    records = evaluation.run_evaluate(
-        fv.workdir, data=fv.data, steps=None if fv.step is None else [fv.step],
-        all_steps=fv.all_steps, out=fv.out,
-    )  # fmt: skip
+    reading = {name: fv[name].value for _, name, *_ in DATA_READING_FLAGS if fv[name].present}
+    with _own_flags("evaluate"):  # --text_field, ... name evaluate's flags
+        records = evaluation.run_evaluate(
+            fv.workdir, data=fv.data, steps=None if fv.step is None else [fv.step],
+            all_steps=fv.all_steps, out=fv.out, data_reading=reading,
+        )  # fmt: skip
     print("\n".join(evaluation.format_records(records)))
 
 
 def _finetune(fv: flags.FlagValues, arguments: list[str]) -> None:
     startup.start_jax(quiet=not fv.debug)
-    from bertjax.finetune import trainer
+    from bertjax.config import load_config
+    from bertjax.finetune import recipe, trainer
 
+    if os.path.isfile(FINETUNE_CONFIG):  # a source checkout's configs/, as --config's default
+        recipe.check_known_fields(fv.config, load_config(FINETUNE_CONFIG).keys())
     results = trainer.finetune(
         fv.task, fv.init, fv.workdir, fv.config, random_init=fv.random_init, step=fv.step
     )
@@ -161,12 +177,13 @@ def _predict(fv: flags.FlagValues, arguments: list[str]) -> None:
     startup.start_jax(quiet=not fv.debug)
     from bertjax.finetune import predict
 
-    done = predict.predict_file(
-        fv.model, fv.input, fv.out, batch_size=fv.batch_size, text_fields=fv.text_fields,
-        tokens_field=fv.tokens_field, multilabel_threshold=fv.multilabel_threshold,
-        column_names=fv.column_names, text_encoding=fv.text_encoding,
-        choices_field=fv.choices_field, null_score_diff_threshold=fv.null_score_diff_threshold,
-    )  # fmt: skip
+    with _own_flags("predict"):  # --text_encoding, --column_names, ...
+        done = predict.predict_file(
+            fv.model, fv.input, fv.out, batch_size=fv.batch_size, text_fields=fv.text_fields,
+            tokens_field=fv.tokens_field, multilabel_threshold=fv.multilabel_threshold,
+            column_names=fv.column_names, text_encoding=fv.text_encoding,
+            choices_field=fv.choices_field, null_score_diff_threshold=fv.null_score_diff_threshold,
+        )  # fmt: skip
     print(done.line())
 
 
@@ -294,10 +311,12 @@ COMMANDS: dict[str, Command] = {
         "prepare needs --input=GLOB|tfds:NAME, --vocab=DIR and --out=DIR",
     ),
     "evaluate": Command(
-        "bertjax evaluate --workdir=DIR [--data=GLOB] [--step=N | --all_steps] [--out=FILE]",
+        "bertjax evaluate --workdir=DIR [--data=GLOB [--text_field=F] [--text_format=T]\n"
+        "           [--text_encoding=E]] [--step=N | --all_steps] [--out=FILE]",
         (
             ("string", "workdir", None, "A training workdir."),
             ("string", "data", None, "Held-out corpus files (default: the run's held-out part)."),
+            *DATA_READING_FLAGS,
             STEP,
             ("bool", "all_steps", False, "Every checkpoint of --workdir."),
             ("string", "out", None, "Also write the records as JSON Lines here."),

@@ -43,7 +43,7 @@ from bertjax.models.sizes import ELECTRA_SIZES, MODEL_SIZES  # re-exported; no i
 from bertjax.objectives import ObjectiveSpec
 from bertjax.optim import OptimizerSpec
 from bertjax.sharding import MeshSpec
-from bertjax.specs import ConfigSpec, require
+from bertjax.specs import ConfigSpec, require, require_known_fields
 
 if TYPE_CHECKING:
     import ml_collections
@@ -162,6 +162,7 @@ def training_changes(saved: dict, wanted: dict) -> list[str]:
 def from_config(config: ml_collections.ConfigDict) -> RunSpec:
     """The run's specs: each checks its fields, then the checks across specs (one-line
     UserErrors). Reads no file and needs no device."""
+    require_known_fields(config, known_fields(), "config")
     data = DataSpec.from_config(config)
     masking = MaskingSpec.from_config(config)
     model = BertConfig.from_config(config, data.vocab_size)
@@ -203,6 +204,11 @@ def from_config(config: ml_collections.ConfigDict) -> RunSpec:
         "--config.eval_holdout_fraction=0.01 or --config.eval_corpus=FILES",
     )
     return spec
+
+
+def known_fields() -> frozenset[str]:
+    """The fields a run config may hold: every spec's, and `model_size` (a label)."""
+    return frozenset(f.name for spec in SPECS for f in dataclasses.fields(spec)) | {"model_size"}
 
 
 def check_runnable(spec: RunSpec, workdir: str | os.PathLike | None = None) -> None:

@@ -38,7 +38,7 @@ from etils import epath
 from jax.sharding import NamedSharding, PartitionSpec
 
 from bertjax import checkpointing, losses, paths, representation, sharding, unigram
-from bertjax.config import RunSpec, defaults, from_config
+from bertjax.config import RunSpec, defaults, from_config, known_fields
 from bertjax.data import corpus, masking_spec
 from bertjax.errors import UserError
 from bertjax.train_state import StateSetup, state_setup
@@ -278,8 +278,9 @@ def workdir_config(workdir: str | epath.Path) -> ml_collections.ConfigDict:
         if not path.exists():
             raise UserError(f"{workdir} has no config.json; pass a bertjax training workdir")
         config = ml_collections.ConfigDict(json.loads(path.read_text()))
-    merged = defaults()  # fields added after the run was made get their defaults
-    merged.update(config)
+    # Fields added after the run was made get their defaults; ones since removed are dropped.
+    merged = defaults()
+    merged.update({name: config[name] for name in config if name in known_fields()})
     merged.vocab_dir = str(workdir)
     return merged
 
@@ -291,10 +292,13 @@ def run_evaluate(
     steps: Sequence[int] | None = None,
     all_steps: bool = False,
     out: str | None = None,
+    data_reading: dict | None = None,
 ) -> list[dict]:
     """Evaluates `workdir`'s checkpoints (default: the latest; `steps`; or all of them).
 
-    `data`: held-out files to evaluate on instead of the run's own held-out documents.
+    `data`: held-out files to evaluate on instead of the run's own held-out documents, read
+    as the run read its corpus except for `data_reading`'s config fields (text_field,
+    text_format, text_encoding).
     Returns one record per checkpoint: {"step", loss, mlm_loss, mlm_accuracy, nsp_loss and
     nsp_accuracy (BERT) or rtd_* (ELECTRA), "examples"}; also written as JSON Lines to `out`
     when given.
@@ -311,6 +315,7 @@ def run_evaluate(
     config = workdir_config(workdir)
     if data:
         config.eval_corpus = data
+        config.update(data_reading or {})
     spec = from_config(config)
     model = dataclasses.replace(spec.model, vocab_size=metadata["model"]["vocab_size"])
     mesh = sharding.create_mesh({"data": -1, "fsdp": 1, "tensor": 1})

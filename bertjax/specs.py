@@ -7,6 +7,7 @@ one-line UserError naming the field and the fix, so code that takes a spec trust
 """
 
 import dataclasses
+import difflib
 from collections.abc import Mapping
 from typing import Any, Self
 
@@ -17,6 +18,20 @@ def require(condition: bool, message: str) -> None:
     """Raises UserError(message) unless `condition`."""
     if not condition:
         raise UserError(message)
+
+
+def require_known_fields(config: Mapping[str, Any], known, what: str) -> None:
+    """UserError for the first field of `config` not in `known` (with the nearest known name):
+    a typo in a config file would else be ignored and the run use the field's default. `what`
+    names the config ("config", "fine-tuning config")."""
+    unknown = sorted(name for name in config.keys() if name not in known)
+    if unknown:
+        close = difflib.get_close_matches(unknown[0], list(known), n=1)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        raise UserError(
+            f"the {what} has a field bertjax does not know, {unknown[0]!r}{hint}; fix or remove "
+            "it in the --config file"
+        )
 
 
 class ConfigSpec:

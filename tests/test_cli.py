@@ -6,6 +6,7 @@ import os
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -30,7 +31,8 @@ OLD_FLAGS = {
                 "--packing", "--text_field=t", "--seed=1", "--word_segmenter=rjieba",
                 "--text_format=paragraphs", "--short_seq_prob=0.2", "--num_shards=2",
                 "--eval_holdout_fraction=0.01", "--text_encoding=gb18030"],
-    "evaluate": ["--workdir=w", "--data=d", "--step=3", "--noall_steps", "--out=o"],
+    "evaluate": ["--workdir=w", "--data=d", "--step=3", "--noall_steps", "--out=o",
+                 "--text_field=t", "--text_format=paragraphs", "--text_encoding=gb18030"],
     "finetune": ["--task=mr", "--init=i", "--workdir=w", "--step=3", "--random_init",
                  "--config=configs/finetune.py", "--config.num_epochs=1"],
     "fill-mask": ["--workdir=w", "--step=3", "--top_k=2", "a [MASK] b"],
@@ -106,6 +108,33 @@ def test_bad_usage_is_one_line_and_exit_2(args, expected, tmp_path):
         args.append(f"--config.cache_dir={tmp_path / 'cache'}")  # where a vocabulary would go
     result = run_cli(*args)
     assert_one_line_error(result, expected, tmp_path / "run", tmp_path / "cache")
+
+
+def test_a_field_a_config_file_misspells_is_one_line_and_nothing_is_written(tmp_path):
+    """A config file's own fields are checked as --config.FIELD overrides are: a misspelt one
+    no longer trains with the field's default (num_train_steps: 900,000), for pretraining and
+    fine-tuning configs alike."""
+    pretraining = tmp_path / "my_pretraining.py"
+    pretraining.write_text(
+        "from bertjax.config import defaults\n\n\ndef get_config():\n    config = defaults()\n"
+        "    config.num_train_step = 10\n    return config\n"
+    )
+    result = run_cli("train", f"--config={pretraining}", f"--workdir={tmp_path / 'run'}")
+    assert_one_line_error(
+        result, "the config has a field bertjax does not know, 'num_train_step' (did you mean "
+        "num_train_steps?); fix or remove it in the --config file", tmp_path / "run",
+    )  # fmt: skip
+    finetuning = tmp_path / "my_finetuning.py"
+    recipe = (Path(__file__).parents[1] / "configs" / "finetune.py").read_text()
+    finetuning.write_text(
+        recipe.replace("    return config", "    config.learning_rat = 1e-4\n    return config")
+    )
+    result = run_cli("finetune", "--task=mr", f"--init={tmp_path / 'init'}",
+                     f"--workdir={tmp_path / 'ft'}", f"--config={finetuning}")  # fmt: skip
+    assert_one_line_error(
+        result, "the fine-tuning config has a field bertjax does not know, 'learning_rat' (did "
+        "you mean learning_rate?)", tmp_path / "ft",
+    )  # fmt: skip
 
 
 def test_no_command_prints_usage():
@@ -256,6 +285,8 @@ def test_usage_errors_name_what_is_missing_or_wrong(capsys):
         (["export", "--workdir=w"], "export needs --workdir=DIR (a training, imported or"),
         (["export", "--workdir=w", "--out=o", "extra"], "unexpected argument 'extra'"),
         (["evaluate", "--workdir=w", "--step=1", "--all_steps"], "pass --step=N or --all_steps"),
+        (["evaluate", "--workdir=w", "--text_field=content"],
+         "--text_field says how to read --data=FILES; pass them, or leave it out"),
         (["fill-mask", "--workdir=w"], 'fill-mask needs --workdir=DIR and one or more "texts'),
         (["vocab", "--input=i", "--out=o", "--size=many"], "flag --size=many: invalid literal"),
         (["train", "--config=configs/cpu_smoke.py", "--workdir=w", "--wrkdir=x"],

@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from bertjax.config import defaults, validate
+from bertjax.config import defaults, from_config, validate
 from bertjax.errors import UserError
 from tests.helpers import load_config
 
@@ -175,3 +175,25 @@ def test_workdir_that_is_a_file(tmp_path):
 
 def test_valid_config_passes(tmp_path):
     validate(load_config("cpu_smoke"), tmp_path / "run")
+
+
+def test_a_field_no_spec_reads_is_refused_with_the_nearest_name(tmp_path):
+    """A config file's misspelt field (no --config.FIELD parse catches it) is one line naming
+    it and the field meant; a run's config.json with a field bertjax has since dropped still
+    reads (`workdir_config`: continue_from, evaluate)."""
+    import json
+
+    from bertjax.evaluation import workdir_config
+
+    config = load_config("cpu_smoke")
+    config.num_train_step = 10
+    with pytest.raises(UserError, match=r"^the config has a field bertjax does not know, "
+                       r"'num_train_step' \(did you mean num_train_steps\?\); fix or remove it "
+                       r"in the --config file$"):  # fmt: skip
+        validate(config)
+    del config.num_train_step
+    saved = json.loads(config.to_json_best_effort()) | {"a_retired_field": 1}
+    (tmp_path / "config.json").write_text(json.dumps(saved))
+    (tmp_path / "vocab.txt").write_text("[PAD]\n")
+    assert "a_retired_field" not in workdir_config(tmp_path)
+    from_config(workdir_config(tmp_path))

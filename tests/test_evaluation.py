@@ -1,5 +1,6 @@
 """Held-out evaluation with fixed masks: during training (eval_every) and `bertjax evaluate`."""
 
+import gzip
 import json
 import warnings
 
@@ -162,6 +163,28 @@ def test_plateau_warning_past_warmup_only_and_within_the_margin():
     learned = {**plateau, "mlm_loss": 4.5}
     assert evaluation.plateau_warning(2000, learned, warmup_steps=200) is None
     assert evaluation.plateau_warning(2000, {"mlm_loss": 6.4}, warmup_steps=200) is None
+
+
+def test_evaluate_reads_other_files_in_their_own_field(run_with_eval, tmp_path):
+    """--data in another layout than the run's corpus: its field (and format, encoding) given
+    to evaluate, the same documents score the same; without it the error names evaluate's
+    flag (it named --config.text_field, which evaluate does not take)."""
+    _, workdir, _ = run_with_eval
+    other = SAMPLE_CORPUS.replace("*", "genesis")
+    with gzip.open(other, "rt", encoding="utf-8") as f:
+        texts = [json.loads(line)["text"] for line in f]
+    renamed = tmp_path / "content.jsonl"
+    renamed.write_text("".join(json.dumps({"content": t}) + "\n" for t in texts))
+    expected = evaluation.run_evaluate(str(workdir), data=other, steps=[6])
+    records = evaluation.run_evaluate(
+        str(workdir), data=str(renamed), steps=[6], data_reading={"text_field": "content"}
+    )
+    assert records == expected
+    result = run_cli("evaluate", f"--workdir={workdir}", "--step=6", f"--data={renamed}")
+    assert result.returncode == 2
+    assert "without field 'text' (first: line 1, fields: content)); check --text_field (" in (
+        result.stderr
+    )
 
 
 def test_evaluate_command_line(run_with_eval):

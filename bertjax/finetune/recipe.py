@@ -15,6 +15,7 @@ from bertjax import paths
 from bertjax.config import field_changes
 from bertjax.errors import UserError
 from bertjax.finetune import model
+from bertjax.specs import require_known_fields
 
 # Recipe fields added after runs were recorded and config files written, with the value those
 # runs used (and a config file without the field gets).
@@ -76,6 +77,18 @@ def parse_seeds(seeds: str) -> list[int]:
     if not values:
         raise UserError("seeds is empty; set --config.seeds=0,1,2")
     return values
+
+
+# Fields a fine-tuning config may add to the default file's: the mesh (`sharding.MeshSpec`) and
+# the log interval of a log file.
+OPTIONAL_FIELDS = ("mesh_shape", "dcn_mesh_shape", "logical_axis_rules", "log_every")
+
+
+def check_known_fields(config: ml_collections.ConfigDict, default_fields) -> None:
+    """UserError for a field of `config` that neither the default config (`default_fields`, the
+    keys of configs/finetune.py's) nor FIELDS_ADDED_LATER or OPTIONAL_FIELDS has."""
+    known = set(default_fields) | set(FIELDS_ADDED_LATER) | set(OPTIONAL_FIELDS)
+    require_known_fields(config, known, "fine-tuning config")
 
 
 def validate(config: ml_collections.ConfigDict) -> None:
