@@ -657,8 +657,12 @@ def test_task_readers_and_their_errors(tmp_path):
         tasks.load_task("mr", config)
     with pytest.raises(UserError, match="unknown"):
         tasks.load_task("frobnicate", config)
-    with pytest.raises(UserError, match="needs --config.kind"):
+    with pytest.raises(UserError, match="needs --config.kind, one of .*; --config.kind is unset"):
         tasks.load_task("jsonl", config)
+    config.kind = "classifcation"  # misspelt: named as such, not called missing
+    with pytest.raises(UserError, match="; --config.kind='classifcation' is not a kind$"):
+        tasks.load_task("jsonl", config)
+    config.kind = ""
     (tmp_path / "rte" / "dev.jsonl").write_text("{not json\n")
     with pytest.raises(UserError, match="dev.jsonl:1 is not valid JSON"):
         tasks.load_task("rte", config)
@@ -999,3 +1003,20 @@ def test_squad2_unanswerable_questions_are_learned_and_answered_empty(tmp_path):
     assert back.task["null_score_diff_threshold"] == 0.0
     again = predict.predict_file(str(tmp_path / "back"), str(squad_file), str(tmp_path / "b.jsonl"))
     assert {row["id"]: row["prediction"] for row in map(json.loads, open(again.out))} == answers
+
+
+def test_a_task_its_vocabulary_cannot_spell_warns_before_training(tmp_path, caplog):
+    """Fine-tuning warns as pretraining does when the training examples' tokens are mostly
+    [UNK] (Chinese reviews for an English vocabulary: 95% [UNK], the run reached the majority
+    class and said nothing); [CLS] and [SEP] are not counted, and a task the vocabulary spells
+    gets no warning."""
+    caplog.set_level("WARNING", logger="absl")
+    train_wordpiece_vocab(["the film was good", "the plot was bad"] * 50, 60, True, tmp_path)
+    tokenizer = WordPieceTokenizer(tmp_path / "vocab.txt", lowercase=True)
+    spelt = [TextExample(("the film was good",), 0), TextExample(("the plot was bad",), 1)]
+    trainer._warn_if_unknown_tokens(features.encode_texts(spelt, tokenizer, 32), tokenizer)
+    assert "[UNK]" not in caplog.text
+    chinese = [TextExample(("这部电影很好看",), 0), TextExample(("the film 很差",), 1)]
+    trainer._warn_if_unknown_tokens(features.encode_texts(chinese, tokenizer, 32), tokenizer)
+    # 9 of 11 tokens: the 9 Chinese characters; "the", "film" are spelt
+    assert "81.8% of the training examples' tokens are [UNK]: the vocabulary lacks" in caplog.text

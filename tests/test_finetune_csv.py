@@ -215,3 +215,20 @@ def test_file_settings_for_a_tfds_task_are_one_line_errors(field, value):
     config = config_for(**{field: value})
     with pytest.raises(UserError, match=rf"--config.{field} is for task files, not tfds:glue/sst2"):
         tasks.load_task("glue/sst2", config)
+
+
+def test_labels_that_differ_only_in_spaces_or_case_are_warned_about(tmp_path, caplog):
+    """A trailing space in a spreadsheet cell makes "pos " a class of its own: kept (the data
+    says so), but said in a warning, not only in the info line that lists the labels."""
+    caplog.set_level("WARNING", logger="absl")
+    rows = [*ROWS, {"text": "a stray space", "label": "pos "}, {"text": "shouted", "label": "NEG"}]
+    with open(tmp_path / "train.csv", "w", encoding="utf-8", newline="") as f:
+        writer = csv.DictWriter(f, ["label", "text"])
+        writer.writeheader()
+        writer.writerows(rows)
+    assert _load(tmp_path / "train.csv").labels == ["NEG", "neg", "pos", "pos "]
+    assert "labels 'NEG', 'neg' differ only in spaces or case and are 2 classes" in caplog.text
+    assert "labels 'pos', 'pos ' differ only in spaces or case and are 2 classes" in caplog.text
+    caplog.clear()
+    _load(write_jsonl(tmp_path / "clean.jsonl", ROWS))
+    assert "differ only" not in caplog.text

@@ -19,20 +19,23 @@ def count_tokens(documents: list[list[list[int]]], unk_id: int) -> tuple[int, in
     return tokens, sum(s.count(unk_id) for doc in documents for s in doc)
 
 
-def unknown_tokens_warning(num_tokens: int, num_unknown: int, kind: str) -> str | None:
+def unknown_tokens_warning(
+    num_tokens: int, num_unknown: int, kind: str, tokens: str = "the corpus's tokens"
+) -> str | None:
     """A one-line warning when [UNK] is UNKNOWN_WARNING_SHARE or more of the tokens, else None;
-    its causes are those of the vocabulary `kind` ("wordpiece" or "sentencepiece")."""
+    its causes are those of the vocabulary `kind` ("wordpiece" or "sentencepiece"); `tokens`
+    names what was counted."""
     share = num_unknown / max(num_tokens, 1)
     if share < UNKNOWN_WARNING_SHARE:
         return None
     if kind == "sentencepiece":  # no word limit; --extend is WordPiece only
         return (
-            f"{share:.1%} of the corpus's tokens are [UNK]: the SentencePiece vocabulary lacks "
+            f"{share:.1%} of {tokens} are [UNK]: the SentencePiece vocabulary lacks "
             "its characters (one trained on other text? train one on this corpus: "
             "`bertjax vocab --kind=sentencepiece`)"
         )
     return (
-        f"{share:.1%} of the corpus's tokens are [UNK]: the vocabulary lacks its characters (one "
+        f"{share:.1%} of {tokens} are [UNK]: the vocabulary lacks its characters (one "
         "trained on other text? train one on this corpus, or add its tokens to a model's: "
         "`bertjax vocab --extend=MODEL_DIR`) or its words run past "
         f"{MAX_CHARS_PER_WORD} characters (text without spaces between words, as Thai: "

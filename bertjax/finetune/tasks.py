@@ -130,7 +130,8 @@ def task_spec(name: str, config: ml_collections.ConfigDict) -> TaskSpec:
     if name in ("jsonl", "squad"):
         kind = "qa" if name == "squad" else config.kind
         if kind not in KINDS:
-            raise UserError(f"--task=jsonl needs --config.kind, one of {KINDS}")
+            given = f"--config.kind={kind!r} is not a kind" if kind else "--config.kind is unset"
+            raise UserError(f"--task=jsonl needs --config.kind, one of {KINDS}; {given}")
         if not config.train_file or not config.eval_file:
             raise UserError(f"--task={name} needs --config.train_file=F and --config.eval_file=F")
         return TaskSpec(kind=kind, **overrides)
@@ -163,6 +164,7 @@ def load_task(name: str, config: ml_collections.ConfigDict) -> TaskData:
                 f"{records.headerless_hint(sources[split], '--config.column_names')}"
             )
     labels = records.label_names(spec, raw["train"])
+    _warn_of_near_duplicate_labels(labels)
     if spec.kind == "multilabel" and not labels:
         raise UserError(
             f"no training record of --task={name} ({spec.train}) has a label in "
@@ -326,3 +328,19 @@ def _log_unseen_tags(examples: Sequence[TaggedExample], tags: Sequence[str], sou
             "%s has tags never seen in training (scored, never predicted): %s",
             source, dict(unseen),
         )  # fmt: skip
+
+
+def _warn_of_near_duplicate_labels(labels: list[str]) -> None:
+    """Logs labels that differ only in surrounding spaces or case ("positive", "positive "):
+    each is a class of its own, which is rarely what the data meant."""
+    groups: dict[str, list[str]] = {}
+    for label in labels:
+        groups.setdefault(label.strip().casefold(), []).append(label)
+    for names in groups.values():
+        if len(names) > 1:
+            logging.warning(
+                "labels %s differ only in spaces or case and are %d classes; clean the task "
+                "files if they are one",
+                ", ".join(map(repr, names)),
+                len(names),
+            )
