@@ -251,12 +251,7 @@ def run_vocab(
     Returns:
       the contents of vocab_meta.json (vocab_size, special_token_ids, lowercase, kind, ...).
     """
-    _check_vocab_args(kind, size, sample_bytes, model_type, extend)
-    paths.require_local(out_dir, "--out")
-    if kind == "wordpiece" or extend:  # a sentencepiece.model beside vocab.txt is what is read
-        paths.refuse_leftovers(
-            out_dir, [MODEL_FILE], "--out", "would be read in place of this WordPiece vocabulary"
-        )
+    _check_vocab_args(kind, size, sample_bytes, model_type, extend, out_dir)
     text_encodings.check_encoding_name(text_encoding, "--text_encoding")
     texts = list(sample_documents(input, text_field, sample_bytes, text_format, text_encoding))
     if not texts:
@@ -296,8 +291,14 @@ def run_vocab(
     return meta
 
 
-def _check_vocab_args(kind: str, size: int, sample_bytes: int, model_type: str, extend: str):
+def _check_vocab_args(kind: str, size: int, sample_bytes: int, model_type: str, extend: str,
+                      out_dir) -> None:  # fmt: skip
     """`run_vocab`'s arguments, before the corpus is read; UserError naming the flag."""
+    paths.require_local(out_dir, "--out")
+    if kind == "wordpiece" or extend:  # a sentencepiece.model beside vocab.txt is what is read
+        paths.refuse_leftovers(
+            out_dir, [MODEL_FILE], "--out", "would be read in place of this WordPiece vocabulary"
+        )
     if kind not in KINDS:
         raise UserError(f"--kind={kind!r} is unknown; use one of {KINDS}")
     if model_type not in MODEL_TYPES:
