@@ -52,7 +52,11 @@ def vocabulary_kind(vocab_path: str | os.PathLike) -> str:
     if not (directory / MODEL_FILE).is_file():
         return "wordpiece"
     meta_path = directory / META_FILE
-    if meta_path.is_file() and json.loads(meta_path.read_text()).get("kind") == "wordpiece":
+    try:
+        kind = json.loads(meta_path.read_text()).get("kind") if meta_path.is_file() else None
+    except (ValueError, AttributeError):  # not JSON, or not an object: the model decides
+        kind = None
+    if kind == "wordpiece":
         raise UserError(
             f"{directory} holds a {MODEL_FILE} beside a WordPiece vocabulary (its {META_FILE} "
             f"says so: one written over a SentencePiece one); remove {MODEL_FILE} from it"
@@ -210,8 +214,8 @@ def sample_documents(
                 yield text
         except UserError as e:  # raised only once the file has yielded nothing
             empty.append(str(e))
-    if len(empty) == len(files):
-        raise UserError(empty[0] if len(files) == 1 else f"no file has documents: {empty[0]}")
+    if len(empty) == len(files):  # the same reason for every file (a bad setting): said once
+        raise UserError(empty[0] if len(set(empty)) == 1 else f"no file has documents: {empty[0]}")
 
 
 def run_vocab(
