@@ -70,7 +70,8 @@ EMBED_FLAGS = (
     ("string", "input", None, "Records: JSON Lines/JSON, Parquet, Arrow, CSV, TSV."),
     ("string", "out", None, "FILE.npy: float32 [records, hidden], rows in input order; "
      "FILE.jsonl: each record with its \"embedding\"."),
-    ("string", "text_fields", "text", "The text field, or a pair: a,b."),
+    ("string", "text_fields", "",
+     "The text field, or a pair: a,b (default: a fine-tuned text model's, else text)."),
     ("enum:mean|cls", "pooling", None, "Default: the model's (mean for a BERT)."),
     ("enum:yes|no", "normalize", None, "Length 1 (default: the model's; no for a BERT)."),
     ("integer", "max_seq_length", 0, "Tokens per text (default: the model's)."),

@@ -95,7 +95,14 @@ def _vocab(fv: flags.FlagValues, arguments: list[str]) -> None:
             text_encoding=fv.text_encoding,
         )  # fmt: skip
     print(f"Wrote a {meta['vocab_size']}-token {fv.kind} vocabulary to {fv.out}")
-    if fv.extend:
+    if not fv.extend:
+        small = meta["vocab_size"] < fv.size  # a corpus with fewer words and pieces than --size
+        why = f"fewer than --size={fv.size}: the sampled text has no more to make; "
+        print(
+            (why if small else "") + f"train with it: bertjax train --config.vocab_dir={fv.out} "
+            f"--config.vocab_size={meta['vocab_size']} ..."
+        )
+    else:
         imported = os.path.isdir(os.path.join(fv.extend, "checkpoints"))
         model = fv.extend if imported else "MODEL_DIR"
         print(
@@ -350,7 +357,7 @@ COMMANDS: dict[str, Command] = {
         "predict needs --model=FINETUNE_DIR/seed_<s>/model, --input=FILE and --out=FILE",
     ),
     "embed": Command(
-        "bertjax embed --model=DIR --input=FILE --out=FILE.npy [--text_fields=text]\n"
+        "bertjax embed --model=DIR --input=FILE --out=FILE.npy [--text_fields=a[,b]]\n"
         "           [--pooling=mean|cls] [--normalize=yes|no] [--max_seq_length=N] ...",
         EMBED_FLAGS, _embed, ("model", "input", "out"),
         "embed needs --model=DIR, --input=FILE and --out=FILE.npy (or FILE.jsonl)",

@@ -32,6 +32,7 @@ from bertjax.data import tokenizer as tokenizers
 from bertjax.data import vocab
 from bertjax.errors import UserError
 from bertjax.finetune import features, inference, predict_inputs
+from bertjax.finetune.records import TEXT_KINDS
 from bertjax.models.bert import BertModel
 
 POOLINGS = ("mean", "cls")
@@ -110,7 +111,7 @@ def embed_file(
     input_path: str,
     out: str,
     *,
-    text_fields: str = "text",
+    text_fields: str = "",
     pooling: str = "",
     normalize: bool | None = None,
     max_seq_length: int = 0,
@@ -119,11 +120,12 @@ def embed_file(
     column_names: str = "",
     text_encoding: str = "",
 ) -> Embedded:
-    """Writes the embeddings of the texts of `input_path`'s records (field `text_fields`: a, or a
-    pair a,b) to `out` (.npy or .jsonl), by the encoder of `model_path`'s checkpoint at `step`
-    (default: the latest). `pooling` ("mean" / "cls"), `normalize` and `max_seq_length` default
-    to the model's (`model_pooling`). The batch is split over every local device. UserError for
-    a missing or malformed input, another output suffix, or settings the model cannot take."""
+    """Writes the embeddings of the texts of `input_path`'s records (field `text_fields`: a,
+    or a pair a,b; "" = the fields a fine-tuned text model read, else "text") to `out` (.npy
+    or .jsonl), by the encoder of `model_path`'s checkpoint at `step` (default: the latest).
+    `pooling` ("mean" / "cls"), `normalize` and `max_seq_length` default to the model's
+    (`model_pooling`). The batch is split over every local device. UserError for a missing
+    or malformed input, another output suffix, or settings the model cannot take."""
     paths.require_local(out, "--out")
     out_path = Path(out).expanduser()
     if out_path.suffix not in OUTPUT_SUFFIXES or out_path.is_dir():
@@ -138,8 +140,11 @@ def embed_file(
     chosen = model_pooling(
         metadata, pooling=pooling, normalize=normalize, max_seq_length=max_seq_length
     )
-    # Records read as a text task's inputs (one text field or a pair): classification's.
-    task = predict_inputs.with_fields({"kind": "classification"}, text_fields, "", "")
+    # Records read as a text task's inputs (one text field or a pair): classification's, by
+    # default in the fields a fine-tuned text model read.
+    task = predict_inputs.with_fields(
+        {"kind": "classification"}, text_fields or _recorded_text_fields(metadata), "", ""
+    )
     chunks, count = predict_inputs.checked_chunks(
         task, Path(input_path).expanduser(), column_names, text_encoding
     )
@@ -152,6 +157,14 @@ def embed_file(
     _write(out_path, (count, config.hidden_size), chunks, lambda examples: _by_length(
         features.encode_texts(examples, tok, chosen.max_seq_length), embed_rows))  # fmt: skip
     return Embedded(count, config.hidden_size, chosen, out_path)
+
+
+def _recorded_text_fields(metadata: dict) -> str:
+    """ "a" or "a,b": the fields a model fine-tuned on texts read (classification, multilabel,
+    regression); "text" for any other model."""
+    task = model_dir.task_of(metadata) or {}
+    recorded = task.get("text_fields") if task.get("kind") in TEXT_KINDS else None
+    return ",".join(recorded) if recorded else "text"
 
 
 def _write(out_path: Path, shape: tuple[int, int], chunks, embedded) -> None:

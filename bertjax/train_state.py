@@ -180,8 +180,9 @@ def _check_divisible(abstract_params: Any, param_shardings: Any) -> None:
                 raise UserError(
                     f"parameter {name} {tuple(leaf.shape)} cannot be split "
                     f"{leaf_sharding.spec} on mesh {dict(leaf_sharding.mesh.shape)}: dimension "
-                    f"{dim} ({leaf.shape[dim]}) is not divisible by {ways}; change mesh_shape or "
-                    "map that axis to None in logical_axis_rules"
+                    f"{dim} ({leaf.shape[dim]}) is not divisible by {ways}; change mesh_shape, or "
+                    "map its logical axis to None in logical_axis_rules (in a config file: the "
+                    "command line cannot override a list)"
                 )
 
 

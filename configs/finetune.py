@@ -91,4 +91,5 @@ def get_config() -> ml_collections.ConfigDict:
     config.select_epoch = "last"
     config.dev_fraction = 0.0
     config.seeds = "0,1,2"  # one full fine-tune per seed; median and spread are reported
+    config.log_every = 50  # steps between progress lines in a log file (a terminal: a bar)
     return config

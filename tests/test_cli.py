@@ -203,6 +203,7 @@ def test_vocab_then_prepare_from_the_command_line(tmp_path):
     vocab = run_cli("vocab", f"--input={corpus}", "--size=1000", f"--out={tmp_path / 'vocab'}")
     assert vocab.returncode == 0, vocab.stderr[-2000:]
     assert "Wrote a 1000-token wordpiece vocabulary" in vocab.stdout
+    assert "--config.vocab_size=1000 ..." in vocab.stdout  # the size to train with
     prepared = run_cli("prepare", f"--input={corpus}", f"--vocab={tmp_path / 'vocab'}",
                        f"--out={tmp_path / 'prepared'}", "--max_seq_length=64",
                        "--dupe_factor=1")  # fmt: skip

@@ -134,6 +134,15 @@ def test_a_finetuned_model_embeds_with_its_encoder_and_length(tmp_path):
     embed.embed_file(str(pretrained), str(tmp_path / "in.jsonl"), str(tmp_path / "pre.npy"),
                      max_seq_length=6)  # fmt: skip
     np.testing.assert_array_equal(np.load(tmp_path / "tuned.npy"), np.load(tmp_path / "pre.npy"))
+    # A model fine-tuned on another field reads it by default, as `bertjax predict` does
+    # (embed read "text" and said the model was fine-tuned on it).
+    task |= {"text_fields": ["review"]}
+    model_dir.write(tmp_path / "tuned_review", {"bert": params["bert"], "head": head}, config,
+                    pretrained / "vocab.txt", True, "test", task=task)  # fmt: skip
+    write_jsonl(tmp_path / "reviews.jsonl", [{"review": t} for t in TEXTS])
+    embed.embed_file(str(tmp_path / "tuned_review"), str(tmp_path / "reviews.jsonl"),
+                     str(tmp_path / "review.npy"))  # fmt: skip
+    np.testing.assert_array_equal(np.load(tmp_path / "review.npy"), np.load(tmp_path / "pre.npy"))
 
 
 def test_sentence_transformers_recipes(tmp_path):

@@ -78,3 +78,28 @@ def test_a_sentencepiece_run_keeps_its_model_and_is_read_with_it(tmp_path):
     )
     assert fill_mask.encode_with_masks(tok, text) == expected
     assert len(fill_mask.fill_mask(run, [text], top_k=2)[0][0]) == 2
+
+
+def test_a_fine_tune_of_a_fine_tune_names_the_pretrained_model_it_came_from(tmp_path):
+    """fill-mask on a tagger fine-tuned from a classifier: the error names the pretrained
+    model at the start of the chain (it named the classifier, refused in turn)."""
+    from bertjax import checkpointing
+    from bertjax.convert import model_dir
+    from tests.test_finetune import tiny_model_dir
+
+    texts = ["the cat sat on the mat", "a dog ran in the park today", "rain fell today"]
+    pretrained = tiny_model_dir(tmp_path / "pre", texts * 5)
+    _, metadata = checkpointing.open_workdir(pretrained)
+    bert = checkpointing.restore_params(pretrained, 0)["bert"]
+    config = model_dir.model_config(metadata)
+    head = {"kernel": np.ones((64, 2), np.float32), "bias": np.zeros(2, np.float32)}
+    parent, step = pretrained, 0
+    for name, kind in (("classifier", "classification"), ("tagger", "tagging")):
+        task = {"name": name, "kind": kind, "labels": ["a", "b"], "max_seq_length": 16}
+        model_dir.write(tmp_path / name, {"bert": bert, "head": head}, config,
+                        pretrained / "vocab.txt", True, str(parent), task=task,
+                        finetuned_from=True, source_step=step)  # fmt: skip
+        parent, step = tmp_path / name, model_dir.IMPORT_STEP
+    with pytest.raises(UserError, match=rf"fill-mask needs; pass the model it was fine-tuned "
+                       rf"from, {pretrained} \(--step=0\)$"):  # fmt: skip
+        fill_mask.fill_mask(str(tmp_path / "tagger"), ["the [MASK] sat"], top_k=1)

@@ -769,7 +769,9 @@ def test_a_workdir_refuses_another_fine_tune(tmp_path):
     config = config_for(train_file=data, eval_file=data, kind="classification", num_epochs=1)
     # An attempt that stops on its data (no seed started) does not pin the workdir to it.
     typo = config_for(train_file=data, eval_file=data, kind="classification", label_field="lbl")
-    with pytest.raises(UserError, match="has no field 'lbl'"):
+    with pytest.raises(UserError, match=r"^record 1 of .*d.jsonl has no field 'lbl' \(it has "
+                       r"\['label', 'text'\]\); set the matching --config.\*_field, or fix the "
+                       "record if the others have it"):  # fmt: skip
         trainer.finetune("jsonl", str(init), str(tmp_path / "run"), typo)
     first = trainer.finetune("jsonl", str(init), str(tmp_path / "run"), config)
     settings = tmp_path / "run" / "finetune_settings.json"

@@ -150,6 +150,22 @@ def test_swag_layout_from_a_csv_file_with_a_field_per_choice(tmp_path):
     assert task.eval[0].label == 0 and task.eval[0].choices[0] == "purrs."
 
 
+def test_a_tables_empty_last_choice_cells_are_a_question_with_fewer_choices():
+    """A column per choice: empty last cells are a question with fewer choices (before, "" was
+    a choice of its own, trained and predicted); an empty cell before a filled one is refused."""
+    columns = spec(choice_fields=("e0", "e1", "e2", "e3"), text_fields=("q",))
+    record = {"q": "which ?", "e0": "one", "e1": "two", "e2": "three", "e3": " ", "label": "2"}
+    example = choice_records.choice_example(columns, record, "f.csv", 0)
+    assert example == ChoiceExample(("which ?",), ("one", "two", "three"), 2)
+    record |= {"e1": "", "e3": "four"}
+    with pytest.raises(UserError, match=r"record 1 of f.csv: choice 1 is empty \(only a table's "
+                       "last cells may be"):  # fmt: skip
+        choice_records.choice_example(columns, record, "f.csv", 0)
+    listed = {"q": "which ?", "choices": ["one", ""], "label": 0}
+    with pytest.raises(UserError, match="choice 1 is empty"):
+        choice_records.choice_example(spec(text_fields=("q",)), listed, "f.jsonl", 0)
+
+
 def tokenizer(tmp_path) -> WordPieceTokenizer:
     words = "the man opens door he walks in flies away it a b c d e f g h".split()
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words]

@@ -232,3 +232,16 @@ def test_labels_that_differ_only_in_spaces_or_case_are_warned_about(tmp_path, ca
     caplog.clear()
     _load(write_jsonl(tmp_path / "clean.jsonl", ROWS))
     assert "differ only" not in caplog.text
+
+
+def test_an_empty_label_cell_is_refused_not_a_class(tmp_path):
+    """A classification row whose label cell is empty names its record (before, "" became a
+    class of its own and the run trained on it)."""
+    rows = [*ROWS, {"text": "unlabelled", "label": ""}]
+    with open(tmp_path / "train.csv", "w", encoding="utf-8", newline="") as f:
+        writer = csv.DictWriter(f, ["label", "text"])
+        writer.writeheader()
+        writer.writerows(rows)
+    with pytest.raises(UserError, match="record 4 of .*train.csv: 'label' is empty; label the "
+                       "record or drop it"):  # fmt: skip
+        _load(tmp_path / "train.csv")

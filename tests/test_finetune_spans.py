@@ -113,6 +113,8 @@ def test_span_errors_name_the_record():
                     r"'label' puts '叶老' \(name\) at \[0, 2\], where the text has '叶老桂'"),
         "missing": ({"text": "a b"}, "has no field 'label'"),
         "empty": ({"text": "a b", "label": [[1, 1, "PER"]]}, r"the PER span \[1, 1\) is empty"),
+        "reversed": ({"text": "a b c", "label": [[3, 1, "PER"]]},
+                     r"the PER span \[3, 1\) is reversed: its end before its start"),
     }  # fmt: skip
     for name, (record, message) in bad.items():
         where = "a record of f.jsonl " if name == "missing" else "record 3 of f.jsonl: "

@@ -65,12 +65,28 @@ def task_of(metadata: dict) -> dict | None:
     return metadata["task"]
 
 
+def _pretrained_origin(metadata: dict) -> tuple[str | None, int | None]:
+    """(directory, step) of the pretrained model a fine-tuned model's encoder came from,
+    through fine-tunes of fine-tunes (a tagger fine-tuned from a classifier); the last one
+    named where the chain cannot be read further."""
+    parent, step = metadata.get("finetuned_from"), metadata.get("finetuned_from_step")
+    for _ in range(16):  # a chain is a few fine-tunes long
+        try:
+            _, parent_metadata = checkpointing.open_workdir(parent, step)
+        except (UserError, OSError, TypeError):
+            break
+        if task_of(parent_metadata) is None:
+            break
+        parent = parent_metadata.get("finetuned_from")
+        step = parent_metadata.get("finetuned_from_step")
+    return parent, step
+
+
 def require_pretrained(directory: str | Path, metadata: dict, command: str) -> None:
     """UserError when `directory` holds a fine-tuned model: it has no pretraining heads."""
     task = task_of(metadata)
     if task is not None:
-        parent = metadata.get("finetuned_from")
-        step = metadata.get("finetuned_from_step")
+        parent, step = _pretrained_origin(metadata)
         fix = (
             f"pass the model it was fine-tuned from, {parent}"
             + (f" (--step={step})" if step is not None else "")

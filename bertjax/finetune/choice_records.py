@@ -57,7 +57,7 @@ def choice_example(spec: TaskSpec, record: dict, source: str, number: int) -> Ch
     where = f"record {number + 1} of {source}"
     texts = context_texts(record, spec.text_fields, source, where)
     choices, names = choices_of(record, spec.choice_fields, source, where)
-    label = field_value(record, spec.label_field, source)
+    label = field_value(record, spec.label_field, source, where)
     return ChoiceExample(
         texts, choices, choice_index(label, choices, spec.label_field, where, names)
     )
@@ -67,7 +67,7 @@ def context_texts(record: dict, fields, source: str, where: str) -> tuple[str, .
     """The context fields' texts; a list of texts (C3's turns) is joined by spaces."""
     texts = []
     for name in fields:
-        value = field_value(record, name, source)
+        value = field_value(record, name, source, where)
         if isinstance(value, list):
             value = " ".join(text_value(v, f"{name}[{i}]", where) for i, v in enumerate(value))
         texts.append(text_value(value, name, where))
@@ -80,15 +80,18 @@ def choices_of(
 ) -> tuple[str, ...]:  # fmt: skip
     """(choices, their names) of the record: the texts of the list field `fields[0]` (or of its
     struct's "text" list, the names its "label" list), or of each field (the names those
-    fields'). `flag`
-    names the fields, for the error of one that is not a list."""
+    fields'; empty last fields dropped: a question with fewer choices than the columns). An
+    empty choice elsewhere is refused; `flag` names the fields, for the error of one that is
+    not a list."""
     names = ()
     if len(fields) > 1:  # their names name them too (TFDS's COPA labels "choice1", "choice2")
-        choices = tuple(text_value(field_value(record, f, source), f, where) for f in fields)
-        names = fields
+        choices = tuple(text_value(field_value(record, f, source, where), f, where) for f in fields)
+        while choices and not choices[-1].strip():  # empty last cells: a question with fewer
+            choices = choices[:-1]
+        names = fields[: len(choices)]
     else:
         (name,) = fields
-        value = field_value(record, name, source)
+        value = field_value(record, name, source, where)
         if isinstance(value, dict) and isinstance(value.get("text"), list):  # ARC's struct
             names = tuple(str(v) for v in value.get("label") or ())
             name, value = f"{name}.text", value["text"]
@@ -101,6 +104,11 @@ def choices_of(
         choices = tuple(text_value(v, f"{name}[{i}]", where) for i, v in enumerate(value))
     if len(choices) < 2:
         raise UserError(f"{where} has {len(choices)} choice(s); a question needs at least 2")
+    if empty := [i for i, choice in enumerate(choices) if not choice.strip()]:
+        raise UserError(
+            f"{where}: choice {empty[0]} is empty (only a table's last cells may be, for a "
+            "question with fewer choices); give its text or drop the record"
+        )
     return choices, names if len(names) == len(choices) else ()
 
 

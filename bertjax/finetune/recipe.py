@@ -27,7 +27,7 @@ FIELDS_ADDED_LATER = {"pooling": "cls", "layerwise_lr_decay": 1.0, "save_model":
                       "sequence_head": "pooler"}  # fmt: skip
 SELECT_EPOCH = ("last", "best")
 # Fields that do not change what a seed computes: a finished seed is reused whatever they are.
-NOT_RECIPE = ("seeds", "save_model")
+NOT_RECIPE = ("seeds", "save_model", "log_every")
 
 
 def field(config: ml_collections.ConfigDict, name: str):
@@ -42,7 +42,7 @@ def claim_workdir(workdir: Path, task_name, init, init_step, random_init, config
     seed has started (an attempt that stopped on bad task data) another fine-tune may take it."""
     recipe = FIELDS_ADDED_LATER | json.loads(config.to_json_best_effort())
     for name in NOT_RECIPE:
-        recipe.pop(name)
+        recipe.pop(name, None)
     settings = {"task": task_name, "init": str(paths.as_path(init)), "init_step": init_step,
                 "random_init": random_init, "config": recipe}  # fmt: skip
     path = workdir / "finetune_settings.json"

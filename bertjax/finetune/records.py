@@ -184,13 +184,15 @@ def json_lines(path: Path, name: str, encoding: str) -> Iterator[dict]:
             yield record
 
 
-def field_value(record: dict, field: str, source: str):
-    """`record[field]`; a missing field is a UserError that names the flag to set."""
+def field_value(record: dict, field: str, source: str, where: str = ""):
+    """`record[field]`; a missing field is a UserError that names the record (`where`: "record
+    N of FILE") and the flag to set."""
     if field not in record:
         studio = label_studio.is_task(record) and "annotations" in record
         raise UserError(
-            f"a record of {source} has no field {field!r} (it has {sorted(record)}); set the "
-            f"matching --config.*_field{headerless_hint(source, '--config.column_names')}"
+            f"{where or 'a record of ' + source} has no field {field!r} (it has {sorted(record)}); "
+            f"set the matching --config.*_field, or fix the record if the others have it"
+            f"{headerless_hint(source, '--config.column_names')}"
             + (label_studio.EXPORT_HINT if studio else "")
         )
     return record[field]
@@ -211,7 +213,7 @@ def text_value(value, field: str, where: str) -> str:
 
 def _list_field(record: dict, field: str, source: str, number: int) -> list:
     """A tagging record's word or tag list (a string would be split into characters)."""
-    value = field_value(record, field, source)
+    value = field_value(record, field, source, f"record {number + 1} of {source}")
     if not isinstance(value, list):
         raise UserError(
             f"record {number + 1} of {source}: {field!r} must be a list, one entry per word "
@@ -232,8 +234,8 @@ def _label(record: dict, spec: TaskSpec, source: str, number: int) -> str:
     label is that label (doccano's classification export lists it even in single-label
     projects); null (an unlabelled record, e.g. a TFDS test split's -1), other lists and objects
     are refused."""
-    value = field_value(record, spec.label_field, source)
     where = f"record {number + 1} of {source}"
+    value = field_value(record, spec.label_field, source, where)
     if isinstance(value, list) and len(value) == 1:
         value = value[0]
     elif isinstance(value, list):
@@ -241,7 +243,10 @@ def _label(record: dict, spec: TaskSpec, source: str, number: int) -> str:
             f"{where}: {spec.label_field!r} is a JSON array of {len(value)} labels, not one; for "
             "several labels (or none) per text, fine-tune with --config.kind=multilabel"
         )
-    return text_value(value, spec.label_field, where)
+    label = text_value(value, spec.label_field, where)
+    if not label.strip():  # an empty CSV cell: an unlabelled record, not a class named ""
+        raise UserError(f"{where}: {spec.label_field!r} is empty; label the record or drop it")
+    return label
 
 
 def label_names(spec: TaskSpec, records: Sequence[dict]) -> list[str]:
@@ -269,7 +274,9 @@ def example(spec: TaskSpec, labels, record, source: str, number: int, training: 
 
 def _texts(record: dict, spec: TaskSpec, where: str, source: str) -> tuple[str, ...]:
     """A text record's one text or pair, each checked by `text_value`."""
-    return tuple(text_value(field_value(record, f, source), f, where) for f in spec.text_fields)
+    return tuple(
+        text_value(field_value(record, f, source, where), f, where) for f in spec.text_fields
+    )
 
 
 def _text_example(record, spec: TaskSpec, labels, source: str, number: int) -> TextExample:
@@ -289,7 +296,7 @@ def _label_set(record: dict, spec: TaskSpec, source: str, number: int) -> tuple[
     name checked by `text_value`; a single string is refused (it would be one label or its
     characters, and which is meant cannot be told)."""
     where = f"record {number + 1} of {source}"
-    value = field_value(record, spec.label_field, source)
+    value = field_value(record, spec.label_field, source, where)
     if not isinstance(value, list):
         shown = NOT_TEXT.get(type(value)) or json.dumps(value, ensure_ascii=False)
         one = f"[{json.dumps(value, ensure_ascii=False)}] for one label, " * isinstance(value, str)
@@ -317,7 +324,7 @@ def _scored_example(record, spec: TaskSpec, source: str, number: int) -> TextExa
     string; true/false, null, NaN and infinities are refused)."""
     where = f"record {number + 1} of {source}"
     texts = _texts(record, spec, where, source)
-    value = field_value(record, spec.label_field, source)
+    value = field_value(record, spec.label_field, source, where)
     try:
         target = float(value) if not isinstance(value, bool) else math.nan
     except (TypeError, ValueError):

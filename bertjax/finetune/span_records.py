@@ -46,8 +46,8 @@ def tagged_record(
     naming the record for spans of another shape or outside the text."""
     where = f"record {number + 1} of {source}"
     view = label_studio.flattened(record)
-    text = text_value(field_value(view, text_field, source), text_field, where)
-    value = field_value(view, spans_field, source)
+    text = text_value(field_value(view, text_field, source, where), text_field, where)
+    value = field_value(view, spans_field, source, where)
     if label_studio.is_annotations(view, value):
         value = label_studio.newest_values(value, label_studio.SPANS)
         if value is None:
@@ -83,7 +83,9 @@ def spans_of(value, text: str, field: str, where: str) -> list[tuple[int, int, s
         )
     for start, end, label in spans:
         if not 0 <= start < end <= len(text):
-            problem = "empty" if start == end else f"outside its text of {len(text)} characters"
+            problem = f"outside its text of {len(text)} characters"
+            if end <= start:
+                problem = "empty" if start == end else "reversed: its end before its start"
             raise UserError(
                 f"{where}: the {label} span [{start}, {end}) is {problem}; fix the record"
             )

@@ -329,7 +329,7 @@ def test_chinese_checkpoint_exports_a_tokenizer_with_the_same_ids(workdir, tmp_p
         assert reference(texts, add_special_tokens=False)["input_ids"] == ours, cls
 
 
-def test_a_hugging_face_directory_given_as_a_workdir_names_the_import(exported):
+def test_a_hugging_face_directory_given_as_a_workdir_names_the_import(exported, tmp_path):
     """--init, --workdir: a Hugging Face directory holds no bertjax checkpoint; the error says
     to import it first."""
     with pytest.raises(
@@ -337,3 +337,6 @@ def test_a_hugging_face_directory_given_as_a_workdir_names_the_import(exported):
         match=rf"it is a Hugging Face model: `bertjax import --from={exported} --out=DIR`",
     ):
         checkpointing.open_workdir(exported)
+    (tmp_path / "finetune_settings.json").write_text("{}")  # a fine-tuning workdir
+    with pytest.raises(UserError, match=r"it is a fine-tuning workdir: its models are .*/seed_<s>"):
+        checkpointing.open_workdir(tmp_path)
