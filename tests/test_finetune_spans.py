@@ -117,7 +117,7 @@ def test_span_errors_name_the_record():
                      r"the PER span \[3, 1\) is reversed: its end before its start"),
     }  # fmt: skip
     for name, (record, message) in bad.items():
-        where = "a record of f.jsonl " if name == "missing" else "record 3 of f.jsonl: "
+        where = "record 3 of f.jsonl" + ("" if name == "missing" else ":") + " "
         with pytest.raises(UserError, match=where + message):
             span_records.tagged_record(record, "text", "label", "f.jsonl", 2)
 
