@@ -145,7 +145,7 @@ def _prepare(fv: flags.FlagValues, arguments: list[str]) -> None:
 def _evaluate_check(fv: flags.FlagValues, arguments: list[str]) -> None:
     if fv.all_steps and fv.step is not None:
         raise UserError("pass --step=N or --all_steps, not both")
-    given = [f"--{spec[1]}" for spec in DATA_READING_FLAGS if fv[spec[1]].present]
+    given = [f"--{name}" for _, name, *_ in DATA_READING_FLAGS if fv[name].present]
     if given and not fv.data:
         raise UserError(f"{given[0]} says how to read --data=FILES; pass them, or leave it out")
 

@@ -279,8 +279,8 @@ def workdir_config(workdir: str | epath.Path) -> ml_collections.ConfigDict:
             raise UserError(f"{workdir} has no config.json; pass a bertjax training workdir")
         config = ml_collections.ConfigDict(json.loads(path.read_text()))
     # Fields added after the run was made get their defaults; ones since removed are dropped.
-    merged = defaults()
-    merged.update({name: config[name] for name in config if name in known_fields()})
+    merged, known = defaults(), known_fields()
+    merged.update({name: config[name] for name in config if name in known})
     merged.vocab_dir = str(workdir)
     return merged
 

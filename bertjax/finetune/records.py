@@ -213,10 +213,11 @@ def text_value(value, field: str, where: str) -> str:
 
 def _list_field(record: dict, field: str, source: str, number: int) -> list:
     """A tagging record's word or tag list (a string would be split into characters)."""
-    value = field_value(record, field, source, f"record {number + 1} of {source}")
+    where = f"record {number + 1} of {source}"
+    value = field_value(record, field, source, where)
     if not isinstance(value, list):
         raise UserError(
-            f"record {number + 1} of {source}: {field!r} must be a list, one entry per word "
+            f"{where}: {field!r} must be a list, one entry per word "
             f"(it is a {type(value).__name__})"
         )
     return value
