@@ -32,6 +32,7 @@ from bertjax.data import tokenizer as tokenizers
 from bertjax.data import vocab
 from bertjax.errors import UserError
 from bertjax.finetune import features, inference, predict_inputs
+from bertjax.finetune.conll_records import CONLL_SUFFIXES
 from bertjax.finetune.records import TEXT_KINDS
 from bertjax.models.bert import BertModel
 
@@ -136,6 +137,11 @@ def embed_file(
     predict_inputs.check_run_flags(batch_size, text_encoding)
     if not Path(input_path).expanduser().is_file():
         raise UserError(f"--input={input_path} does not exist; pass a file of records")
+    if Path(input_path).suffix.lower() in set(CONLL_SUFFIXES) - {".txt"}:  # .txt: TSV texts
+        raise UserError(
+            f"--input={input_path} is read as a CoNLL file of tokens and tags (its suffix); embed "
+            "reads texts: give them as JSON Lines, CSV, TSV or Parquet"
+        )
     step, metadata = checkpointing.open_workdir(model_path, step)
     chosen = model_pooling(
         metadata, pooling=pooling, normalize=normalize, max_seq_length=max_seq_length

@@ -2,6 +2,7 @@
 one line, exit code 2, no traceback; TensorFlow/XLA start-up notices only with --debug; which
 commands re-execute with huge pages; no benchmark code imported by the library."""
 
+import logging
 import os
 import re
 import subprocess
@@ -470,3 +471,16 @@ def test_corpus_errors_of_vocab_and_prepare_name_their_input_flag(name, tmp_path
         assert exit_info.value.code == 2
         error = capsys.readouterr().err.strip().splitlines()[-1]
         assert expected in error and "--config.corpus" not in error
+
+
+def test_corpus_warnings_of_vocab_name_its_own_encoding_flag(tmp_path, caplog):
+    """A skipped file's warning says what to pass: `bertjax vocab`'s flag is --text_encoding."""
+    (tmp_path / "a.txt").write_text("A sentence of the corpus.\nAnother one of it.\n")
+    (tmp_path / "b_latin1.txt").write_bytes("Café à la crème.\nÉté brûlé.\n".encode("latin-1"))
+    argv = ["bertjax", "vocab", f"--input={tmp_path}/*.txt", f"--out={tmp_path / 'vocab'}",
+            "--size=200"]  # fmt: skip
+    with caplog.at_level(logging.WARNING):
+        cli.main(argv)
+    warnings = [r.getMessage() for r in caplog.records if "not in UTF-8" in r.getMessage()]
+    assert warnings and all("--text_encoding=gb18030" in w for w in warnings)
+    assert not any("--config.text_encoding" in w for w in warnings)

@@ -185,6 +185,7 @@ def test_sentence_transformers_recipes(tmp_path):
     [
         (dict(out="out.json"), "must name a .npy file (an array) or a .jsonl file"),
         (dict(input="missing.jsonl"), "does not exist"),
+        (dict(input="in.conll"), "a CoNLL file of tokens and tags (its suffix); embed reads texts"),
         (dict(text_fields="title"), "record 1 of"),
         (dict(max_seq_length=1000), "--max_seq_length=1000 must be in [3, 128]"),
         (dict(pooling="max"), "--pooling=max is not one of mean, cls"),
@@ -194,6 +195,7 @@ def test_sentence_transformers_recipes(tmp_path):
 def test_what_embed_refuses_is_one_line_and_writes_nothing(tmp_path, edit, message):
     model_path = tiny_model_dir(tmp_path, TEXTS * 5)
     write_jsonl(tmp_path / "in.jsonl", [{"text": t} for t in TEXTS])
+    (tmp_path / "in.conll").write_text("EU B-ORG\nrejects O\n")
     arguments = {"input": "in.jsonl", "out": "out.npy"} | edit
     with pytest.raises(UserError, match=re.escape(message)) as error:
         embed.embed_file(str(model_path), str(tmp_path / arguments.pop("input")),

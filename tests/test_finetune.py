@@ -4,6 +4,7 @@ tagging labels align with words, task readers (JSON Lines, TFDS GLUE) and their 
 import dataclasses
 import itertools
 import json
+import logging
 import os
 from pathlib import Path
 
@@ -225,11 +226,12 @@ def test_multilabel_reader_and_its_errors(tmp_path):
         tasks.load_task("jsonl", config)
 
 
-def test_select_epoch_best_keeps_the_epoch_with_the_best_dev_score(tmp_path):
+def test_select_epoch_best_keeps_the_epoch_with_the_best_dev_score(tmp_path, caplog):
     """A dev file whose labels are flipped scores worse the better the model learns, so "best"
     keeps an early epoch, not the last: the seed's scores are that epoch's metrics line and its
     saved model labels the eval file with exactly that accuracy (a kept copy that the donated
-    train step overwrote would score as the last epoch does)."""
+    train step overwrote would score as the last epoch does). Predicting on text the model's
+    vocabulary cannot spell warns as fine-tuning does."""
     from bertjax.finetune import predict
 
     train, test = synthetic_sentiment(256, seed=0), synthetic_sentiment(128, seed=1)
@@ -258,13 +260,20 @@ def test_select_epoch_best_keeps_the_epoch_with_the_best_dev_score(tmp_path):
                          str(out))  # fmt: skip
     labelled = [json.loads(line) for line in out.read_text().splitlines()]
     assert np.mean([r["prediction"] == r["label"] for r in labelled]) == kept["accuracy"]
+    assert "[UNK]" not in caplog.text
+    chinese = write_jsonl(tmp_path / "zh.jsonl", [{"text": "这部电影很好看"}, {"text": "很差"}])
+    with caplog.at_level(logging.WARNING, logger="absl"):
+        predict.predict_file(str(tmp_path / "run" / "seed_0" / "model"), chinese, str(out))
+    assert "100.0% of the input's tokens (its first 2 records) are [UNK]" in caplog.text
 
 
-def test_dev_split_from_the_training_data_and_its_errors(tmp_path):
+def test_dev_split_from_the_training_data_and_its_errors(tmp_path, caplog):
     examples = [TextExample(texts=(f"text {i}",), label=i % 2) for i in range(10)]
     task = tasks.TaskData("jsonl", "classification", ["a", "b"], examples, examples[:2], "dev")
-    held = tasks.hold_out_dev(task, 0.3)
+    with caplog.at_level(logging.INFO):
+        held = tasks.hold_out_dev(task, 0.3)
     assert len(held.dev) == 3 and len(held.train) == 7
+    assert "3 of the 10 training examples held out, 7 left to train on" in caplog.text
     assert sorted(held.train + held.dev, key=str) == sorted(examples, key=str)
     assert tasks.hold_out_dev(task, 0.3) == held  # the same split every time, every seed
     assert tasks.hold_out_dev(task, 0.0) == task and tasks.hold_out_dev(held, 0.5) == held
@@ -1016,9 +1025,11 @@ def test_a_task_its_vocabulary_cannot_spell_warns_before_training(tmp_path, capl
     train_wordpiece_vocab(["the film was good", "the plot was bad"] * 50, 60, True, tmp_path)
     tokenizer = WordPieceTokenizer(tmp_path / "vocab.txt", lowercase=True)
     spelt = [TextExample(("the film was good",), 0), TextExample(("the plot was bad",), 1)]
-    trainer._warn_if_unknown_tokens(features.encode_texts(spelt, tokenizer, 32), tokenizer)
+    encoded = features.encode_texts(spelt, tokenizer, 32)
+    inference.warn_if_unknown_tokens(encoded, tokenizer, "the training examples' tokens")
     assert "[UNK]" not in caplog.text
     chinese = [TextExample(("这部电影很好看",), 0), TextExample(("the film 很差",), 1)]
-    trainer._warn_if_unknown_tokens(features.encode_texts(chinese, tokenizer, 32), tokenizer)
+    encoded = features.encode_texts(chinese, tokenizer, 32)
+    inference.warn_if_unknown_tokens(encoded, tokenizer, "the training examples' tokens")
     # 9 of 11 tokens: the 9 Chinese characters; "the", "film" are spelt
     assert "81.8% of the training examples' tokens are [UNK]: the vocabulary lacks" in caplog.text

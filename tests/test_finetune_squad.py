@@ -1,5 +1,6 @@
 """Tests for bertjax/finetune/squad.py: reading, windowed features and span decoding."""
 
+import csv
 import json
 
 import ml_collections
@@ -95,6 +96,20 @@ def test_jsonl_reads_the_same_as_json(tmp_path):
     assert squad.read_squad(_write_jsonl(tmp_path / "train.jsonl")) == expected
     # Chosen by content too: JSON Lines under a .json name.
     assert squad.read_squad(_write_jsonl(tmp_path / "lines.json")) == expected
+
+
+def test_questions_to_predict_on_may_be_a_table(tmp_path):
+    """A CSV/TSV of id, question, context reads as the same questions without answers; one to
+    train on is refused (its cells hold no answers with offsets)."""
+    expected = [QAExample(q, question, context, ()) for q, question, context, _ in QUESTIONS]
+    with open(tmp_path / "q.csv", "w", encoding="utf-8", newline="") as f:
+        csv.writer(f).writerows(
+            [("id", "question", "context", "answers")]
+            + [(q, question, context, "not read") for q, question, context, _ in QUESTIONS]
+        )
+    assert squad.read_squad(tmp_path / "q.csv", answers_required=False) == expected
+    with pytest.raises(UserError, match="q.csv' is a CSV/TSV table, whose cells hold no answer"):
+        squad.read_squad(tmp_path / "q.csv")
 
 
 def test_bad_files_raise_one_line_user_errors(tmp_path):

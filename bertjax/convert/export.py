@@ -87,6 +87,7 @@ class ExportResult:
     config: BertConfig
     lowercase: bool
     architecture: str = "BertForPreTraining"
+    task_kind: str = ""  # a fine-tuned model's (saved once, at step 0): "classification", ...
 
     def lines(self) -> list[str]:
         c = self.config
@@ -95,8 +96,9 @@ class ExportResult:
         for suffix, (auto_class, task) in AUTO_CLASSES.items():
             if self.architecture.endswith(suffix):
                 auto, pipeline = auto_class, task
+        what = f"the fine-tuned {self.task_kind} model" if self.task_kind else f"step {self.step}"
         lines = [
-            f"Exported step {self.step} of {self.workdir} -> {self.out_dir} ({self.architecture}: "
+            f"Exported {what} of {self.workdir} -> {self.out_dir} ({self.architecture}: "
             f"{c.num_hidden_layers} layers, hidden {c.hidden_size}, vocab {c.vocab_size})",
             f'load it: transformers.{auto}.from_pretrained("{self.out_dir}")',
         ]
@@ -184,7 +186,8 @@ def export_hf(workdir: str | Path, out_dir: str | Path, *, step: int | None = No
         tensors = hf.params_to_hf(params)
         hf_config = hf.hf_config(config, pad_token_id=pad_token_id)
     _write_model_dir(out_dir, tensors, hf_config, vocab_path, lowercase, config, tokenizer_json)
-    return ExportResult(workdir, step, out_dir, config, lowercase, hf_config["architectures"][0])
+    architecture, kind = hf_config["architectures"][0], (task or {}).get("kind", "")
+    return ExportResult(workdir, step, out_dir, config, lowercase, architecture, kind)
 
 
 def _check_exportable(config: BertConfig, task: dict | None, objective: str | None) -> None:

@@ -11,8 +11,10 @@ import dataclasses
 import jax
 import ml_collections
 import numpy as np
+from absl import logging
 
 from bertjax import sharding
+from bertjax.data import documents
 from bertjax.finetune import cmrc_scores, features, recipe, scores, squad, tasks
 from bertjax.finetune.choice_records import KIND as CHOICE_KIND
 from bertjax.finetune.records import TEXT_KINDS
@@ -64,6 +66,20 @@ def encode(
         max_query_length=config.max_query_length,
     )  # fmt: skip
     return _qa_encoded(qa), qa
+
+
+def warn_if_unknown_tokens(encoded: features.Encoded, tokenizer, tokens: str) -> None:
+    """Logs pretraining's [UNK] warning when the rows' text (not [CLS], [SEP]) is [UNK] at its
+    share or more: the model's vocabulary is another language's or script's. `tokens` names
+    what was counted ("the training examples' tokens")."""
+    rows = encoded.input_ids
+    if encoded.num_choices is not None:  # an example's rows are its choices'
+        rows = [row for choices in rows for row in choices]
+    ids = np.concatenate([np.asarray(row, np.int64) for row in rows]) if rows else np.zeros(0)
+    text = ids[~np.isin(ids, [tokenizer.cls_id, tokenizer.sep_id, tokenizer.pad_id])]
+    unknown = int(np.sum(text == tokenizer.unk_id))
+    if warning := documents.unknown_tokens_warning(text.size, unknown, tokenizer.kind, tokens):
+        logging.warning("%s", warning)
 
 
 def _qa_encoded(qa: squad.QAFeatures) -> features.Encoded:

@@ -33,6 +33,7 @@ does not grow with it, into OUT.partial, renamed to OUT when complete.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -127,15 +128,21 @@ def predict_file(
         paths.as_path(model_path) / tokenizers.VOCAB_FILE, model_dir.lowercase(metadata)
     )
     logits_of = _predictor(model_path, step, metadata, task, settings)
-    _write(out_path, task, chunks,
-           lambda chunk: _predicted(task, chunk, tok, settings, logits_of, model_path))  # fmt: skip
+    numbers = itertools.count()
+    _write(out_path, task, chunks, lambda chunk: _predicted(
+        task, chunk, tok, settings, logits_of, model_path, first=next(numbers) == 0))  # fmt: skip
     return Predictions(task, count, out_path)
 
 
-def _predicted(task, chunk, tokenizer, settings, logits_of, model_path) -> list[dict]:
-    """The output records of one chunk of (records, examples)."""
+def _predicted(task, chunk, tokenizer, settings, logits_of, model_path, first) -> list[dict]:
+    """The output records of one chunk of (records, examples); the `first` chunk's tokens are
+    checked for [UNK] (a text in a script the model's vocabulary lacks)."""
     records, examples = chunk
     encoded, qa = inference.encode(task["kind"], examples, tokenizer, settings)
+    if first:
+        inference.warn_if_unknown_tokens(
+            encoded, tokenizer, f"the input's tokens (its first {len(records)} records)"
+        )
     logits = logits_of(encoded)
     predicted = inference.decode(
         task["kind"], task["labels"], examples, encoded, qa, logits, settings,

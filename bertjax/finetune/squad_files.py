@@ -11,13 +11,15 @@ from pathlib import Path
 
 from absl import logging
 
-from bertjax.data import text_encodings
+from bertjax.data import corpus_files, text_encodings
 from bertjax.errors import UserError
+from bertjax.finetune import records
 from bertjax.finetune.table_records import TABLE_SUFFIXES, table_records
 
 _LAYOUT_HINT = (
-    "expected SQuAD v1.1 JSON ({'data': [{'paragraphs': [...]}]}) or JSON Lines with one "
-    "{'id', 'question', 'context', 'answers': {'text', 'answer_start'}} per line"
+    "expected SQuAD JSON (v1.1 or v2.0: {'data': [{'paragraphs': [...]}]}), or JSON Lines "
+    "(Parquet, Arrow) with one {'id', 'question', 'context', 'answers': {'text', "
+    "'answer_start'}} per line (row)"
 )
 
 
@@ -95,11 +97,27 @@ def _hf_records(
         yield where, record, list(zip(texts, starts, strict=True))
 
 
+def _delimited_questions(
+    path: Path, answers_required: bool, encoding: str
+) -> Iterator[tuple[str, dict, list]]:
+    """The questions (id, question, context columns) of a CSV or TSV file to predict on; one to
+    train or evaluate on is refused: a table cell holds no list of answers with offsets."""
+    if answers_required:
+        raise UserError(
+            f"SQuAD file {str(path)!r} is a CSV/TSV table, whose cells hold no answers with "
+            f"offsets; write it as JSON Lines or Parquet: {_LAYOUT_HINT}"
+        )
+    rows = records.delimited_records(path, str(path), encoding=encoding)
+    for number, row in enumerate(rows, 1):
+        yield f"row {number}", row, []  # an answers column, if any, is not read
+
+
 def read_squad(
     path: str | os.PathLike, *, answers_required: bool = True, encoding: str = ""
 ) -> list[QAExample]:
-    """Examples of a SQuAD v1.1 JSON file, a Hugging Face JSON Lines file (``.jsonl``, or any
-    file that does not parse as one SQuAD JSON document) or a Hugging Face Parquet file.
+    """Examples of a SQuAD v1.1 or 2.0 JSON file, a Hugging Face JSON Lines file (``.jsonl``,
+    or any file that does not parse as one SQuAD JSON document) or a Hugging Face Parquet file;
+    questions to predict on may also be a CSV/TSV table (id, question, context columns).
 
     An answer whose text is not found at its ``answer_start`` in the context is skipped, and so
     is a question left with no answer; both are counted in one log line. Raises UserError for a
@@ -111,6 +129,8 @@ def read_squad(
         raise UserError(
             f"SQuAD file {str(path)!r} does not exist; pass an existing .json/.jsonl/.parquet"
         )
+    if path.suffix.lower() in corpus_files.DELIMITED_SUFFIXES:
+        return _qa_examples(_delimited_questions(path, answers_required, encoding), path, False)
     if path.suffix.lower() in TABLE_SUFFIXES:  # Hugging Face's layout, one question a row
         rows = ((f"row {n}", r) for n, r in enumerate(table_records(path, str(path)), 1))
         return _qa_examples(_hf_records(rows, path, answers_required), path, answers_required)

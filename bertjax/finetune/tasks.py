@@ -180,8 +180,9 @@ def load_task(name: str, config: ml_collections.ConfigDict) -> TaskData:
             raise UserError(f"the {split} data of --task={name} ({sources[split]}) has no example")
         if spec.kind == "tagging" and split != "train":
             _log_unseen_tags(split_examples, labels, sources[split])
-    logging.info("Task %s (%s): %s examples, labels %s", name, spec.kind,
-                 ", ".join(f"{len(v)} {k}" for k, v in examples.items()), labels)  # fmt: skip
+    logging.info("Task %s (%s): %s examples%s", name, spec.kind,
+                 ", ".join(f"{len(v)} {k}" for k, v in examples.items()),
+                 f", labels {labels}" if labels else "")  # fmt: skip
     return _task_data(name, spec, labels, examples, studio_names)
 
 
@@ -222,6 +223,10 @@ def hold_out_dev(task: TaskData, fraction: float) -> TaskData:
         closer = not dev or abs(size - wanted) < abs(len(dev) - wanted)
         if closer and size < len(task.train):  # and some left to train on
             dev.update(groups[group])
+    logging.info(
+        "Dev split (dev_fraction=%s): %d of the %d training examples held out, %d left to train on",
+        fraction, len(dev), len(task.train), len(task.train) - len(dev),
+    )  # fmt: skip
     return dataclasses.replace(
         task,
         train=[e for i, e in enumerate(task.train) if i not in dev],

@@ -32,7 +32,7 @@ from absl import logging
 
 from bertjax import paths, sharding
 from bertjax.convert import task_heads
-from bertjax.data import documents, vocab
+from bertjax.data import vocab
 from bertjax.errors import UserError
 from bertjax.finetune import features, inference, model, recipe, steps, tasks
 from bertjax.finetune.choice_records import KIND as CHOICE_KIND
@@ -75,7 +75,7 @@ def finetune(
         tasks.load_task(task_name, config), recipe.field(config, "dev_fraction")
     )
     prepared = inference.prepare(task, tokenizer, config)
-    _warn_if_unknown_tokens(prepared.train, tokenizer)
+    inference.warn_if_unknown_tokens(prepared.train, tokenizer, "the training examples' tokens")
     if recipe.field(config, "save_model"):
         _warn_if_not_exportable(_task_entry(prepared.task, config), bert_config)
     compiled = steps.compile_task(prepared, bert_config, config, devices)
@@ -118,21 +118,6 @@ def _finetuning_config(pretrained, config: ml_collections.ConfigDict):
         hidden_dropout_prob=config.hidden_dropout_prob,
         attention_probs_dropout_prob=config.attention_probs_dropout_prob,
     )
-
-
-def _warn_if_unknown_tokens(encoded: features.Encoded, tokenizer) -> None:
-    """Logs pretraining's [UNK] warning when the training rows' text (not [CLS], [SEP]) is
-    [UNK] at its share or more: the model's vocabulary is another language's or script's."""
-    rows = encoded.input_ids
-    if encoded.num_choices is not None:  # an example's rows are its choices'
-        rows = [row for choices in rows for row in choices]
-    ids = np.concatenate([np.asarray(row, np.int64) for row in rows]) if rows else np.zeros(0)
-    text = ids[~np.isin(ids, [tokenizer.cls_id, tokenizer.sep_id, tokenizer.pad_id])]
-    unknown = int(np.sum(text == tokenizer.unk_id))
-    if warning := documents.unknown_tokens_warning(
-        text.size, unknown, tokenizer.kind, tokens="the training examples' tokens"
-    ):
-        logging.warning("%s", warning)
 
 
 def _warn_if_not_exportable(task: dict, bert_config) -> None:

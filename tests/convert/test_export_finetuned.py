@@ -185,6 +185,7 @@ def test_a_finetuned_model_exports_as_its_task_class(
     suffix = suffixes.get(kind, "ForSequenceClassification")
     assert result.architecture == family + suffix
     assert f"transformers.AutoModel{suffix}.from_pretrained(" in result.lines()[1]
+    assert result.lines()[0].startswith(f"Exported the fine-tuned {kind} model of {saved} -> ")
     auto = getattr(transformers, "AutoModel" + suffix)
     hf_model = auto.from_pretrained(str(tmp_path / "hf")).eval()
     assert type(hf_model).__name__ == family + suffix  # every weight found, none left over
