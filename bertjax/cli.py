@@ -30,6 +30,7 @@ from absl import flags, logging
 from ml_collections import config_flags
 
 from bertjax import host_memory, startup
+from bertjax.command_flags import config_path
 from bertjax.commands import COMMANDS, DEBUG_FLAG, FlagSpec
 from bertjax.errors import UserError
 
@@ -95,8 +96,15 @@ def _load_config(fv: flags.FlagValues) -> None:
         if fv.config is not None:
             fv.config.keys()
     except Exception as e:  # ml_collections raises OSError/ValueError/... with multi-line text
-        detail = " ".join(str(e).split()[-12:])
-        raise UserError(f"cannot load --config ({detail}); pass an existing configs/*.py") from e
+        raise _config_load_error(e) from e
+
+
+def _config_load_error(error: Exception) -> UserError:
+    detail = " ".join(str(error).split()[-12:])
+    return UserError(
+        f"cannot load --config ({detail}); pass an existing config file (bertjax's: "
+        f"{config_path('*.py')})"
+    )
 
 
 def _unknown_field_message(error: Exception, args: Sequence[str]) -> str:
@@ -145,6 +153,8 @@ def parse(argv: Sequence[str]) -> tuple[str, flags.FlagValues, list[str]]:
                 + (f" (did you mean --{suggestion[1]}?)" if suggestion else "")
                 + f"; `bertjax {name} --help` lists its flags"
             )
+        elif "failure to load" in message:  # the file, with --config.FIELD overrides given
+            message = str(_config_load_error(e))
         elif isinstance(e, AttributeError | KeyError):
             message = _unknown_field_message(e, rest)
         elif group := re.match(r"flag --config\.([\w.]+)=.* as a ConfigDict", message):

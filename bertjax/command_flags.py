@@ -5,9 +5,22 @@ Nothing heavy is imported here: the tables are read for every command line, --he
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 FlagSpec = tuple[str, str, Any, str]
+
+# The source checkout's configs/ (bertjax is installed from its checkout: `pip install -e .`).
+CONFIGS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
+
+
+def config_path(name: str) -> str:
+    """configs/NAME as a printed command names it: relative within the checkout, else absolute
+    (a command run from elsewhere would not find "configs/NAME")."""
+    path = os.path.join(CONFIGS_DIR, name)
+    relative = os.path.relpath(path)
+    return path if relative.startswith("..") else relative
+
 
 WORKDIR = ("string", "workdir", None, "A training workdir or a `bertjax import` directory.")
 STEP = ("integer", "step", None, "Checkpoint step (default: the latest).")

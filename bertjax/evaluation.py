@@ -317,6 +317,11 @@ def run_evaluate(
         config.eval_corpus = data
         config.update(data_reading or {})
     spec = from_config(config)
+    if not spec.data.has_eval_data:  # build_eval_set's error names training's settings
+        raise UserError(
+            f"{workdir} was trained with no held-out data (no eval_corpus, eval_holdout_fraction "
+            "0); pass text it did not train on: --data=FILES"
+        )
     model = dataclasses.replace(spec.model, vocab_size=metadata["model"]["vocab_size"])
     mesh = sharding.create_mesh({"data": -1, "fsdp": 1, "tensor": 1})
     pretraining_model = spec.objective.model_factory(model)

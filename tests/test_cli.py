@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from bertjax import cli, distributed, startup
+from bertjax import cli, command_flags, distributed, startup
 from bertjax.data.corpus import SAMPLE_CORPUS
 from bertjax.errors import UserError
 
@@ -484,3 +484,24 @@ def test_corpus_warnings_of_vocab_name_its_own_encoding_flag(tmp_path, caplog):
     warnings = [r.getMessage() for r in caplog.records if "not in UTF-8" in r.getMessage()]
     assert warnings and all("--text_encoding=gb18030" in w for w in warnings)
     assert not any("--config.text_encoding" in w for w in warnings)
+
+
+def test_a_missing_config_file_is_one_line_with_or_without_overrides(tmp_path, capsys,
+                                                                       monkeypatch):  # fmt: skip
+    """With --config.FIELD overrides, ml_collections' error was its own ("Configuration is not
+    available because of an earlier failure to load ..."); both name the checkout's configs.
+    Commands printed for a run (bertjax import's) name a config that exists where they run."""
+    monkeypatch.chdir(tmp_path)
+    for overrides in ([], ["--config.hidden_size=384"]):
+        with pytest.raises(SystemExit) as exit_info:
+            cli.parse(["bertjax", "train", "--config=configs/base.py", "--workdir=w", *overrides])
+        assert exit_info.value.code == 2
+        error = capsys.readouterr().err.strip().splitlines()[-1]
+        assert error.startswith("bertjax: error: cannot load --config (") and "failure" not in error
+        assert f"pass an existing config file (bertjax's: {command_flags.CONFIGS_DIR}/" in error
+    assert command_flags.config_path("base.py") == os.path.join(
+        command_flags.CONFIGS_DIR, "base.py"
+    )
+    assert os.path.isfile(command_flags.config_path("base.py"))
+    monkeypatch.chdir(Path(command_flags.CONFIGS_DIR).parent)
+    assert command_flags.config_path("base.py") == os.path.join("configs", "base.py")

@@ -2,6 +2,7 @@
 
 import gzip
 import json
+import shutil
 import warnings
 
 import numpy as np
@@ -91,6 +92,14 @@ def test_evaluate_on_other_files_and_bad_requests(run_with_eval, tmp_path):
         evaluation.run_evaluate(str(workdir), steps=[4])
     with pytest.raises(UserError, match="holds no checkpoint .*; pass a training workdir"):
         evaluation.run_evaluate(str(tmp_path))
+    # A run that held nothing out: evaluate's flag to give (eval_holdout_fraction is training's)
+    shutil.copytree(workdir, tmp_path / "no_holdout")
+    run_config = json.loads((tmp_path / "no_holdout" / "config.json").read_text())
+    run_config |= {"eval_holdout_fraction": 0.0, "eval_corpus": "", "eval_every": 0}
+    (tmp_path / "no_holdout" / "config.json").write_text(json.dumps(run_config))
+    with pytest.raises(UserError, match=r"trained with no held-out data .*; pass text it did not "
+                                        r"train on: --data=FILES$"):  # fmt: skip
+        evaluation.run_evaluate(str(tmp_path / "no_holdout"))
     # Corpus errors name the flag that gave the files (they said --config.corpus).
     (tmp_path / "empty.jsonl").write_text("")
     with pytest.raises(UserError, match=r"matched no files; pass existing .* with --data=\.\.\.$"):

@@ -19,6 +19,7 @@ import numpy as np
 from flax import nnx
 
 from bertjax import checkpoint_compatibility, paths
+from bertjax.command_flags import config_path
 from bertjax.convert import (
     electra,
     hf,
@@ -90,7 +91,7 @@ class ImportResult:
             )
             return lines
         lines.append(
-            "train from it: bertjax train --config=configs/base.py --workdir=RUN "
+            f"train from it: bertjax train --config={config_path('base.py')} --workdir=RUN "
             + (" ".join(f"--config.{name}={value}" for name, value in run_overrides(self).items()))
         )
         return lines
