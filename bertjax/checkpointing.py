@@ -169,11 +169,14 @@ def open_workdir(workdir: str | os.PathLike, step: int | None = None) -> tuple[i
     directory = as_path(workdir) / "checkpoints"
     steps = _checkpoint_steps(directory)
     if not steps:
+        if (as_path(workdir) / "finetune_settings.json").exists():
+            raise UserError(
+                f"{workdir} is a fine-tuning workdir, which holds one model per seed: pass "
+                f"{workdir}/seed_<s>/model"
+            )
         hint = ""
         if _is_hugging_face_dir(as_path(workdir)):
             hint = f" (it is a Hugging Face model: `bertjax import --from={workdir} --out=DIR`)"
-        elif (as_path(workdir) / "finetune_settings.json").exists():
-            hint = f" (it is a fine-tuning workdir: its models are {workdir}/seed_<s>/model)"
         raise UserError(
             f"{workdir} holds no checkpoint (looked in {directory}); pass a training workdir "
             f"or a directory written by `bertjax import`{hint}"

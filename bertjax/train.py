@@ -28,7 +28,7 @@ from bertjax import (
     unigram,
     vocabulary_growth,
 )
-from bertjax.config import RunSpec, training_changes, validate
+from bertjax.config import RunSpec, field_changes, training_changes, validate
 from bertjax.models.bert import BertConfig
 from bertjax.objectives import ObjectiveSpec
 from bertjax.train_loop import train_loop
@@ -133,17 +133,18 @@ def train_and_evaluate(
     state, restored_step = checkpointing.restore_or_init(
         manager, setup.abstract_state, init_state, fields
     )
-    # Only now: a resume refused above leaves the run's config.json and vocabulary as they were.
-    prepare_workdir(workdir, config, vocab.vocab_files(data.vocab_path))
     start_step = int(restored_step or 0)
     if print_sharding and jax.process_index() == 0:
         print(f"mesh {dict(mesh.shape)}; parameter, shape, partition spec:")
         print("\n".join(sharding.describe_shardings(state.params)))
     writer = metrics.MetricsWriter(workdir, enabled=jax.process_index() == 0)
     summary = start_summary(start_step, manager, writer)
-    if start_step >= loop.num_train_steps:
-        return _already_finished(summary, writer, wall_start)
     metadata = checkpointing.metadata_for(config, fields)  # its "config": what resumes compare
+    if start_step >= loop.num_train_steps:  # nothing to train: the run's files stay the run's
+        return _already_finished(summary, writer, wall_start, manager, metadata["config"])
+    # Only now: a resume refused above, or a finished run, leaves the run's config.json and
+    # vocabulary as they were.
+    prepare_workdir(workdir, config, vocab.vocab_files(data.vocab_path))
     carried_interval = resume_metrics(manager, writer, restored_step, metadata["config"])
 
     dataset = _training_dataset(spec, data, start_step)
@@ -175,8 +176,22 @@ def _init_from_params(init_from: str, setup, fields: dict, grown_from: int | Non
     )
 
 
-def _already_finished(summary: RunSummary, writer, wall_start: float) -> RunSummary:
+def _already_finished(
+    summary: RunSummary, writer, wall_start: float, manager, run_config: dict
+) -> RunSummary:
+    """The summary of a run whose checkpoint is at or past num_train_steps: nothing trained or
+    written (config.json stays the run's); settings changed since that checkpoint are said to
+    be unapplied."""
     logging.info("Checkpoint at step %d: training already finished.", summary.start_step)
+    saved = checkpointing.read_metadata(manager, summary.start_step).get("config", {})
+    common = saved.keys() & run_config.keys()
+    if changes := field_changes({k: saved[k] for k in common}, {k: run_config[k] for k in common}):
+        logging.warning(
+            "Nothing trained, so these changes to the run's settings are not applied (its "
+            "config.json stays as it was): %s. To train on, raise --config.num_train_steps; "
+            "for a new run from these weights use a new --workdir with --config.init_from",
+            ", ".join(changes),
+        )  # fmt: skip
     summary.final_metrics = metrics.last_logged_metrics(writer.jsonl_path)
     summary.wall_seconds = time.perf_counter() - wall_start
     return summary

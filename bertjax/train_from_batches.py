@@ -93,19 +93,19 @@ def train_from_batches(
         lambda: create_train_state(pretraining_model, tx, mesh, rules, loop.seed)[0],
         fields,
     )
-    if jax.process_index() == 0:  # once the checkpoint fits: a refused resume rewrites nothing
-        saved = flat_config(spec, batches_dir=str(files.directory))
-        (workdir / "config.json").write_text(json.dumps(saved, indent=2) + "\n")
-        for name in checkpointing.VOCABULARY_FILES:
-            if (files.directory / name).is_file():
-                shutil.copyfile(files.directory / name, workdir / name)
+    saved = flat_config(spec, batches_dir=str(files.directory))
     start_step = int(restored_step or 0)
     writer = metrics.MetricsWriter(workdir, enabled=jax.process_index() == 0)
     summary = train.start_summary(start_step, manager, writer)
-    if start_step >= loop.num_train_steps:
+    if start_step >= loop.num_train_steps:  # nothing trained: the run's config.json stays
         logging.info("Checkpoint at step %d: training already finished.", start_step)
         summary.final_metrics = metrics.last_logged_metrics(writer.jsonl_path)
     else:
+        if jax.process_index() == 0:  # once the checkpoint fits: a refused resume rewrites nothing
+            (workdir / "config.json").write_text(json.dumps(saved, indent=2) + "\n")
+            for name in checkpointing.VOCABULARY_FILES:
+                if (files.directory / name).is_file():
+                    shutil.copyfile(files.directory / name, workdir / name)
         carried_interval = train.resume_metrics(manager, writer, restored_step, saved)
         stream = files.stream(start_step, jax.process_index(), jax.process_count())
         step_fn = train_step.compile_train_step(setup, tx, schedule, mesh, loop.grad_accum_steps)

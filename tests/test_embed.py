@@ -187,6 +187,11 @@ def test_sentence_transformers_recipes(tmp_path):
         (dict(input="missing.jsonl"), "does not exist"),
         (dict(input="in.conll"), "a CoNLL file of tokens and tags (its suffix); embed reads texts"),
         (dict(text_fields="title"), "record 1 of"),
+        (
+            dict(input="other.jsonl"),
+            "has no field 'text'; the model reads 'text' (the record has "
+            "['body']): name yours with --text_fields=NAME",
+        ),
         (dict(max_seq_length=1000), "--max_seq_length=1000 must be in [3, 128]"),
         (dict(pooling="max"), "--pooling=max is not one of mean, cls"),
         (dict(batch_size=0), "--batch_size=0 must be a positive multiple"),
@@ -196,6 +201,7 @@ def test_what_embed_refuses_is_one_line_and_writes_nothing(tmp_path, edit, messa
     model_path = tiny_model_dir(tmp_path, TEXTS * 5)
     write_jsonl(tmp_path / "in.jsonl", [{"text": t} for t in TEXTS])
     (tmp_path / "in.conll").write_text("EU B-ORG\nrejects O\n")
+    write_jsonl(tmp_path / "other.jsonl", [{"body": t} for t in TEXTS])
     arguments = {"input": "in.jsonl", "out": "out.npy"} | edit
     with pytest.raises(UserError, match=re.escape(message)) as error:
         embed.embed_file(str(model_path), str(tmp_path / arguments.pop("input")),

@@ -72,7 +72,11 @@ def test_tiny_model_learns_a_multiple_choice_task_and_predict_agrees(tmp_path):
                          choices_field="a,b")  # fmt: skip
     again = [json.loads(line) for line in (tmp_path / "r.jsonl").read_text().splitlines()]
     assert [len(r["probabilities"]) for r in again] == [2] * 4
-    with pytest.raises(UserError, match="has no field 'choices'; the model was fine-tuned on "):
+    with pytest.raises(
+        UserError,
+        match="has no field 'choices'; the model reads .*: name yours "
+        "with --text_fields=NAME and --choices_field=NAME",
+    ):
         predict.predict_file(str(saved), str(tmp_path / "renamed.jsonl"), str(out),
                              text_fields="c,q")  # fmt: skip
     one_text = write_jsonl(tmp_path / "one.jsonl", [{"context": "a", "question": "b",

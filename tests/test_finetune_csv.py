@@ -44,6 +44,18 @@ def test_tsv_is_unquoted_as_glue_files_are(tmp_path):
     assert got.train[1].texts == ('"quoted at the start',)
 
 
+def test_blank_and_whitespace_lines_are_not_rows(tmp_path):
+    """Blank lines before the header, between rows or of spaces and tabs alone are skipped (a
+    whitespace line was a row of 1 value, and before the header the header of none); a file
+    of them alone has no record."""
+    lines = ["", "  ", "text\tlabel", "good\t1", " \t ", "\t", "bad\t0", "   "]
+    (tmp_path / "train.tsv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    rows = list(records.delimited_records(tmp_path / "train.tsv", "train.tsv"))
+    assert rows == [{"text": "good", "label": "1"}, {"text": "bad", "label": "0"}]
+    (tmp_path / "blank.txt").write_text("\n   \n\t\n  \n", encoding="utf-8")
+    assert list(records.delimited_records(tmp_path / "blank.txt", "blank.txt")) == []
+
+
 def test_excel_unicode_text_and_windows_json_lines(tmp_path):
     """Excel's "Save as Unicode Text" writes UTF-16 LE TSV with a byte-order mark; Windows
     editors put a UTF-8 byte-order mark before JSON Lines. Before, both were refused (garbled

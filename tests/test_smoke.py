@@ -1,6 +1,7 @@
 """The smoke config end to end in a temporary workdir: metrics, TensorBoard, checkpoints, resume."""
 
 import json
+import logging
 from pathlib import Path
 
 import pytest
@@ -71,10 +72,16 @@ def test_smoke_writes_metrics_tensorboard_and_checkpoints(finished_run):
     assert summary.steps == 6 and summary.final_metrics["loss"] == records[-1]["loss"]
 
 
-def test_rerun_with_same_workdir_resumes_instead_of_restarting(finished_run):
+def test_rerun_with_same_workdir_resumes_instead_of_restarting(finished_run, caplog):
     tmp_path, workdir, _ = finished_run
-    again = train.train_and_evaluate(small_smoke_config(tmp_path), workdir)
+    run_config = (workdir / "config.json").read_text()
+    with caplog.at_level(logging.WARNING, logger="absl"):
+        again = train.train_and_evaluate(small_smoke_config(tmp_path, learning_rate=9e-9), workdir)
     assert again.start_step == 6 and again.steps == 6  # nothing left to do
+    # ... so nothing changed is applied: config.json (what continue_from and evaluate read) stays
+    assert (workdir / "config.json").read_text() == run_config
+    assert "Nothing trained, so these changes to the run's settings are not applied" in caplog.text
+    assert "learning_rate 0.002 -> 9e-09" in caplog.text
     longer = train.train_and_evaluate(small_smoke_config(tmp_path, num_train_steps=9), workdir)
     assert longer.start_step == 6 and longer.steps == 9
     records = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]

@@ -27,6 +27,10 @@ from bertjax.finetune.records import (
 # in memory: 300,000 short texts at once peaked at 2.7 GB).
 CHUNK_RECORDS = 8192
 
+# The flags that name an input's fields, for errors.
+TEXT_FLAG = "--text_fields=NAME (a pair: a,b)"
+CHOICE_FLAGS = "--text_fields=NAME and --choices_field=NAME (or a,b,...)"
+
 # The input fields of a model imported from Hugging Face (bertjax fine-tunes record theirs).
 DEFAULT_FIELDS = {"text_fields": ["text"], "tokens_field": "tokens",
                   "choice_fields": [choice_records.DEFAULT_CHOICES_FIELD]}  # fmt: skip
@@ -131,13 +135,14 @@ def _example(task: dict, record: dict, path: Path, number: int):
     """Record `number`'s example of the model's kind (labels not needed: 0)."""
     if task["kind"] in TEXT_KINDS:
         fields = task["text_fields"]
-        return TextExample(tuple(_text(record, f, path, number, fields) for f in fields), label=0)
+        texts = tuple(_text(record, f, path, number, fields, TEXT_FLAG) for f in fields)
+        return TextExample(texts, label=0)
     if task["kind"] == choice_records.KIND:
         return _choice_example(task, record, path, number)
     if task.get("spans_field"):  # fine-tuned on spans of a text: tag its words
         return _text_tagging_example(task, record, path, number)
     field = task["tokens_field"]
-    words = _field(record, field, path, number, [field])
+    words = _field(record, field, path, number, [field], "--tokens_field=NAME")
     if not isinstance(words, list):
         raise UserError(
             f"record {number} of {path}: {field!r} must be a list of words (it is a "
@@ -152,7 +157,7 @@ def _text_tagging_example(task: dict, record: dict, path: Path, number: int) -> 
     """The input of a tagger fine-tuned on spans: the record's text in words, as fine-tuning
     split it (`span_records.text_words`)."""
     field = task["text_field"]
-    text = _text(record, field, path, number, [field])
+    text = _text(record, field, path, number, [field], "--text_fields=NAME")
     words = tuple(text[a:b] for a, b in span_records.text_words(text))
     return TaggedExample(words, (0,) * len(words))
 
@@ -161,7 +166,7 @@ def _choice_example(task: dict, record: dict, path: Path, number: int) -> Choice
     """A multiple-choice input: the record's context and choices (the answer not needed)."""
     fields, choice_fields = task["text_fields"], task["choice_fields"]
     for name in (*fields, *choice_fields):  # missing: the error names the model's fields
-        _field(record, name, path, number, [*fields, *choice_fields])
+        _field(record, name, path, number, [*fields, *choice_fields], CHOICE_FLAGS)
     where = f"record {number} of {path}"
     texts = choice_records.context_texts(record, fields, str(path), where)
     choices, _ = choice_records.choices_of(
@@ -170,16 +175,18 @@ def _choice_example(task: dict, record: dict, path: Path, number: int) -> Choice
     return ChoiceExample(texts, choices, label=0)
 
 
-def _field(record: dict, field: str, path: Path, number: int, fields: list[str]):
+def _field(record: dict, field: str, path: Path, number: int, fields: list[str], flag: str):
+    """record[field]; UserError naming the fields the model reads and `flag`, which names
+    others."""
     if field not in record:
         raise UserError(
-            f"record {number} of {path} has no field {field!r}; the model was fine-tuned on "
-            f"records with {', '.join(map(repr, fields))} (it has {sorted(record)})"
-            f"{headerless_hint(str(path), '--column_names')}"
+            f"record {number} of {path} has no field {field!r}; the model reads "
+            f"{', '.join(map(repr, fields))} (the record has {sorted(record)}): name yours with "
+            f"{flag}{headerless_hint(str(path), '--column_names')}"
         )
     return record[field]
 
 
-def _text(record: dict, field: str, path: Path, number: int, fields: list[str]) -> str:
-    return text_value(_field(record, field, path, number, fields), field,
-                            f"record {number} of {path}")  # fmt: skip
+def _text(record: dict, field: str, path: Path, number: int, fields: list[str], flag: str) -> str:
+    return text_value(_field(record, field, path, number, fields, flag), field,
+                      f"record {number} of {path}")  # fmt: skip

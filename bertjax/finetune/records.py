@@ -100,18 +100,18 @@ def delimited_records(
         corpus_files.delimited_reader(f, tsv) as reader,
     ):
         try:
-            header = list(column_names) or next(reader, [])
+            rows = (values for values in reader if any(v.strip() for v in values))  # not blank
+            header = list(column_names) or next(rows, [])
             named_by = "the column names given" if column_names else "its header"
-            for values in reader:
+            for values in rows:
                 if values == header and reader.line_num == 1:  # a header row of those names
                     continue
-                if values and len(values) != len(header):
+                if len(values) != len(header):
                     raise UserError(
                         f"{name}:{reader.line_num} has {len(values)} values, {named_by} "
                         f"{len(header)} ({', '.join(header)}); fix the row"
                     )
-                if values:  # not a blank line
-                    yield dict(zip(header, values, strict=True))
+                yield dict(zip(header, values, strict=True))
         except csv.Error as e:
             kind = "TSV" if tsv else "CSV"
             raise UserError(f"{name}:{reader.line_num} is not valid {kind} ({e}); fix it") from None

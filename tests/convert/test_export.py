@@ -338,5 +338,7 @@ def test_a_hugging_face_directory_given_as_a_workdir_names_the_import(exported, 
     ):
         checkpointing.open_workdir(exported)
     (tmp_path / "finetune_settings.json").write_text("{}")  # a fine-tuning workdir
-    with pytest.raises(UserError, match=r"it is a fine-tuning workdir: its models are .*/seed_<s>"):
+    with pytest.raises(UserError, match=r"is a fine-tuning workdir, which holds one model per "
+                                        r"seed: pass .*/seed_<s>/model$") as error:  # fmt: skip
         checkpointing.open_workdir(tmp_path)
+    assert "pass a training workdir" not in str(error.value)  # not predict's or embed's advice

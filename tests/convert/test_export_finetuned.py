@@ -449,7 +449,11 @@ def test_predict_errors_are_one_line_and_name_the_fix(tmp_path, monkeypatch):
     saved = tmp_path / "run" / "seed_0" / trainer.MODEL_DIR
     assert f"fine-tuned models: {saved}" in result.stdout  # where predict and export find it
     other = write_jsonl(tmp_path / "other.jsonl", [{"text": "no premise here"}])
-    with pytest.raises(UserError, match="has no field 'premise'; the model was fine-tuned on"):
+    with pytest.raises(
+        UserError,
+        match="has no field 'premise'; the model reads 'premise', "
+        "'hypothesis' .*: name yours with --text_fields=NAME",
+    ):
         predict.predict_file(str(saved), other, str(tmp_path / "p.jsonl"))
     null = write_jsonl(tmp_path / "null.jsonl", [{"premise": None, "hypothesis": "a pet"}])
     with pytest.raises(UserError, match="record 1 of .*null.jsonl: 'premise' is null, not text"):
