@@ -197,12 +197,13 @@ def _embed(fv: flags.FlagValues, arguments: list[str]) -> None:
     startup.start_jax(quiet=not fv.debug)
     from bertjax import embed
 
-    done = embed.embed_file(
-        fv.model, fv.input, fv.out, text_fields=fv.text_fields, pooling=fv.pooling or "",
-        normalize=None if fv.normalize is None else fv.normalize == "yes",
-        max_seq_length=fv.max_seq_length, batch_size=fv.batch_size, step=fv.step,
-        column_names=fv.column_names, text_encoding=fv.text_encoding,
-    )  # fmt: skip
+    with _own_flags("embed"):  # --text_encoding, --column_names, ...
+        done = embed.embed_file(
+            fv.model, fv.input, fv.out, text_fields=fv.text_fields, pooling=fv.pooling or "",
+            normalize=None if fv.normalize is None else fv.normalize == "yes",
+            max_seq_length=fv.max_seq_length, batch_size=fv.batch_size, step=fv.step,
+            column_names=fv.column_names, text_encoding=fv.text_encoding,
+        )  # fmt: skip
     print(done.line())
 
 

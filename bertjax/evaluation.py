@@ -312,6 +312,8 @@ def run_evaluate(
     from bertjax.convert import model_dir  # reads vocabularies: TensorFlow, off train's path
 
     model_dir.require_pretrained(workdir, metadata, "evaluate")
+    heads = ("cls.predictions.", "cls.seq_relationship.")
+    model_dir.warn_if_untrained(workdir, metadata, heads, "their losses and accuracies")
     config = workdir_config(workdir)
     if data:
         config.eval_corpus = data

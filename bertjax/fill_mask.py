@@ -50,6 +50,7 @@ def fill_mask(
     vocab_path = workdir / wordpiece.VOCAB_FILE
     if not vocab_path.is_file():
         raise UserError(f"{workdir} has no {wordpiece.VOCAB_FILE}; pass a training workdir")
+    model_dir.warn_if_untrained(workdir, metadata, ("cls.predictions.",), "its answers")
     tok = vocab.load_tokenizer(vocab_path, model_dir.lowercase(metadata))
     rows = [encode_with_masks(tok, text) for text in texts]
     limit = model_dir.model_config(metadata).max_position_embeddings

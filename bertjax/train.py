@@ -23,6 +23,7 @@ from bertjax import (
     evaluation,
     metrics,
     optim,
+    run_lock,
     sharding,
     train_step,
     unigram,
@@ -102,13 +103,25 @@ def train_and_evaluate(
 ) -> RunSummary:
     """Pretrains BERT per `config`, writing checkpoints, metrics and TensorBoard to `workdir`.
 
-    Re-running with the same workdir resumes from the latest checkpoint.
+    Re-running with the same workdir resumes from the latest checkpoint; a second run while
+    one trains there is refused (`run_lock`).
     """
-    from bertjax.data import vocab  # deferred: tf.data
-
     wall_start = time.perf_counter()
     workdir = epath.Path(workdir)  # local path or gs://bucket/...
     spec = validate(config, workdir)  # the config's only reading: typed specs from here on
+    with run_lock.held(workdir, lead=jax.process_index() == 0):
+        return _train(config, spec, workdir, wall_start, print_sharding)
+
+
+def _train(
+    config: ml_collections.ConfigDict,
+    spec: RunSpec,
+    workdir: epath.Path,
+    wall_start: float,
+    print_sharding: bool,
+) -> RunSummary:
+    from bertjax.data import vocab  # deferred: tf.data
+
     loop = spec.loop
     manager = checkpointing.run_checkpoint_manager(workdir, spec)
     # A mismatched vocabulary is refused before the data build reads the corpus.

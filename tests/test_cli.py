@@ -505,3 +505,25 @@ def test_a_missing_config_file_is_one_line_with_or_without_overrides(tmp_path, c
     assert os.path.isfile(command_flags.config_path("base.py"))
     monkeypatch.chdir(Path(command_flags.CONFIGS_DIR).parent)
     assert command_flags.config_path("base.py") == os.path.join("configs", "base.py")
+
+
+@pytest.mark.parametrize("name", ["predict", "embed"])
+def test_a_gbk_input_error_names_the_commands_encoding_flag(name, tmp_path, capsys,
+                                                             monkeypatch):  # fmt: skip
+    """The input reader's error offers fine-tuning's --config.text_encoding; predict's and
+    embed's flag is --text_encoding."""
+    from bertjax import embed
+    from bertjax.data import text_encodings
+    from bertjax.finetune import predict
+
+    (tmp_path / "gbk.csv").write_bytes("".join(f"第{i}次入住。\n" for i in range(9)).encode("gbk"))
+    reader = lambda model, path, out, **flags: text_encodings.text_encoding(path)  # noqa: E731
+    monkeypatch.setattr(predict, "predict_file", reader)
+    monkeypatch.setattr(embed, "embed_file", reader)
+    out = "o.npy" if name == "embed" else "o.jsonl"
+    argv = ["bertjax", name, "--model=m", f"--input={tmp_path}/gbk.csv", f"--out={out}"]
+    with pytest.raises(SystemExit):
+        cli.main(argv)
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "is not UTF-8 text" in error and error.endswith("--text_encoding=gb18030 (big5, ...)")
+    assert "--config.text_encoding" not in error

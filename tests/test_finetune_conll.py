@@ -57,9 +57,24 @@ def test_a_file_of_tokens_alone_is_what_predict_reads_and_partial_tags_are_an_er
         {"tokens": ["Peter"]},
     ]
     (tmp_path / "bad.conll").write_text("a O\nb O\n\nc B-PER\nd\ne O\n", encoding="utf-8")
-    with pytest.raises(UserError, match=r"bad.conll:4: the sentence from this line tags 2 of "
-                       r"its 3 tokens"):  # fmt: skip
+    with pytest.raises(UserError, match=r"bad.conll:5: this line has a token but no tag, in a "
+                       r"sentence whose other tokens are tagged \(2 of 3\)"):  # fmt: skip
         list(records.read_records(tmp_path / "bad.conll", "bad.conll", "tagging"))
+
+
+def test_an_ideographic_space_is_a_token_not_a_separator(tmp_path):
+    """Columns split at ASCII spaces and tabs: U+3000 (a full-width space in Chinese text) is a
+    token with its tag. str.split() took it for a separator: the tag became the token and the
+    error blamed the sentence's first line; a file to predict on lost the token and split the
+    sentence in two."""
+    (tmp_path / "ner.txt").write_text("张 B-PER\n三 I-PER\n\u3000 O\n在 O\n", encoding="utf-8")
+    assert list(records.read_records(tmp_path / "ner.txt", "ner.txt", "tagging")) == [
+        {"tokens": ["张", "三", "\u3000", "在"], "tags": ["B-PER", "I-PER", "O", "O"]}
+    ]
+    (tmp_path / "new.txt").write_text("张\n三\n\u3000\n在\n", encoding="utf-8")
+    assert list(records.read_records(tmp_path / "new.txt", "new.txt", "tagging")) == [
+        {"tokens": ["张", "三", "\u3000", "在"]}
+    ]
 
 
 def test_a_conll_suffix_for_another_kind_is_one_line(tmp_path):

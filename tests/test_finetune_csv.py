@@ -84,12 +84,17 @@ def test_a_task_file_in_gbk_is_refused_saying_how_to_convert_it(tmp_path, name):
         text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
     (tmp_path / name).write_bytes(text.encode("gbk"))
     with pytest.raises(UserError, match=rf"{name} is not UTF-8 text \(20 of the first 20 lines"
-                       r".*`iconv -f GB18030 -t UTF-8`"):  # fmt: skip
+                       r".*`iconv -f GB18030 -t UTF-8`.*; or read it as it is: "
+                       r"--config.text_encoding=gb18030"):  # fmt: skip
         _load(tmp_path / name)
     # Or read as it is: the same task as its UTF-8 copy.
     (tmp_path / f"utf8_{name}").write_text(text, encoding="utf-8")
     got = _load(tmp_path / name, text_encoding="gb18030")
     assert got.train == _load(tmp_path / f"utf8_{name}").train and len(got.train) == 20
+    # A UTF-8 file given as gb18030 reads as UTF-8 (it was mojibake); "utf-8" is the default.
+    assert _load(tmp_path / f"utf8_{name}", text_encoding="gb18030").train == got.train
+    with pytest.raises(UserError, match=rf"{name} is not UTF-8 text"):
+        _load(tmp_path / name, text_encoding="utf-8")
 
 
 def test_tagging_and_squad_files_in_gbk_read_with_text_encoding(tmp_path):

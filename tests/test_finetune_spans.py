@@ -3,6 +3,7 @@ split into words as BERT's basic tokenizer splits it, spans turned into BIO tags
 such files, and `bertjax predict` giving spans back in doccano's shape."""
 
 import json
+import logging
 
 import pytest
 
@@ -122,7 +123,7 @@ def test_span_errors_name_the_record():
             span_records.tagged_record(record, "text", "label", "f.jsonl", 2)
 
 
-def test_a_tagger_fine_tunes_from_spans_and_predicts_spans(tmp_path):
+def test_a_tagger_fine_tunes_from_spans_and_predicts_spans(tmp_path, caplog):
     people, places = ["Anna", "Tom", "Lena", "Omar"], ["Paris", "Oslo", "Lima", "Rome"]
     records = []
     for i in range(48):
@@ -145,6 +146,12 @@ def test_a_tagger_fine_tunes_from_spans_and_predicts_spans(tmp_path):
     (line,) = map(json.loads, (tmp_path / "out.jsonl").read_text().splitlines())
     assert line["predicted_spans"] == [[0, 3, "PER"], [12, 16, "LOC"]], line
     assert line["predicted_tags"] == ["B-PER", "O", "O", "B-LOC", "O", "O"]
+    assert "longer than the model's max_seq_length" not in caplog.text
+    # A text past max_seq_length: its words beyond are tagged "O" unpredicted, and said so
+    long = write_jsonl(tmp_path / "long.jsonl", [{"text": "Tom went to Rome today . " * 40}])
+    with caplog.at_level(logging.WARNING, logger="absl"):
+        predict.predict_file(str(saved), long, str(tmp_path / "long_out.jsonl"))
+    assert "1 of the 1 records are longer than the model's max_seq_length=" in caplog.text
     with pytest.raises(UserError, match="--tokens_field does not apply to a tagger fine-tuned"):
         predict.predict_file(str(saved), texts, str(tmp_path / "x.jsonl"), tokens_field="words")
     renamed = write_jsonl(tmp_path / "renamed.jsonl", [{"body": "Tom went to Rome today ."}])

@@ -108,8 +108,10 @@ def test_two_processes_evaluate_the_whole_held_out_set_like_one_process(runs):
 def test_only_process_zero_writes_shared_files(runs):
     tmp, _, _ = runs
     files = sorted(p.name for p in (tmp / "multi").iterdir())
-    assert files == ["checkpoints", "config.json", "metrics.jsonl", "tensorboard",
+    assert files == ["checkpoints", "config.json", "metrics.jsonl", "run.lock", "tensorboard",
                      "token_counts.npy", "vocab.txt"]  # fmt: skip
+    lock = (tmp / "multi" / "run.lock").read_text()  # process 0 took it, process 1 did not block
+    assert lock.startswith("pid ") and lock.count("\n") == 1
     assert len(list((tmp / "multi" / "tensorboard").iterdir())) == 1  # one events file
     records = [json.loads(line) for line in (tmp / "multi" / "metrics.jsonl").open()]
     assert [r["step"] for r in records if "loss" in r] == [1, 2, 3, 4, 5, 6]  # once, not twice

@@ -88,6 +88,7 @@ class ExportResult:
     lowercase: bool
     architecture: str = "BertForPreTraining"
     task_kind: str = ""  # a fine-tuned model's (saved once, at step 0): "classification", ...
+    untrained_left_out: tuple[str, ...] = ()  # name prefixes of heads import made up
 
     def lines(self) -> list[str]:
         c = self.config
@@ -109,6 +110,12 @@ class ExportResult:
         if self.architecture in (roformer.ARCHITECTURE, electra.MASKED_LM):
             family = self.architecture.removesuffix("ForMaskedLM")
             lines.append(f"left out: the pooler and the next-sentence head ({family} has neither)")
+        if self.untrained_left_out:
+            parts = ", ".join(hf.OPTIONAL_PARTS[part] for part in self.untrained_left_out)
+            lines.append(
+                f"left out: {parts}, which `bertjax import` initialised (its source had none) "
+                "and nothing trained; transformers initialises them on loading and says so"
+            )
         if self.architecture == "ElectraForPreTraining":
             generator = self.out_dir / ELECTRA_GENERATOR_DIR
             lines.append(
@@ -185,9 +192,16 @@ def export_hf(workdir: str | Path, out_dir: str | Path, *, step: int | None = No
     else:
         tensors = hf.params_to_hf(params)
         hf_config = hf.hf_config(config, pad_token_id=pad_token_id)
+    # Heads `bertjax import` made up for a source without them stay out: transformers then
+    # initialises them itself and says so, as it did for the source.
+    untrained = tuple(model_dir.untrained_parts(metadata))
+    left_out = [part for part in untrained if any(name.startswith(part) for name in tensors)]
+    tensors = {n: t for n, t in tensors.items() if not any(n.startswith(p) for p in untrained)}
     _write_model_dir(out_dir, tensors, hf_config, vocab_path, lowercase, config, tokenizer_json)
     architecture, kind = hf_config["architectures"][0], (task or {}).get("kind", "")
-    return ExportResult(workdir, step, out_dir, config, lowercase, architecture, kind)
+    return ExportResult(
+        workdir, step, out_dir, config, lowercase, architecture, kind, tuple(left_out)
+    )
 
 
 def _check_exportable(config: BertConfig, task: dict | None, objective: str | None) -> None:

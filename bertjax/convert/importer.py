@@ -156,6 +156,9 @@ def _import(read: Source, source: Path, out_dir: Path, seed: int) -> ImportResul
         ignored = [name for name in ignored if name not in used]
     recipe = read.sentence_embedding
     extra = {sentence_model.METADATA_ENTRY: recipe} if recipe else {}
+    prefixes = {description: prefix for prefix, description in hf.OPTIONAL_PARTS.items()}
+    if initialised:  # what fill-mask, evaluate and export must not pass off as trained
+        extra[model_dir.INITIALISED_AT_IMPORT] = [prefixes[part] for part in initialised]
     model_dir.write(
         out_dir, params, config, read.vocab_path, lowercase, str(source), task=task, extra=extra
     )

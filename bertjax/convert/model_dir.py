@@ -30,6 +30,7 @@ from typing import Any
 
 import jax
 import numpy as np
+from absl import logging
 from etils import epath
 from flax import nnx
 
@@ -80,6 +81,31 @@ def _pretrained_origin(metadata: dict) -> tuple[str | None, int | None]:
         parent = parent_metadata.get("finetuned_from")
         step = parent_metadata.get("finetuned_from_step")
     return parent, step
+
+
+# Metadata of an imported model: the name prefixes of the parts `bertjax import` initialised
+# because the source lacked them (hf.OPTIONAL_PARTS: "cls.predictions.", ...). Never trained.
+INITIALISED_AT_IMPORT = "initialised_at_import"
+
+
+def untrained_parts(metadata: dict, prefixes: tuple[str, ...] | None = None) -> list[str]:
+    """The parts of a model directory that `bertjax import` initialised (never trained), as
+    Hugging Face name prefixes; only those among `prefixes` when given."""
+    parts = metadata.get(INITIALISED_AT_IMPORT) or []
+    return [part for part in parts if prefixes is None or part in prefixes]
+
+
+def warn_if_untrained(directory, metadata: dict, prefixes: tuple[str, ...], what: str) -> None:
+    """Logs that `what` (e.g. "its fill-mask answers") comes from heads `bertjax import`
+    initialised and nobody trained, when any of `prefixes` is one."""
+    from bertjax.convert.hf import OPTIONAL_PARTS
+
+    if parts := untrained_parts(metadata, prefixes):
+        logging.warning(
+            "%s's %s was initialised by `bertjax import` (its source had none) and never "
+            "trained, so %s are random; pretrain it first: bertjax train --config.init_from=%s",
+            directory, " and ".join(OPTIONAL_PARTS[part] for part in parts), what, directory,
+        )  # fmt: skip
 
 
 def require_pretrained(directory: str | Path, metadata: dict, command: str) -> None:

@@ -290,13 +290,17 @@ def _no_documents(patterns, reports: Sequence[SourceReport]) -> UserError:
     listed = " | ".join(problems[:_MAX_LISTED_SOURCES]) + (
         f" | and {more} more" if more > 0 else ""
     )
+    return UserError(f"corpus {patterns!r} has no documents ({listed}); check {to_check(reports)}")
+
+
+def to_check(reports: Sequence[SourceReport]) -> str:
+    """The setting to check when `reports`' sources gave too few documents: the text field
+    when records lacked it, the encoding when files were not UTF-8, else the corpus."""
     if any(reason.startswith("without field") for r in reports for reason in r.skipped):
-        check = "--config.text_field (the JSON field or the column that holds the text)"
-    elif any("file not in UTF-8" in r.skipped for r in reports):
-        check = "--config.text_encoding (the files' encoding: gb18030, big5, ...)"
-    else:
-        check = CORPUS_FLAG
-    return UserError(f"corpus {patterns!r} has no documents ({listed}); check {check}")
+        return "--config.text_field (the JSON field or the column that holds the text)"
+    if any("file not in UTF-8" in r.skipped for r in reports):
+        return "--config.text_encoding (the files' encoding: gb18030, big5, ...)"
+    return CORPUS_FLAG
 
 
 def log_totals(reports: Sequence[SourceReport]) -> None:

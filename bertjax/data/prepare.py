@@ -143,8 +143,6 @@ def _prepare_shard(args: tuple) -> dict:
     """Worker: builds and writes one shard; returns its counts and build seconds."""
     sources, shard, num_shards, settings, vocab_dir, out_dir = args
     start = time.perf_counter()
-    import tensorflow as tf
-
     tokenizer = vocab.load_tokenizer(Path(vocab_dir) / VOCAB_FILE, settings["lowercase"])
     held_out: list[str] = []
     problem = ""  # why the shard read no document, said if no shard makes a row
@@ -162,33 +160,64 @@ def _prepare_shard(args: tuple) -> dict:
     except UserError as e:  # this shard got no document (e.g. more shards than documents)
         docs, num_sentences, problem = [], 0, str(e)
     rows = _shard_rows(docs, settings, settings["seed"] + shard, tokenizer)
-    unpaired = 0
-    if rows is None:  # NSP partners come from the same shard: a lone document makes no pair
-        unpaired, docs, num_sentences = len(docs), [], 0
-    num_instances = 0 if rows is None else len(rows["input_ids"])
-    num_tokens, num_unknown = documents.count_tokens(docs, tokenizer.unk_id)
+    lone = None  # NSP partners come from the same shard: a lone document makes no pair here
+    if rows is None and docs:
+        lone, docs, num_sentences = {"docs": docs, "sentences": num_sentences}, [], 0
     path = Path(out_dir) / shard_name(shard, num_shards)
+    if settings["eval_holdout_fraction"]:
+        part = Path(out_dir) / _heldout_part(shard, num_shards)
+        with gzip.open(part, "wt", encoding="utf-8") as f:
+            f.writelines(json.dumps({"text": text}, ensure_ascii=False) + "\n" for text in held_out)
+    return _write_shard(path, rows, docs, num_sentences, tokenizer.unk_id) | {
+        "unpaired_documents": len(lone["docs"]) if lone else 0,
+        "heldout_documents": len(held_out),
+        "seconds": round(time.perf_counter() - start, 3),  # after the worker's imports
+        "problem": problem,  # not in the manifest
+        "lone": lone,  # not in the manifest: paired with other shards' (`_pair_lone_documents`)
+    }
+
+
+def _write_shard(path: Path, rows, docs: list, num_sentences: int, unk_id: int) -> dict:
+    """Writes `rows` (None: none) as the TFRecord shard `path`; its manifest counts."""
+    import tensorflow as tf
+
+    num_instances = 0 if rows is None else len(rows["input_ids"])
     with tf.io.TFRecordWriter(str(path)) as writer:
         for i in range(num_instances):
             row = {key: value[i] for key, value in rows.items()}
             length = int(rows["input_mask"][i].sum())
             writer.write(_example(row, length).SerializeToString(deterministic=True))
-    if settings["eval_holdout_fraction"]:
-        part = Path(out_dir) / _heldout_part(shard, num_shards)
-        with gzip.open(part, "wt", encoding="utf-8") as f:
-            f.writelines(json.dumps({"text": text}, ensure_ascii=False) + "\n" for text in held_out)
+    num_tokens, num_unknown = documents.count_tokens(docs, unk_id)
     return {
         "file": path.name,
         "instances": num_instances,
         "documents": len(docs),
-        "unpaired_documents": unpaired,
-        "heldout_documents": len(held_out),
         "sentences": num_sentences,
         "tokens": num_tokens,
         "unknown_tokens": num_unknown,
-        "seconds": round(time.perf_counter() - start, 3),  # after the worker's imports
-        "problem": problem,  # not in the manifest
     }
+
+
+def _pair_lone_documents(shards: list[dict], settings: dict, vocab_dir: Path, out_dir: Path):
+    """NSP from shards of one document each (files of one document: a book without blank
+    lines; more shards than documents): their documents, which made no pair alone, are paired
+    with each other in the first such shard (random partners from among them); two or more
+    are needed. Before, each was left out, and a corpus of such books lost all but one."""
+    lone = [shard for shard in shards if shard["lone"]]
+    if len(lone) < 2:
+        return
+    docs = [doc for shard in lone for doc in shard["lone"]["docs"]]
+    sentences = sum(shard["lone"]["sentences"] for shard in lone)
+    tokenizer = vocab.load_tokenizer(vocab_dir / VOCAB_FILE, settings["lowercase"])
+    rows = _shard_rows(docs, settings, settings["seed"] + len(shards), tokenizer)
+    first = lone[0]
+    first |= _write_shard(out_dir / first["file"], rows, docs, sentences, tokenizer.unk_id)
+    for shard in lone:
+        shard["unpaired_documents"] = 0
+    logging.info(
+        "%d shards of one document each: their documents are paired with each other in %s",
+        len(lone), first["file"],
+    )  # fmt: skip
 
 
 def run_prepare(
@@ -262,6 +291,10 @@ def run_prepare(
         (sharded, s, num_shards, settings, str(vocab_dir), str(out_dir)) for s in range(num_shards)
     ]
     shards = _prepare_shards(jobs, max(1, min(num_workers or os.cpu_count() or 1, num_shards)))
+    if not settings["packing"]:
+        _pair_lone_documents(shards, settings, vocab_dir, out_dir)
+    for shard in shards:
+        shard.pop("lone")
     problems = [shard.pop("problem") for shard in shards]
     _check_pairs(shards, input, next(filter(None, problems), ""))
     shutil.copytree(vocab_dir, out_dir / VOCAB_SUBDIR, dirs_exist_ok=True)
@@ -322,21 +355,21 @@ def _has_a_document(source: str, settings: dict) -> bool:
 def _check_pairs(shards: list[dict], input: str, problem: str) -> None:
     """UserError when no shard made a row (the `problem` a shard met reading, if any); a warning
     for the documents left out because they were alone in their shard (NSP pairs need 2)."""
-    lone = sum(s["unpaired_documents"] for s in shards)  # a shard's lone document, or 0
+    lone = sum(s["unpaired_documents"] for s in shards)  # 1 at most: 2+ were paired
     if sum(s["instances"] for s in shards) == 0:
         if lone:
             raise UserError(
-                f"no shard of {len(shards)} holds 2 documents, and NSP pairs take their random "
-                f"partners from their shard; set --num_shards={max(1, lone // 2)} (at most half "
-                f"the {lone} documents) or --packing"
+                f"corpus {input!r} holds one document, and NSP pairs need 2 (in a .txt file, a "
+                "blank line ends a document); add documents or pass --packing"
             )
         raise UserError(problem or f"corpus {input!r} yields no training instance; check --input")
     if lone:
+        alone = [s["file"] for s in shards if s["unpaired_documents"]]
         logging.warning(
-            "%d shards hold a single document, left out: NSP pairs take their random partners "
-            "from their shard; prepare with fewer --num_shards",
-            lone,
-        )
+            "%d document alone in its shard (%s) is left out: NSP pairs take their random "
+            "partners from their shard; prepare with fewer --num_shards to keep it",
+            lone, ", ".join(alone),
+        )  # fmt: skip
 
 
 def _checked_settings(*, word_segmenter: str, text_encoding: str, **settings) -> dict:

@@ -11,6 +11,7 @@ uncased models normalise with NFKC + case folding (``nmt_nfkc_cf``), cased ones 
 import io
 import json
 import os
+import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -37,6 +38,20 @@ MODEL_TYPES = ("unigram", "bpe")
 WORD_START = "\u2581"  # "▁": SentencePiece's mark for a piece that starts a word
 # Sentences longer than this many bytes are skipped by the trainer (its default is 4192).
 _MAX_SENTENCE_BYTES = 16384
+
+
+def _size_fix(error: str) -> str:
+    """What to change for SentencePiece's error `error`: its characters must fit (Chinese text
+    has thousands: "Vocabulary size is smaller than required_chars. 3000 vs 3905"; the hint
+    said "try a smaller --size"). A size too large for the corpus is no error
+    (hard_vocab_limit=False)."""
+    if needed := re.search(r"required_chars\.\s*\d+\s*vs\s*(\d+)", error):
+        return (
+            f"the corpus's characters and the special tokens are {needed[1]} pieces the "
+            f"vocabulary must hold; use a --size above {needed[1]}, with room for the pieces "
+            "made of them"
+        )
+    return "try another --size"
 
 
 def train_sentencepiece_vocab(
@@ -89,7 +104,7 @@ def train_sentencepiece_vocab(
             minloglevel=2,
         )
     except RuntimeError as e:
-        raise UserError(f"SentencePiece training failed ({e}); try a smaller --size") from None
+        raise UserError(f"SentencePiece training failed ({e}); {_size_fix(str(e))}") from None
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / MODEL_FILE).write_bytes(model.getvalue())

@@ -3,7 +3,10 @@ mark (what Windows tools save as "Unicode": PowerShell 5's ``>``, Notepad, Excel
 Text"), and other encodings told from UTF-8 by a file's first lines (GBK, Big5, Shift-JIS,
 Windows-1252), which are refused with how to convert them: their text read as UTF-8 is U+FFFD
 and mojibake, and a vocabulary or model trained on it is silently worthless. A corpus whose
-encoding is given (`--config.text_encoding`) is decoded in it instead (`lines_in`)."""
+encoding is given (`--config.text_encoding`) is decoded in it instead (`lines_in`), except files
+whose text is valid UTF-8 (a corpus of GBK and UTF-8 files) or that mark their encoding; a file
+the given encoding does not decode is told as one not in UTF-8 is (`check_decodes`), and
+"utf-8" given is the default, checked alike."""
 
 import codecs
 import io
@@ -34,24 +37,67 @@ CONVERT_HINT = (
 )
 
 
+class NotInEncodingError(ValueError):
+    """A text file that the encoding given for it (`--config.text_encoding`) does not decode."""
+
+
+def _decoding(lines: list[bytes], encoding: str) -> tuple[int, int]:
+    """(valid, invalid): how many of `lines` with non-ASCII bytes `encoding` decodes."""
+    valid = invalid = 0
+    for line in lines:
+        if not line.isascii():
+            try:
+                line.decode(encoding)
+                valid += 1
+            except UnicodeDecodeError:
+                invalid += 1
+    return valid, invalid
+
+
+def _mostly_invalid(lines: list[bytes], valid: int, invalid: int) -> bool:
+    return invalid > valid and invalid >= max(2, len(lines) / 100)
+
+
 def check_utf8(lines: list[bytes]) -> None:
     """NotUtf8Error when `lines` (a file's first, whole lines) are in another encoding: more of
     those with non-ASCII bytes are invalid UTF-8 than valid, and at least 2 and 1% of all. Stray
     bad bytes in UTF-8 text (cut or corrupt lines), or a few in a mostly ASCII file, are repaired
     and counted instead: what they cost is as small as they are."""
-    valid = invalid = 0
-    for line in lines:
-        if not line.isascii():
-            try:
-                line.decode("utf-8")
-                valid += 1
-            except UnicodeDecodeError:
-                invalid += 1
-    if invalid > valid and invalid >= max(2, len(lines) / 100):
+    valid, invalid = _decoding(lines, "utf-8")
+    if _mostly_invalid(lines, valid, invalid):
         raise NotUtf8Error(
             f"not UTF-8 text ({invalid} of the first {valid + invalid} lines with non-ASCII "
             f"bytes are invalid UTF-8); {CONVERT_HINT}"
         )
+
+
+def check_decodes(lines: list[bytes], encoding: str) -> None:
+    """NotInEncodingError when the given `encoding` fails on `lines` as `check_utf8` tells a
+    file that is not UTF-8 (a GBK file given as big5 read on, as mojibake, before)."""
+    valid, invalid = _decoding(lines, encoding)
+    if _mostly_invalid(lines, valid, invalid):
+        raise NotInEncodingError(
+            f"not {encoding} text ({invalid} of the first {valid + invalid} lines with non-ASCII "
+            f"bytes are invalid {encoding})"
+        )
+
+
+def is_utf8_text(lines: list[bytes]) -> bool:
+    """Whether `lines` hold non-ASCII text, all of it valid UTF-8: such a file is UTF-8 whatever
+    encoding was given for the corpus (other encodings' non-ASCII text is not valid UTF-8 by
+    chance), so a corpus of GBK and UTF-8 files reads with text_encoding=gb18030."""
+    valid, invalid = _decoding(lines, "utf-8")
+    return valid > 0 and invalid == 0
+
+
+def is_utf8(encoding: str) -> bool:
+    """Whether `encoding` (a codec name Python knows) is UTF-8, with or without a mark."""
+    return codecs.lookup(encoding).name in ("utf-8", "utf-8-sig")
+
+
+def ascii_compatible(encoding: str) -> bool:
+    """Whether `encoding` writes ASCII as ASCII (GB18030, Big5, Shift-JIS, CP1252; not UTF-16)."""
+    return "\n".encode(encoding) == b"\n"
 
 
 def decode(line: bytes, report, encoding: str = "utf-8") -> str:
@@ -69,7 +115,7 @@ def lines_in(f, encoding: str, report) -> Iterator[str]:
     (bad bytes counted) when the encoding writes ASCII as ASCII (GB18030, Big5 and Shift-JIS do,
     no byte of their multi-byte characters a newline; CP1252 is one byte a character), else
     (UTF-16/32) decoded as a stream (`stream_lines`)."""
-    if "\n".encode(encoding) != b"\n":
+    if not ascii_compatible(encoding):
         yield from stream_lines(f, encoding, report)
         return
     for line in f:
@@ -122,17 +168,28 @@ def text_encoding(path: str | os.PathLike, given: str = "") -> str:
     text_encoding), else UTF-16/32 by its byte-order mark, else UTF-8 without a leading
     byte-order mark ("utf-8-sig"); a file in another encoding is a UserError naming it and how
     to convert it."""
-    if given:
+    if given and not ascii_compatible(given):  # UTF-16/32 given: no line sniffing
         return given
     with open(path, "rb") as f:
         head = f.read(SNIFF_BYTES)
         cut = len(head) == SNIFF_BYTES  # its last line may be cut short
     if encoding := bom_encoding(head):
         return encoding
+    lines = head.split(b"\n")[: -1 if cut else None]
+    if given and not is_utf8(given):
+        if is_utf8_text(lines):
+            return "utf-8-sig"
+        try:
+            check_decodes(lines, given)
+        except NotInEncodingError as e:
+            raise UserError(f"{path} is {e}; check --config.text_encoding") from None
+        return given
     try:
-        check_utf8(head.split(b"\n")[: -1 if cut else None])
-    except NotUtf8Error as e:
-        raise UserError(f"{path} is {e}") from None
+        check_utf8(lines)
+    except NotUtf8Error as e:  # the flag: fine-tuning's; `bertjax predict`'s errors rename it
+        raise UserError(
+            f"{path} is {e}; or read it as it is: --config.text_encoding=gb18030 (big5, ...)"
+        ) from None
     return "utf-8-sig"
 
 

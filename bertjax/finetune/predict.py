@@ -32,6 +32,7 @@ does not grow with it, into OUT.partial, renamed to OUT when complete.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import itertools
 import json
@@ -43,6 +44,7 @@ import jax
 import ml_collections
 import numpy as np
 import scipy.special
+from absl import logging
 from flax import nnx
 from jax.sharding import NamedSharding, PartitionSpec
 
@@ -128,21 +130,34 @@ def predict_file(
         paths.as_path(model_path) / tokenizers.VOCAB_FILE, model_dir.lowercase(metadata)
     )
     logits_of = _predictor(model_path, step, metadata, task, settings)
-    numbers = itertools.count()
+    numbers, cut = itertools.count(), collections.Counter()
     _write(out_path, task, chunks, lambda chunk: _predicted(
-        task, chunk, tok, settings, logits_of, model_path, first=next(numbers) == 0))  # fmt: skip
+        task, chunk, tok, settings, logits_of, model_path, next(numbers) == 0, cut))  # fmt: skip
+    if cut["records"]:
+        logging.warning(
+            "%d of the %d records are longer than the model's max_seq_length=%d tokens: their "
+            "last %d words in all are not predicted but tagged \"O\"; split such texts (into "
+            "sentences, say) to tag them whole",
+            cut["records"], count, settings.max_seq_length, cut["words"],
+        )  # fmt: skip
     return Predictions(task, count, out_path)
 
 
-def _predicted(task, chunk, tokenizer, settings, logits_of, model_path, first) -> list[dict]:
+def _predicted(
+    task, chunk, tokenizer, settings, logits_of, model_path, first: bool, cut
+) -> list[dict]:
     """The output records of one chunk of (records, examples); the `first` chunk's tokens are
-    checked for [UNK] (a text in a script the model's vocabulary lacks)."""
+    checked for [UNK] (a text in a script the model's vocabulary lacks); `cut` counts the
+    records (and words) of a tagging input that max_seq_length cuts short."""
     records, examples = chunk
     encoded, qa = inference.encode(task["kind"], examples, tokenizer, settings)
     if first:
         inference.warn_if_unknown_tokens(
             encoded, tokenizer, f"the input's tokens (its first {len(records)} records)"
         )
+    for pieces in encoded.first_piece or []:  # tagging: -1 for a word past the row's end
+        words = sum(position < 0 for position in pieces)
+        cut.update(records=int(words > 0), words=words)
     logits = logits_of(encoded)
     predicted = inference.decode(
         task["kind"], task["labels"], examples, encoded, qa, logits, settings,

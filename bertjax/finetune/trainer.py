@@ -30,7 +30,7 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from bertjax import paths, sharding
+from bertjax import paths, run_lock, sharding
 from bertjax.convert import task_heads
 from bertjax.data import vocab
 from bertjax.errors import UserError
@@ -67,38 +67,43 @@ def finetune(
     pretrained, encoder, lowercase, vocab_path, init_step = model.load_encoder(init, step)
     bert_config = _finetuning_config(pretrained, config)
     paths.make_local_dir(workdir_path, "--workdir")  # only once the init has loaded
-    if random_init:  # the init's architecture and vocabulary only: any step has the same
-        encoder, init_step = None, None
-    recipe.claim_workdir(workdir_path, task_name, init, init_step, random_init, config)
-    tokenizer = vocab.load_tokenizer(vocab_path, lowercase)
-    task = tasks.hold_out_dev(
-        tasks.load_task(task_name, config), recipe.field(config, "dev_fraction")
-    )
-    prepared = inference.prepare(task, tokenizer, config)
-    inference.warn_if_unknown_tokens(prepared.train, tokenizer, "the training examples' tokens")
-    if recipe.field(config, "save_model"):
-        _warn_if_not_exportable(_task_entry(prepared.task, config), bert_config)
-    compiled = steps.compile_task(prepared, bert_config, config, devices)
-    per_seed = {}
-    for seed in recipe.parse_seeds(config.seeds):
-        seed_dir = workdir_path / f"seed_{seed}"
-        done = seed_dir / "result.json"
-        if done.exists():
-            per_seed[seed] = json.loads(done.read_text())
-            logging.info("Seed %d already finished: %s", seed, per_seed[seed])
-            continue
-        seed_dir.mkdir(exist_ok=True)
-        per_seed[seed], params = train_one_seed(prepared, compiled, encoder, config, seed, seed_dir)
+    with run_lock.held(workdir_path):  # one fine-tune at a time in a workdir
+        if random_init:  # the init's architecture and vocabulary only: any step has the same
+            encoder, init_step = None, None
+        recipe.claim_workdir(workdir_path, task_name, init, init_step, random_init, config)
+        tokenizer = vocab.load_tokenizer(vocab_path, lowercase)
+        task = tasks.hold_out_dev(
+            tasks.load_task(task_name, config), recipe.field(config, "dev_fraction")
+        )
+        prepared = inference.prepare(task, tokenizer, config)
+        inference.warn_if_unknown_tokens(prepared.train, tokenizer, "the training examples' tokens")
         if recipe.field(config, "save_model"):
-            model.save_finetuned(
-                seed_dir / MODEL_DIR, params, bert_config, vocab_path, lowercase,
-                task=_task_entry(prepared.task, config), init=str(paths.as_path(init)),
-                init_step=init_step,
-            )  # fmt: skip
-        done.write_text(json.dumps(per_seed[seed], indent=2) + "\n")
-    results = summarize(task_name, init, init_step, random_init, prepared.task, per_seed, config)
-    (workdir_path / "results.json").write_text(json.dumps(results, indent=2) + "\n")
-    (workdir_path / "results.md").write_text("\n".join(results_table([results])) + "\n")
+            _warn_if_not_exportable(_task_entry(prepared.task, config), bert_config)
+        compiled = steps.compile_task(prepared, bert_config, config, devices)
+        per_seed = {}
+        for seed in recipe.parse_seeds(config.seeds):
+            seed_dir = workdir_path / f"seed_{seed}"
+            done = seed_dir / "result.json"
+            if done.exists():
+                per_seed[seed] = json.loads(done.read_text())
+                logging.info("Seed %d already finished: %s", seed, per_seed[seed])
+                continue
+            seed_dir.mkdir(exist_ok=True)
+            per_seed[seed], params = train_one_seed(
+                prepared, compiled, encoder, config, seed, seed_dir
+            )
+            if recipe.field(config, "save_model"):
+                model.save_finetuned(
+                    seed_dir / MODEL_DIR, params, bert_config, vocab_path, lowercase,
+                    task=_task_entry(prepared.task, config), init=str(paths.as_path(init)),
+                    init_step=init_step,
+                )  # fmt: skip
+            done.write_text(json.dumps(per_seed[seed], indent=2) + "\n")
+        results = summarize(
+            task_name, init, init_step, random_init, prepared.task, per_seed, config
+        )
+        (workdir_path / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+        (workdir_path / "results.md").write_text("\n".join(results_table([results])) + "\n")
     return results
 
 

@@ -319,6 +319,26 @@ def test_text_encoding_reads_such_files_as_their_utf8_copies(tmp_path, encoding)
         _read(f"{tmp_path}/legacy/*")  # as UTF-8: every file skipped
 
 
+def test_a_given_encoding_reads_utf8_files_as_utf8_and_skips_files_it_cannot_decode(tmp_path):
+    """A corpus of GBK and UTF-8 files given as gb18030: the UTF-8 file was decoded as GB18030
+    (mojibake trained into the vocabulary); it is read as UTF-8, said in its report. A GBK file
+    given as "utf-8" was read on with every line "repaired"; it is skipped as by default. A
+    file the given encoding does not decode is skipped, naming the setting (one that decodes
+    it into other characters, GBK as Big5 or Shift-JIS, cannot be told)."""
+    lines = [LEGACY["gb18030"].format(i) for i in range(30)]
+    (tmp_path / "a_gbk.txt").write_bytes("\n\n".join(lines).encode("gb18030"))
+    (tmp_path / "b_utf8.txt").write_bytes("\n\n".join(lines).encode("utf-8"))
+    docs, reports = _read(f"{tmp_path}/*.txt", text_encoding="gb18030")
+    assert docs == lines + lines and not reports[0].repaired
+    assert reports[1].repaired == {"file read as UTF-8 (its text is valid UTF-8), not gb18030": 1}
+    docs, reports = _read(f"{tmp_path}/*.txt", text_encoding="utf-8")
+    assert docs == lines and reports[0].skipped == {"file not in UTF-8": 1}
+    (tmp_path / "c_gbk.txt").write_bytes("\n\n".join(lines).encode("gb18030") + b"\n")
+    docs, reports = _read(f"{tmp_path}/[bc]_*.txt", text_encoding="euc_jp")  # GBK is not EUC-JP
+    assert docs == lines and reports[1].skipped == {"file not in the given encoding": 1}
+    assert "not euc_jp text (" in reports[1].first_place["file not in the given encoding"]
+
+
 def test_an_unknown_text_encoding_is_a_one_line_error_and_stray_bytes_are_counted(tmp_path):
     from bertjax.data.spec import DataSpec
 

@@ -326,7 +326,9 @@ def test_prepare_command_line_reads_paragraph_text(corpus_dir, tmp_path, capsys)
 def test_nsp_from_one_document_files_pairs_them_in_shards_of_two(corpus_dir, tmp_path, caplog):
     """--text_format=paragraphs makes each file one document and NSP partners come from the
     shard: by default a shard takes two files (one each made no pair and failed as 'yields no
-    training instance'); too many shards name the fix, a shard's lone document is a warning."""
+    training instance'); shards of one document each pair their documents in the first of
+    them (they were left out: a corpus of books without blank lines lost all but one); one
+    document left alone is a warning naming its shard, a corpus of one document an error."""
     texts = [json.loads(line)["text"] for line in (corpus_dir / "part-0.jsonl").open()]
     for i, text in enumerate(texts[:5]):
         (tmp_path / f"book-{i}.txt").write_text(text)
@@ -337,12 +339,22 @@ def test_nsp_from_one_document_files_pairs_them_in_shards_of_two(corpus_dir, tmp
     manifest = run(tmp_path / "default")
     assert [s["documents"] for s in manifest["shards"]] == [3, 2]
     assert all(s["instances"] > 0 for s in manifest["shards"])
-    with pytest.raises(UserError, match=r"no shard of 5 holds 2 documents.*--num_shards=2 "):
-        run(tmp_path / "five", num_shards=5)
+    manifest = run(tmp_path / "five", num_shards=5)
+    assert [s["documents"] for s in manifest["shards"]] == [5, 0, 0, 0, 0]
+    assert manifest["shards"][0]["instances"] > 0 and manifest["num_documents"] == 5
+    assert sum(s["unpaired_documents"] for s in manifest["shards"]) == 0
+    assert "5 shards of one document each: their documents are paired" in caplog.text
     manifest = run(tmp_path / "three", num_shards=3)  # files 0 and 3, 1 and 4, 2 alone
     assert [s["documents"] for s in manifest["shards"]] == [2, 2, 0]
     assert [s["unpaired_documents"] for s in manifest["shards"]] == [0, 0, 1]
-    assert "1 shards hold a single document, left out" in caplog.text
+    assert (
+        "1 document alone in its shard (instances-00002-of-00003.tfrecord) is left" in caplog.text
+    )
+    with pytest.raises(UserError, match=r"holds one document, and NSP pairs need 2 \(in a .txt "):
+        prepare.run_prepare(
+            f"{tmp_path}/book-0.txt", corpus_dir / "vocab", tmp_path / "one",
+            text_format="paragraphs", max_seq_length=LENGTH, dupe_factor=1, num_workers=1,
+        )  # fmt: skip
 
 
 def test_one_document_files_without_a_document_are_not_paired_by_default(corpus_dir, tmp_path):

@@ -292,6 +292,13 @@ def test_a_corpus_without_documents_is_a_one_line_error(corpus_dir, tmp_path):
     with pytest.raises(UserError, match="process 0 found 0 training documents in its 2") as info:
         _dataset(_stream(config), config)
     assert "\n" not in str(info.value) and "1 invalid JSON" in str(info.value)
+    assert str(info.value).endswith("; check --config.corpus")
+    # Records without the text field: the field is what to check, as in-memory reading says.
+    (tmp_path / "zh.jsonl").write_text('{"正文": "第一句。第二句。"}\n' * 3, encoding="utf-8")
+    config = _config(corpus_dir, corpus=f"{tmp_path}/zh.jsonl")
+    with pytest.raises(UserError, match=r"skipped 3 without field 'text'.*; check "
+                                        r"--config.text_field \(the JSON field"):  # fmt: skip
+        _dataset(_stream(config), config)
 
 
 def test_prepared_dir_and_one_document_chunks_are_one_line_errors():

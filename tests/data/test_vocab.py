@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 
 from bertjax import config as base_config
-from bertjax.data import pipeline, prepare, sentences, vocab
+from bertjax.data import pipeline, prepare, sentencepiece_vocab, sentences, vocab
 from bertjax.data.corpus import SAMPLE_CORPUS
 from bertjax.data.masking import MaskingSpec, masking_tables
 from bertjax.data.sentencepiece_vocab import SentencePieceTokenizer
@@ -198,6 +198,14 @@ def test_run_vocab_user_errors(tmp_path, kwargs, message):
             kwargs.pop("input", CORPUS), out_dir=tmp_path,
             sample_bytes=kwargs.pop("sample_bytes", 10_000), **kwargs,
         )  # fmt: skip
+
+
+def test_a_sentencepiece_size_below_the_corpus_characters_names_the_size_needed(tmp_path):
+    """Chinese text has thousands of characters, each a piece SentencePiece must keep; its error
+    said "try a smaller --size" (smaller ones fail alike)."""
+    texts = ["".join(chr(0x4E00 + (i * 7 + j) % 800) for j in range(40)) for i in range(400)]
+    with pytest.raises(UserError, match=r"use a --size above 806, with room for the pieces"):
+        sentencepiece_vocab.train_sentencepiece_vocab(texts, 300, True, tmp_path)
 
 
 def test_unknown_tokens_warning_names_sentencepiece_causes(sentencepiece_dir, tmp_path, caplog):

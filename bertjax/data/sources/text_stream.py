@@ -394,5 +394,5 @@ def check_has_documents(stream: TextStream, files: list[str], process_index: int
         problems = " | ".join(r.summary() for r in reports[:3])
         raise UserError(
             f"process {process_index} found {found} training documents in its {len(files)} "
-            f"corpus sources, needs {needed} ({problems}); check --config.corpus"
+            f"corpus sources, needs {needed} ({problems}); check {corpus.to_check(reports)}"
         )

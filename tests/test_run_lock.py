@@ -1,0 +1,58 @@
+"""One run at a time in a workdir (bertjax/run_lock.py): a second run is refused in one line
+naming the holder; the lock goes with its holder's process, however it ends."""
+
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from bertjax import run_lock, train
+from bertjax.errors import UserError
+from tests.test_smoke import small_smoke_config
+
+HOLD = textwrap.dedent(
+    """
+    import sys, time
+    from bertjax import run_lock
+    with run_lock.held(sys.argv[1]):
+        print("held", flush=True)
+        time.sleep(600)
+    """
+)
+
+
+def test_a_second_run_in_a_held_workdir_is_refused_until_the_holder_ends(tmp_path):
+    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(tmp_path / "run")],
+                              stdout=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        config = small_smoke_config(tmp_path)
+        with pytest.raises(UserError, match=rf"^--workdir={tmp_path}/run is in use by another "
+                                            rf"run \(pid {holder.pid} on .*, since "):  # fmt: skip
+            train.train_and_evaluate(config, tmp_path / "run")
+        assert sorted(p.name for p in (tmp_path / "run").iterdir()) == [run_lock.LOCK_FILE]
+    finally:
+        holder.kill()  # SIGKILL: no clean-up runs, the kernel drops the lock
+        holder.wait()
+    with run_lock.held(tmp_path / "run"):  # free again, though its file stays
+        with pytest.raises(UserError, match="is in use by another run"):
+            with run_lock.held(tmp_path / "run", "--out"):  # one process, another open file
+                pass
+    with run_lock.held(tmp_path / "run"), run_lock.held(tmp_path / "run", lead=False):
+        pass  # a multi-host run's other processes do not take it
+
+
+def test_a_fine_tune_holds_its_workdir(tmp_path):
+    """Refused before it writes finetune_settings.json (what would claim the workdir)."""
+    from bertjax.finetune import trainer
+    from tests.test_finetune import config_for, synthetic_sentiment, tiny_model_dir, write_jsonl
+
+    records = synthetic_sentiment(16, seed=0)
+    init = tiny_model_dir(tmp_path, [r["text"] for r in records] * 5)
+    data = write_jsonl(tmp_path / "train.jsonl", records)
+    config = config_for(kind="classification", train_file=data, eval_file=data, num_epochs=1)
+    with run_lock.held(tmp_path / "ft"):
+        with pytest.raises(UserError, match=f"--workdir={tmp_path}/ft is in use by another run"):
+            trainer.finetune("jsonl", str(init), str(tmp_path / "ft"), config)
+    assert sorted(p.name for p in (tmp_path / "ft").iterdir()) == [run_lock.LOCK_FILE]
