@@ -7,8 +7,9 @@ of `size` trained on the corpus that the base lacks, in that vocabulary's order:
 first (the base would make any word holding a new one [UNK]), then the wordpieces in the order
 the trainer merged them (most frequent pairs first), less those that tokenizing the corpus sample
 with the extended vocabulary never uses: fragments of words the base has whole ("dur", "##fter"),
-whose rows nothing would train (on a 150-line domain corpus extending MiniLM, 73 of 78 added
-tokens were such). The run's embeddings keep the base's rows and start the new ones at their mean
+whose rows nothing would train (a 150-document marine-survey corpus extending MiniLM's vocabulary
+to 30,600 added 78 tokens, 5 of them used; now 9, each used 71 to 92 times: hydrophone, seagrass,
+kelp, ...). The run's embeddings keep the base's rows and start the new ones at their mean
 (`bertjax/vocabulary_growth.py`).
 """
 
@@ -111,7 +112,8 @@ def extend_wordpiece_vocab(
     added = kept[: size - len(base)]
     if len(added) < size - len(base):
         logging.warning(
-            "The corpus gave %d new tokens, not the %d asked: the vocabulary has %d",
+            "The corpus gave %d new tokens that its text uses, not the %d asked: the vocabulary "
+            "has %d",
             len(added), size - len(base), len(base) + len(added),
         )  # fmt: skip
     tokens = [*base, *added]
