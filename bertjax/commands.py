@@ -223,6 +223,19 @@ def _fill_mask(fv: flags.FlagValues, arguments: list[str]) -> None:
     print("\n".join(fill_mask.format_answers(arguments, answers)))
 
 
+def _show_masking_check(fv: flags.FlagValues, arguments: list[str]) -> None:
+    if fv.num_instances < 1:
+        raise UserError(f"--num_instances={fv.num_instances} must be >= 1")
+
+
+def _show_masking(fv: flags.FlagValues, arguments: list[str]) -> None:
+    startup.start_jax(quiet=not fv.debug)
+    from bertjax import masking_preview
+
+    shown = masking_preview.show_masking(fv.config, fv.num_instances)
+    print("\n".join(masking_preview.format_shown(shown)))
+
+
 # bench: the benchmark package (bertjax/bench/) is imported only when the command is bench.
 def _bench_flags() -> Sequence[FlagSpec]:
     from bertjax.bench import run  # stdlib, numpy and absl at import; JAX once it runs
@@ -367,6 +380,16 @@ COMMANDS: dict[str, Command] = {
         (WORKDIR, STEP, ("integer", "top_k", 5, "Answers shown per [MASK].")),
         _fill_mask, ("workdir",), FILL_MASK_NEEDS,
         _fill_mask_check, takes_arguments=True,
+    ),
+    "show-masking": Command(
+        "bertjax show-masking --config=CONFIG.py [--config.FIELD=VALUE ...] [--num_instances=3]",
+        (
+            ("config", "config", None, CONFIG_HELP),
+            ("integer", "num_instances", 3, "Instances of the first batch shown."),
+        ),
+        _show_masking, ("config",),
+        "show-masking needs --config=CONFIG.py (the run's: its corpus, vocabulary and masking)",
+        _show_masking_check,
     ),
     "bench": Command(
         "bertjax bench --model=SIZE --seq_len=N --batch_size=N [--steps=N] [--peers]\n"

@@ -24,6 +24,7 @@ OLD_FLAGS = {
     "train": ["--config=configs/cpu_smoke.py", "--workdir=w", "--print_sharding", "--distributed",
               "--coordinator_address=h:1", "--num_processes=2", "--process_id=0"],
     "export": ["--workdir=w", "--out=o", "--step=3"],
+    "show-masking": ["--config=configs/cpu_smoke.py", "--num_instances=2"],
     "import": ["--from=f", "--out=o"],
     "vocab": ["--input=i", "--out=o", "--kind=sentencepiece", "--size=100", "--nouncased",
               "--model_type=bpe", "--sample_bytes=10", "--text_field=t", "--seed=1",
