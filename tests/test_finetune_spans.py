@@ -7,6 +7,7 @@ import logging
 
 import pytest
 
+from bertjax.data.tokenizer import WordPieceTokenizer
 from bertjax.errors import UserError
 from bertjax.finetune import predict, span_records, tasks, trainer
 from tests.test_finetune import config_for, tiny_model_dir, write_jsonl
@@ -146,12 +147,23 @@ def test_a_tagger_fine_tunes_from_spans_and_predicts_spans(tmp_path, caplog):
     (line,) = map(json.loads, (tmp_path / "out.jsonl").read_text().splitlines())
     assert line["predicted_spans"] == [[0, 3, "PER"], [12, 16, "LOC"]], line
     assert line["predicted_tags"] == ["B-PER", "O", "O", "B-LOC", "O", "O"]
-    assert "longer than the model's max_seq_length" not in caplog.text
-    # A text past max_seq_length: its words beyond are tagged "O" unpredicted, and said so
+    # A text past max_seq_length is tagged whole, in windows: each sentence as when alone
+    # (its last 210 words were "O", unsaid, before); a word too long for a row is said.
     long = write_jsonl(tmp_path / "long.jsonl", [{"text": "Tom went to Rome today . " * 40}])
+    predict.predict_file(str(saved), long, str(tmp_path / "long_out.jsonl"))
+    (whole,) = map(json.loads, (tmp_path / "long_out.jsonl").read_text().splitlines())
+    assert whole["predicted_tags"] == line["predicted_tags"] * 40
+    assert "more wordpieces than a row" not in caplog.text
+    tokenizer = WordPieceTokenizer(saved / "vocab.txt", lowercase=True)
+    candidates = [pair * 45 for pair in ("at", "ot", "ao", "ta", "to", "ar", "ra")]
+    word = max(candidates, key=lambda w: len(tokenizer.encode([w])[0]))
+    assert len(tokenizer.encode([word])[0]) > 62  # more pieces than a row of 64 holds
+    too_long = write_jsonl(tmp_path / "word.jsonl", [{"text": f"Tom went to {word} ."}])
     with caplog.at_level(logging.WARNING, logger="absl"):
-        predict.predict_file(str(saved), long, str(tmp_path / "long_out.jsonl"))
-    assert "1 of the 1 records are longer than the model's max_seq_length=" in caplog.text
+        predict.predict_file(str(saved), too_long, str(tmp_path / "word_out.jsonl"))
+    assert "1 words of 1 records have more wordpieces than a row of max_seq_length=64" in (
+        caplog.text
+    )
     with pytest.raises(UserError, match="--tokens_field does not apply to a tagger fine-tuned"):
         predict.predict_file(str(saved), texts, str(tmp_path / "x.jsonl"), tokens_field="words")
     renamed = write_jsonl(tmp_path / "renamed.jsonl", [{"body": "Tom went to Rome today ."}])

@@ -15,7 +15,15 @@ from absl import logging
 
 from bertjax import sharding
 from bertjax.data import documents
-from bertjax.finetune import cmrc_scores, features, recipe, scores, squad, tasks
+from bertjax.finetune import (
+    cmrc_scores,
+    features,
+    recipe,
+    scores,
+    squad,
+    tagging_windows,
+    tasks,
+)
 from bertjax.finetune.choice_records import KIND as CHOICE_KIND
 from bertjax.finetune.records import TEXT_KINDS
 
@@ -30,9 +38,9 @@ class Prepared:
     task: tasks.TaskData
     train: features.Encoded
     eval: features.Encoded
-    qa_eval: squad.QAFeatures | None = None
+    qa_eval: squad.QAFeatures | tagging_windows.Windows | None = None  # QA's, tagging's windows
     dev: features.Encoded | None = None  # when the task has dev examples
-    qa_dev: squad.QAFeatures | None = None
+    qa_dev: squad.QAFeatures | tagging_windows.Windows | None = None
 
     def split(self, name: str) -> tuple[list, features.Encoded, squad.QAFeatures | None]:
         """The examples, model inputs and QA windows of the "eval" or "dev" split."""
@@ -51,14 +59,16 @@ def prepare(task: tasks.TaskData, tokenizer, config: ml_collections.ConfigDict) 
 
 def encode(
     kind: str, examples: list, tokenizer, config
-) -> tuple[features.Encoded, squad.QAFeatures | None]:
-    """Model inputs of `examples` of a task of `kind`; QA also gives its windows' features.
-    `config`: max_seq_length, and for QA doc_stride and max_query_length."""
+) -> tuple[features.Encoded, squad.QAFeatures | tagging_windows.Windows | None]:
+    """Model inputs of `examples` of a task of `kind`; QA also gives its windows' features,
+    tagging where its rows' words come from (a long example's windows). `config`:
+    max_seq_length, and for QA doc_stride and max_query_length."""
     length = config.max_seq_length
     if kind in TEXT_KINDS:
         return features.encode_texts(examples, tokenizer, max_seq_length=length), None
-    if kind == "tagging":
-        return features.encode_tagged(examples, tokenizer, max_seq_length=length), None
+    if kind == "tagging":  # a long example in windows (`tagging_windows`), merged by `decode`
+        windows, located = tagging_windows.split(examples, tokenizer, length)
+        return features.encode_tagged(windows, tokenizer, max_seq_length=length), located
     if kind == CHOICE_KIND:
         return features.encode_choices(examples, tokenizer, max_seq_length=length), None
     qa = squad.make_features(
@@ -168,10 +178,11 @@ def decode(
 ) -> list:
     """Each example's prediction from its rows' logits: the label id (classification), 1/0 for
     each label (multilabel: 1 where the label's probability, sigmoid(logit), is over `config`'s
-    multilabel_threshold), the number (regression), the tag of every word (tagging; a word cut
-    off by max_seq_length is "O"), the answer text (QA: the best span over the example's
-    windows, `config`: n_best, max_answer_length; "" where `null_threshold` says there is
-    none, `squad.decode`), the index of the highest-scoring choice (multiple choice)."""
+    multilabel_threshold), the number (regression), the tag of every word (tagging: from its
+    window of most context; a word of more pieces than a row is "O"), the answer text (QA:
+    the best span over the example's windows, `config`: n_best, max_answer_length; "" where
+    `null_threshold` says there is none, `squad.decode`), the index of the highest-scoring
+    choice (multiple choice)."""
     if kind == CHOICE_KIND:
         return [int(np.argmax(x[:n])) for x, n in zip(logits, encoded.num_choices, strict=True)]
     if kind == "classification":
@@ -182,11 +193,11 @@ def decode(
         return [(x > logit).astype(np.int32) for x in logits]
     if kind == "regression":
         return [float(x[0]) for x in logits]
-    if kind == "tagging":
-        return [
+    if kind == "tagging":  # `qa`: the windows' `tagging_windows.Windows`
+        return qa.merge([
             [labels[int(np.argmax(row_logits[p]))] if p >= 0 else "O" for p in first]
             for first, row_logits in zip(encoded.first_piece, logits, strict=True)
-        ]
+        ])  # fmt: skip
     start, end = _qa_logits(qa, logits)
     answers = squad.decode(
         examples, qa, start, end, n_best=config.n_best, max_answer_length=config.max_answer_length,

@@ -133,12 +133,11 @@ def predict_file(
     numbers, cut = itertools.count(), collections.Counter()
     _write(out_path, task, chunks, lambda chunk: _predicted(
         task, chunk, tok, settings, logits_of, model_path, next(numbers) == 0, cut))  # fmt: skip
-    if cut["records"]:
+    if cut["words"]:
         logging.warning(
-            "%d of the %d records are longer than the model's max_seq_length=%d tokens: their "
-            "last %d words in all are not predicted but tagged \"O\"; split such texts (into "
-            "sentences, say) to tag them whole",
-            cut["records"], count, settings.max_seq_length, cut["words"],
+            "%d words of %d records have more wordpieces than a row of max_seq_length=%d holds "
+            "(a long URL, say): they are not predicted but tagged \"O\"",
+            cut["words"], cut["records"], settings.max_seq_length,
         )  # fmt: skip
     return Predictions(task, count, out_path)
 
@@ -148,14 +147,15 @@ def _predicted(
 ) -> list[dict]:
     """The output records of one chunk of (records, examples); the `first` chunk's tokens are
     checked for [UNK] (a text in a script the model's vocabulary lacks); `cut` counts the
-    records (and words) of a tagging input that max_seq_length cuts short."""
+    words (and rows) of a tagging input too long for a row even alone (long records are
+    tagged in windows)."""
     records, examples = chunk
     encoded, qa = inference.encode(task["kind"], examples, tokenizer, settings)
     if first:
         inference.warn_if_unknown_tokens(
             encoded, tokenizer, f"the input's tokens (its first {len(records)} records)"
         )
-    for pieces in encoded.first_piece or []:  # tagging: -1 for a word past the row's end
+    for pieces in encoded.first_piece or []:  # tagging: -1 for a word cut off its window
         words = sum(position < 0 for position in pieces)
         cut.update(records=int(words > 0), words=words)
     logits = logits_of(encoded)
