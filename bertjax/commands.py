@@ -223,11 +223,6 @@ def _fill_mask(fv: flags.FlagValues, arguments: list[str]) -> None:
     print("\n".join(fill_mask.format_answers(arguments, answers)))
 
 
-def _show_masking_check(fv: flags.FlagValues, arguments: list[str]) -> None:
-    if fv.num_instances < 1:
-        raise UserError(f"--num_instances={fv.num_instances} must be >= 1")
-
-
 def _show_masking(fv: flags.FlagValues, arguments: list[str]) -> None:
     startup.start_jax(quiet=not fv.debug)
     from bertjax import masking_preview
@@ -389,7 +384,6 @@ COMMANDS: dict[str, Command] = {
         ),
         _show_masking, ("config",),
         "show-masking needs --config=CONFIG.py (the run's: its corpus, vocabulary and masking)",
-        _show_masking_check,
     ),
     "bench": Command(
         "bertjax bench --model=SIZE --seq_len=N --batch_size=N [--steps=N] [--peers]\n"

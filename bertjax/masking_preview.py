@@ -16,6 +16,7 @@ import ml_collections
 import numpy as np
 
 from bertjax.config import validate
+from bertjax.errors import UserError
 
 PACKED_NSP_NOTE = "packed rows (no next-sentence pair)"
 
@@ -31,6 +32,8 @@ def show_masking(config: ml_collections.ConfigDict, num_instances: int) -> list[
     size), as training builds and masks them (its vocabulary, corpus, masking and seed)."""
     from bertjax.data import pipeline  # deferred: tf.data
 
+    if num_instances < 1:
+        raise UserError(f"--num_instances={num_instances} must be >= 1")
     spec = validate(config)
     data = pipeline.build_pretraining_data(spec.data)
     dataset = pipeline.make_dataset(

@@ -192,16 +192,21 @@ def export_hf(workdir: str | Path, out_dir: str | Path, *, step: int | None = No
     else:
         tensors = hf.params_to_hf(params)
         hf_config = hf.hf_config(config, pad_token_id=pad_token_id)
-    # Heads `bertjax import` made up for a source without them stay out: transformers then
-    # initialises them itself and says so, as it did for the source.
-    untrained = tuple(model_dir.untrained_parts(metadata))
-    left_out = [part for part in untrained if any(name.startswith(part) for name in tensors)]
-    tensors = {n: t for n, t in tensors.items() if not any(n.startswith(p) for p in untrained)}
+    tensors, left_out = _without_untrained(tensors, metadata)
     _write_model_dir(out_dir, tensors, hf_config, vocab_path, lowercase, config, tokenizer_json)
     architecture, kind = hf_config["architectures"][0], (task or {}).get("kind", "")
     return ExportResult(
         workdir, step, out_dir, config, lowercase, architecture, kind, tuple(left_out)
     )
+
+
+def _without_untrained(tensors: dict, metadata: dict) -> tuple[dict, list[str]]:
+    """`tensors` less the heads `bertjax import` made up for a source without them, and their
+    name prefixes: transformers then initialises them itself and says so, as for the source."""
+    untrained = tuple(model_dir.untrained_parts(metadata))
+    left_out = [part for part in untrained if any(name.startswith(part) for name in tensors)]
+    kept = {n: t for n, t in tensors.items() if not any(n.startswith(p) for p in untrained)}
+    return kept, left_out
 
 
 def _check_exportable(config: BertConfig, task: dict | None, objective: str | None) -> None:

@@ -127,28 +127,13 @@ def _lines(path: str, report: SourceReport, encoding: str = "") -> Iterator[str]
             yield from text_encodings.stream_lines(f, marked, report)
             return
         head, broken = text_encodings.head_lines(f)
-        encoding = _head_encoding(head, encoding, report)
+        encoding = text_encodings.head_encoding(head, encoding, report)
         for number, line in enumerate(head if broken else itertools.chain(head, f)):
             if number == 0 and line.startswith(_UTF8_BOM):
                 line = line[len(_UTF8_BOM) :]
             yield text_encodings.decode(line, report, encoding)
         if broken:
             raise broken
-
-
-def _head_encoding(head: list[bytes], given: str, report: SourceReport) -> str:
-    """The encoding of a file whose first lines are `head`: UTF-8 when none is `given` (or
-    "utf-8"), NotUtf8Error if it is not; UTF-8 as well when `head` is valid UTF-8 text (a UTF-8
-    file in a corpus given as gb18030: it was decoded into mojibake); else `given`,
-    NotInEncodingError if that does not decode it."""
-    if not given or text_encodings.is_utf8(given):
-        text_encodings.check_utf8(head)
-        return "utf-8"
-    if text_encodings.is_utf8_text(head):
-        report.repaired[f"file read as UTF-8 (its text is valid UTF-8), not {given}"] += 1
-        return "utf-8"
-    text_encodings.check_decodes(head, given)
-    return given
 
 
 def _json_documents(

@@ -1,11 +1,11 @@
 """`bertjax prepare`: corpus -> sharded TFRecord files of tokenized instances + a manifest.
 
-Each shard is built by its own worker process (local cores in parallel): read its share of the
-corpus, split sentences, tokenize, build NSP pairs (or packed rows) with seed ``seed + shard``,
-write ``instances-SSSSS-of-NNNNN.tfrecord``. A shard's share is a set of whole files when there
-are at least as many files as shards, else every num_shards-th document of the corpus. NSP
-random partners come from the same shard, as in google-research/bert's per-file-group runs.
-With one shard the instances equal the in-memory path's (`pipeline.build_pretraining_data`)
+Each shard is built by its own worker process (local cores in parallel; `prepare_shards.py`): read
+its share of the corpus, split sentences, tokenize, build NSP pairs (or packed rows) with seed
+``seed + shard``, write ``instances-SSSSS-of-NNNNN.tfrecord``. A shard's share is a set of whole
+files when there are at least as many files as shards, else every num_shards-th document of the
+corpus. NSP random partners come from the same shard, as in google-research/bert's per-file-group
+runs. With one shard the instances equal the in-memory path's (`pipeline.build_pretraining_data`)
 for the same corpus, vocabulary, settings and seed.
 
 Records hold the unpadded rows (``input_ids``, ``segment_ids``, packed: ``attention_segment_ids``;
@@ -18,23 +18,18 @@ picks are left out of the shards and written to ``heldout.jsonl.gz`` (field ``te
 order): the held-out set a run trained from the directory evaluates on.
 """
 
-import gzip
 import json
-import multiprocessing
 import os
 import shutil
-import time
 from pathlib import Path
 
-import numpy as np
 from absl import logging
 
-from bertjax import paths, startup
+from bertjax import paths
 from bertjax.data import (
     corpus,
     documents,
-    packing,
-    pretraining_examples,
+    prepare_shards,
     spec,
     text_encodings,
     vocab,
@@ -46,178 +41,7 @@ from bertjax.errors import UserError
 MANIFEST_FILE = "manifest.json"
 FORMAT_VERSION = 1
 VOCAB_SUBDIR = "vocab"
-HELDOUT_FILE = "heldout.jsonl.gz"
-
-
-def shard_name(shard: int, num_shards: int) -> str:
-    return f"instances-{shard:05d}-of-{num_shards:05d}.tfrecord"
-
-
-def _read_settings(settings: dict) -> dict:
-    """`corpus.read_documents`' keyword arguments of the manifest's settings."""
-    return dict(text_field=settings["text_field"], text_format=settings["text_format"],
-                text_encoding=settings.get("text_encoding", ""))  # fmt: skip
-
-
-def _shard_texts(sources: list[str], shard: int, num_shards: int, settings: dict):
-    """This shard's documents: whole files, or every num_shards-th document."""
-    read = _read_settings(settings)
-    if len(sources) >= num_shards:
-        yield from corpus.read_documents(sources[shard::num_shards], **read)
-        return
-    for index, text in enumerate(corpus.read_documents(sources, **read)):
-        if index % num_shards == shard:
-            yield text
-
-
-def _split_held_out(texts, fraction: float, held_out: list[str]):
-    """Yields the training documents of `texts`; appends the held-out ones to `held_out`."""
-    for text in texts:
-        if fraction and corpus.is_held_out(text, fraction):
-            held_out.append(text)
-        else:
-            yield text
-
-
-def _heldout_part(shard: int, num_shards: int) -> str:
-    return f"heldout-{shard:05d}-of-{num_shards:05d}.jsonl.gz"
-
-
-def _shard_bytes(sources: list[str], shard: int, num_shards: int) -> int:
-    """Input bytes of a shard made of whole files (0 for tfds sources and interleaved shards)."""
-    if len(sources) < num_shards:
-        return 0
-    return sum(corpus.source_size(source) for source in sources[shard::num_shards])
-
-
-def _join_heldout_parts(out_dir: Path, num_shards: int) -> None:
-    """The shards' held-out parts -> one ``heldout.jsonl.gz`` in shard order (gzip members
-    concatenate into one valid file), parts removed."""
-    parts = [out_dir / _heldout_part(s, num_shards) for s in range(num_shards)]
-    with open(out_dir / HELDOUT_FILE, "wb") as joined:
-        for part in parts:
-            with open(part, "rb") as f:
-                shutil.copyfileobj(f, joined)
-    for part in parts:
-        part.unlink()
-
-
-def _example(row: dict[str, np.ndarray], length: int):
-    import tensorflow as tf
-
-    def ints(values):
-        return tf.train.Feature(int64_list=tf.train.Int64List(value=values))
-
-    features = {
-        "input_ids": ints(row["input_ids"][:length]),
-        "segment_ids": ints(row["segment_ids"][:length]),
-        "next_sentence_labels": ints([row["next_sentence_labels"]]),
-    }
-    for name in ("attention_segment_ids", "word_starts"):
-        if name in row:
-            features[name] = ints(row[name][:length])
-    return tf.train.Example(features=tf.train.Features(feature=features))
-
-
-def _shard_rows(docs: list, settings: dict, seed: int, tokenizer) -> dict[str, np.ndarray] | None:
-    """Packed rows or NSP pairs of a shard's documents; None when they make none (no document,
-    or NSP from a single one)."""
-    special = dict(cls_id=tokenizer.cls_id, sep_id=tokenizer.sep_id, pad_id=tokenizer.pad_id)
-    common = dict(
-        max_seq_length=settings["max_seq_length"],
-        dupe_factor=settings["dupe_factor"],
-        seed=seed,
-        word_starts=bool(settings.get("word_segmenter")),
-        **special,
-    )
-    if len(docs) < spec.min_documents(settings["packing"]):
-        return None
-    if settings["packing"]:
-        return packing.pack_documents(docs, **common)
-    return pretraining_examples.create_instances(
-        docs, short_seq_prob=settings["short_seq_prob"], **common
-    )
-
-
-def _prepare_shard(args: tuple) -> dict:
-    """Worker: builds and writes one shard; returns its counts and build seconds."""
-    sources, shard, num_shards, settings, vocab_dir, out_dir = args
-    start = time.perf_counter()
-    tokenizer = vocab.load_tokenizer(Path(vocab_dir) / VOCAB_FILE, settings["lowercase"])
-    held_out: list[str] = []
-    problem = ""  # why the shard read no document, said if no shard makes a row
-    texts = _split_held_out(
-        _shard_texts(sources, shard, num_shards, settings),
-        settings["eval_holdout_fraction"],
-        held_out,
-    )
-    try:
-        docs, num_sentences = documents.tokenize_documents(
-            texts,
-            tokenizer,
-            segmenter=settings.get("word_segmenter", ""),
-        )
-    except UserError as e:  # this shard got no document (e.g. more shards than documents)
-        docs, num_sentences, problem = [], 0, str(e)
-    rows = _shard_rows(docs, settings, settings["seed"] + shard, tokenizer)
-    lone = None  # NSP partners come from the same shard: a lone document makes no pair here
-    if rows is None and docs:
-        lone, docs, num_sentences = {"docs": docs, "sentences": num_sentences}, [], 0
-    path = Path(out_dir) / shard_name(shard, num_shards)
-    if settings["eval_holdout_fraction"]:
-        part = Path(out_dir) / _heldout_part(shard, num_shards)
-        with gzip.open(part, "wt", encoding="utf-8") as f:
-            f.writelines(json.dumps({"text": text}, ensure_ascii=False) + "\n" for text in held_out)
-    return _write_shard(path, rows, docs, num_sentences, tokenizer.unk_id) | {
-        "unpaired_documents": len(lone["docs"]) if lone else 0,
-        "heldout_documents": len(held_out),
-        "seconds": round(time.perf_counter() - start, 3),  # after the worker's imports
-        "problem": problem,  # not in the manifest
-        "lone": lone,  # not in the manifest: paired with other shards' (`_pair_lone_documents`)
-    }
-
-
-def _write_shard(path: Path, rows, docs: list, num_sentences: int, unk_id: int) -> dict:
-    """Writes `rows` (None: none) as the TFRecord shard `path`; its manifest counts."""
-    import tensorflow as tf
-
-    num_instances = 0 if rows is None else len(rows["input_ids"])
-    with tf.io.TFRecordWriter(str(path)) as writer:
-        for i in range(num_instances):
-            row = {key: value[i] for key, value in rows.items()}
-            length = int(rows["input_mask"][i].sum())
-            writer.write(_example(row, length).SerializeToString(deterministic=True))
-    num_tokens, num_unknown = documents.count_tokens(docs, unk_id)
-    return {
-        "file": path.name,
-        "instances": num_instances,
-        "documents": len(docs),
-        "sentences": num_sentences,
-        "tokens": num_tokens,
-        "unknown_tokens": num_unknown,
-    }
-
-
-def _pair_lone_documents(shards: list[dict], settings: dict, vocab_dir: Path, out_dir: Path):
-    """NSP from shards of one document each (files of one document: a book without blank
-    lines; more shards than documents): their documents, which made no pair alone, are paired
-    with each other in the first such shard (random partners from among them); two or more
-    are needed. Before, each was left out, and a corpus of such books lost all but one."""
-    lone = [shard for shard in shards if shard["lone"]]
-    if len(lone) < 2:
-        return
-    docs = [doc for shard in lone for doc in shard["lone"]["docs"]]
-    sentences = sum(shard["lone"]["sentences"] for shard in lone)
-    tokenizer = vocab.load_tokenizer(vocab_dir / VOCAB_FILE, settings["lowercase"])
-    rows = _shard_rows(docs, settings, settings["seed"] + len(shards), tokenizer)
-    first = lone[0]
-    first |= _write_shard(out_dir / first["file"], rows, docs, sentences, tokenizer.unk_id)
-    for shard in lone:
-        shard["unpaired_documents"] = 0
-    logging.info(
-        "%d shards of one document each: their documents are paired with each other in %s",
-        len(lone), first["file"],
-    )  # fmt: skip
+HELDOUT_FILE = prepare_shards.HELDOUT_FILE
 
 
 def run_prepare(
@@ -290,20 +114,28 @@ def run_prepare(
     jobs = [
         (sharded, s, num_shards, settings, str(vocab_dir), str(out_dir)) for s in range(num_shards)
     ]
-    shards = _prepare_shards(jobs, max(1, min(num_workers or os.cpu_count() or 1, num_shards)))
-    if not settings["packing"]:
-        _pair_lone_documents(shards, settings, vocab_dir, out_dir)
-    for shard in shards:
-        shard.pop("lone")
-    problems = [shard.pop("problem") for shard in shards]
-    _check_pairs(shards, input, next(filter(None, problems), ""))
+    workers = max(1, min(num_workers or os.cpu_count() or 1, num_shards))
+    shards = _built_shards(jobs, workers, settings, vocab_dir, out_dir, input)
     shutil.copytree(vocab_dir, out_dir / VOCAB_SUBDIR, dirs_exist_ok=True)
     if eval_holdout_fraction:
-        _join_heldout_parts(out_dir, num_shards)
+        prepare_shards.join_heldout_parts(out_dir, num_shards)
     manifest = _manifest(shards, settings, sources, vocab_dir, meta.get("vocab_size"))
     (out_dir / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
     _log_manifest(manifest, out_dir, vocab.vocabulary_kind(vocab_dir / VOCAB_FILE))
     return manifest
+
+
+def _built_shards(jobs, workers: int, settings: dict, vocab_dir: Path, out_dir: Path, input: str):
+    """The shards of `jobs`, built by `workers` processes, lone documents paired (NSP), their
+    manifest entries checked: UserError when no shard made a row."""
+    shards = prepare_shards.prepare_shards(jobs, workers)
+    if not settings["packing"]:
+        prepare_shards.pair_lone_documents(shards, settings, vocab_dir, out_dir)
+    for shard in shards:
+        shard.pop("lone")
+    problems = [shard.pop("problem") for shard in shards]
+    _check_pairs(shards, input, next(filter(None, problems), ""))
+    return shards
 
 
 def _log_manifest(manifest: dict, out_dir: Path, vocab_kind: str) -> None:
@@ -345,7 +177,7 @@ def _default_sharding(sources: list[str], settings: dict) -> tuple[list[str], in
 
 def _has_a_document(source: str, settings: dict) -> bool:
     """Whether `source` yields a document (its skip warning logged when it does not)."""
-    read = _read_settings(settings)
+    read = prepare_shards.read_settings(settings)
     try:
         return next(corpus.read_documents([source], **read), None) is not None
     except UserError:  # raised by a source without a document
@@ -395,20 +227,6 @@ def _checked_settings(*, word_segmenter: str, text_encoding: str, **settings) ->
     if text_encoding:  # the same
         settings["text_encoding"] = text_encoding
     return settings
-
-
-def _prepare_shards(jobs: list[tuple], num_workers: int) -> list[dict]:
-    """Each job's shard (in shard order), built by `num_workers` worker processes."""
-    if num_workers == 1:
-        return [_prepare_shard(job) for job in jobs]
-    # Largest shards first, so that the last one to start is a small one (balance). spawn:
-    # TensorFlow is not fork-safe once imported.
-    sources, _, num_shards = jobs[0][:3]
-    order = sorted(range(num_shards), key=lambda s: -_shard_bytes(sources, s, num_shards))
-    context = multiprocessing.get_context("spawn")
-    with context.Pool(num_workers, initializer=startup.import_tensorflow_quietly) as pool:
-        done = pool.map(_prepare_shard, [jobs[s] for s in order], chunksize=1)
-    return [shard for _, shard in sorted(zip(order, done, strict=True))]
 
 
 def _manifest(shards: list[dict], settings: dict, sources, vocab_dir: Path, vocab_size) -> dict:

@@ -206,3 +206,19 @@ def head_lines(f) -> tuple[list[bytes], Exception | None]:
     except (OSError, EOFError) as e:
         return head, e
     return head, None
+
+
+def head_encoding(head: list[bytes], given: str, report) -> str:
+    """The encoding of a file whose first lines are `head`: UTF-8 when none is `given` (or
+    "utf-8"), NotUtf8Error if it is not; UTF-8 as well when `head` is valid UTF-8 text (a UTF-8
+    file in a corpus given as gb18030: it was decoded into mojibake); else `given`,
+    NotInEncodingError if that does not decode it. `report`: the file's
+    `corpus_files.SourceReport`."""
+    if not given or is_utf8(given):
+        check_utf8(head)
+        return "utf-8"
+    if is_utf8_text(head):
+        report.repaired[f"file read as UTF-8 (its text is valid UTF-8), not {given}"] += 1
+        return "utf-8"
+    check_decodes(head, given)
+    return given

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from bertjax import config as base_config
-from bertjax.data import corpus, pipeline, prepare, vocab
+from bertjax.data import corpus, pipeline, prepare, prepare_shards, vocab
 from bertjax.data.corpus import SAMPLE_CORPUS
 from bertjax.data.masking import MaskingSpec
 from bertjax.data.sources import prepared as prepared_source
@@ -86,7 +86,9 @@ def test_manifest_counts_settings_and_vocab(corpus_dir, four_shards):
     assert all(s["instances"] > 0 and s["documents"] == 6 for s in manifest["shards"])
     assert all(s["seconds"] > 0 for s in manifest["shards"])
     # The workers took the shards largest first, not in shard order; results are in shard order.
-    sizes = [prepare._shard_bytes(manifest["sources"], s, NUM_FILES) for s in range(NUM_FILES)]
+    sizes = [
+        prepare_shards.shard_bytes(manifest["sources"], s, NUM_FILES) for s in range(NUM_FILES)
+    ]
     assert sizes != sorted(sizes, reverse=True)
     assert manifest["num_instances"] == sum(s["instances"] for s in manifest["shards"])
     assert manifest["num_documents"] == 24 and manifest["num_tokens"] > 10_000
