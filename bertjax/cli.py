@@ -90,21 +90,33 @@ def _usage_error(name: str | None, message: str) -> None:
     sys.exit(2)
 
 
-def _load_config(fv: flags.FlagValues) -> None:
+def _load_config(fv: flags.FlagValues, args: Sequence[str]) -> None:
     """Loads --config (ml_collections loads lazily); load errors become one line."""
     try:
         if fv.config is not None:
             fv.config.keys()
     except Exception as e:  # ml_collections raises OSError/ValueError/... with multi-line text
-        raise _config_load_error(e) from e
+        raise _config_load_error(e, _given_config(args)) from e
 
 
-def _config_load_error(error: Exception) -> UserError:
+def _config_load_error(error: Exception, given: str = "") -> UserError:
+    """The one line for a --config file (`given`, as on the command line) that did not load."""
+    if given.split(":")[0].endswith(".json"):  # a run's config.json: Python reads `true` as a name
+        run = os.path.dirname(given) or "."
+        return UserError(
+            f"--config={given} is a run's config.json; --config takes a Python config file: "
+            f"--config={config_path('continue_from.py')}:{run} reads a run's config"
+        )
     detail = " ".join(str(error).split()[-12:])
     return UserError(
         f"cannot load --config ({detail}); pass an existing config file (bertjax's: "
         f"{config_path('*.py')})"
     )
+
+
+def _given_config(args: Sequence[str]) -> str:
+    """The --config=VALUE of `args` ("" without one)."""
+    return next((a.split("=", 1)[1] for a in args if a.startswith("--config=")), "")
 
 
 def _unknown_field_message(error: Exception, args: Sequence[str]) -> str:
@@ -153,8 +165,8 @@ def parse(argv: Sequence[str]) -> tuple[str, flags.FlagValues, list[str]]:
                 + (f" (did you mean --{suggestion[1]}?)" if suggestion else "")
                 + f"; `bertjax {name} --help` lists its flags"
             )
-        elif "failure to load" in message:  # the file, with --config.FIELD overrides given
-            message = str(_config_load_error(e))
+        elif "failure to load" in message or _given_config(rest).split(":")[0].endswith(".json"):
+            message = str(_config_load_error(e, _given_config(rest)))  # the file did not load
         elif isinstance(e, AttributeError | KeyError):
             message = _unknown_field_message(e, rest)
         elif group := re.match(r"flag --config\.([\w.]+)=.* as a ConfigDict", message):
@@ -164,7 +176,7 @@ def parse(argv: Sequence[str]) -> tuple[str, flags.FlagValues, list[str]]:
         _usage_error(name, message)
     try:
         if "config" in fv:
-            _load_config(fv)
+            _load_config(fv, rest)
         if arguments and not command.takes_arguments:
             raise UserError(f"unexpected argument {arguments[0]!r} (flags are --name=value)")
         if any(fv[flag].value in (None, "") for flag in command.needs):

@@ -228,7 +228,7 @@ def _show_masking(fv: flags.FlagValues, arguments: list[str]) -> None:
     from bertjax import masking_preview
 
     shown = masking_preview.show_masking(fv.config, fv.num_instances)
-    print("\n".join(masking_preview.format_shown(shown)))
+    print("\n".join(masking_preview.format_shown(shown, fv.config.get("objective", "bert"))))
 
 
 # bench: the benchmark package (bertjax/bench/) is imported only when the command is bench.

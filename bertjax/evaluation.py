@@ -39,7 +39,7 @@ from jax.sharding import NamedSharding, PartitionSpec
 
 from bertjax import checkpointing, losses, paths, representation, sharding, unigram
 from bertjax.config import RunSpec, defaults, from_config, known_fields
-from bertjax.data import corpus, masking_spec
+from bertjax.data import corpus, masking_spec, pretraining_examples
 from bertjax.errors import UserError
 from bertjax.train_state import StateSetup, state_setup
 
@@ -333,8 +333,11 @@ def run_evaluate(
     if counts_path.exists():
         with counts_path.open("rb") as f:  # np.load opens only local paths; this may be gs://
             counts = np.load(f)
-    with corpus.corpus_flag("--data", named="--config.eval_corpus"):
-        eval_set = build_eval_set(spec, counts=counts)
+    try:
+        with corpus.corpus_flag("--data", named="--config.eval_corpus"):
+            eval_set = build_eval_set(spec, counts=counts)
+    except UserError as e:  # the run's objective is given: no advice to train otherwise
+        raise UserError(str(e).replace(pretraining_examples.PACKING_ADVICE, "")) from None
     eval_step = compile_eval_step(setup)
     records = []
     for step in chosen:

@@ -14,6 +14,7 @@ import dataclasses
 
 import ml_collections
 import numpy as np
+from absl import logging
 
 from bertjax.config import validate
 from bertjax.errors import UserError
@@ -42,6 +43,8 @@ def show_masking(config: ml_collections.ConfigDict, num_instances: int) -> list[
     )  # fmt: skip
     batch = next(dataset.as_numpy_iterator())
     count = min(num_instances, len(batch["input_ids"]))
+    if count < num_instances:
+        logging.warning("The first batch holds %d instances (batch_size): showing them all", count)
     return [shown_instance(batch, row, data.tokenizer) for row in range(count)]
 
 
@@ -78,9 +81,17 @@ def _pair_note(batch: dict[str, np.ndarray], row: int) -> str:
             else "segment B is a random segment")  # fmt: skip
 
 
-def format_shown(instances: list[ShownInstance]) -> list[str]:
-    """Lines to print: each instance's tokens and counts, a blank line between instances."""
+ELECTRA_NOTE = (
+    "ELECTRA: this is the generator's input and task; the discriminator (the model kept) sees the "
+    "generator's samples at these positions and tells at every position whether it was replaced."
+)
+
+
+def format_shown(instances: list[ShownInstance], objective: str = "bert") -> list[str]:
+    """Lines to print: each instance's tokens and counts, a blank line between instances; for
+    an ELECTRA run, what its discriminator sees instead."""
     lines = ["Predicted positions are [INPUT:ORIGINAL]: what the model sees : what it predicts."]
+    lines += [ELECTRA_NOTE] if objective == "electra" else []
     for number, instance in enumerate(instances, 1):
         lines += ["", f"instance {number}: {instance.counts}", instance.tokens]
     return lines

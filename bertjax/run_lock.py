@@ -24,6 +24,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from absl import logging
+
 from bertjax import paths
 from bertjax.errors import UserError
 
@@ -47,16 +49,30 @@ def held(
         return
     directory = Path(workdir).expanduser()
     paths.make_local_dir(directory, flag)
-    with open(directory / LOCK_FILE, "a+", encoding="utf-8") as lock:
+    try:
+        lock = open(directory / LOCK_FILE, "a+", encoding="utf-8")  # noqa: SIM115 - closed below
+    except OSError as e:
+        raise UserError(
+            f"cannot open {directory / LOCK_FILE}, the run lock: {paths.os_reason(e)}; remove "
+            f"what is there by that name, or pass another {flag}"
+        ) from None
+    with lock:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:  # BlockingIOError: held by another open file, in this process or another
+        except BlockingIOError:  # held by another open file, in this process or another
             lock.seek(0)
             holder = lock.read().strip() or "a process that has not said which"
             raise UserError(
                 f"{flag}={workdir} is in use by another run ({holder}); wait for it to end or "
                 f"stop it, or pass another {flag}"
             ) from None
+        except OSError as e:  # no locks on this file system (NFS without its lock service)
+            logging.warning(
+                "%s: no run lock (%s): nothing stops a second run from writing here too",
+                directory, paths.os_reason(e),
+            )  # fmt: skip
+            yield
+            return
         lock.seek(0)
         lock.truncate()
         started = time.strftime("%Y-%m-%d %H:%M:%S")

@@ -23,6 +23,7 @@ from bertjax import (
     evaluation,
     metrics,
     optim,
+    paths,
     run_lock,
     sharding,
     train_step,
@@ -107,7 +108,7 @@ def train_and_evaluate(
     one trains there is refused (`run_lock`).
     """
     wall_start = time.perf_counter()
-    workdir = epath.Path(workdir)  # local path or gs://bucket/...
+    workdir = paths.as_path(workdir)  # local (~ expanded: every file in one place) or gs://...
     spec = validate(config, workdir)  # the config's only reading: typed specs from here on
     with run_lock.held(workdir, lead=jax.process_index() == 0):
         return _train(config, spec, workdir, wall_start, print_sharding)

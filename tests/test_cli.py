@@ -528,3 +528,19 @@ def test_a_gbk_input_error_names_the_commands_encoding_flag(name, tmp_path, caps
     error = capsys.readouterr().err.strip().splitlines()[-1]
     assert "is not UTF-8 text" in error and error.endswith("--text_encoding=gb18030 (big5, ...)")
     assert "--config.text_encoding" not in error
+
+
+def test_a_runs_config_json_given_as_config_names_continue_from(tmp_path, capsys):
+    """ml_collections runs --config as Python: a config.json failed as "name 'true' is not
+    defined"."""
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "config.json").write_text('{"lowercase": true}')
+    for overrides in ([], ["--config.batch_size=8"]):
+        with pytest.raises(SystemExit):
+            cli.parse(["bertjax", "train", f"--config={tmp_path}/run/config.json", "--workdir=w",
+                       *overrides])  # fmt: skip
+        error = capsys.readouterr().err.strip().splitlines()[-1]
+        assert error.endswith(
+            f"is a run's config.json; --config takes a Python config file: --config="
+            f"{command_flags.config_path('continue_from.py')}:{tmp_path}/run reads a run's config"
+        )

@@ -107,8 +107,9 @@ def test_evaluate_on_other_files_and_bad_requests(run_with_eval, tmp_path):
     with pytest.raises(UserError, match=r"has no documents .*; check --data$"):
         evaluation.run_evaluate(str(workdir), data=str(tmp_path / "empty.jsonl"))
     (tmp_path / "one.jsonl").write_text('{"text": "One document. Of two sentences."}\n')
-    with pytest.raises(UserError, match=r"2 non-empty documents.*add documents to --data"):
+    with pytest.raises(UserError, match=r"2 non-empty documents.*add documents to --data") as e:
         evaluation.run_evaluate(str(workdir), data=str(tmp_path / "one.jsonl"))
+    assert "packing" not in str(e.value)  # training's advice: evaluate takes no such flag
     with pytest.raises(UserError, match=r"; check --config.eval_corpus$"):
         config = small_smoke_config(tmp_path, eval_corpus=str(tmp_path / "empty.jsonl"))
         evaluation.build_eval_set(validate(config))

@@ -56,3 +56,22 @@ def test_a_fine_tune_holds_its_workdir(tmp_path):
         with pytest.raises(UserError, match=f"--workdir={tmp_path}/ft is in use by another run"):
             trainer.finetune("jsonl", str(init), str(tmp_path / "ft"), config)
     assert sorted(p.name for p in (tmp_path / "ft").iterdir()) == [run_lock.LOCK_FILE]
+
+
+def test_a_lock_file_that_cannot_be_opened_is_one_line(tmp_path):
+    (tmp_path / "run" / run_lock.LOCK_FILE).mkdir(parents=True)
+    with pytest.raises(UserError, match=r"cannot open .*run.lock, the run lock: .*; remove what"):
+        with run_lock.held(tmp_path / "run"):
+            pass
+
+
+def test_a_run_in_a_workdir_given_with_a_tilde_writes_every_file_there(tmp_path, monkeypatch):
+    """`--workdir=~/run` (a shell does not expand ~ after =): its config.json, vocabulary and
+    metrics went to a literal ./~/run, its checkpoints and lock to ~/run."""
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+    config = small_smoke_config(tmp_path, num_train_steps=2, checkpoint_every=2, log_every=1)
+    train.train_and_evaluate(config, "~/run")
+    written = {p.name for p in (tmp_path / "home" / "run").iterdir()}
+    assert {"checkpoints", "config.json", "vocab.txt", "metrics.jsonl", "run.lock"} <= written
+    assert not (tmp_path / "~").exists()

@@ -102,9 +102,10 @@ def warn_if_untrained(directory, metadata: dict, prefixes: tuple[str, ...], what
 
     if parts := untrained_parts(metadata, prefixes):
         logging.warning(
-            "%s's %s was initialised by `bertjax import` (its source had none) and never "
+            "%s's %s %s initialised by `bertjax import` (its source had none) and never "
             "trained, so %s are random; pretrain it first: bertjax train --config.init_from=%s",
-            directory, " and ".join(OPTIONAL_PARTS[part] for part in parts), what, directory,
+            directory, " and ".join(OPTIONAL_PARTS[part] for part in parts),
+            "were" if len(parts) > 1 else "was", what, directory,
         )  # fmt: skip
 
 

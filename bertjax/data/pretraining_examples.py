@@ -179,6 +179,10 @@ def _check_args(max_seq_length: int, short_seq_prob: float, dupe_factor: int) ->
         raise UserError(f"dupe_factor={dupe_factor} must be >= 1; set --config.dupe_factor=5")
 
 
+# Training's other way out of too few documents; evaluate, which reads a trained run, drops it.
+PACKING_ADVICE = " or train with --config.packing=True (masked LM only)"
+
+
 def create_instances(
     documents: Sequence[Document],
     *,
@@ -220,8 +224,7 @@ def create_instances(
     if len(documents) < 2:
         raise UserError(
             f"next-sentence pairs need at least 2 non-empty documents, got {len(documents)}; "
-            f"add documents to --config.corpus ({corpus.DOCUMENT_BOUNDARIES}) or train with "
-            "--config.packing=True (masked LM only)"
+            f"add documents to --config.corpus ({corpus.DOCUMENT_BOUNDARIES}){PACKING_ADVICE}"
         )
     rng = random.Random(seed)
     pairs: list[_Pair] = []
