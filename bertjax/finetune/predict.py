@@ -130,14 +130,14 @@ def predict_file(
         paths.as_path(model_path) / tokenizers.VOCAB_FILE, model_dir.lowercase(metadata)
     )
     logits_of = _predictor(model_path, step, metadata, task, settings)
-    numbers, cut = itertools.count(), collections.Counter()
+    numbers, cut = itertools.count(), collections.Counter()  # cut: words too long for a row
     _write(out_path, task, chunks, lambda chunk: _predicted(
         task, chunk, tok, settings, logits_of, model_path, next(numbers) == 0, cut))  # fmt: skip
     if cut["words"]:
         logging.warning(
-            "%d words of %d records have more wordpieces than a row of max_seq_length=%d holds "
-            "(a long URL, say): they are not predicted but tagged \"O\"",
-            cut["words"], cut["records"], settings.max_seq_length,
+            "%d words have more wordpieces than a row of max_seq_length=%d holds (a long URL, "
+            "say): they are not predicted but tagged \"O\"",
+            cut["words"], settings.max_seq_length,
         )  # fmt: skip
     return Predictions(task, count, out_path)
 
@@ -147,8 +147,8 @@ def _predicted(
 ) -> list[dict]:
     """The output records of one chunk of (records, examples); the `first` chunk's tokens are
     checked for [UNK] (a text in a script the model's vocabulary lacks); `cut` counts the
-    words (and rows) of a tagging input too long for a row even alone (long records are
-    tagged in windows)."""
+    words of a tagging input too long for a row even alone (long records are tagged in
+    windows)."""
     records, examples = chunk
     encoded, qa = inference.encode(task["kind"], examples, tokenizer, settings)
     if first:
@@ -156,8 +156,7 @@ def _predicted(
             encoded, tokenizer, f"the input's tokens (its first {len(records)} records)"
         )
     for pieces in encoded.first_piece or []:  # tagging: -1 for a word cut off its window
-        words = sum(position < 0 for position in pieces)
-        cut.update(records=int(words > 0), words=words)
+        cut["words"] += sum(position < 0 for position in pieces)
     logits = logits_of(encoded)
     predicted = inference.decode(
         task["kind"], task["labels"], examples, encoded, qa, logits, settings,
