@@ -147,7 +147,7 @@ def prepare_shard(args: tuple) -> dict:
         "heldout_documents": len(held_out),
         "seconds": round(time.perf_counter() - start, 3),  # after the worker's imports
         "problem": problem,  # not in the manifest
-        "lone": lone,  # not in the manifest: paired with other shards' (`_pair_lone_documents`)
+        "lone": lone,  # not in the manifest: paired with other shards' (`pair_lone_documents`)
     }
 
 
