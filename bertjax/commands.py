@@ -173,8 +173,9 @@ def _finetune(fv: flags.FlagValues, arguments: list[str]) -> None:
         fv.task, fv.init, fv.workdir, fv.config, random_init=fv.random_init, step=fv.step
     )
     print("\n".join(trainer.results_table([results])))
-    print(f"results: {os.path.join(fv.workdir, 'results.json')}")
-    models = sorted(glob.glob(os.path.join(fv.workdir, "seed_*", "model")))
+    workdir = os.path.expanduser(fv.workdir)  # "~/ft": glob finds no model under a literal ~
+    print(f"results: {os.path.join(workdir, 'results.json')}")
+    models = sorted(glob.glob(os.path.join(workdir, "seed_*", "model")))
     if models:  # bertjax predict --model=..., bertjax export --workdir=...
         print(f"fine-tuned models: {', '.join(models)}")
 

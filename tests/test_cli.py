@@ -544,3 +544,19 @@ def test_a_runs_config_json_given_as_config_names_continue_from(tmp_path, capsys
             f"is a run's config.json; --config takes a Python config file: --config="
             f"{command_flags.config_path('continue_from.py')}:{tmp_path}/run reads a run's config"
         )
+
+
+def test_finetune_names_its_models_in_a_workdir_given_with_a_tilde(tmp_path, monkeypatch,
+                                                                  capsys):  # fmt: skip
+    """`--workdir=~/ft`: the results and models lines name the expanded directory (the models
+    line was missing: glob found nothing under a literal ~)."""
+    from bertjax.finetune import trainer
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / "ft" / "seed_0" / "model").mkdir(parents=True)
+    monkeypatch.setattr(trainer, "finetune", lambda *args, **kwargs: {})
+    monkeypatch.setattr(trainer, "results_table", lambda results: ["| table |"])
+    cli.main(["bertjax", "finetune", "--task=t", "--init=i", "--workdir=~/ft"])
+    out = capsys.readouterr().out.splitlines()
+    assert f"results: {tmp_path}/ft/results.json" in out
+    assert f"fine-tuned models: {tmp_path}/ft/seed_0/model" in out
