@@ -176,21 +176,15 @@ def text_encoding(path: str | os.PathLike, given: str = "") -> str:
     if encoding := bom_encoding(head):
         return encoding
     lines = head.split(b"\n")[: -1 if cut else None]
-    if given and not is_utf8(given):
-        if is_utf8_text(lines):
-            return "utf-8-sig"
-        try:
-            check_decodes(lines, given)
-        except NotInEncodingError as e:
-            raise UserError(f"{path} is {e}; check --config.text_encoding") from None
-        return given
     try:
-        check_utf8(lines)
+        chosen = head_encoding(lines, given)
     except NotUtf8Error as e:  # the flag: fine-tuning's; `bertjax predict`'s errors rename it
         raise UserError(
             f"{path} is {e}; or read it as it is: --config.text_encoding=gb18030 (big5, ...)"
         ) from None
-    return "utf-8-sig"
+    except NotInEncodingError as e:
+        raise UserError(f"{path} is {e}; check --config.text_encoding") from None
+    return "utf-8-sig" if chosen == "utf-8" else chosen  # a leading byte-order mark dropped
 
 
 def head_lines(f) -> tuple[list[bytes], Exception | None]:
@@ -208,17 +202,18 @@ def head_lines(f) -> tuple[list[bytes], Exception | None]:
     return head, None
 
 
-def head_encoding(head: list[bytes], given: str, report) -> str:
+def head_encoding(head: list[bytes], given: str, report=None) -> str:
     """The encoding of a file whose first lines are `head`: UTF-8 when none is `given` (or
     "utf-8"), NotUtf8Error if it is not; UTF-8 as well when `head` is valid UTF-8 text (a UTF-8
     file in a corpus given as gb18030: it was decoded into mojibake); else `given`,
     NotInEncodingError if that does not decode it. `report`: the file's
-    `corpus_files.SourceReport`."""
+    `corpus_files.SourceReport`, which counts a file read as UTF-8 against the given encoding."""
     if not given or is_utf8(given):
         check_utf8(head)
         return "utf-8"
     if is_utf8_text(head):
-        report.repaired[f"file read as UTF-8 (its text is valid UTF-8), not {given}"] += 1
+        if report is not None:
+            report.repaired[f"file read as UTF-8 (its text is valid UTF-8), not {given}"] += 1
         return "utf-8"
     check_decodes(head, given)
     return given
