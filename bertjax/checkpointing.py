@@ -37,12 +37,12 @@ METADATA = "metadata"
 
 def create_checkpoint_manager(
     directory: str | os.PathLike, *, save_every: int, keep: int, keep_period: int = 0,
-    keep_steps: Sequence[int] = (),
+    keep_steps: Sequence[int] = (), item_names: Sequence[str] = (STATE, METADATA),
 ) -> ocp.CheckpointManager:  # fmt: skip
     """Manager for `directory`: async saves every `save_every` steps and at each of `keep_steps`;
     the newest `keep` are kept, every step divisible by `keep_period` (if > 0) and `keep_steps`
-    too. Orbax writes each checkpoint into a temporary directory and renames it when complete,
-    and deletes old ones only after that."""
+    too; each step holds `item_names`. Orbax writes each checkpoint into a temporary directory
+    and renames it when complete, and deletes old ones only after that."""
     policies = ocp.checkpoint_managers
     kept = [policies.LatestN(keep)]
     kept += [policies.EveryNSteps(keep_period)] if keep_period else []
@@ -51,7 +51,7 @@ def create_checkpoint_manager(
         save_interval_steps=save_every, save_on_steps=keep_steps, create=True,
         preservation_policy=policies.AnyPreservationPolicy(kept), enable_async_checkpointing=True,
     )  # fmt: skip
-    return ocp.CheckpointManager(as_path(directory), options=options, item_names=(STATE, METADATA))
+    return ocp.CheckpointManager(as_path(directory), options=options, item_names=tuple(item_names))
 
 
 def run_checkpoint_manager(workdir: epath.Path, spec: RunSpec) -> ocp.CheckpointManager:

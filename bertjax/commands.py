@@ -172,6 +172,8 @@ def _finetune(fv: flags.FlagValues, arguments: list[str]) -> None:
     results = trainer.finetune(
         fv.task, fv.init, fv.workdir, fv.config, random_init=fv.random_init, step=fv.step
     )
+    if results is None:  # stopped by SIGTERM / Ctrl-C, saved: the line said so
+        return
     print("\n".join(trainer.results_table([results])))
     workdir = os.path.expanduser(fv.workdir)  # "~/ft": glob finds no model under a literal ~
     print(f"results: {os.path.join(workdir, 'results.json')}")

@@ -92,4 +92,8 @@ def get_config() -> ml_collections.ConfigDict:
     config.dev_fraction = 0.0
     config.seeds = "0,1,2"  # one full fine-tune per seed; median and spread are reported
     config.log_every = 50  # steps between progress lines in a log file (a terminal: a bar)
+    # Steps between saves of a seed's progress (WORKDIR/seed_<s>/checkpoint, deleted when the
+    # seed ends), so a stopped fine-tune resumes mid-seed; also saved on SIGTERM / Ctrl-C. 0: only
+    # then.
+    config.checkpoint_every = 1000
     return config

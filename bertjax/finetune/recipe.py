@@ -24,10 +24,10 @@ FIELDS_ADDED_LATER = {"pooling": "cls", "layerwise_lr_decay": 1.0, "save_model":
                       "multilabel_threshold": 0.5, "column_names": "",
                       "null_score_diff_threshold": 0.0, "text_encoding": "",
                       "choices_field": "", "spans_field": "", "grad_accum_steps": 1,
-                      "sequence_head": "pooler"}  # fmt: skip
+                      "sequence_head": "pooler", "checkpoint_every": 1000}  # fmt: skip
 SELECT_EPOCH = ("last", "best")
 # Fields that do not change what a seed computes: a finished seed is reused whatever they are.
-NOT_RECIPE = ("seeds", "save_model", "log_every")
+NOT_RECIPE = ("seeds", "save_model", "log_every", "checkpoint_every")
 
 
 def field(config: ml_collections.ConfigDict, name: str):
@@ -131,6 +131,11 @@ def validate(config: ml_collections.ConfigDict) -> None:
             "its probability is over it (0.5 by default)",
         ),
         (config.max_seq_length >= 8, f"max_seq_length={config.max_seq_length} must be >= 8"),
+        (
+            isinstance(every := field(config, "checkpoint_every"), int) and every >= 0,
+            f"checkpoint_every={every!r} must be a whole number of steps >= 0 (0: save only when "
+            "stopped)",
+        ),
         *(
             (0 <= config[name] < 1, f"{name}={config[name]} must be in [0, 1), e.g. 0.1")
             for name in ("hidden_dropout_prob", "attention_probs_dropout_prob")

@@ -3,6 +3,8 @@ several seeds; write per-epoch metrics, per-seed results, and the median/spread 
 
   WORKDIR/seed_<s>/metrics.jsonl   one line per epoch: train loss, eval scores
   WORKDIR/seed_<s>/result.json     final eval scores of that seed (a finished seed is not redone)
+  WORKDIR/seed_<s>/checkpoint/     while the seed trains: where it is (`seed_checkpoint`), so
+                                   a stopped seed resumes there
   WORKDIR/seed_<s>/model/          the fine-tuned model (config.save_model): `bertjax export`
                                    writes it as a Hugging Face BertFor<Task> directory
   WORKDIR/results.json             all seeds, median / min / max of every score, the config
@@ -27,14 +29,13 @@ from typing import Any
 
 import jax
 import ml_collections
-import numpy as np
 from absl import logging
 
-from bertjax import paths, run_lock, sharding
+from bertjax import paths, preemption, run_lock, sharding
 from bertjax.convert import task_heads
 from bertjax.data import vocab
 from bertjax.errors import UserError
-from bertjax.finetune import features, inference, model, recipe, steps, tasks
+from bertjax.finetune import features, inference, model, recipe, seed_checkpoint, steps, tasks
 from bertjax.finetune.choice_records import KIND as CHOICE_KIND
 from bertjax.finetune.choice_records import POOLED_KINDS
 from bertjax.finetune.records import TEXT_KINDS
@@ -57,10 +58,11 @@ def finetune(
     random_init: bool = False,
     step: int | None = None,
     devices: list | None = None,
-) -> dict:
+) -> dict | None:
     """Fine-tunes `init`'s model (its checkpoint at `step`, default the latest) on `task_name`
     once per seed in config.seeds; returns the results dict also written to
-    WORKDIR/results.json. `devices`: the mesh's (default: all)."""
+    WORKDIR/results.json, or None when SIGTERM or Ctrl-C stopped a seed (saved: the same call
+    resumes it). `devices`: the mesh's (default: all)."""
     recipe.validate(config)
     paths.require_local(workdir, "--workdir")
     workdir_path = Path(workdir).expanduser()
@@ -89,9 +91,10 @@ def finetune(
                 logging.info("Seed %d already finished: %s", seed, per_seed[seed])
                 continue
             seed_dir.mkdir(exist_ok=True)
-            per_seed[seed], params = train_one_seed(
-                prepared, compiled, encoder, config, seed, seed_dir
-            )
+            trained = train_one_seed(prepared, compiled, encoder, config, seed, seed_dir)
+            if trained is None:  # stopped (SIGTERM, Ctrl-C): its checkpoint resumes it
+                return None
+            per_seed[seed], params = trained
             if recipe.field(config, "save_model"):
                 model.save_finetuned(
                     seed_dir / MODEL_DIR, params, bert_config, vocab_path, lowercase,
@@ -99,6 +102,7 @@ def finetune(
                     init_step=init_step,
                 )  # fmt: skip
             done.write_text(json.dumps(per_seed[seed], indent=2) + "\n")
+            seed_checkpoint.discard(seed_dir)
         results = summarize(
             task_name, init, init_step, random_init, prepared.task, per_seed, config
         )
@@ -169,34 +173,86 @@ def train_one_seed(
     config: ml_collections.ConfigDict,
     seed: int,
     out: Path,
-) -> tuple[dict, Any]:
+) -> tuple[dict, Any] | None:
     """Trains one seed for config.num_epochs, evaluating after each epoch (on the eval split,
     and on the dev split when the task has one: `dev_*` scores); returns the kept epoch's
     scores plus `epoch`, train_seconds and steps, and that epoch's parameters (on the mesh).
     The kept epoch is the last, or with select_epoch="best" the first with the highest dev
     main score (`results.MAIN_SCORE`). Shows progress (a bar on a terminal, else a line every
-    log_every steps) with the training loss and examples/s of the steps since the last one."""
-    mesh = compiled.mesh
-    state = init_train_state(compiled.setup, compiled.make_model, compiled.tx, seed)
-    if encoder is not None:
-        state = state.replace(params=model.with_encoder(state.params, encoder))
-    train_step, predict = compiled.train_step, compiled.predict
-    rng = np.random.default_rng(seed)
+    log_every steps) with the training loss and examples/s of the steps since the last one.
+
+    Resumes from the seed's checkpoint (`seed_checkpoint`) when it has one; saves one every
+    checkpoint_every steps, and returns None after saving one when SIGTERM or Ctrl-C stops it."""
+    checkpoints = seed_checkpoint.SeedCheckpoints(
+        out, recipe.field(config, "checkpoint_every"),
+        keeps_apart=recipe.field(config, "select_epoch") == "best",
+    )  # fmt: skip
+    main_score = MAIN_SCORE[prepared.task.kind]
+    start = _start_or_resume(compiled, encoder, config, seed, checkpoints, main_score)
+    try:
+        with preemption.PreemptionWatcher() as watcher:
+            outcome = _train_epochs(
+                prepared, compiled, config, seed, out, start, checkpoints, watcher
+            )
+    finally:
+        checkpoints.close()
+    if isinstance(outcome, str):  # stopped: the line that says where it was saved
+        print(outcome)
+        return None
+    return outcome
+
+
+def _start_or_resume(compiled, encoder, config, seed, checkpoints, main_score):
+    """(state, _KeptEpoch, SeedPosition): the seed's checkpoint's, or a fresh start."""
+    select, main = recipe.field(config, "select_epoch"), main_score
+    resumed = checkpoints.restore(compiled.setup.abstract_state)
+    if resumed is None:
+        state = init_train_state(compiled.setup, compiled.make_model, compiled.tx, seed)
+        if encoder is not None:
+            state = state.replace(params=model.with_encoder(state.params, encoder))
+        position = seed_checkpoint.SeedPosition()
+        return state, _KeptEpoch(select, main), position
+    state, kept_params, position = resumed
+    kept = _KeptEpoch(select, main)
+    kept.epoch, kept.result = position.kept_epoch, position.kept_result
+    kept.params = kept_params if position.kept_epoch else None
+    logging.info(
+        "Seed %d resumes at epoch %d after %d of its batches (step %d)",
+        seed, position.epoch, position.batches_done, position.step,
+    )  # fmt: skip
+    return state, kept, position
+
+
+def _train_epochs(prepared, compiled, config, seed, out, start, checkpoints, watcher):
+    """The epochs from `start` = (state, kept, position) on: (summary, kept parameters), or,
+    when `watcher` stops the seed, the line that says where it was saved."""
+    state, kept, position = start
+    train_step, predict, mesh = compiled.train_step, compiled.predict, compiled.mesh
     dropout_key = jax.random.key(seed)
-    start, step = time.perf_counter(), 0
-    kept = _KeptEpoch(recipe.field(config, "select_epoch"), MAIN_SCORE[prepared.task.kind])
+    step, base_seconds, started = position.step, position.seconds, time.perf_counter()
     log_every = config.get("log_every", LOG_EVERY)
     progress = Progress(
-        compiled.total_steps, description=f"seed {seed}", enabled=jax.process_index() == 0
-    )
+        compiled.total_steps, initial=step, description=f"seed {seed}",
+        enabled=jax.process_index() == 0,
+    )  # fmt: skip
     interval = _Interval()
-    with (out / "metrics.jsonl").open("w") as log:
-        for epoch in range(1, config.num_epochs + 1):
-            loss_sum, count = 0.0, 0.0
+    metrics_path = out / "metrics.jsonl"
+    _keep_epochs_before(metrics_path, position.epoch)
+    rng = seed_checkpoint.rng_at(position.epoch_rng_state, seed)
+    with metrics_path.open("a") as log:
+        for epoch in range(position.epoch, config.num_epochs + 1):
+            if epoch != position.epoch:
+                position = dataclasses.replace(
+                    position, epoch=epoch, batches_done=0, loss_sum=0.0, count=0.0
+                )
+            position.epoch_rng_state = rng.bit_generator.state  # before the epoch's shuffle
+            loss_sum, count = position.loss_sum, position.count
             batches = features.batches(
                 prepared.train, config.batch_size, config.max_seq_length, rng=rng
             )
-            for _, batch in batches:
+            for index, (_, batch) in enumerate(batches):
+                if index < position.batches_done:  # trained before the seed was stopped
+                    continue
                 batch = sharding.global_batch_from_local(batch, mesh)
                 key = jax.random.fold_in(dropout_key, step)
                 state, total, n = train_step(state, batch, key)
@@ -205,6 +261,20 @@ def train_one_seed(
                 progress.update()
                 if step % log_every == 0 or step in (1, compiled.total_steps):
                     progress.report(interval.values(config.batch_size))
+                stop = watcher.should_stop(step)
+                if stop or checkpoints.due(step):
+                    position = dataclasses.replace(
+                        position, batches_done=index + 1, step=step, loss_sum=float(loss_sum),
+                        count=float(count), kept_epoch=kept.epoch, kept_result=kept.result,
+                        seconds=base_seconds + time.perf_counter() - started,
+                    )  # fmt: skip
+                    checkpoints.save(step, state, kept.params, position)
+                if stop:
+                    progress.close()
+                    return (
+                        f"{watcher.stopped_by}: saved seed {seed} at step {step} (epoch "
+                        f"{epoch}); re-run the same command to resume."
+                    )
             eval_start = time.perf_counter()
             result = inference.evaluate(prepared, state.params, predict, mesh, config)
             if prepared.dev is not None:
@@ -213,13 +283,24 @@ def train_one_seed(
             interval.start += time.perf_counter() - eval_start  # not in examples/s
             kept.offer(epoch, result, state.params)
             record = {"epoch": epoch, "step": step, "train_loss": float(loss_sum / count)}
-            record.update(result, seconds=time.perf_counter() - start)
+            record.update(result, seconds=base_seconds + time.perf_counter() - started)
             log.write(json.dumps(record) + "\n")
             log.flush()
             logging.info("seed %d epoch %d: %s", seed, epoch, record)
     progress.close()
-    summary = {**kept.result, "epoch": kept.epoch, "train_seconds": time.perf_counter() - start}
+    seconds = base_seconds + time.perf_counter() - started
+    summary = {**kept.result, "epoch": kept.epoch, "train_seconds": seconds}
     return summary | {"steps": step}, kept.params
+
+
+def _keep_epochs_before(metrics_path: Path, epoch: int) -> None:
+    """Drops the lines of `epoch` and later from a seed's metrics.jsonl (a resumed seed writes
+    them again; a fresh one, epoch 1, starts it empty)."""
+    if not metrics_path.exists():
+        return
+    lines = metrics_path.read_text().splitlines(keepends=True)
+    kept = [line for line in lines if line.strip() and json.loads(line)["epoch"] < epoch]
+    metrics_path.write_text("".join(kept))
 
 
 class _KeptEpoch:
