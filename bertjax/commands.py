@@ -91,16 +91,23 @@ def _vocab(fv: flags.FlagValues, arguments: list[str]) -> None:
             fv.input, fv.kind, fv.size, fv.out, fv.uncased, fv.sample_bytes,
             text_field=fv.text_field, model_type=fv.model_type, seed=fv.seed,
             text_format=fv.text_format, extend=fv.extend or "",
-            text_encoding=fv.text_encoding,
+            text_encoding=fv.text_encoding, character_coverage=fv.character_coverage,
         )  # fmt: skip
     print(f"Wrote a {meta['vocab_size']}-token {fv.kind} vocabulary to {fv.out}")
     if not fv.extend:
         small = meta["vocab_size"] < fv.size  # a corpus with fewer words and pieces than --size
         why = f"fewer than --size={fv.size}: the sampled text has no more to make; "
+        cased = "" if fv.uncased else " --config.lowercase=False"
         print(
             (why if small else "") + f"train with it: bertjax train --config.vocab_dir={fv.out} "
-            f"--config.vocab_size={meta['vocab_size']} ..."
+            f"--config.vocab_size={meta['vocab_size']}{cased} ..."
         )
+        if meta.get("model_type") == "bpe":
+            print(
+                "note: `bertjax export` converts SentencePiece unigram models only; a run with "
+                "this BPE vocabulary trains, but its tokenizer will not export to Hugging Face "
+                "(--model_type=unigram does)"
+            )
     else:
         imported = os.path.isdir(os.path.join(fv.extend, "checkpoints"))
         model = fv.extend if imported else "MODEL_DIR"
@@ -299,8 +306,12 @@ COMMANDS: dict[str, Command] = {
             *CORPUS_FLAGS,
             ("enum:wordpiece|sentencepiece", "kind", "wordpiece", "Vocabulary type."),
             ("integer", "size", 30522, "Vocabulary size."),
-            ("bool", "uncased", True, "Lowercase and strip accents."),
-            ("enum:unigram|bpe", "model_type", "unigram", "SentencePiece model type."),
+            ("bool", "uncased", True,
+             "Lowercase (WordPiece: and strip accents; SentencePiece: NFKC case folding)."),
+            ("enum:unigram|bpe", "model_type", "unigram",
+             "SentencePiece model type (export converts unigram only)."),
+            ("float", "character_coverage", None,
+             "SentencePiece: fraction of characters kept, 0.98-1 (default 0.9995)."),
             ("integer", "sample_bytes", 2**30, "Corpus sample size."),
             ("string", "extend", None, "Keep this dir's WordPiece vocabulary, add up to --size."),
         ),

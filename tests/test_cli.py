@@ -28,7 +28,8 @@ OLD_FLAGS = {
     "import": ["--from=f", "--out=o"],
     "vocab": ["--input=i", "--out=o", "--kind=sentencepiece", "--size=100", "--nouncased",
               "--model_type=bpe", "--sample_bytes=10", "--text_field=t", "--seed=1",
-              "--text_format=paragraphs", "--extend=e", "--text_encoding=gb18030"],
+              "--text_format=paragraphs", "--extend=e", "--text_encoding=gb18030",
+              "--character_coverage=0.99"],
     "prepare": ["--input=i", "--vocab=v", "--out=o", "--max_seq_length=64", "--dupe_factor=1",
                 "--packing", "--text_field=t", "--seed=1", "--word_segmenter=rjieba",
                 "--text_format=paragraphs", "--short_seq_prob=0.2", "--num_shards=2",
@@ -256,6 +257,31 @@ def test_predict_passes_its_flags_on(monkeypatch, capsys):
     assert "1 texts labelled by a jsonl model -> o" in capsys.readouterr().out
     _, fv, _ = cli.parse(["bertjax", "predict", "--model=m", "--input=i", "--out=o"])
     assert fv.multilabel_threshold is None  # the model's own threshold
+
+
+def test_vocab_says_how_to_train_and_export_what_it_wrote(monkeypatch, capsys):
+    """A cased vocabulary's "train with it" line sets --config.lowercase=False (without it,
+    training refuses the vocabulary); a SentencePiece BPE one is told before pretraining that
+    export will not convert its tokenizer. --character_coverage reaches run_vocab."""
+    from bertjax import commands
+    from bertjax.data import vocab
+
+    seen = {}
+
+    def fake_run_vocab(*args, **kwargs):
+        seen.update(kwargs)
+        return {"vocab_size": 90, "model_type": kwargs["model_type"], "lowercase": args[4]}
+
+    monkeypatch.setattr(vocab, "run_vocab", fake_run_vocab)
+    flags = ["--input=i", "--out=o", "--kind=sentencepiece", "--size=100"]
+    for extra in (["--nouncased", "--model_type=bpe", "--character_coverage=0.99"], []):
+        command, fv, arguments = cli.parse(["bertjax", "vocab", *flags, *extra])
+        commands.COMMANDS[command].run(fv, arguments)
+        out = capsys.readouterr().out
+        cased, bpe = "--nouncased" in extra, "--model_type=bpe" in extra
+        assert ("--config.vocab_size=90 --config.lowercase=False ..." in out) == cased
+        assert ("its tokenizer will not export to Hugging Face" in out) == bpe
+        assert seen["character_coverage"] == (0.99 if extra else None)
 
 
 @pytest.mark.parametrize("name", sorted(cli.COMMANDS))

@@ -35,12 +35,15 @@ from bertjax.errors import UserError
 
 MODEL_FILE = "sentencepiece.model"
 MODEL_TYPES = ("unigram", "bpe")
+# The fraction of the sample's characters (by count) a vocabulary holds; SentencePiece's default
+# for languages with large character sets (the rarest 0.05% become [UNK]).
+DEFAULT_CHARACTER_COVERAGE = 0.9995
 WORD_START = "\u2581"  # "▁": SentencePiece's mark for a piece that starts a word
 # Sentences longer than this many bytes are skipped by the trainer (its default is 4192).
 _MAX_SENTENCE_BYTES = 16384
 
 
-def _size_fix(error: str) -> str:
+def _size_fix(error: str, character_coverage: float) -> str:
     """What to change for SentencePiece's error `error`: its characters must fit (Chinese text
     has thousands: "Vocabulary size is smaller than required_chars. 3000 vs 3905"; the hint
     said "try a smaller --size"). A size too large for the corpus is no error
@@ -49,7 +52,8 @@ def _size_fix(error: str) -> str:
         return (
             f"the corpus's characters and the special tokens are {needed[1]} pieces the "
             f"vocabulary must hold; use a --size above {needed[1]}, with room for the pieces "
-            "made of them"
+            f"made of them, or a --character_coverage below {character_coverage} (the rarest "
+            "characters then become [UNK])"
         )
     return "try another --size"
 
@@ -64,6 +68,7 @@ def train_sentencepiece_vocab(
     seed: int = 0,
     num_threads: int | None = None,
     fingerprint: str = "",
+    character_coverage: float = DEFAULT_CHARACTER_COVERAGE,
 ) -> Path:
     """Trains a SentencePiece model on `sentences` (one string each) and writes it to `out_dir`.
 
@@ -97,14 +102,15 @@ def train_sentencepiece_vocab(
             unk_piece=UNK,
             control_symbols=[CLS, SEP, MASK],
             normalization_rule_name="nmt_nfkc_cf" if lowercase else "nmt_nfkc",
-            character_coverage=0.9995,
+            character_coverage=character_coverage,
             max_sentence_length=_MAX_SENTENCE_BYTES,
             hard_vocab_limit=False,
             num_threads=num_threads or os.cpu_count() or 1,
             minloglevel=2,
         )
     except RuntimeError as e:
-        raise UserError(f"SentencePiece training failed ({e}); {_size_fix(str(e))}") from None
+        fix = _size_fix(str(e), character_coverage)
+        raise UserError(f"SentencePiece training failed ({e}); {fix}") from None
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / MODEL_FILE).write_bytes(model.getvalue())
@@ -117,6 +123,7 @@ def train_sentencepiece_vocab(
         "model_type": model_type,
         "vocab_size": tokenizer.vocab_size,
         "requested_vocab_size": vocab_size,
+        "character_coverage": character_coverage,
         "lowercase": lowercase,
         "special_token_ids": {token: tokenizer.token_to_id(token) for token in SPECIAL_TOKENS},
         "corpus_fingerprint": fingerprint,

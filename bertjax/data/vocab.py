@@ -22,6 +22,7 @@ from bertjax import paths
 from bertjax.data import corpus, sentences, text_encodings, vocab_extension
 from bertjax.data.lookups import SPECIAL_TOKENS
 from bertjax.data.sentencepiece_vocab import (
+    DEFAULT_CHARACTER_COVERAGE,
     MODEL_FILE,
     MODEL_TYPES,
     SentencePieceTokenizer,
@@ -232,6 +233,7 @@ def run_vocab(
     text_format: str = "sentences",
     extend: str = "",
     text_encoding: str = "",
+    character_coverage: float | None = None,
 ) -> dict:
     """Trains a vocabulary on a sample of `input` and writes it to `out_dir`.
 
@@ -251,11 +253,14 @@ def run_vocab(
       text_encoding: the text files' encoding, as the config field ("" = UTF-8).
       extend: a directory whose WordPiece vocabulary the new one keeps at its ids, adding the
         corpus's own tokens up to `size` (`vocab_extension`); "" = a vocabulary of its own.
+      character_coverage: SentencePiece: the fraction of the sample's characters (by count)
+        the vocabulary must hold, the rarest others becoming [UNK] (None: 0.9995).
 
     Returns:
       the contents of vocab_meta.json (vocab_size, special_token_ids, lowercase, kind, ...).
     """
     _check_vocab_args(kind, size, sample_bytes, model_type, extend, out_dir)
+    _check_character_coverage(kind, character_coverage)
     text_encodings.check_encoding_name(text_encoding, "--text_encoding")
     texts = list(sample_documents(input, text_field, sample_bytes, text_format, text_encoding))
     if not texts:
@@ -277,6 +282,7 @@ def run_vocab(
             model_type=model_type,
             seed=seed,
             fingerprint=fingerprint,
+            character_coverage=character_coverage or DEFAULT_CHARACTER_COVERAGE,
         )
     meta_path = out_dir / META_FILE
     meta = json.loads(meta_path.read_text(encoding="utf-8"))
@@ -323,6 +329,21 @@ def _check_vocab_args(kind: str, size: int, sample_bytes: int, model_type: str, 
                 f"--size={size} adds nothing to the {len(base)} tokens of --extend={extend}; "
                 f"pass the size after adding, e.g. --size={len(base) + 5000}"
             )
+
+
+def _check_character_coverage(kind: str, coverage: float | None) -> None:
+    if coverage is None:
+        return
+    if kind != "sentencepiece":
+        raise UserError(
+            "--character_coverage is SentencePiece's; WordPiece keeps every character of the "
+            "sample (pass --kind=sentencepiece, or leave it out)"
+        )
+    if not 0.98 <= coverage <= 1:  # SentencePiece's trainer refuses less
+        raise UserError(
+            f"--character_coverage={coverage} must be in [0.98, 1]: the fraction of the "
+            f"corpus's characters the vocabulary holds ({DEFAULT_CHARACTER_COVERAGE} by default)"
+        )
 
 
 def check_same_vocabulary(vocab_path) -> None:

@@ -190,6 +190,9 @@ def test_sample_reads_text_files_in_their_layout(tmp_path):
         (dict(sample_bytes=0), "--sample_bytes=0 must be positive"),
         (dict(kind="sentencepiece", size=3), "--size=3 leaves no room"),
         (dict(size=5, input="/nonexistent/*.txt"), "--size=5 leaves no room"),  # corpus unread
+        (dict(character_coverage=0.99), "--character_coverage is SentencePiece's"),
+        (dict(kind="sentencepiece", character_coverage=0.9), r"must be in \[0.98, 1\]"),
+        (dict(kind="sentencepiece", character_coverage=1.5), r"must be in \[0.98, 1\]"),
     ],
 )
 def test_run_vocab_user_errors(tmp_path, kwargs, message):
@@ -206,6 +209,26 @@ def test_a_sentencepiece_size_below_the_corpus_characters_names_the_size_needed(
     texts = ["".join(chr(0x4E00 + (i * 7 + j) % 800) for j in range(40)) for i in range(400)]
     with pytest.raises(UserError, match=r"use a --size above 806, with room for the pieces"):
         sentencepiece_vocab.train_sentencepiece_vocab(texts, 300, True, tmp_path)
+    with pytest.raises(UserError, match=r"or a --character_coverage below 0.9995 \(the rarest"):
+        sentencepiece_vocab.train_sentencepiece_vocab(texts, 300, True, tmp_path)
+
+
+def test_a_lower_character_coverage_fits_a_smaller_vocabulary(tmp_path):
+    """--character_coverage leaves the rarest characters out ([UNK]): 800 characters, 400 of
+    them in one text only, fit 600 pieces at 0.98 (SentencePiece's lowest) and not at the
+    default 0.9995."""
+    common = ["".join(chr(0x4E00 + (i * 7 + j) % 400) for j in range(40)) for i in range(400)]
+    rare = ["".join(chr(0x4E00 + 400 + j) for j in range(400))]
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n\n".join(common + rare) + "\n", encoding="utf-8")
+    with pytest.raises(UserError, match="required_chars"):
+        vocab.run_vocab(str(corpus), "sentencepiece", 600, tmp_path / "default")
+    meta = vocab.run_vocab(
+        str(corpus), "sentencepiece", 600, tmp_path / "low", character_coverage=0.98
+    )
+    assert meta["character_coverage"] == 0.98 and meta["vocab_size"] <= 600
+    tokenizer = vocab.load_tokenizer(tmp_path / "low" / "vocab.txt", lowercase=True)
+    assert tokenizer.unk_id in tokenizer.encode([rare[0]])[0]
 
 
 def test_unknown_tokens_warning_names_sentencepiece_causes(sentencepiece_dir, tmp_path, caplog):
