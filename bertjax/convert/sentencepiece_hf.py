@@ -41,9 +41,9 @@ def unigram_tokenizer(model_path: str | os.PathLike):
     tok = tokenizers.Tokenizer(tokenizers.models.Unigram(pieces, proto.trainer_spec.unk_id, False))
     charsmap = proto.normalizer_spec.precompiled_charsmap
     # NFC first: Precompiled leaves decomposed (NFD) text uncomposed where SentencePiece composes
-    # it (tokenizers issues 2116, 2334). Measured on 123 texts x NFC/NFD/NFKD forms: 29 of them
-    # tokenized otherwise than SentencePiece without it (Vietnamese, Korean, Japanese, French),
-    # 5 with (ties of equal score, and a stack of combining marks NFC reorders).
+    # it (tokenizers issues 2116, 2334). Measured on 123 texts in NFC/NFD/NFKD forms: 29 (cased)
+    # and 35 (uncased) tokenized otherwise than SentencePiece without it (Vietnamese, Korean,
+    # Japanese, French), 5 with (equal-score ties, a stack of combining marks NFC reorders).
     composed = [normalizers.NFC()] if charsmap and "nfkc" in proto.normalizer_spec.name else []
     tok.normalizer = normalizers.Sequence(
         [
