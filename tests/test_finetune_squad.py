@@ -211,14 +211,34 @@ def test_decode_returns_the_planted_span_in_original_text(tokenizer):
         start_logits[feature, _position(features, feature, tokenizer, first)] = 5.0
         end_logits[feature, _position(features, feature, tokenizer, last)] = 5.0
     predictions = squad.decode(examples, features, start_logits, end_logits)
-    # Whole words of the context come back: "1990." keeps its period.
-    assert predictions == {"q1": "1990.", "q2": "Dan Reeves", "q3": "Playing football"}
+    # The predicted wordpieces' characters come back: "1990" of the word "1990." (until
+    # 2026-12-06 the whole word: "Cairo's" for "Cairo", which SQuAD's EM and F1 score 0).
+    assert predictions == {"q1": "1990", "q2": "Dan Reeves", "q3": "Playing football"}
     # Only [CLS] and question tokens among the n_best=1 candidates: no valid span.
     assert squad.decode(examples, features, start_logits, end_logits, n_best=1) == {
         "q1": "",
         "q2": "",
         "q3": "",
     }
+
+
+@pytest.mark.parametrize(
+    "word, pieces, spans",
+    [
+        ("1990.", ["1990", "."], [(0, 4), (4, 5)]),
+        ("Cairo's", ["cairo", "'", "s"], [(0, 5), (5, 6), (6, 7)]),
+        ("pilot/instructor", ["pilot", "/", "instruct", "or"], [(0, 5), (5, 6), (6, 14), (14, 16)]),
+        ("Café's", ["cafe", "'", "s"], [(0, 4), (4, 5), (5, 6)]),  # uncased: accent stripped
+        ("Cafe\u0301", ["cafe"], [(0, 5)]),  # a combining accent belongs to its letter
+        ("ＦＵＬＬ", ["full"], [(0, 4)]),  # full-width forms, as NFKC leaves them
+        ("Straße", ["strasse"], [(0, 6)]),  # case folding makes two letters of ß
+        ("1990", ["", "1990"], [(0, 0), (0, 4)]),  # SentencePiece's lone "▁" piece
+        ("x☃y", ["x", None, "y"], None),  # an [UNK]: no way to place it
+        ("abc", ["ab"], None),  # pieces that do not spell the word
+    ],
+)
+def test_wordpieces_are_placed_on_the_characters_of_their_word(word, pieces, spans):
+    assert squad.piece_char_spans(word, pieces) == spans
 
 
 def test_decode_span_rules(tokenizer):
@@ -332,7 +352,7 @@ def test_decode_answers_empty_where_the_null_score_wins(tokenizer):
         end_logits[feature, _position(features, feature, tokenizer, last)] = 5.0
     # Null scores ([CLS] start + end): 12 > span 10 for q1, 9 < 10 for q2, 10 = 10 for q3.
     start_logits[:, 0], end_logits[:, 0] = [6.0, 4.5, 5.0], [6.0, 4.5, 5.0]
-    spans = {"q1": "1990.", "q2": "Dan Reeves", "q3": "Playing football"}
+    spans = {"q1": "1990", "q2": "Dan Reeves", "q3": "Playing football"}
     assert squad.decode(examples, features, start_logits, end_logits) == spans  # SQuAD v1.1
     decoded = squad.decode(examples, features, start_logits, end_logits,
                            null_score_diff_threshold=0.0)  # fmt: skip

@@ -7,13 +7,15 @@ at any character); each word keeps its character start and end and is WordPiece-
 context longer than one sequence is cut into windows that overlap by ``max_seq_length - query -
 3 - doc_stride`` wordpieces. Each feature is ``[CLS] question [SEP] window [SEP]``. A wordpiece
 seen in several windows is predicted only from the window where it has the most context on both
-sides, and a predicted span is mapped back through its words to the original context text.
+sides, and a predicted span is mapped back to the original context text through the characters
+of its first and last wordpieces.
 """
 
 import bisect
 import collections
 import dataclasses
 import re
+import unicodedata
 from collections.abc import Sequence
 
 import numpy as np
@@ -41,6 +43,10 @@ class QAFeatures:
     example_index: np.ndarray  # [N] int32, index into the examples the features came from
     token_to_word: np.ndarray  # [N, L] int32, context word of each window token, -1 elsewhere
     token_is_max_context: np.ndarray  # [N, L] bool, this window is the token's best window
+    # Position p of a feature's window holds the context's wordpiece p + piece_shift[feature].
+    piece_shift: np.ndarray  # [N] int32
+    # Per example: [T, 2] character start and end (exclusive) of each context wordpiece.
+    piece_chars: tuple[np.ndarray, ...] = ()
 
 
 def context_words(context: str) -> list[tuple[int, int]]:
@@ -55,6 +61,74 @@ class _TokenizedContext:
     token_ids: np.ndarray  # [T] wordpiece ids of the whole context
     token_to_word: np.ndarray  # [T] word index of each wordpiece
     word_offsets: np.ndarray  # [W + 1] first wordpiece of each word; the last entry is T
+    token_chars: np.ndarray  # [T, 2] character start and end (exclusive) of each wordpiece
+
+
+# Characters tokenizers' normalisers drop: combining marks (accents), controls, format characters.
+_DROPPED_CATEGORIES = ("Mn", "Cc", "Cf")
+
+
+def _comparable(text: str) -> str:
+    """`text` as any of the tokenizers' normalisers could leave it, for comparing a wordpiece
+    with the word it came from: compatibility-decomposed, case-folded, without accents, controls,
+    format characters or whitespace."""
+    folded = unicodedata.normalize("NFKD", text).casefold()
+    return "".join(
+        char
+        for char in folded
+        if unicodedata.category(char) not in _DROPPED_CATEGORIES and not char.isspace()
+    )
+
+
+def piece_char_spans(word: str, pieces: Sequence[str | None]) -> list[tuple[int, int]] | None:
+    """Character start and end (exclusive) in `word` of each of its wordpieces (their text,
+    without "##" or "▁"; None for [UNK], whose length is unknown), or None when the pieces do
+    not spell the word (an [UNK], a normalisation not foreseen): the caller then gives every
+    piece the whole word. A piece without characters (SentencePiece's lone "▁") has an empty
+    span where the next piece starts; characters no piece spells (accents when uncased, format
+    characters) belong to the piece before them."""
+    chars, owner = [], []  # the word's comparable characters, and the index each came from
+    for index, char in enumerate(word):
+        for comparable in _comparable(char):
+            chars.append(comparable)
+            owner.append(index)
+    owner.append(len(word))
+    spans, at = [], 0
+    for piece in pieces:
+        if piece is None:
+            return None
+        text = _comparable(piece)
+        if "".join(chars[at : at + len(text)]) != text:
+            return None
+        # A piece ends where the next one starts: marks it does not spell (a combining accent)
+        # stay with the letter before them.
+        spans.append((owner[at], owner[at + len(text)] if text else owner[at]))
+        at += len(text)
+    return spans if at == len(chars) else None
+
+
+def _piece_texts(tokenizer: VocabularyLookups, ids: Sequence[int]) -> list[str | None]:
+    """The surface text of each wordpiece: without "##" (WordPiece's continuation) or "▁"
+    (SentencePiece's word start); None for [UNK] and other special tokens."""
+    special = {*tokenizer.special_ids, tokenizer.unk_id}
+    return [
+        None if i in special else tokenizer.vocab[i].removeprefix("##").replace("▁", "")
+        for i in ids
+    ]
+
+
+def _token_chars(
+    tokenizer: VocabularyLookups, spans: list[tuple[int, int]], context: str, ids: list[list[int]]
+) -> np.ndarray:
+    """[T, 2] character spans in `context` of the wordpieces `ids` of its words `spans`."""
+    rows = []
+    for (start, end), piece_ids in zip(spans, ids, strict=True):
+        inside = piece_char_spans(context[start:end], _piece_texts(tokenizer, piece_ids))
+        if inside is None:
+            rows += [(start, end)] * len(piece_ids)
+        else:
+            rows += [(start + first, start + last) for first, last in inside]
+    return np.array(rows, np.int32).reshape(-1, 2)
 
 
 def _tokenize_contexts(
@@ -76,6 +150,7 @@ def _tokenize_contexts(
             token_ids=np.array([i for piece_ids in ids for i in piece_ids], np.int32),
             token_to_word=np.repeat(np.arange(len(spans), dtype=np.int32), lengths),
             word_offsets=np.concatenate([[0], np.cumsum(lengths)]),
+            token_chars=_token_chars(tokenizer, spans, context, ids),
         )
     return tokenized
 
@@ -185,16 +260,18 @@ def make_features(
             rows["example_index"].append(example_index)
             rows["token_to_word"].append(token_to_word)
             rows["token_is_max_context"].append(is_max_context)
+            rows["piece_shift"].append(start - window_offset)
     by_token = ("input_ids", "input_mask", "segment_ids", "token_to_word")
     return QAFeatures(
         **{name: np.array(rows[name], np.int32).reshape(-1, max_seq_length) for name in by_token},
         **{
             name: np.array(rows[name], np.int32)
-            for name in ("start_positions", "end_positions", "example_index")
+            for name in ("start_positions", "end_positions", "example_index", "piece_shift")
         },
         token_is_max_context=np.array(rows["token_is_max_context"], bool).reshape(
             -1, max_seq_length
         ),
+        piece_chars=tuple(contexts[example.context].token_chars for example in examples),
     )
 
 
@@ -240,8 +317,10 @@ def best_spans(
     both lie in the context window, start <= end, the span has at most `max_answer_length`
     wordpieces and the start position has its max context in this feature. The best
     start_logit + end_logit over all features of an example wins, and its text is the context
-    from the start of the start's word to the end of the end's word (original casing and
-    punctuation). An example with no valid span gets "". The null score diff is the example's
+    from the first character of its first wordpiece to the last of its last (original casing
+    and accents; "1990" of the word "1990." is "1990", as run_squad's `get_final_text` and
+    Hugging Face's offsets give it; a word whose wordpieces do not spell it, with an [UNK], is
+    whole). An example with no valid span gets "". The null score diff is the example's
     null score (the [CLS] start and end logits, lowest over its features) minus its best span's
     score (run_squad's null_odds; +inf without a valid span).
     """
@@ -252,29 +331,30 @@ def best_spans(
             f"logits of shapes {start_logits.shape} and {end_logits.shape} for features of "
             f"shape {features.input_ids.shape}"
         )
-    best: dict[int, tuple[float, int, int]] = {}  # example -> (score, first word, last word)
+    best: dict[int, tuple[float, int, int]] = {}  # example -> (score, first piece, last piece)
     null: dict[int, float] = {}  # example -> its lowest null score
     for feature, example_index in enumerate(features.example_index.tolist()):
         null_score = float(start_logits[feature, 0] + end_logits[feature, 0])
         null[example_index] = min(null.get(example_index, null_score), null_score)
         span = _best_span(features, feature, start_logits, end_logits, n_best, max_answer_length)
         if span and (example_index not in best or span[0] > best[example_index][0]):
-            best[example_index] = span
+            shift = int(features.piece_shift[feature])
+            best[example_index] = (span[0], span[1] + shift, span[2] + shift)
     spans, null_diffs = {}, {}
     for example_index, example in enumerate(examples):
         if example_index not in best:
             spans[example.id], null_diffs[example.id] = "", np.inf
             continue
-        score, first_word, last_word = best[example_index]
-        words = context_words(example.context)
-        spans[example.id] = example.context[words[first_word][0] : words[last_word][1]]
+        score, first, last = best[example_index]
+        chars = features.piece_chars[example_index]
+        spans[example.id] = example.context[chars[first, 0] : chars[last, 1]]
         null_diffs[example.id] = null.get(example_index, np.inf) - score
     return spans, null_diffs
 
 
 def _best_span(features: QAFeatures, feature: int, start_logits, end_logits, n_best: int,
                max_answer_length: int) -> tuple[float, int, int] | None:  # fmt: skip
-    """(score, first word, last word) of `feature`'s best valid span (`decode`'s rules), or None
+    """(score, start, end position) of `feature`'s best valid span (`decode`'s rules), or None
     when no pair of its n_best starts and ends is one."""
     starts = np.argsort(-start_logits[feature], kind="stable")[:n_best, None]
     ends = np.argsort(-end_logits[feature], kind="stable")[None, :n_best]
@@ -294,4 +374,4 @@ def _best_span(features: QAFeatures, feature: int, start_logits, end_logits, n_b
         candidates[np.argmax(scores.ravel()[candidates])], valid.shape
     )
     start, end = starts[start_rank, 0], ends[0, end_rank]
-    return float(scores[start_rank, end_rank]), int(token_to_word[start]), int(token_to_word[end])
+    return float(scores[start_rank, end_rank]), int(start), int(end)

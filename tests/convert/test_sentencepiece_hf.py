@@ -39,8 +39,9 @@ def _score(ids: list[int], scores: list[float]) -> float:
 
 def test_tokenizer_json_gives_bertjax_ids(unigram_dir):
     """Every paragraph of the embedded corpus's speeches, plus odd text (accents, full-width
-    forms, tabs, extra spaces, CJK, decomposed accents and syllables, [MASK]): the same ids, but where two segmentations score the
-    same (a tie the two libraries break differently), measured here to be rare."""
+    forms, tabs, extra spaces, CJK, decomposed accents and syllables, [MASK]): the same ids, but
+    where two segmentations score the same (a tie the two libraries break differently), measured
+    here to be rare."""
     sp = vocab.load_tokenizer(unigram_dir / "vocab.txt", lowercase=True)
     tok = sentencepiece_hf.unigram_tokenizer(unigram_dir / MODEL_FILE)
     texts = _paragraphs() + [
