@@ -42,7 +42,7 @@ from bertjax.models.config import BertConfig
 from bertjax.models.sizes import ELECTRA_SIZES, MODEL_SIZES  # re-exported; no imports there
 from bertjax.objectives import ObjectiveSpec
 from bertjax.optim import OptimizerSpec
-from bertjax.sharding import MeshSpec
+from bertjax.sharding import MeshSpec, check_dcn_slices
 from bertjax.specs import ConfigSpec, require, require_known_fields
 
 if TYPE_CHECKING:
@@ -215,6 +215,7 @@ def check_runnable(spec: RunSpec, workdir: str | os.PathLike | None = None) -> N
     """What depends on this machine: the batch split over its devices and processes, the given
     vocabulary and prepared directory, and `workdir` (local or gs://), which is created."""
     shards = spec.mesh.batch_shards(jax.device_count())
+    check_dcn_slices(spec.mesh.dcn_mesh_shape, jax.devices())
     loop = spec.loop
     require(
         loop.batch_size % shards == 0,

@@ -166,13 +166,34 @@ def create_mesh(
         # are placed explicitly through jit in/out shardings.
         return jax.make_mesh(sizes, MESH_AXES, axis_types=axis_types, devices=devices)
     ici = mesh_axis_sizes(mesh_shape, len(devices) // int(np.prod(dcn)))
-    # TPU slices report their slice_index; elsewhere (one slice, CPU/GPU processes) every
-    # process is a granule.
-    slices = {getattr(device, "slice_index", 0) for device in devices}
+    process_is_granule = check_dcn_slices(dcn_mesh_shape, devices)
     grid = mesh_utils.create_hybrid_device_mesh(
-        ici, dcn, devices, process_is_granule=len(slices) < int(np.prod(dcn))
+        ici, dcn, devices, process_is_granule=process_is_granule
     )
     return Mesh(grid, MESH_AXES, axis_types=axis_types)
+
+
+def check_dcn_slices(
+    dcn_mesh_shape: Mapping[str, int] | None, devices: Sequence[jax.Device]
+) -> bool:
+    """UserError unless the product of `dcn_mesh_shape` is the number of slices `devices` form:
+    TPU slices (their slice_index), else processes (one slice, or CPU and GPU, where each
+    process is one). Returns whether processes are the slices."""
+    wanted = int(np.prod(dcn_axis_sizes(dcn_mesh_shape)))
+    if wanted == 1:
+        return False
+    slices = len({getattr(device, "slice_index", 0) for device in devices})
+    process_is_granule = slices < wanted
+    found = len({device.process_index for device in devices}) if process_is_granule else slices
+    if found != wanted:
+        unit = "processes" if process_is_granule else "TPU slices"
+        raise UserError(
+            f"dcn_mesh_shape {dict(dcn_mesh_shape or {})} asks for {wanted} slices, but the run "
+            f"has {found} ({unit}; on GPUs and CPUs each process is a slice: with one process "
+            f"per GPU, one per GPU); make its product {found}, e.g. "
+            f"--config.dcn_mesh_shape.data={found}"
+        )
+    return process_is_granule
 
 
 def logical_to_mesh_shardings(logical_specs: Any, mesh: Mesh, rules: Sequence) -> Any:

@@ -107,6 +107,10 @@ INVALID = [
     ({"lr_schedule": "cosine_restarts"}, "lr_schedule='cosine_restarts' is unknown"),
     ({"lr_decay_fraction": -0.1}, "lr_decay_fraction=-0.1 must be in [0, 1]"),
     ({"dcn_mesh_shape": {"data": 0, "fsdp": 1, "tensor": 1}}, "dcn_mesh_shape"),
+    (
+        {"dcn_mesh_shape": {"data": 2, "fsdp": 1, "tensor": 1}},
+        "asks for 2 slices, but the run has 1 (processes;",
+    ),
     ({"logical_axis_rules": [("batch", "pipe")]}, "logical_axis_rules maps 'batch' to 'pipe'"),
 ]
 # Fields with no value to refuse at validation, and why.

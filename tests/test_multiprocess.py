@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from bertjax import train
+from bertjax.data.corpus import SAMPLE_CORPUS
 from tests.helpers import truncate_checkpoint
 from tests.test_smoke import small_smoke_config
 
@@ -50,8 +51,11 @@ def assert_same_metrics(got: dict, want: dict, steps) -> None:
 
 
 def start_two_processes(
-    workdir: Path, tmp_dir: Path, steps: int = 6, dcn_data: int = 1, vocab_dir: str = ""
-) -> list[subprocess.Popen]:
+    workdir: Path | str, tmp_dir: Path, steps: int = 6, dcn_data: int = 1, vocab_dir: str = "",
+    overrides: dict | None = None,
+) -> list[subprocess.Popen]:  # fmt: skip
+    """The two processes of a run (multiprocess_worker): "{process}" in `workdir` and
+    `vocab_dir` is each one's index; `overrides`: {process index: {config field: value}}."""
     with socket.socket() as s:
         s.bind(("localhost", 0))
         port = s.getsockname()[1]
@@ -59,7 +63,16 @@ def start_two_processes(
     worker = [sys.executable, "-m", "tests.multiprocess_worker", str(port), "2"]
     return [
         subprocess.Popen(
-            [*worker, str(i), str(workdir), str(tmp_dir), str(steps), str(dcn_data), vocab_dir],
+            [
+                *worker,
+                str(i),
+                str(workdir),
+                str(tmp_dir),
+                str(steps),
+                str(dcn_data),
+                vocab_dir,
+                json.dumps({str(k): v for k, v in (overrides or {}).items()}),
+            ],  # fmt: skip
             cwd=REPO,
             env=env,
             stdout=subprocess.PIPE,
@@ -182,6 +195,42 @@ def test_processes_with_different_vocabularies_stop_before_the_data_build(runs, 
         assert "processes built different vocabularies" in output, output[-2000:]
         assert "Pretraining data:" not in output  # the data build's summary line
     assert not (tmp_path / "run" / "metrics.jsonl").exists()
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ({1: {"learning_rate": 0.01}}, "process 1 was given another config than process 0"),
+        ({1: {"corpus": "GENESIS"}}, "process 1 sees other corpus files than process 0"),
+    ],
+)
+def test_processes_given_different_configs_or_files_stop_before_anything_is_written(
+    runs, tmp_path, overrides, message
+):
+    """A stale checkout or a partial corpus copy on one host: until 2026-12-06 both processes
+    trained, each updating its own copy of the parameters (with its own learning rate)."""
+    tmp, _, _ = runs
+    genesis = SAMPLE_CORPUS.replace("*", "genesis")
+    overrides = {p: {k: genesis if v == "GENESIS" else v for k, v in o.items()}
+                 for p, o in overrides.items()}  # fmt: skip
+    processes = start_two_processes(tmp_path / "run", tmp, overrides=overrides)
+    outputs = [p.communicate(timeout=300)[0] for p in processes]
+    assert all(p.returncode != 0 for p in processes), outputs[0][-2000:]
+    for output in outputs:
+        assert message in output, output[-2000:]
+    assert not list((tmp_path / "run").iterdir())  # made (empty) by the config check only
+
+
+def test_a_workdir_the_processes_do_not_share_is_one_line(runs, tmp_path):
+    """Each process given a directory of its own (as a workdir on each host's local disk):
+    until 2026-12-06 the first checkpoint save waited forever for the other's files."""
+    tmp, _, _ = runs
+    processes = start_two_processes(str(tmp_path / "run{process}"), tmp)
+    outputs = [p.communicate(timeout=300)[0] for p in processes]
+    assert all(p.returncode != 0 for p in processes), outputs[0][-2000:]
+    for output in outputs:
+        assert "is not shared: process 1 cannot see the files process 0 writes" in output
+    assert not (tmp_path / "run0" / "checkpoints").exists()
 
 
 @pytest.mark.slow  # two processes against one run in the default suite
