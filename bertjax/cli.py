@@ -158,13 +158,21 @@ def parse(argv: Sequence[str]) -> tuple[str, flags.FlagValues, list[str]]:
         arguments = fv([argv[0], *rest])[1:]
     except Exception as e:  # absl: flags.Error; ml_collections overrides: AttributeError, ...
         message = " ".join(str(e).split())
-        if isinstance(e, flags.UnrecognizedFlagError):
+        config_field = isinstance(e, flags.UnrecognizedFlagError) and e.flagname.startswith(
+            "config."
+        )
+        if config_field and "config" in command.needs and not _given_config(rest):
+            message = f"--{e.flagname} sets a field of a --config file, and none is given; "
+            message += command.needs_message
+        elif isinstance(e, flags.UnrecognizedFlagError):
             suggestion = re.search(r"Did you mean: (\S+) \?", message)
             message = (
                 f"unknown flag --{e.flagname}"
                 + (f" (did you mean --{suggestion[1]}?)" if suggestion else "")
                 + f"; `bertjax {name} --help` lists its flags"
             )
+        elif "before a value for --config was specified" in message:
+            message = message.rstrip(".") + "; put --config=FILE before its --config.FIELD flags"
         elif "failure to load" in message or _given_config(rest).split(":")[0].endswith(".json"):
             message = str(_config_load_error(e, _given_config(rest)))  # the file did not load
         elif isinstance(e, AttributeError | KeyError):

@@ -113,6 +113,28 @@ def test_bad_usage_is_one_line_and_exit_2(args, expected, tmp_path):
     assert_one_line_error(result, expected, tmp_path / "run", tmp_path / "cache")
 
 
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        (
+            ["--workdir=w", "--config.num_train_steps=3"],
+            "--config.num_train_steps sets a field of a --config file, and none is given; train "
+            "needs --config=CONFIG.py and --workdir=DIR",
+        ),
+        (
+            ["--config.num_train_steps=3", "--config=configs/tiny.py", "--workdir=w"],
+            "before a value for --config was specified; put --config=FILE before its",
+        ),
+    ],
+)
+def test_config_overrides_without_their_config_say_what_is_missing(args, expected, capsys):
+    """Until 2026-12-06 the first said "unknown flag --config.num_train_steps"."""
+    with pytest.raises(SystemExit) as exit_info:
+        cli.parse(["bertjax", "train", *args])
+    assert exit_info.value.code == 2
+    assert expected in capsys.readouterr().err
+
+
 def test_a_field_a_config_file_misspells_is_one_line_and_nothing_is_written(tmp_path):
     """A config file's own fields are checked as --config.FIELD overrides are: a misspelt one
     no longer trains with the field's default (num_train_steps: 900,000), for pretraining and
