@@ -62,6 +62,10 @@ validate() {
   if [[ -z "${REPO_URL:-}" && ! -f "${REPO_ROOT}/${CONFIG}" ]]; then
     die "CONFIG=${CONFIG} is not a file under ${REPO_ROOT}; pass e.g. configs/bert_base_phase1.py"
   fi
+  # The workers get `git archive HEAD`: a config git does not track would not be there.
+  if [[ -z "${REPO_URL:-}" ]] && ! git -C "$REPO_ROOT" cat-file -e "HEAD:${CONFIG}" 2>/dev/null; then
+    die "CONFIG=${CONFIG} is not committed, and the workers get the committed files only (git archive HEAD); commit it first"
+  fi
   if [[ -n "${VOCAB_FILE:-}" && "$VOCAB_FILE" != gs://* && ! -f "$VOCAB_FILE" ]]; then
     die "VOCAB_FILE=${VOCAB_FILE} is not a file; pass a vocab.txt (local or gs://)"
   fi
@@ -177,6 +181,9 @@ copy_code() {
   else
     if ! is_dry_run && [[ -n "$(git -C "$REPO_ROOT" status --porcelain --untracked-files=no)" ]]; then
       echo "note: uncommitted changes are not uploaded; only the committed HEAD is" >&2
+    fi
+    if [[ -n "$(git -C "$REPO_ROOT" status --porcelain -- "$CONFIG")" ]]; then
+      echo "note: CONFIG=${CONFIG} has uncommitted changes; the workers run its committed version" >&2
     fi
     local tarball="${TMPDIR:-/tmp}/bertjax-${TPU_NAME}.tar.gz"
     run git -C "$REPO_ROOT" archive --format=tar.gz --output="$tarball" HEAD

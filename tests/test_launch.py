@@ -284,6 +284,32 @@ def test_tpu_bad_settings_are_one_line_and_exit_2(tpu_env, change, fragments):
     assert_one_line_error(result, "tpu_pretrain.sh: error:", *fragments)
 
 
+def test_tpu_refuses_a_config_git_does_not_track(tpu_env, tmp_path):
+    """The workers get `git archive HEAD`: an untracked config was accepted (it is a local
+    file), the VM created and the code uploaded without it, and every worker's training failed
+    in the background. Refused in one line, dry run included; an edited one is noted."""
+    repo = tmp_path / "repo"
+    (repo / "launch").mkdir(parents=True)
+    (repo / "configs").mkdir()
+    for name in ("tpu_pretrain.sh", "common.sh"):
+        shutil.copy(REPO / "launch" / name, repo / "launch" / name)
+    shutil.copy(REPO / "requirements.txt", repo / "requirements.txt")  # the jax pin is read
+    (repo / "configs" / "tracked.py").write_text("# a config\n")
+    git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "add", "."], check=True)
+    subprocess.run([*git, "commit", "-qm", "init"], check=True)
+    (repo / "configs" / "mine.py").write_text("# not committed\n")
+    script = repo / "launch" / "tpu_pretrain.sh"
+    result = run_script(script, tpu_env | {"CONFIG": "configs/mine.py"}, cwd=repo)
+    assert_one_line_error(result, "tpu_pretrain.sh: error:", "CONFIG=configs/mine.py is not "
+                          "committed", "git archive HEAD")  # fmt: skip
+    (repo / "configs" / "tracked.py").write_text("# edited\n")
+    result = run_script(script, tpu_env | {"CONFIG": "configs/tracked.py"}, cwd=repo)
+    assert result.returncode == 0, result.stderr
+    assert "CONFIG=configs/tracked.py has uncommitted changes" in result.stderr
+
+
 @pytest.fixture
 def fake_gcloud(tmp_path):
     """A gcloud on PATH that logs its arguments and answers `describe` from FAKE_TPU_STATE."""
