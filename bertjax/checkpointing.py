@@ -144,8 +144,13 @@ def _set_aside_unreadable(manager: ocp.CheckpointManager, step: int, error: Exce
 
 
 def metadata_for(config: ml_collections.ConfigDict, model_fields: dict) -> dict:
-    """What is saved beside the state: the full config and the model's architecture."""
-    return {"config": json.loads(config.to_json_best_effort()), "model": model_fields}
+    """What is saved beside the state: the full config, the model's architecture and the number
+    of processes (which streamed data depends on)."""
+    return {
+        "config": json.loads(config.to_json_best_effort()),
+        "model": model_fields,
+        "processes": jax.process_count(),
+    }
 
 
 # --- Reading parameters out of a workdir (export, `init_from`) -------------------------------

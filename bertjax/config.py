@@ -244,11 +244,16 @@ def check_runnable(spec: RunSpec, workdir: str | os.PathLike | None = None) -> N
 
 
 def _check_corpus(data: DataSpec) -> None:
-    """The corpus patterns match something (a glob only, nothing read) before a workdir exists."""
+    """The corpus patterns match something (a glob only, nothing read) before a workdir exists,
+    and a streamed corpus has files for every process."""
     from bertjax.data import corpus
 
     if not data.prepared_dir:
-        corpus.resolve_files(data.corpus)
+        files = corpus.resolve_files(data.corpus)
+        if data.streaming:  # every process needs files of its own
+            from bertjax.data.sources import text_stream
+
+            text_stream.process_files(files, jax.process_index(), jax.process_count())
     if data.eval_corpus:
         with corpus.corpus_flag("--config.eval_corpus"):
             corpus.resolve_files(data.eval_corpus)

@@ -351,9 +351,23 @@ def resume_metrics(
                 start_step, ", ".join(changes),
                 optim.rate_change(saved.get("config", {}), run_config, start_step),
             )  # fmt: skip
+        _warn_if_stream_changes(saved.get("processes"), run_config, start_step)
     if jax.process_index() == 0:
         metrics.drop_metrics_after(writer.jsonl_path, start_step)
     return carried_interval
+
+
+def _warn_if_stream_changes(saved_processes: int | None, run_config: dict, step: int) -> None:
+    """Streamed data (`streaming`, prepared shards) is split by process: with another number
+    of processes the batches after `step` are not those the run would have read."""
+    streamed = run_config.get("streaming") or run_config.get("prepared_dir")
+    if streamed and saved_processes not in (None, jax.process_count()):
+        logging.warning(
+            "Resuming step %d with %d processes where the checkpoint's run had %d: each process "
+            "streams its own files, so the batches from here are others than the run would "
+            "have read (the same data, in another order); resume with %d processes for the "
+            "same run", step, jax.process_count(), saved_processes, saved_processes,
+        )  # fmt: skip
 
 
 def training_throughput(spec: RunSpec, vocab_size: int, mesh) -> metrics.Throughput:

@@ -5,6 +5,7 @@ uninterrupted run's per-step metrics bit for bit.
 """
 
 import json
+import logging
 import os
 import shutil
 import signal
@@ -149,6 +150,24 @@ def test_a_resumed_run_logs_the_lines_of_an_uninterrupted_one(tmp_path, caplog):
         assert summary.start_step == restored
         assert read_metrics(workdir) == reference
     assert "changes to what the run trains" not in caplog.text  # the same config: no warning
+
+
+@pytest.mark.parametrize(
+    "saved, run_config, warned",
+    [
+        (2, {"streaming": True}, True),
+        (2, {"prepared_dir": "/data/shards"}, True),
+        (2, {"streaming": False, "prepared_dir": ""}, False),  # in memory: the same batches
+        (1, {"streaming": True}, False),
+        (None, {"streaming": True}, False),  # a checkpoint from before the count was saved
+    ],
+)
+def test_a_stream_resumed_with_another_number_of_processes_warns(saved, run_config, warned, caplog):
+    """Process p of P streams its own files: resumed by 1 process, a 2-process streaming run
+    reads other batches (the multi-host audit, 2026-12-06: silent until then)."""
+    with caplog.at_level(logging.WARNING):
+        train._warn_if_stream_changes(saved, run_config, 6)
+    assert ("with 1 processes where the checkpoint's run had 2" in caplog.text) == warned
 
 
 def test_log_steps_count_from_the_start_of_the_run():

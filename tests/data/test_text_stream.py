@@ -221,6 +221,20 @@ def test_processes_read_disjoint_files_that_cover_the_corpus(corpus_dir, process
         _dataset(stream, config, global_batch_size=5, process_index=0, process_count=5)
 
 
+def test_too_few_files_for_the_processes_is_refused_before_the_workdir(
+    corpus_dir, tmp_path, monkeypatch
+):
+    """Until 2026-12-06 the data build refused it after the workdir held a config.json, the
+    vocabulary and a checkpoints directory."""
+    import jax
+
+    monkeypatch.setattr(jax, "process_count", lambda: 5)
+    config = _config(corpus_dir, streaming=True)
+    with pytest.raises(UserError, match=r"corpus has 4 files for 5 processes"):
+        validate(config, tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+
+
 def test_epochs_read_files_in_fresh_orders_and_pair_afresh(corpus_dir):
     stream = _stream(_config(corpus_dir))
     orders = {tuple(text_stream.epoch_files(stream.files, 5, 0, e)) for e in range(6)}
