@@ -93,31 +93,7 @@ def _vocab(fv: flags.FlagValues, arguments: list[str]) -> None:
             text_format=fv.text_format, extend=fv.extend or "",
             text_encoding=fv.text_encoding, character_coverage=fv.character_coverage,
         )  # fmt: skip
-    print(f"Wrote a {meta['vocab_size']}-token {fv.kind} vocabulary to {fv.out}")
-    if not fv.extend:
-        small = meta["vocab_size"] < fv.size  # a corpus with fewer words and pieces than --size
-        why = f"fewer than --size={fv.size}: the sampled text has no more to make; "
-        cased = "" if fv.uncased else " --config.lowercase=False"
-        print(
-            (why if small else "") + f"train with it: bertjax train --config.vocab_dir={fv.out} "
-            f"--config.vocab_size={meta['vocab_size']}{cased} ..."
-        )
-        if meta.get("model_type") == "bpe":
-            print(
-                "note: `bertjax export` converts SentencePiece unigram models only; a run with "
-                "this BPE vocabulary trains, but its tokenizer will not export to Hugging Face "
-                "(--model_type=unigram does)"
-            )
-    else:
-        imported = os.path.isdir(os.path.join(fv.extend, "checkpoints"))
-        model = fv.extend if imported else "MODEL_DIR"
-        print(
-            f"{meta['extends']['added']} tokens after the {meta['extends']['vocab_size']} of "
-            f"{fv.extend}; continue pretraining from it: bertjax train --config.init_from={model} "
-            f"--config.vocab_dir={fv.out} --config.vocab_size={meta['vocab_size']} "
-            f"--config.lowercase={meta['lowercase']} ..."
-            + ("" if imported else f" (MODEL_DIR: `bertjax import --from={fv.extend}`)")
-        )
+    print("\n".join(vocab.next_steps(meta, fv.out, fv.size, fv.extend or "")))
 
 
 def _own_flags(command: str):

@@ -292,7 +292,8 @@ def test_vocab_says_how_to_train_and_export_what_it_wrote(monkeypatch, capsys):
 
     def fake_run_vocab(*args, **kwargs):
         seen.update(kwargs)
-        return {"vocab_size": 90, "model_type": kwargs["model_type"], "lowercase": args[4]}
+        return {"vocab_size": 90, "model_type": kwargs["model_type"], "lowercase": args[4],
+                "kind": args[1]}  # fmt: skip
 
     monkeypatch.setattr(vocab, "run_vocab", fake_run_vocab)
     flags = ["--input=i", "--out=o", "--kind=sentencepiece", "--size=100"]

@@ -301,6 +301,36 @@ def run_vocab(
     return meta
 
 
+def next_steps(meta: dict, out: str, size: int, extend: str) -> list[str]:
+    """What `bertjax vocab` says after writing `meta`'s vocabulary to `out` (for `size`, and
+    `extend`'s base): what it wrote, and the command that trains or continues with it."""
+    lines = [f"Wrote a {meta['vocab_size']}-token {meta['kind']} vocabulary to {out}"]
+    if extend:
+        imported = os.path.isdir(os.path.join(extend, "checkpoints"))
+        model = extend if imported else "MODEL_DIR"
+        return lines + [
+            f"{meta['extends']['added']} tokens after the {meta['extends']['vocab_size']} of "
+            f"{extend}; continue pretraining from it: bertjax train --config.init_from={model} "
+            f"--config.vocab_dir={out} --config.vocab_size={meta['vocab_size']} "
+            f"--config.lowercase={meta['lowercase']} ..."
+            + ("" if imported else f" (MODEL_DIR: `bertjax import --from={extend}`)")
+        ]
+    small = meta["vocab_size"] < size  # a corpus with fewer words and pieces than --size
+    why = f"fewer than --size={size}: the sampled text has no more to make; " if small else ""
+    cased = "" if meta["lowercase"] else " --config.lowercase=False"
+    lines.append(
+        f"{why}train with it: bertjax train --config.vocab_dir={out} "
+        f"--config.vocab_size={meta['vocab_size']}{cased} ..."
+    )
+    if meta.get("model_type") == "bpe":
+        lines.append(
+            "note: `bertjax export` converts SentencePiece unigram models only; a run with this "
+            "BPE vocabulary trains, but its tokenizer will not export to Hugging Face "
+            "(--model_type=unigram does)"
+        )
+    return lines
+
+
 def _check_vocab_args(kind: str, size: int, sample_bytes: int, model_type: str, extend: str,
                       out_dir) -> None:  # fmt: skip
     """`run_vocab`'s arguments, before the corpus is read; UserError naming the flag."""

@@ -42,6 +42,12 @@ class SeedPosition:
     kept_epoch: int = 0  # the epoch the seed keeps so far (0: none yet), and its scores
     kept_result: dict = dataclasses.field(default_factory=dict)
 
+    def at_epoch(self, epoch: int) -> SeedPosition:
+        """The position in `epoch`: this one, or the start of a later epoch."""
+        if epoch == self.epoch:
+            return self
+        return dataclasses.replace(self, epoch=epoch, batches_done=0, loss_sum=0.0, count=0.0)
+
 
 class SeedCheckpoints:
     """Saves and restores one seed's `SeedPosition` with its state, under `seed_dir`."""

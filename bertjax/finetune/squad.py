@@ -208,6 +208,17 @@ def _best_windows(windows: list[tuple[int, int]], num_tokens: int) -> np.ndarray
     return np.argmax(scores, axis=0)
 
 
+def _check_window_settings(max_seq_length: int, doc_stride: int, max_query_length: int) -> None:
+    if max_seq_length - max_query_length - 3 < 1:
+        raise UserError(
+            f"max_seq_length={max_seq_length} leaves no room for context after a "
+            f"max_query_length={max_query_length} question; raise max_seq_length or lower "
+            "max_query_length"
+        )
+    if doc_stride < 1:
+        raise UserError(f"doc_stride={doc_stride} must be at least 1 wordpiece")
+
+
 def make_features(
     examples: Sequence[QAExample],
     tokenizer: VocabularyLookups,
@@ -219,14 +230,7 @@ def make_features(
     """Windows every example's context into ``[CLS] question [SEP] window [SEP]`` features,
     labelled with the first answer (see QAFeatures). Questions keep their first
     `max_query_length` wordpieces."""
-    if max_seq_length - max_query_length - 3 < 1:
-        raise UserError(
-            f"max_seq_length={max_seq_length} leaves no room for context after a "
-            f"max_query_length={max_query_length} question; raise max_seq_length or lower "
-            "max_query_length"
-        )
-    if doc_stride < 1:
-        raise UserError(f"doc_stride={doc_stride} must be at least 1 wordpiece")
+    _check_window_settings(max_seq_length, doc_stride, max_query_length)
     queries = [ids[:max_query_length] for ids in tokenizer.encode([e.question for e in examples])]
     contexts = _tokenize_contexts([e.context for e in examples], tokenizer)
     answer_ids = tokenizer.encode([e.answers[0][0] if e.answers else "" for e in examples])

@@ -227,7 +227,7 @@ def _train_epochs(prepared, compiled, config, seed, out, start, checkpoints, wat
     """The epochs from `start` = (state, kept, position) on: (summary, kept parameters), or,
     when `watcher` stops the seed, the line that says where it was saved."""
     state, kept, position = start
-    train_step, predict, mesh = compiled.train_step, compiled.predict, compiled.mesh
+    train_step, mesh = compiled.train_step, compiled.mesh
     dropout_key = jax.random.key(seed)
     step, base_seconds, started = position.step, position.seconds, time.perf_counter()
     log_every = config.get("log_every", LOG_EVERY)
@@ -241,10 +241,7 @@ def _train_epochs(prepared, compiled, config, seed, out, start, checkpoints, wat
     rng = seed_checkpoint.rng_at(position.epoch_rng_state, seed)
     with metrics_path.open("a") as log:
         for epoch in range(position.epoch, config.num_epochs + 1):
-            if epoch != position.epoch:
-                position = dataclasses.replace(
-                    position, epoch=epoch, batches_done=0, loss_sum=0.0, count=0.0
-                )
+            position = position.at_epoch(epoch)
             position.epoch_rng_state = rng.bit_generator.state  # before the epoch's shuffle
             loss_sum, count = position.loss_sum, position.count
             batches = features.batches(
@@ -263,11 +260,9 @@ def _train_epochs(prepared, compiled, config, seed, out, start, checkpoints, wat
                     progress.report(interval.values(config.batch_size))
                 stop = watcher.should_stop(step)
                 if stop or checkpoints.due(step):
-                    position = dataclasses.replace(
-                        position, batches_done=index + 1, step=step, loss_sum=float(loss_sum),
-                        count=float(count), kept_epoch=kept.epoch, kept_result=kept.result,
-                        seconds=base_seconds + time.perf_counter() - started,
-                    )  # fmt: skip
+                    seconds = base_seconds + time.perf_counter() - started
+                    position = _position_after(position, index, step, (loss_sum, count), kept,
+                                               seconds)  # fmt: skip
                     checkpoints.save(step, state, kept.params, position)
                 if stop:
                     progress.close()
@@ -276,10 +271,7 @@ def _train_epochs(prepared, compiled, config, seed, out, start, checkpoints, wat
                         f"{epoch}); re-run the same command to resume."
                     )
             eval_start = time.perf_counter()
-            result = inference.evaluate(prepared, state.params, predict, mesh, config)
-            if prepared.dev is not None:
-                dev = inference.evaluate(prepared, state.params, predict, mesh, config, "dev")
-                result |= {f"dev_{name}": value for name, value in dev.items()}
+            result = _evaluate_epoch(prepared, state.params, compiled, config)
             interval.start += time.perf_counter() - eval_start  # not in examples/s
             kept.offer(epoch, result, state.params)
             record = {"epoch": epoch, "step": step, "train_loss": float(loss_sum / count)}
@@ -291,6 +283,26 @@ def _train_epochs(prepared, compiled, config, seed, out, start, checkpoints, wat
     seconds = base_seconds + time.perf_counter() - started
     summary = {**kept.result, "epoch": kept.epoch, "train_seconds": seconds}
     return summary | {"steps": step}, kept.params
+
+
+def _evaluate_epoch(prepared, params, compiled: steps.Compiled, config) -> dict:
+    """The epoch's scores on the eval split, and on the dev split (`dev_*`) when there is one."""
+    predict, mesh = compiled.predict, compiled.mesh
+    result = inference.evaluate(prepared, params, predict, mesh, config)
+    if prepared.dev is not None:
+        dev = inference.evaluate(prepared, params, predict, mesh, config, "dev")
+        result |= {f"dev_{name}": value for name, value in dev.items()}
+    return result
+
+
+def _position_after(position, index: int, step: int, losses, kept, seconds: float):
+    """`position` once batch `index` of its epoch (step `step`) is trained: the epoch's loss sums
+    `losses`, the kept epoch and the training seconds so far."""
+    loss_sum, count = losses
+    return dataclasses.replace(
+        position, batches_done=index + 1, step=step, loss_sum=float(loss_sum), count=float(count),
+        kept_epoch=kept.epoch, kept_result=kept.result, seconds=seconds,
+    )  # fmt: skip
 
 
 def _keep_epochs_before(metrics_path: Path, epoch: int) -> None:
