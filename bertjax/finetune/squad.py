@@ -14,6 +14,7 @@ of its first and last wordpieces.
 import bisect
 import collections
 import dataclasses
+import itertools
 import re
 import unicodedata
 from collections.abc import Sequence
@@ -87,6 +88,9 @@ def piece_char_spans(word: str, pieces: Sequence[str | None]) -> list[tuple[int,
     piece the whole word. A piece without characters (SentencePiece's lone "▁") has an empty
     span where the next piece starts; characters no piece spells (accents when uncased, format
     characters) belong to the piece before them."""
+    if None not in pieces and word.isascii() and "".join(pieces).lower() == word.lower():
+        ends = list(itertools.accumulate(map(len, pieces)))  # ASCII: lengths are kept
+        return [(end - len(piece), end) for piece, end in zip(pieces, ends, strict=True)]
     chars, owner = [], []  # the word's comparable characters, and the index each came from
     for index, char in enumerate(word):
         for comparable in _comparable(char):
@@ -107,23 +111,24 @@ def piece_char_spans(word: str, pieces: Sequence[str | None]) -> list[tuple[int,
     return spans if at == len(chars) else None
 
 
-def _piece_texts(tokenizer: VocabularyLookups, ids: Sequence[int]) -> list[str | None]:
-    """The surface text of each wordpiece: without "##" (WordPiece's continuation) or "▁"
+def _piece_texts(tokenizer: VocabularyLookups) -> list[str | None]:
+    """The surface text of each wordpiece id: without "##" (WordPiece's continuation) or "▁"
     (SentencePiece's word start); None for [UNK] and other special tokens."""
     special = {*tokenizer.special_ids, tokenizer.unk_id}
     return [
-        None if i in special else tokenizer.vocab[i].removeprefix("##").replace("▁", "")
-        for i in ids
+        None if i in special else token.removeprefix("##").replace("▁", "")
+        for i, token in enumerate(tokenizer.vocab)
     ]
 
 
 def _token_chars(
-    tokenizer: VocabularyLookups, spans: list[tuple[int, int]], context: str, ids: list[list[int]]
+    texts: list[str | None], spans: list[tuple[int, int]], context: str, ids: list[list[int]]
 ) -> np.ndarray:
-    """[T, 2] character spans in `context` of the wordpieces `ids` of its words `spans`."""
+    """[T, 2] character spans in `context` of the wordpieces `ids` of its words `spans`
+    (`texts`: `_piece_texts`)."""
     rows = []
     for (start, end), piece_ids in zip(spans, ids, strict=True):
-        inside = piece_char_spans(context[start:end], _piece_texts(tokenizer, piece_ids))
+        inside = piece_char_spans(context[start:end], [texts[i] for i in piece_ids])
         if inside is None:
             rows += [(start, end)] * len(piece_ids)
         else:
@@ -140,7 +145,7 @@ def _tokenize_contexts(
     word_ids = tokenizer.encode(
         [c[start:end] for c, spans in zip(unique, words, strict=True) for start, end in spans]
     )
-    tokenized, first_word = {}, 0
+    tokenized, first_word, texts = {}, 0, _piece_texts(tokenizer)
     for context, spans in zip(unique, words, strict=True):
         ids = word_ids[first_word : first_word + len(spans)]
         first_word += len(spans)
@@ -150,7 +155,7 @@ def _tokenize_contexts(
             token_ids=np.array([i for piece_ids in ids for i in piece_ids], np.int32),
             token_to_word=np.repeat(np.arange(len(spans), dtype=np.int32), lengths),
             word_offsets=np.concatenate([[0], np.cumsum(lengths)]),
-            token_chars=_token_chars(tokenizer, spans, context, ids),
+            token_chars=_token_chars(texts, spans, context, ids),
         )
     return tokenized
 
