@@ -162,12 +162,16 @@ def test_a_resumed_run_logs_the_lines_of_an_uninterrupted_one(tmp_path, caplog):
         (None, {"streaming": True}, False),  # a checkpoint from before the count was saved
     ],
 )
-def test_a_stream_resumed_with_another_number_of_processes_warns(saved, run_config, warned, caplog):
+def test_a_stream_resumed_with_another_number_of_processes_warns(
+    saved, run_config, warned, caplog, tmp_path
+):
     """Process p of P streams its own files: resumed by 1 process, a 2-process streaming run
     reads other batches (the multi-host audit, 2026-12-06: silent until then)."""
     with caplog.at_level(logging.WARNING):
         train._warn_if_stream_changes(saved, run_config, 6)
     assert ("with 1 processes where the checkpoint's run had 2" in caplog.text) == warned
+    metadata = checkpointing.metadata_for(small_smoke_config(tmp_path), {})
+    assert metadata["processes"] == jax.process_count()  # what the warning compares
 
 
 def test_log_steps_count_from_the_start_of_the_run():
