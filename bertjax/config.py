@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING
 import jax
 from etils import epath
 
-from bertjax import paths
+from bertjax import paths, process_agreement
 from bertjax.data.masking_spec import MaskingSpec
 from bertjax.data.spec import DataSpec
 from bertjax.errors import UserError
@@ -245,18 +245,24 @@ def check_runnable(spec: RunSpec, workdir: str | os.PathLike | None = None) -> N
 
 def _check_corpus(data: DataSpec) -> None:
     """The corpus patterns match something (a glob only, nothing read) before a workdir exists,
-    and a streamed corpus has files for every process."""
+    a streamed corpus has files for every process, and every process sees the same files."""
     from bertjax.data import corpus
 
-    if not data.prepared_dir:
+    if data.prepared_dir:
+        if jax.process_count() > 1:  # listed only to compare (its reader checks the shards)
+            shards = sorted(str(path) for path in epath.Path(data.prepared_dir).glob("*"))
+            process_agreement.check_same_files(shards, "prepared", "--config.prepared_dir")
+    else:
         files = corpus.resolve_files(data.corpus)
         if data.streaming:  # every process needs files of its own
             from bertjax.data.sources import text_stream
 
             text_stream.process_files(files, jax.process_index(), jax.process_count())
+        process_agreement.check_same_files(files, "corpus", "--config.corpus")
     if data.eval_corpus:
         with corpus.corpus_flag("--config.eval_corpus"):
-            corpus.resolve_files(data.eval_corpus)
+            files = corpus.resolve_files(data.eval_corpus)
+        process_agreement.check_same_files(files, "held-out corpus", "--config.eval_corpus")
 
 
 def validate(config: ml_collections.ConfigDict, workdir=None) -> RunSpec:

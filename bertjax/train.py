@@ -112,34 +112,15 @@ def train_and_evaluate(
     workdir = paths.as_path(workdir)  # local (~ expanded: every file in one place) or gs://...
     spec = validate(config, workdir)  # the config's only reading: typed specs from here on
     process_agreement.check_same_config(config, HOST_PATH_FIELDS)
-    _check_same_data_files(spec)
     with run_lock.held(workdir, lead=jax.process_index() == 0):
         process_agreement.check_shared_workdir(workdir)
         return _train(config, spec, workdir, wall_start, print_sharding)
 
 
 # Config fields that may name other paths on each host (a local copy, a per-host cache) for the
-# same files: compared by what they hold (the data files' names and sizes, the vocabulary).
+# same files: compared by what they hold (the data files' names and sizes, in `validate`; the
+# vocabulary).
 HOST_PATH_FIELDS = ("corpus", "eval_corpus", "prepared_dir", "vocab_dir", "cache_dir")
-
-
-def _check_same_data_files(spec: RunSpec) -> None:
-    """Every process must read the same files: `bertjax prepare`'s shards, or the corpus (and
-    the held-out corpus)."""
-    if jax.process_count() == 1:
-        return
-    from bertjax.data import corpus  # deferred: the compute path imports no data modules
-
-    data = spec.data
-    if data.prepared_dir:
-        files = sorted(str(path) for path in epath.Path(data.prepared_dir).glob("*"))
-        process_agreement.check_same_files(files, "prepared", "--config.prepared_dir")
-    else:
-        files = corpus.resolve_files(data.corpus)
-        process_agreement.check_same_files(files, "corpus", "--config.corpus")
-    if data.eval_corpus:
-        files = corpus.resolve_files(data.eval_corpus)
-        process_agreement.check_same_files(files, "held-out corpus", "--config.eval_corpus")
 
 
 def _train(
