@@ -20,7 +20,16 @@ from pathlib import Path
 import jax
 from absl import logging
 
-from bertjax import checkpointing, config, metrics, optim, train, train_loop, train_step
+from bertjax import (
+    checkpointing,
+    config,
+    metrics,
+    optim,
+    run_lock,
+    train,
+    train_loop,
+    train_step,
+)
 from bertjax.data import batch_files
 from bertjax.errors import UserError
 from bertjax.train_state import create_train_state, state_setup
@@ -68,12 +77,20 @@ def train_from_batches(
 ) -> train.RunSummary:
     """Trains `spec` (shaped to the batches by `spec_for_batches`) on the batches in
     `batches_dir` for spec.loop.num_train_steps steps, cycling through them; re-running with the
-    same workdir resumes from its latest checkpoint."""
+    same workdir resumes from its latest checkpoint; a second run while one trains there is
+    refused (`run_lock`)."""
     wall_start = time.perf_counter()
     files = batch_files.load_batch_files(batches_dir)
     spec = spec_for_batches(spec, files)
     workdir = Path(workdir).expanduser()
     config.check_runnable(spec, workdir)
+    with run_lock.held(workdir, lead=jax.process_index() == 0):
+        return _train(spec, files, workdir, wall_start)
+
+
+def _train(
+    spec: config.RunSpec, files: batch_files.BatchFiles, workdir: Path, wall_start: float
+) -> train.RunSummary:
     model, loop = spec.model, spec.loop
     mesh = spec.mesh.create_mesh()
     tx = train.pretraining_optimizer(spec)

@@ -86,6 +86,13 @@ try:
     carried.train_from_batches(run_spec, other, scratch / "run")
 except Exception as e:
     report["other_vocabulary"] = str(e)
+# A second run into a workdir one trains in is refused before it writes anything.
+from bertjax import run_lock
+with run_lock.held(scratch / "run"):
+    try:
+        carried.train_from_batches(run_spec, batches, scratch / "run")
+    except Exception as e:
+        report["locked"] = str(e)
 report["run_kept"] = kept == ((scratch / "run" / "config.json").read_bytes(),
                               (scratch / "run" / "vocab.txt").read_bytes())
 report["imported_absent"] = [n for n in absent + carried_later if sys.modules.get(n) is not None]
@@ -127,6 +134,7 @@ def test_compute_path_runs_without_tensorflow(tmp_path):
     assert (tmp_path / "run" / "metrics.jsonl").is_file()
     assert not (tmp_path / "run" / "tensorboard").exists()  # JSON Lines only without TensorFlow
     assert "was trained with another vocabulary (its vocab.txt)" in report["other_vocabulary"]
+    assert "is in use by another run" in report["locked"]
     assert report["run_kept"]
     config = json.loads((tmp_path / "run" / "config.json").read_text())
     assert config["vocab_size"] == 100 and config["num_hidden_layers"] == 1
