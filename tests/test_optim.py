@@ -226,3 +226,30 @@ def test_lamb_scales_each_layer_update_by_its_trust_ratio():
     # lr * ||w|| / ||1|| per element: 0.1 * 3 and 0.1 * 0.5, whatever the gradient scale.
     np.testing.assert_allclose(updates["a"]["kernel"], -0.3, rtol=1e-3)
     np.testing.assert_allclose(updates["b"]["kernel"], -0.05, rtol=1e-3)
+
+
+def test_lamb_leaves_biases_and_layernorm_out_of_the_trust_ratio():
+    """As the reference LAMB for BERT (TF-Addons' exclude_from_layer_adaptation, apex FusedLAMB):
+    parameters without weight decay take Adam's step. optax.lamb scaled them too, so a bias
+    starting at 0 stayed near it (0.016 after 100 steps at lr 1e-2, where Adam goes 0.5)."""
+    config = _config(
+        optimizer="lamb", learning_rate=0.01, warmup_steps=0, num_train_steps=1000,
+        weight_decay=0.0, max_grad_norm=0.0,
+    )  # fmt: skip
+    spec = optim.OptimizerSpec.from_config(config)
+    tx, schedule = optim.create_optimizer(spec), optim.learning_rate_schedule(spec)
+    params = {
+        "dense": {"kernel": jnp.full((4,), 2.0), "bias": jnp.zeros((4,))},
+        "LayerNorm": {"scale": jnp.full((4,), 2.0), "bias": jnp.zeros((4,))},
+    }
+    grads = jax.tree.map(jnp.ones_like, params)
+    state = tx.init(params)
+    for step in range(100):
+        updates, state = tx.update(grads, state, params)
+        if step == 0:  # Adam's first step is lr * sign(g); the kernel's is scaled by ||w|| / 1
+            np.testing.assert_allclose(updates["dense"]["kernel"], -0.02, rtol=1e-3)
+            np.testing.assert_allclose(updates["LayerNorm"]["scale"], -0.01, rtol=1e-3)
+        params = optax.apply_updates(params, updates)
+    adams_steps = -sum(float(schedule(step)) for step in range(100))  # each lr * m / sqrt(v) = 1
+    for bias in (params["dense"]["bias"], params["LayerNorm"]["bias"]):
+        np.testing.assert_allclose(bias, adams_steps, rtol=1e-3)
