@@ -230,7 +230,11 @@ def _check_vocabulary(workdir, vocab_dir, manager, init_from: str) -> int | None
             f"resume with that one (--config.vocab_dir={workdir}) or start a new --workdir",
         )
         return None
-    return vocabulary_growth.init_vocabulary(init_from, vocab_dir) if init_from else None
+    if not init_from:
+        return None
+    with paths.remote_errors(init_from):  # an unreachable gs:// placeholder is one line
+        checkpointing.open_workdir(init_from)  # holds a checkpoint, before the corpus is read
+        return vocabulary_growth.init_vocabulary(init_from, vocab_dir)
 
 
 def _run_vocabulary(spec: RunSpec) -> epath.Path:

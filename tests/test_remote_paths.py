@@ -14,6 +14,7 @@ import itertools
 import json
 import os
 import shutil
+import types
 from pathlib import Path
 
 import jax
@@ -292,12 +293,14 @@ def test_an_unreachable_bucket_is_one_line_naming_the_uri(monkeypatch, tmp_path)
     calls = {name: unreachable for name in ("exists", "glob", "open", "stat", "makedirs")}
     calls["isdir"] = no_directory
     reach = "cannot reach gs://bucket/.*: Could not resolve host: .* \\(details\\)"
+    fresh_run = types.SimpleNamespace(latest_step=lambda: None)  # a checkpoint manager's answer
     with epath_testing.mock_epath(**calls):
         for call in [
             lambda: corpus.resolve_files(f"{URI}/corpus/*.jsonl"),
             lambda: checkpointing.open_workdir(f"{URI}/run"),
             lambda: evaluation.workdir_config(f"{URI}/run"),
             lambda: base_config.validate(base_config.defaults(), workdir=f"{URI}/run"),
+            lambda: train._check_vocabulary(tmp_path, tmp_path, fresh_run, f"{URI}/phase1"),
         ]:
             with pytest.raises(UserError, match=f"^{reach}; check the bucket's name"):
                 call()
