@@ -29,10 +29,11 @@ CORPUS_FLAGS = (
     ("string", "out", None, "Output directory."),
     ("string", "text_field", "text", "JSON Lines field or table column of the text."),
     (
-        "enum:sentences|paragraphs",
+        "enum:sentences|lines|paragraphs",
         "text_format",
         "sentences",
-        ".txt layout: one sentence per line, or paragraphs of prose.",
+        ".txt layout: sentences on lines (a line of several split), lines (each line one "
+        "sentence, as given) or paragraphs of prose.",
     ),
     (
         "string",
@@ -45,7 +46,7 @@ CORPUS_FLAGS = (
 # How `bertjax evaluate` reads --data when it is not laid out as the run's corpus (None: as it).
 DATA_READING_FLAGS = (
     ("string", "text_field", None, "--data's JSONL field or table column (default: the run's)."),
-    ("enum:sentences|paragraphs", "text_format", None, "--data's .txt layout (default: the run's)"),
+    ("enum:sentences|lines|paragraphs", "text_format", None, "--data's .txt layout (the run's)."),
     ("string", "text_encoding", None, "--data's encoding: gb18030, ... (default: the run's)."),
 )  # fmt: skip
 INPUT_FILE_FLAGS = (

@@ -34,6 +34,7 @@ from etils import epath
 from bertjax import paths
 from bertjax.data import compressed_files, corpus_files, text_encodings, tfds_corpus
 from bertjax.data.corpus_files import SourceReport
+from bertjax.data.sentences import GIVEN_SENTENCES
 from bertjax.errors import UserError, flags_renamed
 
 # The public-domain sample corpus that ships inside the package (US inaugural addresses, State
@@ -50,6 +51,7 @@ _HASH_CHUNK_BYTES = 1 << 20
 # C0/C1 control characters but tab, newline and CR: the tokenizer drops them anyway; dropping them
 # here keeps sentence splitting and emptiness checks in step with what gets tokenized.
 _CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+_CONTROL_CHARS_BUT_SEPARATOR = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1d\x1f\x7f-\x9f]")
 _MAX_LISTED_SOURCES = 3  # in the one-line "no documents" error
 
 
@@ -260,7 +262,7 @@ def read_documents(
         report = SourceReport(source)
         texts = _read_source(source, text_field, text_format, report, text_encoding)
         for number, text in enumerate(texts, 1):
-            text, removed = _CONTROL_CHARS.subn("", text)
+            text, removed = _without_control_characters(text)
             if removed:
                 report.repaired["documents with control characters"] += 1
             if not text.strip():
@@ -280,6 +282,14 @@ def read_documents(
             reports.append(report)
     if total == 0:
         raise _no_documents(patterns, finished)
+
+
+def _without_control_characters(text: str) -> tuple[str, int]:
+    """`text` without its control characters (but tab, newline and CR), and how many there were;
+    a document of given sentences (text_format="lines") keeps the separators its reader put in."""
+    if text.startswith(GIVEN_SENTENCES):
+        return _CONTROL_CHARS_BUT_SEPARATOR.subn("", text)
+    return _CONTROL_CHARS.subn("", text)
 
 
 def _no_documents(patterns, reports: Sequence[SourceReport]) -> UserError:

@@ -2,7 +2,8 @@
 
 * ``.jsonl`` / ``.json``: one JSON object per line; the text is in a named field.
 * ``.txt`` and files without a suffix: ``"sentences"`` (google-research/bert: one sentence per
-  line, a blank line between documents) or ``"paragraphs"`` (raw prose: the whole file is one
+  line, a blank line between documents; a line of several is split further), ``"lines"`` (the
+  same, each line kept as one sentence) or ``"paragraphs"`` (raw prose: the whole file is one
   document); a file that starts with ``<doc ...>`` is WikiExtractor's output, whatever
   text_format says (`text_layouts`: one document per ``<doc>``), and a suffixless file that
   starts with ``{`` is JSON Lines (WikiExtractor's ``--json``).
@@ -50,7 +51,7 @@ TEXT_SUFFIXES = (".txt", "")  # "": WikiExtractor's wiki_00, Spark's part-00000
 DELIMITED_SUFFIXES = (".csv", ".tsv")  # one document per row under a header row
 PARQUET_SUFFIXES = (".parquet",)
 COLUMNAR_SUFFIXES = PARQUET_SUFFIXES + (".arrow", ".feather")  # one document per row
-TEXT_FORMATS = ("sentences", "paragraphs")
+TEXT_FORMATS = ("sentences", "lines", "paragraphs")
 _UTF8_BOM = b"\xef\xbb\xbf"
 BATCH_ROWS = 1024  # rows of a Parquet file decoded at a time
 _ARROW_FILE_MAGIC = b"ARROW1"  # the IPC file format's first bytes; the stream format has none
@@ -208,8 +209,9 @@ def _read_delimited(path: str, text_field: str, report: SourceReport, encoding: 
 def _text_documents(path: str, text_field: str, text_format: str, report: SourceReport, encoding):
     """Yields the documents of a text file (.txt or no suffix) in the layout its first line
     shows: WikiExtractor's ``<doc>`` (`text_layouts`), JSON Lines for a suffixless file that
-    starts with ``{`` (WikiExtractor's ``--json``), else `text_format`'s: ``"sentences"`` or
-    ``"paragraphs"`` (the whole file, raw prose, blank lines ending paragraphs)."""
+    starts with ``{`` (WikiExtractor's ``--json``), else `text_format`'s: ``"sentences"``,
+    ``"lines"`` (`text_layouts`) or ``"paragraphs"`` (the whole file, raw prose, blank lines
+    ending paragraphs)."""
     lines, head = _lines(path, report, encoding), []
     for line in lines:  # up to the first line with text; blank lines kept (paragraphs)
         head.append(line)
@@ -223,6 +225,8 @@ def _text_documents(path: str, text_field: str, text_format: str, report: Source
         yield from _json_documents(lines, path, text_field, report, unescape=wiki)
     elif text_format == "paragraphs":
         yield "".join(lines)
+    elif text_format == "lines":
+        yield from text_layouts.given_sentences(lines)
     else:
         yield from text_layouts.sentence_documents(lines)
 

@@ -39,7 +39,7 @@ Not handled (language knowledge): abbreviations of other languages beyond a few 
 (Russian ``т. е.`` before a capital), German ordinals after other words (``Wilhelm II.
 Kaiser``), Armenian text that writes ``:`` for ``։`` (English ``I am 25. Then`` splits: ``am``
 after ``I`` is no ordinal's article). Sentences these rules cannot find: give one per line with
-``--config.text_format=sentences``.
+``--config.text_format=lines``.
 """
 
 import re
@@ -322,8 +322,18 @@ def _split_paragraph(paragraph: str, uncased: bool, terminator: re.Pattern) -> l
     return sentences
 
 
+# A document that starts with this control character (ASCII's record separator) comes split
+# into sentences, each after one (text_format="lines", `text_layouts.given_sentences`): they are
+# kept as given. Other documents have none (`corpus.read_documents` drops control characters).
+GIVEN_SENTENCES = "\x1e"
+
+
 def split_sentences(text: str) -> list[str]:
-    """Splits a document into sentences, in order, each stripped and non-empty (see module doc)."""
+    """Splits a document into sentences, in order, each stripped and non-empty (see module doc);
+    a document of `GIVEN_SENTENCES` keeps its sentences."""
+    if text.startswith(GIVEN_SENTENCES):
+        given = (" ".join(sentence.split()) for sentence in text.split(GIVEN_SENTENCES))
+        return [sentence for sentence in given if sentence]
     uncased = is_uncased(text)
     greek = thai = False
     if _GREEK_OR_THAI.search(text):  # one search: most documents have neither

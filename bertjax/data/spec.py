@@ -42,7 +42,7 @@ class DataSpec(ConfigSpec):
     # Parquet, Arrow; or tfds:NAME
     corpus: str = corpus.SAMPLE_CORPUS
     text_field: str = "text"  # JSON field, table column (CSV, Parquet) or TFDS feature
-    text_format: str = "sentences"  # .txt: "sentences" (google format) or "paragraphs"
+    text_format: str = "sentences"  # .txt: "sentences", "lines" (google format) or "paragraphs"
     # the text files' encoding, a Python codec: gb18030 (Chinese GBK, GB2312), big5, shift_jis,
     # cp1252, ...; "" = UTF-8 (UTF-16/32 by their byte-order mark), other files skipped
     text_encoding: str = ""

@@ -1,7 +1,8 @@
 """The documents of text files in the two layouts that mark where documents end:
 
 * google-research/bert's: one sentence per line, a blank line between documents
-  (`sentence_documents`);
+  (`sentence_documents`: lines never joined, split further where the sentence rules find an
+  end; `given_sentences`: each line one sentence, as create_pretraining_data.py reads it);
 * WikiExtractor's, the layout attardi/wikiextractor writes Wikipedia in (``text/AA/wiki_00``,
   ``--compress``: ``wiki_00.bz2``), the tool google-research/bert and NVIDIA's BERT recipe
   extract Wikipedia with: per article a ``<doc id=".." url=".." title="..">`` line, the title,
@@ -14,6 +15,8 @@ import html
 import json
 import re
 from collections.abc import Iterable, Iterator
+
+from bertjax.data.sentences import GIVEN_SENTENCES
 
 _DOC_START = re.compile(r"<doc\b[^>]*>$")
 _TITLE = re.compile(r'\btitle="([^"]*)"')
@@ -36,6 +39,16 @@ def sentence_documents(lines: Iterable[str]) -> Iterator[str]:
             sentences = []
     if sentences:
         yield "\n\n".join(sentences)
+
+
+def given_sentences(lines: Iterable[str]) -> Iterator[str]:
+    """Yields documents of a one-sentence-per-line file (blank line = document boundary) whose
+    lines `split_sentences` keeps as they are: `GIVEN_SENTENCES` starts each line (the character
+    itself becomes a space inside a line), lines end with a newline as in the file (what is
+    left where a tokenizer drops the control character)."""
+    for document in sentence_documents(lines):
+        sentences = document.replace(GIVEN_SENTENCES, " ").split("\n\n")
+        yield "\n".join(GIVEN_SENTENCES + sentence for sentence in sentences)
 
 
 def starts_wiki_document(line: str) -> bool:

@@ -54,6 +54,27 @@ def test_txt_format_one_sentence_per_line(tmp_path):
     ]
 
 
+def test_txt_format_lines_keeps_each_line_one_sentence(tmp_path):
+    """google-research/bert reads each line as one sentence; "sentences" (the default) also
+    splits a line holding several, so a file of one paragraph per line works too."""
+    (tmp_path / "g.txt").write_text(
+        "Yahoo! Inc. reported record earnings. The stock rose.\nA second line.\n\n"
+        "One line with a \x1e inside. It stays one.\n",
+        encoding="utf-8",
+    )
+    path = str(tmp_path / "g.txt")
+    split = [split_sentences(d) for d in corpus.read_documents(path)]
+    assert split == [
+        ["Yahoo!", "Inc. reported record earnings.", "The stock rose.", "A second line."],
+        ["One line with a inside.", "It stays one."],  # the control character dropped
+    ]
+    given = [split_sentences(d) for d in corpus.read_documents(path, text_format="lines")]
+    assert given == [
+        ["Yahoo! Inc. reported record earnings. The stock rose.", "A second line."],
+        ["One line with a inside. It stays one."],
+    ]
+
+
 def test_globs_are_sorted_and_deduplicated(tmp_path):
     for name in ["b.jsonl", "a.jsonl", "c.jsonl"]:
         _write_jsonl(tmp_path / name, [{"text": name}])
@@ -242,5 +263,5 @@ def test_paragraph_text_format_is_one_document_per_file(tmp_path):
         "The rain fell.",
         "A new paragraph starts here.",
     ]
-    with pytest.raises(UserError, match="text_format='lines' is unknown"):
-        list(corpus.read_documents(str(tmp_path / "book.txt"), text_format="lines"))
+    with pytest.raises(UserError, match="text_format='line' is unknown"):
+        list(corpus.read_documents(str(tmp_path / "book.txt"), text_format="line"))
