@@ -83,11 +83,13 @@ def check_decodes(lines: list[bytes], encoding: str) -> None:
 
 
 def is_utf8_text(lines: list[bytes]) -> bool:
-    """Whether `lines` hold non-ASCII text, all of it valid UTF-8: such a file is UTF-8 whatever
-    encoding was given for the corpus (other encodings' non-ASCII text is not valid UTF-8 by
-    chance), so a corpus of GBK and UTF-8 files reads with text_encoding=gb18030."""
+    """Whether `lines` hold non-ASCII text, most of its lines valid UTF-8: such a file is UTF-8
+    whatever encoding was given for the corpus (other encodings' non-ASCII text is not valid
+    UTF-8 by chance), so a corpus of GBK and UTF-8 files reads with text_encoding=gb18030; its
+    stray bad lines are repaired, as without an encoding given (a UTF-8 file with one cp1252
+    line was decoded whole as cp1252 before: every other line mojibake)."""
     valid, invalid = _decoding(lines, "utf-8")
-    return valid > 0 and invalid == 0
+    return valid > invalid
 
 
 def is_utf8(encoding: str) -> bool:
@@ -213,7 +215,7 @@ def head_encoding(head: list[bytes], given: str, report=None) -> str:
         return "utf-8"
     if is_utf8_text(head):
         if report is not None:
-            report.repaired[f"file read as UTF-8 (its text is valid UTF-8), not {given}"] += 1
+            report.repaired[f"file read as UTF-8 (its text is UTF-8), not {given}"] += 1
         return "utf-8"
     check_decodes(head, given)
     return given

@@ -330,13 +330,25 @@ def test_a_given_encoding_reads_utf8_files_as_utf8_and_skips_files_it_cannot_dec
     (tmp_path / "b_utf8.txt").write_bytes("\n\n".join(lines).encode("utf-8"))
     docs, reports = _read(f"{tmp_path}/*.txt", text_encoding="gb18030")
     assert docs == lines + lines and not reports[0].repaired
-    assert reports[1].repaired == {"file read as UTF-8 (its text is valid UTF-8), not gb18030": 1}
+    assert reports[1].repaired == {"file read as UTF-8 (its text is UTF-8), not gb18030": 1}
     docs, reports = _read(f"{tmp_path}/*.txt", text_encoding="utf-8")
     assert docs == lines and reports[0].skipped == {"file not in UTF-8": 1}
     (tmp_path / "c_gbk.txt").write_bytes("\n\n".join(lines).encode("gb18030") + b"\n")
     docs, reports = _read(f"{tmp_path}/[bc]_*.txt", text_encoding="euc_jp")  # GBK is not EUC-JP
     assert docs == lines and reports[1].skipped == {"file not in the given encoding": 1}
     assert "not euc_jp text (" in reports[1].first_place["file not in the given encoding"]
+
+
+def test_a_utf8_file_with_a_stray_legacy_line_stays_utf8_under_a_given_encoding(tmp_path):
+    """Its other lines were decoded as the given encoding (cp1252: 'cafÃ©', 'â€“') before."""
+    utf8 = [f"It ran from 12 \u2013 14 September, said the caf\u00e9 owner {i}." for i in range(40)]
+    data = "The caf\u00e9 opened in 1942.\n".encode("cp1252") + "\n".join(utf8).encode("utf-8")
+    (tmp_path / "mixed.txt").write_bytes(data)
+    docs, reports = _read(str(tmp_path / "mixed.txt"), text_encoding="cp1252")
+    assert docs == ["The caf\ufffd opened in 1942.\n\n" + "\n\n".join(utf8)]
+    assert reports[0].repaired == {
+        "file read as UTF-8 (its text is UTF-8), not cp1252": 1, "lines with invalid UTF-8": 1
+    }
 
 
 def test_an_unknown_text_encoding_is_a_one_line_error_and_stray_bytes_are_counted(tmp_path):
