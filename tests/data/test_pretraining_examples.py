@@ -154,6 +154,22 @@ def test_empty_sentences_and_documents_are_skipped():
             assert b[0] == a[0] + 1
 
 
+@pytest.mark.parametrize("length", [200, 1000, 5000])
+def test_sentences_longer_than_a_row_reach_the_rows_in_pieces(length):
+    """Text without sentence ends: whole, a 1,000-token "sentence" was truncated into one pair
+    (12% of the document in some row at length 128); cut into half-row pieces, continuation
+    pairs are consecutive pieces and nearly all of it is seen."""
+    document = [[100 + k for k in range(i, i + length)] for i in range(0, 20_000, length)]
+    partner = [[100 + DOC_STRIDE + k for k in range(i, i + 20)] for i in range(0, 2_000, 20)]
+    instances = _create([document, partner], dupe_factor=1, short_seq_prob=0.0)
+    pairs = _check_layout(instances, 64)
+    seen = np.unique(instances["input_ids"])
+    assert np.isin(np.arange(100, 20_100), seen).mean() > 0.9  # whole: 0.3 (200) to 0.03
+    for (a, b), label in zip(pairs, instances["next_sentence_labels"], strict=True):
+        if label == 0 and a[0] < DOC_STRIDE:  # B: the next pieces, less what truncation cut
+            assert a[-1] < b[0] <= a[-1] + 16
+
+
 def test_user_errors():
     with pytest.raises(UserError, match="at least 2 non-empty documents, got 1"):
         _create([[[5, 6, 7]], [[]]])
