@@ -156,8 +156,15 @@ def resolve_files(patterns: str | Sequence[str]) -> list[str]:
 
 
 def source_size(source: str) -> int:
-    """Bytes of a corpus file (local or gs://); 0 for a TFDS source (size unknown here)."""
-    return 0 if tfds_corpus.is_tfds(source) else epath.Path(source).stat().length
+    """Bytes of a corpus file (local or gs://); 0 for a TFDS source (size unknown here) and for
+    a file that cannot be read (a dangling link, no permission: reading it skips and counts it;
+    this was a traceback before)."""
+    if tfds_corpus.is_tfds(source):
+        return 0
+    try:
+        return epath.Path(source).stat().length
+    except OSError:
+        return 0
 
 
 def text_sizes(sources: Sequence[str], text_field: str) -> list[int]:
@@ -194,9 +201,12 @@ def corpus_fingerprint(files: Sequence[str]) -> str:
             continue
         digest.update(os.path.basename(path).encode("utf-8") + b"\0")
         digest.update(str(source_size(path)).encode("ascii") + b"\0")
-        with epath.Path(path).open("rb") as f:
-            while chunk := f.read(_HASH_CHUNK_BYTES):
-                digest.update(chunk)
+        try:
+            with epath.Path(path).open("rb") as f:
+                while chunk := f.read(_HASH_CHUNK_BYTES):
+                    digest.update(chunk)
+        except OSError:  # unreadable: its reading skips and counts it; it counts as unreadable
+            digest.update(b"\0unreadable\0")
     return digest.hexdigest()
 
 

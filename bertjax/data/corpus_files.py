@@ -341,8 +341,12 @@ def _read_columnar(path: str, text_field: str, report: SourceReport) -> Iterator
 def text_bytes(path: str, text_field: str) -> int:
     """About how many bytes of text a file holds, to share a sample between files in proportion
     to their text: its size; a compressed file's size times the ratio of its first 4 MiB; a
-    Parquet file's text column uncompressed. A file this cannot read counts its size."""
-    size = epath.Path(path).stat().length
+    Parquet file's text column uncompressed. A file this cannot read counts its size (0 when
+    not even that can be read: a dangling link)."""
+    try:
+        size = epath.Path(path).stat().length
+    except OSError:
+        return 0  # reading it reports the problem
     try:
         if format_suffix(path) in PARQUET_SUFFIXES:
             return _parquet_column_bytes(path, text_field) or size

@@ -266,6 +266,24 @@ def test_sample_skips_files_without_documents(tmp_path):
         list(vocab.sample_documents(f"{tmp_path}/c_latin1.txt", sample_bytes=10**6))
 
 
+def test_a_dangling_link_in_the_corpus_is_skipped_not_a_traceback(tmp_path):
+    """Its size, its share of the sample and the corpus fingerprint were a FileNotFoundError
+    traceback in `bertjax vocab` (and `prepare`, and training without a vocab_dir); reading it
+    skips and counts it, as training with a vocabulary did."""
+    from bertjax.data import corpus
+
+    (tmp_path / "c").mkdir()
+    (tmp_path / "c" / "a.txt").write_text("A sentence of the corpus.\nAnother one.\n" * 50)
+    (tmp_path / "c" / "b.jsonl.gz").write_bytes(gzip.compress(b'{"text": "More text."}\n' * 50))
+    (tmp_path / "c" / "gone.txt").symlink_to(tmp_path / "nowhere.txt")
+    files = corpus.resolve_files(f"{tmp_path}/c/*")
+    assert len(files) == 3 and corpus.text_sizes(files, "text")[2] == 0
+    meta = vocab.run_vocab(f"{tmp_path}/c/*", size=120, out_dir=tmp_path / "v")
+    assert (tmp_path / "v" / "vocab.txt").is_file() and meta["sample_documents"] == 51
+    readable = corpus.corpus_fingerprint(files[:2])
+    assert corpus.corpus_fingerprint(files) not in (readable, "")
+
+
 def test_a_wordpiece_vocabulary_is_not_written_over_a_sentencepiece_one(
     sentencepiece_dir, tmp_path
 ):
