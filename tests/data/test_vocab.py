@@ -143,7 +143,20 @@ def test_sample_spreads_over_files(tmp_path):
     texts = list(vocab.sample_documents(f"{tmp_path}/*.jsonl", sample_bytes=4000))
     firsts = {text[0] for text in texts}
     assert firsts == {"a", "b"}, "every file contributes to the sample"
-    assert 4000 <= sum(len(t) for t in texts) < 4100
+    assert 3900 < sum(len(t) for t in texts) <= 4000  # the document at a share's end is cut
+
+
+def test_a_document_longer_than_its_file_s_share_is_cut_at_a_space(tmp_path):
+    """A book read as one document (text_format="paragraphs") was taken whole whatever the
+    share: a corpus of books sampled many times --sample_bytes."""
+    words = [f"word{i}" for i in range(20_000)]
+    (tmp_path / "book.txt").write_text(" ".join(words) + "\n")
+    (tmp_path / "other.txt").write_text("A short file.\n")
+    sample = list(
+        vocab.sample_documents(f"{tmp_path}/*.txt", sample_bytes=10_000, text_format="paragraphs")
+    )
+    assert [len(t.encode()) <= 10_000 for t in sample] == [True, True]
+    assert 9_900 < len(sample[0]) and sample[0].split() == words[: len(sample[0].split())]
 
 
 def test_sample_shares_follow_the_text_not_the_size_on_disk(tmp_path):
