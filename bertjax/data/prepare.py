@@ -68,7 +68,8 @@ def run_prepare(
     Args:
       input: corpus files/globs or ``tfds:`` sources (as ``--config.corpus``).
       vocab_dir: directory with vocab.txt (and sentencepiece.model), e.g. from `run_vocab`.
-      out_dir: output directory (created; existing shards of the same name are overwritten).
+      out_dir: output directory (created; refused when it holds a prepared dataset, the
+        shards of a stopped prepare removed).
       max_seq_length, short_seq_prob, dupe_factor, seed, packing, text_field, text_format:
         as the config fields of the same names.
       lowercase: tokenizer casing; None = the vocabulary's vocab_meta.json (else True).
@@ -109,8 +110,7 @@ def run_prepare(
     if num_shards < 1:
         raise UserError(f"--num_shards={num_shards} must be >= 1")
     out_dir = paths.make_local_dir(out_dir, "--out")
-    (out_dir / MANIFEST_FILE).unlink(missing_ok=True)
-    (out_dir / HELDOUT_FILE).unlink(missing_ok=True)
+    _clear_unfinished(out_dir)
     jobs = [
         (sharded, s, num_shards, settings, str(vocab_dir), str(out_dir)) for s in range(num_shards)
     ]
@@ -123,6 +123,20 @@ def run_prepare(
     (out_dir / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
     _log_manifest(manifest, out_dir, vocab.vocabulary_kind(vocab_dir / VOCAB_FILE))
     return manifest
+
+
+def _clear_unfinished(out_dir: Path) -> None:
+    """Refuses an `out_dir` that holds a finished dataset (its manifest: a second prepare there
+    deleted it first, and left shards of another count and the other vocabulary's files beside
+    its own); removes what a stopped prepare left there, which no manifest names."""
+    paths.refuse_leftovers(
+        out_dir, [MANIFEST_FILE], "--out", "is a prepared dataset this one would write over"
+    )
+    shards = out_dir.glob(prepare_shards.shard_name(0, 0).replace("00000", "*"))
+    parts = out_dir.glob(prepare_shards.heldout_part(0, 0).replace("00000", "*"))
+    for stale in [*shards, *parts, out_dir / HELDOUT_FILE]:
+        stale.unlink(missing_ok=True)
+    shutil.rmtree(out_dir / VOCAB_SUBDIR, ignore_errors=True)
 
 
 def _built_shards(jobs, workers: int, settings: dict, vocab_dir: Path, out_dir: Path, input: str):

@@ -279,8 +279,15 @@ def test_a_prepared_run_refuses_held_out_settings_it_was_not_prepared_with(corpu
     (corpus_dir / "holdout-two" / prepare.HELDOUT_FILE).unlink()
     with pytest.raises(UserError, match="heldout.jsonl.gz' is missing; prepare the corpus again"):
         eval_data("holdout-two", eval_holdout_fraction=HOLDOUT)
-    _prepare(corpus_dir, "holdout-two", num_shards=2)  # prepared again without: file not kept
-    assert not (corpus_dir / "holdout-two" / prepare.HELDOUT_FILE).exists()
+    # A finished dataset is not prepared over (it lost its manifest first, and kept shards of
+    # another count beside the new ones); once its manifest is removed, nothing of it is kept.
+    with pytest.raises(UserError, match=r"holdout-two already holds manifest.json from an earl"):
+        _prepare(corpus_dir, "holdout-two", num_shards=1)
+    (corpus_dir / "holdout-two" / prepare.MANIFEST_FILE).unlink()
+    _prepare(corpus_dir, "holdout-two", num_shards=1)
+    assert sorted(p.name for p in (corpus_dir / "holdout-two").iterdir()) == [
+        "instances-00000-of-00001.tfrecord", prepare.MANIFEST_FILE, prepare.VOCAB_SUBDIR
+    ]
 
 
 @pytest.mark.parametrize(
