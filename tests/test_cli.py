@@ -135,6 +135,21 @@ def test_config_overrides_without_their_config_say_what_is_missing(args, expecte
     assert expected in capsys.readouterr().err
 
 
+def test_model_size_given_on_the_command_line_sets_the_sizes(capsys):
+    """It was a label: recorded in config.json and ignored (a tiny run called itself base)."""
+    tiny = ["bertjax", "train", "--config=configs/tiny.py", "--workdir=w"]
+    _, fv, _ = cli.parse([*tiny, "--config.model_size=base"])
+    assert (fv.config.num_hidden_layers, fv.config.hidden_size) == (12, 768)
+    assert fv.config.intermediate_size == 3072
+    _, fv, _ = cli.parse([*tiny, "--config.model_size=base", "--config.num_hidden_layers=6"])
+    assert (fv.config.num_hidden_layers, fv.config.hidden_size) == (6, 768)  # given beside it
+    _, fv, _ = cli.parse([*tiny, "--config.model_size=electra_small"])
+    assert fv.config.objective == "electra" and fv.config.hidden_size == 256
+    with pytest.raises(SystemExit):
+        cli.parse([*tiny, "--config.model_size=huge"])
+    assert "--config.model_size='huge' is unknown; choose one of tiny," in capsys.readouterr().err
+
+
 def test_a_field_a_config_file_misspells_is_one_line_and_nothing_is_written(tmp_path):
     """A config file's own fields are checked as --config.FIELD overrides are: a misspelt one
     no longer trains with the field's default (num_train_steps: 900,000), for pretraining and
