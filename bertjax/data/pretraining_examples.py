@@ -30,7 +30,6 @@ Document = Sequence[Sentence]
 _Pair = tuple[list[int], list[int], bool]
 
 
-
 def truncate_seq_pair(
     tokens_a: list[int], tokens_b: list[int], max_num_tokens: int, rng: random.Random
 ) -> None:

@@ -347,7 +347,8 @@ def test_a_utf8_file_with_a_stray_legacy_line_stays_utf8_under_a_given_encoding(
     docs, reports = _read(str(tmp_path / "mixed.txt"), text_encoding="cp1252")
     assert docs == ["The caf\ufffd opened in 1942.\n\n" + "\n\n".join(utf8)]
     assert reports[0].repaired == {
-        "file read as UTF-8 (its text is UTF-8), not cp1252": 1, "lines with invalid UTF-8": 1
+        "file read as UTF-8 (its text is UTF-8), not cp1252": 1,
+        "lines with invalid UTF-8": 1,
     }
 
 

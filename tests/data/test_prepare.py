@@ -286,7 +286,9 @@ def test_a_prepared_run_refuses_held_out_settings_it_was_not_prepared_with(corpu
     (corpus_dir / "holdout-two" / prepare.MANIFEST_FILE).unlink()
     _prepare(corpus_dir, "holdout-two", num_shards=1)
     assert sorted(p.name for p in (corpus_dir / "holdout-two").iterdir()) == [
-        "instances-00000-of-00001.tfrecord", prepare.MANIFEST_FILE, prepare.VOCAB_SUBDIR
+        "instances-00000-of-00001.tfrecord",
+        prepare.MANIFEST_FILE,
+        prepare.VOCAB_SUBDIR,
     ]
 
 
