@@ -285,7 +285,7 @@ def read_documents(
             if record_numbers is not None:
                 record_numbers.append(number)
             yield text
-        log = logging.warning if report.skipped else logging.info
+        log = logging.warning if report.skipped or not report.documents else logging.info
         log("Corpus source %s", report.summary())
         finished.append(report)
         if reports is not None:

@@ -75,6 +75,8 @@ class SourceReport:
     def summary(self) -> str:
         """One line: ``a.jsonl: 10 documents; skipped 2 invalid JSON (first: line 3), ...``."""
         parts = [f"{os.path.basename(self.source)}: {self.documents} documents"]
+        if not self.documents and not self.skipped:
+            parts.append("no text in it")  # an empty file, or blank lines only
         if self.skipped:
             skipped = ", ".join(
                 f"{count} {reason}"

@@ -216,7 +216,8 @@ def test_empty_files_and_documents(tmp_path):
     assert docs == ["kept."]
     assert [r.documents for r in reports] == [0, 0, 0, 1]
     assert reports[3].skipped == {"empty documents": 1}
-    with pytest.raises(UserError, match=r"has no documents \(a\.txt: 0 documents \| b\.jsonl"):
+    assert reports[0].summary() == "a.txt: 0 documents; no text in it"  # a warning, as skips
+    with pytest.raises(UserError, match=r"no documents \(a\.txt: 0 documents; no text in it \| b"):
         list(corpus.read_documents(f"{tmp_path}/a.txt,{tmp_path}/b.jsonl,{tmp_path}/c.txt"))
 
 
