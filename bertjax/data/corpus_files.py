@@ -213,8 +213,9 @@ def _text_documents(path: str, text_field: str, text_format: str, report: Source
     shows: WikiExtractor's ``<doc>`` (`text_layouts`), JSON Lines for a suffixless file that
     starts with ``{`` (WikiExtractor's ``--json``), else `text_format`'s: ``"sentences"``,
     ``"lines"`` (`text_layouts`) or ``"paragraphs"`` (the whole file, raw prose, blank lines
-    ending paragraphs)."""
-    lines, head = _lines(path, report, encoding), []
+    ending paragraphs). A lone CR ends a line, as in Python's text files (a classic Mac OS file
+    was one line: its documents one)."""
+    lines, head = _split_lone_cr(_lines(path, report, encoding)), []
     for line in lines:  # up to the first line with text; blank lines kept (paragraphs)
         head.append(line)
         if line.strip():
@@ -226,11 +227,23 @@ def _text_documents(path: str, text_field: str, text_format: str, report: Source
         wiki = text_layouts.is_wiki_json(first)  # WikiExtractor's --json: HTML-escaped text
         yield from _json_documents(lines, path, text_field, report, unescape=wiki)
     elif text_format == "paragraphs":
-        yield "".join(lines)
+        yield "".join(line[:-1] + "\n" if line.endswith("\r") else line for line in lines)
     elif text_format == "lines":
         yield from text_layouts.given_sentences(lines)
     else:
         yield from text_layouts.sentence_documents(lines)
+
+
+_LONE_CR = re.compile(r"(?<=\r)(?!\n)")
+
+
+def _split_lone_cr(lines: Iterator[str]) -> Iterator[str]:
+    """`lines`, each cut after every CR not followed by LF (its line ends kept)."""
+    for line in lines:
+        if line.find("\r", 0, len(line) - 2) >= 0:  # a CRLF or a CR at the end: a line end
+            yield from (part for part in _LONE_CR.split(line) if part)
+        else:
+            yield line
 
 
 def _column_texts(schema, columns: Iterator, text_field: str, report: SourceReport):

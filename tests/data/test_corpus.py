@@ -54,6 +54,20 @@ def test_txt_format_one_sentence_per_line(tmp_path):
     ]
 
 
+def test_classic_mac_line_ends_end_lines(tmp_path):
+    """A file whose lines end with a lone CR was one line: one document whatever its blank lines
+    said (and NSP refused a corpus of one such file)."""
+    (tmp_path / "mac.txt").write_bytes(b"First sentence.\rSecond one.\r\rNew doc.\rLast.\r")
+    (tmp_path / "unix.txt").write_bytes(b"First sentence.\nSecond one.\n\nNew doc.\nLast.\n")
+    for text_format in ("sentences", "lines"):
+        mac = list(corpus.read_documents(str(tmp_path / "mac.txt"), text_format=text_format))
+        unix = list(corpus.read_documents(str(tmp_path / "unix.txt"), text_format=text_format))
+        assert mac == unix and len(mac) == 2
+    (tmp_path / "book.txt").write_bytes(b"A sentence\rwrapped.\r\rA new paragraph\rhere.\r")
+    (book,) = corpus.read_documents(str(tmp_path / "book.txt"), text_format="paragraphs")
+    assert split_sentences(book) == ["A sentence wrapped.", "A new paragraph here."]
+
+
 def test_txt_format_lines_keeps_each_line_one_sentence(tmp_path):
     """google-research/bert reads each line as one sentence; "sentences" (the default) also
     splits a line holding several, so a file of one paragraph per line works too."""
