@@ -66,7 +66,9 @@ def _train(fv: flags.FlagValues, arguments: list[str]) -> None:
     from bertjax import train
 
     summary = train.train_and_evaluate(fv.config, fv.workdir, print_sharding=fv.print_sharding)
-    print("\n".join(["Done."] + summary.lines()))
+    total = fv.config.num_train_steps
+    stopped = f"Stopped at step {summary.steps} of {total}; re-run the same command to resume."
+    print("\n".join(["Done." if summary.steps >= total else stopped] + summary.lines()))
 
 
 def _export(fv: flags.FlagValues, arguments: list[str]) -> None:

@@ -283,8 +283,10 @@ def test_sigterm_saves_the_current_step_and_exits_cleanly(
     saved_step = int(line.split("at step ")[1].split(";")[0])
     assert 4 <= saved_step < 12
     assert (workdir / "checkpoints" / str(saved_step)).is_dir()
+    assert f"Stopped at step {saved_step} of 12; re-run the same command" in output  # not Done.
     returncode, output = start_and_signal_after(args, workdir, 10**9, signal.SIGKILL)
     assert returncode == 0 and f"Resuming from checkpoint at step {saved_step}" in output
+    assert "\nDone.\n" in output
     assert read_metrics(workdir) == reference
 
 
