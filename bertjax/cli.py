@@ -101,27 +101,21 @@ def _load_config(fv: flags.FlagValues, args: Sequence[str]) -> None:
         _apply_model_size(fv.config, _given_fields(args))
 
 
-# The fields a model size sets (`config.set_model_size`, `config.set_electra_size`).
-_SIZE_FIELDS = (
-    "num_hidden_layers", "hidden_size", "num_attention_heads", "intermediate_size",
-    "embedding_size", "generator_hidden_fraction",
-)  # fmt: skip
-
-
 def _given_fields(args: Sequence[str]) -> set[str]:
     """The FIELDs of the --config.FIELD flags in `args`."""
     return {a[len("--config.") :].split("=")[0] for a in args if a.startswith("--config.")}
 
 
 def _apply_model_size(config, given: set[str]) -> None:
-    """--config.model_size=NAME sets the sizes NAME stands for, as the config files do; size
-    fields given beside it keep their values. (It was recorded in config.json and ignored: a
-    tiny config run with model_size=base trained L2/H128 and called it base.)"""
+    """--config.model_size=NAME sets the sizes NAME stands for, as the config files do (an
+    ELECTRA size also its objective, packing and loss weight); fields given beside it keep
+    their values. (It was recorded in config.json and ignored: a tiny config run with
+    model_size=base trained L2/H128 and called it base.)"""
     from bertjax import config as base_config
     from bertjax.models.sizes import ELECTRA_SIZES, MODEL_SIZES
 
     name = config.model_size
-    kept = {field: config[field] for field in _SIZE_FIELDS if field in given and field in config}
+    kept = {field: config[field] for field in given - {"model_size"} if field in config}
     if name in MODEL_SIZES:
         base_config.set_model_size(config, name)
     elif name.startswith("electra_") and name[len("electra_") :] in ELECTRA_SIZES:

@@ -336,7 +336,8 @@ COMMANDS: dict[str, Command] = {
         "           [--config=configs/finetune.py] [--config.FIELD=VALUE ...]",
         (
             ("string", "task", None, "mr, trec, rte, chunking, glue/NAME, jsonl or squad."),
-            ("string", "init", None, "A training workdir or a `bertjax import` directory."),
+            ("string", "init", None,
+             "A training workdir, a `bertjax import` directory or a fine-tuned seed_<s>/model."),
             ("string", "workdir", None, "Fine-tuning directory: seeds, results.json."),
             ("integer", "step", None, "--init's checkpoint step (default: the latest)."),
             ("bool", "random_init", False,

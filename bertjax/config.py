@@ -207,7 +207,7 @@ def from_config(config: ml_collections.ConfigDict) -> RunSpec:
 
 
 def known_fields() -> frozenset[str]:
-    """The fields a run config may hold: every spec's, and `model_size` (a label)."""
+    """The fields a run config may hold: every spec's, and `model_size` (the size's name)."""
     return frozenset(f.name for spec in SPECS for f in dataclasses.fields(spec)) | {"model_size"}
 
 
@@ -350,7 +350,8 @@ def defaults() -> ml_collections.ConfigDict:
     """Every config field at its default: BERT-base, phase 1 (seq 128) of the BERT recipe.
 
     The fields are those of the specs (SPECS), each documented in one line where its spec defines
-    it, plus `model_size`, the name of the size set by `set_model_size` (a label).
+    it, plus `model_size`, the name of the size set by `set_model_size` (on the command line,
+    `--config.model_size=NAME` sets that size: bertjax/cli.py).
     """
     import ml_collections  # deferred: the specs and the compute path do not need it
 

@@ -1,9 +1,9 @@
 """Device mesh from config, logical-axis rules, and global batch arrays built from per-process data.
 
 Parameters and activations name their axes ('batch', 'embed', 'mlp', 'heads', 'vocab', ...);
-`MeshSpec.logical_axis_rules` (`--config.logical_axis_rules`) alone decides which mesh axis ('data',
-'fsdp', 'tensor') each name is split over, so moving between data parallel, FSDP and tensor parallel
-is a config edit.
+`MeshSpec.logical_axis_rules` (the config field `logical_axis_rules`, a list a config file sets: the
+command line cannot override a list) alone decides which mesh axis ('data', 'fsdp', 'tensor') each
+name is split over, so moving between data parallel, FSDP and tensor parallel is a config edit.
 """
 
 import dataclasses

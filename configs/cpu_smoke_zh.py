@@ -5,8 +5,8 @@ Journey to the West that ships in the package (every character seen 3 times gets
 3,579, short of cpu_smoke's 8k target, as the log says, since BERT's tokenizer splits every CJK
 character; cached), splits the 101 chapters at 。！？… and closing quotes, segments each
 sentence into words with rjieba and masks whole words the Chinese-BERT-wwm way (all characters of
-a chosen word, one 80/10/10 choice per word), then runs a few hundred sharded AdamW steps. A few
-minutes on a 2-core CPU:
+a chosen word, one 80/10/10 choice per word), then runs cpu_smoke's 1,000 sharded AdamW steps. A
+few minutes on a 2-core CPU:
 
   bertjax train --config=configs/cpu_smoke_zh.py --workdir=workdirs/cpu_smoke_zh
 """

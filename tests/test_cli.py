@@ -145,6 +145,9 @@ def test_model_size_given_on_the_command_line_sets_the_sizes(capsys):
     assert (fv.config.num_hidden_layers, fv.config.hidden_size) == (6, 768)  # given beside it
     _, fv, _ = cli.parse([*tiny, "--config.model_size=electra_small"])
     assert fv.config.objective == "electra" and fv.config.hidden_size == 256
+    assert fv.config.packing  # what set_electra_size sets, unless given beside it:
+    _, fv, _ = cli.parse([*tiny, "--config.model_size=electra_small", "--config.packing=False"])
+    assert fv.config.objective == "electra" and not fv.config.packing
     with pytest.raises(SystemExit):
         cli.parse([*tiny, "--config.model_size=huge"])
     assert "--config.model_size='huge' is unknown; choose one of tiny," in capsys.readouterr().err
