@@ -167,22 +167,6 @@ def source_size(source: str) -> int:
         return 0
 
 
-def text_sizes(sources: Sequence[str], text_field: str) -> list[int]:
-    """About how many bytes of text each corpus source holds, for shares in proportion to it
-    (0 for a TFDS source). Files of one kind (format and compression) compare by their sizes on
-    disk; a corpus that mixes kinds is estimated from the contents (`corpus_files.text_bytes`:
-    4 MiB decompressed per compressed file, 6-125 ms each, a Parquet file's metadata)."""
-    files = [s for s in sources if not tfds_corpus.is_tfds(s)]
-    kinds = {corpus_files.format_suffix(f) + compressed_files.compression(f) for f in files}
-    one_kind = len(kinds) <= 1
-    return [
-        0 if tfds_corpus.is_tfds(s)
-        else source_size(s) if one_kind
-        else corpus_files.text_bytes(s, text_field)
-        for s in sources
-    ]  # fmt: skip
-
-
 def is_file(source: str) -> bool:
     """Whether a corpus file (local or gs://) exists; False for a TFDS source."""
     return not tfds_corpus.is_tfds(source) and epath.Path(source).is_file()

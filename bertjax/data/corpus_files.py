@@ -121,7 +121,7 @@ def _lines(path: str, report: SourceReport, encoding: str = "") -> Iterator[str]
         epath.Path(path).open("rb") as raw,
         compressed_files.decompressed(raw, compression(path)) as f,
     ):
-        f = f if hasattr(f, "peek") else io.BufferedReader(_SeekableFile(f))
+        f = f if hasattr(f, "peek") else io.BufferedReader(SeekableFile(f))
         if encoding and not text_encodings.ascii_compatible(encoding):  # UTF-16/32 given
             yield from text_encodings.lines_in(f, encoding, report)
             return
@@ -271,7 +271,7 @@ def _column_texts(schema, columns: Iterator, text_field: str, report: SourceRepo
                 yield text_encodings.decode(value, report) if isinstance(value, bytes) else value
 
 
-class _SeekableFile(io.RawIOBase):
+class SeekableFile(io.RawIOBase):
     """An open epath file as a standard raw binary file (what pyarrow reads and io.BufferedReader
     buffers): tf.io.gfile's GFile (epath's gs:// backend where TensorFlow is installed) has no
     `closed`, `readinto` or `peek`, and its `seek` returns None."""
@@ -347,49 +347,10 @@ def _read_columnar(path: str, text_field: str, report: SourceReport) -> Iterator
     columns_of = _parquet_columns if format_suffix(path) in PARQUET_SUFFIXES else _arrow_columns
     try:
         with epath.Path(path).open("rb") as f:  # as fast as pyarrow's own local reads (measured)
-            schema, columns = columns_of(_SeekableFile(f), text_field)
+            schema, columns = columns_of(SeekableFile(f), text_field)
             yield from _column_texts(schema, columns, text_field, report)
     except pa.ArrowException as e:  # ArrowInvalid: not Parquet/Arrow, a bad footer or page
         raise OSError(" ".join(str(e).split())[:200]) from e
-
-
-def text_bytes(path: str, text_field: str) -> int:
-    """About how many bytes of text a file holds, to share a sample between files in proportion
-    to their text: its size; a compressed file's size times the ratio of its first 4 MiB; a
-    Parquet file's text column uncompressed. A file this cannot read counts its size (0 when
-    not even that can be read: a dangling link)."""
-    try:
-        size = epath.Path(path).stat().length
-    except OSError:
-        return 0  # reading it reports the problem
-    try:
-        if format_suffix(path) in PARQUET_SUFFIXES:
-            return _parquet_column_bytes(path, text_field) or size
-        if not compression(path):
-            return size
-        with epath.Path(path).open("rb") as raw:
-            return compressed_files.estimated_size(raw, size, compression(path))
-    except (OSError, EOFError):
-        return size  # reading it reports the problem
-
-
-def _parquet_column_bytes(path: str, text_field: str) -> int:
-    """The uncompressed bytes of a Parquet file's `text_field` column (0 without one, or for a
-    file pyarrow cannot read)."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    try:
-        with epath.Path(path).open("rb") as f:
-            metadata = pq.ParquetFile(_SeekableFile(f)).metadata
-    except pa.ArrowException:
-        return 0
-    return sum(
-        group.column(i).total_uncompressed_size
-        for group in map(metadata.row_group, range(metadata.num_row_groups))
-        for i in range(group.num_columns)
-        if group.column(i).path_in_schema == text_field
-    )
 
 
 def read_file(

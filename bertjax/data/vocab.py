@@ -12,14 +12,13 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 from absl import logging
 from etils import epath
 
 from bertjax import paths
-from bertjax.data import corpus, sentences, text_encodings, vocab_extension
+from bertjax.data import corpus, corpus_sample, sentences, text_encodings, vocab_extension
 from bertjax.data.lookups import SPECIAL_TOKENS
 from bertjax.data.sentencepiece_vocab import (
     DEFAULT_CHARACTER_COVERAGE,
@@ -40,7 +39,6 @@ from bertjax.data.tokenizer import (
 from bertjax.errors import UserError
 
 KINDS = ("wordpiece", "sentencepiece")
-DEFAULT_SAMPLE_BYTES = 1 << 30  # 1 GiB of text: plenty for a 30k-32k vocabulary
 DEFAULT_CACHE_DIR = "~/.cache/bertjax"
 Tokenizer = WordPieceTokenizer | SentencePieceTokenizer
 
@@ -188,70 +186,13 @@ def _log_trained(vocab_path: epath.Path, data: DataSpec, num_files: int) -> None
         )  # fmt: skip
 
 
-def sample_documents(
-    patterns: str,
-    text_field: str = "text",
-    sample_bytes: int = DEFAULT_SAMPLE_BYTES,
-    text_format: str = "sentences",
-    text_encoding: str = "",
-) -> Iterator[str]:
-    """Documents from every file, each file giving a share of `sample_bytes` (UTF-8 bytes of
-    text) in proportion to the text it holds (`corpus.text_sizes`), so a sorted corpus is not
-    sampled from its first files only. TFDS sources are read from their start. The document
-    that reaches a file's share is cut there, at a line break or space (a book read as one
-    document took the whole book whatever the share: 50 MB of a 200 KB sample). A file without
-    a document is skipped (its warning logged); UserError when no file has one."""
-    files = corpus.resolve_files(patterns)
-    sizes = corpus.text_sizes(files, text_field)
-    total = sum(sizes)
-    empty = []  # files without a document (empty, another encoding): skipped, as training does
-    for path, size in zip(files, sizes, strict=True):
-        quota = sample_bytes * size / total if total else sample_bytes / len(files)
-        taken = 0
-        read = dict(text_format=text_format, text_encoding=text_encoding)
-        try:
-            for text in corpus.read_documents([path], text_field, **read):
-                sampled = _cut_to(text, quota - taken)
-                taken += len(sampled.encode("utf-8"))
-                if sampled:
-                    yield sampled
-                if sampled is not text or taken >= quota:
-                    break
-        except UserError as e:  # raised only once the file has yielded nothing
-            empty.append(str(e))
-    if len(empty) == len(files):  # the same reason for every file (a bad setting): said once
-        raise UserError(empty[0] if len(set(empty)) == 1 else f"no file has documents: {empty[0]}")
-
-
-def _sample_fingerprint(files: list[str], texts: list[str]) -> str:
-    """Hex sha256 over the corpus files' base names and sizes and the sampled texts: what the
-    vocabulary was trained on, found without reading the rest of the corpus (the whole corpus's
-    `corpus.corpus_fingerprint` read all of it for a sampled vocabulary)."""
-    digest = hashlib.sha256()
-    for path in files:
-        digest.update(f"{os.path.basename(path)}\0{corpus.source_size(path)}\0".encode())
-    for text in texts:
-        digest.update(text.encode("utf-8") + b"\0")
-    return digest.hexdigest()
-
-
-def _cut_to(text: str, budget: float) -> str:
-    """`text`, or its start up to about `budget` UTF-8 bytes, ended at the last line break or
-    space there (at a character when there is none) when it is longer."""
-    if 4 * len(text) <= budget or len(text.encode("utf-8")) <= budget:
-        return text
-    start = text.encode("utf-8")[: max(1, int(budget))].decode("utf-8", errors="ignore")
-    end = max(start.rfind("\n"), start.rfind(" "))
-    return start[:end] if end > 0 else start
-
-
 def run_vocab(
     input: str,
     kind: str = "wordpiece",
     size: int = 30522,
     out_dir: str | os.PathLike = "vocab",
     uncased: bool = True,
-    sample_bytes: int = DEFAULT_SAMPLE_BYTES,
+    sample_bytes: int = corpus_sample.DEFAULT_SAMPLE_BYTES,
     *,
     text_field: str = "text",
     model_type: str = "unigram",
@@ -288,10 +229,12 @@ def run_vocab(
     _check_vocab_args(kind, size, sample_bytes, model_type, extend, out_dir)
     _check_character_coverage(kind, character_coverage)
     text_encodings.check_encoding_name(text_encoding, "--text_encoding")
-    texts = list(sample_documents(input, text_field, sample_bytes, text_format, text_encoding))
+    texts = list(
+        corpus_sample.sample_documents(input, text_field, sample_bytes, text_format, text_encoding)
+    )
     if not texts:
         raise UserError(f"corpus {input!r} has no documents to train a vocabulary on")
-    fingerprint = _sample_fingerprint(corpus.resolve_files(input), texts)
+    fingerprint = corpus_sample.sample_fingerprint(corpus.resolve_files(input), texts)
     out_dir = paths.make_local_dir(out_dir, "--out")  # once the corpus has been read
     if extend:
         vocab_extension.extend_wordpiece_vocab(

@@ -21,7 +21,7 @@ import pyarrow.feather as feather
 import pyarrow.parquet as pq
 import pytest
 
-from bertjax.data import compressed_files, corpus, corpus_files
+from bertjax.data import compressed_files, corpus, corpus_sample
 from bertjax.data.sources import text_stream
 from bertjax.errors import UserError
 
@@ -415,7 +415,7 @@ def test_text_bytes_estimates_the_text_each_format_holds(tmp_path, count):
     pq.write_table(pa.table({"id": range(count), "text": texts}), tmp_path / "a.parquet")
     text = sum(len(t.encode()) for t in texts)
     estimates = {
-        path.name: corpus_files.text_bytes(str(path), "text") for path in tmp_path.iterdir()
+        path.name: corpus_sample.text_bytes(str(path), "text") for path in tmp_path.iterdir()
     }
     assert estimates["a.jsonl"] == len(data)
     # Under 4 MiB the whole file is read: exact. Over, the decompressor's read-ahead makes it an

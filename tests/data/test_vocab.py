@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 
 from bertjax import config as base_config
-from bertjax.data import pipeline, prepare, sentencepiece_vocab, sentences, vocab
+from bertjax.data import corpus_sample, pipeline, prepare, sentencepiece_vocab, sentences, vocab
 from bertjax.data.corpus import SAMPLE_CORPUS
 from bertjax.data.masking import MaskingSpec, masking_tables
 from bertjax.data.sentencepiece_vocab import SentencePieceTokenizer
@@ -140,7 +140,7 @@ def test_sample_spreads_over_files(tmp_path):
     for name in ("a", "b"):
         lines = [json.dumps({"text": f"{name} document {i}."}) for i in range(1000)]
         (tmp_path / f"{name}.jsonl").write_text("\n".join(lines) + "\n")
-    texts = list(vocab.sample_documents(f"{tmp_path}/*.jsonl", sample_bytes=4000))
+    texts = list(corpus_sample.sample_documents(f"{tmp_path}/*.jsonl", sample_bytes=4000))
     firsts = {text[0] for text in texts}
     assert firsts == {"a", "b"}, "every file contributes to the sample"
     assert 3900 < sum(len(t) for t in texts) <= 4000  # the document at a share's end is cut
@@ -153,7 +153,9 @@ def test_a_document_longer_than_its_file_s_share_is_cut_at_a_space(tmp_path):
     (tmp_path / "book.txt").write_text(" ".join(words) + "\n")
     (tmp_path / "other.txt").write_text("A short file.\n")
     sample = list(
-        vocab.sample_documents(f"{tmp_path}/*.txt", sample_bytes=10_000, text_format="paragraphs")
+        corpus_sample.sample_documents(
+            f"{tmp_path}/*.txt", sample_bytes=10_000, text_format="paragraphs"
+        )
     )
     assert [len(t.encode()) <= 10_000 for t in sample] == [True, True]
     assert 9_900 < len(sample[0]) and sample[0].split() == words[: len(sample[0].split())]
@@ -174,7 +176,7 @@ def test_sample_shares_follow_the_text_not_the_size_on_disk(tmp_path):
     lines = "".join(json.dumps({"text": t}) + "\n" for t in texts("b")).encode()
     (tmp_path / "b.jsonl.gz").write_bytes(gzip.compress(lines))
     pq.write_table(pa.table({"text": texts("c")}), tmp_path / "c.parquet")
-    sample = list(vocab.sample_documents(f"{tmp_path}/*", sample_bytes=60_000))
+    sample = list(corpus_sample.sample_documents(f"{tmp_path}/*", sample_bytes=60_000))
     shares = {name: sum(len(t) for t in sample if t[0] == name) for name in "abc"}
     assert min(shares.values()) > 0.8 * max(shares.values()), shares
 
@@ -185,8 +187,8 @@ def test_sample_reads_text_files_in_their_layout(tmp_path):
     (tmp_path / "prose.txt").write_text(
         "The first sentence is wrapped\nacross two lines. A second one.\n\nA new paragraph.\n"
     )
-    lines = list(vocab.sample_documents(f"{tmp_path}/prose.txt", sample_bytes=10**6))
-    prose = list(vocab.sample_documents(f"{tmp_path}/prose.txt", sample_bytes=10**6,
+    lines = list(corpus_sample.sample_documents(f"{tmp_path}/prose.txt", sample_bytes=10**6))
+    prose = list(corpus_sample.sample_documents(f"{tmp_path}/prose.txt", sample_bytes=10**6,
                                         text_format="paragraphs"))  # fmt: skip
     assert len(lines) == 2 and len(prose) == 1
     assert sentences.split_sentences(prose[0]) == [
@@ -271,12 +273,12 @@ def test_sample_skips_files_without_documents(tmp_path):
     (tmp_path / "a.txt").write_text("A sentence of the corpus.\nAnother one.\n")
     (tmp_path / "b_empty.txt").write_text("")
     (tmp_path / "c_latin1.txt").write_bytes("Café à la crème.\nÉté brûlé.\n".encode("latin-1"))
-    texts = list(vocab.sample_documents(f"{tmp_path}/*.txt", sample_bytes=10**6))
+    texts = list(corpus_sample.sample_documents(f"{tmp_path}/*.txt", sample_bytes=10**6))
     assert len(texts) == 1 and texts[0].startswith("A sentence of the corpus.")  # a.txt
     with pytest.raises(UserError, match="no file has documents: .*b_empty.txt"):
-        list(vocab.sample_documents(f"{tmp_path}/[bc]*.txt", sample_bytes=10**6))
+        list(corpus_sample.sample_documents(f"{tmp_path}/[bc]*.txt", sample_bytes=10**6))
     with pytest.raises(UserError, match="not in UTF-8"):
-        list(vocab.sample_documents(f"{tmp_path}/c_latin1.txt", sample_bytes=10**6))
+        list(corpus_sample.sample_documents(f"{tmp_path}/c_latin1.txt", sample_bytes=10**6))
 
 
 def test_a_dangling_link_in_the_corpus_is_skipped_not_a_traceback(tmp_path):
@@ -290,7 +292,7 @@ def test_a_dangling_link_in_the_corpus_is_skipped_not_a_traceback(tmp_path):
     (tmp_path / "c" / "b.jsonl.gz").write_bytes(gzip.compress(b'{"text": "More text."}\n' * 50))
     (tmp_path / "c" / "gone.txt").symlink_to(tmp_path / "nowhere.txt")
     files = corpus.resolve_files(f"{tmp_path}/c/*")
-    assert len(files) == 3 and corpus.text_sizes(files, "text")[2] == 0
+    assert len(files) == 3 and corpus_sample.text_sizes(files, "text")[2] == 0
     meta = vocab.run_vocab(f"{tmp_path}/c/*", size=120, out_dir=tmp_path / "v")
     assert (tmp_path / "v" / "vocab.txt").is_file() and meta["sample_documents"] == 51
     readable = corpus.corpus_fingerprint(files[:2])
