@@ -8,6 +8,8 @@ one-line UserError naming the field and the fix, so code that takes a spec trust
 
 import dataclasses
 import difflib
+import numbers
+import typing
 from collections.abc import Mapping
 from typing import Any, Self
 
@@ -34,12 +36,41 @@ def require_known_fields(config: Mapping[str, Any], known, what: str) -> None:
         )
 
 
+# A config value's type against its field's (bool, int, float, str; others are checked by their
+# spec): a config read from YAML, JSON or the environment gave "False" for packing (a str, true:
+# packing trained) and "8" for batch_size (a TypeError traceback deep in a check).
+_KINDS = {
+    bool: ("True or False", lambda v: isinstance(v, bool)),
+    int: ("a whole number", lambda v: isinstance(v, numbers.Integral) and not isinstance(v, bool)),
+    float: ("a number", lambda v: isinstance(v, numbers.Real) and not isinstance(v, bool)),
+    str: ("a string", lambda v: isinstance(v, str)),
+}
+
+
+def config_fields(cls, config: Mapping[str, Any], skip: tuple[str, ...] = ()) -> dict[str, Any]:
+    """`config`'s values of dataclass `cls`'s fields (but `skip`), each of its field's type when
+    that is bool, int, float or str: UserError naming the field otherwise."""
+    hints = typing.get_type_hints(cls)
+    values = {}
+    for field in dataclasses.fields(cls):
+        if field.name in skip or field.name not in config:
+            continue
+        value = config[field.name]
+        kind = _KINDS.get(hints.get(field.name))
+        if kind and not kind[1](value):
+            raise UserError(
+                f"{field.name}={value!r} is not {kind[0]} (a {type(value).__name__}); set "
+                f"--config.{field.name} to one"
+            )
+        values[field.name] = value
+    return values
+
+
 class ConfigSpec:
     """Mixin for frozen dataclasses whose fields are config fields of the same names."""
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any], **overrides: Any) -> Self:
-        """The spec of `config`'s fields of these names (absent ones keep their defaults)."""
-        names = [field.name for field in dataclasses.fields(cls)]
-        kwargs = {name: config[name] for name in names if name in config}
-        return cls(**{**kwargs, **overrides})
+        """The spec of `config`'s fields of these names (absent ones keep their defaults), each
+        of its field's type (`config_fields`)."""
+        return cls(**{**config_fields(cls, config), **overrides})

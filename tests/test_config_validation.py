@@ -2,7 +2,9 @@
 field; the CLI turns it into exit code 2 without a traceback (see also tests/test_cli.py)."""
 
 import os
+import re
 
+import ml_collections
 import pytest
 
 from bertjax.config import defaults, from_config, validate
@@ -140,6 +142,27 @@ def test_invalid_config_is_one_line_user_error(overrides, message):
     assert message in str(error.value)
     assert "\n" not in str(error.value)
     assert any(name in str(error.value) for name in overrides), "the error names the field"
+
+
+@pytest.mark.parametrize(
+    "field, value, message",
+    [
+        ("packing", "False", "packing='False' is not True or False (a str)"),
+        ("lowercase", "false", "lowercase='false' is not True or False"),
+        ("batch_size", "8", "batch_size='8' is not a whole number (a str)"),
+        ("num_train_steps", 1e6, "num_train_steps=1000000.0 is not a whole number (a float)"),
+        ("learning_rate", "1e-3", "learning_rate='1e-3' is not a number"),
+        ("num_hidden_layers", "2", "num_hidden_layers='2' is not a whole number"),
+        ("corpus", 3, "corpus=3 is not a string"),
+    ],
+)
+def test_a_value_of_another_type_is_one_line(field, value, message):
+    """A config built from YAML, JSON or the environment (a ConfigDict of a plain dict checks
+    no types): packing="False" was true and trained packed rows; batch_size="8" was a TypeError
+    traceback in a check."""
+    config = ml_collections.ConfigDict({**load_config("cpu_smoke").to_dict(), field: value})
+    with pytest.raises(UserError, match=re.escape(message) + r".*; set --config\.\w+ to one$"):
+        validate(config)
 
 
 def test_every_constrained_field_has_a_bad_value_case():

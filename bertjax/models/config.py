@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 import jax
 
+from bertjax import specs
 from bertjax.errors import UserError
 
 if TYPE_CHECKING:
@@ -98,8 +99,7 @@ class BertConfig:
     @classmethod
     def from_config(cls, config: ml_collections.ConfigDict, vocab_size: int) -> BertConfig:
         """Builds and validates a BertConfig from a run config; absent fields keep defaults."""
-        names = [field.name for field in dataclasses.fields(cls) if field.name != "vocab_size"]
-        kwargs = {name: config[name] for name in names if name in config}
+        kwargs = specs.config_fields(cls, config, skip=("vocab_size",))
         return cls(vocab_size=vocab_size, **kwargs).validate()
 
     def validate(self) -> BertConfig:
