@@ -149,11 +149,8 @@ def _evaluate(fv: flags.FlagValues, arguments: list[str]) -> None:
 
 def _finetune(fv: flags.FlagValues, arguments: list[str]) -> None:
     startup.start_jax(quiet=not fv.debug)
-    from bertjax.config import load_config
-    from bertjax.finetune import recipe, trainer
+    from bertjax.finetune import trainer
 
-    if os.path.isfile(FINETUNE_CONFIG):  # a source checkout's configs/, as --config's default
-        recipe.check_known_fields(fv.config, load_config(FINETUNE_CONFIG).keys())
     results = trainer.finetune(
         fv.task, fv.init, fv.workdir, fv.config, random_init=fv.random_init, step=fv.step
     )

@@ -190,6 +190,21 @@ def test_multilabel_threshold_decides_which_labels_are_predicted():
             recipe.validate(config_for(multilabel_threshold=bad))
 
 
+def test_a_misspelt_recipe_field_is_refused_from_python_too(tmp_path):
+    """trainer.finetune called from Python trained with the default rate and recorded the typo
+    (only the CLI checked the fields); a pretraining config is named as such, not AttributeError."""
+    from bertjax.config import defaults
+    from bertjax.finetune import trainer
+
+    config = config_for(kind="classification")
+    config.learnin_rate = 1e-3
+    with pytest.raises(UserError, match=r"'learnin_rate' \(did you mean learning_rate\?\)"):
+        trainer.finetune("jsonl", str(tmp_path / "init"), str(tmp_path / "ft"), config)
+    with pytest.raises(UserError, match="the fine-tuning config has a field bertjax does not"):
+        trainer.finetune("jsonl", str(tmp_path / "init"), str(tmp_path / "ft"), defaults())
+    assert not (tmp_path / "ft").exists()
+
+
 def test_multilabel_reader_and_its_errors(tmp_path):
     config = config_for(kind="multilabel", label_field="topics")
     config.train_file = write_jsonl(tmp_path / "train.jsonl", [

@@ -6,13 +6,15 @@ recipe a workdir records so that finished seeds are only reused by the same fine
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import jax
 import ml_collections
 
 from bertjax import paths
-from bertjax.config import field_changes
+from bertjax.command_flags import CONFIGS_DIR
+from bertjax.config import field_changes, load_config
 from bertjax.errors import UserError
 from bertjax.finetune import model
 from bertjax.specs import require_known_fields
@@ -89,6 +91,15 @@ def check_known_fields(config: ml_collections.ConfigDict, default_fields) -> Non
     keys of configs/finetune.py's) nor FIELDS_ADDED_LATER or OPTIONAL_FIELDS has."""
     known = set(default_fields) | set(FIELDS_ADDED_LATER) | set(OPTIONAL_FIELDS)
     require_known_fields(config, known, "fine-tuning config")
+
+
+def check_fields(config: ml_collections.ConfigDict) -> None:
+    """`check_known_fields` against configs/finetune.py's fields, where that file is (a source
+    checkout, as --config's default): a misspelt field was ignored by `trainer.finetune` called
+    from Python (the recipe's default used, the typo recorded), refused only by the CLI."""
+    default_file = os.path.join(CONFIGS_DIR, "finetune.py")
+    if os.path.isfile(default_file):
+        check_known_fields(config, load_config(default_file).keys())
 
 
 def validate(config: ml_collections.ConfigDict) -> None:
