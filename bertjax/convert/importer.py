@@ -98,8 +98,10 @@ class ImportResult:
 
 
 def run_overrides(result: ImportResult) -> dict[str, Any]:
-    """The config overrides a training run needs to start from the imported model."""
-    fields = {"init_from": result.out_dir, "vocab_dir": result.out_dir}
+    """The config overrides a training run needs to start from the imported model, as config
+    values (`config.update(run_overrides(result))`: the paths as strings, which a ConfigDict's
+    string fields take, not Paths)."""
+    fields = {"init_from": str(result.out_dir), "vocab_dir": str(result.out_dir)}
     fields["lowercase"] = result.lowercase
     for name in checkpoint_compatibility.ARCHITECTURE_FIELDS + ("layer_norm_eps",):
         fields[name] = getattr(result.config, name)

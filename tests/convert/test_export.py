@@ -5,7 +5,6 @@ import collections
 import dataclasses
 import json
 import shutil
-from pathlib import Path
 
 import jax
 import numpy as np
@@ -283,10 +282,8 @@ def test_the_command_import_prints_trains_from_a_vocabulary_of_any_size(workdir,
     result = import_checkpoint(str(tmp_path / "hf"), tmp_path / "imported")
     assert f"--config.vocab_size={CONFIG.vocab_size} " in result.lines()[-1]
     config = run_config_module.defaults()
-    printed = {name: str(value) if isinstance(value, Path) else value
-               for name, value in run_overrides(result).items()}  # fmt: skip
-    config.update(printed | {"corpus": SAMPLE_CORPUS_ZH, "max_seq_length": 32,
-                             "max_predictions_per_seq": 10})  # fmt: skip
+    config.update(run_overrides(result))  # as it is: its paths were Paths, which update refused
+    config.update({"corpus": SAMPLE_CORPUS_ZH, "max_seq_length": 32, "max_predictions_per_seq": 10})
     spec = run_config_module.validate(config, tmp_path / "run")
     assert spec.data.vocab_size == CONFIG.vocab_size == 300
 
