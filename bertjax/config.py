@@ -316,7 +316,7 @@ def _check_writable(workdir: epath.Path) -> None:
 def set_model_size(config: ml_collections.ConfigDict, name: str) -> ml_collections.ConfigDict:
     """Sets layers/hidden/heads/intermediate (4H) for one of MODEL_SIZES, in place."""
     if name not in MODEL_SIZES:
-        raise ValueError(f"unknown model size {name!r}; choose one of {sorted(MODEL_SIZES)}")
+        raise UserError(f"unknown model size {name!r}; choose one of {', '.join(MODEL_SIZES)}")
     layers, hidden, heads = MODEL_SIZES[name]
     config.model_size = name
     config.num_hidden_layers = layers
@@ -331,7 +331,7 @@ def set_electra_size(config: ml_collections.ConfigDict, name: str) -> ml_collect
     width, heads, 4H feed-forward and embedding width, the generator's width fraction, the
     discriminator's loss weight 50, and packed rows (ELECTRA has no next-sentence task)."""
     if name not in ELECTRA_SIZES:
-        raise ValueError(f"unknown ELECTRA size {name!r}; choose one of {sorted(ELECTRA_SIZES)}")
+        raise UserError(f"unknown ELECTRA size {name!r}; choose one of {', '.join(ELECTRA_SIZES)}")
     layers, hidden, heads, embedding, generator = ELECTRA_SIZES[name]
     config.model_size = f"electra_{name}"
     config.num_hidden_layers = layers
@@ -385,5 +385,13 @@ def load_config(path: str | os.PathLike, *args) -> ml_collections.ConfigDict:
     if module_spec is None or not path.is_file():
         raise UserError(f"config file {str(path)!r} does not exist; pass a configs/*.py file")
     module = importlib.util.module_from_spec(module_spec)
-    module_spec.loader.exec_module(module)
+    try:
+        module_spec.loader.exec_module(module)
+    except SyntaxError as e:
+        raise UserError(
+            f"config file {str(path)!r} does not parse: {e.msg}, line {e.lineno}"
+        ) from None
+    if not callable(getattr(module, "get_config", None)):
+        raise UserError(f"config file {str(path)!r} has no get_config(); define one returning "
+                        "the config (see configs/*.py)")  # fmt: skip
     return module.get_config(*args)

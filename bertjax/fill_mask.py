@@ -42,9 +42,12 @@ def fill_mask(
     workdir: str | os.PathLike, texts: list[str], *, step: int | None = None, top_k: int = 5
 ) -> list[list[list[Answer]]]:
     """For each text, for each [MASK] in it (left to right), the `top_k` most probable tokens
-    of `workdir`'s checkpoint (default: the latest; local or gs://) with their probabilities."""
+    of `workdir`'s checkpoint (default: the latest; local or gs://) with their probabilities.
+    `texts`: a list of texts (a str alone is refused: its characters were read as texts)."""
     if top_k < 1:
         raise UserError(f"top_k={top_k} must be >= 1")
+    if isinstance(texts, str) or not texts:
+        raise UserError(f"texts={texts!r} must be a non-empty list of texts; pass [text]")
     workdir = paths.as_path(workdir)
     step, metadata = checkpointing.open_workdir(workdir, step)
     vocab_path = workdir / wordpiece.VOCAB_FILE

@@ -106,9 +106,13 @@ def train_and_evaluate(
     """Pretrains BERT per `config`, writing checkpoints, metrics and TensorBoard to `workdir`.
 
     Re-running with the same workdir resumes from the latest checkpoint; a second run while
-    one trains there is refused (`run_lock`).
+    one trains there is refused (`run_lock`). `config` may be a plain dict of config fields.
     """
+    import ml_collections  # deferred: the compute path does not need it
+
     wall_start = time.perf_counter()
+    if not isinstance(config, ml_collections.ConfigDict):  # a dict failed after the corpus read
+        config = ml_collections.ConfigDict(dict(config))
     workdir = paths.as_path(workdir)  # local (~ expanded: every file in one place) or gs://...
     spec = validate(config, workdir)  # the config's only reading: typed specs from here on
     process_agreement.check_same_config(config, HOST_PATH_FIELDS)

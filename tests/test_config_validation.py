@@ -165,6 +165,24 @@ def test_a_value_of_another_type_is_one_line(field, value, message):
         validate(config)
 
 
+def test_config_files_and_sizes_that_cannot_be_used_are_one_line(tmp_path):
+    """From Python: a config file without get_config was an AttributeError, one that does not
+    parse a SyntaxError, an unknown size a ValueError."""
+    from bertjax.config import load_config as load_file
+    from bertjax.config import set_electra_size, set_model_size
+
+    (tmp_path / "none.py").write_text("X = 1\n")
+    (tmp_path / "broken.py").write_text("def get_config(:\n")
+    with pytest.raises(UserError, match=r"none.py' has no get_config\(\); define one"):
+        load_file(tmp_path / "none.py")
+    with pytest.raises(UserError, match=r"broken.py' does not parse: .*, line 1$"):
+        load_file(tmp_path / "broken.py")
+    with pytest.raises(UserError, match="unknown model size 'huge'; choose one of tiny, mini"):
+        set_model_size(defaults(), "huge")
+    with pytest.raises(UserError, match="unknown ELECTRA size 'huge'; choose one of small"):
+        set_electra_size(defaults(), "huge")
+
+
 def test_every_constrained_field_has_a_bad_value_case():
     """Every field of the defaults (each documented where its spec defines it) either has a case
     in INVALID, refused before anything is read or compiled, or is listed with the reason."""

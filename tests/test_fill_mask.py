@@ -14,8 +14,16 @@ from tests.test_smoke import small_smoke_config
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory):
     tmp_path = tmp_path_factory.mktemp("fill")
-    train.train_and_evaluate(small_smoke_config(tmp_path), tmp_path / "workdir")
+    config = small_smoke_config(tmp_path).to_dict()  # a plain dict trains as its ConfigDict does
+    train.train_and_evaluate(config, tmp_path / "workdir")
     return tmp_path / "workdir"
+
+
+def test_texts_are_a_non_empty_list(workdir):
+    """A str alone had each character read as a text; [] was a ValueError of max()."""
+    for texts in ("the [MASK] house", []):
+        with pytest.raises(UserError, match=r"must be a non-empty list of texts; pass \[text\]"):
+            fill_mask.fill_mask(workdir, texts)
 
 
 def test_masks_become_the_mask_id_between_the_encoded_pieces(workdir):
