@@ -255,9 +255,10 @@ def test_bad_corpus_end_to_end_is_skipped_and_counted(tmp_path, data, config, ca
     result = pipeline.build_pretraining_data(DataSpec.from_config(small))
     assert result.num_documents == 7
     instances = result.source.arrays
-    # The 10 MB "sentence" (2.1M tokens) is cut into pieces that fill many full instances.
+    # The 10 MB "sentence" (2.1M tokens) is cut into half-row pieces that fill many instances
+    # (a random B from this corpus's one-sentence documents leaves a row part empty: 0.84 full).
     assert len(instances["input_ids"]) > 20_000
-    assert instances["input_mask"].mean() > 0.9
+    assert instances["input_mask"].mean() > 0.8
     assert "none/*.txt' matched no files" in caplog.text
     assert "skipped {'invalid JSON': 1, 'empty documents': 1}" in caplog.text
     assert "'lines with invalid UTF-8': 1" in caplog.text

@@ -293,8 +293,8 @@ def test_bad_input_is_skipped_and_counted(corpus_dir, tmp_path, caplog):
     assert "repaired 2 documents with control characters, 1 lines with invalid UTF-8" in (
         caplog.text
     )
-    big = text_stream.build_chunk(texts[-2:], stream, seed=0)  # a 10 MB line: many full rows
-    assert len(big["input_ids"]) > 20_000 and big["input_mask"].mean() > 0.9
+    big = text_stream.build_chunk(texts[-2:], stream, seed=0)  # a 10 MB line: many rows, their
+    assert len(big["input_ids"]) > 20_000 and big["input_mask"].mean() > 0.8  # random Bs short
     (batch,) = _take(_dataset(stream, config), 1)
     assert batch["input_ids"].shape == (8, LENGTH)
 
