@@ -103,7 +103,9 @@ def check_fields(config: ml_collections.ConfigDict) -> None:
 
 
 def validate(config: ml_collections.ConfigDict) -> None:
-    """Raises a one-line UserError for the first recipe field out of its range."""
+    """Raises a one-line UserError for a field the recipe does not know (`check_fields`), or
+    for the first recipe field out of its range."""
+    check_fields(config)
     decay = field(config, "layerwise_lr_decay")
     select, fraction = field(config, "select_epoch"), field(config, "dev_fraction")
     dev_file, threshold = field(config, "dev_file"), field(config, "multilabel_threshold")

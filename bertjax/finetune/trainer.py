@@ -63,7 +63,6 @@ def finetune(
     once per seed in config.seeds; returns the results dict also written to
     WORKDIR/results.json, or None when SIGTERM or Ctrl-C stopped a seed (saved: the same call
     resumes it). `devices`: the mesh's (default: all)."""
-    recipe.check_fields(config)
     recipe.validate(config)
     paths.require_local(workdir, "--workdir")
     workdir_path = Path(workdir).expanduser()
