@@ -94,6 +94,8 @@ def sample_documents(
         read = dict(text_format=text_format, text_encoding=text_encoding)
         try:
             for text in corpus.read_documents([path], text_field, **read):
+                if taken >= quota:  # no share (an empty file is still read: its warning)
+                    break
                 sampled = _cut_to(text, quota - taken)
                 taken += len(sampled.encode("utf-8"))
                 if sampled:
