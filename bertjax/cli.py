@@ -97,8 +97,9 @@ def _load_config(fv: flags.FlagValues, args: Sequence[str]) -> None:
             fv.config.keys()
     except Exception as e:  # ml_collections raises OSError/ValueError/... with multi-line text
         raise _config_load_error(e, _given_config(args)) from e
-    if fv.config is not None and _given_fields(args) & {"model_size"}:
-        _apply_model_size(fv.config, _given_fields(args))
+    given = _given_fields(args)
+    if fv.config is not None and "model_size" in given:
+        _apply_model_size(fv.config, given)
 
 
 def _given_fields(args: Sequence[str]) -> set[str]:

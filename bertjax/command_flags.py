@@ -12,6 +12,7 @@ FlagSpec = tuple[str, str, Any, str]
 
 # The source checkout's configs/ (bertjax is installed from its checkout: `pip install -e .`).
 CONFIGS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
+FINETUNE_CONFIG = os.path.join(CONFIGS_DIR, "finetune.py")  # the recipe's defaults
 
 
 def config_path(name: str) -> str:

@@ -12,10 +12,10 @@ from absl import flags
 
 from bertjax import startup
 from bertjax.command_flags import (
-    CONFIGS_DIR,
     CORPUS_FLAGS,
     DATA_READING_FLAGS,
     EMBED_FLAGS,
+    FINETUNE_CONFIG,
     PREDICT_FLAGS,
     STEP,
     WORKDIR,
@@ -23,7 +23,6 @@ from bertjax.command_flags import (
 )
 from bertjax.errors import UserError, flags_renamed
 
-FINETUNE_CONFIG = os.path.join(CONFIGS_DIR, "finetune.py")
 CONFIG_HELP = "Config file (configs/*.py); --config.FIELD=VALUE overrides one field."
 DEBUG_FLAG = ("bool", "debug", False, "Full tracebacks and TensorFlow/XLA start-up logs.")
 

@@ -37,10 +37,9 @@ def text_bytes(path: str, text_field: str) -> int:
     to their text: its size; a compressed file's size times the ratio of its first 4 MiB; a
     Parquet file's text column uncompressed. A file this cannot read counts its size (0 when
     not even that can be read: a dangling link)."""
-    try:
-        size = epath.Path(path).stat().length
-    except OSError:
-        return 0  # reading it reports the problem
+    size = corpus.source_size(path)
+    if not size:  # empty, or unreadable: reading it reports the problem
+        return 0
     try:
         if corpus_files.format_suffix(path) in corpus_files.PARQUET_SUFFIXES:
             return _parquet_column_bytes(path, text_field) or size

@@ -13,7 +13,7 @@ import jax
 import ml_collections
 
 from bertjax import paths
-from bertjax.command_flags import CONFIGS_DIR
+from bertjax.command_flags import FINETUNE_CONFIG
 from bertjax.config import field_changes, load_config
 from bertjax.errors import UserError
 from bertjax.finetune import model
@@ -97,9 +97,8 @@ def check_fields(config: ml_collections.ConfigDict) -> None:
     """`check_known_fields` against configs/finetune.py's fields, where that file is (a source
     checkout, as --config's default): a misspelt field was ignored by `trainer.finetune` called
     from Python (the recipe's default used, the typo recorded), refused only by the CLI."""
-    default_file = os.path.join(CONFIGS_DIR, "finetune.py")
-    if os.path.isfile(default_file):
-        check_known_fields(config, load_config(default_file).keys())
+    if os.path.isfile(FINETUNE_CONFIG):
+        check_known_fields(config, load_config(FINETUNE_CONFIG).keys())
 
 
 def validate(config: ml_collections.ConfigDict) -> None:
