@@ -116,8 +116,8 @@ def summarize(sums: dict) -> dict[str, float]:
         "mlm_loss": mlm_loss,
         "mlm_accuracy": float(sums["mlm_correct_sum"]) / mlm_weight,
     }
-    if "nsp_weight" in sums:
-        nsp_weight = max(float(sums["nsp_weight"]), 1.0)
+    if float(sums.get("nsp_weight", 0.0)) > 0:  # packed rows alone: no NSP numbers, not 0.0
+        nsp_weight = float(sums["nsp_weight"])
         result["nsp_loss"] = float(sums["nsp_loss_sum"]) / nsp_weight
         result["nsp_accuracy"] = float(sums["nsp_correct_sum"]) / nsp_weight
     if "rtd_weight" in sums:
