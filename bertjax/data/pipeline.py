@@ -151,7 +151,7 @@ def _instances_of_split(data: DataSpec, tokenizer, split: str) -> tuple[list, in
         )
         corpus.log_totals(reports)
         for name, stats in sentence_stats.stats_by_source(sources, lengths).items():
-            sentence_stats.log_source_stats(os.path.basename(name), stats)
+            sentence_stats.log_source_stats(os.path.basename(name), stats, nsp=not data.packing)
         if data.eval_holdout_fraction and not eval_corpus:
             _check_holdout_split(data, split, len(docs), sum(r.documents for r in reports))
         if data.packing:

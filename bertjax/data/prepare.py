@@ -30,6 +30,7 @@ from bertjax.data import (
     corpus,
     documents,
     prepare_shards,
+    sentence_stats,
     spec,
     text_encodings,
     vocab,
@@ -147,9 +148,23 @@ def _built_shards(jobs, workers: int, settings: dict, vocab_dir: Path, out_dir: 
         prepare_shards.pair_lone_documents(shards, settings, vocab_dir, out_dir)
     for shard in shards:
         shard.pop("lone")
+    _log_sentence_stats([shard.pop("sentence_stats") for shard in shards], settings["packing"])
     problems = [shard.pop("problem") for shard in shards]
     _check_pairs(shards, input, next(filter(None, problems), ""))
     return shards
+
+
+def _log_sentence_stats(by_shard: list[dict], packing: bool) -> None:
+    """Logs how each source split into sentences (and warns of an unsplit one, for NSP pairs),
+    from the shard that read most of its documents: all of them when shards are whole files,
+    else every num_shards-th one, a fair sample."""
+    chosen: dict[str, sentence_stats.SentenceStats] = {}
+    for stats in by_shard:
+        for source, source_stats in stats.items():
+            if source not in chosen or source_stats.documents > chosen[source].documents:
+                chosen[source] = source_stats
+    for source, stats in chosen.items():
+        sentence_stats.log_source_stats(os.path.basename(source), stats, nsp=not packing)
 
 
 def _log_manifest(manifest: dict, out_dir: Path, vocab_kind: str) -> None:

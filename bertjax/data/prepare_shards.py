@@ -16,7 +16,15 @@ import numpy as np
 from absl import logging
 
 from bertjax import startup
-from bertjax.data import corpus, documents, packing, pretraining_examples, spec, vocab
+from bertjax.data import (
+    corpus,
+    documents,
+    packing,
+    pretraining_examples,
+    sentence_stats,
+    spec,
+    vocab,
+)
 from bertjax.data.tokenizer import VOCAB_FILE
 from bertjax.errors import UserError
 
@@ -34,22 +42,27 @@ def read_settings(settings: dict) -> dict:
 
 
 def _shard_texts(sources: list[str], shard: int, num_shards: int, settings: dict):
-    """This shard's documents: whole files, or every num_shards-th document."""
+    """This shard's documents as (source, text): whole files, or every num_shards-th document."""
     read = read_settings(settings)
+    names: list[str] = []  # the source of each document read
     if len(sources) >= num_shards:
-        yield from corpus.read_documents(sources[shard::num_shards], **read)
+        texts = corpus.read_documents(sources[shard::num_shards], sources=names, **read)
+        for index, text in enumerate(texts):
+            yield names[index], text
         return
-    for index, text in enumerate(corpus.read_documents(sources, **read)):
+    for index, text in enumerate(corpus.read_documents(sources, sources=names, **read)):
         if index % num_shards == shard:
-            yield text
+            yield names[index], text
 
 
-def _split_held_out(texts, fraction: float, held_out: list[str]):
-    """Yields the training documents of `texts`; appends the held-out ones to `held_out`."""
-    for text in texts:
+def _split_held_out(texts, fraction: float, held_out: list[str], kept_sources: list[str]):
+    """Yields the training documents of (source, text) pairs, appending their sources to
+    `kept_sources`; appends the held-out texts to `held_out`."""
+    for source, text in texts:
         if fraction and corpus.is_held_out(text, fraction):
             held_out.append(text)
         else:
+            kept_sources.append(source)
             yield text
 
 
@@ -119,16 +132,20 @@ def prepare_shard(args: tuple) -> dict:
     start = time.perf_counter()
     tokenizer = vocab.load_tokenizer(Path(vocab_dir) / VOCAB_FILE, settings["lowercase"])
     held_out: list[str] = []
+    doc_sources: list[str] = []  # the source of each training document
+    lengths: list[list[int]] = []  # the character lengths of its sentences
     problem = ""  # why the shard read no document, said if no shard makes a row
     texts = _split_held_out(
         _shard_texts(sources, shard, num_shards, settings),
         settings["eval_holdout_fraction"],
         held_out,
+        doc_sources,
     )
     try:
         docs, num_sentences = documents.tokenize_documents(
             texts,
             tokenizer,
+            sentence_lengths=lengths,
             segmenter=settings.get("word_segmenter", ""),
         )
     except UserError as e:  # this shard got no document (e.g. more shards than documents)
@@ -147,6 +164,8 @@ def prepare_shard(args: tuple) -> dict:
         "heldout_documents": len(held_out),
         "seconds": round(time.perf_counter() - start, 3),  # after the worker's imports
         "problem": problem,  # not in the manifest
+        # not in the manifest: how each source's documents here split into sentences
+        "sentence_stats": sentence_stats.stats_by_source(doc_sources, lengths) if lengths else {},
         "lone": lone,  # not in the manifest: paired with other shards' (`pair_lone_documents`)
     }
 

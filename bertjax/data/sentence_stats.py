@@ -78,8 +78,9 @@ def unsplit_warning(source: str, stats: SentenceStats) -> str | None:
     )
 
 
-def log_source_stats(source: str, stats: SentenceStats) -> None:
-    """Logs one line of `source`'s sentence statistics, and the unsplit warning if it applies."""
+def log_source_stats(source: str, stats: SentenceStats, *, nsp: bool = True) -> None:
+    """Logs one line of `source`'s sentence statistics, and the unsplit warning if it applies
+    (`nsp`: its sentences become NSP pairs; packed rows do not need them)."""
     logging.info(
         "Sentences of %s: %d documents, %.1f sentences/document (median %.0f), "
         "%.0f characters/sentence (median %.0f, p95 %.0f), %.1f%% one-sentence documents",
@@ -92,7 +93,7 @@ def log_source_stats(source: str, stats: SentenceStats) -> None:
         stats.chars_per_sentence_p95,
         100 * stats.single_sentence_share,
     )
-    if warning := unsplit_warning(source, stats):
+    if nsp and (warning := unsplit_warning(source, stats)):
         logging.warning("%s", warning)
 
 

@@ -421,3 +421,33 @@ def test_unknown_tokens_are_counted_and_warned_about(corpus_dir, tmp_path, caplo
     spec = DataSpec.from_config(_config(corpus_dir, corpus=f"{tmp_path}/foreign.jsonl"))
     pipeline.build_pretraining_data(spec)
     assert "of the corpus's tokens are [UNK]: the vocabulary lacks" in caplog.text
+
+
+@pytest.mark.parametrize("num_shards", [None, 3])
+def test_prepare_logs_sentence_stats_and_warns_of_an_unsplit_source(
+    corpus_dir, tmp_path, caplog, num_shards
+):
+    """As the in-memory build: each source's sentence statistics, and the warning for a source
+    whose documents are one long "sentence" each (NSP pairs of arbitrary cuts): exact with a
+    shard per file, from one shard's sample when documents are dealt across shards; none when
+    the rows are packed (they need no sentences)."""
+    caplog.set_level("INFO", logger="absl")
+    run_on = "a review without any capital letter or full stop that goes on and on " * 20
+    lines = [json.dumps({"text": f"{i} {run_on}"}) for i in range(8)]
+    (tmp_path / "reviews.jsonl").write_text("\n".join(lines) + "\n")
+    (tmp_path / "prose.jsonl").write_text((corpus_dir / "part-0.jsonl").read_text())
+    corpus_glob = f"{tmp_path}/*.jsonl"
+    kwargs = dict(num_workers=1, num_shards=num_shards, max_seq_length=LENGTH, dupe_factor=1)
+    prepare.run_prepare(corpus_glob, corpus_dir / "vocab", tmp_path / "nsp", **kwargs)
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert [w for w in warnings if "look unsplit" in w] == [
+        next(w for w in warnings if w.startswith("Sentences of reviews.jsonl look unsplit"))
+    ]
+    assert "Sentences of prose.jsonl: " in caplog.text
+    documents = 8 if num_shards is None else 3  # dealt 3, 3, 2 to the 3 shards: the largest
+    assert f"Sentences of reviews.jsonl: {documents} documents, 1.0 sentences" in caplog.text
+    caplog.clear()
+    prepare.run_prepare(
+        corpus_glob, corpus_dir / "vocab", tmp_path / "packed", packing=True, **kwargs
+    )
+    assert "Sentences of reviews.jsonl: " in caplog.text and "look unsplit" not in caplog.text

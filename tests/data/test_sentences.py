@@ -358,8 +358,10 @@ def test_unsplit_warning(caplog):
     with caplog.at_level(logging.INFO):
         sentence_stats.log_source_stats("reviews.jsonl", unsplit)
         sentence_stats.log_source_stats("prose.jsonl", fine)
+        sentence_stats.log_source_stats("packed.jsonl", unsplit, nsp=False)  # no pairs: silent
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1 and "reviews.jsonl" in warnings[0].getMessage()
+    assert "Sentences of packed.jsonl: 5 documents" in caplog.text
     assert "Sentences of prose.jsonl: 5 documents, 80.0 sentences/document" in caplog.text
 
 
