@@ -269,3 +269,35 @@ def test_an_old_full_width_generator_checkpoint_is_refused_before_anything_is_re
     # A checkpoint saved since, and one of a narrower generator, pass.
     for saved in (old | {"embedding_size": 0}, old | {"generator_hidden_fraction": 0.25}):
         checkpoint_compatibility.check_generator_layout(saved, "w")
+
+
+@pytest.mark.parametrize(
+    "saved_with, resumed_with",
+    [({"max_grad_norm": 1.0}, {"max_grad_norm": 0.0}), ({}, {"optimizer": "lamb"})],
+)
+def test_a_checkpoint_of_other_optimizer_settings_is_refused_not_set_aside(
+    tmp_path, saved_with, resumed_with
+):
+    """Gradient clipping switched on or off, or adamw <-> lamb, changes which arrays the
+    optimizer state holds: the intact checkpoint was set aside as unreadable (every step in
+    turn), and the next run started over. Now one line names the settings it was saved with."""
+    _, state, _, _ = setup_run(tiny_config(**saved_with), devices=jax.devices()[:1])
+    saved_config = {"optimizer": "adamw", "max_grad_norm": 1.0} | saved_with
+    directory = tmp_path / "checkpoints"
+    manager = checkpointing.create_checkpoint_manager(directory, save_every=1, keep=2)
+    for step in (1, 2):
+        checkpointing.save(manager, step, state, {"model": {}, "config": saved_config}, force=True)
+    manager.wait_until_finished()
+    before = files_under(tmp_path)
+    _, _, other_setup, _ = setup_run(tiny_config(**resumed_with), devices=jax.devices()[:1])
+    with pytest.raises(UserError) as refusal:
+        checkpointing.restore_or_init(manager, other_setup.abstract_state, None, {})
+    message = str(refusal.value)
+    assert "\n" not in message and message.startswith("checkpoint at step 2 in ")
+    expected = f"--config.optimizer=adamw --config.max_grad_norm={saved_config['max_grad_norm']}"
+    assert f"resume with the optimizer settings it was saved with ({expected})" in message
+    assert message.endswith(f"--config.init_from={tmp_path}")
+    assert files_under(tmp_path) == before  # nothing set aside
+    _, _, same_setup, _ = setup_run(tiny_config(**saved_with), devices=jax.devices()[:1])
+    _, step = checkpointing.restore_or_init(manager, same_setup.abstract_state, None, {})
+    assert step == 2
