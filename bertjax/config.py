@@ -38,7 +38,7 @@ from bertjax import paths, process_agreement
 from bertjax.data.masking_spec import MaskingSpec
 from bertjax.data.spec import DataSpec
 from bertjax.errors import UserError
-from bertjax.models.config import BertConfig
+from bertjax.models.config import TRAINING_DTYPES, BertConfig
 from bertjax.models.sizes import ELECTRA_SIZES, MODEL_SIZES  # re-exported; no imports there
 from bertjax.objectives import ObjectiveSpec
 from bertjax.optim import OptimizerSpec
@@ -49,7 +49,6 @@ if TYPE_CHECKING:
     import ml_collections
 
 NONFINITE_POLICIES = ("skip", "stop")
-PRETRAINING_DTYPES = ("float32", "bfloat16")  # float16 would need loss scaling
 
 
 @dataclasses.dataclass(frozen=True)
@@ -176,7 +175,7 @@ def from_config(config: ml_collections.ConfigDict) -> RunSpec:
         objective=ObjectiveSpec.from_config(config),
     )
     require(
-        model.dtype in PRETRAINING_DTYPES,
+        model.dtype in TRAINING_DTYPES,
         f"dtype={model.dtype!r} is not supported; use 'float32' or 'bfloat16'",
     )
     length = data.max_seq_length

@@ -201,11 +201,12 @@ def lamb(learning_rate, b1, b2, eps, weight_decay, mask) -> optax.GradientTransf
 
 
 def layerwise_lr_decay(decay: float, num_layers: int) -> optax.GradientTransformation:
-    """Scales each update by `layer_lr_factor` of its parameter's path: the task head, pooler and
-    final LayerNorm learn at the full rate, encoder layer i (of num_layers, 0 at the bottom) at
-    decay**(num_layers - i), the embeddings at decay**(num_layers + 1) (Howard & Ruder 2018, Sun
-    et al. 2019; ELECTRA fine-tunes with 0.8). Chained after AdamW it scales the learning rate
-    and the decoupled weight decay alike; 1.0 is the identity."""
+    """Scales each update by `layer_lr_factor` of its parameter's path, google-research/electra's
+    factors (`_get_layer_lrs`, which its GLUE and SQuAD recipes use with 0.8): the task head,
+    pooler and final LayerNorm learn at the full rate, encoder layer i (of num_layers, 0 at the
+    bottom) at decay**(num_layers + 1 - i), the embeddings and their projection at
+    decay**(num_layers + 2). Chained after AdamW it scales the learning rate and the decoupled
+    weight decay alike; 1.0 is the identity."""
 
     def scale(updates, params=None):
         del params
@@ -218,14 +219,15 @@ def layerwise_lr_decay(decay: float, num_layers: int) -> optax.GradientTransform
 
 def layer_lr_factor(path: tuple, decay: float, num_layers: int) -> float:
     """The learning-rate factor of the parameter at `path` (see `layerwise_lr_decay`): layers are
-    `.../encoder/layer/<i>/...` (unstacked), embeddings `.../embeddings/...`."""
+    `.../encoder/layer/<i>/...` (unstacked), embeddings `.../embeddings/...` and
+    `.../embeddings_project/...` (a factorised encoder's E -> H projection)."""
     keys = [str(getattr(key, "key", getattr(key, "idx", key))) for key in path]
     if "layers" in keys:
         raise ValueError("layer-wise learning-rate decay needs unstacked layers: scan_layers=False")
-    if "embeddings" in keys:
-        return decay ** (num_layers + 1)
+    if "embeddings" in keys or "embeddings_project" in keys:
+        return decay ** (num_layers + 2)
     if "layer" in keys:
-        return decay ** (num_layers - int(keys[keys.index("layer") + 1]))
+        return decay ** (num_layers + 1 - int(keys[keys.index("layer") + 1]))
     return 1.0
 
 

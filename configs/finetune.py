@@ -59,8 +59,9 @@ def get_config() -> ml_collections.ConfigDict:
     config.warmup_fraction = 0.1
     config.weight_decay = 0.01
     config.max_grad_norm = 1.0
-    # Layer-wise learning-rate decay: encoder layer i of L learns at lr * decay**(L - i), the
-    # embeddings at lr * decay**(L + 1), the head at lr (1.0 = off; ELECTRA fine-tunes with 0.8).
+    # Layer-wise learning-rate decay, ELECTRA's factors: encoder layer i of L learns at
+    # lr * decay**(L + 1 - i), the embeddings at lr * decay**(L + 2), the head at lr (1.0 = off;
+    # ELECTRA fine-tunes with 0.8).
     config.layerwise_lr_decay = 1.0
     # Classification features: "cls" (Hugging Face's pooler on [CLS]) or "mean" (mean of the
     # final hidden states over real tokens; for encoders pretrained without a [CLS] objective).

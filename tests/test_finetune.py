@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from jax.sharding import PartitionSpec
 
-from bertjax import checkpointing, sharding
+from bertjax import checkpointing, optim, sharding
 from bertjax.convert import export_hf, import_checkpoint, model_dir
 from bertjax.data.tokenizer import WordPieceTokenizer, train_wordpiece_vocab
 from bertjax.errors import UserError
@@ -610,9 +610,11 @@ def test_layerwise_lr_decay_scales_each_layer_s_update(tmp_path):
         return jax.tree_util.tree_leaves(updates)
 
     def expected(path) -> float:  # top to bottom: head, pooler, layer 1, layer 0, embeddings
-        name = jax.tree_util.keystr(path)
-        for part, factor in (("['encoder']['layer'][1]", 0.5), ("['encoder']['layer'][0]", 0.25),
-                             ("['embeddings']", 0.125)):  # fmt: skip
+        name = jax.tree_util.keystr(
+            path
+        )  # google-research/electra's factors: 0.5 ** (L + 2 - depth)
+        for part, factor in (("['encoder']['layer'][1]", 0.25), ("['encoder']['layer'][0]", 0.125),
+                             ("['embeddings']", 0.0625)):  # fmt: skip
             if part in name:
                 return factor
         assert name.startswith(("['head']", "['bert']['pooler']")), name
@@ -620,12 +622,31 @@ def test_layerwise_lr_decay_scales_each_layer_s_update(tmp_path):
 
     plain, decayed = first_update(1.0), first_update(0.5)
     factors = [expected(path) for path, _ in leaves]
-    assert sorted(set(factors)) == [0.125, 0.25, 0.5, 1.0]
+    assert sorted(set(factors)) == [0.0625, 0.125, 0.25, 1.0]
     for (path, _), full, scaled, factor in zip(leaves, plain, decayed, factors, strict=True):
         assert np.abs(np.asarray(full)).max() > 0, jax.tree_util.keystr(path)
         np.testing.assert_allclose(np.asarray(scaled), factor * np.asarray(full), rtol=1e-6)
     with pytest.raises(UserError, match=r"layerwise_lr_decay=1.5 must be in \(0, 1\]"):
         recipe.validate(config_for(layerwise_lr_decay=1.5))
+
+
+def test_a_factorised_encoder_s_embedding_projection_decays_with_the_embeddings():
+    """ELECTRA-Small's E -> H projection sits with the embeddings in ELECTRA's factors; it was
+    left at the full rate (its path is not `embeddings`)."""
+    key = jax.tree_util.DictKey
+    project = (key("bert"), key("embeddings_project"), key("kernel"))
+    words = (key("bert"), key("embeddings"), key("word_embeddings"), key("embedding"))
+    top = (key("bert"), key("encoder"), key("layer"), jax.tree_util.SequenceKey(11), key("x"))
+    factors = [optim.layer_lr_factor(path, 0.8, 12) for path in (project, words, top)]
+    np.testing.assert_allclose(factors, [0.8**14, 0.8**14, 0.8**2])
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bf16"])
+def test_a_fine_tuning_dtype_it_cannot_train_in_is_one_line(dtype):
+    """float16 has no loss scaling and "bf16" is no dtype: refused before any file is read
+    (float16 fine-tuned unscaled; "bf16" was a TypeError after the encoder loaded)."""
+    with pytest.raises(UserError, match=f"dtype='{dtype}' must be one of float32, bfloat16"):
+        recipe.validate(config_for(dtype=dtype))
 
 
 def test_a_doccano_classification_export_lists_its_one_label(tmp_path):

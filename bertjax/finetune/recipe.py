@@ -17,6 +17,7 @@ from bertjax.command_flags import FINETUNE_CONFIG
 from bertjax.config import field_changes, load_config
 from bertjax.errors import UserError
 from bertjax.finetune import model
+from bertjax.models.config import TRAINING_DTYPES
 from bertjax.specs import require_known_fields
 
 # Recipe fields added after runs were recorded and config files written, with the value those
@@ -128,6 +129,11 @@ def validate(config: ml_collections.ConfigDict) -> None:
             "select_epoch=best chooses on a dev split: set --config.dev_fraction=0.1 (a part of "
             "the training data) or --config.dev_file=F (choosing on the eval split would "
             "overstate its score)",
+        ),
+        (
+            config.dtype in TRAINING_DTYPES,
+            f"dtype={config.dtype!r} must be one of {', '.join(TRAINING_DTYPES)} (float16 "
+            "would need loss scaling)",
         ),
         (config.learning_rate > 0, f"learning_rate={config.learning_rate} must be positive"),
         (

@@ -113,12 +113,14 @@ def finetune(
 
 def _finetuning_config(pretrained, config: ml_collections.ConfigDict):
     """The pretrained encoder's BertConfig as fine-tuning runs it (unstacked layers, the
-    recipe's dtype and dropout); UserError where max_seq_length exceeds its positions."""
+    recipe's dtype and dropout; cuDNN attention, which has no float32 kernel, left to "auto" in
+    float32), validated; UserError where max_seq_length exceeds its positions."""
     if config.max_seq_length > pretrained.max_position_embeddings:
         raise UserError(
             f"max_seq_length={config.max_seq_length} exceeds the model's "
             f"{pretrained.max_position_embeddings} positions; lower --config.max_seq_length"
         )
+    attention = pretrained.attention_implementation
     return dataclasses.replace(
         pretrained,
         scan_layers=False,
@@ -126,7 +128,10 @@ def _finetuning_config(pretrained, config: ml_collections.ConfigDict):
         dtype=config.dtype,
         hidden_dropout_prob=config.hidden_dropout_prob,
         attention_probs_dropout_prob=config.attention_probs_dropout_prob,
-    )
+        attention_implementation=(
+            "auto" if attention == "cudnn" and config.dtype == "float32" else attention
+        ),
+    ).validate()
 
 
 def _warn_if_not_exportable(task: dict, bert_config) -> None:

@@ -19,6 +19,8 @@ if TYPE_CHECKING:
     import ml_collections
 
 COMPUTE_DTYPES = ("float32", "bfloat16", "float16")
+# What training (pretraining and fine-tuning) runs in: float16 would need loss scaling.
+TRAINING_DTYPES = ("float32", "bfloat16")
 ATTENTION_IMPLEMENTATIONS = ("auto", "xla", "cudnn", "splash", None)
 REMAT_POLICIES = {
     "none": None,
