@@ -49,9 +49,11 @@ SAMPLE_CORPUS_ZH = str(
 TEXT_FORMATS = corpus_files.TEXT_FORMATS
 _HASH_CHUNK_BYTES = 1 << 20
 # C0/C1 control characters but tab, newline and CR: the tokenizer drops them anyway; dropping them
-# here keeps sentence splitting and emptiness checks in step with what gets tokenized.
-_CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
-_CONTROL_CHARS_BUT_SEPARATOR = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1d\x1f\x7f-\x9f]")
+# here keeps sentence splitting and emptiness checks in step with what gets tokenized. And lone
+# surrogates (JSON's "\ud83d", an emoji cut in half), which UTF-8 cannot hold and
+# google-research/bert deletes as control characters.
+_CONTROL_CHARS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
+_CONTROL_CHARS_BUT_SEPARATOR = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1d\x1f\x7f-\x9f\ud800-\udfff]")
 _MAX_LISTED_SOURCES = 3  # in the one-line "no documents" error
 
 

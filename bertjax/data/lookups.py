@@ -12,6 +12,20 @@ PAD, UNK, CLS, SEP, MASK = "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"
 SPECIAL_TOKENS = (PAD, UNK, CLS, SEP, MASK)
 # A [BRACKETED] vocabulary entry: [PAD], [CLS], [unused0], ...
 SPECIAL_TOKEN_PATTERN = re.compile(r"\[[^\[\]\s]+\]")
+# Lone UTF-16 surrogates: a JSON "\ud83d" (an emoji cut in half) decodes to one, which UTF-8, and
+# so TensorFlow, cannot hold.
+LONE_SURROGATES = re.compile("[\ud800-\udfff]")
+
+
+def encodable(text: str) -> str:
+    """`text` with each lone surrogate as U+FFFD, which the tokenizers delete as google-research/
+    bert deletes both (the same length: character offsets still hold)."""
+    return LONE_SURROGATES.sub("\ufffd", text)
+
+
+def text_tensor(texts: Sequence[str]) -> tf.Tensor:
+    """[batch] tf.string of `texts`, lone surrogates made encodable (before, a ValueError)."""
+    return tf.constant([encodable(text) for text in texts], tf.string)
 
 
 class VocabularyLookups:
@@ -68,7 +82,7 @@ class VocabularyLookups:
         """Token ids of each text, in one batched call (no [CLS]/[SEP] added)."""
         if not texts:
             return []
-        ids = self.tokenize_tf(tf.constant(list(texts), tf.string))
+        ids = self.tokenize_tf(text_tensor(texts))
         flat = ids.flat_values.numpy().tolist()
         splits = ids.row_splits.numpy().tolist()
         return [flat[begin:end] for begin, end in zip(splits[:-1], splits[1:], strict=True)]

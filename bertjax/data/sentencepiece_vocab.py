@@ -20,6 +20,7 @@ import tensorflow as tf
 import tensorflow_text as tf_text
 from etils import epath
 
+from bertjax.data import lookups
 from bertjax.data.lookups import (
     CLS,
     MASK,
@@ -199,7 +200,8 @@ class SentencePieceTokenizer(VocabularyLookups):
         starts at (a piece that stands for a space starts at that space)."""
         if not texts:
             return [], []
-        ids, starts, _ = self._tf_tokenizer.tokenize_with_offsets(tf.constant(list(texts)))
+        texts = [lookups.encodable(text) for text in texts]
+        ids, starts, _ = self._tf_tokenizer.tokenize_with_offsets(lookups.text_tensor(texts))
         flat_ids = ids.flat_values.numpy()
         flat_starts = starts.flat_values.numpy()
         splits = ids.row_splits.numpy()

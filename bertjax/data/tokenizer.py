@@ -23,7 +23,7 @@ import tensorflow_text as tf_text
 from absl import logging
 from etils import epath
 
-from bertjax.data import uncased_marks
+from bertjax.data import lookups, uncased_marks
 from bertjax.data.lookups import SPECIAL_TOKEN_PATTERN, SPECIAL_TOKENS, UNK, VocabularyLookups
 from bertjax.data.word_segmenter import CJK_PATTERN, CJK_RANGES, KANA_RANGES
 from bertjax.errors import UserError
@@ -217,9 +217,9 @@ class WordPieceTokenizer(VocabularyLookups):
                 "set --config.vocab_dir to a directory holding vocab.txt"
             )
         self._vocab = read_vocab(self.vocab_path)
-        self._token_to_id: dict[str, int] = {}
-        for token_id, token in enumerate(self._vocab):
-            self._token_to_id.setdefault(token, token_id)  # first occurrence wins, as in BERT
+        # A token listed twice is its last line's id, as google-research/bert's `load_vocab` and
+        # Hugging Face's BertTokenizer read it.
+        self._token_to_id = {token: token_id for token_id, token in enumerate(self._vocab)}
         missing = [token for token in SPECIAL_TOKENS if token not in self._token_to_id]
         if missing:
             raise UserError(
@@ -265,7 +265,7 @@ class WordPieceTokenizer(VocabularyLookups):
         word's first character, -1 for every other token."""
         if not texts:
             return [], []
-        words = self._words(tf.constant(list(texts), tf.string))
+        words = self._words(lookups.text_tensor(texts))
         pieces = self._wordpiece.tokenize(words)  # [batch, (words), (pieces)]
         word_is_placed = tf.strings.regex_full_match(words.flat_values, _PLACED_WORD).numpy()
         pieces_per_word = pieces.values.row_lengths().numpy()

@@ -248,6 +248,16 @@ def test_invalid_utf8_and_control_characters_are_repaired_and_counted(tmp_path):
     assert report.skipped == {"empty documents": 1}, "a document of control characters only"
 
 
+def test_a_lone_surrogate_is_removed_and_counted(tmp_path):
+    """JSON may hold "\\ud83d" alone (a tweet cut mid-emoji): valid JSON, no UTF-8. It reached
+    the tokenizer, whose tf.constant raised (vocab, prepare and train crashed); it is deleted as
+    google-research/bert deletes it (category Cs is a control character there)."""
+    (tmp_path / "a.jsonl").write_text('{"text": "cut \\ud83d here. and \\ud83d\\ude00 whole."}\n')
+    docs, (report,) = _read(str(tmp_path / "a.jsonl"))
+    assert docs == ["cut  here. and \U0001f600 whole."]
+    assert report.repaired == {"documents with control characters": 1}
+
+
 def test_a_10_mb_line(tmp_path):
     text = "word " * 2_000_000  # 10 MB, no sentence end
     (tmp_path / "big.jsonl").write_text(json.dumps({"text": text}) + "\n", encoding="utf-8")

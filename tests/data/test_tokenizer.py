@@ -187,6 +187,29 @@ def test_cased_vocab_keeps_case(tmp_path):
     assert tok.encode(["Hello hello HELLO Café"]) == [[5, 6, 1, 7]]
 
 
+def test_a_token_listed_twice_is_its_last_line_s_id(tmp_path):
+    """google-research/bert's load_vocab and Hugging Face (tokenizers: BertTokenizerFast) map a
+    duplicated line to its last id; bertjax took the first, ids the model never trained."""
+    from tokenizers import BertWordPieceTokenizer
+
+    tokens = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "hello", "world", "hello", "a", "##b"]
+    path = _write_vocab(tmp_path, tokens + ["##b"])
+    ours = WordPieceTokenizer(path, lowercase=True).encode(["hello world ab"])
+    reference = BertWordPieceTokenizer(str(path), lowercase=True).encode(
+        "hello world ab", add_special_tokens=False
+    )
+    assert ours == [reference.ids] == [[7, 6, 8, 10]]
+
+
+def test_a_lone_surrogate_is_deleted_not_a_crash(sample_tokenizer):
+    """Text from JSON may hold a lone surrogate (fine-tuning files, fill-mask input): it was a
+    ValueError from tf.constant; now deleted, as U+FFFD is (google-research/bert deletes both)."""
+    cut, whole = sample_tokenizer.encode(["the \ud83d senate", "the senate"])
+    assert cut == whole
+    ids, starts = sample_tokenizer.encode_with_char_starts(["the \ud83d senate"])
+    assert ids == [whole]
+
+
 def test_vocab_missing_special_token(tmp_path):
     path = _write_vocab(tmp_path, ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "hello"])
     with pytest.raises(UserError, match=r"lacks special tokens \['\[MASK\]'\]"):
