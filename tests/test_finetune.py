@@ -502,6 +502,9 @@ def test_pair_truncation_is_longest_first_and_batches_pad_to_buckets(tmp_path):
         ["[CLS]"] + ["a"] * 4 + ["[SEP]"] + ["b"] * 3 + ["[SEP]"]
     )  # 10 tokens: a cut from 10 to 4, b (shorter) kept whole
     assert encoded.segment_ids[0] == [0] * 6 + [1] * 4
+    tie = [TextExample(texts=("a " * 6, "b " * 6), label=1)]  # 9 of 12: a tie drops b's end
+    (ids,) = features.encode_texts(tie, tokenizer, max_seq_length=12).input_ids
+    assert ids.count(vocab.index("a")) == 5 and ids.count(vocab.index("b")) == 4  # as google's
     batch = features.pad_batch(encoded, [0], batch_size=4, max_len=64)
     assert batch["input_ids"].shape == (4, features.LENGTH_BUCKET)
     np.testing.assert_array_equal(batch["weights"], [1, 0, 0, 0])

@@ -310,8 +310,7 @@ def _vocab_beside(directory: Path) -> Path:
 
 def infer_lowercase(vocab: list[str]) -> bool:
     """An uncased vocabulary has no upper-case letters outside its [SPECIAL] tokens."""
-    special = lookups.SPECIAL_TOKEN_PATTERN
-    return not any(token != token.lower() for token in vocab if not special.fullmatch(token))
+    return not lookups.cased_tokens(vocab, limit=1)
 
 
 def initial_params(config: BertConfig, seed: int) -> Any:

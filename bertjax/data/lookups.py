@@ -2,6 +2,7 @@
 (`tokenizer.WordPieceTokenizer`, `sentencepiece_vocab.SentencePieceTokenizer`), and the special
 tokens they look up by name."""
 
+import itertools
 import re
 from collections.abc import Sequence
 
@@ -15,6 +16,13 @@ SPECIAL_TOKEN_PATTERN = re.compile(r"\[[^\[\]\s]+\]")
 # Lone UTF-16 surrogates: a JSON "\ud83d" (an emoji cut in half) decodes to one, which UTF-8, and
 # so TensorFlow, cannot hold.
 LONE_SURROGATES = re.compile("[\ud800-\udfff]")
+
+
+def cased_tokens(vocab: Sequence[str], limit: int = 3) -> list[str]:
+    """Up to `limit` tokens of `vocab` with upper-case letters, [SPECIAL] tokens aside: none in
+    an uncased vocabulary (BERT's uncased, or one of a script without case)."""
+    found = (t for t in vocab if t != t.lower() and not SPECIAL_TOKEN_PATTERN.fullmatch(t))
+    return list(itertools.islice(found, limit))
 
 
 def encodable(text: str) -> str:

@@ -234,7 +234,7 @@ def _checked_prepared(data: DataSpec) -> prepared.PreparedCorpus:
     """``data.prepared_dir``, checked against the config fields it fixes."""
     corpus_dir = prepared.load_prepared(data.prepared_dir)
     settings = corpus_dir.settings
-    for field in ("max_seq_length", "packing", "word_segmenter"):
+    for field in ("max_seq_length", "packing", "word_segmenter", "lowercase"):
         prepared_value = settings.get(field, "")  # older manifests have no word_segmenter
         if getattr(data, field) != prepared_value:
             raise UserError(

@@ -73,7 +73,8 @@ def run_prepare(
         shards of a stopped prepare removed).
       max_seq_length, short_seq_prob, dupe_factor, seed, packing, text_field, text_format:
         as the config fields of the same names.
-      lowercase: tokenizer casing; None = the vocabulary's vocab_meta.json (else True).
+      lowercase: tokenizer casing; None = the vocabulary's vocab_meta.json, else uncased unless
+        its vocab.txt has upper-case tokens (`vocab.default_lowercase`).
       num_shards: output files; None = one per input file (NSP from 'paragraphs' files, one
         document each: one per two files), at most 256. Use at least as many as training
         processes (each process reads its own shards).
@@ -91,6 +92,8 @@ def run_prepare(
         raise UserError(f"--vocab={str(vocab_dir)!r} holds no vocab.txt; run `bertjax vocab`")
     meta_path = vocab_dir / META_FILE
     meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+    if lowercase is None:
+        lowercase = vocab.default_lowercase(vocab_dir)
     settings = _checked_settings(
         max_seq_length=max_seq_length,
         short_seq_prob=short_seq_prob,
@@ -99,7 +102,7 @@ def run_prepare(
         packing=packing,
         text_field=text_field,
         text_format=text_format,
-        lowercase=meta.get("lowercase", True) if lowercase is None else lowercase,
+        lowercase=lowercase,
         eval_holdout_fraction=eval_holdout_fraction,
         word_segmenter=word_segmenter,
         text_encoding=text_encoding,

@@ -13,7 +13,6 @@ import io
 import json
 import os
 import re
-import unicodedata
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -23,7 +22,7 @@ import tensorflow_text as tf_text
 from absl import logging
 from etils import epath
 
-from bertjax.data import lookups, uncased_marks
+from bertjax.data import basic_split, lookups, uncased_marks
 from bertjax.data.lookups import SPECIAL_TOKEN_PATTERN, SPECIAL_TOKENS, UNK, VocabularyLookups
 from bertjax.data.word_segmenter import CJK_PATTERN, CJK_RANGES, KANA_RANGES
 from bertjax.errors import UserError
@@ -66,9 +65,6 @@ _PUNCTUATION_CHARS = r"[!-/:-@\[-\x60{-~\p{P}]"
 _KANA_CLASS = "".join(rf"\x{{{low:x}}}-\x{{{high:x}}}" for low, high in KANA_RANGES)
 _PLACED_WORD = f"{_CJK_CHARS}|[{_KANA_CLASS}]+"
 KANA_RUN = re.compile("[" + "".join(f"{chr(lo)}-{chr(hi)}" for lo, hi in KANA_RANGES) + "]+")
-_SPACES = frozenset(" \t\n\r\xa0\u1680\u2028\u2029\u202f\u205f\u3000") | frozenset(
-    map(chr, range(0x2000, 0x200B))
-)
 # Hugging Face's WordPiece turns a longer word into [UNK] (counted in characters, not bytes).
 MAX_CHARS_PER_WORD = 100
 
@@ -300,27 +296,17 @@ class WordPieceTokenizer(VocabularyLookups):
         return " ".join(words)
 
 
-def _splits_words(char: str) -> bool:
-    """Does `char` end a word in BERT's split (whitespace, punctuation, a CJK ideograph)?"""
-    return (
-        char in _SPACES
-        or (char < "\x80" and not char.isalnum() and char.isprintable())
-        or unicodedata.category(char).startswith("P")
-        or bool(CJK_PATTERN.match(char))
-    )
-
-
 def placed_word_starts(text: str) -> list[int]:
     """Where in `text` each word of one CJK ideograph or of kana only begins, in order: every
-    ideograph, and every run of kana with a word boundary (`_splits_words`, or the text's end) on
-    both sides and at most MAX_CHARS_PER_WORD long (a longer word is [UNK])."""
+    ideograph, and every run of kana with a word boundary (`basic_split.splits_words`, or the
+    text's end) on both sides and at most MAX_CHARS_PER_WORD long (a longer word is [UNK])."""
     positions = [m.start() for m in CJK_PATTERN.finditer(text)]
     for run in KANA_RUN.finditer(text):
         begin, end = run.span()
         if (
             end - begin <= MAX_CHARS_PER_WORD
-            and (begin == 0 or _splits_words(text[begin - 1]))
-            and (end == len(text) or _splits_words(text[end]))
+            and (begin == 0 or basic_split.splits_words(text[begin - 1]))
+            and (end == len(text) or basic_split.splits_words(text[end]))
         ):
             positions.append(begin)
     return sorted(positions)

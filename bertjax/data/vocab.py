@@ -19,7 +19,7 @@ from etils import epath
 
 from bertjax import paths
 from bertjax.data import corpus, corpus_sample, sentences, text_encodings, vocab_extension
-from bertjax.data.lookups import SPECIAL_TOKENS
+from bertjax.data.lookups import SPECIAL_TOKENS, cased_tokens
 from bertjax.data.sentencepiece_vocab import (
     DEFAULT_CHARACTER_COVERAGE,
     MODEL_FILE,
@@ -105,15 +105,36 @@ def _check_given_vocab(vocab_dir: str, lowercase: bool) -> epath.Path:
             f"vocabulary {str(vocab_path)!r} does not exist; point --config.vocab_dir at a "
             "directory holding vocab.txt, or set --config.vocab_dir='' to train one"
         )
-    meta_path = vocab_path.parent / META_FILE
-    if meta_path.is_file():
-        meta_lowercase = json.loads(meta_path.read_bytes().decode("utf-8")).get("lowercase")
-        if meta_lowercase is not None and meta_lowercase != lowercase:
-            raise UserError(
-                f"vocabulary {str(vocab_path)!r} was trained with lowercase={meta_lowercase}; "
-                f"set --config.lowercase={meta_lowercase}"
-            )
+    meta_lowercase = vocabulary_lowercase(vocab_path.parent)
+    if meta_lowercase is not None and meta_lowercase != lowercase:
+        raise UserError(
+            f"vocabulary {str(vocab_path)!r} was trained with lowercase={meta_lowercase}; "
+            f"set --config.lowercase={meta_lowercase}"
+        )
+    if meta_lowercase is None and lowercase and (cased := cased_tokens(read_vocab(vocab_path))):
+        raise UserError(
+            f"vocabulary {str(vocab_path)!r} is cased (tokens such as {', '.join(cased)}), and "
+            "lowercased text never reaches its upper-case tokens; set --config.lowercase=False"
+        )
     return vocab_path
+
+
+def vocabulary_lowercase(vocab_dir: epath.Path | Path) -> bool | None:
+    """The casing `vocab_dir`'s vocab_meta.json gives (bertjax's vocabularies, imports), None
+    when it has none (a vocab.txt from elsewhere)."""
+    meta_path = epath.Path(vocab_dir) / META_FILE
+    if not meta_path.is_file():
+        return None
+    return json.loads(meta_path.read_bytes().decode("utf-8")).get("lowercase")
+
+
+def default_lowercase(vocab_dir: epath.Path | Path) -> bool:
+    """`vocab_dir`'s casing: its vocab_meta.json's, else cased when its vocab.txt has upper-case
+    tokens (google's cased_L-12 download), else uncased."""
+    lowercase = vocabulary_lowercase(vocab_dir)
+    if lowercase is None:
+        return not cased_tokens(read_vocab(epath.Path(vocab_dir) / VOCAB_FILE), limit=1)
+    return lowercase
 
 
 def build_or_load_vocab(data: DataSpec) -> epath.Path:

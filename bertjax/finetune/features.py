@@ -50,10 +50,11 @@ class Encoded:
 
 
 def _truncate_pair(a: list[int], b: list[int], budget: int) -> tuple[list[int], list[int]]:
-    """Longest-first truncation (BERT's run_classifier): drop the end of the longer side."""
+    """Longest-first truncation (BERT's run_classifier `_truncate_seq_pair`): drop the end of
+    the longer side, of the second on a tie (Hugging Face's fast tokenizers drop the first's)."""
     a, b = list(a), list(b)
     while len(a) + len(b) > budget:
-        (a if len(a) >= len(b) else b).pop()
+        (a if len(a) > len(b) else b).pop()
     return a, b
 
 

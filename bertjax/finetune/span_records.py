@@ -14,28 +14,25 @@ A span that quotes its text (Label Studio's "text") is checked against it. Label
 offsets in UTF-16 code units, as JavaScript does, so after an emoji or another character outside
 the Basic Multilingual Plane they run ahead of Python's; a quoted span found at its offsets read
 as UTF-16 is moved to its characters.
-The text is split into words as BERT's basic tokenizer splits it (each CJK ideograph a word,
-runs of letters and digits, each punctuation mark), so a Chinese text is tagged per character;
+The text is split into words as BERT's basic tokenizer splits it (`data.basic_split`: runs
+between whitespace, each punctuation mark and each CJK ideograph alone), so a Chinese text is
+tagged per character;
 a span tags every word it overlaps (B- on the first, I- on the rest). A span overlapping one
 tagged before (nested entities: BIO cannot hold both) is left out, and counted.
 """
 
 from __future__ import annotations
 
-import re
-
-from bertjax.data.word_segmenter import CJK_CLASS
+from bertjax.data import basic_split
 from bertjax.errors import UserError
 from bertjax.finetune import label_studio
 from bertjax.finetune.records import field_value, text_value
 from bertjax.finetune.scores import bio_chunks
 
-_WORD = re.compile(rf"[{CJK_CLASS}]|[^\W{CJK_CLASS}]+|[^\w\s]", re.UNICODE)
-
 
 def text_words(text: str) -> list[tuple[int, int]]:
-    """(character start, end exclusive) of each word of `text`."""
-    return [match.span() for match in _WORD.finditer(text)]
+    """(character start, end exclusive) of each word of `text`, as BERT splits it."""
+    return basic_split.word_spans(text)
 
 
 def tagged_record(

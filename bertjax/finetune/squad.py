@@ -15,20 +15,15 @@ import bisect
 import collections
 import dataclasses
 import itertools
-import re
 import unicodedata
 from collections.abc import Sequence
 
 import numpy as np
 
+from bertjax.data import basic_split
 from bertjax.data.lookups import VocabularyLookups
-from bertjax.data.word_segmenter import CJK_CLASS
 from bertjax.errors import UserError
 from bertjax.finetune.squad_files import QAExample, read_squad  # noqa: F401 (squad.* names)
-
-# A context's words: each CJK ideograph (a word of its own to BERT's tokenizer, as to CMRC
-# 2018's and DRCD's answers, which start and end anywhere in Chinese text), else whitespace's.
-_WORD = re.compile(rf"[{CJK_CLASS}]|[^\s{CJK_CLASS}]+")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,8 +47,9 @@ class QAFeatures:
 
 def context_words(context: str) -> list[tuple[int, int]]:
     """(character start, character end exclusive) of each word: a CJK ideograph, or a run of
-    other characters between whitespace and ideographs."""
-    return [match.span() for match in _WORD.finditer(context)]
+    other characters between BERT's whitespace and ideographs (`basic_split`; not Python's
+    whitespace, whose VT, FF and \\x1c-\\x1f BERT deletes inside a word)."""
+    return basic_split.whitespace_word_spans(context)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -204,6 +204,12 @@ def test_prepared_dir_in_the_config(corpus_dir, four_shards):
                 _config(corpus_dir, prepared_dir=config.prepared_dir, max_seq_length=128)
             )
         )
+    with pytest.raises(UserError, match=r"prepared with lowercase=True; set --config.lowercase"):
+        pipeline.build_pretraining_data(  # the shards' ids are lowercased text's
+            DataSpec.from_config(
+                _config(corpus_dir, prepared_dir=config.prepared_dir, lowercase=False)
+            )
+        )
     with pytest.raises(UserError, match="has no manifest.json"):
         missing = _config(corpus_dir, prepared_dir=str(corpus_dir))
         pipeline.build_pretraining_data(DataSpec.from_config(missing))
@@ -451,3 +457,21 @@ def test_prepare_logs_sentence_stats_and_warns_of_an_unsplit_source(
         corpus_glob, corpus_dir / "vocab", tmp_path / "packed", packing=True, **kwargs
     )
     assert "Sentences of reviews.jsonl: " in caplog.text and "look unsplit" not in caplog.text
+
+
+def test_a_cased_vocab_txt_without_its_settings_prepares_cased_text(corpus_dir, tmp_path):
+    """google's cased_L-12 download is a bare vocab.txt: its casing comes from its tokens (it
+    was lowercased, the upper-case tokens never used); an uncased one stays lowercased."""
+    tokens = (corpus_dir / "vocab" / "vocab.txt").read_text().splitlines()
+    (tmp_path / "cased").mkdir()
+    (tmp_path / "cased" / "vocab.txt").write_text("\n".join(tokens + ["President", "The"]) + "\n")
+    manifest = prepare.run_prepare(
+        f"{corpus_dir}/part-0.jsonl", tmp_path / "cased", tmp_path / "out", num_workers=1
+    )
+    assert manifest["settings"]["lowercase"] is False
+    (tmp_path / "uncased").mkdir()
+    (tmp_path / "uncased" / "vocab.txt").write_text("\n".join(tokens) + "\n")
+    manifest = prepare.run_prepare(
+        f"{corpus_dir}/part-0.jsonl", tmp_path / "uncased", tmp_path / "out2", num_workers=1
+    )
+    assert manifest["settings"]["lowercase"] is True

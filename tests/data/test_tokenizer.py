@@ -216,6 +216,22 @@ def test_vocab_missing_special_token(tmp_path):
         WordPieceTokenizer(path, lowercase=True)
 
 
+def test_a_cased_vocab_txt_is_refused_for_lowercased_text(tmp_path):
+    """A bare cased vocab.txt (no vocab_meta.json) with lowercase=True (the default) trained on
+    lowercased text, its upper-case tokens unused: one line says to set lowercase=False."""
+    tokens = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "The", "the", "[unused0]"]
+    _write_vocab(tmp_path / "cased", tokens)
+    with pytest.raises(UserError, match=r"is cased \(tokens such as The\).*lowercase=False$"):
+        build_or_load_vocab(
+            DataSpec.from_config(_config(tmp_path, vocab_dir=str(tmp_path / "cased")))
+        )
+    cased = _config(tmp_path, vocab_dir=str(tmp_path / "cased"), lowercase=False)
+    assert build_or_load_vocab(DataSpec.from_config(cased)).name == "vocab.txt"
+    _write_vocab(tmp_path / "uncased", [t for t in tokens if t != "The"])
+    uncased = _config(tmp_path, vocab_dir=str(tmp_path / "uncased"))
+    assert build_or_load_vocab(DataSpec.from_config(uncased)).name == "vocab.txt"
+
+
 def test_vocab_dir_errors(tmp_path, sample_tokenizer):
     with pytest.raises(UserError, match="does not exist.*vocab_dir"):
         build_or_load_vocab(
