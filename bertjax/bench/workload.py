@@ -35,7 +35,8 @@ def model_dims(model: str) -> dict[str, int]:
 
 
 def predictions_per_seq(seq_len: int) -> int:
-    """Masked positions per row: 15% of the length rounded up (BERT: 20 at 128, ~77 at 512)."""
+    """Masked positions per row: 15% of the length rounded up (20 at 128, 77 at 512; BERT's
+    phase 2 data had 80)."""
     return math.ceil(0.15 * seq_len)
 
 

@@ -2,8 +2,9 @@
 
 Attribute names follow Hugging Face, so parameter paths read like its keys
 (`bert/encoder/layer/0/attention/self/query/kernel` is `bert.encoder.layer.0.attention.self.query`
-`.weight` reshaped) and export is renaming plus reshapes. Post-LN Transformer encoder, exact (erf)
-GELU, MLM decoder tied to the word embeddings, MLM head run only on the masked positions.
+`.weight` reshaped) and export is renaming plus reshapes. Post-LN Transformer encoder (pre-LN with
+`layer_norm_placement="pre"`), exact (erf) GELU, MLM decoder tied to the word embeddings, MLM
+head run only on the masked positions.
 
 Shapes: B batch, L sequence length, P masked positions per example, H hidden, V vocabulary, E
 the embedding width (H unless `embedding_size` factorises the embeddings).

@@ -1,5 +1,5 @@
-"""The BERT encoder: embeddings and the stack of post-LN Transformer layers (unrolled, or
-scanned over a leading layer axis with `scan_layers`), and conversion between the two layouts.
+"""The BERT encoder: embeddings and the stack of post-LN (or pre-LN) Transformer layers (unrolled,
+or scanned over a leading layer axis with `scan_layers`), and conversion between the two layouts.
 
 Attribute names follow Hugging Face (`embeddings`, `encoder.layer.<i>.attention...`); see
 `bertjax/models/bert.py` for the whole model and its heads.
