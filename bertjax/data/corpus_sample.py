@@ -17,19 +17,18 @@ DEFAULT_SAMPLE_BYTES = 1 << 30  # 1 GiB of text: plenty for a 30k-32k vocabulary
 
 
 def text_sizes(sources: Sequence[str], text_field: str) -> list[int]:
-    """About how many bytes of text each corpus source holds, for shares in proportion to it
-    (0 for a TFDS source). Files of one kind (format and compression) compare by their sizes on
-    disk; a corpus that mixes kinds is estimated from the contents (`text_bytes`:
-    4 MiB decompressed per compressed file, 6-125 ms each, a Parquet file's metadata)."""
+    """About how many bytes of text each corpus source holds, for shares in proportion to it.
+    Files of one kind (format and compression) compare by their sizes on disk; a corpus that
+    mixes kinds is estimated from the contents (`text_bytes`: 4 MiB decompressed per compressed
+    file, 6-125 ms each, a Parquet file's metadata). A TFDS source, whose text is not known
+    before reading, counts as the files' mean (1 when there is no file: equal shares); before,
+    it counted 0 and gave the sample nothing beside a file."""
     files = [s for s in sources if not tfds_corpus.is_tfds(s)]
     kinds = {corpus_files.format_suffix(f) + compressed_files.compression(f) for f in files}
-    one_kind = len(kinds) <= 1
-    return [
-        0 if tfds_corpus.is_tfds(s)
-        else corpus.source_size(s) if one_kind
-        else text_bytes(s, text_field)
-        for s in sources
-    ]  # fmt: skip
+    measure = corpus.source_size if len(kinds) <= 1 else (lambda f: text_bytes(f, text_field))
+    file_sizes = {f: measure(f) for f in files}
+    tfds_size = max(1, sum(file_sizes.values()) // len(files)) if files else 1
+    return [file_sizes.get(s, tfds_size) for s in sources]
 
 
 def text_bytes(path: str, text_field: str) -> int:
@@ -78,11 +77,11 @@ def sample_documents(
     text_encoding: str = "",
 ) -> Iterator[str]:
     """Documents from every file, each file giving a share of `sample_bytes` (UTF-8 bytes of
-    text) in proportion to the text it holds (`text_sizes`), so a sorted corpus is not
-    sampled from its first files only. TFDS sources are read from their start. The document
-    that reaches a file's share is cut there, at a line break or space (a book read as one
-    document took the whole book whatever the share: 50 MB of a 200 KB sample). A file without
-    a document is skipped (its warning logged); UserError when no file has one."""
+    text) in proportion to the text it holds (`text_sizes`), so a sorted corpus is not sampled
+    from its first files only (a TFDS source as a mean file, read from its start). The
+    document that reaches a file's share is cut there, at a line break or space (a book read as
+    one document took the whole book whatever the share: 50 MB of a 200 KB sample). A file
+    without a document is skipped (its warning logged); UserError when no file has one."""
     files = corpus.resolve_files(patterns)
     sizes = text_sizes(files, text_field)
     total = sum(sizes)

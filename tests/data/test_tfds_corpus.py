@@ -47,6 +47,24 @@ def test_tfds_next_to_files_and_in_fingerprints(tmp_path, mock_wikipedia):
     assert corpus.source_size(WIKIPEDIA) == 0
 
 
+def test_a_tfds_source_beside_files_gives_the_vocabulary_sample_a_file_s_share(
+    tmp_path, mock_wikipedia
+):
+    """A TFDS source's text is not known before reading: it counts as the files' mean. It
+    counted 0, and beside any file the vocabulary was trained without its text."""
+    from bertjax.data import corpus_sample
+
+    for name in ("a", "b"):
+        lines = [json.dumps({"text": f"File {name} document {i}."}) for i in range(40)]
+        (tmp_path / f"{name}.jsonl").write_text("\n".join(lines) + "\n")
+    sources = f"{tmp_path}/a.jsonl,{tmp_path}/b.jsonl,{WIKIPEDIA}"
+    sizes = corpus_sample.text_sizes(corpus.resolve_files(sources), "text")
+    assert sizes[2] == sum(sizes[:2]) // 2
+    sampled = list(corpus_sample.sample_documents(sources, sample_bytes=3000))
+    wiki = list(corpus.read_documents(WIKIPEDIA))  # 12 short documents: all within its share
+    assert [text for text in sampled if not text.startswith("File ")] == wiki
+
+
 def test_missing_feature_and_unknown_dataset_are_one_line_user_errors(mock_wikipedia):
     with pytest.raises(UserError, match=r"dataset without feature 'body' \(first: features: "):
         list(corpus.read_documents(WIKIPEDIA, text_field="body"))
