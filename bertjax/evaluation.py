@@ -118,6 +118,33 @@ def build_eval_set(
     return EvalSet(batches=batches, num_examples=num_batches * batch_size, counts=counts)
 
 
+# `bertjax evaluate` runs data parallel over every device, whatever mesh the run trained on.
+EVALUATE_MESH = {"data": -1, "fsdp": 1, "tensor": 1}
+
+
+def _evaluation_spec(config: ml_collections.ConfigDict) -> RunSpec:
+    """The run's spec as `bertjax evaluate` runs it: on EVALUATE_MESH, its eval_batch_size
+    rounded to a multiple of the devices and processes (`evaluation_batch_size`). The run's
+    own mesh and batch (another device count: 8 devices' batch of 64 on 3) failed in a
+    traceback after the corpus was read."""
+    config.mesh_shape, config.dcn_mesh_shape = dict(EVALUATE_MESH), {}
+    spec = from_config(config)
+    wanted = spec.loop.eval_batch_size
+    batch = evaluation_batch_size(wanted, jax.device_count(), jax.process_count())
+    if batch != wanted:
+        logging.info("eval_batch_size %d -> %d (a multiple of the %d devices)", wanted, batch,
+                     jax.device_count())  # fmt: skip
+    examples = max(spec.loop.eval_examples, batch)
+    loop = dataclasses.replace(spec.loop, eval_batch_size=batch, eval_examples=examples)
+    return dataclasses.replace(spec, loop=loop)
+
+
+def evaluation_batch_size(wanted: int, devices: int, processes: int) -> int:
+    """`wanted` rounded down to a multiple of the devices and processes (at least one)."""
+    unit = math.lcm(devices, processes)
+    return max(unit, wanted // unit * unit)
+
+
 def _eval_batch_size(spec: RunSpec, available: int) -> int:
     """`eval_batch_size`, or, where the held-out data has fewer instances, the most of them a
     batch can hold that the data-parallel shards and the processes divide (a warning says so);
@@ -318,14 +345,14 @@ def run_evaluate(
     if data:
         config.eval_corpus = data
         config.update(data_reading or {})
-    spec = from_config(config)
+    spec = _evaluation_spec(config)
     if not spec.data.has_eval_data:  # build_eval_set's error names training's settings
         raise UserError(
             f"{workdir} was trained with no held-out data (no eval_corpus, eval_holdout_fraction "
             "0); pass text it did not train on: --data=FILES"
         )
     model = dataclasses.replace(spec.model, vocab_size=metadata["model"]["vocab_size"])
-    mesh = sharding.create_mesh({"data": -1, "fsdp": 1, "tensor": 1})
+    mesh = sharding.create_mesh(EVALUATE_MESH)
     pretraining_model = spec.objective.model_factory(model)
     setup = state_setup(pretraining_model, optax.identity(), mesh, spec.mesh.logical_axis_rules)
     counts_path = epath.Path(workdir) / unigram.TOKEN_COUNTS_FILE

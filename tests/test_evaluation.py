@@ -64,6 +64,22 @@ def test_evaluate_matches_training_and_repeats_exactly(run_with_eval):
             assert r[name] == pytest.approx(in_training[r["step"]][f"eval_{name}"], rel=1e-6)
 
 
+def test_evaluate_runs_on_its_own_mesh_whatever_the_run_s_batch(run_with_eval, tmp_path):
+    """evaluate is data parallel over every device: a run trained elsewhere (its eval batch of
+    12 for 4 or 6 devices, an FSDP mesh) was a sharding traceback here on 8; now its batch
+    is rounded to the devices."""
+    _, workdir, _ = run_with_eval
+    other = tmp_path / "other"
+    shutil.copytree(workdir, other)
+    saved = json.loads((other / "config.json").read_text())
+    saved |= {"eval_batch_size": 12, "mesh_shape": {"data": 1, "fsdp": -1, "tensor": 1}}
+    (other / "config.json").write_text(json.dumps(saved))
+    (record,) = evaluation.run_evaluate(str(other), steps=[6])
+    assert record["examples"] == 16  # 2 batches of 8
+    assert [evaluation.evaluation_batch_size(64, 3, 1), evaluation.evaluation_batch_size(2, 8, 2),
+            evaluation.evaluation_batch_size(12, 4, 6)] == [63, 8, 12]  # fmt: skip
+
+
 def test_eval_set_is_fixed_and_never_seen_in_training(run_with_eval):
     config, _, _ = run_with_eval
     first, second = (
