@@ -441,10 +441,21 @@ def test_gradient_accumulation_trains_as_the_whole_batch(tmp_path):
     f1 = [r["aggregate"]["f1"]["median"] for r in (one, many)]
     assert abs(f1[0] - f1[1]) <= 1 / 64 + 1e-9, f1
     with pytest.raises(UserError, match=r"grad_accum_steps=3 must be >= 1 and split batch_size"
-                       r"=32 into microbatches of a multiple of the 8 devices"):  # fmt: skip
+                       r"=32 into microbatches of a multiple of the 8 data-parallel"):  # fmt: skip
         recipe.validate(config_for(batch_size=32, grad_accum_steps=3))
     with pytest.raises(UserError, match="grad_accum_steps=8 must be >= 1"):  # 4 rows, 8 devices
         recipe.validate(config_for(batch_size=32, grad_accum_steps=8))
+
+
+def test_batches_split_over_the_mesh_s_data_shards_not_every_device():
+    """With tensor parallelism the batch splits over fewer shards than devices (data x fsdp =
+    2 of 8): 4 rows a step are valid, as the mesh compile_task builds; they were refused."""
+    tensor = config_for(batch_size=4, eval_batch_size=2)
+    tensor.mesh_shape = {"data": 2, "fsdp": 1, "tensor": 4}
+    recipe.validate(tensor)
+    tensor.batch_size = 3
+    with pytest.raises(UserError, match=r"batch_size=3 must be a positive multiple of the 2 data"):
+        recipe.validate(tensor)
 
 
 def test_qa_overfits_and_decodes_back_to_the_answers(tmp_path):

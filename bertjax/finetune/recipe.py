@@ -12,7 +12,7 @@ from pathlib import Path
 import jax
 import ml_collections
 
-from bertjax import paths
+from bertjax import paths, sharding
 from bertjax.command_flags import FINETUNE_CONFIG
 from bertjax.config import field_changes, load_config
 from bertjax.errors import UserError
@@ -166,17 +166,20 @@ def validate(config: ml_collections.ConfigDict) -> None:
 
 
 def _check_batches(config: ml_collections.ConfigDict) -> None:
-    """UserError where the batches (and microbatches) do not split over the devices."""
-    devices = jax.device_count()
+    """UserError where the batches (and microbatches) do not split over the mesh's batch shards
+    (data x fsdp of the config's mesh over every device: the rule `steps.compile_task` builds
+    with; with tensor parallelism, fewer than the devices)."""
+    shards = sharding.MeshSpec.from_config(config).batch_shards(jax.device_count())
+    what = f"the {shards} data-parallel shards (data x fsdp)"
     for name in ("batch_size", "eval_batch_size"):
-        if config[name] <= 0 or config[name] % devices:
+        if config[name] <= 0 or config[name] % shards:
             raise UserError(
-                f"{name}={config[name]} must be a positive multiple of the {devices} devices; "
+                f"{name}={config[name]} must be a positive multiple of {what}; "
                 f"change --config.{name}"
             )
     steps = field(config, "grad_accum_steps")
-    if not isinstance(steps, int) or steps < 1 or config.batch_size % (steps * devices):
+    if not isinstance(steps, int) or steps < 1 or config.batch_size % (steps * shards):
         raise UserError(
             f"grad_accum_steps={steps} must be >= 1 and split batch_size={config.batch_size} into "
-            f"microbatches of a multiple of the {devices} devices; change --config.grad_accum_steps"
+            f"microbatches of a multiple of {what}; change --config.grad_accum_steps"
         )
