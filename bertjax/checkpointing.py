@@ -77,6 +77,14 @@ def save(
     )
 
 
+def close_manager(manager: ocp.CheckpointManager) -> None:
+    """Waits for the manager's save in flight to commit, then closes it."""
+    try:
+        manager.wait_until_finished()
+    finally:
+        manager.close()
+
+
 def read_metadata(manager: ocp.CheckpointManager, step: int) -> dict:
     restored = manager.restore(step, args=ocp.args.Composite(**{METADATA: ocp.args.JsonRestore()}))
     return dict(restored[METADATA])

@@ -7,6 +7,7 @@ and the loop run on machines without them (bertjax/train_from_batches.py).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import time
 from typing import TYPE_CHECKING
@@ -134,10 +135,26 @@ def _train(
     wall_start: float,
     print_sharding: bool,
 ) -> RunSummary:
+    # The checkpoint manager and the metrics writer close however the run ends: a refused
+    # resume, an error, a finished run, the last step.
+    with contextlib.ExitStack() as to_close:
+        manager = checkpointing.run_checkpoint_manager(workdir, spec)
+        to_close.callback(checkpointing.close_manager, manager)
+        return _train_with(manager, to_close, config, spec, workdir, wall_start, print_sharding)
+
+
+def _train_with(
+    manager,
+    to_close: contextlib.ExitStack,
+    config: ml_collections.ConfigDict,
+    spec: RunSpec,
+    workdir: epath.Path,
+    wall_start: float,
+    print_sharding: bool,
+) -> RunSummary:
     from bertjax.data import vocab  # deferred: tf.data
 
     loop = spec.loop
-    manager = checkpointing.run_checkpoint_manager(workdir, spec)
     # A mismatched vocabulary is refused before the data build reads the corpus.
     vocab_path = _run_vocabulary(spec)
     grown_from = _check_vocabulary(workdir, vocab_path.parent, manager, loop.init_from)
@@ -165,6 +182,7 @@ def _train(
         print(f"mesh {dict(mesh.shape)}; parameter, shape, partition spec:")
         print("\n".join(sharding.describe_shardings(state.params)))
     writer = metrics.MetricsWriter(workdir, enabled=jax.process_index() == 0)
+    to_close.callback(writer.close)
     summary = start_summary(start_step, manager, writer)
     metadata = checkpointing.metadata_for(config, fields)  # its "config": what resumes compare
     if start_step >= loop.num_train_steps:  # nothing to train: the run's files stay the run's
@@ -179,15 +197,10 @@ def _train(
     counts = _training_token_counts(spec, data, workdir)
     evaluator = evaluation.periodic_evaluator(spec, setup, counts, writer)
     throughput = training_throughput(spec, model.vocab_size, mesh)
-    try:
-        summary.final_metrics, summary.steps = train_loop(
-            loop, state, dataset, p_train_step, mesh, manager, writer, metadata, start_step,
-            throughput, evaluator, carried_interval=carried_interval,
-        )  # fmt: skip
-    finally:
-        manager.wait_until_finished()
-        manager.close()
-        writer.close()
+    summary.final_metrics, summary.steps = train_loop(
+        loop, state, dataset, p_train_step, mesh, manager, writer, metadata, start_step,
+        throughput, evaluator, carried_interval=carried_interval,
+    )  # fmt: skip
     summary.wall_seconds = time.perf_counter() - wall_start
     return summary
 

@@ -11,6 +11,7 @@ machines that have only JAX (benchmarks/gpu_check.sh). The workdir is a training
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import shutil
@@ -84,13 +85,18 @@ def train_from_batches(
     spec = spec_for_batches(spec, files)
     workdir = Path(workdir).expanduser()
     config.check_runnable(spec, workdir)
-    with run_lock.held(workdir, lead=jax.process_index() == 0):
-        return _train(spec, files, workdir, wall_start)
+    with run_lock.held(workdir, lead=jax.process_index() == 0), contextlib.ExitStack() as to_close:
+        return _train(spec, files, workdir, wall_start, to_close)
 
 
 def _train(
-    spec: config.RunSpec, files: batch_files.BatchFiles, workdir: Path, wall_start: float
+    spec: config.RunSpec,
+    files: batch_files.BatchFiles,
+    workdir: Path,
+    wall_start: float,
+    to_close: contextlib.ExitStack,
 ) -> train.RunSummary:
+    """As `train._train`: the checkpoint manager and the metrics writer close however it ends."""
     model, loop = spec.model, spec.loop
     mesh = spec.mesh.create_mesh()
     tx = train.pretraining_optimizer(spec)
@@ -99,6 +105,7 @@ def _train(
     fields = train.model_fields(model, spec.objective)
     pretraining_model = spec.objective.model_factory(model, spec.masking.masked_lm_prob)
     manager = checkpointing.run_checkpoint_manager(workdir, spec)
+    to_close.callback(checkpointing.close_manager, manager)
     if manager.latest_step() is not None:
         checkpointing.check_resumed_vocabulary(
             workdir, files.directory, "export batches with that vocabulary or start a new --workdir"
@@ -113,6 +120,7 @@ def _train(
     saved = flat_config(spec, batches_dir=str(files.directory))
     start_step = int(restored_step or 0)
     writer = metrics.MetricsWriter(workdir, enabled=jax.process_index() == 0)
+    to_close.callback(writer.close)
     summary = train.start_summary(start_step, manager, writer)
     if start_step >= loop.num_train_steps:  # nothing trained: the run's config.json stays
         logging.info("Checkpoint at step %d: training already finished.", start_step)
@@ -126,17 +134,13 @@ def _train(
         carried_interval = train.resume_metrics(manager, writer, restored_step, saved)
         stream = files.stream(start_step, jax.process_index(), jax.process_count())
         step_fn = train_step.compile_train_step(setup, tx, schedule, mesh, loop.grad_accum_steps)
-        metadata = {"config": saved, "model": fields}
+        # As `checkpointing.metadata_for`: the number of processes, which the stream depends on.
+        metadata = {"config": saved, "model": fields, "processes": jax.process_count()}
         throughput = train.training_throughput(spec, model.vocab_size, mesh)
-        try:
-            summary.final_metrics, summary.steps = train_loop.train_loop(
-                loop, state, stream, step_fn, mesh, manager, writer, metadata, start_step,
-                throughput, carried_interval=carried_interval,
-            )  # fmt: skip
-        finally:
-            manager.wait_until_finished()
-    manager.close()
-    writer.close()
+        summary.final_metrics, summary.steps = train_loop.train_loop(
+            loop, state, stream, step_fn, mesh, manager, writer, metadata, start_step,
+            throughput, carried_interval=carried_interval,
+        )  # fmt: skip
     summary.wall_seconds = time.perf_counter() - wall_start
     return summary
 

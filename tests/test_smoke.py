@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from bertjax import train
+from bertjax import checkpointing, metrics, train
 from bertjax.data.corpus import SAMPLE_CORPUS
+from bertjax.errors import UserError
 from tests.helpers import load_config
 
 REQUIRED_METRICS = {
@@ -72,12 +73,25 @@ def test_smoke_writes_metrics_tensorboard_and_checkpoints(finished_run):
     assert summary.steps == 6 and summary.final_metrics["loss"] == records[-1]["loss"]
 
 
-def test_rerun_with_same_workdir_resumes_instead_of_restarting(finished_run, caplog):
+def test_rerun_with_same_workdir_resumes_instead_of_restarting(finished_run, caplog, monkeypatch):
     tmp_path, workdir, _ = finished_run
     run_config = (workdir / "config.json").read_text()
+    closed = []  # the checkpoint manager and metrics writer close on every way out (they did
+    # not for a finished run, a refused resume or an error: Python callers kept them open)
+    close_manager, close_writer = checkpointing.close_manager, metrics.MetricsWriter.close
+    monkeypatch.setattr(
+        checkpointing, "close_manager", lambda m: closed.append(m) or close_manager(m)
+    )
+    monkeypatch.setattr(
+        metrics.MetricsWriter, "close", lambda w: closed.append(w) or close_writer(w)
+    )
     with caplog.at_level(logging.WARNING, logger="absl"):
         again = train.train_and_evaluate(small_smoke_config(tmp_path, learning_rate=9e-9), workdir)
     assert again.start_step == 6 and again.steps == 6  # nothing left to do
+    assert [type(c).__name__ for c in closed] == ["MetricsWriter", "CheckpointManager"]
+    with pytest.raises(UserError, match="has hidden_size=128 but the config asks for 32"):
+        train.train_and_evaluate(small_smoke_config(tmp_path, hidden_size=32), workdir)
+    assert [type(c).__name__ for c in closed[2:]] == ["CheckpointManager"]
     # ... so nothing changed is applied: config.json (what continue_from and evaluate read) stays
     assert (workdir / "config.json").read_text() == run_config
     assert "Nothing trained, so these changes to the run's settings are not applied" in caplog.text
