@@ -84,6 +84,10 @@ def make_local_dir(path: str | os.PathLike, flag: str) -> pathlib.Path:
     return directory
 
 
+# Errors of bertjax's own code, never of reaching storage.
+_PROGRAMMING_ERRORS = (TypeError, AttributeError, NameError, AssertionError, MemoryError)
+
+
 @contextlib.contextmanager
 def remote_errors(path: str | os.PathLike) -> Iterator[None]:
     """Within it, failing to reach a URI (no network, no credentials, no such bucket: errors of
@@ -91,7 +95,7 @@ def remote_errors(path: str | os.PathLike) -> Iterator[None]:
     naming `path`; local paths' errors pass unchanged."""
     try:
         yield
-    except UserError:
+    except (UserError, *_PROGRAMMING_ERRORS):  # a bug is no network problem: its traceback
         raise
     except Exception as e:
         if not is_uri(path):
@@ -100,7 +104,7 @@ def remote_errors(path: str | os.PathLike) -> Iterator[None]:
         raise UserError(
             f"cannot reach {path}: {reason}; check the bucket's name, the network and your "
             "credentials (gcloud auth application-default login)"
-        ) from None
+        ) from e  # `bertjax --debug` shows the cause
 
 
 def glob_uri(pattern: str) -> list[str]:

@@ -307,3 +307,11 @@ def test_an_unreachable_bucket_is_one_line_naming_the_uri(monkeypatch, tmp_path)
         with pytest.raises(FileNotFoundError):
             with paths.remote_errors(tmp_path / "x"):
                 (tmp_path / "x").read_text()
+    # The cause stays chained (`bertjax --debug` prints it); a bug is no "cannot reach".
+    with pytest.raises(UserError) as unreachable:
+        with paths.remote_errors(f"{URI}/x"):
+            raise ConnectionError("Could not resolve host")
+    assert isinstance(unreachable.value.__cause__, ConnectionError)
+    with pytest.raises(TypeError):
+        with paths.remote_errors(f"{URI}/x"):
+            raise TypeError("unsupported operand")
