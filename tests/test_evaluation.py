@@ -34,11 +34,11 @@ def run_with_eval(tmp_path_factory):
 
 def test_holdout_split_is_disjoint_complete_and_depends_on_text_only():
     texts = [f"document number {i}. It has text." for i in range(2000)]
-    held = list(corpus.holdout_split(texts, 0.1, held_out=True))
-    kept = list(corpus.holdout_split(texts, 0.1, held_out=False))
+    held = [text for text in texts if corpus.is_held_out(text, 0.1)]
+    kept = [text for text in texts if not corpus.is_held_out(text, 0.1)]
     assert sorted(held + kept) == sorted(texts) and not set(held) & set(kept)
     assert 150 <= len(held) <= 250  # 10% of 2000, binomial sd ~13
-    assert list(corpus.holdout_split(reversed(texts), 0.1, held_out=True)) == held[::-1]
+    assert [text for text in reversed(texts) if corpus.is_held_out(text, 0.1)] == held[::-1]
 
 
 def test_training_logs_held_out_metrics_every_eval_every_steps(run_with_eval):
@@ -89,12 +89,9 @@ def test_eval_set_is_fixed_and_never_seen_in_training(run_with_eval):
     for a, b in zip(first.batches, second.batches, strict=True):
         for name in a:
             np.testing.assert_array_equal(a[name], b[name])
-    train_texts = list(
-        corpus.holdout_split(corpus.read_documents(config.corpus), 0.2, held_out=False)
-    )
-    held_texts = list(
-        corpus.holdout_split(corpus.read_documents(config.corpus), 0.2, held_out=True)
-    )
+    texts = list(corpus.read_documents(config.corpus))
+    train_texts = [text for text in texts if not corpus.is_held_out(text, 0.2)]
+    held_texts = [text for text in texts if corpus.is_held_out(text, 0.2)]
     assert held_texts and not set(train_texts) & set(held_texts)
 
 

@@ -25,7 +25,7 @@ import hashlib
 import os
 import re
 import zlib
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from absl import logging
@@ -207,20 +207,11 @@ def _read_source(
         yield from corpus_files.read_file(source, text_field, text_format, report, encoding)
 
 
-def holdout_split(texts: Iterable[str], fraction: float, *, held_out: bool) -> Iterator[str]:
-    """The documents held out for evaluation (held_out=True) or the others.
-
-    A document is held out when the CRC32 of its UTF-8 text, as a fraction of 2**32, is below
-    `fraction`: the split depends on the text alone, not on file order or the number of hosts,
-    so training and evaluation agree without coordination.
-    """
-    for text in texts:
-        if is_held_out(text, fraction) == held_out:
-            yield text
-
-
 def is_held_out(text: str, fraction: float) -> bool:
-    """Whether `holdout_split` holds `text` out for evaluation at `fraction`."""
+    """Whether `text` is held out for evaluation at `fraction`: when the CRC32 of its UTF-8
+    text, as a fraction of 2**32, is below `fraction`. The split depends on the text alone, not
+    on file order or the number of hosts, so training and evaluation agree without
+    coordination."""
     return zlib.crc32(text.encode("utf-8")) < fraction * 2**32
 
 

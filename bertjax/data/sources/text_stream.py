@@ -4,7 +4,7 @@ No in-memory corpus, no prepare step. Process p of P reads only files[p::P] of t
 files and part p of P of each ``tfds:NAME@SPLIT`` source (`tfds_corpus.part`, `tfds.even_splits`):
 disjoint, together the whole corpus. A tfds part is a file from here on. Epoch e reads the files in
 an order drawn from (seed, p, e); their training documents (held-out ones dropped one by one by
-`corpus.holdout_split`, bad input skipped and counted per file by `corpus`) are cut into chunks of
+`corpus.is_held_out`, bad input skipped and counted per file by `corpus`) are cut into chunks of
 ``stream_chunk_documents`` consecutive documents across file ends (a lone last document joins the
 chunk before it: NSP needs two). Chunk j is tokenized (`documents.tokenize_documents`) and becomes
 NSP pairs or packed rows (`pretraining_examples`, `packing`) with a seed drawn from (seed, p, e, j),
