@@ -165,11 +165,23 @@ def validate(config: ml_collections.ConfigDict) -> None:
     _check_batches(config)
 
 
+def _batch_shards(config: ml_collections.ConfigDict) -> int:
+    """data x fsdp of the config's mesh over every device; of a mesh of fewer devices (the
+    Python API's `devices`; over every device compile_task says it does not fit), as given."""
+    mesh = sharding.MeshSpec.from_config(config)
+    try:
+        return mesh.batch_shards(jax.device_count())
+    except UserError:
+        return max(1, int(mesh.mesh_shape.get("data", 1))) * max(
+            1, int(mesh.mesh_shape.get("fsdp", 1))
+        )
+
+
 def _check_batches(config: ml_collections.ConfigDict) -> None:
     """UserError where the batches (and microbatches) do not split over the mesh's batch shards
     (data x fsdp of the config's mesh over every device: the rule `steps.compile_task` builds
     with; with tensor parallelism, fewer than the devices)."""
-    shards = sharding.MeshSpec.from_config(config).batch_shards(jax.device_count())
+    shards = _batch_shards(config)
     what = f"the {shards} data-parallel shards (data x fsdp)"
     for name in ("batch_size", "eval_batch_size"):
         if config[name] <= 0 or config[name] % shards:
