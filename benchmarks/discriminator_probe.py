@@ -33,7 +33,7 @@ import optax
 from flax import nnx
 
 from benchmarks.representation_rank import token_stats
-from bertjax import evaluation, losses, optim
+from bertjax import evaluate_checkpoints, evaluation, losses, optim
 from bertjax.config import from_config
 from bertjax.convert import electra as electra_export
 from bertjax.data import pipeline
@@ -235,7 +235,7 @@ def main() -> None:
     )
     args = parser.parse_args()
 
-    spec = from_config(evaluation.workdir_config(args.workdir))
+    spec = from_config(evaluate_checkpoints.workdir_config(args.workdir))
     counts = np.load(f"{args.workdir}/{TOKEN_COUNTS_FILE}").astype(np.float64)
     probabilities = counts / counts.sum()
     model_config = model_overrides(

@@ -27,7 +27,7 @@ import numpy as np
 
 from benchmarks.discriminator_probe import hugging_face_config, hugging_face_inputs, torch_adamw
 from benchmarks.representation_rank import token_stats
-from bertjax import evaluation, optim
+from bertjax import evaluate_checkpoints, evaluation, optim
 from bertjax.config import from_config
 from bertjax.data import pipeline
 from bertjax.evaluation import replaced_token_auc
@@ -114,7 +114,7 @@ def main() -> None:
     parser.add_argument("--rank_batches", type=int, default=4, help="held-out batches ranked")
     args = parser.parse_args()
 
-    spec = from_config(evaluation.workdir_config(args.workdir))
+    spec = from_config(evaluate_checkpoints.workdir_config(args.workdir))
     if not spec.objective.is_electra:
         raise SystemExit(f"{args.workdir} is not an ELECTRA run (--config.objective=electra)")
     if spec.model.layer_norm_placement != "post":

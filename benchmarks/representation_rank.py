@@ -17,7 +17,7 @@ import argparse
 
 import numpy as np
 
-from bertjax import checkpointing, evaluation, representation
+from bertjax import checkpointing, evaluate_checkpoints, evaluation, representation
 from bertjax.config import from_config
 from bertjax.convert import model_dir
 from bertjax.models.bert import create_model
@@ -74,7 +74,7 @@ def main() -> None:
                         help="also the rank after the embeddings and after each layer")  # fmt: skip
     args = parser.parse_args()
 
-    spec = from_config(evaluation.workdir_config(args.workdirs[0]))
+    spec = from_config(evaluate_checkpoints.workdir_config(args.workdirs[0]))
     batches = evaluation.build_eval_set(spec).batches[: args.batches]
     steps = [int(s) for s in args.steps.split(",") if s] or [None]
 

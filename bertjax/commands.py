@@ -135,15 +135,15 @@ def _evaluate_check(fv: flags.FlagValues, arguments: list[str]) -> None:
 
 def _evaluate(fv: flags.FlagValues, arguments: list[str]) -> None:
     startup.start_jax(quiet=not fv.debug)
-    from bertjax import evaluation
+    from bertjax import evaluate_checkpoints
 
     reading = {name: fv[name].value for _, name, *_ in DATA_READING_FLAGS if fv[name].present}
     with _own_flags("evaluate"):  # --text_field, ... name evaluate's flags
-        records = evaluation.run_evaluate(
+        records = evaluate_checkpoints.run_evaluate(
             fv.workdir, data=fv.data, steps=None if fv.step is None else [fv.step],
             all_steps=fv.all_steps, out=fv.out, data_reading=reading,
         )  # fmt: skip
-    print("\n".join(evaluation.format_records(records)))
+    print("\n".join(evaluate_checkpoints.format_records(records)))
 
 
 def _finetune(fv: flags.FlagValues, arguments: list[str]) -> None:

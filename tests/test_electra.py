@@ -15,7 +15,7 @@ import optax
 import pytest
 from flax import nnx
 
-from bertjax import checkpointing, evaluation, optim, train
+from bertjax import checkpointing, evaluate_checkpoints, optim, train
 from bertjax.config import from_config
 from bertjax.convert import export, import_checkpoint, model_dir
 from bertjax.errors import UserError
@@ -183,11 +183,11 @@ def test_a_resumed_electra_run_logs_the_lines_of_an_uninterrupted_one(toy_run, t
 
 def test_held_out_evaluation_reports_the_discriminators_auc(toy_run):
     _, workdir = toy_run
-    (record,) = evaluation.run_evaluate(str(workdir))
+    (record,) = evaluate_checkpoints.run_evaluate(str(workdir))
     assert 0.0 <= record["rtd_auc"] <= 1.0, record
     logged = [json.loads(line) for line in (workdir / "metrics.jsonl").open()]
     assert [r["eval_rtd_auc"] for r in logged if "eval_rtd_auc" in r] == [record["rtd_auc"]]
-    header, row = evaluation.format_records([record])[:2]
+    header, row = evaluate_checkpoints.format_records([record])[:2]
     assert header.split()[-2:] == ["rtd_auc", "state_rank"]
     auc, rank = (float(cell) for cell in row.split()[-2:])
     assert auc == pytest.approx(record["rtd_auc"], abs=1e-4)

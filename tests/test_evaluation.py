@@ -8,7 +8,7 @@ import warnings
 import numpy as np
 import pytest
 
-from bertjax import evaluation, train, unigram
+from bertjax import evaluate_checkpoints, evaluation, train, unigram
 from bertjax.config import from_config, validate
 from bertjax.convert import model_dir
 from bertjax.data import corpus
@@ -54,8 +54,8 @@ def test_training_logs_held_out_metrics_every_eval_every_steps(run_with_eval):
 def test_evaluate_matches_training_and_repeats_exactly(run_with_eval):
     _, workdir, records = run_with_eval
     in_training = {r["step"]: r for r in records if "eval_mlm_loss" in r}
-    first = evaluation.run_evaluate(str(workdir), all_steps=True)
-    again = evaluation.run_evaluate(str(workdir), all_steps=True)
+    first = evaluate_checkpoints.run_evaluate(str(workdir), all_steps=True)
+    again = evaluate_checkpoints.run_evaluate(str(workdir), all_steps=True)
     assert [r["step"] for r in first] == [3, 6]
     assert first == again  # fixed masks: identical numbers on repeated calls
     for r in first:
@@ -74,10 +74,10 @@ def test_evaluate_runs_on_its_own_mesh_whatever_the_run_s_batch(run_with_eval, t
     saved = json.loads((other / "config.json").read_text())
     saved |= {"eval_batch_size": 12, "mesh_shape": {"data": 1, "fsdp": -1, "tensor": 1}}
     (other / "config.json").write_text(json.dumps(saved))
-    (record,) = evaluation.run_evaluate(str(other), steps=[6])
+    (record,) = evaluate_checkpoints.run_evaluate(str(other), steps=[6])
     assert record["examples"] == 16  # 2 batches of 8
-    assert [evaluation.evaluation_batch_size(64, 3, 1), evaluation.evaluation_batch_size(2, 8, 2),
-            evaluation.evaluation_batch_size(12, 4, 6)] == [63, 8, 12]  # fmt: skip
+    batch_size = evaluate_checkpoints.evaluation_batch_size
+    assert [batch_size(64, 3, 1), batch_size(2, 8, 2), batch_size(12, 4, 6)] == [63, 8, 12]
 
 
 def test_eval_set_is_fixed_and_never_seen_in_training(run_with_eval):
@@ -98,13 +98,15 @@ def test_eval_set_is_fixed_and_never_seen_in_training(run_with_eval):
 def test_evaluate_on_other_files_and_bad_requests(run_with_eval, tmp_path):
     _, workdir, _ = run_with_eval
     other = SAMPLE_CORPUS.replace("*", "genesis")
-    records = evaluation.run_evaluate(str(workdir), data=other, steps=[6], out=str(tmp_path / "e"))
+    records = evaluate_checkpoints.run_evaluate(
+        str(workdir), data=other, steps=[6], out=str(tmp_path / "e")
+    )
     assert [r["step"] for r in records] == [6]
     assert json.loads((tmp_path / "e").read_text())["mlm_loss"] == records[0]["mlm_loss"]
     with pytest.raises(UserError, match="no checkpoint at step 4"):
-        evaluation.run_evaluate(str(workdir), steps=[4])
+        evaluate_checkpoints.run_evaluate(str(workdir), steps=[4])
     with pytest.raises(UserError, match="holds no checkpoint .*; pass a training workdir"):
-        evaluation.run_evaluate(str(tmp_path))
+        evaluate_checkpoints.run_evaluate(str(tmp_path))
     # A run that held nothing out: evaluate's flag to give (eval_holdout_fraction is training's)
     shutil.copytree(workdir, tmp_path / "no_holdout")
     run_config = json.loads((tmp_path / "no_holdout" / "config.json").read_text())
@@ -112,16 +114,16 @@ def test_evaluate_on_other_files_and_bad_requests(run_with_eval, tmp_path):
     (tmp_path / "no_holdout" / "config.json").write_text(json.dumps(run_config))
     with pytest.raises(UserError, match=r"trained with no held-out data .*; pass text it did not "
                                         r"train on: --data=FILES$"):  # fmt: skip
-        evaluation.run_evaluate(str(tmp_path / "no_holdout"))
+        evaluate_checkpoints.run_evaluate(str(tmp_path / "no_holdout"))
     # Corpus errors name the flag that gave the files (they said --config.corpus).
     (tmp_path / "empty.jsonl").write_text("")
     with pytest.raises(UserError, match=r"matched no files; pass existing .* with --data=\.\.\.$"):
-        evaluation.run_evaluate(str(workdir), data=str(tmp_path / "none*.jsonl"))
+        evaluate_checkpoints.run_evaluate(str(workdir), data=str(tmp_path / "none*.jsonl"))
     with pytest.raises(UserError, match=r"has no documents .*; check --data$"):
-        evaluation.run_evaluate(str(workdir), data=str(tmp_path / "empty.jsonl"))
+        evaluate_checkpoints.run_evaluate(str(workdir), data=str(tmp_path / "empty.jsonl"))
     (tmp_path / "one.jsonl").write_text('{"text": "One document. Of two sentences."}\n')
     with pytest.raises(UserError, match=r"2 non-empty documents.*add documents to --data") as e:
-        evaluation.run_evaluate(str(workdir), data=str(tmp_path / "one.jsonl"))
+        evaluate_checkpoints.run_evaluate(str(workdir), data=str(tmp_path / "one.jsonl"))
     assert "packing" not in str(e.value)  # training's advice: evaluate takes no such flag
     with pytest.raises(UserError, match=r"; check --config.eval_corpus$"):
         config = small_smoke_config(tmp_path, eval_corpus=str(tmp_path / "empty.jsonl"))
@@ -198,8 +200,8 @@ def test_evaluate_reads_other_files_in_their_own_field(run_with_eval, tmp_path):
         texts = [json.loads(line)["text"] for line in f]
     renamed = tmp_path / "content.jsonl"
     renamed.write_text("".join(json.dumps({"content": t}) + "\n" for t in texts))
-    expected = evaluation.run_evaluate(str(workdir), data=other, steps=[6])
-    records = evaluation.run_evaluate(
+    expected = evaluate_checkpoints.run_evaluate(str(workdir), data=other, steps=[6])
+    records = evaluate_checkpoints.run_evaluate(
         str(workdir), data=str(renamed), steps=[6], data_reading={"text_field": "content"}
     )
     assert records == expected

@@ -27,7 +27,7 @@ from etils.epath import backend as epath_backend
 from etils.epath import gpath
 from etils.epath import testing as epath_testing
 
-from bertjax import checkpointing, evaluation, fill_mask, paths, train
+from bertjax import checkpointing, evaluate_checkpoints, fill_mask, paths, train
 from bertjax import config as base_config
 from bertjax.convert.export import export_hf
 from bertjax.convert.importer import import_checkpoint
@@ -236,9 +236,9 @@ def test_a_workdir_in_a_bucket_exports_evaluates_and_fills_masks_where_it_is(
     for name in names:
         local_bytes = (tmp_path / "from_local" / name).read_bytes()
         assert (tmp_path / "from_bucket" / name).read_bytes() == local_bytes, name
-    assert evaluation.run_evaluate(run, all_steps=True) == evaluation.run_evaluate(
-        str(trained), all_steps=True
-    )
+    assert evaluate_checkpoints.run_evaluate(
+        run, all_steps=True
+    ) == evaluate_checkpoints.run_evaluate(str(trained), all_steps=True)
     texts = ["the [MASK] of the union", "we [MASK] the people"]
     assert fill_mask.fill_mask(run, texts) == fill_mask.fill_mask(trained, texts)
     from_bucket = {p for p in bucket.orbax_opened if not p.startswith(str(trained))}
@@ -298,7 +298,7 @@ def test_an_unreachable_bucket_is_one_line_naming_the_uri(monkeypatch, tmp_path)
         for call in [
             lambda: corpus.resolve_files(f"{URI}/corpus/*.jsonl"),
             lambda: checkpointing.open_workdir(f"{URI}/run"),
-            lambda: evaluation.workdir_config(f"{URI}/run"),
+            lambda: evaluate_checkpoints.workdir_config(f"{URI}/run"),
             lambda: base_config.validate(base_config.defaults(), workdir=f"{URI}/run"),
             lambda: train._check_vocabulary(tmp_path, tmp_path, fresh_run, f"{URI}/phase1"),
         ]:

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from bertjax import checkpoint_compatibility, checkpointing, evaluation, fill_mask
+from bertjax import checkpoint_compatibility, checkpointing, evaluate_checkpoints, fill_mask
 from bertjax.convert import export_hf, import_checkpoint, model_dir
 from bertjax.errors import UserError
 from bertjax.finetune import inference, model, predict, predict_inputs, steps, trainer
@@ -337,7 +337,7 @@ def test_what_cannot_read_a_finetuned_model_says_so_in_one_line(tmp_path):
         fill_mask.fill_mask(str(saved), ["the [MASK] sat"], top_k=1)
     with pytest.raises(UserError, match=r"evaluate needs; pass the model it was fine-tuned from, "
                        rf".*model \(--step={model_dir.IMPORT_STEP}\)$"):  # fmt: skip
-        evaluation.run_evaluate(str(saved))
+        evaluate_checkpoints.run_evaluate(str(saved))
 
 
 def test_save_model_false_keeps_only_the_scores_and_a_rerun_reuses_the_seed(tmp_path):
