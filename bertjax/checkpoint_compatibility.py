@@ -1,12 +1,14 @@
 """What a checkpoint must share with the run or command that reads it: the architecture and
 objective fields saved in its metadata, compared before any array is read, each difference a
 one-line UserError that names the field to set (resume: `check_compatible`, `--config.init_from`:
-`check_init_architecture`)."""
+`check_init_architecture`), and the arrays its state holds (resume: `check_same_state_arrays`)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
+
+import orbax.checkpoint as ocp
 
 from bertjax.errors import UserError
 
@@ -94,3 +96,38 @@ def check_init_architecture(
                 f"--config.init_from={init_from} has {field}={value} but the config asks "
                 f"for {wanted}; set {fix}"
             )
+
+
+# Config fields that decide which arrays the optimizer state holds (not its shapes: the model's
+# architecture fields decide those). A resume that changes one cannot read the checkpoint.
+OPTIMIZER_STATE_FIELDS = ("optimizer", "max_grad_norm")
+
+
+def _state_array_names(state: Any) -> set[str]:
+    """Orbax's names of the arrays a (saved or abstract) state holds ("opt_state/1/0/mu/...")."""
+    return set(ocp.tree.to_flat_dict(state, sep="/"))
+
+
+def check_same_state_arrays(
+    saved_tree: Any, abstract_state: Any, saved_config: dict, where: str, step: int
+) -> None:
+    """A one-line UserError, before any array is read, when the checkpoint at `step` holds other
+    arrays (`saved_tree`, Orbax's metadata) than this run's state: its optimizer settings
+    changed (adamw <-> lamb, gradient clipping on <-> off). Such a checkpoint is intact; it was
+    set aside as unreadable, every step in turn, and the run started over."""
+    wanted, saved = _state_array_names(abstract_state), _state_array_names(saved_tree)
+    missing, extra = sorted(wanted - saved), sorted(saved - wanted)
+    if not missing and not extra:
+        return
+    settings = " ".join(
+        f"--config.{field}={saved_config[field]}"
+        for field in OPTIMIZER_STATE_FIELDS
+        if field in saved_config
+    )
+    raise UserError(
+        f"checkpoint at step {step} in {where} holds other arrays than this run's training "
+        f"state ({len(extra)} saved ones it lacks, {len(missing)} of its own missing, e.g. "
+        f"{(extra or missing)[0]}): resume with the optimizer settings it was saved with "
+        f"({settings or 'its config'}), or start a new --workdir with "
+        f"--config.init_from={where.removesuffix('/checkpoints')}"
+    )

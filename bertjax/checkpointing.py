@@ -116,7 +116,11 @@ def restore_or_init(
         saved, where = metadata.get("model", {}), str(manager.directory)
         compatibility.check_compatible(saved, model_fields, where)
         compatibility.check_same_layout(saved, model_fields, where)
-        _check_same_state_arrays(manager, step, abstract_state, metadata.get("config", {}))
+        saved_state = _saved_state_tree(manager, step)
+        if saved_state is not None:
+            compatibility.check_same_state_arrays(
+                saved_state, abstract_state, metadata.get("config", {}), where, step
+            )
         try:
             restored = manager.restore(
                 step, args=ocp.args.Composite(**{STATE: ocp.args.StandardRestore(abstract_state)})
@@ -132,47 +136,13 @@ def restore_or_init(
     )
 
 
-# Config fields that decide which arrays the optimizer state holds (not its shapes: the model's
-# architecture fields decide those). A resume that changes one cannot read the checkpoint.
-OPTIMIZER_STATE_FIELDS = ("optimizer", "max_grad_norm")
-
-
-def _state_array_names(state: Any) -> set[str]:
-    """Orbax's names of the arrays a (saved or abstract) state holds ("opt_state/1/0/mu/...")."""
-    return set(ocp.tree.to_flat_dict(state, sep="/"))
-
-
-def _check_same_state_arrays(
-    manager: ocp.CheckpointManager, step: int, abstract_state: Any, saved_config: dict
-) -> None:
-    """A one-line UserError, before any array is read, when the checkpoint at `step` holds other
-    arrays than this run's state (its optimizer settings changed: adamw <-> lamb, gradient
-    clipping on <-> off); such a checkpoint is intact and must not be set aside as unreadable.
-    Checkpoints whose array list Orbax cannot read are left to the restore (set aside there)."""
+def _saved_state_tree(manager: ocp.CheckpointManager, step: int) -> Any:
+    """The tree of the arrays the checkpoint at `step` holds (Orbax's metadata), None where
+    Orbax cannot read it: a damaged step, which restoring says and sets aside."""
     try:
-        saved = manager.item_metadata(step)[STATE]
+        return getattr(manager.item_metadata(step)[STATE], "tree", None)
     except Exception:  # noqa: BLE001 - a damaged step: restoring it says so, and sets it aside
-        return
-    tree = getattr(saved, "tree", None)
-    if tree is None:
-        return
-    missing = sorted(_state_array_names(abstract_state) - _state_array_names(tree))
-    extra = sorted(_state_array_names(tree) - _state_array_names(abstract_state))
-    if not missing and not extra:
-        return
-    settings = " ".join(
-        f"--config.{field}={saved_config[field]}"
-        for field in OPTIMIZER_STATE_FIELDS
-        if field in saved_config
-    )
-    workdir = epath.Path(manager.directory).parent
-    raise UserError(
-        f"checkpoint at step {step} in {manager.directory} holds other arrays than this run's "
-        f"training state ({len(extra)} saved ones it lacks, {len(missing)} of its own missing, "
-        f"e.g. {(extra or missing)[0]}): resume with the optimizer settings it was saved with "
-        f"({settings or 'its config'}), or start a new --workdir with "
-        f"--config.init_from={workdir}"
-    )
+        return None
 
 
 def _set_aside_unreadable(manager: ocp.CheckpointManager, step: int, error: Exception) -> None:
