@@ -101,8 +101,9 @@ def restore_or_init(
 
     `model_fields` (this run's architecture) is compared with the checkpoint's before its arrays
     are read, so a mismatch never loads or overwrites anything. A checkpoint that cannot be read
-    (truncated or missing files) is renamed to `<step>.unreadable` (kept for inspection, ignored
-    from then on) with a warning, and the previous one is tried.
+    (truncated or missing files) or whose parameters read as NaN/Inf (damaged bytes) is renamed
+    to `<step>.unreadable` (kept for inspection, ignored from then on) with a warning, and the
+    previous one is tried.
     """
     steps = sorted(manager.all_steps(), reverse=True)
     if not steps:
@@ -128,12 +129,22 @@ def restore_or_init(
         except Exception as e:  # noqa: BLE001
             _set_aside_unreadable(manager, step, e)
             continue
+        if not _params_finite(restored[STATE]):  # damaged bytes read as NaN: trained on, "Done."
+            _set_aside_unreadable(manager, step, ValueError("its parameters hold NaN or Inf"))
+            continue
         logging.info("Restored checkpoint at step %d from %s", step, manager.directory)
         return restored[STATE], step
     raise UserError(
         f"no readable checkpoint in {manager.directory} (all set aside as *.unreadable); "
         "use a new --workdir or restore a backup"
     )
+
+
+def _params_finite(state: Any) -> bool:
+    """Whether every parameter of a restored state is finite (one reduction per array; the
+    same answer on every process, the arrays being global)."""
+    params = getattr(state, "params", state)
+    return all(bool(jax.numpy.isfinite(leaf).all()) for leaf in jax.tree.leaves(params))
 
 
 def _saved_state_tree(manager: ocp.CheckpointManager, step: int) -> Any:

@@ -212,19 +212,33 @@ class Throughput:
 
 def drop_metrics_after(path: epath.Path, step: int) -> None:
     """Removes metric lines logged after `step` (by a run killed before its next checkpoint), so
-    the resumed run's lines replace them instead of appearing twice."""
+    the resumed run's lines replace them instead of appearing twice, and a line cut short (a
+    kill or a full disk mid-write), which blocked every resume with a JSONDecodeError. The file
+    is rewritten beside itself and renamed: a failed rewrite loses no line."""
     if not path.exists():
         return
     lines = path.read_text().splitlines(keepends=True)
-    kept = [line for line in lines if line.strip() and json.loads(line)["step"] <= step]
+    kept = [line for line in lines if (r := _record(line)) is not None and r["step"] <= step]
     if len(kept) != len(lines):
-        path.write_text("".join(kept))
+        partial = path.parent / (path.name + ".partial")
+        partial.write_text("".join(kept))
+        partial.replace(path)
+
+
+def _record(line: str) -> dict | None:
+    """A metrics line's record; None for a blank or unreadable one (cut short, or without a
+    step)."""
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError:
+        return None
+    return record if isinstance(record, dict) and "step" in record else None
 
 
 def last_logged_metrics(path: epath.Path) -> dict[str, float]:
     """The last training-metrics line (held-out evaluation lines carry eval_* keys only)."""
     if not path.exists():
         return {}
-    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    records = filter(None, map(_record, path.read_text().splitlines()))
     training = [record for record in records if "loss" in record]
     return training[-1] if training else {}

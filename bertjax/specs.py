@@ -8,6 +8,7 @@ one-line UserError naming the field and the fix, so code that takes a spec trust
 
 import dataclasses
 import difflib
+import math
 import numbers
 import typing
 from collections.abc import Mapping
@@ -42,7 +43,10 @@ def require_known_fields(config: Mapping[str, Any], known, what: str) -> None:
 _KINDS = {
     bool: ("True or False", lambda v: isinstance(v, bool)),
     int: ("a whole number", lambda v: isinstance(v, numbers.Integral) and not isinstance(v, bool)),
-    float: ("a number", lambda v: isinstance(v, numbers.Real) and not isinstance(v, bool)),
+    float: (  # inf or nan: a learning rate of inf trained NaN parameters and ended "Done."
+        "a finite number",
+        lambda v: isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v),
+    ),
     str: ("a string", lambda v: isinstance(v, str)),
 }
 

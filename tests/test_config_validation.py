@@ -151,7 +151,12 @@ def test_invalid_config_is_one_line_user_error(overrides, message):
         ("lowercase", "false", "lowercase='false' is not True or False"),
         ("batch_size", "8", "batch_size='8' is not a whole number (a str)"),
         ("num_train_steps", 1e6, "num_train_steps=1000000.0 is not a whole number (a float)"),
-        ("learning_rate", "1e-3", "learning_rate='1e-3' is not a number"),
+        ("learning_rate", "1e-3", "learning_rate='1e-3' is not a finite number"),
+        # inf trained NaN parameters (or, adam_eps, nothing) and ended "Done.", exit 0
+        ("learning_rate", float("inf"), "learning_rate=inf is not a finite number (a float)"),
+        ("weight_decay", float("nan"), "weight_decay=nan is not a finite number"),
+        ("adam_eps", float("inf"), "adam_eps=inf is not a finite number"),
+        ("initializer_range", float("inf"), "initializer_range=inf is not a finite number"),
         ("num_hidden_layers", "2", "num_hidden_layers='2' is not a whole number"),
         ("corpus", 3, "corpus=3 is not a string"),
     ],

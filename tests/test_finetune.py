@@ -655,6 +655,12 @@ def test_a_factorised_encoder_s_embedding_projection_decays_with_the_embeddings(
     np.testing.assert_allclose(factors, [0.8**14, 0.8**14, 0.8**2])
 
 
+def test_a_fine_tuning_value_that_is_not_finite_is_one_line():
+    """learning_rate=inf fine-tuned to loss nan, exit 0, a results table and a saved model."""
+    with pytest.raises(UserError, match=r"^learning_rate=inf must be a finite number; set"):
+        recipe.validate(config_for(learning_rate=float("inf")))
+
+
 @pytest.mark.parametrize("dtype", ["float16", "bf16"])
 def test_a_fine_tuning_dtype_it_cannot_train_in_is_one_line(dtype):
     """float16 has no loss scaling and "bf16" is no dtype: refused before any file is read

@@ -102,3 +102,16 @@ def test_rerun_with_same_workdir_resumes_instead_of_restarting(finished_run, cap
     # Lines at 1 and multiples of log_every (3) counted from the run's start, and the last step:
     # no extra line at the resumed run's first step (7), as in one uninterrupted run.
     assert [r["step"] for r in records] == [1, 3, 6, 9]
+
+
+def test_a_metrics_line_cut_short_is_dropped_and_the_rewrite_is_whole(tmp_path):
+    """A kill or a full disk mid-write leaves a half line in metrics.jsonl: every later resume
+    failed on it (JSONDecodeError). It is dropped with the lines after the restored step; the
+    file is rewritten beside itself and renamed (a failed rewrite had cut it to 25 of 41)."""
+    path = tmp_path / "metrics.jsonl"
+    lines = [json.dumps({"step": s, "loss": 1.0 / s}) for s in (1, 3, 6, 9)]
+    path.write_text("\n".join(lines) + "\n" + '{"step": 12, "lo')
+    assert metrics.last_logged_metrics(path) == {"step": 9, "loss": 1 / 9}
+    metrics.drop_metrics_after(path, 6)
+    assert path.read_text() == "\n".join(lines[:3]) + "\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["metrics.jsonl"]

@@ -301,3 +301,20 @@ def test_a_checkpoint_of_other_optimizer_settings_is_refused_not_set_aside(
     _, _, same_setup, _ = setup_run(tiny_config(**saved_with), devices=jax.devices()[:1])
     _, step = checkpointing.restore_or_init(manager, same_setup.abstract_state, None, {})
     assert step == 2
+
+
+def test_a_checkpoint_whose_parameters_read_as_nan_is_set_aside(tmp_path):
+    """Bytes damaged on disk can read back as NaN: the run resumed, trained NaN parameters
+    (every update skipped) and ended "Done.", while keep-N deleted the good checkpoints. Now
+    such a step is set aside as unreadable and the previous one restored."""
+    _, state, setup, _ = setup_run(tiny_config(), devices=jax.devices()[:1])
+    manager = checkpointing.create_checkpoint_manager(tmp_path, save_every=1, keep=3)
+    checkpointing.save(manager, 1, state, {"model": {}}, force=True)
+    kernel = state.params["bert"]["pooler"]["dense"]["kernel"]
+    damaged = dict(state.params["bert"]["pooler"]["dense"], kernel=kernel.at[0, 0].set(np.nan))
+    params = {**state.params, "bert": {**state.params["bert"], "pooler": {"dense": damaged}}}
+    checkpointing.save(manager, 2, state.replace(params=params), {"model": {}}, force=True)
+    manager.wait_until_finished()
+    restored, step = checkpointing.restore_or_init(manager, setup.abstract_state, None, {})
+    assert step == 1 and (tmp_path / "2.unreadable").is_dir()
+    assert np.isfinite(np.asarray(restored.params["bert"]["pooler"]["dense"]["kernel"])).all()

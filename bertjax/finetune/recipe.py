@@ -6,6 +6,7 @@ recipe a workdir records so that finished seeds are only reused by the same fine
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
 
@@ -100,6 +101,9 @@ def check_fields(config: ml_collections.ConfigDict) -> None:
     from Python (the recipe's default used, the typo recorded), refused only by the CLI."""
     if os.path.isfile(FINETUNE_CONFIG):
         check_known_fields(config, load_config(FINETUNE_CONFIG).keys())
+    for name, value in config.items():  # learning_rate=inf fine-tuned to NaN and saved it
+        if isinstance(value, float) and not math.isfinite(value):
+            raise UserError(f"{name}={value} must be a finite number; set --config.{name}")
 
 
 def validate(config: ml_collections.ConfigDict) -> None:
