@@ -25,7 +25,7 @@ def get_config(run: str = "") -> ml_collections.ConfigDict:
             "name the run to continue after a colon: --config=configs/continue_from.py:WORKDIR"
         )
     from bertjax.config import vocab_dir_size
-    from bertjax.evaluation import workdir_config  # reads RUN/config.json, RUN's vocabulary
+    from bertjax.evaluate_checkpoints import workdir_config  # RUN/config.json, RUN's vocabulary
 
     config = workdir_config(run)
     config.init_from = run

@@ -233,7 +233,7 @@ def test_a_field_no_spec_reads_is_refused_with_the_nearest_name(tmp_path):
     reads (`workdir_config`: continue_from, evaluate)."""
     import json
 
-    from bertjax.evaluation import workdir_config
+    from bertjax.evaluate_checkpoints import workdir_config
 
     config = load_config("cpu_smoke")
     config.num_train_step = 10

@@ -11,7 +11,7 @@ from bertjax.data import prepare, vocab
 from bertjax.data.corpus import SAMPLE_CORPUS
 from bertjax.data.tokenizer import train_wordpiece_vocab
 from bertjax.errors import UserError
-from bertjax.evaluation import run_evaluate
+from bertjax.evaluate_checkpoints import run_evaluate
 from bertjax.finetune import trainer
 from bertjax.models.bert import BertConfig, create_model
 from tests.helpers import load_config
