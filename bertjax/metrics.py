@@ -217,9 +217,13 @@ def drop_metrics_after(path: epath.Path, step: int) -> None:
     is rewritten beside itself and renamed: a failed rewrite loses no line."""
     if not path.exists():
         return
-    lines = path.read_text().splitlines(keepends=True)
-    kept = [line for line in lines if (r := _record(line)) is not None and r["step"] <= step]
-    if len(kept) != len(lines):
+    text = path.read_text()
+    kept = [
+        line.rstrip("\n") + "\n"  # a whole last record cut before its newline gets one back
+        for line in text.splitlines(keepends=True)
+        if (record := _record(line)) is not None and record["step"] <= step
+    ]
+    if "".join(kept) != text:
         partial = path.parent / (path.name + ".partial")
         partial.write_text("".join(kept))
         partial.replace(path)

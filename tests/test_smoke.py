@@ -115,3 +115,6 @@ def test_a_metrics_line_cut_short_is_dropped_and_the_rewrite_is_whole(tmp_path):
     metrics.drop_metrics_after(path, 6)
     assert path.read_text() == "\n".join(lines[:3]) + "\n"
     assert [p.name for p in tmp_path.iterdir()] == ["metrics.jsonl"]
+    path.write_text("\n".join(lines))  # cut just before the last newline: the next line appended
+    metrics.drop_metrics_after(path, 9)  # would have joined it
+    assert path.read_text() == "\n".join(lines) + "\n"
