@@ -4,10 +4,14 @@ evaluation, the non-finite policy, checkpoints, and a graceful stop on SIGTERM o
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
+
 import jax
 
 from bertjax import checkpointing, metrics, preemption, sharding
 from bertjax.config import LoopSpec
+from bertjax.errors import UserError
 from bertjax.progress import Progress
 
 
@@ -46,13 +50,15 @@ def train_loop(
     done = start_step
 
     def save(force: bool = False) -> None:
+        if done == start_step or manager.latest_step() == done:  # nothing new since the save
+            return
         if force or manager.should_save(done):
             saved = {**metadata, metrics.MetricsInterval.METADATA_KEY: interval.carried()}
             checkpointing.save(manager, done, state, saved, force=True)
 
     with preemption.PreemptionWatcher() as watcher:
         for step in range(start_step, total):
-            batch = sharding.global_batch_from_local(next(batches), mesh)
+            batch = sharding.global_batch_from_local(_next_batch(batches, step, save), mesh)
             state, step_metrics = p_train_step(state, batch, dropout_key)
             done = step + 1
             consecutive = step_metrics.pop("consecutive_nonfinite")
@@ -82,6 +88,22 @@ def train_loop(
             save(force=done == total)
     progress.close()
     return last_metrics, done
+
+
+def _next_batch(batches, step: int, save: Callable[..., None]) -> dict:
+    """The batch of `step`; a damaged input file (TFRecord's checksum) is a UserError after a
+    checkpoint of the steps done (`save`), not a traceback."""
+    try:
+        return next(batches)
+    except Exception as e:
+        if type(e).__name__ != "DataLossError":  # tf.errors.DataLossError; no TF import here
+            raise
+        save(force=True)
+        reason = re.sub(r"\{\{.*?\}\}|\[Op:.*", "", str(e), flags=re.S).strip()
+        raise UserError(
+            f"the training data is damaged ({reason}, in the batch of step {step + 1}); prepare "
+            f"or copy it again, then re-run the same command to go on from step {step} (saved)"
+        ) from e
 
 
 def _progress_fields(logged: dict) -> dict[str, str]:

@@ -4,6 +4,7 @@ Every run here is BERT-tiny on one small embedded-corpus file; resumed runs must
 uninterrupted run's per-step metrics bit for bit.
 """
 
+import gzip
 import json
 import logging
 import os
@@ -22,6 +23,7 @@ import tensorflow as tf
 
 from bertjax import checkpointing, metrics, optim, paths, sharding, train
 from bertjax.data import pipeline
+from bertjax.data.corpus import SAMPLE_CORPUS
 from bertjax.errors import UserError
 from tests.helpers import truncate_checkpoint
 from tests.test_smoke import small_smoke_config
@@ -384,3 +386,37 @@ def test_a_finished_wsd_run_goes_on_from_its_cooldown_checkpoint(tmp_path, caplo
     assert train.train_and_evaluate(resumed, fork).start_step == 10
     assert "num_train_steps 12 -> 16 (learning rate at step 10 unchanged: 0.002)" in caplog.text
     assert read_metrics(fork) == read_metrics(tmp_path / "longer")
+
+
+def test_a_damaged_prepared_shard_is_one_line_and_keeps_the_steps_done(tmp_path):
+    """A byte flipped in a prepared shard after 3 steps (same size: the manifest's check cannot
+    see it; TFRecord's checksum does): the resumed run stops with one line naming the step, and
+    the checkpoint and metrics of the 3 steps stay."""
+    from bertjax.data import prepare
+    from bertjax.data.tokenizer import train_wordpiece_vocab
+
+    with gzip.open(SAMPLE_CORPUS.replace("*", "inaugural"), "rt", encoding="utf-8") as f:
+        texts = [json.loads(line)["text"] for line in f][:8]
+    (tmp_path / "corpus.jsonl").write_text("".join(json.dumps({"text": t}) + "\n" for t in texts))
+    train_wordpiece_vocab(texts, 500, True, tmp_path / "vocab")
+    manifest = prepare.run_prepare(
+        str(tmp_path / "corpus.jsonl"), tmp_path / "vocab", tmp_path / "prepared",
+        max_seq_length=64, dupe_factor=1, num_shards=1, num_workers=1,
+    )  # fmt: skip
+    config = small_smoke_config(
+        tmp_path, prepared_dir=str(tmp_path / "prepared"), corpus="", num_train_steps=3
+    )
+    train.train_and_evaluate(config, tmp_path / "run")
+    shard = tmp_path / "prepared" / manifest["shards"][0]["file"]
+    damaged = bytearray(shard.read_bytes())
+    damaged[len(damaged) // 2] ^= 0xFF
+    shard.write_bytes(bytes(damaged))
+    config.num_train_steps = 6
+    with pytest.raises(UserError, match=r"^the training data is damaged \(corrupted record at \d+, "
+                       r"in the batch of step 4\); .* go on from step 3 \(saved\)$"):  # fmt: skip
+        train.train_and_evaluate(config, tmp_path / "run")
+    manager = checkpointing.create_checkpoint_manager(
+        tmp_path / "run" / "checkpoints", save_every=3, keep=3
+    )
+    assert manager.latest_step() == 3
+    assert read_metrics(tmp_path / "run")[-1]["step"] == 3

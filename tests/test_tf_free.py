@@ -10,6 +10,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+import pytest
+
 from tests import xla_flags
 
 REPO = Path(__file__).resolve().parent.parent
@@ -141,3 +144,27 @@ def test_compute_path_runs_without_tensorflow(tmp_path):
     if "BENCH_ABSENT" in result.stdout:  # ml_collections installed here: the bench ran too
         assert "BENCH_ABSENT []" in result.stdout
         assert "tokens_per_second=" in result.stdout
+
+
+@pytest.mark.parametrize("damage, message", [
+    ("manifest", r"batches.json' is damaged \(JSONDecodeError"),
+    ("cut", r"batch file '.*input_ids.npy' is damaged \(.*\); export the batches again$"),
+    ("fewer", r"input_ids.npy' holds \(2, 4\) batches x rows, its manifest \(3, 4\); export"),
+])  # fmt: skip
+def test_damaged_batch_files_are_one_line(tmp_path, damage, message):
+    from bertjax.data import batch_files
+    from bertjax.errors import UserError
+
+    rng = np.random.default_rng(0)
+    batches = ({"input_ids": rng.integers(0, 9, (4, 8)), "masked_lm_positions": np.ones((4, 2))}
+               for _ in range(3))  # fmt: skip
+    batch_files.write_batches(batches, tmp_path, 3)
+    ids = tmp_path / "input_ids.npy"
+    if damage == "manifest":
+        (tmp_path / batch_files.MANIFEST_FILE).write_text('{"features": ')
+    elif damage == "cut":
+        ids.write_bytes(ids.read_bytes()[:-10])
+    else:
+        np.save(ids, np.load(ids)[:2])
+    with pytest.raises(UserError, match=message):
+        batch_files.load_batch_files(tmp_path)

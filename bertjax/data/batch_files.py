@@ -159,15 +159,29 @@ def load_batch_files(directory: str | Path) -> BatchFiles:
             f"{str(directory)!r} has no {MANIFEST_FILE}; export batches into it first "
             "(benchmarks/gpu_check.sh --build-carry)"
         )
-    manifest = json.loads(manifest_path.read_text())
+    again = "export the batches again"
+    try:
+        manifest = json.loads(manifest_path.read_text())
+        features = list(manifest["features"])
+        shape = (manifest["num_batches"], manifest["batch_size"])
+    except (ValueError, TypeError, KeyError) as e:  # not JSON, or not a batches manifest
+        raise UserError(f"{str(manifest_path)!r} is damaged ({e!r}); {again}") from None
     if manifest.get("format_version") != FORMAT_VERSION:
         raise UserError(f"{str(directory)!r} was written by another version; export it again")
     arrays = {}
-    for name in manifest["features"]:
+    for name in features:
         path = directory / f"{name}.npy"
         if not path.is_file():
-            raise UserError(f"batch file {str(path)!r} is missing; export the batches again")
-        arrays[name] = np.load(path, mmap_mode="r")
+            raise UserError(f"batch file {str(path)!r} is missing; {again}")
+        try:
+            arrays[name] = np.load(path, mmap_mode="r")
+        except ValueError as e:  # cut short: its header promises more bytes than it holds
+            raise UserError(f"batch file {str(path)!r} is damaged ({e}); {again}") from None
+        if arrays[name].shape[:2] != shape:
+            raise UserError(
+                f"batch file {str(path)!r} holds {arrays[name].shape[:2]} batches x rows, "
+                f"its manifest {shape}; {again}"
+            )
     return BatchFiles(directory, manifest, arrays)
 
 

@@ -124,6 +124,8 @@ def run_prepare(
     if eval_holdout_fraction:
         prepare_shards.join_heldout_parts(out_dir, num_shards)
     manifest = _manifest(shards, settings, sources, vocab_dir, meta.get("vocab_size"))
+    if eval_holdout_fraction:
+        manifest["heldout_bytes"] = (out_dir / HELDOUT_FILE).stat().st_size
     (out_dir / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
     _log_manifest(manifest, out_dir, vocab.vocabulary_kind(vocab_dir / VOCAB_FILE))
     return manifest

@@ -183,6 +183,7 @@ def _write_shard(path: Path, rows, docs: list, num_sentences: int, unk_id: int) 
     num_tokens, num_unknown = documents.count_tokens(docs, unk_id)
     return {
         "file": path.name,
+        "bytes": path.stat().st_size,  # checked when read (`prepared.load_prepared`)
         "instances": num_instances,
         "documents": len(docs),
         "sentences": num_sentences,

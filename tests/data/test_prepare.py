@@ -6,6 +6,7 @@ import functools
 import gzip
 import itertools
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -475,3 +476,52 @@ def test_a_cased_vocab_txt_without_its_settings_prepares_cased_text(corpus_dir, 
         f"{corpus_dir}/part-0.jsonl", tmp_path / "uncased", tmp_path / "out2", num_workers=1
     )
     assert manifest["settings"]["lowercase"] is True
+
+
+def _damaged_manifest(manifest: dict, damage: str):
+    if damage == "not JSON":
+        return '{"format_version": 1, "shards": ['  # cut short
+    manifest = json.loads(json.dumps(manifest))
+    if damage == "no instance count":
+        del manifest["shards"][2]["instances"]
+    elif damage == "no settings key":
+        del manifest["settings"]["packing"]
+    elif damage == "a list":
+        manifest = [manifest]
+    return json.dumps(manifest)
+
+
+@pytest.mark.parametrize("damage, message", [
+    ("not JSON", r"manifest.json' is damaged \(it is not JSON: "),
+    ("no instance count", r"manifest.json' is damaged \(shard 2 has no instance count\)"),
+    ("no settings key", r"manifest.json' is damaged \(no packing in its settings\)"),
+    ("a list", r"manifest.json' is damaged \(not a JSON object\)"),
+    ("cut shard", r"prepared file '.*instances-00001-of-00004.tfrecord' is 100 bytes, not the "
+     r"[\d,]+ it was written with: it was cut or changed; prepare the corpus again$"),
+    ("empty shard, older manifest", r"instances-00001-of-00004.tfrecord' is empty; prepare"),
+    ("no vocab.txt", r"prepared file '.*vocab.txt' is missing; prepare the corpus again$"),
+])  # fmt: skip
+def test_a_damaged_prepared_dir_is_one_line_before_training(
+    corpus_dir, four_shards, tmp_path, damage, message
+):
+    prepared, manifest = four_shards
+    copy = tmp_path / "prepared"
+    shutil.copytree(prepared.directory, copy)
+    shard = copy / manifest["shards"][1]["file"]
+    if damage == "cut shard":
+        shard.write_bytes(shard.read_bytes()[:100])
+    elif damage == "empty shard, older manifest":  # manifests before sizes were recorded
+        shard.write_bytes(b"")
+        older = json.loads((copy / "manifest.json").read_text())
+        for entry in older["shards"]:
+            del entry["bytes"]
+        (copy / "manifest.json").write_text(json.dumps(older))
+    elif damage == "no vocab.txt":
+        (copy / "vocab" / "vocab.txt").unlink()
+    else:
+        (copy / "manifest.json").write_text(_damaged_manifest(manifest, damage))
+    with pytest.raises(UserError, match=message):
+        prepared_source.load_prepared(copy)
+    # The intact directory still loads, and records each file's size.
+    assert all(entry["bytes"] > 0 for entry in prepared_source.load_prepared(prepared.directory)
+               .manifest["shards"])  # fmt: skip

@@ -31,6 +31,8 @@ from bertjax.errors import UserError
 
 SHUFFLE_BLOCK = 4096  # records permuted together; ~1.5 MB of serialized 128-token rows
 _CYCLE_LENGTH = 8  # shards read round-robin at a time
+# the settings every manifest has (`prepare._checked_settings`); later ones are optional
+REQUIRED_SETTINGS = ("max_seq_length", "packing", "lowercase", "seed", "dupe_factor")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -107,25 +109,83 @@ class PreparedCorpus:
 
 
 def load_prepared(directory: str | os.PathLike) -> PreparedCorpus:
-    """Reads and checks a prepared directory's manifest (local or gs://); UserError if
-    incomplete."""
+    """Reads and checks a prepared directory (local or gs://): its manifest, and each file it
+    names at the size it was written; UserError if incomplete or damaged."""
     directory = paths.as_path(directory)
+    prepared = PreparedCorpus(directory, _read_manifest(directory))
+    files = [(epath.Path(f), s.get("bytes"), s["instances"]) for f, s in zip(
+        prepared.files, prepared.manifest["shards"], strict=True
+    )]  # fmt: skip
+    if prepared.settings.get("eval_holdout_fraction"):
+        files.append((prepared.heldout_file, prepared.manifest.get("heldout_bytes"), 1))
+    files.append((prepared.vocab_dir / prepare.VOCAB_FILE, None, 1))
+    for path, size, records in files:
+        problem = _file_problem(path, size, records)
+        if problem:
+            raise UserError(f"prepared file {str(path)!r} {problem}; prepare the corpus again")
+    return prepared
+
+
+def _read_manifest(directory: epath.Path) -> dict:
     manifest_path = directory / prepare.MANIFEST_FILE
     if not manifest_path.is_file():
         raise UserError(
             f"{str(directory)!r} has no {prepare.MANIFEST_FILE}; run `bertjax prepare` into it "
             "(an interrupted prepare leaves no manifest)"
         )
-    manifest = json.loads(manifest_path.read_text())
+    try:
+        manifest = json.loads(manifest_path.read_text())
+    except ValueError as e:  # not UTF-8 or not JSON
+        problem = f"it is not JSON: {e}"
+    else:
+        problem = _manifest_problem(manifest)
+    if problem:
+        raise UserError(f"{str(manifest_path)!r} is damaged ({problem}); prepare the corpus again")
     if manifest.get("format_version") != prepare.FORMAT_VERSION:
         raise UserError(f"{str(directory)!r} was prepared by another version; prepare it again")
-    prepared = PreparedCorpus(directory, manifest)
-    missing = [f for f in prepared.files if not epath.Path(f).is_file()]
-    if prepared.settings.get("eval_holdout_fraction") and not prepared.heldout_file.is_file():
-        missing.append(str(prepared.heldout_file))
+    return manifest
+
+
+def _manifest_problem(manifest) -> str:
+    """What a manifest lacks that reading its shards needs ("" if nothing)."""
+    if not isinstance(manifest, dict):
+        return "not a JSON object"
+    shards, settings = manifest.get("shards"), manifest.get("settings")
+    if not isinstance(shards, list) or not shards:
+        return "no list of shards"
+    for i, shard in enumerate(shards):
+        if not (isinstance(shard, dict) and isinstance(shard.get("file"), str)):
+            return f"shard {i} names no file"
+        if not _is_count(shard.get("instances")):
+            return f"shard {i} has no instance count"
+    if not _is_count(manifest.get("num_instances")):
+        return "no instance count"
+    if not isinstance(settings, dict):
+        return "no settings"
+    missing = [key for key in REQUIRED_SETTINGS if key not in settings]
     if missing:
-        raise UserError(f"prepared file {missing[0]!r} is missing; prepare the corpus again")
-    return prepared
+        return f"no {missing[0]} in its settings"
+    if not (_is_count(settings["max_seq_length"]) and isinstance(settings["packing"], bool)):
+        return "its max_seq_length or packing is not a number or a boolean"
+    return ""
+
+
+def _is_count(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _file_problem(path: epath.Path, size: int | None, records: int) -> str:
+    """Why `path` cannot be read as written ("" if it can): missing, or not `size` bytes (None:
+    manifests written before sizes were recorded: only an empty file that should hold
+    `records` is caught)."""
+    if not path.is_file():
+        return "is missing"
+    actual = path.stat().length
+    if size is not None and actual != size:
+        return f"is {actual:,} bytes, not the {size:,} it was written with: it was cut or changed"
+    if size is None and records and not actual:
+        return "is empty"
+    return ""
 
 
 def process_shards(prepared: PreparedCorpus, process_index: int, process_count: int) -> list[int]:
