@@ -24,7 +24,7 @@ from bertjax import checkpoint_compatibility as compatibility
 from bertjax import vocabulary_growth
 from bertjax.errors import UserError
 from bertjax.models.bert import stack_layers, unstack_layers
-from bertjax.paths import as_path, remote_errors
+from bertjax.paths import as_path, is_uri, remote_errors
 
 if TYPE_CHECKING:
     import ml_collections
@@ -42,7 +42,13 @@ def create_checkpoint_manager(
     """Manager for `directory`: async saves every `save_every` steps and at each of `keep_steps`;
     the newest `keep` are kept, every step divisible by `keep_period` (if > 0) and `keep_steps`
     too; each step holds `item_names`. Orbax writes each checkpoint into a temporary directory
-    and renames it when complete, and deletes old ones only after that."""
+    and renames it when complete, and deletes old ones only after that. A file at `directory`
+    is a UserError (Orbax trained to the first save, hung ~5 minutes, then raised)."""
+    if not is_uri(directory) and os.path.lexists(directory) and not os.path.isdir(directory):
+        raise UserError(
+            f"{directory} is a file where checkpoints go; move it away, or choose another "
+            "directory for the run"
+        )
     policies = ocp.checkpoint_managers
     kept = [policies.LatestN(keep)]
     kept += [policies.EveryNSteps(keep_period)] if keep_period else []

@@ -60,3 +60,16 @@ def test_every_command_refuses_a_file_as_its_output_directory(tmp_path):
     with pytest.raises(UserError, match=r"--out=.* is a directory; name a file, e.g. .*/eval"):
         run_evaluate(str(tmp_path / "no_run"), out=str(tmp_path))
     assert taken.read_text() == "keep"
+
+
+def test_a_file_where_a_runs_checkpoints_go_is_one_line_before_training(tmp_path):
+    """Before: the run trained to its first save, hung ~5 minutes in Orbax, then tracebacks."""
+    from bertjax import train
+    from tests.test_smoke import small_smoke_config
+
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "checkpoints").write_text("keep")
+    with pytest.raises(UserError, match=r"run/checkpoints is a file where checkpoints go; move"):
+        train.train_and_evaluate(small_smoke_config(tmp_path), tmp_path / "run")
+    assert (tmp_path / "run" / "checkpoints").read_text() == "keep"
+    assert not (tmp_path / "run" / "metrics.jsonl").exists()
