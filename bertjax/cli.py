@@ -29,7 +29,7 @@ from collections.abc import Sequence
 from absl import flags, logging
 from ml_collections import config_flags
 
-from bertjax import host_memory, startup
+from bertjax import errors, host_memory, startup
 from bertjax.command_flags import config_path
 from bertjax.commands import COMMANDS, DEBUG_FLAG, FlagSpec
 from bertjax.errors import UserError
@@ -249,12 +249,14 @@ def _configure_logging(debug: bool) -> None:
     )
     if not debug:
         handler.addFilter(startup.NoiseFilter())
+        handler.addFilter(errors.StorageFullFilter())
 
 
 def run(name: str, fv: flags.FlagValues, arguments: list[str]) -> None:
     """Runs a parsed command; a UserError is one line on stderr and exit 2."""
     if not fv.debug:
         startup.quiet_environment()
+        startup.drop_closed_loop_callbacks()
     _configure_logging(fv.debug)
     try:
         if name != "bench":  # bench imports TensorFlow and JAX after its peers have run
@@ -268,6 +270,16 @@ def run(name: str, fv: flags.FlagValues, arguments: list[str]) -> None:
     except KeyboardInterrupt:
         print("bertjax: interrupted; re-run the same command to resume", file=sys.stderr)
         sys.exit(130)
+    except Exception as e:
+        full = errors.storage_full(e)
+        if not full or fv.debug:
+            raise
+        print(
+            f"bertjax: error: storage full: {full}; free space (or raise the quota) there, then "
+            "re-run the same command (a run resumes from its last complete checkpoint)",
+            file=sys.stderr,
+        )
+        sys.exit(2)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -1,7 +1,9 @@
 """The one exception type for problems a user can fix (bad config, corpus, checkpoint, flag)."""
 
 import contextlib
+import errno
 import logging
+import os
 import re
 from collections.abc import Iterator, Mapping
 
@@ -50,3 +52,39 @@ def flags_renamed(renames: Mapping[str, str]) -> Iterator[None]:
         raise UserError(_renamed(str(e), renames)) from None
     finally:
         logger.removeFilter(renaming)
+
+
+# Storage full: no space, over quota, over the file-size limit. Tensorstore (Orbax's writer)
+# reports the OS error as text: `... Failed to write N bytes to file 6: No space left on device
+# [os_error_code='28']`.
+_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+_FULL_TEXT = re.compile(rf"os_error_code='({'|'.join(map(str, _FULL_ERRNOS))})'")
+_WRITING = re.compile(r'(?:Failed writing:|local file) "([^"]+)"')
+
+
+def storage_full(error: BaseException) -> str:
+    """What `error` (or an exception it was raised from) says about a storage that is full, as
+    "<reason> (<path>)"; "" when it is another error."""
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, OSError) and error.errno in _FULL_ERRNOS:
+            where = f" ({error.filename})" if error.filename else ""
+            return f"{error.strerror or errno.errorcode[error.errno]}{where}"
+        text = str(error)
+        if code := _FULL_TEXT.search(text):
+            path = _WRITING.search(text)
+            reason = os.strerror(int(code.group(1)))
+            return f"{reason} ({path.group(1)})" if path else reason
+        error = error.__cause__ or error.__context__
+    return ""
+
+
+class StorageFullFilter(logging.Filter):
+    """Drops the log records (with their tracebacks) that Orbax's writer threads log for a full
+    storage: the command ends with one line saying so (`storage_full`)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and storage_full(record.exc_info[1]):
+            return False
+        return not (record.levelno >= logging.ERROR and _FULL_TEXT.search(record.getMessage()))

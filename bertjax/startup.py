@@ -60,6 +60,20 @@ def quiet_environment(environ: MutableMapping[str, str] | None = None) -> None:
         environ.setdefault(name, value)
 
 
+def drop_closed_loop_callbacks() -> None:
+    """Drops the "Event loop is closed" RuntimeErrors that tensorstore's write callbacks raise,
+    as unraisable exceptions, after Orbax aborted a save (a full disk: ~120 tracebacks before
+    the command's one line); every other unraisable exception is reported as before."""
+    report = sys.unraisablehook
+
+    def hook(unraisable) -> None:
+        value = unraisable.exc_value
+        if not (isinstance(value, RuntimeError) and str(value) == "Event loop is closed"):
+            report(unraisable)
+
+    sys.unraisablehook = hook
+
+
 @contextlib.contextmanager
 def filtered_stderr(enabled: bool = True) -> Iterator[None]:
     """Everything written to file descriptor 2 inside the block (C++ included) is held in a

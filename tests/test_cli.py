@@ -627,3 +627,28 @@ def test_finetune_names_its_models_in_a_workdir_given_with_a_tilde(tmp_path, mon
     out = capsys.readouterr().out.splitlines()
     assert f"results: {tmp_path}/ft/results.json" in out
     assert f"fine-tuned models: {tmp_path}/ft/seed_0/model" in out
+
+
+def test_storage_full_is_read_from_oserrors_and_tensorstore_text():
+    import errno
+
+    from bertjax.errors import storage_full
+
+    assert storage_full(OSError(errno.ENOSPC, "No space left on device", "/d/x")) == (
+        "No space left on device (/d/x)"
+    )
+    tensorstore = ValueError(
+        'OUT_OF_RANGE: Error writing "p/0.0" in OCDBT database at local file "/w/ck/": Failed '
+        'writing: "/w/ck/d/ab": Failed to write 9 bytes to file 6: No space left on device '
+        "[os_error_code='28']"
+    )
+    assert storage_full(tensorstore) == "No space left on device (/w/ck/)"
+    try:
+        try:
+            raise OSError(errno.EDQUOT, "Disk quota exceeded")
+        except OSError as e:
+            raise RuntimeError("save failed") from e
+    except RuntimeError as chained:
+        assert storage_full(chained) == "Disk quota exceeded"
+    assert storage_full(OSError(errno.EACCES, "Permission denied")) == ""
+    assert storage_full(ValueError("os_error_code='13'")) == ""

@@ -8,6 +8,7 @@ import gzip
 import json
 import logging
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -420,3 +421,42 @@ def test_a_damaged_prepared_shard_is_one_line_and_keeps_the_steps_done(tmp_path)
     )
     assert manager.latest_step() == 3
     assert read_metrics(tmp_path / "run")[-1]["step"] == 3
+
+
+# Runs argv[2:] with writes past argv[1] bytes failing with EFBIG (as a full disk fails with
+# ENOSPC: the same path through tensorstore and Orbax) instead of killing the process; the
+# limit and the ignored SIGXFSZ carry over exec (no preexec_fn: a fork of this multithreaded
+# process running Python code can deadlock).
+FILE_SIZE_LIMITED = """
+import os, resource, signal, sys
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+resource.setrlimit(resource.RLIMIT_FSIZE, (int(sys.argv[1]), int(sys.argv[1])))
+os.execv(sys.argv[2], sys.argv[2:])
+"""
+
+
+def test_a_full_disk_during_a_save_is_one_line_and_the_run_resumes(reference_run, tmp_path):
+    """A checkpoint save that cannot write (files limited to 500 kB, the tiny model's state
+    files are larger) ends the command with one line, exit 2, no traceback (before: hundreds of
+    lines from Orbax's threads); the same command, with space again, resumes from the last
+    complete checkpoint."""
+    config = small_smoke_config(
+        tmp_path, num_train_steps=3, cache_dir=reference_run[1].cache_dir
+    )  # fmt: skip
+    train.train_and_evaluate(config, tmp_path / "run")
+    config.num_train_steps = 6
+    result = subprocess.run(
+        [sys.executable, "-c", FILE_SIZE_LIMITED, "500000", *cli_args(config, tmp_path / "run")],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 2, result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert re.fullmatch(
+        r"bertjax: error: storage full: File too large \(.*/run/checkpoints/6\.orbax-checkpoint-"
+        r"tmp.*\); free space \(or raise the quota\) there, then re-run the same command \(a run "
+        r"resumes from its last complete checkpoint\)",
+        last,
+    ), result.stderr[-3000:]
+    assert "Traceback" not in result.stderr and "Event loop is closed" not in result.stderr
+    resumed = train.train_and_evaluate(config, tmp_path / "run")
+    assert (resumed.start_step, resumed.steps) == (3, 6)
