@@ -23,7 +23,7 @@ import numpy as np
 from absl import logging
 from etils import epath
 
-from bertjax import losses
+from bertjax import losses, paths
 
 # Datasheet dense bf16 peaks, FLOP/s per device, matched against jax.Device.device_kind.
 DATASHEET_PEAK_FLOPS = {
@@ -224,9 +224,7 @@ def drop_metrics_after(path: epath.Path, step: int) -> None:
         if (record := _record(line)) is not None and record["step"] <= step
     ]
     if "".join(kept) != text:
-        partial = path.parent / (path.name + ".partial")
-        partial.write_text("".join(kept))
-        partial.replace(path)
+        paths.write_text_atomically(path, "".join(kept))
 
 
 def _record(line: str) -> dict | None:

@@ -60,6 +60,17 @@ def refuse_leftovers(directory: str | os.PathLike, names, flag: str, consequence
         )
 
 
+def write_text_atomically(path: epath.Path | pathlib.Path, text: str) -> None:
+    """Writes `text` to the file `path` through a file beside it renamed over it: readers
+    (and a full disk or a kill mid-write) see the old file whole or the new one."""
+    partial = path.with_name(path.name + ".partial")
+    try:
+        partial.write_text(text, encoding="utf-8")
+        partial.replace(path)
+    finally:
+        partial.unlink(missing_ok=True)
+
+
 def os_reason(error: OSError) -> str:
     """Why creating a directory failed, in a few words."""
     if isinstance(error, FileExistsError):

@@ -75,3 +75,34 @@ def test_a_run_in_a_workdir_given_with_a_tilde_writes_every_file_there(tmp_path,
     written = {p.name for p in (tmp_path / "home" / "run").iterdir()}
     assert {"checkpoints", "config.json", "vocab.txt", "metrics.jsonl", "run.lock"} <= written
     assert not (tmp_path / "~").exists()
+
+
+def test_vocab_and_prepare_hold_their_out_directory_and_write_it_whole(tmp_path, monkeypatch):
+    """Before: two `vocab` or `prepare` runs into one --out both wrote there and claimed success;
+    a vocab stopped mid-write (a full disk) left a 0-byte vocab_meta.json later commands read."""
+    from bertjax.data import prepare, tokenizer, vocab
+    from bertjax.data.corpus import SAMPLE_CORPUS
+
+    corpus = SAMPLE_CORPUS.replace("*", "inaugural")
+    vocab.run_vocab(corpus, size=300, out_dir=tmp_path / "vocab", sample_bytes=50_000)
+    written = {p.name: p.read_bytes() for p in (tmp_path / "vocab").iterdir()}
+    with run_lock.held(tmp_path / "vocab"):
+        with pytest.raises(UserError, match=r"^--out=.*vocab is in use by another run"):
+            vocab.run_vocab(corpus, size=400, out_dir=tmp_path / "vocab", sample_bytes=50_000)
+    with run_lock.held(tmp_path / "prepared"):
+        with pytest.raises(UserError, match=r"^--out=.*prepared is in use by another run"):
+            prepare.run_prepare(corpus, tmp_path / "vocab", tmp_path / "prepared")
+    assert {p.name for p in (tmp_path / "prepared").iterdir()} == {run_lock.LOCK_FILE}
+
+    def full_disk(path, *args, **kwargs):  # opened (emptied), then no byte written
+        open(path, "w").close()
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(tokenizer.Path, "write_text", full_disk)  # every file of a vocabulary
+    with pytest.raises(OSError, match="No space left"):
+        vocab.run_vocab(corpus, size=400, out_dir=tmp_path / "vocab", sample_bytes=50_000)
+    monkeypatch.undo()
+    assert {p.name: p.read_bytes() for p in (tmp_path / "vocab").iterdir()} == written
+    prepare.run_prepare(corpus, tmp_path / "vocab", tmp_path / "prepared", num_workers=1,
+                        max_seq_length=64, dupe_factor=1)  # fmt: skip
+    assert run_lock.LOCK_FILE not in {p.name for p in (tmp_path / "prepared" / "vocab").iterdir()}

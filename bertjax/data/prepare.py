@@ -25,7 +25,7 @@ from pathlib import Path
 
 from absl import logging
 
-from bertjax import paths
+from bertjax import paths, run_lock
 from bertjax.data import (
     corpus,
     documents,
@@ -114,19 +114,23 @@ def run_prepare(
     if num_shards < 1:
         raise UserError(f"--num_shards={num_shards} must be >= 1")
     out_dir = paths.make_local_dir(out_dir, "--out")
-    _clear_unfinished(out_dir)
-    jobs = [
-        (sharded, s, num_shards, settings, str(vocab_dir), str(out_dir)) for s in range(num_shards)
-    ]
-    workers = max(1, min(num_workers or os.cpu_count() or 1, num_shards))
-    shards = _built_shards(jobs, workers, settings, vocab_dir, out_dir, input)
-    shutil.copytree(vocab_dir, out_dir / VOCAB_SUBDIR, dirs_exist_ok=True)
-    if eval_holdout_fraction:
-        prepare_shards.join_heldout_parts(out_dir, num_shards)
-    manifest = _manifest(shards, settings, sources, vocab_dir, meta.get("vocab_size"))
-    if eval_holdout_fraction:
-        manifest["heldout_bytes"] = (out_dir / HELDOUT_FILE).stat().st_size
-    (out_dir / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
+    with run_lock.held(out_dir, "--out"):  # a second prepare into it is refused
+        _clear_unfinished(out_dir)
+        jobs = [(sharded, s, num_shards, settings, str(vocab_dir), str(out_dir))
+                for s in range(num_shards)]  # fmt: skip
+        workers = max(1, min(num_workers or os.cpu_count() or 1, num_shards))
+        shards = _built_shards(jobs, workers, settings, vocab_dir, out_dir, input)
+        shutil.copytree(
+            vocab_dir, out_dir / VOCAB_SUBDIR, dirs_exist_ok=True,
+            ignore=shutil.ignore_patterns(run_lock.LOCK_FILE, ".*"),  # a `vocab` run's own
+        )  # fmt: skip
+        if eval_holdout_fraction:
+            prepare_shards.join_heldout_parts(out_dir, num_shards)
+        manifest = _manifest(shards, settings, sources, vocab_dir, meta.get("vocab_size"))
+        if eval_holdout_fraction:
+            manifest["heldout_bytes"] = (out_dir / HELDOUT_FILE).stat().st_size
+        # last, whole or not at all: its presence marks a finished dataset
+        paths.write_text_atomically(out_dir / MANIFEST_FILE, json.dumps(manifest, indent=2) + "\n")
     _log_manifest(manifest, out_dir, vocab.vocabulary_kind(vocab_dir / VOCAB_FILE))
     return manifest
 

@@ -7,17 +7,19 @@ A vocabulary directory always holds ``vocab.txt`` (tokens, index = id) and ``voc
 one also holds ``sentencepiece.model``. Point ``--config.vocab_dir`` at it to train with it.
 """
 
+import contextlib
 import hashlib
 import json
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 from absl import logging
 from etils import epath
 
-from bertjax import paths
+from bertjax import paths, run_lock
 from bertjax.data import corpus, corpus_sample, sentences, text_encodings, vocab_extension
 from bertjax.data.lookups import SPECIAL_TOKENS, cased_tokens
 from bertjax.data.sentencepiece_vocab import (
@@ -257,6 +259,45 @@ def run_vocab(
         raise UserError(f"corpus {input!r} has no documents to train a vocabulary on")
     fingerprint = corpus_sample.sample_fingerprint(corpus.resolve_files(input), texts)
     out_dir = paths.make_local_dir(out_dir, "--out")  # once the corpus has been read
+    # Trained beside, then moved in (vocab_meta.json last): a stop or a full disk leaves the
+    # directory as it was; a second `vocab` into it waits for none and is refused.
+    with run_lock.held(out_dir, "--out"), _staging(out_dir) as staging:
+        _train_into(staging, texts, kind, size, uncased, extend, model_type, seed,
+                    fingerprint, character_coverage)  # fmt: skip
+        meta_path = staging / META_FILE
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        meta.setdefault("kind", kind)
+        meta["sample_bytes"] = sum(len(t.encode("utf-8")) for t in texts)
+        meta["sample_documents"] = len(texts)
+        meta_path.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+        for name in (MODEL_FILE, VOCAB_FILE, META_FILE):
+            if (staging / name).is_file():
+                (staging / name).replace(out_dir / name)
+    logging.info(
+        "Trained a %s vocabulary of %d tokens on %d documents (%d bytes) -> %s",
+        kind,
+        meta["vocab_size"],
+        len(texts),
+        meta["sample_bytes"],
+        out_dir,
+    )
+    return meta
+
+
+@contextlib.contextmanager
+def _staging(out_dir: Path) -> Iterator[Path]:
+    """A temporary directory in `out_dir`, removed with what is left in it."""
+    staging = Path(tempfile.mkdtemp(prefix=".vocab-", dir=out_dir))
+    try:
+        yield staging
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _train_into(out_dir: Path, texts: list[str], kind: str, size: int, uncased: bool,
+                extend: str, model_type: str, seed: int, fingerprint: str,
+                character_coverage: float | None) -> None:  # fmt: skip
+    """Trains `run_vocab`'s vocabulary on `texts` and writes its files to `out_dir`."""
     if extend:
         vocab_extension.extend_wordpiece_vocab(
             texts, extend, size, uncased, out_dir, fingerprint=fingerprint
@@ -274,21 +315,6 @@ def run_vocab(
             fingerprint=fingerprint,
             character_coverage=character_coverage or DEFAULT_CHARACTER_COVERAGE,
         )
-    meta_path = out_dir / META_FILE
-    meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    meta.setdefault("kind", kind)
-    meta["sample_bytes"] = sum(len(t.encode("utf-8")) for t in texts)
-    meta["sample_documents"] = len(texts)
-    meta_path.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
-    logging.info(
-        "Trained a %s vocabulary of %d tokens on %d documents (%d bytes) -> %s",
-        kind,
-        meta["vocab_size"],
-        len(texts),
-        meta["sample_bytes"],
-        out_dir,
-    )
-    return meta
 
 
 def next_steps(meta: dict, out: str, size: int, extend: str) -> list[str]:
