@@ -6,8 +6,9 @@ and config.json, and both exited 0. A run now holds an exclusive lock on WORKDIR
 (`fcntl.flock`) while it trains or fine-tunes; a second run is refused in one line naming the
 holder, before it writes anything. The kernel releases the lock when the holder's process ends,
 however it ends (SIGKILL included), so a killed run never leaves a stale lock behind; the file
-itself stays (removing it would race with a run taking it). Reading commands (evaluate, export,
-fill-mask, predict) take no lock: they read a training run's checkpoints while it goes on.
+itself stays (removing it would race with a run taking it). `bertjax vocab` and `prepare` hold
+their --out the same way. Reading commands (evaluate, export, fill-mask, predict) take no lock:
+they read a training run's checkpoints while it goes on.
 
 Not covered: a bucket workdir (gs://, no file locks; one writer is the user's to ensure), and
 runs on two hosts sharing a network file system whose flock is host-local (NFS without lock

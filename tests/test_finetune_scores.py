@@ -266,3 +266,16 @@ def test_squad2_scores_split_answerable_and_find_the_best_null_threshold():
     unanswerable = {"n1": [], "n3": []}
     alone = scores.squad2_scores({}, {"n1": "x", "n3": "y"}, {"n1": 1.0, "n3": 3.0}, unanswerable)
     assert alone == {"no_answer_accuracy": 0.0, "best_f1": 1.0, "best_f1_threshold": 0.0}
+
+
+def test_squad2_best_f1_is_reached_by_its_threshold_where_diffs_tie():
+    """a2 (right span) and n1 (unanswerable, a span of text) tie at 0.5: no threshold answers
+    a2 without n1, so the best is "" for both (1/3, below every diff), not the 2/3 that giving
+    a2 alone would score; the reported threshold reproduces the reported F1."""
+    answers = {"q1": ["red car"], "a2": ["blue"], "n1": []}
+    spans = {"q1": "green", "a2": "blue", "n1": "some text"}
+    diffs = {"q1": -1.0, "a2": 0.5, "n1": 0.5}
+    result = scores.squad2_scores({}, spans, diffs, answers)
+    assert (result["best_f1"], result["best_f1_threshold"]) == (pytest.approx(1 / 3), -2.0)
+    at_best = squad.null_answered(spans, diffs, result["best_f1_threshold"])
+    assert scores.squad_scores(at_best, answers)["f1"] == pytest.approx(result["best_f1"])

@@ -27,3 +27,49 @@ def test_summarize_logs_next_sentence_numbers_only_where_examples_carried_them()
     )
     assert "nsp_loss" not in packed and "nsp_accuracy" not in packed
     assert packed["loss"] == 2.0 and packed["mlm_accuracy"] == 1 / 3
+
+
+def test_next_sentence_sums_and_denominator_count_only_weighted_examples():
+    """A packed row (NSP weight 0, its label a filler) adds nothing to the NSP loss, accuracy or
+    denominator; a batch of packed rows only divides by 1, not 0."""
+    logits = jnp.array([[2.0, 0.0], [0.0, 5.0]])  # predicts 0 (wrong), then 1 (right, unweighted)
+    labels = jnp.array([1, 1])
+    weights = jnp.array([1.0, 0.0])
+    sums = losses.next_sentence_sums(logits, labels, weights)
+    expected = float(jax.nn.logsumexp(logits[0]) - logits[0, 1])
+    np.testing.assert_allclose(sums["nsp_loss_sum"], expected, rtol=1e-6)
+    assert float(sums["nsp_correct_sum"]) == 0.0 and float(sums["nsp_weight"]) == 1.0
+    batch = {
+        "masked_lm_weights": jnp.array([[1.0, 1.0, 0.0], [1.0, 0.0, 0.0]]),
+        "next_sentence_labels": labels,
+        "next_sentence_weights": weights,
+        "input_mask": jnp.array([[1, 1, 1, 0], [1, 1, 0, 0]]),
+    }
+    denominators = losses.loss_denominators(batch)
+    assert {k: float(v) for k, v in denominators.items()} == {"mlm": 3.0, "nsp": 1.0, "rtd": 5.0}
+    packed = dict(batch, next_sentence_weights=jnp.zeros(2))
+    assert float(losses.loss_denominators(packed)["nsp"]) == 1.0
+    assert float(losses.next_sentence_sums(logits, labels, jnp.zeros(2))["nsp_loss_sum"]) == 0.0
+
+
+def test_electra_objective_is_generator_mlm_plus_lambda_times_discriminator_mean():
+    mlm_logits = jnp.array([[[0.0, 2.0, 0.0], [1.0, 0.0, 0.0]]])
+    batch = {
+        "masked_lm_ids": jnp.array([[1, 2]]),
+        "masked_lm_weights": jnp.array([[1.0, 1.0]]),
+        "input_mask": jnp.array([[1, 1, 1, 0]]),
+        "next_sentence_labels": jnp.array([0]),
+    }
+    rtd_logits = jnp.array([[3.0, -1.0, 0.5, 9.0]])  # the last is padding
+    replaced = jnp.array([[1.0, 0.0, 1.0, 1.0]])
+    outputs = {"mlm_logits": mlm_logits, "rtd_logits": rtd_logits, "replaced": replaced,
+               "rtd_loss_weight": jnp.float32(50.0)}  # fmt: skip
+    sums = losses.pretraining_sums(outputs, batch)
+    loss = losses.objective_loss(sums, losses.loss_denominators(batch))
+    mlm_mean = float(
+        jnp.mean(jax.nn.logsumexp(mlm_logits[0], axis=-1) - mlm_logits[0, [0, 1], [1, 2]])
+    )
+    sigmoid_bce = jnp.logaddexp(0.0, rtd_logits[0, :3]) - replaced[0, :3] * rtd_logits[0, :3]
+    rtd_mean = float(jnp.mean(sigmoid_bce))
+    np.testing.assert_allclose(float(loss), mlm_mean + 50.0 * rtd_mean, rtol=1e-5)
+    np.testing.assert_allclose(float(sums["rtd_loss_sum"]) / 3, rtd_mean, rtol=1e-5)

@@ -1,5 +1,7 @@
 """One real train step, overfitting, 1 vs 8 devices, checkpoint round trip (tiny config)."""
 
+import functools
+
 import jax
 import numpy as np
 import optax
@@ -318,3 +320,35 @@ def test_a_checkpoint_whose_parameters_read_as_nan_is_set_aside(tmp_path):
     restored, step = checkpointing.restore_or_init(manager, setup.abstract_state, None, {})
     assert step == 1 and (tmp_path / "2.unreadable").is_dir()
     assert np.isfinite(np.asarray(restored.params["bert"]["pooler"]["dense"]["kernel"])).all()
+
+
+@pytest.mark.parametrize("dropout", [0.1, 0.0])
+def test_each_step_and_each_microbatch_draws_its_own_dropout(dropout):
+    """The same parameters and batch at steps 0 and 1 give other losses under dropout (its masks
+    come from the step), the same without it; and accumulated microbatches each get their own
+    key (two identical microbatches: not twice one's loss)."""
+    config = tiny_config(hidden_dropout_prob=dropout, attention_probs_dropout_prob=dropout)
+    mesh, state, setup, _ = setup_run(config)
+    spec = optim.OptimizerSpec.from_config(config)
+    step = jax.jit(
+        functools.partial(
+            train_step.train_step, setup=setup, tx=optim.create_optimizer(spec),
+            schedule=optim.learning_rate_schedule(spec),
+        ),
+        static_argnames="grad_accum_steps",
+    )  # fmt: skip
+    half = random_batch(8)
+    batch = {k: np.repeat(v, 2, axis=0) for k, v in half.items()}  # rows 2i, 2i + 1 the same
+    key = jax.random.key(7)
+
+    def loss(state, batch, **kwargs):
+        return float(step(state, batch, key, **kwargs)[1]["mlm_loss_sum"])
+
+    at_step_0 = loss(state, batch)
+    assert (loss(state.replace(step=state.step + 1), batch) != at_step_0) == (dropout > 0)
+    one = loss(state, half)  # microbatch m holds rows m, m + 2, ...: each equals `half`
+    accumulated = loss(state, batch, grad_accum_steps=2)
+    if dropout:
+        assert abs(accumulated - 2 * one) > 1e-3 * abs(one)
+    else:
+        np.testing.assert_allclose(accumulated, 2 * one, rtol=1e-5)

@@ -46,6 +46,7 @@ def test_run_vocab_sentencepiece_writes_model_vocab_and_meta(sentencepiece_dir):
         "sentencepiece.model",
         "vocab.txt",
         "vocab_meta.json",
+        "run.lock",  # held while it was written (bertjax/run_lock.py); nothing else is left
     }
     assert json.loads((out_dir / "vocab_meta.json").read_text()) == meta
     assert meta["kind"] == "sentencepiece" and meta["vocab_size"] == 1000
