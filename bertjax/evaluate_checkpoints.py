@@ -13,7 +13,6 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import jax
-import numpy as np
 import optax
 from absl import logging
 from etils import epath
@@ -114,11 +113,7 @@ def run_evaluate(
     mesh = sharding.create_mesh(EVALUATE_MESH)
     pretraining_model = spec.objective.model_factory(model)
     setup = state_setup(pretraining_model, optax.identity(), mesh, spec.mesh.logical_axis_rules)
-    counts_path = epath.Path(workdir) / unigram.TOKEN_COUNTS_FILE
-    counts = None
-    if counts_path.exists():
-        with counts_path.open("rb") as f:  # np.load opens only local paths; this may be gs://
-            counts = np.load(f)
+    counts = unigram.load_token_counts(epath.Path(workdir) / unigram.TOKEN_COUNTS_FILE)
     try:
         with corpus.corpus_flag("--data", named="--config.eval_corpus"):
             eval_set = build_eval_set(spec, counts=counts)

@@ -221,26 +221,26 @@ def drop_metrics_after(path: epath.Path, step: int) -> None:
     kept = [
         line.rstrip("\n") + "\n"  # a whole last record cut before its newline gets one back
         for line in text.splitlines(keepends=True)
-        if (record := _record(line)) is not None and record["step"] <= step
+        if (record := read_record(line)) is not None and record["step"] <= step
     ]
     if "".join(kept) != text:
         paths.write_text_atomically(path, "".join(kept))
 
 
-def _record(line: str) -> dict | None:
-    """A metrics line's record; None for a blank or unreadable one (cut short, or without a
-    step)."""
+def read_record(line: str, key: str = "step") -> dict | None:
+    """A metrics line's record; None for a blank or unreadable one (cut short, or without
+    `key`)."""
     try:
         record = json.loads(line)
     except json.JSONDecodeError:
         return None
-    return record if isinstance(record, dict) and "step" in record else None
+    return record if isinstance(record, dict) and key in record else None
 
 
 def last_logged_metrics(path: epath.Path) -> dict[str, float]:
     """The last training-metrics line (held-out evaluation lines carry eval_* keys only)."""
     if not path.exists():
         return {}
-    records = filter(None, map(_record, path.read_text().splitlines()))
+    records = filter(None, map(read_record, path.read_text().splitlines()))
     training = [record for record in records if "loss" in record]
     return training[-1] if training else {}

@@ -13,7 +13,6 @@ import time
 from typing import TYPE_CHECKING
 
 import jax
-import numpy as np
 from absl import logging
 from etils import epath
 from jax.experimental import multihost_utils
@@ -303,8 +302,9 @@ def _training_token_counts(spec: RunSpec, data: pipeline.PretrainingData, workdi
     the workdir for `bertjax evaluate`; None when they would cost a pass over streamed data that
     no evaluation needs."""
     path = workdir / unigram.TOKEN_COUNTS_FILE
-    if path.exists():
-        return np.load(path)
+    counts = unigram.load_token_counts(path)
+    if counts is not None and len(counts) == data.tokenizer.vocab_size:
+        return counts
     from bertjax.data.sources.in_memory import InMemoryInstances  # deferred: tf.data
 
     in_memory = isinstance(data.source, InMemoryInstances)
@@ -313,8 +313,7 @@ def _training_token_counts(spec: RunSpec, data: pipeline.PretrainingData, workdi
     sample = None if in_memory else _training_dataset(spec, data).as_numpy_iterator()
     counts = unigram.training_token_counts(data, sample)
     if jax.process_index() == 0:
-        with path.open("wb") as f:
-            np.save(f, counts)
+        unigram.save_token_counts(path, counts)
     return counts
 
 

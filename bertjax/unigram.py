@@ -5,16 +5,46 @@ and little context (the "frequency plateau")."""
 
 from __future__ import annotations
 
+import io
 import math
 from typing import TYPE_CHECKING
 
 import numpy as np
+from absl import logging
+from etils import epath
 
 if TYPE_CHECKING:
     from bertjax.data import pipeline
 
 TOKEN_COUNTS_FILE = "token_counts.npy"
 _COUNT_SAMPLE_BATCHES = 64  # streamed or prepared data: batches counted for the unigram model
+
+
+def load_token_counts(path: epath.Path) -> np.ndarray | None:
+    """The counts saved at `path` (local or gs://); None, with a warning, when absent or
+    unreadable (a file cut short: the caller counts again or goes without the baseline)."""
+    if not path.exists():
+        return None
+    try:
+        with path.open("rb") as f:  # np.load opens only local paths; this may be gs://
+            counts = np.load(f)
+    except (ValueError, OSError, EOFError) as e:
+        logging.warning("%s is unreadable (%s): not used", path, e)
+        return None
+    if counts.ndim != 1 or counts.dtype.kind not in "iu":
+        logging.warning("%s holds no token counts (%s %s): not used", path, counts.dtype,
+                        counts.shape)  # fmt: skip
+        return None
+    return counts
+
+
+def save_token_counts(path: epath.Path, counts: np.ndarray) -> None:
+    """Saves `counts` at `path` whole or not at all (written beside it, then renamed)."""
+    buffer = io.BytesIO()
+    np.save(buffer, counts)
+    partial = path.parent / (path.name + ".partial")
+    partial.write_bytes(buffer.getvalue())
+    partial.replace(path)
 
 
 def token_counts(instances: dict[str, np.ndarray], vocab_size: int, special_ids) -> np.ndarray:

@@ -324,3 +324,18 @@ def test_a_held_out_set_the_vocabulary_cannot_spell_warns(tmp_path, caplog):
         warnings.simplefilter("error")
         baseline = unigram.unigram_baseline(np.zeros([0], np.int64), np.ones(10))
     assert all(np.isnan(value) for value in baseline.values())
+
+
+def test_token_counts_cut_short_are_not_used_and_saved_whole(tmp_path, caplog):
+    """A token_counts.npy cut short (a kill or a full disk mid-write) was a traceback in every
+    later resume and evaluate: it is now not used (a warning), and written beside and renamed."""
+    path = tmp_path / unigram.TOKEN_COUNTS_FILE
+    counts = np.arange(50, dtype=np.int64)
+    unigram.save_token_counts(path, counts)
+    np.testing.assert_array_equal(unigram.load_token_counts(path), counts)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [unigram.TOKEN_COUNTS_FILE]
+    path.write_bytes(path.read_bytes()[:100])
+    assert unigram.load_token_counts(path) is None and "is unreadable" in caplog.text
+    np.save(path, np.ones((2, 2)))
+    assert unigram.load_token_counts(path) is None and "holds no token counts" in caplog.text
+    assert unigram.load_token_counts(tmp_path / "absent.npy") is None

@@ -102,3 +102,31 @@ def test_an_unreadable_seed_checkpoint_is_set_aside_and_the_seed_starts_again(
 def test_checkpoint_every_must_be_whole_steps():
     with pytest.raises(UserError, match="checkpoint_every=-1 must be a whole number of steps"):
         recipe.validate(config_for(checkpoint_every=-1))
+
+
+def test_damaged_fine_tune_files_are_one_line_or_set_right(task, monkeypatch, caplog):
+    """A metrics line cut short (a kill or a full disk mid-write) is dropped on resume, a cut
+    result.json trains its seed again, and a damaged finetune_settings.json is one line (what
+    the seeds were trained with is unknown); before, each was a JSONDecodeError traceback."""
+    tmp, init, config, whole = task
+    workdir = tmp / "cut"
+    _stop_at(monkeypatch, STOP_AT)
+    assert trainer.finetune("jsonl", init, str(workdir), config) is None
+    monkeypatch.undo()
+    with (workdir / "seed_0" / "metrics.jsonl").open("a") as f:
+        f.write('{"epoch": 2, "train_lo')
+    settings = workdir / "finetune_settings.json"
+    kept = settings.read_text()
+    settings.write_text(kept[: len(kept) // 2])
+    with pytest.raises(UserError, match=r"finetune_settings.json is damaged \(.*\), so what its "
+                       r"finished seeds were trained with is unknown; remove it"):  # fmt: skip
+        trainer.finetune("jsonl", init, str(workdir), config)
+    settings.write_text(kept)
+    resumed = trainer.finetune("jsonl", init, str(workdir), config)
+    assert _epochs(workdir) == _epochs(tmp / "whole")
+    assert _scores(resumed) == _scores(whole)
+    result = workdir / "seed_0" / "result.json"
+    result.write_text(result.read_text()[:10])
+    again = trainer.finetune("jsonl", init, str(workdir), config)
+    assert "result.json is unreadable" in caplog.text and "seed 0 is trained again" in caplog.text
+    assert _scores(again) == _scores(whole) and json.loads(result.read_text())

@@ -51,7 +51,7 @@ def claim_workdir(workdir: Path, task_name, init, init_step, random_init, config
                 "random_init": random_init, "config": recipe}  # fmt: skip
     path = workdir / "finetune_settings.json"
     if path.exists() and any(workdir.glob("seed_*")):
-        saved = json.loads(path.read_text())
+        saved = _read_settings(path)
         saved["config"] = FIELDS_ADDED_LATER | saved["config"]  # a run from before a field
         for name in NOT_RECIPE:
             saved["config"].pop(name, None)
@@ -64,7 +64,23 @@ def claim_workdir(workdir: Path, task_name, init, init_step, random_init, config
                 f"{_config_changes(saved['config'], settings['config'])}; pass a new "
                 "--workdir (its finished seeds would not be comparable)"
             )
-    path.write_text(json.dumps(settings, indent=2) + "\n")
+    paths.write_text_atomically(path, json.dumps(settings, indent=2) + "\n")
+
+
+def _read_settings(path) -> dict:
+    """A fine-tune's saved settings; UserError when unreadable (what its seeds were trained
+    with cannot be checked)."""
+    try:
+        saved = json.loads(path.read_text())
+    except ValueError as e:
+        saved = f"{e}"
+    if isinstance(saved, dict) and isinstance(saved.get("config"), dict) and "init" in saved:
+        return saved
+    raise UserError(
+        f"{path} is damaged ({saved if isinstance(saved, str) else 'not a settings object'}), "
+        "so what its finished seeds were trained with is unknown; remove it to go on with this "
+        "run's settings (the seeds are kept), or pass a new --workdir"
+    )
 
 
 def _config_changes(saved: dict, wanted: dict) -> str:

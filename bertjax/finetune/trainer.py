@@ -31,7 +31,7 @@ import jax
 import ml_collections
 from absl import logging
 
-from bertjax import paths, preemption, run_lock, sharding
+from bertjax import metrics, paths, preemption, run_lock, sharding
 from bertjax.convert import task_heads
 from bertjax.data import vocab
 from bertjax.errors import UserError
@@ -86,8 +86,8 @@ def finetune(
         for seed in recipe.parse_seeds(config.seeds):
             seed_dir = workdir_path / f"seed_{seed}"
             done = seed_dir / "result.json"
-            if done.exists():
-                per_seed[seed] = json.loads(done.read_text())
+            if (finished := _finished_result(done, seed)) is not None:
+                per_seed[seed] = finished
                 logging.info("Seed %d already finished: %s", seed, per_seed[seed])
                 continue
             seed_dir.mkdir(exist_ok=True)
@@ -101,7 +101,7 @@ def finetune(
                     task=_task_entry(prepared.task, config), init=str(paths.as_path(init)),
                     init_step=init_step,
                 )  # fmt: skip
-            done.write_text(json.dumps(per_seed[seed], indent=2) + "\n")
+            paths.write_text_atomically(done, json.dumps(per_seed[seed], indent=2) + "\n")
             seed_checkpoint.discard(seed_dir)
         results = summarize(
             task_name, init, init_step, random_init, prepared.task, per_seed, config
@@ -310,14 +310,33 @@ def _position_after(position, index: int, step: int, losses, kept, seconds: floa
     )  # fmt: skip
 
 
+def _finished_result(path: Path, seed: int) -> dict | None:
+    """A finished seed's scores (its result.json); None when it has none, or an unreadable one
+    (cut short: the seed is trained again, from its checkpoint where one is left)."""
+    if not path.exists():
+        return None
+    try:
+        result = json.loads(path.read_text())
+    except ValueError as e:
+        result = f"{e}"
+    if isinstance(result, dict):
+        return result
+    logging.warning("%s is unreadable (%s): seed %d is trained again", path, result, seed)
+    return None
+
+
 def _keep_epochs_before(metrics_path: Path, epoch: int) -> None:
     """Drops the lines of `epoch` and later from a seed's metrics.jsonl (a resumed seed writes
-    them again; a fresh one, epoch 1, starts it empty)."""
+    them again; a fresh one, epoch 1, starts it empty), and lines cut short (a kill or a full
+    disk mid-write)."""
     if not metrics_path.exists():
         return
-    lines = metrics_path.read_text().splitlines(keepends=True)
-    kept = [line for line in lines if line.strip() and json.loads(line)["epoch"] < epoch]
-    metrics_path.write_text("".join(kept))
+    kept = [
+        line + "\n"
+        for line in metrics_path.read_text().splitlines()
+        if (record := metrics.read_record(line, "epoch")) is not None and record["epoch"] < epoch
+    ]
+    paths.write_text_atomically(metrics_path, "".join(kept))
 
 
 class _KeptEpoch:
