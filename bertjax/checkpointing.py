@@ -22,7 +22,7 @@ from jax.experimental import multihost_utils
 
 from bertjax import checkpoint_compatibility as compatibility
 from bertjax import vocabulary_growth
-from bertjax.errors import UserError
+from bertjax.errors import UserError, transient_reason
 from bertjax.models.bert import stack_layers, unstack_layers
 from bertjax.paths import as_path, is_uri, remote_errors
 
@@ -38,12 +38,14 @@ METADATA = "metadata"
 def create_checkpoint_manager(
     directory: str | os.PathLike, *, save_every: int, keep: int, keep_period: int = 0,
     keep_steps: Sequence[int] = (), item_names: Sequence[str] = (STATE, METADATA),
+    json_items: Sequence[str] = (METADATA,),
 ) -> ocp.CheckpointManager:  # fmt: skip
     """Manager for `directory`: async saves every `save_every` steps and at each of `keep_steps`;
     the newest `keep` are kept, every step divisible by `keep_period` (if > 0) and `keep_steps`
-    too; each step holds `item_names`. Orbax writes each checkpoint into a temporary directory
-    and renames it when complete, and deletes old ones only after that. A file at `directory`
-    is a UserError (Orbax trained to the first save, hung ~5 minutes, then raised)."""
+    too; each step holds `item_names` (`json_items` of them JSON). Orbax writes each checkpoint
+    into a temporary directory and renames it when complete, and deletes old ones only after
+    that. A file at `directory` is a UserError (Orbax trained to the first save, hung ~5
+    minutes, then raised)."""
     if not is_uri(directory) and os.path.lexists(directory) and not os.path.isdir(directory):
         raise UserError(
             f"{directory} is a file where checkpoints go; move it away, or choose another "
@@ -57,7 +59,14 @@ def create_checkpoint_manager(
         save_interval_steps=save_every, save_on_steps=keep_steps, create=True,
         preservation_policy=policies.AnyPreservationPolicy(kept), enable_async_checkpointing=True,
     )  # fmt: skip
-    return ocp.CheckpointManager(as_path(directory), options=options, item_names=tuple(item_names))
+    # Each item's handler given up front (`json_items` JSON, the others arrays): a manager that
+    # has not saved yet reads a checkpoint's item metadata (what resume compares) instead of
+    # None and Orbax's "could not be restored" warnings.
+    handlers = {
+        name: ocp.JsonCheckpointHandler() if name in json_items else ocp.StandardCheckpointHandler()
+        for name in item_names
+    }
+    return ocp.CheckpointManager(as_path(directory), options=options, item_handlers=handlers)
 
 
 def run_checkpoint_manager(workdir: epath.Path, spec: RunSpec) -> ocp.CheckpointManager:
@@ -163,7 +172,14 @@ def _saved_state_tree(manager: ocp.CheckpointManager, step: int) -> Any:
 
 
 def _set_aside_unreadable(manager: ocp.CheckpointManager, step: int, error: Exception) -> None:
+    """Renames the checkpoint at `step` to `<step>.unreadable`; a failure that would pass on a
+    retry (out of memory, a network error) is a UserError instead, nothing moved."""
     directory = epath.Path(manager.directory)
+    if transient := transient_reason(error):
+        raise UserError(
+            f"could not read the checkpoint at step {step} in {directory} ({transient}); it is "
+            "left as it is: re-run once memory or the network is back"
+        ) from error
     target = directory / f"{step}.unreadable"
     reason = " ".join(str(error).split())[:200]
     logging.warning(

@@ -88,3 +88,24 @@ class StorageFullFilter(logging.Filter):
         if record.exc_info and storage_full(record.exc_info[1]):
             return False
         return not (record.levelno >= logging.ERROR and _FULL_TEXT.search(record.getMessage()))
+
+
+# Reading failed for a reason that passes (memory, a network or a storage service): the data
+# read may be whole. Tensorstore and XLA give gRPC-style status codes in the text.
+_TRANSIENT_CODES = re.compile(r"\b(RESOURCE_EXHAUSTED|UNAVAILABLE|DEADLINE_EXCEEDED|ABORTED)\b")
+_TRANSIENT_WORDS = re.compile(r"out of memory|connection (reset|refused|aborted)|timed out", re.I)
+
+
+def transient_reason(error: BaseException) -> str:
+    """Why `error` (or one it was raised from) is likely to pass on a retry, in a few words; ""
+    when it says the data itself is bad (a file missing, cut short, of another shape)."""
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        text = " ".join(str(error).split())
+        if isinstance(error, MemoryError | ConnectionError | TimeoutError) or (
+            _TRANSIENT_CODES.search(text) or _TRANSIENT_WORDS.search(text)
+        ):
+            return f"{type(error).__name__}: {text[:200]}"
+        error = error.__cause__ or error.__context__
+    return ""

@@ -23,6 +23,7 @@ import orbax.checkpoint as ocp
 from absl import logging
 
 from bertjax.checkpointing import create_checkpoint_manager
+from bertjax.errors import UserError, transient_reason
 
 CHECKPOINT_DIR = "checkpoint"  # in each seed's directory
 STATE, KEPT, POSITION = "state", "kept_params", "position"
@@ -62,7 +63,11 @@ class SeedCheckpoints:
     def _open(self) -> ocp.CheckpointManager:
         if self._manager is None:
             self._manager = create_checkpoint_manager(
-                self.directory, save_every=1, keep=1, item_names=(STATE, KEPT, POSITION)
+                self.directory,
+                save_every=1,
+                keep=1,
+                item_names=(STATE, KEPT, POSITION),
+                json_items=(POSITION,),
             )
         return self._manager
 
@@ -101,6 +106,11 @@ class SeedCheckpoints:
             restored = manager.restore(step, args=ocp.args.Composite(**items))
             position = SeedPosition(**restored[POSITION])
         except Exception as error:  # noqa: BLE001 - any failure: the seed starts again
+            if transient := transient_reason(error):  # the checkpoint may be whole: kept
+                raise UserError(
+                    f"could not read {self.directory} ({transient}); it is left as it is: "
+                    "re-run once memory or the network is back"
+                ) from error
             reason = " ".join(str(error).split())[:200]
             logging.warning("%s: unreadable (%s); the seed starts again", self.directory, reason)
             self._set_aside()
