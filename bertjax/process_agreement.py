@@ -61,7 +61,7 @@ def check_same_files(files: Sequence[str], what: str, flag: str) -> None:
     process 0 (contents are not read: a corpus can be terabytes)."""
     if jax.process_count() == 1:
         return
-    listing = "\n".join(f"{os.path.basename(path)}\t{_size(path)}" for path in files)
+    listing = "\n".join(f"{os.path.basename(path)}\t{file_size(path)}" for path in files)
     differing = _differing_processes(_digest(listing))
     if differing:
         raise UserError(
@@ -71,7 +71,8 @@ def check_same_files(files: Sequence[str], what: str, flag: str) -> None:
         )
 
 
-def _size(path: str) -> int:
+def file_size(path: str) -> int:
+    """`path`'s size in bytes, local or a URI; -1 for a TFDS name or an unreadable path."""
     try:
         return epath.Path(path).stat().length
     except (OSError, ValueError, AttributeError):

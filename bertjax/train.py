@@ -25,13 +25,14 @@ from bertjax import (
     optim,
     paths,
     process_agreement,
+    resume_checks,
     run_lock,
     sharding,
     train_step,
     unigram,
     vocabulary_growth,
 )
-from bertjax.config import RunSpec, field_changes, training_changes, validate
+from bertjax.config import RunSpec, field_changes, validate
 from bertjax.models.bert import BertConfig
 from bertjax.objectives import ObjectiveSpec
 from bertjax.train_loop import train_loop
@@ -184,12 +185,15 @@ def _train_with(
     to_close.callback(writer.close)
     summary = start_summary(start_step, manager, writer)
     metadata = checkpointing.metadata_for(config, fields)  # its "config": what resumes compare
+    metadata["data_files"] = resume_checks.data_files(spec.data)
     if start_step >= loop.num_train_steps:  # nothing to train: the run's files stay the run's
         return _already_finished(summary, writer, wall_start, manager, metadata["config"])
     # Only now: a resume refused above, or a finished run, leaves the run's config.json and
     # vocabulary as they were.
     prepare_workdir(workdir, config, vocab.vocab_files(data.vocab_path))
-    carried_interval = resume_metrics(manager, writer, restored_step, metadata["config"])
+    carried_interval = resume_checks.resume_metrics(
+        manager, writer, restored_step, metadata["config"], metadata["data_files"]
+    )
 
     dataset = _training_dataset(spec, data, start_step)
     p_train_step = train_step.compile_train_step(setup, tx, schedule, mesh, loop.grad_accum_steps)
@@ -328,47 +332,6 @@ def start_summary(start_step: int, manager, writer: metrics.MetricsWriter) -> Ru
         metrics_file=str(writer.jsonl_path),
         wall_seconds=0.0,
     )
-
-
-def resume_metrics(
-    manager, writer: metrics.MetricsWriter, restored_step: int | None, run_config: dict
-):
-    """Before the loop: drops metrics lines after the restored step (process 0), warns about
-    changes since the checkpoint to what the run trains (`run_config`: this run's config as
-    JSON values, as checkpoints save it), and returns the open interval the checkpoint carried
-    (None for a fresh run or an older checkpoint)."""
-    start_step = int(restored_step or 0)
-    carried_interval = None
-    if restored_step is not None:
-        print(f"Resuming from checkpoint at step {start_step} in {manager.directory}")
-        saved = checkpointing.read_metadata(manager, start_step)
-        carried_interval = saved.get(metrics.MetricsInterval.METADATA_KEY)
-        changes = training_changes(saved.get("config", {}), run_config)
-        if changes:
-            logging.warning(
-                "Resuming step %d with changes to what the run trains since that checkpoint: "
-                "%s (%s). It goes on with the new values, no longer the run it started as; "
-                "for a new run from these weights use a new --workdir with --config.init_from",
-                start_step, ", ".join(changes),
-                optim.rate_change(saved.get("config", {}), run_config, start_step),
-            )  # fmt: skip
-        _warn_if_stream_changes(saved.get("processes"), run_config, start_step)
-    if jax.process_index() == 0:
-        metrics.drop_metrics_after(writer.jsonl_path, start_step)
-    return carried_interval
-
-
-def _warn_if_stream_changes(saved_processes: int | None, run_config: dict, step: int) -> None:
-    """Streamed data (`streaming`, prepared shards) is split by process: with another number
-    of processes the batches after `step` are not those the run would have read."""
-    streamed = run_config.get("streaming") or run_config.get("prepared_dir")
-    if streamed and saved_processes not in (None, jax.process_count()):
-        logging.warning(
-            "Resuming step %d with %d processes where the checkpoint's run had %d: each process "
-            "streams its own files, so the batches from here are others than the run would "
-            "have read (the same data, in another order); resume with %d processes for the "
-            "same run", step, jax.process_count(), saved_processes, saved_processes,
-        )  # fmt: skip
 
 
 def training_throughput(spec: RunSpec, vocab_size: int, mesh) -> metrics.Throughput:

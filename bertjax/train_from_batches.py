@@ -26,6 +26,7 @@ from bertjax import (
     config,
     metrics,
     optim,
+    resume_checks,
     run_lock,
     train,
     train_loop,
@@ -131,7 +132,7 @@ def _train(
             for name in checkpointing.VOCABULARY_FILES:
                 if (files.directory / name).is_file():
                     shutil.copyfile(files.directory / name, workdir / name)
-        carried_interval = train.resume_metrics(manager, writer, restored_step, saved)
+        carried_interval = resume_checks.resume_metrics(manager, writer, restored_step, saved)
         stream = files.stream(start_step, jax.process_index(), jax.process_count())
         step_fn = train_step.compile_train_step(setup, tx, schedule, mesh, loop.grad_accum_steps)
         # As `checkpointing.metadata_for`: the number of processes, which the stream depends on.

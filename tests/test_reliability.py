@@ -22,7 +22,7 @@ import orbax.checkpoint as ocp
 import pytest
 import tensorflow as tf
 
-from bertjax import checkpointing, metrics, optim, paths, sharding, train
+from bertjax import checkpointing, metrics, optim, paths, resume_checks, sharding, train
 from bertjax.data import pipeline
 from bertjax.data.corpus import SAMPLE_CORPUS
 from bertjax.errors import UserError
@@ -171,7 +171,7 @@ def test_a_stream_resumed_with_another_number_of_processes_warns(
     """Process p of P streams its own files: resumed by 1 process, a 2-process streaming run
     reads other batches (the multi-host audit, 2026-12-06: silent until then)."""
     with caplog.at_level(logging.WARNING):
-        train._warn_if_stream_changes(saved, run_config, 6)
+        resume_checks._warn_if_stream_changes(saved, run_config, 6)
     assert ("with 1 processes where the checkpoint's run had 2" in caplog.text) == warned
     metadata = checkpointing.metadata_for(small_smoke_config(tmp_path), {})
     assert metadata["processes"] == jax.process_count()  # what the warning compares
@@ -460,3 +460,56 @@ def test_a_full_disk_during_a_save_is_one_line_and_the_run_resumes(reference_run
     assert "Traceback" not in result.stderr and "Event loop is closed" not in result.stderr
     resumed = train.train_and_evaluate(config, tmp_path / "run")
     assert (resumed.start_step, resumed.steps) == (3, 6)
+
+
+@pytest.mark.parametrize("failure", [
+    ValueError("RESOURCE_EXHAUSTED: Out of memory while trying to allocate 1.2GiB"),
+    OSError("UNAVAILABLE: Connection reset by peer"),
+    MemoryError(),
+])  # fmt: skip
+def test_a_checkpoint_read_that_fails_for_a_passing_reason_is_left_as_it_is(
+    reference_run, tmp_path, monkeypatch, failure
+):
+    """Out of memory or a network error while restoring says nothing about the checkpoint:
+    it used to be set aside as unreadable (and the run fell back steps); now one line, nothing
+    moved, and the same command resumes from it once the cause is gone."""
+    reference_tmp, config, reference = reference_run
+    workdir = tmp_path / "run"
+    shutil.copytree(reference_tmp / "run", workdir)
+    steps = checkpointing.checkpoint_steps(workdir)
+    restore = ocp.CheckpointManager.restore
+
+    def failing(self, step, args=None, **kwargs):
+        if "state" in (args.keys() if args is not None else ()):
+            raise failure
+        return restore(self, step, args=args, **kwargs)
+
+    monkeypatch.setattr(ocp.CheckpointManager, "restore", failing)
+    with pytest.raises(UserError, match=r"^could not read the checkpoint at step 12 in .*; it is "
+                       r"left as it is: re-run once memory or the network is back$"):  # fmt: skip
+        train.train_and_evaluate(config, workdir)
+    assert checkpointing.checkpoint_steps(workdir) == steps
+
+
+def test_a_resume_over_corpus_files_changed_in_place_warns(reference_run, tmp_path, caplog):
+    """The same corpus path with other text (a file grown or replaced in place) gives other
+    batches from the checkpoint on: said at resume (the config alone is the same). A given
+    vocabulary (a trained one would change with the corpus, and be refused)."""
+    corpus_file = tmp_path / "corpus.jsonl.gz"
+    shutil.copyfile(SAMPLE_CORPUS.replace("*", "inaugural"), corpus_file)
+    config = small_smoke_config(tmp_path, corpus=str(corpus_file), num_train_steps=3,
+                                vocab_dir=str(reference_run[0] / "run"))  # fmt: skip
+    train.train_and_evaluate(config, tmp_path / "run")
+    size = corpus_file.stat().st_size
+    with gzip.open(corpus_file, "ab") as f:  # a gzip member appended: one more document
+        f.write(b'{"text": "One more address. It has two sentences."}\n')
+    config.num_train_steps = 4
+    with caplog.at_level(logging.WARNING):
+        train.train_and_evaluate(config, tmp_path / "run")
+    grown = corpus_file.stat().st_size
+    assert (f"training data files changed since that checkpoint (the same paths, other files): "
+            f"corpus.jsonl.gz {size} -> {grown} bytes.") in caplog.text  # fmt: skip
+    caplog.clear()
+    config.num_train_steps = 5
+    train.train_and_evaluate(config, tmp_path / "run")  # saved with the grown file: no warning
+    assert "files changed" not in caplog.text
