@@ -169,6 +169,20 @@ def _unknown_field_message(error: Exception, args: Sequence[str]) -> str:
     )
 
 
+def _repeated_flag(flag_args: Sequence[str]) -> str:
+    """The error for a flag given more than once (absl takes the last value silently: a long
+    command line edited in one place); "" when each is given once."""
+    values: dict[str, list[str]] = {}
+    for arg in flag_args:
+        if arg.startswith("-") and arg.lstrip("-"):
+            flag, _, value = arg.lstrip("-").partition("=")
+            values.setdefault(flag, []).append(value)
+    flag, given = next(((f, v) for f, v in values.items() if len(v) > 1), ("", []))
+    if not flag:
+        return ""
+    return f"--{flag} is given {len(given)} times ({', '.join(map(repr, given))}); give it once"
+
+
 def parse(argv: Sequence[str]) -> tuple[str, flags.FlagValues, list[str]]:
     """`bertjax COMMAND [flags] [arguments]` -> (COMMAND, its parsed flags, the positional
     arguments). --help prints and exits 0; bad usage prints the usage, one error line and exits 2.
@@ -184,6 +198,8 @@ def parse(argv: Sequence[str]) -> tuple[str, flags.FlagValues, list[str]]:
     if {"-h", "--help", "-help", "--helpfull"} & set(flag_args):
         print(help_text(name))
         sys.exit(0)
+    if repeated := _repeated_flag(flag_args):
+        _usage_error(name, repeated)
     try:
         fv = flag_values(name, [argv[0], *rest])
         arguments = fv([argv[0], *rest])[1:]

@@ -375,6 +375,10 @@ def test_usage_errors_name_what_is_missing_or_wrong(capsys):
          "unknown config field 'mesh_shape.dta' (did you mean --config.mesh_shape.data?)"),
         (["train", "--config=configs/cpu_smoke.py", "--workdir=w", "--config.mesh_shape=(2,1)"],
          "is not a dict; set its fields one by one: --config.mesh_shape.NAME=VALUE"),
+        (["train", "--config=configs/cpu_smoke.py", "--workdir=w", "--config.batch_size=8",
+          "--config.learning_rate=1e-4", "--config.batch_size=16"],
+         "--config.batch_size is given 2 times ('8', '16'); give it once"),
+        (["vocab", "--input=i", "--out=o", "--out=p"], "--out is given 2 times ('o', 'p')"),
     ]  # fmt: skip
     for args, expected in cases:
         with pytest.raises(SystemExit) as exit_info:
@@ -652,3 +656,20 @@ def test_storage_full_is_read_from_oserrors_and_tensorstore_text():
         assert storage_full(chained) == "Disk quota exceeded"
     assert storage_full(OSError(errno.EACCES, "Permission denied")) == ""
     assert storage_full(ValueError("os_error_code='13'")) == ""
+
+
+def test_ctrl_c_while_the_cli_imports_is_one_line():
+    """Ctrl-C in the first second (absl, ml_collections importing) was a traceback."""
+    interrupt_import = (
+        "import sys\n"
+        "class Interrupt:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name == 'bertjax.cli':\n"
+        "            raise KeyboardInterrupt\n"
+        "sys.meta_path.insert(0, Interrupt())\n"
+        "from bertjax.__main__ import main\n"
+        "main()\n"
+    )
+    result = subprocess.run([sys.executable, "-c", interrupt_import], capture_output=True,
+                            text=True, timeout=120)  # fmt: skip
+    assert (result.returncode, result.stderr) == (130, "bertjax: interrupted\n")
