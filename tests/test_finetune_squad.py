@@ -197,6 +197,24 @@ def test_long_context_windows(tokenizer):
         assert owner[features.token_to_word[feature, word]] == -1  # exactly one window
         owner[features.token_to_word[feature, word]] = feature
     assert owner.tolist() == [0, 0, 0, 0, 0, 1, 1, 1, 2, 2, 2, 3, 3, 3, 4, 4, 4, 5, 5, 5]
+    # An answer a window holds all but its last token of is not in it ([3-8] ends at x8 of
+    # "x8 x9": [CLS], not an end on its [SEP]); only [6-11] holds it.
+    overhang = QAExample("overhang", "who", context, (("x8 x9", context.index("x8")),))
+    features = squad.make_features(
+        [overhang], tokenizer, max_seq_length=10, doc_stride=3, max_query_length=4
+    )
+    assert features.start_positions.tolist() == [0, 0, 5, 0, 0, 0]
+    assert features.end_positions.tolist() == [0, 0, 6, 0, 0, 0]
+    # The null score of a question over several windows is its lowest (run_squad's
+    # min_null_feature): here window 0's 3 + 3, so the diff with the span's 5 + 5 is -4.
+    features = squad.make_features(
+        [example], tokenizer, max_seq_length=10, doc_stride=3, max_query_length=4
+    )
+    start_logits, end_logits = np.zeros((6, 10)), np.zeros((6, 10))
+    start_logits[:, 0] = end_logits[:, 0] = [3.0, 4.0, 5.0, 6.0, 7.0, 8.0]
+    start_logits[2, 6], end_logits[2, 7] = 5.0, 5.0  # x9 x10 in window [6-11]
+    spans, null_diffs = squad.best_spans([example], features, start_logits, end_logits)
+    assert spans == {"long": "x9 x10"} and null_diffs == {"long": -4.0}
 
 
 def test_decode_returns_the_planted_span_in_original_text(tokenizer):

@@ -146,16 +146,20 @@ def test_weight_decay_mask_of_an_nnx_state_is_the_mask_of_its_pure_dict():
     assert optim.weight_decay_mask(state).to_pure_dict() == {"kernel": True, "bias": False}
 
 
-def test_optimizer_applies_decay_only_where_masked():
+@pytest.mark.parametrize("optimizer, kernel_step", [("adamw", 0.05), ("lamb", 0.1)])
+def test_optimizer_applies_decay_only_where_masked(optimizer, kernel_step):
+    """Zero gradient: the kernel moves only by decoupled decay, AdamW's lr*wd*w = 0.05 and
+    LAMB's the same scaled by the trust ratio ||w|| / ||wd*w|| = 2 (BERT-large's phase configs
+    train with LAMB); the bias not at all."""
     config = _config(
-        learning_rate=0.1, warmup_steps=0, num_train_steps=10, weight_decay=0.5, max_grad_norm=1.0
-    )
+        learning_rate=0.1, warmup_steps=0, num_train_steps=10, weight_decay=0.5, max_grad_norm=1.0,
+        optimizer=optimizer,
+    )  # fmt: skip
     tx = optim.create_optimizer(optim.OptimizerSpec.from_config(config))
     params = {"dense": {"kernel": jnp.ones((2,)), "bias": jnp.ones((2,))}}
     zero_grads = jax.tree.map(jnp.zeros_like, params)
     updates, _ = tx.update(zero_grads, tx.init(params), params)
-    # Zero gradient: the kernel moves only by decoupled decay lr*wd*w = 0.05, the bias not at all.
-    np.testing.assert_allclose(updates["dense"]["kernel"], [-0.05, -0.05], rtol=1e-6)
+    np.testing.assert_allclose(updates["dense"]["kernel"], [-kernel_step] * 2, rtol=1e-6)
     np.testing.assert_allclose(updates["dense"]["bias"], [0.0, 0.0])
 
 

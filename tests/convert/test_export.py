@@ -63,8 +63,10 @@ def sharded_state(config, seed: int):
 def workdir(tmp_path_factory):
     """A training workdir whose checkpoints (steps 1 and 2, different random parameters) were
     written from a data x fsdp x tensor = 2 x 2 x 2 mesh."""
-    workdir = tmp_path_factory.mktemp("run")
-    config = run_config()
+    return write_run(tmp_path_factory.mktemp("run"), run_config(), tiny_vocab(300))
+
+
+def write_run(workdir, config, vocab: list[str]):
     state, setup = sharded_state(config, seed=0)
     metadata = checkpointing.metadata_for(
         config, train.model_fields(BertConfig.from_config(config, CONFIG.vocab_size))
@@ -75,7 +77,7 @@ def workdir(tmp_path_factory):
         checkpointing.save(manager, step, state.replace(params=params), metadata, force=True)
     manager.wait_until_finished()
     manager.close()
-    (workdir / "vocab.txt").write_text("".join(t + "\n" for t in tiny_vocab(300)))
+    (workdir / "vocab.txt").write_text("".join(t + "\n" for t in vocab))
     kernel = params["bert"]["encoder"]["layer"][0]["intermediate"]["dense"]["kernel"]
     assert len(kernel.addressable_shards) == 8 and kernel.addressable_shards[0].data.size < (
         kernel.size / 2
@@ -113,6 +115,25 @@ def test_exported_files(exported):
     assert config["architectures"] == ["BertForPreTraining"] and config["pad_token_id"] == 0
     assert hf.bert_config_from_hf(config, source="export") == CONFIG
     assert json.loads((exported / "tokenizer_config.json").read_text())["do_lower_case"] is True
+
+
+def test_a_cased_run_exports_a_cased_tokenizer_of_the_models_length(tmp_path, transformers):
+    """`--config.lowercase=False`: Hugging Face's tokenizer from the export keeps capitals (a
+    lowercasing one gives other ids to every capitalised word), and truncates at the model's
+    positions, not 512 (longer inputs index past its position table)."""
+    config = run_config()
+    config.lowercase = False
+    vocab = [*tiny_vocab(294), "Hello", "hello", "World", "world", "##s", "!"]
+    write_run(tmp_path / "run", config, vocab)
+    export_hf(tmp_path / "run", tmp_path / "hf")
+    settings = json.loads((tmp_path / "hf" / "tokenizer_config.json").read_text())
+    assert settings["do_lower_case"] is False
+    assert settings["model_max_length"] == CONFIG.max_position_embeddings != 512
+    texts = ["Hello worlds!", "hello World"]
+    ours = WordPieceTokenizer(tmp_path / "hf" / "vocab.txt", lowercase=False).encode(texts)
+    assert ours == [[294, 297, 298, 299], [295, 296]]
+    reference = transformers.AutoTokenizer.from_pretrained(tmp_path / "hf")
+    assert reference(texts, add_special_tokens=False)["input_ids"] == ours
 
 
 def test_export_chooses_the_step(workdir, tmp_path):

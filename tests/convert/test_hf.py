@@ -259,3 +259,17 @@ def test_sharded_safetensors_are_read(tmp_path, params):
     read = weight_files.read_weights(tmp_path)
     assert sorted(read) == names
     np.testing.assert_array_equal(read[names[3]], tensors[names[3]])
+
+
+def test_a_cased_vocabulary_without_tokenizer_settings_imports_cased(tmp_path, params):
+    """google's cased checkpoints ship a vocab.txt and no tokenizer settings: its capitals say
+    the model is cased (imported as uncased, training and fine-tuning would lowercase the text
+    into ids the model never saw); an all-lowercase one imports uncased."""
+    cased = [*tiny_vocab(298), "Hello", "hello"]
+    source = write_hf_dir(tmp_path / "cased", params, CONFIG, cased)
+    result = import_checkpoint(source, tmp_path / "cased_model")
+    assert result.lowercase is False
+    meta = json.loads((tmp_path / "cased_model" / "vocab_meta.json").read_text())
+    assert meta["lowercase"] is False
+    source = write_hf_dir(tmp_path / "uncased", params, CONFIG, tiny_vocab(300))
+    assert import_checkpoint(source, tmp_path / "uncased_model").lowercase is True

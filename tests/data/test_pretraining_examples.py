@@ -89,6 +89,32 @@ def test_truncate_seq_pair_trims_the_longer_side():
     assert (c, d) == ([1, 2], [3])
 
 
+def test_truncation_trims_front_and_back_alike():
+    """google's fair coin: a segment trimmed only at its back would always end mid-sentence."""
+    rng = random.Random(0)
+    front = back = 0
+    for _ in range(200):
+        a = list(range(100))
+        truncate_seq_pair(a, [1000, 1001, 1002], 8, rng)
+        front, back = front + a[0], back + 99 - a[-1]
+    assert front + back == 200 * 95 and 0.45 < front / (front + back) < 0.55
+
+
+def test_a_continuation_splits_its_chunk_at_a_random_sentence():
+    """A ends at a random sentence of the chunk (google's `a_end`), so B often holds several
+    sentences (39% here); were B always the chunk's last sentence, it would hold one."""
+    documents = _synthetic_documents(40, seed=1)
+    starts = [{s[0] - 100 - d * DOC_STRIDE for s in doc} for d, doc in enumerate(documents)]
+    instances = _create(documents)
+    several = [
+        any(p in starts[doc[0]] for p in pos[1:])
+        for (_, b), label in zip(_check_layout(instances, 64), instances["next_sentence_labels"],
+                                 strict=True) if label == 0
+        for doc, pos in [np.divmod(b - 100, DOC_STRIDE)]
+    ]  # fmt: skip
+    assert len(several) > 300 and 0.25 < np.mean(several) < 0.55
+
+
 def test_pairs_trace_back_to_their_documents():
     documents = _synthetic_documents(40, seed=1)
     instances = _create(documents)

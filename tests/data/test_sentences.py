@@ -28,6 +28,8 @@ SHARED_DATA = Path(
         ),
         ("Harry S. Truman spoke. It rained.", ["Harry S. Truman spoke.", "It rained."]),
         ("The U.S. Army and the U.S.S.R. Navy met.", ["The U.S. Army and the U.S.S.R. Navy met."]),
+        # a lowercase dotted acronym ends a cased sentence more often than not
+        ("We met at 5 p.m. Then we left.", ["We met at 5 p.m.", "Then we left."]),
         ("See e.g. Paris. Fine.", ["See e.g. Paris.", "Fine."]),
         # The pronoun I is not an initial.
         ("So did I. We won.", ["So did I.", "We won."]),
