@@ -18,11 +18,10 @@ import numpy as np
 import orbax.checkpoint as ocp
 from absl import logging
 from etils import epath
-from jax.experimental import multihost_utils
 
 from bertjax import checkpoint_compatibility as compatibility
-from bertjax import vocabulary_growth
-from bertjax.errors import UserError, transient_reason
+from bertjax import unreadable_checkpoints, vocabulary_growth
+from bertjax.errors import UserError
 from bertjax.models.bert import stack_layers, unstack_layers
 from bertjax.paths import as_path, is_uri, remote_errors
 
@@ -127,7 +126,7 @@ def restore_or_init(
         try:
             metadata = read_metadata(manager, step)
         except Exception as e:  # noqa: BLE001 - any read failure means this step is unusable
-            _set_aside_unreadable(manager, step, e)
+            unreadable_checkpoints.set_aside(manager, step, e)
             continue
         saved, where = metadata.get("model", {}), str(manager.directory)
         compatibility.check_compatible(saved, model_fields, where)
@@ -142,10 +141,14 @@ def restore_or_init(
                 step, args=ocp.args.Composite(**{STATE: ocp.args.StandardRestore(abstract_state)})
             )
         except Exception as e:  # noqa: BLE001
-            _set_aside_unreadable(manager, step, e)
+            unreadable_checkpoints.set_aside(manager, step, e)
             continue
-        if not _params_finite(restored[STATE]):  # damaged bytes read as NaN: trained on, "Done."
-            _set_aside_unreadable(manager, step, ValueError("its parameters hold NaN or Inf"))
+        if not unreadable_checkpoints.params_finite(
+            restored[STATE]
+        ):  # damaged bytes read as NaN: trained on, "Done."
+            unreadable_checkpoints.set_aside(
+                manager, step, ValueError("its parameters hold NaN or Inf")
+            )
             continue
         logging.info("Restored checkpoint at step %d from %s", step, manager.directory)
         return restored[STATE], step
@@ -155,13 +158,6 @@ def restore_or_init(
     )
 
 
-def _params_finite(state: Any) -> bool:
-    """Whether every parameter of a restored state is finite (one reduction per array; the
-    same answer on every process, the arrays being global)."""
-    params = getattr(state, "params", state)
-    return all(bool(jax.numpy.isfinite(leaf).all()) for leaf in jax.tree.leaves(params))
-
-
 def _saved_state_tree(manager: ocp.CheckpointManager, step: int) -> Any:
     """The tree of the arrays the checkpoint at `step` holds (Orbax's metadata), None where
     Orbax cannot read it: a damaged step, which restoring says and sets aside."""
@@ -169,33 +165,6 @@ def _saved_state_tree(manager: ocp.CheckpointManager, step: int) -> Any:
         return getattr(manager.item_metadata(step)[STATE], "tree", None)
     except Exception:  # noqa: BLE001 - a damaged step: restoring it says so, and sets it aside
         return None
-
-
-def _set_aside_unreadable(manager: ocp.CheckpointManager, step: int, error: Exception) -> None:
-    """Renames the checkpoint at `step` to `<step>.unreadable`; a failure that would pass on a
-    retry (out of memory, a network error) is a UserError instead, nothing moved."""
-    directory = epath.Path(manager.directory)
-    if transient := transient_reason(error):
-        raise UserError(
-            f"could not read the checkpoint at step {step} in {directory} ({transient}); it is "
-            "left as it is: re-run once memory or the network is back"
-        ) from error
-    target = directory / f"{step}.unreadable"
-    reason = " ".join(str(error).split())[:200]
-    logging.warning(
-        "Checkpoint at step %d in %s is unreadable (%s: %s); moved it to %s and falling back "
-        "to the previous one.",
-        step,
-        directory,
-        type(error).__name__,
-        reason,
-        target,
-    )
-    print(f"WARNING: checkpoint at step {step} is unreadable; moved it to {target}, falling back")
-    if jax.process_index() == 0:
-        (directory / str(step)).rename(target)
-    multihost_utils.sync_global_devices(f"set_aside_checkpoint_{step}")
-    manager.reload()
 
 
 def metadata_for(config: ml_collections.ConfigDict, model_fields: dict) -> dict:

@@ -13,6 +13,8 @@ import contextlib
 import os
 import pathlib
 import re
+import shutil
+import tempfile
 from collections.abc import Iterator
 
 from etils import epath
@@ -58,6 +60,17 @@ def refuse_leftovers(directory: str | os.PathLike, names, flag: str, consequence
             f"{flag}={directory} already holds {', '.join(found)} from an earlier run, which "
             f"{consequence}; remove {them} or choose an empty {flag}"
         )
+
+
+@contextlib.contextmanager
+def staging_dir(parent: pathlib.Path, prefix: str) -> Iterator[pathlib.Path]:
+    """A new temporary directory in `parent` (so a rename out of it stays on one file system),
+    removed with whatever is left in it, however the block ends."""
+    staging = pathlib.Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
+    try:
+        yield staging
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def write_text_atomically(path: epath.Path | pathlib.Path, text: str) -> None:

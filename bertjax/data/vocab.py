@@ -7,13 +7,9 @@ A vocabulary directory always holds ``vocab.txt`` (tokens, index = id) and ``voc
 one also holds ``sentencepiece.model``. Point ``--config.vocab_dir`` at it to train with it.
 """
 
-import contextlib
 import hashlib
 import json
 import os
-import shutil
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 from absl import logging
@@ -163,8 +159,7 @@ def build_or_load_vocab(data: DataSpec) -> epath.Path:
         logging.info("Reusing cached vocabulary %s", final_dir / VOCAB_FILE)
         return epath.Path(final_dir / VOCAB_FILE)
     paths.make_local_dir(cache_root, "--config.cache_dir")
-    temp_dir = Path(tempfile.mkdtemp(prefix=f".vocab-{key}-", dir=cache_root))
-    try:
+    with paths.staging_dir(cache_root, f".vocab-{key}-") as temp_dir:
         train_wordpiece_vocab(
             corpus.read_documents(
                 files,
@@ -183,8 +178,6 @@ def build_or_load_vocab(data: DataSpec) -> epath.Path:
             # Another process finished the same vocabulary first; theirs is identical.
             if not (final_dir / VOCAB_FILE).is_file():
                 raise
-    finally:
-        shutil.rmtree(temp_dir, ignore_errors=True)
     vocab_path = epath.Path(final_dir / VOCAB_FILE)
     _log_trained(vocab_path, data, len(files))
     return vocab_path
@@ -261,7 +254,7 @@ def run_vocab(
     out_dir = paths.make_local_dir(out_dir, "--out")  # once the corpus has been read
     # Trained beside, then moved in (vocab_meta.json last): a stop or a full disk leaves the
     # directory as it was; a second `vocab` into it waits for none and is refused.
-    with run_lock.held(out_dir, "--out"), _staging(out_dir) as staging:
+    with run_lock.held(out_dir, "--out"), paths.staging_dir(out_dir, ".vocab-") as staging:
         _train_into(staging, texts, kind, size, uncased, extend, model_type, seed,
                     fingerprint, character_coverage)  # fmt: skip
         meta_path = staging / META_FILE
@@ -282,16 +275,6 @@ def run_vocab(
         out_dir,
     )
     return meta
-
-
-@contextlib.contextmanager
-def _staging(out_dir: Path) -> Iterator[Path]:
-    """A temporary directory in `out_dir`, removed with what is left in it."""
-    staging = Path(tempfile.mkdtemp(prefix=".vocab-", dir=out_dir))
-    try:
-        yield staging
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
 
 
 def _train_into(out_dir: Path, texts: list[str], kind: str, size: int, uncased: bool,
