@@ -7,6 +7,7 @@ import os
 import re
 import subprocess
 import sys
+import types
 from pathlib import Path
 
 import pytest
@@ -673,3 +674,21 @@ def test_ctrl_c_while_the_cli_imports_is_one_line():
     result = subprocess.run([sys.executable, "-c", interrupt_import], capture_output=True,
                             text=True, timeout=120)  # fmt: skip
     assert (result.returncode, result.stderr) == (130, "bertjax: interrupted\n")
+
+
+def test_only_closed_event_loop_callbacks_are_dropped(monkeypatch):
+    """A save aborted by a full disk leaves ~120 "Event loop is closed" unraisable errors from
+    tensorstore's callbacks; every other unraisable exception is still reported."""
+    reported = []
+    monkeypatch.setattr(sys, "unraisablehook", reported.append)
+    startup.drop_closed_loop_callbacks()
+
+    def unraisable(error):
+        return types.SimpleNamespace(exc_type=type(error), exc_value=error, exc_traceback=None,
+                                     err_msg=None, object=None)  # fmt: skip
+
+    sys.unraisablehook(unraisable(RuntimeError("Event loop is closed")))
+    assert reported == []
+    for other in (RuntimeError("another"), ValueError("Event loop is closed")):
+        sys.unraisablehook(unraisable(other))
+    assert [u.exc_value.args[0] for u in reported] == ["another", "Event loop is closed"]
