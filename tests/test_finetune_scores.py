@@ -279,3 +279,36 @@ def test_squad2_best_f1_is_reached_by_its_threshold_where_diffs_tie():
     assert (result["best_f1"], result["best_f1_threshold"]) == (pytest.approx(1 / 3), -2.0)
     at_best = squad.null_answered(spans, diffs, result["best_f1_threshold"])
     assert scores.squad_scores(at_best, answers)["f1"] == pytest.approx(result["best_f1"])
+
+
+def test_multiple_choice_never_picks_a_padding_choice():
+    """A batch mixing 2- and 3-choice examples pads the first: its third score is no choice."""
+    import types
+
+    from bertjax.finetune import inference
+
+    encoded = types.SimpleNamespace(num_choices=[2, 3])
+    logits = [np.array([0.0, 1.0, 9.0]), np.array([0.0, 1.0, 9.0])]
+    assert inference.decode("multiple_choice", [], [], encoded, None, logits, None) == [1, 2]
+
+
+def test_results_are_the_median_and_range_over_seeds():
+    """An outlier seed moves a mean, not the median: the headline number of results.md."""
+    import types
+
+    from bertjax.finetune import results
+
+    task = types.SimpleNamespace(kind="classification", eval_split="test", train=[1] * 8,
+                                 eval=[1] * 4, dev=[])  # fmt: skip
+    per_seed = {s: {"accuracy": a, "train_seconds": 10.0 + s} for s, a in
+                enumerate([0.1, 0.8, 0.9])}  # fmt: skip
+    summary = results.summarize("mr", "/runs/base", 1000, False, task, per_seed, _Config())
+    assert summary["aggregate"]["accuracy"] == {"median": 0.8, "min": 0.1, "max": 0.9}
+    assert results.results_table([summary])[-1] == (
+        "| mr (test) | base step 1000 | 3 | accuracy | 80.0 | 10.0 | 90.0 | 11 |"
+    )
+
+
+class _Config:
+    def to_json_best_effort(self):
+        return "{}"

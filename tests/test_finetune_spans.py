@@ -31,6 +31,10 @@ def test_words_and_bio_tags_from_each_shape_of_spans():
     partial = {"text": text, "label": [[0, 3, "PER"], [20, 28, "LOC"], [24, 28, "CITY"]]}
     tagged, skipped = span_records.tagged_record(partial, "text", "label", "f.jsonl", 0)
     assert tagged["tags"][:2] == ["B-PER", "O"] and skipped == 1
+    # Nested spans with the same start: the outer ("New York") is kept, the inner counted.
+    same_start = {"text": text, "label": [[20, 23, "CITY"], [20, 28, "LOC"]]}
+    tagged, skipped = span_records.tagged_record(same_start, "text", "label", "f.jsonl", 0)
+    assert tagged["tags"][4:6] == ["B-LOC", "I-LOC"] and skipped == 1
     # CLUENER 2020: {label: {entity: [[start, end inclusive]]}}, each character a word.
     cluener = {"text": "浙商银行企业信贷部叶老桂博士", "label": {
         "name": {"叶老桂": [[9, 11]]}, "company": {"浙商银行": [[0, 3]]}}}  # fmt: skip

@@ -73,3 +73,25 @@ def test_electra_objective_is_generator_mlm_plus_lambda_times_discriminator_mean
     rtd_mean = float(jnp.mean(sigmoid_bce))
     np.testing.assert_allclose(float(loss), mlm_mean + 50.0 * rtd_mean, rtol=1e-5)
     np.testing.assert_allclose(float(sums["rtd_loss_sum"]) / 3, rtd_mean, rtol=1e-5)
+
+
+def test_an_interval_averages_over_its_applied_steps_and_times_its_timed_ones():
+    """Of 2 steps, 1 applied (the other skipped: its sums are 0): grad_norm and learning_rate
+    are the applied step's, param_norm the mean of both; after a resume only the steps this
+    process timed count in the rates (the carried ones were timed by the killed run)."""
+    from bertjax import metrics
+
+    throughput = object.__new__(metrics.Throughput)  # no peak measurement
+    throughput.tokens_per_step, throughput.flops_per_step, throughput.peak = 100, 1e3, 1e6
+    sums = {
+        "mlm_loss_sum": 6.0,
+        "mlm_correct_sum": 1.0,
+        "mlm_weight": 3.0,
+        "finite_steps": 1.0,
+        "grad_norm": 4.0,
+        "learning_rate": 1e-3,
+        "param_norm": 10.0,
+    }
+    line = throughput.interval_metrics(sums, steps=2, timed_steps=1, elapsed=0.5)
+    assert (line["grad_norm"], line["learning_rate"], line["param_norm"]) == (4.0, 1e-3, 5.0)
+    assert (line["steps_per_second"], line["tokens_per_second"], line["mfu"]) == (2.0, 200.0, 2e-3)

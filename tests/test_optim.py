@@ -257,3 +257,11 @@ def test_lamb_leaves_biases_and_layernorm_out_of_the_trust_ratio():
     adams_steps = -sum(float(schedule(step)) for step in range(100))  # each lr * m / sqrt(v) = 1
     for bias in (params["dense"]["bias"], params["LayerNorm"]["bias"]):
         np.testing.assert_allclose(bias, adams_steps, rtol=1e-3)
+
+
+def test_a_fine_tunes_schedule_spans_its_last_partial_batch():
+    from bertjax.finetune import steps
+
+    assert steps.schedule_steps(10, 4, 3) == 9  # 3 batches an epoch, the last of 2 rows
+    assert steps.schedule_steps(3, 32, 2) == 2  # fewer examples than a batch: still a step
+    assert steps.schedule_steps(8, 4, 3) == 6

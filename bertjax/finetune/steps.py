@@ -156,6 +156,12 @@ class Compiled:
         return self.setup.mesh
 
 
+def schedule_steps(num_train: int, batch_size: int, num_epochs: int) -> int:
+    """The steps the learning-rate schedule spans: every batch of every epoch, the last partial
+    one included (rounded down, the last batches trained at a rate of about 0)."""
+    return -(-num_train // batch_size) * num_epochs
+
+
 def compile_task(
     prepared: inference.Prepared,
     bert_config,
@@ -169,7 +175,7 @@ def compile_task(
         bert_config, task.kind, len(task.labels), recipe.field(config, "pooling"),
         recipe.field(config, "sequence_head"),
     )  # fmt: skip
-    total_steps = -(-len(prepared.train) // config.batch_size) * config.num_epochs
+    total_steps = schedule_steps(len(prepared.train), config.batch_size, config.num_epochs)
     tx = optimizer(config, total_steps, bert_config.num_hidden_layers)
     mesh = mesh_spec.create_mesh(devices)
     setup = state_setup(make_model, tx, mesh, mesh_spec.logical_axis_rules)

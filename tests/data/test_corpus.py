@@ -248,6 +248,15 @@ def test_invalid_utf8_and_control_characters_are_repaired_and_counted(tmp_path):
     assert report.skipped == {"empty documents": 1}, "a document of control characters only"
 
 
+def test_c1_control_characters_are_removed_and_counted(tmp_path):
+    """U+0080-U+009F (NEL, CSI, ...: Latin-1 text read as UTF-8's neighbours) as C0's."""
+    (tmp_path / "a.jsonl").write_text('{"text": "a\u0080b ok."}\n{"text": "\u0085\u009f"}\n')
+    docs, (report,) = _read(str(tmp_path / "a.jsonl"))
+    assert docs == ["ab ok."]
+    assert report.repaired == {"documents with control characters": 2}
+    assert report.skipped == {"empty documents": 1}
+
+
 def test_a_lone_surrogate_is_removed_and_counted(tmp_path):
     """JSON may hold "\\ud83d" alone (a tweet cut mid-emoji): valid JSON, no UTF-8. It reached
     the tokenizer, whose tf.constant raised (vocab, prepare and train crashed); it is deleted as

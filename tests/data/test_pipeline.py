@@ -343,3 +343,11 @@ def test_bad_data_fields_fail_before_reading_the_corpus(tmp_path, overrides, mes
     config = _config(tmp_path, corpus=str(tmp_path / "does-not-matter.jsonl"), **overrides)
     with pytest.raises(UserError, match=message):
         pipeline.build_pretraining_data(from_config(config).data)
+
+
+def test_the_random_streams_domains_are_distinct():
+    """Two streams sharing a domain would share seeds (masks correlated with pairing, ...)."""
+    from bertjax.data import seeds
+
+    domains = {k: v for k, v in vars(seeds).items() if k.isupper() and isinstance(v, int)}
+    assert len(domains) >= 7 and len(set(domains.values())) == len(domains)

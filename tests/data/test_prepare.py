@@ -160,6 +160,13 @@ def test_stream_resumes_exactly_and_depends_on_the_seed(corpus_dir, four_shards)
             np.testing.assert_array_equal(a[key], b[key], err_msg=key)
     other = _take(_stream(prepared, config, seed=2), 1)
     assert not np.array_equal(full[0]["input_ids"], other[0]["input_ids"])
+    # Past an epoch boundary too: example k keeps its mask (its global index) when resumed.
+    epoch_steps = len(prepared) // 4
+    full = _take(_stream(prepared, config), epoch_steps + 3)
+    resumed = _take(_stream(prepared, config, start_step=epoch_steps + 1), 2)
+    for a, b in zip(full[epoch_steps + 1 :], resumed, strict=True):
+        for key in a:
+            np.testing.assert_array_equal(a[key], b[key], err_msg=key)
 
 
 @pytest.mark.parametrize("process_count", [1, 2, 4])
