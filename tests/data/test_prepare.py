@@ -302,6 +302,7 @@ def test_a_prepared_run_refuses_held_out_settings_it_was_not_prepared_with(corpu
     assert sorted(p.name for p in (corpus_dir / "holdout-two").iterdir()) == [
         "instances-00000-of-00001.tfrecord",
         prepare.MANIFEST_FILE,
+        "run.lock",  # held while it was prepared (bertjax/run_lock.py)
         prepare.VOCAB_SUBDIR,
     ]
 
