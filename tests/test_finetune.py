@@ -1089,3 +1089,23 @@ def test_a_task_its_vocabulary_cannot_spell_warns_before_training(tmp_path, capl
     inference.warn_if_unknown_tokens(encoded, tokenizer, "the training examples' tokens")
     # 9 of 11 tokens: the 9 Chinese characters; "the", "film" are spelt
     assert "81.8% of the training examples' tokens are [UNK]: the vocabulary lacks" in caplog.text
+
+
+def test_training_batches_are_length_grouped_but_in_random_order():
+    """Rows of a batch have similar lengths (a sorted window), but the batches come in a random
+    order: taken in the window's order they would run short to long every 50 batches."""
+    encoded = features.Encoded(
+        input_ids=[[5] * (i + 1) for i in range(80)],
+        segment_ids=[[0] * (i + 1) for i in range(80)],
+        labels=[0] * 80,
+    )
+
+    def order(seed):
+        rng = np.random.default_rng(seed)
+        return [rows.tolist() for rows, _ in features.batches(encoded, 2, 128, rng=rng)]
+
+    first, second = order(0), order(1)
+    assert all(abs(a - b) <= 1 for a, b in (sorted(rows) for rows in first))  # neighbours
+    assert sorted(r for rows in first for r in rows) == list(range(80))
+    starts = [min(rows) for rows in first]
+    assert starts != sorted(starts) and first != second
