@@ -73,15 +73,20 @@ def staging_dir(parent: pathlib.Path, prefix: str) -> Iterator[pathlib.Path]:
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def write_text_atomically(path: epath.Path | pathlib.Path, text: str) -> None:
-    """Writes `text` to the file `path` through a file beside it renamed over it: readers
+def write_bytes_atomically(path: epath.Path | pathlib.Path, data: bytes) -> None:
+    """Writes `data` to the file `path` through a file beside it renamed over it: readers
     (and a full disk or a kill mid-write) see the old file whole or the new one."""
     partial = path.with_name(path.name + ".partial")
     try:
-        partial.write_text(text, encoding="utf-8")
+        partial.write_bytes(data)
         partial.replace(path)
     finally:
         partial.unlink(missing_ok=True)
+
+
+def write_text_atomically(path: epath.Path | pathlib.Path, text: str) -> None:
+    """`write_bytes_atomically` of `text` in UTF-8."""
+    write_bytes_atomically(path, text.encode("utf-8"))
 
 
 def os_reason(error: OSError) -> str:

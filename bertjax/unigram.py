@@ -13,6 +13,8 @@ import numpy as np
 from absl import logging
 from etils import epath
 
+from bertjax import paths
+
 if TYPE_CHECKING:
     from bertjax.data import pipeline
 
@@ -42,9 +44,7 @@ def save_token_counts(path: epath.Path, counts: np.ndarray) -> None:
     """Saves `counts` at `path` whole or not at all (written beside it, then renamed)."""
     buffer = io.BytesIO()
     np.save(buffer, counts)
-    partial = path.parent / (path.name + ".partial")
-    partial.write_bytes(buffer.getvalue())
-    partial.replace(path)
+    paths.write_bytes_atomically(path, buffer.getvalue())
 
 
 def token_counts(instances: dict[str, np.ndarray], vocab_size: int, special_ids) -> np.ndarray:

@@ -14,15 +14,21 @@ from jax.experimental import multihost_utils
 from bertjax.errors import UserError, transient_reason
 
 
+def refuse_if_transient(error: Exception, what: str) -> None:
+    """UserError when reading `what` failed for a reason that passes on a retry (out of memory,
+    a network error): the checkpoint may be whole, so nothing is moved."""
+    if transient := transient_reason(error):
+        raise UserError(
+            f"could not read {what} ({transient}); it is left as it is: re-run once memory or "
+            "the network is back"
+        ) from error
+
+
 def set_aside(manager: ocp.CheckpointManager, step: int, error: Exception) -> None:
     """Renames the checkpoint at `step` to `<step>.unreadable`; a failure that would pass on a
     retry (out of memory, a network error) is a UserError instead, nothing moved."""
     directory = epath.Path(manager.directory)
-    if transient := transient_reason(error):
-        raise UserError(
-            f"could not read the checkpoint at step {step} in {directory} ({transient}); it is "
-            "left as it is: re-run once memory or the network is back"
-        ) from error
+    refuse_if_transient(error, f"the checkpoint at step {step} in {directory}")
     target = directory / f"{step}.unreadable"
     reason = " ".join(str(error).split())[:200]
     logging.warning(

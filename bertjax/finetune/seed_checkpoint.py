@@ -22,8 +22,8 @@ import numpy as np
 import orbax.checkpoint as ocp
 from absl import logging
 
+from bertjax import unreadable_checkpoints
 from bertjax.checkpointing import create_checkpoint_manager
-from bertjax.errors import UserError, transient_reason
 
 CHECKPOINT_DIR = "checkpoint"  # in each seed's directory
 STATE, KEPT, POSITION = "state", "kept_params", "position"
@@ -106,11 +106,7 @@ class SeedCheckpoints:
             restored = manager.restore(step, args=ocp.args.Composite(**items))
             position = SeedPosition(**restored[POSITION])
         except Exception as error:  # noqa: BLE001 - any failure: the seed starts again
-            if transient := transient_reason(error):  # the checkpoint may be whole: kept
-                raise UserError(
-                    f"could not read {self.directory} ({transient}); it is left as it is: "
-                    "re-run once memory or the network is back"
-                ) from error
+            unreadable_checkpoints.refuse_if_transient(error, str(self.directory))
             reason = " ".join(str(error).split())[:200]
             logging.warning("%s: unreadable (%s); the seed starts again", self.directory, reason)
             self._set_aside()
