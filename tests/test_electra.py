@@ -14,6 +14,7 @@ import numpy as np
 import optax
 import pytest
 from flax import nnx
+from scipy import stats as scipy_stats
 
 from bertjax import checkpointing, evaluate_checkpoints, optim, train
 from bertjax.config import from_config
@@ -301,3 +302,37 @@ def test_the_discriminator_output_bias_starts_where_the_config_says(bias_init, e
     model = spec.model_factory(config, masked_lm_prob=0.15)(0)
     bias = model.discriminator_predictions.dense_prediction.bias.value
     np.testing.assert_allclose(np.asarray(bias), [expected], atol=1e-6)
+
+
+def test_replacements_are_drawn_from_the_generators_distribution_at_temperature_one():
+    """ELECTRA samples replacements from softmax(generator logits) itself (temperature 1, as
+    Clark et al. 2020 and transformers' ElectraForPreTraining examples do). The generator's
+    vocabulary bias is set to a spread-out distribution (logits -3..3 nats), 4,000 draws at
+    one masked position are counted and a chi-square test against softmax(mlm_logits) must
+    not reject at p = 1e-4 (a temperature of 0.5 gives p < 1e-100 here)."""
+    config = BertConfig(
+        vocab_size=12, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+        intermediate_size=64, max_position_embeddings=16,
+    )  # fmt: skip
+    model = create_electra(config, 0.5, 50.0, seed=0)
+    model.generator_lm_head.bias.value = jnp.linspace(-3.0, 3.0, config.vocab_size)
+    batch = {
+        "input_ids": jnp.array([[2, 7, 3, 8, 9, 4, 0, 0]]),
+        "segment_ids": jnp.zeros((1, 8), jnp.int32),
+        "input_mask": jnp.array([[1, 1, 1, 1, 1, 1, 0, 0]]),
+        "masked_lm_positions": jnp.array([[2]]),
+        "masked_lm_ids": jnp.array([[5]]),
+        "masked_lm_weights": jnp.ones((1, 1)),
+    }
+    keys = jax.random.split(jax.random.key(0), 4000)
+    outputs = nnx.vmap(lambda m, k: m(batch, k), in_axes=(None, 0))(model, keys)
+    counts = np.bincount(np.asarray(outputs["sampled_ids"]).ravel(), minlength=12)
+    probs = np.asarray(jax.nn.softmax(outputs["mlm_logits"][0, 0, 0]), np.float64)
+    assert probs.max() > 0.3 and probs.min() < 2e-3  # the bias spreads the distribution
+    expected = probs * counts.sum()
+    common = expected >= 5  # chi-square's usual validity rule; the rare tokens pooled
+    observed = np.append(counts[common], counts[~common].sum())
+    expected = np.append(expected[common], expected[~common].sum())
+    statistic = ((observed - expected) ** 2 / expected).sum()
+    p_value = scipy_stats.chi2.sf(statistic, len(observed) - 1)
+    assert p_value > 1e-4, (counts, np.round(expected, 1), p_value)

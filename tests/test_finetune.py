@@ -609,6 +609,46 @@ def test_the_gelu_head_reads_the_first_token_and_not_the_pooler(tmp_path):
     assert set(tagging["head"]) == {"kernel", "bias"}
 
 
+@pytest.mark.parametrize("kind, sequence_head", [("classification", "pooler"),
+                                                  ("classification", "gelu"),
+                                                  ("tagging", "pooler")])  # fmt: skip
+def test_training_applies_the_heads_dropouts_where_transformers_does(kind, sequence_head):
+    """In training (dropout 0.3), the logits are the heads of transformers recomposed from the
+    model's own parts, drawing the same dropout keys in order: BertForSequenceClassification
+    and BertForTokenClassification drop the encoder's output before the classifier; Electra's
+    classification head (sequence_head="gelu") drops the first token's state and again after
+    the GELU. Each dropout changes the logits (leaving one out fails)."""
+    from flax import nnx
+
+    from bertjax.models.dropout import Dropout
+    from bertjax.models.encoder import gelu
+
+    config = BertConfig(vocab_size=40, hidden_size=32, num_hidden_layers=1,
+                        num_attention_heads=2, intermediate_size=64, max_position_embeddings=16,
+                        hidden_dropout_prob=0.3, attention_probs_dropout_prob=0.3)  # fmt: skip
+    graphdef, params = model.init_params(config, kind, 3, 5, None, sequence_head=sequence_head)
+    net = nnx.merge(graphdef, params)
+    ids = np.random.default_rng(0).integers(5, config.vocab_size, (2, 12)).astype(np.int32)
+    mask, segments = np.ones_like(ids), np.zeros_like(ids)
+    mask[1, 7:] = 0
+    logits = net(ids, segments, mask, deterministic=False, rngs=nnx.Rngs(dropout=7))
+
+    rngs, drop = nnx.Rngs(dropout=7), Dropout(0.3)
+    encoded = net.bert(ids, segments, mask, deterministic=False, rngs=rngs)
+    if sequence_head == "gelu":
+        first = encoded["sequence_output"][:, 0].astype(jnp.float32)
+        hidden = gelu(net.head.dense(drop(first, deterministic=False, rngs=rngs)))
+        expected = net.head.out_proj(drop(hidden, deterministic=False, rngs=rngs))
+        without_dropout = net.head.out_proj(gelu(net.head.dense(first)))
+    else:
+        name = "pooled_output" if kind == "classification" else "sequence_output"
+        features = encoded[name].astype(jnp.float32)
+        expected = net.head(drop(features, deterministic=False, rngs=rngs))
+        without_dropout = net.head(features)
+    np.testing.assert_allclose(np.asarray(logits), np.asarray(expected), atol=1e-6)
+    assert np.abs(np.asarray(expected) - np.asarray(without_dropout)).max() > 1e-3
+
+
 def test_layerwise_lr_decay_scales_each_layer_s_update(tmp_path):
     init = tiny_model_dir(tmp_path, POSITIVE + NEGATIVE)
     config, encoder, *_ = model.load_encoder(str(init))  # 2 layers
