@@ -84,7 +84,11 @@ def test_vocab_and_prepare_hold_their_out_directory_and_write_it_whole(tmp_path,
     from bertjax.data.corpus import SAMPLE_CORPUS
 
     corpus = SAMPLE_CORPUS.replace("*", "inaugural")
+    killed = tmp_path / "vocab" / ".vocab-k1ll3d"  # the staging folder of a SIGKILLed run
+    killed.mkdir(parents=True)
+    (killed / "vocab.txt").write_text("[PAD]\n")
     vocab.run_vocab(corpus, size=300, out_dir=tmp_path / "vocab", sample_bytes=50_000)
+    assert not killed.exists()  # the lock held: no run is using it
 
     def files():  # but the lock's, whose holder line each run rewrites
         directory = tmp_path / "vocab"

@@ -10,6 +10,7 @@ one also holds ``sentencepiece.model``. Point ``--config.vocab_dir`` at it to tr
 import hashlib
 import json
 import os
+import shutil
 from pathlib import Path
 
 from absl import logging
@@ -38,6 +39,7 @@ from bertjax.errors import UserError
 
 KINDS = ("wordpiece", "sentencepiece")
 DEFAULT_CACHE_DIR = "~/.cache/bertjax"
+STAGING_PREFIX = ".vocab-"  # `run_vocab`'s staging folders in --out
 Tokenizer = WordPieceTokenizer | SentencePieceTokenizer
 
 
@@ -254,18 +256,16 @@ def run_vocab(
     out_dir = paths.make_local_dir(out_dir, "--out")  # once the corpus has been read
     # Trained beside, then moved in (vocab_meta.json last): a stop or a full disk leaves the
     # directory as it was; a second `vocab` into it waits for none and is refused.
-    with run_lock.held(out_dir, "--out"), paths.staging_dir(out_dir, ".vocab-") as staging:
-        _train_into(staging, texts, kind, size, uncased, extend, model_type, seed,
-                    fingerprint, character_coverage)  # fmt: skip
-        meta_path = staging / META_FILE
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
-        meta.setdefault("kind", kind)
-        meta["sample_bytes"] = sum(len(t.encode("utf-8")) for t in texts)
-        meta["sample_documents"] = len(texts)
-        meta_path.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
-        for name in (MODEL_FILE, VOCAB_FILE, META_FILE):
-            if (staging / name).is_file():
-                (staging / name).replace(out_dir / name)
+    with run_lock.held(out_dir, "--out"):
+        for stale in out_dir.glob(STAGING_PREFIX + "*"):  # a killed run's: none runs now
+            shutil.rmtree(stale, ignore_errors=True)
+        with paths.staging_dir(out_dir, STAGING_PREFIX) as staging:
+            _train_into(staging, texts, kind, size, uncased, extend, model_type, seed,
+                        fingerprint, character_coverage)  # fmt: skip
+            meta = _finish_meta(staging / META_FILE, kind, texts)
+            for name in (MODEL_FILE, VOCAB_FILE, META_FILE):
+                if (staging / name).is_file():
+                    (staging / name).replace(out_dir / name)
     logging.info(
         "Trained a %s vocabulary of %d tokens on %d documents (%d bytes) -> %s",
         kind,
@@ -274,6 +274,17 @@ def run_vocab(
         meta["sample_bytes"],
         out_dir,
     )
+    return meta
+
+
+def _finish_meta(meta_path: Path, kind: str, texts: list[str]) -> dict:
+    """vocab_meta.json at `meta_path` with the vocabulary's kind and sample size added
+    (rewritten); returns its contents."""
+    meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    meta.setdefault("kind", kind)
+    meta["sample_bytes"] = sum(len(t.encode("utf-8")) for t in texts)
+    meta["sample_documents"] = len(texts)
+    meta_path.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
     return meta
 
 
