@@ -9,7 +9,11 @@ import pytest
 
 from bertjax.data import corpus, sentences
 from bertjax.data.corpus import SAMPLE_CORPUS
-from bertjax.data.pretraining_examples import create_instances, truncate_seq_pair
+from bertjax.data.pretraining_examples import (
+    create_instances,
+    split_long_sentence,
+    truncate_seq_pair,
+)
 from bertjax.data.spec import DataSpec
 from bertjax.data.tokenizer import WordPieceTokenizer
 from bertjax.data.vocab import build_or_load_vocab
@@ -132,6 +136,11 @@ def test_pairs_trace_back_to_their_documents():
         else:
             assert doc_b[0] != doc_a[0], "a random B comes from another document"
     assert 0.4 < labels.mean() < 0.6
+    # A random B starts at a random sentence of its document (google's `random_start`), not at
+    # its first: documents here hold 1-30 sentences, so few start at position 0.
+    random_starts = [np.divmod(b[0] - 100, DOC_STRIDE)[1]
+                     for (_, b), label in zip(pairs, labels, strict=True) if label]  # fmt: skip
+    assert np.mean(np.array(random_starts) == 0) < 0.3
 
 
 def test_deterministic_in_seed_and_shuffled():
@@ -178,6 +187,14 @@ def test_empty_sentences_and_documents_are_skipped():
             assert (a[0] < DOC_STRIDE) != (b[0] < DOC_STRIDE)
         else:
             assert b[0] == a[0] + 1
+
+
+def test_a_sentence_is_cut_only_when_longer_than_a_pairs_tokens():
+    """A sentence of exactly max_num_tokens fits a pair whole; one token more is cut in pieces
+    of half that (rounded up), in order."""
+    assert split_long_sentence(list(range(61)), 61) == [list(range(61))]
+    pieces = split_long_sentence(list(range(62)), 61)
+    assert [len(p) for p in pieces] == [31, 31] and sum(pieces, []) == list(range(62))
 
 
 @pytest.mark.parametrize("length", [200, 1000, 5000])
