@@ -292,6 +292,7 @@ HARD_TEXTS = [
     "İstanbul ΟΔΟΣ Straße ǅemal ﬁne ½ ³ ① ｆｕｌｌｗｉｄｔｈ",
     "東京タワーと北京烤鸭, 한국어 텍스트, 𠀋𡈽 and 豈更",
     "tab\there, nbsp\u00a0here, ideographic\u3000space, line\u2028sep, zero\u200bwidth",
+    "ogham\u1680a en\u2002b hair\u200ac narrow\u202fd math\u205fe para\u2029f",
     "ctrl\x00a\x07b\x1fc\x7fd\x91e\x9ff soft\u00adhyphen, bom\ufeffmark, repl\ufffdchar",
     "Iraq\u00e2\u0080\u0099s \u00c2\u0091direct-to-video' \u00c2\u009170s",
     "«quotes» „low“ ‹single› ¿qué? ¡sí! #hash $5 @at 50% a&b <tag> x^y `tick` a|b ~t",
