@@ -266,20 +266,13 @@ def run_vocab(
             for name in (MODEL_FILE, VOCAB_FILE, META_FILE):
                 if (staging / name).is_file():
                     (staging / name).replace(out_dir / name)
-    logging.info(
-        "Trained a %s vocabulary of %d tokens on %d documents (%d bytes) -> %s",
-        kind,
-        meta["vocab_size"],
-        len(texts),
-        meta["sample_bytes"],
-        out_dir,
-    )
+    logging.info("Trained a %s vocabulary of %d tokens on %d documents (%d bytes) -> %s",
+                 kind, meta["vocab_size"], len(texts), meta["sample_bytes"], out_dir)  # fmt: skip
     return meta
 
 
 def _finish_meta(meta_path: Path, kind: str, texts: list[str]) -> dict:
-    """vocab_meta.json at `meta_path` with the vocabulary's kind and sample size added
-    (rewritten); returns its contents."""
+    """Adds the vocabulary's kind and sample size to vocab_meta.json; returns its contents."""
     meta = json.loads(meta_path.read_text(encoding="utf-8"))
     meta.setdefault("kind", kind)
     meta["sample_bytes"] = sum(len(t.encode("utf-8")) for t in texts)
