@@ -38,7 +38,7 @@ from bertjax.objectives import ObjectiveSpec
 from bertjax.train_loop import train_loop
 from bertjax.train_state import (
     TrainState,
-    create_train_state,
+    init_train_state,
     state_setup,
 )
 
@@ -171,7 +171,7 @@ def _train_with(
 
     def init_state() -> TrainState:
         params = _init_from_params(loop.init_from, setup, fields, grown_from)  # checked first
-        state = create_train_state(pretraining_model, tx, mesh, rules, loop.seed)[0]
+        state = init_train_state(setup, pretraining_model, tx, loop.seed)
         return state.replace(params=state.params | params) if params else state
 
     state, restored_step = checkpointing.restore_or_init(

@@ -34,7 +34,7 @@ from bertjax import (
 )
 from bertjax.data import batch_files
 from bertjax.errors import UserError
-from bertjax.train_state import create_train_state, state_setup
+from bertjax.train_state import init_train_state, state_setup
 
 
 def run_spec(fields: dict, model_size: str = "base") -> config.RunSpec:
@@ -115,7 +115,7 @@ def _train(
     state, restored_step = checkpointing.restore_or_init(
         manager,
         setup.abstract_state,
-        lambda: create_train_state(pretraining_model, tx, mesh, rules, loop.seed)[0],
+        lambda: init_train_state(setup, pretraining_model, tx, loop.seed),
         fields,
     )
     saved = flat_config(spec, batches_dir=str(files.directory))
