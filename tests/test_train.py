@@ -174,7 +174,12 @@ def test_one_device_and_eight_devices_give_the_same_loss():
 
 @pytest.mark.parametrize(
     "objective, hidden, embedding_size",
-    [("bert", 32, 0), ("bert", 128, 32), ("bert", 128, 40), ("electra", 128, 32)],
+    [
+        ("bert", 32, 0),
+        ("bert", 128, 32),  # the two XLA got wrong; more widths: slow
+        pytest.param("bert", 128, 40, marks=pytest.mark.slow),
+        pytest.param("electra", 128, 32, marks=pytest.mark.slow),
+    ],
 )
 def test_a_2x2x2_mesh_trains_as_one_device_does_at_widths_xla_got_wrong(
     objective, hidden, embedding_size

@@ -162,7 +162,11 @@ def bertjax_logits(directory, ids, segments, mask) -> np.ndarray:
 # Every kind on both encoders; multilabel's head is classification's (only the loss and the
 # decoding differ), so it runs on the post-LN one only; a rotary encoder as RoFormer's classes,
 # one with factorised embeddings as Electra's: their token heads, and their sequence-level ones
-# with the GELU head (a post-LN BERT encoder with it: Electra's classes).
+# with the GELU head (a post-LN BERT encoder with it: Electra's classes). The default suite
+# runs every kind's post-LN model (fine-tuned for the predict tests anyway) and one model of each
+# other family and head: RobertaPreLayerNorm's classification head (regression) and multiple
+# choice, RoFormer's token and GELU sequence heads, Electra's QA and GELU sequence heads; the
+# other 8 fine-tunes are slow (~25 s each with their two tests on the 2-core CPU machine).
 KIND_PLACEMENTS = [(kind, placement)
                    for kind in ("classification", "regression", "tagging", "qa", "multiple_choice")
                    for placement in ("post", "pre")] + [("multilabel", "post")]  # fmt: skip
@@ -171,9 +175,17 @@ KIND_PLACEMENTS += [("tagging", "factorised"), ("qa", "factorised")]
 KIND_PLACEMENTS += [("classification", "rotary-gelu"), ("multiple_choice", "rotary-gelu"),
                     ("regression", "factorised-gelu"), ("multiple_choice", "factorised-gelu"),
                     ("classification", "post-gelu")]  # fmt: skip
+DEFAULT_PLACEMENTS = {(kind, "post") for kind, _ in KIND_PLACEMENTS} | {
+    ("regression", "pre"), ("multiple_choice", "pre"), ("tagging", "rotary"), ("qa", "factorised"),
+    ("classification", "rotary-gelu"), ("regression", "factorised-gelu"),
+}  # fmt: skip
+KIND_PLACEMENT_PARAMS = [
+    pytest.param(*case, marks=() if case in DEFAULT_PLACEMENTS else pytest.mark.slow)
+    for case in KIND_PLACEMENTS
+]
 
 
-@pytest.mark.parametrize(("kind", "placement"), KIND_PLACEMENTS)
+@pytest.mark.parametrize(("kind", "placement"), KIND_PLACEMENT_PARAMS)
 def test_a_finetuned_model_exports_as_its_task_class(
     tmp_path, transformers, model_of, kind, placement
 ):
@@ -527,7 +539,7 @@ def test_predict_errors_are_one_line_and_name_the_fix(tmp_path, monkeypatch):
 PAIRS_LABELS = ("contradiction", "entailment")
 
 
-@pytest.mark.parametrize(("kind", "placement"), KIND_PLACEMENTS)
+@pytest.mark.parametrize(("kind", "placement"), KIND_PLACEMENT_PARAMS)
 def test_an_exported_fine_tune_imports_back_and_predicts_the_same(
     tmp_path, transformers, model_of, kind, placement
 ):

@@ -162,6 +162,7 @@ def _shared_lines() -> list[str]:
     return lines
 
 
+@pytest.mark.slow  # 10,000 real lines; test_ids_equal_hugging_face_on_chinese runs by default
 @pytest.mark.skipif(not SHARED_ZH.is_dir(), reason="needs ../shared/data/zh")
 def test_ids_equal_hugging_face_on_ten_thousand_real_lines(tmp_path, chapters):
     lines = _shared_lines()
