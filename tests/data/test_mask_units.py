@@ -8,6 +8,7 @@ from scipy import stats
 
 from bertjax.data import mask_units
 from bertjax.data.masking import _eligible, _num_to_predict, mask_tokens
+from bertjax.data.masking_spec import MaskingSpec
 from bertjax.errors import UserError
 
 PAD, UNK, CLS, SEP, MASK = 0, 1, 2, 3, 4
@@ -272,3 +273,12 @@ def test_word_start_table_and_span_probs():
         mask_units.span_length_probs("zipf", 3)
     with pytest.raises(UserError, match="max_ngram=0"):
         mask_units.span_length_probs("uniform", 0)
+
+
+def test_span_masking_defaults_to_spanberts_lengths():
+    """masking="span" with no other field: SpanBERT's geometric(0.2) over 1-10 words, mean span
+    3.8 words (its paper's figure), the row docs/data.md states."""
+    probs = MaskingSpec(masking="span").span_length_probs()
+    documented = [0.224, 0.179, 0.143, 0.115, 0.092, 0.073, 0.059, 0.047, 0.038, 0.030]
+    np.testing.assert_allclose(probs, documented, atol=5e-4)
+    assert np.sum(probs * np.arange(1, 11)) == pytest.approx(3.8, abs=0.01)

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import tensorflow as tf
+from scipy import stats as scipy_stats
 
 from bertjax.data.masking import mask_tokens
 
@@ -201,3 +202,19 @@ def test_replacement_split_is_configurable(data, mask_prob, random_prob):
         assert np.all(now == MASK)
     if mask_prob == random_prob == 0.0:
         np.testing.assert_array_equal(now, original)
+
+
+def test_random_replacements_are_uniform_over_every_candidate_id(data):
+    """Random-token replacements are drawn uniformly from all of `random_token_ids`, its last id
+    included (an exclusive bound one short never drew it; 1,000 rows: ~8,500 draws)."""
+    candidates = np.arange(600, 620, dtype=np.int32)
+    input_ids, input_mask = (x[:1000] for x in data)
+    masked = _mask_in_dataset(
+        input_ids, input_mask, _seeds(1000), mask_token_prob=0.0,
+        random_token_prob=1.0, random_token_ids=candidates,
+    )  # fmt: skip
+    real = masked["masked_lm_weights"] == 1.0
+    drawn = masked["input_ids"][np.nonzero(real)[0], masked["masked_lm_positions"][real]]
+    counts = np.array([np.sum(drawn == c) for c in candidates])
+    assert counts.sum() == real.sum() > 5_000  # every selected position got a candidate
+    assert counts.min() > 0 and scipy_stats.chisquare(counts).pvalue > 1e-4, counts

@@ -139,6 +139,8 @@ def test_deterministic_and_lossless_on_words():
         ),
         # An ellipsis before a lowercase word is a pause, not an end.
         ("it was good . . . but long. the end.", ["it was good . . . but long.", "the end."]),
+        ("it was good... but long. the end.", ["it was good... but long.", "the end."]),
+        ("it was good\u2026 but long. the end.", ["it was good\u2026 but long.", "the end."]),
     ],
 )
 def test_uncased_text(text, expected):

@@ -52,6 +52,10 @@ def test_extension_keeps_the_base_ids_and_adds_the_corpus_characters_first(dirs)
         (ids,) = wordpiece.encode(text)
         unknown[name] = ids.count(wordpiece.unk_id)
     assert unknown == {"base": 4, "ext": 0}
+    # Every character of the sample is added, even where its words are whole tokens: a word the
+    # sample never has ("ξύλο", wood) is spelled, not [UNK].
+    (ids,) = wordpiece.encode(["ξύλο"])
+    assert wordpiece.unk_id not in ids and len(ids) > 1
 
 
 @pytest.mark.parametrize(
