@@ -197,6 +197,13 @@ def test_config_round_trip_and_refusals():
     # A TF1 bert_config.json has no model_type or layer_norm_eps.
     tf1 = {k: v for k, v in fields.items() if k not in ("model_type", "layer_norm_eps")}
     assert hf.bert_config_from_hf(tf1, source="test").layer_norm_eps == 1e-12
+    # Each optional field is read, not left at bertjax's default (RoBERTa-style eps 1e-5, ...).
+    others = dict(
+        max_position_embeddings=40, type_vocab_size=1, hidden_dropout_prob=0.2,
+        attention_probs_dropout_prob=0.3, initializer_range=0.05, layer_norm_eps=1e-5,
+    )  # fmt: skip
+    read = hf.bert_config_from_hf({**fields, **others}, source="test")
+    assert {name: getattr(read, name) for name in others} == others
     refusals = [
         ({"hidden_act": "gelu_new"}, "hidden_act='gelu_new'"),
         ({"hidden_act": "relu"}, "exact GELU"),
