@@ -360,3 +360,22 @@ def test_each_step_and_each_microbatch_draws_its_own_dropout(dropout):
         assert abs(accumulated - 2 * one) > 1e-3 * abs(one)
     else:
         np.testing.assert_allclose(accumulated, 2 * one, rtol=1e-5)
+
+
+@pytest.mark.parametrize("objective", ["bert", "electra"])
+def test_the_abstract_state_is_the_initialised_one(objective):
+    """What a restore reads into (setup.abstract_state, built from one abstract model) has the
+    tree, shapes, dtypes, weak types and shardings of the state init makes."""
+    config = tiny_config(
+        objective=objective, mesh_shape={"data": 2, "fsdp": 2, "tensor": 2},
+        generator_hidden_fraction=1.0,
+    )  # fmt: skip
+    _, state, setup, _ = setup_run(config, devices=jax.devices()[:8])
+    made, made_tree = jax.tree.flatten(state)
+    abstract, abstract_tree = jax.tree.flatten(setup.abstract_state)
+    assert made_tree == abstract_tree
+    for array, shape in zip(made, abstract, strict=True):
+        assert (array.shape, array.dtype, array.weak_type) == (
+            shape.shape, shape.dtype, shape.weak_type,
+        )  # fmt: skip
+        assert array.sharding.is_equivalent_to(shape.sharding, array.ndim)
