@@ -379,3 +379,17 @@ def test_the_abstract_state_is_the_initialised_one(objective):
             shape.shape, shape.dtype, shape.weak_type,
         )  # fmt: skip
         assert array.sharding.is_equivalent_to(shape.sharding, array.ndim)
+
+
+def test_a_resume_with_another_objective_or_generator_width_is_one_line():
+    """The objective's fields are compared like the architecture's: another objective or
+    generator width cannot read the checkpoint's parameters (a checkpoint naming no objective
+    holds BERT's)."""
+    saved = {"objective": "electra", "generator_hidden_fraction": 0.25, "hidden_size": 128,
+             "embedding_size": 0}  # fmt: skip
+    checkpoint_compatibility.check_compatible(saved, dict(saved), "w")  # the same: no error
+    for field, value in (("objective", "bert"), ("generator_hidden_fraction", 0.5)):
+        with pytest.raises(UserError, match=f"has {field}=.* but the config asks for {value};"):
+            checkpoint_compatibility.check_compatible(saved, {**saved, field: value}, "w")
+    with pytest.raises(UserError, match="has objective=bert but the config asks for electra"):
+        checkpoint_compatibility.check_compatible({"hidden_size": 128}, saved, "w")
