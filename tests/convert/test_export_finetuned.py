@@ -264,6 +264,7 @@ def test_a_finetuned_model_exports_as_its_task_class(
     }.get(kind)
     if labels:
         assert hf_model.config.id2label == dict(enumerate(labels))
+        assert hf_model.config.label2id == {label: i for i, label in enumerate(labels)}
     assert hf_model.config.finetuning_task == ("squad" if kind == "qa" else "jsonl")
 
 
