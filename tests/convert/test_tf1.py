@@ -161,6 +161,22 @@ def test_tf1_errors(tmp_path):
         import_checkpoint(source, tmp_path / "out")
 
 
+def test_which_checkpoint_a_directory_names(tmp_path):
+    """bert_model.ckpt first; else the one prefix there; several: one line naming them all (a
+    training directory's model.ckpt-N steps), not the first of them in silence."""
+    (tmp_path / "model.ckpt-100.index").touch()
+    assert tf1.find_checkpoint(tmp_path) == tmp_path / "model.ckpt-100"
+    assert tf1.find_checkpoint(tmp_path / "model.ckpt-100") == tmp_path / "model.ckpt-100"
+    (tmp_path / "model.ckpt-200.index").touch()
+    with pytest.raises(
+        UserError, match=r"several TF checkpoints \(model.ckpt-100, model.ckpt-200\)"
+    ):
+        tf1.find_checkpoint(tmp_path)
+    (tmp_path / "bert_model.ckpt.index").touch()
+    assert tf1.find_checkpoint(tmp_path) == tmp_path / "bert_model.ckpt"
+    assert tf1.find_checkpoint(tmp_path / "elsewhere") is None
+
+
 def tf1_variables_from_hf(tensors: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """A Hugging Face BertModel state dict renamed to modeling.py's TF1 names and layout."""
     variables = {}
