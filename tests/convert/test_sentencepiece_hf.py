@@ -5,7 +5,6 @@ import gzip
 import json
 import unicodedata
 
-import numpy as np
 import pytest
 from flax import nnx
 
@@ -89,9 +88,11 @@ def test_export_writes_it_and_transformers_loads_it(unigram_dir, tmp_path):
     for text in texts[:1]:
         assert hf_tokenizer(text)["input_ids"] == [sp.cls_id, *sp.encode([text])[0], sp.sep_id]
     assert hf_tokenizer.mask_token_id == sp.mask_id and hf_tokenizer.pad_token_id == sp.pad_id
-    pair = hf_tokenizer(texts[0], texts[1])
-    assert np.asarray(pair["token_type_ids"]).max() == 1
-    assert pair["input_ids"].count(sp.sep_id) == 2
+    a_text, b_text = texts[0], "The Congress shall have power."
+    pair = hf_tokenizer(a_text, b_text)
+    a, b = sp.encode([a_text, b_text])
+    assert pair["input_ids"] == [sp.cls_id, *a, sp.sep_id, *b, sp.sep_id]
+    assert pair["token_type_ids"] == [0] * (len(a) + 2) + [1] * (len(b) + 1)  # B's [SEP]: 1
     # Imported back (then fine-tuned or trained from), it is read with SentencePiece again.
     importer.import_checkpoint(tmp_path / "hf", tmp_path / "imported")
     back = vocab.load_tokenizer(tmp_path / "imported" / "vocab.txt", lowercase=True)
