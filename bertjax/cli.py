@@ -275,6 +275,8 @@ def run(name: str, fv: flags.FlagValues, arguments: list[str]) -> None:
         startup.drop_closed_loop_callbacks()
     _configure_logging(fv.debug)
     try:
+        if COMMANDS[name].check_config:
+            COMMANDS[name].check_config(fv)
         if name != "bench":  # bench imports TensorFlow and JAX after its peers have run
             startup.import_quietly(quiet=not fv.debug)
         COMMANDS[name].run(fv, arguments)

@@ -37,6 +37,9 @@ class Command:
     check: Callable[[flags.FlagValues, list[str]], None] | None = None  # more usage checks
     takes_arguments: bool = False  # positional arguments after the flags (fill-mask's texts)
     host_compute: bool = False  # steps run on the host on CPU: huge pages pay (host_memory.py)
+    # The --config file's own checks, run before TensorFlow loads and JAX starts: a misspelt or
+    # out-of-range field is one line in ~4 s instead of ~15 s (2-core CPU machine).
+    check_config: Callable[[flags.FlagValues], None] | None = None
 
 
 def _train_check(fv: flags.FlagValues, arguments: list[str]) -> None:
@@ -53,6 +56,12 @@ def _train_check(fv: flags.FlagValues, arguments: list[str]) -> None:
             f"--coordinator_address={address} must be HOST:PORT, process 0's address and a "
             "free port, e.g. 10.0.0.2:8476"
         )
+
+
+def _train_config_check(fv: flags.FlagValues) -> None:
+    from bertjax import config
+
+    config.from_config(fv.config)
 
 
 def _train(fv: flags.FlagValues, arguments: list[str]) -> None:
@@ -144,6 +153,12 @@ def _evaluate(fv: flags.FlagValues, arguments: list[str]) -> None:
             all_steps=fv.all_steps, out=fv.out, data_reading=reading,
         )  # fmt: skip
     print("\n".join(evaluate_checkpoints.format_records(records)))
+
+
+def _finetune_config_check(fv: flags.FlagValues) -> None:
+    from bertjax.finetune import recipe
+
+    recipe.check_values(fv.config)
 
 
 def _finetune(fv: flags.FlagValues, arguments: list[str]) -> None:
@@ -250,7 +265,7 @@ COMMANDS: dict[str, Command] = {
             ("integer", "process_id", None, "This process's index."),
         ),
         _train, ("config", "workdir"), "train needs --config=CONFIG.py and --workdir=DIR",
-        _train_check, host_compute=True,
+        _train_check, host_compute=True, check_config=_train_config_check,
     ),
     "export": Command(
         "bertjax export --workdir=DIR [--step=N] --out=HF_DIR",
@@ -342,6 +357,7 @@ COMMANDS: dict[str, Command] = {
         ),
         _finetune, ("task", "init", "workdir"),
         "finetune needs --task=NAME, --init=MODEL_DIR and --workdir=DIR", host_compute=True,
+        check_config=_finetune_config_check,
     ),
     "predict": Command(
         "bertjax predict --model=FINETUNE_DIR/seed_<s>/model --input=FILE --out=FILE.jsonl\n"

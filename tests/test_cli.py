@@ -504,6 +504,33 @@ def test_an_error_is_the_only_line_by_default_and_debug_shows_the_startup_logs()
         pytest.skip("TensorFlow and JAX print no start-up notices on this machine")
 
 
+def test_a_config_files_own_errors_come_before_tensorflow_loads_or_jax_starts(tmp_path):
+    """A misspelt or out-of-range field of a pretraining or fine-tuning config is refused before
+    TensorFlow is imported and before any JAX backend starts (in ~4 s instead of ~15 s), and
+    nothing is written."""
+    code = (
+        "import sys\n"
+        "from bertjax import cli\n"
+        "try:\n"
+        "    cli.main(sys.argv)\n"
+        "except SystemExit as e:\n"
+        "    from jax._src import xla_bridge\n"
+        "    print(e.code, 'tensorflow' in sys.modules, bool(xla_bridge._backends))\n"
+    )
+    cases = {
+        "train": (("--config=configs/cpu_smoke.py", f"--workdir={tmp_path / 'run'}",
+                   "--config.num_attention_heads=3"), "hidden_size=128 is not divisible by"),
+        "finetune": (("--task=mr", f"--init={tmp_path / 'init'}", f"--workdir={tmp_path / 'ft'}",
+                      "--config.layerwise_lr_decay=0"), "layerwise_lr_decay=0.0 must be in (0, 1]"),
+    }  # fmt: skip
+    for name, (args, expected) in cases.items():
+        result = subprocess.run([sys.executable, "-c", code, name, *args], capture_output=True,
+                                text=True, timeout=300)  # fmt: skip
+        assert result.stdout.split() == ["2", "False", "False"], result.stderr
+        assert f"bertjax: error: {expected}" in result.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_the_library_never_imports_benchmark_code():
     modules = ["bertjax.cli", "bertjax.commands", "bertjax.train", "bertjax.evaluation",
                "bertjax.fill_mask", "bertjax.finetune.trainer", "bertjax.convert.export",

@@ -37,9 +37,6 @@ from bertjax.models.bert import BertConfig, BertModel, unstack_layers
 from bertjax.models.dropout import Dropout
 from bertjax.models.encoder import gelu
 
-POOLINGS = ("cls", "mean")
-SEQUENCE_HEADS = ("pooler", "gelu")
-
 
 class GeluHead(nnx.Module):
     """Hugging Face's Electra and RoFormer sequence head: dropout, dense H -> H, exact GELU,

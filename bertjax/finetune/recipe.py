@@ -17,7 +17,6 @@ from bertjax import paths, sharding
 from bertjax.command_flags import FINETUNE_CONFIG
 from bertjax.config import field_changes, load_config
 from bertjax.errors import UserError
-from bertjax.finetune import model
 from bertjax.models.config import TRAINING_DTYPES
 from bertjax.specs import require_known_fields
 
@@ -30,6 +29,8 @@ FIELDS_ADDED_LATER = {"pooling": "cls", "layerwise_lr_decay": 1.0, "save_model":
                       "choices_field": "", "spans_field": "", "grad_accum_steps": 1,
                       "sequence_head": "pooler", "checkpoint_every": 1000}  # fmt: skip
 SELECT_EPOCH = ("last", "best")
+POOLINGS = ("cls", "mean")  # bertjax/finetune/model.py's pooled heads
+SEQUENCE_HEADS = ("pooler", "gelu")
 # Fields that do not change what a seed computes: a finished seed is reused whatever they are.
 NOT_RECIPE = ("seeds", "save_model", "log_every", "checkpoint_every")
 
@@ -123,14 +124,22 @@ def check_fields(config: ml_collections.ConfigDict) -> None:
 
 
 def validate(config: ml_collections.ConfigDict) -> None:
-    """Raises a one-line UserError for a field the recipe does not know (`check_fields`), or
-    for the first recipe field out of its range."""
+    """Raises a one-line UserError for a field the recipe does not know (`check_fields`), for
+    the first recipe field out of its range (`check_values`), or for batches the devices do not
+    split."""
+    check_values(config)
+    _check_batches(config)
+
+
+def check_values(config: ml_collections.ConfigDict) -> None:
+    """`validate`'s checks that need no device: the command line runs them before TensorFlow
+    loads and JAX starts, so a misspelt or out-of-range field is refused in seconds."""
     check_fields(config)
     decay = field(config, "layerwise_lr_decay")
     select, fraction = field(config, "select_epoch"), field(config, "dev_fraction")
     dev_file, threshold = field(config, "dev_file"), field(config, "multilabel_threshold")
-    choices = {"select_epoch": SELECT_EPOCH, "pooling": model.POOLINGS,
-               "sequence_head": model.SEQUENCE_HEADS}  # fmt: skip
+    choices = {"select_epoch": SELECT_EPOCH, "pooling": POOLINGS,
+               "sequence_head": SEQUENCE_HEADS}  # fmt: skip
     checks = (
         *(
             (
@@ -182,7 +191,6 @@ def validate(config: ml_collections.ConfigDict) -> None:
     for ok, message in checks:
         if not ok:
             raise UserError(message)
-    _check_batches(config)
 
 
 def _batch_shards(config: ml_collections.ConfigDict) -> int:
