@@ -1,7 +1,10 @@
 """A fine-tuning seed stopped mid-epoch (SIGTERM, Ctrl-C) resumes from its checkpoint and ends
 exactly where the uninterrupted seed does; an unreadable checkpoint restarts the seed."""
 
+import contextlib
+import io
 import json
+import shutil
 
 import pytest
 
@@ -47,8 +50,24 @@ def task(tmp_path_factory):
     return tmp, init, config, whole
 
 
+@pytest.fixture(scope="module")
+def stopped(task):
+    """The same fine-tune stopped at STOP_AT, and what it printed: each test resumes a copy."""
+    tmp, init, config, _ = task
+    printed = io.StringIO()
+    with pytest.MonkeyPatch.context() as monkeypatch, contextlib.redirect_stdout(printed):
+        _stop_at(monkeypatch, STOP_AT)
+        assert trainer.finetune("jsonl", init, str(tmp / "stopped"), config) is None
+    return tmp / "stopped", printed.getvalue()
+
+
+def _copy_of(stopped, tmp_path):
+    shutil.copytree(stopped[0], tmp_path / "stopped")
+    return tmp_path / "stopped"
+
+
 def test_a_stopped_seed_resumes_where_it_stopped_and_ends_as_if_never_stopped(
-    task, monkeypatch, capsys
+    task, stopped, tmp_path
 ):
     """Stopped at step 10 (epoch 2), the seed has saved its state, its kept epoch and where it
     was; re-run, it trains the rest of epoch 2 (its batches in the same order, the done ones
@@ -56,37 +75,29 @@ def test_a_stopped_seed_resumes_where_it_stopped_and_ends_as_if_never_stopped(
     predictions equal the uninterrupted run's exactly, and the checkpoint is gone once the seed
     has finished."""
     tmp, init, config, whole = task
-    workdir = tmp / "stopped"
-    _stop_at(monkeypatch, STOP_AT)
-    assert trainer.finetune("jsonl", init, str(workdir), config) is None
-    assert f"saved seed 0 at step {STOP_AT} (epoch 2); re-run the same command" in (
-        capsys.readouterr().out
-    )
+    workdir = _copy_of(stopped, tmp_path)
+    assert f"saved seed 0 at step {STOP_AT} (epoch 2); re-run the same command" in stopped[1]
     assert (workdir / "seed_0" / seed_checkpoint.CHECKPOINT_DIR / str(STOP_AT)).is_dir()
     assert not (workdir / "seed_0" / "result.json").exists()
     assert len(_epochs(workdir)) == 1
-    monkeypatch.undo()
     resumed = trainer.finetune("jsonl", init, str(workdir), config)
     assert _epochs(workdir) == _epochs(tmp / "whole")
     assert _scores(resumed) == _scores(whole)
     assert whole["seeds"]["0"]["epoch"] < 3  # the kept epoch was restored, not the last one
     labelled = {}
-    for run in ("whole", "stopped"):  # the saved models are the kept epoch's, the same
-        labelled[run] = tmp / f"{run}.jsonl"
-        model = str(tmp / run / "seed_0" / "model")
+    for run, run_dir in (("whole", tmp / "whole"), ("stopped", workdir)):  # the kept epoch's
+        labelled[run] = tmp_path / f"{run}.jsonl"
+        model = str(run_dir / "seed_0" / "model")
         predict.predict_file(model, str(tmp / "test.jsonl"), str(labelled[run]))
     assert labelled["whole"].read_text() == labelled["stopped"].read_text()
     assert not (workdir / "seed_0" / seed_checkpoint.CHECKPOINT_DIR).exists()
 
 
 def test_an_unreadable_seed_checkpoint_is_set_aside_and_the_seed_starts_again(
-    task, monkeypatch, caplog
+    task, stopped, tmp_path, caplog
 ):
     tmp, init, config, whole = task
-    workdir = tmp / "damaged"
-    _stop_at(monkeypatch, STOP_AT)
-    assert trainer.finetune("jsonl", init, str(workdir), config) is None
-    monkeypatch.undo()
+    workdir = _copy_of(stopped, tmp_path)
     saved = workdir / "seed_0" / seed_checkpoint.CHECKPOINT_DIR / str(STOP_AT)
     for item in ("state", "position"):
         for path in (saved / item).rglob("*"):
@@ -104,15 +115,12 @@ def test_checkpoint_every_must_be_whole_steps():
         recipe.validate(config_for(checkpoint_every=-1))
 
 
-def test_damaged_fine_tune_files_are_one_line_or_set_right(task, monkeypatch, caplog):
+def test_damaged_fine_tune_files_are_one_line_or_set_right(task, stopped, tmp_path, caplog):
     """A metrics line cut short (a kill or a full disk mid-write) is dropped on resume, a cut
     result.json trains its seed again, and a damaged finetune_settings.json is one line (what
     the seeds were trained with is unknown); before, each was a JSONDecodeError traceback."""
     tmp, init, config, whole = task
-    workdir = tmp / "cut"
-    _stop_at(monkeypatch, STOP_AT)
-    assert trainer.finetune("jsonl", init, str(workdir), config) is None
-    monkeypatch.undo()
+    workdir = _copy_of(stopped, tmp_path)
     with (workdir / "seed_0" / "metrics.jsonl").open("a") as f:
         f.write('{"epoch": 2, "train_lo')
     settings = workdir / "finetune_settings.json"
