@@ -5,6 +5,7 @@ import json
 import shutil
 import warnings
 
+import jax
 import numpy as np
 import pytest
 
@@ -13,6 +14,7 @@ from bertjax.config import from_config, validate
 from bertjax.convert import model_dir
 from bertjax.data import corpus
 from bertjax.data.corpus import SAMPLE_CORPUS
+from bertjax.data.masking_spec import MaskingSpec
 from bertjax.errors import UserError
 from tests.test_cli import run_cli
 from tests.test_smoke import small_smoke_config
@@ -247,6 +249,35 @@ def test_replaced_token_auc_is_the_chance_a_replaced_token_outscores_an_original
     assert evaluation.replaced_token_auc(scores, replaced) == pytest.approx(expected, abs=1e-9)
     assert evaluation.replaced_token_auc(scores, 1 - replaced) == pytest.approx(1 - expected)
     assert np.isnan(evaluation.replaced_token_auc(scores, np.zeros(300)))
+
+
+def test_the_detection_auc_reads_real_tokens_only(monkeypatch):
+    """Padding positions (scored high, never replaced) do not enter the held-out AUC: replaced
+    real tokens outscore every original real token, so it is 1."""
+    from bertjax import losses, representation, sharding
+
+    monkeypatch.setattr(losses, "summarize", lambda total: {})
+    monkeypatch.setattr(representation, "token_state_stats", lambda total: {})
+    input_mask = np.array([[1, 1, 1, 0], [1, 1, 0, 0]], np.int32)
+    kept = {
+        "mlm_predictions": np.ones((2, 1), np.int32), "masked_lm_ids": np.ones((2, 1), np.int32),
+        "masked_lm_weights": np.ones((2, 1), np.float32), "input_mask": input_mask,
+        "rtd_logits": np.array([[2.0, -1.0, 1.0, 9.0], [-2.0, 3.0, 9.0, 9.0]], np.float32),
+        "replaced": np.array([[1, 0, 1, 0], [0, 1, 0, 0]], np.float32),
+    }  # fmt: skip
+    eval_set = evaluation.EvalSet(batches=[{"input_mask": input_mask}], counts=None,
+                                  num_examples=2)  # fmt: skip
+    mesh = sharding.create_mesh({"data": 1, "fsdp": 1, "tensor": 1}, jax.devices()[:1])
+    result = evaluation.evaluate({}, eval_set, lambda params, batch: ({"n": 1.0}, kept), mesh)
+    assert result["rtd_auc"] == 1.0
+
+
+def test_the_held_out_cap_holds_every_prediction_berts_rate_asks_for_in_a_full_row():
+    """Held-out rows are masked at BERT's 15% whatever the training rate: the per-row cap (20 per
+    128 tokens, rounded up) never cuts that short, at any length."""
+    bert = MaskingSpec(masked_lm_prob=evaluation.EVAL_MASKED_LM_PROB)
+    for length in range(8, 1025):
+        assert evaluation.eval_max_predictions(length) >= bert.wanted_predictions(length), length
 
 
 def test_detection_warning_past_warmup_only_and_below_the_floor():

@@ -28,6 +28,12 @@ def test_the_newest_annotation_not_cancelled_gives_the_class():
     dropped = _annotation("Neutral", created="2024-01-03T10:00:00Z", cancelled=True)
     assert label_studio.chosen([old, new, dropped], False, "annotations", "r") == "Positive"
     assert label_studio.chosen([dropped], False, "annotations", "r") is None
+    skipped = {**_annotation("Neutral", created="2024-01-03T10:00:00Z"), "skipped": True}
+    assert label_studio.chosen([old, new, skipped], False, "annotations", "r") == "Positive"
+    # Equal times (or none): the last listed wins.
+    again = _annotation("Negative", created="2024-01-02T10:00:00Z")
+    assert label_studio.chosen([new, again], False, "annotations", "r") == "Negative"
+    assert label_studio.chosen([_annotation("A"), _annotation("B")], False, "a", "r") == "B"
     assert label_studio.chosen([], False, "annotations", "r") is None
     both = _annotation("Sports", "Politics")
     assert label_studio.chosen([both], True, "annotations", "r") == ["Sports", "Politics"]
@@ -38,6 +44,9 @@ def test_the_newest_annotation_not_cancelled_gives_the_class():
     task = _task(1, "fine", new)
     assert label_studio.flattened(task)["review"] == "fine"
     assert label_studio.flattened(task)["id"] == 1  # the task's own fields stay
+    assert label_studio.flattened({"id": 1, "data": {"id": "a data field", "text": "t"}}) == {
+        "id": 1, "data": {"id": "a data field", "text": "t"}, "text": "t"
+    }  # fmt: skip
     assert label_studio.tag_names(task, "annotations", "choices") == ("sentiment", "review")
     assert label_studio.tag_names(task, "annotations", "labels") is None
     assert (

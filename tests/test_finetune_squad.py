@@ -144,6 +144,9 @@ def test_answers_not_in_context_are_skipped(tmp_path, caplog):
     assert examples[0].answers == (("in 1990", 26),)
     assert "'answers not found at answer_start': 2" in caplog.text
     assert "'questions without a usable answer': 1" in caplog.text
+    # Questions to answer (`bertjax predict`) are all kept: each gets a prediction line.
+    to_answer = squad.read_squad(tmp_path / "moved.json", answers_required=False)
+    assert [e.id for e in to_answer] == ["q1", "q2", "q3"] and to_answer[1].answers == ()
     nothing = [(*QUESTIONS[1][:3], (("Dan Reeves", 0),))]
     with pytest.raises(UserError, match=r"no usable question \(skipped .*answer_start': 1.*must "
                        "stand at its answer_start"):  # fmt: skip

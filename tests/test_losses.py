@@ -3,6 +3,7 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from bertjax import losses
 
@@ -95,3 +96,18 @@ def test_an_interval_averages_over_its_applied_steps_and_times_its_timed_ones():
     line = throughput.interval_metrics(sums, steps=2, timed_steps=1, elapsed=0.5)
     assert (line["grad_norm"], line["learning_rate"], line["param_norm"]) == (4.0, 1e-3, 5.0)
     assert (line["steps_per_second"], line["tokens_per_second"], line["mfu"]) == (2.0, 200.0, 2e-3)
+
+
+def test_replaced_token_precision_is_over_the_flagged_tokens_and_recall_over_the_replaced():
+    """4 real tokens flagged replaced, 2 really replaced, 1 of them flagged: precision 1/4,
+    recall 1/2 (a padding token, flagged and replaced, counts in neither)."""
+    logits = jnp.array([[3.0, 2.0, 1.0, 0.5, -1.0, -2.0, 5.0]])
+    replaced = jnp.array([[1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 1.0]])
+    input_mask = jnp.array([[1, 1, 1, 1, 1, 1, 0]])
+    sums = losses.replaced_token_sums(logits, replaced, input_mask, jnp.float32(50.0))
+    mlm = {"mlm_weight": 1.0, "mlm_loss_sum": 0.0, "mlm_correct_sum": 0.0}
+    metrics = losses.summarize(jax.device_get(sums) | mlm)
+    assert metrics["rtd_precision"] == pytest.approx(0.25)
+    assert metrics["rtd_recall"] == pytest.approx(0.5)
+    assert metrics["replaced_fraction"] == pytest.approx(2 / 6)
+    assert metrics["rtd_accuracy"] == pytest.approx(2 / 6)

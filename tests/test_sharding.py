@@ -35,6 +35,21 @@ def test_mesh_axis_sizes_errors(shape, match):
         sharding.mesh_axis_sizes(shape, 8)
 
 
+@pytest.mark.parametrize(
+    "shape, dcn, expected",
+    [
+        ({"data": 2, "fsdp": 2, "tensor": 2}, {}, 4),
+        ({"data": 1, "fsdp": -1, "tensor": 2}, {}, 4),
+        ({"data": -1, "fsdp": 1, "tensor": 8}, {}, 1),
+        ({"data": 1, "fsdp": 2, "tensor": 2}, {"data": 2}, 4),
+    ],
+)
+def test_a_batch_is_split_over_data_and_fsdp_and_not_tensor(shape, dcn, expected):
+    """FSDP shards the batch as data parallelism does; tensor parallelism does not."""
+    spec = sharding.MeshSpec(mesh_shape=shape, dcn_mesh_shape={"data": 1, **dcn})
+    assert spec.batch_shards(8) == expected
+
+
 def test_logical_rules_map_names_to_mesh_axes():
     mesh = sharding.create_mesh({"data": 2, "fsdp": 2, "tensor": 2})
     rules = [("batch", ("data", "fsdp")), ("embed", "fsdp"), ("mlp", "tensor"), ("kv", None)]
