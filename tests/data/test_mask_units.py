@@ -282,3 +282,33 @@ def test_span_masking_defaults_to_spanberts_lengths():
     documented = [0.224, 0.179, 0.143, 0.115, 0.092, 0.073, 0.059, 0.047, 0.038, 0.030]
     np.testing.assert_allclose(probs, documented, atol=5e-4)
     assert np.sum(probs * np.arange(1, 11)) == pytest.approx(3.8, abs=0.01)
+
+
+def test_every_run_of_eligible_tokens_starts_a_span(data):
+    """A span never crosses a special token: the first word after [CLS] or [SEP] starts a span,
+    whatever length the span before it drew."""
+    input_ids, input_mask, _ = data
+    probs = mask_units.span_length_probs("geometric", 10)
+    unit_start, _, eligible, _ = _unit_spans(input_ids[:300], input_mask[:300], _seeds(300),
+                                             probs, 128)  # fmt: skip
+    run_start = eligible & ~np.pad(eligible, ((0, 0), (1, 0)))[:, :-1]
+    assert run_start.sum() > 2 * len(run_start)  # A and B, and text after each [UNK]
+    assert np.all(unit_start[run_start])
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_the_span_that_closes_the_budget_gives_the_words_that_fit_even_one_token(seed):
+    """Spans of two one-token words and a budget of 3: one span whole, then the next span
+    shrunk to its first word (1 token left), so the budget is met exactly."""
+    eligible = tf.constant([True] * 8)
+    word_start = tf.constant([True] * 8)
+    unit_start = tf.constant([True, False] * 4)
+    selected, unit_id = mask_units.choose_units(
+        unit_start, eligible, tf.constant(3), tf.constant([seed, 7]), word_start=word_start
+    )
+    selected, unit_id = selected.numpy(), unit_id.numpy()
+    assert selected.sum() == 3
+    per_unit = np.bincount(unit_id[selected], minlength=4)
+    assert sorted(per_unit) == [0, 0, 1, 2]
+    shrunk = int(np.flatnonzero(per_unit == 1)[0])
+    assert selected[2 * shrunk] and not selected[2 * shrunk + 1]  # its first word

@@ -514,3 +514,36 @@ def test_a_stream_the_vocabulary_cannot_spell_warns_once(corpus_dir, tmp_path, c
         text_stream.build_chunk([greek] * 3, stream, seed=seed)
     warnings = [r for r in caplog.records if "are [UNK]" in r.getMessage()]
     assert len(warnings) == 1 and "Text stream: " in warnings[0].getMessage()
+
+
+def test_a_lone_last_document_joins_the_chunk_before_it():
+    """Chunks of `size` documents, each with the position after its last; a last document that
+    would be a chunk alone (it could not pair a random next sentence) joins the one before."""
+    docs = [(f"d{i}", (0, i + 1)) for i in range(8)]
+    got = list(text_stream.chunks(iter(docs[:7]), 3))
+    assert got == [(["d0", "d1", "d2"], (0, 3)), (["d3", "d4", "d5", "d6"], (0, 7))]
+    got = list(text_stream.chunks(iter(docs), 3))
+    assert got == [(["d0", "d1", "d2"], (0, 3)), (["d3", "d4", "d5"], (0, 6)),
+                   (["d6", "d7"], (0, 8))]  # fmt: skip
+    assert list(text_stream.chunks(iter(docs[:1]), 3)) == [(["d0"], (0, 1))]
+
+
+def test_a_chunks_rows_are_shuffled_by_the_seed(corpus_dir, monkeypatch):
+    """Rows leave a chunk in a seeded random order, not document by document (a batch would
+    hold the pairs of one or two documents)."""
+    from bertjax.data import pretraining_examples
+
+    def numbered_rows(docs, **kwargs):
+        ids = np.zeros([12, LENGTH], np.int32)
+        ids[:, 0] = np.arange(12)
+        return {"input_ids": ids, "next_sentence_labels": np.arange(12, dtype=np.int32)}
+
+    monkeypatch.setattr(pretraining_examples, "create_instances", numbered_rows)
+    stream = _stream(_config(corpus_dir))
+    texts = ["One sentence here. And another one.", "A second document. It has two."] * 3
+    orders = [text_stream.build_chunk(texts, stream, seed)["input_ids"][:, 0] for seed in (1, 2)]
+    for order in orders:
+        assert sorted(order) == list(range(12)) and list(order) != list(range(12))
+    assert list(orders[0]) != list(orders[1])
+    again = text_stream.build_chunk(texts, stream, 1)
+    np.testing.assert_array_equal(again["next_sentence_labels"], orders[0])
