@@ -505,7 +505,8 @@ def test_bertjax_train_streams_end_to_end_and_resumes(corpus_dir, tmp_path):
 
 
 def test_a_stream_the_vocabulary_cannot_spell_warns_once(corpus_dir, tmp_path, caplog):
-    """Greek text with an English vocabulary is mostly [UNK]: the stream says so, once."""
+    """Greek text with an English vocabulary is mostly [UNK]: the stream says so, once (another
+    stream, once again: whatever streams built chunks before in this process)."""
     greek = "Η Αθήνα είναι πρωτεύουσα. Είναι μεγάλη πόλη. Ναι, πολύ! Θα ξαναπάμε τον Μάιο."
     lines = [json.dumps({"text": greek}, ensure_ascii=False)] * 6
     (tmp_path / "greek.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
@@ -514,6 +515,9 @@ def test_a_stream_the_vocabulary_cannot_spell_warns_once(corpus_dir, tmp_path, c
         text_stream.build_chunk([greek] * 3, stream, seed=seed)
     warnings = [r for r in caplog.records if "are [UNK]" in r.getMessage()]
     assert len(warnings) == 1 and "Text stream: " in warnings[0].getMessage()
+    another = _stream(_config(corpus_dir, corpus=f"{tmp_path}/greek.jsonl"))
+    text_stream.build_chunk([greek] * 3, another, seed=0)
+    assert len([r for r in caplog.records if "are [UNK]" in r.getMessage()]) == 2
 
 
 def test_a_lone_last_document_joins_the_chunk_before_it():

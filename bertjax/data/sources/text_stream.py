@@ -63,6 +63,18 @@ _SETTINGS = ("max_seq_length", "short_seq_prob", "packing", "text_field", "text_
 Position = tuple[int, int]  # (file in the epoch's order, text records read of it)
 
 
+class _Once:
+    """True the first time it is called, False after (thread-safe)."""
+
+    def __init__(self):
+        self._lock, self._done = threading.Lock(), False
+
+    def __call__(self) -> bool:
+        with self._lock:
+            first, self._done = not self._done, True
+        return first
+
+
 @dataclasses.dataclass(frozen=True)
 class TextStream:
     """The corpus files and settings a text stream reads; `dataset` streams it."""
@@ -72,6 +84,9 @@ class TextStream:
     settings: dict  # the DataSpec's _SETTINGS fields, vocab_sha256 (and word_segmenter if set)
     index_dir: str = ""  # where chunk counts are kept for a fast resume; "" = replay
     num_workers: int = 0  # threads building chunks; 0 = local cores, at most MAX_WORKERS
+    # The [UNK] warning is given by the first chunk that has too many, once a stream.
+    unknown_warning_due: _Once = dataclasses.field(default_factory=_Once, compare=False,
+                                                   repr=False)  # fmt: skip
 
     @property
     def packed(self) -> bool:
@@ -222,8 +237,9 @@ def build_chunk(texts: list[str], stream: TextStream, seed: int) -> dict[str, np
     tokenizer, settings = stream.tokenizer, stream.settings
     docs, _ = tokenize_documents(texts, tokenizer, segmenter=stream.segmenter)
     counts = count_tokens(docs, tokenizer.unk_id)
-    if unknown := unknown_tokens_warning(*counts, tokenizer.kind):
-        logging.log_first_n(logging.WARNING, "Text stream: %s", 1, unknown)  # once a process
+    unknown = unknown_tokens_warning(*counts, tokenizer.kind)
+    if unknown and stream.unknown_warning_due():
+        logging.warning("Text stream: %s", unknown)
     special = dict(cls_id=tokenizer.cls_id, sep_id=tokenizer.sep_id, pad_id=tokenizer.pad_id)
     common = dict(max_seq_length=settings["max_seq_length"], dupe_factor=1, seed=seed, **special)
     common["word_starts"] = bool(stream.segmenter)
