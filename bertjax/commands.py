@@ -38,7 +38,7 @@ class Command:
     takes_arguments: bool = False  # positional arguments after the flags (fill-mask's texts)
     host_compute: bool = False  # steps run on the host on CPU: huge pages pay (host_memory.py)
     # The --config file's own checks, run before TensorFlow loads and JAX starts: a misspelt or
-    # out-of-range field is one line in ~4 s instead of ~15 s (2-core CPU machine).
+    # out-of-range field is one line in 4-8 s instead of ~16 s (2-core CPU machine).
     check_config: Callable[[flags.FlagValues], None] | None = None
 
 
