@@ -227,6 +227,7 @@ def short_run(tmp_path_factory):
 
 def test_print_sharding_shows_how_each_parameter_is_split(short_run):
     assert "mesh {'data': 1, 'fsdp': 4, 'tensor': 2}" in short_run.stdout
+    assert "\nDone.\n" in short_run.stdout  # a finished run (a stopped one: "Stopped at ...")
     kernel = "layer/0/intermediate/dense/kernel"
     line = next(x for x in short_run.stdout.splitlines() if kernel in x)
     assert line.endswith("(128, 512) P('fsdp', 'tensor')")
