@@ -482,8 +482,9 @@ def test_every_command_hides_the_gpus_from_tensorflow(monkeypatch):
     startup.import_quietly(quiet=True)
 
 
-BAD_GLOB = ("train", "--config=configs/cpu_smoke.py", "--workdir=/tmp/x",
-            "--config.corpus=/nonexistent/*.jsonl")  # fmt: skip
+# An error found after start-up (a corpus pattern that matches nothing is refused before it).
+BAD_VOCAB = ("train", "--config=configs/cpu_smoke.py", "--workdir=/tmp/x",
+             "--config.vocab_dir=/nonexistent")  # fmt: skip
 
 
 def test_an_error_is_the_only_line_by_default_and_debug_shows_the_startup_logs():
@@ -491,14 +492,14 @@ def test_an_error_is_the_only_line_by_default_and_debug_shows_the_startup_logs()
     env = {
         k: v for k, v in os.environ.items() if k not in ("TF_CPP_MIN_LOG_LEVEL", "GRPC_VERBOSITY")
     }
-    quiet = subprocess.run([sys.executable, "-m", "bertjax", *BAD_GLOB], env=env,
+    quiet = subprocess.run([sys.executable, "-m", "bertjax", *BAD_VOCAB], env=env,
                            capture_output=True, text=True, timeout=300)  # fmt: skip
     assert quiet.returncode == 2
     assert quiet.stderr.splitlines() == [
-        "bertjax: error: corpus pattern '/nonexistent/*.jsonl' matched no files; pass existing "
-        "files or globs with --config.corpus=..."
+        "bertjax: error: vocab_dir='/nonexistent' has no vocab.txt; point it at a directory "
+        "with one or leave it empty to train a vocabulary"
     ]
-    loud = subprocess.run([sys.executable, "-m", "bertjax", *BAD_GLOB, "--debug"], env=env,
+    loud = subprocess.run([sys.executable, "-m", "bertjax", *BAD_VOCAB, "--debug"], env=env,
                           capture_output=True, text=True, timeout=300)  # fmt: skip
     assert loud.returncode == 2 and "Traceback" in loud.stderr
     if not any(startup.is_noise(line) for line in loud.stderr.splitlines()):
@@ -506,9 +507,9 @@ def test_an_error_is_the_only_line_by_default_and_debug_shows_the_startup_logs()
 
 
 def test_a_config_files_own_errors_come_before_tensorflow_loads_or_jax_starts(tmp_path):
-    """A misspelt or out-of-range field of a pretraining or fine-tuning config is refused before
-    TensorFlow is imported and before any JAX backend starts (in ~4 s instead of ~15 s), and
-    nothing is written."""
+    """A misspelt or out-of-range field of a pretraining or fine-tuning config, or a local corpus
+    pattern that matches nothing, is refused before TensorFlow is imported and before any JAX
+    backend starts (in 4-8 s instead of ~16 s), and nothing is written."""
     code = (
         "import sys\n"
         "from bertjax import cli\n"
@@ -518,13 +519,18 @@ def test_a_config_files_own_errors_come_before_tensorflow_loads_or_jax_starts(tm
         "    from jax._src import xla_bridge\n"
         "    print(e.code, 'tensorflow' in sys.modules, bool(xla_bridge._backends))\n"
     )
-    cases = {
-        "train": (("--config=configs/cpu_smoke.py", f"--workdir={tmp_path / 'run'}",
-                   "--config.num_attention_heads=3"), "hidden_size=128 is not divisible by"),
-        "finetune": (("--task=mr", f"--init={tmp_path / 'init'}", f"--workdir={tmp_path / 'ft'}",
+    train = ("--config=configs/cpu_smoke.py", f"--workdir={tmp_path / 'run'}")
+    cases = [
+        ("train", (*train, "--config.num_attention_heads=3"), "hidden_size=128 is not divisible"),
+        ("train", (*train, f"--config.corpus={tmp_path}/*.jsonl"),
+         f"corpus pattern '{tmp_path}/*.jsonl' matched no files"),
+        ("train", (*train, f"--config.eval_corpus={tmp_path}/held_out.txt"),
+         f"corpus pattern '{tmp_path}/held_out.txt' matched no files; pass existing files or globs "
+         "with --config.eval_corpus=..."),
+        ("finetune", ("--task=mr", f"--init={tmp_path / 'init'}", f"--workdir={tmp_path / 'ft'}",
                       "--config.layerwise_lr_decay=0"), "layerwise_lr_decay=0.0 must be in (0, 1]"),
-    }  # fmt: skip
-    for name, (args, expected) in cases.items():
+    ]  # fmt: skip
+    for name, args, expected in cases:
         result = subprocess.run([sys.executable, "-c", code, name, *args], capture_output=True,
                                 text=True, timeout=300)  # fmt: skip
         assert result.stdout.split() == ["2", "False", "False"], result.stderr

@@ -126,12 +126,12 @@ def corpus_flag(flag: str, named: str = CORPUS_FLAG) -> Iterator[None]:
         yield
 
 
-def resolve_files(patterns: str | Sequence[str]) -> list[str]:
+def resolve_files(patterns: str | Sequence[str], *, warn: bool = True) -> list[str]:
     """Expands comma-separated (or listed) paths and globs into a sorted, deduplicated list.
 
     ``tfds:`` sources are kept as given (after the files). A pattern that matches nothing is
-    skipped with a warning when another one matches. Raises UserError when there is no pattern,
-    nothing matches at all, or a file has a suffix the reader does not know.
+    skipped with a warning (`warn`) when another one matches. Raises UserError when there is no
+    pattern, nothing matches at all, or a file has a suffix the reader does not know.
     """
     pattern_list = _split_patterns(patterns)
     if not pattern_list:
@@ -152,9 +152,21 @@ def resolve_files(patterns: str | Sequence[str]) -> list[str]:
             f"corpus pattern {unmatched[0]!r} matched no files; "
             "pass existing files or globs with --config.corpus=..."
         )
-    for pattern in unmatched:
+    for pattern in unmatched if warn else ():
         logging.warning("Corpus pattern %r matched no files; skipped", pattern)
     return sorted(files) + datasets
+
+
+def check_local_patterns(data) -> None:
+    """`resolve_files`' errors for a run's corpus and held-out corpus (`data`: its DataSpec; none
+    with a prepared_dir), where every pattern is a local path or glob (gs:// and tfds: sources
+    are listed once, by the run): the command line checks them before TensorFlow loads."""
+    for flag, patterns in ((CORPUS_FLAG, data.corpus), ("--config.eval_corpus", data.eval_corpus)):
+        listed = _split_patterns(patterns)
+        if (flag == CORPUS_FLAG and not data.prepared_dir) or listed:
+            if not any(paths.is_uri(p) or tfds_corpus.is_tfds(p) for p in listed):
+                with corpus_flag(flag):
+                    resolve_files(listed, warn=False)
 
 
 def source_size(source: str) -> int:

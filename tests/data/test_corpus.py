@@ -134,6 +134,32 @@ def test_missing_files_raise_user_error(tmp_path, pattern, message):
         corpus.resolve_files(str(tmp_path / pattern) if pattern else pattern)
 
 
+def test_local_patterns_are_checked_quietly_and_remote_ones_left_to_the_run(tmp_path, caplog):
+    """The command line's early check: resolve_files' errors for local patterns (the held-out
+    corpus's naming its flag), no warning for a pattern another one covers, nothing listed for
+    gs:// or tfds: sources, no corpus needed beside a prepared_dir."""
+    from types import SimpleNamespace as Data
+
+    (tmp_path / "a.txt").write_text("One sentence.\n")
+    found = str(tmp_path / "a.txt")
+    corpus.check_local_patterns(Data(corpus=f"{found},{tmp_path}/none*.txt", eval_corpus="",
+                                     prepared_dir=""))  # fmt: skip
+    assert "matched no files" not in caplog.text  # the run warns once, later
+    with pytest.raises(UserError, match=r"'.*/none\.txt' matched no files.*--config\.eval_corpus"):
+        corpus.check_local_patterns(Data(corpus=found, eval_corpus=f"{tmp_path}/none.txt",
+                                         prepared_dir=""))  # fmt: skip
+    with pytest.raises(UserError, match="no corpus given"):
+        corpus.check_local_patterns(Data(corpus="", eval_corpus="", prepared_dir=""))
+    corpus.check_local_patterns(Data(corpus="", eval_corpus="", prepared_dir=str(tmp_path)))
+    corpus.check_local_patterns(
+        Data(
+            corpus=f"gs://no-bucket/*.txt,{tmp_path}/none.txt",
+            eval_corpus="tfds:wiki40b/en@validation",
+            prepared_dir="",
+        )
+    )
+
+
 def test_unsupported_suffix_and_directory(tmp_path):
     (tmp_path / "data.xml").write_text("<a/>\n")
     with pytest.raises(UserError, match="unsupported suffix.*jsonl"):
