@@ -161,12 +161,14 @@ def check_local_patterns(data) -> None:
     """`resolve_files`' errors for a run's corpus and held-out corpus (`data`: its DataSpec; none
     with a prepared_dir), where every pattern is a local path or glob (gs:// and tfds: sources
     are listed once, by the run): the command line checks them before TensorFlow loads."""
-    for flag, patterns in ((CORPUS_FLAG, data.corpus), ("--config.eval_corpus", data.eval_corpus)):
+    checked = {} if data.prepared_dir else {CORPUS_FLAG: data.corpus}
+    checked |= {"--config.eval_corpus": data.eval_corpus} if data.eval_corpus else {}
+    for flag, patterns in checked.items():
         listed = _split_patterns(patterns)
-        if (flag == CORPUS_FLAG and not data.prepared_dir) or listed:
-            if not any(paths.is_uri(p) or tfds_corpus.is_tfds(p) for p in listed):
-                with corpus_flag(flag):
-                    resolve_files(listed, warn=False)
+        if any(paths.is_uri(p) or tfds_corpus.is_tfds(p) for p in listed):
+            continue
+        with corpus_flag(flag):
+            resolve_files(listed, warn=False)
 
 
 def source_size(source: str) -> int:

@@ -151,6 +151,9 @@ def test_local_patterns_are_checked_quietly_and_remote_ones_left_to_the_run(tmp_
     with pytest.raises(UserError, match="no corpus given"):
         corpus.check_local_patterns(Data(corpus="", eval_corpus="", prepared_dir=""))
     corpus.check_local_patterns(Data(corpus="", eval_corpus="", prepared_dir=str(tmp_path)))
+    # A prepared run never reads --config.corpus (a config's default may name other files).
+    corpus.check_local_patterns(Data(corpus=f"{tmp_path}/none.txt", eval_corpus="",
+                                     prepared_dir=str(tmp_path)))  # fmt: skip
     corpus.check_local_patterns(
         Data(
             corpus=f"gs://no-bucket/*.txt,{tmp_path}/none.txt",
