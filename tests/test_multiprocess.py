@@ -142,6 +142,7 @@ def test_two_process_checkpoint_resumes_in_one_process_on_another_mesh(runs, tmp
                         range(4, 7))  # fmt: skip
 
 
+@pytest.mark.slow  # 60 s; the default suite resumes across topologies the other way round
 def test_one_process_checkpoint_resumes_in_two_processes(runs, tmp_path):
     """... past an unreadable latest checkpoint: both processes set it aside (process 0
     renames it once) and resume from the one before."""
@@ -157,6 +158,7 @@ def test_one_process_checkpoint_resumes_in_two_processes(runs, tmp_path):
                         range(4, 7))  # fmt: skip
 
 
+@pytest.mark.slow  # 84 s; the default suite stops one process by SIGTERM (test_reliability)
 def test_sigterm_to_one_process_stops_both_at_the_same_step(runs, tmp_path):
     tmp, _, _ = runs
     workdir = tmp_path / "run"

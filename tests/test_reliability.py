@@ -23,6 +23,7 @@ import pytest
 import tensorflow as tf
 
 from bertjax import checkpointing, metrics, optim, paths, resume_checks, sharding, train
+from bertjax import config as config_lib
 from bertjax.data import pipeline
 from bertjax.data.corpus import SAMPLE_CORPUS
 from bertjax.errors import UserError
@@ -297,15 +298,25 @@ def test_sigterm_saves_the_current_step_and_exits_cleanly(
     assert read_metrics(workdir) == reference
 
 
+def kept_steps(tmp_path, **overrides) -> list[int]:
+    """The checkpoints a run's manager keeps when the loop offers it every step 1-12 (the last
+    forced, as the loop's final save is)."""
+    spec = config_lib.from_config(small_smoke_config(tmp_path, num_train_steps=12, **overrides))
+    manager = checkpointing.run_checkpoint_manager(tmp_path / "run", spec)
+    for step in range(1, 13):
+        checkpointing.save(manager, step, {"w": np.zeros(2)}, {}, force=step == 12)
+    checkpointing.close_manager(manager)
+    return checkpointing.checkpoint_steps(tmp_path / "run")
+
+
 def test_retention_keeps_newest_and_every_period(tmp_path):
-    config = small_smoke_config(
-        tmp_path, num_train_steps=12, checkpoint_every=2, keep_checkpoints=2,
-        keep_checkpoint_period=4,
-    )  # fmt: skip
-    train.train_and_evaluate(config, tmp_path / "run")
-    kept = sorted(int(p.name) for p in (tmp_path / "run" / "checkpoints").iterdir()
-                  if p.name.isdigit())  # fmt: skip
+    kept = kept_steps(tmp_path, checkpoint_every=2, keep_checkpoints=2, keep_checkpoint_period=4)
     assert kept == [4, 8, 10, 12]
+
+
+def test_a_wsd_run_saves_and_keeps_the_step_its_cooldown_starts(tmp_path):
+    kept = kept_steps(tmp_path, lr_schedule="wsd", checkpoint_every=100, keep_checkpoints=1)
+    assert kept == [10, 12]  # cooldown: steps 11-12
 
 
 def test_resuming_with_the_other_layer_layout_is_a_clear_error(reference_run, tmp_path):
@@ -372,6 +383,7 @@ def test_a_refused_resume_leaves_the_runs_config_and_vocabulary(reference_run, t
     assert f"{warning}{changed}. It goes on" in caplog.text
 
 
+@pytest.mark.slow  # 96 s (three runs); the kept cooldown step is checked above, unit-level
 def test_a_finished_wsd_run_goes_on_from_its_cooldown_checkpoint(tmp_path, caplog):
     """A wsd schedule keeps the peak rate until its cooldown, so the checkpoint where the
     cooldown starts (always saved and kept) can run on into a longer schedule: copied into a new
@@ -493,6 +505,36 @@ def test_a_checkpoint_read_that_fails_for_a_passing_reason_is_left_as_it_is(
     assert checkpointing.checkpoint_steps(workdir) == steps
 
 
+def test_a_corpus_file_grown_in_place_since_the_checkpoint_is_said_at_resume(tmp_path, caplog):
+    """The files' sizes are saved with a checkpoint (`data_files`); a resume over the same
+    paths with other sizes warns, naming each file, and one over the same files does not."""
+    corpus_file = tmp_path / "corpus.jsonl.gz"
+    shutil.copyfile(SAMPLE_CORPUS.replace("*", "inaugural"), corpus_file)
+    config = config_lib.from_config(small_smoke_config(tmp_path, corpus=str(corpus_file)))
+    saved_files = resume_checks.data_files(config.data)
+    directory = tmp_path / "checkpoints"
+    manager = checkpointing.create_checkpoint_manager(directory, save_every=1, keep=1)
+    metadata = {"config": {"corpus": str(corpus_file)}, "data_files": saved_files}
+    checkpointing.save(manager, 3, {"w": np.zeros(2)}, metadata)
+    checkpointing.close_manager(manager)
+    size = corpus_file.stat().st_size
+    with gzip.open(corpus_file, "ab") as f:  # a gzip member appended: one more document
+        f.write(b'{"text": "One more address. It has two sentences."}\n')
+    grown = resume_checks.data_files(config.data)
+    assert grown == [["corpus.jsonl.gz", corpus_file.stat().st_size]] != saved_files
+    manager = checkpointing.create_checkpoint_manager(directory, save_every=1, keep=1)
+    writer = metrics.MetricsWriter(tmp_path, enabled=False)
+    with caplog.at_level(logging.WARNING):
+        resume_checks.resume_metrics(manager, writer, 3, metadata["config"], grown)
+        said = "training data files changed since that checkpoint (the same paths, other files)"
+        assert f"{said}: corpus.jsonl.gz {size} -> {grown[0][1]} bytes." in caplog.text
+        caplog.clear()
+        resume_checks.resume_metrics(manager, writer, 3, metadata["config"], saved_files)
+    assert "files changed" not in caplog.text
+    manager.close()
+
+
+@pytest.mark.slow  # 55 s (three runs); the check itself is the test above
 def test_a_resume_over_corpus_files_changed_in_place_warns(reference_run, tmp_path, caplog):
     """The same corpus path with other text (a file grown or replaced in place) gives other
     batches from the checkpoint on: said at resume (the config alone is the same). A given

@@ -177,8 +177,10 @@ KIND_PLACEMENTS += [("classification", "rotary-gelu"), ("multiple_choice", "rota
                     ("regression", "factorised-gelu"), ("multiple_choice", "factorised-gelu"),
                     ("classification", "post-gelu")]  # fmt: skip
 # The model each kind's predict test reads (one of the default suite's).
-PREDICTED_PLACEMENT = {"classification": "post", "multilabel": "post", "regression": "pre",
-                       "multiple_choice": "pre", "tagging": "rotary", "qa": "factorised"}  # fmt: skip
+PREDICTED_PLACEMENT = {
+    "classification": "post", "multilabel": "post", "regression": "pre",
+    "multiple_choice": "pre", "tagging": "rotary", "qa": "factorised",
+}  # fmt: skip
 DEFAULT_PLACEMENTS = set(PREDICTED_PLACEMENT.items()) | {
     ("classification", "rotary-gelu"), ("regression", "factorised-gelu"),
 }  # fmt: skip
