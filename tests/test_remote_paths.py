@@ -245,13 +245,18 @@ def test_a_workdir_in_a_bucket_exports_evaluates_and_fills_masks_where_it_is(
     assert from_bucket == {f"{run}/checkpoints"}  # Orbax got the URI, never a local path
 
 
-def test_fine_tuning_starts_from_a_workdir_in_a_bucket(bucket, trained, tmp_path):
+def test_a_fine_tunes_encoder_loads_from_a_workdir_in_a_bucket(bucket, trained):
     run = upload(bucket, trained, "run")
     config_bucket, encoder_bucket, lowercase, vocab_path, _ = model.load_encoder(run)
     config_local, encoder_local, *_ = model.load_encoder(str(trained))
     assert config_bucket == config_local and str(vocab_path) == f"{run}/vocab.txt"
     for got, want in zip(*map(jax.tree.leaves, (encoder_bucket, encoder_local)), strict=True):
         np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.slow  # 28 s; the encoder's load from a bucket is the test above
+def test_fine_tuning_starts_from_a_workdir_in_a_bucket(bucket, trained, tmp_path):
+    run = upload(bucket, trained, "run")
     records = [{"text": t, "label": "pos"} for t in POSITIVE]
     records += [{"text": t, "label": "neg"} for t in NEGATIVE]
     data = write_jsonl(tmp_path / "d.jsonl", records)

@@ -331,7 +331,9 @@ def test_a_checkpoint_whose_parameters_read_as_nan_is_set_aside(tmp_path):
     assert np.isfinite(np.asarray(restored.params["bert"]["pooler"]["dense"]["kernel"])).all()
 
 
-@pytest.mark.parametrize("dropout", [0.1, 0.0])
+# Without dropout (slow, 24 s): accumulation equals the whole batch (tests/test_memory_levers.py)
+# and a step's loss does not depend on the step (the bit-identical resume tests).
+@pytest.mark.parametrize("dropout", [0.1, pytest.param(0.0, marks=pytest.mark.slow)])
 def test_each_step_and_each_microbatch_draws_its_own_dropout(dropout):
     """The same parameters and batch at steps 0 and 1 give other losses under dropout (its masks
     come from the step), the same without it; and accumulated microbatches each get their own
