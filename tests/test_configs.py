@@ -1,5 +1,6 @@
 """Every config in configs/ loads, validates, and eval_shapes its model (no memory used)."""
 
+import functools
 from pathlib import Path
 
 import pytest
@@ -19,13 +20,17 @@ CONFIG_NAMES = sorted(
 EXPECTED_PARAMETERS = {"base": 110_106_428, "large": 336_226_108}
 
 
+@functools.cache  # 18 configs, 11 models: each is built once (BertConfig is frozen)
+def parameters_of(model_config: BertConfig) -> int:
+    model = nnx.eval_shape(lambda: BertForPreTraining(model_config, rngs=nnx.Rngs(0)))
+    return count_parameters(model)
+
+
 @pytest.mark.parametrize("name", CONFIG_NAMES)
 def test_config_builds_its_model(name):
     config = load_config(name)
     validate(config)
-    model_config = BertConfig.from_config(config, vocab_size=30522)
-    model = nnx.eval_shape(lambda: BertForPreTraining(model_config, rngs=nnx.Rngs(0)))
-    parameters = count_parameters(model)
+    parameters = parameters_of(BertConfig.from_config(config, vocab_size=30522))
     assert parameters > 0
     if name in EXPECTED_PARAMETERS:
         assert parameters == EXPECTED_PARAMETERS[name]
