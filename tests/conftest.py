@@ -34,7 +34,11 @@ jax.config.update("jax_platforms", "cpu")
 # writes each array whole (what restores is the same). (Orbax already does this on GPUs; on TPU
 # pods replica-parallel spreads a save over the hosts, so bertjax keeps Orbax's default.)
 import orbax.checkpoint as ocp  # noqa: E402
+from absl import logging  # noqa: E402
 
+verbosity = logging.get_verbosity()
+logging.set_verbosity(logging.ERROR)  # Orbax warns that the handler replaces its default
 ocp.type_handlers.register_type_handler(
     jax.Array, ocp.type_handlers.ArrayHandler(use_replica_parallel=False), override=True
 )
+logging.set_verbosity(verbosity)
