@@ -33,12 +33,15 @@ jax.config.update("jax_platforms", "cpu")
 # cProfile, 2-core CPU machine). The slices are all in this process's memory, so the suite
 # writes each array whole (what restores is the same). (Orbax already does this on GPUs; on TPU
 # pods replica-parallel spreads a save over the hosts, so bertjax keeps Orbax's default.)
-import orbax.checkpoint as ocp  # noqa: E402
-from absl import logging  # noqa: E402
+import logging  # noqa: E402
 
-verbosity = logging.get_verbosity()
-logging.set_verbosity(logging.ERROR)  # Orbax warns that the handler replaces its default
+import orbax.checkpoint as ocp  # noqa: E402
+from absl import logging as absl_logging  # noqa: E402
+
+absl_logger = absl_logging.get_absl_logger()
+level = absl_logger.level  # NOTSET: absl's set_verbosity would pin one (caplog saw no INFO)
+absl_logger.setLevel(logging.ERROR)  # Orbax warns that the handler replaces its default
 ocp.type_handlers.register_type_handler(
     jax.Array, ocp.type_handlers.ArrayHandler(use_replica_parallel=False), override=True
 )
-logging.set_verbosity(verbosity)
+absl_logger.setLevel(level)
