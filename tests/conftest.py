@@ -30,18 +30,28 @@ jax.config.update("jax_platforms", "cpu")
 
 # Orbax saves an array replicated over the suite's 8 forced CPU devices in 8 slices, one per
 # device, each an eager jax slice (5,560 for a 12-step smoke run's 5 saves: 2.2 s of its 18 s,
-# cProfile, 2-core CPU machine). The slices are all in this process's memory, so the suite
-# writes each array whole (what restores is the same). (Orbax already does this on GPUs; on TPU
-# pods replica-parallel spreads a save over the hosts, so bertjax keeps Orbax's default.)
+# cProfile, 2-core CPU machine). The slices are all in this process's memory, so the test
+# processes (not the CLI runs they start) write each array whole (what restores is the same).
+# (Orbax already does this on GPUs; on TPU pods replica-parallel spreads a save over the hosts,
+# so bertjax keeps Orbax's default.)
 import logging  # noqa: E402
 
 import orbax.checkpoint as ocp  # noqa: E402
 from absl import logging as absl_logging  # noqa: E402
 
-absl_logger = absl_logging.get_absl_logger()
-level = absl_logger.level  # NOTSET: absl's set_verbosity would pin one (caplog saw no INFO)
-absl_logger.setLevel(logging.ERROR)  # Orbax warns that the handler replaces its default
-ocp.type_handlers.register_type_handler(
-    jax.Array, ocp.type_handlers.ArrayHandler(use_replica_parallel=False), override=True
-)
-absl_logger.setLevel(level)
+
+def _register_whole_array_writes() -> None:
+    """Without Orbax's warning that the handler replaces its default; the absl logger's own
+    level (NOTSET) is put back, not absl's set_verbosity (that pins one: caplog saw no INFO)."""
+    absl_logger = absl_logging.get_absl_logger()
+    level = absl_logger.level
+    absl_logger.setLevel(logging.ERROR)
+    try:
+        ocp.type_handlers.register_type_handler(
+            jax.Array, ocp.type_handlers.ArrayHandler(use_replica_parallel=False), override=True
+        )
+    finally:
+        absl_logger.setLevel(level)
+
+
+_register_whole_array_writes()
