@@ -21,6 +21,7 @@ from etils import epath
 
 from bertjax import checkpoint_compatibility as compatibility
 from bertjax import unreadable_checkpoints, vocabulary_growth
+from bertjax.data import vocab_files
 from bertjax.errors import UserError
 from bertjax.models.bert import stack_layers, unstack_layers
 from bertjax.paths import as_path, is_uri, remote_errors
@@ -238,7 +239,7 @@ def _damaged_step(directory: epath.Path, step: int, steps: list[int] | None = No
 
 
 # A vocabulary's files, kept beside a run's checkpoints.
-VOCABULARY_FILES = (vocabulary_growth.VOCAB_FILE, vocabulary_growth.SENTENCEPIECE_FILE)
+VOCABULARY_FILES = (vocab_files.VOCAB_FILE, vocab_files.SENTENCEPIECE_FILE)
 
 
 def check_resumed_vocabulary(workdir: str | os.PathLike, vocab_dir: str | os.PathLike, fix: str):

@@ -278,7 +278,7 @@ def run(name: str, fv: flags.FlagValues, arguments: list[str]) -> None:
         if COMMANDS[name].check_config:
             COMMANDS[name].check_config(fv)
         if name != "bench":  # bench imports TensorFlow and JAX after its peers have run
-            startup.import_quietly(quiet=not fv.debug)
+            startup.import_quietly(not fv.debug, tensorflow=COMMANDS[name].tensorflow)
         COMMANDS[name].run(fv, arguments)
     except (UserError, FloatingPointError) as e:
         if fv.debug:

@@ -26,7 +26,6 @@ config files build ConfigDicts), so a machine without them can build a RunSpec d
 from __future__ import annotations
 
 import dataclasses
-import io
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -35,6 +34,7 @@ import jax
 from etils import epath
 
 from bertjax import paths, process_agreement
+from bertjax.data import vocab_files
 from bertjax.data.masking_spec import MaskingSpec
 from bertjax.data.spec import DataSpec
 from bertjax.errors import UserError
@@ -276,16 +276,15 @@ def validate(config: ml_collections.ConfigDict, workdir=None) -> RunSpec:
 
 def vocab_dir_size(vocab_dir: str) -> int:
     """The number of tokens in `vocab_dir`/vocab.txt (local or gs://), one a line as the
-    tokenizer reads it (tokenizer.read_vocab; TF-free here); UserError where there is none."""
-    vocab_file = epath.Path(vocab_dir).expanduser() / "vocab.txt"
+    tokenizer reads it; UserError where there is none."""
+    vocab_file = epath.Path(vocab_dir).expanduser() / vocab_files.VOCAB_FILE
     with paths.remote_errors(vocab_file):
         require(
             vocab_file.is_file(),
             f"vocab_dir={vocab_dir!r} has no vocab.txt; point it at a directory with one or "
             "leave it empty to train a vocabulary",
         )
-        text = vocab_file.read_bytes().decode("utf-8")
-    return sum(1 for _ in io.StringIO(text, newline=None))
+        return len(vocab_files.read_vocab(vocab_file))
 
 
 def _check_vocab_dir(data: DataSpec) -> None:

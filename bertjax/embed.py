@@ -28,8 +28,7 @@ from jax.sharding import NamedSharding, PartitionSpec
 
 from bertjax import checkpointing, paths, sharding
 from bertjax.convert import model_dir, sentence_model
-from bertjax.data import tokenizer as tokenizers
-from bertjax.data import vocab
+from bertjax.data import vocab, vocab_files
 from bertjax.errors import UserError
 from bertjax.finetune import features, inference, predict_inputs
 from bertjax.finetune.conll_records import CONLL_SUFFIXES
@@ -155,7 +154,7 @@ def embed_file(
         task, Path(input_path).expanduser(), column_names, text_encoding
     )
     tok = vocab.load_tokenizer(
-        paths.as_path(model_path) / tokenizers.VOCAB_FILE, model_dir.lowercase(metadata)
+        paths.as_path(model_path) / vocab_files.VOCAB_FILE, model_dir.lowercase(metadata)
     )
     config = model_dir.model_config(metadata)
     embed_rows = _embedder(model_path, step, config, chosen, batch_size)

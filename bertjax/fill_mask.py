@@ -11,8 +11,7 @@ import numpy as np
 
 from bertjax import checkpointing, paths
 from bertjax.convert import model_dir
-from bertjax.data import lookups, vocab
-from bertjax.data import tokenizer as wordpiece
+from bertjax.data import lookups, vocab, vocab_files
 from bertjax.errors import UserError
 
 MASK_TEXT = lookups.MASK
@@ -50,9 +49,9 @@ def fill_mask(
         raise UserError(f"texts={texts!r} must be a non-empty list of texts; pass [text]")
     workdir = paths.as_path(workdir)
     step, metadata = checkpointing.open_workdir(workdir, step)
-    vocab_path = workdir / wordpiece.VOCAB_FILE
+    vocab_path = workdir / vocab_files.VOCAB_FILE
     if not vocab_path.is_file():
-        raise UserError(f"{workdir} has no {wordpiece.VOCAB_FILE}; pass a training workdir")
+        raise UserError(f"{workdir} has no {vocab_files.VOCAB_FILE}; pass a training workdir")
     model_dir.warn_if_untrained(workdir, metadata, ("cls.predictions.",), "its answers")
     tok = vocab.load_tokenizer(vocab_path, model_dir.lowercase(metadata))
     rows = [encode_with_masks(tok, text) for text in texts]

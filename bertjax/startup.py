@@ -23,6 +23,7 @@ import os
 import re
 import sys
 import tempfile
+import types
 from collections.abc import Iterator, MutableMapping
 
 # Environment defaults set before TensorFlow, JAX or gRPC load (a value the user set is kept).
@@ -106,29 +107,28 @@ class NoiseFilter(logging.Filter):
         return record.levelno > logging.INFO or not MISSING_BACKEND.match(record.getMessage())
 
 
-def import_quietly(quiet: bool) -> None:
-    """Imports TensorFlow and JAX (every command's library code does) and lists TensorFlow's
-    devices (where a CUDA build calls cuInit) with the notices hidden, then hides the GPUs from
-    TensorFlow (`hide_gpus_from_tensorflow`). Without TensorFlow (an accelerator machine fed
-    with carried batches, tests/test_tf_free.py) only JAX."""
+def import_quietly(quiet: bool, tensorflow: bool = True) -> None:
+    """Imports JAX and, for a command whose library code uses it (`tensorflow`), TensorFlow, with
+    the notices hidden (`import_tensorflow_quietly`). Without TensorFlow installed (an
+    accelerator machine fed with carried batches, tests/test_tf_free.py) only JAX."""
     with filtered_stderr(quiet):
         import jax  # noqa: F401
-
-        try:
-            import tensorflow as tf
-        except ImportError:
-            return
-        tf.config.list_physical_devices()
-        hide_gpus_from_tensorflow(tf)
+    if tensorflow:
+        with contextlib.suppress(ImportError):
+            import_tensorflow_quietly(quiet)
 
 
-def import_tensorflow_quietly() -> None:
-    """Imports TensorFlow with its start-up notices hidden: the initializer of worker processes
-    (`bertjax prepare`'s), which start it afresh."""
-    with filtered_stderr():
+def import_tensorflow_quietly(quiet: bool = True) -> types.ModuleType:
+    """Imports TensorFlow with its start-up notices hidden, lists its devices (where a CUDA
+    build calls cuInit) and hides the GPUs from it (`hide_gpus_from_tensorflow`); returns the
+    module. Also the initializer of worker processes (`bertjax prepare`'s), which start it
+    afresh, and the deferred import of a TF1 checkpoint's reader."""
+    with filtered_stderr(quiet):
         import tensorflow as tf
 
-        tf.config.list_physical_devices()  # where a CUDA build calls cuInit
+        tf.config.list_physical_devices()
+        hide_gpus_from_tensorflow(tf)
+    return tf
 
 
 def hide_gpus_from_tensorflow(tf) -> None:

@@ -10,23 +10,11 @@ bias) by rows that start at the mean of DIR's (`grow_vocabulary_axes`), as Huggi
 are seen, in their own contexts.
 """
 
-import io
-
 import numpy as np
 from etils import epath
 
+from bertjax.data.vocab_files import SENTENCEPIECE_FILE, VOCAB_FILE, read_vocab
 from bertjax.errors import UserError
-
-# The vocabulary files of a run or model directory (data/tokenizer.VOCAB_FILE and
-# data/sentencepiece_vocab.MODEL_FILE, whose modules import TensorFlow).
-VOCAB_FILE = "vocab.txt"
-SENTENCEPIECE_FILE = "sentencepiece.model"
-
-
-def _tokens(path: epath.Path) -> list[str]:
-    """One token per line, as tokenizer.read_vocab reads them."""
-    text = path.read_bytes().decode("utf-8")
-    return [line.rstrip("\n").rstrip("\r") for line in io.StringIO(text, newline=None)]
 
 
 def init_vocabulary(init_from: str, vocab_dir: str) -> int | None:
@@ -45,7 +33,7 @@ def init_vocabulary(init_from: str, vocab_dir: str) -> int | None:
     fix += f", or one from `bertjax vocab --extend={init_from}`"
     if not (saved / VOCAB_FILE).is_file():
         return None
-    base, tokens = _tokens(saved / VOCAB_FILE), _tokens(given / VOCAB_FILE)
+    base, tokens = read_vocab(saved / VOCAB_FILE), read_vocab(given / VOCAB_FILE)
     if tokens == base:
         return None
     if len(tokens) > len(base) and tokens[: len(base)] == base:

@@ -28,6 +28,13 @@ absent, carried_later, scratch = sys.argv[1].split(","), sys.argv[2].split(","),
 bench_possible = all(importlib.util.find_spec(name) for name in carried_later)
 for name in absent + carried_later:
     sys.modules[name] = None  # as if not installed: import raises, find_spec returns None
+import builtins
+tried, real_import = set(), builtins.__import__
+def recording_import(name, globals=None, locals=None, fromlist=(), level=0):
+    if level == 0 and name.partition(".")[0] in absent:
+        tried.add(name.partition(".")[0])  # refused above, or caught where a module is optional
+    return real_import(name, globals, locals, fromlist, level)
+builtins.__import__ = recording_import
 
 import jax
 import numpy as np
@@ -57,7 +64,8 @@ def batch():
 batches = scratch / "batches"
 manifest = batch_files.write_batches((batch() for _ in range(3)), batches, 3,
                                      metadata={"vocab_size": 100})
-(batches / "vocab.txt").write_text("".join(f"t{i}\n" for i in range(100)))
+tokens = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + [f"t{i}" for i in range(5, 100)]
+(batches / "vocab.txt").write_text("".join(f"{token}\n" for token in tokens))
 files = batch_files.load_batch_files(batches)
 report["stored_dtypes"] = {k: v["stored_dtype"] for k, v in manifest["features"].items()}
 assert all(np.array_equal(files.batch(4)[k], files.batch(1)[k]) for k in files.arrays)
@@ -108,6 +116,11 @@ if bench_possible:
     cli.main(["bertjax", "bench", "--model=tiny", "--seq_len=16", "--batch_size=8", "--steps=1",
               "--warmup_steps=0"])
     print("BENCH_ABSENT " + json.dumps([n for n in absent if sys.modules.get(n) is not None]))
+    # export and import (a Hugging Face directory) do not even try to import TensorFlow.
+    tried.clear()
+    cli.main(["bertjax", "export", f"--workdir={scratch / 'run'}", f"--out={scratch / 'hf'}"])
+    cli.main(["bertjax", "import", f"--from={scratch / 'hf'}", f"--out={scratch / 'imported'}"])
+    print("CONVERT_TRIED " + json.dumps(sorted(tried)))
 """
 
 
@@ -144,6 +157,9 @@ def test_compute_path_runs_without_tensorflow(tmp_path):
     if "BENCH_ABSENT" in result.stdout:  # ml_collections installed here: the bench ran too
         assert "BENCH_ABSENT []" in result.stdout
         assert "tokens_per_second=" in result.stdout
+        assert "CONVERT_TRIED []" in result.stdout
+        assert (tmp_path / "hf" / "model.safetensors").is_file()
+        assert (tmp_path / "imported" / "config.json").is_file()
 
 
 @pytest.mark.parametrize("damage, message", [

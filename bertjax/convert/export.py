@@ -44,7 +44,7 @@ from bertjax.convert import (
     task_heads,
     weight_files,
 )
-from bertjax.data import lookups, sentencepiece_vocab, tokenizer
+from bertjax.data import lookups, vocab_files
 from bertjax.errors import UserError
 from bertjax.models.bert import BertConfig, unstack_layers
 
@@ -56,13 +56,13 @@ ELECTRA_GENERATOR_DIR = "generator"  # an ELECTRA export's ElectraForMaskedLM, i
 HF_DIRECTORY_FILES = (
     weight_files.SAFETENSORS_FILE, "model.safetensors.index.json", "pytorch_model.bin",
     "pytorch_model.bin.index.json", "tf_model.h5", "flax_model.msgpack", "config.json",
-    "generation_config.json", tokenizer.VOCAB_FILE, "tokenizer.json", "tokenizer_config.json",
-    "special_tokens_map.json", "added_tokens.json", sentencepiece_vocab.MODEL_FILE,
+    "generation_config.json", vocab_files.VOCAB_FILE, "tokenizer.json", "tokenizer_config.json",
+    "special_tokens_map.json", "added_tokens.json", vocab_files.SENTENCEPIECE_FILE,
     "spiece.model", "vocab.json", "merges.txt",
 )  # fmt: skip
-WRITTEN_FILES = (weight_files.SAFETENSORS_FILE, "config.json", tokenizer.VOCAB_FILE,
+WRITTEN_FILES = (weight_files.SAFETENSORS_FILE, "config.json", vocab_files.VOCAB_FILE,
                  "special_tokens_map.json", "tokenizer_config.json")  # fmt: skip
-SENTENCEPIECE_FILES = (sentencepiece_vocab.MODEL_FILE, "tokenizer.json")
+SENTENCEPIECE_FILES = (vocab_files.SENTENCEPIECE_FILE, "tokenizer.json")
 # What to load an export with, by the end of its class name, and the pipeline task it serves.
 AUTO_CLASSES = {
     "ForSequenceClassification": ("AutoModelForSequenceClassification", "text-classification"),
@@ -127,14 +127,21 @@ class ExportResult:
 def _checked_vocabulary(workdir, vocab_size: int) -> tuple[Path, list[str]]:
     """`workdir`'s vocab.txt and its tokens; UserError where it is missing or not the
     checkpoint's (another size, no [PAD])."""
-    vocab_path = workdir / tokenizer.VOCAB_FILE
+    vocab_path = workdir / vocab_files.VOCAB_FILE
     if not vocab_path.is_file():
-        raise UserError(f"{workdir} has no {tokenizer.VOCAB_FILE}; copy the run's vocabulary there")
-    vocab = tokenizer.read_vocab(vocab_path)
-    if len(vocab) != vocab_size or lookups.PAD not in vocab:
+        raise UserError(
+            f"{workdir} has no {vocab_files.VOCAB_FILE}; copy the run's vocabulary there"
+        )
+    vocab = vocab_files.read_vocab(vocab_path)
+    if len(vocab) != vocab_size:
         raise UserError(
             f"{vocab_path} ({len(vocab)} tokens) is not the vocabulary of this checkpoint "
             f"(vocab_size {vocab_size}); copy the run's vocab.txt there"
+        )
+    if lookups.PAD not in vocab:
+        raise UserError(
+            f"{vocab_path} has no {lookups.PAD} token, which Hugging Face's config names as the "
+            "padding id; a BERT vocabulary holds [PAD], [UNK], [CLS], [SEP] and [MASK]"
         )
     return vocab_path, vocab
 
@@ -237,7 +244,7 @@ def _refuse_leftovers(out_dir: Path, sentencepiece: bool, generator: bool) -> No
 def _sentencepiece_tokenizer(vocab_path: epath.Path):
     """The `tokenizers.Tokenizer` of a SentencePiece run's vocabulary (its sentencepiece.model
     beside vocab.txt), None for WordPiece."""
-    model_path = vocab_path.parent / sentencepiece_vocab.MODEL_FILE
+    model_path = vocab_path.parent / vocab_files.SENTENCEPIECE_FILE
     return sentencepiece_hf.unigram_tokenizer(model_path) if model_path.is_file() else None
 
 
@@ -255,10 +262,10 @@ def _write_model_dir(
     paths.make_local_dir(out_dir, "--out")
     weight_files.write_safetensors(tensors, out_dir / weight_files.SAFETENSORS_FILE)
     _write_json(out_dir / "config.json", hf_config)
-    (out_dir / tokenizer.VOCAB_FILE).write_bytes(vocab_path.read_bytes())  # local or gs://
+    (out_dir / vocab_files.VOCAB_FILE).write_bytes(vocab_path.read_bytes())  # local or gs://
     _write_json(out_dir / "special_tokens_map.json", SPECIAL_TOKENS_MAP)
     if tokenizer_json is not None:
-        model_file = sentencepiece_vocab.MODEL_FILE
+        model_file = vocab_files.SENTENCEPIECE_FILE
         (out_dir / model_file).write_bytes((vocab_path.parent / model_file).read_bytes())
         tokenizer_json.save(str(out_dir / "tokenizer.json"))
         settings = {"tokenizer_class": "PreTrainedTokenizerFast"}  # the casing is in the model

@@ -31,7 +31,7 @@ from bertjax.convert import (
     tf1,
     weight_files,
 )
-from bertjax.data import lookups, tokenizer
+from bertjax.data import lookups, vocab_files
 from bertjax.errors import UserError
 from bertjax.models.bert import BertConfig, create_model
 
@@ -132,7 +132,7 @@ def import_checkpoint(source: str | Path, out_dir: str | Path, *, seed: int = 0)
 
 def _import(read: Source, source: Path, out_dir: Path, seed: int) -> ImportResult:
     config = hf.bert_config_from_hf(read.config_fields, source=str(source))
-    vocab = tokenizer.read_vocab(read.vocab_path)
+    vocab = vocab_files.read_vocab(read.vocab_path)
     if len(vocab) != config.vocab_size:
         raise UserError(
             f"{read.vocab_path} has {len(vocab)} tokens but the model's vocab_size is "
@@ -233,7 +233,7 @@ def _read_hf(source: Path, scratch: Path) -> Source:
             raise
         raise UserError(
             f"{source} is a RoBERTa-PreLayerNorm model without a WordPiece "
-            f"{tokenizer.VOCAB_FILE} or tokenizer.json; bertjax imports the ones it exported "
+            f"{vocab_files.VOCAB_FILE} or tokenizer.json; bertjax imports the ones it exported "
             "(their tokenizer is BERT's), not byte-level BPE ones"
         ) from None
     lowercase = tokenizer_lowercase if lowercase is None else lowercase
@@ -259,14 +259,14 @@ def _hf_vocabulary(source: Path, scratch: Path) -> tuple[Path, bool | None]:
     one written into `scratch` from that file's WordPiece vocabulary, with its casing (None: the
     tokenizer does not say). UserError for a tokenizer.json that is not BERT's."""
     tokenizer_json = source / "tokenizer.json"
-    if (source / tokenizer.VOCAB_FILE).is_file() or not tokenizer_json.is_file():
+    if (source / vocab_files.VOCAB_FILE).is_file() or not tokenizer_json.is_file():
         return _vocab_beside(source), None
     spec = weight_files.read_json(tokenizer_json)
     model, normalizer = spec.get("model") or {}, spec.get("normalizer") or {}
     ids = model.get("vocab") or {}
     if model.get("type") != "WordPiece" or model.get("continuing_subword_prefix") != "##":
         raise UserError(
-            f"{source} has no {tokenizer.VOCAB_FILE} and its tokenizer.json is a "
+            f"{source} has no {vocab_files.VOCAB_FILE} and its tokenizer.json is a "
             f"{model.get('type')} tokenizer, not BERT's WordPiece; import a BERT model"
         )
     if sorted(ids.values()) != list(range(len(ids))):
@@ -281,7 +281,7 @@ def _hf_vocabulary(source: Path, scratch: Path) -> tuple[Path, bool | None]:
             },
             tokenizer_json,
         )
-    path = scratch / tokenizer.VOCAB_FILE
+    path = scratch / vocab_files.VOCAB_FILE
     path.write_text("".join(token + "\n" for token in sorted(ids, key=ids.get)), "utf-8")
     return path, lowercase
 
@@ -302,9 +302,9 @@ def _read_tf1(prefix: Path) -> Source:
 
 
 def _vocab_beside(directory: Path) -> Path:
-    path = directory / tokenizer.VOCAB_FILE
+    path = directory / vocab_files.VOCAB_FILE
     if not path.is_file():
-        raise UserError(f"{directory} has no {tokenizer.VOCAB_FILE}; put the model's there")
+        raise UserError(f"{directory} has no {vocab_files.VOCAB_FILE}; put the model's there")
     return path
 
 

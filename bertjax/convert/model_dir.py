@@ -35,8 +35,7 @@ from etils import epath
 from flax import nnx
 
 from bertjax import checkpoint_compatibility, checkpointing, paths
-from bertjax.data import tokenizer
-from bertjax.data.sentencepiece_vocab import MODEL_FILE
+from bertjax.data import vocab_files
 from bertjax.errors import UserError
 from bertjax.models.bert import BertConfig, BertForPreTraining, create_model
 from bertjax.models.electra import ElectraForPreTraining, create_electra
@@ -198,10 +197,10 @@ def write(
 
 def _write_files(out_dir: Path, fields: dict, vocab_path: epath.Path, lower: bool, source: str):
     """The vocabulary (and a SentencePiece vocabulary's model), vocab_meta.json, config.json."""
-    (out_dir / tokenizer.VOCAB_FILE).write_bytes(vocab_path.read_bytes())
-    spm_model = vocab_path.parent / MODEL_FILE
+    (out_dir / vocab_files.VOCAB_FILE).write_bytes(vocab_path.read_bytes())
+    spm_model = vocab_path.parent / vocab_files.SENTENCEPIECE_FILE
     if spm_model.is_file():
-        (out_dir / MODEL_FILE).write_bytes(spm_model.read_bytes())
+        (out_dir / vocab_files.SENTENCEPIECE_FILE).write_bytes(spm_model.read_bytes())
     vocab_meta = {"vocab_size": fields["vocab_size"], "lowercase": lower, "source": source}
-    (out_dir / tokenizer.META_FILE).write_text(json.dumps(vocab_meta, indent=2) + "\n")
+    (out_dir / vocab_files.META_FILE).write_text(json.dumps(vocab_meta, indent=2) + "\n")
     (out_dir / "config.json").write_text(json.dumps(fields, indent=2) + "\n")

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bertjax import startup
 from bertjax.errors import UserError
 
 CONFIG_FILE = "bert_config.json"
@@ -66,7 +67,7 @@ def read_checkpoint(prefix: Path) -> tuple[dict[str, np.ndarray], list[str]]:
 
     Ignored: variables that are not model weights (global_step, Adam slots, ...).
     """
-    import tensorflow as tf  # deferred: importing TensorFlow takes seconds
+    tf = startup.import_tensorflow_quietly()  # deferred: importing TensorFlow takes seconds
 
     try:
         reader = tf.train.load_checkpoint(str(prefix))

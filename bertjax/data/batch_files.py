@@ -27,7 +27,6 @@ from bertjax.errors import UserError
 
 MANIFEST_FILE = "batches.json"
 FORMAT_VERSION = 1
-VOCAB_FILE = "vocab.txt"
 
 
 def storage_dtype(values: np.ndarray) -> np.dtype:

@@ -2,11 +2,15 @@
 (`tokenizer.WordPieceTokenizer`, `sentencepiece_vocab.SentencePieceTokenizer`), and the special
 tokens they look up by name."""
 
+from __future__ import annotations
+
 import itertools
 import re
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-import tensorflow as tf
+if TYPE_CHECKING:
+    import tensorflow as tf
 
 PAD, UNK, CLS, SEP, MASK = "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"
 # Ids 0..4 in the vocabularies we train; other vocabularies are looked up by token.
@@ -33,6 +37,8 @@ def encodable(text: str) -> str:
 
 def text_tensor(texts: Sequence[str]) -> tf.Tensor:
     """[batch] tf.string of `texts`, lone surrogates made encodable (before, a ValueError)."""
+    import tensorflow as tf  # deferred: `bertjax export` and `import` read the names above
+
     return tf.constant([encodable(text) for text in texts], tf.string)
 
 

@@ -36,7 +36,7 @@ from bertjax.data import (
     vocab,
 )
 from bertjax.data import word_segmenter as word_segmenter_module
-from bertjax.data.tokenizer import META_FILE, VOCAB_FILE
+from bertjax.data.vocab_files import META_FILE, VOCAB_FILE
 from bertjax.errors import UserError
 
 MANIFEST_FILE = "manifest.json"

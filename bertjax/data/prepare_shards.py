@@ -25,7 +25,7 @@ from bertjax.data import (
     spec,
     vocab,
 )
-from bertjax.data.tokenizer import VOCAB_FILE
+from bertjax.data.vocab_files import VOCAB_FILE
 from bertjax.errors import UserError
 
 HELDOUT_FILE = "heldout.jsonl.gz"

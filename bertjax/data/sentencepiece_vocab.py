@@ -31,10 +31,10 @@ from bertjax.data.lookups import (
     UNK,
     VocabularyLookups,
 )
-from bertjax.data.tokenizer import CJK_PATTERN, KANA_RUN, META_FILE, VOCAB_FILE
+from bertjax.data.tokenizer import CJK_PATTERN, KANA_RUN
+from bertjax.data.vocab_files import META_FILE, SENTENCEPIECE_FILE, VOCAB_FILE
 from bertjax.errors import UserError
 
-MODEL_FILE = "sentencepiece.model"
 MODEL_TYPES = ("unigram", "bpe")
 # The fraction of the sample's characters (by count) a vocabulary holds; SentencePiece's default
 # for languages with large character sets (the rarest 0.05% become [UNK]).
@@ -114,8 +114,8 @@ def train_sentencepiece_vocab(
         raise UserError(f"SentencePiece training failed ({e}); {fix}") from None
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / MODEL_FILE).write_bytes(model.getvalue())
-    tokenizer = SentencePieceTokenizer(out_dir / MODEL_FILE, lowercase)
+    (out_dir / SENTENCEPIECE_FILE).write_bytes(model.getvalue())
+    tokenizer = SentencePieceTokenizer(out_dir / SENTENCEPIECE_FILE, lowercase)
     (out_dir / VOCAB_FILE).write_text(
         "".join(piece + "\n" for piece in tokenizer.vocab), encoding="utf-8"
     )

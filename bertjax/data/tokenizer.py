@@ -9,8 +9,6 @@ bert-base-uncased.
 """
 
 import collections
-import io
-import json
 import os
 import re
 from collections.abc import Iterable, Sequence
@@ -24,11 +22,10 @@ from etils import epath
 
 from bertjax.data import basic_split, lookups, uncased_marks
 from bertjax.data.lookups import SPECIAL_TOKEN_PATTERN, SPECIAL_TOKENS, UNK, VocabularyLookups
+from bertjax.data.vocab_files import read_vocab, write_vocab
 from bertjax.data.word_segmenter import CJK_PATTERN, CJK_RANGES, KANA_RANGES
 from bertjax.errors import UserError
 
-VOCAB_FILE = "vocab.txt"
-META_FILE = "vocab_meta.json"
 # Bump when training settings change, so cached vocabularies from older code are not reused.
 # 2: the alphabet keeps every frequent character (1: the 1,000 most frequent), which changes
 # the vocabulary of corpora with more than 1,000 distinct characters; 3: no "##" forms of CJK
@@ -176,24 +173,6 @@ def train_wordpiece_vocab(
         "alphabet_size": len(characters),
     }
     return write_vocab(vocab, meta, out_dir)
-
-
-def write_vocab(tokens: Sequence[str], meta: dict, out_dir: str | os.PathLike) -> Path:
-    """Writes ``vocab.txt`` (a token per line, line = id) and ``vocab_meta.json`` to `out_dir`
-    (created); returns the path of ``vocab.txt``."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    vocab_path = out_dir / VOCAB_FILE
-    vocab_path.write_text("".join(token + "\n" for token in tokens), encoding="utf-8")
-    (out_dir / META_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
-    return vocab_path
-
-
-def read_vocab(vocab_path: str | os.PathLike) -> list[str]:
-    """Tokens of a ``vocab.txt`` (local or a URI), index = id (trailing newline and CR
-    stripped, nothing else; lines end as in a text-mode file: \\n, \\r\\n or \\r)."""
-    text = epath.Path(vocab_path).read_bytes().decode("utf-8")
-    return [line.rstrip("\n").rstrip("\r") for line in io.StringIO(text, newline=None)]
 
 
 class WordPieceTokenizer(VocabularyLookups):

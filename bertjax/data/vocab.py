@@ -21,20 +21,13 @@ from bertjax.data import corpus, corpus_sample, sentences, text_encodings, vocab
 from bertjax.data.lookups import SPECIAL_TOKENS, cased_tokens
 from bertjax.data.sentencepiece_vocab import (
     DEFAULT_CHARACTER_COVERAGE,
-    MODEL_FILE,
     MODEL_TYPES,
     SentencePieceTokenizer,
     train_sentencepiece_vocab,
 )
 from bertjax.data.spec import DataSpec
-from bertjax.data.tokenizer import (
-    META_FILE,
-    VOCAB_FILE,
-    VOCAB_FORMAT_VERSION,
-    WordPieceTokenizer,
-    read_vocab,
-    train_wordpiece_vocab,
-)
+from bertjax.data.tokenizer import VOCAB_FORMAT_VERSION, WordPieceTokenizer, train_wordpiece_vocab
+from bertjax.data.vocab_files import META_FILE, SENTENCEPIECE_FILE, VOCAB_FILE, read_vocab
 from bertjax.errors import UserError
 
 KINDS = ("wordpiece", "sentencepiece")
@@ -48,7 +41,7 @@ def vocabulary_kind(vocab_path: str | os.PathLike) -> str:
     ``sentencepiece.model`` sits beside it, "wordpiece" otherwise; UserError when the
     directory's vocab_meta.json says WordPiece beside such a model (a stale one)."""
     directory = epath.Path(vocab_path).parent
-    if not (directory / MODEL_FILE).is_file():
+    if not (directory / SENTENCEPIECE_FILE).is_file():
         return "wordpiece"
     meta_path = directory / META_FILE
     try:
@@ -57,8 +50,9 @@ def vocabulary_kind(vocab_path: str | os.PathLike) -> str:
         kind = None
     if kind == "wordpiece":
         raise UserError(
-            f"{directory} holds a {MODEL_FILE} beside a WordPiece vocabulary (its {META_FILE} "
-            f"says so: one written over a SentencePiece one); remove {MODEL_FILE} from it"
+            f"{directory} holds a {SENTENCEPIECE_FILE} beside a WordPiece vocabulary (its "
+            f"{META_FILE} says so: one written over a SentencePiece one); remove "
+            f"{SENTENCEPIECE_FILE} from it"
         )
     return "sentencepiece"
 
@@ -66,7 +60,7 @@ def vocabulary_kind(vocab_path: str | os.PathLike) -> str:
 def load_tokenizer(vocab_path: str | os.PathLike, lowercase: bool) -> Tokenizer:
     """The tokenizer for a ``vocab.txt``, of its `vocabulary_kind`."""
     if vocabulary_kind(vocab_path) == "sentencepiece":
-        return SentencePieceTokenizer(epath.Path(vocab_path).parent / MODEL_FILE, lowercase)
+        return SentencePieceTokenizer(epath.Path(vocab_path).parent / SENTENCEPIECE_FILE, lowercase)
     return WordPieceTokenizer(vocab_path, lowercase=lowercase)
 
 
@@ -74,13 +68,17 @@ def vocab_files(vocab_path: str | os.PathLike) -> list[epath.Path]:
     """The files of the vocabulary of `vocab_path` (a ``vocab.txt``): it, and the
     ``sentencepiece.model`` beside it for a SentencePiece vocabulary."""
     directory = epath.Path(vocab_path).parent
-    return [directory / name for name in (VOCAB_FILE, MODEL_FILE) if (directory / name).is_file()]
+    return [
+        directory / name
+        for name in (VOCAB_FILE, SENTENCEPIECE_FILE)
+        if (directory / name).is_file()
+    ]
 
 
 def vocab_sha256(vocab_dir: str | os.PathLike) -> str:
     """sha256 over vocab.txt (and sentencepiece.model when present): a vocabulary's identity."""
     digest = hashlib.sha256()
-    for name in (VOCAB_FILE, MODEL_FILE):
+    for name in (VOCAB_FILE, SENTENCEPIECE_FILE):
         path = epath.Path(vocab_dir) / name
         if path.is_file():
             digest.update(name.encode() + b"\0" + path.read_bytes())
@@ -263,7 +261,7 @@ def run_vocab(
             _train_into(staging, texts, kind, size, uncased, extend, model_type, seed,
                         fingerprint, character_coverage)  # fmt: skip
             meta = _finish_meta(staging / META_FILE, kind, texts)
-            for name in (MODEL_FILE, VOCAB_FILE, META_FILE):
+            for name in (SENTENCEPIECE_FILE, VOCAB_FILE, META_FILE):
                 if (staging / name).is_file():
                     (staging / name).replace(out_dir / name)
     logging.info("Trained a %s vocabulary of %d tokens on %d documents (%d bytes) -> %s",
@@ -340,7 +338,10 @@ def _check_vocab_args(kind: str, size: int, sample_bytes: int, model_type: str, 
     paths.require_local(out_dir, "--out")
     if kind == "wordpiece" or extend:  # a sentencepiece.model beside vocab.txt is what is read
         paths.refuse_leftovers(
-            out_dir, [MODEL_FILE], "--out", "would be read in place of this WordPiece vocabulary"
+            out_dir,
+            [SENTENCEPIECE_FILE],
+            "--out",
+            "would be read in place of this WordPiece vocabulary",
         )
     if kind not in KINDS:
         raise UserError(f"--kind={kind!r} is unknown; use one of {KINDS}")

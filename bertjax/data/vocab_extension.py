@@ -23,14 +23,12 @@ import numpy as np
 from absl import logging
 
 from bertjax.data.lookups import SPECIAL_TOKEN_PATTERN, SPECIAL_TOKENS
-from bertjax.data.sentencepiece_vocab import MODEL_FILE
-from bertjax.data.tokenizer import (
+from bertjax.data.tokenizer import VOCAB_FORMAT_VERSION, WordPieceTokenizer, train_wordpiece_vocab
+from bertjax.data.vocab_files import (
     META_FILE,
+    SENTENCEPIECE_FILE,
     VOCAB_FILE,
-    VOCAB_FORMAT_VERSION,
-    WordPieceTokenizer,
     read_vocab,
-    train_wordpiece_vocab,
     write_vocab,
 )
 from bertjax.errors import UserError
@@ -44,7 +42,7 @@ def base_vocabulary(base_dir: str | os.PathLike) -> tuple[list[str], dict]:
     base_dir = Path(base_dir).expanduser()
     if not (base_dir / VOCAB_FILE).is_file():
         raise UserError(f"--extend={str(base_dir)!r} holds no vocab.txt; point it at a model dir")
-    if (base_dir / MODEL_FILE).is_file():
+    if (base_dir / SENTENCEPIECE_FILE).is_file():
         raise UserError(f"--extend={str(base_dir)!r} is a SentencePiece vocabulary; only "
                         "WordPiece vocabularies are extended")  # fmt: skip
     meta_path = base_dir / META_FILE

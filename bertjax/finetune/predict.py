@@ -50,8 +50,7 @@ from jax.sharding import NamedSharding, PartitionSpec
 
 from bertjax import checkpointing, paths, sharding
 from bertjax.convert import model_dir
-from bertjax.data import tokenizer as tokenizers
-from bertjax.data import vocab
+from bertjax.data import vocab, vocab_files
 from bertjax.errors import UserError
 from bertjax.finetune import (
     choice_records,
@@ -127,7 +126,7 @@ def predict_file(
         | {"eval_batch_size": batch_size}
     )
     tok = vocab.load_tokenizer(
-        paths.as_path(model_path) / tokenizers.VOCAB_FILE, model_dir.lowercase(metadata)
+        paths.as_path(model_path) / vocab_files.VOCAB_FILE, model_dir.lowercase(metadata)
     )
     logits_of = _predictor(model_path, step, metadata, task, settings)
     numbers, cut = itertools.count(), collections.Counter()  # cut: words too long for a row

@@ -13,7 +13,7 @@ from flax import nnx
 
 from bertjax import checkpointing, optim, sharding, train
 from bertjax.convert import export_hf, hf, import_checkpoint, load_model, weight_files
-from bertjax.data import corpus, sentences
+from bertjax.data import corpus, sentences, vocab_files
 from bertjax.data.corpus import SAMPLE_CORPUS_ZH
 from bertjax.data.tokenizer import WordPieceTokenizer
 from bertjax.errors import UserError
@@ -263,6 +263,10 @@ def test_a_missing_or_foreign_vocabulary_is_refused_before_anything_is_written(w
         export_hf(copy, tmp_path / "out")
     (copy / "vocab.txt").write_text("".join(t + "\n" for t in tiny_vocab(299)))
     with pytest.raises(UserError, match=r"\(299 tokens\) is not the vocabulary of this checkp"):
+        export_hf(copy, tmp_path / "out")
+    size = len(vocab_files.read_vocab(workdir / "vocab.txt"))
+    (copy / "vocab.txt").write_text("".join(f"t{i}\n" for i in range(size)))  # no [PAD]
+    with pytest.raises(UserError, match=r"vocab.txt has no \[PAD\] token, which Hugging Face"):
         export_hf(copy, tmp_path / "out")
     assert not (tmp_path / "out").exists()
 
