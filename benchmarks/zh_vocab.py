@@ -15,7 +15,7 @@ import argparse
 import tempfile
 import time
 
-from bertjax.data import corpus, tokenizer
+from bertjax.data import corpus, tokenizer, vocab_files
 from bertjax.data.tokenizer import WordPieceTokenizer, train_wordpiece_vocab
 
 
@@ -35,7 +35,7 @@ def measure(train: list[str], held_out: list[str], vocab_size: int) -> dict:
         start = time.perf_counter()
         vocab_path = train_wordpiece_vocab(train, vocab_size, True, out_dir)
         seconds = time.perf_counter() - start
-        vocab = tokenizer.read_vocab(vocab_path)
+        vocab = vocab_files.read_vocab(vocab_path)
         rate, tokens = unk_rate(vocab_path, held_out)
     singles = sum(len(t) == 1 for t in vocab)
     return {"vocab": len(vocab), "single": singles, "unk": rate, "tokens": tokens, "s": seconds}

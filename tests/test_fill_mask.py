@@ -69,7 +69,8 @@ def test_a_sentencepiece_run_keeps_its_model_and_is_read_with_it(tmp_path):
     """A run with a SentencePiece vocabulary keeps sentencepiece.model beside vocab.txt, so
     fill-mask (and fine-tuning, evaluation, which read the workdir the same way) tokenize as
     training did; before, the workdir had vocab.txt only and was read as WordPiece."""
-    from bertjax.data.sentencepiece_vocab import MODEL_FILE, SentencePieceTokenizer
+    from bertjax.data.sentencepiece_vocab import SentencePieceTokenizer
+    from bertjax.data.vocab_files import SENTENCEPIECE_FILE
 
     corpus = small_smoke_config(tmp_path).corpus
     meta = vocab.run_vocab(corpus, "sentencepiece", 1000, tmp_path / "spm", True, 10**6)
@@ -77,7 +78,9 @@ def test_a_sentencepiece_run_keeps_its_model_and_is_read_with_it(tmp_path):
                                 vocab_size=meta["vocab_size"], num_train_steps=3)  # fmt: skip
     train.train_and_evaluate(config, tmp_path / "run")
     run = tmp_path / "run"
-    assert (run / MODEL_FILE).read_bytes() == (tmp_path / "spm" / MODEL_FILE).read_bytes()
+    assert (run / SENTENCEPIECE_FILE).read_bytes() == (
+        tmp_path / "spm" / SENTENCEPIECE_FILE
+    ).read_bytes()
     tok = vocab.load_tokenizer(run / "vocab.txt", lowercase=True)
     assert isinstance(tok, SentencePieceTokenizer)
     text = "the [MASK] of the union"

@@ -12,8 +12,8 @@ from bertjax import train
 from bertjax.convert import import_checkpoint, load_model
 from bertjax.data.corpus import SAMPLE_CORPUS
 from bertjax.data.spec import DataSpec
-from bertjax.data.tokenizer import read_vocab
 from bertjax.data.vocab import build_or_load_vocab, run_vocab
+from bertjax.data.vocab_files import read_vocab
 from bertjax.errors import UserError
 from tests.convert.helpers import random_params, tiny_config, write_hf_dir
 from tests.helpers import CONFIGS_DIR, load_config, load_config_file

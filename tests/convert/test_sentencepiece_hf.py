@@ -12,7 +12,8 @@ from bertjax import fill_mask
 from bertjax.convert import export, importer, model_dir, sentencepiece_hf
 from bertjax.data import vocab
 from bertjax.data.corpus import SAMPLE_CORPUS
-from bertjax.data.sentencepiece_vocab import MODEL_FILE, SentencePieceTokenizer
+from bertjax.data.sentencepiece_vocab import SentencePieceTokenizer
+from bertjax.data.vocab_files import SENTENCEPIECE_FILE
 from bertjax.errors import UserError
 from bertjax.models.bert import BertConfig, create_model
 
@@ -42,7 +43,7 @@ def test_tokenizer_json_gives_bertjax_ids(unigram_dir):
     where two segmentations score the same (a tie the two libraries break differently), measured
     here to be rare."""
     sp = vocab.load_tokenizer(unigram_dir / "vocab.txt", lowercase=True)
-    tok = sentencepiece_hf.unigram_tokenizer(unigram_dir / MODEL_FILE)
+    tok = sentencepiece_hf.unigram_tokenizer(unigram_dir / SENTENCEPIECE_FILE)
     texts = _paragraphs() + [
         "  Ünïcode  ``quotes'' and\ttabs  ", "ＦＵＬＬＷＩＤＴＨ ﬁ ½", "naïve café ÀÉÎ",
         "中文字符 and 日本語", "x = [1, 2] # 3.14", "",
@@ -68,7 +69,7 @@ def _proto(directory):
     from sentencepiece import sentencepiece_model_pb2
 
     proto = sentencepiece_model_pb2.ModelProto()
-    proto.ParseFromString((directory / MODEL_FILE).read_bytes())
+    proto.ParseFromString((directory / SENTENCEPIECE_FILE).read_bytes())
     return proto
 
 
@@ -81,7 +82,9 @@ def test_export_writes_it_and_transformers_loads_it(unigram_dir, tmp_path):
     )  # fmt: skip
     params = nnx.state(create_model(config, 0), nnx.Param).to_pure_dict()
     model_dir.write(tmp_path / "model", params, config, unigram_dir / "vocab.txt", True, "test")
-    (tmp_path / "model" / MODEL_FILE).write_bytes((unigram_dir / MODEL_FILE).read_bytes())
+    (tmp_path / "model" / SENTENCEPIECE_FILE).write_bytes(
+        (unigram_dir / SENTENCEPIECE_FILE).read_bytes()
+    )
     export.export_hf(tmp_path / "model", tmp_path / "hf")
     hf_tokenizer = transformers.AutoTokenizer.from_pretrained(tmp_path / "hf")
     texts = ["My fellow citizens, we meet today.", "The Congress shall have power [MASK]."]
@@ -104,4 +107,4 @@ def test_a_bpe_model_is_refused_before_anything_is_written(tmp_path):
     directory = tmp_path / "spm-bpe"
     vocab.run_vocab(SAMPLE_CORPUS, "sentencepiece", 1000, directory, True, 10**6, model_type="bpe")
     with pytest.raises(UserError, match="is a SentencePiece BPE model, which export does not"):
-        sentencepiece_hf.unigram_tokenizer(directory / MODEL_FILE)
+        sentencepiece_hf.unigram_tokenizer(directory / SENTENCEPIECE_FILE)

@@ -8,7 +8,7 @@ import ml_collections
 import pytest
 import tensorflow as tf
 
-from bertjax.data import corpus, sentences, tokenizer, vocab
+from bertjax.data import corpus, sentences, tokenizer, vocab, vocab_files
 from bertjax.data.corpus import SAMPLE_CORPUS
 from bertjax.data.spec import DataSpec
 from bertjax.data.tokenizer import WordPieceTokenizer
@@ -262,7 +262,7 @@ def test_a_vocabulary_larger_than_asked_is_said(tmp_path, caplog):
     config = _config(tmp_path / "cache", corpus=str(text), vocab_size=20)
     caplog.set_level("INFO", logger="absl")
     vocab_path = build_or_load_vocab(DataSpec.from_config(config))
-    size = len(tokenizer.read_vocab(vocab_path))
+    size = len(vocab_files.read_vocab(vocab_path))
     assert size > 20
     assert f"Trained a {size}-token vocabulary (vocab_size=20" in caplog.text
     assert f"The vocabulary has {size} tokens, more than vocab_size=20" in caplog.text
@@ -275,7 +275,7 @@ def test_a_vocabulary_smaller_than_asked_is_said(tmp_path, caplog):
     text.write_text("西游记第一回。孙悟空大闹天宫。\n\n唐僧师徒四人西天取经。\n", encoding="utf-8")
     config = _config(tmp_path / "cache", corpus=str(text), vocab_size=2000)
     caplog.set_level("INFO", logger="absl")
-    size = len(tokenizer.read_vocab(build_or_load_vocab(DataSpec.from_config(config))))
+    size = len(vocab_files.read_vocab(build_or_load_vocab(DataSpec.from_config(config))))
     assert size < 1800
     assert f"The vocabulary has {size} tokens, fewer than vocab_size=2000" in caplog.text
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from bertjax.data import corpus, sentences, tokenizer
+from bertjax.data import corpus, sentences, tokenizer, vocab_files
 from bertjax.data.corpus import SAMPLE_CORPUS_ZH
 from bertjax.data.tokenizer import WordPieceTokenizer, train_wordpiece_vocab
 
@@ -91,12 +91,12 @@ def test_alphabet_keeps_every_frequent_character():
 
 
 def test_every_frequent_character_is_a_token(chinese_vocab, split_chapters):
-    vocab = set(tokenizer.read_vocab(chinese_vocab))
+    vocab = set(vocab_files.read_vocab(chinese_vocab))
     counts = tokenizer.character_counts(split_chapters[0], lowercase=True)
     frequent = {c for c, n in counts.items() if n >= tokenizer.MIN_CHARACTER_COUNT}
     assert len(frequent) > 3000, "西游记 uses thousands of distinct characters"
     assert frequent <= vocab
-    meta = json.loads((chinese_vocab.parent / tokenizer.META_FILE).read_text())
+    meta = json.loads((chinese_vocab.parent / vocab_files.META_FILE).read_text())
     assert meta["alphabet_size"] >= len(frequent)
     # WordPiece never joins ideographs (each is a word), so a novel's vocabulary is its
     # characters and a few other pieces, short of the 8,000 asked for; no "##中", which the

@@ -7,7 +7,8 @@ import pytest
 from bertjax import cli
 from bertjax.data import vocab
 from bertjax.data.corpus import SAMPLE_CORPUS
-from bertjax.data.tokenizer import WordPieceTokenizer, read_vocab
+from bertjax.data.tokenizer import WordPieceTokenizer
+from bertjax.data.vocab_files import read_vocab
 from bertjax.errors import UserError
 
 GREEK = [
