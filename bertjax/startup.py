@@ -122,7 +122,8 @@ def import_tensorflow_quietly(quiet: bool = True) -> types.ModuleType:
     """Imports TensorFlow with its start-up notices hidden, lists its devices (where a CUDA
     build calls cuInit) and hides the GPUs from it (`hide_gpus_from_tensorflow`); returns the
     module. Also the initializer of worker processes (`bertjax prepare`'s), which start it
-    afresh, and the deferred import of a TF1 checkpoint's reader."""
+    afresh, and the import where a command without it needs it after all: a TF1 checkpoint's
+    reader, an export from a bucket (etils reads gs:// through TensorFlow's gfile)."""
     with filtered_stderr(quiet):
         import tensorflow as tf
 

@@ -2,9 +2,12 @@
 
 import json
 import re
+import types
 
 import pytest
 
+from bertjax import cli, startup
+from bertjax.commands import COMMANDS
 from tests.convert.helpers import random_params, tiny_config, tiny_vocab, write_hf_dir
 from tests.test_cli import assert_one_line_error, run_cli
 
@@ -35,6 +38,21 @@ def test_import_then_export(tmp_path):
         "export", f"--workdir={tmp_path / 'model'}", "--step=5", f"--out={elsewhere}"
     )
     assert_one_line_error(wrong_step, "has no checkpoint at step 5; it has steps [0]", elsewhere)
+
+
+@pytest.mark.parametrize("workdir, loads", [("gs://bucket/run", True), ("workdirs/run", False)])
+def test_export_loads_tensorflow_only_for_a_workdir_in_a_bucket(workdir, loads, monkeypatch):
+    """Export starts without TensorFlow (tests/test_tf_free.py); etils reads gs:// through its
+    gfile, so a bucket's workdir loads it first, with the start-up notices hidden."""
+    from bertjax.convert import export
+
+    calls = []
+    monkeypatch.setattr(startup, "import_tensorflow_quietly", lambda quiet: calls.append(quiet))
+    result = types.SimpleNamespace(lines=lambda: ["exported"])
+    monkeypatch.setattr(export, "export_hf", lambda *args, **kwargs: result)
+    _, fv, arguments = cli.parse(["bertjax", "export", f"--workdir={workdir}", "--out=o"])
+    COMMANDS["export"].run(fv, arguments)
+    assert calls == ([True] if loads else [])
 
 
 @pytest.mark.parametrize(
