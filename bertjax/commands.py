@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 
 from absl import flags
 
+from bertjax import command_checks as checks
 from bertjax import startup
 from bertjax.command_flags import (
     CORPUS_FLAGS,
@@ -22,7 +23,7 @@ from bertjax.command_flags import (
     WORKDIR,
     FlagSpec,
 )
-from bertjax.errors import UserError, flags_renamed
+from bertjax.errors import flags_renamed
 
 CONFIG_HELP = "Config file (configs/*.py); --config.FIELD=VALUE overrides one field."
 DEBUG_FLAG = ("bool", "debug", False, "Full tracebacks and TensorFlow/XLA start-up logs.")
@@ -43,29 +44,6 @@ class Command:
     tensorflow: bool = True
     # The --config file's own checks, before TensorFlow loads and JAX starts (4-8 s, not ~16).
     check_config: Callable[[flags.FlagValues], None] | None = None
-
-
-def _train_check(fv: flags.FlagValues, arguments: list[str]) -> None:
-    explicit = (fv.coordinator_address, fv.num_processes, fv.process_id)
-    if any(v is not None for v in explicit) and any(v is None for v in explicit):
-        raise UserError(
-            "give all of --coordinator_address, --num_processes and --process_id, or none of "
-            "them (auto-detection on TPU pods and SLURM: --distributed)"
-        )
-    address = fv.coordinator_address
-    host, colon, port = (address or "").rpartition(":")
-    if address is not None and not (host and colon and port.isdigit()):
-        raise UserError(
-            f"--coordinator_address={address} must be HOST:PORT, process 0's address and a "
-            "free port, e.g. 10.0.0.2:8476"
-        )
-
-
-def _train_config_check(fv: flags.FlagValues) -> None:
-    from bertjax import config
-    from bertjax.data import corpus
-
-    corpus.check_local_patterns(config.from_config(fv.config).data)
 
 
 def _train(fv: flags.FlagValues, arguments: list[str]) -> None:
@@ -143,14 +121,6 @@ def _prepare(fv: flags.FlagValues, arguments: list[str]) -> None:
     )
 
 
-def _evaluate_check(fv: flags.FlagValues, arguments: list[str]) -> None:
-    if fv.all_steps and fv.step is not None:
-        raise UserError("pass --step=N or --all_steps, not both")
-    given = [f"--{name}" for _, name, *_ in DATA_READING_FLAGS if fv[name].present]
-    if given and not fv.data:
-        raise UserError(f"{given[0]} says how to read --data=FILES; pass them, or leave it out")
-
-
 def _evaluate(fv: flags.FlagValues, arguments: list[str]) -> None:
     startup.start_jax(quiet=not fv.debug)
     from bertjax import evaluate_checkpoints
@@ -162,12 +132,6 @@ def _evaluate(fv: flags.FlagValues, arguments: list[str]) -> None:
             all_steps=fv.all_steps, out=fv.out, data_reading=reading,
         )  # fmt: skip
     print("\n".join(evaluate_checkpoints.format_records(records)))
-
-
-def _finetune_config_check(fv: flags.FlagValues) -> None:
-    from bertjax.finetune import recipe
-
-    recipe.check_values(fv.config)
 
 
 def _finetune(fv: flags.FlagValues, arguments: list[str]) -> None:
@@ -213,14 +177,6 @@ def _embed(fv: flags.FlagValues, arguments: list[str]) -> None:
             column_names=fv.column_names, text_encoding=fv.text_encoding,
         )  # fmt: skip
     print(done.line())
-
-
-FILL_MASK_NEEDS = 'fill-mask needs --workdir=DIR and one or more "texts with [MASK]"'
-
-
-def _fill_mask_check(fv: flags.FlagValues, arguments: list[str]) -> None:
-    if not arguments:
-        raise UserError(FILL_MASK_NEEDS)
 
 
 def _fill_mask(fv: flags.FlagValues, arguments: list[str]) -> None:
@@ -274,7 +230,7 @@ COMMANDS: dict[str, Command] = {
             ("integer", "process_id", None, "This process's index."),
         ),
         _train, ("config", "workdir"), "train needs --config=CONFIG.py and --workdir=DIR",
-        _train_check, host_compute=True, check_config=_train_config_check,
+        checks.train_flags, host_compute=True, check_config=checks.train_config,
     ),
     "export": Command(
         "bertjax export --workdir=DIR [--step=N] --out=HF_DIR",
@@ -350,7 +306,7 @@ COMMANDS: dict[str, Command] = {
             ("string", "out", None, "Also write the records as JSON Lines here."),
         ),
         _evaluate, ("workdir",), "evaluate needs --workdir=DIR (a training workdir)",
-        _evaluate_check,
+        checks.evaluate_flags,
     ),
     "finetune": Command(
         "bertjax finetune --task=NAME --init=MODEL_DIR --workdir=DIR [--step=N] [--random_init]\n"
@@ -367,7 +323,7 @@ COMMANDS: dict[str, Command] = {
         ),
         _finetune, ("task", "init", "workdir"),
         "finetune needs --task=NAME, --init=MODEL_DIR and --workdir=DIR", host_compute=True,
-        check_config=_finetune_config_check,
+        check_config=checks.finetune_config,
     ),
     "predict": Command(
         "bertjax predict --model=FINETUNE_DIR/seed_<s>/model --input=FILE --out=FILE.jsonl\n"
@@ -388,8 +344,8 @@ COMMANDS: dict[str, Command] = {
     "fill-mask": Command(
         'bertjax fill-mask --workdir=DIR [--step=N] [--top_k=5] "TEXT WITH [MASK]" ...',
         (WORKDIR, STEP, ("integer", "top_k", 5, "Answers shown per [MASK].")),
-        _fill_mask, ("workdir",), FILL_MASK_NEEDS,
-        _fill_mask_check, takes_arguments=True,
+        _fill_mask, ("workdir",), checks.FILL_MASK_NEEDS,
+        checks.fill_mask_arguments, takes_arguments=True,
     ),
     "show-masking": Command(
         "bertjax show-masking --config=CONFIG.py [--config.FIELD=VALUE ...] [--num_instances=3]",
