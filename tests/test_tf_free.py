@@ -2,7 +2,8 @@
 subprocess where TensorFlow, tensorflow-text, tensorflow-datasets, TensorBoard, sentencepiece and
 ml_collections cannot be imported runs the model, training on carried .npy batches, a checkpoint
 restore and a replay from the halfway checkpoint; then, with ml_collections carried (the
-device's one extra wheel, docs/performance.md "On a GPU"), `bertjax bench` on random tokens."""
+device's one extra wheel, docs/performance.md "On a GPU"), `bertjax bench` on random tokens,
+and `bertjax export` and `import`, which do not even try to import TensorFlow."""
 
 import json
 import os
