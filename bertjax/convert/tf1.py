@@ -67,7 +67,13 @@ def read_checkpoint(prefix: Path) -> tuple[dict[str, np.ndarray], list[str]]:
 
     Ignored: variables that are not model weights (global_step, Adam slots, ...).
     """
-    tf = startup.import_tensorflow_quietly()  # deferred: importing TensorFlow takes seconds
+    try:  # deferred: importing TensorFlow takes seconds
+        tf = startup.import_tensorflow_quietly()
+    except ImportError as e:  # a machine with JAX alone (an accelerator host)
+        raise UserError(
+            f"reading the TF1 checkpoint {prefix} needs TensorFlow ({e}); install "
+            "requirements.txt's tensorflow, or import the model's Hugging Face directory"
+        ) from e
 
     try:
         reader = tf.train.load_checkpoint(str(prefix))

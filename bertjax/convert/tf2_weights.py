@@ -34,7 +34,13 @@ def read_tf2_h5(path: Path) -> dict[str, np.ndarray]:
     """The tensors of a transformers TF checkpoint under PyTorch names, Dense kernels transposed
     to [out, in]. A weight listed by two layers (the word embeddings the MLM head shares) is
     read once."""
-    import h5py  # deferred: only import reads TF files (h5py comes with TensorFlow)
+    try:
+        import h5py  # deferred: only import reads TF files (h5py comes with TensorFlow)
+    except ImportError as e:
+        raise UserError(
+            f"reading {path} needs h5py ({e}); install requirements.txt's h5py, or import the "
+            "model's safetensors"
+        ) from e
 
     tensors = {}
     try:

@@ -3,13 +3,14 @@ TensorFlow's own checkpoint writer, named as google-research/bert's modeling.py 
 
 import json
 import re
+import sys
 
 import numpy as np
 import pytest
 import tensorflow as tf
 from flax import nnx
 
-from bertjax.convert import hf, import_checkpoint, load_model, tf1, weight_files
+from bertjax.convert import hf, import_checkpoint, load_model, tf1, tf2_weights, weight_files
 from bertjax.errors import UserError
 from tests.convert.helpers import (
     ATOL,
@@ -159,6 +160,17 @@ def test_tf1_errors(tmp_path):
     (source / "vocab.txt").write_text("[PAD]\n")
     with pytest.raises(UserError, match="has 1 tokens but the model's vocab_size is 300"):
         import_checkpoint(source, tmp_path / "out")
+
+
+def test_reading_tf_files_without_their_library_is_one_line(tmp_path, monkeypatch):
+    """On a machine with JAX alone (an accelerator host) a TF1 checkpoint or a tf_model.h5 says
+    what it needs, in one line, instead of an ImportError's traceback."""
+    monkeypatch.setitem(sys.modules, "tensorflow", None)  # import raises
+    with pytest.raises(UserError, match=r"the TF1 checkpoint .*bert_model.ckpt needs TensorFlow"):
+        tf1.read_checkpoint(tmp_path / "bert_model.ckpt")
+    monkeypatch.setitem(sys.modules, "h5py", None)
+    with pytest.raises(UserError, match=r"tf_model.h5 needs h5py .*install requirements.txt's"):
+        tf2_weights.read_tf2_h5(tmp_path / "tf_model.h5")
 
 
 def test_which_checkpoint_a_directory_names(tmp_path):
