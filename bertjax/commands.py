@@ -3,7 +3,6 @@ the flags it needs, and the library function it calls (bertjax/cli.py parses and
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import glob
 import os
@@ -65,8 +64,7 @@ def _export(fv: flags.FlagValues, arguments: list[str]) -> None:
     from bertjax import paths
 
     if paths.is_uri(fv.workdir):  # etils reads a bucket through TensorFlow's gfile where installed
-        with contextlib.suppress(ImportError):
-            startup.import_tensorflow_quietly(quiet=not fv.debug)
+        startup.import_quietly(not fv.debug)  # what every other command imports at start-up
     startup.start_jax(quiet=not fv.debug)
     from bertjax.convert import export
 
