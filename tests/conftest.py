@@ -1,4 +1,5 @@
-"""Test setup: 8 forced host devices, so sharding code runs on a laptop.
+"""Test setup: forced host devices, so sharding code runs on a laptop (8; 1 on the workers
+that run the tests not marked `multi_device`, see tests/device_split.py).
 
 The flag must be set before JAX is imported.
 """
@@ -8,11 +9,19 @@ import os
 import shutil
 import tempfile
 
-from tests import xla_flags
+import pytest
+from xdist import plugin as xdist_plugin
+
+from tests import device_split, xla_flags
 from tests.worker_crash import pytest_testnodedown  # noqa: F401  (a dead worker's signal)
 
-os.environ.setdefault("XLA_FLAGS", xla_flags.host_flags(8))
-os.environ.setdefault("PJRT_NPROC", xla_flags.client_threads(8))
+# Set before this process's first JAX import: 8 devices, 1 on a split run's 1-device workers.
+SUITE_SETS_XLA_FLAGS = device_split.suite_sets_xla_flags(os.environ)
+if SUITE_SETS_XLA_FLAGS:
+    _devices = device_split.process_devices(os.environ)
+    os.environ["XLA_FLAGS"] = xla_flags.host_flags(_devices)
+    os.environ["PJRT_NPROC"] = xla_flags.client_threads(_devices)
+os.environ.setdefault("PJRT_NPROC", xla_flags.client_threads(device_split.DEVICES))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 # The suite compiles the same tiny models many times, in this process and in the CLI
@@ -55,3 +64,35 @@ def _register_whole_array_writes() -> None:
 
 
 _register_whole_array_writes()
+
+
+def pytest_xdist_auto_num_workers(config):
+    cores = xdist_plugin.pytest_xdist_auto_num_workers(config)  # xdist's own count
+    return device_split.auto_workers(cores, config, SUITE_SETS_XLA_FLAGS)
+
+
+def pytest_configure(config):
+    if "PYTEST_XDIST_WORKER" not in os.environ:  # the controller, before it starts the workers
+        split = device_split.splits(config, SUITE_SETS_XLA_FLAGS)
+        directory = tempfile.mkdtemp(prefix="bertjax-tests-marked-") if split else ""
+        if directory:
+            atexit.register(shutil.rmtree, directory, True)
+        os.environ[device_split.SPLIT_VARIABLE] = directory
+
+
+def pytest_collection_modifyitems(items):
+    directory = os.environ.get(device_split.SPLIT_VARIABLE)
+    if directory and "PYTEST_XDIST_WORKER" in os.environ:
+        device_split.list_marked_items(items, directory, os.environ["PYTEST_XDIST_WORKER"])
+
+
+def pytest_xdist_make_scheduler(config, log):
+    if os.environ.get(device_split.SPLIT_VARIABLE):
+        return device_split.MultiDeviceScheduling(config, log)
+    return None
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    device_split.one_device_hint(outcome.get_result())

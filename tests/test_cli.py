@@ -225,6 +225,7 @@ def short_run(tmp_path_factory):
     return result
 
 
+@pytest.mark.multi_device
 def test_print_sharding_shows_how_each_parameter_is_split(short_run):
     assert "mesh {'data': 1, 'fsdp': 4, 'tensor': 2}" in short_run.stdout
     assert "\nDone.\n" in short_run.stdout  # a finished run (a stopped one: "Stopped at ...")
@@ -233,6 +234,7 @@ def test_print_sharding_shows_how_each_parameter_is_split(short_run):
     assert line.endswith("(128, 512) P('fsdp', 'tensor')")
 
 
+@pytest.mark.multi_device
 def test_a_log_gets_a_progress_line_per_logged_step_and_no_startup_notices(short_run):
     assert "\r" not in short_run.stderr  # no progress bar redrawn in place
     progress = [line for line in short_run.stderr.splitlines() if line.startswith("step ")]

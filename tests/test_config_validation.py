@@ -133,6 +133,7 @@ UNCONSTRAINED = {
 CHECKED_WHEN_READ = {"corpus", "eval_corpus", "prepared_dir", "init_from"}
 
 
+@pytest.mark.multi_device
 @pytest.mark.parametrize("overrides, message", INVALID, ids=[str(o) for o, _ in INVALID])
 def test_invalid_config_is_one_line_user_error(overrides, message):
     config = load_config("cpu_smoke")

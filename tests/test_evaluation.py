@@ -66,6 +66,7 @@ def test_evaluate_matches_training_and_repeats_exactly(run_with_eval):
             assert r[name] == pytest.approx(in_training[r["step"]][f"eval_{name}"], rel=1e-6)
 
 
+@pytest.mark.multi_device
 def test_evaluate_runs_on_its_own_mesh_whatever_the_run_s_batch(run_with_eval, tmp_path):
     """evaluate is data parallel over every device: a run trained elsewhere (its eval batch of
     12 for 4 or 6 devices, an FSDP mesh) was a sharding traceback here on 8; now its batch
@@ -315,6 +316,7 @@ def test_held_out_metrics_carry_the_token_states_collapse_statistics(run_with_ev
     )
 
 
+@pytest.mark.multi_device
 def test_fewer_held_out_instances_than_a_batch_make_one_smaller_batch(tmp_path, caplog):
     """A small corpus's held-out documents may not fill eval_batch_size (64 in
     configs/cpu_budget.py): one batch of as many as the 8 data-parallel shards divide."""

@@ -340,6 +340,7 @@ def test_tiny_model_learns_a_synthetic_regression_task(tmp_path):
     assert results["aggregate"]["mse"]["median"] < 0.5
 
 
+@pytest.mark.multi_device
 def test_fine_tuning_on_a_dp_fsdp_tp_mesh_matches_one_device(tmp_path):
     """The fine-tuning state is laid out by the rule table, like pretraining's: on a
     data 2 x fsdp 2 x tensor 2 mesh of the 8 forced CPU devices the encoder's kernels are split
@@ -413,6 +414,7 @@ def test_accumulated_gradient_is_the_whole_batchs():
     assert np.abs(np.mean(means, axis=0) - whole["w"]).max() > 0.2 * np.abs(whole["w"]).max()
 
 
+@pytest.mark.multi_device
 def test_gradient_accumulation_trains_as_the_whole_batch(tmp_path):
     """--config.grad_accum_steps=4 in a fine-tune on the 8 devices: without dropout two epochs
     train as batches of 32 at once do. Tolerance: each epoch's training loss within rtol 1e-4

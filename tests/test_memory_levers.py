@@ -11,7 +11,10 @@ NO_DROPOUT = {"hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0}
 
 @pytest.mark.parametrize(
     "mesh_shape, batch_size, devices",
-    [({"data": 1, "fsdp": 1, "tensor": 1}, 8, 1), ({"data": 4, "fsdp": 2, "tensor": 1}, 32, 8)],
+    [
+        ({"data": 1, "fsdp": 1, "tensor": 1}, 8, 1),
+        pytest.param({"data": 4, "fsdp": 2, "tensor": 1}, 32, 8, marks=pytest.mark.multi_device),
+    ],
 )
 def test_gradient_accumulation_equals_one_big_batch(mesh_shape, batch_size, devices):
     batches = [random_batch(batch_size, seed=s) for s in range(2)]

@@ -131,6 +131,7 @@ def test_only_process_zero_writes_shared_files(runs):
     assert [r["step"] for r in records if "eval_loss" in r] == [3, 6]
 
 
+@pytest.mark.multi_device
 def test_two_process_checkpoint_resumes_in_one_process_on_another_mesh(runs, tmp_path):
     tmp, config, _ = runs
     shutil.copytree(tmp / "multi", tmp_path / "run")

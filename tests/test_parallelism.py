@@ -10,6 +10,8 @@ from jax.sharding import PartitionSpec
 from bertjax import sharding
 from tests.test_train import random_batch, run_steps, setup_run, tiny_config
 
+pytestmark = pytest.mark.multi_device  # DP/FSDP/TP meshes of 8 devices
+
 STEPS = 3
 MESHES = {
     "dp8": {"data": 8, "fsdp": 1, "tensor": 1},

@@ -229,7 +229,7 @@ def cli_args(config, workdir: Path) -> list[str]:
 
 def start_and_signal_after(args, workdir: Path, step: int, sig: int, timeout: float = 240):
     """Starts a training process and sends `sig` once metrics.jsonl has reached `step`."""
-    # Same XLA_FLAGS (8 host devices) as this process, so results match the in-process run.
+    # Same XLA_FLAGS (this worker's devices) as this process: results match the in-process run.
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
                                text=True)  # fmt: skip

@@ -6,6 +6,8 @@ from jax.sharding import PartitionSpec
 from bertjax import sharding
 from bertjax.errors import UserError
 
+pytestmark = pytest.mark.multi_device  # meshes of 8 devices
+
 
 @pytest.mark.parametrize(
     "shape, devices, expected",

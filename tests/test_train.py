@@ -158,6 +158,7 @@ def test_overfits_one_fixed_batch():
     assert history[-1]["nsp_correct_sum"] == 8
 
 
+@pytest.mark.multi_device
 def test_one_device_and_eight_devices_give_the_same_loss():
     config = tiny_config()
     batches = [random_batch(8, seed=s) for s in range(3)]
@@ -173,6 +174,7 @@ def test_one_device_and_eight_devices_give_the_same_loss():
             np.testing.assert_allclose(eight[name], one[name], rtol=1e-5)
 
 
+@pytest.mark.multi_device
 @pytest.mark.parametrize(
     "objective, hidden, embedding_size",
     [
@@ -365,6 +367,7 @@ def test_each_step_and_each_microbatch_draws_its_own_dropout(dropout):
         np.testing.assert_allclose(accumulated, 2 * one, rtol=1e-5)
 
 
+@pytest.mark.multi_device
 @pytest.mark.parametrize("objective", ["bert", "electra"])
 def test_the_abstract_state_is_the_initialised_one(objective):
     """What a restore reads into (setup.abstract_state, built from one abstract model) has the

@@ -29,6 +29,8 @@ from tests.convert.helpers import (
 )
 from tests.helpers import load_config
 
+pytestmark = pytest.mark.multi_device  # the exported run trains on a 2x2x2 mesh
+
 CONFIG = tiny_config()
 MESH = {"data": 2, "fsdp": 2, "tensor": 2}
 STEPS = (1, 2)

@@ -81,6 +81,7 @@ def test_roformers_jieba_tokenizer_is_refused(tmp_path, transformers):
     assert not (tmp_path / "imported").exists()
 
 
+@pytest.mark.multi_device
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [

@@ -19,6 +19,8 @@ from bertjax.train_state import create_train_state
 from tests.convert.helpers import ATOL, max_abs_diff, random_params, tiny_config, tiny_vocab
 from tests.helpers import load_config
 
+pytestmark = pytest.mark.multi_device  # the runs train on a 2x2x2 mesh
+
 VARIANTS = {
     "pre_ln": dict(layer_norm_placement="pre", position_embedding_init="sinusoidal"),
     "relative": dict(position_embedding_type="relative_key", position_embedding_init="local"),

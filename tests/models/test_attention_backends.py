@@ -167,6 +167,7 @@ def test_splash_equals_plain_attention(interpret, make_mask):
         np.testing.assert_allclose(got, want, atol=ATOL)
 
 
+@pytest.mark.multi_device
 def test_splash_under_a_mesh(interpret):
     """Batch over data×fsdp and heads over tensor: shard_map around the kernel, same numbers."""
     mesh = create_mesh({"data": 2, "fsdp": 1, "tensor": 2}, jax.devices()[:4])

@@ -182,6 +182,7 @@ def test_every_parameter_has_logical_axes(model):
     assert np.isclose(float(jnp.std(query[...])), TINY.initializer_range, rtol=0.1)
 
 
+@pytest.mark.multi_device
 def test_partition_specs_map_to_a_mesh(model):
     from flax import linen
 

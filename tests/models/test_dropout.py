@@ -74,6 +74,7 @@ def test_module_is_identity_when_deterministic_and_needs_rngs_otherwise(path):
             dropout.Dropout(bad)
 
 
+@pytest.mark.multi_device
 @pytest.mark.parametrize("path", sorted(PATHS))
 def test_same_mask_on_a_sharded_array(path):
     """The mask depends on positions, not on the mesh: rows split over 8 devices give the mask
@@ -81,7 +82,7 @@ def test_same_mask_on_a_sharded_array(path):
     `cpu_kernels.random_draws_16bit` on the CPU path)."""
     devices = np.array(jax.devices()[:8])
     if devices.size < 2:
-        pytest.skip("needs several devices (tests/conftest.py forces 8 CPU devices)")
+        pytest.skip("needs several devices (XLA_FLAGS set to fewer than the suite's 8)")
     x = jnp.ones((16, 4, 32, 64))
 
     def drop(key):

@@ -74,6 +74,7 @@ def test_scanned_forward_and_gradients_equal_the_layer_list(positions):
     assert len(hidden) == 4
 
 
+@pytest.mark.multi_device
 def test_scanned_params_carry_the_layers_axis_and_train_sharded():
     config = tiny_config(scan_layers=True, mesh_shape={"data": 2, "fsdp": 4, "tensor": 1})
     state, history = run_steps(config, [random_batch(8, seed=s) for s in range(2)])
