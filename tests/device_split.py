@@ -6,9 +6,10 @@ Why: on 8 forced devices the trainer's default mesh splits every batch 8 ways, a
 machine each step then runs 8 partitions and their collectives. The 1,386 tests that pass on one
 device took 3,114 s on 8 and 2,413 s on 1 (tests' summed time, two runs of 2026-12-08); the 58 that
 need 8 devices took 442 s. The whole default suite, the same hour: 27 min 43 s on 2 workers with 8
-devices each, 25 min 12 s split. pytest-xdist gives every worker the same setup, so this module
-gives `gw0` the 8 devices and a scheduler that sends it the marked tests and nothing else; `-n
-auto` adds that worker to one per core (it idles once the marked tests are done).
+devices each, 25 min 12 s and 26 min 52 s split (runs before and after it). pytest-xdist gives
+every worker the same setup, so this module gives `gw0` the 8 devices and a scheduler that sends it
+the marked tests and nothing else; `-n auto` adds that worker to one per core (it idles once the
+marked tests are done).
 
 The split is on only where the suite sets XLA_FLAGS itself, files are dealt out (`--dist=loadfile`)
 and there are at least 3 workers; otherwise every process has 8 devices, as before. It is
