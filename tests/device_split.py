@@ -8,8 +8,8 @@ device took 3,114 s on 8 and 2,413 s on 1 (tests' summed time, two runs of 2026-
 need 8 devices took 442 s. The whole default suite, the same hour: 27 min 43 s on 2 workers with 8
 devices each, 25 min 12 s and 26 min 52 s split (runs before and after it). pytest-xdist gives
 every worker the same setup, so this module gives `gw0` the 8 devices and a scheduler that sends it
-the marked tests and nothing else; `-n auto` adds that worker to one per core (it idles once the
-marked tests are done).
+the marked tests and nothing else; `-n auto` adds that worker to one per core (it exits once the
+marked tests are done, leaving a worker per core).
 
 The split is on only where the suite sets XLA_FLAGS itself, files are dealt out (`--dist=loadfile`)
 and there are at least 3 workers; otherwise every process has 8 devices, as before. It is
@@ -79,7 +79,10 @@ def list_marked_items(items: list[pytest.Item], directory: str, worker: str) -> 
 
 
 def read_marked(directory: str, worker: str) -> set[str]:
-    return set((Path(directory) / worker).read_text().splitlines())
+    """The marked tests `worker` listed; none where it listed nothing (a collection error,
+    which the run reports itself)."""
+    path = Path(directory) / worker
+    return set(path.read_text().splitlines()) if path.is_file() else set()
 
 
 class MultiDeviceScheduling(LoadFileScheduling):

@@ -110,6 +110,14 @@ def test_when_gw0_dies_its_tests_go_to_another_worker_instead_of_waiting():
     assert sent(replacement) == sorted(MARKED)
 
 
+def test_marked_tests_are_listed_for_the_controller(tmp_path):
+    items = [types.SimpleNamespace(nodeid=name, get_closest_marker=lambda _, m=name in MARKED: m)
+             for name in COLLECTION]  # fmt: skip
+    device_split.list_marked_items(items, str(tmp_path), "gw1")
+    assert device_split.read_marked(str(tmp_path), "gw1") == MARKED
+    assert device_split.read_marked(str(tmp_path), "gw7") == set()  # listed nothing
+
+
 @pytest.mark.multi_device
 def test_a_marked_test_runs_with_eight_devices():
     assert jax.device_count() == 8
