@@ -55,18 +55,22 @@ def suite_sets_xla_flags(environ: Mapping[str, str]) -> bool:
     return "XLA_FLAGS" not in environ
 
 
+def _can_split(config: pytest.Config, suite_sets_xla_flags: bool) -> bool:
+    """The suite owns XLA_FLAGS (the user set none) and files are dealt out to workers."""
+    return suite_sets_xla_flags and getattr(config.option, "dist", "no") == "loadfile"
+
+
 def splits(config: pytest.Config, suite_sets_xla_flags: bool) -> bool:
-    """Whether this run's workers are split: the suite owns XLA_FLAGS (the user set none),
-    files are dealt out to workers, and there are enough workers."""
+    """Whether this run's workers are split: it can be, and there are enough workers."""
     workers = len(getattr(config.option, "tx", None) or [])
-    dist = getattr(config.option, "dist", "no")
-    return suite_sets_xla_flags and dist == "loadfile" and workers >= MIN_WORKERS
+    return _can_split(config, suite_sets_xla_flags) and workers >= MIN_WORKERS
 
 
 def auto_workers(cores: int, config: pytest.Config, suite_sets_xla_flags: bool) -> int:
     """`-n auto`: one worker per core, plus the 8-device worker where the run can split."""
-    can_split = suite_sets_xla_flags and getattr(config.option, "dist", "no") == "loadfile"
-    return max(cores, 1) + 1 if can_split and cores + 1 >= MIN_WORKERS else max(cores, 1)
+    cores = max(cores, 1)
+    can_split = _can_split(config, suite_sets_xla_flags) and cores + 1 >= MIN_WORKERS
+    return cores + 1 if can_split else cores
 
 
 def list_marked_items(items: list[pytest.Item], directory: str, worker: str) -> None:
@@ -105,12 +109,8 @@ class MultiDeviceScheduling(LoadFileScheduling):
         if scope is None:  # all that is left is for the other kind of worker
             node.shutdown()
             return
-        work_unit = self.workqueue.pop(scope)
-        self.assigned_work.setdefault(node, {})[scope] = work_unit
-        collection = self.registered_collections[node]
-        node.send_runtest_some(
-            [collection.index(nodeid) for nodeid, done in work_unit.items() if not done]
-        )
+        self.workqueue.move_to_end(scope, last=False)  # the base class assigns the first unit
+        super()._assign_work_unit(node)
 
     def schedule(self) -> None:
         """The base class's, without its shutting down of the workers beyond the number of
